@@ -1,0 +1,1 @@
+"""Calibration data and the procedures that produce it (mount pose, time offsets)."""

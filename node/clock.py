@@ -1,0 +1,84 @@
+"""The one injectable clock of the pipeline.
+
+Every stage asks a `Clock` for the time instead of calling `time.time()`, so that in `sim` the whole
+node runs on the scenario's clock (ground truth and tracks share one time base at any `--speed`)
+and replay can run as fast as the CPU allows while staying deterministic.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """UTC seconds since the Unix epoch, on this clock's time base."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never steps backwards (receive times, rate limits)."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait `seconds` of this clock's time."""
+        ...
+
+
+class SystemClock:
+    """Wall clock of the machine: what `cuas-node run` uses on the Pi."""
+
+    def now(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+class ScaledClock:
+    """Scenario time that starts at `epoch` and runs `speed` times faster than the wall clock.
+
+    Scenario time and its monotonic twin advance together, so a receive timestamp and a capture
+    timestamp taken in the simulator are directly comparable.
+    """
+
+    def __init__(self, epoch: float, speed: float = 1.0) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.epoch = epoch
+        self.speed = speed
+        self._wall_start: float | None = None
+        self._started = threading.Event()
+
+    def start(self) -> None:
+        """Let scenario time run. Before this the clock stands at its epoch, so the node can finish
+        starting up (imports, broker connection) without the scenario running away from it."""
+        if self._wall_start is None:
+            self._wall_start = time.monotonic()
+            self._started.set()
+
+    def elapsed(self) -> float:
+        """Scenario seconds since the epoch."""
+        if self._wall_start is None:
+            return 0.0
+        return (time.monotonic() - self._wall_start) * self.speed
+
+    def now(self) -> float:
+        return self.epoch + self.elapsed()
+
+    def monotonic(self) -> float:
+        return self.elapsed()
+
+    def sleep(self, seconds: float) -> None:
+        self._started.wait()
+        if seconds > 0:
+            time.sleep(seconds / self.speed)
+
+    def sleep_until(self, scenario_elapsed: float) -> None:
+        """Sleep until `scenario_elapsed` seconds after the epoch (no drift across many calls)."""
+        self.sleep(scenario_elapsed - self.elapsed())

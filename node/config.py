@@ -1,0 +1,313 @@
+"""Node configuration: one TOML file plus `CUAS_*` environment overrides.
+
+Why a custom error path: a technician on a mast needs *every* mistake in one go, each named by the
+TOML key they typed and the environment variable that would override it, and must never see a
+secret echoed back (pydantic's default messages print `input_value`). Exit status 78 (EX_CONFIG)
+tells systemd not to restart-loop on a bad file (`RestartPreventExitStatus=78`).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+EX_CONFIG = 78
+DEFAULT_CONFIG_PATH = Path("/etc/cuas-node/config.toml")
+ENV_PREFIX = "CUAS_"
+ENV_DELIMITER = "__"
+SENSOR_KINDS = ("nmea", "ti-mmwave", "remoteid", "fpv-rx5808", "acoustic-array")
+# Fields whose values must never appear in any message (paths to secrets are fine to show).
+SECRET_FIELDS = frozenset({"password", "psk", "hmac_key", "key"})
+
+_IDENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Position(_Section):
+    """A WGS84 position: latitude/longitude in degrees, altitude above the ellipsoid in metres."""
+
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    alt_m: float = Field(default=0.0, ge=-500, le=10000)
+
+
+class MountPose(_Section):
+    """How a sensor sits on the node: heading of its boresight, tilt, roll, and lever arm.
+
+    yaw_deg is the compass bearing of boresight (clockwise from true north); pitch_deg tilts
+    boresight up; roll_deg turns the sensor's right side down. offset_m is the sensor's position
+    from the node's reference point in metres [east, north, up].
+    """
+
+    yaw_deg: float = Field(default=0.0, ge=-360, le=360)
+    pitch_deg: float = Field(default=0.0, ge=-90, le=90)
+    roll_deg: float = Field(default=0.0, ge=-180, le=180)
+    offset_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+class NodeSection(_Section):
+    id: str = Field(pattern=_IDENT)
+    position: Position | None = None
+    state_dir: Path = Path("/var/lib/cuas-node")
+
+
+class MqttSection(_Section):
+    host: str = "localhost"
+    port: int = Field(default=1883, ge=1, le=65535)
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    client_id: str | None = None
+    topic_root: str = Field(default="cuas/v1", pattern=r"^[^#+\s]+[^/#+\s]$")
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    qos: Literal[0, 1, 2] = 1
+    tracks_max_rate_hz: float = Field(default=5.0, gt=0, le=50)
+    health_interval_s: float = Field(default=5.0, gt=0, le=3600)
+
+
+class _SensorBase(_Section):
+    id: str = Field(pattern=_IDENT)
+    enabled: bool = True
+    mount: MountPose = MountPose()
+    time_offset_s: float = Field(default=0.0, ge=-10, le=10)
+
+
+class NmeaSensor(_SensorBase):
+    kind: Literal["nmea"]
+    port: str
+    baudrate: int = Field(default=9600, gt=0)
+
+
+class TiMmwaveSensor(_SensorBase):
+    kind: Literal["ti-mmwave"]
+    port: str = Field(description="data UART (921600 baud)")
+    baudrate: int = Field(default=921600, gt=0)
+    config_port: str | None = Field(default=None, description="CLI UART (115200 baud)")
+    config_baudrate: int = Field(default=115200, gt=0)
+    cfg_file: Path | None = None
+    model: Literal["iwr6843", "xwr1642"] = Field(
+        default="iwr6843", description="radar part: sets angular resolution and whether elevation is measured"
+    )
+    doppler_clutter_band_mps: float = Field(default=0.1, ge=0, le=5)
+    max_range_m: float = Field(default=150.0, gt=0)
+    fov_az_deg: float = Field(
+        default=60.0, gt=0, le=180, description="half-width of the azimuth field of view"
+    )
+    fov_el_deg: float = Field(
+        default=45.0, gt=0, le=90, description="half-width of the elevation field of view"
+    )
+
+
+class RemoteIdSensor(_SensorBase):
+    kind: Literal["remoteid"]
+    port: str
+    baudrate: int = Field(default=115200, gt=0)
+    format: Literal["odid-lines", "drone-mesh-mapper"] = "odid-lines"
+
+
+class FpvRx5808Sensor(_SensorBase):
+    kind: Literal["fpv-rx5808"]
+    bus: str = "spi0"
+    adc_channel: int = Field(default=0, ge=0, le=7)
+
+
+class AcousticArraySensor(_SensorBase):
+    kind: Literal["acoustic-array"]
+    port: str
+    baudrate: int = Field(default=2000000, gt=0)
+    geometry: str = "respeaker-4"
+
+
+SensorConfig = Annotated[
+    NmeaSensor | TiMmwaveSensor | RemoteIdSensor | FpvRx5808Sensor | AcousticArraySensor,
+    Field(discriminator="kind"),
+]
+
+
+class FusionSection(_Section):
+    confirm_m: int = Field(default=4, ge=1)
+    confirm_n: int = Field(default=6, ge=1)
+    gate_probability: float = Field(default=0.999, gt=0.5, lt=1)
+    coast_after_s: float = Field(default=0.6, gt=0)
+    delete_after_s: float = Field(default=3.0, gt=0)
+    tentative_delete_after_s: float = Field(default=1.0, gt=0)
+    max_position_sigma_m: float = Field(default=200.0, gt=0)
+    process_accel_mps2: float = Field(default=3.0, gt=0)
+    process_accel_vertical_mps2: float = Field(default=1.0, gt=0)
+    max_tracks: int = Field(default=256, ge=1, le=4096)
+    publish_tentative: bool = False
+
+
+class LoggingSection(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Config(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    node: NodeSection
+    mqtt: MqttSection = MqttSection()
+    sensors: list[SensorConfig] = Field(default_factory=list)
+    fusion: FusionSection = FusionSection()
+    logging: LoggingSection = LoggingSection()
+
+    @field_validator("sensors")
+    @classmethod
+    def _unique_sensor_ids(cls, sensors: list[Any]) -> list[Any]:
+        seen: set[str] = set()
+        for sensor in sensors:
+            if sensor.id in seen:
+                raise ValueError(f"sensor id {sensor.id!r} is used twice")
+            seen.add(sensor.id)
+        return sensors
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init kwargs; the environment must win over them.
+        return (env_settings, init_settings)
+
+
+class ConfigError(Exception):
+    """Every problem found in a configuration, each already phrased for a technician."""
+
+    def __init__(self, problems: list[str], source: str) -> None:
+        self.problems = problems
+        self.source = source
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = [f"configuration error in {self.source}: {len(self.problems)} problem(s)"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def _dotted_and_env(loc: tuple[int | str, ...]) -> tuple[str, str]:
+    """`('sensors', 0, 'ti-mmwave', 'port')` → (`sensors[0].port`, `CUAS_SENSORS`)."""
+    parts: list[str] = []
+    env_parts: list[str] = []
+    in_list = False
+    previous_was_index = False
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+            in_list = True
+            previous_was_index = True
+            continue
+        if previous_was_index and item in SENSOR_KINDS:
+            previous_was_index = False
+            continue  # the discriminated-union tag is not a TOML key
+        previous_was_index = False
+        parts.append(str(item))
+        if not in_list:
+            env_parts.append(str(item).upper())
+    return ".".join(parts), ENV_PREFIX + ENV_DELIMITER.join(env_parts)
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = tuple(error.get("loc", ()))
+    kind = error.get("type", "")
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        loc = (*loc, "kind")
+    dotted, env = _dotted_and_env(loc)
+    if kind == "extra_forbidden":
+        message = "unknown key (check its spelling and section)"
+    elif kind == "missing":
+        message = "required key is missing"
+    elif loc and str(loc[-1]) in SECRET_FIELDS:
+        message = "invalid value (not shown: secret)"
+    else:
+        message = str(error.get("msg", "invalid value"))
+    where = dotted or "(top level)"
+    return f"{where} (env {env}): {message}"
+
+
+def _format_validation_error(exc: ValidationError) -> list[str]:
+    return [_describe(e) for e in exc.errors(include_input=False, include_url=False, include_context=False)]
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a config file, turning every way it can fail into a `ConfigError`."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError([f"file not found: {path}"], str(path)) from None
+    except PermissionError:
+        raise ConfigError([f"permission denied reading {path}"], str(path)) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{path} is a directory, not a TOML file"], str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"TOML syntax error: {exc}"], str(path)) from None
+
+
+def build_config(data: Mapping[str, Any], source: str) -> Config:
+    """Validate `data` (already read from TOML or built by the simulator) plus the environment."""
+    try:
+        return Config(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc), source) from None
+
+
+def resolve_config_path(cli_path: str | None, env: Mapping[str, str] = os.environ) -> Path:
+    """`--config` wins, then `CUAS_CONFIG`, then the packaged default under /etc."""
+    if cli_path:
+        return Path(cli_path)
+    if env.get("CUAS_CONFIG"):
+        return Path(env["CUAS_CONFIG"])
+    return DEFAULT_CONFIG_PATH
+
+
+def load_config(path: Path) -> Config:
+    return build_config(read_toml(path), str(path))
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge nested tables; lists and scalars in `override` replace those in `base`."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_password(mqtt: MqttSection, env: Mapping[str, str] = os.environ) -> str | None:
+    """The broker password from `password_file`, or from a systemd credential named mqtt-password."""
+    path = mqtt.password_file
+    if path is None and env.get("CREDENTIALS_DIRECTORY"):
+        candidate = Path(env["CREDENTIALS_DIRECTORY"]) / "mqtt-password"
+        path = candidate if candidate.exists() else None
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            [f"mqtt.password_file (env CUAS_MQTT__PASSWORD_FILE): cannot read: {exc.strerror}"], str(path)
+        ) from None

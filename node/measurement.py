@@ -1,0 +1,127 @@
+"""The measurement contract: what every driver yields and what fusion consumes.
+
+Records are frozen and typed, in the sensor's *own* frame: applying the mount pose, the node
+position and time offsets is the fusion core's job (it owns calibration), so a driver never needs
+to know where it is mounted and a recording stays valid after a re-calibration.
+
+Times: `t_capture` is UTC seconds (float) on the pipeline clock, the best estimate of when the
+sensor observed the quantity; `t_receive` is the monotonic time at which the driver got the bytes.
+Angles are radians. The sensor frame is x right, y forward (boresight), z up; azimuth is measured
+from boresight towards +x (clockwise seen from above, like a compass) and elevation up from the
+x-y plane.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    sensor_id: str
+    t_capture: float
+    t_receive: float
+
+
+@dataclass(frozen=True, slots=True)
+class RadarDetection(Measurement):
+    """One cluster of radar points: a candidate object, in spherical sensor coordinates."""
+
+    range_m: float
+    az_rad: float
+    el_rad: float
+    radial_mps: float  # positive = moving away from the sensor
+    sigma_range_m: float
+    sigma_az_rad: float
+    sigma_el_rad: float
+    sigma_radial_mps: float
+    snr_db: float
+    n_points: int = 1
+    extent_m: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class AcousticBearing(Measurement):
+    az_rad: float
+    el_rad: float
+    sigma_az_rad: float
+    sigma_el_rad: float
+    drone_likelihood: float
+    level_db: float
+    f0_hz: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteIdReport(Measurement):
+    """A drone's own broadcast (ASTM F3411): geodetic, so it needs no mount pose."""
+
+    uas_id: str
+    lat: float | None = None
+    lon: float | None = None
+    alt_geo_m: float | None = None
+    height_m: float | None = None
+    vel_enu_mps: tuple[float, float, float] | None = None
+    h_accuracy_m: float | None = None
+    v_accuracy_m: float | None = None
+    speed_accuracy_mps: float | None = None
+    ua_type: str | None = None
+    operator_id: str | None = None
+    operator_lat: float | None = None
+    operator_lon: float | None = None
+    rssi_dbm: float | None = None
+    carrier: str | None = None
+    mac: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RfPresence(Measurement):
+    """An emitter heard on a band/channel; geometry only when a bearing is known."""
+
+    band: str
+    channel: int
+    freq_mhz: float
+    rssi_dbm: float
+    snr_db: float
+    bearing_rad: float | None = None
+    sigma_bearing_rad: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GpsFix(Measurement):
+    """The node's own position and time from its GNSS receiver (WGS84)."""
+
+    lat: float
+    lon: float
+    alt_msl_m: float | None
+    geoid_sep_m: float | None
+    quality: int
+    num_sats: int | None = None
+    hdop: float | None = None
+
+    @property
+    def alt_hae_m(self) -> float | None:
+        """Height above the WGS84 ellipsoid, which is what ENU conversion needs."""
+        if self.alt_msl_m is None:
+            return None
+        return self.alt_msl_m + (self.geoid_sep_m or 0.0)
+
+
+class SensorState(StrEnum):
+    OK = "ok"
+    DEGRADED = "degraded"
+    DOWN = "down"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthEvent:
+    """Something a technician should know about a sensor, flowing beside the data."""
+
+    sensor_id: str
+    t: float
+    state: SensorState
+    message: str
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+AnyMeasurement = RadarDetection | AcousticBearing | RemoteIdReport | RfPresence | GpsFix

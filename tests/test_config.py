@@ -1,0 +1,147 @@
+"""Config: every error at once, with its TOML path and env name, exit 78, secrets never echoed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from node.config import ConfigError, build_config, load_config, resolve_config_path
+
+GOOD = """
+[node]
+id = "mast-7"
+position = { lat = 52.0, lon = 4.3, alt_m = 40.0 }
+
+[mqtt]
+host = "broker.local"
+port = 8883
+tls = true
+username = "mast-7"
+password_file = "/run/secrets/mqtt"
+
+[[sensors]]
+kind = "ti-mmwave"
+id = "radar-n"
+port = "/dev/cuas-radar-data"
+config_port = "/dev/cuas-radar-cli"
+mount = { yaw_deg = 12.5, pitch_deg = 3.0, offset_m = [0.0, 0.2, 2.5] }
+
+[[sensors]]
+kind = "nmea"
+id = "gps"
+port = "/dev/serial0"
+"""
+
+BAD = """
+[node]
+id = "has space"
+colour = "hunter2-unknown-value"
+
+[mqtt]
+port = "not-a-port"
+password = "hunter2-secret"
+qos = 7
+
+[[sensors]]
+kind = "ti-mmwave"
+id = "radar"
+bogus = 1
+
+[[sensors]]
+kind = "lidar"
+id = "x"
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_good_config_loads(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, GOOD))
+    assert config.node.id == "mast-7"
+    assert config.mqtt.topic_root == "cuas/v1"
+    assert [s.kind for s in config.sensors] == ["ti-mmwave", "nmea"]
+    assert config.sensors[0].mount.offset_m == (0.0, 0.2, 2.5)
+
+
+def test_every_error_reported_with_path_and_env_name(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, BAD))
+    text = info.value.render()
+    problems = info.value.problems
+    expected = {
+        "node.id (env CUAS_NODE__ID)",
+        "node.colour (env CUAS_NODE__COLOUR): unknown key",
+        "mqtt.port (env CUAS_MQTT__PORT)",
+        "mqtt.password (env CUAS_MQTT__PASSWORD): unknown key",
+        "mqtt.qos (env CUAS_MQTT__QOS)",
+        "sensors[0].port (env CUAS_SENSORS): required key is missing",
+        "sensors[0].bogus (env CUAS_SENSORS): unknown key",
+        "sensors[1].kind (env CUAS_SENSORS)",
+    }
+    for fragment in expected:
+        assert any(p.startswith(fragment) for p in problems), (fragment, problems)
+    assert len(problems) == len(expected)
+    assert "hunter2" not in text  # neither the secret nor the unknown key's value is echoed
+
+
+def test_environment_overrides_file_and_is_validated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path, GOOD)
+    monkeypatch.setenv("CUAS_MQTT__PORT", "1884")
+    monkeypatch.setenv("CUAS_MQTT__HOST", "127.0.0.1")
+    config = load_config(path)
+    assert (config.mqtt.host, config.mqtt.port, config.mqtt.tls) == ("127.0.0.1", 1884, True)
+    monkeypatch.setenv("CUAS_MQTT__PORT", "70000")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems[0].startswith("mqtt.port (env CUAS_MQTT__PORT)")
+
+
+def test_duplicate_sensor_ids_rejected() -> None:
+    data = {
+        "node": {"id": "n"},
+        "sensors": [
+            {"kind": "nmea", "id": "gps", "port": "/dev/a"},
+            {"kind": "nmea", "id": "gps", "port": "/dev/b"},
+        ],
+    }
+    with pytest.raises(ConfigError, match="used twice"):
+        build_config(data, "test")
+
+
+def test_config_path_resolution() -> None:
+    assert resolve_config_path("a.toml", {}) == Path("a.toml")
+    assert resolve_config_path(None, {"CUAS_CONFIG": "/x/c.toml"}) == Path("/x/c.toml")
+    assert resolve_config_path(None, {}) == Path("/etc/cuas-node/config.toml")
+
+
+@pytest.mark.parametrize("text", [BAD, "[node\nid=", None])
+def test_cli_exits_78_with_readable_errors(tmp_path: Path, text: str | None) -> None:
+    path = tmp_path / "missing.toml" if text is None else _write(tmp_path, text)
+    result = subprocess.run(
+        [sys.executable, "-m", "node.cli", "config", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 78, result.stderr
+    assert "configuration error" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "hunter2" not in result.stderr
+
+
+def test_cli_config_check_ok(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "node.cli", "config", "check", str(_write(tmp_path, GOOD))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
