@@ -1,0 +1,197 @@
+"""Shared fixtures. The MQTT ones run a real `mosquitto`, because the behaviour that matters
+(retained messages, the Last Will, reconnects, QoS acknowledgements) lives in the broker and a
+mock would only test our assumptions about it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+MOSQUITTO = shutil.which("mosquitto") or next(
+    (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
+)
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "docs" / "schemas"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.02)
+    return False
+
+
+class MosquittoBroker:
+    """A throw-away mosquitto on a loopback port; `stop()`/`start()` keep the same port so that
+    clients see an outage and a recovery, as with a broker restart in the field."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        if MOSQUITTO is None:
+            raise RuntimeError("mosquitto binary not found")
+        self.port = port or free_port()
+        self.config = workdir / "mosquitto.conf"
+        self.log = workdir / "mosquitto.log"
+        self.config.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence false\n"
+            "log_dest stderr\n"
+            "log_type all\n"
+        )
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 5.0) -> None:
+        if self.running:
+            return
+        with self.log.open("ab") as log:
+            self._proc = subprocess.Popen([str(MOSQUITTO), "-c", str(self.config)], stdout=log, stderr=log)
+        if not wait_for_port(self.host, self.port, timeout):
+            self.stop()
+            raise RuntimeError(f"mosquitto did not listen on {self.port}:\n{self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        """Terminate the broker (retained messages are lost: persistence is off)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@pytest.fixture
+def mosquitto() -> Iterator[MosquittoBroker]:
+    """A fresh, running broker per test (no retained state leaks between tests)."""
+    if MOSQUITTO is None:
+        pytest.skip("mosquitto binary not installed (apt-get install mosquitto)")
+    with tempfile.TemporaryDirectory(prefix="mosquitto-") as tmp:
+        broker = MosquittoBroker(Path(tmp))
+        broker.start()
+        try:
+            yield broker
+        finally:
+            broker.stop()
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    payload: Any  # decoded JSON, or the raw bytes if the payload is not JSON
+    retain: bool
+
+
+class MqttSubscriber:
+    """Collects every message on a topic filter (MQTT v5), thread-safely, for assertions."""
+
+    def __init__(self, host: str, port: int, topic_filter: str, timeout: float = 5.0) -> None:
+        import paho.mqtt.client as paho
+        from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+        self.messages: list[Received] = []
+        self._cond = threading.Condition()
+        subscribed = threading.Event()
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = lambda *args: subscribed.set()
+        self._client.on_connect = lambda client, *args: client.subscribe(topic_filter, qos=1)
+        self._client.connect(host, port, keepalive=10)
+        self._client.loop_start()
+        if not subscribed.wait(timeout):
+            self.close()
+            raise TimeoutError(f"could not subscribe to {topic_filter} on {host}:{port}")
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        try:
+            payload: Any = json.loads(msg.payload)
+        except ValueError:
+            payload = bytes(msg.payload)
+        with self._cond:
+            self.messages.append(Received(msg.topic, payload, bool(msg.retain)))
+            self._cond.notify_all()
+
+    def snapshot(self, suffix: str = "") -> list[Received]:
+        """Messages so far, optionally only those whose topic ends with `suffix`."""
+        with self._cond:
+            return [m for m in self.messages if m.topic.endswith(suffix)]
+
+    def wait_for(self, predicate: Callable[[Received], bool], timeout: float = 5.0) -> Received:
+        """The first message (already received or arriving within `timeout`) matching `predicate`."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for message in self.messages:
+                    if predicate(message):
+                        return message
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    seen = [(m.topic, m.payload, m.retain) for m in self.messages][-10:]
+                    raise TimeoutError(f"no matching message within {timeout} s; last seen: {seen}")
+                self._cond.wait(remaining)
+
+    def wait_count(self, suffix: str, count: int, timeout: float = 5.0) -> list[Received]:
+        """Wait until at least `count` messages on topics ending with `suffix` arrived."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(found := [m for m in self.messages if m.topic.endswith(suffix)]) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{len(found)}/{count} messages on *{suffix} within {timeout} s")
+                self._cond.wait(remaining)
+            return found
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+@pytest.fixture
+def mqtt_sub() -> Iterator[Callable[..., MqttSubscriber]]:
+    """Factory: `mqtt_sub(broker, "cuas/v1/#")` → a subscribed `MqttSubscriber`, closed at teardown."""
+    created: list[MqttSubscriber] = []
+
+    def make(broker: MosquittoBroker, topic_filter: str = "#", timeout: float = 5.0) -> MqttSubscriber:
+        sub = MqttSubscriber(broker.host, broker.port, topic_filter, timeout)
+        created.append(sub)
+        return sub
+
+    yield make
+    for sub in created:
+        sub.close()
+
+
+@pytest.fixture(scope="session")
+def schemas() -> dict[str, dict[str, Any]]:
+    """The published JSON Schemas by message type: {"status": {...}, "tracks": {...}, ...}."""
+    loaded: dict[str, dict[str, Any]] = {}
+    for path in sorted(SCHEMA_DIR.glob("*.schema.json")):
+        loaded[path.name.removesuffix(".schema.json")] = json.loads(path.read_text())
+    return loaded

@@ -1,0 +1,557 @@
+"""The MQTT contract against a real mosquitto: retained status/info, the Last Will, envelopes
+that validate against docs/schemas, and `seq`/`session` that survive restarts and crashes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jsonschema
+import pytest
+from paho.mqtt.enums import MQTTProtocolVersion
+
+from node import SCHEMA_VERSION, __version__
+from node.clock import SystemClock
+from node.config import ConfigError, MqttSection
+from node.publish import MqttPublisher, topic
+from node.publish import mqtt as mqtt_module
+from node.publish.seqstore import BLOCK, SequenceStore
+
+if TYPE_CHECKING:  # the fixtures' classes, for annotations only (conftest is not importable as a module)
+    from conftest import MosquittoBroker, MqttSubscriber, Received
+
+NODE = "mast-1"
+SENSORS = [("radar-1", "ti-mmwave"), ("gps", "nmea")]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cfg(port: int, **overrides: Any) -> MqttSection:
+    return MqttSection(host="127.0.0.1", port=port, keepalive_s=5, **overrides)
+
+
+def validate(schemas: dict[str, dict[str, Any]], name: str, payload: Any) -> None:
+    jsonschema.Draft202012Validator(schemas[name]).validate(payload)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        time.sleep(0.02)
+
+
+def is_status(state: str, retain: bool | None = None) -> Callable[[Received], bool]:
+    def check(m: Received) -> bool:
+        return (
+            m.topic.endswith("/status")
+            and m.payload.get("state") == state
+            and (retain is None or m.retain == retain)
+        )
+
+    return check
+
+
+def sample_track(track_id: str = "T1") -> dict[str, Any]:
+    return {
+        "id": track_id,
+        "status": "confirmed",
+        "t": 1_700_000_000.25,
+        "lat": 52.1,
+        "lon": 4.3,
+        "alt_m": 61.5,
+        "enu_m": [120.0, -40.5, 55.0],
+        "vel_enu_mps": [3.0, 0.5, 0.0],
+        "pos_cov_enu_m2": [[4.0, 0.1, 0.0], [0.1, 4.0, 0.0], [0.0, 0.0, 9.0]],
+        "class": {
+            "label": "drone",
+            "confidence": 0.8,
+            "probabilities": {"drone": 0.8, "bird": 0.2},
+            "evidence": ["micro-doppler"],
+        },
+        "sensors": ["radar-1"],
+        "bearing_only": False,
+    }
+
+
+def sample_health() -> dict[str, Any]:
+    return {
+        "uptime_s": 12.5,
+        "sensors": [
+            {
+                "id": "radar-1",
+                "kind": "ti-mmwave",
+                "state": "ok",
+                "rate_hz": 10.0,
+                "measurements": 120,
+                "last_seen": time.time(),
+                "age_s": 0.1,
+                "counters": {"frames": 120, "crc_errors": 0},
+                "detail": "",
+            },
+            {
+                "id": "gps",
+                "kind": "nmea",
+                "state": "down",
+                "rate_hz": 0.0,
+                "measurements": 0,
+                "counters": {},
+                "detail": "no data yet",
+            },
+        ],
+        "fusion": {"tracks": 1, "confirmed": 1, "queue_depth": 0, "cycle_ms": 1.7},
+    }
+
+
+@pytest.fixture
+def make_publisher(tmp_path: Path) -> Iterator[Callable[..., MqttPublisher]]:
+    """Publishers sharing `tmp_path/state` unless told otherwise; all stopped at teardown."""
+    created: list[MqttPublisher] = []
+
+    def make(port: int, state_dir: Path | None = None, **overrides: Any) -> MqttPublisher:
+        pub = MqttPublisher(
+            cfg(port, **overrides), NODE, state_dir or tmp_path / "state", SystemClock(), SENSORS
+        )
+        created.append(pub)
+        return pub
+
+    yield make
+    for pub in created:
+        pub.stop()
+
+
+def test_topic_helper() -> None:
+    assert topic("cuas/v1", "n1", "tracks") == "cuas/v1/n1/tracks"
+    assert topic("site/cuas/", "n1", "status") == "site/cuas/n1/status"
+
+
+def test_schemas_are_valid_draft_2020_12(schemas: dict[str, dict[str, Any]]) -> None:
+    assert set(schemas) == {"status", "info", "tracks", "health"}
+    for name, schema in schemas.items():
+        jsonschema.Draft202012Validator.check_schema(schema)
+        assert schema["$id"] == f"urn:cuas-node:schema:v1:{name}"
+
+
+def test_status_retained_online_then_offline(
+    mosquitto: MosquittoBroker,
+    mqtt_sub: Callable[..., MqttSubscriber],
+    make_publisher: Callable[..., MqttPublisher],
+    schemas: dict[str, dict[str, Any]],
+) -> None:
+    pub = make_publisher(mosquitto.port)
+    pub.start()
+    wait_until(lambda: pub.connected)
+    late = mqtt_sub(mosquitto, f"cuas/v1/{NODE}/status")  # subscribes after the fact: sees the retained one
+    online = late.wait_for(is_status("online", retain=True))
+    validate(schemas, "status", online.payload)
+    assert online.payload["session"] == pub.session == 1
+
+    pub.stop()
+    offline = late.wait_for(is_status("offline"))
+    validate(schemas, "status", offline.payload)
+    assert offline.payload["session"] == 1
+    assert not pub.connected
+    later = mqtt_sub(mosquitto, f"cuas/v1/{NODE}/status")
+    assert later.wait_for(lambda m: m.retain).payload["state"] == "offline"
+
+
+def test_info_retained_valid_and_republished_on_position_change(
+    mosquitto: MosquittoBroker,
+    mqtt_sub: Callable[..., MqttSubscriber],
+    make_publisher: Callable[..., MqttPublisher],
+    schemas: dict[str, dict[str, Any]],
+) -> None:
+    pub = make_publisher(mosquitto.port)
+    pub.start()
+    wait_until(lambda: pub.connected)
+    sub = mqtt_sub(mosquitto, f"cuas/v1/{NODE}/info")
+    info = sub.wait_for(lambda m: m.retain)
+    validate(schemas, "info", info.payload)
+    assert info.payload["node_id"] == NODE
+    assert info.payload["software_version"] == __version__
+    assert info.payload["schema_version"] == SCHEMA_VERSION
+    assert "position" not in info.payload  # unknown → left out, never null
+    assert info.payload["sensors"] == [{"id": "radar-1", "kind": "ti-mmwave"}, {"id": "gps", "kind": "nmea"}]
+
+    position = {"lat": 52.1, "lon": 4.3, "alt_m": 12.0, "source": "gps"}
+    pub.update_info(position)
+    updated = sub.wait_for(lambda m: "position" in m.payload)
+    validate(schemas, "info", updated.payload)
+    assert updated.payload["position"] == position
+    pub.update_info(dict(position))  # unchanged: no new message
+    time.sleep(0.3)
+    assert len(sub.snapshot("/info")) == 2
+    assert (
+        mqtt_sub(mosquitto, f"cuas/v1/{NODE}/info").wait_for(lambda m: m.retain).payload["position"]
+        == position
+    )
+
+
+def test_tracks_and_health_envelopes_validate_and_seq_increments(
+    mosquitto: MosquittoBroker,
+    mqtt_sub: Callable[..., MqttSubscriber],
+    make_publisher: Callable[..., MqttPublisher],
+    schemas: dict[str, dict[str, Any]],
+) -> None:
+    sub = mqtt_sub(mosquitto, f"cuas/v1/{NODE}/+")
+    pub = make_publisher(mosquitto.port)
+    pub.start()
+    wait_until(lambda: pub.connected)
+    for i in range(3):
+        pub.publish_tracks(1_700_000_000.0 + i, [sample_track(), sample_track("T2")] if i else [])
+    for _ in range(2):
+        pub.publish_health(sample_health())
+
+    tracks = [m.payload for m in sub.wait_count("/tracks", 3)]
+    health = [m.payload for m in sub.wait_count("/health", 2)]
+    for message in tracks:
+        validate(schemas, "tracks", message)
+    for message in health:
+        validate(schemas, "health", message)
+    assert [m["seq"] for m in tracks] == [1, 2, 3]
+    assert [m["seq"] for m in health] == [1, 2]  # counted separately from tracks
+    assert tracks[1]["node_id"] == NODE and tracks[1]["t"] == 1_700_000_001.0
+    assert tracks[2]["tracks"][0] == sample_track()
+    assert health[0]["broker"] == "connected"
+    assert set(health[0]["mqtt"]) == {"published", "dropped", "reconnects"}
+    assert not any(m.retain for m in sub.snapshot("/tracks") + sub.snapshot("/health"))
+    wait_until(lambda: pub.counters["published"] >= 7)  # status + info + 3 tracks + 2 health
+    assert pub.counters["dropped"] == 0
+
+
+def test_schema_rejects_null_and_unknown_track_keys(schemas: dict[str, dict[str, Any]]) -> None:
+    envelope = {"type": "tracks", "node_id": NODE, "seq": 1, "t": 1.0, "tracks": [sample_track()]}
+    validate(schemas, "tracks", envelope)
+    for key, value in (("alt_m", None), ("colour", "red")):
+        bad = dict(sample_track(), **{key: value})
+        with pytest.raises(jsonschema.ValidationError):
+            validate(schemas, "tracks", dict(envelope, tracks=[bad]))
+
+
+def test_seq_and_session_continue_across_clean_restart(
+    mosquitto: MosquittoBroker,
+    mqtt_sub: Callable[..., MqttSubscriber],
+    make_publisher: Callable[..., MqttPublisher],
+) -> None:
+    sub = mqtt_sub(mosquitto, f"cuas/v1/{NODE}/+")
+    first = make_publisher(mosquitto.port)
+    first.start()
+    wait_until(lambda: first.connected)
+    first.publish_tracks(1.0, [])
+    first.publish_tracks(2.0, [])
+    first.publish_health(sample_health())
+    sub.wait_count("/tracks", 2)
+    first.stop()
+
+    second = make_publisher(mosquitto.port)
+    assert second.session == first.session + 1
+    second.start()
+    wait_until(lambda: second.connected)
+    second.publish_tracks(3.0, [])
+    second.publish_health(sample_health())
+    assert [m.payload["seq"] for m in sub.wait_count("/tracks", 3)] == [1, 2, 3]  # no gap after a clean stop
+    assert [m.payload["seq"] for m in sub.wait_count("/health", 2)] == [1, 2]
+    sub.wait_for(
+        lambda m: m.topic.endswith("/status") and m.payload["session"] == 2 and m.payload["state"] == "online"
+    )
+
+
+_CRASHING_NODE = """
+import sys, time
+from pathlib import Path
+from node.clock import SystemClock
+from node.config import ConfigError, MqttSection
+from node.publish import MqttPublisher
+pub = MqttPublisher(MqttSection(host="127.0.0.1", port=int(sys.argv[1]), keepalive_s=5), "mast-1",
+                    Path(sys.argv[2]), SystemClock(), [])
+pub.start()
+deadline = time.monotonic() + 10
+while not pub.connected and time.monotonic() < deadline:
+    time.sleep(0.02)
+for i in range(3):
+    pub.publish_tracks(time.time(), [])
+print("ready", pub.session, flush=True)
+time.sleep(60)
+"""
+
+
+def test_last_will_and_seq_gap_after_crash(
+    mosquitto: MosquittoBroker,
+    mqtt_sub: Callable[..., MqttSubscriber],
+    make_publisher: Callable[..., MqttPublisher],
+    tmp_path: Path,
+    schemas: dict[str, dict[str, Any]],
+) -> None:
+    state = tmp_path / "state"
+    sub = mqtt_sub(mosquitto, f"cuas/v1/{NODE}/+")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CRASHING_NODE, str(mosquitto.port), str(state)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().split()
+        assert line[:1] == ["ready"], line
+        crashed_session = int(line[1])
+        sub.wait_for(is_status("online"))
+        sub.wait_count("/tracks", 3)
+        killed_at = time.monotonic()
+        os.kill(proc.pid, signal.SIGKILL)  # no DISCONNECT, no seqstore.close(): a power cut
+        proc.wait(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    will = sub.wait_for(is_status("offline"), timeout=10)
+    assert time.monotonic() - killed_at < 10
+    validate(schemas, "status", will.payload)
+    assert will.payload["session"] == crashed_session
+    assert (
+        mqtt_sub(mosquitto, f"cuas/v1/{NODE}/status").wait_for(lambda m: m.retain).payload["state"]
+        == "offline"
+    )
+
+    restarted = make_publisher(mosquitto.port, state_dir=state)
+    assert restarted.session == crashed_session + 1
+    restarted.start()
+    wait_until(lambda: restarted.connected)
+    restarted.publish_tracks(1.0, [])
+    seqs = [m.payload["seq"] for m in sub.wait_count("/tracks", 4)]
+    assert seqs[:3] == [1, 2, 3]
+    assert 3 < seqs[3] <= 3 + BLOCK + 1  # a gap (messages may have been lost), never a repeat
+
+
+def test_start_without_broker_returns_at_once_and_catches_up(
+    mosquitto: MosquittoBroker,
+    mqtt_sub: Callable[..., MqttSubscriber],
+    make_publisher: Callable[..., MqttPublisher],
+) -> None:
+    mosquitto.stop()
+    pub = make_publisher(mosquitto.port)
+    began = time.monotonic()
+    pub.start()
+    pub.publish_tracks(1.0, [])  # queued in memory until the broker appears
+    assert time.monotonic() - began < 0.5
+    assert not pub.connected
+    time.sleep(0.3)
+
+    mosquitto.start()
+    sub = mqtt_sub(mosquitto, f"cuas/v1/{NODE}/+")
+    assert sub.wait_for(is_status("online"), timeout=10).payload["session"] == 1
+    wait_until(lambda: pub.connected)
+    pub.publish_tracks(2.0, [])
+    seqs = [m.payload["seq"] for m in sub.snapshot("/tracks")]
+    assert sub.wait_for(lambda m: m.topic.endswith("/tracks") and m.payload["seq"] == 2)
+    assert 1 in seqs or pub.counters["published"] >= 3  # the queued one went out (maybe before we subscribed)
+    assert pub.counters["dropped"] == 0
+
+
+def test_reconnects_and_republishes_after_broker_restart(
+    mosquitto: MosquittoBroker,
+    mqtt_sub: Callable[..., MqttSubscriber],
+    make_publisher: Callable[..., MqttPublisher],
+) -> None:
+    pub = make_publisher(mosquitto.port)
+    pub.start()
+    wait_until(lambda: pub.connected)
+    mosquitto.stop()  # persistence is off: the retained status and info are gone with it
+    wait_until(lambda: not pub.connected)
+    pub.publish_tracks(1.0, [])
+    pub.publish_health(sample_health())
+    mosquitto.start()
+    sub = mqtt_sub(mosquitto, f"cuas/v1/{NODE}/+")
+    assert sub.wait_for(is_status("online"), timeout=15)
+    late = mqtt_sub(mosquitto, f"cuas/v1/{NODE}/+")  # the fresh broker holds them retained again
+    assert late.wait_for(is_status("online", retain=True))
+    assert late.wait_for(lambda m: m.topic.endswith("/info") and m.retain)
+    wait_until(lambda: pub.counters["reconnects"] == 1)
+
+
+def test_queue_is_bounded_while_disconnected(
+    make_publisher: Callable[..., MqttPublisher], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mqtt_module, "MAX_PENDING", 5)
+    pub = make_publisher(free_port())  # nothing listens there
+    pub.start()
+    for i in range(8):
+        pub.publish_tracks(float(i), [])
+    assert pub.counters["dropped"] == 3
+    began = time.monotonic()
+    pub.stop()
+    assert time.monotonic() - began < 2.5
+
+
+def test_unencodable_message_is_dropped_and_leaves_a_gap(
+    mosquitto: MosquittoBroker,
+    mqtt_sub: Callable[..., MqttSubscriber],
+    make_publisher: Callable[..., MqttPublisher],
+) -> None:
+    sub = mqtt_sub(mosquitto, f"cuas/v1/{NODE}/tracks")
+    pub = make_publisher(mosquitto.port)
+    pub.start()
+    wait_until(lambda: pub.connected)
+    pub.publish_tracks(1.0, [dict(sample_track(), alt_m=math.nan)])
+    pub.publish_tracks(2.0, [])
+    assert sub.wait_for(lambda m: True).payload["seq"] == 2
+    assert pub.counters["dropped"] == 1
+
+
+def test_seqstore_blocks_clean_close_and_crash(tmp_path: Path) -> None:
+    store = SequenceStore(tmp_path, block=10)
+    assert store.session == 1
+    assert [store.next("tracks") for _ in range(25)] == list(range(1, 26))  # crosses two blocks
+    assert store.next("health") == 1
+    store.close()
+
+    clean = SequenceStore(tmp_path, block=10)
+    assert clean.session == 2
+    assert (clean.next("tracks"), clean.next("health")) == (26, 2)
+    del clean  # crash: never closed
+
+    crashed = SequenceStore(tmp_path, block=10)
+    assert crashed.session == 3
+    resumed = crashed.next("tracks")
+    assert 27 <= resumed <= 27 + 10
+    assert crashed.next("health") >= 3
+    crashed.close()
+
+
+def test_seqstore_survives_damaged_file(tmp_path: Path) -> None:
+    (tmp_path / "mqtt-seq.json").write_text("{not json")
+    store = SequenceStore(tmp_path)
+    assert store.next("tracks") == 1
+    store.close()
+    assert (tmp_path / "mqtt-seq.json.corrupt").exists()
+
+
+# -- MQTT 3.1.1 fallback: a broker front that refuses v5 like an old broker would ----------------
+
+
+class _V311OnlyProxy:
+    """Answers a v5 CONNECT with a 3.1.1 'unacceptable protocol version' CONNACK; pipes the rest."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.refused = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        head = b""
+        while len(head) < 9:  # fixed header (2 bytes for a small CONNECT) + "\0\4MQTT" + level
+            chunk = conn.recv(9 - len(head))
+            if not chunk:
+                conn.close()
+                return
+            head += chunk
+        if head[8] == 5:
+            self.refused += 1
+            conn.sendall(b"\x20\x02\x00\x01")
+            conn.close()
+            return
+        upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+        upstream.sendall(head)
+        for a, b in ((conn, upstream), (upstream, conn)):
+            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_falls_back_to_mqtt_311_when_broker_refuses_v5(
+    mosquitto: MosquittoBroker,
+    mqtt_sub: Callable[..., MqttSubscriber],
+    make_publisher: Callable[..., MqttPublisher],
+) -> None:
+    proxy = _V311OnlyProxy(mosquitto.port)
+    try:
+        sub = mqtt_sub(mosquitto, f"cuas/v1/{NODE}/+")
+        pub = make_publisher(proxy.port)
+        pub.start()
+        wait_until(lambda: pub.connected, timeout=10)
+        assert proxy.refused >= 1
+        assert pub._client.protocol == MQTTProtocolVersion.MQTTv311
+        sub.wait_for(is_status("online"))
+        pub.publish_tracks(1.0, [])
+        assert sub.wait_for(lambda m: m.topic.endswith("/tracks")).payload["seq"] == 1
+        pub.stop()
+        sub.wait_for(is_status("offline"))
+    finally:
+        proxy.close()
+
+
+def test_tls_files_that_cannot_load_are_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="TLS"):
+        MqttPublisher(
+            cfg(8883, tls=True, ca_file=tmp_path / "missing-ca.pem"), NODE, tmp_path, SystemClock(), []
+        )
+    # System CAs when no ca_file: constructing must work (verification stays on).
+    MqttPublisher(cfg(8883, tls=True), NODE, tmp_path / "tls", SystemClock(), []).stop()
+
+
+def test_password_is_never_logged(
+    mosquitto: MosquittoBroker,
+    make_publisher: Callable[..., MqttPublisher],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = "s3cret-Pa55word"
+    password_file = tmp_path / "mqtt-password"
+    password_file.write_text(secret + "\n")
+    caplog.set_level(logging.DEBUG)
+    pub = make_publisher(mosquitto.port, username="node", password_file=password_file)
+    pub.start()
+    wait_until(lambda: pub.connected)
+    pub.publish_tracks(1.0, [])
+    pub.stop()
+    assert "Sending CONNECT" in caplog.text  # paho's own debug log was captured
+    assert secret not in caplog.text
+
+
+def test_publish_after_stop_is_ignored(make_publisher: Callable[..., MqttPublisher]) -> None:
+    pub = make_publisher(free_port())
+    pub.start()
+    pub.stop()
+    pub.publish_tracks(1.0, [])  # e.g. the fusion thread racing the shutdown: no exception
+    pub.publish_health(sample_health())
+    pub.stop()  # idempotent
