@@ -1,0 +1,131 @@
+"""Motion and measurement models, vectorised over all tracks at once.
+
+The state of a track is [e, n, u, ve, vn, vu] in the node's ENU frame. Every function takes
+stacked arrays (K tracks first) so that a fusion step is a fixed number of numpy operations
+whatever the number of tracks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from calibration.pose import Pose
+
+FloatArray = npt.NDArray[np.float64]
+STATE_DIM = 6
+RADAR_DIM = 4  # range, azimuth, elevation, radial velocity
+
+
+def cv_transition(dt: FloatArray, accel_h: float, accel_v: float) -> tuple[FloatArray, FloatArray]:
+    """Nearly-constant-velocity F and Q for each dt (K,): white acceleration noise, stiffer vertically.
+
+    A separate vertical noise reflects that small drones climb far more gently than they turn.
+    """
+    k = dt.shape[0]
+    f = np.broadcast_to(np.eye(STATE_DIM), (k, STATE_DIM, STATE_DIM)).copy()
+    for axis in range(3):
+        f[:, axis, axis + 3] = dt
+    dt2, dt3 = dt**2 / 2.0, dt**3 / 3.0
+    q = np.zeros((k, STATE_DIM, STATE_DIM))
+    for axis, accel in ((0, accel_h), (1, accel_h), (2, accel_v)):
+        s = accel**2
+        q[:, axis, axis] = s * dt3
+        q[:, axis, axis + 3] = s * dt2
+        q[:, axis + 3, axis] = s * dt2
+        q[:, axis + 3, axis + 3] = s * dt
+    return f, q
+
+
+def predict(x: FloatArray, p: FloatArray, dt: FloatArray, accel_h: float, accel_v: float) -> None:
+    """Propagate states (K,6) and covariances (K,6,6) in place by dt (K,)."""
+    f, q = cv_transition(dt, accel_h, accel_v)
+    x[:] = np.einsum("kij,kj->ki", f, x)
+    p[:] = f @ p @ f.transpose(0, 2, 1) + q
+
+
+def radar_predict(x: FloatArray, pose: Pose) -> tuple[FloatArray, FloatArray]:
+    """Predicted radar measurement h(x) (K,4) and its analytic Jacobian H (K,4,6)."""
+    rt = pose.rotation.T
+    ps = (x[:, :3] - pose.offset_enu_m) @ rt.T  # position in the sensor frame
+    vs = x[:, 3:] @ rt.T
+    sx, sy, sz = ps[:, 0], ps[:, 1], ps[:, 2]
+    rho2 = np.maximum(sx**2 + sy**2, 1e-9)
+    rho = np.sqrt(rho2)
+    r2 = rho2 + sz**2
+    r = np.sqrt(r2)
+    rdot = np.einsum("ki,ki->k", ps, vs) / r
+    z = np.stack([r, np.arctan2(sx, sy), np.arctan2(sz, rho), rdot], axis=1)
+
+    k = x.shape[0]
+    js = np.zeros((k, RADAR_DIM, STATE_DIM))  # Jacobian w.r.t. sensor-frame position/velocity
+    js[:, 0, :3] = ps / r[:, None]
+    js[:, 1, 0] = sy / rho2
+    js[:, 1, 1] = -sx / rho2
+    js[:, 2, 0] = -sx * sz / (r2 * rho)
+    js[:, 2, 1] = -sy * sz / (r2 * rho)
+    js[:, 2, 2] = rho / r2
+    js[:, 3, :3] = vs / r[:, None] - (rdot / r2)[:, None] * ps
+    js[:, 3, 3:] = ps / r[:, None]
+    h = np.empty_like(js)
+    h[:, :, :3] = js[:, :, :3] @ rt
+    h[:, :, 3:] = js[:, :, 3:] @ rt
+    return z, h
+
+
+def wrap_angle(a: FloatArray) -> FloatArray:
+    return (a + np.pi) % (2.0 * np.pi) - np.pi
+
+
+def radar_innovation(z_meas: FloatArray, z_pred: FloatArray) -> FloatArray:
+    """z_meas (..., 4) − z_pred (..., 4) with the azimuth wrapped to (−π, π]."""
+    nu = z_meas - z_pred
+    nu[..., 1] = wrap_angle(nu[..., 1])
+    return nu
+
+
+def diagonal_covariance(sigmas: FloatArray) -> FloatArray:
+    """Diagonal covariances (M,D,D) from per-measurement sigmas (M,D)."""
+    m, d = sigmas.shape
+    r = np.zeros((m, d, d))
+    idx = np.arange(d)
+    r[:, idx, idx] = sigmas**2
+    return r
+
+
+radar_noise = diagonal_covariance
+
+
+def radar_to_state(
+    z: FloatArray, sigmas: FloatArray, pose: Pose, sigma_v: float
+) -> tuple[FloatArray, FloatArray]:
+    """Initial states (M,6) and covariances (M,6,6) from radar measurements.
+
+    Position covariance is the measurement covariance mapped through the spherical→Cartesian
+    Jacobian; velocity starts along the line of sight at the measured radial speed with a broad
+    prior, because a single detection says nothing about the tangential motion.
+    """
+    r, az, el = z[:, 0], z[:, 1], z[:, 2]
+    ce, se, ca, sa = np.cos(el), np.sin(el), np.cos(az), np.sin(az)
+    los_s = np.stack([ce * sa, ce * ca, se], axis=1)
+    pos_s = r[:, None] * los_s
+    rot = pose.rotation
+    pos = pos_s @ rot.T + pose.offset_enu_m
+    los = los_s @ rot.T
+    # d(x,y,z)/d(r,az,el) in the sensor frame
+    j = np.zeros((z.shape[0], 3, 3))
+    j[:, :, 0] = los_s
+    j[:, 0, 1] = r * ce * ca
+    j[:, 1, 1] = -r * ce * sa
+    j[:, 0, 2] = -r * se * sa
+    j[:, 1, 2] = -r * se * ca
+    j[:, 2, 2] = r * ce
+    cov_s = j @ diagonal_covariance(sigmas[:, :3]) @ j.transpose(0, 2, 1)
+    m = z.shape[0]
+    x = np.zeros((m, STATE_DIM))
+    x[:, :3] = pos
+    x[:, 3:] = los * z[:, 3:4]
+    p = np.zeros((m, STATE_DIM, STATE_DIM))
+    p[:, :3, :3] = rot @ cov_s @ rot.T
+    p[:, 3:, 3:] = np.eye(3) * sigma_v**2
+    return x, p
