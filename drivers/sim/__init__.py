@@ -1,0 +1,1 @@
+"""Simulated sensors: scenario targets → real wire bytes → pseudo-terminals → the real drivers."""

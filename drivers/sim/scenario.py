@@ -1,0 +1,124 @@
+"""Scenario files: the node, its simulated sensors and the targets, validated like the node config.
+
+A scenario is TOML. Built-in ones ship in `drivers/sim/scenarios/` and are addressed by name
+(`cuas-node sim demo`); any other argument is read as a path.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from node.config import ConfigError, MountPose, Position, _format_validation_error
+
+TargetKind = Literal["quadcopter", "fixed-wing", "bird", "aircraft"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Waypoint(_Strict):
+    t: float = Field(ge=0, description="seconds after the scenario start")
+    enu_m: tuple[float, float, float]
+
+
+class TargetSpec(_Strict):
+    """A target flying through waypoints (linear between them); absent before the first, after the last."""
+
+    id: str
+    kind: TargetKind
+    rcs_m2: float = Field(default=0.01, gt=0)
+    waypoints: list[Waypoint] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TargetSpec:
+        times = [w.t for w in self.waypoints]
+        if any(b <= a for a, b in itertools.pairwise(times)):
+            raise ValueError("waypoint times must increase")
+        return self
+
+
+class SimSensorBase(_Strict):
+    id: str
+    rate_hz: float = Field(gt=0, le=100)
+    mount: MountPose = MountPose()
+
+
+class SimRadarSpec(SimSensorBase):
+    kind: Literal["ti-mmwave"]
+    max_range_m: float = Field(default=150.0, gt=0)
+    fov_az_deg: float = Field(default=60.0, gt=0, le=90)
+    fov_el_deg: float = Field(default=40.0, gt=0, le=90)
+    range_sigma_m: float = Field(default=0.15, gt=0)
+    az_sigma_deg: float = Field(default=1.0, gt=0)
+    el_sigma_deg: float = Field(default=2.0, gt=0)
+    doppler_sigma_mps: float = Field(default=0.08, gt=0)
+    point_spread_m: float = Field(
+        default=0.3, ge=0, description="spread of one target's points about its centre"
+    )
+    p_detect: float = Field(
+        default=0.95, ge=0, le=1, description="for a 0.01 m² target at half the max range"
+    )
+    mean_points_per_target: float = Field(default=2.5, ge=1)
+    false_alarms_per_frame: float = Field(default=1.0, ge=0)
+    static_clutter_points: int = Field(default=12, ge=0)
+    multipath_probability: float = Field(default=0.05, ge=0, le=1)
+
+
+class SimGpsSpec(SimSensorBase):
+    kind: Literal["nmea"]
+    sigma_m: float = Field(default=1.5, ge=0)
+
+
+SimSensorSpec = Annotated[SimRadarSpec | SimGpsSpec, Field(discriminator="kind")]
+
+
+class NodeSpec(_Strict):
+    id: str = "sim-node"
+    position: Position
+
+
+class Scenario(_Strict):
+    name: str
+    description: str = ""
+    duration_s: float = Field(gt=0)
+    step_s: float = Field(default=0.1, gt=0, description="ground-truth sampling period")
+    seed: int = 1
+    start_utc: float | None = Field(default=None, description="epoch seconds; default: now")
+    node: NodeSpec
+    sensors: list[SimSensorSpec]
+    targets: list[TargetSpec] = Field(default_factory=list)
+
+
+def builtin_names() -> list[str]:
+    folder = resources.files("drivers.sim") / "scenarios"
+    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """A built-in scenario by name, or a scenario file by path; errors as `ConfigError`."""
+    if name_or_path in builtin_names():
+        resource = resources.files("drivers.sim") / "scenarios" / f"{name_or_path}.toml"
+        text, source = resource.read_text(encoding="utf-8"), f"built-in scenario {name_or_path}"
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            known = ", ".join(builtin_names())
+            raise ConfigError(
+                [f"no scenario named {name_or_path!r} (built-in: {known}) and no such file"], name_or_path
+            )
+        text, source = path.read_text(encoding="utf-8"), str(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"TOML syntax error: {exc}"], source) from None
+    try:
+        return Scenario(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc), source) from None

@@ -1,0 +1,221 @@
+"""`cuas-node`: the one command a technician and a developer use.
+
+Exit codes: 0 success, 1 runtime failure, 2 usage error (argparse), 78 configuration error
+(EX_CONFIG: systemd's `RestartPreventExitStatus=78` stops a restart loop on a bad file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from node import __version__
+from node.config import (
+    EX_CONFIG,
+    Config,
+    ConfigError,
+    build_config,
+    deep_merge,
+    load_config,
+    read_toml,
+    resolve_config_path,
+)
+from node.logs import setup_logging
+
+log = logging.getLogger("cuas")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cuas-node", description="Counter-drone sensor node")
+    p.add_argument("--version", action="version", version=f"cuas-node {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the node on its configured sensors")
+    run.add_argument("--config", help="config file (default: $CUAS_CONFIG or /etc/cuas-node/config.toml)")
+
+    sim = sub.add_parser("sim", help="run the whole node on a simulated scenario")
+    sim.add_argument("scenario", help="built-in scenario name (e.g. demo) or a scenario TOML file")
+    sim.add_argument("--speed", type=float, default=1.0, help="scenario seconds per wall second (default 1)")
+    sim.add_argument("--duration", type=float, help="stop after this many scenario seconds")
+    sim.add_argument("--seed", type=int, help="override the scenario's random seed")
+    sim.add_argument("--truth", type=Path, help="write ground truth as JSON lines to this file")
+    sim.add_argument("--config", help="config file overriding mqtt/fusion/logging/node.state_dir")
+
+    cfg = sub.add_parser("config", help="configuration tools")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
+    check = cfg_sub.add_parser("check", help="validate a config file (and CUAS_* variables)")
+    check.add_argument("file", help="config TOML file")
+
+    watch = sub.add_parser("watch", help="show a node's live tracks and health in the terminal")
+    watch.add_argument("--config", help="take broker settings from this config file")
+    watch.add_argument("--host", help="broker host (default: config, else localhost)")
+    watch.add_argument("--port", type=int, help="broker port (default: config, else 1883)")
+    watch.add_argument("--node", default="+", help="node id to watch (default: all)")
+    watch.add_argument("--topic-root", help="topic root (default: config, else cuas/v1)")
+    watch.add_argument("--duration", type=float, help="exit after this many seconds")
+    watch.add_argument("--plain", action="store_true", help="print lines instead of redrawing the screen")
+    watch.add_argument("--until-offline", action="store_true", help="exit when the watched node goes offline")
+
+    decode = sub.add_parser("decode", help="decode a file of raw sensor bytes into JSON lines")
+    decode.add_argument("kind", help="sensor kind: nmea, ti-mmwave")
+    decode.add_argument("file", type=Path, help="raw capture ('-' for standard input)")
+    return p
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    config = load_config(Path(args.file))
+    print(
+        f"{args.file}: OK: node {config.node.id}, {len(config.sensors)} sensor(s), "
+        f"broker {config.mqtt.host}:{config.mqtt.port}"
+    )
+    return 0
+
+
+def _start_node(
+    config: Config,
+    clock: Any,
+    until: threading.Event | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> int:
+    from drivers.registry import UnsupportedSensor, build_driver
+    from node.publish import MqttPublisher
+    from node.runtime import Runtime
+
+    try:
+        drivers = [build_driver(s, clock) for s in config.sensors if s.enabled]
+    except UnsupportedSensor as exc:
+        raise ConfigError([str(exc)], "sensors") from None
+    publisher = MqttPublisher(
+        config.mqtt, config.node.id, config.node.state_dir, clock, [(s.id, s.kind) for s in config.sensors]
+    )
+    runtime = Runtime(config, clock, drivers, publisher, session=publisher.session)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        runtime.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    runtime.run(until=until, on_ready=on_ready)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from node.clock import SystemClock
+
+    config = load_config(resolve_config_path(args.config))
+    setup_logging(config.logging.level)
+    return _start_node(config, SystemClock())
+
+
+def _sim_state_dir(node_id: str) -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "cuas-node" / "sim" / node_id
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    import time
+
+    from drivers.sim.runner import Simulation, open_truth
+    from drivers.sim.scenario import load_scenario
+    from node.clock import ScaledClock
+
+    if args.speed <= 0:
+        raise ConfigError(["--speed must be positive"], "command line")
+    scenario = load_scenario(args.scenario)
+    if args.duration is not None:
+        scenario = scenario.model_copy(update={"duration_s": args.duration})
+    start = scenario.start_utc if scenario.start_utc is not None else float(int(time.time()))
+    clock = ScaledClock(start, args.speed)
+    simulation = Simulation(scenario, clock, seed=args.seed)
+    data: dict[str, Any] = simulation.node_config()
+    data["node"]["state_dir"] = str(_sim_state_dir(scenario.node.id))
+    if args.config:
+        overrides = read_toml(Path(args.config))
+        overrides.pop("sensors", None)  # the scenario defines the sensors
+        data = deep_merge(data, overrides)
+    config = build_config(data, args.config or f"scenario {scenario.name}")
+    setup_logging(config.logging.level)
+    truth = open_truth(args.truth)
+
+    def begin() -> None:
+        clock.start()
+        simulation.start(truth)
+
+    try:
+        return _start_node(config, clock, until=simulation.finished, on_ready=begin)
+    finally:
+        simulation.stop()
+        if truth is not None:
+            truth.close()
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from node.watch import watch
+
+    host, port, root = "localhost", 1883, "cuas/v1"
+    if args.config or os.environ.get("CUAS_CONFIG"):
+        config = load_config(resolve_config_path(args.config))
+        host, port, root = config.mqtt.host, config.mqtt.port, config.mqtt.topic_root
+    host = args.host or os.environ.get("CUAS_MQTT__HOST", host)
+    port = args.port or int(os.environ.get("CUAS_MQTT__PORT", port))
+    root = args.topic_root or os.environ.get("CUAS_MQTT__TOPIC_ROOT", root)
+    return watch(
+        host,
+        port,
+        root,
+        args.node,
+        duration=args.duration,
+        plain=args.plain,
+        until_offline=args.until_offline,
+    )
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    from node.decode import DECODERS
+
+    decoder = DECODERS.get(args.kind)
+    if decoder is None:
+        print(
+            f"cuas-node decode: unknown kind {args.kind!r} (known: {', '.join(sorted(DECODERS))})",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        data = sys.stdin.buffer.read() if str(args.file) == "-" else args.file.read_bytes()
+    except OSError as exc:
+        print(f"cuas-node decode: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    out = sys.stdout
+    try:
+        for obj in decoder(data):
+            out.write(json.dumps(obj, separators=(",", ":")) + "\n")
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    commands = {"run": _cmd_run, "sim": _cmd_sim, "watch": _cmd_watch, "decode": _cmd_decode}
+    try:
+        if args.command == "config":
+            return _cmd_config_check(args)
+        return commands[args.command](args)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EX_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""The running node: driver threads → one queue → fusion → publisher, with health beside the data.
+
+Each sensor has its own thread so a slow or vanished port never stalls the others; fusion runs on
+one thread so the tracker needs no locks. Every loop records a heartbeat: the systemd watchdog is
+fed only while they all make progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import serial
+
+from drivers.base import Driver
+from node.clock import Clock
+from node.config import Config
+from node.fusion.engine import FusionEngine
+from node.fusion.tracks import Status
+from node.measurement import AnyMeasurement, SensorState
+
+log = logging.getLogger("cuas.runtime")
+
+_QUEUE_CAPACITY = 20000
+_BATCH_MAX = 2000
+_BACKOFF_MIN_S = 0.5
+_BACKOFF_MAX_S = 30.0
+
+
+class TrackSink(Protocol):
+    """What the runtime needs from a publisher (MQTT, or stdout for replay)."""
+
+    def start(self) -> None: ...
+    def update_info(self, position: dict[str, Any] | None) -> None: ...
+    def publish_tracks(self, t: float, tracks: list[dict[str, Any]]) -> None: ...
+    def publish_health(self, payload: dict[str, Any]) -> None: ...
+    def stop(self) -> None: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+
+@dataclass
+class LoopStats:
+    heartbeat: float = 0.0
+    dropped: int = 0
+    last_count: int = 0
+    rate_hz: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class DriverLoop:
+    """Keeps one driver open and reading; a vanished port is logged once and reopened with back-off."""
+
+    def __init__(self, driver: Driver[Any], out: queue.Queue[AnyMeasurement], stop: threading.Event) -> None:
+        self.driver = driver
+        self.out = out
+        self.stop = stop
+        self.stats = LoopStats(heartbeat=time.monotonic())
+        self.thread = threading.Thread(target=self._run, name=f"driver-{driver.sensor_id}", daemon=True)
+
+    def _fail(self, what: str, exc: Exception, backoff: float, announced: bool) -> bool:
+        self.stats.errors[what] = self.stats.errors.get(what, 0) + 1
+        self.driver.state = SensorState.DOWN
+        self.driver.detail = f"{what}: {exc}"
+        if not announced:
+            log.error(
+                "sensor %s unavailable (%s: %s); retrying with back-off", self.driver.sensor_id, what, exc
+            )
+        return True
+
+    def _run(self) -> None:
+        drv = self.driver
+        backoff = _BACKOFF_MIN_S
+        announced = False
+        is_open = False
+        while not self.stop.is_set():
+            self.stats.heartbeat = time.monotonic()
+            if not is_open:
+                try:
+                    drv.open()
+                except (serial.SerialException, OSError) as exc:
+                    announced = self._fail("open", exc, backoff, announced)
+                    self.stop.wait(backoff)
+                    backoff = min(backoff * 2, _BACKOFF_MAX_S)
+                    continue
+                is_open = True
+                backoff = _BACKOFF_MIN_S
+                log.info("sensor %s (%s) %s", drv.sensor_id, drv.kind, "is back" if announced else "opened")
+                announced = False
+            try:
+                measurements = drv.read()
+            except (serial.SerialException, OSError) as exc:
+                announced = self._fail("read", exc, backoff, announced)
+                drv.close()
+                drv.state = SensorState.DOWN
+                is_open = False
+                continue
+            for m in measurements:
+                try:
+                    self.out.put_nowait(m)
+                except queue.Full:
+                    self.stats.dropped += 1
+        drv.close()
+
+
+class Runtime:
+    def __init__(
+        self, config: Config, clock: Clock, drivers: list[Driver[Any]], sink: TrackSink, session: int
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.sink = sink
+        self.stop_event = threading.Event()
+        self.queue: queue.Queue[AnyMeasurement] = queue.Queue(maxsize=_QUEUE_CAPACITY)
+        self.loops = [DriverLoop(d, self.queue, self.stop_event) for d in drivers]
+        self.fusion = FusionEngine(config, session)
+        self.fusion_heartbeat = time.monotonic()
+        self.started_at = clock.now()
+        self._last_tracks = -1e18
+        self._last_health = clock.now()
+        self._position: dict[str, Any] | None = None
+        self.ready = threading.Event()
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+
+    def run(self, until: threading.Event | None = None, on_ready: Callable[[], None] | None = None) -> None:
+        """Run until `request_stop()` (signals) or until `until` is set (end of a scenario).
+
+        `on_ready` is called once the sensor loops and fusion run (the simulator starts its clock
+        there; the systemd notifier sends READY=1 there)."""
+        self.sink.start()
+        self._position = self.fusion.node_position()
+        self.sink.update_info(self._position)
+        for loop in self.loops:
+            loop.thread.start()
+        self.ready.set()
+        if on_ready is not None:
+            on_ready()
+        log.info("node %s running with %d sensor(s)", self.config.node.id, len(self.loops))
+        try:
+            while not self.stop_event.is_set() and not (until is not None and until.is_set()):
+                self._cycle()
+        finally:
+            self.stop_event.set()
+            for loop in self.loops:
+                loop.thread.join(timeout=1.0)
+            self.sink.stop()
+            log.info("node %s stopped", self.config.node.id)
+
+    def _cycle(self) -> None:
+        self.fusion_heartbeat = time.monotonic()
+        batch: list[AnyMeasurement] = []
+        try:
+            batch.append(self.queue.get(timeout=0.05))
+            while len(batch) < _BATCH_MAX:
+                batch.append(self.queue.get_nowait())
+        except queue.Empty:
+            pass
+        started = time.perf_counter()
+        if batch:
+            self.fusion.process(batch)
+        now = self.clock.now()
+        self.fusion.tick(now)
+        self.fusion.counters.cycle_ms = (time.perf_counter() - started) * 1000.0
+        position = self.fusion.node_position()
+        if position != self._position:
+            self._position = position
+            self.sink.update_info(position)
+        min_interval = 1.0 / self.config.mqtt.tracks_max_rate_hz
+        if self.fusion.has_changes() and now - self._last_tracks >= min_interval:
+            self._last_tracks = now
+            self.sink.publish_tracks(now, self.fusion.drain_tracks())
+        if now - self._last_health >= self.config.mqtt.health_interval_s:
+            self.sink.publish_health(self.health(now, now - self._last_health))
+            self._last_health = now
+
+    def health(self, now: float, interval: float) -> dict[str, Any]:
+        sensors = []
+        for loop in self.loops:
+            h = loop.driver.health()
+            rate = (h.measurements - loop.stats.last_count) / interval if interval > 0 else 0.0
+            loop.stats.last_count = h.measurements
+            state = h.state
+            if state == SensorState.OK and (h.last_seen is None or now - h.last_seen > 5.0):
+                state = SensorState.DEGRADED  # open but silent: a technician must look at it
+            counters = dict(h.counters)
+            counters.update({f"{k}_errors": v for k, v in loop.stats.errors.items()})
+            counters["queue_dropped"] = loop.stats.dropped
+            entry: dict[str, Any] = {
+                "id": h.sensor_id,
+                "kind": h.kind,
+                "state": str(state),
+                "rate_hz": round(rate, 2),
+                "measurements": h.measurements,
+                "counters": counters,
+                "detail": h.detail if state != SensorState.OK else "",
+            }
+            if h.last_seen is not None:
+                entry["last_seen"] = round(h.last_seen, 3)
+                entry["age_s"] = round(max(0.0, now - h.last_seen), 3)
+            sensors.append(entry)
+        table = self.fusion.tracker.table
+        return {
+            "t": round(now, 3),
+            "uptime_s": round(now - self.started_at, 1),
+            "broker": "connected" if self.sink.connected else "disconnected",
+            "sensors": sensors,
+            "fusion": {
+                "tracks": int((table.status != Status.FREE).sum()),
+                "confirmed": int(
+                    ((table.status == Status.CONFIRMED) | (table.status == Status.COASTING)).sum()
+                ),
+                "queue_depth": self.queue.qsize(),
+                "cycle_ms": round(self.fusion.counters.cycle_ms, 3),
+            },
+        }

@@ -1,0 +1,176 @@
+"""`cuas-node watch`: what the node sees, in a terminal: live tracks and sensor health per node.
+
+It is a plain MQTT subscriber, so it shows exactly what a central server receives.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+_CLEAR = "\x1b[H\x1b[2J"
+
+
+@dataclass
+class NodeView:
+    status: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    tracks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    health: dict[str, Any] = field(default_factory=dict)
+    messages: int = 0
+
+
+class WatchState:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.nodes: dict[str, NodeView] = {}
+        self.changed = threading.Event()
+
+    def handle(self, topic: str, payload: bytes) -> tuple[str, str] | None:
+        parts = topic.split("/")
+        if len(parts) < 2:
+            return None
+        node_id, name = parts[-2], parts[-1]
+        try:
+            msg = json.loads(payload) if payload else {}
+        except ValueError:
+            return None
+        with self.lock:
+            view = self.nodes.setdefault(node_id, NodeView())
+            view.messages += 1
+            if name == "status":
+                view.status = msg
+            elif name == "info":
+                view.info = msg
+            elif name == "health":
+                view.health = msg
+            elif name == "tracks":
+                for track in msg.get("tracks", []):
+                    if track.get("status") == "deleted":
+                        view.tracks.pop(track["id"], None)
+                    else:
+                        view.tracks[track["id"]] = track
+                live = {t["id"] for t in msg.get("tracks", [])}
+                for stale in [tid for tid in view.tracks if tid not in live]:
+                    del view.tracks[stale]
+        self.changed.set()
+        return node_id, name
+
+
+def _track_line(track: dict[str, Any]) -> str:
+    e, n, u = track.get("enu_m", [0.0, 0.0, 0.0])
+    ve, vn, vu = track.get("vel_enu_mps", [0.0, 0.0, 0.0])
+    rng = math.sqrt(e * e + n * n + u * u)
+    bearing = math.degrees(math.atan2(e, n)) % 360
+    speed = math.sqrt(ve * ve + vn * vn + vu * vu)
+    cls = track.get("class", {})
+    return (
+        f"  {track['id']:<10} {track['status']:<10} "
+        f"{cls.get('label', '?'):<11}{cls.get('confidence', 0):>5.2f} "
+        f"{track.get('lat', 0):>11.6f} {track.get('lon', 0):>11.6f} {track.get('alt_m', 0):>7.1f} "
+        f"{rng:>7.1f} {bearing:>6.1f} {speed:>6.1f}  {','.join(track.get('sensors', []))}"
+    )
+
+
+def render(state: WatchState) -> str:
+    lines: list[str] = []
+    with state.lock:
+        if not state.nodes:
+            return "waiting for nodes...\n"
+        for node_id, view in sorted(state.nodes.items()):
+            st = view.status.get("state", "?")
+            pos = view.info.get("position", {})
+            where = (
+                f"{pos.get('lat', 0):.6f},{pos.get('lon', 0):.6f} ({pos.get('source', '?')})"
+                if pos
+                else "unknown"
+            )
+            lines.append(
+                f"node {node_id}: {st}   session {view.status.get('session', '?')}   position {where}"
+            )
+            broker = view.health.get("broker")
+            for s in view.health.get("sensors", []):
+                lines.append(
+                    f"  sensor {s['id']:<12} {s['kind']:<15} {s['state']:<9} {s.get('rate_hz', 0):>7.1f}/s "
+                    f"age {s.get('age_s', float('nan')):>6.1f}s  {s.get('detail', '')}"
+                )
+            if broker:
+                fusion = view.health.get("fusion", {})
+                lines.append(
+                    f"  fusion: {fusion.get('tracks', 0)} tracks, queue {fusion.get('queue_depth', 0)}, "
+                    f"cycle {fusion.get('cycle_ms', 0):.2f} ms"
+                )
+            lines.append(
+                f"  {'track':<10} {'status':<10} {'class':<11}{'conf':>5} {'lat':>11} {'lon':>11} "
+                f"{'alt_m':>7} {'range':>7} {'brg':>6} {'m/s':>6}  sensors"
+            )
+            for track in sorted(view.tracks.values(), key=lambda t: t["id"]):
+                lines.append(_track_line(track))
+            lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def watch(
+    host: str,
+    port: int,
+    root: str,
+    node: str = "+",
+    *,
+    duration: float | None = None,
+    plain: bool = False,
+    until_offline: bool = False,
+    out: TextIO = sys.stdout,
+) -> int:
+    state = WatchState()
+    went_offline = threading.Event()
+    seen_online: set[str] = set()
+
+    def on_connect(client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        client.subscribe(f"{root}/{node}/#", qos=1)
+
+    def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        seen = state.handle(msg.topic, bytes(msg.payload))
+        if seen is None:
+            return
+        node_id, name = seen
+        if plain and name in ("tracks", "status"):
+            out.write(f"{node_id} {name} {msg.payload.decode(errors='replace')}\n")
+            out.flush()
+        if until_offline and name == "status":
+            # A retained "offline" from an earlier run is history: wait for this run to end.
+            current = state.nodes[node_id].status.get("state")
+            if current == "online":
+                seen_online.add(node_id)
+            elif current == "offline" and node_id in seen_online:
+                went_offline.set()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_connect = on_connect
+    client.on_message = on_message
+    client.connect_async(host, port, keepalive=30)
+    client.loop_start()
+    deadline = None if duration is None else time.monotonic() + duration
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            if went_offline.is_set():
+                break
+            state.changed.wait(0.5)
+            state.changed.clear()
+            if not plain:
+                out.write(_CLEAR + f"cuas-node watch  {host}:{port}  {root}/{node}\n\n" + render(state))
+                out.flush()
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return 0
