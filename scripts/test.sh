@@ -4,6 +4,7 @@
 cd "$(dirname "$0")/.."
 source scripts/_setup.sh
 pip_install -e '.[test]'
-.venv/bin/ruff check node drivers calibration tests benchmarks
+.venv/bin/ruff check
+.venv/bin/ruff format --check
 .venv/bin/mypy
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
