@@ -96,6 +96,26 @@ class SensorHealth:
     detail: str = ""
 
 
+class SensorDriver(Protocol):
+    """What the runtime needs of any sensor driver, byte-stream or not (an SPI scanner that tunes,
+    waits and samples has no parser, yet is run, supervised and reported on the same way)."""
+
+    sensor_id: str
+    kind: str
+    state: SensorState
+    detail: str
+
+    def open(self) -> None: ...
+
+    def read(self) -> list[AnyMeasurement]:
+        """New measurements; blocks at most about 0.1 s so the loop can notice a stop request."""
+        ...
+
+    def close(self) -> None: ...
+
+    def health(self) -> SensorHealth: ...
+
+
 RecordT = TypeVar("RecordT")
 
 

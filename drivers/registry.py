@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from drivers.base import Driver
+from drivers.base import SensorDriver
 from node.clock import Clock
-from node.config import NmeaSensor, SensorConfig, TiMmwaveSensor
+from node.config import FpvRx5808Sensor, NmeaSensor, RemoteIdSensor, SensorConfig, TiMmwaveSensor
 
 
 class UnsupportedSensor(Exception):
     """A configured sensor kind that this version has no driver for."""
 
 
-def build_driver(sensor: SensorConfig, clock: Clock) -> Driver[Any]:
+def build_driver(sensor: SensorConfig, clock: Clock) -> SensorDriver:
     if isinstance(sensor, NmeaSensor):
         from drivers.nmea import NmeaDriver
 
@@ -30,4 +30,63 @@ def build_driver(sensor: SensorConfig, clock: Clock) -> Driver[Any]:
             options=ClusterOptions(doppler_clutter_band_mps=sensor.doppler_clutter_band_mps),
             resolution=RadarResolution.iwr6843() if sensor.model == "iwr6843" else RadarResolution.xwr1642(),
         )
+    if isinstance(sensor, RemoteIdSensor):
+        from drivers.remoteid.driver import RemoteIdDriver
+
+        return RemoteIdDriver.from_port(
+            sensor.id, sensor.port, clock, baudrate=sensor.baudrate, format=sensor.format
+        )
+    if isinstance(sensor, FpvRx5808Sensor):
+        return _fpv_driver(sensor, clock)
     raise UnsupportedSensor(f"sensor {sensor.id!r}: kind {sensor.kind!r} has no driver in this version")
+
+
+def fpv_receivers(sensor: FpvRx5808Sensor) -> list[Any]:
+    import math
+
+    from drivers.fpv.scanner import AntennaPattern, Receiver, RssiCurve
+
+    curve = RssiCurve(sensor.rssi_v_low, sensor.rssi_dbm_low, sensor.rssi_v_high, sensor.rssi_dbm_high)
+    if not sensor.receivers:
+        return [Receiver(sensor.adc_channel, curve=curve)]
+    return [
+        Receiver(
+            r.adc_channel,
+            antenna=AntennaPattern(
+                boresight_rad=math.radians(r.boresight_deg),
+                beamwidth_rad=None if r.beamwidth_deg is None else math.radians(r.beamwidth_deg),
+                gain_dbi=r.gain_dbi,
+            ),
+            curve=curve,
+        )
+        for r in sensor.receivers
+    ]
+
+
+def fpv_settings(sensor: FpvRx5808Sensor) -> Any:
+    from drivers.fpv.scanner import ScanSettings
+
+    return ScanSettings(
+        bands=sensor.bands,
+        exclude=frozenset(sensor.exclude),
+        settle_s=sensor.settle_ms / 1000.0,
+        enter_db=sensor.enter_db,
+        exit_db=sensor.exit_db,
+        confirm_sweeps=sensor.confirm_sweeps,
+    )
+
+
+def _fpv_driver(sensor: FpvRx5808Sensor, clock: Clock) -> SensorDriver:
+    from drivers.fpv.scanner import Rx5808Driver
+
+    return Rx5808Driver.from_pi(
+        sensor.id,
+        clock,
+        data_pin=sensor.data_pin,
+        clock_pin=sensor.clock_pin,
+        select_pin=sensor.select_pin,
+        bus=sensor.bus,
+        cs_pin=sensor.adc_cs_pin,
+        receivers=fpv_receivers(sensor),
+        settings=fpv_settings(sensor),
+    )

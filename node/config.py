@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 EX_CONFIG = 78
@@ -117,10 +117,45 @@ class RemoteIdSensor(_SensorBase):
     format: Literal["odid-lines", "drone-mesh-mapper"] = "odid-lines"
 
 
+class FpvReceiver(_Section):
+    """One RX5808 + antenna read on its own MCP3008 channel; several, on directional antennas,
+    give a bearing from their RSSI ratio."""
+
+    adc_channel: int = Field(ge=0, le=7)
+    boresight_deg: float = Field(default=0.0, ge=-360, le=360, description="relative to the sensor mount")
+    beamwidth_deg: float | None = Field(default=None, gt=0, le=360, description="None: omnidirectional")
+    gain_dbi: float = 2.0
+
+
 class FpvRx5808Sensor(_SensorBase):
     kind: Literal["fpv-rx5808"]
     bus: str = "spi0"
     adc_channel: int = Field(default=0, ge=0, le=7)
+    adc_cs_pin: str | None = Field(default=None, description="None: the SPI bus's CE0, driven by the kernel")
+    data_pin: str = "D17"
+    clock_pin: str = "D27"
+    select_pin: str = "D22"
+    bands: str = Field(default="ABEFRL", pattern=r"^[ABEFRL]+$")
+    exclude: list[str] = Field(
+        default_factory=list, description="channels to ignore, e.g. a site's Wi-Fi: ['F4']"
+    )
+    settle_ms: float = Field(default=30.0, ge=5, le=200)
+    enter_db: float = Field(default=10.0, gt=0)
+    exit_db: float = Field(default=6.0, gt=0)
+    confirm_sweeps: int = Field(default=2, ge=1, le=10)
+    rssi_v_low: float = 0.5
+    rssi_dbm_low: float = -90.0
+    rssi_v_high: float = 1.1
+    rssi_dbm_high: float = -40.0
+    receivers: list[FpvReceiver] = Field(
+        default_factory=list, description="empty: one omni receiver on adc_channel"
+    )
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> FpvRx5808Sensor:
+        if self.exit_db > self.enter_db:
+            raise ValueError("exit_db must not exceed enter_db (hysteresis)")
+        return self
 
 
 class AcousticArraySensor(_SensorBase):

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from drivers.nmea import decode_nmea
+from drivers.remoteid.decode import decode_remoteid
 from drivers.ti_mmwave import decode_ti
 
 Decoder = Callable[[bytes], Iterator[dict[str, Any]]]
@@ -14,4 +15,5 @@ Decoder = Callable[[bytes], Iterator[dict[str, Any]]]
 DECODERS: dict[str, Decoder] = {
     "nmea": decode_nmea,
     "ti-mmwave": decode_ti,
+    "remoteid": decode_remoteid,
 }

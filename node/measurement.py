@@ -48,8 +48,9 @@ class AcousticBearing(Measurement):
     sigma_az_rad: float
     sigma_el_rad: float
     drone_likelihood: float
-    level_db: float
+    level_db: float  # dB re full scale of the beamformed signal in the DoA band (uncalibrated mics)
     f0_hz: float | None = None
+    snr_db: float | None = None  # coherent-to-incoherent ratio at the DoA peak
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,27 @@ class RemoteIdReport(Measurement):
     rssi_dbm: float | None = None
     carrier: str | None = None
     mac: str | None = None
+    # Identity: `uas_id` is the best ID known (serial > CAA registration > session/UUID > MAC) and
+    # `id_type` says which; every ID the drone sent is kept so fusion can match any of them.
+    id_type: str | None = None
+    serial_number: str | None = None
+    registration_id: str | None = None
+    session_id: str | None = None
+    self_id: str | None = None
+    status: str | None = None
+    # Kinematics as broadcast (vel_enu_mps needs all three of speed, direction and vertical speed).
+    speed_h_mps: float | None = None
+    speed_v_mps: float | None = None
+    heading_deg: float | None = None
+    height_type: str | None = None
+    alt_baro_m: float | None = None
+    baro_accuracy_m: float | None = None
+    time_utc: float | None = None
+    """The drone's own UTC time of the position (Location timestamp placed in the current hour)."""
+    operator_alt_m: float | None = None
+    operator_location_type: str | None = None
+    source: str = "odid"
+    """`odid` (decoded here from raw messages) or `drone-mesh-mapper` (relayed, rounded fields)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +107,8 @@ class RfPresence(Measurement):
     snr_db: float
     bearing_rad: float | None = None
     sigma_bearing_rad: float | None = None
+    aliases: tuple[str, ...] = ()
+    """Other channel labels ("R7") the receiver cannot tell from this one (within a few MHz)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import serial
 
-from drivers.base import Driver
+from drivers.base import SensorDriver
 from node.clock import Clock
 from node.config import Config
 from node.fusion.engine import FusionEngine
@@ -57,7 +57,7 @@ class LoopStats:
 class DriverLoop:
     """Keeps one driver open and reading; a vanished port is logged once and reopened with back-off."""
 
-    def __init__(self, driver: Driver[Any], out: queue.Queue[AnyMeasurement], stop: threading.Event) -> None:
+    def __init__(self, driver: SensorDriver, out: queue.Queue[AnyMeasurement], stop: threading.Event) -> None:
         self.driver = driver
         self.out = out
         self.stop = stop
@@ -111,7 +111,7 @@ class DriverLoop:
 
 class Runtime:
     def __init__(
-        self, config: Config, clock: Clock, drivers: list[Driver[Any]], sink: TrackSink, session: int
+        self, config: Config, clock: Clock, drivers: list[SensorDriver], sink: TrackSink, session: int
     ) -> None:
         self.config = config
         self.clock = clock
