@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from drivers.base import SensorDriver
@@ -13,7 +14,11 @@ class UnsupportedSensor(Exception):
     """A configured sensor kind that this version has no driver for."""
 
 
-def build_driver(sensor: SensorConfig, clock: Clock) -> SensorDriver:
+def build_driver(
+    sensor: SensorConfig, clock: Clock, hardware: Mapping[str, tuple[Any, Any]] | None = None
+) -> SensorDriver:
+    """The driver for one configured sensor. `hardware` maps a sensor id to injected bus objects
+    (the simulator's register-level models) for sensors that are not serial ports."""
     if isinstance(sensor, NmeaSensor):
         from drivers.nmea import NmeaDriver
 
@@ -37,6 +42,13 @@ def build_driver(sensor: SensorConfig, clock: Clock) -> SensorDriver:
             sensor.id, sensor.port, clock, baudrate=sensor.baudrate, format=sensor.format
         )
     if isinstance(sensor, FpvRx5808Sensor):
+        if hardware and sensor.id in hardware:
+            from drivers.fpv.scanner import Rx5808Driver
+
+            pins, adc = hardware[sensor.id]
+            return Rx5808Driver(
+                sensor.id, pins, adc, clock, receivers=fpv_receivers(sensor), settings=fpv_settings(sensor)
+            )
         return _fpv_driver(sensor, clock)
     raise UnsupportedSensor(f"sensor {sensor.id!r}: kind {sensor.kind!r} has no driver in this version")
 

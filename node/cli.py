@@ -84,13 +84,14 @@ def _start_node(
     clock: Any,
     until: threading.Event | None = None,
     on_ready: Callable[[], None] | None = None,
+    hardware: dict[str, tuple[Any, Any]] | None = None,
 ) -> int:
     from drivers.registry import UnsupportedSensor, build_driver
     from node.publish import MqttPublisher
     from node.runtime import Runtime
 
     try:
-        drivers = [build_driver(s, clock) for s in config.sensors if s.enabled]
+        drivers = [build_driver(s, clock, hardware) for s in config.sensors if s.enabled]
     except UnsupportedSensor as exc:
         raise ConfigError([str(exc)], "sensors") from None
     publisher = MqttPublisher(
@@ -144,6 +145,12 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         data = deep_merge(data, overrides)
     config = build_config(data, args.config or f"scenario {scenario.name}")
     setup_logging(config.logging.level)
+    from drivers.registry import fpv_receivers
+    from node.config import FpvRx5808Sensor
+
+    simulation.build_hardware(
+        {s.id: fpv_receivers(s) for s in config.sensors if isinstance(s, FpvRx5808Sensor)}
+    )
     truth = open_truth(args.truth)
 
     def begin() -> None:
@@ -151,7 +158,9 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         simulation.start(truth)
 
     try:
-        return _start_node(config, clock, until=simulation.finished, on_ready=begin)
+        return _start_node(
+            config, clock, until=simulation.finished, on_ready=begin, hardware=simulation.hardware
+        )
     finally:
         simulation.stop()
         if truth is not None:

@@ -141,7 +141,7 @@ def watch(
         if seen is None:
             return
         node_id, name = seen
-        if plain and name in ("tracks", "status"):
+        if plain:
             out.write(f"{node_id} {name} {msg.payload.decode(errors='replace')}\n")
             out.flush()
         if until_offline and name == "status":

@@ -4,15 +4,19 @@ ground truth goes to a JSON-lines file on the same clock, so truth and tracks sh
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 from drivers.sim.gps import SimGps
 from drivers.sim.pty import PtyPort
 from drivers.sim.radar import SimRadar
-from drivers.sim.scenario import Scenario, SimGpsSpec, SimRadarSpec
+from drivers.sim.remoteid import SimRemoteIdBroadcaster
+from drivers.sim.scenario import Scenario, SimFpvSpec, SimGpsSpec, SimRadarSpec, SimRemoteIdSpec
 from drivers.sim.world import World
 from node.clock import ScaledClock
 from node.geo import LocalFrame
@@ -26,7 +30,9 @@ class Simulation:
         self.world = World(scenario)
         pos = scenario.node.position
         self.frame = LocalFrame(pos.lat, pos.lon, pos.alt_m)
-        self.ports = {spec.id: PtyPort() for spec in scenario.sensors}
+        # FPV scanners sit on SPI/GPIO, not a serial port: they get register-level models instead.
+        self.ports = {spec.id: PtyPort() for spec in scenario.sensors if not isinstance(spec, SimFpvSpec)}
+        self.hardware: dict[str, tuple[Any, Any]] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.finished = threading.Event()
@@ -36,12 +42,9 @@ class Simulation:
         sc = self.scenario
         sensors: list[dict[str, Any]] = []
         for spec in sc.sensors:
-            entry: dict[str, Any] = {
-                "kind": spec.kind,
-                "id": spec.id,
-                "port": self.ports[spec.id].path,
-                "mount": spec.mount.model_dump(),
-            }
+            entry: dict[str, Any] = {"kind": spec.kind, "id": spec.id, "mount": spec.mount.model_dump()}
+            if spec.id in self.ports:
+                entry["port"] = self.ports[spec.id].path
             if isinstance(spec, SimRadarSpec):
                 entry.update(
                     max_range_m=spec.max_range_m, fov_az_deg=spec.fov_az_deg, fov_el_deg=spec.fov_el_deg
@@ -60,16 +63,58 @@ class Simulation:
             emit(t)
             k += 1
 
+    def build_hardware(self, receivers: dict[str, list[Any]]) -> None:
+        """Register-level FPV models for each simulated scanner, given the receivers (antennas,
+        ADC channels) that the node's config builds for it."""
+        from drivers.sim.fpv import FpvTransmitter, RfEnvironment, SimFpvBench
+
+        transmitters = [
+            FpvTransmitter(
+                id=spec.id,
+                freq_mhz=spec.fpv.freq_mhz,
+                eirp_dbm=spec.fpv.eirp_dbm,
+                position=self._target_position(spec.id),
+                t_on=spec.waypoints[0].t,
+                t_off=spec.waypoints[-1].t,
+            )
+            for spec in self.scenario.targets
+            if spec.fpv is not None
+        ]
+        for index, spec in enumerate(self.scenario.sensors):
+            if isinstance(spec, SimFpvSpec):
+                env = RfEnvironment(
+                    transmitters,
+                    mount_yaw_deg=spec.mount.yaw_deg,
+                    offset_m=spec.mount.offset_m,
+                    noise_floor_dbm=spec.noise_floor_dbm,
+                    seed=self.seed * 1000 + index,
+                )
+                bench = SimFpvBench(env, self.clock, receivers[spec.id])
+                self.hardware[spec.id] = (bench.pins, bench.adc)
+
+    def _target_position(self, target_id: str) -> Callable[[float], tuple[float, float, float]]:
+        def position(t: float) -> tuple[float, float, float]:
+            state = self.world.state(t)
+            if target_id not in state.ids:
+                return (1e9, 1e9, 0.0)  # gone: out of reach
+            e, n, u = state.enu[state.ids.index(target_id)]
+            return (float(e), float(n), float(u))
+
+        return position
+
     def start(self, truth: IO[str] | None = None) -> None:
         for index, spec in enumerate(self.scenario.sensors):
-            port = self.ports[spec.id]
             seed = self.seed * 1000 + index
+            if isinstance(spec, SimFpvSpec):
+                continue  # driven by the node's own sweeps through the register-level model
+            port = self.ports[spec.id]
+            emit: Callable[[float], None]
             if isinstance(spec, SimRadarSpec):
-                radar = SimRadar(spec, seed)
-                emit = self._radar_emitter(radar, port)
+                emit = self._radar_emitter(SimRadar(spec, seed), port)
             elif isinstance(spec, SimGpsSpec):
-                gps = SimGps(spec, self.scenario.node, seed)
-                emit = self._gps_emitter(gps, port)
+                emit = self._gps_emitter(SimGps(spec, self.scenario.node, seed), port)
+            else:
+                emit = self._remote_id_emitter(spec, port, seed)
             self._spawn(spec.rate_hz, emit, f"sim-{spec.id}")
         if truth is not None:
             self._spawn(1.0 / self.scenario.step_s, self._truth_emitter(truth), "sim-truth")
@@ -80,6 +125,48 @@ class Simulation:
 
     def _gps_emitter(self, gps: SimGps, port: PtyPort) -> Callable[[float], None]:
         return lambda t: port.write(gps.epoch(self.clock.epoch + t))
+
+    def _remote_id_emitter(self, spec: SimRemoteIdSpec, port: PtyPort, seed: int) -> Callable[[float], None]:
+        broadcasters: dict[str, SimRemoteIdBroadcaster] = {}
+        offsets: dict[str, np.ndarray] = {}
+        for target in self.scenario.targets:
+            rid = target.remote_id
+            if rid is None:
+                continue
+            op_lat, op_lon, op_alt = self.frame.to_geodetic(rid.operator_enu_m)
+            broadcasters[target.id] = SimRemoteIdBroadcaster(
+                rid.uas_id,
+                float(op_lat),
+                float(op_lon),
+                operator_alt_m=float(op_alt),
+                operator_id=rid.operator_id,
+                carriers=rid.carriers,
+                seed=seed,
+            )
+            offsets[target.id] = np.asarray(rid.spoof_offset_m, dtype=np.float64)
+        receiver = np.asarray(spec.mount.offset_m, dtype=np.float64)
+
+        def emit(t: float) -> None:
+            state = self.world.state(t)
+            out: list[bytes] = []
+            for i, target_id in enumerate(state.ids):
+                broadcaster = broadcasters.get(target_id)
+                if broadcaster is None:
+                    continue
+                distance = float(np.linalg.norm(state.enu[i] - receiver))
+                if distance > spec.range_m:
+                    continue
+                lat, lon, alt = self.frame.to_geodetic(state.enu[i] + offsets[target_id])
+                rssi = -40.0 - 20.0 * math.log10(max(distance, 1.0) / 10.0)
+                ve, vn, vu = (float(v) for v in state.vel[i])
+                line = broadcaster.step(
+                    self.clock.epoch + t, float(lat), float(lon), float(alt), (ve, vn, vu), rssi_dbm=rssi
+                )
+                out.append(line)
+            if out:
+                port.write(b"".join(out))
+
+        return emit
 
     def _truth_emitter(self, out: IO[str]) -> Callable[[float], None]:
         def emit(t: float) -> None:

@@ -28,6 +28,24 @@ class Waypoint(_Strict):
     enu_m: tuple[float, float, float]
 
 
+class RemoteIdSpec(_Strict):
+    """The target broadcasts ASTM F3411 Remote ID. `spoof_offset_m` is added to the position it
+    *reports* (not to where it flies): a spoofer, or a broken GNSS."""
+
+    uas_id: str = Field(min_length=1, max_length=20)
+    operator_id: str = ""
+    operator_enu_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    carriers: tuple[Literal["bt4", "wifi-beacon"], ...] = ("bt4", "wifi-beacon")
+    spoof_offset_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+class FpvVideoSpec(_Strict):
+    """The target carries an analog 5.8 GHz video transmitter."""
+
+    freq_mhz: float = Field(ge=5300, le=6100)
+    eirp_dbm: float = Field(default=25.0, ge=0, le=40)
+
+
 class TargetSpec(_Strict):
     """A target flying through waypoints (linear between them); absent before the first, after the last."""
 
@@ -35,6 +53,8 @@ class TargetSpec(_Strict):
     kind: TargetKind
     rcs_m2: float = Field(default=0.01, gt=0)
     waypoints: list[Waypoint] = Field(min_length=2)
+    remote_id: RemoteIdSpec | None = None
+    fpv: FpvVideoSpec | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> TargetSpec:
@@ -76,7 +96,25 @@ class SimGpsSpec(SimSensorBase):
     sigma_m: float = Field(default=1.5, ge=0)
 
 
-SimSensorSpec = Annotated[SimRadarSpec | SimGpsSpec, Field(discriminator="kind")]
+class SimRemoteIdSpec(SimSensorBase):
+    """An ESP32-style receiver speaking the node's line protocol; `rate_hz` is how often it is polled."""
+
+    kind: Literal["remoteid"]
+    rate_hz: float = Field(default=10.0, gt=0, le=100)
+    range_m: float = Field(default=1500.0, gt=0)
+
+
+class SimFpvSpec(SimSensorBase):
+    """An RX5808 + MCP3008 scanner; the driver paces itself, so `rate_hz` is unused."""
+
+    kind: Literal["fpv-rx5808"]
+    rate_hz: float = Field(default=1.0, gt=0)
+    noise_floor_dbm: float = -90.0
+
+
+SimSensorSpec = Annotated[
+    SimRadarSpec | SimGpsSpec | SimRemoteIdSpec | SimFpvSpec, Field(discriminator="kind")
+]
 
 
 class NodeSpec(_Strict):

@@ -38,6 +38,18 @@ from node.publish.seqstore import SequenceStore
 
 log = logging.getLogger(__name__)
 
+
+class _NoSocketNoise(logging.Filter):
+    """paho 2.x's loop thread logs "Client is not connected" at ERROR once more after every clean
+    disconnect; our own on_disconnect already reports real losses, so that line is only noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Client is not connected")
+
+
+_paho_log = logging.getLogger("node.publish.paho")
+_paho_log.addFilter(_NoSocketNoise())
+
 MAX_PENDING = 1000  # tracks/health messages held in memory while disconnected (~3 min at 5 Hz)
 _HEADROOM = 32  # extra paho queue slots reserved for status/info
 RECONNECT_MIN_S = 1
@@ -181,7 +193,7 @@ class MqttPublisher:
     def _build_client(self, protocol: MQTTProtocolVersion) -> paho.Client:
         cfg = self._cfg
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self._client_id, protocol=protocol)
-        client.enable_logger(logging.getLogger("node.publish.paho"))
+        client.enable_logger(_paho_log)
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.max_queued_messages_set(MAX_PENDING + _HEADROOM)
         if cfg.username is not None:
