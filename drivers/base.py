@@ -62,7 +62,7 @@ class SerialTransport:
     def open(self) -> None:
         self._serial = serial.Serial(self.port, self.baudrate, timeout=self.timeout_s)
 
-    def read(self, max_bytes: int = 4096) -> bytes:
+    def read(self, max_bytes: int = 65536) -> bytes:
         if self._serial is None:
             raise serial.SerialException(f"{self.port} is not open")
         waiting = self._serial.in_waiting

@@ -7,7 +7,14 @@ from typing import Any
 
 from drivers.base import SensorDriver
 from node.clock import Clock
-from node.config import FpvRx5808Sensor, NmeaSensor, RemoteIdSensor, SensorConfig, TiMmwaveSensor
+from node.config import (
+    AcousticArraySensor,
+    FpvRx5808Sensor,
+    NmeaSensor,
+    RemoteIdSensor,
+    SensorConfig,
+    TiMmwaveSensor,
+)
 
 
 class UnsupportedSensor(Exception):
@@ -50,6 +57,23 @@ def build_driver(
                 sensor.id, pins, adc, clock, receivers=fpv_receivers(sensor), settings=fpv_settings(sensor)
             )
         return _fpv_driver(sensor, clock)
+    if isinstance(sensor, AcousticArraySensor):
+        from calibration.pose import Pose
+        from drivers.acoustic.doa import DoaOptions
+        from drivers.acoustic.driver import AcousticArrayDriver
+        from drivers.acoustic.geometry import resolve
+
+        m = sensor.mount
+        return AcousticArrayDriver.from_port(
+            sensor.id,
+            sensor.port,
+            clock,
+            baudrate=sensor.baudrate,
+            geometry=resolve(sensor.geometry, sensor.channel_map),
+            pose=Pose.from_angles(m.yaw_deg, m.pitch_deg, m.roll_deg, m.offset_m),
+            doa=DoaOptions(band_hz=sensor.band_hz, max_sources=sensor.max_sources),
+            threshold=sensor.detection_threshold,
+        )
     raise UnsupportedSensor(f"sensor {sensor.id!r}: kind {sensor.kind!r} has no driver in this version")
 
 

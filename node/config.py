@@ -162,7 +162,22 @@ class AcousticArraySensor(_SensorBase):
     kind: Literal["acoustic-array"]
     port: str
     baudrate: int = Field(default=2000000, gt=0)
-    geometry: str = "respeaker-4"
+    geometry: Literal["respeaker-4", "respeaker-6", "minidsp-uma8"] | list[tuple[float, float, float]] = (
+        Field(
+            default="respeaker-4",
+            description="a preset, or explicit microphone positions [x, y, z] in metres",
+        )
+    )
+    channel_map: list[int] | None = Field(default=None, description="wire channel of each microphone")
+    detection_threshold: float = Field(default=0.5, ge=0, le=1)
+    band_hz: tuple[float, float] = (100.0, 4000.0)
+    max_sources: int = Field(default=3, ge=1, le=8)
+
+    @model_validator(mode="after")
+    def _band(self) -> AcousticArraySensor:
+        if not 0 < self.band_hz[0] < self.band_hz[1]:
+            raise ValueError("band_hz must be [low, high] with 0 < low < high")
+        return self
 
 
 SensorConfig = Annotated[
@@ -185,6 +200,29 @@ class FusionSection(_Section):
     publish_tentative: bool = False
 
 
+_PIN = r"^D([0-9]|1[0-9]|2[0-7])$"
+
+
+class GpioSection(_Section):
+    """Status LED, alert output and tamper input on the Pi's header (Blinka pin names, BCM numbers).
+
+    Each pin is optional: leave it out and that function is off. `backend = "fake"` records pin
+    changes in memory instead of driving hardware (bench tests, the simulator)."""
+
+    enabled: bool = False
+    backend: Literal["blinka", "fake"] = "blinka"
+    status_led_pin: str | None = Field(default=None, pattern=_PIN)
+    status_led_active_high: bool = True
+    alert_pin: str | None = Field(default=None, pattern=_PIN)
+    alert_active_high: bool = True
+    alert_min_on_s: float = Field(default=5.0, ge=0, le=3600)
+    tamper_pin: str | None = Field(default=None, pattern=_PIN)
+    tamper_pull: Literal["up", "down", "none"] = "up"
+    tamper_open_level: Literal["high", "low"] = "high"
+    tamper_debounce_s: float = Field(default=0.05, ge=0, le=5)
+    tamper_alert: bool = True
+
+
 class LoggingSection(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -203,6 +241,7 @@ class Config(BaseSettings):
     sensors: list[SensorConfig] = Field(default_factory=list)
     fusion: FusionSection = FusionSection()
     logging: LoggingSection = LoggingSection()
+    gpio: GpioSection = GpioSection()
 
     @field_validator("sensors")
     @classmethod

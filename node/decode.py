@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from drivers.acoustic.decode import decode_acoustic
 from drivers.nmea import decode_nmea
 from drivers.remoteid.decode import decode_remoteid
 from drivers.ti_mmwave import decode_ti
@@ -16,4 +17,5 @@ DECODERS: dict[str, Decoder] = {
     "nmea": decode_nmea,
     "ti-mmwave": decode_ti,
     "remoteid": decode_remoteid,
+    "acoustic": decode_acoustic,
 }

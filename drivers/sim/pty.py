@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import select
+import time
 import tty
 
 
@@ -20,16 +22,24 @@ class PtyPort:
         self.bytes_written = 0
         self.bytes_dropped = 0
 
-    def write(self, data: bytes) -> None:
-        """Write without blocking; what the reader has not drained is dropped and counted (a UART
-        with nobody listening loses bytes the same way)."""
+    def write(self, data: bytes, max_wait_s: float = 0.25) -> None:
+        """Write, waiting up to `max_wait_s` for a slow reader; what it still has not drained by
+        then is dropped and counted (a UART with nobody listening loses bytes the same way).
+
+        The wait matters because the simulator writes a whole block at once where a real device
+        trickles it out at the line rate: the pty's small buffer must not turn a burst into loss.
+        """
         view = memoryview(data)
+        deadline = time.monotonic() + max_wait_s
         while view:
             try:
                 n = os.write(self.master, view)
             except BlockingIOError:
-                self.bytes_dropped += len(view)
-                return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not select.select([], [self.master], [], remaining)[1]:
+                    self.bytes_dropped += len(view)
+                    return
+                continue
             except OSError as exc:
                 if exc.errno in (errno.EIO, errno.EBADF):
                     self.bytes_dropped += len(view)

@@ -16,7 +16,14 @@ from drivers.sim.gps import SimGps
 from drivers.sim.pty import PtyPort
 from drivers.sim.radar import SimRadar
 from drivers.sim.remoteid import SimRemoteIdBroadcaster
-from drivers.sim.scenario import Scenario, SimFpvSpec, SimGpsSpec, SimRadarSpec, SimRemoteIdSpec
+from drivers.sim.scenario import (
+    Scenario,
+    SimAcousticSpec,
+    SimFpvSpec,
+    SimGpsSpec,
+    SimRadarSpec,
+    SimRemoteIdSpec,
+)
 from drivers.sim.world import World
 from node.clock import ScaledClock
 from node.geo import LocalFrame
@@ -45,6 +52,9 @@ class Simulation:
             entry: dict[str, Any] = {"kind": spec.kind, "id": spec.id, "mount": spec.mount.model_dump()}
             if spec.id in self.ports:
                 entry["port"] = self.ports[spec.id].path
+            if isinstance(spec, SimAcousticSpec):
+                # A pty does not enforce a baud rate, but the config should state a real one.
+                entry.update(geometry=spec.geometry, baudrate=4_000_000)
             if isinstance(spec, SimRadarSpec):
                 entry.update(
                     max_range_m=spec.max_range_m, fov_az_deg=spec.fov_az_deg, fov_el_deg=spec.fov_el_deg
@@ -113,6 +123,8 @@ class Simulation:
                 emit = self._radar_emitter(SimRadar(spec, seed), port)
             elif isinstance(spec, SimGpsSpec):
                 emit = self._gps_emitter(SimGps(spec, self.scenario.node, seed), port)
+            elif isinstance(spec, SimAcousticSpec):
+                emit = self._acoustic_emitter(spec, port, seed)
             else:
                 emit = self._remote_id_emitter(spec, port, seed)
             self._spawn(spec.rate_hz, emit, f"sim-{spec.id}")
@@ -165,6 +177,28 @@ class Simulation:
                 out.append(line)
             if out:
                 port.write(b"".join(out))
+
+        return emit
+
+    def _acoustic_emitter(self, spec: SimAcousticSpec, port: PtyPort, seed: int) -> Callable[[float], None]:
+        from calibration.pose import Pose
+        from drivers.acoustic.geometry import preset
+        from drivers.sim.acoustic import SimAcousticArray
+
+        m = spec.mount
+        array = SimAcousticArray(
+            preset(spec.geometry),
+            Pose.from_angles(m.yaw_deg, m.pitch_deg, m.roll_deg, m.offset_m),
+            sample_rate=spec.sample_rate,
+            seed=seed,
+            epoch=self.clock.epoch,
+            ambient_db_spl=spec.ambient_db_spl,
+            wind_db_spl=spec.wind_db_spl,
+        )
+
+        def emit(t: float) -> None:
+            s = self.world.state(t)
+            port.write(array.block(t, s.ids, s.kinds, s.enu, s.vel))
 
         return emit
 

@@ -112,8 +112,19 @@ class SimFpvSpec(SimSensorBase):
     noise_floor_dbm: float = -90.0
 
 
+class SimAcousticSpec(SimSensorBase):
+    """A microphone array streaming framed PCM; `rate_hz` is how often audio blocks are written."""
+
+    kind: Literal["acoustic-array"]
+    rate_hz: float = Field(default=10.0, gt=0, le=100)
+    geometry: Literal["respeaker-4", "respeaker-6", "minidsp-uma8"] = "respeaker-4"
+    sample_rate: int = Field(default=16000, ge=8000, le=96000)
+    ambient_db_spl: float = 40.0
+    wind_db_spl: float = 45.0
+
+
 SimSensorSpec = Annotated[
-    SimRadarSpec | SimGpsSpec | SimRemoteIdSpec | SimFpvSpec, Field(discriminator="kind")
+    SimRadarSpec | SimGpsSpec | SimRemoteIdSpec | SimFpvSpec | SimAcousticSpec, Field(discriminator="kind")
 ]
 
 
@@ -132,6 +143,9 @@ class Scenario(_Strict):
     node: NodeSpec
     sensors: list[SimSensorSpec]
     targets: list[TargetSpec] = Field(default_factory=list)
+    gospa_c_m: float = Field(
+        default=100.0, gt=0, description="GOSPA cut-off (m) for `cuas-node eval`: larger errors count as a miss"
+    )
 
 
 def builtin_names() -> list[str]:

@@ -1,0 +1,199 @@
+"""Driver for a microphone array streaming framed PCM (docs/acoustic.md) over a serial port or pty.
+
+Frames are stitched into blocks (default 0.5 s); each block runs SRP-PHAT over the last analysis
+window (default 1 s, the length the detector was trained on), then for every direction found the
+array is steered there (delay-and-sum, which also gains 10·log10(M) dB against diffuse noise) and
+the beamformed sound is classified. An `AcousticBearing` is emitted per source whose drone
+likelihood reaches the threshold. A gap in the sequence numbers or a change of format resets the
+stitching: two stretches of audio that were not adjacent must never form one block.
+
+Bearings are in the array's own frame (the measurement contract); the optional mount pose is used
+only to pick the sky-side hemisphere for planar arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from calibration.pose import Pose
+from drivers.acoustic.detector import Detection, DroneDetector
+from drivers.acoustic.doa import DoaOptions, DoaPeak, SrpPhat
+from drivers.acoustic.geometry import ArrayGeometry, resolve
+from drivers.acoustic.protocol import PcmFrame, PcmFrameParser
+from drivers.base import Driver, SensorHealth, SerialTransport, Transport
+from node.clock import Clock
+from node.measurement import AcousticBearing, AnyMeasurement
+
+FloatArray = npt.NDArray[np.float64]
+DEFAULT_BAUDRATE = 2_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class SourceEstimate:
+    peak: DoaPeak
+    detection: Detection
+
+
+class AcousticPipeline:
+    """DoA + detection for one array and sample rate (shared by the driver, decode and benchmark)."""
+
+    def __init__(
+        self,
+        geometry: ArrayGeometry,
+        sample_rate: int,
+        *,
+        doa: DoaOptions | None = None,
+        pose: Pose | None = None,
+        detector: DroneDetector | None = None,
+    ) -> None:
+        self.geometry = geometry
+        self.fs = sample_rate
+        self.srp = SrpPhat(geometry, sample_rate, doa, pose)
+        self.detector = detector or DroneDetector()
+        self.c = self.srp.opt.speed_of_sound_mps
+
+    def beamform(self, x: FloatArray, unit: FloatArray) -> FloatArray:
+        """Delay-and-sum towards `unit`: advance each channel by its arrival delay, then average."""
+        n = x.shape[0]
+        spec = np.fft.rfft(x, axis=0)
+        f = np.fft.rfftfreq(n, 1.0 / self.fs)
+        tau = -(self.geometry.positions @ unit) / self.c  # arrival delay of each mic
+        steer = np.exp(2j * math.pi * f[:, None] * tau[None, :])
+        return np.asarray(np.fft.irfft((spec * steer).mean(axis=1), n=n), dtype=np.float64)
+
+    def process(self, x: npt.ArrayLike) -> list[SourceEstimate]:
+        block = np.asarray(x, dtype=np.float64)
+        out = []
+        for peak in self.srp.localise(block):
+            out.append(SourceEstimate(peak, self.detector.detect(self.beamform(block, peak.unit), self.fs)))
+        return out
+
+
+class AcousticArrayDriver(Driver[PcmFrame]):
+    kind = "acoustic-array"
+
+    def __init__(
+        self,
+        sensor_id: str,
+        transport: Transport,
+        clock: Clock,
+        *,
+        geometry: ArrayGeometry | str = "respeaker-4",
+        pose: Pose | None = None,
+        doa: DoaOptions | None = None,
+        threshold: float = 0.5,
+        block_s: float = 0.5,
+        window_s: float = 1.0,
+        parser: PcmFrameParser | None = None,
+    ) -> None:
+        super().__init__(sensor_id, transport, parser or PcmFrameParser(), clock)
+        self.geometry = resolve(geometry) if isinstance(geometry, str) else geometry
+        self.pose = pose
+        self.doa = doa
+        self.threshold = threshold
+        self.block_s = block_s
+        self.window_s = max(window_s, block_s)
+        self._pipeline: AcousticPipeline | None = None
+        self._rate = 0
+        self._chunks: list[FloatArray] = []
+        self._buffered = 0
+        self._new = 0
+        self._end_device_s = 0.0
+        self._offset_s: float | None = None
+        self._counts = dict.fromkeys(("blocks", "detections", "channel_mismatch", "stream_resets"), 0)
+
+    @classmethod
+    def from_port(
+        cls,
+        sensor_id: str,
+        port: str,
+        clock: Clock,
+        *,
+        baudrate: int = DEFAULT_BAUDRATE,
+        geometry: ArrayGeometry | str = "respeaker-4",
+        pose: Pose | None = None,
+        doa: DoaOptions | None = None,
+        threshold: float = 0.5,
+    ) -> AcousticArrayDriver:
+        transport = SerialTransport(port, baudrate)
+        return cls(sensor_id, transport, clock, geometry=geometry, pose=pose, doa=doa, threshold=threshold)
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return {**self.parser.counters, **self._counts}
+
+    def health(self) -> SensorHealth:
+        snap = super().health()
+        snap.counters = self.counters
+        return snap
+
+    def _reset(self) -> None:
+        self._chunks.clear()
+        self._buffered = 0
+        self._new = 0
+
+    def accept(self, frame: PcmFrame, t_capture: float) -> list[tuple[float, SourceEstimate]]:
+        """Add one frame; return (device-clock time of the window centre, source) per processed block."""
+        if frame.channels < self.geometry.min_channels:
+            self._counts["channel_mismatch"] += 1
+            return []
+        if frame.sample_rate != self._rate or self._pipeline is None:
+            self._rate = frame.sample_rate
+            self._pipeline = AcousticPipeline(self.geometry, self._rate, doa=self.doa, pose=self.pose)
+            self._reset()
+        elif frame.gap or frame.restart:
+            self._counts["stream_resets"] += 1
+            self._reset()
+        start_s = frame.timestamp_us * 1e-6
+        self._end_device_s = start_s + frame.n_samples / self._rate
+        offset = t_capture - self._end_device_s
+        if frame.utc:
+            self._offset_s = 0.0
+        elif self._offset_s is None or offset < self._offset_s:
+            self._offset_s = offset  # the least-delayed frame bounds the clock offset best
+        chunk = frame.samples[:, list(self.geometry.channel_map)].astype(np.float64) / 32768.0
+        self._chunks.append(chunk)
+        self._buffered += chunk.shape[0]
+        self._new += chunk.shape[0]
+        window_n = int(self.window_s * self._rate)
+        if self._new < int(self.block_s * self._rate) or self._buffered < min(
+            window_n, int(self.block_s * self._rate)
+        ):
+            return []
+        data = np.concatenate(self._chunks, axis=0)[-window_n:]
+        self._chunks = [data]
+        self._buffered = data.shape[0]
+        self._new = 0
+        self._counts["blocks"] += 1
+        t_centre = self._end_device_s - 0.5 * data.shape[0] / self._rate
+        return [(t_centre, s) for s in self._pipeline.process(data)]
+
+    def to_measurements(self, record: PcmFrame, t_capture: float, t_receive: float) -> list[AnyMeasurement]:
+        out: list[AnyMeasurement] = []
+        for t_device, src in self.accept(record, t_capture):
+            if src.detection.drone_likelihood < self.threshold:
+                continue
+            self._counts["detections"] += 1
+            out.append(to_bearing(self.sensor_id, t_device + (self._offset_s or 0.0), t_receive, src))
+        return out
+
+
+def to_bearing(sensor_id: str, t_capture: float, t_receive: float, src: SourceEstimate) -> AcousticBearing:
+    p, d = src.peak, src.detection
+    return AcousticBearing(
+        sensor_id=sensor_id,
+        t_capture=t_capture,
+        t_receive=t_receive,
+        az_rad=p.az_rad,
+        el_rad=p.el_rad,
+        sigma_az_rad=p.sigma_az_rad,
+        sigma_el_rad=p.sigma_el_rad,
+        drone_likelihood=d.drone_likelihood,
+        level_db=d.level_dbfs,
+        f0_hz=d.f0_hz,
+        snr_db=p.snr_db,
+    )
