@@ -197,6 +197,13 @@ class FusionSection(_Section):
     process_accel_mps2: float = Field(default=3.0, gt=0)
     process_accel_vertical_mps2: float = Field(default=1.0, gt=0)
     max_tracks: int = Field(default=256, ge=1, le=4096)
+    reorder_window_s: float = Field(
+        default=0.1, ge=0, le=2, description="hold measurements this long to fuse in time order"
+    )
+    alert_update_s: float = Field(default=5.0, gt=0)
+    rid_loose_gate_m: float = Field(
+        default=150.0, gt=0, description="how far a spoofed Remote ID may be from its track"
+    )
     publish_tentative: bool = False
 
 
@@ -223,6 +230,30 @@ class GpioSection(_Section):
     tamper_alert: bool = True
 
 
+class ZoneSection(_Section):
+    """A protected volume: a polygon of [lat, lon] vertices, a floor and a ceiling in metres above
+    the node's own altitude, and the alert level raised when a confirmed track enters it."""
+
+    id: str = Field(pattern=_IDENT)
+    level: Literal["warning", "critical"] = "warning"
+    polygon: list[tuple[float, float]] = Field(min_length=3)
+    floor_m: float = -100.0
+    ceiling_m: float = 1000.0
+    classes: tuple[Literal["multirotor", "fixed_wing", "bird", "aircraft", "unknown"], ...] = Field(
+        default=("multirotor", "fixed_wing", "unknown"),
+        description="track labels that raise an alert in this zone",
+    )
+
+    @model_validator(mode="after")
+    def _geometry(self) -> ZoneSection:
+        for lat, lon in self.polygon:
+            if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+                raise ValueError("polygon vertices are [lat, lon] in degrees")
+        if self.floor_m >= self.ceiling_m:
+            raise ValueError("floor_m must be below ceiling_m")
+        return self
+
+
 class LoggingSection(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -241,6 +272,7 @@ class Config(BaseSettings):
     sensors: list[SensorConfig] = Field(default_factory=list)
     fusion: FusionSection = FusionSection()
     logging: LoggingSection = LoggingSection()
+    zones: list[ZoneSection] = Field(default_factory=list)
     gpio: GpioSection = GpioSection()
 
     @field_validator("sensors")

@@ -107,7 +107,7 @@ def _engine(**fusion: object) -> FusionEngine:
 
 
 def test_engine_waits_for_position_then_tracks_and_deletes_once() -> None:
-    engine = _engine(confirm_m=3, confirm_n=4, delete_after_s=1.0)
+    engine = _engine(confirm_m=3, confirm_n=4, delete_after_s=1.0, reorder_window_s=0.0)
     det = RadarDetection("radar", 100.0, 0.0, 50.0, 0.1, 0.05, 1.0, 0.2, 0.02, 0.04, 0.1, 20.0)
     engine.process([det])
     assert engine.counters.waiting_for_position == 1

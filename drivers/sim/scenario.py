@@ -55,6 +55,7 @@ class TargetSpec(_Strict):
     waypoints: list[Waypoint] = Field(min_length=2)
     remote_id: RemoteIdSpec | None = None
     fpv: FpvVideoSpec | None = None
+    max_accel_mps2: float | None = Field(default=None, gt=0, description="default by kind: quadcopter 4 m/s²")
 
     @model_validator(mode="after")
     def _ordered(self) -> TargetSpec:

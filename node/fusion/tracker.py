@@ -1,13 +1,15 @@
-"""The first multi-target tracker: EKF on a constant-velocity model, GNN assignment, M-of-N logic.
+"""The multi-sensor tracker: IMM-EKF per track, gated global nearest neighbour, M-of-N logic.
 
 Components are kept separate (predict, gate, assign, update, initiate, maintain) in the Stone Soup
-manner, but each acts on every track at once through the structure-of-arrays `TrackTable`.
+manner, but each acts on every track at once through the structure-of-arrays `TrackTable`, and
+one generic scan path serves every sensor through its measurement model.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -16,20 +18,17 @@ from scipy.stats import chi2
 
 from calibration.pose import Pose
 from node.config import FusionSection
-from node.fusion.models import (
-    RADAR_DIM,
-    predict,
-    radar_innovation,
-    radar_noise,
-    radar_predict,
-    radar_to_state,
-)
-from node.fusion.tracks import Status, TrackTable
+from node.fusion import imm
+from node.fusion.measurement_models import Coverage, MeasurementModel, RadarModel, noise_from_sigmas
+from node.fusion.tracks import PRIOR, Status, TrackTable
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
+BoolArray = npt.NDArray[np.bool_]
 _UNGATED_COST = 1e9
-_INITIAL_SPEED_SIGMA_MPS = 15.0
+# A track is only "missed" by a sensor that should have seen it: inside coverage and known to
+# within this many metres (a bearing-only track's range is a guess, not a place to look).
+_MISS_POSITION_SIGMA_M = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +40,11 @@ class RadarGeometry:
     max_range_m: float
     fov_az_rad: float = math.radians(60.0)
     fov_el_rad: float = math.radians(45.0)
+
+    def model(self) -> RadarModel:
+        return RadarModel(
+            self.sensor_id, self.pose, Coverage(self.max_range_m, self.fov_az_rad, self.fov_el_rad)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,9 @@ class TrackSnapshot:
     cov: FloatArray
     sensors: list[str]
     updates: int
+    bearing_only: bool = False
+    class_logp: FloatArray = field(default_factory=lambda: PRIOR.copy())
+    evidence_mask: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,117 +74,140 @@ class RadarScan:
     sigmas: FloatArray
 
 
+@dataclass
+class Scan:
+    """Measurements of one sensor taken at one instant, for any measurement model."""
+
+    model: MeasurementModel
+    t: float
+    z: FloatArray  # (M, D)
+    r: FloatArray  # (M, D, D)
+    full_scan: bool = True  # a look at all of the coverage (radar frame), not one report
+    initiate: bool = True
+    physical: bool = True  # a non-cooperative sensor: evidence the object is really there
+
+
+@dataclass
+class ScanResult:
+    """Which track slot took each measurement (−1: none) and which slots were started."""
+
+    slot_of: IndexArray
+    started: IndexArray
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 class Tracker:
-    def __init__(self, params: FusionSection, sensor_ids: list[str]) -> None:
+    def __init__(
+        self, params: FusionSection, sensor_ids: list[str], imm_params: imm.ImmParams | None = None
+    ) -> None:
         self.params = params
-        self.table = TrackTable(params.max_tracks)
-        self.sensor_bits = {sid: i for i, sid in enumerate(sensor_ids[:64])}
-        self.sensor_ids = list(sensor_ids[:64])
-        self.gate = float(chi2.ppf(params.gate_probability, RADAR_DIM))
+        self.imm = imm_params or imm.ImmParams(
+            accel_h_mps2=(params.process_accel_mps2 / 4.0, params.process_accel_mps2 * 2.0),
+            accel_v_mps2=(params.process_accel_vertical_mps2 / 4.0, params.process_accel_vertical_mps2 * 2.0),
+        )
+        self.table = TrackTable(params.max_tracks, self.imm.n_models, self.imm.initial_mode)
+        self.sensor_bits = {sid: i for i, sid in enumerate(sensor_ids[:63])}
         self.window_mask = np.uint32((1 << params.confirm_n) - 1)
+        self._gates: dict[int, float] = {}
+
+    def gate(self, dim: int) -> float:
+        if dim not in self._gates:
+            self._gates[dim] = float(chi2.ppf(self.params.gate_probability, dim))
+        return self._gates[dim]
 
     # -- components -------------------------------------------------------------------------
-    def _predict_to(self, active: IndexArray, t: float) -> None:
+    def _predict_to(self, active: IndexArray, t: float) -> FloatArray:
+        """Predict forward to t where the track is older; return each track's dt ≤ 0 to the scan
+        (negative where the measurement is out of sequence)."""
         tb = self.table
-        dt = np.clip(t - tb.t_state[active], 0.0, None)
-        x, p = tb.x[active], tb.p[active]
-        predict(x, p, dt, self.params.process_accel_mps2, self.params.process_accel_vertical_mps2)
-        tb.x[active], tb.p[active] = x, p
-        tb.t_state[active] = np.maximum(tb.t_state[active], t)
+        dt = t - tb.t_state[active]
+        ahead = dt > 0
+        imm.mix_and_predict(tb, active[ahead], dt[ahead], self.imm)
+        tb.t_state[active[ahead]] = t
+        return np.minimum(dt, 0.0)
 
-    def _gate(
-        self, active: IndexArray, scan: RadarScan, geometry: RadarGeometry
-    ) -> tuple[FloatArray, npt.NDArray[np.bool_], FloatArray, FloatArray, FloatArray]:
-        """Likelihood costs (K,M), gate mask (K,M), innovations (K,M,4), S⁻¹ (K,M,4,4), H (K,4,6)."""
-        tb = self.table
-        z_pred, h = radar_predict(tb.x[active], geometry.pose)
-        s0 = h @ tb.p[active] @ h.transpose(0, 2, 1)
-        s = s0[:, None, :, :] + radar_noise(scan.sigmas)[None, :, :, :]
-        nu = radar_innovation(scan.z[None, :, :], z_pred[:, None, :])
-        s_inv = np.asarray(np.linalg.inv(s), dtype=np.float64)
-        d2 = np.einsum("kmi,kmij,kmj->km", nu, s_inv, nu)
+    def _costs(
+        self, active: IndexArray, dt: FloatArray, scan: Scan
+    ) -> tuple[FloatArray, BoolArray, FloatArray]:
+        """Likelihood costs (K,M), gate mask (K,M) and predicted positions' sigma (K,)."""
+        model = scan.model
+        z_pred, _, hph = imm.gate_quantities(self.table, active, dt, model, self.imm)
+        s = hph[:, None, :, :] + scan.r[None, :, :, :]
+        nu = model.innovation(scan.z[None, :, :], z_pred[:, None, :])
+        d2 = np.einsum("kmi,kmij,kmj->km", nu, np.linalg.inv(s), nu)
         _, logdet = np.linalg.slogdet(s)
-        gated: npt.NDArray[np.bool_] = d2 < self.gate
+        gated: BoolArray = np.asarray(d2 < self.gate(scan.z.shape[1]))
         cost: FloatArray = np.where(gated, d2 + logdet, _UNGATED_COST)
-        return cost, gated, nu, s_inv, h
+        return cost, gated, z_pred
 
     @staticmethod
     def _assign(
-        cost: FloatArray, gated: npt.NDArray[np.bool_], rows: IndexArray, cols: IndexArray
+        cost: FloatArray, gated: BoolArray, rows: IndexArray, cols: IndexArray
     ) -> list[tuple[int, int]]:
         """Global nearest neighbour over a sub-block; returns (row, col) indices into the full matrix."""
         if rows.size == 0 or cols.size == 0:
             return []
-        sub = cost[np.ix_(rows, cols)]
-        r, c = linear_sum_assignment(sub)
+        r, c = linear_sum_assignment(cost[np.ix_(rows, cols)])
         keep = gated[rows[r], cols[c]]
         return list(zip(rows[r][keep].tolist(), cols[c][keep].tolist(), strict=True))
 
-    def _update(
-        self, slots: IndexArray, nu: FloatArray, s_inv: FloatArray, h: FloatArray, r_meas: FloatArray
-    ) -> None:
-        """Batched EKF update in Joseph form (stays symmetric positive definite)."""
+    # -- one scan of any sensor --------------------------------------------------------------
+    def process(self, scan: Scan) -> ScanResult:
         tb = self.table
-        p = tb.p[slots]
-        ht = h.transpose(0, 2, 1)
-        gain = p @ ht @ s_inv
-        tb.x[slots] += np.einsum("aij,aj->ai", gain, nu)
-        i_kh = np.eye(p.shape[1])[None] - gain @ h
-        tb.p[slots] = i_kh @ p @ i_kh.transpose(0, 2, 1) + gain @ r_meas @ gain.transpose(0, 2, 1)
-
-    # -- a radar frame ----------------------------------------------------------------------
-    def process_radar(self, scan: RadarScan, geometry: RadarGeometry) -> None:
-        tb = self.table
-        bit = self.sensor_bits.get(scan.sensor_id, 63)
+        bit = self.sensor_bits.get(scan.model.sensor_id, 63)
         active = tb.active()
-        if active.size:
-            self._predict_to(active, scan.t)
         m = scan.z.shape[0]
-        used = np.zeros(m, dtype=bool)
-        near_track: npt.NDArray[np.bool_] = np.zeros(m, dtype=bool)
-        updated = np.zeros(active.size, dtype=bool)
-        if active.size and m:
-            cost, gated, nu, s_inv, h = self._gate(active, scan, geometry)
-            near_track = np.asarray(gated.any(axis=0))
-            status = tb.status[active]
-            firm = np.flatnonzero(status != Status.TENTATIVE)
-            pairs = self._assign(cost, gated, firm, np.arange(m))
-            taken = {c for _, c in pairs}
-            free_cols = np.array([c for c in range(m) if c not in taken], dtype=np.intp)
-            pairs += self._assign(cost, gated, np.flatnonzero(status == Status.TENTATIVE), free_cols)
-            if pairs:
-                rows = np.array([r for r, _ in pairs], dtype=np.intp)
-                cols = np.array([c for _, c in pairs], dtype=np.intp)
-                self._update(
-                    active[rows], nu[rows, cols], s_inv[rows, cols], h[rows], radar_noise(scan.sigmas[cols])
-                )
-                used[cols] = True
-                updated[rows] = True
-            self._record_hits(active, updated, scan, geometry, bit)
-        self._initiate(scan, geometry, ~used & ~near_track, bit)
+        slot_of = np.full(m, -1, dtype=np.intp)
+        near_track: BoolArray = np.zeros(m, dtype=bool)
+        updated: BoolArray = np.zeros(active.size, dtype=bool)
+        if active.size:
+            dt = self._predict_to(active, scan.t)
+            if m:
+                cost, gated, _ = self._costs(active, dt, scan)
+                near_track = np.asarray(gated.any(axis=0))
+                status = tb.status[active]
+                # Two passes: established tracks choose first, tentative ones share the rest.
+                pairs = self._assign(cost, gated, np.flatnonzero(status != Status.TENTATIVE), np.arange(m))
+                taken = {c for _, c in pairs}
+                free_cols = np.array([c for c in range(m) if c not in taken], dtype=np.intp)
+                pairs += self._assign(cost, gated, np.flatnonzero(status == Status.TENTATIVE), free_cols)
+                if pairs:
+                    rows = np.array([r for r, _ in pairs], dtype=np.intp)
+                    cols = np.array([c for _, c in pairs], dtype=np.intp)
+                    imm.update(tb, active[rows], dt[rows], scan.z[cols], scan.r[cols], scan.model, self.imm)
+                    slot_of[cols] = active[rows]
+                    updated[rows] = True
+            self._record_hits(active, updated, scan, bit)
+        started = np.zeros(0, dtype=np.intp)
+        if scan.initiate:
+            used, started = self._initiate(scan, (slot_of < 0) & ~near_track, bit)
+            slot_of[used] = started
+        return ScanResult(slot_of, started)
 
-    def _record_hits(
-        self,
-        active: IndexArray,
-        updated: npt.NDArray[np.bool_],
-        scan: RadarScan,
-        geometry: RadarGeometry,
-        bit: int,
-    ) -> None:
-        """Shift the M-of-N window of tracks this radar should have seen; promote and refresh hit ones."""
+    def process_radar(self, scan: RadarScan, geometry: RadarGeometry) -> ScanResult:
+        return self.process(Scan(geometry.model(), scan.t, scan.z, noise_from_sigmas(scan.sigmas)))
+
+    def _record_hits(self, active: IndexArray, updated: BoolArray, scan: Scan, bit: int) -> None:
+        """Shift the M-of-N window of tracks this sensor should have seen; promote and refresh hit ones."""
         tb = self.table
-        z_pred, _ = radar_predict(tb.x[active], geometry.pose)
-        in_view = (
-            (z_pred[:, 0] <= geometry.max_range_m)
-            & (np.abs(z_pred[:, 1]) <= geometry.fov_az_rad)
-            & (np.abs(z_pred[:, 2]) <= geometry.fov_el_rad)
-        ) | updated
+        if scan.full_scan:
+            sigma = np.sqrt(np.max(np.linalg.eigvalsh(tb.p[active][:, :3, :3]), axis=1))
+            in_view = (
+                scan.model.coverage.contains(scan.model.pose, tb.x[active, :3])
+                & (sigma < _MISS_POSITION_SIGMA_M)
+            ) | updated
+        else:
+            in_view = updated
         seen = active[in_view]
         tb.hits[seen] = (
             (tb.hits[seen] << np.uint32(1)) | updated[in_view].astype(np.uint32)
         ) & self.window_mask
         hit = active[updated]
         tb.t_update[hit] = scan.t
+        if scan.model.ranging:
+            tb.t_ranged[hit] = scan.t
+        if scan.physical:
+            tb.t_physical[hit] = scan.t
         tb.updates[hit] += 1
         tb.sensor_mask[hit] |= np.uint64(1 << bit)
         tb.changed[hit] = True
@@ -190,14 +220,17 @@ class Tracker:
         ]
         tb.status[confirm] = Status.CONFIRMED
 
-    def _initiate(
-        self, scan: RadarScan, geometry: RadarGeometry, mask: npt.NDArray[np.bool_], bit: int
-    ) -> None:
-        if not mask.any():
-            return
-        x, p = radar_to_state(scan.z[mask], scan.sigmas[mask], geometry.pose, _INITIAL_SPEED_SIGMA_MPS)
+    def _initiate(self, scan: Scan, mask: BoolArray, bit: int) -> tuple[IndexArray, IndexArray]:
+        """Start tentative tracks; returns the measurement indices used and their new slots."""
+        candidates = np.flatnonzero(mask)
+        if not candidates.size:
+            return candidates, candidates
+        x, p = scan.model.initiate(scan.z[candidates], scan.r[candidates])
         keep = _distinct(x[:, :3], np.trace(p[:, :3, :3], axis1=1, axis2=2))
-        self.table.allocate(x[keep], p[keep], scan.t, bit)
+        slots = self.table.allocate(x[keep], p[keep], scan.t, bit, scan.model.ranging)
+        if scan.physical:
+            self.table.t_physical[slots] = scan.t
+        return candidates[keep][: slots.size], slots
 
     # -- housekeeping -----------------------------------------------------------------------
     def maintain(self, t: float) -> list[TrackSnapshot]:
@@ -213,14 +246,26 @@ class Tracker:
         age = t - tb.t_update[active]
         status = tb.status[active]
         sigma = np.sqrt(np.max(np.linalg.eigvalsh(tb.p[active][:, :3, :3]), axis=1))
+        bearing_only = ~np.isfinite(tb.t_ranged[active])
+        limit = np.where(
+            bearing_only, self.params.max_position_sigma_m * 2.0, self.params.max_position_sigma_m
+        )
         drop_tentative = (status == Status.TENTATIVE) & (age > self.params.tentative_delete_after_s)
         firm = status != Status.TENTATIVE
-        drop_firm = firm & ((age > self.params.delete_after_s) | (sigma > self.params.max_position_sigma_m))
+        drop_firm = firm & ((age > self.params.delete_after_s) | (sigma > limit))
         coast = (status == Status.CONFIRMED) & (age > self.params.coast_after_s) & ~drop_firm
         tb.status[active[coast]] = Status.COASTING
         tb.changed[active[coast]] = True
         deleted = self.snapshot(active[drop_firm], deleted=True)
         tb.release(active[drop_tentative | drop_firm])
+        return deleted
+
+    def drop(self, slots: IndexArray) -> list[TrackSnapshot]:
+        """Remove tracks now (e.g. a phantom made of spoofed reports); confirmed ones are reported."""
+        tb = self.table
+        firm = slots[tb.status[slots] != Status.TENTATIVE]
+        deleted = self.snapshot(firm, deleted=True)
+        tb.release(slots)
         return deleted
 
     def snapshot(self, slots: IndexArray, deleted: bool = False) -> list[TrackSnapshot]:
@@ -235,6 +280,9 @@ class Tracker:
                 cov=tb.p[s, :3, :3].copy(),
                 sensors=self.sensors_of(int(tb.sensor_mask[s])),
                 updates=int(tb.updates[s]),
+                bearing_only=not math.isfinite(float(tb.t_ranged[s])),
+                class_logp=tb.class_logp[s].copy(),
+                evidence_mask=int(tb.evidence_mask[s]),
             )
             for s in slots.tolist()
         ]

@@ -2,6 +2,8 @@
 
 Why SoA: the hot path (predict, gate, update) is then a handful of batched numpy calls whatever
 the number of tracks, and the memory of the node is fixed by `capacity` rather than by traffic.
+Each track carries an IMM: one state and covariance per motion model plus the model
+probabilities; `x` and `p` hold the moment-matched combination used for gating and output.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import numpy as np
 import numpy.typing as npt
 
 from node.fusion.models import STATE_DIM
+
+CLASSES = ("multirotor", "fixed_wing", "bird", "aircraft", "unknown")
+PRIOR = np.log(np.array([0.2, 0.1, 0.2, 0.1, 0.4]))
 
 
 class Status(IntEnum):
@@ -28,46 +33,68 @@ class Status(IntEnum):
 class TrackTable:
     """Fixed-capacity arrays; a slot is in use when its status is not FREE."""
 
-    def __init__(self, capacity: int, n_sensors: int = 64) -> None:
+    def __init__(self, capacity: int, n_models: int, initial_mode: npt.ArrayLike) -> None:
         self.capacity = capacity
+        self.n_models = n_models
+        self.initial_mode = np.asarray(initial_mode, dtype=np.float64)
         self.x = np.zeros((capacity, STATE_DIM))
         self.p = np.zeros((capacity, STATE_DIM, STATE_DIM))
+        self.xm = np.zeros((capacity, n_models, STATE_DIM))
+        self.pm = np.zeros((capacity, n_models, STATE_DIM, STATE_DIM))
+        self.mu = np.zeros((capacity, n_models))
         self.status = np.zeros(capacity, dtype=np.int8)
         self.number = np.zeros(capacity, dtype=np.int64)  # the public id's running number
         self.t_state = np.zeros(capacity)  # time the state estimate refers to
-        self.t_update = np.zeros(capacity)  # last measurement update
+        self.t_update = np.zeros(capacity)  # last measurement update of any kind
+        self.t_ranged = np.full(capacity, -np.inf)  # last update by a ranging sensor (radar, Remote ID)
+        self.t_physical = np.full(capacity, -np.inf)  # last update by a non-cooperative sensor
         self.t_created = np.zeros(capacity)
         self.hits = np.zeros(capacity, dtype=np.uint32)  # M-of-N history, newest in bit 0
         self.updates = np.zeros(capacity, dtype=np.int64)
         self.sensor_mask = np.zeros(capacity, dtype=np.uint64)  # which sensors contributed
+        self.evidence_mask = np.zeros(capacity, dtype=np.uint64)  # which evidence kinds classified it
+        self.class_logp = np.zeros((capacity, len(CLASSES)))
         self.changed = np.zeros(capacity, dtype=bool)
         self._next_number = 1
 
     def active(self) -> npt.NDArray[np.intp]:
         return np.flatnonzero(self.status != Status.FREE)
 
-    def free_slots(self, count: int) -> npt.NDArray[np.intp]:
-        return np.flatnonzero(self.status == Status.FREE)[:count]
-
     def allocate(
-        self, x: npt.NDArray[np.float64], p: npt.NDArray[np.float64], t: float, sensor_bit: int
+        self, x: npt.NDArray[np.float64], p: npt.NDArray[np.float64], t: float, sensor_bit: int, ranging: bool
     ) -> npt.NDArray[np.intp]:
         """Start tentative tracks in free slots; returns the slots used (may be fewer than asked)."""
-        slots = self.free_slots(x.shape[0])
+        slots = np.flatnonzero(self.status == Status.FREE)[: x.shape[0]]
         n = slots.shape[0]
         self.x[slots] = x[:n]
         self.p[slots] = p[:n]
+        self.xm[slots] = x[:n, None, :]
+        self.pm[slots] = p[:n, None, :, :]
+        self.mu[slots] = self.initial_mode
         self.status[slots] = Status.TENTATIVE
         self.number[slots] = np.arange(self._next_number, self._next_number + n)
         self._next_number += n
         self.t_state[slots] = t
         self.t_update[slots] = t
+        self.t_ranged[slots] = t if ranging else -np.inf
+        self.t_physical[slots] = -np.inf
         self.t_created[slots] = t
         self.hits[slots] = 1
         self.updates[slots] = 1
         self.sensor_mask[slots] = np.uint64(1 << sensor_bit)
+        self.evidence_mask[slots] = 0
+        self.class_logp[slots] = PRIOR
         self.changed[slots] = True
         return slots
+
+    def combine(self, slots: npt.NDArray[np.intp]) -> None:
+        """Moment-match each track's model mixture into `x`, `p`."""
+        mu = self.mu[slots]
+        xm = self.xm[slots]
+        x = np.einsum("km,kmi->ki", mu, xm)
+        d = xm - x[:, None, :]
+        self.x[slots] = x
+        self.p[slots] = np.einsum("km,kmij->kij", mu, self.pm[slots] + d[..., :, None] * d[..., None, :])
 
     def release(self, slots: npt.NDArray[np.intp]) -> None:
         self.status[slots] = Status.FREE

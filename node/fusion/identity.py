@@ -1,0 +1,176 @@
+"""Remote ID identity: which physical track is the drone that says "I am X, here"?
+
+A report that falls inside a track's gate updates that track (the tracker's own association), and
+the track then carries the identity. Whether that is believable depends on the physical sensors:
+- consistent: a radar/acoustic sensor supports the track and the reported position agrees;
+- unconfirmed: nothing physical supports it, though the claimed position is (or is not) in view;
+- inconsistent: a physical track moves like the broadcaster (same velocity) but the reported
+  position is off by more than its accuracy allows, for several reports in a row: a spoofer, or
+  broken GNSS. The phantom track made of the false positions is then withdrawn and the identity is
+  shown on the physical track, flagged.
+Bindings are one-to-one and need `confirm_reports` agreeing reports to switch (hysteresis).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from node.fusion.tracks import Status, TrackTable
+from node.measurement import RemoteIdReport
+
+FloatArray = npt.NDArray[np.float64]
+_SUPPORT_WINDOW_S = 3.0
+
+
+@dataclass
+class IdentityRecord:
+    report: RemoteIdReport
+    reported_enu: FloatArray
+    reported_vel: FloatArray | None
+    last_seen: float
+    strict_number: int | None = None  # track updated by the reports themselves
+    loose_number: int | None = None  # physical track the reports disagree with (inconsistent)
+    candidate: int | None = None
+    candidate_count: int = 0
+    history: list[str] = field(default_factory=list)
+
+
+class IdentityBinder:
+    def __init__(
+        self,
+        loose_gate_m: float = 150.0,
+        speed_gate_mps: float = 4.0,
+        confirm_reports: int = 3,
+        stale_s: float = 15.0,
+    ) -> None:
+        self.loose_gate_m = loose_gate_m
+        self.speed_gate_mps = speed_gate_mps
+        self.confirm_reports = confirm_reports
+        self.stale_s = stale_s
+        self.records: dict[str, IdentityRecord] = {}
+
+    def initiate_allowed(self, uas_id: str) -> bool:
+        """No new track from reports already known to be false."""
+        record = self.records.get(uas_id)
+        return record is None or record.loose_number is None
+
+    def _slot_of(self, table: TrackTable, number: int | None) -> int | None:
+        if number is None:
+            return None
+        hit = np.flatnonzero((table.number == number) & (table.status != Status.FREE))
+        return int(hit[0]) if hit.size else None
+
+    def _taken(self, number: int, uas_id: str) -> bool:
+        return any(
+            other != uas_id and number in (r.strict_number, r.loose_number)
+            for other, r in self.records.items()
+        )
+
+    def on_report(
+        self,
+        table: TrackTable,
+        report: RemoteIdReport,
+        enu: FloatArray,
+        vel: FloatArray | None,
+        slot: int,
+        t: float,
+    ) -> list[int]:
+        """Record one report (and the slot the tracker fused it into, −1 if none); returns phantom
+        slots to withdraw."""
+        record = self.records.get(report.uas_id)
+        if record is None:
+            record = self.records[report.uas_id] = IdentityRecord(report, enu, vel, t)
+        record.report, record.reported_enu, record.reported_vel, record.last_seen = report, enu, vel, t
+        if slot >= 0:
+            number = int(table.number[slot])
+            if not self._taken(number, report.uas_id):
+                record.strict_number = number
+        own = self._slot_of(table, record.strict_number)
+        supported = own is not None and t - table.t_physical[own] < _SUPPORT_WINDOW_S
+        if supported:
+            record.loose_number, record.candidate, record.candidate_count = None, None, 0
+            return []
+        self._loose_candidate(table, record, t)
+        if record.loose_number is not None and own is not None:
+            record.strict_number = None
+            return [own]  # the reports' own track is a phantom: the physical track carries the ID
+        return []
+
+    def _loose_candidate(self, table: TrackTable, record: IdentityRecord, t: float) -> None:
+        tb = table
+        firm = (tb.status == Status.CONFIRMED) | (tb.status == Status.COASTING)
+        physical = firm & (t - tb.t_physical < _SUPPORT_WINDOW_S)
+        slots = np.flatnonzero(physical)
+        slots = np.array(
+            [s for s in slots if not self._taken(int(tb.number[s]), record.report.uas_id)], dtype=int
+        )
+        best = None
+        if slots.size:
+            dist = np.linalg.norm(tb.x[slots, :3] - record.reported_enu, axis=1)
+            ok = dist < self.loose_gate_m
+            if record.reported_vel is not None:
+                ok &= np.linalg.norm(tb.x[slots, 3:] - record.reported_vel, axis=1) < self.speed_gate_mps
+            if ok.any():
+                best = int(tb.number[slots[ok][np.argmin(dist[ok])]])
+        if best is None:
+            record.candidate, record.candidate_count = None, 0
+            if self._slot_of(table, record.loose_number) is None:
+                record.loose_number = None
+            return
+        record.candidate_count = record.candidate_count + 1 if best == record.candidate else 1
+        record.candidate = best
+        if record.candidate_count >= self.confirm_reports:
+            record.loose_number = best
+
+    def forget_stale(self, t: float) -> None:
+        for uas_id in [u for u, r in self.records.items() if t - r.last_seen > self.stale_s]:
+            del self.records[uas_id]
+
+    def describe(
+        self,
+        number: int,
+        table: TrackTable,
+        slot: int,
+        t: float,
+        in_coverage: Callable[[FloatArray], bool],
+        reported_geodetic: Callable[[FloatArray], tuple[float, float, float]],
+    ) -> dict[str, Any] | None:
+        """The `remote_id` object of a track, or None when no identity is bound to it."""
+        for record in self.records.values():
+            if number == record.loose_number:
+                consistency = "inconsistent"
+            elif number == record.strict_number:
+                supported = t - table.t_physical[slot] < _SUPPORT_WINDOW_S
+                consistency = "consistent" if supported else "unconfirmed"
+            else:
+                continue
+            r = record.report
+            out: dict[str, Any] = {
+                "uas_id": r.uas_id,
+                "consistency": consistency,
+                "last_seen": round(record.last_seen, 3),
+            }
+            for key, value in (
+                ("id_type", r.id_type),
+                ("ua_type", r.ua_type),
+                ("operator_id", r.operator_id),
+                ("serial_number", r.serial_number),
+                ("registration_id", r.registration_id),
+                ("operator_lat", r.operator_lat),
+                ("operator_lon", r.operator_lon),
+                ("carrier", r.carrier),
+                ("rssi_dbm", r.rssi_dbm),
+            ):
+                if value is not None:
+                    out[key] = value
+            lat, lon, alt = reported_geodetic(record.reported_enu)
+            out["reported"] = {"lat": round(lat, 7), "lon": round(lon, 7), "alt_m": round(alt, 2)}
+            out["offset_m"] = round(float(np.linalg.norm(table.x[slot, :3] - record.reported_enu)), 1)
+            out["in_coverage"] = in_coverage(record.reported_enu)
+            return out
+        return None

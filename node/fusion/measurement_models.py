@@ -1,0 +1,163 @@
+"""Measurement models for fusion: h(x), its analytic Jacobian, innovation and initiation.
+
+Every model works on stacked states (N,6) = [e, n, u, ve, vn, vu] in the node's ENU frame, so the
+tracker can gate and update any sensor with the same batched code. A model knows its sensor's
+calibrated pose; measurements arrive in the sensor's own frame.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from calibration.pose import Pose
+from node.fusion.models import (
+    STATE_DIM,
+    diagonal_covariance,
+    radar_predict,
+    radar_to_state,
+    wrap_angle,
+)
+
+FloatArray = npt.NDArray[np.float64]
+SPEED_OF_SOUND_MPS = 343.0
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Where a sensor can see: range and half-widths of its field of view (sensor frame)."""
+
+    max_range_m: float
+    fov_az_rad: float = math.pi
+    fov_el_rad: float = math.pi / 2
+
+    def contains(self, pose: Pose, enu: FloatArray) -> npt.NDArray[np.bool_]:
+        rel = pose.enu_to_sensor(enu)
+        horizontal = np.hypot(rel[:, 0], rel[:, 1])
+        rng = np.hypot(horizontal, rel[:, 2])
+        az = np.arctan2(rel[:, 0], rel[:, 1])
+        el = np.arctan2(rel[:, 2], horizontal)
+        return np.asarray(
+            (rng <= self.max_range_m) & (np.abs(az) <= self.fov_az_rad) & (np.abs(el) <= self.fov_el_rad)
+        )
+
+
+@dataclass(frozen=True)
+class RadarModel:
+    """Range, azimuth, elevation and radial velocity in the radar's frame."""
+
+    sensor_id: str
+    pose: Pose
+    coverage: Coverage
+    dim: int = 4
+    angle_rows: tuple[int, ...] = (1,)
+    ranging: bool = True
+    initial_speed_sigma_mps: float = 15.0
+
+    def predict(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        return radar_predict(x, self.pose)
+
+    def innovation(self, z: FloatArray, z_pred: FloatArray) -> FloatArray:
+        nu = z - z_pred
+        nu[..., 1] = wrap_angle(nu[..., 1])
+        return nu
+
+    def initiate(self, z: FloatArray, r: FloatArray) -> tuple[FloatArray, FloatArray]:
+        sigmas = np.sqrt(np.diagonal(r, axis1=1, axis2=2))
+        return radar_to_state(z, sigmas, self.pose, self.initial_speed_sigma_mps)
+
+
+@dataclass(frozen=True)
+class BearingModel:
+    """Azimuth and elevation only (acoustic arrays, direction-finding RF).
+
+    For sound, the bearing points where the target *was* when it emitted: the model looks back
+    by the propagation delay tau = range / c using the track's own velocity, so a drone heard 300 m
+    away is fused where it was 0.9 s earlier rather than dragging the track backwards.
+    """
+
+    sensor_id: str
+    pose: Pose
+    coverage: Coverage
+    propagation_mps: float | None = None  # None: electromagnetic (no delay worth modelling)
+    range_prior_m: float = 150.0
+    range_prior_sigma_m: float = 100.0
+    initial_speed_sigma_mps: float = 10.0
+    dim: int = 2
+    angle_rows: tuple[int, ...] = (0,)
+    ranging: bool = False
+
+    def _delay(self, x: FloatArray) -> FloatArray:
+        if self.propagation_mps is None:
+            return np.zeros(x.shape[0])
+        return np.linalg.norm(x[:, :3] - self.pose.offset_enu_m, axis=1) / self.propagation_mps
+
+    def predict(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        tau = self._delay(x)
+        retarded = x.copy()
+        retarded[:, :3] = x[:, :3] - x[:, 3:] * tau[:, None]
+        z4, h4 = radar_predict(retarded, self.pose)
+        h = h4[:, 1:3, :].copy()
+        # d(retarded position)/dv = -tau·I: the velocity columns pick up the position ones.
+        h[:, :, 3:] = h[:, :, 3:] - h[:, :, :3] * tau[:, None, None]
+        return z4[:, 1:3], h
+
+    def innovation(self, z: FloatArray, z_pred: FloatArray) -> FloatArray:
+        nu = z - z_pred
+        nu[..., 0] = wrap_angle(nu[..., 0])
+        return nu
+
+    def initiate(self, z: FloatArray, r: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """A bearing-only track: placed at the range prior along the bearing with an honest,
+        elongated covariance, so a later radar or Remote ID measurement can range it."""
+        m = z.shape[0]
+        sig = np.sqrt(np.diagonal(r, axis1=1, axis2=2))
+        full = np.column_stack([np.full(m, self.range_prior_m), z[:, 0], z[:, 1], np.zeros(m)])
+        sigmas = np.column_stack([np.full(m, self.range_prior_sigma_m), sig[:, 0], sig[:, 1], np.ones(m)])
+        return radar_to_state(full, sigmas, self.pose, self.initial_speed_sigma_mps)
+
+
+@dataclass(frozen=True)
+class PositionVelocityModel:
+    """A geodetic report converted to ENU (Remote ID): position, and velocity when broadcast."""
+
+    sensor_id: str
+    with_velocity: bool = True
+    initial_speed_sigma_mps: float = 10.0
+    coverage: Coverage = field(default_factory=lambda: Coverage(max_range_m=1e9))
+    pose: Pose = field(default_factory=lambda: Pose.from_angles(0.0, 0.0, 0.0, (0.0, 0.0, 0.0)))
+    angle_rows: tuple[int, ...] = ()
+    ranging: bool = True
+
+    @property
+    def dim(self) -> int:
+        return 6 if self.with_velocity else 3
+
+    def predict(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        h = np.zeros((x.shape[0], self.dim, STATE_DIM))
+        idx = np.arange(self.dim)
+        h[:, idx, idx] = 1.0
+        return x[:, : self.dim].copy(), h
+
+    def innovation(self, z: FloatArray, z_pred: FloatArray) -> FloatArray:
+        return z - z_pred
+
+    def initiate(self, z: FloatArray, r: FloatArray) -> tuple[FloatArray, FloatArray]:
+        m = z.shape[0]
+        x = np.zeros((m, STATE_DIM))
+        p = np.zeros((m, STATE_DIM, STATE_DIM))
+        x[:, : self.dim] = z
+        p[:, : self.dim, : self.dim] = r
+        if not self.with_velocity:
+            p[:, 3:, 3:] = np.eye(3) * self.initial_speed_sigma_mps**2
+        return x, p
+
+
+MeasurementModel = RadarModel | BearingModel | PositionVelocityModel
+
+
+def noise_from_sigmas(sigmas: FloatArray) -> FloatArray:
+    return diagonal_covariance(sigmas)
