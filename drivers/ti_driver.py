@@ -1,18 +1,61 @@
-"""Driver for a TI mmWave radar running the SDK 3.x out-of-box demo, read from its data UART.
+"""Driver for a TI mmWave radar running the SDK 3.x out-of-box demo.
 
-It only listens: configuring the chirp profile over the CLI UART is a separate concern (a later
-issue), so the same driver serves a board configured by hand, by the node, or a simulator.
+It reads frames from the data UART. When a CLI port is configured it also owns the board: `open()`
+sends the chirp profile line by line (drivers/ti_cli.py), `close()` sends `sensorStop`, and `read()`
+watches for a board that reset under it (the data stream stalls, the frame number restarts, or the
+CLI prints its boot banner unprompted) and sends the profile again. Without a CLI port it only
+listens, so the same driver serves a board configured by hand or by another program.
 """
 
 from __future__ import annotations
 
-from drivers.base import Driver, SerialTransport, Transport
-from drivers.radar_cluster import ClusterOptions, PointClusterer, RadarResolution
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from drivers.base import Driver, SensorHealth, SerialTransport, Transport
+from drivers.radar_cluster import ClusterOptions, ClutterFilter, PointClusterer, RadarResolution
+from drivers.ti_cli import (
+    BOOT_MARKERS,
+    CLI_BAUDRATE,
+    CliError,
+    TiCliConfigurator,
+    frame_period_s,
+    load_profile,
+    parse_cfg,
+)
 from drivers.ti_mmwave import TiFrame, TiFrameParser
 from node.clock import Clock
-from node.measurement import AnyMeasurement
+from node.measurement import AnyMeasurement, SensorState
 
 DATA_BAUDRATE = 921600
+log = logging.getLogger("cuas.radar")
+
+
+@dataclass(frozen=True, slots=True)
+class ResetWatch:
+    """When to decide that the board reset: no frame for max(stall_frames periods, min_stall_s)
+    (doubling after each stall that a reconfiguration did not cure, up to max_stall_s), and how
+    often to look at the CLI port for an unprompted banner (each look may block for its timeout)."""
+
+    stall_frames: float = 8.0
+    min_stall_s: float = 1.0
+    max_stall_s: float = 30.0
+    cli_poll_s: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class TiCliSetup:
+    """The board's CLI port and the profile to send to it."""
+
+    transport: Transport
+    port_name: str
+    profile: str
+    source: str
+    reply_timeout_s: float = 2.0
+    stop_timeout_s: float = 0.5
 
 
 class TiMmwaveDriver(Driver[TiFrame]):
@@ -30,13 +73,33 @@ class TiMmwaveDriver(Driver[TiFrame]):
         clusterer: PointClusterer | None = None,
         resolution: RadarResolution | None = None,
         parser: TiFrameParser | None = None,
+        cli: TiCliSetup | None = None,
+        reset_watch: ResetWatch | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`options` (from the config file) or a ready `clusterer` (e.g. with a custom clutter filter)."""
+        """`options` (from the config file) or a ready `clusterer` (e.g. with a custom clutter filter).
+
+        Reset detection runs on `monotonic` (wall time): frame periods and CLI latency are hardware
+        time, and the simulator's scenario clock stands still until the scenario starts.
+        """
         if options is not None and clusterer is not None:
             raise ValueError("give either options or clusterer, not both")
         super().__init__(sensor_id, transport, parser or TiFrameParser(), clock)
         self.clusterer = clusterer or PointClusterer.from_options(options or ClusterOptions())
         self.resolution = resolution or RadarResolution()
+        self.cli = cli
+        self.watch = reset_watch or ResetWatch()
+        self.monotonic = monotonic
+        self.reconfigurations = 0
+        self.last_reset_reason = ""
+        period = frame_period_s(parse_cfg(cli.profile)) if cli is not None else 0.1
+        self._base_stall_s = max(self.watch.stall_frames * period, self.watch.min_stall_s)
+        self._stall_s = self._base_stall_s
+        self._last_frame_at = 0.0
+        self._last_number: int | None = None
+        self._restart: tuple[int, int] | None = None
+        self._settle_until = 0.0
+        self._next_cli_poll = 0.0
 
     @classmethod
     def from_port(
@@ -49,12 +112,68 @@ class TiMmwaveDriver(Driver[TiFrame]):
         options: ClusterOptions | None = None,
         clusterer: PointClusterer | None = None,
         resolution: RadarResolution | None = None,
+        config_port: str | None = None,
+        config_baudrate: int = CLI_BAUDRATE,
+        cfg_file: Path | None = None,
+        model: str = "iwr6843",
+        static_map: ClutterFilter | None = None,
+        reset_watch: ResetWatch | None = None,
     ) -> TiMmwaveDriver:
-        """The usual wiring: the board's data port (e.g. /dev/ttyACM1 on an XDS110 EVM)."""
+        """The usual wiring: the data port (e.g. /dev/ttyACM1 on an XDS110 EVM) and, to let the node
+        configure the board, the CLI port (/dev/ttyACM0) with `cfg_file` or the shipped profile for
+        `model`. `static_map` joins the Doppler band as a second clutter filter."""
+        if static_map is not None:
+            if clusterer is not None:
+                raise ValueError("give static_map with options, not with a ready clusterer")
+            clusterer = PointClusterer.from_options(options or ClusterOptions(), static_map)
+            options = None
+        cli = None
+        if config_port is not None:
+            profile, source = load_profile(cfg_file, model)
+            # A short read timeout: read() looks at the CLI between data reads.
+            cli_transport = SerialTransport(config_port, config_baudrate, timeout_s=0.02)
+            cli = TiCliSetup(cli_transport, config_port, profile, source)
         transport = SerialTransport(port, baudrate)
-        return cls(sensor_id, transport, clock, options=options, clusterer=clusterer, resolution=resolution)
+        return cls(
+            sensor_id,
+            transport,
+            clock,
+            options=options,
+            clusterer=clusterer,
+            resolution=resolution,
+            cli=cli,
+            reset_watch=reset_watch,
+        )
+
+    def open(self) -> None:
+        super().open()
+        if self.cli is None:
+            return
+        try:
+            self.cli.transport.open()
+            self._configure("start")
+        except BaseException:
+            self.cli.transport.close()
+            super().close()
+            raise
+
+    def close(self) -> None:
+        if self.cli is not None and self.cli.transport.is_open:
+            try:
+                self._configurator(self.cli.stop_timeout_s).stop_sensor()
+            except (CliError, OSError) as exc:
+                log.warning("radar %s: sensorStop on shutdown failed: %s", self.sensor_id, exc)
+            self.cli.transport.close()
+        super().close()
+
+    def read(self) -> list[AnyMeasurement]:
+        out = super().read()
+        if self.cli is not None:
+            self._watch_for_reset()
+        return out
 
     def to_measurements(self, record: TiFrame, t_capture: float, t_receive: float) -> list[AnyMeasurement]:
+        self._note_frame(record.frame_number)
         return list(
             self.clusterer.detections(
                 record.points,
@@ -65,3 +184,63 @@ class TiMmwaveDriver(Driver[TiFrame]):
                 resolution=self.resolution,
             )
         )
+
+    def health(self) -> SensorHealth:
+        h = super().health()
+        h.counters["reconfigurations"] = self.reconfigurations
+        return h
+
+    def _configurator(self, timeout_s: float) -> TiCliConfigurator:
+        assert self.cli is not None
+        return TiCliConfigurator(
+            self.cli.transport, self.cli.port_name, reply_timeout_s=timeout_s, monotonic=self.monotonic
+        )
+
+    def _configure(self, reason: str) -> None:
+        assert self.cli is not None
+        self.detail = f"configuring the radar ({reason})"
+        self._configurator(self.cli.reply_timeout_s).send_profile(self.cli.profile, self.cli.source)
+        now = self.monotonic()
+        self._last_frame_at = now
+        self._last_number = None
+        self._restart = None
+        # Frames buffered before sensorStop may still arrive with the old numbering: a step back
+        # inside this window is the new stream starting, not another reset.
+        self._settle_until = now + self._base_stall_s
+        self._next_cli_poll = now + self.watch.cli_poll_s
+        self.state = SensorState.OK
+        self.detail = ""
+        log.info("radar %s configured from %s (%s)", self.sensor_id, self.cli.source, reason)
+
+    def _note_frame(self, number: int) -> None:
+        now = self.monotonic()
+        last, self._last_number = self._last_number, number
+        self._last_frame_at = now
+        self._stall_s = self._base_stall_s
+        if last is None or now < self._settle_until:
+            return
+        if (number - last) & 0xFFFFFFFF >= 1 << 31:  # a step back: the counter started again
+            self._restart = (last, number)
+
+    def _watch_for_reset(self) -> None:
+        assert self.cli is not None
+        now = self.monotonic()
+        reason = ""
+        if self._restart is not None:
+            reason = f"frame number restarted ({self._restart[0]} -> {self._restart[1]})"
+        elif now - self._last_frame_at > self._stall_s:
+            reason = f"no data frame for {now - self._last_frame_at:.1f} s"
+            self._stall_s = min(self._stall_s * 2, self.watch.max_stall_s)
+        elif now >= self._next_cli_poll:
+            self._next_cli_poll = now + self.watch.cli_poll_s
+            said = self.cli.transport.read().decode("ascii", errors="replace")
+            if any(marker in said for marker in BOOT_MARKERS):
+                reason = "the CLI printed its boot banner unprompted"
+        if not reason:
+            return
+        log.warning("radar %s: %s; sending the profile again", self.sensor_id, reason)
+        self.reconfigurations += 1
+        self.last_reset_reason = reason
+        stall_s = self._stall_s
+        self._configure(reason)
+        self._stall_s = stall_s

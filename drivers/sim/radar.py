@@ -109,6 +109,10 @@ class SimRadar:
             return np.zeros((0, 4)), np.zeros(0)
         return np.vstack(clouds), np.concatenate(snrs)
 
+    def restart(self) -> None:
+        """Frame numbers start again, as on a board configured afresh (`SimTiBoard(on_start=...)`)."""
+        self.frame_number = 0
+
     def frame(self, targets: TargetState) -> bytes:
         """The next TI UART frame, byte for byte what an xWR1642 running the OOB demo would send."""
         pts, snr = self.points(targets)
