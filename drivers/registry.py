@@ -32,8 +32,17 @@ def build_driver(
         return NmeaDriver.from_port(sensor.id, sensor.port, clock, baudrate=sensor.baudrate)
     if isinstance(sensor, TiMmwaveSensor):
         from drivers.radar_cluster import ClusterOptions, RadarResolution
+        from drivers.static_map import StaticClutterMap
         from drivers.ti_driver import TiMmwaveDriver
 
+        static_map = None
+        if sensor.static_map_file is not None:
+            try:
+                static_map = StaticClutterMap.load(sensor.static_map_file)
+            except (OSError, ValueError) as exc:
+                raise UnsupportedSensor(f"sensor {sensor.id!r}: static_map_file: {exc}") from None
+        elif sensor.static_map_learn_frames:
+            static_map = StaticClutterMap(learn_frames=sensor.static_map_learn_frames)
         return TiMmwaveDriver.from_port(
             sensor.id,
             sensor.port,
@@ -41,6 +50,11 @@ def build_driver(
             baudrate=sensor.baudrate,
             options=ClusterOptions(doppler_clutter_band_mps=sensor.doppler_clutter_band_mps),
             resolution=RadarResolution.iwr6843() if sensor.model == "iwr6843" else RadarResolution.xwr1642(),
+            config_port=sensor.config_port,
+            config_baudrate=sensor.config_baudrate,
+            cfg_file=sensor.cfg_file,
+            model=sensor.model,
+            static_map=static_map,
         )
     if isinstance(sensor, RemoteIdSensor):
         from drivers.remoteid.driver import RemoteIdDriver

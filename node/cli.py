@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import wave
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,8 +65,22 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--plain", action="store_true", help="print lines instead of redrawing the screen")
     watch.add_argument("--until-offline", action="store_true", help="exit when the watched node goes offline")
 
+    doctor = sub.add_parser("doctor", help="check this node's setup: PASS/WARN/FAIL per line, with the fix")
+    doctor.add_argument("--config", help="config file (default: $CUAS_CONFIG or /etc/cuas-node/config.toml)")
+    doctor.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        help="seconds to wait for frames, GPS fix and broker (default 5)",
+    )
+
+    acoustic = sub.add_parser("acoustic", help="acoustic tools")
+    acoustic_sub = acoustic.add_subparsers(dest="acoustic_command", required=True)
+    score = acoustic_sub.add_parser("score", help="drone likelihood of WAV files, one JSON line each")
+    score.add_argument("wav", nargs="+", type=Path, help="mono or multichannel WAV files")
+
     decode = sub.add_parser("decode", help="decode a file of raw sensor bytes into JSON lines")
-    decode.add_argument("kind", help="sensor kind: nmea, ti-mmwave")
+    decode.add_argument("kind", help="sensor kind: nmea, ti-mmwave, remoteid, acoustic")
     decode.add_argument("file", type=Path, help="raw capture ('-' for standard input)")
     return p
 
@@ -85,10 +100,13 @@ def _start_node(
     until: threading.Event | None = None,
     on_ready: Callable[[], None] | None = None,
     hardware: dict[str, tuple[Any, Any]] | None = None,
+    notify_systemd: bool = False,
 ) -> int:
     from drivers.registry import UnsupportedSensor, build_driver
+    from node.gpio import build_gpio
     from node.publish import MqttPublisher
     from node.runtime import Runtime
+    from node.sdnotify import ServiceNotifications
 
     try:
         drivers = [build_driver(s, clock, hardware) for s in config.sensors if s.enabled]
@@ -97,7 +115,18 @@ def _start_node(
     publisher = MqttPublisher(
         config.mqtt, config.node.id, config.node.state_dir, clock, [(s.id, s.kind) for s in config.sensors]
     )
-    runtime = Runtime(config, clock, drivers, publisher, session=publisher.session)
+    runtime = Runtime(
+        config, clock, drivers, publisher, session=publisher.session, gpio=build_gpio(config.gpio)
+    )
+    # READY=1 once the sensor loops and fusion run (never waiting for the broker); the watchdog
+    # pings only while every loop's heartbeat is fresh. Outside systemd both are no-ops.
+    service = ServiceNotifications(runtime.heartbeats) if notify_systemd else None
+
+    def ready() -> None:
+        if on_ready is not None:
+            on_ready()
+        if service is not None:
+            service.ready(f"running with {len(drivers)} sensor(s)")
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)
@@ -105,7 +134,11 @@ def _start_node(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    runtime.run(until=until, on_ready=on_ready)
+    try:
+        runtime.run(until=until, on_ready=ready)
+    finally:
+        if service is not None:
+            service.stopping()
     return 0
 
 
@@ -114,7 +147,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(resolve_config_path(args.config))
     setup_logging(config.logging.level)
-    return _start_node(config, SystemClock())
+    return _start_node(config, SystemClock(), notify_systemd=True)
 
 
 def _sim_state_dir(node_id: str) -> Path:
@@ -152,6 +185,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         {s.id: fpv_receivers(s) for s in config.sensors if isinstance(s, FpvRx5808Sensor)}
     )
     truth = open_truth(args.truth)
+    simulation.start_devices()
 
     def begin() -> None:
         clock.start()
@@ -212,9 +246,37 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from node.doctor import run_doctor
+
+    return run_doctor(resolve_config_path(args.config), timeout_s=args.timeout)
+
+
+def _cmd_acoustic(args: argparse.Namespace) -> int:
+    from drivers.acoustic.decode import score_wav_files
+
+    status = 0
+    for path in args.wav:
+        try:
+            for obj in score_wav_files([path]):
+                print(json.dumps(obj, separators=(",", ":")), flush=True)
+        except (OSError, ValueError, EOFError, wave.Error) as exc:
+            # One unreadable file must not stop the batch: say which and why, carry on.
+            print(f"cuas-node acoustic score: {path}: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"run": _cmd_run, "sim": _cmd_sim, "watch": _cmd_watch, "decode": _cmd_decode}
+    commands = {
+        "run": _cmd_run,
+        "sim": _cmd_sim,
+        "watch": _cmd_watch,
+        "decode": _cmd_decode,
+        "acoustic": _cmd_acoustic,
+        "doctor": _cmd_doctor,
+    }
     try:
         if args.command == "config":
             return _cmd_config_check(args)

@@ -101,6 +101,10 @@ class TiMmwaveSensor(_SensorBase):
         default="iwr6843", description="radar part: sets angular resolution and whether elevation is measured"
     )
     doppler_clutter_band_mps: float = Field(default=0.1, ge=0, le=5)
+    static_map_file: Path | None = Field(default=None, description="learned static clutter map (calibration)")
+    static_map_learn_frames: int = Field(
+        default=0, ge=0, description="learn a clutter map over this many frames"
+    )
     max_range_m: float = Field(default=150.0, gt=0)
     fov_az_deg: float = Field(
         default=60.0, gt=0, le=180, description="half-width of the azimuth field of view"

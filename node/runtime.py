@@ -22,7 +22,9 @@ from node.clock import Clock
 from node.config import Config
 from node.fusion.engine import FusionEngine
 from node.fusion.tracks import Status
-from node.measurement import AnyMeasurement, SensorState
+from node.gpio import GpioController, NodeStatus, status_for
+from node.measurement import AnyMeasurement, GpsFix, SensorState
+from node.system_health import SystemMonitor
 
 log = logging.getLogger("cuas.runtime")
 
@@ -30,6 +32,8 @@ _QUEUE_CAPACITY = 20000
 _BATCH_MAX = 2000
 _BACKOFF_MIN_S = 0.5
 _BACKOFF_MAX_S = 30.0
+_GPS_FIX_MAX_AGE_S = 5.0  # a receiver that reported no valid fix for this long has lost it
+_LED_UPDATE_S = 0.25
 
 
 class TrackSink(Protocol):
@@ -39,6 +43,7 @@ class TrackSink(Protocol):
     def update_info(self, position: dict[str, Any] | None) -> None: ...
     def publish_tracks(self, t: float, tracks: list[dict[str, Any]]) -> None: ...
     def publish_health(self, payload: dict[str, Any]) -> None: ...
+    def publish_alert(self, event: dict[str, Any]) -> None: ...
     def stop(self) -> None: ...
 
     @property
@@ -74,6 +79,17 @@ class DriverLoop:
             )
         return True
 
+    def _back_off(self, seconds: float) -> None:
+        """Wait out a back-off in short slices, stamping the heartbeat: waiting to reopen a port is
+        progress, not a stall, and must not starve the systemd watchdog (back-off reaches 30 s)."""
+        deadline = time.monotonic() + seconds
+        while not self.stop.is_set():
+            self.stats.heartbeat = time.monotonic()
+            remaining = deadline - self.stats.heartbeat
+            if remaining <= 0:
+                return
+            self.stop.wait(min(1.0, remaining))
+
     def _run(self) -> None:
         drv = self.driver
         backoff = _BACKOFF_MIN_S
@@ -86,7 +102,7 @@ class DriverLoop:
                     drv.open()
                 except (serial.SerialException, OSError) as exc:
                     announced = self._fail("open", exc, backoff, announced)
-                    self.stop.wait(backoff)
+                    self._back_off(backoff)
                     backoff = min(backoff * 2, _BACKOFF_MAX_S)
                     continue
                 is_open = True
@@ -111,7 +127,14 @@ class DriverLoop:
 
 class Runtime:
     def __init__(
-        self, config: Config, clock: Clock, drivers: list[SensorDriver], sink: TrackSink, session: int
+        self,
+        config: Config,
+        clock: Clock,
+        drivers: list[SensorDriver],
+        sink: TrackSink,
+        session: int,
+        gpio: GpioController | None = None,
+        system: SystemMonitor | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -126,6 +149,17 @@ class Runtime:
         self._last_health = clock.now()
         self._position: dict[str, Any] | None = None
         self.ready = threading.Event()
+        self.gpio = gpio
+        self.system = system or SystemMonitor(config.node.state_dir, getattr(config.node, "spool_dir", None))
+        self._gps_sensor = next((d.sensor_id for d in drivers if d.kind == "nmea"), None)
+        self._gps_last: GpsFix | None = None
+        self._last_led = -1e18
+
+    def heartbeats(self) -> list[tuple[str, float]]:
+        """(name, monotonic stamp) of every loop the systemd watchdog guards."""
+        beats = [("fusion", self.fusion_heartbeat)]
+        beats += [(f"sensor {loop.driver.sensor_id}", loop.stats.heartbeat) for loop in self.loops]
+        return beats
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -136,6 +170,9 @@ class Runtime:
         `on_ready` is called once the sensor loops and fusion run (the simulator starts its clock
         there; the systemd notifier sends READY=1 there)."""
         self.sink.start()
+        self.system.start()
+        if self.gpio is not None:
+            self.gpio.start()
         self._position = self.fusion.node_position()
         self.sink.update_info(self._position)
         for loop in self.loops:
@@ -151,6 +188,9 @@ class Runtime:
             self.stop_event.set()
             for loop in self.loops:
                 loop.thread.join(timeout=1.0)
+            if self.gpio is not None:
+                self.gpio.stop()
+            self.system.stop()
             self.sink.stop()
             log.info("node %s stopped", self.config.node.id)
 
@@ -166,6 +206,9 @@ class Runtime:
         started = time.perf_counter()
         if batch:
             self.fusion.process(batch)
+            for m in batch:
+                if isinstance(m, GpsFix) and m.sensor_id == self._gps_sensor:
+                    self._gps_last = m
         now = self.clock.now()
         self.fusion.tick(now)
         self.fusion.counters.cycle_ms = (time.perf_counter() - started) * 1000.0
@@ -176,10 +219,45 @@ class Runtime:
         min_interval = 1.0 / self.config.mqtt.tracks_max_rate_hz
         if self.fusion.has_changes() and now - self._last_tracks >= min_interval:
             self._last_tracks = now
-            self.sink.publish_tracks(now, self.fusion.drain_tracks())
-        if now - self._last_health >= self.config.mqtt.health_interval_s:
+            self.sink.publish_tracks(now, self.fusion.drain_tracks(now))
+            for event in self.fusion.drain_alerts():
+                self.sink.publish_alert(event)
+            if self.gpio is not None and self.fusion.zones is not None:
+                self.gpio.set_alert(self.fusion.zones.critical_active, "zones")
+        tamper_event = False
+        if self.gpio is not None:
+            tamper_event = self.gpio.take_event()
+            mono = time.monotonic()
+            if mono - self._last_led >= _LED_UPDATE_S:
+                self._last_led = mono
+                self.gpio.set_status(self.led_status(now))
+        if tamper_event or now - self._last_health >= self.config.mqtt.health_interval_s:
             self.sink.publish_health(self.health(now, now - self._last_health))
             self._last_health = now
+
+    def led_status(self, now: float) -> NodeStatus:
+        states = []
+        for loop in self.loops:
+            h = loop.driver.health()
+            silent = h.last_seen is None or now - h.last_seen > 5.0
+            states.append("degraded" if h.state == SensorState.OK and silent else str(h.state))
+        return status_for(self.ready.is_set(), self.sink.connected, states)
+
+    def _gps_health(self) -> dict[str, Any] | None:
+        if self._gps_sensor is None:
+            return None
+        out: dict[str, Any] = {"sensor": self._gps_sensor, "fix": False}
+        fix = self._gps_last
+        if fix is not None:
+            age = max(0.0, self.clock.monotonic() - fix.t_receive)
+            out["fix"] = fix.quality > 0 and age <= _GPS_FIX_MAX_AGE_S
+            out["quality"] = fix.quality
+            out["fix_age_s"] = round(age, 1)
+            if fix.num_sats is not None:
+                out["satellites"] = fix.num_sats
+            if fix.hdop is not None:
+                out["hdop"] = fix.hdop
+        return out
 
     def health(self, now: float, interval: float) -> dict[str, Any]:
         sensors = []
@@ -207,7 +285,7 @@ class Runtime:
                 entry["age_s"] = round(max(0.0, now - h.last_seen), 3)
             sensors.append(entry)
         table = self.fusion.tracker.table
-        return {
+        payload: dict[str, Any] = {
             "t": round(now, 3),
             "uptime_s": round(now - self.started_at, 1),
             "broker": "connected" if self.sink.connected else "disconnected",
@@ -221,3 +299,12 @@ class Runtime:
                 "cycle_ms": round(self.fusion.counters.cycle_ms, 3),
             },
         }
+        system = self.system.snapshot()
+        if system:
+            payload["system"] = system
+        gps = self._gps_health()
+        if gps is not None:
+            payload["gps"] = gps
+        if self.gpio is not None:
+            payload["gpio"] = self.gpio.health()
+        return payload

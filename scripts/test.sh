@@ -4,6 +4,10 @@
 cd "$(dirname "$0")/.."
 source scripts/_setup.sh
 pip_install -e '.[test]'
+# systemd-analyze verifies the unit file and shellcheck the installer (tests skip without them).
+if ! command -v systemd-analyze >/dev/null || ! command -v shellcheck >/dev/null; then
+  echo "installing systemd tools and shellcheck (apt)" >&2; apt_install systemd shellcheck
+fi
 .venv/bin/ruff check
 .venv/bin/ruff format --check
 .venv/bin/mypy

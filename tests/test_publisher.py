@@ -80,13 +80,13 @@ def sample_track(track_id: str = "T1") -> dict[str, Any]:
         "vel_enu_mps": [3.0, 0.5, 0.0],
         "pos_cov_enu_m2": [[4.0, 0.1, 0.0], [0.1, 4.0, 0.0], [0.0, 0.0, 9.0]],
         "class": {
-            "label": "drone",
+            "label": "multirotor",
             "confidence": 0.8,
-            "probabilities": {"drone": 0.8, "bird": 0.2},
-            "evidence": ["micro-doppler"],
+            "probabilities": {"multirotor": 0.8, "bird": 0.2},
+            "evidence": ["radar_kinematics"],
         },
         "sensors": ["radar-1"],
-        "bearing_only": False,
+        "bearing_only": True,
     }
 
 
@@ -142,7 +142,7 @@ def test_topic_helper() -> None:
 
 
 def test_schemas_are_valid_draft_2020_12(schemas: dict[str, dict[str, Any]]) -> None:
-    assert set(schemas) == {"status", "info", "tracks", "health"}
+    assert set(schemas) == {"status", "info", "tracks", "health", "alerts"}
     for name, schema in schemas.items():
         jsonschema.Draft202012Validator.check_schema(schema)
         assert schema["$id"] == f"urn:cuas-node:schema:v1:{name}"
@@ -233,6 +233,41 @@ def test_tracks_and_health_envelopes_validate_and_seq_increments(
     assert not any(m.retain for m in sub.snapshot("/tracks") + sub.snapshot("/health"))
     wait_until(lambda: pub.counters["published"] >= 7)  # status + info + 3 tracks + 2 health
     assert pub.counters["dropped"] == 0
+
+
+def test_alerts_have_their_own_seq_and_validate(
+    mosquitto: MosquittoBroker,
+    mqtt_sub: Callable[..., MqttSubscriber],
+    make_publisher: Callable[..., MqttPublisher],
+    schemas: dict[str, dict[str, Any]],
+) -> None:
+    sub = mqtt_sub(mosquitto, f"cuas/v1/{NODE}/alerts")
+    pub = make_publisher(mosquitto.port)
+    pub.start()
+    wait_until(lambda: pub.connected)
+    pub.publish_tracks(1.0, [])
+    track = {
+        "id": "T1",
+        "status": "confirmed",
+        "lat": 52.0,
+        "lon": 4.3,
+        "alt_m": 40.0,
+        "class": {"label": "multirotor", "confidence": 0.9},
+    }
+    for state in ("new", "updated", "cleared"):
+        event = {
+            "alert_id": "T1@yard#1",
+            "state": state,
+            "t": 2.0,
+            "since": 1.5,
+            "zone": {"id": "yard", "level": "critical"},
+        }
+        pub.publish_alert(event | ({"track": track} if state != "cleared" else {}))
+    alerts = [m.payload for m in sub.wait_count("/alerts", 3)]
+    for message in alerts:
+        validate(schemas, "alerts", message)
+    assert [m["seq"] for m in alerts] == [1, 2, 3]
+    assert [m["state"] for m in alerts] == ["new", "updated", "cleared"]
 
 
 def test_schema_rejects_null_and_unknown_track_keys(schemas: dict[str, dict[str, Any]]) -> None:

@@ -24,6 +24,7 @@ def _run(name: str, seconds: float, speed: float) -> tuple[Simulation, dict[str,
     config = build_config(sim.node_config() | {"node": {"id": "t"}}, "test")
     sim.build_hardware({s.id: fpv_receivers(s) for s in config.sensors if isinstance(s, FpvRx5808Sensor)})
     drivers = [build_driver(s, clock, sim.hardware) for s in config.sensors]
+    sim.start_devices()
     for d in drivers:
         d.open()
     clock.start()

@@ -24,6 +24,7 @@ from drivers.sim.scenario import (
     SimRadarSpec,
     SimRemoteIdSpec,
 )
+from drivers.sim.ti_board import SimTiBoard
 from drivers.sim.world import World
 from node.clock import ScaledClock
 from node.geo import LocalFrame
@@ -40,6 +41,17 @@ class Simulation:
         # FPV scanners sit on SPI/GPIO, not a serial port: they get register-level models instead.
         self.ports = {spec.id: PtyPort() for spec in scenario.sensors if not isinstance(spec, SimFpvSpec)}
         self.hardware: dict[str, tuple[Any, Any]] = {}
+        # A simulated radar has a second port, its CLI, answered by a model of the board's firmware:
+        # the node configures it exactly as it would a real xWR board.
+        self.cli_ports = {spec.id: PtyPort() for spec in scenario.sensors if isinstance(spec, SimRadarSpec)}
+        self.radars = {
+            spec.id: SimRadar(spec, self.seed * 1000 + index)
+            for index, spec in enumerate(scenario.sensors)
+            if isinstance(spec, SimRadarSpec)
+        }
+        self.boards = {
+            sid: SimTiBoard(self.cli_ports[sid], on_start=radar.restart) for sid, radar in self.radars.items()
+        }
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.finished = threading.Event()
@@ -56,6 +68,7 @@ class Simulation:
                 # A pty does not enforce a baud rate, but the config should state a real one.
                 entry.update(geometry=spec.geometry, baudrate=4_000_000)
             if isinstance(spec, SimRadarSpec):
+                entry["config_port"] = self.cli_ports[spec.id].path
                 entry.update(
                     max_range_m=spec.max_range_m, fov_az_deg=spec.fov_az_deg, fov_el_deg=spec.fov_el_deg
                 )
@@ -112,6 +125,11 @@ class Simulation:
 
         return position
 
+    def start_devices(self) -> None:
+        """Power up the simulated boards (their CLIs answer) before the node opens its ports."""
+        for board in self.boards.values():
+            board.start()
+
     def start(self, truth: IO[str] | None = None) -> None:
         for index, spec in enumerate(self.scenario.sensors):
             seed = self.seed * 1000 + index
@@ -120,7 +138,7 @@ class Simulation:
             port = self.ports[spec.id]
             emit: Callable[[float], None]
             if isinstance(spec, SimRadarSpec):
-                emit = self._radar_emitter(SimRadar(spec, seed), port)
+                emit = self._radar_emitter(spec.id, port)
             elif isinstance(spec, SimGpsSpec):
                 emit = self._gps_emitter(SimGps(spec, self.scenario.node, seed), port)
             elif isinstance(spec, SimAcousticSpec):
@@ -132,8 +150,14 @@ class Simulation:
             self._spawn(1.0 / self.scenario.step_s, self._truth_emitter(truth), "sim-truth")
         threading.Thread(target=self._watch_end, name="sim-end", daemon=True).start()
 
-    def _radar_emitter(self, radar: SimRadar, port: PtyPort) -> Callable[[float], None]:
-        return lambda t: port.write(radar.frame(self.world.state(t)))
+    def _radar_emitter(self, sensor_id: str, port: PtyPort) -> Callable[[float], None]:
+        radar, board = self.radars[sensor_id], self.boards[sensor_id]
+
+        def emit(t: float) -> None:
+            if board.streaming:  # like the real board: no frames until sensorStart
+                port.write(radar.frame(self.world.state(t)))
+
+        return emit
 
     def _gps_emitter(self, gps: SimGps, port: PtyPort) -> Callable[[float], None]:
         return lambda t: port.write(gps.epoch(self.clock.epoch + t))
@@ -242,7 +266,9 @@ class Simulation:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=1.0)
-        for port in self.ports.values():
+        for board in self.boards.values():
+            board.stop()
+        for port in [*self.ports.values(), *self.cli_ports.values()]:
             port.close()
 
 

@@ -93,7 +93,9 @@ class MqttPublisher:
         self._counts = {"published": 0, "dropped": 0, "reconnects": 0}
         self._seq = SequenceStore(state_dir)
         self.session = self._seq.session
-        self._topics = {n: topic(mqtt.topic_root, node_id, n) for n in ("status", "info", "tracks", "health")}
+        self._topics = {
+            n: topic(mqtt.topic_root, node_id, n) for n in ("status", "info", "tracks", "health", "alerts")
+        }
         self._client = self._build_client(MQTTProtocolVersion.MQTTv5)
 
     # -- public API ----------------------------------------------------------------------------
@@ -132,6 +134,15 @@ class MqttPublisher:
             return
         envelope = {"type": "tracks", "node_id": self._node_id, "seq": seq, "t": t, "tracks": tracks}
         self._publish_bounded("tracks", envelope)
+
+    def publish_alert(self, event: dict[str, Any]) -> None:
+        """Publish one zone alert event on `alerts` (envelope and its own `seq` added here)."""
+        seq = self._next_seq("alerts")
+        if seq is None:
+            return
+        message: dict[str, Any] = {"type": "alert", "node_id": self._node_id, "seq": seq}
+        message.update(event)
+        self._publish_bounded("alerts", message)
 
     def publish_health(self, payload: dict[str, Any]) -> None:
         """Publish one `health` message: `payload` minus type/node_id/seq, which are added here.
