@@ -145,7 +145,9 @@ class Scenario(_Strict):
     sensors: list[SimSensorSpec]
     targets: list[TargetSpec] = Field(default_factory=list)
     gospa_c_m: float = Field(
-        default=100.0, gt=0, description="GOSPA cut-off (m) for `cuas-node eval`: larger errors count as a miss"
+        default=100.0,
+        gt=0,
+        description="GOSPA cut-off (m) in `cuas-node eval`: larger errors count as misses",
     )
 
 
