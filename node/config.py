@@ -209,6 +209,8 @@ class FusionSection(_Section):
         default=150.0, gt=0, description="how far a spoofed Remote ID may be from its track"
     )
     publish_tentative: bool = False
+    detection_probability: float = Field(default=0.9, gt=0, le=1, description="for the JPDA weights")
+    clutter_per_scan: float = Field(default=2.0, ge=0, description="expected false alarms per radar frame")
 
 
 _PIN = r"^D([0-9]|1[0-9]|2[0-7])$"

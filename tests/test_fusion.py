@@ -136,3 +136,34 @@ def test_engine_waits_for_position_then_tracks_and_deletes_once() -> None:
     assert [(r["id"], r["status"]) for r in deleted] == [(track["id"], "deleted")]
     engine.tick(104.0)
     assert engine.drain_tracks() == []
+
+
+def test_contested_measurements_get_a_soft_update_and_tracks_survive_a_close_pass() -> None:
+    """Two targets pass half a metre apart: while both tracks gate both detections the JPDA-style soft
+    update runs (a hard choice there is a guess), and each target keeps exactly one track."""
+    params = FusionSection()
+    tracker = Tracker(params, ["radar"])
+    geometry = RadarGeometry("radar", Pose.from_angles(0, 0, 0, (0, 0, 0)), 200.0)
+    rng = np.random.default_rng(3)
+    soft_rows: list[int] = []
+    original = tracker._soft_update
+
+    def spy(active, rows, g, scan):  # type: ignore[no-untyped-def]
+        soft_rows.append(int(rows.size))
+        original(active, rows, g, scan)
+
+    tracker._soft_update = spy  # type: ignore[method-assign]
+    v = np.array([[3.0, 0.0, 0.0], [-3.0, 0.0, 0.0]])
+    start = np.array([[-30.0, 60.0, 20.0], [30.0, 60.4, 20.3]])
+    owner: dict[int, set[int]] = {0: set(), 1: set()}
+    for k in range(200):
+        t = k * 0.1
+        truth = start + v * t
+        keep = rng.random(2) < 0.9
+        tracker.process_radar(_scan(geometry.pose, truth[keep], v[keep], t, rng, clutter=2), geometry)
+        tracker.maintain(t)
+        for s in tracker.publishable(False):
+            d = np.linalg.norm(truth - tracker.table.x[s, :3], axis=1)
+            owner[int(np.argmin(d))].add(int(tracker.table.number[s]))
+    assert max(soft_rows) >= 2, "the close pass never produced a contested cluster"
+    assert all(len(ids) == 1 for ids in owner.values()), owner

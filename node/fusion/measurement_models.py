@@ -60,6 +60,11 @@ class RadarModel:
     def predict(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
         return radar_predict(x, self.pose)
 
+    def measurement_volume(self) -> float:
+        """Volume of measurement space (m · rad² · m/s) over which clutter spreads."""
+        c = self.coverage
+        return c.max_range_m * (2 * c.fov_az_rad) * (2 * c.fov_el_rad) * 40.0
+
     def innovation(self, z: FloatArray, z_pred: FloatArray) -> FloatArray:
         nu = z - z_pred
         nu[..., 1] = wrap_angle(nu[..., 1])
@@ -89,6 +94,9 @@ class BearingModel:
     dim: int = 2
     angle_rows: tuple[int, ...] = (0,)
     ranging: bool = False
+
+    def measurement_volume(self) -> float:
+        return (2 * self.coverage.fov_az_rad) * (2 * self.coverage.fov_el_rad)
 
     def _delay(self, x: FloatArray) -> FloatArray:
         if self.propagation_mps is None:
@@ -135,6 +143,9 @@ class PositionVelocityModel:
     @property
     def dim(self) -> int:
         return 6 if self.with_velocity else 3
+
+    def measurement_volume(self) -> float:
+        return 1e12  # cooperative reports: practically no clutter
 
     def predict(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
         h = np.zeros((x.shape[0], self.dim, STATE_DIM))

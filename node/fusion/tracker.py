@@ -88,6 +88,16 @@ class Scan:
 
 
 @dataclass
+class Gating:
+    cost: FloatArray  # (K,M) −2 log-likelihood up to a constant; _UNGATED_COST outside the gate
+    gated: BoolArray  # (K,M)
+    loglik: FloatArray  # (K,M) log N(ν; 0, S); −inf outside the gate
+    nu: FloatArray  # (K,M,D) innovations
+    h: FloatArray  # (K,D,6) Jacobians at the predicted states
+    hph: FloatArray  # (K,D,D)
+
+
+@dataclass
 class ScanResult:
     """Which track slot took each measurement (−1: none) and which slots were started."""
 
@@ -126,19 +136,35 @@ class Tracker:
         tb.t_state[active[ahead]] = t
         return np.minimum(dt, 0.0)
 
-    def _costs(
-        self, active: IndexArray, dt: FloatArray, scan: Scan
-    ) -> tuple[FloatArray, BoolArray, FloatArray]:
-        """Likelihood costs (K,M), gate mask (K,M) and predicted positions' sigma (K,)."""
+    def _costs(self, active: IndexArray, dt: FloatArray, scan: Scan) -> Gating:
+        """Gate every (track, measurement) pair and price the gated ones by −2 log-likelihood.
+
+        A box pre-gate first: the gate ellipsoid lies inside the box |ν_d| ≤ sqrt(γ S_dd), so
+        testing each coordinate against it (no inversions) rejects most pairs exactly; the full
+        Mahalanobis test and log-determinant are computed only for the pairs that pass.
+        """
         model = scan.model
-        z_pred, _, hph = imm.gate_quantities(self.table, active, dt, model, self.imm)
-        s = hph[:, None, :, :] + scan.r[None, :, :, :]
+        gamma = self.gate(scan.z.shape[1])
+        z_pred, h, hph = imm.gate_quantities(self.table, active, dt, model, self.imm)
         nu = model.innovation(scan.z[None, :, :], z_pred[:, None, :])
-        d2 = np.einsum("kmi,kmij,kmj->km", nu, np.linalg.inv(s), nu)
+        var = (
+            np.diagonal(hph, axis1=1, axis2=2)[:, None, :] + np.diagonal(scan.r, axis1=1, axis2=2)[None, :, :]
+        )
+        ki, mj = np.nonzero(np.all(nu * nu <= gamma * var, axis=2))
+        s = hph[ki] + scan.r[mj]
+        nu_p = nu[ki, mj]
+        d2 = np.einsum("pi,pij,pj->p", nu_p, np.linalg.inv(s), nu_p)
         _, logdet = np.linalg.slogdet(s)
-        gated: BoolArray = np.asarray(d2 < self.gate(scan.z.shape[1]))
-        cost: FloatArray = np.where(gated, d2 + logdet, _UNGATED_COST)
-        return cost, gated, z_pred
+        inside = d2 < gamma
+        ki, mj, d2, logdet = ki[inside], mj[inside], d2[inside], logdet[inside]
+        shape = (active.size, scan.z.shape[0])
+        gated: BoolArray = np.zeros(shape, dtype=bool)
+        gated[ki, mj] = True
+        cost: FloatArray = np.full(shape, _UNGATED_COST)
+        cost[ki, mj] = d2 + logdet
+        loglik = np.full(shape, -np.inf)
+        loglik[ki, mj] = -0.5 * (d2 + logdet + scan.z.shape[1] * math.log(2 * math.pi))
+        return Gating(cost, gated, loglik, nu, h, hph)
 
     @staticmethod
     def _assign(
@@ -163,26 +189,85 @@ class Tracker:
         if active.size:
             dt = self._predict_to(active, scan.t)
             if m:
-                cost, gated, _ = self._costs(active, dt, scan)
+                g = self._costs(active, dt, scan)
+                cost, gated = g.cost, g.gated
                 near_track = np.asarray(gated.any(axis=0))
                 status = tb.status[active]
+                firm = np.flatnonzero(status != Status.TENTATIVE)
                 # Two passes: established tracks choose first, tentative ones share the rest.
-                pairs = self._assign(cost, gated, np.flatnonzero(status != Status.TENTATIVE), np.arange(m))
+                pairs = self._assign(cost, gated, firm, np.arange(m))
                 taken = {c for _, c in pairs}
                 free_cols = np.array([c for c in range(m) if c not in taken], dtype=np.intp)
                 pairs += self._assign(cost, gated, np.flatnonzero(status == Status.TENTATIVE), free_cols)
                 if pairs:
                     rows = np.array([r for r, _ in pairs], dtype=np.intp)
                     cols = np.array([c for _, c in pairs], dtype=np.intp)
-                    imm.update(tb, active[rows], dt[rows], scan.z[cols], scan.r[cols], scan.model, self.imm)
                     slot_of[cols] = active[rows]
                     updated[rows] = True
+                    soft = self._shared_rows(firm, gated, dt) if scan.full_scan else np.zeros(0, np.intp)
+                    hard = ~np.isin(rows, soft)
+                    imm.update(
+                        tb,
+                        active[rows[hard]],
+                        dt[rows[hard]],
+                        scan.z[cols[hard]],
+                        scan.r[cols[hard]],
+                        scan.model,
+                        self.imm,
+                    )
+                    self._soft_update(active, soft, g, scan)
+                    updated[soft] = True
             self._record_hits(active, updated, scan, bit)
         started = np.zeros(0, dtype=np.intp)
         if scan.initiate:
             used, started = self._initiate(scan, (slot_of < 0) & ~near_track, bit)
             slot_of[used] = started
         return ScanResult(slot_of, started)
+
+    @staticmethod
+    def _shared_rows(firm: IndexArray, gated: BoolArray, dt: FloatArray) -> IndexArray:
+        """Established tracks that compete for a gated measurement (and are in sequence): where
+        a hard choice is a guess, they get a JPDA-style soft update instead."""
+        if firm.size < 2:
+            return np.zeros(0, dtype=np.intp)
+        contested = gated[firm].sum(axis=0) >= 2
+        rows = firm[(gated[firm] & contested[None, :]).any(axis=1)]
+        return rows[dt[rows] == 0.0]
+
+    def _soft_update(self, active: IndexArray, rows: IndexArray, g: Gating, scan: Scan) -> None:
+        """Cheap JPDA (Fitzgerald): β_ij = G_ij / (T_i + M_j − G_ij + B), with G the detection-
+        weighted likelihoods, T_i and M_j their track and measurement sums and B the clutter
+        density; then the PDA update with the spread-of-innovations term. Vectorised over the
+        contested tracks; their IMM models are collapsed to the result (cluster members only)."""
+        if rows.size == 0:
+            return
+        tb = self.table
+        p_d = self.params.detection_probability
+        like = np.where(g.gated, p_d * np.exp(g.loglik), 0.0)  # (K,M)
+        t_sum = like.sum(axis=1, keepdims=True)
+        m_sum = like.sum(axis=0, keepdims=True)
+        clutter = self.params.clutter_per_scan / scan.model.measurement_volume()
+        beta = like / np.maximum(t_sum + m_sum - like + clutter, 1e-300)
+        beta = beta[rows]  # (A,M)
+        beta0 = np.clip(1.0 - beta.sum(axis=1), 0.0, 1.0)
+        nu = g.nu[rows]  # (A,M,D)
+        h = g.h[rows]
+        r_mean = np.einsum("am,mij->aij", beta, scan.r) / np.maximum(beta.sum(axis=1), 1e-12)[:, None, None]
+        slots = active[rows]
+        p = tb.p[slots]
+        s = g.hph[rows] + r_mean
+        gain = p @ h.transpose(0, 2, 1) @ np.linalg.inv(s)
+        nu_bar = np.einsum("am,amd->ad", beta, nu)
+        spread = np.einsum("am,amd,ame->ade", beta, nu, nu) - nu_bar[:, :, None] * nu_bar[:, None, :]
+        x = tb.x[slots] + np.einsum("aij,aj->ai", gain, nu_bar)
+        p_c = p - gain @ s @ gain.transpose(0, 2, 1)
+        p_new = beta0[:, None, None] * p + (1.0 - beta0)[:, None, None] * p_c
+        p_new = p_new + gain @ spread @ gain.transpose(0, 2, 1)
+        p_new = 0.5 * (p_new + p_new.transpose(0, 2, 1))
+        tb.x[slots] = x
+        tb.p[slots] = p_new
+        tb.xm[slots] = x[:, None, :]
+        tb.pm[slots] = p_new[:, None, :, :]
 
     def process_radar(self, scan: RadarScan, geometry: RadarGeometry) -> ScanResult:
         return self.process(Scan(geometry.model(), scan.t, scan.z, noise_from_sigmas(scan.sigmas)))
