@@ -1,10 +1,13 @@
 """Per-track Bayesian class posterior: multirotor, fixed-wing, bird, aircraft, unknown.
 
-Each sensor contributes a likelihood over the classes; scans of one sensor are strongly
-correlated (the same bird seen twenty times a second is not twenty independent witnesses), so
-radar evidence is tempered by a small exponent, and every posterior keeps a floor so that new
-evidence can still turn it. "Drone" needs positive evidence: radar kinematics alone can only say
-slow-and-hovering, which birds rarely do, so it nudges rather than decides.
+Two kinds of evidence, treated differently on purpose:
+- independent looks (the acoustic detector, a Remote ID broadcast, FPV video nearby) accumulate
+  as log-likelihoods, each tempered, with a floor so later evidence can still turn them;
+- radar kinematics are *not* accumulated scan by scan: twenty scans a second of the same bird are
+  one observation of its flight, not twenty witnesses. The posterior uses the current (filtered)
+  speed once, plus the time the track has spent hovering, which birds cannot do.
+Radar alone therefore says "bird" for bird-like flight and "multirotor" for hovering, and leaves
+slow forward flight "unknown": a confident drone label needs positive evidence.
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ from enum import IntFlag
 import numpy as np
 import numpy.typing as npt
 
-from node.fusion.tracks import CLASSES, TrackTable
+from node.fusion.tracks import CLASSES, PRIOR, TrackTable
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
 MULTIROTOR, FIXED_WING, BIRD, AIRCRAFT, UNKNOWN = range(len(CLASSES))
-_LOG_FLOOR = math.log(1e-3)
-_RADAR_WEIGHT = 0.05  # tempering of one radar scan's kinematic evidence
+_EVIDENCE_LIMIT = 8.0  # |accumulated log-likelihood| per class, so new evidence can still turn it
+_HOVER_SPEED_MPS = 1.0
+_HOVER_FULL_S = 2.0  # hovering this long is as much as radar kinematics can say
+_HOVER_LOG_BONUS = math.log(30.0)
 
 
 class Evidence(IntFlag):
@@ -32,16 +37,13 @@ class Evidence(IntFlag):
 
     @classmethod
     def names(cls, mask: int) -> list[str]:
-        return [
-            name
-            for flag, name in (
-                (cls.RADAR, "radar_kinematics"),
-                (cls.ACOUSTIC, "acoustic"),
-                (cls.REMOTE_ID, "remote_id"),
-                (cls.FPV, "fpv_video"),
-            )
-            if mask & flag
-        ]
+        pairs = (
+            (cls.RADAR, "radar_kinematics"),
+            (cls.ACOUSTIC, "acoustic"),
+            (cls.REMOTE_ID, "remote_id"),
+            (cls.FPV, "fpv_video"),
+        )
+        return [name for flag, name in pairs if mask & flag]
 
 
 def _normal(x: FloatArray, mean: float, sigma: float) -> FloatArray:
@@ -49,41 +51,56 @@ def _normal(x: FloatArray, mean: float, sigma: float) -> FloatArray:
 
 
 def kinematic_loglik(speed: FloatArray, extent_m: FloatArray | None = None) -> FloatArray:
-    """log p(speed, extent | class) (A, C) from typical flight envelopes.
+    """log p(speed, extent | class) (A, C) from flight envelopes.
 
-    Multirotors cruise slowly and hover (a half-normal at zero); birds fly 6–20 m/s and cannot
-    hover; fixed-wing UAS need 12–30 m/s; aircraft are fast and large. Unknown is flat.
+    Multirotors: anything from hover to ~25 m/s (a hover peak plus a broad plateau); birds fly
+    ~6–20 m/s and cannot hover; fixed-wing UAS need 12–30 m/s; aircraft are fast and large;
+    unknown is flat over 0–60 m/s.
     """
     lik = np.empty((speed.shape[0], len(CLASSES)))
-    lik[:, MULTIROTOR] = 2.0 * _normal(speed, 0.0, 9.0)
+    lik[:, MULTIROTOR] = 0.35 * 2.0 * _normal(speed, 0.0, 0.8) + 0.65 * np.where(speed < 25.0, 1 / 25.0, 1e-4)
     lik[:, FIXED_WING] = _normal(speed, 21.0, 6.0)
     lik[:, BIRD] = _normal(speed, 12.0, 4.0)
     lik[:, AIRCRAFT] = _normal(speed, 60.0, 25.0)
-    lik[:, UNKNOWN] = 1.0 / 80.0
+    lik[:, UNKNOWN] = 1.0 / 60.0
     if extent_m is not None:
         large = extent_m > 3.0  # radar extent of metres: an aircraft, not a small UAS or bird
         lik[large, AIRCRAFT] *= 20.0
     return np.log(np.maximum(lik, 1e-12))
 
 
+def posterior(evidence_logp: FloatArray, speed: float, hover_s: float, extent_m: float) -> FloatArray:
+    """Log posterior (C,) of one track: prior + independent evidence + kinematics now + hover."""
+    logp = PRIOR + evidence_logp + kinematic_loglik(np.array([speed]), np.array([extent_m]))[0]
+    logp[MULTIROTOR] += min(hover_s / _HOVER_FULL_S, 1.0) * _HOVER_LOG_BONUS
+    return logp
+
+
 def apply(
     table: TrackTable, slots: IndexArray, loglik: FloatArray, weight: float, evidence: Evidence
 ) -> None:
-    """Bayes update of the given tracks' class posteriors by tempered log-likelihoods (A, C)."""
+    """Accumulate tempered log-likelihoods (A, C) of independent evidence into the given tracks."""
     if slots.size == 0:
         return
-    logp = table.class_logp[slots] + weight * loglik
-    logp -= logp.max(axis=1, keepdims=True)
-    logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
-    logp = np.maximum(logp, _LOG_FLOOR)
-    logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
-    table.class_logp[slots] = logp
+    acc = table.class_logp[slots] + weight * loglik
+    acc -= acc.max(axis=1, keepdims=True)
+    table.class_logp[slots] = np.maximum(acc, -_EVIDENCE_LIMIT)
     table.evidence_mask[slots] |= np.uint64(int(evidence))
 
 
-def radar_update(table: TrackTable, slots: IndexArray, extent_m: FloatArray | None = None) -> None:
+def radar_update(table: TrackTable, slots: IndexArray, extent_m: FloatArray, t: float) -> None:
+    """Radar looked at these tracks: note hovering time and the largest extent seen."""
+    if slots.size == 0:
+        return
     speed = np.linalg.norm(table.x[slots, 3:], axis=1)
-    apply(table, slots, kinematic_loglik(speed, extent_m), _RADAR_WEIGHT, Evidence.RADAR)
+    dt = np.clip(t - table.t_kinematics[slots], 0.0, 1.0)
+    still = speed < _HOVER_SPEED_MPS
+    table.hover_s[slots] = np.where(
+        still, table.hover_s[slots] + dt, np.maximum(table.hover_s[slots] - dt, 0.0)
+    )
+    table.t_kinematics[slots] = t
+    table.extent_m[slots] = np.maximum(table.extent_m[slots], extent_m)
+    table.evidence_mask[slots] |= np.uint64(int(Evidence.RADAR))
 
 
 def acoustic_update(table: TrackTable, slots: IndexArray, drone_likelihood: FloatArray) -> None:

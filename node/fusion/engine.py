@@ -181,7 +181,7 @@ class FusionEngine:
         self.counters.scans += 1
         hit = result.slot_of >= 0
         extent = np.array([d.extent_m for d in detections])[hit]
-        classify.radar_update(self.tracker.table, result.slot_of[hit], extent)
+        classify.radar_update(self.tracker.table, result.slot_of[hit], extent, t)
 
     def _acoustic(self, bearings: list[AcousticBearing], t: float) -> None:
         model = self.models.get(bearings[0].sensor_id)
@@ -339,7 +339,10 @@ class FusionEngine:
                 "enu_m": [round(float(v), 2) for v in s.enu],
                 "vel_enu_mps": [round(float(v), 2) for v in s.vel],
                 "pos_cov_enu_m2": [[round(float(v), 3) for v in row] for row in s.cov],
-                "class": classify.summary(s.class_logp, s.evidence_mask),
+                "class": classify.summary(
+                    classify.posterior(s.class_logp, float(np.linalg.norm(s.vel)), s.hover_s, s.extent_m),
+                    s.evidence_mask,
+                ),
                 "sensors": s.sensors,
             }
             if s.bearing_only:

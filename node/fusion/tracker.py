@@ -60,8 +60,10 @@ class TrackSnapshot:
     sensors: list[str]
     updates: int
     bearing_only: bool = False
-    class_logp: FloatArray = field(default_factory=lambda: PRIOR.copy())
+    class_logp: FloatArray = field(default_factory=lambda: np.zeros(PRIOR.shape))
     evidence_mask: int = 0
+    hover_s: float = 0.0
+    extent_m: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,6 +370,8 @@ class Tracker:
                 bearing_only=not math.isfinite(float(tb.t_ranged[s])),
                 class_logp=tb.class_logp[s].copy(),
                 evidence_mask=int(tb.evidence_mask[s]),
+                hover_s=float(tb.hover_s[s]),
+                extent_m=float(tb.extent_m[s]),
             )
             for s in slots.tolist()
         ]

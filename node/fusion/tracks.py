@@ -53,7 +53,12 @@ class TrackTable:
         self.updates = np.zeros(capacity, dtype=np.int64)
         self.sensor_mask = np.zeros(capacity, dtype=np.uint64)  # which sensors contributed
         self.evidence_mask = np.zeros(capacity, dtype=np.uint64)  # which evidence kinds classified it
+        # Accumulated log-likelihoods of the independent evidence (acoustic, Remote ID, FPV); the
+        # kinematic part is recomputed from the state at output, not accumulated scan by scan.
         self.class_logp = np.zeros((capacity, len(CLASSES)))
+        self.hover_s = np.zeros(capacity)  # time spent (nearly) still: birds cannot, multirotors do
+        self.t_kinematics = np.zeros(capacity)
+        self.extent_m = np.zeros(capacity)  # largest radar extent seen
         self.changed = np.zeros(capacity, dtype=bool)
         self._next_number = 1
 
@@ -83,7 +88,10 @@ class TrackTable:
         self.updates[slots] = 1
         self.sensor_mask[slots] = np.uint64(1 << sensor_bit)
         self.evidence_mask[slots] = 0
-        self.class_logp[slots] = PRIOR
+        self.class_logp[slots] = 0.0
+        self.hover_s[slots] = 0.0
+        self.t_kinematics[slots] = t
+        self.extent_m[slots] = 0.0
         self.changed[slots] = True
         return slots
 

@@ -1,0 +1,345 @@
+"""Run a scenario through the whole pipeline in virtual time, as fast as the CPU allows.
+
+The point is to score the code that runs on the Pi, not a shortcut around it: the simulated sensors
+produce the same wire bytes as in `cuas-node sim` (the emitters of `drivers.sim.runner.Simulation`
+are reused as they are), the real drivers built by `drivers.registry.build_driver` parse them, and
+a `FusionEngine` built from the same node config fuses them. Only two things differ from `sim`:
+- each serial port is an in-memory pipe instead of a pty (no threads, no lost bytes, no waits);
+- time is a manual clock stepped through the sensors' event times in order, so a run is exactly
+  reproducible from its seed and a minute of scenario takes about a second.
+
+Sensors whose driver paces itself (the FPV scanner sleeps `settle_s` per channel) get their own
+manual clock that the loop keeps in step: a read starts at the current event time, the driver's
+sleeps move its clock on, and its measurements are delivered when its clock says they are done.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import numpy as np
+
+from calibration.pose import Pose, cartesian_to_spherical
+from drivers.base import SensorDriver
+from drivers.registry import UnsupportedSensor, build_driver
+from drivers.sim.runner import Simulation
+from drivers.sim.scenario import Scenario, SimFpvSpec, SimRadarSpec
+from node.clock import ScaledClock
+from node.config import FpvRx5808Sensor, build_config, deep_merge
+from node.evaluation.metrics import Step, TruthFrame, track_frame_from_records
+from node.fusion.engine import FusionEngine
+from node.measurement import AnyMeasurement
+
+DEFAULT_EPOCH = 1_700_000_000.0
+"""Scenario start when the scenario sets no `start_utc`: fixed, so runs are reproducible."""
+
+_SENSOR_FIRST, _TRUTH_LAST = 0, 1  # at equal times a sensor event precedes the truth sample
+
+
+class VirtualClock:
+    """A clock that moves only when told (`set`) or when its owner sleeps: `ScaledClock`'s
+    interface (`epoch`, `now`, `monotonic`, `sleep`) so the simulator's emitters accept it."""
+
+    def __init__(self, epoch: float) -> None:
+        self.epoch = epoch
+        self.t = 0.0
+
+    def now(self) -> float:
+        return self.epoch + self.t
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self.t += seconds
+
+    def set(self, t: float) -> None:
+        self.t = t
+
+
+class MemoryPipe:
+    """One serial line in memory. The simulator side has `PtyPort`'s interface (`write`, `read`,
+    `close`, `path`); `transport()` gives the node side, which a driver reads exactly like a port."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.bytes_written = 0
+        self.bytes_dropped = 0
+        self._to_node = bytearray()
+        self._to_device = bytearray()
+
+    def write(self, data: bytes, max_wait_s: float = 0.0) -> None:
+        self._to_node += data
+        self.bytes_written += len(data)
+
+    def read(self, max_bytes: int = 4096) -> bytes:
+        out = bytes(self._to_device[:max_bytes])
+        del self._to_device[:max_bytes]
+        return out
+
+    def close(self) -> None:
+        self._to_node.clear()
+
+    @property
+    def pending(self) -> int:
+        return len(self._to_node)
+
+    def transport(self) -> MemoryTransport:
+        return MemoryTransport(self)
+
+
+class MemoryTransport:
+    """The node side of a `MemoryPipe` (the `drivers.base.Transport` protocol). `read` never waits:
+    the evaluation loop only reads after the simulator has written."""
+
+    def __init__(self, pipe: MemoryPipe) -> None:
+        self.pipe = pipe
+        self._open = False
+
+    def open(self) -> None:
+        self._open = True
+
+    def read(self, max_bytes: int = 4096) -> bytes:
+        buf = self.pipe._to_node
+        out = bytes(buf[:max_bytes])
+        del buf[:max_bytes]
+        return out
+
+    def write(self, data: bytes) -> None:
+        self.pipe._to_device += data
+
+    def close(self) -> None:
+        self._open = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+
+class _InMemorySimulation(Simulation):
+    """`Simulation` with its ptys swapped for in-memory pipes and its clock for a virtual one, so
+    its node config, FPV hardware models and emitters are used exactly as `cuas-node sim` uses them."""
+
+    def __init__(self, scenario: Scenario, clock: VirtualClock, seed: int) -> None:
+        super().__init__(scenario, cast(ScaledClock, clock), seed=seed)
+        for port in [*self.ports.values(), *getattr(self, "cli_ports", {}).values()]:
+            port.close()
+        # The radar boards are taken as configured and streaming: the CLI handshake
+        # (drivers/ti_cli.py) waits on real serial timeouts, so eval leaves it out (no `config_port`).
+        for board in getattr(self, "boards", {}).values():
+            board.streaming = True
+        self.pipes = {sid: MemoryPipe(f"/dev/null/eval-{sid}") for sid in self.ports}
+        self.ports = cast(Any, self.pipes)
+
+    def emitter(self, index: int, spec: Any) -> Callable[[float], None] | None:
+        """The emitter `Simulation.start` would run for this sensor, or None for a kind this
+        simulator cannot synthesise yet. New kinds follow the `_<kind>_emitter(spec, port, seed)`
+        convention (e.g. `_acoustic_emitter`)."""
+        from drivers.sim.gps import SimGps
+        from drivers.sim.scenario import SimGpsSpec, SimRemoteIdSpec
+
+        seed = self.seed * 1000 + index
+        port = cast(Any, self.pipes[spec.id])
+        if isinstance(spec, SimRadarSpec):
+            return self._radar_emitter(spec.id, port)
+        if isinstance(spec, SimGpsSpec):
+            return self._gps_emitter(SimGps(spec, self.scenario.node, seed), port)
+        if isinstance(spec, SimRemoteIdSpec):
+            return self._remote_id_emitter(spec, port, seed)
+        name = "_" + spec.kind.split("-")[0] + "_emitter"
+        make = getattr(self, name, None)
+        if make is None:
+            return None
+        try:
+            return cast(Callable[[float], None], make(spec, port, seed))
+        except ImportError:
+            return None
+
+
+@dataclass
+class RunResult:
+    """One seed's run: the steps to score, the tracker's CPU time per radar scan (seconds), and
+    sensors that could not take part (no simulator or no driver in this version)."""
+
+    steps: list[Step]
+    cpu_per_scan_s: list[float]
+    skipped_sensors: list[str] = field(default_factory=list)
+    counters: dict[str, Any] = field(default_factory=dict)
+    sensor_errors: dict[str, str] = field(default_factory=dict)
+
+
+def _coverage(scenario: Scenario) -> Callable[[np.ndarray], np.ndarray]:
+    """Which targets a radar could see (inside range and field of view of any radar); without a
+    radar every existing target counts as covered (e.g. acoustic-only)."""
+    radars = [s for s in scenario.sensors if isinstance(s, SimRadarSpec)]
+    poses = [
+        (Pose.from_angles(s.mount.yaw_deg, s.mount.pitch_deg, s.mount.roll_deg, s.mount.offset_m), s)
+        for s in radars
+    ]
+
+    def covered(enu: np.ndarray) -> np.ndarray:
+        if not poses:
+            return np.ones(enu.shape[0], dtype=bool)
+        out = np.zeros(enu.shape[0], dtype=bool)
+        if enu.shape[0] == 0:
+            return out
+        for pose, spec in poses:
+            r, az, el = cartesian_to_spherical(pose.enu_to_sensor(enu))
+            out |= (
+                (r <= spec.max_range_m)
+                & (np.abs(az) <= math.radians(spec.fov_az_deg))
+                & (np.abs(el) <= math.radians(spec.fov_el_deg))
+            )
+        return out
+
+    return covered
+
+
+def run_scenario(
+    scenario: Scenario, seed: int, config_overrides: dict[str, Any] | None = None, session: int = 1
+) -> RunResult:
+    """Run one seed of `scenario` through drivers and fusion; see the module docstring."""
+    epoch = scenario.start_utc if scenario.start_utc is not None else DEFAULT_EPOCH
+    clock = VirtualClock(epoch)
+    sim = _InMemorySimulation(scenario, clock, seed)
+    data = sim.node_config()
+    for entry in data["sensors"]:
+        entry.pop("config_port", None)  # see _InMemorySimulation: boards come up streaming
+    if config_overrides:
+        data = deep_merge(data, config_overrides)
+    config = build_config(data, f"scenario {scenario.name}")
+    fusion = FusionEngine(config, session)
+    skipped: list[str] = []
+
+    # FPV scanners: register-level models on per-scanner clocks (see the module docstring).
+    fpv_ids = [s.id for s in scenario.sensors if isinstance(s, SimFpvSpec)]
+    fpv_clocks: dict[str, VirtualClock] = {}
+    hardware: dict[str, tuple[Any, Any]] = {}
+    if fpv_ids:
+        from drivers.registry import fpv_receivers
+
+        receivers = {s.id: fpv_receivers(s) for s in config.sensors if isinstance(s, FpvRx5808Sensor)}
+        for sid in fpv_ids:
+            fpv_clocks[sid] = VirtualClock(epoch)
+            sim.clock = cast(ScaledClock, fpv_clocks[sid])
+            sim.hardware = {}
+            sim.build_hardware({k: v for k, v in receivers.items()})
+            hardware[sid] = sim.hardware[sid]
+        sim.clock = cast(ScaledClock, clock)
+
+    drivers: dict[str, SensorDriver] = {}
+    for sensor in config.sensors:
+        sensor_clock = fpv_clocks.get(sensor.id, clock)
+        try:
+            driver = build_driver(sensor, sensor_clock, hardware)
+        except (UnsupportedSensor, ImportError):
+            skipped.append(sensor.id)
+            continue
+        if sensor.id in sim.pipes:
+            cast(Any, driver).transport = sim.pipes[sensor.id].transport()
+        driver.open()
+        drivers[sensor.id] = driver
+
+    # Event queue: (time, order, sequence, sensor id or "" for truth).
+    events: list[tuple[float, int, int, str]] = []
+    seq = 0
+    emitters: dict[str, Callable[[float], None]] = {}
+    for index, spec in enumerate(scenario.sensors):
+        if spec.id not in drivers:
+            continue
+        if isinstance(spec, SimFpvSpec):
+            heapq.heappush(events, (0.0, _SENSOR_FIRST, seq, spec.id))
+            seq += 1
+            continue
+        emit = sim.emitter(index, spec)
+        if emit is None:
+            skipped.append(spec.id)
+            drivers.pop(spec.id).close()
+            continue
+        emitters[spec.id] = emit
+        n = math.floor(scenario.duration_s * spec.rate_hz + 1e-9)
+        for k in range(n + 1):
+            events.append((k / spec.rate_hz, _SENSOR_FIRST, seq, spec.id))
+            seq += 1
+    n_steps = math.floor(scenario.duration_s / scenario.step_s + 1e-9)
+    for k in range(n_steps + 1):
+        events.append((k * scenario.step_s, _TRUTH_LAST, seq, ""))
+        seq += 1
+    heapq.heapify(events)
+
+    covered = _coverage(scenario)
+    steps: list[Step] = []
+    cpu: list[float] = []
+    fpv_pending: dict[str, list[AnyMeasurement]] = {sid: [] for sid in fpv_clocks}
+    failed: dict[str, str] = {}
+
+    def fuse(batch: list[AnyMeasurement]) -> None:
+        scans_before = fusion.counters.scans
+        started = time.process_time()
+        if batch:
+            fusion.process(batch)
+        fusion.tick(clock.now())
+        elapsed = time.process_time() - started
+        scans = fusion.counters.scans - scans_before
+        if scans:
+            cpu.extend([elapsed / scans] * scans)
+
+    while events:
+        t, order, _, sid = heapq.heappop(events)
+        if t > scenario.duration_s + 1e-9:
+            continue
+        clock.set(t)
+        if order == _TRUTH_LAST:
+            fuse([])
+            state = sim.world.state(t)
+            truth = TruthFrame(
+                ids=list(state.ids), kinds=list(state.kinds), enu=state.enu, covered=covered(state.enu)
+            )
+            tracks = track_frame_from_records(fusion.drain_tracks(), clock.now())
+            steps.append(Step(t=round(t, 6), truth=truth, tracks=tracks))
+            continue
+        if sid in failed:
+            continue
+        driver = drivers[sid]
+        if sid in fpv_clocks:
+            batch, fpv_pending[sid] = fpv_pending[sid], []
+            fpv_clock = fpv_clocks[sid]
+            fpv_clock.set(max(fpv_clock.t, t))
+            fpv_pending[sid] = _read_or_fail(driver, failed)
+            heapq.heappush(events, (max(fpv_clock.t, t + 1e-6), _SENSOR_FIRST, seq, sid))
+            seq += 1
+        else:
+            emitters[sid](t)
+            batch = []
+            pipe = sim.pipes[sid]
+            while pipe.pending and sid not in failed:
+                batch.extend(_read_or_fail(driver, failed))
+            pipe.close()  # what a failed driver left unread
+        fuse(batch)
+
+    for driver in drivers.values():
+        driver.close()
+    counters = {
+        "measurements": fusion.counters.measurements,
+        "radar_scans": fusion.counters.scans,
+        "by_kind": dict(sorted(fusion.counters.by_kind.items())),
+    }
+    return RunResult(
+        steps=steps, cpu_per_scan_s=cpu, skipped_sensors=skipped, counters=counters, sensor_errors=failed
+    )
+
+
+def _read_or_fail(driver: SensorDriver, failed: dict[str, str]) -> list[AnyMeasurement]:
+    """A driver that raises is out for the rest of the run, as a sensor marked `down` is in the
+    node; the error is reported instead of aborting the whole evaluation."""
+    try:
+        return driver.read()
+    except Exception as exc:  # any driver failure is reported, not fatal
+        failed[driver.sensor_id] = f"{type(exc).__name__}: {exc}"
+        return []
