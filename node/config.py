@@ -58,6 +58,28 @@ class NodeSection(_Section):
     id: str = Field(pattern=_IDENT)
     position: Position | None = None
     state_dir: Path = Path("/var/lib/cuas-node")
+    spool_dir: Path = Field(
+        default=Path("/var/lib/cuas-node/spool"),
+        description="store-and-forward spool for messages the broker has not taken yet",
+    )
+
+
+class CommandsSection(_Section):
+    """Commands in on `<root>/<node>/cmd/<name>` (see docs/mqtt.md): off unless enabled, and then
+    only from an allow-listed client identity or with a valid HMAC-SHA256 signature."""
+
+    enabled: bool = False
+    allow_clients: list[str] = Field(
+        default_factory=list, description="MQTT client ids allowed to send unsigned commands"
+    )
+    hmac_key_file: Path | None = Field(default=None, description="shared key for signed commands")
+    max_skew_s: float = Field(default=30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _some_authorisation(self) -> CommandsSection:
+        if self.enabled and not self.allow_clients and self.hmac_key_file is None:
+            raise ValueError("enabled commands need allow_clients or hmac_key_file (else all are refused)")
+        return self
 
 
 class MqttSection(_Section):
@@ -75,6 +97,9 @@ class MqttSection(_Section):
     qos: Literal[0, 1, 2] = 1
     tracks_max_rate_hz: float = Field(default=5.0, gt=0, le=50)
     health_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    spool_max_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
+    spool_max_age_s: float = Field(default=300.0, gt=0, le=86400)
+    commands: CommandsSection = CommandsSection()
 
 
 class _SensorBase(_Section):
@@ -201,6 +226,7 @@ class FusionSection(_Section):
     process_accel_mps2: float = Field(default=3.0, gt=0)
     process_accel_vertical_mps2: float = Field(default=1.0, gt=0)
     max_tracks: int = Field(default=256, ge=1, le=4096)
+    max_tentative: int = Field(default=128, ge=1, description="cap on tentative tracks (clutter floods)")
     reorder_window_s: float = Field(
         default=0.1, ge=0, le=2, description="hold measurements this long to fuse in time order"
     )
@@ -264,6 +290,18 @@ class LoggingSection(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class RecordSection(_Section):
+    """Record every sensor's raw bytes into pcapng beside `run` (docs/recording.md): a field record
+    of what the sensors said, replayable through the same drivers and fusion with `cuas-node replay`."""
+
+    enabled: bool = False
+    path: Path = Path("/var/lib/cuas-node/recordings/node.pcapng")
+    rotate_bytes: int = Field(
+        default=100_000_000, ge=0, description="new file (PATH-00001.pcapng, ...) past this size; 0: one file"
+    )
+    keep_files: int = Field(default=0, ge=0, description="keep only the newest N rotated files; 0: all")
+
+
 class Config(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -280,6 +318,7 @@ class Config(BaseSettings):
     logging: LoggingSection = LoggingSection()
     zones: list[ZoneSection] = Field(default_factory=list)
     gpio: GpioSection = GpioSection()
+    record: RecordSection = RecordSection()
 
     @field_validator("sensors")
     @classmethod

@@ -167,3 +167,42 @@ def test_contested_measurements_get_a_soft_update_and_tracks_survive_a_close_pas
             owner[int(np.argmin(d))].add(int(tracker.table.number[s]))
     assert max(soft_rows) >= 2, "the close pass never produced a contested cluster"
     assert all(len(ids) == 1 for ids in owner.values()), owner
+
+
+def test_clutter_map_raises_the_bar_where_false_alarms_recur() -> None:
+    """A reflector that flickers for a frame or two keeps spawning tentative tracks that die
+    unconfirmed; once its cell is hot, a phantom there needs two more hits, so a 4-frame burst
+    that confirms on a fresh site (3 of 5) no longer does."""
+    geometry = RadarGeometry("radar", Pose.from_angles(0, 0, 0, (0, 0, 0)), 200.0)
+    spot = np.array([[10.0, 80.0, 2.0]])
+
+    def burst(tracker: Tracker, start: float, frames: int, rng: np.random.Generator) -> bool:
+        t = start
+        for k in range(frames):
+            t = start + k * 0.1
+            tracker.process_radar(_scan(geometry.pose, spot, np.zeros((1, 3)), t, rng), geometry)
+            tracker.maintain(t)
+        confirmed = tracker.publishable(False).size > 0
+        tracker.maintain(t + 3.0)  # off again: the track dies
+        return confirmed
+
+    params = FusionSection(confirm_m=3, confirm_n=5, tentative_delete_after_s=0.5)
+    fresh = Tracker(params, ["radar"])
+    assert burst(fresh, 0.0, 4, np.random.default_rng(5)), "on a fresh site a 4-frame burst confirms"
+    site = Tracker(params, ["radar"])
+    rng = np.random.default_rng(5)
+    for n in range(6):
+        assert not burst(site, n * 5.0, 2, rng)  # flickers: never confirmed, remembered as clutter
+    assert not burst(site, 40.0, 4, rng)
+
+
+def test_tentative_cap_refuses_initiation_floods() -> None:
+    params = FusionSection(max_tentative=10)
+    tracker = Tracker(params, ["radar"])
+    geometry = RadarGeometry("radar", Pose.from_angles(0, 0, 0, (0, 0, 0)), 200.0)
+    rng = np.random.default_rng(9)
+    tracker.process_radar(
+        _scan(geometry.pose, np.zeros((0, 3)), np.zeros((0, 3)), 0.0, rng, clutter=40), geometry
+    )
+    assert int((tracker.table.status != 0).sum()) == 10
+    assert tracker.initiations_refused >= 25

@@ -121,6 +121,8 @@ class Tracker:
         self.sensor_bits = {sid: i for i, sid in enumerate(sensor_ids[:63])}
         self.window_mask = np.uint32((1 << params.confirm_n) - 1)
         self._gates: dict[int, float] = {}
+        self.clutter = ClutterMap()
+        self.initiations_refused = 0
 
     def gate(self, dim: int) -> float:
         if dim not in self._gates:
@@ -302,7 +304,7 @@ class Tracker:
             (tb.status[hit] != Status.CONFIRMED)
             & (
                 (tb.status[hit] == Status.COASTING)
-                | (np.bitwise_count(tb.hits[hit]) >= self.params.confirm_m)
+                | (np.bitwise_count(tb.hits[hit]) >= self.params.confirm_m + tb.extra_hits[hit])
             )
         ]
         tb.status[confirm] = Status.CONFIRMED
@@ -314,7 +316,14 @@ class Tracker:
             return candidates, candidates
         x, p = scan.model.initiate(scan.z[candidates], scan.r[candidates])
         keep = _distinct(x[:, :3], np.trace(p[:, :3, :3], axis1=1, axis2=2))
+        room = self.params.max_tentative - int(np.count_nonzero(self.table.status == Status.TENTATIVE))
+        if room < int(keep.sum()):
+            # A flood of one-off detections must not evict real tracks or stall the node.
+            self.initiations_refused += int(keep.sum()) - max(room, 0)
+            keep[np.flatnonzero(keep)[max(room, 0) :]] = False
         slots = self.table.allocate(x[keep], p[keep], scan.t, bit, scan.model.ranging)
+        if scan.model.ranging:
+            self.table.extra_hits[slots] = np.where(self.clutter.hot(self.table.x[slots, :3], scan.t), 2, 0)
         if scan.physical:
             self.table.t_physical[slots] = scan.t
         return candidates[keep][: slots.size], slots
@@ -344,6 +353,8 @@ class Tracker:
         tb.status[active[coast]] = Status.COASTING
         tb.changed[active[coast]] = True
         deleted = self.snapshot(active[drop_firm], deleted=True)
+        died = active[drop_tentative & np.isfinite(tb.t_ranged[active])]
+        self.clutter.add(tb.x[died, :3], t)  # never confirmed: most likely a false alarm there
         tb.release(active[drop_tentative | drop_firm])
         return deleted
 
@@ -384,6 +395,57 @@ class Tracker:
 
     def sensors_of(self, mask: int) -> list[str]:
         return [sid for sid, b in self.sensor_bits.items() if mask & (1 << b)]
+
+
+class ClutterMap:
+    """Where false alarms recur: a decaying count of tentative tracks that died unconfirmed, on a
+    horizontal grid. New tracks born in a hot cell need two more hits to confirm, so a flickering
+    reflector stops producing confirmed phantoms, while a real target there, which keeps being
+    detected, still confirms a few scans later."""
+
+    def __init__(
+        self,
+        cell_m: float = 10.0,
+        half_size_cells: int = 150,
+        half_life_s: float = 120.0,
+        hot_count: float = 3.0,
+    ) -> None:
+        self.cell_m = cell_m
+        self.half = half_size_cells
+        self.decay_rate = math.log(2.0) / half_life_s
+        self.hot_count = hot_count
+        self.grid = np.zeros((2 * half_size_cells, 2 * half_size_cells))
+        self.t = -math.inf
+
+    def _cells(self, enu: FloatArray) -> tuple[IndexArray, IndexArray, BoolArray]:
+        ij = np.floor(enu[:, :2] / self.cell_m).astype(np.intp) + self.half
+        inside = np.all((ij >= 0) & (ij < 2 * self.half), axis=1)
+        return ij[:, 0], ij[:, 1], inside
+
+    def _decay(self, t: float) -> None:
+        if math.isfinite(self.t) and t > self.t:
+            self.grid *= math.exp(-self.decay_rate * (t - self.t))
+        self.t = max(self.t, t)
+
+    def add(self, enu: FloatArray, t: float) -> None:
+        if enu.shape[0] == 0:
+            return
+        self._decay(t)
+        i, j, inside = self._cells(enu)
+        np.add.at(self.grid, (i[inside], j[inside]), 1.0)
+
+    def hot(self, enu: FloatArray, t: float) -> BoolArray:
+        """Counted over the 3×3 cells around each point, so a reflector on a cell border is one place."""
+        self._decay(t)
+        i, j, inside = self._cells(enu)
+        i = np.clip(i, 1, 2 * self.half - 2)
+        j = np.clip(j, 1, 2 * self.half - 2)
+        total = np.zeros(enu.shape[0])
+        for di in (-1, 0, 1):
+            for dj in (-1, 0, 1):
+                total += self.grid[i + di, j + dj]
+        out: BoolArray = inside & (total >= self.hot_count)
+        return out
 
 
 def _distinct(positions: FloatArray, variance_sum: FloatArray) -> npt.NDArray[np.bool_]:

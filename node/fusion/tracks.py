@@ -50,6 +50,7 @@ class TrackTable:
         self.t_physical = np.full(capacity, -np.inf)  # last update by a non-cooperative sensor
         self.t_created = np.zeros(capacity)
         self.hits = np.zeros(capacity, dtype=np.uint32)  # M-of-N history, newest in bit 0
+        self.extra_hits = np.zeros(capacity, dtype=np.int8)  # more hits needed where clutter recurs
         self.updates = np.zeros(capacity, dtype=np.int64)
         self.sensor_mask = np.zeros(capacity, dtype=np.uint64)  # which sensors contributed
         self.evidence_mask = np.zeros(capacity, dtype=np.uint64)  # which evidence kinds classified it
@@ -85,6 +86,7 @@ class TrackTable:
         self.t_physical[slots] = -np.inf
         self.t_created[slots] = t
         self.hits[slots] = 1
+        self.extra_hits[slots] = 0
         self.updates[slots] = 1
         self.sensor_mask[slots] = np.uint64(1 << sensor_bit)
         self.evidence_mask[slots] = 0
