@@ -150,13 +150,17 @@ class Tracker:
         model = scan.model
         gamma = self.gate(scan.z.shape[1])
         z_pred, h, hph = imm.gate_quantities(self.table, active, dt, model, self.imm)
-        nu = model.innovation(scan.z[None, :, :], z_pred[:, None, :])
-        var = (
-            np.diagonal(hph, axis1=1, axis2=2)[:, None, :] + np.diagonal(scan.r, axis1=1, axis2=2)[None, :, :]
-        )
-        ki, mj = np.nonzero(np.all(nu * nu <= gamma * var, axis=2))
+        var_t = np.diagonal(hph, axis1=1, axis2=2)
+        var_m = np.diagonal(scan.r, axis1=1, axis2=2)
+        # First coordinate over all pairs (range for a radar), the rest only for its survivors.
+        d0 = scan.z[None, :, 0] - z_pred[:, None, 0]
+        if 0 in model.angle_rows:
+            d0 = (d0 + np.pi) % (2.0 * np.pi) - np.pi
+        ki, mj = np.nonzero(d0 * d0 <= gamma * (var_t[:, None, 0] + var_m[None, :, 0]))
+        nu_p = model.innovation(scan.z[mj], z_pred[ki])
+        box = np.all(nu_p * nu_p <= gamma * (var_t[ki] + var_m[mj]), axis=1)
+        ki, mj, nu_p = ki[box], mj[box], nu_p[box]
         s = hph[ki] + scan.r[mj]
-        nu_p = nu[ki, mj]
         d2 = np.einsum("pi,pij,pj->p", nu_p, np.linalg.inv(s), nu_p)
         _, logdet = np.linalg.slogdet(s)
         inside = d2 < gamma
@@ -168,6 +172,8 @@ class Tracker:
         cost[ki, mj] = d2 + logdet
         loglik = np.full(shape, -np.inf)
         loglik[ki, mj] = -0.5 * (d2 + logdet + scan.z.shape[1] * math.log(2 * math.pi))
+        nu = np.zeros((*shape, scan.z.shape[1]))
+        nu[ki, mj] = nu_p[inside]
         return Gating(cost, gated, loglik, nu, h, hph)
 
     @staticmethod
