@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from calibration.acoustic_train import (
+    NEGATIVES,
     features_of_files,
     pd_at_fa,
     real_split,
@@ -17,14 +18,16 @@ from calibration.acoustic_train import (
     simulated_clip,
 )
 from drivers.acoustic.decode import score_wav_files
-from drivers.acoustic.detector import DEFAULT_WEIGHTS_PATH, DroneDetector, LogisticDetector
+from drivers.acoustic.detector import DEFAULT_WEIGHTS_PATH, DetectorModel, DroneDetector, Trees
+from drivers.acoustic.features import FEATURE_NAMES, extract
 
 CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "captures" / "acoustic"
 needs_captures = pytest.mark.skipif(not (CAPTURES / "drone").is_dir(), reason="../shared/captures absent")
 
-# The floors documented in docs/acoustic.md; the shipped weights reach more (see the weights file).
+# The floors of issue 5 (docs/acoustic.md), on the held-out split by recording; the shipped
+# weights reach more (see `metrics` in the weights file and the docs).
 AUC_FLOOR = 0.95
-PD_AT_1PCT_FA_FLOOR = 0.55
+PD_AT_1PCT_FA_FLOOR = 0.60
 
 
 def test_recording_ids_group_segments() -> None:
@@ -40,19 +43,28 @@ def test_split_is_by_recording() -> None:
     train_ids = {recording_id(p.name) for p, _ in train}
     assert not train_ids & {recording_id(p.name) for p, _ in test}
     assert {lab for _, lab in test} == {0, 1}
+    assert (len(train), len(test)) == (422, 178)  # the held-out split must not move between runs
 
 
 @needs_captures
 def test_heldout_metrics_above_floor() -> None:
     _, test = real_split(CAPTURES)
     x, y = features_of_files(test)
-    scores = LogisticDetector.load().score(x)
+    scores = DetectorModel.load().score(x)
     auc = roc_auc(scores, y)
     pd, _ = pd_at_fa(scores, y, 0.01)
     assert auc >= AUC_FLOOR, auc
     assert pd >= PD_AT_1PCT_FA_FLOOR, pd
     shipped = json.loads(DEFAULT_WEIGHTS_PATH.read_text())["metrics"]
     assert auc == pytest.approx(shipped["heldout_real_auc"], abs=1e-3)  # the weights file tells the truth
+    assert pd == pytest.approx(shipped["heldout_real_pd_at_1pct_fa"], abs=1e-3)
+
+
+def test_weights_file_is_small_and_matches_the_features() -> None:
+    assert DEFAULT_WEIGHTS_PATH.stat().st_size < 300_000
+    model = DetectorModel.load()
+    assert model.feature_names == FEATURE_NAMES
+    assert np.all(model.scale > 0)
 
 
 def test_metric_helpers() -> None:
@@ -63,12 +75,40 @@ def test_metric_helpers() -> None:
     assert thr == 0.5 and pd == 0.5
 
 
+def test_tree_inference_follows_the_heap_layout() -> None:
+    # One depth-2 tree: root on feature 0 at 1.0; left child on feature 1 at 0.0, right on 1 at 5.0.
+    trees = Trees(
+        feature=np.array([[0, 1, 1]], dtype=np.intp),
+        threshold=np.array([[1.0, 0.0, 5.0]]),
+        leaf=np.array([[-2.0, -1.0, 1.0, 2.0]]),
+    )
+    x = np.array([[0.5, -1.0], [0.5, 1.0], [2.0, 4.0], [2.0, 6.0]])
+    assert trees.logit(x).tolist() == [-2.0, -1.0, 1.0, 2.0]
+
+
+def test_features_are_finite_and_level_free() -> None:
+    rng = np.random.default_rng(5)
+    x = simulated_clip(1, rng)
+    a, b = extract(x, 16000).values, extract(x * 0.01, 16000).values
+    assert np.all(np.isfinite(a)) and np.allclose(a, b, atol=1e-6)
+    assert np.all(np.isfinite(extract(np.zeros(16384), 16000).values))
+
+
 def test_simulated_drones_and_negatives_are_told_apart() -> None:
     rng = np.random.default_rng(99)
     det = DroneDetector()
     drones = [det.detect(simulated_clip(1, rng), 16000).drone_likelihood for _ in range(12)]
     others = [det.detect(simulated_clip(0, rng), 16000).drone_likelihood for _ in range(12)]
     assert np.median(drones) > 0.5 > np.median(others)
+
+
+@pytest.mark.parametrize("kind", ["appliance", "two_stroke"])
+def test_motors_with_combs_are_not_drones(kind: str) -> None:
+    """The hard negatives: a steady motor's needle-sharp comb, a revving engine's comb."""
+    rng = np.random.default_rng(7)
+    det = DroneDetector()
+    scores = [det.detect(NEGATIVES[kind](16384, 16000, rng) * 0.05, 16000).drone_likelihood for _ in range(8)]
+    assert np.median(scores) < 0.5
 
 
 def test_silence_and_f0() -> None:

@@ -1,9 +1,16 @@
-"""The drone detector: physics features → a small logistic model → drone likelihood in [0, 1].
+"""The drone detector: physics features → a small model → drone likelihood in [0, 1].
+
+The model is the sum of two logits: a logistic regression on robustly standardised features and
+their squares (smooth: it extrapolates gracefully to sounds unlike the training data), and a few
+hundred depth-limited boosted decision trees fitted to what the linear part leaves over (they
+capture interactions such as "a strong comb *and* steady needle-sharp lines = a motor, not a
+multirotor"). Either part may be absent. Inference is a matrix product and a handful of gathers
+per tree level, far below the cost of the features.
 
 The weights are package data (`detector_weights.json`, written by `python -m
-calibration.acoustic_train`): feature names, standardisation, coefficients and the held-out metrics
-of the run that produced them. Loading checks the feature names so that a features.py change
-without retraining fails loudly instead of silently scoring garbage.
+calibration.acoustic_train`): feature names, normalisation, coefficients, trees and the metrics of
+the run that produced them. Loading checks the feature names so that a features.py change without
+retraining fails loudly instead of silently scoring garbage.
 """
 
 from __future__ import annotations
@@ -20,61 +27,118 @@ import numpy.typing as npt
 from drivers.acoustic.features import FEATURE_NAMES, extract
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
 DEFAULT_WEIGHTS_PATH = Path(__file__).with_name("detector_weights.json")
 SILENCE_DBFS = -85.0  # below this there is nothing to classify: the int16 noise floor is near −100
+Z_CLIP = 6.0  # standardised features are clipped here: one wild feature must not decide alone
+
+
+def expand(z: FloatArray) -> FloatArray:
+    """Standardised features and their (clipped) squares: lets a linear model say "near the
+    typical value" (e.g. band balance) as well as "more is more drone-like"."""
+    zc = np.clip(z, -Z_CLIP, Z_CLIP)
+    return np.concatenate([zc, zc**2 / 4.0], axis=-1)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class LogisticDetector:
-    mean: FloatArray
-    std: FloatArray
+class Trees:
+    """Complete binary trees of one depth in heap order: node i splits on `feature[t, i]` at
+    `threshold[t, i]` (go right when greater) into 2i+1 / 2i+2; `leaf[t, j]` is the logit
+    increment of leaf j (left to right)."""
+
+    feature: IntArray  # (n_trees, 2^depth − 1)
+    threshold: FloatArray  # (n_trees, 2^depth − 1)
+    leaf: FloatArray  # (n_trees, 2^depth)
+
+    @property
+    def depth(self) -> int:
+        return round(math.log2(self.leaf.shape[1]))
+
+    def logit(self, x: FloatArray) -> FloatArray:
+        """Sum of the trees' leaf values for rows x (N, n_features) → (N,)."""
+        n_trees = self.feature.shape[0]
+        if n_trees == 0:
+            return np.zeros(x.shape[0])
+        t_idx = np.arange(n_trees)[None, :]
+        rows = np.arange(x.shape[0])[:, None]
+        node = np.zeros((x.shape[0], n_trees), dtype=np.intp)
+        for _ in range(self.depth):
+            f = self.feature[t_idx, node]
+            go_right = x[rows, f] > self.threshold[t_idx, node]
+            node = 2 * node + 1 + go_right
+        leaf = node - (self.leaf.shape[1] - 1)
+        return np.asarray(self.leaf[t_idx, leaf].sum(axis=1), dtype=np.float64)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DetectorModel:
+    """logit = bias + expand((x − center) / scale) · coef + trees(x)."""
+
+    center: FloatArray
+    scale: FloatArray
     bias: float
-    coef: FloatArray
+    coef: FloatArray  # 2·n_features (features, squares); zeros when there is no linear part
+    trees: Trees
     feature_names: tuple[str, ...] = FEATURE_NAMES
     metrics: dict[str, Any] | None = None
-
-    @staticmethod
-    def expand(z: FloatArray) -> FloatArray:
-        """Standardised features and their (clipped) squares: lets a linear model say "near
-        the typical value" (e.g. band balance) as well as "more is more drone-like"."""
-        zc = np.clip(z, -6.0, 6.0)
-        return np.concatenate([zc, zc**2 / 4.0], axis=-1)
+    params: dict[str, Any] | None = None
 
     def logit(self, x: npt.ArrayLike) -> FloatArray:
-        z = (np.asarray(x, dtype=np.float64) - self.mean) / self.std
-        return np.asarray(self.expand(z) @ self.coef + self.bias, dtype=np.float64)
+        rows = np.atleast_2d(np.asarray(x, dtype=np.float64))
+        z = (rows - self.center) / self.scale
+        out = expand(z) @ self.coef + self.bias + self.trees.logit(rows)
+        return np.asarray(out, dtype=np.float64)
 
     def score(self, x: npt.ArrayLike) -> FloatArray:
-        """Drone likelihood for feature rows (..., n_features)."""
+        """Drone likelihood for feature rows (n_features,) → (1,) or (N, n_features) → (N,)."""
         return np.asarray(1.0 / (1.0 + np.exp(-np.clip(self.logit(x), -50, 50))), dtype=np.float64)
 
     def save(self, path: Path, metrics: dict[str, Any] | None = None) -> None:
+        def r(a: FloatArray) -> list[Any]:
+            out: list[Any] = np.round(np.asarray(a, dtype=np.float64), 6).tolist()
+            return out
+
         doc = {
-            "model": "logistic-quadratic",
+            "model": "logistic-quadratic + boosted-trees",
             "feature_names": list(self.feature_names),
-            "mean": [round(float(v), 6) for v in self.mean],
-            "std": [round(float(v), 6) for v in self.std],
+            "center": r(self.center),
+            "scale": r(self.scale),
             "bias": round(self.bias, 6),
-            "coef": [round(float(v), 6) for v in self.coef],
+            "coef": r(self.coef),
+            "trees": {
+                "feature": self.trees.feature.tolist(),
+                "threshold": self.trees.threshold.tolist(),  # exact: a rounded split moves clips
+                "leaf": r(self.trees.leaf),
+            },
+            "params": self.params or {},
             "metrics": metrics or {},
         }
-        path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        path.write_text(json.dumps(doc, separators=(",", ":")) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, path: Path = DEFAULT_WEIGHTS_PATH) -> LogisticDetector:
+    def load(cls, path: Path = DEFAULT_WEIGHTS_PATH) -> DetectorModel:
         doc = json.loads(path.read_text(encoding="utf-8"))
         names = tuple(doc["feature_names"])
         if names != FEATURE_NAMES:
             raise ValueError(
                 f"{path}: trained on other features; retrain (python -m calibration.acoustic_train)"
             )
+        tr = doc["trees"]
+        n_nodes = len(tr["feature"][0]) if tr["feature"] else 1
+        trees = Trees(
+            feature=np.array(tr["feature"], dtype=np.intp).reshape(-1, n_nodes),
+            threshold=np.array(tr["threshold"], dtype=np.float64).reshape(-1, n_nodes),
+            leaf=np.array(tr["leaf"], dtype=np.float64).reshape(-1, n_nodes + 1),
+        )
         return cls(
-            mean=np.array(doc["mean"], dtype=np.float64),
-            std=np.array(doc["std"], dtype=np.float64),
+            center=np.array(doc["center"], dtype=np.float64),
+            scale=np.array(doc["scale"], dtype=np.float64),
             bias=float(doc["bias"]),
             coef=np.array(doc["coef"], dtype=np.float64),
+            trees=trees,
             feature_names=names,
             metrics=doc.get("metrics"),
+            params=doc.get("params"),
         )
 
 
@@ -88,22 +152,22 @@ class Detection:
 class DroneDetector:
     """Mono signal (±1 full scale) → `Detection`."""
 
-    def __init__(self, model: LogisticDetector | None = None) -> None:
+    def __init__(self, model: DetectorModel | None = None) -> None:
         self.model = model or load_default()
 
     def detect(self, x: npt.ArrayLike, sample_rate: int) -> Detection:
         feats = extract(x, sample_rate)
         if not math.isfinite(feats.level_dbfs) or feats.level_dbfs < SILENCE_DBFS:
             return Detection(0.0, None, feats.level_dbfs)
-        p = float(self.model.score(feats.values))
+        p = float(self.model.score(feats.values)[0])
         return Detection(p, feats.f0_hz, feats.level_dbfs)
 
 
-_DEFAULT: LogisticDetector | None = None
+_DEFAULT: DetectorModel | None = None
 
 
-def load_default() -> LogisticDetector:
+def load_default() -> DetectorModel:
     global _DEFAULT
     if _DEFAULT is None:
-        _DEFAULT = LogisticDetector.load(DEFAULT_WEIGHTS_PATH)
+        _DEFAULT = DetectorModel.load(DEFAULT_WEIGHTS_PATH)
     return _DEFAULT
