@@ -573,6 +573,8 @@ def cmd_radar(args: argparse.Namespace) -> int:
                 [Series(idx, err, "before", "red"), Series(idx, err - bias.bias_m, "after bias", "green")],
             )
         )
+        if bias.accepted:
+            paste_lines.append(f"range_bias_m = {bias.bias_m:.3f}")
         print(
             f"range bias {bias.bias_m:+.3f} m (±{bias.sigma_m:.3f}) from {bias.n_seen}/{bias.n_frames} frames"
         )

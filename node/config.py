@@ -60,8 +60,16 @@ class NodeSection(_Section):
     state_dir: Path = Path("/var/lib/cuas-node")
     spool_dir: Path = Field(
         default=Path("/var/lib/cuas-node/spool"),
-        description="store-and-forward spool for messages the broker has not taken yet",
+        description="store-and-forward spool (default: state_dir/spool)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _spool_under_state_dir(cls, data: Any) -> Any:
+        """An unset spool_dir follows state_dir, so moving the state moves the spool with it."""
+        if isinstance(data, dict) and data.get("spool_dir") is None and data.get("state_dir") is not None:
+            data = {**data, "spool_dir": Path(str(data["state_dir"])) / "spool"}
+        return data
 
 
 class CommandsSection(_Section):
@@ -127,6 +135,7 @@ class TiMmwaveSensor(_SensorBase):
     )
     doppler_clutter_band_mps: float = Field(default=0.1, ge=0, le=5)
     static_map_file: Path | None = Field(default=None, description="learned static clutter map (calibration)")
+    range_bias_m: float = Field(default=0.0, ge=-10, le=10, description="subtracted from ranges (calibration)")
     static_map_learn_frames: int = Field(
         default=0, ge=0, description="learn a clutter map over this many frames"
     )

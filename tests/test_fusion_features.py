@@ -256,3 +256,19 @@ def test_zone_alert_lifecycle() -> None:
     assert new["zone"] == {"id": "yard", "level": "critical"}
     assert 40.0 <= ORIGIN.to_enu(new["track"]["lat"], new["track"]["lon"], 40.0)[1] <= 60.0
     assert {e["alert_id"] for e in events} == {new["alert_id"]}
+
+
+def test_radar_range_bias_from_calibration_is_removed() -> None:
+    """A radar that reads 0.8 m long (calibrated range_bias_m) is corrected in fusion."""
+    biased = dict(RADAR, range_bias_m=0.8)
+    engine = _engine([biased])
+    target = np.array([0.0, 120.0, 30.0])
+    for k in range(30):
+        d = _radar(k * 0.1, target, np.zeros(3))
+        engine.process([RadarDetection(**{**_fields(d), "range_m": d.range_m + 0.8})])
+    (track,) = _tracks(engine, 3.0)
+    assert abs(np.linalg.norm(track["enu_m"]) - np.linalg.norm(target)) < 0.3
+
+
+def _fields(d: RadarDetection) -> dict[str, Any]:
+    return {f: getattr(d, f) for f in RadarDetection.__dataclass_fields__}

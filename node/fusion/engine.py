@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 
 from calibration.pose import Pose
-from node.config import AcousticArraySensor, Config, FpvRx5808Sensor, RemoteIdSensor, TiMmwaveSensor
+from node.config import (
+    AcousticArraySensor,
+    Config,
+    FpvRx5808Sensor,
+    RemoteIdSensor,
+    TiMmwaveSensor,
+    ZoneSection,
+)
 from node.fusion import classify
 from node.fusion.identity import IdentityBinder
 from node.fusion.measurement_models import (
@@ -78,6 +85,7 @@ class FusionEngine:
         self.params = config.fusion
         sensors = [s for s in config.sensors if s.enabled]
         self.time_offsets = {s.id: s.time_offset_s for s in sensors}
+        self.range_bias = {s.id: s.range_bias_m for s in sensors if isinstance(s, TiMmwaveSensor)}
         self.models: dict[str, MeasurementModel] = {}
         self.fpv_poses: dict[str, Pose] = {}
         for s in sensors:
@@ -173,7 +181,8 @@ class FusionEngine:
         if not isinstance(model, RadarModel):
             self.counters.unsupported += len(detections)
             return
-        z = np.array([(d.range_m, d.az_rad, d.el_rad, d.radial_mps) for d in detections])
+        bias = self.range_bias.get(detections[0].sensor_id, 0.0)
+        z = np.array([(d.range_m - bias, d.az_rad, d.el_rad, d.radial_mps) for d in detections])
         sig = np.array(
             [(d.sigma_range_m, d.sigma_az_rad, d.sigma_el_rad, d.sigma_radial_mps) for d in detections]
         )
@@ -303,6 +312,21 @@ class FusionEngine:
                 )
             self.pending_alerts.extend(self.zones.evaluate(t if t is not None else self.last_t, records))
         return records
+
+    def replace_zones(self, zones: list[ZoneSection]) -> None:
+        """Swap the protected zones at run time (the `zone-update` command). Alerts in zones that
+        remain keep their alert_id; alerts in removed zones are cleared now (a `cleared` event)."""
+        self.config = self.config.model_copy(update={"zones": list(zones)})
+        if self.zones is None or self.frame is None:
+            return
+        keep = {z.id for z in zones}
+        old = {z.id: z for z in self.zones.zones}
+        for key in sorted(self.zones.active):
+            if key[1] not in keep:
+                state = self.zones.active.pop(key)
+                event = ZoneMonitor._event("cleared", state, old[key[1]], None, self.last_t)
+                self.pending_alerts.append(event)
+        self.zones.zones = build_zones(list(zones), self.frame)
 
     def drain_alerts(self) -> list[dict[str, Any]]:
         alerts, self.pending_alerts = self.pending_alerts, []
