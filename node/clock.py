@@ -82,3 +82,27 @@ class ScaledClock:
     def sleep_until(self, scenario_elapsed: float) -> None:
         """Sleep until `scenario_elapsed` seconds after the epoch (no drift across many calls)."""
         self.sleep(scenario_elapsed - self.elapsed())
+
+
+class ManualClock:
+    """Time that moves only when told (`set`) or when its owner sleeps: replay at full speed,
+    the evaluation runner and register-level simulations run as fast as the CPU allows and stay
+    deterministic. `monotonic()` is seconds since `epoch`, like `ScaledClock`."""
+
+    def __init__(self, epoch: float = 1_700_000_000.0) -> None:
+        self.epoch = epoch
+        self.t = 0.0
+
+    def now(self) -> float:
+        return self.epoch + self.t
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self.t += seconds
+
+    def set(self, t: float) -> None:
+        """Jump to `t` seconds after the epoch."""
+        self.t = t

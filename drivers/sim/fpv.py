@@ -19,7 +19,7 @@ from calibration.pose import Pose, cartesian_to_spherical
 from drivers.fpv.hardware import ADC_FULL_SCALE
 from drivers.fpv.rx5808 import SYNTH_B, DecodedFrame, decode_frame, synth_b_register, tuned_frequency_mhz
 from drivers.fpv.scanner import AntennaPattern, Receiver, RssiCurve
-from node.clock import Clock
+from node.clock import Clock, ManualClock
 
 RfPowerFn = Callable[[float, float], float]
 """(frequency in MHz, scenario seconds) → dBm at the module's input, noise included."""
@@ -28,23 +28,8 @@ Enu = tuple[float, float, float]
 _RECORD_LIMIT = 200_000
 
 
-class SteppedClock:
-    """Simulated time that only moves when something sleeps: a full sweep runs in microseconds and
-    tests are deterministic. `monotonic()` is scenario seconds, like `ScaledClock`."""
-
-    def __init__(self, epoch: float = 1_700_000_000.0) -> None:
-        self.epoch = epoch
-        self.t = 0.0
-
-    def now(self) -> float:
-        return self.epoch + self.t
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            self.t += seconds
+# Simulated time that only moves when something sleeps: a full sweep runs in microseconds.
+SteppedClock = ManualClock
 
 
 @dataclass(frozen=True)

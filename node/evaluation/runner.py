@@ -29,7 +29,7 @@ from drivers.base import SensorDriver
 from drivers.registry import UnsupportedSensor, build_driver
 from drivers.sim.runner import Simulation
 from drivers.sim.scenario import Scenario, SimFpvSpec, SimRadarSpec
-from node.clock import ScaledClock
+from node.clock import ManualClock, ScaledClock
 from node.config import FpvRx5808Sensor, build_config, deep_merge
 from node.evaluation.metrics import Step, TruthFrame, track_frame_from_records
 from node.fusion.engine import FusionEngine
@@ -39,28 +39,6 @@ DEFAULT_EPOCH = 1_700_000_000.0
 """Scenario start when the scenario sets no `start_utc`: fixed, so runs are reproducible."""
 
 _SENSOR_FIRST, _TRUTH_LAST = 0, 1  # at equal times a sensor event precedes the truth sample
-
-
-class VirtualClock:
-    """A clock that moves only when told (`set`) or when its owner sleeps: `ScaledClock`'s
-    interface (`epoch`, `now`, `monotonic`, `sleep`) so the simulator's emitters accept it."""
-
-    def __init__(self, epoch: float) -> None:
-        self.epoch = epoch
-        self.t = 0.0
-
-    def now(self) -> float:
-        return self.epoch + self.t
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            self.t += seconds
-
-    def set(self, t: float) -> None:
-        self.t = t
 
 
 class MemoryPipe:
@@ -126,7 +104,7 @@ class _InMemorySimulation(Simulation):
     """`Simulation` with its ptys swapped for in-memory pipes and its clock for a virtual one, so
     its node config, FPV hardware models and emitters are used exactly as `cuas-node sim` uses them."""
 
-    def __init__(self, scenario: Scenario, clock: VirtualClock, seed: int) -> None:
+    def __init__(self, scenario: Scenario, clock: ManualClock, seed: int) -> None:
         super().__init__(scenario, cast(ScaledClock, clock), seed=seed)
         for port in [*self.ports.values(), *getattr(self, "cli_ports", {}).values()]:
             port.close()
@@ -206,7 +184,7 @@ def run_scenario(
 ) -> RunResult:
     """Run one seed of `scenario` through drivers and fusion; see the module docstring."""
     epoch = scenario.start_utc if scenario.start_utc is not None else DEFAULT_EPOCH
-    clock = VirtualClock(epoch)
+    clock = ManualClock(epoch)
     sim = _InMemorySimulation(scenario, clock, seed)
     data = sim.node_config()
     for entry in data["sensors"]:
@@ -219,14 +197,14 @@ def run_scenario(
 
     # FPV scanners: register-level models on per-scanner clocks (see the module docstring).
     fpv_ids = [s.id for s in scenario.sensors if isinstance(s, SimFpvSpec)]
-    fpv_clocks: dict[str, VirtualClock] = {}
+    fpv_clocks: dict[str, ManualClock] = {}
     hardware: dict[str, tuple[Any, Any]] = {}
     if fpv_ids:
         from drivers.registry import fpv_receivers
 
         receivers = {s.id: fpv_receivers(s) for s in config.sensors if isinstance(s, FpvRx5808Sensor)}
         for sid in fpv_ids:
-            fpv_clocks[sid] = VirtualClock(epoch)
+            fpv_clocks[sid] = ManualClock(epoch)
             sim.clock = cast(ScaledClock, fpv_clocks[sid])
             sim.hardware = {}
             sim.build_hardware({k: v for k, v in receivers.items()})
