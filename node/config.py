@@ -135,7 +135,9 @@ class TiMmwaveSensor(_SensorBase):
     )
     doppler_clutter_band_mps: float = Field(default=0.1, ge=0, le=5)
     static_map_file: Path | None = Field(default=None, description="learned static clutter map (calibration)")
-    range_bias_m: float = Field(default=0.0, ge=-10, le=10, description="subtracted from ranges (calibration)")
+    range_bias_m: float = Field(
+        default=0.0, ge=-10, le=10, description="subtracted from ranges (calibration)"
+    )
     static_map_learn_frames: int = Field(
         default=0, ge=0, description="learn a clutter map over this many frames"
     )

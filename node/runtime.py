@@ -19,6 +19,7 @@ import serial
 
 from drivers.base import SensorDriver
 from node.clock import Clock
+from node.commands import AlertAckArgs, Command, Result, SetLogLevelArgs, ZoneUpdateArgs
 from node.config import Config
 from node.fusion.engine import FusionEngine
 from node.fusion.tracks import Status
@@ -62,10 +63,21 @@ class LoopStats:
 class DriverLoop:
     """Keeps one driver open and reading; a vanished port is logged once and reopened with back-off."""
 
-    def __init__(self, driver: SensorDriver, out: queue.Queue[AnyMeasurement], stop: threading.Event) -> None:
+    def __init__(
+        self,
+        driver: SensorDriver,
+        out: queue.Queue[AnyMeasurement],
+        stop: threading.Event,
+        *,
+        backoff_min_s: float = _BACKOFF_MIN_S,
+        backoff_max_s: float = _BACKOFF_MAX_S,
+    ) -> None:
+        """The back-off bounds are injectable so that fault tests unplug and replug in milliseconds."""
         self.driver = driver
         self.out = out
         self.stop = stop
+        self.backoff_min_s = backoff_min_s
+        self.backoff_max_s = backoff_max_s
         self.stats = LoopStats(heartbeat=time.monotonic())
         self.thread = threading.Thread(target=self._run, name=f"driver-{driver.sensor_id}", daemon=True)
 
@@ -92,7 +104,7 @@ class DriverLoop:
 
     def _run(self) -> None:
         drv = self.driver
-        backoff = _BACKOFF_MIN_S
+        backoff = self.backoff_min_s
         announced = False
         is_open = False
         while not self.stop.is_set():
@@ -103,10 +115,10 @@ class DriverLoop:
                 except (serial.SerialException, OSError) as exc:
                     announced = self._fail("open", exc, backoff, announced)
                     self._back_off(backoff)
-                    backoff = min(backoff * 2, _BACKOFF_MAX_S)
+                    backoff = min(backoff * 2, self.backoff_max_s)
                     continue
                 is_open = True
-                backoff = _BACKOFF_MIN_S
+                backoff = self.backoff_min_s
                 log.info("sensor %s (%s) %s", drv.sensor_id, drv.kind, "is back" if announced else "opened")
                 announced = False
             try:
@@ -154,6 +166,11 @@ class Runtime:
         self._gps_sensor = next((d.sensor_id for d in drivers if d.kind == "nmea"), None)
         self._gps_last: GpsFix | None = None
         self._last_led = -1e18
+        # Commands (node/commands.py) arrive on the MQTT thread and run here, on the fusion thread.
+        self._commands: queue.SimpleQueue[tuple[Command, Callable[[Result], None]]] = queue.SimpleQueue()
+        self._acks: dict[str, dict[str, Any]] = {}
+        self._health_now = False
+        self.calibration: Callable[[Command], Result] | None = None  # set by the calibration feature
 
     def heartbeats(self) -> list[tuple[str, float]]:
         """(name, monotonic stamp) of every loop the systemd watchdog guards."""
@@ -169,6 +186,9 @@ class Runtime:
 
         `on_ready` is called once the sensor loops and fusion run (the simulator starts its clock
         there; the systemd notifier sends READY=1 there)."""
+        attach = getattr(self.sink, "set_command_handler", None)
+        if attach is not None:
+            attach(self)
         self.sink.start()
         self.system.start()
         if self.gpio is not None:
@@ -212,6 +232,7 @@ class Runtime:
         now = self.clock.now()
         self.fusion.tick(now)
         self.fusion.counters.cycle_ms = (time.perf_counter() - started) * 1000.0
+        self._run_commands(now)
         position = self.fusion.node_position()
         if position != self._position:
             self._position = position
@@ -221,7 +242,7 @@ class Runtime:
             self._last_tracks = now
             self.sink.publish_tracks(now, self.fusion.drain_tracks(now))
             for event in self.fusion.drain_alerts():
-                self.sink.publish_alert(event)
+                self.sink.publish_alert(self._with_ack(event))
             if self.gpio is not None and self.fusion.zones is not None:
                 self.gpio.set_alert(self.fusion.zones.critical_active, "zones")
         tamper_event = False
@@ -231,9 +252,68 @@ class Runtime:
             if mono - self._last_led >= _LED_UPDATE_S:
                 self._last_led = mono
                 self.gpio.set_status(self.led_status(now))
-        if tamper_event or now - self._last_health >= self.config.mqtt.health_interval_s:
+        if tamper_event or self._health_now or now - self._last_health >= self.config.mqtt.health_interval_s:
+            self._health_now = False
             self.sink.publish_health(self.health(now, now - self._last_health))
             self._last_health = now
+
+    # -- commands (see node/commands.py; authorised and validated before they get here) ---------
+
+    def handle_command(self, command: Command, reply: Callable[[Result], None]) -> None:
+        """Queue a command for the fusion thread (the tracker and zones have no locks)."""
+        self._commands.put((command, reply))
+
+    def _run_commands(self, now: float) -> None:
+        while True:
+            try:
+                command, reply = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                reply(self._execute(command, now))
+            except Exception as exc:  # a bad command must never stop fusion
+                log.exception("command %s failed", command.name)
+                reply(Result("error", f"internal error: {type(exc).__name__}"))
+
+    def _execute(self, command: Command, now: float) -> Result:
+        args = command.args
+        if command.name == "status":
+            self._health_now = True  # published at the end of this cycle
+            return Result("ok", "health published")
+        if isinstance(args, SetLogLevelArgs):
+            logging.getLogger(args.logger or "").setLevel(args.level)
+            log.warning(
+                "log level of %s set to %s by %s", args.logger or "root", args.level, command.identity
+            )
+            return Result("ok", result={"logger": args.logger or "root", "level": args.level})
+        if isinstance(args, ZoneUpdateArgs):
+            self.fusion.replace_zones(list(args.zones))
+            log.warning("zones replaced by %s: %s", command.identity, [z.id for z in args.zones] or "none")
+            return Result("ok", result={"zones": [z.id for z in args.zones]})
+        if isinstance(args, AlertAckArgs):
+            zones = self.fusion.zones
+            active = {state.alert_id for state in zones.active.values()} if zones is not None else set()
+            if args.alert_id not in active:
+                return Result("error", f"no active alert {args.alert_id!r}")
+            ack: dict[str, Any] = {"by": args.by or command.identity, "t": round(now, 3)}
+            if args.note:
+                ack["note"] = args.note
+            self._acks[args.alert_id] = ack
+            return Result("ok", result={"alert_id": args.alert_id})
+        if command.name == "calibrate":
+            if self.calibration is None:
+                return Result("not_available", "calibration is not available in this version")
+            return self.calibration(command)
+        return Result("error", f"command {command.name!r} is not handled by this node")
+
+    def _with_ack(self, event: dict[str, Any]) -> dict[str, Any]:
+        """An acknowledged alert carries its `ack` on every later event; forgotten once cleared."""
+        ack = self._acks.get(event.get("alert_id", ""))
+        if ack is None:
+            return event
+        if event.get("state") == "cleared":
+            self._acks.pop(event["alert_id"], None)
+        return dict(event, ack=ack)
 
     def led_status(self, now: float) -> NodeStatus:
         states = []

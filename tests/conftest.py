@@ -47,7 +47,7 @@ class MosquittoBroker:
 
     host = "127.0.0.1"
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, extra: str = "") -> None:
         if MOSQUITTO is None:
             raise RuntimeError("mosquitto binary not found")
         self.port = port or free_port()
@@ -58,7 +58,7 @@ class MosquittoBroker:
             "allow_anonymous true\n"
             "persistence false\n"
             "log_dest stderr\n"
-            "log_type all\n"
+            "log_type all\n" + extra
         )
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -100,6 +100,46 @@ def mosquitto() -> Iterator[MosquittoBroker]:
             yield broker
         finally:
             broker.stop()
+
+
+@pytest.fixture
+def make_mosquitto(tmp_path: Path) -> Iterator[Callable[..., MosquittoBroker]]:
+    """Factory for brokers with extra config lines (ACLs, TLS, persistence); stopped at teardown.
+
+    `make_mosquitto(extra="...", listener=False)` leaves out the default plain listener so that
+    `extra` can declare its own (e.g. TLS) on `broker.port`."""
+    if MOSQUITTO is None:
+        pytest.skip("mosquitto binary not installed (apt-get install mosquitto)")
+    created: list[MosquittoBroker] = []
+
+    def make(extra: str = "", start: bool = True, listener: bool = True) -> MosquittoBroker:
+        workdir = tmp_path / f"mosquitto-{len(created)}"
+        workdir.mkdir()
+        broker = MosquittoBroker(workdir, extra=extra.replace("{workdir}", str(workdir)))
+        if not listener:
+            text = broker.config.read_text().replace(f"listener {broker.port} 127.0.0.1\n", "")
+            broker.config.write_text(text.replace("{port}", str(broker.port)))
+        created.append(broker)
+        if start:
+            broker.start()
+        return broker
+
+    yield make
+    for broker in created:
+        broker.stop()
+
+
+@pytest.fixture
+def broker_files() -> Iterator[Path]:
+    """A directory for files the broker must read or write (password file, ACL, certificates,
+    persistence) that it can still reach after dropping root privileges to the `mosquitto` user
+    (pytest's tmp_path is private to the test's user)."""
+    directory = Path(tempfile.mkdtemp(prefix="cuas-mosquitto-"))
+    directory.chmod(0o777)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @dataclass(frozen=True)

@@ -199,7 +199,7 @@ class OfflinePublisher:
 
     session = 1
 
-    def __init__(self, *args: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.started = False
 
     def start(self) -> None:

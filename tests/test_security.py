@@ -1,0 +1,298 @@
+"""Security against a real mosquitto: the shipped ACL example (with a password file made by
+mosquitto_passwd), ACL refusal, and TLS with certificate verification (CA made with openssl)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from node.clock import SystemClock
+from node.commands import Command, Result
+from node.config import CommandsSection, MqttSection
+from node.publish import MqttPublisher
+from node.publish import mqtt as mqtt_module
+
+if TYPE_CHECKING:
+    from conftest import MosquittoBroker
+
+ACL_EXAMPLE = Path(__file__).resolve().parent.parent / "systemd" / "mosquitto-acl.example"
+PASSWORDS = {
+    "mast-1": "pw-mast-1-secret",
+    "mast-2": "pw-mast-2-secret",
+    "ops": "pw-ops-secret",
+    "central": "pw-c",
+}
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not met within {timeout} s")
+        time.sleep(0.02)
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mqtt_module, "RECONNECT_MIN_S", 0.1)
+    monkeypatch.setattr(mqtt_module, "RECONNECT_MAX_S", 0.4)
+
+
+class Client:
+    """A raw MQTT 5 client as a given user, recording messages and PUBACK/SUBACK reason codes."""
+
+    def __init__(self, broker: MosquittoBroker, user: str, client_id: str | None = None) -> None:
+        self.messages: list[tuple[str, bytes, Any]] = []
+        self.acks: dict[int, Any] = {}
+        self.subacks: list[Any] = []
+        self.cond = threading.Condition()
+        self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"{user}-test",
+                             protocol=MQTTProtocolVersion.MQTTv5)  # fmt: skip
+        self.c.username_pw_set(user, PASSWORDS[user])
+        connected = threading.Event()
+        self.c.on_connect = lambda *a: connected.set()
+        self.c.on_message = self._message
+        self.c.on_publish = self._ack
+        self.c.on_subscribe = self._suback
+        self.c.connect(broker.host, broker.port, keepalive=5)
+        self.c.loop_start()
+        assert connected.wait(5)
+
+    def _message(self, client: Any, userdata: Any, msg: Any) -> None:
+        with self.cond:
+            self.messages.append((msg.topic, bytes(msg.payload), getattr(msg, "properties", None)))
+            self.cond.notify_all()
+
+    def _ack(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        with self.cond:
+            self.acks[mid] = reason
+            self.cond.notify_all()
+
+    def _suback(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        with self.cond:
+            self.subacks.append(reasons)
+            self.cond.notify_all()
+
+    def subscribe(self, topic_filter: str) -> Any:
+        before = len(self.subacks)
+        self.c.subscribe(topic_filter, qos=1)
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.subacks) > before, 5)
+            return self.subacks[-1][0]
+
+    def publish(self, topic: str, payload: bytes, properties: Properties | None = None) -> Any:
+        info = self.c.publish(topic, payload, qos=1, properties=properties)
+        with self.cond:
+            assert self.cond.wait_for(lambda: info.mid in self.acks, 5)
+            return self.acks[info.mid]
+
+    def wait_message(self, predicate: Callable[[str], bool], timeout: float = 5.0) -> tuple[str, bytes, Any]:
+        with self.cond:
+            found: list[tuple[str, bytes, Any]] = []
+
+            def check() -> bool:
+                found[:] = [m for m in self.messages if predicate(m[0])]
+                return bool(found)
+
+            assert self.cond.wait_for(check, timeout), [m[0] for m in self.messages]
+            return found[0]
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+@pytest.fixture
+def acl_broker(make_mosquitto: Callable[..., MosquittoBroker], broker_files: Path) -> MosquittoBroker:
+    if shutil.which("mosquitto_passwd") is None:
+        pytest.skip("mosquitto_passwd not installed")
+    passwd = broker_files / "passwd"
+    passwd.write_text("")
+    for user, password in PASSWORDS.items():
+        subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True)
+    acl = broker_files / "acl"
+    shutil.copy(ACL_EXAMPLE, acl)
+    for path in (passwd, acl):
+        path.chmod(0o644)
+    return make_mosquitto(f"allow_anonymous false\npassword_file {passwd}\nacl_file {acl}\n")
+
+
+@pytest.fixture
+def clients() -> Iterator[Callable[..., Client]]:
+    made: list[Client] = []
+
+    def make(broker: MosquittoBroker, user: str, client_id: str | None = None) -> Client:
+        made.append(Client(broker, user, client_id))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
+def publishers(tmp_path: Path) -> Iterator[Callable[..., MqttPublisher]]:
+    made: list[MqttPublisher] = []
+
+    def make(node_id: str, port: int, **overrides: Any) -> MqttPublisher:
+        cfg = MqttSection(host="127.0.0.1", port=port, keepalive_s=5, **overrides)
+        state = tmp_path / f"state-{len(made)}"
+        pub = MqttPublisher(cfg, node_id, state, SystemClock(), [], spool_dir=state / "spool")
+        made.append(pub)
+        return pub
+
+    yield make
+    for pub in made:
+        pub.stop()
+
+
+class Handler:
+    def __init__(self) -> None:
+        self.seen: list[Command] = []
+
+    def handle_command(self, command: Command, reply: Callable[[Result], None]) -> None:
+        self.seen.append(command)
+        reply(Result("ok", "done"))
+
+
+def test_acl_example_confines_each_node_to_its_own_topics(
+    acl_broker: MosquittoBroker,
+    clients: Callable[..., Client],
+    publishers: Callable[..., MqttPublisher],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    central = clients(acl_broker, "central")
+    assert not central.subscribe("cuas/v1/#").is_failure
+    ops = clients(acl_broker, "ops")
+    assert not ops.subscribe("cuas/v1/+/response/#").is_failure
+
+    secret = tmp_path / "pw"
+    secret.write_text(PASSWORDS["mast-1"])
+    handler = Handler()
+    commands = CommandsSection(enabled=True, allow_clients=["ops"])
+    node = publishers("mast-1", acl_broker.port, username="mast-1", password_file=secret, commands=commands)
+    node.set_command_handler(handler)
+    node.start()
+    wait_until(lambda: node.connected, what="node connected with its password")
+    node.publish_tracks(time.time(), [])
+    central.wait_message(lambda t: t == "cuas/v1/mast-1/tracks")
+
+    # Commands: the operator, under its own identity, reaches the node and gets an answer.
+    props = Properties(PacketTypes.PUBLISH)
+    props.ResponseTopic = "cuas/v1/mast-1/response/ops-1"
+    props.CorrelationData = b"req-1"
+    assert not ops.publish("cuas/v1/mast-1/cmd/status/ops", b'{"args": {}}', props).is_failure
+    _, body, rprops = ops.wait_message(lambda t: t == "cuas/v1/mast-1/response/ops-1")
+    assert b'"status":"ok"' in body and rprops.CorrelationData == b"req-1"
+    assert [c.name for c in handler.seen] == ["status"]
+    # ... but cannot pretend to be someone else, and a node cannot command another node.
+    assert ops.publish("cuas/v1/mast-1/cmd/status/admin", b'{"args": {}}').is_failure
+    mast2 = clients(acl_broker, "mast-2")
+    assert mast2.publish("cuas/v1/mast-1/cmd/status/mast-2", b'{"args": {}}').is_failure
+    # A node writes only under its own prefix and reads only its own cmd/.
+    assert mast2.publish("cuas/v1/mast-1/tracks", b"{}").is_failure
+    assert not mast2.publish("cuas/v1/mast-2/tracks", b"{}").is_failure
+    mast2.subscribe("cuas/v1/mast-1/#")  # granted by mosquitto 2.0, but it delivers nothing
+    assert not mast2.subscribe("cuas/v1/mast-2/cmd/#").is_failure
+    assert not ops.publish("cuas/v1/mast-1/cmd/status/ops", b'{"args": {}, "id": "two"}').is_failure
+    node.publish_tracks(time.time(), [])
+    central.wait_message(lambda t: t == "cuas/v1/mast-1/response/status")  # default response topic
+    wait_until(
+        lambda: len([m for m in central.messages if m[0].endswith("mast-1/tracks")]) == 2, what="2nd track"
+    )
+    assert not [m for m in mast2.messages if m[0].startswith("cuas/v1/mast-1/")]
+    assert [c.name for c in handler.seen] == ["status", "status"]  # the forged ones never arrived
+
+    # A node configured under the wrong id: refused by the ACL, said once, kept, retried.
+    caplog.set_level(logging.INFO, logger="node.publish.mqtt")
+    wrong = publishers("mast-9", acl_broker.port, username="mast-1", password_file=secret)
+    wrong.start()
+    wrong.publish_tracks(time.time(), [])
+    wait_until(lambda: wrong.broker_state == "acl_refused", what="acl_refused")
+    wait_until(
+        lambda: acl_broker.log.read_text().count("Denied PUBLISH from cuas-node-mast-9") >= 4, what="retries"
+    )
+    assert wrong.spool_counters["pending"] == 1  # not lost: delivered once the ACL is fixed
+    lines = [r.getMessage() for r in caplog.records if "refused a tracks message" in r.getMessage()]
+    assert len(lines) == 1 and "check the broker ACL" in lines[0]
+    assert PASSWORDS["mast-1"] not in caplog.text
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def _make_ca(directory: Path, name: str) -> tuple[Path, Path]:
+    key, cert = directory / f"{name}.key", directory / f"{name}.pem"
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+             "-keyout", str(key), "-out", str(cert))  # fmt: skip
+    return key, cert
+
+
+@pytest.fixture
+def tls_broker(
+    make_mosquitto: Callable[..., MosquittoBroker], broker_files: Path
+) -> tuple[MosquittoBroker, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    ca_key, ca = _make_ca(broker_files, "test-ca")
+    key, csr, cert = broker_files / "server.key", broker_files / "server.csr", broker_files / "server.pem"
+    ext = broker_files / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+    )
+    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+             "-days", "2", "-extfile", str(ext), "-out", str(cert))  # fmt: skip
+    for path in broker_files.iterdir():
+        path.chmod(0o644)
+    extra = f"listener {{port}} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n"
+    return make_mosquitto(extra, listener=False), ca
+
+
+def test_tls_verifies_the_broker_and_a_wrong_ca_is_one_clear_line(
+    tls_broker: tuple[MosquittoBroker, Path],
+    publishers: Callable[..., MqttPublisher],
+    broker_files: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker, ca = tls_broker
+    good = publishers("mast-1", broker.port, tls=True, ca_file=ca)
+    good.start()
+    wait_until(lambda: good.connected, what="TLS connection with the right CA")
+    good.stop()
+
+    caplog.set_level(logging.INFO, logger="node.publish.mqtt")
+    _, other_ca = _make_ca(broker_files, "other-ca")
+    bad = publishers("mast-1", broker.port, tls=True, ca_file=other_ca)
+    bad.start()
+    bad.publish_tracks(time.time(), [])
+    wait_until(lambda: bad.broker_state == "tls_error", what="tls_error")
+    wait_until(lambda: broker.log.read_text().count("OpenSSL Error") >= 3, what="retries")
+    lines = [r.getMessage() for r in caplog.records if "TLS" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert "failed verification" in lines[0] and "mqtt.ca_file" in lines[0]
+    assert not bad.connected
+    wait_until(lambda: bad.spool_counters["pending"] == 1, what="spooled meanwhile")
