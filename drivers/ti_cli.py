@@ -24,6 +24,8 @@ from pathlib import Path
 from drivers.base import Transport
 
 PROMPT = "mmwDemo:/>"
+MAX_LINE_CHARS = 4096
+"""A CLI line is under 200 characters; a buffer without a line end beyond this is noise (wrong baud)."""
 CLI_BAUDRATE = 115200
 _SPEED_OF_LIGHT = 299_792_458.0
 # Output that only a (re)booting board prints unprompted: its banner and its first prompt.
@@ -141,7 +143,15 @@ class CliConversation:
             self._prompt = True
             if self._pending is None and not self._buf.replace(PROMPT, "").strip():
                 self._buf = ""
+        if len(self._buf) > MAX_LINE_CHARS and "\n" not in self._buf:
+            # Keep memory bounded on noise; the tail may still hold the start of a prompt.
+            self._buf = self._buf[-len(PROMPT) :]
         return reply
+
+    @property
+    def buffered(self) -> int:
+        """Characters held for an unfinished line (bounded by MAX_LINE_CHARS plus one feed)."""
+        return len(self._buf)
 
     def _line(self, raw: str) -> Reply | None:
         line = raw.strip()

@@ -100,6 +100,7 @@ class PcmFrameParser:
     def __init__(self) -> None:
         self._buf = bytearray()
         self._last_seq: int | None = None
+        self._dropping = False  # bytes were dropped since the last good frame
         self._counts = dict.fromkeys(
             (
                 "frames",
@@ -184,13 +185,18 @@ class PcmFrameParser:
     def _drop(self, n: int) -> None:
         if n > 0:
             self._counts["dropped_bytes"] += n
-            self._counts["resyncs"] += 1
+            # One resync per run of garbage between good frames, however the reads split it
+            # (found by fuzz/fuzz_acoustic.py: it used to count once per feed()).
+            if not self._dropping:
+                self._counts["resyncs"] += 1
+            self._dropping = True
 
     def _accept(
         self, seq: int, t_us: int, rate: int, channels: int, flags: int, samples: NDArray[np.int16]
     ) -> PcmFrame:
         counts = self._counts
         counts["frames"] += 1
+        self._dropping = False
         gap, restart = 0, False
         if self._last_seq is not None:
             delta = (seq - self._last_seq) % SEQ_MOD

@@ -14,7 +14,9 @@
 
 Both split on LF (a CR before it is ignored), bound a line to `MAX_LINE_BYTES`, and count instead
 of raising: `lines`, `malformed` (a line of the format that does not parse), `ignored_lines`
-(other text: boot banners, heartbeats), `overlong`, plus the payload counters of `FrameDecoder`.
+(other text: boot banners, heartbeats), `overlong`, `noise_lines` (lines that are not printable
+ASCII at all: line noise or a wrong baud rate; counted in `ignored_lines` or `malformed` as well),
+plus the payload counters of `FrameDecoder`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ MAX_LINE_BYTES = 1024
 
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
+_TEXT = re.compile(rb"[\t\r\x20-\x7e]*")
 
 
 class _LineSplitter:
@@ -40,7 +43,9 @@ class _LineSplitter:
     def __init__(self) -> None:
         self._buf = bytearray()
         self._discarding = False
-        self.counts: dict[str, int] = {"lines": 0, "malformed": 0, "ignored_lines": 0, "overlong": 0}
+        self.counts: dict[str, int] = {
+            "lines": 0, "malformed": 0, "ignored_lines": 0, "overlong": 0, "noise_lines": 0,
+        }  # fmt: skip
 
     def split(self, data: bytes) -> list[bytes]:
         lines: list[bytes] = []
@@ -62,6 +67,9 @@ class _LineSplitter:
                 self._buf.clear()
                 if line:
                     self.counts["lines"] += 1
+                    if not _TEXT.fullmatch(line):
+                        # Not text at all: line noise or a wrong baud rate (drivers.base.BaudWatch).
+                        self.counts["noise_lines"] += 1
                     lines.append(line)
         return lines
 
@@ -210,7 +218,7 @@ class MeshMapperLineParser:
                 continue
             try:
                 obj = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: ~1000 nested brackets fit in a line
                 counts["malformed"] += 1
                 continue
             mac = obj.get("mac") if isinstance(obj, dict) else None
