@@ -45,6 +45,7 @@ ACCEL_H, ACCEL_V = 3.0, 1.0
 GATE_P = 0.999
 CONFIRM_HITS = 4
 DELETE_AFTER_S = 3.0
+HOLD_S = 6 / RATE_HZ  # Stone Soup's trackers drop a track after 6 missed scans; ours coasts then
 GOSPA_C = 100.0
 JPDA_BUDGET_S = 600.0  # per set (all seeds): beyond this JPDA is abandoned and GNN is the reference
 
@@ -158,12 +159,14 @@ def ours() -> TrackerStep:
     from calibration.pose import Pose
     from node.config import FusionSection
     from node.fusion.tracker import RadarGeometry, RadarScan, Tracker
+    from node.fusion.tracks import Status
 
     params = FusionSection(
         confirm_m=CONFIRM_HITS,
         confirm_n=6,
         gate_probability=GATE_P,
         delete_after_s=DELETE_AFTER_S,
+        coast_after_s=HOLD_S,
         process_accel_mps2=ACCEL_H,
         process_accel_vertical_mps2=ACCEL_V,
         max_tracks=1024,
@@ -177,7 +180,9 @@ def ours() -> TrackerStep:
         sigmas = np.broadcast_to(SIGMA, scan.z.shape).copy()
         tracker.process_radar(RadarScan("radar", scan.t, scan.z, sigmas), geometry)
         tracker.maintain(scan.t)
-        slots = tracker.publishable(False)
+        # Report the tracks held as alive, as Stone Soup does: a track not updated for HOLD_S is
+        # coasting (kept for the operator, but not claimed as a current position).
+        slots = np.flatnonzero(tracker.table.status == Status.CONFIRMED)
         return np.asarray(tracker.table.x[slots, :3], dtype=np.float64)
 
     return step

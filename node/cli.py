@@ -74,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds to wait for frames, GPS fix and broker (default 5)",
     )
 
+    evaluation = sub.add_parser("eval", help="score the whole pipeline on a scenario in virtual time (JSON)")
+    evaluation.add_argument("scenario", help="built-in scenario name (e.g. demo) or a scenario TOML file")
+    evaluation.add_argument("--seeds", type=int, default=1, help="number of seeds to run (default 1)")
+    evaluation.add_argument("--seed", type=int, help="first seed (default: the scenario's seed)")
+
     acoustic = sub.add_parser("acoustic", help="acoustic tools")
     acoustic_sub = acoustic.add_subparsers(dest="acoustic_command", required=True)
     score = acoustic_sub.add_parser("score", help="drone likelihood of WAV files, one JSON line each")
@@ -82,6 +87,31 @@ def _parser() -> argparse.ArgumentParser:
     decode = sub.add_parser("decode", help="decode a file of raw sensor bytes into JSON lines")
     decode.add_argument("kind", help="sensor kind: nmea, ti-mmwave, remoteid, acoustic")
     decode.add_argument("file", type=Path, help="raw capture ('-' for standard input)")
+
+    record = sub.add_parser("record", help="run the node and record every sensor's raw bytes into pcapng")
+    record.add_argument("out", type=Path, help="output pcapng file")
+    record.add_argument("--config", help="config file (default: $CUAS_CONFIG or /etc/cuas-node/config.toml)")
+    record.add_argument("--duration", type=float, help="stop after this many seconds")
+    record.add_argument(
+        "--rotate-bytes",
+        type=int,
+        default=0,
+        help="start OUT-00001.pcapng, ... past this size (default: one file)",
+    )
+
+    replay = sub.add_parser("replay", help="feed a recording through the drivers and fusion; JSON lines out")
+    replay.add_argument(
+        "file", type=Path, help="a pcapng recording made by `record` (or [record] beside run)"
+    )
+    replay.add_argument("--speed", default="max", help="recording seconds per wall second, or max (default)")
+    replay.add_argument("--publish", action="store_true", help="also publish through MQTT")
+    replay.add_argument(
+        "--config", help="config overriding the recorded one (mqtt, node id, fusion; not sensors)"
+    )
+
+    from calibration.cli import add_calibrate_parser
+
+    add_calibrate_parser(sub)
     return p
 
 
@@ -101,6 +131,7 @@ def _start_node(
     on_ready: Callable[[], None] | None = None,
     hardware: dict[str, tuple[Any, Any]] | None = None,
     notify_systemd: bool = False,
+    recorder: Any = None,
 ) -> int:
     from drivers.registry import UnsupportedSensor, build_driver
     from node.gpio import build_gpio
@@ -112,8 +143,22 @@ def _start_node(
         drivers = [build_driver(s, clock, hardware) for s in config.sensors if s.enabled]
     except UnsupportedSensor as exc:
         raise ConfigError([str(exc)], "sensors") from None
+    if recorder is None and config.record.enabled:
+        recorder = _recorder(
+            config, clock, config.record.path, config.record.rotate_bytes, config.record.keep_files
+        )
+    if recorder is not None:
+        from drivers.record import tap_driver
+
+        drivers = [tap_driver(d, recorder) for d in drivers]
+        recorder.start()
     publisher = MqttPublisher(
-        config.mqtt, config.node.id, config.node.state_dir, clock, [(s.id, s.kind) for s in config.sensors]
+        config.mqtt,
+        config.node.id,
+        config.node.state_dir,
+        clock,
+        [(s.id, s.kind) for s in config.sensors],
+        spool_dir=config.node.spool_dir,
     )
     runtime = Runtime(
         config, clock, drivers, publisher, session=publisher.session, gpio=build_gpio(config.gpio)
@@ -139,7 +184,37 @@ def _start_node(
     finally:
         if service is not None:
             service.stopping()
+        if recorder is not None:
+            recorder.close()
+            log.info("recorded %d packets into %s", recorder.packets, ", ".join(map(str, recorder.files)))
     return 0
+
+
+def _recorder(config: Config, clock: Any, path: Path, rotate_bytes: int = 0, keep_files: int = 0) -> Any:
+    from drivers.record import Recorder, recording_header
+
+    return Recorder(path, clock, recording_header(config), rotate_bytes=rotate_bytes, keep_files=keep_files)
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from node.clock import SystemClock
+
+    config = load_config(resolve_config_path(args.config))
+    setup_logging(config.logging.level)
+    clock = SystemClock()
+    until = threading.Event()
+    if args.duration is not None:
+        timer = threading.Timer(args.duration, until.set)
+        timer.daemon = True
+        timer.start()
+    recorder = _recorder(config, clock, args.out, max(0, args.rotate_bytes))
+    return _start_node(config, clock, until=until, recorder=recorder)
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from node.replay import run_replay
+
+    return run_replay(args)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -172,6 +247,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     simulation = Simulation(scenario, clock, seed=args.seed)
     data: dict[str, Any] = simulation.node_config()
     data["node"]["state_dir"] = str(_sim_state_dir(scenario.node.id))
+    data["node"]["spool_dir"] = str(_sim_state_dir(scenario.node.id) / "spool")
     if args.config:
         overrides = read_toml(Path(args.config))
         overrides.pop("sensors", None)  # the scenario defines the sensors
@@ -252,6 +328,12 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor(resolve_config_path(args.config), timeout_s=args.timeout)
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from node.evaluation.cli import cmd_eval
+
+    return cmd_eval(args)
+
+
 def _cmd_acoustic(args: argparse.Namespace) -> int:
     from drivers.acoustic.decode import score_wav_files
 
@@ -267,6 +349,12 @@ def _cmd_acoustic(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from calibration.cli import run
+
+    return run(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {
@@ -275,7 +363,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "watch": _cmd_watch,
         "decode": _cmd_decode,
         "acoustic": _cmd_acoustic,
+        "eval": _cmd_eval,
         "doctor": _cmd_doctor,
+        "record": _cmd_record,
+        "replay": _cmd_replay,
+        "calibrate": _cmd_calibrate,
     }
     try:
         if args.command == "config":
