@@ -118,7 +118,7 @@ class SequenceStore:
             finally:
                 os.close(fd)
             os.replace(tmp, self.path)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         except OSError as exc:
             self.persistent = False
             log.error(
@@ -151,7 +151,7 @@ class SequenceStore:
         return data
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make the rename itself durable (ext4 may otherwise lose it on a power cut)."""
     try:
         fd = os.open(directory, os.O_RDONLY)

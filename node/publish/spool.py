@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from node.publish.seqstore import fsync_dir
+
 log = logging.getLogger(__name__)
 
 EXPIRES = 0x01  # flag: a track update that may be dropped once older than the stale age
@@ -327,7 +329,7 @@ class DiskSpool:
                 with open(tmp, "rb") as handle:
                     os.fsync(handle.fileno())
                 os.replace(tmp, path)
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         except OSError as exc:
             log.error("spool: cannot quarantine %s (%s); deleting it", path, exc.strerror or exc)
             path.unlink(missing_ok=True)
@@ -385,7 +387,7 @@ class DiskSpool:
         index = self._segments[-1].index + 1 if self._segments else max(1, self._commit[0])
         path = self.directory / f"{_SEGMENT_PREFIX}{index:020d}{_SEGMENT_SUFFIX}"
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-        _fsync_dir(self.directory)  # the new file itself must survive a power cut
+        fsync_dir(self.directory)  # the new file itself must survive a power cut
         segment = _Segment(index, path, os.fstat(self._fd).st_size, array("Q"))
         self._segments.append(segment)
         if len(self._segments) == 1:
@@ -529,7 +531,7 @@ class DiskSpool:
         self._maybe_save_cursor(force=True)
         for index in list(self._read_fds):
             self._close_read_fd(index)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     def _segment(self, index: int) -> _Segment | None:
         for segment in self._segments:
@@ -558,16 +560,3 @@ class DiskSpool:
     @property
     def size_bytes(self) -> int:
         return sum(s.size for s in self._segments)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
