@@ -13,23 +13,7 @@ from drivers.acoustic.geometry import preset
 from drivers.acoustic.protocol import PcmFrameParser
 from drivers.sim.acoustic import SimAcousticArray
 from node.measurement import AcousticBearing
-
-
-class _Bytes:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def open(self) -> None: ...
-    def read(self, max_bytes: int = 4096) -> bytes:
-        out, self.data = self.data[:max_bytes], self.data[max_bytes:]
-        return out
-
-    def write(self, data: bytes) -> None: ...
-    def close(self) -> None: ...
-
-    @property
-    def is_open(self) -> bool:
-        return True
+from tests.fakes import ChunkTransport
 
 
 class _Clock:
@@ -72,7 +56,9 @@ def test_end_to_end_bearing_from_simulated_array() -> None:
     az, el, r = math.radians(40), math.radians(20), 60.0
     enu = (r * math.cos(el) * math.sin(az), r * math.cos(el) * math.cos(az), r * math.sin(el))
     data = _run(sim, 2.6, enu)
-    driver = AcousticArrayDriver("mic", _Bytes(data), _Clock(), geometry=geo, pose=pose, threshold=0.0)
+    driver = AcousticArrayDriver(
+        "mic", ChunkTransport.split(data, 4096), _Clock(), geometry=geo, pose=pose, threshold=0.0
+    )
     out: list[AcousticBearing] = []
     for _ in range(len(data) // 4096 + 2):
         out += [m for m in driver.read() if isinstance(m, AcousticBearing)]
@@ -91,7 +77,9 @@ def test_driver_survives_dropped_frames() -> None:
     sim = SimAcousticArray(geo, Pose.from_angles(0, 0, 0, (0, 0, 0)), seed=3)
     data = _run(sim, 1.2, (20.0, 50.0, 10.0))
     cut = len(data) // 2
-    driver = AcousticArrayDriver("mic", _Bytes(data[:cut] + data[cut + 3000 :]), _Clock(), geometry=geo)
+    driver = AcousticArrayDriver(
+        "mic", ChunkTransport.split(data[:cut] + data[cut + 3000 :], 4096), _Clock(), geometry=geo
+    )
     for _ in range(len(data) // 4096 + 2):
         driver.read()
     c = driver.health().counters

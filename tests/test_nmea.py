@@ -18,6 +18,7 @@ from drivers.base import SerialTransport
 from drivers.nmea import MAX_SENTENCE_BYTES, NmeaDriver, NmeaFix, NmeaParser, decode_nmea, fix_to_dict
 from drivers.nmea_encode import KNOT_MPS, checksum, encode_gga, encode_rmc, frame
 from node.measurement import GpsFix
+from tests.fakes import ChunkTransport
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 GPS_DIR = SHARED / "captures" / "gps"
@@ -379,28 +380,6 @@ def test_rmc_only_quality_and_invalid_fix() -> None:
 # --- driver --------------------------------------------------------------------------------------
 
 
-class _Replay:
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.chunks = chunks
-        self.opened = False
-
-    def open(self) -> None:
-        self.opened = True
-
-    def read(self, max_bytes: int = 4096) -> bytes:
-        return self.chunks.pop(0) if self.chunks else b""
-
-    def write(self, data: bytes) -> None:
-        pass
-
-    def close(self) -> None:
-        self.opened = False
-
-    @property
-    def is_open(self) -> bool:
-        return self.opened
-
-
 class _FixedClock:
     def now(self) -> float:
         return 1.0e9
@@ -417,7 +396,7 @@ def test_driver_yields_gps_fixes_with_receiver_time() -> None:
     no_fix = encode_gga(DAY + 2, 0.0, 0.0, 0.0, quality=0)
     dated = encode_gga(DAY + 3, 1.5, -2.5, 100.0) + encode_rmc(DAY + 3, 1.5, -2.5)
     chunks = [no_date, no_fix, dated, encode_gga(DAY + 4, 0.0, 0.0, 0.0)]
-    driver = NmeaDriver("gps0", _Replay(chunks), _FixedClock())
+    driver = NmeaDriver("gps0", ChunkTransport(chunks), _FixedClock())
     driver.open()
     out = [m for _ in range(5) for m in driver.read()]
     assert out == [

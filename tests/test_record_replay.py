@@ -37,32 +37,9 @@ from node.config import TiMmwaveSensor, build_config
 from node.measurement import RfPresence
 from node.replay import GOLDEN_DIR, Replay, ReplayClock, replay_config, replay_to_string
 from tests.conftest import free_port
+from tests.fakes import ChunkTransport
 
 NODE = {"id": "test-node", "position": {"lat": 52.0, "lon": 4.0, "alt_m": 10.0}}
-
-
-class FakeTransport:
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.chunks = list(chunks)
-        self.written: list[bytes] = []
-        self.port = "/dev/ttyFAKE"
-        self._open = False
-
-    def open(self) -> None:
-        self._open = True
-
-    def read(self, max_bytes: int = 4096) -> bytes:
-        return self.chunks.pop(0) if self.chunks else b""
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def close(self) -> None:
-        self._open = False
-
-    @property
-    def is_open(self) -> bool:
-        return self._open
 
 
 def test_pcapng_round_trip_with_direction_header_and_interfaces(tmp_path: Path) -> None:
@@ -95,7 +72,7 @@ def test_pcapng_round_trip_with_direction_header_and_interfaces(tmp_path: Path) 
 def test_recording_transport_records_reads_inbound_and_writes_outbound(tmp_path: Path) -> None:
     clock = SteppedClock()
     rec = Recorder(tmp_path / "t.pcapng", clock)
-    inner = FakeTransport([b"abc", b"", b"def"])
+    inner = ChunkTransport([b"abc", b"", b"def"])
     tap = RecordingTransport(inner, rec, rec.add_channel(Channel("gps", "nmea")))
     tap.open()
     assert tap.is_open and tap.port == "/dev/ttyFAKE"

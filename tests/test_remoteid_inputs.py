@@ -21,6 +21,7 @@ from drivers.remoteid.lines import MeshMapperLineParser, OdidLineParser
 from drivers.remoteid.messages import BasicId, Location, OperatorId, System
 from drivers.sim.remoteid import SimRemoteIdBroadcaster
 from node.measurement import RemoteIdReport
+from tests.fakes import ChunkTransport
 
 CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "captures" / "remoteid"
 
@@ -238,31 +239,13 @@ class FakeClock:
         return self.t
 
 
-class ListTransport:
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.chunks = chunks
-
-    def open(self) -> None: ...
-
-    def read(self, max_bytes: int = 4096) -> bytes:
-        return self.chunks.pop(0) if self.chunks else b""
-
-    def write(self, data: bytes) -> None: ...
-
-    def close(self) -> None: ...
-
-    @property
-    def is_open(self) -> bool:
-        return True
-
-
 def test_assembler_joins_by_mac_then_by_serial_across_carriers() -> None:
     sim = SimRemoteIdBroadcaster("SIM-SERIAL-1", 52.0, 4.0, operator_id="NLD-OP-1", self_id="survey", seed=3)
     t0 = 1_700_000_000.0
     data = b"".join(
         sim.step(t0 + 0.1 * k, 52.001, 4.001 + 1e-6 * k, 60.0 + 0.1 * k, (3.0, 4.0, 1.0)) for k in range(60)
     )
-    driver = RemoteIdDriver("rid0", ListTransport([data]), FakeClock(t0 + 6.0))  # type: ignore[arg-type]
+    driver = RemoteIdDriver("rid0", ChunkTransport([data]), FakeClock(t0 + 6.0))  # type: ignore[arg-type]
     reports = driver.read()
     assert all(isinstance(r, RemoteIdReport) for r in reports)
     # 6 s at 1 Hz, on two carriers: 12 Location messages, each a report.
@@ -300,7 +283,7 @@ def test_sim_rates() -> None:
 
 
 def test_mesh_mapper_driver_and_anonymous_locations() -> None:
-    driver = RemoteIdDriver("rid1", ListTransport([MESH_LINES]), FakeClock(5.0), format="drone-mesh-mapper")  # type: ignore[arg-type]
+    driver = RemoteIdDriver("rid1", ChunkTransport([MESH_LINES]), FakeClock(5.0), format="drone-mesh-mapper")  # type: ignore[arg-type]
     (report,) = driver.read()
     assert isinstance(report, RemoteIdReport)
     assert (report.uas_id, report.id_type, report.source, report.alt_geo_m) == (
@@ -316,4 +299,4 @@ def test_mesh_mapper_driver_and_anonymous_locations() -> None:
         assembler.update(OdidFrame("bt4", f"02:00:00:00:00:0{i}", None, 0, (loc,)), "s", 0.0, 0.0)
     assert len(assembler) == 2 and assembler.counts["drones_forgotten"] == 3
     with pytest.raises(ValueError, match="format"):
-        RemoteIdDriver("x", ListTransport([]), FakeClock(0.0), format="nmea")  # type: ignore[arg-type]
+        RemoteIdDriver("x", ChunkTransport([]), FakeClock(0.0), format="nmea")  # type: ignore[arg-type]

@@ -31,6 +31,7 @@ from drivers.ti_mmwave import (
     frame_to_json,
 )
 from node.measurement import RadarDetection, SensorState
+from tests.fakes import ChunkTransport
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 RADAR = SHARED / "captures" / "radar"
@@ -413,28 +414,6 @@ def test_corrupted_frame_never_breaks_the_next(frame: Any, junk: bytes, cut: int
 # --- driver ---------------------------------------------------------------------------------------
 
 
-class ListTransport:
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.chunks = list(chunks)
-        self.opened = False
-
-    def open(self) -> None:
-        self.opened = True
-
-    def read(self, max_bytes: int = 4096) -> bytes:
-        return self.chunks.pop(0) if self.chunks else b""
-
-    def write(self, data: bytes) -> None:
-        pass
-
-    def close(self) -> None:
-        self.opened = False
-
-    @property
-    def is_open(self) -> bool:
-        return self.opened
-
-
 class FixedClock:
     def now(self) -> float:
         return 1_700_000_000.5
@@ -450,7 +429,7 @@ def test_driver_turns_frames_into_detections() -> None:
     drone = [[3.0, 40.0, 1.0, -4.0], [3.2, 40.1, 1.0, -4.1]]
     wall = [[x, 20.0, 0.0, 0.0] for x in np.linspace(-5, 5, 30)]
     raw = encode_frame(9, drone + wall, [25.0, 18.0] + [30.0] * 30, [50.0] * 32)
-    transport = ListTransport([raw[:100], raw[100:]])
+    transport = ChunkTransport([raw[:100], raw[100:]])
     driver = TiMmwaveDriver("radar-1", transport, FixedClock())
     driver.open()
     assert driver.read() == []
@@ -469,11 +448,11 @@ def test_driver_turns_frames_into_detections() -> None:
 @needs_shared
 def test_driver_on_static_capture_reports_nothing_unless_band_disabled() -> None:
     data = capture("a")
-    still = TiMmwaveDriver("r", ListTransport([data]), FixedClock())
+    still = TiMmwaveDriver("r", ChunkTransport([data]), FixedClock())
     still.open()
     assert still.read() == []
     everything = PointClusterer(clutter_filter=DopplerBandFilter(0.0))
-    driver = TiMmwaveDriver("r", ListTransport([data]), FixedClock(), clusterer=everything)
+    driver = TiMmwaveDriver("r", ChunkTransport([data]), FixedClock(), clusterer=everything)
     driver.open()
     dets = driver.read()
     assert len(dets) == 101  # the four points 26 cm apart are one object per frame
