@@ -1,0 +1,131 @@
+"""Doctor checks of the node's own platform: the running service, SPI/I2C buses, GPIO, clock
+synchronisation and disk space. Each failure line names its one-line remedy on a Pi.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from node.config import Config
+from node.doctor_checklist import SERVICE_USER, Checklist
+from node.system_health import clock_sync, disk_space, existing_parent
+
+_DISK_FAIL_BYTES = 100 * 1024 * 1024
+_DISK_WARN_BYTES = 1024 * 1024 * 1024
+
+
+class PlatformChecks(Checklist):
+    """The service, buses, GPIO, time sync and disk of the machine the node runs on."""
+
+    def check_service(self) -> None:
+        state = (self.probe.run(["systemctl", "is-active", "cuas-node.service"]) or "").strip()
+        if state == "active":
+            self.add(
+                "WARN",
+                "service",
+                "cuas-node.service is running: it reads the same ports, so frame checks may miss bytes",
+                "for a clean check: systemctl stop cuas-node; run doctor; systemctl start cuas-node",
+            )
+
+    def check_buses(self, config: Config) -> None:
+        dev = self.probe.dev
+        spi_buses = sorted(
+            {getattr(s, "bus", "spi0") for s in config.sensors if s.enabled and s.kind == "fpv-rx5808"}
+        )
+        for bus in spi_buses:
+            index = bus.removeprefix("spi")
+            nodes = sorted(dev.glob(f"spidev{index}.*"))
+            if nodes:
+                self.add("PASS", f"SPI {bus}", ", ".join(str(n) for n in nodes))
+            else:
+                enable = (
+                    "sudo raspi-config nonint do_spi 0 (dtparam=spi=on)"
+                    if index == "0"
+                    else "add dtoverlay=spi1-1cs to /boot/firmware/config.txt"
+                )
+                self.add(
+                    "FAIL", f"SPI {bus}", f"no {dev}/spidev{index}.* (SPI disabled)", f"{enable}, then reboot"
+                )
+        if not spi_buses:
+            present = "enabled" if any(dev.glob("spidev*")) else "not enabled"
+            self.add("PASS", "SPI", f"not used by this config ({present})")
+        i2c = "enabled" if any(dev.glob("i2c-*")) else "not enabled"
+        self.add(
+            "PASS", "I2C", f"not used by this config ({i2c}; sudo raspi-config nonint do_i2c 0 enables it)"
+        )
+
+    def check_gpio(self, config: Config) -> None:
+        cfg = config.gpio
+        if not cfg.enabled:
+            return
+        if cfg.backend == "fake":
+            self.add(
+                "WARN",
+                "GPIO",
+                'backend = "fake": the LED, alert and tamper pins are not driven',
+                'set gpio.backend = "blinka"',
+            )
+            return
+        from node.gpio import BlinkaBoard, GpioUnavailable
+
+        try:
+            BlinkaBoard().close()
+        except GpioUnavailable as exc:
+            self.add(
+                "FAIL",
+                "GPIO",
+                str(exc),
+                "on a Pi: sudo apt install python3-lgpio (Pi 5) or reinstall with install.sh; the user needs "
+                "group gpio",
+            )
+            return
+        pins = [p for p in (cfg.status_led_pin, cfg.alert_pin, cfg.tamper_pin) if p]
+        self.add("PASS", "GPIO", f"Blinka available; pins {', '.join(pins) or 'none'} configured")
+
+    def check_time(self) -> None:
+        sync = clock_sync(self.probe.run)
+        if sync is None:
+            self.add(
+                "WARN",
+                "time sync",
+                "cannot tell: neither `chronyc tracking` nor `timedatectl show` answered",
+                "sudo apt install chrony",
+            )
+        elif sync["synced"]:
+            offset = f", offset {sync['offset_s'] * 1000:.1f} ms" if "offset_s" in sync else ""
+            self.add("PASS", "time sync", f"synchronised ({sync['source']}{offset})")
+        else:
+            self.add(
+                "FAIL",
+                "time sync",
+                f"clock not synchronised ({sync['source']}): track times would be wrong",
+                "check NTP reachability (`chronyc sources -v` or `timedatectl timesync-status`); off-grid, "
+                "feed chrony from the GPS (gpsd + PPS)",
+            )
+
+    def check_disk(self, config: Config) -> None:
+        target = getattr(config.node, "spool_dir", None) or config.node.state_dir
+        target = Path(target)
+        space = disk_space(target)
+        if space is None:
+            self.add("WARN", "disk", f"cannot stat the filesystem of {target}")
+            return
+        free, total = space
+        text = f"{free / 1e9:.2f} GB free of {total / 1e9:.1f} GB at {existing_parent(target)}"
+        if free < _DISK_FAIL_BYTES:
+            self.add(
+                "FAIL", "disk", text + ": the spool cannot hold an outage", "free space or use a larger card"
+            )
+        elif free < _DISK_WARN_BYTES:
+            self.add("WARN", "disk", text + ": little room for the spool", "free space or use a larger card")
+        else:
+            self.add("PASS", "disk", text)
+        state = config.node.state_dir
+        if state.exists() and not self.probe.access(state, os.W_OK | os.X_OK):
+            self.add(
+                "WARN",
+                "state dir",
+                f"{state} is not writable by {self.probe.user()} (fine if you are not the service user)",
+                f"run doctor as the service user: sudo -u {SERVICE_USER} cuas-node doctor",
+            )
