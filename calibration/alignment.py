@@ -22,6 +22,10 @@ Association: the capture holds clutter, false alarms and other objects. Candidat
 chosen with rotation-independent evidence (range for a radar) and a coarse search over the time
 offset with an azimuth histogram (robust to a large initial yaw error), then re-gated at
 `gate_sigma` after each fit.
+
+Layout: the vocabulary (options, initial mount, errors) is in `calibration.alignment_options`,
+association and the measurement model in `calibration.alignment_matching`, the covariance and the
+refusals in `calibration.alignment_conditioning`; this module holds the solve and the result.
 """
 
 from __future__ import annotations
@@ -32,66 +36,58 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
-from scipy.interpolate import CubicSpline
 from scipy.optimize import least_squares
 
+from calibration.alignment_conditioning import (
+    azimuth_span_deg,
+    conditioning_refusals,
+    max_offdiag,
+    parameter_covariance,
+)
+from calibration.alignment_matching import (
+    ObservationModel,
+    Observations,
+    ReferenceTrajectory,
+    best_per_scan,
+    coarse_search,
+    collect_observations,
+    residual_stats,
+    wrap_angle,
+)
+from calibration.alignment_options import (
+    PARAMS,
+    SPEED_OF_SOUND_MPS,
+    AlignmentError,
+    AlignmentOptions,
+    BoolArray,
+    FloatArray,
+    InitialMount,
+)
 from calibration.io import ReferenceTrack
-from calibration.pose import cartesian_to_spherical, rotation_sensor_to_enu, spherical_to_cartesian
+from calibration.pose import rotation_sensor_to_enu, spherical_to_cartesian
 from node.geo import LocalFrame
-from node.measurement import AcousticBearing, AnyMeasurement, RadarDetection, RfPresence
+from node.measurement import AnyMeasurement
 
-FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
-SPEED_OF_SOUND_MPS = 343.0
-PARAMS = ("yaw_deg", "pitch_deg", "roll_deg", "time_offset_s", "range_bias_m")
+__all__ = [
+    "PARAMS",
+    "SPEED_OF_SOUND_MPS",
+    "AlignmentError",
+    "AlignmentOptions",
+    "AlignmentResult",
+    "BoolArray",
+    "FloatArray",
+    "InitialMount",
+    "align",
+]
+
 _X_SCALE = np.array([1.0, 1.0, 1.0, 0.05, 0.5])
-
-
-class AlignmentError(ValueError):
-    """The inputs cannot give an alignment at all (no measurements of the sensor, no overlap, ...)."""
-
-
-@dataclass(frozen=True, slots=True)
-class AlignmentOptions:
-    """Knobs of the fit and the acceptance limits (1-sigma) that decide whether it is refused.
-
-    The defaults aim at the issue's requirement (yaw within 0.5°, time within 20 ms) with margin:
-    a result is accepted only if its standard deviations are half of that or better."""
-
-    fit: tuple[str, ...] | None = None  # parameter names (PARAMS); None: chosen from the sensor
-    max_time_offset_s: float = 1.0  # search window around the configured time offset
-    time_step_s: float = 0.02
-    gate_deg: float = 10.0  # first association gate around the azimuth histogram's peak
-    gate_range_m: float = 5.0  # plus 3 % of range
-    gate_sigma: float = 5.0  # re-gating after each fit, in normalised residuals
-    loss: str = "soft_l1"
-    f_scale: float = 2.0
-    iterations: int = 3
-    max_sigma_yaw_deg: float = 0.25
-    max_sigma_tilt_deg: float = 0.5
-    max_sigma_time_s: float = 0.01
-    max_sigma_range_bias_m: float = 0.5
-    max_correlation: float = 0.98
-    min_measurements: int = 30
-    min_az_span_deg: float = 15.0
-    max_reference_gap_s: float = 3.0
-    speed_of_sound_mps: float = SPEED_OF_SOUND_MPS
-
-
-@dataclass(frozen=True, slots=True)
-class InitialMount:
-    """What the config says today: the starting point, and the 'before' of the report."""
-
-    yaw_deg: float = 0.0
-    pitch_deg: float = 0.0
-    roll_deg: float = 0.0
-    offset_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    time_offset_s: float = 0.0
 
 
 @dataclass
 class AlignmentResult:
+    """The fit, its uncertainty and conditioning, the residuals before/after, and why (if) it is
+    refused: everything the calibration TOML records and the technician decides on."""
+
     sensor_id: str
     sensor_type: str  # radar | acoustic | rf-bearing
     fitted: tuple[str, ...]
@@ -123,7 +119,7 @@ class AlignmentResult:
 
     def report(self) -> dict[str, Any]:
         """The calibration TOML's body (without the common header)."""
-        max_corr = _max_offdiag(self.correlation)
+        max_corr = max_offdiag(self.correlation)
         return {
             "accepted": self.accepted,
             "refusals": list(self.refusals),
@@ -155,258 +151,9 @@ class AlignmentResult:
         }
 
 
-def _max_offdiag(c: FloatArray) -> float:
-    if c.shape[0] < 2:
-        return 0.0
-    off = np.abs(c - np.diag(np.diag(c)))
-    return float(np.nanmax(off))
-
-
-def _wrap(a: FloatArray) -> FloatArray:
-    return np.asarray((a + math.pi) % (2 * math.pi) - math.pi, dtype=np.float64)
-
-
-class _Reference:
-    """The reference trajectory in node ENU as a smooth function of time, with its valid spans."""
-
-    def __init__(self, track: ReferenceTrack, frame: LocalFrame, max_gap_s: float, epoch: float) -> None:
-        if len(track) < 2:
-            raise AlignmentError("the reference track has fewer than two points")
-        # Times relative to an epoch: at 1.7e9 s a float64 resolves only 0.2 µs, which would swallow
-        # the finite-difference steps of the time offset.
-        t, keep = np.unique(track.t - epoch, return_index=True)
-        enu = frame.to_enu(track.lat[keep], track.lon[keep], track.alt_m[keep])
-        self.t = t
-        self.enu = enu
-        self.sigma_m = track.sigma_m
-        self.max_gap_s = max_gap_s
-        # A cubic spline follows turns between 1 Hz fixes far better than straight segments do.
-        self.spline = CubicSpline(t, enu, axis=0) if t.shape[0] >= 4 else None
-
-    def valid(self, t: FloatArray) -> BoolArray:
-        inside = (t >= self.t[0]) & (t <= self.t[-1])
-        i = np.clip(np.searchsorted(self.t, t), 1, self.t.shape[0] - 1)
-        gap = self.t[i] - self.t[i - 1]
-        return np.asarray(inside & (gap <= self.max_gap_s), dtype=np.bool_)
-
-    def __call__(self, t: FloatArray) -> FloatArray:
-        tc = np.clip(t, self.t[0], self.t[-1])
-        if self.spline is not None:
-            return np.asarray(self.spline(tc), dtype=np.float64)
-        return np.stack([np.interp(tc, self.t, self.enu[:, k]) for k in range(3)], axis=-1)
-
-
-@dataclass
-class _Data:
-    t: FloatArray
-    az: FloatArray
-    el: FloatArray
-    rng: FloatArray
-    s_az: FloatArray
-    s_el: FloatArray
-    s_rng: FloatArray
-    has_el: bool
-    has_range: bool
-    acoustic: bool
-
-    def take(self, idx: npt.NDArray[np.intp]) -> _Data:
-        return _Data(
-            self.t[idx],
-            self.az[idx],
-            self.el[idx],
-            self.rng[idx],
-            self.s_az[idx],
-            self.s_el[idx],
-            self.s_rng[idx],
-            self.has_el,
-            self.has_range,
-            self.acoustic,
-        )
-
-
-def _collect(measurements: Sequence[AnyMeasurement], sensor_id: str) -> tuple[str, _Data]:
-    mine = [m for m in measurements if m.sensor_id == sensor_id]
-    radar = [m for m in mine if isinstance(m, RadarDetection)]
-    acoustic = [m for m in mine if isinstance(m, AcousticBearing)]
-    rf = [m for m in mine if isinstance(m, RfPresence) and m.bearing_rad is not None]
-    if radar:
-        el_sig = np.array([m.sigma_el_rad for m in radar])
-        return "radar", _Data(
-            np.array([m.t_capture for m in radar]),
-            np.array([m.az_rad for m in radar]),
-            np.array([m.el_rad for m in radar]),
-            np.array([m.range_m for m in radar]),
-            np.array([m.sigma_az_rad for m in radar]),
-            el_sig,
-            np.array([m.sigma_range_m for m in radar]),
-            has_el=bool(np.median(el_sig) < math.radians(8.0)),  # an azimuth-only part reports 15°
-            has_range=True,
-            acoustic=False,
-        )
-    if acoustic:
-        n = len(acoustic)
-        return "acoustic", _Data(
-            np.array([m.t_capture for m in acoustic]),
-            np.array([m.az_rad for m in acoustic]),
-            np.array([m.el_rad for m in acoustic]),
-            np.full(n, np.nan),
-            np.array([m.sigma_az_rad for m in acoustic]),
-            np.array([m.sigma_el_rad for m in acoustic]),
-            np.full(n, np.inf),
-            has_el=True,
-            has_range=False,
-            acoustic=True,
-        )
-    if rf:
-        n = len(rf)
-        return "rf-bearing", _Data(
-            np.array([m.t_capture for m in rf]),
-            np.array([float(m.bearing_rad or 0.0) for m in rf]),
-            np.zeros(n),
-            np.full(n, np.nan),
-            np.array([float(m.sigma_bearing_rad or math.radians(20.0)) for m in rf]),
-            np.full(n, np.inf),
-            np.full(n, np.inf),
-            has_el=False,
-            has_range=False,
-            acoustic=False,
-        )
-    kinds = sorted({type(m).__name__ for m in mine})
-    raise AlignmentError(
-        f"no radar detections, acoustic bearings or RF bearings from sensor {sensor_id!r} in the capture"
-        + (f" (it has: {', '.join(kinds)})" if kinds else "")
-    )
-
-
-class _Model:
-    def __init__(self, ref: _Reference, offset: FloatArray, options: AlignmentOptions, data: _Data) -> None:
-        self.ref = ref
-        self.offset = offset
-        self.opt = options
-        self.data = data
-
-    def predict(self, theta: FloatArray, d: _Data) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-        """Predicted (range incl. bias, az, el) and the true range, for parameters theta (PARAMS)."""
-        t = d.t + theta[3]
-        p = self.ref(t)
-        if d.acoustic:
-            for _ in range(2):  # the sound left the target range/c before it was heard
-                dist = np.linalg.norm(p - self.offset, axis=1)
-                p = self.ref(t - dist / self.opt.speed_of_sound_mps)
-        rot = rotation_sensor_to_enu(float(theta[0]), float(theta[1]), float(theta[2]))
-        rel = (p - self.offset) @ rot
-        r, az, el = cartesian_to_spherical(rel)
-        return r + theta[4], az, el, r
-
-    def residuals(self, theta: FloatArray, d: _Data) -> FloatArray:
-        """Normalised residuals stacked as [az, el?, range?] blocks of len(d) each."""
-        r_pred, az, el, r = self.predict(theta, d)
-        s_ref = self.ref.sigma_m
-        horiz = np.maximum(r * np.cos(el), 1.0)
-        blocks = [_wrap(d.az - az) / np.hypot(d.s_az, s_ref / horiz)]
-        if d.has_el:
-            blocks.append((d.el - el) / np.hypot(d.s_el, s_ref / np.maximum(r, 1.0)))
-        if d.has_range:
-            blocks.append((d.rng - r_pred) / np.hypot(d.s_rng, s_ref))
-        return np.concatenate(blocks)
-
-    def per_measurement(self, theta: FloatArray, d: _Data) -> FloatArray:
-        """Largest |normalised residual| of each measurement (for gating)."""
-        res = self.residuals(theta, d).reshape(-1, d.t.shape[0])
-        return np.asarray(np.abs(res).max(axis=0), dtype=np.float64)
-
-
-def _coarse_search(model: _Model, d: _Data, theta0: FloatArray) -> tuple[float, float, BoolArray]:
-    """(time offset, azimuth shift, first inlier mask) from a grid over the time offset with an
-    azimuth-residual histogram: robust to clutter and to a yaw error of any size."""
-    opt = model.opt
-    steps = np.arange(-opt.max_time_offset_s, opt.max_time_offset_s + 1e-9, opt.time_step_s)
-    best: tuple[int, float, float, float] | None = None  # count, -|step|, dt, shift
-    bins = np.radians(np.arange(-180.0, 180.0, 1.0))
-    gate = math.radians(opt.gate_deg)
-    for step in steps:
-        theta = theta0.copy()
-        theta[3] += step
-        if not model.ref.valid(d.t + theta[3]).any():
-            continue
-        valid = model.ref.valid(d.t + theta[3])
-        r_pred, az, _, _ = model.predict(theta, d)
-        ok = valid
-        if d.has_range:
-            ok = ok & (np.abs(d.rng - r_pred) < opt.gate_range_m + 0.03 * r_pred)
-        a = _wrap(d.az - az)[ok]
-        if a.size == 0:
-            continue
-        # Count residuals within ±gate of each 1° bin (circular), pick the densest direction.
-        diff = _wrap(a[None, :] - bins[:, None])
-        counts = (np.abs(diff) < gate).sum(axis=1)
-        k = int(np.argmax(counts))
-        key = (int(counts[k]), -abs(float(step)))
-        if best is None or key > (best[0], best[1]):
-            near = a[np.abs(_wrap(a - bins[k])) < gate]
-            shift = float(bins[k] + np.median(_wrap(near - bins[k])))
-            best = (key[0], key[1], float(step), shift)
-    if best is None:
-        raise AlignmentError(
-            "the sensor's measurements and the reference track do not overlap in time "
-            f"(within ±{opt.max_time_offset_s} s of the configured time offset)"
-        )
-    _, _, step, shift = best
-    theta = theta0.copy()
-    theta[3] += step
-    theta[0] -= math.degrees(shift)  # a boresight turned right sees targets further left
-    r_pred, az, _, _ = model.predict(theta, d)
-    mask = model.ref.valid(d.t + theta[3]) & (np.abs(_wrap(d.az - az)) < gate)
-    if d.has_range:
-        mask &= np.abs(d.rng - r_pred) < opt.gate_range_m + 0.03 * r_pred
-    return step, float(theta[0]), mask
-
-
-def _one_per_scan(t: FloatArray, score: FloatArray, mask: BoolArray) -> BoolArray:
-    """At most one measurement per capture time (a radar frame): the best-fitting one."""
-    idx = np.flatnonzero(mask)
-    if idx.size == 0:
-        return mask
-    order = idx[np.lexsort((score[idx], t[idx]))]
-    first = np.r_[True, t[order][1:] != t[order][:-1]]
-    out = np.zeros_like(mask)
-    out[order[first]] = True
-    return out
-
-
-def _stats(model: _Model, theta: FloatArray, d: _Data) -> dict[str, float]:
-    r_pred, az, el, _ = model.predict(theta, d)
-    da = np.degrees(_wrap(d.az - az))
-    out = {
-        "az_rms_deg": float(np.sqrt(np.mean(da**2))),
-        "az_median_deg": float(np.median(da)),
-        "az_p95_abs_deg": float(np.percentile(np.abs(da), 95)),
-    }
-    if d.has_el:
-        de = np.degrees(d.el - el)
-        out |= {"el_rms_deg": float(np.sqrt(np.mean(de**2))), "el_median_deg": float(np.median(de))}
-    if d.has_range:
-        dr = d.rng - r_pred
-        out |= {"range_rms_m": float(np.sqrt(np.mean(dr**2))), "range_median_m": float(np.median(dr))}
-    return out
-
-
-def align(
-    measurements: Sequence[AnyMeasurement],
-    sensor_id: str,
-    reference: ReferenceTrack,
-    frame: LocalFrame,
-    initial: InitialMount | None = None,
-    options: AlignmentOptions | None = None,
-) -> AlignmentResult:
-    """Fit the mount rotation and time offset of `sensor_id` against `reference` (see module doc)."""
-    opt = options or AlignmentOptions()
-    init = initial or InitialMount()
-    sensor_type, data = _collect(measurements, sensor_id)
-    epoch = float(reference.t[0]) if len(reference) else 0.0
-    data.t = data.t - epoch
-    ref = _Reference(reference, frame, opt.max_reference_gap_s, epoch)
-    model = _Model(ref, np.asarray(init.offset_m, dtype=np.float64), opt, data)
+def _parameters_to_fit(opt: AlignmentOptions, data: Observations) -> tuple[str, ...]:
+    """`opt.fit` (in PARAMS order), else what the sensor kind can determine; never a range bias
+    without ranges."""
     if opt.fit is not None:
         unknown = set(opt.fit) - set(PARAMS)
         if unknown:
@@ -421,19 +168,21 @@ def align(
             fit += ("range_bias_m",)
     if not data.has_range:
         fit = tuple(p for p in fit if p != "range_bias_m")
-    free = np.array([PARAMS.index(p) for p in fit], dtype=np.intp)
-    theta0 = np.array([init.yaw_deg, init.pitch_deg, init.roll_deg, init.time_offset_s, 0.0])
+    return fit
 
-    step, yaw_start, mask = _coarse_search(model, data, theta0)
-    theta = theta0.copy()
-    theta[3] += step
-    theta[0] = yaw_start
-    if "time_offset_s" not in fit:
-        theta[3] = theta0[3]
-    if "yaw_deg" not in fit:
-        theta[0] = theta0[0]
-    n_candidates = int(model.ref.valid(data.t + theta[3]).sum())
 
+def _solve(
+    model: ObservationModel,
+    data: Observations,
+    theta: FloatArray,
+    free: np.ndarray[Any, np.dtype[np.intp]],
+    mask: BoolArray,
+    opt: AlignmentOptions,
+) -> tuple[BoolArray, FloatArray, FloatArray]:
+    """Robust least squares over the gated measurements, re-gating every candidate after each pass.
+
+    Updates `theta` in place; returns the final inlier mask and the last Jacobian and residuals
+    (empty if there were never enough measurements to fit)."""
     jac = np.zeros((0, free.size))
     fun = np.zeros(0)
     for _ in range(max(1, opt.iterations)):
@@ -441,7 +190,7 @@ def align(
             break
         d = data.take(np.flatnonzero(mask))
 
-        def residual(x: FloatArray, d: _Data = d) -> FloatArray:
+        def residual(x: FloatArray, d: Observations = d) -> FloatArray:
             full = theta.copy()
             full[free] = x
             return model.residuals(full, d)
@@ -454,108 +203,76 @@ def align(
         # Re-gate every candidate at the new solution.
         valid = model.ref.valid(data.t + theta[3])
         score = np.where(valid, model.per_measurement(theta, data), np.inf)
-        mask = _one_per_scan(data.t, score, valid & (score < opt.gate_sigma))
+        mask = best_per_scan(data.t, score, valid & (score < opt.gate_sigma))
+    return mask, jac, fun
 
+
+def _plot_data(
+    model: ObservationModel, theta0: FloatArray, theta: FloatArray, used: Observations
+) -> dict[str, FloatArray]:
+    """Azimuth residuals before/after over time and, with ranges, the measured positions in ENU."""
+    _, az_b, _, _ = model.predict(theta0, used)
+    r_a, az_a, _, _ = model.predict(theta, used)
+    plot = {
+        "t": used.t - used.t[0],
+        "az_before_deg": np.degrees(wrap_angle(used.az - az_b)),
+        "az_after_deg": np.degrees(wrap_angle(used.az - az_a)),
+        "ref_enu": model.ref.enu,
+    }
+    if used.has_range:
+        el = used.el if used.has_el else np.zeros_like(used.el)
+        local = spherical_to_cartesian(used.rng, used.az, el)
+        local_fixed = spherical_to_cartesian(used.rng - theta[4], used.az, el)
+        rot0 = rotation_sensor_to_enu(*theta0[:3])
+        rot1 = rotation_sensor_to_enu(*theta[:3])
+        plot["meas_enu_before"] = local @ rot0.T + model.offset
+        plot["meas_enu_after"] = local_fixed @ rot1.T + model.offset
+        plot["range_after_m"] = used.rng - r_a
+    return plot
+
+
+def align(
+    measurements: Sequence[AnyMeasurement],
+    sensor_id: str,
+    reference: ReferenceTrack,
+    frame: LocalFrame,
+    initial: InitialMount | None = None,
+    options: AlignmentOptions | None = None,
+) -> AlignmentResult:
+    """Fit the mount rotation and time offset of `sensor_id` against `reference` (see module doc)."""
+    opt = options or AlignmentOptions()
+    init = initial or InitialMount()
+    sensor_type, data = collect_observations(measurements, sensor_id)
+    epoch = float(reference.t[0]) if len(reference) else 0.0
+    data.t = data.t - epoch
+    ref = ReferenceTrajectory(reference, frame, opt.max_reference_gap_s, epoch)
+    model = ObservationModel(ref, np.asarray(init.offset_m, dtype=np.float64), opt, data)
+    fit = _parameters_to_fit(opt, data)
+    free = np.array([PARAMS.index(p) for p in fit], dtype=np.intp)
+    theta0 = np.array([init.yaw_deg, init.pitch_deg, init.roll_deg, init.time_offset_s, 0.0])
+
+    step, yaw_start, mask = coarse_search(model, data, theta0)
+    theta = theta0.copy()
+    theta[3] += step
+    theta[0] = yaw_start
+    if "time_offset_s" not in fit:
+        theta[3] = theta0[3]
+    if "yaw_deg" not in fit:
+        theta[0] = theta0[0]
+    n_candidates = int(model.ref.valid(data.t + theta[3]).sum())
+
+    mask, jac, fun = _solve(model, data, theta, free, mask, opt)
     used = data.take(np.flatnonzero(mask))
-    refusals: list[str] = []
     n_used = int(mask.sum())
-    if n_used < opt.min_measurements:
-        refusals.append(
-            f"only {n_used} measurements matched the reference (need {opt.min_measurements}): "
-            "is the reference target in the sensor's coverage, and are the clocks within "
-            f"±{opt.max_time_offset_s} s?"
-        )
+    sigmas, corr, cond = parameter_covariance(jac, fun, fit)
+    az_span = azimuth_span_deg(model, theta, used) if n_used else 0.0
+    refusals = conditioning_refusals(
+        opt, fit, n_used, sigmas, corr, cond, float(theta[3] - theta0[3]), az_span
+    )
 
-    # Covariance of the fitted parameters from the (loss-weighted) Jacobian at the solution.
-    sigmas = dict.fromkeys(PARAMS, 0.0)
-    corr = np.eye(free.size)
-    cond = math.inf
-    if jac.shape[0] > free.size:
-        info = jac.T @ jac
-        scale = np.sqrt(np.maximum(np.diag(info), 1e-300))
-        normed = info / np.outer(scale, scale)
-        w = np.linalg.eigvalsh(normed)
-        cond = float(w[-1] / w[0]) if w[0] > 1e-12 * w[-1] else math.inf
-        s2 = (1.4826 * float(np.median(np.abs(fun)))) ** 2 if fun.size else 1.0
-        if math.isfinite(cond) and np.all(np.diag(info) > 1e-18):
-            cov = np.linalg.inv(normed) / np.outer(scale, scale) * s2
-            std = np.sqrt(np.maximum(np.diag(cov), 0.0))
-            corr = cov / np.outer(std, std)
-        else:
-            std = np.full(free.size, math.inf)
-            corr = np.full((free.size, free.size), np.nan)
-            np.fill_diagonal(corr, 1.0)
-        for k, p in enumerate(fit):
-            sigmas[p] = float(std[k])
-    else:
-        for p in fit:
-            sigmas[p] = math.inf
-
-    limits = {
-        "yaw_deg": opt.max_sigma_yaw_deg,
-        "pitch_deg": opt.max_sigma_tilt_deg,
-        "roll_deg": opt.max_sigma_tilt_deg,
-        "time_offset_s": opt.max_sigma_time_s,
-        "range_bias_m": opt.max_sigma_range_bias_m,
-    }
-    advice = {
-        "yaw_deg": "fly across the field of view at several ranges",
-        "pitch_deg": "fly at several heights",
-        "roll_deg": "fly at several heights on both sides of boresight",
-        "time_offset_s": "fly towards and away from the sensor and cross its view in both directions",
-        "range_bias_m": "fly at several ranges",
-    }
-    for p in fit:
-        if not sigmas[p] <= limits[p]:
-            refusals.append(
-                f"{p} is poorly determined (1-sigma {sigmas[p]:.3g}, limit {limits[p]:g}): {advice[p]}"
-            )
-    if math.isfinite(cond):
-        max_corr = _max_offdiag(corr)
-        if max_corr > opt.max_correlation:
-            i, j = np.unravel_index(int(np.nanargmax(np.abs(corr - np.eye(free.size)))), corr.shape)
-            refusals.append(
-                f"{fit[i]} and {fit[j]} cannot be told apart (correlation {corr[i, j]:+.3f}): "
-                "the trajectory must change direction (e.g. cross the view both ways, fly in and out)"
-            )
-    else:
-        refusals.append("the problem is singular: the trajectory cannot determine every parameter")
-    if "time_offset_s" in fit and abs(theta[3] - theta0[3]) >= opt.max_time_offset_s - opt.time_step_s:
-        refusals.append("the time offset is at the edge of the search window (--max-time-offset)")
-
-    az_span = 0.0
-    if n_used:
-        _, az_used, _, _ = model.predict(theta, used)
-        centre = float(np.angle(np.mean(np.exp(1j * az_used))))
-        rel = np.degrees(_wrap(az_used - centre))
-        az_span = float(np.percentile(rel, 95) - np.percentile(rel, 5))
-    if n_used and az_span < opt.min_az_span_deg:
-        refusals.append(
-            f"the reference covered only {az_span:.1f}° of azimuth (need {opt.min_az_span_deg:g}°): "
-            "fly across the sensor's field of view, not along one line of sight"
-        )
-
-    before = _stats(model, theta0, used) if n_used else {}
-    after = _stats(model, theta, used) if n_used else {}
-    plot: dict[str, FloatArray] = {}
-    if n_used:
-        _, az_b, _, _ = model.predict(theta0, used)
-        r_a, az_a, _, _ = model.predict(theta, used)
-        plot = {
-            "t": used.t - used.t[0],
-            "az_before_deg": np.degrees(_wrap(used.az - az_b)),
-            "az_after_deg": np.degrees(_wrap(used.az - az_a)),
-            "ref_enu": ref.enu,
-        }
-        if used.has_range:
-            el = used.el if used.has_el else np.zeros_like(used.el)
-            local = spherical_to_cartesian(used.rng, used.az, el)
-            local_fixed = spherical_to_cartesian(used.rng - theta[4], used.az, el)
-            rot0 = rotation_sensor_to_enu(*theta0[:3])
-            rot1 = rotation_sensor_to_enu(*theta[:3])
-            plot["meas_enu_before"] = local @ rot0.T + model.offset
-            plot["meas_enu_after"] = local_fixed @ rot1.T + model.offset
-            plot["range_after_m"] = used.rng - r_a
+    before = residual_stats(model, theta0, used) if n_used else {}
+    after = residual_stats(model, theta, used) if n_used else {}
+    plot = _plot_data(model, theta0, theta, used) if n_used else {}
     values = dict(zip(PARAMS, (float(v) for v in theta), strict=True))
     values["yaw_deg"] = (values["yaw_deg"] + 180.0) % 360.0 - 180.0
     return AlignmentResult(
