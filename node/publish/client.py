@@ -1,0 +1,70 @@
+"""Building paho clients: verified TLS and one fresh, fully configured client per connection attempt.
+
+A fresh client per attempt (rather than paho's own reconnect) means nothing paho queued on a dead
+connection is ever resent behind our back: the publisher decides what is resent, from the spool.
+The callbacks are wired by the connector, which knows the attempt's generation.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from node.config import ConfigError, MqttSection
+from node.publish.wire import paho_log
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+def client_id(mqtt: MqttSection, node_id: str) -> str:
+    """The configured client id, else one derived from the node id (what the broker ACL names)."""
+    return mqtt.client_id or f"cuas-node-{node_id}"
+
+
+def tls_context(mqtt: MqttSection) -> ssl.SSLContext:
+    """Verified TLS: the broker's certificate and host name are always checked (system CAs
+    unless `ca_file`); a client certificate when `cert_file`/`key_file` are set."""
+    try:
+        context = ssl.create_default_context(cafile=str(mqtt.ca_file) if mqtt.ca_file else None)
+        if mqtt.cert_file:
+            context.load_cert_chain(str(mqtt.cert_file), str(mqtt.key_file) if mqtt.key_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            [f"mqtt.ca_file / cert_file / key_file (env CUAS_MQTT__*): cannot load TLS files: {exc}"],
+            "mqtt",
+        ) from None
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def build_client(
+    mqtt: MqttSection,
+    identity: str,
+    protocol: MQTTProtocolVersion,
+    password: str | None,
+    tls: ssl.SSLContext | None,
+    will: tuple[str, bytes],
+    max_inflight: int,
+) -> paho.Client:
+    """A paho client that never reconnects or queues on its own, with the retained Last Will
+    `will` = (topic, payload); callbacks are left to the caller."""
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=identity,
+        protocol=protocol,
+        reconnect_on_failure=False,  # the connector thread owns reconnecting
+    )
+    client.enable_logger(paho_log)
+    client.max_inflight_messages_set(max_inflight)
+    client.max_queued_messages_set(0)
+    client.connect_timeout = min(CONNECT_TIMEOUT_S, float(mqtt.keepalive_s))
+    if mqtt.username is not None:
+        client.username_pw_set(mqtt.username, password)
+    if tls is not None:
+        client.tls_set_context(tls)
+    will_topic, will_payload = will
+    client.will_set(will_topic, will_payload, qos=mqtt.qos, retain=True)
+    return client

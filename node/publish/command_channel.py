@@ -1,0 +1,106 @@
+"""The command channel: an incoming `cmd/<name>/<client>` message in, a processed command and a
+response out.
+
+Checking (signature or allow-list, replay, arguments) is `node.commands`' job; this class only
+turns MQTT into calls and back: where the response goes (the MQTT 5 Response Topic, else
+`response/<name>`), with the request's Correlation Data, and that a handler bug still answers.
+It runs on the publisher's outbox thread and never publishes by itself: a refusal is answered at
+once through `send_now`, a handler's result (which may come later, from any thread) through
+`send_later`, which queues it for the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as paho
+
+from node.clock import Clock
+from node.commands import CommandHandler, CommandProcessor, Refused, Result, read_key, response
+from node.config import MqttSection
+from node.publish.wire import topic
+
+# The publisher's log lines keep the logger name they always had (operators filter on it).
+log = logging.getLogger("node.publish.mqtt")
+
+# (response topic, correlation data, response body)
+ReplySink = Callable[[str, bytes | None, dict[str, Any]], None]
+
+
+class CommandChannel:
+    """Processes the node's incoming commands and builds their responses."""
+
+    def __init__(self, node_id: str, topic_root: str, clock: Clock, processor: CommandProcessor) -> None:
+        self._node_id = node_id
+        self._topic_root = topic_root
+        self._clock = clock
+        self._processor = processor
+        self.prefix = command_prefix(topic_root, node_id)
+        self.handler: CommandHandler | None = None  # who executes authorised commands
+
+    @classmethod
+    def from_config(cls, node_id: str, mqtt: MqttSection, clock: Clock) -> CommandChannel | None:
+        """The channel when `mqtt.commands` is enabled (its HMAC key read now, so a bad key file is a
+        configuration error at start-up), else None."""
+        cmd = mqtt.commands
+        if not cmd.enabled:
+            return None
+        key = read_key(cmd.hmac_key_file) if cmd.hmac_key_file is not None else None
+        processor = CommandProcessor(node_id, cmd, clock.now, clock.now(), key)
+        return cls(node_id, mqtt.topic_root, clock, processor)
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """The processor's accepted/refused counters, for `health.commands`."""
+        return self._processor.counters.as_dict()
+
+    def handle(self, msg: paho.MQTTMessage, send_now: ReplySink, send_later: ReplySink) -> None:
+        """Process one incoming command message and answer it (without a handler: `error`)."""
+        suffix = msg.topic[len(self.prefix) :] if msg.topic.startswith(self.prefix) else ""
+        name = suffix.split("/")[0] or "?"
+        props = getattr(msg, "properties", None)
+        reply_to = getattr(props, "ResponseTopic", None) or topic(
+            self._topic_root, self._node_id, f"response/{name}"
+        )
+        correlation = getattr(props, "CorrelationData", None)
+        outcome = self._processor.process(suffix, bytes(msg.payload))
+        if isinstance(outcome, Refused):
+            log.warning("MQTT: command %r refused: %s (%s)", name, outcome.reason, outcome.detail)
+            reason = outcome.reason
+            body = response(
+                self._node_id, name, self._clock.now(), "rejected", outcome.detail, outcome.request_id, reason
+            )
+            send_now(reply_to, correlation, body)
+            return
+        command = outcome
+        log.info("MQTT: command %s from %s", command.name, command.identity)
+        handler = self.handler
+
+        def reply(result: Result) -> None:
+            body = response(
+                self._node_id,
+                command.name,
+                self._clock.now(),
+                result.status,
+                result.detail,
+                command.request_id,
+                None,
+                result.result,
+            )
+            send_later(reply_to, correlation, body)
+
+        if handler is None:
+            reply(Result("error", "this node has no command handler"))
+            return
+        try:
+            handler.handle_command(command, reply)
+        except Exception as exc:  # a handler bug must not kill the outbox
+            log.exception("MQTT: command %s failed", command.name)
+            reply(Result("error", f"internal error: {type(exc).__name__}"))
+
+
+def command_prefix(topic_root: str, node_id: str) -> str:
+    """`cuas/v1/mast-1/cmd/`: the node subscribes to everything below it."""
+    return topic(topic_root, node_id, "cmd") + "/"

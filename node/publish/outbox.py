@@ -1,0 +1,351 @@
+"""The outbox thread: the one owner of the outgoing stream, deciding "send now" vs "spool".
+
+Producers (fusion, health) only encode a message and put it on the outbox's queue; paho callbacks
+only post events to the same queue. A single thread deciding means no lock is ever held across a
+paho call. Store and forward (docs/reliability.md): while connected with an empty spool a message
+goes straight out and is kept in memory until its PUBACK. When the connection drops, the
+unacknowledged ones are written to the spool, and so is everything published until the spool has
+been delivered again, in order, before newer messages. Stale track updates are dropped at
+delivery and counted; alerts, health and track deletions are always delivered. A PUBACK saying
+"not authorised" (the broker ACL) is `acl_refused`: the message stays spooled and the connection
+is retried with back-off. `status` and `info` are republished on every connect and never spooled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import queue
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from node.clock import Clock
+from node.config import MqttSection
+from node.publish.command_channel import CommandChannel
+from node.publish.link import Backoff, LinkState
+from node.publish.spool import Record, Spool
+from node.publish.wire import encode, publish_properties
+
+# The publisher's log lines keep the logger name they always had (operators filter on it).
+log = logging.getLogger("node.publish.mqtt")
+
+DRAIN_WINDOW = 32  # spooled messages in flight at once while delivering a backlog
+STOP_FLUSH_S = 1.0
+_TICK_S = 0.25
+
+
+@dataclass
+class _Sent:
+    """A spooled message handed to paho, in delivery order; `done` once acknowledged (or stale)."""
+
+    token: object
+    done: bool = False
+
+
+class Outbox:
+    """The outbox thread and its state; everything but `events` is touched by that thread only."""
+
+    def __init__(
+        self,
+        mqtt: MqttSection,
+        clock: Clock,
+        link: LinkState,
+        events: queue.SimpleQueue[tuple[Any, ...]],
+        spool: Spool,
+        topics: dict[str, str],
+        first_client: paho.Client,
+        status: Callable[[str], dict[str, Any]],
+        info: Callable[[], dict[str, Any]],
+        commands: CommandChannel | None,
+        backoff: Backoff,
+    ) -> None:
+        self._cfg = mqtt
+        self._clock = clock
+        self._link = link
+        self._events = events
+        self._spool = spool
+        self._topics = topics
+        self._status = status
+        self._info = info
+        self._commands = commands
+        self._backoff = backoff
+        self._gen = 0  # connection generation: events of older connections are ignored
+        self._client_now = first_client  # the client of the live connection
+        self._live: OrderedDict[int, Record] = OrderedDict()
+        self._drain: deque[_Sent] = deque()
+        self._drain_by_mid: dict[int, _Sent] = {}
+        self._control: dict[int, str] = {}  # mid → name, for status/info/responses
+        self._stop_mid: int | None = None
+        self._refused_logged: set[str] = set()
+        self._thread = threading.Thread(target=self._run, name="mqtt-outbox", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout=timeout)
+
+    def _run(self) -> None:
+        next_tick = time.monotonic() + _TICK_S
+        stop_deadline: float | None = None
+        while True:
+            timeout = max(0.0, next_tick - time.monotonic())
+            if stop_deadline is not None:
+                timeout = min(timeout, max(0.0, stop_deadline - time.monotonic()))
+            try:
+                event = self._events.get(timeout=timeout)
+            except queue.Empty:
+                event = None
+            if event is not None:
+                if event[0] == "stop":
+                    stop_deadline = self._begin_stop()
+                else:
+                    self._handle(event)
+            self._pump()
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + _TICK_S
+                self._spool.tick()
+                self.update_spool_stats()
+            if stop_deadline is not None and (self._stop_mid is None or time.monotonic() >= stop_deadline):
+                self._finish_stop()
+                return
+
+    def _handle(self, event: tuple[Any, ...]) -> None:
+        kind = event[0]
+        if kind == "msg":
+            record: Record = event[1]
+            if self._gen and not self._spool.has_unsent():
+                self._send_live(record)
+            else:
+                self._spool.append(record)
+        elif kind == "ack":
+            self._on_ack(event[1], event[2], event[3])
+        elif kind == "connected":
+            self._on_connected(event[1], event[2])
+        elif kind == "disconnected":
+            self._on_lost(event[1], event[2])
+        elif kind == "info":
+            if self._gen:
+                self._send_control("info", self._info())
+        elif kind == "cmd":
+            if event[1] == self._gen:
+                assert self._commands is not None
+                self._commands.handle(event[2], self._send_reply, self._post_reply)
+        elif kind == "reply":
+            self._send_reply(*event[1:])
+        self.update_spool_stats()
+
+    # -- connection events ---------------------------------------------------------------------
+
+    def _on_connected(self, gen: int, client: paho.Client) -> None:
+        link = self._link
+        with link.lock:
+            if link.ever_connected:
+                link.counts["reconnects"] += 1
+            link.ever_connected = True
+            link.connected = True
+            link.broker_state = "connected"
+        self._gen = gen
+        self._client_now = client
+        link.fault_logged = None
+        log.info(
+            "MQTT: connected to %s:%d (%s)%s",
+            self._cfg.host,
+            self._cfg.port,
+            "v5" if client.protocol == MQTTProtocolVersion.MQTTv5 else "v3.1.1",
+            f"; delivering {self._spool.pending} spooled message(s)" if self._spool.pending else "",
+        )
+        self._send_control("status", self._status("online"))
+        self._send_control("info", self._info())
+        if self._commands is not None:
+            client.subscribe(self._commands.prefix + "#", qos=1)
+
+    def _on_lost(self, gen: int, reason: ReasonCode) -> None:
+        if gen != self._gen:
+            return
+        self._gen = 0
+        link = self._link
+        with link.lock:
+            link.connected = False
+            stopping = link.stopped
+            if link.broker_state == "connected":
+                link.broker_state = "disconnected"
+        if not stopping:
+            log.warning(
+                "MQTT: lost connection to broker (%s); spooling %d unacknowledged message(s), reconnecting",
+                reason.getName(),
+                len(self._live),
+            )
+        self._drain.clear()
+        self._drain_by_mid.clear()
+        self._control.clear()
+        self._spool_unacknowledged()
+
+    def _on_ack(self, gen: int, mid: int, reason: ReasonCode) -> None:
+        if gen != self._gen:
+            return
+        if reason.is_failure:
+            self._on_refused(mid, reason)
+            return
+        with self._link.lock:
+            self._link.counts["published"] += 1
+        if mid == self._stop_mid:
+            self._stop_mid = None
+        if self._live.pop(mid, None) is not None or self._control.pop(mid, None) is not None:
+            return
+        sent = self._drain_by_mid.pop(mid, None)
+        if sent is not None:
+            sent.done = True
+            self._commit_drained()
+
+    def _on_refused(self, mid: int, reason: ReasonCode) -> None:
+        """The broker took the message but refused it (MQTT 5 PUBACK "not authorised": the ACL).
+        Keep it (spooled), say so once, and retry the connection with back-off."""
+        record = self._live.get(mid)
+        sent = self._drain_by_mid.get(mid)
+        name = record.name if record is not None else self._control.get(mid, "spooled message")
+        link = self._link
+        with link.lock:
+            link.counts["refused"] += 1
+            link.broker_state = "acl_refused"
+        link.fault = "acl_refused"
+        if name not in self._refused_logged:
+            self._refused_logged.add(name)
+            log.error(
+                "MQTT: broker refused a %s message (%s): check the broker ACL for %s; "
+                "keeping messages spooled and retrying with back-off up to %g s",
+                name,
+                reason.getName(),
+                self._cfg.topic_root,
+                self._backoff.max_s,
+            )
+        if record is not None or sent is not None:
+            with contextlib.suppress(Exception):
+                self._client_now.disconnect()
+            self._on_lost(self._gen, reason)
+
+    # -- delivering ----------------------------------------------------------------------------
+
+    def _commit_drained(self) -> None:
+        token = None
+        while self._drain and self._drain[0].done:
+            token = self._drain.popleft().token
+        if token is not None:
+            self._spool.commit(token)
+
+    def _pump(self) -> None:
+        """Deliver the spool, oldest first, a window at a time; stale track updates are dropped."""
+        while self._gen and len(self._drain_by_mid) < DRAIN_WINDOW:
+            item = self._spool.next_unsent()
+            if item is None:
+                break
+            record, token = item
+            sent = _Sent(token)
+            self._drain.append(sent)
+            if record.expires and self._clock.now() - record.t > self._cfg.spool_max_age_s:
+                sent.done = True
+                with self._link.lock:
+                    self._link.counts["dropped_stale"] += 1
+                self._commit_drained()
+                continue
+            mid = self._publish(record.name, record.payload, False, self._expiry(record))
+            if mid is None:
+                break  # the connection is dying: the coming `disconnected` rewinds to this record
+            self._drain_by_mid[mid] = sent
+
+    def _expiry(self, record: Record) -> int | None:
+        if not record.expires:
+            return None
+        remaining = self._cfg.spool_max_age_s - max(0.0, self._clock.now() - record.t)
+        return max(1, math.ceil(remaining))
+
+    def _send_live(self, record: Record) -> None:
+        mid = self._publish(record.name, record.payload, False, self._expiry(record))
+        if mid is None:
+            self._spool.append(record)
+        else:
+            self._live[mid] = record
+
+    def _send_control(self, name: str, payload: dict[str, Any], retain: bool = True) -> int | None:
+        mid = self._publish(name, encode(payload), retain, None)
+        if mid is not None:
+            self._control[mid] = name
+        return mid
+
+    def _send_reply(self, to: str, correlation: bytes | None, body: dict[str, Any]) -> None:
+        if not self._gen:
+            return  # the commander times out and retries; responses are not spooled
+        mid = self._publish("response", encode(body), False, None, to=to, correlation=correlation)
+        if mid is not None:
+            self._control[mid] = "response"
+
+    def _post_reply(self, to: str, correlation: bytes | None, body: dict[str, Any]) -> None:
+        """A command handler's reply, from any thread: queued, sent by the outbox thread."""
+        self._events.put(("reply", to, correlation, body))
+
+    def _publish(
+        self,
+        name: str,
+        data: bytes,
+        retain: bool,
+        expiry: int | None,
+        to: str | None = None,
+        correlation: bytes | None = None,
+    ) -> int | None:
+        client = self._client_now
+        properties: Properties | None = None
+        if client.protocol == MQTTProtocolVersion.MQTTv5:
+            properties = publish_properties(expiry, correlation)
+        info = client.publish(
+            to or self._topics[name], data, qos=self._cfg.qos, retain=retain, properties=properties
+        )
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            # The connection died under us. paho may keep a copy, but this client is never
+            # reused: the caller keeps the message and the spool delivers it after the reconnect.
+            log.debug("MQTT: %s not sent: %s", name, paho.error_string(info.rc))
+            return None
+        return info.mid
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    def _begin_stop(self) -> float:
+        if self._gen:
+            self._stop_mid = self._send_control("status", self._status("offline"))
+        return time.monotonic() + STOP_FLUSH_S
+
+    def _finish_stop(self) -> None:
+        if self._stop_mid is not None:
+            log.warning("MQTT: offline status not confirmed within %g s", STOP_FLUSH_S)
+        # Whatever the broker has not acknowledged is delivered after the next start.
+        self._spool_unacknowledged()
+        self._spool.close()
+        self.update_spool_stats()
+
+    def _spool_unacknowledged(self) -> None:
+        """Back to the spool's delivery position, and the unacknowledged live messages after it."""
+        self._spool.rewind()
+        for record in self._live.values():
+            self._spool.append(record)
+        self._live.clear()
+
+    def update_spool_stats(self) -> None:
+        spool = self._spool
+        stats = {
+            "spooled": spool.spooled,
+            "pending": spool.pending,
+            "spool_bytes": spool.size_bytes,
+            "dropped_full": spool.dropped_full,
+            "quarantined": spool.quarantined,
+        }
+        with self._link.lock:
+            self._link.spool_stats = stats
