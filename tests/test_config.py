@@ -145,3 +145,36 @@ def test_cli_config_check_ok(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
+
+
+def test_every_config_key_is_documented() -> None:
+    """The config keys are a public contract: each one must appear in docs/config.md."""
+    import re
+    import typing
+
+    from pydantic import BaseModel
+
+    import node.config as c
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text()
+    missing: list[str] = []
+
+    def walk(model: type[BaseModel], path: str) -> None:
+        for name, field in model.model_fields.items():
+            if not re.search(rf"[`\[{{ ,]{re.escape(name)}[`\], }}]", doc):
+                missing.append(f"{path}{name}")
+            for arg in typing.get_args(field.annotation) or (field.annotation,):
+                for inner in typing.get_args(arg) or (arg,):
+                    if isinstance(inner, type) and issubclass(inner, BaseModel):
+                        walk(inner, f"{path}{name}.")
+
+    walk(c.Config, "")
+    for sensor in (
+        c.NmeaSensor,
+        c.TiMmwaveSensor,
+        c.RemoteIdSensor,
+        c.FpvRx5808Sensor,
+        c.AcousticArraySensor,
+    ):
+        walk(sensor, f"sensors[{sensor.__name__}].")
+    assert not missing, f"undocumented config keys: {missing}"
