@@ -81,3 +81,15 @@ def test_watch_render_shows_tracks_and_forgets_deleted_ones() -> None:
     state.handle("cuas/v1/n1/tracks", json.dumps(msg).encode())
     assert "4.1" not in render(state)
     state.handle("cuas/v1/n1/tracks", b"not json")  # ignored, not fatal
+
+
+def test_every_command_is_documented_in_the_readme() -> None:
+    """The CLI is a public contract: each subcommand has a row in the README's commands table."""
+    import argparse
+
+    from node.cli import _parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    subparsers = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [name for name in subparsers.choices if f"`cuas-node {name}" not in readme]
+    assert not missing, missing
