@@ -72,11 +72,18 @@ def _track_line(track: dict[str, Any]) -> str:
     bearing = math.degrees(math.atan2(e, n)) % 360
     speed = math.sqrt(ve * ve + vn * vn + vu * vu)
     cls = track.get("class", {})
+    notes = []
+    if track.get("bearing_only"):
+        notes.append("bearing-only (range is a guess)")
+    rid = track.get("remote_id")
+    if rid:
+        notes.append(f"RID {rid.get('uas_id', '?')} {rid.get('consistency', '?').upper()}")
     return (
         f"  {track['id']:<10} {track['status']:<10} "
         f"{cls.get('label', '?'):<11}{cls.get('confidence', 0):>5.2f} "
         f"{track.get('lat', 0):>11.6f} {track.get('lon', 0):>11.6f} {track.get('alt_m', 0):>7.1f} "
         f"{rng:>7.1f} {bearing:>6.1f} {speed:>6.1f}  {','.join(track.get('sensors', []))}"
+        + ("  " + "; ".join(notes) if notes else "")
     )
 
 

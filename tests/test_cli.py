@@ -77,6 +77,9 @@ def test_watch_render_shows_tracks_and_forgets_deleted_ones() -> None:
     screen = render(state)
     assert "node n1: online" in screen and "4.1" in screen and "radar-1" in screen
     assert " 53.9 " in screen  # range to the track: sqrt(30² + 40² + 20²)
+    flagged = dict(track, bearing_only=True, remote_id={"uas_id": "SN-1", "consistency": "inconsistent"})
+    state.handle("cuas/v1/n1/tracks", json.dumps(dict(msg, tracks=[flagged])).encode())
+    assert "bearing-only" in render(state) and "RID SN-1 INCONSISTENT" in render(state)
     msg["tracks"] = [dict(track, status="deleted")]
     state.handle("cuas/v1/n1/tracks", json.dumps(msg).encode())
     assert "4.1" not in render(state)
