@@ -235,3 +235,12 @@ def schemas() -> dict[str, dict[str, Any]]:
     for path in sorted(SCHEMA_DIR.glob("*.schema.json")):
         loaded[path.name.removesuffix(".schema.json")] = json.loads(path.read_text())
     return loaded
+
+
+@pytest.fixture
+def fast_mqtt_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reconnect back-off in tenths of a second, so broker-fault tests see several retries quickly."""
+    import node.publish.mqtt as mqtt_module
+
+    monkeypatch.setattr(mqtt_module, "RECONNECT_MIN_S", 0.1)
+    monkeypatch.setattr(mqtt_module, "RECONNECT_MAX_S", 0.4)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 
 class ChunkTransport:
     """A transport that hands out pre-recorded chunks, one per read, and records what is written:
@@ -32,3 +35,12 @@ class ChunkTransport:
     @property
     def is_open(self) -> bool:
         return self.opened
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
+    """Wait on a condition, not a clock: the machines that run CI are shared and slow at times."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not met within {timeout} s")
+        time.sleep(0.02)

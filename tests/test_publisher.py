@@ -27,6 +27,7 @@ from node.config import ConfigError, MqttSection
 from node.publish import MqttPublisher, topic
 from node.publish import mqtt as mqtt_module
 from node.publish.seqstore import BLOCK, SequenceStore
+from tests.fakes import wait_until
 
 if TYPE_CHECKING:  # the fixtures' classes, for annotations only (conftest is not importable as a module)
     from conftest import MosquittoBroker, MqttSubscriber, Received
@@ -47,14 +48,6 @@ def cfg(port: int, **overrides: Any) -> MqttSection:
 
 def validate(schemas: dict[str, dict[str, Any]], name: str, payload: Any) -> None:
     jsonschema.Draft202012Validator(schemas[name]).validate(payload)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        time.sleep(0.02)
 
 
 def is_status(state: str, retain: bool | None = None) -> Callable[[Received], bool]:

@@ -22,7 +22,7 @@ from node.clock import SystemClock
 from node.commands import Command, Result
 from node.config import CommandsSection, MqttSection
 from node.publish import MqttPublisher
-from node.publish import mqtt as mqtt_module
+from tests.fakes import wait_until
 
 if TYPE_CHECKING:
     from conftest import MosquittoBroker
@@ -36,18 +36,7 @@ PASSWORDS = {
 }
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not met within {timeout} s")
-        time.sleep(0.02)
-
-
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mqtt_module, "RECONNECT_MIN_S", 0.1)
-    monkeypatch.setattr(mqtt_module, "RECONNECT_MAX_S", 0.4)
+pytestmark = pytest.mark.usefixtures("fast_mqtt_backoff")
 
 
 class Client:

@@ -21,7 +21,6 @@ import re
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,16 +62,9 @@ from drivers.ti_mmwave import encode_frame
 from node.clock import SystemClock
 from node.measurement import AnyMeasurement, SensorState
 from node.runtime import DriverLoop
+from tests.fakes import wait_until
 
 TIMEOUT_S = 20.0
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = TIMEOUT_S, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(0.01)
 
 
 # --- byte streams that each driver turns into measurements ---------------------------------------

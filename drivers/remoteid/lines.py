@@ -100,12 +100,12 @@ def parse_odid_line(line: str) -> tuple[str, str | None, float | None, int, byte
     return carrier, mac, rssi, raw[1], raw[2:]
 
 
-class OdidLineParser:
-    """`ODID,...` lines → `OdidFrame`s (see the module docstring and docs/remoteid.md)."""
+class _LineParser:
+    """What both serial line formats share: bounded line splitting, counters, feed and flush;
+    each format only says how a batch of complete lines becomes frames (`_take`)."""
 
     def __init__(self) -> None:
         self._lines = _LineSplitter()
-        self._decoder = FrameDecoder(self._lines.counts)
 
     @property
     def counters(self) -> dict[str, int]:
@@ -116,6 +116,17 @@ class OdidLineParser:
 
     def flush(self) -> list[OdidFrame]:
         return self._take(self._lines.flush())
+
+    def _take(self, lines: list[bytes]) -> list[OdidFrame]:
+        raise NotImplementedError
+
+
+class OdidLineParser(_LineParser):
+    """`ODID,...` lines → `OdidFrame`s (see the module docstring and docs/remoteid.md)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._decoder = FrameDecoder(self._lines.counts)
 
     def _take(self, lines: list[bytes]) -> list[OdidFrame]:
         out: list[OdidFrame] = []
@@ -188,7 +199,7 @@ def mesh_mapper_messages(obj: dict[str, Any]) -> list[OdidMessage]:
     return out
 
 
-class MeshMapperLineParser:
+class MeshMapperLineParser(_LineParser):
     """drone-mesh-mapper JSON lines → `OdidFrame`s with `source="drone-mesh-mapper"`.
 
     Lines that are JSON but not a detection (heartbeats, status) count as `ignored_lines`; a
@@ -196,18 +207,8 @@ class MeshMapperLineParser:
     """
 
     def __init__(self) -> None:
-        self._lines = _LineSplitter()
+        super().__init__()
         self._lines.counts.update(frames=0, messages=0, empty_detections=0)
-
-    @property
-    def counters(self) -> dict[str, int]:
-        return dict(self._lines.counts)
-
-    def feed(self, data: bytes) -> list[OdidFrame]:
-        return self._take(self._lines.split(data))
-
-    def flush(self) -> list[OdidFrame]:
-        return self._take(self._lines.flush())
 
     def _take(self, lines: list[bytes]) -> list[OdidFrame]:
         out: list[OdidFrame] = []
