@@ -16,9 +16,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import math  # noqa: E402
 import time  # noqa: E402
 
-from drivers.acoustic.driver import AcousticPipeline  # noqa: E402
-from drivers.acoustic.geometry import circular, preset  # noqa: E402
-from drivers.sim.acoustic import synth_array_block  # noqa: E402
+from cuas_node.drivers.acoustic.driver import AcousticPipeline  # noqa: E402
+from cuas_node.drivers.acoustic.geometry import circular, preset  # noqa: E402
+from cuas_node.drivers.sim.acoustic import synth_array_block  # noqa: E402
 
 WINDOW_S = 1.0
 HOP_S = 0.5  # the driver's block: each second of audio is analysed twice

@@ -129,7 +129,7 @@ def node_config(workdir: Path, broker_port: int, radar_port: str, pipeline: bool
 
 def target_frame(k: int) -> bytes:
     """One drone (4 points) flying away along boresight at 5 m/s, plus two static clutter points."""
-    from drivers.ti_mmwave import encode_frame
+    from cuas_node.drivers.radar.ti_frames import encode_frame
 
     y = 40.0 + 0.5 * k
     pts = [
@@ -142,7 +142,7 @@ def target_frame(k: int) -> bytes:
 
 def one_run(duration_s: float, pipeline: bool) -> list[float]:
     """Latencies (seconds) of every steady-state frame in one run."""
-    from drivers.sim.pty import PtyPort
+    from cuas_node.drivers.sim.pty import PtyPort
 
     with tempfile.TemporaryDirectory(prefix="cuas-bench-") as tmp:
         work = Path(tmp)

@@ -18,12 +18,11 @@ import os
 import time
 
 import numpy as np
-
-from drivers.radar_cluster import ClusterOptions, PointClusterer
-from drivers.static_map import StaticClutterMap
-from drivers.ti_driver import TiMmwaveDriver
-from drivers.ti_mmwave import TiFrameParser, encode_frame
-from node.clock import SystemClock
+from cuas_node.drivers.radar.cluster import ClusterOptions, PointClusterer
+from cuas_node.drivers.radar.static_map import StaticClutterMap
+from cuas_node.drivers.radar.ti_driver import TiMmwaveDriver
+from cuas_node.drivers.radar.ti_frames import TiFrameParser, encode_frame
+from cuas_node.kernel.clock import SystemClock
 
 RATE_HZ = 20.0
 POINTS_PER_FRAME = 200

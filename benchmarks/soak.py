@@ -140,7 +140,7 @@ def main() -> int:
     )
     env = dict(os.environ, XDG_STATE_HOME=str(tmp / "state"))
     node = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "sim", scenario, "--speed", str(args.speed),
+        [sys.executable, "-m", "cuas_node.cli", "sim", scenario, "--speed", str(args.speed),
          "--duration", str(args.duration), "--config", str(config)],
         cwd=ROOT, env=env,
     )  # fmt: skip

@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from node.evaluation.metrics import gospa
+from cuas_node.evaluation.metrics import gospa
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -158,10 +158,10 @@ TrackerStep = Callable[[Scan], FloatArray]
 def ours() -> TrackerStep:
     """Our tracker through its direct API. Kept to this one function so that the lead can follow
     changes to the tracker (e.g. an IMM) in one place."""
-    from calibration.pose import Pose
-    from node.config import FusionSection
-    from node.fusion.tracker import RadarGeometry, RadarScan, Tracker
-    from node.fusion.tracks import Status
+    from cuas_node.config import FusionSection
+    from cuas_node.fusion.tracker import RadarGeometry, RadarScan, Tracker
+    from cuas_node.fusion.tracks import Status
+    from cuas_node.kernel.pose import Pose
 
     params = FusionSection(
         confirm_m=CONFIRM_HITS,

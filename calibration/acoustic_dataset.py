@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-
-from calibration.acoustic_simulated_clips import outdoor_ambience
-from drivers.acoustic.decode import read_wav
-from drivers.acoustic.features import FEATURE_NAMES, extract
-from drivers.sim.acoustic import colored_noise
+from cuas_node.calibration.acoustic_simulated_clips import outdoor_ambience
+from cuas_node.drivers.acoustic.decode import read_wav
+from cuas_node.drivers.acoustic.features import FEATURE_NAMES, extract
+from cuas_node.drivers.sim.acoustic import colored_noise
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int_]

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-
-from drivers.acoustic.detector import DetectorModel, Trees, expand
+from cuas_node.drivers.acoustic.detector import DetectorModel, Trees, expand
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int_]

@@ -13,10 +13,9 @@ import sys
 
 import numpy as np
 import numpy.typing as npt
-
-from calibration.acoustic_dataset import RealSet
-from calibration.acoustic_metrics import summary
-from calibration.acoustic_model_fit import Config, TreeParams, fit_model
+from cuas_node.calibration.acoustic_dataset import RealSet
+from cuas_node.calibration.acoustic_metrics import summary
+from cuas_node.calibration.acoustic_model_fit import Config, TreeParams, fit_model
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int_]

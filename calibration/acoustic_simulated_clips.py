@@ -15,9 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
-
-from drivers.acoustic.features import extract
-from drivers.sim.acoustic import (
+from cuas_node.drivers.acoustic.features import extract
+from cuas_node.drivers.sim.acoustic import (
     AircraftVoice,
     BirdVoice,
     DroneVoice,

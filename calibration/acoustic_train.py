@@ -1,4 +1,4 @@
-"""Train the acoustic drone detector: `python -m calibration.acoustic_train [--captures DIR]`.
+"""Train the acoustic drone detector: `python -m cuas_node.calibration.acoustic_train [--captures DIR]`.
 
 Data: the real one-second clips in ../shared/captures/acoustic/{drone,not_drone} (Parrot Bebop and
 Mambo indoors; ESC-50 sounds, white noise, silence), split by *recording* (segments of one
@@ -28,10 +28,11 @@ Metrics (written into the weights file, and docs/acoustic.md): ROC AUC and the d
 1 % false-alarm rate (threshold = the score exceeded by at most 1 % of the negatives), on the
 held-out real recordings and in the cross-validation.
 
-Layout: `calibration.acoustic_dataset` (real clips, split, augmentation),
-`calibration.acoustic_simulated_clips` (simulated drones and hard negatives),
-`calibration.acoustic_model_fit` (logistic + boosted trees), `calibration.acoustic_model_selection`
-(grouped cross-validation over the candidates), `calibration.acoustic_metrics` (ROC numbers); this
+Layout: `cuas_node.calibration.acoustic_dataset` (real clips, split, augmentation),
+`cuas_node.calibration.acoustic_simulated_clips` (simulated drones and hard negatives),
+`cuas_node.calibration.acoustic_model_fit` (logistic + boosted trees),
+`cuas_node.calibration.acoustic_model_selection` (grouped cross-validation over the candidates),
+`cuas_node.calibration.acoustic_metrics` (ROC numbers); this
 module runs them in a fixed order (the seeds derive from `--seed`) and writes the weights file.
 """
 
@@ -44,8 +45,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from calibration.acoustic_dataset import (
+from cuas_node.calibration.acoustic_dataset import (
     DEFAULT_CAPTURES,
     SEED,
     TEST_FRACTION,
@@ -58,8 +58,8 @@ from calibration.acoustic_dataset import (
     real_split,
     recording_id,
 )
-from calibration.acoustic_metrics import PAUC_MAX_FA, partial_auc, pd_at_fa, roc_auc, summary
-from calibration.acoustic_model_fit import (
+from cuas_node.calibration.acoustic_metrics import PAUC_MAX_FA, partial_auc, pd_at_fa, roc_auc, summary
+from cuas_node.calibration.acoustic_model_fit import (
     L2,
     Booster,
     Config,
@@ -68,7 +68,7 @@ from calibration.acoustic_model_fit import (
     fit_model,
     robust_scaling,
 )
-from calibration.acoustic_model_selection import (
+from cuas_node.calibration.acoustic_model_selection import (
     CANDIDATE_STAGES,
     N_FOLDS,
     REAL_WEIGHT,
@@ -77,14 +77,14 @@ from calibration.acoustic_model_selection import (
     group_folds,
     sample_weights,
 )
-from calibration.acoustic_simulated_clips import (
+from cuas_node.calibration.acoustic_simulated_clips import (
     NEGATIVES,
     SIM_RATE,
     SIM_SECONDS,
     simulated_clip,
     simulated_set,
 )
-from drivers.acoustic.detector import DEFAULT_WEIGHTS_PATH, DetectorModel
+from cuas_node.drivers.acoustic.detector import DEFAULT_WEIGHTS_PATH, DetectorModel
 
 __all__ = [
     "CANDIDATE_STAGES",

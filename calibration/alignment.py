@@ -23,9 +23,9 @@ chosen with rotation-independent evidence (range for a radar) and a coarse searc
 offset with an azimuth histogram (robust to a large initial yaw error), then re-gated at
 `gate_sigma` after each fit.
 
-Layout: the vocabulary (options, initial mount, errors) is in `calibration.alignment_options`,
-association and the measurement model in `calibration.alignment_matching`, the covariance and the
-refusals in `calibration.alignment_conditioning`; this module holds the solve and the result.
+Layout: the vocabulary (options, initial mount, errors) is in `cuas_node.calibration.alignment_options`,
+association and the measurement model in `cuas_node.calibration.alignment_matching`, the covariance and the
+refusals in `cuas_node.calibration.alignment_conditioning`; this module holds the solve and the result.
 """
 
 from __future__ import annotations
@@ -36,15 +36,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.optimize import least_squares
-
-from calibration.alignment_conditioning import (
+from cuas_node.calibration.alignment_conditioning import (
     azimuth_span_deg,
     conditioning_refusals,
     max_offdiag,
     parameter_covariance,
 )
-from calibration.alignment_matching import (
+from cuas_node.calibration.alignment_matching import (
     ObservationModel,
     Observations,
     ReferenceTrajectory,
@@ -54,7 +52,7 @@ from calibration.alignment_matching import (
     residual_stats,
     wrap_angle,
 )
-from calibration.alignment_options import (
+from cuas_node.calibration.alignment_options import (
     PARAMS,
     SPEED_OF_SOUND_MPS,
     AlignmentError,
@@ -63,10 +61,11 @@ from calibration.alignment_options import (
     FloatArray,
     InitialMount,
 )
-from calibration.io import ReferenceTrack
-from calibration.pose import rotation_sensor_to_enu, spherical_to_cartesian
-from node.geo import LocalFrame
-from node.measurement import AnyMeasurement
+from cuas_node.calibration.io import ReferenceTrack
+from cuas_node.kernel.geo import LocalFrame
+from cuas_node.kernel.measurement import AnyMeasurement
+from cuas_node.kernel.pose import rotation_sensor_to_enu, spherical_to_cartesian
+from scipy.optimize import least_squares
 
 __all__ = [
     "PARAMS",

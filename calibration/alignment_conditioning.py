@@ -12,9 +12,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from calibration.alignment_matching import ObservationModel, Observations, wrap_angle
-from calibration.alignment_options import PARAMS, AlignmentOptions, FloatArray
+from cuas_node.calibration.alignment_matching import ObservationModel, Observations, wrap_angle
+from cuas_node.calibration.alignment_options import PARAMS, AlignmentOptions, FloatArray
 
 _ADVICE = {
     "yaw_deg": "fly across the field of view at several ranges",

@@ -3,7 +3,7 @@ function of time, the sensor's measurements as arrays, the measurement model tha
 the sensor should have reported for candidate parameters, and the association (coarse time-offset
 search with an azimuth histogram, one measurement per radar scan, residual statistics).
 
-Kept apart from the solve (`calibration.alignment`) because association decides *which*
+Kept apart from the solve (`cuas_node.calibration.alignment`) because association decides *which*
 measurements are evidence; it must be robust to clutter and a large initial yaw error before any
 least squares can be trusted.
 """
@@ -16,13 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from cuas_node.calibration.alignment_options import AlignmentError, AlignmentOptions, BoolArray, FloatArray
+from cuas_node.calibration.io import ReferenceTrack
+from cuas_node.kernel.geo import LocalFrame
+from cuas_node.kernel.measurement import AcousticBearing, AnyMeasurement, RadarDetection, RfPresence
+from cuas_node.kernel.pose import cartesian_to_spherical, rotation_sensor_to_enu
 from scipy.interpolate import CubicSpline
-
-from calibration.alignment_options import AlignmentError, AlignmentOptions, BoolArray, FloatArray
-from calibration.io import ReferenceTrack
-from calibration.pose import cartesian_to_spherical, rotation_sensor_to_enu
-from node.geo import LocalFrame
-from node.measurement import AcousticBearing, AnyMeasurement, RadarDetection, RfPresence
 
 
 def wrap_angle(a: FloatArray) -> FloatArray:

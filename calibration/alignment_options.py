@@ -1,7 +1,7 @@
 """The vocabulary of the alignment fit: its parameters, knobs and acceptance limits, the starting
 mount, and the error raised when no alignment is possible at all.
 
-Separate from `calibration.alignment` so that the matching code (`alignment_matching`) and the
+Separate from `cuas_node.calibration.alignment` so that the matching code (`alignment_matching`) and the
 conditioning checks (`alignment_conditioning`) can share it without importing the solver.
 """
 

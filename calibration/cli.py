@@ -7,10 +7,10 @@ check that found a problem (the TOML is still written, with `accepted = false` a
 2 usage error, 78 configuration error.
 
 `node/cli.py` wires this in with `add_calibrate_parser(sub)` and dispatches `calibrate` to
-`run(args)`; `main(argv)` runs the same parser stand-alone (tests, `python -m calibration.cli`).
+`run(args)`; `main(argv)` runs the same parser stand-alone (tests, `python -m cuas_node.calibration.cli`).
 This module only builds the parser and dispatches: the procedures live in
-`calibration.cli_capture_align` (capture, align) and `calibration.cli_sensor_checks`
-(acoustic-check, rf-pathloss, radar), their shared plumbing in `calibration.cli_common`.
+`cuas_node.calibration.cli_capture_align` (capture, align) and `cuas_node.calibration.cli_sensor_checks`
+(acoustic-check, rf-pathloss, radar), their shared plumbing in `cuas_node.calibration.cli_common`.
 """
 
 from __future__ import annotations
@@ -20,16 +20,16 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from calibration import io as calio
-from calibration.cli_capture_align import (
+from cuas_node.calibration import io as calio
+from cuas_node.calibration.cli_capture_align import (
     add_align_parser,
     add_capture_parser,
     capture,
     cmd_align,
     cmd_capture,
 )
-from calibration.cli_common import DEFAULT_DIR
-from calibration.cli_sensor_checks import (
+from cuas_node.calibration.cli_common import DEFAULT_DIR
+from cuas_node.calibration.cli_sensor_checks import (
     add_acoustic_check_parser,
     add_radar_parser,
     add_rf_pathloss_parser,
@@ -37,7 +37,7 @@ from calibration.cli_sensor_checks import (
     cmd_radar,
     cmd_rf_pathloss,
 )
-from node.config import ConfigError
+from cuas_node.config import ConfigError
 
 __all__ = [
     "DEFAULT_DIR",

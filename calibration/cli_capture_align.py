@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from calibration import io as calio
-from calibration.cli_common import (
+from cuas_node.calibration import io as calio
+from cuas_node.calibration.cli_common import (
     add_common_arguments,
     find_sensor,
     load_procedure_config,
@@ -29,9 +29,9 @@ from calibration.cli_common import (
     resolve_origin,
     write_report,
 )
-from calibration.plot import Panel, Series
-from node.config import ConfigError
-from node.measurement import AnyMeasurement
+from cuas_node.calibration.plot import Panel, Series
+from cuas_node.config import ConfigError
+from cuas_node.kernel.measurement import AnyMeasurement
 
 
 def add_capture_parser(csub: Any) -> None:
@@ -105,8 +105,8 @@ def capture(
 
     One thread per driver as in the node, so a slow port never delays another sensor's stamps; a
     port that fails to open is retried every second until the end."""
-    from drivers.registry import UnsupportedSensor, build_driver
-    from node.clock import SystemClock
+    from cuas_node.driver_factory import UnsupportedSensor, build_driver
+    from cuas_node.kernel.clock import SystemClock
 
     clock = clock or SystemClock()
     chosen = [s for s in config.sensors if s.enabled and (not sensors or s.id in sensors)]
@@ -192,7 +192,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 def cmd_align(args: argparse.Namespace) -> int:
-    from calibration.alignment import AlignmentOptions, InitialMount, align
+    from cuas_node.calibration.alignment import AlignmentOptions, InitialMount, align
 
     config = optional_config(args)
     sensor = find_sensor(config, args.sensor)

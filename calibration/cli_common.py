@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from calibration import io as calio
-from calibration.plot import Panel, save_plot
-from node.config import ConfigError, load_config, resolve_config_path
-from node.geo import LocalFrame
-from node.measurement import AnyMeasurement, GpsFix
+from cuas_node.calibration import io as calio
+from cuas_node.calibration.plot import Panel, save_plot
+from cuas_node.config import ConfigError, load_config, resolve_config_path
+from cuas_node.kernel.geo import LocalFrame
+from cuas_node.kernel.measurement import AnyMeasurement, GpsFix
 
 DEFAULT_DIR = Path("/etc/cuas-node/calibration")
 
@@ -92,7 +91,7 @@ def output_path(args: argparse.Namespace, sensor_id: str, procedure: str) -> Pat
 
 def report_header(procedure: str, sensor_id: str, inputs: Sequence[str]) -> dict[str, Any]:
     """The keys every calibration TOML starts with, so a record says what made it and from what."""
-    from node import __version__
+    from cuas_node import __version__
 
     return {
         "procedure": procedure,

@@ -3,7 +3,7 @@ procedures (docs/calibration.md §2-§4).
 
 Unlike `align` these need no rotation solve: each checks or fits one property of one sensor kind
 (channel order of a microphone array, RSSI vs distance, radar range bias and static clutter), so
-they share only the report plumbing of `calibration.cli_common`.
+they share only the report plumbing of `cuas_node.calibration.cli_common`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from calibration import io as calio
-from calibration.cli_common import (
+from cuas_node.calibration import io as calio
+from cuas_node.calibration.cli_common import (
     add_common_arguments,
     find_sensor,
     optional_config,
@@ -28,7 +27,7 @@ from calibration.cli_common import (
     resolve_origin,
     write_report,
 )
-from calibration.plot import Panel, Series
+from cuas_node.calibration.plot import Panel, Series
 
 
 def add_acoustic_check_parser(csub: Any) -> None:
@@ -81,9 +80,9 @@ def add_radar_parser(csub: Any) -> None:
 
 
 def cmd_acoustic_check(args: argparse.Namespace) -> int:
-    from calibration.acoustic_check import check_array, read_audio
-    from calibration.pose import Pose, cartesian_to_spherical
-    from drivers.acoustic.geometry import preset, resolve
+    from cuas_node.calibration.acoustic_check import check_array, read_audio
+    from cuas_node.drivers.acoustic.geometry import preset, resolve
+    from cuas_node.kernel.pose import Pose, cartesian_to_spherical
 
     config = optional_config(args)
     sensor = find_sensor(config, args.sensor)
@@ -152,7 +151,7 @@ def cmd_acoustic_check(args: argparse.Namespace) -> int:
 
 
 def cmd_rf_pathloss(args: argparse.Namespace) -> int:
-    from calibration.pathloss import fit_path_loss, samples_from_capture
+    from cuas_node.calibration.pathloss import fit_path_loss, samples_from_capture
 
     config = optional_config(args)
     sensor = find_sensor(config, args.sensor)
@@ -203,7 +202,7 @@ def cmd_rf_pathloss(args: argparse.Namespace) -> int:
 
 
 def cmd_radar(args: argparse.Namespace) -> int:
-    from calibration.radar_cal import learn_clutter, range_bias, read_ti_capture
+    from cuas_node.calibration.radar_cal import learn_clutter, range_bias, read_ti_capture
 
     if args.reflector_range_m is None and not args.clutter:
         raise ValueError("give --reflector-range-m (range bias) and/or --clutter (static clutter map)")

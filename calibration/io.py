@@ -11,7 +11,7 @@ Measurement line format (one JSON object per line; blank lines and `#` comments 
      "t_receive": 12.3, "range_m": 41.2, "az_rad": 0.12, ...}
 
 `kind` is one of `radar`, `acoustic`, `remoteid`, `rf`, `gps`, or the class name of
-`node/measurement.py` (`RadarDetection`, ..., as `cuas-node replay` prints it); when it is
+`node/kernel/measurement.py` (`RadarDetection`, ..., as `cuas-node replay` prints it); when it is
 missing it is inferred from the fields present. The remaining keys are the dataclass fields
 (unknown keys are ignored, so a newer writer stays readable). A line may also nest the fields under
 `"measurement"`. Lines of any other `type` are skipped.
@@ -32,8 +32,7 @@ from typing import Any, TextIO
 
 import numpy as np
 import numpy.typing as npt
-
-from node.measurement import (
+from cuas_node.kernel.measurement import (
     AcousticBearing,
     AnyMeasurement,
     GpsFix,

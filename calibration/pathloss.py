@@ -23,11 +23,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from cuas_node.calibration.io import ReferenceTrack
+from cuas_node.kernel.geo import LocalFrame
+from cuas_node.kernel.measurement import AnyMeasurement, RemoteIdReport, RfPresence
 from scipy.optimize import least_squares
-
-from calibration.io import ReferenceTrack
-from node.geo import LocalFrame
-from node.measurement import AnyMeasurement, RemoteIdReport, RfPresence
 
 FloatArray = npt.NDArray[np.float64]
 

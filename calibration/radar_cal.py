@@ -11,10 +11,10 @@ frame's strongest static point near the known range (and bearing) is the reflect
 the robust mean of their range error. Refused when the reflector is seen in too few frames or its
 ranges scatter more than a range cell.
 
-Clutter map: `drivers.static_map.StaticClutterMap` learnt offline over the whole recording of the
-empty site (no target may fly or hover during it). The report says how many cells are static and
-how many slow points the map removes on the same recording, and warns when moving points were
-frequent (someone walked through).
+Clutter map: `cuas_node.drivers.radar.static_map.StaticClutterMap` learnt offline over the whole
+recording of the empty site (no target may fly or hover during it). The report says how many
+cells are static and how many slow points the map removes on the same recording, and warns when
+moving points were frequent (someone walked through).
 """
 
 from __future__ import annotations
@@ -27,10 +27,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from cuas_node.drivers.radar.static_map import StaticClutterMap, StaticMapGrid
+from cuas_node.drivers.radar.ti_frames import TiFrame, TiFrameParser
 from scipy.optimize import least_squares
-
-from drivers.static_map import StaticClutterMap, StaticMapGrid
-from drivers.ti_mmwave import TiFrame, TiFrameParser
 
 FloatArray = npt.NDArray[np.float64]
 

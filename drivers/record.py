@@ -3,7 +3,7 @@
 Why taps: they wrap the transports (and the FPV bus objects) of drivers that are already built,
 so no driver knows it is being recorded and the recorded bytes are exactly what the parser was fed.
 The file format itself (blocks, the config header, reading a file back) is in
-`drivers.record_pcapng`; its names are re-exported here, where callers have always found them.
+`cuas_node.drivers.record_pcapng`; its names are re-exported here, where callers have always found them.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from drivers.base import Transport
-from drivers.record_pcapng import (
+from cuas_node.drivers.record_pcapng import (
     FPV_PINS,
     FPV_SPI,
     HEADER_PREFIX,
@@ -27,15 +26,16 @@ from drivers.record_pcapng import (
     interface_description,
     section_header,
 )
-from drivers.record_pcapng import KIND_LINKTYPES as KIND_LINKTYPES
-from drivers.record_pcapng import LINKTYPE_OTHER as LINKTYPE_OTHER
-from drivers.record_pcapng import Packet as Packet
-from drivers.record_pcapng import Recording as Recording
-from drivers.record_pcapng import RecordingError as RecordingError
-from drivers.record_pcapng import read_recording as read_recording
-from node.clock import Clock
+from cuas_node.drivers.record_pcapng import KIND_LINKTYPES as KIND_LINKTYPES
+from cuas_node.drivers.record_pcapng import LINKTYPE_OTHER as LINKTYPE_OTHER
+from cuas_node.drivers.record_pcapng import Packet as Packet
+from cuas_node.drivers.record_pcapng import Recording as Recording
+from cuas_node.drivers.record_pcapng import RecordingError as RecordingError
+from cuas_node.drivers.record_pcapng import read_recording as read_recording
+from cuas_node.drivers.transport import Transport
+from cuas_node.kernel.clock import Clock
 
-log = logging.getLogger("cuas.record")
+log = logging.getLogger(__name__)
 
 
 def rotated_path(path: Path, index: int) -> Path:
@@ -314,7 +314,7 @@ def recording_header(config: Any) -> dict[str, Any]:
                 files[str(path)] = base64.b64encode(Path(path).read_bytes()).decode()
             except OSError as exc:
                 log.warning("recording: cannot embed %s (%s): %s", name, path, exc)
-    from node import __version__
+    from cuas_node import __version__
 
     return {
         "format": HEADER_PREFIX,

@@ -19,7 +19,7 @@ Layout of a recording (see docs/recording.md):
   (inbound) and each frame clocked into the RX5808 is one packet `0x02 | bit count | bits packed
   MSB first` (outbound), so replay can answer the driver's ADC reads from the file.
 
-This module is pure bytes (no clock, no threads, no drivers); `drivers.record` writes files with it.
+This module is pure bytes (no clock, no threads, no drivers); `cuas_node.drivers.record` writes files with it.
 """
 
 from __future__ import annotations

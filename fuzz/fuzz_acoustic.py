@@ -14,9 +14,8 @@ from _common import capture_files, instrumented, main, split
 
 with instrumented(__name__):
     import numpy as np
-
-    from drivers.acoustic.protocol import BUFFER_CAP, PcmFrameParser, encode_frame
-    from drivers.base import ParseError
+    from cuas_node.drivers.acoustic.protocol import BUFFER_CAP, PcmFrameParser, encode_frame
+    from cuas_node.drivers.parsing import ParseError
 
 
 def _parse(chunks: list[bytes]) -> tuple[list[tuple[object, ...]], dict[str, int]]:

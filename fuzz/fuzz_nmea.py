@@ -1,4 +1,4 @@
-"""atheris harness for the NMEA 0183 parser (drivers/nmea.py).
+"""atheris harness for the NMEA 0183 parser (drivers/nmea/parser.py).
 
 Checks per input: nothing but ParseError escapes, the sentence buffer stays within
 MAX_SENTENCE_BYTES, and split feeding gives the same epochs and counters as whole feeding.
@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from _common import instrumented, main, read_seeds, split
 
 with instrumented(__name__):
-    from drivers.base import ParseError
-    from drivers.nmea import MAX_SENTENCE_BYTES, NmeaParser
+    from cuas_node.drivers.nmea.parser import MAX_SENTENCE_BYTES, NmeaParser
+    from cuas_node.drivers.parsing import ParseError
 
 
 def _parse(chunks: list[bytes]) -> tuple[list[object], dict[str, int]]:

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from _common import capture_files, instrumented, main, split
 
 with instrumented(__name__):
-    from drivers.base import ParseError
-    from drivers.remoteid.lines import MAX_LINE_BYTES, MeshMapperLineParser, OdidLineParser
-    from drivers.remoteid.pcap import read_capture
+    from cuas_node.drivers.parsing import ParseError
+    from cuas_node.drivers.remoteid.lines import MAX_LINE_BYTES, MeshMapperLineParser, OdidLineParser
+    from cuas_node.drivers.remoteid.pcap import read_capture
 
 
 def _parse(odid: bool, chunks: list[bytes]) -> tuple[list[object], dict[str, int]]:

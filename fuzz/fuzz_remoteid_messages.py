@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from _common import capture_files, instrumented, main
 
 with instrumented(__name__):
-    from drivers.base import ParseError
-    from drivers.remoteid.carriers import beacon_odid, ble_odid, nan_odid
-    from drivers.remoteid.messages import MESSAGE_SIZE, decode_message, decode_payload
-    from drivers.remoteid.pcap import read_capture
+    from cuas_node.drivers.parsing import ParseError
+    from cuas_node.drivers.remoteid.carriers import beacon_odid, ble_odid, nan_odid
+    from cuas_node.drivers.remoteid.messages import MESSAGE_SIZE, decode_message, decode_payload
+    from cuas_node.drivers.remoteid.pcap import read_capture
 
 
 def TestOneInput(data: bytes) -> None:

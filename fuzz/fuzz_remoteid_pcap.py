@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from _common import capture_files, instrumented, main
 
 with instrumented(__name__):
-    from drivers.remoteid.pcap import read_capture
+    from cuas_node.drivers.remoteid.pcap import read_capture
 
 
 def TestOneInput(data: bytes) -> None:

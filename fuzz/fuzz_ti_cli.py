@@ -1,4 +1,4 @@
-"""atheris harness for the TI mmWave CLI conversation (drivers/ti_cli.py `CliConversation`).
+"""atheris harness for the TI mmWave CLI conversation (drivers/radar/ti_cli.py `CliConversation`).
 
 The input is what the board prints; the harness plays the configurator (one command out, its reply
 in, the next command out). Checks: nothing raises, the line buffer stays bounded, and split
@@ -13,7 +13,13 @@ from collections.abc import Iterator
 from _common import instrumented, main, split
 
 with instrumented(__name__):
-    from drivers.ti_cli import MAX_LINE_CHARS, PROMPT, CliConversation, load_profile, parse_cfg
+    from cuas_node.drivers.radar.ti_cli import (
+        MAX_LINE_CHARS,
+        PROMPT,
+        CliConversation,
+        load_profile,
+        parse_cfg,
+    )
 
 COMMANDS = parse_cfg(load_profile(None, "iwr6843")[0])
 

@@ -1,4 +1,4 @@
-"""atheris harness for the TI mmWave data-UART frame parser (drivers/ti_mmwave.py).
+"""atheris harness for the TI mmWave data-UART frame parser (drivers/radar/ti_frames.py).
 
 Checks: only ParseError may escape, the buffer stays within BUFFER_CAP, and split feeding gives
 the same frames and counters as whole feeding.
@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from _common import instrumented, main, read_seeds, split
 
 with instrumented(__name__):
-    from drivers.base import ParseError
-    from drivers.ti_mmwave import BUFFER_CAP, TiFrameParser, frame_to_json
+    from cuas_node.drivers.parsing import ParseError
+    from cuas_node.drivers.radar.ti_frames import BUFFER_CAP, TiFrameParser, frame_to_json
 
 
 def _parse(chunks: list[bytes]) -> tuple[list[str], dict[str, int]]:

@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from node import __version__
-from node.config import (
+from cuas_node import __version__
+from cuas_node.config import (
     EX_CONFIG,
     Config,
     ConfigError,
@@ -29,9 +29,9 @@ from node.config import (
     read_toml,
     resolve_config_path,
 )
-from node.logs import setup_logging
+from cuas_node.logs import setup_logging
 
-log = logging.getLogger("cuas")
+log = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -109,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
         "--config", help="config overriding the recorded one (mqtt, node id, fusion; not sensors)"
     )
 
-    from calibration.cli import add_calibrate_parser
+    from cuas_node.calibration.cli import add_calibrate_parser
 
     add_calibrate_parser(sub)
     return p
@@ -133,11 +133,11 @@ def _start_node(
     notify_systemd: bool = False,
     recorder: Any = None,
 ) -> int:
-    from drivers.registry import UnsupportedSensor, build_driver
-    from node.gpio import build_gpio
-    from node.publish import MqttPublisher
-    from node.runtime import Runtime
-    from node.sdnotify import ServiceNotifications
+    from cuas_node.driver_factory import UnsupportedSensor, build_driver
+    from cuas_node.gpio import build_gpio
+    from cuas_node.publish.mqtt import MqttPublisher
+    from cuas_node.runtime import Runtime
+    from cuas_node.sdnotify import ServiceNotifications
 
     try:
         drivers = [build_driver(s, clock, hardware) for s in config.sensors if s.enabled]
@@ -148,7 +148,7 @@ def _start_node(
             config, clock, config.record.path, config.record.rotate_bytes, config.record.keep_files
         )
     if recorder is not None:
-        from drivers.record import tap_driver
+        from cuas_node.drivers.record import tap_driver
 
         drivers = [tap_driver(d, recorder) for d in drivers]
         recorder.start()
@@ -191,13 +191,13 @@ def _start_node(
 
 
 def _recorder(config: Config, clock: Any, path: Path, rotate_bytes: int = 0, keep_files: int = 0) -> Any:
-    from drivers.record import Recorder, recording_header
+    from cuas_node.drivers.record import Recorder, recording_header
 
     return Recorder(path, clock, recording_header(config), rotate_bytes=rotate_bytes, keep_files=keep_files)
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
-    from node.clock import SystemClock
+    from cuas_node.kernel.clock import SystemClock
 
     config = load_config(resolve_config_path(args.config))
     setup_logging(config.logging.level)
@@ -212,13 +212,13 @@ def _cmd_record(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from node.replay import run_replay
+    from cuas_node.replay import run_replay
 
     return run_replay(args)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from node.clock import SystemClock
+    from cuas_node.kernel.clock import SystemClock
 
     config = load_config(resolve_config_path(args.config))
     setup_logging(config.logging.level)
@@ -233,9 +233,9 @@ def _sim_state_dir(node_id: str) -> Path:
 def _cmd_sim(args: argparse.Namespace) -> int:
     import time
 
-    from drivers.sim.runner import Simulation, open_truth
-    from drivers.sim.scenario import load_scenario
-    from node.clock import ScaledClock
+    from cuas_node.drivers.sim.runner import Simulation, open_truth
+    from cuas_node.drivers.sim.scenario import load_scenario
+    from cuas_node.kernel.clock import ScaledClock
 
     if args.speed <= 0:
         raise ConfigError(["--speed must be positive"], "command line")
@@ -254,8 +254,8 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         data = deep_merge(data, overrides)
     config = build_config(data, args.config or f"scenario {scenario.name}")
     setup_logging(config.logging.level)
-    from drivers.registry import fpv_receivers
-    from node.config import FpvRx5808Sensor
+    from cuas_node.config import FpvRx5808Sensor
+    from cuas_node.driver_factory import fpv_receivers
 
     simulation.build_hardware(
         {s.id: fpv_receivers(s) for s in config.sensors if isinstance(s, FpvRx5808Sensor)}
@@ -278,7 +278,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
-    from node.watch import watch
+    from cuas_node.watch import watch
 
     host, port, root = "localhost", 1883, "cuas/v1"
     if args.config or os.environ.get("CUAS_CONFIG"):
@@ -299,7 +299,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
-    from node.decode import DECODERS
+    from cuas_node.decode import DECODERS
 
     decoder = DECODERS.get(args.kind)
     if decoder is None:
@@ -323,19 +323,19 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from node.doctor import run_doctor
+    from cuas_node.doctor import run_doctor
 
     return run_doctor(resolve_config_path(args.config), timeout_s=args.timeout)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from node.evaluation.cli import cmd_eval
+    from cuas_node.evaluation.cli import cmd_eval
 
     return cmd_eval(args)
 
 
 def _cmd_acoustic(args: argparse.Namespace) -> int:
-    from drivers.acoustic.decode import score_wav_files
+    from cuas_node.drivers.acoustic.decode import score_wav_files
 
     status = 0
     for path in args.wav:
@@ -350,7 +350,7 @@ def _cmd_acoustic(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from calibration.cli import run
+    from cuas_node.calibration.cli import run
 
     return run(args)
 

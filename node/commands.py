@@ -36,9 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from cuas_node.config import CommandsSection, ConfigError, ZoneSection
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from node.config import CommandsSection, ConfigError, ZoneSection
 
 COMMANDS = ("status", "set-log-level", "zone-update", "alert-ack", "calibrate")
 MIN_KEY_BYTES = 16

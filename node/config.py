@@ -14,12 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-
 # The sensor models live in node/config_sensors.py; they are imported (and so re-exported) here
-# because node.config is where the rest of the node looks for configuration types.
-from node.config_sensors import (
+# because cuas_node.config is where the rest of the node looks for configuration types.
+from cuas_node.config_sensors import (
     _IDENT,
     AcousticArraySensor,
     FpvReceiver,
@@ -32,6 +29,8 @@ from node.config_sensors import (
     TiMmwaveSensor,
     _Section,
 )
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from drivers.acoustic.decode import decode_acoustic
-from drivers.nmea import decode_nmea
-from drivers.remoteid.decode import decode_remoteid
-from drivers.ti_mmwave import decode_ti
+from cuas_node.drivers.acoustic.decode import decode_acoustic
+from cuas_node.drivers.nmea.decode import decode_nmea
+from cuas_node.drivers.radar.ti_frames import decode_ti
+from cuas_node.drivers.remoteid.decode import decode_remoteid
 
 Decoder = Callable[[bytes], Iterator[dict[str, Any]]]
 

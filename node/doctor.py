@@ -12,8 +12,8 @@ checks (two readers on one serial port split its bytes between them).
 
 The machine is reached only through `Probe` (commands, /proc/cmdline, /dev, group membership),
 so the tests run every check against a fake one. The checks are grouped by subject in
-`node.doctor_serial`, `node.doctor_platform` and `node.doctor_broker` (on the shared base of
-`node.doctor_checklist`); this module runs them in order and prints the report.
+`cuas_node.doctor_serial`, `cuas_node.doctor_platform` and `cuas_node.doctor_broker` (on the shared base of
+`cuas_node.doctor_checklist`); this module runs them in order and prints the report.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from node.config import ConfigError, load_config
-from node.doctor_broker import BrokerChecks
-from node.doctor_broker import broker_check as broker_check
-from node.doctor_checklist import SERVICE_USER as SERVICE_USER
-from node.doctor_checklist import Check, Probe
-from node.doctor_checklist import Status as Status
-from node.doctor_platform import PlatformChecks
-from node.doctor_serial import SerialSensorChecks
+from cuas_node.config import ConfigError, load_config
+from cuas_node.doctor_broker import BrokerChecks
+from cuas_node.doctor_broker import broker_check as broker_check
+from cuas_node.doctor_checklist import SERVICE_USER as SERVICE_USER
+from cuas_node.doctor_checklist import Check, Probe
+from cuas_node.doctor_checklist import Status as Status
+from cuas_node.doctor_platform import PlatformChecks
+from cuas_node.doctor_serial import SerialSensorChecks
 
 
 class Doctor(SerialSensorChecks, PlatformChecks, BrokerChecks):

@@ -9,8 +9,8 @@ import ssl
 import threading
 from typing import Any
 
-from node.config import Config, ConfigError, read_password
-from node.doctor_checklist import Checklist, Status
+from cuas_node.config import Config, ConfigError, read_password
+from cuas_node.doctor_checklist import Checklist, Status
 
 
 class BrokerChecks(Checklist):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from node.system_health import Runner, run_command
+from cuas_node.system_health import Runner, run_command
 
 Status = Literal["PASS", "WARN", "FAIL"]
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from node.config import Config
-from node.doctor_checklist import SERVICE_USER, Checklist
-from node.system_health import clock_sync, disk_space, existing_parent
+from cuas_node.config import Config
+from cuas_node.doctor_checklist import SERVICE_USER, Checklist
+from cuas_node.system_health import clock_sync, disk_space, existing_parent
 
 _DISK_FAIL_BYTES = 100 * 1024 * 1024
 _DISK_WARN_BYTES = 1024 * 1024 * 1024
@@ -67,7 +67,7 @@ class PlatformChecks(Checklist):
                 'set gpio.backend = "blinka"',
             )
             return
-        from node.gpio import BlinkaBoard, GpioUnavailable
+        from cuas_node.gpio import BlinkaBoard, GpioUnavailable
 
         try:
             BlinkaBoard().close()

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node.config import Config
-from node.doctor_checklist import SERVICE_USER, Checklist
-from node.measurement import GpsFix
+from cuas_node.config import Config
+from cuas_node.doctor_checklist import SERVICE_USER, Checklist
+from cuas_node.kernel.measurement import GpsFix
 
 # Parser counters that only count well-formed records: any of them > 0 means the wiring and the
 # baud rate are right, even before the sensor sees a target (a GPS without fix still talks).
@@ -122,8 +122,8 @@ class SerialSensorChecks(Checklist):
         return ""
 
     def _read_frames(self, sensor: Any, reads: dict[str, _PortRead]) -> None:
-        from drivers.registry import UnsupportedSensor, build_driver
-        from node.clock import SystemClock
+        from cuas_node.driver_factory import UnsupportedSensor, build_driver
+        from cuas_node.kernel.clock import SystemClock
 
         result = _PortRead()
         reads[sensor.id] = result

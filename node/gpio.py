@@ -2,8 +2,8 @@
 
 Why an interface in front of Blinka: Blinka's `board` module refuses to import off a Raspberry Pi,
 yet the LED patterns, the alert's minimum on-time and the tamper debounce are logic that must be
-tested on any machine. So the logic (`node.gpio_lines`) talks to a two-method pin interface
-(`node.gpio_board`); `BlinkaBoard` (imported lazily) drives real pins and `FakeBoard` records
+tested on any machine. So the logic (`cuas_node.gpio_lines`) talks to a two-method pin interface
+(`cuas_node.gpio_board`); `BlinkaBoard` (imported lazily) drives real pins and `FakeBoard` records
 every change with a timestamp. All timing takes an explicit `now` (monotonic seconds), so tests
 use a fake clock and never sleep.
 
@@ -11,8 +11,8 @@ Polarity lives in the logic, not in the board: `*_active_high = false` in `[gpio
 board that switches on a low input or an LED wired to 3V3, without touching the logic.
 
 This module holds the controller that runs the three functions and `build_gpio`, and re-exports
-the names other code imports from `node.gpio`. `make_board` looks `BlinkaBoard` up here, so a test
-can replace `node.gpio.BlinkaBoard`.
+the names other code imports from `cuas_node.gpio`. `make_board` looks `BlinkaBoard` up here, so a test
+can replace `cuas_node.gpio.BlinkaBoard`.
 """
 
 from __future__ import annotations
@@ -23,16 +23,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from node.config import GpioSection
-from node.gpio_board import BlinkaBoard, Board, FakeBoard, GpioUnavailable
-from node.gpio_board import InputPin as InputPin
-from node.gpio_board import OutputPin as OutputPin
-from node.gpio_lines import PATTERNS as PATTERNS
-from node.gpio_lines import AlertOutput, NodeStatus, StatusLed, TamperInput
-from node.gpio_lines import pattern_level as pattern_level
-from node.gpio_lines import status_for as status_for
+from cuas_node.config import GpioSection
+from cuas_node.gpio_board import BlinkaBoard, Board, FakeBoard, GpioUnavailable
+from cuas_node.gpio_board import InputPin as InputPin
+from cuas_node.gpio_board import OutputPin as OutputPin
+from cuas_node.gpio_lines import PATTERNS as PATTERNS
+from cuas_node.gpio_lines import AlertOutput, NodeStatus, StatusLed, TamperInput
+from cuas_node.gpio_lines import pattern_level as pattern_level
+from cuas_node.gpio_lines import status_for as status_for
 
-log = logging.getLogger("cuas.gpio")
+log = logging.getLogger(__name__)
 
 _STEP_S = 0.05  # 20 Hz: fine enough for the LED patterns and the tamper debounce
 

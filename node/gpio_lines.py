@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from enum import StrEnum
 
-from node.gpio_board import InputPin, OutputPin
+from cuas_node.gpio_board import InputPin, OutputPin
 
 # -- Status LED --------------------------------------------------------------------------------
 

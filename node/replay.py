@@ -1,8 +1,8 @@
 """`cuas-node replay`: a recording's bytes through the same drivers and fusion, in timestamp order.
 
-The loop itself (and why it is single-threaded and deterministic) is `node.replay_loop`; what
-stands in for the clock, the ports and the FPV bus is `node.replay_sources`. This module is the
-command line, the golden-file regeneration and the names other code imports from `node.replay`.
+The loop itself (and why it is single-threaded and deterministic) is `cuas_node.replay_loop`; what
+stands in for the clock, the ports and the FPV bus is `cuas_node.replay_sources`. This module is the
+command line, the golden-file regeneration and the names other code imports from `cuas_node.replay`.
 `--speed X` only adds wall-clock waits between cycles; the output does not depend on it.
 
 Output (stdout): one JSON line per measurement `{"type":"measurement","kind":...,<fields>}` in
@@ -20,17 +20,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from drivers.record import read_recording
-from node.config import ConfigError
-from node.replay_loop import CYCLE_S as CYCLE_S
-from node.replay_loop import Replay, ReplayStats, replay_config
-from node.replay_loop import dumps as dumps
-from node.replay_loop import measurement_record as measurement_record
-from node.replay_sources import ReplayAdc as ReplayAdc
-from node.replay_sources import ReplayClock
-from node.replay_sources import ReplayExhausted as ReplayExhausted
-from node.replay_sources import ReplayPins as ReplayPins
-from node.replay_sources import ReplayTransport as ReplayTransport
+from cuas_node.config import ConfigError
+from cuas_node.drivers.record import read_recording
+from cuas_node.replay_loop import CYCLE_S as CYCLE_S
+from cuas_node.replay_loop import Replay, ReplayStats, replay_config
+from cuas_node.replay_loop import dumps as dumps
+from cuas_node.replay_loop import measurement_record as measurement_record
+from cuas_node.replay_sources import ReplayAdc as ReplayAdc
+from cuas_node.replay_sources import ReplayClock
+from cuas_node.replay_sources import ReplayExhausted as ReplayExhausted
+from cuas_node.replay_sources import ReplayPins as ReplayPins
+from cuas_node.replay_sources import ReplayTransport as ReplayTransport
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "recordings"
 
@@ -77,7 +77,7 @@ def _replay_state_dir(node_id: str) -> Path:
 
 def run_replay(args: argparse.Namespace) -> int:
     """The `cuas-node replay` command."""
-    from node.config import read_toml
+    from cuas_node.config import read_toml
 
     speed: float | None
     if args.speed in (None, "max"):
@@ -104,8 +104,8 @@ def run_replay(args: argparse.Namespace) -> int:
         config = replay_config(recording, overrides, Path(tmp), str(args.file))
         sink = None
         if args.publish:
-            from node.logs import setup_logging
-            from node.publish import MqttPublisher
+            from cuas_node.logs import setup_logging
+            from cuas_node.publish.mqtt import MqttPublisher
 
             setup_logging(config.logging.level)
             state_dir = _replay_state_dir(config.node.id)
@@ -150,8 +150,8 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m node.replay FILE` or `python -m node.replay --regenerate-golden`."""
-    p = argparse.ArgumentParser(prog="python -m node.replay", description=__doc__.split("\n")[0])
+    """`python -m cuas_node.replay FILE` or `python -m cuas_node.replay --regenerate-golden`."""
+    p = argparse.ArgumentParser(prog="python -m cuas_node.replay", description=__doc__.split("\n")[0])
     p.add_argument("file", nargs="?", type=Path, help="recording to replay at max speed")
     p.add_argument(
         "--regenerate-golden",

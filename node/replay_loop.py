@@ -20,9 +20,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from drivers.record_pcapng import FPV_SPI, Channel, Packet, Recording
-from node.config import Config, ConfigError, build_config, deep_merge
-from node.replay_sources import ReplayAdc, ReplayClock, ReplayExhausted, ReplayPins, ReplayTransport
+from cuas_node.config import Config, ConfigError, build_config, deep_merge
+from cuas_node.drivers.record_pcapng import FPV_SPI, Channel, Packet, Recording
+from cuas_node.replay_sources import ReplayAdc, ReplayClock, ReplayExhausted, ReplayPins, ReplayTransport
 
 CYCLE_S = 0.05
 """The fusion cycle of the replay loop: the live runtime's queue timeout."""
@@ -95,8 +95,8 @@ class Replay:
         sink: Any = None,
         speed: float | None = None,
     ) -> None:
-        from drivers.registry import UnsupportedSensor, build_driver
-        from node.fusion.engine import FusionEngine
+        from cuas_node.driver_factory import UnsupportedSensor, build_driver
+        from cuas_node.fusion.engine import FusionEngine
 
         self.recording = recording
         self.config = config

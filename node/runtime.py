@@ -16,18 +16,17 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import serial
+from cuas_node.commands import AlertAckArgs, Command, Result, SetLogLevelArgs, ZoneUpdateArgs
+from cuas_node.config import Config
+from cuas_node.drivers.driver import SensorDriver
+from cuas_node.fusion.engine import FusionEngine
+from cuas_node.fusion.tracks import Status
+from cuas_node.gpio import GpioController, NodeStatus, status_for
+from cuas_node.kernel.clock import Clock
+from cuas_node.kernel.measurement import AnyMeasurement, GpsFix, SensorState
+from cuas_node.system_health import SystemMonitor
 
-from drivers.base import SensorDriver
-from node.clock import Clock
-from node.commands import AlertAckArgs, Command, Result, SetLogLevelArgs, ZoneUpdateArgs
-from node.config import Config
-from node.fusion.engine import FusionEngine
-from node.fusion.tracks import Status
-from node.gpio import GpioController, NodeStatus, status_for
-from node.measurement import AnyMeasurement, GpsFix, SensorState
-from node.system_health import SystemMonitor
-
-log = logging.getLogger("cuas.runtime")
+log = logging.getLogger(__name__)
 
 _QUEUE_CAPACITY = 20000
 _BATCH_MAX = 2000

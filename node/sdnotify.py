@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-log = logging.getLogger("cuas.sdnotify")
+log = logging.getLogger(__name__)
 
 MAX_STALE_S = 10.0
 """A loop that made no progress for this long is stalled (driver reads block ≤ 0.1 s, fusion ≤ 0.05 s)."""

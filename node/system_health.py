@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("cuas.system")
+log = logging.getLogger(__name__)
 
 Runner = Callable[[Sequence[str]], str | None]
 """Runs a command and returns its stdout, or None if it is missing, fails or times out."""

@@ -10,5 +10,5 @@ if ! command -v systemd-analyze >/dev/null || ! command -v shellcheck >/dev/null
 fi
 .venv/bin/ruff check
 .venv/bin/ruff format --check
-.venv/bin/mypy
+./scripts/typecheck.sh
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

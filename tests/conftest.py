@@ -4,10 +4,12 @@ mock would only test our assumptions about it."""
 
 from __future__ import annotations
 
+import importlib.abc
 import json
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -17,6 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+
+class _FoldersAreNotPackages(importlib.abc.MetaPathFinder):
+    """The code is the `cuas_node` package; node/, drivers/ and calibration/ are only its folders.
+    Tests run from the repository root, where Python would happily import those folders as
+    top-level packages (a second copy of every module): make that an immediate error instead."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name in ("node", "drivers", "calibration"):
+            raise ImportError(f"import cuas_node, not {name!r} (a folder of the cuas_node package)")
+        return None
+
+
+sys.meta_path.insert(0, _FoldersAreNotPackages())
 
 MOSQUITTO = shutil.which("mosquitto") or next(
     (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
@@ -240,7 +256,7 @@ def schemas() -> dict[str, dict[str, Any]]:
 @pytest.fixture
 def fast_mqtt_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """Reconnect back-off in tenths of a second, so broker-fault tests see several retries quickly."""
-    import node.publish.mqtt as mqtt_module
+    import cuas_node.publish.mqtt as mqtt_module
 
     monkeypatch.setattr(mqtt_module, "RECONNECT_MIN_S", 0.1)
     monkeypatch.setattr(mqtt_module, "RECONNECT_MAX_S", 0.4)

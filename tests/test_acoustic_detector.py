@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from calibration.acoustic_train import (
+from cuas_node.calibration.acoustic_train import (
     NEGATIVES,
     features_of_files,
     pd_at_fa,
@@ -17,9 +16,9 @@ from calibration.acoustic_train import (
     roc_auc,
     simulated_clip,
 )
-from drivers.acoustic.decode import score_wav_files
-from drivers.acoustic.detector import DEFAULT_WEIGHTS_PATH, DetectorModel, DroneDetector, Trees
-from drivers.acoustic.features import FEATURE_NAMES, extract
+from cuas_node.drivers.acoustic.decode import score_wav_files
+from cuas_node.drivers.acoustic.detector import DEFAULT_WEIGHTS_PATH, DetectorModel, DroneDetector, Trees
+from cuas_node.drivers.acoustic.features import FEATURE_NAMES, extract
 
 CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "captures" / "acoustic"
 needs_captures = pytest.mark.skipif(not (CAPTURES / "drone").is_dir(), reason="../shared/captures absent")

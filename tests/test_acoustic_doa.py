@@ -6,11 +6,10 @@ import math
 
 import numpy as np
 import pytest
-
-from calibration.pose import Pose
-from drivers.acoustic.doa import SrpPhat, unit_vectors
-from drivers.acoustic.geometry import circular, preset, resolve
-from drivers.sim.acoustic import synth_array_block
+from cuas_node.drivers.acoustic.doa import SrpPhat, unit_vectors
+from cuas_node.drivers.acoustic.geometry import circular, preset, resolve
+from cuas_node.drivers.sim.acoustic import synth_array_block
+from cuas_node.kernel.pose import Pose
 
 DIRECTIONS_DEG = [(0.0, 30.0), (45.0, 20.0), (-120.0, 45.0), (170.0, 60.0), (-60.0, 35.0)]
 

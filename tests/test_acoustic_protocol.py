@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from drivers.acoustic.protocol import HEADER_LEN, MAGIC, PcmFrameParser, encode_frame
+from cuas_node.drivers.acoustic.protocol import HEADER_LEN, MAGIC, PcmFrameParser, encode_frame
 
 
 def _frames(

@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from cuas_node.drivers.acoustic.decode import decode_acoustic
+from cuas_node.drivers.acoustic.driver import AcousticArrayDriver
+from cuas_node.drivers.acoustic.geometry import preset
+from cuas_node.drivers.acoustic.protocol import PcmFrameParser
+from cuas_node.drivers.sim.acoustic import SimAcousticArray
+from cuas_node.kernel.measurement import AcousticBearing
+from cuas_node.kernel.pose import Pose
 
-from calibration.pose import Pose
-from drivers.acoustic.decode import decode_acoustic
-from drivers.acoustic.driver import AcousticArrayDriver
-from drivers.acoustic.geometry import preset
-from drivers.acoustic.protocol import PcmFrameParser
-from drivers.sim.acoustic import SimAcousticArray
-from node.measurement import AcousticBearing
 from tests.fakes import ChunkTransport
 
 

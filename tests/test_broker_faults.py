@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
 import pytest
+from cuas_node.config import MqttSection
+from cuas_node.kernel.clock import SystemClock
+from cuas_node.publish.mqtt import MqttPublisher
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from node.clock import SystemClock
-from node.config import MqttSection
-from node.publish import MqttPublisher
 from tests.fakes import wait_until
 
 if TYPE_CHECKING:
@@ -208,9 +208,9 @@ def test_broker_killed_mid_run_and_restarted_leaves_no_seq_gap(
 _OFFLINE_NODE = """
 import sys, time
 from pathlib import Path
-from node.clock import SystemClock
-from node.config import MqttSection
-from node.publish import MqttPublisher
+from cuas_node.kernel.clock import SystemClock
+from cuas_node.config import MqttSection
+from cuas_node.publish.mqtt import MqttPublisher
 pub = MqttPublisher(MqttSection(host="127.0.0.1", port=int(sys.argv[1]), keepalive_s=5), "mast-1",
                     Path(sys.argv[2]), SystemClock(), [], spool_dir=Path(sys.argv[3]))
 pub.start()
@@ -320,7 +320,7 @@ def test_refused_login_gives_one_log_line_a_health_state_and_retries(
     broker = make_mosquitto(f"allow_anonymous false\npassword_file {passwd}\n")
     secret = tmp_path / "pw"
     secret.write_text("wrong-password\n")
-    caplog.set_level(logging.INFO, logger="node.publish.mqtt")
+    caplog.set_level(logging.INFO, logger="cuas_node.publish.mqtt")
     pub = publishers(broker.port, username=NODE, password_file=secret)
     pub.start()
     wait_until(lambda: pub.broker_state == "auth_refused", what="auth_refused")

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from calibration.acoustic_check import check_array, expected_delays, read_audio
-from drivers.acoustic.geometry import ArrayGeometry, preset
-from drivers.acoustic.protocol import FLAG_UTC, encode_frame
+from cuas_node.calibration.acoustic_check import check_array, expected_delays, read_audio
+from cuas_node.drivers.acoustic.geometry import ArrayGeometry, preset
+from cuas_node.drivers.acoustic.protocol import FLAG_UTC, encode_frame
 
 FS = 16000
 
@@ -104,7 +103,7 @@ def test_source_on_symmetry_axis_is_ambiguous_not_guessed() -> None:
 
 
 def test_cli_reads_framed_pcm_capture(tmp_path: Path) -> None:
-    from calibration.cli import main as calibrate_main
+    from cuas_node.calibration.cli import main as calibrate_main
 
     geo = preset("respeaker-4")
     wire = synthesise(geo, 30.0)[:, [1, 0, 2, 3]]

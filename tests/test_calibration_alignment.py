@@ -14,22 +14,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from calibration.alignment import AlignmentOptions, InitialMount, align
-from calibration.io import (
+from cuas_node.calibration.alignment import AlignmentOptions, InitialMount, align
+from cuas_node.calibration.io import (
     ReferenceTrack,
     load_measurements,
     read_track,
     reference_from_remoteid,
     write_measurements,
 )
-from drivers.radar_cluster import ClusterOptions, PointClusterer, RadarResolution
-from drivers.sim.radar import SimRadar
-from drivers.sim.scenario import Scenario
-from drivers.sim.world import World
-from drivers.ti_mmwave import TiFrameParser
-from node.geo import LocalFrame
-from node.measurement import AnyMeasurement, RemoteIdReport
+from cuas_node.drivers.radar.cluster import ClusterOptions, PointClusterer, RadarResolution
+from cuas_node.drivers.radar.ti_frames import TiFrameParser
+from cuas_node.drivers.sim.radar import SimRadar
+from cuas_node.drivers.sim.scenario import Scenario
+from cuas_node.drivers.sim.world import World
+from cuas_node.kernel.geo import LocalFrame
+from cuas_node.kernel.measurement import AnyMeasurement, RemoteIdReport
 
 ORIGIN = LocalFrame(52.0116, 4.3571, 52.0)
 T0 = 1_750_000_000.0
@@ -171,7 +170,7 @@ def test_jsonl_round_trip_and_gpx_reference(tmp_path: Path, pattern_capture: lis
 
 
 def test_cli_align_writes_toml_and_png(tmp_path: Path, pattern_capture: list[AnyMeasurement]) -> None:
-    from calibration.cli import main as calibrate_main
+    from cuas_node.calibration.cli import main as calibrate_main
 
     meas = tmp_path / "meas.jsonl"
     with meas.open("w") as handle:

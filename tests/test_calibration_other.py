@@ -11,18 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from calibration.io import dumps_toml, load_measurements, read_csv_track, write_measurements
-from calibration.pathloss import fit_path_loss, samples_from_capture
-from calibration.plot import Panel, Series, encode_png, save_plot
-from calibration.radar_cal import learn_clutter, range_bias, read_ti_capture
-from drivers.nmea_encode import encode_gga
-from drivers.sim.radar import SimRadar
-from drivers.sim.scenario import SimRadarSpec
-from drivers.sim.world import TargetState
-from drivers.ti_mmwave import encode_frame
-from node.geo import LocalFrame
-from node.measurement import RemoteIdReport
+from cuas_node.calibration.io import dumps_toml, load_measurements, read_csv_track, write_measurements
+from cuas_node.calibration.pathloss import fit_path_loss, samples_from_capture
+from cuas_node.calibration.plot import Panel, Series, encode_png, save_plot
+from cuas_node.calibration.radar_cal import learn_clutter, range_bias, read_ti_capture
+from cuas_node.drivers.nmea.encode import encode_gga
+from cuas_node.drivers.radar.ti_frames import encode_frame
+from cuas_node.drivers.sim.radar import SimRadar
+from cuas_node.drivers.sim.scenario import SimRadarSpec
+from cuas_node.drivers.sim.world import TargetState
+from cuas_node.kernel.geo import LocalFrame
+from cuas_node.kernel.measurement import RemoteIdReport
 
 ORIGIN = LocalFrame(52.0116, 4.3571, 52.0)
 
@@ -54,7 +53,7 @@ def test_path_loss_refuses_a_narrow_distance_span() -> None:
 
 def test_remote_id_receiver_path_loss_from_capture(tmp_path: Path) -> None:
     """A RID drone flying out to 300 m: each report carries its own position, so nothing else is needed."""
-    from calibration.cli import main as calibrate_main
+    from cuas_node.calibration.cli import main as calibrate_main
 
     rng = np.random.default_rng(13)
     reports = []
@@ -120,7 +119,7 @@ def test_range_bias_from_a_corner_reflector(tmp_path: Path) -> None:
 
 
 def test_clutter_map_learned_from_an_empty_site(tmp_path: Path) -> None:
-    from calibration.cli import main as calibrate_main
+    from cuas_node.calibration.cli import main as calibrate_main
 
     radar = _radar(clutter_points=20, false_alarms=1.0)
     data = b"".join(radar.frame(_no_targets()) for _ in range(300))
@@ -146,9 +145,9 @@ def test_clutter_map_learned_from_an_empty_site(tmp_path: Path) -> None:
 
 
 def test_capture_runs_the_configured_drivers(tmp_path: Path) -> None:
-    from calibration.cli import capture
-    from drivers.sim.pty import PtyPort
-    from node.config import build_config
+    from cuas_node.calibration.cli import capture
+    from cuas_node.config import build_config
+    from cuas_node.drivers.sim.pty import PtyPort
 
     port = PtyPort()
     config = build_config(
@@ -233,7 +232,7 @@ def test_encode_png_is_valid() -> None:
 
 def test_replay_style_lines_are_read() -> None:
     """`cuas-node replay` names the class in `kind`; other line types are skipped."""
-    from calibration.io import iter_measurements
+    from cuas_node.calibration.io import iter_measurements
 
     lines = [
         '{"type":"track","id":1}',

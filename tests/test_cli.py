@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from node.watch import WatchState, render
+from cuas_node.watch import WatchState, render
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared reference captures not present")
@@ -17,7 +16,7 @@ needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared referen
 
 def _cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "node.cli", *args], input=stdin, capture_output=True, timeout=60
+        [sys.executable, "-m", "cuas_node.cli", *args], input=stdin, capture_output=True, timeout=60
     )
 
 
@@ -90,7 +89,7 @@ def test_every_command_is_documented_in_the_readme() -> None:
     """The CLI is a public contract: each subcommand has a row in the README's commands table."""
     import argparse
 
-    from node.cli import _parser
+    from cuas_node.cli import _parser
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     subparsers = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))

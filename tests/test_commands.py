@@ -9,9 +9,8 @@ from typing import Any
 
 import jsonschema
 import pytest
-
-from node.commands import Command, CommandProcessor, Refused, response, sign
-from node.config import CommandsSection
+from cuas_node.commands import Command, CommandProcessor, Refused, response, sign
+from cuas_node.config import CommandsSection
 
 KEY = b"0123456789abcdef-shared-key"
 NODE = "mast-1"
@@ -109,7 +108,7 @@ def test_command_and_response_schemas_match(schemas: dict[str, dict[str, Any]]) 
 
 def test_set_log_level_command_runs_on_the_runtime(caplog: pytest.LogCaptureFixture) -> None:
     """The runtime's handler on its own (no broker): log level, unknown alert, calibrate hook."""
-    from node.runtime import Runtime
+    from cuas_node.runtime import Runtime
 
     runtime = Runtime.__new__(Runtime)  # only the command parts are exercised
     runtime._health_now = False
@@ -119,7 +118,7 @@ def test_set_log_level_command_runs_on_the_runtime(caplog: pytest.LogCaptureFixt
     p = processor(Clock())
     results = []
     for suffix, payload in [
-        ("set-log-level/ops", b'{"args": {"level": "ERROR", "logger": "cuas.test"}}'),
+        ("set-log-level/ops", b'{"args": {"level": "ERROR", "logger": "cuas_node.test"}}'),
         ("alert-ack/ops", b'{"args": {"alert_id": "nope"}}'),
         ("calibrate/ops", b'{"args": {"action": "start"}}'),
         ("status/ops", b"{}"),
@@ -127,7 +126,7 @@ def test_set_log_level_command_runs_on_the_runtime(caplog: pytest.LogCaptureFixt
         command = p.process(suffix, payload)
         assert isinstance(command, Command)
         results.append(runtime._execute(command, 1.0))
-    assert logging.getLogger("cuas.test").level == logging.ERROR
+    assert logging.getLogger("cuas_node.test").level == logging.ERROR
     assert [r.status for r in results] == ["ok", "error", "not_available", "ok"]
     assert runtime._health_now
     assert runtime._with_ack({"alert_id": "a", "state": "new"}) == {"alert_id": "a", "state": "new"}

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from node.config import ConfigError, build_config, load_config, resolve_config_path
+from cuas_node.config import ConfigError, build_config, load_config, resolve_config_path
 
 GOOD = """
 [node]
@@ -125,7 +124,7 @@ def test_config_path_resolution() -> None:
 def test_cli_exits_78_with_readable_errors(tmp_path: Path, text: str | None) -> None:
     path = tmp_path / "missing.toml" if text is None else _write(tmp_path, text)
     result = subprocess.run(
-        [sys.executable, "-m", "node.cli", "config", "check", str(path)],
+        [sys.executable, "-m", "cuas_node.cli", "config", "check", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -138,7 +137,7 @@ def test_cli_exits_78_with_readable_errors(tmp_path: Path, text: str | None) -> 
 
 def test_cli_config_check_ok(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "node.cli", "config", "check", str(_write(tmp_path, GOOD))],
+        [sys.executable, "-m", "cuas_node.cli", "config", "check", str(_write(tmp_path, GOOD))],
         capture_output=True,
         text=True,
         timeout=60,
@@ -152,9 +151,8 @@ def test_every_config_key_is_documented() -> None:
     import re
     import typing
 
+    import cuas_node.config as c
     from pydantic import BaseModel
-
-    import node.config as c
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text()
     missing: list[str] = []

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from drivers.nmea_encode import encode_gga
-from drivers.sim.pty import PtyPort
-from node import system_health
-from node.doctor import Doctor, Probe, run_doctor
+from cuas_node import system_health
+from cuas_node.doctor import Doctor, Probe, run_doctor
+from cuas_node.drivers.nmea.encode import encode_gga
+from cuas_node.drivers.sim.pty import PtyPort
 
 CHRONY_SYNCED = """Reference ID    : C0A80001 (ntp.example)
 Stratum         : 3
@@ -174,7 +173,7 @@ def test_spi_required_by_fpv_sensor(tmp_path: Path) -> None:
 
 
 def test_cli_doctor_exit_code(tmp_path: Path) -> None:
-    from node.cli import main
+    from cuas_node.cli import main
 
     assert main(["doctor", "--config", str(tmp_path / "missing.toml"), "--timeout", "0.1"]) == 1
 

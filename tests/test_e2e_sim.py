@@ -34,7 +34,7 @@ def _start_sim(broker: MosquittoBroker, tmp_path: Path, *args: str) -> subproces
         XDG_STATE_HOME=str(tmp_path / "state"),
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "sim", "demo", *args],
+        [sys.executable, "-m", "cuas_node.cli", "sim", "demo", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -9,8 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from node.evaluation.metrics import Step, TrackFrame, TruthFrame, associate, gospa, score_run
+from cuas_node.evaluation.metrics import Step, TrackFrame, TruthFrame, associate, gospa, score_run
 
 # -- GOSPA, hand-computed --------------------------------------------------------------------
 
@@ -125,7 +124,7 @@ def test_remote_id_binding_accuracy_counts_bound_and_unbound_steps() -> None:
 
 @cache
 def _eval(name: str) -> dict[str, Any]:
-    from node.evaluation.cli import run_eval
+    from cuas_node.evaluation.cli import run_eval
 
     return run_eval(name, seeds=1)
 
@@ -135,7 +134,7 @@ def _without_cpu(summary: dict[str, Any]) -> str:
 
 
 def test_eval_demo_is_deterministic_and_tracks_both_drones() -> None:
-    from node.evaluation.cli import run_eval
+    from cuas_node.evaluation.cli import run_eval
 
     first = _eval("demo")
     again = run_eval("demo", seeds=1)

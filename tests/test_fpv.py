@@ -14,15 +14,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from drivers.fpv.hardware import (
+from cuas_node.drivers.fpv.hardware import (
     BlinkaMcp3008Spi,
     BlinkaPins,
     HardwareUnavailable,
     mcp3008_command,
     mcp3008_result,
 )
-from drivers.fpv.rx5808 import (
+from cuas_node.drivers.fpv.rx5808 import (
     BANDS,
     SYNTH_B,
     channel_table,
@@ -34,7 +33,7 @@ from drivers.fpv.rx5808 import (
     tuned_frequency_mhz,
     tuning_bits,
 )
-from drivers.fpv.scanner import (
+from cuas_node.drivers.fpv.scanner import (
     AntennaPattern,
     Receiver,
     RssiCurve,
@@ -43,7 +42,7 @@ from drivers.fpv.scanner import (
     SweepDetector,
     rssi_ratio_bearing,
 )
-from drivers.sim.fpv import (
+from cuas_node.drivers.sim.fpv import (
     FpvTransmitter,
     RfEnvironment,
     SimFpvBench,
@@ -51,7 +50,7 @@ from drivers.sim.fpv import (
     SimRx5808,
     SteppedClock,
 )
-from node.measurement import AnyMeasurement, RfPresence, SensorState
+from cuas_node.kernel.measurement import AnyMeasurement, RfPresence, SensorState
 
 # -- the frame -----------------------------------------------------------------------------------
 
@@ -383,8 +382,10 @@ def test_settings_validation() -> None:
 
 def test_importing_the_fpv_package_does_not_import_blinka() -> None:
     code = (
-        "import sys, drivers.fpv.scanner, drivers.fpv.hardware, drivers.sim.fpv;"
-        "from drivers.fpv.scanner import Rx5808Driver; from node.clock import SystemClock;"
+        "import sys, cuas_node.drivers.fpv.scanner, cuas_node.drivers.fpv.hardware;"
+        "import cuas_node.drivers.sim.fpv;"
+        "from cuas_node.drivers.fpv.scanner import Rx5808Driver;"
+        "from cuas_node.kernel.clock import SystemClock;"
         "Rx5808Driver.from_pi('x', SystemClock(), data_pin='D17', clock_pin='D27', select_pin='D22');"
         "print(sorted({'board','digitalio','busio','adafruit_bus_device'} & set(sys.modules)))"
     )

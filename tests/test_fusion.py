@@ -6,13 +6,12 @@ import math
 
 import numpy as np
 import pytest
-
-from calibration.pose import Pose, cartesian_to_spherical
-from node.config import Config, FusionSection, build_config
-from node.fusion.engine import FusionEngine
-from node.fusion.models import radar_predict, radar_to_state
-from node.fusion.tracker import RadarGeometry, RadarScan, Tracker
-from node.measurement import GpsFix, RadarDetection
+from cuas_node.config import Config, FusionSection, build_config
+from cuas_node.fusion.engine import FusionEngine
+from cuas_node.fusion.models import radar_predict, radar_to_state
+from cuas_node.fusion.tracker import RadarGeometry, RadarScan, Tracker
+from cuas_node.kernel.measurement import GpsFix, RadarDetection
+from cuas_node.kernel.pose import Pose, cartesian_to_spherical
 
 SIGMAS = np.array([0.2, math.radians(1.0), math.radians(2.0), 0.1])
 

@@ -8,13 +8,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from calibration.pose import Pose, cartesian_to_spherical
-from node.config import build_config
-from node.fusion.engine import FusionEngine
-from node.fusion.measurement_models import BearingModel, Coverage
-from node.geo import LocalFrame
-from node.measurement import AcousticBearing, RadarDetection, RemoteIdReport
+from cuas_node.config import build_config
+from cuas_node.fusion.engine import FusionEngine
+from cuas_node.fusion.measurement_models import BearingModel, Coverage
+from cuas_node.kernel.geo import LocalFrame
+from cuas_node.kernel.measurement import AcousticBearing, RadarDetection, RemoteIdReport
+from cuas_node.kernel.pose import Pose, cartesian_to_spherical
 
 ORIGIN = LocalFrame(52.0, 4.3, 10.0)
 RNG = np.random.default_rng(11)

@@ -5,7 +5,7 @@ at max speed and its output (measurements and tracks, JSON lines) compared with 
 A difference is either a regression or an intended change. After an intended change (a better
 clusterer, a tuned tracker), regenerate and review the diff before committing it:
 
-    .venv/bin/python -m node.replay --regenerate-golden
+    .venv/bin/python -m cuas_node.replay --regenerate-golden
     git diff --stat tests/data/recordings/
 
 Floats are compared to 1e-6 (relative) rather than as text: the same file gives the same bytes on
@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from node.replay import GOLDEN_DIR, replay_to_string
+from cuas_node.replay import GOLDEN_DIR, replay_to_string
 
 RECORDINGS = sorted(GOLDEN_DIR.glob("*.pcapng"))
-REGENERATE = ".venv/bin/python -m node.replay --regenerate-golden"
+REGENERATE = ".venv/bin/python -m cuas_node.replay --regenerate-golden"
 
 
 def _close(a: Any, b: Any, path: str = "") -> str | None:

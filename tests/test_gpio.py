@@ -11,10 +11,9 @@ from typing import Any
 
 import jsonschema
 import pytest
-
-from drivers.base import SensorHealth
-from node.config import ConfigError, GpioSection, build_config
-from node.gpio import (
+from cuas_node.config import ConfigError, GpioSection, build_config
+from cuas_node.drivers.driver import SensorHealth
+from cuas_node.gpio import (
     AlertOutput,
     FakeBoard,
     GpioController,
@@ -25,7 +24,7 @@ from node.gpio import (
     pattern_level,
     status_for,
 )
-from node.measurement import AnyMeasurement, SensorState
+from cuas_node.kernel.measurement import AnyMeasurement, SensorState
 
 
 class FakeClock:
@@ -161,15 +160,17 @@ def test_controller_raises_alert_and_event_on_tamper() -> None:
 def test_build_gpio_disabled_or_unavailable_never_raises(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import node.gpio
+    import cuas_node.gpio
 
     assert build_gpio(GpioSection()) is None
 
     class NoBlinka:
         def __init__(self) -> None:
-            raise node.gpio.GpioUnavailable("Adafruit Blinka cannot drive GPIO on this machine: not a Pi")
+            raise cuas_node.gpio.GpioUnavailable(
+                "Adafruit Blinka cannot drive GPIO on this machine: not a Pi"
+            )
 
-    monkeypatch.setattr(node.gpio, "BlinkaBoard", NoBlinka)
+    monkeypatch.setattr(cuas_node.gpio, "BlinkaBoard", NoBlinka)
     assert build_gpio(GpioSection(enabled=True, backend="blinka", status_led_pin="D17")) is None
     assert "GPIO disabled" in caplog.text
     fake = build_gpio(_gpio_cfg())
@@ -240,8 +241,8 @@ class RecordingSink:
 def test_runtime_publishes_health_at_once_on_tamper_and_drives_the_led(
     tmp_path: Path, schemas: dict[str, dict[str, Any]]
 ) -> None:
-    from node.clock import SystemClock
-    from node.runtime import Runtime
+    from cuas_node.kernel.clock import SystemClock
+    from cuas_node.runtime import Runtime
 
     config = build_config(
         {"node": {"id": "gpio-test", "state_dir": str(tmp_path)}, "mqtt": {"health_interval_s": 3600}}, "t"

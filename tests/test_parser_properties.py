@@ -1,6 +1,6 @@
 """The same three properties for every parser (GitHub issue 8), so that no parser is the weak one:
 
-1. random bytes never raise anything but the module's own error type (`drivers.base.ParseError`;
+1. random bytes never raise anything but the module's own error type (`cuas_node.drivers.parsing.ParseError`;
    in practice none raises at all) and the parser's buffer stays bounded;
 2. feeding byte by byte gives exactly what feeding the whole input gives (records and counters);
 3. corrupted copies of the real captures (bit flips, deletions, insertions, truncations) never
@@ -35,20 +35,26 @@ from typing import Any, Protocol
 
 import numpy as np
 import pytest
+from cuas_node.drivers.acoustic import protocol as acoustic
+from cuas_node.drivers.nmea.parser import MAX_SENTENCE_BYTES, NmeaFix, NmeaParser
+from cuas_node.drivers.parsing import ParseError
+from cuas_node.drivers.radar.ti_cli import (
+    MAX_LINE_CHARS,
+    PROMPT,
+    CfgLine,
+    CliConversation,
+    load_profile,
+    parse_cfg,
+)
+from cuas_node.drivers.radar.ti_frames import BUFFER_CAP as TI_BUFFER_CAP
+from cuas_node.drivers.radar.ti_frames import MAGIC as TI_MAGIC
+from cuas_node.drivers.radar.ti_frames import TiFrame, TiFrameParser, frame_to_json
+from cuas_node.drivers.remoteid.carriers import FrameDecoder, OdidFrame
+from cuas_node.drivers.remoteid.lines import MAX_LINE_BYTES, MeshMapperLineParser, OdidLineParser
+from cuas_node.drivers.remoteid.messages import MESSAGE_SIZE, BasicId, Location, decode_payload
+from cuas_node.drivers.remoteid.pcap import RawOdid, read_capture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from drivers.acoustic import protocol as acoustic
-from drivers.base import ParseError
-from drivers.nmea import MAX_SENTENCE_BYTES, NmeaFix, NmeaParser
-from drivers.remoteid.carriers import FrameDecoder, OdidFrame
-from drivers.remoteid.lines import MAX_LINE_BYTES, MeshMapperLineParser, OdidLineParser
-from drivers.remoteid.messages import MESSAGE_SIZE, BasicId, Location, decode_payload
-from drivers.remoteid.pcap import RawOdid, read_capture
-from drivers.ti_cli import MAX_LINE_CHARS, PROMPT, CfgLine, CliConversation, load_profile, parse_cfg
-from drivers.ti_mmwave import BUFFER_CAP as TI_BUFFER_CAP
-from drivers.ti_mmwave import MAGIC as TI_MAGIC
-from drivers.ti_mmwave import TiFrame, TiFrameParser, frame_to_json
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "captures"
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -19,14 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import pytest
+from cuas_node import SCHEMA_VERSION, __version__
+from cuas_node.config import ConfigError, MqttSection
+from cuas_node.kernel.clock import SystemClock
+from cuas_node.publish import mqtt as mqtt_module
+from cuas_node.publish.mqtt import MqttPublisher
+from cuas_node.publish.seqstore import BLOCK, SequenceStore
+from cuas_node.publish.wire import topic
 from paho.mqtt.enums import MQTTProtocolVersion
 
-from node import SCHEMA_VERSION, __version__
-from node.clock import SystemClock
-from node.config import ConfigError, MqttSection
-from node.publish import MqttPublisher, topic
-from node.publish import mqtt as mqtt_module
-from node.publish.seqstore import BLOCK, SequenceStore
 from tests.fakes import wait_until
 
 if TYPE_CHECKING:  # the fixtures' classes, for annotations only (conftest is not importable as a module)
@@ -303,9 +304,9 @@ def test_seq_and_session_continue_across_clean_restart(
 _CRASHING_NODE = """
 import sys, time
 from pathlib import Path
-from node.clock import SystemClock
-from node.config import ConfigError, MqttSection
-from node.publish import MqttPublisher
+from cuas_node.kernel.clock import SystemClock
+from cuas_node.config import ConfigError, MqttSection
+from cuas_node.publish.mqtt import MqttPublisher
 pub = MqttPublisher(MqttSection(host="127.0.0.1", port=int(sys.argv[1]), keepalive_s=5), "mast-1",
                     Path(sys.argv[2]), SystemClock(), [])
 pub.start()

@@ -8,9 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from numpy.typing import ArrayLike
-
-from drivers.radar_cluster import (
+from cuas_node.drivers.radar.cluster import (
     Cluster,
     DopplerBandFilter,
     PointClusterer,
@@ -18,7 +16,8 @@ from drivers.radar_cluster import (
     cluster_points,
     clusters_to_detections,
 )
-from node.measurement import RadarDetection
+from cuas_node.kernel.measurement import RadarDetection
+from numpy.typing import ArrayLike
 
 
 def blob(center: tuple[float, float, float], doppler: float, n: int, spread: float, seed: int) -> np.ndarray:

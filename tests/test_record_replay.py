@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from drivers.nmea_encode import encode_gga, encode_rmc
-from drivers.record import (
+from cuas_node.cli import main
+from cuas_node.config import TiMmwaveSensor, build_config
+from cuas_node.driver_factory import build_driver
+from cuas_node.drivers.nmea.encode import encode_gga, encode_rmc
+from cuas_node.drivers.record import (
     FPV_PINS,
     FPV_SPI,
     KIND_LINKTYPES,
@@ -30,12 +32,10 @@ from drivers.record import (
     tap_driver,
     unpack_bits,
 )
-from drivers.registry import build_driver
-from drivers.sim.fpv import FpvTransmitter, RfEnvironment, SimFpvBench, SteppedClock
-from node.cli import main
-from node.config import TiMmwaveSensor, build_config
-from node.measurement import RfPresence
-from node.replay import GOLDEN_DIR, Replay, ReplayClock, replay_config, replay_to_string
+from cuas_node.drivers.sim.fpv import FpvTransmitter, RfEnvironment, SimFpvBench, SteppedClock
+from cuas_node.kernel.measurement import RfPresence
+from cuas_node.replay import GOLDEN_DIR, Replay, ReplayClock, replay_config, replay_to_string
+
 from tests.conftest import free_port
 from tests.fakes import ChunkTransport
 
@@ -122,7 +122,7 @@ def test_fpv_scanner_recorded_on_its_bus_replays_to_the_same_detections(tmp_path
     clock = SteppedClock(epoch=1_700_000_000.0)
     vtx = FpvTransmitter("vtx", 5658, eirp_dbm=20.0, position=(30.0, 200.0, 30.0), t_on=1.0)
     sensor = config.sensors[0]
-    from drivers.registry import fpv_receivers
+    from cuas_node.driver_factory import fpv_receivers
 
     bench = SimFpvBench(RfEnvironment([vtx], seed=3), clock, fpv_receivers(sensor))
     live = build_driver(sensor, clock, {"fpv-1": (bench.pins, bench.adc)})
@@ -195,7 +195,7 @@ def test_replay_config_restores_calibration_files_and_drops_the_radar_cli(tmp_pa
 
 def test_cli_record_then_replay(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`cuas-node record` on a serial GPS (a pty), then `cuas-node replay` prints its fixes."""
-    from drivers.sim.pty import PtyPort
+    from cuas_node.drivers.sim.pty import PtyPort
 
     port = PtyPort()
     config_file = tmp_path / "node.toml"

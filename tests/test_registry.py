@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from drivers.registry import build_driver, fpv_receivers
-from node.clock import SystemClock
-from node.config import FpvRx5808Sensor, build_config
+from cuas_node.config import FpvRx5808Sensor, build_config
+from cuas_node.driver_factory import build_driver, fpv_receivers
+from cuas_node.kernel.clock import SystemClock
 
 
 def _sensors() -> list[dict[str, object]]:
@@ -45,7 +44,7 @@ def test_fpv_receivers_from_config() -> None:
 
 
 def test_fpv_hysteresis_must_be_consistent() -> None:
-    from node.config import ConfigError
+    from cuas_node.config import ConfigError
 
     with pytest.raises(ConfigError, match="exit_db"):
         build_config(

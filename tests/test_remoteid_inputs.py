@@ -10,17 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cuas_node.drivers.remoteid.carriers import beacon_vendor_ie, nan_action_body
+from cuas_node.drivers.remoteid.decode import decode_frames, decode_remoteid, frame_to_dicts
+from cuas_node.drivers.remoteid.driver import RemoteIdAssembler, RemoteIdDriver
+from cuas_node.drivers.remoteid.encode import encode_message, encode_pack
+from cuas_node.drivers.remoteid.lines import MeshMapperLineParser, OdidLineParser
+from cuas_node.drivers.remoteid.messages import BasicId, Location, OperatorId, System
+from cuas_node.drivers.sim.remoteid import SimRemoteIdBroadcaster
+from cuas_node.kernel.measurement import RemoteIdReport
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.remoteid.carriers import beacon_vendor_ie, nan_action_body
-from drivers.remoteid.decode import decode_frames, decode_remoteid, frame_to_dicts
-from drivers.remoteid.driver import RemoteIdAssembler, RemoteIdDriver
-from drivers.remoteid.encode import encode_message, encode_pack
-from drivers.remoteid.lines import MeshMapperLineParser, OdidLineParser
-from drivers.remoteid.messages import BasicId, Location, OperatorId, System
-from drivers.sim.remoteid import SimRemoteIdBroadcaster
-from node.measurement import RemoteIdReport
 from tests.fakes import ChunkTransport
 
 CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "captures" / "remoteid"
@@ -290,7 +290,7 @@ def test_mesh_mapper_driver_and_anonymous_locations() -> None:
         "1581F5FHC23A00001", "unknown", "drone-mesh-mapper", 143.0
     )  # fmt: skip
     assembler = RemoteIdAssembler(max_drones=2)
-    from drivers.remoteid.carriers import OdidFrame
+    from cuas_node.drivers.remoteid.carriers import OdidFrame
 
     loc = Location(lat=1.0, lon=1.0)
     assert assembler.update(OdidFrame(None, None, None, None, (loc,)), "s", 0.0, 0.0) == []

@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from drivers.base import SensorHealth
-from node import cli
-from node.config import build_config
-from node.measurement import AnyMeasurement, SensorState
-from node.sdnotify import Notifier, ServiceNotifications, Watchdog, socket_address, watchdog_period
+from cuas_node import cli
+from cuas_node.config import build_config
+from cuas_node.drivers.driver import SensorHealth
+from cuas_node.kernel.measurement import AnyMeasurement, SensorState
+from cuas_node.sdnotify import Notifier, ServiceNotifications, Watchdog, socket_address, watchdog_period
 
 
 class FakeSystemd:
@@ -225,10 +224,10 @@ class OfflinePublisher:
 def test_ready_after_startup_and_no_watchdog_ping_while_a_loop_is_stalled(
     fake_systemd: FakeSystemd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import drivers.registry
-    import node.publish
-    import node.runtime
-    from node.clock import SystemClock
+    import cuas_node.driver_factory
+    import cuas_node.publish.mqtt
+    import cuas_node.runtime
+    from cuas_node.kernel.clock import SystemClock
 
     drivers_made: dict[str, StallableDriver] = {}
 
@@ -238,14 +237,14 @@ def test_ready_after_startup_and_no_watchdog_ping_while_a_loop_is_stalled(
 
     captured: dict[str, Any] = {}
 
-    class CapturingRuntime(node.runtime.Runtime):
+    class CapturingRuntime(cuas_node.runtime.Runtime):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             captured["runtime"] = self
 
-    monkeypatch.setattr(drivers.registry, "build_driver", build_driver)
-    monkeypatch.setattr(node.publish, "MqttPublisher", OfflinePublisher)
-    monkeypatch.setattr(node.runtime, "Runtime", CapturingRuntime)
+    monkeypatch.setattr(cuas_node.driver_factory, "build_driver", build_driver)
+    monkeypatch.setattr(cuas_node.publish.mqtt, "MqttPublisher", OfflinePublisher)
+    monkeypatch.setattr(cuas_node.runtime, "Runtime", CapturingRuntime)
     monkeypatch.setenv("NOTIFY_SOCKET", fake_systemd.env_value)
     monkeypatch.setenv("WATCHDOG_USEC", "400000")  # ping every 0.2 s; a loop is stale after 0.4 s
     monkeypatch.delenv("WATCHDOG_PID", raising=False)

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
 import pytest
+from cuas_node.commands import Command, Result
+from cuas_node.config import CommandsSection, MqttSection
+from cuas_node.kernel.clock import SystemClock
+from cuas_node.publish.mqtt import MqttPublisher
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from node.clock import SystemClock
-from node.commands import Command, Result
-from node.config import CommandsSection, MqttSection
-from node.publish import MqttPublisher
 from tests.fakes import wait_until
 
 if TYPE_CHECKING:
@@ -206,7 +206,7 @@ def test_acl_example_confines_each_node_to_its_own_topics(
     assert [c.name for c in handler.seen] == ["status", "status"]  # the forged ones never arrived
 
     # A node configured under the wrong id: refused by the ACL, said once, kept, retried.
-    caplog.set_level(logging.INFO, logger="node.publish.mqtt")
+    caplog.set_level(logging.INFO, logger="cuas_node.publish.mqtt")
     wrong = publishers("mast-9", acl_broker.port, username="mast-1", password_file=secret)
     wrong.start()
     wrong.publish_tracks(time.time(), [])
@@ -275,7 +275,7 @@ def test_tls_verifies_the_broker_and_a_wrong_ca_is_one_clear_line(
     wait_until(lambda: good.connected, what="TLS connection with the right CA")
     good.stop()
 
-    caplog.set_level(logging.INFO, logger="node.publish.mqtt")
+    caplog.set_level(logging.INFO, logger="cuas_node.publish.mqtt")
     _, other_ca = _make_ca(broker_files, "other-ca")
     bad = publishers("mast-1", broker.port, tls=True, ca_file=other_ca)
     bad.start()

@@ -29,14 +29,14 @@ from typing import Any
 import numpy as np
 import pytest
 import serial
-
-from drivers.acoustic import protocol as acoustic_protocol
-from drivers.acoustic.driver import AcousticArrayDriver
-from drivers.acoustic.geometry import resolve
-from drivers.base import BaudWatch, Driver, SerialTransport
-from drivers.nmea import NmeaDriver
-from drivers.nmea_encode import encode_gga
-from drivers.port_errors import (
+from cuas_node.drivers.acoustic import protocol as acoustic_protocol
+from cuas_node.drivers.acoustic.driver import AcousticArrayDriver
+from cuas_node.drivers.acoustic.geometry import resolve
+from cuas_node.drivers.driver import Driver
+from cuas_node.drivers.nmea.driver import NmeaDriver
+from cuas_node.drivers.nmea.encode import encode_gga
+from cuas_node.drivers.parsing import BaudWatch
+from cuas_node.drivers.port_errors import (
     PortBusy,
     PortDisconnected,
     PortError,
@@ -52,16 +52,18 @@ from drivers.port_errors import (
     port_holders,
     read_error,
 )
-from drivers.remoteid.driver import RemoteIdDriver
-from drivers.remoteid.encode import encode_message
-from drivers.remoteid.messages import Location
-from drivers.sim.acoustic import synth_array_block
-from drivers.sim.pty import PtyPort
-from drivers.ti_driver import TiMmwaveDriver
-from drivers.ti_mmwave import encode_frame
-from node.clock import SystemClock
-from node.measurement import AnyMeasurement, SensorState
-from node.runtime import DriverLoop
+from cuas_node.drivers.radar.ti_driver import TiMmwaveDriver
+from cuas_node.drivers.radar.ti_frames import encode_frame
+from cuas_node.drivers.remoteid.driver import RemoteIdDriver
+from cuas_node.drivers.remoteid.encode import encode_message
+from cuas_node.drivers.remoteid.messages import Location
+from cuas_node.drivers.sim.acoustic import synth_array_block
+from cuas_node.drivers.sim.pty import PtyPort
+from cuas_node.drivers.transport import SerialTransport
+from cuas_node.kernel.clock import SystemClock
+from cuas_node.kernel.measurement import AnyMeasurement, SensorState
+from cuas_node.runtime import DriverLoop
+
 from tests.fakes import wait_until
 
 TIMEOUT_S = 20.0
@@ -212,7 +214,9 @@ def _lines(caplog: pytest.LogCaptureFixture, sensor_id: str, needle: str) -> lis
     return [
         r.getMessage()
         for r in caplog.records
-        if r.name == "cuas.runtime" and f"sensor {sensor_id} " in r.getMessage() and needle in r.getMessage()
+        if r.name == "cuas_node.runtime"
+        and f"sensor {sensor_id} " in r.getMessage()
+        and needle in r.getMessage()
     ]
 
 
@@ -220,7 +224,7 @@ def _lines(caplog: pytest.LogCaptureFixture, sensor_id: str, needle: str) -> lis
 def test_unplug_and_replug(
     kind: Kind, tmp_path: Path, bench: Bench, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="cuas.runtime")
+    caplog.set_level(logging.INFO, logger="cuas_node.runtime")
     dut_link, other_link = tmp_path / "cuas-dut", tmp_path / "cuas-gps"
     dut_port = PluggablePort(dut_link, kind.chunk)
     other_port = PluggablePort(other_link, nmea_chunk)
@@ -267,7 +271,7 @@ def test_missing_port_at_start_is_reported_once_then_found(
     tmp_path: Path, bench: Bench, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A sensor plugged in after the node started: one line saying what is missing, one when found."""
-    caplog.set_level(logging.INFO, logger="cuas.runtime")
+    caplog.set_level(logging.INFO, logger="cuas_node.runtime")
     link = tmp_path / "cuas-gps"
     loop = bench.add(NmeaDriver.from_port("gps", str(link), CLOCK))
     bench.start()

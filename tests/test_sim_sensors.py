@@ -7,14 +7,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from drivers.registry import build_driver, fpv_receivers
-from drivers.sim.runner import Simulation
-from drivers.sim.scenario import load_scenario
-from node.clock import ScaledClock
-from node.config import FpvRx5808Sensor, build_config
-from node.geo import LocalFrame
-from node.measurement import AcousticBearing, AnyMeasurement, RemoteIdReport, RfPresence
+from cuas_node.config import FpvRx5808Sensor, build_config
+from cuas_node.driver_factory import build_driver, fpv_receivers
+from cuas_node.drivers.sim.runner import Simulation
+from cuas_node.drivers.sim.scenario import load_scenario
+from cuas_node.kernel.clock import ScaledClock
+from cuas_node.kernel.geo import LocalFrame
+from cuas_node.kernel.measurement import AcousticBearing, AnyMeasurement, RemoteIdReport, RfPresence
 
 
 def _run(name: str, seconds: float, speed: float) -> tuple[Simulation, dict[str, list[AnyMeasurement]]]:

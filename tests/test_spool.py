@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from node.publish.spool import EXPIRES, QUARANTINE, DiskSpool, MemorySpool, Record
+from cuas_node.publish.spool import EXPIRES, QUARANTINE, DiskSpool, MemorySpool, Record
 
 
 def rec(seq: int, name: str = "tracks", size: int = 100, flags: int = EXPIRES) -> Record:

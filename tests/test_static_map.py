@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from drivers.radar_cluster import ClusterOptions, PointClusterer
-from drivers.static_map import StaticClutterMap, StaticMapGrid
+from cuas_node.drivers.radar.cluster import ClusterOptions, PointClusterer
+from cuas_node.drivers.radar.static_map import StaticClutterMap, StaticMapGrid
 
 
 def wall(rng: np.random.Generator, doppler_sigma: float = 0.03) -> np.ndarray:

@@ -10,12 +10,8 @@ from importlib import resources
 
 import numpy as np
 import pytest
-
-from drivers.base import SerialTransport
-from drivers.sim.pty import PtyPort
-from drivers.sim.ti_board import KNOWN_COMMANDS, SimTiBoard
-from drivers.static_map import StaticClutterMap
-from drivers.ti_cli import (
+from cuas_node.drivers.radar.static_map import StaticClutterMap
+from cuas_node.drivers.radar.ti_cli import (
     CfgLine,
     CliConversation,
     CliEchoMismatch,
@@ -28,10 +24,13 @@ from drivers.ti_cli import (
     parse_cfg,
     summarise_profile,
 )
-from drivers.ti_driver import ResetWatch, TiCliSetup, TiMmwaveDriver
-from drivers.ti_mmwave import encode_frame
-from node.clock import SystemClock
-from node.measurement import RadarDetection
+from cuas_node.drivers.radar.ti_driver import ResetWatch, TiCliSetup, TiMmwaveDriver
+from cuas_node.drivers.radar.ti_frames import encode_frame
+from cuas_node.drivers.sim.pty import PtyPort
+from cuas_node.drivers.sim.ti_board import KNOWN_COMMANDS, SimTiBoard
+from cuas_node.drivers.transport import SerialTransport
+from cuas_node.kernel.clock import SystemClock
+from cuas_node.kernel.measurement import RadarDetection
 
 MODELS = ("iwr6843", "xwr1642")
 TRANSCRIPT = (
@@ -341,7 +340,7 @@ def test_from_port_configures_the_board_with_the_model_profile_and_a_static_map(
 
 
 def test_profiles_ship_as_package_data() -> None:
-    folder = resources.files("drivers") / "ti_profiles"
+    folder = resources.files("cuas_node.drivers.radar") / "ti_profiles"
     assert sorted(p.name for p in folder.iterdir() if p.name.endswith(".cfg")) == [
         "iwr6843_drone.cfg",
         "xwr1642_drone.cfg",

@@ -13,13 +13,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from drivers.base import ParseError
-from drivers.radar_cluster import ClusterOptions, DopplerBandFilter, PointClusterer
-from drivers.ti_driver import TiMmwaveDriver
-from drivers.ti_mmwave import (
+from cuas_node.drivers.parsing import ParseError
+from cuas_node.drivers.radar.cluster import ClusterOptions, DopplerBandFilter, PointClusterer
+from cuas_node.drivers.radar.ti_driver import TiMmwaveDriver
+from cuas_node.drivers.radar.ti_frames import (
     BUFFER_CAP,
     HEADER,
     MAGIC,
@@ -30,7 +27,10 @@ from drivers.ti_mmwave import (
     encode_frame,
     frame_to_json,
 )
-from node.measurement import RadarDetection, SensorState
+from cuas_node.kernel.measurement import RadarDetection, SensorState
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from tests.fakes import ChunkTransport
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

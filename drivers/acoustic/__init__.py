@@ -1,6 +1,2 @@
-"""Acoustic array sensor: framed-PCM protocol, geometry, SRP-PHAT direction finding, drone detector."""
-
-from drivers.acoustic.driver import AcousticArrayDriver, AcousticPipeline
-from drivers.acoustic.geometry import ArrayGeometry, preset, resolve
-
-__all__ = ["AcousticArrayDriver", "AcousticPipeline", "ArrayGeometry", "preset", "resolve"]
+"""Acoustic array sensor: framed-PCM `protocol`, array `geometry`, SRP-PHAT direction finding
+(`doa`), the drone-sound `features` and `detector`, the `driver`, and `decode`/scoring."""

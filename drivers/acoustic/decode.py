@@ -19,12 +19,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
-from drivers.acoustic.detector import DroneDetector
-from drivers.acoustic.driver import AcousticArrayDriver
-from drivers.acoustic.geometry import ArrayGeometry, for_channels
-from drivers.acoustic.protocol import PcmFrameParser
-from drivers.base import Transport
+from cuas_node.drivers.acoustic.detector import DroneDetector
+from cuas_node.drivers.acoustic.driver import AcousticArrayDriver
+from cuas_node.drivers.acoustic.geometry import ArrayGeometry, for_channels
+from cuas_node.drivers.acoustic.protocol import PcmFrameParser
+from cuas_node.drivers.transport import Transport
 
 WINDOW_S = 1.024
 FloatArray = npt.NDArray[np.float64]

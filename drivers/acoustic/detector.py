@@ -8,7 +8,7 @@ multirotor"). Either part may be absent. Inference is a matrix product and a han
 per tree level, far below the cost of the features.
 
 The weights are package data (`detector_weights.json`, written by `python -m
-calibration.acoustic_train`): feature names, normalisation, coefficients, trees and the metrics of
+cuas_node.calibration.acoustic_train`): feature names, normalisation, coefficients, trees and the metrics of
 the run that produced them. Loading checks the feature names so that a features.py change without
 retraining fails loudly instead of silently scoring garbage.
 """
@@ -23,8 +23,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
-from drivers.acoustic.features import FEATURE_NAMES, extract
+from cuas_node.drivers.acoustic.features import FEATURE_NAMES, extract
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -121,7 +120,7 @@ class DetectorModel:
         names = tuple(doc["feature_names"])
         if names != FEATURE_NAMES:
             raise ValueError(
-                f"{path}: trained on other features; retrain (python -m calibration.acoustic_train)"
+                f"{path}: trained on other features; retrain (python -m cuas_node.calibration.acoustic_train)"
             )
         tr = doc["trees"]
         n_nodes = len(tr["feature"][0]) if tr["feature"] else 1

@@ -25,9 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-
-from calibration.pose import Pose
-from drivers.acoustic.geometry import SPEED_OF_SOUND_MPS, ArrayGeometry
+from cuas_node.drivers.acoustic.geometry import SPEED_OF_SOUND_MPS, ArrayGeometry
+from cuas_node.kernel.pose import Pose
 
 FloatArray = npt.NDArray[np.float64]
 ComplexArray = npt.NDArray[np.complex128]

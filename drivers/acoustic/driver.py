@@ -18,15 +18,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-
-from calibration.pose import Pose
-from drivers.acoustic.detector import Detection, DroneDetector
-from drivers.acoustic.doa import DoaOptions, DoaPeak, SrpPhat
-from drivers.acoustic.geometry import ArrayGeometry, resolve
-from drivers.acoustic.protocol import PcmFrame, PcmFrameParser
-from drivers.base import Driver, SensorHealth, SerialTransport, Transport
-from node.clock import Clock
-from node.measurement import AcousticBearing, AnyMeasurement
+from cuas_node.drivers.acoustic.detector import Detection, DroneDetector
+from cuas_node.drivers.acoustic.doa import DoaOptions, DoaPeak, SrpPhat
+from cuas_node.drivers.acoustic.geometry import ArrayGeometry, resolve
+from cuas_node.drivers.acoustic.protocol import PcmFrame, PcmFrameParser
+from cuas_node.drivers.driver import Driver, SensorHealth
+from cuas_node.drivers.transport import SerialTransport, Transport
+from cuas_node.kernel.clock import Clock
+from cuas_node.kernel.measurement import AcousticBearing, AnyMeasurement
+from cuas_node.kernel.pose import Pose
 
 FloatArray = npt.NDArray[np.float64]
 DEFAULT_BAUDRATE = 2_000_000

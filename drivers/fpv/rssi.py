@@ -2,7 +2,7 @@
 emitter from the RSSI it gives several receivers on directional antennas.
 
 Kept apart from the sweep and the driver because it is pure math on numbers (no I/O, no clock,
-no state) that the simulator (`drivers.sim.fpv`) also uses to model what each receiver hears.
+no state) that the simulator (`cuas_node.drivers.sim.fpv`) also uses to model what each receiver hears.
 """
 
 from __future__ import annotations

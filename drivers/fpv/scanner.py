@@ -1,11 +1,11 @@
 """The 5.8 GHz FPV scanner: sweeps an RX5808 over the analog FPV channel plan, learns a noise floor
 per channel, detects video transmitters with hysteresis and emits `RfPresence` measurements.
 
-Split in three so each part is tested on its own: `SweepDetector` (`drivers.fpv.sweep`) is pure
+Split in three so each part is tested on its own: `SweepDetector` (`cuas_node.drivers.fpv.sweep`) is pure
 arithmetic on one sweep of RSSI values (no I/O, no clock), `rssi_ratio_bearing`
-(`drivers.fpv.rssi`) is the direction finder for receivers on directional antennas, and
+(`cuas_node.drivers.fpv.rssi`) is the direction finder for receivers on directional antennas, and
 `Rx5808Driver` (here) does the I/O (tune, settle on the injected clock, read the ADC) through the
-small bus protocols of `drivers.fpv.hardware`, so the simulator's register-level models run the
+small bus protocols of `cuas_node.drivers.fpv.hardware`, so the simulator's register-level models run the
 very same code. The names of the first two are re-exported here, where callers import them.
 """
 
@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from drivers.base import SensorHealth
-from drivers.fpv.hardware import (
+from cuas_node.drivers.driver import SensorHealth
+from cuas_node.drivers.fpv.hardware import (
     ADC_FULL_SCALE,
     AdcSpi,
     BlinkaMcp3008Spi,
@@ -26,14 +25,14 @@ from drivers.fpv.hardware import (
     Pins,
     read_mcp3008,
 )
-from drivers.fpv.rssi import AntennaPattern as AntennaPattern
-from drivers.fpv.rssi import Receiver, emitter_power_dbm, rssi_ratio_bearing
-from drivers.fpv.rssi import RssiCurve as RssiCurve
-from drivers.fpv.rx5808 import SYNTH_B, Channel, channel_table, synth_b_register, write_register
-from drivers.fpv.sweep import ScanSettings, SweepDetector
-from drivers.fpv.sweep import SweepResult as SweepResult
-from node.clock import Clock
-from node.measurement import AnyMeasurement, RfPresence, SensorState
+from cuas_node.drivers.fpv.rssi import AntennaPattern as AntennaPattern
+from cuas_node.drivers.fpv.rssi import Receiver, emitter_power_dbm, rssi_ratio_bearing
+from cuas_node.drivers.fpv.rssi import RssiCurve as RssiCurve
+from cuas_node.drivers.fpv.rx5808 import SYNTH_B, Channel, channel_table, synth_b_register, write_register
+from cuas_node.drivers.fpv.sweep import ScanSettings, SweepDetector
+from cuas_node.drivers.fpv.sweep import SweepResult as SweepResult
+from cuas_node.kernel.clock import Clock
+from cuas_node.kernel.measurement import AnyMeasurement, RfPresence, SensorState
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +47,7 @@ class _Slot:
 class Rx5808Driver:
     """One RX5808 scanner node (one or more modules tuned together, RSSI through an MCP3008).
 
-    It mirrors the public surface of `drivers.base.Driver` (sensor_id, kind, state, detail, open,
+    It mirrors the public surface of `cuas_node.drivers.driver.Driver` (sensor_id, kind, state, detail, open,
     read, close, health) rather than subclassing it: that base class is built around a byte
     transport and a parser, while this sensor is driven (tune, wait, sample) and has no byte
     stream; a subclass would carry a meaningless transport and parser and override every method.

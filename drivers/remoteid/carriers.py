@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from drivers.remoteid.messages import OdidMessage, decode_payload
+from cuas_node.drivers.remoteid.messages import OdidMessage, decode_payload
 
 CARRIERS = ("bt4", "bt5", "wifi-beacon", "wifi-nan")
 ODID_APP_CODE = 0x0D

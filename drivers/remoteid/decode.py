@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from drivers.remoteid.carriers import FrameDecoder, OdidFrame
-from drivers.remoteid.lines import MeshMapperLineParser, OdidLineParser
-from drivers.remoteid.messages import (
+from cuas_node.drivers.remoteid.carriers import FrameDecoder, OdidFrame
+from cuas_node.drivers.remoteid.lines import MeshMapperLineParser, OdidLineParser
+from cuas_node.drivers.remoteid.messages import (
     AUTH_TYPES,
     CATEGORIES_EU,
     CLASSES_EU,
@@ -36,7 +36,7 @@ from drivers.remoteid.messages import (
     name_of,
     resolve_hour,
 )
-from drivers.remoteid.pcap import PCAP_MAGICS, PCAPNG_MAGIC, read_capture
+from cuas_node.drivers.remoteid.pcap import PCAP_MAGICS, PCAPNG_MAGIC, read_capture
 
 _DEGREE_DIGITS = 7  # the wire resolution is 1e-7 degree
 

@@ -17,10 +17,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Literal
 
-from drivers.base import Driver, SensorHealth, SerialTransport, Transport
-from drivers.remoteid.carriers import OdidFrame
-from drivers.remoteid.lines import MeshMapperLineParser, OdidLineParser
-from drivers.remoteid.messages import (
+from cuas_node.drivers.driver import Driver, SensorHealth
+from cuas_node.drivers.remoteid.carriers import OdidFrame
+from cuas_node.drivers.remoteid.lines import MeshMapperLineParser, OdidLineParser
+from cuas_node.drivers.remoteid.messages import (
     H_ACCURACY_M,
     HEIGHT_TYPES,
     ID_TYPES,
@@ -37,8 +37,9 @@ from drivers.remoteid.messages import (
     name_of,
     resolve_hour,
 )
-from node.clock import Clock
-from node.measurement import AnyMeasurement, RemoteIdReport
+from cuas_node.drivers.transport import SerialTransport, Transport
+from cuas_node.kernel.clock import Clock
+from cuas_node.kernel.measurement import AnyMeasurement, RemoteIdReport
 
 LineFormat = Literal["odid-lines", "drone-mesh-mapper"]
 MAX_CLOCK_SKEW_S = 30.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from drivers.remoteid.messages import (
+from cuas_node.drivers.remoteid.messages import (
     _AUTH0,
     _AUTH_N,
     _BASIC,

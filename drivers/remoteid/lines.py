@@ -26,8 +26,8 @@ import math
 import re
 from typing import Any
 
-from drivers.remoteid.carriers import CARRIERS, ODID_APP_CODE, FrameDecoder, OdidFrame
-from drivers.remoteid.messages import BasicId, Location, OdidMessage, OperatorId, System
+from cuas_node.drivers.remoteid.carriers import CARRIERS, ODID_APP_CODE, FrameDecoder, OdidFrame
+from cuas_node.drivers.remoteid.messages import BasicId, Location, OdidMessage, OperatorId, System
 
 MAX_LINE_BYTES = 1024
 """The longest valid ODID line is about 520 bytes (a 9-message pack); JSON lines are shorter."""
@@ -68,7 +68,7 @@ class _LineSplitter:
                 if line:
                     self.counts["lines"] += 1
                     if not _TEXT.fullmatch(line):
-                        # Not text at all: line noise or a wrong baud rate (drivers.base.BaudWatch).
+                        # Not text at all: line noise or a wrong baud rate (drivers.parsing.BaudWatch).
                         self.counts["noise_lines"] += 1
                     lines.append(line)
         return lines

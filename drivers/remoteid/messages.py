@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from drivers.base import ParseError
+from cuas_node.drivers.parsing import ParseError
 
 MESSAGE_SIZE = 25
 MAX_PACK_MESSAGES = 9

@@ -16,7 +16,7 @@ import struct
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from drivers.remoteid.carriers import beacon_odid, ble_odid, format_mac, nan_odid
+from cuas_node.drivers.remoteid.carriers import beacon_odid, ble_odid, format_mac, nan_odid
 
 PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"

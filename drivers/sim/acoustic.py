@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-
-from calibration.pose import Pose
-from drivers.acoustic.geometry import SPEED_OF_SOUND_MPS, ArrayGeometry
-from drivers.acoustic.protocol import FLAG_UTC, encode_frame
+from cuas_node.drivers.acoustic.geometry import SPEED_OF_SOUND_MPS, ArrayGeometry
+from cuas_node.drivers.acoustic.protocol import FLAG_UTC, encode_frame
+from cuas_node.kernel.pose import Pose
 
 FloatArray = npt.NDArray[np.float64]
 P_REF = 20e-6  # Pa

@@ -1,7 +1,7 @@
 """Simulated 5.8 GHz FPV bench at register level: an RX5808 that decodes the bit-banged frames on its
 three lines, an MCP3008 that decodes SPI command bits, and the RF scene they listen to.
 
-The scanner driver runs unchanged on these models (they implement `drivers.fpv.hardware.Pins` and
+The scanner driver runs unchanged on these models (they implement `cuas_node.drivers.fpv.hardware.Pins` and
 `AdcSpi`), so a simulated run exercises the real frame encoder, settling, ADC protocol and
 detection. Every pin frame and SPI transaction is recorded with its time, for record/replay.
 """
@@ -14,12 +14,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from calibration.pose import Pose, cartesian_to_spherical
-from drivers.fpv.hardware import ADC_FULL_SCALE
-from drivers.fpv.rx5808 import SYNTH_B, DecodedFrame, decode_frame, synth_b_register, tuned_frequency_mhz
-from drivers.fpv.scanner import AntennaPattern, Receiver, RssiCurve
-from node.clock import Clock, ManualClock
+from cuas_node.drivers.fpv.hardware import ADC_FULL_SCALE
+from cuas_node.drivers.fpv.rx5808 import (
+    SYNTH_B,
+    DecodedFrame,
+    decode_frame,
+    synth_b_register,
+    tuned_frequency_mhz,
+)
+from cuas_node.drivers.fpv.scanner import AntennaPattern, Receiver, RssiCurve
+from cuas_node.kernel.clock import Clock, ManualClock
+from cuas_node.kernel.pose import Pose, cartesian_to_spherical
 
 RfPowerFn = Callable[[float, float], float]
 """(frequency in MHz, scenario seconds) → dBm at the module's input, noise included."""

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-
-from drivers.nmea import encode_gga, encode_rmc
-from drivers.sim.scenario import NodeSpec, SimGpsSpec
-from node.geo import LocalFrame
+from cuas_node.drivers.nmea.encode import encode_gga, encode_rmc
+from cuas_node.drivers.sim.scenario import NodeSpec, SimGpsSpec
+from cuas_node.kernel.geo import LocalFrame
 
 _GEOID_SEPARATION_M = 47.0  # a typical value for north-west Europe; only its consistency matters
 

@@ -11,11 +11,10 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-
-from calibration.pose import Pose, cartesian_to_spherical, spherical_to_cartesian
-from drivers.sim.scenario import SimRadarSpec
-from drivers.sim.world import TargetState
-from drivers.ti_mmwave import encode_frame
+from cuas_node.drivers.radar.ti_frames import encode_frame
+from cuas_node.drivers.sim.scenario import SimRadarSpec
+from cuas_node.drivers.sim.world import TargetState
+from cuas_node.kernel.pose import Pose, cartesian_to_spherical, spherical_to_cartesian
 
 FloatArray = npt.NDArray[np.float64]
 _REFERENCE_RCS_M2 = 0.01

@@ -12,9 +12,9 @@ import math
 import random
 from collections.abc import Sequence
 
-from drivers.remoteid.carriers import ODID_APP_CODE
-from drivers.remoteid.encode import encode_message, encode_pack
-from drivers.remoteid.messages import BasicId, Location, OdidMessage, OperatorId, SelfId, System
+from cuas_node.drivers.remoteid.carriers import ODID_APP_CODE
+from cuas_node.drivers.remoteid.encode import encode_message, encode_pack
+from cuas_node.drivers.remoteid.messages import BasicId, Location, OdidMessage, OperatorId, SelfId, System
 
 SIM_CARRIERS = ("bt4", "wifi-beacon")
 

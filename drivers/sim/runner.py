@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-
-from drivers.sim.gps import SimGps
-from drivers.sim.pty import PtyPort
-from drivers.sim.radar import SimRadar
-from drivers.sim.remoteid import SimRemoteIdBroadcaster
-from drivers.sim.scenario import (
+from cuas_node.drivers.sim.gps import SimGps
+from cuas_node.drivers.sim.pty import PtyPort
+from cuas_node.drivers.sim.radar import SimRadar
+from cuas_node.drivers.sim.remoteid import SimRemoteIdBroadcaster
+from cuas_node.drivers.sim.scenario import (
     Scenario,
     SimAcousticSpec,
     SimFpvSpec,
@@ -24,10 +23,10 @@ from drivers.sim.scenario import (
     SimRadarSpec,
     SimRemoteIdSpec,
 )
-from drivers.sim.ti_board import SimTiBoard
-from drivers.sim.world import World
-from node.clock import ScaledClock
-from node.geo import LocalFrame
+from cuas_node.drivers.sim.ti_board import SimTiBoard
+from cuas_node.drivers.sim.world import World
+from cuas_node.kernel.clock import ScaledClock
+from cuas_node.kernel.geo import LocalFrame
 
 
 class Simulation:
@@ -89,7 +88,7 @@ class Simulation:
     def build_hardware(self, receivers: dict[str, list[Any]]) -> None:
         """Register-level FPV models for each simulated scanner, given the receivers (antennas,
         ADC channels) that the node's config builds for it."""
-        from drivers.sim.fpv import FpvTransmitter, RfEnvironment, SimFpvBench
+        from cuas_node.drivers.sim.fpv import FpvTransmitter, RfEnvironment, SimFpvBench
 
         transmitters = [
             FpvTransmitter(
@@ -205,9 +204,9 @@ class Simulation:
         return emit
 
     def _acoustic_emitter(self, spec: SimAcousticSpec, port: PtyPort, seed: int) -> Callable[[float], None]:
-        from calibration.pose import Pose
-        from drivers.acoustic.geometry import preset
-        from drivers.sim.acoustic import SimAcousticArray
+        from cuas_node.drivers.acoustic.geometry import preset
+        from cuas_node.drivers.sim.acoustic import SimAcousticArray
+        from cuas_node.kernel.pose import Pose
 
         m = spec.mount
         array = SimAcousticArray(

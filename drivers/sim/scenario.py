@@ -12,9 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
+from cuas_node.config import ConfigError, MountPose, Position, _format_validation_error
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from node.config import ConfigError, MountPose, Position, _format_validation_error
 
 TargetKind = Literal["quadcopter", "fixed-wing", "bird", "aircraft"]
 
@@ -152,14 +151,14 @@ class Scenario(_Strict):
 
 
 def builtin_names() -> list[str]:
-    folder = resources.files("drivers.sim") / "scenarios"
+    folder = resources.files("cuas_node.drivers.sim") / "scenarios"
     return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
 def load_scenario(name_or_path: str) -> Scenario:
     """A built-in scenario by name, or a scenario file by path; errors as `ConfigError`."""
     if name_or_path in builtin_names():
-        resource = resources.files("drivers.sim") / "scenarios" / f"{name_or_path}.toml"
+        resource = resources.files("cuas_node.drivers.sim") / "scenarios" / f"{name_or_path}.toml"
         text, source = resource.read_text(encoding="utf-8"), f"built-in scenario {name_or_path}"
     else:
         path = Path(name_or_path)

@@ -14,8 +14,8 @@ import select
 import threading
 from collections.abc import Callable
 
-from drivers.sim.pty import PtyPort
-from drivers.ti_cli import PROMPT
+from cuas_node.drivers.radar.ti_cli import PROMPT
+from cuas_node.drivers.sim.pty import PtyPort
 
 BANNER = "\r\n******************************************\r\nxWR16xx MMW Demo 03.04.00.03\r\n" + (
     "******************************************\r\n"

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-
-from drivers.sim.scenario import Scenario, TargetSpec
+from cuas_node.drivers.sim.scenario import Scenario, TargetSpec
 
 FloatArray = npt.NDArray[np.float64]
 MAX_ACCEL_MPS2 = {"quadcopter": 4.0, "fixed-wing": 3.0, "bird": 6.0, "aircraft": 2.0}

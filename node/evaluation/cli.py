@@ -13,9 +13,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from drivers.sim.scenario import Scenario, load_scenario
-from node.evaluation.metrics import aggregate, score_run
-from node.evaluation.runner import run_scenario
+from cuas_node.drivers.sim.scenario import Scenario, load_scenario
+from cuas_node.evaluation.metrics import aggregate, score_run
+from cuas_node.evaluation.runner import run_scenario
 
 
 def remote_ids_of(scenario: Scenario) -> dict[str, str]:

@@ -1,8 +1,8 @@
 """Run a scenario through the whole pipeline in virtual time, as fast as the CPU allows.
 
 The point is to score the code that runs on the Pi, not a shortcut around it: the simulated sensors
-produce the same wire bytes as in `cuas-node sim` (the emitters of `drivers.sim.runner.Simulation`
-are reused as they are), the real drivers built by `drivers.registry.build_driver` parse them, and
+produce the same wire bytes as in `cuas-node sim` (the emitters of `cuas_node.drivers.sim.runner.Simulation`
+are reused as they are), the real drivers built by `cuas_node.driver_factory.build_driver` parse them, and
 a `FusionEngine` built from the same node config fuses them. Only two things differ from `sim`:
 - each serial port is an in-memory pipe instead of a pty (no threads, no lost bytes, no waits);
 - time is a manual clock stepped through the sensors' event times in order, so a run is exactly
@@ -23,17 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
-
-from calibration.pose import Pose, cartesian_to_spherical
-from drivers.base import SensorDriver
-from drivers.registry import UnsupportedSensor, build_driver
-from drivers.sim.runner import Simulation
-from drivers.sim.scenario import Scenario, SimFpvSpec, SimRadarSpec
-from node.clock import ManualClock, ScaledClock
-from node.config import FpvRx5808Sensor, build_config, deep_merge
-from node.evaluation.metrics import Step, TruthFrame, track_frame_from_records
-from node.fusion.engine import FusionEngine
-from node.measurement import AnyMeasurement
+from cuas_node.config import FpvRx5808Sensor, build_config, deep_merge
+from cuas_node.driver_factory import UnsupportedSensor, build_driver
+from cuas_node.drivers.driver import SensorDriver
+from cuas_node.drivers.sim.runner import Simulation
+from cuas_node.drivers.sim.scenario import Scenario, SimFpvSpec, SimRadarSpec
+from cuas_node.evaluation.metrics import Step, TruthFrame, track_frame_from_records
+from cuas_node.fusion.engine import FusionEngine
+from cuas_node.kernel.clock import ManualClock, ScaledClock
+from cuas_node.kernel.measurement import AnyMeasurement
+from cuas_node.kernel.pose import Pose, cartesian_to_spherical
 
 DEFAULT_EPOCH = 1_700_000_000.0
 """Scenario start when the scenario sets no `start_utc`: fixed, so runs are reproducible."""
@@ -73,7 +72,7 @@ class MemoryPipe:
 
 
 class MemoryTransport:
-    """The node side of a `MemoryPipe` (the `drivers.base.Transport` protocol). `read` never waits:
+    """The node side of a `MemoryPipe` (a `drivers.transport.Transport`). `read` never waits:
     the evaluation loop only reads after the simulator has written."""
 
     def __init__(self, pipe: MemoryPipe) -> None:
@@ -109,7 +108,7 @@ class _InMemorySimulation(Simulation):
         for port in [*self.ports.values(), *getattr(self, "cli_ports", {}).values()]:
             port.close()
         # The radar boards are taken as configured and streaming: the CLI handshake
-        # (drivers/ti_cli.py) waits on real serial timeouts, so eval leaves it out (no `config_port`).
+        # (drivers/radar/ti_cli.py) waits on real serial timeouts, so eval leaves it out (no `config_port`).
         for board in getattr(self, "boards", {}).values():
             board.streaming = True
         self.pipes = {sid: MemoryPipe(f"/dev/null/eval-{sid}") for sid in self.ports}
@@ -119,8 +118,8 @@ class _InMemorySimulation(Simulation):
         """The emitter `Simulation.start` would run for this sensor, or None for a kind this
         simulator cannot synthesise yet. New kinds follow the `_<kind>_emitter(spec, port, seed)`
         convention (e.g. `_acoustic_emitter`)."""
-        from drivers.sim.gps import SimGps
-        from drivers.sim.scenario import SimGpsSpec, SimRemoteIdSpec
+        from cuas_node.drivers.sim.gps import SimGps
+        from cuas_node.drivers.sim.scenario import SimGpsSpec, SimRemoteIdSpec
 
         seed = self.seed * 1000 + index
         port = cast(Any, self.pipes[spec.id])
@@ -200,7 +199,7 @@ def run_scenario(
     fpv_clocks: dict[str, ManualClock] = {}
     hardware: dict[str, tuple[Any, Any]] = {}
     if fpv_ids:
-        from drivers.registry import fpv_receivers
+        from cuas_node.driver_factory import fpv_receivers
 
         receivers = {s.id: fpv_receivers(s) for s in config.sensors if isinstance(s, FpvRx5808Sensor)}
         for sid in fpv_ids:

@@ -17,8 +17,7 @@ from enum import IntFlag
 
 import numpy as np
 import numpy.typing as npt
-
-from node.fusion.tracks import CLASSES, PRIOR, TrackTable
+from cuas_node.fusion.tracks import CLASSES, PRIOR, TrackTable
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]

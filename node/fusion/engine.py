@@ -16,9 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from calibration.pose import Pose
-from node.config import (
+from cuas_node.config import (
     AcousticArraySensor,
     Config,
     FpvRx5808Sensor,
@@ -26,9 +24,8 @@ from node.config import (
     TiMmwaveSensor,
     ZoneSection,
 )
-from node.fusion import classify
-from node.fusion.identity import IdentityBinder
-from node.fusion.measurement_models import (
+from cuas_node.fusion.identity import IdentityBinder
+from cuas_node.fusion.measurement_models import (
     SPEED_OF_SOUND_MPS,
     BearingModel,
     Coverage,
@@ -36,11 +33,11 @@ from node.fusion.measurement_models import (
     PositionVelocityModel,
     RadarModel,
 )
-from node.fusion.tracker import Scan, Tracker, TrackSnapshot
-from node.fusion.tracks import Status
-from node.fusion.zones import ZoneMonitor, build_zones
-from node.geo import LocalFrame
-from node.measurement import (
+from cuas_node.fusion.tracker import Scan, Tracker, TrackSnapshot
+from cuas_node.fusion.tracks import Status
+from cuas_node.fusion.zones import ZoneMonitor, build_zones
+from cuas_node.kernel.geo import LocalFrame
+from cuas_node.kernel.measurement import (
     AcousticBearing,
     AnyMeasurement,
     GpsFix,
@@ -48,6 +45,9 @@ from node.measurement import (
     RemoteIdReport,
     RfPresence,
 )
+from cuas_node.kernel.pose import Pose
+
+from cuas_node.fusion import classify
 
 _GPS_AVERAGE = 10  # fixes averaged for the node's position; a static node then keeps a stable origin
 _ACOUSTIC_RANGE_M = 600.0

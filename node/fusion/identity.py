@@ -19,9 +19,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
-from node.fusion.tracks import Status, TrackTable
-from node.measurement import RemoteIdReport
+from cuas_node.fusion.tracks import Status, TrackTable
+from cuas_node.kernel.measurement import RemoteIdReport
 
 FloatArray = npt.NDArray[np.float64]
 _SUPPORT_WINDOW_S = 3.0

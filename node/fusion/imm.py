@@ -16,10 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-
-from node.fusion.measurement_models import MeasurementModel
-from node.fusion.models import STATE_DIM, cv_transition
-from node.fusion.tracks import TrackTable
+from cuas_node.fusion.measurement_models import MeasurementModel
+from cuas_node.fusion.models import STATE_DIM, cv_transition
+from cuas_node.fusion.tracks import TrackTable
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]

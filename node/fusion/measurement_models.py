@@ -12,15 +12,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-
-from calibration.pose import Pose
-from node.fusion.models import (
+from cuas_node.fusion.models import (
     STATE_DIM,
     diagonal_covariance,
     radar_predict,
     radar_to_state,
     wrap_angle,
 )
+from cuas_node.kernel.pose import Pose
 
 FloatArray = npt.NDArray[np.float64]
 SPEED_OF_SOUND_MPS = 343.0

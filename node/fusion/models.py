@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-
-from calibration.pose import Pose
+from cuas_node.kernel.pose import Pose
 
 FloatArray = npt.NDArray[np.float64]
 STATE_DIM = 6

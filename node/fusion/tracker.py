@@ -13,15 +13,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from cuas_node.config import FusionSection
+from cuas_node.fusion.clutter import ClutterMap
+from cuas_node.fusion.measurement_models import Coverage, MeasurementModel, RadarModel, noise_from_sigmas
+from cuas_node.fusion.tracks import PRIOR, Status, TrackTable
+from cuas_node.kernel.pose import Pose
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import chi2
 
-from calibration.pose import Pose
-from node.config import FusionSection
-from node.fusion import imm
-from node.fusion.clutter import ClutterMap
-from node.fusion.measurement_models import Coverage, MeasurementModel, RadarModel, noise_from_sigmas
-from node.fusion.tracks import PRIOR, Status, TrackTable
+from cuas_node.fusion import imm
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]

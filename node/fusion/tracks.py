@@ -12,8 +12,7 @@ from enum import IntEnum
 
 import numpy as np
 import numpy.typing as npt
-
-from node.fusion.models import STATE_DIM
+from cuas_node.fusion.models import STATE_DIM
 
 CLASSES = ("multirotor", "fixed_wing", "bird", "aircraft", "unknown")
 PRIOR = np.log(np.array([0.2, 0.1, 0.2, 0.1, 0.4]))

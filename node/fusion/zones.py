@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
-from node.config import ZoneSection
-from node.geo import LocalFrame
+from cuas_node.config import ZoneSection
+from cuas_node.kernel.geo import LocalFrame
 
 FloatArray = npt.NDArray[np.float64]
 

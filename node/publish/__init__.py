@@ -1,5 +1,4 @@
-"""Publishing: the node's MQTT contract (topics and JSON documented in docs/mqtt.md)."""
+"""Publishing: the node's MQTT contract (topics and JSON documented in docs/mqtt.md).
 
-from node.publish.mqtt import MqttPublisher, topic
-
-__all__ = ["MqttPublisher", "topic"]
+`wire` owns the wire format (topics, encoding, envelopes); `mqtt.MqttPublisher` is the facade.
+"""

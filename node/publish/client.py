@@ -10,10 +10,9 @@ from __future__ import annotations
 import ssl
 
 import paho.mqtt.client as paho
+from cuas_node.config import ConfigError, MqttSection
+from cuas_node.publish.wire import paho_log
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-
-from node.config import ConfigError, MqttSection
-from node.publish.wire import paho_log
 
 CONNECT_TIMEOUT_S = 5.0
 

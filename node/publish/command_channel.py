@@ -1,7 +1,7 @@
 """The command channel: an incoming `cmd/<name>/<client>` message in, a processed command and a
 response out.
 
-Checking (signature or allow-list, replay, arguments) is `node.commands`' job; this class only
+Checking (signature or allow-list, replay, arguments) is `cuas_node.commands`' job; this class only
 turns MQTT into calls and back: where the response goes (the MQTT 5 Response Topic, else
 `response/<name>`), with the request's Correlation Data, and that a handler bug still answers.
 It runs on the publisher's outbox thread and never publishes by itself: a refusal is answered at
@@ -16,14 +16,13 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
-
-from node.clock import Clock
-from node.commands import CommandHandler, CommandProcessor, Refused, Result, read_key, response
-from node.config import MqttSection
-from node.publish.wire import topic
+from cuas_node.commands import CommandHandler, CommandProcessor, Refused, Result, read_key, response
+from cuas_node.config import MqttSection
+from cuas_node.kernel.clock import Clock
+from cuas_node.publish.wire import topic
 
 # The publisher's log lines keep the logger name they always had (operators filter on it).
-log = logging.getLogger("node.publish.mqtt")
+log = logging.getLogger("cuas_node.publish.mqtt")
 
 # (response topic, correlation data, response body)
 ReplySink = Callable[[str, bytes | None, dict[str, Any]], None]

@@ -22,14 +22,13 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
+from cuas_node.config import MqttSection
+from cuas_node.publish.link import Backoff, LinkState
 from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from node.config import MqttSection
-from node.publish.link import Backoff, LinkState
-
 # The publisher's log lines keep the logger name they always had (operators filter on it).
-log = logging.getLogger("node.publish.mqtt")
+log = logging.getLogger("cuas_node.publish.mqtt")
 
 _UNSUPPORTED_PROTOCOL = 0x84  # MQTT v5 CONNACK reason "Unsupported protocol version"
 _AUTH_REFUSED = {0x86, 0x87, 0x8C}  # bad user name or password, not authorised, bad auth method

@@ -36,8 +36,8 @@ from array import array
 from collections import deque
 from pathlib import Path
 
-from node.publish.seqstore import fsync_dir
-from node.publish.spool_segment import (
+from cuas_node.publish.seqstore import fsync_dir
+from cuas_node.publish.spool_segment import (
     QUARANTINE,
     Record,
     Segment,
@@ -50,7 +50,7 @@ from node.publish.spool_segment import (
 )
 
 # The spool's log lines keep the logger name they always had (operators filter on it).
-log = logging.getLogger("node.publish.spool")
+log = logging.getLogger("cuas_node.publish.spool")
 
 _CURSOR = "cursor.json"  # the saved delivery position
 

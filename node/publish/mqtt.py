@@ -32,19 +32,18 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
+from cuas_node.commands import Command, CommandHandler
+from cuas_node.config import MqttSection, read_password
+from cuas_node.kernel.clock import Clock
+from cuas_node.publish.client import CONNECT_TIMEOUT_S, build_client, client_id, tls_context
+from cuas_node.publish.command_channel import CommandChannel, command_prefix
+from cuas_node.publish.connector import Connector
+from cuas_node.publish.link import RECONNECT_MAX_S, RECONNECT_MIN_S, Backoff, LinkState
+from cuas_node.publish.outbox import DRAIN_WINDOW, STOP_FLUSH_S, Outbox
+from cuas_node.publish.seqstore import SequenceStore
+from cuas_node.publish.spool import EXPIRES, DiskSpool, MemorySpool, Record, Spool
+from cuas_node.publish.wire import BROKER_STATES, encode, info_payload, status_payload, topic
 from paho.mqtt.enums import MQTTProtocolVersion
-
-from node.clock import Clock
-from node.commands import Command, CommandHandler
-from node.config import MqttSection, read_password
-from node.publish.client import CONNECT_TIMEOUT_S, build_client, client_id, tls_context
-from node.publish.command_channel import CommandChannel, command_prefix
-from node.publish.connector import Connector
-from node.publish.link import RECONNECT_MAX_S, RECONNECT_MIN_S, Backoff, LinkState
-from node.publish.outbox import DRAIN_WINDOW, STOP_FLUSH_S, Outbox
-from node.publish.seqstore import SequenceStore
-from node.publish.spool import EXPIRES, DiskSpool, MemorySpool, Record, Spool
-from node.publish.wire import BROKER_STATES, encode, info_payload, status_payload, topic
 
 log = logging.getLogger(__name__)
 

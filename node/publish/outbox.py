@@ -25,19 +25,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
+from cuas_node.config import MqttSection
+from cuas_node.kernel.clock import Clock
+from cuas_node.publish.command_channel import CommandChannel
+from cuas_node.publish.link import Backoff, LinkState
+from cuas_node.publish.spool import Record, Spool
+from cuas_node.publish.wire import encode, publish_properties
 from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from node.clock import Clock
-from node.config import MqttSection
-from node.publish.command_channel import CommandChannel
-from node.publish.link import Backoff, LinkState
-from node.publish.spool import Record, Spool
-from node.publish.wire import encode, publish_properties
-
 # The publisher's log lines keep the logger name they always had (operators filter on it).
-log = logging.getLogger("node.publish.mqtt")
+log = logging.getLogger("cuas_node.publish.mqtt")
 
 DRAIN_WINDOW = 32  # spooled messages in flight at once while delivering a backlog
 STOP_FLUSH_S = 1.0

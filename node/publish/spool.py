@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Protocol
 
-from node.publish.disk_spool import DiskSpool
-from node.publish.spool_segment import EXPIRES, QUARANTINE, Record
+from cuas_node.publish.disk_spool import DiskSpool
+from cuas_node.publish.spool_segment import EXPIRES, QUARANTINE, Record
 
 
 class Spool(Protocol):

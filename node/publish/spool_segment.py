@@ -19,10 +19,10 @@ from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.publish.seqstore import fsync_dir
+from cuas_node.publish.seqstore import fsync_dir
 
 # The spool's log lines keep the logger name they always had (operators filter on it).
-log = logging.getLogger("node.publish.spool")
+log = logging.getLogger("cuas_node.publish.spool")
 
 EXPIRES = 0x01  # flag: a track update that may be dropped once older than the stale age
 QUARANTINE = "quarantine"  # subdirectory of the spool where damaged files are moved aside

@@ -11,10 +11,9 @@ import json
 import logging
 from typing import Any
 
+from cuas_node import SCHEMA_VERSION, __version__
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-
-from node import SCHEMA_VERSION, __version__
 
 BROKER_STATES = ("connected", "disconnected", "auth_refused", "tls_error", "acl_refused")
 
@@ -28,7 +27,7 @@ class NotConnectedNoiseFilter(logging.Filter):
 
 
 # The logger every paho client of the publisher writes to (`Client.enable_logger`).
-paho_log = logging.getLogger("node.publish.paho")
+paho_log = logging.getLogger("cuas_node.publish.paho")
 paho_log.addFilter(NotConnectedNoiseFilter())
 
 

@@ -10,7 +10,7 @@ Two sources:
 - the simulator: `cuas-node sim SCENARIO --duration S` with `[record] enabled` (real threads,
   real ptys, the real radar CLI handshake), so these differ from run to run and are made once.
 
-After remaking a recording, regenerate its expected output: `python -m node.replay --regenerate-golden`.
+After remaking a recording, regenerate its expected output: `python -m cuas_node.replay --regenerate-golden`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
-from drivers.record import Channel, Recorder, recording_header  # noqa: E402
-from node.config import build_config  # noqa: E402
+from cuas_node.config import build_config  # noqa: E402
+from cuas_node.drivers.record import Channel, Recorder, recording_header  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CAPTURES = ROOT.parent / "shared" / "captures"

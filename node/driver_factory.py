@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from drivers.base import SensorDriver
-from node.clock import Clock
-from node.config import (
+from cuas_node.config import (
     AcousticArraySensor,
     FpvRx5808Sensor,
     NmeaSensor,
@@ -15,6 +13,8 @@ from node.config import (
     SensorConfig,
     TiMmwaveSensor,
 )
+from cuas_node.drivers.driver import SensorDriver
+from cuas_node.kernel.clock import Clock
 
 
 class UnsupportedSensor(Exception):
@@ -27,13 +27,13 @@ def build_driver(
     """The driver for one configured sensor. `hardware` maps a sensor id to injected bus objects
     (the simulator's register-level models) for sensors that are not serial ports."""
     if isinstance(sensor, NmeaSensor):
-        from drivers.nmea import NmeaDriver
+        from cuas_node.drivers.nmea.driver import NmeaDriver
 
         return NmeaDriver.from_port(sensor.id, sensor.port, clock, baudrate=sensor.baudrate)
     if isinstance(sensor, TiMmwaveSensor):
-        from drivers.radar_cluster import ClusterOptions, RadarResolution
-        from drivers.static_map import StaticClutterMap
-        from drivers.ti_driver import TiMmwaveDriver
+        from cuas_node.drivers.radar.cluster import ClusterOptions, RadarResolution
+        from cuas_node.drivers.radar.static_map import StaticClutterMap
+        from cuas_node.drivers.radar.ti_driver import TiMmwaveDriver
 
         static_map = None
         if sensor.static_map_file is not None:
@@ -57,14 +57,14 @@ def build_driver(
             static_map=static_map,
         )
     if isinstance(sensor, RemoteIdSensor):
-        from drivers.remoteid.driver import RemoteIdDriver
+        from cuas_node.drivers.remoteid.driver import RemoteIdDriver
 
         return RemoteIdDriver.from_port(
             sensor.id, sensor.port, clock, baudrate=sensor.baudrate, format=sensor.format
         )
     if isinstance(sensor, FpvRx5808Sensor):
         if hardware and sensor.id in hardware:
-            from drivers.fpv.scanner import Rx5808Driver
+            from cuas_node.drivers.fpv.scanner import Rx5808Driver
 
             pins, adc = hardware[sensor.id]
             return Rx5808Driver(
@@ -72,10 +72,10 @@ def build_driver(
             )
         return _fpv_driver(sensor, clock)
     if isinstance(sensor, AcousticArraySensor):
-        from calibration.pose import Pose
-        from drivers.acoustic.doa import DoaOptions
-        from drivers.acoustic.driver import AcousticArrayDriver
-        from drivers.acoustic.geometry import resolve
+        from cuas_node.drivers.acoustic.doa import DoaOptions
+        from cuas_node.drivers.acoustic.driver import AcousticArrayDriver
+        from cuas_node.drivers.acoustic.geometry import resolve
+        from cuas_node.kernel.pose import Pose
 
         m = sensor.mount
         return AcousticArrayDriver.from_port(
@@ -94,7 +94,7 @@ def build_driver(
 def fpv_receivers(sensor: FpvRx5808Sensor) -> list[Any]:
     import math
 
-    from drivers.fpv.scanner import AntennaPattern, Receiver, RssiCurve
+    from cuas_node.drivers.fpv.scanner import AntennaPattern, Receiver, RssiCurve
 
     curve = RssiCurve(sensor.rssi_v_low, sensor.rssi_dbm_low, sensor.rssi_v_high, sensor.rssi_dbm_high)
     if not sensor.receivers:
@@ -114,7 +114,7 @@ def fpv_receivers(sensor: FpvRx5808Sensor) -> list[Any]:
 
 
 def fpv_settings(sensor: FpvRx5808Sensor) -> Any:
-    from drivers.fpv.scanner import ScanSettings
+    from cuas_node.drivers.fpv.scanner import ScanSettings
 
     return ScanSettings(
         bands=sensor.bands,
@@ -127,7 +127,7 @@ def fpv_settings(sensor: FpvRx5808Sensor) -> Any:
 
 
 def _fpv_driver(sensor: FpvRx5808Sensor, clock: Clock) -> SensorDriver:
-    from drivers.fpv.scanner import Rx5808Driver
+    from cuas_node.drivers.fpv.scanner import Rx5808Driver
 
     return Rx5808Driver.from_pi(
         sensor.id,

@@ -171,7 +171,7 @@ def _decode(frame: bytes) -> tuple[TiFrame, int]:
 
 
 class TiFrameParser:
-    """Stream parser for the data UART: bytes in, `TiFrame`s out (conforms to `drivers.base.Parser`).
+    """Stream parser for the data UART: bytes in, `TiFrame`s out (a `drivers.parsing.Parser`).
 
     The buffer is bounded by `BUFFER_CAP` whatever the input, because `feed` takes large inputs in
     slices; what stays buffered between slices is at most one partial frame plus a header.

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from drivers.base import Transport
+from cuas_node.drivers.transport import Transport
 
 PROMPT = "mmwDemo:/>"
 MAX_LINE_CHARS = 4096
@@ -63,7 +63,7 @@ def load_profile(cfg_file: Path | None, model: str) -> tuple[str, str]:
     if cfg_file is not None:
         return Path(cfg_file).read_text(encoding="ascii"), str(cfg_file)
     name = f"{model}_drone.cfg"
-    resource = resources.files("drivers") / "ti_profiles" / name
+    resource = resources.files("cuas_node.drivers.radar") / "ti_profiles" / name
     if not resource.is_file():
         raise ValueError(f"no shipped radar profile for model {model!r}")
     return resource.read_text(encoding="ascii"), f"built-in profile {name}"

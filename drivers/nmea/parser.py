@@ -29,29 +29,21 @@ sentence cut short by a new `$` counts as `malformed`; one longer than `MAX_SENT
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from drivers.base import Driver, SerialTransport, Transport
-from drivers.nmea_encode import (
+from cuas_node.drivers.nmea.fields import (
     KNOT_MPS,
     checksum,
     days_since_epoch,
-    encode_gga,
-    encode_rmc,
     parse_angle,
     parse_float,
     parse_int,
     parse_time_us,
 )
-from node.clock import Clock
-from node.measurement import AnyMeasurement, GpsFix
 
-__all__ = [
-    "MAX_SENTENCE_BYTES", "NmeaDriver", "NmeaFix", "NmeaParser", "decode_nmea", "encode_gga", "encode_rmc",
-    "fix_to_dict",
-]  # fmt: skip
+__all__ = ["MAX_SENTENCE_BYTES", "NmeaFix", "NmeaParser"]
 
 MAX_SENTENCE_BYTES = 200
 """NMEA allows 82 characters; real receivers exceed it (RTK GGA), none come close to this."""
@@ -350,65 +342,3 @@ _HANDLERS: dict[str, Callable[[list[str]], tuple[int | None, _Gga | _Rmc | int |
     "RMC": _parse_rmc,
     "ZDA": _parse_zda,
 }
-
-# Decimals in the JSON form (None: an integer). 9 decimals of a degree are 0.1 mm.
-_ROUNDING: dict[str, int | None] = {
-    "t": 6, "time_of_day_s": 6, "lat": 9, "lon": 9, "alt_msl_m": 3, "geoid_sep_m": 3, "quality": None,
-    "num_sats": None, "hdop": 2, "speed_mps": 3, "course_deg": 3
-}  # fmt: skip
-
-
-def fix_to_dict(fix: NmeaFix) -> dict[str, Any]:
-    """The public JSON form of one epoch (docs/decode-nmea.md): unknown values are left out."""
-    out: dict[str, Any] = {"type": "nmea_fix"}
-    for name, digits in _ROUNDING.items():
-        value = getattr(fix, name)
-        if value is not None:
-            out[name] = value if digits is None else round(value, digits)
-    return out
-
-
-def decode_nmea(data: bytes) -> Iterator[dict[str, Any]]:
-    """`cuas-node decode nmea FILE`: one dict per fix epoch, `#` comment lines skipped."""
-    parser = NmeaParser()
-    for line in data.splitlines(keepends=True):
-        if line.startswith(b"#"):
-            continue
-        for fix in parser.feed(line):
-            yield fix_to_dict(fix)
-    for fix in parser.flush():
-        yield fix_to_dict(fix)
-
-
-class NmeaDriver(Driver[NmeaFix]):
-    """The node's GNSS receiver: yields a GpsFix for every epoch with a valid position."""
-
-    kind = "nmea"
-
-    def __init__(self, sensor_id: str, transport: Transport, clock: Clock) -> None:
-        super().__init__(sensor_id, transport, NmeaParser(), clock)
-
-    @classmethod
-    def from_port(cls, sensor_id: str, port: str, clock: Clock, baudrate: int = 9600) -> NmeaDriver:
-        """A receiver on a serial port (`/dev/serial0` on the Pi); most ship at 9600 baud."""
-        return cls(sensor_id, SerialTransport(port, baudrate), clock)
-
-    def to_measurements(self, record: NmeaFix, t_capture: float, t_receive: float) -> list[AnyMeasurement]:
-        if not record.valid or record.lat is None or record.lon is None or record.quality is None:
-            return []
-        # The receiver's own UTC is the best capture time there is; the host clock is the fallback
-        # only until a date has been seen.
-        return [
-            GpsFix(
-                sensor_id=self.sensor_id,
-                t_capture=record.t if record.t is not None else t_capture,
-                t_receive=t_receive,
-                lat=record.lat,
-                lon=record.lon,
-                alt_msl_m=record.alt_msl_m,
-                geoid_sep_m=record.geoid_sep_m,
-                quality=record.quality,
-                num_sats=record.num_sats,
-                hdop=record.hdop,
-            )
-        ]

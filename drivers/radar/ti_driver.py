@@ -1,7 +1,7 @@
 """Driver for a TI mmWave radar running the SDK 3.x out-of-box demo.
 
 It reads frames from the data UART. When a CLI port is configured it also owns the board: `open()`
-sends the chirp profile line by line (drivers/ti_cli.py), `close()` sends `sensorStop`, and `read()`
+sends the chirp profile line by line (drivers/radar/ti_cli.py), `close()` sends `sensorStop`, and `read()`
 watches for a board that reset under it (the data stream stalls, the frame number restarts, or the
 CLI prints its boot banner unprompted) and sends the profile again. Without a CLI port it only
 listens, so the same driver serves a board configured by hand or by another program.
@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from drivers.base import Driver, SensorHealth, SerialTransport, Transport
-from drivers.radar_cluster import ClusterOptions, ClutterFilter, PointClusterer, RadarResolution
-from drivers.ti_cli import (
+from cuas_node.drivers.driver import Driver, SensorHealth
+from cuas_node.drivers.radar.cluster import ClusterOptions, ClutterFilter, PointClusterer, RadarResolution
+from cuas_node.drivers.radar.ti_cli import (
     BOOT_MARKERS,
     CLI_BAUDRATE,
     CliError,
@@ -26,12 +26,13 @@ from drivers.ti_cli import (
     load_profile,
     parse_cfg,
 )
-from drivers.ti_mmwave import TiFrame, TiFrameParser
-from node.clock import Clock
-from node.measurement import AnyMeasurement, SensorState
+from cuas_node.drivers.radar.ti_frames import TiFrame, TiFrameParser
+from cuas_node.drivers.transport import SerialTransport, Transport
+from cuas_node.kernel.clock import Clock
+from cuas_node.kernel.measurement import AnyMeasurement, SensorState
 
 DATA_BAUDRATE = 921600
-log = logging.getLogger("cuas.radar")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

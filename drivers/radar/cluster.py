@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+from cuas_node.kernel.measurement import RadarDetection
 from numpy.typing import ArrayLike, NDArray
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-
-from node.measurement import RadarDetection
 
 FloatArray = NDArray[np.float64]
 
@@ -135,7 +134,7 @@ class PointClusterer:
 
     @classmethod
     def from_options(cls, options: ClusterOptions, static_map: ClutterFilter | None = None) -> PointClusterer:
-        """`static_map` (e.g. `drivers.static_map.StaticClutterMap`) filters after the Doppler band."""
+        """`static_map` (e.g. `static_map.StaticClutterMap`) filters after the Doppler band."""
         band = DopplerBandFilter(options.doppler_clutter_band_mps)
         return cls(
             eps_m=options.eps_m,

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from cuas_node.drivers.radar.cluster import FloatArray
 from numpy.typing import NDArray
-
-from drivers.radar_cluster import FloatArray
 
 FORMAT_VERSION = 1
 
