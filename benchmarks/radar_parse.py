@@ -18,6 +18,7 @@ import os
 import time
 
 import numpy as np
+
 from cuas_node.drivers.radar.cluster import ClusterOptions, PointClusterer
 from cuas_node.drivers.radar.static_map import StaticClutterMap
 from cuas_node.drivers.radar.ti_driver import TiMmwaveDriver

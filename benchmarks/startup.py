@@ -24,8 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cuas_node.drivers.sim.pty import PtyPort
 from latency import CUAS_NODE, ROOT, free_port
+
+from cuas_node.drivers.sim.pty import PtyPort
 
 
 def one_run() -> float:

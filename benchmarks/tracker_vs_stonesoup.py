@@ -158,12 +158,12 @@ TrackerStep = Callable[[Scan], FloatArray]
 def ours() -> TrackerStep:
     """Our tracker through its direct API. Kept to this one function so that the lead can follow
     changes to the tracker (e.g. an IMM) in one place."""
-    from cuas_node.config import FusionSection
-    from cuas_node.fusion.tracker import RadarGeometry, RadarScan, Tracker
+    from cuas_node.fusion.params import FusionParams, RadarSensor
+    from cuas_node.fusion.tracker import RadarScan, Tracker
     from cuas_node.fusion.tracks import Status
     from cuas_node.kernel.pose import Pose
 
-    params = FusionSection(
+    params = FusionParams(
         confirm_m=CONFIRM_HITS,
         confirm_n=6,
         gate_probability=GATE_P,
@@ -174,7 +174,7 @@ def ours() -> TrackerStep:
         max_tracks=1024,
     )
     tracker = Tracker(params, ["radar"])
-    geometry = RadarGeometry(
+    geometry = RadarSensor(
         "radar", Pose.from_angles(0.0, 0.0, 0.0, (0.0, 0.0, 0.0)), MAX_RANGE_M, FOV_AZ, FOV_EL
     )
 

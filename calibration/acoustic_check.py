@@ -31,9 +31,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from cuas_node.drivers.acoustic.doa import DoaOptions, SrpPhat, stft, unit_vectors
-from cuas_node.drivers.acoustic.geometry import SPEED_OF_SOUND_MPS, ArrayGeometry, explicit
+from cuas_node.drivers.acoustic.geometry import ArrayGeometry, explicit
 from cuas_node.drivers.acoustic.protocol import PcmFrameParser
+from cuas_node.kernel.physics import SPEED_OF_SOUND_MPS
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+
 from cuas_node.calibration.acoustic_simulated_clips import outdoor_ambience
 from cuas_node.drivers.acoustic.decode import read_wav
 from cuas_node.drivers.acoustic.features import FEATURE_NAMES, extract

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
 from cuas_node.drivers.acoustic.detector import DetectorModel, Trees, expand
 
 FloatArray = npt.NDArray[np.float64]

@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import numpy.typing as npt
+
 from cuas_node.calibration.acoustic_dataset import RealSet
 from cuas_node.calibration.acoustic_metrics import summary
 from cuas_node.calibration.acoustic_model_fit import Config, TreeParams, fit_model

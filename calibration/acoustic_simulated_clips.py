@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
+
 from cuas_node.drivers.acoustic.features import extract
 from cuas_node.drivers.sim.acoustic import (
     AircraftVoice,

@@ -45,6 +45,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from cuas_node.calibration.acoustic_dataset import (
     DEFAULT_CAPTURES,
     SEED,

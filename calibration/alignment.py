@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.optimize import least_squares
+
 from cuas_node.calibration.alignment_conditioning import (
     azimuth_span_deg,
     conditioning_refusals,
@@ -65,7 +67,6 @@ from cuas_node.calibration.io import ReferenceTrack
 from cuas_node.kernel.geo import LocalFrame
 from cuas_node.kernel.measurement import AnyMeasurement
 from cuas_node.kernel.pose import rotation_sensor_to_enu, spherical_to_cartesian
-from scipy.optimize import least_squares
 
 __all__ = [
     "PARAMS",

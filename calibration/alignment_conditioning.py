@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from cuas_node.calibration.alignment_matching import ObservationModel, Observations, wrap_angle
 from cuas_node.calibration.alignment_options import PARAMS, AlignmentOptions, FloatArray
 

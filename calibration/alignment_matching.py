@@ -16,12 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy.interpolate import CubicSpline
+
 from cuas_node.calibration.alignment_options import AlignmentError, AlignmentOptions, BoolArray, FloatArray
 from cuas_node.calibration.io import ReferenceTrack
 from cuas_node.kernel.geo import LocalFrame
 from cuas_node.kernel.measurement import AcousticBearing, AnyMeasurement, RadarDetection, RfPresence
 from cuas_node.kernel.pose import cartesian_to_spherical, rotation_sensor_to_enu
-from scipy.interpolate import CubicSpline
 
 
 def wrap_angle(a: FloatArray) -> FloatArray:

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from cuas_node.kernel.physics import SPEED_OF_SOUND_MPS
+
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
-SPEED_OF_SOUND_MPS = 343.0
 PARAMS = ("yaw_deg", "pitch_deg", "roll_deg", "time_offset_s", "range_bias_m")
 
 

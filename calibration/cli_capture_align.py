@@ -8,7 +8,6 @@ the raw byte dumps are the contract between the two.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import queue
 import sys
 import threading
@@ -31,7 +30,11 @@ from cuas_node.calibration.cli_common import (
 )
 from cuas_node.calibration.plot import Panel, Series
 from cuas_node.config import ConfigError
+from cuas_node.drivers.supervisor import DriverSupervisor
 from cuas_node.kernel.measurement import AnyMeasurement
+
+_CAPTURE_BACKOFF_MAX_S = 2.0
+"""A capture lasts minutes: a replugged sensor must be back within seconds, not after 30 s."""
 
 
 def add_capture_parser(csub: Any) -> None:
@@ -103,8 +106,9 @@ def capture(
 ) -> dict[str, int]:
     """Run the configured drivers (no fusion, no MQTT) and write their measurements as JSON lines.
 
-    One thread per driver as in the node, so a slow port never delays another sensor's stamps; a
-    port that fails to open is retried every second until the end."""
+    One supervised thread per driver as in the node (`cuas_node.drivers.supervisor`), so a slow
+    port never delays another sensor's stamps, and a port that fails or a driver that raises is
+    retried with back-off until the end and reported on stderr."""
     from cuas_node.driver_factory import UnsupportedSensor, build_driver
     from cuas_node.kernel.clock import SystemClock
 
@@ -127,36 +131,14 @@ def capture(
     q: queue.Queue[AnyMeasurement] = queue.Queue(maxsize=100000)
     stop = threading.Event()
     counts = {d.sensor_id: 0 for d in drivers}
-    errors: dict[str, str] = {}
-
-    def loop(driver: Any) -> None:
-        opened = False
-        while not stop.is_set():
-            try:
-                if not opened:
-                    driver.open()
-                    opened = True
-                for m in driver.read():
-                    q.put(m)
-            except Exception as exc:  # a port that vanished: note it and retry, as the node does
-                errors[driver.sensor_id] = str(exc)
-                if opened:
-                    with contextlib.suppress(Exception):
-                        driver.close()
-                opened = False
-                stop.wait(1.0)
-        if opened:
-            with contextlib.suppress(Exception):
-                driver.close()
-
-    threads = [
-        threading.Thread(target=loop, args=(d,), daemon=True, name=f"cal-{d.sensor_id}") for d in drivers
-    ]
+    # The node's own supervision: a port that vanishes or a driver that raises costs that sensor a
+    # back-off (capped low: a capture is short), never the other sensors or the capture.
+    loops = [DriverSupervisor(d, q, stop, backoff_max_s=_CAPTURE_BACKOFF_MAX_S) for d in drivers]
     out.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + duration_s
     with out.open("w", encoding="utf-8") as handle:
-        for t in threads:
-            t.start()
+        for loop in loops:
+            loop.start()
         try:
             while time.monotonic() < deadline or not q.empty():
                 if time.monotonic() >= deadline:
@@ -169,13 +151,24 @@ def capture(
                 counts[m.sensor_id] = counts.get(m.sensor_id, 0) + 1
         finally:
             stop.set()
-            for t in threads:
-                t.join(timeout=2.0)
+            for loop in loops:
+                loop.join(timeout=2.0)
             for tee in tees:
                 tee.handle.close()
-    for sid, message in errors.items():
-        print(f"warning: sensor {sid}: {message}", file=sys.stderr)
+    for loop in loops:
+        _report_errors(loop)
     return counts
+
+
+def _report_errors(loop: DriverSupervisor) -> None:
+    """A warning for each sensor that failed or lost measurements during the capture."""
+    sid, stats = loop.driver.sensor_id, loop.stats
+    if stats.errors:
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(stats.errors.items()))
+        total = sum(stats.errors.values())
+        print(f"warning: sensor {sid}: {total} error(s) ({kinds}); last: {stats.last_error}", file=sys.stderr)
+    if stats.dropped:
+        print(f"warning: sensor {sid}: {stats.dropped} measurement(s) dropped (queue full)", file=sys.stderr)
 
 
 def cmd_capture(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from cuas_node.calibration import io as calio
 from cuas_node.calibration.plot import Panel, save_plot
 from cuas_node.config import ConfigError, load_config, resolve_config_path

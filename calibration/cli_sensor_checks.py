@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from cuas_node.calibration import io as calio
 from cuas_node.calibration.cli_common import (
     add_common_arguments,

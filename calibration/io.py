@@ -32,6 +32,7 @@ from typing import Any, TextIO
 
 import numpy as np
 import numpy.typing as npt
+
 from cuas_node.kernel.measurement import (
     AcousticBearing,
     AnyMeasurement,

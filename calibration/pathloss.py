@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy.optimize import least_squares
+
 from cuas_node.calibration.io import ReferenceTrack
 from cuas_node.kernel.geo import LocalFrame
 from cuas_node.kernel.measurement import AnyMeasurement, RemoteIdReport, RfPresence
-from scipy.optimize import least_squares
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy.optimize import least_squares
+
 from cuas_node.drivers.radar.static_map import StaticClutterMap, StaticMapGrid
 from cuas_node.drivers.radar.ti_frames import TiFrame, TiFrameParser
-from scipy.optimize import least_squares
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -12,7 +12,7 @@ The counters are the one definition of "well-formed input" in the node: the wron
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 R_co = TypeVar("R_co", covariant=True)
@@ -40,6 +40,17 @@ GARBAGE_COUNTERS = (
     "unsupported", "noise_lines",
 )  # fmt: skip
 """Parser counters that grow on bytes that are not the protocol: line noise, or a wrong baud rate."""
+
+
+def valid_records(counters: Mapping[str, int]) -> int:
+    """How many well-formed records a parser's counters show: the node's one proof that the wiring
+    and the baud rate are right (a line counter is no proof: noise splits into lines too)."""
+    return sum(counters.get(k, 0) for k in VALID_RECORD_COUNTERS)
+
+
+def garbage(counters: Mapping[str, int]) -> int:
+    """How much input a parser's counters show as not the protocol (noise, a wrong baud rate)."""
+    return sum(counters.get(k, 0) for k in GARBAGE_COUNTERS)
 
 
 class BaudWatch:
@@ -71,24 +82,24 @@ class BaudWatch:
 
     def update(self, n_bytes: int, n_records: int, counters: dict[str, int]) -> bool | None:
         """Note one read; True when the sensor just turned to garbage, False when it just recovered."""
-        valid = sum(counters.get(k, 0) for k in VALID_RECORD_COUNTERS)
-        garbage = sum(counters.get(k, 0) for k in GARBAGE_COUNTERS)
+        valid = valid_records(counters)
+        bad = garbage(counters)
         progress = n_records > 0 or valid > self._valid
         self._valid = valid
         now = self.monotonic()
         if progress:
             was = self.flagged
             self.reset()
-            self._garbage = garbage
+            self._garbage = bad
             return False if was else None
         if self._since is None:
-            self._since, self._bytes, self._garbage = now, 0, garbage
+            self._since, self._bytes, self._garbage = now, 0, bad
         self._bytes += n_bytes
         if (
             not self.flagged
             and now - self._since >= self.window_s
             and self._bytes >= self.min_bytes
-            and garbage > self._garbage
+            and bad > self._garbage
         ):
             self.flagged = True
             return True

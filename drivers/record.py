@@ -8,7 +8,6 @@ The file format itself (blocks, the config header, reading a file back) is in
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import logging
 import threading
@@ -19,7 +18,6 @@ from typing import Any, BinaryIO
 from cuas_node.drivers.record_pcapng import (
     FPV_PINS,
     FPV_SPI,
-    HEADER_PREFIX,
     Channel,
     enhanced_packet,
     header_comments,
@@ -292,33 +290,3 @@ def tap_driver(driver: Any, recorder: Recorder, devices: Mapping[str, str] | Non
     else:
         log.warning("sensor %s (%s): no transport to record", sid, kind)
     return driver
-
-
-# -- config header ------------------------------------------------------------------------------
-
-
-CALIBRATION_FIELDS = ("static_map_file", "cfg_file")
-
-
-def recording_header(config: Any) -> dict[str, Any]:
-    """The node's config (as JSON) and the content of every calibration file it references, so
-    replay can rebuild the same drivers and fusion on another machine. Secrets are never in the
-    config itself (only paths to them), and the files embedded here are not secret."""
-    files: dict[str, str] = {}
-    for sensor in config.sensors:
-        for name in CALIBRATION_FIELDS:
-            path = getattr(sensor, name, None)
-            if path is None:
-                continue
-            try:
-                files[str(path)] = base64.b64encode(Path(path).read_bytes()).decode()
-            except OSError as exc:
-                log.warning("recording: cannot embed %s (%s): %s", name, path, exc)
-    from cuas_node import __version__
-
-    return {
-        "format": HEADER_PREFIX,
-        "software_version": __version__,
-        "config": config.model_dump(mode="json"),
-        "files": files,
-    }

@@ -9,6 +9,7 @@ import os
 from typing import Protocol
 
 import serial
+
 from cuas_node.drivers.port_errors import port_error, read_error
 
 

@@ -191,7 +191,8 @@ def _start_node(
 
 
 def _recorder(config: Config, clock: Any, path: Path, rotate_bytes: int = 0, keep_files: int = 0) -> Any:
-    from cuas_node.drivers.record import Recorder, recording_header
+    from cuas_node.drivers.record import Recorder
+    from cuas_node.recording_config import recording_header
 
     return Recorder(path, clock, recording_header(config), rotate_bytes=rotate_bytes, keep_files=keep_files)
 

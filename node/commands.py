@@ -36,14 +36,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from cuas_node.config import CommandsSection, ConfigError, ZoneSection
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cuas_node.config import IDENT_PATTERN, CommandsSection, ConfigError, ZoneSection
 
 COMMANDS = ("status", "set-log-level", "zone-update", "alert-ack", "calibrate")
 MIN_KEY_BYTES = 16
 MAX_PAYLOAD = 64 * 1024
 NONCE_CACHE_MAX = 10000
-_IDENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _CLIENT = re.compile(r"^[^/#+\s]{1,128}$")
 
 Outcome = Literal["ok", "error", "not_available", "rejected"]
@@ -75,7 +75,7 @@ class AlertAckArgs(_Args):
 
 class CalibrateArgs(_Args):
     action: Literal["start", "stop"]
-    sensor: str | None = Field(default=None, pattern=_IDENT)
+    sensor: str | None = Field(default=None, pattern=IDENT_PATTERN)
 
 
 ARG_MODELS: dict[str, type[_Args]] = {

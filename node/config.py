@@ -14,10 +14,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
 # The sensor models live in node/config_sensors.py; they are imported (and so re-exported) here
 # because cuas_node.config is where the rest of the node looks for configuration types.
 from cuas_node.config_sensors import (
-    _IDENT,
+    IDENT_PATTERN,
     AcousticArraySensor,
     FpvReceiver,
     FpvRx5808Sensor,
@@ -25,18 +28,17 @@ from cuas_node.config_sensors import (
     NmeaSensor,
     Position,
     RemoteIdSensor,
+    Section,
     SensorConfig,
     TiMmwaveSensor,
-    _Section,
 )
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "ENV_DELIMITER",
     "ENV_PREFIX",
     "EX_CONFIG",
+    "IDENT_PATTERN",
     "SECRET_FIELDS",
     "SENSOR_KINDS",
     "AcousticArraySensor",
@@ -75,8 +77,8 @@ SENSOR_KINDS = ("nmea", "ti-mmwave", "remoteid", "fpv-rx5808", "acoustic-array")
 SECRET_FIELDS = frozenset({"password", "psk", "hmac_key", "key"})
 
 
-class NodeSection(_Section):
-    id: str = Field(pattern=_IDENT)
+class NodeSection(Section):
+    id: str = Field(pattern=IDENT_PATTERN)
     position: Position | None = None
     state_dir: Path = Path("/var/lib/cuas-node")
     spool_dir: Path = Field(
@@ -93,7 +95,7 @@ class NodeSection(_Section):
         return data
 
 
-class CommandsSection(_Section):
+class CommandsSection(Section):
     """Commands in on `<root>/<node>/cmd/<name>` (see docs/mqtt.md): off unless enabled, and then
     only from an allow-listed client identity or with a valid HMAC-SHA256 signature."""
 
@@ -111,7 +113,7 @@ class CommandsSection(_Section):
         return self
 
 
-class MqttSection(_Section):
+class MqttSection(Section):
     host: str = "localhost"
     port: int = Field(default=1883, ge=1, le=65535)
     tls: bool = False
@@ -131,7 +133,7 @@ class MqttSection(_Section):
     commands: CommandsSection = CommandsSection()
 
 
-class FusionSection(_Section):
+class FusionSection(Section):
     confirm_m: int = Field(default=4, ge=1)
     confirm_n: int = Field(default=6, ge=1)
     gate_probability: float = Field(default=0.999, gt=0.5, lt=1)
@@ -158,7 +160,7 @@ class FusionSection(_Section):
 _PIN = r"^D([0-9]|1[0-9]|2[0-7])$"
 
 
-class GpioSection(_Section):
+class GpioSection(Section):
     """Status LED, alert output and tamper input on the Pi's header (Blinka pin names, BCM numbers).
 
     Each pin is optional: leave it out and that function is off. `backend = "fake"` records pin
@@ -178,11 +180,11 @@ class GpioSection(_Section):
     tamper_alert: bool = True
 
 
-class ZoneSection(_Section):
+class ZoneSection(Section):
     """A protected volume: a polygon of [lat, lon] vertices, a floor and a ceiling in metres above
     the node's own altitude, and the alert level raised when a confirmed track enters it."""
 
-    id: str = Field(pattern=_IDENT)
+    id: str = Field(pattern=IDENT_PATTERN)
     level: Literal["warning", "critical"] = "warning"
     polygon: list[tuple[float, float]] = Field(min_length=3)
     floor_m: float = -100.0
@@ -202,11 +204,11 @@ class ZoneSection(_Section):
         return self
 
 
-class LoggingSection(_Section):
+class LoggingSection(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
-class RecordSection(_Section):
+class RecordSection(Section):
     """Record every sensor's raw bytes into pcapng beside `run` (docs/recording.md): a field record
     of what the sensors said, replayable through the same drivers and fusion with `cuas-node replay`."""
 
@@ -313,7 +315,7 @@ def _describe(error: Mapping[str, Any]) -> str:
     return f"{where} (env {env}): {message}"
 
 
-def _format_validation_error(exc: ValidationError) -> list[str]:
+def format_validation_error(exc: ValidationError) -> list[str]:
     return [_describe(e) for e in exc.errors(include_input=False, include_url=False, include_context=False)]
 
 
@@ -337,7 +339,7 @@ def build_config(data: Mapping[str, Any], source: str) -> Config:
     try:
         return Config(**data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc), source) from None
+        raise ConfigError(format_validation_error(exc), source) from None
 
 
 def resolve_config_path(cli_path: str | None, env: Mapping[str, str] = os.environ) -> Path:

@@ -12,14 +12,16 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-_IDENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+from cuas_node.kernel.pose import Pose
+
+IDENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Position(_Section):
+class Position(Section):
     """A WGS84 position: latitude/longitude in degrees, altitude above the ellipsoid in metres."""
 
     lat: float = Field(ge=-90, le=90)
@@ -27,7 +29,7 @@ class Position(_Section):
     alt_m: float = Field(default=0.0, ge=-500, le=10000)
 
 
-class MountPose(_Section):
+class MountPose(Section):
     """How a sensor sits on the node: heading of its boresight, tilt, roll, and lever arm.
 
     yaw_deg is the compass bearing of boresight (clockwise from true north); pitch_deg tilts
@@ -40,9 +42,13 @@ class MountPose(_Section):
     roll_deg: float = Field(default=0.0, ge=-180, le=180)
     offset_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
+    def pose(self) -> Pose:
+        """The rotation and lever arm this mount describes (kernel.pose has the conventions)."""
+        return Pose.from_angles(self.yaw_deg, self.pitch_deg, self.roll_deg, self.offset_m)
 
-class _SensorBase(_Section):
-    id: str = Field(pattern=_IDENT)
+
+class _SensorBase(Section):
+    id: str = Field(pattern=IDENT_PATTERN)
     enabled: bool = True
     mount: MountPose = MountPose()
     time_offset_s: float = Field(default=0.0, ge=-10, le=10)
@@ -88,7 +94,7 @@ class RemoteIdSensor(_SensorBase):
     format: Literal["odid-lines", "drone-mesh-mapper"] = "odid-lines"
 
 
-class FpvReceiver(_Section):
+class FpvReceiver(Section):
     """One RX5808 + antenna read on its own MCP3008 channel; several, on directional antennas,
     give a bearing from their RSSI ratio."""
 

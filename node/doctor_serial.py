@@ -2,36 +2,64 @@
 by the user; then frames from every sensor at once; then the GPS fix those frames carried.
 
 Why read real frames: a port that opens says nothing about the baud rate or a swapped TX/RX pair,
-and a parser counter of well-formed records is the one proof the wiring is right.
+and a parser counter of well-formed records is the one proof the wiring is right. The drivers run
+under the node's own supervision (`cuas_node.drivers.supervisor`) and are judged by the node's own
+definitions: `valid_records`/`garbage` of `cuas_node.drivers.parsing` and the driver's `BaudWatch`
+verdict, so `doctor` and the running node never disagree about a sensor.
 """
 
 from __future__ import annotations
 
 import grp
 import os
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cuas_node.config import Config
 from cuas_node.doctor_checklist import SERVICE_USER, Checklist
-from cuas_node.kernel.measurement import GpsFix
+from cuas_node.drivers.driver import SensorDriver
+from cuas_node.drivers.parsing import GARBAGE_COUNTERS, BaudWatch, garbage, valid_records
+from cuas_node.drivers.supervisor import DriverSupervisor, run_until_done
+from cuas_node.kernel.measurement import AnyMeasurement, GpsFix, SensorState
 
-# Parser counters that only count well-formed records: any of them > 0 means the wiring and the
-# baud rate are right, even before the sensor sees a target (a GPS without fix still talks).
-_VALID_RECORD_COUNTERS = ("sentences", "frames", "records", "messages", "packets", "lines", "epochs")
 _PI_CONSOLE_UARTS = ("serial0", "ttyAMA0", "ttyS0", "ttyAMA10")
 
 
 @dataclass
 class _PortRead:
+    """What one sensor showed during the frame check (filled in by its supervisor's thread)."""
+
+    kind: str = ""
     measurements: int = 0
     valid_records: int = 0
     counters: dict[str, int] = field(default_factory=dict)
     fixes: list[GpsFix] = field(default_factory=list)
-    error: str = ""
+    state: SensorState = SensorState.DOWN
+    detail: str = ""
+    error: str = ""  # the driver could not even be built
+    errors: dict[str, int] = field(default_factory=dict)  # the supervisor's counts (open/read/internal)
+    last_error: str = ""
+
+    def collect(self, m: AnyMeasurement) -> None:
+        self.measurements += 1
+        if isinstance(m, GpsFix):
+            self.fixes.append(m)
+
+    def proven(self, driver: SensorDriver) -> bool:
+        """After every read: note the driver's health; True once the sensor has proven its wiring
+        (a valid record; for a GPS also a GGA, fix or not, for the fix check)."""
+        health = driver.health()
+        self.counters = dict(health.counters)
+        self.state, self.detail = health.state, health.detail
+        self.valid_records = valid_records(self.counters)
+        return bool(self.valid_records) and (self.kind != "nmea" or bool(self.fixes))
+
+    @property
+    def wrong_baud(self) -> bool:
+        """The driver's BaudWatch said so, or bytes came and all of them were garbage."""
+        flagged = self.state == SensorState.DEGRADED and self.detail.startswith("receiving bytes")
+        return flagged or (not self.valid_records and garbage(self.counters) > 0)
 
 
 class SerialSensorChecks(Checklist):
@@ -49,17 +77,9 @@ class SerialSensorChecks(Checklist):
                 self.check_port(f"{sensor.id} config_port", str(config_port))
             if port is not None and self.check_port(f"{sensor.id} port", str(port)):
                 to_read.append(sensor)
-        reads: dict[str, _PortRead] = {}
-        threads = [
-            threading.Thread(target=self._read_frames, args=(sensor, reads), daemon=True)
-            for sensor in to_read
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(self.timeout_s + 2.0)
+        reads = self._read_frames(to_read)
         for sensor in to_read:
-            self._report_frames(sensor, reads.get(sensor.id))
+            self._report_frames(sensor, reads[sensor.id])
         return reads
 
     def check_port(self, name: str, port: str) -> bool:
@@ -121,72 +141,79 @@ class SerialSensorChecks(Checklist):
                 return token
         return ""
 
-    def _read_frames(self, sensor: Any, reads: dict[str, _PortRead]) -> None:
-        from cuas_node.driver_factory import UnsupportedSensor, build_driver
+    def _read_frames(self, sensors: list[Any]) -> dict[str, _PortRead]:
+        """Run every sensor's driver at once for up to `timeout_s`, under the node's supervision;
+        a sensor stops as soon as it has proven itself."""
+        from cuas_node.driver_factory import build_driver
         from cuas_node.kernel.clock import SystemClock
 
-        result = _PortRead()
-        reads[sensor.id] = result
-        try:
-            driver = build_driver(sensor, SystemClock())
-            driver.open()
-        except (UnsupportedSensor, OSError, ValueError) as exc:
-            result.error = str(exc)
-            return
-        except Exception as exc:  # pyserial's SerialException and driver-specific errors
-            result.error = str(exc)
-            return
-        deadline = time.monotonic() + self.timeout_s
-        try:
-            while time.monotonic() < deadline:
-                for m in driver.read():
-                    result.measurements += 1
-                    if isinstance(m, GpsFix):
-                        result.fixes.append(m)
-                health = driver.health()
-                result.counters = dict(health.counters)
-                result.valid_records = sum(result.counters.get(k, 0) for k in _VALID_RECORD_COUNTERS)
-                if result.valid_records and (sensor.kind != "nmea" or result.fixes):
-                    break
-        except Exception as exc:
-            result.error = str(exc)
-        finally:
-            driver.close()
+        clock = SystemClock()
+        reads: dict[str, _PortRead] = {}
+        loops: list[tuple[_PortRead, DriverSupervisor]] = []
+        for sensor in sensors:
+            read = reads[sensor.id] = _PortRead(kind=sensor.kind)
+            try:
+                driver = build_driver(sensor, clock)
+            except Exception as exc:  # UnsupportedSensor, an unreadable static map or radar profile
+                read.error = str(exc)
+                continue
+            watch = getattr(driver, "baud_watch", None)
+            if isinstance(watch, BaudWatch):  # its verdict must come within the check's time
+                watch.window_s = min(watch.window_s, self.timeout_s / 2)
+            loops.append((read, DriverSupervisor(driver, read.collect, done=read.proven)))
+        run_until_done([loop for _, loop in loops], self.timeout_s)
+        for read, loop in loops:
+            read.errors = dict(loop.stats.errors)
+            read.last_error = loop.stats.last_error
+        return reads
 
-    def _report_frames(self, sensor: Any, read: _PortRead | None) -> None:
+    def _report_frames(self, sensor: Any, read: _PortRead) -> None:
         name = f"{sensor.id} frames"
-        if read is None:
-            self.add("FAIL", name, "the read did not finish", "check dmesg for USB errors")
-            return
+        port, timeout = sensor.port, f"{self.timeout_s:g}"
         if read.error:
-            self.add("FAIL", name, f"cannot read {sensor.port}: {read.error}", "check the cable and dmesg")
+            self.add("FAIL", name, f"cannot read {port}: {read.error}", "check the sensor's config entry")
             return
-        if read.valid_records or read.measurements:
+        got = f"{read.valid_records} valid record(s), {read.measurements} measurement(s) in ≤{timeout} s"
+        internal = read.errors.get("internal", 0)
+        if internal:  # a driver or parser bug: the node would lose this sensor (for a back-off) too
             self.add(
-                "PASS",
+                "WARN" if read.measurements else "FAIL",
                 name,
-                f"{read.valid_records} valid record(s), {read.measurements} measurement(s) in "
-                f"≤{self.timeout_s:g} s from {sensor.port}",
+                f"the driver failed {internal} time(s) on {port} ({got}): {read.last_error}",
+                "a bug in cuas-node's driver or parser: report it with the traceback from the log",
             )
             return
-        errors = {
-            k: v for k, v in read.counters.items() if v and ("error" in k or "dropped" in k or "resync" in k)
-        }
-        if errors:
-            detail = ", ".join(f"{k}={v}" for k, v in sorted(errors.items()))
+        if read.valid_records or read.measurements:
+            self.add("PASS", name, f"{got} from {port}")
+            return
+        if read.wrong_baud:
+            bad = ", ".join(f"{k}={read.counters[k]}" for k in GARBAGE_COUNTERS if read.counters.get(k))
+            verdict = f": {read.detail}" if read.detail.startswith("receiving bytes") else ""
             self.add(
                 "FAIL",
                 name,
-                f"bytes arrive on {sensor.port} but no valid frame in {self.timeout_s:g} s ({detail})",
+                f"bytes arrive on {port} but no valid frame in {timeout} s ({bad}){verdict}",
                 f"wrong baud rate ({sensor.baudrate} configured) or the wrong port of the device "
                 "(a radar's CLI and data UARTs swapped?)",
+            )
+            return
+        if read.errors:
+            self.add("FAIL", name, f"cannot read {port}: {read.last_error}", "check the cable and dmesg")
+            return
+        seen = ", ".join(f"{k}={v}" for k, v in sorted(read.counters.items()) if v)
+        if seen:
+            self.add(
+                "WARN",
+                name,
+                f"data arrives on {port} but no valid record in {timeout} s ({seen})",
+                "the link works; check the sensor's output format and that it has something to report",
             )
             return
         fix = "check power and wiring (TX to RX), and the baud rate"
         if sensor.kind == "ti-mmwave":
             fix = "the radar streams only after its CLI port got the chirp config (sensorStart); check "
             fix += "config_port/cfg_file, that the out-of-box demo is flashed, and the SOP switches"
-        self.add("FAIL", name, f"no data on {sensor.port} in {self.timeout_s:g} s", fix)
+        self.add("FAIL", name, f"no data on {port} in {timeout} s", fix)
 
     def check_gps(self, config: Config, reads: dict[str, _PortRead]) -> None:
         gps = [s for s in config.sensors if s.enabled and s.kind == "nmea"]

@@ -75,16 +75,14 @@ def build_driver(
         from cuas_node.drivers.acoustic.doa import DoaOptions
         from cuas_node.drivers.acoustic.driver import AcousticArrayDriver
         from cuas_node.drivers.acoustic.geometry import resolve
-        from cuas_node.kernel.pose import Pose
 
-        m = sensor.mount
         return AcousticArrayDriver.from_port(
             sensor.id,
             sensor.port,
             clock,
             baudrate=sensor.baudrate,
             geometry=resolve(sensor.geometry, sensor.channel_map),
-            pose=Pose.from_angles(m.yaw_deg, m.pitch_deg, m.roll_deg, m.offset_m),
+            pose=sensor.mount.pose(),
             doa=DoaOptions(band_hz=sensor.band_hz, max_sources=sensor.max_sources),
             threshold=sensor.detection_threshold,
         )

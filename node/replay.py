@@ -22,10 +22,9 @@ from typing import IO, Any
 
 from cuas_node.config import ConfigError
 from cuas_node.drivers.record import read_recording
+from cuas_node.recording_config import replay_config
 from cuas_node.replay_loop import CYCLE_S as CYCLE_S
-from cuas_node.replay_loop import Replay, ReplayStats, replay_config
-from cuas_node.replay_loop import dumps as dumps
-from cuas_node.replay_loop import measurement_record as measurement_record
+from cuas_node.replay_loop import Replay, ReplayStats
 from cuas_node.replay_sources import ReplayAdc as ReplayAdc
 from cuas_node.replay_sources import ReplayClock
 from cuas_node.replay_sources import ReplayExhausted as ReplayExhausted

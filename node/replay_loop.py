@@ -4,73 +4,29 @@ Why a single-threaded loop instead of the live `Runtime`: the runtime's threads 
 queue timeout make the order of events depend on the scheduler, and a regression test needs the
 same file to give the same output byte for byte. Here one loop walks the packets in timestamp
 order, sets a virtual clock to each packet's time before handing it to its driver (so the driver
-stamps exactly the recorded receive time), and runs a fusion cycle on a fixed 50 ms grid of that
-clock, publishing tracks with the runtime's own rate limit. `speed` only adds wall-clock waits
-between cycles; the output does not depend on it.
+stamps exactly the recorded receive time), and runs the node's core step (`cuas_node.core.step`,
+the same one the runtime runs) on a fixed 50 ms grid of that clock. `speed` only adds wall-clock
+waits between cycles; the output does not depend on it. JSON lines are built by the wire format
+module (`cuas_node.publish.wire`), as the MQTT messages are.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import json
-import math
 import time
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
-from cuas_node.config import Config, ConfigError, build_config, deep_merge
+from cuas_node.config import Config, ConfigError
+from cuas_node.core.step import StepResult
 from cuas_node.drivers.record_pcapng import FPV_SPI, Channel, Packet, Recording
+from cuas_node.publish import wire
 from cuas_node.replay_sources import ReplayAdc, ReplayClock, ReplayExhausted, ReplayPins, ReplayTransport
 
 CYCLE_S = 0.05
 """The fusion cycle of the replay loop: the live runtime's queue timeout."""
-
-
-def measurement_record(m: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "measurement", "kind": type(m).__name__}
-    out.update(dataclasses.asdict(m))
-    return out
-
-
-def dumps(obj: Mapping[str, Any]) -> str:
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False)
-
-
-def replay_config(
-    recording: Recording, overrides: Mapping[str, Any] | None, workdir: Path, source: str
-) -> Config:
-    """The recorded config, rebuilt for replay: calibration files restored from the recording,
-    recording off, radar CLI ports dropped (nothing answers them), `overrides` (e.g. a broker or
-    a node id for `--publish`) merged on top; sensors always come from the recording."""
-    header = recording.header
-    if header is None or "config" not in header:
-        raise ConfigError(
-            ["the file carries no cuas-node config header (not made by cuas-node record?)"], source
-        )
-    data: dict[str, Any] = dict(header["config"])
-    restored: dict[str, str] = {}
-    for index, (original, content) in enumerate(sorted(header.get("files", {}).items())):
-        target = workdir / f"{index}-{Path(original).name}"
-        target.write_bytes(base64.b64decode(content))
-        restored[original] = str(target)
-    sensors = []
-    for sensor in data.get("sensors", []):
-        entry = dict(sensor)
-        for key in ("static_map_file", "cfg_file"):
-            if entry.get(key) is not None:
-                entry[key] = restored.get(str(entry[key]), entry[key])
-        if entry.get("kind") == "ti-mmwave":
-            entry["config_port"] = None
-        sensors.append(entry)
-    data["sensors"] = sensors
-    if overrides:
-        extra = dict(overrides)
-        extra.pop("sensors", None)
-        data = deep_merge(data, extra)
-    data["record"] = {**data.get("record", {}), "enabled": False}
-    return build_config(data, source)
+SESSION = 0
+"""Replay's track ids are `0.<n>`: no session of a running node is 0."""
 
 
 @dataclasses.dataclass
@@ -95,8 +51,9 @@ class Replay:
         sink: Any = None,
         speed: float | None = None,
     ) -> None:
+        from cuas_node.assembly import core_setup
+        from cuas_node.core.step import NodeCore
         from cuas_node.driver_factory import UnsupportedSensor, build_driver
-        from cuas_node.fusion.engine import FusionEngine
 
         self.recording = recording
         self.config = config
@@ -154,11 +111,9 @@ class Replay:
                         self.transports[iface] = transport
             driver.open()
             self.drivers[sensor.id] = driver
-        self.fusion = FusionEngine(config, session=0)
+        self.core = NodeCore(core_setup(config))
         self.node_id = config.node.id
         self._seq = {"tracks": 0, "alerts": 0}
-        self._last_tracks = -math.inf
-        self._position: dict[str, Any] | None = None
         self._batch: list[Any] = []
         self._wall0 = 0.0
 
@@ -166,13 +121,34 @@ class Replay:
 
     def _emit(self, obj: Mapping[str, Any]) -> None:
         if self.out is not None:
-            self.out.write(dumps(obj) + "\n")
+            self.out.write(wire.dumps(obj) + "\n")
 
-    def _measurements(self, ms: list[Any]) -> None:
+    def _measurements(self, ms: Sequence[Any]) -> None:
         for m in ms:
-            self._emit(measurement_record(m))
+            self._emit(wire.measurement_record(m))
         self.stats.measurements += len(ms)
         self._batch.extend(ms)
+
+    def _deliver(self, result: StepResult) -> None:
+        """What one core step produced, as JSON lines (and through the sink, for `--publish`)."""
+        if result.position_changed and self.sink is not None:
+            self.sink.update_info(result.position)
+        if result.tracks is None:
+            return
+        records = [wire.track_record(r, SESSION) for r in result.tracks]
+        self._emit(wire.tracks_message(self.node_id, self._seq["tracks"], result.t, records))
+        self._seq["tracks"] += 1
+        self.stats.tracks_messages += 1
+        if self.sink is not None:
+            self.sink.publish_tracks(result.t, result.tracks)
+        for event in result.alerts:
+            self._emit(
+                wire.alert_message(self.node_id, self._seq["alerts"], wire.alert_record(event, SESSION))
+            )
+            self._seq["alerts"] += 1
+            self.stats.alerts += 1
+            if self.sink is not None:
+                self.sink.publish_alert(event)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -197,66 +173,43 @@ class Replay:
         except ReplayExhausted:
             adc.position = len(adc.transactions)
 
-    def _cycle(self, t: float) -> None:
-        """One fusion cycle at time t, as the runtime's `_cycle` does it."""
+    def _take(self, t: float) -> tuple[float, list[Any]]:
+        """Close the cycle at time t: wait for the wall clock at `speed`, set the virtual clock."""
         self.stats.cycles += 1
         if self.speed is not None:
             wait = self._wall0 + (t - self.clock.t0) / self.speed - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
         self.clock.set(t)
-        if self._batch:
-            self.fusion.process(self._batch)
-            self._batch = []
-        self.fusion.tick(t)
-        position = self.fusion.node_position()
-        if position != self._position:
-            self._position = position
-            if self.sink is not None:
-                self.sink.update_info(position)
-        min_interval = 1.0 / self.config.mqtt.tracks_max_rate_hz
-        if self.fusion.has_changes() and t - self._last_tracks >= min_interval:
-            self._last_tracks = t
-            self._publish(t, self.fusion.drain_tracks(t))
+        batch, self._batch = self._batch, []
+        return t, batch
 
-    def _publish(self, t: float, tracks: list[dict[str, Any]]) -> None:
-        self._emit(
-            {"type": "tracks", "node_id": self.node_id, "seq": self._seq["tracks"], "t": t, "tracks": tracks}
-        )
-        self._seq["tracks"] += 1
-        self.stats.tracks_messages += 1
-        if self.sink is not None:
-            self.sink.publish_tracks(t, tracks)
-        for event in self.fusion.drain_alerts():
-            message: dict[str, Any] = {"type": "alert", "node_id": self.node_id, "seq": self._seq["alerts"]}
-            message.update(event)
-            self._emit(message)
-            self._seq["alerts"] += 1
-            self.stats.alerts += 1
-            if self.sink is not None:
-                self.sink.publish_alert(event)
-
-    def run(self, stop: Callable[[], bool] | None = None) -> ReplayStats:
+    def cycles(self, stop: Callable[[], bool] | None = None) -> Iterator[tuple[float, list[Any]]]:
+        """The recording as core-step inputs: (time, measurements the drivers produced since the
+        last cycle) on the 50 ms grid, the last one at the end of the recording."""
         self._wall0 = time.monotonic()
         if not self.packets:
-            return self.stats
+            return
         cycle_us = round(CYCLE_S * 1e6)
         first = self.packets[0][1].ts_us
         k = 1
         for order, packet in self.packets:
             while packet.ts_us > first + k * cycle_us:
-                self._cycle((first + k * cycle_us) / 1e6)
+                yield self._take((first + k * cycle_us) / 1e6)
                 k += 1
             if stop is not None and stop():
                 break
             self._feed(order, packet)
-        # The end: one last cycle for what the final packets produced, then everything still held.
-        end = (first + k * cycle_us) / 1e6
-        self._cycle(end)
-        self.fusion.flush()
-        self.fusion.tick(end)
-        if self.fusion.has_changes():
-            self._publish(end, self.fusion.drain_tracks(end))
+        yield self._take((first + k * cycle_us) / 1e6)
+
+    def run(self, stop: Callable[[], bool] | None = None) -> ReplayStats:
+        end = None
+        for t, batch in self.cycles(stop):
+            self._deliver(self.core.step(t, batch))
+            end = t
+        if end is not None:
+            # The end of input: fuse what the reorder window still holds, report what changed.
+            self._deliver(self.core.finish(end))
         self.stats.fpv_mismatches = sum(a.mismatches for a in self.adcs.values())
         if self.out is not None:
             self.out.flush()

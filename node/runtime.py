@@ -11,129 +11,43 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-import serial
+from cuas_node.assembly import core_setup, zone_specs
 from cuas_node.commands import AlertAckArgs, Command, Result, SetLogLevelArgs, ZoneUpdateArgs
 from cuas_node.config import Config
+from cuas_node.core.step import NodeCore, StepResult
 from cuas_node.drivers.driver import SensorDriver
-from cuas_node.fusion.engine import FusionEngine
-from cuas_node.fusion.tracks import Status
+from cuas_node.drivers.supervisor import DriverSupervisor, internal_error_total
 from cuas_node.gpio import GpioController, NodeStatus, status_for
 from cuas_node.kernel.clock import Clock
 from cuas_node.kernel.measurement import AnyMeasurement, GpsFix, SensorState
+from cuas_node.kernel.reports import AlertAck, AlertEvent, NodePosition, TrackReport
+from cuas_node.publish import wire
 from cuas_node.system_health import SystemMonitor
 
 log = logging.getLogger(__name__)
 
 _QUEUE_CAPACITY = 20000
 _BATCH_MAX = 2000
-_BACKOFF_MIN_S = 0.5
-_BACKOFF_MAX_S = 30.0
 _GPS_FIX_MAX_AGE_S = 5.0  # a receiver that reported no valid fix for this long has lost it
 _LED_UPDATE_S = 0.25
 
 
 class TrackSink(Protocol):
-    """What the runtime needs from a publisher (MQTT, or stdout for replay)."""
+    """What the runtime needs from a publisher (MQTT, or stdout for replay): typed reports in,
+    the wire format is the sink's business (`cuas_node.publish.wire`)."""
 
     def start(self) -> None: ...
-    def update_info(self, position: dict[str, Any] | None) -> None: ...
-    def publish_tracks(self, t: float, tracks: list[dict[str, Any]]) -> None: ...
+    def update_info(self, position: NodePosition | None) -> None: ...
+    def publish_tracks(self, t: float, tracks: Sequence[TrackReport]) -> None: ...
     def publish_health(self, payload: dict[str, Any]) -> None: ...
-    def publish_alert(self, event: dict[str, Any]) -> None: ...
+    def publish_alert(self, event: AlertEvent) -> None: ...
     def stop(self) -> None: ...
 
     @property
     def connected(self) -> bool: ...
-
-
-@dataclass
-class LoopStats:
-    heartbeat: float = 0.0
-    dropped: int = 0
-    last_count: int = 0
-    rate_hz: float = 0.0
-    errors: dict[str, int] = field(default_factory=dict)
-
-
-class DriverLoop:
-    """Keeps one driver open and reading; a vanished port is logged once and reopened with back-off."""
-
-    def __init__(
-        self,
-        driver: SensorDriver,
-        out: queue.Queue[AnyMeasurement],
-        stop: threading.Event,
-        *,
-        backoff_min_s: float = _BACKOFF_MIN_S,
-        backoff_max_s: float = _BACKOFF_MAX_S,
-    ) -> None:
-        """The back-off bounds are injectable so that fault tests unplug and replug in milliseconds."""
-        self.driver = driver
-        self.out = out
-        self.stop = stop
-        self.backoff_min_s = backoff_min_s
-        self.backoff_max_s = backoff_max_s
-        self.stats = LoopStats(heartbeat=time.monotonic())
-        self.thread = threading.Thread(target=self._run, name=f"driver-{driver.sensor_id}", daemon=True)
-
-    def _fail(self, what: str, exc: Exception, backoff: float, announced: bool) -> bool:
-        self.stats.errors[what] = self.stats.errors.get(what, 0) + 1
-        self.driver.state = SensorState.DOWN
-        self.driver.detail = f"{what}: {exc}"
-        if not announced:
-            log.error(
-                "sensor %s unavailable (%s: %s); retrying with back-off", self.driver.sensor_id, what, exc
-            )
-        return True
-
-    def _back_off(self, seconds: float) -> None:
-        """Wait out a back-off in short slices, stamping the heartbeat: waiting to reopen a port is
-        progress, not a stall, and must not starve the systemd watchdog (back-off reaches 30 s)."""
-        deadline = time.monotonic() + seconds
-        while not self.stop.is_set():
-            self.stats.heartbeat = time.monotonic()
-            remaining = deadline - self.stats.heartbeat
-            if remaining <= 0:
-                return
-            self.stop.wait(min(1.0, remaining))
-
-    def _run(self) -> None:
-        drv = self.driver
-        backoff = self.backoff_min_s
-        announced = False
-        is_open = False
-        while not self.stop.is_set():
-            self.stats.heartbeat = time.monotonic()
-            if not is_open:
-                try:
-                    drv.open()
-                except (serial.SerialException, OSError) as exc:
-                    announced = self._fail("open", exc, backoff, announced)
-                    self._back_off(backoff)
-                    backoff = min(backoff * 2, self.backoff_max_s)
-                    continue
-                is_open = True
-                backoff = self.backoff_min_s
-                log.info("sensor %s (%s) %s", drv.sensor_id, drv.kind, "is back" if announced else "opened")
-                announced = False
-            try:
-                measurements = drv.read()
-            except (serial.SerialException, OSError) as exc:
-                announced = self._fail("read", exc, backoff, announced)
-                drv.close()
-                drv.state = SensorState.DOWN
-                is_open = False
-                continue
-            for m in measurements:
-                try:
-                    self.out.put_nowait(m)
-                except queue.Full:
-                    self.stats.dropped += 1
-        drv.close()
 
 
 class Runtime:
@@ -152,13 +66,14 @@ class Runtime:
         self.sink = sink
         self.stop_event = threading.Event()
         self.queue: queue.Queue[AnyMeasurement] = queue.Queue(maxsize=_QUEUE_CAPACITY)
-        self.loops = [DriverLoop(d, self.queue, self.stop_event) for d in drivers]
-        self.fusion = FusionEngine(config, session)
+        # One supervisor thread per sensor (cuas_node.drivers.supervisor): faults are caught, counted
+        # and retried there, so a driver bug costs one sensor for a back-off, never the node.
+        self.loops = [DriverSupervisor(d, self.queue, self.stop_event) for d in drivers]
+        self.session = session
+        self.core = NodeCore(core_setup(config))
         self.fusion_heartbeat = time.monotonic()
         self.started_at = clock.now()
-        self._last_tracks = -1e18
         self._last_health = clock.now()
-        self._position: dict[str, Any] | None = None
         self.ready = threading.Event()
         self.gpio = gpio
         self.system = system or SystemMonitor(config.node.state_dir, getattr(config.node, "spool_dir", None))
@@ -167,7 +82,6 @@ class Runtime:
         self._last_led = -1e18
         # Commands (node/commands.py) arrive on the MQTT thread and run here, on the fusion thread.
         self._commands: queue.SimpleQueue[tuple[Command, Callable[[Result], None]]] = queue.SimpleQueue()
-        self._acks: dict[str, dict[str, Any]] = {}
         self._health_now = False
         self.calibration: Callable[[Command], Result] | None = None  # set by the calibration feature
 
@@ -192,8 +106,7 @@ class Runtime:
         self.system.start()
         if self.gpio is not None:
             self.gpio.start()
-        self._position = self.fusion.node_position()
-        self.sink.update_info(self._position)
+        self.sink.update_info(self.core.position())
         for loop in self.loops:
             loop.thread.start()
         self.ready.set()
@@ -207,6 +120,7 @@ class Runtime:
             self.stop_event.set()
             for loop in self.loops:
                 loop.thread.join(timeout=1.0)
+            self._finish_on_stop()
             if self.gpio is not None:
                 self.gpio.stop()
             self.system.stop()
@@ -214,6 +128,7 @@ class Runtime:
             log.info("node %s stopped", self.config.node.id)
 
     def _cycle(self) -> None:
+        """One turn of the fusion thread: what the queue holds (waiting up to 50 ms) → `cycle`."""
         self.fusion_heartbeat = time.monotonic()
         batch: list[AnyMeasurement] = []
         try:
@@ -222,28 +137,17 @@ class Runtime:
                 batch.append(self.queue.get_nowait())
         except queue.Empty:
             pass
-        started = time.perf_counter()
-        if batch:
-            self.fusion.process(batch)
-            for m in batch:
-                if isinstance(m, GpsFix) and m.sensor_id == self._gps_sensor:
-                    self._gps_last = m
-        now = self.clock.now()
-        self.fusion.tick(now)
-        self.fusion.counters.cycle_ms = (time.perf_counter() - started) * 1000.0
+        self.cycle(self.clock.now(), batch)
+
+    def cycle(self, now: float, batch: Sequence[AnyMeasurement]) -> StepResult:
+        """One fusion cycle at `now`: pending commands, the core step (`NodeCore.step`, the same
+        one `replay` and `eval` run), then its reports to the sink, the alert output, LED, health."""
+        for m in batch:
+            if isinstance(m, GpsFix) and m.sensor_id == self._gps_sensor:
+                self._gps_last = m
         self._run_commands(now)
-        position = self.fusion.node_position()
-        if position != self._position:
-            self._position = position
-            self.sink.update_info(position)
-        min_interval = 1.0 / self.config.mqtt.tracks_max_rate_hz
-        if self.fusion.has_changes() and now - self._last_tracks >= min_interval:
-            self._last_tracks = now
-            self.sink.publish_tracks(now, self.fusion.drain_tracks(now))
-            for event in self.fusion.drain_alerts():
-                self.sink.publish_alert(self._with_ack(event))
-            if self.gpio is not None and self.fusion.zones is not None:
-                self.gpio.set_alert(self.fusion.zones.critical_active, "zones")
+        result = self.core.step(now, batch)
+        self._deliver(result)
         tamper_event = False
         if self.gpio is not None:
             tamper_event = self.gpio.take_event()
@@ -255,6 +159,39 @@ class Runtime:
             self._health_now = False
             self.sink.publish_health(self.health(now, now - self._last_health))
             self._last_health = now
+        return result
+
+    def finish(self, now: float, batch: Sequence[AnyMeasurement] = ()) -> StepResult:
+        """The end of input (a clean stop, the end of a replay): fuse `batch` and what the reorder
+        window still holds, and publish whatever changed without waiting for the rate limit."""
+        result = self.core.finish(now, batch)
+        self._deliver(result)
+        return result
+
+    def _finish_on_stop(self) -> None:
+        """A clean stop publishes what the sensors had already delivered (the queue and the
+        reorder window), so the last `tracks` message before `offline` is up to date."""
+        batch: list[AnyMeasurement] = []
+        while True:
+            try:
+                batch.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        try:
+            self.finish(self.clock.now(), batch)
+        except Exception:  # stopping must go on: the publisher still says goodbye
+            log.exception("could not publish the final tracks on stop")
+
+    def _deliver(self, result: StepResult) -> None:
+        if result.position_changed:
+            self.sink.update_info(result.position)
+        if result.tracks is None:
+            return
+        self.sink.publish_tracks(result.t, result.tracks)
+        for event in result.alerts:
+            self.sink.publish_alert(event)
+        if self.gpio is not None and self.core.alerts is not None:
+            self.gpio.set_alert(self.core.critical_alert_active, "zones")
 
     # -- commands (see node/commands.py; authorised and validated before they get here) ---------
 
@@ -286,33 +223,21 @@ class Runtime:
             )
             return Result("ok", result={"logger": args.logger or "root", "level": args.level})
         if isinstance(args, ZoneUpdateArgs):
-            self.fusion.replace_zones(list(args.zones))
+            self.core.replace_zones(zone_specs(args.zones))
             log.warning("zones replaced by %s: %s", command.identity, [z.id for z in args.zones] or "none")
             return Result("ok", result={"zones": [z.id for z in args.zones]})
         if isinstance(args, AlertAckArgs):
-            zones = self.fusion.zones
-            active = {state.alert_id for state in zones.active.values()} if zones is not None else set()
-            if args.alert_id not in active:
+            active = {wire.alert_id(self.session, key): key for key in self.core.active_alerts()}
+            key = active.get(args.alert_id)
+            if key is None:
                 return Result("error", f"no active alert {args.alert_id!r}")
-            ack: dict[str, Any] = {"by": args.by or command.identity, "t": round(now, 3)}
-            if args.note:
-                ack["note"] = args.note
-            self._acks[args.alert_id] = ack
+            self.core.acknowledge(key, AlertAck(by=args.by or command.identity, t=now, note=args.note or ""))
             return Result("ok", result={"alert_id": args.alert_id})
         if command.name == "calibrate":
             if self.calibration is None:
                 return Result("not_available", "calibration is not available in this version")
             return self.calibration(command)
         return Result("error", f"command {command.name!r} is not handled by this node")
-
-    def _with_ack(self, event: dict[str, Any]) -> dict[str, Any]:
-        """An acknowledged alert carries its `ack` on every later event; forgotten once cleared."""
-        ack = self._acks.get(event.get("alert_id", ""))
-        if ack is None:
-            return event
-        if event.get("state") == "cleared":
-            self._acks.pop(event["alert_id"], None)
-        return dict(event, ack=ack)
 
     def led_status(self, now: float) -> NodeStatus:
         states = []
@@ -363,21 +288,20 @@ class Runtime:
                 entry["last_seen"] = round(h.last_seen, 3)
                 entry["age_s"] = round(max(0.0, now - h.last_seen), 3)
             sensors.append(entry)
-        table = self.fusion.tracker.table
+        fusion = self.core.status()
         payload: dict[str, Any] = {
             "t": round(now, 3),
             "uptime_s": round(now - self.started_at, 1),
             "broker": "connected" if self.sink.connected else "disconnected",
             "sensors": sensors,
             "fusion": {
-                "tracks": int((table.status != Status.FREE).sum()),
-                "confirmed": int(
-                    ((table.status == Status.CONFIRMED) | (table.status == Status.COASTING)).sum()
-                ),
+                "tracks": fusion.tracks,
+                "confirmed": fusion.confirmed,
                 "queue_depth": self.queue.qsize(),
-                "cycle_ms": round(self.fusion.counters.cycle_ms, 3),
+                "cycle_ms": round(fusion.cycle_ms, 3),
             },
         }
+        payload["errors"] = {"internal": internal_error_total(self.loops)}
         system = self.system.snapshot()
         if system:
             payload["system"] = system

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class ChunkTransport:
@@ -37,10 +41,27 @@ class ChunkTransport:
         return self.opened
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    """Wait on a condition, not a clock: the machines that run CI are shared and slow at times."""
+def wait_until(predicate: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:
+    """Wait on a condition, not a clock: the machines that run CI are shared and slow at times.
+
+    Returns the predicate's first truthy value, so a test can wait for what it then inspects."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not (value := predicate()):
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not met within {timeout} s")
         time.sleep(0.02)
+    return value
+
+
+def wait_for_records(
+    caplog: Any, text: str, count: int = 1, timeout: float = 20.0
+) -> list[logging.LogRecord]:
+    """The records captured by `caplog` (pytest's fixture) whose message contains `text`, once there
+    are at least `count`. A line logged by another thread (the publisher's outbox or connector)
+    may come after the state change a test waited for: wait for the record itself, then assert."""
+
+    def found() -> list[logging.LogRecord]:
+        matching = [r for r in list(caplog.records) if text in r.getMessage()]
+        return matching if len(matching) >= count else []
+
+    return wait_until(found, timeout, f"{count} log record(s) containing {text!r}")

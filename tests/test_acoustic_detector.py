@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from cuas_node.calibration.acoustic_train import (
     NEGATIVES,
     features_of_files,

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from cuas_node.drivers.acoustic.doa import SrpPhat, unit_vectors
 from cuas_node.drivers.acoustic.geometry import circular, preset, resolve
 from cuas_node.drivers.sim.acoustic import synth_array_block

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from cuas_node.drivers.acoustic.protocol import HEADER_LEN, MAGIC, PcmFrameParser, encode_frame
 
 

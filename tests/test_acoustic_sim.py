@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from cuas_node.drivers.acoustic.decode import decode_acoustic
 from cuas_node.drivers.acoustic.driver import AcousticArrayDriver
 from cuas_node.drivers.acoustic.geometry import preset
@@ -12,7 +13,6 @@ from cuas_node.drivers.acoustic.protocol import PcmFrameParser
 from cuas_node.drivers.sim.acoustic import SimAcousticArray
 from cuas_node.kernel.measurement import AcousticBearing
 from cuas_node.kernel.pose import Pose
-
 from tests.fakes import ChunkTransport
 
 

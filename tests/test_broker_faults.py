@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
 import pytest
-from cuas_node.config import MqttSection
-from cuas_node.kernel.clock import SystemClock
-from cuas_node.publish.mqtt import MqttPublisher
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from cuas_node.config import MqttSection
+from cuas_node.kernel.clock import SystemClock
+from cuas_node.publish.mqtt import MqttPublisher
+from tests import reports
 from tests.fakes import wait_until
 
 if TYPE_CHECKING:
@@ -145,8 +146,7 @@ def test_broker_down_at_start_node_runs_spools_and_delivers_in_order(
     pub.start()
     for _ in range(40):
         pub.publish_tracks(time.time(), [])
-    pub.publish_alert({"alert_id": "T1@yard#1", "state": "new", "t": time.time(), "since": time.time(),
-                       "zone": {"id": "yard", "level": "critical"}})  # fmt: skip
+    pub.publish_alert(reports.alert())
     assert time.monotonic() - began < 0.5  # never waits for the broker
     wait_until(lambda: pub.spool_counters["pending"] == 41, what="41 spooled")
     assert list((tmp_path / "spool").glob("seg-*.log")), "the spool is on disk"
@@ -211,13 +211,13 @@ from pathlib import Path
 from cuas_node.kernel.clock import SystemClock
 from cuas_node.config import MqttSection
 from cuas_node.publish.mqtt import MqttPublisher
+from tests import reports
 pub = MqttPublisher(MqttSection(host="127.0.0.1", port=int(sys.argv[1]), keepalive_s=5), "mast-1",
                     Path(sys.argv[2]), SystemClock(), [], spool_dir=Path(sys.argv[3]))
 pub.start()
 for i in range(100):
-    pub.publish_tracks(time.time(), [{"id": "T1", "status": "deleted"}] if i == 50 else [])
-pub.publish_alert({"alert_id": "a#1", "state": "new", "t": time.time(), "since": time.time(),
-                   "zone": {"id": "yard", "level": "critical"}})
+    pub.publish_tracks(time.time(), [reports.track(1, "deleted")] if i == 50 else [])
+pub.publish_alert(reports.alert())
 deadline = time.monotonic() + 10
 while pub.spool_counters["pending"] < 101 and time.monotonic() < deadline:
     time.sleep(0.01)
@@ -286,9 +286,8 @@ def test_outage_longer_than_stale_age_drops_only_track_updates_and_counts_them(
     broker.stop()
     wait_until(lambda: not pub.connected, what="outage noticed")
     for i in range(10):
-        pub.publish_tracks(time.time(), [{"id": "T1", "status": "deleted"}] if i == 4 else [])
-    pub.publish_alert({"alert_id": "a#1", "state": "new", "t": time.time(), "since": time.time(),
-                       "zone": {"id": "yard", "level": "critical"}})  # fmt: skip
+        pub.publish_tracks(time.time(), [reports.track(1, "deleted")] if i == 4 else [])
+    pub.publish_alert(reports.alert())
     wait_until(lambda: pub.spool_counters["pending"] == 11, what="spooled")
     time.sleep(0.6)  # the outage outlives the stale age
     broker.start()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from cuas_node.calibration.acoustic_check import check_array, expected_delays, read_audio
 from cuas_node.drivers.acoustic.geometry import ArrayGeometry, preset
 from cuas_node.drivers.acoustic.protocol import FLAG_UTC, encode_frame

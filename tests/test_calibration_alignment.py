@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from cuas_node.calibration.alignment import AlignmentOptions, InitialMount, align
 from cuas_node.calibration.io import (
     ReferenceTrack,

@@ -8,9 +8,11 @@ import time
 import tomllib
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+
 from cuas_node.calibration.io import dumps_toml, load_measurements, read_csv_track, write_measurements
 from cuas_node.calibration.pathloss import fit_path_loss, samples_from_capture
 from cuas_node.calibration.plot import Panel, Series, encode_png, save_plot
@@ -175,6 +177,68 @@ def test_capture_runs_the_configured_drivers(tmp_path: Path) -> None:
     loaded = load_measurements(out)
     assert len(loaded) == counts["gps"] and loaded[0].sensor_id == "gps"
     assert (tmp_path / "raw" / "gps.bin").read_bytes().startswith(b"$GPGGA")
+
+
+def test_capture_survives_a_raising_driver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A driver bug (here: the third sentence raises) costs that sensor a back-off, never the
+    capture or the other sensors, and the error is reported at the end."""
+    import cuas_node.driver_factory
+    from cuas_node.calibration.cli import capture
+    from cuas_node.config import build_config
+    from cuas_node.drivers.sim.pty import PtyPort
+
+    ports = {"gps": PtyPort(), "gps-bad": PtyPort()}
+    config = build_config(
+        {
+            "node": {"id": "cap"},
+            "sensors": [{"kind": "nmea", "id": sid, "port": p.path} for sid, p in ports.items()],
+        },
+        "test",
+    )
+    real_build = cuas_node.driver_factory.build_driver
+
+    def build_driver(sensor: Any, clock: Any, hardware: Any = None) -> Any:
+        driver: Any = real_build(sensor, clock)
+        if sensor.id == "gps-bad":
+            inner, calls = driver.to_measurements, [0]
+
+            def third_raises(*args: Any) -> Any:
+                calls[0] += 1
+                if calls[0] == 3:
+                    raise ValueError("GGA field 6 out of range")
+                return inner(*args)
+
+            monkeypatch.setattr(driver, "to_measurements", third_raises)
+        return driver
+
+    monkeypatch.setattr(cuas_node.driver_factory, "build_driver", build_driver)
+    stop = threading.Event()
+
+    def feed() -> None:
+        k = 0
+        while not stop.is_set():
+            for port in ports.values():
+                port.write(encode_gga(1.75e9 + k, ORIGIN.lat, ORIGIN.lon, 10.0, 42.0))
+            k += 1
+            time.sleep(0.05)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        counts = capture(config, 2.0, tmp_path / "meas.jsonl")
+    finally:
+        stop.set()
+        writer.join()
+        for port in ports.values():
+            port.close()
+    assert counts["gps"] > 20  # never interrupted
+    assert counts["gps-bad"] > 5  # two before the fault, and more after the reopen
+    err = capsys.readouterr().err
+    assert "warning: sensor gps-bad: 1 error(s) (internal 1)" in err
+    assert "internal error in read: ValueError: GGA field 6 out of range" in err
+    assert "sensor gps:" not in err
 
 
 # --- writers -------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from cuas_node.watch import WatchState, render
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
+
 from cuas_node.commands import Command, CommandProcessor, Refused, response, sign
 from cuas_node.config import CommandsSection
 
@@ -106,17 +108,19 @@ def test_command_and_response_schemas_match(schemas: dict[str, dict[str, Any]]) 
         jsonschema.validate(response(NODE, "x", 1.0, "ok") | {"extra": 1}, schemas["cmd-response"])
 
 
-def test_set_log_level_command_runs_on_the_runtime(caplog: pytest.LogCaptureFixture) -> None:
-    """The runtime's handler on its own (no broker): log level, unknown alert, calibrate hook."""
+def test_commands_run_on_the_runtime_fusion_thread(tmp_path: Path) -> None:
+    """The runtime's own handler, through its fusion cycle (no broker): log level, an unknown
+    alert, the calibrate hook, and `status`, which publishes health in the same cycle."""
+    from cuas_node.config import build_config
+    from cuas_node.kernel.clock import ManualClock
     from cuas_node.runtime import Runtime
+    from tests.sinks import RecordingSink
 
-    runtime = Runtime.__new__(Runtime)  # only the command parts are exercised
-    runtime._health_now = False
-    runtime._acks = {}
-    runtime.calibration = None
-    runtime.fusion = type("F", (), {"zones": None})()
+    config = build_config({"node": {"id": NODE, "state_dir": str(tmp_path)}}, "test")
+    sink = RecordingSink(NODE)
+    runtime = Runtime(config, ManualClock(), [], sink, session=1)
     p = processor(Clock())
-    results = []
+    replies: list[Any] = []
     for suffix, payload in [
         ("set-log-level/ops", b'{"args": {"level": "ERROR", "logger": "cuas_node.test"}}'),
         ("alert-ack/ops", b'{"args": {"alert_id": "nope"}}'),
@@ -125,11 +129,10 @@ def test_set_log_level_command_runs_on_the_runtime(caplog: pytest.LogCaptureFixt
     ]:
         command = p.process(suffix, payload)
         assert isinstance(command, Command)
-        results.append(runtime._execute(command, 1.0))
+        runtime.handle_command(command, replies.append)
+    assert replies == [] and sink.health == []  # queued for the fusion thread, not run here
+    runtime.cycle(1.0, [])
     assert logging.getLogger("cuas_node.test").level == logging.ERROR
-    assert [r.status for r in results] == ["ok", "error", "not_available", "ok"]
-    assert runtime._health_now
-    assert runtime._with_ack({"alert_id": "a", "state": "new"}) == {"alert_id": "a", "state": "new"}
-    runtime._acks["a"] = {"by": "ops", "t": 1.0}
-    assert runtime._with_ack({"alert_id": "a", "state": "cleared"})["ack"]["by"] == "ops"
-    assert "a" not in runtime._acks
+    assert [r.status for r in replies] == ["ok", "error", "not_available", "ok"]
+    assert "no active alert 'nope'" in replies[1].detail
+    assert len(sink.health) == 1

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from cuas_node.config import ConfigError, build_config, load_config, resolve_config_path
 
 GOOD = """
@@ -151,8 +152,9 @@ def test_every_config_key_is_documented() -> None:
     import re
     import typing
 
-    import cuas_node.config as c
     from pydantic import BaseModel
+
+    import cuas_node.config as c
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text()
     missing: list[str] = []

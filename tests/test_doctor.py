@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+
 from cuas_node import system_health
 from cuas_node.doctor import Doctor, Probe, run_doctor
 from cuas_node.drivers.nmea.encode import encode_gga
 from cuas_node.drivers.sim.pty import PtyPort
+from cuas_node.drivers.sim.remoteid import SimRemoteIdBroadcaster
 
 CHRONY_SYNCED = """Reference ID    : C0A80001 (ntp.example)
 Stratum         : 3
@@ -75,6 +78,53 @@ def gps_pty() -> Iterator[PtyPort]:
     stop.set()
     thread.join(1.0)
     port.close()
+
+
+class Feeder:
+    """A pty written every `period_s` with what `chunk(t)` returns (a sensor on a serial port)."""
+
+    def __init__(self, chunk: Callable[[float], bytes], period_s: float = 0.05) -> None:
+        self.port = PtyPort()
+        self._chunk = chunk
+        self._period_s = period_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            data = self._chunk(time.time())
+            if data:
+                self.port.write(data, max_wait_s=0.05)
+            self._stop.wait(self._period_s)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(1.0)
+        self.port.close()
+
+
+def remote_id_lines() -> Callable[[float], bytes]:
+    """The simulator's ESP32 receiver hearing one drone: ODID lines, at the configured rate."""
+    drone = SimRemoteIdBroadcaster("DOCTOR-UAS-1", 52.0, 4.3, operator_id="OP-1", location_period_s=0.2)
+    return lambda t: drone.step(t, 52.001, 4.301, 60.0, (3.0, 0.0, 0.0))
+
+
+def at_wrong_baud(chunk: Callable[[float], bytes], seed: int = 8) -> Callable[[float], bytes]:
+    """The same receiver read at the wrong baud rate: each byte sampled at the wrong speed comes out
+    as a run of high bits, only the line breaks survive now and then (noise lines, no frame)."""
+    rng = random.Random(seed)
+    samples = bytes([0x80, 0xC0, 0xE0, 0xF0, 0xF8, 0xFC, 0xFE, 0xFF, 0x00, 0x9F])
+
+    def garbled(t: float) -> bytes:
+        lines = chunk(t).split(b"\n")
+        return b"\n".join(bytes(rng.choice(samples) for _ in range(len(line) // 4)) for line in lines)
+
+    return garbled
+
+
+def remoteid_config(tmp_path: Path, port: str) -> Path:
+    return write_config(tmp_path, f'[[sensors]]\nkind = "remoteid"\nid = "rid"\nport = "{port}"\n')
 
 
 def test_invalid_config_fails_with_exit_code(tmp_path: Path) -> None:
@@ -231,3 +281,66 @@ def test_disk_check_reports_free_space(tmp_path: Path) -> None:
     assert checks["disk"].status in ("PASS", "WARN", "FAIL")
     assert "GB free" in checks["disk"].message
     assert os.fspath(tmp_path) in checks["disk"].message
+
+
+# -- Remote ID receivers: the node's definition of a valid record, and BaudWatch's verdict ----------
+
+
+def test_remote_id_receiver_at_the_wrong_baud_rate_fails_with_the_hint(tmp_path: Path) -> None:
+    """Noise splits into lines too: lines are no proof of a working link, only decoded frames are."""
+    feeder = Feeder(at_wrong_baud(remote_id_lines()))
+    try:
+        checks = by_name(Doctor(remoteid_config(tmp_path, feeder.port.path), 1.0, probe(tmp_path)).run())
+    finally:
+        feeder.close()
+    frames = checks["rid frames"]
+    assert frames.status == "FAIL", frames.message
+    assert f"bytes arrive on {feeder.port.path} but no valid frame" in frames.message
+    assert "noise_lines=" in frames.message
+    # The driver's own BaudWatch verdict, reached within doctor's timeout.
+    assert "receiving bytes but no valid frames: check the baud rate (configured 115200)" in frames.message
+    assert "wrong baud rate (115200 configured)" in frames.fix
+
+
+def test_remote_id_receiver_at_the_right_rate_passes_early(tmp_path: Path) -> None:
+    feeder = Feeder(remote_id_lines())
+    try:
+        started = time.monotonic()
+        checks = by_name(Doctor(remoteid_config(tmp_path, feeder.port.path), 5.0, probe(tmp_path)).run())
+        elapsed = time.monotonic() - started
+    finally:
+        feeder.close()
+    frames = checks["rid frames"]
+    assert frames.status == "PASS", frames.message
+    assert "valid record(s)" in frames.message and "0 measurement(s)" not in frames.message
+    assert elapsed < 4.0  # stopped as soon as the receiver had proven itself, not at the timeout
+
+
+def test_a_driver_bug_fails_the_frame_check_with_its_text(
+    tmp_path: Path, gps_pty: PtyPort, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A parser that raises is supervised as in the node: counted, reported, never a hung check."""
+    import cuas_node.driver_factory
+    from cuas_node.drivers.nmea.driver import NmeaDriver
+
+    real = cuas_node.driver_factory.build_driver
+
+    def build_driver(sensor: Any, clock: Any, hardware: Any = None) -> Any:
+        driver = real(sensor, clock)
+        assert isinstance(driver, NmeaDriver)
+
+        def broken(*args: Any) -> list[Any]:
+            raise KeyError("talker GP")
+
+        monkeypatch.setattr(driver, "to_measurements", broken)
+        return driver
+
+    monkeypatch.setattr(cuas_node.driver_factory, "build_driver", build_driver)
+    sensors = f'[[sensors]]\nkind = "nmea"\nid = "gps"\nport = "{gps_pty.path}"\n'
+    checks = by_name(Doctor(write_config(tmp_path, sensors), 1.0, probe(tmp_path)).run())
+    frames = checks["gps frames"]
+    assert frames.status == "FAIL"
+    assert "internal error in read: KeyError: 'talker GP'" in frames.message
+    assert "bug" in frames.fix
+    logged = [r for r in caplog.records if "sensor gps unavailable" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].exc_info is not None  # once, with the traceback

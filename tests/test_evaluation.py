@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from cuas_node.evaluation.metrics import Step, TrackFrame, TruthFrame, associate, gospa, score_run
 
 # -- GOSPA, hand-computed --------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from cuas_node.drivers.fpv.hardware import (
     BlinkaMcp3008Spi,
     BlinkaPins,

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
-from cuas_node.config import Config, FusionSection, build_config
-from cuas_node.fusion.engine import FusionEngine
+
+from cuas_node.assembly import core_setup
+from cuas_node.config import Config, build_config
+from cuas_node.core.step import NodeCore
 from cuas_node.fusion.models import radar_predict, radar_to_state
-from cuas_node.fusion.tracker import RadarGeometry, RadarScan, Tracker
+from cuas_node.fusion.params import FusionParams, RadarSensor
+from cuas_node.fusion.tracker import RadarScan, Tracker
 from cuas_node.kernel.measurement import GpsFix, RadarDetection
 from cuas_node.kernel.pose import Pose, cartesian_to_spherical
 
@@ -67,10 +71,10 @@ def _scan(
 
 
 def test_crossing_targets_keep_identity_and_clutter_never_confirms() -> None:
-    params = FusionSection()
+    params = FusionParams()
     tracker = Tracker(params, ["radar"])
     pose = Pose.from_angles(0, 0, 0, (0, 0, 0))
-    geometry = RadarGeometry("radar", pose, 200.0)
+    geometry = RadarSensor("radar", pose, 200.0)
     rng = np.random.default_rng(7)
     v = np.array([[5.0, 0.0, 0.0], [-5.0, 0.0, 0.5]])
     start = np.array([[-60.0, 70.0, 30.0], [60.0, 74.0, 25.0]])
@@ -90,7 +94,7 @@ def test_crossing_targets_keep_identity_and_clutter_never_confirms() -> None:
     assert owner[0] != owner[1]
 
 
-def _engine(**fusion: object) -> FusionEngine:
+def _core(**fusion: object) -> NodeCore:
     config: Config = build_config(
         {
             "node": {"id": "t"},
@@ -102,47 +106,41 @@ def _engine(**fusion: object) -> FusionEngine:
         },
         "test",
     )
-    return FusionEngine(config, session=3)
+    return NodeCore(core_setup(config))
 
 
-def test_engine_waits_for_position_then_tracks_and_deletes_once() -> None:
-    engine = _engine(confirm_m=3, confirm_n=4, delete_after_s=1.0, reorder_window_s=0.0)
-    det = RadarDetection("radar", 100.0, 0.0, 50.0, 0.1, 0.05, 1.0, 0.2, 0.02, 0.04, 0.1, 20.0)
-    engine.process([det])
-    assert engine.counters.waiting_for_position == 1
-    engine.process([GpsFix("gps", 100.0, 0.0, 52.0, 4.3, 10.0, 47.0, quality=1)])
-    assert engine.node_position() == pytest.approx({"lat": 52.0, "lon": 4.3, "alt_m": 57.0, "source": "gps"})
-    for k in range(6):
-        t = 101.0 + k * 0.1
-        engine.process(
-            [
-                RadarDetection(
-                    "radar", t, 0.0, 50.0 + 0.1 * k * 0.1, 0.1, 0.05, 1.0, 0.2, 0.02, 0.04, 0.1, 20.0
-                )
-            ]
-        )
-        engine.tick(t)
-    assert engine.has_changes()
-    records = engine.drain_tracks()
-    assert [r["status"] for r in records] == ["confirmed"]
-    track = records[0]
-    assert track["id"].startswith("3.")
-    assert track["sensors"] == ["radar"]
-    assert abs(track["lat"] - 52.0) < 0.001 and len(track["pos_cov_enu_m2"]) == 3
-    assert not engine.has_changes()
-    engine.tick(103.0)
-    deleted = engine.drain_tracks()
-    assert [(r["id"], r["status"]) for r in deleted] == [(track["id"], "deleted")]
-    engine.tick(104.0)
-    assert engine.drain_tracks() == []
+def _detection(t: float, range_m: float = 50.0) -> RadarDetection:
+    return RadarDetection("radar", t, 0.0, range_m, 0.1, 0.05, 1.0, 0.2, 0.02, 0.04, 0.1, 20.0)
+
+
+def test_core_waits_for_position_then_tracks_and_deletes_once() -> None:
+    core = _core(confirm_m=3, confirm_n=4, delete_after_s=1.0, reorder_window_s=0.0)
+    assert core.step(100.0, [_detection(100.0)]).tracks is None
+    assert core.counters.waiting_for_position == 1
+    result = core.step(100.0, [GpsFix("gps", 100.0, 0.0, 52.0, 4.3, 10.0, 47.0, quality=1)])
+    assert result.position_changed and result.position is not None
+    assert (result.position.lat, result.position.lon, result.position.source) == (52.0, 4.3, "gps")
+    assert result.position.alt_m == pytest.approx(57.0)
+    results = [core.step(101.0 + k * 0.1, [_detection(101.0 + k * 0.1, 50.0 + 0.01 * k)]) for k in range(6)]
+    published = [r for r in results if r.tracks is not None]
+    assert published, "a confirmed track must be published"
+    # The rate limit (5 Hz by default): never two tracks messages closer than 0.2 s.
+    times = [r.t for r in published]
+    assert all(b - a >= 0.2 - 1e-9 for a, b in itertools.pairwise(times))
+    assert all([tr.status for tr in r.tracks or ()] == ["confirmed"] for r in published)
+    track = (published[-1].tracks or ())[0]
+    assert track.sensors == ("radar",) and abs(track.lat - 52.0) < 0.001 and len(track.pos_cov_enu_m2) == 3
+    deleted = core.step(103.0).tracks
+    assert deleted is not None and [(r.number, r.status) for r in deleted] == [(track.number, "deleted")]
+    assert core.step(104.0).tracks is None
 
 
 def test_contested_measurements_get_a_soft_update_and_tracks_survive_a_close_pass() -> None:
     """Two targets pass half a metre apart: while both tracks gate both detections the JPDA-style soft
     update runs (a hard choice there is a guess), and each target keeps exactly one track."""
-    params = FusionSection()
+    params = FusionParams()
     tracker = Tracker(params, ["radar"])
-    geometry = RadarGeometry("radar", Pose.from_angles(0, 0, 0, (0, 0, 0)), 200.0)
+    geometry = RadarSensor("radar", Pose.from_angles(0, 0, 0, (0, 0, 0)), 200.0)
     rng = np.random.default_rng(3)
     soft_rows: list[int] = []
     original = tracker._soft_update
@@ -172,7 +170,7 @@ def test_clutter_map_raises_the_bar_where_false_alarms_recur() -> None:
     """A reflector that flickers for a frame or two keeps spawning tentative tracks that die
     unconfirmed; once its cell is hot, a phantom there needs two more hits, so a 4-frame burst
     that confirms on a fresh site (3 of 5) no longer does."""
-    geometry = RadarGeometry("radar", Pose.from_angles(0, 0, 0, (0, 0, 0)), 200.0)
+    geometry = RadarSensor("radar", Pose.from_angles(0, 0, 0, (0, 0, 0)), 200.0)
     spot = np.array([[10.0, 80.0, 2.0]])
 
     def burst(tracker: Tracker, start: float, frames: int, rng: np.random.Generator) -> bool:
@@ -185,7 +183,7 @@ def test_clutter_map_raises_the_bar_where_false_alarms_recur() -> None:
         tracker.maintain(t + 3.0)  # off again: the track dies
         return confirmed
 
-    params = FusionSection(confirm_m=3, confirm_n=5, tentative_delete_after_s=0.5)
+    params = FusionParams(confirm_m=3, confirm_n=5, tentative_delete_after_s=0.5)
     fresh = Tracker(params, ["radar"])
     assert burst(fresh, 0.0, 4, np.random.default_rng(5)), "on a fresh site a 4-frame burst confirms"
     site = Tracker(params, ["radar"])
@@ -196,9 +194,9 @@ def test_clutter_map_raises_the_bar_where_false_alarms_recur() -> None:
 
 
 def test_tentative_cap_refuses_initiation_floods() -> None:
-    params = FusionSection(max_tentative=10)
+    params = FusionParams(max_tentative=10)
     tracker = Tracker(params, ["radar"])
-    geometry = RadarGeometry("radar", Pose.from_angles(0, 0, 0, (0, 0, 0)), 200.0)
+    geometry = RadarSensor("radar", Pose.from_angles(0, 0, 0, (0, 0, 0)), 200.0)
     rng = np.random.default_rng(9)
     tracker.process_radar(
         _scan(geometry.pose, np.zeros((0, 3)), np.zeros((0, 3)), 0.0, rng, clutter=40), geometry

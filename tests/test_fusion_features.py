@@ -8,24 +8,34 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+from cuas_node.assembly import core_setup
 from cuas_node.config import build_config
-from cuas_node.fusion.engine import FusionEngine
+from cuas_node.core.step import NodeCore
 from cuas_node.fusion.measurement_models import BearingModel, Coverage
 from cuas_node.kernel.geo import LocalFrame
-from cuas_node.kernel.measurement import AcousticBearing, RadarDetection, RemoteIdReport
+from cuas_node.kernel.measurement import AcousticBearing, AnyMeasurement, RadarDetection, RemoteIdReport
 from cuas_node.kernel.pose import Pose, cartesian_to_spherical
+from cuas_node.kernel.reports import AlertAck, AlertEvent, TrackReport
 
 ORIGIN = LocalFrame(52.0, 4.3, 10.0)
 RNG = np.random.default_rng(11)
 
 
-def _engine(sensors: list[dict[str, Any]], **extra: Any) -> FusionEngine:
+def _core(sensors: list[dict[str, Any]], **extra: Any) -> NodeCore:
+    """The node's core step, built from a config as the node builds it (no reorder window, so
+    each step fuses what it is given)."""
     data: dict[str, Any] = {
         "node": {"id": "t", "position": {"lat": ORIGIN.lat, "lon": ORIGIN.lon, "alt_m": ORIGIN.alt_m}},
         "sensors": sensors,
         "fusion": {"reorder_window_s": 0.0} | extra.pop("fusion", {}),
     } | extra
-    return FusionEngine(build_config(data, "test"), session=1)
+    return NodeCore(core_setup(build_config(data, "test")))
+
+
+def _feed(core: NodeCore, batch: list[AnyMeasurement]) -> None:
+    """One core step at the newest capture time of the batch."""
+    core.step(max(m.t_capture for m in batch), batch)
 
 
 RADAR = {"kind": "ti-mmwave", "id": "radar", "port": "/dev/null", "max_range_m": 300, "fov_az_deg": 80}
@@ -75,9 +85,9 @@ def _rid(t: float, enu: np.ndarray, vel: np.ndarray, uas: str = "SERIAL-1") -> R
     )
 
 
-def _tracks(engine: FusionEngine, t: float) -> list[dict[str, Any]]:
-    engine.tick(t)
-    return [r for r in engine.drain_tracks(t) if r["status"] != "deleted"]
+def _tracks(core: NodeCore, t: float) -> list[TrackReport]:
+    core.step(t)
+    return core.tracks_now()
 
 
 def test_bearing_model_jacobian_matches_numerical_derivative() -> None:
@@ -96,43 +106,43 @@ def test_bearing_model_jacobian_matches_numerical_derivative() -> None:
 
 
 def test_acoustic_only_drone_becomes_a_bearing_only_track_and_radar_ranges_it() -> None:
-    engine = _engine([MIC, RADAR])
+    core = _core([MIC, RADAR])
     drone = np.array([60.0, 120.0, 40.0])
     for k in range(20):
-        engine.process([_bearing(k * 0.25, drone)])
-    tracks = _tracks(engine, 5.0)
-    assert len(tracks) == 1 and tracks[0]["bearing_only"] is True
-    assert tracks[0]["class"]["label"] == "multirotor"
-    track_id = tracks[0]["id"]
+        _feed(core, [_bearing(k * 0.25, drone)])
+    tracks = _tracks(core, 5.0)
+    assert len(tracks) == 1 and tracks[0].bearing_only is True
+    assert tracks[0].classification.label == "multirotor"
+    number = tracks[0].number
     # Radar joins: the same track gets a range, and loses the flag.
     for k in range(10):
-        engine.process([_radar(5.0 + k * 0.1, drone, np.zeros(3))])
-    tracks = _tracks(engine, 6.0)
-    assert [t["id"] for t in tracks] == [track_id]
-    assert "bearing_only" not in tracks[0]
-    assert np.linalg.norm(np.array(tracks[0]["enu_m"]) - drone) < 5.0
-    assert set(tracks[0]["sensors"]) == {"mic", "radar"}
+        _feed(core, [_radar(5.0 + k * 0.1, drone, np.zeros(3))])
+    tracks = _tracks(core, 6.0)
+    assert [t.number for t in tracks] == [number]
+    assert not tracks[0].bearing_only
+    assert np.linalg.norm(np.array(tracks[0].enu_m) - drone) < 5.0
+    assert set(tracks[0].sensors) == {"mic", "radar"}
 
 
 def test_sound_delay_is_corrected_for_a_moving_drone() -> None:
     """A drone 300 m away flying 15 m/s across the line of sight, seen by a radar and by an array
     with finer angles: the sound left ~0.9 s (13 m) before it is heard, and without the delay
     correction the array would drag the track back by most of that."""
-    engine = _engine([MIC, RADAR])
+    core = _core([MIC, RADAR])
     v = np.array([15.0, 0.0, 0.0])
     errors = []
     for k in range(150):
         t = k * 0.1
         truth = np.array([-90.0, 300.0, 60.0]) + v * t
         emitted = truth - v * (np.linalg.norm(truth) / 343.0)  # where it was when the sound left
-        engine.process([_radar(t, truth, v, angle_sigma_deg=1.5), _bearing(t, emitted, sigma_deg=1.0)])
+        _feed(core, [_radar(t, truth, v, angle_sigma_deg=1.5), _bearing(t, emitted, sigma_deg=1.0)])
         if k >= 50:
-            (track,) = _tracks(engine, t)
-            errors.append(np.linalg.norm(np.array(track["enu_m"]) - truth))
+            (track,) = _tracks(core, t)
+            errors.append(np.linalg.norm(np.array(track.enu_m) - truth))
     assert float(np.mean(errors)) < 4.0
 
 
-def _fly(engine: FusionEngine, steps: int, spoof: np.ndarray | None = None, radar: bool = True) -> np.ndarray:
+def _fly(core: NodeCore, steps: int, spoof: np.ndarray | None = None, radar: bool = True) -> np.ndarray:
     v = np.array([4.0, 1.0, 0.0])
     truth = np.zeros(3)
     for k in range(steps):
@@ -141,55 +151,57 @@ def _fly(engine: FusionEngine, steps: int, spoof: np.ndarray | None = None, rada
         batch: list[Any] = [_radar(t, truth, v)] if radar else []
         if k % 5 == 0:
             batch.append(_rid(t, truth + (spoof if spoof is not None else 0.0), v))
-        engine.process(batch)
+        if batch:
+            _feed(core, batch)
     return truth
 
 
 def test_cooperative_remote_id_binds_to_its_radar_track_as_consistent() -> None:
-    engine = _engine([RADAR, RID])
-    _fly(engine, 150)
-    tracks = _tracks(engine, 15.0)
+    core = _core([RADAR, RID])
+    _fly(core, 150)
+    tracks = _tracks(core, 15.0)
     assert len(tracks) == 1
-    rid = tracks[0]["remote_id"]
-    assert rid["uas_id"] == "SERIAL-1" and rid["consistency"] == "consistent" and rid["in_coverage"] is True
-    assert rid["offset_m"] < 10.0
-    assert tracks[0]["class"]["label"] == "multirotor"
+    rid = tracks[0].remote_id
+    assert rid is not None
+    assert rid.uas_id == "SERIAL-1" and rid.consistency == "consistent" and rid.in_coverage is True
+    assert rid.offset_m < 10.0
+    assert tracks[0].classification.label == "multirotor"
 
 
 def test_spoofed_remote_id_is_flagged_inconsistent_on_the_physical_track() -> None:
-    engine = _engine([RADAR, RID])
-    truth = _fly(engine, 200, spoof=np.array([70.0, -30.0, 0.0]))
-    tracks = _tracks(engine, 20.0)
-    assert len(tracks) == 1, [(t["id"], t["enu_m"]) for t in tracks]  # no phantom at the claimed spot
-    assert np.linalg.norm(np.array(tracks[0]["enu_m"]) - truth) < 5.0
-    rid = tracks[0]["remote_id"]
-    assert rid["consistency"] == "inconsistent" and rid["offset_m"] > 60.0
+    core = _core([RADAR, RID])
+    truth = _fly(core, 200, spoof=np.array([70.0, -30.0, 0.0]))
+    tracks = _tracks(core, 20.0)
+    assert len(tracks) == 1, [(t.number, t.enu_m) for t in tracks]  # no phantom at the claimed spot
+    assert np.linalg.norm(np.array(tracks[0].enu_m) - truth) < 5.0
+    rid = tracks[0].remote_id
+    assert rid is not None and rid.consistency == "inconsistent" and rid.offset_m > 60.0
 
 
 def test_remote_id_without_physical_support_is_unconfirmed() -> None:
-    engine = _engine([RADAR, RID])
-    _fly(engine, 150, radar=False)
-    tracks = _tracks(engine, 15.0)
+    core = _core([RADAR, RID])
+    _fly(core, 150, radar=False)
+    tracks = _tracks(core, 15.0)
     assert len(tracks) == 1
-    assert tracks[0]["remote_id"]["consistency"] == "unconfirmed"
-    assert tracks[0]["remote_id"]["in_coverage"] is True
+    rid = tracks[0].remote_id
+    assert rid is not None and rid.consistency == "unconfirmed" and rid.in_coverage is True
 
 
 @pytest.mark.parametrize(("speed", "label"), [(0.3, "multirotor"), (12.0, "bird")])
 def test_radar_kinematics_classify_hover_and_bird_speed(speed: float, label: str) -> None:
-    engine = _engine([RADAR])
+    core = _core([RADAR])
     v = np.array([speed, 0.0, 0.0])
     for k in range(200):
         t = k * 0.1
-        engine.process([_radar(t, np.array([-20.0, 90.0, 25.0]) + v * t, v)])
-    (track,) = _tracks(engine, 20.0)
-    assert track["class"]["label"] == label
-    assert track["class"]["evidence"] == ["radar_kinematics"]
-    assert abs(sum(track["class"]["probabilities"].values()) - 1.0) < 0.01
+        _feed(core, [_radar(t, np.array([-20.0, 90.0, 25.0]) + v * t, v)])
+    (track,) = _tracks(core, 20.0)
+    assert track.classification.label == label
+    assert track.classification.evidence == ("radar_kinematics",)
+    assert abs(sum(p for _, p in track.classification.probabilities) - 1.0) < 0.01
 
 
 def test_out_of_sequence_measurement_is_fused_not_dropped() -> None:
-    engine = _engine([RADAR])
+    core = _core([RADAR])
     v = np.array([5.0, 0.0, 0.0])
     late = []
     for k in range(40):
@@ -198,32 +210,32 @@ def test_out_of_sequence_measurement_is_fused_not_dropped() -> None:
         if k in (30, 31):
             late.append(m)  # held back: arrives after the scans of t = 3.2 … 3.9
         else:
-            engine.process([m])
-    before = engine.tracker.table.updates.max()
-    engine.process(late)
-    (track,) = _tracks(engine, 4.0)
-    assert engine.tracker.table.updates.max() == before + 2
-    assert np.linalg.norm(np.array(track["enu_m"]) - (np.array([0.0, 100.0, 20.0]) + v * 3.9)) < 3.0
+            _feed(core, [m])
+    before = core.engine.tracker.table.updates.max()
+    _feed(core, late)
+    (track,) = _tracks(core, 4.0)
+    assert core.engine.tracker.table.updates.max() == before + 2
+    assert np.linalg.norm(np.array(track.enu_m) - (np.array([0.0, 100.0, 20.0]) + v * 3.9)) < 3.0
 
 
 def test_reorder_window_fuses_in_capture_order() -> None:
-    engine = _engine([RADAR], fusion={"reorder_window_s": 0.3})
+    core = _core([RADAR], fusion={"reorder_window_s": 0.3})
     v = np.array([5.0, 0.0, 0.0])
     ms = [_radar(k * 0.1, np.array([0.0, 100.0, 20.0]) + v * k * 0.1, v) for k in range(30)]
     order = list(range(30))
     for i in range(0, 30, 3):
         order[i : i + 3] = order[i : i + 3][::-1]  # every three arrive backwards
     fused_t: list[float] = []
-    original = engine.tracker.process
+    original = core.engine.tracker.process
 
     def spy(scan: Any) -> Any:
         fused_t.append(scan.t)
         return original(scan)
 
-    engine.tracker.process = spy  # type: ignore[method-assign]
+    core.engine.tracker.process = spy  # type: ignore[method-assign]
     for i in order:
-        engine.process([ms[i]])
-    engine.flush()
+        _feed(core, [ms[i]])
+    core.finish(3.0)
     assert fused_t == sorted(fused_t) and len(fused_t) == 30
 
 
@@ -239,34 +251,41 @@ def test_zone_alert_lifecycle() -> None:
         "floor_m": 0,
         "ceiling_m": 120,
     }
-    engine = _engine([RADAR], zones=[zone], fusion={"alert_update_s": 2.0})
+    core = _core([RADAR], zones=[zone], fusion={"alert_update_s": 2.0})
     v = np.array([0.0, 5.0, 0.0])
-    events: list[dict[str, Any]] = []
+    events: list[AlertEvent] = []
+    acked = False
     for k in range(400):
         t = k * 0.1
-        engine.process([_radar(t, np.array([0.0, 10.0, 30.0]) + v * t, v)])  # crosses the yard, north
-        engine.tick(t)
-        engine.drain_tracks(t)
-        events += engine.drain_alerts()
-    states = [e["state"] for e in events]
+        result = core.step(t, [_radar(t, np.array([0.0, 10.0, 30.0]) + v * t, v)])  # crosses north
+        events += result.alerts
+        if events and not acked:  # an operator acknowledges the alert once it is raised
+            assert core.active_alerts() == [events[0].key]
+            assert core.acknowledge(events[0].key, AlertAck("ops", t, "seen"))
+            acked = True
+    states = [e.state for e in events]
     assert states[0] == "new" and states[-1] == "cleared"
     assert "updated" in states and states.count("new") == 1 and states.count("cleared") == 1
     new = events[0]
-    assert new["zone"] == {"id": "yard", "level": "critical"}
-    assert 40.0 <= ORIGIN.to_enu(new["track"]["lat"], new["track"]["lon"], 40.0)[1] <= 60.0
-    assert {e["alert_id"] for e in events} == {new["alert_id"]}
+    assert (new.key.zone_id, new.zone_level) == ("yard", "critical")
+    assert new.track is not None and 40.0 <= new.track.enu_m[1] <= 60.0
+    assert {e.key for e in events} == {new.key}
+    # The acknowledgement rides on every later event of the alert, and is forgotten once cleared.
+    assert new.ack is None
+    assert all(e.ack is not None and (e.ack.by, e.ack.note) == ("ops", "seen") for e in events[1:])
+    assert core.active_alerts() == [] and not core.acknowledge(new.key, AlertAck("ops", 99.0))
 
 
 def test_radar_range_bias_from_calibration_is_removed() -> None:
     """A radar that reads 0.8 m long (calibrated range_bias_m) is corrected in fusion."""
     biased = dict(RADAR, range_bias_m=0.8)
-    engine = _engine([biased])
+    core = _core([biased])
     target = np.array([0.0, 120.0, 30.0])
     for k in range(30):
         d = _radar(k * 0.1, target, np.zeros(3))
-        engine.process([RadarDetection(**{**_fields(d), "range_m": d.range_m + 0.8})])
-    (track,) = _tracks(engine, 3.0)
-    assert abs(np.linalg.norm(track["enu_m"]) - np.linalg.norm(target)) < 0.3
+        _feed(core, [RadarDetection(**{**_fields(d), "range_m": d.range_m + 0.8})])
+    (track,) = _tracks(core, 3.0)
+    assert abs(np.linalg.norm(track.enu_m) - np.linalg.norm(target)) < 0.3
 
 
 def _fields(d: RadarDetection) -> dict[str, Any]:
@@ -278,7 +297,7 @@ def test_late_measurement_from_before_a_stop_is_fused_without_dragging_the_hover
     after it has braked to a hover. Retrodiction adds the process noise of going back 1.2 s, so the
     old detection still gates (it is fused into the track, not lost or twinned) and, weighed by
     that uncertainty, barely moves today's hover estimate."""
-    engine = _engine([RADAR])
+    core = _core([RADAR])
     start, speed = np.array([0.0, 80.0, 20.0]), 6.0
 
     def truth(t: float) -> tuple[np.ndarray, np.ndarray]:
@@ -295,13 +314,13 @@ def test_late_measurement_from_before_a_stop_is_fused_without_dragging_the_hover
         if k == 19:
             late = m  # t = 1.9 s, delivered at t = 3.1 s
             continue
-        engine.process([m])
+        _feed(core, [m])
     assert late is not None
-    table = engine.tracker.table
-    (slot,) = engine.tracker.publishable(False)
+    table = core.engine.tracker.table
+    (slot,) = core.engine.tracker.publishable(False)
     before = int(table.updates[slot])
     speed_before = float(np.linalg.norm(table.x[slot, 3:]))
-    engine.process([late])
+    _feed(core, [late])
     assert int(table.updates[slot]) == before + 1
-    assert engine.tracker.publishable(True).size == 1
+    assert core.engine.tracker.publishable(True).size == 1
     assert float(np.linalg.norm(table.x[slot, 3:])) - speed_before < 0.5, table.x[slot, 3:]

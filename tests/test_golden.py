@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from cuas_node.replay import GOLDEN_DIR, replay_to_string
 
 RECORDINGS = sorted(GOLDEN_DIR.glob("*.pcapng"))

@@ -11,6 +11,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+
 from cuas_node.config import ConfigError, GpioSection, build_config
 from cuas_node.drivers.driver import SensorHealth
 from cuas_node.gpio import (
@@ -25,6 +26,7 @@ from cuas_node.gpio import (
     status_for,
 )
 from cuas_node.kernel.measurement import AnyMeasurement, SensorState
+from tests.sinks import RecordingSink
 
 
 class FakeClock:
@@ -210,32 +212,6 @@ class QuietDriver:
 
     def health(self) -> SensorHealth:
         return SensorHealth(self.sensor_id, self.kind, self.state, 0, None)
-
-
-class RecordingSink:
-    session = 1
-
-    def __init__(self) -> None:
-        self.health: list[dict[str, Any]] = []
-
-    def start(self) -> None:
-        pass
-
-    def update_info(self, position: dict[str, Any] | None) -> None:
-        pass
-
-    def publish_tracks(self, t: float, tracks: list[dict[str, Any]]) -> None:
-        pass
-
-    def publish_health(self, payload: dict[str, Any]) -> None:
-        self.health.append(payload)
-
-    def stop(self) -> None:
-        pass
-
-    @property
-    def connected(self) -> bool:
-        return False
 
 
 def test_runtime_publishes_health_at_once_on_tamper_and_drives_the_led(

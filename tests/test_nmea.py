@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from cuas_node.drivers.nmea.decode import decode_nmea, fix_to_dict
 from cuas_node.drivers.nmea.driver import NmeaDriver
 from cuas_node.drivers.nmea.encode import encode_gga, encode_rmc, frame
@@ -18,9 +21,6 @@ from cuas_node.drivers.nmea.fields import KNOT_MPS, checksum
 from cuas_node.drivers.nmea.parser import MAX_SENTENCE_BYTES, NmeaFix, NmeaParser
 from cuas_node.drivers.transport import SerialTransport
 from cuas_node.kernel.measurement import GpsFix
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from tests.fakes import ChunkTransport
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

@@ -6,6 +6,7 @@ Why it matters: a wheel that installed `node`, `drivers` and `calibration` would
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -38,13 +39,20 @@ def test_every_folder_with_code_is_a_listed_package() -> None:
 
 
 def test_wheel_holds_exactly_one_top_level_package(tmp_path: Path) -> None:
+    # Built from a copy of the sources: setuptools builds in place and would leave build/ behind.
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    for folder in FOLDERS:
+        shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     built = subprocess.run(
         [
             sys.executable,
             "-m",
             "pip",
             "wheel",
-            str(REPO),
+            str(source),
             "--no-deps",
             "--no-build-isolation",
             "-w",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from cuas_node.kernel.geo import LocalFrame
-from cuas_node.kernel.pose import Pose, cartesian_to_spherical, rotation_sensor_to_enu, spherical_to_cartesian
 from hypothesis import given
 from hypothesis import strategies as st
+
+from cuas_node.kernel.geo import LocalFrame
+from cuas_node.kernel.pose import Pose, cartesian_to_spherical, rotation_sensor_to_enu, spherical_to_cartesian
 
 
 def test_axes_conventions() -> None:

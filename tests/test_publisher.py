@@ -19,16 +19,19 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import pytest
+from paho.mqtt.enums import MQTTProtocolVersion
+
 from cuas_node import SCHEMA_VERSION, __version__
 from cuas_node.config import ConfigError, MqttSection
 from cuas_node.kernel.clock import SystemClock
+from cuas_node.kernel.reports import NodePosition
 from cuas_node.publish import mqtt as mqtt_module
+from cuas_node.publish import wire
 from cuas_node.publish.mqtt import MqttPublisher
 from cuas_node.publish.seqstore import BLOCK, SequenceStore
 from cuas_node.publish.wire import topic
-from paho.mqtt.enums import MQTTProtocolVersion
-
-from tests.fakes import wait_until
+from tests import reports
+from tests.fakes import wait_for_records, wait_until
 
 if TYPE_CHECKING:  # the fixtures' classes, for annotations only (conftest is not importable as a module)
     from conftest import MosquittoBroker, MqttSubscriber, Received
@@ -62,26 +65,9 @@ def is_status(state: str, retain: bool | None = None) -> Callable[[Received], bo
     return check
 
 
-def sample_track(track_id: str = "T1") -> dict[str, Any]:
-    return {
-        "id": track_id,
-        "status": "confirmed",
-        "t": 1_700_000_000.25,
-        "lat": 52.1,
-        "lon": 4.3,
-        "alt_m": 61.5,
-        "enu_m": [120.0, -40.5, 55.0],
-        "vel_enu_mps": [3.0, 0.5, 0.0],
-        "pos_cov_enu_m2": [[4.0, 0.1, 0.0], [0.1, 4.0, 0.0], [0.0, 0.0, 9.0]],
-        "class": {
-            "label": "multirotor",
-            "confidence": 0.8,
-            "probabilities": {"multirotor": 0.8, "bird": 0.2},
-            "evidence": ["radar_kinematics"],
-        },
-        "sensors": ["radar-1"],
-        "bearing_only": True,
-    }
+def sample_track(number: int = 1) -> dict[str, Any]:
+    """A track record as the wire module writes it (for the schema tests)."""
+    return wire.track_record(reports.track(number, bearing_only=True), session=1)
 
 
 def sample_health() -> dict[str, Any]:
@@ -174,8 +160,8 @@ def test_info_retained_valid_and_republished_on_position_change(
     pub = make_publisher(mosquitto.port)
     pub.start()
     wait_until(lambda: pub.connected)
-    sub = mqtt_sub(mosquitto, f"cuas/v1/{NODE}/info")
-    info = sub.wait_for(lambda m: m.retain)
+    sub = mqtt_sub(mosquitto, f"cuas/v1/{NODE}/+")  # info, and tracks as a marker below
+    info = sub.wait_for(lambda m: m.topic.endswith("/info") and m.retain)
     validate(schemas, "info", info.payload)
     assert info.payload["node_id"] == NODE
     assert info.payload["software_version"] == __version__
@@ -183,17 +169,22 @@ def test_info_retained_valid_and_republished_on_position_change(
     assert "position" not in info.payload  # unknown → left out, never null
     assert info.payload["sensors"] == [{"id": "radar-1", "kind": "ti-mmwave"}, {"id": "gps", "kind": "nmea"}]
 
-    position = {"lat": 52.1, "lon": 4.3, "alt_m": 12.0, "source": "gps"}
+    position = NodePosition(52.1, 4.3, 12.0, "gps")
     pub.update_info(position)
     updated = sub.wait_for(lambda m: "position" in m.payload)
     validate(schemas, "info", updated.payload)
-    assert updated.payload["position"] == position
-    pub.update_info(dict(position))  # unchanged: no new message
-    time.sleep(0.3)
+    assert updated.payload["position"] == {"lat": 52.1, "lon": 4.3, "alt_m": 12.0, "source": "gps"}
+    pub.update_info(NodePosition(52.1, 4.3, 12.0, "gps"))  # unchanged: no new message
+    # Proof of silence without a sleep: a marker sent after it takes the same path (the outbox's
+    # queue, the one connection, the broker's queue for `sub`), so an `info` the unchanged update
+    # sent would arrive before it. Not a second position change: `info` is built when it is sent,
+    # so a wrong extra one could carry that position too and pass for the marker.
+    pub.publish_tracks(1.0, [])
+    sub.wait_for(lambda m: m.topic.endswith("/tracks"))
     assert len(sub.snapshot("/info")) == 2
     assert (
         mqtt_sub(mosquitto, f"cuas/v1/{NODE}/info").wait_for(lambda m: m.retain).payload["position"]
-        == position
+        == updated.payload["position"]
     )
 
 
@@ -208,7 +199,7 @@ def test_tracks_and_health_envelopes_validate_and_seq_increments(
     pub.start()
     wait_until(lambda: pub.connected)
     for i in range(3):
-        pub.publish_tracks(1_700_000_000.0 + i, [sample_track(), sample_track("T2")] if i else [])
+        pub.publish_tracks(1_700_000_000.0 + i, [reports.track(1), reports.track(2)] if i else [])
     for _ in range(2):
         pub.publish_health(sample_health())
 
@@ -221,7 +212,8 @@ def test_tracks_and_health_envelopes_validate_and_seq_increments(
     assert [m["seq"] for m in tracks] == [1, 2, 3]
     assert [m["seq"] for m in health] == [1, 2]  # counted separately from tracks
     assert tracks[1]["node_id"] == NODE and tracks[1]["t"] == 1_700_000_001.0
-    assert tracks[2]["tracks"][0] == sample_track()
+    assert tracks[2]["tracks"][0] == wire.track_record(reports.track(1), pub.session)
+    assert tracks[2]["tracks"][0]["id"] == f"{pub.session}.1"
     assert health[0]["broker"] == "connected"
     assert set(health[0]["mqtt"]) == {"published", "dropped", "reconnects"}
     assert not any(m.retain for m in sub.snapshot("/tracks") + sub.snapshot("/health"))
@@ -240,28 +232,14 @@ def test_alerts_have_their_own_seq_and_validate(
     pub.start()
     wait_until(lambda: pub.connected)
     pub.publish_tracks(1.0, [])
-    track = {
-        "id": "T1",
-        "status": "confirmed",
-        "lat": 52.0,
-        "lon": 4.3,
-        "alt_m": 40.0,
-        "class": {"label": "multirotor", "confidence": 0.9},
-    }
     for state in ("new", "updated", "cleared"):
-        event = {
-            "alert_id": "T1@yard#1",
-            "state": state,
-            "t": 2.0,
-            "since": 1.5,
-            "zone": {"id": "yard", "level": "critical"},
-        }
-        pub.publish_alert(event | ({"track": track} if state != "cleared" else {}))
+        pub.publish_alert(reports.alert(state, with_track=state != "cleared"))
     alerts = [m.payload for m in sub.wait_count("/alerts", 3)]
     for message in alerts:
         validate(schemas, "alerts", message)
     assert [m["seq"] for m in alerts] == [1, 2, 3]
     assert [m["state"] for m in alerts] == ["new", "updated", "cleared"]
+    assert {m["alert_id"] for m in alerts} == {f"{pub.session}.1@yard#1"}
 
 
 def test_schema_rejects_null_and_unknown_track_keys(schemas: dict[str, dict[str, Any]]) -> None:
@@ -373,7 +351,9 @@ def test_start_without_broker_returns_at_once_and_catches_up(
     mosquitto: MosquittoBroker,
     mqtt_sub: Callable[..., MqttSubscriber],
     make_publisher: Callable[..., MqttPublisher],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="cuas_node.publish.mqtt")
     mosquitto.stop()
     pub = make_publisher(mosquitto.port)
     began = time.monotonic()
@@ -381,7 +361,10 @@ def test_start_without_broker_returns_at_once_and_catches_up(
     pub.publish_tracks(1.0, [])  # queued in memory until the broker appears
     assert time.monotonic() - began < 0.5
     assert not pub.connected
-    time.sleep(0.3)
+    # The message is held and an attempt has failed: what follows is a retry catching up, not a
+    # first attempt that happens to meet the restarted broker.
+    wait_until(lambda: pub.spool_counters["pending"] == 1, what="the track held while offline")
+    wait_for_records(caplog, "unreachable")
 
     mosquitto.start()
     sub = mqtt_sub(mosquitto, f"cuas/v1/{NODE}/+")
@@ -441,7 +424,7 @@ def test_unencodable_message_is_dropped_and_leaves_a_gap(
     pub = make_publisher(mosquitto.port)
     pub.start()
     wait_until(lambda: pub.connected)
-    pub.publish_tracks(1.0, [dict(sample_track(), alt_m=math.nan)])
+    pub.publish_tracks(1.0, [reports.track(alt_m=math.nan)])
     pub.publish_tracks(2.0, [])
     assert sub.wait_for(lambda m: True).payload["seq"] == 2
     assert pub.counters["dropped"] == 1

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from numpy.typing import ArrayLike
+
 from cuas_node.drivers.radar.cluster import (
     Cluster,
     DopplerBandFilter,
@@ -17,7 +19,6 @@ from cuas_node.drivers.radar.cluster import (
     clusters_to_detections,
 )
 from cuas_node.kernel.measurement import RadarDetection
-from numpy.typing import ArrayLike
 
 
 def blob(center: tuple[float, float, float], doppler: float, n: int, spread: float, seed: int) -> np.ndarray:

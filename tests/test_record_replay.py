@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from cuas_node.cli import main
 from cuas_node.config import TiMmwaveSensor, build_config
 from cuas_node.driver_factory import build_driver
@@ -27,15 +28,14 @@ from cuas_node.drivers.record import (
     RecordingTransport,
     pack_bits,
     read_recording,
-    recording_header,
     rotated_path,
     tap_driver,
     unpack_bits,
 )
 from cuas_node.drivers.sim.fpv import FpvTransmitter, RfEnvironment, SimFpvBench, SteppedClock
 from cuas_node.kernel.measurement import RfPresence
-from cuas_node.replay import GOLDEN_DIR, Replay, ReplayClock, replay_config, replay_to_string
-
+from cuas_node.recording_config import recording_header, replay_config
+from cuas_node.replay import GOLDEN_DIR, Replay, ReplayClock, replay_to_string
 from tests.conftest import free_port
 from tests.fakes import ChunkTransport
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from cuas_node.config import FpvRx5808Sensor, build_config
 from cuas_node.driver_factory import build_driver, fpv_receivers
 from cuas_node.kernel.clock import SystemClock

@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from cuas_node.drivers.parsing import ParseError
 from cuas_node.drivers.remoteid.carriers import ble_legacy_adv_data, ble_odid
 from cuas_node.drivers.remoteid.encode import encode_direction, encode_message, encode_pack, encode_speed_h
@@ -18,8 +21,6 @@ from cuas_node.drivers.remoteid.messages import (
     decode_message,
     decode_payload,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 # Vectors from /work/shared/docs/protocols.md 2.1.10, checked there byte for byte against core-c.
 LOCATION_HEX = "12225f31fd8768111fb29e43ffc108fc080c085a5339300100"

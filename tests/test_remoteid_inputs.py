@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from cuas_node.drivers.remoteid.carriers import beacon_vendor_ie, nan_action_body
 from cuas_node.drivers.remoteid.decode import decode_frames, decode_remoteid, frame_to_dicts
 from cuas_node.drivers.remoteid.driver import RemoteIdAssembler, RemoteIdDriver
@@ -18,9 +21,6 @@ from cuas_node.drivers.remoteid.lines import MeshMapperLineParser, OdidLineParse
 from cuas_node.drivers.remoteid.messages import BasicId, Location, OperatorId, System
 from cuas_node.drivers.sim.remoteid import SimRemoteIdBroadcaster
 from cuas_node.kernel.measurement import RemoteIdReport
-from hypothesis import given
-from hypothesis import strategies as st
-
 from tests.fakes import ChunkTransport
 
 CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "captures" / "remoteid"

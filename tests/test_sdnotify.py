@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from cuas_node import cli
 from cuas_node.config import build_config
 from cuas_node.drivers.driver import SensorHealth
 from cuas_node.kernel.measurement import AnyMeasurement, SensorState
 from cuas_node.sdnotify import Notifier, ServiceNotifications, Watchdog, socket_address, watchdog_period
+from tests.sinks import RecordingSink
 
 
 class FakeSystemd:
@@ -193,32 +195,11 @@ class StallableDriver:
         return SensorHealth(self.sensor_id, self.kind, self.state, 0, None)
 
 
-class OfflinePublisher:
+class OfflinePublisher(RecordingSink):
     """A publisher whose broker is never reachable: READY must not wait for it."""
 
-    session = 1
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.started = False
-
-    def start(self) -> None:
-        self.started = True
-
-    def update_info(self, position: dict[str, Any] | None) -> None:
-        pass
-
-    def publish_tracks(self, t: float, tracks: list[dict[str, Any]]) -> None:
-        pass
-
-    def publish_health(self, payload: dict[str, Any]) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    @property
-    def connected(self) -> bool:
-        return False
+        super().__init__()
 
 
 def test_ready_after_startup_and_no_watchdog_ping_while_a_loop_is_stalled(

@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
 import pytest
-from cuas_node.commands import Command, Result
-from cuas_node.config import CommandsSection, MqttSection
-from cuas_node.kernel.clock import SystemClock
-from cuas_node.publish.mqtt import MqttPublisher
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from tests.fakes import wait_until
+from cuas_node.commands import Command, Result
+from cuas_node.config import CommandsSection, MqttSection
+from cuas_node.kernel.clock import SystemClock
+from cuas_node.publish.mqtt import MqttPublisher
+from tests.fakes import wait_for_records, wait_until
 
 if TYPE_CHECKING:
     from conftest import MosquittoBroker
@@ -202,6 +202,10 @@ def test_acl_example_confines_each_node_to_its_own_topics(
     wait_until(
         lambda: len([m for m in central.messages if m[0].endswith("mast-1/tracks")]) == 2, what="2nd track"
     )
+    # Proof of silence without a sleep: a message mast-2 may read, sent after the broker routed all
+    # of the above, reaches it over the same connection after anything of mast-1's would have.
+    assert not ops.publish("cuas/v1/mast-2/cmd/status/ops", b'{"args": {}}').is_failure
+    mast2.wait_message(lambda t: t == "cuas/v1/mast-2/cmd/status/ops")
     assert not [m for m in mast2.messages if m[0].startswith("cuas/v1/mast-1/")]
     assert [c.name for c in handler.seen] == ["status", "status"]  # the forged ones never arrived
 
@@ -209,6 +213,9 @@ def test_acl_example_confines_each_node_to_its_own_topics(
     caplog.set_level(logging.INFO, logger="cuas_node.publish.mqtt")
     wrong = publishers("mast-9", acl_broker.port, username="mast-1", password_file=secret)
     wrong.start()
+    # Published once connected, the message goes out live and its refusal names it; published
+    # before, it would be spooled first and named "spooled message" (a race with the connection).
+    wait_until(lambda: wrong.connected, what="mast-9 connected (its status is refused, not the login)")
     wrong.publish_tracks(time.time(), [])
     wait_until(lambda: wrong.broker_state == "acl_refused", what="acl_refused")
     wait_until(
@@ -216,9 +223,14 @@ def test_acl_example_confines_each_node_to_its_own_topics(
         timeout=30.0,  # retries are quick; a loaded CI machine is not
         what="retries",
     )
+    # Each connection ends in a refusal and then this warning, logged after the refusal's own line
+    # (or its suppression): two of them mean the first retry was handled completely.
+    wait_for_records(caplog, "lost connection to broker (Not authorized)", count=2, timeout=30.0)
     assert wrong.spool_counters["pending"] == 1  # not lost: delivered once the ACL is fixed
     lines = [r.getMessage() for r in caplog.records if "refused a tracks message" in r.getMessage()]
     assert len(lines) == 1 and "check the broker ACL" in lines[0]
+    refusals = [r.getMessage() for r in caplog.records if "check the broker ACL" in r.getMessage()]
+    assert len(refusals) == len(set(refusals)), refusals  # said once, not once per retry
     assert PASSWORDS["mast-1"] not in caplog.text
 
 
@@ -281,6 +293,7 @@ def test_tls_verifies_the_broker_and_a_wrong_ca_is_one_clear_line(
     bad.start()
     bad.publish_tracks(time.time(), [])
     wait_until(lambda: bad.broker_state == "tls_error", what="tls_error")
+    wait_for_records(caplog, "failed verification")  # the state is set first, then the line logged
     wait_until(lambda: broker.log.read_text().count("OpenSSL Error") >= 3, timeout=30.0, what="retries")
     lines = [r.getMessage() for r in caplog.records if "TLS" in r.getMessage()]
     assert len(lines) == 1, lines

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pytest
 import serial
+
 from cuas_node.drivers.acoustic import protocol as acoustic_protocol
 from cuas_node.drivers.acoustic.driver import AcousticArrayDriver
 from cuas_node.drivers.acoustic.geometry import resolve
@@ -59,14 +60,14 @@ from cuas_node.drivers.remoteid.encode import encode_message
 from cuas_node.drivers.remoteid.messages import Location
 from cuas_node.drivers.sim.acoustic import synth_array_block
 from cuas_node.drivers.sim.pty import PtyPort
+from cuas_node.drivers.supervisor import DriverSupervisor
 from cuas_node.drivers.transport import SerialTransport
 from cuas_node.kernel.clock import SystemClock
 from cuas_node.kernel.measurement import AnyMeasurement, SensorState
-from cuas_node.runtime import DriverLoop
-
 from tests.fakes import wait_until
 
 TIMEOUT_S = 20.0
+SUPERVISOR_LOG = "cuas_node.drivers.supervisor"
 
 
 # --- byte streams that each driver turns into measurements ---------------------------------------
@@ -165,16 +166,18 @@ class PluggablePort:
 
 @dataclass
 class Bench:
-    """DriverLoops sharing one queue, as under the Runtime, with a consumer that records arrivals."""
+    """DriverSupervisors sharing one queue, as under the Runtime, with a consumer that records arrivals."""
 
-    loops: list[DriverLoop] = field(default_factory=list)
+    loops: list[DriverSupervisor] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     out: queue.Queue[AnyMeasurement] = field(default_factory=lambda: queue.Queue(maxsize=20000))
     counts: dict[str, int] = field(default_factory=dict)
     _consumer: threading.Thread | None = None
 
-    def add(self, driver: Driver[Any]) -> DriverLoop:
-        loop = DriverLoop(driver, self.out, self.stop, backoff_min_s=0.01, backoff_max_s=0.05)
+    def add(self, driver: Driver[Any]) -> DriverSupervisor:
+        loop = DriverSupervisor(
+            driver, self.out, self.stop, backoff_min_s=0.01, backoff_max_s=0.05, settle_s=0.05
+        )
         self.loops.append(loop)
         return loop
 
@@ -214,9 +217,7 @@ def _lines(caplog: pytest.LogCaptureFixture, sensor_id: str, needle: str) -> lis
     return [
         r.getMessage()
         for r in caplog.records
-        if r.name == "cuas_node.runtime"
-        and f"sensor {sensor_id} " in r.getMessage()
-        and needle in r.getMessage()
+        if r.name == SUPERVISOR_LOG and f"sensor {sensor_id} " in r.getMessage() and needle in r.getMessage()
     ]
 
 
@@ -224,7 +225,7 @@ def _lines(caplog: pytest.LogCaptureFixture, sensor_id: str, needle: str) -> lis
 def test_unplug_and_replug(
     kind: Kind, tmp_path: Path, bench: Bench, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="cuas_node.runtime")
+    caplog.set_level(logging.INFO, logger=SUPERVISOR_LOG)
     dut_link, other_link = tmp_path / "cuas-dut", tmp_path / "cuas-gps"
     dut_port = PluggablePort(dut_link, kind.chunk)
     other_port = PluggablePort(other_link, nmea_chunk)
@@ -255,6 +256,7 @@ def test_unplug_and_replug(
         dut_port.plug()
         wait_until(lambda: bench.count("dut") > dut_at_replug, what="measurements after the replug")
         assert dut.driver.state == SensorState.OK
+        wait_until(lambda: bool(_lines(caplog, "dut", "is back")), what="the outage to end")
 
         unavailable = _lines(caplog, "dut", "unavailable")
         assert len(unavailable) == 1, unavailable
@@ -271,7 +273,7 @@ def test_missing_port_at_start_is_reported_once_then_found(
     tmp_path: Path, bench: Bench, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A sensor plugged in after the node started: one line saying what is missing, one when found."""
-    caplog.set_level(logging.INFO, logger="cuas_node.runtime")
+    caplog.set_level(logging.INFO, logger=SUPERVISOR_LOG)
     link = tmp_path / "cuas-gps"
     loop = bench.add(NmeaDriver.from_port("gps", str(link), CLOCK))
     bench.start()
@@ -279,6 +281,7 @@ def test_missing_port_at_start_is_reported_once_then_found(
     real = PluggablePort(link, nmea_chunk)  # plugged in only now
     try:
         wait_until(lambda: bench.count("gps") > 0, what="measurements once plugged")
+        wait_until(lambda: bool(_lines(caplog, "gps", "is back")), what="the outage to end")
         unavailable = _lines(caplog, "gps", "unavailable")
         assert len(unavailable) == 1 and "does not exist" in unavailable[0]
         assert len(_lines(caplog, "gps", "is back")) == 1

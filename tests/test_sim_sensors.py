@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from cuas_node.config import FpvRx5808Sensor, build_config
 from cuas_node.driver_factory import build_driver, fpv_receivers
 from cuas_node.drivers.sim.runner import Simulation

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from cuas_node.publish.spool import EXPIRES, QUARANTINE, DiskSpool, MemorySpool, Record
 
 

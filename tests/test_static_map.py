@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from cuas_node.drivers.radar.cluster import ClusterOptions, PointClusterer
 from cuas_node.drivers.radar.static_map import StaticClutterMap, StaticMapGrid
 

@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from cuas_node.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,6 +10,7 @@ from importlib import resources
 
 import numpy as np
 import pytest
+
 from cuas_node.drivers.radar.static_map import StaticClutterMap
 from cuas_node.drivers.radar.ti_cli import (
     CfgLine,

@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from cuas_node.drivers.parsing import ParseError
 from cuas_node.drivers.radar.cluster import ClusterOptions, DopplerBandFilter, PointClusterer
 from cuas_node.drivers.radar.ti_driver import TiMmwaveDriver
@@ -28,9 +31,6 @@ from cuas_node.drivers.radar.ti_frames import (
     frame_to_json,
 )
 from cuas_node.kernel.measurement import RadarDetection, SensorState
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from tests.fakes import ChunkTransport
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -289,6 +289,72 @@ def test_intact_frame_followed_by_noise_is_kept_at_once() -> None:
     assert parser.feed(b"\x55" * 1000) == []
     assert [f.frame_number for f in parser.feed(frames[1])] == [371]
     assert parser.counters["dropped_bytes"] == 199 + 1000
+
+
+def profile_frame(number: int, values: int) -> bytes:
+    """A frame with only a range profile: `values` sets its padding (8 values: none, 5: 6 bytes)."""
+    return encode_frame(number, np.zeros((0, 4)), range_profile=np.arange(values))
+
+
+def reads_of(stream: bytes) -> Iterable[list[bytes]]:
+    yield [stream]
+    for size in (1, 2, 3, 5, 7, 13, 64):
+        yield [stream[i : i + size] for i in range(0, len(stream), size)]
+
+
+@pytest.mark.parametrize("lost", range(1, 25))
+def test_next_start_inside_a_frame_is_judged_the_same_however_read(lost: int) -> None:
+    """A frame that lost its last bytes has the next frame start inside its declared length. With
+    the whole magic word inside, the frame is cut there and, its TLVs running past the cut, dropped.
+    With only the first 1-7 bytes of the magic word inside, nothing tells the frame from an intact
+    one when its declared bytes have arrived: it is kept (its last TLV bytes are the next frame's)
+    and the next frame is found all the same. Either way frames and counters do not depend on where
+    the reads ended (a read ending inside that magic word once changed `dropped_frames`)."""
+    cut = profile_frame(2, 8)
+    assert len(cut) == 64 and struct.unpack_from("<I", cut, 40 + 4)[0] == 16  # no padding
+    stream = profile_frame(1, 8) + cut[:-lost] + profile_frame(3, 8) + profile_frame(4, 8)
+    states = set()
+    for chunks in reads_of(stream):
+        parser = TiFrameParser()
+        numbers = tuple(f.frame_number for f in feed_all(parser, chunks))
+        states.add((numbers, tuple(parser.counters.items()), parser.buffered))
+    assert len(states) == 1
+    numbers, items, _ = states.pop()
+    counters = dict(items)
+    if lost < len(MAGIC):
+        assert numbers == (1, 2, 3, 4)
+        assert counters["dropped_frames"] == counters["dropped_bytes"] == counters["resyncs"] == 0
+    else:
+        assert numbers == (1, 3, 4)
+        assert counters["dropped_frames"] == 1 and counters["dropped_bytes"] == 64 - lost
+        assert counters["resyncs"] == 1 and counters["frame_gaps"] == 1
+
+
+def test_intact_frame_ending_like_a_magic_word_comes_out_at_once() -> None:
+    """Noise values of 51.2-76.7 dB end a frame without padding in 0x02, the magic word's first
+    byte: such a frame is not held back until the next frame's bytes show what starts there."""
+    profile = [0, 0, 0, 0, 0x0200, 0x0401, 0x0603, 0x0805]  # ends in the magic word's first 7 bytes
+    makers: list[Callable[[int], bytes]] = [
+        lambda n: encode_frame(n, np.ones((2, 4)), [20.0, 20.0], [60.0, 60.0]),
+        lambda n: encode_frame(n, np.zeros((0, 4)), range_profile=profile),
+    ]
+    for make in makers:
+        assert make(1).endswith((MAGIC[:1], MAGIC[:7]))
+        parser = TiFrameParser()
+        assert [f.frame_number for f in parser.feed(make(1))] == [1]
+        assert [f.frame_number for f in parser.feed(make(2))] == [2]
+        assert parser.counters["dropped_bytes"] == parser.counters["dropped_frames"] == 0
+
+
+@pytest.mark.parametrize("lost", range(1, 7))
+def test_frame_that_lost_padding_before_a_start_across_its_end_is_kept_however_read(lost: int) -> None:
+    cut = profile_frame(2, 5)
+    assert len(cut) == 64  # 6 bytes of padding
+    stream = profile_frame(1, 8) + cut[:-lost] + profile_frame(3, 8)
+    for chunks in reads_of(stream):
+        parser = TiFrameParser()
+        assert [f.frame_number for f in feed_all(parser, chunks)] == [1, 2, 3]
+        assert parser.counters["dropped_bytes"] == parser.counters["dropped_frames"] == 0
 
 
 def test_tlv_overrunning_the_frame_is_dropped() -> None:

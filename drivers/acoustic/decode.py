@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from cuas_node.drivers.acoustic.detector import DroneDetector
 from cuas_node.drivers.acoustic.driver import AcousticArrayDriver
 from cuas_node.drivers.acoustic.geometry import ArrayGeometry, for_channels

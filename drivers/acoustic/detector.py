@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from cuas_node.drivers.acoustic.features import FEATURE_NAMES, extract
 
 FloatArray = npt.NDArray[np.float64]

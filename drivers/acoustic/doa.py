@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from cuas_node.drivers.acoustic.geometry import SPEED_OF_SOUND_MPS, ArrayGeometry
+
+from cuas_node.drivers.acoustic.geometry import ArrayGeometry
+from cuas_node.kernel.physics import SPEED_OF_SOUND_MPS
 from cuas_node.kernel.pose import Pose
 
 FloatArray = npt.NDArray[np.float64]

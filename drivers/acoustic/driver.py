@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
 from cuas_node.drivers.acoustic.detector import Detection, DroneDetector
 from cuas_node.drivers.acoustic.doa import DoaOptions, DoaPeak, SrpPhat
 from cuas_node.drivers.acoustic.geometry import ArrayGeometry, resolve

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.ndimage import median_filter
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -142,6 +141,8 @@ class FeatureExtractor:
     def _whiten(self, log_spec: FloatArray) -> FloatArray:
         """Log spectrum minus its running median over ~250 Hz: peaks stand out, the envelope goes."""
         size = (1,) * (log_spec.ndim - 1) + (self.envelope_bins,)
+        from scipy.ndimage import median_filter  # not at the top: see drivers/radar/cluster.py
+
         return np.asarray(log_spec - median_filter(log_spec, size=size, mode="nearest"), dtype=np.float64)
 
     def _comb(self, white: FloatArray) -> FloatArray:

@@ -17,7 +17,6 @@ import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
-SPEED_OF_SOUND_MPS = 343.0
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from cuas_node.drivers.driver import SensorHealth
 from cuas_node.drivers.fpv.hardware import (
     ADC_FULL_SCALE,

@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
-from cuas_node.kernel.measurement import RadarDetection
 from numpy.typing import ArrayLike, NDArray
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
+
+from cuas_node.kernel.measurement import RadarDetection
 
 FloatArray = NDArray[np.float64]
 
@@ -190,6 +189,11 @@ class PointClusterer:
             d2 += (col[iu] - col[ju]) ** 2
         gate = self.eps_m + self.eps_per_range * np.minimum(rng[iu], rng[ju])
         linked = (d2 <= gate * gate) & (np.abs(doppler[iu] - doppler[ju]) <= self.doppler_gate_mps)
+        # scipy is imported here, not at the top: importing scipy starts threading machinery, and a
+        # protocol module must import without it (docs/architecture.md, sans-IO rule).
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
         graph = coo_matrix((np.ones(int(linked.sum()), dtype=np.int8), (iu[linked], ju[linked])), (n, n))
         _, labels = connected_components(graph, directed=False)
         return np.asarray(labels, dtype=np.intp)

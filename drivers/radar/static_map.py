@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from cuas_node.drivers.radar.cluster import FloatArray
 from numpy.typing import NDArray
+
+from cuas_node.drivers.radar.cluster import FloatArray
 
 FORMAT_VERSION = 1
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from cuas_node.drivers.fpv.hardware import ADC_FULL_SCALE
 from cuas_node.drivers.fpv.rx5808 import (
     SYNTH_B,

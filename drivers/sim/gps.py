@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from cuas_node.drivers.nmea.encode import encode_gga, encode_rmc
 from cuas_node.drivers.sim.scenario import NodeSpec, SimGpsSpec
 from cuas_node.kernel.geo import LocalFrame

@@ -11,10 +11,11 @@ import math
 
 import numpy as np
 import numpy.typing as npt
+
 from cuas_node.drivers.radar.ti_frames import encode_frame
 from cuas_node.drivers.sim.scenario import SimRadarSpec
 from cuas_node.drivers.sim.world import TargetState
-from cuas_node.kernel.pose import Pose, cartesian_to_spherical, spherical_to_cartesian
+from cuas_node.kernel.pose import cartesian_to_spherical, spherical_to_cartesian
 
 FloatArray = npt.NDArray[np.float64]
 _REFERENCE_RCS_M2 = 0.01
@@ -25,8 +26,7 @@ _CPU_HZ = 200e6  # the xWR16xx DSP clock that `timeCpuCycles` counts
 class SimRadar:
     def __init__(self, spec: SimRadarSpec, seed: int) -> None:
         self.spec = spec
-        m = spec.mount
-        self.pose = Pose.from_angles(m.yaw_deg, m.pitch_deg, m.roll_deg, m.offset_m)
+        self.pose = spec.mount.pose()
         self.rng = np.random.default_rng(seed)
         self.frame_number = 0
         self.reference_range = spec.max_range_m / 2.0

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
 from cuas_node.drivers.sim.gps import SimGps
 from cuas_node.drivers.sim.pty import PtyPort
 from cuas_node.drivers.sim.radar import SimRadar
@@ -129,22 +130,27 @@ class Simulation:
         for board in self.boards.values():
             board.start()
 
+    def emitter(self, index: int, spec: Any, port: PtyPort) -> Callable[[float], None] | None:
+        """What writes sensor `index`'s bytes into `port` at each of its ticks; None for a sensor
+        that is not driven by ticks (the FPV scanner: the node polls its register-level model)."""
+        seed = self.seed * 1000 + index
+        if isinstance(spec, SimFpvSpec):
+            return None
+        if isinstance(spec, SimRadarSpec):
+            return self._radar_emitter(spec.id, port)
+        if isinstance(spec, SimGpsSpec):
+            return self._gps_emitter(SimGps(spec, self.scenario.node, seed), port)
+        if isinstance(spec, SimAcousticSpec):
+            return self._acoustic_emitter(spec, port, seed)
+        return self._remote_id_emitter(spec, port, seed)
+
     def start(self, truth: IO[str] | None = None) -> None:
         for index, spec in enumerate(self.scenario.sensors):
-            seed = self.seed * 1000 + index
-            if isinstance(spec, SimFpvSpec):
-                continue  # driven by the node's own sweeps through the register-level model
-            port = self.ports[spec.id]
-            emit: Callable[[float], None]
-            if isinstance(spec, SimRadarSpec):
-                emit = self._radar_emitter(spec.id, port)
-            elif isinstance(spec, SimGpsSpec):
-                emit = self._gps_emitter(SimGps(spec, self.scenario.node, seed), port)
-            elif isinstance(spec, SimAcousticSpec):
-                emit = self._acoustic_emitter(spec, port, seed)
-            else:
-                emit = self._remote_id_emitter(spec, port, seed)
-            self._spawn(spec.rate_hz, emit, f"sim-{spec.id}")
+            if spec.id not in self.ports:
+                continue  # the FPV scanner: driven by the node's own sweeps through its model
+            emit = self.emitter(index, spec, self.ports[spec.id])
+            if emit is not None:
+                self._spawn(spec.rate_hz, emit, f"sim-{spec.id}")
         if truth is not None:
             self._spawn(1.0 / self.scenario.step_s, self._truth_emitter(truth), "sim-truth")
         threading.Thread(target=self._watch_end, name="sim-end", daemon=True).start()
@@ -206,12 +212,10 @@ class Simulation:
     def _acoustic_emitter(self, spec: SimAcousticSpec, port: PtyPort, seed: int) -> Callable[[float], None]:
         from cuas_node.drivers.acoustic.geometry import preset
         from cuas_node.drivers.sim.acoustic import SimAcousticArray
-        from cuas_node.kernel.pose import Pose
 
-        m = spec.mount
         array = SimAcousticArray(
             preset(spec.geometry),
-            Pose.from_angles(m.yaw_deg, m.pitch_deg, m.roll_deg, m.offset_m),
+            spec.mount.pose(),
             sample_rate=spec.sample_rate,
             seed=seed,
             epoch=self.clock.epoch,

@@ -12,8 +12,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-from cuas_node.config import ConfigError, MountPose, Position, _format_validation_error
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cuas_node.config import ConfigError, MountPose, Position, format_validation_error
 
 TargetKind = Literal["quadcopter", "fixed-wing", "bird", "aircraft"]
 
@@ -175,4 +176,4 @@ def load_scenario(name_or_path: str) -> Scenario:
     try:
         return Scenario(**data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc), source) from None
+        raise ConfigError(format_validation_error(exc), source) from None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
 from cuas_node.drivers.sim.scenario import Scenario, TargetSpec
 
 FloatArray = npt.NDArray[np.float64]

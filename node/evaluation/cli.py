@@ -39,8 +39,10 @@ def evaluate_scenario(
     runs = []
     skipped: set[str] = set()
     errors: dict[str, str] = {}
+    alert_events = 0
     for seed in seeds:
         result = run_scenario(scenario, seed, config_overrides)
+        alert_events += int(result.counters.get("alerts", 0))
         skipped.update(result.skipped_sensors)
         errors.update(result.sensor_errors)
         score = score_run(
@@ -59,6 +61,7 @@ def evaluate_scenario(
         "targets": len(scenario.targets),
     }
     summary.update(aggregate(runs, c_m))
+    summary["alert_events"] = alert_events
     if skipped:
         summary["skipped_sensors"] = sorted(skipped)
     if errors:

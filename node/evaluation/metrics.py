@@ -26,6 +26,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
+from cuas_node.kernel.reports import TrackReport
+
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
@@ -134,26 +136,24 @@ class Step:
     tracks: TrackFrame
 
 
-def track_frame_from_records(records: Sequence[Mapping[str, Any]], t_utc: float) -> TrackFrame:
-    """Published track records (as from `FusionEngine.drain_tracks`) → the frame to score: only
-    `confirmed` and `coasting` tracks, positions moved on to `t_utc` with their own velocity (what a
-    consumer of the `tracks` topic would display at that instant)."""
-    live = [r for r in records if r.get("status") in ("confirmed", "coasting")]
+def track_frame(reports: Sequence[TrackReport], t_utc: float) -> TrackFrame:
+    """Track reports (as from `NodeCore.tracks_now`) → the frame to score: only confirmed and
+    coasting tracks, positions moved on to `t_utc` with their own velocity (what a consumer of the
+    `tracks` topic would display at that instant)."""
+    live = [r for r in reports if r.live]
     if not live:
         return TrackFrame.empty()
-    enu = np.array([r["enu_m"] for r in live], dtype=np.float64)
-    vel = np.array([r.get("vel_enu_mps") or (0.0, 0.0, 0.0) for r in live], dtype=np.float64)
-    dt = np.array([t_utc - float(r.get("t", t_utc)) for r in live])
+    enu = np.array([r.enu_m for r in live], dtype=np.float64)
+    vel = np.array([r.vel_enu_mps for r in live], dtype=np.float64)
+    dt = np.array([t_utc - r.t for r in live])
     enu = enu + vel * np.clip(dt, 0.0, None)[:, None]
-    labels = [str((r.get("class") or {}).get("label", "unknown")) for r in live]
-    rid = [r.get("remote_id") or {} for r in live]
     return TrackFrame(
-        ids=[str(r["id"]) for r in live],
+        ids=[str(r.number) for r in live],
         enu=enu,
-        labels=labels,
-        uas_ids=[(str(x["uas_id"]) if x.get("uas_id") else None) for x in rid],
-        consistency=[(str(x["consistency"]) if x.get("consistency") else None) for x in rid],
-        bearing_only=np.array([bool(r.get("bearing_only", False)) for r in live], dtype=bool),
+        labels=[r.classification.label for r in live],
+        uas_ids=[r.remote_id.uas_id if r.remote_id else None for r in live],
+        consistency=[r.remote_id.consistency if r.remote_id else None for r in live],
+        bearing_only=np.array([r.bearing_only for r in live], dtype=bool),
     )
 
 

@@ -1,9 +1,10 @@
 """Run a scenario through the whole pipeline in virtual time, as fast as the CPU allows.
 
 The point is to score the code that runs on the Pi, not a shortcut around it: the simulated sensors
-produce the same wire bytes as in `cuas-node sim` (the emitters of `cuas_node.drivers.sim.runner.Simulation`
-are reused as they are), the real drivers built by `cuas_node.driver_factory.build_driver` parse them, and
-a `FusionEngine` built from the same node config fuses them. Only two things differ from `sim`:
+produce the same wire bytes as in `cuas-node sim` (the emitters of `drivers.sim.runner.Simulation`
+are reused as they are), the real drivers built by `driver_factory.build_driver` parse them, and the
+node's own core step (`core.step.NodeCore`, built from the same node config) fuses them, zone
+alerts and rate limit included. Only two things differ from `sim`:
 - each serial port is an in-memory pipe instead of a pty (no threads, no lost bytes, no waits);
 - time is a manual clock stepped through the sensors' event times in order, so a run is exactly
   reproducible from its seed and a minute of scenario takes about a second.
@@ -23,16 +24,18 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
+
+from cuas_node.assembly import core_setup
 from cuas_node.config import FpvRx5808Sensor, build_config, deep_merge
+from cuas_node.core.step import NodeCore
 from cuas_node.driver_factory import UnsupportedSensor, build_driver
 from cuas_node.drivers.driver import SensorDriver
 from cuas_node.drivers.sim.runner import Simulation
 from cuas_node.drivers.sim.scenario import Scenario, SimFpvSpec, SimRadarSpec
-from cuas_node.evaluation.metrics import Step, TruthFrame, track_frame_from_records
-from cuas_node.fusion.engine import FusionEngine
+from cuas_node.evaluation.metrics import Step, TruthFrame, track_frame
 from cuas_node.kernel.clock import ManualClock, ScaledClock
 from cuas_node.kernel.measurement import AnyMeasurement
-from cuas_node.kernel.pose import Pose, cartesian_to_spherical
+from cuas_node.kernel.pose import cartesian_to_spherical
 
 DEFAULT_EPOCH = 1_700_000_000.0
 """Scenario start when the scenario sets no `start_utc`: fixed, so runs are reproducible."""
@@ -114,27 +117,11 @@ class _InMemorySimulation(Simulation):
         self.pipes = {sid: MemoryPipe(f"/dev/null/eval-{sid}") for sid in self.ports}
         self.ports = cast(Any, self.pipes)
 
-    def emitter(self, index: int, spec: Any) -> Callable[[float], None] | None:
-        """The emitter `Simulation.start` would run for this sensor, or None for a kind this
-        simulator cannot synthesise yet. New kinds follow the `_<kind>_emitter(spec, port, seed)`
-        convention (e.g. `_acoustic_emitter`)."""
-        from cuas_node.drivers.sim.gps import SimGps
-        from cuas_node.drivers.sim.scenario import SimGpsSpec, SimRemoteIdSpec
-
-        seed = self.seed * 1000 + index
-        port = cast(Any, self.pipes[spec.id])
-        if isinstance(spec, SimRadarSpec):
-            return self._radar_emitter(spec.id, port)
-        if isinstance(spec, SimGpsSpec):
-            return self._gps_emitter(SimGps(spec, self.scenario.node, seed), port)
-        if isinstance(spec, SimRemoteIdSpec):
-            return self._remote_id_emitter(spec, port, seed)
-        name = "_" + spec.kind.split("-")[0] + "_emitter"
-        make = getattr(self, name, None)
-        if make is None:
-            return None
+    def in_memory_emitter(self, index: int, spec: Any) -> Callable[[float], None] | None:
+        """The emitter `Simulation.start` would run for this sensor, writing into its pipe; None
+        for a kind whose simulator cannot run here (e.g. an optional dependency is missing)."""
         try:
-            return cast(Callable[[float], None], make(spec, port, seed))
+            return self.emitter(index, spec, cast(Any, self.pipes[spec.id]))
         except ImportError:
             return None
 
@@ -155,10 +142,7 @@ def _coverage(scenario: Scenario) -> Callable[[np.ndarray], np.ndarray]:
     """Which targets a radar could see (inside range and field of view of any radar); without a
     radar every existing target counts as covered (e.g. acoustic-only)."""
     radars = [s for s in scenario.sensors if isinstance(s, SimRadarSpec)]
-    poses = [
-        (Pose.from_angles(s.mount.yaw_deg, s.mount.pitch_deg, s.mount.roll_deg, s.mount.offset_m), s)
-        for s in radars
-    ]
+    poses = [(s.mount.pose(), s) for s in radars]
 
     def covered(enu: np.ndarray) -> np.ndarray:
         if not poses:
@@ -178,9 +162,7 @@ def _coverage(scenario: Scenario) -> Callable[[np.ndarray], np.ndarray]:
     return covered
 
 
-def run_scenario(
-    scenario: Scenario, seed: int, config_overrides: dict[str, Any] | None = None, session: int = 1
-) -> RunResult:
+def run_scenario(scenario: Scenario, seed: int, config_overrides: dict[str, Any] | None = None) -> RunResult:
     """Run one seed of `scenario` through drivers and fusion; see the module docstring."""
     epoch = scenario.start_utc if scenario.start_utc is not None else DEFAULT_EPOCH
     clock = ManualClock(epoch)
@@ -191,7 +173,7 @@ def run_scenario(
     if config_overrides:
         data = deep_merge(data, config_overrides)
     config = build_config(data, f"scenario {scenario.name}")
-    fusion = FusionEngine(config, session)
+    core = NodeCore(core_setup(config))
     skipped: list[str] = []
 
     # FPV scanners: register-level models on per-scanner clocks (see the module docstring).
@@ -234,7 +216,7 @@ def run_scenario(
             heapq.heappush(events, (0.0, _SENSOR_FIRST, seq, spec.id))
             seq += 1
             continue
-        emit = sim.emitter(index, spec)
+        emit = sim.in_memory_emitter(index, spec)
         if emit is None:
             skipped.append(spec.id)
             drivers.pop(spec.id).close()
@@ -256,14 +238,17 @@ def run_scenario(
     fpv_pending: dict[str, list[AnyMeasurement]] = {sid: [] for sid in fpv_clocks}
     failed: dict[str, str] = {}
 
+    alerts = 0
+
     def fuse(batch: list[AnyMeasurement]) -> None:
-        scans_before = fusion.counters.scans
+        """One core step, exactly as the node runs it; CPU time is charged to the scans it fused."""
+        nonlocal alerts
+        scans_before = core.counters.scans
         started = time.process_time()
-        if batch:
-            fusion.process(batch)
-        fusion.tick(clock.now())
+        result = core.step(clock.now(), batch)
         elapsed = time.process_time() - started
-        scans = fusion.counters.scans - scans_before
+        alerts += len(result.alerts)
+        scans = core.counters.scans - scans_before
         if scans:
             cpu.extend([elapsed / scans] * scans)
 
@@ -278,7 +263,7 @@ def run_scenario(
             truth = TruthFrame(
                 ids=list(state.ids), kinds=list(state.kinds), enu=state.enu, covered=covered(state.enu)
             )
-            tracks = track_frame_from_records(fusion.drain_tracks(), clock.now())
+            tracks = track_frame(core.tracks_now(), clock.now())
             steps.append(Step(t=round(t, 6), truth=truth, tracks=tracks))
             continue
         if sid in failed:
@@ -303,9 +288,10 @@ def run_scenario(
     for driver in drivers.values():
         driver.close()
     counters = {
-        "measurements": fusion.counters.measurements,
-        "radar_scans": fusion.counters.scans,
-        "by_kind": dict(sorted(fusion.counters.by_kind.items())),
+        "measurements": core.counters.measurements,
+        "radar_scans": core.counters.scans,
+        "by_kind": dict(sorted(core.counters.by_kind.items())),
+        "alerts": alerts,
     }
     return RunResult(
         steps=steps, cpu_per_scan_s=cpu, skipped_sensors=skipped, counters=counters, sensor_errors=failed

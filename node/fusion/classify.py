@@ -17,7 +17,9 @@ from enum import IntFlag
 
 import numpy as np
 import numpy.typing as npt
+
 from cuas_node.fusion.tracks import CLASSES, PRIOR, TrackTable
+from cuas_node.kernel.reports import ClassSummary
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -132,14 +134,14 @@ def fpv_update(table: TrackTable, slots: IndexArray) -> None:
     apply(table, slots, loglik, 0.2, Evidence.FPV)
 
 
-def summary(logp: FloatArray, evidence_mask: int) -> dict[str, object]:
-    """The published `class` object: label, confidence, probabilities and evidence sources."""
+def summary(logp: FloatArray, evidence_mask: int) -> ClassSummary:
+    """The class posterior as reported: label, confidence, probabilities and evidence sources."""
     prob = np.exp(logp - logp.max())
     prob /= prob.sum()
     best = int(np.argmax(prob))
-    return {
-        "label": CLASSES[best],
-        "confidence": round(float(prob[best]), 3),
-        "probabilities": {name: round(float(v), 3) for name, v in zip(CLASSES, prob, strict=True)},
-        "evidence": Evidence.names(evidence_mask),
-    }
+    return ClassSummary(
+        label=CLASSES[best],
+        confidence=float(prob[best]),
+        probabilities=tuple((name, float(v)) for name, v in zip(CLASSES, prob, strict=True)),
+        evidence=tuple(Evidence.names(evidence_mask)),
+    )

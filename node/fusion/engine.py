@@ -1,41 +1,42 @@
-"""The fusion core's front door: calibration, time order, dispatch to the tracker, output records.
+"""The fusion core's front door: calibration, the local frame, dispatch to the tracker, reports.
 
-The runtime hands it batches of measurements in the sensors' own frames; it applies each sensor's
-calibration (mount pose, time offset), keeps the node's local ENU frame (from config, or the first
-GPS fixes), holds measurements for a short reorder window so they are fused in capture-time order,
-runs the tracker, classification, Remote ID identity and zones, and produces the records to publish.
+It is handed measurements in the sensors' own frames, already in capture-time order (the core step,
+`cuas_node.core.step`, owns the reorder window); it applies each sensor's calibration (mount pose,
+time offset, range bias), keeps the node's local ENU frame (from the configured origin, or the
+first GPS fixes), runs the tracker, classification and Remote ID identity, and reports tracks as
+typed `TrackReport`s. It knows nothing of configuration files or wire formats.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-from cuas_node.config import (
-    AcousticArraySensor,
-    Config,
-    FpvRx5808Sensor,
-    RemoteIdSensor,
-    TiMmwaveSensor,
-    ZoneSection,
-)
+
+from cuas_node.fusion import classify
 from cuas_node.fusion.identity import IdentityBinder
 from cuas_node.fusion.measurement_models import (
-    SPEED_OF_SOUND_MPS,
     BearingModel,
     Coverage,
     MeasurementModel,
     PositionVelocityModel,
     RadarModel,
+    bearing_model,
+    radar_model,
 )
+from cuas_node.fusion.params import (
+    BearingSensor,
+    FusionSetup,
+    PresenceSensor,
+    RadarSensor,
+    RemoteIdReceiver,
+)
+from cuas_node.fusion.reporting import track_reports
 from cuas_node.fusion.tracker import Scan, Tracker, TrackSnapshot
 from cuas_node.fusion.tracks import Status
-from cuas_node.fusion.zones import ZoneMonitor, build_zones
 from cuas_node.kernel.geo import LocalFrame
 from cuas_node.kernel.measurement import (
     AcousticBearing,
@@ -46,12 +47,9 @@ from cuas_node.kernel.measurement import (
     RfPresence,
 )
 from cuas_node.kernel.pose import Pose
-
-from cuas_node.fusion import classify
+from cuas_node.kernel.reports import NodePosition, TrackReport
 
 _GPS_AVERAGE = 10  # fixes averaged for the node's position; a static node then keeps a stable origin
-_ACOUSTIC_RANGE_M = 600.0
-_FPV_RANGE_M = 1500.0
 
 
 @dataclass
@@ -60,14 +58,7 @@ class FusionCounters:
     scans: int = 0
     waiting_for_position: int = 0
     unsupported: int = 0
-    late: int = 0
-    cycle_ms: float = 0.0
     by_kind: dict[str, int] = field(default_factory=dict)
-
-
-def _pose(sensor: Any) -> Pose:
-    m = sensor.mount
-    return Pose.from_angles(m.yaw_deg, m.pitch_deg, m.roll_deg, m.offset_m)
 
 
 def _diag(sigmas: np.ndarray) -> np.ndarray:
@@ -79,75 +70,44 @@ def _diag(sigmas: np.ndarray) -> np.ndarray:
 
 
 class FusionEngine:
-    def __init__(self, config: Config, session: int) -> None:
-        self.config = config
-        self.session = session
-        self.params = config.fusion
-        sensors = [s for s in config.sensors if s.enabled]
-        self.time_offsets = {s.id: s.time_offset_s for s in sensors}
-        self.range_bias = {s.id: s.range_bias_m for s in sensors if isinstance(s, TiMmwaveSensor)}
+    def __init__(self, setup: FusionSetup) -> None:
+        self.setup = setup
+        self.params = setup.params
+        self.time_offsets = {s.sensor_id: s.time_offset_s for s in setup.sensors}
+        self.range_bias = {s.sensor_id: s.range_bias_m for s in setup.sensors if isinstance(s, RadarSensor)}
         self.models: dict[str, MeasurementModel] = {}
-        self.fpv_poses: dict[str, Pose] = {}
-        for s in sensors:
-            if isinstance(s, TiMmwaveSensor):
-                cover = Coverage(s.max_range_m, math.radians(s.fov_az_deg), math.radians(s.fov_el_deg))
-                self.models[s.id] = RadarModel(s.id, _pose(s), cover)
-            elif isinstance(s, AcousticArraySensor):
-                self.models[s.id] = BearingModel(
-                    s.id, _pose(s), Coverage(_ACOUSTIC_RANGE_M), propagation_mps=SPEED_OF_SOUND_MPS
-                )
-            elif isinstance(s, RemoteIdSensor):
-                self.models[s.id] = PositionVelocityModel(s.id)
-            elif isinstance(s, FpvRx5808Sensor):
-                self.fpv_poses[s.id] = _pose(s)
-        self.tracker = Tracker(self.params, [s.id for s in sensors])
-        pos = config.node.position
-        self.frame: LocalFrame | None = LocalFrame(pos.lat, pos.lon, pos.alt_m) if pos else None
+        self.presence: dict[str, PresenceSensor] = {}
+        for s in setup.sensors:
+            if isinstance(s, RadarSensor):
+                self.models[s.sensor_id] = radar_model(s)
+            elif isinstance(s, BearingSensor):
+                self.models[s.sensor_id] = bearing_model(s)
+            elif isinstance(s, RemoteIdReceiver):
+                self.models[s.sensor_id] = PositionVelocityModel(s.sensor_id)
+            elif isinstance(s, PresenceSensor):
+                self.presence[s.sensor_id] = s
+        self.tracker = Tracker(self.params, [s.sensor_id for s in setup.sensors])
+        origin = setup.origin
+        self.frame: LocalFrame | None = LocalFrame(origin.lat, origin.lon, origin.alt_m) if origin else None
         self._gps: list[tuple[float, float, float]] = []
         self.gps_position: tuple[float, float, float] | None = None
         self.binder = IdentityBinder(loose_gate_m=self.params.rid_loose_gate_m)
-        self.zones: ZoneMonitor | None = None
-        self.pending_alerts: list[dict[str, Any]] = []
         self.counters = FusionCounters()
         self._deleted: list[TrackSnapshot] = []
-        self._pending: list[tuple[float, int, AnyMeasurement]] = []
-        self._seq = itertools.count()
-        self._released_until = -math.inf
         self.last_t = 0.0
 
     # -- input ------------------------------------------------------------------------------
-    def _time(self, m: AnyMeasurement) -> float:
+    def capture_time(self, m: AnyMeasurement) -> float:
+        """When the measurement was taken on the node's clock: its stamp plus the sensor's
+        calibrated time offset."""
         return m.t_capture + self.time_offsets.get(m.sensor_id, 0.0)
 
-    def process(self, batch: Iterable[AnyMeasurement]) -> None:
-        """Queue a batch; fuse, in capture-time order, all that is older than the reorder window."""
-        latest = -math.inf
-        for m in batch:
-            t = self._time(m)
-            latest = max(latest, t)
-            heapq.heappush(self._pending, (t, next(self._seq), m))
-        if latest > -math.inf:
-            self._release(latest - self.params.reorder_window_s)
-
-    def flush(self) -> None:
-        """Fuse everything still held (end of a replay or evaluation)."""
-        self._release(math.inf)
-
-    def _release(self, until: float) -> None:
-        ready: list[AnyMeasurement] = []
-        while self._pending and self._pending[0][0] <= until:
-            t, _, m = heapq.heappop(self._pending)
-            if t < self._released_until:
-                self.counters.late += 1  # fused anyway, by retrodiction; counted for health
-            ready.append(m)
-        if until > self._released_until and until < math.inf:
-            self._released_until = until
-        if ready:
-            self._fuse(ready)
-
-    def _fuse(self, ordered: list[AnyMeasurement]) -> None:
-        """Fuse measurements in time order; those sharing a sensor, kind and instant form one scan."""
-        for _, group in itertools.groupby(ordered, key=lambda m: (m.sensor_id, type(m), self._time(m))):
+    def fuse(self, ordered: Sequence[AnyMeasurement]) -> None:
+        """Fuse measurements in capture-time order; those sharing a sensor, kind and instant form
+        one scan."""
+        for _, group in itertools.groupby(
+            ordered, key=lambda m: (m.sensor_id, type(m), self.capture_time(m))
+        ):
             items = list(group)
             first = items[0]
             self.counters.measurements += len(items)
@@ -161,7 +121,7 @@ class FusionEngine:
             if self.frame is None:
                 self.counters.waiting_for_position += len(items)
                 continue
-            t = self._time(first)
+            t = self.capture_time(first)
             if isinstance(first, RadarDetection):
                 self._radar([m for m in items if isinstance(m, RadarDetection)], t)
             elif isinstance(first, AcousticBearing):
@@ -169,7 +129,7 @@ class FusionEngine:
             elif isinstance(first, RemoteIdReport):
                 for report in items:
                     assert isinstance(report, RemoteIdReport)
-                    self._remote_id(report, self._time(report))
+                    self._remote_id(report, self.capture_time(report))
             elif isinstance(first, RfPresence):
                 for presence in items:
                     assert isinstance(presence, RfPresence)
@@ -244,13 +204,13 @@ class FusionEngine:
 
     def _fpv(self, presence: RfPresence) -> None:
         """Analog video nearby is evidence for the tracks it could come from; it moves none."""
-        pose = self.fpv_poses.get(presence.sensor_id)
+        sensor = self.presence.get(presence.sensor_id)
         table = self.tracker.table
         firm = np.flatnonzero((table.status == Status.CONFIRMED) | (table.status == Status.COASTING))
-        if pose is None or not firm.size:
+        if sensor is None or not firm.size:
             return
-        rel = pose.enu_to_sensor(table.x[firm, :3])
-        near = np.linalg.norm(rel, axis=1) < _FPV_RANGE_M
+        rel = sensor.pose.enu_to_sensor(table.x[firm, :3])
+        near = np.linalg.norm(rel, axis=1) < sensor.max_range_m
         if presence.bearing_rad is not None:
             az = np.arctan2(rel[:, 0], rel[:, 1])
             off = np.angle(np.exp(1j * (az - presence.bearing_rad)))
@@ -270,24 +230,17 @@ class FusionEngine:
             # The origin is pinned once: moving it would shift every live track.
             self.frame = LocalFrame(*self.gps_position)
 
-    def node_position(self) -> dict[str, Any] | None:
+    def node_position(self) -> NodePosition | None:
         """The node's best position for `info`: GPS when it has a fix, else the configured one."""
         if self.gps_position is not None:
-            lat, lon, alt = self.gps_position
-            return {"lat": round(lat, 7), "lon": round(lon, 7), "alt_m": round(alt, 2), "source": "gps"}
+            return NodePosition(*self.gps_position, source="gps")
         if self.frame is not None:
-            return {
-                "lat": self.frame.lat,
-                "lon": self.frame.lon,
-                "alt_m": self.frame.alt_m,
-                "source": "config",
-            }
+            return NodePosition(self.frame.lat, self.frame.lon, self.frame.alt_m, source="config")
         return None
 
-    # -- output -----------------------------------------------------------------------------
-    def tick(self, t: float) -> None:
-        """Housekeeping at time t: release held measurements, coast and delete, forget old IDs."""
-        self._release(t - self.params.reorder_window_s)
+    # -- housekeeping and output ------------------------------------------------------------
+    def maintain(self, t: float) -> None:
+        """Housekeeping at time t: coast and delete tracks, forget Remote IDs fallen silent."""
         self._deleted.extend(self.tracker.maintain(t))
         self.binder.forget_stale(t)
 
@@ -297,85 +250,35 @@ class FusionEngine:
             table.changed[self.tracker.publishable(self.params.publish_tentative)].any()
         )
 
-    def drain_tracks(self, t: float | None = None) -> list[dict[str, Any]]:
-        """Track records for one `tracks` message: every live published track plus new deletions.
-        Zone alerts caused by them are left in `pending_alerts`."""
+    def drain(self) -> list[TrackReport]:
+        """Reports for one `tracks` message: every live published track plus the deletions since
+        the last drain; the change flags start afresh."""
         slots = self.tracker.publishable(self.params.publish_tentative)
         snapshots = self.tracker.snapshot(slots)
         deleted, self._deleted = self._deleted, []
         self.tracker.table.changed[:] = False
-        records = self.to_records(snapshots, slots) + self.to_records(deleted, None)
-        if self.frame is not None and self.config.zones:
-            if self.zones is None:
-                self.zones = ZoneMonitor(
-                    build_zones(self.config.zones, self.frame), self.params.alert_update_s
-                )
-            self.pending_alerts.extend(self.zones.evaluate(t if t is not None else self.last_t, records))
-        return records
+        return self._reports(snapshots, slots) + self._reports(deleted, None)
 
-    def replace_zones(self, zones: list[ZoneSection]) -> None:
-        """Swap the protected zones at run time (the `zone-update` command). Alerts in zones that
-        remain keep their alert_id; alerts in removed zones are cleared now (a `cleared` event)."""
-        self.config = self.config.model_copy(update={"zones": list(zones)})
-        if self.zones is None or self.frame is None:
-            return
-        keep = {z.id for z in zones}
-        old = {z.id: z for z in self.zones.zones}
-        for key in sorted(self.zones.active):
-            if key[1] not in keep:
-                state = self.zones.active.pop(key)
-                event = ZoneMonitor._event("cleared", state, old[key[1]], None, self.last_t)
-                self.pending_alerts.append(event)
-        self.zones.zones = build_zones(list(zones), self.frame)
+    def current(self) -> list[TrackReport]:
+        """The published tracks as they stand now, without consuming any change (evaluation)."""
+        slots = self.tracker.publishable(self.params.publish_tentative)
+        return self._reports(self.tracker.snapshot(slots), slots)
 
-    def drain_alerts(self) -> list[dict[str, Any]]:
-        alerts, self.pending_alerts = self.pending_alerts, []
-        return alerts
-
-    def _in_physical_coverage(self, enu: np.ndarray) -> bool:
-        point = np.asarray(enu, dtype=np.float64).reshape(1, 3)
-        return any(
-            bool(m.coverage.contains(m.pose, point)[0])
-            for m in self.models.values()
-            if isinstance(m, RadarModel)
-        )
-
-    def _geodetic(self, enu: np.ndarray) -> tuple[float, float, float]:
-        assert self.frame is not None
-        lat, lon, alt = self.frame.to_geodetic(enu)
-        return float(lat), float(lon), float(alt)
-
-    def to_records(self, snapshots: list[TrackSnapshot], slots: np.ndarray | None) -> list[dict[str, Any]]:
+    def _reports(self, snapshots: list[TrackSnapshot], slots: np.ndarray | None) -> list[TrackReport]:
         if not snapshots or self.frame is None:
             return []
-        enu = np.array([s.enu for s in snapshots])
-        lat, lon, alt = self.frame.to_geodetic(enu)
-        records = []
-        table = self.tracker.table
-        for i, s in enumerate(snapshots):
-            record: dict[str, Any] = {
-                "id": f"{self.session}.{s.number}",
-                "status": s.status,
-                "t": round(s.t, 3),
-                "lat": round(float(lat[i]), 7),
-                "lon": round(float(lon[i]), 7),
-                "alt_m": round(float(alt[i]), 2),
-                "enu_m": [round(float(v), 2) for v in s.enu],
-                "vel_enu_mps": [round(float(v), 2) for v in s.vel],
-                "pos_cov_enu_m2": [[round(float(v), 3) for v in row] for row in s.cov],
-                "class": classify.summary(
-                    classify.posterior(s.class_logp, float(np.linalg.norm(s.vel)), s.hover_s, s.extent_m),
-                    s.evidence_mask,
-                ),
-                "sensors": s.sensors,
-            }
-            if s.bearing_only:
-                record["bearing_only"] = True
-            if slots is not None:
-                rid = self.binder.describe(
-                    s.number, table, int(slots[i]), s.t, self._in_physical_coverage, self._geodetic
-                )
-                if rid is not None:
-                    record["remote_id"] = rid
-            records.append(record)
-        return records
+        radars = [(m.pose, m.coverage) for m in self.models.values() if isinstance(m, RadarModel)]
+        return track_reports(
+            snapshots, slots, self.frame, self.tracker.table, self.binder, _PhysicalCoverage(radars)
+        )
+
+
+@dataclass(frozen=True)
+class _PhysicalCoverage:
+    """Whether a point is inside any radar's coverage (a Remote ID claim there should be seen)."""
+
+    radars: list[tuple[Pose, Coverage]]
+
+    def __call__(self, enu: np.ndarray) -> bool:
+        point = np.asarray(enu, dtype=np.float64).reshape(1, 3)
+        return any(bool(coverage.contains(pose, point)[0]) for pose, coverage in self.radars)

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from cuas_node.fusion.tracks import Status, TrackTable
 from cuas_node.kernel.measurement import RemoteIdReport
+from cuas_node.kernel.reports import RemoteIdBinding
 
 FloatArray = npt.NDArray[np.float64]
 _SUPPORT_WINDOW_S = 3.0
@@ -138,8 +139,8 @@ class IdentityBinder:
         t: float,
         in_coverage: Callable[[FloatArray], bool],
         reported_geodetic: Callable[[FloatArray], tuple[float, float, float]],
-    ) -> dict[str, Any] | None:
-        """The `remote_id` object of a track, or None when no identity is bound to it."""
+    ) -> RemoteIdBinding | None:
+        """The identity bound to a track, or None when none is."""
         for record in self.records.values():
             if number == record.loose_number:
                 consistency = "inconsistent"
@@ -149,27 +150,24 @@ class IdentityBinder:
             else:
                 continue
             r = record.report
-            out: dict[str, Any] = {
-                "uas_id": r.uas_id,
-                "consistency": consistency,
-                "last_seen": round(record.last_seen, 3),
-            }
-            for key, value in (
-                ("id_type", r.id_type),
-                ("ua_type", r.ua_type),
-                ("operator_id", r.operator_id),
-                ("serial_number", r.serial_number),
-                ("registration_id", r.registration_id),
-                ("operator_lat", r.operator_lat),
-                ("operator_lon", r.operator_lon),
-                ("carrier", r.carrier),
-                ("rssi_dbm", r.rssi_dbm),
-            ):
-                if value is not None:
-                    out[key] = value
             lat, lon, alt = reported_geodetic(record.reported_enu)
-            out["reported"] = {"lat": round(lat, 7), "lon": round(lon, 7), "alt_m": round(alt, 2)}
-            out["offset_m"] = round(float(np.linalg.norm(table.x[slot, :3] - record.reported_enu)), 1)
-            out["in_coverage"] = in_coverage(record.reported_enu)
-            return out
+            return RemoteIdBinding(
+                uas_id=r.uas_id,
+                consistency=consistency,
+                last_seen=record.last_seen,
+                reported_lat=lat,
+                reported_lon=lon,
+                reported_alt_m=alt,
+                offset_m=float(np.linalg.norm(table.x[slot, :3] - record.reported_enu)),
+                in_coverage=in_coverage(record.reported_enu),
+                id_type=r.id_type,
+                ua_type=r.ua_type,
+                operator_id=r.operator_id,
+                serial_number=r.serial_number,
+                registration_id=r.registration_id,
+                operator_lat=r.operator_lat,
+                operator_lon=r.operator_lon,
+                carrier=r.carrier,
+                rssi_dbm=r.rssi_dbm,
+            )
         return None

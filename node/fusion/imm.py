@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
 from cuas_node.fusion.measurement_models import MeasurementModel
 from cuas_node.fusion.models import STATE_DIM, cv_transition
 from cuas_node.fusion.tracks import TrackTable

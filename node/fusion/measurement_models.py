@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+
 from cuas_node.fusion.models import (
     STATE_DIM,
     diagonal_covariance,
@@ -19,10 +20,10 @@ from cuas_node.fusion.models import (
     radar_to_state,
     wrap_angle,
 )
+from cuas_node.fusion.params import BearingSensor, RadarSensor
 from cuas_node.kernel.pose import Pose
 
 FloatArray = npt.NDArray[np.float64]
-SPEED_OF_SOUND_MPS = 343.0
 
 
 @dataclass(frozen=True)
@@ -171,3 +172,17 @@ MeasurementModel = RadarModel | BearingModel | PositionVelocityModel
 
 def noise_from_sigmas(sigmas: FloatArray) -> FloatArray:
     return diagonal_covariance(sigmas)
+
+
+def radar_model(sensor: RadarSensor) -> RadarModel:
+    """The measurement model of a configured radar."""
+    return RadarModel(
+        sensor.sensor_id, sensor.pose, Coverage(sensor.max_range_m, sensor.fov_az_rad, sensor.fov_el_rad)
+    )
+
+
+def bearing_model(sensor: BearingSensor) -> BearingModel:
+    """The measurement model of a configured direction finder (all-round coverage to its range)."""
+    return BearingModel(
+        sensor.sensor_id, sensor.pose, Coverage(sensor.max_range_m), propagation_mps=sensor.propagation_mps
+    )

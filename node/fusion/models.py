@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+
 from cuas_node.kernel.pose import Pose
 
 FloatArray = npt.NDArray[np.float64]

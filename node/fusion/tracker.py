@@ -13,15 +13,14 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from cuas_node.config import FusionSection
-from cuas_node.fusion.clutter import ClutterMap
-from cuas_node.fusion.measurement_models import Coverage, MeasurementModel, RadarModel, noise_from_sigmas
-from cuas_node.fusion.tracks import PRIOR, Status, TrackTable
-from cuas_node.kernel.pose import Pose
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import chi2
 
 from cuas_node.fusion import imm
+from cuas_node.fusion.clutter import ClutterMap
+from cuas_node.fusion.measurement_models import MeasurementModel, noise_from_sigmas, radar_model
+from cuas_node.fusion.params import FusionParams, RadarSensor
+from cuas_node.fusion.tracks import PRIOR, Status, TrackTable
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -30,22 +29,6 @@ _UNGATED_COST = 1e9
 # A track is only "missed" by a sensor that should have seen it: inside coverage and known to
 # within this many metres (a bearing-only track's range is a guess, not a place to look).
 _MISS_POSITION_SIGMA_M = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class RadarGeometry:
-    """What the tracker must know about a radar: where it is and what it can see."""
-
-    sensor_id: str
-    pose: Pose
-    max_range_m: float
-    fov_az_rad: float = math.radians(60.0)
-    fov_el_rad: float = math.radians(45.0)
-
-    def model(self) -> RadarModel:
-        return RadarModel(
-            self.sensor_id, self.pose, Coverage(self.max_range_m, self.fov_az_rad, self.fov_el_rad)
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +94,7 @@ class ScanResult:
 
 class Tracker:
     def __init__(
-        self, params: FusionSection, sensor_ids: list[str], imm_params: imm.ImmParams | None = None
+        self, params: FusionParams, sensor_ids: list[str], imm_params: imm.ImmParams | None = None
     ) -> None:
         self.params = params
         self.imm = imm_params or imm.ImmParams(
@@ -280,8 +263,8 @@ class Tracker:
         tb.xm[slots] = x[:, None, :]
         tb.pm[slots] = p_new[:, None, :, :]
 
-    def process_radar(self, scan: RadarScan, geometry: RadarGeometry) -> ScanResult:
-        return self.process(Scan(geometry.model(), scan.t, scan.z, noise_from_sigmas(scan.sigmas)))
+    def process_radar(self, scan: RadarScan, sensor: RadarSensor) -> ScanResult:
+        return self.process(Scan(radar_model(sensor), scan.t, scan.z, noise_from_sigmas(scan.sigmas)))
 
     def _record_hits(self, active: IndexArray, updated: BoolArray, scan: Scan, bit: int) -> None:
         """Shift the M-of-N window of tracks this sensor should have seen; promote and refresh hit ones."""

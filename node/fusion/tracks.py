@@ -12,6 +12,7 @@ from enum import IntEnum
 
 import numpy as np
 import numpy.typing as npt
+
 from cuas_node.fusion.models import STATE_DIM
 
 CLASSES = ("multirotor", "fixed_wing", "bird", "aircraft", "unknown")

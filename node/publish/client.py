@@ -7,14 +7,43 @@ The callbacks are wired by the connector, which knows the attempt's generation.
 
 from __future__ import annotations
 
+import logging
 import ssl
 
 import paho.mqtt.client as paho
-from cuas_node.config import ConfigError, MqttSection
-from cuas_node.publish.wire import paho_log
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from cuas_node.config import ConfigError, MqttSection
 
 CONNECT_TIMEOUT_S = 5.0
+
+
+class NotConnectedNoiseFilter(logging.Filter):
+    """paho 2.x's loop thread logs "Client is not connected" at ERROR once more after every clean
+    disconnect; our own logging already reports real losses, so that line is only noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Client is not connected")
+
+
+# The logger every paho client of the publisher writes to (`Client.enable_logger`).
+paho_log = logging.getLogger("cuas_node.publish.paho")
+paho_log.addFilter(NotConnectedNoiseFilter())
+
+
+def publish_properties(expiry: int | None, correlation: bytes | None) -> Properties:
+    """MQTT 5 PUBLISH properties: JSON payload, message expiry (stale track updates) and the
+    correlation data a commander matches its response with."""
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.PayloadFormatIndicator = 1
+    properties.ContentType = "application/json"
+    if expiry is not None:
+        properties.MessageExpiryInterval = expiry
+    if correlation is not None:
+        properties.CorrelationData = correlation
+    return properties
 
 
 def client_id(mqtt: MqttSection, node_id: str) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
+
 from cuas_node.commands import CommandHandler, CommandProcessor, Refused, Result, read_key, response
 from cuas_node.config import MqttSection
 from cuas_node.kernel.clock import Clock

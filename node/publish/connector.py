@@ -22,10 +22,11 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
-from cuas_node.config import MqttSection
-from cuas_node.publish.link import Backoff, LinkState
 from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
+
+from cuas_node.config import MqttSection
+from cuas_node.publish.link import Backoff, LinkState
 
 # The publisher's log lines keep the logger name they always had (operators filter on it).
 log = logging.getLogger("cuas_node.publish.mqtt")

@@ -27,14 +27,18 @@ from __future__ import annotations
 
 import logging
 import queue
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTProtocolVersion
+
 from cuas_node.commands import Command, CommandHandler
 from cuas_node.config import MqttSection, read_password
 from cuas_node.kernel.clock import Clock
+from cuas_node.kernel.reports import AlertEvent, NodePosition, TrackReport
+from cuas_node.publish import wire
 from cuas_node.publish.client import CONNECT_TIMEOUT_S, build_client, client_id, tls_context
 from cuas_node.publish.command_channel import CommandChannel, command_prefix
 from cuas_node.publish.connector import Connector
@@ -43,7 +47,6 @@ from cuas_node.publish.outbox import DRAIN_WINDOW, STOP_FLUSH_S, Outbox
 from cuas_node.publish.seqstore import SequenceStore
 from cuas_node.publish.spool import EXPIRES, DiskSpool, MemorySpool, Record, Spool
 from cuas_node.publish.wire import BROKER_STATES, encode, info_payload, status_payload, topic
-from paho.mqtt.enums import MQTTProtocolVersion
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +70,7 @@ class MqttPublisher:
         self._node_id = node_id
         self._clock = clock
         self._sensors = [{"id": sid, "kind": kind} for sid, kind in sensors]
-        self._position: dict[str, Any] | None = None
+        self._position: NodePosition | None = None
         # Shared with the outbox and connector threads; its lock is never held over paho calls.
         self._link = LinkState()
         self._lock = self._link.lock
@@ -133,33 +136,33 @@ class MqttPublisher:
         if self._commands is not None:
             self._commands.handler = handler
 
-    def update_info(self, position: dict[str, Any] | None) -> None:
-        """Record the node's position ({lat, lon, alt_m, source}); republish `info` if it changed."""
+    def update_info(self, position: NodePosition | None) -> None:
+        """Record the node's position; republish `info` if it changed."""
         with self._lock:
             if position == self._position:
                 return
-            self._position = dict(position) if position is not None else None
+            self._position = position
         self._events.put(("info",))
 
-    def publish_tracks(self, t: float, tracks: list[dict[str, Any]]) -> None:
-        """Publish one `tracks` message (the envelope and `seq` are added here).
+    def publish_tracks(self, t: float, tracks: Sequence[TrackReport]) -> None:
+        """Publish one `tracks` message (records, envelope and `seq` by `wire`).
 
         A message without a deleted track is a mere position update: it may expire (MQTT 5
         message expiry, and the stale-drop rule of the spool). One with a deletion never does."""
-        deletion = any(tr.get("status") == "deleted" for tr in tracks)
+        deletion = any(tr.status == "deleted" for tr in tracks)
+        records = [wire.track_record(tr, self.session) for tr in tracks]
 
         def build(seq: int) -> dict[str, Any]:
-            return {"type": "tracks", "node_id": self._node_id, "seq": seq, "t": t, "tracks": tracks}
+            return wire.tracks_message(self._node_id, seq, t, records)
 
         self._submit("tracks", 0 if deletion else EXPIRES, build)
 
-    def publish_alert(self, event: dict[str, Any]) -> None:
-        """Publish one zone alert event on `alerts` (envelope and its own `seq` added here)."""
+    def publish_alert(self, event: AlertEvent) -> None:
+        """Publish one zone alert event on `alerts` (record, envelope and its own `seq` by `wire`)."""
+        record = wire.alert_record(event, self.session)
 
         def build(seq: int) -> dict[str, Any]:
-            message: dict[str, Any] = {"type": "alert", "node_id": self._node_id, "seq": seq}
-            message.update(event)
-            return message
+            return wire.alert_message(self._node_id, seq, record)
 
         self._submit("alerts", 0, build)
 
@@ -275,7 +278,7 @@ class MqttPublisher:
 
     def _info(self) -> dict[str, Any]:
         with self._lock:
-            position = dict(self._position) if self._position is not None else None
+            position = self._position
         return info_payload(self._node_id, self._clock.now(), position, self._sensors)
 
 

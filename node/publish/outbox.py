@@ -25,15 +25,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
-from cuas_node.config import MqttSection
-from cuas_node.kernel.clock import Clock
-from cuas_node.publish.command_channel import CommandChannel
-from cuas_node.publish.link import Backoff, LinkState
-from cuas_node.publish.spool import Record, Spool
-from cuas_node.publish.wire import encode, publish_properties
 from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+
+from cuas_node.config import MqttSection
+from cuas_node.kernel.clock import Clock
+from cuas_node.publish.client import publish_properties
+from cuas_node.publish.command_channel import CommandChannel
+from cuas_node.publish.link import Backoff, LinkState
+from cuas_node.publish.spool import Record, Spool
+from cuas_node.publish.wire import encode
 
 # The publisher's log lines keep the logger name they always had (operators filter on it).
 log = logging.getLogger("cuas_node.publish.mqtt")

@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
 from cuas_node.config import build_config  # noqa: E402
-from cuas_node.drivers.record import Channel, Recorder, recording_header  # noqa: E402
+from cuas_node.drivers.record import Channel, Recorder  # noqa: E402
+from cuas_node.recording_config import recording_header  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CAPTURES = ROOT.parent / "shared" / "captures"

@@ -1,0 +1,167 @@
+"""`NodeCore`: the one definition of a fusion cycle.
+
+`step(now, batch)` takes the measurements that arrived since the last step and the time, and
+returns what the cycle produced: the track reports of a `tracks` message when one is due, the zone
+alert events that go with it, and the node's position when it changed. It is single-threaded and
+deterministic given its inputs, so the runtime (threads and a queue around it), `replay` and `eval`
+(virtual time), the golden tests and the benchmarks all run exactly the code that runs on the Pi.
+
+What it owns around fusion: the reorder window (`reorder.py`), the publication rate limit
+(`tracks_max_rate_hz`: fusion runs every cycle, but a `tracks` message at most this often, and only
+when something changed) and the zone alert lifecycle with acknowledgements (`zones.py`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from cuas_node.core.reorder import ReorderBuffer
+from cuas_node.core.zones import AlertMonitor, ZoneSpec, build_zones
+from cuas_node.fusion.engine import FusionCounters, FusionEngine
+from cuas_node.fusion.params import FusionSetup
+from cuas_node.fusion.tracks import Status
+from cuas_node.kernel.measurement import AnyMeasurement
+from cuas_node.kernel.reports import AlertAck, AlertEvent, AlertKey, NodePosition, TrackReport
+
+
+@dataclass(frozen=True, slots=True)
+class CoreParams:
+    """`reorder_window_s` ([fusion]); `tracks_max_rate_hz` ([mqtt]); `alert_update_s` ([fusion])."""
+
+    reorder_window_s: float = 0.1
+    tracks_max_rate_hz: float = 5.0
+    alert_update_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class CoreSetup:
+    fusion: FusionSetup
+    params: CoreParams = CoreParams()
+    zones: tuple[ZoneSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one cycle produced. `tracks` is None when no `tracks` message is due (nothing changed,
+    or the rate limit holds it back); `alerts` come only with a `tracks` message."""
+
+    t: float
+    tracks: tuple[TrackReport, ...] | None = None
+    alerts: tuple[AlertEvent, ...] = ()
+    position: NodePosition | None = None
+    position_changed: bool = False
+
+
+@dataclass(frozen=True)
+class FusionStatus:
+    """The fusion part of the `health` message."""
+
+    tracks: int
+    confirmed: int
+    cycle_ms: float
+    late: int
+    held: int
+
+
+class NodeCore:
+    def __init__(self, setup: CoreSetup) -> None:
+        self.engine = FusionEngine(setup.fusion)
+        self.params = setup.params
+        self.reorder = ReorderBuffer(setup.params.reorder_window_s, self.engine.capture_time)
+        self._zones = tuple(setup.zones)
+        self.alerts: AlertMonitor | None = None
+        self._pending_alerts: list[AlertEvent] = []
+        self._last_tracks = -math.inf
+        self._position = self.engine.node_position()
+        self.now = -math.inf
+        self.cycle_ms = 0.0
+
+    # -- the step ----------------------------------------------------------------------------
+    def step(self, now: float, batch: Sequence[AnyMeasurement] = ()) -> StepResult:
+        """One cycle at time `now` with the measurements that arrived since the last one."""
+        started = time.perf_counter()
+        if batch:
+            self.engine.fuse(self.reorder.push(batch))
+        return self._cycle(now, started, final=False)
+
+    def finish(self, now: float, batch: Sequence[AnyMeasurement] = ()) -> StepResult:
+        """End of input (a clean stop, the end of a replay): fuse `batch` and everything still held
+        and report whatever changed, without waiting for the rate limit."""
+        started = time.perf_counter()
+        self.reorder.push(batch)
+        self.engine.fuse(self.reorder.release(math.inf))
+        return self._cycle(now, started, final=True)
+
+    def _cycle(self, now: float, started: float, final: bool) -> StepResult:
+        self.now = now
+        self.engine.fuse(self.reorder.due(now))
+        self.engine.maintain(now)
+        self.cycle_ms = (time.perf_counter() - started) * 1000.0
+        position = self.engine.node_position()
+        moved = position != self._position
+        self._position = position
+        if not self.engine.has_changes():
+            return StepResult(now, position=position, position_changed=moved)
+        if not final and now - self._last_tracks < 1.0 / self.params.tracks_max_rate_hz:
+            return StepResult(now, position=position, position_changed=moved)
+        self._last_tracks = now
+        reports = self.engine.drain()
+        alerts, self._pending_alerts = self._pending_alerts, []
+        monitor = self._monitor()
+        if monitor is not None:
+            alerts += monitor.evaluate(now, reports)
+        return StepResult(now, tuple(reports), tuple(alerts), position, moved)
+
+    def _monitor(self) -> AlertMonitor | None:
+        """The zone monitor, made once the local frame exists (zones are drawn in it)."""
+        frame = self.engine.frame
+        if self.alerts is None and frame is not None and self._zones:
+            self.alerts = AlertMonitor(build_zones(self._zones, frame), self.params.alert_update_s)
+        return self.alerts
+
+    # -- what the runtime asks between steps --------------------------------------------------
+    def position(self) -> NodePosition | None:
+        return self._position
+
+    def tracks_now(self) -> list[TrackReport]:
+        """The published tracks as they stand, without consuming changes (evaluation scoring)."""
+        return self.engine.current()
+
+    def replace_zones(self, zones: Sequence[ZoneSpec]) -> None:
+        """The `zone-update` command. Alerts in zones that remain keep their id; alerts in removed
+        zones are cleared with the next `tracks` message."""
+        self._zones = tuple(zones)
+        frame = self.engine.frame
+        if self.alerts is not None and frame is not None:
+            self._pending_alerts.extend(self.alerts.replace(zones, frame, self.now))
+
+    def active_alerts(self) -> list[AlertKey]:
+        return self.alerts.active_keys() if self.alerts is not None else []
+
+    def acknowledge(self, key: AlertKey, ack: AlertAck) -> bool:
+        """The `alert-ack` command: the ack rides on the alert's later events; False if it is not
+        active."""
+        return self.alerts is not None and self.alerts.acknowledge(key, ack)
+
+    @property
+    def critical_alert_active(self) -> bool:
+        return self.alerts is not None and self.alerts.critical_active
+
+    @property
+    def counters(self) -> FusionCounters:
+        return self.engine.counters
+
+    def status(self) -> FusionStatus:
+        status = self.engine.tracker.table.status
+        return FusionStatus(
+            tracks=int((status != Status.FREE).sum()),
+            confirmed=int(np.count_nonzero((status == Status.CONFIRMED) | (status == Status.COASTING))),
+            cycle_ms=self.cycle_ms,
+            late=self.reorder.late,
+            held=len(self.reorder),
+        )

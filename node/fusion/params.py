@@ -1,0 +1,109 @@
+"""What fusion is told: frozen parameters and sensor descriptions, built by the composition root.
+
+Fusion never reads the configuration file's models (pydantic sections): `cuas_node.assembly`
+turns a validated config into these plain values, so fusion can be driven from anywhere (the node,
+replay, evaluation, benchmarks, another generator's measurement sets) and depends only on the
+kernel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from cuas_node.kernel.physics import SPEED_OF_SOUND_MPS
+from cuas_node.kernel.pose import Pose
+
+
+@dataclass(frozen=True, slots=True)
+class FusionParams:
+    """The tracker's tuning (docs/config.md, `[fusion]`, has the meaning of each)."""
+
+    confirm_m: int = 4
+    confirm_n: int = 6
+    gate_probability: float = 0.999
+    coast_after_s: float = 0.6
+    delete_after_s: float = 3.0
+    tentative_delete_after_s: float = 1.0
+    max_position_sigma_m: float = 200.0
+    process_accel_mps2: float = 3.0
+    process_accel_vertical_mps2: float = 1.0
+    max_tracks: int = 256
+    max_tentative: int = 128
+    rid_loose_gate_m: float = 150.0
+    publish_tentative: bool = False
+    detection_probability: float = 0.9
+    clutter_per_scan: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class RadarSensor:
+    """A radar: range, azimuth, elevation and radial velocity in its own frame."""
+
+    sensor_id: str
+    pose: Pose
+    max_range_m: float
+    fov_az_rad: float = math.radians(60.0)
+    fov_el_rad: float = math.radians(45.0)
+    range_bias_m: float = 0.0
+    time_offset_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class BearingSensor:
+    """A direction finder (the acoustic array): azimuth and elevation only. `propagation_mps` is
+    the speed of what it senses (sound arrives late by range / 343 m/s); None for light-speed."""
+
+    sensor_id: str
+    pose: Pose
+    max_range_m: float = 600.0
+    propagation_mps: float | None = SPEED_OF_SOUND_MPS
+    time_offset_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteIdReceiver:
+    """A Remote ID receiver: broadcasters' own claims of position (and velocity)."""
+
+    sensor_id: str
+    time_offset_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceSensor:
+    """An RF presence detector (the FPV video scanner): evidence for a class, never a position."""
+
+    sensor_id: str
+    pose: Pose
+    max_range_m: float = 1500.0
+    time_offset_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PositionReceiver:
+    """The node's own GNSS receiver: fixes place the local frame's origin when none is configured."""
+
+    sensor_id: str
+    time_offset_s: float = 0.0
+
+
+SensorSpec = RadarSensor | BearingSensor | RemoteIdReceiver | PresenceSensor | PositionReceiver
+
+
+@dataclass(frozen=True, slots=True)
+class GeodeticOrigin:
+    """A WGS84 point (altitude above the ellipsoid) at which the local ENU frame is pinned."""
+
+    lat: float
+    lon: float
+    alt_m: float
+
+
+@dataclass(frozen=True, slots=True)
+class FusionSetup:
+    """Everything a `FusionEngine` needs. `sensors` keeps the configured order: it fixes each
+    sensor's bit in the tracks' sensor masks, hence the order of `sensors` in the output."""
+
+    params: FusionParams
+    sensors: tuple[SensorSpec, ...]
+    origin: GeodeticOrigin | None = None
