@@ -129,7 +129,7 @@ def node_config(workdir: Path, broker_port: int, radar_port: str, pipeline: bool
 
 def target_frame(k: int) -> bytes:
     """One drone (4 points) flying away along boresight at 5 m/s, plus two static clutter points."""
-    from cuas_node.drivers.radar.ti_frames import encode_frame
+    from cuas_node.drivers.radar.ti_encode import encode_frame
 
     y = 40.0 + 0.5 * k
     pts = [

@@ -22,7 +22,8 @@ import numpy as np
 from cuas_node.drivers.radar.cluster import ClusterOptions, PointClusterer
 from cuas_node.drivers.radar.static_map import StaticClutterMap
 from cuas_node.drivers.radar.ti_driver import TiMmwaveDriver
-from cuas_node.drivers.radar.ti_frames import TiFrameParser, encode_frame
+from cuas_node.drivers.radar.ti_encode import encode_frame
+from cuas_node.drivers.radar.ti_frames import TiFrameParser
 from cuas_node.kernel.clock import SystemClock
 
 RATE_HZ = 20.0

@@ -14,6 +14,7 @@ from _common import capture_files, instrumented, main, split
 
 with instrumented(__name__):
     import numpy as np
+
     from cuas_node.drivers.acoustic.protocol import BUFFER_CAP, PcmFrameParser, encode_frame
     from cuas_node.drivers.parsing import ParseError
 

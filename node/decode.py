@@ -8,7 +8,7 @@ from typing import Any
 
 from cuas_node.drivers.acoustic.decode import decode_acoustic
 from cuas_node.drivers.nmea.decode import decode_nmea
-from cuas_node.drivers.radar.ti_frames import decode_ti
+from cuas_node.drivers.radar.ti_decode import decode_ti
 from cuas_node.drivers.remoteid.decode import decode_remoteid
 
 Decoder = Callable[[bytes], Iterator[dict[str, Any]]]

@@ -38,7 +38,10 @@ KERNEL = "cuas_node.kernel.*"
 PROTOCOL_MODULES = (
     "cuas_node.drivers.parsing",
     *(f"cuas_node.drivers.nmea.{m}" for m in ("fields", "parser", "encode", "decode")),
-    *(f"cuas_node.drivers.radar.{m}" for m in ("ti_frames", "cluster", "static_map")),
+    *(
+        f"cuas_node.drivers.radar.{m}"
+        for m in ("ti_frames", "ti_encode", "ti_decode", "cluster", "static_map")
+    ),
     *(
         f"cuas_node.drivers.remoteid.{m}"
         for m in ("messages", "encode", "carriers", "lines", "pcap", "decode")

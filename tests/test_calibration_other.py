@@ -18,7 +18,7 @@ from cuas_node.calibration.pathloss import fit_path_loss, samples_from_capture
 from cuas_node.calibration.plot import Panel, Series, encode_png, save_plot
 from cuas_node.calibration.radar_cal import learn_clutter, range_bias, read_ti_capture
 from cuas_node.drivers.nmea.encode import encode_gga
-from cuas_node.drivers.radar.ti_frames import encode_frame
+from cuas_node.drivers.radar.ti_encode import encode_frame
 from cuas_node.drivers.sim.radar import SimRadar
 from cuas_node.drivers.sim.scenario import SimRadarSpec
 from cuas_node.drivers.sim.world import TargetState

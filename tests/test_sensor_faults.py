@@ -54,7 +54,7 @@ from cuas_node.drivers.port_errors import (
     read_error,
 )
 from cuas_node.drivers.radar.ti_driver import TiMmwaveDriver
-from cuas_node.drivers.radar.ti_frames import encode_frame
+from cuas_node.drivers.radar.ti_encode import encode_frame
 from cuas_node.drivers.remoteid.driver import RemoteIdDriver
 from cuas_node.drivers.remoteid.encode import encode_message
 from cuas_node.drivers.remoteid.messages import Location

@@ -26,7 +26,7 @@ from cuas_node.drivers.radar.ti_cli import (
     summarise_profile,
 )
 from cuas_node.drivers.radar.ti_driver import ResetWatch, TiCliSetup, TiMmwaveDriver
-from cuas_node.drivers.radar.ti_frames import encode_frame
+from cuas_node.drivers.radar.ti_encode import encode_frame
 from cuas_node.drivers.sim.pty import PtyPort
 from cuas_node.drivers.sim.ti_board import KNOWN_COMMANDS, SimTiBoard
 from cuas_node.drivers.transport import SerialTransport

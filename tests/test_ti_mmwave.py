@@ -18,18 +18,10 @@ from hypothesis import strategies as st
 
 from cuas_node.drivers.parsing import ParseError
 from cuas_node.drivers.radar.cluster import ClusterOptions, DopplerBandFilter, PointClusterer
+from cuas_node.drivers.radar.ti_decode import decode_ti, frame_to_json
 from cuas_node.drivers.radar.ti_driver import TiMmwaveDriver
-from cuas_node.drivers.radar.ti_frames import (
-    BUFFER_CAP,
-    HEADER,
-    MAGIC,
-    MAX_FRAME_LEN,
-    TiFrame,
-    TiFrameParser,
-    decode_ti,
-    encode_frame,
-    frame_to_json,
-)
+from cuas_node.drivers.radar.ti_encode import encode_frame
+from cuas_node.drivers.radar.ti_frames import BUFFER_CAP, HEADER, MAGIC, MAX_FRAME_LEN, TiFrame, TiFrameParser
 from cuas_node.kernel.measurement import RadarDetection, SensorState
 from tests.fakes import ChunkTransport
 

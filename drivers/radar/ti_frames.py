@@ -5,21 +5,20 @@ the magic word, a sane header, TLVs that fit inside the declared length, and the
 frame's start inside this one. The parser is sans-IO so it can be fed recorded bytes and fuzzed,
 and it counts every problem instead of raising: a radar that emits a glitch must not stop the node.
 
-`encode_frame` writes the exact same layout (non-zero padding included) so that the simulated radar
-drives this parser with bytes indistinguishable from the real board's.
+Its inverse, `ti_encode.encode_frame`, writes the exact same layout for the simulator; `ti_decode`
+is `cuas-node decode ti-mmwave`.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 
 MAGIC = b"\x02\x01\x04\x03\x06\x05\x08\x07"
+_MAGIC_PREFIX_LAST_BYTES = frozenset(MAGIC[:-1])  # how the first 1-7 bytes of a magic word can end
 HEADER = struct.Struct("<8s8I")
 HEADER_LEN = HEADER.size  # 40
 TL = struct.Struct("<II")
@@ -48,9 +47,9 @@ STATS_KEYS = (
 TEMPERATURE = struct.Struct("<iI10h")
 TEMPERATURE_SENSORS = ("rx0", "rx1", "rx2", "rx3", "tx0", "tx1", "tx2", "pm", "dig0", "dig1")
 
-_F32 = np.dtype("<f4")
-_I16 = np.dtype("<i2")
-_U16 = np.dtype("<u2")
+F32 = np.dtype("<f4")
+I16 = np.dtype("<i2")
+U16 = np.dtype("<u2")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -104,7 +103,7 @@ def _decode(frame: bytes) -> tuple[TiFrame, int]:
     _, version, _, platform, number, cycles, num_obj, num_tlvs, subframe = HEADER.unpack_from(frame)
     total_len = len(frame)
     off = HEADER_LEN
-    points = np.empty((0, 4), dtype=_F32)
+    points = np.empty((0, 4), dtype=F32)
     side: NDArray[np.int16] | None = None
     range_profile: NDArray[np.uint16] | None = None
     noise_profile: NDArray[np.uint16] | None = None
@@ -121,16 +120,16 @@ def _decode(frame: bytes) -> tuple[TiFrame, int]:
         if tlv_type == TLV_DETECTED_POINTS:
             if length % 16 or length // 16 != num_obj:
                 raise _Malformed("TLV 1 length disagrees with numDetectedObj")
-            points = np.frombuffer(frame, _F32, length // 4, off).reshape(-1, 4)
+            points = np.frombuffer(frame, F32, length // 4, off).reshape(-1, 4)
             have_points = True
         elif tlv_type == TLV_SIDE_INFO:
             if length % 4:
                 raise _Malformed("TLV 7 length not a multiple of 4")
-            side = np.frombuffer(frame, _I16, length // 2, off).reshape(-1, 2)
+            side = np.frombuffer(frame, I16, length // 2, off).reshape(-1, 2)
         elif tlv_type in (TLV_RANGE_PROFILE, TLV_NOISE_PROFILE):
             if length % 2:
                 raise _Malformed("profile TLV of odd length")
-            profile = np.frombuffer(frame, _U16, length // 2, off)
+            profile = np.frombuffer(frame, U16, length // 2, off)
             if tlv_type == TLV_RANGE_PROFILE:
                 range_profile = profile
             else:
@@ -192,7 +191,10 @@ class TiFrameParser:
     def counters(self) -> dict[str, int]:
         """frames, points; dropped_bytes (garbage and dropped frames, padding excluded);
         dropped_frames (cut short or inconsistent); resyncs (good frames reached after a loss);
-        frame_gaps (frame numbers skipped between consecutive frames; a restart is not a gap)."""
+        frame_gaps (frame numbers skipped between consecutive frames; a restart is not a gap).
+
+        Like the frames, they depend only on the bytes fed, not on how they were split into reads:
+        the `buffered` bytes, still undecided, are in none of them yet."""
         return dict(self._counts)
 
     @property
@@ -244,29 +246,42 @@ class TiFrameParser:
             # A frame cut short lets the next frame start inside its declared length: find that
             # start before trusting the length, or the short frame would swallow an intact one.
             # The frame before it is kept only if its TLVs fit before it (only padding was lost).
+            # Every decision depends only on bytes that have arrived and that the bytes still to
+            # come cannot change, so that frames and counters are the same however the reads split
+            # the stream: a start counts only if its magic word lies inside the declared length.
             nxt = self._next_start(total_len)
-            if nxt == -1:  # a candidate start whose header has not fully arrived yet
+            if nxt > 0:
+                end, undecided, tail = nxt, 0, 0
+            elif len(buf) < total_len:
                 return
-            if nxt == 0 and len(buf) < total_len:
-                return
-            end = nxt or total_len
+            else:
+                end, undecided, tail = total_len, -nxt, 0
+                if buf[total_len - 1] in _MAGIC_PREFIX_LAST_BYTES:  # a cheap test first
+                    tail = self._tail_start(total_len)
             try:
                 frame, tlv_end = _decode(bytes(buf[:end]))
             except (_Malformed, ValueError, struct.error):
+                if undecided:
+                    return  # whether to drop `undecided` or `end` bytes depends on that start
                 counts["dropped_frames"] += 1
-                self._discard(end)
+                self._discard(tail or end)
                 continue
+            if tlv_end > undecided > 0:
+                return  # a start inside the TLVs, its header not all here: it decides the frame
             # Consume only the TLVs and skip the padding through the magic search, so that a next
-            # frame starting inside the padding (bytes lost) is found however the input was split.
-            del buf[:tlv_end]
+            # frame starting inside the padding (bytes lost) is found however the input was split;
+            # a magic word begun in the last bytes may be a next frame's even inside the TLVs.
+            used = min(tlv_end, tail) if tail else tlv_end
+            del buf[:used]
             self._scan = len(MAGIC)
-            self._padding = end - tlv_end
+            self._padding = end - used
             self._accept(frame, out)
 
     def _next_start(self, total_len: int) -> int:
-        """Offset of a validated frame start inside buf[8:total_len], 0 if none, -1 if undecided."""
+        """Offset of a validated frame start (its magic word) inside buf[8:total_len], 0 if none;
+        if a candidate start's header has not fully arrived yet, minus its offset."""
         buf = self._buf
-        end = min(total_len + len(MAGIC) - 1, len(buf))
+        end = min(total_len, len(buf))
         start = max(self._scan, len(MAGIC))
         while True:
             j = buf.find(MAGIC, start, end)
@@ -276,11 +291,23 @@ class TiFrameParser:
                 return 0
             if len(buf) < j + HEADER_LEN:
                 self._scan = j
-                return -1
+                return -j
             _, version, length, _, _, _, _, num_tlvs, subframe = HEADER.unpack_from(buf, j)
             if _header_ok(version, length, num_tlvs, subframe):
                 return j
             start = j + 1
+
+    def _tail_start(self, end: int) -> int:
+        """Where buf[:end] ends with the first 1-7 bytes of a magic word, else 0.
+
+        A frame cut short by fewer than 8 bytes has the next frame's magic word run past its
+        declared end; that cannot be known until later bytes arrive, and waiting for them would
+        hold back every intact frame that happens to end so (noise values of 51.2-76.7 dB end in
+        0x02), so the frame is judged on its declared bytes and the search for the next frame
+        resumes here. The magic word's bytes are all different: at most one such prefix ends it.
+        """
+        j = self._buf.rfind(MAGIC[0], end - (len(MAGIC) - 1), end)
+        return j if j > 0 and MAGIC.startswith(self._buf[j:end]) else 0
 
     def _accept(self, frame: TiFrame, out: list[TiFrame]) -> None:
         counts = self._counts
@@ -295,106 +322,3 @@ class TiFrameParser:
                 counts["frame_gaps"] += delta - 1
         self._last_frame = frame.frame_number
         out.append(frame)
-
-
-def _default_padding(n: int) -> bytes:
-    """Non-zero filler: the real board sends leftover buffer bytes, so a parser must not rely on 0s."""
-    return bytes((0xA5 + 29 * k) % 255 + 1 for k in range(n))
-
-
-def _tlv(tlv_type: int, payload: bytes) -> bytes:
-    return TL.pack(tlv_type, len(payload)) + payload
-
-
-def _to_raw_db(values: ArrayLike, n: int, name: str) -> NDArray[np.int16]:
-    """dB to the wire's signed 0.1 dB units, saturating like an i16 field would."""
-    raw = np.round(np.asarray(values, dtype=np.float64).reshape(-1) * 10.0)
-    if raw.shape != (n,):
-        raise ValueError(f"{name} must have one value per point")
-    return np.clip(raw, -32768, 32767).astype(_I16)
-
-
-def encode_frame(
-    frame_number: int,
-    points: ArrayLike,
-    snr_db: ArrayLike | None = None,
-    noise_db: ArrayLike | None = None,
-    *,
-    version: int = 0x03040003,
-    platform: int = 0xA1642,
-    time_cpu_cycles: int = 0,
-    subframe: int = 0,
-    range_profile: ArrayLike | None = None,
-    noise_profile: ArrayLike | None = None,
-    stats: Mapping[str, int] | None = None,
-    temperature: Mapping[str, int] | None = None,
-    padding_byte_source: Callable[[int], bytes] = _default_padding,
-) -> bytes:
-    """Build one data-UART packet exactly as the SDK 3.x demo lays it out (TLV order 1, 7, 2, 3, 6, 9).
-
-    Like the demo, TLVs 1 and 7 are left out when there are no points; TLV 7 is also left out when
-    neither SNR nor noise is given (the `guiMonitor` mode without side info). `stats` and
-    `temperature` take the dicts that the parser produces, so a decoded frame re-encodes to itself.
-    """
-    pts = np.asarray(points, dtype=_F32).reshape(-1, 4)
-    n = pts.shape[0]
-    tlvs: list[bytes] = []
-    if n:
-        tlvs.append(_tlv(TLV_DETECTED_POINTS, pts.tobytes()))
-        if snr_db is not None or noise_db is not None:
-            side = np.empty((n, 2), dtype=_I16)
-            side[:, 0] = _to_raw_db(np.zeros(n) if snr_db is None else snr_db, n, "snr_db")
-            side[:, 1] = _to_raw_db(np.zeros(n) if noise_db is None else noise_db, n, "noise_db")
-            tlvs.append(_tlv(TLV_SIDE_INFO, side.tobytes()))
-    if range_profile is not None:
-        tlvs.append(_tlv(TLV_RANGE_PROFILE, np.asarray(range_profile, dtype=_U16).tobytes()))
-    if noise_profile is not None:
-        tlvs.append(_tlv(TLV_NOISE_PROFILE, np.asarray(noise_profile, dtype=_U16).tobytes()))
-    if stats is not None:
-        tlvs.append(_tlv(TLV_STATS, STATS.pack(*(stats[k] for k in STATS_KEYS))))
-    if temperature is not None:
-        temps = (temperature[k] for k in TEMPERATURE_SENSORS)
-        payload = TEMPERATURE.pack(temperature["report_valid"], temperature["time_ms"], *temps)
-        tlvs.append(_tlv(TLV_TEMPERATURE, payload))
-    body = b"".join(tlvs)
-    unpadded = HEADER_LEN + len(body)
-    total = -(-unpadded // SEGMENT_LEN) * SEGMENT_LEN
-    if total > MAX_FRAME_LEN:
-        raise ValueError(f"frame of {total} bytes exceeds {MAX_FRAME_LEN}")
-    padding = padding_byte_source(total - unpadded)
-    if len(padding) != total - unpadded:
-        raise ValueError("padding_byte_source returned the wrong number of bytes")
-    fields = (version, total, platform, frame_number & 0xFFFFFFFF, time_cpu_cycles & 0xFFFFFFFF)
-    header = HEADER.pack(MAGIC, *fields, n, len(tlvs), subframe)
-    return header + body + padding
-
-
-def _r6(value: Any) -> float:
-    return round(float(value), 6)
-
-
-def frame_to_json(frame: TiFrame) -> dict[str, Any]:
-    """The public JSON shape of one frame (docs/decode-ti-mmwave.md): units SI, dB, °C."""
-    pts = frame.points.tolist()  # float32 -> float exactly, as float(np.float32) would
-    snr = frame.snr_db.tolist() if frame.snr_db is not None else None
-    noise = frame.noise_db.tolist() if frame.noise_db is not None else None
-    out_points: list[dict[str, float]] = []
-    for k, (x, y, z, v) in enumerate(pts):
-        point = {"x": _r6(x), "y": _r6(y), "z": _r6(z), "doppler": _r6(v)}
-        if snr is not None and noise is not None:
-            point["snr_db"] = _r6(snr[k])
-            point["noise_db"] = _r6(noise[k])
-        out_points.append(point)
-    out: dict[str, Any] = {"type": "ti_frame", "frame": frame.frame_number, "points": out_points}
-    if frame.stats is not None:
-        out["stats"] = dict(frame.stats)
-    if frame.temperature is not None and frame.temperature["report_valid"] == 0:
-        out["temperature_c"] = {k: frame.temperature[k] for k in TEMPERATURE_SENSORS}
-    return out
-
-
-def decode_ti(data: bytes) -> Iterator[dict[str, Any]]:
-    """Decode a data-UART recording for `cuas-node decode ti-mmwave FILE`: one object per frame."""
-    parser = TiFrameParser()
-    for frame in parser.feed(data):
-        yield frame_to_json(frame)

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from cuas_node.drivers.radar.ti_frames import encode_frame
+from cuas_node.drivers.radar.ti_encode import encode_frame
 from cuas_node.drivers.sim.scenario import SimRadarSpec
 from cuas_node.drivers.sim.world import TargetState
 from cuas_node.kernel.pose import cartesian_to_spherical, spherical_to_cartesian
