@@ -51,6 +51,7 @@ BENCHES = (
         1,
         "pty → subscriber",
     ),
+    Bench("spool_wal.py", (), ("--messages", "500", "--duration", "5"), 1, "the write-ahead spool's cost"),
     Bench(
         "resources.py",
         ("--runs", "3", "--window", "15"),
@@ -201,6 +202,15 @@ Notes:
   points per frame; `radar_realtime_ratio` is how many 20 Hz radars one core could serve.
 - `acoustic_speed_*` (benchmarks/acoustic.py): times faster than real time for the array's
   detection and direction finding.
+- `wal_*`, `memory_*` (benchmarks/spool_wal.py): the publisher's write-ahead spool against a
+  local mosquitto, QoS 1. `wal_throughput`/`memory_throughput`: `tracks` messages (3 tracks,
+  ~1.4 KB) per second to the last PUBACK, with the spool and without a spool directory;
+  `wal_fsyncs_per_s`, `wal_appended_bytes_per_s`, `wal_latency_p50/p99` (`publish_tracks` to a
+  local subscriber) at the node's normal rate (5 Hz tracks + 0.2 Hz health);
+  `wal_device_kib_per_s` what the block device wrote meanwhile (data, journal, metadata, and
+  anything else on it; `memory_device_kib_per_s` is the baseline without a spool). The spool is
+  synced once a second, not per message (docs/reliability.md): the SD card wear that matters for a
+  node running for years; use a high-endurance card or an SSD all the same.
 - The tracker comparison with Stone Soup (benchmarks/tracker_vs_stonesoup.py) is not part of this
   run (it needs the `bench` extra and takes long); see its own output.
 

@@ -40,6 +40,10 @@ GARBAGE_COUNTERS = (
     "unsupported", "noise_lines",
 )  # fmt: skip
 """Parser counters that grow on bytes that are not the protocol: line noise, or a wrong baud rate."""
+UNUSABLE_RECORD_COUNTERS = ("unsupported_version",)
+"""Parser counters of well-formed records that the node cannot use (a radar firmware version it does
+not decode): proof that the baud rate and the wiring are right, though not valid records. The
+driver says what is wrong instead of `BaudWatch`."""
 
 
 def valid_records(counters: Mapping[str, int]) -> int:
@@ -60,7 +64,8 @@ class BaudWatch:
     as dropped or malformed and never completes a record. When for `window_s` of wall time at
     least `min_bytes` arrived, no record was completed, no valid-record counter grew and a garbage
     counter did, the sensor is DEGRADED with a hint to check the baud rate. Wall time, because bytes
-    arrive in hardware time (the simulator's clock stands still before a scenario starts).
+    arrive in hardware time (the simulator's clock stands still before a scenario starts). Records
+    the node cannot use (`UNUSABLE_RECORD_COUNTERS`) count as progress here: they prove the link.
     """
 
     def __init__(
@@ -82,7 +87,7 @@ class BaudWatch:
 
     def update(self, n_bytes: int, n_records: int, counters: dict[str, int]) -> bool | None:
         """Note one read; True when the sensor just turned to garbage, False when it just recovered."""
-        valid = valid_records(counters)
+        valid = valid_records(counters) + sum(counters.get(k, 0) for k in UNUSABLE_RECORD_COUNTERS)
         bad = garbage(counters)
         progress = n_records > 0 or valid > self._valid
         self._valid = valid

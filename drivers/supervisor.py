@@ -63,8 +63,6 @@ class SupervisorStats:
     `close` (an I/O error while closing a port that went away is expected and not counted)."""
     outages: int = 0
     last_error: str = ""
-    last_count: int = 0
-    """The driver's measurement count at its consumer's last rate sample (the runtime's health)."""
 
     @property
     def internal_errors(self) -> int:

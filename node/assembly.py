@@ -28,13 +28,13 @@ from cuas_node.fusion.params import (
     BearingSensor,
     FusionParams,
     FusionSetup,
-    GeodeticOrigin,
     PositionReceiver,
     PresenceSensor,
     RadarSensor,
     RemoteIdReceiver,
     SensorSpec,
 )
+from cuas_node.kernel.reports import GeoPoint
 
 
 def fusion_params(section: FusionSection) -> FusionParams:
@@ -70,15 +70,15 @@ def sensor_spec(sensor: SensorConfig) -> SensorSpec:
     if isinstance(sensor, FpvRx5808Sensor):
         return PresenceSensor(sensor.id, sensor.mount.pose(), time_offset_s=offset)
     if isinstance(sensor, NmeaSensor):
-        return PositionReceiver(sensor.id, time_offset_s=offset)
+        return PositionReceiver(sensor.id, time_offset_s=offset, antenna_offset_m=sensor.mount.offset_m)
     raise TypeError(f"no fusion role for sensor kind {sensor.kind!r}")
 
 
 def fusion_setup(config: Config) -> FusionSetup:
     position = config.node.position
-    origin = GeodeticOrigin(position.lat, position.lon, position.alt_m) if position is not None else None
+    origin = GeoPoint(position.lat, position.lon, position.alt_m) if position is not None else None
     sensors = tuple(sensor_spec(s) for s in config.sensors if s.enabled)
-    return FusionSetup(fusion_params(config.fusion), sensors, origin)
+    return FusionSetup(fusion_params(config.fusion), sensors, origin, config.node.ground_alt_m)
 
 
 def zone_specs(sections: Iterable[ZoneSection]) -> tuple[ZoneSpec, ...]:

@@ -300,7 +300,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
-    from cuas_node.decode import DECODERS
+    from cuas_node.decode import DECODE_FAILURES, DECODERS
 
     decoder = DECODERS.get(args.kind)
     if decoder is None:
@@ -320,6 +320,10 @@ def _cmd_decode(args: argparse.Namespace) -> int:
             out.write(json.dumps(obj, separators=(",", ":")) + "\n")
     except BrokenPipeError:
         return 0
+    except DECODE_FAILURES as exc:
+        out.flush()
+        print(f"cuas-node decode: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

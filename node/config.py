@@ -8,27 +8,40 @@ tells systemd not to restart-loop on a bad file (`RestartPreventExitStatus=78`).
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
+import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Union, get_args, get_origin
 
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
-# The sensor models live in node/config_sensors.py; they are imported (and so re-exported) here
-# because cuas_node.config is where the rest of the node looks for configuration types.
+# The section models live in node/config_sections.py and node/config_sensors.py; they are imported
+# (and so re-exported) here because cuas_node.config is where the rest of the node looks for
+# configuration types.
+from cuas_node.config_sections import (
+    CommandsSection,
+    FusionSection,
+    GpioSection,
+    LoggingSection,
+    MqttSection,
+    NodeSection,
+    RecordSection,
+    ZoneSection,
+)
 from cuas_node.config_sensors import (
     IDENT_PATTERN,
     AcousticArraySensor,
     FpvReceiver,
     FpvRx5808Sensor,
+    IntLiteral,
     MountPose,
     NmeaSensor,
     Position,
     RemoteIdSensor,
-    Section,
     SensorConfig,
     TiMmwaveSensor,
 )
@@ -49,6 +62,7 @@ __all__ = [
     "FpvRx5808Sensor",
     "FusionSection",
     "GpioSection",
+    "IntLiteral",
     "LoggingSection",
     "MountPose",
     "MqttSection",
@@ -75,149 +89,6 @@ ENV_DELIMITER = "__"
 SENSOR_KINDS = ("nmea", "ti-mmwave", "remoteid", "fpv-rx5808", "acoustic-array")
 # Fields whose values must never appear in any message (paths to secrets are fine to show).
 SECRET_FIELDS = frozenset({"password", "psk", "hmac_key", "key"})
-
-
-class NodeSection(Section):
-    id: str = Field(pattern=IDENT_PATTERN)
-    position: Position | None = None
-    state_dir: Path = Path("/var/lib/cuas-node")
-    spool_dir: Path = Field(
-        default=Path("/var/lib/cuas-node/spool"),
-        description="store-and-forward spool (default: state_dir/spool)",
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _spool_under_state_dir(cls, data: Any) -> Any:
-        """An unset spool_dir follows state_dir, so moving the state moves the spool with it."""
-        if isinstance(data, dict) and data.get("spool_dir") is None and data.get("state_dir") is not None:
-            data = {**data, "spool_dir": Path(str(data["state_dir"])) / "spool"}
-        return data
-
-
-class CommandsSection(Section):
-    """Commands in on `<root>/<node>/cmd/<name>` (see docs/mqtt.md): off unless enabled, and then
-    only from an allow-listed client identity or with a valid HMAC-SHA256 signature."""
-
-    enabled: bool = False
-    allow_clients: list[str] = Field(
-        default_factory=list, description="MQTT client ids allowed to send unsigned commands"
-    )
-    hmac_key_file: Path | None = Field(default=None, description="shared key for signed commands")
-    max_skew_s: float = Field(default=30.0, gt=0, le=3600)
-
-    @model_validator(mode="after")
-    def _some_authorisation(self) -> CommandsSection:
-        if self.enabled and not self.allow_clients and self.hmac_key_file is None:
-            raise ValueError("enabled commands need allow_clients or hmac_key_file (else all are refused)")
-        return self
-
-
-class MqttSection(Section):
-    host: str = "localhost"
-    port: int = Field(default=1883, ge=1, le=65535)
-    tls: bool = False
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    username: str | None = None
-    password_file: Path | None = None
-    client_id: str | None = None
-    topic_root: str = Field(default="cuas/v1", pattern=r"^[^#+\s]+[^/#+\s]$")
-    keepalive_s: int = Field(default=30, ge=5, le=3600)
-    qos: Literal[0, 1, 2] = 1
-    tracks_max_rate_hz: float = Field(default=5.0, gt=0, le=50)
-    health_interval_s: float = Field(default=5.0, gt=0, le=3600)
-    spool_max_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
-    spool_max_age_s: float = Field(default=300.0, gt=0, le=86400)
-    commands: CommandsSection = CommandsSection()
-
-
-class FusionSection(Section):
-    confirm_m: int = Field(default=4, ge=1)
-    confirm_n: int = Field(default=6, ge=1)
-    gate_probability: float = Field(default=0.999, gt=0.5, lt=1)
-    coast_after_s: float = Field(default=0.6, gt=0)
-    delete_after_s: float = Field(default=3.0, gt=0)
-    tentative_delete_after_s: float = Field(default=1.0, gt=0)
-    max_position_sigma_m: float = Field(default=200.0, gt=0)
-    process_accel_mps2: float = Field(default=3.0, gt=0)
-    process_accel_vertical_mps2: float = Field(default=1.0, gt=0)
-    max_tracks: int = Field(default=256, ge=1, le=4096)
-    max_tentative: int = Field(default=128, ge=1, description="cap on tentative tracks (clutter floods)")
-    reorder_window_s: float = Field(
-        default=0.1, ge=0, le=2, description="hold measurements this long to fuse in time order"
-    )
-    alert_update_s: float = Field(default=5.0, gt=0)
-    rid_loose_gate_m: float = Field(
-        default=150.0, gt=0, description="how far a spoofed Remote ID may be from its track"
-    )
-    publish_tentative: bool = False
-    detection_probability: float = Field(default=0.9, gt=0, le=1, description="for the JPDA weights")
-    clutter_per_scan: float = Field(default=2.0, ge=0, description="expected false alarms per radar frame")
-
-
-_PIN = r"^D([0-9]|1[0-9]|2[0-7])$"
-
-
-class GpioSection(Section):
-    """Status LED, alert output and tamper input on the Pi's header (Blinka pin names, BCM numbers).
-
-    Each pin is optional: leave it out and that function is off. `backend = "fake"` records pin
-    changes in memory instead of driving hardware (bench tests, the simulator)."""
-
-    enabled: bool = False
-    backend: Literal["blinka", "fake"] = "blinka"
-    status_led_pin: str | None = Field(default=None, pattern=_PIN)
-    status_led_active_high: bool = True
-    alert_pin: str | None = Field(default=None, pattern=_PIN)
-    alert_active_high: bool = True
-    alert_min_on_s: float = Field(default=5.0, ge=0, le=3600)
-    tamper_pin: str | None = Field(default=None, pattern=_PIN)
-    tamper_pull: Literal["up", "down", "none"] = "up"
-    tamper_open_level: Literal["high", "low"] = "high"
-    tamper_debounce_s: float = Field(default=0.05, ge=0, le=5)
-    tamper_alert: bool = True
-
-
-class ZoneSection(Section):
-    """A protected volume: a polygon of [lat, lon] vertices, a floor and a ceiling in metres above
-    the node's own altitude, and the alert level raised when a confirmed track enters it."""
-
-    id: str = Field(pattern=IDENT_PATTERN)
-    level: Literal["warning", "critical"] = "warning"
-    polygon: list[tuple[float, float]] = Field(min_length=3)
-    floor_m: float = -100.0
-    ceiling_m: float = 1000.0
-    classes: tuple[Literal["multirotor", "fixed_wing", "bird", "aircraft", "unknown"], ...] = Field(
-        default=("multirotor", "fixed_wing", "unknown"),
-        description="track labels that raise an alert in this zone",
-    )
-
-    @model_validator(mode="after")
-    def _geometry(self) -> ZoneSection:
-        for lat, lon in self.polygon:
-            if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-                raise ValueError("polygon vertices are [lat, lon] in degrees")
-        if self.floor_m >= self.ceiling_m:
-            raise ValueError("floor_m must be below ceiling_m")
-        return self
-
-
-class LoggingSection(Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-
-
-class RecordSection(Section):
-    """Record every sensor's raw bytes into pcapng beside `run` (docs/recording.md): a field record
-    of what the sensors said, replayable through the same drivers and fusion with `cuas-node replay`."""
-
-    enabled: bool = False
-    path: Path = Path("/var/lib/cuas-node/recordings/node.pcapng")
-    rotate_bytes: int = Field(
-        default=100_000_000, ge=0, description="new file (PATH-00001.pcapng, ...) past this size; 0: one file"
-    )
-    keep_files: int = Field(default=0, ge=0, description="keep only the newest N rotated files; 0: all")
 
 
 class Config(BaseSettings):
@@ -334,12 +205,50 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError([f"TOML syntax error: {exc}"], str(path)) from None
 
 
+def _env_json_problems(environ: Mapping[str, str]) -> list[str]:
+    """Each `CUAS_*` variable for a list or a table whose value is not JSON (the value unshown)."""
+    problems: list[str] = []
+    for name, value in sorted(environ.items()):
+        annotation: Any = Config if name.upper().startswith(ENV_PREFIX) else None
+        loc: list[str] = []
+        for part in name[len(ENV_PREFIX) :].lower().split(ENV_DELIMITER):
+            fields = getattr(annotation, "model_fields", None)
+            if not isinstance(fields, dict) or part not in fields:
+                break  # not a key: pydantic-settings ignores it too
+            loc.append(part)
+            annotation = fields[part].annotation
+            members = [a for a in get_args(annotation) if a is not type(None)]
+            if get_origin(annotation) in (Union, types.UnionType) and len(members) == 1:
+                annotation = members[0]  # `X | None` → X
+        else:
+            if get_origin(annotation) not in (list, tuple, dict, set) and not hasattr(
+                annotation, "model_fields"
+            ):
+                continue
+            try:
+                json.loads(value)
+            except json.JSONDecodeError as exc:
+                dotted, env = _dotted_and_env(tuple(loc))
+                problems.append(
+                    f"{dotted} (env {env}): not valid JSON ({exc.msg} at character {exc.pos + 1}); "
+                    'lists and tables are written in JSON, e.g. ["a", "b"] or {"lat": 52.0, "lon": 4.3}'
+                )
+    return problems
+
+
 def build_config(data: Mapping[str, Any], source: str) -> Config:
     """Validate `data` (already read from TOML or built by the simulator) plus the environment."""
     try:
         return Config(**data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc), source) from None
+        # A malformed JSON value of an optional table reaches validation as a string: say so, once.
+        env_problems = _env_json_problems(os.environ)
+        bad = tuple(p.split(": not valid JSON")[0] + ":" for p in env_problems)
+        problems = [p for p in format_validation_error(exc) if not p.startswith(bad)]
+        raise ConfigError(env_problems + problems, source) from None
+    except SettingsError as exc:
+        # pydantic-settings could not decode a `CUAS_*` value (JSON of a list or table).
+        raise ConfigError(_env_json_problems(os.environ) or [f"environment: {exc}"], source) from None
 
 
 def resolve_config_path(cli_path: str | None, env: Mapping[str, str] = os.environ) -> Path:

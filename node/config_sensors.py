@@ -7,14 +7,30 @@ error reporting, so that adding a sensor kind touches one short module.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from cuas_node.kernel.pose import Pose
 
 IDENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+_T = TypeVar("_T")
+
+
+def _int_from_digits(value: Any) -> Any:
+    """`"1"` → `1`: pydantic matches an int `Literal` only against ints, never their digits."""
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", value):
+        return int(value)
+    return value
+
+
+# A choice among ints (`IntLiteral[Literal[0, 1, 2]]`) that also accepts its digits, as every
+# `CUAS_*` environment override arrives: a string. Any other input is left for the `Literal` to
+# reject with its own message ("Input should be 0, 1 or 2").
+IntLiteral = Annotated[_T, BeforeValidator(_int_from_digits)]
 
 
 class Section(BaseModel):

@@ -8,7 +8,7 @@ from typing import Any
 
 from cuas_node.drivers.acoustic.decode import decode_acoustic
 from cuas_node.drivers.nmea.decode import decode_nmea
-from cuas_node.drivers.radar.ti_decode import decode_ti
+from cuas_node.drivers.radar.ti_decode import UnsupportedFirmware, decode_ti
 from cuas_node.drivers.remoteid.decode import decode_remoteid
 
 Decoder = Callable[[bytes], Iterator[dict[str, Any]]]
@@ -19,3 +19,8 @@ DECODERS: dict[str, Decoder] = {
     "remoteid": decode_remoteid,
     "acoustic": decode_acoustic,
 }
+
+DECODE_FAILURES: tuple[type[Exception], ...] = (UnsupportedFirmware,)
+"""What a decoder may raise, after yielding every record it could decode, about input it cannot
+decode (e.g. a radar firmware version): the message says what was found and what to do, and
+`decode` prints it to stderr and exits 1."""

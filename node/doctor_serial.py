@@ -186,6 +186,18 @@ class SerialSensorChecks(Checklist):
         if read.valid_records or read.measurements:
             self.add("PASS", name, f"{got} from {port}")
             return
+        if read.counters.get(
+            "unsupported_version"
+        ):  # well-formed frames: the link is right, the firmware not
+            detail = read.detail or "the radar sends frames of a firmware version cuas-node does not decode"
+            self.add(
+                "FAIL",
+                name,
+                f"{port}: {detail}",
+                "reflash the radar with a supported out-of-box demo (SOP2 jumper, UniFlash); "
+                "see docs/troubleshooting.md",
+            )
+            return
         if read.wrong_baud:
             bad = ", ".join(f"{k}={read.counters[k]}" for k in GARBAGE_COUNTERS if read.counters.get(k))
             verdict = f": {read.detail}" if read.detail.startswith("receiving bytes") else ""

@@ -113,7 +113,7 @@ class Replay:
             self.drivers[sensor.id] = driver
         self.core = NodeCore(core_setup(config))
         self.node_id = config.node.id
-        self._seq = {"tracks": 0, "alerts": 0}
+        self._seq = {"tracks": 1, "alerts": 1}  # as on MQTT: seq counts from 1
         self._batch: list[Any] = []
         self._wall0 = 0.0
 
@@ -132,7 +132,7 @@ class Replay:
     def _deliver(self, result: StepResult) -> None:
         """What one core step produced, as JSON lines (and through the sink, for `--publish`)."""
         if result.position_changed and self.sink is not None:
-            self.sink.update_info(result.position)
+            self.sink.update_info(result.position, result.origin)
         if result.tracks is None:
             return
         records = [wire.track_record(r, SESSION) for r in result.tracks]

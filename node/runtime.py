@@ -21,9 +21,10 @@ from cuas_node.core.step import NodeCore, StepResult
 from cuas_node.drivers.driver import SensorDriver
 from cuas_node.drivers.supervisor import DriverSupervisor, internal_error_total
 from cuas_node.gpio import GpioController, NodeStatus, status_for
+from cuas_node.health_report import RateSampler, fusion_entry, sensor_entry
 from cuas_node.kernel.clock import Clock
 from cuas_node.kernel.measurement import AnyMeasurement, GpsFix, SensorState
-from cuas_node.kernel.reports import AlertAck, AlertEvent, NodePosition, TrackReport
+from cuas_node.kernel.reports import AlertAck, AlertEvent, GeoPoint, NodePosition, TrackReport
 from cuas_node.publish import wire
 from cuas_node.system_health import SystemMonitor
 
@@ -40,7 +41,7 @@ class TrackSink(Protocol):
     the wire format is the sink's business (`cuas_node.publish.wire`)."""
 
     def start(self) -> None: ...
-    def update_info(self, position: NodePosition | None) -> None: ...
+    def update_info(self, position: NodePosition | None, origin: GeoPoint | None) -> None: ...
     def publish_tracks(self, t: float, tracks: Sequence[TrackReport]) -> None: ...
     def publish_health(self, payload: dict[str, Any]) -> None: ...
     def publish_alert(self, event: AlertEvent) -> None: ...
@@ -68,6 +69,7 @@ class Runtime:
         self.queue: queue.Queue[AnyMeasurement] = queue.Queue(maxsize=_QUEUE_CAPACITY)
         # One supervisor thread per sensor (cuas_node.drivers.supervisor): faults are caught, counted
         # and retried there, so a driver bug costs one sensor for a back-off, never the node.
+        self._rates = [RateSampler() for _ in drivers]
         self.loops = [DriverSupervisor(d, self.queue, self.stop_event) for d in drivers]
         self.session = session
         self.core = NodeCore(core_setup(config))
@@ -106,7 +108,7 @@ class Runtime:
         self.system.start()
         if self.gpio is not None:
             self.gpio.start()
-        self.sink.update_info(self.core.position())
+        self.sink.update_info(self.core.position(), self.core.origin())
         for loop in self.loops:
             loop.thread.start()
         self.ready.set()
@@ -170,7 +172,7 @@ class Runtime:
 
     def _finish_on_stop(self) -> None:
         """A clean stop publishes what the sensors had already delivered (the queue and the
-        reorder window), so the last `tracks` message before `offline` is up to date."""
+        reorder window), then the deletion of every live track, before `offline`."""
         batch: list[AnyMeasurement] = []
         while True:
             try:
@@ -178,13 +180,15 @@ class Runtime:
             except queue.Empty:
                 break
         try:
-            self.finish(self.clock.now(), batch)
+            now = self.clock.now()
+            self.finish(now, batch)
+            self._deliver(self.core.retire(now))
         except Exception:  # stopping must go on: the publisher still says goodbye
             log.exception("could not publish the final tracks on stop")
 
     def _deliver(self, result: StepResult) -> None:
         if result.position_changed:
-            self.sink.update_info(result.position)
+            self.sink.update_info(result.position, result.origin)
         if result.tracks is None:
             return
         self.sink.publish_tracks(result.t, result.tracks)
@@ -264,42 +268,16 @@ class Runtime:
         return out
 
     def health(self, now: float, interval: float) -> dict[str, Any]:
-        sensors = []
-        for loop in self.loops:
-            h = loop.driver.health()
-            rate = (h.measurements - loop.stats.last_count) / interval if interval > 0 else 0.0
-            loop.stats.last_count = h.measurements
-            state = h.state
-            if state == SensorState.OK and (h.last_seen is None or now - h.last_seen > 5.0):
-                state = SensorState.DEGRADED  # open but silent: a technician must look at it
-            counters = dict(h.counters)
-            counters.update({f"{k}_errors": v for k, v in loop.stats.errors.items()})
-            counters["queue_dropped"] = loop.stats.dropped
-            entry: dict[str, Any] = {
-                "id": h.sensor_id,
-                "kind": h.kind,
-                "state": str(state),
-                "rate_hz": round(rate, 2),
-                "measurements": h.measurements,
-                "counters": counters,
-                "detail": h.detail if state != SensorState.OK else "",
-            }
-            if h.last_seen is not None:
-                entry["last_seen"] = round(h.last_seen, 3)
-                entry["age_s"] = round(max(0.0, now - h.last_seen), 3)
-            sensors.append(entry)
-        fusion = self.core.status()
+        sensors = [
+            sensor_entry(loop.driver.health(), loop.stats.errors, loop.stats.dropped, rates, now, interval)
+            for loop, rates in zip(self.loops, self._rates, strict=True)
+        ]
         payload: dict[str, Any] = {
             "t": round(now, 3),
             "uptime_s": round(now - self.started_at, 1),
             "broker": "connected" if self.sink.connected else "disconnected",
             "sensors": sensors,
-            "fusion": {
-                "tracks": fusion.tracks,
-                "confirmed": fusion.confirmed,
-                "queue_depth": self.queue.qsize(),
-                "cycle_ms": round(fusion.cycle_ms, 3),
-            },
+            "fusion": fusion_entry(self.core.status(), self.queue.qsize()),
         }
         payload["errors"] = {"internal": internal_error_total(self.loops)}
         system = self.system.snapshot()

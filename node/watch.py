@@ -25,6 +25,7 @@ class NodeView:
     info: dict[str, Any] = field(default_factory=dict)
     tracks: dict[str, dict[str, Any]] = field(default_factory=dict)
     health: dict[str, Any] = field(default_factory=dict)
+    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)  # active, by alert_id
     messages: int = 0
 
 
@@ -52,6 +53,11 @@ class WatchState:
                 view.info = msg
             elif name == "health":
                 view.health = msg
+            elif name == "alerts" and "alert_id" in msg:
+                if msg.get("state") == "cleared":
+                    view.alerts.pop(msg["alert_id"], None)
+                else:
+                    view.alerts[msg["alert_id"]] = msg
             elif name == "tracks":
                 for track in msg.get("tracks", []):
                     if track.get("status") == "deleted":
@@ -87,6 +93,27 @@ def _track_line(track: dict[str, Any]) -> str:
     )
 
 
+def _rates(sensor: dict[str, Any]) -> str:
+    """The sensor's named rates (`frames_per_s` → "frames/s"), else its measurements per second."""
+    named = [
+        f"{value:.1f} {key.removesuffix('_per_s')}/s"
+        for key, value in sensor.items()
+        if key.endswith("_per_s") and isinstance(value, int | float)
+    ]
+    return ", ".join(named) if named else f"{sensor.get('rate_hz', 0):.1f}/s"
+
+
+def _alert_line(alert: dict[str, Any]) -> str:
+    zone = alert.get("zone", {})
+    track = alert.get("track", {})
+    label = track.get("class", {}).get("label", "?")
+    acked = f"  acknowledged by {alert['ack'].get('by', '?')}" if alert.get("ack") else ""
+    return (
+        f"  ALERT {str(zone.get('level', '?')).upper():<8} zone {zone.get('id', '?')}: "
+        f"track {track.get('id', '?')} ({label}) {alert.get('state', '?')}{acked}"
+    )
+
+
 def render(state: WatchState) -> str:
     lines: list[str] = []
     with state.lock:
@@ -106,15 +133,19 @@ def render(state: WatchState) -> str:
             broker = view.health.get("broker")
             for s in view.health.get("sensors", []):
                 lines.append(
-                    f"  sensor {s['id']:<12} {s['kind']:<15} {s['state']:<9} {s.get('rate_hz', 0):>7.1f}/s "
+                    f"  sensor {s['id']:<12} {s['kind']:<15} {s['state']:<9} {_rates(s):<34} "
                     f"age {s.get('age_s', float('nan')):>6.1f}s  {s.get('detail', '')}"
                 )
             if broker:
                 fusion = view.health.get("fusion", {})
                 lines.append(
-                    f"  fusion: {fusion.get('tracks', 0)} tracks, queue {fusion.get('queue_depth', 0)}, "
+                    f"  fusion: {fusion.get('confirmed', 0)} confirmed, "
+                    f"{fusion.get('coasting', 0)} coasting, "
+                    f"{fusion.get('tentative', 0)} tentative; queue {fusion.get('queue_depth', 0)}, "
                     f"cycle {fusion.get('cycle_ms', 0):.2f} ms"
                 )
+            for alert in sorted(view.alerts.values(), key=lambda a: str(a.get("since", 0))):
+                lines.append(_alert_line(alert))
             lines.append(
                 f"  {'track':<10} {'status':<10} {'class':<11}{'conf':>5} {'lat':>11} {'lon':>11} "
                 f"{'alt_m':>7} {'range':>7} {'brg':>6} {'m/s':>6}  sensors"

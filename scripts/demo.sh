@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: installs the node in .venv, starts a private Mosquitto on a free loopback port, runs
-# `cuas-node sim demo` (two drones crossing a simulated radar) and shows the live tracks.
+# `cuas-node sim demo` (a simulated mast: radar, microphone array, Remote ID, FPV scanner, GPS) and
+# shows the live tracks and alerts.
 # SPEED=3 ./scripts/demo.sh runs it three times faster than real time.
 cd "$(dirname "$0")/.."
 source scripts/_setup.sh

@@ -4,9 +4,13 @@
 cd "$(dirname "$0")/.."
 source scripts/_setup.sh
 pip_install -e '.[test]'
-# systemd-analyze verifies the unit file and shellcheck the installer (tests skip without them).
+# systemd-analyze verifies the unit file, shellcheck the installer, and editcap/tshark (Wireshark's
+# own tools) read the recordings: the tests that need them would skip without them.
 if ! command -v systemd-analyze >/dev/null || ! command -v shellcheck >/dev/null; then
   echo "installing systemd tools and shellcheck (apt)" >&2; apt_install systemd shellcheck
+fi
+if ! command -v editcap >/dev/null || ! command -v tshark >/dev/null; then
+  echo "installing Wireshark's command-line tools (apt)" >&2; apt_install tshark
 fi
 .venv/bin/ruff check
 .venv/bin/ruff format --check

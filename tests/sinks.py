@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cuas_node.kernel.reports import AlertEvent, NodePosition, TrackReport
+from cuas_node.kernel.reports import AlertEvent, GeoPoint, NodePosition, TrackReport
 from cuas_node.publish import wire
 
 
@@ -18,7 +18,7 @@ class RecordingSink:
         self.tracks: list[dict[str, Any]] = []
         self.alerts: list[dict[str, Any]] = []
         self.health: list[dict[str, Any]] = []
-        self.info: list[NodePosition | None] = []
+        self.info: list[tuple[NodePosition | None, GeoPoint | None]] = []
         self.started = False
         self.stopped = False
         self.connected = False  # as reported to health and the status LED: no broker by default
@@ -29,16 +29,16 @@ class RecordingSink:
     def stop(self) -> None:
         self.stopped = True
 
-    def update_info(self, position: NodePosition | None) -> None:
-        self.info.append(position)
+    def update_info(self, position: NodePosition | None, origin: GeoPoint | None) -> None:
+        self.info.append((position, origin))
 
     def publish_tracks(self, t: float, tracks: Sequence[TrackReport]) -> None:
         records = [wire.track_record(r, self.session) for r in tracks]
-        self.tracks.append(wire.tracks_message(self.node_id, len(self.tracks), t, records))
+        self.tracks.append(wire.tracks_message(self.node_id, len(self.tracks) + 1, t, records))
 
     def publish_alert(self, event: AlertEvent) -> None:
         record = wire.alert_record(event, self.session)
-        self.alerts.append(wire.alert_message(self.node_id, len(self.alerts), record))
+        self.alerts.append(wire.alert_message(self.node_id, len(self.alerts) + 1, record))
 
     def publish_health(self, payload: dict[str, Any]) -> None:
         self.health.append(payload)

@@ -40,7 +40,7 @@ PROTOCOL_MODULES = (
     *(f"cuas_node.drivers.nmea.{m}" for m in ("fields", "parser", "encode", "decode")),
     *(
         f"cuas_node.drivers.radar.{m}"
-        for m in ("ti_frames", "ti_encode", "ti_decode", "cluster", "static_map")
+        for m in ("ti_frames", "ti_frames_sdk2", "ti_encode", "ti_decode", "cluster", "static_map")
     ),
     *(
         f"cuas_node.drivers.remoteid.{m}"

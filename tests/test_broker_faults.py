@@ -1,5 +1,6 @@
 """Broker faults against a real mosquitto: down at start, killed and restarted mid-run, `kill -9` of
-the node while offline, an outage longer than the stale age, a refused login.
+the node while offline, an outage longer than the stale age, a refused login, and the MQTT 5
+properties of the Last Will of a killed node (`kill -9` mid-stream while connected: test_wal.py).
 
 The consumer here keeps a persistent MQTT 5 session on a broker with persistence on, so that what
 it misses while the broker is down is queued for it: any `seq` gap it sees is the node's fault.
@@ -29,6 +30,7 @@ from paho.mqtt.properties import Properties
 
 from cuas_node.config import MqttSection
 from cuas_node.kernel.clock import SystemClock
+from cuas_node.publish.client import build_client
 from cuas_node.publish.mqtt import MqttPublisher
 from tests import reports
 from tests.fakes import wait_until
@@ -157,7 +159,8 @@ def test_broker_down_at_start_node_runs_spools_and_delivers_in_order(
     wait_until(lambda: len(consumer.payloads("/alerts")) >= 1, what="the alert delivered")
     assert_no_gap(consumer.unique_seqs("/tracks"), 40)
     wait_until(lambda: pub.spool_counters["pending"] == 0, what="spool empty")
-    assert not list((tmp_path / "spool").glob("seg-*.log")), "nothing left on the card"
+    # Delivered segments are deleted; only the one the write-ahead log appends to is left.
+    assert len(list((tmp_path / "spool").glob("seg-*.log"))) == 1
     assert pub.counters["dropped"] == 0
 
 
@@ -268,6 +271,77 @@ def test_kill_9_while_offline_then_restart_delivers_everything_spooled(
     seqs = consumer.unique_seqs("/tracks")
     assert_no_gap(seqs, 100)  # at least once: repeats (same seq) allowed, gaps not
     assert consumer.payloads("/alerts")[0]["seq"] == 1
+
+
+_CONNECTED_NODE = """
+import sys, time
+from pathlib import Path
+from cuas_node.kernel.clock import SystemClock
+from cuas_node.config import MqttSection
+from cuas_node.publish.mqtt import MqttPublisher
+pub = MqttPublisher(MqttSection(host="127.0.0.1", port=int(sys.argv[1]), keepalive_s=5), "mast-1",
+                    Path(sys.argv[2]), SystemClock(), [], spool_dir=Path(sys.argv[3]))
+pub.start()
+deadline = time.monotonic() + 10
+while not pub.connected and time.monotonic() < deadline:
+    time.sleep(0.01)
+print("connected", pub.session, flush=True)
+time.sleep(60)
+"""
+
+
+def test_last_will_carries_the_mqtt5_properties_of_every_message(
+    mosquitto: MosquittoBroker, consumers: Callable[..., Consumer], tmp_path: Path
+) -> None:
+    consumer = consumers(mosquitto, f"cuas/v1/{NODE}/status")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _CONNECTED_NODE,
+            str(mosquitto.port),
+            str(tmp_path / "state"),
+            str(tmp_path / "spool"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().split()
+        assert line[:1] == ["connected"], line
+        wait_until(lambda: any(p["state"] == "online" for p in consumer.payloads("/status")), what="online")
+        os.kill(proc.pid, signal.SIGKILL)  # no DISCONNECT: the broker publishes the Will
+        proc.wait(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def will() -> tuple[dict[str, Any], Properties | None] | None:
+        with consumer._lock:
+            found = [(p, props) for _, p, props in consumer.messages if p["state"] == "offline"]
+        return found[0] if found else None
+
+    payload, props = wait_until(will, timeout=10, what="the Last Will")
+    assert payload["session"] == int(line[1])
+    assert props is not None
+    assert getattr(props, "ContentType", None) == "application/json"
+    assert getattr(props, "PayloadFormatIndicator", None) == 1
+    online_props = next(props for _, p, props in consumer.messages if p["state"] == "online")
+    assert (
+        online_props is not None and online_props.ContentType == props.ContentType
+    )  # the same as every message
+
+
+def test_last_will_has_no_properties_under_the_mqtt_311_fallback() -> None:
+    cfg = MqttSection(host="127.0.0.1", port=1883)
+    will = ("cuas/v1/mast-1/status", b'{"state":"offline"}')
+    v311 = build_client(cfg, "n", MQTTProtocolVersion.MQTTv311, None, None, will, 8)
+    assert v311._will_properties is None  # MQTT 3.1.1 has no properties
+    v5 = build_client(cfg, "n", MQTTProtocolVersion.MQTTv5, None, None, will, 8)
+    assert v5._will_properties is not None and v5._will_properties.ContentType == "application/json"
 
 
 def test_outage_longer_than_stale_age_drops_only_track_updates_and_counts_them(

@@ -86,6 +86,32 @@ def test_watch_render_shows_tracks_and_forgets_deleted_ones() -> None:
     state.handle("cuas/v1/n1/tracks", b"not json")  # ignored, not fatal
 
 
+def test_watch_shows_counts_named_rates_and_active_alerts() -> None:
+    state = WatchState()
+    health = {
+        "type": "health",
+        "broker": {"connected": True},
+        "fusion": {"tracks": 3, "confirmed": 2, "coasting": 1, "tentative": 14, "queue_depth": 0},
+        "sensors": [
+            {"id": "radar-1", "kind": "ti-mmwave", "state": "ok", "rate_hz": 31.0, "frames_per_s": 10.0,
+             "detections_per_s": 31.0, "age_s": 0.1},
+        ],
+    }  # fmt: skip
+    state.handle("cuas/v1/n1/health", json.dumps(health).encode())
+    screen = render(state)
+    assert "2 confirmed, 1 coasting, 14 tentative" in screen
+    assert "10.0 frames/s" in screen and "31.0 detections/s" in screen
+    alert = {
+        "type": "alert", "alert_id": "4.2@compound#1", "state": "new", "since": 5.0,
+        "zone": {"id": "compound", "level": "critical"},
+        "track": {"id": "4.2", "status": "confirmed", "class": {"label": "multirotor"}},
+    }  # fmt: skip
+    state.handle("cuas/v1/n1/alerts", json.dumps(alert).encode())
+    assert "ALERT CRITICAL zone compound: track 4.2 (multirotor) new" in render(state)
+    state.handle("cuas/v1/n1/alerts", json.dumps(dict(alert, state="cleared")).encode())
+    assert "ALERT" not in render(state)
+
+
 def test_every_command_is_documented_in_the_readme() -> None:
     """The CLI is a public contract: each subcommand has a row in the README's commands table."""
     import argparse

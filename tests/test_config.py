@@ -178,3 +178,32 @@ def test_every_config_key_is_documented() -> None:
     ):
         walk(sensor, f"sensors[{sensor.__name__}].")
     assert not missing, f"undocumented config keys: {missing}"
+
+
+def test_every_environment_variable_is_documented() -> None:
+    """Each key's `CUAS_*` variable is in docs/config.md; a list of tables is one variable (JSON)."""
+    import typing
+
+    from pydantic import BaseModel
+
+    import cuas_node.config as c
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text()
+    missing: list[str] = []
+
+    def walk(model: type[BaseModel], parts: tuple[str, ...]) -> None:
+        for name, field in model.model_fields.items():
+            env = c.ENV_PREFIX + c.ENV_DELIMITER.join((*parts, name)).upper()
+            members = [a for a in typing.get_args(field.annotation) if a is not type(None)]
+            table = members[0] if typing.get_origin(field.annotation) is not list and members else None
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                walk(field.annotation, (*parts, name))  # a section: its keys have variables of their own
+                continue
+            if f"`{env}`" not in doc:  # a value, a list (of tables too: JSON), an optional table
+                missing.append(env)
+            if isinstance(table, type) and issubclass(table, BaseModel):
+                walk(table, (*parts, name))  # an optional table's keys can also be set one by one
+
+    walk(c.Config, ())
+    assert not missing, f"environment variables missing from docs/config.md: {missing}"
+    assert "CUAS_SENSORS='[" in doc and "CUAS_ZONES='[" in doc  # the JSON form, by example

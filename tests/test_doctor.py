@@ -344,3 +344,24 @@ def test_a_driver_bug_fails_the_frame_check_with_its_text(
     assert "bug" in frames.fix
     logged = [r for r in caplog.records if "sensor gps unavailable" in r.getMessage()]
     assert len(logged) == 1 and logged[0].exc_info is not None  # once, with the traceback
+
+
+def test_radar_streaming_an_unsupported_firmware_fails_with_its_version_not_the_baud_rate(
+    tmp_path: Path,
+) -> None:
+    """Well-formed frames of SDK 1.2 over a pty: FAIL with the driver's own message (the version found
+    and what to flash), not the wrong-baud verdict that bytes without valid frames would give."""
+    from cuas_node.drivers.radar.ti_encode import encode_frame
+    from cuas_node.drivers.radar.ti_frames_sdk2 import unsupported_version_message
+
+    numbers = iter(range(1_000_000))
+    feeder = Feeder(lambda t: encode_frame(next(numbers), [[0.0, 5.0, 0.0, 1.0]], version=0x01020005))
+    try:
+        sensors = f'[[sensors]]\nkind = "ti-mmwave"\nid = "radar"\nport = "{feeder.port.path}"\n'
+        checks = by_name(Doctor(write_config(tmp_path, sensors), 1.0, probe(tmp_path)).run())
+    finally:
+        feeder.close()
+    frames = checks["radar frames"]
+    assert frames.status == "FAIL", frames.message
+    assert frames.message == f"{feeder.port.path}: {unsupported_version_message(0x01020005)}"
+    assert "baud" not in frames.message and "reflash" in frames.fix

@@ -62,7 +62,7 @@ def test_demo_end_to_end(
 ) -> None:
     sub: MqttSubscriber = mqtt_sub(mosquitto, f"{ROOT}/#")
     truth_path = tmp_path / "truth.jsonl"
-    proc = _start_sim(mosquitto, tmp_path, "--speed", "10", "--truth", str(truth_path))
+    proc = _start_sim(mosquitto, tmp_path, "--speed", "2", "--truth", str(truth_path))
     try:
         sub.wait_for(lambda m: m.topic.endswith("/status") and m.payload["state"] == "online", timeout=20)
         # A consumer that connects later gets the retained status at once.
@@ -91,48 +91,116 @@ def test_demo_end_to_end(
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a gap or repeat in tracks seq"
 
     truth = _truth(truth_path)
-    assert set(truth) == {"quad-1", "quad-2"}
+    assert set(truth) == {"rid-survey", "intruder", "fpv-racer", "loiterer", "bird-1", "bird-2"}
+    owners, samples = _owners(tracks_msgs, truth)
+    t0 = min(arr[0, 0] for arr in truth.values())
+    by_target: dict[str, list[str]] = defaultdict(list)
+    for track_id, target in owners.items():
+        by_target[target].append(track_id)
+    # The drones the radar sees each have a positioned track that follows them (one per drone:
+    # no clutter track, no twin; a fragment would show as a second id), labelled a drone.
+    spans = {
+        tid: (round(v[0][0] - t0, 1), round(v[-1][0] - t0, 1), owners[tid]) for tid, v in samples.items()
+    }
+    for drone in ("rid-survey", "intruder", "fpv-racer"):
+        assert len(by_target[drone]) == 1, (dict(by_target), spans)
+        track_id = by_target[drone][0]
+        # Where the radar sees the drone (±60°, 200 m); beyond, the array's bearings hold only the
+        # direction, and the published covariance grows to say so.
+        errors = [
+            float(np.linalg.norm(pos - truth_pos))
+            for _, nearest, pos, truth_pos, _ in samples[track_id]
+            if nearest == drone
+            and abs(np.degrees(np.arctan2(truth_pos[0], truth_pos[1]))) <= 60.0
+            and np.hypot(*truth_pos[:2]) <= 200.0
+        ]
+        assert len(errors) > 20 and float(np.sqrt(np.mean(np.square(errors)))) < 15.0, (drone, track_id)
+        labels = Counter(label for *_, label in samples[track_id])
+        assert labels["multirotor"] > 0.5 * len(errors), (drone, labels)
+    # Nothing else is confirmed with a position but the birds, and no bird is ever called a drone.
+    assert set(by_target) <= set(truth) - {"loiterer"}, dict(by_target)
+    for bird in ("bird-1", "bird-2"):
+        for track_id in by_target.get(bird, []):
+            assert not {label for *_, label in samples[track_id]} & {"multirotor", "fixed_wing"}
+    # Remote ID: the survey drone's identity, bound and consistent.
+    rid_track = by_target["rid-survey"][0]
+    bound = [
+        tr["remote_id"]
+        for msg in tracks_msgs
+        for tr in msg["tracks"]
+        if tr["id"] == rid_track and tr.get("remote_id")
+    ]
+    assert bound and bound[-1]["uas_id"] == "1596F3508QL10000042"
+    assert bound[-1]["consistency"] == "consistent"
+    # The loiterer behind the radar is heard by the array only: a bearing-only track points at it.
+    assert _bearing_only_pointed_at(tracks_msgs, truth["loiterer"]), "no bearing-only track on the loiterer"
+    # The intruder in the compound raised a critical alert, and every alert is schema-valid.
+    alerts = [m.payload for m in sub.snapshot("/alerts")]
+    for alert in alerts:
+        jsonschema.validate(alert, schemas["alerts"])
+    assert any(
+        a["state"] == "new"
+        and a["zone"] == {"id": "compound", "level": "critical"}
+        and a["track"]["id"] == by_target["intruder"][0]
+        for a in alerts
+    ), alerts
+    # Health counts what it says: confirmed, coasting and tentative apart; named rates.
+    last_health = sub.snapshot("/health")[-1].payload
+    assert {"confirmed", "coasting", "tentative"} <= set(last_health["fusion"])
+    radar = next(s for s in last_health["sensors"] if s["id"] == "radar-1")
+    assert radar["frames_per_s"] > 0 and "detections_per_s" in radar
+
+
+def _owners(
+    tracks_msgs: list[dict[str, Any]], truth: dict[str, np.ndarray]
+) -> tuple[dict[str, str], dict[str, list[tuple[float, str, np.ndarray, np.ndarray, str]]]]:
+    """Each published live positioned track's nearest target (by majority over its messages), and
+    its samples (t, nearest target, position, that target's position, label)."""
     nearest: dict[str, Counter[str]] = defaultdict(Counter)
-    samples: dict[str, list[tuple[float, str, np.ndarray]]] = defaultdict(list)
+    samples: dict[str, list[tuple[float, str, np.ndarray, np.ndarray, str]]] = defaultdict(list)
     for msg in tracks_msgs:
         for track in msg["tracks"]:
-            if track["status"] not in ("confirmed", "coasting"):
+            if track["status"] not in ("confirmed", "coasting") or track.get("bearing_only"):
                 continue
             pos = np.array(track["enu_m"])
-            dists = {
-                tid: np.linalg.norm(p - pos)
-                for tid, arr in truth.items()
-                if (p := _truth_at(arr, track["t"])) is not None
-            }
-            if dists:
-                best = min(dists, key=lambda k: dists[k])
+            where = {tid: p for tid, arr in truth.items() if (p := _truth_at(arr, track["t"])) is not None}
+            if where:
+                best = min(where, key=lambda k: float(np.linalg.norm(where[k] - pos)))
                 nearest[track["id"]][best] += 1
-                samples[track["id"]].append((track["t"], best, pos))
+                samples[track["id"]].append((track["t"], best, pos, where[best], track["class"]["label"]))
+    return {tid: counts.most_common(1)[0][0] for tid, counts in nearest.items()}, samples
 
-    # exactly two confirmed tracks, one per drone: no clutter track, no fragment, no twin
-    assert len(nearest) == 2, {k: dict(v) for k, v in nearest.items()}
-    owners = {tid: counts.most_common(1)[0][0] for tid, counts in nearest.items()}
-    assert sorted(owners.values()) == ["quad-1", "quad-2"], owners
-    for track_id, drone in owners.items():
-        errors = [
-            np.linalg.norm(pos - _truth_at(truth[drone], t))
-            for t, _, pos in samples[track_id]
-            if _truth_at(truth[drone], t) is not None
-        ]
-        rms = float(np.sqrt(np.mean(np.square(errors))))
-        assert rms < 15.0, (track_id, drone, rms)
-        assert len(errors) > 100  # tracked for most of the crossing, not a brief flicker
+
+def _bearing_only_pointed_at(tracks_msgs: list[dict[str, Any]], target: np.ndarray) -> bool:
+    """Whether a live bearing-only track pointed within 15° (azimuth) of the target for at least
+    ten messages."""
+    times = set()
+    for msg in tracks_msgs:
+        for track in msg["tracks"]:
+            truth = _truth_at(target, track["t"])
+            if not track.get("bearing_only") or track["status"] == "deleted" or truth is None:
+                continue
+            e, n, _ = track["enu_m"]
+            off = (np.degrees(np.arctan2(e, n) - np.arctan2(truth[0], truth[1])) + 180.0) % 360.0 - 180.0
+            if abs(off) < 15.0:
+                times.add(round(track["t"], 1))
+    return len(times) >= 10
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_clean_stop_publishes_offline_quickly(
     mosquitto: MosquittoBroker, mqtt_sub: Any, tmp_path: Path, sig: signal.Signals
 ) -> None:
-    sub: MqttSubscriber = mqtt_sub(mosquitto, f"{ROOT}/status")
+    sub: MqttSubscriber = mqtt_sub(mosquitto, f"{ROOT}/#")
     proc = _start_sim(mosquitto, tmp_path, "--speed", "5")
     try:
-        sub.wait_for(lambda m: m.payload["state"] == "online", timeout=20)
-        time.sleep(1.0)
+        sub.wait_for(lambda m: m.topic.endswith("/status") and m.payload["state"] == "online", timeout=20)
+        live = sub.wait_for(  # stop while tracks are live: their deletion must be published
+            lambda m: (
+                m.topic.endswith("/tracks") and any(tr["status"] == "confirmed" for tr in m.payload["tracks"])
+            ),
+            timeout=30,
+        )
         sent = time.monotonic()
         proc.send_signal(sig)
         proc.wait(timeout=5)
@@ -141,8 +209,21 @@ def test_clean_stop_publishes_offline_quickly(
         proc.kill()
     assert proc.returncode == 0
     assert elapsed < 2.0, f"shutdown took {elapsed:.2f} s"
-    offline = sub.wait_for(lambda m: m.payload["state"] == "offline", timeout=5)
-    assert offline.payload["session"] == sub.snapshot()[0].payload["session"]
+    offline = sub.wait_for(
+        lambda m: m.topic.endswith("/status") and m.payload["state"] == "offline", timeout=5
+    )
+    assert offline.payload["session"] == sub.snapshot("/status")[0].payload["session"]
+    # Before `offline`, the last tracks message deleted every track the consumer still showed.
+    messages = sub.snapshot()
+    before = messages[: messages.index(offline)]
+    tracks = [m.payload for m in before if m.topic.endswith("/tracks")]
+    shown: dict[str, str] = {}
+    for message in tracks:
+        for tr in message["tracks"]:
+            shown[tr["id"]] = tr["status"]
+    assert any(tr["id"] in shown for tr in live.payload["tracks"])
+    assert shown and set(shown.values()) == {"deleted"}, shown
+    assert all(tr["status"] == "deleted" for tr in tracks[-1]["tracks"])
 
 
 def test_last_will_marks_a_killed_node_offline(

@@ -176,6 +176,9 @@ def test_spoofed_remote_id_is_flagged_inconsistent_on_the_physical_track() -> No
     assert np.linalg.norm(np.array(tracks[0].enu_m) - truth) < 5.0
     rid = tracks[0].remote_id
     assert rid is not None and rid.consistency == "inconsistent" and rid.offset_m > 60.0
+    # A broadcaster caught lying is not believed about what it is either.
+    assert "remote_id" not in tracks[0].classification.evidence
+    assert tracks[0].classification.label not in ("multirotor", "fixed_wing")
 
 
 def test_remote_id_without_physical_support_is_unconfirmed() -> None:

@@ -360,10 +360,21 @@ def _ti_padding(kind: str) -> Callable[[int], bytes] | None:
     return lambda n: (unit * (n // len(unit) + 1))[:n]
 
 
+TI_FLAVOURS = {  # version, platform: SDK 3.x, SDK 2.x on xWR16xx and on xWR14xx (36-byte header), SDK 1.2
+    "sdk3": (0x03040003, 0xA1642),
+    "sdk2.1": (0x02010004, 0xA1642),
+    "sdk2.0-xwr14xx": (0x02000004, 0xA1443),
+    "unsupported": (0x01020005, 0xA1443),
+}
+
+
 @st.composite
 def ti_frame(draw: st.DrawFn, number: int) -> bytes:
     """One frame from `encode_frame`: points with or without side info, a range profile whose length
-    sets the padding (0 to 30 bytes, so the TLVs often end within the last 7), stats, temperature."""
+    sets the padding (0 to 30 bytes, so the TLVs often end within the last 7), stats, temperature;
+    mostly SDK 3.x, else SDK 2.x (no side info, no temperature) or a version the parser skips."""
+    version, platform = TI_FLAVOURS[draw(st.sampled_from(["sdk3", "sdk3", *TI_FLAVOURS]))]
+    sdk2 = version >> 24 == 2
     n = draw(st.integers(0, 5))
     points = np.array(draw(st.lists(st.floats(-80, 80, width=32), min_size=4 * n, max_size=4 * n)))
     side = draw(st.booleans())
@@ -373,12 +384,15 @@ def ti_frame(draw: st.DrawFn, number: int) -> bytes:
         kwargs["range_profile"] = np.arange(profile) * 37 % 65536
     if draw(st.booleans()):
         kwargs["stats"] = dict.fromkeys(STATS_KEYS, 1000)
-    if draw(st.booleans()):
+    if draw(st.booleans()) and not sdk2:
         kwargs["temperature"] = {"report_valid": 0, "time_ms": 5} | dict.fromkeys(TEMPERATURE_SENSORS, 45)
     pad = _ti_padding(draw(st.sampled_from(["default", "zeros", "magic", "header"])))
     if pad is not None:
         kwargs["padding_byte_source"] = pad
-    snr = np.full(n, 20.0) if side else None
+    kwargs.update(version=version, platform=platform)
+    if sdk2:
+        kwargs["doppler_bin_mps"] = 0.25
+    snr = np.full(n, 20.0) if side and not sdk2 else None
     return encode_frame(number, points.reshape(n, 4), snr, snr, **kwargs)
 
 

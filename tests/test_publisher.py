@@ -24,7 +24,7 @@ from paho.mqtt.enums import MQTTProtocolVersion
 from cuas_node import SCHEMA_VERSION, __version__
 from cuas_node.config import ConfigError, MqttSection
 from cuas_node.kernel.clock import SystemClock
-from cuas_node.kernel.reports import NodePosition
+from cuas_node.kernel.reports import GeoPoint, NodePosition
 from cuas_node.publish import mqtt as mqtt_module
 from cuas_node.publish import wire
 from cuas_node.publish.mqtt import MqttPublisher
@@ -95,7 +95,14 @@ def sample_health() -> dict[str, Any]:
                 "detail": "no data yet",
             },
         ],
-        "fusion": {"tracks": 1, "confirmed": 1, "queue_depth": 0, "cycle_ms": 1.7},
+        "fusion": {
+            "tracks": 1,
+            "confirmed": 1,
+            "coasting": 0,
+            "tentative": 3,
+            "queue_depth": 0,
+            "cycle_ms": 1.7,
+        },
     }
 
 
@@ -170,11 +177,11 @@ def test_info_retained_valid_and_republished_on_position_change(
     assert info.payload["sensors"] == [{"id": "radar-1", "kind": "ti-mmwave"}, {"id": "gps", "kind": "nmea"}]
 
     position = NodePosition(52.1, 4.3, 12.0, "gps")
-    pub.update_info(position)
+    pub.update_info(position, GeoPoint(52.1, 4.3, 12.0))
     updated = sub.wait_for(lambda m: "position" in m.payload)
     validate(schemas, "info", updated.payload)
     assert updated.payload["position"] == {"lat": 52.1, "lon": 4.3, "alt_m": 12.0, "source": "gps"}
-    pub.update_info(NodePosition(52.1, 4.3, 12.0, "gps"))  # unchanged: no new message
+    pub.update_info(NodePosition(52.1, 4.3, 12.0, "gps"), GeoPoint(52.1, 4.3, 12.0))  # unchanged: nothing new
     # Proof of silence without a sleep: a marker sent after it takes the same path (the outbox's
     # queue, the one connection, the broker's queue for `sub`), so an `info` the unchanged update
     # sent would arrive before it. Not a second position change: `info` is built when it is sent,
@@ -481,13 +488,30 @@ class _V311OnlyProxy:
 
     def _handle(self, conn: socket.socket) -> None:
         head = b""
-        while len(head) < 9:  # fixed header (2 bytes for a small CONNECT) + "\0\4MQTT" + level
-            chunk = conn.recv(9 - len(head))
-            if not chunk:
-                conn.close()
+
+        def need(n: int) -> bool:
+            nonlocal head
+            while len(head) < n:
+                chunk = conn.recv(n - len(head))
+                if not chunk:
+                    conn.close()
+                    return False
+                head += chunk
+            return True
+
+        # Fixed header: the packet type, then the remaining length in 1-4 bytes (a CONNECT with a
+        # Will and its MQTT 5 properties needs 2); then "\0\4MQTT" and the protocol level.
+        length_end = 1
+        while True:
+            if not need(length_end + 1):
                 return
-            head += chunk
-        if head[8] == 5:
+            if not head[length_end] & 0x80:
+                break
+            length_end += 1
+        level = length_end + 7
+        if not need(level + 1):
+            return
+        if head[level] == 5:
             self.refused += 1
             conn.sendall(b"\x20\x02\x00\x01")
             conn.close()

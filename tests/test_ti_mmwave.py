@@ -72,6 +72,7 @@ def test_capture_a_every_frame_decoded() -> None:
         "dropped_frames": 0,
         "frame_gaps": 0,
         "points": 404,
+        "unsupported_version": 0,
     }
     assert parser.buffered < 32  # at most the last frame's padding, skipped once more bytes come
     first = frames[0]
@@ -368,12 +369,27 @@ def test_side_info_count_must_match_points() -> None:
     assert parser.counters["dropped_frames"] == 1
 
 
-def test_unknown_major_version_is_a_false_sync() -> None:
+def test_unsupported_version_is_counted_not_garbage() -> None:
+    """A well-formed frame of a version no decoder speaks is skipped whole: neither dropped bytes
+    (which would read as a wrong baud rate) nor a dropped frame, and its version is kept."""
     parser = TiFrameParser()
-    old = encode_frame(1, [[0.0, 1.0, 0.0, 0.5]], version=0x02010000)
-    assert parser.feed(old) == []
-    assert parser.counters["frames"] == 0
-    assert parser.counters["dropped_bytes"] + parser.buffered == len(old)
+    old = encode_frame(1, [[0.0, 1.0, 0.0, 0.5]], version=0x01020005)
+    new = encode_frame(2, [[0.0, 1.0, 0.0, 0.5]], [20.0], [50.0])
+    assert parser.feed(old + old) == []
+    assert parser.unsupported_version == 0x01020005
+    assert [f.frame_number for f in parser.feed(new)] == [2]
+    c = parser.counters
+    assert c["unsupported_version"] == 2 and c["frames"] == 1
+    assert c["dropped_bytes"] == c["dropped_frames"] == c["resyncs"] == 0
+
+
+def test_header_of_a_known_version_with_an_insane_length_is_a_false_sync() -> None:
+    parser = TiFrameParser()
+    bad = bytearray(encode_frame(1, [[0.0, 1.0, 0.0, 0.5]], version=0x04000000))
+    struct.pack_into("<I", bad, 12, 100)  # totalPacketLen not a multiple of 32
+    assert parser.feed(bytes(bad)) == []
+    assert parser.counters["unsupported_version"] == 0
+    assert parser.counters["dropped_bytes"] + parser.buffered == len(bad)
 
 
 def test_frame_gaps_counted_and_restart_is_not_a_gap() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from cuas_node.kernel.reports import AlertAck, NodePosition
+from cuas_node.kernel.reports import AlertAck, GeoPoint, NodePosition
 from cuas_node.publish import wire
 from tests import reports
 
@@ -72,11 +72,11 @@ def test_documents_validate_against_the_published_schemas(schemas: dict[str, dic
     jsonschema.validate(wire.tracks_message("mast-1", 1, 1_700_000_000.3, tracks), schemas["tracks"])
     record = wire.alert_record(reports.alert(), 5)
     jsonschema.validate(wire.alert_message("mast-1", 3, record), schemas["alerts"])
-    info = wire.info_payload(
-        "mast-1", 1.0, NodePosition(52.0, 4.3, 10.0, "gps"), [{"id": "r", "kind": "ti-mmwave"}]
-    )
+    position = NodePosition(52.0, 4.3, 10.0, "gps", accuracy_m=4.5)
+    info = wire.info_payload("m", 1.0, position, GeoPoint(52.0, 4.3, 9.0), [{"id": "r", "kind": "ti-mmwave"}])
     jsonschema.validate(info, schemas["info"])
-    assert info["position"] == {"lat": 52.0, "lon": 4.3, "alt_m": 10.0, "source": "gps"}
+    assert info["position"] == {"lat": 52.0, "lon": 4.3, "alt_m": 10.0, "source": "gps", "accuracy_m": 4.5}
+    assert info["enu_origin"] == {"lat": 52.0, "lon": 4.3, "alt_m": 9.0}
 
 
 def test_non_finite_numbers_are_refused_not_sent() -> None:

@@ -1,10 +1,15 @@
-"""Driver for a TI mmWave radar running the SDK 3.x out-of-box demo.
+"""Driver for a TI mmWave radar running the SDK 3.x (or 2.0/2.1) out-of-box demo.
 
 It reads frames from the data UART. When a CLI port is configured it also owns the board: `open()`
 sends the chirp profile line by line (drivers/radar/ti_cli.py), `close()` sends `sensorStop`, and `read()`
 watches for a board that reset under it (the data stream stalls, the frame number restarts, or the
 CLI prints its boot banner unprompted) and sends the profile again. Without a CLI port it only
 listens, so the same driver serves a board configured by hand or by another program.
+
+Frames the node cannot use do not pass in silence: frames of a firmware version the parser does not
+decode, and SDK 2.x frames when the node does not know the profile's Doppler bin width (they carry
+Doppler as a bin index), make the sensor `degraded` with a detail that says what to do, logged once;
+it is `ok` again as soon as usable frames arrive.
 """
 
 from __future__ import annotations
@@ -25,14 +30,38 @@ from cuas_node.drivers.radar.ti_cli import (
     frame_period_s,
     load_profile,
     parse_cfg,
+    summarise_profile,
 )
 from cuas_node.drivers.radar.ti_frames import TiFrame, TiFrameParser
+from cuas_node.drivers.radar.ti_frames_sdk2 import unsupported_version_message, version_text
 from cuas_node.drivers.transport import SerialTransport, Transport
 from cuas_node.kernel.clock import Clock
 from cuas_node.kernel.measurement import AnyMeasurement, SensorState
 
 DATA_BAUDRATE = 921600
 log = logging.getLogger(__name__)
+
+
+def doppler_bin_mps(profile: str) -> float | None:
+    """The width of one Doppler FFT bin [m/s] of a chirp profile, None if it has no `frameCfg`.
+
+    As TI's visualiser computes it: wavelength at the chirp's centre frequency / (2 x loop period x
+    Doppler FFT size), the FFT size being the number of loops rounded up to a power of two."""
+    try:
+        summary = summarise_profile(parse_cfg(profile))
+    except (ValueError, IndexError, ZeroDivisionError):
+        return None
+    fft_size = 1 << (summary.loops - 1).bit_length()
+    return summary.velocity_resolution_mps * summary.loops / fft_size
+
+
+def needs_profile_message(version: int) -> str:
+    """What the driver says about SDK 2.x frames when it does not know the Doppler bin width."""
+    return (
+        f"the radar sends mmWave SDK {version_text(version)} frames, whose Doppler is an FFT bin index: "
+        "to turn it into m/s the node needs the chirp profile the board runs; set cfg_file to it "
+        "(with a frameCfg line), and config_port to let the node send it"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +114,10 @@ class TiMmwaveDriver(Driver[TiFrame]):
         """
         if options is not None and clusterer is not None:
             raise ValueError("give either options or clusterer, not both")
-        super().__init__(sensor_id, transport, parser or TiFrameParser(), clock)
+        if parser is None:  # SDK 2.x frames need the profile's Doppler bin width
+            parser = TiFrameParser(doppler_bin_mps(cli.profile) if cli is not None else None)
+        super().__init__(sensor_id, transport, parser, clock)
+        self.frames = parser
         self.clusterer = clusterer or PointClusterer.from_options(options or ClusterOptions())
         self.resolution = resolution or RadarResolution()
         self.cli = cli
@@ -101,6 +133,9 @@ class TiMmwaveDriver(Driver[TiFrame]):
         self._restart: tuple[int, int] | None = None
         self._settle_until = 0.0
         self._next_cli_poll = 0.0
+        self._problem = ""  # why frames arrive but cannot be used, logged once
+        self._unsupported_seen = 0
+        self._usable = False  # a frame the node can use arrived in this read
 
     @classmethod
     def from_port(
@@ -122,13 +157,21 @@ class TiMmwaveDriver(Driver[TiFrame]):
     ) -> TiMmwaveDriver:
         """The usual wiring: the data port (e.g. /dev/ttyACM1 on an XDS110 EVM) and, to let the node
         configure the board, the CLI port (/dev/ttyACM0) with `cfg_file` or the shipped profile for
-        `model`. `static_map` joins the Doppler band as a second clutter filter."""
+        `model`. Without a CLI port, `cfg_file` (the profile the board runs) is only read for the
+        Doppler bin width that SDK 2.x frames need. `static_map` joins the Doppler band as a second
+        clutter filter."""
         if static_map is not None:
             if clusterer is not None:
                 raise ValueError("give static_map with options, not with a ready clusterer")
             clusterer = PointClusterer.from_options(options or ClusterOptions(), static_map)
             options = None
         cli = None
+        parser = None
+        if config_port is None and cfg_file is not None:
+            try:
+                parser = TiFrameParser(doppler_bin_mps(load_profile(cfg_file, model)[0]))
+            except (OSError, ValueError) as exc:  # only an aid here: the board is configured already
+                log.warning("radar %s: cannot read cfg_file %s: %s", sensor_id, cfg_file, exc)
         if config_port is not None:
             profile, source = load_profile(cfg_file, model)
             # A short read timeout: read() looks at the CLI between data reads.
@@ -142,6 +185,7 @@ class TiMmwaveDriver(Driver[TiFrame]):
             options=options,
             clusterer=clusterer,
             resolution=resolution,
+            parser=parser,
             cli=cli,
             reset_watch=reset_watch,
         )
@@ -168,13 +212,21 @@ class TiMmwaveDriver(Driver[TiFrame]):
         super().close()
 
     def read(self) -> list[AnyMeasurement]:
+        self._usable = False
         out = super().read()
+        self._watch_versions()
         if self.cli is not None:
             self._watch_for_reset()
         return out
 
     def to_measurements(self, record: TiFrame, t_capture: float, t_receive: float) -> list[AnyMeasurement]:
         self._note_frame(record.frame_number)
+        if record.version >> 24 != 3 and self.frames.doppler_bin_mps is None:
+            self._degrade(needs_profile_message(record.version))
+            return []
+        self._usable = True
+        if self._problem:
+            self._recover()
         return list(
             self.clusterer.detections(
                 record.points,
@@ -190,6 +242,28 @@ class TiMmwaveDriver(Driver[TiFrame]):
         h = super().health()
         h.counters["reconfigurations"] = self.reconfigurations
         return h
+
+    def _watch_versions(self) -> None:
+        """Degrade when this read brought frames of an unsupported version and none usable."""
+        seen = self.frames.counters["unsupported_version"]
+        if seen > self._unsupported_seen:
+            self._unsupported_seen = seen
+            version = self.frames.unsupported_version
+            if not self._usable and version is not None:
+                self._degrade(unsupported_version_message(version))
+
+    def _degrade(self, problem: str) -> None:
+        if problem != self._problem:
+            self._problem = problem
+            log.warning("radar %s: %s", self.sensor_id, problem)
+        if self.state != SensorState.DOWN:
+            self.state, self.detail = SensorState.DEGRADED, problem
+
+    def _recover(self) -> None:
+        log.info("radar %s: frames the node can use arrive again", self.sensor_id)
+        if self.detail == self._problem:
+            self.state, self.detail = SensorState.OK, ""
+        self._problem = ""
 
     def _configurator(self, timeout_s: float) -> TiCliConfigurator:
         assert self.cli is not None

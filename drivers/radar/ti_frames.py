@@ -1,11 +1,16 @@
-"""TI mmWave SDK 3.x out-of-box demo: the data-UART frame format (protocols.md section 1.1.3).
+"""TI mmWave out-of-box demo: the data-UART frame format (protocols.md section 1.1.3), SDK 3.x and 2.x.
 
 The data UART is a raw byte stream with no checksum, so the only integrity we get is structural:
 the magic word, a sane header, TLVs that fit inside the declared length, and the absence of another
 frame's start inside this one. The parser is sans-IO so it can be fed recorded bytes and fuzzed,
 and it counts every problem instead of raising: a radar that emits a glitch must not stop the node.
 
-Its inverse, `ti_encode.encode_frame`, writes the exact same layout for the simulator; `ti_decode`
+The header's `version` (0xMMmmbbpp: 0x03040003 is SDK 3.4.0.3) selects the format: SDK 3.x as
+below, SDK 2.0/2.1 by `ti_frames_sdk2`. A well-formed frame of another version is skipped whole and
+counted in `unsupported_version`, not as garbage, so that a firmware the node does not speak is not
+mistaken for a wrong baud rate (`ti_frames_sdk2.unsupported_version_message` says what to do).
+
+Its inverse, `ti_encode.encode_frame`, writes the exact same layouts for the simulator; `ti_decode`
 is `cuas-node decode ti-mmwave`.
 """
 
@@ -17,16 +22,17 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from cuas_node.drivers.radar import ti_frames_sdk2 as sdk2
+
 MAGIC = b"\x02\x01\x04\x03\x06\x05\x08\x07"
 _MAGIC_PREFIX_LAST_BYTES = frozenset(MAGIC[:-1])  # how the first 1-7 bytes of a magic word can end
 HEADER = struct.Struct("<8s8I")
-HEADER_LEN = HEADER.size  # 40
+HEADER_LEN = HEADER.size  # 40; 36 for SDK 2.x on xWR14xx (sdk2.HEADER_LEN_XWR14XX)
 TL = struct.Struct("<II")
 SEGMENT_LEN = 32  # MMWDEMO_OUTPUT_MSG_SEGMENT_LEN: frames are padded to a multiple of this
 MAX_FRAME_LEN = 64 * 1024
 BUFFER_CAP = 2 * MAX_FRAME_LEN
 MAX_SUBFRAMES = 4  # RL_MAX_SUBFRAMES: advanced frame config has sub-frames 0..3
-KNOWN_MAJOR_VERSIONS = frozenset({3})
 
 TLV_DETECTED_POINTS = 1
 TLV_RANGE_PROFILE = 2
@@ -58,7 +64,8 @@ class TiFrame:
 
     Arrays are read-only views on the frame's own bytes: cheap to make and safe to share between
     the driver and a recorder. `snr_db`/`noise_db` are None when the board was configured without
-    side info (TLV 7), so that a caller can tell "unknown" from "0 dB".
+    side info (TLV 7), and always for SDK 2.x (`TiFrameSdk2`), so that a caller can tell "unknown"
+    from "0 dB".
     """
 
     frame_number: int
@@ -79,28 +86,51 @@ class TiFrame:
         return int(self.points.shape[0])
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class TiFrameSdk2(TiFrame):
+    """An SDK 2.x frame (a subclass, so that SDK 3.x frames cost nothing more): it also keeps its
+    type-1 records as sent (`sdk2_objects`, fields of `ti_frames_sdk2.OBJECT`: range_idx,
+    doppler_idx, peak_val, x, y, z; None without TLV 1) and their `xyz_q_format`. Its `points`
+    doppler is the Doppler bin times the parser's `doppler_bin_mps`, NaN without it."""
+
+    sdk2_objects: NDArray[np.void] | None = None
+    xyz_q_format: int | None = None
+
+
 class _Malformed(Exception):
     """Internal: the frame's structure is inconsistent; the parser counts it and drops the frame."""
 
 
-def _header_ok(version: int, total_len: int, num_tlvs: int, subframe: int) -> bool:
-    """Reject false syncs: the magic word alone is only 64 bits of evidence."""
-    return (
-        (version >> 24) in KNOWN_MAJOR_VERSIONS
-        and HEADER_LEN <= total_len <= MAX_FRAME_LEN
-        and total_len % SEGMENT_LEN == 0
-        and HEADER_LEN + TL.size * num_tlvs <= total_len
-        and subframe < MAX_SUBFRAMES
-    )
+_FRAME, _UNSUPPORTED = 1, 2
 
 
-def _decode(frame: bytes) -> tuple[TiFrame, int]:
-    """Decode one frame; return it and where its TLVs end. Raise _Malformed if inconsistent.
+def _classify(version: int, total_len: int, platform: int, num_tlvs: int, subframe: int) -> int:
+    """_FRAME for a sane header of a supported version, _UNSUPPORTED for a sane one of another
+    version, 0 for a false sync (the magic word alone is only 64 bits of evidence)."""
+    if version >> 24 == 3:  # the common case first
+        ok = HEADER_LEN + 8 * num_tlvs <= total_len <= MAX_FRAME_LEN and not total_len % SEGMENT_LEN
+        return _FRAME if ok and subframe < MAX_SUBFRAMES else 0
+    tlv_headers = TL.size * num_tlvs
+    shortest = sdk2.HEADER_LEN_XWR14XX + tlv_headers
+    if not (shortest <= total_len <= MAX_FRAME_LEN and total_len % SEGMENT_LEN == 0):
+        return 0
+    if not sdk2.is_sdk2(version):
+        return _UNSUPPORTED
+    if sdk2.header_len(platform) < HEADER_LEN:
+        return _FRAME  # xWR14xx: no subFrameNumber, and its header length was checked above
+    return _FRAME if HEADER_LEN + tlv_headers <= total_len and subframe < MAX_SUBFRAMES else 0
+
+
+def _decode(frame: bytes, doppler_bin_mps: float | None) -> tuple[TiFrame, int]:
+    """Decode one frame; return it and where its TLVs end. Raise _Malformed (or a ValueError) if
+    inconsistent.
 
     `frame` may be shorter than totalPacketLen when the next frame starts inside it: then the TLVs
     must fit in what is there (only padding may be missing).
     """
     _, version, _, platform, number, cycles, num_obj, num_tlvs, subframe = HEADER.unpack_from(frame)
+    if version >> 24 != 3:
+        return _decode_sdk2(frame, doppler_bin_mps)
     total_len = len(frame)
     off = HEADER_LEN
     points = np.empty((0, 4), dtype=F32)
@@ -169,29 +199,60 @@ def _decode(frame: bytes) -> tuple[TiFrame, int]:
     return frame_record, off
 
 
+def _decode_sdk2(frame: bytes, doppler_bin_mps: float | None) -> tuple[TiFrame, int]:
+    _, version, _, platform, number, cycles, num_obj, num_tlvs, subframe = HEADER.unpack_from(frame)
+    start = sdk2.header_len(platform)
+    tlvs = sdk2.decode_tlvs(frame, start, num_tlvs, num_obj)
+    points = np.empty((0, 4), dtype=F32)
+    if tlvs.objects is not None and tlvs.q_format is not None:
+        points = sdk2.to_points(tlvs.objects, tlvs.q_format, doppler_bin_mps)
+    stats = None if tlvs.stats is None else dict(zip(STATS_KEYS, tlvs.stats, strict=True))
+    frame_record = TiFrameSdk2(
+        frame_number=number,
+        version=version,
+        platform=platform,
+        time_cpu_cycles=cycles,
+        subframe=subframe if start == HEADER_LEN else 0,
+        points=points,
+        range_profile=tlvs.range_profile,
+        noise_profile=tlvs.noise_profile,
+        stats=stats,
+        sdk2_objects=tlvs.objects,
+        xyz_q_format=tlvs.q_format,
+    )
+    return frame_record, tlvs.end
+
+
 class TiFrameParser:
     """Stream parser for the data UART: bytes in, `TiFrame`s out (a `drivers.parsing.Parser`).
 
     The buffer is bounded by `BUFFER_CAP` whatever the input, because `feed` takes large inputs in
     slices; what stays buffered between slices is at most one partial frame plus a header.
+
+    `doppler_bin_mps` is the width of one Doppler FFT bin of the chirp profile the board runs: SDK
+    2.x frames carry Doppler as a bin index, and without it their doppler is NaN. The version of the
+    last well-formed frame that no decoder speaks is kept in `unsupported_version`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, doppler_bin_mps: float | None = None) -> None:
+        self.doppler_bin_mps = doppler_bin_mps
+        self.unsupported_version: int | None = None
         self._buf = bytearray()
         self._scan = len(MAGIC)  # where the in-frame magic search resumes for the frame at buf[0]
         self._lost = False  # bytes were discarded since the last good frame
         self._padding = 0  # padding of the last frame still to skip without counting it as dropped
         self._last_frame: int | None = None
-        self._counts = dict.fromkeys(
-            ("frames", "resyncs", "dropped_bytes", "dropped_frames", "frame_gaps", "points"), 0
-        )
+        names = "frames resyncs dropped_bytes dropped_frames frame_gaps points unsupported_version"
+        self._counts = dict.fromkeys(names.split(), 0)
         self.buffer_high_water = 0
 
     @property
     def counters(self) -> dict[str, int]:
         """frames, points; dropped_bytes (garbage and dropped frames, padding excluded);
         dropped_frames (cut short or inconsistent); resyncs (good frames reached after a loss);
-        frame_gaps (frame numbers skipped between consecutive frames; a restart is not a gap).
+        frame_gaps (frame numbers skipped between consecutive frames; a restart is not a gap);
+        unsupported_version (well-formed frames of a version no decoder speaks, skipped whole: they
+        are neither garbage nor dropped, so a wrong firmware is not mistaken for a wrong baud rate).
 
         Like the frames, they depend only on the bytes fed, not on how they were split into reads:
         the `buffered` bytes, still undecided, are in none of them yet."""
@@ -239,8 +300,9 @@ class TiFrameParser:
             self._padding = 0
             if len(buf) < HEADER_LEN:
                 return
-            _, version, total_len, _, _, _, _, num_tlvs, subframe = HEADER.unpack_from(buf)
-            if not _header_ok(version, total_len, num_tlvs, subframe):
+            _, version, total_len, platform, _, _, _, num_tlvs, subframe = HEADER.unpack_from(buf)
+            kind = _classify(version, total_len, platform, num_tlvs, subframe)
+            if not kind:
                 self._discard(len(MAGIC))
                 continue
             # A frame cut short lets the next frame start inside its declared length: find that
@@ -258,8 +320,13 @@ class TiFrameParser:
                 end, undecided, tail = total_len, -nxt, 0
                 if buf[total_len - 1] in _MAGIC_PREFIX_LAST_BYTES:  # a cheap test first
                     tail = self._tail_start(total_len)
+            if kind == _UNSUPPORTED:
+                if undecided:
+                    return  # like a dropped frame: the start decides how many bytes it has
+                self._skip_unsupported(version, tail or end, end)
+                continue
             try:
-                frame, tlv_end = _decode(bytes(buf[:end]))
+                frame, tlv_end = _decode(bytes(buf[:end]), self.doppler_bin_mps)
             except (_Malformed, ValueError, struct.error):
                 if undecided:
                     return  # whether to drop `undecided` or `end` bytes depends on that start
@@ -292,8 +359,8 @@ class TiFrameParser:
             if len(buf) < j + HEADER_LEN:
                 self._scan = j
                 return -j
-            _, version, length, _, _, _, _, num_tlvs, subframe = HEADER.unpack_from(buf, j)
-            if _header_ok(version, length, num_tlvs, subframe):
+            _, version, length, platform, _, _, _, num_tlvs, subframe = HEADER.unpack_from(buf, j)
+            if _classify(version, length, platform, num_tlvs, subframe):
                 return j
             start = j + 1
 
@@ -308,6 +375,15 @@ class TiFrameParser:
         """
         j = self._buf.rfind(MAGIC[0], end - (len(MAGIC) - 1), end)
         return j if j > 0 and MAGIC.startswith(self._buf[j:end]) else 0
+
+    def _skip_unsupported(self, version: int, used: int, end: int) -> None:
+        """Consume a well-formed frame of an unsupported version like a frame (a magic word begun in
+        its last bytes may be the next frame's), counting it, not its bytes."""
+        del self._buf[:used]
+        self._scan = len(MAGIC)
+        self._padding = end - used
+        self._counts["unsupported_version"] += 1
+        self.unsupported_version = version
 
     def _accept(self, frame: TiFrame, out: list[TiFrame]) -> None:
         counts = self._counts

@@ -2,7 +2,7 @@
 
 It models what the tracker must survive on a real board: range/angle/Doppler noise, detection
 probability falling with range and rising with RCS, several points per target, multipath ghosts
-below the ground plane, static clutter (zero Doppler) and random false alarms.
+(the target's mirror image below the ground), static clutter (zero Doppler) and random false alarms.
 """
 
 from __future__ import annotations
@@ -84,9 +84,19 @@ class SimRadar:
                 clouds.append(np.column_stack([xyz, dop]))
                 snrs.append(snr[i] + rng.normal(0, 1.5, n))
                 if rng.random() < spec.multipath_probability:
-                    # Ground bounce: a ghost mirrored below the ground plane, a little further away.
-                    ghost = spherical_to_cartesian(r[i] * 1.02, az[i], -abs(el[i]) - 0.02)
-                    clouds.append(np.array([[*ghost, radial[i]]]))
+                    # Ground bounce: the radar sees the target's mirror image below the ground (the
+                    # node's reference height, u = 0), at the length of the reflected path.
+                    image = targets.enu[i] * np.array([1.0, 1.0, -1.0])
+                    image_vel = targets.vel[i] * np.array([1.0, 1.0, -1.0])
+                    rel_img = self.pose.enu_to_sensor(image)
+                    ri, azi, eli = cartesian_to_spherical(rel_img[None, :])
+                    radial_img = float(rel_img @ (image_vel @ self.pose.rotation) / max(float(ri[0]), 1e-6))
+                    ghost = spherical_to_cartesian(
+                        ri + rng.normal(0, spec.range_sigma_m),
+                        azi + rng.normal(0, math.radians(spec.az_sigma_deg)),
+                        eli + rng.normal(0, math.radians(spec.el_sigma_deg)),
+                    )
+                    clouds.append(np.column_stack([ghost, [radial_img]]))
                     snrs.append(np.array([snr[i] - 6.0]))
         if self.clutter.shape[0]:
             jitter = rng.normal(0, 0.05, self.clutter.shape)

@@ -23,6 +23,7 @@ from cuas_node.drivers.sim.scenario import (
     SimGpsSpec,
     SimRadarSpec,
     SimRemoteIdSpec,
+    ZoneSpec,
 )
 from cuas_node.drivers.sim.ti_board import SimTiBoard
 from cuas_node.drivers.sim.world import World
@@ -67,13 +68,31 @@ class Simulation:
             if isinstance(spec, SimAcousticSpec):
                 # A pty does not enforce a baud rate, but the config should state a real one.
                 entry.update(geometry=spec.geometry, baudrate=4_000_000)
+            if isinstance(spec, SimFpvSpec) and spec.receivers:
+                entry["receivers"] = [receiver.model_dump() for receiver in spec.receivers]
             if isinstance(spec, SimRadarSpec):
                 entry["config_port"] = self.cli_ports[spec.id].path
                 entry.update(
                     max_range_m=spec.max_range_m, fov_az_deg=spec.fov_az_deg, fov_el_deg=spec.fov_el_deg
                 )
             sensors.append(entry)
-        return {"node": {"id": sc.node.id, "position": sc.node.position.model_dump()}, "sensors": sensors}
+        config: dict[str, Any] = {
+            "node": {"id": sc.node.id, "position": sc.node.position.model_dump()},
+            "sensors": sensors,
+        }
+        if sc.zones:
+            config["zones"] = [self._zone_config(zone) for zone in sc.zones]
+        return config
+
+    def _zone_config(self, zone: ZoneSpec) -> dict[str, Any]:
+        """A scenario zone as the node's `[[zones]]` table: its ENU polygon in [lat, lon]."""
+        entry: dict[str, Any] = zone.model_dump(exclude={"polygon_enu_m", "classes"})
+        corners = np.array([(e, n, 0.0) for e, n in zone.polygon_enu_m], dtype=np.float64)
+        lat, lon, _ = self.frame.to_geodetic(corners)
+        entry["polygon"] = [[round(float(a), 8), round(float(b), 8)] for a, b in zip(lat, lon, strict=True)]
+        if zone.classes is not None:
+            entry["classes"] = list(zone.classes)
+        return entry
 
     def _periodic(self, rate_hz: float, emit: Callable[[float], None]) -> None:
         """Call `emit(t)` at t = k / rate on the scenario clock until the scenario ends."""

@@ -14,7 +14,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cuas_node.config import ConfigError, MountPose, Position, format_validation_error
+from cuas_node.config import (
+    IDENT_PATTERN,
+    ConfigError,
+    FpvReceiver,
+    MountPose,
+    Position,
+    format_validation_error,
+)
 
 TargetKind = Literal["quadcopter", "fixed-wing", "bird", "aircraft"]
 
@@ -111,6 +118,10 @@ class SimFpvSpec(SimSensorBase):
     kind: Literal["fpv-rx5808"]
     rate_hz: float = Field(default=1.0, gt=0)
     noise_floor_dbm: float = -90.0
+    receivers: list[FpvReceiver] = Field(
+        default_factory=list,
+        description="as in the node config: none, one omni receiver; directional ones give a bearing",
+    )
 
 
 class SimAcousticSpec(SimSensorBase):
@@ -129,6 +140,26 @@ SimSensorSpec = Annotated[
 ]
 
 
+class ZoneSpec(_Strict):
+    """A protected zone, handed to the node as a `[[zones]]` table (docs/config.md) with the
+    polygon given here as [east, north] metres from the node instead of [lat, lon]."""
+
+    id: str = Field(pattern=IDENT_PATTERN)
+    level: Literal["warning", "critical"] = "warning"
+    polygon_enu_m: list[tuple[float, float]] = Field(min_length=3)
+    floor_m: float = -100.0
+    ceiling_m: float = 1000.0
+    classes: tuple[Literal["multirotor", "fixed_wing", "bird", "aircraft", "unknown"], ...] | None = Field(
+        default=None, description="labels that raise an alert; None: the node's default"
+    )
+
+    @model_validator(mode="after")
+    def _heights(self) -> ZoneSpec:
+        if self.floor_m >= self.ceiling_m:
+            raise ValueError("floor_m must be below ceiling_m")
+        return self
+
+
 class NodeSpec(_Strict):
     id: str = "sim-node"
     position: Position
@@ -144,6 +175,7 @@ class Scenario(_Strict):
     node: NodeSpec
     sensors: list[SimSensorSpec]
     targets: list[TargetSpec] = Field(default_factory=list)
+    zones: list[ZoneSpec] = Field(default_factory=list)
     gospa_c_m: float = Field(
         default=100.0,
         gt=0,

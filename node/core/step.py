@@ -13,6 +13,7 @@ when something changed) and the zone alert lifecycle with acknowledgements (`zon
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -25,8 +26,9 @@ from cuas_node.core.zones import AlertMonitor, ZoneSpec, build_zones
 from cuas_node.fusion.engine import FusionCounters, FusionEngine
 from cuas_node.fusion.params import FusionSetup
 from cuas_node.fusion.tracks import Status
+from cuas_node.kernel.geo import LocalFrame
 from cuas_node.kernel.measurement import AnyMeasurement
-from cuas_node.kernel.reports import AlertAck, AlertEvent, AlertKey, NodePosition, TrackReport
+from cuas_node.kernel.reports import AlertAck, AlertEvent, AlertKey, GeoPoint, NodePosition, TrackReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,21 +50,41 @@ class CoreSetup:
 @dataclass(frozen=True)
 class StepResult:
     """What one cycle produced. `tracks` is None when no `tracks` message is due (nothing changed,
-    or the rate limit holds it back); `alerts` come only with a `tracks` message."""
+    or the rate limit holds it back); `alerts` come only with a `tracks` message. `position` (the
+    node's, as last published) and `origin` (of the ENU frame) go to `info`; `position_changed`
+    says that either changed materially this step (`moved_materially`)."""
 
     t: float
     tracks: tuple[TrackReport, ...] | None = None
     alerts: tuple[AlertEvent, ...] = ()
     position: NodePosition | None = None
+    origin: GeoPoint | None = None
     position_changed: bool = False
+
+
+def moved_materially(new: NodePosition | None, old: NodePosition | None) -> bool:
+    """Whether `info` must be republished: the position appeared or vanished, its source changed,
+    or it moved by more than its own uncertainty (a GPS mean settling over its first fixes jitters
+    by centimetres; consumers need not hear of it). Vertical: 1.5 times the horizontal tolerance,
+    as GNSS height is that much worse than its horizontal position."""
+    if new is None or old is None or new.source != old.source:
+        return new != old
+    tolerance = max(new.accuracy_m or 0.0, old.accuracy_m or 0.0)
+    if tolerance == 0.0:
+        return (new.lat, new.lon, new.alt_m) != (old.lat, old.lon, old.alt_m)
+    e, n, u = LocalFrame(old.lat, old.lon, old.alt_m).to_enu(new.lat, new.lon, new.alt_m)
+    return bool(math.hypot(e, n) > tolerance or abs(u) > 1.5 * tolerance)
 
 
 @dataclass(frozen=True)
 class FusionStatus:
-    """The fusion part of the `health` message."""
+    """The fusion part of the `health` message: tracks by status, initiations refused for lack of
+    room, measurements that arrived after their turn (`late`) and held in the reorder window."""
 
-    tracks: int
     confirmed: int
+    coasting: int
+    tentative: int
+    births_refused: int
     cycle_ms: float
     late: int
     held: int
@@ -78,6 +100,7 @@ class NodeCore:
         self._pending_alerts: list[AlertEvent] = []
         self._last_tracks = -math.inf
         self._position = self.engine.node_position()
+        self._origin = self.engine.origin()
         self.now = -math.inf
         self.cycle_ms = 0.0
 
@@ -102,20 +125,34 @@ class NodeCore:
         self.engine.fuse(self.reorder.due(now))
         self.engine.maintain(now)
         self.cycle_ms = (time.perf_counter() - started) * 1000.0
-        position = self.engine.node_position()
-        moved = position != self._position
-        self._position = position
+        position, origin = self.engine.node_position(), self.engine.origin()
+        moved = moved_materially(position, self._position) or origin != self._origin
+        if moved:
+            self._position, self._origin = position, origin
+        quiet = StepResult(now, position=self._position, origin=self._origin, position_changed=moved)
         if not self.engine.has_changes():
-            return StepResult(now, position=position, position_changed=moved)
+            return quiet
         if not final and now - self._last_tracks < 1.0 / self.params.tracks_max_rate_hz:
-            return StepResult(now, position=position, position_changed=moved)
+            return quiet
         self._last_tracks = now
         reports = self.engine.drain()
         alerts, self._pending_alerts = self._pending_alerts, []
         monitor = self._monitor()
         if monitor is not None:
             alerts += monitor.evaluate(now, reports)
-        return StepResult(now, tuple(reports), tuple(alerts), position, moved)
+        return dataclasses.replace(quiet, tracks=tuple(reports), alerts=tuple(alerts))
+
+    def retire(self, now: float) -> StepResult:
+        """The node stops cleanly: every published track is deleted (and its alerts cleared) in one
+        last report, so a consumer's picture empties instead of freezing (after a crash the Last
+        Will and the next session's new ids tell it the same: docs/mqtt.md)."""
+        reports = self.engine.retire_all()
+        alerts, self._pending_alerts = self._pending_alerts, []
+        monitor = self._monitor()
+        if monitor is not None:
+            alerts += monitor.evaluate(now, reports)
+        tracks = tuple(reports) if reports or alerts else None
+        return StepResult(now, tracks, tuple(alerts), self._position, self._origin)
 
     def _monitor(self) -> AlertMonitor | None:
         """The zone monitor, made once the local frame exists (zones are drawn in it)."""
@@ -126,7 +163,12 @@ class NodeCore:
 
     # -- what the runtime asks between steps --------------------------------------------------
     def position(self) -> NodePosition | None:
+        """The node's position as last reported (see `moved_materially`)."""
         return self._position
+
+    def origin(self) -> GeoPoint | None:
+        """The origin of the ENU frame of every track's `enu_m` (pinned once known)."""
+        return self._origin
 
     def tracks_now(self) -> list[TrackReport]:
         """The published tracks as they stand, without consuming changes (evaluation scoring)."""
@@ -159,8 +201,10 @@ class NodeCore:
     def status(self) -> FusionStatus:
         status = self.engine.tracker.table.status
         return FusionStatus(
-            tracks=int((status != Status.FREE).sum()),
-            confirmed=int(np.count_nonzero((status == Status.CONFIRMED) | (status == Status.COASTING))),
+            confirmed=int(np.count_nonzero(status == Status.CONFIRMED)),
+            coasting=int(np.count_nonzero(status == Status.COASTING)),
+            tentative=int(np.count_nonzero(status == Status.TENTATIVE)),
+            births_refused=self.engine.tracker.initiations_refused,
             cycle_ms=self.cycle_ms,
             late=self.reorder.late,
             held=len(self.reorder),

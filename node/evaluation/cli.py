@@ -15,6 +15,7 @@ from typing import Any
 
 from cuas_node.drivers.sim.scenario import Scenario, load_scenario
 from cuas_node.evaluation.metrics import aggregate, score_run
+from cuas_node.evaluation.published import aggregate_published
 from cuas_node.evaluation.runner import run_scenario
 
 
@@ -40,9 +41,11 @@ def evaluate_scenario(
     skipped: set[str] = set()
     errors: dict[str, str] = {}
     alert_events = 0
+    published = []
     for seed in seeds:
         result = run_scenario(scenario, seed, config_overrides)
         alert_events += int(result.counters.get("alerts", 0))
+        published.append(result.published)
         skipped.update(result.skipped_sensors)
         errors.update(result.sensor_errors)
         score = score_run(
@@ -62,6 +65,7 @@ def evaluate_scenario(
     }
     summary.update(aggregate(runs, c_m))
     summary["alert_events"] = alert_events
+    summary.update(aggregate_published(published))
     if skipped:
         summary["skipped_sensors"] = sorted(skipped)
     if errors:

@@ -33,9 +33,11 @@ from cuas_node.drivers.driver import SensorDriver
 from cuas_node.drivers.sim.runner import Simulation
 from cuas_node.drivers.sim.scenario import Scenario, SimFpvSpec, SimRadarSpec
 from cuas_node.evaluation.metrics import Step, TruthFrame, track_frame
+from cuas_node.evaluation.published import PublishedScore, score_published
 from cuas_node.kernel.clock import ManualClock, ScaledClock
 from cuas_node.kernel.measurement import AnyMeasurement
 from cuas_node.kernel.pose import cartesian_to_spherical
+from cuas_node.kernel.reports import TrackReport
 
 DEFAULT_EPOCH = 1_700_000_000.0
 """Scenario start when the scenario sets no `start_utc`: fixed, so runs are reproducible."""
@@ -136,6 +138,7 @@ class RunResult:
     skipped_sensors: list[str] = field(default_factory=list)
     counters: dict[str, Any] = field(default_factory=dict)
     sensor_errors: dict[str, str] = field(default_factory=dict)
+    published: PublishedScore = field(default_factory=PublishedScore)
 
 
 def _coverage(scenario: Scenario) -> Callable[[np.ndarray], np.ndarray]:
@@ -239,6 +242,7 @@ def run_scenario(scenario: Scenario, seed: int, config_overrides: dict[str, Any]
     failed: dict[str, str] = {}
 
     alerts = 0
+    messages: list[tuple[TrackReport, ...]] = []
 
     def fuse(batch: list[AnyMeasurement]) -> None:
         """One core step, exactly as the node runs it; CPU time is charged to the scans it fused."""
@@ -248,6 +252,8 @@ def run_scenario(scenario: Scenario, seed: int, config_overrides: dict[str, Any]
         result = core.step(clock.now(), batch)
         elapsed = time.process_time() - started
         alerts += len(result.alerts)
+        if result.tracks is not None:
+            messages.append(result.tracks)
         scans = core.counters.scans - scans_before
         if scans:
             cpu.extend([elapsed / scans] * scans)
@@ -294,7 +300,12 @@ def run_scenario(scenario: Scenario, seed: int, config_overrides: dict[str, Any]
         "alerts": alerts,
     }
     return RunResult(
-        steps=steps, cpu_per_scan_s=cpu, skipped_sensors=skipped, counters=counters, sensor_errors=failed
+        steps=steps,
+        cpu_per_scan_s=cpu,
+        skipped_sensors=skipped,
+        counters=counters,
+        sensor_errors=failed,
+        published=score_published(messages, core.engine.tracker.ground),
     )
 
 

@@ -13,6 +13,7 @@ slow forward flight "unknown": a confident drone label needs positive evidence.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from enum import IntFlag
 
 import numpy as np
@@ -28,6 +29,9 @@ _EVIDENCE_LIMIT = 8.0  # |accumulated log-likelihood| per class, so new evidence
 _HOVER_SPEED_MPS = 1.0
 _HOVER_FULL_S = 2.0  # hovering this long is as much as radar kinematics can say
 _HOVER_LOG_BONUS = math.log(30.0)
+_ACCEL_WINDOW_S = 0.5
+_KINEMATICS_MAX_SIGMA_V_MPS = 5.0
+_ACCEL_MAX_SIGMA_V_MPS = 2.0  # velocity known worse than this: its changes are not accelerations
 
 
 class Evidence(IntFlag):
@@ -47,33 +51,71 @@ class Evidence(IntFlag):
         return [name for flag, name in pairs if mask & flag]
 
 
-def _normal(x: FloatArray, mean: float, sigma: float) -> FloatArray:
-    return np.exp(-0.5 * ((x - mean) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
+def _pdf(x: float, mean: float, sigma: float) -> float:
+    return math.exp(-0.5 * ((x - mean) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
 
 
-def kinematic_loglik(speed: FloatArray, extent_m: FloatArray | None = None) -> FloatArray:
-    """log p(speed, extent | class) (A, C) from flight envelopes.
+def _cdf(z: float) -> float:
+    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
 
-    Multirotors: anything from hover to ~25 m/s (a hover peak plus a broad plateau); birds fly
-    ~6–20 m/s and cannot hover; fixed-wing UAS need 12–30 m/s; aircraft are fast and large;
-    unknown is flat over 0–60 m/s.
+
+@dataclass(frozen=True, slots=True)
+class Kinematics:
+    """What radar tracking says of a track's flight: its speed and the speed's uncertainty when
+    last known well (NaN: never; a coasting track keeps what it was seen doing), the recent
+    acceleration (NaN when not known well enough), radar extent and time spent hovering."""
+
+    speed_mps: float
+    speed_sigma_mps: float = 0.0
+    accel_mps2: float = math.nan
+    extent_m: float = 0.0
+    hover_s: float = 0.0
+
+
+def kinematic_loglik(k: Kinematics) -> FloatArray:
+    """log p(speed, acceleration, extent | class) (C,) from flight envelopes, each widened by the
+    speed estimate's own uncertainty (a badly known speed says little about anything).
+
+    Speed: multirotors anywhere from 0 to ~25 m/s; fixed-wing UAS 12-30; birds 5-20; aircraft fast.
+    `unknown` (people, vehicles, balloons, kites, debris, clutter that fooled the tracker) is flat
+    over 0-60 m/s. (Slow flight alone does not make a drone label either: see `summary`.)
+    Acceleration: each class has an envelope (multirotors turn and stop hardest); an acceleration
+    beyond every envelope (a track hopping between stray detections) points to `unknown`, which is
+    flat to 50 m/s². Hovering itself is evidence only through `hover_s` (`posterior`).
     """
-    lik = np.empty((speed.shape[0], len(CLASSES)))
-    lik[:, MULTIROTOR] = 0.35 * 2.0 * _normal(speed, 0.0, 0.8) + 0.65 * np.where(speed < 25.0, 1 / 25.0, 1e-4)
-    lik[:, FIXED_WING] = _normal(speed, 21.0, 6.0)
-    lik[:, BIRD] = _normal(speed, 12.0, 4.0)
-    lik[:, AIRCRAFT] = _normal(speed, 60.0, 25.0)
-    lik[:, UNKNOWN] = 1.0 / 60.0
-    if extent_m is not None:
-        large = extent_m > 3.0  # radar extent of metres: an aircraft, not a small UAS or bird
-        lik[large, AIRCRAFT] *= 20.0
+    s, sig = k.speed_mps, max(k.speed_sigma_mps, 1e-3)
+    lik = np.empty(len(CLASSES))
+    if not math.isfinite(s):
+        # The speed was never known well (a track kept alive by sparse or stray detections has a
+        # velocity that is a guess): it says nothing about the class.
+        lik[:] = 1.0
+        if k.extent_m > 3.0:
+            lik[AIRCRAFT] *= 20.0
+        return np.log(lik)
+    # Uniform on [0, 25] convolved with the estimate's Gaussian error.
+    lik[MULTIROTOR] = (_cdf((25.0 - s) / sig) - _cdf(-s / sig)) / 25.0
+    lik[FIXED_WING] = _pdf(s, 21.0, math.hypot(6.0, sig))
+    lik[BIRD] = _pdf(s, 12.0, math.hypot(4.0, sig))
+    lik[AIRCRAFT] = _pdf(s, 60.0, math.hypot(25.0, sig))
+    lik[UNKNOWN] = 1.0 / 60.0
+    if k.extent_m > 3.0:  # radar extent of metres: an aircraft, not a small UAS or bird
+        lik[AIRCRAFT] *= 20.0
+    if math.isfinite(k.accel_mps2):
+        a = abs(k.accel_mps2)
+        for cls, scale in _ACCEL_SCALE_MPS2.items():  # half-normal envelopes
+            lik[cls] *= 2.0 * _pdf(a, 0.0, scale)
+        lik[UNKNOWN] *= 1.0 / 50.0
     return np.log(np.maximum(lik, 1e-12))
 
 
-def posterior(evidence_logp: FloatArray, speed: float, hover_s: float, extent_m: float) -> FloatArray:
+_ACCEL_SCALE_MPS2 = {MULTIROTOR: 8.0, FIXED_WING: 6.0, BIRD: 5.0, AIRCRAFT: 3.0}
+_DRONE_EVIDENCE = int(Evidence.ACOUSTIC | Evidence.REMOTE_ID | Evidence.FPV)
+
+
+def posterior(evidence_logp: FloatArray, k: Kinematics) -> FloatArray:
     """Log posterior (C,) of one track: prior + independent evidence + kinematics now + hover."""
-    logp = PRIOR + evidence_logp + kinematic_loglik(np.array([speed]), np.array([extent_m]))[0]
-    logp[MULTIROTOR] += min(hover_s / _HOVER_FULL_S, 1.0) * _HOVER_LOG_BONUS
+    logp = PRIOR + evidence_logp + kinematic_loglik(k)
+    logp[MULTIROTOR] += min(k.hover_s / _HOVER_FULL_S, 1.0) * _HOVER_LOG_BONUS
     return logp
 
 
@@ -89,19 +131,50 @@ def apply(
     table.evidence_mask[slots] |= np.uint64(int(evidence))
 
 
-def radar_update(table: TrackTable, slots: IndexArray, extent_m: FloatArray, t: float) -> None:
-    """Radar looked at these tracks: note hovering time and the largest extent seen."""
+def radar_update(
+    table: TrackTable, slots: IndexArray, extent_m: FloatArray, t: float, window_hits: int
+) -> None:
+    """Radar looked at these tracks: note hovering time and the largest extent seen.
+
+    Hovering is only counted for a track that is *known* to stand still: its speed below
+    `_HOVER_SPEED_MPS` with a velocity uncertainty below that too, and hit by the radar in at least
+    `window_hits` of its recent scans. A track that lost its target and is kept alive by stray
+    detections also looks slow, but its velocity is a guess: that is not a hovering drone."""
     if slots.size == 0:
         return
     speed = np.linalg.norm(table.x[slots, 3:], axis=1)
     dt = np.clip(t - table.t_kinematics[slots], 0.0, 1.0)
-    still = speed < _HOVER_SPEED_MPS
+    sigma_v = np.sqrt(np.max(np.linalg.eigvalsh(table.p[slots][:, 3:, 3:]), axis=1))
+    steady = np.bitwise_count(table.hits[slots]) >= window_hits
+    still = (speed < _HOVER_SPEED_MPS) & (sigma_v < _HOVER_SPEED_MPS) & steady
     table.hover_s[slots] = np.where(
         still, table.hover_s[slots] + dt, np.maximum(table.hover_s[slots] - dt, 0.0)
     )
     table.t_kinematics[slots] = t
-    table.extent_m[slots] = np.maximum(table.extent_m[slots], extent_m)
+    known = slots[sigma_v <= _KINEMATICS_MAX_SIGMA_V_MPS]
+    table.speed_mps[known] = speed[sigma_v <= _KINEMATICS_MAX_SIGMA_V_MPS]
+    table.speed_sigma_mps[known] = sigma_v[sigma_v <= _KINEMATICS_MAX_SIGMA_V_MPS]
+    _sample_acceleration(table, slots[steady & (sigma_v < _ACCEL_MAX_SIGMA_V_MPS)], t)
+    # Extent smoothed over frames: one cluster that merged a bird with clutter is not an aircraft.
+    table.extent_m[slots] = 0.8 * table.extent_m[slots] + 0.2 * extent_m
     table.evidence_mask[slots] |= np.uint64(int(Evidence.RADAR))
+
+
+def _sample_acceleration(table: TrackTable, slots: IndexArray, t: float) -> None:
+    """Acceleration of steadily tracked tracks: the change of the filtered velocity over at least
+    `_ACCEL_WINDOW_S` (shorter spans would measure the filter's noise), smoothed over samples."""
+    if slots.size == 0:
+        return
+    span = t - table.t_accel[slots]
+    first = ~np.isfinite(table.t_accel[slots])
+    due = slots[(span >= _ACCEL_WINDOW_S) & ~first]
+    if due.size:
+        a = np.linalg.norm(table.x[due, 3:] - table.v_accel[due], axis=1) / (t - table.t_accel[due])
+        previous = table.accel_mps2[due]
+        table.accel_mps2[due] = np.where(np.isfinite(previous), 0.6 * previous + 0.4 * a, a)
+    fresh = np.concatenate([due, slots[first]])
+    table.v_accel[fresh] = table.x[fresh, 3:]
+    table.t_accel[fresh] = t
 
 
 def acoustic_update(table: TrackTable, slots: IndexArray, drone_likelihood: FloatArray) -> None:
@@ -134,11 +207,21 @@ def fpv_update(table: TrackTable, slots: IndexArray) -> None:
     apply(table, slots, loglik, 0.2, Evidence.FPV)
 
 
-def summary(logp: FloatArray, evidence_mask: int) -> ClassSummary:
-    """The class posterior as reported: label, confidence, probabilities and evidence sources."""
+def summary(logp: FloatArray, evidence_mask: int, hover_s: float = 0.0) -> ClassSummary:
+    """The class posterior as reported: label, confidence, probabilities and evidence sources.
+
+    The label is a decision, not only the most probable class: a drone label (multirotor,
+    fixed_wing) needs positive evidence of a drone (the drone-sound detector, a Remote ID
+    broadcast, FPV video, or a sustained, steadily tracked hover). Speed alone, from a radar, fits
+    a bird, a vehicle, clutter that fooled the tracker, or a drone: without such evidence a most
+    probable drone class is published as `unknown`, with the probability of `unknown` as its
+    confidence (the probabilities still show what kinematics suggest)."""
     prob = np.exp(logp - logp.max())
     prob /= prob.sum()
     best = int(np.argmax(prob))
+    hovered = hover_s >= _HOVER_FULL_S
+    if best in (MULTIROTOR, FIXED_WING) and not (evidence_mask & _DRONE_EVIDENCE) and not hovered:
+        best = UNKNOWN
     return ClassSummary(
         label=CLASSES[best],
         confidence=float(prob[best]),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cuas_node.fusion import classify
+from cuas_node.fusion.ground import Ground, radar_points_enu
 from cuas_node.fusion.identity import IdentityBinder
 from cuas_node.fusion.measurement_models import (
     BearingModel,
@@ -30,6 +31,7 @@ from cuas_node.fusion.measurement_models import (
 from cuas_node.fusion.params import (
     BearingSensor,
     FusionSetup,
+    PositionReceiver,
     PresenceSensor,
     RadarSensor,
     RemoteIdReceiver,
@@ -47,7 +49,7 @@ from cuas_node.kernel.measurement import (
     RfPresence,
 )
 from cuas_node.kernel.pose import Pose
-from cuas_node.kernel.reports import NodePosition, TrackReport
+from cuas_node.kernel.reports import GeoPoint, NodePosition, TrackReport
 
 _GPS_AVERAGE = 10  # fixes averaged for the node's position; a static node then keeps a stable origin
 
@@ -58,6 +60,7 @@ class FusionCounters:
     scans: int = 0
     waiting_for_position: int = 0
     unsupported: int = 0
+    below_ground: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
@@ -77,6 +80,7 @@ class FusionEngine:
         self.range_bias = {s.sensor_id: s.range_bias_m for s in setup.sensors if isinstance(s, RadarSensor)}
         self.models: dict[str, MeasurementModel] = {}
         self.presence: dict[str, PresenceSensor] = {}
+        self.receivers = {s.sensor_id: s for s in setup.sensors if isinstance(s, PositionReceiver)}
         for s in setup.sensors:
             if isinstance(s, RadarSensor):
                 self.models[s.sensor_id] = radar_model(s)
@@ -87,10 +91,12 @@ class FusionEngine:
             elif isinstance(s, PresenceSensor):
                 self.presence[s.sensor_id] = s
         self.tracker = Tracker(self.params, [s.sensor_id for s in setup.sensors])
-        origin = setup.origin
-        self.frame: LocalFrame | None = LocalFrame(origin.lat, origin.lon, origin.alt_m) if origin else None
+        self.frame: LocalFrame | None = None
+        if setup.origin is not None:
+            self._pin(LocalFrame(setup.origin.lat, setup.origin.lon, setup.origin.alt_m))
         self._gps: list[tuple[float, float, float]] = []
         self.gps_position: tuple[float, float, float] | None = None
+        self.gps_accuracy_m: float | None = None
         self.binder = IdentityBinder(loose_gate_m=self.params.rid_loose_gate_m)
         self.counters = FusionCounters()
         self._deleted: list[TrackSnapshot] = []
@@ -146,11 +152,21 @@ class FusionEngine:
         sig = np.array(
             [(d.sigma_range_m, d.sigma_az_rad, d.sigma_el_rad, d.sigma_radial_mps) for d in detections]
         )
+        ground = self.tracker.ground
+        if ground is not None:
+            # Ground-bounce images (multipath) below the ground are not targets: drop them here,
+            # before they can start a track or drag a real one down.
+            enu, sigma_up = radar_points_enu(z, sig, model.pose)
+            real = ~ground.impossible(enu, sigma_up)
+            if not real.all():
+                self.counters.below_ground += int(np.count_nonzero(~real))
+                detections = [d for d, keep in zip(detections, real, strict=True) if keep]
+                z, sig = z[real], sig[real]
         result = self.tracker.process(Scan(model, t, z, _diag(sig)))
         self.counters.scans += 1
         hit = result.slot_of >= 0
         extent = np.array([d.extent_m for d in detections])[hit]
-        classify.radar_update(self.tracker.table, result.slot_of[hit], extent, t)
+        classify.radar_update(self.tracker.table, result.slot_of[hit], extent, t, self.params.confirm_m)
 
     def _acoustic(self, bearings: list[AcousticBearing], t: float) -> None:
         model = self.models.get(bearings[0].sensor_id)
@@ -197,9 +213,10 @@ class FusionEngine:
         for phantom in self.binder.on_report(self.tracker.table, report, enu, vel, slot, t):
             self._deleted.extend(self.tracker.drop(np.array([phantom], dtype=np.intp)))
         record = self.binder.records[report.uas_id]
-        targets = [n for n in (record.strict_number, record.loose_number) if n is not None]
+        if record.loose_number is not None or record.strict_number is None:
+            return  # an inconsistent broadcaster's claims are not evidence of what anything is
         table = self.tracker.table
-        slots = np.flatnonzero(np.isin(table.number, targets) & (table.status != Status.FREE))
+        slots = np.flatnonzero((table.number == record.strict_number) & (table.status != Status.FREE))
         classify.remote_id_update(table, slots, report.ua_type)
 
     def _fpv(self, presence: RfPresence) -> None:
@@ -222,21 +239,41 @@ class FusionEngine:
         alt = fix.alt_hae_m
         if fix.quality <= 0 or alt is None:
             return
+        receiver = self.receivers.get(fix.sensor_id)
+        lat, lon = fix.lat, fix.lon
+        if receiver is not None and any(receiver.antenna_offset_m):
+            # The fix is the antenna's; the node's reference point is its mount offset away.
+            back = -np.asarray(receiver.antenna_offset_m, dtype=np.float64)
+            la, lo, al = LocalFrame(lat, lon, alt).to_geodetic(back)
+            lat, lon, alt = float(la), float(lo), float(al)
+        if fix.hdop is not None and receiver is not None:
+            self.gps_accuracy_m = fix.hdop * receiver.uere_m
         if len(self._gps) < _GPS_AVERAGE:
-            self._gps.append((fix.lat, fix.lon, alt))
+            self._gps.append((lat, lon, alt))
             lat, lon, alt_m = (float(v) for v in np.mean(np.array(self._gps), axis=0))
             self.gps_position = (lat, lon, alt_m)
         if self.frame is None and self.gps_position is not None:
             # The origin is pinned once: moving it would shift every live track.
-            self.frame = LocalFrame(*self.gps_position)
+            self._pin(LocalFrame(*self.gps_position))
+
+    def _pin(self, frame: LocalFrame) -> None:
+        """Pin the local frame (once) and place the ground in it."""
+        self.frame = frame
+        ground_alt = self.setup.ground_alt_m
+        self.tracker.ground = Ground(0.0 if ground_alt is None else ground_alt - frame.alt_m)
 
     def node_position(self) -> NodePosition | None:
         """The node's best position for `info`: GPS when it has a fix, else the configured one."""
         if self.gps_position is not None:
-            return NodePosition(*self.gps_position, source="gps")
+            return NodePosition(*self.gps_position, source="gps", accuracy_m=self.gps_accuracy_m)
         if self.frame is not None:
             return NodePosition(self.frame.lat, self.frame.lon, self.frame.alt_m, source="config")
         return None
+
+    def origin(self) -> GeoPoint | None:
+        """Where the local ENU frame (every `enu_m`) is pinned; None until it is known."""
+        frame = self.frame
+        return None if frame is None else GeoPoint(frame.lat, frame.lon, frame.alt_m)
 
     # -- housekeeping and output ------------------------------------------------------------
     def maintain(self, t: float) -> None:
@@ -258,6 +295,15 @@ class FusionEngine:
         deleted, self._deleted = self._deleted, []
         self.tracker.table.changed[:] = False
         return self._reports(snapshots, slots) + self._reports(deleted, None)
+
+    def retire_all(self) -> list[TrackReport]:
+        """The node stops: every published track is reported `deleted` (with the deletions not yet
+        reported) and forgotten, so consumers are not left with tracks nobody will update."""
+        slots = self.tracker.publishable(self.params.publish_tentative)
+        snapshots = self.tracker.snapshot(slots, deleted=True)
+        self.tracker.table.release(slots)
+        deleted, self._deleted = self._deleted, []
+        return self._reports(deleted + snapshots, None)
 
     def current(self) -> list[TrackReport]:
         """The published tracks as they stand now, without consuming any change (evaluation)."""

@@ -14,7 +14,7 @@ Bindings are one-to-one and need `confirm_reports` agreeing reports to switch (h
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -35,12 +35,18 @@ class IdentityRecord:
     last_seen: float
     strict_number: int | None = None  # track updated by the reports themselves
     loose_number: int | None = None  # physical track the reports disagree with (inconsistent)
-    candidate: int | None = None
+    candidate: int | None = None  # a track the binding may move to, and how many reports agree
     candidate_count: int = 0
-    history: list[str] = field(default_factory=list)
+    misses: int = 0  # reports in a row that did not land on the bound track
+    support_count: int = 0  # reports in a row whose own track was physically supported
 
 
 class IdentityBinder:
+    """One binding per broadcaster, held with hysteresis both ways: made, moved or released only
+    after `confirm_reports` reports in a row agree, and forgotten when the broadcaster has been
+    silent for `stale_s`. A single report that falls elsewhere (noise, a clutter track near the
+    claimed position) changes nothing, so the identity does not flicker on and off a track."""
+
     def __init__(
         self,
         loose_gate_m: float = 150.0,
@@ -86,20 +92,44 @@ class IdentityBinder:
         if record is None:
             record = self.records[report.uas_id] = IdentityRecord(report, enu, vel, t)
         record.report, record.reported_enu, record.reported_vel, record.last_seen = report, enu, vel, t
-        if slot >= 0:
-            number = int(table.number[slot])
-            if not self._taken(number, report.uas_id):
-                record.strict_number = number
+        self._strict(table, record, slot)
         own = self._slot_of(table, record.strict_number)
-        supported = own is not None and t - table.t_physical[own] < _SUPPORT_WINDOW_S
+        supported = (
+            own is not None
+            and table.status[own] in (Status.CONFIRMED, Status.COASTING)
+            and t - table.t_physical[own] < _SUPPORT_WINDOW_S
+        )
         if supported:
-            record.loose_number, record.candidate, record.candidate_count = None, None, 0
+            record.support_count += 1
+            if record.loose_number is None or record.support_count >= self.confirm_reports:
+                # Consistent: the reports are on a physically seen track (for long enough to undo
+                # an earlier verdict of inconsistency).
+                record.loose_number, record.candidate, record.candidate_count = None, None, 0
             return []
+        record.support_count = 0
         self._loose_candidate(table, record, t)
         if record.loose_number is not None and own is not None:
             record.strict_number = None
             return [own]  # the reports' own track is a phantom: the physical track carries the ID
         return []
+
+    def _strict(self, table: TrackTable, record: IdentityRecord, slot: int) -> None:
+        """The track the reports themselves land on. A first binding, or the bound track gone,
+        binds at once; moving to another track, or letting go when reports keep missing the bound
+        one, needs `confirm_reports` reports in a row."""
+        number = int(table.number[slot]) if slot >= 0 else None
+        if number is not None and self._taken(number, record.report.uas_id):
+            number = None
+        bound = record.strict_number
+        if bound is None or self._slot_of(table, bound) is None:
+            record.strict_number, record.misses = number, 0
+            return
+        if number == bound:
+            record.misses = 0
+            return
+        record.misses += 1
+        if record.misses >= self.confirm_reports:
+            record.strict_number, record.misses = number, 0
 
     def _loose_candidate(self, table: TrackTable, record: IdentityRecord, t: float) -> None:
         tb = table
@@ -117,15 +147,17 @@ class IdentityBinder:
                 ok &= np.linalg.norm(tb.x[slots, 3:] - record.reported_vel, axis=1) < self.speed_gate_mps
             if ok.any():
                 best = int(tb.number[slots[ok][np.argmin(dist[ok])]])
-        if best is None:
+        if record.loose_number is not None and self._slot_of(table, record.loose_number) is None:
+            record.loose_number = None  # the physical track is gone
+        if best == record.loose_number:
             record.candidate, record.candidate_count = None, 0
-            if self._slot_of(table, record.loose_number) is None:
-                record.loose_number = None
             return
+        # Another track (or none) fits better: move (or let go) only when reports keep saying so.
         record.candidate_count = record.candidate_count + 1 if best == record.candidate else 1
         record.candidate = best
         if record.candidate_count >= self.confirm_reports:
             record.loose_number = best
+            record.candidate, record.candidate_count = None, 0
 
     def forget_stale(self, t: float) -> None:
         for uas_id in [u for u, r in self.records.items() if t - r.last_seen > self.stale_s]:

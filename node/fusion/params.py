@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from cuas_node.kernel.physics import SPEED_OF_SOUND_MPS
 from cuas_node.kernel.pose import Pose
+from cuas_node.kernel.reports import GeoPoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,22 +82,19 @@ class PresenceSensor:
 
 @dataclass(frozen=True, slots=True)
 class PositionReceiver:
-    """The node's own GNSS receiver: fixes place the local frame's origin when none is configured."""
+    """The node's own GNSS receiver: fixes place the local frame's origin when none is configured.
+    `uere_m`: its user-equivalent range error (1 sigma); a fix's horizontal accuracy is HDOP times
+    this (5 m: a single-frequency GPS receiver under the GPS SPS performance standard)."""
 
     sensor_id: str
     time_offset_s: float = 0.0
+    uere_m: float = 5.0
+    antenna_offset_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Where the antenna is from the node's reference point (east, north, up; its mount offset):
+    fixes are moved back by it, so the frame's origin is the reference point, not the antenna."""
 
 
 SensorSpec = RadarSensor | BearingSensor | RemoteIdReceiver | PresenceSensor | PositionReceiver
-
-
-@dataclass(frozen=True, slots=True)
-class GeodeticOrigin:
-    """A WGS84 point (altitude above the ellipsoid) at which the local ENU frame is pinned."""
-
-    lat: float
-    lon: float
-    alt_m: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,4 +104,7 @@ class FusionSetup:
 
     params: FusionParams
     sensors: tuple[SensorSpec, ...]
-    origin: GeodeticOrigin | None = None
+    origin: GeoPoint | None = None
+    ground_alt_m: float | None = None
+    """The ground's altitude (WGS84 ellipsoid) around the node; None: the node's reference point
+    (the mast foot) is on the ground (fusion/ground.py)."""

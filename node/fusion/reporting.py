@@ -47,7 +47,8 @@ def track_reports(
     reports = []
     for i, s in enumerate(snapshots):
         cov: Matrix3 = (_vector(s.cov[0]), _vector(s.cov[1]), _vector(s.cov[2]))
-        posterior = classify.posterior(s.class_logp, float(np.linalg.norm(s.vel)), s.hover_s, s.extent_m)
+        kinematics = classify.Kinematics(s.speed_mps, s.speed_sigma_mps, s.accel_mps2, s.extent_m, s.hover_s)
+        posterior = classify.posterior(s.class_logp, kinematics)
         binding = None
         if slots is not None:
             binding = binder.describe(s.number, table, int(slots[i]), s.t, in_physical_coverage, geodetic)
@@ -62,7 +63,7 @@ def track_reports(
                 enu_m=_vector(s.enu),
                 vel_enu_mps=_vector(s.vel),
                 pos_cov_enu_m2=cov,
-                classification=classify.summary(posterior, s.evidence_mask),
+                classification=classify.summary(posterior, s.evidence_mask, s.hover_s),
                 sensors=tuple(s.sensors),
                 bearing_only=s.bearing_only,
                 remote_id=binding,

@@ -18,9 +18,10 @@ from scipy.stats import chi2
 
 from cuas_node.fusion import imm
 from cuas_node.fusion.clutter import ClutterMap
+from cuas_node.fusion.ground import Ground, hold_above_ground
 from cuas_node.fusion.measurement_models import MeasurementModel, noise_from_sigmas, radar_model
 from cuas_node.fusion.params import FusionParams, RadarSensor
-from cuas_node.fusion.tracks import PRIOR, Status, TrackTable
+from cuas_node.fusion.tracks import PRIOR, Status, TrackTable, distinct
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -48,6 +49,9 @@ class TrackSnapshot:
     evidence_mask: int = 0
     hover_s: float = 0.0
     extent_m: float = 0.0
+    speed_mps: float = math.nan
+    speed_sigma_mps: float = 0.0
+    accel_mps2: float = math.nan
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +107,14 @@ class Tracker:
         )
         self.table = TrackTable(params.max_tracks, self.imm.n_models, self.imm.initial_mode)
         self.sensor_bits = {sid: i for i, sid in enumerate(sensor_ids[:63])}
+        self.last_scan_t = np.full(64, -np.inf)  # per sensor bit: its newest scan's capture time
+        self.lag_s = np.zeros(64)  # per sensor bit: how late its newest scan reached `maintain`
+        self._lag_measured_for = self.last_scan_t.copy()
         self.window_mask = np.uint32((1 << params.confirm_n) - 1)
         self._gates: dict[int, float] = {}
         self.clutter = ClutterMap()
         self.initiations_refused = 0
+        self.ground: Ground | None = None  # set by the engine once the local frame is known
 
     def gate(self, dim: int) -> float:
         if dim not in self._gates:
@@ -141,6 +149,8 @@ class Tracker:
         if 0 in model.angle_rows:
             d0 = (d0 + np.pi) % (2.0 * np.pi) - np.pi
         ki, mj = np.nonzero(d0 * d0 <= gamma * (var_t[:, None, 0] + var_m[None, :, 0]))
+        if model.ranging:
+            ki, mj = self._along_bearing(active, ki, mj, scan)
         nu_p = model.innovation(scan.z[mj], z_pred[ki])
         box = np.all(nu_p * nu_p <= gamma * (var_t[ki] + var_m[mj]), axis=1)
         ki, mj, nu_p = ki[box], mj[box], nu_p[box]
@@ -160,6 +170,22 @@ class Tracker:
         nu[ki, mj] = nu_p[inside]
         return Gating(cost, gated, loglik, nu, h, hph)
 
+    def _along_bearing(
+        self, active: IndexArray, ki: IndexArray, mj: IndexArray, scan: Scan
+    ) -> tuple[IndexArray, IndexArray]:
+        """Keep the pairs of a ranging sensor's scan that a bearing-only track could own: the
+        detection lies in the track's direction (from the node) within three of the standard
+        deviations of the bearings that built it. Its range is a guess, so the linearised gate
+        alone would take any detection on the near side of a long uncertainty."""
+        tb = self.table
+        unranged = ~np.isfinite(tb.t_ranged[active[ki]])
+        if not unranged.any():
+            return ki, mj
+        seen = scan.model.initiate(scan.z[mj[unranged]], scan.r[mj[unranged]])[0][:, :3]
+        keep = np.ones(ki.size, dtype=bool)
+        keep[unranged] = tb.along_bearing(active[ki[unranged]], seen)
+        return ki[keep], mj[keep]
+
     @staticmethod
     def _assign(
         cost: FloatArray, gated: BoolArray, rows: IndexArray, cols: IndexArray
@@ -175,6 +201,7 @@ class Tracker:
     def process(self, scan: Scan) -> ScanResult:
         tb = self.table
         bit = self.sensor_bits.get(scan.model.sensor_id, 63)
+        self.last_scan_t[bit] = max(self.last_scan_t[bit], scan.t)
         active = tb.active()
         m = scan.z.shape[0]
         slot_of = np.full(m, -1, dtype=np.intp)
@@ -198,6 +225,8 @@ class Tracker:
                     cols = np.array([c for _, c in pairs], dtype=np.intp)
                     slot_of[cols] = active[rows]
                     updated[rows] = True
+                    if not scan.model.ranging:  # how well a bearing-only track knows its direction
+                        tb.bearing_sigma_rad[active[rows]] = np.sqrt(scan.r[cols, 0, 0])
                     soft = self._shared_rows(firm, gated, dt) if scan.full_scan else np.zeros(0, np.intp)
                     hard = ~np.isin(rows, soft)
                     imm.update(
@@ -212,6 +241,8 @@ class Tracker:
                     self._soft_update(active, soft, g, scan)
                     updated[soft] = True
             self._record_hits(active, updated, scan, bit)
+            if self.ground is not None:
+                hold_above_ground(tb, active, self.ground)
         started = np.zeros(0, dtype=np.intp)
         if scan.initiate:
             used, started = self._initiate(scan, (slot_of < 0) & ~near_track, bit)
@@ -297,6 +328,7 @@ class Tracker:
                 | (np.bitwise_count(tb.hits[hit]) >= self.params.confirm_m + tb.extra_hits[hit])
             )
         ]
+        confirm = confirm[~self._underground(confirm)]  # a ground-bounce image never confirms
         tb.status[confirm] = Status.CONFIRMED
 
     def _initiate(self, scan: Scan, mask: BoolArray, bit: int) -> tuple[IndexArray, IndexArray]:
@@ -305,13 +337,15 @@ class Tracker:
         if not candidates.size:
             return candidates, candidates
         x, p = scan.model.initiate(scan.z[candidates], scan.r[candidates])
-        keep = _distinct(x[:, :3], np.trace(p[:, :3, :3], axis1=1, axis2=2))
+        keep = distinct(x[:, :3], np.trace(p[:, :3, :3], axis1=1, axis2=2))
         room = self.params.max_tentative - int(np.count_nonzero(self.table.status == Status.TENTATIVE))
         if room < int(keep.sum()):
             # A flood of one-off detections must not evict real tracks or stall the node.
             self.initiations_refused += int(keep.sum()) - max(room, 0)
             keep[np.flatnonzero(keep)[max(room, 0) :]] = False
         slots = self.table.allocate(x[keep], p[keep], scan.t, bit, scan.model.ranging)
+        if not scan.model.ranging:
+            self.table.bearing_sigma_rad[slots] = np.sqrt(scan.r[candidates[keep][: slots.size], 0, 0])
         if scan.model.ranging:
             self.table.extra_hits[slots] = np.where(self.clutter.hot(self.table.x[slots, :3], scan.t), 2, 0)
         if scan.physical:
@@ -320,26 +354,32 @@ class Tracker:
 
     # -- housekeeping -----------------------------------------------------------------------
     def maintain(self, t: float) -> list[TrackSnapshot]:
-        """Coast, and delete tracks unseen too long or whose covariance blew up.
+        """Coast, and delete tracks unseen too long (`_unfed_s`) or whose covariance blew up.
 
         Returns the last state of every deleted track that had been confirmed, so that its deletion
         can be published once.
         """
+        fresh = self.last_scan_t > self._lag_measured_for
+        self.lag_s[fresh] = np.maximum(t - self.last_scan_t[fresh], 0.0)
+        self._lag_measured_for = self.last_scan_t.copy()
         tb = self.table
         active = tb.active()
         if not active.size:
             return []
-        age = t - tb.t_update[active]
         status = tb.status[active]
         sigma = np.sqrt(np.max(np.linalg.eigvalsh(tb.p[active][:, :3, :3]), axis=1))
         bearing_only = ~np.isfinite(tb.t_ranged[active])
         limit = np.where(
             bearing_only, self.params.max_position_sigma_m * 2.0, self.params.max_position_sigma_m
         )
-        drop_tentative = (status == Status.TENTATIVE) & (age > self.params.tentative_delete_after_s)
+        underground = self._underground(active)
+        unfed = self._unfed_s(active, t)
+        drop_tentative = (status == Status.TENTATIVE) & (
+            (unfed > self.params.tentative_delete_after_s) | underground
+        )
         firm = status != Status.TENTATIVE
-        drop_firm = firm & ((age > self.params.delete_after_s) | (sigma > limit))
-        coast = (status == Status.CONFIRMED) & (age > self.params.coast_after_s) & ~drop_firm
+        drop_firm = firm & ((unfed > self.params.delete_after_s) | (sigma > limit) | underground)
+        coast = (status == Status.CONFIRMED) & (unfed > self.params.coast_after_s) & ~drop_firm
         tb.status[active[coast]] = Status.COASTING
         tb.changed[active[coast]] = True
         deleted = self.snapshot(active[drop_firm], deleted=True)
@@ -347,6 +387,26 @@ class Tracker:
         self.clutter.add(tb.x[died, :3], t)  # never confirmed: most likely a false alarm there
         tb.release(active[drop_tentative | drop_firm])
         return deleted
+
+    def _unfed_s(self, active: IndexArray, t: float) -> FloatArray:
+        """How long each track has gone without an update, on the clock of the data that could
+        have updated it: `t` less how much later than the promptest sensor the slowest sensor
+        that fed it delivers (the reorder window delays all alike and stays counted). A sensor
+        whose data arrives late (an acoustic block a second after capture) must not lose its
+        tracks while the next block is on its way; a sensor that falls silent still ages them."""
+        tb = self.table
+        shifts = np.arange(self.lag_s.size, dtype=np.uint64)
+        fed_by = ((tb.sensor_mask[active, None] >> shifts[None, :]) & np.uint64(1)).astype(bool)
+        delivered = np.isfinite(self.last_scan_t)
+        extra = self.lag_s - (self.lag_s[delivered].min() if delivered.any() else 0.0)
+        lag = np.max(np.where(fed_by, extra[None, :], 0.0), axis=1)
+        return np.asarray(t - lag - tb.t_update[active], dtype=np.float64)
+
+    def _underground(self, slots: IndexArray) -> BoolArray:
+        """Tracks below the ground by more than their own vertical uncertainty (fusion/ground.py)."""
+        if self.ground is None or not slots.size:
+            return np.zeros(slots.size, dtype=bool)
+        return self.ground.impossible(self.table.x[slots, :3], np.sqrt(self.table.p[slots, 2, 2]))
 
     def drop(self, slots: IndexArray) -> list[TrackSnapshot]:
         """Remove tracks now (e.g. a phantom made of spoofed reports); confirmed ones are reported."""
@@ -373,6 +433,9 @@ class Tracker:
                 evidence_mask=int(tb.evidence_mask[s]),
                 hover_s=float(tb.hover_s[s]),
                 extent_m=float(tb.extent_m[s]),
+                speed_mps=float(tb.speed_mps[s]),
+                speed_sigma_mps=float(tb.speed_sigma_mps[s]),
+                accel_mps2=float(tb.accel_mps2[s]),
             )
             for s in slots.tolist()
         ]
@@ -385,18 +448,3 @@ class Tracker:
 
     def sensors_of(self, mask: int) -> list[str]:
         return [sid for sid, b in self.sensor_bits.items() if mask & (1 << b)]
-
-
-def _distinct(positions: FloatArray, variance_sum: FloatArray) -> npt.NDArray[np.bool_]:
-    """Keep one new track per object: a candidate within 3 sigma of an earlier one in the same scan
-    is the same object split by the clusterer, and two tentative twins would both confirm."""
-    n = positions.shape[0]
-    if n < 2:
-        return np.ones(n, dtype=bool)
-    d2 = np.sum((positions[:, None, :] - positions[None, :, :]) ** 2, axis=2)
-    close = d2 < 9.0 * (variance_sum[:, None] + variance_sum[None, :]) / 3.0
-    earlier_close = np.tril(close, k=-1).any(axis=1)
-    keep = np.ones(n, dtype=bool)
-    for j in np.flatnonzero(earlier_close):  # only the rare split objects reach this loop
-        keep[j] = not (close[j, :j] & keep[:j]).any()
-    return keep

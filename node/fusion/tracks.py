@@ -15,6 +15,8 @@ import numpy.typing as npt
 
 from cuas_node.fusion.models import STATE_DIM
 
+FloatArray = npt.NDArray[np.float64]
+
 CLASSES = ("multirotor", "fixed_wing", "bird", "aircraft", "unknown")
 PRIOR = np.log(np.array([0.2, 0.1, 0.2, 0.1, 0.4]))
 
@@ -59,8 +61,14 @@ class TrackTable:
         self.class_logp = np.zeros((capacity, len(CLASSES)))
         self.hover_s = np.zeros(capacity)  # time spent (nearly) still: birds cannot, multirotors do
         self.t_kinematics = np.zeros(capacity)
-        self.extent_m = np.zeros(capacity)  # largest radar extent seen
+        self.extent_m = np.zeros(capacity)  # radar extent, smoothed over frames
+        self.speed_mps = np.full(capacity, np.nan)  # last speed known well enough to classify by
+        self.speed_sigma_mps = np.zeros(capacity)
+        self.accel_mps2 = np.full(capacity, np.nan)  # smoothed acceleration (NaN: not known yet)
+        self.v_accel = np.zeros((capacity, 3))  # velocity at the last acceleration sample
+        self.t_accel = np.full(capacity, np.nan)
         self.changed = np.zeros(capacity, dtype=bool)
+        self.bearing_sigma_rad = np.full(capacity, np.pi)  # of the bearings that updated it last
         self._next_number = 1
 
     def active(self) -> npt.NDArray[np.intp]:
@@ -92,8 +100,12 @@ class TrackTable:
         self.evidence_mask[slots] = 0
         self.class_logp[slots] = 0.0
         self.hover_s[slots] = 0.0
+        self.bearing_sigma_rad[slots] = np.pi
         self.t_kinematics[slots] = t
         self.extent_m[slots] = 0.0
+        self.accel_mps2[slots] = np.nan
+        self.speed_mps[slots] = np.nan
+        self.t_accel[slots] = np.nan
         self.changed[slots] = True
         return slots
 
@@ -106,6 +118,29 @@ class TrackTable:
         self.x[slots] = x
         self.p[slots] = np.einsum("km,kmij->kij", mu, self.pm[slots] + d[..., :, None] * d[..., None, :])
 
+    def along_bearing(self, slots: npt.NDArray[np.intp], seen: FloatArray) -> npt.NDArray[np.bool_]:
+        """Whether points (N,3 ENU) lie in the direction of the tracks in `slots` from the node,
+        within three standard deviations of the bearings that updated each last."""
+        x = self.x[slots, :3]
+        norms = np.linalg.norm(seen, axis=1) * np.linalg.norm(x, axis=1)
+        cos = np.einsum("ij,ij->i", seen, x) / np.maximum(norms, 1e-9)
+        return np.asarray(np.arccos(np.clip(cos, -1.0, 1.0)) <= 3.0 * self.bearing_sigma_rad[slots])
+
     def release(self, slots: npt.NDArray[np.intp]) -> None:
         self.status[slots] = Status.FREE
         self.changed[slots] = False
+
+
+def distinct(positions: FloatArray, variance_sum: FloatArray) -> npt.NDArray[np.bool_]:
+    """Keep one new track per object: a candidate within 3 sigma of an earlier one in the same scan
+    is the same object split by the clusterer, and two tentative twins would both confirm."""
+    n = positions.shape[0]
+    if n < 2:
+        return np.ones(n, dtype=bool)
+    d2 = np.sum((positions[:, None, :] - positions[None, :, :]) ** 2, axis=2)
+    close = d2 < 9.0 * (variance_sum[:, None] + variance_sum[None, :]) / 3.0
+    earlier_close = np.tril(close, k=-1).any(axis=1)
+    keep = np.ones(n, dtype=bool)
+    for j in np.flatnonzero(earlier_close):  # only the rare split objects reach this loop
+        keep[j] = not (close[j, :j] & keep[:j]).any()
+    return keep

@@ -113,10 +113,21 @@ class AlertEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class GeoPoint:
+    """A WGS84 point, altitude above the ellipsoid (e.g. the origin of the local ENU frame)."""
+
+    lat: float
+    lon: float
+    alt_m: float
+
+
+@dataclass(frozen=True, slots=True)
 class NodePosition:
-    """Where the node stands: WGS84 with altitude above the ellipsoid; `source` is gps or config."""
+    """Where the node stands: WGS84 with altitude above the ellipsoid; `source` is gps or config;
+    `accuracy_m` the 1-sigma horizontal uncertainty when known (GPS: from the fix's HDOP)."""
 
     lat: float
     lon: float
     alt_m: float
     source: str
+    accuracy_m: float | None = None

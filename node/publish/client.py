@@ -46,6 +46,14 @@ def publish_properties(expiry: int | None, correlation: bytes | None) -> Propert
     return properties
 
 
+def will_properties() -> Properties:
+    """MQTT 5 properties of the Last Will: the same JSON tagging as every published message."""
+    properties = Properties(PacketTypes.WILLMESSAGE)
+    properties.PayloadFormatIndicator = 1
+    properties.ContentType = "application/json"
+    return properties
+
+
 def client_id(mqtt: MqttSection, node_id: str) -> str:
     """The configured client id, else one derived from the node id (what the broker ACL names)."""
     return mqtt.client_id or f"cuas-node-{node_id}"
@@ -78,7 +86,7 @@ def build_client(
     max_inflight: int,
 ) -> paho.Client:
     """A paho client that never reconnects or queues on its own, with the retained Last Will
-    `will` = (topic, payload); callbacks are left to the caller."""
+    `will` = (topic, payload) (tagged as JSON under MQTT 5); callbacks are left to the caller."""
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
         client_id=identity,
@@ -94,5 +102,6 @@ def build_client(
     if tls is not None:
         client.tls_set_context(tls)
     will_topic, will_payload = will
-    client.will_set(will_topic, will_payload, qos=mqtt.qos, retain=True)
+    properties = will_properties() if protocol == MQTTProtocolVersion.MQTTv5 else None
+    client.will_set(will_topic, will_payload, qos=mqtt.qos, retain=True, properties=properties)
     return client

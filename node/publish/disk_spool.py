@@ -1,26 +1,39 @@
-"""Store and forward: messages the broker has not taken yet, in order, bounded, surviving crashes.
+"""Store and forward on disk: the publisher's write-ahead log, in order, bounded, surviving crashes.
 
-Why an append-only segment log on disk (`DiskSpool`):
+Why an append-only segment log (`DiskSpool`) that every message goes through:
 
-* The node must not lose tracks or alerts while the uplink is down (a mast on a 4G link loses it
-  for minutes), nor when it is killed or loses power during such an outage. Memory alone cannot
-  survive either; a database would be a dependency and write far more than we need.
-* The Pi's SD card wears out with writes. The spool is written **only while the broker is
-  unreachable** (or while a backlog is being delivered); with a healthy link nothing touches the
-  disk. Records are appended with one `write()` each (safe against `kill -9`: the kernel holds
-  the data) and `fdatasync`ed in batches (every `fsync_every` records or `fsync_interval_s`
-  seconds, and at a clean stop). A power cut can therefore lose the last batch (at most 1 s or
-  64 records with the defaults); a torn last record is detected by its CRC and cut off.
-* Records are framed: magic, length, CRC32 of the body. A segment that is damaged elsewhere than
-  at its tail is moved to `quarantine/` (for a post-mortem) and the records before the damage are
-  kept; a damaged spool never stops the node.
+* The node must lose no `tracks`, `health` or `alerts` message when the uplink is down (a mast on
+  a 4G link loses it for minutes), nor when it is killed at any moment, connected or not. So every
+  message is appended here **before** it is handed to paho and stays until the broker acknowledges
+  it (PUBACK/PUBCOMP): whatever was sent but not acknowledged when the process died is sent again
+  by the next one. A database would be a dependency and write far more than we need.
+* The Pi's SD card wears out with writes, so the log is cheap to keep. Each record is one
+  `write()` before it is sent: that alone is safe against `kill -9` (the kernel holds the data).
+  `fdatasync`, which only matters for a power cut, runs every `fsync_interval_s` or `fsync_every`
+  records, not per message: about one sync a second at the node's normal rate instead of five,
+  and a third of the card writes (docs/performance.md). A power cut can lose up to that second of
+  records, sent or not; `seq` stays safe (below). With `sync_before_send` (a group commit: append
+  what is queued, one sync, then send) nothing sent is lost, for more writes and latency.
+  Acknowledgements cost no write at all: the acknowledged position (`cursor.json`, overwritten in
+  place) is saved at most once a second without fsync; losing it only means sending some messages
+  twice. A segment is deleted once every record in it is acknowledged, except the newest, which
+  the log keeps appending to.
+* A torn last record (a power cut, or `kill -9` in the middle of a write) is cut off by its CRC and
+  counted.
+* `seq` continues exactly across a crash: every segment starts with a checkpoint (the last `seq`
+  written per topic before it), so the newest segment and its records tell where each topic
+  continues (`last_seqs`); a number is used only once its message is in the log, so nothing a
+  consumer may have seen is ever numbered twice, and nothing is skipped. Only within one boot of
+  the kernel (the checkpoint holds its id): after a power cut the unsynced tail may be gone, so
+  the sequence store's reserved block decides, and the consumer sees a gap.
+* Records are framed: magic, length, CRC32 of the body. A segment damaged elsewhere than at its
+  tail is moved to `quarantine/` (for a post-mortem) and the records before the damage are kept; a
+  damaged spool never stops the node.
 * Fixed-size segments make the size bound cheap: when the spool is full the *oldest* segment is
-  deleted (oldest messages first) and every undelivered record in it is counted in
-  `dropped_full`. A segment whose records have all been acknowledged is deleted at once.
-* The delivery position (`cursor`) is kept in memory and saved at most once a second while a
-  backlog is being delivered, and at a clean stop, without fsync. After a crash delivery resumes at
-  the last saved position, so a few messages may be delivered twice with the same `seq`:
-  delivery is **at least once**, consumers drop repeats of `(node_id, topic, seq)`.
+  deleted (oldest messages first) and every unacknowledged record in it is counted in
+  `dropped_full`.
+* If the card cannot be written (full, read-only), messages are kept in memory segments, still
+  delivered in order but not crash-safe, and the disk is tried again at the next segment.
 
 The frame and segment file layout is in `spool_segment.py`; the interface and the in-memory
 variant in `spool.py`.
@@ -28,35 +41,34 @@ variant in `spool.py`.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from array import array
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 
 from cuas_node.publish.seqstore import fsync_dir
 from cuas_node.publish.spool_segment import (
-    QUARANTINE,
+    Checkpoint,
+    CursorFile,
     Record,
     Segment,
-    list_segments,
-    quarantine,
-    read_record,
-    remove_temporaries,
-    scan_frames,
+    boot_id,
+    read_frame,
+    recover,
     segment_path,
 )
 
 # The spool's log lines keep the logger name they always had (operators filter on it).
 log = logging.getLogger("cuas_node.publish.spool")
 
-_CURSOR = "cursor.json"  # the saved delivery position
+_CURSOR = "cursor.json"  # the saved delivery (acknowledged) position
 
 
 class DiskSpool:
-    """The on-disk segment log (see the module docstring for the why)."""
+    """The on-disk segment log (see the module docstring for the why). One thread only."""
 
     def __init__(
         self,
@@ -66,6 +78,7 @@ class DiskSpool:
         fsync_every: int = 64,
         fsync_interval_s: float = 1.0,
         cursor_interval_s: float = 1.0,
+        sync_before_send: bool = False,
     ) -> None:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
@@ -73,46 +86,44 @@ class DiskSpool:
         self.fsync_every = fsync_every
         self.fsync_interval_s = fsync_interval_s
         self.cursor_interval_s = cursor_interval_s
+        self.sync_before_send = sync_before_send
         self.dropped_full = 0
         self.quarantined = 0
-        self.spooled = 0
+        self.spooled = 0  # records appended since start
+        self.torn = 0  # partly written last records cut off when opening
+        self.syncs = 0  # fdatasync/fsync calls on segments
         self._segments: deque[Segment] = deque()
-        self._fd: int | None = None  # append fd of the last segment
+        self._fd: int | None = None  # append fd of the newest segment (None: not open, or in memory)
         self._unsynced = 0
         self._unsynced_since = 0.0
+        self._durable: tuple[int, int] = (0, 0)  # records that start before this are on the card
         self._read_fds: dict[int, int] = {}
         self._commit: tuple[int, int] = (0, 0)  # (segment index, offset) acknowledged up to here
         self._read: tuple[int, int] = (0, 0)  # next record to hand out
+        self._cursor = CursorFile(self.directory / _CURSOR)
         self._cursor_dirty = False
         self._cursor_saved_at = 0.0
         self._pending = 0
+        self._last_seqs: dict[str, int] = {}  # the last seq appended per topic
+        self._trusted = True  # whether _last_seqs covers every message this log ever held
+        self._in_memory = False  # the card failed: appending to memory segments
+        self._next_index = 1  # above every segment and cursor ever seen, so no number is reused
         self.directory.mkdir(parents=True, exist_ok=True)
         self._open()
 
     # -- opening, scanning, quarantine ---------------------------------------------------------
 
     def _open(self) -> None:
-        remove_temporaries(self.directory)
-        paths = list_segments(self.directory)
-        cursor = self._load_cursor()
-        for i, (index, path) in enumerate(paths):
-            if index < cursor[0]:
-                path.unlink(missing_ok=True)  # fully delivered before the crash; not yet deleted
-                continue
-            segment = self._scan(index, path, last=i == len(paths) - 1)
-            if segment is None:
-                continue
-            self._segments.append(segment)
-        if self._segments:
-            first = self._segments[0]
-            offset = cursor[1] if cursor[0] == first.index else 0
-            if offset and offset not in set(first.ends):
-                offset = 0  # not a record boundary: deliver the whole segment again (at least once)
-            self._commit = self._read = (first.index, offset)
-            self._pending = sum(len(s.ends) for s in self._segments) - (
-                len(first.ends) - first.records_after(offset)
-            )
-            self._drop_empty_head()
+        found = recover(self.directory, self._cursor)
+        self.torn, self.quarantined = found.torn, found.quarantined
+        self._last_seqs, self._trusted, self._next_index = found.last_seqs, found.trusted, found.next_index
+        self._segments.extend(found.segments)
+        if not self._segments:
+            return
+        newest = self._segments[-1]
+        self._durable = (newest.index, newest.size)
+        self._commit = self._read = found.commit
+        self._pending = sum(s.records_after(self._offset_in(s, self._commit)) for s in self._segments)
         if self._pending:
             log.info(
                 "spool %s: %d message(s) (%d bytes) waiting from before the restart",
@@ -121,51 +132,21 @@ class DiskSpool:
                 self.size_bytes,
             )
 
-    def _scan(self, index: int, path: Path, last: bool) -> Segment | None:
-        """Read a segment's frames; cut a torn tail, quarantine real damage, keep what is valid."""
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            log.error("spool: cannot read %s (%s); moved aside", path, exc.strerror or exc)
-            self._quarantine(path, None)
-            return None
-        ends, offset, problem = scan_frames(data)
-        if problem == "torn" and last:
-            # What a power cut leaves: the last write did not make it whole. Normal; cut it off.
-            log.warning("spool: %s ends in a partly written record; cut at byte %d", path.name, offset)
-            with open(path, "r+b") as handle:
-                handle.truncate(offset)
-                os.fsync(handle.fileno())
-        elif problem:
-            log.error(
-                "spool: %s is damaged at byte %d (%s); moved to %s/, %d message(s) before the damage kept",
-                path.name,
-                offset,
-                problem,
-                QUARANTINE,
-                len(ends),
-            )
-            self._quarantine(path, data[:offset])
-        if not ends:
-            path.unlink(missing_ok=True)
-            return None
-        return Segment(index, path, offset, ends)
+    # -- seq across restarts -------------------------------------------------------------------
 
-    def _quarantine(self, path: Path, keep: bytes | None) -> None:
-        self.quarantined += 1
-        quarantine(self.directory, path, keep)
+    def last_seqs(self) -> dict[str, int] | None:
+        """The last `seq` per topic the log holds, None when it cannot be known (older format or
+        damage): a message is numbered only once written here, so it continues at +1."""
+        return dict(self._last_seqs) if self._trusted else None
 
-    def _load_cursor(self) -> tuple[int, int]:
-        path = self.directory / _CURSOR
-        try:
-            data = json.loads(path.read_bytes())
-            return int(data["segment"]), int(data["offset"])
-        except FileNotFoundError:
-            return (0, 0)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("spool: %s is damaged (%s); delivering the whole spool again", path, exc)
-            self._quarantine(path, None)
-            return (0, 0)
+    def begin(self, next_seqs: Mapping[str, int]) -> None:
+        """Start this process's segment, its checkpoint covering `next_seqs` (the sequence store's
+        next numbers), so that the next start knows every topic even if nothing is written."""
+        for name, value in next_seqs.items():
+            self._last_seqs[name] = max(value - 1, self._last_seqs.get(name, 0))
+        self._new_segment()
+        self._trusted = True
+        self._drop_empty_head()
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -178,66 +159,107 @@ class DiskSpool:
             )
             return
         tail = self._segments[-1] if self._segments else None
-        if tail is None or self._fd is None or (tail.size and tail.size + len(frame) > self.segment_bytes):
+        if (
+            tail is None
+            or (tail.memory is None and self._fd is None)
+            or (tail.ends and tail.size + len(frame) > self.segment_bytes)
+        ):
             tail = self._new_segment()
         while self.size_bytes + len(frame) > self.max_bytes and len(self._segments) > 1:
             self._drop_oldest()
-        assert self._fd is not None
-        try:
-            written = os.write(self._fd, frame)
-            if written != len(frame):
-                raise OSError(f"short write ({written} of {len(frame)} bytes)")
-        except OSError as exc:
-            # Disk full or failing card: the message is lost, and must be counted as such.
-            self.dropped_full += 1
-            log.error("spool: cannot write %s (%s); message dropped", tail.path.name, exc)
-            self._close_fd()
-            return
+        if tail.memory is None:
+            assert self._fd is not None
+            try:
+                written = os.write(self._fd, frame)
+                if written != len(frame):
+                    raise OSError(f"short write ({written} of {len(frame)} bytes)")
+            except OSError as exc:
+                tail = self._to_memory(f"cannot write {tail.path.name} ({exc})")
+        if tail.memory is not None:
+            tail.memory += frame
+        else:
+            if not self._unsynced:
+                self._unsynced_since = time.monotonic()
+            self._unsynced += 1
         tail.size += len(frame)
         tail.ends.append(tail.size)
+        self._last_seqs[record.name] = record.seq
         self._pending += 1
         self.spooled += 1
-        if not self._unsynced:
-            self._unsynced_since = time.monotonic()
-        self._unsynced += 1
         if self._unsynced >= self.fsync_every:
             self._sync()
 
     def _new_segment(self) -> Segment:
+        """The next segment, opened with its checkpoint; in memory if the card cannot be written."""
         self._close_fd()
-        index = self._segments[-1].index + 1 if self._segments else max(1, self._commit[0])
+        index = self._segments[-1].index + 1 if self._segments else self._next_index
+        self._next_index = index + 1
         path = segment_path(self.directory, index)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-        fsync_dir(self.directory)  # the new file itself must survive a power cut
-        segment = Segment(index, path, os.fstat(self._fd).st_size, array("Q"))
+        frame = Checkpoint(dict(self._last_seqs), boot_id()).encode()
+        segment = Segment(index, path, len(frame), array("Q"), len(frame))
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o640)
+            if os.write(self._fd, frame) != len(frame):
+                raise OSError("short write")
+            self._fdatasync()
+            fsync_dir(self.directory)  # the new file itself must survive a power cut
+        except OSError as exc:
+            self._close_fd()
+            path.unlink(missing_ok=True)
+            segment = self._memory_segment(index, f"cannot create {path.name} ({exc})")
+        else:
+            if self._in_memory:
+                self._in_memory = False
+                log.warning("spool: writing to %s again; messages are crash-safe again", self.directory)
+            self._durable = (index, segment.size)
         self._segments.append(segment)
         if len(self._segments) == 1:
-            self._commit = self._read = (index, 0)
+            self._commit = self._read = (index, segment.start)
         return segment
+
+    def _to_memory(self, why: str) -> Segment:
+        self._close_fd()
+        tail = self._segments[-1]
+        segment = self._memory_segment(tail.index + 1, why)
+        self._segments.append(segment)
+        return segment
+
+    def _memory_segment(self, index: int, why: str) -> Segment:
+        if not self._in_memory:
+            self._in_memory = True
+            log.error(
+                "spool: %s; keeping messages in memory (delivered, but lost if the node dies) and "
+                "retrying the card at the next segment",
+                why,
+            )
+        return Segment(index, segment_path(self.directory, index), 0, array("Q"), 0, bytearray())
 
     def _drop_oldest(self) -> None:
         oldest = self._segments.popleft()
-        offset = self._commit[1] if self._commit[0] == oldest.index else 0
-        lost = oldest.records_after(offset)
+        lost = oldest.records_after(self._offset_in(oldest, self._commit))
         self.dropped_full += lost
         self._pending -= lost
-        self._close_read_fd(oldest.index)
-        oldest.path.unlink(missing_ok=True)
+        self._forget(oldest)
         head = self._segments[0]
-        self._commit = (head.index, 0)
-        if self._read[0] <= oldest.index:
-            self._read = (head.index, 0)
-        self._cursor_dirty = True
+        self._commit = max(self._commit, (head.index, head.start))
+        self._read = max(self._read, self._commit)
         if lost:
             log.warning("spool full (%d bytes): dropped the %d oldest message(s)", self.max_bytes, lost)
 
     def _sync(self) -> None:
         if self._fd is not None and self._unsynced:
             try:
-                os.fdatasync(self._fd)
+                self._fdatasync()
             except OSError as exc:
                 log.error("spool: fdatasync failed (%s)", exc)
+            tail = self._segments[-1]
+            self._durable = (tail.index, tail.size)
         self._unsynced = 0
+
+    def _fdatasync(self) -> None:
+        assert self._fd is not None
+        self.syncs += 1
+        os.fdatasync(self._fd)
 
     def _close_fd(self) -> None:
         if self._fd is not None:
@@ -255,6 +277,7 @@ class DiskSpool:
         return index < last.index or offset < last.size
 
     def next_unsent(self) -> tuple[Record, object] | None:
+        """The next record to send, never before it is on the card (the group commit's sync)."""
         while self.has_unsent():
             index, offset = self._read
             segment = self._segment(index)
@@ -262,11 +285,20 @@ class DiskSpool:
                 following = [s for s in self._segments if s.index > index]
                 if not following:
                     return None
-                self._read = (following[0].index, 0)
+                self._read = (following[0].index, following[0].start)
                 continue
-            record, end = read_record(self._read_fd(segment), offset)
+            if (
+                self.sync_before_send
+                and segment.memory is None
+                and self._unsynced
+                and (index, offset) >= self._durable
+            ):
+                self._sync()
+            fd = None if segment.memory is not None else self._read_fd(segment)
+            record, end = read_frame(segment, fd, offset)
             self._read = (index, end)
-            return record, (index, end)
+            if record is not None:
+                return record, (index, end)
         return None
 
     def commit(self, token: object) -> None:
@@ -275,50 +307,47 @@ class DiskSpool:
         index, offset = token
         if (index, offset) <= self._commit:
             return
-        for segment in list(self._segments):
+        for segment in self._segments:
             if segment.index > index:
                 break
-            start = self._commit[1] if segment.index == self._commit[0] else 0
             stop = offset if segment.index == index else segment.size
-            self._pending -= segment.records_after(start) - segment.records_after(stop)
+            self._pending -= segment.records_after(self._offset_in(segment, self._commit))
+            self._pending += segment.records_after(stop)
         self._commit = (index, offset)
         self._cursor_dirty = True
         self._drop_empty_head()
         self._maybe_save_cursor()
 
+    def _offset_in(self, segment: Segment, position: tuple[int, int]) -> int:
+        """`position` as an offset into `segment`: its end if before, its start if after."""
+        if position[0] == segment.index:
+            return position[1]
+        return segment.size if position[0] > segment.index else segment.start
+
     def _drop_empty_head(self) -> None:
-        """Delete segments that are fully acknowledged (all of them once the spool is empty)."""
-        while self._segments:
+        """Delete fully acknowledged segments, all but the newest (the one being appended to)."""
+        while len(self._segments) > 1:
             head = self._segments[0]
-            done = self._commit[0] > head.index or (
-                self._commit[0] == head.index and self._commit[1] >= head.size
-            )
-            if not done:
+            if head.records_after(self._offset_in(head, self._commit)):
                 return
-            if len(self._segments) == 1:
-                if self._read != (head.index, head.size):
-                    return
-                self._close_fd()
             self._segments.popleft()
-            self._close_read_fd(head.index)
-            head.path.unlink(missing_ok=True)
-            if self._segments:
-                nxt = self._segments[0].index
-                if self._commit[0] < nxt:
-                    self._commit = (nxt, 0)
-                if self._read[0] < nxt:
-                    self._read = (nxt, 0)
-            else:
-                self._commit = self._read = (head.index + 1, 0)
-                (self.directory / _CURSOR).unlink(missing_ok=True)
-                self._cursor_dirty = False
+            self._forget(head)
+            nxt = self._segments[0]
+            self._commit = max(self._commit, (nxt.index, nxt.start))
+            self._read = max(self._read, self._commit)
+            self._cursor_dirty = True
+
+    def _forget(self, segment: Segment) -> None:
+        self._close_read_fd(segment.index)
+        if segment.memory is None:
+            segment.path.unlink(missing_ok=True)
 
     def rewind(self) -> None:
         """The connection dropped: whatever was handed out but not committed goes out again."""
         self._read = self._commit
 
     def tick(self) -> None:
-        """Called about once a second: the time-based fsync and cursor save."""
+        """Called a few times a second: the time-based fsync and cursor save."""
         if self._unsynced and time.monotonic() - self._unsynced_since >= self.fsync_interval_s:
             self._sync()
         self._maybe_save_cursor()
@@ -331,21 +360,17 @@ class DiskSpool:
             return
         self._cursor_saved_at = now
         self._cursor_dirty = False
-        path = self.directory / _CURSOR
-        tmp = path.with_name(path.name + ".tmp")
         try:
-            tmp.write_text(json.dumps({"segment": self._commit[0], "offset": self._commit[1]}))
-            if force:
-                with open(tmp, "rb") as handle:
-                    os.fsync(handle.fileno())
-            os.replace(tmp, path)
+            self._cursor.save(self._commit, sync=force)
         except OSError as exc:
             log.error("spool: cannot save the delivery position (%s)", exc)
 
     def close(self) -> None:
         """Clean stop: everything on disk and the exact delivery position saved."""
         self._close_fd()
+        self._cursor_dirty = True
         self._maybe_save_cursor(force=True)
+        self._cursor.close()
         for index in list(self._read_fds):
             self._close_read_fd(index)
         fsync_dir(self.directory)
@@ -371,9 +396,10 @@ class DiskSpool:
 
     @property
     def pending(self) -> int:
-        """Messages in the spool not yet acknowledged by the broker."""
+        """Messages in the spool not yet acknowledged by the broker (in flight included)."""
         return self._pending
 
     @property
     def size_bytes(self) -> int:
+        """Bytes the segments take (on the card, or in memory), acknowledged records included."""
         return sum(s.size for s in self._segments)

@@ -8,11 +8,14 @@ Design choices, each for a field node on a flaky link (the why of each lives wit
 * **One outbox thread owns the outgoing stream** (`outbox.py`). Producers (fusion, health) only
   encode a message and put it on a queue; paho callbacks only post events to the same queue, so
   no lock is ever held across a paho call.
-* **Store and forward** (`spool.py`, docs/reliability.md): messages the broker has not taken are
-  spooled and delivered in order after a reconnect, stale track updates (older than
-  `mqtt.spool_max_age_s`, without deletions) dropped and counted. Delivery is at least once:
+* **Write-ahead spool** (`spool.py`, docs/reliability.md): every `tracks`, `health` and `alerts`
+  message is written to the spool before it is sent and leaves it when the broker acknowledges
+  it, so an outage or a `kill -9` loses nothing: it is delivered in order after the reconnect or
+  restart, stale track updates (older than `mqtt.spool_max_age_s`, without deletions) dropped and
+  counted, and `seq` continues from the spool's log without a gap. Delivery is at least once:
   consumers drop a repeated `(node_id, topic, seq)`.
-* A retained `status` with a retained Last Will, `online` on every connect; retained `info`.
+* A retained `status` with a retained Last Will, `online` on every connect; retained `info`. The
+  Will carries the same MQTT 5 properties as every message (JSON, UTF-8).
   Both are republished on every connect (a broker restarted without persistence gets them back)
   and are never spooled (`wire.py` builds them).
 * MQTT v5 first (message expiry, response topics, reason codes), 3.1.1 fallback for old brokers.
@@ -37,7 +40,7 @@ from paho.mqtt.enums import MQTTProtocolVersion
 from cuas_node.commands import Command, CommandHandler
 from cuas_node.config import MqttSection, read_password
 from cuas_node.kernel.clock import Clock
-from cuas_node.kernel.reports import AlertEvent, NodePosition, TrackReport
+from cuas_node.kernel.reports import AlertEvent, GeoPoint, NodePosition, TrackReport
 from cuas_node.publish import wire
 from cuas_node.publish.client import CONNECT_TIMEOUT_S, build_client, client_id, tls_context
 from cuas_node.publish.command_channel import CommandChannel, command_prefix
@@ -71,10 +74,16 @@ class MqttPublisher:
         self._clock = clock
         self._sensors = [{"id": sid, "kind": kind} for sid, kind in sensors]
         self._position: NodePosition | None = None
+        self._origin: GeoPoint | None = None
         # Shared with the outbox and connector threads; its lock is never held over paho calls.
         self._link = LinkState()
         self._lock = self._link.lock
-        self._seq = SequenceStore(state_dir)
+        # The spool first: its write-ahead log knows where each topic's `seq` continues.
+        self._spool: Spool = (
+            DiskSpool(spool_dir, mqtt.spool_max_bytes) if spool_dir is not None else MemorySpool(MAX_PENDING)
+        )
+        self._seq = SequenceStore(state_dir, resume=self._spool.last_seqs(), wal=spool_dir is not None)
+        self._spool.begin(self._seq.next_values())
         self.session = self._seq.session
         self._topics = {
             n: topic(mqtt.topic_root, node_id, n) for n in ("status", "info", "tracks", "health", "alerts")
@@ -83,9 +92,6 @@ class MqttPublisher:
         self._password = read_password(mqtt) if mqtt.username is not None else None
         self._tls = tls_context(mqtt) if mqtt.tls else None
         self._commands = CommandChannel.from_config(node_id, mqtt, clock)
-        self._spool: Spool = (
-            DiskSpool(spool_dir, mqtt.spool_max_bytes) if spool_dir is not None else MemorySpool(MAX_PENDING)
-        )
         # Read here, at construction, so tests can shorten the back-off on this module.
         backoff = Backoff(RECONNECT_MIN_S, RECONNECT_MAX_S)
         self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
@@ -136,12 +142,13 @@ class MqttPublisher:
         if self._commands is not None:
             self._commands.handler = handler
 
-    def update_info(self, position: NodePosition | None) -> None:
-        """Record the node's position; republish `info` if it changed."""
+    def update_info(self, position: NodePosition | None, origin: GeoPoint | None) -> None:
+        """Record the node's position and the origin of the tracks' ENU frame; republish `info`
+        if either changed (the core step reports only material changes)."""
         with self._lock:
-            if position == self._position:
+            if (position, origin) == (self._position, self._origin):
                 return
-            self._position = position
+            self._position, self._origin = position, origin
         self._events.put(("info",))
 
     def publish_tracks(self, t: float, tracks: Sequence[TrackReport]) -> None:
@@ -278,8 +285,8 @@ class MqttPublisher:
 
     def _info(self) -> dict[str, Any]:
         with self._lock:
-            position = self._position
-        return info_payload(self._node_id, self._clock.now(), position, self._sensors)
+            position, origin = self._position, self._origin
+        return info_payload(self._node_id, self._clock.now(), position, origin, self._sensors)
 
 
 __all__ = [

@@ -1,14 +1,18 @@
-"""The outbox thread: the one owner of the outgoing stream, deciding "send now" vs "spool".
+"""The outbox thread: the one owner of the outgoing stream.
 
 Producers (fusion, health) only encode a message and put it on the outbox's queue; paho callbacks
-only post events to the same queue. A single thread deciding means no lock is ever held across a
-paho call. Store and forward (docs/reliability.md): while connected with an empty spool a message
-goes straight out and is kept in memory until its PUBACK. When the connection drops, the
-unacknowledged ones are written to the spool, and so is everything published until the spool has
-been delivered again, in order, before newer messages. Stale track updates are dropped at
-delivery and counted; alerts, health and track deletions are always delivered. A PUBACK saying
-"not authorised" (the broker ACL) is `acl_refused`: the message stays spooled and the connection
-is retried with back-off. `status` and `info` are republished on every connect and never spooled.
+only post events to the same queue. A single thread means no lock is ever held across a paho call.
+
+Write-ahead (docs/reliability.md): every message with a `seq` is appended to the spool first and
+sent from there, oldest first, at most `DRAIN_WINDOW` in flight; it leaves the spool when the
+broker acknowledges it (PUBACK/PUBCOMP; with QoS 0 when paho has written it to the socket). Each
+loop takes everything queued at once (a *group commit*: all of it appended, one fsync, then sent),
+so a busy node pays one sync per batch, not per message. When the connection drops, delivery goes
+back to the last acknowledged message; after a restart the spool holds what the previous process
+had not got acknowledged, sent before anything new. Stale track updates are dropped at delivery
+and counted; alerts, health and track deletions are always delivered. A PUBACK saying "not
+authorised" (the broker ACL) is `acl_refused`: the message stays spooled and the connection is
+retried with back-off. `status` and `info` are republished on every connect and never spooled.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import math
 import queue
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,9 +44,11 @@ from cuas_node.publish.wire import encode
 # The publisher's log lines keep the logger name they always had (operators filter on it).
 log = logging.getLogger("cuas_node.publish.mqtt")
 
-DRAIN_WINDOW = 32  # spooled messages in flight at once while delivering a backlog
+DRAIN_WINDOW = 32  # spooled messages in flight at once
 STOP_FLUSH_S = 1.0
 _TICK_S = 0.25
+_BATCH = 512  # events taken per loop at most (one group commit)
+_PUBLISHING = ("connected", "info", "cmd", "reply")  # events that publish: queued messages go first
 
 
 @dataclass
@@ -50,6 +56,7 @@ class _Sent:
     """A spooled message handed to paho, in delivery order; `done` once acknowledged (or stale)."""
 
     token: object
+    name: str
     done: bool = False
 
 
@@ -82,12 +89,13 @@ class Outbox:
         self._backoff = backoff
         self._gen = 0  # connection generation: events of older connections are ignored
         self._client_now = first_client  # the client of the live connection
-        self._live: OrderedDict[int, Record] = OrderedDict()
-        self._drain: deque[_Sent] = deque()
+        self._drain: deque[_Sent] = deque()  # handed to paho, in spool order
         self._drain_by_mid: dict[int, _Sent] = {}
         self._control: dict[int, str] = {}  # mid → name, for status/info/responses
         self._stop_mid: int | None = None
         self._refused_logged: set[str] = set()
+        # Messages that found the broker away or a backlog ahead of them (`health.spool.spooled`).
+        self._held = 0
         self._thread = threading.Thread(target=self._run, name="mqtt-outbox", daemon=True)
 
     def start(self) -> None:
@@ -104,15 +112,13 @@ class Outbox:
             if stop_deadline is not None:
                 timeout = min(timeout, max(0.0, stop_deadline - time.monotonic()))
             try:
-                event = self._events.get(timeout=timeout)
+                event: tuple[Any, ...] | None = self._events.get(timeout=timeout)
             except queue.Empty:
                 event = None
             if event is not None:
-                if event[0] == "stop":
-                    stop_deadline = self._begin_stop()
-                else:
-                    self._handle(event)
-            self._pump()
+                stop_deadline = self._take(event) or stop_deadline
+                self._pump()  # the group commit: one sync for everything appended, then send
+                self.update_spool_stats()
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + _TICK_S
                 self._spool.tick()
@@ -121,17 +127,37 @@ class Outbox:
                 self._finish_stop()
                 return
 
+    def _take(self, event: tuple[Any, ...]) -> float | None:
+        """Handle `event` and whatever else is queued (up to `_BATCH`); the stop deadline if asked
+        to stop. Messages are only appended here; `_pump` sends them after one sync."""
+        stop_deadline = None
+        backlog = not self._gen or self._spool.has_unsent()
+        for taken in range(1, _BATCH + 1):
+            kind = event[0]
+            if kind == "msg":
+                self._spool.append(event[1])
+                self._held += int(backlog)
+            elif kind == "ack":
+                self._on_ack(event[1], event[2], event[3])
+            elif kind == "stop":
+                self._pump()  # what was published before the stop goes out before `offline`
+                stop_deadline = self._begin_stop()
+            else:
+                if kind in _PUBLISHING:
+                    self._pump()
+                self._handle(event)
+                backlog = not self._gen or self._spool.has_unsent()
+            if taken == _BATCH:
+                break  # the rest waits for the next loop (taken off the queue, it would be lost)
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                break
+        return stop_deadline
+
     def _handle(self, event: tuple[Any, ...]) -> None:
         kind = event[0]
-        if kind == "msg":
-            record: Record = event[1]
-            if self._gen and not self._spool.has_unsent():
-                self._send_live(record)
-            else:
-                self._spool.append(record)
-        elif kind == "ack":
-            self._on_ack(event[1], event[2], event[3])
-        elif kind == "connected":
+        if kind == "connected":
             self._on_connected(event[1], event[2])
         elif kind == "disconnected":
             self._on_lost(event[1], event[2])
@@ -144,7 +170,6 @@ class Outbox:
                 self._commands.handle(event[2], self._send_reply, self._post_reply)
         elif kind == "reply":
             self._send_reply(*event[1:])
-        self.update_spool_stats()
 
     # -- connection events ---------------------------------------------------------------------
 
@@ -183,14 +208,14 @@ class Outbox:
                 link.broker_state = "disconnected"
         if not stopping:
             log.warning(
-                "MQTT: lost connection to broker (%s); spooling %d unacknowledged message(s), reconnecting",
+                "MQTT: lost connection to broker (%s); %d message(s) in flight stay spooled, reconnecting",
                 reason.getName(),
-                len(self._live),
+                len(self._drain_by_mid),
             )
         self._drain.clear()
         self._drain_by_mid.clear()
         self._control.clear()
-        self._spool_unacknowledged()
+        self._spool.rewind()  # back to the last acknowledged message
 
     def _on_ack(self, gen: int, mid: int, reason: ReasonCode) -> None:
         if gen != self._gen:
@@ -202,7 +227,7 @@ class Outbox:
             self._link.counts["published"] += 1
         if mid == self._stop_mid:
             self._stop_mid = None
-        if self._live.pop(mid, None) is not None or self._control.pop(mid, None) is not None:
+        if self._control.pop(mid, None) is not None:
             return
         sent = self._drain_by_mid.pop(mid, None)
         if sent is not None:
@@ -212,9 +237,8 @@ class Outbox:
     def _on_refused(self, mid: int, reason: ReasonCode) -> None:
         """The broker took the message but refused it (MQTT 5 PUBACK "not authorised": the ACL).
         Keep it (spooled), say so once, and retry the connection with back-off."""
-        record = self._live.get(mid)
         sent = self._drain_by_mid.get(mid)
-        name = record.name if record is not None else self._control.get(mid, "spooled message")
+        name = sent.name if sent is not None else self._control.get(mid, "control")
         link = self._link
         with link.lock:
             link.counts["refused"] += 1
@@ -230,7 +254,7 @@ class Outbox:
                 self._cfg.topic_root,
                 self._backoff.max_s,
             )
-        if record is not None or sent is not None:
+        if sent is not None:
             with contextlib.suppress(Exception):
                 self._client_now.disconnect()
             self._on_lost(self._gen, reason)
@@ -245,13 +269,14 @@ class Outbox:
             self._spool.commit(token)
 
     def _pump(self) -> None:
-        """Deliver the spool, oldest first, a window at a time; stale track updates are dropped."""
+        """Deliver the spool, oldest first, a window at a time; stale track updates are dropped.
+        A disk spool syncs what it hands out first (once for everything appended since)."""
         while self._gen and len(self._drain_by_mid) < DRAIN_WINDOW:
             item = self._spool.next_unsent()
             if item is None:
                 break
             record, token = item
-            sent = _Sent(token)
+            sent = _Sent(token, record.name)
             self._drain.append(sent)
             if record.expires and self._clock.now() - record.t > self._cfg.spool_max_age_s:
                 sent.done = True
@@ -269,13 +294,6 @@ class Outbox:
             return None
         remaining = self._cfg.spool_max_age_s - max(0.0, self._clock.now() - record.t)
         return max(1, math.ceil(remaining))
-
-    def _send_live(self, record: Record) -> None:
-        mid = self._publish(record.name, record.payload, False, self._expiry(record))
-        if mid is None:
-            self._spool.append(record)
-        else:
-            self._live[mid] = record
 
     def _send_control(self, name: str, payload: dict[str, Any], retain: bool = True) -> int | None:
         mid = self._publish(name, encode(payload), retain, None)
@@ -327,22 +345,15 @@ class Outbox:
     def _finish_stop(self) -> None:
         if self._stop_mid is not None:
             log.warning("MQTT: offline status not confirmed within %g s", STOP_FLUSH_S)
-        # Whatever the broker has not acknowledged is delivered after the next start.
-        self._spool_unacknowledged()
+        # Whatever the broker has not acknowledged stays spooled: delivered after the next start.
+        self._spool.rewind()
         self._spool.close()
         self.update_spool_stats()
-
-    def _spool_unacknowledged(self) -> None:
-        """Back to the spool's delivery position, and the unacknowledged live messages after it."""
-        self._spool.rewind()
-        for record in self._live.values():
-            self._spool.append(record)
-        self._live.clear()
 
     def update_spool_stats(self) -> None:
         spool = self._spool
         stats = {
-            "spooled": spool.spooled,
+            "spooled": self._held,
             "pending": spool.pending,
             "spool_bytes": spool.size_bytes,
             "dropped_full": spool.dropped_full,

@@ -9,6 +9,13 @@ crash the file still says `clean: false`, so the next start resumes at the high-
 numbers in between are never used: the consumer sees a gap, which is honest, because messages
 may really have been lost in the crash.
 
+Unless the spool says better: with a disk spool every message is in its write-ahead log before
+it is sent, so the log knows the last number used per topic (`resume`) and the next start
+continues right after it, without a gap (a number that was handed out but never reached the log
+was never sent, so using it again repeats nothing a consumer saw). The file records whether the
+run that wrote it had such a log (`wal`); after a crash of a run without one, or of an older
+version, the reserved mark stays the rule.
+
 Every write goes to a temporary file that is fsync'ed and then atomically renamed over the old
 one (followed by an fsync of the directory), so a power cut leaves either the old or the new
 file, never a torn one. If the state directory cannot be written, the node keeps publishing
@@ -23,6 +30,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +45,14 @@ class SequenceStore:
     """Hands out `next(name)` numbers (1, 2, 3, ... per name) and owns the session counter.
 
     Opening the store counts one process start: `session` is the previous session + 1.
+    `resume` is the spool's last number used per topic (exact even after a crash); `wal` says
+    whether this run writes every message to such a log before sending it.
     Thread-safe: tracks and health may be published from different threads.
     """
 
-    def __init__(self, state_dir: Path, block: int = BLOCK) -> None:
+    def __init__(
+        self, state_dir: Path, block: int = BLOCK, resume: Mapping[str, int] | None = None, wal: bool = False
+    ) -> None:
         if block < 1:
             raise ValueError("block must be positive")
         self.path = Path(state_dir) / STATE_FILE
@@ -49,6 +61,7 @@ class SequenceStore:
         self._next: dict[str, int] = {}
         self._reserved: dict[str, int] = {}
         self._closed = False
+        self._wal = wal
         self.persistent = True
         previous = self._load()
         self.session: int = int(previous.get("session", 0)) + 1
@@ -58,6 +71,14 @@ class SequenceStore:
             start = int(entry["next"]) if clean else int(entry["reserved"])
             self._next[name] = start
             self._reserved[name] = start
+        # After a crash the log is exact if the crashed run had one; without a file it is all we know.
+        if resume is not None and (clean or previous.get("wal") is True or not previous):
+            for name, last in resume.items():
+                start = last + 1
+                if clean:  # exact too; the larger wins should a message have failed to reach the log
+                    start = max(start, self._next.get(name, 1))
+                self._next[name] = start
+                self._reserved[name] = start
         with self._lock:
             self._reserve_all()
 
@@ -76,6 +97,11 @@ class SequenceStore:
         """The number `next(name)` would return, without using it up."""
         with self._lock:
             return self._next.get(name, 1)
+
+    def next_values(self) -> dict[str, int]:
+        """`peek` of every topic the store knows."""
+        with self._lock:
+            return dict(self._next)
 
     def close(self) -> None:
         """Record the exact next values and mark the stop as clean (no gap on the next start)."""
@@ -98,6 +124,7 @@ class SequenceStore:
             "format": _FORMAT,
             "session": self.session,
             "clean": clean,
+            "wal": self._wal,
             "seq": {
                 name: {"next": self._next[name], "reserved": self._reserved.get(name, self._next[name])}
                 for name in sorted(self._next)

@@ -1,14 +1,18 @@
-"""Store and forward: messages the broker has not taken yet, in order, bounded, surviving crashes.
+"""Store and forward: messages the broker has not acknowledged yet, in order, bounded.
 
-What the publisher's outbox needs from a spool (`Spool`), and its two implementations:
-`DiskSpool` (`disk_spool.py`: an append-only segment log, the why is there; its byte format in
-`spool_segment.py`) and `MemorySpool` here, the same interface without a disk (a library user or
-test that gives no spool directory): bounded by a record count, lost on exit.
+Every message with a `seq` goes through the spool: the outbox appends it, hands it to paho from
+here, and commits it when the broker acknowledges it. What the outbox needs from a spool
+(`Spool`), and its two implementations: `DiskSpool` (`disk_spool.py`: an append-only segment log
+that is the publisher's write-ahead log and survives `kill -9`, the why is there; its byte format
+in `spool_segment.py`) and `MemorySpool` here, the same interface without a disk (a library user
+or test that gives no spool directory): bounded by a record count, lost on exit, so a crash loses
+what was not acknowledged and `seq` resumes past the sequence store's reserved block (a gap).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from typing import Protocol
 
 from cuas_node.publish.disk_spool import DiskSpool
@@ -29,6 +33,8 @@ class Spool(Protocol):
     def rewind(self) -> None: ...
     def tick(self) -> None: ...
     def close(self) -> None: ...
+    def last_seqs(self) -> dict[str, int] | None: ...
+    def begin(self, next_seqs: Mapping[str, int]) -> None: ...
 
     @property
     def pending(self) -> int: ...
@@ -85,6 +91,12 @@ class MemorySpool:
         pass
 
     def close(self) -> None:
+        pass
+
+    def last_seqs(self) -> dict[str, int] | None:
+        return None  # nothing survives a restart: the sequence store decides alone
+
+    def begin(self, next_seqs: Mapping[str, int]) -> None:
         pass
 
     @property

@@ -19,6 +19,7 @@ from cuas_node.kernel.reports import (
     AlertEvent,
     AlertKey,
     ClassSummary,
+    GeoPoint,
     NodePosition,
     RemoteIdBinding,
     TrackReport,
@@ -138,13 +139,16 @@ def alert_record(event: AlertEvent, session: int) -> dict[str, Any]:
     return record
 
 
+def point_record(point: GeoPoint | NodePosition) -> dict[str, Any]:
+    return {"lat": round(point.lat, 7), "lon": round(point.lon, 7), "alt_m": round(point.alt_m, 2)}
+
+
 def position_record(position: NodePosition) -> dict[str, Any]:
-    return {
-        "lat": round(position.lat, 7),
-        "lon": round(position.lon, 7),
-        "alt_m": round(position.alt_m, 2),
-        "source": position.source,
-    }
+    record = point_record(position)
+    record["source"] = position.source
+    if position.accuracy_m is not None:
+        record["accuracy_m"] = round(position.accuracy_m, 2)
+    return record
 
 
 def measurement_record(m: Any) -> dict[str, Any]:
@@ -173,9 +177,15 @@ def status_payload(state: str, t: float, session: int) -> dict[str, Any]:
 
 
 def info_payload(
-    node_id: str, t: float, position: NodePosition | None, sensors: list[dict[str, str]]
+    node_id: str,
+    t: float,
+    position: NodePosition | None,
+    origin: GeoPoint | None,
+    sensors: list[dict[str, str]],
 ) -> dict[str, Any]:
-    """The retained `info` document: who the node is, where it stands and what it senses."""
+    """The retained `info` document: who the node is, where it stands (`position`, which follows
+    GPS), where its tracks' `enu_m` frame is pinned (`enu_origin`, fixed for the run), and what
+    it senses."""
     info: dict[str, Any] = {
         "type": "info",
         "node_id": node_id,
@@ -185,5 +195,7 @@ def info_payload(
     }
     if position is not None:
         info["position"] = position_record(position)
+    if origin is not None:
+        info["enu_origin"] = point_record(origin)
     info["sensors"] = list(sensors)
     return info

@@ -1,0 +1,79 @@
+"""The ground: nothing real is below it, so what appears there is a reflection.
+
+A radar sees a low target twice: directly, and by the ground bounce, which arrives as an image
+mirrored below the ground (multipath). Such images, and tracks built from them, are physically
+impossible and are treated as clutter: a detection whose height above ground is below zero by
+more than its own uncertainty (`SIGMAS` standard deviations) never reaches the tracker, and a
+track whose estimate is that far below never confirms (and is deleted if it was confirmed).
+
+The ground is a plane through the configured ground altitude (`node.ground_alt_m`, default: the
+node's reference point, the mast foot from which sensor offsets are measured), bent with the
+Earth's curvature: at range d the local tangent plane (ENU) rises d²/2R above the ground, 7.8 m
+at 10 km. Terrain is not modelled: on a hilltop, configure the lowest ground in coverage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from cuas_node.fusion.models import radar_predict
+from cuas_node.fusion.tracks import TrackTable
+from cuas_node.kernel.pose import Pose
+
+FloatArray = npt.NDArray[np.float64]
+IndexArray = npt.NDArray[np.intp]
+EARTH_RADIUS_M = 6_371_000.0
+SIGMAS = 3.0
+"""How many standard deviations below the ground make a position impossible, not just noisy."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ground:
+    """The ground in the local ENU frame: `u0_m` is its height at the origin (≤ 0 when the origin
+    is the mast foot or above the ground)."""
+
+    u0_m: float = 0.0
+
+    def height(self, enu: FloatArray) -> FloatArray:
+        """Height above the ground of ENU points (N,3)."""
+        d2 = enu[:, 0] ** 2 + enu[:, 1] ** 2
+        return np.asarray(enu[:, 2] - (self.u0_m - d2 / (2.0 * EARTH_RADIUS_M)), dtype=np.float64)
+
+    def impossible(self, enu: FloatArray, sigma_up_m: FloatArray) -> npt.NDArray[np.bool_]:
+        """Points below the ground by more than `SIGMAS` of their vertical uncertainty."""
+        return np.asarray(self.height(enu) + SIGMAS * sigma_up_m < 0.0)
+
+
+def radar_points_enu(z: FloatArray, sigmas: FloatArray, pose: Pose) -> tuple[FloatArray, FloatArray]:
+    """Radar detections (M,4 range, az, el, radial; sigmas alike) → ENU positions (M,3) and the
+    standard deviation of their height (M,), from the range and angle errors through the mount."""
+    r, az, el = z[:, 0], z[:, 1], z[:, 2]
+    xyz = np.column_stack([r * np.cos(el) * np.sin(az), r * np.cos(el) * np.cos(az), r * np.sin(el)])
+    enu = pose.sensor_to_enu(xyz)
+    # d(up)/d(range, az, el) by the measurement model's own Jacobian (at zero velocity).
+    state = np.zeros((z.shape[0], 6))
+    state[:, :3] = enu
+    _, h = radar_predict(state, pose)  # (M,4,6): d(range, az, el, radial)/d(state)
+    jac = np.linalg.pinv(h[:, :3, :3])  # d(position)/d(range, az, el)
+    var = (jac[:, 2, :] ** 2 * sigmas[:, :3] ** 2).sum(axis=1)
+    return enu, np.sqrt(var)
+
+
+def hold_above_ground(table: TrackTable, slots: IndexArray, ground: Ground) -> None:
+    """A constraint, not an observation: no state is below the ground. A prediction or update
+    that goes there (a coasting track still descending, noise on a low target) is raised to the
+    ground with its downward speed removed, in the mixed state and in every IMM model."""
+    if not slots.size:
+        return
+    height = ground.height(table.x[slots, :3])
+    below = slots[height < 0.0]
+    if not below.size:
+        return
+    lift = -height[height < 0.0]
+    table.x[below, 2] += lift
+    table.x[below, 5] = np.maximum(table.x[below, 5], 0.0)
+    table.xm[below, :, 2] += lift[:, None]
+    table.xm[below, :, 5] = np.maximum(table.xm[below, :, 5], 0.0)

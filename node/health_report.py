@@ -1,0 +1,92 @@
+"""The node's own part of the `health` message: each sensor's state and rates, and fusion's counts.
+
+Rates are named after what they count, per sensor kind, so that nobody reads a radar's detections
+per second as its frame rate: a TI radar reports `frames_per_s` (frames its parser accepted) and
+`detections_per_s` (clustered detections handed to fusion); a GPS `epochs_per_s` and `fixes_per_s`;
+and so on (`RATE_NAMES`). `rate_hz`, the measurements per second, stays for consumers of schema 1.0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cuas_node.core.step import FusionStatus
+from cuas_node.drivers.driver import SensorHealth
+from cuas_node.kernel.measurement import SensorState
+
+SILENT_AFTER_S = 5.0
+"""An open sensor that delivered nothing for this long is `degraded`: a technician must look."""
+
+RATE_NAMES: dict[str, tuple[str, str]] = {
+    "ti-mmwave": ("frames", "detections"),
+    "nmea": ("epochs", "fixes"),
+    "remoteid": ("messages", "reports"),
+    "acoustic-array": ("frames", "bearings"),
+    "fpv-rx5808": ("sweeps", "detections"),
+}
+"""Per sensor kind: (the parser counter that counts its protocol records, what its measurements
+are). Both become `<name>_per_s` in the sensor's health entry."""
+
+
+@dataclass
+class RateSampler:
+    """The counts at the previous health message, to turn running totals into rates."""
+
+    last: dict[str, int] = field(default_factory=dict)
+
+    def rate(self, name: str, total: int, interval_s: float) -> float:
+        previous = self.last.get(name, total)
+        self.last[name] = total
+        return max(0, total - previous) / interval_s if interval_s > 0 else 0.0
+
+
+def sensor_entry(
+    health: SensorHealth,
+    errors: dict[str, int],
+    queue_dropped: int,
+    rates: RateSampler,
+    now: float,
+    interval_s: float,
+) -> dict[str, Any]:
+    """One element of the `health.sensors` array."""
+    state = health.state
+    if state == SensorState.OK and (health.last_seen is None or now - health.last_seen > SILENT_AFTER_S):
+        state = SensorState.DEGRADED
+    counters = dict(health.counters)
+    counters.update({f"{k}_errors": v for k, v in errors.items()})
+    counters["queue_dropped"] = queue_dropped
+    measurements_per_s = rates.rate("measurements", health.measurements, interval_s)
+    entry: dict[str, Any] = {
+        "id": health.sensor_id,
+        "kind": health.kind,
+        "state": str(state),
+        "rate_hz": round(measurements_per_s, 2),
+    }
+    record_name, measurement_name = RATE_NAMES.get(health.kind, ("records", "measurements"))
+    if record_name in health.counters:
+        records_per_s = rates.rate(record_name, health.counters[record_name], interval_s)
+        entry[f"{record_name}_per_s"] = round(records_per_s, 2)
+    entry[f"{measurement_name}_per_s"] = round(measurements_per_s, 2)
+    entry["measurements"] = health.measurements
+    entry["counters"] = counters
+    entry["detail"] = health.detail if state != SensorState.OK else ""
+    if health.last_seen is not None:
+        entry["last_seen"] = round(health.last_seen, 3)
+        entry["age_s"] = round(max(0.0, now - health.last_seen), 3)
+    return entry
+
+
+def fusion_entry(status: FusionStatus, queue_depth: int) -> dict[str, Any]:
+    """`health.fusion`: what is being tracked, by status, and how the fusion thread keeps up."""
+    return {
+        "tracks": status.confirmed + status.coasting,
+        "confirmed": status.confirmed,
+        "coasting": status.coasting,
+        "tentative": status.tentative,
+        "births_refused": status.births_refused,
+        "late": status.late,
+        "held": status.held,
+        "queue_depth": queue_depth,
+        "cycle_ms": round(status.cycle_ms, 3),
+    }
