@@ -52,6 +52,7 @@ BENCHES = (
         "pty → subscriber",
     ),
     Bench("spool_wal.py", (), ("--messages", "500", "--duration", "5"), 1, "the write-ahead spool's cost"),
+    Bench("rid_flood.py", (), ("--seconds", "4"), 3, "1,000 spoofed Remote ID broadcasters, 1 radar target"),
     Bench(
         "resources.py",
         ("--runs", "3", "--window", "15"),
@@ -211,6 +212,12 @@ Notes:
   anything else on it; `memory_device_kib_per_s` is the baseline without a spool). The spool is
   synced once a second, not per message (docs/reliability.md): the SD card wear that matters for a
   node running for years; use a high-endurance card or an SSD all the same.
+- `rid_flood_*` (benchmarks/rid_flood.py): the core step (`NodeCore.step`) while 1,000 fake
+  Remote ID broadcasters (each at 1 Hz on two carriers: 2,000 reports/s) fill the air and a
+  radar sees one real drone. `rid_flood_step_mean/p95`: CPU per 0.1 s step; `_vs_clean`: the
+  same as a ratio to the run without fakes; `rid_flood_confirm_delay`: how much later than
+  without fakes the real drone's track is confirmed (0: on time). See docs/mqtt.md, Remote ID
+  claims.
 - The tracker comparison with Stone Soup (benchmarks/tracker_vs_stonesoup.py) is not part of this
   run (it needs the `bench` extra and takes long); see its own output.
 

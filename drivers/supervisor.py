@@ -56,8 +56,11 @@ class SupervisorStats:
     heartbeat: float = 0.0
     """`time.monotonic()` of the loop's last sign of life (the systemd watchdog reads it)."""
     delivered: int = 0
+    taken: int = 0
+    """Measurements the consumer took off the queue (written by the consumer's thread only)."""
     dropped: int = 0
-    """Measurements lost because the queue given to the supervisor was full."""
+    """Measurements lost because the queue given to the supervisor was full, or this sensor's
+    share of it was (`share`)."""
     errors: dict[str, int] = field(default_factory=dict)
     """`open`, `read`: I/O errors by phase; `internal`: any other exception from `open`, `read` or
     `close` (an I/O error while closing a port that went away is expected and not counted)."""
@@ -90,8 +93,13 @@ class DriverSupervisor:
         backoff_max_s: float = BACKOFF_MAX_S,
         settle_s: float = SETTLE_S,
         done: Done | None = None,
+        share: int | None = None,
     ) -> None:
         self.driver = driver
+        # At most `share` of this sensor's measurements wait in a shared queue at once, so one
+        # flooding sensor (a thousand spoofed Remote ID broadcasters) cannot fill the queue and
+        # starve the others; the consumer counts what it takes in `stats.taken`.
+        self.share = share
         self.stop = stop if stop is not None else threading.Event()
         self.backoff_min_s = backoff_min_s
         self.backoff_max_s = backoff_max_s
@@ -252,6 +260,9 @@ class DriverSupervisor:
 
     def _deliver(self, m: AnyMeasurement) -> None:
         if self._queue is not None:
+            if self.share is not None and self.stats.delivered - self.stats.taken >= self.share:
+                self.stats.dropped += 1
+                return
             try:
                 self._queue.put_nowait(m)
             except queue.Full:

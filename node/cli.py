@@ -52,8 +52,9 @@ def _parser() -> argparse.ArgumentParser:
 
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
-    check = cfg_sub.add_parser("check", help="validate a config file (and CUAS_* variables)")
+    check = cfg_sub.add_parser("check", help="validate a config file and its files, as `run` does")
     check.add_argument("file", help="config TOML file")
+    check.add_argument("--keys-only", action="store_true", help="skip the files and directories it names")
 
     watch = sub.add_parser("watch", help="show a node's live tracks and health in the terminal")
     watch.add_argument("--config", help="take broker settings from this config file")
@@ -116,7 +117,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
+    """The same checks as `run` before it connects (`cuas_node.preflight`), so a file that passes
+    here starts; only the warnings differ in where they go (here stderr, in `run` the log)."""
     config = load_config(Path(args.file))
+    if not args.keys_only:
+        from cuas_node.preflight import preflight
+
+        for warning in preflight(config, args.file):
+            print(f"warning: {warning}", file=sys.stderr)
     print(
         f"{args.file}: OK: node {config.node.id}, {len(config.sensors)} sensor(s), "
         f"broker {config.mqtt.host}:{config.mqtt.port}"
@@ -152,6 +160,9 @@ def _start_node(
 
         drivers = [tap_driver(d, recorder) for d in drivers]
         recorder.start()
+    from cuas_node.publish.state_dir import check_state_dirs
+
+    check_state_dirs(config.node.state_dir, config.node.spool_dir)  # exit 78 naming the path and the fix
     publisher = MqttPublisher(
         config.mqtt,
         config.node.id,
@@ -164,8 +175,11 @@ def _start_node(
         config, clock, drivers, publisher, session=publisher.session, gpio=build_gpio(config.gpio)
     )
     # READY=1 once the sensor loops and fusion run (never waiting for the broker); the watchdog
-    # pings only while every loop's heartbeat is fresh. Outside systemd both are no-ops.
-    service = ServiceNotifications(runtime.heartbeats) if notify_systemd else None
+    # pings only while every loop's heartbeat is fresh and the publisher makes progress (a broker
+    # outage is progress: the outbox keeps turning). Outside systemd both are no-ops.
+    service = (
+        ServiceNotifications(runtime.heartbeats, health=publisher.health_problem) if notify_systemd else None
+    )
 
     def ready() -> None:
         if on_ready is not None:
@@ -187,7 +201,20 @@ def _start_node(
         if recorder is not None:
             recorder.close()
             log.info("recorded %d packets into %s", recorder.packets, ", ".join(map(str, recorder.files)))
-    return 0
+    return 1 if runtime.failure else 0  # not 78: the unit restarts the node after a failure
+
+
+def _load_for_run(config_arg: str | None) -> Config:
+    """The config, logging set up, and what `config check` refuses refused (ConfigError, exit 78)
+    before anything starts; each warning (a loose secret, a password without TLS) logged once."""
+    from cuas_node.preflight import preflight
+
+    path = resolve_config_path(config_arg)
+    config = load_config(path)
+    setup_logging(config.logging.level)
+    for warning in preflight(config, str(path)):
+        log.warning("config: %s", warning)
+    return config
 
 
 def _recorder(config: Config, clock: Any, path: Path, rotate_bytes: int = 0, keep_files: int = 0) -> Any:
@@ -200,8 +227,7 @@ def _recorder(config: Config, clock: Any, path: Path, rotate_bytes: int = 0, kee
 def _cmd_record(args: argparse.Namespace) -> int:
     from cuas_node.kernel.clock import SystemClock
 
-    config = load_config(resolve_config_path(args.config))
-    setup_logging(config.logging.level)
+    config = _load_for_run(args.config)
     clock = SystemClock()
     until = threading.Event()
     if args.duration is not None:
@@ -221,8 +247,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from cuas_node.kernel.clock import SystemClock
 
-    config = load_config(resolve_config_path(args.config))
-    setup_logging(config.logging.level)
+    config = _load_for_run(args.config)
     return _start_node(config, SystemClock(), notify_systemd=True)
 
 
@@ -286,7 +311,10 @@ def _cmd_watch(args: argparse.Namespace) -> int:
         config = load_config(resolve_config_path(args.config))
         host, port, root = config.mqtt.host, config.mqtt.port, config.mqtt.topic_root
     host = args.host or os.environ.get("CUAS_MQTT__HOST", host)
-    port = args.port or int(os.environ.get("CUAS_MQTT__PORT", port))
+    try:
+        port = args.port or int(os.environ.get("CUAS_MQTT__PORT", port))
+    except ValueError:
+        raise ConfigError(["mqtt.port (env CUAS_MQTT__PORT): not a whole number"], "environment") from None
     root = args.topic_root or os.environ.get("CUAS_MQTT__TOPIC_ROOT", root)
     return watch(
         host,

@@ -21,6 +21,13 @@ Authorisation, either of:
   seen before, is refused: a captured command cannot be replayed, not even after a restart.
 
 Unauthorised or malformed commands change nothing; each is counted and answered `rejected`.
+
+Anyone who can publish to `cmd/` reaches this parser before any authorisation, so nothing in it
+may raise, recurse without bound or echo unbounded input (issue 14): the payload size and the JSON
+nesting depth are checked before `json.loads`, `NaN`/`Infinity` are not JSON, `ts` must be a
+finite number, `sig` must be exactly 64 hex digits, an `id` longer than `MAX_ID_CHARS` is refused
+without being echoed, and a response topic must lie in the node's own `response/` subtree (the
+bounds and their checks are in `cuas_node.command_input`).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import re
 import secrets
 import threading
@@ -38,13 +46,21 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cuas_node.command_input import (
+    MAX_PAYLOAD,
+    TooDeep,
+    command_name_ok,
+    parse_json,
+    request_id_of,
+    unknown_keys,
+)
 from cuas_node.config import IDENT_PATTERN, CommandsSection, ConfigError, ZoneSection
 
 COMMANDS = ("status", "set-log-level", "zone-update", "alert-ack", "calibrate")
 MIN_KEY_BYTES = 16
-MAX_PAYLOAD = 64 * 1024
 NONCE_CACHE_MAX = 10000
-_CLIENT = re.compile(r"^[^/#+\s]{1,128}$")
+_CLIENT = re.compile(r"[^/#+\s]{1,128}")
+_SIG = re.compile(r"[0-9a-fA-F]{64}")
 
 Outcome = Literal["ok", "error", "not_available", "rejected"]
 Rejection = Literal["malformed", "unauthorised", "stale", "replayed", "unknown_command"]
@@ -196,47 +212,60 @@ class CommandProcessor:
         self._nonces: dict[str, float] = {}
         self._allowed = frozenset(self.settings.allow_clients)
 
-    def process(self, suffix: str, payload: bytes) -> Command | Refused:
-        """`suffix` is the topic after `<root>/<node>/cmd/`: `<name>` or `<name>/<client-id>`."""
+    def process(self, suffix: str, payload: bytes, reply_problem: str | None = None) -> Command | Refused:
+        """`suffix` is the topic after `<root>/<node>/cmd/`: `<name>` or `<name>/<client-id>`.
+
+        `reply_problem` is why the request's response topic or correlation data cannot be obeyed
+        (the channel checks them): such a command is refused, with its id when it has a valid one."""
         with self._lock:
-            outcome = self._process(suffix, payload)
-            if isinstance(outcome, Command):
-                self.counters.accepted += 1
-            else:
-                reason = "malformed" if outcome.reason == "unknown_command" else outcome.reason
-                setattr(self.counters, reason, getattr(self.counters, reason) + 1)
+            outcome = self._process(suffix, payload, reply_problem)
+            self._count(outcome)
             return outcome
 
-    def _process(self, suffix: str, payload: bytes) -> Command | Refused:
+    def _count(self, outcome: Command | Refused) -> None:
+        if isinstance(outcome, Command):
+            self.counters.accepted += 1
+        else:
+            reason = "malformed" if outcome.reason == "unknown_command" else outcome.reason
+            setattr(self.counters, reason, getattr(self.counters, reason) + 1)
+
+    def _process(self, suffix: str, payload: bytes, reply_problem: str | None) -> Command | Refused:
         parts = suffix.split("/")
         name = parts[0]
-        if len(parts) > 2 or not name or (len(parts) == 2 and not _CLIENT.match(parts[1])):
+        if (
+            len(parts) > 2
+            or not command_name_ok(name)
+            or (len(parts) == 2 and not _CLIENT.fullmatch(parts[1]))
+        ):
             return Refused("malformed", "topic must be cmd/<name> or cmd/<name>/<client-id>")
         client = parts[1] if len(parts) == 2 else None
         if len(payload) > MAX_PAYLOAD:
             return Refused("malformed", f"payload larger than {MAX_PAYLOAD} bytes")
         try:
-            outer = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+            outer = parse_json(payload)
+        except TooDeep as exc:
+            return Refused("malformed", f"payload {exc}")
+        except ValueError:  # UnicodeDecodeError included
             return Refused("malformed", "payload is not JSON")
         if not isinstance(outer, dict):
             return Refused("malformed", "payload must be a JSON object")
-        request_id = outer.get("id") if isinstance(outer.get("id"), str) else None
+        request_id, id_problem = request_id_of(outer)
+        if id_problem:
+            return Refused("malformed", id_problem)
+        if reply_problem:
+            return Refused("malformed", reply_problem, request_id)
         if "signed" in outer or "sig" in outer:
             checked = self._check_signed(name, outer)
             if isinstance(checked, Refused):
                 return checked
-            body, identity = checked
-            request_id = body.get("id") if isinstance(body.get("id"), str) else None
+            body, identity, request_id = checked
         else:
             if client is None or client not in self._allowed:
                 return Refused("unauthorised", "neither an allow-listed client nor signed", request_id)
             body, identity = outer, client
             extra = set(body) - {"args", "id"}
             if extra:
-                return Refused("malformed", f"unknown keys: {sorted(extra)}", request_id)
-        if request_id is not None and len(request_id) > 128:
-            return Refused("malformed", "id longer than 128 characters")
+                return Refused("malformed", unknown_keys(extra), request_id)
         model = ARG_MODELS.get(name)
         if model is None:
             return Refused(
@@ -253,30 +282,50 @@ class CommandProcessor:
             return Refused("malformed", problems[:500], request_id)
         return Command(name, parsed, identity, request_id)
 
-    def _check_signed(self, name: str, outer: dict[str, Any]) -> tuple[dict[str, Any], str] | Refused:
+    def _check_signed(
+        self, name: str, outer: dict[str, Any]
+    ) -> tuple[dict[str, Any], str, str | None] | Refused:
+        """The signed body, the identity `hmac` and the request id; or why not.
+
+        `sig` is decoded strictly (exactly 64 hex digits, compared as bytes): anything else, a
+        non-ASCII string included, is a clean `bad signature`, never an exception."""
         text, sig = outer.get("signed"), outer.get("sig")
         if not isinstance(text, str) or not isinstance(sig, str) or set(outer) != {"signed", "sig"}:
             return Refused("malformed", 'a signed command is {"signed": <JSON text>, "sig": <hex>}')
         if self.key is None:
             return Refused("unauthorised", "signed commands are not enabled on this node")
-        expected = hmac.new(self.key, text.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, sig.lower()):
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate escaped in the JSON: no UTF-8 bytes to sign
+            return Refused("malformed", "signed text is not valid UTF-8")
+        if not _SIG.fullmatch(sig):
+            return Refused("unauthorised", "bad signature (sig must be 64 hex digits)")
+        expected = hmac.new(self.key, data, hashlib.sha256).digest()
+        if not hmac.compare_digest(expected, bytes.fromhex(sig)):
             return Refused("unauthorised", "bad signature")
         try:
-            body = json.loads(text)
+            body = parse_json(data)
         except ValueError:
             return Refused("malformed", "signed text is not JSON")
         if not isinstance(body, dict):
             return Refused("malformed", "signed text must be a JSON object")
         extra = set(body) - {"node", "cmd", "ts", "nonce", "args", "id"}
         if extra:
-            return Refused("malformed", f"unknown keys: {sorted(extra)}")
-        request_id = body.get("id") if isinstance(body.get("id"), str) else None
+            return Refused("malformed", unknown_keys(extra))
+        request_id, id_problem = request_id_of(body)
+        if id_problem:
+            return Refused("malformed", id_problem)
         ts, nonce = body.get("ts"), body.get("nonce")
         if body.get("node") != self.node_id or body.get("cmd") != name:
             return Refused("unauthorised", "signed for another node or command", request_id)
         if not isinstance(ts, int | float) or isinstance(ts, bool):
             return Refused("malformed", "ts must be a number (UTC seconds)", request_id)
+        try:
+            ts = float(ts)
+        except OverflowError:  # an integer of hundreds of digits
+            ts = math.inf
+        if not math.isfinite(ts):
+            return Refused("malformed", "ts must be a finite number (UTC seconds)", request_id)
         if not isinstance(nonce, str) or not 8 <= len(nonce) <= 64:
             return Refused("malformed", "nonce must be a string of 8 to 64 characters", request_id)
         now = self.now()
@@ -295,7 +344,7 @@ class CommandProcessor:
         if len(self._nonces) >= NONCE_CACHE_MAX:
             return Refused("replayed", "too many commands in the replay window; retry later", request_id)
         self._nonces[nonce] = now
-        return body, "hmac"
+        return body, "hmac", request_id
 
 
 def response(

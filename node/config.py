@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 import types
 from collections.abc import Mapping
@@ -77,6 +78,7 @@ __all__ = [
     "build_config",
     "deep_merge",
     "load_config",
+    "password_path",
     "read_password",
     "read_toml",
     "resolve_config_path",
@@ -203,14 +205,26 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError([f"{path} is a directory, not a TOML file"], str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"TOML syntax error: {exc}"], str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"not UTF-8 text (byte {exc.start + 1} cannot be decoded)"], str(path)) from None
+    except RecursionError:
+        raise ConfigError(["TOML nested too deeply (arrays or tables inside arrays)"], str(path)) from None
+    except OSError as exc:  # an I/O error of a failing card, a file name too long, ...
+        raise ConfigError([f"cannot read {path}: {exc.strerror or exc}"], str(path)) from None
+
+
+_JSON_HINT = 'lists and tables are written in JSON, e.g. ["a", "b"] or {"lat": 52.0, "lon": 4.3}'
 
 
 def _env_json_problems(environ: Mapping[str, str]) -> list[str]:
-    """Each `CUAS_*` variable for a list or a table whose value is not JSON (the value unshown)."""
+    """Each `CUAS_*` variable for a list or a table whose value is not JSON (the value unshown), or
+    is JSON `null` where the key cannot be unset: pydantic-settings would silently skip that
+    variable (and every `CUAS_<KEY>__*` beside it), so the node would run on the file's values."""
     problems: list[str] = []
     for name, value in sorted(environ.items()):
         annotation: Any = Config if name.upper().startswith(ENV_PREFIX) else None
         loc: list[str] = []
+        optional = False
         for part in name[len(ENV_PREFIX) :].lower().split(ENV_DELIMITER):
             fields = getattr(annotation, "model_fields", None)
             if not isinstance(fields, dict) or part not in fields:
@@ -218,37 +232,65 @@ def _env_json_problems(environ: Mapping[str, str]) -> list[str]:
             loc.append(part)
             annotation = fields[part].annotation
             members = [a for a in get_args(annotation) if a is not type(None)]
-            if get_origin(annotation) in (Union, types.UnionType) and len(members) == 1:
+            is_union = get_origin(annotation) in (Union, types.UnionType)
+            optional = is_union and type(None) in get_args(annotation)
+            if is_union and len(members) == 1:
                 annotation = members[0]  # `X | None` → X
         else:
             if get_origin(annotation) not in (list, tuple, dict, set) and not hasattr(
                 annotation, "model_fields"
             ):
                 continue
+            dotted, env = _dotted_and_env(tuple(loc))
             try:
-                json.loads(value)
+                decoded = json.loads(value)
             except json.JSONDecodeError as exc:
-                dotted, env = _dotted_and_env(tuple(loc))
+                where = f"{exc.msg} at character {exc.pos + 1}"
+                problems.append(f"{dotted} (env {env}): not valid JSON ({where}); {_JSON_HINT}")
+                continue
+            except (ValueError, RecursionError) as exc:  # e.g. `[[[[…` nested past Python's stack
+                reason = "nested too deeply" if isinstance(exc, RecursionError) else type(exc).__name__
+                problems.append(f"{dotted} (env {env}): not valid JSON ({reason}); {_JSON_HINT}")
+                continue
+            if decoded is None and not optional:
                 problems.append(
-                    f"{dotted} (env {env}): not valid JSON ({exc.msg} at character {exc.pos + 1}); "
-                    'lists and tables are written in JSON, e.g. ["a", "b"] or {"lat": 52.0, "lon": 4.3}'
+                    f"{dotted} (env {env}): null cannot replace this key (the variable would be ignored); "
+                    f"give the whole value in JSON, or unset {env}"
                 )
     return problems
 
 
+def _undecodable(exc: Exception) -> str:
+    """A pydantic-settings failure that the JSON scan above did not explain: name the variable from
+    the field in its message (never the value, which may hold a secret)."""
+    match = re.search(r'field "([^"]+)"', str(exc))
+    field = match.group(1) if match else ""
+    dotted, env = _dotted_and_env((field,)) if field else ("(environment)", ENV_PREFIX + "*")
+    cause = exc.__cause__ or exc.__context__ or exc
+    reason = "nested too deeply" if isinstance(cause, RecursionError) else type(cause).__name__
+    names = f"{env} or {env}{ENV_DELIMITER}*"
+    return f"{dotted} (env {names}): the value cannot be decoded ({reason}); {_JSON_HINT}"
+
+
 def build_config(data: Mapping[str, Any], source: str) -> Config:
-    """Validate `data` (already read from TOML or built by the simulator) plus the environment."""
+    """Validate `data` (already read from TOML or built by the simulator) plus the environment.
+
+    Every way the environment can fail (pydantic-settings' own JSON decoding included) ends as a
+    `ConfigError` naming the variable, so `run` exits 78 and systemd does not restart-loop."""
+    env_problems = _env_json_problems(os.environ)
     try:
-        return Config(**data)
+        config = Config(**data)
     except ValidationError as exc:
         # A malformed JSON value of an optional table reaches validation as a string: say so, once.
-        env_problems = _env_json_problems(os.environ)
         bad = tuple(p.split(": not valid JSON")[0] + ":" for p in env_problems)
         problems = [p for p in format_validation_error(exc) if not p.startswith(bad)]
         raise ConfigError(env_problems + problems, source) from None
-    except SettingsError as exc:
+    except (SettingsError, RecursionError) as exc:
         # pydantic-settings could not decode a `CUAS_*` value (JSON of a list or table).
-        raise ConfigError(_env_json_problems(os.environ) or [f"environment: {exc}"], source) from None
+        raise ConfigError(env_problems or [_undecodable(exc)], source) from None
+    if env_problems:
+        raise ConfigError(env_problems, source)
+    return config
 
 
 def resolve_config_path(cli_path: str | None, env: Mapping[str, str] = os.environ) -> Path:
@@ -275,12 +317,20 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
+def password_path(mqtt: MqttSection, env: Mapping[str, str] = os.environ) -> Path | None:
+    """Where the broker password comes from: `password_file`, else the systemd credential
+    `mqtt-password` when `$CREDENTIALS_DIRECTORY` holds one, else nowhere (None)."""
+    if mqtt.password_file is not None:
+        return mqtt.password_file
+    if env.get("CREDENTIALS_DIRECTORY"):
+        candidate = Path(env["CREDENTIALS_DIRECTORY"]) / "mqtt-password"
+        return candidate if candidate.exists() else None
+    return None
+
+
 def read_password(mqtt: MqttSection, env: Mapping[str, str] = os.environ) -> str | None:
     """The broker password from `password_file`, or from a systemd credential named mqtt-password."""
-    path = mqtt.password_file
-    if path is None and env.get("CREDENTIALS_DIRECTORY"):
-        candidate = Path(env["CREDENTIALS_DIRECTORY"]) / "mqtt-password"
-        path = candidate if candidate.exists() else None
+    path = password_path(mqtt, env)
     if path is None:
         return None
     try:
@@ -288,4 +338,8 @@ def read_password(mqtt: MqttSection, env: Mapping[str, str] = os.environ) -> str
     except OSError as exc:
         raise ConfigError(
             [f"mqtt.password_file (env CUAS_MQTT__PASSWORD_FILE): cannot read: {exc.strerror}"], str(path)
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            ["mqtt.password_file (env CUAS_MQTT__PASSWORD_FILE): not UTF-8 text"], str(path)
         ) from None

@@ -97,6 +97,15 @@ class FusionSection(Section):
     rid_loose_gate_m: float = Field(
         default=150.0, gt=0, description="how far a spoofed Remote ID may be from its track"
     )
+    rid_only_max_tracks: int = Field(
+        default=32, ge=0, description="tracks only Remote ID supports may take at most this many slots"
+    )
+    rid_spoofing_new_per_min: int = Field(
+        default=20, ge=1, description="more broadcasters first heard in a minute: spoofing suspected"
+    )
+    rid_only_alerts_per_min: float = Field(
+        default=6.0, ge=0, description="new zone alerts on Remote ID-only tracks per minute (the rest wait)"
+    )
     publish_tentative: bool = False
     detection_probability: float = Field(default=0.9, gt=0, le=1, description="for the JPDA weights")
     clutter_per_scan: float = Field(default=2.0, ge=0, description="expected false alarms per radar frame")

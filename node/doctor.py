@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from cuas_node.config import ConfigError, load_config
+from cuas_node.config import Config, ConfigError, load_config
 from cuas_node.doctor_broker import BrokerChecks
 from cuas_node.doctor_broker import broker_check as broker_check
 from cuas_node.doctor_checklist import SERVICE_USER as SERVICE_USER
@@ -31,6 +31,7 @@ from cuas_node.doctor_checklist import Check, Probe
 from cuas_node.doctor_checklist import Status as Status
 from cuas_node.doctor_platform import PlatformChecks
 from cuas_node.doctor_serial import SerialSensorChecks
+from cuas_node.preflight import startup_problems
 
 
 class Doctor(SerialSensorChecks, PlatformChecks, BrokerChecks):
@@ -41,6 +42,22 @@ class Doctor(SerialSensorChecks, PlatformChecks, BrokerChecks):
         super().__init__(timeout_s, probe)
 
     # -- the checklist -------------------------------------------------------------------------
+
+    def check_startup(self, config: Config) -> None:
+        """The checks `run` makes before connecting (`cuas_node.preflight`): what fails here makes
+        `run` exit 78, so the doctor says it first, in the same words."""
+        problems, notes = startup_problems(config)
+        if problems:
+            self.add(
+                "FAIL",
+                "start-up",
+                "\n".join(problems),
+                f"fix each file or key named; `cuas-node config check {self.config_path}` repeats the checks",
+            )
+        elif notes:
+            self.add("WARN", "start-up", "\n".join(notes), "remove the ignored keys, or set what they need")
+        else:
+            self.add("PASS", "start-up", "secret, TLS and sensor files readable; state and spool writable")
 
     def run(self) -> list[Check]:
         try:
@@ -59,14 +76,18 @@ class Doctor(SerialSensorChecks, PlatformChecks, BrokerChecks):
             "config",
             f"{self.config_path}: node {config.node.id}, {len(config.sensors)} sensor(s)",
         )
+        self.check_startup(config)
         self.check_service()
         reads = self.check_serial_sensors(config)
         self.check_buses(config)
         self.check_gpio(config)
+        self.check_credentials(config)
+        self.check_secret_files(config)
         self.check_broker(config)
         self.check_gps(config, reads)
         self.check_time()
         self.check_disk(config)
+        self.check_memory_limit()
         return self.checks
 
 

@@ -9,12 +9,59 @@ import ssl
 import threading
 from typing import Any
 
-from cuas_node.config import Config, ConfigError, read_password
+from cuas_node.config import Config, ConfigError, password_path, read_password
 from cuas_node.doctor_checklist import Checklist, Status
+from cuas_node.preflight import (
+    PLAINTEXT_FIX,
+    SECRET_MODE,
+    SECRET_OWNER,
+    describe_file,
+    is_loopback,
+    plaintext_password,
+    secret_file_issues,
+    secret_files,
+    secret_fix,
+)
 
 
 class BrokerChecks(Checklist):
-    """The broker line of the checklist."""
+    """The broker lines of the checklist: how the credentials travel, the secret files, and one
+    real connection."""
+
+    def check_credentials(self, config: Config) -> None:
+        """A password sent without TLS to another machine is readable by anyone on the path: FAIL
+        (`run` only warns, so a bench setup still starts)."""
+        mqtt = config.mqtt
+        if mqtt.username is None or password_path(mqtt) is None:
+            return
+        plain = plaintext_password(config)
+        if plain is not None:
+            self.add("FAIL", "credentials", plain, PLAINTEXT_FIX)
+        elif mqtt.tls:
+            self.add("PASS", "credentials", f"the password of {mqtt.username!r} is sent over TLS")
+        elif is_loopback(mqtt.host):
+            self.add("PASS", "credentials", f"the password of {mqtt.username!r} stays on this machine")
+
+    def check_secret_files(self, config: Config) -> None:
+        """Each secret file's owner and mode: WARN unless only root and the service can read it
+        (the documented setting is root:cuas 0640). A missing file is the start-up line's FAIL."""
+        identity = self.probe.identity()
+        for key, path in secret_files(config):
+            try:
+                info = path.stat()
+            except OSError:
+                continue
+            name = key.split(" ", 1)[0]
+            issues = secret_file_issues(info, identity)
+            if issues:
+                self.add(
+                    "WARN",
+                    name,
+                    f"{path} is {describe_file(info)}: {'; '.join(issues)}",
+                    f"make it {SECRET_OWNER} {SECRET_MODE:04o}: {secret_fix(path)}",
+                )
+            else:
+                self.add("PASS", name, f"{path} is {describe_file(info)}")
 
     def check_broker(self, config: Config) -> None:
         mqtt = config.mqtt

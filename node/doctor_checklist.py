@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from cuas_node.preflight import SERVICE_USER as SERVICE_USER
+from cuas_node.preflight import Identity
 from cuas_node.system_health import Runner, run_command
 
 Status = Literal["PASS", "WARN", "FAIL"]
-
-SERVICE_USER = "cuas"
 
 
 @dataclass
@@ -36,9 +36,12 @@ class Probe:
     run: Runner = run_command
     cmdline: Path = Path("/proc/cmdline")
     dev: Path = Path("/dev")
+    cgroup_controllers: Path = Path("/sys/fs/cgroup/cgroup.controllers")  # cgroup v2's controllers
     groups: Callable[[], set[int]] = field(default=lambda: {*os.getgroups(), os.getegid()})
     user: Callable[[], str] = field(default=lambda: pwd.getpwuid(os.geteuid()).pw_name)
     access: Callable[[Path, int], bool] = os.access
+    # Who may own a secret file and whose group may read it: root, this user and the service user.
+    identity: Callable[[], Identity] = Identity.service
 
 
 class Checklist:

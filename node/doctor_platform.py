@@ -83,6 +83,23 @@ class PlatformChecks(Checklist):
         pins = [p for p in (cfg.status_led_pin, cfg.alert_pin, cfg.tamper_pin) if p]
         self.add("PASS", "GPIO", f"Blinka available; pins {', '.join(pins) or 'none'} configured")
 
+    def check_memory_limit(self) -> None:
+        """The unit's MemoryHigh=/MemoryMax= need the kernel's memory cgroup, which Raspberry Pi
+        kernels ship switched off: without it a leak or a flood can take the whole Pi down."""
+        try:
+            controllers = self.probe.cgroup_controllers.read_text().split()
+        except OSError:
+            return  # cgroup v1, or not Linux: systemd cannot apply the limits either way
+        if "memory" in controllers:
+            self.add("PASS", "memory limit", "memory cgroup on: the unit's MemoryHigh=/MemoryMax= apply")
+        else:
+            self.add(
+                "WARN",
+                "memory limit",
+                "the kernel's memory cgroup is off: the unit's MemoryHigh=/MemoryMax= are not enforced",
+                "add cgroup_enable=memory to the one line of /boot/firmware/cmdline.txt, then reboot",
+            )
+
     def check_time(self) -> None:
         sync = clock_sync(self.probe.run)
         if sync is None:

@@ -89,4 +89,5 @@ def fusion_entry(status: FusionStatus, queue_depth: int) -> dict[str, Any]:
         "held": status.held,
         "queue_depth": queue_depth,
         "cycle_ms": round(status.cycle_ms, 3),
+        "remote_id": status.remote_id,
     }

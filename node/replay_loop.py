@@ -136,14 +136,16 @@ class Replay:
         if result.tracks is None:
             return
         records = [wire.track_record(r, SESSION) for r in result.tracks]
-        self._emit(wire.tracks_message(self.node_id, self._seq["tracks"], result.t, records))
+        self._emit(wire.tracks_message(self.node_id, SESSION, self._seq["tracks"], result.t, records))
         self._seq["tracks"] += 1
         self.stats.tracks_messages += 1
         if self.sink is not None:
             self.sink.publish_tracks(result.t, result.tracks)
         for event in result.alerts:
             self._emit(
-                wire.alert_message(self.node_id, self._seq["alerts"], wire.alert_record(event, SESSION))
+                wire.alert_message(
+                    self.node_id, SESSION, self._seq["alerts"], wire.alert_record(event, SESSION)
+                )
             )
             self._seq["alerts"] += 1
             self.stats.alerts += 1

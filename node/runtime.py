@@ -70,7 +70,9 @@ class Runtime:
         # One supervisor thread per sensor (cuas_node.drivers.supervisor): faults are caught, counted
         # and retried there, so a driver bug costs one sensor for a back-off, never the node.
         self._rates = [RateSampler() for _ in drivers]
-        self.loops = [DriverSupervisor(d, self.queue, self.stop_event) for d in drivers]
+        share = _QUEUE_CAPACITY // max(len(drivers), 1)  # each sensor its own part of the queue
+        self.loops = [DriverSupervisor(d, self.queue, self.stop_event, share=share) for d in drivers]
+        self._loop_of = {loop.driver.sensor_id: loop for loop in self.loops}
         self.session = session
         self.core = NodeCore(core_setup(config))
         self.fusion_heartbeat = time.monotonic()
@@ -86,6 +88,7 @@ class Runtime:
         self._commands: queue.SimpleQueue[tuple[Command, Callable[[Result], None]]] = queue.SimpleQueue()
         self._health_now = False
         self.calibration: Callable[[Command], Result] | None = None  # set by the calibration feature
+        self.failure: str | None = None  # why the node stopped by itself (exit non-zero)
 
     def heartbeats(self) -> list[tuple[str, float]]:
         """(name, monotonic stamp) of every loop the systemd watchdog guards."""
@@ -118,6 +121,11 @@ class Runtime:
         try:
             while not self.stop_event.is_set() and not (until is not None and until.is_set()):
                 self._cycle()
+                failed = getattr(self.sink, "failed", None)
+                if failed:  # a publisher that cannot recover: exit so that systemd restarts the node
+                    log.critical("publisher failed (%s); stopping so that systemd restarts the node", failed)
+                    self.failure = str(failed)
+                    break
         finally:
             self.stop_event.set()
             for loop in self.loops:
@@ -139,6 +147,10 @@ class Runtime:
                 batch.append(self.queue.get_nowait())
         except queue.Empty:
             pass
+        for m in batch:
+            loop = self._loop_of.get(m.sensor_id)
+            if loop is not None:
+                loop.stats.taken += 1
         self.cycle(self.clock.now(), batch)
 
     def cycle(self, now: float, batch: Sequence[AnyMeasurement]) -> StepResult:

@@ -4,7 +4,9 @@ Why not python-systemd: it needs libsystemd headers to build, which a field Pi i
 and the protocol is one datagram on a Unix socket. Why a `Watchdog` with heartbeats: a watchdog
 pinged by a timer thread proves only that the timer thread lives. The node pings only while every
 loop that matters (each sensor thread and the fusion thread) has stamped its heartbeat recently,
-so a stalled loop stops the pings and systemd restarts the service (`WatchdogSec=`).
+so a stalled loop stops the pings and systemd restarts the service (`WatchdogSec=`). Loops that
+are not plain heartbeats (the MQTT publisher: it can also have *failed*, with its threads alive)
+add a `health` predicate that names what is wrong, and the pings stop while it does.
 
 `NOTIFY_SOCKET` is either a filesystem path or, when it starts with `@`, a Linux abstract socket
 (the `@` stands for a leading NUL byte). Without `NOTIFY_SOCKET` (not run by systemd, or a unit that
@@ -27,6 +29,9 @@ MAX_STALE_S = 10.0
 
 Heartbeats = Callable[[], Iterable[tuple[str, float]]]
 """Returns (name, monotonic stamp of the last progress) for every loop that must stay alive."""
+
+HealthCheck = Callable[[], str | None]
+"""Returns None while healthy, else what is wrong (a stable text: it is logged when it changes)."""
 
 
 def socket_address(value: str) -> str | bytes | None:
@@ -118,11 +123,14 @@ def watchdog_period(env: Mapping[str, str] = os.environ, pid: int | None = None)
 
 
 class Watchdog:
-    """Pings `WATCHDOG=1` every half watchdog period, but only while all heartbeats are fresh.
+    """Pings `WATCHDOG=1` every half watchdog period, but only while all heartbeats are fresh and
+    the `health` predicate (if any) reports no problem.
 
     A heartbeat is fresh when it was stamped less than `stale_after_s` ago. The first stale loop
     is logged once (with its name, so the journal says which loop hung before systemd's restart);
-    when every loop recovers, pings resume and that is logged too. `check()` is the decision,
+    when every loop recovers, pings resume and that is logged too. A problem named by `health`
+    (e.g. `MqttPublisher.health_problem`: the publisher failed or its outbox stopped turning) is
+    handled the same way; a predicate that raises counts as a problem. `check()` is the decision,
     usable with a fake clock; `start()` runs it on a daemon thread."""
 
     def __init__(
@@ -132,6 +140,7 @@ class Watchdog:
         heartbeats: Heartbeats,
         stale_after_s: float = 10.0,
         monotonic: Callable[[], float] = time.monotonic,
+        health: HealthCheck | None = None,
     ) -> None:
         if period_s <= 0:
             raise ValueError("watchdog period must be positive")
@@ -141,8 +150,10 @@ class Watchdog:
         self.heartbeats = heartbeats
         self.stale_after_s = stale_after_s
         self.monotonic = monotonic
+        self.health = health
         self.pings = 0
         self.stale: list[str] = []
+        self.problem: str | None = None  # what `health` last reported
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -153,6 +164,7 @@ class Watchdog:
         heartbeats: Heartbeats,
         env: Mapping[str, str] = os.environ,
         stale_after_s: float | None = None,
+        health: HealthCheck | None = None,
     ) -> Watchdog | None:
         """A watchdog for this process if systemd armed one (`WatchdogSec=`), else None.
 
@@ -163,12 +175,26 @@ class Watchdog:
         if period is None or not notifier.enabled:
             return None
         stale = stale_after_s if stale_after_s is not None else min(MAX_STALE_S, period)
-        return cls(notifier, period, heartbeats, stale_after_s=stale)
+        return cls(notifier, period, heartbeats, stale_after_s=stale, health=health)
 
     def check(self, now: float | None = None) -> bool:
-        """Ping if every heartbeat is fresh; return whether a ping was sent."""
+        """Ping if every heartbeat is fresh and `health` names no problem; return whether a ping
+        was sent."""
         now = self.monotonic() if now is None else now
         stale = sorted(name for name, stamp in self.heartbeats() if now - stamp > self.stale_after_s)
+        problem = self._problem()
+        if problem is not None:
+            if problem != self.problem:
+                log.error(
+                    "watchdog: %s; not pinging systemd (the service will be restarted if this lasts %.0f s)",
+                    problem,
+                    self.period_s,
+                )
+            self.problem = problem
+            return False
+        if self.problem is not None:
+            log.warning("watchdog: resolved: %s", self.problem)
+            self.problem = None
         if stale:
             if stale != self.stale:
                 log.error(
@@ -186,6 +212,14 @@ class Watchdog:
         self.pings += 1
         self.notifier.watchdog()
         return True
+
+    def _problem(self) -> str | None:
+        if self.health is None:
+            return None
+        try:
+            return self.health()
+        except Exception as exc:  # a broken check must not feed the watchdog
+            return f"health check raised {type(exc).__name__}"
 
     def start(self) -> None:
         if self._thread is not None:
@@ -214,9 +248,12 @@ class ServiceNotifications:
         heartbeats: Heartbeats,
         env: Mapping[str, str] = os.environ,
         stale_after_s: float | None = None,
+        health: HealthCheck | None = None,
     ) -> None:
         self.notifier = Notifier.from_env(env)
-        self.watchdog = Watchdog.from_env(self.notifier, heartbeats, env, stale_after_s=stale_after_s)
+        self.watchdog = Watchdog.from_env(
+            self.notifier, heartbeats, env, stale_after_s=stale_after_s, health=health
+        )
 
     def ready(self, status: str = "") -> None:
         """Call once the config is valid and the sensor loops and fusion run (not the broker)."""

@@ -11,6 +11,7 @@
 #   user `cuas` (groups dialout gpio spi i2c), venv /opt/cuas-node/venv with this source tree,
 #   /etc/cuas-node/config.toml (from config.example.toml, only if absent: never overwritten),
 #   /var/lib/cuas-node (state) and /var/lib/cuas-node/spool, udev rules for stable sensor names,
+#   the owner and mode of secret files already in /etc/cuas-node (root:cuas 0640),
 #   and the unit cuas-node.service, enabled (started by you once the config is filled in).
 set -euo pipefail
 
@@ -29,6 +30,8 @@ UNIT_DIR="/etc/systemd/system"
 UDEV_DIR="/etc/udev/rules.d"
 UNIT="cuas-node.service"
 RULES="99-cuas-node.rules"
+# Secret files in $CONF_DIR, by the names docs/deployment.md gives them.
+SECRET_FILES=(mqtt-password command-hmac.key mqtt-client.key)
 
 usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
@@ -132,6 +135,17 @@ install_node() {
     say "created $ROOT$CONF_DIR/config.toml from the example: edit it before starting the node"
   fi
 
+  # 5b. Secret files (the broker password, the commands HMAC key, a TLS client key), when present:
+  #     one owner and mode for all, root:cuas 0640. root owns them, so the service cannot rewrite
+  #     its own secrets; the service's group reads them; nobody else can (docs/deployment.md).
+  for secret in "${SECRET_FILES[@]}"; do
+    if [ -f "$ROOT$CONF_DIR/$secret" ]; then
+      sys chown "root:$SERVICE_USER" "$ROOT$CONF_DIR/$secret"
+      fs chmod 0640 "$ROOT$CONF_DIR/$secret"
+      say "secret $ROOT$CONF_DIR/$secret: root:$SERVICE_USER 0640"
+    fi
+  done
+
   # 6. udev rules for stable sensor names, then the unit.
   fs install -d -m 0755 "$ROOT$UDEV_DIR" "$ROOT$UNIT_DIR"
   fs install -m 0644 "$SRC/systemd/$RULES" "$ROOT$UDEV_DIR/$RULES"
@@ -149,7 +163,7 @@ install_node() {
     sys systemctl enable "$UNIT"
   fi
 
-  say "installed. Next: edit $CONF_DIR/config.toml (and $CONF_DIR/mqtt-password, mode 0640 root:$SERVICE_USER),"
+  say "installed. Next: edit $CONF_DIR/config.toml (and $CONF_DIR/mqtt-password, root:$SERVICE_USER 0640),"
   say "  then: sudo -u $SERVICE_USER $PREFIX/venv/bin/cuas-node doctor && sudo systemctl start $UNIT"
 }
 

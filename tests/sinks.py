@@ -34,11 +34,11 @@ class RecordingSink:
 
     def publish_tracks(self, t: float, tracks: Sequence[TrackReport]) -> None:
         records = [wire.track_record(r, self.session) for r in tracks]
-        self.tracks.append(wire.tracks_message(self.node_id, len(self.tracks) + 1, t, records))
+        self.tracks.append(wire.tracks_message(self.node_id, self.session, len(self.tracks) + 1, t, records))
 
     def publish_alert(self, event: AlertEvent) -> None:
         record = wire.alert_record(event, self.session)
-        self.alerts.append(wire.alert_message(self.node_id, len(self.alerts) + 1, record))
+        self.alerts.append(wire.alert_message(self.node_id, self.session, len(self.alerts) + 1, record))
 
     def publish_health(self, payload: dict[str, Any]) -> None:
         self.health.append(payload)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,20 @@ def test_sim_unknown_scenario_is_a_config_error() -> None:
     result = _cli("sim", "no-such-scenario")
     assert result.returncode == 78
     assert b"demo" in result.stderr  # the built-in names are listed
+
+
+def test_watch_with_a_malformed_port_variable_is_a_config_error() -> None:
+    """`watch` reads CUAS_MQTT__PORT itself: a typo is exit 78 naming the variable, not a traceback."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("CUAS_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "cuas_node.cli", "watch", "--duration", "0.1", "--plain"],
+        capture_output=True,
+        timeout=60,
+        env={**env, "CUAS_MQTT__PORT": "eighty"},
+    )
+    assert result.returncode == 78, result.stderr
+    assert b"Traceback" not in result.stderr
+    assert b"mqtt.port (env CUAS_MQTT__PORT): not a whole number" in result.stderr
 
 
 def test_watch_render_shows_tracks_and_forgets_deleted_ones() -> None:

@@ -136,15 +136,55 @@ def test_cli_exits_78_with_readable_errors(tmp_path: Path, text: str | None) -> 
     assert "hunter2" not in result.stderr
 
 
-def test_cli_config_check_ok(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "cuas_node.cli", "config", "check", str(_write(tmp_path, GOOD))],
+def _check(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cuas_node.cli", "config", "check", *args],
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_cli_config_check_ok(tmp_path: Path) -> None:
+    """GOOD names a password file that exists on its node, not here: `--keys-only` checks the keys
+    alone; the full check (the default, what `run` checks) needs the file (tests/test_preflight.py)."""
+    path = _write(tmp_path, GOOD)
+    result = _check("--keys-only", str(path))
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
+    refused = _check(str(path))
+    assert refused.returncode == 78
+    assert (
+        "mqtt.password_file (env CUAS_MQTT__PASSWORD_FILE): /run/secrets/mqtt: cannot read" in refused.stderr
+    )
+
+    secret = tmp_path / "mqtt-password"
+    secret.write_text("pw\n")
+    secret.chmod(0o640)
+    text = GOOD.replace("/run/secrets/mqtt", str(secret))
+    text = text.replace('id = "mast-7"', f'id = "mast-7"\nstate_dir = "{tmp_path / "state"}"')
+    result = _check(str(_write(tmp_path, text)))
+    assert result.returncode == 0, result.stderr
+    assert "OK: node mast-7, 2 sensor(s), broker broker.local:8883" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b'[node]\nid = "\xff"\n', "not UTF-8 text (byte 14 cannot be decoded)"),
+        (b"a = " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply"),
+    ],
+    ids=["not-utf8", "deep-nesting"],
+)
+def test_an_unreadable_file_is_a_config_error_not_a_traceback(
+    tmp_path: Path, content: bytes, words: str
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(content)
+    result = _check("--keys-only", str(path))
+    assert result.returncode == 78, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"configuration error in {path}" in result.stderr and words in result.stderr
 
 
 def test_every_config_key_is_documented() -> None:

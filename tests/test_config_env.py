@@ -327,9 +327,9 @@ def _cli_env(extra: dict[str, str]) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if not k.upper().startswith(ENV_PREFIX)}, **extra}
 
 
-def _config_check(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _config_check(path: Path, env: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cuas_node.cli", "config", "check", str(path)],
+        [sys.executable, "-m", "cuas_node.cli", "config", "check", *options, str(path)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -387,7 +387,8 @@ def test_every_key_at_once_through_the_cli(
     got = [(c.key, read_back(config, c.loc), c.expected) for c in checks]
     assert not [g for g in got if not same_typed(g[1], g[2])], "(key, got, wanted)"
 
-    result = _config_check(path, env)
+    # --keys-only: the sampled paths (/var/lib/cuas-test/...) name no real key, password or TLS file.
+    result = _config_check(path, env, "--keys-only")
     assert result.returncode == 0, result.stderr
     mqtt = config.mqtt
     summary = f"OK: node {data['node']['id']}, {len(SENSOR_KINDS)} sensor(s), broker {mqtt.host}:{mqtt.port}"
@@ -433,6 +434,79 @@ def test_malformed_json_is_a_config_error_naming_the_variable(
     assert "configuration error" in result.stderr
     assert f"{key} (env {name.upper()}): not valid JSON" in result.stderr
     assert "hunter2" not in result.stderr  # a value is never echoed: it may hold a secret
+
+
+DEEP = "[" * 5000  # past Python's recursion limit: json.loads raises RecursionError, not a ValueError
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"CUAS_SENSORS": DEEP}, "sensors (env CUAS_SENSORS): not valid JSON (nested too deeply)"),
+        ({"CUAS_MQTT": '{"commands": ' + DEEP}, "mqtt (env CUAS_MQTT): not valid JSON (nested too deeply)"),
+        (
+            {"CUAS_MQTT__COMMANDS__ALLOW_CLIENTS": DEEP},
+            "mqtt.commands.allow_clients (env CUAS_MQTT__COMMANDS__ALLOW_CLIENTS): not valid JSON",
+        ),
+        ({"CUAS_SENSORS": "null"}, "sensors (env CUAS_SENSORS): null cannot replace this key"),
+        (
+            {"CUAS_MQTT": "null", "CUAS_MQTT__HOST": "broker.example"},
+            "mqtt (env CUAS_MQTT): null cannot replace this key",
+        ),
+        ({"CUAS_MQTT__COMMANDS": "{bad"}, "mqtt.commands (env CUAS_MQTT__COMMANDS): not valid JSON"),
+        ({"CUAS_MQTT__TLS": "{bad"}, "mqtt.tls (env CUAS_MQTT__TLS): Input should be a valid boolean"),
+        ({"CUAS_MQTT__TLS__CA": "1"}, "mqtt.tls (env CUAS_MQTT__TLS): Input should be a valid boolean"),
+        ({"CUAS_MQTT": '{"tls": {bad}'}, "mqtt (env CUAS_MQTT): not valid JSON"),
+    ],
+    ids=[
+        "deep-sensors",
+        "deep-mqtt",
+        "deep-allow-clients",
+        "null-sensors",
+        "null-mqtt-hides-host",
+        "nested-table",
+        "nested-bool",
+        "below-a-bool",
+        "nested-in-json",
+    ],
+)
+def test_every_environment_parse_error_exits_78_naming_the_variable(
+    env: dict[str, str], words: str, tmp_path: Path
+) -> None:
+    """Through the real CLI, as systemd runs it: never a traceback and exit 1 (a restart loop), never
+    an OK that silently ignores a variable (`null` made pydantic-settings skip CUAS_SENSORS, and
+    every CUAS_MQTT__* beside CUAS_MQTT)."""
+    path = tmp_path / "config.toml"
+    path.write_text(FILE_TEXT + '[[sensors]]\nkind = "nmea"\nid = "gps"\nport = "/dev/x"\n')
+    for command in (["--keys-only"], []):
+        result = _config_check(path, env, *command)
+        assert result.returncode == 78, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+        assert f"configuration error in {path}" in result.stderr
+        assert words in result.stderr, result.stderr
+
+
+def test_an_undecodable_value_still_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should pydantic-settings fail on a value the JSON scan does not flag, the message still names
+    the variable (from the field in pydantic-settings' error), never the value."""
+    import cuas_node.config as config_module
+
+    _clean_environ(monkeypatch)
+    monkeypatch.setattr(config_module, "_env_json_problems", lambda environ: [])
+    monkeypatch.setenv("CUAS_SENSORS", '[{"secret-hunter2": ')
+    with pytest.raises(ConfigError) as info:
+        build_config({"node": {"id": "n"}}, "test")
+    assert info.value.problems == [
+        "sensors (env CUAS_SENSORS or CUAS_SENSORS__*): the value cannot be decoded (JSONDecodeError); "
+        'lists and tables are written in JSON, e.g. ["a", "b"] or {"lat": 52.0, "lon": 4.3}'
+    ]
+
+
+def test_null_may_unset_an_optional_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    _clean_environ(monkeypatch)
+    monkeypatch.setenv("CUAS_NODE__POSITION", "null")
+    config = build_config({"node": {"id": "n", "position": {"lat": 52.0, "lon": 4.3}}}, "test")
+    assert config.node.position is None
 
 
 def test_malformed_json_is_reported_beside_the_other_problems(monkeypatch: pytest.MonkeyPatch) -> None:

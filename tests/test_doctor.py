@@ -46,7 +46,12 @@ def probe(tmp_path: Path, cmdline: str = "console=tty1 root=/dev/mmcblk0p2", **o
     dev.mkdir(exist_ok=True)
     runner_outputs: dict[str, str | None] = {"chronyc": CHRONY_SYNCED}
     runner_outputs.update(outputs)
-    return Probe(run=fake_runner(runner_outputs), cmdline=tmp_path / "cmdline", dev=dev)
+    return Probe(
+        run=fake_runner(runner_outputs),
+        cmdline=tmp_path / "cmdline",
+        dev=dev,
+        cgroup_controllers=tmp_path / "cgroup.controllers",
+    )
 
 
 def write_config(tmp_path: Path, sensors: str = "", mqtt: str = 'host = "127.0.0.1"\nport = 1') -> Path:
@@ -226,6 +231,108 @@ def test_cli_doctor_exit_code(tmp_path: Path) -> None:
     from cuas_node.cli import main
 
     assert main(["doctor", "--config", str(tmp_path / "missing.toml"), "--timeout", "0.1"]) == 1
+
+
+# -- start-up checks, credentials and secret files ------------------------------------------------
+
+KEY = "0123456789abcdef-doctor-key"
+
+
+def secret(path: Path, text: str, mode: int) -> Path:
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_startup_fails_where_run_would_refuse_to_start(tmp_path: Path) -> None:
+    """The same checks and words as `run` and `config check` (cuas_node.preflight)."""
+    key = secret(tmp_path / "short.key", "short", 0o640)
+    commands = f'\n[mqtt.commands]\nenabled = true\nhmac_key_file = "{key}"'
+    config = write_config(tmp_path, mqtt=f'host = "127.0.0.1"\nport = 1{commands}')
+    checks = by_name(Doctor(config, 0.2, probe(tmp_path)).run())
+    startup = checks["start-up"]
+    assert startup.status == "FAIL"
+    assert f"mqtt.commands.hmac_key_file (env CUAS_MQTT__COMMANDS__HMAC_KEY_FILE): {key}: " in startup.message
+    assert "at least 16 bytes" in startup.message and "config check" in startup.fix
+
+    key.write_text(KEY)
+    checks = by_name(Doctor(config, 0.2, probe(tmp_path)).run())
+    assert checks["start-up"].status == "PASS"
+
+
+def test_password_over_plaintext_to_another_machine_fails(tmp_path: Path) -> None:
+    password = secret(tmp_path / "mqtt-password", "pw", 0o640)
+    auth = f'username = "doc-1"\npassword_file = "{password}"'
+    # 192.0.2.1: TEST-NET-1, never routed, so the broker line fails fast on its own.
+    remote = write_config(tmp_path, mqtt=f'host = "192.0.2.1"\nport = 1883\n{auth}')
+    line = by_name(Doctor(remote, 0.2, probe(tmp_path)).run())["credentials"]
+    assert line.status == "FAIL"
+    assert "unencrypted" in line.message and "192.0.2.1:1883" in line.message
+    assert "mqtt.tls = true" in line.fix and "localhost" in line.fix
+
+    over_tls = write_config(tmp_path, mqtt=f'host = "192.0.2.1"\nport = 8883\ntls = true\n{auth}')
+    assert by_name(Doctor(over_tls, 0.2, probe(tmp_path)).run())["credentials"].status == "PASS"
+    local = write_config(tmp_path, mqtt=f'host = "127.0.0.1"\nport = 1\n{auth}')
+    line = by_name(Doctor(local, 0.2, probe(tmp_path)).run())["credentials"]
+    assert line.status == "PASS" and "stays on this machine" in line.message
+    anonymous = write_config(tmp_path, mqtt='host = "192.0.2.1"\nport = 1883')
+    assert "credentials" not in by_name(Doctor(anonymous, 0.2, probe(tmp_path)).run())
+
+
+@pytest.mark.parametrize(
+    ("mode", "status"), [(0o644, "WARN"), (0o604, "WARN"), (0o600, "PASS"), (0o640, "PASS")]
+)
+def test_secret_file_modes(tmp_path: Path, mode: int, status: str) -> None:
+    password = secret(tmp_path / "mqtt-password", "pw", mode)
+    key = secret(tmp_path / "command-hmac.key", KEY, mode)
+    config = write_config(
+        tmp_path,
+        mqtt=f'host = "127.0.0.1"\nport = 1\nusername = "doc-1"\npassword_file = "{password}"\n'
+        f'[mqtt.commands]\nenabled = true\nhmac_key_file = "{key}"',
+    )
+    checks = by_name(Doctor(config, 0.2, probe(tmp_path)).run())
+    for name, path in (("mqtt.password_file", password), ("mqtt.commands.hmac_key_file", key)):
+        line = checks[name]
+        assert line.status == status, line.message
+        assert f"{path} is " in line.message and f"{mode:04o}" in line.message
+        if status == "WARN":
+            assert "every user can read it" in line.message
+            assert (
+                line.fix == f"make it root:cuas 0640: sudo chown root:cuas {path} && sudo chmod 0640 {path}"
+            )
+    assert KEY not in str(checks)
+
+
+def test_secret_file_of_a_foreign_owner_warns(tmp_path: Path) -> None:
+    """Root and the service user may own a secret (the probe says who the service is); anyone else
+    could rewrite the key the node trusts."""
+    from cuas_node.preflight import Identity
+
+    key = secret(tmp_path / "command-hmac.key", KEY, 0o600)
+    config = write_config(
+        tmp_path,
+        mqtt=f'host = "127.0.0.1"\nport = 1\n[mqtt.commands]\nenabled = true\nhmac_key_file = "{key}"',
+    )
+    p = probe(tmp_path)
+    if os.geteuid() == 0:
+        os.chown(key, 4321, -1)  # a stranger's file (the default identity: root, this user, cuas)
+    else:
+        p.identity = lambda: Identity(frozenset({0}), frozenset({0}))  # this user is not the service
+    line = by_name(Doctor(config, 0.2, p).run())["mqtt.commands.hmac_key_file"]
+    assert line.status == "WARN" and "not root or the service user" in line.message
+    assert "owned by root" not in line.message
+
+
+def test_memory_limit_needs_the_memory_cgroup(tmp_path: Path) -> None:
+    """Raspberry Pi kernels ship with the memory cgroup off: the unit's MemoryMax= would be a lie."""
+    config = write_config(tmp_path)
+    p = probe(tmp_path)
+    assert "memory limit" not in by_name(Doctor(config, 0.2, p).run())  # cgroup v1 / unknown: silent
+    p.cgroup_controllers.write_text("cpuset cpu io pids\n")
+    line = by_name(Doctor(config, 0.2, p).run())["memory limit"]
+    assert line.status == "WARN" and "cgroup_enable=memory" in line.fix
+    p.cgroup_controllers.write_text("cpuset cpu io memory pids\n")
+    assert by_name(Doctor(config, 0.2, p).run())["memory limit"].status == "PASS"
 
 
 # -- system_health parsers -----------------------------------------------------------------------

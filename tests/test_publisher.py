@@ -147,12 +147,12 @@ def test_status_retained_online_then_offline(
     late = mqtt_sub(mosquitto, f"cuas/v1/{NODE}/status")  # subscribes after the fact: sees the retained one
     online = late.wait_for(is_status("online", retain=True))
     validate(schemas, "status", online.payload)
-    assert online.payload["session"] == pub.session == 1
+    assert online.payload["session"] == pub.session
 
     pub.stop()
     offline = late.wait_for(is_status("offline"))
     validate(schemas, "status", offline.payload)
-    assert offline.payload["session"] == 1
+    assert offline.payload["session"] == pub.session
     assert not pub.connected
     later = mqtt_sub(mosquitto, f"cuas/v1/{NODE}/status")
     assert later.wait_for(lambda m: m.retain).payload["state"] == "offline"
@@ -222,7 +222,14 @@ def test_tracks_and_health_envelopes_validate_and_seq_increments(
     assert tracks[2]["tracks"][0] == wire.track_record(reports.track(1), pub.session)
     assert tracks[2]["tracks"][0]["id"] == f"{pub.session}.1"
     assert health[0]["broker"] == "connected"
-    assert set(health[0]["mqtt"]) == {"published", "dropped", "reconnects"}
+    assert set(health[0]["mqtt"]) == {
+        "published",
+        "dropped",
+        "reconnects",
+        "thread_restarts",
+        "internal_errors",
+    }
+    assert health[0]["mqtt"]["thread_restarts"] == health[0]["mqtt"]["internal_errors"] == 0
     assert not any(m.retain for m in sub.snapshot("/tracks") + sub.snapshot("/health"))
     wait_until(lambda: pub.counters["published"] >= 7)  # status + info + 3 tracks + 2 health
     assert pub.counters["dropped"] == 0
@@ -274,7 +281,7 @@ def test_seq_and_session_continue_across_clean_restart(
     first.stop()
 
     second = make_publisher(mosquitto.port)
-    assert second.session == first.session + 1
+    assert second.session > first.session
     second.start()
     wait_until(lambda: second.connected)
     second.publish_tracks(3.0, [])
@@ -282,7 +289,11 @@ def test_seq_and_session_continue_across_clean_restart(
     assert [m.payload["seq"] for m in sub.wait_count("/tracks", 3)] == [1, 2, 3]  # no gap after a clean stop
     assert [m.payload["seq"] for m in sub.wait_count("/health", 2)] == [1, 2]
     sub.wait_for(
-        lambda m: m.topic.endswith("/status") and m.payload["session"] == 2 and m.payload["state"] == "online"
+        lambda m: (
+            m.topic.endswith("/status")
+            and m.payload["session"] == second.session
+            and m.payload["state"] == "online"
+        )
     )
 
 
@@ -345,7 +356,7 @@ def test_last_will_and_seq_gap_after_crash(
     )
 
     restarted = make_publisher(mosquitto.port, state_dir=state)
-    assert restarted.session == crashed_session + 1
+    assert restarted.session > crashed_session
     restarted.start()
     wait_until(lambda: restarted.connected)
     restarted.publish_tracks(1.0, [])
@@ -375,7 +386,7 @@ def test_start_without_broker_returns_at_once_and_catches_up(
 
     mosquitto.start()
     sub = mqtt_sub(mosquitto, f"cuas/v1/{NODE}/+")
-    assert sub.wait_for(is_status("online"), timeout=10).payload["session"] == 1
+    assert sub.wait_for(is_status("online"), timeout=10).payload["session"] == pub.session
     wait_until(lambda: pub.connected)
     pub.publish_tracks(2.0, [])
     assert sub.wait_for(lambda m: m.topic.endswith("/tracks") and m.payload["seq"] == 2)
@@ -438,18 +449,18 @@ def test_unencodable_message_is_dropped_and_leaves_a_gap(
 
 
 def test_seqstore_blocks_clean_close_and_crash(tmp_path: Path) -> None:
-    store = SequenceStore(tmp_path, block=10)
+    store = SequenceStore(tmp_path, block=10, clock=lambda: 0.0)
     assert store.session == 1
     assert [store.next("tracks") for _ in range(25)] == list(range(1, 26))  # crosses two blocks
     assert store.next("health") == 1
     store.close()
 
-    clean = SequenceStore(tmp_path, block=10)
+    clean = SequenceStore(tmp_path, block=10, clock=lambda: 0.0)
     assert clean.session == 2
     assert (clean.next("tracks"), clean.next("health")) == (26, 2)
     del clean  # crash: never closed
 
-    crashed = SequenceStore(tmp_path, block=10)
+    crashed = SequenceStore(tmp_path, block=10, clock=lambda: 0.0)
     assert crashed.session == 3
     resumed = crashed.next("tracks")
     assert 27 <= resumed <= 27 + 10
@@ -462,7 +473,7 @@ def test_seqstore_survives_damaged_file(tmp_path: Path) -> None:
     store = SequenceStore(tmp_path)
     assert store.next("tracks") == 1
     store.close()
-    assert (tmp_path / "mqtt-seq.json.corrupt").exists()
+    assert list(tmp_path.glob("mqtt-seq.json.damaged-*"))
 
 
 # -- MQTT 3.1.1 fallback: a broker front that refuses v5 like an old broker would ----------------

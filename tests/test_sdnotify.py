@@ -152,6 +152,62 @@ def test_watchdog_pings_only_while_every_heartbeat_is_fresh() -> None:
     assert notifier.sent.count("WATCHDOG=1") == 2
 
 
+def test_watchdog_health_predicate_stops_the_pings_while_it_names_a_problem(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A loop with a fresh heartbeat can still be useless (the MQTT publisher failed, its outbox
+    stuck): the predicate names the problem, the pings stop, and it is logged once."""
+    problem: list[str | None] = [None]
+    notifier = CountingNotifier()
+    dog = Watchdog(notifier, 30.0, lambda: [("fusion", 100.0)], stale_after_s=10.0, health=lambda: problem[0])
+    assert dog.check(now=101.0)
+    problem[0] = "MQTT publisher failed (mqtt-outbox: RuntimeError: boom)"
+    caplog.set_level("WARNING", logger="cuas_node.sdnotify")
+    assert not dog.check(now=101.5)
+    assert not dog.check(now=102.0)
+    assert dog.problem == problem[0]
+    lines = [r.getMessage() for r in caplog.records if "MQTT publisher failed" in r.getMessage()]
+    assert len(lines) == 1 and "not pinging systemd" in lines[0]
+    problem[0] = None
+    assert dog.check(now=102.5)  # resolved: pings resume
+    assert notifier.sent.count("WATCHDOG=1") == 2
+
+    def broken() -> str | None:
+        raise RuntimeError("bug in the check")
+
+    dog.health = broken
+    assert not dog.check(now=103.0)  # a check that raises never feeds the watchdog
+    assert dog.problem is not None and "RuntimeError" in dog.problem
+    env = {"NOTIFY_SOCKET": "/run/x", "WATCHDOG_USEC": "30000000"}
+    service = ServiceNotifications(list, env, health=lambda: "stuck")
+    assert service.watchdog is not None and not service.watchdog.check()
+
+
+def test_publisher_health_problem_follows_the_outbox(mosquitto: Any, tmp_path: Path) -> None:
+    """`MqttPublisher.health_problem`, the predicate the runtime hands the watchdog: none while
+    the outbox turns (connected or not), none before start and after stop."""
+    from cuas_node.config import MqttSection
+    from cuas_node.kernel.clock import SystemClock
+    from cuas_node.publish.mqtt import MqttPublisher
+
+    cfg = MqttSection(host="127.0.0.1", port=mosquitto.port, keepalive_s=5)
+    pub = MqttPublisher(cfg, "mast-1", tmp_path / "state", SystemClock(), [], spool_dir=tmp_path / "spool")
+    assert pub.health_problem() is None and pub.failed is None  # not started: nothing expected
+    pub.start()
+    try:
+        first = pub.last_progress
+        _wait(lambda: pub.last_progress > first, timeout=5.0)
+        assert pub.health_problem() is None
+        mosquitto.stop()  # a broker outage is not a reason for systemd to restart the node
+        time.sleep(0.6)
+        assert pub.health_problem(stale_after_s=0.5) is None
+        problem = pub.health_problem(stale_after_s=-1.0)  # a loop older than "now + 1 s": stale
+        assert problem is not None and "mqtt-outbox" in problem
+    finally:
+        pub.stop()
+    assert pub.health_problem(stale_after_s=-1.0) is None  # stopped: nothing expected
+
+
 def test_stale_threshold_defaults_to_the_period_capped_at_ten_seconds() -> None:
     env = {"NOTIFY_SOCKET": "/run/x", "WATCHDOG_USEC": "30000000"}
     dog = Watchdog.from_env(Notifier.from_env(env), list, env)
@@ -200,6 +256,9 @@ class OfflinePublisher(RecordingSink):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__()
+
+    def health_problem(self) -> str | None:
+        return None  # never reaches a broker, and that is progress enough (the outbox turns)
 
 
 def test_ready_after_startup_and_no_watchdog_ping_while_a_loop_is_stalled(

@@ -1,5 +1,6 @@
 """The on-disk spool on its own: order, acknowledgement, the size bound, restarts, torn and damaged
-files. The publisher's use of it against a real broker is in test_broker_faults.py."""
+files. The publisher's use of it against a real broker is in test_broker_faults.py; cards that
+fail (full, read-only) and damage in detail in test_state_faults.py."""
 
 from __future__ import annotations
 
@@ -133,9 +134,10 @@ def test_damaged_segment_is_quarantined_not_fatal(tmp_path: Path, caplog: pytest
     (tmp_path / "cursor.json").write_text("{garbage")
     again = DiskSpool(tmp_path, max_bytes=1 << 20, segment_bytes=1024)
     seqs = drain(again)
-    assert again.quarantined == 2  # the segment and the cursor file
+    assert again.quarantined == 2  # the segment (its intact records kept) and the cursor file
     assert len(list((tmp_path / QUARANTINE).iterdir())) == 2
-    assert seqs == sorted(seqs) and seqs[0] == 1 and seqs[-1] == 30  # order kept, the rest delivered
+    assert seqs == sorted(seqs) and len(seqs) == 29  # only the damaged record is lost, order kept
+    assert again.skipped_records == 1 and again.health()["skipped_records"] == 1
     assert "damaged" in caplog.text
     again.append(rec(31))
     assert drain(again) == [31]

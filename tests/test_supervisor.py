@@ -263,6 +263,23 @@ def test_full_queue_counts_drops_and_a_callable_receives_everything(running: lis
     assert collecting.stats.delivered >= len(got) - 1
 
 
+def test_a_flooding_sensor_fills_only_its_share_of_the_queue(running: list[DriverSupervisor]) -> None:
+    """A sensor that floods (a thousand spoofed Remote ID broadcasters) while fusion lags fills
+    its own share of the shared queue and no more: the quiet sensor's measurements still get in."""
+    shared: queue.Queue[AnyMeasurement] = queue.Queue(maxsize=100)
+    flood = fast(FlakyDriver("flood", fail_from=10**9, period_s=0.0), shared, share=50)
+    quiet = fast(FlakyDriver("quiet", fail_from=10**9, period_s=0.01), shared, share=50)
+    running += [flood, quiet]
+    flood.start()
+    wait_until(lambda: flood.stats.dropped >= 1000, what="the flood overflows its share")
+    quiet.start()
+    wait_until(lambda: quiet.stats.delivered >= 20, what="the quiet sensor delivers")
+    assert flood.stats.delivered == 50 and quiet.stats.dropped == 0
+    taken = [shared.get_nowait() for _ in range(shared.qsize())]
+    flood.stats.taken += sum(1 for m in taken if m.sensor_id == "flood")  # the consumer's count
+    wait_until(lambda: flood.stats.delivered > 50, what="room again once fusion took its share")
+
+
 def test_run_until_done_stops_early_when_every_sensor_has_proven_itself() -> None:
     drivers = [FlakyDriver(f"s{i}", fail_from=10**9) for i in range(3)]
     sups = [fast(d, lambda m: None, done=lambda d: d.health().measurements >= 2) for d in drivers]
@@ -354,3 +371,37 @@ def test_runtime_keeps_running_reports_the_fault_in_health_and_recovers(
     assert len(records(caplog, "flaky", "is back")) == 1
     for payload in (during, after):
         jsonschema.validate({"type": "health", "node_id": "sup-test", "seq": 1, **payload}, schemas["health"])
+
+
+def test_runtime_stops_and_reports_failure_when_the_publisher_cannot_recover(tmp_path: Path) -> None:
+    """A publisher whose supervised threads kept failing says so (`failed`): the runtime stops
+    (still stopping its sinks cleanly) and `run` reports a failure, so the node exits non-zero and
+    systemd restarts it rather than running on silently."""
+    from cuas_node.config import build_config
+    from cuas_node.kernel.clock import SystemClock
+    from cuas_node.runtime import Runtime
+
+    class FailingSink(RecordingSink):
+        failed: str | None = None
+
+    config = build_config(
+        {
+            "node": {
+                "id": "fail-test",
+                "state_dir": str(tmp_path),
+                "position": {"lat": 52, "lon": 4, "alt_m": 0},
+            }
+        },
+        "test",
+    )
+    sink = FailingSink()
+    runtime = Runtime(config, SystemClock(), [FlakyDriver("steady", fail_from=10**9)], sink, session=1)
+    thread = threading.Thread(target=runtime.run, daemon=True)
+    thread.start()
+    wait_until(lambda: runtime.ready.is_set(), what="the runtime to start")
+    assert runtime.failure is None
+    sink.failed = "mqtt-outbox failed 6 times in 60 s"
+    thread.join(5.0)
+    assert not thread.is_alive()
+    assert runtime.failure == "mqtt-outbox failed 6 times in 60 s"
+    assert sink.stopped

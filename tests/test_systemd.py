@@ -108,6 +108,36 @@ def test_unit_contract() -> None:
     assert s["ExecStart"][0].startswith("/opt/cuas-node/venv/bin/cuas-node run")
 
 
+def _bytes(value: str) -> int:
+    """systemd's sizes: a number with an optional K/M/G/T suffix (base 1024)."""
+    match = re.fullmatch(r"([0-9]+)([KMGT]?)", value.strip())
+    assert match, f"not a plain size: {value!r} (percentages depend on the Pi; give bytes)"
+    return int(match.group(1)) * 1024 ** " KMGT".index(match.group(2) or " ")
+
+
+def _seconds(value: str) -> float:
+    match = re.fullmatch(r"([0-9.]+)(ms|s|min)?", value.strip())
+    assert match, value
+    return float(match.group(1)) * {"ms": 0.001, "s": 1.0, "min": 60.0, None: 1.0}[match.group(2)]
+
+
+def test_unit_limits_memory_tasks_and_log_rate() -> None:
+    """A flood or a leak must not take the Pi (1 GB) down with the node: memory, threads and log
+    lines are bounded, with values that leave the node (~150 MB, ~20 threads) its headroom."""
+    s = _unit_settings()
+    mib = 1024 * 1024
+    high, top = _bytes(s["MemoryHigh"][0]), _bytes(s["MemoryMax"][0])
+    assert 200 * mib <= high < top <= 512 * mib, (high, top)
+    assert top - high >= 50 * mib  # room to reclaim (slow down) before the OOM kill
+    assert 32 <= int(s["TasksMax"][0]) <= 256
+    assert 1.0 <= _seconds(s["LogRateLimitIntervalSec"][0]) <= 300.0
+    assert 100 <= int(s["LogRateLimitBurst"][0]) <= 10000
+    for key in ("MemoryHigh", "MemoryMax", "TasksMax", "LogRateLimitIntervalSec", "LogRateLimitBurst"):
+        assert len(s[key]) == 1, f"{key} set twice"
+    text = UNIT.read_text()
+    assert "cgroup_enable=memory" in text  # the Pi kernel's memory cgroup caveat stays next to them
+
+
 def test_udev_rules_are_well_formed_and_name_the_sensors() -> None:
     token = re.compile(r'\s*([A-Z_]+(?:\{[^}]+\})?)\s*(==|!=|\+=|-=|:=|=)\s*"([^"]*)"\s*(,|$)')
     known = {"ACTION", "SUBSYSTEM", "KERNEL", "ENV", "ATTRS", "SYMLINK", "GROUP", "MODE", "GOTO", "LABEL"}
@@ -175,6 +205,24 @@ def test_install_into_a_root_prefix_is_idempotent_and_uninstall_keeps_config_and
     assert not (tmp_path / "etc/udev/rules.d/99-cuas-node.rules").exists()
     assert not (tmp_path / "opt/cuas-node").exists()
     assert conf.exists() and (tmp_path / "var/lib/cuas-node/mqtt-seq.json").exists()
+
+
+def test_install_settles_the_owner_and_mode_of_secret_files(tmp_path: Path) -> None:
+    """One owner and mode for every secret, the one docs/deployment.md and doctor name."""
+    conf_dir = tmp_path / "etc/cuas-node"
+    conf_dir.mkdir(parents=True)
+    password = conf_dir / "mqtt-password"
+    password.write_text("pw\n")
+    password.chmod(0o644)
+    done = _install("--root", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert oct(password.stat().st_mode & 0o777) == "0o640"
+    assert f"would run: chown root:cuas {password}" in done.stdout
+    assert not (conf_dir / "command-hmac.key").exists()  # absent secrets are not invented
+    docs = (ROOT / "docs" / "deployment.md").read_text()
+    for name in ("mqtt-password", "command-hmac.key"):
+        assert name in INSTALL.read_text() and name in docs
+    assert "root:cuas 0640" in docs
 
 
 def test_install_dry_run_changes_nothing(tmp_path: Path) -> None:

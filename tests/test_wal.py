@@ -34,7 +34,7 @@ from paho.mqtt.properties import Properties
 
 from cuas_node.config import MqttSection
 from cuas_node.kernel.clock import SystemClock
-from cuas_node.publish import disk_spool, outbox, spool_segment
+from cuas_node.publish import outbox, spool_segment
 from cuas_node.publish.mqtt import MqttPublisher
 from cuas_node.publish.seqstore import SequenceStore
 from cuas_node.publish.spool import EXPIRES, DiskSpool, Record
@@ -223,20 +223,23 @@ def test_a_log_without_checkpoints_is_not_trusted_for_seq(tmp_path: Path) -> Non
 def test_a_card_that_cannot_be_written_keeps_messages_in_memory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The card fails mid-segment (ENOSPC injected; real full and read-only cards are in
+    test_state_faults.py): what follows is kept in memory and delivered in order after it."""
     spool = DiskSpool(tmp_path, max_bytes=1 << 20, segment_bytes=16 * 1024)
     spool.append(rec(1))
     real_write = os.write
+    segment_fd = spool._writer._fd
 
     def failing(fd: int, data: Any) -> int:
-        if fd == spool._fd:
+        if fd == segment_fd:
             raise OSError(28, "No space left on device")
         return real_write(fd, data)
 
-    monkeypatch.setattr(disk_spool.os, "write", failing)
+    monkeypatch.setattr(os, "write", failing)
     for seq in range(2, 6):
         spool.append(rec(seq))
     monkeypatch.undo()
-    assert spool.pending == 5 and spool.dropped_full == 0
+    assert spool.pending == 5 and spool.dropped_full == 0 and spool.state == "degraded"
     assert [seq for seq, _ in hand_out(spool)] == [1, 2, 3, 4, 5]  # in order, disk then memory
 
 

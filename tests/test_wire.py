@@ -69,9 +69,11 @@ def test_documents_validate_against_the_published_schemas(schemas: dict[str, dic
         wire.track_record(reports.track(1), 5),
         wire.track_record(reports.track(2, "deleted", remote_id=reports.binding()), 5),
     ]
-    jsonschema.validate(wire.tracks_message("mast-1", 1, 1_700_000_000.3, tracks), schemas["tracks"])
+    jsonschema.validate(
+        wire.tracks_message("mast-1", 1_796_280_754, 1, 1_700_000_000.3, tracks), schemas["tracks"]
+    )
     record = wire.alert_record(reports.alert(), 5)
-    jsonschema.validate(wire.alert_message("mast-1", 3, record), schemas["alerts"])
+    jsonschema.validate(wire.alert_message("mast-1", 1_796_280_754, 3, record), schemas["alerts"])
     position = NodePosition(52.0, 4.3, 10.0, "gps", accuracy_m=4.5)
     info = wire.info_payload("m", 1.0, position, GeoPoint(52.0, 4.3, 9.0), [{"id": "r", "kind": "ti-mmwave"}])
     jsonschema.validate(info, schemas["info"])
@@ -81,4 +83,6 @@ def test_documents_validate_against_the_published_schemas(schemas: dict[str, dic
 
 def test_non_finite_numbers_are_refused_not_sent() -> None:
     with pytest.raises(ValueError):
-        wire.encode(wire.tracks_message("m", 0, 1.0, [wire.track_record(reports.track(alt_m=math.nan), 1)]))
+        wire.encode(
+            wire.tracks_message("m", 1, 0, 1.0, [wire.track_record(reports.track(alt_m=math.nan), 1)])
+        )

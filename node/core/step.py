@@ -33,11 +33,13 @@ from cuas_node.kernel.reports import AlertAck, AlertEvent, AlertKey, GeoPoint, N
 
 @dataclass(frozen=True, slots=True)
 class CoreParams:
-    """`reorder_window_s` ([fusion]); `tracks_max_rate_hz` ([mqtt]); `alert_update_s` ([fusion])."""
+    """`reorder_window_s`, `alert_update_s`, `rid_only_alerts_per_min` ([fusion]);
+    `tracks_max_rate_hz` ([mqtt])."""
 
     reorder_window_s: float = 0.1
     tracks_max_rate_hz: float = 5.0
     alert_update_s: float = 5.0
+    rid_only_alerts_per_min: float = 6.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class FusionStatus:
     cycle_ms: float
     late: int
     held: int
+    remote_id: dict[str, object] = dataclasses.field(default_factory=dict)
 
 
 class NodeCore:
@@ -158,7 +161,11 @@ class NodeCore:
         """The zone monitor, made once the local frame exists (zones are drawn in it)."""
         frame = self.engine.frame
         if self.alerts is None and frame is not None and self._zones:
-            self.alerts = AlertMonitor(build_zones(self._zones, frame), self.params.alert_update_s)
+            self.alerts = AlertMonitor(
+                build_zones(self._zones, frame),
+                self.params.alert_update_s,
+                self.params.rid_only_alerts_per_min,
+            )
         return self.alerts
 
     # -- what the runtime asks between steps --------------------------------------------------
@@ -208,4 +215,6 @@ class NodeCore:
             cycle_ms=self.cycle_ms,
             late=self.reorder.late,
             held=len(self.reorder),
+            remote_id=self.engine.remote_id.status(self.now)
+            | {"alerts_suppressed": self.alerts.suppressed if self.alerts is not None else 0},
         )

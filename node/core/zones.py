@@ -57,6 +57,17 @@ class Zone:
         return np.asarray(inside & (height >= self.spec.floor_m) & (height <= self.spec.ceiling_m))
 
 
+PHYSICAL = "physical"
+REMOTE_ID_ONLY = "remote_id_only"
+
+
+def evidence(track: TrackReport) -> str:
+    """What an alert rests on: a physical sensor's track, or only a Remote ID claim (a track no
+    physical sensor supports: its binding is `unconfirmed`)."""
+    rid = track.remote_id
+    return REMOTE_ID_ONLY if rid is not None and rid.consistency == "unconfirmed" else PHYSICAL
+
+
 def build_zones(specs: Sequence[ZoneSpec], frame: LocalFrame) -> list[Zone]:
     zones = []
     for z in specs:
@@ -76,12 +87,20 @@ class _Active:
 class AlertMonitor:
     """The alerts of a set of zones, evaluated on each published set of track reports."""
 
-    def __init__(self, zones: list[Zone], update_interval_s: float = 5.0) -> None:
+    def __init__(
+        self, zones: list[Zone], update_interval_s: float = 5.0, rid_only_per_min: float = 6.0
+    ) -> None:
         self.zones = zones
         self.update_interval_s = update_interval_s
         self.active: dict[tuple[int, str], _Active] = {}
         self.acks: dict[AlertKey, AlertAck] = {}
         self._next = 1
+        # New alerts on tracks only Remote ID supports: a token bucket (a minute's worth), since
+        # a spoofer can place claims in every zone at will; the rest wait and are counted.
+        self.rid_only_per_min = rid_only_per_min
+        self._tokens = rid_only_per_min
+        self._t_tokens: float | None = None
+        self.suppressed = 0
 
     def evaluate(self, t: float, tracks: Sequence[TrackReport]) -> list[AlertEvent]:
         """Alert events caused by this set of published track reports."""
@@ -102,6 +121,9 @@ class AlertMonitor:
             number, zone_id = pair
             state = self.active.get(pair)
             if state is None:
+                if evidence(by_number[number]) == REMOTE_ID_ONLY and not self._take_token(t):
+                    self.suppressed += 1
+                    continue
                 state = self.active[pair] = _Active(AlertKey(number, zone_id, self._next), t, t)
                 self._next += 1
                 events.append(self._event("new", state, zones[zone_id].spec.level, by_number[number], t))
@@ -112,6 +134,16 @@ class AlertMonitor:
             state = self.active.pop(pair)
             events.append(self._event("cleared", state, zones[pair[1]].spec.level, by_number.get(pair[0]), t))
         return events
+
+    def _take_token(self, t: float) -> bool:
+        if self._t_tokens is not None:
+            refill = (t - self._t_tokens) * self.rid_only_per_min / 60.0
+            self._tokens = min(self.rid_only_per_min, self._tokens + max(refill, 0.0))
+        self._t_tokens = t
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
 
     def replace(self, specs: Sequence[ZoneSpec], frame: LocalFrame, t: float) -> list[AlertEvent]:
         """Swap the zones. Alerts in zones that remain keep their key; alerts in removed zones are
@@ -131,7 +163,8 @@ class AlertMonitor:
         ack = self.acks.get(state.key)
         if kind == "cleared":
             self.acks.pop(state.key, None)
-        return AlertEvent(state.key, kind, t, state.since, level, track, ack)
+        basis = evidence(track) if track is not None else PHYSICAL
+        return AlertEvent(state.key, kind, t, state.since, level, track, ack, basis)
 
     def acknowledge(self, key: AlertKey, ack: AlertAck) -> bool:
         """Record an operator's acknowledgement of an active alert; False if it is not active."""

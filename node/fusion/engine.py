@@ -36,6 +36,7 @@ from cuas_node.fusion.params import (
     RadarSensor,
     RemoteIdReceiver,
 )
+from cuas_node.fusion.remote_id_input import RemoteIdInput
 from cuas_node.fusion.reporting import track_reports
 from cuas_node.fusion.tracker import Scan, Tracker, TrackSnapshot
 from cuas_node.fusion.tracks import Status
@@ -98,6 +99,8 @@ class FusionEngine:
         self.gps_position: tuple[float, float, float] | None = None
         self.gps_accuracy_m: float | None = None
         self.binder = IdentityBinder(loose_gate_m=self.params.rid_loose_gate_m)
+        receivers = {s.sensor_id for s in setup.sensors if isinstance(s, RemoteIdReceiver)}
+        self.remote_id = RemoteIdInput(self.params, self.tracker, self.binder, receivers)
         self.counters = FusionCounters()
         self._deleted: list[TrackSnapshot] = []
         self.last_t = 0.0
@@ -110,7 +113,8 @@ class FusionEngine:
 
     def fuse(self, ordered: Sequence[AnyMeasurement]) -> None:
         """Fuse measurements in capture-time order; those sharing a sensor, kind and instant form
-        one scan."""
+        one scan. Remote ID reports are fused together after the rest (`remote_id_input`)."""
+        remote_id: list[RemoteIdReport] = []
         for _, group in itertools.groupby(
             ordered, key=lambda m: (m.sensor_id, type(m), self.capture_time(m))
         ):
@@ -133,14 +137,14 @@ class FusionEngine:
             elif isinstance(first, AcousticBearing):
                 self._acoustic([m for m in items if isinstance(m, AcousticBearing)], t)
             elif isinstance(first, RemoteIdReport):
-                for report in items:
-                    assert isinstance(report, RemoteIdReport)
-                    self._remote_id(report, self.capture_time(report))
+                remote_id += [m for m in items if isinstance(m, RemoteIdReport)]
             elif isinstance(first, RfPresence):
                 for presence in items:
                     assert isinstance(presence, RfPresence)
                     self._fpv(presence)
             self.last_t = max(self.last_t, t)
+        if remote_id and self.frame is not None:
+            self._deleted.extend(self.remote_id.fuse(remote_id, self.frame, self.capture_time))
 
     def _radar(self, detections: list[RadarDetection], t: float) -> None:
         model = self.models.get(detections[0].sensor_id)
@@ -180,44 +184,6 @@ class FusionEngine:
         hit = result.slot_of >= 0
         likelihood = np.array([b.drone_likelihood for b in bearings])[hit]
         classify.acoustic_update(self.tracker.table, result.slot_of[hit], likelihood)
-
-    def _remote_id(self, report: RemoteIdReport, t: float) -> None:
-        assert self.frame is not None
-        alt = report.alt_geo_m
-        if report.sensor_id not in self.models or report.lat is None or report.lon is None or alt is None:
-            self.counters.unsupported += 1
-            return
-        enu = self.frame.to_enu(report.lat, report.lon, alt)
-        sig_h = (report.h_accuracy_m or 30.0) / 2.0  # F3411 accuracies are 95 % bounds
-        sig_v = (report.v_accuracy_m or 45.0) / 2.0
-        vel = None if report.vel_enu_mps is None else np.asarray(report.vel_enu_mps, dtype=np.float64)
-        if vel is not None:
-            sig_s = (report.speed_accuracy_mps or 3.0) / 2.0 + 0.5
-            z = np.concatenate([enu, vel])[None, :]
-            sig = np.array([[sig_h, sig_h, sig_v, sig_s, sig_s, sig_s]])
-        else:
-            z, sig = enu[None, :], np.array([[sig_h, sig_h, sig_v]])
-        model = PositionVelocityModel(report.sensor_id, with_velocity=vel is not None)
-        scan = Scan(
-            model,
-            t,
-            z,
-            _diag(sig),
-            full_scan=False,
-            physical=False,
-            initiate=self.binder.initiate_allowed(report.uas_id),
-        )
-        result = self.tracker.process(scan)
-        self.counters.scans += 1
-        slot = int(result.slot_of[0])
-        for phantom in self.binder.on_report(self.tracker.table, report, enu, vel, slot, t):
-            self._deleted.extend(self.tracker.drop(np.array([phantom], dtype=np.intp)))
-        record = self.binder.records[report.uas_id]
-        if record.loose_number is not None or record.strict_number is None:
-            return  # an inconsistent broadcaster's claims are not evidence of what anything is
-        table = self.tracker.table
-        slots = np.flatnonzero((table.number == record.strict_number) & (table.status != Status.FREE))
-        classify.remote_id_update(table, slots, report.ua_type)
 
     def _fpv(self, presence: RfPresence) -> None:
         """Analog video nearby is evidence for the tracks it could come from; it moves none."""

@@ -13,6 +13,7 @@ Bindings are one-to-one and need `confirm_reports` agreeing reports to switch (h
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,6 +40,7 @@ class IdentityRecord:
     candidate_count: int = 0
     misses: int = 0  # reports in a row that did not land on the bound track
     support_count: int = 0  # reports in a row whose own track was physically supported
+    supported: bool = False  # the last report landed on a track a physical sensor sees
 
 
 class IdentityBinder:
@@ -59,6 +61,10 @@ class IdentityBinder:
         self.confirm_reports = confirm_reports
         self.stale_s = stale_s
         self.records: dict[str, IdentityRecord] = {}
+        # Track number -> the broadcaster bound to it (strictly or loosely): bindings are one to
+        # one, and a flood of broadcasters must not make every lookup scan them all.
+        self._owner: dict[int, str] = {}
+        self.arrivals: deque[float] = deque()  # when each broadcaster was first heard (spoofing)
 
     def initiate_allowed(self, uas_id: str) -> bool:
         """No new track from reports already known to be false."""
@@ -72,10 +78,22 @@ class IdentityBinder:
         return int(hit[0]) if hit.size else None
 
     def _taken(self, number: int, uas_id: str) -> bool:
-        return any(
-            other != uas_id and number in (r.strict_number, r.loose_number)
-            for other, r in self.records.items()
-        )
+        return self._owner.get(number, uas_id) != uas_id
+
+    def _reindex(self, record: IdentityRecord, before: tuple[int | None, int | None]) -> None:
+        uas_id = record.report.uas_id
+        for number in before:
+            if number is not None and self._owner.get(number) == uas_id:
+                del self._owner[number]
+        for number in (record.strict_number, record.loose_number):
+            if number is not None:
+                self._owner[number] = uas_id
+
+    def new_broadcasters(self, t: float, window_s: float) -> int:
+        """How many broadcasters were first heard in the last `window_s` seconds."""
+        while self.arrivals and self.arrivals[0] < t - window_s:
+            self.arrivals.popleft()
+        return len(self.arrivals)
 
     def on_report(
         self,
@@ -91,6 +109,22 @@ class IdentityBinder:
         record = self.records.get(report.uas_id)
         if record is None:
             record = self.records[report.uas_id] = IdentityRecord(report, enu, vel, t)
+            self.arrivals.append(t)
+        before = (record.strict_number, record.loose_number)
+        phantoms = self._on_report(table, record, report, enu, vel, slot, t)
+        self._reindex(record, before)
+        return phantoms
+
+    def _on_report(
+        self,
+        table: TrackTable,
+        record: IdentityRecord,
+        report: RemoteIdReport,
+        enu: FloatArray,
+        vel: FloatArray | None,
+        slot: int,
+        t: float,
+    ) -> list[int]:
         record.report, record.reported_enu, record.reported_vel, record.last_seen = report, enu, vel, t
         self._strict(table, record, slot)
         own = self._slot_of(table, record.strict_number)
@@ -99,6 +133,7 @@ class IdentityBinder:
             and table.status[own] in (Status.CONFIRMED, Status.COASTING)
             and t - table.t_physical[own] < _SUPPORT_WINDOW_S
         )
+        record.supported = supported
         if supported:
             record.support_count += 1
             if record.loose_number is None or record.support_count >= self.confirm_reports:
@@ -161,7 +196,10 @@ class IdentityBinder:
 
     def forget_stale(self, t: float) -> None:
         for uas_id in [u for u, r in self.records.items() if t - r.last_seen > self.stale_s]:
-            del self.records[uas_id]
+            record = self.records.pop(uas_id)
+            for number in (record.strict_number, record.loose_number):
+                if number is not None and self._owner.get(number) == uas_id:
+                    del self._owner[number]
 
     def describe(
         self,
@@ -173,14 +211,14 @@ class IdentityBinder:
         reported_geodetic: Callable[[FloatArray], tuple[float, float, float]],
     ) -> RemoteIdBinding | None:
         """The identity bound to a track, or None when none is."""
-        for record in self.records.values():
+        owner = self._owner.get(number)
+        record = self.records.get(owner) if owner is not None else None
+        if record is not None:
             if number == record.loose_number:
                 consistency = "inconsistent"
-            elif number == record.strict_number:
+            else:
                 supported = t - table.t_physical[slot] < _SUPPORT_WINDOW_S
                 consistency = "consistent" if supported else "unconfirmed"
-            else:
-                continue
             r = record.report
             lat, lon, alt = reported_geodetic(record.reported_enu)
             return RemoteIdBinding(

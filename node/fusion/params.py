@@ -32,6 +32,8 @@ class FusionParams:
     max_tracks: int = 256
     max_tentative: int = 128
     rid_loose_gate_m: float = 150.0
+    rid_only_max_tracks: int = 32
+    rid_spoofing_new_per_min: int = 20
     publish_tentative: bool = False
     detection_probability: float = 0.9
     clutter_per_scan: float = 2.0

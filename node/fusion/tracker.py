@@ -73,7 +73,7 @@ class Scan:
     z: FloatArray  # (M, D)
     r: FloatArray  # (M, D, D)
     full_scan: bool = True  # a look at all of the coverage (radar frame), not one report
-    initiate: bool = True
+    initiate: bool | BoolArray = True  # per measurement when an array
     physical: bool = True  # a non-cooperative sensor: evidence the object is really there
 
 
@@ -244,8 +244,9 @@ class Tracker:
             if self.ground is not None:
                 hold_above_ground(tb, active, self.ground)
         started = np.zeros(0, dtype=np.intp)
-        if scan.initiate:
-            used, started = self._initiate(scan, (slot_of < 0) & ~near_track, bit)
+        allowed = np.broadcast_to(np.asarray(scan.initiate, dtype=bool), (m,))
+        if allowed.any():
+            used, started = self._initiate(scan, (slot_of < 0) & ~near_track & allowed, bit)
             slot_of[used] = started
         return ScanResult(slot_of, started)
 
@@ -389,11 +390,9 @@ class Tracker:
         return deleted
 
     def _unfed_s(self, active: IndexArray, t: float) -> FloatArray:
-        """How long each track has gone without an update, on the clock of the data that could
-        have updated it: `t` less how much later than the promptest sensor the slowest sensor
-        that fed it delivers (the reorder window delays all alike and stays counted). A sensor
-        whose data arrives late (an acoustic block a second after capture) must not lose its
-        tracks while the next block is on its way; a sensor that falls silent still ages them."""
+        """Time without an update on the clock of the data that could have updated it: `t` less
+        how much later than the promptest sensor the slowest one that fed it delivers. A late
+        sensor (an array's block a second after capture) keeps its tracks; a silent one ages them."""
         tb = self.table
         shifts = np.arange(self.lag_s.size, dtype=np.uint64)
         fed_by = ((tb.sensor_mask[active, None] >> shifts[None, :]) & np.uint64(1)).astype(bool)

@@ -110,6 +110,7 @@ class AlertEvent:
     zone_level: str
     track: TrackReport | None
     ack: AlertAck | None = None
+    evidence: str = "physical"  # or "remote_id_only": the track is only a Remote ID claim
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,13 +11,15 @@ import logging
 import ssl
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from cuas_node.config import ConfigError, MqttSection
 
 CONNECT_TIMEOUT_S = 5.0
+
+log = logging.getLogger("cuas_node.publish.mqtt")
 
 
 class NotConnectedNoiseFilter(logging.Filter):
@@ -44,6 +46,28 @@ def publish_properties(expiry: int | None, correlation: bytes | None) -> Propert
     if correlation is not None:
         properties.CorrelationData = correlation
     return properties
+
+
+def publish(
+    client: paho.Client,
+    topic: str,
+    data: bytes,
+    qos: int,
+    retain: bool,
+    expiry: int | None = None,
+    correlation: bytes | None = None,
+) -> int | None:
+    """Hand one message to paho (with the MQTT 5 properties under v5): its mid, or None if the
+    connection is dying. paho may keep a copy then, but a client is never reused after its
+    connection: the caller keeps the message (the spool delivers it after the reconnect)."""
+    properties: Properties | None = None
+    if client.protocol == MQTTProtocolVersion.MQTTv5:
+        properties = publish_properties(expiry, correlation)
+    info = client.publish(topic, data, qos=qos, retain=retain, properties=properties)
+    if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+        log.debug("MQTT: message to %s not sent: %s", topic, paho.error_string(info.rc))
+        return None
+    return info.mid
 
 
 def will_properties() -> Properties:
@@ -94,6 +118,9 @@ def build_client(
         reconnect_on_failure=False,  # the connector thread owns reconnecting
     )
     client.enable_logger(paho_log)
+    # An exception in one of our callbacks must not end paho's network thread (the connection
+    # would die with it): paho logs it and goes on. Ours never raise on purpose (issue 14).
+    client.suppress_exceptions = True
     client.max_inflight_messages_set(max_inflight)
     client.max_queued_messages_set(0)
     client.connect_timeout = min(CONNECT_TIMEOUT_S, float(mqtt.keepalive_s))

@@ -7,8 +7,12 @@ behind our back (the outbox decides what is resent, from the spool, in order). M
 `health.broker` state: `auth_refused` (bad user or password, not authorised), `tls_error`
 (certificate verification, handshake), or `disconnected`.
 
-paho's callbacks run on paho's network thread: they only post events to the outbox's queue and
-never block.
+paho's callbacks run on paho's network thread: they only post events to the outbox's queue (and
+commands to the rate-limited command inbox) and never block.
+
+The loop is supervised (`link.Supervisor`): an unexpected exception restarts it with a fresh
+client; repeated ones mark the publisher failed. Under MQTT 5 the CONNECT carries a Maximum
+Packet Size, so the broker never hands the node a command larger than the parser would accept.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -23,16 +28,25 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from cuas_node.command_input import MAX_PAYLOAD
 from cuas_node.config import MqttSection
-from cuas_node.publish.link import Backoff, LinkState
+from cuas_node.publish.link import Backoff, LinkState, Supervisor
 
 # The publisher's log lines keep the logger name they always had (operators filter on it).
 log = logging.getLogger("cuas_node.publish.mqtt")
 
 _UNSUPPORTED_PROTOCOL = 0x84  # MQTT v5 CONNACK reason "Unsupported protocol version"
 _AUTH_REFUSED = {0x86, 0x87, 0x8C}  # bad user name or password, not authorised, bad auth method
+_DISCONNECT_WITH_WILL = 0x04  # MQTT 5 DISCONNECT reason: "publish my Will anyway"
+# The largest packet the node accepts (MQTT 5 CONNECT property): a command payload at the parser's
+# limit plus room for its topic and properties. The broker drops larger ones for this client.
+MAX_PACKET_BYTES = MAX_PAYLOAD + 8 * 1024
+
+CommandSink = Callable[[int, paho.MQTTMessage], None]
 
 
 class Connector:
@@ -46,6 +60,7 @@ class Connector:
         backoff: Backoff,
         new_client: Callable[[MQTTProtocolVersion], paho.Client],
         command_prefix: str,
+        on_command: CommandSink | None = None,
     ) -> None:
         self._cfg = mqtt
         self._link = link
@@ -53,10 +68,12 @@ class Connector:
         self._backoff = backoff
         self._new_client = new_client
         self._command_prefix = command_prefix
+        self._on_command = on_command  # None: commands are off, a stray message is ignored
         self.protocol = MQTTProtocolVersion.MQTTv5
         self._stop_event = threading.Event()
         self._ended = threading.Event()  # the current attempt or connection is over
         self._session_ok = False
+        self._gen = 1  # the generation of the current client
         self.client = self._build(1)  # the client of the current attempt
         self._thread = threading.Thread(target=self._run, name="mqtt-connect", daemon=True)
 
@@ -74,6 +91,23 @@ class Connector:
         with contextlib.suppress(Exception):
             client.loop_stop()
 
+    def abandon(self) -> None:
+        """The publisher has failed: stop reconnecting and end the connection so that the broker
+        publishes the Last Will (the retained `offline`), since the node cannot say so itself:
+        MQTT 5 "disconnect with Will message", else (3.1.1) the socket closed without DISCONNECT."""
+        self._stop_event.set()
+        self._ended.set()
+        client = self.client
+        with contextlib.suppress(Exception):
+            if self.protocol == MQTTProtocolVersion.MQTTv5:
+                client.disconnect(
+                    reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=_DISCONNECT_WITH_WILL)
+                )
+            else:
+                sock = client.socket()
+                if isinstance(sock, socket.socket):  # ssl.SSLSocket too
+                    sock.shutdown(socket.SHUT_RDWR)
+
     def _build(self, gen: int) -> paho.Client:
         """A fresh client whose callbacks tag every event with the attempt's generation `gen`, so
         the outbox ignores late events of an older connection."""
@@ -81,15 +115,35 @@ class Connector:
         client.on_connect = lambda c, u, f, reason, p: self._on_connect(gen, c, reason)
         client.on_disconnect = lambda c, u, f, reason, p: self._on_disconnect(gen, reason)
         client.on_publish = lambda c, u, mid, reason, p: self._events.put(("ack", gen, mid, reason))
-        client.on_message = lambda c, u, msg: self._events.put(("cmd", gen, msg))
+        client.on_message = lambda c, u, msg: self._command(gen, msg)
         client.on_subscribe = lambda c, u, mid, reasons, p: self._on_subscribe(reasons)
         return client
 
     # -- the connector thread ------------------------------------------------------------------
 
     def _run(self) -> None:
+        Supervisor("mqtt-connect", self._link, wait=self._stop_event.wait).run(
+            self._loop, self._after_fault, self._fail, stopping=self._stop_event.is_set
+        )
+
+    def _after_fault(self) -> None:
+        """Before the supervised loop restarts: drop the client of the interrupted attempt and
+        start over with a fresh one (a new generation, so its late events are ignored)."""
+        old = self.client
+        with contextlib.suppress(Exception):
+            old.disconnect()
+        with contextlib.suppress(Exception):
+            old.loop_stop()
+        self._gen += 1
+        client = self._build(self._gen)
+        with self._link.lock:
+            self.client = client
+
+    def _fail(self, reason: str) -> None:
+        self.abandon()
+
+    def _loop(self) -> None:
         backoff = self._backoff.min_s
-        gen = 1
         client = self.client
         cfg = self._cfg
         while not self._stop_event.is_set():
@@ -98,7 +152,9 @@ class Connector:
             self._session_ok = False
             try:
                 if self.protocol == MQTTProtocolVersion.MQTTv5:
-                    client.connect(cfg.host, cfg.port, cfg.keepalive_s, clean_start=True)
+                    limits = Properties(PacketTypes.CONNECT)
+                    limits.MaximumPacketSize = MAX_PACKET_BYTES
+                    client.connect(cfg.host, cfg.port, cfg.keepalive_s, clean_start=True, properties=limits)
                 else:
                     client.connect(cfg.host, cfg.port, cfg.keepalive_s)
             except ssl.SSLCertVerificationError as exc:
@@ -137,8 +193,8 @@ class Connector:
             if not downgrade:
                 self._stop_event.wait(backoff)
                 backoff = min(backoff * 2, self._backoff.max_s)
-            gen += 1
-            client = self._build(gen)
+            self._gen += 1
+            client = self._build(self._gen)
             with self._link.lock:
                 self.client = client
 
@@ -181,6 +237,10 @@ class Connector:
                 f"broker {cfg.host}:{cfg.port} refused the connection ({reason.getName()})",
             )
         self._ended.set()
+
+    def _command(self, gen: int, msg: paho.MQTTMessage) -> None:
+        if self._on_command is not None:
+            self._on_command(gen, msg)
 
     def _on_disconnect(self, gen: int, reason: ReasonCode) -> None:
         self._events.put(("disconnected", gen, reason))

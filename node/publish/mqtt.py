@@ -21,7 +21,12 @@ Design choices, each for a field node on a flaky link (the why of each lives wit
 * MQTT v5 first (message expiry, response topics, reason codes), 3.1.1 fallback for old brokers.
 * Broker faults each give **one** clear log line and a `health.broker` state: `auth_refused`,
   `tls_error`, `acl_refused` (`link.py` holds the state the threads share).
-* Commands arrive on `cmd/` and are answered by `command_channel.py`.
+* Commands arrive on `cmd/`, pass a rate limit and a bounded queue (`command_inbox.py`) and are
+  answered by `command_channel.py`; no packet may stop the outbox (issue 14).
+* The outbox and connector threads are supervised (`link.Supervisor`): a fault restarts the loop
+  with back-off; repeated faults mark the publisher `failed` (the runtime exits non-zero) and
+  drop the connection so that the broker publishes the Last Will. `health_problem` feeds the
+  systemd watchdog only while the outbox loop makes progress.
 
 This module is the facade: the public `MqttPublisher` API, `seq` assignment, start and stop.
 """
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +50,7 @@ from cuas_node.kernel.reports import AlertEvent, GeoPoint, NodePosition, TrackRe
 from cuas_node.publish import wire
 from cuas_node.publish.client import CONNECT_TIMEOUT_S, build_client, client_id, tls_context
 from cuas_node.publish.command_channel import CommandChannel, command_prefix
+from cuas_node.publish.command_inbox import CommandInbox
 from cuas_node.publish.connector import Connector
 from cuas_node.publish.link import RECONNECT_MAX_S, RECONNECT_MIN_S, Backoff, LinkState
 from cuas_node.publish.outbox import DRAIN_WINDOW, STOP_FLUSH_S, Outbox
@@ -82,7 +89,9 @@ class MqttPublisher:
         self._spool: Spool = (
             DiskSpool(spool_dir, mqtt.spool_max_bytes) if spool_dir is not None else MemorySpool(MAX_PENDING)
         )
-        self._seq = SequenceStore(state_dir, resume=self._spool.last_seqs(), wal=spool_dir is not None)
+        self._seq = SequenceStore(
+            state_dir, resume=self._spool.last_seqs(), wal=spool_dir is not None, seen=self._spool.seen_seqs()
+        )
         self._spool.begin(self._seq.next_values())
         self.session = self._seq.session
         self._topics = {
@@ -91,10 +100,10 @@ class MqttPublisher:
         self._client_id = client_id(mqtt, node_id)
         self._password = read_password(mqtt) if mqtt.username is not None else None
         self._tls = tls_context(mqtt) if mqtt.tls else None
-        self._commands = CommandChannel.from_config(node_id, mqtt, clock)
+        self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._commands = CommandChannel.from_config(node_id, mqtt, clock, self._wake_for_commands)
         # Read here, at construction, so tests can shorten the back-off on this module.
         backoff = Backoff(RECONNECT_MIN_S, RECONNECT_MAX_S)
-        self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._connector = Connector(
             mqtt,
             self._link,
@@ -102,6 +111,7 @@ class MqttPublisher:
             backoff,
             self._new_client,
             command_prefix(mqtt.topic_root, node_id),
+            self._commands.inbox.offer if self._commands is not None else None,
         )
         self._outbox = Outbox(
             mqtt,
@@ -115,6 +125,7 @@ class MqttPublisher:
             self._info,
             self._commands,
             backoff,
+            self._on_failed,
         )
         self._outbox.update_spool_stats()
 
@@ -160,7 +171,7 @@ class MqttPublisher:
         records = [wire.track_record(tr, self.session) for tr in tracks]
 
         def build(seq: int) -> dict[str, Any]:
-            return wire.tracks_message(self._node_id, seq, t, records)
+            return wire.tracks_message(self._node_id, self.session, seq, t, records)
 
         self._submit("tracks", 0 if deletion else EXPIRES, build)
 
@@ -169,7 +180,7 @@ class MqttPublisher:
         record = wire.alert_record(event, self.session)
 
         def build(seq: int) -> dict[str, Any]:
-            return wire.alert_message(self._node_id, seq, record)
+            return wire.alert_message(self._node_id, self.session, seq, record)
 
         self._submit("alerts", 0, build)
 
@@ -183,7 +194,9 @@ class MqttPublisher:
         now = self._clock.now()
 
         def build(seq: int) -> dict[str, Any]:
-            message: dict[str, Any] = {"type": "health", "node_id": self._node_id, "seq": seq}
+            message: dict[str, Any] = {
+                "type": "health", "node_id": self._node_id, "session": self.session, "seq": seq
+            }  # fmt: skip
             message.update(payload)
             message.setdefault("t", now)
             state = self.broker_state
@@ -203,6 +216,43 @@ class MqttPublisher:
             return self._link.connected
 
     @property
+    def failed(self) -> str | None:
+        """Why this publisher can no longer publish (a supervised thread kept failing), else None.
+        Permanent: the runtime should stop and exit non-zero so that systemd restarts the node."""
+        with self._lock:
+            return self._link.failed
+
+    @property
+    def last_progress(self) -> float:
+        """`time.monotonic()` of the outbox loop's last turn (it turns at least 4 times a second,
+        connected or not)."""
+        return self._outbox.last_progress
+
+    def health_problem(self, stale_after_s: float = 10.0) -> str | None:
+        """None while the publisher works, else why not: for the systemd watchdog, which must stop
+        pinging when nothing can be published (failed, or the outbox loop stuck for
+        `stale_after_s`). None before `start` and after `stop` (nothing is expected then)."""
+        with self._lock:
+            failed, started, stopped = self._link.failed, self._link.started, self._link.stopped
+        if failed is not None:
+            return f"MQTT publisher failed ({failed})"
+        if not started or stopped:
+            return None
+        if time.monotonic() - self._outbox.last_progress > stale_after_s:
+            return f"mqtt-outbox made no progress for more than {stale_after_s:g} s"
+        return None
+
+    @property
+    def command_counters(self) -> dict[str, int] | None:
+        """`health.commands` (None when commands are disabled)."""
+        return self._commands.counters if self._commands is not None else None
+
+    @property
+    def command_inbox(self) -> CommandInbox | None:
+        """The bounded queue of incoming commands (None when commands are disabled)."""
+        return self._commands.inbox if self._commands is not None else None
+
+    @property
     def broker_state(self) -> str:
         """`connected`, `disconnected`, or why not: `auth_refused`, `tls_error`, `acl_refused`."""
         with self._lock:
@@ -211,11 +261,11 @@ class MqttPublisher:
     @property
     def counters(self) -> dict[str, int]:
         """`published` (acknowledged by the broker), `dropped` (never delivered: unencodable, stale,
-        spool full), `reconnects`."""
+        spool full), `reconnects`, `thread_restarts`, `internal_errors`."""
         return self._link.counters()
 
     @property
-    def spool_counters(self) -> dict[str, int]:
+    def spool_counters(self) -> dict[str, int | str]:
         """`spooled` (written to the spool since start), `pending` (waiting now), `spool_bytes`,
         `dropped_stale`, `dropped_full` and `quarantined` (damaged spool files moved aside)."""
         return self._link.spool_counters()
@@ -252,8 +302,8 @@ class MqttPublisher:
         The record is stamped with the node clock's time of publishing: its age decides whether a
         spooled track update is stale (the message's own `t` is the same time in the runtime)."""
         with self._lock:
-            if self._link.stopped:
-                return
+            if self._link.stopped or self._link.failed is not None:
+                return  # failed: nobody would take it off the queue
             try:
                 seq = self._seq.next(name)
             except RuntimeError:  # closed between the check and the call
@@ -267,6 +317,14 @@ class MqttPublisher:
             self._events.put(("msg", Record(name, seq, self._clock.now(), flags, data)))
 
     # -- what the outbox and connector need from the publisher --------------------------------
+
+    def _wake_for_commands(self) -> None:
+        """The command inbox is no longer empty (paho's thread): the outbox looks at it."""
+        self._events.put(("cmd",))
+
+    def _on_failed(self, reason: str) -> None:
+        """The outbox gave up: stop reconnecting and let the broker publish the Last Will."""
+        self._connector.abandon()
 
     @property
     def _client(self) -> paho.Client:

@@ -13,6 +13,10 @@ had not got acknowledged, sent before anything new. Stale track updates are drop
 and counted; alerts, health and track deletions are always delivered. A PUBACK saying "not
 authorised" (the broker ACL) is `acl_refused`: the message stays spooled and the connection is
 retried with back-off. `status` and `info` are republished on every connect and never spooled.
+
+No packet or fault may silence it (issue 14): each event is handled under its own guard, the loop
+is supervised (`link`), commands arrive through a bounded inbox and at most `COMMANDS_PER_LOOP` are
+served per loop, after the publications; `last_progress` shows the systemd watchdog that it turns.
 """
 
 from __future__ import annotations
@@ -29,15 +33,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
-from paho.mqtt.properties import Properties
+from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cuas_node.config import MqttSection
 from cuas_node.kernel.clock import Clock
-from cuas_node.publish.client import publish_properties
+from cuas_node.publish.client import publish
 from cuas_node.publish.command_channel import CommandChannel
-from cuas_node.publish.link import Backoff, LinkState
+from cuas_node.publish.link import Backoff, EventGuard, LinkState, Supervisor
 from cuas_node.publish.spool import Record, Spool
 from cuas_node.publish.wire import encode
 
@@ -48,7 +51,8 @@ DRAIN_WINDOW = 32  # spooled messages in flight at once
 STOP_FLUSH_S = 1.0
 _TICK_S = 0.25
 _BATCH = 512  # events taken per loop at most (one group commit)
-_PUBLISHING = ("connected", "info", "cmd", "reply")  # events that publish: queued messages go first
+_PUBLISHING = ("connected", "info", "reply")  # events that publish: queued messages go first
+COMMANDS_PER_LOOP = 8  # commands handled per loop at most, after the queued publications
 
 
 @dataclass
@@ -76,6 +80,7 @@ class Outbox:
         info: Callable[[], dict[str, Any]],
         commands: CommandChannel | None,
         backoff: Backoff,
+        on_failed: Callable[[str], None],
     ) -> None:
         self._cfg = mqtt
         self._clock = clock
@@ -96,64 +101,113 @@ class Outbox:
         self._refused_logged: set[str] = set()
         # Messages that found the broker away or a backlog ahead of them (`health.spool.spooled`).
         self._held = 0
+        self._inbox = commands.inbox if commands is not None else None
+        self._stop_deadline: float | None = None
+        self._guard = EventGuard(link)  # one event's exception is contained, counted, logged once
+        self._on_failed = on_failed
+        # Monotonic time of the loop's last turn (the systemd watchdog's evidence of progress).
+        self.last_progress = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="mqtt-outbox", daemon=True)
 
     def start(self) -> None:
+        self.last_progress = time.monotonic()
         self._thread.start()
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout=timeout)
 
     def _run(self) -> None:
+        Supervisor("mqtt-outbox", self._link).run(self._loop, self._rewind, self._fail)
+
+    def _loop(self) -> None:
         next_tick = time.monotonic() + _TICK_S
-        stop_deadline: float | None = None
         while True:
-            timeout = max(0.0, next_tick - time.monotonic())
-            if stop_deadline is not None:
-                timeout = min(timeout, max(0.0, stop_deadline - time.monotonic()))
+            now = self.last_progress = time.monotonic()
+            timeout = max(0.0, next_tick - now)
+            if self._stop_deadline is not None:
+                timeout = min(timeout, max(0.0, self._stop_deadline - now))
+            elif self._inbox is not None and self._inbox.depth:
+                timeout = 0.0  # commands wait: look at the queue, then serve a few more
             try:
                 event: tuple[Any, ...] | None = self._events.get(timeout=timeout)
             except queue.Empty:
                 event = None
             if event is not None:
-                stop_deadline = self._take(event) or stop_deadline
+                self._take(event)
                 self._pump()  # the group commit: one sync for everything appended, then send
                 self.update_spool_stats()
+            if self._stop_deadline is None:
+                self._serve_commands()
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + _TICK_S
                 self._spool.tick()
                 self.update_spool_stats()
-            if stop_deadline is not None and (self._stop_mid is None or time.monotonic() >= stop_deadline):
+                if self._inbox is not None:
+                    self._inbox.report()
+            if self._stop_deadline is not None and (
+                self._stop_mid is None or time.monotonic() >= self._stop_deadline
+            ):
                 self._finish_stop()
                 return
 
-    def _take(self, event: tuple[Any, ...]) -> float | None:
-        """Handle `event` and whatever else is queued (up to `_BATCH`); the stop deadline if asked
-        to stop. Messages are only appended here; `_pump` sends them after one sync."""
-        stop_deadline = None
+    def _take(self, event: tuple[Any, ...]) -> None:
+        """Handle `event` and whatever else is queued (up to `_BATCH`); sets the stop deadline if
+        asked to stop. Messages are only appended here; `_pump` sends them after one sync. Each
+        event is handled under its own guard: one that raises is logged and counted, and the
+        others, already taken off the queue, are still handled."""
         backlog = not self._gen or self._spool.has_unsent()
         for taken in range(1, _BATCH + 1):
             kind = event[0]
-            if kind == "msg":
-                self._spool.append(event[1])
-                self._held += int(backlog)
-            elif kind == "ack":
-                self._on_ack(event[1], event[2], event[3])
-            elif kind == "stop":
-                self._pump()  # what was published before the stop goes out before `offline`
-                stop_deadline = self._begin_stop()
-            else:
-                if kind in _PUBLISHING:
-                    self._pump()
-                self._handle(event)
-                backlog = not self._gen or self._spool.has_unsent()
+            with self._guard(kind):
+                if kind == "msg":
+                    self._spool.append(event[1])
+                    self._held += int(backlog)
+                elif kind == "ack":
+                    self._on_ack(event[1], event[2], event[3])
+                elif kind == "stop":
+                    self._stop_deadline = self._stop_deadline or time.monotonic() + STOP_FLUSH_S
+                    with self._guard("stop"):
+                        self._pump()  # what was published before the stop goes out before `offline`
+                    self._begin_stop()
+                else:
+                    if kind in _PUBLISHING:
+                        self._pump()
+                    self._handle(event)
+                    backlog = not self._gen or self._spool.has_unsent()
             if taken == _BATCH:
                 break  # the rest waits for the next loop (taken off the queue, it would be lost)
             try:
                 event = self._events.get_nowait()
             except queue.Empty:
                 break
-        return stop_deadline
+
+    def _serve_commands(self) -> None:
+        """At most `COMMANDS_PER_LOOP` commands, each guarded, after this loop's publications: a
+        flood of commands can delay other commands, never tracks or health."""
+        if self._inbox is None or self._commands is None:
+            return
+        for gen, msg in self._inbox.take(COMMANDS_PER_LOOP):
+            if gen == self._gen:  # a command of an older connection cannot be answered on it
+                with self._guard("cmd"):
+                    self._commands.handle(msg, self._send_reply, self._post_reply)
+
+    def _rewind(self) -> None:
+        """Forget what is in flight and go back to the last acknowledged message, after a lost
+        connection or before the supervised loop restarts: what was cut off is sent again."""
+        self._drain.clear()
+        self._drain_by_mid.clear()
+        self._control.clear()
+        self._spool.rewind()
+
+    def _fail(self, reason: str) -> None:
+        """The loop kept failing: nothing will be published any more. Keep the spool (what it
+        holds is delivered after the restart) and let the publisher drop the connection so that
+        the broker publishes the Last Will."""
+        with contextlib.suppress(Exception):
+            self._spool.rewind()
+        with contextlib.suppress(Exception):
+            self._spool.close()
+        self._on_failed(reason)
 
     def _handle(self, event: tuple[Any, ...]) -> None:
         kind = event[0]
@@ -164,10 +218,6 @@ class Outbox:
         elif kind == "info":
             if self._gen:
                 self._send_control("info", self._info())
-        elif kind == "cmd":
-            if event[1] == self._gen:
-                assert self._commands is not None
-                self._commands.handle(event[2], self._send_reply, self._post_reply)
         elif kind == "reply":
             self._send_reply(*event[1:])
 
@@ -212,10 +262,7 @@ class Outbox:
                 reason.getName(),
                 len(self._drain_by_mid),
             )
-        self._drain.clear()
-        self._drain_by_mid.clear()
-        self._control.clear()
-        self._spool.rewind()  # back to the last acknowledged message
+        self._rewind()
 
     def _on_ack(self, gen: int, mid: int, reason: ReasonCode) -> None:
         if gen != self._gen:
@@ -321,34 +368,24 @@ class Outbox:
         to: str | None = None,
         correlation: bytes | None = None,
     ) -> int | None:
-        client = self._client_now
-        properties: Properties | None = None
-        if client.protocol == MQTTProtocolVersion.MQTTv5:
-            properties = publish_properties(expiry, correlation)
-        info = client.publish(
-            to or self._topics[name], data, qos=self._cfg.qos, retain=retain, properties=properties
-        )
-        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            # The connection died under us. paho may keep a copy, but this client is never
-            # reused: the caller keeps the message and the spool delivers it after the reconnect.
-            log.debug("MQTT: %s not sent: %s", name, paho.error_string(info.rc))
-            return None
-        return info.mid
+        """The mid, or None if the connection died under us (the caller keeps the message)."""
+        topic = to or self._topics[name]
+        return publish(self._client_now, topic, data, self._cfg.qos, retain, expiry, correlation)
 
     # -- stopping ------------------------------------------------------------------------------
 
-    def _begin_stop(self) -> float:
-        if self._gen:
+    def _begin_stop(self) -> None:
+        if self._gen and self._stop_mid is None:
             self._stop_mid = self._send_control("status", self._status("offline"))
-        return time.monotonic() + STOP_FLUSH_S
 
     def _finish_stop(self) -> None:
         if self._stop_mid is not None:
             log.warning("MQTT: offline status not confirmed within %g s", STOP_FLUSH_S)
         # Whatever the broker has not acknowledged stays spooled: delivered after the next start.
-        self._spool.rewind()
-        self._spool.close()
-        self.update_spool_stats()
+        with self._guard("stop"):
+            self._spool.rewind()
+            self._spool.close()
+            self.update_spool_stats()
 
     def update_spool_stats(self) -> None:
         spool = self._spool
@@ -358,6 +395,7 @@ class Outbox:
             "spool_bytes": spool.size_bytes,
             "dropped_full": spool.dropped_full,
             "quarantined": spool.quarantined,
+            **spool.health(),
         }
         with self._link.lock:
             self._link.spool_stats = stats

@@ -1,4 +1,5 @@
-"""Per-topic sequence numbers and the session counter, persisted without wearing out the SD card.
+"""Per-topic sequence numbers and the session, persisted without wearing out the SD card, and
+never handed out twice even when the state file is lost or damaged.
 
 Consumers use `seq` to notice lost messages (a gap) and to drop repeats, so a number must never be
 handed out twice, not even across a power cut. Writing the file on every message would do that
@@ -14,13 +15,24 @@ it is sent, so the log knows the last number used per topic (`resume`) and the n
 continues right after it, without a gap (a number that was handed out but never reached the log
 was never sent, so using it again repeats nothing a consumer saw). The file records whether the
 run that wrote it had such a log (`wal`); after a crash of a run without one, or of an older
-version, the reserved mark stays the rule.
+version, the reserved mark stays the rule. When the file is missing or damaged and the log cannot
+say where the last run stopped (after a power cut), the numbers the log shows (`seen`) are used
+as a floor, a block further on: a gap, never a repeat.
 
-Every write goes to a temporary file that is fsync'ed and then atomically renamed over the old
-one (followed by an fsync of the directory), so a power cut leaves either the old or the new
-file, never a torn one. If the state directory cannot be written, the node keeps publishing
-with in-memory numbers and logs the problem: losing dedupe across restarts is better than
-losing tracks.
+The session must be new at every start, even when the file is lost, damaged or could not be
+written (a consumer that saw a session again would take a restart for the same run). So it is
+the larger of the stored session + 1 and the start time in whole seconds (Unix time): greater
+than every session before it as long as the file is intact or the clock is set. A damaged file
+is kept as `mqtt-seq.json.damaged-<time>` for a post-mortem and logged once; its modification
+time (and a session number still legible in it) raise the floor further.
+
+Every write goes to a temporary file (mode 0600 whatever the umask: like all the node's state,
+nobody else's business) that is fsync'ed and then atomically renamed over the old one (followed by
+an fsync of the directory), so a power cut leaves either the old or the new file, never a torn
+one. A state directory that cannot be written at all is refused at start-up (`state_dir.py`); if
+writing fails later (a full card), the node keeps publishing with in-memory numbers, logs it once
+and writes again at the next reservation: losing the numbers' persistence is better than losing
+tracks.
 """
 
 from __future__ import annotations
@@ -29,8 +41,10 @@ import contextlib
 import json
 import logging
 import os
+import re
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,39 +52,52 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "mqtt-seq.json"
 BLOCK = 1000
+FILE_MODE = 0o600
 _FORMAT = 1
+_LEGIBLE_SESSION = re.compile(rb'"session"\s*:\s*(\d{1,15})')
 
 
 class SequenceStore:
-    """Hands out `next(name)` numbers (1, 2, 3, ... per name) and owns the session counter.
+    """Hands out `next(name)` numbers (1, 2, 3, ... per name) and owns the session.
 
-    Opening the store counts one process start: `session` is the previous session + 1.
-    `resume` is the spool's last number used per topic (exact even after a crash); `wal` says
-    whether this run writes every message to such a log before sending it.
+    Opening the store counts one process start: `session` is greater than every session before
+    (the module docstring says how). `resume` is the spool's last number used per topic (exact
+    even after a crash); `seen` the highest numbers its log shows even when not exact (a floor);
+    `wal` says whether this run writes every message to such a log before sending it.
     Thread-safe: tracks and health may be published from different threads.
     """
 
     def __init__(
-        self, state_dir: Path, block: int = BLOCK, resume: Mapping[str, int] | None = None, wal: bool = False
+        self,
+        state_dir: Path,
+        block: int = BLOCK,
+        resume: Mapping[str, int] | None = None,
+        wal: bool = False,
+        seen: Mapping[str, int] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if block < 1:
             raise ValueError("block must be positive")
         self.path = Path(state_dir) / STATE_FILE
         self._block = block
+        self._clock = clock
         self._lock = threading.Lock()
         self._next: dict[str, int] = {}
         self._reserved: dict[str, int] = {}
         self._closed = False
         self._wal = wal
-        self.persistent = True
+        self.persistent = True  # whether the last write of the file worked
+        self._floor = int(clock())  # the start time: above any session of an earlier start
+        self._damage_reason = ""
+        damage = ""
         previous = self._load()
-        self.session: int = int(previous.get("session", 0)) + 1
+        if previous is None:  # damaged: what is left of it says nothing reliable
+            damage, previous = self._set_aside(), {}
+        self.session: int = max(int(previous.get("session", 0)) + 1, self._floor)
         clean = previous.get("clean") is True
         for name, entry in previous.get("seq", {}).items():
             # After a clean stop `next` is exact; after a crash only the reservation is safe.
-            start = int(entry["next"]) if clean else int(entry["reserved"])
-            self._next[name] = start
-            self._reserved[name] = start
+            self._next[name] = int(entry["next"]) if clean else int(entry["reserved"])
         # After a crash the log is exact if the crashed run had one; without a file it is all we know.
         if resume is not None and (clean or previous.get("wal") is True or not previous):
             for name, last in resume.items():
@@ -78,7 +105,21 @@ class SequenceStore:
                 if clean:  # exact too; the larger wins should a message have failed to reach the log
                     start = max(start, self._next.get(name, 1))
                 self._next[name] = start
-                self._reserved[name] = start
+        else:
+            # No file, or one that is behind what the log shows (it could not be written): the log
+            # is not the last word either, so a block past what it shows: a gap, never a repeat.
+            for name, last in (seen or {}).items():
+                if last >= self._next.get(name, 1):
+                    self._next[name] = last + block
+        self._reserved = dict(self._next)
+        if damage:
+            log.error(
+                "%s is damaged (%s): new session %d, sequence numbers %s",
+                self.path,
+                damage,
+                self.session,
+                "continue from the spool" if self._next else "start again at 1 (no spool to continue from)",
+            )
         with self._lock:
             self._reserve_all()
 
@@ -132,14 +173,13 @@ class SequenceStore:
         }
 
     def _write(self, clean: bool) -> None:
-        if not self.persistent:
-            return
         data = json.dumps(self._document(clean), indent=1, sort_keys=True).encode()
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
             try:
+                os.fchmod(fd, FILE_MODE)  # also when a stale .tmp existed, whatever the umask
                 os.write(fd, data)
                 os.fsync(fd)
             finally:
@@ -147,35 +187,59 @@ class SequenceStore:
             os.replace(tmp, self.path)
             fsync_dir(self.path.parent)
         except OSError as exc:
+            if self.persistent:
+                log.error(
+                    "cannot write %s (%s): sequence numbers continue in memory (after a crash in "
+                    "this state they may repeat, under a new session); trying again at the next "
+                    "block of %d",
+                    self.path,
+                    exc.strerror or exc,
+                    self._block,
+                )
             self.persistent = False
-            log.error(
-                "cannot write %s (%s): sequence numbers and session will restart after a reboot",
-                self.path,
-                exc.strerror or exc,
-            )
+            return
+        if not self.persistent:
+            self.persistent = True
+            log.warning("%s can be written again", self.path)
 
-    def _load(self) -> dict[str, Any]:
+    def _load(self) -> dict[str, Any] | None:
+        """The saved state; {} when there is none, None when it is damaged or unreadable."""
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return {}
         except OSError as exc:
-            log.error("cannot read %s (%s): starting a fresh sequence", self.path, exc.strerror or exc)
-            return {}
+            self._damage_reason = f"cannot read it: {exc.strerror or exc}"
+            return None
         try:
             data = json.loads(raw)
             if not isinstance(data, dict) or not isinstance(data.get("seq", {}), dict):
                 raise ValueError("not a sequence-state object")
             for entry in data.get("seq", {}).values():
                 int(entry["next"]), int(entry["reserved"])
-            int(data.get("session", 0))
+            if int(data.get("session", 0)) < 0:
+                raise ValueError("negative session")
         except (ValueError, TypeError, KeyError) as exc:
-            # Keep the damaged file for a post-mortem instead of silently overwriting it.
-            with contextlib.suppress(OSError):
-                os.replace(self.path, self.path.with_name(self.path.name + ".corrupt"))
-            log.error("%s is damaged (%s): starting a fresh sequence", self.path, exc)
-            return {}
+            self._damage_reason = str(exc) or type(exc).__name__
+            match = _LEGIBLE_SESSION.search(raw)
+            if match:  # a number still legible in it may be the last session: stay above it
+                self._floor = max(self._floor, int(match.group(1)) + 1)
+            return None
         return data
+
+    def _set_aside(self) -> str:
+        """Keep a damaged file for a post-mortem (`mqtt-seq.json.damaged-<time>`) and raise the
+        session floor above the run that last wrote it; the reason, for the one log line."""
+        # It was written when its run started, or later: that run's session is below this.
+        with contextlib.suppress(OSError):
+            self._floor = max(self._floor, int(self.path.stat().st_mtime) + 1)
+        target = self.path.with_name(f"{self.path.name}.damaged-{int(self._clock())}")
+        try:
+            os.replace(self.path, target)
+            kept = f"kept as {target.name}"
+        except OSError as exc:
+            kept = f"cannot move it aside: {exc.strerror or exc}"
+        return f"{self._damage_reason}; {kept}"
 
 
 def fsync_dir(directory: Path) -> None:

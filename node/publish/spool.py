@@ -4,9 +4,13 @@ Every message with a `seq` goes through the spool: the outbox appends it, hands 
 here, and commits it when the broker acknowledges it. What the outbox needs from a spool
 (`Spool`), and its two implementations: `DiskSpool` (`disk_spool.py`: an append-only segment log
 that is the publisher's write-ahead log and survives `kill -9`, the why is there; its byte format
-in `spool_segment.py`) and `MemorySpool` here, the same interface without a disk (a library user
-or test that gives no spool directory): bounded by a record count, lost on exit, so a crash loses
-what was not acknowledged and `seq` resumes past the sequence store's reserved block (a gap).
+in `spool_segment.py`, recovery after a restart in `spool_recovery.py`, its writes and the card's
+failures in `spool_writer.py` and `spool_fault.py`) and `MemorySpool` here, the same interface
+without a disk (a library user or test that gives no spool directory): bounded by a record count,
+lost on exit, so a crash loses what was not acknowledged and `seq` resumes past the sequence
+store's reserved block (a gap). No method of either raises on a disk fault: a spool that cannot
+write reports it (`health()`) and keeps going, because a spool exception would stop the outbox,
+and with it every message.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ class Spool(Protocol):
     def tick(self) -> None: ...
     def close(self) -> None: ...
     def last_seqs(self) -> dict[str, int] | None: ...
+    def seen_seqs(self) -> dict[str, int]: ...
     def begin(self, next_seqs: Mapping[str, int]) -> None: ...
+    def health(self) -> dict[str, int | str]: ...
 
     @property
     def pending(self) -> int: ...
@@ -96,8 +102,15 @@ class MemorySpool:
     def last_seqs(self) -> dict[str, int] | None:
         return None  # nothing survives a restart: the sequence store decides alone
 
+    def seen_seqs(self) -> dict[str, int]:
+        return {}
+
     def begin(self, next_seqs: Mapping[str, int]) -> None:
         pass
+
+    def health(self) -> dict[str, int | str]:
+        """Always `ok`: there is no card to fail (see `DiskSpool.health`)."""
+        return {"state": "ok", "skipped_records": 0, "skipped_bytes": 0}
 
     @property
     def pending(self) -> int:

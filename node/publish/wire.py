@@ -127,6 +127,7 @@ def alert_record(event: AlertEvent, session: int) -> dict[str, Any]:
         "t": round(event.t, 3),
         "since": round(event.since, 3),
         "zone": {"id": event.key.zone_id, "level": event.zone_level},
+        "evidence": event.evidence,
     }
     if event.track is not None:
         tr = track_record(event.track, session)
@@ -161,12 +162,14 @@ def measurement_record(m: Any) -> dict[str, Any]:
 # -- documents (envelopes) ---------------------------------------------------------------------
 
 
-def tracks_message(node_id: str, seq: int, t: float, records: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"type": "tracks", "node_id": node_id, "seq": seq, "t": t, "tracks": records}
+def tracks_message(
+    node_id: str, session: int, seq: int, t: float, records: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {"type": "tracks", "node_id": node_id, "session": session, "seq": seq, "t": t, "tracks": records}
 
 
-def alert_message(node_id: str, seq: int, record: Mapping[str, Any]) -> dict[str, Any]:
-    message: dict[str, Any] = {"type": "alert", "node_id": node_id, "seq": seq}
+def alert_message(node_id: str, session: int, seq: int, record: Mapping[str, Any]) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": "alert", "node_id": node_id, "session": session, "seq": seq}
     message.update(record)
     return message
 
