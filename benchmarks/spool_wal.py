@@ -30,9 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import socket
-import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -61,6 +59,9 @@ from cuas_node.kernel.clock import SystemClock  # noqa: E402
 from cuas_node.kernel.reports import ClassSummary, TrackReport  # noqa: E402
 from cuas_node.publish.mqtt import MqttPublisher  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from latency import Broker  # noqa: E402  (one throw-away broker for every benchmark)
+
 CLASS = ClassSummary(
     "multirotor",
     0.81,
@@ -82,45 +83,6 @@ def tracks(t: float) -> list[TrackReport]:
         TrackReport(n, "confirmed", t, 52.1 + n * 1e-4, 4.3, 95.0, enu, vel, cov, CLASS, sensors)
         for n in (1, 2, 3)
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Broker:
-    """A throw-away mosquitto on a loopback port."""
-
-    def __init__(self, workdir: Path) -> None:
-        exe = shutil.which("mosquitto") or next(
-            (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
-        )
-        if exe is None:
-            raise SystemExit("mosquitto not found (apt-get install mosquitto)")
-        self.port = free_port()
-        conf = workdir / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-        self.proc = subprocess.Popen(
-            [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        self.stop()
-        raise SystemExit("mosquitto did not start")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 def device_sectors_written(path: Path) -> int | None:
