@@ -30,6 +30,7 @@ from cuas_node.config import (
     resolve_config_path,
 )
 from cuas_node.logs import setup_logging
+from cuas_node.track_cli import add_track_parser, run_track
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
 
     from cuas_node.calibration.cli import add_calibrate_parser
 
+    add_track_parser(sub)
     add_calibrate_parser(sub)
     return p
 
@@ -400,6 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "doctor": _cmd_doctor,
         "record": _cmd_record,
         "replay": _cmd_replay,
+        "track": run_track,
         "calibrate": _cmd_calibrate,
     }
     try:

@@ -38,6 +38,7 @@ from cuas_node.config_sensors import (
     AcousticArraySensor,
     FpvReceiver,
     FpvRx5808Sensor,
+    GenericRadarSensor,
     IntLiteral,
     MountPose,
     NmeaSensor,
@@ -62,6 +63,7 @@ __all__ = [
     "FpvReceiver",
     "FpvRx5808Sensor",
     "FusionSection",
+    "GenericRadarSensor",
     "GpioSection",
     "IntLiteral",
     "LoggingSection",
@@ -88,7 +90,7 @@ EX_CONFIG = 78
 DEFAULT_CONFIG_PATH = Path("/etc/cuas-node/config.toml")
 ENV_PREFIX = "CUAS_"
 ENV_DELIMITER = "__"
-SENSOR_KINDS = ("nmea", "ti-mmwave", "remoteid", "fpv-rx5808", "acoustic-array")
+SENSOR_KINDS = ("nmea", "ti-mmwave", "radar", "remoteid", "fpv-rx5808", "acoustic-array")
 # Fields whose values must never appear in any message (paths to secrets are fine to show).
 SECRET_FIELDS = frozenset({"password", "psk", "hmac_key", "key"})
 

@@ -89,7 +89,9 @@ class FusionSection(Section):
     process_accel_mps2: float = Field(default=3.0, gt=0)
     process_accel_vertical_mps2: float = Field(default=1.0, gt=0)
     max_tracks: int = Field(default=256, ge=1, le=4096)
-    max_tentative: int = Field(default=128, ge=1, description="cap on tentative tracks (clutter floods)")
+    max_tentative: int = Field(
+        default=128, ge=1, description="tentative pool: beyond it the least likely are pruned"
+    )
     reorder_window_s: float = Field(
         default=0.1, ge=0, le=2, description="hold measurements this long to fuse in time order"
     )
@@ -109,6 +111,12 @@ class FusionSection(Section):
     publish_tentative: bool = False
     detection_probability: float = Field(default=0.9, gt=0, le=1, description="for the JPDA weights")
     clutter_per_scan: float = Field(default=2.0, ge=0, description="expected false alarms per radar frame")
+    false_track_probability: float = Field(
+        default=1e-4, gt=0, lt=0.5, description="SPRT α: chance a false hypothesis is confirmed"
+    )
+    miss_probability: float = Field(
+        default=0.05, gt=0, lt=0.5, description="SPRT β: chance a real target's hypothesis is rejected"
+    )
 
 
 _PIN = r"^D([0-9]|1[0-9]|2[0-7])$"

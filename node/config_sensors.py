@@ -103,6 +103,42 @@ class TiMmwaveSensor(_SensorBase):
     )
 
 
+class GenericRadarSensor(_SensorBase):
+    """A radar described by what it measures, not by a protocol: the sensor that detections fed
+    to `cuas-node track` (and a future network radar input) refer to. Its figures are what fusion
+    is told of it (`fusion.params.RadarSensor`), so the tracker can derive its thresholds from
+    them; each detection still carries its own sigmas."""
+
+    kind: Literal["radar"]
+    max_range_m: float = Field(ge=1, description="instrumented range")
+    min_range_m: float = Field(default=0.0, ge=0, description="blind zone: nothing is seen closer")
+    fov_az_deg: float = Field(
+        default=60.0, gt=0, le=180, description="half-width of the azimuth field of view"
+    )
+    fov_el_deg: float = Field(
+        default=45.0, gt=0, le=90, description="half-width of the elevation field of view"
+    )
+    range_sigma_m: float = Field(gt=0, description="1-sigma range error of a detection")
+    az_sigma_deg: float = Field(gt=0, le=90, description="1-sigma azimuth error of a detection")
+    el_sigma_deg: float = Field(gt=0, le=90, description="1-sigma elevation error of a detection")
+    range_rate: bool = Field(default=False, description="whether it measures range-rate (Doppler)")
+    range_rate_sigma_mps: float | None = Field(
+        default=None, gt=0, description="1-sigma range-rate error; required with range_rate"
+    )
+    rate_hz: float = Field(gt=0, le=1000, description="scans (looks at the whole coverage) per second")
+    false_alarms_per_scan: float = Field(
+        default=2.0, ge=0, description="expected clutter detections per scan (the tracker's clutter density)"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GenericRadarSensor:
+        if self.min_range_m >= self.max_range_m:
+            raise ValueError("min_range_m must be below max_range_m")
+        if self.range_rate and self.range_rate_sigma_mps is None:
+            raise ValueError("range_rate = true needs range_rate_sigma_mps (its 1-sigma error)")
+        return self
+
+
 class RemoteIdSensor(_SensorBase):
     kind: Literal["remoteid"]
     port: str
@@ -174,6 +210,6 @@ class AcousticArraySensor(_SensorBase):
 
 
 SensorConfig = Annotated[
-    NmeaSensor | TiMmwaveSensor | RemoteIdSensor | FpvRx5808Sensor | AcousticArraySensor,
+    NmeaSensor | TiMmwaveSensor | GenericRadarSensor | RemoteIdSensor | FpvRx5808Sensor | AcousticArraySensor,
     Field(discriminator="kind"),
 ]

@@ -8,17 +8,53 @@ from typing import Any
 from cuas_node.config import (
     AcousticArraySensor,
     FpvRx5808Sensor,
+    GenericRadarSensor,
     NmeaSensor,
     RemoteIdSensor,
     SensorConfig,
     TiMmwaveSensor,
 )
-from cuas_node.drivers.driver import SensorDriver
+from cuas_node.drivers.driver import SensorDriver, SensorHealth
 from cuas_node.kernel.clock import Clock
+from cuas_node.kernel.measurement import AnyMeasurement, SensorState
 
 
 class UnsupportedSensor(Exception):
     """A configured sensor kind that this version has no driver for."""
+
+
+class NoRadarInput(UnsupportedSensor, OSError):
+    """A `radar` sensor opened by `run` with nothing to read its detections from. An `OSError`
+    too, so the supervisor reports it as one line (no traceback) and keeps the sensor `down` with
+    this message as its detail, while the node's other sensors run."""
+
+
+class AwaitingInput:
+    """The driver of a `radar` sensor in `run`: such a radar has no serial protocol of its own
+    (its detections reach fusion through `cuas-node track`, or a future network input), so the
+    config is valid and the core knows the sensor, but opening it says why nothing will come."""
+
+    kind = "radar"
+
+    def __init__(self, sensor_id: str) -> None:
+        self.sensor_id = sensor_id
+        self.state = SensorState.DOWN
+        self.detail = "not opened"
+
+    def open(self) -> None:
+        raise NoRadarInput(
+            f"sensor {self.sensor_id!r}: a `radar` sensor has no input in `cuas-node run` in this version "
+            "(its detections are fed by `cuas-node track`); set enabled = false for it in run's config"
+        )
+
+    def read(self) -> list[AnyMeasurement]:
+        return []
+
+    def close(self) -> None:
+        return None
+
+    def health(self) -> SensorHealth:
+        return SensorHealth(self.sensor_id, self.kind, self.state, 0, None, detail=self.detail)
 
 
 def build_driver(
@@ -56,6 +92,8 @@ def build_driver(
             model=sensor.model,
             static_map=static_map,
         )
+    if isinstance(sensor, GenericRadarSensor):
+        return AwaitingInput(sensor.id)
     if isinstance(sensor, RemoteIdSensor):
         from cuas_node.drivers.remoteid.driver import RemoteIdDriver
 

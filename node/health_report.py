@@ -85,6 +85,7 @@ def fusion_entry(status: FusionStatus, queue_depth: int) -> dict[str, Any]:
         "coasting": status.coasting,
         "tentative": status.tentative,
         "births_refused": status.births_refused,
+        "births_pruned": status.births_pruned,
         "late": status.late,
         "held": status.held,
         "queue_depth": queue_depth,

@@ -22,6 +22,7 @@ from cuas_node.core.step import StepResult
 from cuas_node.drivers.record_pcapng import FPV_SPI, Channel, Packet, Recording
 from cuas_node.publish import wire
 from cuas_node.replay_sources import ReplayAdc, ReplayClock, ReplayExhausted, ReplayPins, ReplayTransport
+from cuas_node.step_lines import StepLines
 
 CYCLE_S = 0.05
 """The fusion cycle of the replay loop: the live runtime's queue timeout."""
@@ -99,6 +100,8 @@ class Replay:
             clock: Any = self.fpv_clocks.get(sensor.id, self.clock)
             if sensor.kind == "fpv-rx5808" and sensor.id not in hardware:
                 continue  # nothing recorded for this scanner (and no real SPI bus to fall back on)
+            if sensor.kind == "radar":
+                continue  # a generic radar has no protocol of its own: nothing to replay for it
             try:
                 driver = build_driver(sensor, clock, hardware)
             except UnsupportedSensor as exc:
@@ -113,7 +116,7 @@ class Replay:
             self.drivers[sensor.id] = driver
         self.core = NodeCore(core_setup(config))
         self.node_id = config.node.id
-        self._seq = {"tracks": 1, "alerts": 1}  # as on MQTT: seq counts from 1
+        self.lines = StepLines(config.node.id, SESSION, self.out)  # as on MQTT: seq counts from 1
         self._batch: list[Any] = []
         self._wall0 = 0.0
 
@@ -133,23 +136,12 @@ class Replay:
         """What one core step produced, as JSON lines (and through the sink, for `--publish`)."""
         if result.position_changed and self.sink is not None:
             self.sink.update_info(result.position, result.origin)
-        if result.tracks is None:
+        if not self.lines.write(result):
             return
-        records = [wire.track_record(r, SESSION) for r in result.tracks]
-        self._emit(wire.tracks_message(self.node_id, SESSION, self._seq["tracks"], result.t, records))
-        self._seq["tracks"] += 1
-        self.stats.tracks_messages += 1
-        if self.sink is not None:
+        self.stats.tracks_messages, self.stats.alerts = self.lines.tracks_messages, self.lines.alerts
+        if self.sink is not None and result.tracks is not None:
             self.sink.publish_tracks(result.t, result.tracks)
-        for event in result.alerts:
-            self._emit(
-                wire.alert_message(
-                    self.node_id, SESSION, self._seq["alerts"], wire.alert_record(event, SESSION)
-                )
-            )
-            self._seq["alerts"] += 1
-            self.stats.alerts += 1
-            if self.sink is not None:
+            for event in result.alerts:
                 self.sink.publish_alert(event)
 
     # -- the loop -------------------------------------------------------------------------------

@@ -212,6 +212,7 @@ def test_every_config_key_is_documented() -> None:
     for sensor in (
         c.NmeaSensor,
         c.TiMmwaveSensor,
+        c.GenericRadarSensor,
         c.RemoteIdSensor,
         c.FpvRx5808Sensor,
         c.AcousticArraySensor,

@@ -50,7 +50,10 @@ PATTERN_SAMPLES = {
     r"^[ABEFRL]+$": ["AF"],  # fpv bands
 }
 # Values a key needs beside it (a model validator ties them): the other keys of the same table.
-NEEDS = {"mqtt.commands.enabled": {"allow_clients": ["ops-console"]}}
+NEEDS = {
+    "mqtt.commands.enabled": {"allow_clients": ["ops-console"]},
+    "sensors[radar].range_rate": {"range_rate_sigma_mps": 0.5},
+}
 
 
 class Unsampleable(TypeError):

@@ -193,7 +193,11 @@ def test_clutter_map_raises_the_bar_where_false_alarms_recur() -> None:
     assert not burst(site, 40.0, 4, rng)
 
 
-def test_tentative_cap_refuses_initiation_floods() -> None:
+def test_tentative_pool_prunes_the_least_likely_instead_of_refusing_births() -> None:
+    """`max_tentative` is a pool, not a door: a flood of one-off detections keeps the pool at its
+    size by pruning the least likely tentative hypotheses (lowest track score), and a real target
+    born later still gets its track; a birth is refused only when established tracks hold every
+    slot."""
     params = FusionParams(max_tentative=10)
     tracker = Tracker(params, ["radar"])
     geometry = RadarSensor("radar", Pose.from_angles(0, 0, 0, (0, 0, 0)), 200.0)
@@ -202,4 +206,18 @@ def test_tentative_cap_refuses_initiation_floods() -> None:
         _scan(geometry.pose, np.zeros((0, 3)), np.zeros((0, 3)), 0.0, rng, clutter=40), geometry
     )
     assert int((tracker.table.status != 0).sum()) == 10
-    assert tracker.initiations_refused >= 25
+    assert tracker.births_pruned >= 25 and tracker.initiations_refused == 0
+    target = np.array([[5.0, 60.0, 10.0]])
+    for k in range(1, 12):  # the target among fresh clutter every frame
+        scan = _scan(geometry.pose, target, np.zeros((1, 3)), 0.1 * k, rng, clutter=40)
+        tracker.process_radar(scan, geometry)
+        tracker.maintain(0.1 * k)
+    firm = tracker.publishable(False)
+    assert firm.size == 1 and np.linalg.norm(tracker.table.x[firm[0], :3] - target[0]) < 3.0
+    assert tracker.initiations_refused == 0
+    full = Tracker(FusionParams(max_tracks=4, max_tentative=2), ["radar"])
+    full.table.status[:] = 2  # every slot an established track: nothing may be pruned
+    full.process_radar(
+        _scan(geometry.pose, np.zeros((0, 3)), np.zeros((0, 3)), 0.0, rng, clutter=5), geometry
+    )
+    assert full.initiations_refused >= 1 and full.births_pruned == 0

@@ -87,6 +87,7 @@ class FusionStatus:
     coasting: int
     tentative: int
     births_refused: int
+    births_pruned: int
     cycle_ms: float
     late: int
     held: int
@@ -212,6 +213,7 @@ class NodeCore:
             coasting=int(np.count_nonzero(status == Status.COASTING)),
             tentative=int(np.count_nonzero(status == Status.TENTATIVE)),
             births_refused=self.engine.tracker.initiations_refused,
+            births_pruned=self.engine.tracker.births_pruned,
             cycle_ms=self.cycle_ms,
             late=self.reorder.late,
             held=len(self.reorder),

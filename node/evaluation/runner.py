@@ -198,6 +198,9 @@ def run_scenario(scenario: Scenario, seed: int, config_overrides: dict[str, Any]
     drivers: dict[str, SensorDriver] = {}
     for sensor in config.sensors:
         sensor_clock = fpv_clocks.get(sensor.id, clock)
+        if sensor.kind == "radar":
+            skipped.append(sensor.id)  # no simulated twin: it takes plots (`cuas-node track`)
+            continue
         try:
             driver = build_driver(sensor, sensor_clock, hardware)
         except (UnsupportedSensor, ImportError):

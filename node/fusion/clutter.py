@@ -14,28 +14,54 @@ BoolArray = npt.NDArray[np.bool_]
 
 class ClutterMap:
     """Where false alarms recur: a decaying count of tentative tracks that died unconfirmed, on a
-    horizontal grid. New tracks born in a hot cell need two more hits to confirm, so a flickering
-    reflector stops producing confirmed phantoms, while a real target there, which keeps being
-    detected, still confirms a few scans later."""
+    horizontal log-polar grid around the node. New tracks born in a hot cell need two more hits to
+    confirm, so a flickering reflector stops producing confirmed phantoms, while a real target
+    there, which keeps being detected, still confirms a few scans later.
+
+    Nothing in it is a constant of one sensor: it reaches `max_range_m` (the sensors' farthest
+    coverage) and its cells are `cell_rad` wide in azimuth and as deep, relative to their range
+    (range bins grow geometrically by 1 + `cell_rad` from `min_cell_m`), so a cell spans about
+    the same number of the sensor's own resolution cells at 5 m as at 10 km. A cell is hot when its
+    3×3 neighbourhood holds `hot_count` deaths (within the half-life). Dense uniform clutter heats
+    every cell it covers, which then asks two more hits of every birth there: the price of not
+    confirming phantoms where clutter is structured (a background-relative test let multipath
+    through in `birds-and-clutter`)."""
 
     def __init__(
         self,
-        cell_m: float = 10.0,
-        half_size_cells: int = 150,
+        max_range_m: float = 1500.0,
+        cell_rad: float = math.radians(3.0),
+        min_cell_m: float = 1.0,
         half_life_s: float = 120.0,
         hot_count: float = 3.0,
     ) -> None:
-        self.cell_m = cell_m
-        self.half = half_size_cells
+        self.max_range_m = max_range_m
+        self.cell_rad = cell_rad
+        self.min_cell_m = min_cell_m
+        self.r0 = min_cell_m / cell_rad  # inside r0 the cells are min_cell_m deep
+        self.log_step = math.log1p(cell_rad)
+        self.linear = math.ceil(self.r0 / min_cell_m)
+        far = math.log(max(max_range_m, self.r0) / self.r0)
+        self.n_range = self.linear + math.ceil(far / self.log_step) + 1
+        self.n_az = max(math.ceil(2.0 * math.pi / cell_rad), 3)
         self.decay_rate = math.log(2.0) / half_life_s
         self.hot_count = hot_count
-        self.grid = np.zeros((2 * half_size_cells, 2 * half_size_cells))
+        self.grid = np.zeros((self.n_range, self.n_az))
         self.t = -math.inf
 
     def _cells(self, enu: FloatArray) -> tuple[IndexArray, IndexArray, BoolArray]:
-        ij = np.floor(enu[:, :2] / self.cell_m).astype(np.intp) + self.half
-        inside = np.all((ij >= 0) & (ij < 2 * self.half), axis=1)
-        return ij[:, 0], ij[:, 1], inside
+        rho = np.hypot(enu[:, 0], enu[:, 1])
+        far = (
+            np.floor(np.log(np.maximum(rho, self.r0) / self.r0) / self.log_step).astype(np.intp) + self.linear
+        )
+        near = np.floor(rho / self.min_cell_m).astype(np.intp)
+        i = np.where(rho < self.r0, near, far)
+        j = np.floor((np.arctan2(enu[:, 0], enu[:, 1]) + math.pi) / (2.0 * math.pi) * self.n_az).astype(
+            np.intp
+        )
+        j = j % self.n_az
+        inside = (rho <= self.max_range_m) & (i < self.n_range)
+        return np.minimum(i, self.n_range - 1), j, inside
 
     def _decay(self, t: float) -> None:
         if math.isfinite(self.t) and t > self.t:
@@ -52,12 +78,13 @@ class ClutterMap:
     def hot(self, enu: FloatArray, t: float) -> BoolArray:
         """Counted over the 3×3 cells around each point, so a reflector on a cell border is one place."""
         self._decay(t)
+        if enu.shape[0] == 0:
+            return np.zeros(0, dtype=bool)
         i, j, inside = self._cells(enu)
-        i = np.clip(i, 1, 2 * self.half - 2)
-        j = np.clip(j, 1, 2 * self.half - 2)
         total = np.zeros(enu.shape[0])
         for di in (-1, 0, 1):
+            ii = np.clip(i + di, 0, self.n_range - 1)
             for dj in (-1, 0, 1):
-                total += self.grid[i + di, j + dj]
+                total += self.grid[ii, (j + dj) % self.n_az]
         out: BoolArray = inside & (total >= self.hot_count)
         return out

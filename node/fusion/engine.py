@@ -62,6 +62,8 @@ class FusionCounters:
     waiting_for_position: int = 0
     unsupported: int = 0
     below_ground: int = 0
+    invalid: int = 0  # radar detections with a non-finite or impossible range, angle or sigma: dropped
+    without_range_rate: int = 0  # radar detections fused by the 3-D model (no usable range-rate)
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
@@ -73,6 +75,39 @@ def _diag(sigmas: np.ndarray) -> np.ndarray:
     return out
 
 
+def radar_arrays(
+    detections: Sequence[RadarDetection], range_bias_m: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Stack a frame's detections: z (M,4) and sigmas (M,4), NaN where range-rate is absent, and
+    two masks (M,): `valid` (finite range > 0, finite angles, finite positive sigmas: anything else
+    would put a NaN or an infinity into a track) and `rate` (a usable range-rate: finite, with a
+    finite positive sigma; None and NaN both count as absent)."""
+    nan = math.nan
+    z = np.array(
+        [
+            (d.range_m - range_bias_m, d.az_rad, d.el_rad, nan if d.radial_mps is None else d.radial_mps)
+            for d in detections
+        ],
+        dtype=np.float64,
+    ).reshape(-1, 4)
+    sig = np.array(
+        [
+            (
+                d.sigma_range_m,
+                d.sigma_az_rad,
+                d.sigma_el_rad,
+                nan if d.sigma_radial_mps is None else d.sigma_radial_mps,
+            )
+            for d in detections
+        ],
+        dtype=np.float64,
+    ).reshape(-1, 4)
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(z) & np.isfinite(sig) & (sig > 0.0)
+        valid = finite[:, :3].all(axis=1) & (z[:, 0] > 0.0)
+    return z, sig, valid, valid & finite[:, 3]
+
+
 class FusionEngine:
     def __init__(self, setup: FusionSetup) -> None:
         self.setup = setup
@@ -80,11 +115,15 @@ class FusionEngine:
         self.time_offsets = {s.sensor_id: s.time_offset_s for s in setup.sensors}
         self.range_bias = {s.sensor_id: s.range_bias_m for s in setup.sensors if isinstance(s, RadarSensor)}
         self.models: dict[str, MeasurementModel] = {}
+        # Per radar: the model for detections without a usable range-rate (3-D); for a radar that
+        # measures none it is also its model in `models`.
+        self.position_only: dict[str, RadarModel] = {}
         self.presence: dict[str, PresenceSensor] = {}
         self.receivers = {s.sensor_id: s for s in setup.sensors if isinstance(s, PositionReceiver)}
         for s in setup.sensors:
             if isinstance(s, RadarSensor):
-                self.models[s.sensor_id] = radar_model(s)
+                self.position_only[s.sensor_id] = radar_model(s, range_rate=False)
+                self.models[s.sensor_id] = radar_model(s) if s.range_rate else self.position_only[s.sensor_id]
             elif isinstance(s, BearingSensor):
                 self.models[s.sensor_id] = bearing_model(s)
             elif isinstance(s, RemoteIdReceiver):
@@ -92,6 +131,10 @@ class FusionEngine:
             elif isinstance(s, PresenceSensor):
                 self.presence[s.sensor_id] = s
         self.tracker = Tracker(self.params, [s.sensor_id for s in setup.sensors])
+        for s in setup.sensors:
+            if isinstance(s, RadarSensor) and s.sensor_id in self.tracker.sensor_bits:
+                bit = self.tracker.sensor_bits[s.sensor_id]
+                self.tracker.stats.seed(bit, s.false_alarms_per_scan, s.scan_rate_hz)
         self.frame: LocalFrame | None = None
         if setup.origin is not None:
             self._pin(LocalFrame(setup.origin.lat, setup.origin.lon, setup.origin.alt_m))
@@ -147,30 +190,49 @@ class FusionEngine:
             self._deleted.extend(self.remote_id.fuse(remote_id, self.frame, self.capture_time))
 
     def _radar(self, detections: list[RadarDetection], t: float) -> None:
-        model = self.models.get(detections[0].sensor_id)
-        if not isinstance(model, RadarModel):
+        """One radar frame. Detections with a usable range-rate are fused by the 4-D model, the
+        others (a 3-D radar, a plot extractor, NaN or None radial) by the 3-D one; a frame holding
+        both is fused as two scans at the same instant, the larger one a full look at the
+        coverage (its misses count for M-of-N), the other counting only its hits, so one frame
+        is not two looks. Nothing non-finite reaches the tracker: such detections are dropped."""
+        sensor_id = detections[0].sensor_id
+        model = self.models.get(sensor_id)
+        position_only = self.position_only.get(sensor_id)
+        if not isinstance(model, RadarModel) or position_only is None:
             self.counters.unsupported += len(detections)
             return
-        bias = self.range_bias.get(detections[0].sensor_id, 0.0)
-        z = np.array([(d.range_m - bias, d.az_rad, d.el_rad, d.radial_mps) for d in detections])
-        sig = np.array(
-            [(d.sigma_range_m, d.sigma_az_rad, d.sigma_el_rad, d.sigma_radial_mps) for d in detections]
-        )
+        z, sig, valid, rate = radar_arrays(detections, self.range_bias.get(sensor_id, 0.0))
+        if not model.range_rate:
+            rate[:] = False  # the radar is declared without range-rate: its radial values are not trusted
+        extent = np.array([d.extent_m for d in detections], dtype=np.float64)
+        keep = valid
+        self.counters.invalid += int(np.count_nonzero(~valid))
         ground = self.tracker.ground
-        if ground is not None:
+        if ground is not None and valid.any():
             # Ground-bounce images (multipath) below the ground are not targets: drop them here,
             # before they can start a track or drag a real one down.
-            enu, sigma_up = radar_points_enu(z, sig, model.pose)
+            enu, sigma_up = radar_points_enu(z[valid, :3], sig[valid, :3], model.pose)
             real = ~ground.impossible(enu, sigma_up)
-            if not real.all():
-                self.counters.below_ground += int(np.count_nonzero(~real))
-                detections = [d for d, keep in zip(detections, real, strict=True) if keep]
-                z, sig = z[real], sig[real]
-        result = self.tracker.process(Scan(model, t, z, _diag(sig)))
-        self.counters.scans += 1
-        hit = result.slot_of >= 0
-        extent = np.array([d.extent_m for d in detections])[hit]
-        classify.radar_update(self.tracker.table, result.slot_of[hit], extent, t, self.params.confirm_m)
+            self.counters.below_ground += int(np.count_nonzero(~real))
+            keep = valid.copy()
+            keep[valid] = real
+        parts = [(keep & rate, model), (keep & ~rate, position_only)]
+        parts = sorted((p for p in parts if p[0].any()), key=lambda p: -int(np.count_nonzero(p[0])))
+        for i, (rows, part_model) in enumerate(parts):
+            if part_model.dim == 3:
+                self.counters.without_range_rate += int(np.count_nonzero(rows))
+            d = part_model.dim
+            scan = Scan(part_model, t, z[rows, :d], _diag(sig[rows, :d]), full_scan=i == 0)
+            result = self.tracker.process(scan)
+            self.counters.scans += 1
+            hit = result.slot_of >= 0
+            size = np.nan_to_num(extent[rows][hit], nan=0.0, posinf=0.0, neginf=0.0)
+            classify.radar_update(self.tracker.table, result.slot_of[hit], size, t, self.params.confirm_m)
+        if not parts:  # every detection dropped: the radar still looked (its misses count)
+            self.tracker.process(
+                Scan(model, t, np.zeros((0, model.dim)), np.zeros((0, model.dim, model.dim)))
+            )
+            self.counters.scans += 1
 
     def _acoustic(self, bearings: list[AcousticBearing], t: float) -> None:
         model = self.models.get(bearings[0].sensor_id)

@@ -48,8 +48,10 @@ class Ground:
 
 
 def radar_points_enu(z: FloatArray, sigmas: FloatArray, pose: Pose) -> tuple[FloatArray, FloatArray]:
-    """Radar detections (M,4 range, az, el, radial; sigmas alike) → ENU positions (M,3) and the
-    standard deviation of their height (M,), from the range and angle errors through the mount."""
+    """Radar detections (M,3 range, az, el, or M,4 with radial velocity; sigmas alike) → ENU
+    positions (M,3) and the standard deviation of their height (M,), from the range and angle
+    errors through the mount. Only the first three columns are read: the height of a detection
+    does not depend on whether its radar measures range-rate."""
     r, az, el = z[:, 0], z[:, 1], z[:, 2]
     xyz = np.column_stack([r * np.cos(el) * np.sin(az), r * np.cos(el) * np.cos(az), r * np.sin(el)])
     enu = pose.sensor_to_enu(xyz)

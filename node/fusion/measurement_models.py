@@ -28,11 +28,13 @@ FloatArray = npt.NDArray[np.float64]
 
 @dataclass(frozen=True)
 class Coverage:
-    """Where a sensor can see: range and half-widths of its field of view (sensor frame)."""
+    """Where a sensor can see: range interval and half-widths of its field of view (sensor frame).
+    A target closer than `min_range_m` (a radar's blind zone) is out of view: not a miss."""
 
     max_range_m: float
     fov_az_rad: float = math.pi
     fov_el_rad: float = math.pi / 2
+    min_range_m: float = 0.0
 
     def contains(self, pose: Pose, enu: FloatArray) -> npt.NDArray[np.bool_]:
         rel = pose.enu_to_sensor(enu)
@@ -41,13 +43,25 @@ class Coverage:
         az = np.arctan2(rel[:, 0], rel[:, 1])
         el = np.arctan2(rel[:, 2], horizontal)
         return np.asarray(
-            (rng <= self.max_range_m) & (np.abs(az) <= self.fov_az_rad) & (np.abs(el) <= self.fov_el_rad)
+            (rng <= self.max_range_m)
+            & (rng >= self.min_range_m)
+            & (np.abs(az) <= self.fov_az_rad)
+            & (np.abs(el) <= self.fov_el_rad)
         )
+
+
+RADIAL_SPAN_MPS = 40.0
+"""The range-rate interval clutter spreads over in a radar's measurement volume (±20 m/s)."""
 
 
 @dataclass(frozen=True)
 class RadarModel:
-    """Range, azimuth, elevation and radial velocity in the radar's frame."""
+    """Range, azimuth, elevation and, with `dim` 4, radial velocity in the radar's frame.
+
+    `dim` 3 is the same model without the range-rate row: for radars that do not measure it and
+    for detections that arrive without it. Its Jacobian is the first three rows of the 4-D one
+    (`radar_predict`); a track started from it begins at rest with the broad velocity prior, since
+    a single plot says nothing about motion."""
 
     sensor_id: str
     pose: Pose
@@ -57,13 +71,26 @@ class RadarModel:
     ranging: bool = True
     initial_speed_sigma_mps: float = 15.0
 
+    def __post_init__(self) -> None:
+        if self.dim not in (3, 4):
+            raise ValueError(f"a radar model has 3 or 4 rows, not {self.dim}")
+
+    @property
+    def range_rate(self) -> bool:
+        return self.dim == 4
+
     def predict(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
-        return radar_predict(x, self.pose)
+        z, h = radar_predict(x, self.pose)
+        if self.dim == 4:
+            return z, h
+        return z[:, :3].copy(), h[:, :3, :].copy()
 
     def measurement_volume(self) -> float:
-        """Volume of measurement space (m · rad² · m/s) over which clutter spreads."""
+        """Volume of measurement space (m · rad², · m/s with range-rate) over which clutter spreads
+        (from range 0: a blind zone is small beside the range covered)."""
         c = self.coverage
-        return c.max_range_m * (2 * c.fov_az_rad) * (2 * c.fov_el_rad) * 40.0
+        volume = c.max_range_m * (2 * c.fov_az_rad) * (2 * c.fov_el_rad)
+        return volume * RADIAL_SPAN_MPS if self.dim == 4 else volume
 
     def innovation(self, z: FloatArray, z_pred: FloatArray) -> FloatArray:
         nu = z - z_pred
@@ -72,6 +99,9 @@ class RadarModel:
 
     def initiate(self, z: FloatArray, r: FloatArray) -> tuple[FloatArray, FloatArray]:
         sigmas = np.sqrt(np.diagonal(r, axis1=1, axis2=2))
+        if self.dim == 3:  # no range-rate: start at rest (radial 0) under the velocity prior
+            z = np.column_stack([z, np.zeros(z.shape[0])])
+            sigmas = np.column_stack([sigmas, np.full(z.shape[0], self.initial_speed_sigma_mps)])
         return radar_to_state(z, sigmas, self.pose, self.initial_speed_sigma_mps)
 
 
@@ -174,11 +204,11 @@ def noise_from_sigmas(sigmas: FloatArray) -> FloatArray:
     return diagonal_covariance(sigmas)
 
 
-def radar_model(sensor: RadarSensor) -> RadarModel:
-    """The measurement model of a configured radar."""
-    return RadarModel(
-        sensor.sensor_id, sensor.pose, Coverage(sensor.max_range_m, sensor.fov_az_rad, sensor.fov_el_rad)
-    )
+def radar_model(sensor: RadarSensor, *, range_rate: bool = True) -> RadarModel:
+    """The measurement model of a configured radar: with the range-rate row (`dim` 4) or without
+    (`dim` 3, for a radar that does not measure it or detections that lack it)."""
+    coverage = Coverage(sensor.max_range_m, sensor.fov_az_rad, sensor.fov_el_rad, sensor.min_range_m)
+    return RadarModel(sensor.sensor_id, sensor.pose, coverage, dim=4 if range_rate else 3)
 
 
 def bearing_model(sensor: BearingSensor) -> BearingModel:

@@ -37,11 +37,36 @@ class FusionParams:
     publish_tentative: bool = False
     detection_probability: float = 0.9
     clutter_per_scan: float = 2.0
+    false_track_probability: float = 1e-4
+    miss_probability: float = 0.05
 
 
 @dataclass(frozen=True, slots=True)
 class RadarSensor:
-    """A radar: range, azimuth, elevation and radial velocity in its own frame."""
+    """A radar: range, azimuth, elevation and, when it measures it, range-rate in its own frame.
+
+    Besides where it looks (`pose`, `min_range_m`..`max_range_m`, the half-widths `fov_az_rad`,
+    `fov_el_rad`), it says how well and how often, so that the tracker can derive its gates,
+    clutter density and timings from the sensor rather than from numbers tuned on one radar:
+
+    - `range_sigma_m`, `az_sigma_rad`, `el_sigma_rad`: the typical 1-sigma error of one detection
+      (each detection also carries its own sigmas, which the filter uses; these describe the
+      sensor as a whole, e.g. the worst case near its detection threshold);
+    - `range_rate`: whether it measures range-rate (Doppler); `range_rate_sigma_mps` its 1-sigma
+      error, None when it does not;
+    - `scan_rate_hz`: frames (looks at the whole coverage) per second;
+    - `false_alarms_per_scan`: the clutter it is expected to report per frame, spread over its
+      coverage (the starting clutter density of association, learnt from its scans afterwards);
+      None (TI boards): `fusion.clutter_per_scan`;
+    - `range_bias_m`, `time_offset_s`: calibration, applied by fusion.
+
+    The defaults are those of a TI IWR6843 running the shipped profile
+    (drivers/radar/ti_profiles/iwr6843_drone.cfg: 0.45 m range and 0.63 m/s velocity resolution,
+    20 frames/s, range CFAR from 0.25 m at 13 dB) through the node's clustering
+    (drivers/radar/cluster.py: resolution / sqrt(2·SNR), floored at half a cell) at that 13 dB
+    threshold; `cuas_node.assembly` derives them from the configured profile for a `ti-mmwave`
+    sensor and takes them from the config for a `radar` one.
+    """
 
     sensor_id: str
     pose: Pose
@@ -50,6 +75,14 @@ class RadarSensor:
     fov_el_rad: float = math.radians(45.0)
     range_bias_m: float = 0.0
     time_offset_s: float = 0.0
+    min_range_m: float = 0.0
+    range_sigma_m: float = 0.225
+    az_sigma_rad: float = 0.0396  # 2.3°: a 14° beam (8 virtual antennas) at 13 dB
+    el_sigma_rad: float = 0.0829  # 4.7°: the IWR6843's 30° elevation cell at 13 dB
+    range_rate: bool = True
+    range_rate_sigma_mps: float | None = 0.316
+    scan_rate_hz: float = 20.0
+    false_alarms_per_scan: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
-"""The multi-sensor tracker: IMM-EKF per track, gated global nearest neighbour, M-of-N logic.
+"""The multi-sensor tracker: IMM-EKF per track, gated global nearest neighbour, track score.
 
-Components are kept separate (predict, gate, assign, update, initiate, maintain) in the Stone Soup
-manner, but each acts on every track at once through the structure-of-arrays `TrackTable`, and
-one generic scan path serves every sensor through its measurement model.
+Components are kept separate in the Stone Soup manner (predict, gate, assign, update here; the
+initiator in `initiation`, the deleter in `management`, what each sensor is observed to do in
+`sensor_stats`), but each acts on every track at once through the structure-of-arrays
+`TrackTable`, and one generic scan path serves every sensor through its measurement model.
 """
 
 from __future__ import annotations
@@ -19,17 +20,17 @@ from scipy.stats import chi2
 from cuas_node.fusion import imm
 from cuas_node.fusion.clutter import ClutterMap
 from cuas_node.fusion.ground import Ground, hold_above_ground
+from cuas_node.fusion.initiation import BirthCounters, hit_score, make_room
+from cuas_node.fusion.management import TrackManager
 from cuas_node.fusion.measurement_models import MeasurementModel, noise_from_sigmas, radar_model
 from cuas_node.fusion.params import FusionParams, RadarSensor
+from cuas_node.fusion.sensor_stats import SensorStats
 from cuas_node.fusion.tracks import PRIOR, Status, TrackTable, distinct
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 _UNGATED_COST = 1e9
-# A track is only "missed" by a sensor that should have seen it: inside coverage and known to
-# within this many metres (a bearing-only track's range is a guess, not a place to look).
-_MISS_POSITION_SIGMA_M = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,14 +108,21 @@ class Tracker:
         )
         self.table = TrackTable(params.max_tracks, self.imm.n_models, self.imm.initial_mode)
         self.sensor_bits = {sid: i for i, sid in enumerate(sensor_ids[:63])}
-        self.last_scan_t = np.full(64, -np.inf)  # per sensor bit: its newest scan's capture time
-        self.lag_s = np.zeros(64)  # per sensor bit: how late its newest scan reached `maintain`
-        self._lag_measured_for = self.last_scan_t.copy()
-        self.window_mask = np.uint32((1 << params.confirm_n) - 1)
+        self.stats = SensorStats(params.clutter_per_scan, params.detection_probability)
+        self.manager = TrackManager(params, self.table, self.stats, self._underground)
+        self.births = BirthCounters()
         self._gates: dict[int, float] = {}
-        self.clutter = ClutterMap()
-        self.initiations_refused = 0
         self.ground: Ground | None = None  # set by the engine once the local frame is known
+
+    @property
+    def initiations_refused(self) -> int:
+        """Births with no slot at all: every slot held an established track."""
+        return self.births.refused
+
+    @property
+    def births_pruned(self) -> int:
+        """Tentative hypotheses dropped as the least likely to make room (`initiation`)."""
+        return self.births.pruned
 
     def gate(self, dim: int) -> float:
         if dim not in self._gates:
@@ -201,12 +209,17 @@ class Tracker:
     def process(self, scan: Scan) -> ScanResult:
         tb = self.table
         bit = self.sensor_bits.get(scan.model.sensor_id, 63)
-        self.last_scan_t[bit] = max(self.last_scan_t[bit], scan.t)
+        self.stats.scan(bit, scan.model, scan.t, scan.z, scan.r)
+        self.manager.fit_clutter_map(bit, scan.model)
+        clutter = self.stats.clutter_density(bit, scan.model, scan.z.shape[1], self.params.clutter_per_scan)
         active = tb.active()
         m = scan.z.shape[0]
         slot_of = np.full(m, -1, dtype=np.intp)
         near_track: BoolArray = np.zeros(m, dtype=bool)
+        near_firm: BoolArray = np.zeros(m, dtype=bool)
         updated: BoolArray = np.zeros(active.size, dtype=bool)
+        gain = np.zeros(active.size)
+        contested: BoolArray = np.zeros(active.size, dtype=bool)
         if active.size:
             dt = self._predict_to(active, scan.t)
             if m:
@@ -215,6 +228,8 @@ class Tracker:
                 near_track = np.asarray(gated.any(axis=0))
                 status = tb.status[active]
                 firm = np.flatnonzero(status != Status.TENTATIVE)
+                near_firm = np.asarray(gated[firm].any(axis=0))
+                contested = np.asarray(gated.any(axis=1))
                 # Two passes: established tracks choose first, tentative ones share the rest.
                 pairs = self._assign(cost, gated, firm, np.arange(m))
                 taken = {c for _, c in pairs}
@@ -225,6 +240,7 @@ class Tracker:
                     cols = np.array([c for _, c in pairs], dtype=np.intp)
                     slot_of[cols] = active[rows]
                     updated[rows] = True
+                    gain[rows] = hit_score(g.loglik[rows, cols], self.stats.pd(bit), clutter)
                     if not scan.model.ranging:  # how well a bearing-only track knows its direction
                         tb.bearing_sigma_rad[active[rows]] = np.sqrt(scan.r[cols, 0, 0])
                     soft = self._shared_rows(firm, gated, dt) if scan.full_scan else np.zeros(0, np.intp)
@@ -240,9 +256,11 @@ class Tracker:
                     )
                     self._soft_update(active, soft, g, scan)
                     updated[soft] = True
-            self._record_hits(active, updated, scan, bit)
+            self._record_hits(active, updated, gain, contested, scan, bit)
             if self.ground is not None:
                 hold_above_ground(tb, active, self.ground)
+        if scan.full_scan:
+            self.stats.unexplained(bit, int(np.count_nonzero(~near_firm)))
         started = np.zeros(0, dtype=np.intp)
         allowed = np.broadcast_to(np.asarray(scan.initiate, dtype=bool), (m,))
         if allowed.any():
@@ -263,16 +281,18 @@ class Tracker:
     def _soft_update(self, active: IndexArray, rows: IndexArray, g: Gating, scan: Scan) -> None:
         """Cheap JPDA (Fitzgerald): β_ij = G_ij / (T_i + M_j − G_ij + B), with G the detection-
         weighted likelihoods, T_i and M_j their track and measurement sums and B the clutter
-        density; then the PDA update with the spread-of-innovations term. Vectorised over the
-        contested tracks; their IMM models are collapsed to the result (cluster members only)."""
+        density (the sensor's, `sensor_stats`); then the PDA update with the spread-of-innovations
+        term. Vectorised over the contested tracks; their IMM models are collapsed to the result
+        (cluster members only)."""
         if rows.size == 0:
             return
         tb = self.table
-        p_d = self.params.detection_probability
+        bit = self.sensor_bits.get(scan.model.sensor_id, 63)
+        p_d = self.stats.pd(bit)
+        clutter = self.stats.clutter_density(bit, scan.model, scan.z.shape[1], self.params.clutter_per_scan)
         like = np.where(g.gated, p_d * np.exp(g.loglik), 0.0)  # (K,M)
         t_sum = like.sum(axis=1, keepdims=True)
         m_sum = like.sum(axis=0, keepdims=True)
-        clutter = self.params.clutter_per_scan / scan.model.measurement_volume()
         beta = like / np.maximum(t_sum + m_sum - like + clutter, 1e-300)
         beta = beta[rows]  # (A,M)
         beta0 = np.clip(1.0 - beta.sum(axis=1), 0.0, 1.0)
@@ -298,21 +318,18 @@ class Tracker:
     def process_radar(self, scan: RadarScan, sensor: RadarSensor) -> ScanResult:
         return self.process(Scan(radar_model(sensor), scan.t, scan.z, noise_from_sigmas(scan.sigmas)))
 
-    def _record_hits(self, active: IndexArray, updated: BoolArray, scan: Scan, bit: int) -> None:
-        """Shift the M-of-N window of tracks this sensor should have seen; promote and refresh hit ones."""
+    def _record_hits(
+        self,
+        active: IndexArray,
+        updated: BoolArray,
+        gain: FloatArray,
+        contested: BoolArray,
+        scan: Scan,
+        bit: int,
+    ) -> None:
+        """What the scan says of each track's existence (`management.TrackManager.record`); then
+        the update bookkeeping of the hit ones."""
         tb = self.table
-        if scan.full_scan:
-            sigma = np.sqrt(np.max(np.linalg.eigvalsh(tb.p[active][:, :3, :3]), axis=1))
-            in_view = (
-                scan.model.coverage.contains(scan.model.pose, tb.x[active, :3])
-                & (sigma < _MISS_POSITION_SIGMA_M)
-            ) | updated
-        else:
-            in_view = updated
-        seen = active[in_view]
-        tb.hits[seen] = (
-            (tb.hits[seen] << np.uint32(1)) | updated[in_view].astype(np.uint32)
-        ) & self.window_mask
         hit = active[updated]
         tb.t_update[hit] = scan.t
         if scan.model.ranging:
@@ -322,84 +339,48 @@ class Tracker:
         tb.updates[hit] += 1
         tb.sensor_mask[hit] |= np.uint64(1 << bit)
         tb.changed[hit] = True
-        confirm = hit[
-            (tb.status[hit] != Status.CONFIRMED)
-            & (
-                (tb.status[hit] == Status.COASTING)
-                | (np.bitwise_count(tb.hits[hit]) >= self.params.confirm_m + tb.extra_hits[hit])
-            )
-        ]
-        confirm = confirm[~self._underground(confirm)]  # a ground-bounce image never confirms
-        tb.status[confirm] = Status.CONFIRMED
+        self.manager.record(active, updated, gain, contested, scan.model, scan.full_scan, bit, scan.t)
 
     def _initiate(self, scan: Scan, mask: BoolArray, bit: int) -> tuple[IndexArray, IndexArray]:
-        """Start tentative tracks; returns the measurement indices used and their new slots."""
+        """Start tentative tracks (score 0); returns the measurement indices used and their new
+        slots. Room is made by pruning the least likely tentative hypotheses (`initiation`)."""
         candidates = np.flatnonzero(mask)
         if not candidates.size:
             return candidates, candidates
         x, p = scan.model.initiate(scan.z[candidates], scan.r[candidates])
         keep = distinct(x[:, :3], np.trace(p[:, :3, :3], axis1=1, axis2=2))
-        room = self.params.max_tentative - int(np.count_nonzero(self.table.status == Status.TENTATIVE))
-        if room < int(keep.sum()):
-            # A flood of one-off detections must not evict real tracks or stall the node.
-            self.initiations_refused += int(keep.sum()) - max(room, 0)
-            keep[np.flatnonzero(keep)[max(room, 0) :]] = False
+        placed = make_room(self.table, int(keep.sum()), self.params.max_tentative, self.births)
+        keep[np.flatnonzero(keep)[placed:]] = False
         slots = self.table.allocate(x[keep], p[keep], scan.t, bit, scan.model.ranging)
         if not scan.model.ranging:
             self.table.bearing_sigma_rad[slots] = np.sqrt(scan.r[candidates[keep][: slots.size], 0, 0])
         if scan.model.ranging:
-            self.table.extra_hits[slots] = np.where(self.clutter.hot(self.table.x[slots, :3], scan.t), 2, 0)
+            hot = self.manager.clutter.hot(self.table.x[slots, :3], scan.t)
+            self.table.extra_hits[slots] = np.where(hot, 2, 0)
         if scan.physical:
             self.table.t_physical[slots] = scan.t
         return candidates[keep][: slots.size], slots
 
     # -- housekeeping -----------------------------------------------------------------------
     def maintain(self, t: float) -> list[TrackSnapshot]:
-        """Coast, and delete tracks unseen too long (`_unfed_s`) or whose covariance blew up.
+        """Coast, and delete tracks unseen too long, gone from view or whose covariance blew up
+        (`management.TrackManager.maintain`).
 
         Returns the last state of every deleted track that had been confirmed, so that its deletion
         can be published once.
         """
-        fresh = self.last_scan_t > self._lag_measured_for
-        self.lag_s[fresh] = np.maximum(t - self.last_scan_t[fresh], 0.0)
-        self._lag_measured_for = self.last_scan_t.copy()
-        tb = self.table
-        active = tb.active()
+        active = self.table.active()
         if not active.size:
+            self.manager.maintain(active, t)
             return []
-        status = tb.status[active]
-        sigma = np.sqrt(np.max(np.linalg.eigvalsh(tb.p[active][:, :3, :3]), axis=1))
-        bearing_only = ~np.isfinite(tb.t_ranged[active])
-        limit = np.where(
-            bearing_only, self.params.max_position_sigma_m * 2.0, self.params.max_position_sigma_m
-        )
-        underground = self._underground(active)
-        unfed = self._unfed_s(active, t)
-        drop_tentative = (status == Status.TENTATIVE) & (
-            (unfed > self.params.tentative_delete_after_s) | underground
-        )
-        firm = status != Status.TENTATIVE
-        drop_firm = firm & ((unfed > self.params.delete_after_s) | (sigma > limit) | underground)
-        coast = (status == Status.CONFIRMED) & (unfed > self.params.coast_after_s) & ~drop_firm
-        tb.status[active[coast]] = Status.COASTING
-        tb.changed[active[coast]] = True
-        deleted = self.snapshot(active[drop_firm], deleted=True)
-        died = active[drop_tentative & np.isfinite(tb.t_ranged[active])]
-        self.clutter.add(tb.x[died, :3], t)  # never confirmed: most likely a false alarm there
-        tb.release(active[drop_tentative | drop_firm])
+        drop_firm, drop_tentative = self.manager.maintain(active, t)
+        deleted = self.snapshot(drop_firm, deleted=True)
+        self.table.release(np.concatenate([drop_firm, drop_tentative]))
         return deleted
 
-    def _unfed_s(self, active: IndexArray, t: float) -> FloatArray:
-        """Time without an update on the clock of the data that could have updated it: `t` less
-        how much later than the promptest sensor the slowest one that fed it delivers. A late
-        sensor (an array's block a second after capture) keeps its tracks; a silent one ages them."""
-        tb = self.table
-        shifts = np.arange(self.lag_s.size, dtype=np.uint64)
-        fed_by = ((tb.sensor_mask[active, None] >> shifts[None, :]) & np.uint64(1)).astype(bool)
-        delivered = np.isfinite(self.last_scan_t)
-        extra = self.lag_s - (self.lag_s[delivered].min() if delivered.any() else 0.0)
-        lag = np.max(np.where(fed_by, extra[None, :], 0.0), axis=1)
-        return np.asarray(t - lag - tb.t_update[active], dtype=np.float64)
+    @property
+    def clutter(self) -> ClutterMap:
+        return self.manager.clutter
 
     def _underground(self, slots: IndexArray) -> BoolArray:
         """Tracks below the ground by more than their own vertical uncertainty (fusion/ground.py)."""

@@ -53,6 +53,9 @@ class TrackTable:
         self.t_created = np.zeros(capacity)
         self.hits = np.zeros(capacity, dtype=np.uint32)  # M-of-N history, newest in bit 0
         self.extra_hits = np.zeros(capacity, dtype=np.int8)  # more hits needed where clutter recurs
+        self.score = np.zeros(capacity)  # track score: log-likelihood ratio target/false (initiation.py)
+        self.misses = np.zeros(capacity, dtype=np.int32)  # consecutive scans missed in plain view
+        self.absent = np.zeros(capacity, dtype=bool)  # those misses say its target is gone
         self.updates = np.zeros(capacity, dtype=np.int64)
         self.sensor_mask = np.zeros(capacity, dtype=np.uint64)  # which sensors contributed
         self.evidence_mask = np.zeros(capacity, dtype=np.uint64)  # which evidence kinds classified it
@@ -95,6 +98,9 @@ class TrackTable:
         self.t_created[slots] = t
         self.hits[slots] = 1
         self.extra_hits[slots] = 0
+        self.score[slots] = 0.0
+        self.misses[slots] = 0
+        self.absent[slots] = False
         self.updates[slots] = 1
         self.sensor_mask[slots] = np.uint64(1 << sensor_bit)
         self.evidence_mask[slots] = 0

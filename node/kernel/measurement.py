@@ -26,16 +26,24 @@ class Measurement:
 
 @dataclass(frozen=True, slots=True)
 class RadarDetection(Measurement):
-    """One cluster of radar points: a candidate object, in spherical sensor coordinates."""
+    """One candidate object seen by a radar (a cluster of points, or a radar's own plot), in
+    spherical sensor coordinates.
+
+    `radial_mps` (range-rate, positive = moving away from the sensor) and its sigma are None for a
+    radar that does not measure it (3-D radars, plot extractors): fusion then uses a range,
+    azimuth and elevation model for that detection. A NaN there counts as absent too, so a radar
+    that fills the field with NaN never poisons a track; a NaN in range or angles drops the
+    detection (counted by fusion as `invalid`).
+    """
 
     range_m: float
     az_rad: float
     el_rad: float
-    radial_mps: float  # positive = moving away from the sensor
+    radial_mps: float | None  # positive = moving away from the sensor; None: not measured
     sigma_range_m: float
     sigma_az_rad: float
     sigma_el_rad: float
-    sigma_radial_mps: float
+    sigma_radial_mps: float | None  # None with `radial_mps`
     snr_db: float
     n_points: int = 1
     extent_m: float = 0.0

@@ -1,0 +1,258 @@
+"""Measurement sets for tracker benchmarks: truth and radar detections with exactly the stated Pd
+and clutter, independent of the node's simulator and drivers.
+
+A radar sits at the origin, boresight north (+y), level; its frame is the node's ENU frame (x east,
+y north, z up). Azimuth is measured from boresight towards +x (clockwise from above), elevation up
+from the horizontal: the conventions of `cuas_node.kernel.measurement.RadarDetection`. Each scan:
+every target inside the coverage is detected with probability `pd` (independently), its
+measurement is the true (range, azimuth, elevation[, range-rate]) plus Gaussian noise of the
+radar's sigmas; Poisson(`clutter`) false alarms are uniform over the coverage in range, azimuth,
+elevation (and range-rate over ±`CLUTTER_RADIAL_MPS`). Detections are shuffled.
+
+Two radars:
+- `TI_RADAR`: a TI-like 4-D radar (range-rate), 200 m, ±60° × ±40°, 0.15 m / 1° / 2° / 0.1 m/s;
+- `LONG_RANGE`: a 3-D surveillance radar (no range-rate), 300–2500 m, ±60° × ±20°, 2 m / 1° / 1°.
+Both at 20 scans/s. Targets are drones: nearly straight flight; in a `stress` set half of them fly
+through one common point at mid-run (crossing) and all turn at up to `STRESS_TURN_RAD_S`, changing
+turn rate every 2–4 s (manoeuvring).
+
+Everything is deterministic given (set, seed). Used by benchmarks/tracker_vs_stonesoup.py and
+tests/test_benchmark_sets.py.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+CLUTTER_RADIAL_MPS = 20.0  # clutter range-rates are uniform in ±this (4-D radars)
+STRESS_TURN_RAD_S = 0.3
+
+
+@dataclass(frozen=True)
+class Radar:
+    name: str
+    min_range_m: float
+    max_range_m: float
+    fov_az_rad: float  # half-widths
+    fov_el_rad: float
+    sigma: tuple[float, ...]  # range m, az rad, el rad[, range-rate m/s]: its length is the dimension
+    rate_hz: float = 20.0
+    speed_mps: tuple[float, float] = (4.0, 15.0)  # target speeds
+    alt_m: tuple[float, float] = (10.0, 60.0)  # target heights
+
+    @property
+    def dim(self) -> int:
+        return len(self.sigma)
+
+    @property
+    def range_rate(self) -> bool:
+        return self.dim == 4
+
+    def volume(self) -> float:
+        """The measurement volume clutter spreads over (m · rad², · m/s with range-rate)."""
+        v = (self.max_range_m - self.min_range_m) * (2 * self.fov_az_rad) * (2 * self.fov_el_rad)
+        return v * 2 * CLUTTER_RADIAL_MPS if self.range_rate else v
+
+    def cross_range_sigma_m(self) -> float:
+        """1σ position error across the line of sight at the maximum range (the worst)."""
+        return max(self.sigma[0], self.max_range_m * max(self.sigma[1], self.sigma[2]))
+
+    def inside(self, pos: FloatArray) -> BoolArray:
+        r, az, el = spherical(pos)
+        return np.asarray(
+            (r >= self.min_range_m)
+            & (r <= self.max_range_m)
+            & (np.abs(az) <= self.fov_az_rad)
+            & (np.abs(el) <= self.fov_el_rad)
+        )
+
+    def config_sensor(self, false_alarms_per_scan: float) -> dict[str, Any]:
+        """The node config's sensor section describing this radar (as a user would write it)."""
+        if self.name == "ti":
+            # A TI board: the tracker takes its accuracies and rate from the shipped IWR6843
+            # profile (`assembly.ti_radar_figures`); the config gives range and field of view.
+            return {
+                "kind": "ti-mmwave",
+                "id": "radar",
+                "port": "/dev/null",
+                "max_range_m": self.max_range_m,
+                "fov_az_deg": math.degrees(self.fov_az_rad),
+                "fov_el_deg": math.degrees(self.fov_el_rad),
+            }
+        return {
+            "kind": "radar",
+            "id": "radar",
+            "max_range_m": self.max_range_m,
+            "min_range_m": self.min_range_m,
+            "fov_az_deg": math.degrees(self.fov_az_rad),
+            "fov_el_deg": math.degrees(self.fov_el_rad),
+            "range_sigma_m": self.sigma[0],
+            "az_sigma_deg": math.degrees(self.sigma[1]),
+            "el_sigma_deg": math.degrees(self.sigma[2]),
+            "range_rate": self.range_rate,
+            **({"range_rate_sigma_mps": self.sigma[3]} if self.range_rate else {}),
+            "rate_hz": self.rate_hz,
+            "false_alarms_per_scan": false_alarms_per_scan,
+        }
+
+
+TI_RADAR = Radar(
+    "ti",
+    0.25,
+    200.0,
+    math.radians(60.0),
+    math.radians(40.0),
+    (0.15, math.radians(1.0), math.radians(2.0), 0.1),
+)
+LONG_RANGE = Radar(
+    "long-range",
+    300.0,
+    2500.0,
+    math.radians(60.0),
+    math.radians(20.0),
+    (2.0, math.radians(1.0), math.radians(1.0)),
+    speed_mps=(5.0, 25.0),
+    alt_m=(30.0, 300.0),
+)
+
+
+@dataclass(frozen=True)
+class SetSpec:
+    name: str
+    radar: Radar
+    targets: int
+    clutter: float  # false alarms per scan (Poisson mean)
+    pd: float = 0.9
+    stress: bool = False
+    duration_s: float = 12.0
+
+
+@dataclass(frozen=True)
+class Scan:
+    t: float
+    z: FloatArray  # (M, D) range, az, el[, range-rate], sensor (= ENU) frame
+    truth: FloatArray  # (N, 3) every target's ENU position
+    inside: BoolArray  # (N,) which targets are inside the radar's coverage
+    n_true: int  # how many rows of z are target detections (before the shuffle)
+
+
+def spherical(pos: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    horizontal = np.hypot(pos[:, 0], pos[:, 1])
+    return (
+        np.hypot(horizontal, pos[:, 2]),
+        np.arctan2(pos[:, 0], pos[:, 1]),
+        np.arctan2(pos[:, 2], horizontal),
+    )
+
+
+def measure_true(pos: FloatArray, vel: FloatArray, dim: int) -> FloatArray:
+    r, az, el = spherical(pos)
+    cols = [r, az, el]
+    if dim == 4:
+        cols.append(np.einsum("ij,ij->i", pos, vel) / np.maximum(r, 1e-9))
+    return np.stack(cols, axis=1)
+
+
+def _start(spec: SetSpec, rng: np.random.Generator) -> tuple[FloatArray, FloatArray]:
+    """Positions well inside the coverage, heights in the radar's band, headings at random."""
+    radar, n = spec.radar, spec.targets
+    span = radar.max_range_m - radar.min_range_m
+    r = rng.uniform(radar.min_range_m + 0.1 * span, radar.min_range_m + 0.85 * span, n)
+    az = rng.uniform(-0.8, 0.8, n) * radar.fov_az_rad
+    # Heights in the band, but below 70 % of the elevation limit at that range.
+    top = np.minimum(radar.alt_m[1], 0.7 * r * math.tan(radar.fov_el_rad))
+    alt = rng.uniform(np.minimum(radar.alt_m[0], top), top)
+    ground = np.sqrt(np.maximum(r**2 - alt**2, 1.0))
+    pos = np.stack([ground * np.sin(az), ground * np.cos(az), alt], axis=1)
+    speed = rng.uniform(*radar.speed_mps, n)
+    heading = rng.uniform(0.0, 2 * math.pi, n)
+    if spec.stress:  # half fly through one point, reaching it at mid-run
+        cross = np.arange(n) < n // 2
+        mid_r = radar.min_range_m + 0.5 * span
+        to_centre = np.array([0.0, mid_r]) - pos[cross, :2]
+        heading[cross] = np.arctan2(to_centre[:, 0], to_centre[:, 1])
+        speed[cross] = np.clip(np.linalg.norm(to_centre, axis=1) / (spec.duration_s / 2.0), *radar.speed_mps)
+        pos[cross, :2] = np.array([0.0, mid_r]) - (
+            np.stack([np.sin(heading[cross]), np.cos(heading[cross])], axis=1)
+            * (speed[cross] * spec.duration_s / 2.0)[:, None]
+        )
+    vel = np.stack([speed * np.sin(heading), speed * np.cos(heading), rng.normal(0.0, 0.5, n)], axis=1)
+    return pos, vel
+
+
+def make_scans(spec: SetSpec, seed: int) -> list[Scan]:
+    """Truth and detections of one (set, seed)."""
+    rng = np.random.default_rng([seed, spec.targets, int(spec.clutter * 10), int(spec.pd * 100), spec.stress])
+    radar, n = spec.radar, spec.targets
+    pos, vel = _start(spec, rng)
+    turn = np.zeros(n)
+    next_change = rng.uniform(0.0, 2.0, n)
+    dt = 1.0 / radar.rate_hz
+    sigma = np.asarray(radar.sigma)
+    scans: list[Scan] = []
+    for k in range(round(spec.duration_s * radar.rate_hz)):
+        t = k * dt
+        if k:
+            if spec.stress:
+                change = t >= next_change
+                turn[change] = rng.uniform(-STRESS_TURN_RAD_S, STRESS_TURN_RAD_S, int(change.sum()))
+                next_change[change] = t + rng.uniform(2.0, 4.0, int(change.sum()))
+                c, s = np.cos(turn * dt), np.sin(turn * dt)
+                vx, vy = vel[:, 0].copy(), vel[:, 1].copy()
+                vel[:, 0], vel[:, 1] = c * vx + s * vy, -s * vx + c * vy
+            pos = pos + vel * dt
+        inside = radar.inside(pos)
+        detected = inside & (rng.random(n) < spec.pd)
+        n_true = int(detected.sum())
+        z_true = (
+            measure_true(pos[detected], vel[detected], radar.dim)
+            + rng.normal(0.0, 1.0, (n_true, radar.dim)) * sigma
+        )
+        m = int(rng.poisson(spec.clutter))
+        cols = [
+            rng.uniform(radar.min_range_m, radar.max_range_m, m),
+            rng.uniform(-radar.fov_az_rad, radar.fov_az_rad, m),
+            rng.uniform(-radar.fov_el_rad, radar.fov_el_rad, m),
+        ]
+        if radar.range_rate:
+            cols.append(rng.uniform(-CLUTTER_RADIAL_MPS, CLUTTER_RADIAL_MPS, m))
+        z = np.concatenate([z_true, np.stack(cols, axis=1)])[rng.permutation(n_true + m)]
+        scans.append(Scan(t, z, pos.copy(), inside, n_true))
+    return scans
+
+
+def _sets(duration: float, stress_duration: float, big: int) -> list[SetSpec]:
+    ti, lr = TI_RADAR, LONG_RANGE
+    return [
+        SetSpec("ti-5x10", ti, 5, 10, duration_s=duration),
+        SetSpec("ti-20x50", ti, 20, 50, duration_s=duration),
+        SetSpec(f"ti-{big}x10", ti, big, 10, duration_s=duration),
+        SetSpec("ti-stress", ti, 20, 30, pd=0.8, stress=True, duration_s=stress_duration),
+        SetSpec("lr-5x0", lr, 5, 0, pd=0.7, duration_s=duration),
+        SetSpec("lr-5x10", lr, 5, 10, duration_s=duration),
+        SetSpec("lr-20x10", lr, 20, 10, pd=0.8, duration_s=duration),
+        SetSpec("lr-20x50", lr, 20, 50, pd=0.8, duration_s=duration),
+        SetSpec(f"lr-{big}x10", lr, big, 10, duration_s=duration),
+        SetSpec("lr-stress", lr, 20, 30, pd=0.7, stress=True, duration_s=stress_duration),
+    ]
+
+
+FULL_SETS = _sets(12.0, 16.0, 100)
+"""Full run: 12 s per set (16 s for the stress sets, so the crossers fly at drone speeds)."""
+
+QUICK_SETS = [
+    replace(
+        s, duration_s=2.0 if s.targets >= 100 else 3.0, targets=min(s.targets, 10) if s.stress else s.targets
+    )
+    for s in _sets(3.0, 3.0, 100)
+    if s.name in ("ti-5x10", "lr-5x10", "lr-20x50", "lr-100x10", "lr-stress")
+]
+"""Smoke test (`--quick`): 3 s sets (2 s with 100 targets), one seed; steady state after 1 s."""

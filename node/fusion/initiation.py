@@ -1,0 +1,87 @@
+"""Track initiation (the initiator): the sequential track score and births that never starve.
+
+Every track carries Blackman's track score, a log-likelihood ratio L of "a target" against "false
+alarms": 0 at birth (the first detection says nothing either way), + ln(Pd·g(ν)/λ) per detection it
+takes (g the Gaussian likelihood of the innovation, λ the clutter density of that sensor: its false
+alarms per scan over its measurement volume, `sensor_stats`), + ln(1 − Pd) per scan of a sensor that
+should have seen it (inside coverage, position known to within a few of the sensor's own
+resolution cells at its range) but did not. Wald's sequential test on L, with α the configured
+`false_track_probability` and β the `miss_probability`:
+- confirm when L ≥ ln((1 − β)/α) (and the M-of-N count is met: `confirm_m` of the last
+  `confirm_n` looks is the least evidence any track needs, a guard against clutter that is not
+  uniform);
+- a tentative track is rejected as soon as L ≤ ln(β/(1 − α)).
+Births are never refused for want of tentative room: when the tentative pool would exceed
+`max_tentative` (or the table has no free slot), the least likely tentative hypotheses (lowest L,
+new births at 0 included) are pruned, never a confirmed or coasting track. Only when every slot
+holds an established track is a birth refused.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from cuas_node.fusion.tracks import Status, TrackTable
+
+FloatArray = npt.NDArray[np.float64]
+IndexArray = npt.NDArray[np.intp]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """The SPRT thresholds of the track score and the evidence of absence of an established track."""
+
+    confirm: float
+    reject: float
+    alpha: float
+
+    @classmethod
+    def from_probabilities(cls, alpha: float, beta: float) -> Thresholds:
+        return cls(math.log((1.0 - beta) / alpha), math.log(beta / (1.0 - alpha)), alpha)
+
+    def misses_to_delete(self, pd: float) -> int:
+        """Consecutive misses, by a sensor that should have seen it, after which an established
+        track's target is taken as gone: the fewest k with (1 − Pd)^k ≤ α² (a present target is
+        so unlucky with probability at most α², far below the false-track rate: deleting a real
+        track costs an identity, and Pd is itself an estimate)."""
+        return max(3, math.ceil(2.0 * math.log(self.alpha) / math.log(max(1.0 - pd, 1e-6))))
+
+
+def hit_score(loglik: FloatArray, pd: float, clutter_density: float) -> FloatArray:
+    """The score a detection adds: ln(Pd · g(ν) / λ)."""
+    return np.asarray(loglik + math.log(pd) - math.log(max(clutter_density, 1e-300)), dtype=np.float64)
+
+
+@dataclass
+class BirthCounters:
+    refused: int = 0  # births with no slot: every slot held an established track
+    pruned: int = 0  # tentative hypotheses (new or old) dropped as the least likely
+
+
+def make_room(table: TrackTable, births: int, max_tentative: int, counters: BirthCounters) -> int:
+    """Prune the least likely tentative tracks so that `births` new ones (score 0) fit both the pool
+    (`max_tentative`) and the table; returns how many of the births may be placed (the rest are
+    pruned as new hypotheses, or refused when only established tracks hold the slots)."""
+    if births <= 0:
+        return 0
+    tentative = np.flatnonzero(table.status == Status.TENTATIVE)
+    free = int(np.count_nonzero(table.status == Status.FREE))
+    refused = max(births - free - tentative.size, 0)  # established tracks hold every other slot
+    counters.refused += refused
+    births -= refused
+    excess = max(tentative.size + births - max_tentative, births - free, 0)
+    if excess == 0:
+        return births
+    # Rank old tentatives and the new births (score 0) together; drop the `excess` least likely.
+    # On ties the old go first: a newcomer has not yet had a look.
+    scores = np.concatenate([table.score[tentative], np.zeros(births)])
+    order = np.lexsort((np.r_[np.zeros(tentative.size), np.ones(births)], scores))
+    drop = order[:excess]
+    table.release(tentative[drop[drop < tentative.size]])
+    counters.pruned += excess
+    return births - int(np.count_nonzero(drop >= tentative.size))

@@ -1,0 +1,219 @@
+"""Track management (the deleter and the confirmation logic): what a scan says about each track's
+existence, and housekeeping on the data's clock.
+
+- A sensor *should have seen* a track when its full scan covers the track's predicted position and
+  the track is known to within `_KNOWN_RESOLUTIONS` of that sensor's own resolution at the track's
+  range (σ_range, range·σ_angle, from the scans' covariances: `sensor_stats`). A bearing-only
+  track's range is a guess, so it is not a place to look; nor is a track at 2.5 km whose spread is
+  a 1° radar's cross-range cell: it is.
+- Each such look shifts the M-of-N window and moves the track score (`initiation`); a tentative
+  track whose score falls to the SPRT rejection threshold is dropped at once (and remembered by
+  the clutter map); an established track missed in plain view for `misses_to_delete(Pd)` scans in
+  a row, Pd that sensor's observed detection probability, is gone.
+- Housekeeping (`maintain`): coasting and deletion by time without an update, each timeout at
+  least a few scan periods of the fastest sensor that fed the track (learnt, not configured, so a
+  1 Hz radar's tracks do not coast between its frames); deletion by covariance growth; and
+  deletion of an established track whose predicted position has left the coverage of every
+  sensor that could update it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from cuas_node.fusion.clutter import ClutterMap
+from cuas_node.fusion.initiation import Thresholds
+from cuas_node.fusion.measurement_models import MeasurementModel, PositionVelocityModel
+from cuas_node.fusion.params import FusionParams
+from cuas_node.fusion.sensor_stats import SensorStats, is_radar
+from cuas_node.fusion.tracks import Status, TrackTable
+
+FloatArray = npt.NDArray[np.float64]
+IndexArray = npt.NDArray[np.intp]
+BoolArray = npt.NDArray[np.bool_]
+
+_KNOWN_RESOLUTIONS = 4.0  # a track is "known" within this many of the sensor's 1σ position accuracy
+_COAST_PERIODS = 2.0  # timeouts are at least this many scan periods of the fastest feeding sensor
+_TENTATIVE_PERIODS = 2.5
+_DELETE_PERIODS = 3.0
+_LEFT_COVERAGE_PERIODS = 1.5  # outside every coverage and unfed this long: gone
+
+
+def position_sigma(table: TrackTable, slots: IndexArray) -> FloatArray:
+    return np.sqrt(np.max(np.linalg.eigvalsh(table.p[slots][:, :3, :3]), axis=1))
+
+
+class TrackManager:
+    def __init__(
+        self,
+        params: FusionParams,
+        table: TrackTable,
+        stats: SensorStats,
+        underground: Callable[[IndexArray], BoolArray],
+    ) -> None:
+        self.params = params
+        self.table = table
+        self.stats = stats
+        self.underground = underground
+        self.thresholds = Thresholds.from_probabilities(
+            params.false_track_probability, params.miss_probability
+        )
+        self.window_mask = np.uint32((1 << params.confirm_n) - 1)
+        self.clutter = ClutterMap()
+        self._clutter_extent = 0.0
+        self.lag_s = np.zeros(stats.last_t.size)  # per sensor bit: how late its newest scan reached maintain
+        self._lag_measured_for = stats.last_t.copy()
+        self.rejected = 0  # tentative tracks dropped by the SPRT
+
+    # -- derived thresholds -----------------------------------------------------------------
+    def fit_clutter_map(self, bit: int, model: MeasurementModel) -> None:
+        """Size the clutter map to the farthest radar's coverage and its cells to a radar's
+        resolution (recreated, empty, only when a sensor reaching farther first reports)."""
+        if not is_radar(model) or not math.isfinite(self.stats.sigma_angle[bit]):
+            return
+        reach = model.coverage.max_range_m + float(np.linalg.norm(model.pose.offset_enu_m))
+        if reach <= self._clutter_extent:
+            return
+        cell = float(np.clip(3.0 * self.stats.sigma_angle[bit], math.radians(0.5), math.radians(6.0)))
+        depth = max(3.0 * float(self.stats.sigma_range[bit]), 0.3)
+        self.clutter = ClutterMap(max_range_m=reach, cell_rad=cell, min_cell_m=depth)
+        self._clutter_extent = reach
+
+    def known(self, active: IndexArray, bit: int, model: MeasurementModel) -> BoolArray:
+        """Tracks whose predicted position is known to within a few of this sensor's resolution
+        cells at their range: a miss there is evidence."""
+        if not is_radar(model):
+            return np.zeros(active.size, dtype=bool)
+        rng = np.linalg.norm(self.table.x[active, :3] - model.pose.offset_enu_m, axis=1)
+        resolution = self.stats.resolution_m(bit, rng)
+        with np.errstate(invalid="ignore"):
+            return np.asarray(position_sigma(self.table, active) <= _KNOWN_RESOLUTIONS * resolution)
+
+    # -- one scan ---------------------------------------------------------------------------
+    def record(
+        self,
+        active: IndexArray,
+        updated: BoolArray,
+        gain: FloatArray,
+        contested: BoolArray,
+        model: MeasurementModel,
+        full_scan: bool,
+        bit: int,
+        t: float,
+    ) -> None:
+        """What one scan says of each track: M-of-N window, score, misses; confirm; reject.
+
+        `contested`: tracks that gated a detection another track took. That is no evidence of
+        absence (the target may be unresolved from a neighbour's): the M-of-N window counts the
+        miss, the score and the run of misses do not."""
+        tb = self.table
+        firm = tb.status[active] != Status.TENTATIVE
+        if full_scan:
+            looked = model.coverage.contains(model.pose, tb.x[active, :3]) & self.known(active, bit, model)
+            self.stats.looked(
+                bit, int(np.count_nonzero(looked & firm)), int(np.count_nonzero(looked & firm & updated))
+            )
+        else:
+            looked = np.zeros(active.size, dtype=bool)
+        in_view = looked | updated
+        seen = active[in_view]
+        tb.hits[seen] = (
+            (tb.hits[seen] << np.uint32(1)) | updated[in_view].astype(np.uint32)
+        ) & self.window_mask
+        pd = self.stats.pd(bit)
+        missed = in_view & ~updated
+        absent = missed & ~contested
+        tb.score[active[updated]] += gain[updated]
+        tb.score[active[absent]] += math.log(1.0 - pd)
+        tb.misses[active[updated]] = 0
+        tb.absent[active[updated]] = False
+        tb.misses[active[absent]] += 1
+        gone = absent & firm & (tb.misses[active] >= self.thresholds.misses_to_delete(pd))
+        tb.absent[active[gone]] = True
+        hit = active[updated]
+        status = tb.status[hit]
+        confirm = hit[
+            (status != Status.CONFIRMED)
+            & (
+                (status == Status.COASTING)
+                | (
+                    (np.bitwise_count(tb.hits[hit]) >= self.params.confirm_m + tb.extra_hits[hit])
+                    & (tb.score[hit] >= self.thresholds.confirm)
+                )
+            )
+        ]
+        confirm = confirm[~self.underground(confirm)]  # a ground-bounce image never confirms
+        tb.status[confirm] = Status.CONFIRMED
+        reject = active[absent & ~firm & (tb.score[active] <= self.thresholds.reject)]
+        if reject.size:
+            self.rejected += reject.size
+            self.clutter.add(tb.x[reject[np.isfinite(tb.t_ranged[reject])], :3], t)
+            tb.release(reject)
+
+    # -- housekeeping -----------------------------------------------------------------------
+    def maintain(self, active: IndexArray, t: float) -> tuple[IndexArray, IndexArray]:
+        """Coast; return the established tracks to delete and the tentative ones to drop."""
+        fresh = self.stats.last_t > self._lag_measured_for
+        self.lag_s[fresh] = np.maximum(t - self.stats.last_t[fresh], 0.0)
+        self._lag_measured_for = self.stats.last_t.copy()
+        tb = self.table
+        status = tb.status[active]
+        sigma = position_sigma(tb, active)
+        ranged = np.isfinite(tb.t_ranged[active])
+        limit = np.where(ranged, self.params.max_position_sigma_m, self.params.max_position_sigma_m * 2.0)
+        underground = self.underground(active)
+        unfed = self.unfed_s(active, t)
+        period = self.stats.fastest_period(tb.sensor_mask[active])
+        p = self.params
+        tentative = status == Status.TENTATIVE
+        drop_tentative = tentative & (
+            (unfed > np.maximum(p.tentative_delete_after_s, _TENTATIVE_PERIODS * period)) | underground
+        )
+        firm = ~tentative
+        left = firm & ranged & (unfed > _LEFT_COVERAGE_PERIODS * period) & ~self.covered(active, t)
+        drop_firm = firm & (
+            (unfed > np.maximum(p.delete_after_s, _DELETE_PERIODS * period))
+            | (sigma > limit)
+            | underground
+            | tb.absent[active]
+            | left
+        )
+        coast = (
+            (status == Status.CONFIRMED)
+            & (unfed > np.maximum(p.coast_after_s, _COAST_PERIODS * period))
+            & ~drop_firm
+        )
+        tb.status[active[coast]] = Status.COASTING
+        tb.changed[active[coast]] = True
+        died = active[drop_tentative & ranged]
+        self.clutter.add(tb.x[died, :3], t)  # never confirmed: most likely a false alarm there
+        return active[drop_firm], active[drop_tentative]
+
+    def covered(self, active: IndexArray, t: float) -> BoolArray:
+        """Whether each track's predicted position is inside the coverage of some sensor that could
+        update it: any radar or direction finder, or a Remote ID receiver that has fed it."""
+        tb = self.table
+        where = tb.x[active, :3] + tb.x[active, 3:] * np.maximum(t - tb.t_state[active], 0.0)[:, None]
+        out = np.zeros(active.size, dtype=bool)
+        for bit, model in self.stats.models.items():
+            if isinstance(model, PositionVelocityModel):
+                out |= (tb.sensor_mask[active] >> np.uint64(bit)) & np.uint64(1) == 1
+            else:
+                out |= model.coverage.contains(model.pose, where)
+        return out
+
+    def unfed_s(self, active: IndexArray, t: float) -> FloatArray:
+        """Time without an update on the clock of the data that could have updated it: `t` less
+        how much later than the promptest sensor the slowest one that fed it delivers. A late
+        sensor (an array's block a second after capture) keeps its tracks; a silent one ages them."""
+        tb = self.table
+        shifts = np.arange(self.lag_s.size, dtype=np.uint64)
+        fed_by = ((tb.sensor_mask[active, None] >> shifts[None, :]) & np.uint64(1)).astype(bool)
+        delivered = np.isfinite(self.stats.last_t)
+        extra = self.lag_s - (self.lag_s[delivered].min() if delivered.any() else 0.0)
+        lag = np.max(np.where(fed_by, extra[None, :], 0.0), axis=1)
+        return np.asarray(t - lag - tb.t_update[active], dtype=np.float64)

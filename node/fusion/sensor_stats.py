@@ -1,0 +1,131 @@
+"""What each sensor is observed to do, so that no tracker threshold is a constant of one sensor.
+
+Per sensor (its bit in the tracks' sensor masks), learnt from its own scans:
+- `period_s`: the time between its scans (quick to fall, slow to rise: a quiet radar sends no frame
+  when it detects nothing, and such gaps are not its rate);
+- `false_alarms`: detections per full scan that no established track gates (starts at the
+  configured `clutter_per_scan`);
+- `doppler_span`: the spread of radial velocities in its scans (range-rate radars only), at least
+  six of its own range-rate sigmas;
+- `pd`: the fraction of established tracks it should have seen that it did detect (starts at the
+  configured `detection_probability`);
+- `sigma_range`, `sigma_angle`: its accuracy (medians of the scan's own measurement covariance),
+  hence its resolution at any range: max(σ_range, range·σ_angle).
+Everything is a fixed-size numpy array: a scan costs a few scalar updates.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from cuas_node.fusion.measurement_models import MeasurementModel, PositionVelocityModel
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+IndexArray = npt.NDArray[np.intp]
+
+N_SENSORS = 64
+_MIN_FALSE_ALARMS = 0.05  # per scan: a density of exactly 0 would make any detection certain
+_MEMORY = 0.9  # weight of the past in the per-scan averages (about ten scans)
+_PD_MEMORY = 0.98  # Pd is averaged over about fifty looks, with the configured value as ten
+_PD_PRIOR_LOOKS = 10.0
+
+
+def is_radar(model: MeasurementModel) -> bool:
+    """A ranging sensor with a field of view measured in range and angles (any radar model)."""
+    return model.ranging and not isinstance(model, PositionVelocityModel)
+
+
+class SensorStats:
+    def __init__(self, false_alarms: float, detection_probability: float) -> None:
+        self.last_t = np.full(N_SENSORS, -np.inf)  # its newest scan's capture time
+        self.period_s = np.full(N_SENSORS, np.nan)
+        self.false_alarms = np.full(N_SENSORS, max(false_alarms, _MIN_FALSE_ALARMS))
+        self.doppler_span = np.full(N_SENSORS, np.nan)
+        self.pd_num = np.full(N_SENSORS, detection_probability * _PD_PRIOR_LOOKS)
+        self.pd_den = np.full(N_SENSORS, _PD_PRIOR_LOOKS)
+        self.sigma_range = np.full(N_SENSORS, np.nan)
+        self.sigma_angle = np.full(N_SENSORS, np.nan)
+        self.models: dict[int, MeasurementModel] = {}
+
+    def seed(self, bit: int, false_alarms_per_scan: float | None, scan_rate_hz: float | None) -> None:
+        """Start a sensor from its own configured figures (a radar section's
+        `false_alarms_per_scan`, `rate_hz`) rather than the fusion-wide defaults; learning then
+        takes over as its scans arrive."""
+        if false_alarms_per_scan is not None:
+            self.false_alarms[bit] = max(false_alarms_per_scan, _MIN_FALSE_ALARMS)
+        if scan_rate_hz is not None and scan_rate_hz > 0:
+            self.period_s[bit] = 1.0 / scan_rate_hz
+
+    # -- learning ---------------------------------------------------------------------------
+    def scan(self, bit: int, model: MeasurementModel, t: float, z: FloatArray, r: FloatArray) -> None:
+        """A scan arrived: its time, accuracy and (range-rate radars) Doppler spread."""
+        self.models[bit] = model
+        last = self.last_t[bit]
+        if t > last and math.isfinite(last):
+            dt = t - last
+            p = self.period_s[bit]
+            if not math.isfinite(p):
+                self.period_s[bit] = dt
+            elif dt < p:
+                self.period_s[bit] = 0.5 * (p + dt)
+            else:
+                self.period_s[bit] = 0.95 * p + 0.05 * min(dt, 2.0 * p)
+        self.last_t[bit] = max(last, t)
+        if not z.shape[0] or not is_radar(model):
+            return
+        sig = np.sqrt(np.diagonal(r, axis1=1, axis2=2))
+        self.sigma_range[bit] = float(np.median(sig[:, 0]))
+        self.sigma_angle[bit] = float(np.median(np.max(sig[:, 1:3], axis=1)))
+        if z.shape[1] >= 4:
+            floor = 6.0 * float(np.median(sig[:, 3]))
+            span = max(float(np.ptp(z[:, 3])) if z.shape[0] > 1 else 0.0, floor)
+            old = self.doppler_span[bit]
+            self.doppler_span[bit] = (
+                span if not math.isfinite(old) else max(floor, _MEMORY * old + (1 - _MEMORY) * span)
+            )
+
+    def unexplained(self, bit: int, count: int) -> None:
+        """Detections of a full scan that no established track gated: the false-alarm estimate."""
+        self.false_alarms[bit] = max(
+            _MEMORY * self.false_alarms[bit] + (1 - _MEMORY) * count, _MIN_FALSE_ALARMS
+        )
+
+    def looked(self, bit: int, expected: int, detected: int) -> None:
+        """Established tracks the sensor should have seen in a scan, and how many it detected."""
+        if expected:
+            self.pd_num[bit] = _PD_MEMORY * self.pd_num[bit] + detected
+            self.pd_den[bit] = _PD_MEMORY * self.pd_den[bit] + expected
+
+    # -- derived ----------------------------------------------------------------------------
+    def pd(self, bit: int) -> float:
+        return float(np.clip(self.pd_num[bit] / self.pd_den[bit], 0.3, 0.99))
+
+    def clutter_density(self, bit: int, model: MeasurementModel, dim: int, configured: float) -> float:
+        """False alarms per unit of measurement space (λ): the sensor's false alarms per scan over
+        its coverage volume (range × azimuth × elevation, × the Doppler span with range rate)."""
+        if not is_radar(model):
+            return max(configured, _MIN_FALSE_ALARMS) / model.measurement_volume()
+        c = model.coverage
+        volume = c.max_range_m * (2.0 * c.fov_az_rad) * (2.0 * c.fov_el_rad)
+        if dim >= 4:
+            span = self.doppler_span[bit]
+            volume *= span if math.isfinite(span) and span > 0 else 40.0
+        return float(self.false_alarms[bit] / volume)
+
+    def resolution_m(self, bit: int, range_m: FloatArray) -> FloatArray:
+        """The sensor's own position accuracy (1σ) at these ranges; NaN before its first detection."""
+        return np.asarray(
+            np.maximum(self.sigma_range[bit], range_m * self.sigma_angle[bit]), dtype=np.float64
+        )
+
+    def fastest_period(self, mask: npt.NDArray[np.uint64]) -> FloatArray:
+        """Per sensor mask: the shortest scan period among the sensors in it (0 when unknown)."""
+        shifts = np.arange(N_SENSORS, dtype=np.uint64)
+        fed_by = ((mask[:, None] >> shifts[None, :]) & np.uint64(1)).astype(bool)
+        period = np.where(np.isfinite(self.period_s), self.period_s, np.inf)
+        fastest = np.min(np.where(fed_by, period[None, :], np.inf), axis=1)
+        return np.asarray(np.where(np.isfinite(fastest), fastest, 0.0), dtype=np.float64)

@@ -1,0 +1,218 @@
+"""The loop of `cuas-node track`: measurement JSON lines through the node's fusion, no drivers.
+
+The input is what `replay` prints: a `{"type":"measurement","kind":...}` line per measurement,
+parsed by `cuas_node.measurement_lines`; every other line is ignored. The output is replay's: a
+`tracks` line per tracks message and an `alert` line per zone alert (`cuas_node.step_lines`, with
+replay's session `replay_loop.SESSION`). Both run the same core step (`NodeCore`, built by
+`assembly.core_setup` from the config) on virtual time, as fast as the CPU allows.
+
+Virtual time is replay's, rebuilt from the lines (`ArrivalGrid`): the lines are in arrival order,
+each arriving at its `t_receive` on the node's receive clock; the core steps every 50 ms of that
+clock (`replay_loop.CYCLE_S`, the runtime's cycle) with the measurements that arrived in the
+cycle, at the cycle's end converted to UTC. So `track` on replay's measurement lines gives
+replay's tracks lines, given the same config, within the limits of what the lines say
+(docs/track.md). The command around this loop (arguments, config, files, stderr) is
+`cuas_node.track_cli`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO
+
+from cuas_node.assembly import core_setup
+from cuas_node.config import Config
+from cuas_node.core.step import NodeCore
+from cuas_node.fusion.params import (
+    BearingSensor,
+    PositionReceiver,
+    PresenceSensor,
+    RadarSensor,
+    RemoteIdReceiver,
+)
+from cuas_node.kernel.measurement import (
+    AcousticBearing,
+    AnyMeasurement,
+    GpsFix,
+    RadarDetection,
+    RemoteIdReport,
+    RfPresence,
+)
+from cuas_node.measurement_lines import Rejected, UnknownKind, parse_line
+from cuas_node.replay_loop import CYCLE_S, SESSION
+from cuas_node.step_lines import StepLines
+
+ORIGIN_WAIT_S = 10.0
+"""Receive-clock seconds to wait for a node-stamped measurement (see `ArrivalGrid`)."""
+
+NODE_STAMPED = (RadarDetection, AcousticBearing, RfPresence)
+"""Kinds whose capture time is taken on the node's clock, at or before their arrival (GPS fixes
+and Remote ID reports carry the time of a foreign clock)."""
+
+ROLE = {
+    RadarDetection: RadarSensor,
+    AcousticBearing: BearingSensor,
+    RemoteIdReport: RemoteIdReceiver,
+    RfPresence: PresenceSensor,
+    GpsFix: PositionReceiver,
+}
+"""The fusion role (`fusion.params`) a configured sensor must have for each measurement kind."""
+
+Cycle = tuple[float, list[AnyMeasurement]]
+
+
+class ArrivalGrid:
+    """Measurements in arrival order → core-step inputs `(t, batch)` on replay's cycle grid.
+
+    Cycle k takes the measurements whose `t_receive` lies in ((k-1)·50 ms, k·50 ms] (the first
+    cycle of a replay also takes `t_receive` 0: its first packet); one whose `t_receive` lies
+    before the open cycle (out of order) joins the open cycle. Empty cycles between measurements
+    are stepped too (tracks coast, rate-limited messages go out), none before the first.
+
+    A cycle's time is `origin + k·50 ms` in UTC, where `origin` is the receive clock's zero in UTC:
+    the largest `t_capture - t_receive` of the node-stamped kinds (`NODE_STAMPED`), which for
+    replay's lines is exactly the time of the recording's first packet. Cycles wait (in memory)
+    until one is seen; if none comes within `ORIGIN_WAIT_S` of receive time (a node with only GPS
+    and Remote ID), the largest over every kind is taken. Times are handled in whole microseconds,
+    as replay computes its cycles, so they match replay's to the bit.
+    """
+
+    def __init__(self, cycle_s: float = CYCLE_S, origin_wait_s: float = ORIGIN_WAIT_S) -> None:
+        self.cycle_us = round(cycle_s * 1e6)
+        self.wait_cycles = math.ceil(origin_wait_s / cycle_s)
+        self.origin_us: int | None = None
+        self.fallback_us: int | None = None
+        self.open: int | None = None  # the cycle taking arrivals
+        self.batch: list[AnyMeasurement] = []
+        self.closed: deque[tuple[int, list[AnyMeasurement]]] = deque()  # waiting for the origin
+        self.stepped: int | None = None  # the last cycle handed out
+
+    def cycle_of(self, receive_us: int) -> int:
+        k = -(-receive_us // self.cycle_us)
+        return max(k, 1) if receive_us >= 0 else k
+
+    def add(self, m: AnyMeasurement) -> Iterator[Cycle]:
+        """Take one arrival; return the cycles it completes (those before its own), to be consumed
+        before the next call (lazily: a long gap between lines is many empty cycles)."""
+        receive_us = round(m.t_receive * 1e6)
+        offset = round(m.t_capture * 1e6) - receive_us
+        if isinstance(m, NODE_STAMPED):
+            self.origin_us = offset if self.origin_us is None else max(self.origin_us, offset)
+        elif self.origin_us is None:
+            self.fallback_us = offset if self.fallback_us is None else max(self.fallback_us, offset)
+        k = self.cycle_of(receive_us)
+        if self.open is None:
+            self.open, self.stepped = k, k - 1
+        elif k > self.open:
+            self.closed.append((self.open, self.batch))
+            self.open, self.batch = k, []
+        self.batch.append(m)
+        return self._ready(self.open - 1, final=False)
+
+    def end(self) -> Iterator[Cycle]:
+        """The end of input: every cycle still held, the last one included."""
+        if self.open is None:
+            return iter(())
+        self.closed.append((self.open, self.batch))
+        self.batch = []
+        return self._ready(self.open, final=True)
+
+    def _ready(self, through: int, final: bool) -> Iterator[Cycle]:
+        if self.origin_us is None:
+            waited = self.stepped is not None and through - self.stepped >= self.wait_cycles
+            if not (final or waited) or self.fallback_us is None:
+                return
+            self.origin_us = self.fallback_us
+        assert self.stepped is not None
+        while self.stepped < through:
+            k = self.stepped = self.stepped + 1
+            batch: list[AnyMeasurement] = []
+            if self.closed and self.closed[0][0] == k:
+                batch = self.closed.popleft()[1]
+            yield (self.origin_us + k * self.cycle_us) / 1e6, batch
+
+
+@dataclasses.dataclass
+class TrackStats:
+    lines: int = 0
+    measurements: int = 0
+    """Handed to the core step (fused)."""
+    malformed: Counter[str] = dataclasses.field(default_factory=Counter)
+    """Malformed lines by reason (`measurement_lines` constants)."""
+    unknown_kinds: Counter[str] = dataclasses.field(default_factory=Counter)
+    unconfigured: Counter[str] = dataclasses.field(default_factory=Counter)
+    """Measurements of sensors not in the config (or disabled), by sensor id."""
+    wrong_role: Counter[str] = dataclasses.field(default_factory=Counter)
+    """Measurements whose kind is not that of their configured sensor, by `kind from id`."""
+    tracks_messages: int = 0
+    alerts: int = 0
+    cycles: int = 0
+    wall_s: float = 0.0
+
+
+class Tracking:
+    """The command's loop without its I/O: lines in, JSON lines to `out`, malformed lines to
+    `report(number, rejected)`."""
+
+    def __init__(
+        self,
+        config: Config,
+        out: IO[str] | None,
+        report: Callable[[int, Rejected], None] | None = None,
+    ) -> None:
+        setup = core_setup(config)
+        self.core = NodeCore(setup)
+        self.roles = {s.sensor_id: type(s) for s in setup.fusion.sensors}
+        self.output = StepLines(config.node.id, SESSION, out)
+        self.out = out
+        self.report = report
+        self.grid = ArrivalGrid()
+        self.stats = TrackStats()
+
+    def _step(self, cycles: Iterator[Cycle]) -> float | None:
+        """Run the cycles; the time of the last one (None: there was none)."""
+        t = None
+        for t, batch in cycles:
+            self.output.write(self.core.step(t, batch))
+            self.stats.cycles += 1
+        return t
+
+    def run(self, lines: Iterable[str | bytes]) -> TrackStats:
+        started = time.perf_counter()
+        stats, roles, grid = self.stats, self.roles, self.grid
+        number = 0
+        for number, line in enumerate(lines, start=1):
+            m = parse_line(line)
+            if m is None:
+                continue
+            if isinstance(m, Rejected):
+                stats.malformed[m.reason] += 1
+                if self.report is not None:
+                    self.report(number, m)
+                continue
+            if isinstance(m, UnknownKind):
+                stats.unknown_kinds[m.kind[:64]] += 1
+                continue
+            role = roles.get(m.sensor_id)
+            if role is None:
+                stats.unconfigured[m.sensor_id[:64]] += 1
+                continue
+            if not issubclass(role, ROLE[type(m)]):
+                stats.wrong_role[f"{type(m).__name__} from {m.sensor_id}"] += 1
+                continue
+            stats.measurements += 1
+            self._step(grid.add(m))
+        stats.lines = number
+        end = self._step(grid.end())
+        if end is not None:
+            # The end of input, as replay's: fuse what the reorder window still holds.
+            self.output.write(self.core.finish(end))
+        if self.out is not None:
+            self.out.flush()
+        stats.tracks_messages, stats.alerts = self.output.tracks_messages, self.output.alerts
+        stats.wall_s = time.perf_counter() - started
+        return stats

@@ -1,0 +1,151 @@
+"""`cuas-node track [--config FILE] [FILE|-]`: the command around `cuas_node.track`'s loop.
+
+Arguments, the config (a TOML file, or the config a recording carries), the input file or stdin,
+malformed lines and the summary on stderr, exit codes. Imported by the CLI to register the
+subcommand, so it imports the fusion (numpy, scipy) only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from cuas_node.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from cuas_node.measurement_lines import Rejected
+    from cuas_node.track import TrackStats
+
+EX_USAGE = 2
+EX_NOINPUT = 66
+EX_IOERR = 74
+SHOWN_ERRORS = 20
+"""Malformed lines reported one by one on stderr; the rest are counted."""
+
+
+def add_track_parser(sub: Any) -> None:
+    """The `track` subcommand's arguments (registered by `cuas_node.cli`)."""
+    p = sub.add_parser(
+        "track", help="fuse measurement JSON lines (replay's) into tracks, as fast as the CPU allows"
+    )
+    p.add_argument(
+        "file", nargs="?", default="-", help="measurement JSON lines ('-' or none: standard input)"
+    )
+    p.add_argument(
+        "--config",
+        help="config TOML, or a recording whose config to use (default: $CUAS_CONFIG; required)",
+    )
+
+
+def _is_pcapng(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(4) == b"\x0a\x0d\x0d\x0a"
+    except OSError:
+        return False  # load_config says what is wrong with it
+
+
+def track_config(path: Path, workdir: Path) -> Config:
+    """The config of a run: a TOML file, or the config a recording carries (rebuilt as `replay`
+    rebuilds it, its calibration files restored into `workdir`)."""
+    if not _is_pcapng(path):
+        return load_config(path)
+    from cuas_node.drivers.record_pcapng import read_recording
+    from cuas_node.recording_config import replay_config
+
+    try:
+        recording = read_recording(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError([f"cannot read the recording: {exc}"], str(path)) from None
+    return replay_config(recording, None, workdir, str(path))
+
+
+def _counts(counter: Counter[str], limit: int = 8) -> str:
+    items = [f"{name}: {n}" for name, n in counter.most_common(limit)]
+    if len(counter) > limit:
+        items.append(f"... {len(counter) - limit} more")
+    return ", ".join(items)
+
+
+def summary(stats: TrackStats) -> list[str]:
+    """The stderr summary, one line per subject."""
+    rate = stats.measurements / stats.wall_s if stats.wall_s > 0 else 0.0
+    lines = [
+        f"{stats.lines} lines read, {stats.measurements} measurements fused, "
+        f"{stats.tracks_messages} tracks messages, {stats.alerts} alerts "
+        f"in {stats.wall_s:.2f} s ({rate:.0f} measurements/s)"
+    ]
+    if stats.malformed:
+        lines.append(f"skipped {stats.malformed.total()} malformed lines ({_counts(stats.malformed)})")
+    if stats.unknown_kinds:
+        lines.append(
+            f"skipped {stats.unknown_kinds.total()} measurements of unknown kinds "
+            f"({_counts(stats.unknown_kinds)})"
+        )
+    if stats.unconfigured:
+        lines.append(
+            f"skipped {stats.unconfigured.total()} measurements of sensors not in the config "
+            f"or disabled ({_counts(stats.unconfigured)})"
+        )
+    if stats.wrong_role:
+        lines.append(
+            f"skipped {stats.wrong_role.total()} measurements of a kind their sensor does not produce "
+            f"({_counts(stats.wrong_role)})"
+        )
+    return lines
+
+
+def run_track(args: argparse.Namespace) -> int:
+    """The `cuas-node track` command: exit 0 once the input is processed (malformed lines are
+    reported and skipped), 2 without a config, 66 for an input that cannot be opened, 74 for one
+    that fails while being read, 78 (by the CLI's ConfigError handler) for a bad config."""
+    prog = "cuas-node track"
+    config_arg = args.config or os.environ.get("CUAS_CONFIG")
+    if not config_arg:
+        print(
+            f"{prog}: give --config FILE (a config TOML with the sensors the lines refer to, or a "
+            "recording whose config to use), or set $CUAS_CONFIG",
+            file=sys.stderr,
+        )
+        return EX_USAGE
+    shown = 0
+
+    def report(number: int, rejected: Rejected) -> None:
+        nonlocal shown
+        shown += 1
+        if shown <= SHOWN_ERRORS:
+            print(f"{prog}: line {number}: {str(rejected)[:300]}", file=sys.stderr)
+
+    from cuas_node.track import Tracking
+
+    with tempfile.TemporaryDirectory(prefix="cuas-track-") as tmp:
+        config = track_config(Path(config_arg), Path(tmp))
+        tracking = Tracking(config, sys.stdout, report)
+        handle: IO[bytes] = sys.stdin.buffer
+        if args.file != "-":
+            try:
+                handle = open(args.file, "rb")  # noqa: SIM115 (closed below)
+            except OSError as exc:
+                print(f"{prog}: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+                return EX_NOINPUT
+        try:
+            stats = tracking.run(handle)
+        except BrokenPipeError:  # the reader went away (`| head`): not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        except OSError as exc:
+            print(f"{prog}: error reading {args.file}: {exc.strerror or exc}", file=sys.stderr)
+            return EX_IOERR
+        finally:
+            if handle is not sys.stdin.buffer:
+                handle.close()
+    if shown > SHOWN_ERRORS:
+        print(f"{prog}: ... and {shown - SHOWN_ERRORS} more malformed lines", file=sys.stderr)
+    for line in summary(stats):
+        print(f"{prog}: {line}", file=sys.stderr)
+    return 0

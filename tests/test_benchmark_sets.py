@@ -1,0 +1,64 @@
+"""The tracker benchmark's own parts (benchmarks/tracking_sets.py, benchmarks/numpy_gnn.py): the
+generator gives the stated Pd and clutter rate, and the numpy GNN-EKF floor tracks a lone target.
+Stone Soup is not needed."""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+tracking_sets = pytest.importorskip("tracking_sets")
+numpy_gnn = pytest.importorskip("numpy_gnn")
+
+Z = 4.0  # standard deviations: a correct generator fails one of these checks about 1 time in 8,000
+
+
+@pytest.mark.parametrize("radar", ["TI_RADAR", "LONG_RANGE"])
+def test_detections_have_the_stated_pd_and_clutter_rate(radar: str) -> None:
+    spec = tracking_sets.SetSpec("t", getattr(tracking_sets, radar), 20, 8.0, pd=0.8, duration_s=5.0)
+    scans = tracking_sets.make_scans(spec, seed=3)
+    looks = sum(int(s.inside.sum()) for s in scans)  # binomial trials: targets in coverage
+    hits = sum(s.n_true for s in scans)
+    assert looks > 0.8 * spec.targets * len(scans)  # targets start inside and mostly stay
+    assert abs(hits - spec.pd * looks) <= Z * math.sqrt(looks * spec.pd * (1 - spec.pd))
+    false = sum(s.z.shape[0] - s.n_true for s in scans)  # Poisson(scans × clutter)
+    mean = spec.clutter * len(scans)
+    assert abs(false - mean) <= Z * math.sqrt(mean)
+    z = np.concatenate([s.z for s in scans])
+    radar_ = spec.radar
+    assert z.shape[1] == radar_.dim
+    assert np.all(z[:, 0] <= radar_.max_range_m + 5 * radar_.sigma[0])
+    assert np.all(np.abs(z[:, 1]) <= radar_.fov_az_rad + 5 * radar_.sigma[1])
+
+
+def test_the_numpy_floor_tracks_a_lone_target() -> None:
+    for radar in (tracking_sets.TI_RADAR, tracking_sets.LONG_RANGE):
+        spec = tracking_sets.SetSpec("lone", radar, 1, 0.0, pd=1.0, duration_s=3.0)
+        gnn = numpy_gnn.NumpyGnn(numpy_gnn.GnnParams(radar.sigma))
+        errors = []
+        for scan in tracking_sets.make_scans(spec, seed=1):
+            gnn.step(scan.t, scan.z)
+            ids, pos = gnn.confirmed_tracks()
+            if scan.t >= 0.5:
+                assert ids.size == 1
+                errors.append(float(np.linalg.norm(pos[0] - scan.truth[0])))
+        # Filtered: well inside the raw cross-range error at that range.
+        rng = float(np.linalg.norm(scan.truth[0]))
+        raw = max(radar.sigma[0], rng * max(radar.sigma[1], radar.sigma[2]))
+        assert np.mean(errors) < 2.0 * raw
+
+
+def test_quick_sets_are_named_and_short() -> None:
+    assert all(s.duration_s <= 3.0 for s in tracking_sets.QUICK_SETS)
+    assert all(s.duration_s >= 10.0 for s in tracking_sets.FULL_SETS)
+    names = [s.name for s in tracking_sets.FULL_SETS]
+    assert len(set(names)) == len(names)
+    assert any(s.targets >= 100 for s in tracking_sets.QUICK_SETS)
+    assert replace(tracking_sets.FULL_SETS[0], name="x").radar is tracking_sets.TI_RADAR

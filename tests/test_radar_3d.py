@@ -1,0 +1,416 @@
+"""Radars with and without range-rate: the 3-D model, fusing frames whose detections lack it (or
+carry NaN), and the generic `radar` sensor section that describes a radar other than a TI board."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cuas_node.assembly import core_setup, sensor_spec
+from cuas_node.config import ConfigError, GenericRadarSensor, TiMmwaveSensor, build_config
+from cuas_node.core.step import NodeCore
+from cuas_node.driver_factory import NoRadarInput, UnsupportedSensor, build_driver
+from cuas_node.fusion.ground import radar_points_enu
+from cuas_node.fusion.measurement_models import RADIAL_SPAN_MPS, Coverage, RadarModel
+from cuas_node.fusion.params import RadarSensor
+from cuas_node.kernel.clock import SystemClock
+from cuas_node.kernel.measurement import RadarDetection
+from cuas_node.kernel.pose import Pose, cartesian_to_spherical
+
+RADAR_UP_M = 5.0
+# A surveillance radar without range-rate: 300-2500 m, 2 m in range, 1° in angles, 20 scans/s.
+SURVEILLANCE: dict[str, Any] = {
+    "kind": "radar",
+    "id": "surv",
+    "max_range_m": 2500,
+    "min_range_m": 300,
+    "fov_az_deg": 60,
+    "fov_el_deg": 30,
+    "range_sigma_m": 2.0,
+    "az_sigma_deg": 1.0,
+    "el_sigma_deg": 1.0,
+    "rate_hz": 20,
+    "false_alarms_per_scan": 0.5,
+    "mount": {"offset_m": [0.0, 0.0, RADAR_UP_M]},
+}
+TI = {"kind": "ti-mmwave", "id": "ti", "port": "/dev/null", "max_range_m": 300, "fov_az_deg": 80}
+
+
+def _core(*sensors: dict[str, Any]) -> NodeCore:
+    data = {
+        "node": {"id": "t", "position": {"lat": 52.0, "lon": 4.3, "alt_m": 10.0}},
+        "fusion": {"reorder_window_s": 0.0},
+        "sensors": list(sensors),
+    }
+    return NodeCore(core_setup(build_config(data, "test")))
+
+
+def _detection(
+    sensor_id: str,
+    t: float,
+    enu: np.ndarray,
+    vel: np.ndarray,
+    rng: np.random.Generator,
+    sigmas: tuple[float, float, float, float],
+    radial: bool = True,
+    up_m: float = 0.0,
+) -> RadarDetection:
+    rel = enu - np.array([0.0, 0.0, up_m])
+    r, az, el = cartesian_to_spherical(rel)
+    noisy = [float(v) for v in rng.normal([r, az, el, float(rel @ vel / r)], sigmas)]
+    return RadarDetection(
+        sensor_id,
+        t,
+        t,
+        noisy[0],
+        noisy[1],
+        noisy[2],
+        noisy[3] if radial else None,
+        *sigmas[:3],
+        sigmas[3] if radial else None,
+        snr_db=20.0,
+    )
+
+
+def _all_finite(core: NodeCore) -> bool:
+    table = core.engine.tracker.table
+    active = table.active()
+    arrays = (table.x[active], table.p[active], table.xm[active], table.pm[active])
+    return all(bool(np.isfinite(a).all()) for a in arrays)
+
+
+# -- the model ------------------------------------------------------------------------------------
+
+
+def _model(dim: int) -> RadarModel:
+    return RadarModel("r", Pose.from_angles(37.0, 8.0, -5.0, (1.0, -2.0, 3.0)), Coverage(500.0), dim=dim)
+
+
+def test_3d_model_jacobian_matches_numerical_derivative() -> None:
+    model = _model(3)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(20, 6)) * [50, 50, 20, 5, 5, 2] + [0, 80, 20, 0, 0, 0]
+    z, h = model.predict(x)
+    assert z.shape == (20, 3) and h.shape == (20, 3, 6)
+    numeric = np.zeros_like(h)
+    for i in range(6):
+        dx = np.zeros(6)
+        dx[i] = 1e-6
+        numeric[:, :, i] = (model.predict(x + dx)[0] - model.predict(x - dx)[0]) / 2e-6
+    assert np.allclose(h, numeric, atol=1e-6)
+    # No range-rate row: nothing of the measurement depends on velocity.
+    assert np.all(h[:, :, 3:] == 0.0)
+    z4, h4 = _model(4).predict(x)
+    assert np.array_equal(z, z4[:, :3]) and np.array_equal(h, h4[:, :3])
+
+
+def test_3d_initiation_inverts_the_model_and_starts_at_rest_under_the_prior() -> None:
+    model = _model(3)
+    z = np.array([[800.0, 0.3, 0.05], [1500.0, -0.5, 0.1]])
+    r = np.tile(np.diag(np.array([2.0, math.radians(1.0), math.radians(1.0)]) ** 2), (2, 1, 1))
+    x, p = model.initiate(z, r)
+    assert np.allclose(model.predict(x)[0], z, atol=1e-9)
+    assert np.all(x[:, 3:] == 0.0)
+    assert np.allclose(p[:, 3:, 3:], np.eye(3) * model.initial_speed_sigma_mps**2)
+    assert np.all(np.linalg.eigvalsh(p) > 0)
+
+
+def test_3d_model_clutter_volume_has_no_range_rate_axis() -> None:
+    assert _model(4).measurement_volume() == pytest.approx(_model(3).measurement_volume() * RADIAL_SPAN_MPS)
+    with pytest.raises(ValueError, match="3 or 4"):
+        _model(2)
+
+
+def test_ground_accepts_detections_without_range_rate() -> None:
+    pose = Pose.from_angles(20.0, 5.0, 0.0, (0.0, 0.0, RADAR_UP_M))
+    z = np.array([[400.0, 0.2, -0.01, 3.0], [1200.0, -0.4, 0.02, -8.0]])
+    sig = np.tile([2.0, math.radians(1.0), math.radians(1.0), 0.5], (2, 1))
+    enu4, up4 = radar_points_enu(z, sig, pose)
+    enu3, up3 = radar_points_enu(z[:, :3], sig[:, :3], pose)
+    assert np.allclose(enu3, enu4) and np.allclose(up3, up4)
+
+
+# -- tracking -------------------------------------------------------------------------------------
+
+
+def test_surveillance_radar_without_range_rate_confirms_and_follows_its_targets() -> None:
+    """Three targets at 400-2300 m seen only in range and angles: each is confirmed, keeps one
+    track, and is followed with an RMS error below twice its cross-range sigma R·σθ (and below
+    the error of a single detection: the track filters)."""
+    core = _core(SURVEILLANCE)
+    rng = np.random.default_rng(3)
+    start = np.array([[0.0, 400.0, 60.0], [-300.0, 1200.0, 120.0], [200.0, 2300.0, 150.0]])
+    vel = np.array([[10.0, 5.0, 0.0], [12.0, 0.0, 0.5], [-8.0, -10.0, 0.0]])
+    sig_r, sig_angle = 2.0, math.radians(1.0)
+    sigmas = (sig_r, sig_angle, sig_angle, 0.0)
+    errors: list[list[float]] = [[], [], []]
+    ranges: list[list[float]] = [[], [], []]
+    numbers: list[set[int]] = [set(), set(), set()]
+    rate_hz, frames = 20.0, 600
+    for k in range(frames):
+        t = 1000.0 + k / rate_hz
+        truth = start + vel * (k / rate_hz)
+        batch = [
+            _detection("surv", t, p, v, rng, sigmas, False, RADAR_UP_M)
+            for p, v in zip(truth, vel, strict=True)
+        ]
+        core.step(t, batch)
+        live = [r for r in core.engine.current() if r.live]
+        if k == frames // 6:
+            assert len(live) == 3, "every target is confirmed within 5 s"
+        if k < frames // 6:
+            continue
+        assert len(live) == 3, "no target lost, no clutter track"
+        for i, p in enumerate(truth):
+            nearest = min(live, key=lambda r: float(np.linalg.norm(np.asarray(r.enu_m) - p)))
+            errors[i].append(float(np.linalg.norm(np.asarray(nearest.enu_m) - p)))
+            ranges[i].append(float(np.linalg.norm(p - [0.0, 0.0, RADAR_UP_M])))
+            numbers[i].add(nearest.number)
+            assert nearest.sensors == ("surv",)
+    assert all(len(n) == 1 for n in numbers), numbers
+    assert len(set.union(*numbers)) == 3
+    for i in range(3):
+        cross_range = float(np.mean(ranges[i])) * sig_angle
+        rms = math.sqrt(float(np.mean(np.square(errors[i]))))
+        one_detection = math.sqrt(sig_r**2 + 2.0 * cross_range**2)
+        assert rms < 2.0 * cross_range, (i, rms, cross_range)
+        assert rms < one_detection, (i, rms, one_detection)
+    assert core.engine.counters.without_range_rate == 3 * frames
+    assert core.engine.counters.invalid == 0
+    assert _all_finite(core)
+
+
+def test_a_frame_mixing_detections_with_and_without_range_rate() -> None:
+    """One target always with range-rate, one never, one that alternates: each keeps one track
+    and is confirmed; the frame is fused as two scans without breaking M-of-N."""
+    core = _core(TI)
+    rng = np.random.default_rng(8)
+    start = np.array([[-30.0, 60.0, 20.0], [30.0, 90.0, 25.0], [0.0, 140.0, 30.0]])
+    vel = np.array([[3.0, 0.0, 0.0], [-2.0, 1.0, 0.0], [0.0, -4.0, 0.0]])
+    sigmas = (0.3, math.radians(1.0), math.radians(1.5), 0.2)
+    numbers: list[set[int]] = [set(), set(), set()]
+    for k in range(120):
+        t = 50.0 + k * 0.05
+        truth = start + vel * (k * 0.05)
+        has_rate = (True, False, k % 2 == 0)
+        batch = [
+            _detection("ti", t, p, v, rng, sigmas, rate)
+            for p, v, rate in zip(truth, vel, has_rate, strict=True)
+        ]
+        core.step(t, batch)
+        if k == 10:
+            assert len([r for r in core.engine.current() if r.live]) == 3, "confirmed in 4 of 6 frames"
+        for i, p in enumerate(truth):
+            for r in core.engine.current():
+                if r.live and np.linalg.norm(np.asarray(r.enu_m) - p) < 5.0:
+                    numbers[i].add(r.number)
+    assert all(len(n) == 1 for n in numbers), numbers
+    assert len([r for r in core.engine.current() if r.live]) == 3
+    assert core.engine.counters.without_range_rate == 120 + 60
+    assert _all_finite(core)
+
+
+def test_nan_or_missing_range_rate_never_reaches_the_state() -> None:
+    """NaN, infinite or None range-rate (or its sigma) is absent: the detection is fused in 3-D.
+    A NaN range or angle, or a sigma that is not a positive number, drops the detection."""
+    core = _core(TI)
+    rng = np.random.default_rng(4)
+    p0, v = np.array([10.0, 80.0, 20.0]), np.array([2.0, -1.0, 0.0])
+    sigmas = (0.3, math.radians(1.0), math.radians(1.5), 0.2)
+    spoilt_rate = [
+        {"radial_mps": math.nan},
+        {"sigma_radial_mps": math.nan},
+        {"radial_mps": math.inf},
+        {"radial_mps": None, "sigma_radial_mps": None},
+        {"sigma_radial_mps": -1.0},
+    ]
+    garbage = [
+        {"range_m": math.nan},
+        {"az_rad": math.nan},
+        {"el_rad": math.inf},
+        {"sigma_range_m": math.nan},
+        {"sigma_az_rad": 0.0},
+        {"sigma_el_rad": math.inf},
+        {"range_m": -3.0},
+    ]
+    frames = 60
+    for k in range(frames):
+        t = 20.0 + k * 0.05
+        good = _detection("ti", t, p0 + v * (k * 0.05), v, rng, sigmas)
+        fields = {f: getattr(good, f) for f in good.__dataclass_fields__}
+        batch = [RadarDetection(**(fields | spoilt_rate[k % len(spoilt_rate)]))]
+        batch += [RadarDetection(**(fields | bad)) for bad in garbage]
+        core.step(t, batch)
+        assert _all_finite(core), f"frame {k}"
+    counters = core.engine.counters
+    assert counters.invalid == frames * len(garbage)
+    assert counters.without_range_rate == frames
+    live = [r for r in core.engine.current() if r.live]
+    assert len(live) == 1
+    assert np.linalg.norm(np.asarray(live[0].enu_m) - (p0 + v * ((frames - 1) * 0.05))) < 3.0
+    assert all(math.isfinite(c) for row in live[0].pos_cov_enu_m2 for c in row)
+
+
+def test_a_radar_declared_without_range_rate_ignores_radial_values() -> None:
+    """Whatever a radar configured with `range_rate = false` puts in the radial field (here a
+    constant +40 m/s that contradicts the motion) is not trusted."""
+    core = _core(SURVEILLANCE)
+    rng = np.random.default_rng(6)
+    p0, v = np.array([0.0, 800.0, 80.0]), np.array([0.0, -10.0, 0.0])
+    sigmas = (2.0, math.radians(1.0), math.radians(1.0), 0.3)
+    for k in range(100):
+        t = 5.0 + k * 0.05
+        d = _detection("surv", t, p0 + v * (k * 0.05), v, rng, sigmas, True, RADAR_UP_M)
+        fields = {f: getattr(d, f) for f in d.__dataclass_fields__}
+        core.step(t, [RadarDetection(**(fields | {"radial_mps": 40.0}))])
+    assert core.engine.counters.without_range_rate == 100
+    (track,) = [r for r in core.engine.current() if r.live]
+    assert abs(track.vel_enu_mps[1] - v[1]) < 3.0
+
+
+def test_a_radar_with_range_rate_uses_the_4d_model() -> None:
+    radar = SURVEILLANCE | {"range_rate": True, "range_rate_sigma_mps": 0.5}
+    core = _core(radar)
+    rng = np.random.default_rng(2)
+    p0, v = np.array([0.0, 800.0, 80.0]), np.array([0.0, -10.0, 0.0])
+    for k in range(40):
+        t = 5.0 + k * 0.05
+        d = _detection("surv", t, p0 + v * (k * 0.05), v, rng, (2.0, 0.017, 0.017, 0.5), True, RADAR_UP_M)
+        core.step(t, [d])
+    assert core.engine.counters.without_range_rate == 0
+    assert len([r for r in core.engine.current() if r.live]) == 1
+
+
+# -- the `radar` sensor section -------------------------------------------------------------------
+
+
+def test_radar_section_gives_fusion_a_radar_sensor_with_its_figures() -> None:
+    config = build_config({"node": {"id": "t"}, "sensors": [SURVEILLANCE]}, "test")
+    (section,) = config.sensors
+    assert isinstance(section, GenericRadarSensor)
+    spec = sensor_spec(section)
+    assert isinstance(spec, RadarSensor)
+    assert spec.sensor_id == "surv"
+    assert (spec.min_range_m, spec.max_range_m) == (300.0, 2500.0)
+    assert spec.fov_az_rad == pytest.approx(math.radians(60.0))
+    assert spec.fov_el_rad == pytest.approx(math.radians(30.0))
+    assert spec.range_sigma_m == 2.0
+    assert spec.az_sigma_rad == pytest.approx(math.radians(1.0))
+    assert spec.el_sigma_rad == pytest.approx(math.radians(1.0))
+    assert spec.range_rate is False and spec.range_rate_sigma_mps is None
+    assert spec.scan_rate_hz == 20.0
+    assert spec.false_alarms_per_scan == 0.5
+    assert np.allclose(spec.pose.offset_enu_m, [0.0, 0.0, RADAR_UP_M])
+
+    doppler = build_config(
+        {"node": {"id": "t"}, "sensors": [SURVEILLANCE | {"range_rate": True, "range_rate_sigma_mps": 0.4}]},
+        "test",
+    )
+    spec = sensor_spec(doppler.sensors[0])
+    assert isinstance(spec, RadarSensor)
+    assert spec.range_rate is True and spec.range_rate_sigma_mps == 0.4
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            {"min_range_m": 2500},
+            "sensors[0] (env CUAS_SENSORS): Value error, min_range_m must be below max_range_m",
+        ),
+        ({"range_rate": True}, "range_rate = true needs range_rate_sigma_mps"),
+        ({"range_sigma_m": None}, "sensors[0].range_sigma_m (env CUAS_SENSORS): required key is missing"),
+        ({"az_sigma_deg": 0}, "sensors[0].az_sigma_deg (env CUAS_SENSORS): Input should be greater than 0"),
+        ({"rate_hz": None}, "sensors[0].rate_hz (env CUAS_SENSORS): required key is missing"),
+        ({"port": "/dev/ttyUSB0"}, "sensors[0].port (env CUAS_SENSORS): unknown key"),
+    ],
+)
+def test_radar_section_problems_are_named(change: dict[str, Any], problem: str) -> None:
+    sensor = {k: v for k, v in (SURVEILLANCE | change).items() if v is not None}
+    with pytest.raises(ConfigError) as caught:
+        build_config({"node": {"id": "t"}, "sensors": [sensor]}, "test")
+    assert any(p.startswith(problem) or problem in p for p in caught.value.problems), caught.value.problems
+
+
+def test_radar_section_passes_config_check(tmp_path: Path) -> None:
+    """The full check (what `run` checks before it connects) accepts the section and counts it."""
+    lines = [
+        f'[node]\nid = "mast-7"\nstate_dir = "{tmp_path / "state"}"\n',
+        "[[sensors]]",
+        *(f"{k} = {v!r}".replace("'", '"') for k, v in SURVEILLANCE.items() if k != "mount"),
+        "mount = { offset_m = [0.0, 0.0, 5.0] }",
+    ]
+    path = tmp_path / "config.toml"
+    path.write_text("\n".join(lines) + "\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "cuas_node.cli", "config", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "OK: node mast-7, 1 sensor(s)" in result.stdout
+
+
+def test_run_says_why_a_radar_sensor_gives_nothing() -> None:
+    """`run` builds the sensor (the config is valid) but opening it, with no input transport,
+    raises a clear error: an `OSError`, so supervision logs one line and keeps it `down`."""
+    config = build_config({"node": {"id": "t"}, "sensors": [SURVEILLANCE]}, "test")
+    driver = build_driver(config.sensors[0], SystemClock())
+    assert (driver.sensor_id, driver.kind) == ("surv", "radar")
+    with pytest.raises(NoRadarInput, match="cuas-node track") as caught:
+        driver.open()
+    assert isinstance(caught.value, OSError) and isinstance(caught.value, UnsupportedSensor)
+    assert driver.read() == []
+    assert driver.health().sensor_id == "surv"
+
+
+# -- a TI board's figures, from its chirp profile -------------------------------------------------
+
+
+def _ti_spec(**keys: Any) -> RadarSensor:
+    config = build_config({"node": {"id": "t"}, "sensors": [TI | keys]}, "test")
+    assert isinstance(config.sensors[0], TiMmwaveSensor)
+    spec = sensor_spec(config.sensors[0])
+    assert isinstance(spec, RadarSensor)
+    return spec
+
+
+def test_ti_figures_come_from_the_shipped_profile() -> None:
+    """iwr6843_drone.cfg: 0.45 m / 0.63 m/s resolution, 50 ms frames, range CFAR from 0.25 m at
+    13 dB; the clustering's sigma at 13 dB is resolution / sqrt(2·10^1.3), floored at half a cell."""
+    spec = _ti_spec()
+    assert spec.scan_rate_hz == pytest.approx(20.0)
+    assert spec.min_range_m == pytest.approx(0.25)
+    assert spec.range_rate is True
+    assert spec.range_sigma_m == pytest.approx(0.5 * 0.4504, rel=1e-3)
+    assert spec.range_rate_sigma_mps == pytest.approx(0.5 * 0.6321, rel=1e-3)
+    assert spec.az_sigma_rad == pytest.approx(0.25 / math.sqrt(2 * 10**1.3), rel=1e-6)
+    # The dataclass defaults are the same figures (fusion used without a config).
+    default = RadarSensor("r", spec.pose, 150.0)
+    for name in ("range_sigma_m", "az_sigma_rad", "el_sigma_rad", "range_rate_sigma_mps", "scan_rate_hz"):
+        assert getattr(default, name) == pytest.approx(getattr(spec, name), rel=2e-3), name
+    # An xWR1642 measures no elevation: its sigma is the broad beam's.
+    assert _ti_spec(model="xwr1642").el_sigma_rad == pytest.approx(math.radians(15.0))
+
+
+def test_ti_figures_follow_a_configured_profile(tmp_path: Path) -> None:
+    from cuas_node.drivers.radar.ti_cli import load_profile
+
+    text, _ = load_profile(None, "iwr6843")
+    slow = text.replace("frameCfg 0 2 32 0 50 1 0", "frameCfg 0 2 32 0 100 1 0")
+    slow = slow.replace("cfarFovCfg -1 0 0.25 100", "cfarFovCfg -1 0 1.5 100")
+    assert slow != text
+    cfg = tmp_path / "slow.cfg"
+    cfg.write_text(slow, encoding="ascii")
+    spec = _ti_spec(cfg_file=str(cfg))
+    assert spec.scan_rate_hz == pytest.approx(10.0)
+    assert spec.min_range_m == pytest.approx(1.5)
+    # An unreadable profile (config check reports it) leaves fusion the shipped profile's figures.
+    assert _ti_spec(cfg_file=str(tmp_path / "missing.cfg")).scan_rate_hz == pytest.approx(20.0)
