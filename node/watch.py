@@ -71,7 +71,7 @@ class WatchState:
         return node_id, name
 
 
-def _track_line(track: dict[str, Any]) -> str:
+def _track_line(track: dict[str, Any], id_width: int = 10) -> str:
     e, n, u = track.get("enu_m", [0.0, 0.0, 0.0])
     ve, vn, vu = track.get("vel_enu_mps", [0.0, 0.0, 0.0])
     rng = math.sqrt(e * e + n * n + u * u)
@@ -85,12 +85,20 @@ def _track_line(track: dict[str, Any]) -> str:
     if rid:
         notes.append(f"RID {rid.get('uas_id', '?')} {rid.get('consistency', '?').upper()}")
     return (
-        f"  {track['id']:<10} {track['status']:<10} "
+        f"  {track['id']:<{id_width}} {track['status']:<10} "
         f"{cls.get('label', '?'):<11}{cls.get('confidence', 0):>5.2f} "
         f"{track.get('lat', 0):>11.6f} {track.get('lon', 0):>11.6f} {track.get('alt_m', 0):>7.1f} "
         f"{rng:>7.1f} {bearing:>6.1f} {speed:>6.1f}  {','.join(track.get('sensors', []))}"
         + ("  " + "; ".join(notes) if notes else "")
     )
+
+
+def _id_order(track_id: str) -> tuple[tuple[int, ...], str]:
+    """`<session>.<n>` ids in numeric order (so 1796283582.3 comes before 1796283582.296)."""
+    try:
+        return tuple(int(part) for part in track_id.split(".")), ""
+    except ValueError:
+        return (), track_id
 
 
 def _rates(sensor: dict[str, Any]) -> str:
@@ -146,12 +154,13 @@ def render(state: WatchState) -> str:
                 )
             for alert in sorted(view.alerts.values(), key=lambda a: str(a.get("since", 0))):
                 lines.append(_alert_line(alert))
+            id_width = max([10, *(len(str(t["id"])) for t in view.tracks.values())])
             lines.append(
-                f"  {'track':<10} {'status':<10} {'class':<11}{'conf':>5} {'lat':>11} {'lon':>11} "
+                f"  {'track':<{id_width}} {'status':<10} {'class':<11}{'conf':>5} {'lat':>11} {'lon':>11} "
                 f"{'alt_m':>7} {'range':>7} {'brg':>6} {'m/s':>6}  sensors"
             )
-            for track in sorted(view.tracks.values(), key=lambda t: t["id"]):
-                lines.append(_track_line(track))
+            for track in sorted(view.tracks.values(), key=lambda t: _id_order(str(t["id"]))):
+                lines.append(_track_line(track, id_width))
             lines.append("")
     return "\n".join(lines) + "\n"
 

@@ -99,6 +99,12 @@ def test_watch_render_shows_tracks_and_forgets_deleted_ones() -> None:
     state.handle("cuas/v1/n1/tracks", json.dumps(msg).encode())
     assert "4.1" not in render(state)
     state.handle("cuas/v1/n1/tracks", b"not json")  # ignored, not fatal
+    # Real ids carry a ten-digit session: the column widens, and ids sort by number.
+    many = [dict(track, id=f"1796283582.{n}") for n in (296, 3, 41)]
+    state.handle("cuas/v1/n1/tracks", json.dumps(dict(msg, tracks=many)).encode())
+    rows = [line for line in render(state).splitlines() if "1796283582." in line]
+    assert [row.split()[0] for row in rows] == ["1796283582.3", "1796283582.41", "1796283582.296"]
+    assert len({row.index("confirmed") for row in rows}) == 1  # the status column lines up
 
 
 def test_watch_shows_counts_named_rates_and_active_alerts() -> None:
