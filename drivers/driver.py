@@ -98,6 +98,7 @@ class Driver(abc.ABC, Generic[RecordT]):
             out.extend(self.to_measurements(record, t_capture, t_receive))
         if out:
             self.measurement_count += len(out)
+        if records:  # a valid record is a sign of life, with or without a measurement in it
             self.last_seen = t_capture
         self._watch_baud(len(data), len(records))
         return out

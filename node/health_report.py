@@ -36,7 +36,7 @@ class RateSampler:
     last: dict[str, int] = field(default_factory=dict)
 
     def rate(self, name: str, total: int, interval_s: float) -> float:
-        previous = self.last.get(name, total)
+        previous = self.last.get(name, 0)  # counters start at 0 with the node: the first rate is since start
         self.last[name] = total
         return max(0, total - previous) / interval_s if interval_s > 0 else 0.0
 
@@ -50,9 +50,14 @@ def sensor_entry(
     interval_s: float,
 ) -> dict[str, Any]:
     """One element of the `health.sensors` array."""
-    state = health.state
+    state, detail = health.state, health.detail
     if state == SensorState.OK and (health.last_seen is None or now - health.last_seen > SILENT_AFTER_S):
         state = SensorState.DEGRADED
+        detail = (
+            "no data from the sensor yet"
+            if health.last_seen is None
+            else f"no data for {now - health.last_seen:.0f} s"
+        )
     counters = dict(health.counters)
     counters.update({f"{k}_errors": v for k, v in errors.items()})
     counters["queue_dropped"] = queue_dropped
@@ -70,7 +75,7 @@ def sensor_entry(
     entry[f"{measurement_name}_per_s"] = round(measurements_per_s, 2)
     entry["measurements"] = health.measurements
     entry["counters"] = counters
-    entry["detail"] = health.detail if state != SensorState.OK else ""
+    entry["detail"] = detail if state != SensorState.OK else ""
     if health.last_seen is not None:
         entry["last_seen"] = round(health.last_seen, 3)
         entry["age_s"] = round(max(0.0, now - health.last_seen), 3)

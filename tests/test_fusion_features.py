@@ -279,6 +279,22 @@ def test_zone_alert_lifecycle() -> None:
     assert core.active_alerts() == [] and not core.acknowledge(new.key, AlertAck("ops", 99.0))
 
 
+def test_an_alert_cleared_because_its_track_is_gone_carries_no_track() -> None:
+    """docs/mqtt.md: `track` is absent on `cleared` when the track is gone (here: a clean stop
+    deletes every track while it is inside the zone)."""
+    corners = [
+        ORIGIN.to_geodetic(np.array(p)) for p in ([-50, 50, 0], [50, 50, 0], [50, 150, 0], [-50, 150, 0])
+    ]
+    zone = {"id": "yard", "polygon": [[float(c[0]), float(c[1])] for c in corners], "ceiling_m": 120}
+    core = _core([RADAR], zones=[zone])
+    events: list[AlertEvent] = []
+    for k in range(30):
+        events += core.step(k * 0.1, [_radar(k * 0.1, np.array([0.0, 100.0, 30.0]), np.zeros(3))]).alerts
+    assert [e.state for e in events] == ["new"]
+    cleared = core.retire(3.0).alerts
+    assert [(e.state, e.track) for e in cleared] == [("cleared", None)]
+
+
 def test_radar_range_bias_from_calibration_is_removed() -> None:
     """A radar that reads 0.8 m long (calibrated range_bias_m) is corrected in fusion."""
     biased = dict(RADAR, range_bias_m=0.8)

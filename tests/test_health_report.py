@@ -69,3 +69,19 @@ def test_fusion_counts_tracks_by_status(tmp_path: Path, schemas: dict[str, Any])
     assert (fusion["confirmed"], fusion["coasting"]) == (1, 0)
     assert fusion["tracks"] == 1 and fusion["tentative"] > 0
     jsonschema.validate({"type": "health", "node_id": "t", "seq": 1, **health}, schemas["health"])
+
+
+def test_a_silent_sensor_is_degraded_with_a_reason_and_first_rates_count_from_start() -> None:
+    from cuas_node.drivers.driver import SensorHealth
+    from cuas_node.health_report import RateSampler, sensor_entry
+    from cuas_node.kernel.measurement import SensorState
+
+    quiet = SensorHealth("rid-1", "remoteid", SensorState.OK, 0, None, {"messages": 0})
+    entry = sensor_entry(quiet, {}, 0, RateSampler(), 100.0, 2.0)
+    assert entry["state"] == "degraded" and entry["detail"] == "no data from the sensor yet"
+    stale = SensorHealth("rid-1", "remoteid", SensorState.OK, 3, 80.0, {"messages": 9})
+    assert sensor_entry(stale, {}, 0, RateSampler(), 100.0, 2.0)["detail"] == "no data for 20 s"
+    # The first health message, 2 s after start: rates since start, not 0.
+    radar = SensorHealth("radar-1", "ti-mmwave", SensorState.OK, 60, 99.9, {"frames": 20})
+    first = sensor_entry(radar, {}, 0, RateSampler(), 100.0, 2.0)
+    assert first["frames_per_s"] == 10.0 and first["detections_per_s"] == 30.0 and first["state"] == "ok"

@@ -260,7 +260,8 @@ class Rx5808Driver:
         self.counters["detections"] += len(out)
         if out:
             self.measurement_count += len(out)
-            self.last_seen = max(m.t_capture for m in out)
+        if self.state == SensorState.OK:  # a clean sweep is a sign of life, with or without video
+            self.last_seen = float(self._t_capture.max())
         self._no_reply = 0
         return out
 

@@ -132,7 +132,9 @@ class AlertMonitor:
                 events.append(self._event("updated", state, zones[zone_id].spec.level, by_number[number], t))
         for pair in sorted(set(self.active) - inside):
             state = self.active.pop(pair)
-            events.append(self._event("cleared", state, zones[pair[1]].spec.level, by_number.get(pair[0]), t))
+            gone = by_number.get(pair[0])
+            track = gone if gone is not None and gone.status != "deleted" else None  # absent once gone
+            events.append(self._event("cleared", state, zones[pair[1]].spec.level, track, t))
         return events
 
     def _take_token(self, t: float) -> bool:
