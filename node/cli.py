@@ -35,6 +35,23 @@ from cuas_node.track_cli import add_track_parser, run_track
 log = logging.getLogger(__name__)
 
 
+def _speed(text: str) -> float:
+    """A usage error (exit 2 with the usage line), not a configuration error, for a bad --speed."""
+    try:
+        speed = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
+    if not speed > 0 or speed == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
+    return speed
+
+
+def _speed_or_max(text: str) -> str:
+    if text != "max":
+        _speed(text)
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cuas-node", description="Counter-drone sensor node")
     p.add_argument("--version", action="version", version=f"cuas-node {__version__}")
@@ -45,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("sim", help="run the whole node on a simulated scenario")
     sim.add_argument("scenario", help="built-in scenario name (e.g. demo) or a scenario TOML file")
-    sim.add_argument("--speed", type=float, default=1.0, help="scenario seconds per wall second (default 1)")
+    sim.add_argument("--speed", type=_speed, default=1.0, help="scenario seconds per wall second (default 1)")
     sim.add_argument("--duration", type=float, help="stop after this many scenario seconds")
     sim.add_argument("--seed", type=int, help="override the scenario's random seed")
     sim.add_argument("--truth", type=Path, help="write ground truth as JSON lines to this file")
@@ -105,7 +122,12 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "file", type=Path, help="a pcapng recording made by `record` (or [record] beside run)"
     )
-    replay.add_argument("--speed", default="max", help="recording seconds per wall second, or max (default)")
+    replay.add_argument(
+        "--speed",
+        type=_speed_or_max,
+        default="max",
+        help="recording seconds per wall second, or max (default)",
+    )
     replay.add_argument("--publish", action="store_true", help="also publish through MQTT")
     replay.add_argument(
         "--config", help="config overriding the recorded one (mqtt, node id, fusion; not sensors)"
@@ -265,8 +287,6 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     from cuas_node.drivers.sim.scenario import load_scenario
     from cuas_node.kernel.clock import ScaledClock
 
-    if args.speed <= 0:
-        raise ConfigError(["--speed must be positive"], "command line")
     scenario = load_scenario(args.scenario)
     if args.duration is not None:
         scenario = scenario.model_copy(update={"duration_s": args.duration})

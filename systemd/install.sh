@@ -132,7 +132,11 @@ install_node() {
   else
     fs install -m 0640 "$SRC/systemd/config.example.toml" "$ROOT$CONF_DIR/config.toml"
     sys chown "root:$SERVICE_USER" "$ROOT$CONF_DIR/config.toml"
-    say "created $ROOT$CONF_DIR/config.toml from the example: edit it before starting the node"
+    if [ "$DRY_RUN" = 1 ]; then
+      say "would create $ROOT$CONF_DIR/config.toml from the example"
+    else
+      say "created $ROOT$CONF_DIR/config.toml from the example: edit it before starting the node"
+    fi
   fi
 
   # 5b. Secret files (the broker password, the commands HMAC key, a TLS client key), when present:
