@@ -123,7 +123,7 @@ class FuzzRig:
         self.watch = self._client(broker, "fuzz-watch", self._on_message, "#")
         self.fuzzer = self._client(broker, "fuzz-send", None, None)
         self.pub.start()
-        wait_until(lambda: self.pub.connected, what="node connected")
+        wait_until(lambda: self.pub.connected and self.pub.commands_ready, what="node subscribed to cmd/")
 
     @staticmethod
     def _client(

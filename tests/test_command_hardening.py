@@ -127,7 +127,7 @@ def node(
         pub.set_command_handler(handler)
         made.append(pub)
         pub.start()
-        wait_until(lambda: pub.connected, what="publisher connected")
+        wait_until(lambda: pub.connected and pub.commands_ready, what="publisher subscribed to cmd/")
         return pub, handler
 
     yield make
@@ -676,6 +676,8 @@ def test_connector_fault_restarts_the_connector(
         mosquitto.start()
         sub = mqtt_sub(mosquitto, f"{ROOT}/tracks")
         wait_until(lambda: pub.connected, what="connected after the restarts")
+        # The spooled message may have gone out before `sub` subscribed: publish one more.
+        pub.publish_tracks(time.time(), [])
         sub.wait_count("/tracks", 1, timeout=10)
         assert pub.failed is None
     finally:

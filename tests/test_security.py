@@ -175,7 +175,7 @@ def test_acl_example_confines_each_node_to_its_own_topics(
     node = publishers("mast-1", acl_broker.port, username="mast-1", password_file=secret, commands=commands)
     node.set_command_handler(handler)
     node.start()
-    wait_until(lambda: node.connected, what="node connected with its password")
+    wait_until(lambda: node.connected and node.commands_ready, what="node connected and subscribed to cmd/")
     node.publish_tracks(time.time(), [])
     central.wait_message(lambda t: t == "cuas/v1/mast-1/tracks")
 

@@ -72,6 +72,7 @@ class Connector:
         self.protocol = MQTTProtocolVersion.MQTTv5
         self._stop_event = threading.Event()
         self._ended = threading.Event()  # the current attempt or connection is over
+        self.commands_subscribed = threading.Event()  # the broker acknowledged the cmd/ subscription
         self._session_ok = False
         self._gen = 1  # the generation of the current client
         self.client = self._build(1)  # the client of the current attempt
@@ -243,10 +244,13 @@ class Connector:
             self._on_command(gen, msg)
 
     def _on_disconnect(self, gen: int, reason: ReasonCode) -> None:
+        self.commands_subscribed.clear()
         self._events.put(("disconnected", gen, reason))
         self._ended.set()
 
     def _on_subscribe(self, reasons: list[ReasonCode]) -> None:
+        if not any(r.is_failure for r in reasons):
+            self.commands_subscribed.set()
         if any(r.is_failure for r in reasons):
             log.error(
                 "MQTT: broker refused the subscription to %s# (%s): commands cannot reach this node; "

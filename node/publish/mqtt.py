@@ -223,6 +223,12 @@ class MqttPublisher:
             return self._link.failed
 
     @property
+    def commands_ready(self) -> bool:
+        """Whether the broker has acknowledged the subscription to `cmd/` (a command published
+        before that is not delivered to this node: MQTT keeps no unretained message for it)."""
+        return self._connector.commands_subscribed.is_set()
+
+    @property
     def last_progress(self) -> float:
         """`time.monotonic()` of the outbox loop's last turn (it turns at least 4 times a second,
         connected or not)."""
