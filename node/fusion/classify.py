@@ -18,7 +18,9 @@ from enum import IntFlag
 
 import numpy as np
 import numpy.typing as npt
+from scipy.special import ndtr
 
+from cuas_node.fusion.models import largest_eigenvalue
 from cuas_node.fusion.tracks import CLASSES, PRIOR, TrackTable
 from cuas_node.kernel.reports import ClassSummary
 
@@ -51,60 +53,54 @@ class Evidence(IntFlag):
         return [name for flag, name in pairs if mask & flag]
 
 
-def _pdf(x: float, mean: float, sigma: float) -> float:
-    return math.exp(-0.5 * ((x - mean) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
-
-
-def _cdf(z: float) -> float:
-    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+def _pdf(x: FloatArray, mean: float, sigma: FloatArray) -> FloatArray:
+    return np.asarray(np.exp(-0.5 * ((x - mean) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi)))
 
 
 @dataclass(frozen=True, slots=True)
 class Kinematics:
-    """What radar tracking says of a track's flight: its speed and the speed's uncertainty when
-    last known well (NaN: never; a coasting track keeps what it was seen doing), the recent
-    acceleration (NaN when not known well enough), radar extent and time spent hovering."""
+    """What radar tracking says of each track's flight (arrays (N,)): its speed and the speed's
+    uncertainty when last known well (NaN: never; a coasting track keeps what it was seen doing),
+    the recent acceleration (NaN when not known well enough), radar extent and time spent
+    hovering. Columns, because reports are built for every track at once."""
 
-    speed_mps: float
-    speed_sigma_mps: float = 0.0
-    accel_mps2: float = math.nan
-    extent_m: float = 0.0
-    hover_s: float = 0.0
+    speed_mps: FloatArray
+    speed_sigma_mps: FloatArray
+    accel_mps2: FloatArray
+    extent_m: FloatArray
+    hover_s: FloatArray
 
 
 def kinematic_loglik(k: Kinematics) -> FloatArray:
-    """log p(speed, acceleration, extent | class) (C,) from flight envelopes, each widened by the
+    """log p(speed, acceleration, extent | class) (N,C) from flight envelopes, each widened by the
     speed estimate's own uncertainty (a badly known speed says little about anything).
 
     Speed: multirotors anywhere from 0 to ~25 m/s; fixed-wing UAS 12-30; birds 5-20; aircraft fast.
     `unknown` (people, vehicles, balloons, kites, debris, clutter that fooled the tracker) is flat
-    over 0-60 m/s. (Slow flight alone does not make a drone label either: see `summary`.)
-    Acceleration: each class has an envelope (multirotors turn and stop hardest); an acceleration
-    beyond every envelope (a track hopping between stray detections) points to `unknown`, which is
-    flat to 50 m/s². Hovering itself is evidence only through `hover_s` (`posterior`).
+    over 0-60 m/s. A speed never known well (a track kept alive by sparse or stray detections has
+    a velocity that is a guess) says nothing about the class. (Slow flight alone does not make a
+    drone label either: see `summary`.) Acceleration: each class has an envelope (multirotors turn
+    and stop hardest); an acceleration beyond every envelope (a track hopping between stray
+    detections) points to `unknown`, which is flat to 50 m/s². Hovering itself is evidence only
+    through `hover_s` (`posterior`).
     """
-    s, sig = k.speed_mps, max(k.speed_sigma_mps, 1e-3)
-    lik = np.empty(len(CLASSES))
-    if not math.isfinite(s):
-        # The speed was never known well (a track kept alive by sparse or stray detections has a
-        # velocity that is a guess): it says nothing about the class.
-        lik[:] = 1.0
-        if k.extent_m > 3.0:
-            lik[AIRCRAFT] *= 20.0
-        return np.log(lik)
+    known = np.isfinite(k.speed_mps)
+    s = np.where(known, k.speed_mps, 0.0)
+    sig = np.maximum(k.speed_sigma_mps, 1e-3)
+    lik = np.empty((s.shape[0], len(CLASSES)))
     # Uniform on [0, 25] convolved with the estimate's Gaussian error.
-    lik[MULTIROTOR] = (_cdf((25.0 - s) / sig) - _cdf(-s / sig)) / 25.0
-    lik[FIXED_WING] = _pdf(s, 21.0, math.hypot(6.0, sig))
-    lik[BIRD] = _pdf(s, 12.0, math.hypot(4.0, sig))
-    lik[AIRCRAFT] = _pdf(s, 60.0, math.hypot(25.0, sig))
-    lik[UNKNOWN] = 1.0 / 60.0
-    if k.extent_m > 3.0:  # radar extent of metres: an aircraft, not a small UAS or bird
-        lik[AIRCRAFT] *= 20.0
-    if math.isfinite(k.accel_mps2):
-        a = abs(k.accel_mps2)
-        for cls, scale in _ACCEL_SCALE_MPS2.items():  # half-normal envelopes
-            lik[cls] *= 2.0 * _pdf(a, 0.0, scale)
-        lik[UNKNOWN] *= 1.0 / 50.0
+    lik[:, MULTIROTOR] = (ndtr((25.0 - s) / sig) - ndtr(-s / sig)) / 25.0
+    lik[:, FIXED_WING] = _pdf(s, 21.0, np.hypot(6.0, sig))
+    lik[:, BIRD] = _pdf(s, 12.0, np.hypot(4.0, sig))
+    lik[:, AIRCRAFT] = _pdf(s, 60.0, np.hypot(25.0, sig))
+    lik[:, UNKNOWN] = 1.0 / 60.0
+    accel = known & np.isfinite(k.accel_mps2)
+    a = np.abs(np.where(accel, k.accel_mps2, 0.0))
+    for cls, scale in _ACCEL_SCALE_MPS2.items():  # half-normal envelopes
+        lik[accel, cls] *= 2.0 * _pdf(a[accel], 0.0, np.full(a[accel].shape, scale))
+    lik[accel, UNKNOWN] *= 1.0 / 50.0
+    lik[~known] = 1.0
+    lik[k.extent_m > 3.0, AIRCRAFT] *= 20.0  # radar extent of metres: an aircraft, not a small UAS or bird
     return np.log(np.maximum(lik, 1e-12))
 
 
@@ -113,9 +109,9 @@ _DRONE_EVIDENCE = int(Evidence.ACOUSTIC | Evidence.REMOTE_ID | Evidence.FPV)
 
 
 def posterior(evidence_logp: FloatArray, k: Kinematics) -> FloatArray:
-    """Log posterior (C,) of one track: prior + independent evidence + kinematics now + hover."""
+    """Log posterior (N,C): prior + independent evidence + kinematics now + hover."""
     logp = PRIOR + evidence_logp + kinematic_loglik(k)
-    logp[MULTIROTOR] += min(k.hover_s / _HOVER_FULL_S, 1.0) * _HOVER_LOG_BONUS
+    logp[:, MULTIROTOR] += np.minimum(k.hover_s / _HOVER_FULL_S, 1.0) * _HOVER_LOG_BONUS
     return logp
 
 
@@ -144,7 +140,7 @@ def radar_update(
         return
     speed = np.linalg.norm(table.x[slots, 3:], axis=1)
     dt = np.clip(t - table.t_kinematics[slots], 0.0, 1.0)
-    sigma_v = np.sqrt(np.max(np.linalg.eigvalsh(table.p[slots][:, 3:, 3:]), axis=1))
+    sigma_v = np.sqrt(np.maximum(largest_eigenvalue(table.p[slots][:, 3:, 3:]), 0.0))
     steady = np.bitwise_count(table.hits[slots]) >= window_hits
     still = (speed < _HOVER_SPEED_MPS) & (sigma_v < _HOVER_SPEED_MPS) & steady
     table.hover_s[slots] = np.where(
@@ -207,8 +203,10 @@ def fpv_update(table: TrackTable, slots: IndexArray) -> None:
     apply(table, slots, loglik, 0.2, Evidence.FPV)
 
 
-def summary(logp: FloatArray, evidence_mask: int, hover_s: float = 0.0) -> ClassSummary:
-    """The class posterior as reported: label, confidence, probabilities and evidence sources.
+def summaries(
+    logp: FloatArray, evidence_mask: npt.NDArray[np.uint64], hover_s: FloatArray
+) -> list[ClassSummary]:
+    """Class posteriors (N,C) as reported: label, confidence, probabilities and evidence sources.
 
     The label is a decision, not only the most probable class: a drone label (multirotor,
     fixed_wing) needs positive evidence of a drone (the drone-sound detector, a Remote ID
@@ -216,15 +214,20 @@ def summary(logp: FloatArray, evidence_mask: int, hover_s: float = 0.0) -> Class
     a bird, a vehicle, clutter that fooled the tracker, or a drone: without such evidence a most
     probable drone class is published as `unknown`, with the probability of `unknown` as its
     confidence (the probabilities still show what kinematics suggest)."""
-    prob = np.exp(logp - logp.max())
-    prob /= prob.sum()
-    best = int(np.argmax(prob))
-    hovered = hover_s >= _HOVER_FULL_S
-    if best in (MULTIROTOR, FIXED_WING) and not (evidence_mask & _DRONE_EVIDENCE) and not hovered:
-        best = UNKNOWN
-    return ClassSummary(
-        label=CLASSES[best],
-        confidence=float(prob[best]),
-        probabilities=tuple((name, float(v)) for name, v in zip(CLASSES, prob, strict=True)),
-        evidence=tuple(Evidence.names(evidence_mask)),
-    )
+    prob = np.exp(logp - logp.max(axis=1, keepdims=True))
+    prob /= prob.sum(axis=1, keepdims=True)
+    best = np.argmax(prob, axis=1)
+    mask = evidence_mask.astype(np.int64)
+    unsupported = np.isin(best, (MULTIROTOR, FIXED_WING)) & ((mask & _DRONE_EVIDENCE) == 0)
+    best[unsupported & (hover_s < _HOVER_FULL_S)] = UNKNOWN
+    confidence = prob[np.arange(best.shape[0]), best]
+    names = {m: tuple(Evidence.names(m)) for m in set(mask.tolist())}
+    return [
+        ClassSummary(
+            label=CLASSES[b],
+            confidence=c,
+            probabilities=tuple(zip(CLASSES, row, strict=True)),
+            evidence=names[m],
+        )
+        for b, c, row, m in zip(best.tolist(), confidence.tolist(), prob.tolist(), mask.tolist(), strict=True)
+    ]

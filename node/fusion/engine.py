@@ -38,7 +38,8 @@ from cuas_node.fusion.params import (
 )
 from cuas_node.fusion.remote_id_input import RemoteIdInput
 from cuas_node.fusion.reporting import track_reports
-from cuas_node.fusion.tracker import Scan, Tracker, TrackSnapshot
+from cuas_node.fusion.snapshots import TrackSnapshot
+from cuas_node.fusion.tracker import Scan, Tracker
 from cuas_node.fusion.tracks import Status
 from cuas_node.kernel.geo import LocalFrame
 from cuas_node.kernel.measurement import (

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from cuas_node.fusion.models import radar_predict
 from cuas_node.fusion.tracks import TrackTable
 from cuas_node.kernel.pose import Pose
 
@@ -53,14 +52,15 @@ def radar_points_enu(z: FloatArray, sigmas: FloatArray, pose: Pose) -> tuple[Flo
     errors through the mount. Only the first three columns are read: the height of a detection
     does not depend on whether its radar measures range-rate."""
     r, az, el = z[:, 0], z[:, 1], z[:, 2]
-    xyz = np.column_stack([r * np.cos(el) * np.sin(az), r * np.cos(el) * np.cos(az), r * np.sin(el)])
+    ce, se, ca, sa = np.cos(el), np.sin(el), np.cos(az), np.sin(az)
+    xyz = np.column_stack([r * ce * sa, r * ce * ca, r * se])
     enu = pose.sensor_to_enu(xyz)
-    # d(up)/d(range, az, el) by the measurement model's own Jacobian (at zero velocity).
-    state = np.zeros((z.shape[0], 6))
-    state[:, :3] = enu
-    _, h = radar_predict(state, pose)  # (M,4,6): d(range, az, el, radial)/d(state)
-    jac = np.linalg.pinv(h[:, :3, :3])  # d(position)/d(range, az, el)
-    var = (jac[:, 2, :] ** 2 * sigmas[:, :3] ** 2).sum(axis=1)
+    # d(up)/d(range, az, el): the up row of the mount's rotation times the spherical Jacobian.
+    up = pose.rotation[2]
+    d_range = up[0] * ce * sa + up[1] * ce * ca + up[2] * se
+    d_az = r * ce * (up[0] * ca - up[1] * sa)
+    d_el = r * (-up[0] * se * sa - up[1] * se * ca + up[2] * ce)
+    var = (d_range * sigmas[:, 0]) ** 2 + (d_az * sigmas[:, 1]) ** 2 + (d_el * sigmas[:, 2]) ** 2
     return enu, np.sqrt(var)
 
 

@@ -89,9 +89,11 @@ def gate_quantities(
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Predicted measurement (K,D), its Jacobian at the evaluation state (K,D,6) and H P Hᵀ (K,D,D),
     with the tracks' combined estimates retrodicted by dt ≤ 0 where the measurement is older."""
-    f, q = retrodiction(dt, params)
-    x_eval = np.einsum("kab,kb->ka", f, table.x[slots])
-    p_eval = f @ table.p[slots] @ f.transpose(0, 2, 1) + q
+    x_eval, p_eval = table.x[slots], table.p[slots]
+    if dt.any():
+        f, q = retrodiction(dt, params)
+        x_eval = np.einsum("kab,kb->ka", f, x_eval)
+        p_eval = f @ p_eval @ f.transpose(0, 2, 1) + q
     z_pred, h = model.predict(x_eval)
     return z_pred, h, h @ p_eval @ h.transpose(0, 2, 1)
 
@@ -110,20 +112,26 @@ def update(
     a, n_models, d = slots.shape[0], params.n_models, z.shape[1]
     if a == 0:
         return
-    f, q = retrodiction(dt, params)
     xm = table.xm[slots].reshape(a * n_models, STATE_DIM)
     pm = table.pm[slots].reshape(a * n_models, STATE_DIM, STATE_DIM)
-    f_r = np.repeat(f, n_models, axis=0)
-    q_r = np.repeat(q, n_models, axis=0)
-    x_eval = np.einsum("kab,kb->ka", f_r, xm)
-    p_eval = f_r @ pm @ f_r.transpose(0, 2, 1) + q_r
-    z_pred, h = model.predict(x_eval)
-    s = h @ p_eval @ h.transpose(0, 2, 1) + np.repeat(r, n_models, axis=0)
+    if dt.any():  # out of sequence: evaluate at the measurement's time, map the gain back
+        f, q = retrodiction(dt, params)
+        f_r = np.repeat(f, n_models, axis=0)
+        x_eval = np.einsum("kab,kb->ka", f_r, xm)
+        p_eval = f_r @ pm @ f_r.transpose(0, 2, 1) + np.repeat(q, n_models, axis=0)
+        z_pred, h = model.predict(x_eval)
+        pht = pm @ f_r.transpose(0, 2, 1) @ h.transpose(0, 2, 1)
+        s = h @ p_eval @ h.transpose(0, 2, 1)
+    else:
+        z_pred, h = model.predict(xm)
+        pht = pm @ h.transpose(0, 2, 1)
+        s = h @ pht
+    s += np.repeat(r, n_models, axis=0)
     s_inv = np.linalg.inv(s)
     nu = model.innovation(np.repeat(z, n_models, axis=0), z_pred)
-    gain = pm @ f_r.transpose(0, 2, 1) @ h.transpose(0, 2, 1) @ s_inv
+    gain = pht @ s_inv
     xm = xm + np.einsum("kij,kj->ki", gain, nu)
-    pm = pm - gain @ s @ gain.transpose(0, 2, 1)
+    pm = pm - gain @ pht.transpose(0, 2, 1)  # K S Kᵀ, S symmetric
     pm = 0.5 * (pm + pm.transpose(0, 2, 1))
     d2 = np.einsum("ki,kij,kj->k", nu, s_inv, nu)
     _, logdet = np.linalg.slogdet(s)

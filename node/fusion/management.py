@@ -28,6 +28,7 @@ import numpy.typing as npt
 from cuas_node.fusion.clutter import ClutterMap
 from cuas_node.fusion.initiation import Thresholds
 from cuas_node.fusion.measurement_models import MeasurementModel, PositionVelocityModel
+from cuas_node.fusion.models import largest_eigenvalue
 from cuas_node.fusion.params import FusionParams
 from cuas_node.fusion.sensor_stats import SensorStats, is_radar
 from cuas_node.fusion.tracks import Status, TrackTable
@@ -44,7 +45,7 @@ _LEFT_COVERAGE_PERIODS = 1.5  # outside every coverage and unfed this long: gone
 
 
 def position_sigma(table: TrackTable, slots: IndexArray) -> FloatArray:
-    return np.sqrt(np.max(np.linalg.eigvalsh(table.p[slots][:, :3, :3]), axis=1))
+    return np.sqrt(np.maximum(largest_eigenvalue(table.p[slots][:, :3, :3]), 0.0))
 
 
 class TrackManager:

@@ -129,3 +129,21 @@ def radar_to_state(
     p[:, :3, :3] = rot @ cov_s @ rot.T
     p[:, 3:, 3:] = np.eye(3) * sigma_v**2
     return x, p
+
+
+def largest_eigenvalue(a: FloatArray) -> FloatArray:
+    """Largest eigenvalue of symmetric 3×3 matrices (K,3,3), in closed form (Smith, 1961): the
+    per-step uncertainty tests ask it of every track, where a batched `eigvalsh` costs more than
+    the filter's own update."""
+    q = np.trace(a, axis1=1, axis2=2) / 3.0
+    off = a[:, 0, 1] ** 2 + a[:, 0, 2] ** 2 + a[:, 1, 2] ** 2
+    diag = (a[:, 0, 0] - q) ** 2 + (a[:, 1, 1] - q) ** 2 + (a[:, 2, 2] - q) ** 2
+    p = np.sqrt((diag + 2.0 * off) / 6.0)
+    b = (a - q[:, None, None] * np.eye(3)) / np.where(p > 0.0, p, 1.0)[:, None, None]
+    half_det = 0.5 * (
+        b[:, 0, 0] * (b[:, 1, 1] * b[:, 2, 2] - b[:, 1, 2] * b[:, 2, 1])
+        - b[:, 0, 1] * (b[:, 1, 0] * b[:, 2, 2] - b[:, 1, 2] * b[:, 2, 0])
+        + b[:, 0, 2] * (b[:, 1, 0] * b[:, 2, 1] - b[:, 1, 1] * b[:, 2, 0])
+    )
+    phi = np.arccos(np.clip(half_det, -1.0, 1.0)) / 3.0
+    return np.asarray(q + 2.0 * p * np.cos(phi), dtype=np.float64)

@@ -29,7 +29,8 @@ from cuas_node.fusion import classify
 from cuas_node.fusion.identity import IdentityBinder
 from cuas_node.fusion.measurement_models import PositionVelocityModel
 from cuas_node.fusion.params import FusionParams
-from cuas_node.fusion.tracker import Scan, Tracker, TrackSnapshot
+from cuas_node.fusion.snapshots import TrackSnapshot
+from cuas_node.fusion.tracker import Scan, Tracker
 from cuas_node.fusion.tracks import Status
 from cuas_node.kernel.geo import LocalFrame
 from cuas_node.kernel.measurement import RemoteIdReport

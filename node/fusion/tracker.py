@@ -25,34 +25,13 @@ from cuas_node.fusion.management import TrackManager
 from cuas_node.fusion.measurement_models import MeasurementModel, noise_from_sigmas, radar_model
 from cuas_node.fusion.params import FusionParams, RadarSensor
 from cuas_node.fusion.sensor_stats import SensorStats
-from cuas_node.fusion.tracks import PRIOR, Status, TrackTable, distinct
+from cuas_node.fusion.snapshots import TrackSnapshot, take_snapshots
+from cuas_node.fusion.tracks import Status, TrackTable, distinct
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 _UNGATED_COST = 1e9
-
-
-@dataclass(frozen=True, slots=True)
-class TrackSnapshot:
-    """One track as the publisher needs it, detached from the live arrays."""
-
-    number: int
-    status: str
-    t: float
-    enu: FloatArray
-    vel: FloatArray
-    cov: FloatArray
-    sensors: list[str]
-    updates: int
-    bearing_only: bool = False
-    class_logp: FloatArray = field(default_factory=lambda: np.zeros(PRIOR.shape))
-    evidence_mask: int = 0
-    hover_s: float = 0.0
-    extent_m: float = 0.0
-    speed_mps: float = math.nan
-    speed_sigma_mps: float = 0.0
-    accel_mps2: float = math.nan
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,28 +376,7 @@ class Tracker:
         return deleted
 
     def snapshot(self, slots: IndexArray, deleted: bool = False) -> list[TrackSnapshot]:
-        tb = self.table
-        return [
-            TrackSnapshot(
-                number=int(tb.number[s]),
-                status="deleted" if deleted else Status(int(tb.status[s])).label,
-                t=float(tb.t_state[s]),
-                enu=tb.x[s, :3].copy(),
-                vel=tb.x[s, 3:].copy(),
-                cov=tb.p[s, :3, :3].copy(),
-                sensors=self.sensors_of(int(tb.sensor_mask[s])),
-                updates=int(tb.updates[s]),
-                bearing_only=not math.isfinite(float(tb.t_ranged[s])),
-                class_logp=tb.class_logp[s].copy(),
-                evidence_mask=int(tb.evidence_mask[s]),
-                hover_s=float(tb.hover_s[s]),
-                extent_m=float(tb.extent_m[s]),
-                speed_mps=float(tb.speed_mps[s]),
-                speed_sigma_mps=float(tb.speed_sigma_mps[s]),
-                accel_mps2=float(tb.accel_mps2[s]),
-            )
-            for s in slots.tolist()
-        ]
+        return take_snapshots(self.table, slots, self.sensors_of, deleted)
 
     def publishable(self, include_tentative: bool) -> IndexArray:
         tb = self.table
