@@ -4,6 +4,7 @@ determinism, and scenario floors that the whole pipeline must hold on fixed seed
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -96,6 +97,25 @@ def test_id_switch_fragmentation_and_first_track_time() -> None:
     assert (s.class_correct, s.class_scored) == (2, 4)
     # Track 1 at 0.4 s is a drone label on nothing: one step, so a 0 s run.
     assert s.drone_label_false_max_s == pytest.approx(0.0)
+
+
+def test_new_track_after_leaving_every_coverage_is_a_reacquisition_not_a_switch() -> None:
+    def step(t: float, x: float, covered: bool, track: str | None) -> Step:
+        base = _step(t, {"a": (x, 0, 0)}, {track: ((x, 1, 0), "x")} if track else {})
+        return Step(t, replace(base.truth, covered=np.array([covered])), base.tracks)
+
+    out_and_back = [
+        step(0.0, 0, True, "1"),
+        step(0.1, 1, False, None),  # out of every sensor's view
+        step(0.2, 2, True, "2"),  # back in view, a new track: nothing links the two
+        step(0.3, 3, True, "3"),  # in view all along: a real switch
+    ]
+    s = score_run(out_and_back, duration_s=1.0, gate_m=5.0)
+    assert (s.reacquired, s.id_switches, s.fragmentations) == (1, 1, 0)
+    # Lost while in view, then a new id: a switch and a fragmentation, as before.
+    in_view = [step(0.0, 0, True, "1"), step(0.1, 1, True, None), step(0.2, 2, True, "2")]
+    s = score_run(in_view, duration_s=1.0, gate_m=5.0)
+    assert (s.reacquired, s.id_switches, s.fragmentations) == (0, 1, 1)
 
 
 def test_association_keeps_partner_through_a_close_pass() -> None:

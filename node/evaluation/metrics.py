@@ -12,6 +12,9 @@ Two distance-based associations are used on purpose:
   Remote ID binding) need an association that remembers the previous step, so an ID switch is a
   change of the *kept* partner, not an artefact of re-solving the assignment (CLEAR-MOT style):
   a truth keeps last step's track while it stays within `gate_m`; the rest are assigned optimally.
+  A target that flew out of every sensor's coverage and came back with a new track is counted
+  apart (`reacquired_after_leaving_coverage`), not as an ID switch or fragmentation: nothing a
+  tracker could observe links the two, so it measures the scenario, not the tracker's association.
 """
 
 from __future__ import annotations
@@ -202,6 +205,7 @@ class RunScore:
     false_tracks: int = 0
     id_switches: int = 0
     fragmentations: int = 0
+    reacquired: int = 0
     class_correct: int = 0
     class_scored: int = 0
     drone_label_false_max_s: float = 0.0
@@ -233,6 +237,7 @@ def score_run(
     first_tracked: dict[str, float] = {}
     last_partner: dict[str, str] = {}
     was_tracked: dict[str, bool] = {}
+    left_coverage: dict[str, bool] = {}  # out of every coverage at some step since last matched
     track_matched: dict[str, bool] = {}
     drone_false_run: dict[str, tuple[float, float]] = {}
     bearing_ids: set[str] = set()
@@ -257,15 +262,21 @@ def score_run(
                 if tid in first_covered:
                     first_tracked.setdefault(tid, step.t)
                 track_id = tracks.ids[j]
-                if tid in last_partner and last_partner[tid] != track_id:
-                    score.id_switches += 1
-                if not was_tracked.get(tid, True) and tid in last_partner:
-                    score.fragmentations += 1
+                if left_coverage.get(tid, False) and last_partner.get(tid, track_id) != track_id:
+                    score.reacquired += 1  # a new track after the target was out of every sensor's view
+                else:
+                    if tid in last_partner and last_partner[tid] != track_id:
+                        score.id_switches += 1
+                    if not was_tracked.get(tid, True) and tid in last_partner:
+                        score.fragmentations += 1
                 last_partner[tid] = track_id
+                left_coverage[tid] = not truth.covered[i]
                 expected = EXPECTED_LABEL.get(truth.kinds[i])
                 if expected is not None:
                     score.class_scored += 1
                     score.class_correct += int(tracks.labels[j] == expected)
+            elif not truth.covered[i]:
+                left_coverage[tid] = True
             was_tracked[tid] = tracked
             uas = remote_ids.get(tid)
             if uas is not None:
@@ -371,6 +382,7 @@ def aggregate(runs: Sequence[RunScore], c_m: float) -> dict[str, Any]:
         else None,
         "id_switches": sum(r.id_switches for r in runs),
         "fragmentations": sum(r.fragmentations for r in runs),
+        "reacquired_after_leaving_coverage": sum(r.reacquired for r in runs),
         "classification_accuracy": _ratio(
             sum(r.class_correct for r in runs), sum(r.class_scored for r in runs)
         ),

@@ -204,7 +204,6 @@ class Tracker:
             if m:
                 g = self._costs(active, dt, scan)
                 cost, gated = g.cost, g.gated
-                near_track = np.asarray(gated.any(axis=0))
                 status = tb.status[active]
                 firm = np.flatnonzero(status != Status.TENTATIVE)
                 near_firm = np.asarray(gated[firm].any(axis=0))
@@ -235,6 +234,7 @@ class Tracker:
                     )
                     self._soft_update(active, soft, g, scan)
                     updated[soft] = True
+                near_track = self._claimed(gated, pairs, scan)
             self._record_hits(active, updated, gain, contested, scan, bit)
             if self.ground is not None:
                 hold_above_ground(tb, active, self.ground)
@@ -246,6 +246,28 @@ class Tracker:
             used, started = self._initiate(scan, (slot_of < 0) & ~near_track & allowed, bit)
             slot_of[used] = started
         return ScanResult(slot_of, started)
+
+    def _claimed(self, gated: BoolArray, pairs: list[tuple[int, int]], scan: Scan) -> BoolArray:
+        """Measurements that may belong to an existing track, so they start no new one: those in
+        the gate of a track that took nothing this scan, and those in the gate of a track that took
+        another measurement not resolvable from this one (a split detection of the same target).
+        A detection clearly apart from what its track took is another target: a young track's wide
+        gate must not keep a neighbour from ever getting a track of its own (it would then be
+        drawn from one target to the other)."""
+        took = np.full(gated.shape[0], -1, dtype=np.intp)
+        for row, col in pairs:
+            took[row] = col
+        claimed = np.asarray(gated[took < 0].any(axis=0))
+        ki, mj = np.nonzero(gated & (took >= 0)[:, None])
+        other = mj != took[ki]
+        ki, mj = ki[other], mj[other]
+        if mj.size:
+            mine = took[ki]
+            nu = scan.model.innovation(scan.z[mj], scan.z[mine])
+            s = scan.r[mj] + scan.r[mine]
+            d2 = np.einsum("pi,pij,pj->p", nu, np.linalg.inv(s), nu)
+            claimed[mj[d2 < self.gate(scan.z.shape[1])]] = True
+        return claimed
 
     @staticmethod
     def _shared_rows(firm: IndexArray, gated: BoolArray, dt: FloatArray) -> IndexArray:
