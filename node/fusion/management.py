@@ -42,7 +42,6 @@ _COAST_PERIODS = 2.0  # timeouts are at least this many scan periods of the fast
 _TENTATIVE_PERIODS = 2.5
 _DELETE_PERIODS = 3.0
 _LEFT_COVERAGE_PERIODS = 1.5  # outside every coverage and unfed this long: gone
-_LEFT_COVERAGE_SIGMAS = 1.5  # ... by more than this many position sigmas (until it would coast)
 
 
 def position_sigma(table: TrackTable, slots: IndexArray) -> FloatArray:
@@ -176,12 +175,7 @@ class TrackManager:
             (unfed > np.maximum(p.tentative_delete_after_s, _TENTATIVE_PERIODS * period)) | underground
         )
         firm = ~tentative
-        # At the edge of a field of view the estimate may stray just outside while the target is
-        # still in: within a margin of its uncertainty it is given until it would coast.
-        coasting_due = unfed > np.maximum(self.params.coast_after_s, _COAST_PERIODS * period)
-        margin = np.where(coasting_due, 0.0, _LEFT_COVERAGE_SIGMAS * sigma)
-        outside = ~self.covered(active, t, margin)
-        left = firm & ranged & (unfed > _LEFT_COVERAGE_PERIODS * period) & outside
+        left = firm & ranged & (unfed > _LEFT_COVERAGE_PERIODS * period) & ~self.covered(active, t)
         drop_firm = firm & (
             (unfed > np.maximum(p.delete_after_s, _DELETE_PERIODS * period))
             | (sigma > limit)
@@ -189,18 +183,20 @@ class TrackManager:
             | tb.absent[active]
             | left
         )
-        coast = (status == Status.CONFIRMED) & coasting_due & ~drop_firm
+        coast = (
+            (status == Status.CONFIRMED)
+            & (unfed > np.maximum(p.coast_after_s, _COAST_PERIODS * period))
+            & ~drop_firm
+        )
         tb.status[active[coast]] = Status.COASTING
         tb.changed[active[coast]] = True
         died = active[drop_tentative & ranged]
         self.clutter.add(tb.x[died, :3], t)  # never confirmed: most likely a false alarm there
         return active[drop_firm], active[drop_tentative]
 
-    def covered(self, active: IndexArray, t: float, margin_m: FloatArray) -> BoolArray:
+    def covered(self, active: IndexArray, t: float) -> BoolArray:
         """Whether each track's predicted position is inside the coverage of some sensor that could
-        update it: any radar or direction finder, or a Remote ID receiver that has fed it. The
-        coverage is grown by each track's `margin_m`: a target at the edge of a field of view, whose
-        estimate strays just outside, has not left it."""
+        update it: any radar or direction finder, or a Remote ID receiver that has fed it."""
         tb = self.table
         where = tb.x[active, :3] + tb.x[active, 3:] * np.maximum(t - tb.t_state[active], 0.0)[:, None]
         out = np.zeros(active.size, dtype=bool)
@@ -208,7 +204,7 @@ class TrackManager:
             if isinstance(model, PositionVelocityModel):
                 out |= (tb.sensor_mask[active] >> np.uint64(bit)) & np.uint64(1) == 1
             else:
-                out |= model.coverage.contains(model.pose, where, margin_m)
+                out |= model.coverage.contains(model.pose, where)
         return out
 
     def unfed_s(self, active: IndexArray, t: float) -> FloatArray:

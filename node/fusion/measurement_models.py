@@ -36,22 +36,17 @@ class Coverage:
     fov_el_rad: float = math.pi / 2
     min_range_m: float = 0.0
 
-    def contains(
-        self, pose: Pose, enu: FloatArray, margin_m: FloatArray | float = 0.0
-    ) -> npt.NDArray[np.bool_]:
-        """Points (N,3) inside the coverage; with `margin_m` (scalar or (N,)), inside it grown by
-        that distance (in range, and across the beam at each point's range)."""
+    def contains(self, pose: Pose, enu: FloatArray) -> npt.NDArray[np.bool_]:
         rel = pose.enu_to_sensor(enu)
         horizontal = np.hypot(rel[:, 0], rel[:, 1])
         rng = np.hypot(horizontal, rel[:, 2])
         az = np.arctan2(rel[:, 0], rel[:, 1])
         el = np.arctan2(rel[:, 2], horizontal)
-        across = np.asarray(margin_m) / np.maximum(rng, 1e-6)
         return np.asarray(
-            (rng <= self.max_range_m + margin_m)
-            & (rng >= self.min_range_m - margin_m)
-            & (np.abs(az) <= self.fov_az_rad + across)
-            & (np.abs(el) <= self.fov_el_rad + across)
+            (rng <= self.max_range_m)
+            & (rng >= self.min_range_m)
+            & (np.abs(az) <= self.fov_az_rad)
+            & (np.abs(el) <= self.fov_el_rad)
         )
 
 
