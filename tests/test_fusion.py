@@ -7,11 +7,14 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from cuas_node.assembly import core_setup
 from cuas_node.config import Config, build_config
 from cuas_node.core.step import NodeCore
-from cuas_node.fusion.models import radar_predict, radar_to_state
+from cuas_node.fusion.models import largest_eigenvalue, radar_predict, radar_to_state
 from cuas_node.fusion.params import FusionParams, RadarSensor
 from cuas_node.fusion.tracker import RadarScan, Tracker
 from cuas_node.kernel.measurement import GpsFix, RadarDetection
@@ -221,3 +224,17 @@ def test_tentative_pool_prunes_the_least_likely_instead_of_refusing_births() -> 
         _scan(geometry.pose, np.zeros((0, 3)), np.zeros((0, 3)), 0.0, rng, clutter=5), geometry
     )
     assert full.initiations_refused >= 1 and full.births_pruned == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    arrays(np.float64, (4, 3, 3), elements=st.floats(-1e3, 1e3, allow_nan=False)),
+    st.floats(0.0, 1e6),
+)
+def test_largest_eigenvalue_in_closed_form_matches_eigvalsh(m: np.ndarray, shift: float) -> None:
+    # Covariances of every scale and shape, including multiples of the identity and rank 1.
+    cov = m @ m.transpose(0, 2, 1) + shift * np.eye(3)
+    cov[0] = shift * np.eye(3)
+    reference = np.linalg.eigvalsh(cov)[:, -1]
+    scale = np.maximum(np.abs(cov).max(axis=(1, 2)), 1e-12)
+    assert np.all(np.abs(largest_eigenvalue(cov) - reference) <= 1e-9 * scale)

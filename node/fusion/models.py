@@ -135,15 +135,13 @@ def largest_eigenvalue(a: FloatArray) -> FloatArray:
     """Largest eigenvalue of symmetric 3×3 matrices (K,3,3), in closed form (Smith, 1961): the
     per-step uncertainty tests ask it of every track, where a batched `eigvalsh` costs more than
     the filter's own update."""
-    q = np.trace(a, axis1=1, axis2=2) / 3.0
-    off = a[:, 0, 1] ** 2 + a[:, 0, 2] ** 2 + a[:, 1, 2] ** 2
-    diag = (a[:, 0, 0] - q) ** 2 + (a[:, 1, 1] - q) ** 2 + (a[:, 2, 2] - q) ** 2
-    p = np.sqrt((diag + 2.0 * off) / 6.0)
-    b = (a - q[:, None, None] * np.eye(3)) / np.where(p > 0.0, p, 1.0)[:, None, None]
-    half_det = 0.5 * (
-        b[:, 0, 0] * (b[:, 1, 1] * b[:, 2, 2] - b[:, 1, 2] * b[:, 2, 1])
-        - b[:, 0, 1] * (b[:, 1, 0] * b[:, 2, 2] - b[:, 1, 2] * b[:, 2, 0])
-        + b[:, 0, 2] * (b[:, 1, 0] * b[:, 2, 1] - b[:, 1, 1] * b[:, 2, 0])
-    )
+    a00, a11, a22 = a[:, 0, 0], a[:, 1, 1], a[:, 2, 2]
+    a01, a02, a12 = a[:, 0, 1], a[:, 0, 2], a[:, 1, 2]
+    q = (a00 + a11 + a22) / 3.0
+    b00, b11, b22 = a00 - q, a11 - q, a22 - q
+    p = np.sqrt((b00 * b00 + b11 * b11 + b22 * b22 + 2.0 * (a01 * a01 + a02 * a02 + a12 * a12)) / 6.0)
+    det = b00 * (b11 * b22 - a12 * a12) - a01 * (a01 * b22 - a12 * a02) + a02 * (a01 * a12 - b11 * a02)
+    p3 = p * p * p
+    half_det = det / np.where(p3 > 0.0, 2.0 * p3, 1.0)  # p = 0: a multiple of the identity
     phi = np.arccos(np.clip(half_det, -1.0, 1.0)) / 3.0
     return np.asarray(q + 2.0 * p * np.cos(phi), dtype=np.float64)
