@@ -96,4 +96,6 @@ def fusion_entry(status: FusionStatus, queue_depth: int) -> dict[str, Any]:
         "queue_depth": queue_depth,
         "cycle_ms": round(status.cycle_ms, 3),
         "remote_id": status.remote_id,
+        "dropped": status.dropped,
+        "without_range_rate": status.without_range_rate,
     }

@@ -69,6 +69,38 @@ def test_fusion_counts_tracks_by_status(tmp_path: Path, schemas: dict[str, Any])
     assert (fusion["confirmed"], fusion["coasting"]) == (1, 0)
     assert fusion["tracks"] == 1 and fusion["tentative"] > 0
     jsonschema.validate({"type": "health", "node_id": "t", "seq": 1, **health}, schemas["health"])
+    assert fusion["dropped"] == {"invalid": 0, "below_ground": 0, "unsupported": 0, "waiting_for_position": 0}
+    assert fusion["without_range_rate"] == 0
+
+
+def test_fusion_counts_what_it_could_not_use_by_reason(tmp_path: Path, schemas: dict[str, Any]) -> None:
+    config = build_config(
+        {
+            "node": {
+                "id": "t",
+                "state_dir": str(tmp_path),
+                "position": {"lat": 52.0, "lon": 4.3, "alt_m": 0},
+            },
+            "fusion": {"reorder_window_s": 0.0},
+            "sensors": [{"kind": "ti-mmwave", "id": "radar", "port": "/dev/null", "max_range_m": 200}],
+        },
+        "test",
+    )
+    runtime = Runtime(config, ManualClock(0.0), [], RecordingSink("t"), session=1)
+    s = (0.15, math.radians(1.0), math.radians(2.0), 0.1)
+    batch = [
+        RadarDetection("radar", 0.1, 0.0, math.nan, 0.1, 0.2, -0.5, *s, snr_db=20.0),  # invalid
+        RadarDetection("radar", 0.1, 0.0, 80.0, 0.1, -0.5, -0.5, *s, snr_db=20.0),  # 38 m underground
+        RadarDetection("radar", 0.1, 0.0, 60.0, 0.2, 0.1, None, 0.15, 0.02, 0.03, None, snr_db=20.0),
+        RadarDetection("ghost", 0.1, 0.0, 60.0, 0.2, 0.1, 1.0, *s, snr_db=20.0),  # no such sensor
+    ]
+    runtime.cycle(0.2, batch)
+    fusion = runtime.health(1.0, 1.0)["fusion"]
+    assert fusion["dropped"] == {"invalid": 1, "below_ground": 1, "unsupported": 1, "waiting_for_position": 0}
+    assert fusion["without_range_rate"] == 1
+    jsonschema.validate(
+        {"type": "health", "node_id": "t", "seq": 1, **runtime.health(1.0, 1.0)}, schemas["health"]
+    )
 
 
 def test_a_silent_sensor_is_degraded_with_a_reason_and_first_rates_count_from_start() -> None:

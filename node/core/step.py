@@ -81,7 +81,8 @@ def moved_materially(new: NodePosition | None, old: NodePosition | None) -> bool
 @dataclass(frozen=True)
 class FusionStatus:
     """The fusion part of the `health` message: tracks by status, initiations refused for lack of
-    room, measurements that arrived after their turn (`late`) and held in the reorder window."""
+    room, measurements that arrived after their turn (`late`) and held in the reorder window, and
+    those fusion could not use (`dropped`, by reason)."""
 
     confirmed: int
     coasting: int
@@ -92,6 +93,8 @@ class FusionStatus:
     late: int
     held: int
     remote_id: dict[str, object] = dataclasses.field(default_factory=dict)
+    dropped: dict[str, int] = dataclasses.field(default_factory=dict)
+    without_range_rate: int = 0
 
 
 class NodeCore:
@@ -219,4 +222,6 @@ class NodeCore:
             held=len(self.reorder),
             remote_id=self.engine.remote_id.status(self.now)
             | {"alerts_suppressed": self.alerts.suppressed if self.alerts is not None else 0},
+            dropped=self.engine.dropped(),
+            without_range_rate=self.engine.counters.without_range_rate,
         )

@@ -149,6 +149,15 @@ class FusionEngine:
         self._deleted: list[TrackSnapshot] = []
         self.last_t = 0.0
 
+    def dropped(self) -> dict[str, int]:
+        """Measurements since start that fusion could not use, by reason (`health.fusion.dropped`)."""
+        return {
+            "invalid": self.counters.invalid,
+            "below_ground": self.counters.below_ground,
+            "unsupported": self.counters.unsupported + self.remote_id.counters.unsupported,
+            "waiting_for_position": self.counters.waiting_for_position,
+        }
+
     # -- input ------------------------------------------------------------------------------
     def capture_time(self, m: AnyMeasurement) -> float:
         """When the measurement was taken on the node's clock: its stamp plus the sensor's
