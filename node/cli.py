@@ -198,6 +198,11 @@ def _start_node(
     runtime = Runtime(
         config, clock, drivers, publisher, session=publisher.session, gpio=build_gpio(config.gpio)
     )
+    web = None
+    if config.web.enabled:  # the live view (docs/web.md): shows what the publisher sends
+        from cuas_node.web.server import serve
+
+        web = serve(config, publisher.add_listener, runtime.health_blocks)
     # READY=1 once the sensor loops and fusion run (never waiting for the broker); the watchdog
     # pings only while every loop's heartbeat is fresh and the publisher makes progress (a broker
     # outage is progress: the outbox keeps turning). Outside systemd both are no-ops.
@@ -222,6 +227,8 @@ def _start_node(
     finally:
         if service is not None:
             service.stopping()
+        if web is not None:
+            web.stop()
         if recorder is not None:
             recorder.close()
             log.info("recorded %d packets into %s", recorder.packets, ", ".join(map(str, recorder.files)))
