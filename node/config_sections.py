@@ -182,6 +182,9 @@ class RecordSection(Section):
     keep_files: int = Field(default=0, ge=0, description="keep only the newest N rotated files; 0: all")
 
 
+TILES_URL_PATTERN = r"^\S*\{z\}\S*\{x\}\S*\{y\}\S*$"  # e.g. https://tile.example.org/{z}/{x}/{y}.png
+
+
 class WebSection(Section):
     """The technician's read-only live view in a browser, served by the node (docs/web.md).
 
@@ -199,6 +202,7 @@ class WebSection(Section):
     tls_key_file: Path | None = Field(default=None, description="PEM private key of tls_cert_file")
     tiles_url: str | None = Field(
         default=None,
+        pattern=TILES_URL_PATTERN,
         description="raster map tiles for the plan view, a URL template with {z}, {x}, {y}",
     )
     tiles_dir: Path | None = Field(
@@ -210,8 +214,4 @@ class WebSection(Section):
     def _consistent(self) -> WebSection:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file go together (both or neither)")
-        if self.tiles_url is not None and not all(f"{{{k}}}" in self.tiles_url for k in "zxy"):
-            raise ValueError("tiles_url must contain {z}, {x} and {y}")
-        if self.tiles_url is not None and self.tiles_dir is not None:
-            raise ValueError("set tiles_url or tiles_dir, not both")
         return self

@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import ssl
 from pathlib import Path
 
-from cuas_node.config import ConfigError
+from cuas_node.config import ConfigError, WebSection
 
 REALM = 'Basic realm="cuas-node", charset="UTF-8"'
 
@@ -43,3 +44,24 @@ def authorised(header: str | None, password: str | None) -> bool:
         return False
     _user, sep, given = decoded.partition(b":")
     return bool(sep) and hmac.compare_digest(given, password.encode("utf-8"))
+
+
+def tls_context(web: WebSection) -> ssl.SSLContext | None:
+    """The server's TLS context when `tls_cert_file`/`tls_key_file` are set (TLS 1.2 or later);
+    a clear `ConfigError` when they cannot be read or do not match."""
+    if web.tls_cert_file is None or web.tls_key_file is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(web.tls_cert_file, web.tls_key_file)
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            [
+                "web.tls_cert_file, web.tls_key_file (env CUAS_WEB__TLS_CERT_FILE, CUAS_WEB__TLS_KEY_FILE): "
+                f"cannot load the certificate and key: {reason}"
+            ],
+            str(web.tls_cert_file),
+        ) from None
+    return ctx

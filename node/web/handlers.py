@@ -47,12 +47,13 @@ class Base(RequestHandler):
         self.live.count("requests")
         if not authorised(self.request.headers.get("Authorization"), self.password):
             self.live.count("unauthorised")
-            self.set_header("WWW-Authenticate", REALM)
             self.send_error(401)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """A short plain reason, never the request (nothing a client sent is echoed back)."""
         self.set_header("Content-Type", "text/plain; charset=utf-8")
+        if status_code == 401:  # here: send_error clears the headers set before it
+            self.set_header("WWW-Authenticate", REALM)
         self.finish(f"{status_code} {HTTPStatus(status_code).phrase}\n")
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:

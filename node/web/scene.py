@@ -68,9 +68,7 @@ def scene(config: Config) -> dict[str, Any]:
         for z in config.zones
     ]
     web = config.web
-    tiles = (
-        web.tiles_url if web.tiles_url is not None else (TILES_PATH if web.tiles_dir is not None else None)
-    )
+    tiles = TILES_PATH if web.tiles_dir is not None else web.tiles_url  # offline tiles win
     return {
         "node_id": config.node.id,
         "sensors": sensors,

@@ -28,7 +28,7 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application
 
 from cuas_node.config import Config, WebSection
-from cuas_node.web.auth import read_web_password
+from cuas_node.web.auth import read_web_password, tls_context
 from cuas_node.web.handlers import Asset, Document, Events, NotFound, Tile
 from cuas_node.web.live import Handoff, Live
 from cuas_node.web.scene import scene
@@ -72,7 +72,9 @@ class WebServer:
 
     def __init__(self, web: WebSection, scene: dict[str, Any]) -> None:
         self.config = web
+        # Secrets are read here, before anything starts: a bad file is a ConfigError (exit 78).
         self.password = read_web_password(web.password_file) if web.password_file is not None else None
+        self.tls = tls_context(web)
         self.handoff = Handoff()
         self.live = Live(web.max_clients)
         self.scene = scene
@@ -108,14 +110,14 @@ class WebServer:
         """Bind and serve; False (logged, and `state` = failed in health) if the port cannot be had."""
         try:
             sockets = bind_sockets(self.config.port, self.config.bind)
-            ssl_ctx = self._tls()
-        except (OSError, ssl.SSLError) as exc:
+        except OSError as exc:
             self.state, self.detail = (
                 "failed",
                 f"cannot serve on {self.config.bind}:{self.config.port}: {exc}",
             )
             log.error("web: %s; the node runs on without its web view (`cuas-node doctor`)", self.detail)
             return False
+        ssl_ctx = self.tls
         self.port = int(sockets[0].getsockname()[1])
         self._thread = threading.Thread(target=self._serve, args=(sockets, ssl_ctx), name="web", daemon=True)
         self._thread.start()
@@ -132,15 +134,6 @@ class WebServer:
         self.state = "stopped"
 
     # -- the server's own thread -----------------------------------------------------------------
-
-    def _tls(self) -> ssl.SSLContext | None:
-        web = self.config
-        if web.tls_cert_file is None or web.tls_key_file is None:
-            return None
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(web.tls_cert_file, web.tls_key_file)
-        return ctx
 
     def application(self) -> Application:
         common = {"live": self.live, "password": self.password}
