@@ -230,6 +230,7 @@ def test_a_slow_client_is_dropped_and_counted(
             pass
     health = server.health()
     assert health["slow_dropped"] == 1 and health["clients"] == 1 and health["state"] == "serving"
+    assert health["cpu_s"] > 0  # the server thread's own CPU clock
     server.offer("tracks", tracks_doc(seq + 1))
     while reader.next()[1].get("seq") != seq + 1:
         pass

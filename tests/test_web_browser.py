@@ -221,8 +221,10 @@ def test_page_shows_what_mqtt_consumers_get(
     assert console_errors(driver) == []
 
 
-def test_api_documents_are_the_mqtt_messages(node: Node) -> None:
-    """`/api/tracks` and `/api/health` are byte for byte the latest MQTT documents (one encoder)."""
+def test_api_documents_are_the_mqtt_messages(node: Node, schemas: dict[str, Any]) -> None:
+    """`/api/tracks` and `/api/health` are the MQTT documents (one encoder), valid by the schemas."""
+    import jsonschema
+
     for name in ("tracks", "health"):
         conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
         conn.request("GET", f"/api/{name}")
@@ -236,6 +238,7 @@ def test_api_documents_are_the_mqtt_messages(node: Node) -> None:
             timeout=10,
         )
         assert got.payload == doc
+        jsonschema.validate(doc, schemas[name])
     assert doc["web"]["state"] == "serving"  # the live view's own block in health
 
 
@@ -268,3 +271,70 @@ def test_bad_requests_never_stop_the_node(node: Node) -> None:
         silent.close()
     node.sub.wait_for(lambda m: m.topic.endswith("/tracks") and m.payload["seq"] > before, timeout=10)
     assert node.proc.poll() is None, node.log.read_text()[-3000:]
+
+
+def _png(rgb: tuple[int, int, int]) -> bytes:
+    """A 1×1 PNG of one colour (the page scales each tile to its place)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" + bytes(rgb)))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_offline_tiles_under_the_plan(chrome: Callable[..., Any], tmp_path: Path) -> None:
+    """With `web.tiles_dir`, the plan view is laid on the node's own tiles (no internet)."""
+    import math
+
+    from cuas_node.config import build_config
+    from cuas_node.web.scene import scene
+    from cuas_node.web.server import WebServer
+
+    lat, lon = 52.0116, 4.3571
+    tiles = tmp_path / "tiles"
+    colour = (18, 52, 86)
+    png = _png(colour)
+    for z in range(10, 20):  # every level the page may pick, a few tiles around the node
+        n = 2**z
+        x0 = int((lon + 180) / 360 * n)
+        y0 = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
+        for x in range(x0 - 4, x0 + 5):
+            (tiles / str(z) / str(x)).mkdir(parents=True, exist_ok=True)
+            for y in range(y0 - 4, y0 + 5):
+                (tiles / str(z) / str(x) / f"{y}.png").write_bytes(png)
+    config = build_config(
+        {
+            "node": {"id": "tiles-1", "position": {"lat": lat, "lon": lon, "alt_m": 10.0}},
+            "web": {"enabled": True, "port": free_port(), "tiles_dir": str(tiles)},
+        },
+        "test",
+    )
+    server = WebServer(config.web, scene(config))
+    assert server.start()
+    try:
+        origin = {"lat": lat, "lon": lon, "alt_m": 10.0}
+        server.offer(
+            "info", json.dumps({"type": "info", "node_id": "tiles-1", "enu_origin": origin}).encode()
+        )
+        server.offer("tracks", json.dumps({"type": "tracks", "seq": 1, "t": 1.0, "tracks": []}).encode())
+        driver = chrome(LAPTOP)
+        driver.get(server.url)
+        share = (
+            "const c = document.getElementById('plan');"
+            "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            "let k = 0; for (let i = 0; i < d.length; i += 4)"
+            f" if (d[i] === {colour[0]} && d[i + 1] === {colour[1]} && d[i + 2] === {colour[2]}) k++;"
+            "return k / (d.length / 4);"
+        )
+        assert _wait(driver, share, lambda s: s > 0.5) > 0.5  # most of the plan is the tiles' colour
+        assert console_errors(driver) == []
+    finally:
+        server.stop()

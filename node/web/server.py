@@ -18,6 +18,7 @@ import json
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
@@ -80,6 +81,7 @@ class WebServer:
         self.scene = scene
         self.state = "stopped"
         self.detail = ""
+        self.cpu_s = 0.0
         self.port: int | None = None  # the bound port (config's, or the one the OS chose for 0)
         self._loop: IOLoop | None = None
         self._server: HTTPServer | None = None
@@ -98,6 +100,7 @@ class WebServer:
         if self.detail:
             block["detail"] = self.detail
         block.update(self.live.counters())
+        block["cpu_s"] = round(self.cpu_s, 3)
         return block
 
     @property
@@ -184,6 +187,7 @@ class WebServer:
     def _receive(self) -> None:
         latest, alerts = self.handoff.take()
         self.live.receive(latest, alerts)
+        self.cpu_s = time.thread_time()  # this thread's CPU time: what serving the page costs
 
     async def _shutdown(self) -> None:
         self.handoff.wake = None

@@ -691,10 +691,16 @@
   function connect() {
     const source = new EventSource("api/events");
     source.addEventListener("open", () => setLink(true, "live"));
-    source.addEventListener("error", () => setLink(false, "reconnecting"));
+    source.addEventListener("error", () => {
+      setLink(false, "reconnecting");
+      // The browser retries by itself after a dropped stream, but not after an HTTP error (503:
+      // too many pages open; a restarting node): then try again in a while.
+      if (source.readyState === EventSource.CLOSED) setTimeout(connect, 5000);
+    });
     source.addEventListener("info", (ev) => {
       state.info = JSON.parse(ev.data);
       $("node-id").textContent = state.info.node_id;
+      if (!state.scene) loadScene();
       if (!state.linkUp) setLink(true, "live");
       state.view.fitted = false;
       requestDraw();
@@ -723,9 +729,13 @@
   // For tests and curious technicians: the state and the mapping, read-only by convention.
   window.cuasView = { state, toScreen, classColors: CLASS_COLORS };
 
+  function loadScene() {
+    return fetch("api/scene")
+      .then((r) => (r.ok ? r.json() : null))
+      .then((scene) => { state.scene = scene; requestDraw(); })
+      .catch(() => {});
+  }
+
   legend();
-  fetch("api/scene")
-    .then((r) => (r.ok ? r.json() : null))
-    .then((scene) => { state.scene = scene; requestDraw(); })
-    .finally(connect);
+  loadScene().finally(connect);
 })();
