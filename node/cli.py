@@ -170,6 +170,7 @@ def _start_node(
     from cuas_node.publish.mqtt import MqttPublisher
     from cuas_node.runtime import Runtime
     from cuas_node.sdnotify import ServiceNotifications
+    from cuas_node.web import start_web
 
     try:
         drivers = [build_driver(s, clock, hardware) for s in config.sensors if s.enabled]
@@ -198,11 +199,7 @@ def _start_node(
     runtime = Runtime(
         config, clock, drivers, publisher, session=publisher.session, gpio=build_gpio(config.gpio)
     )
-    web = None
-    if config.web.enabled:  # the live view (docs/web.md): shows what the publisher sends
-        from cuas_node.web.server import serve
-
-        web = serve(config, publisher.add_listener, runtime.health_blocks)
+    web = start_web(config, publisher.add_listener, runtime.health_blocks)  # the live view, if enabled
     # READY=1 once the sensor loops and fusion run (never waiting for the broker); the watchdog
     # pings only while every loop's heartbeat is fresh and the publisher makes progress (a broker
     # outage is progress: the outbox keeps turning). Outside systemd both are no-ops.
