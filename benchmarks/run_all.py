@@ -4,7 +4,7 @@ Each benchmark runs as its own process and prints `figure: <name> = <value> <uni
 script prints them again as they come, takes the median of each figure over several runs (the
 quick ones are run `--repeat` times here; latency, resources and start-up run several times
 internally and report their own medians), and writes the table with the machine and the date.
-Budget: about 8 minutes on a 2-core x86 machine (< 15 min required); see docs/performance.md.
+Budget: about 11 minutes on a 2-core x86 machine (< 15 min required); see docs/performance.md.
 
 The tracker-vs-Stone-Soup comparison (benchmarks/tracker_vs_stonesoup.py) needs the `bench` extra
 and takes long: run it on its own.
@@ -59,6 +59,13 @@ BENCHES = (
         ("--runs", "1", "--window", "6"),
         1,
         "CPU and memory at real-time speed",
+    ),
+    Bench(
+        "web_clients.py",
+        ("--runs", "3", "--window", "15"),
+        ("--runs", "1", "--window", "6"),
+        1,
+        "the live view with 5 clients (swarm-20)",
     ),
 )
 
@@ -197,6 +204,13 @@ Notes:
   core) and peak resident memory of `cuas-node sim <scenario> --speed 1` after a 5 s warm-up.
   `sim` runs the simulated sensors in the node's process, so these are upper bounds for the node.
   Targets (`swarm-20`): < 25 % of a core, < 150 MB.
+- `web_*`, `cpu_swarm_20_web_*` (benchmarks/web_clients.py): the live view ([web.md](web.md)) at
+  `swarm-20` with 5 live-update clients reading `/api/events` (what 5 open pages receive), against
+  the same run with `[web]` off. `web_cpu_added_5_clients` is the difference of the two
+  whole-process medians and lies within their noise on a shared machine;
+  `web_thread_cpu_5_clients` is the web server thread's own CPU clock (health's `web.cpu_s`), the
+  part that 5 pages cost; fusion's thread only hands over the bytes of each message.
+  `web_bytes_per_client`: the live stream's rate per page.
 - `startup_to_ready`: launching `cuas-node run` (radar and GPS on ptys, broker unreachable) to
   the systemd `READY=1` datagram on `NOTIFY_SOCKET`. Target: < 2 s.
 - `radar_*` (benchmarks/radar_parse.py): one core turning TI data-UART bytes into detections, 200

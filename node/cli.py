@@ -170,6 +170,7 @@ def _start_node(
     from cuas_node.publish.mqtt import MqttPublisher
     from cuas_node.runtime import Runtime
     from cuas_node.sdnotify import ServiceNotifications
+    from cuas_node.web import start_web
 
     try:
         drivers = [build_driver(s, clock, hardware) for s in config.sensors if s.enabled]
@@ -198,6 +199,7 @@ def _start_node(
     runtime = Runtime(
         config, clock, drivers, publisher, session=publisher.session, gpio=build_gpio(config.gpio)
     )
+    web = start_web(config, publisher.add_listener, runtime.health_blocks)  # the live view, if enabled
     # READY=1 once the sensor loops and fusion run (never waiting for the broker); the watchdog
     # pings only while every loop's heartbeat is fresh and the publisher makes progress (a broker
     # outage is progress: the outbox keeps turning). Outside systemd both are no-ops.
@@ -222,6 +224,8 @@ def _start_node(
     finally:
         if service is not None:
             service.stopping()
+        if web is not None:
+            web.stop()
         if recorder is not None:
             recorder.close()
             log.info("recorded %d packets into %s", recorder.packets, ", ".join(map(str, recorder.files)))

@@ -31,6 +31,7 @@ from cuas_node.config_sections import (
     MqttSection,
     NodeSection,
     RecordSection,
+    WebSection,
     ZoneSection,
 )
 from cuas_node.config_sensors import (
@@ -76,6 +77,7 @@ __all__ = [
     "RemoteIdSensor",
     "SensorConfig",
     "TiMmwaveSensor",
+    "WebSection",
     "ZoneSection",
     "build_config",
     "deep_merge",
@@ -112,6 +114,7 @@ class Config(BaseSettings):
     zones: list[ZoneSection] = Field(default_factory=list)
     gpio: GpioSection = GpioSection()
     record: RecordSection = RecordSection()
+    web: WebSection = WebSection()
 
     @field_validator("sensors")
     @classmethod

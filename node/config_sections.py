@@ -1,5 +1,5 @@
 """The non-sensor sections of the node configuration (`[node]`, `[mqtt]`, `[fusion]`, `[gpio]`,
-`[[zones]]`, `[logging]`, `[record]`); node/config.py assembles them with the sensors into `Config`
+`[[zones]]`, `[logging]`, `[record]`, `[web]`); node/config.py assembles them with the sensors into `Config`
 and owns loading and error reporting. Every key is documented in docs/config.md.
 """
 
@@ -180,3 +180,38 @@ class RecordSection(Section):
         default=100_000_000, ge=0, description="new file (PATH-00001.pcapng, ...) past this size; 0: one file"
     )
     keep_files: int = Field(default=0, ge=0, description="keep only the newest N rotated files; 0: all")
+
+
+TILES_URL_PATTERN = r"^\S*\{z\}\S*\{x\}\S*\{y\}\S*$"  # e.g. https://tile.example.org/{z}/{x}/{y}.png
+
+
+class WebSection(Section):
+    """The technician's read-only live view in a browser, served by the node (docs/web.md).
+
+    Off by default and on loopback by default: the page shows where the node's sensors look and
+    what they see, which is nobody else's business; opening it to the network is a decision
+    (`bind`), best with `password_file` and TLS."""
+
+    enabled: bool = False
+    bind: str = Field(default="127.0.0.1", min_length=1, description="address to listen on; 0.0.0.0: all")
+    port: int = Field(default=8080, ge=1, le=65535)
+    password_file: Path | None = Field(
+        default=None, description="file holding the HTTP basic-auth password (any user name); none: no auth"
+    )
+    tls_cert_file: Path | None = Field(default=None, description="PEM certificate: serve HTTPS")
+    tls_key_file: Path | None = Field(default=None, description="PEM private key of tls_cert_file")
+    tiles_url: str | None = Field(
+        default=None,
+        pattern=TILES_URL_PATTERN,
+        description="raster map tiles for the plan view, a URL template with {z}, {x}, {y}",
+    )
+    tiles_dir: Path | None = Field(
+        default=None, description="offline raster tiles, laid out {z}/{x}/{y}.png, served by the node"
+    )
+    max_clients: int = Field(default=16, ge=1, le=256, description="live-update connections at once")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WebSection:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together (both or neither)")
+        return self

@@ -88,6 +88,7 @@ class Doctor(SerialSensorChecks, PlatformChecks, BrokerChecks):
         self.check_time()
         self.check_disk(config)
         self.check_memory_limit()
+        self.check_web(config)
         return self.checks
 
 

@@ -1,10 +1,12 @@
 """Doctor checks of the node's own platform: the running service, SPI/I2C buses, GPIO, clock
-synchronisation and disk space. Each failure line names its one-line remedy on a Pi.
+synchronisation, disk space and the live view's port. Each failure line names its one-line remedy on a Pi.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from pathlib import Path
 
 from cuas_node.config import Config
@@ -20,6 +22,7 @@ class PlatformChecks(Checklist):
 
     def check_service(self) -> None:
         state = (self.probe.run(["systemctl", "is-active", "cuas-node.service"]) or "").strip()
+        self.service_active = state == "active"
         if state == "active":
             self.add(
                 "WARN",
@@ -146,3 +149,43 @@ class PlatformChecks(Checklist):
                 f"{state} is not writable by {self.probe.user()} (fine if you are not the service user)",
                 f"run doctor as the service user: sudo -u {SERVICE_USER} cuas-node doctor",
             )
+
+    def check_web(self, config: Config) -> None:
+        """The live view's address and port can be had (`[web]`, docs/web.md): the node would run
+        on without its page if another program held them."""
+        web = config.web
+        if not web.enabled:
+            return
+        where = f"{web.bind}:{web.port}"
+        problem = port_problem(web.bind, web.port)
+        if problem is None:
+            self.add("PASS", "web", f"live view address {where} is free")
+        elif getattr(self, "service_active", False) and "in use" in problem:
+            self.add("WARN", "web", f"{where} is in use, probably by the running cuas-node.service")
+        else:
+            self.add(
+                "FAIL",
+                "web",
+                f"cannot serve the live view on {where}: {problem}",
+                f"find who holds it: `ss -ltnp 'sport = :{web.port}'`; stop that program or set web.port "
+                "(or web.bind to an address of this machine)",
+            )
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why a TCP listener on (`host`, `port`) could not be opened now, or None when it could."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"address {host!r} not known ({exc.strerror})"
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+        try:
+            sock.bind(address)
+            sock.listen(1)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return "the port is in use by another program"
+            return exc.strerror or str(exc)
+    return None

@@ -83,6 +83,18 @@ def preflight(config: Config, source: str, env: Mapping[str, str] = os.environ) 
     plain = plaintext_password(config, env)
     if plain is not None:
         warnings.append(f"mqtt.tls (env CUAS_MQTT__TLS): {plain}; {PLAINTEXT_FIX}")
+    web = config.web
+    if (
+        web.enabled
+        and web.password_file is not None
+        and web.tls_cert_file is None
+        and not is_loopback(web.bind)
+    ):
+        warnings.append(
+            f"web.tls_cert_file (env CUAS_WEB__TLS_CERT_FILE): the live view on {web.bind}:{web.port} "
+            "takes its password without TLS: anyone on the network path can read it; "
+            "set tls_cert_file and tls_key_file"
+        )
     return warnings
 
 
@@ -95,6 +107,7 @@ def startup_problems(config: Config, env: Mapping[str, str] = os.environ) -> tup
     _check_commands(config, problems)
     _check_sensors(config, problems)
     _check_directories(config, problems)
+    _check_web(config, problems)
     return problems, notes
 
 
@@ -112,6 +125,11 @@ def secret_files(config: Config) -> list[tuple[str, Path]]:
     key_file = mqtt.commands.hmac_key_file
     if mqtt.commands.enabled and key_file is not None:
         files.append(("mqtt.commands.hmac_key_file (env CUAS_MQTT__COMMANDS__HMAC_KEY_FILE)", key_file))
+    web = config.web
+    if web.enabled and web.password_file is not None:
+        files.append(("web.password_file (env CUAS_WEB__PASSWORD_FILE)", web.password_file))
+    if web.enabled and web.tls_key_file is not None:
+        files.append(("web.tls_key_file (env CUAS_WEB__TLS_KEY_FILE)", web.tls_key_file))
     return files
 
 
@@ -313,3 +331,18 @@ def _group(gid: int) -> str:
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return str(gid)
+
+
+def _check_web(config: Config, problems: list[str]) -> None:
+    """The live view's password and TLS files, read as the web server will (`cuas_node.web.auth`)."""
+    web = config.web
+    if not web.enabled:
+        return
+    from cuas_node.web.auth import read_web_password, tls_context
+
+    try:
+        if web.password_file is not None:
+            read_web_password(web.password_file)
+        tls_context(web)
+    except ConfigError as exc:
+        problems.extend(exc.problems)

@@ -89,6 +89,9 @@ class Runtime:
         self._health_now = False
         self.calibration: Callable[[Command], Result] | None = None  # set by the calibration feature
         self.failure: str | None = None  # why the node stopped by itself (exit non-zero)
+        # Extra blocks of the health message from outputs beside the publisher (`web`: the live view):
+        # name -> a cheap, thread-safe read of that output's counters, called once per health message.
+        self.health_blocks: dict[str, Callable[[], dict[str, Any]]] = {}
 
     def heartbeats(self) -> list[tuple[str, float]]:
         """(name, monotonic stamp) of every loop the systemd watchdog guards."""
@@ -300,4 +303,9 @@ class Runtime:
             payload["gps"] = gps
         if self.gpio is not None:
             payload["gpio"] = self.gpio.health()
+        for name, block in self.health_blocks.items():
+            try:
+                payload[name] = block()
+            except Exception:  # an output's counters must never cost the health message
+                log.exception("health block %s failed", name)
         return payload

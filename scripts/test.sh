@@ -12,6 +12,10 @@ fi
 if ! command -v editcap >/dev/null || ! command -v tshark >/dev/null; then
   echo "installing Wireshark's command-line tools (apt)" >&2; apt_install tshark
 fi
+# Headless Chromium and its WebDriver: tests/test_web_browser.py loads the live view in a real browser.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "installing chromium and chromium-driver (apt)" >&2; apt_install chromium chromium-driver
+fi
 .venv/bin/ruff check
 .venv/bin/ruff format --check
 ./scripts/typecheck.sh

@@ -110,6 +110,23 @@ CONTRACTS = (
         indirect=True,
     ),
     Contract(
+        key="web-no-fusion",
+        name="the web view knows no fusion internals",
+        why="the live view shows the documents the publisher sends (one encoder); it must not depend on "
+        "how tracks are made nor reach into the running node",
+        sources=("cuas_node.web.*",),
+        forbidden=(
+            "cuas_node.fusion.*",
+            "cuas_node.core.*",
+            "cuas_node.runtime",
+            "cuas_node.drivers.*",
+            "cuas_node.evaluation.*",
+            "cuas_node.replay*",
+            "cuas_node.publish.*",
+        ),
+        indirect=True,
+    ),
+    Contract(
         key="offline-tools-no-runtime",
         name="calibration and the simulator never import the runtime",
         why="offline tools and the simulator must run without the daemon and its outputs (and vice versa)",

@@ -37,6 +37,7 @@ from cuas_node.config import (
     ConfigError,
     build_config,
 )
+from cuas_node.config_sections import TILES_URL_PATTERN
 
 MIN_KEYS = 150  # the walk visits 152 keys today; far fewer means the walk broke
 FILE_NODE_ID = "file-node"  # the config file's node id; the environment must override it
@@ -48,11 +49,14 @@ PATTERN_SAMPLES = {
     r"^[^#+\s]+[^/#+\s]$": ["site-a/cuas"],  # mqtt.topic_root
     r"^D([0-9]|1[0-9]|2[0-7])$": ["D5", "D26"],  # gpio pins
     r"^[ABEFRL]+$": ["AF"],  # fpv bands
+    TILES_URL_PATTERN: ["https://tiles.example.org/{z}/{x}/{y}.png"],  # web.tiles_url
 }
 # Values a key needs beside it (a model validator ties them): the other keys of the same table.
 NEEDS = {
     "mqtt.commands.enabled": {"allow_clients": ["ops-console"]},
     "sensors[radar].range_rate": {"range_rate_sigma_mps": 0.5},
+    "web.tls_cert_file": {"tls_key_file": Path("/var/lib/cuas-test/web.key")},
+    "web.tls_key_file": {"tls_cert_file": Path("/var/lib/cuas-test/web.crt")},
 }
 
 

@@ -72,6 +72,9 @@ def test_wheel_holds_exactly_one_top_level_package(tmp_path: Path) -> None:
         "cuas_node/drivers/sim/scenarios/demo.toml",
         "cuas_node/drivers/radar/ti_profiles/iwr6843_drone.cfg",
         "cuas_node/drivers/acoustic/detector_weights.json",
+        "cuas_node/web/static/index.html",  # the live view's page, served from the package
+        "cuas_node/web/static/app.js",
+        "cuas_node/web/static/style.css",
     ):
         assert data in names
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()

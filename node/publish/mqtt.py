@@ -128,6 +128,7 @@ class MqttPublisher:
             self._on_failed,
         )
         self._outbox.update_spool_stats()
+        self._listeners: list[Callable[[str, bytes], None]] = []
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -161,6 +162,8 @@ class MqttPublisher:
                 return
             self._position, self._origin = position, origin
         self._events.put(("info",))
+        if self._listeners:
+            self._tell("info", encode(self._info()))
 
     def publish_tracks(self, t: float, tracks: Sequence[TrackReport]) -> None:
         """Publish one `tracks` message (records, envelope and `seq` by `wire`).
@@ -321,6 +324,24 @@ class MqttPublisher:
                 log.error("MQTT: cannot encode %s message %d (%s); dropped", name, seq, exc)
                 return
             self._events.put(("msg", Record(name, seq, self._clock.now(), flags, data)))
+        self._tell(name, data)
+
+    def add_listener(self, listener: Callable[[str, bytes], None]) -> None:
+        """Also hand every document this publisher builds (`tracks`, `health`, `alerts`, and `info`
+        now and on every change) to `listener(topic name, encoded JSON)`, e.g. the web view, so it
+        shows exactly what MQTT consumers get without encoding anything twice.
+
+        The listener runs on the producer's thread (fusion), outside this publisher's lock: it
+        must only hand the bytes over (O(1), never blocking). Its exceptions are logged, not raised."""
+        self._listeners.append(listener)
+        listener("info", encode(self._info()))
+
+    def _tell(self, name: str, data: bytes) -> None:
+        for listener in self._listeners:
+            try:
+                listener(name, data)
+            except Exception:  # a listener's bug must never cost the MQTT output
+                log.exception("listener of %s messages failed", name)
 
     # -- what the outbox and connector need from the publisher --------------------------------
 

@@ -1,0 +1,29 @@
+"""The technician's live view: a read-only page and JSON API served by the node (docs/web.md).
+
+An output beside MQTT, with the same layering rules as `cuas_node.publish`: it shows the documents
+the MQTT publisher builds (`MqttPublisher.add_listener` hands over the very bytes it sends), so
+the page and `GET /api/tracks` can never disagree with what consumers receive, and nothing is
+encoded twice. The HTTP server (Tornado) runs on its own thread and event loop: fusion only
+hands bytes over, and each browser has its own bounded queue (a slow one is dropped and counted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from cuas_node.config import Config
+
+
+def start_web(
+    config: Config,
+    add_listener: Callable[[Callable[[str, bytes], None]], None],
+    health_blocks: dict[str, Callable[[], dict[str, Any]]],
+) -> Any:
+    """The running `WebServer` when `[web]` is enabled (`server.serve`), else None; the server and
+    Tornado are imported only then, so a node without the page does not pay for them."""
+    if not config.web.enabled:
+        return None
+    from cuas_node.web.server import serve
+
+    return serve(config, add_listener, health_blocks)
