@@ -19,6 +19,7 @@ existence, and housekeeping on the data's clock.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -42,6 +43,23 @@ _COAST_PERIODS = 2.0  # timeouts are at least this many scan periods of the fast
 _TENTATIVE_PERIODS = 2.5
 _DELETE_PERIODS = 3.0
 _LEFT_COVERAGE_PERIODS = 1.5  # outside every coverage and unfed this long: gone
+
+
+@functools.cache
+def _typical_hits(window: int, pd_percent: int) -> int:
+    pd = pd_percent / 100.0
+    at_least = 0.0
+    for m in range(window, -1, -1):
+        at_least += math.comb(window, m) * pd**m * (1.0 - pd) ** (window - m)
+        if at_least >= 0.5:
+            return m
+    return 0
+
+
+def typical_hits(window: int, pd: float) -> int:
+    """The most hits a target detected with probability `pd` reaches in half its windows of
+    `window` looks (the median of the binomial, rounded down)."""
+    return _typical_hits(window, round(min(max(pd, 0.0), 1.0) * 100))
 
 
 def position_sigma(table: TrackTable, slots: IndexArray) -> FloatArray:
@@ -137,12 +155,18 @@ class TrackManager:
         tb.absent[active[gone]] = True
         hit = active[updated]
         status = tb.status[hit]
+        # A clutter cell's extra hits never ask more than a real target gives in a typical window
+        # at this sensor's learnt Pd (else, at Pd 0.7, a target in dense clutter waits for 6 of 6).
+        reachable = max(self.params.confirm_m, typical_hits(self.params.confirm_n, pd))
         confirm = hit[
             (status != Status.CONFIRMED)
             & (
                 (status == Status.COASTING)
                 | (
-                    (np.bitwise_count(tb.hits[hit]) >= self.params.confirm_m + tb.extra_hits[hit])
+                    (
+                        np.bitwise_count(tb.hits[hit])
+                        >= np.minimum(self.params.confirm_m + tb.extra_hits[hit], reachable)
+                    )
                     & (tb.score[hit] >= self.thresholds.confirm)
                 )
             )
