@@ -199,7 +199,7 @@ def _start_node(
     runtime = Runtime(
         config, clock, drivers, publisher, session=publisher.session, gpio=build_gpio(config.gpio)
     )
-    web = start_web(config, publisher.add_listener, runtime.health_blocks)  # the live view, if enabled
+    web = start_web(config, publisher, runtime.health_blocks)  # the live view, if enabled
     # READY=1 once the sensor loops and fusion run (never waiting for the broker); the watchdog
     # pings only while every loop's heartbeat is fresh and the publisher makes progress (a broker
     # outage is progress: the outbox keeps turning). Outside systemd both are no-ops.

@@ -10,20 +10,25 @@ hands bytes over, and each browser has its own bounded queue (a slow one is drop
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from cuas_node.config import Config
 
 
+class DocumentSource(Protocol):
+    """What the live view needs of the publisher (`MqttPublisher`): to be handed its documents."""
+
+    def add_listener(self, listener: Callable[[str, bytes], None]) -> None: ...
+
+
 def start_web(
-    config: Config,
-    add_listener: Callable[[Callable[[str, bytes], None]], None],
-    health_blocks: dict[str, Callable[[], dict[str, Any]]],
+    config: Config, source: DocumentSource, health_blocks: dict[str, Callable[[], dict[str, Any]]]
 ) -> Any:
     """The running `WebServer` when `[web]` is enabled (`server.serve`), else None; the server and
-    Tornado are imported only then, so a node without the page does not pay for them."""
+    Tornado are imported only then, so a node without the page does not pay for them (nor asks
+    anything of the publisher)."""
     if not config.web.enabled:
         return None
     from cuas_node.web.server import serve
 
-    return serve(config, add_listener, health_blocks)
+    return serve(config, source.add_listener, health_blocks)
