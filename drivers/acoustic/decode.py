@@ -5,8 +5,9 @@ decode: a capture of the serial stream → one JSON object per source found per 
 parser's counters. The array geometry is inferred from the channel count unless given.
 
 score: WAV files (mono or multichannel; channels are averaged, since a WAV carries no geometry) →
-`{"file", "drone_likelihood", "f0_hz"}`. Files longer than the detector's 1.024 s window are scored
-window by window (half-overlapping) and the most drone-like window is reported.
+`{"file", "drone_likelihood", "detected", "f0_hz"}`. Files longer than the detector's 1.024 s
+window are scored window by window (half-overlapping) and the most drone-like window is reported;
+`detected` is the detector's own decision, the node's.
 """
 
 from __future__ import annotations
@@ -81,7 +82,10 @@ class _NullClock:
 
 
 def decode_acoustic(
-    data: bytes, geometry: ArrayGeometry | str | None = None, threshold: float = 0.5
+    data: bytes,
+    geometry: ArrayGeometry | str | None = None,
+    threshold: float | None = None,
+    detector: DroneDetector | None = None,
 ) -> Iterator[dict[str, Any]]:
     parser = PcmFrameParser()
     frames = parser.feed(data)
@@ -90,7 +94,9 @@ def decode_acoustic(
     for frame in frames:
         if driver is None:
             geo = geometry if geometry is not None else for_channels(frame.channels)
-            driver = AcousticArrayDriver("decode", transport, _NullClock(), geometry=geo, threshold=threshold)
+            driver = AcousticArrayDriver(
+                "decode", transport, _NullClock(), geometry=geo, threshold=threshold, detector=detector
+            )
         for t, src in driver.accept(frame, frame.timestamp_us * 1e-6):
             p, d = src.peak, src.detection
             yield {
@@ -104,7 +110,7 @@ def decode_acoustic(
                 "drone_likelihood": round(d.drone_likelihood, 4),
                 "f0_hz": None if d.f0_hz is None else round(d.f0_hz, 1),
                 "level_dbfs": round(d.level_dbfs, 2),
-                "detected": d.drone_likelihood >= threshold,
+                "detected": d.detected,
             }
     counters = parser.counters
     if driver is not None:
@@ -119,6 +125,8 @@ def decode_acoustic(
 def score_wav_files(
     paths: Iterable[str | Path], detector: DroneDetector | None = None
 ) -> Iterator[dict[str, Any]]:
+    """`{"file", "drone_likelihood", "detected", "f0_hz"}` per file: the most drone-like of its
+    half-overlapping 1.024 s windows, decided by `detector` exactly as the node decides a block."""
     det = detector or DroneDetector()
     for path in paths:
         x, rate = read_wav(Path(path))
@@ -134,5 +142,6 @@ def score_wav_files(
         yield {
             "file": str(path),
             "drone_likelihood": round(best.drone_likelihood, 4),
+            "detected": best.detected,
             "f0_hz": None if best.f0_hz is None else round(best.f0_hz, 1),
         }
