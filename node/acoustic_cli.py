@@ -52,6 +52,8 @@ def _detector(args: argparse.Namespace) -> Any:
         raise ValueError("--threshold must be within [0, 1]")
     if rate is not None and not rate > 0:
         raise ValueError("--false-alarms-per-hour must be > 0")
+    if args.false_alarms_per_hour is not None and background is None:
+        raise ValueError("--false-alarms-per-hour sets the threshold from a background: give --background")
     return configured_detector(background, threshold, rate or DEFAULT_FALSE_ALARMS_PER_HOUR)
 
 

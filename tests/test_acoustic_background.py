@@ -85,6 +85,12 @@ def test_background_file_round_trip_and_refusals(site_background: Background, tm
         learn_background([Recording("short", site_sound(3.0, 2), FS)])
     with pytest.raises(BackgroundError, match="silent"):
         learn_background([Recording("mute", np.zeros(20 * FS), FS)])
+    with pytest.raises(BackgroundError, match="at 16000 Hz or more"):
+        learn_background([Recording("phone", site_sound(30.0, 2)[::2], FS // 2)])
+    with pytest.raises(BackgroundError, match="different sample rates"):
+        learn_background(
+            [Recording("a", site_sound(20.0, 2), FS), Recording("b", np.zeros(48000 * 20), 48000)]
+        )
 
 
 @needs_captures
@@ -155,6 +161,8 @@ def test_calibrate_and_score_commands(tmp_path: Path) -> None:
     assert rows == expected  # the command is the library path, nothing else
     bad = _cli("acoustic", "score", "--background", str(tmp_path / "none.json"), str(site))
     assert bad.returncode == 2 and "cannot read the background file" in bad.stderr
+    bad = _cli("acoustic", "score", "--false-alarms-per-hour", "2", str(site))
+    assert bad.returncode == 2 and "give --background" in bad.stderr
     # a drone in the recording: refused, nothing written
     with_drone = site_sound(30.0, 22)
     drone = real_drone(12)
@@ -196,3 +204,18 @@ def test_capture_from_the_configured_array(tmp_path: Path) -> None:
     sent = pcm[:, 0] / 32768.0
     start = next(i for i in range(0, x.size, 256) if np.allclose(sent[i : i + 256], rec.samples[:256]))
     assert np.allclose(rec.samples, sent[start : start + rec.samples.size])
+
+
+def test_a_bad_background_file_stops_the_node_with_a_clear_message(tmp_path: Path) -> None:
+    """`run` and `config check` build the drivers: a missing or foreign background is named."""
+    from cuas_node.config import build_config
+    from cuas_node.driver_factory import UnsupportedSensor, build_driver
+    from cuas_node.kernel.clock import SystemClock
+
+    foreign = tmp_path / "old.json"
+    Background(np.zeros(513), 0.0, 1.0, 0.0, 40, 20.0, "f" * 64).save(foreign)
+    for path, message in ((tmp_path / "missing.json", "cannot read"), (foreign, "other detector weights")):
+        sensor = {"kind": "acoustic-array", "id": "mic", "port": "/dev/null", "background_file": str(path)}
+        config = build_config({"node": {"id": "n"}, "sensors": [sensor]}, "test")
+        with pytest.raises(UnsupportedSensor, match=f"sensor 'mic': background_file: .*{message}"):
+            build_driver(config.sensors[0], SystemClock())

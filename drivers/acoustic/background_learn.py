@@ -29,6 +29,7 @@ from cuas_node.drivers.acoustic.background import (
     weights_digest,
 )
 from cuas_node.drivers.acoustic.detector import DEFAULT_WEIGHTS_PATH, DetectorModel, DroneDetector
+from cuas_node.drivers.acoustic.features import ANALYSIS_RATE
 
 FloatArray = npt.NDArray[np.float64]
 WINDOW_S = 1.024
@@ -63,6 +64,11 @@ def learn_background(recordings: Sequence[Recording], model: DetectorModel | Non
     rates = {r.sample_rate for r in recordings}
     if len(rates) > 1:
         raise BackgroundError(f"recordings of different sample rates {sorted(rates)}: use one rate")
+    if min(rates, default=ANALYSIS_RATE) < ANALYSIS_RATE:
+        raise BackgroundError(
+            f"sample rate {min(rates)} Hz: record the background at {ANALYSIS_RATE} Hz or more, "
+            "as the array streams (the detector analyses up to 8 kHz)"
+        )
     shipped = DroneDetector(model)
     wins: list[tuple[Recording, float, FloatArray]] = [(r, t, w) for r in recordings for t, w in windows(r)]
     if len(wins) < MIN_WINDOWS:
