@@ -219,3 +219,26 @@ def test_a_bad_background_file_stops_the_node_with_a_clear_message(tmp_path: Pat
         config = build_config({"node": {"id": "n"}, "sensors": [sensor]}, "test")
         with pytest.raises(UnsupportedSensor, match=f"sensor 'mic': background_file: .*{message}"):
             build_driver(config.sensors[0], SystemClock())
+
+
+@needs_captures
+def test_a_long_file_needs_a_drone_for_seconds_not_one_window(tmp_path: Path) -> None:
+    """`acoustic score` on a 10 s recording: a drone-like second and a half among ambience is a
+    window or two that the node would flag, not a drone; four seconds of drone are."""
+    det = DroneDetector()
+    drone = real_drone(4)
+    brief, long = site_sound(10.0, 41, hum_hz=60.0), site_sound(10.0, 41, hum_hz=60.0)
+    brief[4 * FS : 4 * FS + 3 * FS // 2] += 0.1 * unit_rms(drone[: 3 * FS // 2])
+    long[3 * FS : 3 * FS + drone.size] += 0.1 * unit_rms(drone)
+    win = int(1.024 * FS)
+    windows = [
+        det.detect(brief[s : s + win], FS).drone_likelihood for s in range(0, brief.size - win + 1, win // 2)
+    ]
+    assert max(windows) >= det.threshold  # the node would flag that one window
+    rows = list(
+        score_wav_files(
+            [write_wav(tmp_path / "brief.wav", brief), write_wav(tmp_path / "long.wav", long)], det
+        )
+    )
+    assert [r["detected"] for r in rows] == [False, True], rows
+    assert rows[1]["drone_likelihood"] >= det.threshold > rows[0]["drone_likelihood"]

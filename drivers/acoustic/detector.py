@@ -187,13 +187,17 @@ class DroneDetector:
         else:
             self.threshold = shipped_threshold(self.model)
 
+    def decide(self, likelihood: float) -> bool:
+        """The decision: every path (node, decode, score) goes through here."""
+        return likelihood >= self.threshold
+
     def detect(self, x: npt.ArrayLike, sample_rate: int) -> Detection:
         suppress = None if self.background is None else self.background.suppress_db
         feats = extract(x, sample_rate, suppress)
         if not math.isfinite(feats.level_dbfs) or feats.level_dbfs < SILENCE_DBFS:
             return Detection(0.0, None, feats.level_dbfs, False, feats.white_db)
         p = float(self.model.score(feats.values)[0])
-        return Detection(p, feats.f0_hz, feats.level_dbfs, p >= self.threshold, feats.white_db)
+        return Detection(p, feats.f0_hz, feats.level_dbfs, self.decide(p), feats.white_db)
 
     def with_evidence(self, d: Detection, logit_delta: float) -> Detection:
         """`d` with its logit moved by other evidence (the array's coherence), decided again by
@@ -202,7 +206,7 @@ class DroneDetector:
             return d
         p = min(max(d.drone_likelihood, 1e-22), 1.0 - 1e-16)
         q = 1.0 / (1.0 + math.exp(-float(np.clip(math.log(p / (1.0 - p)) + logit_delta, -50, 50))))
-        return Detection(q, d.f0_hz, d.level_dbfs, q >= self.threshold, d.white_db)
+        return Detection(q, d.f0_hz, d.level_dbfs, self.decide(q), d.white_db)
 
     def logit(self, x: npt.ArrayLike, sample_rate: int) -> float:
         """The model's logit of one window, scored as `detect` does (−50 for silence)."""
