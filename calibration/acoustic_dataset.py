@@ -9,7 +9,6 @@ held-out metrics in the weights file stop being comparable.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,10 +17,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from cuas_node.calibration.acoustic_simulated_clips import outdoor_ambience
+from cuas_node.calibration.acoustic_site_augment import site_augment
 from cuas_node.drivers.acoustic.decode import read_wav
 from cuas_node.drivers.acoustic.features import FEATURE_NAMES, extract
-from cuas_node.drivers.sim.acoustic import colored_noise
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int_]
@@ -41,6 +39,29 @@ def recording_id(name: str) -> str:
     if "-" in stem:
         return stem.split("-", 1)[0]
     return stem.rstrip("0123456789_")
+
+
+def session_id(name: str) -> str:
+    """The recording *session* of a clip, coarser than `recording_id`: what leave-one-group-out
+    holds out, because recordings of one session share the room, the microphone and the drone.
+    `B_S2_D1_070-bebop_000_.wav` → `bebop_B_S2_D1`, `Membo_1_030-membo_004_.wav` → `membo_1`,
+    `mixed_17-bebop_000_.wav` → `mixed_bebop`, `mixed_membo_9-…` → `mixed_membo`, ESC-50
+    `3-142605-A-211.wav` → `esc50_fold3` (the dataset's own folds), `white_noise005` → `white_noise`."""
+    stem = Path(name).stem
+    m = re.match(r"^(\d+)-\d+-", stem)
+    if m:
+        return f"esc50_fold{m.group(1)}"
+    for prefix, session in (
+        ("B_S2_D1", "bebop_B_S2_D1"),
+        ("mixed_membo", "mixed_membo"),
+        ("mixed_", "mixed_bebop"),
+    ):
+        if stem.startswith(prefix):
+            return session
+    m = re.match(r"^Membo_(\d+)_", stem)
+    if m:
+        return f"membo_{m.group(1)}"
+    return recording_id(name)
 
 
 def real_split(captures: Path, seed: int = SEED) -> tuple[list[tuple[Path, int]], list[tuple[Path, int]]]:
@@ -68,62 +89,61 @@ def features_of_files(items: Sequence[tuple[Path, int]]) -> tuple[FloatArray, In
     return np.array(feats).reshape(-1, len(FEATURE_NAMES)), np.array([lab for _, lab in items], dtype=np.int_)
 
 
-def augment(x: FloatArray, fs: int, rng: np.random.Generator) -> FloatArray:
-    """Another take of a real clip as a different microphone chain and place would give it: a time
-    shift of up to 32 ms, ambience or coloured noise at 0–20 dB SNR, band-limiting (low-pass at
-    2.5–7 kHz: distance, cheap MEMS; high-pass at 80–300 Hz: wind filters), gain with clipping."""
-    y = x[int(rng.integers(0, int(0.032 * fs))) :].copy()
-    n = y.size
-    rms = math.sqrt(float(np.mean(y**2))) + 1e-12
-    if rng.random() < 0.8:
-        noise = (
-            outdoor_ambience(n, fs, rng)
-            if rng.random() < 0.6
-            else colored_noise(n, rng, rng.uniform(0, 2), fs)
-        )
-        y = y + noise * rms * 10 ** (-rng.uniform(0.0, 20.0) / 20)
-    f = np.fft.rfftfreq(n, 1.0 / fs)
-    gain = np.ones(f.size)
-    if rng.random() < 0.5:
-        gain /= np.sqrt(1.0 + (f / rng.uniform(2500.0, 7000.0)) ** 8)
-    if rng.random() < 0.3:
-        gain /= np.sqrt(1.0 + (rng.uniform(80.0, 300.0) / np.maximum(f, 1.0)) ** 4)
-    y = np.fft.irfft(np.fft.rfft(y) * gain, n=n)
-    peak = float(np.max(np.abs(y))) + 1e-12
-    return np.asarray(np.clip(y / peak * 10 ** (rng.uniform(-30.0, 3.0) / 20), -1.0, 1.0))
-
-
 @dataclass
 class RealSet:
-    """Features of real clips: originals and augmented copies, each with its recording group."""
+    """Features of real clips: originals and augmented copies, each with its recording group and
+    its session; an augmented copy mixed with another real clip also carries that clip's session
+    (`session2`, −1 if none), so that a fold holding out either session drops the mixture."""
 
     x: FloatArray
     y: IntArray
     group: IntArray  # index into `groups`
     original: npt.NDArray[np.bool_]
     groups: list[str]
+    session: IntArray  # index into `sessions`
+    session2: IntArray
+    sessions: list[str]
 
 
 def real_features(items: Sequence[tuple[Path, int]], n_augment: int, seed: int) -> RealSet:
-    """Features of every training clip and of `n_augment` augmented copies of it, right after it
-    (one rng for all clips, so the order of `items` is part of the result)."""
+    """Features of every training clip and of `n_augment` site-augmented copies of it, right after
+    it (one rng for all clips, so the order of `items` is part of the result). Half of the copies
+    are mixed with a real not-drone clip of another recording as the ambient sound."""
     rng = np.random.default_rng(seed)
     groups = sorted({recording_id(p.name) for p, _ in items})
+    sessions = sorted({session_id(p.name) for p, _ in items})
     gid = {g: i for i, g in enumerate(groups)}
-    xs, ys, gs, orig = [], [], [], []
-    for path, label in items:
-        x, rate = read_wav(path)
+    sid = {g: i for i, g in enumerate(sessions)}
+    audio = [read_wav(path) for path, _ in items]
+    ambients = [i for i, (_, lab) in enumerate(items) if lab == 0]
+    xs, ys, gs, orig, ss, ss2 = [], [], [], [], [], []
+    for (path, label), (x, rate) in zip(items, audio, strict=True):
         mono = x.mean(axis=1)
         for a in range(n_augment + 1):
-            clip = mono if a == 0 else augment(mono, rate, rng)
-            xs.append(extract(clip, rate).values)
+            s2 = -1
+            if a == 0:
+                clip, fs = mono, rate
+            else:
+                amb = None
+                if rng.random() < 0.5:
+                    j = int(rng.choice(ambients))
+                    if recording_id(items[j][0].name) != recording_id(path.name) and audio[j][1] == rate:
+                        amb = audio[j][0].mean(axis=1)
+                        s2 = sid[session_id(items[j][0].name)]
+                clip, fs = site_augment(mono, rate, rng, amb)
+            xs.append(extract(clip, fs).values)
             ys.append(label)
             gs.append(gid[recording_id(path.name)])
             orig.append(a == 0)
+            ss.append(sid[session_id(path.name)])
+            ss2.append(s2)
     return RealSet(
         np.array(xs).reshape(-1, len(FEATURE_NAMES)),
         np.array(ys, dtype=np.int_),
         np.array(gs, dtype=np.int_),
         np.array(orig, dtype=np.bool_),
         groups,
+        np.array(ss, dtype=np.int_),
+        np.array(ss2, dtype=np.int_),
+        sessions,
     )

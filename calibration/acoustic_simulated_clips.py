@@ -156,6 +156,20 @@ def _helicopter(n: int, fs: int, rng: np.random.Generator) -> FloatArray:
     return unit_rms(wash + unit_rms(comb) * rng.uniform(0.1, 0.7))
 
 
+def wind_noise(n: int, fs: int, rng: np.random.Generator) -> FloatArray:
+    """Wind on a microphone: red noise low-passed at 80–600 Hz, its level swinging ±10 dB and
+    more in gusts of 0.3–3 Hz (turbulence at the capsule, not a source: no comb, no direction)."""
+    x = colored_noise(n, rng, rng.uniform(1.5, 2.5), fs)
+    f = np.fft.rfftfreq(n, 1.0 / fs)
+    x = np.fft.irfft(np.fft.rfft(x) / np.sqrt(1.0 + (f / rng.uniform(80.0, 600.0)) ** 4), n=n)
+    g = np.fft.rfft(rng.standard_normal(n))
+    g[0] = 0.0
+    g[(f > rng.uniform(0.3, 3.0)) & (np.arange(f.size) > 2)] = 0.0  # at least the slowest swings
+    gust = np.fft.irfft(g, n=n)
+    gust = gust / (gust.std() + 1e-12)
+    return unit_rms(x * 10 ** (rng.uniform(3.0, 12.0) * gust / 20))
+
+
 NEGATIVES: dict[str, Callable[[int, int, np.random.Generator], FloatArray]] = {
     "noise": lambda n, fs, rng: colored_noise(n, rng, rng.uniform(0.0, 2.0), fs),
     "ambience": outdoor_ambience,
@@ -169,6 +183,7 @@ NEGATIVES: dict[str, Callable[[int, int, np.random.Generator], FloatArray]] = {
     "two_stroke": _two_stroke,
     "siren": _siren,
     "helicopter": _helicopter,
+    "wind": wind_noise,
 }
 
 

@@ -10,7 +10,8 @@ check that found a problem (the TOML is still written, with `accepted = false` a
 `run(args)`; `main(argv)` runs the same parser stand-alone (tests, `python -m cuas_node.calibration.cli`).
 This module only builds the parser and dispatches: the procedures live in
 `cuas_node.calibration.cli_capture_align` (capture, align) and `cuas_node.calibration.cli_sensor_checks`
-(acoustic-check, rf-pathloss, radar), their shared plumbing in `cuas_node.calibration.cli_common`.
+(acoustic-check, rf-pathloss, radar) and `cuas_node.calibration.cli_acoustic_background`, their
+shared plumbing in `cuas_node.calibration.cli_common`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cuas_node.calibration import io as calio
+from cuas_node.calibration.cli_acoustic_background import (
+    add_acoustic_background_parser,
+    cmd_acoustic_background,
+)
 from cuas_node.calibration.cli_capture_align import (
     add_align_parser,
     add_capture_parser,
@@ -44,6 +49,7 @@ __all__ = [
     "PROCEDURES",
     "add_calibrate_parser",
     "capture",
+    "cmd_acoustic_background",
     "cmd_acoustic_check",
     "cmd_align",
     "cmd_capture",
@@ -53,7 +59,7 @@ __all__ = [
     "run",
 ]
 
-PROCEDURES = ("capture", "align", "acoustic-check", "rf-pathloss", "radar")
+PROCEDURES = ("capture", "align", "acoustic-check", "acoustic-background", "rf-pathloss", "radar")
 
 
 def add_calibrate_parser(sub: Any) -> argparse.ArgumentParser:
@@ -70,6 +76,7 @@ def _add_procedures(cal: argparse.ArgumentParser) -> None:
     add_capture_parser(csub)
     add_align_parser(csub)
     add_acoustic_check_parser(csub)
+    add_acoustic_background_parser(csub)
     add_rf_pathloss_parser(csub)
     add_radar_parser(csub)
 
@@ -91,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         "capture": cmd_capture,
         "align": cmd_align,
         "acoustic-check": cmd_acoustic_check,
+        "acoustic-background": cmd_acoustic_background,
         "rf-pathloss": cmd_rf_pathloss,
         "radar": cmd_radar,
     }

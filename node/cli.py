@@ -13,12 +13,12 @@ import os
 import signal
 import sys
 import threading
-import wave
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from cuas_node import __version__
+from cuas_node.acoustic_cli import add_acoustic_parser, cmd_acoustic
 from cuas_node.config import (
     EX_CONFIG,
     Config,
@@ -98,10 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--seeds", type=int, default=1, help="number of seeds to run (default 1)")
     evaluation.add_argument("--seed", type=int, help="first seed (default: the scenario's seed)")
 
-    acoustic = sub.add_parser("acoustic", help="acoustic tools")
-    acoustic_sub = acoustic.add_subparsers(dest="acoustic_command", required=True)
-    score = acoustic_sub.add_parser("score", help="drone likelihood of WAV files, one JSON line each")
-    score.add_argument("wav", nargs="+", type=Path, help="mono or multichannel WAV files")
+    add_acoustic_parser(sub)
 
     decode = sub.add_parser("decode", help="decode a file of raw sensor bytes into JSON lines")
     decode.add_argument("kind", help="sensor kind: nmea, ti-mmwave, remoteid, acoustic")
@@ -393,21 +390,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return cmd_eval(args)
 
 
-def _cmd_acoustic(args: argparse.Namespace) -> int:
-    from cuas_node.drivers.acoustic.decode import score_wav_files
-
-    status = 0
-    for path in args.wav:
-        try:
-            for obj in score_wav_files([path]):
-                print(json.dumps(obj, separators=(",", ":")), flush=True)
-        except (OSError, ValueError, EOFError, wave.Error) as exc:
-            # One unreadable file must not stop the batch: say which and why, carry on.
-            print(f"cuas-node acoustic score: {path}: {exc}", file=sys.stderr)
-            status = 1
-    return status
-
-
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from cuas_node.calibration.cli import run
 
@@ -421,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sim": _cmd_sim,
         "watch": _cmd_watch,
         "decode": _cmd_decode,
-        "acoustic": _cmd_acoustic,
+        "acoustic": cmd_acoustic,
         "eval": _cmd_eval,
         "doctor": _cmd_doctor,
         "record": _cmd_record,

@@ -198,7 +198,16 @@ class AcousticArraySensor(_SensorBase):
         )
     )
     channel_map: list[int] | None = Field(default=None, description="wire channel of each microphone")
-    detection_threshold: float = Field(default=0.5, ge=0, le=1)
+    detection_threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="explicit threshold; default: the background's or the shipped one",
+    )
+    background_file: Path | None = Field(
+        default=None, description="site background from `cuas-node calibrate acoustic-background`"
+    )
+    false_alarms_per_hour: float = Field(default=1.0, gt=0, description="target rate with a background_file")
     band_hz: tuple[float, float] = (100.0, 4000.0)
     max_sources: int = Field(default=3, ge=1, le=8)
 

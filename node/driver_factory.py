@@ -110,10 +110,17 @@ def build_driver(
             )
         return _fpv_driver(sensor, clock)
     if isinstance(sensor, AcousticArraySensor):
+        from cuas_node.drivers.acoustic.detector import configured_detector
         from cuas_node.drivers.acoustic.doa import DoaOptions
         from cuas_node.drivers.acoustic.driver import AcousticArrayDriver
         from cuas_node.drivers.acoustic.geometry import resolve
 
+        try:
+            detector = configured_detector(
+                sensor.background_file, sensor.detection_threshold, sensor.false_alarms_per_hour
+            )
+        except ValueError as exc:  # BackgroundError: unreadable, damaged, other weights
+            raise UnsupportedSensor(f"sensor {sensor.id!r}: background_file: {exc}") from None
         return AcousticArrayDriver.from_port(
             sensor.id,
             sensor.port,
@@ -122,7 +129,7 @@ def build_driver(
             geometry=resolve(sensor.geometry, sensor.channel_map),
             pose=sensor.mount.pose(),
             doa=DoaOptions(band_hz=sensor.band_hz, max_sources=sensor.max_sources),
-            threshold=sensor.detection_threshold,
+            detector=detector,
         )
     raise UnsupportedSensor(f"sensor {sensor.id!r}: kind {sensor.kind!r} has no driver in this version")
 

@@ -46,7 +46,20 @@ PROTOCOL_MODULES = (
         f"cuas_node.drivers.remoteid.{m}"
         for m in ("messages", "encode", "carriers", "lines", "pcap", "decode")
     ),
-    *(f"cuas_node.drivers.acoustic.{m}" for m in ("protocol", "geometry", "features", "detector", "doa")),
+    *(
+        f"cuas_node.drivers.acoustic.{m}"
+        for m in (
+            "protocol",
+            "geometry",
+            "features",
+            "features_lines",
+            "detector",
+            "doa",
+            "background",
+            "background_learn",
+            "coherence",
+        )
+    ),
     *(f"cuas_node.drivers.fpv.{m}" for m in ("rx5808", "rssi", "sweep")),
     "cuas_node.drivers.record_pcapng",
 )

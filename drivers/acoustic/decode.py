@@ -5,8 +5,9 @@ decode: a capture of the serial stream → one JSON object per source found per 
 parser's counters. The array geometry is inferred from the channel count unless given.
 
 score: WAV files (mono or multichannel; channels are averaged, since a WAV carries no geometry) →
-`{"file", "drone_likelihood", "f0_hz"}`. Files longer than the detector's 1.024 s window are scored
-window by window (half-overlapping) and the most drone-like window is reported.
+`{"file", "drone_likelihood", "detected", "f0_hz"}`. Files longer than the detector's 1.024 s
+window are scored window by window (half-overlapping), by their most drone-like ≈2 s stretch;
+`detected` is the detector's own decision, the node's.
 """
 
 from __future__ import annotations
@@ -81,7 +82,10 @@ class _NullClock:
 
 
 def decode_acoustic(
-    data: bytes, geometry: ArrayGeometry | str | None = None, threshold: float = 0.5
+    data: bytes,
+    geometry: ArrayGeometry | str | None = None,
+    threshold: float | None = None,
+    detector: DroneDetector | None = None,
 ) -> Iterator[dict[str, Any]]:
     parser = PcmFrameParser()
     frames = parser.feed(data)
@@ -90,7 +94,9 @@ def decode_acoustic(
     for frame in frames:
         if driver is None:
             geo = geometry if geometry is not None else for_channels(frame.channels)
-            driver = AcousticArrayDriver("decode", transport, _NullClock(), geometry=geo, threshold=threshold)
+            driver = AcousticArrayDriver(
+                "decode", transport, _NullClock(), geometry=geo, threshold=threshold, detector=detector
+            )
         for t, src in driver.accept(frame, frame.timestamp_us * 1e-6):
             p, d = src.peak, src.detection
             yield {
@@ -104,7 +110,7 @@ def decode_acoustic(
                 "drone_likelihood": round(d.drone_likelihood, 4),
                 "f0_hz": None if d.f0_hz is None else round(d.f0_hz, 1),
                 "level_dbfs": round(d.level_dbfs, 2),
-                "detected": d.drone_likelihood >= threshold,
+                "detected": d.detected,
             }
     counters = parser.counters
     if driver is not None:
@@ -116,23 +122,36 @@ def decode_acoustic(
     }
 
 
+PERSIST_WINDOWS = 3  # ≈ 2 s of audio: a drone is there for seconds, a gust or a door for one window
+
+
 def score_wav_files(
     paths: Iterable[str | Path], detector: DroneDetector | None = None
 ) -> Iterator[dict[str, Any]]:
+    """`{"file", "drone_likelihood", "detected", "f0_hz"}` per file, decided by `detector` (its
+    threshold, its background) exactly as the node decides a block.
+
+    A file of one window (the 1 s clips) is that window. A longer one is cut into half-overlapping
+    1.024 s windows and scored by its most drone-like stretch of PERSIST_WINDOWS consecutive
+    windows (their mean likelihood): a drone is heard for seconds, so a single gusty or banging
+    window in a 10 s ambient recording must not make the whole file a drone, as it does not make
+    a track in the node. `f0_hz` is that of the stretch's most drone-like window."""
     det = detector or DroneDetector()
     for path in paths:
         x, rate = read_wav(Path(path))
         mono = x.mean(axis=1)
         win = int(WINDOW_S * rate)
         starts = range(0, max(1, mono.size - win + 1), max(1, win // 2))
-        best = None
-        for s in starts:
-            d = det.detect(mono[s : s + win], rate)
-            if best is None or d.drone_likelihood > best.drone_likelihood:
-                best = d
-        assert best is not None
+        dets = [det.detect(mono[s : s + win], rate) for s in starts]
+        k = min(PERSIST_WINDOWS, len(dets))
+        p = np.array([d.drone_likelihood for d in dets])
+        stretch = np.convolve(p, np.ones(k) / k, mode="valid")
+        i = int(np.argmax(stretch))
+        likelihood = float(stretch[i])
+        peak = max(dets[i : i + k], key=lambda d: d.drone_likelihood)
         yield {
             "file": str(path),
-            "drone_likelihood": round(best.drone_likelihood, 4),
-            "f0_hz": None if best.f0_hz is None else round(best.f0_hz, 1),
+            "drone_likelihood": round(likelihood, 4),
+            "detected": det.decide(likelihood),
+            "f0_hz": None if peak.f0_hz is None else round(peak.f0_hz, 1),
         }

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from cuas_node.drivers.acoustic.background import Background, weights_digest
 from cuas_node.drivers.acoustic.features import FEATURE_NAMES, extract
 
 FloatArray = npt.NDArray[np.float64]
@@ -147,20 +148,88 @@ class Detection:
     drone_likelihood: float
     f0_hz: float | None
     level_dbfs: float
+    detected: bool = False  # drone_likelihood ≥ the detector's threshold: the node's decision
+    white_db: FloatArray | None = field(default=None, repr=False, compare=False)  # for backgrounds
+
+
+DEFAULT_THRESHOLD = 0.5  # when the weights file names none
+DEFAULT_FALSE_ALARMS_PER_HOUR = 1.0
+
+
+def shipped_threshold(model: DetectorModel) -> float:
+    """The weights file's own threshold: the likelihood that 5 % of real not-drone clips exceeded
+    when their whole recording session was left out of the fit (docs/acoustic.md)."""
+    return float((model.params or {}).get("threshold", DEFAULT_THRESHOLD))
 
 
 class DroneDetector:
-    """Mono signal (±1 full scale) → `Detection`."""
+    """Mono signal (±1 full scale) → `Detection`, including the decision.
 
-    def __init__(self, model: DetectorModel | None = None) -> None:
+    The one decision path of the node, `cuas-node acoustic score` and `decode acoustic`: the
+    threshold is an explicit one (config `detection_threshold`), else the site background's for
+    the target false-alarm rate, else the weights file's shipped one. With a background, its
+    standing lines are subtracted before the comb search (drivers/acoustic/background.py)."""
+
+    def __init__(
+        self,
+        model: DetectorModel | None = None,
+        *,
+        threshold: float | None = None,
+        background: Background | None = None,
+        false_alarms_per_hour: float = DEFAULT_FALSE_ALARMS_PER_HOUR,
+    ) -> None:
         self.model = model or load_default()
+        self.background = background
+        if threshold is not None:
+            self.threshold = float(threshold)
+        elif background is not None:
+            self.threshold = background.threshold(false_alarms_per_hour)
+        else:
+            self.threshold = shipped_threshold(self.model)
+
+    def decide(self, likelihood: float) -> bool:
+        """The decision: every path (node, decode, score) goes through here."""
+        return likelihood >= self.threshold
 
     def detect(self, x: npt.ArrayLike, sample_rate: int) -> Detection:
-        feats = extract(x, sample_rate)
+        suppress = None if self.background is None else self.background.suppress_db
+        feats = extract(x, sample_rate, suppress)
         if not math.isfinite(feats.level_dbfs) or feats.level_dbfs < SILENCE_DBFS:
-            return Detection(0.0, None, feats.level_dbfs)
+            return Detection(0.0, None, feats.level_dbfs, False, feats.white_db)
         p = float(self.model.score(feats.values)[0])
-        return Detection(p, feats.f0_hz, feats.level_dbfs)
+        return Detection(p, feats.f0_hz, feats.level_dbfs, self.decide(p), feats.white_db)
+
+    def with_evidence(self, d: Detection, logit_delta: float) -> Detection:
+        """`d` with its logit moved by other evidence (the array's coherence), decided again by
+        the same threshold. Silence stays silence."""
+        if d.drone_likelihood <= 0.0 or logit_delta == 0.0:
+            return d
+        p = min(max(d.drone_likelihood, 1e-22), 1.0 - 1e-16)
+        q = 1.0 / (1.0 + math.exp(-float(np.clip(math.log(p / (1.0 - p)) + logit_delta, -50, 50))))
+        return Detection(q, d.f0_hz, d.level_dbfs, self.decide(q), d.white_db)
+
+    def logit(self, x: npt.ArrayLike, sample_rate: int) -> float:
+        """The model's logit of one window, scored as `detect` does (−50 for silence)."""
+        p = self.detect(x, sample_rate).drone_likelihood
+        p = min(max(p, 1e-22), 1.0 - 1e-16)
+        return math.log(p / (1.0 - p))
+
+
+def configured_detector(
+    background_file: str | Path | None = None,
+    threshold: float | None = None,
+    false_alarms_per_hour: float = DEFAULT_FALSE_ALARMS_PER_HOUR,
+    model: DetectorModel | None = None,
+) -> DroneDetector:
+    """The detector as the config describes it (driver factory, `acoustic score`, `decode`): the
+    shipped weights, the site background if any (it must have been learnt with these weights)."""
+    background = None
+    if background_file is not None:
+        digest = None if model is not None else weights_digest(DEFAULT_WEIGHTS_PATH)
+        background = Background.load(Path(background_file), digest)
+    return DroneDetector(
+        model, threshold=threshold, background=background, false_alarms_per_hour=false_alarms_per_hour
+    )
 
 
 _DEFAULT: DetectorModel | None = None

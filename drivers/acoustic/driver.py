@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from cuas_node.drivers.acoustic.coherence import coherence_logit, harmonic_coherence
 from cuas_node.drivers.acoustic.detector import Detection, DroneDetector
 from cuas_node.drivers.acoustic.doa import DoaOptions, DoaPeak, SrpPhat
 from cuas_node.drivers.acoustic.geometry import ArrayGeometry, resolve
@@ -67,10 +68,18 @@ class AcousticPipeline:
         return np.asarray(np.fft.irfft((spec * steer).mean(axis=1), n=n), dtype=np.float64)
 
     def process(self, x: npt.ArrayLike) -> list[SourceEstimate]:
+        """Sources in the block: direction, then the beam's detection, moved by the evidence of
+        the array (is the comb coherent from that one direction? `coherence.py`)."""
         block = np.asarray(x, dtype=np.float64)
         out = []
         for peak in self.srp.localise(block):
-            out.append(SourceEstimate(peak, self.detector.detect(self.beamform(block, peak.unit), self.fs)))
+            d = self.detector.detect(self.beamform(block, peak.unit), self.fs)
+            if d.f0_hz is not None and d.drone_likelihood > 0.0:
+                gamma = harmonic_coherence(
+                    block, self.fs, self.geometry.positions, peak.unit, d.f0_hz, self.c
+                )
+                d = self.detector.with_evidence(d, coherence_logit(gamma))
+            out.append(SourceEstimate(peak, d))
         return out
 
 
@@ -86,7 +95,8 @@ class AcousticArrayDriver(Driver[PcmFrame]):
         geometry: ArrayGeometry | str = "respeaker-4",
         pose: Pose | None = None,
         doa: DoaOptions | None = None,
-        threshold: float = 0.5,
+        threshold: float | None = None,
+        detector: DroneDetector | None = None,
         block_s: float = 0.5,
         window_s: float = 1.0,
         parser: PcmFrameParser | None = None,
@@ -95,7 +105,9 @@ class AcousticArrayDriver(Driver[PcmFrame]):
         self.geometry = resolve(geometry) if isinstance(geometry, str) else geometry
         self.pose = pose
         self.doa = doa
-        self.threshold = threshold
+        # The decision (threshold, site background) is the detector's: one path for node and tools.
+        self.detector = detector or DroneDetector(threshold=threshold)
+        self.threshold = self.detector.threshold
         self.block_s = block_s
         self.window_s = max(window_s, block_s)
         self._pipeline: AcousticPipeline | None = None
@@ -118,10 +130,20 @@ class AcousticArrayDriver(Driver[PcmFrame]):
         geometry: ArrayGeometry | str = "respeaker-4",
         pose: Pose | None = None,
         doa: DoaOptions | None = None,
-        threshold: float = 0.5,
+        threshold: float | None = None,
+        detector: DroneDetector | None = None,
     ) -> AcousticArrayDriver:
         transport = SerialTransport(port, baudrate)
-        return cls(sensor_id, transport, clock, geometry=geometry, pose=pose, doa=doa, threshold=threshold)
+        return cls(
+            sensor_id,
+            transport,
+            clock,
+            geometry=geometry,
+            pose=pose,
+            doa=doa,
+            threshold=threshold,
+            detector=detector,
+        )
 
     @property
     def counters(self) -> dict[str, int]:
@@ -144,7 +166,9 @@ class AcousticArrayDriver(Driver[PcmFrame]):
             return []
         if frame.sample_rate != self._rate or self._pipeline is None:
             self._rate = frame.sample_rate
-            self._pipeline = AcousticPipeline(self.geometry, self._rate, doa=self.doa, pose=self.pose)
+            self._pipeline = AcousticPipeline(
+                self.geometry, self._rate, doa=self.doa, pose=self.pose, detector=self.detector
+            )
             self._reset()
         elif frame.gap or frame.restart:
             self._counts["stream_resets"] += 1
@@ -176,7 +200,7 @@ class AcousticArrayDriver(Driver[PcmFrame]):
     def to_measurements(self, record: PcmFrame, t_capture: float, t_receive: float) -> list[AnyMeasurement]:
         out: list[AnyMeasurement] = []
         for t_device, src in self.accept(record, t_capture):
-            if src.detection.drone_likelihood < self.threshold:
+            if not src.detection.detected:
                 continue
             self._counts["detections"] += 1
             out.append(to_bearing(self.sensor_id, t_device + (self._offset_s or 0.0), t_receive, src))

@@ -23,12 +23,20 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from cuas_node.drivers.acoustic.features_lines import (
+    HELI_F0_HZ,
+    bpf_modulation,
+    heli_rotor_lines,
+    line_concentration,
+)
+
 FloatArray = npt.NDArray[np.float64]
 
 F0_MIN_HZ = 60.0
 F0_MAX_HZ = 1500.0
 COMB_MAX_HZ = 5000.0
 ANALYSIS_MAX_HZ = 8000.0
+ANALYSIS_RATE = 16000  # every input above this is resampled to it: one set of tables, one feature scale
 BAND_EDGES_HZ = (50.0, 200.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0)
 AM_BANDS_HZ = ((400.0, 1000.0), (1000.0, 2500.0), (2500.0, 6000.0))
 AM_FAST_HZ = (4.0, 60.0)  # rotor beats and blade-rate sub-harmonics; syllables and steps are slower
@@ -60,6 +68,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "am_peak_db",
     "spectral_flux_db",
     "band_stationarity_db",
+    "heli_rotor_db",  # a main rotor as lines (8–50 Hz comb) or as slap (envelope comb), the stronger
+    "lf_share_db",
+    "lf_gust_db",
 )
 
 
@@ -68,6 +79,7 @@ class Features:
     values: FloatArray  # in FEATURE_NAMES order
     f0_hz: float | None  # the comb's fundamental, when there is a comb worth naming
     level_dbfs: float  # band level 100 Hz–4 kHz, dB re full scale (int16 full scale = 1.0)
+    white_db: FloatArray | None = None  # whitened mean spectrum (before suppression): site lines
 
 
 class FeatureExtractor:
@@ -129,6 +141,8 @@ class FeatureExtractor:
             if lo < 0.45 * sample_rate
         ]
         self.tonal_band = (self.freqs >= 100.0) & (self.freqs <= f_hi)
+        self.lf_band = (self.freqs >= 20.0) & (self.freqs < 150.0)
+        self.hf_band = (self.freqs >= 1000.0) & (self.freqs <= min(4000.0, 0.45 * sample_rate))
 
     def spectrogram(self, x: FloatArray) -> FloatArray:
         """Power (T, F) on the fixed axis; a clip shorter than one frame is zero-padded."""
@@ -163,60 +177,14 @@ class FeatureExtractor:
         sums = np.add.reduceat(diff, self._row_starts, axis=-1)
         return np.asarray(sums / self.n_harm, dtype=np.float64)
 
-    def _bpf_modulation(self, sig: FloatArray, f0: float) -> float:
-        """How strongly the 1–6 kHz rotor noise is amplitude-modulated at f0, in dB over the
-        envelope spectrum's median nearby: blades chop their own turbulence at the blade rate, an
-        appliance's airflow or wind is not chopped at its tone's frequency."""
-        n = sig.size
-        if n < self.nfft:
-            return 0.0
-        spec = np.fft.rfft(sig - sig.mean())
-        f = np.fft.rfftfreq(n, 1.0 / self.fs)
-        spec[(f < 1000.0) | (f > min(6000.0, 0.45 * self.fs))] = 0.0
-        env = np.fft.irfft(spec, n=n) ** 2
-        e_spec = np.abs(np.fft.rfft(env - env.mean())) ** 2
-        near = (f >= f0 * 0.97) & (f <= f0 * 1.03)
-        around = (f >= f0 * 0.5) & (f <= f0 * 1.5)
-        if not near.any() or not around.any():
-            return 0.0
-        ratio = float(e_spec[near].max()) / (float(np.median(e_spec[around])) + 1e-30)
-        return float(np.clip(10.0 * math.log10(ratio + 1e-12), -10.0, 40.0))
-
-    def _line_concentration(self, sig: FloatArray, f0: float) -> float:
-        """How much of each prominent blade harmonic's energy sits in one narrow line (1 Hz
-        resolution over the block): a single motor at constant speed (vacuum cleaner, fan, pump)
-        gives needle-sharp lines, several rotors a few % apart (a multirotor holding position) or a
-        revving engine spread each harmonic into a cluster. Median over harmonics below 4 kHz that
-        stand ≥ 10 dB above their ±5 % neighbourhood; 0 when there is none."""
-        n = sig.size
-        spec = np.abs(np.fft.rfft((sig - sig.mean()) * np.hanning(n))) ** 2
-        df = self.fs / n
-        f_hi = min(4000.0, 0.45 * self.fs)
-        conc = []
-        for k in range(1, 17):
-            fk = k * f0
-            if fk > f_hi:
-                break
-            lo, hi = int(fk * 0.95 / df), math.ceil(fk * 1.05 / df) + 1
-            win = spec[lo:hi]
-            if win.size < 8:
-                continue
-            peak = int(np.argmax(win))
-            total = float(win.sum())
-            if total <= 0.0 or win[peak] < 10.0 * np.median(win):
-                continue
-            half = max(2, round(0.003 * fk / df))
-            conc.append(float(win[max(0, peak - half) : peak + half + 1].sum()) / total)
-        return float(np.median(conc)) if conc else 0.0
-
-    def _modulation(self, sig: FloatArray) -> tuple[float, float, float, float]:
+    def _modulation(self, sig: FloatArray) -> tuple[float, float, float, float, float]:
         """Envelope modulation of three bands of rotor noise (400 Hz–6 kHz) on 8 ms steps:
         (fast RMS dB in 4–60 Hz, slow RMS dB below 4 Hz, mean correlation of the fast parts
         across bands, peakedness of the fast modulation spectrum in dB). Rotors a few Hz apart
         beat, and blades chop the broadband noise, in all bands at once (co-modulation); a steady
         motor or noise fluctuates little and independently per band; transients are slow or lumpy."""
         if sig.size < 4 * self.am_len or not self.am_bands:
-            return 0.0, 0.0, 0.0, 0.0
+            return 0.0, 0.0, 0.0, 0.0, 0.0
         frames = np.lib.stride_tricks.sliding_window_view(sig, self.am_len)[:: self.am_hop]
         power = np.abs(np.fft.rfft(frames * self.am_window, axis=-1)) ** 2
         env = np.stack([power[:, sel].sum(axis=1) for sel in self.am_bands])  # (B, T)
@@ -238,9 +206,21 @@ class FeatureExtractor:
             comod = 0.0
         p = np.abs(spec[:, fast_sel]) ** 2 + _EPS
         peak = float(np.mean(10.0 * np.log10(p.max(axis=1) / np.median(p, axis=1))))
-        return am_fast, am_slow, comod, peak
+        # A helicopter's main rotor slaps the air 8–30 times a second: a harmonic comb in the
+        # envelope's modulation spectrum (summed over bands), in dB on the harmonics over between.
+        mod = 10.0 * np.log10((np.abs(spec) ** 2).sum(axis=0) + _EPS)
+        heli = -10.0
+        for f0 in np.geomspace(HELI_F0_HZ[0], 30.0, 32):
+            k = np.arange(1, int(min(60.0, fm[-1]) // f0) + 1)
+            if k.size:
+                on, off = np.interp(k * f0, fm, mod), np.interp((k - 0.5) * f0, fm, mod)
+                heli = max(heli, float(np.mean(np.clip(on - off, -10.0, 25.0))))
+        return am_fast, am_slow, comod, peak, heli
 
-    def extract(self, x: npt.ArrayLike) -> Features:
+    def extract(self, x: npt.ArrayLike, suppress_db: FloatArray | None = None) -> Features:
+        """`suppress_db` (per bin, ≥ 0, on this extractor's axis) is subtracted from the whitened
+        spectra before the comb search: a site's own standing lines (a transformer's hum, a pump)
+        then form no comb, while a drone's lines, which are not in the site's background, do."""
         sig = np.asarray(x, dtype=np.float64).ravel()
         power = self.spectrogram(sig)  # (T, F)
         n_frames = power.shape[0]
@@ -251,7 +231,8 @@ class FeatureExtractor:
         floor = mean_spec.max() * 1e-12 + 1e-14  # keeps silence finite without tuning a level
 
         log_mean = 10.0 * np.log10(mean_spec + floor)
-        white = self._whiten(log_mean)
+        white_raw = self._whiten(log_mean)
+        white = white_raw if suppress_db is None else white_raw - suppress_db
         comb = self._comb(white)
         # Prefer the lowest f0 that is nearly as good: a comb at f0 also scores at 2·f0.
         best = int(np.argmax(comb))
@@ -262,6 +243,8 @@ class FeatureExtractor:
 
         log_frames = 10.0 * np.log10(power + floor)
         white_frames = self._whiten(log_frames)
+        if suppress_db is not None:
+            white_frames = white_frames - suppress_db
         frame_comb = self._comb(white_frames)  # (T, n_f0)
         near = slice(max(0, best - 3), best + 4)  # ±3 % around f0: allows slow FM
         frame_best = frame_comb[:, near].max(axis=1)
@@ -292,9 +275,19 @@ class FeatureExtractor:
         envelope_cv = float(env.std() / env.mean())
         envelope_crest = float(10.0 * math.log10(env.max() / np.median(env)))
 
-        bpf_mod = self._bpf_modulation(sig, f0)
-        line_conc = self._line_concentration(sig, f0)
-        am_fast, am_slow, comod, am_peak = self._modulation(sig)
+        bpf_mod = bpf_modulation(sig, self.fs, self.nfft, f0)
+        am_fast, am_slow, comod, am_peak, heli_env = self._modulation(sig)
+        long_spec = np.abs(np.fft.rfft((sig - sig.mean()) * np.hanning(sig.size))) ** 2
+        long_df = self.fs / sig.size
+        line_conc = line_concentration(long_spec, long_df, self.fs, f0)
+        heli = max(heli_rotor_lines(long_spec, long_df, self.fs), heli_env)
+        # Wind and rumble: the share of 20–150 Hz in the 20 Hz–4 kHz energy, and how much more the
+        # low band's level wanders from frame to frame than the 1–4 kHz band's (gusts buffet the
+        # microphone at low frequencies only; a rotor's hum is as steady low as high).
+        lf = power[:, self.lf_band].sum(axis=1) + floor
+        hf = power[:, self.hf_band].sum(axis=1) + floor
+        lf_share = float(10.0 * math.log10(lf.mean() / (lf.mean() + float(band_power.mean()) + floor)))
+        lf_gust = float(np.std(10.0 * np.log10(lf)) - np.std(10.0 * np.log10(hf))) if n_frames > 1 else 0.0
         # Third-octave band levels per frame: spectral flux (frame-to-frame change) and how much
         # each band's level wanders over the block (a hovering drone is steady, events are not).
         log_bands = 10.0 * np.log10(power @ self.third_bands.T + floor)  # (T, 18)
@@ -338,21 +331,40 @@ class FeatureExtractor:
                 am_peak,
                 flux,
                 stationarity,
+                heli,
+                lf_share,
+                lf_gust,
             ],
             dtype=np.float64,
         )
         # Digital silence or a stuck input can make a ratio 0/0: such a block is gated by its level
         # anyway, but the features must stay finite for the model and for training.
         values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
-        return Features(values, f0 if contrast > 1.0 else None, level_dbfs)
+        return Features(values, f0 if contrast > 1.0 else None, level_dbfs, white_raw)
 
 
 _EXTRACTORS: dict[int, FeatureExtractor] = {}
 
 
-def extract(x: npt.ArrayLike, sample_rate: int) -> Features:
-    """Features of a mono signal scaled to ±1 full scale (cached extractor per sample rate)."""
+def to_analysis_rate(x: npt.ArrayLike, sample_rate: int) -> tuple[FloatArray, int]:
+    """A signal above ANALYSIS_RATE resampled to it (polyphase, anti-aliased): nothing above
+    8 kHz is analysed, and one rate means the same frame lengths and frequency bins — hence the
+    same feature values — for a 16 kHz MEMS array, a 44.1 kHz recorder and a 48 kHz USB array."""
+    sig = np.asarray(x, dtype=np.float64).ravel()
+    if sample_rate <= ANALYSIS_RATE:
+        return sig, sample_rate
+    from scipy.signal import resample_poly  # not at the top: see drivers/radar/cluster.py
+
+    g = math.gcd(ANALYSIS_RATE, sample_rate)
+    return np.asarray(resample_poly(sig, ANALYSIS_RATE // g, sample_rate // g)), ANALYSIS_RATE
+
+
+def extract(x: npt.ArrayLike, sample_rate: int, suppress_db: FloatArray | None = None) -> Features:
+    """Features of a mono signal scaled to ±1 full scale (cached extractor per analysis rate)."""
+    x, sample_rate = to_analysis_rate(x, sample_rate)
     ext = _EXTRACTORS.get(sample_rate)
     if ext is None:
         ext = _EXTRACTORS[sample_rate] = FeatureExtractor(sample_rate)
-    return ext.extract(x)
+    if suppress_db is not None and suppress_db.size != ext.n_bins:
+        suppress_db = None  # a background learnt at another analysis rate (inputs below 16 kHz)
+    return ext.extract(x, suppress_db)

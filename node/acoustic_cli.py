@@ -1,0 +1,79 @@
+"""`cuas-node acoustic score [--background FILE] WAV...`: the node's acoustic decision on WAV files.
+
+One JSON line per file, `{"file", "drone_likelihood", "detected", "f0_hz"}`. `detected` is the
+decision the running node would take on that sound: the detector is built by the same function as
+the driver factory's (`detector.configured_detector`), from `--config`/`--sensor` (that sensor's
+`background_file`, `detection_threshold`, `false_alarms_per_hour`) or from the options here, and
+decides with the same `DroneDetector.detect`. `node/cli.py` only hooks this in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import wave
+from pathlib import Path
+from typing import Any
+
+
+def add_acoustic_parser(sub: Any) -> None:
+    """`acoustic` and its subcommands."""
+    acoustic = sub.add_parser("acoustic", help="acoustic tools")
+    acoustic_sub = acoustic.add_subparsers(dest="acoustic_command", required=True)
+    score = acoustic_sub.add_parser(
+        "score", help="drone likelihood and the node's decision for WAV files, one JSON line each"
+    )
+    score.add_argument("wav", nargs="+", type=Path, help="mono or multichannel WAV files")
+    score.add_argument("--background", type=Path, help="site background (calibrate acoustic-background)")
+    score.add_argument(
+        "--false-alarms-per-hour", type=float, help="target rate for the background's threshold (1.0)"
+    )
+    score.add_argument("--threshold", type=float, help="explicit threshold (overrides the background's)")
+    score.add_argument("--config", help="config file: decide as its --sensor does")
+    score.add_argument("--sensor", help="acoustic-array sensor id in --config")
+
+
+def _detector(args: argparse.Namespace) -> Any:
+    from cuas_node.calibration.cli_common import find_sensor, optional_config
+    from cuas_node.drivers.acoustic.detector import DEFAULT_FALSE_ALARMS_PER_HOUR, configured_detector
+
+    background, threshold, rate = args.background, args.threshold, args.false_alarms_per_hour
+    if args.config or args.sensor:
+        if not (args.config and args.sensor):
+            raise ValueError("--config and --sensor go together")
+        sensor = find_sensor(optional_config(args), args.sensor)
+        if getattr(sensor, "kind", None) != "acoustic-array":
+            raise ValueError(f"sensor {args.sensor!r} is not an acoustic-array")
+        background = background or sensor.background_file
+        threshold = threshold if threshold is not None else sensor.detection_threshold
+        rate = rate if rate is not None else sensor.false_alarms_per_hour
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ValueError("--threshold must be within [0, 1]")
+    if rate is not None and not rate > 0:
+        raise ValueError("--false-alarms-per-hour must be > 0")
+    if args.false_alarms_per_hour is not None and background is None:
+        raise ValueError("--false-alarms-per-hour sets the threshold from a background: give --background")
+    return configured_detector(background, threshold, rate or DEFAULT_FALSE_ALARMS_PER_HOUR)
+
+
+def cmd_acoustic(args: argparse.Namespace) -> int:
+    """Exit 0; 1 if a file could not be scored (the others still are); 2 on a bad option or
+    background file."""
+    from cuas_node.drivers.acoustic.decode import score_wav_files
+
+    try:
+        detector = _detector(args)
+    except ValueError as exc:  # BackgroundError included
+        print(f"cuas-node acoustic score: {exc}", file=sys.stderr)
+        return 2
+    status = 0
+    for path in args.wav:
+        try:
+            for obj in score_wav_files([path], detector):
+                print(json.dumps(obj, separators=(",", ":")), flush=True)
+        except (OSError, ValueError, EOFError, wave.Error) as exc:
+            # One unreadable file must not stop the batch: say which and why, carry on.
+            print(f"cuas-node acoustic score: {path}: {exc}", file=sys.stderr)
+            status = 1
+    return status
