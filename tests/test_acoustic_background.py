@@ -4,6 +4,7 @@ path shared by the node's driver, `acoustic score` and `decode acoustic`."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -81,8 +82,11 @@ def test_background_file_round_trip_and_refusals(site_background: Background, tm
     (tmp_path / "junk.json").write_text("{]")
     with pytest.raises(BackgroundError, match="not JSON"):
         Background.load(tmp_path / "junk.json")
-    with pytest.raises(BackgroundError, match="too little"):
+    with pytest.raises(BackgroundError, match=re.escape("3.0 s of audio gives 4 analysis windows: record")):
         learn_background([Recording("short", site_sound(3.0, 2), FS)])
+    # Twenty 1 s clips are 20 s of sound but no 1.024 s window: say why, not "too little".
+    with pytest.raises(BackgroundError, match=re.escape("20 of the recordings are shorter than one 1.024 s")):
+        learn_background([Recording(f"clip{i}", site_sound(1.0, i), FS) for i in range(20)])
     with pytest.raises(BackgroundError, match="silent"):
         learn_background([Recording("mute", np.zeros(20 * FS), FS)])
     with pytest.raises(BackgroundError, match="at 16000 Hz or more"):

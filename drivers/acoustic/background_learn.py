@@ -73,9 +73,11 @@ def learn_background(recordings: Sequence[Recording], model: DetectorModel | Non
     wins: list[tuple[Recording, float, FloatArray]] = [(r, t, w) for r in recordings for t, w in windows(r)]
     if len(wins) < MIN_WINDOWS:
         seconds = sum(r.samples.size / r.sample_rate for r in recordings)
+        short = sum(1 for r in recordings if r.samples.size / r.sample_rate < WINDOW_S)
+        why = f"; {short} of the recordings are shorter than one {WINDOW_S} s analysis window" * (short > 0)
         raise BackgroundError(
-            f"{seconds:.1f} s of audio is too little: record at least {MIN_WINDOWS * HOP_S:.0f} s "
-            "(a few minutes is better)"
+            f"{seconds:.1f} s of audio gives {len(wins)} analysis windows{why}: record at least "
+            f"{MIN_WINDOWS * HOP_S:.0f} s in recordings of {WINDOW_S} s or more (a few minutes is better)"
         )
     dets = [shipped.detect(w, r.sample_rate) for r, _, w in wins]
     audible = [d.white_db is not None and d.level_dbfs > -85.0 for d in dets]
