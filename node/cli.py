@@ -167,6 +167,7 @@ def _start_node(
 ) -> int:
     from cuas_node.driver_factory import UnsupportedSensor, build_driver
     from cuas_node.gpio import build_gpio
+    from cuas_node.outputs.outputs import Outputs
     from cuas_node.publish.mqtt import MqttPublisher
     from cuas_node.runtime import Runtime
     from cuas_node.sdnotify import ServiceNotifications
@@ -195,8 +196,9 @@ def _start_node(
         [(s.id, s.kind) for s in config.sensors],
         spool_dir=config.node.spool_dir,
     )
+    outputs = Outputs.from_config(config, publisher.session, clock.now)
     runtime = Runtime(
-        config, clock, drivers, publisher, session=publisher.session, gpio=build_gpio(config.gpio)
+        config, clock, drivers, publisher, publisher.session, build_gpio(config.gpio), outputs=outputs
     )
     # READY=1 once the sensor loops and fusion run (never waiting for the broker); the watchdog
     # pings only while every loop's heartbeat is fresh and the publisher makes progress (a broker

@@ -48,6 +48,7 @@ PATTERN_SAMPLES = {
     r"^[^#+\s]+[^/#+\s]$": ["site-a/cuas"],  # mqtt.topic_root
     r"^D([0-9]|1[0-9]|2[0-7])$": ["D5", "D26"],  # gpio pins
     r"^[ABEFRL]+$": ["AF"],  # fpv bands
+    r"^(udp|tcp|tls)://[A-Za-z0-9_.-]+:[0-9]{1,5}$": ["tcp://tak.example:8087", "udp://239.2.3.1:6969"],
 }
 # Values a key needs beside it (a model validator ties them): the other keys of the same table.
 NEEDS = {
