@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--duration", type=float, help="stop after this many scenario seconds")
     sim.add_argument("--seed", type=int, help="override the scenario's random seed")
     sim.add_argument("--truth", type=Path, help="write ground truth as JSON lines to this file")
-    sim.add_argument("--config", help="config file overriding mqtt/fusion/logging/node.state_dir")
+    sim.add_argument("--config", help="config file overriding mqtt/fusion/logging/outputs/node.state_dir")
 
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)

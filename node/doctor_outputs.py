@@ -25,6 +25,10 @@ class OutputChecks(Checklist):
             link = CotLink(section.url, section.tls_cert_file, section.tls_key_file, section.tls_ca_file)
             try:
                 link.open(self.timeout_s)
+                if section.url.startswith("tls://"):
+                    # TLS 1.3 servers check the client's certificate after the handshake: a
+                    # refusal arrives as an alert just after `open`.
+                    link.wait(min(1.0, self.timeout_s))
             except (OSError, ValueError) as exc:
                 self.add("FAIL", name, f"{section.url}: {type(exc).__name__}: {exc}", _fix(exc, section.url))
                 continue

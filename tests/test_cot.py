@@ -210,3 +210,13 @@ def test_the_examples_in_docs_outputs_md_validate_and_are_what_the_node_sends(sc
             if node.text is not None and not node.text.strip():
                 node.text = None
         assert ET.tostring(element) in sent, block
+
+
+def test_tracks_whose_deletion_was_lost_are_forgotten() -> None:
+    c = codec()
+    t0 = 1_700_000_000.0
+    c.track_events(track(number=1, t=t0), t0)
+    assert c.periodic(t0 + 30.0) == [] and len(c.track_events(track(number=1, t=t0 + 30), t0)) == 1
+    c.periodic(t0 + 30.0 + 3.0 + 61.0)  # long stale at every client: forgotten
+    deleted = track(number=1, t=t0 + 95, status="deleted")
+    assert c.track_events(deleted, t0 + 95) == []  # nothing left to delete

@@ -8,17 +8,20 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from cuas_node.outputs import cot_map
+from tests.conftest import MosquittoBroker, MqttSubscriber
 from tests.tak import CotClient, TakyServer, taky_bin
 
 pytestmark = pytest.mark.skipif(
@@ -178,7 +181,36 @@ def test_tls_checks_the_server_name_and_needs_a_client_certificate(taky_tls: Tak
         "tls_cert_file": str(cert),
         "tls_key_file": str(key),
     }
-    config = build_config({"node": {"id": "n"}, "outputs": {"cot": [wrong_name, right, no_ca]}}, "test")
+    keyout, out = taky_tls.workdir / "stranger.key", taky_tls.workdir / "stranger.crt"
+    stranger = subprocess.run(  # a client certificate that the server's CA did not sign
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=stranger",
+            "-keyout",
+            str(keyout),
+            "-out",
+            str(out),
+        ],
+        capture_output=True,
+    )
+    assert stranger.returncode == 0, stranger.stderr
+    foreign = {
+        "name": "foreign-client",
+        "url": taky_tls.url(),
+        "tls_cert_file": str(out),
+        "tls_key_file": str(keyout),
+        "tls_ca_file": str(ca),
+    }
+    cots = [wrong_name, right, no_ca, foreign]
+    config = build_config({"node": {"id": "n"}, "outputs": {"cot": cots}}, "test")
     checks = OutputChecks(timeout_s=5.0)
     checks.check_outputs(config)
     lines = {c.name: c for c in checks.checks}
@@ -186,3 +218,67 @@ def test_tls_checks_the_server_name_and_needs_a_client_certificate(taky_tls: Tak
     assert lines["output by-ip"].status == "FAIL" and "127.0.0.1" in lines["output by-ip"].message
     assert "host" in lines["output by-ip"].fix
     assert lines["output system-cas"].status == "FAIL" and "tls_ca_file" in lines["output system-cas"].fix
+    refused = lines["output foreign-client"]
+    assert refused.status == "FAIL" and "UNKNOWN_CA" in refused.message, refused
+    assert "signed by the server's CA" in refused.fix
+
+
+def test_a_dead_tak_server_costs_only_the_cot_output(
+    taky: TakyServer, mosquitto: MosquittoBroker, mqtt_sub: Any, tmp_path: Path
+) -> None:
+    """The TAK server dies in the middle of a `sim demo` run: MQTT goes on undisturbed, the CoT
+    output says why in `health.outputs`, and it reconnects by itself when the server is back."""
+    sub: MqttSubscriber = mqtt_sub(mosquitto, "cuas/v1/sim-demo/#")
+    env = dict(
+        os.environ,
+        CUAS_MQTT__HOST=mosquitto.host,
+        CUAS_MQTT__PORT=str(mosquitto.port),
+        CUAS_MQTT__HEALTH_INTERVAL_S="1",
+        CUAS_OUTPUTS__COT=json.dumps([{"name": "tak", "url": taky.url()}]),
+        XDG_STATE_HOME=str(tmp_path / "state"),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cuas_node.cli", "sim", "demo", "--speed", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    def output_health(predicate: Any, timeout: float = 30.0) -> dict[str, Any]:
+        found = sub.wait_for(
+            lambda m: (
+                m.topic.endswith("/health")
+                and bool(m.payload.get("outputs"))
+                and predicate(m.payload["outputs"][0])
+            ),
+            timeout=timeout,
+        )
+        return dict(found.payload["outputs"][0])
+
+    try:
+        viewer = CotClient(taky)
+        viewer.wait_for(UID + ".", count=3, timeout=30)
+        viewer.close()
+        taky.stop()
+        tracks_before = len(sub.snapshot("/tracks"))
+        down = output_health(lambda o: o["state"] != "connected" and o["last_error"])
+        assert down["name"] == "tak" and down["connected_since"] is None
+        sub.wait_count("/tracks", tracks_before + 10, timeout=30)  # MQTT never noticed
+        taky.start()
+        viewer = CotClient(taky)
+        before = len(viewer.snapshot(UID + "."))
+        up = output_health(lambda o: o["state"] == "connected" and o["sent"] > down["sent"])
+        assert up["connected_since"] is not None
+        viewer.wait_for(UID + ".", count=before + 3, timeout=30)  # events flow again
+        viewer.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            output, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+    assert proc.returncode == 0, output
+    assert "output tak" in output  # the outage was logged (once, not per retry)
+    assert output.count("output tak (") <= 2, output

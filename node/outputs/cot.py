@@ -96,6 +96,12 @@ class CotCodec:
         return self.periodic(now)
 
     def periodic(self, now: float) -> list[bytes]:
+        # A track whose deletion never came (dropped from a full queue) is forgotten once it is
+        # long stale at every client, so this state cannot grow without bound.
+        forget = now - self.s.coast_s - 60.0
+        for number in [n for n, (t, _) in self._last_sent.items() if t < forget]:
+            del self._last_sent[number]
+            self._operators.discard(number)
         if self._position is None or now < self._marker_due:
             return []
         self._marker_due = now + self.s.node_marker_interval_s

@@ -112,7 +112,9 @@ class CotLink:
         task = self._reader_task
         if task is not None and task.done():
             error = task.exception()
-            raise ConnectionError(f"{self.url} closed the connection" + (f": {error}" if error else ""))
+            raise ConnectionError(
+                f"{self.url} closed the connection" + (f": {error}" if error else "")
+            ) from error
 
     def close(self) -> None:
         loop, self._loop = self._loop, None

@@ -142,8 +142,8 @@ class OutputWorker:
             "sent": self.sent,
             "dropped": self.dropped,
             "queued": len(self._queue),
+            "last_error": self.last_error,
         }
-        entry["last_error"] = self.last_error
         return entry
 
     # -- the output thread ----------------------------------------------------------------
