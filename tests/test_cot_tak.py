@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import datetime
@@ -98,7 +99,17 @@ def nearest_truth_m(event: ET.Element, truth: dict[str, np.ndarray]) -> tuple[fl
     return best
 
 
+def all_deleted(client: CotClient) -> bool:
+    """Every track uid the client saw also came as a deletion (stale = time)."""
+    tracks = [e for e in client.snapshot(UID) if e.get("uid", "").count(".") == 3]
+    gone = {e.get("uid") for e in tracks if epoch(e.get("stale", "")) <= epoch(e.get("time", ""))}
+    return bool(tracks) and gone == {e.get("uid") for e in tracks}
+
+
 def check_delivered(client: CotClient, truth: dict[str, np.ndarray]) -> None:
+    deadline = time.monotonic() + 15.0  # the server may still be relaying the last deletions
+    while not all_deleted(client) and time.monotonic() < deadline:
+        time.sleep(0.1)
     events = client.snapshot(UID)
     marker = [e for e in events if e.get("uid") == "cuas.sim-demo"]
     assert marker and marker[0].get("type") == "a-f-G-E-S"
