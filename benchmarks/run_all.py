@@ -67,6 +67,13 @@ BENCHES = (
         1,
         "the live view with 5 clients (swarm-20)",
     ),
+    Bench(
+        "outputs.py",
+        ("--runs", "3", "--window", "15"),
+        ("--runs", "1", "--window", "6"),
+        1,
+        "standard outputs (CoT) at swarm-20",
+    ),
 )
 
 # name → (target text, predicate) for the figures the issue sets targets on.
@@ -232,6 +239,16 @@ Notes:
   same as a ratio to the run without fakes; `rid_flood_confirm_delay`: how much later than
   without fakes the real drone's track is confirmed (0: on time). See docs/mqtt.md, Remote ID
   claims.
+- `cot_*`, `output_submit_us`, `cpu_swarm_20_with_sim_and_cot` (benchmarks/outputs.py): the
+  cost of one Cursor-on-Target output at `swarm-20` ([outputs.md](outputs.md)).
+  `cot_cpu_swarm_20`: the CPU the output's mapping and UDP transport take for one run's track
+  reports (real drivers and fusion in virtual time), over the scenario's duration: the share of
+  one core one CoT output costs at real-time speed; `cot_events_per_s_swarm_20` the events it
+  sent; `output_submit_us` what the fusion thread pays per step and output (a queue append).
+  `cpu_swarm_20_with_sim_and_cot`: `cuas-node sim swarm-20 --speed 1` with one CoT output (UDP
+  to a loopback receiver), measured as `cpu_swarm_20_with_sim`; `cot_overhead_swarm_20` its
+  difference from the same runs without the output (interleaved; the difference of two noisy
+  figures: read it as "of the order of").
 - The tracker comparison with Stone Soup (benchmarks/tracker_vs_stonesoup.py) is not part of this
   run (it needs the `bench` extra and takes long); see its own output.
 

@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--duration", type=float, help="stop after this many scenario seconds")
     sim.add_argument("--seed", type=int, help="override the scenario's random seed")
     sim.add_argument("--truth", type=Path, help="write ground truth as JSON lines to this file")
-    sim.add_argument("--config", help="config file overriding mqtt/fusion/logging/node.state_dir")
+    sim.add_argument("--config", help="config file overriding mqtt/fusion/logging/outputs/node.state_dir")
 
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
@@ -164,6 +164,7 @@ def _start_node(
 ) -> int:
     from cuas_node.driver_factory import UnsupportedSensor, build_driver
     from cuas_node.gpio import build_gpio
+    from cuas_node.outputs.outputs import Outputs
     from cuas_node.publish.mqtt import MqttPublisher
     from cuas_node.runtime import Runtime
     from cuas_node.sdnotify import ServiceNotifications
@@ -193,8 +194,9 @@ def _start_node(
         [(s.id, s.kind) for s in config.sensors],
         spool_dir=config.node.spool_dir,
     )
+    outputs = Outputs.from_config(config, publisher.session, clock.now)
     runtime = Runtime(
-        config, clock, drivers, publisher, session=publisher.session, gpio=build_gpio(config.gpio)
+        config, clock, drivers, publisher, publisher.session, build_gpio(config.gpio), outputs=outputs
     )
     web = start_web(config, publisher, runtime.health_blocks)  # the live view, if enabled
     # READY=1 once the sensor loops and fusion run (never waiting for the broker); the watchdog

@@ -20,6 +20,8 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from cuas_node.config_outputs import CotOutput, OutputsSection
+
 # The section models live in node/config_sections.py and node/config_sensors.py; they are imported
 # (and so re-exported) here because cuas_node.config is where the rest of the node looks for
 # configuration types.
@@ -61,6 +63,7 @@ __all__ = [
     "CommandsSection",
     "Config",
     "ConfigError",
+    "CotOutput",
     "FpvReceiver",
     "FpvRx5808Sensor",
     "FusionSection",
@@ -72,6 +75,7 @@ __all__ = [
     "MqttSection",
     "NmeaSensor",
     "NodeSection",
+    "OutputsSection",
     "Position",
     "RecordSection",
     "RemoteIdSensor",
@@ -115,6 +119,7 @@ class Config(BaseSettings):
     gpio: GpioSection = GpioSection()
     record: RecordSection = RecordSection()
     web: WebSection = WebSection()
+    outputs: OutputsSection = OutputsSection()
 
     @field_validator("sensors")
     @classmethod

@@ -12,7 +12,8 @@ checks (two readers on one serial port split its bytes between them).
 
 The machine is reached only through `Probe` (commands, /proc/cmdline, /dev, group membership),
 so the tests run every check against a fake one. The checks are grouped by subject in
-`cuas_node.doctor_serial`, `cuas_node.doctor_platform` and `cuas_node.doctor_broker` (on the shared base of
+`cuas_node.doctor_serial`, `cuas_node.doctor_platform`, `cuas_node.doctor_broker` and
+`cuas_node.doctor_outputs` (on the shared base of
 `cuas_node.doctor_checklist`); this module runs them in order and prints the report.
 """
 
@@ -29,12 +30,13 @@ from cuas_node.doctor_broker import broker_check as broker_check
 from cuas_node.doctor_checklist import SERVICE_USER as SERVICE_USER
 from cuas_node.doctor_checklist import Check, Probe
 from cuas_node.doctor_checklist import Status as Status
+from cuas_node.doctor_outputs import OutputChecks
 from cuas_node.doctor_platform import PlatformChecks
 from cuas_node.doctor_serial import SerialSensorChecks
 from cuas_node.preflight import startup_problems
 
 
-class Doctor(SerialSensorChecks, PlatformChecks, BrokerChecks):
+class Doctor(SerialSensorChecks, PlatformChecks, BrokerChecks, OutputChecks):
     """The whole checklist: the config first (nothing else can run without it), then every group."""
 
     def __init__(self, config_path: Path, timeout_s: float = 5.0, probe: Probe | None = None) -> None:
@@ -84,6 +86,7 @@ class Doctor(SerialSensorChecks, PlatformChecks, BrokerChecks):
         self.check_credentials(config)
         self.check_secret_files(config)
         self.check_broker(config)
+        self.check_outputs(config)
         self.check_gps(config, reads)
         self.check_time()
         self.check_disk(config)

@@ -108,6 +108,7 @@ def startup_problems(config: Config, env: Mapping[str, str] = os.environ) -> tup
     _check_sensors(config, problems)
     _check_directories(config, problems)
     _check_web(config, problems)
+    _check_outputs(config, problems)
     return problems, notes
 
 
@@ -130,6 +131,9 @@ def secret_files(config: Config) -> list[tuple[str, Path]]:
         files.append(("web.password_file (env CUAS_WEB__PASSWORD_FILE)", web.password_file))
     if web.enabled and web.tls_key_file is not None:
         files.append(("web.tls_key_file (env CUAS_WEB__TLS_KEY_FILE)", web.tls_key_file))
+    for index, cot in enumerate(config.outputs.cot):
+        if cot.enabled and cot.url.startswith("tls://") and cot.tls_key_file is not None:
+            files.append((f"outputs.cot[{index}].tls_key_file (env CUAS_OUTPUTS__COT)", cot.tls_key_file))
     return files
 
 
@@ -251,6 +255,19 @@ def _check_tls(config: Config, problems: list[str], notes: list[str]) -> None:
         tls_context(mqtt)
     except ConfigError as exc:
         problems += exc.problems
+
+
+def _check_outputs(config: Config, problems: list[str]) -> None:
+    """A TAK output over TLS reads its certificate, key and CA at every connection: unreadable
+    ones would only show as an output that never connects, so `run` refuses them up front."""
+    for index, cot in enumerate(config.outputs.cot):
+        if not cot.enabled or not cot.url.startswith("tls://"):
+            continue
+        for key in ("tls_cert_file", "tls_key_file", "tls_ca_file"):
+            path = getattr(cot, key)
+            reason = _unreadable(path) if path is not None else None
+            if reason is not None:
+                problems.append(f"outputs.cot[{index}].{key} (env CUAS_OUTPUTS__COT): {path}: {reason}")
 
 
 def _check_commands(config: Config, problems: list[str]) -> None:

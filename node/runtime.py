@@ -25,6 +25,7 @@ from cuas_node.health_report import RateSampler, fusion_entry, sensor_entry
 from cuas_node.kernel.clock import Clock
 from cuas_node.kernel.measurement import AnyMeasurement, GpsFix, SensorState
 from cuas_node.kernel.reports import AlertAck, AlertEvent, GeoPoint, NodePosition, TrackReport
+from cuas_node.outputs.outputs import Outputs
 from cuas_node.publish import wire
 from cuas_node.system_health import SystemMonitor
 
@@ -61,10 +62,14 @@ class Runtime:
         session: int,
         gpio: GpioController | None = None,
         system: SystemMonitor | None = None,
+        outputs: Outputs | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.sink = sink
+        # The standard outputs (CoT, ...) take the same reports beside the sink, each on its own
+        # thread behind a bounded queue (cuas_node.outputs): a dead peer never stalls this thread.
+        self.outputs = outputs or Outputs()
         self.stop_event = threading.Event()
         self.queue: queue.Queue[AnyMeasurement] = queue.Queue(maxsize=_QUEUE_CAPACITY)
         # One supervisor thread per sensor (cuas_node.drivers.supervisor): faults are caught, counted
@@ -111,10 +116,12 @@ class Runtime:
         if attach is not None:
             attach(self)
         self.sink.start()
+        self.outputs.start()
         self.system.start()
         if self.gpio is not None:
             self.gpio.start()
         self.sink.update_info(self.core.position(), self.core.origin())
+        self.outputs.position(self.core.position())
         for loop in self.loops:
             loop.thread.start()
         self.ready.set()
@@ -137,6 +144,7 @@ class Runtime:
             if self.gpio is not None:
                 self.gpio.stop()
             self.system.stop()
+            self.outputs.stop()
             self.sink.stop()
             log.info("node %s stopped", self.config.node.id)
 
@@ -204,9 +212,11 @@ class Runtime:
     def _deliver(self, result: StepResult) -> None:
         if result.position_changed:
             self.sink.update_info(result.position, result.origin)
+            self.outputs.position(result.position)
         if result.tracks is None:
             return
         self.sink.publish_tracks(result.t, result.tracks)
+        self.outputs.tracks(result.t, result.tracks)
         for event in result.alerts:
             self.sink.publish_alert(event)
         if self.gpio is not None and self.core.alerts is not None:
@@ -308,4 +318,6 @@ class Runtime:
                 payload[name] = block()
             except Exception:  # an output's counters must never cost the health message
                 log.exception("health block %s failed", name)
+        if self.outputs.workers:
+            payload["outputs"] = self.outputs.health()
         return payload

@@ -16,6 +16,15 @@ fi
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   echo "installing chromium and chromium-driver (apt)" >&2; apt_install chromium chromium-driver
 fi
+# taky (PyPI, MIT), a small TAK server, is the real peer of the Cursor-on-Target tests: it lives in
+# a venv of its own so that its pinned dependencies never meet the node's (../shared/peers/tak).
+if [ ! -x .venv-taky/bin/taky ]; then
+  echo "installing taky, the TAK server of the CoT tests (pip, .venv-taky)" >&2
+  python3 -m venv .venv-taky
+  if ! .venv-taky/bin/python -m pip install taky > .venv-taky/pip.log 2>&1; then
+    tail -n 40 .venv-taky/pip.log >&2; echo "pip install taky failed (.venv-taky/pip.log)" >&2; exit 1
+  fi
+fi
 .venv/bin/ruff check
 .venv/bin/ruff format --check
 ./scripts/typecheck.sh

@@ -140,6 +140,22 @@ CONTRACTS = (
         indirect=True,
     ),
     Contract(
+        key="outputs-no-fusion",
+        name="standard outputs know no fusion internals",
+        why="CoT and the other standard outputs map the kernel's typed reports, as the MQTT publisher "
+        "does; they must not depend on how tracks are made",
+        sources=("cuas_node.outputs.*",),
+        forbidden=(
+            "cuas_node.fusion.*",
+            "cuas_node.core.*",
+            "cuas_node.runtime",
+            "cuas_node.drivers.*",
+            "cuas_node.evaluation.*",
+            "cuas_node.replay*",
+        ),
+        indirect=True,
+    ),
+    Contract(
         key="offline-tools-no-runtime",
         name="calibration and the simulator never import the runtime",
         why="offline tools and the simulator must run without the daemon and its outputs (and vice versa)",
@@ -147,6 +163,7 @@ CONTRACTS = (
         forbidden=(
             "cuas_node.runtime",
             "cuas_node.publish.*",
+            "cuas_node.outputs.*",
             "cuas_node.core.*",
             "cuas_node.cli",
             "cuas_node.replay*",

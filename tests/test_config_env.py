@@ -50,6 +50,7 @@ PATTERN_SAMPLES = {
     r"^D([0-9]|1[0-9]|2[0-7])$": ["D5", "D26"],  # gpio pins
     r"^[ABEFRL]+$": ["AF"],  # fpv bands
     TILES_URL_PATTERN: ["https://tiles.example.org/{z}/{x}/{y}.png"],  # web.tiles_url
+    r"^(udp|tcp|tls)://[A-Za-z0-9_.-]+:[0-9]{1,5}$": ["tcp://tak.example:8087", "udp://239.2.3.1:6969"],
 }
 # Values a key needs beside it (a model validator ties them): the other keys of the same table.
 NEEDS = {

@@ -1,0 +1,177 @@
+"""CPU overhead of the standard outputs (Cursor-on-Target) at `swarm-20`.
+
+Two figures of the same cost, from two sides:
+
+1. In process, precise: the track reports of one `swarm-20` run (the real drivers and fusion in
+   virtual time, as `cuas-node eval` runs them) go through one CoT output's mapping and its UDP
+   transport to a loopback socket, as the output thread does; the CPU time it takes, over the
+   scenario's duration, is the share of one core that one CoT output costs at real-time speed
+   (`cot_cpu_swarm_20`). `output_submit_us` is what the fusion thread pays per `tracks` step and
+   output (the queue append).
+2. The whole node: `cuas-node sim swarm-20 --speed 1` with and without one CoT output (UDP to a
+   loopback receiver), CPU share after a warm-up as benchmarks/resources.py measures it
+   (`cpu_swarm_20_with_sim_and_cot`, and the difference `cot_overhead_swarm_20`; noisy: the
+   difference of two noisy figures).
+
+Run: `.venv/bin/python benchmarks/outputs.py [--runs 3] [--window 15]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from latency import CUAS_NODE, ROOT, Broker
+from resources import WARMUP_S, cpu_seconds
+
+from cuas_node.drivers.sim.scenario import load_scenario
+from cuas_node.evaluation import runner
+from cuas_node.kernel.reports import TrackReport
+from cuas_node.outputs.cot import CotCodec, CotSettings
+from cuas_node.outputs.cot_link import CotLink
+from cuas_node.outputs.worker import OutputWorker, TracksItem
+
+SCENARIO = "swarm-20"
+
+
+class UdpSink:
+    """A loopback UDP receiver that counts and discards (the TAK client's side)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.datagrams = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sock.recv(65536)
+                self.datagrams += 1
+            except TimeoutError:
+                continue
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+def swarm_reports() -> tuple[list[tuple[TrackReport, ...]], float]:
+    """Every `tracks` step's reports of one seed of swarm-20, and the scenario's duration."""
+    captured: list[tuple[TrackReport, ...]] = []
+    score = runner.score_published
+
+    def keep(messages: Any, ground: Any) -> Any:
+        captured.extend(messages)
+        return score(messages, ground)
+
+    runner.score_published = keep  # type: ignore[assignment]
+    scenario = load_scenario(SCENARIO)
+    runner.run_scenario(scenario, seed=scenario.seed)
+    runner.score_published = score  # type: ignore[assignment]
+    return captured, scenario.duration_s
+
+
+def in_process() -> None:
+    messages, duration_s = swarm_reports()
+    sink = UdpSink()
+    codec = CotCodec(CotSettings(node_id="bench", session=1, coast_s=3.0))
+    link = CotLink(f"udp://127.0.0.1:{sink.port}")
+    link.open(5.0)
+    events = 0
+    started = time.process_time()
+    for reports in messages:
+        frames = codec.encode(TracksItem(reports[0].t if reports else 0.0, reports), 0.0)
+        if frames:
+            link.send(frames)
+            events += len(frames)
+    cpu = time.process_time() - started
+    link.close()
+    sink.close()
+    print(f"figure: cot_cpu_swarm_20 = {100.0 * cpu / duration_s:.2f} % of one core")
+    print(f"figure: cot_events_per_s_swarm_20 = {events / duration_s:.1f} events/s")
+
+    worker = OutputWorker("bench", "cot", link, codec, time.time, queue_size=256)  # never started
+    item = TracksItem(0.0, messages[len(messages) // 2])
+    n = 20000
+    t0 = time.perf_counter()
+    for _ in range(n):
+        worker.submit(item)
+    print(f"figure: output_submit_us = {1e6 * (time.perf_counter() - t0) / n:.2f} us")
+
+
+def one_node_run(window_s: float, with_cot: bool) -> float:
+    """CPU % of one core of `sim swarm-20 --speed 1` over the window, with or without CoT."""
+    with tempfile.TemporaryDirectory(prefix="cuas-bench-") as tmp:
+        work = Path(tmp)
+        broker = Broker(work)
+        sink = UdpSink()
+        cfg = work / "node.toml"
+        cfg.write_text(
+            f'[node]\nstate_dir = "{work / "state"}"\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
+            '[logging]\nlevel = "WARNING"\n'
+        )
+        env = dict(os.environ)
+        if with_cot:
+            env["CUAS_OUTPUTS__COT"] = json.dumps([{"url": f"udp://127.0.0.1:{sink.port}"}])
+        duration = WARMUP_S + window_s + 30.0
+        cmd = [CUAS_NODE, "sim", SCENARIO, "--speed", "1", "--duration", str(duration), "--config", str(cfg)]
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, env=env)
+        try:
+            time.sleep(WARMUP_S)
+            if proc.poll() is not None:
+                raise SystemExit(f"cuas-node sim {SCENARIO} exited early ({proc.returncode})")
+            c0, w0 = cpu_seconds(proc.pid), time.monotonic()
+            time.sleep(window_s)
+            c1, w1 = cpu_seconds(proc.pid), time.monotonic()
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            broker.stop()
+            sink.close()
+        if with_cot and sink.datagrams == 0:
+            raise SystemExit("the CoT output sent nothing: the measurement would be meaningless")
+    return 100.0 * (c1 - c0) / (w1 - w0)
+
+
+def whole_node(runs: int, window_s: float) -> None:
+    without, with_cot = [], []
+    for _ in range(runs):  # interleaved, so drifts of the shared machine hit both alike
+        without.append(one_node_run(window_s, with_cot=False))
+        with_cot.append(one_node_run(window_s, with_cot=True))
+    base, cot = statistics.median(without), statistics.median(with_cot)
+    print(f"figure: cpu_swarm_20_with_sim_and_cot = {cot:.1f} % of one core")
+    print(f"figure: cot_overhead_swarm_20 = {cot - base:.1f} % of one core")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--window", type=float, default=15.0, help="measuring window per node run, seconds")
+    args = ap.parse_args()
+    in_process()
+    whole_node(args.runs, args.window)
+
+
+if __name__ == "__main__":
+    main()

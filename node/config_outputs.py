@@ -1,0 +1,58 @@
+"""The `[outputs]` section: the node's standard outputs beside MQTT (docs/outputs.md).
+
+Each output is optional and off unless configured; `[[outputs.cot]]` is a list because a node
+may feed several TAK destinations at once (a local ATAK multicast group and a TAK server). Every
+key is documented in docs/config.md with its environment variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from cuas_node.config_sensors import IDENT_PATTERN, Section
+
+COT_URL_PATTERN = r"^(udp|tcp|tls)://[A-Za-z0-9_.-]+:[0-9]{1,5}$"
+
+
+class CotOutput(Section):
+    """One Cursor-on-Target destination (ATAK/WinTAK multicast, or a TAK server)."""
+
+    name: str | None = Field(default=None, pattern=IDENT_PATTERN, description="in health and logs")
+    enabled: bool = True
+    url: str = Field(
+        pattern=COT_URL_PATTERN,
+        description="udp://239.2.3.1:6969 (SA multicast), tcp://host:8087 or tls://host:8089",
+    )
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+    affiliation: Literal["p", "u", "a", "f", "n", "s", "h", "j", "k", "o"] = Field(
+        default="u", description="CoT affiliation of drone tracks (u unknown, s suspect, h hostile, ...)"
+    )
+    track_rate_hz: float = Field(default=1.0, gt=0, le=20, description="events per track per second, at most")
+    node_marker_interval_s: float = Field(default=30.0, ge=1, le=3600)
+    uid_prefix: str = Field(default="cuas", pattern=IDENT_PATTERN)
+    queue_size: int = Field(default=256, ge=1, le=100000)
+
+    @model_validator(mode="after")
+    def _tls_needs_a_client_certificate(self) -> CotOutput:
+        port = int(self.url.rsplit(":", 1)[1])
+        if not 1 <= port <= 65535:
+            raise ValueError("url: the port must be 1..65535")
+        if self.url.startswith("tls://") and (self.tls_cert_file is None or self.tls_key_file is None):
+            raise ValueError("a tls:// url needs tls_cert_file and tls_key_file (TAK servers use mutual TLS)")
+        return self
+
+
+class OutputsSection(Section):
+    cot: list[CotOutput] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> OutputsSection:
+        names = [c.name for c in self.cot if c.name is not None]
+        if len(names) != len(set(names)):
+            raise ValueError("two [[outputs.cot]] share a name")
+        return self

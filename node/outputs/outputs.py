@@ -1,0 +1,73 @@
+"""The configured standard outputs as one object the runtime feeds beside the MQTT publisher.
+
+`Outputs.from_config` builds one `OutputWorker` per enabled `[[outputs.cot]]`; the runtime calls
+`tracks`/`position` from the fusion thread (each a non-blocking queue append per output) and puts
+`health()` into its `health` message. A node without outputs gets an empty set that costs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from cuas_node.config import Config, CotOutput
+from cuas_node.kernel.reports import NodePosition, TrackReport
+from cuas_node.outputs.cot import CotCodec, CotSettings
+from cuas_node.outputs.cot_link import CotLink
+from cuas_node.outputs.worker import OutputWorker, PositionItem, TracksItem
+
+
+def cot_worker(
+    section: CotOutput, index: int, config: Config, session: int, now: Callable[[], float]
+) -> OutputWorker:
+    settings = CotSettings(
+        node_id=config.node.id,
+        session=session,
+        uid_prefix=section.uid_prefix,
+        affiliation=section.affiliation,
+        track_rate_hz=section.track_rate_hz,
+        coast_s=config.fusion.delete_after_s,
+        node_marker_interval_s=section.node_marker_interval_s,
+        sensor_kinds={s.id: s.kind for s in config.sensors},
+    )
+    link = CotLink(section.url, section.tls_cert_file, section.tls_key_file, section.tls_ca_file)
+    name = section.name or f"cot{index}"
+    return OutputWorker(name, "cot", link, CotCodec(settings), now, queue_size=section.queue_size)
+
+
+class Outputs:
+    """Zero or more running outputs; every method is safe to call with none."""
+
+    def __init__(self, workers: Sequence[OutputWorker] = ()) -> None:
+        self.workers = list(workers)
+
+    @classmethod
+    def from_config(cls, config: Config, session: int, now: Callable[[], float]) -> Outputs:
+        return cls(
+            [
+                cot_worker(section, index, config, session, now)
+                for index, section in enumerate(config.outputs.cot)
+                if section.enabled
+            ]
+        )
+
+    def start(self) -> None:
+        for worker in self.workers:
+            worker.start()
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+    def tracks(self, t: float, tracks: Sequence[TrackReport]) -> None:
+        if self.workers:
+            item = TracksItem(t, tuple(tracks))
+            for worker in self.workers:
+                worker.submit(item)
+
+    def position(self, position: NodePosition | None) -> None:
+        for worker in self.workers:
+            worker.submit(PositionItem(position))
+
+    def health(self) -> list[dict[str, Any]]:
+        return [worker.health() for worker in self.workers]

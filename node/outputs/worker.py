@@ -1,0 +1,232 @@
+"""One supervised thread per standard output: a bounded queue in, a peer connection out.
+
+Why a thread and a queue per output: the fusion thread hands each output the step's typed reports
+with a non-blocking `submit` and moves on, so a slow, dead or refusing peer (a TAK server, a
+SAPIENT middleware) never delays fusion, MQTT or another output. When the queue is full the
+oldest item is dropped and counted (a newer track report supersedes an older one). The thread
+connects, sends, and on any failure closes, records the error and reconnects with exponential
+back-off; an unexpected exception (a bug in an encoder) is logged with its traceback once per
+outage and handled the same way, so an output never dies silently behind a `connected` state.
+
+What is standard-specific lives in two small objects: a `Link` (the transport: TCP, TLS, UDP)
+and a `Codec` (the standard: typed reports in, frames out, plus what it sends on connect and
+periodically). The worker owns the queue, the timing and the health entry.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cuas_node.kernel.reports import NodePosition, TrackReport
+
+log = logging.getLogger(__name__)
+
+BACKOFF_MIN_S = 0.5
+BACKOFF_MAX_S = 30.0
+STATES = ("connecting", "connected", "disconnected", "stopped")
+
+
+@dataclass(frozen=True, slots=True)
+class TracksItem:
+    """The reports of one `tracks` step (the same list the MQTT publisher gets)."""
+
+    t: float
+    tracks: tuple[TrackReport, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PositionItem:
+    """The node's own position changed (GPS fix, or the configured one at start)."""
+
+    position: NodePosition | None
+
+
+Item = TracksItem | PositionItem
+
+
+class Link(Protocol):
+    """A connection to one peer. Every method may raise `OSError` (or `ConnectionError`): the
+    worker then closes the link and reconnects after a back-off."""
+
+    @property
+    def target(self) -> str:
+        """Where it goes, for logs and health (`tcp://tak.local:8087`; never a secret)."""
+        ...
+
+    def open(self, timeout_s: float) -> None: ...
+    def send(self, frames: Sequence[bytes]) -> None: ...
+    def wait(self, timeout_s: float) -> None:
+        """Idle for up to `timeout_s` while servicing the connection (read and discard what the
+        peer sends); raise `ConnectionError` when the peer has closed it."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Codec(Protocol):
+    """A standard's mapping: typed reports in, encoded frames out."""
+
+    def on_connect(self, now: float) -> list[bytes]: ...
+    def encode(self, item: Item, now: float) -> list[bytes]: ...
+    def periodic(self, now: float) -> list[bytes]: ...
+
+
+class OutputWorker:
+    """Runs one output: `submit` from the fusion thread, everything else on its own thread."""
+
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        link: Link,
+        codec: Codec,
+        now: Callable[[], float],
+        queue_size: int = 256,
+        connect_timeout_s: float = 5.0,
+        idle_s: float = 0.1,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.link = link
+        self.codec = codec
+        self._now = now
+        self._queue: collections.deque[Item] = collections.deque()
+        self._queue_size = queue_size
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._connect_timeout_s = connect_timeout_s
+        self._idle_s = idle_s
+        self.state = "disconnected"
+        self.connected_since: float | None = None
+        self.sent = 0
+        self.dropped = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self._thread = threading.Thread(target=self._run, name=f"output-{name}", daemon=True)
+
+    # -- the fusion thread's side -----------------------------------------------------------
+
+    def submit(self, item: Item) -> None:
+        """Queue `item` without blocking; when the queue is full the oldest item is dropped."""
+        with self._lock:
+            if len(self._queue) >= self._queue_size:
+                self._queue.popleft()
+                self.dropped += 1
+            self._queue.append(item)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Let the thread send what is queued (best effort, up to `timeout_s`), then close."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout_s)
+        self.state = "stopped"
+
+    def health(self) -> dict[str, Any]:
+        """This output's entry in `health.outputs` (docs/mqtt.md)."""
+        entry: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "target": self.link.target,
+            "state": self.state,
+            "connected_since": round(self.connected_since, 3) if self.connected_since is not None else None,
+            "sent": self.sent,
+            "dropped": self.dropped,
+            "queued": len(self._queue),
+            "last_error": self.last_error,
+        }
+        return entry
+
+    # -- the output thread ----------------------------------------------------------------
+
+    def _take(self) -> Item | None:
+        with self._lock:
+            return self._queue.popleft() if self._queue else None
+
+    def _run(self) -> None:
+        backoff = BACKOFF_MIN_S
+        reported = False  # one log line per outage, not one per retry
+        while not self._stop.is_set():
+            self.state = "connecting"
+            try:
+                self.link.open(self._connect_timeout_s)
+                self.state = "connected"
+                self.connected_since = self._now()
+                log.info("output %s: connected to %s", self.name, self.link.target)
+                backoff = BACKOFF_MIN_S
+                reported = False
+                self._send(self.codec.on_connect(self._now()))
+                self._serve()
+            except Exception as exc:
+                self.errors += 1
+                self.last_error = _describe(exc)
+                if not reported:
+                    if isinstance(exc, OSError):
+                        log.warning("output %s (%s): %s", self.name, self.link.target, self.last_error)
+                    else:
+                        log.exception("output %s (%s) failed", self.name, self.link.target)
+                    reported = True
+            finally:
+                self._close()
+            if self._stop.is_set():
+                break
+            self._stop.wait(backoff * random.uniform(0.8, 1.2))
+            backoff = min(backoff * 2.0, BACKOFF_MAX_S)
+        self._drop_rest()
+        self.state = "stopped"
+
+    def _serve(self) -> None:
+        """Connected: send what arrives and what is due; on stop, flush the queue and return."""
+        next_tick = time.monotonic()
+        while True:
+            item = self._take()
+            if item is not None:
+                try:
+                    self._send(self.codec.encode(item, self._now()))
+                except Exception:
+                    self.dropped += 1  # the item in flight is lost with the connection (or the bug)
+                    raise
+                continue
+            if self._stop.is_set():
+                return
+            mono = time.monotonic()
+            if mono >= next_tick:
+                self._send(self.codec.periodic(self._now()))
+                next_tick = mono + 1.0
+            self.link.wait(self._idle_s)
+
+    def _send(self, frames: list[bytes]) -> None:
+        if frames:
+            self.link.send(frames)
+            self.sent += len(frames)
+
+    def _close(self) -> None:
+        was_connected = self.state == "connected"
+        self.state = "disconnected"
+        self.connected_since = None
+        try:
+            self.link.close()
+        except Exception:
+            log.debug("output %s: error while closing", self.name, exc_info=True)
+        if was_connected and not self._stop.is_set():
+            log.warning("output %s: lost %s (%s)", self.name, self.link.target, self.last_error)
+
+    def _drop_rest(self) -> None:
+        with self._lock:
+            self.dropped += len(self._queue)
+            self._queue.clear()
+
+
+def _describe(exc: BaseException) -> str:
+    """A readable one-line error: `ConnectionRefusedError: [Errno 111] Connection refused`."""
+    text = str(exc) or exc.__class__.__doc__ or ""
+    return f"{type(exc).__name__}: {text.strip().splitlines()[0] if text.strip() else ''}".rstrip(": ")
