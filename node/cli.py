@@ -198,7 +198,7 @@ def _start_node(
     runtime = Runtime(
         config, clock, drivers, publisher, publisher.session, build_gpio(config.gpio), outputs=outputs
     )
-    web = start_web(config, publisher, runtime.health_blocks)  # the live view, if enabled
+    web = start_web(config, publisher, runtime.health_blocks, runtime.zone_listeners)  # the live view
     # READY=1 once the sensor loops and fusion run (never waiting for the broker); the watchdog
     # pings only while every loop's heartbeat is fresh and the publisher makes progress (a broker
     # outage is progress: the outbox keeps turning). Outside systemd both are no-ops.

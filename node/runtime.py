@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from cuas_node.assembly import core_setup, zone_specs
 from cuas_node.commands import AlertAckArgs, Command, Result, SetLogLevelArgs, ZoneUpdateArgs
 from cuas_node.config import Config
+from cuas_node.config_sections import ZoneSection
 from cuas_node.core.step import NodeCore, StepResult
 from cuas_node.drivers.driver import SensorDriver
 from cuas_node.drivers.supervisor import DriverSupervisor, internal_error_total
@@ -97,6 +98,8 @@ class Runtime:
         # Extra blocks of the health message from outputs beside the publisher (`web`: the live view):
         # name -> a cheap, thread-safe read of that output's counters, called once per health message.
         self.health_blocks: dict[str, Callable[[], dict[str, Any]]] = {}
+        # Told the new zones when a `zone_update` command replaces them (the live view redraws).
+        self.zone_listeners: list[Callable[[Sequence[ZoneSection]], None]] = []
 
     def heartbeats(self) -> list[tuple[str, float]]:
         """(name, monotonic stamp) of every loop the systemd watchdog guards."""
@@ -254,6 +257,11 @@ class Runtime:
         if isinstance(args, ZoneUpdateArgs):
             self.core.replace_zones(zone_specs(args.zones))
             log.warning("zones replaced by %s: %s", command.identity, [z.id for z in args.zones] or "none")
+            for listener in self.zone_listeners:
+                try:
+                    listener(args.zones)
+                except Exception:  # a view of the zones must never cost the command
+                    log.exception("zone listener failed")
             return Result("ok", result={"zones": [z.id for z in args.zones]})
         if isinstance(args, AlertAckArgs):
             active = {wire.alert_id(self.session, key): key for key in self.core.active_alerts()}

@@ -427,3 +427,52 @@ def test_the_publisher_hands_over_what_it_sends(
     handed = dict(got[1:])
     assert json.loads(handed["tracks"]) == message.payload
     assert json.loads(handed["health"]) == health.payload
+
+
+def test_zones_replaced_by_command_reach_open_pages(tmp_path: Path) -> None:
+    """A `zone_update` command run by the runtime: pages that are open get a `scene` event with the
+    new zones at once, and `GET /api/scene` serves them to pages opened later."""
+    from cuas_node.commands import Command, CommandProcessor
+    from cuas_node.config import build_config
+    from cuas_node.config_sections import CommandsSection
+    from cuas_node.kernel.clock import ManualClock
+    from cuas_node.runtime import Runtime
+    from cuas_node.web.server import serve as start
+    from tests.sinks import RecordingSink
+
+    config = build_config(
+        {
+            "node": {
+                "id": "web-1",
+                "state_dir": str(tmp_path),
+                "position": {"lat": 52.0, "lon": 4.3, "alt_m": 0},
+            },
+            "web": {"enabled": True, "port": free_port()},
+            "zones": [
+                {"id": "gate", "level": "warning", "polygon": [[52.0, 4.3], [52.001, 4.3], [52.001, 4.301]]}
+            ],
+        },
+        "test",
+    )
+    runtime = Runtime(config, ManualClock(0.0), [], RecordingSink("web-1"), session=1)
+    server = start(config, lambda listener: None, runtime.health_blocks, runtime.zone_listeners)
+    try:
+        assert [z["id"] for z in json.loads(get(server, "/api/scene")[2])["zones"]] == ["gate"]
+        events = Events(server)
+        assert events.next()[0] == "alerts"  # nothing published yet: the active alerts only
+        yard = {"id": "yard", "level": "critical", "polygon": [[52.0, 4.3], [52.1, 4.3], [52.1, 4.4]]}
+        settings = CommandsSection(enabled=True, allow_clients=["ops"])
+        command = CommandProcessor("web-1", settings, lambda: 10.0, 0.0).process(
+            "zone-update/ops", json.dumps({"args": {"zones": [yard]}}).encode()
+        )
+        assert isinstance(command, Command)
+        replies: list[Any] = []
+        runtime.handle_command(command, replies.append)
+        runtime.cycle(1.0, [])
+        assert [r.status for r in replies] == ["ok"]
+        event, scene = events.next()
+        assert event == "scene" and [(z["id"], z["level"]) for z in scene["zones"]] == [("yard", "critical")]
+        assert json.loads(get(server, "/api/scene")[2])["zones"] == scene["zones"]
+        events.close()
+    finally:
+        server.stop()

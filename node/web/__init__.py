@@ -9,10 +9,11 @@ hands bytes over, and each browser has its own bounded queue (a slow one is drop
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from cuas_node.config import Config
+from cuas_node.config_sections import ZoneSection
 
 
 class DocumentSource(Protocol):
@@ -22,7 +23,10 @@ class DocumentSource(Protocol):
 
 
 def start_web(
-    config: Config, source: DocumentSource, health_blocks: dict[str, Callable[[], dict[str, Any]]]
+    config: Config,
+    source: DocumentSource,
+    health_blocks: dict[str, Callable[[], dict[str, Any]]],
+    zone_listeners: list[Callable[[Sequence[ZoneSection]], None]],
 ) -> Any:
     """The running `WebServer` when `[web]` is enabled (`server.serve`), else None; the server and
     Tornado are imported only then, so a node without the page does not pay for them (nor asks
@@ -31,4 +35,4 @@ def start_web(
         return None
     from cuas_node.web.server import serve
 
-    return serve(config, source.add_listener, health_blocks)
+    return serve(config, source.add_listener, health_blocks, zone_listeners)

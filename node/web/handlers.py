@@ -82,8 +82,6 @@ class Document(Base):
     def get(self, name: str) -> None:
         if name == "alerts":
             body: bytes | None = self.live.alerts_document()
-        elif name == "scene":
-            body = self.extra["scene"]
         else:
             body = self.live.docs.get(name)
         if body is None:

@@ -23,7 +23,7 @@ from typing import Any
 MAX_RATE_HZ = 5.0  # live updates to browsers, at most
 CLIENT_QUEUE = 32  # pending events per client; full = a slow client, dropped
 ALERTS_PENDING = 512  # alert messages waiting for the loop (a flood beyond this loses the oldest)
-DOCUMENTS = ("info", "tracks", "health")
+DOCUMENTS = ("info", "tracks", "health", "scene")
 
 
 def sse(event: str, data: bytes) -> bytes:
@@ -148,7 +148,8 @@ class Live:
 
     def snapshot(self) -> bytes:
         """What a new client gets first: every latest document and the active alerts."""
-        events = [sse(name, self.docs[name]) for name in DOCUMENTS if name in self.docs]
+        # The scene is fetched with the page (`GET /api/scene`); only its changes are streamed.
+        events = [sse(name, self.docs[name]) for name in DOCUMENTS if name in self.docs and name != "scene"]
         events.append(sse("alerts", self.alerts_document()))
         return b"".join(events)
 

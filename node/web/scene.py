@@ -1,5 +1,6 @@
 """What the page draws that does not change while the node runs: each sensor's coverage, the
-zones, the map tiles. Built once from the configuration (`GET /api/scene`).
+zones, the map tiles. Built from the configuration (`GET /api/scene`); zones replaced by a
+`zone_update` command are sent to open pages as a new `scene` event.
 
 Angles are compass bearings (degrees clockwise from true north) and sensor offsets metres
 [east, north, up] from the node's reference point, as in the config; zones stay [lat, lon]
@@ -7,6 +8,7 @@ polygons (the page places them around the ENU origin of `info`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from cuas_node.config import (
@@ -17,6 +19,7 @@ from cuas_node.config import (
     RemoteIdSensor,
     TiMmwaveSensor,
 )
+from cuas_node.config_sections import ZoneSection
 
 TILES_PATH = "tiles/{z}/{x}/{y}.png"  # where the node serves `web.tiles_dir` (relative to the page)
 
@@ -45,6 +48,21 @@ def coverage(sensor: Any) -> dict[str, Any]:
     return {"type": "none"}  # the GPS
 
 
+def zone_entries(zones: Sequence[ZoneSection]) -> list[dict[str, Any]]:
+    """Zones as the page draws them (the configured ones, or those a `zone_update` command set)."""
+    return [
+        {
+            "id": z.id,
+            "level": z.level,
+            "polygon": [[lat, lon] for lat, lon in z.polygon],
+            "floor_m": z.floor_m,
+            "ceiling_m": z.ceiling_m,
+            "classes": list(z.classes),
+        }
+        for z in zones
+    ]
+
+
 def scene(config: Config) -> dict[str, Any]:
     sensors = [
         {
@@ -56,17 +74,7 @@ def scene(config: Config) -> dict[str, Any]:
         }
         for s in config.sensors
     ]
-    zones = [
-        {
-            "id": z.id,
-            "level": z.level,
-            "polygon": [[lat, lon] for lat, lon in z.polygon],
-            "floor_m": z.floor_m,
-            "ceiling_m": z.ceiling_m,
-            "classes": list(z.classes),
-        }
-        for z in config.zones
-    ]
+    zones = zone_entries(config.zones)
     web = config.web
     tiles = TILES_PATH if web.tiles_dir is not None else web.tiles_url  # offline tiles win
     return {

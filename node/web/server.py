@@ -19,7 +19,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
 
@@ -29,10 +29,11 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application
 
 from cuas_node.config import Config, WebSection
+from cuas_node.config_sections import ZoneSection
 from cuas_node.web.auth import read_web_password, tls_context
 from cuas_node.web.handlers import Asset, Document, Events, NotFound, Tile
 from cuas_node.web.live import Handoff, Live
-from cuas_node.web.scene import scene
+from cuas_node.web.scene import scene, zone_entries
 
 log = logging.getLogger(__name__)
 # One line per request would flood the journal (the page polls nothing, but each browser reconnects):
@@ -68,6 +69,10 @@ def content_security_policy(tiles: str | None) -> str:
     )
 
 
+def _encode(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
 class WebServer:
     """Start with `start()` (binds at once, serves on its own thread); `stop()` closes everything."""
 
@@ -79,6 +84,7 @@ class WebServer:
         self.handoff = Handoff()
         self.live = Live(web.max_clients)
         self.scene = scene
+        self.live.docs["scene"] = _encode(scene)  # before the loop runs: no other thread yet
         self.state = "stopped"
         self.detail = ""
         self.cpu_s = 0.0
@@ -93,6 +99,12 @@ class WebServer:
     def offer(self, name: str, data: bytes) -> None:
         """The MQTT publisher's listener: O(1), never blocks (see `live.Handoff`)."""
         self.handoff.offer(name, data)
+
+    def zones_replaced(self, zones: Sequence[ZoneSection]) -> None:
+        """A `zone_update` command replaced the zones (called on the fusion thread): open pages
+        get the new scene at once, new ones from `GET /api/scene`."""
+        self.scene = {**self.scene, "zones": zone_entries(zones)}
+        self.offer("scene", _encode(self.scene))
 
     def health(self) -> dict[str, Any]:
         """Health's `web` block: state, and the counters since start."""
@@ -142,11 +154,10 @@ class WebServer:
         common = {"live": self.live, "password": self.password}
         csp = content_security_policy(self.scene.get("tiles"))
         assets = {"assets": load_assets(), "csp": csp}
-        scene = {"scene": json.dumps(self.scene, separators=(",", ":")).encode()}
         routes: list[Any] = [
             (r"/", Asset, {**common, **assets}),
             (r"/static/([a-z]+\.[a-z]+)", Asset, {**common, **assets}),
-            (r"/api/(tracks|health|info|alerts|scene)", Document, {**common, **scene}),
+            (r"/api/(tracks|health|info|alerts|scene)", Document, common),
             (r"/api/events", Events, common),
         ]
         if self.config.tiles_dir is not None:
@@ -204,12 +215,15 @@ def serve(
     config: Config,
     add_listener: Callable[[Callable[[str, bytes], None]], None],
     health_blocks: dict[str, Callable[[], dict[str, Any]]],
+    zone_listeners: list[Callable[[Sequence[ZoneSection]], None]],
 ) -> WebServer:
     """Start the live view of a running node: its counters become health's `web` block and it
-    listens to the publisher (`MqttPublisher.add_listener`). A port that cannot be bound is logged
+    listens to the publisher (`MqttPublisher.add_listener`) and to zone changes
+    (`Runtime.zone_listeners`). A port that cannot be bound is logged
     and reported in health; the node runs on."""
     web = WebServer(config.web, scene(config))
     health_blocks["web"] = web.health
     web.start()
     add_listener(web.offer)
+    zone_listeners.append(web.zones_replaced)
     return web

@@ -705,6 +705,7 @@
       state.view.fitted = false;
       requestDraw();
     });
+    source.addEventListener("scene", (ev) => { state.scene = JSON.parse(ev.data); requestDraw(); });
     source.addEventListener("tracks", (ev) => onTracks(JSON.parse(ev.data)));
     source.addEventListener("health", (ev) => { state.health = JSON.parse(ev.data); renderHealth(); });
     source.addEventListener("alert", (ev) => onAlert(JSON.parse(ev.data)));
