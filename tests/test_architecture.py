@@ -65,6 +65,17 @@ PROTOCOL_MODULES = (
 )
 APPLICATIONS = ("cuas_node.runtime", "cuas_node.cli", "cuas_node.replay*", "cuas_node.evaluation.*")
 
+NO_NODE_INTERNALS = (
+    "cuas_node.fusion.*",
+    "cuas_node.core.*",
+    "cuas_node.runtime",
+    "cuas_node.drivers.*",
+    "cuas_node.evaluation.*",
+    "cuas_node.replay*",
+)
+"""What an output (MQTT, the standard outputs, the web view) may not import: how tracks are made
+and the running node."""
+
 CONTRACTS = (
     Contract(
         key="kernel-leaf",
@@ -112,14 +123,7 @@ CONTRACTS = (
         name="publish knows no fusion internals",
         why="outputs encode the kernel's typed reports; they must not depend on how tracks are made",
         sources=("cuas_node.publish.*",),
-        forbidden=(
-            "cuas_node.fusion.*",
-            "cuas_node.core.*",
-            "cuas_node.runtime",
-            "cuas_node.drivers.*",
-            "cuas_node.evaluation.*",
-            "cuas_node.replay*",
-        ),
+        forbidden=NO_NODE_INTERNALS,
         indirect=True,
     ),
     Contract(
@@ -128,15 +132,7 @@ CONTRACTS = (
         why="the live view shows the documents the publisher sends (one encoder); it must not depend on "
         "how tracks are made nor reach into the running node",
         sources=("cuas_node.web.*",),
-        forbidden=(
-            "cuas_node.fusion.*",
-            "cuas_node.core.*",
-            "cuas_node.runtime",
-            "cuas_node.drivers.*",
-            "cuas_node.evaluation.*",
-            "cuas_node.replay*",
-            "cuas_node.publish.*",
-        ),
+        forbidden=(*NO_NODE_INTERNALS, "cuas_node.publish.*"),
         indirect=True,
     ),
     Contract(
@@ -145,14 +141,7 @@ CONTRACTS = (
         why="CoT and the other standard outputs map the kernel's typed reports, as the MQTT publisher "
         "does; they must not depend on how tracks are made",
         sources=("cuas_node.outputs.*",),
-        forbidden=(
-            "cuas_node.fusion.*",
-            "cuas_node.core.*",
-            "cuas_node.runtime",
-            "cuas_node.drivers.*",
-            "cuas_node.evaluation.*",
-            "cuas_node.replay*",
-        ),
+        forbidden=NO_NODE_INTERNALS,
         indirect=True,
     ),
     Contract(

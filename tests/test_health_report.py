@@ -36,8 +36,8 @@ def test_other_kinds_name_their_own_rates() -> None:
     assert "fixes_per_s" in gps and "epochs_per_s" in gps and "frames_per_s" not in gps
 
 
-def test_fusion_counts_tracks_by_status(tmp_path: Path, schemas: dict[str, Any]) -> None:
-    """One real target (confirmed) among clutter (tentative): `tracks` is what a consumer sees."""
+def radar_node(tmp_path: Path) -> Runtime:
+    """A node with one TI radar at a known position, no reorder window, no drivers (fed by hand)."""
     config = build_config(
         {
             "node": {
@@ -50,7 +50,12 @@ def test_fusion_counts_tracks_by_status(tmp_path: Path, schemas: dict[str, Any])
         },
         "test",
     )
-    runtime = Runtime(config, ManualClock(0.0), [], RecordingSink("t"), session=1)
+    return Runtime(config, ManualClock(0.0), [], RecordingSink("t"), session=1)
+
+
+def test_fusion_counts_tracks_by_status(tmp_path: Path, schemas: dict[str, Any]) -> None:
+    """One real target (confirmed) among clutter (tentative): `tracks` is what a consumer sees."""
+    runtime = radar_node(tmp_path)
     rng = np.random.default_rng(2)
     s = (0.15, math.radians(1.0), math.radians(2.0), 0.1)
     for k in range(30):
@@ -74,19 +79,7 @@ def test_fusion_counts_tracks_by_status(tmp_path: Path, schemas: dict[str, Any])
 
 
 def test_fusion_counts_what_it_could_not_use_by_reason(tmp_path: Path, schemas: dict[str, Any]) -> None:
-    config = build_config(
-        {
-            "node": {
-                "id": "t",
-                "state_dir": str(tmp_path),
-                "position": {"lat": 52.0, "lon": 4.3, "alt_m": 0},
-            },
-            "fusion": {"reorder_window_s": 0.0},
-            "sensors": [{"kind": "ti-mmwave", "id": "radar", "port": "/dev/null", "max_range_m": 200}],
-        },
-        "test",
-    )
-    runtime = Runtime(config, ManualClock(0.0), [], RecordingSink("t"), session=1)
+    runtime = radar_node(tmp_path)
     s = (0.15, math.radians(1.0), math.radians(2.0), 0.1)
     batch = [
         RadarDetection("radar", 0.1, 0.0, math.nan, 0.1, 0.2, -0.5, *s, snr_db=20.0),  # invalid
