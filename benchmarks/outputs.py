@@ -23,9 +23,7 @@ import json
 import os
 import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -33,8 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from latency import CUAS_NODE, ROOT, Broker
-from resources import WARMUP_S, cpu_seconds
+from resources import cpu_seconds, sim_node
 
 from cuas_node.drivers.sim.scenario import load_scenario
 from cuas_node.evaluation import runner
@@ -119,38 +116,19 @@ def in_process() -> None:
 
 def one_node_run(window_s: float, with_cot: bool) -> float:
     """CPU % of one core of `sim swarm-20 --speed 1` over the window, with or without CoT."""
-    with tempfile.TemporaryDirectory(prefix="cuas-bench-") as tmp:
-        work = Path(tmp)
-        broker = Broker(work)
-        sink = UdpSink()
-        cfg = work / "node.toml"
-        cfg.write_text(
-            f'[node]\nstate_dir = "{work / "state"}"\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
-            '[logging]\nlevel = "WARNING"\n'
-        )
-        env = dict(os.environ)
-        if with_cot:
-            env["CUAS_OUTPUTS__COT"] = json.dumps([{"url": f"udp://127.0.0.1:{sink.port}"}])
-        duration = WARMUP_S + window_s + 30.0
-        cmd = [CUAS_NODE, "sim", SCENARIO, "--speed", "1", "--duration", str(duration), "--config", str(cfg)]
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, env=env)
-        try:
-            time.sleep(WARMUP_S)
-            if proc.poll() is not None:
-                raise SystemExit(f"cuas-node sim {SCENARIO} exited early ({proc.returncode})")
+    sink = UdpSink()
+    env = dict(os.environ)
+    if with_cot:
+        env["CUAS_OUTPUTS__COT"] = json.dumps([{"url": f"udp://127.0.0.1:{sink.port}"}])
+    try:
+        with sim_node(SCENARIO, window_s, env=env) as proc:
             c0, w0 = cpu_seconds(proc.pid), time.monotonic()
             time.sleep(window_s)
             c1, w1 = cpu_seconds(proc.pid), time.monotonic()
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            broker.stop()
-            sink.close()
-        if with_cot and sink.datagrams == 0:
-            raise SystemExit("the CoT output sent nothing: the measurement would be meaningless")
+    finally:
+        sink.close()
+    if with_cot and sink.datagrams == 0:
+        raise SystemExit("the CoT output sent nothing: the measurement would be meaningless")
     return 100.0 * (c1 - c0) / (w1 - w0)
 
 

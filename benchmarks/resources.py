@@ -17,12 +17,14 @@ scenarios that are not built in yet are skipped (and said so).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -50,29 +52,36 @@ def scenario_exists(name: str) -> bool:
     return (ROOT / "drivers" / "sim" / "scenarios" / f"{name}.toml").exists()
 
 
-def one_run(scenario: str, window_s: float) -> tuple[float, float]:
-    """(CPU % of one core, peak RSS in MB) over the measuring window."""
+@contextlib.contextmanager
+def sim_node(
+    scenario: str,
+    window_s: float,
+    extra_config: str = "",
+    env: dict[str, str] | None = None,
+    mqtt_lines: str = "",
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`cuas-node sim SCENARIO --speed 1` against a private mosquitto, `mqtt_lines` added to its
+    `[mqtt]` table and `extra_config` (other tables) to its config, yielded once warmed up (long
+    enough for `window_s` more); stopped afterwards.
+    The one harness of the whole-node benchmarks (this one, outputs.py, web_clients.py)."""
     with tempfile.TemporaryDirectory(prefix="cuas-bench-") as tmp:
         work = Path(tmp)
         broker = Broker(work)
         cfg = work / "node.toml"
         cfg.write_text(
             f'[node]\nstate_dir = "{work / "state"}"\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
-            '[logging]\nlevel = "WARNING"\n'
+            + mqtt_lines
+            + '[logging]\nlevel = "WARNING"\n'
+            + extra_config
         )
         duration = WARMUP_S + window_s + 30.0
         cmd = [CUAS_NODE, "sim", scenario, "--speed", "1", "--duration", str(duration), "--config", str(cfg)]
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, env=env)
         try:
             time.sleep(WARMUP_S)
             if proc.poll() is not None:
                 raise SystemExit(f"cuas-node sim {scenario} exited early ({proc.returncode})")
-            c0, w0 = cpu_seconds(proc.pid), time.monotonic()
-            peak = rss_mb(proc.pid)
-            while time.monotonic() - w0 < window_s:
-                time.sleep(0.5)
-                peak = max(peak, rss_mb(proc.pid))
-            c1, w1 = cpu_seconds(proc.pid), time.monotonic()
+            yield proc
         finally:
             proc.terminate()
             try:
@@ -80,6 +89,17 @@ def one_run(scenario: str, window_s: float) -> tuple[float, float]:
             except subprocess.TimeoutExpired:
                 proc.kill()
             broker.stop()
+
+
+def one_run(scenario: str, window_s: float) -> tuple[float, float]:
+    """(CPU % of one core, peak RSS in MB) over the measuring window."""
+    with sim_node(scenario, window_s) as proc:
+        c0, w0 = cpu_seconds(proc.pid), time.monotonic()
+        peak = rss_mb(proc.pid)
+        while time.monotonic() - w0 < window_s:
+            time.sleep(0.5)
+            peak = max(peak, rss_mb(proc.pid))
+        c1, w1 = cpu_seconds(proc.pid), time.monotonic()
     return 100.0 * (c1 - c0) / (w1 - w0), peak
 
 

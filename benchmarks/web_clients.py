@@ -20,17 +20,15 @@ import argparse
 import json
 import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from latency import CUAS_NODE, ROOT, Broker, free_port
-from resources import WARMUP_S, cpu_seconds
+from latency import free_port
+from resources import cpu_seconds, sim_node
 
 CLIENTS = 5
 
@@ -69,25 +67,12 @@ def web_health(port: int) -> dict[str, float]:
 def one_run(scenario: str, window_s: float, web: bool) -> tuple[float, float, float]:
     """(CPU % of one core of the node, of its web thread, bytes per second per client) over the
     window."""
-    with tempfile.TemporaryDirectory(prefix="cuas-bench-web-") as tmp:
-        work = Path(tmp)
-        broker = Broker(work)
-        port = free_port()
-        cfg = work / "node.toml"
-        cfg.write_text(
-            f'[node]\nstate_dir = "{work / "state"}"\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
-            f'health_interval_s = 1.0\n[logging]\nlevel = "WARNING"\n'
-            f"[web]\nenabled = {str(web).lower()}\nport = {port}\n"
-        )
-        duration = WARMUP_S + window_s + 30.0
-        cmd = [CUAS_NODE, "sim", scenario, "--speed", "1", "--duration", str(duration), "--config", str(cfg)]
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
-        stop = threading.Event()
-        readers: list[Reader] = []
-        try:
-            time.sleep(WARMUP_S)
-            if proc.poll() is not None:
-                raise SystemExit(f"cuas-node sim {scenario} exited early ({proc.returncode})")
+    port = free_port()
+    stop = threading.Event()
+    readers: list[Reader] = []
+    web_config = f"[web]\nenabled = {str(web).lower()}\nport = {port}\n"
+    try:
+        with sim_node(scenario, window_s, web_config, mqtt_lines="health_interval_s = 1.0\n") as proc:
             if web:
                 readers = [Reader(port, stop) for _ in range(CLIENTS)]
                 for reader in readers:
@@ -100,14 +85,8 @@ def one_run(scenario: str, window_s: float, web: bool) -> tuple[float, float, fl
             c1, w1 = cpu_seconds(proc.pid), time.monotonic()
             b1 = sum(r.bytes for r in readers)
             h1 = web_health(port) if web else None
-        finally:
-            stop.set()
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            broker.stop()
+    finally:
+        stop.set()
     per_client = (b1 - b0) / (w1 - w0) / CLIENTS if readers else 0.0
     thread = 100.0 * (h1["cpu_s"] - h0["cpu_s"]) / (h1["t"] - h0["t"]) if h0 and h1 else 0.0
     return 100.0 * (c1 - c0) / (w1 - w0), thread, per_client
