@@ -315,7 +315,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     simulation.start_devices()
 
     def begin() -> None:
-        clock.start()
+        clock.start(None if scenario.start_utc is not None else time.time())  # sim time = UTC, not 2 s behind
         simulation.start(truth)
 
     try:

@@ -57,7 +57,7 @@ class Doctor(SerialSensorChecks, PlatformChecks, BrokerChecks, OutputChecks):
                 f"fix each file or key named; `cuas-node config check {self.config_path}` repeats the checks",
             )
         elif notes:
-            self.add("WARN", "start-up", "\n".join(notes), "remove the ignored keys, or set what they need")
+            self.add("WARN", "start-up", "\n".join(notes), "each note names the key to set or remove")
         else:
             self.add("PASS", "start-up", "secret, TLS and sensor files readable; state and spool writable")
 

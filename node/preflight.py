@@ -83,18 +83,6 @@ def preflight(config: Config, source: str, env: Mapping[str, str] = os.environ) 
     plain = plaintext_password(config, env)
     if plain is not None:
         warnings.append(f"mqtt.tls (env CUAS_MQTT__TLS): {plain}; {PLAINTEXT_FIX}")
-    web = config.web
-    if (
-        web.enabled
-        and web.password_file is not None
-        and web.tls_cert_file is None
-        and not is_loopback(web.bind)
-    ):
-        warnings.append(
-            f"web.tls_cert_file (env CUAS_WEB__TLS_CERT_FILE): the live view on {web.bind}:{web.port} "
-            "takes its password without TLS: anyone on the network path can read it; "
-            "set tls_cert_file and tls_key_file"
-        )
     return warnings
 
 
@@ -107,7 +95,7 @@ def startup_problems(config: Config, env: Mapping[str, str] = os.environ) -> tup
     _check_commands(config, problems)
     _check_sensors(config, problems)
     _check_directories(config, problems)
-    _check_web(config, problems)
+    _check_web(config, problems, notes)
     _check_outputs(config, problems)
     return problems, notes
 
@@ -350,11 +338,18 @@ def _group(gid: int) -> str:
         return str(gid)
 
 
-def _check_web(config: Config, problems: list[str]) -> None:
-    """The live view's password and TLS files, read as the web server will (`cuas_node.web.auth`)."""
+def _check_web(config: Config, problems: list[str], notes: list[str]) -> None:
+    """The live view's password and TLS files, read as the web server will (`cuas_node.web.auth`);
+    a note when the password would cross the network in clear."""
     web = config.web
     if not web.enabled:
         return
+    if web.password_file is not None and web.tls_cert_file is None and not is_loopback(web.bind):
+        notes.append(
+            f"web.tls_cert_file (env CUAS_WEB__TLS_CERT_FILE): the live view on {web.bind}:{web.port} "
+            "takes its password without TLS: anyone on the network path can read it; "
+            "set tls_cert_file and tls_key_file"
+        )
     from cuas_node.web.auth import read_web_password, tls_context
 
     try:

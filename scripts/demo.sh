@@ -16,7 +16,9 @@ cleanup() { if [ -n "$SIM" ]; then kill "$SIM" 2>/dev/null || true; fi; kill "$B
 trap cleanup EXIT INT TERM
 sleep 0.5
 echo "broker on 127.0.0.1:$PORT; node log in $WORK/node.log; ground truth in $WORK/truth.jsonl"
-CUAS_MQTT__HOST=127.0.0.1 CUAS_MQTT__PORT="$PORT" CUAS_MQTT__HEALTH_INTERVAL_S=2 \
+# A fresh state directory per demo: a spool left by an earlier `sim demo` whose broker was
+# unreachable must not replay that run's tracks and alerts into this one.
+CUAS_NODE__STATE_DIR="$WORK/state" CUAS_MQTT__HOST=127.0.0.1 CUAS_MQTT__PORT="$PORT" CUAS_MQTT__HEALTH_INTERVAL_S=2 \
   .venv/bin/cuas-node sim demo --speed "${SPEED:-1}" --truth "$WORK/truth.jsonl" > "$WORK/node.log" 2>&1 &
 SIM=$!
 .venv/bin/cuas-node watch --host 127.0.0.1 --port "$PORT" --until-offline ${WATCH_ARGS:-}

@@ -95,3 +95,15 @@ def test_acoustic_array_hears_a_hovering_drone_where_it_is(tmp_path: Path) -> No
     az = np.degrees(np.median([b.az_rad for b in bearings]))
     assert abs(az - 15.0) < 5.0, az
     assert np.median([b.drone_likelihood for b in bearings]) > 0.5
+
+
+def test_a_scenario_on_the_wall_clock_starts_when_it_really_starts() -> None:
+    """`sim` fixes the scenario's epoch while the node sets up; at `start` it moves to the real
+    moment (never backwards), so published times are UTC, not the set-up time behind."""
+    clock = ScaledClock(1_800_000_000.0)
+    assert clock.now() == 1_800_000_000.0  # stands still until started
+    clock.start(1_800_000_002.5)
+    assert 1_800_000_002.5 <= clock.now() < 1_800_000_003.5
+    late = ScaledClock(1_800_000_000.0)
+    late.start(1_700_000_000.0)
+    assert late.now() >= 1_800_000_000.0

@@ -375,6 +375,16 @@ def test_password_without_tls_off_loopback_is_warned(tmp_path: Path) -> None:
     warnings = preflight(build_config(data, "t"), "t")
     assert any(w.startswith("web.tls_cert_file") and "without TLS" in w for w in warnings)
     assert all(PASSWORD not in w for w in warnings)
+    # doctor says it too, as `config check` and `run` do (one check: preflight.startup_problems)
+    from tests.test_doctor import by_name, probe
+
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[node]\nid = "w"\nstate_dir = "{tmp_path / "s"}"\n[mqtt]\nhost = "127.0.0.1"\nport = 1\n'
+        f'[web]\nenabled = true\nbind = "0.0.0.0"\nport = {free_port()}\npassword_file = "{secret}"\n'
+    )
+    check = by_name(Doctor(path, 0.2, probe(tmp_path)).run())["start-up"]
+    assert check.status == "WARN" and "without TLS" in check.message
 
 
 # --- doctor and the publisher's hand-over -----------------------------------------------------------

@@ -55,10 +55,14 @@ class ScaledClock:
         self._wall_start: float | None = None
         self._started = threading.Event()
 
-    def start(self) -> None:
-        """Let scenario time run. Before this the clock stands at its epoch, so the node can finish
-        starting up (imports, broker connection) without the scenario running away from it."""
+    def start(self, epoch: float | None = None) -> None:
+        """Let scenario time run, from `epoch` if given (a scenario on today's wall clock starts at
+        the moment it really starts, not when the node began setting up). Before this the clock
+        stands at its epoch, so the node can finish starting up (imports, broker connection)
+        without the scenario running away from it."""
         if self._wall_start is None:
+            if epoch is not None:
+                self.epoch = max(self.epoch, epoch)  # never backwards
             self._wall_start = time.monotonic()
             self._started.set()
 
