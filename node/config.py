@@ -194,6 +194,8 @@ def _describe(error: Mapping[str, Any]) -> str:
         message = "invalid value (not shown: secret)"
     else:
         message = str(error.get("msg", "invalid value"))
+        # Our own validators' messages are whole sentences: pydantic's "Value error, " is noise.
+        message = message.removeprefix("Value error, ")
     where = dotted or "(top level)"
     return f"{where} (env {env}): {message}"
 

@@ -5,10 +5,12 @@ and owns loading and error reporting. Every key is documented in docs/config.md.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from cuas_node.config_sensors import IDENT_PATTERN, IntLiteral, Position, Section
 
@@ -185,6 +187,10 @@ class RecordSection(Section):
 TILES_URL_PATTERN = r"^\S*\{z\}\S*\{x\}\S*\{y\}\S*$"  # e.g. https://tile.example.org/{z}/{x}/{y}.png
 
 
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")  # RFC 1123
+
+
 class WebSection(Section):
     """The technician's read-only live view in a browser, served by the node (docs/web.md).
 
@@ -209,6 +215,19 @@ class WebSection(Section):
         default=None, description="offline raster tiles, laid out {z}/{x}/{y}.png, served by the node"
     )
     max_clients: int = Field(default=16, ge=1, le=256, description="live-update connections at once")
+
+    @field_validator("bind")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            if not _HOST_NAME.fullmatch(value):
+                raise ValueError(
+                    f"{value!r} is neither an IP address nor a host name (127.0.0.1: this machine only; "
+                    "0.0.0.0 or ::: every interface; or one of its addresses)"
+                ) from None
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> WebSection:

@@ -322,7 +322,7 @@ def test_radar_section_gives_fusion_a_radar_sensor_with_its_figures() -> None:
     [
         (
             {"min_range_m": 2500},
-            "sensors[0] (env CUAS_SENSORS): Value error, min_range_m must be below max_range_m",
+            "sensors[0] (env CUAS_SENSORS): min_range_m must be below max_range_m",
         ),
         ({"range_rate": True}, "range_rate = true needs range_rate_sigma_mps"),
         ({"range_sigma_m": None}, "sensors[0].range_sigma_m (env CUAS_SENSORS): required key is missing"),

@@ -486,3 +486,14 @@ def test_zones_replaced_by_command_reach_open_pages(tmp_path: Path) -> None:
         events.close()
     finally:
         server.stop()
+
+
+def test_a_bind_address_that_is_no_address_is_a_config_error() -> None:
+    from cuas_node.config import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        build_config({"node": {"id": "w"}, "web": {"enabled": True, "bind": "not an ip"}}, "t")
+    (problem,) = caught.value.problems
+    assert problem.startswith("web.bind (env CUAS_WEB__BIND): 'not an ip' is neither an IP address")
+    for good in ("0.0.0.0", "::", "192.168.1.20", "mast-1.local"):
+        assert build_config({"node": {"id": "w"}, "web": {"bind": good}}, "t").web.bind == good
