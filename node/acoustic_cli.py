@@ -74,6 +74,7 @@ def cmd_acoustic(args: argparse.Namespace) -> int:
                 print(json.dumps(obj, separators=(",", ":")), flush=True)
         except (OSError, ValueError, EOFError, wave.Error) as exc:
             # One unreadable file must not stop the batch: say which and why, carry on.
-            print(f"cuas-node acoustic score: {path}: {exc}", file=sys.stderr)
+            why = str(exc) or "not a WAV file (empty, truncated or another format): PCM WAV expected"
+            print(f"cuas-node acoustic score: {path}: {why}", file=sys.stderr)
             status = 1
     return status

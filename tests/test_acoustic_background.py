@@ -167,6 +167,11 @@ def test_calibrate_and_score_commands(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "cannot read the background file" in bad.stderr
     bad = _cli("acoustic", "score", "--false-alarms-per-hour", "2", str(site))
     assert bad.returncode == 2 and "give --background" in bad.stderr
+    # an unreadable file is named with a reason, and the others are still scored
+    (tmp_path / "text.wav").write_text("")  # empty: wave raises EOFError with no text
+    mixed = _cli("acoustic", "score", str(tmp_path / "text.wav"), str(drone_file))
+    assert mixed.returncode == 1 and len(mixed.stdout.splitlines()) == 1
+    assert f"{tmp_path / 'text.wav'}: not a WAV file" in mixed.stderr
     # a drone in the recording: refused, nothing written
     with_drone = site_sound(30.0, 22)
     drone = real_drone(12)
