@@ -53,6 +53,7 @@ class OutputsSection(Section):
     @model_validator(mode="after")
     def _unique_names(self) -> OutputsSection:
         names = [c.name for c in self.cot if c.name is not None]
-        if len(names) != len(set(names)):
-            raise ValueError("two [[outputs.cot]] share a name")
+        shared = sorted({n for n in names if names.count(n) > 1})
+        if shared:
+            raise ValueError(f"[[outputs.cot]] names must differ: {', '.join(shared)} used more than once")
         return self
