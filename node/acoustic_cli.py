@@ -10,6 +10,7 @@ decides with the same `DroneDetector.detect`. `node/cli.py` only hooks this in.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import wave
@@ -70,6 +71,7 @@ def cmd_acoustic(args: argparse.Namespace) -> int:
     status = 0
     for path in args.wav:
         try:
+            _warn_if_narrowband(path)
             for obj in score_wav_files([path], detector):
                 print(json.dumps(obj, separators=(",", ":")), flush=True)
         except (OSError, ValueError, EOFError, wave.Error) as exc:
@@ -78,3 +80,19 @@ def cmd_acoustic(args: argparse.Namespace) -> int:
             print(f"cuas-node acoustic score: {path}: {why}", file=sys.stderr)
             status = 1
     return status
+
+
+def _warn_if_narrowband(path: Path | str) -> None:
+    """A recording below the detector's analysis rate is scored, but on less of the spectrum than
+    the node hears: say so (the site background refuses such recordings outright)."""
+    from cuas_node.drivers.acoustic.features import ANALYSIS_RATE
+
+    with contextlib.suppress(OSError, EOFError, wave.Error), wave.open(str(path)) as wav:
+        rate = wav.getframerate()
+        if rate < ANALYSIS_RATE:
+            print(
+                f"cuas-node acoustic score: {path}: {rate} Hz is below the {ANALYSIS_RATE} Hz the "
+                f"detector analyses (it sees only up to {rate // 2} Hz): the score is less reliable",
+                file=sys.stderr,
+            )
+

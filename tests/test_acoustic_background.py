@@ -172,6 +172,11 @@ def test_calibrate_and_score_commands(tmp_path: Path) -> None:
     mixed = _cli("acoustic", "score", str(tmp_path / "text.wav"), str(drone_file))
     assert mixed.returncode == 1 and len(mixed.stdout.splitlines()) == 1
     assert f"{tmp_path / 'text.wav'}: not a WAV file" in mixed.stderr
+    # below the analysis rate: scored, with a warning
+    narrow = write_wav(tmp_path / "narrow.wav", site_sound(3.0, 5)[::2], FS // 2)
+    scored = _cli("acoustic", "score", str(narrow))
+    assert scored.returncode == 0 and len(scored.stdout.splitlines()) == 1
+    assert f"{FS // 2} Hz is below the {FS} Hz the detector analyses" in scored.stderr
     # a drone in the recording: refused, nothing written
     with_drone = site_sound(30.0, 22)
     drone = real_drone(12)
