@@ -94,6 +94,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     cfg.write_text(
         f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nhealth_interval_s = 1.0\n'
         f'[web]\nenabled = true\nport = {port}\n[logging]\nlevel = "INFO"\n'
+        # A standard output, so that the health panel has one to show (UDP: nobody need listen).
+        f'[[outputs.cot]]\nname = "atak"\nurl = "udp://127.0.0.1:{free_port()}"\n'
     )
     sub = MqttSubscriber(broker.host, broker.port, f"{ROOT}/#")
     env = {**os.environ, "XDG_STATE_HOME": str(work / "state")}
@@ -208,6 +210,9 @@ def test_page_shows_what_mqtt_consumers_get(
     status = _wait(driver, READ_STATUS, lambda s: len(s["sensors"]) > 0)
     assert sorted(status["sensors"]) == sorted(s["id"] for s in health["sensors"])
     assert set(status["sensors"]) == {"radar-1", "mic-1", "rid-1", "fpv-1", "gps"}
+    # ... and the standard outputs theirs.
+    blocks = driver.find_element("id", "health-blocks").text
+    assert "cot atak → udp://127.0.0.1:" in blocks and "sent" in blocks, blocks
 
     # A row selected in the table opens that track's details.
     row = driver.find_element("css selector", "#tracks tbody tr")

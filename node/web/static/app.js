@@ -633,6 +633,11 @@
     if (h.mqtt) span(blocks, `MQTT published ${h.mqtt.published}, dropped ${h.mqtt.dropped}, reconnects ${h.mqtt.reconnects}`);
     if (h.spool) span(blocks, `spool pending ${h.spool.pending}`);
     if (h.web) span(blocks, `web ${h.web.state}: ${h.web.clients} viewer(s), ${h.web.slow_dropped} slow dropped`);
+    for (const o of h.outputs || []) {
+      const ok = o.state === "connected" ? "state-ok" : "state-degraded";
+      const error = o.state !== "connected" && o.last_error ? ` (${o.last_error})` : "";
+      span(blocks, `${o.kind} ${o.name} → ${o.target}: ${o.state}${error}, sent ${o.sent}, dropped ${o.dropped}`, ok);
+    }
     const sys = h.system || {};
     if (sys.load) span(blocks, `load ${sys.load.map((x) => fmt(x, 2)).join(" ")} (${sys.cpus} CPUs)`);
     if (sys.cpu_temp_c !== undefined) span(blocks, `CPU ${fmt(sys.cpu_temp_c, 0)} °C`, sys.cpu_temp_c > 75 ? "state-degraded" : "");
