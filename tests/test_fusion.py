@@ -237,4 +237,6 @@ def test_largest_eigenvalue_in_closed_form_matches_eigvalsh(m: np.ndarray, shift
     cov[0] = shift * np.eye(3)
     reference = np.linalg.eigvalsh(cov)[:, -1]
     scale = np.maximum(np.abs(cov).max(axis=(1, 2)), 1e-12)
-    assert np.all(np.abs(largest_eigenvalue(cov) - reference) <= 1e-9 * scale)
+    # A repeated largest eigenvalue costs the closed form ~sqrt(machine epsilon) (arccos near ±1):
+    # 1e-7 of the matrix's scale is far below anything a sigma test can notice.
+    assert np.all(np.abs(largest_eigenvalue(cov) - reference) <= 1e-7 * scale)
