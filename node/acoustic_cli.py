@@ -95,4 +95,3 @@ def _warn_if_narrowband(path: Path | str) -> None:
                 f"detector analyses (it sees only up to {rate // 2} Hz): the score is less reliable",
                 file=sys.stderr,
             )
-

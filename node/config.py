@@ -20,12 +20,13 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
-from cuas_node.config_outputs import CotOutput, OutputsSection
+from cuas_node.config_outputs import COT_URL_PATTERN, CotOutput, OutputsSection
 
 # The section models live in node/config_sections.py and node/config_sensors.py; they are imported
 # (and so re-exported) here because cuas_node.config is where the rest of the node looks for
 # configuration types.
 from cuas_node.config_sections import (
+    TILES_URL_PATTERN,
     CommandsSection,
     FusionSection,
     GpioSection,
@@ -180,6 +181,15 @@ def _dotted_and_env(loc: tuple[int | str, ...]) -> tuple[str, str]:
     return ".".join(parts), ENV_PREFIX + ENV_DELIMITER.join(env_parts)
 
 
+PATTERN_HINTS = {
+    IDENT_PATTERN: "1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
+    COT_URL_PATTERN: "udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT, HOST a name or an IPv4 address",
+    TILES_URL_PATTERN: "a URL template with {z}, {x} and {y}, e.g. https://tiles.example.org/{z}/{x}/{y}.png",
+}
+"""What a `pattern` asks, in words: the regular expression itself says little to a technician."""
+LIST_TABLES = frozenset({"sensors", "zones", "outputs.cot"})
+
+
 def _describe(error: Mapping[str, Any]) -> str:
     loc = tuple(error.get("loc", ()))
     kind = error.get("type", "")
@@ -192,6 +202,11 @@ def _describe(error: Mapping[str, Any]) -> str:
         message = "required key is missing"
     elif loc and str(loc[-1]) in SECRET_FIELDS:
         message = "invalid value (not shown: secret)"
+    elif kind == "string_pattern_mismatch":
+        pattern = str((error.get("ctx") or {}).get("pattern", ""))
+        message = f"not of the expected form: {PATTERN_HINTS.get(pattern, pattern)}"
+    elif kind == "list_type" and dotted in LIST_TABLES:
+        message = f"a list of tables: write [[{dotted}]], not [{dotted}]"
     else:
         message = str(error.get("msg", "invalid value"))
         # Our own validators' messages are whole sentences: pydantic's "Value error, " is noise.
@@ -201,7 +216,7 @@ def _describe(error: Mapping[str, Any]) -> str:
 
 
 def format_validation_error(exc: ValidationError) -> list[str]:
-    return [_describe(e) for e in exc.errors(include_input=False, include_url=False, include_context=False)]
+    return [_describe(e) for e in exc.errors(include_input=False, include_url=False, include_context=True)]
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -248,3 +248,24 @@ def test_every_environment_variable_is_documented() -> None:
     walk(c.Config, ())
     assert not missing, f"environment variables missing from docs/config.md: {missing}"
     assert "CUAS_SENSORS='[" in doc and "CUAS_ZONES='[" in doc  # the JSON form, by example
+
+
+def test_pattern_and_list_errors_say_what_is_expected_in_words() -> None:
+    """A technician gets the form a value must have, not the regular expression that checks it,
+    and `[outputs.cot]` written as a single table is told to use `[[outputs.cot]]`."""
+    cases = [
+        ({"node": {"id": "x y"}}, "node.id (env CUAS_NODE__ID): not of the expected form: 1-64 letters"),
+        (
+            {"node": {"id": "n"}, "outputs": {"cot": [{"url": "http://tak:8087"}]}},
+            "outputs.cot[0].url (env CUAS_OUTPUTS__COT): not of the expected form: udp://HOST:PORT",
+        ),
+        (
+            {"node": {"id": "n"}, "outputs": {"cot": {"url": "udp://239.2.3.1:6969"}}},
+            "outputs.cot (env CUAS_OUTPUTS__COT): a list of tables: write [[outputs.cot]], not [outputs.cot]",
+        ),
+    ]
+    for data, expected in cases:
+        with pytest.raises(ConfigError) as caught:
+            build_config(data, "t")
+        assert any(p.startswith(expected) for p in caught.value.problems), caught.value.problems
+        assert not any("match pattern" in p for p in caught.value.problems)
