@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import wave
 from pathlib import Path
@@ -73,6 +74,7 @@ def cmd_acoustic_background(args: argparse.Namespace) -> int:
     from cuas_node.drivers.acoustic.background import BackgroundError
     from cuas_node.drivers.acoustic.background_learn import Recording, learn_background
     from cuas_node.drivers.acoustic.decode import read_wav
+    from cuas_node.drivers.acoustic.detector import DroneDetector, shipped_threshold
 
     if not args.false_alarms_per_hour > 0:
         raise ValueError("--false-alarms-per-hour must be > 0")
@@ -112,4 +114,14 @@ def cmd_acoustic_background(args: argparse.Namespace) -> int:
         },
     }
     print(json.dumps(summary))
+    shipped = shipped_threshold(DroneDetector().model)
+    if summary["threshold"] > shipped:
+        # Quieter sites lower it, louder ones raise it: a big rise costs detections, say so.
+        print(
+            f"note: at this site the detector needs a drone likelihood of {summary['threshold']:.2f} "
+            f"(shipped default {shipped:.2f}) to keep to {args.false_alarms_per_hour:g} false alarm(s) "
+            "per hour: faint or distant drones are missed more often here. Check the recordings are "
+            "the site's usual sound (not a storm or works), or accept more false alarms per hour.",
+            file=sys.stderr,
+        )
     return 0

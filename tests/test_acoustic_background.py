@@ -256,3 +256,21 @@ def test_a_long_file_needs_a_drone_for_seconds_not_one_window(tmp_path: Path) ->
     )
     assert [r["detected"] for r in rows] == [False, True], rows
     assert rows[1]["drone_likelihood"] >= det.threshold > rows[0]["drone_likelihood"]
+
+
+@needs_captures
+def test_a_background_that_raises_the_threshold_says_what_it_costs(tmp_path: Path) -> None:
+    """60 s of everyday sounds (the shared not-drone clips joined): the site threshold rises above
+    the shipped one, and the command says that faint drones will be missed more often."""
+    clips = []
+    for path in sorted((CAPTURES / "not_drone").glob("*.wav"))[:60]:
+        with wave.open(str(path)) as w:
+            if (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (FS, 1, 2):
+                clips.append(np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float64) / 32768.0)
+    site = write_wav(tmp_path / "site.wav", np.concatenate(clips))
+    done = _cli("calibrate", "acoustic-background", str(tmp_path / "bg.json"), str(site))
+    assert done.returncode == 0, done.stderr + done.stdout
+    threshold = json.loads(done.stdout)["threshold"]
+    assert threshold > shipped_threshold(DroneDetector().model)
+    assert f"needs a drone likelihood of {threshold:.2f}" in done.stderr
+    assert "missed more often" in done.stderr
