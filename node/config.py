@@ -20,7 +20,7 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
-from cuas_node.config_outputs import CotOutput, OutputsSection
+from cuas_node.config_outputs import CotOutput, OutputsSection, SapientOutput
 
 # The section models live in node/config_sections.py and node/config_sensors.py; they are imported
 # (and so re-exported) here because cuas_node.config is where the rest of the node looks for
@@ -79,6 +79,7 @@ __all__ = [
     "Position",
     "RecordSection",
     "RemoteIdSensor",
+    "SapientOutput",
     "SensorConfig",
     "TiMmwaveSensor",
     "WebSection",
