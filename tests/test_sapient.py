@@ -255,3 +255,15 @@ def test_config_checks_the_node_id_and_tls_files() -> None:
         build_config(
             {**base, "outputs": {"sapient": {**section, "tls": True, "tls_cert_file": "/x"}}}, "test"
         )
+
+
+def test_a_track_whose_deletion_was_lost_is_forgotten() -> None:
+    """A track silent for minutes (its deletion dropped) is forgotten: a late deletion finds no
+    object to end; one silent for seconds still gets its `lost` report."""
+    for silent_s, reports in ((10.0, 1), (400.0, 0)):
+        wall = Wall()
+        c = codec(wall)
+        c.encode(TracksItem(0.0, (a_report(4),)), 0.0)
+        wall.t += silent_s
+        c.periodic(0.0)
+        assert len(c.encode(TracksItem(0.0, (a_report(4, "deleted"),)), 0.0)) == reports

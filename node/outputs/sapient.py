@@ -47,6 +47,7 @@ TaskAck = task_ack_pb2.TaskAck
 
 DETECTION_GAP_S = 0.08  # the least time between two distinct detection timestamps
 FUTURE_SLACK_S = 0.05  # how far ahead of the wall clock a detection may be stamped (peer allows 0.1)
+FORGET_S = 300.0  # a track silent this long (its deletion lost) is forgotten
 
 
 def iso_time(t: float) -> str:
@@ -80,6 +81,7 @@ class SapientCodec:
         self.s = settings
         self.wall = wall
         self._objects: dict[int, str] = {}  # track number -> object ULID (for the codec's life)
+        self._seen: dict[int, float] = {}  # track number -> wall time of its last report
         self._sent: set[int] = set()  # tracks with a detection report on this connection
         self._pending: dict[int, TrackReport] = {}
         self._last_detection: float | None = None
@@ -117,6 +119,12 @@ class SapientCodec:
     def periodic(self, now: float) -> list[bytes]:
         frames = self._flush()
         wall = self.wall()
+        # A track whose deletion never came (dropped from a full queue) is forgotten once it has
+        # been silent for FORGET_S, so this state cannot grow without bound.
+        for number in [n for n, seen in self._seen.items() if seen < wall - FORGET_S]:
+            self._seen.pop(number, None)
+            self._objects.pop(number, None)
+            self._sent.discard(number)
         if wall >= self._status_due:
             self._status_due = wall + self.s.status_interval_s
             frames.append(frame(self.status_report(wall)))
@@ -132,6 +140,7 @@ class SapientCodec:
         for report in item.tracks:
             if report.live or (report.status == "deleted" and report.number in self._objects):
                 self._pending[report.number] = report
+                self._seen[report.number] = self.wall()
                 if report.number not in self._objects:
                     self._objects[report.number] = object_ulid(
                         self.s.node_id, self.s.session, report.number, report.t
@@ -155,6 +164,7 @@ class SapientCodec:
             if report.status == "deleted":
                 if number not in self._sent:
                     self._objects.pop(number, None)
+                    self._seen.pop(number, None)
                     continue  # the peer never heard of it on this connection
                 self._sent.discard(number)
             else:
@@ -162,6 +172,7 @@ class SapientCodec:
             frames.append(frame(self.detection_report(report, stamp)))
             if report.status == "deleted":
                 self._objects.pop(number, None)
+                self._seen.pop(number, None)
         self._pending.clear()
         return frames
 
