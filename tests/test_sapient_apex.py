@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -200,11 +201,13 @@ def test_the_node_registers_again_when_apex_restarts(apex: ApexServer, tmp_path:
         w.stop()
 
 
-class RefusingPeer:
-    """A SAPIENT peer that refuses every registration with a reason (Apex always accepts)."""
+class MiniPeer:
+    """A minimal SAPIENT peer for what Apex cannot do: refuse a registration (with a reason), or
+    accept one over TLS. It answers each registration and counts the attempts."""
 
-    def __init__(self) -> None:
+    def __init__(self, accept: bool = False, tls: ssl.SSLContext | None = None) -> None:
         self.port = free_port()
+        self.accept, self.tls = accept, tls
         self.server = socket.create_server(("127.0.0.1", self.port))
         self.attempts = 0
         threading.Thread(target=self._serve, daemon=True).start()
@@ -212,31 +215,42 @@ class RefusingPeer:
     def _serve(self) -> None:
         while True:
             try:
-                conn, _ = self.server.accept()
+                raw, _ = self.server.accept()
             except OSError:
                 return
-            with conn:
-                head = conn.recv(4)
-                (length,) = struct.unpack("<I", head)
-                body = b""
-                while len(body) < length:
-                    body += conn.recv(length - len(body))
-                if SapientMessage.FromString(body).WhichOneof("content") != "registration":
-                    continue
-                self.attempts += 1
-                reply = SapientMessage(node_id=str(uuid.uuid4()))
-                reply.timestamp.FromNanoseconds(time.time_ns())
-                reply.registration_ack.acceptance = False
-                reply.registration_ack.ack_response_reason.append("unknown ASM: not on the site list")
-                data = reply.SerializeToString()
-                conn.sendall(struct.pack("<I", len(data)) + data)
+            try:
+                conn = self.tls.wrap_socket(raw, server_side=True) if self.tls else raw
+                self._answer(conn)
+            except (OSError, struct.error):
+                raw.close()
+
+    def _answer(self, conn: socket.socket) -> None:
+        head = conn.recv(4)
+        (length,) = struct.unpack("<I", head)
+        body = b""
+        while len(body) < length:
+            body += conn.recv(length - len(body))
+        if SapientMessage.FromString(body).WhichOneof("content") != "registration":
+            conn.close()
+            return
+        self.attempts += 1
+        reply = SapientMessage(node_id=str(uuid.uuid4()))
+        reply.timestamp.FromNanoseconds(time.time_ns())
+        reply.registration_ack.acceptance = self.accept
+        if not self.accept:
+            reply.registration_ack.ack_response_reason.append("unknown ASM: not on the site list")
+        data = reply.SerializeToString()
+        conn.sendall(struct.pack("<I", len(data)) + data)
+        if not self.accept:
+            conn.close()
+        # an accepted connection stays open (the node's status reports go nowhere)
 
     def close(self) -> None:
         self.server.close()
 
 
 def test_a_refused_registration_is_logged_and_retried_with_back_off(caplog: pytest.LogCaptureFixture) -> None:
-    peer = RefusingPeer()
+    peer = MiniPeer()
     w = worker(peer.port)
     caplog.set_level(logging.WARNING)
     w.start()
@@ -344,3 +358,47 @@ def test_a_dead_apex_costs_only_the_sapient_output(
             output, _ = proc.communicate()
     assert proc.returncode == 0, output
     assert "output sapient" in output  # the outage was logged (once, not per retry)
+
+
+def test_tls_verifies_the_peer_and_registers(tmp_path: Path) -> None:
+    """Over TLS the peer's certificate must be signed by `tls_ca_file` and name `host`: the same
+    peer reached as `localhost` registers, reached as 127.0.0.1 it is refused (name checked)."""
+    key, cert = tmp_path / "peer.key", tmp_path / "peer.crt"
+    request = [
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+    ]
+    made = subprocess.run(
+        [*request, "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        capture_output=True,
+    )
+    assert made.returncode == 0, made.stderr
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    peer = MiniPeer(accept=True, tls=context)
+    try:
+        for host, connects in (("localhost", True), ("127.0.0.1", False)):
+            section = {"host": host, "port": peer.port, "tls": True, "tls_ca_file": str(cert)}
+            config = build_config({"node": {"id": "mast-1"}, "outputs": {"sapient": section}}, "test")
+            [w] = Outputs.from_config(config, 5, time.time).workers
+            assert w.health()["target"] == f"tls://{host}:{peer.port}"
+            w.start()
+            try:
+                if connects:
+                    assert wait_until(lambda: w.state == "connected"), w.health()  # noqa: B023
+                else:
+                    assert wait_until(lambda: w.last_error is not None), w.health()  # noqa: B023
+                    assert "certificate" in str(w.last_error) and w.state != "connected"
+            finally:
+                w.stop()
+        assert peer.attempts >= 1
+    finally:
+        peer.close()
