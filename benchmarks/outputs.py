@@ -1,4 +1,4 @@
-"""CPU overhead of the standard outputs (Cursor-on-Target) at `swarm-20`.
+"""CPU overhead of the standard outputs (Cursor-on-Target, SAPIENT) at `swarm-20`.
 
 Two figures of the same cost, from two sides:
 
@@ -7,7 +7,8 @@ Two figures of the same cost, from two sides:
    transport to a loopback socket, as the output thread does; the CPU time it takes, over the
    scenario's duration, is the share of one core that one CoT output costs at real-time speed
    (`cot_cpu_swarm_20`). `output_submit_us` is what the fusion thread pays per `tracks` step and
-   output (the queue append).
+   output (the queue append). The same for one SAPIENT output's mapping, protobuf encoding and
+   a loopback socket (`sapient_cpu_swarm_20`).
 2. The whole node: `cuas-node sim swarm-20 --speed 1` with and without one CoT output (UDP to a
    loopback receiver), CPU share after a warm-up as benchmarks/resources.py measures it
    (`cpu_swarm_20_with_sim_and_cot`, and the difference `cot_overhead_swarm_20`; noisy: the
@@ -38,6 +39,8 @@ from cuas_node.evaluation import runner
 from cuas_node.kernel.reports import TrackReport
 from cuas_node.outputs.cot import CotCodec, CotSettings
 from cuas_node.outputs.cot_link import CotLink
+from cuas_node.outputs.sapient import SapientCodec
+from cuas_node.outputs.sapient_msgs import SapientSettings, node_uuid
 from cuas_node.outputs.worker import OutputWorker, TracksItem
 
 SCENARIO = "swarm-20"
@@ -114,6 +117,34 @@ def in_process() -> None:
     print(f"figure: output_submit_us = {1e6 * (time.perf_counter() - t0) / n:.2f} us")
 
 
+def sapient_in_process() -> None:
+    """One SAPIENT output's mapping and protobuf encoding for the same run's track reports, sent
+    over a loopback socket pair (the TCP transport's cost), with its wall clock following the
+    reports' time so that its detection timing rules act as at real-time speed."""
+    messages, duration_s = swarm_reports()
+    clock = {"t": 0.0}
+    codec = SapientCodec(SapientSettings("bench", node_uuid("bench"), 1), lambda: clock["t"])
+    near, far = socket.socketpair()
+    drained = threading.Thread(
+        target=lambda: [None for _ in iter(lambda: far.recv(1 << 20), b"")], daemon=True
+    )
+    drained.start()
+    reports_sent = 0
+    started = time.process_time()
+    for reports in messages:
+        clock["t"] = reports[0].t if reports else clock["t"]
+        frames = codec.encode(TracksItem(clock["t"], reports), 0.0)
+        if frames:
+            near.sendall(b"".join(frames))
+            reports_sent += len(frames)
+    cpu = time.process_time() - started
+    near.close()
+    drained.join(5)
+    far.close()
+    print(f"figure: sapient_cpu_swarm_20 = {100.0 * cpu / duration_s:.2f} % of one core")
+    print(f"figure: sapient_reports_per_s_swarm_20 = {reports_sent / duration_s:.1f} reports/s")
+
+
 def one_node_run(window_s: float, with_cot: bool) -> float:
     """CPU % of one core of `sim swarm-20 --speed 1` over the window, with or without CoT."""
     sink = UdpSink()
@@ -148,6 +179,7 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=15.0, help="measuring window per node run, seconds")
     args = ap.parse_args()
     in_process()
+    sapient_in_process()
     whole_node(args.runs, args.window)
 
 

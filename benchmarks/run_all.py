@@ -249,6 +249,9 @@ Notes:
   to a loopback receiver), measured as `cpu_swarm_20_with_sim`; `cot_overhead_swarm_20` its
   difference from the same runs without the output (interleaved; the difference of two noisy
   figures: read it as "of the order of").
+  `sapient_cpu_swarm_20`, `sapient_reports_per_s_swarm_20`: the same for one SAPIENT output
+  (mapping, protobuf encoding, a loopback socket; its detection timing rules acting as at
+  real-time speed) and the detection and status reports it sent.
 - The tracker comparison with Stone Soup (benchmarks/tracker_vs_stonesoup.py) is not part of this
   run (it needs the `bench` extra and takes long); see its own output.
 

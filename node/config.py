@@ -20,7 +20,14 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
-from cuas_node.config_outputs import COT_URL_PATTERN, CotOutput, OutputsSection
+from cuas_node.config_outputs import (
+    COT_URL_PATTERN,
+    HOST_PATTERN,
+    UUID4_PATTERN,
+    CotOutput,
+    OutputsSection,
+    SapientOutput,
+)
 
 # The section models live in node/config_sections.py and node/config_sensors.py; they are imported
 # (and so re-exported) here because cuas_node.config is where the rest of the node looks for
@@ -80,6 +87,7 @@ __all__ = [
     "Position",
     "RecordSection",
     "RemoteIdSensor",
+    "SapientOutput",
     "SensorConfig",
     "TiMmwaveSensor",
     "WebSection",
@@ -185,6 +193,8 @@ PATTERN_HINTS = {
     IDENT_PATTERN: "1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
     COT_URL_PATTERN: "udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT, HOST a name or an IPv4 address",
     TILES_URL_PATTERN: "a URL template with {z}, {x} and {y}, e.g. https://tiles.example.org/{z}/{x}/{y}.png",
+    UUID4_PATTERN: "a lower-case UUID version 4, e.g. 0f8fad5b-d9cb-469f-a165-70867728950e",
+    HOST_PATTERN: "a host name or an IP address, without a scheme or port",
 }
 """What a `pattern` asks, in words: the regular expression itself says little to a technician."""
 LIST_TABLES = frozenset({"sensors", "zones", "outputs.cot"})

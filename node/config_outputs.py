@@ -1,6 +1,7 @@
 """The `[outputs]` section: the node's standard outputs beside MQTT (docs/outputs.md).
 
-Each output is optional and off unless configured; `[[outputs.cot]]` is a list because a node
+Each output is optional and off unless configured (`[outputs.sapient]` is one table: the node is
+one SAPIENT ASM); `[[outputs.cot]]` is a list because a node
 may feed several TAK destinations at once (a local ATAK multicast group and a TAK server). Every
 key is documented in docs/config.md with its environment variable.
 """
@@ -47,8 +48,38 @@ class CotOutput(Section):
         return self
 
 
+UUID4_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+HOST_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+
+
+class SapientOutput(Section):
+    """The node as a SAPIENT (BSI Flex 335 v2.0) ASM, connected to a middleware or fusion node."""
+
+    enabled: bool = True
+    host: str = Field(pattern=HOST_PATTERN, description="the SAPIENT middleware (e.g. Apex) or fusion node")
+    port: int = Field(ge=1, le=65535, description="its port for ASMs (Apex: the Child connection)")
+    node_id: str | None = Field(
+        default=None,
+        pattern=UUID4_PATTERN,
+        description="lower-case UUID v4; None: derived stably from node.id",
+    )
+    status_interval_s: float = Field(default=5.0, ge=1, le=3600, description="status report period")
+    tls: bool = Field(default=False, description="TLS to the peer (server certificate verified)")
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    queue_size: int = Field(default=256, ge=1, le=100000)
+
+    @model_validator(mode="after")
+    def _client_certificate_pairs(self) -> SapientOutput:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together (a client certificate and its key)")
+        return self
+
+
 class OutputsSection(Section):
     cot: list[CotOutput] = Field(default_factory=list)
+    sapient: SapientOutput | None = None
 
     @model_validator(mode="after")
     def _unique_names(self) -> OutputsSection:

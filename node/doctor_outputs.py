@@ -13,10 +13,12 @@ import ssl
 from cuas_node.config import Config
 from cuas_node.doctor_checklist import Checklist
 from cuas_node.outputs.cot_link import CotLink
+from cuas_node.outputs.sapient_link import SapientLink
 
 
 class OutputChecks(Checklist):
     def check_outputs(self, config: Config) -> None:
+        self.check_sapient(config)
         for index, section in enumerate(config.outputs.cot):
             name = f"output {section.name or f'cot{index}'}"
             if not section.enabled:
@@ -39,6 +41,49 @@ class OutputChecks(Checklist):
             else:
                 verified = ", TLS verified" if section.url.startswith("tls://") else ""
                 self.add("PASS", name, f"{section.url}: connected{verified}")
+
+    def check_sapient(self, config: Config) -> None:
+        """The SAPIENT peer: the connection only (TCP, TLS verified). Registering from `doctor`
+        would announce a second ASM with the running node's id, so registration is left to it."""
+        section = config.outputs.sapient
+        if section is None:
+            return
+        link = SapientLink(
+            section.host,
+            section.port,
+            _NoHandler(),
+            tls=section.tls,
+            tls_ca_file=section.tls_ca_file,
+            tls_cert_file=section.tls_cert_file,
+            tls_key_file=section.tls_key_file,
+        )
+        if not section.enabled:
+            self.add("PASS", "output sapient", f"{link.target}: disabled")
+            return
+        try:
+            link.connect(self.timeout_s)
+        except (OSError, ValueError) as exc:
+            fix = (
+                _fix(exc, link.target)
+                .replace("TAK server", "SAPIENT middleware")
+                .replace("[[outputs.cot]]", "[outputs.sapient]")
+            )
+            self.add("FAIL", "output sapient", f"{link.target}: {type(exc).__name__}: {exc}", fix)
+            return
+        finally:
+            link.close()
+        verified = ", TLS verified" if section.tls else ""
+        self.add(
+            "PASS", "output sapient", f"{link.target}: connected{verified} (the node registers when it runs)"
+        )
+
+
+class _NoHandler:
+    def registration(self) -> bytes:
+        return b""
+
+    def handle(self, message: object) -> list[bytes]:
+        return []
 
 
 def _fix(exc: BaseException, url: str) -> str:

@@ -122,6 +122,9 @@ def secret_files(config: Config) -> list[tuple[str, Path]]:
     for index, cot in enumerate(config.outputs.cot):
         if cot.enabled and cot.url.startswith("tls://") and cot.tls_key_file is not None:
             files.append((f"outputs.cot[{index}].tls_key_file (env CUAS_OUTPUTS__COT)", cot.tls_key_file))
+    sapient = config.outputs.sapient
+    if sapient is not None and sapient.enabled and sapient.tls and sapient.tls_key_file is not None:
+        files.append(("outputs.sapient.tls_key_file (env CUAS_OUTPUTS__SAPIENT)", sapient.tls_key_file))
     return files
 
 
@@ -246,7 +249,7 @@ def _check_tls(config: Config, problems: list[str], notes: list[str]) -> None:
 
 
 def _check_outputs(config: Config, problems: list[str]) -> None:
-    """A TAK output over TLS reads its certificate, key and CA at every connection: unreadable
+    """A TAK or SAPIENT output over TLS reads its certificate, key and CA at every connection: unreadable
     ones would only show as an output that never connects, so `run` refuses them up front."""
     for index, cot in enumerate(config.outputs.cot):
         if not cot.enabled or not cot.url.startswith("tls://"):
@@ -256,6 +259,13 @@ def _check_outputs(config: Config, problems: list[str]) -> None:
             reason = _unreadable(path) if path is not None else None
             if reason is not None:
                 problems.append(f"outputs.cot[{index}].{key} (env CUAS_OUTPUTS__COT): {path}: {reason}")
+    sapient = config.outputs.sapient
+    if sapient is not None and sapient.enabled and sapient.tls:
+        for key in ("tls_cert_file", "tls_key_file", "tls_ca_file"):
+            path = getattr(sapient, key)
+            reason = _unreadable(path) if path is not None else None
+            if reason is not None:
+                problems.append(f"outputs.sapient.{key} (env CUAS_OUTPUTS__SAPIENT): {path}: {reason}")
 
 
 def _check_commands(config: Config, problems: list[str]) -> None:

@@ -25,6 +25,18 @@ if [ ! -x .venv-taky/bin/taky ]; then
     tail -n 40 .venv-taky/pip.log >&2; echo "pip install taky failed (.venv-taky/pip.log)" >&2; exit 1
   fi
 fi
+# Apex (Dstl/Roke, Apache-2.0), the SAPIENT middleware, is the real peer of the SAPIENT tests: its
+# own setup.sh makes its venv with its pinned dependencies (protobuf 4.25, never the node's).
+if [ ! -x .venv-apex/bin/python ] && [ -f ../shared/peers/sapient-apex/setup.sh ]; then
+  echo "installing Apex, the SAPIENT middleware of the SAPIENT tests (pip, .venv-apex)" >&2
+  if ! bash ../shared/peers/sapient-apex/setup.sh .venv-apex > .venv-apex.log 2>&1; then
+    tail -n 40 .venv-apex.log >&2; echo "Apex setup failed (.venv-apex.log)" >&2; exit 1
+  fi
+fi
+# protoc compiles the official SAPIENT .proto files for tests/test_sapient_proto.py.
+if ! command -v protoc >/dev/null; then
+  echo "installing protobuf-compiler (apt)" >&2; apt_install protobuf-compiler
+fi
 .venv/bin/ruff check
 .venv/bin/ruff format --check
 ./scripts/typecheck.sh

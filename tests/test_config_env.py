@@ -37,6 +37,7 @@ from cuas_node.config import (
     ConfigError,
     build_config,
 )
+from cuas_node.config_outputs import HOST_PATTERN, UUID4_PATTERN
 from cuas_node.config_sections import TILES_URL_PATTERN
 
 MIN_KEYS = 150  # the walk visits 152 keys today; far fewer means the walk broke
@@ -51,6 +52,8 @@ PATTERN_SAMPLES = {
     r"^[ABEFRL]+$": ["AF"],  # fpv bands
     TILES_URL_PATTERN: ["https://tiles.example.org/{z}/{x}/{y}.png"],  # web.tiles_url
     r"^(udp|tcp|tls)://[A-Za-z0-9_.-]+:[0-9]{1,5}$": ["tcp://tak.example:8087", "udp://239.2.3.1:6969"],
+    HOST_PATTERN: ["apex.example", "10.0.0.5"],  # outputs.sapient.host
+    UUID4_PATTERN: ["2008894a-d5b3-4df3-a22e-a48caa701ad6"],  # outputs.sapient.node_id
 }
 # Values a key needs beside it (a model validator ties them): the other keys of the same table.
 NEEDS = {
@@ -58,6 +61,9 @@ NEEDS = {
     "sensors[radar].range_rate": {"range_rate_sigma_mps": 0.5},
     "web.tls_cert_file": {"tls_key_file": Path("/var/lib/cuas-test/web.key")},
     "web.tls_key_file": {"tls_cert_file": Path("/var/lib/cuas-test/web.crt")},
+    "outputs.sapient.tls_ca_file": {"tls": True},
+    "outputs.sapient.tls_cert_file": {"tls": True, "tls_key_file": Path("/var/lib/cuas-test/sapient.key")},
+    "outputs.sapient.tls_key_file": {"tls": True, "tls_cert_file": Path("/var/lib/cuas-test/sapient.crt")},
 }
 
 

@@ -1,7 +1,8 @@
-"""The node's standard outputs beside MQTT: Cursor-on-Target for TAK (docs/outputs.md).
+"""The node's standard outputs beside MQTT: Cursor-on-Target for TAK, SAPIENT (BSI Flex 335 v2.0)
+as an ASM (docs/outputs.md).
 
 Each output runs on its own thread (`worker.OutputWorker`) behind a bounded queue and maps the
 same typed track reports the MQTT publisher gets (`cuas_node.kernel.reports`), one module per
-standard (`cot`), with its mapping tables as data (`cot_map`). Like `cuas_node.publish`, this
-package knows no fusion internals (tests/test_architecture.py).
+standard (`cot`, `sapient`), with its mapping tables as data (`cot_map`, `sapient_map`). Like
+`cuas_node.publish`, this package knows no fusion internals (tests/test_architecture.py).
 """
