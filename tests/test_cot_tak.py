@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from cuas_node.outputs import cot_map
+from tests.certs import self_signed
 from tests.conftest import MosquittoBroker, MqttSubscriber
 from tests.tak import CotClient, TakyServer, taky_bin
 
@@ -192,27 +193,8 @@ def test_tls_checks_the_server_name_and_needs_a_client_certificate(taky_tls: Tak
         "tls_cert_file": str(cert),
         "tls_key_file": str(key),
     }
-    keyout, out = taky_tls.workdir / "stranger.key", taky_tls.workdir / "stranger.crt"
-    stranger = subprocess.run(  # a client certificate that the server's CA did not sign
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=stranger",
-            "-keyout",
-            str(keyout),
-            "-out",
-            str(out),
-        ],
-        capture_output=True,
-    )
-    assert stranger.returncode == 0, stranger.stderr
+    # a client certificate that the server's CA did not sign
+    out, keyout = self_signed(taky_tls.workdir, "stranger", "stranger")
     foreign = {
         "name": "foreign-client",
         "url": taky_tls.url(),

@@ -35,6 +35,7 @@ from cuas_node.outputs.sapient import Task, TaskAck
 from cuas_node.outputs.sapient_msgs import SapientMessage, node_uuid, ulid
 from cuas_node.outputs.worker import OutputWorker, PositionItem, TracksItem
 from tests.apex import ApexServer, PeerClient, apex_python
+from tests.certs import self_signed
 from tests.conftest import MosquittoBroker, MqttSubscriber, free_port
 from tests.tak import CotClient, TakyServer, taky_bin
 from tests.test_cot_tak import UID, horizontal_m, truth_tracks
@@ -363,24 +364,7 @@ def test_a_dead_apex_costs_only_the_sapient_output(
 def test_tls_verifies_the_peer_and_registers(tmp_path: Path) -> None:
     """Over TLS the peer's certificate must be signed by `tls_ca_file` and name `host`: the same
     peer reached as `localhost` registers, reached as 127.0.0.1 it is refused (name checked)."""
-    key, cert = tmp_path / "peer.key", tmp_path / "peer.crt"
-    request = [
-        "openssl",
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=localhost",
-    ]
-    made = subprocess.run(
-        [*request, "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-        capture_output=True,
-    )
-    assert made.returncode == 0, made.stderr
+    cert, key = self_signed(tmp_path, "peer", "localhost", "DNS:localhost")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     peer = MiniPeer(accept=True, tls=context)

@@ -11,7 +11,6 @@ import http.client
 import json
 import socket
 import ssl
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from cuas_node.doctor_platform import port_problem
 from cuas_node.preflight import preflight, startup_problems
 from cuas_node.web import live
 from cuas_node.web.server import WebServer
+from tests.certs import self_signed
 from tests.conftest import MosquittoBroker, free_port
 
 PASSWORD = "s3cret-Mast-7"
@@ -315,13 +315,7 @@ def test_a_taken_port_is_reported_not_fatal() -> None:
 
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    cert, key = tmp_path / "web.crt", tmp_path / "web.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return self_signed(tmp_path, "web", "localhost", "IP:127.0.0.1")
 
 
 def test_https_with_the_configured_certificate(serve: Callable[..., WebServer], tmp_path: Path) -> None:
