@@ -56,18 +56,11 @@ def core_params(config: Config) -> CoreParams:
 def sensor_spec(sensor: SensorConfig) -> SensorSpec:
     """What fusion must know of one configured sensor: its role, calibrated mount and coverage."""
     offset = sensor.time_offset_s
-    if isinstance(sensor, TiMmwaveSensor):
-        return RadarSensor(
-            sensor.id,
-            sensor.mount.pose(),
-            sensor.max_range_m,
-            math.radians(sensor.fov_az_deg),
-            math.radians(sensor.fov_el_deg),
-            range_bias_m=sensor.range_bias_m,
-            time_offset_s=offset,
-            **ti_radar_figures(sensor),
-        )
-    if isinstance(sensor, GenericRadarSensor):
+    if isinstance(sensor, TiMmwaveSensor | GenericRadarSensor):
+        if isinstance(sensor, TiMmwaveSensor):  # its figures come from the chirp profile it runs
+            figures = {"range_bias_m": sensor.range_bias_m, **ti_radar_figures(sensor)}
+        else:
+            figures = radar_figures(sensor)
         return RadarSensor(
             sensor.id,
             sensor.mount.pose(),
@@ -75,14 +68,7 @@ def sensor_spec(sensor: SensorConfig) -> SensorSpec:
             math.radians(sensor.fov_az_deg),
             math.radians(sensor.fov_el_deg),
             time_offset_s=offset,
-            min_range_m=sensor.min_range_m,
-            range_sigma_m=sensor.range_sigma_m,
-            az_sigma_rad=math.radians(sensor.az_sigma_deg),
-            el_sigma_rad=math.radians(sensor.el_sigma_deg),
-            range_rate=sensor.range_rate,
-            range_rate_sigma_mps=sensor.range_rate_sigma_mps if sensor.range_rate else None,
-            scan_rate_hz=sensor.rate_hz,
-            false_alarms_per_scan=sensor.false_alarms_per_scan,
+            **figures,
         )
     if isinstance(sensor, AcousticArraySensor):
         return BearingSensor(sensor.id, sensor.mount.pose(), time_offset_s=offset)
@@ -105,6 +91,21 @@ def _range_cfar_arg(commands: Sequence[Any], name: str, index: int) -> float | N
         if c.name == name and len(c.args) > index and c.args[1] == "0":
             return float(c.args[index])
     return None
+
+
+def radar_figures(sensor: GenericRadarSensor) -> dict[str, Any]:
+    """A generic radar's accuracies, rate and false alarms (the `RadarSensor` fields), as its
+    section states them."""
+    return {
+        "min_range_m": sensor.min_range_m,
+        "range_sigma_m": sensor.range_sigma_m,
+        "az_sigma_rad": math.radians(sensor.az_sigma_deg),
+        "el_sigma_rad": math.radians(sensor.el_sigma_deg),
+        "range_rate": sensor.range_rate,
+        "range_rate_sigma_mps": sensor.range_rate_sigma_mps if sensor.range_rate else None,
+        "scan_rate_hz": sensor.rate_hz,
+        "false_alarms_per_scan": sensor.false_alarms_per_scan,
+    }
 
 
 def ti_radar_figures(sensor: TiMmwaveSensor) -> dict[str, Any]:
