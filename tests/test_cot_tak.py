@@ -24,6 +24,7 @@ import pytest
 from cuas_node.outputs import cot_map
 from tests.certs import self_signed
 from tests.conftest import MosquittoBroker, MqttSubscriber
+from tests.sim_demo import start_sim_demo
 from tests.tak import CotClient, TakyServer, taky_bin
 
 pytestmark = pytest.mark.skipif(
@@ -222,21 +223,11 @@ def test_a_dead_tak_server_costs_only_the_cot_output(
     """The TAK server dies in the middle of a `sim demo` run: MQTT goes on undisturbed, the CoT
     output says why in `health.outputs`, and it reconnects by itself when the server is back."""
     sub: MqttSubscriber = mqtt_sub(mosquitto, "cuas/v1/sim-demo/#")
-    env = dict(
-        os.environ,
-        CUAS_MQTT__HOST=mosquitto.host,
-        CUAS_MQTT__PORT=str(mosquitto.port),
-        CUAS_MQTT__HEALTH_INTERVAL_S="1",
-        CUAS_OUTPUTS__COT=json.dumps([{"name": "tak", "url": taky.url()}]),
-        XDG_STATE_HOME=str(tmp_path / "state"),
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cuas_node.cli", "sim", "demo", "--speed", "1"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    env = {
+        "CUAS_MQTT__HEALTH_INTERVAL_S": "1",
+        "CUAS_OUTPUTS__COT": json.dumps([{"name": "tak", "url": taky.url()}]),
+    }
+    proc = start_sim_demo(mosquitto, tmp_path, "--speed", "1", env=env)
 
     def output_health(predicate: Any, timeout: float = 30.0) -> dict[str, Any]:
         found = sub.wait_for(

@@ -7,10 +7,7 @@ central server would receive, against the simulator's ground truth.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -21,25 +18,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import MosquittoBroker, MqttSubscriber
+from tests.sim_demo import start_sim_demo
 
 ROOT = "cuas/v1/sim-demo"
-
-
-def _start_sim(broker: MosquittoBroker, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    env = dict(
-        os.environ,
-        CUAS_MQTT__HOST=broker.host,
-        CUAS_MQTT__PORT=str(broker.port),
-        CUAS_MQTT__KEEPALIVE_S="5",
-        XDG_STATE_HOME=str(tmp_path / "state"),
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "cuas_node.cli", "sim", "demo", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+KEEPALIVE = {"CUAS_MQTT__KEEPALIVE_S": "5"}
 
 
 def _truth(path: Path) -> dict[str, np.ndarray]:
@@ -62,7 +44,7 @@ def test_demo_end_to_end(
 ) -> None:
     sub: MqttSubscriber = mqtt_sub(mosquitto, f"{ROOT}/#")
     truth_path = tmp_path / "truth.jsonl"
-    proc = _start_sim(mosquitto, tmp_path, "--speed", "2", "--truth", str(truth_path))
+    proc = start_sim_demo(mosquitto, tmp_path, "--speed", "2", "--truth", str(truth_path), env=KEEPALIVE)
     try:
         sub.wait_for(lambda m: m.topic.endswith("/status") and m.payload["state"] == "online", timeout=20)
         # A consumer that connects later gets the retained status at once.
@@ -192,7 +174,7 @@ def test_clean_stop_publishes_offline_quickly(
     mosquitto: MosquittoBroker, mqtt_sub: Any, tmp_path: Path, sig: signal.Signals
 ) -> None:
     sub: MqttSubscriber = mqtt_sub(mosquitto, f"{ROOT}/#")
-    proc = _start_sim(mosquitto, tmp_path, "--speed", "5")
+    proc = start_sim_demo(mosquitto, tmp_path, "--speed", "5", env=KEEPALIVE)
     try:
         sub.wait_for(lambda m: m.topic.endswith("/status") and m.payload["state"] == "online", timeout=20)
         live = sub.wait_for(  # stop while tracks are live: their deletion must be published
@@ -230,7 +212,7 @@ def test_last_will_marks_a_killed_node_offline(
     mosquitto: MosquittoBroker, mqtt_sub: Any, tmp_path: Path
 ) -> None:
     sub: MqttSubscriber = mqtt_sub(mosquitto, f"{ROOT}/status")
-    proc = _start_sim(mosquitto, tmp_path, "--speed", "5")
+    proc = start_sim_demo(mosquitto, tmp_path, "--speed", "5", env=KEEPALIVE)
     try:
         sub.wait_for(lambda m: m.payload["state"] == "online", timeout=20)
         proc.send_signal(signal.SIGKILL)

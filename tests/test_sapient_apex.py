@@ -37,6 +37,7 @@ from cuas_node.outputs.worker import OutputWorker, PositionItem, TracksItem
 from tests.apex import ApexServer, PeerClient, apex_python
 from tests.certs import self_signed
 from tests.conftest import MosquittoBroker, MqttSubscriber, free_port
+from tests.sim_demo import start_sim_demo
 from tests.tak import CotClient, TakyServer, taky_bin
 from tests.test_cot_tak import UID, horizontal_m, truth_tracks
 from tests.test_sapient import a_report
@@ -300,22 +301,12 @@ def test_a_dead_apex_costs_only_the_sapient_output(
     middle: MQTT and CoT go on undisturbed, the SAPIENT output says why in `health.outputs`, and
     registers again by itself when Apex is back."""
     sub: MqttSubscriber = mqtt_sub(mosquitto, "cuas/v1/sim-demo/#")
-    env = dict(
-        os.environ,
-        CUAS_MQTT__HOST=mosquitto.host,
-        CUAS_MQTT__PORT=str(mosquitto.port),
-        CUAS_MQTT__HEALTH_INTERVAL_S="1",
-        CUAS_OUTPUTS__COT=json.dumps([{"name": "tak", "url": tak_server.url()}]),
-        CUAS_OUTPUTS__SAPIENT=json.dumps({"host": "127.0.0.1", "port": apex.child_port}),
-        XDG_STATE_HOME=str(tmp_path / "state"),
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cuas_node.cli", "sim", "demo", "--speed", "1"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    env = {
+        "CUAS_MQTT__HEALTH_INTERVAL_S": "1",
+        "CUAS_OUTPUTS__COT": json.dumps([{"name": "tak", "url": tak_server.url()}]),
+        "CUAS_OUTPUTS__SAPIENT": json.dumps({"host": "127.0.0.1", "port": apex.child_port}),
+    }
+    proc = start_sim_demo(mosquitto, tmp_path, "--speed", "1", env=env)
 
     def outputs(predicate: Any, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
         found = sub.wait_for(
