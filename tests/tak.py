@@ -24,6 +24,15 @@ REPO = Path(__file__).resolve().parents[1]
 PEERS = REPO.parent / "shared" / "peers"
 
 
+def taky_missing() -> str | None:
+    """Why the TAK tests cannot run here (None: they can): taky itself, or the peers' config."""
+    if taky_bin() is None:
+        return "taky is not installed (scripts/test.sh makes .venv-taky)"
+    if not (PEERS / "tak" / "taky-tcp.conf").is_file():
+        return "../shared/peers/tak is absent"
+    return None
+
+
 def taky_bin() -> Path | None:
     for candidate in (
         os.environ.get("CUAS_TAKY"),

@@ -25,11 +25,9 @@ from cuas_node.outputs import cot_map
 from tests.certs import self_signed
 from tests.conftest import MosquittoBroker, MqttSubscriber
 from tests.sim_demo import start_sim_demo
-from tests.tak import CotClient, TakyServer, taky_bin
+from tests.tak import CotClient, TakyServer, taky_missing
 
-pytestmark = pytest.mark.skipif(
-    taky_bin() is None, reason="taky is not installed (scripts/test.sh makes .venv-taky)"
-)
+pytestmark = pytest.mark.skipif(taky_missing() is not None, reason=str(taky_missing()))
 
 UID = "cuas.sim-demo"
 

@@ -38,7 +38,7 @@ from tests.apex import ApexServer, PeerClient, apex_python
 from tests.certs import self_signed
 from tests.conftest import MosquittoBroker, MqttSubscriber, free_port
 from tests.sim_demo import start_sim_demo
-from tests.tak import CotClient, TakyServer, taky_bin
+from tests.tak import CotClient, TakyServer, taky_missing
 from tests.test_cot_tak import UID, horizontal_m, truth_tracks
 from tests.test_sapient import a_report
 
@@ -286,8 +286,8 @@ def test_doctor_connects_to_apex_without_registering(apex: ApexServer) -> None:
 
 @pytest.fixture
 def tak_server(tmp_path: Path) -> Iterator[TakyServer]:
-    if taky_bin() is None:
-        pytest.skip("taky is not installed (scripts/test.sh makes .venv-taky)")
+    if taky_missing() is not None:
+        pytest.skip(str(taky_missing()))
     server = TakyServer(tmp_path / "taky")
     server.start()
     yield server
