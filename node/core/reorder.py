@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import operator
 from collections.abc import Callable, Iterable
 
 from cuas_node.kernel.measurement import AnyMeasurement
@@ -59,9 +60,6 @@ class ReorderBuffer:
         return [m for _, _, m in ready]
 
 
-def _order(held: tuple[float, int, AnyMeasurement]) -> tuple[float, int]:
-    return held[0], held[1]
-
-
-def _capture(held: tuple[float, int, AnyMeasurement]) -> float:
-    return held[0]
+# Sort keys in C: a key function in Python costs more than the sort itself for a radar frame.
+_order = operator.itemgetter(0, 1)
+_capture = operator.itemgetter(0)

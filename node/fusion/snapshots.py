@@ -49,7 +49,7 @@ def take_snapshots(
     field, not per track: reports are built for every track several times a second)."""
     if slots.size == 0:
         return []
-    status = ["deleted"] * slots.size if deleted else [Status(v).label for v in tb.status[slots].tolist()]
+    status = ["deleted"] * slots.size if deleted else [Status.LABELS[v] for v in tb.status[slots].tolist()]
     masks = tb.sensor_mask[slots].tolist()
     sensors = {m: sensors_of(int(m)) for m in set(masks)}
     columns = zip(

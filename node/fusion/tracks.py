@@ -8,8 +8,6 @@ probabilities; `x` and `p` hold the moment-matched combination used for gating a
 
 from __future__ import annotations
 
-from enum import IntEnum
-
 import numpy as np
 import numpy.typing as npt
 
@@ -21,15 +19,16 @@ CLASSES = ("multirotor", "fixed_wing", "bird", "aircraft", "unknown")
 PRIOR = np.log(np.array([0.2, 0.1, 0.2, 0.1, 0.4]))
 
 
-class Status(IntEnum):
+class Status:
+    """A slot's state, as the plain ints stored in `TrackTable.status`. Not an IntEnum: numpy
+    compares a whole array with a plain int five times faster than with an enum member, and the
+    hot path makes dozens of such comparisons per scan."""
+
     FREE = 0
     TENTATIVE = 1
     CONFIRMED = 2
     COASTING = 3
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
+    LABELS = ("free", "tentative", "confirmed", "coasting")
 
 
 class TrackTable:
