@@ -218,7 +218,7 @@ def summaries(
     prob /= prob.sum(axis=1, keepdims=True)
     best = np.argmax(prob, axis=1)
     mask = evidence_mask.astype(np.int64)
-    unsupported = np.isin(best, (MULTIROTOR, FIXED_WING)) & ((mask & _DRONE_EVIDENCE) == 0)
+    unsupported = ((best == MULTIROTOR) | (best == FIXED_WING)) & ((mask & _DRONE_EVIDENCE) == 0)
     best[unsupported & (hover_s < _HOVER_FULL_S)] = UNKNOWN
     confidence = prob[np.arange(best.shape[0]), best]
     names = {m: tuple(Evidence.names(m)) for m in set(mask.tolist())}

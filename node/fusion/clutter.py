@@ -11,6 +11,10 @@ FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 
+_RESCALE_AT = 30.0  # fold the time scale into the grid before exp() of it nears float range
+_NEIGHBOUR_DI = np.repeat(np.arange(-1, 2), 3)[None, :]
+_NEIGHBOUR_DJ = np.tile(np.arange(-1, 2), 3)[None, :]
+
 
 class ClutterMap:
     """Where false alarms recur: a decaying count of tentative tracks that died unconfirmed, on a
@@ -48,6 +52,7 @@ class ClutterMap:
         self.hot_count = hot_count
         self.grid = np.zeros((self.n_range, self.n_az))
         self.t = -math.inf
+        self.t_ref = -math.inf  # the time at which a stored count is its decayed value (`_weight`)
 
     def _cells(self, enu: FloatArray) -> tuple[IndexArray, IndexArray, BoolArray]:
         rho = np.hypot(enu[:, 0], enu[:, 1])
@@ -63,28 +68,40 @@ class ClutterMap:
         inside = (rho <= self.max_range_m) & (i < self.n_range)
         return np.minimum(i, self.n_range - 1), j, inside
 
-    def _decay(self, t: float) -> None:
-        if math.isfinite(self.t) and t > self.t:
-            self.grid *= math.exp(-self.decay_rate * (t - self.t))
+    def _weight(self, t: float) -> float:
+        """Deaths are stored scaled by exp(rate · (t − t_ref)) and read back divided by it, so that
+        time decays the whole grid without touching it every scan; the scale is folded into the
+        grid (one multiplication) only when it would grow large."""
         self.t = max(self.t, t)
+        if not math.isfinite(self.t_ref):
+            self.t_ref = self.t
+        exponent = self.decay_rate * (self.t - self.t_ref)
+        if exponent > _RESCALE_AT:
+            self.grid *= math.exp(-exponent)
+            self.t_ref, exponent = self.t, 0.0
+        return math.exp(exponent)
 
     def add(self, enu: FloatArray, t: float) -> None:
         if enu.shape[0] == 0:
             return
-        self._decay(t)
+        weight = self._weight(t)
         i, j, inside = self._cells(enu)
-        np.add.at(self.grid, (i[inside], j[inside]), 1.0)
+        np.add.at(self.grid, (i[inside], j[inside]), weight)
 
     def hot(self, enu: FloatArray, t: float) -> BoolArray:
         """Counted over the 3×3 cells around each point, so a reflector on a cell border is one place."""
-        self._decay(t)
+        weight = self._weight(t)
         if enu.shape[0] == 0:
             return np.zeros(0, dtype=bool)
         i, j, inside = self._cells(enu)
-        total = np.zeros(enu.shape[0])
-        for di in (-1, 0, 1):
-            ii = np.clip(i + di, 0, self.n_range - 1)
-            for dj in (-1, 0, 1):
-                total += self.grid[ii, (j + dj) % self.n_az]
-        out: BoolArray = inside & (total >= self.hot_count)
+        ii = np.minimum(np.maximum(i[:, None] + _NEIGHBOUR_DI, 0), self.n_range - 1)
+        jj = (j[:, None] + _NEIGHBOUR_DJ) % self.n_az
+        total = self.grid[ii, jj].sum(axis=1)
+        out: BoolArray = inside & (total >= self.hot_count * weight)
         return out
+
+    def count(self, enu: FloatArray, t: float) -> FloatArray:
+        """The decayed count of deaths in each point's own cell at time t (for inspection and tests)."""
+        weight = self._weight(t)
+        i, j, inside = self._cells(enu)
+        return np.where(inside, self.grid[i, j] / weight, 0.0)

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cuas_node.fusion.measurement_models import MeasurementModel
-from cuas_node.fusion.models import STATE_DIM, cv_transition
+from cuas_node.fusion.models import STATE_DIM, axis_noise, cv_matrix, white_accel_pattern
 from cuas_node.fusion.tracks import TrackTable
 
 FloatArray = npt.NDArray[np.float64]
@@ -47,14 +47,12 @@ def _transition(dt: FloatArray, n: int, rate: float) -> FloatArray:
 
 
 def _model_noise(dt: FloatArray, params: ImmParams) -> tuple[FloatArray, FloatArray]:
-    """F (K,6,6) and Q (K,R,6,6) for every track and model."""
-    q = []
-    f = None
-    for ah, av in zip(params.accel_h_mps2, params.accel_v_mps2, strict=True):
-        f, qj = cv_transition(dt, ah, av)
-        q.append(qj)
-    assert f is not None
-    return f, np.stack(q, axis=1)
+    """F (K,6,6) and Q (K,R,6,6) for every track and model: one white-acceleration pattern per
+    track, scaled by each model's axis variances."""
+    noise = np.stack(
+        [axis_noise(ah, av) for ah, av in zip(params.accel_h_mps2, params.accel_v_mps2, strict=True)]
+    )
+    return cv_matrix(dt), white_accel_pattern(dt)[:, None] * noise[None]
 
 
 def mix_and_predict(table: TrackTable, slots: IndexArray, dt: FloatArray, params: ImmParams) -> None:
@@ -79,9 +77,9 @@ def mix_and_predict(table: TrackTable, slots: IndexArray, dt: FloatArray, params
 
 def retrodiction(dt: FloatArray, params: ImmParams) -> tuple[FloatArray, FloatArray]:
     """F(dt) for dt ≤ 0 and the process noise to add for going back |dt| (the lively model's)."""
-    f, _ = cv_transition(dt, params.accel_h_mps2[-1], params.accel_v_mps2[-1])
-    _, q = cv_transition(np.abs(dt), params.accel_h_mps2[-1], params.accel_v_mps2[-1])
-    return f, q
+    return cv_matrix(dt), white_accel_pattern(np.abs(dt)) * axis_noise(
+        params.accel_h_mps2[-1], params.accel_v_mps2[-1]
+    )
 
 
 def gate_quantities(

@@ -63,7 +63,7 @@ def typical_hits(window: int, pd: float) -> int:
 
 
 def position_sigma(table: TrackTable, slots: IndexArray) -> FloatArray:
-    return np.sqrt(np.maximum(largest_eigenvalue(table.p[slots][:, :3, :3]), 0.0))
+    return np.sqrt(np.maximum(largest_eigenvalue(table.p[slots, :3, :3]), 0.0))
 
 
 class TrackManager:

@@ -17,24 +17,47 @@ STATE_DIM = 6
 RADAR_DIM = 4  # range, azimuth, elevation, radial velocity
 
 
+def _cv_masks() -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Where dt, dt²/2 and dt³/3 enter F and Q (constant patterns, so that F and Q for every
+    track are a few broadcast products rather than a dozen indexed writes each)."""
+    vel = np.zeros((STATE_DIM, STATE_DIM))
+    pos_pos, pos_vel, vel_vel = (np.zeros((STATE_DIM, STATE_DIM)) for _ in range(3))
+    for axis in range(3):
+        vel[axis, axis + 3] = 1.0
+        pos_pos[axis, axis] = 1.0
+        pos_vel[axis, axis + 3] = pos_vel[axis + 3, axis] = 1.0
+        vel_vel[axis + 3, axis + 3] = 1.0
+    return vel, pos_pos, pos_vel, vel_vel
+
+
+_VEL, _POS_POS, _POS_VEL, _VEL_VEL = _cv_masks()
+_EYE = np.eye(STATE_DIM)
+
+
+def axis_noise(accel_h: float, accel_v: float) -> FloatArray:
+    """The (6,6) pattern of each entry's axis's acceleration variance (horizontal for e and n,
+    vertical for u): Q = axis_noise ⊙ (the white-acceleration pattern in dt)."""
+    per_axis = np.array([accel_h, accel_h, accel_v] * 2) ** 2
+    return np.sqrt(per_axis[:, None] * per_axis[None, :])
+
+
 def cv_transition(dt: FloatArray, accel_h: float, accel_v: float) -> tuple[FloatArray, FloatArray]:
     """Nearly-constant-velocity F and Q for each dt (K,): white acceleration noise, stiffer vertically.
 
     A separate vertical noise reflects that small drones climb far more gently than they turn.
     """
-    k = dt.shape[0]
-    f = np.broadcast_to(np.eye(STATE_DIM), (k, STATE_DIM, STATE_DIM)).copy()
-    for axis in range(3):
-        f[:, axis, axis + 3] = dt
-    dt2, dt3 = dt**2 / 2.0, dt**3 / 3.0
-    q = np.zeros((k, STATE_DIM, STATE_DIM))
-    for axis, accel in ((0, accel_h), (1, accel_h), (2, accel_v)):
-        s = accel**2
-        q[:, axis, axis] = s * dt3
-        q[:, axis, axis + 3] = s * dt2
-        q[:, axis + 3, axis] = s * dt2
-        q[:, axis + 3, axis + 3] = s * dt
-    return f, q
+    return cv_matrix(dt), white_accel_pattern(dt) * axis_noise(accel_h, accel_v)
+
+
+def cv_matrix(dt: FloatArray) -> FloatArray:
+    """F (K,6,6) of the constant-velocity model for each dt (K,)."""
+    return np.asarray(_EYE + dt[:, None, None] * _VEL, dtype=np.float64)
+
+
+def white_accel_pattern(dt: FloatArray) -> FloatArray:
+    """Q (K,6,6) of a unit white acceleration on every axis; times `axis_noise`, a model's Q."""
+    d = dt[:, None, None]
+    return np.asarray(d * d * d / 3.0 * _POS_POS + d * d / 2.0 * _POS_VEL + d * _VEL_VEL, dtype=np.float64)
 
 
 def predict(x: FloatArray, p: FloatArray, dt: FloatArray, accel_h: float, accel_v: float) -> None:

@@ -102,7 +102,7 @@ class SensorStats:
 
     # -- derived ----------------------------------------------------------------------------
     def pd(self, bit: int) -> float:
-        return float(np.clip(self.pd_num[bit] / self.pd_den[bit], 0.3, 0.99))
+        return min(max(float(self.pd_num[bit] / self.pd_den[bit]), 0.3), 0.99)
 
     def clutter_density(self, bit: int, model: MeasurementModel, dim: int, configured: float) -> float:
         """False alarms per unit of measurement space (λ): the sensor's false alarms per scan over
@@ -124,8 +124,9 @@ class SensorStats:
 
     def fastest_period(self, mask: npt.NDArray[np.uint64]) -> FloatArray:
         """Per sensor mask: the shortest scan period among the sensors in it (0 when unknown)."""
-        shifts = np.arange(N_SENSORS, dtype=np.uint64)
-        fed_by = ((mask[:, None] >> shifts[None, :]) & np.uint64(1)).astype(bool)
-        period = np.where(np.isfinite(self.period_s), self.period_s, np.inf)
-        fastest = np.min(np.where(fed_by, period[None, :], np.inf), axis=1)
+        bits = np.flatnonzero(np.isfinite(self.period_s)).astype(np.uint64)  # the few that reported
+        fed_by = ((mask[:, None] >> bits[None, :]) & np.uint64(1)).astype(bool)
+        fastest = np.min(
+            np.where(fed_by, self.period_s[bits.astype(np.intp)][None, :], np.inf), axis=1, initial=np.inf
+        )
         return np.asarray(np.where(np.isfinite(fastest), fastest, 0.0), dtype=np.float64)

@@ -222,7 +222,9 @@ class Tracker:
                     if not scan.model.ranging:  # how well a bearing-only track knows its direction
                         tb.bearing_sigma_rad[active[rows]] = np.sqrt(scan.r[cols, 0, 0])
                     soft = self._shared_rows(firm, gated, dt) if scan.full_scan else np.zeros(0, np.intp)
-                    hard = ~np.isin(rows, soft)
+                    hard = np.ones(active.size, dtype=bool)
+                    hard[soft] = False
+                    hard = hard[rows]
                     imm.update(
                         tb,
                         active[rows[hard]],
