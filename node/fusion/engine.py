@@ -168,9 +168,9 @@ class FusionEngine:
         """Fuse measurements in capture-time order; those sharing a sensor, kind and instant form
         one scan. Remote ID reports are fused together after the rest (`remote_id_input`)."""
         remote_id: list[RemoteIdReport] = []
-        for _, group in itertools.groupby(
-            ordered, key=lambda m: (m.sensor_id, type(m), self.capture_time(m))
-        ):
+        # One scan: a sensor's measurements of one kind and capture instant (its time offset is
+        # the sensor's own, so equal stamps are equal capture times).
+        for _, group in itertools.groupby(ordered, key=lambda m: (m.sensor_id, type(m), m.t_capture)):
             items = list(group)
             first = items[0]
             self.counters.measurements += len(items)
