@@ -17,6 +17,7 @@ Everything is a fixed-size numpy array: a scan costs a few scalar updates.
 from __future__ import annotations
 
 import math
+import statistics
 
 import numpy as np
 import numpy.typing as npt
@@ -77,11 +78,13 @@ class SensorStats:
         self.last_t[bit] = max(last, t)
         if not z.shape[0] or not is_radar(model):
             return
+        # statistics.median on a list: a frame is tens of values, where np.median's own overhead
+        # costs more than sorting them.
         sig = np.sqrt(np.diagonal(r, axis1=1, axis2=2))
-        self.sigma_range[bit] = float(np.median(sig[:, 0]))
-        self.sigma_angle[bit] = float(np.median(np.max(sig[:, 1:3], axis=1)))
+        self.sigma_range[bit] = statistics.median(sig[:, 0].tolist())
+        self.sigma_angle[bit] = statistics.median(np.max(sig[:, 1:3], axis=1).tolist())
         if z.shape[1] >= 4:
-            floor = 6.0 * float(np.median(sig[:, 3]))
+            floor = 6.0 * statistics.median(sig[:, 3].tolist())
             span = max(float(np.ptp(z[:, 3])) if z.shape[0] > 1 else 0.0, floor)
             old = self.doppler_span[bit]
             self.doppler_span[bit] = (
