@@ -31,7 +31,7 @@ import pytest
 from cuas_node.config import build_config
 from cuas_node.kernel.reports import NodePosition
 from cuas_node.outputs.outputs import Outputs
-from cuas_node.outputs.sapient import Task, TaskAck
+from cuas_node.outputs.sapient import StatusReport, Task, TaskAck
 from cuas_node.outputs.sapient_msgs import SapientMessage, node_uuid, ulid
 from cuas_node.outputs.worker import OutputWorker, PositionItem, TracksItem
 from tests.apex import ApexServer, PeerClient, apex_python
@@ -95,9 +95,12 @@ def test_sim_demo_reaches_a_peer_with_zero_validation_errors(apex: ApexServer, t
             timeout=180,
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
+        # the node's clean stop ends with a goodbye (status report, system GOODBYE)
+        assert wait_until(lambda: (apex.messages() or [{}])[-1].get("status_report_system") == "GOODBYE")
         rows = apex.messages()
         kinds = [r["parsed_type"] for r in rows]
         assert kinds[0] == "registration"
+        assert [r["status_report_system"] for r in rows].count("GOODBYE") == 1
         errors = [(r["parsed_type"], r["error_description"]) for r in rows if r["error_severity"]]
         assert errors == [], errors[:5]
         assert kinds.count("status_report") >= 2 and kinds.count("detection_report") >= 20, kinds
@@ -180,6 +183,51 @@ def test_tasks_from_a_peer_get_a_task_ack(apex: ApexServer) -> None:
     errors = [(r["parsed_type"], r["error_description"]) for r in apex.messages() if r["error_severity"]]
     assert errors == []
     assert w.health()["sent"] >= 3
+
+
+def test_a_clean_stop_says_goodbye_before_closing(apex: ApexServer) -> None:
+    """On stop the ASM sends a NEW status report with system GOODBYE, then closes: Apex accepts it
+    (no validation error), forwards it to its peer as the node's last message, and records that the
+    node's connection closed."""
+    peer = PeerClient(apex.peer_port)
+    w = worker(apex.child_port)
+    w.start()
+    try:
+        assert peer.wait_for("status_report") and wait_until(lambda: w.state == "connected")
+        w.submit(PositionItem(NodePosition(51.5, -0.14, 30.0, "config")))
+        w.submit(TracksItem(time.time(), (a_report(t=time.time()),)))
+        assert peer.wait_for("detection_report")
+        w.stop()
+        assert w.state == "stopped"
+        assert wait_until(lambda: peer.snapshot()[-1].WhichOneof("content") == "status_report")
+        last = peer.snapshot()[-1].status_report
+        assert last.system == StatusReport.SYSTEM_GOODBYE and last.info == StatusReport.INFO_NEW
+        assert last.mode == "default" and ULID_RE.fullmatch(last.report_id)
+        assert wait_until(lambda: apex.messages()[-1]["status_report_system"] == "GOODBYE")
+        rows = apex.messages()
+        assert [(r["parsed_type"], r["error_description"]) for r in rows if r["error_severity"]] == []
+        assert rows[-1]["forwarded_count"] >= 1
+        assert "Connection closed" in apex.log()  # the node closed its end after the goodbye
+    finally:
+        w.stop()
+        peer.close()
+
+
+def test_a_peer_that_stopped_reading_cannot_hold_the_stop() -> None:
+    """A peer that accepted the registration and then never reads again (nor closes): the stop
+    sends the goodbye within its time limit and lingers only briefly for the peer's end."""
+    peer = MiniPeer(accept=True)
+    w = worker(peer.port)
+    w.start()
+    try:
+        assert wait_until(lambda: w.state == "connected")
+        sent = w.health()["sent"]
+        w.stop(timeout_s=10.0)
+        assert w.state == "stopped" and not w._thread.is_alive()
+        assert w.health()["sent"] == sent + 1  # the goodbye went into the connection
+    finally:
+        w.stop()
+        peer.close()
 
 
 def test_the_node_registers_again_when_apex_restarts(apex: ApexServer, tmp_path: Path) -> None:

@@ -93,15 +93,16 @@ class CotLink:
         if reader is not None and self.scheme != "udp":
             self._reader_task = self._loop.create_task(_drain(reader))
 
-    def send(self, frames: Sequence[bytes]) -> None:
+    def send(self, frames: Sequence[bytes], timeout_s: float | None = None) -> None:
+        limit = self._send_timeout_s if timeout_s is None else timeout_s
         data = b"".join(frames)
         if self.scheme == "udp":
             for frame in frames:  # one event per datagram, as TAK clients expect
-                self._run(self._writer.send(frame), self._send_timeout_s)
+                self._run(self._writer.send(frame), limit)
             return
         self._check_open()
         self._writer.write(data)
-        self._run(self._writer.drain(), self._send_timeout_s)
+        self._run(self._writer.drain(), limit)
 
     def wait(self, timeout_s: float) -> None:
         assert self._loop is not None
