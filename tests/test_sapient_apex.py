@@ -255,10 +255,13 @@ class MiniPeer:
     """A minimal SAPIENT peer for what Apex cannot do: refuse a registration (with a reason), or
     accept one over TLS. It answers each registration and counts the attempts."""
 
-    def __init__(self, accept: bool = False, tls: ssl.SSLContext | None = None) -> None:
-        self.port = free_port()
+    def __init__(
+        self, accept: bool = False, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1"
+    ) -> None:
         self.accept, self.tls = accept, tls
-        self.server = socket.create_server(("127.0.0.1", self.port))
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.server = socket.create_server((host, 0), family=family)
+        self.port = self.server.getsockname()[1]
         self.attempts = 0
         threading.Thread(target=self._serve, daemon=True).start()
 

@@ -63,7 +63,8 @@ class SapientLink:
 
     @property
     def target(self) -> str:
-        return f"{'tls' if self.tls else 'tcp'}://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address, as in a url
+        return f"{'tls' if self.tls else 'tcp'}://{host}:{self.port}"
 
     def _context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self._ca) if self._ca else None)
