@@ -9,7 +9,11 @@ Budget: about 11 minutes on a 2-core x86 machine (< 15 min required); see docs/p
 The tracker-vs-Stone-Soup comparison (benchmarks/tracker_vs_stonesoup.py) needs the `bench` extra
 and takes long: run it on its own.
 
-Run: `.venv/bin/python benchmarks/run_all.py [--quick] [--out docs/performance.md]`
+A benchmark with a `section` (the standard outputs) gets a section of its own, with its own date
+and machine note, and can be rerun alone: `--only outputs.py` rewrites just that section of the
+existing file (the rest keeps its figures and date).
+
+Run: `.venv/bin/python benchmarks/run_all.py [--quick] [--only SCRIPT] [--out docs/performance.md]`
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class Bench:
     quick_args: tuple[str, ...]
     repeat: int  # runs here; the figure is the median over them
     what: str
+    section: str | None = None  # a section of its own (with its explanation), else the main table
 
 
 BENCHES = (
@@ -72,9 +77,36 @@ BENCHES = (
         ("--runs", "3", "--window", "15"),
         ("--runs", "1", "--window", "6"),
         1,
-        "standard outputs (CoT) at swarm-20",
+        "standard outputs (CoT, SAPIENT) at swarm-20",
+        section="Standard outputs",
     ),
 )
+
+# What the figures of a bench with a section mean, written under its table.
+SECTION_TEXT = {
+    "Standard outputs": """\
+What the Cursor-on-Target and SAPIENT outputs ([outputs.md](outputs.md)) cost at `swarm-20` (20
+drones), from two sides:
+
+- In process, precise: one `swarm-20` run's track reports (the real drivers and fusion in virtual
+  time, as `cuas-node eval` runs them) through one output's mapping and transport to a loopback
+  receiver, as its thread does; CPU time over the scenario's duration, i.e. the share of one core
+  the output costs at real-time speed. `cot_cpu_swarm_20` (UDP; `cot_events_per_s_swarm_20`
+  events sent, 1 per track per second), `sapient_cpu_swarm_20` (protobuf, a loopback socket, its
+  detection timing rules acting as at real-time speed; `sapient_reports_per_s_swarm_20` reports
+  sent). `output_submit_us`: what the fusion thread pays per step and output (a queue append).
+- The whole node: `cuas-node sim swarm-20 --speed 1` (simulated sensors in the node's process, as
+  `cpu_swarm_20_with_sim`) with one CoT output (UDP to a loopback receiver,
+  `cpu_swarm_20_with_sim_and_cot`) and with one CoT and one SAPIENT output (TCP to a loopback
+  peer that accepts the registration, `cpu_swarm_20_with_sim_cot_sapient`); the runs without,
+  with CoT and with both are interleaved. `cot_overhead_swarm_20` and `outputs_overhead_swarm_20`
+  are their differences from the runs without outputs: differences of whole-process figures that
+  vary by several % of a core between runs on a shared machine (see the runs in the notes), so
+  read them as "of the order of"; the in-process figures are the outputs' own cost.
+
+The whole-node figures are medians over the interleaved runs (`--runs`); the in-process ones come
+from one pass over the scenario's reports.""",
+}
 
 # name → (target text, predicate) for the figures the issue sets targets on.
 TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
@@ -136,38 +168,87 @@ def run(bench: Bench, quick: bool) -> tuple[dict[str, list[float]], dict[str, st
                 print(f"  ({bench.script}) {line.strip()}", flush=True)
                 values.setdefault(m[1], []).append(float(m[2]))
                 units[m[1]] = m[3]
-            elif line.startswith("skipped:") and line not in notes:
+            elif line.startswith(("skipped:", "note:")) and line not in notes:
                 print(line, flush=True)
-                notes.append(line)
+                notes.append(line.removeprefix("note: "))
     return values, units, notes
 
 
-def render(rows: list[tuple[str, str, str, str, str]], notes: list[str], took_s: float, quick: bool) -> str:
-    table = ["| benchmark | figure | median | target | runs |", "|---|---|---|---|---|"]
-    table += [f"| {a} | `{b}` | {c} | {d} | {e} |" for a, b, c, d, e in rows]
+Row = tuple[str, str, str, str, str]
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| benchmark | figure | median | target | runs |", "|---|---|---|---|---|"]
+    return "\n".join(lines + [f"| {a} | `{b}` | {c} | {d} | {e} |" for a, b, c, d, e in rows])
+
+
+def render_section(bench: Bench, rows: list[Row], notes: list[str], took_s: float, quick: bool) -> str:
+    """`## <section>`: how it was run, on what, when, its figures and what they mean."""
+    args = " ".join(bench.quick_args if quick else bench.args)
+    loads = os.getloadavg()
+    load = " / ".join(f"{v:.1f}" for v in loads)
+    busy = loads[1] > 0.5 * (os.cpu_count() or 1)  # 5-minute average: the bench's own runs
+    shared = ": the machine was busy with other work, so the whole-node figures are noisy" if busy else ""
+    note_text = "".join(f"- {n}\n" for n in notes) or "- none\n"
+    return (
+        f"## {bench.section}\n\n"
+        f"Measured by `benchmarks/{bench.script} {args}`, run by `benchmarks/run_all.py` (alone: "
+        f"`nice -n 10 .venv/bin/python benchmarks/run_all.py --only {bench.script}`).\n\n"
+        f"- Machine: {machine()}; load average {load} (1/5/15 min) when it finished{shared}\n"
+        f"- Date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}"
+        f"{' (quick mode: fewer, shorter runs)' if quick else ''}\n"
+        f"- Took: {took_s / 60:.1f} min\n\n| figure | value |\n|---|---|\n"
+        + "".join(f"| `{name}` | {value} |\n" for _, name, value, _, _ in rows)
+        + f"\nNotes:\n{note_text}\n"
+        f"{SECTION_TEXT.get(bench.section or '', '')}\n\n"
+    )
+
+
+def render(rows: list[Row], notes: list[str], sections: str, took_s: float, quick: bool) -> str:
     note_text = "".join(f"- {n}\n" for n in notes) or "- none\n"
     mode = " (quick mode: fewer, shorter runs)" if quick else ""
     return TEMPLATE.format(
         machine=machine(),
         date=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        table="\n".join(table),
+        table=table(rows),
         notes=note_text,
+        sections=sections,
         took=f"{took_s / 60:.1f}",
         mode=mode,
     )
 
 
+def replace_section(text: str, title: str, new: str) -> str:
+    """`text` with its `## <title>` section (up to the next `## `) replaced by `new`, or `new`
+    inserted before `## What each figure means` when it has none yet."""
+    found = re.search(rf"^## {re.escape(title)}\n.*?(?=^## )", text, flags=re.M | re.S)
+    if found:
+        return text[: found.start()] + new + text[found.end() :]
+    anchor = text.index("## What each figure means")
+    return text[:anchor] + new + text[anchor:]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one short run of each (a smoke test)")
+    ap.add_argument(
+        "--only", action="append", default=[], help="run only this bench (one with its own section)"
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md")
     args = ap.parse_args()
+    benches = [b for b in BENCHES if not args.only or b.script in args.only]
+    alone = [b.script for b in benches if b.section is None]
+    if args.only and (len(benches) != len(args.only) or alone):
+        known = ", ".join(b.script for b in BENCHES if b.section)
+        ap.error(f"--only takes benches that have a section of their own: {known}")
     started = time.monotonic()
-    rows: list[tuple[str, str, str, str, str]] = []
+    rows: list[Row] = []
     notes: list[str] = []
-    for bench in BENCHES:
+    sections: dict[str, str] = {}
+    for bench in benches:
+        bench_started = time.monotonic()
         values, units, bench_notes = run(bench, args.quick)
-        notes += bench_notes
+        bench_rows: list[Row] = []
         for name, vs in values.items():
             value = statistics.median(vs)
             text = f"{fmt(value)} {units[name]}".strip()
@@ -176,9 +257,23 @@ def main() -> int:
                 goal, ok = TARGETS[name]
                 target = f"{goal}: {'met' if ok(value) else 'NOT met'}"
             print(f"figure: {name} = {text}", flush=True)
-            rows.append((bench.what, name, text, target, str(len(vs) * internal_runs(bench, args.quick))))
+            bench_rows.append(
+                (bench.what, name, text, target, str(len(vs) * internal_runs(bench, args.quick)))
+            )
+        if bench.section is None:
+            rows += bench_rows
+            notes += bench_notes
+        else:
+            took = time.monotonic() - bench_started
+            sections[bench.section] = render_section(bench, bench_rows, bench_notes, took, args.quick)
     took = time.monotonic() - started
-    args.out.write_text(render(rows, notes, took, args.quick))
+    if args.only:
+        text = args.out.read_text()
+        for title, section in sections.items():
+            text = replace_section(text, title, section)
+    else:
+        text = render(rows, notes, "".join(sections.values()), took, args.quick)
+    args.out.write_text(text)
     print(f"wrote {args.out} ({took / 60:.1f} min)")
     return 0
 
@@ -197,7 +292,7 @@ and against the targets, not to the last digit.
 
 Notes:
 {notes}
-## What each figure means
+{sections}## What each figure means
 
 - `latency_pipeline_p50/p99`: from the last byte of a TI radar frame written into the pty to the
   `tracks` message carrying the track it updated arriving at an MQTT subscriber on the local
@@ -239,19 +334,7 @@ Notes:
   same as a ratio to the run without fakes; `rid_flood_confirm_delay`: how much later than
   without fakes the real drone's track is confirmed (0: on time). See docs/mqtt.md, Remote ID
   claims.
-- `cot_*`, `output_submit_us`, `cpu_swarm_20_with_sim_and_cot` (benchmarks/outputs.py): the
-  cost of one Cursor-on-Target output at `swarm-20` ([outputs.md](outputs.md)).
-  `cot_cpu_swarm_20`: the CPU the output's mapping and UDP transport take for one run's track
-  reports (real drivers and fusion in virtual time), over the scenario's duration: the share of
-  one core one CoT output costs at real-time speed; `cot_events_per_s_swarm_20` the events it
-  sent; `output_submit_us` what the fusion thread pays per step and output (a queue append).
-  `cpu_swarm_20_with_sim_and_cot`: `cuas-node sim swarm-20 --speed 1` with one CoT output (UDP
-  to a loopback receiver), measured as `cpu_swarm_20_with_sim`; `cot_overhead_swarm_20` its
-  difference from the same runs without the output (interleaved; the difference of two noisy
-  figures: read it as "of the order of").
-  `sapient_cpu_swarm_20`, `sapient_reports_per_s_swarm_20`: the same for one SAPIENT output
-  (mapping, protobuf encoding, a loopback socket; its detection timing rules acting as at
-  real-time speed) and the detection and status reports it sent.
+- The standard outputs' figures: their own section above.
 - The tracker comparison with Stone Soup (benchmarks/tracker_vs_stonesoup.py) is not part of this
   run (it needs the `bench` extra and takes long); see its own output.
 

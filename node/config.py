@@ -191,7 +191,10 @@ def _dotted_and_env(loc: tuple[int | str, ...]) -> tuple[str, str]:
 
 PATTERN_HINTS = {
     IDENT_PATTERN: "1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
-    COT_URL_PATTERN: "udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT, HOST a name or an IPv4 address",
+    COT_URL_PATTERN: (
+        "udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT, HOST a name, an IPv4 address or an IPv6 "
+        "address in brackets ([2001:db8::5], [ff02::1%eth0])"
+    ),
     TILES_URL_PATTERN: "a URL template with {z}, {x} and {y}, e.g. https://tiles.example.org/{z}/{x}/{y}.png",
     UUID4_PATTERN: "a lower-case UUID version 4, e.g. 0f8fad5b-d9cb-469f-a165-70867728950e",
     HOST_PATTERN: "a host name or an IP address, without a scheme or port",

@@ -8,6 +8,7 @@ key is documented in docs/config.md with its environment variable.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -15,7 +16,8 @@ from pydantic import Field, model_validator
 
 from cuas_node.config_sensors import IDENT_PATTERN, Section
 
-COT_URL_PATTERN = r"^(udp|tcp|tls)://[A-Za-z0-9_.-]+:[0-9]{1,5}$"
+# host: a name, an IPv4 address, or an IPv6 literal in brackets (with an optional `%zone`)
+COT_URL_PATTERN = r"^(udp|tcp|tls)://([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+(%[A-Za-z0-9_.-]+)?\]):[0-9]{1,5}$"
 
 
 class CotOutput(Section):
@@ -25,7 +27,8 @@ class CotOutput(Section):
     enabled: bool = True
     url: str = Field(
         pattern=COT_URL_PATTERN,
-        description="udp://239.2.3.1:6969 (SA multicast), tcp://host:8087 or tls://host:8089",
+        description="udp://239.2.3.1:6969 (SA multicast), tcp://host:8087 or tls://host:8089; "
+        "an IPv6 address in brackets: tcp://[2001:db8::5]:8087, udp://[ff02::1%eth0]:6969",
     )
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
@@ -40,23 +43,47 @@ class CotOutput(Section):
 
     @model_validator(mode="after")
     def _tls_needs_a_client_certificate(self) -> CotOutput:
-        port = int(self.url.rsplit(":", 1)[1])
-        if not 1 <= port <= 65535:
+        host, port_text = self.url.split("://", 1)[1].rsplit(":", 1)
+        if not 1 <= int(port_text) <= 65535:
             raise ValueError("url: the port must be 1..65535")
+        if host.startswith("[") and not _is_ipv6(host[1:-1]):
+            raise ValueError(f"url: {host} is not an IPv6 address")
+        if host.startswith("[") and needs_zone(host[1:-1]):
+            example = self.url.replace("]", "%eth0]", 1)
+            raise ValueError(f"url: {host} is link-local: name the interface, e.g. {example}")
         if self.url.startswith("tls://") and (self.tls_cert_file is None or self.tls_key_file is None):
             raise ValueError("a tls:// url needs tls_cert_file and tls_key_file (TAK servers use mutual TLS)")
         return self
 
 
+def _is_ipv6(text: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(text), ipaddress.IPv6Address)
+    except ValueError:
+        return False
+
+
+def needs_zone(address: str) -> bool:
+    """An IPv6 link-local (or interface-local) address without its `%zone`: the system cannot
+    connect a socket to it without knowing the interface (ff02::1 exists on every link)."""
+    ip = ipaddress.IPv6Address(address)
+    if ip.scope_id:
+        return False
+    return ip.is_link_local or (ip.is_multicast and ip.packed[1] & 0x0F in (1, 2))
+
+
 UUID4_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
-HOST_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+HOST_PATTERN = r"^[A-Za-z0-9_.:%-]+$"  # a name, IPv4, or IPv6 (no brackets; `%zone`)
 
 
 class SapientOutput(Section):
     """The node as a SAPIENT (BSI Flex 335 v2.0) ASM, connected to a middleware or fusion node."""
 
     enabled: bool = True
-    host: str = Field(pattern=HOST_PATTERN, description="the SAPIENT middleware (e.g. Apex) or fusion node")
+    host: str = Field(
+        pattern=HOST_PATTERN,
+        description="the SAPIENT middleware (e.g. Apex) or fusion node: a name, an IPv4 or IPv6 address",
+    )
     port: int = Field(ge=1, le=65535, description="its port for ASMs (Apex: the Child connection)")
     node_id: str | None = Field(
         default=None,
@@ -72,6 +99,10 @@ class SapientOutput(Section):
 
     @model_validator(mode="after")
     def _client_certificate_pairs(self) -> SapientOutput:
+        if (":" in self.host or "%" in self.host) and not _is_ipv6(self.host):
+            raise ValueError(f"host: {self.host!r} is neither a host name nor an IPv4 or IPv6 address")
+        if ":" in self.host and needs_zone(self.host):
+            raise ValueError(f"host: {self.host} is link-local: name the interface, e.g. {self.host}%eth0")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file go together (a client certificate and its key)")
         return self

@@ -37,7 +37,7 @@ from cuas_node.config import (
     ConfigError,
     build_config,
 )
-from cuas_node.config_outputs import HOST_PATTERN, UUID4_PATTERN
+from cuas_node.config_outputs import COT_URL_PATTERN, HOST_PATTERN, UUID4_PATTERN
 from cuas_node.config_sections import TILES_URL_PATTERN
 
 MIN_KEYS = 150  # the walk visits 152 keys today; far fewer means the walk broke
@@ -51,8 +51,8 @@ PATTERN_SAMPLES = {
     r"^D([0-9]|1[0-9]|2[0-7])$": ["D5", "D26"],  # gpio pins
     r"^[ABEFRL]+$": ["AF"],  # fpv bands
     TILES_URL_PATTERN: ["https://tiles.example.org/{z}/{x}/{y}.png"],  # web.tiles_url
-    r"^(udp|tcp|tls)://[A-Za-z0-9_.-]+:[0-9]{1,5}$": ["tcp://tak.example:8087", "udp://239.2.3.1:6969"],
-    HOST_PATTERN: ["apex.example", "10.0.0.5"],  # outputs.sapient.host
+    COT_URL_PATTERN: ["tcp://tak.example:8087", "udp://239.2.3.1:6969", "tcp://[2001:db8::5]:8087"],
+    HOST_PATTERN: ["apex.example", "10.0.0.5", "2001:db8::7"],  # outputs.sapient.host
     UUID4_PATTERN: ["2008894a-d5b3-4df3-a22e-a48caa701ad6"],  # outputs.sapient.node_id
 }
 # Values a key needs beside it (a model validator ties them): the other keys of the same table.

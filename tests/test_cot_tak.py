@@ -1,6 +1,6 @@
 """The CoT output against a real TAK server (taky, ../shared/peers/tak): a `sim demo` run delivers
 its tracks to a second connected client with the right uid, type and position (within the track's
-uncertainty), over plain TCP and over mutual TLS; the output survives the server going away.
+uncertainty), over plain TCP and over mutual TLS (the server going away: tests/test_outputs_peers.py).
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,15 +15,12 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from cuas_node.outputs import cot_map
 from tests.certs import self_signed
-from tests.conftest import MosquittoBroker, MqttSubscriber
-from tests.sim_demo import start_sim_demo
 from tests.tak import CotClient, TakyServer, taky_missing
 
 pytestmark = pytest.mark.skipif(taky_missing() is not None, reason=str(taky_missing()))
@@ -213,54 +209,3 @@ def test_tls_checks_the_server_name_and_needs_a_client_certificate(taky_tls: Tak
     refused = lines["output foreign-client"]
     assert refused.status == "FAIL" and "UNKNOWN_CA" in refused.message, refused
     assert "signed by the server's CA" in refused.fix
-
-
-def test_a_dead_tak_server_costs_only_the_cot_output(
-    taky: TakyServer, mosquitto: MosquittoBroker, mqtt_sub: Any, tmp_path: Path
-) -> None:
-    """The TAK server dies in the middle of a `sim demo` run: MQTT goes on undisturbed, the CoT
-    output says why in `health.outputs`, and it reconnects by itself when the server is back."""
-    sub: MqttSubscriber = mqtt_sub(mosquitto, "cuas/v1/sim-demo/#")
-    env = {
-        "CUAS_MQTT__HEALTH_INTERVAL_S": "1",
-        "CUAS_OUTPUTS__COT": json.dumps([{"name": "tak", "url": taky.url()}]),
-    }
-    proc = start_sim_demo(mosquitto, tmp_path, "--speed", "1", env=env)
-
-    def output_health(predicate: Any, timeout: float = 30.0) -> dict[str, Any]:
-        found = sub.wait_for(
-            lambda m: (
-                m.topic.endswith("/health")
-                and bool(m.payload.get("outputs"))
-                and predicate(m.payload["outputs"][0])
-            ),
-            timeout=timeout,
-        )
-        return dict(found.payload["outputs"][0])
-
-    try:
-        viewer = CotClient(taky)
-        viewer.wait_for(UID + ".", count=3, timeout=30)
-        viewer.close()
-        taky.stop()
-        tracks_before = len(sub.snapshot("/tracks"))
-        down = output_health(lambda o: o["state"] != "connected" and o["last_error"])
-        assert down["name"] == "tak" and down["connected_since"] is None
-        sub.wait_count("/tracks", tracks_before + 10, timeout=30)  # MQTT never noticed
-        taky.start()
-        viewer = CotClient(taky)
-        before = len(viewer.snapshot(UID + "."))
-        up = output_health(lambda o: o["state"] == "connected" and o["sent"] > down["sent"])
-        assert up["connected_since"] is not None
-        viewer.wait_for(UID + ".", count=before + 3, timeout=30)  # events flow again
-        viewer.close()
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            output, _ = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            output, _ = proc.communicate()
-    assert proc.returncode == 0, output
-    assert "output tak" in output  # the outage was logged (once, not per retry)
-    assert output.count("output tak (") <= 2, output

@@ -42,8 +42,10 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 class TcpPeer:
     """A TAK-server stand-in that only listens: every connection's bytes, split into events."""
 
-    def __init__(self, port: int) -> None:
-        self.server = socket.create_server(("127.0.0.1", port))
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.server = socket.create_server((host, port), family=family)
+        self.port = self.server.getsockname()[1]  # port 0: any free one
         self.server.settimeout(0.2)
         self.events: list[ET.Element] = []
         self.connections: list[socket.socket] = []

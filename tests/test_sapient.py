@@ -267,3 +267,21 @@ def test_a_track_whose_deletion_was_lost_is_forgotten() -> None:
         wall.t += silent_s
         c.periodic(0.0)
         assert len(c.encode(TracksItem(0.0, (a_report(4, "deleted"),)), 0.0)) == reports
+
+
+def test_a_clean_stop_sends_held_detections_then_a_goodbye() -> None:
+    wall = Wall()
+    c = codec(wall)
+    c.on_connect(0.0)
+    c.encode(PositionItem(NodePosition(51.5, -0.14, 30.0, "gps", 3.0)), 0.0)
+    [first] = decode(c.encode(TracksItem(wall.t, (a_report(t=wall.t),)), 0.0))
+    wall.t += 0.01  # too soon for another detection: held
+    assert c.encode(TracksItem(wall.t, (a_report(t=wall.t),)), 0.0) == []
+    wall.t += 0.03  # the stop comes once the spacing allows it (stamped 0.08 s after the first)
+    held, goodbye = decode(c.on_stop(0.0))
+    assert held.timestamp.ToNanoseconds() - first.timestamp.ToNanoseconds() == pytest.approx(8e7, abs=1e3)
+    assert held.detection_report.object_id == first.detection_report.object_id
+    status = goodbye.status_report
+    assert status.system == status.SYSTEM_GOODBYE and status.info == status.INFO_NEW
+    assert status.mode == "default" and ULID_RE.fullmatch(status.report_id)
+    assert goodbye.node_id == node_uuid("mast-1")

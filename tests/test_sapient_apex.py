@@ -1,7 +1,8 @@
 """The SAPIENT output against the real Apex middleware (../shared/peers/sapient-apex): a `sim demo`
 run registers, and its status and detection reports pass every Apex validation rule and are
 forwarded to a peer client with the right object ids and positions; tasks get a task_ack; the node
-re-registers when Apex restarts; a refused registration is logged and retried with back-off.
+re-registers when Apex restarts; a clean stop says goodbye; a refused registration is logged and
+retried with back-off. (Apex dying during a run: tests/test_outputs_peers.py.)
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import logging
 import math
 import os
 import re
-import signal
 import socket
 import ssl
 import struct
@@ -23,7 +23,6 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -31,15 +30,13 @@ import pytest
 from cuas_node.config import build_config
 from cuas_node.kernel.reports import NodePosition
 from cuas_node.outputs.outputs import Outputs
-from cuas_node.outputs.sapient import Task, TaskAck
+from cuas_node.outputs.sapient import StatusReport, Task, TaskAck
 from cuas_node.outputs.sapient_msgs import SapientMessage, node_uuid, ulid
 from cuas_node.outputs.worker import OutputWorker, PositionItem, TracksItem
 from tests.apex import ApexServer, PeerClient, apex_python
 from tests.certs import self_signed
-from tests.conftest import MosquittoBroker, MqttSubscriber, free_port
-from tests.sim_demo import start_sim_demo
-from tests.tak import CotClient, TakyServer, taky_missing
-from tests.test_cot_tak import UID, horizontal_m, truth_tracks
+from tests.conftest import free_port
+from tests.test_cot_tak import horizontal_m, truth_tracks
 from tests.test_sapient import a_report
 
 pytestmark = pytest.mark.skipif(
@@ -95,9 +92,12 @@ def test_sim_demo_reaches_a_peer_with_zero_validation_errors(apex: ApexServer, t
             timeout=180,
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
+        # the node's clean stop ends with a goodbye (status report, system GOODBYE)
+        assert wait_until(lambda: (apex.messages() or [{}])[-1].get("status_report_system") == "GOODBYE")
         rows = apex.messages()
         kinds = [r["parsed_type"] for r in rows]
         assert kinds[0] == "registration"
+        assert [r["status_report_system"] for r in rows].count("GOODBYE") == 1
         errors = [(r["parsed_type"], r["error_description"]) for r in rows if r["error_severity"]]
         assert errors == [], errors[:5]
         assert kinds.count("status_report") >= 2 and kinds.count("detection_report") >= 20, kinds
@@ -182,6 +182,51 @@ def test_tasks_from_a_peer_get_a_task_ack(apex: ApexServer) -> None:
     assert w.health()["sent"] >= 3
 
 
+def test_a_clean_stop_says_goodbye_before_closing(apex: ApexServer) -> None:
+    """On stop the ASM sends a NEW status report with system GOODBYE, then closes: Apex accepts it
+    (no validation error), forwards it to its peer as the node's last message, and records that the
+    node's connection closed."""
+    peer = PeerClient(apex.peer_port)
+    w = worker(apex.child_port)
+    w.start()
+    try:
+        assert peer.wait_for("status_report") and wait_until(lambda: w.state == "connected")
+        w.submit(PositionItem(NodePosition(51.5, -0.14, 30.0, "config")))
+        w.submit(TracksItem(time.time(), (a_report(t=time.time()),)))
+        assert peer.wait_for("detection_report")
+        w.stop()
+        assert w.state == "stopped"
+        assert wait_until(lambda: peer.snapshot()[-1].WhichOneof("content") == "status_report")
+        last = peer.snapshot()[-1].status_report
+        assert last.system == StatusReport.SYSTEM_GOODBYE and last.info == StatusReport.INFO_NEW
+        assert last.mode == "default" and ULID_RE.fullmatch(last.report_id)
+        assert wait_until(lambda: apex.messages()[-1]["status_report_system"] == "GOODBYE")
+        rows = apex.messages()
+        assert [(r["parsed_type"], r["error_description"]) for r in rows if r["error_severity"]] == []
+        assert rows[-1]["forwarded_count"] >= 1
+        assert "Connection closed" in apex.log()  # the node closed its end after the goodbye
+    finally:
+        w.stop()
+        peer.close()
+
+
+def test_a_peer_that_stopped_reading_cannot_hold_the_stop() -> None:
+    """A peer that accepted the registration and then never reads again (nor closes): the stop
+    sends the goodbye within its time limit and lingers only briefly for the peer's end."""
+    peer = MiniPeer(accept=True)
+    w = worker(peer.port)
+    w.start()
+    try:
+        assert wait_until(lambda: w.state == "connected")
+        sent = w.health()["sent"]
+        w.stop(timeout_s=10.0)
+        assert w.state == "stopped" and not w._thread.is_alive()
+        assert w.health()["sent"] == sent + 1  # the goodbye went into the connection
+    finally:
+        w.stop()
+        peer.close()
+
+
 def test_the_node_registers_again_when_apex_restarts(apex: ApexServer, tmp_path: Path) -> None:
     w = worker(apex.child_port)
     w.start()
@@ -207,10 +252,13 @@ class MiniPeer:
     """A minimal SAPIENT peer for what Apex cannot do: refuse a registration (with a reason), or
     accept one over TLS. It answers each registration and counts the attempts."""
 
-    def __init__(self, accept: bool = False, tls: ssl.SSLContext | None = None) -> None:
-        self.port = free_port()
+    def __init__(
+        self, accept: bool = False, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1"
+    ) -> None:
         self.accept, self.tls = accept, tls
-        self.server = socket.create_server(("127.0.0.1", self.port))
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.server = socket.create_server((host, 0), family=family)
+        self.port = self.server.getsockname()[1]
         self.attempts = 0
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -282,74 +330,6 @@ def test_doctor_connects_to_apex_without_registering(apex: ApexServer) -> None:
         if status == "FAIL":
             assert "SAPIENT middleware" in line.fix
     assert "registration" not in [r["parsed_type"] for r in apex.messages()]
-
-
-@pytest.fixture
-def tak_server(tmp_path: Path) -> Iterator[TakyServer]:
-    if taky_missing() is not None:
-        pytest.skip(str(taky_missing()))
-    server = TakyServer(tmp_path / "taky")
-    server.start()
-    yield server
-    server.stop()
-
-
-def test_a_dead_apex_costs_only_the_sapient_output(
-    apex: ApexServer, tak_server: TakyServer, mosquitto: MosquittoBroker, mqtt_sub: Any, tmp_path: Path
-) -> None:
-    """`sim demo` with all three outputs (MQTT, CoT to taky, SAPIENT to Apex); Apex dies in the
-    middle: MQTT and CoT go on undisturbed, the SAPIENT output says why in `health.outputs`, and
-    registers again by itself when Apex is back."""
-    sub: MqttSubscriber = mqtt_sub(mosquitto, "cuas/v1/sim-demo/#")
-    env = {
-        "CUAS_MQTT__HEALTH_INTERVAL_S": "1",
-        "CUAS_OUTPUTS__COT": json.dumps([{"name": "tak", "url": tak_server.url()}]),
-        "CUAS_OUTPUTS__SAPIENT": json.dumps({"host": "127.0.0.1", "port": apex.child_port}),
-    }
-    proc = start_sim_demo(mosquitto, tmp_path, "--speed", "1", env=env)
-
-    def outputs(predicate: Any, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
-        found = sub.wait_for(
-            lambda m: (
-                m.topic.endswith("/health")
-                and len(m.payload.get("outputs") or []) == 2
-                and predicate({o["kind"]: o for o in m.payload["outputs"]})
-            ),
-            timeout=timeout,
-        )
-        return {o["kind"]: o for o in found.payload["outputs"]}
-
-    peer = PeerClient(apex.peer_port)
-    viewer = CotClient(tak_server)
-    try:
-        assert peer.wait_for("detection_report", count=3)
-        apex.stop()
-        peer.close()
-        tracks_before, cot_before = len(sub.snapshot("/tracks")), len(viewer.snapshot(UID + "."))
-        down = outputs(lambda o: o["sapient"]["state"] != "connected" and o["sapient"]["last_error"])
-        assert down["cot"]["state"] == "connected" and down["sapient"]["connected_since"] is None
-        sub.wait_count("/tracks", tracks_before + 10, timeout=30)  # MQTT never noticed
-        viewer.wait_for(UID + ".", count=cot_before + 3, timeout=30)  # nor did CoT
-        again = ApexServer(tmp_path / "apex-again", apex.child_port, apex.peer_port)
-        again.start()
-        try:
-            peer = PeerClient(again.peer_port)
-            up = outputs(lambda o: o["sapient"]["state"] == "connected", timeout=60)
-            assert up["sapient"]["connected_since"] is not None
-            assert peer.wait_for("status_report")
-            peer.close()
-        finally:
-            again.stop()
-    finally:
-        viewer.close()
-        proc.send_signal(signal.SIGINT)
-        try:
-            output, _ = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            output, _ = proc.communicate()
-    assert proc.returncode == 0, output
-    assert "output sapient" in output  # the outage was logged (once, not per retry)
 
 
 def test_tls_verifies_the_peer_and_registers(tmp_path: Path) -> None:

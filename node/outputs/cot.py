@@ -107,6 +107,10 @@ class CotCodec:
         self._marker_due = now + self.s.node_marker_interval_s
         return [self.node_event(self._position, now)]
 
+    def on_stop(self, now: float) -> list[bytes]:
+        """CoT has no goodbye: each event's `stale` time retires it at the clients by itself."""
+        return []
+
     def encode(self, item: Item, now: float) -> list[bytes]:
         if isinstance(item, PositionItem):
             self._position = item.position

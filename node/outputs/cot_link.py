@@ -8,6 +8,13 @@ only `protocol_factory` is used, on a private event loop that this output's thre
 `open`, `send` and `wait` runs that loop for a bounded time. A read task drains what a TAK server
 sends back (other clients' events), so the server never blocks on us, and its end tells us at once
 that the server closed the connection.
+
+IPv6 literal hosts (`tcp://[2001:db8::5]:8087`, `udp://[ff02::1]:6969`): pytak 7.6 opens them
+only for `tls://` (its TCP and UDP paths keep the brackets, and its UDP path binds IPv4), so for
+those two the link makes the same connection pytak would, with pytak's own pieces: asyncio's
+stream for TCP (all that pytak's TCP path is) and pytak's datagram client for UDP, plus the
+multicast hop limit of 1 that pytak sets for IPv4 multicast. A link-local address takes its
+interface as a zone: `udp://[ff02::1%eth0]:6969`.
 """
 
 from __future__ import annotations
@@ -15,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import configparser
 import contextlib
+import ipaddress
 import logging
+import socket
 import ssl
 import warnings
 from collections.abc import Sequence
@@ -28,6 +37,7 @@ with warnings.catch_warnings():
     # aiohttp for TAK Server's HTTP API) are missing; this node uses neither.
     warnings.simplefilter("ignore")
     import pytak
+    from pytak import asyncio_dgram
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +61,8 @@ class CotLink:
         self.url = url
         self.scheme = parts.scheme
         self.hostname = parts.hostname
+        self.port = parts.port
+        self.ipv6 = is_ipv6(parts.hostname)
         self._send_timeout_s = send_timeout_s
         options = {"COT_URL": url.replace("udp://", "udp+wo://", 1)}  # write only: bind no reader
         if self.scheme == "tls":
@@ -79,7 +91,7 @@ class CotLink:
     def open(self, timeout_s: float) -> None:
         self._loop = asyncio.new_event_loop()
         try:
-            reader, self._writer = self._run(pytak.protocol_factory(self._config), timeout_s)
+            reader, self._writer = self._run(self._connect(), timeout_s)
         except TimeoutError:
             raise TimeoutError(f"no connection to {self.url} within {timeout_s:g} s") from None
         except SyntaxError as exc:  # pytak's way of saying a certificate or setting is wrong
@@ -93,15 +105,27 @@ class CotLink:
         if reader is not None and self.scheme != "udp":
             self._reader_task = self._loop.create_task(_drain(reader))
 
-    def send(self, frames: Sequence[bytes]) -> None:
+    async def _connect(self) -> tuple[Any, Any]:
+        """pytak's connection for this url (see the module's note on IPv6 literals)."""
+        if not self.ipv6 or self.scheme == "tls":
+            return await pytak.protocol_factory(self._config)
+        if self.scheme == "tcp":
+            return await asyncio.open_connection(self.hostname, self.port)
+        client = await asyncio_dgram.connect((self.hostname, self.port))
+        if ipaddress.IPv6Address(self.hostname.split("%")[0]).is_multicast:
+            client.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 1)
+        return None, client
+
+    def send(self, frames: Sequence[bytes], timeout_s: float | None = None) -> None:
+        limit = self._send_timeout_s if timeout_s is None else timeout_s
         data = b"".join(frames)
         if self.scheme == "udp":
             for frame in frames:  # one event per datagram, as TAK clients expect
-                self._run(self._writer.send(frame), self._send_timeout_s)
+                self._run(self._writer.send(frame), limit)
             return
         self._check_open()
         self._writer.write(data)
-        self._run(self._writer.drain(), self._send_timeout_s)
+        self._run(self._writer.drain(), limit)
 
     def wait(self, timeout_s: float) -> None:
         assert self._loop is not None
@@ -140,3 +164,11 @@ async def _drain(reader: asyncio.StreamReader) -> None:
     """Read and discard until the server closes the stream (returns) or it breaks (raises)."""
     while await reader.read(65536):
         pass
+
+
+def is_ipv6(host: str) -> bool:
+    """True for an IPv6 literal (with or without a `%zone`), False for a name or an IPv4 address."""
+    try:
+        return isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
+    except ValueError:
+        return False

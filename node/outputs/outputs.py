@@ -96,9 +96,14 @@ class Outputs:
         for worker in self.workers:
             worker.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Stop every output at once (each flushes its queue and says its goodbye in parallel),
+        so that the node's stop takes at most `timeout_s` however many outputs are dead."""
         for worker in self.workers:
-            worker.stop()
+            worker.request_stop()
+        deadline = time.monotonic() + timeout_s
+        for worker in self.workers:
+            worker.stop(max(deadline - time.monotonic(), 0.0))
 
     def tracks(self, t: float, tracks: Sequence[TrackReport]) -> None:
         if self.workers:

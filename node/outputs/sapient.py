@@ -4,7 +4,8 @@ Sans-IO: `SapientCodec` turns reports into framed `SapientMessage`s and answers 
 the transport (and the registration handshake) is `sapient_link`. After the registration is
 acknowledged: a `status_report` at once and every `status_interval_s` (system state, mode, node
 location, each sensor's coverage), and one `detection_report` per update of a confirmed or
-coasting track (a deletion as a last report with state `lost`).
+coasting track (a deletion as a last report with state `lost`); on a clean stop a status report
+with system GOODBYE before the connection closes.
 
 Timing, as a middleware checks it (Apex): a message's timestamp is the wall clock when it is sent
 (the peer rejects one more than 0.9 s old or 0.1 s ahead of its clock); detection reports on a
@@ -128,6 +129,20 @@ class SapientCodec:
         if wall >= self._status_due:
             self._status_due = wall + self.s.status_interval_s
             frames.append(frame(self.status_report(wall)))
+        return frames
+
+    def on_stop(self, now: float) -> list[bytes]:
+        """A clean stop: the detections still held (if the detection spacing lets them go now),
+        then a status report with system GOODBYE
+        (BSI Flex 335 v2.0: "the system is about to disconnect"), so the peer knows the node left
+        on purpose rather than failed. It is a NEW report: its system differs from the last one."""
+        frames = self._flush()
+        wall = self.wall()
+        message = self.status_report(wall)
+        message.status_report.system = StatusReport.SYSTEM_GOODBYE
+        message.status_report.info = StatusReport.INFO_NEW
+        self._status_new = True
+        frames.append(frame(message))
         return frames
 
     def encode(self, item: Item, now: float) -> list[bytes]:

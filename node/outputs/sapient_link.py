@@ -26,6 +26,9 @@ from cuas_node.outputs.sapient_msgs import MAX_FRAME_BYTES, SapientMessage
 
 log = logging.getLogger(__name__)
 
+SEND_TIMEOUT_S = 5.0
+CLOSE_LINGER_S = 0.5  # how long `close` waits for the peer to read our last messages and close
+
 
 class RegistrationRefused(ConnectionError):
     """The peer answered the registration with a refusal (its reasons are the message)."""
@@ -60,7 +63,8 @@ class SapientLink:
 
     @property
     def target(self) -> str:
-        return f"{'tls' if self.tls else 'tcp'}://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address, as in a url
+        return f"{'tls' if self.tls else 'tcp'}://{host}:{self.port}"
 
     def _context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self._ca) if self._ca else None)
@@ -107,10 +111,10 @@ class SapientLink:
                     raise RegistrationRefused(f"registration refused with an error: {text}")
                 log.debug("SAPIENT: %s before registration_ack ignored", content)
 
-    def send(self, frames: Sequence[bytes]) -> None:
+    def send(self, frames: Sequence[bytes], timeout_s: float | None = None) -> None:
         if self._sock is None:
             raise ConnectionError("not connected")
-        self._sock.settimeout(5.0)
+        self._sock.settimeout(SEND_TIMEOUT_S if timeout_s is None else timeout_s)
         self._sock.sendall(b"".join(frames))
 
     def wait(self, timeout_s: float) -> None:
@@ -152,7 +156,25 @@ class SapientLink:
         return messages
 
     def close(self) -> None:
+        """End the connection in order: our end of the stream first, then what the peer still
+        sends is read (and dropped) until it closes too, for up to CLOSE_LINGER_S. Closing a
+        socket with unread data would reset the connection, and a reset may discard our last
+        messages (the goodbye) before the peer has read them."""
         sock, self._sock = self._sock, None
         self._buffer = b""
-        if sock is not None:
+        if sock is None:
+            return
+        try:
+            if isinstance(sock, ssl.SSLSocket):
+                sock.settimeout(CLOSE_LINGER_S)
+                sock = sock.unwrap()  # TLS close_notify (both ways), then the TCP stream as below
+            sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + CLOSE_LINGER_S
+            while (left := deadline - time.monotonic()) > 0:
+                readable, _, _ = select.select([sock], [], [], left)
+                if readable and not sock.recv(65536):
+                    break  # the peer closed its end: everything we sent was read
+        except (OSError, ValueError):
+            pass  # already broken: nothing more to deliver
+        finally:
             sock.close()

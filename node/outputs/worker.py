@@ -10,12 +10,14 @@ outage and handled the same way, so an output never dies silently behind a `conn
 
 What is standard-specific lives in two small objects: a `Link` (the transport: TCP, TLS, UDP)
 and a `Codec` (the standard: typed reports in, frames out, plus what it sends on connect and
-periodically). The worker owns the queue, the timing and the health entry.
+periodically, and its last words on a clean stop: SAPIENT's goodbye). The worker owns the queue,
+the timing and the health entry.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import random
 import threading
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 30.0
+GOODBYE_TIMEOUT_S = 1.0  # a clean stop waits at most this long to say goodbye (a peer may be dead)
+GOODBYE_LINGER_S = 0.3  # and keeps the connection open this long after it (see `_goodbye`)
 STATES = ("connecting", "connected", "disconnected", "stopped")
 
 
@@ -61,7 +65,10 @@ class Link(Protocol):
         ...
 
     def open(self, timeout_s: float) -> None: ...
-    def send(self, frames: Sequence[bytes]) -> None: ...
+    def send(self, frames: Sequence[bytes], timeout_s: float | None = None) -> None:
+        """Send `frames` in order, blocking up to `timeout_s` (None: the link's own limit)."""
+        ...
+
     def wait(self, timeout_s: float) -> None:
         """Idle for up to `timeout_s` while servicing the connection (read and discard what the
         peer sends); raise `ConnectionError` when the peer has closed it."""
@@ -76,6 +83,9 @@ class Codec(Protocol):
     def on_connect(self, now: float) -> list[bytes]: ...
     def encode(self, item: Item, now: float) -> list[bytes]: ...
     def periodic(self, now: float) -> list[bytes]: ...
+    def on_stop(self, now: float) -> list[bytes]:
+        """What the peer must hear before a clean stop closes the connection (may be none)."""
+        ...
 
 
 class OutputWorker:
@@ -124,8 +134,13 @@ class OutputWorker:
     def start(self) -> None:
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """Ask the thread to send what is queued and its goodbye, then close (returns at once)."""
+        self._stop.set()
+
     def stop(self, timeout_s: float = 2.0) -> None:
-        """Let the thread send what is queued (best effort, up to `timeout_s`), then close."""
+        """Let the thread send what is queued and its goodbye (best effort, up to `timeout_s`),
+        then close."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=timeout_s)
@@ -197,12 +212,26 @@ class OutputWorker:
                     raise
                 continue
             if self._stop.is_set():
+                self._goodbye()
                 return
             mono = time.monotonic()
             if mono >= next_tick:
                 self._send(self.codec.periodic(self._now()))
                 next_tick = mono + 1.0
             self.link.wait(self._idle_s)
+
+    def _goodbye(self) -> None:
+        """A clean stop: the codec's last words, sent within GOODBYE_TIMEOUT_S so that a peer
+        that stopped reading cannot hold the node's stop. The connection then stays open for
+        GOODBYE_LINGER_S before the link's `close` ends it: a middleware may read ahead and drop
+        what it has not processed yet when the stream ends (Apex 4.2.0 does), and nothing in the
+        standard acknowledges a goodbye, so a short grace period is the only way to have it heard."""
+        frames = self.codec.on_stop(self._now())
+        if frames:
+            self.link.send(frames, timeout_s=GOODBYE_TIMEOUT_S)
+            self.sent += len(frames)
+            with contextlib.suppress(OSError):  # the peer closing first has read everything
+                self.link.wait(GOODBYE_LINGER_S)
 
     def _send(self, frames: list[bytes]) -> None:
         if frames:
