@@ -49,6 +49,7 @@ def core_params(config: Config) -> CoreParams:
         reorder_window_s=config.fusion.reorder_window_s,
         tracks_max_rate_hz=config.mqtt.tracks_max_rate_hz,
         alert_update_s=config.fusion.alert_update_s,
+        alert_clear_s=config.fusion.alert_clear_s,
         rid_only_alerts_per_min=config.fusion.rid_only_alerts_per_min,
     )
 

@@ -98,6 +98,12 @@ class FusionSection(Section):
         default=0.1, ge=0, le=2, description="hold measurements this long to fuse in time order"
     )
     alert_update_s: float = Field(default=5.0, gt=0)
+    alert_clear_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="an alert clears once its track has been outside the zone or its classes this long",
+    )
     rid_loose_gate_m: float = Field(
         default=150.0, gt=0, description="how far a spoofed Remote ID may be from its track"
     )

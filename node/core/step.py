@@ -33,12 +33,13 @@ from cuas_node.kernel.reports import AlertAck, AlertEvent, AlertKey, GeoPoint, N
 
 @dataclass(frozen=True, slots=True)
 class CoreParams:
-    """`reorder_window_s`, `alert_update_s`, `rid_only_alerts_per_min` ([fusion]);
+    """`reorder_window_s`, `alert_update_s`, `alert_clear_s`, `rid_only_alerts_per_min` ([fusion]);
     `tracks_max_rate_hz` ([mqtt])."""
 
     reorder_window_s: float = 0.1
     tracks_max_rate_hz: float = 5.0
     alert_update_s: float = 5.0
+    alert_clear_s: float = 2.0
     rid_only_alerts_per_min: float = 6.0
 
 
@@ -169,6 +170,7 @@ class NodeCore:
                 build_zones(self._zones, frame),
                 self.params.alert_update_s,
                 self.params.rid_only_alerts_per_min,
+                self.params.alert_clear_s,
             )
         return self.alerts
 

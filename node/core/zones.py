@@ -2,9 +2,13 @@
 
 A zone is a polygon (WGS84 vertices) with a floor and a ceiling in metres above the node's
 altitude, and a level. Each (track, zone) pair has one alert: `new` when the track enters,
-`updated` every `update_interval_s` while it stays, `cleared` when it leaves, is deleted, stops
-being of a class the zone cares about, or the zone is removed. An operator's acknowledgement rides
-on every later event of that alert and is forgotten once it is cleared.
+`updated` every `update_interval_s` while it stays, `cleared` when it is deleted or the zone is
+removed (at once), or when it has been outside the zone or outside the classes the zone cares
+about for `clear_after_s`. That hold is hysteresis: a track's label flickers while its class is
+uncertain (a hovering drone looks like a bird for a few scans) and a track on a zone's edge wanders
+in and out of it with its noise; without it the operator would see the alert clear and come back
+under a new id, its acknowledgement lost. An operator's acknowledgement rides on every later event
+of that alert and is forgotten once it is cleared.
 """
 
 from __future__ import annotations
@@ -82,16 +86,22 @@ class _Active:
     key: AlertKey
     since: float
     last_sent: float
+    away_since: float | None = None  # when the track was first seen outside the zone or its classes
 
 
 class AlertMonitor:
     """The alerts of a set of zones, evaluated on each published set of track reports."""
 
     def __init__(
-        self, zones: list[Zone], update_interval_s: float = 5.0, rid_only_per_min: float = 6.0
+        self,
+        zones: list[Zone],
+        update_interval_s: float = 5.0,
+        rid_only_per_min: float = 6.0,
+        clear_after_s: float = 2.0,
     ) -> None:
         self.zones = zones
         self.update_interval_s = update_interval_s
+        self.clear_after_s = clear_after_s
         self.active: dict[tuple[int, str], _Active] = {}
         self.acks: dict[AlertKey, AlertAck] = {}
         self._next = 1
@@ -127,13 +137,23 @@ class AlertMonitor:
                 state = self.active[pair] = _Active(AlertKey(number, zone_id, self._next), t, t)
                 self._next += 1
                 events.append(self._event("new", state, zones[zone_id].spec.level, by_number[number], t))
-            elif t - state.last_sent >= self.update_interval_s:
-                state.last_sent = t
-                events.append(self._event("updated", state, zones[zone_id].spec.level, by_number[number], t))
+            else:
+                state.away_since = None
+                if t - state.last_sent >= self.update_interval_s:
+                    state.last_sent = t
+                    events.append(
+                        self._event("updated", state, zones[zone_id].spec.level, by_number[number], t)
+                    )
         for pair in sorted(set(self.active) - inside):
-            state = self.active.pop(pair)
-            gone = by_number.get(pair[0])
-            track = gone if gone is not None and gone.status != "deleted" else None  # absent once gone
+            state = self.active[pair]
+            track = by_number.get(pair[0])
+            if track is not None and track.status == "deleted":
+                track = None  # gone: cleared at once, and `track` is absent
+            elif track is not None:
+                state.away_since = t if state.away_since is None else state.away_since
+                if t - state.away_since < self.clear_after_s:
+                    continue  # out of the zone or its classes only briefly: held (module docstring)
+            del self.active[pair]
             events.append(self._event("cleared", state, zones[pair[1]].spec.level, track, t))
         return events
 
