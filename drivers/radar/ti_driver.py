@@ -22,6 +22,7 @@ from pathlib import Path
 
 from cuas_node.drivers.driver import Driver, SensorHealth
 from cuas_node.drivers.radar.cluster import ClusterOptions, ClutterFilter, PointClusterer, RadarResolution
+from cuas_node.drivers.radar.frame_clock import FrameClock
 from cuas_node.drivers.radar.ti_cli import (
     BOOT_MARKERS,
     CLI_BAUDRATE,
@@ -125,6 +126,7 @@ class TiMmwaveDriver(Driver[TiFrame]):
         self.monotonic = monotonic
         self.reconfigurations = 0
         self.last_reset_reason = ""
+        self.frame_clock = FrameClock()
         period = frame_period_s(parse_cfg(cli.profile)) if cli is not None else 0.1
         self._base_stall_s = max(self.watch.stall_frames * period, self.watch.min_stall_s)
         self._stall_s = self._base_stall_s
@@ -221,6 +223,9 @@ class TiMmwaveDriver(Driver[TiFrame]):
 
     def to_measurements(self, record: TiFrame, t_capture: float, t_receive: float) -> list[AnyMeasurement]:
         self._note_frame(record.frame_number)
+        # Frames that reached this read late (several in one read on a busy host) get the time
+        # of their place on the frame grid, not the read's (`frame_clock`).
+        t_capture -= t_receive - self.frame_clock.stamp(record.frame_number, t_receive)
         if record.version >> 24 != 3 and self.frames.doppler_bin_mps is None:
             self._degrade(needs_profile_message(record.version))
             return []
@@ -241,6 +246,7 @@ class TiMmwaveDriver(Driver[TiFrame]):
     def health(self) -> SensorHealth:
         h = super().health()
         h.counters["reconfigurations"] = self.reconfigurations
+        h.counters["late_frames_restamped"] = self.frame_clock.restamped
         return h
 
     def _watch_versions(self) -> None:
