@@ -24,7 +24,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from cuas_node.outputs.ha_discovery import HaSettings, discovery, topic_id
 from cuas_node.outputs.ha_state import HaState
 from tests.conftest import SCHEMA_DIR, MosquittoBroker, MqttSubscriber
-from tests.homeassistant import (
+from tests.ha_node import (
     STATE_TOPIC,
     STATUS_TOPIC,
     discovery_configs,
