@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,16 @@ import jsonschema
 import pytest
 from jinja2.sandbox import SandboxedEnvironment
 
+from cuas_node.config import Config, build_config
+from cuas_node.doctor_checklist import Check
+from cuas_node.doctor_outputs import OutputChecks
+from cuas_node.kernel.clock import SystemClock
 from cuas_node.outputs.ha_discovery import HaSettings, discovery, topic_id
 from cuas_node.outputs.ha_state import HaState
+from cuas_node.outputs.outputs import Outputs, homeassistant_settings
+from cuas_node.publish.mqtt import MqttPublisher
 from tests.conftest import SCHEMA_DIR, MosquittoBroker, MqttSubscriber
+from tests.fakes import wait_until
 from tests.ha_node import (
     STATE_TOPIC,
     STATUS_TOPIC,
@@ -35,6 +43,8 @@ from tests.ha_node import (
 )
 
 SCHEMA = json.loads((SCHEMA_DIR / "homeassistant-discovery.schema.json").read_text())
+STATE_SCHEMA = json.loads((SCHEMA_DIR / "homeassistant-state.schema.json").read_text())
+HEALTH_SCHEMA = json.loads((SCHEMA_DIR / "health.schema.json").read_text())
 # HA's discovery topic: <prefix>/<component>/[<node_id>/]<object_id>/config, ids [a-zA-Z0-9_-]+
 # (https://www.home-assistant.io/integrations/mqtt/#discovery-topic).
 DISCOVERY_TOPIC = re.compile(
@@ -180,6 +190,7 @@ def check_states_against_tracks(sub: MqttSubscriber) -> list[dict[str, Any]]:
         if m.topic != STATE_TOPIC:
             continue
         state = m.payload
+        jsonschema.Draft202012Validator(STATE_SCHEMA).validate(state)
         states.append(state)
         # made from a tracks message published just before (the outbox may reorder a few)
         near = counts[max(0, tracks_seen - 20) : tracks_seen + 21]
@@ -289,9 +300,9 @@ def test_discovery_on_the_node_broker_validates_and_states_render_the_tracks(
         assert set(json.loads(marker(home).read_text())["topics"]) == {*configs, STATE_TOPIC}
 
         # the output's health entry
-        entry = next(
-            o for o in sub.snapshot("/health")[-1].payload["outputs"] if o["kind"] == "homeassistant"
-        )
+        health = sub.snapshot("/health")[-1].payload
+        jsonschema.Draft202012Validator(HEALTH_SCHEMA).validate(health)
+        entry = next(o for o in health["outputs"] if o["kind"] == "homeassistant")
         assert entry["name"] == "homeassistant" and entry["state"] == "connected" and entry["sent"] >= 11
         assert entry["target"] == f"mqtt://{mosquitto.host}:{mosquitto.port}/homeassistant"
         assert entry["last_error"] is None
@@ -342,3 +353,60 @@ def test_a_config_change_removes_the_topics_it_leaves_behind(
     held = retained(mosquitto, "homeassistant/#")
     assert not old & set(held)  # the old prefix's configs are gone
     assert len(held) == len(old) and all(t.startswith("homeassistant/site-b/") for t in held)
+
+
+def ha_config(broker: MosquittoBroker, state_dir: Path, section: dict[str, Any] | None) -> Config:
+    data: dict[str, Any] = {
+        "node": {"id": "mast-1", "state_dir": str(state_dir)},
+        "mqtt": {"host": broker.host, "port": broker.port},
+    }
+    if section is not None:
+        data["outputs"] = {"homeassistant": section}
+    return build_config(data, "test")
+
+
+def test_the_output_alone_on_a_publisher_and_the_doctor_line(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Without the simulator: `Outputs` with the node's `MqttPublisher`, as `run` wires them, and
+    `doctor`, which counts the discovery configs the broker holds (and publishes nothing)."""
+    config = ha_config(mosquitto, tmp_path, {})
+
+    def doctor(cfg: Config) -> Check:
+        checks = OutputChecks(timeout_s=3.0)
+        checks.check_outputs(cfg)
+        [line] = [c for c in checks.checks if c.name == "output homeassistant"]
+        return line
+
+    before = doctor(config)
+    assert before.status == "WARN" and "0 of 5 discovery configs" in before.message and "ACL" in before.fix
+    publisher = MqttPublisher(config.mqtt, "mast-1", tmp_path, SystemClock(), [])
+    outputs = Outputs.from_config(config, publisher.session, time.time, publisher)
+    assert outputs.homeassistant is not None and outputs.workers == []
+    publisher.start()
+    outputs.start()
+    try:
+        expected = [
+            (t, json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode())
+            for t, d in discovery(homeassistant_settings(config))
+        ]
+        wait_until(
+            lambda: all(publisher.retained_confirmed(t, d) for t, d in expected), what="configs acknowledged"
+        )
+        wait_until(lambda: outputs.health()[0]["state"] == "connected", what="output connected")
+    finally:
+        outputs.stop()
+        publisher.stop()
+    assert outputs.health()[0]["state"] == "stopped"
+    after = doctor(config)
+    assert after.status == "PASS" and "5 entities, every discovery config retained" in after.message
+    assert doctor(ha_config(mosquitto, tmp_path, {"enabled": False})).message.endswith(
+        "disabled (the node removes its entities from the broker when it runs)"
+    )
+    assert (
+        "section removed; the node removes its 6 retained topic(s)"
+        in doctor(ha_config(mosquitto, tmp_path, None)).message
+    )
+    nothing = OutputChecks(timeout_s=3.0)
+    nothing.check_outputs(ha_config(mosquitto, tmp_path / "elsewhere", None))
+    assert nothing.checks == []  # no section and nothing left behind: no line

@@ -20,8 +20,10 @@ Where each entity's state comes from, and why:
 
 unique_ids are `cuas_<node id>_<entity key>` (sensor entities: `..._sensor_<sensor id>`), so they
 survive restarts and config reloads; discovery topics are
-`<prefix>/<component>/cuas_<node id>/<entity key>/config` with the ids reduced to the characters
-HA allows in a topic's node and object id (`[A-Za-z0-9_-]`).
+`<prefix>/<component>/<node id>/<entity key>/config` with the ids reduced to the characters HA
+allows in a topic's node and object id (`[A-Za-z0-9_-]`). The node id is a whole topic level so
+that a broker ACL can confine each node to its own (`pattern write homeassistant/+/%u/+/config`,
+systemd/mosquitto-acl.example).
 """
 
 from __future__ import annotations
@@ -215,7 +217,7 @@ def entities(settings: HaSettings) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def config_topic(settings: HaSettings, component: str, key: str) -> str:
-    return f"{settings.discovery_prefix}/{component}/cuas_{topic_id(settings.node_id)}/{topic_id(key)}/config"
+    return f"{settings.discovery_prefix}/{component}/{topic_id(settings.node_id)}/{topic_id(key)}/config"
 
 
 def discovery(settings: HaSettings) -> list[tuple[str, dict[str, Any]]]:

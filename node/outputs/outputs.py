@@ -78,6 +78,25 @@ def sapient_worker(
     return OutputWorker("sapient", "sapient", link, codec, now, queue_size=section.queue_size)
 
 
+def homeassistant_settings(config: Config) -> HaSettings:
+    """The HA device of this config (the section's prefix and name, else the defaults)."""
+    section = config.outputs.homeassistant
+    return HaSettings(
+        node_id=config.node.id,
+        topic_root=config.mqtt.topic_root,
+        discovery_prefix=section.discovery_prefix if section is not None else "homeassistant",
+        device_name=(section.device_name if section is not None else None) or f"cuas-node {config.node.id}",
+        sensors=tuple(s.id for s in config.sensors if s.enabled),
+        sw_version=__version__,
+        qos=config.mqtt.qos,
+    )
+
+
+def homeassistant_target(config: Config) -> str:
+    """Where the HA output goes, for health and doctor: the node's broker and the prefix."""
+    return f"mqtt://{config.mqtt.host}:{config.mqtt.port}/{homeassistant_settings(config).discovery_prefix}"
+
+
 def homeassistant_output(
     config: Config, mqtt: RetainedPublisher, now: Callable[[], float]
 ) -> HomeAssistantOutput | None:
@@ -88,22 +107,12 @@ def homeassistant_output(
     known = read_marker(config.node.state_dir)
     if section is None and not known:
         return None
-    prefix = section.discovery_prefix if section is not None else "homeassistant"
-    settings = HaSettings(
-        node_id=config.node.id,
-        topic_root=config.mqtt.topic_root,
-        discovery_prefix=prefix,
-        device_name=(section.device_name if section is not None else None) or f"cuas-node {config.node.id}",
-        sensors=tuple(s.id for s in config.sensors if s.enabled),
-        sw_version=__version__,
-        qos=config.mqtt.qos,
-    )
     return HomeAssistantOutput(
-        settings,
+        homeassistant_settings(config),
         mqtt,
         config.node.state_dir,
         now,
-        f"mqtt://{config.mqtt.host}:{config.mqtt.port}/{prefix}",
+        homeassistant_target(config),
         enabled=section is not None and section.enabled,
         drone_classes=section.drone_classes if section is not None else (),
         state_interval_s=section.state_interval_s if section is not None else 1.0,
