@@ -8,7 +8,9 @@ Where each entity's state comes from, and why:
   the Last Will turns it off when the node dies. It has no `availability` of its own: with
   availability on the same topic it could only ever be "on" or "unavailable", never "off".
 - every other entity has its **availability on `status`**: when the node stops or dies (Last
-  Will) HA shows them "unavailable" rather than a last value that nobody updates.
+  Will) HA shows them "unavailable" rather than a last value that nobody updates. A sensor's
+  state is also unavailable until the node's first `health` names it (a text sensor has no
+  "unknown" of its own): a second availability on the state document, both required.
 - their **state** comes from one small retained document the node publishes itself
   (`<topic_root>/<node id>/homeassistant`, `ha_state.py`), not from templates over the node's
   `tracks`, `alerts` and `health`: a template cannot hold which alerts are still active (one
