@@ -404,3 +404,33 @@ def test_the_output_alone_on_a_publisher_and_the_doctor_line(
     nothing = OutputChecks(timeout_s=3.0)
     nothing.check_outputs(ha_config(mosquitto, tmp_path / "elsewhere", None))
     assert nothing.checks == []  # no section and nothing left behind: no line
+
+
+@pytest.mark.usefixtures("fast_mqtt_backoff")
+def test_retained_documents_come_back_after_a_broker_restart(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """`MqttPublisher.retain` (what the HA output publishes through): held, published on every
+    connect like `status`, so a broker restarted without persistence gets them back; an empty
+    one removes the broker's copy."""
+    config = ha_config(mosquitto, tmp_path, None)
+    publisher = MqttPublisher(config.mqtt, "mast-1", tmp_path, SystemClock(), [])
+    keep, drop = "homeassistant/sensor/mast-1/drones/config", "homeassistant/sensor/mast-1/old/config"
+    publisher.retain(keep, b'{"name": "Drones detected"}')
+    publisher.retain(drop, b'{"name": "old"}')
+    publisher.start()
+    try:
+        wait_until(lambda: publisher.retained_confirmed(drop, b'{"name": "old"}'), what="both published")
+        publisher.retain(drop, b"")
+        wait_until(lambda: publisher.retained_confirmed(drop, b""), what="removal acknowledged")
+        assert retained(mosquitto, "homeassistant/#") == {keep: b'{"name": "Drones detected"}'}
+        mosquitto.stop()  # persistence off: the broker forgets every retained message
+        mosquitto.start()
+        wait_until(lambda: publisher.connected, what="reconnected")
+        wait_until(
+            lambda: keep in retained(mosquitto, "homeassistant/#"), what="the document republished on connect"
+        )
+        assert retained(mosquitto, "homeassistant/#") == {keep: b'{"name": "Drones detected"}'}
+        assert publisher.retained_refused() == {}
+    finally:
+        publisher.stop()
