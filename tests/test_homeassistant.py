@@ -164,32 +164,37 @@ def drone_counts(messages: list[Any]) -> list[tuple[int, dict[str, list[float]]]
     return out
 
 
-def node_offset(sub: MqttSubscriber) -> tuple[float, float, float]:
-    """The node's position in the tracks' ENU frame (info.position relative to enu_origin)."""
+def node_offsets(sub: MqttSubscriber) -> set[tuple[float, float, float]]:
+    """Every position the node stated for itself in the tracks' ENU frame (`info.position`, else
+    the origin itself, relative to `info.enu_origin`): it moves while the GPS mean settles."""
     import pymap3d
 
-    info = [m.payload for m in sub.snapshot("/info") if "enu_origin" in m.payload][-1]
-    o, p = info["enu_origin"], info.get("position", info["enu_origin"])
-    e, n, u = pymap3d.geodetic2enu(p["lat"], p["lon"], p["alt_m"], o["lat"], o["lon"], o["alt_m"])
-    return float(e), float(n), float(u)
+    offsets = {(0.0, 0.0, 0.0)}  # the origin: the node's position until `info` states one
+    for info in (m.payload for m in sub.snapshot("/info") if "enu_origin" in m.payload):
+        o, p = info["enu_origin"], info.get("position", info["enu_origin"])
+        e, n, u = pymap3d.geodetic2enu(p["lat"], p["lon"], p["alt_m"], o["lat"], o["lon"], o["alt_m"])
+        offsets.add((float(e), float(n), float(u)))
+    return offsets
 
 
 def check_states_against_tracks(sub: MqttSubscriber) -> list[dict[str, Any]]:
     """Every state document the node sent agrees with one `tracks` message it published: the same
     confirmed drone count, and the nearest of those drones is the one named, at the distance and
-    bearing stated (to the rounding: 1 m, 1 degree). Matched by content, not by arrival order
-    (spooled `tracks` and the retained state take different paths through the outbox)."""
+    bearing stated (to the rounding: 1 m, 1 degree) from a position the node stated in `info`.
+    Matched by content, not by arrival order (spooled `tracks` and the retained state take
+    different paths through the outbox)."""
     everything = sub.snapshot()
-    ne, nn, nu = node_offset(sub)
+    nodes = node_offsets(sub)
     seen: list[tuple[int, str | None, float, float]] = [(0, None, 0.0, 0.0)]  # before any tracks
     for count, drones in drone_counts([m for m in everything if m.topic.endswith("/tracks")]):
         if not drones:
             seen.append((0, None, 0.0, 0.0))
             continue
-        nearest = min(drones, key=lambda k: math.dist(drones[k], (ne, nn, nu)))
-        e, n, u = drones[nearest]
-        bearing = math.degrees(math.atan2(e - ne, n - nn)) % 360
-        seen.append((count, nearest, math.dist((e, n, u), (ne, nn, nu)), bearing))
+        for node in nodes:  # whichever position the node held then
+            nearest = min(drones, key=lambda k: math.dist(drones[k], node))
+            e, n, _ = drones[nearest]
+            bearing = math.degrees(math.atan2(e - node[0], n - node[1])) % 360
+            seen.append((count, nearest, math.dist(drones[nearest], node), bearing))
     states = [m.payload for m in everything if m.topic == STATE_TOPIC]
     for state in states:
         jsonschema.Draft202012Validator(STATE_SCHEMA).validate(state)
