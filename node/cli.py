@@ -194,7 +194,7 @@ def _start_node(
         [(s.id, s.kind) for s in config.sensors],
         spool_dir=config.node.spool_dir,
     )
-    outputs = Outputs.from_config(config, publisher.session, clock.now)
+    outputs = Outputs.from_config(config, publisher.session, clock.now, publisher)
     runtime = Runtime(
         config, clock, drivers, publisher, publisher.session, build_gpio(config.gpio), outputs=outputs
     )

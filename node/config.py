@@ -25,6 +25,7 @@ from cuas_node.config_outputs import (
     HOST_PATTERN,
     UUID4_PATTERN,
     CotOutput,
+    HomeAssistantOutput,
     OutputsSection,
     SapientOutput,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "FusionSection",
     "GenericRadarSensor",
     "GpioSection",
+    "HomeAssistantOutput",
     "IntLiteral",
     "LoggingSection",
     "MountPose",

@@ -1,9 +1,10 @@
 """The `[outputs]` section: the node's standard outputs beside MQTT (docs/outputs.md).
 
-Each output is optional and off unless configured (`[outputs.sapient]` is one table: the node is
-one SAPIENT ASM); `[[outputs.cot]]` is a list because a node
-may feed several TAK destinations at once (a local ATAK multicast group and a TAK server). Every
-key is documented in docs/config.md with its environment variable.
+Each output is optional and off unless configured (`[outputs.sapient]` and
+`[outputs.homeassistant]` are one table each: the node is one SAPIENT ASM and one Home Assistant
+device); `[[outputs.cot]]` is a list because a node may feed several TAK destinations at once (a
+local ATAK multicast group and a TAK server). Every key is documented in docs/config.md with its
+environment variable.
 """
 
 from __future__ import annotations
@@ -108,9 +109,48 @@ class SapientOutput(Section):
         return self
 
 
+DISCOVERY_PREFIX_PATTERN = r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$"
+
+
+class HomeAssistantOutput(Section):
+    """Home Assistant MQTT discovery: the node as one HA device, on the broker it publishes to."""
+
+    enabled: bool = Field(default=True, description="false removes the node's entities from Home Assistant")
+    discovery_prefix: str = Field(
+        default="homeassistant",
+        pattern=DISCOVERY_PREFIX_PATTERN,
+        description="Home Assistant's MQTT discovery prefix (its MQTT integration's setting)",
+    )
+    device_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="the device's name in HA; None: cuas-node <node id>",
+    )
+    drone_classes: tuple[Literal["multirotor", "fixed_wing", "unknown", "bird", "aircraft"], ...] = Field(
+        default=("multirotor", "fixed_wing", "unknown"),
+        min_length=1,
+        description="class labels of confirmed tracks counted as drones (and for the nearest drone)",
+    )
+    state_interval_s: float = Field(
+        default=1.0,
+        ge=0.1,
+        le=3600,
+        description="the HA state document is sent on change, at most this often",
+    )
+    queue_size: int = Field(default=256, ge=1, le=100000)
+
+    @model_validator(mode="after")
+    def _distinct_classes(self) -> HomeAssistantOutput:
+        if len(set(self.drone_classes)) != len(self.drone_classes):
+            raise ValueError("drone_classes: each class once")
+        return self
+
+
 class OutputsSection(Section):
     cot: list[CotOutput] = Field(default_factory=list)
     sapient: SapientOutput | None = None
+    homeassistant: HomeAssistantOutput | None = None
 
     @model_validator(mode="after")
     def _unique_names(self) -> OutputsSection:

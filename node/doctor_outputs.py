@@ -12,6 +12,8 @@ import ssl
 
 from cuas_node.config import Config
 from cuas_node.doctor_checklist import Checklist
+from cuas_node.doctor_homeassistant import NAME as HA_NAME
+from cuas_node.doctor_homeassistant import homeassistant_line
 from cuas_node.outputs.cot_link import CotLink
 from cuas_node.outputs.sapient_link import SapientLink
 
@@ -19,6 +21,9 @@ from cuas_node.outputs.sapient_link import SapientLink
 class OutputChecks(Checklist):
     def check_outputs(self, config: Config) -> None:
         self.check_sapient(config)
+        line = homeassistant_line(config, self.timeout_s)
+        if line is not None:
+            self.add(line[0], HA_NAME, line[1], line[2])
         for index, section in enumerate(config.outputs.cot):
             name = f"output {section.name or f'cot{index}'}"
             if not section.enabled:

@@ -326,6 +326,7 @@ class Runtime:
                 payload[name] = block()
             except Exception:  # an output's counters must never cost the health message
                 log.exception("health block %s failed", name)
-        if self.outputs.workers:
-            payload["outputs"] = self.outputs.health()
+        outputs = self.outputs.health()
+        if outputs:
+            payload["outputs"] = outputs
         return payload

@@ -34,6 +34,18 @@ class _FoldersAreNotPackages(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, _FoldersAreNotPackages())
 
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `slow` are opt-in (`pytest -m slow`): skipped, with the reason, unless the
+    marker expression names them."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: opt-in with `pytest -m slow`")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 MOSQUITTO = shutil.which("mosquitto") or next(
     (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
 )

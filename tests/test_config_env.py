@@ -37,7 +37,7 @@ from cuas_node.config import (
     ConfigError,
     build_config,
 )
-from cuas_node.config_outputs import COT_URL_PATTERN, HOST_PATTERN, UUID4_PATTERN
+from cuas_node.config_outputs import COT_URL_PATTERN, DISCOVERY_PREFIX_PATTERN, HOST_PATTERN, UUID4_PATTERN
 from cuas_node.config_sections import TILES_URL_PATTERN
 
 MIN_KEYS = 150  # the walk visits 152 keys today; far fewer means the walk broke
@@ -54,6 +54,7 @@ PATTERN_SAMPLES = {
     COT_URL_PATTERN: ["tcp://tak.example:8087", "udp://239.2.3.1:6969", "tcp://[2001:db8::5]:8087"],
     HOST_PATTERN: ["apex.example", "10.0.0.5", "2001:db8::7"],  # outputs.sapient.host
     UUID4_PATTERN: ["2008894a-d5b3-4df3-a22e-a48caa701ad6"],  # outputs.sapient.node_id
+    DISCOVERY_PREFIX_PATTERN: ["homeassistant", "site-b/ha_2"],  # outputs.homeassistant.discovery_prefix
 }
 # Values a key needs beside it (a model validator ties them): the other keys of the same table.
 NEEDS = {

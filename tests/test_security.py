@@ -33,6 +33,7 @@ PASSWORDS = {
     "mast-2": "pw-mast-2-secret",
     "ops": "pw-ops-secret",
     "central": "pw-c",
+    "homeassistant": "pw-ha",
 }
 
 
@@ -300,3 +301,43 @@ def test_tls_verifies_the_broker_and_a_wrong_ca_is_one_clear_line(
     assert "failed verification" in lines[0] and "mqtt.ca_file" in lines[0]
     assert not bad.connected
     wait_until(lambda: bad.spool_counters["pending"] == 1, what="spooled meanwhile")
+
+
+def test_acl_example_lets_a_node_announce_only_itself_to_home_assistant(
+    acl_broker: MosquittoBroker,
+    clients: Callable[..., Client],
+    publishers: Callable[..., MqttPublisher],
+    tmp_path: Path,
+) -> None:
+    """The Home Assistant output's retained documents (docs/outputs.md): the node's own discovery
+    configs and HA state pass the shipped ACL, another node's are refused (reported, not fatal),
+    and Home Assistant's user reads them."""
+    secret = tmp_path / "pw"
+    secret.write_text(PASSWORDS["mast-1"])
+    node = publishers("mast-1", acl_broker.port, username="mast-1", password_file=secret)
+    mine = {
+        "homeassistant/sensor/mast-1/drones/config": b'{"name": "Drones detected"}',
+        "cuas/v1/mast-1/homeassistant": b'{"drones": 0}',
+    }
+    forged = "homeassistant/sensor/mast-2/drones/config"
+    for topic, data in mine.items():
+        node.retain(topic, data)
+    node.retain(forged, b'{"name": "not mine"}')
+    node.start()
+    wait_until(
+        lambda: (
+            all(node.retained_confirmed(t, d) for t, d in mine.items()) and forged in node.retained_refused()
+        ),
+        what="own HA documents acknowledged, the other node's refused",
+    )
+    assert node.connected and node.broker_state == "connected"  # a refused HA document costs nothing else
+    ha = clients(acl_broker, "homeassistant")
+    assert not ha.subscribe("homeassistant/#").is_failure
+    assert not ha.subscribe("cuas/v1/+/homeassistant").is_failure
+    ha.wait_message(lambda t: t == "cuas/v1/mast-1/homeassistant")
+    ha.wait_message(lambda t: t == "homeassistant/sensor/mast-1/drones/config")
+    # Proof that the forged one is not held, without a sleep: HA's own message on its prefix comes
+    # after the retained ones of its subscription.
+    assert not ha.publish("homeassistant/status", b"online").is_failure
+    ha.wait_message(lambda t: t == "homeassistant/status")
+    assert not [m for m in ha.messages if m[0] == forged]

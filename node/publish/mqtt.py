@@ -54,6 +54,7 @@ from cuas_node.publish.command_inbox import CommandInbox
 from cuas_node.publish.connector import Connector
 from cuas_node.publish.link import RECONNECT_MAX_S, RECONNECT_MIN_S, Backoff, LinkState
 from cuas_node.publish.outbox import DRAIN_WINDOW, STOP_FLUSH_S, Outbox
+from cuas_node.publish.retained import RetainedSet
 from cuas_node.publish.seqstore import SequenceStore
 from cuas_node.publish.spool import EXPIRES, DiskSpool, MemorySpool, Record, Spool
 from cuas_node.publish.wire import BROKER_STATES, encode, info_payload, status_payload, topic
@@ -113,6 +114,7 @@ class MqttPublisher:
             command_prefix(mqtt.topic_root, node_id),
             self._commands.inbox.offer if self._commands is not None else None,
         )
+        self._retained = RetainedSet()  # other outputs' retained documents (Home Assistant)
         self._outbox = Outbox(
             mqtt,
             clock,
@@ -126,6 +128,7 @@ class MqttPublisher:
             self._commands,
             backoff,
             self._on_failed,
+            self._retained,
         )
         self._outbox.update_spool_stats()
         self._listeners: list[Callable[[str, bytes], None]] = []
@@ -212,6 +215,21 @@ class MqttPublisher:
             return message
 
         self._submit("health", 0, build)
+
+    def retain(self, topic: str, data: bytes) -> None:
+        """Keep `data` as the retained message of `topic` (any topic: Home Assistant's discovery
+        prefix lies outside the node's tree), published now when connected and again on every
+        connect, like `status`; empty `data` removes the broker's copy (publish/retained.py)."""
+        if self._retained.put(topic, data):
+            self._events.put(("retain", topic, data))
+
+    def retained_confirmed(self, topic: str, data: bytes) -> bool:
+        """Whether the broker acknowledged `data` as `topic`'s retained message."""
+        return self._retained.confirmed(topic, data)
+
+    def retained_refused(self) -> dict[str, str]:
+        """Topic → reason for `retain`ed messages the broker refused (its ACL)."""
+        return self._retained.refused()
 
     @property
     def connected(self) -> bool:

@@ -41,6 +41,7 @@ from cuas_node.kernel.clock import Clock
 from cuas_node.publish.client import publish
 from cuas_node.publish.command_channel import CommandChannel
 from cuas_node.publish.link import Backoff, EventGuard, LinkState, Supervisor
+from cuas_node.publish.retained import RetainedSet
 from cuas_node.publish.spool import Record, Spool
 from cuas_node.publish.wire import encode
 
@@ -51,7 +52,7 @@ DRAIN_WINDOW = 32  # spooled messages in flight at once
 STOP_FLUSH_S = 1.0
 _TICK_S = 0.25
 _BATCH = 512  # events taken per loop at most (one group commit)
-_PUBLISHING = ("connected", "info", "reply")  # events that publish: queued messages go first
+_PUBLISHING = ("connected", "info", "reply", "retain")  # events that publish: queued messages go first
 COMMANDS_PER_LOOP = 8  # commands handled per loop at most, after the queued publications
 
 
@@ -81,6 +82,7 @@ class Outbox:
         commands: CommandChannel | None,
         backoff: Backoff,
         on_failed: Callable[[str], None],
+        retained: RetainedSet | None = None,
     ) -> None:
         self._cfg = mqtt
         self._clock = clock
@@ -97,6 +99,8 @@ class Outbox:
         self._drain: deque[_Sent] = deque()  # handed to paho, in spool order
         self._drain_by_mid: dict[int, _Sent] = {}
         self._control: dict[int, str] = {}  # mid → name, for status/info/responses
+        # Other outputs' retained documents (publish/retained.py), sent on every connect and change.
+        self._retained = retained if retained is not None else RetainedSet()
         self._stop_mid: int | None = None
         self._refused_logged: set[str] = set()
         # Messages that found the broker away or a backlog ahead of them (`health.spool.spooled`).
@@ -197,6 +201,7 @@ class Outbox:
         self._drain.clear()
         self._drain_by_mid.clear()
         self._control.clear()
+        self._retained.forget_in_flight()
         self._spool.rewind()
 
     def _fail(self, reason: str) -> None:
@@ -220,6 +225,8 @@ class Outbox:
                 self._send_control("info", self._info())
         elif kind == "reply":
             self._send_reply(*event[1:])
+        elif kind == "retain" and self._gen and self._retained.get(event[1]) == event[2]:
+            self._send_retained(event[1], event[2])  # (a newer value for the topic has its own event)
 
     # -- connection events ---------------------------------------------------------------------
 
@@ -243,6 +250,8 @@ class Outbox:
         )
         self._send_control("status", self._status("online"))
         self._send_control("info", self._info())
+        for retained_topic, data in self._retained.items():
+            self._send_retained(retained_topic, data)
         if self._commands is not None:
             client.subscribe(self._commands.prefix + "#", qos=1)
 
@@ -275,6 +284,7 @@ class Outbox:
         if mid == self._stop_mid:
             self._stop_mid = None
         if self._control.pop(mid, None) is not None:
+            self._retained.acknowledged(mid)
             return
         sent = self._drain_by_mid.pop(mid, None)
         if sent is not None:
@@ -284,6 +294,9 @@ class Outbox:
     def _on_refused(self, mid: int, reason: ReasonCode) -> None:
         """The broker took the message but refused it (MQTT 5 PUBACK "not authorised": the ACL).
         Keep it (spooled), say so once, and retry the connection with back-off."""
+        if self._retained.refused_mid(mid, reason.getName()):  # its owner reports it; the link is fine
+            self._control.pop(mid, None)
+            return
         sent = self._drain_by_mid.get(mid)
         name = sent.name if sent is not None else self._control.get(mid, "control")
         link = self._link
@@ -347,6 +360,13 @@ class Outbox:
         if mid is not None:
             self._control[mid] = name
         return mid
+
+    def _send_retained(self, to: str, data: bytes) -> None:
+        """Publish `data` retained on topic `to` (empty: remove the broker's copy)."""
+        mid = self._publish("retained", data, True, None, to=to)
+        if mid is not None:
+            self._control[mid] = "retained"
+            self._retained.in_flight(mid, to, data)
 
     def _send_reply(self, to: str, correlation: bytes | None, body: dict[str, Any]) -> None:
         if not self._gen:
