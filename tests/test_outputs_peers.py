@@ -1,7 +1,8 @@
-"""Issue 17's "done when": one `sim demo` run feeds MQTT, a TAK server (taky, CoT) and a SAPIENT
-middleware (Apex) at once, and the death of either peer costs only its own output: the other two
-go on delivering while `health.outputs` shows the dead one down with its error, and each output
-comes back by itself when its peer does. One run covers both outages (the CI budget is tight)."""
+"""Issue 17's "done when": one `sim demo` run feeds MQTT, Home Assistant discovery (on the same
+broker), a TAK server (taky, CoT) and a SAPIENT middleware (Apex) at once, and the death of either
+peer costs only its own output: the others go on delivering while `health.outputs` shows the dead
+one down with its error, and each output comes back by itself when its peer does. One run covers
+both outages (the CI budget is tight)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 
 from tests.apex import ApexServer, PeerClient, apex_python
 from tests.conftest import MosquittoBroker, MqttSubscriber
+from tests.ha_node import discovery_configs
 from tests.sim_demo import start_sim_demo
 from tests.tak import CotClient, TakyServer, taky_missing
 
@@ -45,7 +47,7 @@ class Health:
             lambda m: (
                 m.topic.endswith("/health")
                 and m.payload.get("seq", -1) > self.seen
-                and len(m.payload.get("outputs") or []) == 2
+                and len(m.payload.get("outputs") or []) == 3
                 and predicate({o["kind"]: o for o in m.payload["outputs"]})
             ),
             timeout=timeout,
@@ -62,9 +64,11 @@ def test_each_dead_peer_costs_only_its_own_output(
     apex = ApexServer(tmp_path / "apex")
     apex.start()
     tracks: MqttSubscriber = mqtt_sub(mosquitto, "cuas/v1/sim-demo/tracks")
+    ha_state: MqttSubscriber = mqtt_sub(mosquitto, "cuas/v1/sim-demo/homeassistant")
     health = Health(mqtt_sub(mosquitto, "cuas/v1/sim-demo/health"))
     env = {
         "CUAS_MQTT__HEALTH_INTERVAL_S": "1",
+        "CUAS_OUTPUTS__HOMEASSISTANT": json.dumps({"enabled": True}),
         "CUAS_OUTPUTS__COT": json.dumps([{"name": "tak", "url": tak.url()}]),
         "CUAS_OUTPUTS__SAPIENT": json.dumps(
             {"host": "127.0.0.1", "port": apex.child_port, "status_interval_s": 1}
@@ -85,9 +89,12 @@ def test_each_dead_peer_costs_only_its_own_output(
         tak.stop()
         down = health.wait(lambda o: o["cot"]["state"] in DOWN and bool(o["cot"]["last_error"]))
         assert down["cot"]["connected_since"] is None and down["sapient"]["state"] == "connected"
+        assert down["homeassistant"]["state"] == "connected"
         detections, published = len(peer.snapshot("detection_report")), len(tracks.snapshot())
+        states = len(ha_state.snapshot())
         assert len(peer.wait_for("detection_report", count=detections + 3)) >= detections + 3
         tracks.wait_count("/tracks", published + 5, timeout=30)
+        ha_state.wait_count("/homeassistant", states + 2, timeout=30)
         tak.start()  # same port: the output reconnects by itself
         viewer = CotClient(tak)
         up = health.wait(lambda o: o["cot"]["state"] == "connected", timeout=60)
@@ -99,9 +106,12 @@ def test_each_dead_peer_costs_only_its_own_output(
         peer.close()
         down = health.wait(lambda o: o["sapient"]["state"] in DOWN and bool(o["sapient"]["last_error"]))
         assert down["sapient"]["connected_since"] is None and down["cot"]["state"] == "connected"
+        assert down["homeassistant"]["state"] == "connected"
         events, published = len(viewer.snapshot(UID)), len(tracks.snapshot())
+        states = len(ha_state.snapshot())
         viewer.wait_for(UID, count=events + 3, timeout=30)
         tracks.wait_count("/tracks", published + 5, timeout=30)
+        ha_state.wait_count("/homeassistant", states + 2, timeout=30)
         again = ApexServer(tmp_path / "apex-again", apex.child_port, apex.peer_port)
         servers.append(again)
         again.start()
@@ -122,5 +132,6 @@ def test_each_dead_peer_costs_only_its_own_output(
         for server in servers:
             server.stop()
     assert proc.returncode == 0, output
+    assert discovery_configs(mosquitto), "Home Assistant discovery configs retained on the broker"
     # each outage logged by its own output, once (not once per retry)
     assert 1 <= output.count("output tak (") <= 2 and 1 <= output.count("output sapient (") <= 2, output
