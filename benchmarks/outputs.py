@@ -1,4 +1,4 @@
-"""CPU overhead of the standard outputs (Cursor-on-Target, SAPIENT) at `swarm-20`.
+"""CPU overhead of the standard outputs (Cursor-on-Target, SAPIENT, Home Assistant) at `swarm-20`.
 
 Two figures of the same cost, from two sides:
 
@@ -8,12 +8,14 @@ Two figures of the same cost, from two sides:
    scenario's duration, is the share of one core that one CoT output costs at real-time speed
    (`cot_cpu_swarm_20`). `output_submit_us` is what the fusion thread pays per `tracks` step and
    output (the queue append). The same for one SAPIENT output's mapping, protobuf encoding and
-   a loopback socket (`sapient_cpu_swarm_20`).
+   a loopback socket (`sapient_cpu_swarm_20`), and for the Home Assistant output's state
+   (`homeassistant_cpu_swarm_20`: each `tracks` document parsed, folded in, the state encoded).
 2. The whole node: `cuas-node sim swarm-20 --speed 1` without outputs, with one CoT output (UDP
-   to a loopback receiver), and with one CoT and one SAPIENT output (TCP to a loopback receiver
-   that acknowledges the registration, as a middleware does), CPU share after a warm-up as
-   benchmarks/resources.py measures it, the three kinds of run interleaved
-   (`cpu_swarm_20_with_sim_and_cot`, `cpu_swarm_20_with_sim_cot_sapient`, and the differences
+   to a loopback receiver), and with all three (CoT; SAPIENT over TCP to a loopback receiver
+   that acknowledges the registration, as a middleware does; Home Assistant discovery on the
+   node's broker), CPU share after a warm-up as benchmarks/resources.py measures it, the three
+   kinds of run interleaved
+   (`cpu_swarm_20_with_sim_and_cot`, `cpu_swarm_20_with_sim_all_outputs`, and the differences
    `cot_overhead_swarm_20`, `outputs_overhead_swarm_20`; noisy: differences of noisy figures).
 
 Run: `nice -n 10 .venv/bin/python benchmarks/outputs.py [--runs 3] [--window 15]`; to write its figures
@@ -39,14 +41,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from resources import cpu_seconds, sim_node
 
+from cuas_node.config_outputs import HomeAssistantOutput
 from cuas_node.drivers.sim.scenario import load_scenario
 from cuas_node.evaluation import runner
 from cuas_node.kernel.reports import TrackReport
 from cuas_node.outputs.cot import CotCodec, CotSettings
 from cuas_node.outputs.cot_link import CotLink
+from cuas_node.outputs.ha_state import HaState
 from cuas_node.outputs.sapient import SapientCodec
 from cuas_node.outputs.sapient_msgs import SapientMessage, SapientSettings, node_uuid
 from cuas_node.outputs.worker import OutputWorker, TracksItem
+from cuas_node.publish import wire
 
 SCENARIO = "swarm-20"
 
@@ -205,15 +210,40 @@ def sapient_in_process() -> None:
     print(f"figure: sapient_reports_per_s_swarm_20 = {reports_sent / duration_s:.1f} reports/s")
 
 
+def homeassistant_in_process() -> None:
+    """The Home Assistant output's own work for the same run: each `tracks` document as the
+    publisher hands it over (JSON), parsed, folded into the state, and the state document encoded
+    (what `_publish_state` compares and retains; the publish itself is the MQTT publisher's)."""
+    messages, duration_s = swarm_reports()
+    docs = [
+        wire.encode(wire.tracks_message("bench", 1, seq, r[0].t, [wire.track_record(x, 1) for x in r]))
+        for seq, r in enumerate(messages, 1)
+        if r
+    ]
+    state = HaState(frozenset(HomeAssistantOutput().drone_classes), 30.0)  # the output's defaults
+    changed, last = 0, b""
+    started = time.process_time()
+    for data in docs:
+        doc = json.loads(data)
+        state.take("tracks", doc, doc["t"])
+        out = wire.encode(state.document())
+        changed += out != last
+        last = out
+    cpu = time.process_time() - started
+    print(f"figure: homeassistant_cpu_swarm_20 = {100.0 * cpu / duration_s:.3f} % of one core")
+    print(f"figure: homeassistant_states_per_s_swarm_20 = {changed / duration_s:.1f} states/s")
+
+
 def one_node_run(window_s: float, outputs: str) -> float:
     """CPU % of one core of `sim swarm-20 --speed 1` over the window, with `outputs` "none",
-    "cot" (one CoT output) or "cot+sapient" (one CoT and one SAPIENT output)."""
+    "cot" (one CoT output) or "all" (one CoT, one SAPIENT and the Home Assistant output)."""
     udp, tcp = UdpSink(), SapientSink()
     env = dict(os.environ)
     if outputs != "none":
         env["CUAS_OUTPUTS__COT"] = json.dumps([{"url": f"udp://127.0.0.1:{udp.port}"}])
-    if outputs == "cot+sapient":
+    if outputs == "all":
         env["CUAS_OUTPUTS__SAPIENT"] = json.dumps({"host": "127.0.0.1", "port": tcp.port})
+        env["CUAS_OUTPUTS__HOMEASSISTANT"] = json.dumps({"enabled": True})
     try:
         with sim_node(SCENARIO, window_s, env=env) as proc:
             c0, w0 = cpu_seconds(proc.pid), time.monotonic()
@@ -224,13 +254,13 @@ def one_node_run(window_s: float, outputs: str) -> float:
         tcp.close()
     if outputs != "none" and udp.datagrams == 0:
         raise SystemExit("the CoT output sent nothing: the measurement would be meaningless")
-    if outputs == "cot+sapient" and not (tcp.registered and tcp.messages > 10):
+    if outputs == "all" and not (tcp.registered and tcp.messages > 10):
         raise SystemExit("the SAPIENT output sent (almost) nothing: the measurement would be meaningless")
     return 100.0 * (c1 - c0) / (w1 - w0)
 
 
 def whole_node(runs: int, window_s: float) -> None:
-    kinds = ("none", "cot", "cot+sapient")
+    kinds = ("none", "cot", "all")
     cpu: dict[str, list[float]] = {kind: [] for kind in kinds}
     for _ in range(runs):  # interleaved, so drifts of the shared machine hit all alike
         for kind in kinds:
@@ -239,7 +269,7 @@ def whole_node(runs: int, window_s: float) -> None:
     spread = {kind: max(v) - min(v) for kind, v in cpu.items()}
     print(f"figure: cpu_swarm_20_with_sim_and_cot = {cot:.1f} % of one core")
     print(f"figure: cot_overhead_swarm_20 = {cot - base:.1f} % of one core")
-    print(f"figure: cpu_swarm_20_with_sim_cot_sapient = {both:.1f} % of one core")
+    print(f"figure: cpu_swarm_20_with_sim_all_outputs = {both:.1f} % of one core")
     print(f"figure: outputs_overhead_swarm_20 = {both - base:.1f} % of one core")
     runs = "; ".join(
         f"{kind}: {', '.join(f'{v:.1f}' for v in cpu[kind])} (spread {spread[kind]:.1f})" for kind in kinds
@@ -261,6 +291,7 @@ def main() -> None:
     args = ap.parse_args()
     in_process()
     sapient_in_process()
+    homeassistant_in_process()
     whole_node(args.runs, args.window)
 
 

@@ -85,7 +85,7 @@ BENCHES = (
 # What the figures of a bench with a section mean, written under its table.
 SECTION_TEXT = {
     "Standard outputs": """\
-What the Cursor-on-Target and SAPIENT outputs ([outputs.md](outputs.md)) cost at `swarm-20` (20
+What the Cursor-on-Target, SAPIENT and Home Assistant outputs ([outputs.md](outputs.md)) cost at `swarm-20` (20
 drones), from two sides:
 
 - In process, precise: one `swarm-20` run's track reports (the real drivers and fusion in virtual
@@ -94,12 +94,16 @@ drones), from two sides:
   the output costs at real-time speed. `cot_cpu_swarm_20` (UDP; `cot_events_per_s_swarm_20`
   events sent, 1 per track per second), `sapient_cpu_swarm_20` (protobuf, a loopback socket, its
   detection timing rules acting as at real-time speed; `sapient_reports_per_s_swarm_20` reports
-  sent). `output_submit_us`: what the fusion thread pays per step and output (a queue append).
+  sent), `homeassistant_cpu_swarm_20` (each `tracks` document parsed, folded into the Home
+  Assistant state, the state document encoded; `homeassistant_states_per_s_swarm_20` state
+  documents that changed, before the output's rate limit). `output_submit_us`: what the fusion
+  thread pays per step and output (a queue append).
 - The whole node: `cuas-node sim swarm-20 --speed 1` (simulated sensors in the node's process, as
   `cpu_swarm_20_with_sim`) with one CoT output (UDP to a loopback receiver,
-  `cpu_swarm_20_with_sim_and_cot`) and with one CoT and one SAPIENT output (TCP to a loopback
-  peer that accepts the registration, `cpu_swarm_20_with_sim_cot_sapient`); the runs without,
-  with CoT and with both are interleaved. `cot_overhead_swarm_20` and `outputs_overhead_swarm_20`
+  `cpu_swarm_20_with_sim_and_cot`) and with all three outputs: CoT, SAPIENT (TCP to a loopback
+  peer that accepts the registration) and Home Assistant discovery on the node's broker
+  (`cpu_swarm_20_with_sim_all_outputs`); the runs without, with CoT and with all are interleaved.
+  `cot_overhead_swarm_20` and `outputs_overhead_swarm_20`
   are their differences from the runs without outputs: differences of whole-process figures that
   vary by several % of a core between runs on a shared machine (see the runs in the notes), so
   read them as "of the order of"; the in-process figures are the outputs' own cost.
