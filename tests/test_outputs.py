@@ -170,11 +170,15 @@ def test_a_peer_that_hangs_up_is_noticed_and_reconnected(tcp_peer: TcpPeer, peer
         outputs.stop()
 
 
-def test_udp_sends_one_event_per_datagram(peer_port: int) -> None:
-    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    receiver.bind(("127.0.0.1", peer_port))
+def udp_event_uids(host: str) -> list[str | None]:
+    """A node marker and two tracks sent by a CoT output to a UDP receiver on `host` (an IPv4 or
+    IPv6 loopback address): the uids of the first three datagrams."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    receiver = socket.socket(family, socket.SOCK_DGRAM)
+    receiver.bind((host, 0))
     receiver.settimeout(10)
-    outputs = make_outputs(f"udp://127.0.0.1:{peer_port}")
+    in_url = f"[{host}]" if family == socket.AF_INET6 else host
+    outputs = make_outputs(f"udp://{in_url}:{receiver.getsockname()[1]}")
     outputs.start()
     try:
         outputs.position(NodePosition(52.0, 4.0, 10.0, "config"))
@@ -183,8 +187,11 @@ def test_udp_sends_one_event_per_datagram(peer_port: int) -> None:
     finally:
         outputs.stop()
         receiver.close()
-    events = [ET.fromstring(d) for d in datagrams]
-    assert [e.get("uid") for e in events] == [
+    return [ET.fromstring(d).get("uid") for d in datagrams]
+
+
+def test_udp_sends_one_event_per_datagram() -> None:
+    assert udp_event_uids("127.0.0.1") == [
         "cuas.mast-1",
         f"cuas.mast-1.{SESSION}.1",
         f"cuas.mast-1.{SESSION}.2",

@@ -9,7 +9,6 @@ import socket
 import ssl
 import threading
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from cuas_node.outputs.cot_link import CotLink
 from cuas_node.outputs.outputs import Outputs
 from tests.certs import self_signed
 from tests.reports import track
-from tests.test_outputs import SESSION, TcpPeer, make_outputs, wait_until
+from tests.test_outputs import SESSION, TcpPeer, make_outputs, udp_event_uids, wait_until
 
 
 def ipv6_loopback() -> bool:
@@ -61,23 +60,7 @@ def test_tcp_to_an_ipv6_literal_delivers_and_health_names_it(peer6: TcpPeer) -> 
 
 
 def test_udp_to_an_ipv6_literal_sends_one_event_per_datagram() -> None:
-    receiver = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-    receiver.bind(("::1", 0))
-    receiver.settimeout(10)
-    outputs = make_outputs(f"udp://[::1]:{receiver.getsockname()[1]}")
-    outputs.start()
-    try:
-        outputs.position(NodePosition(52.0, 4.0, 10.0, "config"))
-        outputs.tracks(1.0, [track(number=1), track(number=2)])
-        datagrams = [receiver.recv(65536) for _ in range(3)]
-    finally:
-        outputs.stop()
-        receiver.close()
-    assert [ET.fromstring(d).get("uid") for d in datagrams] == [
-        "cuas.mast-1",
-        f"cuas.mast-1.{SESSION}.1",
-        f"cuas.mast-1.{SESSION}.2",
-    ]
+    assert udp_event_uids("::1") == ["cuas.mast-1", f"cuas.mast-1.{SESSION}.1", f"cuas.mast-1.{SESSION}.2"]
 
 
 def test_ipv6_multicast_opens_with_hop_limit_one() -> None:
