@@ -85,8 +85,8 @@ BENCHES = (
 # What the figures of a bench with a section mean, written under its table.
 SECTION_TEXT = {
     "Standard outputs": """\
-What the Cursor-on-Target, SAPIENT and Home Assistant outputs ([outputs.md](outputs.md)) cost at `swarm-20` (20
-drones), from two sides:
+What the Cursor-on-Target, SAPIENT and Home Assistant outputs ([outputs.md](outputs.md)) cost at
+`swarm-20` (20 drones), from two sides:
 
 - In process, precise: one `swarm-20` run's track reports (the real drivers and fusion in virtual
   time, as `cuas-node eval` runs them) through one output's mapping and transport to a loopback
