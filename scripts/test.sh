@@ -40,4 +40,7 @@ fi
 .venv/bin/ruff check
 .venv/bin/ruff format --check
 ./scripts/typecheck.sh
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# On every core (pytest-xdist): most of the suite's time is spent waiting on brokers, peers and
+# nodes running in real time, not computing. The real-time end-to-end modules share one worker
+# (tests/conftest.py, REAL_TIME_MODULES) so that they never compete with each other for the CPU.
+.venv/bin/python -m pytest -q -p no:cacheprovider -n auto --dist loadgroup "$@"

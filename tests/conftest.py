@@ -35,9 +35,31 @@ class _FoldersAreNotPackages(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, _FoldersAreNotPackages())
 
 
+# Modules whose tests run a node in real time against real peers and judge what it delivered:
+# under pytest-xdist (scripts/test.sh) they share one worker, so that two of them never compete
+# for the CPU with each other (a node starved of CPU is slower to track: that is not what they test).
+REAL_TIME_MODULES = frozenset(
+    {
+        "test_e2e_sim",
+        "test_outputs_peers",
+        "test_cot_tak",
+        "test_sapient_apex",
+        "test_homeassistant",
+        "test_web_browser",
+        "test_wal",
+        "test_broker_faults",
+        "test_remote_id_flood",
+    }
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `slow` are opt-in (`pytest -m slow`): skipped, with the reason, unless the
-    marker expression names them."""
+    marker expression names them. The real-time end-to-end modules form one xdist group."""
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and module.__name__.rsplit(".", 1)[-1] in REAL_TIME_MODULES:
+            item.add_marker(pytest.mark.xdist_group("real-time"))
     if "slow" in (config.getoption("markexpr") or ""):
         return
     skip = pytest.mark.skip(reason="slow: opt-in with `pytest -m slow`")
