@@ -22,6 +22,14 @@ ORIGIN = LocalFrame(52.0, 4.3, 10.0)
 RNG = np.random.default_rng(11)
 
 
+@pytest.fixture(autouse=True)
+def _same_noise_whatever_ran_before() -> None:
+    """Every test draws its noise from the same start, so its data does not depend on which tests
+    ran before it in this process (pytest-xdist spreads them over workers in any order)."""
+    global RNG
+    RNG = np.random.default_rng(11)
+
+
 def _core(sensors: list[dict[str, Any]], **extra: Any) -> NodeCore:
     """The node's core step, built from a config as the node builds it (no reorder window, so
     each step fuses what it is given)."""

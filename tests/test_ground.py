@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import numpy as np
+import pytest
 
 from cuas_node.assembly import core_setup
 from cuas_node.config import build_config
@@ -18,6 +19,14 @@ from cuas_node.kernel.pose import Pose, cartesian_to_spherical
 RADAR_UP_M = 3.0  # the radar on a 3 m mast; the node's reference point is the mast foot
 S = (0.15, math.radians(1.0), math.radians(2.0), 0.1)
 RNG = np.random.default_rng(5)
+
+
+@pytest.fixture(autouse=True)
+def _same_noise_whatever_ran_before() -> None:
+    """Every test draws its noise from the same start, whatever ran before it in this process
+    (pytest-xdist spreads the tests over workers in any order)."""
+    global RNG
+    RNG = np.random.default_rng(5)
 
 
 def _core(**node: Any) -> NodeCore:

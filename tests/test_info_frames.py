@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pymap3d
+import pytest
 
 from cuas_node.assembly import core_setup
 from cuas_node.config import build_config
@@ -24,6 +25,14 @@ from tests.sinks import RecordingSink
 
 LAT, LON, ALT = 52.0, 4.3, 40.0
 RNG = np.random.default_rng(3)
+
+
+@pytest.fixture(autouse=True)
+def _same_noise_whatever_ran_before() -> None:
+    """Every test draws its noise from the same start, whatever ran before it in this process
+    (pytest-xdist spreads the tests over workers in any order)."""
+    global RNG
+    RNG = np.random.default_rng(3)
 
 
 def _fix(t: float, east_m: float, north_m: float, hdop: float = 0.9) -> GpsFix:
