@@ -22,7 +22,6 @@ removed the same way while the output runs.
 
 from __future__ import annotations
 
-import collections
 import json
 import logging
 import threading
@@ -32,6 +31,7 @@ from typing import Any, Protocol
 
 from cuas_node.outputs.ha_discovery import HaSettings, discovery, state_topic
 from cuas_node.outputs.ha_state import HaState
+from cuas_node.outputs.handoff import DropOldestQueue, health_entry
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +98,7 @@ class HomeAssistantOutput:
         self._state_dir = state_dir
         self._now = now
         self._interval = state_interval_s
-        self._queue: collections.deque[tuple[str, bytes]] = collections.deque()
-        self._queue_size = queue_size
-        self._lock = threading.Lock()
+        self._queue: DropOldestQueue[tuple[str, bytes]] = DropOldestQueue(queue_size)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._state = HaState(frozenset(drone_classes), alert_expiry_s)
@@ -118,7 +116,6 @@ class HomeAssistantOutput:
         self.state = "disconnected"
         self.connected_since: float | None = None
         self.sent = 0
-        self.dropped = 0
         self.last_error: str | None = None
         self._thread = threading.Thread(target=self._run, name="output-homeassistant", daemon=True)
 
@@ -145,27 +142,22 @@ class HomeAssistantOutput:
         self.state = "stopped"
 
     def health(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "target": self.target,
-            "state": self.state,
-            "connected_since": round(self.connected_since, 3) if self.connected_since is not None else None,
-            "sent": self.sent,
-            "dropped": self.dropped,
-            "queued": len(self._queue),
-            "last_error": self.last_error,
-        }
+        return health_entry(
+            name=self.name,
+            kind=self.kind,
+            target=self.target,
+            state=self.state,
+            connected_since=self.connected_since,
+            sent=self.sent,
+            queue=self._queue,
+            last_error=self.last_error,
+        )
 
     def _offer(self, name: str, data: bytes) -> None:
         """The publisher's listener (fusion thread): append and return, never block."""
         if name not in _WANTED:
             return
-        with self._lock:
-            if len(self._queue) >= self._queue_size:
-                self._queue.popleft()
-                self.dropped += 1
-            self._queue.append((name, data))
+        self._queue.put((name, data))
         self._wake.set()
 
     # -- the output's thread ------------------------------------------------------------------
@@ -186,11 +178,8 @@ class HomeAssistantOutput:
     def _turn(self, force: bool) -> None:
         self._follow_link()
         now = self._now()
-        while True:
-            with self._lock:
-                if not self._queue:
-                    break
-                name, data = self._queue.popleft()
+        while (taken := self._queue.take()) is not None:
+            name, data = taken
             try:
                 self._state.take(name, json.loads(data), now)
             except (ValueError, KeyError, TypeError) as exc:

@@ -16,7 +16,6 @@ the timing and the health entry.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import random
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cuas_node.kernel.reports import NodePosition, TrackReport
+from cuas_node.outputs.handoff import DropOldestQueue, health_entry
 
 log = logging.getLogger(__name__)
 
@@ -107,16 +107,13 @@ class OutputWorker:
         self.link = link
         self.codec = codec
         self._now = now
-        self._queue: collections.deque[Item] = collections.deque()
-        self._queue_size = queue_size
-        self._lock = threading.Lock()
+        self._queue: DropOldestQueue[Item] = DropOldestQueue(queue_size)
         self._stop = threading.Event()
         self._connect_timeout_s = connect_timeout_s
         self._idle_s = idle_s
         self.state = "disconnected"
         self.connected_since: float | None = None
         self.sent = 0
-        self.dropped = 0
         self.errors = 0
         self.last_error: str | None = None
         self._thread = threading.Thread(target=self._run, name=f"output-{name}", daemon=True)
@@ -125,11 +122,7 @@ class OutputWorker:
 
     def submit(self, item: Item) -> None:
         """Queue `item` without blocking; when the queue is full the oldest item is dropped."""
-        with self._lock:
-            if len(self._queue) >= self._queue_size:
-                self._queue.popleft()
-                self.dropped += 1
-            self._queue.append(item)
+        self._queue.put(item)
 
     def start(self) -> None:
         self._thread.start()
@@ -148,24 +141,18 @@ class OutputWorker:
 
     def health(self) -> dict[str, Any]:
         """This output's entry in `health.outputs` (docs/mqtt.md)."""
-        entry: dict[str, Any] = {
-            "name": self.name,
-            "kind": self.kind,
-            "target": self.link.target,
-            "state": self.state,
-            "connected_since": round(self.connected_since, 3) if self.connected_since is not None else None,
-            "sent": self.sent,
-            "dropped": self.dropped,
-            "queued": len(self._queue),
-            "last_error": self.last_error,
-        }
-        return entry
+        return health_entry(
+            name=self.name,
+            kind=self.kind,
+            target=self.link.target,
+            state=self.state,
+            connected_since=self.connected_since,
+            sent=self.sent,
+            queue=self._queue,
+            last_error=self.last_error,
+        )
 
     # -- the output thread ----------------------------------------------------------------
-
-    def _take(self) -> Item | None:
-        with self._lock:
-            return self._queue.popleft() if self._queue else None
 
     def _run(self) -> None:
         backoff = BACKOFF_MIN_S
@@ -203,12 +190,12 @@ class OutputWorker:
         """Connected: send what arrives and what is due; on stop, flush the queue and return."""
         next_tick = time.monotonic()
         while True:
-            item = self._take()
+            item = self._queue.take()
             if item is not None:
                 try:
                     self._send(self.codec.encode(item, self._now()))
                 except Exception:
-                    self.dropped += 1  # the item in flight is lost with the connection (or the bug)
+                    self._queue.lost()  # the item in flight is lost with the connection (or the bug)
                     raise
                 continue
             if self._stop.is_set():
@@ -250,9 +237,7 @@ class OutputWorker:
             log.warning("output %s: lost %s (%s)", self.name, self.link.target, self.last_error)
 
     def _drop_rest(self) -> None:
-        with self._lock:
-            self.dropped += len(self._queue)
-            self._queue.clear()
+        self._queue.drop_all()
 
 
 def _describe(exc: BaseException) -> str:
