@@ -38,7 +38,7 @@ from cuas_node.fusion.params import (
 )
 from cuas_node.fusion.remote_id_input import RemoteIdInput
 from cuas_node.fusion.reporting import track_reports
-from cuas_node.fusion.snapshots import TrackSnapshot
+from cuas_node.fusion.snapshots import Snapshots
 from cuas_node.fusion.tracker import Scan, Tracker
 from cuas_node.fusion.tracks import Status
 from cuas_node.kernel.geo import LocalFrame
@@ -146,7 +146,7 @@ class FusionEngine:
         receivers = {s.sensor_id for s in setup.sensors if isinstance(s, RemoteIdReceiver)}
         self.remote_id = RemoteIdInput(self.params, self.tracker, self.binder, receivers)
         self.counters = FusionCounters()
-        self._deleted: list[TrackSnapshot] = []
+        self._deleted: list[Snapshots] = []
         self.last_t = 0.0
 
     def dropped(self) -> dict[str, int]:
@@ -316,12 +316,12 @@ class FusionEngine:
     # -- housekeeping and output ------------------------------------------------------------
     def maintain(self, t: float) -> None:
         """Housekeeping at time t: coast and delete tracks, forget Remote IDs fallen silent."""
-        self._deleted.extend(self.tracker.maintain(t))
+        self._deleted.append(self.tracker.maintain(t))
         self.binder.forget_stale(t)
 
     def has_changes(self) -> bool:
         table = self.tracker.table
-        return bool(self._deleted) or bool(
+        return any(len(d) for d in self._deleted) or bool(
             table.changed[self.tracker.publishable(self.params.publish_tentative)].any()
         )
 
@@ -330,7 +330,7 @@ class FusionEngine:
         the last drain; the change flags start afresh."""
         slots = self.tracker.publishable(self.params.publish_tentative)
         snapshots = self.tracker.snapshot(slots)
-        deleted, self._deleted = self._deleted, []
+        deleted, self._deleted = Snapshots.concat(self._deleted), []
         self.tracker.table.changed[:] = False
         return self._reports(snapshots, slots) + self._reports(deleted, None)
 
@@ -341,15 +341,15 @@ class FusionEngine:
         snapshots = self.tracker.snapshot(slots, deleted=True)
         self.tracker.table.release(slots)
         deleted, self._deleted = self._deleted, []
-        return self._reports(deleted + snapshots, None)
+        return self._reports(Snapshots.concat([*deleted, snapshots]), None)
 
     def current(self) -> list[TrackReport]:
         """The published tracks as they stand now, without consuming any change (evaluation)."""
         slots = self.tracker.publishable(self.params.publish_tentative)
         return self._reports(self.tracker.snapshot(slots), slots)
 
-    def _reports(self, snapshots: list[TrackSnapshot], slots: np.ndarray | None) -> list[TrackReport]:
-        if not snapshots or self.frame is None:
+    def _reports(self, snapshots: Snapshots | None, slots: np.ndarray | None) -> list[TrackReport]:
+        if snapshots is None or not len(snapshots) or self.frame is None:
             return []
         radars = [(m.pose, m.coverage) for m in self.models.values() if isinstance(m, RadarModel)]
         return track_reports(

@@ -67,10 +67,23 @@ def mix_and_predict(table: TrackTable, slots: IndexArray, dt: FloatArray, params
     w = mu[:, :, None] * pi / np.maximum(c[:, None, :], 1e-300)
     x0 = np.einsum("kij,kid->kjd", w, xm)
     dx = xm[:, :, None, :] - x0[:, None, :, :]
-    p0 = np.einsum("kij,kiab->kjab", w, pm) + np.einsum("kij,kija,kijb->kjab", w, dx, dx)
-    f, q = _model_noise(dt, params)
-    table.xm[slots] = np.einsum("kab,kjb->kja", f, x0)
-    table.pm[slots] = f[:, None] @ p0 @ f.transpose(0, 2, 1)[:, None] + q
+    # Σ_i w_ij (P_i + dx_ij dx_ijᵀ) as matrix products over i (a 3-operand einsum is slower).
+    k, n = w.shape[0], w.shape[1]
+    wt = w.transpose(0, 2, 1)  # (k, j, i)
+    d = dx.transpose(0, 2, 1, 3)  # (k, j, i, 6)
+    p0 = (wt @ pm.reshape(k, n, STATE_DIM * STATE_DIM)).reshape(k, n, STATE_DIM, STATE_DIM)
+    p0 += (d * wt[..., None]).swapaxes(-1, -2) @ d
+    # Tracks are usually all predicted by one dt (every track was updated by the last scan): one
+    # F and Q for all of them then, broadcast, instead of a stack of identical ones.
+    first = dt[:1]
+    if bool((dt == first).all()):
+        f, q = _model_noise(first, params)
+        table.xm[slots] = x0 @ f[0].T
+        table.pm[slots] = f[0] @ p0 @ f[0].T + q
+    else:
+        f, q = _model_noise(dt, params)
+        table.xm[slots] = np.einsum("kab,kjb->kja", f, x0)
+        table.pm[slots] = f[:, None] @ p0 @ f.transpose(0, 2, 1)[:, None] + q
     table.mu[slots] = c
     table.combine(slots)
 

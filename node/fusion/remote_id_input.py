@@ -29,7 +29,7 @@ from cuas_node.fusion import classify
 from cuas_node.fusion.identity import IdentityBinder
 from cuas_node.fusion.measurement_models import PositionVelocityModel
 from cuas_node.fusion.params import FusionParams
-from cuas_node.fusion.snapshots import TrackSnapshot
+from cuas_node.fusion.snapshots import Snapshots
 from cuas_node.fusion.tracker import Scan, Tracker
 from cuas_node.fusion.tracks import Status
 from cuas_node.kernel.geo import LocalFrame
@@ -64,7 +64,7 @@ class RemoteIdInput:
         reports: list[RemoteIdReport],
         frame: LocalFrame,
         capture_time: Callable[[RemoteIdReport], float],
-    ) -> list[TrackSnapshot]:
+    ) -> list[Snapshots]:
         """Fuse one step's reports; returns the confirmed phantom tracks withdrawn (see identity)."""
         newest: dict[str, tuple[float, RemoteIdReport]] = {}
         for report in reports:
@@ -83,7 +83,7 @@ class RemoteIdInput:
         if not newest:
             return []
         t_scan = max(t for t, _ in newest.values())
-        deleted: list[TrackSnapshot] = []
+        deleted: list[Snapshots] = []
         room = self._room()
         for with_velocity in (True, False):
             batch = [(t, r) for t, r in newest.values() if (r.vel_enu_mps is not None) == with_velocity]
@@ -105,7 +105,7 @@ class RemoteIdInput:
         t_scan: float,
         frame: LocalFrame,
         room: int,
-    ) -> list[TrackSnapshot]:
+    ) -> list[Snapshots]:
         reports = [r for _, r in batch]
         ages = np.array([t_scan - t for t, _ in batch])
         lat = np.array([r.lat for r in reports], dtype=np.float64)
@@ -139,13 +139,13 @@ class RemoteIdInput:
         model = PositionVelocityModel(reports[0].sensor_id, with_velocity=with_velocity)
         scan = Scan(model, t_scan, z, r_matrix, full_scan=False, physical=False, initiate=may_start)
         result = self.tracker.process(scan)
-        deleted: list[TrackSnapshot] = []
+        deleted: list[Snapshots] = []
         table = self.tracker.table
         for i, report in enumerate(reports):
             v = z[i, 3:] if with_velocity else None
             slot = int(result.slot_of[i])
             for phantom in self.binder.on_report(table, report, z[i, :3], v, slot, t_scan):
-                deleted.extend(self.tracker.drop(np.array([phantom], dtype=np.intp)))
+                deleted.append(self.tracker.drop(np.array([phantom], dtype=np.intp)))
             record = self.binder.records[report.uas_id]
             if record.loose_number is not None or record.strict_number is None or not record.supported:
                 continue  # a claim nothing physical supports, or one that disagrees, is no evidence

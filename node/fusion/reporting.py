@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from cuas_node.fusion import classify
 from cuas_node.fusion.identity import IdentityBinder
-from cuas_node.fusion.snapshots import TrackSnapshot
+from cuas_node.fusion.snapshots import Snapshots
 from cuas_node.fusion.tracks import TrackTable
 from cuas_node.kernel.geo import LocalFrame
 from cuas_node.kernel.reports import TrackReport, Vector3
@@ -26,56 +26,49 @@ def _vector(v: Sequence[float]) -> Vector3:
 
 
 def track_reports(
-    snapshots: list[TrackSnapshot],
+    snapshots: Snapshots,
     slots: npt.NDArray[np.intp] | None,
     frame: LocalFrame,
     table: TrackTable,
     binder: IdentityBinder,
     in_physical_coverage: Callable[[FloatArray], bool],
 ) -> list[TrackReport]:
-    """One report per snapshot; `slots` (the live slots of the snapshots, None for deleted tracks)
+    """One report per snapshot row; `slots` (the live slots of the rows, None for deleted tracks)
     lets live tracks carry their Remote ID identity."""
-    if not snapshots:
+    if not len(snapshots):
         return []
-    enu = np.array([s.enu for s in snapshots])
-    lat, lon, alt = frame.to_geodetic(enu)
+    s = snapshots
+    lat, lon, alt = frame.to_geodetic(s.enu)
 
     def geodetic(point: FloatArray) -> tuple[float, float, float]:
         la, lo, al = frame.to_geodetic(point)
         return float(la), float(lo), float(al)
 
-    column = {
-        name: np.array([getattr(s, name) for s in snapshots], dtype=np.float64)
-        for name in ("speed_mps", "speed_sigma_mps", "accel_mps2", "extent_m", "hover_s")
-    }
-    kinematics = classify.Kinematics(**column)
-    logp = classify.posterior(np.array([s.class_logp for s in snapshots]), kinematics)
-    evidence = np.array([s.evidence_mask for s in snapshots], dtype=np.uint64)
-    classes = classify.summaries(logp, evidence, column["hover_s"])
-    position = enu.tolist()
+    kinematics = classify.Kinematics(s.speed_mps, s.speed_sigma_mps, s.accel_mps2, s.extent_m, s.hover_s)
+    logp = classify.posterior(s.class_logp, kinematics)
+    classes = classify.summaries(logp, s.evidence_mask, s.hover_s)
     lats, lons, alts = np.asarray(lat).tolist(), np.asarray(lon).tolist(), np.asarray(alt).tolist()
-    vel = np.array([s.vel for s in snapshots]).tolist()
-    cov = np.array([s.cov for s in snapshots]).tolist()
+    live = slots.tolist() if slots is not None else None
     reports = []
-    for i, s in enumerate(snapshots):
+    rows = zip(s.enu.tolist(), s.vel.tolist(), s.cov.tolist(), strict=True)
+    for i, (position, vel, cov) in enumerate(rows):
         binding = None
-        if slots is not None:
-            binding = binder.describe(s.number, table, int(slots[i]), s.t, in_physical_coverage, geodetic)
-        c = cov[i]
+        if live is not None:
+            binding = binder.describe(s.number[i], table, live[i], s.t[i], in_physical_coverage, geodetic)
         reports.append(
             TrackReport(
-                number=s.number,
-                status=s.status,
-                t=s.t,
+                number=s.number[i],
+                status=s.status[i],
+                t=s.t[i],
                 lat=lats[i],
                 lon=lons[i],
                 alt_m=alts[i],
-                enu_m=_vector(position[i]),
-                vel_enu_mps=_vector(vel[i]),
-                pos_cov_enu_m2=(_vector(c[0]), _vector(c[1]), _vector(c[2])),
+                enu_m=_vector(position),
+                vel_enu_mps=_vector(vel),
+                pos_cov_enu_m2=(_vector(cov[0]), _vector(cov[1]), _vector(cov[2])),
                 classification=classes[i],
-                sensors=tuple(s.sensors),
-                bearing_only=s.bearing_only,
+                sensors=s.sensors[i],
+                bearing_only=s.bearing_only[i],
                 remote_id=binding,
             )
         )

@@ -1,111 +1,86 @@
 """Tracks detached from the live arrays: what reports, identity binding and deletions need.
 
-A snapshot outlives its slot (a deleted track is reported after its slot is reused), so it holds
-copies, gathered column by column: one numpy call per field, not per track, because reports are
-built for every track several times a second.
+A snapshot outlives its slots (a deleted track is reported after its slot is reused), so it holds
+copies. It stays a set of columns, one gathered array per field, all the way to the reports:
+reports are built for every track several times a second, and a per-track object per field
+would cost more than the filter's own update at a hundred tracks.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 
 import numpy as np
 import numpy.typing as npt
 
-from cuas_node.fusion.tracks import PRIOR, Status, TrackTable
+from cuas_node.fusion.tracks import Status, TrackTable
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
 
 
 @dataclass(frozen=True, slots=True)
-class TrackSnapshot:
-    """One track as the publisher needs it, detached from the live arrays."""
+class Snapshots:
+    """N tracks as the publisher needs them, column by column (row i is one track)."""
 
-    number: int
-    status: str
-    t: float
-    enu: FloatArray
-    vel: FloatArray
-    cov: FloatArray
-    sensors: list[str]
-    updates: int
-    bearing_only: bool = False
-    class_logp: FloatArray = field(default_factory=lambda: np.zeros(PRIOR.shape))
-    evidence_mask: int = 0
-    hover_s: float = 0.0
-    extent_m: float = 0.0
-    speed_mps: float = math.nan
-    speed_sigma_mps: float = 0.0
-    accel_mps2: float = math.nan
+    number: list[int]
+    status: list[str]
+    t: list[float]
+    enu: FloatArray  # (N,3)
+    vel: FloatArray  # (N,3)
+    cov: FloatArray  # (N,3,3) position covariance
+    sensors: list[tuple[str, ...]]
+    updates: list[int]
+    bearing_only: list[bool]
+    class_logp: FloatArray  # (N,C)
+    evidence_mask: npt.NDArray[np.uint64]
+    hover_s: FloatArray
+    extent_m: FloatArray
+    speed_mps: FloatArray
+    speed_sigma_mps: FloatArray
+    accel_mps2: FloatArray
+
+    def __len__(self) -> int:
+        return len(self.number)
+
+    @staticmethod
+    def concat(parts: Sequence[Snapshots]) -> Snapshots | None:
+        """One batch of the non-empty `parts` (None when there are none)."""
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return None
+        if len(parts) == 1:
+            return parts[0]
+        columns: dict[str, object] = {}
+        for name in (f.name for f in fields(Snapshots)):
+            values = [getattr(p, name) for p in parts]
+            arrays = isinstance(values[0], np.ndarray)
+            columns[name] = np.concatenate(values) if arrays else [v for c in values for v in c]
+        return Snapshots(**columns)  # type: ignore[arg-type]
 
 
 def take_snapshots(
     tb: TrackTable, slots: IndexArray, sensors_of: Callable[[int], list[str]], deleted: bool = False
-) -> list[TrackSnapshot]:
-    """Detached copies of the given tracks, gathered column by column (one numpy call per
-    field, not per track: reports are built for every track several times a second)."""
-    if slots.size == 0:
-        return []
-    status = ["deleted"] * slots.size if deleted else [Status.LABELS[v] for v in tb.status[slots].tolist()]
+) -> Snapshots:
+    """Detached copies of the given tracks (fancy indexing copies)."""
     masks = tb.sensor_mask[slots].tolist()
-    sensors = {m: sensors_of(int(m)) for m in set(masks)}
-    columns = zip(
-        tb.number[slots].tolist(),
-        status,
-        tb.t_state[slots].tolist(),
-        tb.x[slots, :3].copy(),
-        tb.x[slots, 3:].copy(),
-        tb.p[slots, :3, :3].copy(),
-        masks,
-        tb.updates[slots].tolist(),
-        (~np.isfinite(tb.t_ranged[slots])).tolist(),
-        tb.class_logp[slots].copy(),
-        tb.evidence_mask[slots].tolist(),
-        tb.hover_s[slots].tolist(),
-        tb.extent_m[slots].tolist(),
-        tb.speed_mps[slots].tolist(),
-        tb.speed_sigma_mps[slots].tolist(),
-        tb.accel_mps2[slots].tolist(),
-        strict=True,
+    names = {m: tuple(sensors_of(int(m))) for m in set(masks)}
+    return Snapshots(
+        number=tb.number[slots].tolist(),
+        status=["deleted"] * slots.size if deleted else [Status.LABELS[v] for v in tb.status[slots].tolist()],
+        t=tb.t_state[slots].tolist(),
+        enu=tb.x[slots, :3],
+        vel=tb.x[slots, 3:],
+        cov=tb.p[slots, :3, :3],
+        sensors=[names[m] for m in masks],
+        updates=tb.updates[slots].tolist(),
+        bearing_only=(~np.isfinite(tb.t_ranged[slots])).tolist(),
+        class_logp=tb.class_logp[slots],
+        evidence_mask=tb.evidence_mask[slots],
+        hover_s=tb.hover_s[slots],
+        extent_m=tb.extent_m[slots],
+        speed_mps=tb.speed_mps[slots],
+        speed_sigma_mps=tb.speed_sigma_mps[slots],
+        accel_mps2=tb.accel_mps2[slots],
     )
-    return [
-        TrackSnapshot(
-            number=number,
-            status=label,
-            t=t,
-            enu=enu,
-            vel=vel,
-            cov=cov,
-            sensors=list(sensors[mask]),
-            updates=updates,
-            bearing_only=bearing_only,
-            class_logp=logp,
-            evidence_mask=evidence,
-            hover_s=hover,
-            extent_m=extent,
-            speed_mps=speed,
-            speed_sigma_mps=speed_sigma,
-            accel_mps2=accel,
-        )
-        for (
-            number,
-            label,
-            t,
-            enu,
-            vel,
-            cov,
-            mask,
-            updates,
-            bearing_only,
-            logp,
-            evidence,
-            hover,
-            extent,
-            speed,
-            speed_sigma,
-            accel,
-        ) in columns
-    ]

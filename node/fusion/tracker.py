@@ -25,7 +25,7 @@ from cuas_node.fusion.management import TrackManager
 from cuas_node.fusion.measurement_models import MeasurementModel, noise_from_sigmas, radar_model
 from cuas_node.fusion.params import FusionParams, RadarSensor
 from cuas_node.fusion.sensor_stats import SensorStats
-from cuas_node.fusion.snapshots import TrackSnapshot, take_snapshots
+from cuas_node.fusion.snapshots import Snapshots, take_snapshots
 from cuas_node.fusion.tracks import Status, TrackTable, distinct
 
 FloatArray = npt.NDArray[np.float64]
@@ -365,7 +365,7 @@ class Tracker:
         return candidates[keep][: slots.size], slots
 
     # -- housekeeping -----------------------------------------------------------------------
-    def maintain(self, t: float) -> list[TrackSnapshot]:
+    def maintain(self, t: float) -> Snapshots:
         """Coast, and delete tracks unseen too long, gone from view or whose covariance blew up
         (`management.TrackManager.maintain`).
 
@@ -375,7 +375,7 @@ class Tracker:
         active = self.table.active()
         if not active.size:
             self.manager.maintain(active, t)
-            return []
+            return self.snapshot(active)
         drop_firm, drop_tentative = self.manager.maintain(active, t)
         deleted = self.snapshot(drop_firm, deleted=True)
         self.table.release(np.concatenate([drop_firm, drop_tentative]))
@@ -391,7 +391,7 @@ class Tracker:
             return np.zeros(slots.size, dtype=bool)
         return self.ground.impossible(self.table.x[slots, :3], np.sqrt(self.table.p[slots, 2, 2]))
 
-    def drop(self, slots: IndexArray) -> list[TrackSnapshot]:
+    def drop(self, slots: IndexArray) -> Snapshots:
         """Remove tracks now (e.g. a phantom made of spoofed reports); confirmed ones are reported."""
         tb = self.table
         firm = slots[tb.status[slots] != Status.TENTATIVE]
@@ -399,7 +399,7 @@ class Tracker:
         tb.release(slots)
         return deleted
 
-    def snapshot(self, slots: IndexArray, deleted: bool = False) -> list[TrackSnapshot]:
+    def snapshot(self, slots: IndexArray, deleted: bool = False) -> Snapshots:
         return take_snapshots(self.table, slots, self.sensors_of, deleted)
 
     def publishable(self, include_tentative: bool) -> IndexArray:
