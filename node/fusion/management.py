@@ -102,15 +102,26 @@ class TrackManager:
         self.clutter = ClutterMap(max_range_m=reach, cell_rad=cell, min_cell_m=depth)
         self._clutter_extent = reach
 
-    def known(self, active: IndexArray, bit: int, model: MeasurementModel) -> BoolArray:
-        """Tracks whose predicted position is known to within a few of this sensor's resolution
-        cells at their range: a miss there is evidence."""
+    def looked_at(
+        self, active: IndexArray, bit: int, model: MeasurementModel, seen: FloatArray | None
+    ) -> BoolArray:
+        """Tracks a radar's scan looked at: inside its coverage, and with the position known to
+        within a few of the sensor's resolution cells at their range, so that a miss there is
+        evidence. `seen`: the tracks' predicted (range, azimuth, elevation) in the radar's frame
+        when gating computed them (the same test, without computing them again)."""
         if not is_radar(model):
             return np.zeros(active.size, dtype=bool)
-        rng = np.linalg.norm(self.table.x[active, :3] - model.pose.offset_enu_m, axis=1)
+        if seen is None:
+            rel = model.pose.enu_to_sensor(self.table.x[active, :3])
+            horizontal = np.hypot(rel[:, 0], rel[:, 1])
+            rng = np.hypot(horizontal, rel[:, 2])
+            az, el = np.arctan2(rel[:, 0], rel[:, 1]), np.arctan2(rel[:, 2], horizontal)
+        else:
+            rng, az, el = seen[:, 0], seen[:, 1], seen[:, 2]
         resolution = self.stats.resolution_m(bit, rng)
         with np.errstate(invalid="ignore"):
-            return np.asarray(position_sigma(self.table, active) <= _KNOWN_RESOLUTIONS * resolution)
+            known = position_sigma(self.table, active) <= _KNOWN_RESOLUTIONS * resolution
+        return np.asarray(model.coverage.sees(rng, az, el) & known)
 
     # -- one scan ---------------------------------------------------------------------------
     def record(
@@ -123,25 +134,26 @@ class TrackManager:
         full_scan: bool,
         bit: int,
         t: float,
+        seen: FloatArray | None = None,
     ) -> None:
         """What one scan says of each track: M-of-N window, score, misses; confirm; reject.
 
         `contested`: tracks that gated a detection another track took. That is no evidence of
         absence (the target may be unresolved from a neighbour's): the M-of-N window counts the
-        miss, the score and the run of misses do not."""
+        miss, the score and the run of misses do not. `seen`: see `looked_at`."""
         tb = self.table
         firm = tb.status[active] != Status.TENTATIVE
         if full_scan:
-            looked = model.coverage.contains(model.pose, tb.x[active, :3]) & self.known(active, bit, model)
+            looked = self.looked_at(active, bit, model, seen)
             self.stats.looked(
                 bit, int(np.count_nonzero(looked & firm)), int(np.count_nonzero(looked & firm & updated))
             )
         else:
             looked = np.zeros(active.size, dtype=bool)
         in_view = looked | updated
-        seen = active[in_view]
-        tb.hits[seen] = (
-            (tb.hits[seen] << np.uint32(1)) | updated[in_view].astype(np.uint32)
+        viewed = active[in_view]
+        tb.hits[viewed] = (
+            (tb.hits[viewed] << np.uint32(1)) | updated[in_view].astype(np.uint32)
         ) & self.window_mask
         pd = self.stats.pd(bit)
         missed = in_view & ~updated

@@ -40,8 +40,11 @@ class Coverage:
         rel = pose.enu_to_sensor(enu)
         horizontal = np.hypot(rel[:, 0], rel[:, 1])
         rng = np.hypot(horizontal, rel[:, 2])
-        az = np.arctan2(rel[:, 0], rel[:, 1])
-        el = np.arctan2(rel[:, 2], horizontal)
+        return self.sees(rng, np.arctan2(rel[:, 0], rel[:, 1]), np.arctan2(rel[:, 2], horizontal))
+
+    def sees(self, rng: FloatArray, az: FloatArray, el: FloatArray) -> npt.NDArray[np.bool_]:
+        """`contains` for points already in the sensor's spherical coordinates (a radar's
+        predicted measurements: range, azimuth from the boresight, elevation)."""
         return np.asarray(
             (rng <= self.max_range_m)
             & (rng >= self.min_range_m)

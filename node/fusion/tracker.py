@@ -65,6 +65,7 @@ class Gating:
     nu: FloatArray  # (K,M,D) innovations
     h: FloatArray  # (K,D,6) Jacobians at the predicted states
     hph: FloatArray  # (K,D,D)
+    z_pred: FloatArray  # (K,D) predicted measurements
 
 
 @dataclass
@@ -155,7 +156,7 @@ class Tracker:
         loglik[ki, mj] = -0.5 * (d2 + logdet + scan.z.shape[1] * math.log(2 * math.pi))
         nu = np.zeros((*shape, scan.z.shape[1]))
         nu[ki, mj] = nu_p[inside]
-        return Gating(cost, gated, loglik, nu, h, hph)
+        return Gating(cost, gated, loglik, nu, h, hph, z_pred)
 
     def _along_bearing(
         self, active: IndexArray, ki: IndexArray, mj: IndexArray, scan: Scan
@@ -199,11 +200,12 @@ class Tracker:
         updated: BoolArray = np.zeros(active.size, dtype=bool)
         gain = np.zeros(active.size)
         contested: BoolArray = np.zeros(active.size, dtype=bool)
+        seen = None  # the tracks' predicted measurements, when gating computed them
         if active.size:
             dt = self._predict_to(active, scan.t)
             if m:
                 g = self._costs(active, dt, scan)
-                cost, gated = g.cost, g.gated
+                cost, gated, seen = g.cost, g.gated, g.z_pred
                 status = tb.status[active]
                 firm = np.flatnonzero(status != Status.TENTATIVE)
                 near_firm = np.asarray(gated[firm].any(axis=0))
@@ -237,7 +239,7 @@ class Tracker:
                     self._soft_update(active, soft, g, scan)
                     updated[soft] = True
                 near_track = self._claimed(gated, pairs, scan)
-            self._record_hits(active, updated, gain, contested, scan, bit)
+            self._record_hits(active, updated, gain, contested, scan, bit, seen)
             if self.ground is not None:
                 hold_above_ground(tb, active, self.ground)
         if scan.full_scan:
@@ -329,6 +331,7 @@ class Tracker:
         contested: BoolArray,
         scan: Scan,
         bit: int,
+        seen: FloatArray | None,
     ) -> None:
         """What the scan says of each track's existence (`management.TrackManager.record`); then
         the update bookkeeping of the hit ones."""
@@ -342,7 +345,7 @@ class Tracker:
         tb.updates[hit] += 1
         tb.sensor_mask[hit] |= np.uint64(1 << bit)
         tb.changed[hit] = True
-        self.manager.record(active, updated, gain, contested, scan.model, scan.full_scan, bit, scan.t)
+        self.manager.record(active, updated, gain, contested, scan.model, scan.full_scan, bit, scan.t, seen)
 
     def _initiate(self, scan: Scan, mask: BoolArray, bit: int) -> tuple[IndexArray, IndexArray]:
         """Start tentative tracks (score 0); returns the measurement indices used and their new
