@@ -78,14 +78,13 @@ def mix_and_predict(table: TrackTable, slots: IndexArray, dt: FloatArray, params
     first = dt[:1]
     if bool((dt == first).all()):
         f, q = _model_noise(first, params)
-        table.xm[slots] = x0 @ f[0].T
-        table.pm[slots] = f[0] @ p0 @ f[0].T + q
+        xm, pm = x0 @ f[0].T, f[0] @ p0 @ f[0].T + q
     else:
         f, q = _model_noise(dt, params)
-        table.xm[slots] = np.einsum("kab,kjb->kja", f, x0)
-        table.pm[slots] = f[:, None] @ p0 @ f.transpose(0, 2, 1)[:, None] + q
-    table.mu[slots] = c
-    table.combine(slots)
+        xm = np.einsum("kab,kjb->kja", f, x0)
+        pm = f[:, None] @ p0 @ f.transpose(0, 2, 1)[:, None] + q
+    table.xm[slots], table.pm[slots], table.mu[slots] = xm, pm, c
+    table.combine(slots, c, xm, pm)
 
 
 def retrodiction(dt: FloatArray, params: ImmParams) -> tuple[FloatArray, FloatArray]:
@@ -150,7 +149,8 @@ def update(
     logmu = np.log(np.maximum(table.mu[slots], 1e-12)) + loglik
     logmu -= logmu.max(axis=1, keepdims=True)
     mu = np.exp(logmu)
-    table.mu[slots] = mu / mu.sum(axis=1, keepdims=True)
-    table.xm[slots] = xm.reshape(a, n_models, STATE_DIM)
-    table.pm[slots] = pm.reshape(a, n_models, STATE_DIM, STATE_DIM)
-    table.combine(slots)
+    mu /= mu.sum(axis=1, keepdims=True)
+    xm_new = xm.reshape(a, n_models, STATE_DIM)
+    pm_new = pm.reshape(a, n_models, STATE_DIM, STATE_DIM)
+    table.mu[slots], table.xm[slots], table.pm[slots] = mu, xm_new, pm_new
+    table.combine(slots, mu, xm_new, pm_new)

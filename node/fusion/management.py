@@ -211,7 +211,8 @@ class TrackManager:
             (unfed > np.maximum(p.tentative_delete_after_s, _TENTATIVE_PERIODS * period)) | underground
         )
         firm = ~tentative
-        left = firm & ranged & (unfed > _LEFT_COVERAGE_PERIODS * period) & ~self.covered(active, t)
+        left = firm & ranged & (unfed > _LEFT_COVERAGE_PERIODS * period)
+        left[left] = ~self.covered(active[left], t)  # asked only of the few unfed for a while
         drop_firm = firm & (
             (unfed > np.maximum(p.delete_after_s, _DELETE_PERIODS * period))
             | (sigma > limit)
@@ -248,9 +249,12 @@ class TrackManager:
         how much later than the promptest sensor the slowest one that fed it delivers. A late
         sensor (an array's block a second after capture) keeps its tracks; a silent one ages them."""
         tb = self.table
-        shifts = np.arange(self.lag_s.size, dtype=np.uint64)
-        fed_by = ((tb.sensor_mask[active, None] >> shifts[None, :]) & np.uint64(1)).astype(bool)
-        delivered = np.isfinite(self.stats.last_t)
-        extra = self.lag_s - (self.lag_s[delivered].min() if delivered.any() else 0.0)
-        lag = np.max(np.where(fed_by, extra[None, :], 0.0), axis=1)
+        delivered = np.flatnonzero(np.isfinite(self.stats.last_t))  # the few sensors that reported
+        if delivered.size < 2:  # no sensor later than another
+            return np.asarray(t - tb.t_update[active], dtype=np.float64)
+        lag_s = self.lag_s[delivered]
+        extra = lag_s - lag_s.min()
+        bits = delivered.astype(np.uint64)
+        fed_by = ((tb.sensor_mask[active, None] >> bits[None, :]) & np.uint64(1)).astype(bool)
+        lag = np.max(np.where(fed_by, extra[None, :], 0.0), axis=1, initial=0.0)
         return np.asarray(t - lag - tb.t_update[active], dtype=np.float64)

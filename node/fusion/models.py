@@ -69,30 +69,32 @@ def predict(x: FloatArray, p: FloatArray, dt: FloatArray, accel_h: float, accel_
 
 def radar_predict(x: FloatArray, pose: Pose) -> tuple[FloatArray, FloatArray]:
     """Predicted radar measurement h(x) (K,4) and its analytic Jacobian H (K,4,6)."""
-    rt = pose.rotation.T
-    ps = (x[:, :3] - pose.offset_enu_m) @ rt.T  # position in the sensor frame
-    vs = x[:, 3:] @ rt.T
+    k = x.shape[0]
+    # Position and velocity into the sensor frame by one product: rows (K,2,3) times R.
+    sensor = (x.reshape(k, 2, 3) - np.stack([pose.offset_enu_m, np.zeros(3)])) @ pose.rotation
+    ps, vs = sensor[:, 0], sensor[:, 1]
     sx, sy, sz = ps[:, 0], ps[:, 1], ps[:, 2]
-    rho2 = np.maximum(sx**2 + sy**2, 1e-9)
+    rho2 = np.maximum(sx * sx + sy * sy, 1e-9)
     rho = np.sqrt(rho2)
-    r2 = rho2 + sz**2
+    r2 = rho2 + sz * sz
     r = np.sqrt(r2)
     rdot = np.einsum("ki,ki->k", ps, vs) / r
     z = np.stack([r, np.arctan2(sx, sy), np.arctan2(sz, rho), rdot], axis=1)
 
-    k = x.shape[0]
-    js = np.zeros((k, RADAR_DIM, STATE_DIM))  # Jacobian w.r.t. sensor-frame position/velocity
-    js[:, 0, :3] = ps / r[:, None]
-    js[:, 1, 0] = sy / rho2
-    js[:, 1, 1] = -sx / rho2
-    js[:, 2, 0] = -sx * sz / (r2 * rho)
-    js[:, 2, 1] = -sy * sz / (r2 * rho)
-    js[:, 2, 2] = rho / r2
-    js[:, 3, :3] = vs / r[:, None] - (rdot / r2)[:, None] * ps
-    js[:, 3, 3:] = ps / r[:, None]
-    h = np.empty_like(js)
-    h[:, :, :3] = js[:, :, :3] @ rt
-    h[:, :, 3:] = js[:, :, 3:] @ rt
+    # Jacobian w.r.t. the sensor-frame position and velocity, (K,4,2,3): row, [position|velocity], axis.
+    js = np.zeros((k, RADAR_DIM, 2, 3))
+    los = ps / r[:, None]
+    js[:, 0, 0] = los
+    js[:, 1, 0, 0] = sy / rho2
+    js[:, 1, 0, 1] = -sx / rho2
+    c = -sz / (r2 * rho)
+    js[:, 2, 0, 0] = sx * c
+    js[:, 2, 0, 1] = sy * c
+    js[:, 2, 0, 2] = rho / r2
+    js[:, 3, 0] = vs / r[:, None] - (rdot / r2)[:, None] * ps
+    js[:, 3, 1] = los
+    # Back to ENU: each 3-vector block times Rᵀ (v_sensor = Rᵀ v_enu, so ∂/∂v_enu = ∂/∂v_sensor · Rᵀ).
+    h = (js @ pose.rotation.T).reshape(k, RADAR_DIM, STATE_DIM)
     return z, h
 
 

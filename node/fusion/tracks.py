@@ -114,14 +114,24 @@ class TrackTable:
         self.changed[slots] = True
         return slots
 
-    def combine(self, slots: npt.NDArray[np.intp]) -> None:
-        """Moment-match each track's model mixture into `x`, `p`."""
-        mu = self.mu[slots]
-        xm = self.xm[slots]
-        x = np.einsum("km,kmi->ki", mu, xm)
+    def combine(
+        self,
+        slots: npt.NDArray[np.intp],
+        mu: FloatArray | None = None,
+        xm: FloatArray | None = None,
+        pm: FloatArray | None = None,
+    ) -> None:
+        """Moment-match each track's model mixture into `x`, `p`. The caller that has just
+        written `mu`, `xm`, `pm` of these slots passes them (no second gather)."""
+        mu = self.mu[slots] if mu is None else mu
+        xm = self.xm[slots] if xm is None else xm
+        pm = self.pm[slots] if pm is None else pm
+        k, n = mu.shape
+        x = (mu[:, None, :] @ xm)[:, 0]
         d = xm - x[:, None, :]
         self.x[slots] = x
-        self.p[slots] = np.einsum("km,kmij->kij", mu, self.pm[slots] + d[..., :, None] * d[..., None, :])
+        p = (mu[:, None, :] @ pm.reshape(k, n, STATE_DIM * STATE_DIM)).reshape(k, STATE_DIM, STATE_DIM)
+        self.p[slots] = p + (d * mu[:, :, None]).swapaxes(1, 2) @ d
 
     def along_bearing(self, slots: npt.NDArray[np.intp], seen: FloatArray) -> npt.NDArray[np.bool_]:
         """Whether points (N,3 ENU) lie in the direction of the tracks in `slots` from the node,
