@@ -1,5 +1,6 @@
 """Fusion features on synthetic measurements with known truth: bearing-only tracks, Remote ID
-identity and spoofing, classification, out-of-sequence updates, zones and alerts."""
+identity and spoofing, classification, late measurements (tests/test_late_measurements.py has
+the update itself), zones and alerts."""
 
 from __future__ import annotations
 
@@ -317,37 +318,3 @@ def test_radar_range_bias_from_calibration_is_removed() -> None:
 
 def _fields(d: RadarDetection) -> dict[str, Any]:
     return {f: getattr(d, f) for f in RadarDetection.__dataclass_fields__}
-
-
-def test_late_measurement_from_before_a_stop_is_fused_without_dragging_the_hover() -> None:
-    """A detection from while the drone was still flying outbound at 6 m/s arrives 1.2 s late,
-    after it has braked to a hover. Retrodiction adds the process noise of going back 1.2 s, so the
-    old detection still gates (it is fused into the track, not lost or twinned) and, weighed by
-    that uncertainty, barely moves today's hover estimate."""
-    core = _core([RADAR])
-    start, speed = np.array([0.0, 80.0, 20.0]), 6.0
-
-    def truth(t: float) -> tuple[np.ndarray, np.ndarray]:
-        if t <= 2.0:
-            return start + np.array([0.0, speed * t, 0.0]), np.array([0.0, speed, 0.0])
-        s = min(t - 2.0, 1.0)  # brakes at 6 m/s² for 1 s, then hovers
-        y = speed * 2.0 + speed * s - 0.5 * speed * s * s
-        return start + np.array([0.0, y, 0.0]), np.array([0.0, speed * (1.0 - s), 0.0])
-
-    late = None
-    for k in range(32):
-        t = k * 0.1
-        m = _radar(t, *truth(t))
-        if k == 19:
-            late = m  # t = 1.9 s, delivered at t = 3.1 s
-            continue
-        _feed(core, [m])
-    assert late is not None
-    table = core.engine.tracker.table
-    (slot,) = core.engine.tracker.publishable(False)
-    before = int(table.updates[slot])
-    speed_before = float(np.linalg.norm(table.x[slot, 3:]))
-    _feed(core, [late])
-    assert int(table.updates[slot]) == before + 1
-    assert core.engine.tracker.publishable(True).size == 1
-    assert float(np.linalg.norm(table.x[slot, 3:])) - speed_before < 0.5, table.x[slot, 3:]

@@ -5,9 +5,9 @@ cruise and hover, a lively one for the turns and stops quadcopters make. Each mo
 separate, smaller vertical noise. Everything is batched over tracks (and over models), so the
 cost per step does not grow with Python-level loops.
 
-Out-of-sequence measurements: a measurement older than a track's state is fused by retrodiction
-(x_eval = F(dt) x with dt < 0) and a gain that maps the innovation back onto the current state
-(K = P Fᵀ Hᵀ S⁻¹), the one-step-lag approximation that needs no stored history per track.
+Out-of-sequence measurements: gating evaluates a measurement older than a track's state against
+the estimate retrodicted to its time (x = F(dt) x with dt < 0, plus the lively model's noise of
+going back); the update itself is `late`'s.
 """
 
 from __future__ import annotations
@@ -111,32 +111,22 @@ def gate_quantities(
 def update(
     table: TrackTable,
     slots: IndexArray,
-    dt: FloatArray,
     z: FloatArray,
     r: FloatArray,
     model: MeasurementModel,
     params: ImmParams,
 ) -> None:
-    """Fuse one measurement into each given track (pairs aligned), model by model, then re-weigh
-    the models by how well each predicted it."""
+    """Fuse one measurement taken at the tracks' current time into each given track (pairs
+    aligned), model by model, then re-weigh the models by how well each predicted it. Older
+    measurements go to `late`."""
     a, n_models, d = slots.shape[0], params.n_models, z.shape[1]
     if a == 0:
         return
     xm = table.xm[slots].reshape(a * n_models, STATE_DIM)
     pm = table.pm[slots].reshape(a * n_models, STATE_DIM, STATE_DIM)
-    if dt.any():  # out of sequence: evaluate at the measurement's time, map the gain back
-        f, q = retrodiction(dt, params)
-        f_r = np.repeat(f, n_models, axis=0)
-        x_eval = np.einsum("kab,kb->ka", f_r, xm)
-        p_eval = f_r @ pm @ f_r.transpose(0, 2, 1) + np.repeat(q, n_models, axis=0)
-        z_pred, h = model.predict(x_eval)
-        pht = pm @ f_r.transpose(0, 2, 1) @ h.transpose(0, 2, 1)
-        s = h @ p_eval @ h.transpose(0, 2, 1)
-    else:
-        z_pred, h = model.predict(xm)
-        pht = pm @ h.transpose(0, 2, 1)
-        s = h @ pht
-    s += np.repeat(r, n_models, axis=0)
+    z_pred, h = model.predict(xm)
+    pht = pm @ h.transpose(0, 2, 1)
+    s = h @ pht + np.repeat(r, n_models, axis=0)
     s_inv = np.linalg.inv(s)
     nu = model.innovation(np.repeat(z, n_models, axis=0), z_pred)
     gain = pht @ s_inv

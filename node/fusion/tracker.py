@@ -17,7 +17,7 @@ import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import chi2
 
-from cuas_node.fusion import imm
+from cuas_node.fusion import imm, late
 from cuas_node.fusion.clutter import ClutterMap
 from cuas_node.fusion.ground import Ground, hold_above_ground
 from cuas_node.fusion.initiation import BirthCounters, hit_score, make_room
@@ -87,6 +87,7 @@ class Tracker:
             accel_v_mps2=(params.process_accel_vertical_mps2 / 4.0, params.process_accel_vertical_mps2 * 2.0),
         )
         self.table = TrackTable(params.max_tracks, self.imm.n_models, self.imm.initial_mode)
+        self.history = late.History(params.max_tracks)  # past estimates, for late measurements
         self.sensor_bits = {sid: i for i, sid in enumerate(sensor_ids[:63])}
         self.stats = SensorStats(params.clutter_per_scan, params.detection_probability)
         self.manager = TrackManager(params, self.table, self.stats, self._underground)
@@ -227,17 +228,13 @@ class Tracker:
                     hard = np.ones(active.size, dtype=bool)
                     hard[soft] = False
                     hard = hard[rows]
-                    imm.update(
-                        tb,
-                        active[rows[hard]],
-                        dt[rows[hard]],
-                        scan.z[cols[hard]],
-                        scan.r[cols[hard]],
-                        scan.model,
-                        self.imm,
-                    )
+                    now = hard & (dt[rows] == 0.0)
+                    r_, c_ = rows[now], cols[now]
+                    imm.update(tb, active[r_], scan.z[c_], scan.r[c_], scan.model, self.imm)
+                    self._late_update(active[rows[hard & ~now]], scan, cols[hard & ~now])
                     self._soft_update(active, soft, g, scan)
                     updated[soft] = True
+                    self.history.remember(tb, active[rows])
                 near_track = self._claimed(gated, pairs, scan)
             self._record_hits(active, updated, gain, contested, scan, bit, seen)
             if self.ground is not None:
@@ -282,6 +279,23 @@ class Tracker:
         contested = gated[firm].sum(axis=0) >= 2
         rows = firm[(gated[firm] & contested[None, :]).any(axis=1)]
         return rows[dt[rows] == 0.0]
+
+    def _late_update(self, slots: IndexArray, scan: Scan, cols: IndexArray) -> None:
+        """Measurements taken before their tracks' current time (`late`)."""
+        if not slots.size:
+            return
+        info, vector = late.information_now(
+            self.history,
+            self.table,
+            slots,
+            np.full(slots.size, scan.t),
+            scan.z[cols],
+            scan.r[cols],
+            scan.model,
+            self.imm.accel_h_mps2[-1],
+            self.imm.accel_v_mps2[-1],
+        )
+        late.add_information(self.table, slots, info, vector)
 
     def _soft_update(self, active: IndexArray, rows: IndexArray, g: Gating, scan: Scan) -> None:
         """Cheap JPDA (Fitzgerald): β_ij = G_ij / (T_i + M_j − G_ij + B), with G the detection-
@@ -358,6 +372,7 @@ class Tracker:
         placed = make_room(self.table, int(keep.sum()), self.params.max_tentative, self.births)
         keep[np.flatnonzero(keep)[placed:]] = False
         slots = self.table.allocate(x[keep], p[keep], scan.t, bit, scan.model.ranging)
+        self.history.start(self.table, slots)
         if not scan.model.ranging:
             self.table.bearing_sigma_rad[slots] = np.sqrt(scan.r[candidates[keep][: slots.size], 0, 0])
         if scan.model.ranging:

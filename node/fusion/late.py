@@ -1,0 +1,139 @@
+"""Measurements older than a track's state (out of sequence): fused as the information they add now.
+
+A sensor that delivers late (an acoustic array's bearing a second after capture, a radar frame held
+up on a busy host) hands fusion a measurement z taken at κ when the track already stands at k > κ,
+updated by whatever came in between. Retrodicting the current estimate to κ and mapping the gain
+back (K = P Fᵀ Hᵀ S⁻¹) treats the current uncertainty as if it were all there at κ: for a target
+that manoeuvred since, one old detection then swings today's velocity by metres per second,
+where fusing it in time order would have moved it by a fraction of that.
+
+Instead each track keeps a short history of its past estimates (`History`). From the newest
+estimate at τ ≤ κ (or the oldest kept, when z predates them all), z is filtered at κ and both
+that result and the estimate without z are predicted to k; the difference of their informations
+is what z tells about the state now (Bar-Shalom, Chen and Mallick's equivalent-measurement
+solution, "Bl1"):
+
+    I_z = P⁻¹(k | τ, z) − P⁻¹(k | τ),   i_z = P⁻¹(k | τ, z) x(k | τ, z) − P⁻¹(k | τ) x(k | τ)
+
+and it is added to the current estimate of every IMM model: P⁻¹ ← P⁻¹ + I_z, P⁻¹x ← P⁻¹x + i_z.
+Without delay this is the ordinary EKF update; for a measurement that says nothing it changes
+nothing; with no update since τ it is exactly filtering z in time order. The prediction noise is
+the lively IMM model's, so a late measurement is never given more weight than in-order filtering
+would give it. Mode probabilities are left as they are: an old measurement says little of how the
+target flies now.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from cuas_node.fusion.measurement_models import MeasurementModel
+from cuas_node.fusion.models import STATE_DIM, axis_noise, cv_matrix, white_accel_pattern
+from cuas_node.fusion.tracks import TrackTable
+
+FloatArray = npt.NDArray[np.float64]
+IndexArray = npt.NDArray[np.intp]
+
+HISTORY_LENGTH = 16
+"""Past estimates kept per track; with `HISTORY_SPACING_S` they span at least 1.6 s, more than an
+acoustic array's delivery delay (about a second) on top of the reorder window."""
+HISTORY_SPACING_S = 0.1
+"""A new estimate is kept once the newest kept one is this old (a 20 Hz radar's every other)."""
+
+
+class History:
+    """Each track's last `HISTORY_LENGTH` estimates (time, state, covariance), a ring per slot."""
+
+    def __init__(self, capacity: int) -> None:
+        self.t = np.full((capacity, HISTORY_LENGTH), np.inf)
+        self.x = np.zeros((capacity, HISTORY_LENGTH, STATE_DIM))
+        self.p = np.zeros((capacity, HISTORY_LENGTH, STATE_DIM, STATE_DIM))
+        self.newest = np.zeros(capacity, dtype=np.intp)
+
+    def start(self, table: TrackTable, slots: IndexArray) -> None:
+        """New tracks: their history is their first estimate."""
+        self.t[slots] = np.inf
+        self.newest[slots] = 0
+        self.t[slots, 0] = table.t_state[slots]
+        self.x[slots, 0] = table.x[slots]
+        self.p[slots, 0] = table.p[slots]
+
+    def remember(self, table: TrackTable, slots: IndexArray) -> None:
+        """Keep the current estimate of these tracks where the newest kept is old enough."""
+        t = table.t_state[slots]
+        # (less a millisecond: a 10 Hz sensor's stamps 0.1 s apart must not round to 0.0999…)
+        due = slots[t - self.t[slots, self.newest[slots]] >= HISTORY_SPACING_S - 1e-3]
+        if not due.size:
+            return
+        ring = (self.newest[due] + 1) % HISTORY_LENGTH
+        self.newest[due] = ring
+        self.t[due, ring] = table.t_state[due]
+        self.x[due, ring] = table.x[due]
+        self.p[due, ring] = table.p[due]
+
+    def before(self, slots: IndexArray, t: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """For each track, the newest kept estimate at or before t (else its oldest): x, P, time."""
+        kept = self.t[slots]  # (A, L); inf where empty
+        at_or_before = np.where(kept <= t[:, None], kept, -np.inf)
+        pick = np.where(
+            np.isfinite(at_or_before.max(axis=1)), np.argmax(at_or_before, axis=1), np.argmin(kept, axis=1)
+        )
+        return self.x[slots, pick], self.p[slots, pick], kept[np.arange(slots.size), pick]
+
+
+def _predict(
+    x: FloatArray, p: FloatArray, dt: FloatArray, noise: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Constant-velocity prediction by dt (either sign), adding the noise of |dt|."""
+    f = cv_matrix(dt)
+    q = white_accel_pattern(np.abs(dt)) * noise
+    return np.einsum("kab,kb->ka", f, x), f @ p @ f.transpose(0, 2, 1) + q
+
+
+def _symmetric(a: FloatArray) -> FloatArray:
+    return np.asarray(0.5 * (a + a.swapaxes(-1, -2)), dtype=np.float64)
+
+
+def information_now(
+    history: History,
+    table: TrackTable,
+    slots: IndexArray,
+    t_meas: FloatArray,
+    z: FloatArray,
+    r: FloatArray,
+    model: MeasurementModel,
+    accel_h_mps2: float,
+    accel_v_mps2: float,
+) -> tuple[FloatArray, FloatArray]:
+    """(I_z (A,6,6), i_z (A,6)): what each late measurement (taken at `t_meas`) tells about its
+    track's state at the track's current time."""
+    noise = axis_noise(accel_h_mps2, accel_v_mps2)
+    x_tau, p_tau, t_tau = history.before(slots, t_meas)
+    t_now = table.t_state[slots]
+    x_without, p_without = _predict(x_tau, p_tau, t_now - t_tau, noise)
+    x_at, p_at = _predict(x_tau, p_tau, t_meas - t_tau, noise)
+    z_pred, h = model.predict(x_at)
+    pht = p_at @ h.swapaxes(1, 2)
+    gain = pht @ np.linalg.inv(h @ pht + r)
+    x_at = x_at + np.einsum("kij,kj->ki", gain, model.innovation(z, z_pred))
+    p_at = _symmetric(p_at - gain @ pht.swapaxes(1, 2))
+    x_with, p_with = _predict(x_at, p_at, t_now - t_meas, noise)
+    info_with, info_without = np.linalg.inv(p_with), np.linalg.inv(p_without)
+    info = _symmetric(info_with - info_without)
+    # Rounding can leave a direction z says nothing about slightly negative: clip it to zero.
+    values, vectors = np.linalg.eigh(info)
+    info = (vectors * np.maximum(values, 0.0)[:, None, :]) @ vectors.swapaxes(1, 2)
+    vector = np.einsum("kij,kj->ki", info_with, x_with) - np.einsum("kij,kj->ki", info_without, x_without)
+    return info, vector
+
+
+def add_information(table: TrackTable, slots: IndexArray, info: FloatArray, vector: FloatArray) -> None:
+    """Fuse (I_z, i_z) into every IMM model of these tracks, then moment-match."""
+    a, n = slots.size, table.n_models
+    xm, pm = table.xm[slots], table.pm[slots]
+    prior_info = np.linalg.inv(pm)  # (A,R,6,6)
+    post = _symmetric(np.asarray(np.linalg.inv(prior_info + info[:, None]), dtype=np.float64))
+    xm = np.einsum("kmij,kmj->kmi", post, np.einsum("kmij,kmj->kmi", prior_info, xm) + vector[:, None])
+    table.xm[slots], table.pm[slots] = xm, post
+    table.combine(slots, table.mu[slots], xm.reshape(a, n, STATE_DIM), post)
