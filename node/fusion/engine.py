@@ -332,7 +332,11 @@ class FusionEngine:
         snapshots = self.tracker.snapshot(slots)
         deleted, self._deleted = Snapshots.concat(self._deleted), []
         self.tracker.table.changed[:] = False
-        return self._reports(snapshots, slots) + self._reports(deleted, None)
+        if deleted is None:
+            return self._reports(snapshots, slots)
+        # One batch (one geodetic conversion, one classification): deleted rows have no slot.
+        gone = np.full(len(deleted), -1, dtype=np.intp)
+        return self._reports(Snapshots.concat([snapshots, deleted]), np.concatenate([slots, gone]))
 
     def retire_all(self) -> list[TrackReport]:
         """The node stops: every published track is reported `deleted` (with the deletions not yet

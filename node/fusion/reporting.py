@@ -33,8 +33,8 @@ def track_reports(
     binder: IdentityBinder,
     in_physical_coverage: Callable[[FloatArray], bool],
 ) -> list[TrackReport]:
-    """One report per snapshot row; `slots` (the live slots of the rows, None for deleted tracks)
-    lets live tracks carry their Remote ID identity."""
+    """One report per snapshot row; `slots` (the live slots of the rows: −1 or None for deleted
+    tracks) lets live tracks carry their Remote ID identity."""
     if not len(snapshots):
         return []
     s = snapshots
@@ -53,7 +53,7 @@ def track_reports(
     rows = zip(s.enu.tolist(), s.vel.tolist(), s.cov.tolist(), strict=True)
     for i, (position, vel, cov) in enumerate(rows):
         binding = None
-        if live is not None:
+        if live is not None and live[i] >= 0:
             binding = binder.describe(s.number[i], table, live[i], s.t[i], in_physical_coverage, geodetic)
         reports.append(
             TrackReport(
