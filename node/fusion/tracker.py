@@ -17,7 +17,7 @@ import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import chi2
 
-from cuas_node.fusion import imm, late
+from cuas_node.fusion import imm, jpda, late
 from cuas_node.fusion.clutter import ClutterMap
 from cuas_node.fusion.ground import Ground, hold_above_ground
 from cuas_node.fusion.initiation import BirthCounters, hit_score, make_room
@@ -224,7 +224,7 @@ class Tracker:
                     gain[rows] = hit_score(g.loglik[rows, cols], self.stats.pd(bit), clutter)
                     if not scan.model.ranging:  # how well a bearing-only track knows its direction
                         tb.bearing_sigma_rad[active[rows]] = np.sqrt(scan.r[cols, 0, 0])
-                    soft = self._shared_rows(firm, gated, dt) if scan.full_scan else np.zeros(0, np.intp)
+                    soft = jpda.shared_rows(firm, gated, dt) if scan.full_scan else np.zeros(0, np.intp)
                     hard = np.ones(active.size, dtype=bool)
                     hard[soft] = False
                     hard = hard[rows]
@@ -270,16 +270,6 @@ class Tracker:
             claimed[mj[d2 < self.gate(scan.z.shape[1])]] = True
         return claimed
 
-    @staticmethod
-    def _shared_rows(firm: IndexArray, gated: BoolArray, dt: FloatArray) -> IndexArray:
-        """Established tracks that compete for a gated measurement (and are in sequence): where
-        a hard choice is a guess, they get a JPDA-style soft update instead."""
-        if firm.size < 2:
-            return np.zeros(0, dtype=np.intp)
-        contested = gated[firm].sum(axis=0) >= 2
-        rows = firm[(gated[firm] & contested[None, :]).any(axis=1)]
-        return rows[dt[rows] == 0.0]
-
     def _late_update(self, slots: IndexArray, scan: Scan, cols: IndexArray) -> None:
         """Measurements taken before their tracks' current time (`late`)."""
         if not slots.size:
@@ -298,41 +288,14 @@ class Tracker:
         late.add_information(self.table, slots, info, vector)
 
     def _soft_update(self, active: IndexArray, rows: IndexArray, g: Gating, scan: Scan) -> None:
-        """Cheap JPDA (Fitzgerald): β_ij = G_ij / (T_i + M_j − G_ij + B), with G the detection-
-        weighted likelihoods, T_i and M_j their track and measurement sums and B the clutter
-        density (the sensor's, `sensor_stats`); then the PDA update with the spread-of-innovations
-        term. Vectorised over the contested tracks; their IMM models are collapsed to the result
-        (cluster members only)."""
+        """The JPDA-style update of the tracks in `rows` that compete for detections (`jpda`)."""
         if rows.size == 0:
             return
-        tb = self.table
         bit = self.sensor_bits.get(scan.model.sensor_id, 63)
-        p_d = self.stats.pd(bit)
         clutter = self.stats.clutter_density(bit, scan.model, scan.z.shape[1], self.params.clutter_per_scan)
-        like = np.where(g.gated, p_d * np.exp(g.loglik), 0.0)  # (K,M)
-        t_sum = like.sum(axis=1, keepdims=True)
-        m_sum = like.sum(axis=0, keepdims=True)
-        beta = like / np.maximum(t_sum + m_sum - like + clutter, 1e-300)
-        beta = beta[rows]  # (A,M)
-        beta0 = np.clip(1.0 - beta.sum(axis=1), 0.0, 1.0)
-        nu = g.nu[rows]  # (A,M,D)
-        h = g.h[rows]
-        r_mean = np.einsum("am,mij->aij", beta, scan.r) / np.maximum(beta.sum(axis=1), 1e-12)[:, None, None]
-        slots = active[rows]
-        p = tb.p[slots]
-        s = g.hph[rows] + r_mean
-        gain = p @ h.transpose(0, 2, 1) @ np.linalg.inv(s)
-        nu_bar = np.einsum("am,amd->ad", beta, nu)
-        spread = np.einsum("am,amd,ame->ade", beta, nu, nu) - nu_bar[:, :, None] * nu_bar[:, None, :]
-        x = tb.x[slots] + np.einsum("aij,aj->ai", gain, nu_bar)
-        p_c = p - gain @ s @ gain.transpose(0, 2, 1)
-        p_new = beta0[:, None, None] * p + (1.0 - beta0)[:, None, None] * p_c
-        p_new = p_new + gain @ spread @ gain.transpose(0, 2, 1)
-        p_new = 0.5 * (p_new + p_new.transpose(0, 2, 1))
-        tb.x[slots] = x
-        tb.p[slots] = p_new
-        tb.xm[slots] = x[:, None, :]
-        tb.pm[slots] = p_new[:, None, :, :]
+        jpda.soft_update(
+            self.table, active, rows, g.gated, g.loglik, g.nu, g.h, g.hph, scan.r, self.stats.pd(bit), clutter
+        )
 
     def process_radar(self, scan: RadarScan, sensor: RadarSensor) -> ScanResult:
         return self.process(Scan(radar_model(sensor), scan.t, scan.z, noise_from_sigmas(scan.sigmas)))
