@@ -212,18 +212,24 @@ def test_with_no_update_since_its_time_it_is_filtering_in_time_order() -> None:
     assert np.allclose(table.p[0], want_p, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize(("t", "want"), [(10.05, 10.0), (10.35, 10.3), (12.0, 10.5), (9.0, 10.0)])
-def test_history_gives_the_newest_estimate_at_or_before_a_time_else_the_oldest(t: float, want: float) -> None:
+@pytest.mark.parametrize(
+    ("t", "want", "usable"), [(10.05, 10.0, True), (10.35, 10.3, True), (12.0, 10.5, True), (9.0, 10.0, True)]
+)
+def test_history_gives_the_newest_estimate_at_or_before_a_time_else_the_first(
+    t: float, want: float, usable: bool
+) -> None:
+    """Before the track began (9.0 s), its first estimate is the prior to use."""
     x, p = _prior()
     table, history = _table(x, p, 10.0)
     for step in np.arange(10.05, 10.55, 0.05):  # kept only every 0.1 s (HISTORY_SPACING_S)
         table.t_state[0] = step
         history.remember(table, np.array([0]))
-    _, _, kept = history.before(np.array([0]), np.array([t]))
+    _, _, kept, ok = history.before(np.array([0]), np.array([t]), table.t_created[:1])
     assert kept[0] == pytest.approx(want)
+    assert bool(ok[0]) is usable
 
 
-def test_history_keeps_the_last_entries_when_it_wraps() -> None:
+def test_history_keeps_the_last_entries_when_it_wraps_and_no_longer_reaches_back() -> None:
     x, p = _prior()
     table, history = _table(x, p, 0.0)
     for k in range(1, 3 * late.HISTORY_LENGTH):
@@ -232,5 +238,37 @@ def test_history_keeps_the_last_entries_when_it_wraps() -> None:
     newest = (3 * late.HISTORY_LENGTH - 1) * late.HISTORY_SPACING_S
     oldest = newest - (late.HISTORY_LENGTH - 1) * late.HISTORY_SPACING_S
     assert history.t[0].max() == pytest.approx(newest)
-    _, _, kept = history.before(np.array([0]), np.array([0.0]))
+    _, _, kept, usable = history.before(np.array([0]), np.array([0.5]), table.t_created[:1])
     assert kept[0] == pytest.approx(oldest)
+    assert not usable[0]  # the track is older than that: what it knew then is gone
+
+
+def test_a_measurement_older_than_the_kept_history_changes_nothing() -> None:
+    """It cannot be placed against what the track knew then; fusing it against a later estimate
+    carried back swung a hover's velocity by metres per second (review of this module)."""
+    x, p = _prior()
+    table, history = _table(x, p, 0.0)
+    for k in range(1, 3 * late.HISTORY_LENGTH):
+        table.t_state[0] = k * late.HISTORY_SPACING_S
+        history.remember(table, np.array([0]))
+    info, vector = late.information_now(
+        history, table, np.array([0]), np.array([0.5]), _measure(x)[None], R, MODEL, ACCEL_H, ACCEL_V
+    )
+    assert not info.any() and not vector.any()
+
+
+def test_a_measurement_from_before_the_track_began_is_weighed_against_its_first_estimate() -> None:
+    """A late bearing for a track a radar started after it: consistent (a blind measurement adds
+    nothing, a real one adds information that is positive semi-definite)."""
+    x, p = _prior()
+    table, history = _table(x, p, 10.0)
+    table.t_state[0] = 10.5
+    blind = np.diag([1e12, 1e12, 1e12, 1e12])[None]
+    for r, informative in ((blind, False), (R, True)):
+        info, vector = late.information_now(
+            history, table, np.array([0]), np.array([9.8]), _measure(x)[None], r, MODEL, ACCEL_H, ACCEL_V
+        )
+        assert np.linalg.eigvalsh(info[0]).min() >= -1e-9
+        assert bool(np.abs(info).max() > 1e-3) is informative
+        if not informative:
+            assert np.abs(vector).max() < 1e-4

@@ -88,7 +88,8 @@ def mix_and_predict(table: TrackTable, slots: IndexArray, dt: FloatArray, params
 
 
 def retrodiction(dt: FloatArray, params: ImmParams) -> tuple[FloatArray, FloatArray]:
-    """F(dt) for dt ≤ 0 and the process noise to add for going back |dt| (the lively model's)."""
+    """F(dt) for dt ≤ 0 and the process noise of the interval |dt| (the lively model's): going
+    back, the state then is F (x − w), covariance F (P + Q) Fᵀ."""
     return cv_matrix(dt), white_accel_pattern(np.abs(dt)) * axis_noise(
         params.accel_h_mps2[-1], params.accel_v_mps2[-1]
     )
@@ -103,7 +104,7 @@ def gate_quantities(
     if dt.any():
         f, q = retrodiction(dt, params)
         x_eval = np.einsum("kab,kb->ka", f, x_eval)
-        p_eval = f @ p_eval @ f.transpose(0, 2, 1) + q
+        p_eval = f @ (p_eval + q) @ f.transpose(0, 2, 1)
     z_pred, h = model.predict(x_eval)
     return z_pred, h, h @ p_eval @ h.transpose(0, 2, 1)
 

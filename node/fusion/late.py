@@ -8,19 +8,21 @@ that manoeuvred since, one old detection then swings today's velocity by metres 
 where fusing it in time order would have moved it by a fraction of that.
 
 Instead each track keeps a short history of its past estimates (`History`). From the newest
-estimate at τ ≤ κ (or the oldest kept, when z predates them all), z is filtered at κ and both
-that result and the estimate without z are predicted to k; the difference of their informations
-is what z tells about the state now (Bar-Shalom, Chen and Mallick's equivalent-measurement
-solution, "Bl1"):
+estimate at τ ≤ κ, the prior at κ is predicted; z is filtered there, and the prior with and
+without z are both predicted to k; the difference of their informations is what z tells about the
+state now (the equivalent-measurement approach of Bar-Shalom, Chen and Mallick, 2004):
 
     I_z = P⁻¹(k | τ, z) − P⁻¹(k | τ),   i_z = P⁻¹(k | τ, z) x(k | τ, z) − P⁻¹(k | τ) x(k | τ)
 
 and it is added to the current estimate of every IMM model: P⁻¹ ← P⁻¹ + I_z, P⁻¹x ← P⁻¹x + i_z.
 Without delay this is the ordinary EKF update; for a measurement that says nothing it changes
-nothing; with no update since τ it is exactly filtering z in time order. The prediction noise is
-the lively IMM model's, so a late measurement is never given more weight than in-order filtering
-would give it. Mode probabilities are left as they are: an old measurement says little of how the
-target flies now.
+nothing; with no update since τ it is exactly filtering z in time order. With updates in between
+it is an approximation (their information is taken as one measurement of the state now), which
+can give z more weight than in-order filtering would where the motion model is lively: the
+prediction noise is the lively IMM model's. A track that began after κ uses its first estimate
+as the prior; a measurement older than a track's kept history is not fused into its state (it
+still counts as the track's hit). Mode probabilities are left as they are: an old measurement
+says little of how the target flies now.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
 
 HISTORY_LENGTH = 16
-"""Past estimates kept per track; with `HISTORY_SPACING_S` they span at least 1.6 s, more than an
+"""Past estimates kept per track; with `HISTORY_SPACING_S` they span at least 1.5 s, more than an
 acoustic array's delivery delay (about a second) on top of the reorder window."""
 HISTORY_SPACING_S = 0.1
 """A new estimate is kept once the newest kept one is this old (a 20 Hz radar's every other)."""
@@ -72,23 +74,34 @@ class History:
         self.x[due, ring] = table.x[due]
         self.p[due, ring] = table.p[due]
 
-    def before(self, slots: IndexArray, t: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """For each track, the newest kept estimate at or before t (else its oldest): x, P, time."""
+    def before(
+        self, slots: IndexArray, t: FloatArray, t_created: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray, npt.NDArray[np.bool_]]:
+        """For each track, the newest kept estimate at or before t: x, P, its time, and whether
+        there is one to use. When every kept estimate is later than t, the oldest is used only if
+        it is the track's first (the track began after t: its first estimate knows nothing of
+        what came before); if the ring no longer reaches back to t, there is none."""
         kept = self.t[slots]  # (A, L); inf where empty
         at_or_before = np.where(kept <= t[:, None], kept, -np.inf)
-        pick = np.where(
-            np.isfinite(at_or_before.max(axis=1)), np.argmax(at_or_before, axis=1), np.argmin(kept, axis=1)
-        )
-        return self.x[slots, pick], self.p[slots, pick], kept[np.arange(slots.size), pick]
+        found = np.isfinite(at_or_before.max(axis=1))
+        oldest = np.argmin(kept, axis=1)
+        pick = np.where(found, np.argmax(at_or_before, axis=1), oldest)
+        t_pick = kept[np.arange(slots.size), pick]
+        usable = found | (t_pick <= t_created)
+        return self.x[slots, pick], self.p[slots, pick], t_pick, usable
 
 
 def _predict(
     x: FloatArray, p: FloatArray, dt: FloatArray, noise: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
-    """Constant-velocity prediction by dt (either sign), adding the noise of |dt|."""
+    """Constant-velocity prediction by dt of either sign. Forward, the noise of the interval is
+    added after the transition (F P Fᵀ + Q); backward, the state then was the state now less that
+    noise, carried back (F (P + Q) Fᵀ with F = F(dt < 0))."""
     f = cv_matrix(dt)
     q = white_accel_pattern(np.abs(dt)) * noise
-    return np.einsum("kab,kb->ka", f, x), f @ p @ f.transpose(0, 2, 1) + q
+    back = (dt < 0.0)[:, None, None]
+    cov = np.where(back, f @ (p + q) @ f.transpose(0, 2, 1), f @ p @ f.transpose(0, 2, 1) + q)
+    return np.einsum("kab,kb->ka", f, x), cov
 
 
 def _symmetric(a: FloatArray) -> FloatArray:
@@ -109,22 +122,28 @@ def information_now(
     """(I_z (A,6,6), i_z (A,6)): what each late measurement (taken at `t_meas`) tells about its
     track's state at the track's current time."""
     noise = axis_noise(accel_h_mps2, accel_v_mps2)
-    x_tau, p_tau, t_tau = history.before(slots, t_meas)
+    x_tau, p_tau, t_tau, usable = history.before(slots, t_meas, table.t_created[slots])
     t_now = table.t_state[slots]
-    x_without, p_without = _predict(x_tau, p_tau, t_now - t_tau, noise)
-    x_at, p_at = _predict(x_tau, p_tau, t_meas - t_tau, noise)
-    z_pred, h = model.predict(x_at)
-    pht = p_at @ h.swapaxes(1, 2)
+    # The prior at the measurement's time; with and without the measurement, carried to now the
+    # same way, so that the measurement is their only difference.
+    x_prior, p_prior = _predict(x_tau, p_tau, t_meas - t_tau, noise)
+    x_without, p_without = _predict(x_prior, p_prior, t_now - t_meas, noise)
+    z_pred, h = model.predict(x_prior)
+    pht = p_prior @ h.swapaxes(1, 2)
     gain = pht @ np.linalg.inv(h @ pht + r)
-    x_at = x_at + np.einsum("kij,kj->ki", gain, model.innovation(z, z_pred))
-    p_at = _symmetric(p_at - gain @ pht.swapaxes(1, 2))
+    x_at = x_prior + np.einsum("kij,kj->ki", gain, model.innovation(z, z_pred))
+    p_at = _symmetric(p_prior - gain @ pht.swapaxes(1, 2))
     x_with, p_with = _predict(x_at, p_at, t_now - t_meas, noise)
-    info_with, info_without = np.linalg.inv(p_with), np.linalg.inv(p_without)
-    info = _symmetric(info_with - info_without)
+    info_with = np.linalg.inv(p_with)
+    info = _symmetric(info_with - np.linalg.inv(p_without))
     # Rounding can leave a direction z says nothing about slightly negative: clip it to zero.
     values, vectors = np.linalg.eigh(info)
     info = (vectors * np.maximum(values, 0.0)[:, None, :]) @ vectors.swapaxes(1, 2)
-    vector = np.einsum("kij,kj->ki", info_with, x_with) - np.einsum("kij,kj->ki", info_without, x_without)
+    # i_z = P⁻¹_with x_with − P⁻¹_without x_without, written with the clipped I_z so that the two
+    # stay consistent: I_z x_without + P⁻¹_with (x_with − x_without).
+    vector = np.einsum("kij,kj->ki", info, x_without) + np.einsum("kij,kj->ki", info_with, x_with - x_without)
+    info[~usable] = 0.0
+    vector[~usable] = 0.0
     return info, vector
 
 

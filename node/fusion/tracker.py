@@ -234,11 +234,11 @@ class Tracker:
                     self._late_update(active[rows[hard & ~now]], scan, cols[hard & ~now])
                     self._soft_update(active, soft, g, scan)
                     updated[soft] = True
-                    self.history.remember(tb, active[rows])
                 near_track = self._claimed(gated, pairs, scan)
             self._record_hits(active, updated, gain, contested, scan, bit, seen)
             if self.ground is not None:
                 hold_above_ground(tb, active, self.ground)
+            self.history.remember(tb, active[updated])
         if scan.full_scan:
             self.stats.unexplained(bit, int(np.count_nonzero(~near_firm)))
         started = np.zeros(0, dtype=np.intp)
@@ -314,11 +314,12 @@ class Tracker:
         the update bookkeeping of the hit ones."""
         tb = self.table
         hit = active[updated]
-        tb.t_update[hit] = scan.t
+        # A late measurement does not make a track's last update older than it was.
+        tb.t_update[hit] = np.maximum(tb.t_update[hit], scan.t)
         if scan.model.ranging:
-            tb.t_ranged[hit] = scan.t
+            tb.t_ranged[hit] = np.maximum(tb.t_ranged[hit], scan.t)
         if scan.physical:
-            tb.t_physical[hit] = scan.t
+            tb.t_physical[hit] = np.maximum(tb.t_physical[hit], scan.t)
         tb.updates[hit] += 1
         tb.sensor_mask[hit] |= np.uint64(1 << bit)
         tb.changed[hit] = True
