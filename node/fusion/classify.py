@@ -204,7 +204,7 @@ def fpv_update(table: TrackTable, slots: IndexArray) -> None:
 
 
 def summaries(
-    logp: FloatArray, evidence_mask: npt.NDArray[np.uint64], hover_s: FloatArray
+    logp: FloatArray, evidence_logp: FloatArray, evidence_mask: npt.NDArray[np.uint64], hover_s: FloatArray
 ) -> list[ClassSummary]:
     """Class posteriors (N,C) as reported: label, confidence, probabilities and evidence sources.
 
@@ -213,12 +213,18 @@ def summaries(
     broadcast, FPV video, or a sustained, steadily tracked hover). Speed alone, from a radar, fits
     a bird, a vehicle, clutter that fooled the tracker, or a drone: without such evidence a most
     probable drone class is published as `unknown`, with the probability of `unknown` as its
-    confidence (the probabilities still show what kinematics suggest)."""
+    confidence (the probabilities still show what kinematics suggest). Evidence counts as positive
+    only where what it said leans to a drone (`evidence_logp`, the accumulated independent
+    evidence without kinematics or prior): a bird's chirp heard by the array with a drone
+    likelihood of 0.3 is evidence the track is not a drone, not licence to call it one."""
     prob = np.exp(logp - logp.max(axis=1, keepdims=True))
     prob /= prob.sum(axis=1, keepdims=True)
     best = np.argmax(prob, axis=1)
     mask = evidence_mask.astype(np.int64)
-    unsupported = ((best == MULTIROTOR) | (best == FIXED_WING)) & ((mask & _DRONE_EVIDENCE) == 0)
+    drone_side = np.maximum(evidence_logp[:, MULTIROTOR], evidence_logp[:, FIXED_WING])
+    other_side = evidence_logp[:, [BIRD, AIRCRAFT, UNKNOWN]].max(axis=1)
+    positive = ((mask & _DRONE_EVIDENCE) != 0) & (drone_side >= other_side)
+    unsupported = ((best == MULTIROTOR) | (best == FIXED_WING)) & ~positive
     best[unsupported & (hover_s < _HOVER_FULL_S)] = UNKNOWN
     confidence = prob[np.arange(best.shape[0]), best]
     names = {m: tuple(Evidence.names(m)) for m in set(mask.tolist())}

@@ -46,7 +46,7 @@ def track_reports(
 
     kinematics = classify.Kinematics(s.speed_mps, s.speed_sigma_mps, s.accel_mps2, s.extent_m, s.hover_s)
     logp = classify.posterior(s.class_logp, kinematics)
-    classes = classify.summaries(logp, s.evidence_mask, s.hover_s)
+    classes = classify.summaries(logp, s.class_logp, s.evidence_mask, s.hover_s)
     lats, lons, alts = np.asarray(lat).tolist(), np.asarray(lon).tolist(), np.asarray(alt).tolist()
     live = slots.tolist() if slots is not None else None
     reports = []
