@@ -228,10 +228,10 @@ class Tracker:
                     hard = np.ones(active.size, dtype=bool)
                     hard[soft] = False
                     hard = hard[rows]
-                    now = hard & (dt[rows] == 0.0)
-                    r_, c_ = rows[now], cols[now]
-                    imm.update(tb, active[r_], scan.z[c_], scan.r[c_], scan.model, self.imm)
-                    self._late_update(active[rows[hard & ~now]], scan, cols[hard & ~now])
+                    in_time = hard & (dt[rows] == 0.0)  # the others were taken before their track's time
+                    now_rows, now_cols = rows[in_time], cols[in_time]
+                    imm.update(tb, active[now_rows], scan.z[now_cols], scan.r[now_cols], scan.model, self.imm)
+                    self._late_update(active[rows[hard & ~in_time]], scan, cols[hard & ~in_time])
                     self._soft_update(active, soft, g, scan)
                     updated[soft] = True
                 near_track = self._claimed(gated, pairs, scan)
