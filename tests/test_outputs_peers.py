@@ -17,6 +17,7 @@ import pytest
 
 from tests.apex import ApexServer, PeerClient, apex_python
 from tests.conftest import MosquittoBroker, MqttSubscriber
+from tests.fakes import wait_until
 from tests.ha_node import discovery_configs
 from tests.sim_demo import start_sim_demo
 from tests.tak import CotClient, TakyServer, taky_missing
@@ -119,7 +120,9 @@ def test_each_dead_peer_costs_only_its_own_output(
         up = health.wait(lambda o: o["sapient"]["state"] == "connected", timeout=60)
         assert up["sapient"]["connected_since"] is not None
         assert peer.wait_for("status_report")  # it registered again and reports
-        assert next(r["parsed_type"] for r in again.messages()) == "registration"
+        # Apex commits its message log to SQLite after forwarding: wait for the rows.
+        rows = wait_until(again.messages, what="Apex's message log")
+        assert rows[0]["parsed_type"] == "registration"
     finally:
         viewer.close()
         peer.close()

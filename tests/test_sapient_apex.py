@@ -241,7 +241,9 @@ def test_the_node_registers_again_when_apex_restarts(apex: ApexServer, tmp_path:
             assert wait_until(lambda: w.state == "connected", 60.0), w.health()
             assert peer.wait_for("status_report")
             peer.close()
-            assert next(r["parsed_type"] for r in again.messages()) == "registration"
+            # Apex commits its message log to SQLite after forwarding: wait for the rows.
+            assert wait_until(lambda: bool(again.messages()))
+            assert again.messages()[0]["parsed_type"] == "registration"
         finally:
             again.stop()
     finally:
