@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cuas_node.fusion.measurement_models import MeasurementModel
-from cuas_node.fusion.models import STATE_DIM, axis_noise, cv_matrix, white_accel_pattern
+from cuas_node.fusion.models import STATE_DIM, axis_noise, cv_matrix, cv_predict, white_accel_pattern
 from cuas_node.fusion.tracks import TrackTable
 
 FloatArray = npt.NDArray[np.float64]
@@ -87,24 +87,15 @@ def mix_and_predict(table: TrackTable, slots: IndexArray, dt: FloatArray, params
     table.combine(slots, c, xm, pm)
 
 
-def retrodiction(dt: FloatArray, params: ImmParams) -> tuple[FloatArray, FloatArray]:
-    """F(dt) for dt ≤ 0 and the process noise of the interval |dt| (the lively model's): going
-    back, the state then is F (x − w), covariance F (P + Q) Fᵀ."""
-    return cv_matrix(dt), white_accel_pattern(np.abs(dt)) * axis_noise(
-        params.accel_h_mps2[-1], params.accel_v_mps2[-1]
-    )
-
-
 def gate_quantities(
     table: TrackTable, slots: IndexArray, dt: FloatArray, model: MeasurementModel, params: ImmParams
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Predicted measurement (K,D), its Jacobian at the evaluation state (K,D,6) and H P Hᵀ (K,D,D),
     with the tracks' combined estimates retrodicted by dt ≤ 0 where the measurement is older."""
     x_eval, p_eval = table.x[slots], table.p[slots]
-    if dt.any():
-        f, q = retrodiction(dt, params)
-        x_eval = np.einsum("kab,kb->ka", f, x_eval)
-        p_eval = f @ (p_eval + q) @ f.transpose(0, 2, 1)
+    if dt.any():  # back with the lively model's noise
+        noise = axis_noise(params.accel_h_mps2[-1], params.accel_v_mps2[-1])
+        x_eval, p_eval = cv_predict(x_eval, p_eval, dt, noise)
     z_pred, h = model.predict(x_eval)
     return z_pred, h, h @ p_eval @ h.transpose(0, 2, 1)
 

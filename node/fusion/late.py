@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cuas_node.fusion.measurement_models import MeasurementModel
-from cuas_node.fusion.models import STATE_DIM, axis_noise, cv_matrix, white_accel_pattern
+from cuas_node.fusion.models import STATE_DIM, axis_noise, cv_predict
 from cuas_node.fusion.tracks import TrackTable
 
 FloatArray = npt.NDArray[np.float64]
@@ -91,19 +91,6 @@ class History:
         return self.x[slots, pick], self.p[slots, pick], t_pick, usable
 
 
-def _predict(
-    x: FloatArray, p: FloatArray, dt: FloatArray, noise: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    """Constant-velocity prediction by dt of either sign. Forward, the noise of the interval is
-    added after the transition (F P Fᵀ + Q); backward, the state then was the state now less that
-    noise, carried back (F (P + Q) Fᵀ with F = F(dt < 0))."""
-    f = cv_matrix(dt)
-    q = white_accel_pattern(np.abs(dt)) * noise
-    back = (dt < 0.0)[:, None, None]
-    cov = np.where(back, f @ (p + q) @ f.transpose(0, 2, 1), f @ p @ f.transpose(0, 2, 1) + q)
-    return np.einsum("kab,kb->ka", f, x), cov
-
-
 def _symmetric(a: FloatArray) -> FloatArray:
     return np.asarray(0.5 * (a + a.swapaxes(-1, -2)), dtype=np.float64)
 
@@ -126,14 +113,14 @@ def information_now(
     t_now = table.t_state[slots]
     # The prior at the measurement's time; with and without the measurement, carried to now the
     # same way, so that the measurement is their only difference.
-    x_prior, p_prior = _predict(x_tau, p_tau, t_meas - t_tau, noise)
-    x_without, p_without = _predict(x_prior, p_prior, t_now - t_meas, noise)
+    x_prior, p_prior = cv_predict(x_tau, p_tau, t_meas - t_tau, noise)
+    x_without, p_without = cv_predict(x_prior, p_prior, t_now - t_meas, noise)
     z_pred, h = model.predict(x_prior)
     pht = p_prior @ h.swapaxes(1, 2)
     gain = pht @ np.linalg.inv(h @ pht + r)
     x_at = x_prior + np.einsum("kij,kj->ki", gain, model.innovation(z, z_pred))
     p_at = _symmetric(p_prior - gain @ pht.swapaxes(1, 2))
-    x_with, p_with = _predict(x_at, p_at, t_now - t_meas, noise)
+    x_with, p_with = cv_predict(x_at, p_at, t_now - t_meas, noise)
     info_with = np.linalg.inv(p_with)
     info = _symmetric(info_with - np.linalg.inv(p_without))
     # Rounding can leave a direction z says nothing about slightly negative: clip it to zero.

@@ -41,14 +41,6 @@ def axis_noise(accel_h: float, accel_v: float) -> FloatArray:
     return np.sqrt(per_axis[:, None] * per_axis[None, :])
 
 
-def cv_transition(dt: FloatArray, accel_h: float, accel_v: float) -> tuple[FloatArray, FloatArray]:
-    """Nearly-constant-velocity F and Q for each dt (K,): white acceleration noise, stiffer vertically.
-
-    A separate vertical noise reflects that small drones climb far more gently than they turn.
-    """
-    return cv_matrix(dt), white_accel_pattern(dt) * axis_noise(accel_h, accel_v)
-
-
 def cv_matrix(dt: FloatArray) -> FloatArray:
     """F (K,6,6) of the constant-velocity model for each dt (K,)."""
     return np.asarray(_EYE + dt[:, None, None] * _VEL, dtype=np.float64)
@@ -60,11 +52,19 @@ def white_accel_pattern(dt: FloatArray) -> FloatArray:
     return np.asarray(d * d * d / 3.0 * _POS_POS + d * d / 2.0 * _POS_VEL + d * _VEL_VEL, dtype=np.float64)
 
 
-def predict(x: FloatArray, p: FloatArray, dt: FloatArray, accel_h: float, accel_v: float) -> None:
-    """Propagate states (K,6) and covariances (K,6,6) in place by dt (K,)."""
-    f, q = cv_transition(dt, accel_h, accel_v)
-    x[:] = np.einsum("kij,kj->ki", f, x)
-    p[:] = f @ p @ f.transpose(0, 2, 1) + q
+def cv_predict(
+    x: FloatArray, p: FloatArray, dt: FloatArray, noise: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Constant-velocity prediction of states (K,6) and covariances (K,6,6) by dt (K,) of either
+    sign, with `noise` an `axis_noise` pattern (vertical stiffer than horizontal: small drones
+    climb far more gently than they turn). Forward, the noise of the interval is added after the
+    transition (F P Fᵀ + Q); backward, the state then was the state now less that noise, carried
+    back (F (P + Q) Fᵀ with F = F(dt < 0))."""
+    f = cv_matrix(dt)
+    q = white_accel_pattern(np.abs(dt)) * noise
+    back = (dt < 0.0)[:, None, None]
+    cov = np.where(back, f @ (p + q) @ f.transpose(0, 2, 1), f @ p @ f.transpose(0, 2, 1) + q)
+    return np.einsum("kab,kb->ka", f, x), cov
 
 
 def radar_predict(x: FloatArray, pose: Pose) -> tuple[FloatArray, FloatArray]:
