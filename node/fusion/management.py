@@ -33,6 +33,7 @@ from cuas_node.fusion.models import largest_eigenvalue
 from cuas_node.fusion.params import FusionParams
 from cuas_node.fusion.sensor_stats import SensorStats, is_radar
 from cuas_node.fusion.tracks import Status, TrackTable
+from cuas_node.kernel.pose import cartesian_to_spherical
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -112,10 +113,7 @@ class TrackManager:
         if not is_radar(model):
             return np.zeros(active.size, dtype=bool)
         if seen is None:
-            rel = model.pose.enu_to_sensor(self.table.x[active, :3])
-            horizontal = np.hypot(rel[:, 0], rel[:, 1])
-            rng = np.hypot(horizontal, rel[:, 2])
-            az, el = np.arctan2(rel[:, 0], rel[:, 1]), np.arctan2(rel[:, 2], horizontal)
+            rng, az, el = cartesian_to_spherical(model.pose.enu_to_sensor(self.table.x[active, :3]))
         else:
             rng, az, el = seen[:, 0], seen[:, 1], seen[:, 2]
         resolution = self.stats.resolution_m(bit, rng)

@@ -21,7 +21,7 @@ from cuas_node.fusion.models import (
     wrap_angle,
 )
 from cuas_node.fusion.params import BearingSensor, RadarSensor
-from cuas_node.kernel.pose import Pose
+from cuas_node.kernel.pose import Pose, cartesian_to_spherical
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -37,10 +37,7 @@ class Coverage:
     min_range_m: float = 0.0
 
     def contains(self, pose: Pose, enu: FloatArray) -> npt.NDArray[np.bool_]:
-        rel = pose.enu_to_sensor(enu)
-        horizontal = np.hypot(rel[:, 0], rel[:, 1])
-        rng = np.hypot(horizontal, rel[:, 2])
-        return self.sees(rng, np.arctan2(rel[:, 0], rel[:, 1]), np.arctan2(rel[:, 2], horizontal))
+        return self.sees(*cartesian_to_spherical(pose.enu_to_sensor(enu)))
 
     def sees(self, rng: FloatArray, az: FloatArray, el: FloatArray) -> npt.NDArray[np.bool_]:
         """`contains` for points already in the sensor's spherical coordinates (a radar's
