@@ -56,18 +56,34 @@ from cuas_node.publish import wire
 SCENARIO = "swarm-20"
 
 
-class UdpSink:
-    """A loopback UDP receiver that counts and discards (the TAK client's side)."""
+class _LoopbackSink:
+    """A loopback peer that serves its socket on its own thread until closed."""
 
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
-        self.datagrams = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._stop.set()
+        self.sock.close()
+        self._thread.join(2)
+
+
+class UdpSink(_LoopbackSink):
+    """A loopback UDP receiver that counts and discards (the TAK client's side)."""
+
+    def __init__(self) -> None:
+        self.datagrams = 0
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        super().__init__(sock)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -76,31 +92,23 @@ class UdpSink:
                 self.datagrams += 1
             except TimeoutError:
                 continue
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
+            except OSError:
+                return
 
 
-class SapientSink:
+class SapientSink(_LoopbackSink):
     """A loopback SAPIENT peer: accepts the node's connection, answers its registration with an
     acceptance (as Apex does), then reads and counts every message and discards it."""
 
     def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.server.settimeout(0.2)
-        self.port = self.server.getsockname()[1]
         self.messages = 0
         self.registered = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__(socket.create_server(("127.0.0.1", 0)))
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                conn, _ = self.server.accept()
+                conn, _ = self.sock.accept()
             except TimeoutError:
                 continue
             except OSError:
@@ -131,11 +139,6 @@ class SapientSink:
                     data = ack.SerializeToString()
                     conn.sendall(struct.pack("<I", len(data)) + data)
                     self.registered = True
-
-    def close(self) -> None:
-        self._stop.set()
-        self.server.close()
-        self._thread.join(2)
 
 
 def swarm_reports() -> tuple[list[tuple[TrackReport, ...]], float]:
