@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from cuas_node.fusion.management import typical_hits
-from cuas_node.fusion.measurement_models import radar_model
+from cuas_node.fusion.measurement_models import Coverage, radar_model
 from cuas_node.fusion.params import FusionParams, RadarSensor
 from cuas_node.fusion.tracker import Scan, Tracker
 from cuas_node.fusion.tracks import Status
@@ -241,3 +241,56 @@ def test_published_tracks_end_within_a_few_scans_of_their_target(
     live = np.flatnonzero((tb.status == Status.CONFIRMED) | (tb.status == Status.COASTING))
     assert live.size <= false_bound(out) - 1.0, "tracks still published long after their targets"
     assert out.last_published <= out.gone_t + scans / radar.rate_hz or live.size > 0
+
+
+def test_targets_flying_along_the_edge_of_the_field_of_view_keep_their_tracks() -> None:
+    """Targets just inside the top of the beam, flying along it: their detections' elevations
+    scatter beyond the edge and so do their estimates. A missed scan or two there is what Pd
+    gives, not evidence they left: each keeps one track number for the whole flight."""
+    radar = Radar(5.0, 150.0, (0.15, math.radians(1.0), math.radians(2.0), 0.1), 10.0, 0.9, 2.0)
+    rng = np.random.default_rng(4)
+    tracker = Tracker(FusionParams(), ["radar"])
+    model = radar_model(radar.sensor(), range_rate=True)
+    n, dt = 6, 1.0 / radar.rate_hz
+    ranges = np.linspace(40.0, 140.0, n)
+    el = radar.fov_el_rad - 0.25 * radar.sigma[2]
+    az0 = np.linspace(-0.5, 0.5, n) * radar.fov_az_rad
+    rate = 5.0 / (ranges * math.cos(el))  # 5 m/s along the edge, at constant range and elevation
+    numbers: list[set[int]] = [set() for _ in range(n)]
+    for k in range(round(30.0 * radar.rate_hz)):
+        t = k * dt
+        az = az0 + rate * t
+        pos = np.column_stack(
+            [ranges * math.cos(el) * np.sin(az), ranges * math.cos(el) * np.cos(az), ranges * math.sin(el)]
+        )
+        heading = az + 0.5 * math.pi
+        vel = 5.0 * np.column_stack([np.sin(heading), np.cos(heading), np.zeros(n)])
+        z, r_cov = measure(radar, pos, vel, np.ones(n, dtype=bool), rng)
+        tracker.process(Scan(model, t, z, r_cov))
+        tracker.maintain(t)
+        tb = tracker.table
+        firm = np.flatnonzero(tb.status == Status.CONFIRMED)
+        d = np.linalg.norm(tb.x[firm, None, :3] - pos[None, :, :], axis=2)
+        nearest = np.argmin(d, axis=1) if n else np.zeros(0, dtype=np.intp)
+        for row, j in enumerate(nearest.tolist()):
+            if d[row, j] < 3.0 * radar.resolution(ranges[j : j + 1])[0]:
+                numbers[j].add(int(tb.number[firm[row]]))
+    assert all(len(kept) == 1 for kept in numbers), numbers
+
+
+def test_distance_outside_a_coverage_is_to_its_nearest_violated_limit() -> None:
+    coverage = Coverage(max_range_m=100.0, fov_az_rad=math.radians(60.0), fov_el_rad=math.radians(20.0))
+    pose = Pose.from_angles(0.0, 0.0, 0.0, (0.0, 0.0, 0.0))
+    el = math.radians(21.0)  # 1° above the top edge at 50 m: an arc of 50·π/180 m
+    points = np.array(
+        [
+            [0.0, 50.0, 10.0],  # inside
+            [0.0, 110.0, 0.0],  # 10 m beyond the range limit
+            [0.0, 50.0 * math.cos(el), 50.0 * math.sin(el)],
+        ]
+    )
+    d = coverage.distance_outside(pose, points)
+    assert d[0] == 0.0
+    assert d[1] == pytest.approx(10.0)
+    assert d[2] == pytest.approx(50.0 * math.radians(1.0))
+    assert not coverage.contains(pose, points[1:]).any() and coverage.contains(pose, points[:1]).all()

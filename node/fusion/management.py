@@ -14,7 +14,11 @@ existence, and housekeeping on the data's clock.
   least a few scan periods of the fastest sensor that fed the track (learnt, not configured, so a
   1 Hz radar's tracks do not coast between its frames); deletion by covariance growth; and
   deletion of an established track whose predicted position has left the coverage of every
-  sensor that could update it.
+  sensor that could update it, once it has gone unseen as long as a present target is missed with
+  probability α at the learnt Pd: (1 − Pd)^k ≤ α, k scans, where plain view asks α². Outside by
+  its estimate is not outside in truth: a target flying along the edge of a field of view is
+  detected there (a radar's beam has no hard edge) while its estimate, a fraction of a σ away,
+  sits just beyond it; one unlucky miss must not cost it its identity.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
+from scipy.special import log_ndtr
 
 from cuas_node.fusion.clutter import ClutterMap
 from cuas_node.fusion.initiation import Thresholds
@@ -43,7 +48,7 @@ _KNOWN_RESOLUTIONS = 4.0  # a track is "known" within this many of the sensor's 
 _COAST_PERIODS = 2.0  # timeouts are at least this many scan periods of the fastest feeding sensor
 _TENTATIVE_PERIODS = 2.5
 _DELETE_PERIODS = 3.0
-_LEFT_COVERAGE_PERIODS = 1.5  # outside every coverage and unfed this long: gone
+_LEFT_COVERAGE_PERIODS = 1.5  # outside every coverage is asked of tracks unfed at least this long
 
 
 @functools.cache
@@ -210,7 +215,18 @@ class TrackManager:
         )
         firm = ~tentative
         left = firm & ranged & (unfed > _LEFT_COVERAGE_PERIODS * period)
-        left[left] = ~self.covered(active[left], t)  # asked only of the few unfed for a while
+        if left.any():  # asked only of the few unfed for a while
+            out = active[left]
+            odds = self.inside_odds(out, self.predicted(out, t), sigma[left])
+            outside = np.isfinite(odds)
+            # Gone once a present target inside would have been missed this long with probability
+            # α / odds: the further out, the sooner (at even odds, on the edge, α).
+            wait = self.stats.unseen_for_s(
+                tb.sensor_mask[out[outside]], self.thresholds.alpha / np.maximum(odds[outside], 1e-300)
+            )
+            gone = np.zeros(out.size, dtype=bool)
+            gone[outside] = unfed[left][outside] > wait
+            left[left] = gone
         drop_firm = firm & (
             (unfed > np.maximum(p.delete_after_s, _DELETE_PERIODS * period))
             | (sigma > limit)
@@ -229,18 +245,43 @@ class TrackManager:
         self.clutter.add(tb.x[died, :3], t)  # never confirmed: most likely a false alarm there
         return active[drop_firm], active[drop_tentative]
 
-    def covered(self, active: IndexArray, t: float) -> BoolArray:
-        """Whether each track's predicted position is inside the coverage of some sensor that could
-        update it: any radar or direction finder, or a Remote ID receiver that has fed it."""
+    def predicted(self, active: IndexArray, t: float) -> FloatArray:
         tb = self.table
-        where = tb.x[active, :3] + tb.x[active, 3:] * np.maximum(t - tb.t_state[active], 0.0)[:, None]
-        out = np.zeros(active.size, dtype=bool)
+        return np.asarray(tb.x[active, :3] + tb.x[active, 3:] * (t - tb.t_state[active])[:, None])
+
+    def inside_odds(self, active: IndexArray, where: FloatArray, sigma: FloatArray) -> FloatArray:
+        """Odds that each target is inside the coverage of some sensor that could update it: Φ(−z)
+        over Φ(z), z how far its predicted position is beyond the nearest coverage's violated
+        limit in σ of the track's own uncertainty along that limit (a radar's range or angle; the
+        largest position σ for other sensors). ∞ inside; a sensor that fed the track and has no
+        coverage (Remote ID) covers it."""
+        tb = self.table
+        z = np.full(active.size, np.inf)
+        state = np.concatenate([where, tb.x[active, 3:]], axis=1)
         for bit, model in self.stats.models.items():
             if isinstance(model, PositionVelocityModel):
-                out |= (tb.sensor_mask[active] >> np.uint64(bit)) & np.uint64(1) == 1
+                z[(tb.sensor_mask[active] >> np.uint64(bit)) & np.uint64(1) == 1] = -np.inf
+            elif is_radar(model):
+                c = model.coverage
+                pred, h = model.predict(state)
+                h = h[:, :3]
+                sig = np.sqrt(np.maximum(np.einsum("kij,kjl,kil->ki", h, tb.p[active], h), 1e-12))
+                rng, az, el = pred[:, 0], np.abs(pred[:, 1]), np.abs(pred[:, 2])
+                beyond = np.stack(
+                    [
+                        (rng - c.max_range_m) / sig[:, 0],
+                        (c.min_range_m - rng) / sig[:, 0],
+                        (az - c.fov_az_rad) / sig[:, 1],
+                        (el - c.fov_el_rad) / sig[:, 2],
+                    ]
+                )
+                z = np.minimum(z, beyond.max(axis=0))
             else:
-                out |= model.coverage.contains(model.pose, where)
-        return out
+                d = model.coverage.distance_outside(model.pose, where)
+                z = np.minimum(z, np.where(d > 0.0, d / np.maximum(sigma, 1e-9), -np.inf))
+        with np.errstate(over="ignore"):
+            odds = np.exp(log_ndtr(-z) - log_ndtr(z))
+        return np.asarray(np.where(z > 0.0, odds, np.inf), dtype=np.float64)
 
     def unfed_s(self, active: IndexArray, t: float) -> FloatArray:
         """Time without an update on the clock of the data that could have updated it: `t` less

@@ -127,9 +127,19 @@ class SensorStats:
 
     def fastest_period(self, mask: npt.NDArray[np.uint64]) -> FloatArray:
         """Per sensor mask: the shortest scan period among the sensors in it (0 when unknown)."""
-        bits = np.flatnonzero(np.isfinite(self.period_s)).astype(np.uint64)  # the few that reported
-        fed_by = ((mask[:, None] >> bits[None, :]) & np.uint64(1)).astype(bool)
-        fastest = np.min(
-            np.where(fed_by, self.period_s[bits.astype(np.intp)][None, :], np.inf), axis=1, initial=np.inf
-        )
-        return np.asarray(np.where(np.isfinite(fastest), fastest, 0.0), dtype=np.float64)
+        return self._soonest(mask, self.period_s[None, :])
+
+    def unseen_for_s(self, mask: npt.NDArray[np.uint64], alpha: FloatArray) -> FloatArray:
+        """Per sensor mask: how long the soonest of its sensors takes to miss a present target
+        k scans in a row with probability at most `alpha` (per mask), (1 − Pd)^k ≤ α, at its
+        learnt Pd and period (0 when unknown, or when α ≥ 1)."""
+        pd = np.clip(self.pd_num / self.pd_den, 0.3, 0.99)
+        scans = np.maximum(np.log(alpha)[:, None] / np.log1p(-pd)[None, :], 0.0)
+        return self._soonest(mask, self.period_s[None, :] * scans)
+
+    def _soonest(self, mask: npt.NDArray[np.uint64], seconds: FloatArray) -> FloatArray:
+        """Per mask, the least of `seconds` ((1 or masks) × sensors) over the sensors in it."""
+        bits = np.flatnonzero(np.isfinite(self.period_s))  # the few that reported
+        fed_by = ((mask[:, None] >> bits.astype(np.uint64)[None, :]) & np.uint64(1)).astype(bool)
+        soonest = np.min(np.where(fed_by, seconds[:, bits], np.inf), axis=1, initial=np.inf)
+        return np.asarray(np.where(np.isfinite(soonest), soonest, 0.0), dtype=np.float64)
