@@ -14,11 +14,13 @@ existence, and housekeeping on the data's clock.
   least a few scan periods of the fastest sensor that fed the track (learnt, not configured, so a
   1 Hz radar's tracks do not coast between its frames); deletion by covariance growth; and
   deletion of an established track whose predicted position has left the coverage of every
-  sensor that could update it, once it has gone unseen as long as a present target is missed with
-  probability α at the learnt Pd: (1 − Pd)^k ≤ α, k scans, where plain view asks α². Outside by
-  its estimate is not outside in truth: a target flying along the edge of a field of view is
-  detected there (a radar's beam has no hard edge) while its estimate, a fraction of a σ away,
-  sits just beyond it; one unlucky miss must not cost it its identity.
+  sensor that could update it, once unseen for as long as a present target inside would be missed
+  with probability α/odds at the learnt Pd, the odds that it is inside taken from how many σ of
+  its own range or angle it is beyond the edge: far out it goes at once, on the edge it waits
+  (1 − Pd)^k ≤ α (plain view asks α²). Outside by its estimate is not outside in truth: a target
+  flying along the edge of a field of view is detected there (a beam has no hard edge) while its
+  estimate, a fraction of a σ away, sits just beyond it; one unlucky miss must not cost it its
+  identity.
 """
 
 from __future__ import annotations
@@ -246,6 +248,7 @@ class TrackManager:
         return active[drop_firm], active[drop_tentative]
 
     def predicted(self, active: IndexArray, t: float) -> FloatArray:
+        """Positions at `t` on each track's constant-velocity line."""
         tb = self.table
         return np.asarray(tb.x[active, :3] + tb.x[active, 3:] * (t - tb.t_state[active])[:, None])
 
