@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import struct
 import wave
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
@@ -454,6 +455,22 @@ def assert_ti_split_independent(stream: bytes, cuts: Sequence[int], byte_by_byte
     for a, b in itertools.pairwise(bounds):
         frames += parser.feed(stream[a:b])
         assert _ti_state(parser, frames) == _ti_whole(stream[:b]), f"after the piece ending at byte {b}"
+
+
+def test_an_xwr14xx_frame_cut_short_after_its_tlvs_is_kept_however_the_reads_split() -> None:
+    """Found by the property below: an SDK 2.x xWR14xx frame (36-byte header, no TLVs) whose next
+    frame starts 39 bytes in. Fed whole, its 39 bytes were decoded with the 40-byte header and
+    dropped; byte by byte it was kept. Only padding was lost: it is kept either way."""
+
+    def sdk3(number: int) -> bytes:
+        header = TI_MAGIC + struct.pack("<8I", 0x03040003, 64, 0x0A1642, number, 0, 0, 0, 0)
+        return header + bytes(64 - len(header))
+
+    short = TI_MAGIC + struct.pack("<7I", 0x02000004, 64, 0x0A1443, 1, 0, 0, 0) + b"\xa6\xc3\xe0"
+    stream = sdk3(0) + short + sdk3(2)
+    frames, counts, _ = _ti_whole(stream)
+    assert [json.loads(f)["frame"] for f in frames] == [0, 1, 2] and counts["dropped_frames"] == 0
+    assert_ti_split_independent(stream, [])
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -28,6 +28,8 @@ MAGIC = b"\x02\x01\x04\x03\x06\x05\x08\x07"
 _MAGIC_PREFIX_LAST_BYTES = frozenset(MAGIC[:-1])  # how the first 1-7 bytes of a magic word can end
 HEADER = struct.Struct("<8s8I")
 HEADER_LEN = HEADER.size  # 40; 36 for SDK 2.x on xWR14xx (sdk2.HEADER_LEN_XWR14XX)
+_HEADER_XWR14XX = struct.Struct("<8s7I")
+_U32 = struct.Struct("<I")
 TL = struct.Struct("<II")
 SEGMENT_LEN = 32  # MMWDEMO_OUTPUT_MSG_SEGMENT_LEN: frames are padded to a multiple of this
 MAX_FRAME_LEN = 64 * 1024
@@ -128,9 +130,9 @@ def _decode(frame: bytes, doppler_bin_mps: float | None) -> tuple[TiFrame, int]:
     `frame` may be shorter than totalPacketLen when the next frame starts inside it: then the TLVs
     must fit in what is there (only padding may be missing).
     """
-    _, version, _, platform, number, cycles, num_obj, num_tlvs, subframe = HEADER.unpack_from(frame)
-    if version >> 24 != 3:
+    if _HEADER_XWR14XX.unpack_from(frame)[1] >> 24 != 3:  # whose header may be 36 bytes
         return _decode_sdk2(frame, doppler_bin_mps)
+    _, version, _, platform, number, cycles, num_obj, num_tlvs, subframe = HEADER.unpack_from(frame)
     total_len = len(frame)
     off = HEADER_LEN
     points = np.empty((0, 4), dtype=F32)
@@ -200,8 +202,11 @@ def _decode(frame: bytes, doppler_bin_mps: float | None) -> tuple[TiFrame, int]:
 
 
 def _decode_sdk2(frame: bytes, doppler_bin_mps: float | None) -> tuple[TiFrame, int]:
-    _, version, _, platform, number, cycles, num_obj, num_tlvs, subframe = HEADER.unpack_from(frame)
+    """An xWR14xx frame has a 36-byte header: one cut short by the next frame's start after its
+    TLVs may hold fewer than 40 bytes, and is kept like any other."""
+    _, version, _, platform, number, cycles, num_obj, num_tlvs = _HEADER_XWR14XX.unpack_from(frame)
     start = sdk2.header_len(platform)
+    subframe = _U32.unpack_from(frame, HEADER_LEN - _U32.size)[0] if start == HEADER_LEN else 0
     tlvs = sdk2.decode_tlvs(frame, start, num_tlvs, num_obj)
     points = np.empty((0, 4), dtype=F32)
     if tlvs.objects is not None and tlvs.q_format is not None:
@@ -212,7 +217,7 @@ def _decode_sdk2(frame: bytes, doppler_bin_mps: float | None) -> tuple[TiFrame, 
         version=version,
         platform=platform,
         time_cpu_cycles=cycles,
-        subframe=subframe if start == HEADER_LEN else 0,
+        subframe=subframe,
         points=points,
         range_profile=tlvs.range_profile,
         noise_profile=tlvs.noise_profile,
