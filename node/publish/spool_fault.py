@@ -77,8 +77,9 @@ class DiskFault:
         if self._failing:
             self.error = next(iter(self._failing.values()))
             return
-        self.error = ""
+        # Logged before health turns ok, so that whoever sees "ok" finds the line that says why.
         log.warning("spool: %s can be written again; new messages are crash-safe again", self.directory)
+        self.error = ""
 
     def health(self) -> dict[str, str]:
         """`state`, and `error` while degraded."""
