@@ -265,19 +265,10 @@ class TrackManager:
             if isinstance(model, PositionVelocityModel):
                 z[(tb.sensor_mask[active] >> np.uint64(bit)) & np.uint64(1) == 1] = -np.inf
             elif is_radar(model):
-                c = model.coverage
                 pred, h = model.predict(state)
                 h = h[:, :3]
-                sig = np.sqrt(np.maximum(np.einsum("kij,kjl,kil->ki", h, tb.p[active], h), 1e-12))
-                rng, az, el = pred[:, 0], np.abs(pred[:, 1]), np.abs(pred[:, 2])
-                beyond = np.stack(
-                    [
-                        (rng - c.max_range_m) / sig[:, 0],
-                        (c.min_range_m - rng) / sig[:, 0],
-                        (az - c.fov_az_rad) / sig[:, 1],
-                        (el - c.fov_el_rad) / sig[:, 2],
-                    ]
-                )
+                sig = np.sqrt(np.maximum(np.einsum("kij,kjl,kil->ik", h, tb.p[active], h), 1e-12))
+                beyond = model.coverage.beyond(pred[:, 0], pred[:, 1], pred[:, 2]) / sig[[0, 0, 1, 2]]
                 z = np.minimum(z, beyond.max(axis=0))
             else:
                 d = model.coverage.distance_outside(model.pose, where)

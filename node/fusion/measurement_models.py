@@ -49,19 +49,26 @@ class Coverage:
             & (np.abs(el) <= self.fov_el_rad)
         )
 
+    def beyond(self, rng: FloatArray, az: FloatArray, el: FloatArray) -> FloatArray:
+        """(4, K): how far past each limit the points are, in its own unit (m past the far and
+        the near range, rad past the azimuth and the elevation edge); all ≤ 0 inside."""
+        return np.stack(
+            [
+                rng - self.max_range_m,
+                self.min_range_m - rng,
+                np.abs(az) - self.fov_az_rad,
+                np.abs(el) - self.fov_el_rad,
+            ]
+        )
+
     def distance_outside(self, pose: Pose, enu: FloatArray) -> FloatArray:
         """How far (m) each point is beyond the coverage's nearest violated limit: beyond a range
         limit, or the arc beyond an angular edge at its range; 0 inside."""
         rng, az, el = cartesian_to_spherical(pose.enu_to_sensor(enu))
-        beyond = np.stack(
-            [
-                rng - self.max_range_m,
-                self.min_range_m - rng,
-                (np.abs(az) - self.fov_az_rad) * rng * np.cos(el),
-                (np.abs(el) - self.fov_el_rad) * rng,
-            ]
-        )
-        return np.asarray(np.maximum(beyond.max(axis=0), 0.0), dtype=np.float64)
+        metres = self.beyond(rng, az, el)
+        metres[2] *= rng * np.cos(el)  # the arcs past the angular edges at the points' ranges
+        metres[3] *= rng
+        return np.asarray(np.maximum(metres.max(axis=0), 0.0), dtype=np.float64)
 
 
 RADIAL_SPAN_MPS = 40.0
