@@ -29,7 +29,6 @@ _MAGIC_PREFIX_LAST_BYTES = frozenset(MAGIC[:-1])  # how the first 1-7 bytes of a
 HEADER = struct.Struct("<8s8I")
 HEADER_LEN = HEADER.size  # 40; 36 for SDK 2.x on xWR14xx (sdk2.HEADER_LEN_XWR14XX)
 _HEADER_XWR14XX = struct.Struct("<8s7I")
-_U32 = struct.Struct("<I")
 TL = struct.Struct("<II")
 SEGMENT_LEN = 32  # MMWDEMO_OUTPUT_MSG_SEGMENT_LEN: frames are padded to a multiple of this
 MAX_FRAME_LEN = 64 * 1024
@@ -206,7 +205,7 @@ def _decode_sdk2(frame: bytes, doppler_bin_mps: float | None) -> tuple[TiFrame, 
     TLVs may hold fewer than 40 bytes, and is kept like any other."""
     _, version, _, platform, number, cycles, num_obj, num_tlvs = _HEADER_XWR14XX.unpack_from(frame)
     start = sdk2.header_len(platform)
-    subframe = _U32.unpack_from(frame, HEADER_LEN - _U32.size)[0] if start == HEADER_LEN else 0
+    subframe = HEADER.unpack_from(frame)[8] if start == HEADER_LEN else 0
     tlvs = sdk2.decode_tlvs(frame, start, num_tlvs, num_obj)
     points = np.empty((0, 4), dtype=F32)
     if tlvs.objects is not None and tlvs.q_format is not None:
