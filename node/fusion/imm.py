@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from cuas_node.fusion.measurement_models import MeasurementModel
+from cuas_node.fusion.measurement_models import MeasurementModel, ekf_update
 from cuas_node.fusion.models import STATE_DIM, axis_noise, cv_matrix, cv_predict, white_accel_pattern
 from cuas_node.fusion.tracks import TrackTable
 
@@ -114,17 +114,13 @@ def update(
     a, n_models, d = slots.shape[0], params.n_models, z.shape[1]
     if a == 0:
         return
-    xm = table.xm[slots].reshape(a * n_models, STATE_DIM)
-    pm = table.pm[slots].reshape(a * n_models, STATE_DIM, STATE_DIM)
-    z_pred, h = model.predict(xm)
-    pht = pm @ h.transpose(0, 2, 1)
-    s = h @ pht + np.repeat(r, n_models, axis=0)
-    s_inv = np.linalg.inv(s)
-    nu = model.innovation(np.repeat(z, n_models, axis=0), z_pred)
-    gain = pht @ s_inv
-    xm = xm + np.einsum("kij,kj->ki", gain, nu)
-    pm = pm - gain @ pht.transpose(0, 2, 1)  # K S Kᵀ, S symmetric
-    pm = 0.5 * (pm + pm.transpose(0, 2, 1))
+    xm, pm, nu, s, s_inv = ekf_update(
+        model,
+        table.xm[slots].reshape(a * n_models, STATE_DIM),
+        table.pm[slots].reshape(a * n_models, STATE_DIM, STATE_DIM),
+        np.repeat(z, n_models, axis=0),
+        np.repeat(r, n_models, axis=0),
+    )
     d2 = np.einsum("ki,kij,kj->k", nu, s_inv, nu)
     _, logdet = np.linalg.slogdet(s)
     loglik = (-0.5 * (d2 + logdet + d * np.log(2.0 * np.pi))).reshape(a, n_models)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from cuas_node.fusion.measurement_models import MeasurementModel
+from cuas_node.fusion.measurement_models import MeasurementModel, ekf_update
 from cuas_node.fusion.models import STATE_DIM, axis_noise, cv_predict
 from cuas_node.fusion.tracks import TrackTable
 
@@ -115,11 +115,7 @@ def information_now(
     # same way, so that the measurement is their only difference.
     x_prior, p_prior = cv_predict(x_tau, p_tau, t_meas - t_tau, noise)
     x_without, p_without = cv_predict(x_prior, p_prior, t_now - t_meas, noise)
-    z_pred, h = model.predict(x_prior)
-    pht = p_prior @ h.swapaxes(1, 2)
-    gain = pht @ np.linalg.inv(h @ pht + r)
-    x_at = x_prior + np.einsum("kij,kj->ki", gain, model.innovation(z, z_pred))
-    p_at = _symmetric(p_prior - gain @ pht.swapaxes(1, 2))
+    x_at, p_at, *_ = ekf_update(model, x_prior, p_prior, z, r)
     x_with, p_with = cv_predict(x_at, p_at, t_now - t_meas, noise)
     info_with = np.linalg.inv(p_with)
     info = _symmetric(info_with - np.linalg.inv(p_without))

@@ -237,3 +237,19 @@ def bearing_model(sensor: BearingSensor) -> BearingModel:
     return BearingModel(
         sensor.sensor_id, sensor.pose, Coverage(sensor.max_range_m), propagation_mps=sensor.propagation_mps
     )
+
+
+def ekf_update(
+    model: MeasurementModel, x: FloatArray, p: FloatArray, z: FloatArray, r: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """One extended-Kalman update of states (K,6), (K,6,6) by measurements (K,D), (K,D,D), linearised
+    at each state: the updated x and P, and the innovation ν, S and S⁻¹ (for likelihoods)."""
+    z_pred, h = model.predict(x)
+    pht = p @ h.swapaxes(1, 2)
+    s = h @ pht + r
+    s_inv = np.asarray(np.linalg.inv(s), dtype=np.float64)
+    nu = model.innovation(z, z_pred)
+    gain = pht @ s_inv
+    x = x + np.einsum("kij,kj->ki", gain, nu)
+    p = p - gain @ pht.swapaxes(1, 2)  # K S Kᵀ, S symmetric
+    return x, 0.5 * (p + p.swapaxes(1, 2)), nu, s, s_inv
