@@ -10,7 +10,6 @@ arrives after its turn is still released (fusion retrodicts it) and counted as `
 from __future__ import annotations
 
 import bisect
-import itertools
 import math
 import operator
 from collections.abc import Callable, Iterable
@@ -28,7 +27,7 @@ class ReorderBuffer:
         self.capture_time = capture_time
         self.late = 0
         self._pending: list[tuple[float, int, AnyMeasurement]] = []
-        self._seq = itertools.count()
+        self._arrivals = 0  # arrival order, the tie-break between equal capture times
         self._released_until = -math.inf
 
     def __len__(self) -> int:
@@ -37,10 +36,12 @@ class ReorderBuffer:
     def push(self, batch: Iterable[AnyMeasurement]) -> list[AnyMeasurement]:
         """Hold a batch; return, in capture-time order, all that is older than the window behind
         the newest of it."""
-        held = [(self.capture_time(m), next(self._seq), m) for m in batch]
+        capture_time, first = self.capture_time, self._arrivals
+        held = [(capture_time(m), first + i, m) for i, m in enumerate(batch)]
         if not held:
             return []
-        latest = max(t for t, _, _ in held)
+        self._arrivals += len(held)
+        latest = max(held, key=_capture)[0]
         self._pending.extend(held)
         self._pending.sort(key=_order)
         return self.release(latest - self.window_s)

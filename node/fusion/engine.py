@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ from cuas_node.fusion.measurement_models import (
     PositionVelocityModel,
     RadarModel,
     bearing_model,
+    noise_from_sigmas,
     radar_model,
 )
 from cuas_node.fusion.params import (
@@ -68,45 +70,34 @@ class FusionCounters:
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
-def _diag(sigmas: np.ndarray) -> np.ndarray:
-    m, d = sigmas.shape
-    out = np.zeros((m, d, d))
-    idx = np.arange(d)
-    out[:, idx, idx] = sigmas**2
-    return out
+_RADAR_FIELDS = operator.attrgetter(
+    "range_m",
+    "az_rad",
+    "el_rad",
+    "radial_mps",
+    "sigma_range_m",
+    "sigma_az_rad",
+    "sigma_el_rad",
+    "sigma_radial_mps",
+    "extent_m",
+)
 
 
 def radar_arrays(
     detections: Sequence[RadarDetection], range_bias_m: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Stack a frame's detections: z (M,4) and sigmas (M,4), NaN where range-rate is absent, and
-    two masks (M,): `valid` (finite range > 0, finite angles, finite positive sigmas: anything else
-    would put a NaN or an infinity into a track) and `rate` (a usable range-rate: finite, with a
-    finite positive sigma; None and NaN both count as absent)."""
-    nan = math.nan
-    z = np.array(
-        [
-            (d.range_m - range_bias_m, d.az_rad, d.el_rad, nan if d.radial_mps is None else d.radial_mps)
-            for d in detections
-        ],
-        dtype=np.float64,
-    ).reshape(-1, 4)
-    sig = np.array(
-        [
-            (
-                d.sigma_range_m,
-                d.sigma_az_rad,
-                d.sigma_el_rad,
-                nan if d.sigma_radial_mps is None else d.sigma_radial_mps,
-            )
-            for d in detections
-        ],
-        dtype=np.float64,
-    ).reshape(-1, 4)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Stack a frame's detections: z (M,4), sigmas (M,4) and extents (M,), NaN where range-rate
+    is absent, and two masks (M,): `valid` (finite range > 0, finite angles, finite positive sigmas:
+    anything else would put a NaN or an infinity into a track) and `rate` (a usable range-rate:
+    finite, with a finite positive sigma; None and NaN both count as absent). One pass over the
+    objects (None becomes NaN in a float array): a frame is a hundred of them."""
+    rows = np.array(list(map(_RADAR_FIELDS, detections)), dtype=np.float64).reshape(-1, 9)
+    z, sig = rows[:, :4], rows[:, 4:8]
+    z[:, 0] -= range_bias_m
     with np.errstate(invalid="ignore"):
         finite = np.isfinite(z) & np.isfinite(sig) & (sig > 0.0)
         valid = finite[:, :3].all(axis=1) & (z[:, 0] > 0.0)
-    return z, sig, valid, valid & finite[:, 3]
+    return z, sig, rows[:, 8], valid, valid & finite[:, 3]
 
 
 class FusionEngine:
@@ -211,10 +202,9 @@ class FusionEngine:
         if not isinstance(model, RadarModel) or position_only is None:
             self.counters.unsupported += len(detections)
             return
-        z, sig, valid, rate = radar_arrays(detections, self.range_bias.get(sensor_id, 0.0))
+        z, sig, extent, valid, rate = radar_arrays(detections, self.range_bias.get(sensor_id, 0.0))
         if not model.range_rate:
             rate[:] = False  # the radar is declared without range-rate: its radial values are not trusted
-        extent = np.array([d.extent_m for d in detections], dtype=np.float64)
         keep = valid
         self.counters.invalid += int(np.count_nonzero(~valid))
         ground = self.tracker.ground
@@ -232,7 +222,7 @@ class FusionEngine:
             if part_model.dim == 3:
                 self.counters.without_range_rate += int(np.count_nonzero(rows))
             d = part_model.dim
-            scan = Scan(part_model, t, z[rows, :d], _diag(sig[rows, :d]), full_scan=i == 0)
+            scan = Scan(part_model, t, z[rows, :d], noise_from_sigmas(sig[rows, :d]), full_scan=i == 0)
             result = self.tracker.process(scan)
             self.counters.scans += 1
             hit = result.slot_of >= 0
@@ -251,7 +241,7 @@ class FusionEngine:
             return
         z = np.array([(b.az_rad, b.el_rad) for b in bearings])
         sig = np.array([(b.sigma_az_rad, b.sigma_el_rad) for b in bearings])
-        result = self.tracker.process(Scan(model, t, z, _diag(sig), full_scan=False))
+        result = self.tracker.process(Scan(model, t, z, noise_from_sigmas(sig), full_scan=False))
         self.counters.scans += 1
         hit = result.slot_of >= 0
         likelihood = np.array([b.drone_likelihood for b in bearings])[hit]

@@ -118,8 +118,6 @@ def diagonal_covariance(sigmas: FloatArray) -> FloatArray:
     return r
 
 
-radar_noise = diagonal_covariance
-
 
 def radar_to_state(
     z: FloatArray, sigmas: FloatArray, pose: Pose, sigma_v: float

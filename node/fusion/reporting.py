@@ -6,7 +6,7 @@ Full precision, SI units, no wire identifiers: rounding and ids are the wire for
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -16,13 +16,9 @@ from cuas_node.fusion.identity import IdentityBinder
 from cuas_node.fusion.snapshots import Snapshots
 from cuas_node.fusion.tracks import TrackTable
 from cuas_node.kernel.geo import LocalFrame
-from cuas_node.kernel.reports import TrackReport, Vector3
+from cuas_node.kernel.reports import TrackReport
 
 FloatArray = npt.NDArray[np.float64]
-
-
-def _vector(v: Sequence[float]) -> Vector3:
-    return float(v[0]), float(v[1]), float(v[2])
 
 
 def track_reports(
@@ -48,28 +44,31 @@ def track_reports(
     logp = classify.posterior(s.class_logp, kinematics)
     classes = classify.summaries(logp, s.class_logp, s.evidence_mask, s.hover_s)
     lats, lons, alts = np.asarray(lat).tolist(), np.asarray(lon).tolist(), np.asarray(alt).tolist()
-    live = slots.tolist() if slots is not None else None
+    live = slots.tolist() if slots is not None else [-1] * len(s)
+    # Plain tuples from `tolist` rows: a hundred tracks several times a second, so no per-value
+    # conversion calls.
+    covs = [((a[0], a[1], a[2]), (b[0], b[1], b[2]), (c[0], c[1], c[2])) for a, b, c in s.cov.tolist()]
     reports = []
-    rows = zip(s.enu.tolist(), s.vel.tolist(), s.cov.tolist(), strict=True)
-    for i, (position, vel, cov) in enumerate(rows):
+    rows = zip(live, s.number, s.status, s.t, s.enu.tolist(), s.vel.tolist(), covs, strict=True)
+    for i, (slot, number, status, t, position, vel, cov) in enumerate(rows):
         binding = None
-        if live is not None and live[i] >= 0:
-            binding = binder.describe(s.number[i], table, live[i], s.t[i], in_physical_coverage, geodetic)
+        if slot >= 0:
+            binding = binder.describe(number, table, slot, t, in_physical_coverage, geodetic)
         reports.append(
             TrackReport(
-                number=s.number[i],
-                status=s.status[i],
-                t=s.t[i],
-                lat=lats[i],
-                lon=lons[i],
-                alt_m=alts[i],
-                enu_m=_vector(position),
-                vel_enu_mps=_vector(vel),
-                pos_cov_enu_m2=(_vector(cov[0]), _vector(cov[1]), _vector(cov[2])),
-                classification=classes[i],
-                sensors=s.sensors[i],
-                bearing_only=s.bearing_only[i],
-                remote_id=binding,
+                number,
+                status,
+                t,
+                lats[i],
+                lons[i],
+                alts[i],
+                (position[0], position[1], position[2]),
+                (vel[0], vel[1], vel[2]),
+                cov,
+                classes[i],
+                s.sensors[i],
+                s.bearing_only[i],
+                binding,
             )
         )
     return reports
