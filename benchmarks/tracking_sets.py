@@ -242,6 +242,7 @@ def _sets(duration: float, stress_duration: float, big: int) -> list[SetSpec]:
         SetSpec("lr-20x50", lr, 20, 50, pd=0.8, duration_s=duration),
         SetSpec(f"lr-{big}x10", lr, big, 10, duration_s=duration),
         SetSpec("lr-stress", lr, 20, 30, pd=0.7, stress=True, duration_s=stress_duration),
+        SetSpec("lr-500x10", lr, 500, 10, duration_s=duration),  # a swarm, all in view at once
     ]
 
 

@@ -90,7 +90,9 @@ class FusionSection(Section):
     max_position_sigma_m: float = Field(default=200.0, gt=0)
     process_accel_mps2: float = Field(default=3.0, gt=0)
     process_accel_vertical_mps2: float = Field(default=1.0, gt=0)
-    max_tracks: int = Field(default=256, ge=1, le=4096)
+    max_tracks: int = Field(
+        default=4096, ge=1, le=16384, description="at most this many tracks; the table grows to it as needed"
+    )
     max_tentative: int = Field(
         default=128, ge=1, description="tentative pool: beyond it the least likely are pruned"
     )

@@ -14,9 +14,11 @@ from hypothesis.extra.numpy import arrays
 from cuas_node.assembly import core_setup
 from cuas_node.config import Config, build_config
 from cuas_node.core.step import NodeCore
+from cuas_node.fusion import late
 from cuas_node.fusion.models import largest_eigenvalue, radar_predict, radar_to_state
 from cuas_node.fusion.params import FusionParams, RadarSensor
 from cuas_node.fusion.tracker import RadarScan, Tracker
+from cuas_node.fusion.tracks import TrackTable
 from cuas_node.kernel.measurement import GpsFix, RadarDetection
 from cuas_node.kernel.pose import Pose, cartesian_to_spherical
 
@@ -198,17 +200,21 @@ def test_clutter_map_raises_the_bar_where_false_alarms_recur() -> None:
 
 def test_tentative_pool_prunes_the_least_likely_instead_of_refusing_births() -> None:
     """`max_tentative` is a pool, not a door: a flood of one-off detections keeps the pool at its
-    size by pruning the least likely tentative hypotheses (lowest track score), and a real target
-    born later still gets its track; a birth is refused only when established tracks hold every
+    size (or at twice the frame's births, if more: a burst of new targets all get hypotheses) by
+    pruning the least likely tentative hypotheses (lowest track score), and a real target born
+    later still gets its track; a birth is refused only when established tracks hold every
     slot."""
     params = FusionParams(max_tentative=10)
     tracker = Tracker(params, ["radar"])
     geometry = RadarSensor("radar", Pose.from_angles(0, 0, 0, (0, 0, 0)), 200.0)
     rng = np.random.default_rng(9)
-    tracker.process_radar(
-        _scan(geometry.pose, np.zeros((0, 3)), np.zeros((0, 3)), 0.0, rng, clutter=40), geometry
-    )
-    assert int((tracker.table.status != 0).sum()) == 10
+    for k in range(6):  # fresh clutter every frame: the old hypotheses linger a frame or two
+        tracker.process_radar(
+            _scan(geometry.pose, np.zeros((0, 3)), np.zeros((0, 3)), 0.05 * k - 0.3, rng, clutter=40),
+            geometry,
+        )
+        tentative = int((tracker.table.status == 1).sum())
+        assert tentative <= 2 * 40, tentative
     assert tracker.births_pruned >= 25 and tracker.initiations_refused == 0
     target = np.array([[5.0, 60.0, 10.0]])
     for k in range(1, 12):  # the target among fresh clutter every frame
@@ -224,6 +230,31 @@ def test_tentative_pool_prunes_the_least_likely_instead_of_refusing_births() -> 
         _scan(geometry.pose, np.zeros((0, 3)), np.zeros((0, 3)), 0.0, rng, clutter=5), geometry
     )
     assert full.initiations_refused >= 1 and full.births_pruned == 0
+
+
+def test_the_track_table_grows_to_its_limit_keeping_every_track() -> None:
+    """Slots are never moved by growth: every column of a live slot keeps its value, new slots are
+    free with the defaults of a new table, and growth stops at `max_tracks`."""
+    table = TrackTable(10, 2, (0.5, 0.5), capacity=4)
+    rng = np.random.default_rng(3)
+    slots = table.allocate(rng.normal(size=(4, 6)), np.tile(np.eye(6), (4, 1, 1)), 1.0, 0, True)
+    table.score[slots] = [1.0, 2.0, 3.0, 4.0]
+    before = {k: v.copy() for k, v in vars(table).items() if isinstance(v, np.ndarray)}
+    assert table.reserve(5) and table.capacity == 10  # 4 → 8 is not enough for 5 more; 16 > limit
+    fresh = TrackTable(10, 2, (0.5, 0.5))
+    for name, old in before.items():
+        if name == "initial_mode":
+            continue
+        grown = getattr(table, name)
+        assert grown.shape[0] == 10, name
+        np.testing.assert_array_equal(grown[:4], old, err_msg=name)
+        np.testing.assert_array_equal(grown[4:], getattr(fresh, name)[4:], err_msg=name)
+    assert not table.reserve(7) and table.capacity == 10  # at its limit: the caller prunes or refuses
+    history = late.History(4)
+    history.start(table, slots)
+    history.grow(table.capacity)
+    assert history.t.shape[0] == 10 and np.isinf(history.t[4:]).all()
+    np.testing.assert_array_equal(history.x[:4, 0], table.x[:4])
 
 
 @settings(max_examples=200, deadline=None)

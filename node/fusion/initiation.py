@@ -12,9 +12,9 @@ resolution cells at its range) but did not. Wald's sequential test on L, with α
   uniform);
 - a tentative track is rejected as soon as L ≤ ln(β/(1 − α)).
 Births are never refused for want of tentative room: when the tentative pool would exceed
-`max_tentative` (or the table has no free slot), the least likely tentative hypotheses (lowest L,
-new births at 0 included) are pruned, never a confirmed or coasting track. Only when every slot
-holds an established track is a birth refused.
+`max_tentative` or twice the scan's births (or the table, grown to its limit, has no free slot),
+the least likely tentative hypotheses (lowest L, new births at 0 included) are pruned, never a
+confirmed or coasting track. Only when every slot holds an established track is a birth refused.
 """
 
 from __future__ import annotations
@@ -74,7 +74,11 @@ def make_room(table: TrackTable, births: int, max_tentative: int, counters: Birt
     refused = max(births - free - tentative.size, 0)  # established tracks hold every other slot
     counters.refused += refused
     births -= refused
-    excess = max(tentative.size + births - max_tentative, births - free, 0)
+    # The pool holds at least two frames' worth of this frame's births: a burst of new targets (a
+    # swarm coming into view at once) all get hypotheses, while the cost stays proportional to
+    # what the sensor itself delivers (gating already pairs every track with every detection).
+    pool = max(max_tentative, 2 * births)
+    excess = max(tentative.size + births - pool, births - free, 0)
     if excess == 0:
         return births
     # Rank old tentatives and the new births (score 0) together; drop the `excess` least likely.

@@ -53,6 +53,13 @@ class History:
         self.p = np.zeros((capacity, HISTORY_LENGTH, STATE_DIM, STATE_DIM))
         self.newest = np.zeros(capacity, dtype=np.intp)
 
+    def grow(self, capacity: int) -> None:
+        """Follow the track table's growth (`TrackTable.reserve`): new slots have no history."""
+        fresh = History(capacity)
+        old = self.newest.size
+        fresh.t[:old], fresh.x[:old], fresh.p[:old], fresh.newest[:old] = self.t, self.x, self.p, self.newest
+        self.t, self.x, self.p, self.newest = fresh.t, fresh.x, fresh.p, fresh.newest
+
     def start(self, table: TrackTable, slots: IndexArray) -> None:
         """New tracks: their history is their first estimate."""
         self.t[slots] = np.inf

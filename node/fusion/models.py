@@ -118,7 +118,6 @@ def diagonal_covariance(sigmas: FloatArray) -> FloatArray:
     return r
 
 
-
 def radar_to_state(
     z: FloatArray, sigmas: FloatArray, pose: Pose, sigma_v: float
 ) -> tuple[FloatArray, FloatArray]:

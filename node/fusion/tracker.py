@@ -87,7 +87,7 @@ class Tracker:
             accel_v_mps2=(params.process_accel_vertical_mps2 / 4.0, params.process_accel_vertical_mps2 * 2.0),
         )
         self.table = TrackTable(params.max_tracks, self.imm.n_models, self.imm.initial_mode)
-        self.history = late.History(params.max_tracks)  # past estimates, for late measurements
+        self.history = late.History(self.table.capacity)  # past estimates, for late measurements
         self.sensor_bits = {sid: i for i, sid in enumerate(sensor_ids[:63])}
         self.stats = SensorStats(params.clutter_per_scan, params.detection_probability)
         self.manager = TrackManager(params, self.table, self.stats, self._underground)
@@ -333,6 +333,8 @@ class Tracker:
             return candidates, candidates
         x, p = scan.model.initiate(scan.z[candidates], scan.r[candidates])
         keep = distinct(x[:, :3], np.trace(p[:, :3, :3], axis1=1, axis2=2))
+        if self.table.reserve(int(keep.sum())):
+            self.history.grow(self.table.capacity)
         placed = make_room(self.table, int(keep.sum()), self.params.max_tentative, self.births)
         keep[np.flatnonzero(keep)[placed:]] = False
         slots = self.table.allocate(x[keep], p[keep], scan.t, bit, scan.model.ranging)

@@ -1,7 +1,9 @@
 """Structure-of-arrays track table: every track's state lives in preallocated numpy arrays.
 
 Why SoA: the hot path (predict, gate, update) is then a handful of batched numpy calls whatever
-the number of tracks, and the memory of the node is fixed by `capacity` rather than by traffic.
+the number of tracks. The arrays start at `INITIAL_CAPACITY` slots and double when a birth finds
+no free slot, up to the configured `max_tracks`: a quiet site keeps a small table, a swarm of
+hundreds gets its tracks, and the memory stays bounded by configuration, not by traffic.
 Each track carries an IMM: one state and covariance per motion model plus the model
 probabilities; `x` and `p` hold the moment-matched combination used for gating and output.
 """
@@ -31,10 +33,18 @@ class Status:
     LABELS = ("free", "tentative", "confirmed", "coasting")
 
 
-class TrackTable:
-    """Fixed-capacity arrays; a slot is in use when its status is not FREE."""
+INITIAL_CAPACITY = 256
 
-    def __init__(self, capacity: int, n_models: int, initial_mode: npt.ArrayLike) -> None:
+
+class TrackTable:
+    """Slot arrays that grow by doubling up to `limit`; a slot is in use when its status is not
+    FREE. Slots never move: a slot index stays valid while its track lives."""
+
+    def __init__(
+        self, limit: int, n_models: int, initial_mode: npt.ArrayLike, capacity: int | None = None
+    ) -> None:
+        self.limit = limit
+        capacity = min(limit, INITIAL_CAPACITY) if capacity is None else capacity
         self.capacity = capacity
         self.n_models = n_models
         self.initial_mode = np.asarray(initial_mode, dtype=np.float64)
@@ -75,6 +85,24 @@ class TrackTable:
 
     def active(self) -> npt.NDArray[np.intp]:
         return np.flatnonzero(self.status != Status.FREE)
+
+    def reserve(self, births: int) -> bool:
+        """Grow (doubling, up to `limit`) until `births` slots are free or the limit is reached;
+        True when the table grew (the caller's slot-sized companions, e.g. `late.History`, then
+        follow `capacity`)."""
+        free = int(np.count_nonzero(self.status == Status.FREE))
+        capacity = self.capacity
+        while free + capacity - self.capacity < births and capacity < self.limit:
+            capacity = min(2 * capacity, self.limit)
+        if capacity == self.capacity:
+            return False
+        fresh = TrackTable(self.limit, self.n_models, self.initial_mode, capacity)
+        for name, column in vars(self).items():
+            if isinstance(column, np.ndarray) and name != "initial_mode":
+                getattr(fresh, name)[: self.capacity] = column
+                setattr(self, name, getattr(fresh, name))
+        self.capacity = capacity
+        return True
 
     def allocate(
         self, x: npt.NDArray[np.float64], p: npt.NDArray[np.float64], t: float, sensor_bit: int, ranging: bool
