@@ -36,7 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 CUAS_NODE = str(Path(sys.executable).parent / "cuas-node")
 RATE_HZ = 10.0
-WARMUP_FRAMES = 15  # confirmation (4 of 6) and the first publishes are not steady state
+WARMUP_FRAMES = 15  # confirmation (3 of 6 and the track score) and the first publishes: not steady state
 
 
 def free_port() -> int:

@@ -18,10 +18,10 @@ sets with range-rate, 200 m; long-range 3-D sets without range-rate, 300–2500 
   or along the line of sight at the range-rate, 15 m/s per axis); `MultiMeasurementInitiator` with
   `min_points` = the hits our tracker needs to confirm in the clean case (`confirm_hits`: the
   M-of-N count, or more if the expected track score per hit at the set's clutter density is too
-  small to reach the SPRT confirm threshold in that many); tentative tracks deleted by the same SPRT
-  score test as ours (`ScoreDeleter`: ln(Pd·g/λ) per hit, ln(1 − Pd) per miss, rejected at
-  ln(β/(1 − α)), or after 1 s unseen); confirmed tracks deleted after as many consecutive misses as
-  ours (`Thresholds.misses_to_delete(Pd)`).
+  small to reach the SPRT confirm threshold in that many), at least `COMPARATOR_MIN_HITS`;
+  tentative tracks deleted by the same SPRT score test as ours (`ScoreDeleter`: ln(Pd·g/λ) per
+  hit, ln(1 − Pd) per miss, rejected at ln(β/(1 − α)), or after 1 s unseen); confirmed tracks
+  deleted after as many consecutive misses as ours (`Thresholds.misses_to_delete(Pd)`).
 - The floor: benchmarks/numpy_gnn.py, a minimal vectorised GNN-EKF (same models, M-of-N, no IMM).
 
 Per scan: CPU time (`time.process_time`) of the tracker's own call only (inputs are built before
@@ -109,9 +109,16 @@ def node_config(spec: SetSpec) -> Any:
     return build_config(data, "benchmark")
 
 
+COMPARATOR_MIN_HITS = 4
+"""The fewest hits the comparators confirm on. Ours confirms on 3 of 6 *and* its track score; the
+floor has no score, and on 3 of 6 it confirmed 1-11 false tracks per set where 4 of 6 confirmed
+none (the 30-50 false alarms per scan sets, seeds 1-2): 4 is their better setting, so they get it."""
+
+
 def confirm_hits(spec: SetSpec) -> tuple[int, int]:
-    """(hits our tracker needs to confirm a clean track at this set's clutter density, consecutive
-    misses that delete a confirmed one), from its configured SPRT and M-of-N rule.
+    """(hits the comparators confirm on, consecutive misses that delete a confirmed track), from
+    our configured SPRT and M-of-N rule: the hits our tracker needs to confirm a clean track at
+    this set's clutter density, at least `COMPARATOR_MIN_HITS`.
 
     Expected score per hit: ln Pd − ln λ + E[ln g(ν)], g the innovation density with S ≈ 2R plus
     the spread of the 15 m/s velocity prior over one scan (a track one detection old)."""
@@ -131,7 +138,8 @@ def confirm_hits(spec: SetSpec) -> tuple[int, int]:
     loglik = -0.5 * (radar.dim * (math.log(2 * math.pi) + 1.0) + float(np.sum(np.log(var))))
     density = max(spec.clutter, 0.05) / radar.volume()
     gain = math.log(spec.pd) - math.log(density) + loglik
-    hits = fusion.confirm_m if gain <= 0 else max(fusion.confirm_m, math.ceil(th.confirm / gain))
+    least = max(fusion.confirm_m, COMPARATOR_MIN_HITS)
+    hits = least if gain <= 0 else max(least, math.ceil(th.confirm / gain))
     return min(hits, fusion.confirm_n), th.misses_to_delete(spec.pd)
 
 

@@ -81,7 +81,7 @@ class MqttSection(Section):
 
 
 class FusionSection(Section):
-    confirm_m: int = Field(default=4, ge=1)
+    confirm_m: int = Field(default=3, ge=1)
     confirm_n: int = Field(default=6, ge=1)
     gate_probability: float = Field(default=0.999, gt=0.5, lt=1)
     coast_after_s: float = Field(default=0.6, gt=0)

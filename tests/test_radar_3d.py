@@ -205,7 +205,7 @@ def test_a_frame_mixing_detections_with_and_without_range_rate() -> None:
         ]
         core.step(t, batch)
         if k == 10:
-            assert len([r for r in core.engine.current() if r.live]) == 3, "confirmed in 4 of 6 frames"
+            assert len([r for r in core.engine.current() if r.live]) == 3, "confirmed within 6 frames"
         for i, p in enumerate(truth):
             for r in core.engine.current():
                 if r.live and np.linalg.norm(np.asarray(r.enu_m) - p) < 5.0:

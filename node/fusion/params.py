@@ -20,7 +20,7 @@ from cuas_node.kernel.reports import GeoPoint
 class FusionParams:
     """The tracker's tuning (docs/config.md, `[fusion]`, has the meaning of each)."""
 
-    confirm_m: int = 4
+    confirm_m: int = 3  # of the last confirm_n looks, besides the track score (initiation.py)
     confirm_n: int = 6
     gate_probability: float = 0.999
     coast_after_s: float = 0.6
