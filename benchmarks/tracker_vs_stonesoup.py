@@ -52,7 +52,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -394,11 +394,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, help="seeds per set (default 5, quick 1)")
     parser.add_argument("--sets", help="comma-separated set names (default: all of the mode)")
     parser.add_argument("--no-jpda", action="store_true", help="skip Stone Soup JPDA")
+    parser.add_argument(
+        "--wander",
+        type=float,
+        metavar="Q",
+        help="truth driven by white random acceleration of spectral density Q m²/s³ (another generator)",
+    )
     args = parser.parse_args(argv)
     sets = QUICK_SETS if args.quick else FULL_SETS
     if args.sets:
         pool = {s.name: s for s in (FULL_SETS if args.quick else QUICK_SETS)} | {s.name: s for s in sets}
         sets = [pool[name] for name in args.sets.split(",") if name in pool]
+    if args.wander:
+        sets = [replace(s, name=f"{s.name}-w{args.wander:g}", wander_q=args.wander) for s in sets]
     seeds = list(range(1, 1 + (args.seeds or (1 if args.quick else 5))))
     scale = 40.0 if args.quick else 1.0
     warmup = 1.0 if args.quick else 2.0

@@ -133,6 +133,7 @@ class SetSpec:
     pd: float = 0.9
     stress: bool = False
     duration_s: float = 12.0
+    wander_q: float = 0.0  # m²/s³: white random acceleration of the truth (0: the set's own motion)
 
 
 @dataclass(frozen=True)
@@ -188,9 +189,31 @@ def _start(spec: SetSpec, rng: np.random.Generator) -> tuple[FloatArray, FloatAr
     return pos, vel
 
 
+def _wander(
+    pos: FloatArray,
+    vel: FloatArray,
+    q: float,
+    dt: float,
+    speeds: tuple[float, float],
+    rng: np.random.Generator,
+) -> tuple[FloatArray, FloatArray]:
+    """One step of nearly-constant-velocity motion driven by continuous white acceleration of
+    spectral density q (vertical 0.3² q), sampled exactly (Stone Soup's `ConstantVelocity` truth):
+    a generator our tracker was not built around. Horizontal speed is then kept within the
+    radar's drone speeds (up to 1.5 × the fastest), so that no target stops or races off."""
+    axis = np.sqrt(q * np.array([1.0, 1.0, 0.09]))
+    dv = rng.normal(0.0, 1.0, pos.shape) * axis * math.sqrt(dt)
+    dp = dv * dt / 2.0 + rng.normal(0.0, 1.0, pos.shape) * axis * math.sqrt(dt**3 / 12.0)
+    pos, vel = pos + vel * dt + dp, vel + dv
+    horizontal = np.linalg.norm(vel[:, :2], axis=1)
+    vel[:, :2] *= (np.clip(horizontal, speeds[0], 1.5 * speeds[1]) / np.maximum(horizontal, 1e-9))[:, None]
+    return pos, vel
+
+
 def make_scans(spec: SetSpec, seed: int) -> list[Scan]:
     """Truth and detections of one (set, seed)."""
-    rng = np.random.default_rng([seed, spec.targets, int(spec.clutter * 10), int(spec.pd * 100), spec.stress])
+    key = [seed, spec.targets, int(spec.clutter * 10), int(spec.pd * 100), spec.stress]
+    rng = np.random.default_rng(key + ([round(spec.wander_q * 1000)] if spec.wander_q else []))
     radar, n = spec.radar, spec.targets
     pos, vel = _start(spec, rng)
     turn = np.zeros(n)
@@ -208,7 +231,10 @@ def make_scans(spec: SetSpec, seed: int) -> list[Scan]:
                 c, s = np.cos(turn * dt), np.sin(turn * dt)
                 vx, vy = vel[:, 0].copy(), vel[:, 1].copy()
                 vel[:, 0], vel[:, 1] = c * vx + s * vy, -s * vx + c * vy
-            pos = pos + vel * dt
+            if spec.wander_q:
+                pos, vel = _wander(pos, vel, spec.wander_q, dt, radar.speed_mps, rng)
+            else:
+                pos = pos + vel * dt
         inside = radar.inside(pos)
         detected = inside & (rng.random(n) < spec.pd)
         n_true = int(detected.sum())

@@ -62,3 +62,17 @@ def test_quick_sets_are_named_and_short() -> None:
     assert len(set(names)) == len(names)
     assert any(s.targets >= 100 for s in tracking_sets.QUICK_SETS)
     assert replace(tracking_sets.FULL_SETS[0], name="x").radar is tracking_sets.TI_RADAR
+
+
+@pytest.mark.parametrize("q", [0.5, 8.0])
+def test_wandering_truth_has_the_stated_random_acceleration(q: float) -> None:
+    """`--wander Q`: the second differences of sampled positions of a white-acceleration motion
+    have variance (2/3)·q·dt³ (0.09 q vertically); the straight-flight sets are unchanged."""
+    spec = replace(tracking_sets.FULL_SETS[0], wander_q=q, targets=20)
+    dt = 1.0 / spec.radar.rate_hz
+    p = np.array([s.truth for s in tracking_sets.make_scans(spec, 1)])
+    d2 = p[2:] - 2.0 * p[1:-1] + p[:-2]
+    assert d2[..., :2].var() == pytest.approx(2.0 / 3.0 * q * dt**3, rel=0.1)
+    assert d2[..., 2].var() == pytest.approx(2.0 / 3.0 * 0.09 * q * dt**3, rel=0.15)
+    straight = np.array([s.truth for s in tracking_sets.make_scans(replace(spec, wander_q=0.0), 1)])
+    assert np.abs(straight[2:] - 2.0 * straight[1:-1] + straight[:-2]).max() < 1e-9
