@@ -12,9 +12,10 @@ resolution cells at its range) but did not. Wald's sequential test on L, with α
   uniform);
 - a tentative track is rejected as soon as L ≤ ln(β/(1 − α)).
 Births are never refused for want of tentative room: when the tentative pool would exceed
-`max_tentative` or twice the scan's births (or the table, grown to its limit, has no free slot),
-the least likely tentative hypotheses (lowest L, new births at 0 included) are pruned, never a
-confirmed or coasting track. Only when every slot holds an established track is a birth refused.
+`max_tentative`, or twice the scan's births beyond the sensor's learnt false alarms (or the
+table, grown to its limit, has no free slot), the least likely tentative hypotheses (lowest L,
+new births at 0 included) are pruned, never a confirmed or coasting track. Only when every slot
+holds an established track is a birth refused.
 """
 
 from __future__ import annotations
@@ -63,10 +64,13 @@ class BirthCounters:
     pruned: int = 0  # tentative hypotheses (new or old) dropped as the least likely
 
 
-def make_room(table: TrackTable, births: int, max_tentative: int, counters: BirthCounters) -> int:
+def make_room(
+    table: TrackTable, births: int, max_tentative: int, counters: BirthCounters, false_alarms: float
+) -> int:
     """Prune the least likely tentative tracks so that `births` new ones (score 0) fit both the pool
-    (`max_tentative`) and the table; returns how many of the births may be placed (the rest are
-    pruned as new hypotheses, or refused when only established tracks hold the slots)."""
+    and the table; returns how many of the births may be placed (the rest are pruned as new
+    hypotheses, or refused when only established tracks hold the slots). `false_alarms`: the
+    sensor's learnt false alarms per scan, which explain that many of the births."""
     if births <= 0:
         return 0
     tentative = np.flatnonzero(table.status == Status.TENTATIVE)
@@ -74,10 +78,11 @@ def make_room(table: TrackTable, births: int, max_tentative: int, counters: Birt
     refused = max(births - free - tentative.size, 0)  # established tracks hold every other slot
     counters.refused += refused
     births -= refused
-    # The pool holds at least two frames' worth of this frame's births: a burst of new targets (a
-    # swarm coming into view at once) all get hypotheses, while the cost stays proportional to
-    # what the sensor itself delivers (gating already pairs every track with every detection).
-    pool = max(max_tentative, 2 * births)
+    # The pool holds `max_tentative`, or twice the births the sensor's false alarms do not explain
+    # if more: a swarm coming into view at once gets a hypothesis per detection, while a flood of
+    # clutter (which the learnt false-alarm rate soon explains) keeps the pool, and the cost of
+    # every scan's gating, at its configured size.
+    pool = max(max_tentative, 2 * math.ceil(births - false_alarms))
     excess = max(tentative.size + births - pool, births - free, 0)
     if excess == 0:
         return births
