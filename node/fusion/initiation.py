@@ -68,14 +68,15 @@ def make_room(
     table: TrackTable, births: int, max_tentative: int, counters: BirthCounters, false_alarms: float
 ) -> int:
     """Prune the least likely tentative tracks so that `births` new ones (score 0) fit both the pool
-    and the table; returns how many of the births may be placed (the rest are pruned as new
-    hypotheses, or refused when only established tracks hold the slots). `false_alarms`: the
-    sensor's learnt false alarms per scan, which explain that many of the births."""
+    and the table, growing the table (`TrackTable.reserve`) only for births the pool can keep;
+    returns how many of the births may be placed (the rest are pruned as new hypotheses, or
+    refused when only established tracks can hold the slots). `false_alarms`: the sensor's learnt
+    false alarms per scan, which explain that many of the births."""
     if births <= 0:
         return 0
     tentative = np.flatnonzero(table.status == Status.TENTATIVE)
-    free = int(np.count_nonzero(table.status == Status.FREE))
-    refused = max(births - free - tentative.size, 0)  # established tracks hold every other slot
+    established = int(np.count_nonzero(table.status != Status.FREE)) - tentative.size
+    refused = max(births - (table.limit - established), 0)  # the table at its limit, all established
     counters.refused += refused
     births -= refused
     # The pool holds `max_tentative`, or twice the births the sensor's false alarms do not explain
@@ -83,6 +84,8 @@ def make_room(
     # clutter (which the learnt false-alarm rate soon explains) keeps the pool, and the cost of
     # every scan's gating, at its configured size.
     pool = max(max_tentative, 2 * math.ceil(births - false_alarms))
+    table.reserve(min(births, pool))  # at most `pool` of the births outlive the pruning
+    free = int(np.count_nonzero(table.status == Status.FREE))
     excess = max(tentative.size + births - pool, births - free, 0)
     if excess == 0:
         return births

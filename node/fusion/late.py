@@ -55,8 +55,10 @@ class History:
 
     def grow(self, capacity: int) -> None:
         """Follow the track table's growth (`TrackTable.reserve`): new slots have no history."""
-        fresh = History(capacity)
         old = self.newest.size
+        if capacity == old:
+            return
+        fresh = History(capacity)
         fresh.t[:old], fresh.x[:old], fresh.p[:old], fresh.newest[:old] = self.t, self.x, self.p, self.newest
         self.t, self.x, self.p, self.newest = fresh.t, fresh.x, fresh.p, fresh.newest
 

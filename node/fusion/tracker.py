@@ -333,11 +333,10 @@ class Tracker:
             return candidates, candidates
         x, p = scan.model.initiate(scan.z[candidates], scan.r[candidates])
         keep = distinct(x[:, :3], np.trace(p[:, :3, :3], axis1=1, axis2=2))
-        if self.table.reserve(int(keep.sum())):
-            self.history.grow(self.table.capacity)
         placed = make_room(
             self.table, int(keep.sum()), self.params.max_tentative, self.births, self.stats.false_alarms[bit]
         )
+        self.history.grow(self.table.capacity)  # the table may have grown to make room
         keep[np.flatnonzero(keep)[placed:]] = False
         slots = self.table.allocate(x[keep], p[keep], scan.t, bit, scan.model.ranging)
         self.history.start(self.table, slots)
