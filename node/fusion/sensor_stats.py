@@ -104,8 +104,13 @@ class SensorStats:
             self.pd_den[bit] = _PD_MEMORY * self.pd_den[bit] + expected
 
     # -- derived ----------------------------------------------------------------------------
+    def pds(self) -> FloatArray:
+        """Every sensor's learnt detection probability, kept within [0.3, 0.99]: an estimate from
+        few looks must neither declare a sensor blind nor make one miss final."""
+        return np.asarray(np.clip(self.pd_num / self.pd_den, 0.3, 0.99), dtype=np.float64)
+
     def pd(self, bit: int) -> float:
-        return min(max(float(self.pd_num[bit] / self.pd_den[bit]), 0.3), 0.99)
+        return float(self.pds()[bit])
 
     def clutter_density(self, bit: int, model: MeasurementModel, dim: int, configured: float) -> float:
         """False alarms per unit of measurement space (λ): the sensor's false alarms per scan over
@@ -133,8 +138,7 @@ class SensorStats:
         """Per sensor mask: how long the soonest of its sensors takes to miss a present target
         k scans in a row with probability at most `alpha` (per mask), (1 − Pd)^k ≤ α, at its
         learnt Pd and period (0 when unknown, or when α ≥ 1)."""
-        pd = np.clip(self.pd_num / self.pd_den, 0.3, 0.99)
-        scans = np.maximum(np.log(alpha)[:, None] / np.log1p(-pd)[None, :], 0.0)
+        scans = np.maximum(np.log(alpha)[:, None] / np.log1p(-self.pds())[None, :], 0.0)
         return self._soonest(mask, self.period_s[None, :] * scans)
 
     def _soonest(self, mask: npt.NDArray[np.uint64], seconds: FloatArray) -> FloatArray:
