@@ -56,19 +56,19 @@ def track_reports(
             binding = binder.describe(number, table, slot, t, in_physical_coverage, geodetic)
         reports.append(
             TrackReport(
-                number,
-                status,
-                t,
-                lats[i],
-                lons[i],
-                alts[i],
-                (position[0], position[1], position[2]),
-                (vel[0], vel[1], vel[2]),
-                cov,
-                classes[i],
-                s.sensors[i],
-                s.bearing_only[i],
-                binding,
+                number=number,
+                status=status,
+                t=t,
+                lat=lats[i],
+                lon=lons[i],
+                alt_m=alts[i],
+                enu_m=(position[0], position[1], position[2]),
+                vel_enu_mps=(vel[0], vel[1], vel[2]),
+                pos_cov_enu_m2=cov,
+                classification=classes[i],
+                sensors=s.sensors[i],
+                bearing_only=s.bearing_only[i],
+                remote_id=binding,
             )
         )
     return reports
