@@ -106,6 +106,7 @@ def radar_figures(sensor: GenericRadarSensor) -> dict[str, Any]:
         "range_rate_sigma_mps": sensor.range_rate_sigma_mps if sensor.range_rate else None,
         "scan_rate_hz": sensor.rate_hz,
         "false_alarms_per_scan": sensor.false_alarms_per_scan,
+        "splits_objects": sensor.splits_objects,
     }
 
 

@@ -129,6 +129,13 @@ class GenericRadarSensor(_SensorBase):
     false_alarms_per_scan: float = Field(
         default=2.0, ge=0, description="expected clutter detections per scan (the tracker's clutter density)"
     )
+    splits_objects: bool = Field(
+        default=False,
+        description=(
+            "whether one object may yield several detections in a scan (a point-cloud clusterer);"
+            " false for a plot extractor, which reports each object it resolves once a scan"
+        ),
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> GenericRadarSensor:

@@ -186,6 +186,39 @@ def test_surveillance_radar_without_range_rate_confirms_and_follows_its_targets(
     assert _all_finite(core)
 
 
+def test_two_plots_of_one_scan_are_two_targets_however_close() -> None:
+    """A plot extractor reports each object it resolves once a scan (`splits_objects` false, the
+    `radar` section's default): two targets 50 m apart across the beam at 1.8 km (1.6°, under two
+    sigmas of a 1° radar) each get their own track within a second and keep it, where reading
+    the second plot as a split of the first left them one track between them."""
+    core = _core(SURVEILLANCE)
+    rng = np.random.default_rng(5)
+    start = np.array([[-25.0, 1800.0, 100.0], [25.0, 1800.0, 100.0]])
+    vel = np.array([[0.0, -12.0, 0.0], [0.0, -12.0, 0.0]])
+    sigmas = (2.0, math.radians(1.0), math.radians(1.0), 0.0)
+    rate_hz, frames = 20.0, 200
+    numbers: list[set[int]] = [set(), set()]
+    for k in range(frames):
+        t = 1000.0 + k / rate_hz
+        truth = start + vel * (k / rate_hz)
+        batch = [
+            _detection("surv", t, p, v, rng, sigmas, False, RADAR_UP_M)
+            for p, v in zip(truth, vel, strict=True)
+        ]
+        core.step(t, batch)
+        if k < rate_hz:
+            continue
+        live = [r for r in core.engine.current() if r.live]
+        assert len(live) == 2, f"frame {k}: {len(live)} live tracks for two targets"
+        for i, p in enumerate(truth):
+            nearest = min(live, key=lambda r: float(np.linalg.norm(np.asarray(r.enu_m) - p)))
+            numbers[i].add(nearest.number)
+    assert all(len(n) == 1 for n in numbers) and numbers[0] != numbers[1], numbers
+    assert not sensor_spec(
+        build_config({"node": {"id": "t"}, "sensors": [SURVEILLANCE]}, "t").sensors[0]
+    ).splits_objects
+
+
 def test_a_frame_mixing_detections_with_and_without_range_rate() -> None:
     """One target always with range-rate, one never, one that alternates: each keeps one track
     and is confirmed; the frame is fused as two scans without breaking M-of-N."""
@@ -306,6 +339,7 @@ def test_radar_section_gives_fusion_a_radar_sensor_with_its_figures() -> None:
     assert spec.range_rate is False and spec.range_rate_sigma_mps is None
     assert spec.scan_rate_hz == 20.0
     assert spec.false_alarms_per_scan == 0.5
+    assert spec.splits_objects is False  # a plot extractor: one plot per object
     assert np.allclose(spec.pose.offset_enu_m, [0.0, 0.0, RADAR_UP_M])
 
     doppler = build_config(

@@ -91,6 +91,7 @@ class RadarModel:
     angle_rows: tuple[int, ...] = (1,)
     ranging: bool = True
     initial_speed_sigma_mps: float = 15.0
+    splits_objects: bool = True  # `RadarSensor.splits_objects`
 
     def __post_init__(self) -> None:
         if self.dim not in (3, 4):
@@ -145,6 +146,7 @@ class BearingModel:
     dim: int = 2
     angle_rows: tuple[int, ...] = (0,)
     ranging: bool = False
+    splits_objects: bool = True  # a beam's sidelobe or a reflection may look like a second source
 
     def measurement_volume(self) -> float:
         return (2 * self.coverage.fov_az_rad) * (2 * self.coverage.fov_el_rad)
@@ -190,6 +192,7 @@ class PositionVelocityModel:
     pose: Pose = field(default_factory=lambda: Pose.from_angles(0.0, 0.0, 0.0, (0.0, 0.0, 0.0)))
     angle_rows: tuple[int, ...] = ()
     ranging: bool = True
+    splits_objects: bool = True  # `remote_id_input` binds reports to tracks by identity first
 
     @property
     def dim(self) -> int:
@@ -229,7 +232,13 @@ def radar_model(sensor: RadarSensor, *, range_rate: bool = True) -> RadarModel:
     """The measurement model of a configured radar: with the range-rate row (`dim` 4) or without
     (`dim` 3, for a radar that does not measure it or detections that lack it)."""
     coverage = Coverage(sensor.max_range_m, sensor.fov_az_rad, sensor.fov_el_rad, sensor.min_range_m)
-    return RadarModel(sensor.sensor_id, sensor.pose, coverage, dim=4 if range_rate else 3)
+    return RadarModel(
+        sensor.sensor_id,
+        sensor.pose,
+        coverage,
+        dim=4 if range_rate else 3,
+        splits_objects=sensor.splits_objects,
+    )
 
 
 def bearing_model(sensor: BearingSensor) -> BearingModel:

@@ -58,6 +58,11 @@ class RadarSensor:
     - `false_alarms_per_scan`: the clutter it is expected to report per frame, spread over its
       coverage (the starting clutter density of association, learnt from its scans afterwards);
       None (TI boards): `fusion.clutter_per_scan`;
+    - `splits_objects`: whether one object may yield more than one detection in a frame (the
+      node's clustering of a TI board's point cloud may cut one object in two): two detections of
+      a frame within each other's noise are then taken for one object. False for a plot extractor,
+      which reports each object it resolves once a frame, so two plots are two objects however
+      close;
     - `range_bias_m`, `time_offset_s`: calibration, applied by fusion.
 
     The defaults are those of a TI IWR6843 running the shipped profile
@@ -83,6 +88,7 @@ class RadarSensor:
     range_rate_sigma_mps: float | None = 0.316
     scan_rate_hz: float = 20.0
     false_alarms_per_scan: float | None = None
+    splits_objects: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -224,7 +224,11 @@ class Tracker:
                     gain[rows] = hit_score(g.loglik[rows, cols], self.stats.pd(bit), clutter)
                     if not scan.model.ranging:  # how well a bearing-only track knows its direction
                         tb.bearing_sigma_rad[active[rows]] = np.sqrt(scan.r[cols, 0, 0])
-                    soft = jpda.shared_rows(firm, gated, dt) if scan.full_scan else np.zeros(0, np.intp)
+                    soft = (
+                        jpda.shared_rows(firm, gated, dt)
+                        if scan.full_scan and scan.model.splits_objects
+                        else np.zeros(0, np.intp)
+                    )
                     hard = np.ones(active.size, dtype=bool)
                     hard[soft] = False
                     hard = hard[rows]
@@ -259,6 +263,8 @@ class Tracker:
         for row, col in pairs:
             took[row] = col
         claimed = np.asarray(gated[took < 0].any(axis=0))
+        if not scan.model.splits_objects:  # two detections of one frame are two objects
+            return claimed
         ki, mj = np.nonzero(gated & (took >= 0)[:, None])
         other = mj != took[ki]
         ki, mj = ki[other], mj[other]
@@ -332,7 +338,11 @@ class Tracker:
         if not candidates.size:
             return candidates, candidates
         x, p = scan.model.initiate(scan.z[candidates], scan.r[candidates])
-        keep = distinct(x[:, :3], np.trace(p[:, :3, :3], axis1=1, axis2=2))
+        keep = (
+            distinct(x[:, :3], np.trace(p[:, :3, :3], axis1=1, axis2=2))
+            if scan.model.splits_objects
+            else np.ones(candidates.size, dtype=bool)
+        )
         placed = make_room(
             self.table, int(keep.sum()), self.params.max_tentative, self.births, self.stats.false_alarms[bit]
         )
