@@ -12,7 +12,7 @@ import pytest
 from cuas_node.assembly import core_setup
 from cuas_node.config import build_config
 from cuas_node.core.step import NodeCore
-from cuas_node.fusion.ground import EARTH_RADIUS_M, Ground, radar_points_enu
+from cuas_node.fusion.ground import EARTH_RADIUS_M, Ground, mirror_images, radar_points_enu
 from cuas_node.kernel.measurement import GpsFix, RadarDetection
 from cuas_node.kernel.pose import Pose, cartesian_to_spherical
 
@@ -82,6 +82,47 @@ def test_a_ground_bounce_image_never_becomes_a_track() -> None:
     tracks = core.tracks_now()
     assert len(tracks) == 1 and abs(tracks[0].enu_m[2] - 25.0) < 3.0
     assert core.counters.below_ground >= 30
+
+
+def test_images_too_uncertain_to_be_impossible_are_known_by_their_target() -> None:
+    """A bird 30 m up at 170 m seen at low SNR (elevation to 7°: 20 m in height), its image in
+    every frame: each image alone is within a sigma of the ground, so only the bird in the same
+    frame, at the image's place and mirrored height, moving alike, tells what it is. Before
+    that, the images built a track of their own at ground level beside the bird's."""
+    core = _core()
+    low_snr = (0.15, 0.07, 0.12, 0.05)
+    v = np.array([-6.0, 2.0, 0.0])
+
+    def seen(t: float, enu: np.ndarray, vel: np.ndarray) -> RadarDetection:
+        rel = enu - np.array([0.0, 0.0, RADAR_UP_M])
+        r, az, el = cartesian_to_spherical(rel)
+        noisy = RNG.normal([r, az, el, float(rel @ vel / r)], low_snr)
+        return RadarDetection("radar", t, 0.0, *map(float, noisy), *low_snr, snr_db=8.0, n_points=2)
+
+    for k in range(150):
+        t = k * 0.1
+        bird = np.array([100.0, 137.0, 30.0]) + v * t
+        core.step(t, [seen(t, bird, v), seen(t, bird * [1.0, 1.0, -1.0], v * [1.0, 1.0, -1.0])])
+        live = [tr for tr in core.tracks_now() if tr.live]
+        assert len(live) <= 1, [tr.enu_m for tr in live]
+    assert len(live) == 1 and np.linalg.norm(np.asarray(live[0].enu_m) - bird) < 30.0
+    assert core.counters.below_ground >= 100
+
+
+def test_mirror_images_needs_a_partner_above_that_moves_alike() -> None:
+    ground = Ground(0.0)
+    target, image = [50.0, 140.0, 18.0], [50.0, 141.0, -16.0]
+    up, across = np.array([30.0, 30.0]), np.array([10.0, 10.0])
+    enu = np.array([image, target])
+    assert mirror_images(ground, enu, up, across).tolist() == [True, False]
+    moving = np.array([-4.0, -4.1])
+    assert mirror_images(ground, enu, up, across, moving, np.full(2, 0.1), 3.0).tolist() == [True, False]
+    # A low drone's noisy detection below the ground beside a building's (zero Doppler): real.
+    static = np.array([-4.0, 0.0])
+    assert mirror_images(ground, enu, up, across, static, np.full(2, 0.1), 3.0).tolist() == [False, False]
+    assert mirror_images(ground, enu[:1], up[:1], across[:1]).tolist() == [False]  # no partner
+    far = np.array([image, [50.0, 240.0, 18.0]])  # the partner 100 m away, 7 sigma
+    assert mirror_images(ground, far, up, across).tolist() == [False, False]
 
 
 def test_a_descending_track_that_loses_its_target_stays_above_the_ground() -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cuas_node.fusion import classify
-from cuas_node.fusion.ground import Ground, radar_points_enu
+from cuas_node.fusion.ground import Ground, mirror_images, radar_points_enu
 from cuas_node.fusion.identity import IdentityBinder
 from cuas_node.fusion.measurement_models import (
     BearingModel,
@@ -212,7 +212,11 @@ class FusionEngine:
             # Ground-bounce images (multipath) below the ground are not targets: drop them here,
             # before they can start a track or drag a real one down.
             enu, sigma_up = radar_points_enu(z[valid, :3], sig[valid, :3], model.pose)
-            real = ~ground.impossible(enu, sigma_up)
+            across = np.hypot(sig[valid, 0], z[valid, 0] * np.cos(z[valid, 2]) * sig[valid, 1])
+            radial = np.where(rate[valid], z[valid, 3], np.nan)
+            mast = float(ground.height(model.pose.offset_enu_m[None, :])[0])
+            images = mirror_images(ground, enu, sigma_up, across, radial, sig[valid, 3], mast)
+            real = ~ground.impossible(enu, sigma_up) & ~images
             self.counters.below_ground += int(np.count_nonzero(~real))
             keep = valid.copy()
             keep[valid] = real

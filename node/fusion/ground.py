@@ -27,6 +27,8 @@ IndexArray = npt.NDArray[np.intp]
 EARTH_RADIUS_M = 6_371_000.0
 SIGMAS = 3.0
 """How many standard deviations below the ground make a position impossible, not just noisy."""
+_MAX_CLIMB_MPS = 20.0
+"""Bound on a target's vertical speed in `mirror_images` (the clutter Doppler span's half)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,3 +81,47 @@ def hold_above_ground(table: TrackTable, slots: IndexArray, ground: Ground) -> N
     table.x[below, 5] = np.maximum(table.x[below, 5], 0.0)
     table.xm[below, :, 2] += lift[:, None]
     table.xm[below, :, 5] = np.maximum(table.xm[below, :, 5], 0.0)
+
+
+def mirror_images(
+    ground: Ground,
+    enu: FloatArray,
+    sigma_up: FloatArray,
+    sigma_across: FloatArray,
+    radial: FloatArray | None = None,
+    sigma_radial: FloatArray | None = None,
+    radar_up_m: float = 0.0,
+) -> npt.NDArray[np.bool_]:
+    """Detections of one frame that are the ground-bounce image of another detection in it.
+
+    A low target's image lies below the ground, mirrored (same horizontal place, height −h), and
+    is often too uncertain in height (a few degrees of elevation at 200 m are tens of metres) to
+    be `impossible` on its own; but the radar sees the target itself in the same frame. A
+    detection whose estimate is below the ground is taken for an image when some detection above
+    the ground lies at its horizontal place and mirrored height, each within `SIGMAS` of the
+    pair's combined uncertainty (`sigma_across`: horizontal, `sigma_up`: vertical), and, when
+    both carry a range-rate, moves alike: the image's range-rate differs from the target's only
+    by the climb rate seen through the mast's height (≤ 2·`radar_up_m`·|v_up|/r, bounded here by
+    the ±20 m/s over which clutter Doppler is spread). A frame's static clutter (zero Doppler)
+    is thus never the partner of a moving target's detection."""
+    height = ground.height(enu)
+    below = np.flatnonzero(height < 0.0)
+    above = np.flatnonzero(height >= 0.0)
+    flagged = np.zeros(enu.shape[0], dtype=bool)
+    if not below.size or not above.size:
+        return flagged
+    horizontal = np.linalg.norm(enu[below, None, :2] - enu[None, above, :2], axis=2)
+    mirrored = np.abs(height[below, None] + height[None, above])
+    pair_across = np.hypot(sigma_across[below, None], sigma_across[None, above])
+    pair_up = np.hypot(sigma_up[below, None], sigma_up[None, above])
+    match = (horizontal <= SIGMAS * pair_across) & (mirrored <= SIGMAS * pair_up)
+    if radial is not None and sigma_radial is not None:
+        rng = np.maximum(np.linalg.norm(enu[below], axis=1), 1.0)
+        climb = 2.0 * radar_up_m * _MAX_CLIMB_MPS / rng
+        both = np.isfinite(radial[below, None]) & np.isfinite(radial[None, above])
+        gap = np.abs(radial[below, None] - radial[None, above])
+        pair_radial = np.hypot(sigma_radial[below, None], sigma_radial[None, above])
+        alike = gap <= SIGMAS * pair_radial + climb[:, None]
+        match &= ~both | alike
+    flagged[below] = match.any(axis=1)
+    return flagged

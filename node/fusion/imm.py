@@ -17,8 +17,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from cuas_node.fusion.measurement_models import MeasurementModel, ekf_update
-from cuas_node.fusion.models import STATE_DIM, axis_noise, cv_matrix, cv_predict, white_accel_pattern
+from cuas_node.fusion.measurement_models import MeasurementModel, RadarModel, ekf_update
+from cuas_node.fusion.models import (
+    STATE_DIM,
+    axis_noise,
+    cv_matrix,
+    cv_predict,
+    range_rate_curvature,
+    white_accel_pattern,
+)
 from cuas_node.fusion.tracks import TrackTable
 
 FloatArray = npt.NDArray[np.float64]
@@ -89,15 +96,22 @@ def mix_and_predict(table: TrackTable, slots: IndexArray, dt: FloatArray, params
 
 def gate_quantities(
     table: TrackTable, slots: IndexArray, dt: FloatArray, model: MeasurementModel, params: ImmParams
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Predicted measurement (K,D), its Jacobian at the evaluation state (K,D,6) and H P Hᵀ (K,D,D),
-    with the tracks' combined estimates retrodicted by dt ≤ 0 where the measurement is older."""
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray | None]:
+    """Predicted measurement (K,D), its Jacobian at the evaluation state (K,D,6), H P Hᵀ (K,D,D)
+    and, for a radar measuring range-rate, the second-order part of the range-rate's predicted
+    variance (K,) (`range_rate_curvature`, already in H P Hᵀ; `update` takes it too), with the
+    tracks' combined estimates retrodicted by dt ≤ 0 where the measurement is older."""
     x_eval, p_eval = table.x[slots], table.p[slots]
     if dt.any():  # back with the lively model's noise
         noise = axis_noise(params.accel_h_mps2[-1], params.accel_v_mps2[-1])
         x_eval, p_eval = cv_predict(x_eval, p_eval, dt, noise)
     z_pred, h = model.predict(x_eval)
-    return z_pred, h, h @ p_eval @ h.transpose(0, 2, 1)
+    hph = h @ p_eval @ h.transpose(0, 2, 1)
+    rate_extra = None
+    if isinstance(model, RadarModel) and model.range_rate:
+        rate_extra = range_rate_curvature(x_eval, p_eval, model.pose)
+        hph[:, 3, 3] += rate_extra
+    return z_pred, h, hph, rate_extra
 
 
 def update(
@@ -107,19 +121,25 @@ def update(
     r: FloatArray,
     model: MeasurementModel,
     params: ImmParams,
+    rate_extra: FloatArray | None = None,
 ) -> None:
     """Fuse one measurement taken at the tracks' current time into each given track (pairs
     aligned), model by model, then re-weigh the models by how well each predicted it. Older
-    measurements go to `late`."""
+    measurements go to `late`. `rate_extra` (gating's, per track): the second-order part of the
+    range-rate's predicted variance, which the first-order update must count as noise (taken at
+    the combined estimate for every model: the same S as gating's, and one evaluation a scan)."""
     a, n_models, d = slots.shape[0], params.n_models, z.shape[1]
     if a == 0:
         return
+    r_models = np.repeat(r, n_models, axis=0)
+    if rate_extra is not None:
+        r_models[:, 3, 3] += np.repeat(rate_extra, n_models)
     xm, pm, nu, s, s_inv = ekf_update(
         model,
         table.xm[slots].reshape(a * n_models, STATE_DIM),
         table.pm[slots].reshape(a * n_models, STATE_DIM, STATE_DIM),
         np.repeat(z, n_models, axis=0),
-        np.repeat(r, n_models, axis=0),
+        r_models,
     )
     d2 = np.einsum("ki,kij,kj->k", nu, s_inv, nu)
     _, logdet = np.linalg.slogdet(s)

@@ -66,6 +66,7 @@ class Gating:
     h: FloatArray  # (K,D,6) Jacobians at the predicted states
     hph: FloatArray  # (K,D,D)
     z_pred: FloatArray  # (K,D) predicted measurements
+    rate_extra: FloatArray | None  # (K,) second-order range-rate variance (`imm.gate_quantities`)
 
 
 @dataclass
@@ -130,7 +131,7 @@ class Tracker:
         """
         model = scan.model
         gamma = self.gate(scan.z.shape[1])
-        z_pred, h, hph = imm.gate_quantities(self.table, active, dt, model, self.imm)
+        z_pred, h, hph, rate_extra = imm.gate_quantities(self.table, active, dt, model, self.imm)
         var_t = np.diagonal(hph, axis1=1, axis2=2)
         var_m = np.diagonal(scan.r, axis1=1, axis2=2)
         # First coordinate over all pairs (range for a radar), the rest only for its survivors.
@@ -157,7 +158,7 @@ class Tracker:
         loglik[ki, mj] = -0.5 * (d2 + logdet + scan.z.shape[1] * math.log(2 * math.pi))
         nu = np.zeros((*shape, scan.z.shape[1]))
         nu[ki, mj] = nu_p[inside]
-        return Gating(cost, gated, loglik, nu, h, hph, z_pred)
+        return Gating(cost, gated, loglik, nu, h, hph, z_pred, rate_extra)
 
     def _along_bearing(
         self, active: IndexArray, ki: IndexArray, mj: IndexArray, scan: Scan
@@ -234,7 +235,9 @@ class Tracker:
                     hard = hard[rows]
                     in_time = hard & (dt[rows] == 0.0)  # the others were taken before their track's time
                     now_rows, now_cols = rows[in_time], cols[in_time]
-                    imm.update(tb, active[now_rows], scan.z[now_cols], scan.r[now_cols], scan.model, self.imm)
+                    extra = None if g.rate_extra is None else g.rate_extra[now_rows]
+                    now = active[now_rows]
+                    imm.update(tb, now, scan.z[now_cols], scan.r[now_cols], scan.model, self.imm, extra)
                     self._late_update(active[rows[hard & ~in_time]], scan, cols[hard & ~in_time])
                     self._soft_update(active, soft, g, scan)
                     updated[soft] = True
