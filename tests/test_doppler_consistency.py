@@ -12,9 +12,10 @@ import numpy as np
 from cuas_node.assembly import core_setup
 from cuas_node.config import build_config
 from cuas_node.core.step import NodeCore
+from cuas_node.fusion.models import radar_predict, range_rate_curvature
 from cuas_node.fusion.tracks import Status
 from cuas_node.kernel.measurement import RadarDetection
-from cuas_node.kernel.pose import cartesian_to_spherical
+from cuas_node.kernel.pose import Pose, cartesian_to_spherical
 
 SIGMAS = (0.15, math.radians(1.0), math.radians(2.0), 0.1)  # a TI board's detection at good SNR
 RATE_HZ = 20.0
@@ -70,3 +71,22 @@ def test_young_tracks_claim_no_more_than_they_know() -> None:
     assert nees.size > 500
     assert float(np.mean(nees)) < 4.5, float(np.mean(nees))
     assert float(np.median(nees)) < 3.5, float(np.median(nees))
+
+
+def test_range_rate_curvature_is_half_the_trace_with_the_numerical_hessian() -> None:
+    """½ tr(A P A P) with A the Hessian of the predicted range-rate (from `radar_predict`, through
+    a tilted, offset mount), by central differences, for a random covariance."""
+    pose = Pose.from_angles(30.0, 5.0, -3.0, (1.0, 2.0, 3.0))
+    x = np.array([40.0, 120.0, 30.0, 5.0, -7.0, 1.0])
+    step = 1e-3
+    eye = np.eye(6) * step
+    hessian = np.zeros((6, 6))
+    for i in range(6):
+        for j in range(6):
+            corners = [x + si * eye[i] + sj * eye[j] for si in (1, -1) for sj in (1, -1)]
+            rdot = radar_predict(np.array(corners), pose)[0][:, 3]
+            hessian[i, j] = (rdot[0] - rdot[1] - rdot[2] + rdot[3]) / (4 * step * step)
+    root = np.random.default_rng(1).normal(size=(6, 6))
+    p = root @ root.T
+    expected = 0.5 * np.trace(hessian @ p @ hessian @ p)
+    assert math.isclose(float(range_rate_curvature(x[None], p[None], pose)[0]), expected, rel_tol=1e-4)

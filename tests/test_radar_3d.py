@@ -423,6 +423,7 @@ def test_ti_figures_come_from_the_shipped_profile() -> None:
     assert spec.scan_rate_hz == pytest.approx(20.0)
     assert spec.min_range_m == pytest.approx(0.25)
     assert spec.range_rate is True
+    assert spec.splits_objects is True  # the node's clustering may cut one object's cloud in two
     assert spec.range_sigma_m == pytest.approx(0.5 * 0.4504, rel=1e-3)
     assert spec.range_rate_sigma_mps == pytest.approx(0.5 * 0.6321, rel=1e-3)
     assert spec.az_sigma_rad == pytest.approx(0.25 / math.sqrt(2 * 10**1.3), rel=1e-6)
