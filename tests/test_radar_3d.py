@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,29 @@ def _detection(
         sigmas[3] if radial else None,
         snr_db=20.0,
     )
+
+
+def _surveillance_frames(
+    core: NodeCore,
+    start: np.ndarray,
+    vel: np.ndarray,
+    sigmas: tuple[float, float, float, float],
+    rng: np.random.Generator,
+    frames: int,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Targets flying straight past the 20 Hz surveillance radar, one detection each per frame
+    (no range-rate): each frame is stepped through `core`, then yielded with the truth."""
+    for k in range(frames):
+        t = 1000.0 + k / 20.0
+        truth = start + vel * (k / 20.0)
+        core.step(
+            t,
+            [
+                _detection("surv", t, p, v, rng, sigmas, False, RADAR_UP_M)
+                for p, v in zip(truth, vel, strict=True)
+            ],
+        )
+        yield k, truth
 
 
 def _all_finite(core: NodeCore) -> bool:
@@ -152,15 +176,8 @@ def test_surveillance_radar_without_range_rate_confirms_and_follows_its_targets(
     errors: list[list[float]] = [[], [], []]
     ranges: list[list[float]] = [[], [], []]
     numbers: list[set[int]] = [set(), set(), set()]
-    rate_hz, frames = 20.0, 600
-    for k in range(frames):
-        t = 1000.0 + k / rate_hz
-        truth = start + vel * (k / rate_hz)
-        batch = [
-            _detection("surv", t, p, v, rng, sigmas, False, RADAR_UP_M)
-            for p, v in zip(truth, vel, strict=True)
-        ]
-        core.step(t, batch)
+    frames = 600
+    for k, truth in _surveillance_frames(core, start, vel, sigmas, rng, frames):
         live = [r for r in core.engine.current() if r.live]
         if k == frames // 6:
             assert len(live) == 3, "every target is confirmed within 5 s"
@@ -196,17 +213,9 @@ def test_two_plots_of_one_scan_are_two_targets_however_close() -> None:
     start = np.array([[-25.0, 1800.0, 100.0], [25.0, 1800.0, 100.0]])
     vel = np.array([[0.0, -12.0, 0.0], [0.0, -12.0, 0.0]])
     sigmas = (2.0, math.radians(1.0), math.radians(1.0), 0.0)
-    rate_hz, frames = 20.0, 200
     numbers: list[set[int]] = [set(), set()]
-    for k in range(frames):
-        t = 1000.0 + k / rate_hz
-        truth = start + vel * (k / rate_hz)
-        batch = [
-            _detection("surv", t, p, v, rng, sigmas, False, RADAR_UP_M)
-            for p, v in zip(truth, vel, strict=True)
-        ]
-        core.step(t, batch)
-        if k < rate_hz:
+    for k, truth in _surveillance_frames(core, start, vel, sigmas, rng, 200):
+        if k < 20:  # the first second
             continue
         live = [r for r in core.engine.current() if r.live]
         assert len(live) == 2, f"frame {k}: {len(live)} live tracks for two targets"
