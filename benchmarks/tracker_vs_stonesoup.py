@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import functools
 import math
 import sys
 import time
@@ -202,7 +201,6 @@ class Floor:
         return Output((ids.tolist(), pos), pos)
 
 
-@functools.cache
 class StoneSoup:
     def __init__(self, kind: str, spec: SetSpec) -> None:
         from scipy.stats import chi2
