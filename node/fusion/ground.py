@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from cuas_node.fusion.measurement_models import RADIAL_SPAN_MPS
 from cuas_node.fusion.tracks import TrackTable
 from cuas_node.kernel.pose import Pose
 
@@ -27,8 +28,8 @@ IndexArray = npt.NDArray[np.intp]
 EARTH_RADIUS_M = 6_371_000.0
 SIGMAS = 3.0
 """How many standard deviations below the ground make a position impossible, not just noisy."""
-_MAX_CLIMB_MPS = 20.0
-"""Bound on a target's vertical speed in `mirror_images` (the clutter Doppler span's half)."""
+_MAX_CLIMB_MPS = RADIAL_SPAN_MPS / 2.0
+"""Bound on a target's vertical speed in `mirror_images`: the speeds clutter Doppler spans."""
 
 
 @dataclass(frozen=True, slots=True)
