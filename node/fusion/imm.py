@@ -12,6 +12,7 @@ going back); the update itself is `late`'s.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,10 +57,24 @@ def _transition(dt: FloatArray, n: int, rate: float) -> FloatArray:
 def _model_noise(dt: FloatArray, params: ImmParams) -> tuple[FloatArray, FloatArray]:
     """F (K,6,6) and Q (K,R,6,6) for every track and model: one white-acceleration pattern per
     track, scaled by each model's axis variances."""
+    return cv_matrix(dt), white_accel_pattern(dt)[:, None] * _axis_noises(params)[None]
+
+
+def _common_noise(dt: float, params: ImmParams) -> tuple[FloatArray, FloatArray]:
+    """F (6,6) and Q (R,6,6) of one dt shared by every track (a radar's frame interval): scalar
+    arithmetic on the models' cached axis variances, not the stacked per-track construction."""
+    one = np.array([dt])
+    return cv_matrix(one)[0], white_accel_pattern(one)[0][None] * _axis_noises(params)
+
+
+@functools.cache
+def _axis_noises(params: ImmParams) -> FloatArray:
+    """(R,6,6) every model's `axis_noise` (fixed for a tracker's life)."""
     noise = np.stack(
         [axis_noise(ah, av) for ah, av in zip(params.accel_h_mps2, params.accel_v_mps2, strict=True)]
     )
-    return cv_matrix(dt), white_accel_pattern(dt)[:, None] * noise[None]
+    noise.setflags(write=False)
+    return noise
 
 
 def mix_and_predict(table: TrackTable, slots: IndexArray, dt: FloatArray, params: ImmParams) -> None:
@@ -84,8 +99,12 @@ def mix_and_predict(table: TrackTable, slots: IndexArray, dt: FloatArray, params
     # F and Q for all of them then, broadcast, instead of a stack of identical ones.
     first = dt[:1]
     if bool((dt == first).all()):
-        f, q = _model_noise(first, params)
-        xm, pm = x0 @ f[0].T, f[0] @ p0 @ f[0].T + q
+        f, q = _common_noise(float(first[0]), params)
+        # 2-D products over all rows (one BLAS call each; numpy's broadcast matmul of a stack of
+        # small matrices by one is several times slower): x Fᵀ, then F P Fᵀ = (P Fᵀ)ᵀ Fᵀ (P symmetric).
+        xm = (x0.reshape(k * n, STATE_DIM) @ f.T).reshape(k, n, STATE_DIM)
+        pft = (p0.reshape(k * n * STATE_DIM, STATE_DIM) @ f.T).reshape(k, n, STATE_DIM, STATE_DIM)
+        pm = (pft.swapaxes(-1, -2).reshape(k * n * STATE_DIM, STATE_DIM) @ f.T).reshape(p0.shape) + q
     else:
         f, q = _model_noise(dt, params)
         xm = np.einsum("kab,kjb->kja", f, x0)
