@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import linear_sum_assignment
 from scipy.stats import chi2
 
 from cuas_node.fusion import imm, jpda, late
+from cuas_node.fusion.association import assign
 from cuas_node.fusion.clutter import ClutterMap
 from cuas_node.fusion.ground import Ground, hold_above_ground
 from cuas_node.fusion.initiation import BirthCounters, hit_score, make_room
@@ -31,7 +31,6 @@ from cuas_node.fusion.tracks import Status, TrackTable, distinct
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
-_UNGATED_COST = 1e9
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +58,24 @@ class Scan:
 
 @dataclass
 class Gating:
-    cost: FloatArray  # (K,M) −2 log-likelihood up to a constant; _UNGATED_COST outside the gate
+    """The gated (track row, measurement) pairs of a scan, as lists (P pairs), and the mask."""
+
     gated: BoolArray  # (K,M)
-    loglik: FloatArray  # (K,M) log N(ν; 0, S); −inf outside the gate
-    nu: FloatArray  # (K,M,D) innovations
+    ki: IndexArray  # (P,) track rows of the gated pairs
+    mj: IndexArray  # (P,) their measurements
+    cost: FloatArray  # (P,) −2 log-likelihood up to a constant
+    loglik: FloatArray  # (P,) log N(ν; 0, S)
+    nu: FloatArray  # (P,D) innovations
     h: FloatArray  # (K,D,6) Jacobians at the predicted states
     hph: FloatArray  # (K,D,D)
     z_pred: FloatArray  # (K,D) predicted measurements
     rate_extra: FloatArray | None  # (K,) second-order range-rate variance (`imm.gate_quantities`)
+
+    def dense(self, values: FloatArray, fill: float) -> FloatArray:
+        """Per-pair values (P, ...) spread over the (K, M, ...) grid, `fill` outside the gate."""
+        out = np.full((*self.gated.shape, *values.shape[1:]), fill)
+        out[self.ki, self.mj] = values
+        return out
 
 
 @dataclass
@@ -148,17 +157,12 @@ class Tracker:
         d2 = np.einsum("pi,pij,pj->p", nu_p, np.linalg.inv(s), nu_p)
         _, logdet = np.linalg.slogdet(s)
         inside = d2 < gamma
-        ki, mj, d2, logdet = ki[inside], mj[inside], d2[inside], logdet[inside]
-        shape = (active.size, scan.z.shape[0])
-        gated: BoolArray = np.zeros(shape, dtype=bool)
+        ki, mj = ki[inside], mj[inside]
+        cost = d2[inside] + logdet[inside]
+        gated: BoolArray = np.zeros((active.size, scan.z.shape[0]), dtype=bool)
         gated[ki, mj] = True
-        cost: FloatArray = np.full(shape, _UNGATED_COST)
-        cost[ki, mj] = d2 + logdet
-        loglik = np.full(shape, -np.inf)
-        loglik[ki, mj] = -0.5 * (d2 + logdet + scan.z.shape[1] * math.log(2 * math.pi))
-        nu = np.zeros((*shape, scan.z.shape[1]))
-        nu[ki, mj] = nu_p[inside]
-        return Gating(cost, gated, loglik, nu, h, hph, z_pred, rate_extra)
+        loglik = -0.5 * (cost + scan.z.shape[1] * math.log(2 * math.pi))
+        return Gating(gated, ki, mj, cost, loglik, nu_p[inside], h, hph, z_pred, rate_extra)
 
     def _along_bearing(
         self, active: IndexArray, ki: IndexArray, mj: IndexArray, scan: Scan
@@ -175,17 +179,6 @@ class Tracker:
         keep = np.ones(ki.size, dtype=bool)
         keep[unranged] = tb.along_bearing(active[ki[unranged]], seen)
         return ki[keep], mj[keep]
-
-    @staticmethod
-    def _assign(
-        cost: FloatArray, gated: BoolArray, rows: IndexArray, cols: IndexArray
-    ) -> list[tuple[int, int]]:
-        """Global nearest neighbour over a sub-block; returns (row, col) indices into the full matrix."""
-        if rows.size == 0 or cols.size == 0:
-            return []
-        r, c = linear_sum_assignment(cost[np.ix_(rows, cols)])
-        keep = gated[rows[r], cols[c]]
-        return list(zip(rows[r][keep].tolist(), cols[c][keep].tolist(), strict=True))
 
     # -- one scan of any sensor --------------------------------------------------------------
     def process(self, scan: Scan) -> ScanResult:
@@ -207,22 +200,21 @@ class Tracker:
             dt = self._predict_to(active, scan.t)
             if m:
                 g = self._costs(active, dt, scan)
-                cost, gated, seen = g.cost, g.gated, g.z_pred
-                status = tb.status[active]
-                firm = np.flatnonzero(status != Status.TENTATIVE)
+                gated, seen = g.gated, g.z_pred
+                is_firm = tb.status[active] != Status.TENTATIVE
+                firm = np.flatnonzero(is_firm)
                 near_firm = np.asarray(gated[firm].any(axis=0))
                 contested = np.asarray(gated.any(axis=1))
                 # Two passes: established tracks choose first, tentative ones share the rest.
-                pairs = self._assign(cost, gated, firm, np.arange(m))
-                taken = {c for _, c in pairs}
-                free_cols = np.array([c for c in range(m) if c not in taken], dtype=np.intp)
-                pairs += self._assign(cost, gated, np.flatnonzero(status == Status.TENTATIVE), free_cols)
-                if pairs:
-                    rows = np.array([r for r, _ in pairs], dtype=np.intp)
-                    cols = np.array([c for _, c in pairs], dtype=np.intp)
+                chosen = assign(g.ki, g.mj, g.cost, is_firm[g.ki])
+                taken: BoolArray = np.zeros(m, dtype=bool)
+                taken[g.mj[chosen]] = True
+                chosen = np.concatenate([chosen, assign(g.ki, g.mj, g.cost, ~is_firm[g.ki] & ~taken[g.mj])])
+                rows, cols = g.ki[chosen], g.mj[chosen]
+                if chosen.size:
                     slot_of[cols] = active[rows]
                     updated[rows] = True
-                    gain[rows] = hit_score(g.loglik[rows, cols], self.stats.pd(bit), clutter)
+                    gain[rows] = hit_score(g.loglik[chosen], self.stats.pd(bit), clutter)
                     if not scan.model.ranging:  # how well a bearing-only track knows its direction
                         tb.bearing_sigma_rad[active[rows]] = np.sqrt(scan.r[cols, 0, 0])
                     soft = (
@@ -241,7 +233,7 @@ class Tracker:
                     self._late_update(active[rows[hard & ~in_time]], scan, cols[hard & ~in_time])
                     self._soft_update(active, soft, g, scan)
                     updated[soft] = True
-                near_track = self._claimed(gated, pairs, scan)
+                near_track = self._claimed(gated, rows, cols, scan)
             self._record_hits(active, updated, gain, contested, scan, bit, seen)
             if self.ground is not None:
                 hold_above_ground(tb, active, self.ground)
@@ -255,7 +247,7 @@ class Tracker:
             slot_of[used] = started
         return ScanResult(slot_of, started)
 
-    def _claimed(self, gated: BoolArray, pairs: list[tuple[int, int]], scan: Scan) -> BoolArray:
+    def _claimed(self, gated: BoolArray, rows: IndexArray, cols: IndexArray, scan: Scan) -> BoolArray:
         """Measurements that may belong to an existing track, so they start no new one: those in
         the gate of a track that took nothing this scan, and those in the gate of a track that took
         another measurement not resolvable from this one (a split detection of the same target).
@@ -263,8 +255,7 @@ class Tracker:
         gate must not keep a neighbour from ever getting a track of its own (it would then be
         drawn from one target to the other)."""
         took = np.full(gated.shape[0], -1, dtype=np.intp)
-        for row, col in pairs:
-            took[row] = col
+        took[rows] = cols
         claimed = np.asarray(gated[took < 0].any(axis=0))
         if not scan.model.splits_objects:  # two detections of one frame are two objects
             return claimed
@@ -303,7 +294,17 @@ class Tracker:
         bit = self.sensor_bits.get(scan.model.sensor_id, 63)
         clutter = self.stats.clutter_density(bit, scan.model, scan.z.shape[1], self.params.clutter_per_scan)
         jpda.soft_update(
-            self.table, active, rows, g.gated, g.loglik, g.nu, g.h, g.hph, scan.r, self.stats.pd(bit), clutter
+            self.table,
+            active,
+            rows,
+            g.gated,
+            g.dense(g.loglik, -np.inf),
+            g.dense(g.nu, 0.0),
+            g.h,
+            g.hph,
+            scan.r,
+            self.stats.pd(bit),
+            clutter,
         )
 
     def process_radar(self, scan: RadarScan, sensor: RadarSensor) -> ScanResult:
