@@ -130,6 +130,23 @@ def range_rate_curvature(x: FloatArray, p: FloatArray, pose: Pose) -> FloatArray
     return np.asarray(0.5 * np.einsum("kij,kji->k", ap, ap), dtype=np.float64)
 
 
+def mahalanobis_logdet(nu: FloatArray, s: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """νᵀ S⁻¹ ν and ln|S| of innovations ν (P,D) with covariances S (P,D,D), from one Cholesky
+    factor and a forward substitution over the D rows (no inverse, no second factorisation:
+    gating asks this of every plausible pair each scan). A covariance that rounding has left not
+    positive definite takes the general route (inverse and signed log-determinant)."""
+    try:
+        lower = np.linalg.cholesky(s)
+    except np.linalg.LinAlgError:
+        _, logdet = np.linalg.slogdet(s)
+        return np.einsum("pi,pij,pj->p", nu, np.linalg.pinv(s), nu), logdet
+    y = np.empty_like(nu)
+    for i in range(nu.shape[1]):
+        y[:, i] = (nu[:, i] - np.einsum("pj,pj->p", lower[:, i, :i], y[:, :i])) / lower[:, i, i]
+    logdet = 2.0 * np.log(np.diagonal(lower, axis1=1, axis2=2)).sum(axis=1)
+    return np.einsum("pi,pi->p", y, y), logdet
+
+
 def wrap_angle(a: FloatArray) -> FloatArray:
     return (a + np.pi) % (2.0 * np.pi) - np.pi
 

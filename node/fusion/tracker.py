@@ -23,6 +23,7 @@ from cuas_node.fusion.ground import Ground, hold_above_ground
 from cuas_node.fusion.initiation import BirthCounters, hit_score, make_room
 from cuas_node.fusion.management import TrackManager
 from cuas_node.fusion.measurement_models import MeasurementModel, noise_from_sigmas, radar_model
+from cuas_node.fusion.models import mahalanobis_logdet
 from cuas_node.fusion.params import FusionParams, RadarSensor
 from cuas_node.fusion.sensor_stats import SensorStats
 from cuas_node.fusion.snapshots import Snapshots, take_snapshots
@@ -154,8 +155,7 @@ class Tracker:
         box = np.all(nu_p * nu_p <= gamma * (var_t[ki] + var_m[mj]), axis=1)
         ki, mj, nu_p = ki[box], mj[box], nu_p[box]
         s = hph[ki] + scan.r[mj]
-        d2 = np.einsum("pi,pij,pj->p", nu_p, np.linalg.inv(s), nu_p)
-        _, logdet = np.linalg.slogdet(s)
+        d2, logdet = mahalanobis_logdet(nu_p, s)
         inside = d2 < gamma
         ki, mj = ki[inside], mj[inside]
         cost = d2[inside] + logdet[inside]
