@@ -138,9 +138,10 @@ def radar_update(
     detections also looks slow, but its velocity is a guess: that is not a hovering drone."""
     if slots.size == 0:
         return
-    speed = np.linalg.norm(table.x[slots, 3:], axis=1)
+    velocity = table.x[slots, 3:]
+    speed = np.sqrt(np.einsum("ki,ki->k", velocity, velocity))
     dt = np.clip(t - table.t_kinematics[slots], 0.0, 1.0)
-    sigma_v = np.sqrt(np.maximum(largest_eigenvalue(table.p[slots][:, 3:, 3:]), 0.0))
+    sigma_v = np.sqrt(np.maximum(largest_eigenvalue(table.p[slots, 3:, 3:]), 0.0))
     steady = np.bitwise_count(table.hits[slots]) >= window_hits
     still = (speed < _HOVER_SPEED_MPS) & (sigma_v < _HOVER_SPEED_MPS) & steady
     table.hover_s[slots] = np.where(

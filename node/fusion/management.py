@@ -74,6 +74,20 @@ def position_sigma(table: TrackTable, slots: IndexArray) -> FloatArray:
     return np.sqrt(np.maximum(largest_eigenvalue(table.p[slots, :3, :3]), 0.0))
 
 
+def position_sigma_within(table: TrackTable, slots: IndexArray, limit: FloatArray) -> BoolArray:
+    """`position_sigma ≤ limit` (False where the limit is NaN), asked every scan of every track:
+    the trace bounds the largest eigenvalue, tr/3 ≤ λmax ≤ tr, so only the tracks those bounds
+    leave undecided pay for the eigenvalue."""
+    p = table.p[slots, :3, :3]
+    trace = p[:, 0, 0] + p[:, 1, 1] + p[:, 2, 2]
+    squared = np.broadcast_to(np.asarray(limit, dtype=np.float64) ** 2, trace.shape)
+    within: BoolArray = trace <= squared
+    unsure = ~within & (trace <= 3.0 * squared)
+    if unsure.any():
+        within[unsure] = largest_eigenvalue(p[unsure]) <= squared[unsure]
+    return within
+
+
 class TrackManager:
     def __init__(
         self,
@@ -125,7 +139,7 @@ class TrackManager:
             rng, az, el = seen[:, 0], seen[:, 1], seen[:, 2]
         resolution = self.stats.resolution_m(bit, rng)
         with np.errstate(invalid="ignore"):
-            known = position_sigma(self.table, active) <= _KNOWN_RESOLUTIONS * resolution
+            known = position_sigma_within(self.table, active, _KNOWN_RESOLUTIONS * resolution)
         return np.asarray(model.coverage.sees(rng, az, el) & known)
 
     # -- one scan ---------------------------------------------------------------------------
@@ -204,7 +218,6 @@ class TrackManager:
         self._lag_measured_for = self.stats.last_t.copy()
         tb = self.table
         status = tb.status[active]
-        sigma = position_sigma(tb, active)
         ranged = np.isfinite(tb.t_ranged[active])
         limit = np.where(ranged, self.params.max_position_sigma_m, self.params.max_position_sigma_m * 2.0)
         underground = self.underground(active)
@@ -219,7 +232,7 @@ class TrackManager:
         left = firm & ranged & (unfed > _LEFT_COVERAGE_PERIODS * period)
         if left.any():  # asked only of the few unfed for a while
             out = active[left]
-            odds = self.inside_odds(out, self.predicted(out, t), sigma[left])
+            odds = self.inside_odds(out, self.predicted(out, t), position_sigma(tb, out))
             outside = np.isfinite(odds)
             # Gone once a present target inside would have been missed this long with probability
             # α / odds: the further out, the sooner (at even odds, on the edge, α).
@@ -231,7 +244,7 @@ class TrackManager:
             left[left] = gone
         drop_firm = firm & (
             (unfed > np.maximum(p.delete_after_s, _DELETE_PERIODS * period))
-            | (sigma > limit)
+            | ~position_sigma_within(tb, active, limit)
             | underground
             | tb.absent[active]
             | left

@@ -182,7 +182,9 @@ def distinct(positions: FloatArray, variance_sum: FloatArray) -> npt.NDArray[np.
         return np.ones(n, dtype=bool)
     d2 = np.sum((positions[:, None, :] - positions[None, :, :]) ** 2, axis=2)
     close = d2 < 9.0 * (variance_sum[:, None] + variance_sum[None, :]) / 3.0
-    earlier_close = np.tril(close, k=-1).any(axis=1)
+    later, earlier = np.nonzero(close)
+    earlier_close = np.zeros(n, dtype=bool)
+    earlier_close[later[earlier < later]] = True
     keep = np.ones(n, dtype=bool)
     for j in np.flatnonzero(earlier_close):  # only the rare split objects reach this loop
         keep[j] = not (close[j, :j] & keep[:j]).any()
