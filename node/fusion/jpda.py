@@ -14,13 +14,16 @@ IndexArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 
 
-def shared_rows(firm: IndexArray, gated: BoolArray, dt: FloatArray) -> IndexArray:
-    """Established tracks that compete for a gated measurement (and are in sequence): where
-    a hard choice is a guess, they get a JPDA-style soft update instead."""
-    if firm.size < 2:
+def shared_rows(is_firm: BoolArray, ki: IndexArray, mj: IndexArray, dt: FloatArray) -> IndexArray:
+    """Established tracks (rows where `is_firm`) that compete for a gated measurement (gated
+    pairs `ki`, `mj`) and are in sequence: where a hard choice is a guess, they get a JPDA-style
+    soft update instead."""
+    firm = is_firm[ki]
+    ki, mj = ki[firm], mj[firm]
+    if ki.size < 2:
         return np.zeros(0, dtype=np.intp)
-    contested = gated[firm].sum(axis=0) >= 2
-    rows = firm[(gated[firm] & contested[None, :]).any(axis=1)]
+    contested = np.bincount(mj)[mj] >= 2
+    rows = np.unique(ki[contested])
     return rows[dt[rows] == 0.0]
 
 

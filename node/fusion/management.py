@@ -80,7 +80,9 @@ def position_sigma_within(table: TrackTable, slots: IndexArray, limit: FloatArra
     leave undecided pay for the eigenvalue."""
     p = table.p[slots, :3, :3]
     trace = p[:, 0, 0] + p[:, 1, 1] + p[:, 2, 2]
-    squared = np.broadcast_to(np.asarray(limit, dtype=np.float64) ** 2, trace.shape)
+    squared = np.asarray(limit, dtype=np.float64) ** 2
+    if squared.shape != trace.shape:
+        squared = np.full(trace.shape, squared)
     within: BoolArray = trace <= squared
     unsure = ~within & (trace <= 3.0 * squared)
     if unsure.any():

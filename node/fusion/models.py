@@ -33,6 +33,7 @@ def _cv_masks() -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
 
 _VEL, _POS_POS, _POS_VEL, _VEL_VEL = _cv_masks()
 _EYE = np.eye(STATE_DIM)
+_VELOCITY_AXES = np.arange(3, STATE_DIM)
 
 
 def axis_noise(accel_h: float, accel_v: float) -> FloatArray:
@@ -198,7 +199,7 @@ def radar_to_state(
     x[:, 3:] = los * z[:, 3:4]
     p = np.zeros((m, STATE_DIM, STATE_DIM))
     p[:, :3, :3] = rot @ cov_s @ rot.T
-    p[:, 3:, 3:] = np.eye(3) * sigma_v**2
+    p[:, _VELOCITY_AXES, _VELOCITY_AXES] = sigma_v**2
     return x, p
 
 

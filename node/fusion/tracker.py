@@ -218,7 +218,7 @@ class Tracker:
                     if not scan.model.ranging:  # how well a bearing-only track knows its direction
                         tb.bearing_sigma_rad[active[rows]] = np.sqrt(scan.r[cols, 0, 0])
                     soft = (
-                        jpda.shared_rows(firm, gated, dt)
+                        jpda.shared_rows(is_firm, g.ki, g.mj, dt)
                         if scan.full_scan and scan.model.splits_objects
                         else np.zeros(0, np.intp)
                     )
@@ -233,7 +233,7 @@ class Tracker:
                     self._late_update(active[rows[hard & ~in_time]], scan, cols[hard & ~in_time])
                     self._soft_update(active, soft, g, scan)
                     updated[soft] = True
-                near_track = self._claimed(gated, rows, cols, scan)
+                near_track = self._claimed(g, rows, cols, scan)
             self._record_hits(active, updated, gain, contested, scan, bit, seen)
             if self.ground is not None:
                 hold_above_ground(tb, active, self.ground)
@@ -247,21 +247,21 @@ class Tracker:
             slot_of[used] = started
         return ScanResult(slot_of, started)
 
-    def _claimed(self, gated: BoolArray, rows: IndexArray, cols: IndexArray, scan: Scan) -> BoolArray:
+    def _claimed(self, g: Gating, rows: IndexArray, cols: IndexArray, scan: Scan) -> BoolArray:
         """Measurements that may belong to an existing track, so they start no new one: those in
         the gate of a track that took nothing this scan, and those in the gate of a track that took
         another measurement not resolvable from this one (a split detection of the same target).
         A detection clearly apart from what its track took is another target: a young track's wide
         gate must not keep a neighbour from ever getting a track of its own (it would then be
         drawn from one target to the other)."""
-        took = np.full(gated.shape[0], -1, dtype=np.intp)
+        took = np.full(g.gated.shape[0], -1, dtype=np.intp)
         took[rows] = cols
-        claimed = np.asarray(gated[took < 0].any(axis=0))
+        claimed = np.asarray(g.gated[took < 0].any(axis=0))
         if not scan.model.splits_objects:  # two detections of one frame are two objects
             return claimed
-        ki, mj = np.nonzero(gated & (took >= 0)[:, None])
-        other = mj != took[ki]
-        ki, mj = ki[other], mj[other]
+        owner = took[g.ki]
+        other = (owner >= 0) & (g.mj != owner)
+        ki, mj = g.ki[other], g.mj[other]
         if mj.size:
             mine = took[ki]
             nu = scan.model.innovation(scan.z[mj], scan.z[mine])
