@@ -110,7 +110,8 @@ class SensorStats:
         return np.asarray(np.clip(self.pd_num / self.pd_den, 0.3, 0.99), dtype=np.float64)
 
     def pd(self, bit: int) -> float:
-        return float(self.pds()[bit])
+        """One sensor's `pds` (scalar arithmetic: asked several times a scan)."""
+        return min(max(float(self.pd_num[bit]) / float(self.pd_den[bit]), 0.3), 0.99)
 
     def clutter_density(self, bit: int, model: MeasurementModel, dim: int, configured: float) -> float:
         """False alarms per unit of measurement space (λ): the sensor's false alarms per scan over
