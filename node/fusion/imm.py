@@ -27,7 +27,7 @@ from cuas_node.fusion.models import (
     range_rate_curvature,
     white_accel_pattern,
 )
-from cuas_node.fusion.tracks import TrackTable
+from cuas_node.fusion.tracks import TrackTable, mixture_spread
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -88,13 +88,13 @@ def mix_and_predict(table: TrackTable, slots: IndexArray, dt: FloatArray, params
     c = np.einsum("ki,kij->kj", mu, pi)
     w = mu[:, :, None] * pi / np.maximum(c[:, None, :], 1e-300)
     x0 = np.einsum("kij,kid->kjd", w, xm)
-    dx = xm[:, :, None, :] - x0[:, None, :, :]
-    # Σ_i w_ij (P_i + dx_ij dx_ijᵀ) as matrix products over i (a 3-operand einsum is slower).
+    # Σ_i w_ij (P_i + dx_ij dx_ijᵀ): the weighted covariances as one matrix product over i, the
+    # spread of the means (`mixture_spread`) with each (track, j) a mixture of the same means.
     k, n = w.shape[0], w.shape[1]
     wt = w.transpose(0, 2, 1)  # (k, j, i)
-    d = dx.transpose(0, 2, 1, 3)  # (k, j, i, 6)
     p0 = (wt @ pm.reshape(k, n, STATE_DIM * STATE_DIM)).reshape(k, n, STATE_DIM, STATE_DIM)
-    p0 += (d * wt[..., None]).swapaxes(-1, -2) @ d
+    means = np.broadcast_to(xm[:, None], (k, n, n, STATE_DIM)).reshape(k * n, n, STATE_DIM)
+    p0 += mixture_spread(wt.reshape(k * n, n), means, x0.reshape(k * n, STATE_DIM)).reshape(p0.shape)
     # Tracks are usually all predicted by one dt (every track was updated by the last scan): one
     # F and Q for all of them then, broadcast, instead of a stack of identical ones.
     first = dt[:1]

@@ -156,10 +156,9 @@ class TrackTable:
         pm = self.pm[slots] if pm is None else pm
         k, n = mu.shape
         x = (mu[:, None, :] @ xm)[:, 0]
-        d = xm - x[:, None, :]
         self.x[slots] = x
         p = (mu[:, None, :] @ pm.reshape(k, n, STATE_DIM * STATE_DIM)).reshape(k, STATE_DIM, STATE_DIM)
-        self.p[slots] = p + (d * mu[:, :, None]).swapaxes(1, 2) @ d
+        self.p[slots] = p + mixture_spread(mu, xm, x)
 
     def along_bearing(self, slots: npt.NDArray[np.intp], seen: FloatArray) -> npt.NDArray[np.bool_]:
         """Whether points (N,3 ENU) lie in the direction of the tracks in `slots` from the node,
@@ -172,6 +171,17 @@ class TrackTable:
     def release(self, slots: npt.NDArray[np.intp]) -> None:
         self.status[slots] = Status.FREE
         self.changed[slots] = False
+
+
+def mixture_spread(w: FloatArray, xm: FloatArray, x: FloatArray) -> FloatArray:
+    """Σ_i w_i (x_i − x)(x_i − x)ᵀ (K,6,6), the spread of the model means about their mixture x
+    (weights w (K,R), means xm (K,R,6)). With two models this is w₀ w₁ δ δᵀ, δ = x₀ − x₁: one
+    outer product instead of a stack of matrix products."""
+    if w.shape[1] == 2:
+        delta = xm[:, 0] - xm[:, 1]
+        return np.asarray((w[:, 0] * w[:, 1])[:, None, None] * (delta[:, :, None] * delta[:, None, :]))
+    d = xm - x[:, None, :]
+    return np.asarray((d * w[:, :, None]).swapaxes(1, 2) @ d)
 
 
 def distinct(positions: FloatArray, variance_sum: FloatArray) -> npt.NDArray[np.bool_]:

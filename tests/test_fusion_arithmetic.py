@@ -1,0 +1,117 @@
+"""The tracker's vectorised arithmetic against plain references: GNN over gated pairs (the
+shortcut for lone pairs changes nothing), gating's Mahalanobis terms, the IMM prediction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import linear_sum_assignment
+
+from cuas_node.fusion import imm
+from cuas_node.fusion.association import assign
+from cuas_node.fusion.models import axis_noise, cv_matrix, mahalanobis_logdet, white_accel_pattern
+from cuas_node.fusion.tracks import TrackTable
+
+
+def _dense_optimum(k: int, m: int, ki: np.ndarray, mj: np.ndarray, cost: np.ndarray) -> tuple[int, float]:
+    """What the whole (K, M) matrix solved at once gives: the number of gated pairs and their cost."""
+    full = np.full((k, m), 1e9)
+    full[ki, mj] = cost
+    r, c = linear_sum_assignment(full)
+    inside = full[r, c] < 1e9
+    return int(inside.sum()), float(full[r, c][inside].sum())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 12), st.floats(0.05, 0.6), st.integers(0, 2**31 - 1))
+def test_the_same_optimum_as_the_whole_matrix(k: int, m: int, density: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    ki, mj = np.nonzero(rng.random((k, m)) < density)
+    cost = rng.normal(0.0, 10.0, ki.size)  # −2 log-likelihoods may be negative
+    chosen = assign(ki, mj, cost, np.ones(ki.size, dtype=bool))
+    assert np.unique(ki[chosen]).size == chosen.size  # one measurement per track
+    assert np.unique(mj[chosen]).size == chosen.size  # one track per measurement
+    count, total = _dense_optimum(k, m, ki, mj, cost)
+    assert chosen.size == count
+    assert np.isclose(cost[chosen].sum(), total)
+
+
+def test_only_eligible_pairs_are_chosen() -> None:
+    ki = np.array([0, 0, 1, 2])
+    mj = np.array([0, 1, 1, 2])
+    cost = np.array([1.0, 0.5, 0.2, 3.0])
+    chosen = assign(ki, mj, cost, np.array([True, True, False, True]))
+    assert sorted(zip(ki[chosen].tolist(), mj[chosen].tolist(), strict=True)) == [(0, 1), (2, 2)]
+    everything = assign(ki, mj, cost, np.ones(4, dtype=bool))
+    assert sorted(zip(ki[everything].tolist(), mj[everything].tolist(), strict=True)) == [
+        (0, 0),
+        (1, 1),
+        (2, 2),
+    ]
+    assert assign(ki, mj, cost, np.zeros(4, dtype=bool)).size == 0
+
+
+def test_mahalanobis_and_log_determinant_match_the_inverse_even_when_not_positive_definite() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(50, 4, 6))
+    s = a @ a.transpose(0, 2, 1) + np.diag([4.0, 3e-4, 3e-4, 0.01])
+    nu = rng.normal(size=(50, 4))
+    d2, logdet = mahalanobis_logdet(nu, s)
+    assert np.allclose(d2, np.einsum("pi,pij,pj->p", nu, np.linalg.inv(s), nu))
+    assert np.allclose(logdet, np.linalg.slogdet(s)[1])
+    s[7] = np.diag([1.0, 1.0, 1.0, -1e-9])  # rounding gone wrong in one pair: no exception
+    d2, logdet = mahalanobis_logdet(nu, s)
+    assert np.isfinite(d2).all() and np.isfinite(logdet).all()
+
+
+def _reference_imm_prediction(
+    mu: np.ndarray, xm: np.ndarray, pm: np.ndarray, dt: float, params: imm.ImmParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One track's IMM interaction and prediction written out model by model."""
+    n = mu.size
+    stay = np.exp(-params.switch_rate_hz * dt)
+    pi = np.full((n, n), (1.0 - stay) / (n - 1))
+    np.fill_diagonal(pi, stay)
+    c = mu @ pi
+    f = cv_matrix(np.array([dt]))[0]
+    x_out, p_out = np.zeros((n, 6)), np.zeros((n, 6, 6))
+    for j in range(n):
+        w = mu * pi[:, j] / c[j]
+        x0 = sum(w[i] * xm[i] for i in range(n))
+        p0 = sum(w[i] * (pm[i] + np.outer(xm[i] - x0, xm[i] - x0)) for i in range(n))
+        q = white_accel_pattern(np.array([dt]))[0] * axis_noise(
+            params.accel_h_mps2[j], params.accel_v_mps2[j]
+        )
+        x_out[j], p_out[j] = f @ x0, f @ p0 @ f.T + q
+    x = sum(c[j] * x_out[j] for j in range(n))
+    p = sum(c[j] * (p_out[j] + np.outer(x_out[j] - x, x_out[j] - x)) for j in range(n))
+    return c, x_out, p_out, x, p
+
+
+@pytest.mark.parametrize("n_models", [2, 3])
+@pytest.mark.parametrize("same_dt", [True, False])
+def test_imm_prediction_matches_the_model_by_model_reference(n_models: int, same_dt: bool) -> None:
+    params = imm.ImmParams(
+        accel_h_mps2=(0.7, 3.0, 6.0)[-n_models:],
+        accel_v_mps2=(0.3, 1.0, 2.0)[-n_models:],
+        initial_mode=tuple([1.0 / n_models] * n_models),
+    )
+    rng = np.random.default_rng(n_models)
+    table = TrackTable(16, n_models, params.initial_mode)
+    slots = np.array([1, 4, 5, 9])
+    mu = rng.dirichlet(np.ones(n_models), slots.size)
+    xm = rng.normal(0.0, 20.0, (slots.size, n_models, 6))
+    a = rng.normal(size=(slots.size, n_models, 6, 6))
+    pm = a @ a.transpose(0, 1, 3, 2) + np.eye(6)
+    table.mu[slots], table.xm[slots], table.pm[slots] = mu, xm, pm
+    dt = np.full(slots.size, 0.05) if same_dt else np.array([0.05, 0.1, 0.0, 1.0])
+    imm.mix_and_predict(table, slots, dt, params)
+    for row, slot in enumerate(slots):
+        c, x_models, p_models, x, p = _reference_imm_prediction(mu[row], xm[row], pm[row], dt[row], params)
+        assert np.allclose(table.mu[slot], c)
+        assert np.allclose(table.xm[slot], x_models)
+        assert np.allclose(table.pm[slot], p_models)
+        assert np.allclose(table.x[slot], x)
+        assert np.allclose(table.p[slot], p)
