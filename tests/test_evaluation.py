@@ -130,6 +130,29 @@ def test_association_keeps_partner_through_a_close_pass() -> None:
     assert score_run(steps, duration_s=1.0, gate_m=5.0).id_switches == 0
 
 
+def test_each_target_is_matched_within_its_own_radius() -> None:
+    # Two targets, each with a track 40 m off: a target whose radar sees it to 20 m across (a 1°
+    # beam at 1.1 km) keeps its track, one seen to metres does not.
+    base = _step(
+        0.0, {"far": (0, 1100, 0), "near": (0, 50, 0)}, {"1": ((40, 1100, 0), "x"), "2": ((40, 50, 0), "x")}
+    )
+    steps = [replace(base, truth=replace(base.truth, match_m=np.array([96.0, 25.0])))]
+    assert associate(steps) == [{0: 0}]
+    assert score_run(steps, duration_s=1.0).false_tracks == 1  # track 2 is nothing's
+
+
+def test_matching_radius_is_five_sigma_of_the_best_radar_there() -> None:
+    from cuas_node.drivers.sim.scenario import load_scenario
+    from cuas_node.evaluation.runner import _RadarView
+
+    view = _RadarView(load_scenario("crossing-pair"))  # a TI-like board: σ 2° in elevation, 3 m up
+    radius = view.match_radius(np.array([[0.0, 50.0, 3.0], [0.0, 200.0, 3.0], [0.0, 5000.0, 3.0]]))
+    assert radius[0] == pytest.approx(25.0)  # 5σ = 8.7 m: the floor, as the fixed radius was
+    assert radius[1] == pytest.approx(5 * 200.0 * np.radians(2.0))
+    assert radius[2] == pytest.approx(100.0)  # never beyond the GOSPA cut-off
+    assert _RadarView(load_scenario("acoustic-only")).match_radius(np.zeros((2, 3))).tolist() == [25.0, 25.0]
+
+
 def test_remote_id_binding_accuracy_counts_bound_and_unbound_steps() -> None:
     steps = [
         _step(0.0, {"a": (0, 0, 0)}, {"1": ((0, 0, 0), "multirotor")}),  # tracked, not bound: wrong

@@ -113,6 +113,7 @@ class TruthFrame:
     kinds: list[str]
     enu: FloatArray
     covered: BoolArray
+    match_m: FloatArray | None = None  # per target, the matching radius (None: `associate`'s gate_m)
 
 
 @dataclass(frozen=True)
@@ -161,8 +162,9 @@ def track_frame(reports: Sequence[TrackReport], t_utc: float) -> TrackFrame:
 
 
 def associate(steps: Sequence[Step], gate_m: float = DEFAULT_GATE_M) -> list[dict[int, int]]:
-    """Per step, truth index → track index, one-to-one, within `gate_m`, keeping last step's
-    partners where still valid. Bearing-only tracks take no part (they have no range)."""
+    """Per step, truth index → track index, one-to-one, within each target's `match_m` (or
+    `gate_m` where a frame has none), keeping last step's partners where still valid.
+    Bearing-only tracks take no part (they have no range)."""
     out: list[dict[int, int]] = []
     previous: dict[str, str] = {}
     for step in steps:
@@ -171,20 +173,22 @@ def associate(steps: Sequence[Step], gate_m: float = DEFAULT_GATE_M) -> list[dic
         usable = [j for j in range(len(tracks.ids)) if not tracks.bearing_only[j]]
         if truth.ids and usable:
             d = np.linalg.norm(truth.enu[:, None, :] - tracks.enu[None, usable, :], axis=2)
+            radius = truth.match_m if truth.match_m is not None else np.full(len(truth.ids), gate_m)
             col_of = {tracks.ids[j]: c for c, j in enumerate(usable)}
             taken: set[int] = set()
             for i, tid in enumerate(truth.ids):
                 c = col_of.get(previous.get(tid, ""))
-                if c is not None and c not in taken and d[i, c] <= gate_m:
+                if c is not None and c not in taken and d[i, c] <= radius[i]:
                     pairs[i] = usable[c]
                     taken.add(c)
             rows = [i for i in range(len(truth.ids)) if i not in pairs]
             cols = [c for c in range(len(usable)) if c not in taken]
             if rows and cols:
                 sub = d[np.ix_(rows, cols)]
-                r, cc = linear_sum_assignment(np.where(sub <= gate_m, sub, 1e9))
+                inside = sub <= radius[rows][:, None]
+                r, cc = linear_sum_assignment(np.where(inside, sub, 1e9))
                 for a, b in zip(r.tolist(), cc.tolist(), strict=True):
-                    if sub[a, b] <= gate_m:
+                    if inside[a, b]:
                         pairs[rows[a]] = usable[cols[b]]
         out.append(pairs)
         previous = {truth.ids[i]: tracks.ids[j] for i, j in pairs.items()}

@@ -32,7 +32,7 @@ from cuas_node.driver_factory import UnsupportedSensor, build_driver
 from cuas_node.drivers.driver import SensorDriver
 from cuas_node.drivers.sim.runner import Simulation
 from cuas_node.drivers.sim.scenario import Scenario, SimFpvSpec, SimRadarSpec
-from cuas_node.evaluation.metrics import Step, TruthFrame, track_frame
+from cuas_node.evaluation.metrics import DEFAULT_GATE_M, Step, TruthFrame, track_frame
 from cuas_node.evaluation.published import PublishedScore, score_published
 from cuas_node.kernel.clock import ManualClock, ScaledClock
 from cuas_node.kernel.measurement import AnyMeasurement
@@ -141,19 +141,25 @@ class RunResult:
     published: PublishedScore = field(default_factory=PublishedScore)
 
 
-def _coverage(scenario: Scenario) -> Callable[[np.ndarray], np.ndarray]:
-    """Which targets a radar could see (inside range and field of view of any radar); without a
-    radar every existing target counts as covered (e.g. acoustic-only)."""
-    radars = [s for s in scenario.sensors if isinstance(s, SimRadarSpec)]
-    poses = [(s.mount.pose(), s) for s in radars]
+class _RadarView:
+    """What the scenario's radars can see, and how well: which targets count as covered (time to
+    first track counts from there) and how far a track may lie from its target and still be its
+    track (the matching radius of the continuity metrics)."""
 
-    def covered(enu: np.ndarray) -> np.ndarray:
-        if not poses:
+    def __init__(self, scenario: Scenario) -> None:
+        radars = [s for s in scenario.sensors if isinstance(s, SimRadarSpec)]
+        self.poses = [(s.mount.pose(), s) for s in radars]
+        self.largest_radius_m = max(scenario.gospa_c_m, DEFAULT_GATE_M)
+
+    def covered(self, enu: np.ndarray) -> np.ndarray:
+        """Inside range and field of view of any radar; without a radar every existing target
+        counts as covered (e.g. acoustic-only)."""
+        if not self.poses:
             return np.ones(enu.shape[0], dtype=bool)
         out = np.zeros(enu.shape[0], dtype=bool)
         if enu.shape[0] == 0:
             return out
-        for pose, spec in poses:
+        for pose, spec in self.poses:
             r, az, el = cartesian_to_spherical(pose.enu_to_sensor(enu))
             out |= (
                 (r <= spec.max_range_m)
@@ -162,7 +168,19 @@ def _coverage(scenario: Scenario) -> Callable[[np.ndarray], np.ndarray]:
             )
         return out
 
-    return covered
+    def match_radius(self, enu: np.ndarray) -> np.ndarray:
+        """Per target: five of the best radar's position 1σ there (its range σ, or the range
+        times its larger angle σ across the beam), never below `DEFAULT_GATE_M` (the targets'
+        own size and spacing; a TI board's 2° reaches it at 143 m) nor above the GOSPA cut-off.
+        A fixed radius would call a radar at 2 km with a 1° beam (35 m across it) a source of
+        false tracks and ID switches."""
+        best = np.full(enu.shape[0], np.inf)
+        for pose, spec in self.poses:
+            r = np.linalg.norm(pose.enu_to_sensor(enu), axis=1)
+            across = r * math.radians(max(spec.az_sigma_deg, spec.el_sigma_deg))
+            best = np.minimum(best, np.maximum(spec.range_sigma_m, across))
+        radius = np.where(np.isfinite(best), 5.0 * best, DEFAULT_GATE_M)
+        return np.asarray(np.clip(radius, DEFAULT_GATE_M, self.largest_radius_m), dtype=np.float64)
 
 
 def run_scenario(scenario: Scenario, seed: int, config_overrides: dict[str, Any] | None = None) -> RunResult:
@@ -238,7 +256,7 @@ def run_scenario(scenario: Scenario, seed: int, config_overrides: dict[str, Any]
         seq += 1
     heapq.heapify(events)
 
-    covered = _coverage(scenario)
+    radars = _RadarView(scenario)
     steps: list[Step] = []
     cpu: list[float] = []
     fpv_pending: dict[str, list[AnyMeasurement]] = {sid: [] for sid in fpv_clocks}
@@ -270,7 +288,11 @@ def run_scenario(scenario: Scenario, seed: int, config_overrides: dict[str, Any]
             fuse([])
             state = sim.world.state(t)
             truth = TruthFrame(
-                ids=list(state.ids), kinds=list(state.kinds), enu=state.enu, covered=covered(state.enu)
+                ids=list(state.ids),
+                kinds=list(state.kinds),
+                enu=state.enu,
+                covered=radars.covered(state.enu),
+                match_m=radars.match_radius(state.enu),
             )
             tracks = track_frame(core.tracks_now(), clock.now())
             steps.append(Step(t=round(t, 6), truth=truth, tracks=tracks))
