@@ -207,19 +207,11 @@ class FusionEngine:
             rate[:] = False  # the radar is declared without range-rate: its radial values are not trusted
         keep = valid
         self.counters.invalid += int(np.count_nonzero(~valid))
-        ground = self.tracker.ground
-        if ground is not None and valid.any():
-            # Ground-bounce images (multipath) below the ground are not targets: drop them here,
-            # before they can start a track or drag a real one down.
-            enu, sigma_up = radar_points_enu(z[valid, :3], sig[valid, :3], model.pose)
-            across = np.hypot(sig[valid, 0], z[valid, 0] * np.cos(z[valid, 2]) * sig[valid, 1])
-            radial = np.where(rate[valid], z[valid, 3], np.nan)
-            mast = float(ground.height(model.pose.offset_enu_m[None, :])[0])
-            images = mirror_images(ground, enu, sigma_up, across, radial, sig[valid, 3], mast)
-            real = ~ground.impossible(enu, sigma_up) & ~images
-            self.counters.below_ground += int(np.count_nonzero(~real))
+        dropped = self._below_ground(z[valid], sig[valid], rate[valid], model.pose)
+        if dropped.any():
+            self.counters.below_ground += int(np.count_nonzero(dropped))
             keep = valid.copy()
-            keep[valid] = real
+            keep[valid] = ~dropped
         parts = [(keep & rate, model), (keep & ~rate, position_only)]
         parts = sorted((p for p in parts if p[0].any()), key=lambda p: -int(np.count_nonzero(p[0])))
         for i, (rows, part_model) in enumerate(parts):
@@ -237,6 +229,24 @@ class FusionEngine:
                 Scan(model, t, np.zeros((0, model.dim)), np.zeros((0, model.dim, model.dim)))
             )
             self.counters.scans += 1
+
+    def _below_ground(self, z: np.ndarray, sig: np.ndarray, rate: np.ndarray, pose: Pose) -> np.ndarray:
+        """Detections of one frame (valid ones, rows of `radar_arrays`) that are no target: below
+        the ground beyond their uncertainty, or the ground-bounce image (multipath) of another
+        (`ground.mirror_images`). Dropped before they can start a track or drag a real one down;
+        a frame with nothing below the ground (the usual one) asks no more than its heights."""
+        ground = self.tracker.ground
+        dropped = np.zeros(z.shape[0], dtype=bool)
+        if ground is None or not z.shape[0]:
+            return dropped
+        enu, sigma_up = radar_points_enu(z[:, :3], sig[:, :3], pose)
+        if not (ground.height(enu) < 0.0).any():
+            return dropped
+        across = np.hypot(sig[:, 0], z[:, 0] * np.cos(z[:, 2]) * sig[:, 1])
+        radial = np.where(rate, z[:, 3], np.nan)
+        mast = float(ground.height(pose.offset_enu_m[None, :])[0])
+        images = mirror_images(ground, enu, sigma_up, across, radial, sig[:, 3], mast)
+        return np.asarray(ground.impossible(enu, sigma_up) | images)
 
     def _acoustic(self, bearings: list[AcousticBearing], t: float) -> None:
         model = self.models.get(bearings[0].sensor_id)
