@@ -166,7 +166,8 @@ def _sample_acceleration(table: TrackTable, slots: IndexArray, t: float) -> None
     first = ~np.isfinite(table.t_accel[slots])
     due = slots[(span >= _ACCEL_WINDOW_S) & ~first]
     if due.size:
-        a = np.linalg.norm(table.x[due, 3:] - table.v_accel[due], axis=1) / (t - table.t_accel[due])
+        change = table.x[due, 3:] - table.v_accel[due]
+        a = np.sqrt(np.einsum("ki,ki->k", change, change)) / (t - table.t_accel[due])
         previous = table.accel_mps2[due]
         table.accel_mps2[due] = np.where(np.isfinite(previous), 0.6 * previous + 0.4 * a, a)
     fresh = np.concatenate([due, slots[first]])

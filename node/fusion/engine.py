@@ -222,7 +222,8 @@ class FusionEngine:
             result = self.tracker.process(scan)
             self.counters.scans += 1
             hit = result.slot_of >= 0
-            size = np.nan_to_num(extent[rows][hit], nan=0.0, posinf=0.0, neginf=0.0)
+            size = extent[rows][hit]
+            size = np.where(np.isfinite(size), size, 0.0)  # no extent reported: none seen
             classify.radar_update(self.tracker.table, result.slot_of[hit], size, t, self.params.confirm_m)
         if not parts:  # every detection dropped: the radar still looked (its misses count)
             self.tracker.process(

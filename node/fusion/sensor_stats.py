@@ -82,10 +82,10 @@ class SensorStats:
         # costs more than sorting them.
         sig = np.sqrt(np.diagonal(r, axis1=1, axis2=2))
         self.sigma_range[bit] = statistics.median(sig[:, 0].tolist())
-        self.sigma_angle[bit] = statistics.median(np.max(sig[:, 1:3], axis=1).tolist())
+        self.sigma_angle[bit] = statistics.median(np.maximum(sig[:, 1], sig[:, 2]).tolist())
         if z.shape[1] >= 4:
             floor = 6.0 * statistics.median(sig[:, 3].tolist())
-            span = max(float(np.ptp(z[:, 3])) if z.shape[0] > 1 else 0.0, floor)
+            span = max(float(z[:, 3].max() - z[:, 3].min()), floor)
             old = self.doppler_span[bit]
             self.doppler_span[bit] = (
                 span if not math.isfinite(old) else max(floor, _MEMORY * old + (1 - _MEMORY) * span)
