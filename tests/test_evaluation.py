@@ -149,7 +149,8 @@ def test_matching_radius_is_five_sigma_of_the_best_radar_there() -> None:
     radius = view.match_radius(np.array([[0.0, 50.0, 3.0], [0.0, 200.0, 3.0], [0.0, 5000.0, 3.0]]))
     assert radius[0] == pytest.approx(25.0)  # 5σ = 8.7 m: the floor, as the fixed radius was
     assert radius[1] == pytest.approx(5 * 200.0 * np.radians(2.0))
-    assert radius[2] == pytest.approx(100.0)  # never beyond the GOSPA cut-off
+    assert radius[2] == pytest.approx(25.0)  # out of every radar's coverage: no radar's noise
+    assert view.match_radius(np.array([[0.0, 190.0, 150.0]]))[0] == pytest.approx(25.0)  # beyond its range
     assert _RadarView(load_scenario("acoustic-only")).match_radius(np.zeros((2, 3))).tolist() == [25.0, 25.0]
 
 

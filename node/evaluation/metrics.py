@@ -11,7 +11,8 @@ Two distance-based associations are used on purpose:
 - Continuity metrics (ID switches, fragmentations, time to first track, false tracks, labels,
   Remote ID binding) need an association that remembers the previous step, so an ID switch is a
   change of the *kept* partner, not an artefact of re-solving the assignment (CLEAR-MOT style):
-  a truth keeps last step's track while it stays within `gate_m`; the rest are assigned optimally.
+  a truth keeps last step's track while it stays within its matching radius (`TruthFrame.match_m`,
+  else `gate_m`); the rest are assigned optimally.
   A target that flew out of every sensor's coverage and came back with a new track is counted
   apart (`reacquired_after_leaving_coverage`), not as an ID switch or fragmentation: nothing a
   tracker could observe links the two, so it measures the scenario, not the tracker's association.

@@ -169,16 +169,23 @@ class _RadarView:
         return out
 
     def match_radius(self, enu: np.ndarray) -> np.ndarray:
-        """Per target: five of the best radar's position 1σ there (its range σ, or the range
-        times its larger angle σ across the beam), never below `DEFAULT_GATE_M` (the targets'
-        own size and spacing; a TI board's 2° reaches it at 143 m) nor above the GOSPA cut-off.
+        """Per target: five times the position 1σ there of the best radar that covers it (the
+        larger of its range σ and the range times its larger angle σ), never below
+        `DEFAULT_GATE_M` (the targets' own size and spacing; a TI board's 2° reaches it at 143 m)
+        nor above the GOSPA cut-off (or 25 m if that is smaller); `DEFAULT_GATE_M` where no radar
+        covers the target.
         A fixed radius would call a radar at 2 km with a 1° beam (35 m across it) a source of
         false tracks and ID switches."""
         best = np.full(enu.shape[0], np.inf)
         for pose, spec in self.poses:
-            r = np.linalg.norm(pose.enu_to_sensor(enu), axis=1)
+            r, az, el = cartesian_to_spherical(pose.enu_to_sensor(enu))
+            sees = (
+                (r <= spec.max_range_m)
+                & (np.abs(az) <= math.radians(spec.fov_az_deg))
+                & (np.abs(el) <= math.radians(spec.fov_el_deg))
+            )
             across = r * math.radians(max(spec.az_sigma_deg, spec.el_sigma_deg))
-            best = np.minimum(best, np.maximum(spec.range_sigma_m, across))
+            best = np.where(sees, np.minimum(best, np.maximum(spec.range_sigma_m, across)), best)
         radius = np.where(np.isfinite(best), 5.0 * best, DEFAULT_GATE_M)
         return np.asarray(np.clip(radius, DEFAULT_GATE_M, self.largest_radius_m), dtype=np.float64)
 
