@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -151,21 +151,26 @@ class _RadarView:
         self.poses = [(s.mount.pose(), s) for s in radars]
         self.largest_radius_m = max(scenario.gospa_c_m, DEFAULT_GATE_M)
 
+    def _looks(self, enu: np.ndarray) -> Iterator[tuple[SimRadarSpec, np.ndarray, np.ndarray]]:
+        """Per radar: its spec, each point's range from it, and whether the point is inside its
+        range and field of view."""
+        for pose, spec in self.poses:
+            r, az, el = cartesian_to_spherical(pose.enu_to_sensor(enu))
+            sees = (
+                (r <= spec.max_range_m)
+                & (np.abs(az) <= math.radians(spec.fov_az_deg))
+                & (np.abs(el) <= math.radians(spec.fov_el_deg))
+            )
+            yield spec, r, sees
+
     def covered(self, enu: np.ndarray) -> np.ndarray:
         """Inside range and field of view of any radar; without a radar every existing target
         counts as covered (e.g. acoustic-only)."""
         if not self.poses:
             return np.ones(enu.shape[0], dtype=bool)
         out = np.zeros(enu.shape[0], dtype=bool)
-        if enu.shape[0] == 0:
-            return out
-        for pose, spec in self.poses:
-            r, az, el = cartesian_to_spherical(pose.enu_to_sensor(enu))
-            out |= (
-                (r <= spec.max_range_m)
-                & (np.abs(az) <= math.radians(spec.fov_az_deg))
-                & (np.abs(el) <= math.radians(spec.fov_el_deg))
-            )
+        for _, _, sees in self._looks(enu):
+            out |= sees
         return out
 
     def match_radius(self, enu: np.ndarray) -> np.ndarray:
@@ -177,13 +182,7 @@ class _RadarView:
         A fixed radius would call a radar at 2 km with a 1° beam (35 m across it) a source of
         false tracks and ID switches."""
         best = np.full(enu.shape[0], np.inf)
-        for pose, spec in self.poses:
-            r, az, el = cartesian_to_spherical(pose.enu_to_sensor(enu))
-            sees = (
-                (r <= spec.max_range_m)
-                & (np.abs(az) <= math.radians(spec.fov_az_deg))
-                & (np.abs(el) <= math.radians(spec.fov_el_deg))
-            )
+        for spec, r, sees in self._looks(enu):
             across = r * math.radians(max(spec.az_sigma_deg, spec.el_sigma_deg))
             best = np.where(sees, np.minimum(best, np.maximum(spec.range_sigma_m, across)), best)
         radius = np.where(np.isfinite(best), 5.0 * best, DEFAULT_GATE_M)

@@ -33,6 +33,7 @@ _MIN_FALSE_ALARMS = 0.05  # per scan: a density of exactly 0 would make any dete
 _MEMORY = 0.9  # weight of the past in the per-scan averages (about ten scans)
 _PD_MEMORY = 0.98  # Pd is averaged over about fifty looks, with the configured value as ten
 _PD_PRIOR_LOOKS = 10.0
+_PD_FLOOR, _PD_CEILING = 0.3, 0.99  # learnt Pd bounds (`pds`)
 
 
 def is_radar(model: MeasurementModel) -> bool:
@@ -107,11 +108,11 @@ class SensorStats:
     def pds(self) -> FloatArray:
         """Every sensor's learnt detection probability, kept within [0.3, 0.99]: an estimate from
         few looks must neither declare a sensor blind nor make one miss final."""
-        return np.asarray(np.clip(self.pd_num / self.pd_den, 0.3, 0.99), dtype=np.float64)
+        return np.asarray(np.clip(self.pd_num / self.pd_den, _PD_FLOOR, _PD_CEILING), dtype=np.float64)
 
     def pd(self, bit: int) -> float:
         """One sensor's `pds` (scalar arithmetic: asked several times a scan)."""
-        return min(max(float(self.pd_num[bit]) / float(self.pd_den[bit]), 0.3), 0.99)
+        return min(max(float(self.pd_num[bit]) / float(self.pd_den[bit]), _PD_FLOOR), _PD_CEILING)
 
     def clutter_density(self, bit: int, model: MeasurementModel, dim: int, configured: float) -> float:
         """False alarms per unit of measurement space (λ): the sensor's false alarms per scan over
