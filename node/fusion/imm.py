@@ -60,11 +60,17 @@ def _model_noise(dt: FloatArray, params: ImmParams) -> tuple[FloatArray, FloatAr
     return cv_matrix(dt), white_accel_pattern(dt)[:, None] * _axis_noises(params)[None]
 
 
-def _common_noise(dt: float, params: ImmParams) -> tuple[FloatArray, FloatArray]:
-    """F (6,6) and Q (R,6,6) of one dt shared by every track (a radar's frame interval): scalar
-    arithmetic on the models' cached axis variances, not the stacked per-track construction."""
+@functools.lru_cache(maxsize=32)
+def _common_step(dt: float, params: ImmParams) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """F (6,6), Q (R,6,6) and the mode transition (R,R) of one dt shared by every track (a radar's
+    frame interval), kept for the next frame: a steady radar repeats the same few intervals (its
+    times differ by the same float steps), and these are a dozen small constructions per frame."""
     one = np.array([dt])
-    return cv_matrix(one)[0], white_accel_pattern(one)[0][None] * _axis_noises(params)
+    f, q = cv_matrix(one)[0], white_accel_pattern(one)[0][None] * _axis_noises(params)
+    pi = _transition(one, params.n_models, params.switch_rate_hz)[0]
+    for a in (f, q, pi):
+        a.setflags(write=False)
+    return f, q, pi
 
 
 @functools.cache
@@ -84,22 +90,25 @@ def mix_and_predict(table: TrackTable, slots: IndexArray, dt: FloatArray, params
     mu = table.mu[slots]
     xm = table.xm[slots]
     pm = table.pm[slots]
-    pi = _transition(dt, params.n_models, params.switch_rate_hz)
-    c = np.einsum("ki,kij->kj", mu, pi)
+    # Tracks are usually all predicted by one dt (every track was updated by the last scan): one
+    # F, Q and transition for all of them then, broadcast, instead of a stack of identical ones.
+    first = dt[:1]
+    common = bool((dt == first).all())
+    if common:
+        f, q, pi = _common_step(float(first[0]), params)
+        c = mu @ pi
+    else:
+        pi = _transition(dt, params.n_models, params.switch_rate_hz)
+        c = np.einsum("ki,kij->kj", mu, pi)
     w = mu[:, :, None] * pi / np.maximum(c[:, None, :], 1e-300)
-    x0 = np.einsum("kij,kid->kjd", w, xm)
     # Σ_i w_ij (P_i + dx_ij dx_ijᵀ): the weighted covariances as one matrix product over i, the
     # spread of the means (`mixture_spread`) with each (track, j) a mixture of the same means.
     k, n = w.shape[0], w.shape[1]
     wt = w.transpose(0, 2, 1)  # (k, j, i)
+    x0 = wt @ xm
     p0 = (wt @ pm.reshape(k, n, STATE_DIM * STATE_DIM)).reshape(k, n, STATE_DIM, STATE_DIM)
-    means = np.broadcast_to(xm[:, None], (k, n, n, STATE_DIM)).reshape(k * n, n, STATE_DIM)
-    p0 += mixture_spread(wt.reshape(k * n, n), means, x0.reshape(k * n, STATE_DIM)).reshape(p0.shape)
-    # Tracks are usually all predicted by one dt (every track was updated by the last scan): one
-    # F and Q for all of them then, broadcast, instead of a stack of identical ones.
-    first = dt[:1]
-    if bool((dt == first).all()):
-        f, q = _common_noise(float(first[0]), params)
+    p0 += mixture_spread(wt, xm[:, None], x0)
+    if common:
         # 2-D products over all rows (one BLAS call each; numpy's broadcast matmul of a stack of
         # small matrices by one is several times slower): x Fᵀ, then F P Fᵀ = (P Fᵀ)ᵀ Fᵀ (P symmetric).
         xm = (x0.reshape(k * n, STATE_DIM) @ f.T).reshape(k, n, STATE_DIM)
