@@ -12,7 +12,13 @@ import pytest
 from cuas_node.assembly import core_setup
 from cuas_node.config import build_config
 from cuas_node.core.step import NodeCore
-from cuas_node.fusion.ground import EARTH_RADIUS_M, Ground, mirror_images, radar_points_enu
+from cuas_node.fusion.ground import (
+    EARTH_RADIUS_M,
+    Ground,
+    mirror_images,
+    radar_height_sigma,
+    radar_points_enu,
+)
 from cuas_node.kernel.measurement import GpsFix, RadarDetection
 from cuas_node.kernel.pose import Pose, cartesian_to_spherical
 
@@ -61,7 +67,7 @@ def test_ground_height_follows_the_earths_curvature() -> None:
 def test_radar_points_height_sigma_comes_from_the_measurement_errors() -> None:
     pose = Pose.from_angles(0.0, 0.0, 0.0, (0.0, 0.0, 0.0))
     z = np.array([[100.0, 0.0, 0.0, 0.0]])
-    enu, sigma_up = radar_points_enu(z, np.array(S)[None, :], pose)
+    enu, sigma_up = radar_points_enu(z, pose), radar_height_sigma(z, np.array(S)[None, :], pose)
     assert np.allclose(enu, [[0.0, 100.0, 0.0]])
     assert math.isclose(sigma_up[0], 100.0 * S[2], rel_tol=1e-6)  # r · σ_el at zero elevation
 

@@ -17,7 +17,7 @@ from cuas_node.assembly import core_setup, sensor_spec
 from cuas_node.config import ConfigError, GenericRadarSensor, TiMmwaveSensor, build_config
 from cuas_node.core.step import NodeCore
 from cuas_node.driver_factory import NoRadarInput, UnsupportedSensor, build_driver
-from cuas_node.fusion.ground import radar_points_enu
+from cuas_node.fusion.ground import radar_height_sigma, radar_points_enu
 from cuas_node.fusion.measurement_models import RADIAL_SPAN_MPS, Coverage, RadarModel
 from cuas_node.fusion.params import RadarSensor
 from cuas_node.kernel.clock import SystemClock
@@ -155,8 +155,8 @@ def test_ground_accepts_detections_without_range_rate() -> None:
     pose = Pose.from_angles(20.0, 5.0, 0.0, (0.0, 0.0, RADAR_UP_M))
     z = np.array([[400.0, 0.2, -0.01, 3.0], [1200.0, -0.4, 0.02, -8.0]])
     sig = np.tile([2.0, math.radians(1.0), math.radians(1.0), 0.5], (2, 1))
-    enu4, up4 = radar_points_enu(z, sig, pose)
-    enu3, up3 = radar_points_enu(z[:, :3], sig[:, :3], pose)
+    enu4, up4 = radar_points_enu(z, pose), radar_height_sigma(z, sig, pose)
+    enu3, up3 = radar_points_enu(z[:, :3], pose), radar_height_sigma(z[:, :3], sig[:, :3], pose)
     assert np.allclose(enu3, enu4) and np.allclose(up3, up4)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cuas_node.fusion import classify
-from cuas_node.fusion.ground import Ground, mirror_images, radar_points_enu
+from cuas_node.fusion.ground import Ground, mirror_images, radar_height_sigma, radar_points_enu
 from cuas_node.fusion.identity import IdentityBinder
 from cuas_node.fusion.measurement_models import (
     BearingModel,
@@ -240,9 +240,10 @@ class FusionEngine:
         dropped = np.zeros(z.shape[0], dtype=bool)
         if ground is None or not z.shape[0]:
             return dropped
-        enu, sigma_up = radar_points_enu(z[:, :3], sig[:, :3], pose)
+        enu = radar_points_enu(z, pose)
         if not (ground.height(enu) < 0.0).any():
             return dropped
+        sigma_up = radar_height_sigma(z, sig, pose)
         across = np.hypot(sig[:, 0], z[:, 0] * np.cos(z[:, 2]) * sig[:, 1])
         radial = np.where(rate, z[:, 3], np.nan)
         mast = float(ground.height(pose.offset_enu_m[None, :])[0])

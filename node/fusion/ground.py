@@ -49,22 +49,29 @@ class Ground:
         return np.asarray(self.height(enu) + SIGMAS * sigma_up_m < 0.0)
 
 
-def radar_points_enu(z: FloatArray, sigmas: FloatArray, pose: Pose) -> tuple[FloatArray, FloatArray]:
-    """Radar detections (M,3 range, az, el, or M,4 with radial velocity; sigmas alike) → ENU
-    positions (M,3) and the standard deviation of their height (M,), from the range and angle
-    errors through the mount. Only the first three columns are read: the height of a detection
-    does not depend on whether its radar measures range-rate."""
+def radar_points_enu(z: FloatArray, pose: Pose) -> FloatArray:
+    """Radar detections (M,3 range, az, el, or M,4 with radial velocity) → ENU positions (M,3).
+    Only the first three columns are read: where a detection is does not depend on whether its
+    radar measures range-rate."""
+    r, az, el = z[:, 0], z[:, 1], z[:, 2]
+    horizontal = r * np.cos(el)
+    xyz = np.column_stack([horizontal * np.sin(az), horizontal * np.cos(az), r * np.sin(el)])
+    return xyz @ pose.rotation.T + pose.offset_enu_m
+
+
+def radar_height_sigma(z: FloatArray, sigmas: FloatArray, pose: Pose) -> FloatArray:
+    """The standard deviation of radar detections' heights (M,), from their range and angle
+    errors through the mount (columns as `radar_points_enu`'s). Asked only of a frame with a
+    detection below the ground: most frames need no more than the positions."""
     r, az, el = z[:, 0], z[:, 1], z[:, 2]
     ce, se, ca, sa = np.cos(el), np.sin(el), np.cos(az), np.sin(az)
-    xyz = np.column_stack([r * ce * sa, r * ce * ca, r * se])
-    enu = pose.sensor_to_enu(xyz)
     # d(up)/d(range, az, el): the up row of the mount's rotation times the spherical Jacobian.
     up = pose.rotation[2]
     d_range = up[0] * ce * sa + up[1] * ce * ca + up[2] * se
     d_az = r * ce * (up[0] * ca - up[1] * sa)
     d_el = r * (-up[0] * se * sa - up[1] * se * ca + up[2] * ce)
     var = (d_range * sigmas[:, 0]) ** 2 + (d_az * sigmas[:, 1]) ** 2 + (d_el * sigmas[:, 2]) ** 2
-    return enu, np.sqrt(var)
+    return np.asarray(np.sqrt(var), dtype=np.float64)
 
 
 def hold_above_ground(table: TrackTable, slots: IndexArray, ground: Ground) -> None:
