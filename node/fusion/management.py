@@ -280,11 +280,18 @@ class TrackManager:
             if isinstance(model, PositionVelocityModel):
                 z[(tb.sensor_mask[active] >> np.uint64(bit)) & np.uint64(1) == 1] = -np.inf
             elif is_radar(model):
-                pred, h = model.predict(state)
-                h = h[:, :3]
-                sig = np.sqrt(np.maximum(np.einsum("kij,kjl,kil->ik", h, tb.p[active], h), 1e-12))
-                beyond = model.coverage.beyond(pred[:, 0], pred[:, 1], pred[:, 2]) / sig[[0, 0, 1, 2]]
-                z = np.minimum(z, beyond.max(axis=0))
+                # Only the sign of z matters for a point inside (odds ∞): the σ, and the Jacobian
+                # they need, are asked only of the points past some limit (a few, if any).
+                rng, az, el = cartesian_to_spherical(model.pose.enu_to_sensor(where))
+                past = np.flatnonzero(model.coverage.beyond(rng, az, el).max(axis=0) > 0.0)
+                z_radar = np.full(active.size, -np.inf)
+                if past.size:
+                    pred, h = model.predict(state[past])
+                    h = h[:, :3]
+                    sig = np.sqrt(np.maximum(np.einsum("kij,kjl,kil->ik", h, tb.p[active[past]], h), 1e-12))
+                    beyond = model.coverage.beyond(pred[:, 0], pred[:, 1], pred[:, 2]) / sig[[0, 0, 1, 2]]
+                    z_radar[past] = beyond.max(axis=0)
+                z = np.minimum(z, z_radar)
             else:
                 d = model.coverage.distance_outside(model.pose, where)
                 z = np.minimum(z, np.where(d > 0.0, d / np.maximum(sigma, 1e-9), -np.inf))

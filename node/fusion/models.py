@@ -179,26 +179,27 @@ def radar_to_state(
     """
     r, az, el = z[:, 0], z[:, 1], z[:, 2]
     ce, se, ca, sa = np.cos(el), np.sin(el), np.cos(az), np.sin(az)
-    los_s = np.stack([ce * sa, ce * ca, se], axis=1)
-    pos_s = r[:, None] * los_s
-    rot = pose.rotation
-    pos = pos_s @ rot.T + pose.offset_enu_m
-    los = los_s @ rot.T
-    # d(x,y,z)/d(r,az,el) in the sensor frame
-    j = np.zeros((z.shape[0], 3, 3))
-    j[:, :, 0] = los_s
+    m = z.shape[0]
+    # J = d(x,y,z)/d(r,az,el) in the sensor frame; its first column is the line of sight. Rotated
+    # into ENU once (R J), the position covariance is (R J) diag(σ²) (R J)ᵀ.
+    j = np.empty((m, 3, 3))
+    j[:, 0, 0] = ce * sa
+    j[:, 1, 0] = ce * ca
+    j[:, 2, 0] = se
     j[:, 0, 1] = r * ce * ca
     j[:, 1, 1] = -r * ce * sa
+    j[:, 2, 1] = 0.0
     j[:, 0, 2] = -r * se * sa
     j[:, 1, 2] = -r * se * ca
     j[:, 2, 2] = r * ce
-    cov_s = j @ diagonal_covariance(sigmas[:, :3]) @ j.transpose(0, 2, 1)
-    m = z.shape[0]
+    # R J for all rows by one 2-D product (3,3)·(3,3M), not a stack of small ones.
+    rj = (pose.rotation @ j.transpose(1, 0, 2).reshape(3, 3 * m)).reshape(3, m, 3).transpose(1, 0, 2)
+    los = rj[:, :, 0]
     x = np.zeros((m, STATE_DIM))
-    x[:, :3] = pos
+    x[:, :3] = r[:, None] * los + pose.offset_enu_m
     x[:, 3:] = los * z[:, 3:4]
     p = np.zeros((m, STATE_DIM, STATE_DIM))
-    p[:, :3, :3] = rot @ cov_s @ rot.T
+    p[:, :3, :3] = (rj * sigmas[:, None, :3] ** 2) @ rj.transpose(0, 2, 1)
     p[:, _VELOCITY_AXES, _VELOCITY_AXES] = sigma_v**2
     return x, p
 
