@@ -241,9 +241,11 @@ class Tracker:
         if scan.full_scan:
             self.stats.unexplained(bit, int(np.count_nonzero(~near_firm)))
         started = np.zeros(0, dtype=np.intp)
-        allowed = np.broadcast_to(np.asarray(scan.initiate, dtype=bool), (m,))
-        if allowed.any():
-            used, started = self._initiate(scan, (slot_of < 0) & ~near_track & allowed, bit)
+        if scan.initiate is True or np.any(scan.initiate):
+            unclaimed = (slot_of < 0) & ~near_track
+            if scan.initiate is not True:  # per measurement
+                unclaimed &= np.asarray(scan.initiate, dtype=bool)
+            used, started = self._initiate(scan, unclaimed, bit)
             slot_of[used] = started
         return ScanResult(slot_of, started)
 
