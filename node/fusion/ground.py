@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from cuas_node.fusion.measurement_models import RADIAL_SPAN_MPS
 from cuas_node.fusion.tracks import TrackTable
-from cuas_node.kernel.pose import Pose
+from cuas_node.kernel.pose import Pose, spherical_to_cartesian
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -53,10 +53,7 @@ def radar_points_enu(z: FloatArray, pose: Pose) -> FloatArray:
     """Radar detections (M,3 range, az, el, or M,4 with radial velocity) → ENU positions (M,3).
     Only the first three columns are read: where a detection is does not depend on whether its
     radar measures range-rate."""
-    r, az, el = z[:, 0], z[:, 1], z[:, 2]
-    horizontal = r * np.cos(el)
-    xyz = np.column_stack([horizontal * np.sin(az), horizontal * np.cos(az), r * np.sin(el)])
-    return xyz @ pose.rotation.T + pose.offset_enu_m
+    return pose.sensor_to_enu(spherical_to_cartesian(z[:, 0], z[:, 1], z[:, 2]))
 
 
 def radar_height_sigma(z: FloatArray, sigmas: FloatArray, pose: Pose) -> FloatArray:

@@ -282,8 +282,7 @@ class TrackManager:
             elif is_radar(model):
                 # Only the sign of z matters for a point inside (odds ∞): the σ, and the Jacobian
                 # they need, are asked only of the points past some limit (a few, if any).
-                rng, az, el = cartesian_to_spherical(model.pose.enu_to_sensor(where))
-                past = np.flatnonzero(model.coverage.beyond(rng, az, el).max(axis=0) > 0.0)
+                past = np.flatnonzero(model.coverage.distance_outside(model.pose, where) > 0.0)
                 z_radar = np.full(active.size, -np.inf)
                 if past.size:
                     pred, h = model.predict(state[past])
