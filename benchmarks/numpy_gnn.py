@@ -38,6 +38,7 @@ class GnnParams:
     confirm_n: int = 6
     delete_misses: int = 8  # consecutive missed scans that delete a confirmed track
     initial_speed_sigma_mps: float = 15.0
+    initial_climb_sigma_mps: float = 15.0  # the vertical velocity's 1σ at birth
 
 
 def predict_measurement(x: FloatArray, dim: int) -> tuple[FloatArray, FloatArray]:
@@ -96,7 +97,7 @@ class NumpyGnn:
     def _initiate(self, z: FloatArray) -> None:
         """One tentative track per detection: position from the measurement (its covariance mapped
         through the Jacobian), velocity along the line of sight at the range-rate (4-D) or at rest,
-        with the broad speed prior."""
+        with the broad speed prior (`initial_climb_sigma_mps` vertically)."""
         m = z.shape[0]
         if not m:
             return
@@ -113,7 +114,10 @@ class NumpyGnn:
             x[:, 3:] = los * z[:, 3:4]
         cov = np.zeros((m, 6, 6))
         cov[:, :3, :3] = j @ self.r[:3, :3] @ j.transpose(0, 2, 1)
-        cov[:, 3:, 3:] = np.eye(3) * self.p.initial_speed_sigma_mps**2
+        cov[:, 3:, 3:] = np.diag(
+            [self.p.initial_speed_sigma_mps**2] * 2
+            + [min(self.p.initial_speed_sigma_mps, self.p.initial_climb_sigma_mps) ** 2]
+        )
         self.x = np.concatenate([self.x, x])
         self.cov = np.concatenate([self.cov, cov])
         self.hits = np.concatenate([self.hits, np.ones(m, dtype=np.uint32)])

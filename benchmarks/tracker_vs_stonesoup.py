@@ -14,14 +14,16 @@ sets with range-rate, 200 m; long-range 3-D sets without range-rate, 300–2500 
   `JPDAwithEHM` (JPDA told the true Pd and clutter density), EKF, `ConstantVelocity(q = a²)` (3 m/s²
   horizontal, 1 m/s² vertical: our defaults; ours is an IMM around them), measurement model
   `CartesianToElevationBearingRangeRate` (4-D) or `CartesianToElevationBearingRange` (3-D) with the
-  set's noise, the same chi² gate (0.999). Initiation made equivalent: the same prior (velocity 0
-  or along the line of sight at the range-rate, 15 m/s per axis); `MultiMeasurementInitiator` with
-  `min_points` = the hits our tracker needs to confirm in the clean case (`confirm_hits`: the
-  M-of-N count, or more if the expected track score per hit at the set's clutter density is too
-  small to reach the SPRT confirm threshold in that many), at least `COMPARATOR_MIN_HITS`;
-  tentative tracks deleted by the same SPRT score test as ours (`ScoreDeleter`: ln(Pd·g/λ) per
-  hit, ln(1 − Pd) per miss, rejected at ln(β/(1 − α)), or after 1 s unseen); confirmed tracks
-  deleted after as many consecutive misses as ours (`Thresholds.misses_to_delete(Pd)`).
+  set's noise, the same chi² gate (0.999). Initiation made equivalent: the same prior (velocity 0 or
+  along the line of sight at the range-rate, 15 m/s per horizontal axis and 3 m/s vertically:
+  `cuas_node.fusion.models.CLIMB_PRIOR_SIGMA_MPS`, given to the floor as well);
+  `MultiMeasurementInitiator` with `min_points` = the hits our tracker needs to confirm in the clean
+  case (`confirm_hits`: the M-of-N count, or more if the expected track score per hit at the set's
+  clutter density is too small to reach the SPRT confirm threshold in that many), at least
+  `COMPARATOR_MIN_HITS`; tentative tracks deleted by the same SPRT score test as ours
+  (`ScoreDeleter`: ln(Pd·g/λ) per hit, ln(1 − Pd) per miss, rejected at ln(β/(1 − α)), or after 1 s
+  unseen); confirmed tracks deleted after as many consecutive misses as ours
+  (`Thresholds.misses_to_delete(Pd)`).
 - The floor: benchmarks/numpy_gnn.py, a minimal vectorised GNN-EKF (same models, M-of-N, no IMM).
 
 Per scan: CPU time (`time.process_time`) of the tracker's own call only (inputs are built before
@@ -66,12 +68,14 @@ from stonesoup_adapters import Feed, score_deleter
 from tracking_sets import FULL_SETS, QUICK_SETS, Scan, SetSpec, make_scans
 
 from cuas_node.evaluation.metrics import gospa
+from cuas_node.fusion.models import CLIMB_PRIOR_SIGMA_MPS
 
 FloatArray = npt.NDArray[np.float64]
 GOSPA_C = 100.0
 GATE_P = 0.999
 ACCEL_H, ACCEL_V = 3.0, 1.0
 SPEED_PRIOR_MPS = 15.0
+CLIMB_PRIOR_MPS = CLIMB_PRIOR_SIGMA_MPS  # our tracker's vertical velocity prior at birth, given to all
 TENTATIVE_TIMEOUT_S = 1.0
 BUDGETS_S = {"ss_gnn": 900.0, "ss_jpda": 600.0}
 T0 = 1.7e9  # capture times are UTC seconds
@@ -188,7 +192,19 @@ class Ours:
 class Floor:
     def __init__(self, spec: SetSpec) -> None:
         hits, misses = confirm_hits(spec)
-        self.gnn = NumpyGnn(GnnParams(spec.radar.sigma, ACCEL_H, ACCEL_V, GATE_P, hits, 6, misses))
+        self.gnn = NumpyGnn(
+            GnnParams(
+                spec.radar.sigma,
+                ACCEL_H,
+                ACCEL_V,
+                GATE_P,
+                hits,
+                6,
+                misses,
+                initial_speed_sigma_mps=SPEED_PRIOR_MPS,
+                initial_climb_sigma_mps=CLIMB_PRIOR_MPS,
+            )
+        )
 
     def prepare(self, scan: Scan) -> Any:
         return scan.z
@@ -250,9 +266,9 @@ class StoneSoup:
         hits, misses = confirm_hits(spec)
         density = max(spec.clutter, 0.05) / radar.volume()
         fusion = node_config(spec).fusion
-        v = SPEED_PRIOR_MPS**2
+        v, vz = SPEED_PRIOR_MPS**2, min(SPEED_PRIOR_MPS, CLIMB_PRIOR_MPS) ** 2
         initiator = MultiMeasurementInitiator(
-            prior_state=GaussianState(np.zeros((6, 1)), np.diag([0.0, v, 0.0, v, 0.0, v])),
+            prior_state=GaussianState(np.zeros((6, 1)), np.diag([0.0, v, 0.0, v, 0.0, vz])),
             measurement_model=self.model,
             deleter=score_deleter(
                 spec.pd, density, fusion.false_track_probability, fusion.miss_probability, TENTATIVE_TIMEOUT_S

@@ -18,6 +18,7 @@ from cuas_node.fusion.models import (
     diagonal_covariance,
     radar_predict,
     radar_to_state,
+    velocity_prior,
     wrap_angle,
 )
 from cuas_node.fusion.params import BearingSensor, RadarSensor
@@ -217,7 +218,7 @@ class PositionVelocityModel:
         x[:, : self.dim] = z
         p[:, : self.dim, : self.dim] = r
         if not self.with_velocity:
-            p[:, 3:, 3:] = np.eye(3) * self.initial_speed_sigma_mps**2
+            p[:, 3:, 3:] = velocity_prior(self.initial_speed_sigma_mps)
         return x, p
 
 

@@ -33,7 +33,20 @@ def _cv_masks() -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
 
 _VEL, _POS_POS, _POS_VEL, _VEL_VEL = _cv_masks()
 _EYE = np.eye(STATE_DIM)
-_VELOCITY_AXES = np.arange(3, STATE_DIM)
+CLIMB_PRIOR_SIGMA_MPS = 3.0
+"""1σ of a new track's vertical velocity, whatever its horizontal prior. Small drones mostly fly
+level and climb at a few m/s (consumer multirotors at most 5–8 m/s, fixed-wing less), while a
+radar's elevation is often its worst coordinate (1° is 35 m at 2 km): with the broad speed prior
+on the vertical as well, a young track fits its height as a sloping line through noisy plots
+instead of averaging them (docs/architecture.md, Initiation). A faster climb is still followed:
+the prior is one scan's worth of belief, the data and the lively model take over."""
+
+
+def velocity_prior(speed_sigma_mps: float) -> FloatArray:
+    """(3,3) covariance of a new track's velocity: `speed_sigma_mps` on each horizontal axis, the
+    smaller of it and `CLIMB_PRIOR_SIGMA_MPS` vertically."""
+    climb = min(speed_sigma_mps, CLIMB_PRIOR_SIGMA_MPS)
+    return np.diag([speed_sigma_mps**2, speed_sigma_mps**2, climb**2])
 
 
 def axis_noise(accel_h: float, accel_v: float) -> FloatArray:
@@ -175,7 +188,7 @@ def radar_to_state(
 
     Position covariance is the measurement covariance mapped through the spherical→Cartesian
     Jacobian; velocity starts along the line of sight at the measured radial speed with a broad
-    prior, because a single detection says nothing about the tangential motion.
+    prior (`velocity_prior`), because a single detection says nothing about the tangential motion.
     """
     r, az, el = z[:, 0], z[:, 1], z[:, 2]
     ce, se, ca, sa = np.cos(el), np.sin(el), np.cos(az), np.sin(az)
@@ -200,7 +213,7 @@ def radar_to_state(
     x[:, 3:] = los * z[:, 3:4]
     p = np.zeros((m, STATE_DIM, STATE_DIM))
     p[:, :3, :3] = (rj * sigmas[:, None, :3] ** 2) @ rj.transpose(0, 2, 1)
-    p[:, _VELOCITY_AXES, _VELOCITY_AXES] = sigma_v**2
+    p[:, 3:, 3:] = velocity_prior(sigma_v)
     return x, p
 
 
