@@ -13,8 +13,8 @@ Two radars:
 - `TI_RADAR`: a TI-like 4-D radar (range-rate), 200 m, ±60° × ±40°, 0.15 m / 1° / 2° / 0.1 m/s;
 - `LONG_RANGE`: a 3-D surveillance radar (no range-rate), 300–2500 m, ±60° × ±20°, 2 m / 1° / 1°.
 Both at 20 scans/s. Targets are drones: nearly straight flight; in a `stress` set half of them fly
-through one common point at mid-run (crossing) and all turn at up to `STRESS_TURN_RAD_S`, changing
-turn rate every 2–4 s (manoeuvring).
+through one common point at mid-run (crossing: their paths, turns included, are shifted to meet
+it) and all turn at up to `STRESS_TURN_RAD_S`, changing turn rate every 2–4 s (manoeuvring).
 
 Everything is deterministic given (set, seed). Used by benchmarks/tracker_vs_stonesoup.py and
 tests/test_benchmark_sets.py.
@@ -175,13 +175,13 @@ def _start(spec: SetSpec, rng: np.random.Generator) -> tuple[FloatArray, FloatAr
     pos = np.stack([ground * np.sin(az), ground * np.cos(az), alt], axis=1)
     speed = rng.uniform(*radar.speed_mps, n)
     heading = rng.uniform(0.0, 2 * math.pi, n)
-    if spec.stress:  # half fly through one point, reaching it at mid-run
+    if spec.stress:  # half head for one point, to reach it at mid-run (`_truth_path` makes sure)
         cross = np.arange(n) < n // 2
-        mid_r = radar.min_range_m + 0.5 * span
-        to_centre = np.array([0.0, mid_r]) - pos[cross, :2]
+        centre = _crossing_point(radar)
+        to_centre = centre - pos[cross, :2]
         heading[cross] = np.arctan2(to_centre[:, 0], to_centre[:, 1])
         speed[cross] = np.clip(np.linalg.norm(to_centre, axis=1) / (spec.duration_s / 2.0), *radar.speed_mps)
-        pos[cross, :2] = np.array([0.0, mid_r]) - (
+        pos[cross, :2] = centre - (
             np.stack([np.sin(heading[cross]), np.cos(heading[cross])], axis=1)
             * (speed[cross] * spec.duration_s / 2.0)[:, None]
         )
@@ -210,18 +210,22 @@ def _wander(
     return pos, vel
 
 
-def make_scans(spec: SetSpec, seed: int) -> list[Scan]:
-    """Truth and detections of one (set, seed)."""
-    key = [seed, spec.targets, int(spec.clutter * 10), int(spec.pd * 100), spec.stress]
-    rng = np.random.default_rng(key + ([round(spec.wander_q * 1000)] if spec.wander_q else []))
+def _truth_path(
+    spec: SetSpec, pos: FloatArray, vel: FloatArray, rng: np.random.Generator
+) -> tuple[FloatArray, FloatArray]:
+    """Positions and velocities (steps, N, 3) of every target, all of its motion drawn before any
+    detection.
+
+    In a stress set every target turns at up to `STRESS_TURN_RAD_S`, changing its turn rate
+    every 2–4 s, and the crossers' whole paths are then shifted so that each is at the common
+    point at mid-run, turns and all: shifted before, they missed it by up to ~180 m."""
     radar, n = spec.radar, spec.targets
-    pos, vel = _start(spec, rng)
     turn = np.zeros(n)
     next_change = rng.uniform(0.0, 2.0, n)
     dt = 1.0 / radar.rate_hz
-    sigma = np.asarray(radar.sigma)
-    scans: list[Scan] = []
-    for k in range(round(spec.duration_s * radar.rate_hz)):
+    steps = round(spec.duration_s * radar.rate_hz)
+    path, path_vel = np.empty((steps, n, 3)), np.empty((steps, n, 3))
+    for k in range(steps):
         t = k * dt
         if k:
             if spec.stress:
@@ -235,6 +239,30 @@ def make_scans(spec: SetSpec, seed: int) -> list[Scan]:
                 pos, vel = _wander(pos, vel, spec.wander_q, dt, radar.speed_mps, rng)
             else:
                 pos = pos + vel * dt
+        path[k], path_vel[k] = pos, vel
+    if spec.stress:
+        cross = np.arange(n) < n // 2
+        path[:, cross, :2] += _crossing_point(radar) - path[steps // 2, cross, :2]
+    return path, path_vel
+
+
+def _crossing_point(radar: Radar) -> FloatArray:
+    """Where a stress set's crossers meet: on boresight at mid-range."""
+    return np.array([0.0, radar.min_range_m + 0.5 * (radar.max_range_m - radar.min_range_m)])
+
+
+def make_scans(spec: SetSpec, seed: int) -> list[Scan]:
+    """Truth and detections of one (set, seed)."""
+    key = [seed, spec.targets, int(spec.clutter * 10), int(spec.pd * 100), spec.stress]
+    rng = np.random.default_rng(key + ([round(spec.wander_q * 1000)] if spec.wander_q else []))
+    radar, n = spec.radar, spec.targets
+    start, vel = _start(spec, rng)
+    path, path_vel = _truth_path(spec, start, vel, rng)
+    dt = 1.0 / radar.rate_hz
+    sigma = np.asarray(radar.sigma)
+    scans: list[Scan] = []
+    for k, (pos, vel) in enumerate(zip(path, path_vel, strict=True)):
+        t = k * dt
         inside = radar.inside(pos)
         detected = inside & (rng.random(n) < spec.pd)
         n_true = int(detected.sum())

@@ -76,3 +76,17 @@ def test_wandering_truth_has_the_stated_random_acceleration(q: float) -> None:
     assert d2[..., 2].var() == pytest.approx(2.0 / 3.0 * 0.09 * q * dt**3, rel=0.15)
     straight = np.array([s.truth for s in tracking_sets.make_scans(replace(spec, wander_q=0.0), 1)])
     assert np.abs(straight[2:] - 2.0 * straight[1:-1] + straight[:-2]).max() < 1e-9
+
+
+@pytest.mark.parametrize("radar", ["TI_RADAR", "LONG_RANGE"])
+def test_stress_crossers_meet_at_mid_run_turns_and_all(radar: str) -> None:
+    """What the stress set claims: half its targets are at one point at mid-run, while every
+    target turns (their turns once took most crossers 20-180 m past the point)."""
+    spec = tracking_sets.SetSpec("s", getattr(tracking_sets, radar), 10, 0.0, stress=True, duration_s=16.0)
+    truth = np.array([s.truth for s in tracking_sets.make_scans(spec, seed=2)])  # (steps, N, 3)
+    mid = truth[len(truth) // 2]
+    centre = tracking_sets._crossing_point(spec.radar)
+    assert np.allclose(mid[:5, :2], centre, atol=1e-6)
+    assert np.all(np.linalg.norm(mid[5:, :2] - centre, axis=1) > 1.0)
+    heading = np.unwrap(np.arctan2(*np.moveaxis(np.diff(truth[:, :, :2], axis=0), -1, 0)), axis=0)
+    assert np.all(np.ptp(heading, axis=0) > 0.3), "every target turns"
