@@ -38,8 +38,9 @@ CLIMB_PRIOR_SIGMA_MPS = 3.0
 level and climb at a few m/s (consumer multirotors at most 5–8 m/s, fixed-wing less), while a
 radar's elevation is often its worst coordinate (1° is 35 m at 2 km): with the broad speed prior
 on the vertical as well, a young track fits its height as a sloping line through noisy plots
-instead of averaging them (docs/architecture.md, Initiation). A faster climb is still followed:
-the prior is one scan's worth of belief, the data and the lively model take over."""
+instead of averaging them (docs/architecture.md, Birth state). A faster climb costs nothing: a
+drone climbing at 6 or 10 m/s is followed as well as under the broad prior, since the vertical
+process noise, not the prior, sets how a steady climb is followed (6 m/s: tests/test_radar_3d.py)."""
 
 
 def velocity_prior(speed_sigma_mps: float) -> FloatArray:
