@@ -68,14 +68,13 @@ from stonesoup_adapters import Feed, score_deleter
 from tracking_sets import FULL_SETS, QUICK_SETS, Scan, SetSpec, make_scans
 
 from cuas_node.evaluation.metrics import gospa
-from cuas_node.fusion.models import CLIMB_PRIOR_SIGMA_MPS
+from cuas_node.fusion.models import CLIMB_PRIOR_SIGMA_MPS, velocity_prior
 
 FloatArray = npt.NDArray[np.float64]
 GOSPA_C = 100.0
 GATE_P = 0.999
 ACCEL_H, ACCEL_V = 3.0, 1.0
 SPEED_PRIOR_MPS = 15.0
-CLIMB_PRIOR_MPS = CLIMB_PRIOR_SIGMA_MPS  # our tracker's vertical velocity prior at birth, given to all
 TENTATIVE_TIMEOUT_S = 1.0
 BUDGETS_S = {"ss_gnn": 900.0, "ss_jpda": 600.0}
 T0 = 1.7e9  # capture times are UTC seconds
@@ -202,7 +201,7 @@ class Floor:
                 6,
                 misses,
                 initial_speed_sigma_mps=SPEED_PRIOR_MPS,
-                initial_climb_sigma_mps=CLIMB_PRIOR_MPS,
+                initial_climb_sigma_mps=CLIMB_PRIOR_SIGMA_MPS,
             )
         )
 
@@ -266,9 +265,10 @@ class StoneSoup:
         hits, misses = confirm_hits(spec)
         density = max(spec.clutter, 0.05) / radar.volume()
         fusion = node_config(spec).fusion
-        v, vz = SPEED_PRIOR_MPS**2, min(SPEED_PRIOR_MPS, CLIMB_PRIOR_MPS) ** 2
+        prior = np.zeros((6, 6))  # Stone Soup's state is (x, vx, y, vy, z, vz): ours, interleaved
+        prior[[1, 3, 5], [1, 3, 5]] = np.diag(velocity_prior(SPEED_PRIOR_MPS))
         initiator = MultiMeasurementInitiator(
-            prior_state=GaussianState(np.zeros((6, 1)), np.diag([0.0, v, 0.0, v, 0.0, vz])),
+            prior_state=GaussianState(np.zeros((6, 1)), prior),
             measurement_model=self.model,
             deleter=score_deleter(
                 spec.pd, density, fusion.false_track_probability, fusion.miss_probability, TENTATIVE_TIMEOUT_S
