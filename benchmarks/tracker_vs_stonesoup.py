@@ -414,6 +414,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="Q",
         help="truth driven by white random acceleration of spectral density Q m²/s³ (another generator)",
     )
+    parser.add_argument(
+        "--churn",
+        action="store_true",
+        help="targets are born and die inside the coverage during the run (another generator)",
+    )
     args = parser.parse_args(argv)
     sets = QUICK_SETS if args.quick else FULL_SETS
     if args.sets:
@@ -421,6 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sets = [pool[name] for name in args.sets.split(",") if name in pool]
     if args.wander:
         sets = [replace(s, name=f"{s.name}-w{args.wander:g}", wander_q=args.wander) for s in sets]
+    if args.churn:
+        sets = [replace(s, name=f"{s.name}-churn", churn=True) for s in sets]
     seeds = list(range(1, 1 + (args.seeds or (1 if args.quick else 5))))
     scale = 40.0 if args.quick else 1.0
     warmup = 1.0 if args.quick else 2.0

@@ -15,6 +15,7 @@ Two radars:
 Both at 20 scans/s. Targets are drones: nearly straight flight; in a `stress` set half of them fly
 through one common point at mid-run (crossing: their paths, turns included, are shifted to meet
 it) and all turn at up to `STRESS_TURN_RAD_S`, changing turn rate every 2–4 s (manoeuvring).
+Under `churn` targets are born and die anywhere in the coverage during the run (`_lifetimes`).
 
 Everything is deterministic given (set, seed). Used by benchmarks/tracker_vs_stonesoup.py and
 tests/test_benchmark_sets.py.
@@ -134,6 +135,7 @@ class SetSpec:
     stress: bool = False
     duration_s: float = 12.0
     wander_q: float = 0.0  # m²/s³: white random acceleration of the truth (0: the set's own motion)
+    churn: bool = False  # targets are born and die inside the coverage during the run
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,20 @@ def _crossing_point(radar: Radar) -> FloatArray:
     return np.array([0.0, radar.min_range_m + 0.5 * (radar.max_range_m - radar.min_range_m)])
 
 
+def _lifetimes(spec: SetSpec, seed: int) -> tuple[FloatArray, FloatArray]:
+    """Birth and death times of every target under `churn` (a generator such as Stone Soup's
+    multi-target simulator, where targets appear and vanish anywhere): half are there from the
+    start, the others are born in the first 60 % of the run; each lives at least 2 s, and dies
+    at a uniform time up to 1.6 × the run's length (about a third outlive it). Its own random
+    stream, so that everything else about a set is as without churn."""
+    n, duration = spec.targets, spec.duration_s
+    if not spec.churn:
+        return np.zeros(n), np.full(n, np.inf)
+    rng = np.random.default_rng([seed, spec.targets, 0xC4])
+    birth = np.where(rng.random(n) < 0.5, 0.0, rng.uniform(0.0, 0.6 * duration, n))
+    return birth, rng.uniform(birth + 2.0, 1.6 * duration)
+
+
 def make_scans(spec: SetSpec, seed: int) -> list[Scan]:
     """Truth and detections of one (set, seed)."""
     key = [seed, spec.targets, int(spec.clutter * 10), int(spec.pd * 100), spec.stress]
@@ -258,6 +274,7 @@ def make_scans(spec: SetSpec, seed: int) -> list[Scan]:
     radar, n = spec.radar, spec.targets
     start, vel = _start(spec, rng)
     path, path_vel = _truth_path(spec, start, vel, rng)
+    birth, death = _lifetimes(spec, seed)
     dt = 1.0 / radar.rate_hz
     sigma = np.asarray(radar.sigma)
     scans: list[Scan] = []
@@ -278,7 +295,13 @@ def make_scans(spec: SetSpec, seed: int) -> list[Scan]:
         ]
         if radar.range_rate:
             cols.append(rng.uniform(-CLUTTER_RADIAL_MPS, CLUTTER_RADIAL_MPS, m))
-        z = np.concatenate([z_true, np.stack(cols, axis=1)])[rng.permutation(n_true + m)]
+        order = rng.permutation(n_true + m)
+        z = np.concatenate([z_true, np.stack(cols, axis=1)])[order]
+        alive = (t >= birth) & (t < death)
+        if not alive.all():  # the same draws as without churn, less the detections of the absent
+            origin = np.concatenate([np.flatnonzero(detected), np.full(m, -1)])[order]
+            z = z[(origin < 0) | alive[np.maximum(origin, 0)]]
+            inside, n_true = inside & alive, int((detected & alive).sum())
         scans.append(Scan(t, z, pos.copy(), inside, n_true))
     return scans
 

@@ -90,3 +90,30 @@ def test_stress_crossers_meet_at_mid_run_turns_and_all(radar: str) -> None:
     assert np.all(np.linalg.norm(mid[5:, :2] - centre, axis=1) > 1.0)
     heading = np.unwrap(np.arctan2(*np.moveaxis(np.diff(truth[:, :, :2], axis=0), -1, 0)), axis=0)
     assert np.all(np.ptp(heading, axis=0) > 0.3), "every target turns"
+
+
+def test_churn_targets_are_born_and_die_mid_run_and_nothing_else_changes() -> None:
+    """Under `churn` some targets come after the start and some vanish before the end, inside
+    the coverage; a target not yet born or dead is neither scored nor detected; the clutter and
+    every living target's detections are those of the same set without churn."""
+    plain = tracking_sets.SetSpec("c", tracking_sets.LONG_RANGE, 20, 10.0, duration_s=12.0)
+    churned = replace(plain, churn=True)
+    a, b = tracking_sets.make_scans(plain, seed=4), tracking_sets.make_scans(churned, seed=4)
+    inside_a = np.array([s.inside for s in a])
+    inside_b = np.array([s.inside for s in b])
+    assert not (inside_b & ~inside_a).any()
+    lost = inside_a & ~inside_b  # in coverage but not yet born or already dead
+    born_late = lost[0] & inside_b.any(axis=0)
+    died = inside_b[len(b) // 2] & ~inside_b[-1] & inside_a[-1]
+    assert born_late.sum() >= 3 and died.sum() >= 3
+    sigma = np.asarray(plain.radar.sigma)
+    for sa, sb, absent in zip(a, b, lost, strict=True):
+        # b's detections are a's, in a's order, less those of the absent targets
+        kept = np.array([row.tolist() in sb.z.tolist() for row in sa.z])
+        assert np.array_equal(sa.z[kept], sb.z)
+        assert sa.n_true - sb.n_true == (~kept).sum()
+        if (~kept).any():
+            z_absent = tracking_sets.measure_true(sa.truth[absent], sa.truth[absent] * 0, 3)
+            d = np.abs(sa.z[~kept][:, None, :3] - z_absent[None]) / sigma[:3]
+            assert (d.max(axis=2) < 6.0).any(axis=1).all(), "a dropped detection was not an absent target's"
+    assert sum(s.n_true for s in b) < sum(s.n_true for s in a)
