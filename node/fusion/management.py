@@ -166,9 +166,12 @@ class TrackManager:
         firm = tb.status[active] != Status.TENTATIVE
         if full_scan:
             looked = self.looked_at(active, bit, model, seen)
-            self.stats.looked(
-                bit, int(np.count_nonzero(looked & firm)), int(np.count_nonzero(looked & firm & updated))
-            )
+            # A miss counts against the sensor's Pd once the target is seen again (by any sensor):
+            # until then it may be the miss of a target that is gone (landed, or hidden), and those
+            # would drag the learnt Pd down and so keep every dead track longer.
+            detected = int(np.count_nonzero(looked & firm & updated))
+            self.stats.looked(bit, detected, detected)
+            tb.unproven_misses[active[looked & firm & ~updated], bit] += 1
         else:
             looked = np.zeros(active.size, dtype=bool)
         in_view = looked | updated
@@ -182,6 +185,11 @@ class TrackManager:
         tb.score[active[updated]] += gain[updated]
         tb.score[active[absent]] += math.log(1.0 - pd)
         tb.misses[active[updated]] = 0
+        proven = active[updated]
+        proven = proven[tb.unproven_misses[proven].any(axis=1)]
+        if proven.size:
+            self.stats.missed_earlier(tb.unproven_misses[proven].sum(axis=0))
+            tb.unproven_misses[proven] = 0
         tb.absent[active[updated]] = False
         tb.misses[active[absent]] += 1
         gone = absent & firm & (tb.misses[active] >= self.thresholds.misses_to_delete(pd))

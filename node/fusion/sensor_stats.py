@@ -104,6 +104,11 @@ class SensorStats:
             self.pd_num[bit] = _PD_MEMORY * self.pd_num[bit] + detected
             self.pd_den[bit] = _PD_MEMORY * self.pd_den[bit] + expected
 
+    def missed_earlier(self, misses: FloatArray) -> None:
+        """Per sensor, looks without a detection of targets since seen again: counted now, when
+        they are known to have been misses of a present target, not when they happened."""
+        self.pd_den += misses
+
     # -- derived ----------------------------------------------------------------------------
     def pds(self) -> FloatArray:
         """Every sensor's learnt detection probability, kept within [0.3, 0.99]: an estimate from

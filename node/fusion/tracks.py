@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cuas_node.fusion.models import STATE_DIM
+from cuas_node.fusion.sensor_stats import N_SENSORS
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -65,6 +66,9 @@ class TrackTable:
         self.score = np.zeros(capacity)  # track score: log-likelihood ratio target/false (initiation.py)
         self.misses = np.zeros(capacity, dtype=np.int32)  # consecutive scans missed in plain view
         self.absent = np.zeros(capacity, dtype=bool)  # those misses say its target is gone
+        # Misses per sensor not yet known to be real: counted towards the sensor's Pd only once
+        # the target shows itself again (`TrackManager.record`).
+        self.unproven_misses = np.zeros((capacity, N_SENSORS), dtype=np.int32)
         self.updates = np.zeros(capacity, dtype=np.int64)
         self.sensor_mask = np.zeros(capacity, dtype=np.uint64)  # which sensors contributed
         self.evidence_mask = np.zeros(capacity, dtype=np.uint64)  # which evidence kinds classified it
@@ -128,6 +132,7 @@ class TrackTable:
         self.score[slots] = 0.0
         self.misses[slots] = 0
         self.absent[slots] = False
+        self.unproven_misses[slots] = 0
         self.updates[slots] = 1
         self.sensor_mask[slots] = np.uint64(1 << sensor_bit)
         self.evidence_mask[slots] = 0
