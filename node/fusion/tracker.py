@@ -28,6 +28,7 @@ from cuas_node.fusion.params import FusionParams, RadarSensor
 from cuas_node.fusion.sensor_stats import SensorStats
 from cuas_node.fusion.snapshots import Snapshots, take_snapshots
 from cuas_node.fusion.tracks import Status, TrackTable, distinct
+from cuas_node.fusion.twins import scans_to_tell, track_twins
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -195,6 +196,7 @@ class Tracker:
         updated: BoolArray = np.zeros(active.size, dtype=bool)
         gain = np.zeros(active.size)
         contested: BoolArray = np.zeros(active.size, dtype=bool)
+        twins = np.zeros(0, dtype=np.intp)  # younger tracks of targets two tracks follow (`twins`)
         seen = None  # the tracks' predicted measurements, when gating computed them
         if active.size:
             dt = self._predict_to(active, scan.t)
@@ -234,7 +236,19 @@ class Tracker:
                     self._soft_update(active, soft, g, scan)
                     updated[soft] = True
                 near_track = self._claimed(g, rows, cols, scan)
+                if scan.full_scan and firm.size > 1:
+                    twins = track_twins(
+                        tb,
+                        active,
+                        is_firm,
+                        (g.ki, g.mj, g.h),
+                        scan.r,
+                        updated,
+                        self.params.gate_probability,
+                        scans_to_tell(self.stats.pd(bit), self.params.false_track_probability),
+                    )
             self._record_hits(active, updated, gain, contested, scan, bit, seen)
+            tb.absent[twins] = True  # gone at the next `maintain`, its deletion published
             if self.ground is not None:
                 hold_above_ground(tb, active, self.ground)
             self.history.remember(tb, active[updated])

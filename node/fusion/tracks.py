@@ -69,6 +69,8 @@ class TrackTable:
         # Misses per sensor not yet known to be real: counted towards the sensor's Pd only once
         # the target shows itself again (`TrackManager.record`).
         self.unproven_misses = np.zeros((capacity, N_SENSORS), dtype=np.int32)
+        self.twin_of = np.full(capacity, -1, dtype=np.intp)  # an older track on its target (`twins`)
+        self.twin_scans = np.zeros(capacity, dtype=np.int32)  # scans in a row it has looked so
         self.updates = np.zeros(capacity, dtype=np.int64)
         self.sensor_mask = np.zeros(capacity, dtype=np.uint64)  # which sensors contributed
         self.evidence_mask = np.zeros(capacity, dtype=np.uint64)  # which evidence kinds classified it
@@ -133,6 +135,8 @@ class TrackTable:
         self.misses[slots] = 0
         self.absent[slots] = False
         self.unproven_misses[slots] = 0
+        self.twin_of[slots] = -1
+        self.twin_scans[slots] = 0
         self.updates[slots] = 1
         self.sensor_mask[slots] = np.uint64(1 << sensor_bit)
         self.evidence_mask[slots] = 0

@@ -1,0 +1,136 @@
+"""Two established tracks on one target: find the twin and let it go.
+
+A twin is born when a target's plots fall outside its track's gate for a scan or two (a
+manoeuvre, a crowd's plots shared out at a crossing) and a new track starts on them; once the
+old track comes back, both follow the same target. Neither then starves: they take its one plot
+in turns, and a track's miss of a detection another track took is no evidence of absence
+(`TrackManager.record`: the target may be unresolved from a neighbour's), so the pair can live on
+for seconds, one of them a false track in every metric and on every map.
+
+Two real targets look like this only while they share one plot: flying apart, or resolved, they
+give two plots, and each track takes one. So a pair is a twin when, scan after scan of a sensor
+that should see both, (a) the sensor could not tell them apart (their predicted measurements
+within the gate of its own noise and their uncertainty) and their velocities agree within their
+uncertainty, (b) both gated one detection, and (c)
+together they took at most one: for as many scans in a row as two targets each detected with the
+sensor's learnt Pd would give fewer than two plots only with probability α, (1 − Pd²)^n ≤ α
+(6 scans at Pd 0.9, 14 at 0.7). The younger of the two is then taken as gone (deleted through
+`TrackTable.absent`, so its deletion is published); the older keeps its identity.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import numpy.typing as npt
+from scipy.stats import chi2
+
+from cuas_node.fusion.tracks import TrackTable
+
+FloatArray = npt.NDArray[np.float64]
+IndexArray = npt.NDArray[np.intp]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@functools.cache
+def same_target_gate(probability: float, dim: int) -> float:
+    """χ² bound on a distance of `dim` degrees of freedom between two tracks of one target."""
+    return float(chi2.ppf(probability, dim))
+
+
+def scans_to_tell(pd: float, alpha: float) -> int:
+    """Scans in a row in which two detectable targets give fewer than two plots with probability
+    at most α: the fewest n with (1 − Pd²)^n ≤ α."""
+    single = min(max(1.0 - pd * pd, 1e-6), 1.0 - 1e-9)
+    return max(2, math.ceil(math.log(alpha) / math.log(single)))
+
+
+def candidate_pairs(
+    rows: IndexArray, meas: IndexArray, updated: BoolArray
+) -> tuple[IndexArray, IndexArray, IndexArray]:
+    """Pairs of track rows (a < b) that gated one detection, and that detection, from the gated
+    (row, detection) pairs of established tracks, where one of the two took nothing this scan
+    (`updated` per row): neighbours in detection order (a detection three tracks gate gives two
+    pairs; enough, since a twin pair is two)."""
+    empty = np.zeros(0, dtype=np.intp)
+    if meas.size < 2:
+        return empty, empty, empty
+    # Most detections are in one gate or none, and most tracks took one: only a detection that
+    # two tracks gated, one of which took nothing, can make a pair.
+    counts = np.bincount(meas)
+    idle = np.zeros(counts.size, dtype=bool)
+    idle[meas[~updated[rows]]] = True
+    shared = (counts[meas] >= 2) & idle[meas]
+    rows, meas = rows[shared], meas[shared]
+    if meas.size < 2:
+        return empty, empty, empty
+    order = np.argsort(meas * (int(rows.max()) + 1) + rows)  # by detection, then track
+    m, k = meas[order], rows[order]
+    same = m[1:] == m[:-1]
+    a, b, m = k[:-1][same], k[1:][same], m[1:][same]
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    _, first = np.unique(lo * (int(rows.max()) + 1) + hi, return_index=True)
+    return lo[first], hi[first], m[first]
+
+
+def track_twins(
+    table: TrackTable,
+    active: IndexArray,
+    firm: BoolArray,
+    gated: tuple[IndexArray, IndexArray, FloatArray],
+    r: FloatArray,
+    updated: BoolArray,
+    gate_probability: float,
+    needed: int,
+) -> IndexArray:
+    """One full scan's evidence: advance each pair's count of scans as twins (kept on the younger
+    track, with its partner's slot), reset it where the evidence fails, and return the slots of the
+    younger twins whose count reached `needed` (scans_to_tell).
+
+    `gated`: the scan's gated (track row, detection) pairs and every row's measurement Jacobian
+    (K,D,6); `r`: the detections' covariances. The two tracks are one target's when the sensor
+    could not tell their predicted measurements apart, within its own noise as well as their
+    uncertainty (two tracks sharing one target's plots split them, each taking the plots on its
+    side, and settle about one σ of the sensor apart: their estimates alone look different), and
+    their velocities agree within their uncertainty."""
+    ki, mj, h = gated
+    sel = firm[ki]
+    a, b, m = candidate_pairs(ki[sel], mj[sel], updated)
+    single = ~(updated[a] & updated[b])  # together they took at most one detection
+    a, b, m = a[single], b[single], m[single]
+    tb = table
+    counted = np.zeros(active.size, dtype=bool)
+    if a.size:
+        sa, sb = active[a], active[b]
+        dx = tb.x[sa] - tb.x[sb]
+        p = tb.p[sa] + tb.p[sb]
+        ha = h[a]
+        dz = (ha @ dx[:, :, None])[:, :, 0]
+        sz = ha @ p @ ha.transpose(0, 2, 1) + r[m]
+        d2z = np.einsum("ki,ki->k", dz, np.linalg.solve(sz, dz[:, :, None])[:, :, 0])
+        dv = dx[:, 3:]
+        d2v = np.einsum("ki,ki->k", dv, np.linalg.solve(p[:, 3:, 3:], dv[:, :, None])[:, :, 0])
+        twin = (d2z <= same_target_gate(gate_probability, dz.shape[1])) & (
+            d2v <= same_target_gate(gate_probability, 3)
+        )
+        if twin.any():
+            a, b, sa, sb = a[twin], b[twin], sa[twin], sb[twin]
+            younger_b = tb.number[sb] > tb.number[sa]
+            young = np.where(younger_b, b, a)
+            old_slot = np.where(younger_b, sa, sb)
+            ys = active[young]
+            same = tb.twin_of[ys] == old_slot
+            tb.twin_scans[ys] = np.where(same, tb.twin_scans[ys] + 1, 1)
+            tb.twin_of[ys] = old_slot
+            counted[young] = True
+    counting = tb.twin_scans[active] > 0
+    if counting.any():
+        gated_any = np.zeros(active.size, dtype=bool)
+        gated_any[ki[sel]] = True
+        reset = active[counting & gated_any & ~counted]  # a scan that said nothing changes nothing
+        tb.twin_scans[reset] = 0
+        tb.twin_of[reset] = -1
+    done = active[counted]
+    return done[tb.twin_scans[done] >= needed]
