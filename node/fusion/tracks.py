@@ -70,7 +70,7 @@ class TrackTable:
         # the target shows itself again (`TrackManager.record`).
         self.unproven_misses = np.zeros((capacity, N_SENSORS), dtype=np.int32)
         self.twin_of = np.full(capacity, -1, dtype=np.intp)  # an older track on its target (`twins`)
-        self.twin_scans = np.zeros(capacity, dtype=np.int32)  # scans in a row it has looked so
+        self.twin_scans = np.zeros(capacity, dtype=np.int32)  # full scans in a row it looked a twin
         self.updates = np.zeros(capacity, dtype=np.int64)
         self.sensor_mask = np.zeros(capacity, dtype=np.uint64)  # which sensors contributed
         self.evidence_mask = np.zeros(capacity, dtype=np.uint64)  # which evidence kinds classified it

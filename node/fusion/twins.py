@@ -11,11 +11,11 @@ Two real targets look like this only while they share one plot: flying apart, or
 give two plots, and each track takes one. So a pair is a twin when, scan after scan of a sensor
 that should see both, (a) the sensor could not tell them apart (their predicted measurements
 within the gate of its own noise and their uncertainty) and their velocities agree within their
-uncertainty, (b) both gated one detection, and (c)
-together they took at most one: for as many scans in a row as two targets each detected with the
-sensor's learnt Pd would give fewer than two plots only with probability α, (1 − Pd²)^n ≤ α
-(6 scans at Pd 0.9, 14 at 0.7). The younger of the two is then taken as gone (deleted through
-`TrackTable.absent`, so its deletion is published); the older keeps its identity.
+uncertainty, (b) both gated one detection, and (c) together they took at most one: for as many
+scans in a row as two targets each detected with the sensor's learnt Pd would give fewer than
+two plots only with probability α, (1 − Pd²)^n ≤ α (6 scans at Pd 0.9, 14 at 0.7). The younger
+of the two is then taken as gone (deleted through `TrackTable.absent`, so its deletion is
+published); the older keeps its identity.
 """
 
 from __future__ import annotations
