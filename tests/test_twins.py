@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from cuas_node.fusion.measurement_models import radar_model
+from cuas_node.fusion.measurement_models import RadarModel, radar_model
 from cuas_node.fusion.params import FusionParams, RadarSensor
 from cuas_node.fusion.tracker import Scan, Tracker
 from cuas_node.fusion.tracks import Status
@@ -18,7 +18,7 @@ RATE_HZ = 20.0
 SIGMA = np.array([2.0, math.radians(1.0), math.radians(1.0)])  # a 1° plot radar without range-rate
 
 
-def _radar() -> tuple[Tracker, object]:
+def _radar() -> tuple[Tracker, RadarModel]:
     pose = Pose.from_angles(0.0, 0.0, 0.0, (0.0, 0.0, 0.0))
     sensor = RadarSensor(
         "radar",

@@ -169,8 +169,7 @@ class TrackManager:
             # A miss counts against the sensor's Pd once the target is seen again (by any sensor):
             # until then it may be the miss of a target that is gone (landed, or hidden), and those
             # would drag the learnt Pd down and so keep every dead track longer.
-            detected = int(np.count_nonzero(looked & firm & updated))
-            self.stats.looked(bit, detected, detected)
+            self.stats.detected(bit, int(np.count_nonzero(looked & firm & updated)))
             tb.unproven_misses[active[looked & firm & ~updated], bit] += 1
         else:
             looked = np.zeros(active.size, dtype=bool)

@@ -98,11 +98,12 @@ class SensorStats:
             _MEMORY * self.false_alarms[bit] + (1 - _MEMORY) * count, _MIN_FALSE_ALARMS
         )
 
-    def looked(self, bit: int, expected: int, detected: int) -> None:
-        """Established tracks the sensor should have seen in a scan, and how many it detected."""
-        if expected:
-            self.pd_num[bit] = _PD_MEMORY * self.pd_num[bit] + detected
-            self.pd_den[bit] = _PD_MEMORY * self.pd_den[bit] + expected
+    def detected(self, bit: int, count: int) -> None:
+        """Established tracks the sensor should have seen in a scan and detected: looks that hit.
+        The looks that missed are counted later, once known to be misses (`missed_earlier`)."""
+        if count:
+            self.pd_num[bit] = _PD_MEMORY * self.pd_num[bit] + count
+            self.pd_den[bit] = _PD_MEMORY * self.pd_den[bit] + count
 
     def missed_earlier(self, misses: FloatArray) -> None:
         """Per sensor, looks without a detection of targets since seen again: counted now, when

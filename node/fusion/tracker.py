@@ -244,7 +244,7 @@ class Tracker:
                         (g.ki, g.mj, g.h),
                         scan.r,
                         updated,
-                        self.params.gate_probability,
+                        self.gate,
                         scans_to_tell(self.stats.pd(bit), self.params.false_track_probability),
                     )
             self._record_hits(active, updated, gain, contested, scan, bit, seen)

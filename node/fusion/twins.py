@@ -20,24 +20,17 @@ published); the older keeps its identity.
 
 from __future__ import annotations
 
-import functools
 import math
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import chi2
 
 from cuas_node.fusion.tracks import TrackTable
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
-
-
-@functools.cache
-def same_target_gate(probability: float, dim: int) -> float:
-    """χ² bound on a distance of `dim` degrees of freedom between two tracks of one target."""
-    return float(chi2.ppf(probability, dim))
 
 
 def scans_to_tell(pd: float, alpha: float) -> int:
@@ -82,7 +75,7 @@ def track_twins(
     gated: tuple[IndexArray, IndexArray, FloatArray],
     r: FloatArray,
     updated: BoolArray,
-    gate_probability: float,
+    gate: Callable[[int], float],
     needed: int,
 ) -> IndexArray:
     """One full scan's evidence: advance each pair's count of scans as twins (kept on the younger
@@ -90,7 +83,8 @@ def track_twins(
     younger twins whose count reached `needed` (scans_to_tell).
 
     `gated`: the scan's gated (track row, detection) pairs and every row's measurement Jacobian
-    (K,D,6); `r`: the detections' covariances. The two tracks are one target's when the sensor
+    (K,D,6); `r`: the detections' covariances; `gate`: the tracker's χ² gate of a dimension
+    (`Tracker.gate`). The two tracks are one target's when the sensor
     could not tell their predicted measurements apart, within its own noise as well as their
     uncertainty (two tracks sharing one target's plots split them, each taking the plots on its
     side, and settle about one σ of the sensor apart: their estimates alone look different), and
@@ -112,9 +106,7 @@ def track_twins(
         d2z = np.einsum("ki,ki->k", dz, np.linalg.solve(sz, dz[:, :, None])[:, :, 0])
         dv = dx[:, 3:]
         d2v = np.einsum("ki,ki->k", dv, np.linalg.solve(p[:, 3:, 3:], dv[:, :, None])[:, :, 0])
-        twin = (d2z <= same_target_gate(gate_probability, dz.shape[1])) & (
-            d2v <= same_target_gate(gate_probability, 3)
-        )
+        twin = (d2z <= gate(dz.shape[1])) & (d2v <= gate(3))
         if twin.any():
             a, b, sa, sb = a[twin], b[twin], sa[twin], sb[twin]
             younger_b = tb.number[sb] > tb.number[sa]
