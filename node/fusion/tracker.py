@@ -197,6 +197,7 @@ class Tracker:
         gain = np.zeros(active.size)
         contested: BoolArray = np.zeros(active.size, dtype=bool)
         twins = np.zeros(0, dtype=np.intp)  # younger tracks of targets two tracks follow (`twins`)
+        shared: BoolArray = np.zeros(active.size, dtype=bool)  # rows given a soft update (`jpda`)
         seen = None  # the tracks' predicted measurements, when gating computed them
         if active.size:
             dt = self._predict_to(active, scan.t)
@@ -234,7 +235,7 @@ class Tracker:
                     imm.update(tb, now, scan.z[now_cols], scan.r[now_cols], scan.model, self.imm, extra)
                     self._late_update(active[rows[hard & ~in_time]], scan, cols[hard & ~in_time])
                     self._soft_update(active, soft, g, scan)
-                    updated[soft] = True
+                    updated[soft] = shared[soft] = True
                 near_track = self._claimed(g, rows, cols, scan)
                 if scan.full_scan and firm.size > 1:
                     twins = track_twins(
@@ -246,6 +247,7 @@ class Tracker:
                         updated,
                         self.gate,
                         scans_to_tell(self.stats.pd(bit), self.params.false_track_probability),
+                        shared,
                     )
             self._record_hits(active, updated, gain, contested, scan, bit, seen)
             tb.absent[twins] = True  # gone at the next `maintain`, its deletion published

@@ -3,15 +3,17 @@
 A twin is born when a target's plots fall outside its track's gate for a scan or two (a
 manoeuvre, a crowd's plots shared out at a crossing) and a new track starts on them; once the
 old track comes back, both follow the same target. Neither then starves: they take its one plot
-in turns, and a track's miss of a detection another track took is no evidence of absence
-(`TrackManager.record`: the target may be unresolved from a neighbour's), so the pair can live on
-for seconds, one of them a false track in every metric and on every map.
+in turns, or both take it in a JPDA-style shared update (`jpda`), and a track's miss of a
+detection another track took is no evidence of absence (`TrackManager.record`: the target may be
+unresolved from a neighbour's), so the pair can live on for seconds, one of them a false track
+in every metric and on every map.
 
 Two real targets look like this only while they share one plot: flying apart, or resolved, they
 give two plots, and each track takes one. So a pair is a twin when, scan after scan of a sensor
 that should see both, (a) the sensor could not tell them apart (their predicted measurements
 within the gate of its own noise and their uncertainty) and their velocities agree within their
-uncertainty, (b) both gated one detection, and (c) together they took at most one: for as many
+uncertainty, (b) both gated one detection, and (c) together they took at most one (one took
+nothing, or both shared the one detection each gated): for as many
 scans in a row as two targets each detected with the sensor's learnt Pd would give fewer than
 two plots only with probability α, (1 − Pd²)^n ≤ α (6 scans at Pd 0.9, 14 at 0.7). The younger
 of the two is then taken as gone (deleted through `TrackTable.absent`, so its deletion is
@@ -44,9 +46,9 @@ def candidate_pairs(
     rows: IndexArray, meas: IndexArray, updated: BoolArray
 ) -> tuple[IndexArray, IndexArray, IndexArray]:
     """Pairs of track rows (a < b) that gated one detection, and that detection, from the gated
-    (row, detection) pairs of established tracks, where one of the two took nothing this scan
-    (`updated` per row): neighbours in detection order (a detection three tracks gate gives two
-    pairs; enough, since a twin pair is two)."""
+    (row, detection) pairs of established tracks, where one of the two took nothing beyond that
+    detection this scan (`updated` per row: took anything else): neighbours in detection order (a
+    detection three tracks gate gives two pairs; enough, since a twin pair is two)."""
     empty = np.zeros(0, dtype=np.intp)
     if meas.size < 2:
         return empty, empty, empty
@@ -77,22 +79,28 @@ def track_twins(
     updated: BoolArray,
     gate: Callable[[int], float],
     needed: int,
+    shared: BoolArray | None = None,
 ) -> IndexArray:
     """One full scan's evidence: advance each pair's count of scans as twins (kept on the younger
     track, with its partner's slot), reset it where the evidence fails, and return the slots of the
     younger twins whose count reached `needed` (scans_to_tell).
 
     `gated`: the scan's gated (track row, detection) pairs and every row's measurement Jacobian
-    (K,D,6); `r`: the detections' covariances; `gate`: the tracker's χ² gate of a dimension
-    (`Tracker.gate`). The two tracks are one target's when the sensor
-    could not tell their predicted measurements apart, within its own noise as well as their
+    (K,D,6); `r`: the detections' covariances; `updated`: the rows that took a detection;
+    `shared`: those whose update was a JPDA-style share of what they gated (`jpda`); `gate`: the
+    tracker's χ² gate of a dimension (`Tracker.gate`). The two tracks are one target's when the
+    sensor could not tell their predicted measurements apart, within its own noise as well as their
     uncertainty (two tracks sharing one target's plots split them, each taking the plots on its
     side, and settle about one σ of the sensor apart: their estimates alone look different), and
     their velocities agree within their uncertainty."""
     ki, mj, h = gated
     sel = firm[ki]
-    a, b, m = candidate_pairs(ki[sel], mj[sel], updated)
-    single = ~(updated[a] & updated[b])  # together they took at most one detection
+    # A shared update of a row that gated one detection took that detection and nothing else.
+    sole = np.zeros(active.size, dtype=bool)
+    if shared is not None and shared.any():
+        sole = shared & (np.bincount(ki[sel], minlength=active.size) == 1)
+    a, b, m = candidate_pairs(ki[sel], mj[sel], updated & ~sole)
+    single = ~(updated[a] & updated[b]) | (sole[a] & sole[b])  # together they took at most one
     a, b, m = a[single], b[single], m[single]
     tb = table
     counted = np.zeros(active.size, dtype=bool)
