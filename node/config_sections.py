@@ -90,6 +90,9 @@ class FusionSection(Section):
     max_position_sigma_m: float = Field(default=200.0, gt=0)
     process_accel_mps2: float = Field(default=3.0, gt=0)
     process_accel_vertical_mps2: float = Field(default=1.0, gt=0)
+    turn_rate_dps: float = Field(
+        default=11.5, gt=0, le=180, description="the turning motion models' rate (a coordinated turn)"
+    )
     max_tracks: int = Field(
         default=4096, ge=1, le=16384, description="at most this many tracks; the table grows to it as needed"
     )

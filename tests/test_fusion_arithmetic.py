@@ -11,7 +11,13 @@ from scipy.optimize import linear_sum_assignment
 
 from cuas_node.fusion import imm
 from cuas_node.fusion.association import assign
-from cuas_node.fusion.models import axis_noise, cv_matrix, mahalanobis_logdet, white_accel_pattern
+from cuas_node.fusion.models import (
+    axis_noise,
+    cv_matrix,
+    mahalanobis_logdet,
+    turn_matrix,
+    white_accel_pattern,
+)
 from cuas_node.fusion.tracks import TrackTable
 
 
@@ -75,9 +81,9 @@ def _reference_imm_prediction(
     pi = np.full((n, n), (1.0 - stay) / (n - 1))
     np.fill_diagonal(pi, stay)
     c = mu @ pi
-    f = cv_matrix(np.array([dt]))[0]
     x_out, p_out = np.zeros((n, 6)), np.zeros((n, 6, 6))
     for j in range(n):
+        f = turn_matrix(np.array([dt]), params.turns[j : j + 1])[0, 0]
         w = mu * pi[:, j] / c[j]
         x0 = sum(w[i] * xm[i] for i in range(n))
         p0 = sum(w[i] * (pm[i] + np.outer(xm[i] - x0, xm[i] - x0)) for i in range(n))
@@ -92,11 +98,15 @@ def _reference_imm_prediction(
 
 @pytest.mark.parametrize("n_models", [2, 3])
 @pytest.mark.parametrize("same_dt", [True, False])
-def test_imm_prediction_matches_the_model_by_model_reference(n_models: int, same_dt: bool) -> None:
+@pytest.mark.parametrize("turning", [False, True])
+def test_imm_prediction_matches_the_model_by_model_reference(
+    n_models: int, same_dt: bool, turning: bool
+) -> None:
     params = imm.ImmParams(
         accel_h_mps2=(0.7, 3.0, 6.0)[-n_models:],
         accel_v_mps2=(0.3, 1.0, 2.0)[-n_models:],
         initial_mode=tuple([1.0 / n_models] * n_models),
+        turn_rate_rad_s=(0.0, 0.3, -0.2)[-n_models:] if turning else (),
     )
     rng = np.random.default_rng(n_models)
     table = TrackTable(16, n_models, params.initial_mode)
@@ -115,3 +125,23 @@ def test_imm_prediction_matches_the_model_by_model_reference(n_models: int, same
         assert np.allclose(table.pm[slot], p_models)
         assert np.allclose(table.x[slot], x)
         assert np.allclose(table.p[slot], p)
+
+
+def test_a_turn_model_carries_a_state_along_its_circle() -> None:
+    """`turn_matrix` against the circle itself: a target at speed v turning at ω (counter-clockwise
+    from above) is, t later, at the point of its circle ω t further round, its velocity turned by
+    ω t, climbing as before; at ω = 0 it is the constant-velocity model."""
+    v, omega, climb = 12.0, 0.25, 1.5
+    radius = v / omega
+    centre = np.array([100.0, -40.0])
+    heading0 = 0.7  # the velocity's direction; the position is a quarter turn behind it
+    pos0 = centre + radius * np.array([np.cos(heading0 - np.pi / 2), np.sin(heading0 - np.pi / 2)])
+    x0 = np.array([*pos0, 30.0, v * np.cos(heading0), v * np.sin(heading0), climb])
+    dts = np.array([0.05, 1.0, 4.0])
+    f = turn_matrix(dts, np.array([omega, 0.0]))
+    for k, t in enumerate(dts):
+        heading = heading0 + omega * t
+        pos = centre + radius * np.array([np.cos(heading - np.pi / 2), np.sin(heading - np.pi / 2)])
+        expected = np.array([*pos, 30.0 + climb * t, v * np.cos(heading), v * np.sin(heading), climb])
+        assert np.allclose(f[k, 0] @ x0, expected)
+        assert np.allclose(f[k, 1], cv_matrix(np.array([t]))[0])

@@ -1,18 +1,20 @@
 """Interacting Multiple Model filtering over all tracks at once.
 
-Two (or more) nearly-constant-velocity models with different acceleration noise: a quiet one for
-cruise and hover, a lively one for the turns and stops quadcopters make. Each model has a
-separate, smaller vertical noise. Everything is batched over tracks (and over models), so the
-cost per step does not grow with Python-level loops.
+Motion models that differ in acceleration noise and turn rate (`default_params`: a quiet
+constant-velocity one for cruise and hover, a coordinated turn each way for the turns drones
+make, with more noise for whatever else they do). Each model has a separate, smaller vertical
+noise. Everything is batched over tracks (and over models), so the cost per step does not grow
+with Python-level loops.
 
 Out-of-sequence measurements: gating evaluates a measurement older than a track's state against
-the estimate retrodicted to its time (x = F(dt) x with dt < 0, plus the lively model's noise of
-going back); the update itself is `late`'s.
+the estimate retrodicted to its time (x = F(dt) x with dt < 0, plus `carry_noise` of going
+back); the update itself is `late`'s.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,11 +24,12 @@ from cuas_node.fusion.measurement_models import MeasurementModel, RadarModel, ek
 from cuas_node.fusion.models import (
     STATE_DIM,
     axis_noise,
-    cv_matrix,
     cv_predict,
     range_rate_curvature,
+    turn_matrix,
     white_accel_pattern,
 )
+from cuas_node.fusion.params import FusionParams
 from cuas_node.fusion.tracks import TrackTable, mixture_spread
 
 FloatArray = npt.NDArray[np.float64]
@@ -39,10 +42,39 @@ class ImmParams:
     accel_v_mps2: tuple[float, ...] = (0.3, 2.0)
     switch_rate_hz: float = 0.2  # how often a target changes its manner of flight
     initial_mode: tuple[float, ...] = (0.5, 0.5)
+    turn_rate_rad_s: tuple[float, ...] = ()  # each model's coordinated turn (`turn_matrix`); () all 0
+    carry_accel_mps2: tuple[float, float] | None = None  # `carry_noise`; None: the liveliest model's
 
     @property
     def n_models(self) -> int:
         return len(self.accel_h_mps2)
+
+    @property
+    def turns(self) -> FloatArray:
+        return np.asarray(self.turn_rate_rad_s or (0.0,) * self.n_models, dtype=np.float64)
+
+    @property
+    def carry_noise(self) -> tuple[float, float]:
+        """(horizontal, vertical) acceleration noise of carrying an estimate to another time with
+        one constant-velocity model (gating a late measurement, `late`): it must cover whatever
+        the target did in between, turns included, which a straight-line carry does not model."""
+        return self.carry_accel_mps2 or (max(self.accel_h_mps2), max(self.accel_v_mps2))
+
+
+def default_params(params: FusionParams) -> ImmParams:
+    """A quiet constant-velocity model for cruise and hover (a quarter of the configured process
+    noise) and a coordinated turn each way at `turn_rate_dps` with the configured noise (docs/
+    architecture.md, Motion). Estimates are carried in time (`carry_noise`) with twice that noise:
+    a turn at `turn_rate_dps` is itself an acceleration of about the configured noise."""
+    a_h, a_v = params.process_accel_mps2, params.process_accel_vertical_mps2
+    omega = math.radians(params.turn_rate_dps)
+    return ImmParams(
+        accel_h_mps2=(a_h / 4.0, a_h, a_h),
+        accel_v_mps2=(a_v / 4.0, a_v, a_v),
+        initial_mode=(1.0 / 3.0,) * 3,
+        turn_rate_rad_s=(0.0, omega, -omega),
+        carry_accel_mps2=(2.0 * a_h, 2.0 * a_v),
+    )
 
 
 def _transition(dt: FloatArray, n: int, rate: float) -> FloatArray:
@@ -55,18 +87,18 @@ def _transition(dt: FloatArray, n: int, rate: float) -> FloatArray:
 
 
 def _model_noise(dt: FloatArray, params: ImmParams) -> tuple[FloatArray, FloatArray]:
-    """F (K,6,6) and Q (K,R,6,6) for every track and model: one white-acceleration pattern per
+    """F (K,R,6,6) and Q (K,R,6,6) for every track and model: one white-acceleration pattern per
     track, scaled by each model's axis variances."""
-    return cv_matrix(dt), white_accel_pattern(dt)[:, None] * _axis_noises(params)[None]
+    return turn_matrix(dt, params.turns), white_accel_pattern(dt)[:, None] * _axis_noises(params)[None]
 
 
 @functools.lru_cache(maxsize=32)
 def _common_step(dt: float, params: ImmParams) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """F (6,6), Q (R,6,6) and the mode transition (R,R) of one dt shared by every track (a radar's
+    """F (R,6,6), Q (R,6,6) and the mode transition (R,R) of one dt shared by every track (a radar's
     frame interval), kept for the next frame: a steady radar repeats the same few intervals (its
     times differ by the same float steps), and these are a dozen small constructions per frame."""
     one = np.array([dt])
-    f, q = cv_matrix(one)[0], white_accel_pattern(one)[0][None] * _axis_noises(params)
+    f, q = turn_matrix(one, params.turns)[0], white_accel_pattern(one)[0][None] * _axis_noises(params)
     pi = _transition(one, params.n_models, params.switch_rate_hz)[0]
     for a in (f, q, pi):
         a.setflags(write=False)
@@ -81,6 +113,18 @@ def _axis_noises(params: ImmParams) -> FloatArray:
     )
     noise.setflags(write=False)
     return noise
+
+
+def _predict_models(x: FloatArray, p: FloatArray, f: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """x Fᵀ (K,R,6) and F P Fᵀ (K,R,6,6) for each model's F (R,6,6), as one product per model over
+    all tracks' rows ((R, K·6, 6) stacks: numpy's broadcast matmul of many small matrices is
+    several times slower), with F P Fᵀ = (P Fᵀ)ᵀ Fᵀ (P symmetric)."""
+    k, n = x.shape[0], x.shape[1]
+    ft = f.transpose(0, 2, 1)
+    pft = p.transpose(1, 0, 2, 3).reshape(n, k * STATE_DIM, STATE_DIM) @ ft
+    pft = pft.reshape(n, k, STATE_DIM, STATE_DIM).swapaxes(-1, -2).reshape(n, k * STATE_DIM, STATE_DIM)
+    fpf = (pft @ ft).reshape(n, k, STATE_DIM, STATE_DIM).transpose(1, 0, 2, 3)
+    return (x.transpose(1, 0, 2) @ ft).transpose(1, 0, 2), fpf
 
 
 def mix_and_predict(table: TrackTable, slots: IndexArray, dt: FloatArray, params: ImmParams) -> None:
@@ -109,15 +153,12 @@ def mix_and_predict(table: TrackTable, slots: IndexArray, dt: FloatArray, params
     p0 = (wt @ pm.reshape(k, n, STATE_DIM * STATE_DIM)).reshape(k, n, STATE_DIM, STATE_DIM)
     p0 += mixture_spread(wt, xm[:, None], x0)
     if common:
-        # 2-D products over all rows (one BLAS call each; numpy's broadcast matmul of a stack of
-        # small matrices by one is several times slower): x Fᵀ, then F P Fᵀ = (P Fᵀ)ᵀ Fᵀ (P symmetric).
-        xm = (x0.reshape(k * n, STATE_DIM) @ f.T).reshape(k, n, STATE_DIM)
-        pft = (p0.reshape(k * n * STATE_DIM, STATE_DIM) @ f.T).reshape(k, n, STATE_DIM, STATE_DIM)
-        pm = (pft.swapaxes(-1, -2).reshape(k * n * STATE_DIM, STATE_DIM) @ f.T).reshape(p0.shape) + q
+        xm, pm = _predict_models(x0, p0, f)
+        pm = pm + q
     else:
         f, q = _model_noise(dt, params)
-        xm = np.einsum("kab,kjb->kja", f, x0)
-        pm = f[:, None] @ p0 @ f.transpose(0, 2, 1)[:, None] + q
+        xm = np.einsum("kjab,kjb->kja", f, x0)
+        pm = f @ p0 @ f.transpose(0, 1, 3, 2) + q
     table.xm[slots], table.pm[slots], table.mu[slots] = xm, pm, c
     table.combine(slots, c, xm, pm)
 
@@ -130,8 +171,8 @@ def gate_quantities(
     variance (K,) (`range_rate_curvature`, already in H P Hᵀ; `update` takes it too), with the
     tracks' combined estimates retrodicted by dt ≤ 0 where the measurement is older."""
     x_eval, p_eval = table.x[slots], table.p[slots]
-    if dt.any():  # back with the lively model's noise
-        noise = axis_noise(params.accel_h_mps2[-1], params.accel_v_mps2[-1])
+    if dt.any():  # carried back (`carry_noise`)
+        noise = axis_noise(*params.carry_noise)
         x_eval, p_eval = cv_predict(x_eval, p_eval, dt, noise)
     z_pred, h = model.predict(x_eval)
     hph = h @ p_eval @ h.transpose(0, 2, 1)

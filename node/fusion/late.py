@@ -19,7 +19,7 @@ Without delay this is the ordinary EKF update; for a measurement that says nothi
 nothing; with no update since τ it is exactly filtering z in time order. With updates in between
 it is an approximation (their information is taken as one measurement of the state now), which
 can give z more weight than in-order filtering would where the motion model is lively: the
-prediction noise is the lively IMM model's. A track that began after κ uses its first estimate
+prediction noise is the IMM's `carry_noise`. A track that began after κ uses its first estimate
 as the prior; a measurement older than a track's kept history is not fused into its state (it
 still counts as the track's hit). Mode probabilities are left as they are: an old measurement
 says little of how the target flies now.

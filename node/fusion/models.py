@@ -62,6 +62,28 @@ def cv_matrix(dt: FloatArray) -> FloatArray:
     return np.asarray(_EYE + dt[:, None, None] * _VEL, dtype=np.float64)
 
 
+def turn_matrix(dt: FloatArray, omega: FloatArray) -> FloatArray:
+    """F (K,R,6,6) of a coordinated turn at each rate omega (R,) rad/s (counter-clockwise seen from
+    above, 0: constant velocity) for each dt (K,): the horizontal velocity turns by omega·dt at
+    constant speed while the position follows the arc; the vertical is constant-velocity."""
+    k, n = dt.shape[0], omega.shape[0]
+    f = np.broadcast_to(cv_matrix(dt)[:, None], (k, n, STATE_DIM, STATE_DIM)).copy()
+    turning = omega != 0.0
+    if turning.any():
+        w = omega[turning]
+        angle = dt[:, None] * w[None]
+        sin, cos = np.sin(angle), np.cos(angle)
+        # sin(ωt)/ω and (1 − cos ωt)/ω, the arc's along- and across-track reach per unit velocity.
+        along, across = sin / w, (1.0 - cos) / w
+        block = f[:, turning]
+        block[..., 0, 3], block[..., 0, 4] = along, -across
+        block[..., 1, 3], block[..., 1, 4] = across, along
+        block[..., 3, 3], block[..., 3, 4] = cos, -sin
+        block[..., 4, 3], block[..., 4, 4] = sin, cos
+        f[:, turning] = block
+    return f
+
+
 def white_accel_pattern(dt: FloatArray) -> FloatArray:
     """Q (K,6,6) of a unit white acceleration on every axis; times `axis_noise`, a model's Q."""
     d = dt[:, None, None]

@@ -29,6 +29,7 @@ class FusionParams:
     max_position_sigma_m: float = 200.0
     process_accel_mps2: float = 3.0
     process_accel_vertical_mps2: float = 1.0
+    turn_rate_dps: float = 11.5
     max_tracks: int = 4096  # the table grows to it as tracks need slots (tracks.TrackTable)
     max_tentative: int = 128
     rid_loose_gate_m: float = 150.0

@@ -94,10 +94,7 @@ class Tracker:
         self, params: FusionParams, sensor_ids: list[str], imm_params: imm.ImmParams | None = None
     ) -> None:
         self.params = params
-        self.imm = imm_params or imm.ImmParams(
-            accel_h_mps2=(params.process_accel_mps2 / 4.0, params.process_accel_mps2 * 2.0),
-            accel_v_mps2=(params.process_accel_vertical_mps2 / 4.0, params.process_accel_vertical_mps2 * 2.0),
-        )
+        self.imm = imm_params or imm.default_params(params)
         self.table = TrackTable(params.max_tracks, self.imm.n_models, self.imm.initial_mode)
         self.history = late.History(self.table.capacity)  # past estimates, for late measurements
         self.sensor_bits = {sid: i for i, sid in enumerate(sensor_ids[:63])}
@@ -300,8 +297,7 @@ class Tracker:
             scan.z[cols],
             scan.r[cols],
             scan.model,
-            self.imm.accel_h_mps2[-1],
-            self.imm.accel_v_mps2[-1],
+            *self.imm.carry_noise,
         )
         late.add_information(self.table, slots, info, vector)
 
