@@ -11,37 +11,18 @@ import numpy as np
 import pytest
 
 from cuas_node.fusion import imm
-from cuas_node.fusion.measurement_models import radar_model
-from cuas_node.fusion.params import FusionParams, RadarSensor
+from cuas_node.fusion.params import FusionParams
 from cuas_node.fusion.tracker import Scan, Tracker
 from cuas_node.fusion.tracks import Status
-from cuas_node.kernel.pose import Pose, cartesian_to_spherical
-
-RATE_HZ = 20.0
-SIGMA = np.array([2.0, math.radians(1.0), math.radians(1.0)])
+from cuas_node.kernel.pose import cartesian_to_spherical
+from tests.plot_radar import RATE_HZ, SIGMA, plot_radar
 
 
 def _fly(omega: float, seed: int, imm_params: imm.ImmParams | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A drone at 15 m/s, 1.5 km out, turning at `omega` rad/s (counter-clockwise from above) for
     20 s, seen at 20 Hz with Pd 0.9. Returns the confirmed track's mode probabilities and its
     position error per scan after the first 4 s."""
-    sensor = RadarSensor(
-        "radar",
-        Pose.from_angles(0.0, 0.0, 0.0, (0.0, 0.0, 0.0)),
-        2500.0,
-        math.radians(60.0),
-        math.radians(20.0),
-        min_range_m=300.0,
-        range_sigma_m=float(SIGMA[0]),
-        az_sigma_rad=float(SIGMA[1]),
-        el_sigma_rad=float(SIGMA[2]),
-        range_rate=False,
-        range_rate_sigma_mps=None,
-        scan_rate_hz=RATE_HZ,
-        false_alarms_per_scan=1.0,
-        splits_objects=False,
-    )
-    tracker, model = Tracker(FusionParams(), ["radar"], imm_params), radar_model(sensor, range_rate=False)
+    tracker, model = Tracker(FusionParams(), ["radar"], imm_params), plot_radar()
     rng = np.random.default_rng(seed)
     speed, heading = 15.0, 0.0
     pos = np.array([0.0, 1500.0, 120.0])

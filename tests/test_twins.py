@@ -3,40 +3,14 @@ identity; two real targets close together, each detected, keep both of theirs.""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from cuas_node.fusion.measurement_models import RadarModel, radar_model
-from cuas_node.fusion.params import FusionParams, RadarSensor
+from cuas_node.fusion.params import FusionParams
 from cuas_node.fusion.tracker import Scan, Tracker
 from cuas_node.fusion.tracks import Status
 from cuas_node.fusion.twins import candidate_pairs, scans_to_tell
-from cuas_node.kernel.pose import Pose, cartesian_to_spherical
-
-RATE_HZ = 20.0
-SIGMA = np.array([2.0, math.radians(1.0), math.radians(1.0)])  # a 1° plot radar without range-rate
-
-
-def _radar(splits_objects: bool = False) -> tuple[Tracker, RadarModel]:
-    pose = Pose.from_angles(0.0, 0.0, 0.0, (0.0, 0.0, 0.0))
-    sensor = RadarSensor(
-        "radar",
-        pose,
-        2500.0,
-        math.radians(60.0),
-        math.radians(20.0),
-        min_range_m=300.0,
-        range_sigma_m=float(SIGMA[0]),
-        az_sigma_rad=float(SIGMA[1]),
-        el_sigma_rad=float(SIGMA[2]),
-        range_rate=False,
-        range_rate_sigma_mps=None,
-        scan_rate_hz=RATE_HZ,
-        false_alarms_per_scan=1.0,
-        splits_objects=splits_objects,
-    )
-    return Tracker(FusionParams(), ["radar"]), radar_model(sensor, range_rate=False)
+from cuas_node.kernel.pose import cartesian_to_spherical
+from tests.plot_radar import RATE_HZ, SIGMA, plot_radar
 
 
 def _fly(
@@ -56,7 +30,7 @@ def _fly(
     them, then both gate the target's plot again).
     Returns, per scan, the confirmed or coasting tracks' numbers and their nearest target."""
     rng = np.random.default_rng(seed)
-    tracker, model = _radar(splits_objects)
+    tracker, model = Tracker(FusionParams(), ["radar"]), plot_radar(splits_objects)
     history = []
     for k in range(round(seconds * RATE_HZ)):
         t = k / RATE_HZ
