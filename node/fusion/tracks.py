@@ -185,13 +185,7 @@ class TrackTable:
 def mixture_spread(w: FloatArray, xm: FloatArray, x: FloatArray) -> FloatArray:
     """Σ_i w_i (x_i − x)(x_i − x)ᵀ (…,6,6), the spread of the model means about their mixture x
     (weights w (…,R), means xm (…,R,6), mixture x (…,6); leading axes broadcast, so that IMM
-    mixing passes each track's means once for all its mixtures). With two models this is
-    w₀ w₁ δ δᵀ, δ = x₀ − x₁: one outer product instead of a stack of matrix products."""
-    if w.shape[-1] == 2:
-        delta = xm[..., 0, :] - xm[..., 1, :]
-        return np.asarray(
-            (w[..., 0] * w[..., 1])[..., None, None] * (delta[..., :, None] * delta[..., None, :])
-        )
+    mixing passes each track's means once for all its mixtures)."""
     d = xm - x[..., None, :]
     return np.asarray((d * w[..., None]).swapaxes(-1, -2) @ d)
 

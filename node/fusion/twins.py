@@ -13,11 +13,11 @@ give two plots, and each track takes one. So a pair is a twin when, scan after s
 that should see both, (a) the sensor could not tell them apart (their predicted measurements
 within the gate of its own noise and their uncertainty) and their velocities agree within their
 uncertainty, (b) both gated one detection, and (c) together they took at most one (one took
-nothing, or both shared the one detection each gated): for as many
-scans in a row as two targets each detected with the sensor's learnt Pd would give fewer than
-two plots only with probability α, (1 − Pd²)^n ≤ α (6 scans at Pd 0.9, 14 at 0.7). The younger
-of the two is then taken as gone (deleted through `TrackTable.absent`, so its deletion is
-published); the older keeps its identity.
+nothing, or both shared the one detection each gated): for as many scans in a row as two
+targets each detected with the sensor's learnt Pd would give fewer than two plots only with
+probability α, (1 − Pd²)^n ≤ α (6 scans at Pd 0.9, 14 at 0.7). The younger of the two is then
+taken as gone (deleted through `TrackTable.absent`, so its deletion is published); the older
+keeps its identity.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def candidate_pairs(
     if meas.size < 2:
         return empty, empty, empty
     # Most detections are in one gate or none, and most tracks took one: only a detection that
-    # two tracks gated, one of which took nothing, can make a pair.
+    # two tracks gated, one of which took nothing beyond it, can make a pair.
     counts = np.bincount(meas)
     idle = np.zeros(counts.size, dtype=bool)
     idle[meas[~updated[rows]]] = True
@@ -79,7 +79,7 @@ def track_twins(
     updated: BoolArray,
     gate: Callable[[int], float],
     needed: int,
-    shared: BoolArray | None = None,
+    shared: BoolArray,
 ) -> IndexArray:
     """One full scan's evidence: advance each pair's count of scans as twins (kept on the younger
     track, with its partner's slot), reset it where the evidence fails, and return the slots of the
@@ -96,9 +96,7 @@ def track_twins(
     ki, mj, h = gated
     sel = firm[ki]
     # A shared update of a row that gated one detection took that detection and nothing else.
-    sole = np.zeros(active.size, dtype=bool)
-    if shared is not None and shared.any():
-        sole = shared & (np.bincount(ki[sel], minlength=active.size) == 1)
+    sole = shared & (np.bincount(ki[sel], minlength=active.size) == 1)
     a, b, m = candidate_pairs(ki[sel], mj[sel], updated & ~sole)
     single = ~(updated[a] & updated[b]) | (sole[a] & sole[b])  # together they took at most one
     a, b, m = a[single], b[single], m[single]
