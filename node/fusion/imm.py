@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from cuas_node.fusion.measurement_models import MeasurementModel, RadarModel, ekf_update
+from cuas_node.fusion.measurement_models import MeasurementModel, RadarModel
 from cuas_node.fusion.models import (
     STATE_DIM,
     axis_noise,
@@ -28,6 +28,7 @@ from cuas_node.fusion.models import (
     range_rate_curvature,
     turn_matrix,
     white_accel_pattern,
+    whiten,
 )
 from cuas_node.fusion.params import FusionParams
 from cuas_node.fusion.tracks import TrackTable, mixture_spread
@@ -186,38 +187,50 @@ def gate_quantities(
 def update(
     table: TrackTable,
     slots: IndexArray,
-    z: FloatArray,
+    nu: FloatArray,
+    h: FloatArray,
     r: FloatArray,
-    model: MeasurementModel,
     params: ImmParams,
     rate_extra: FloatArray | None = None,
 ) -> None:
     """Fuse one measurement taken at the tracks' current time into each given track (pairs
     aligned), model by model, then re-weigh the models by how well each predicted it. Older
-    measurements go to `late`. `rate_extra` (gating's, per track): the second-order part of the
-    range-rate's predicted variance, which the first-order update must count as noise (taken at
-    the combined estimate for every model: the same S as gating's, and one evaluation a scan)."""
-    a, n_models, d = slots.shape[0], params.n_models, z.shape[1]
+    measurements go to `late`.
+
+    The measurement is linearised once per track, at its combined estimate x, as gating did:
+    `nu` (A,D) is the innovation there and `h` (A,D,6) the Jacobian, so each model's innovation
+    is ν − H (x_j − x), the first-order expansion of h(x_j). The models' means lie within their
+    spread of x, where the measurement function is as good as linear (a few metres against the
+    hundreds of a radar's range), and gating's prediction serves every model instead of one
+    more evaluation of h per model. `rate_extra` (gating's, per track): the second-order part of
+    the range-rate's predicted variance, which the first-order update must count as noise."""
+    a, n_models, d = slots.shape[0], params.n_models, nu.shape[1]
     if a == 0:
         return
-    r_models = np.repeat(r, n_models, axis=0)
     if rate_extra is not None:
-        r_models[:, 3, 3] += np.repeat(rate_extra, n_models)
-    xm, pm, nu, s, s_inv = ekf_update(
-        model,
-        table.xm[slots].reshape(a * n_models, STATE_DIM),
-        table.pm[slots].reshape(a * n_models, STATE_DIM, STATE_DIM),
-        np.repeat(z, n_models, axis=0),
-        r_models,
+        r = r.copy()
+        r[:, 3, 3] += rate_extra
+    xm, pm = table.xm[slots], table.pm[slots]  # (A,R,6), (A,R,6,6)
+    # H P_j and H P_j Hᵀ with each track's models side by side: batched products over tracks (a
+    # broadcast one over (track, model) is slower).
+    hp = (h @ pm.transpose(0, 2, 1, 3).reshape(a, STATE_DIM, n_models * STATE_DIM)).reshape(
+        a, d, n_models, STATE_DIM
     )
-    d2 = np.einsum("ki,kij,kj->k", nu, s_inv, nu)
-    _, logdet = np.linalg.slogdet(s)
+    hph = (hp.reshape(a, d * n_models, STATE_DIM) @ h.swapaxes(1, 2)).reshape(a, d, n_models, d)
+    s = hph.transpose(0, 2, 1, 3) + r[:, None]  # (A,R,D,D)
+    nu_m = nu[:, None, :] - (xm - table.x[slots][:, None, :]) @ h.swapaxes(1, 2)  # (A,R,D)
+    # Whitened by S_j (`whiten`): the gain applied is (W H P)ᵀ W ν, the covariance lost (W H P)ᵀ (W H P).
+    rhs = np.concatenate([hp.transpose(0, 2, 1, 3), nu_m[..., None]], axis=3).reshape(a * n_models, d, -1)
+    y, logdet = whiten(s.reshape(a * n_models, d, d), rhs)
+    y_hp, y_nu = y[:, :, :STATE_DIM], y[:, :, STATE_DIM]
+    xm_new = xm + np.einsum("kdi,kd->ki", y_hp, y_nu).reshape(a, n_models, STATE_DIM)
+    pm_new = pm - (y_hp.swapaxes(1, 2) @ y_hp).reshape(a, n_models, STATE_DIM, STATE_DIM)
+    pm_new = 0.5 * (pm_new + pm_new.swapaxes(-1, -2))
+    d2 = np.einsum("kd,kd->k", y_nu, y_nu)
     loglik = (-0.5 * (d2 + logdet + d * np.log(2.0 * np.pi))).reshape(a, n_models)
     logmu = np.log(np.maximum(table.mu[slots], 1e-12)) + loglik
     logmu -= logmu.max(axis=1, keepdims=True)
     mu = np.exp(logmu)
     mu /= mu.sum(axis=1, keepdims=True)
-    xm_new = xm.reshape(a, n_models, STATE_DIM)
-    pm_new = pm.reshape(a, n_models, STATE_DIM, STATE_DIM)
     table.mu[slots], table.xm[slots], table.pm[slots] = mu, xm_new, pm_new
     table.combine(slots, mu, xm_new, pm_new)

@@ -167,21 +167,31 @@ def range_rate_curvature(x: FloatArray, p: FloatArray, pose: Pose) -> FloatArray
     return np.asarray(0.5 * np.einsum("kij,kji->k", ap, ap), dtype=np.float64)
 
 
-def mahalanobis_logdet(nu: FloatArray, s: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """νᵀ S⁻¹ ν and ln|S| of innovations ν (P,D) with covariances S (P,D,D), from one Cholesky
-    factor and a forward substitution over the D rows (no inverse, no second factorisation:
-    gating asks this of every plausible pair each scan). A covariance that rounding has left not
-    positive definite takes the general route (inverse and signed log-determinant)."""
+def whiten(s: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """W b (P,D,M) and ln|S| (P,) for covariances S (P,D,D) and right-hand sides b (P,D,M), where
+    WᵀW = S⁻¹ (W = L⁻¹, L the Cholesky factor of S): what gating's Mahalanobis distances and
+    the Kalman update ask of S, from one factorisation and a forward substitution over the D
+    rows, without an inverse or a second factorisation for the determinant (for ν, |Wν|² = νᵀ
+    S⁻¹ ν; for H P, (W H P)ᵀ (W H P) = P Hᵀ S⁻¹ H P). A covariance that rounding has left not
+    positive definite is whitened by its eigenvectors instead, its eigenvalues raised to a small
+    positive floor (the nearest positive definite matrix, near enough)."""
     try:
         lower = np.linalg.cholesky(s)
     except np.linalg.LinAlgError:
-        _, logdet = np.linalg.slogdet(s)
-        return np.einsum("pi,pij,pj->p", nu, np.linalg.pinv(s), nu), logdet
-    y = np.empty_like(nu)
-    for i in range(nu.shape[1]):
-        y[:, i] = (nu[:, i] - np.einsum("pj,pj->p", lower[:, i, :i], y[:, :i])) / lower[:, i, i]
-    logdet = 2.0 * np.log(np.diagonal(lower, axis1=1, axis2=2)).sum(axis=1)
-    return np.einsum("pi,pi->p", y, y), logdet
+        lam, vec = np.linalg.eigh(s)
+        lam = np.maximum(lam, 1e-12 * np.maximum(np.abs(lam).max(axis=1, keepdims=True), 1e-300))
+        w = vec.swapaxes(1, 2) / np.sqrt(lam)[:, :, None]
+        return w @ b, np.log(lam).sum(axis=1)
+    y = np.empty_like(b)
+    for i in range(b.shape[1]):
+        y[:, i] = (b[:, i] - np.einsum("pj,pjm->pm", lower[:, i, :i], y[:, :i])) / lower[:, i, i, None]
+    return y, 2.0 * np.log(np.diagonal(lower, axis1=1, axis2=2)).sum(axis=1)
+
+
+def mahalanobis_logdet(nu: FloatArray, s: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """νᵀ S⁻¹ ν and ln|S| of innovations ν (P,D) with covariances S (P,D,D) (`whiten`)."""
+    y, logdet = whiten(s, nu[:, :, None])
+    return np.einsum("pi,pi->p", y[:, :, 0], y[:, :, 0]), logdet
 
 
 def wrap_angle(a: FloatArray) -> FloatArray:

@@ -228,8 +228,16 @@ class Tracker:
                     in_time = hard & (dt[rows] == 0.0)  # the others were taken before their track's time
                     now_rows, now_cols = rows[in_time], cols[in_time]
                     extra = None if g.rate_extra is None else g.rate_extra[now_rows]
-                    now = active[now_rows]
-                    imm.update(tb, now, scan.z[now_cols], scan.r[now_cols], scan.model, self.imm, extra)
+                    now_pairs = chosen[in_time]
+                    imm.update(
+                        tb,
+                        active[now_rows],
+                        g.nu[now_pairs],
+                        g.h[now_rows],
+                        scan.r[now_cols],
+                        self.imm,
+                        extra,
+                    )
                     self._late_update(active[rows[hard & ~in_time]], scan, cols[hard & ~in_time])
                     self._soft_update(active, soft, g, scan)
                     updated[soft] = shared[soft] = True
