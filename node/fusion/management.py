@@ -241,7 +241,7 @@ class TrackManager:
         left = firm & ranged & (unfed > _LEFT_COVERAGE_PERIODS * period)
         if left.any():  # asked only of the few unfed for a while
             out = active[left]
-            odds = self.inside_odds(out, self.predicted(out, t), position_sigma(tb, out))
+            odds = self.inside_odds(out, self.predicted(out, t))
             outside = np.isfinite(odds)
             # Gone once a present target inside would have been missed this long with probability
             # α / odds: the further out, the sooner (at even odds, on the edge, α).
@@ -274,7 +274,7 @@ class TrackManager:
         tb = self.table
         return np.asarray(tb.x[active, :3] + tb.x[active, 3:] * (t - tb.t_state[active])[:, None])
 
-    def inside_odds(self, active: IndexArray, where: FloatArray, sigma: FloatArray) -> FloatArray:
+    def inside_odds(self, active: IndexArray, where: FloatArray) -> FloatArray:
         """Odds that each target is inside the coverage of some sensor that could update it: Φ(−z)
         over Φ(z), z how far its predicted position is beyond the nearest coverage's violated
         limit in σ of the track's own uncertainty along that limit (a radar's range or angle; the
@@ -283,23 +283,25 @@ class TrackManager:
         tb = self.table
         z = np.full(active.size, np.inf)
         state = np.concatenate([where, tb.x[active, 3:]], axis=1)
+        sigma: FloatArray | None = None  # the largest position σ, for the sensors that need it
         for bit, model in self.stats.models.items():
             if isinstance(model, PositionVelocityModel):
                 z[(tb.sensor_mask[active] >> np.uint64(bit)) & np.uint64(1) == 1] = -np.inf
             elif is_radar(model):
-                # Only the sign of z matters for a point inside (odds ∞): the σ, and the Jacobian
-                # they need, are asked only of the points past some limit (a few, if any).
-                past = np.flatnonzero(model.coverage.distance_outside(model.pose, where) > 0.0)
+                # Only the sign of z matters for a point inside (odds ∞): the σ along each limit
+                # are asked only of the points past some limit (a few, if any).
+                pred, h = model.predict(state)
+                past = np.flatnonzero(~model.coverage.sees(pred[:, 0], pred[:, 1], pred[:, 2]))
                 z_radar = np.full(active.size, -np.inf)
                 if past.size:
-                    pred, h = model.predict(state[past])
-                    h = h[:, :3]
+                    h = h[past, :3]
                     sig = np.sqrt(np.maximum(np.einsum("kij,kjl,kil->ik", h, tb.p[active[past]], h), 1e-12))
-                    beyond = model.coverage.beyond(pred[:, 0], pred[:, 1], pred[:, 2]) / sig[[0, 0, 1, 2]]
-                    z_radar[past] = beyond.max(axis=0)
+                    beyond = model.coverage.beyond(pred[past, 0], pred[past, 1], pred[past, 2])
+                    z_radar[past] = (beyond / sig[[0, 0, 1, 2]]).max(axis=0)
                 z = np.minimum(z, z_radar)
             else:
                 d = model.coverage.distance_outside(model.pose, where)
+                sigma = position_sigma(tb, active) if sigma is None else sigma
                 z = np.minimum(z, np.where(d > 0.0, d / np.maximum(sigma, 1e-9), -np.inf))
         with np.errstate(over="ignore"):
             odds = np.exp(log_ndtr(-z) - log_ndtr(z))

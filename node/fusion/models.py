@@ -183,7 +183,8 @@ def whiten(s: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:
         w = vec.swapaxes(1, 2) / np.sqrt(lam)[:, :, None]
         return w @ b, np.log(lam).sum(axis=1)
     y = np.empty_like(b)
-    for i in range(b.shape[1]):
+    y[:, 0] = b[:, 0] / lower[:, 0, 0, None]
+    for i in range(1, b.shape[1]):
         y[:, i] = (b[:, i] - np.einsum("pj,pjm->pm", lower[:, i, :i], y[:, :i])) / lower[:, i, i, None]
     return y, 2.0 * np.log(np.diagonal(lower, axis1=1, axis2=2)).sum(axis=1)
 
