@@ -289,7 +289,7 @@ class Tracker:
             mine = took[ki]
             nu = scan.model.innovation(scan.z[mj], scan.z[mine])
             s = scan.r[mj] + scan.r[mine]
-            d2 = np.einsum("pi,pij,pj->p", nu, np.linalg.inv(s), nu)
+            d2, _ = mahalanobis_logdet(nu, s)
             claimed[mj[d2 < self.gate(scan.z.shape[1])]] = True
         return claimed
 

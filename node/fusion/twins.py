@@ -28,6 +28,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from cuas_node.fusion.models import mahalanobis_logdet
 from cuas_node.fusion.tracks import TrackTable
 
 FloatArray = npt.NDArray[np.float64]
@@ -109,9 +110,8 @@ def track_twins(
         ha = h[a]
         dz = (ha @ dx[:, :, None])[:, :, 0]
         sz = ha @ p @ ha.transpose(0, 2, 1) + r[m]
-        d2z = np.einsum("ki,ki->k", dz, np.linalg.solve(sz, dz[:, :, None])[:, :, 0])
-        dv = dx[:, 3:]
-        d2v = np.einsum("ki,ki->k", dv, np.linalg.solve(p[:, 3:, 3:], dv[:, :, None])[:, :, 0])
+        d2z, _ = mahalanobis_logdet(dz, sz)
+        d2v, _ = mahalanobis_logdet(dx[:, 3:], p[:, 3:, 3:])
         twin = (d2z <= gate(dz.shape[1])) & (d2v <= gate(3))
         if twin.any():
             a, b, sa, sb = a[twin], b[twin], sa[twin], sb[twin]
