@@ -282,21 +282,22 @@ class TrackManager:
         coverage (Remote ID) covers it."""
         tb = self.table
         z = np.full(active.size, np.inf)
-        state = np.concatenate([where, tb.x[active, 3:]], axis=1)
         sigma: FloatArray | None = None  # the largest position σ, for the sensors that need it
         for bit, model in self.stats.models.items():
             if isinstance(model, PositionVelocityModel):
                 z[(tb.sensor_mask[active] >> np.uint64(bit)) & np.uint64(1) == 1] = -np.inf
             elif is_radar(model):
                 # Only the sign of z matters for a point inside (odds ∞): the σ along each limit
-                # are asked only of the points past some limit (a few, if any).
-                pred, h = model.predict(state)
-                past = np.flatnonzero(~model.coverage.sees(pred[:, 0], pred[:, 1], pred[:, 2]))
+                # (the measurement's Jacobian) are asked only of the points past some limit (a
+                # few, if any).
+                rng, az, el = cartesian_to_spherical(model.pose.enu_to_sensor(where))
+                past = np.flatnonzero(~model.coverage.sees(rng, az, el))
                 z_radar = np.full(active.size, -np.inf)
                 if past.size:
-                    h = h[past, :3]
+                    pred, h = model.predict(np.concatenate([where[past], tb.x[active[past], 3:]], axis=1))
+                    h = h[:, :3]
                     sig = np.sqrt(np.maximum(np.einsum("kij,kjl,kil->ik", h, tb.p[active[past]], h), 1e-12))
-                    beyond = model.coverage.beyond(pred[past, 0], pred[past, 1], pred[past, 2])
+                    beyond = model.coverage.beyond(pred[:, 0], pred[:, 1], pred[:, 2])
                     z_radar[past] = (beyond / sig[[0, 0, 1, 2]]).max(axis=0)
                 z = np.minimum(z, z_radar)
             else:
