@@ -26,6 +26,7 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 
 _FAR = 1e9
+_TWO_PI = 2.0 * np.pi
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,28 @@ def predict_measurement(x: FloatArray, dim: int) -> tuple[FloatArray, FloatArray
     return z, h
 
 
+def pair_distances(z: FloatArray, z_pred: FloatArray, s_inv: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Innovations (D, K, M) of every (track, detection) pair, azimuth (row 1) wrapped to [−π, π],
+    and their νᵀ S⁻¹ ν (K, M), for detections z (M, D), predictions z_pred (K, D) and S⁻¹ (K, D, D).
+
+    The pairs are laid out contiguously and the quadratic form summed term by term into one buffer:
+    a (K, M, D) layout runs numpy's loops D elements long, and the one-line
+    einsum("kmi,kij,kmj->km") takes numpy's unoptimised path, several times slower at 100 × 110
+    pairs (docs/evaluation.md, "What the benchmark measured too kindly")."""
+    nu = np.ascontiguousarray(z.T)[:, None, :] - np.ascontiguousarray(z_pred.T)[:, :, None]
+    nu[1] -= _TWO_PI * np.rint(nu[1] / _TWO_PI)
+    dim = z.shape[1]
+    weight = s_inv * (2.0 - np.eye(dim))  # off-diagonal terms count twice
+    d2 = np.zeros(nu.shape[1:])
+    term = np.empty(nu.shape[1:])
+    for i in range(dim):
+        for j in range(i, dim):
+            np.multiply(nu[i], nu[j], out=term)
+            term *= weight[:, i, j, None]
+            d2 += term
+    return nu, d2
+
+
 class NumpyGnn:
     """Tracks in fixed arrays grown as needed; `step(t, z)` returns the confirmed positions."""
 
@@ -82,17 +105,20 @@ class NumpyGnn:
         self._next_id = 0
 
     def _predict(self, dt: float) -> None:
+        """x ← F x, P ← F P Fᵀ + Q in place, F = [[I, dt I], [0, I]] applied by its blocks (a
+        broadcast product of every track's P by one F costs several times more)."""
         if dt <= 0 or not self.x.shape[0]:
             return
-        f = np.eye(6)
-        f[[0, 1, 2], [3, 4, 5]] = dt
-        q = np.zeros((6, 6))
-        for axis, a in ((0, self.p.accel_h_mps2), (1, self.p.accel_h_mps2), (2, self.p.accel_v_mps2)):
-            s = a * a
-            q[axis, axis], q[axis + 3, axis + 3] = s * dt**3 / 3, s * dt
-            q[axis, axis + 3] = q[axis + 3, axis] = s * dt**2 / 2
-        self.x = self.x @ f.T
-        self.cov = f @ self.cov @ f.T + q
+        self.x[:, :3] += dt * self.x[:, 3:]
+        c = self.cov
+        c[:, :3, :] += dt * c[:, 3:, :]
+        c[:, :, :3] += dt * c[:, :, 3:]
+        a2 = np.array([self.p.accel_h_mps2, self.p.accel_h_mps2, self.p.accel_v_mps2]) ** 2
+        i = np.arange(3)
+        c[:, i, i] += a2 * dt**3 / 3
+        c[:, i + 3, i + 3] += a2 * dt
+        c[:, i, i + 3] += a2 * dt**2 / 2
+        c[:, i + 3, i] += a2 * dt**2 / 2
 
     def _initiate(self, z: FloatArray) -> None:
         """One tentative track per detection: position from the measurement (its covariance mapped
@@ -137,17 +163,17 @@ class NumpyGnn:
             z_pred, h = predict_measurement(self.x, self.dim)
             s = h @ self.cov @ h.transpose(0, 2, 1) + self.r
             s_inv = np.linalg.inv(s)
-            nu = z[None, :, :] - z_pred[:, None, :]
-            nu[..., 1] = (nu[..., 1] + np.pi) % (2 * np.pi) - np.pi
-            # νᵀ S⁻¹ ν of every pair as a batched product and a row sum: the one-line three-operand
-            # einsum computes the same by numpy's unoptimised loop, 5× slower at 100 × 110 pairs.
-            d2 = np.einsum("kmj,kmj->km", nu @ s_inv, nu)
+            nu, d2 = pair_distances(z, z_pred, s_inv)
             gated = d2 < self.gate
             cost = np.where(gated, d2 + np.linalg.slogdet(s)[1][:, None], _FAR)
             free = np.ones(m, dtype=bool)
             for rows in (np.flatnonzero(self.confirmed), np.flatnonzero(~self.confirmed)):
                 cols = np.flatnonzero(free)
                 if not rows.size or not cols.size:
+                    continue
+                block = gated[np.ix_(rows, cols)]  # only rows and columns with a gated pair
+                rows, cols = rows[block.any(axis=1)], cols[block.any(axis=0)]
+                if not rows.size:
                     continue
                 ri, ci = linear_sum_assignment(cost[np.ix_(rows, cols)])
                 ok = gated[rows[ri], cols[ci]]
@@ -156,7 +182,7 @@ class NumpyGnn:
             upd = np.flatnonzero(assigned >= 0)
             if upd.size:
                 gain = self.cov[upd] @ h[upd].transpose(0, 2, 1) @ s_inv[upd]
-                innov = nu[upd, assigned[upd]]
+                innov = nu[:, upd, assigned[upd]].T
                 self.x[upd] += np.einsum("kij,kj->ki", gain, innov)
                 self.cov[upd] = (np.eye(6) - gain @ h[upd]) @ self.cov[upd]
         else:
@@ -175,10 +201,11 @@ class NumpyGnn:
             self.misses >= self.p.delete_misses,
             missed_in_window > self.p.confirm_n - self.p.confirm_m,
         )
-        keep = ~lost
-        self.x, self.cov, self.hits = self.x[keep], self.cov[keep], self.hits[keep]
-        self.misses, self.confirmed, self.ids = self.misses[keep], self.confirmed[keep], self.ids[keep]
-        self.looks = self.looks[keep]
+        if lost.any():
+            keep = ~lost
+            self.x, self.cov, self.hits = self.x[keep], self.cov[keep], self.hits[keep]
+            self.misses, self.confirmed, self.ids = self.misses[keep], self.confirmed[keep], self.ids[keep]
+            self.looks = self.looks[keep]
         self._initiate(z[free])
 
     def confirmed_tracks(self) -> tuple[IntArray, FloatArray]:

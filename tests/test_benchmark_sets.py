@@ -55,6 +55,27 @@ def test_the_numpy_floor_tracks_a_lone_target() -> None:
         assert np.mean(errors) < 2.0 * raw
 
 
+@pytest.mark.parametrize("dim", [3, 4])
+def test_the_floor_gates_by_the_mahalanobis_distance_of_every_pair(dim: int) -> None:
+    """The floor's fast pair distances are νᵀ S⁻¹ ν pair by pair, the azimuth wrapped (predictions
+    and detections on either side of ±π are neighbours)."""
+    rng = np.random.default_rng(3)
+    k, m = 7, 5
+    z = rng.normal(size=(m, dim))
+    z_pred = rng.normal(size=(k, dim))
+    z[0, 1], z_pred[0, 1] = math.pi - 0.01, -math.pi + 0.02  # 0.03 rad apart across the wrap
+    a = rng.normal(size=(k, dim, dim))
+    s_inv = np.linalg.inv(a @ a.transpose(0, 2, 1) + np.eye(dim))
+    nu, d2 = numpy_gnn.pair_distances(z, z_pred, s_inv)
+    for i in range(k):
+        for j in range(m):
+            v = z[j] - z_pred[i]
+            v[1] = (v[1] + math.pi) % (2 * math.pi) - math.pi
+            assert np.allclose(nu[:, i, j], v)
+            assert d2[i, j] == pytest.approx(float(v @ s_inv[i] @ v), rel=1e-12)
+    assert nu[1, 0, 0] == pytest.approx(-0.03)
+
+
 def test_quick_sets_are_named_and_short() -> None:
     assert all(s.duration_s <= 3.0 for s in tracking_sets.QUICK_SETS)
     assert all(s.duration_s >= 10.0 for s in tracking_sets.FULL_SETS)
