@@ -452,7 +452,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sets = QUICK_SETS if args.quick else FULL_SETS
     if args.sets:
         pool = {s.name: s for s in (FULL_SETS if args.quick else QUICK_SETS)} | {s.name: s for s in sets}
-        sets = [pool[name] for name in args.sets.split(",") if name in pool]
+        wanted = args.sets.split(",")
+        unknown = [name for name in wanted if name not in pool]
+        if unknown:
+            parser.error(f"unknown set(s) {', '.join(unknown)}; the sets are {', '.join(pool)}")
+        sets = [pool[name] for name in wanted]
     if args.wander:
         sets = [replace(s, name=f"{s.name}-w{args.wander:g}", wander_q=args.wander) for s in sets]
     if args.churn:
