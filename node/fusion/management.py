@@ -305,8 +305,7 @@ class TrackManager:
                 # Only the sign of z matters for a point inside (odds ∞): the σ along each limit
                 # (the measurement's Jacobian) are asked only of the points past some limit (a
                 # few, if any).
-                rng, az, el = cartesian_to_spherical(model.pose.enu_to_sensor(where))
-                past = np.flatnonzero(~model.coverage.sees(rng, az, el))
+                past = np.flatnonzero(~model.coverage.contains(model.pose, where))
                 z_radar = np.full(active.size, -np.inf)
                 if past.size:
                     pred, h = model.predict(np.concatenate([where[past], tb.x[active[past], 3:]], axis=1))
