@@ -27,6 +27,7 @@ IntArray = npt.NDArray[np.intp]
 
 _FAR = 1e9
 _TWO_PI = 2.0 * np.pi
+_AXES = np.arange(3)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class NumpyGnn:
         self.dim = len(params.sigma)
         self.r = np.diag(np.asarray(params.sigma) ** 2)
         self.gate = float(chi2.ppf(params.gate_probability, self.dim))
+        self.accel2 = np.array([params.accel_h_mps2, params.accel_h_mps2, params.accel_v_mps2]) ** 2
         self.x = np.zeros((0, 6))
         self.cov = np.zeros((0, 6, 6))
         self.hits = np.zeros(0, dtype=np.uint32)  # last confirm_n looks, bit 0 the newest
@@ -113,8 +115,7 @@ class NumpyGnn:
         c = self.cov
         c[:, :3, :] += dt * c[:, 3:, :]
         c[:, :, :3] += dt * c[:, :, 3:]
-        a2 = np.array([self.p.accel_h_mps2, self.p.accel_h_mps2, self.p.accel_v_mps2]) ** 2
-        i = np.arange(3)
+        a2, i = self.accel2, _AXES
         c[:, i, i] += a2 * dt**3 / 3
         c[:, i + 3, i + 3] += a2 * dt
         c[:, i, i + 3] += a2 * dt**2 / 2
