@@ -431,10 +431,20 @@ def mean_gospa(
     return float(np.mean(per))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[SetSpec], list[int]]:
+    """The options, the sets they select (with any overrides in their names) and the seeds."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one seed, short sets (a smoke test)")
     parser.add_argument("--seeds", type=int, help="seeds per set (default 5, quick 1)")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=1,
+        metavar="N",
+        help="seeds N, N+1, ... (default 1; seeds above 2 were never used to choose anything)",
+    )
+    parser.add_argument("--pd", type=float, metavar="P", help="every set's detection probability, in (0, 1]")
+    parser.add_argument("--clutter", type=float, metavar="C", help="every set's false alarms per scan, >= 0")
     parser.add_argument("--sets", help="comma-separated set names (default: all of the mode)")
     parser.add_argument("--no-jpda", action="store_true", help="skip Stone Soup JPDA")
     parser.add_argument(
@@ -457,11 +467,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown set(s) {', '.join(unknown)}; the sets are {', '.join(pool)}")
         sets = [pool[name] for name in wanted]
+    if args.pd is not None:
+        if not 0.0 < args.pd <= 1.0:
+            parser.error(f"--pd {args.pd:g}: a detection probability is in (0, 1]")
+        sets = [replace(s, name=f"{s.name}-pd{args.pd:g}", pd=args.pd) for s in sets]
+    if args.clutter is not None:
+        if not 0.0 <= args.clutter < math.inf:
+            parser.error(f"--clutter {args.clutter:g}: false alarms per scan are >= 0")
+        sets = [replace(s, name=f"{s.name}-c{args.clutter:g}", clutter=args.clutter) for s in sets]
     if args.wander:
         sets = [replace(s, name=f"{s.name}-w{args.wander:g}", wander_q=args.wander) for s in sets]
     if args.churn:
         sets = [replace(s, name=f"{s.name}-churn", churn=True) for s in sets]
-    seeds = list(range(1, 1 + (args.seeds or (1 if args.quick else 5))))
+    if args.first_seed < 0 or (args.seeds is not None and args.seeds < 1):
+        parser.error("--first-seed is >= 0 and --seeds >= 1")
+    seeds = list(range(args.first_seed, args.first_seed + (args.seeds or (1 if args.quick else 5))))
+    return args, sets, seeds
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, sets, seeds = parse(argv)
     scale = 40.0 if args.quick else 1.0
     warmup = 1.0 if args.quick else 2.0
     names = ["ours", "floor", "ss_gnn", "ss_gnn_kd"] + ([] if args.no_jpda else ["ss_jpda"])

@@ -1,6 +1,6 @@
 """The tracker benchmark's own parts (benchmarks/tracking_sets.py, benchmarks/numpy_gnn.py): the
 generator gives the stated Pd and clutter rate, and the numpy GNN-EKF floor tracks a lone target.
-Stone Soup is not needed."""
+Stone Soup is needed only by the command-line test."""
 
 from __future__ import annotations
 
@@ -138,3 +138,29 @@ def test_churn_targets_are_born_and_die_mid_run_and_nothing_else_changes() -> No
             d = np.abs(sa.z[~kept][:, None, :3] - z_absent[None]) / sigma[:3]
             assert (d.max(axis=2) < 6.0).any(axis=1).all(), "a dropped detection was not an absent target's"
     assert sum(s.n_true for s in b) < sum(s.n_true for s in a)
+
+
+def test_the_benchmark_reruns_its_sets_at_another_pd_clutter_and_unseen_seeds() -> None:
+    """`--pd`, `--clutter` and `--first-seed` make the benchmark's claims rerunnable on sets
+    nothing was tuned on; the overrides reach the sets and show in their names."""
+    pytest.importorskip("stonesoup")
+    bench = pytest.importorskip("tracker_vs_stonesoup")
+    _, sets, seeds = bench.parse(
+        ["--sets", "lr-5x10,ti-20x50", "--pd", "0.7", "--clutter", "50", "--first-seed", "7", "--seeds", "3"]
+    )
+    assert [s.name for s in sets] == ["lr-5x10-pd0.7-c50", "ti-20x50-pd0.7-c50"]
+    assert all(s.pd == 0.7 and s.clutter == 50.0 for s in sets)
+    assert seeds == [7, 8, 9]
+    scans = tracking_sets.make_scans(replace(sets[0], duration_s=2.0), seed=7)
+    clutter = sum(s.z.shape[0] - s.n_true for s in scans)
+    assert abs(clutter - 50.0 * len(scans)) <= Z * math.sqrt(50.0 * len(scans))
+    for bad in (
+        ["--pd", "0"],
+        ["--pd", "1.5"],
+        ["--clutter", "-1"],
+        ["--first-seed", "-1"],
+        ["--seeds", "0"],
+    ):
+        with pytest.raises(SystemExit) as exited:
+            bench.parse(bad)
+        assert exited.value.code == 2
