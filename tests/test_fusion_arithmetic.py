@@ -17,6 +17,7 @@ from cuas_node.fusion.models import (
     mahalanobis_logdet,
     turn_matrix,
     white_accel_pattern,
+    whiten,
 )
 from cuas_node.fusion.tracks import TrackTable
 
@@ -70,6 +71,23 @@ def test_mahalanobis_and_log_determinant_match_the_inverse_even_when_not_positiv
     s[7] = np.diag([1.0, 1.0, 1.0, -1e-9])  # rounding gone wrong in one pair: no exception
     d2, logdet = mahalanobis_logdet(nu, s)
     assert np.isfinite(d2).all() and np.isfinite(logdet).all()
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3, 4])
+def test_whitening_is_the_inverse_cholesky_factor_of_every_matrix(dim: int) -> None:
+    """`whiten` is the inverse Cholesky factor: W b = L⁻¹ b and ln|S| for many right-hand sides at
+    once (the IMM update's H P and ν, by forward substitution), and NaN stays NaN without an error."""
+    rng = np.random.default_rng(dim)
+    a = rng.normal(size=(40, dim, dim + 2))
+    s = a @ a.transpose(0, 2, 1) + 1e-3 * np.eye(dim)
+    b = rng.normal(size=(40, dim, 7))
+    y, logdet = whiten(s, b)
+    assert np.allclose(y, np.linalg.solve(np.linalg.cholesky(s), b), rtol=1e-10, atol=1e-12)
+    assert np.allclose(logdet, np.linalg.slogdet(s)[1])
+    s[3] = np.nan
+    y, logdet = whiten(s, b)
+    assert np.isnan(y[3]).all() and np.isnan(logdet[3])
+    assert np.isfinite(np.delete(y, 3, axis=0)).all()
 
 
 def _reference_imm_prediction(
