@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from cuas_node.drivers.acoustic.decode import read_wav
 from cuas_node.drivers.acoustic.doa import DoaOptions, SrpPhat, stft, unit_vectors
 from cuas_node.drivers.acoustic.geometry import ArrayGeometry, explicit
 from cuas_node.drivers.acoustic.protocol import PcmFrameParser
@@ -112,12 +112,7 @@ def read_audio(path: Path) -> tuple[FloatArray, int]:
     """(n, channels) samples in full-scale units and the sample rate, from a multichannel WAV or a
     capture of the array's framed-PCM serial stream (`calibrate capture --raw-dir`)."""
     if path.suffix.lower() == ".wav":
-        with wave.open(str(path), "rb") as w:
-            if w.getsampwidth() != 2:
-                raise ValueError(f"{path}: only 16-bit WAV files are read")
-            n_ch, fs = w.getnchannels(), w.getframerate()
-            data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, n_ch)
-        return data.astype(np.float64) / 32768.0, fs
+        return read_wav(path)
     parser = PcmFrameParser()
     blocks: list[npt.NDArray[np.int16]] = []
     fs = 0

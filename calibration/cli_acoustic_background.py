@@ -13,7 +13,6 @@ import argparse
 import json
 import sys
 import time
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +79,7 @@ def cmd_acoustic_background(args: argparse.Namespace) -> int:
         raise ValueError("--false-alarms-per-hour must be > 0")
     recordings = []
     for path in args.wav:
-        try:
-            x, rate = read_wav(path)
-        except (EOFError, wave.Error) as exc:
-            raise ValueError(f"{path}: not a readable WAV file ({exc})") from None
+        x, rate = read_wav(path)  # ValueError naming the file if it is not a WAV
         recordings.append(Recording(str(path), x.mean(axis=1), rate))
     if args.capture is not None:
         if not args.capture > 0:

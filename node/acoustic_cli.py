@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import json
 import sys
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +73,11 @@ def cmd_acoustic(args: argparse.Namespace) -> int:
             _warn_if_narrowband(path)
             for obj in score_wav_files([path], detector):
                 print(json.dumps(obj, separators=(",", ":")), flush=True)
-        except (OSError, ValueError, EOFError, wave.Error) as exc:
+        except (OSError, ValueError) as exc:
             # One unreadable file must not stop the batch: say which and why, carry on.
-            why = str(exc) or "not a WAV file (empty, truncated or another format): PCM WAV expected"
-            print(f"cuas-node acoustic score: {path}: {why}", file=sys.stderr)
+            why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+            named = why if str(path) in why else f"{path}: {why}"  # `read_wav` names the file itself
+            print(f"cuas-node acoustic score: {named}", file=sys.stderr)
             status = 1
     return status
 
@@ -85,10 +85,11 @@ def cmd_acoustic(args: argparse.Namespace) -> int:
 def _warn_if_narrowband(path: Path | str) -> None:
     """A recording below the detector's analysis rate is scored, but on less of the spectrum than
     the node hears: say so (the site background refuses such recordings outright)."""
+    from cuas_node.drivers.acoustic.decode import read_wav
     from cuas_node.drivers.acoustic.features import ANALYSIS_RATE
 
-    with contextlib.suppress(OSError, EOFError, wave.Error), wave.open(str(path)) as wav:
-        rate = wav.getframerate()
+    with contextlib.suppress(OSError, ValueError):
+        rate = read_wav(Path(path))[1]
         if rate < ANALYSIS_RATE:
             print(
                 f"cuas-node acoustic score: {path}: {rate} Hz is below the {ANALYSIS_RATE} Hz the "

@@ -171,7 +171,7 @@ def test_calibrate_and_score_commands(tmp_path: Path) -> None:
     (tmp_path / "text.wav").write_text("")  # empty: wave raises EOFError with no text
     mixed = _cli("acoustic", "score", str(tmp_path / "text.wav"), str(drone_file))
     assert mixed.returncode == 1 and len(mixed.stdout.splitlines()) == 1
-    assert f"{tmp_path / 'text.wav'}: not a WAV file" in mixed.stderr
+    assert f"{tmp_path / 'text.wav'}: not a readable WAV file" in mixed.stderr
     # below the analysis rate: scored, with a warning
     narrow = write_wav(tmp_path / "narrow.wav", site_sound(3.0, 5)[::2], FS // 2)
     scored = _cli("acoustic", "score", str(narrow))

@@ -12,14 +12,18 @@ window are scored window by window (half-overlapping), by their most drone-like 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
-import wave
+import struct
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy.io import wavfile
 
 from cuas_node.drivers.acoustic.detector import DroneDetector
 from cuas_node.drivers.acoustic.driver import AcousticArrayDriver
@@ -31,25 +35,53 @@ WINDOW_S = 1.024
 FloatArray = npt.NDArray[np.float64]
 
 
+def _wavfile_read(path: Path) -> tuple[int, npt.NDArray[Any]]:
+    """scipy's reader, tolerant of a file cut short mid-frame (a recorder losing power): scipy
+    reads a short data chunk, but a partial last frame of 24-bit audio fails its reshape, so then
+    the bytes are read again without their last few (up to a frame of 8 channels × 8 bytes)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", wavfile.WavFileWarning)  # "reached EOF prematurely"
+        try:
+            return wavfile.read(path)
+        except ValueError as first:
+            if "reshape" not in str(first):
+                raise
+            buf = io.BytesIO(Path(path).read_bytes())
+            size = buf.seek(0, io.SEEK_END)
+            for cut in range(1, min(64, size)):
+                buf.truncate(size - cut)  # shorter each time: one copy of the file in all
+                buf.seek(0)
+                with contextlib.suppress(ValueError):
+                    return wavfile.read(buf)
+            raise first
+
+
 def read_wav(path: Path) -> tuple[FloatArray, int]:
-    """(n, channels) samples in full-scale units (±1) and the sample rate; 8/16/24/32-bit PCM."""
-    with wave.open(str(path), "rb") as w:
-        channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
-        raw = w.readframes(w.getnframes())
-    if width == 1:
-        x = (np.frombuffer(raw, dtype=np.uint8).astype(np.float64) - 128.0) / 128.0
-    elif width == 2:
-        x = np.frombuffer(raw, dtype="<i2").astype(np.float64) / 32768.0
-    elif width == 3:
-        b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
-        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
-        x = np.where(v >= 1 << 23, v - (1 << 24), v).astype(np.float64) / float(1 << 23)
-    elif width == 4:
-        x = np.frombuffer(raw, dtype="<i4").astype(np.float64) / float(1 << 31)
+    """(n, channels) samples in full-scale units (±1) and the sample rate.
+
+    scipy's reader, not the standard library's `wave`: recorders write what `wave` (Python 3.11)
+    refuses, 32-bit float WAVs and WAVE_FORMAT_EXTENSIBLE headers (24-bit and multichannel files
+    from field recorders and USB arrays); scipy reads those and PCM of any width. A truncated
+    file gives the samples it holds. ValueError naming the file for anything that is not a
+    readable PCM or float WAV."""
+    try:
+        rate, data = _wavfile_read(path)
+    except (ValueError, EOFError, struct.error) as exc:
+        why = str(exc) or "empty or truncated"
+        raise ValueError(f"{path}: not a readable WAV file ({why}); PCM or float WAV expected") from None
+    if data.dtype == np.uint8:  # 8-bit PCM is unsigned, centred on 128
+        x = (data.astype(np.float64) - 128.0) / 128.0
+    elif np.issubdtype(data.dtype, np.integer):  # left-justified: full scale is the type's
+        x = data.astype(np.float64) / float(1 << (8 * data.dtype.itemsize - 1))
+    elif np.issubdtype(data.dtype, np.floating):
+        x = data.astype(np.float64)
     else:
-        raise ValueError(f"{path}: unsupported sample width {width}")
-    n = x.size // channels
-    return x[: n * channels].reshape(n, channels), rate
+        raise ValueError(f"{path}: unsupported WAV sample type {data.dtype}")
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.shape[0] == 0:
+        raise ValueError(f"{path}: the WAV file holds no samples")
+    return x, int(rate)
 
 
 def _deg(x: float) -> float:
