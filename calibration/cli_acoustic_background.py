@@ -74,13 +74,14 @@ def cmd_acoustic_background(args: argparse.Namespace) -> int:
     from cuas_node.drivers.acoustic.background_learn import Recording, learn_background
     from cuas_node.drivers.acoustic.decode import read_wav
     from cuas_node.drivers.acoustic.detector import DroneDetector, shipped_threshold
+    from cuas_node.drivers.acoustic.steering import steered_mono
 
     if not args.false_alarms_per_hour > 0:
         raise ValueError("--false-alarms-per-hour must be > 0")
     recordings = []
     for path in args.wav:
         x, rate = read_wav(path)  # ValueError naming the file if it is not a WAV
-        recordings.append(Recording(str(path), x.mean(axis=1), rate))
+        recordings.append(Recording(str(path), steered_mono(x, rate), rate))  # as `acoustic score`
     if args.capture is not None:
         if not args.capture > 0:
             raise ValueError("--capture SECONDS must be > 0")

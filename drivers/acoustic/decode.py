@@ -4,7 +4,8 @@ decode: a capture of the serial stream → one JSON object per source found per 
 (bearing, likelihood, f0, level, whether it passed the threshold), then one summary object with the
 parser's counters. The array geometry is inferred from the channel count unless given.
 
-score: WAV files (mono or multichannel; channels are averaged, since a WAV carries no geometry) →
+score: WAV files (mono or multichannel; without a geometry, the channels are put in step on their
+strongest common sound and averaged, `steering`) →
 `{"file", "drone_likelihood", "detected", "f0_hz"}`. Files longer than the detector's 1.024 s
 window are scored window by window (half-overlapping), by their most drone-like ≈2 s stretch;
 `detected` is the detector's own decision, the node's.
@@ -29,6 +30,7 @@ from cuas_node.drivers.acoustic.detector import DroneDetector
 from cuas_node.drivers.acoustic.driver import AcousticArrayDriver
 from cuas_node.drivers.acoustic.geometry import ArrayGeometry, for_channels
 from cuas_node.drivers.acoustic.protocol import PcmFrameParser
+from cuas_node.drivers.acoustic.steering import steered_mono
 from cuas_node.drivers.transport import Transport
 
 WINDOW_S = 1.024
@@ -171,7 +173,7 @@ def score_wav_files(
     det = detector or DroneDetector()
     for path in paths:
         x, rate = read_wav(Path(path))
-        mono = x.mean(axis=1)
+        mono = steered_mono(x, rate)  # channels in step on their strongest sound, then averaged
         win = int(WINDOW_S * rate)
         starts = range(0, max(1, mono.size - win + 1), max(1, win // 2))
         dets = [det.detect(mono[s : s + win], rate) for s in starts]
