@@ -8,6 +8,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cuas_node.core.reorder import ReorderBuffer
@@ -68,3 +69,37 @@ def test_replay_config_keeps_the_state_dir_override() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = replay_config(read_recording(path), {"node": {"state_dir": tmp}}, Path(tmp), str(path))
         assert str(config.node.state_dir) == tmp
+
+
+@pytest.mark.parametrize(("cap_hz", "epoch"), [(5.0, 1.8e9), (20.0, 1.8e9), (5.0, 1000.0), (7.0, 1.8e9)])
+def test_tracks_messages_come_as_often_as_the_cap_allows_on_any_epoch(cap_hz: float, epoch: float) -> None:
+    """`tracks_max_rate_hz` is a ceiling the node reaches: with a track changing every 50 ms
+    cycle, a message every ceil(period / cycle) cycles, at capture times on the Unix epoch (whose
+    rounding once made four 50 ms cycles fall short of 0.2 s: 4 Hz for a cap of 5, 12 for 20) as
+    on small ones."""
+    import math
+
+    from cuas_node.assembly import core_setup
+    from cuas_node.config import build_config
+    from cuas_node.core.step import NodeCore
+    from cuas_node.kernel.measurement import RadarDetection
+
+    data = {
+        "node": {"id": "t", "position": {"lat": 52.0, "lon": 4.3, "alt_m": 10.0}},
+        "fusion": {"reorder_window_s": 0.0},
+        "mqtt": {"tracks_max_rate_hz": cap_hz},
+        "sensors": [{"kind": "ti-mmwave", "id": "ti", "port": "/dev/null", "max_range_m": 200}],
+    }
+    core = NodeCore(core_setup(build_config(data, "test")))
+    sigmas = (0.15, math.radians(1.0), math.radians(2.0), 0.1)
+    times = []
+    for k in range(200):  # 10 s of 50 ms cycles, one drone flying out at 5 m/s
+        t = epoch + k * 0.05
+        r = 60.0 + 5.0 * k * 0.05
+        detection = RadarDetection("ti", t, t, r, 0.1, 0.05, 5.0, *sigmas, snr_db=20.0)
+        if core.step(t, [detection]).tracks is not None:
+            times.append(t)
+    cycles = math.ceil(round(1.0 / cap_hz / 0.05, 6))  # the cycles a message must wait at most
+    gaps = np.round(np.diff(times) / 0.05).astype(int)
+    assert len(times) > 150 / cycles, (len(times), gaps.tolist())
+    assert set(gaps.tolist()) == {cycles}, gaps.tolist()
