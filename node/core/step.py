@@ -30,7 +30,6 @@ from cuas_node.kernel.geo import LocalFrame
 from cuas_node.kernel.measurement import AnyMeasurement
 from cuas_node.kernel.reports import AlertAck, AlertEvent, AlertKey, GeoPoint, NodePosition, TrackReport
 
-
 RATE_SLACK_S = 1e-4  # far above float rounding of epoch times, far below any cycle
 
 
