@@ -98,4 +98,5 @@ def fusion_entry(status: FusionStatus, queue_depth: int) -> dict[str, Any]:
         "remote_id": status.remote_id,
         "dropped": status.dropped,
         "without_range_rate": status.without_range_rate,
+        "outside_coverage": status.outside_coverage,
     }

@@ -152,6 +152,10 @@ class TrackStats:
     alerts: int = 0
     cycles: int = 0
     wall_s: float = 0.0
+    dropped: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Measurements fusion could not use, by reason (health's `fusion.dropped`)."""
+    outside_coverage: int = 0
+    """Radar detections beyond their radar's configured coverage (fused; health's too)."""
 
 
 class Tracking:
@@ -214,5 +218,7 @@ class Tracking:
         if self.out is not None:
             self.out.flush()
         stats.tracks_messages, stats.alerts = self.output.tracks_messages, self.output.alerts
+        stats.dropped = self.core.engine.dropped()
+        stats.outside_coverage = self.core.engine.counters.outside_coverage
         stats.wall_s = time.perf_counter() - started
         return stats

@@ -92,6 +92,18 @@ def summary(stats: TrackStats) -> list[str]:
             f"skipped {stats.unconfigured.total()} measurements of sensors not in the config "
             f"or disabled ({_counts(stats.unconfigured)})"
         )
+    dropped = {reason.replace("_", " "): n for reason, n in stats.dropped.items() if n}
+    if dropped:
+        lines.append(
+            f"fusion could not use {sum(dropped.values())} measurements "
+            f"({', '.join(f'{n} {reason}' for reason, n in dropped.items())}; docs/mqtt.md, health)"
+        )
+    if stats.outside_coverage:
+        lines.append(
+            f"{stats.outside_coverage} radar detections lay beyond their radar's configured coverage by "
+            "more than 3 sigma (fused; check max_range_m, the fields of view, the mount and that angles "
+            "are in radians)"
+        )
     if stats.wrong_role:
         lines.append(
             f"skipped {stats.wrong_role.total()} measurements of a kind their sensor does not produce "

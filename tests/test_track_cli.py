@@ -150,7 +150,9 @@ def test_command_on_a_file_and_on_stdin(
     expected = _track(DEMO, demo_lines)
     assert out.splitlines() == expected
     summary = [line for line in err.splitlines() if line.startswith("cuas-node track: ")]
-    assert len(summary) == 1, err  # nothing skipped: one summary line
+    # Nothing skipped; fusion itself dropped the multipath images below the ground, and says so.
+    assert len(summary) == 2, err
+    assert "fusion could not use 34 measurements (34 below ground;" in summary[1]
     assert (
         f"{len(demo_lines)} lines read, {len(demo_lines)} measurements fused, {len(expected)} tracks messages"
         in (summary[0])
@@ -291,6 +293,41 @@ def test_another_radars_plots_with_a_toml_config(tmp_path: Path, capsys: pytest.
     assert [d["seq"] for d in tracks] == list(range(1, len(tracks) + 1))
     # Steps at t0 - 12 s (the receive clock's zero) + k·50 ms; the last at the last plot's arrival.
     assert tracks[-1]["t"] == pytest.approx(t0 + 9.9, abs=1e-6)
+
+
+def test_plots_beyond_the_configured_coverage_are_counted_and_a_track_on_the_edge_is_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A target sitting 3 m past the configured range (1.5 σ: a radar sees a little past its
+    nominal coverage) is detected every scan: its track stays one track (it was deleted and born
+    again every 1.3 s, judged unfed while its next plot waited in the reorder window). Plots far
+    beyond the coverage or at an azimuth given in degrees are fused but counted, and the summary
+    says so."""
+    config = tmp_path / "radar.toml"
+    config.write_text(RADAR_TOML)
+    t0 = 1_750_000_000.0
+    edge_plots, stray_plots = [], []
+    for k in range(60):
+        t, arrived = t0 + k * 0.1, 12.0 + k * 0.1
+        sig = (2.0, 0.017, 0.017, None, 15.0)
+        edge = RadarDetection("surv", t, arrived, 2503.0, -0.3, 0.1, None, *sig)
+        beyond = RadarDetection("surv", t, arrived, 7000.0 + k, 0.1, 0.05, None, *sig)
+        degrees = RadarDetection("surv", t, arrived, 900.0, 30.0, 0.05, None, *sig)
+        edge_plots.append(wire.dumps(wire.measurement_record(edge)))
+        stray_plots += [wire.dumps(wire.measurement_record(m)) for m in (beyond, degrees)]
+    path = tmp_path / "edge.jsonl"
+    path.write_text("\n".join(edge_plots) + "\n")
+    assert main(["track", "--config", str(config), str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert "beyond their radar's configured coverage" not in err
+    tracks = [json.loads(line) for line in out.splitlines() if json.loads(line)["type"] == "tracks"]
+    assert {tr["id"] for doc in tracks for tr in doc["tracks"]} == {"0.1"}
+    assert all(tr["status"] == "confirmed" for doc in tracks for tr in doc["tracks"])
+    path = tmp_path / "stray.jsonl"
+    path.write_text("\n".join(stray_plots) + "\n")
+    assert main(["track", "--config", str(config), str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "120 radar detections lay beyond their radar's configured coverage" in err
 
 
 # -- the virtual-time grid ------------------------------------------------------------------------

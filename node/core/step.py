@@ -98,6 +98,7 @@ class FusionStatus:
     remote_id: dict[str, object] = dataclasses.field(default_factory=dict)
     dropped: dict[str, int] = dataclasses.field(default_factory=dict)
     without_range_rate: int = 0
+    outside_coverage: int = 0
 
 
 class NodeCore:
@@ -133,7 +134,11 @@ class NodeCore:
     def _cycle(self, now: float, started: float, final: bool) -> StepResult:
         self.now = now
         self.engine.fuse(self.reorder.due(now))
-        self.engine.maintain(now)
+        # Tracks are judged (coasting, deletion, leaving the coverage) at the time up to which
+        # measurements have been fused, not at `now`: the reorder window holds the last
+        # `reorder_window_s` back, and a track whose next detection sits in it is not unfed. At the
+        # end of input everything is fused, and `now` is that time.
+        self.engine.maintain(now if final else now - self.params.reorder_window_s)
         self.cycle_ms = (time.perf_counter() - started) * 1000.0
         position, origin = self.engine.node_position(), self.engine.origin()
         moved = moved_materially(position, self._position) or origin != self._origin
@@ -231,4 +236,5 @@ class NodeCore:
             | {"alerts_suppressed": self.alerts.suppressed if self.alerts is not None else 0},
             dropped=self.engine.dropped(),
             without_range_rate=self.engine.counters.without_range_rate,
+            outside_coverage=self.engine.counters.outside_coverage,
         )

@@ -67,6 +67,7 @@ class FusionCounters:
     unsupported: int = 0
     below_ground: int = 0
     invalid: int = 0  # radar detections with a non-finite or impossible range, angle or sigma: dropped
+    outside_coverage: int = 0  # radar detections beyond the configured coverage by > OUTSIDE_SIGMAS σ (fused)
     without_range_rate: int = 0  # radar detections fused by the 3-D model (no usable range-rate)
     by_kind: dict[str, int] = field(default_factory=dict)
 
@@ -99,6 +100,23 @@ def radar_arrays(
         finite = np.isfinite(z) & np.isfinite(sig) & (sig > 0.0)
         valid = finite[:, :3].all(axis=1) & (z[:, 0] > 0.0)
     return z, sig, rows[:, 8], valid, valid & finite[:, 3]
+
+
+OUTSIDE_SIGMAS = 3.0
+
+
+def outside_coverage(coverage: Coverage, z: np.ndarray, sig: np.ndarray) -> np.ndarray:
+    """(M,) detections beyond the radar's configured coverage (range interval, azimuth and
+    elevation half-widths) by more than OUTSIDE_SIGMAS of their own σ in that coordinate. They are
+    fused (a radar may well see a little past its nominal field of view, and fusion loses
+    nothing), but counted (`fusion.outside_coverage` in health, `track`'s summary): many of them
+    mean a coverage or mount that does not describe the radar, angles in the wrong unit (degrees
+    for radians), or artefacts (range aliases, sidelobe ghosts), and where the configured coverage
+    does not reach, a missed scan is no evidence against a track."""
+    with np.errstate(invalid="ignore"):
+        past = coverage.beyond(z[:, 0], z[:, 1], z[:, 2])  # (4, M): far, near, azimuth, elevation
+        margin = OUTSIDE_SIGMAS * sig[:, [0, 0, 1, 2]].T
+        return np.asarray((past > margin).any(axis=0))
 
 
 _STAMP = operator.attrgetter("t_capture")
@@ -214,8 +232,11 @@ class FusionEngine:
         z, sig, extent, valid, rate = radar_arrays(detections, self.range_bias.get(sensor_id, 0.0))
         if not model.range_rate:
             rate[:] = False  # the radar is declared without range-rate: its radial values are not trusted
-        keep = valid
         self.counters.invalid += int(np.count_nonzero(~valid))
+        self.counters.outside_coverage += int(
+            np.count_nonzero(valid & outside_coverage(model.coverage, z, sig))
+        )
+        keep = valid
         dropped = self._below_ground(z[valid], sig[valid], rate[valid], model.pose)
         if dropped.any():
             self.counters.below_ground += int(np.count_nonzero(dropped))
