@@ -10,7 +10,6 @@ decides with the same `DroneDetector.detect`. `node/cli.py` only hooks this in.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from pathlib import Path
@@ -60,7 +59,7 @@ def _detector(args: argparse.Namespace) -> Any:
 def cmd_acoustic(args: argparse.Namespace) -> int:
     """Exit 0; 1 if a file could not be scored (the others still are); 2 on a bad option or
     background file."""
-    from cuas_node.drivers.acoustic.decode import score_wav_files
+    from cuas_node.drivers.acoustic.decode import read_wav, score_samples
 
     try:
         detector = _detector(args)
@@ -70,9 +69,10 @@ def cmd_acoustic(args: argparse.Namespace) -> int:
     status = 0
     for path in args.wav:
         try:
-            _warn_if_narrowband(path)
-            for obj in score_wav_files([path], detector):
-                print(json.dumps(obj, separators=(",", ":")), flush=True)
+            x, rate = read_wav(Path(path))
+            _warn_if_narrowband(path, rate)
+            obj = score_samples(str(path), x, rate, detector)  # as `score_wav_files`, read once
+            print(json.dumps(obj, separators=(",", ":")), flush=True)
         except (OSError, ValueError) as exc:
             # One unreadable file must not stop the batch: say which and why, carry on.
             why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
@@ -82,17 +82,14 @@ def cmd_acoustic(args: argparse.Namespace) -> int:
     return status
 
 
-def _warn_if_narrowband(path: Path | str) -> None:
+def _warn_if_narrowband(path: Path | str, rate: int) -> None:
     """A recording below the detector's analysis rate is scored, but on less of the spectrum than
     the node hears: say so (the site background refuses such recordings outright)."""
-    from cuas_node.drivers.acoustic.decode import read_wav
     from cuas_node.drivers.acoustic.features import ANALYSIS_RATE
 
-    with contextlib.suppress(OSError, ValueError):
-        rate = read_wav(Path(path))[1]
-        if rate < ANALYSIS_RATE:
-            print(
-                f"cuas-node acoustic score: {path}: {rate} Hz is below the {ANALYSIS_RATE} Hz the "
-                f"detector analyses (it sees only up to {rate // 2} Hz): the score is less reliable",
-                file=sys.stderr,
-            )
+    if rate < ANALYSIS_RATE:
+        print(
+            f"cuas-node acoustic score: {path}: {rate} Hz is below the {ANALYSIS_RATE} Hz the "
+            f"detector analyses (it sees only up to {rate // 2} Hz): the score is less reliable",
+            file=sys.stderr,
+        )

@@ -173,19 +173,24 @@ def score_wav_files(
     det = detector or DroneDetector()
     for path in paths:
         x, rate = read_wav(Path(path))
-        mono = steered_mono(x, rate)  # channels in step on their strongest sound, then averaged
-        win = int(WINDOW_S * rate)
-        starts = range(0, max(1, mono.size - win + 1), max(1, win // 2))
-        dets = [det.detect(mono[s : s + win], rate) for s in starts]
-        k = min(PERSIST_WINDOWS, len(dets))
-        p = np.array([d.drone_likelihood for d in dets])
-        stretch = np.convolve(p, np.ones(k) / k, mode="valid")
-        i = int(np.argmax(stretch))
-        likelihood = float(stretch[i])
-        peak = max(dets[i : i + k], key=lambda d: d.drone_likelihood)
-        yield {
-            "file": str(path),
-            "drone_likelihood": round(likelihood, 4),
-            "detected": det.decide(likelihood),
-            "f0_hz": None if peak.f0_hz is None else round(peak.f0_hz, 1),
-        }
+        yield score_samples(str(path), x, rate, det)
+
+
+def score_samples(name: str, x: FloatArray, rate: int, det: DroneDetector) -> dict[str, Any]:
+    """`score_wav_files`' object for one file's samples (n, channels) already read."""
+    mono = steered_mono(x, rate)  # channels in step on their strongest sound, then averaged
+    win = int(WINDOW_S * rate)
+    starts = range(0, max(1, mono.size - win + 1), max(1, win // 2))
+    dets = [det.detect(mono[s : s + win], rate) for s in starts]
+    k = min(PERSIST_WINDOWS, len(dets))
+    p = np.array([d.drone_likelihood for d in dets])
+    stretch = np.convolve(p, np.ones(k) / k, mode="valid")
+    i = int(np.argmax(stretch))
+    likelihood = float(stretch[i])
+    peak = max(dets[i : i + k], key=lambda d: d.drone_likelihood)
+    return {
+        "file": name,
+        "drone_likelihood": round(likelihood, 4),
+        "detected": det.decide(likelihood),
+        "f0_hz": None if peak.f0_hz is None else round(peak.f0_hz, 1),
+    }
