@@ -113,10 +113,8 @@ def outside_coverage(coverage: Coverage, z: np.ndarray, sig: np.ndarray) -> np.n
     mean a coverage or mount that does not describe the radar, angles in the wrong unit (degrees
     for radians), or artefacts (range aliases, sidelobe ghosts), and where the configured coverage
     does not reach, a missed scan is no evidence against a track."""
-    with np.errstate(invalid="ignore"):
-        past = coverage.beyond(z[:, 0], z[:, 1], z[:, 2])  # (4, M): far, near, azimuth, elevation
-        margin = OUTSIDE_SIGMAS * sig[:, [0, 0, 1, 2]].T
-        return np.asarray((past > margin).any(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):  # invalid rows (NaN, σ ≤ 0) are masked by the caller
+        return np.asarray(coverage.sigmas_beyond(z[:, 0], z[:, 1], z[:, 2], sig[:, :3].T) > OUTSIDE_SIGMAS)
 
 
 _STAMP = operator.attrgetter("t_capture")

@@ -311,8 +311,7 @@ class TrackManager:
                     pred, h = model.predict(np.concatenate([where[past], tb.x[active[past], 3:]], axis=1))
                     h = h[:, :3]
                     sig = np.sqrt(np.maximum(np.einsum("kij,kjl,kil->ik", h, tb.p[active[past]], h), 1e-12))
-                    beyond = model.coverage.beyond(pred[:, 0], pred[:, 1], pred[:, 2])
-                    z_radar[past] = (beyond / sig[[0, 0, 1, 2]]).max(axis=0)
+                    z_radar[past] = model.coverage.sigmas_beyond(pred[:, 0], pred[:, 1], pred[:, 2], sig)
                 z = np.minimum(z, z_radar)
             else:
                 d = model.coverage.distance_outside(model.pose, where)

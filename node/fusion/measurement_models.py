@@ -62,6 +62,11 @@ class Coverage:
             ]
         )
 
+    def sigmas_beyond(self, rng: FloatArray, az: FloatArray, el: FloatArray, sigma: FloatArray) -> FloatArray:
+        """(K,) how far past its farthest-violated limit each point is, in σ of that coordinate
+        (`sigma` (3, K): range, azimuth, elevation); negative inside."""
+        return np.asarray((self.beyond(rng, az, el) / sigma[[0, 0, 1, 2]]).max(axis=0), dtype=np.float64)
+
     def distance_outside(self, pose: Pose, enu: FloatArray) -> FloatArray:
         """How far (m) each point is beyond the coverage's nearest violated limit: beyond a range
         limit, or the arc beyond an angular edge at its range; 0 inside."""
