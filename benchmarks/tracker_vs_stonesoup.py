@@ -164,10 +164,12 @@ class Ours:
         self.sigma = spec.radar.sigma
 
     def prepare(self, scan: Scan) -> Any:
-        from cuas_node.kernel.measurement import RadarDetection
+        from cuas_node.kernel.measurement import EmptyRadarScan, RadarDetection
 
         s, t = self.sigma, T0 + scan.t
         rate_sigma = s[3] if len(s) == 4 else None
+        if scan.z.shape[0] == 0:  # the radar looked and saw nothing, as its driver says
+            return [EmptyRadarScan("radar", t, t)]
         return [
             RadarDetection(
                 "radar",

@@ -10,7 +10,7 @@ Measurement line format (one JSON object per line; blank lines and `#` comments 
     {"type": "measurement", "kind": "radar", "sensor_id": "radar-n", "t_capture": 1.7e9,
      "t_receive": 12.3, "range_m": 41.2, "az_rad": 0.12, ...}
 
-`kind` is one of `radar`, `acoustic`, `remoteid`, `rf`, `gps`, or the class name of
+`kind` is one of `radar`, `radar-empty`, `acoustic`, `remoteid`, `rf`, `gps`, or the class name of
 `node/kernel/measurement.py` (`RadarDetection`, ..., as `cuas-node replay` prints it); when it is
 missing it is inferred from the fields present. The remaining keys are the dataclass fields
 (unknown keys are ignored, so a newer writer stays readable). A line may also nest the fields under
@@ -36,6 +36,7 @@ import numpy.typing as npt
 from cuas_node.kernel.measurement import (
     AcousticBearing,
     AnyMeasurement,
+    EmptyRadarScan,
     GpsFix,
     RadarDetection,
     RemoteIdReport,
@@ -46,6 +47,7 @@ FloatArray = npt.NDArray[np.float64]
 
 KINDS: dict[str, type[Any]] = {
     "radar": RadarDetection,
+    "radar-empty": EmptyRadarScan,  # a radar frame with no detection (no procedure needs one)
     "acoustic": AcousticBearing,
     "remoteid": RemoteIdReport,
     "rf": RfPresence,

@@ -37,6 +37,7 @@ from cuas_node.fusion.params import (
 from cuas_node.kernel.measurement import (
     AcousticBearing,
     AnyMeasurement,
+    EmptyRadarScan,
     GpsFix,
     RadarDetection,
     RemoteIdReport,
@@ -55,6 +56,7 @@ and Remote ID reports carry the time of a foreign clock)."""
 
 ROLE = {
     RadarDetection: RadarSensor,
+    EmptyRadarScan: RadarSensor,
     AcousticBearing: BearingSensor,
     RemoteIdReport: RemoteIdReceiver,
     RfPresence: PresenceSensor,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -23,7 +24,7 @@ from cuas_node.drivers.sim.radar import SimRadar
 from cuas_node.drivers.sim.scenario import SimRadarSpec
 from cuas_node.drivers.sim.world import TargetState
 from cuas_node.kernel.geo import LocalFrame
-from cuas_node.kernel.measurement import RemoteIdReport
+from cuas_node.kernel.measurement import EmptyRadarScan, RadarDetection, RemoteIdReport
 
 ORIGIN = LocalFrame(52.0116, 4.3571, 52.0)
 
@@ -82,6 +83,27 @@ def test_remote_id_receiver_path_loss_from_capture(tmp_path: Path) -> None:
 
 
 # --- radar ---------------------------------------------------------------------------------------
+
+
+def test_captures_and_replay_lines_with_empty_radar_frames_load(tmp_path: Path) -> None:
+    """A real radar's capture holds empty frames (`EmptyRadarScan`): `calibrate capture` writes
+    them and every procedure's loader reads them back, as it reads `replay`'s lines of them."""
+    plot = RadarDetection("radar-1", 100.0, 1.0, 40.0, 0.1, 0.05, -1.0, 0.5, 0.02, 0.02, 0.1, 20.0)
+    empty = EmptyRadarScan("radar-1", 100.1, 1.1)
+    path = tmp_path / "capture.jsonl"
+    with path.open("w") as handle:
+        write_measurements(handle, [plot, empty])
+    replayed = json.dumps(
+        {
+            "type": "measurement",
+            "kind": "EmptyRadarScan",
+            "sensor_id": "radar-1",
+            "t_capture": 100.2,
+            "t_receive": 1.2,
+        }
+    )
+    path.write_text(path.read_text() + replayed + "\n")
+    assert load_measurements(path) == [plot, empty, EmptyRadarScan("radar-1", 100.2, 1.2)]
 
 
 def _radar(clutter_points: int = 12, false_alarms: float = 1.0, seed: int = 21) -> SimRadar:

@@ -22,7 +22,7 @@ from cuas_node.drivers.radar.ti_decode import decode_ti, frame_to_json
 from cuas_node.drivers.radar.ti_driver import TiMmwaveDriver
 from cuas_node.drivers.radar.ti_encode import encode_frame
 from cuas_node.drivers.radar.ti_frames import BUFFER_CAP, HEADER, MAGIC, MAX_FRAME_LEN, TiFrame, TiFrameParser
-from cuas_node.kernel.measurement import RadarDetection, SensorState
+from cuas_node.kernel.measurement import EmptyRadarScan, RadarDetection, SensorState
 from tests.fakes import ChunkTransport
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -519,12 +519,26 @@ def test_driver_turns_frames_into_detections() -> None:
     assert health.counters["frames"] == 1 and health.counters["points"] == 32
 
 
+def test_a_frame_without_detections_is_an_empty_scan_at_the_frames_time() -> None:
+    """An empty frame, or one whose points are all static clutter, is a look that saw nothing:
+    one `EmptyRadarScan`, stamped as a detection of that frame would be (fusion charges misses),
+    and not counted as a measurement in the sensor's health."""
+    wall = [[x, 20.0, 0.0, 0.0] for x in np.linspace(-5, 5, 30)]
+    frames = encode_frame(9, np.zeros((0, 4)), None) + encode_frame(10, wall, [30.0] * 30, [50.0] * 30)
+    driver = TiMmwaveDriver("radar-1", ChunkTransport([frames]), FixedClock())
+    driver.open()
+    looks = driver.read()
+    assert looks == [EmptyRadarScan("radar-1", 1_700_000_000.5, 42.0)] * 2
+    assert driver.health().measurements == 0  # health's detections_per_s counts things seen
+
+
 @needs_shared
 def test_driver_on_static_capture_reports_nothing_unless_band_disabled() -> None:
     data = capture("a")
     still = TiMmwaveDriver("r", ChunkTransport([data]), FixedClock())
     still.open()
-    assert still.read() == []
+    looks = still.read()  # every frame a look that found nothing moving: its misses count
+    assert len(looks) == 101 and all(isinstance(m, EmptyRadarScan) for m in looks)
     everything = PointClusterer(clutter_filter=DopplerBandFilter(0.0))
     driver = TiMmwaveDriver("r", ChunkTransport([data]), FixedClock(), clusterer=everything)
     driver.open()

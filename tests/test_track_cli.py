@@ -20,7 +20,7 @@ import jsonschema
 import pytest
 
 from cuas_node.cli import main
-from cuas_node.kernel.measurement import GpsFix, RadarDetection
+from cuas_node.kernel.measurement import EmptyRadarScan, GpsFix, RadarDetection
 from cuas_node.publish import wire
 from cuas_node.replay import GOLDEN_DIR, replay_to_string
 from cuas_node.track import ORIGIN_WAIT_S, ArrivalGrid, Tracking
@@ -328,6 +328,54 @@ def test_plots_beyond_the_configured_coverage_are_counted_and_a_track_on_the_edg
     assert main(["track", "--config", str(config), str(path)]) == 0
     err = capsys.readouterr().err
     assert "120 radar detections lay beyond their radar's configured coverage" in err
+
+
+def _last_seen(out: str) -> dict[str, tuple[float, str]]:
+    """Per track id: the time of the last tracks message that held it, and its status there."""
+    last: dict[str, tuple[float, str]] = {}
+    for line in out.splitlines():
+        doc = json.loads(line)
+        for tr in doc.get("tracks", []) if doc["type"] == "tracks" else []:
+            last[tr["id"]] = (doc["t"], tr["status"])
+    return last
+
+
+def test_empty_radar_frames_end_a_vanished_targets_track_in_a_quiet_sky(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One target, no clutter: seen for 3 s, then gone while the radar keeps scanning. The empty
+    frames (`EmptyRadarScan`, as the TI driver prints them) are looks that saw nothing: the track
+    is charged its misses and deleted within a second. Without them a quiet sky is silence, and
+    the track is published (coasting) until the 3 s timeout."""
+    config = tmp_path / "radar.toml"
+    config.write_text(RADAR_TOML)
+    t0 = 1_750_000_000.0
+    sig = (2.0, 0.017, 0.017, None, 15.0)
+    with_looks, plots_only = [], []
+    for k in range(80):
+        t, arrived = t0 + k * 0.1, 12.0 + k * 0.1
+        if k < 30:
+            m: RadarDetection | EmptyRadarScan = RadarDetection(
+                "surv", t, arrived, 900.0 + 2.0 * k * 0.1, 0.2, 0.1, None, *sig
+            )
+        elif k < 79:
+            m = EmptyRadarScan("surv", t, arrived)
+        else:  # a stray plot far away, so that time runs on in both inputs
+            m = RadarDetection("surv", t, arrived, 2000.0, -0.5, 0.1, None, *sig)
+        line = wire.dumps(wire.measurement_record(m))
+        with_looks.append(line)
+        plots_only += [] if isinstance(m, EmptyRadarScan) else [line]
+    gone = t0 + 2.9
+    ends = {}
+    for name, lines in (("looks", with_looks), ("plots", plots_only)):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("\n".join(lines) + "\n")
+        assert main(["track", "--config", str(config), str(path)]) == 0
+        ends[name] = _last_seen(capsys.readouterr().out)["0.1"]
+    t_end, status = ends["looks"]
+    assert status == "deleted" and t_end - gone < 1.0
+    t_end, status = ends["plots"]
+    assert t_end - gone > 2.5  # published on until its timeout
 
 
 # -- the virtual-time grid ------------------------------------------------------------------------

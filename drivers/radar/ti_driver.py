@@ -37,7 +37,7 @@ from cuas_node.drivers.radar.ti_frames import TiFrame, TiFrameParser
 from cuas_node.drivers.radar.ti_frames_sdk2 import unsupported_version_message, version_text
 from cuas_node.drivers.transport import SerialTransport, Transport
 from cuas_node.kernel.clock import Clock
-from cuas_node.kernel.measurement import AnyMeasurement, SensorState
+from cuas_node.kernel.measurement import AnyMeasurement, EmptyRadarScan, SensorState
 
 DATA_BAUDRATE = 921600
 log = logging.getLogger(__name__)
@@ -232,7 +232,7 @@ class TiMmwaveDriver(Driver[TiFrame]):
         self._usable = True
         if self._problem:
             self._recover()
-        return list(
+        found: list[AnyMeasurement] = list(
             self.clusterer.detections(
                 record.points,
                 record.snr_db,
@@ -242,6 +242,7 @@ class TiMmwaveDriver(Driver[TiFrame]):
                 resolution=self.resolution,
             )
         )
+        return found or [EmptyRadarScan(self.sensor_id, t_capture, t_receive)]  # it looked: misses count
 
     def health(self) -> SensorHealth:
         h = super().health()

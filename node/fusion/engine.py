@@ -48,6 +48,7 @@ from cuas_node.kernel.geo import LocalFrame
 from cuas_node.kernel.measurement import (
     AcousticBearing,
     AnyMeasurement,
+    EmptyRadarScan,
     GpsFix,
     RadarDetection,
     RemoteIdReport,
@@ -61,7 +62,7 @@ _GPS_AVERAGE = 10  # fixes averaged for the node's position; a static node then 
 
 @dataclass
 class FusionCounters:
-    measurements: int = 0
+    measurements: int = 0  # things seen: an EmptyRadarScan is a scan (and in by_kind), not one of these
     scans: int = 0
     waiting_for_position: int = 0
     unsupported: int = 0
@@ -189,7 +190,7 @@ class FusionEngine:
         for _, group in itertools.groupby(ordered, key=_SCAN_KEY):
             items = list(group)
             first = items[0]
-            self.counters.measurements += len(items)
+            self.counters.measurements += len(items) if not isinstance(first, EmptyRadarScan) else 0
             kind = type(first).__name__
             self.counters.by_kind[kind] = self.counters.by_kind.get(kind, 0) + len(items)
             if isinstance(first, GpsFix):
@@ -203,6 +204,8 @@ class FusionEngine:
             t = self.capture_time(first)
             if isinstance(first, RadarDetection):
                 self._radar(cast("list[RadarDetection]", items), t)  # one class per group
+            elif isinstance(first, EmptyRadarScan):
+                self._look(first.sensor_id, t)
             elif isinstance(first, AcousticBearing):
                 self._acoustic([m for m in items if isinstance(m, AcousticBearing)], t)
             elif isinstance(first, RemoteIdReport):
@@ -254,10 +257,17 @@ class FusionEngine:
             size = np.where(np.isfinite(size), size, 0.0)  # no extent reported: none seen
             classify.radar_update(self.tracker.table, result.slot_of[hit], size, t, self.params.confirm_m)
         if not parts:  # every detection dropped: the radar still looked (its misses count)
-            self.tracker.process(
-                Scan(model, t, np.zeros((0, model.dim)), np.zeros((0, model.dim, model.dim)))
-            )
-            self.counters.scans += 1
+            self._look(sensor_id, t)
+
+    def _look(self, sensor_id: str, t: float) -> None:
+        """A radar frame with nothing in it (`EmptyRadarScan`, or every detection dropped): a full
+        look at the coverage, so every track it should have seen is charged a miss."""
+        model = self.models.get(sensor_id)
+        if not isinstance(model, RadarModel):
+            self.counters.unsupported += 1
+            return
+        self.tracker.process(Scan(model, t, np.zeros((0, model.dim)), np.zeros((0, model.dim, model.dim))))
+        self.counters.scans += 1
 
     def _below_ground(self, z: np.ndarray, sig: np.ndarray, rate: np.ndarray, pose: Pose) -> np.ndarray:
         """Detections of one frame (valid ones, rows of `radar_arrays`) that are no target: below

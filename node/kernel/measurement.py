@@ -50,6 +50,16 @@ class RadarDetection(Measurement):
 
 
 @dataclass(frozen=True, slots=True)
+class EmptyRadarScan(Measurement):
+    """A radar frame that held no detection: the radar looked at its whole coverage and saw
+    nothing there. Evidence of absence, which a frame's missing detections cannot carry by
+    themselves: without it a quiet sky (no clutter to make frames non-empty) would charge no
+    misses, so a target that vanished would coast on until its timeout and the radar's detection
+    probability would be learnt from the frames that saw something only. Drivers emit one per
+    such frame; fusion counts it as a scan with no plots."""
+
+
+@dataclass(frozen=True, slots=True)
 class AcousticBearing(Measurement):
     az_rad: float
     el_rad: float
@@ -156,4 +166,4 @@ class HealthEvent:
     counters: dict[str, int] = field(default_factory=dict)
 
 
-AnyMeasurement = RadarDetection | AcousticBearing | RemoteIdReport | RfPresence | GpsFix
+AnyMeasurement = RadarDetection | EmptyRadarScan | AcousticBearing | RemoteIdReport | RfPresence | GpsFix
