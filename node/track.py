@@ -143,6 +143,8 @@ class TrackStats:
     lines: int = 0
     measurements: int = 0
     """Handed to the core step (fused)."""
+    empty_scans: int = 0
+    """Of those, `EmptyRadarScan` lines: radar frames that saw nothing (looks, not things seen)."""
     malformed: Counter[str] = dataclasses.field(default_factory=Counter)
     """Malformed lines by reason (`measurement_lines` constants)."""
     unknown_kinds: Counter[str] = dataclasses.field(default_factory=Counter)
@@ -211,6 +213,7 @@ class Tracking:
                 stats.wrong_role[f"{type(m).__name__} from {m.sensor_id}"] += 1
                 continue
             stats.measurements += 1
+            stats.empty_scans += isinstance(m, EmptyRadarScan)
             self._step(grid.add(m))
         stats.lines = number
         end = self._step(grid.end())

@@ -75,8 +75,9 @@ def _counts(counter: Counter[str], limit: int = 8) -> str:
 def summary(stats: TrackStats) -> list[str]:
     """The stderr summary, one line per subject."""
     rate = stats.measurements / stats.wall_s if stats.wall_s > 0 else 0.0
+    empty = f" ({stats.empty_scans} of them empty radar scans)" if stats.empty_scans else ""
     lines = [
-        f"{stats.lines} lines read, {stats.measurements} measurements fused, "
+        f"{stats.lines} lines read, {stats.measurements} measurements fused{empty}, "
         f"{stats.tracks_messages} tracks messages, {stats.alerts} alerts "
         f"in {stats.wall_s:.2f} s ({rate:.0f} measurements/s)"
     ]

@@ -153,9 +153,11 @@ def test_command_on_a_file_and_on_stdin(
     # Nothing skipped; fusion itself dropped the multipath images below the ground, and says so.
     assert len(summary) == 2, err
     assert "fusion could not use 34 measurements (34 below ground;" in summary[1]
+    empty = sum('"kind":"EmptyRadarScan"' in line for line in demo_lines)
+    assert empty > 0  # the demo radar's frames are not all busy
     assert (
-        f"{len(demo_lines)} lines read, {len(demo_lines)} measurements fused, {len(expected)} tracks messages"
-        in (summary[0])
+        f"{len(demo_lines)} lines read, {len(demo_lines)} measurements fused ({empty} of them empty radar "
+        f"scans), {len(expected)} tracks messages" in summary[0]
     )
     assert "measurements/s" in summary[0] and " s (" in summary[0]
     for argv in (["track", "--config", str(DEMO), "-"], ["track", "--config", str(DEMO)]):
@@ -376,6 +378,56 @@ def test_empty_radar_frames_end_a_vanished_targets_track_in_a_quiet_sky(
     assert status == "deleted" and t_end - gone < 1.0
     t_end, status = ends["plots"]
     assert t_end - gone > 2.5  # published on until its timeout
+
+
+def test_a_slow_radar_keeps_its_track_through_a_run_of_misses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 1 Hz radar that misses its target 4 scans running (at Pd 0.7 that happens every minute or
+    so): one track throughout. Deleting by time after `delete_after_s` (3 s = 3 scans) broke it into
+    a new identity every time; the timeout now waits as long as the misses-in-view rule would."""
+    config = tmp_path / "slow.toml"
+    config.write_text(RADAR_TOML.replace("rate_hz = 10", "rate_hz = 1"))
+    t0 = 1_750_000_000.0
+    sig = (2.0, 0.017, 0.017, None, 15.0)
+    lines = []
+    for k in range(60):
+        t, arrived = t0 + k, 12.0 + k
+        seen = k % 14 < 10  # 10 scans seen, 4 missed, over and over
+        m = RadarDetection("surv", t, arrived, 1200.0 + 5.0 * k, 0.2, 0.1, None, *sig) if seen else None
+        lines.append(wire.dumps(wire.measurement_record(m or EmptyRadarScan("surv", t, arrived))))
+    path = tmp_path / "slow.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    assert main(["track", "--config", str(config), str(path)]) == 0
+    assert set(_last_seen(capsys.readouterr().out)) == {"0.1"}
+
+
+def test_an_empty_scan_line_beside_the_same_frames_plots_is_not_a_second_look(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One frame, one look: an `EmptyRadarScan` sent with the capture time of plots of the same
+    radar (before or after them) changes nothing; counted as a look it charged the track a miss
+    each scan, and it confirmed later."""
+    config = tmp_path / "radar.toml"
+    config.write_text(RADAR_TOML)
+    t0 = 1_750_000_000.0
+    sig = (2.0, 0.017, 0.017, None, 15.0)
+    plain, doubled = [], []
+    for k in range(30):
+        t, arrived = t0 + k * 0.1, 12.0 + k * 0.1
+        plot = wire.dumps(
+            wire.measurement_record(RadarDetection("surv", t, arrived, 900.0, 0.2, 0.1, None, *sig))
+        )
+        empty = wire.dumps(wire.measurement_record(EmptyRadarScan("surv", t, arrived)))
+        plain.append(plot)
+        doubled += [empty, plot] if k % 2 else [plot, empty]
+    outs = []
+    for name, lines in (("plain", plain), ("doubled", doubled)):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("\n".join(lines) + "\n")
+        assert main(["track", "--config", str(config), str(path)]) == 0
+        outs.append(capsys.readouterr().out)
+    assert outs[1] == outs[0] and "confirmed" in outs[0]
 
 
 # -- the virtual-time grid ------------------------------------------------------------------------

@@ -167,6 +167,7 @@ class FusionEngine:
         self.counters = FusionCounters()
         self._deleted: list[Snapshots] = []
         self.last_t = 0.0
+        self._last_look: dict[str, float] = {}  # per radar: the capture time of its latest scan
 
     def dropped(self) -> dict[str, int]:
         """Measurements since start that fusion could not use, by reason (`health.fusion.dropped`)."""
@@ -185,6 +186,7 @@ class FusionEngine:
         """Fuse measurements in capture-time order; those sharing a sensor, kind and instant form
         one scan. Remote ID reports are fused together after the rest (`remote_id_input`)."""
         remote_id: list[RemoteIdReport] = []
+        plotted = {(m.sensor_id, m.t_capture) for m in ordered if isinstance(m, RadarDetection)}
         # One scan: a sensor's measurements of one kind and capture instant (its time offset is
         # the sensor's own, so equal stamps are equal capture times).
         for _, group in itertools.groupby(ordered, key=_SCAN_KEY):
@@ -205,7 +207,9 @@ class FusionEngine:
             if isinstance(first, RadarDetection):
                 self._radar(cast("list[RadarDetection]", items), t)  # one class per group
             elif isinstance(first, EmptyRadarScan):
-                self._look(first.sensor_id, t)
+                framed = (first.sensor_id, first.t_capture) in plotted
+                if not framed and self._last_look.get(first.sensor_id) != t:  # one frame, one look
+                    self._look(first.sensor_id, t)
             elif isinstance(first, AcousticBearing):
                 self._acoustic([m for m in items if isinstance(m, AcousticBearing)], t)
             elif isinstance(first, RemoteIdReport):
@@ -225,6 +229,7 @@ class FusionEngine:
         coverage (its misses count for M-of-N), the other counting only its hits, so one frame
         is not two looks. Nothing non-finite reaches the tracker: such detections are dropped."""
         sensor_id = detections[0].sensor_id
+        self._last_look[sensor_id] = t
         model = self.models.get(sensor_id)
         position_only = self.position_only.get(sensor_id)
         if not isinstance(model, RadarModel) or position_only is None:
@@ -262,6 +267,7 @@ class FusionEngine:
     def _look(self, sensor_id: str, t: float) -> None:
         """A radar frame with nothing in it (`EmptyRadarScan`, or every detection dropped): a full
         look at the coverage, so every track it should have seen is charged a miss."""
+        self._last_look[sensor_id] = t
         model = self.models.get(sensor_id)
         if not isinstance(model, RadarModel):
             self.counters.unsupported += 1
