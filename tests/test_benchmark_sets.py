@@ -160,7 +160,21 @@ def test_the_benchmark_reruns_its_sets_at_another_pd_clutter_and_unseen_seeds() 
         ["--clutter", "-1"],
         ["--first-seed", "-1"],
         ["--seeds", "0"],
+        ["--rate", "0"],
     ):
         with pytest.raises(SystemExit) as exited:
             bench.parse(bad)
         assert exited.value.code == 2
+
+
+def test_the_benchmark_reruns_its_sets_at_another_scan_rate() -> None:
+    """`--rate`: a slow radar's sets (the tracker claims 1 to 50 Hz), long enough for 30 scans and
+    judged after 4; the scans come at that rate."""
+    pytest.importorskip("stonesoup")
+    bench = pytest.importorskip("tracker_vs_stonesoup")
+    _, sets, _ = bench.parse(["--sets", "lr-5x10,ti-5x10", "--rate", "1"])
+    assert [s.name for s in sets] == ["lr-5x10-1hz", "ti-5x10-1hz"]
+    assert all(s.radar.rate_hz == 1.0 and s.duration_s == 30.0 for s in sets)
+    assert bench.set_warmup(sets[0], quick=False) == 4.0
+    scans = tracking_sets.make_scans(sets[0], seed=1)
+    assert np.allclose(np.diff([s.t for s in scans]), 1.0) and len(scans) >= 30
