@@ -332,6 +332,18 @@ def test_plots_beyond_the_configured_coverage_are_counted_and_a_track_on_the_edg
     assert "120 radar detections lay beyond their radar's configured coverage" in err
 
 
+PLOT_SIGMAS = (2.0, 0.017, 0.017, None, 15.0)  # a 3-D radar's plot: range m, az, el rad, no range-rate
+
+
+def _track_lines(tmp_path: Path, toml: str, lines: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """`track`'s stdout for measurement lines under a config."""
+    config, path = tmp_path / "radar.toml", tmp_path / "lines.jsonl"
+    config.write_text(toml)
+    path.write_text("\n".join(lines) + "\n")
+    assert main(["track", "--config", str(config), str(path)]) == 0
+    return capsys.readouterr().out
+
+
 def _last_seen(out: str) -> dict[str, tuple[float, str]]:
     """Per track id: the time of the last tracks message that held it, and its status there."""
     last: dict[str, tuple[float, str]] = {}
@@ -349,10 +361,7 @@ def test_empty_radar_frames_end_a_vanished_targets_track_in_a_quiet_sky(
     frames (`EmptyRadarScan`, as the TI driver prints them) are looks that saw nothing: the track
     is charged its misses and deleted within a second. Without them a quiet sky is silence, and
     the track is published (coasting) until the 3 s timeout."""
-    config = tmp_path / "radar.toml"
-    config.write_text(RADAR_TOML)
-    t0 = 1_750_000_000.0
-    sig = (2.0, 0.017, 0.017, None, 15.0)
+    t0, sig = 1_750_000_000.0, PLOT_SIGMAS
     with_looks, plots_only = [], []
     for k in range(80):
         t, arrived = t0 + k * 0.1, 12.0 + k * 0.1
@@ -368,12 +377,10 @@ def test_empty_radar_frames_end_a_vanished_targets_track_in_a_quiet_sky(
         with_looks.append(line)
         plots_only += [] if isinstance(m, EmptyRadarScan) else [line]
     gone = t0 + 2.9
-    ends = {}
-    for name, lines in (("looks", with_looks), ("plots", plots_only)):
-        path = tmp_path / f"{name}.jsonl"
-        path.write_text("\n".join(lines) + "\n")
-        assert main(["track", "--config", str(config), str(path)]) == 0
-        ends[name] = _last_seen(capsys.readouterr().out)["0.1"]
+    ends = {
+        name: _last_seen(_track_lines(tmp_path, RADAR_TOML, lines, capsys))["0.1"]
+        for name, lines in (("looks", with_looks), ("plots", plots_only))
+    }
     t_end, status = ends["looks"]
     assert status == "deleted" and t_end - gone < 1.0
     t_end, status = ends["plots"]
@@ -386,32 +393,24 @@ def test_a_slow_radar_keeps_its_track_through_a_run_of_misses(
     """A 1 Hz radar that misses its target 4 scans running (at Pd 0.7 that happens every minute or
     so): one track throughout. Deleting by time after `delete_after_s` (3 s = 3 scans) broke it into
     a new identity every time; the timeout now waits as long as the misses-in-view rule would."""
-    config = tmp_path / "slow.toml"
-    config.write_text(RADAR_TOML.replace("rate_hz = 10", "rate_hz = 1"))
-    t0 = 1_750_000_000.0
-    sig = (2.0, 0.017, 0.017, None, 15.0)
+    t0, sig = 1_750_000_000.0, PLOT_SIGMAS
     lines = []
     for k in range(60):
         t, arrived = t0 + k, 12.0 + k
         seen = k % 14 < 10  # 10 scans seen, 4 missed, over and over
         m = RadarDetection("surv", t, arrived, 1200.0 + 5.0 * k, 0.2, 0.1, None, *sig) if seen else None
         lines.append(wire.dumps(wire.measurement_record(m or EmptyRadarScan("surv", t, arrived))))
-    path = tmp_path / "slow.jsonl"
-    path.write_text("\n".join(lines) + "\n")
-    assert main(["track", "--config", str(config), str(path)]) == 0
-    assert set(_last_seen(capsys.readouterr().out)) == {"0.1"}
+    slow = RADAR_TOML.replace("rate_hz = 10", "rate_hz = 1")
+    assert set(_last_seen(_track_lines(tmp_path, slow, lines, capsys))) == {"0.1"}
 
 
 def test_an_empty_scan_line_beside_the_same_frames_plots_is_not_a_second_look(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """One frame, one look: an `EmptyRadarScan` sent with the capture time of plots of the same
-    radar (before or after them) changes nothing; counted as a look it charged the track a miss
-    each scan, and it confirmed later."""
-    config = tmp_path / "radar.toml"
-    config.write_text(RADAR_TOML)
-    t0 = 1_750_000_000.0
-    sig = (2.0, 0.017, 0.017, None, 15.0)
+    radar (before or after them) changes nothing; counted as a second look it charged the track
+    a miss each scan and changed what was published."""
+    t0, sig = 1_750_000_000.0, PLOT_SIGMAS
     plain, doubled = [], []
     for k in range(30):
         t, arrived = t0 + k * 0.1, 12.0 + k * 0.1
@@ -421,12 +420,7 @@ def test_an_empty_scan_line_beside_the_same_frames_plots_is_not_a_second_look(
         empty = wire.dumps(wire.measurement_record(EmptyRadarScan("surv", t, arrived)))
         plain.append(plot)
         doubled += [empty, plot] if k % 2 else [plot, empty]
-    outs = []
-    for name, lines in (("plain", plain), ("doubled", doubled)):
-        path = tmp_path / f"{name}.jsonl"
-        path.write_text("\n".join(lines) + "\n")
-        assert main(["track", "--config", str(config), str(path)]) == 0
-        outs.append(capsys.readouterr().out)
+    outs = [_track_lines(tmp_path, RADAR_TOML, lines, capsys) for lines in (plain, doubled)]
     assert outs[1] == outs[0] and "confirmed" in outs[0]
 
 
