@@ -167,7 +167,6 @@ class FusionEngine:
         self.counters = FusionCounters()
         self._deleted: list[Snapshots] = []
         self.last_t = 0.0
-        self._last_look: dict[str, float] = {}  # per radar: the capture time of its latest scan
 
     def dropped(self) -> dict[str, int]:
         """Measurements since start that fusion could not use, by reason (`health.fusion.dropped`)."""
@@ -208,7 +207,7 @@ class FusionEngine:
                 self._radar(cast("list[RadarDetection]", items), t)  # one class per group
             elif isinstance(first, EmptyRadarScan):
                 framed = (first.sensor_id, first.t_capture) in plotted
-                if not framed and self._last_look.get(first.sensor_id) != t:  # one frame, one look
+                if not framed and self.tracker.last_scan_t(first.sensor_id) != t:  # one frame, one look
                     self._look(first.sensor_id, t)
             elif isinstance(first, AcousticBearing):
                 self._acoustic([m for m in items if isinstance(m, AcousticBearing)], t)
@@ -229,7 +228,6 @@ class FusionEngine:
         coverage (its misses count for M-of-N), the other counting only its hits, so one frame
         is not two looks. Nothing non-finite reaches the tracker: such detections are dropped."""
         sensor_id = detections[0].sensor_id
-        self._last_look[sensor_id] = t
         model = self.models.get(sensor_id)
         position_only = self.position_only.get(sensor_id)
         if not isinstance(model, RadarModel) or position_only is None:
@@ -267,7 +265,6 @@ class FusionEngine:
     def _look(self, sensor_id: str, t: float) -> None:
         """A radar frame with nothing in it (`EmptyRadarScan`, or every detection dropped): a full
         look at the coverage, so every track it should have seen is charged a miss."""
-        self._last_look[sensor_id] = t
         model = self.models.get(sensor_id)
         if not isinstance(model, RadarModel):
             self.counters.unsupported += 1

@@ -431,3 +431,7 @@ class Tracker:
 
     def sensors_of(self, mask: int) -> list[str]:
         return [sid for sid, b in self.sensor_bits.items() if mask & (1 << b)]
+
+    def last_scan_t(self, sensor_id: str) -> float:
+        """The capture time of the newest scan of `sensor_id` (−inf before its first)."""
+        return float(self.stats.last_t[self.sensor_bits.get(sensor_id, 63)])
