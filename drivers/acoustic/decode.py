@@ -5,8 +5,7 @@ decode: a capture of the serial stream → one JSON object per source found per 
 parser's counters. The array geometry is inferred from the channel count unless given.
 
 score: WAV files (mono or multichannel; without a geometry, the channels are put in step on their
-strongest common sound and averaged, `steering`, and a comb that is not one sound across them is
-marked down, `coherence.comb_coherence`) →
+strongest common sound and averaged, `steering`) →
 `{"file", "drone_likelihood", "detected", "f0_hz"}`. Files longer than the detector's 1.024 s
 window are scored window by window (half-overlapping), by their most drone-like ≈2 s stretch;
 `detected` is the detector's own decision, the node's.
@@ -27,8 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.io import wavfile
 
-from cuas_node.drivers.acoustic.coherence import comb_coherence, incoherence_logit
-from cuas_node.drivers.acoustic.detector import Detection, DroneDetector
+from cuas_node.drivers.acoustic.detector import DroneDetector
 from cuas_node.drivers.acoustic.driver import AcousticArrayDriver
 from cuas_node.drivers.acoustic.geometry import ArrayGeometry, for_channels
 from cuas_node.drivers.acoustic.protocol import PcmFrameParser
@@ -178,20 +176,12 @@ def score_wav_files(
         yield score_samples(str(path), x, rate, det)
 
 
-def _with_channels(det: DroneDetector, d: Detection, x: FloatArray, rate: int) -> Detection:
-    """A window's detection marked down if its comb is not one sound across the channels
-    (`coherence.comb_coherence`: a WAV has no geometry); a mono window as it is."""
-    if x.shape[1] < 2 or d.f0_hz is None or d.drone_likelihood <= 0.0:
-        return d
-    return det.with_evidence(d, incoherence_logit(*comb_coherence(x, rate, d.f0_hz)))
-
-
 def score_samples(name: str, x: FloatArray, rate: int, det: DroneDetector) -> dict[str, Any]:
     """`score_wav_files`' object for one file's samples (n, channels) already read."""
     mono = steered_mono(x, rate)  # channels in step on their strongest sound, then averaged
     win = int(WINDOW_S * rate)
     starts = range(0, max(1, mono.size - win + 1), max(1, win // 2))
-    dets = [_with_channels(det, det.detect(mono[s : s + win], rate), x[s : s + win], rate) for s in starts]
+    dets = [det.detect(mono[s : s + win], rate) for s in starts]
     k = min(PERSIST_WINDOWS, len(dets))
     p = np.array([d.drone_likelihood for d in dets])
     stretch = np.convolve(p, np.ones(k) / k, mode="valid")
