@@ -50,7 +50,7 @@ from cuas_node.step_lines import StepLines
 ORIGIN_WAIT_S = 10.0
 """Receive-clock seconds to wait for a node-stamped measurement (see `ArrivalGrid`)."""
 
-NODE_STAMPED = (RadarDetection, AcousticBearing, RfPresence)
+NODE_STAMPED = (RadarDetection, EmptyRadarScan, AcousticBearing, RfPresence)
 """Kinds whose capture time is taken on the node's clock, at or before their arrival (GPS fixes
 and Remote ID reports carry the time of a foreign clock)."""
 

@@ -329,3 +329,31 @@ def test_replay_style_lines_are_read() -> None:
     ]
     got = list(iter_measurements(lines))
     assert [type(m).__name__ for m in got] == ["RadarDetection", "GpsFix"]
+
+
+def test_capture_counts_what_a_radar_saw_not_its_empty_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A radar whose 20 frames held nothing: the capture file keeps its 20 empty looks, but the
+    count `calibrate capture` prints (and exits 1 on when nothing was captured) is of things
+    seen, as the driver's health and doctor count them."""
+    import cuas_node.driver_factory
+    from cuas_node.calibration.cli import capture
+    from cuas_node.config import build_config
+    from cuas_node.drivers.radar.ti_driver import TiMmwaveDriver
+    from cuas_node.kernel.clock import SystemClock
+    from tests.fakes import ChunkTransport
+
+    frames = b"".join(encode_frame(k, np.zeros((0, 4)), None) for k in range(20))
+    config = build_config(
+        {"node": {"id": "cap"}, "sensors": [{"kind": "nmea", "id": "r", "port": "/dev/null"}]}, "t"
+    )
+
+    def build_driver(sensor: Any, clock: Any, hardware: Any = None) -> Any:
+        return TiMmwaveDriver(sensor.id, ChunkTransport([frames]), SystemClock())
+
+    monkeypatch.setattr(cuas_node.driver_factory, "build_driver", build_driver)
+    counts = capture(config, 0.5, tmp_path / "meas.jsonl")
+    assert counts == {"r": 0}
+    looks = load_measurements(tmp_path / "meas.jsonl")
+    assert len(looks) == 20 and all(isinstance(m, EmptyRadarScan) for m in looks)

@@ -20,7 +20,7 @@ import jsonschema
 import pytest
 
 from cuas_node.cli import main
-from cuas_node.kernel.measurement import EmptyRadarScan, GpsFix, RadarDetection
+from cuas_node.kernel.measurement import EmptyRadarScan, GpsFix, RadarDetection, RemoteIdReport
 from cuas_node.publish import wire
 from cuas_node.replay import GOLDEN_DIR, replay_to_string
 from cuas_node.track import ORIGIN_WAIT_S, ArrivalGrid, Tracking
@@ -402,6 +402,66 @@ def test_a_slow_radar_keeps_its_track_through_a_run_of_misses(
         lines.append(wire.dumps(wire.measurement_record(m or EmptyRadarScan("surv", t, arrived))))
     slow = RADAR_TOML.replace("rate_hz = 10", "rate_hz = 1")
     assert set(_last_seen(_track_lines(tmp_path, slow, lines, capsys))) == {"0.1"}
+
+
+def test_a_quiet_start_keeps_tracks_on_the_radars_clock_not_a_gps_clock(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """12 s of empty radar scans, then a target for 8 s, with a GPS whose clock runs 2 s ahead of
+    the node's: the empty scans are stamped on the node's clock, so `track` takes its cycle clock
+    from them, as from plots. (Not counted as node-stamped, the GPS's clock set the cycles and
+    the target was never published.)"""
+    toml = RADAR_TOML + '\n[[sensors]]\nkind = "nmea"\nid = "gps"\nport = "/dev/null"\n'
+    t0, lines = 1_750_000_000.0, []
+    for k in range(250):
+        t, arrived = t0 + k * 0.1, 12.0 + k * 0.1
+        if 120 <= k < 200:
+            m: RadarDetection | EmptyRadarScan = RadarDetection(
+                "surv", t, arrived, 900.0 + 0.2 * (k - 120), 0.2, 0.1, None, *PLOT_SIGMAS
+            )
+        else:
+            m = EmptyRadarScan("surv", t, arrived)
+        lines.append(wire.dumps(wire.measurement_record(m)))
+        if k % 10 == 0:
+            fix = GpsFix("gps", t + 2.0, arrived, 52.0, 4.0, 0.0, 0.0, 1, 8, 1.0)
+            lines.append(wire.dumps(wire.measurement_record(fix)))
+    statuses = {
+        tr["status"]
+        for line in _track_lines(tmp_path, toml, lines, capsys).splitlines()
+        for tr in json.loads(line).get("tracks", [])
+    }
+    assert "confirmed" in statuses
+
+
+def test_a_remote_id_track_ends_at_the_timeout_when_its_broadcasts_stop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The wait for the misses-in-view rule is a radar's: Remote ID reports are not looks (no
+    misses, no learnt Pd), so a Remote ID track whose 1 Hz broadcasts stop is deleted at
+    `delete_after_s` (3 s), not after the 8 s a 1 Hz radar at the prior Pd 0.9 would need."""
+    toml = (
+        RADAR_TOML.split("[[sensors]]")[0]
+        + '[[sensors]]\nkind = "remoteid"\nid = "rid"\nport = "/dev/null"\n'
+    )
+    t0, lines = 1_750_000_000.0, []
+    for k in range(40):  # the drone broadcasts for 20 s; another, far away, keeps time running
+        t = t0 + k
+        near = k < 20
+        report = RemoteIdReport(
+            "rid",
+            t,
+            12.0 + k,
+            "DRONE1" if near else f"OTHER{k}",
+            lat=52.001 + 1e-5 * k if near else 52.02,
+            lon=4.001 if near else 4.02 + 1e-4 * k,
+            alt_geo_m=60.0,
+            h_accuracy_m=3.0,
+            v_accuracy_m=4.0,
+            time_utc=t,
+        )
+        lines.append(wire.dumps(wire.measurement_record(report)))
+    t_end, status = _last_seen(_track_lines(tmp_path, toml, lines, capsys))["0.1"]
+    assert status == "deleted" and t_end - (t0 + 19) < 4.0
 
 
 def test_an_empty_scan_line_beside_the_same_frames_plots_is_not_a_second_look(

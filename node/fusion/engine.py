@@ -200,7 +200,8 @@ class FusionEngine:
                     self._gps_fix(fix)
                 continue
             if self.frame is None:
-                self.counters.waiting_for_position += len(items)
+                if not isinstance(first, EmptyRadarScan):  # a look measured nothing to wait with
+                    self.counters.waiting_for_position += len(items)
                 continue
             t = self.capture_time(first)
             if isinstance(first, RadarDetection):
@@ -267,8 +268,7 @@ class FusionEngine:
         look at the coverage, so every track it should have seen is charged a miss."""
         model = self.models.get(sensor_id)
         if not isinstance(model, RadarModel):
-            self.counters.unsupported += 1
-            return
+            return  # not a radar fusion knows: nothing was measured, so nothing is counted as dropped
         self.tracker.process(Scan(model, t, np.zeros((0, model.dim)), np.zeros((0, model.dim, model.dim))))
         self.counters.scans += 1
 

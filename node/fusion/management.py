@@ -12,8 +12,8 @@ existence, and housekeeping on the data's clock.
   a row, Pd that sensor's observed detection probability, is gone.
 - Housekeeping (`maintain`): coasting and deletion by time without an update, each timeout at
   least a few scan periods of the fastest sensor that fed the track (learnt, not configured, so a
-  1 Hz radar's tracks do not coast between its frames), and deletion by time never before that
-  sensor would have missed a present target that long with probability α² (the misses-in-view
+  1 Hz radar's tracks do not coast between its frames), and deletion by time never before a radar
+  that fed it would have missed a present target that long with probability α² (the misses-in-view
   rule's own bar: at 1 Hz and Pd 0.6 about 20 s, not the 3 s of `delete_after_s`); deletion by
   covariance growth; and
   deletion of an established track whose predicted position has left the coverage of every
@@ -273,9 +273,10 @@ class TrackManager:
         if timed_out.any():  # asked only of the few unfed for that long
             # Never sooner than the misses-in-view rule could have judged it: a 1 Hz radar at Pd 0.6
             # misses a present target 3 scans running every few tens of seconds.
+            # Radars only: the other sensors charge no misses, and their Pd is not learnt.
             out = active[timed_out]
             bar = np.full(out.size, self.thresholds.alpha**2)
-            patience = self.stats.unseen_for_s(tb.sensor_mask[out], bar)
+            patience = self.stats.unseen_for_s(tb.sensor_mask[out] & self.stats.radar_mask(), bar)
             timed_out[timed_out] = unfed[timed_out] > patience
         drop_firm = firm & (
             timed_out | ~position_sigma_within(tb, active, limit) | underground | tb.absent[active] | left

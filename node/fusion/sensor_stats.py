@@ -142,6 +142,11 @@ class SensorStats:
         """Per sensor mask: the shortest scan period among the sensors in it (0 when unknown)."""
         return self._soonest(mask, self.period_s[None, :])
 
+    def radar_mask(self) -> np.uint64:
+        """The bits of the radars among the sensors seen: the ones whose scans look at a whole
+        coverage, so whose Pd is learnt from looks (Remote ID and acoustic reports are not looks)."""
+        return np.uint64(sum(1 << bit for bit, model in self.models.items() if is_radar(model)))
+
     def unseen_for_s(self, mask: npt.NDArray[np.uint64], alpha: FloatArray) -> FloatArray:
         """Per sensor mask: how long the soonest of its sensors takes to miss a present target
         k scans in a row with probability at most `alpha` (per mask), (1 − Pd)^k ≤ α, at its
