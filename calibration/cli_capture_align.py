@@ -31,7 +31,7 @@ from cuas_node.calibration.cli_common import (
 from cuas_node.calibration.plot import Panel, Series
 from cuas_node.config import ConfigError
 from cuas_node.drivers.supervisor import DriverSupervisor
-from cuas_node.kernel.measurement import AnyMeasurement, EmptyRadarScan
+from cuas_node.kernel.measurement import AnyMeasurement, saw_something
 
 _CAPTURE_BACKOFF_MAX_S = 2.0
 """A capture lasts minutes: a replugged sensor must be back within seconds, not after 30 s."""
@@ -148,8 +148,7 @@ def capture(
                 except queue.Empty:
                     continue
                 calio.write_measurements(handle, [m])
-                if not isinstance(m, EmptyRadarScan):  # a frame that saw nothing measured nothing
-                    counts[m.sensor_id] = counts.get(m.sensor_id, 0) + 1
+                counts[m.sensor_id] = counts.get(m.sensor_id, 0) + saw_something(m)
         finally:
             stop.set()
             for loop in loops:

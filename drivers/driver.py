@@ -15,7 +15,7 @@ from typing import Generic, Protocol, TypeVar
 from cuas_node.drivers.parsing import BaudWatch, Parser
 from cuas_node.drivers.transport import Transport
 from cuas_node.kernel.clock import Clock
-from cuas_node.kernel.measurement import AnyMeasurement, EmptyRadarScan, SensorState
+from cuas_node.kernel.measurement import AnyMeasurement, SensorState, saw_something
 
 
 @dataclass
@@ -96,8 +96,7 @@ class Driver(abc.ABC, Generic[RecordT]):
         records = self.parser.feed(data)
         for record in records:
             out.extend(self.to_measurements(record, t_capture, t_receive))
-        # An empty radar frame is a look, not a measurement of anything: health's rates count things seen.
-        self.measurement_count += sum(1 for m in out if not isinstance(m, EmptyRadarScan))
+        self.measurement_count += sum(map(saw_something, out))  # health's rates count things seen
         if records:  # a valid record is a sign of life, with or without a measurement in it
             self.last_seen = t_capture
         self._watch_baud(len(data), len(records))

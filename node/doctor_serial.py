@@ -21,7 +21,7 @@ from cuas_node.doctor_checklist import SERVICE_USER, Checklist
 from cuas_node.drivers.driver import SensorDriver
 from cuas_node.drivers.parsing import GARBAGE_COUNTERS, BaudWatch, garbage, valid_records
 from cuas_node.drivers.supervisor import DriverSupervisor, run_until_done
-from cuas_node.kernel.measurement import AnyMeasurement, EmptyRadarScan, GpsFix, SensorState
+from cuas_node.kernel.measurement import AnyMeasurement, GpsFix, SensorState, saw_something
 
 _PI_CONSOLE_UARTS = ("serial0", "ttyAMA0", "ttyS0", "ttyAMA10")
 
@@ -42,8 +42,7 @@ class _PortRead:
     last_error: str = ""
 
     def collect(self, m: AnyMeasurement) -> None:
-        if not isinstance(m, EmptyRadarScan):  # a radar frame that saw nothing measured nothing
-            self.measurements += 1
+        self.measurements += saw_something(m)
         if isinstance(m, GpsFix):
             self.fixes.append(m)
 

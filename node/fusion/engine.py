@@ -53,6 +53,7 @@ from cuas_node.kernel.measurement import (
     RadarDetection,
     RemoteIdReport,
     RfPresence,
+    saw_something,
 )
 from cuas_node.kernel.pose import Pose
 from cuas_node.kernel.reports import GeoPoint, NodePosition, TrackReport
@@ -185,13 +186,14 @@ class FusionEngine:
         """Fuse measurements in capture-time order; those sharing a sensor, kind and instant form
         one scan. Remote ID reports are fused together after the rest (`remote_id_input`)."""
         remote_id: list[RemoteIdReport] = []
-        plotted = {(m.sensor_id, m.t_capture) for m in ordered if isinstance(m, RadarDetection)}
+        plotted: set[tuple[str, float]] | None = None  # radar frames with plots, once an empty one is met
         # One scan: a sensor's measurements of one kind and capture instant (its time offset is
         # the sensor's own, so equal stamps are equal capture times).
         for _, group in itertools.groupby(ordered, key=_SCAN_KEY):
             items = list(group)
             first = items[0]
-            self.counters.measurements += len(items) if not isinstance(first, EmptyRadarScan) else 0
+            seen = len(items) if saw_something(first) else 0  # one class per group
+            self.counters.measurements += seen
             kind = type(first).__name__
             self.counters.by_kind[kind] = self.counters.by_kind.get(kind, 0) + len(items)
             if isinstance(first, GpsFix):
@@ -200,13 +202,14 @@ class FusionEngine:
                     self._gps_fix(fix)
                 continue
             if self.frame is None:
-                if not isinstance(first, EmptyRadarScan):  # a look measured nothing to wait with
-                    self.counters.waiting_for_position += len(items)
+                self.counters.waiting_for_position += seen
                 continue
             t = self.capture_time(first)
             if isinstance(first, RadarDetection):
                 self._radar(cast("list[RadarDetection]", items), t)  # one class per group
             elif isinstance(first, EmptyRadarScan):
+                if plotted is None:
+                    plotted = {(m.sensor_id, m.t_capture) for m in ordered if isinstance(m, RadarDetection)}
                 framed = (first.sensor_id, first.t_capture) in plotted
                 if not framed and self.tracker.last_scan_t(first.sensor_id) != t:  # one frame, one look
                     self._look(first.sensor_id, t)

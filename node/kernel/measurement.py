@@ -167,3 +167,10 @@ class HealthEvent:
 
 
 AnyMeasurement = RadarDetection | EmptyRadarScan | AcousticBearing | RemoteIdReport | RfPresence | GpsFix
+
+
+def saw_something(m: AnyMeasurement) -> bool:
+    """Whether `m` measured something: every kind but an `EmptyRadarScan`, a look that saw nothing.
+    Counts of measurements (driver health's rates, doctor, `calibrate capture`, fusion's counters)
+    count only these; an empty look counts as a scan."""
+    return not isinstance(m, EmptyRadarScan)
