@@ -83,6 +83,7 @@ class Runtime:
         self.core = NodeCore(core_setup(config))
         self.fusion_heartbeat = time.monotonic()
         self.started_at = clock.now()
+        self._started_mono = clock.monotonic()  # uptime: the wall clock may step (NTP) while running
         self._last_health = clock.now()
         self.ready = threading.Event()
         self.gpio = gpio
@@ -183,9 +184,13 @@ class Runtime:
             if mono - self._last_led >= _LED_UPDATE_S:
                 self._last_led = mono
                 self.gpio.set_status(self.led_status(now))
-        if tamper_event or self._health_now or now - self._last_health >= self.config.mqtt.health_interval_s:
+        since = now - self._last_health
+        # A negative `since` is the wall clock stepped back: health goes out now (and then on the
+        # new clock) rather than once the clock has caught up; its rates over the configured interval.
+        if tamper_event or self._health_now or since < 0.0 or since >= self.config.mqtt.health_interval_s:
             self._health_now = False
-            self.sink.publish_health(self.health(now, now - self._last_health))
+            interval = since if since >= 0.0 else self.config.mqtt.health_interval_s
+            self.sink.publish_health(self.health(now, interval))
             self._last_health = now
         return result
 
@@ -307,7 +312,7 @@ class Runtime:
         ]
         payload: dict[str, Any] = {
             "t": round(now, 3),
-            "uptime_s": round(now - self.started_at, 1),
+            "uptime_s": round(max(self.clock.monotonic() - self._started_mono, 0.0), 1),
             "broker": "connected" if self.sink.connected else "disconnected",
             "sensors": sensors,
             "fusion": fusion_entry(self.core.status(), self.queue.qsize()),

@@ -35,6 +35,7 @@ from cuas_node.fusion.params import (
     RemoteIdReceiver,
 )
 from cuas_node.kernel.measurement import (
+    NODE_STAMPED,
     AcousticBearing,
     AnyMeasurement,
     EmptyRadarScan,
@@ -49,10 +50,6 @@ from cuas_node.step_lines import StepLines
 
 ORIGIN_WAIT_S = 10.0
 """Receive-clock seconds to wait for a node-stamped measurement (see `ArrivalGrid`)."""
-
-NODE_STAMPED = (RadarDetection, EmptyRadarScan, AcousticBearing, RfPresence)
-"""Kinds whose capture time is taken on the node's clock, at or before their arrival (GPS fixes
-and Remote ID reports carry the time of a foreign clock)."""
 
 ROLE = {
     RadarDetection: RadarSensor,
@@ -81,9 +78,19 @@ class ArrivalGrid:
     until one is seen; if none comes within `ORIGIN_WAIT_S` of receive time (a node with only GPS
     and Remote ID), the largest over every kind is taken. Times are handled in whole microseconds,
     as replay computes its cycles, so they match replay's to the bit.
+
+    Empty cycles are skipped while `idle()` says one would change nothing (no track left to coast
+    or delete, nothing to publish): a log with a day's gap between two lines, or a `t_receive` a
+    day off, is then two cycles apart, not 1.7 million.
     """
 
-    def __init__(self, cycle_s: float = CYCLE_S, origin_wait_s: float = ORIGIN_WAIT_S) -> None:
+    def __init__(
+        self,
+        cycle_s: float = CYCLE_S,
+        origin_wait_s: float = ORIGIN_WAIT_S,
+        idle: Callable[[], bool] | None = None,
+    ) -> None:
+        self.idle = idle
         self.cycle_us = round(cycle_s * 1e6)
         self.wait_cycles = math.ceil(origin_wait_s / cycle_s)
         self.origin_us: int | None = None
@@ -131,10 +138,14 @@ class ArrivalGrid:
             self.origin_us = self.fallback_us
         assert self.stepped is not None
         while self.stepped < through:
-            k = self.stepped = self.stepped + 1
+            k = self.stepped + 1
             batch: list[AnyMeasurement] = []
             if self.closed and self.closed[0][0] == k:
                 batch = self.closed.popleft()[1]
+            elif self.idle is not None and self.idle():  # nothing would happen until the next arrival
+                self.stepped = min(self.closed[0][0], through + 1) - 1 if self.closed else through
+                continue
+            self.stepped = k
             yield (self.origin_us + k * self.cycle_us) / 1e6, batch
 
 
@@ -178,7 +189,7 @@ class Tracking:
         self.output = StepLines(config.node.id, SESSION, out)
         self.out = out
         self.report = report
-        self.grid = ArrivalGrid()
+        self.grid = ArrivalGrid(idle=self.core.idle)
         self.stats = TrackStats()
 
     def _step(self, cycles: Iterator[Cycle]) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -84,3 +85,63 @@ def test_driver_survives_dropped_frames() -> None:
         driver.read()
     c = driver.health().counters
     assert c["dropped_frames"] >= 1 and c["stream_resets"] >= 1
+
+
+def _bearing_lags(frames, arrival) -> list[tuple[float, float]]:
+    """(arrival time on the node's clock, how far the bearing's capture lies behind it) per bearing,
+    `arrival(k, device_end_s)` giving frame k's arrival."""
+    geo = preset("respeaker-4")
+    driver = AcousticArrayDriver("mic", ChunkTransport.split(b"", 1), _Clock(), geometry=geo, threshold=0.0)
+    out = []
+    for k, f in enumerate(frames):
+        t = arrival(k, f.timestamp_us * 1e-6 + f.n_samples / f.sample_rate)
+        out += [
+            (t, t - m.t_capture) for m in driver.to_measurements(f, t, t) if isinstance(m, AcousticBearing)
+        ]
+    return out
+
+
+def _drone_frames(seconds: float) -> list:
+    sim = SimAcousticArray(preset("respeaker-4"), Pose.from_angles(0, 0, 0, (0, 0, 0)), seed=4)
+    frames = PcmFrameParser().feed(_run(sim, seconds, (20.0, 50.0, 10.0)))
+    return [dataclasses.replace(f, flags=0) for f in frames]  # a free-running front-end clock
+
+
+def test_bearings_follow_the_node_clock_stepping_forward() -> None:
+    """NTP steps a Pi's clock forward after boot while the node runs: a free-running front end's
+    bearings must land on the new clock (within the window's half-length of their arrival) once
+    the step is confirmed, not stay late by the step for good (the smallest offset seen was kept)."""
+    frames = _drone_frames(8.0)
+    step_at = len(frames) // 3
+    lags = _bearing_lags(
+        frames, lambda k, end: 1000.0 + end + (3600.0 if k >= step_at else 0.0) + 0.01 * (k % 3)
+    )
+    assert lags and max(lag for _, lag in lags[:3]) < 1.0
+    after = [lag for t, lag in lags if t > lags[0][0] + 3600.0 + 8.0 * 2 / 3]
+    assert after and max(after) < 1.0, after
+
+
+def test_a_host_stall_does_not_move_the_clock_offset() -> None:
+    """A stalled host reads a 1.5 s backlog at once: those frames arrive late, but the bearings keep
+    the device's own timing (the offset is the least-delayed frame's)."""
+    frames = _drone_frames(6.0)
+    stall = range(len(frames) // 2, len(frames) // 2 + 15)
+    lags = _bearing_lags(
+        frames, lambda k, end: 1000.0 + end + (1.5 - 0.1 * (k - stall.start) if k in stall else 0.0)
+    )
+    assert lags and max(lag - (1.5 if 1.0 < lag < 2.0 else 0.0) for _, lag in lags) < 1.0
+    assert min(lag for _, lag in lags) > 0.0
+
+
+def test_bearings_after_a_front_end_reboot_are_on_the_node_clock() -> None:
+    """The front end reboots (its sequence and free-running clock start again at 0): the clock
+    offset is learnt afresh, or every later bearing would lie in the past by its former uptime."""
+    frames = _drone_frames(8.0)
+    half = len(frames) // 2
+    t0 = frames[half].timestamp_us
+    rebooted = frames[:half] + [
+        dataclasses.replace(f, sequence=i, timestamp_us=f.timestamp_us - t0, restart=i == 0)
+        for i, f in enumerate(frames[half:])
+    ]
+    lags = _bearing_lags(rebooted, lambda k, end: 1000.0 + (end if k < half else end + t0 * 1e-6))
+    assert lags and all(0.0 < lag < 1.0 for _, lag in lags), lags

@@ -26,12 +26,13 @@ from cuas_node.drivers.acoustic.geometry import ArrayGeometry, resolve
 from cuas_node.drivers.acoustic.protocol import PcmFrame, PcmFrameParser
 from cuas_node.drivers.driver import Driver, SensorHealth
 from cuas_node.drivers.transport import SerialTransport, Transport
-from cuas_node.kernel.clock import Clock
+from cuas_node.kernel.clock import STEP_S, Clock
 from cuas_node.kernel.measurement import AcousticBearing, AnyMeasurement
 from cuas_node.kernel.pose import Pose
 
 FloatArray = npt.NDArray[np.float64]
 DEFAULT_BAUDRATE = 2_000_000
+_STEP_CONFIRM_S = 2.0  # seconds of sound whose offset stays a clock step above the known one
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +118,7 @@ class AcousticArrayDriver(Driver[PcmFrame]):
         self._new = 0
         self._end_device_s = 0.0
         self._offset_s: float | None = None
+        self._ahead: tuple[float, float] | None = None  # (since, least): offsets above a clock step
         self._counts = dict.fromkeys(("blocks", "detections", "channel_mismatch", "stream_resets"), 0)
 
     @classmethod
@@ -173,13 +175,11 @@ class AcousticArrayDriver(Driver[PcmFrame]):
         elif frame.gap or frame.restart:
             self._counts["stream_resets"] += 1
             self._reset()
+            if frame.restart:  # the front end rebooted: its free-running clock began again at 0
+                self._offset_s = None
         start_s = frame.timestamp_us * 1e-6
         self._end_device_s = start_s + frame.n_samples / self._rate
-        offset = t_capture - self._end_device_s
-        if frame.utc:
-            self._offset_s = 0.0
-        elif self._offset_s is None or offset < self._offset_s:
-            self._offset_s = offset  # the least-delayed frame bounds the clock offset best
+        self._offset_s = 0.0 if frame.utc else self._clock_offset(t_capture - self._end_device_s)
         chunk = frame.samples[:, list(self.geometry.channel_map)].astype(np.float64) / 32768.0
         self._chunks.append(chunk)
         self._buffered += chunk.shape[0]
@@ -196,6 +196,27 @@ class AcousticArrayDriver(Driver[PcmFrame]):
         self._counts["blocks"] += 1
         t_centre = self._end_device_s - 0.5 * data.shape[0] / self._rate
         return [(t_centre, s) for s in self._pipeline.process(data)]
+
+    def _clock_offset(self, offset: float) -> float:
+        """The node clock minus the front end's free-running one, from this frame's `offset` (its
+        arrival on the node's clock less its end on the device's): the least-delayed frame bounds
+        it best, so the smallest is kept; but offsets above it by more than a clock step
+        (`kernel.clock.STEP_S`) for `_STEP_CONFIRM_S` of sound are the node's clock stepped
+        forward (NTP at boot), not a host stall (a stall's backlog drains within a second), and
+        the smallest of them is taken; otherwise every bearing would stay late by the step."""
+        known = self._offset_s
+        if known is None or offset < known:
+            self._ahead = None
+            return offset
+        if offset <= known + STEP_S:
+            self._ahead = None
+            return known
+        since, least = self._ahead or (self._end_device_s, offset)
+        self._ahead = (since, min(least, offset))
+        if self._end_device_s - since < _STEP_CONFIRM_S:
+            return known
+        self._ahead = None
+        return min(least, offset)
 
     def to_measurements(self, record: PcmFrame, t_capture: float, t_receive: float) -> list[AnyMeasurement]:
         out: list[AnyMeasurement] = []

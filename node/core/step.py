@@ -26,8 +26,9 @@ from cuas_node.core.zones import AlertMonitor, ZoneSpec, build_zones
 from cuas_node.fusion.engine import FusionCounters, FusionEngine
 from cuas_node.fusion.params import FusionSetup
 from cuas_node.fusion.tracks import Status
+from cuas_node.kernel.clock import STEP_S
 from cuas_node.kernel.geo import LocalFrame
-from cuas_node.kernel.measurement import AnyMeasurement
+from cuas_node.kernel.measurement import NODE_STAMPED, AnyMeasurement, saw_something
 from cuas_node.kernel.reports import AlertAck, AlertEvent, AlertKey, GeoPoint, NodePosition, TrackReport
 
 RATE_SLACK_S = 1e-4  # far above float rounding of epoch times, far below any cycle
@@ -114,22 +115,59 @@ class NodeCore:
         self._origin = self.engine.origin()
         self.now = -math.inf
         self.cycle_ms = 0.0
+        self.clock_steps = 0
+        self._retired: list[TrackReport] = []  # deletions to publish before the fresh engine's tracks
 
     # -- the step ----------------------------------------------------------------------------
     def step(self, now: float, batch: Sequence[AnyMeasurement] = ()) -> StepResult:
         """One cycle at time `now` with the measurements that arrived since the last one."""
         started = time.perf_counter()
+        if now < self.now - STEP_S:
+            self._clock_stepped_back()
         if batch:
-            self.engine.fuse(self.reorder.push(batch))
+            self.engine.fuse(self.reorder.push(self._captured_by(now, batch)))
         return self._cycle(now, started, final=False)
 
     def finish(self, now: float, batch: Sequence[AnyMeasurement] = ()) -> StepResult:
         """End of input (a clean stop, the end of a replay): fuse `batch` and everything still held
         and report whatever changed, without waiting for the rate limit."""
         started = time.perf_counter()
-        self.reorder.push(batch)
+        if now < self.now - STEP_S:
+            self._clock_stepped_back()
+        self.reorder.push(self._captured_by(now, batch))
         self.engine.fuse(self.reorder.release(math.inf))
         return self._cycle(now, started, final=True)
+
+    def _clock_stepped_back(self) -> None:
+        """The wall clock went back (by more than `STEP_S`). Every track's state, the rate
+        limit and the reorder window lie in the new clock's future: left as they are, each new
+        measurement would be late by the step, no track updated or deleted, and no `tracks`
+        message sent until the clock caught up (an hour back: an hour of silence). So every
+        published track is deleted in the next message (its zone alerts cleared with it), fusion
+        starts afresh on the new time base (`FusionEngine.successor`: ids go on, the position and
+        counters are kept) and what the window held from before the step is dropped
+        (`captured_after_now`)."""
+        self.clock_steps += 1
+        self._retired += self.engine.retire_all()
+        held = self.reorder.release(math.inf)
+        self.engine = self.engine.successor()
+        self.engine.counters.captured_after_now += sum(map(saw_something, held))
+        late = self.reorder.late
+        self.reorder = ReorderBuffer(self.params.reorder_window_s, self.engine.capture_time)
+        self.reorder.late = late
+        self._last_tracks = -math.inf
+
+    def _captured_by(self, now: float, batch: Sequence[AnyMeasurement]) -> Sequence[AnyMeasurement]:
+        """`batch` without node-stamped measurements captured after `now` (by more than
+        `STEP_S`): stamped before the clock stepped back, or by a sensor clock that is ahead
+        of the node's. Fused, they would put tracks in the future and make every later measurement
+        late. Counted as dropped (`captured_after_now`)."""
+        bound, capture_time = now + STEP_S, self.engine.capture_time
+        ahead = [m for m in batch if isinstance(m, NODE_STAMPED) and capture_time(m) > bound]
+        if not ahead:
+            return batch
+        self.engine.counters.captured_after_now += sum(map(saw_something, ahead))
+        return [m for m in batch if not (isinstance(m, NODE_STAMPED) and capture_time(m) > bound)]
 
     def _cycle(self, now: float, started: float, final: bool) -> StepResult:
         self.now = now
@@ -145,7 +183,7 @@ class NodeCore:
         if moved:
             self._position, self._origin = position, origin
         quiet = StepResult(now, position=self._position, origin=self._origin, position_changed=moved)
-        if not self.engine.has_changes():
+        if not (self._retired or self.engine.has_changes()):
             return quiet
         # At most `tracks_max_rate_hz`, give or take RATE_SLACK_S: cycle times on the epoch (1.8e9 s)
         # carry rounding of ~1e-7 s, so four 50 ms cycles can fall a hair short of 0.2 s, and an
@@ -153,7 +191,7 @@ class NodeCore:
         if not final and now - self._last_tracks < 1.0 / self.params.tracks_max_rate_hz - RATE_SLACK_S:
             return quiet
         self._last_tracks = now
-        reports = self.engine.drain()
+        reports, self._retired = self._retired + self.engine.drain(), []
         alerts, self._pending_alerts = self._pending_alerts, []
         monitor = self._monitor()
         if monitor is not None:
@@ -164,7 +202,7 @@ class NodeCore:
         """The node stops cleanly: every published track is deleted (and its alerts cleared) in one
         last report, so a consumer's picture empties instead of freezing (after a crash the Last
         Will and the next session's new ids tell it the same: docs/mqtt.md)."""
-        reports = self.engine.retire_all()
+        reports, self._retired = self._retired + self.engine.retire_all(), []
         alerts, self._pending_alerts = self._pending_alerts, []
         monitor = self._monitor()
         if monitor is not None:
@@ -185,6 +223,19 @@ class NodeCore:
         return self.alerts
 
     # -- what the runtime asks between steps --------------------------------------------------
+    def idle(self) -> bool:
+        """Whether a cycle without measurements would change nothing: no track of any status,
+        nothing held in the reorder window or waiting to be published, no active zone alert.
+        (`track` jumps over a gap between its lines while the core is idle.)"""
+        return not (
+            len(self.reorder)
+            or self._retired
+            or self._pending_alerts
+            or self.active_alerts()
+            or self.engine.tracker.table.active().size
+            or self.engine.has_changes()
+        )
+
     def position(self) -> NodePosition | None:
         """The node's position as last reported (see `moved_materially`)."""
         return self._position

@@ -71,6 +71,7 @@ class FusionCounters:
     invalid: int = 0  # radar detections with a non-finite or impossible range, angle or sigma: dropped
     outside_coverage: int = 0  # radar detections beyond the configured coverage by > OUTSIDE_SIGMAS σ (fused)
     without_range_rate: int = 0  # radar detections fused by the 3-D model (no usable range-rate)
+    captured_after_now: int = 0  # node-stamped, captured after `now` (`NodeCore`: the clock stepped)
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
@@ -176,7 +177,26 @@ class FusionEngine:
             "below_ground": self.counters.below_ground,
             "unsupported": self.counters.unsupported + self.remote_id.counters.unsupported,
             "waiting_for_position": self.counters.waiting_for_position,
+            "captured_after_now": self.counters.captured_after_now,
         }
+
+    def successor(self) -> FusionEngine:
+        """A fresh engine for a wall clock that stepped back (`NodeCore`): every time this one holds
+        (track states and histories, sensor statistics, the clutter map, Remote ID bindings) lies
+        in the new clock's future, so none of it is kept. What is not time carries over: the local
+        frame and the node's GPS position, the track numbering (ids are never reused within a
+        session) and the counters health reports since start."""
+        new = FusionEngine(self.setup)
+        if self.frame is not None and new.frame is None:
+            new._pin(self.frame)
+        new._gps, new.gps_position, new.gps_accuracy_m = self._gps, self.gps_position, self.gps_accuracy_m
+        new.tracker.table.continue_numbering(self.tracker.table)
+        new.counters, new.tracker.births, new.remote_id.counters = (
+            self.counters,
+            self.tracker.births,
+            self.remote_id.counters,
+        )
+        return new
 
     # -- input ------------------------------------------------------------------------------
     def _offset_capture_time(self, m: AnyMeasurement) -> float:

@@ -92,6 +92,11 @@ class TrackTable:
     def active(self) -> npt.NDArray[np.intp]:
         return np.flatnonzero(self.status != Status.FREE)
 
+    def continue_numbering(self, previous: TrackTable) -> None:
+        """Number new tracks after `previous`'s (a table that replaces it: a public id is never
+        reused within a session)."""
+        self._next_number = max(self._next_number, previous._next_number)
+
     def reserve(self, births: int) -> bool:
         """Grow (doubling, up to `limit`) until `births` slots are free or the limit is reached;
         True when the table grew (the caller's slot-sized companions, e.g. `late.History`, then

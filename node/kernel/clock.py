@@ -11,6 +11,11 @@ import threading
 import time
 from typing import Protocol
 
+STEP_S = 1.0
+"""A jump of the wall clock (`now`) larger than this is a step (NTP or a GPS-fed chrony correcting
+it, an operator's `date`), not jitter: far above a cycle's and a USB transfer's, within the span of
+a track's history of past estimates (`fusion.late`), so a smaller step is absorbed as lateness."""
+
 
 class Clock(Protocol):
     def now(self) -> float:

@@ -174,3 +174,9 @@ def saw_something(m: AnyMeasurement) -> bool:
     Counts of measurements (driver health's rates, doctor, `calibrate capture`, fusion's counters)
     count only these; an empty look counts as a scan."""
     return not isinstance(m, EmptyRadarScan)
+
+
+NODE_STAMPED = (RadarDetection, EmptyRadarScan, AcousticBearing, RfPresence)
+"""Kinds whose capture time is taken on the node's clock, at or before their arrival: none of them
+can have been captured after the node's `now` (GPS fixes carry the satellites' time and Remote ID
+reports the aircraft's, either of which may run ahead of a node clock that is wrong)."""

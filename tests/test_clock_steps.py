@@ -1,0 +1,130 @@
+"""The wall clock steps while the node runs (NTP or a GPS-fed chrony correcting it, an operator's
+`date`): the node keeps publishing tracks and health on the new clock.
+
+Found by feeding `NodeCore` a clock that went back an hour: every later measurement was late by
+the hour, no track was updated or deleted, and the rate limit held every `tracks` message back
+until the clock caught up (an hour of silence with the node `online`); health likewise."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from cuas_node.assembly import core_setup
+from cuas_node.config import build_config
+from cuas_node.core.step import NodeCore
+from cuas_node.core.zones import ZoneSpec
+from cuas_node.fusion.classify import CLASSES
+from cuas_node.kernel.geo import LocalFrame
+from cuas_node.kernel.measurement import GpsFix, RadarDetection
+from cuas_node.runtime import Runtime
+from tests.sinks import RecordingSink
+
+EPOCH = 1.8e9
+SIGMAS = (0.15, math.radians(1.0), math.radians(2.0), 0.1)
+DATA = {
+    "node": {"id": "t", "position": {"lat": 52.0, "lon": 4.3, "alt_m": 10.0}},
+    "sensors": [{"kind": "ti-mmwave", "id": "ti", "port": "/dev/null", "max_range_m": 200}],
+}
+
+
+def _core(zone: bool = False) -> NodeCore:
+    setup = core_setup(build_config(DATA, "test"))
+    if zone:  # everything in front of the radar, whatever its class
+        frame = LocalFrame(52.0, 4.3, 10.0)
+        corners = [
+            frame.to_geodetic(np.array(p, dtype=float))
+            for p in ((-300, -300, 0), (300, -300, 0), (300, 300, 0), (-300, 300, 0))
+        ]
+        polygon = tuple((float(c[0]), float(c[1])) for c in corners)
+        spec = ZoneSpec("all", "critical", polygon, -100.0, 500.0, frozenset(CLASSES))
+        setup = dataclasses.replace(setup, zones=(spec,))
+    return NodeCore(setup)
+
+
+def _drone(t_flight: float, stamp: float) -> RadarDetection:
+    """One drone flying out at 5 m/s, seen at flight time `t_flight`, stamped `stamp`."""
+    return RadarDetection("ti", stamp, stamp, 60.0 + 5.0 * t_flight, 0.1, 0.05, 5.0, *SIGMAS, snr_db=20.0)
+
+
+def _fly(core: NodeCore, start: float, stop: float, clock_offset: float, messages: list) -> None:
+    """50 ms cycles from flight time `start` to `stop`, on a node clock `clock_offset` from true."""
+    for k in range(round((stop - start) / 0.05)):
+        flight = start + k * 0.05
+        now = EPOCH + flight + clock_offset
+        result = core.step(now, [_drone(flight, now)])
+        if result.tracks is not None:
+            messages.append((flight, result))
+
+
+def test_a_clock_stepped_back_an_hour_keeps_tracks_coming() -> None:
+    core, messages = _core(zone=True), []
+    _fly(core, 0.0, 5.0, 0.0, messages)
+    before = {r.number for _, m in messages for r in m.tracks if r.status == "confirmed"}
+    assert before and any(e.state == "new" for _, m in messages for e in m.alerts)
+    messages.clear()
+    # The clock goes back an hour; a frame stamped just before the step arrives just after it.
+    late = _drone(5.0, EPOCH + 5.0)
+    first = core.step(EPOCH + 5.05 - 3600.0, [late])
+    assert core.engine.dropped()["captured_after_now"] == 3, "it, and the two frames the reorder window held"
+    assert first.tracks is not None, "the deletions go out at once"
+    assert {r.number for r in first.tracks if r.status == "deleted"} >= before
+    assert [e.state for e in first.alerts] == ["cleared"]
+    _fly(core, 5.1, 8.0, -3600.0, messages)
+    confirmed = {r.number for _, m in messages for r in m.tracks if r.status == "confirmed"}
+    assert confirmed and min(confirmed) > max(before), "a new track, under a new id"
+    assert messages[0][0] < 5.5 and max(np.diff([f for f, _ in messages])) < 0.3, "no silence"
+    assert [e.state for _, m in messages for e in m.alerts][:1] == ["new"]
+    flight, last = messages[-1]
+    assert all(abs(r.t - (EPOCH + flight - 3600.0)) < 0.3 for r in last.tracks if r.live), "on the new clock"
+    assert core.clock_steps == 1
+
+
+def test_a_step_back_within_a_second_is_not_a_restart() -> None:
+    """NTP's small corrections: fusion goes on (measurements late by the step are retrodicted; a
+    target then seems displaced by its speed times the step, which a precise radar may see as a
+    new track), and messages keep coming."""
+    core, messages = _core(), []
+    _fly(core, 0.0, 5.0, 0.0, messages)
+    _fly(core, 5.0, 8.0, -0.5, messages)
+    assert core.clock_steps == 0 and core.engine.dropped()["captured_after_now"] == 0
+    assert max(np.diff([f for f, _ in messages])) < 1.0
+    assert any(r.status == "confirmed" for r in messages[-1][1].tracks)
+
+
+def test_measurements_captured_after_now_are_dropped_but_gps_time_is_foreign() -> None:
+    """A node-stamped measurement cannot have been captured after the node's `now`: one that
+    claims so (a sensor clock ahead of the node's) is dropped and counted. A GPS fix carries the
+    satellites' time, which is not the node's: it is not judged by this rule."""
+    data = {
+        **DATA,
+        "node": {"id": "t"},
+        "sensors": [*DATA["sensors"], {"kind": "nmea", "id": "gps", "port": "/dev/null"}],
+    }
+    core = NodeCore(core_setup(build_config(data, "test")))
+    now = EPOCH
+    fix = GpsFix("gps", now + 0.9, now, 52.0, 4.3, 10.0, 47.0, quality=1)
+    core.step(now, [fix, _drone(0.0, now + 30.0), _drone(0.0, now + 1.5), _drone(0.0, now + 0.5)])
+    core.step(now + 1.5, [])
+    assert core.position() is not None and core.position().source == "gps"
+    assert core.engine.dropped()["captured_after_now"] == 2
+    assert core.engine.counters.by_kind["RadarDetection"] == 1
+
+
+def test_health_goes_out_when_the_clock_steps_back(tmp_path) -> None:
+    config = build_config({**DATA, "node": {**DATA["node"], "state_dir": str(tmp_path)}}, "test")
+    sink = RecordingSink("t", session=0)
+    from cuas_node.kernel.clock import SystemClock
+
+    runtime = Runtime(config, SystemClock(), [], sink, session=0)
+    interval = config.mqtt.health_interval_s
+    for k in range(round(2 * interval / 0.05)):
+        runtime.cycle(EPOCH + k * 0.05, [])
+    published = len(sink.health)
+    assert published >= 1
+    for k in range(20):  # the clock went back an hour: health at once, not in an hour
+        runtime.cycle(EPOCH - 3600.0 + k * 0.05, [])
+    assert len(sink.health) == published + 1
+    assert sink.health[-1]["uptime_s"] >= 0.0
