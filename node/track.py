@@ -34,6 +34,7 @@ from cuas_node.fusion.params import (
     RadarSensor,
     RemoteIdReceiver,
 )
+from cuas_node.kernel.clock import STEP_S
 from cuas_node.kernel.measurement import (
     NODE_STAMPED,
     AcousticBearing,
@@ -69,8 +70,9 @@ class ArrivalGrid:
 
     Cycle k takes the measurements whose `t_receive` lies in ((k-1)·50 ms, k·50 ms] (the first
     cycle of a replay also takes `t_receive` 0: its first packet); one whose `t_receive` lies
-    before the open cycle (out of order) joins the open cycle. Empty cycles between measurements
-    are stepped too (tracks coast, rate-limited messages go out), none before the first.
+    before the open cycle (out of order) joins the open cycle, unless it is more than a clock
+    step before it (`_stepped_back`). Empty cycles between measurements are stepped too (tracks
+    coast, rate-limited messages go out), none before the first.
 
     A cycle's time is `origin + k·50 ms` in UTC, where `origin` is the receive clock's zero in UTC:
     the largest `t_capture - t_receive` of the node-stamped kinds (`NODE_STAMPED`), which for
@@ -93,6 +95,7 @@ class ArrivalGrid:
         self.idle = idle
         self.cycle_us = round(cycle_s * 1e6)
         self.wait_cycles = math.ceil(origin_wait_s / cycle_s)
+        self.step_cycles = math.ceil(STEP_S / cycle_s)
         self.origin_us: int | None = None
         self.fallback_us: int | None = None
         self.open: int | None = None  # the cycle taking arrivals
@@ -114,6 +117,8 @@ class ArrivalGrid:
         elif self.origin_us is None:
             self.fallback_us = offset if self.fallback_us is None else max(self.fallback_us, offset)
         k = self.cycle_of(receive_us)
+        if self.open is not None and k < self.open - self.step_cycles:
+            return self._stepped_back(k, m)
         if self.open is None:
             self.open, self.stepped = k, k - 1
         elif k > self.open:
@@ -121,6 +126,18 @@ class ArrivalGrid:
             self.open, self.batch = k, []
         self.batch.append(m)
         return self._ready(self.open - 1, final=False)
+
+    def _stepped_back(self, k: int, m: AnyMeasurement) -> Iterator[Cycle]:
+        """The receive clock went back by more than a clock step (`kernel.clock.STEP_S`): a log
+        kept on a wall clock that NTP corrected. Joining the open cycle (as a line slightly out of
+        order does) would hold every later line there until the end of input; instead what is held
+        goes out, and cycles go on from the new time: the core step sees its clock step back, as
+        the node's would (`NodeCore`)."""
+        assert self.open is not None
+        self.closed.append((self.open, self.batch))
+        self.batch = []
+        yield from self._ready(self.open, final=True)
+        self.open, self.stepped, self.batch = k, k - 1, [m]
 
     def end(self) -> Iterator[Cycle]:
         """The end of input: every cycle still held, the last one included."""

@@ -575,3 +575,22 @@ def test_a_gap_between_lines_is_jumped_while_nothing_would_happen(tmp_path: Path
     day = _flight(t0, 0.0) + _flight(t0 + 86_400.0, 86_400.0)
     lines, cycles = run(day, True)
     assert cycles == few and len(lines) == len(skipped)  # the same messages, a day later
+
+
+def test_a_log_whose_clock_steps_back_keeps_its_tracks_coming(tmp_path: Path) -> None:
+    """A log kept on a wall clock that NTP set back an hour mid-flight (`t_receive` = `t_capture`,
+    as docs/track.md allows). Such lines used to join the cycle open before the step, all of them
+    to the end of input: one `tracks` message at the end for the whole second half. Now the
+    cycles go back with the clock and the core step restarts as the node does (docs/reliability.md)."""
+    path = tmp_path / "radar.toml"
+    path.write_text(RADAR_TOML)
+    t0 = 1_750_000_000.0
+    lines = _flight(t0, t0) + _flight(t0 + 10.0 - 3600.0, t0 + 10.0 - 3600.0)
+    tracking = Tracking(track_config(path, tmp_path), out := io.StringIO())
+    tracking.run(lines)
+    tracks = [json.loads(line) for line in out.getvalue().splitlines() if '"tracks"' in line]
+    after = [d for d in tracks if d["t"] < t0]
+    assert len(after) > 30, "messages keep coming after the step"
+    assert tracking.core.clock_steps == 1
+    assert any(tr["status"] == "deleted" and tr["id"] == "0.1" for tr in after[0]["tracks"])
+    assert {tr["id"] for tr in after[-1]["tracks"]} == {"0.2"}
