@@ -29,6 +29,10 @@ class SensorHealth:
     last_seen: float | None
     counters: dict[str, int] = field(default_factory=dict)
     detail: str = ""
+    age_s: float | None = None
+    """Seconds since that sign of life on the monotonic clock (the wall clock may step while the
+    node runs: judged by `last_seen`, a sensor dead before a step back looked alive until the
+    clock caught up). None: judge by `last_seen`."""
 
 
 class SensorDriver(Protocol):
@@ -70,6 +74,7 @@ class Driver(abc.ABC, Generic[RecordT]):
         self.clock = clock
         self.measurement_count = 0
         self.last_seen: float | None = None
+        self.last_seen_mono: float | None = None  # the same on the monotonic clock
         self.state = SensorState.DOWN
         self.detail = "not opened"
         self.baud_watch = BaudWatch()
@@ -98,7 +103,7 @@ class Driver(abc.ABC, Generic[RecordT]):
             out.extend(self.to_measurements(record, t_capture, t_receive))
         self.measurement_count += sum(map(saw_something, out))  # health's rates count things seen
         if records:  # a valid record is a sign of life, with or without a measurement in it
-            self.last_seen = t_capture
+            self.last_seen, self.last_seen_mono = t_capture, t_receive
         self._watch_baud(len(data), len(records))
         return out
 
@@ -130,4 +135,5 @@ class Driver(abc.ABC, Generic[RecordT]):
             last_seen=self.last_seen,
             counters=dict(self.parser.counters),
             detail=self.detail,
+            age_s=None if self.last_seen_mono is None else self.clock.monotonic() - self.last_seen_mono,
         )

@@ -41,6 +41,14 @@ class RateSampler:
         return max(0, total - previous) / interval_s if interval_s > 0 else 0.0
 
 
+def sensor_age_s(health: SensorHealth, now: float) -> float | None:
+    """Seconds since the sensor's last sign of life: on the monotonic clock where the driver
+    gives it (`SensorHealth.age_s`), else by the wall clock; None: never seen."""
+    if health.last_seen is None:
+        return None
+    return health.age_s if health.age_s is not None else now - health.last_seen
+
+
 def sensor_entry(
     health: SensorHealth,
     errors: dict[str, int],
@@ -51,13 +59,10 @@ def sensor_entry(
 ) -> dict[str, Any]:
     """One element of the `health.sensors` array."""
     state, detail = health.state, health.detail
-    if state == SensorState.OK and (health.last_seen is None or now - health.last_seen > SILENT_AFTER_S):
+    age = sensor_age_s(health, now)
+    if state == SensorState.OK and (age is None or age > SILENT_AFTER_S):
         state = SensorState.DEGRADED
-        detail = (
-            "no data from the sensor yet"
-            if health.last_seen is None
-            else f"no data for {now - health.last_seen:.0f} s"
-        )
+        detail = "no data from the sensor yet" if age is None else f"no data for {age:.0f} s"
     counters = dict(health.counters)
     counters.update({f"{k}_errors": v for k, v in errors.items()})
     counters["queue_dropped"] = queue_dropped
@@ -78,7 +83,7 @@ def sensor_entry(
     entry["detail"] = detail if state != SensorState.OK else ""
     if health.last_seen is not None:
         entry["last_seen"] = round(health.last_seen, 3)
-        entry["age_s"] = round(max(0.0, now - health.last_seen), 3)
+        entry["age_s"] = round(max(0.0, age or 0.0), 3)
     return entry
 
 

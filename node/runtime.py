@@ -22,7 +22,7 @@ from cuas_node.core.step import NodeCore, StepResult
 from cuas_node.drivers.driver import SensorDriver
 from cuas_node.drivers.supervisor import DriverSupervisor, internal_error_total
 from cuas_node.gpio import GpioController, NodeStatus, status_for
-from cuas_node.health_report import RateSampler, fusion_entry, sensor_entry
+from cuas_node.health_report import RateSampler, fusion_entry, sensor_age_s, sensor_entry
 from cuas_node.kernel.clock import Clock
 from cuas_node.kernel.measurement import AnyMeasurement, GpsFix, SensorState
 from cuas_node.kernel.reports import AlertAck, AlertEvent, GeoPoint, NodePosition, TrackReport
@@ -285,7 +285,8 @@ class Runtime:
         states = []
         for loop in self.loops:
             h = loop.driver.health()
-            silent = h.last_seen is None or now - h.last_seen > 5.0
+            age = sensor_age_s(h, now)
+            silent = age is None or age > 5.0
             states.append("degraded" if h.state == SensorState.OK and silent else str(h.state))
         return status_for(self.ready.is_set(), self.sink.connected, states)
 

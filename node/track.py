@@ -70,8 +70,8 @@ class ArrivalGrid:
 
     Cycle k takes the measurements whose `t_receive` lies in ((k-1)·50 ms, k·50 ms] (the first
     cycle of a replay also takes `t_receive` 0: its first packet); one whose `t_receive` lies
-    before the open cycle (out of order) joins the open cycle, unless it is more than a clock
-    step before it (`_stepped_back`). Empty cycles between measurements are stepped too (tracks
+    before the open cycle (out of order) joins the open cycle; one more than a clock step from
+    it waits for the next (`_arrive`). Empty cycles between measurements are stepped too (tracks
     coast, rate-limited messages go out), none before the first.
 
     A cycle's time is `origin + k·50 ms` in UTC, where `origin` is the receive clock's zero in UTC:
@@ -102,6 +102,7 @@ class ArrivalGrid:
         self.batch: list[AnyMeasurement] = []
         self.closed: deque[tuple[int, list[AnyMeasurement]]] = deque()  # waiting for the origin
         self.stepped: int | None = None  # the last cycle handed out
+        self._held: tuple[int, AnyMeasurement] | None = None  # a line far from the open cycle (`_arrive`)
 
     def cycle_of(self, receive_us: int) -> int:
         k = -(-receive_us // self.cycle_us)
@@ -110,29 +111,49 @@ class ArrivalGrid:
     def add(self, m: AnyMeasurement) -> Iterator[Cycle]:
         """Take one arrival; return the cycles it completes (those before its own), to be consumed
         before the next call (lazily: a long gap between lines is many empty cycles)."""
-        receive_us = round(m.t_receive * 1e6)
-        offset = round(m.t_capture * 1e6) - receive_us
+        return self._arrive(self.cycle_of(round(m.t_receive * 1e6)), m)
+
+    def _arrive(self, k: int, m: AnyMeasurement) -> Iterator[Cycle]:
+        """A line more than a clock step (`kernel.clock.STEP_S`) away from the open cycle is held
+        until the next one says what it was. If the next line lies with it, the log jumped: a gap
+        (forward; sensors were silent) or its clock stepped back (`_stepped_back`). If not, it was
+        one line off on its own (written late, a garbled stamp): it joins the open cycle, as a line
+        slightly out of order does, and fusion judges its capture time."""
+        if self._held is not None:
+            (held_k, held), self._held = self._held, None
+            if abs(k - held_k) <= self.step_cycles:
+                yield from self._take(held_k, held)
+            else:
+                self.batch.append(held)
+        if self.open is not None and abs(k - self.open) > self.step_cycles:
+            self._held = (k, m)
+            return
+        yield from self._take(k, m)
+
+    def _take(self, k: int, m: AnyMeasurement) -> Iterator[Cycle]:
+        """Place a line in its cycle (the origin learns from it; a line off on its own is not
+        taken, so its stamps move no origin)."""
+        offset = round(m.t_capture * 1e6) - round(m.t_receive * 1e6)
         if isinstance(m, NODE_STAMPED):
             self.origin_us = offset if self.origin_us is None else max(self.origin_us, offset)
         elif self.origin_us is None:
             self.fallback_us = offset if self.fallback_us is None else max(self.fallback_us, offset)
-        k = self.cycle_of(receive_us)
         if self.open is not None and k < self.open - self.step_cycles:
-            return self._stepped_back(k, m)
+            yield from self._stepped_back(k, m)
+            return
         if self.open is None:
             self.open, self.stepped = k, k - 1
         elif k > self.open:
             self.closed.append((self.open, self.batch))
             self.open, self.batch = k, []
         self.batch.append(m)
-        return self._ready(self.open - 1, final=False)
+        yield from self._ready(self.open - 1, final=False)
 
     def _stepped_back(self, k: int, m: AnyMeasurement) -> Iterator[Cycle]:
-        """The receive clock went back by more than a clock step (`kernel.clock.STEP_S`): a log
-        kept on a wall clock that NTP corrected. Joining the open cycle (as a line slightly out of
-        order does) would hold every later line there until the end of input; instead what is held
-        goes out, and cycles go on from the new time: the core step sees its clock step back, as
-        the node's would (`NodeCore`)."""
+        """The receive clock went back by more than a clock step, and stayed back: a log kept on a
+        wall clock that NTP corrected. Joining the open cycle would hold every later line there
+        until the end of input; instead what is held goes out, and cycles go on from the new
+        time: the core step sees its clock step back, as the node's would (`NodeCore`)."""
         assert self.open is not None
         self.closed.append((self.open, self.batch))
         self.batch = []
@@ -140,12 +161,16 @@ class ArrivalGrid:
         self.open, self.stepped, self.batch = k, k - 1, [m]
 
     def end(self) -> Iterator[Cycle]:
-        """The end of input: every cycle still held, the last one included."""
+        """The end of input: every cycle still held, the last one included (a line held by
+        `_arrive` is taken as it stands: nothing after it says otherwise)."""
+        if self._held is not None:
+            (k, m), self._held = self._held, None
+            yield from self._take(k, m)
         if self.open is None:
-            return iter(())
+            return
         self.closed.append((self.open, self.batch))
         self.batch = []
-        return self._ready(self.open, final=True)
+        yield from self._ready(self.open, final=True)
 
     def _ready(self, through: int, final: bool) -> Iterator[Cycle]:
         if self.origin_us is None:

@@ -18,7 +18,7 @@ from cuas_node.core.step import NodeCore
 from cuas_node.core.zones import ZoneSpec
 from cuas_node.fusion.classify import CLASSES
 from cuas_node.kernel.geo import LocalFrame
-from cuas_node.kernel.measurement import GpsFix, RadarDetection
+from cuas_node.kernel.measurement import GpsFix, RadarDetection, RemoteIdReport
 from cuas_node.runtime import Runtime
 from tests.sinks import RecordingSink
 
@@ -97,7 +97,8 @@ def test_a_step_back_within_a_second_is_not_a_restart() -> None:
 def test_measurements_captured_after_now_are_dropped_but_gps_time_is_foreign() -> None:
     """A node-stamped measurement cannot have been captured after the node's `now`: one that
     claims so (a sensor clock ahead of the node's) is dropped and counted. A GPS fix carries the
-    satellites' time, which is not the node's: it is not judged by this rule."""
+    satellites' time: far ahead of a node clock that is behind, it still places the node at once
+    (restamped `now`), and radar plots after it are not late."""
     data = {
         **DATA,
         "node": {"id": "t"},
@@ -105,26 +106,106 @@ def test_measurements_captured_after_now_are_dropped_but_gps_time_is_foreign() -
     }
     core = NodeCore(core_setup(build_config(data, "test")))
     now = EPOCH
-    fix = GpsFix("gps", now + 0.9, now, 52.0, 4.3, 10.0, 47.0, quality=1)
-    core.step(now, [fix, _drone(0.0, now + 30.0), _drone(0.0, now + 1.5), _drone(0.0, now + 0.5)])
-    core.step(now + 1.5, [])
+    fix = GpsFix("gps", now + 3600.0, now, 52.0, 4.3, 10.0, 47.0, quality=1)
+    core.step(now, [fix, _drone(0.0, now + 30.0), _drone(0.0, now + 1.5), _drone(0.0, now)])
+    for k in range(1, 30):
+        core.step(now + 0.05 * k, [_drone(0.05 * k, now + 0.05 * k)])
     assert core.position() is not None and core.position().source == "gps"
     assert core.engine.dropped()["captured_after_now"] == 2
-    assert core.engine.counters.by_kind["RadarDetection"] == 1
+    assert core.engine.counters.by_kind["RadarDetection"] + len(core.reorder) == 30
+    assert core.status().late == 0
+
+
+def test_at_a_step_back_held_gps_fixes_are_kept_and_remote_id_dropped() -> None:
+    """What the reorder window holds at the step: a GPS fix (the satellites' time) is fused on the
+    new clock; a Remote ID report's time was resolved against the old clock: dropped, counted."""
+    data = {
+        **DATA,
+        "node": {"id": "t"},
+        "sensors": [
+            {"kind": "nmea", "id": "gps", "port": "/dev/null"},
+            {"kind": "remoteid", "id": "rid", "port": "/dev/null"},
+        ],
+    }
+    core = NodeCore(core_setup(build_config(data, "test")))
+    now = EPOCH
+    fix = GpsFix("gps", now - 0.02, 0.0, 52.0, 4.3, 10.0, 47.0, quality=1)
+    rid = RemoteIdReport("rid", now - 0.02, 0.0, "UAS-1", lat=52.001, lon=4.301, alt_geo_m=100.0)
+    core.step(now, [fix, rid])
+    assert len(core.reorder) == 2 and core.position() is None
+    core.step(now - 3600.0, [])
+    core.step(now - 3600.0 + 0.2, [])
+    assert core.position() is not None and core.position().source == "gps"
+    assert core.engine.dropped()["captured_after_now"] == 1
+
+
+def test_a_calibrated_time_offset_is_not_a_clock_step() -> None:
+    """`time_offset_s` (up to 10 s) moves a sensor's capture times for fusion; the node's stamp is
+    what says when it arrived, and that is what a clock step is judged on."""
+    data = {**DATA, "sensors": [{**DATA["sensors"][0], "time_offset_s": 1.5}]}
+    core, messages = NodeCore(core_setup(build_config(data, "test"))), []
+    _fly(core, 0.0, 5.0, 0.0, messages)
+    assert core.engine.dropped()["captured_after_now"] == 0 and len(messages) > 15
 
 
 def test_health_goes_out_when_the_clock_steps_back(tmp_path) -> None:
-    config = build_config({**DATA, "node": {**DATA["node"], "state_dir": str(tmp_path)}}, "test")
-    sink = RecordingSink("t", session=0)
-    from cuas_node.kernel.clock import SystemClock
+    """Health was due when `now - last >= interval`: an hour back, an hour without health. It goes
+    out at once, and `uptime_s` is the monotonic clock's (the wall clock's went negative)."""
+    from cuas_node.kernel.clock import ManualClock
 
-    runtime = Runtime(config, SystemClock(), [], sink, session=0)
+    config = build_config({**DATA, "node": {**DATA["node"], "state_dir": str(tmp_path)}}, "test")
+    clock = ManualClock(EPOCH)
+    sink = RecordingSink("t", session=0)
+    runtime = Runtime(config, clock, [], sink, session=0)
     interval = config.mqtt.health_interval_s
-    for k in range(round(2 * interval / 0.05)):
-        runtime.cycle(EPOCH + k * 0.05, [])
+    steps = round(2 * interval / 0.05)
+    for k in range(1, steps + 1):
+        clock.set(k * 0.05)
+        runtime.cycle(clock.now(), [])
     published = len(sink.health)
     assert published >= 1
-    for k in range(20):  # the clock went back an hour: health at once, not in an hour
-        runtime.cycle(EPOCH - 3600.0 + k * 0.05, [])
+    clock.epoch -= 3600.0  # the wall clock goes back an hour
+    for k in range(steps + 1, steps + 21):
+        clock.set(k * 0.05)
+        runtime.cycle(clock.now(), [])
     assert len(sink.health) == published + 1
-    assert sink.health[-1]["uptime_s"] >= 0.0
+    assert sink.health[-1]["uptime_s"] == round((steps + 1) * 0.05, 1)
+
+
+def _nmea(body: str) -> bytes:
+    checksum = 0
+    for ch in body.encode():
+        checksum ^= ch
+    return f"${body}*{checksum:02X}\r\n".encode()
+
+
+def test_a_sensor_silent_before_a_step_back_is_still_reported_silent(tmp_path) -> None:
+    """A reviewer's find: sensor silence was judged on the wall clock, so after a step back the
+    health that now goes out at once called a receiver dead for 100 s `ok` (age 0), and so did the
+    status LED, until the clock caught up. Silence is measured on the monotonic clock."""
+    from cuas_node.drivers.nmea.driver import NmeaDriver
+    from cuas_node.kernel.clock import ManualClock
+    from tests.fakes import ChunkTransport
+
+    config = build_config(
+        {
+            **DATA,
+            "node": {**DATA["node"], "state_dir": str(tmp_path)},
+            "sensors": [{"kind": "nmea", "id": "gps", "port": "/dev/null"}],
+        },
+        "test",
+    )
+    clock = ManualClock(EPOCH)
+    epochs = [_nmea(f"GPGGA,12000{s}.00,5200.000,N,00418.000,E,1,08,0.9,10.0,M,47.0,M,,") for s in (0, 1)]
+    gps = NmeaDriver("gps", ChunkTransport([b"".join(epochs)]), clock)
+    sink = RecordingSink("t", session=0)
+    runtime = Runtime(config, clock, [gps], sink, session=0)
+    gps.open()
+    gps.read()
+    assert gps.health().last_seen == EPOCH
+    clock.set(100.0)  # a hundred seconds of silence
+    runtime.cycle(clock.now(), [])
+    clock.epoch -= 3600.0  # the wall clock steps back an hour; the monotonic clock runs on
+    runtime.cycle(clock.now(), [])
+    entry = sink.health[-1]["sensors"][0]
+    assert (entry["state"], entry["detail"], entry["age_s"]) == ("degraded", "no data for 100 s", 100.0)

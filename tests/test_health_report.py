@@ -74,7 +74,13 @@ def test_fusion_counts_tracks_by_status(tmp_path: Path, schemas: dict[str, Any])
     assert (fusion["confirmed"], fusion["coasting"]) == (1, 0)
     assert fusion["tracks"] == 1 and fusion["tentative"] > 0
     jsonschema.validate({"type": "health", "node_id": "t", "seq": 1, **health}, schemas["health"])
-    assert fusion["dropped"] == {"invalid": 0, "below_ground": 0, "unsupported": 0, "waiting_for_position": 0, "captured_after_now": 0}
+    assert fusion["dropped"] == {
+        "invalid": 0,
+        "below_ground": 0,
+        "unsupported": 0,
+        "waiting_for_position": 0,
+        "captured_after_now": 0,
+    }
     assert fusion["without_range_rate"] == 0
 
 
@@ -89,7 +95,13 @@ def test_fusion_counts_what_it_could_not_use_by_reason(tmp_path: Path, schemas: 
     ]
     runtime.cycle(0.2, batch)
     fusion = runtime.health(1.0, 1.0)["fusion"]
-    assert fusion["dropped"] == {"invalid": 1, "below_ground": 1, "unsupported": 1, "waiting_for_position": 0, "captured_after_now": 0}
+    assert fusion["dropped"] == {
+        "invalid": 1,
+        "below_ground": 1,
+        "unsupported": 1,
+        "waiting_for_position": 0,
+        "captured_after_now": 0,
+    }
     assert fusion["without_range_rate"] == 1
     jsonschema.validate(
         {"type": "health", "node_id": "t", "seq": 1, **runtime.health(1.0, 1.0)}, schemas["health"]

@@ -528,10 +528,12 @@ def test_grid_falls_back_on_any_kind_without_node_stamped_ones() -> None:
     origin = 1_700_000_000.0
     assert list(grid.add(_gps(origin + 0.01, 0.01))) == []
     assert list(grid.add(_gps(origin + 1.0, 1.0))) == []  # waiting
-    cycles = list(grid.add(_gps(origin + ORIGIN_WAIT_S + 1.0, ORIGIN_WAIT_S + 1.0)))
-    assert len(cycles) == round((ORIGIN_WAIT_S + 1.0) / 0.05) - 1  # all but the open one
+    # A line 10 s on waits for the next (a gap, or a line off on its own?): the next says a gap.
+    assert list(grid.add(_gps(origin + ORIGIN_WAIT_S + 1.0, ORIGIN_WAIT_S + 1.0))) == []
+    cycles = list(grid.add(_gps(origin + ORIGIN_WAIT_S + 1.01, ORIGIN_WAIT_S + 1.01)))
+    assert len(cycles) == round((ORIGIN_WAIT_S + 1.0) / 0.05)  # all but the open one
     assert cycles[0][0] == pytest.approx(origin + 0.05, abs=1e-6) and len(cycles[0][1]) == 1
-    assert cycles[-1][0] == pytest.approx(origin + ORIGIN_WAIT_S + 0.95, abs=1e-6)
+    assert cycles[-1][0] == pytest.approx(origin + ORIGIN_WAIT_S + 1.0, abs=1e-6) and len(cycles[-1][1]) == 1
     short = ArrivalGrid()
     fix = _gps(origin + 0.01, 0.01)
     assert list(short.add(fix)) == []
@@ -594,3 +596,27 @@ def test_a_log_whose_clock_steps_back_keeps_its_tracks_coming(tmp_path: Path) ->
     assert tracking.core.clock_steps == 1
     assert any(tr["status"] == "deleted" and tr["id"] == "0.1" for tr in after[0]["tracks"])
     assert {tr["id"] for tr in after[-1]["tracks"]} == {"0.2"}
+
+
+@pytest.mark.parametrize("where", ["late", "a day ahead", "a day behind"])
+def test_one_line_off_on_its_own_is_not_a_clock_step(tmp_path: Path, where: str) -> None:
+    """A reviewer's find: one line written 3 s late (a merged or buffered log) was taken for the
+    log's clock stepping back: every track deleted, fusion restarted. A line far from the open
+    cycle now waits for the next; if the next does not lie with it, it was off on its own."""
+    path = tmp_path / "radar.toml"
+    path.write_text(RADAR_TOML)
+    t0 = 1_750_000_000.0
+    lines = _flight(t0, t0)
+    off = json.loads(lines.pop(50))
+    if where == "late":
+        lines.insert(80, json.dumps(off))  # written 3 s after it was captured
+    else:
+        shift = 86_400.0 if where == "a day ahead" else -86_400.0
+        off["t_receive"] += shift
+        lines.insert(50, json.dumps(off))
+    tracking = Tracking(track_config(path, tmp_path), out := io.StringIO())
+    tracking.run(lines)
+    docs = [json.loads(line) for line in out.getvalue().splitlines() if '"tracks"' in line]
+    assert tracking.core.clock_steps == 0
+    assert {tr["id"] for d in docs for tr in d["tracks"]} == {"0.1"}
+    assert not any(tr["status"] == "deleted" for d in docs for tr in d["tracks"])

@@ -32,7 +32,8 @@ from cuas_node.kernel.pose import Pose
 
 FloatArray = npt.NDArray[np.float64]
 DEFAULT_BAUDRATE = 2_000_000
-_STEP_CONFIRM_S = 2.0  # seconds of sound whose offset stays a clock step above the known one
+_STEP_CONFIRM_S = 5.0  # seconds of frames whose offset stays level a clock step above the known one
+_STEP_LEVEL_S = 0.25  # how far those offsets may fall and still be level (transport jitter: ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,7 @@ class AcousticArrayDriver(Driver[PcmFrame]):
         self._new = 0
         self._end_device_s = 0.0
         self._offset_s: float | None = None
-        self._ahead: tuple[float, float] | None = None  # (since, least): offsets above a clock step
+        self._ahead: tuple[float, float, float] | None = None  # offsets a step above: since, first, least
         self._counts = dict.fromkeys(("blocks", "detections", "channel_mismatch", "stream_resets"), 0)
 
     @classmethod
@@ -200,10 +201,11 @@ class AcousticArrayDriver(Driver[PcmFrame]):
     def _clock_offset(self, offset: float) -> float:
         """The node clock minus the front end's free-running one, from this frame's `offset` (its
         arrival on the node's clock less its end on the device's): the least-delayed frame bounds
-        it best, so the smallest is kept; but offsets above it by more than a clock step
-        (`kernel.clock.STEP_S`) for `_STEP_CONFIRM_S` of sound are the node's clock stepped
-        forward (NTP at boot), not a host stall (a stall's backlog drains within a second), and
-        the smallest of them is taken; otherwise every bearing would stay late by the step."""
+        it best, so the smallest is kept. Offsets above it by more than a clock step
+        (`kernel.clock.STEP_S`) that stay level for `_STEP_CONFIRM_S` of frames are the node's
+        clock stepped forward (NTP at boot), and the smallest of them is taken; otherwise every
+        bearing would stay late by the step. A stalled host's backlog raises them too, but they
+        fall as it drains (each frame less delayed than the one before): not level."""
         known = self._offset_s
         if known is None or offset < known:
             self._ahead = None
@@ -211,12 +213,15 @@ class AcousticArrayDriver(Driver[PcmFrame]):
         if offset <= known + STEP_S:
             self._ahead = None
             return known
-        since, least = self._ahead or (self._end_device_s, offset)
-        self._ahead = (since, min(least, offset))
+        since, first, least = self._ahead or (self._end_device_s, offset, offset)
+        least = min(least, offset)
+        if first - least > _STEP_LEVEL_S:  # falling: a backlog draining; look again from here
+            since, first, least = self._end_device_s, offset, offset
+        self._ahead = (since, first, least)
         if self._end_device_s - since < _STEP_CONFIRM_S:
             return known
         self._ahead = None
-        return min(least, offset)
+        return least
 
     def to_measurements(self, record: PcmFrame, t_capture: float, t_receive: float) -> list[AnyMeasurement]:
         out: list[AnyMeasurement] = []

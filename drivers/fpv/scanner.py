@@ -82,6 +82,7 @@ class Rx5808Driver:
         self.detail = "not opened"
         self.measurement_count = 0
         self.last_seen: float | None = None
+        self.last_seen_mono: float | None = None  # the same on the monotonic clock
         self.counters: dict[str, int] = {
             "sweeps": 0,
             "tunes": 0,
@@ -179,6 +180,7 @@ class Rx5808Driver:
             last_seen=self.last_seen,
             counters=dict(self.counters),
             detail=self.detail,
+            age_s=None if self.last_seen_mono is None else self.clock.monotonic() - self.last_seen_mono,
         )
 
     # -- the sweep ----------------------------------------------------------------------------
@@ -261,7 +263,7 @@ class Rx5808Driver:
         if out:
             self.measurement_count += len(out)
         if self.state == SensorState.OK:  # a clean sweep is a sign of life, with or without video
-            self.last_seen = float(self._t_capture.max())
+            self.last_seen, self.last_seen_mono = float(self._t_capture.max()), self.clock.monotonic()
         self._no_reply = 0
         return out
 

@@ -39,10 +39,10 @@ from cuas_node.drivers.remoteid.messages import (
 )
 from cuas_node.drivers.transport import SerialTransport, Transport
 from cuas_node.kernel.clock import Clock
-from cuas_node.kernel.measurement import AnyMeasurement, RemoteIdReport
+from cuas_node.kernel.measurement import REMOTE_ID_SKEW_S, AnyMeasurement, RemoteIdReport
 
 LineFormat = Literal["odid-lines", "drone-mesh-mapper"]
-MAX_CLOCK_SKEW_S = 30.0
+MAX_CLOCK_SKEW_S = REMOTE_ID_SKEW_S
 """A drone timestamp further than this from the receive time is not believed (unsynced clocks)."""
 
 # Which ID type names the drone best, for `uas_id` (lower is better).

@@ -28,7 +28,13 @@ from cuas_node.fusion.params import FusionSetup
 from cuas_node.fusion.tracks import Status
 from cuas_node.kernel.clock import STEP_S
 from cuas_node.kernel.geo import LocalFrame
-from cuas_node.kernel.measurement import NODE_STAMPED, AnyMeasurement, saw_something
+from cuas_node.kernel.measurement import (
+    REMOTE_ID_SKEW_S,
+    AnyMeasurement,
+    GpsFix,
+    RemoteIdReport,
+    saw_something,
+)
 from cuas_node.kernel.reports import AlertAck, AlertEvent, AlertKey, GeoPoint, NodePosition, TrackReport
 
 RATE_SLACK_S = 1e-4  # far above float rounding of epoch times, far below any cycle
@@ -123,7 +129,7 @@ class NodeCore:
         """One cycle at time `now` with the measurements that arrived since the last one."""
         started = time.perf_counter()
         if now < self.now - STEP_S:
-            self._clock_stepped_back()
+            batch = [*self._clock_stepped_back(), *batch]
         if batch:
             self.engine.fuse(self.reorder.push(self._captured_by(now, batch)))
         return self._cycle(now, started, final=False)
@@ -133,41 +139,56 @@ class NodeCore:
         and report whatever changed, without waiting for the rate limit."""
         started = time.perf_counter()
         if now < self.now - STEP_S:
-            self._clock_stepped_back()
+            batch = [*self._clock_stepped_back(), *batch]
         self.reorder.push(self._captured_by(now, batch))
         self.engine.fuse(self.reorder.release(math.inf))
         return self._cycle(now, started, final=True)
 
-    def _clock_stepped_back(self) -> None:
+    def _clock_stepped_back(self) -> list[AnyMeasurement]:
         """The wall clock went back (by more than `STEP_S`). Every track's state, the rate
         limit and the reorder window lie in the new clock's future: left as they are, each new
         measurement would be late by the step, no track updated or deleted, and no `tracks`
         message sent until the clock caught up (an hour back: an hour of silence). So every
         published track is deleted in the next message (its zone alerts cleared with it), fusion
         starts afresh on the new time base (`FusionEngine.successor`: ids go on, the position and
-        counters are kept) and what the window held from before the step is dropped
-        (`captured_after_now`)."""
+        counters are kept). What the window held from before the step is dropped
+        (`captured_after_now`), but for GPS fixes (returned, to be fused on the new clock: their
+        time is the satellites', and fusion uses only their position)."""
         self.clock_steps += 1
         self._retired += self.engine.retire_all()
         held = self.reorder.release(math.inf)
         self.engine = self.engine.successor()
-        self.engine.counters.captured_after_now += sum(map(saw_something, held))
+        fixes: list[AnyMeasurement] = [m for m in held if isinstance(m, GpsFix)]
+        self.engine.counters.captured_after_now += sum(map(saw_something, held)) - len(fixes)
         late = self.reorder.late
         self.reorder = ReorderBuffer(self.params.reorder_window_s, self.engine.capture_time)
         self.reorder.late = late
         self._last_tracks = -math.inf
+        return fixes
 
-    def _captured_by(self, now: float, batch: Sequence[AnyMeasurement]) -> Sequence[AnyMeasurement]:
-        """`batch` without node-stamped measurements captured after `now` (by more than
-        `STEP_S`): stamped before the clock stepped back, or by a sensor clock that is ahead
-        of the node's. Fused, they would put tracks in the future and make every later measurement
-        late. Counted as dropped (`captured_after_now`)."""
-        bound, capture_time = now + STEP_S, self.engine.capture_time
-        ahead = [m for m in batch if isinstance(m, NODE_STAMPED) and capture_time(m) > bound]
-        if not ahead:
-            return batch
-        self.engine.counters.captured_after_now += sum(map(saw_something, ahead))
-        return [m for m in batch if not (isinstance(m, NODE_STAMPED) and capture_time(m) > bound)]
+    def _captured_by(self, now: float, batch: Sequence[AnyMeasurement]) -> list[AnyMeasurement]:
+        """`batch` judged by its stamps against `now`. A node-stamped measurement stamped more than
+        `STEP_S` after `now`, or a Remote ID report more than that beyond the clock skew its
+        driver allows (`REMOTE_ID_SKEW_S`), was stamped before the clock stepped back or by a
+        sensor clock ahead of the node's: fused, it would put tracks in the future and make every
+        later measurement late; it is dropped and counted (`captured_after_now`). A GPS fix that
+        far ahead carries the true time of a node clock that is behind: it is kept, stamped `now`
+        (fusion uses only its position; held in the reorder window until the clock caught up, it
+        would hold the node's position back and make every radar plot late)."""
+        kept: list[AnyMeasurement] = []
+        dropped = 0
+        for m in batch:
+            ahead = m.t_capture - now
+            if ahead <= STEP_S:
+                kept.append(m)
+            elif isinstance(m, GpsFix):
+                kept.append(dataclasses.replace(m, t_capture=now))
+            elif isinstance(m, RemoteIdReport) and ahead <= REMOTE_ID_SKEW_S + STEP_S:
+                kept.append(m)
+            else:
+                dropped += saw_something(m)
+        self.engine.counters.captured_after_now += dropped
+        return kept
 
     def _cycle(self, now: float, started: float, final: bool) -> StepResult:
         self.now = now

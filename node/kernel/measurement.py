@@ -180,3 +180,8 @@ NODE_STAMPED = (RadarDetection, EmptyRadarScan, AcousticBearing, RfPresence)
 """Kinds whose capture time is taken on the node's clock, at or before their arrival: none of them
 can have been captured after the node's `now` (GPS fixes carry the satellites' time and Remote ID
 reports the aircraft's, either of which may run ahead of a node clock that is wrong)."""
+
+REMOTE_ID_SKEW_S = 30.0
+"""How far a `RemoteIdReport`'s capture time may lie from the node's clock: its driver resolves the
+aircraft's time stamp (seconds past the hour) to the hour nearest the node's time and refuses more
+than this between them."""
