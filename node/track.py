@@ -102,33 +102,56 @@ class ArrivalGrid:
         self.batch: list[AnyMeasurement] = []
         self.closed: deque[tuple[int, list[AnyMeasurement]]] = deque()  # waiting for the origin
         self.stepped: int | None = None  # the last cycle handed out
-        self._held: tuple[int, AnyMeasurement] | None = None  # a line far from the open cycle (`_arrive`)
+        self._held: list[tuple[int, AnyMeasurement]] = []  # lines far from the open cycle (`_arrive`)
 
     def cycle_of(self, receive_us: int) -> int:
         k = -(-receive_us // self.cycle_us)
         return max(k, 1) if receive_us >= 0 else k
 
     def add(self, m: AnyMeasurement) -> Iterator[Cycle]:
-        """Take one arrival; return the cycles it completes (those before its own), to be consumed
-        before the next call (lazily: a long gap between lines is many empty cycles)."""
+        """Take one arrival; return the cycles it completes (those before its own). The arrival
+        is placed as the iterator is consumed, which must be before the next call (lazily: a long
+        gap between lines is many empty cycles, and whether to skip them depends on each)."""
         return self._arrive(self.cycle_of(round(m.t_receive * 1e6)), m)
 
     def _arrive(self, k: int, m: AnyMeasurement) -> Iterator[Cycle]:
-        """A line more than a clock step (`kernel.clock.STEP_S`) away from the open cycle is held
-        until the next one says what it was. If the next line lies with it, the log jumped: a gap
-        (forward; sensors were silent) or its clock stepped back (`_stepped_back`). If not, it was
-        one line off on its own (written late, a garbled stamp): it joins the open cycle, as a line
-        slightly out of order does, and fusion judges its capture time."""
-        if self._held is not None:
-            (held_k, held), self._held = self._held, None
-            if abs(k - held_k) <= self.step_cycles:
-                yield from self._take(held_k, held)
+        """Lines more than a clock step (`kernel.clock.STEP_S`) from the open cycle are held until
+        a line of another cycle says what they were (a radar frame's lines share a cycle: they are
+        judged together). Ahead of the open cycle: if the log goes on from there, a gap (sensors
+        were silent; a sparse log is all gaps); if it comes back, lines off on their own (a
+        garbled stamp). Behind it: if the log comes back to the open cycle, lines written late;
+        if it goes on back there for more than a clock step, the log's clock stepped back
+        (`_stepped_back`). Lines off on their own or late join the open cycle, as a line slightly
+        out of order does, their stamps moving no origin; fusion judges their capture times."""
+        held, step = self._held, self.step_cycles
+        if held and k != held[-1][0]:
+            assert self.open is not None
+            first = held[0][0]
+            if first > self.open:
+                jumped = k >= first - step
+            elif k >= self.open - step:
+                jumped = False
+            elif k - first > step:
+                jumped = True
             else:
-                self.batch.append(held)
-        if self.open is not None and abs(k - self.open) > self.step_cycles:
-            self._held = (k, m)
+                held.append((k, m))
+                return
+            yield from self._release_held(jumped)
+        elif held:
+            held.append((k, m))
+            return
+        if self.open is not None and abs(k - self.open) > step:
+            self._held.append((k, m))
             return
         yield from self._take(k, m)
+
+    def _release_held(self, jumped: bool) -> Iterator[Cycle]:
+        held, self._held = self._held, []
+        if not jumped:
+            self.batch += [m for _, m in held]
+            return
+        for k, m in held:
+            yield from self._take(k, m)
 
     def _take(self, k: int, m: AnyMeasurement) -> Iterator[Cycle]:
         """Place a line in its cycle (the origin learns from it; a line off on its own is not
@@ -161,11 +184,11 @@ class ArrivalGrid:
         self.open, self.stepped, self.batch = k, k - 1, [m]
 
     def end(self) -> Iterator[Cycle]:
-        """The end of input: every cycle still held, the last one included (a line held by
-        `_arrive` is taken as it stands: nothing after it says otherwise)."""
-        if self._held is not None:
-            (k, m), self._held = self._held, None
-            yield from self._take(k, m)
+        """The end of input: every cycle still held, the last one included. Lines held by
+        `_arrive` ahead of the open cycle end the log after a gap; behind it, they were late."""
+        if self._held:
+            assert self.open is not None
+            yield from self._release_held(jumped=self._held[0][0] > self.open)
         if self.open is None:
             return
         self.closed.append((self.open, self.batch))

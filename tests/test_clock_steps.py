@@ -11,6 +11,7 @@ import dataclasses
 import math
 
 import numpy as np
+import pytest
 
 from cuas_node.assembly import core_setup
 from cuas_node.config import build_config
@@ -139,12 +140,18 @@ def test_at_a_step_back_held_gps_fixes_are_kept_and_remote_id_dropped() -> None:
     assert core.engine.dropped()["captured_after_now"] == 1
 
 
-def test_a_calibrated_time_offset_is_not_a_clock_step() -> None:
-    """`time_offset_s` (up to 10 s) moves a sensor's capture times for fusion; the node's stamp is
-    what says when it arrived, and that is what a clock step is judged on."""
-    data = {**DATA, "sensors": [{**DATA["sensors"][0], "time_offset_s": 1.5}]}
+@pytest.mark.parametrize("offset_s", [1.5, -1.5])
+def test_a_calibrated_time_offset_is_not_a_clock_step(offset_s: float) -> None:
+    """`time_offset_s` (-10 to 10 s) moves a sensor's capture times for fusion: a positive one
+    moves good stamps ahead of `now`, a negative one corrects a sensor whose stamps run ahead
+    (reviewers found each dropping every measurement of its sensor in turn)."""
+    data = {**DATA, "sensors": [{**DATA["sensors"][0], "time_offset_s": offset_s}]}
     core, messages = NodeCore(core_setup(build_config(data, "test"))), []
-    _fly(core, 0.0, 5.0, 0.0, messages)
+    stamps_ahead = max(-offset_s, 0.0)
+    for k in range(100):
+        now = EPOCH + k * 0.05
+        if core.step(now, [_drone(k * 0.05, now + stamps_ahead)]).tracks is not None:
+            messages.append(now)
     assert core.engine.dropped()["captured_after_now"] == 0 and len(messages) > 15
 
 

@@ -33,7 +33,7 @@ from cuas_node.kernel.pose import Pose
 FloatArray = npt.NDArray[np.float64]
 DEFAULT_BAUDRATE = 2_000_000
 _STEP_CONFIRM_S = 5.0  # seconds of frames whose offset stays level a clock step above the known one
-_STEP_LEVEL_S = 0.25  # how far those offsets may fall and still be level (transport jitter: ms)
+_STEP_LEVEL_S = 0.05  # how far the later half's least offset may lie below the earlier's, level
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +119,7 @@ class AcousticArrayDriver(Driver[PcmFrame]):
         self._new = 0
         self._end_device_s = 0.0
         self._offset_s: float | None = None
-        self._ahead: tuple[float, float, float] | None = None  # offsets a step above: since, first, least
+        self._ahead: list[tuple[float, float]] = []  # (device time, offset) of frames a step above
         self._counts = dict.fromkeys(("blocks", "detections", "channel_mismatch", "stream_resets"), 0)
 
     @classmethod
@@ -202,26 +202,32 @@ class AcousticArrayDriver(Driver[PcmFrame]):
         """The node clock minus the front end's free-running one, from this frame's `offset` (its
         arrival on the node's clock less its end on the device's): the least-delayed frame bounds
         it best, so the smallest is kept. Offsets above it by more than a clock step
-        (`kernel.clock.STEP_S`) that stay level for `_STEP_CONFIRM_S` of frames are the node's
-        clock stepped forward (NTP at boot), and the smallest of them is taken; otherwise every
-        bearing would stay late by the step. A stalled host's backlog raises them too, but they
-        fall as it drains (each frame less delayed than the one before): not level."""
+        (`kernel.clock.STEP_S`) for `_STEP_CONFIRM_S` of frames are the node's clock stepped
+        forward (NTP at boot) if they stay level: the least of the later half of them is taken;
+        otherwise every bearing would stay late by the step. A stalled host's backlog raises them
+        too, but they fall as it drains (each frame less delayed than the one before): the least
+        of the later half lies below the earlier half's by the drain, and the earlier half is let
+        go. Only a backlog drained slower than `_STEP_LEVEL_S` per half-window passes for a step."""
         known = self._offset_s
         if known is None or offset < known:
-            self._ahead = None
+            self._ahead.clear()
             return offset
         if offset <= known + STEP_S:
-            self._ahead = None
+            self._ahead.clear()
             return known
-        since, first, least = self._ahead or (self._end_device_s, offset, offset)
-        least = min(least, offset)
-        if first - least > _STEP_LEVEL_S:  # falling: a backlog draining; look again from here
-            since, first, least = self._end_device_s, offset, offset
-        self._ahead = (since, first, least)
+        ahead = self._ahead
+        ahead.append((self._end_device_s, offset))
+        since = ahead[0][0]
         if self._end_device_s - since < _STEP_CONFIRM_S:
             return known
-        self._ahead = None
-        return least
+        middle = since + 0.5 * (self._end_device_s - since)
+        earlier = min(o for t, o in ahead if t < middle)
+        later = min(o for t, o in ahead if t >= middle)
+        if earlier - later > _STEP_LEVEL_S:  # falling: a backlog draining
+            self._ahead = [(t, o) for t, o in ahead if t >= middle]
+            return known
+        self._ahead = []
+        return later
 
     def to_measurements(self, record: PcmFrame, t_capture: float, t_receive: float) -> list[AnyMeasurement]:
         out: list[AnyMeasurement] = []

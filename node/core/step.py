@@ -171,14 +171,16 @@ class NodeCore:
         `STEP_S` after `now`, or a Remote ID report more than that beyond the clock skew its
         driver allows (`REMOTE_ID_SKEW_S`), was stamped before the clock stepped back or by a
         sensor clock ahead of the node's: fused, it would put tracks in the future and make every
-        later measurement late; it is dropped and counted (`captured_after_now`). A GPS fix that
+        later measurement late; it is dropped and counted (`captured_after_now`). A calibrated
+        `time_offset_s` may explain a stamp ahead (a sensor whose stamps run early) or move a
+        good one ahead (a positive offset): either way it is not from the future. A GPS fix that
         far ahead carries the true time of a node clock that is behind: it is kept, stamped `now`
         (fusion uses only its position; held in the reorder window until the clock caught up, it
         would hold the node's position back and make every radar plot late)."""
         kept: list[AnyMeasurement] = []
-        dropped = 0
+        dropped, capture_time = 0, self.engine.capture_time
         for m in batch:
-            ahead = m.t_capture - now
+            ahead = min(m.t_capture, capture_time(m)) - now  # either: the stamp, or with its offset
             if ahead <= STEP_S:
                 kept.append(m)
             elif isinstance(m, GpsFix):
