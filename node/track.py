@@ -82,8 +82,8 @@ class ArrivalGrid:
     as replay computes its cycles, so they match replay's to the bit.
 
     Empty cycles are skipped while `idle()` says one would change nothing (no track left to coast
-    or delete, nothing to publish): a log with a day's gap between two lines, or a `t_receive` a
-    day off, is then two cycles apart, not 1.7 million.
+    or delete, nothing to publish): a log with a day's gap between two lines is then two cycles
+    apart, not 1.7 million.
     """
 
     def __init__(

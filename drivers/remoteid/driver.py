@@ -42,8 +42,6 @@ from cuas_node.kernel.clock import Clock
 from cuas_node.kernel.measurement import REMOTE_ID_SKEW_S, AnyMeasurement, RemoteIdReport
 
 LineFormat = Literal["odid-lines", "drone-mesh-mapper"]
-MAX_CLOCK_SKEW_S = REMOTE_ID_SKEW_S
-"""A drone timestamp further than this from the receive time is not believed (unsynced clocks)."""
 
 # Which ID type names the drone best, for `uas_id` (lower is better).
 _ID_PREFERENCE = {1: 0, 2: 1, None: 2, 3: 3, 4: 3, 0: 4}
@@ -152,7 +150,7 @@ class RemoteIdAssembler:
         t_receive: float,
     ) -> RemoteIdReport:
         time_utc = (
-            None if loc.timestamp_s is None else resolve_hour(loc.timestamp_s, t_capture, MAX_CLOCK_SKEW_S)
+            None if loc.timestamp_s is None else resolve_hour(loc.timestamp_s, t_capture, REMOTE_ID_SKEW_S)
         )
         vel = None
         if loc.speed_h_mps is not None and loc.direction_deg is not None and loc.speed_v_mps is not None:

@@ -71,7 +71,7 @@ class FusionCounters:
     invalid: int = 0  # radar detections with a non-finite or impossible range, angle or sigma: dropped
     outside_coverage: int = 0  # radar detections beyond the configured coverage by > OUTSIDE_SIGMAS σ (fused)
     without_range_rate: int = 0  # radar detections fused by the 3-D model (no usable range-rate)
-    captured_after_now: int = 0  # node-stamped, captured after `now` (`NodeCore`: the clock stepped)
+    captured_after_now: int = 0  # stamped after `now`, or held at a clock step (`NodeCore._captured_by`)
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
