@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import random
 import sys
 import tempfile
 from pathlib import Path
@@ -402,6 +403,49 @@ def test_a_slow_radar_keeps_its_track_through_a_run_of_misses(
         lines.append(wire.dumps(wire.measurement_record(m or EmptyRadarScan("surv", t, arrived))))
     slow = RADAR_TOML.replace("rate_hz = 10", "rate_hz = 1")
     assert set(_last_seen(_track_lines(tmp_path, slow, lines, capsys))) == {"0.1"}
+
+
+def test_clutter_in_a_lost_tracks_gate_neither_confirms_it_again_nor_keeps_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 1 Hz radar with 40 false alarms a scan: a target tracked for 20 s vanishes, and every third
+    scan a false alarm falls near where it would be (3.5 σ off in azimuth). Each such plot was a
+    hit that confirmed the coasting track again and started its count of misses afresh, so it was
+    published `confirmed` until the end of the input; such a plot's gain is far below what the
+    misses before it cost, so the track stays coasting and is deleted (issue 15)."""
+    t0, sig = 1_750_000_000.0, PLOT_SIGMAS
+    rng = random.Random(5)
+    lines = []
+    for k in range(70):
+        t, arrived = t0 + k, 12.0 + k
+        plots = [
+            RadarDetection(
+                "surv",
+                t,
+                arrived,
+                rng.uniform(100, 2500),
+                rng.uniform(-1, 1),
+                rng.uniform(-0.3, 0.5),
+                None,
+                *sig,
+            )
+            for _ in range(40)
+        ]
+        if k < 20 or k % 3 == 0:
+            az = 0.2 if k < 20 else 0.2 + (-1) ** k * 3.5 * sig[1]
+            plots.append(RadarDetection("surv", t, arrived, 1200.0 + 5.0 * k, az, 0.1, None, *sig))
+        lines += [wire.dumps(wire.measurement_record(m)) for m in plots]
+    out = _track_lines(tmp_path, RADAR_TOML.replace("rate_hz = 10", "rate_hz = 1"), lines, capsys)
+    statuses: dict[str, list[tuple[float, str]]] = {}
+    for line in out.splitlines():
+        doc = json.loads(line)
+        for tr in doc.get("tracks", []):
+            statuses.setdefault(tr["id"], []).append((doc["t"] - t0, tr["status"]))
+    target = [i for i, seen in statuses.items() if any(t < 20 and s == "confirmed" for t, s in seen)]
+    assert len(target) == 1
+    after = [s for t, s in statuses[target[0]] if t > 20]
+    assert "coasting" in after and after[-1] == "deleted"
+    assert "confirmed" not in after[after.index("coasting") :]
 
 
 def test_a_quiet_start_keeps_tracks_on_the_radars_clock_not_a_gps_clock(

@@ -52,6 +52,11 @@ class Thresholds:
         track costs an identity, and Pd is itself an estimate)."""
         return max(3, math.ceil(2.0 * math.log(self.alpha) / math.log(max(1.0 - pd, 1e-6))))
 
+    def absence_to_delete(self, pd: float) -> float:
+        """The evidence of absence (nats, `TrackTable.absence`) at which an established track is
+        deleted: that of `misses_to_delete` misses in a row at this Pd, each −ln(1 − Pd)."""
+        return self.misses_to_delete(pd) * -math.log(max(1.0 - pd, 1e-6)) * (1.0 - 1e-9)
+
 
 def hit_score(loglik: FloatArray, pd: float, clutter_density: float) -> FloatArray:
     """The score a detection adds: ln(Pd · g(ν) / λ)."""

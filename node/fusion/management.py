@@ -8,8 +8,12 @@ existence, and housekeeping on the data's clock.
   a 1° radar's cross-range cell: it is.
 - Each such look shifts the M-of-N window and moves the track score (`initiation`); a tentative
   track whose score falls to the SPRT rejection threshold is dropped at once (and remembered by
-  the clutter map); an established track missed in plain view for `misses_to_delete(Pd)` scans in
-  a row, Pd that sensor's observed detection probability, is gone.
+  the clutter map); an established track is gone once its evidence of absence reaches that of
+  `misses_to_delete(Pd)` misses in plain view in a row, Pd that sensor's observed detection
+  probability. That evidence is a CUSUM of the score (Page's test: misses add −ln(1 − Pd), a hit
+  takes back its gain, never below 0), so a plot that a lost track's grown gate takes, whose gain
+  is small, buys it a scan or two, not a fresh run of misses; and a coasting track is confirmed
+  again only by hits that outweigh its misses.
 - Housekeeping (`maintain`): coasting and deletion by time without an update, each timeout at
   least a few scan periods of the fastest sensor that fed the track (learnt, not configured, so a
   1 Hz radar's tracks do not coast between its frames), and deletion by time never before a radar
@@ -203,30 +207,35 @@ class TrackManager:
         absent = missed & ~contested
         tb.score[active[updated]] += gain[updated]
         tb.score[active[absent]] += math.log(1.0 - pd)
-        tb.misses[active[updated]] = 0
-        proven = active[updated]
+        # Evidence of absence is what the misses cost the score since it last grew, a hit taking
+        # back only what it adds: a clutter plot in a lost track's widened gate (a small gain)
+        # does not start its count of misses again.
+        hit = active[updated]
+        tb.absence[hit] = np.maximum(tb.absence[hit] - gain[updated], 0.0)
+        tb.absence[active[absent]] -= math.log(1.0 - pd)
+        # The misses were a present target's once hits have outweighed them (a clutter plot taken
+        # by the track of a target that is gone proves nothing).
+        proven = hit[tb.absence[hit] == 0.0]
         proven = proven[tb.unproven_misses[proven].any(axis=1)]
         if proven.size:
             self.stats.missed_earlier(tb.unproven_misses[proven].sum(axis=0))
             tb.unproven_misses[proven] = 0
         tb.absent[active[updated]] = False
-        tb.misses[active[absent]] += 1
-        gone = absent & firm & (tb.misses[active] >= self.thresholds.misses_to_delete(pd))
+        gone = absent & firm & (tb.absence[active] >= self.thresholds.absence_to_delete(pd))
         tb.absent[active[gone]] = True
-        hit = active[updated]
         status = tb.status[hit]
         # A clutter cell's extra hits never ask more than a real target gives in a typical window
         # at this sensor's learnt Pd (else, at Pd 0.7, a target in dense clutter waits for 6 of 6).
         least = self.least_hits(model)
         reachable = max(least, typical_hits(self.params.confirm_n, pd))
         confirm = hit[
-            (status != Status.CONFIRMED)
-            & (
-                (status == Status.COASTING)
-                | (
-                    (np.bitwise_count(tb.hits[hit]) >= np.minimum(least + tb.extra_hits[hit], reachable))
-                    & (tb.score[hit] >= self.thresholds.confirm)
-                )
+            # A coasting track is confirmed again by hits that outweigh the misses before them, not
+            # by any plot its grown gate takes (its score, high from its life, says nothing of now).
+            ((status == Status.COASTING) & (tb.absence[hit] == 0.0))
+            | (
+                (status == Status.TENTATIVE)
+                & (np.bitwise_count(tb.hits[hit]) >= np.minimum(least + tb.extra_hits[hit], reachable))
+                & (tb.score[hit] >= self.thresholds.confirm)
             )
         ]
         confirm = confirm[~self.underground(confirm)]  # a ground-bounce image never confirms

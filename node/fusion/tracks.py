@@ -64,8 +64,10 @@ class TrackTable:
         self.hits = np.zeros(capacity, dtype=np.uint32)  # M-of-N history, newest in bit 0
         self.extra_hits = np.zeros(capacity, dtype=np.int8)  # more hits needed where clutter recurs
         self.score = np.zeros(capacity)  # track score: log-likelihood ratio target/false (initiation.py)
-        self.misses = np.zeros(capacity, dtype=np.int32)  # consecutive scans missed in plain view
-        self.absent = np.zeros(capacity, dtype=bool)  # those misses say its target is gone
+        # Evidence that its target is gone, in nats: misses in plain view less the hits since, never
+        # below 0 (a CUSUM of the track score: `TrackManager.record`).
+        self.absence = np.zeros(capacity)
+        self.absent = np.zeros(capacity, dtype=bool)  # that evidence says its target is gone
         # Misses per sensor not yet known to be real: counted towards the sensor's Pd only once
         # the target shows itself again (`TrackManager.record`).
         self.unproven_misses = np.zeros((capacity, N_SENSORS), dtype=np.int32)
@@ -137,7 +139,7 @@ class TrackTable:
         self.hits[slots] = 1
         self.extra_hits[slots] = 0
         self.score[slots] = 0.0
-        self.misses[slots] = 0
+        self.absence[slots] = 0.0
         self.absent[slots] = False
         self.unproven_misses[slots] = 0
         self.twin_of[slots] = -1
