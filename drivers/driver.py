@@ -35,6 +35,11 @@ class SensorHealth:
     clock caught up). None: judge by `last_seen`."""
 
 
+def age_since(clock: Clock, mono: float | None) -> float | None:
+    """`SensorHealth.age_s` of a sign of life seen at `mono` on the clock's monotonic time."""
+    return None if mono is None else clock.monotonic() - mono
+
+
 class SensorDriver(Protocol):
     """What the runtime needs of any sensor driver, byte-stream or not (an SPI scanner that tunes,
     waits and samples has no parser, yet is run, supervised and reported on the same way)."""
@@ -135,5 +140,5 @@ class Driver(abc.ABC, Generic[RecordT]):
             last_seen=self.last_seen,
             counters=dict(self.parser.counters),
             detail=self.detail,
-            age_s=None if self.last_seen_mono is None else self.clock.monotonic() - self.last_seen_mono,
+            age_s=age_since(self.clock, self.last_seen_mono),
         )

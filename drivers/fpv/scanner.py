@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cuas_node.drivers.driver import SensorHealth
+from cuas_node.drivers.driver import SensorHealth, age_since
 from cuas_node.drivers.fpv.hardware import (
     ADC_FULL_SCALE,
     AdcSpi,
@@ -180,7 +180,7 @@ class Rx5808Driver:
             last_seen=self.last_seen,
             counters=dict(self.counters),
             detail=self.detail,
-            age_s=None if self.last_seen_mono is None else self.clock.monotonic() - self.last_seen_mono,
+            age_s=age_since(self.clock, self.last_seen_mono),
         )
 
     # -- the sweep ----------------------------------------------------------------------------
