@@ -131,21 +131,6 @@ def test_mirror_images_needs_a_partner_above_that_moves_alike() -> None:
     assert mirror_images(ground, far, up, across).tolist() == [False, False]
 
 
-def test_without_range_rate_a_low_targets_detection_is_its_own_not_an_image() -> None:
-    """A 10 km radar without range-rate (1° elevation: 93 m of height σ at 5.3 km): a low
-    target's detection 23 m below the ground, and another target 179 m up 88 m away. The pair
-    fits the mirror test's 3 σ windows, but a target at the ground explains the low detection
-    better (0.25 σ) than an image of the other does (1.2 σ): it is kept. An outside user's
-    generator (no multipath at all) lost 13 detections a run this way. A detection below the
-    ground that does fit the mirrored height better is still taken for an image."""
-    ground = Ground(0.0)
-    up, across = np.array([93.4, 92.8]), np.array([47.6, 47.6])
-    low = np.array([[-182.0, 5350.0, -23.2], [-120.0, 5290.0, 179.2]])
-    assert mirror_images(ground, low, up, across).tolist() == [False, False]
-    deep = np.array([[-182.0, 5350.0, -150.0], [-120.0, 5290.0, 147.0]])
-    assert mirror_images(ground, deep, up, across).tolist() == [True, False]
-
-
 def test_a_descending_track_that_loses_its_target_stays_above_the_ground() -> None:
     core = _core()
     v = np.array([0.0, 0.0, -4.0])  # descending at 4 m/s towards a landing

@@ -108,10 +108,7 @@ def mirror_images(
     both carry a range-rate, moves alike: the image's range-rate differs from the target's only
     by the climb rate seen through the mast's height (≤ 2·`radar_up_m`·|v_up|/r, bounded here by
     the ±20 m/s over which clutter Doppler is spread). A frame's static clutter (zero Doppler)
-    is thus never the partner of a moving target's detection. Without range-rate on both, the
-    image's height must lie nearer (in σ) the mirrored one than the ground, else it is better
-    explained as a low target seen a little low, whatever happens to be above it (a 10 km radar's
-    1° elevation: at 5 km another target or a false alarm within 3 σ above is no rare chance)."""
+    is thus never the partner of a moving target's detection."""
     height = ground.height(enu)
     below = np.flatnonzero(height < 0.0)
     above = np.flatnonzero(height >= 0.0)
@@ -123,11 +120,6 @@ def mirror_images(
     pair_across = np.hypot(sigma_across[below, None], sigma_across[None, above])
     pair_up = np.hypot(sigma_up[below, None], sigma_up[None, above])
     match = (horizontal <= SIGMAS * pair_across) & (mirrored <= SIGMAS * pair_up)
-    # Without a range-rate to match, an image must also fit the mirrored height better than the
-    # target itself would fit at the ground: at long range a height σ of 100 m makes the window
-    # above wide enough to hold another target or a false alarm by chance, and a low target's
-    # detection a few tens of metres below the ground is its own, not the image of one 200 m up.
-    nearer = (mirrored / pair_up) < (-height[below, None] / np.maximum(sigma_up[below, None], 1e-9))
     if radial is not None and sigma_radial is not None:
         rng = np.maximum(np.linalg.norm(enu[below], axis=1), 1.0)
         climb = 2.0 * radar_up_m * _MAX_CLIMB_MPS / rng
@@ -135,8 +127,6 @@ def mirror_images(
         gap = np.abs(radial[below, None] - radial[None, above])
         pair_radial = np.hypot(sigma_radial[below, None], sigma_radial[None, above])
         alike = gap <= SIGMAS * pair_radial + climb[:, None]
-        match &= np.where(both, alike, nearer)
-    else:
-        match &= nearer
+        match &= ~both | alike
     flagged[below] = match.any(axis=1)
     return flagged
