@@ -11,9 +11,9 @@ existence, and housekeeping on the data's clock.
   the clutter map); an established track is gone once its evidence of absence reaches that of
   `misses_to_delete(Pd)` misses in plain view in a row, Pd that sensor's observed detection
   probability. That evidence is a CUSUM of the score (Page's test: misses add −ln(1 − Pd), a hit
-  takes back its gain, never below 0), so a plot that a lost track's grown gate takes, whose gain
-  is small, buys it a scan or two, not a fresh run of misses; and a coasting track is confirmed
-  again only by hits that outweigh its misses.
+  takes back ln(1 − Pd + Pd·g/λ), never below 0), so a plot that a lost track's grown gate takes
+  buys it less than a scan, not a fresh run of misses; and a coasting track is confirmed again
+  only by hits that outweigh its misses, or by as many hits in a row as a new track needs.
 - Housekeeping (`maintain`): coasting and deletion by time without an update, each timeout at
   least a few scan periods of the fastest sensor that fed the track (learnt, not configured, so a
   1 Hz radar's tracks do not coast between its frames), and deletion by time never before a radar
@@ -181,16 +181,17 @@ class TrackManager:
         t: float,
         seen: FloatArray | None = None,
     ) -> None:
-        """What one scan says of each track: M-of-N window, score, misses; confirm; reject.
+        """What one scan says of each track: M-of-N window, score, evidence of absence; confirm;
+        reject.
 
         `contested`: tracks that gated a detection another track took. That is no evidence of
         absence (the target may be unresolved from a neighbour's): the M-of-N window counts the
-        miss, the score and the run of misses do not. `seen`: see `looked_at`."""
+        miss, the score and the evidence of absence do not. `seen`: see `looked_at`."""
         tb = self.table
         firm = tb.status[active] != Status.TENTATIVE
         if full_scan:
             looked = self.looked_at(active, bit, model, seen)
-            # A miss counts against the sensor's Pd once the target is seen again (by any sensor):
+            # A miss counts against the sensor's Pd once the track holds its target again (below):
             # until then it may be the miss of a target that is gone (landed, or hidden), and those
             # would drag the learnt Pd down and so keep every dead track longer.
             self.stats.detected(bit, int(np.count_nonzero(looked & firm & updated)))
@@ -207,15 +208,24 @@ class TrackManager:
         absent = missed & ~contested
         tb.score[active[updated]] += gain[updated]
         tb.score[active[absent]] += math.log(1.0 - pd)
-        # Evidence of absence is what the misses cost the score since it last grew, a hit taking
-        # back only what it adds: a clutter plot in a lost track's widened gate (a small gain)
-        # does not start its count of misses again.
+        # Evidence of absence: what the misses cost the score since it last grew, a hit taking back
+        # only what the scan says for the target, ln(1 − Pd + Pd·g/λ) (the plot is the target's,
+        # or a false alarm while the target was missed): a false alarm in a lost track's widened
+        # gate (a gain near 0) buys it less than a scan, and no plot counts worse than a miss.
         hit = active[updated]
-        tb.absence[hit] = np.maximum(tb.absence[hit] - gain[updated], 0.0)
+        take_back = np.logaddexp(gain[updated], math.log(1.0 - pd))
+        tb.absence[hit] = np.maximum(tb.absence[hit] - take_back, 0.0)
         tb.absence[active[absent]] -= math.log(1.0 - pd)
-        # The misses were a present target's once hits have outweighed them (a clutter plot taken
-        # by the track of a target that is gone proves nothing).
-        proven = hit[tb.absence[hit] == 0.0]
+        # A track holds its target again once its hits outweigh its misses, or once its last looks
+        # were hits as many as a new track needs (`least_hits`): a target found again after a
+        # long fade gives a few nats a hit, short of what five misses at Pd 0.97 cost, but hit
+        # scan after scan; a false alarm in a lost track's gate seldom comes twice in a row.
+        least = self.least_hits(model)
+        in_a_row = np.uint32((1 << least) - 1)
+        back = (tb.absence[hit] == 0.0) | ((tb.hits[hit] & in_a_row) == in_a_row)
+        # Only then were its misses a present target's (a false alarm taken by the track of a
+        # target that is gone proves nothing).
+        proven = hit[back]
         proven = proven[tb.unproven_misses[proven].any(axis=1)]
         if proven.size:
             self.stats.missed_earlier(tb.unproven_misses[proven].sum(axis=0))
@@ -226,12 +236,11 @@ class TrackManager:
         status = tb.status[hit]
         # A clutter cell's extra hits never ask more than a real target gives in a typical window
         # at this sensor's learnt Pd (else, at Pd 0.7, a target in dense clutter waits for 6 of 6).
-        least = self.least_hits(model)
         reachable = max(least, typical_hits(self.params.confirm_n, pd))
         confirm = hit[
-            # A coasting track is confirmed again by hits that outweigh the misses before them, not
-            # by any plot its grown gate takes (its score, high from its life, says nothing of now).
-            ((status == Status.COASTING) & (tb.absence[hit] == 0.0))
+            # A coasting track is confirmed again when it holds its target again (`back`), not by
+            # any plot its grown gate takes (its score, high from its life, says nothing of now).
+            ((status == Status.COASTING) & back)
             | (
                 (status == Status.TENTATIVE)
                 & (np.bitwise_count(tb.hits[hit]) >= np.minimum(least + tb.extra_hits[hit], reachable))

@@ -69,7 +69,7 @@ class TrackTable:
         self.absence = np.zeros(capacity)
         self.absent = np.zeros(capacity, dtype=bool)  # that evidence says its target is gone
         # Misses per sensor not yet known to be real: counted towards the sensor's Pd only once
-        # the target shows itself again (`TrackManager.record`).
+        # the track holds its target again (`TrackManager.record`).
         self.unproven_misses = np.zeros((capacity, N_SENSORS), dtype=np.int32)
         self.twin_of = np.full(capacity, -1, dtype=np.intp)  # an older track on its target (`twins`)
         self.twin_scans = np.zeros(capacity, dtype=np.int32)  # full scans in a row it looked a twin
