@@ -276,3 +276,30 @@ def test_largest_eigenvalue_in_closed_form_matches_eigvalsh(m: np.ndarray, shift
     # A repeated largest eigenvalue costs the closed form ~sqrt(machine epsilon) (arccos near ±1):
     # 1e-7 of the matrix's scale is far below anything a sigma test can notice.
     assert np.all(np.abs(largest_eigenvalue(cov) - reference) <= 1e-7 * scale)
+
+
+def test_a_frame_with_and_without_range_rate_is_one_look_for_the_learnt_pd() -> None:
+    """A radar frame whose target detection lacks range-rate (NaN radial) while its false alarms
+    carry one is fused as two scans. The target's track was charged a miss by the full look (the
+    larger part) and hit by the other, every frame: the learnt Pd fell to its floor (0.3) while
+    the target was detected in every frame, making every later miss weak evidence. Now the part
+    that hit it takes its look: Pd stays high and the track confirmed."""
+    core = _core(reorder_window_s=0.0)
+    core.step(100.0, [GpsFix("gps", 100.0, 0.0, 52.0, 4.3, 10.0, 47.0, quality=1)])
+    rng = np.random.default_rng(3)
+    for k in range(100):
+        t = 100.1 + 0.1 * k
+        target = RadarDetection(
+            "radar", t, 0.0, 30.0 + 0.05 * k, 0.1, 0.05, math.nan, 0.2, 0.02, 0.04, 0.1, 20.0
+        )
+        clutter = [
+            RadarDetection("radar", t, 0.0, float(r), float(az), 0.0, float(v), 0.2, 0.02, 0.04, 0.1, 10.0)
+            for r, az, v in zip(
+                rng.uniform(5, 60, 3), rng.uniform(-1, 1, 3), rng.uniform(-5, 5, 3), strict=True
+            )
+        ]
+        core.step(t, [target, *clutter])
+    tracker = core.engine.tracker
+    assert tracker.stats.pd(tracker.sensor_bits["radar"]) > 0.8
+    live = [tr for tr in core.tracks_now() if tr.live]
+    assert any(abs(np.linalg.norm(tr.enu_m) - 35.0) < 5.0 for tr in live)

@@ -248,9 +248,10 @@ class FusionEngine:
     def _radar(self, detections: list[RadarDetection], t: float) -> None:
         """One radar frame. Detections with a usable range-rate are fused by the 4-D model, the
         others (a 3-D radar, a plot extractor, NaN or None radial) by the 3-D one; a frame holding
-        both is fused as two scans at the same instant, the larger one a full look at the
-        coverage (its misses count for M-of-N), the other counting only its hits, so one frame
-        is not two looks. Nothing non-finite reaches the tracker: such detections are dropped."""
+        both is fused as two scans at the same instant: the smaller first, counting only its hits,
+        then the larger as the full look at the coverage, whose misses count except for the tracks
+        the first one hit (`TrackManager.record`), so one frame is one look. Nothing non-finite
+        reaches the tracker: such detections are dropped."""
         sensor_id = detections[0].sensor_id
         model = self.models.get(sensor_id)
         position_only = self.position_only.get(sensor_id)
@@ -271,12 +272,14 @@ class FusionEngine:
             keep = valid.copy()
             keep[valid] = ~dropped
         parts = [(keep & rate, model), (keep & ~rate, position_only)]
-        parts = sorted((p for p in parts if p[0].any()), key=lambda p: -int(np.count_nonzero(p[0])))
+        parts = sorted((p for p in parts if p[0].any()), key=lambda p: int(np.count_nonzero(p[0])))
         for i, (rows, part_model) in enumerate(parts):
             if part_model.dim == 3:
                 self.counters.without_range_rate += int(np.count_nonzero(rows))
             d = part_model.dim
-            scan = Scan(part_model, t, z[rows, :d], noise_from_sigmas(sig[rows, :d]), full_scan=i == 0)
+            scan = Scan(
+                part_model, t, z[rows, :d], noise_from_sigmas(sig[rows, :d]), full_scan=i == len(parts) - 1
+            )
             result = self.tracker.process(scan)
             self.counters.scans += 1
             hit = result.slot_of >= 0

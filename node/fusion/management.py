@@ -121,6 +121,9 @@ class TrackManager:
         self.lag_s = np.zeros(stats.last_t.size)  # per sensor bit: how late its newest scan reached maintain
         self._lag_measured_for = stats.last_t.copy()
         self.rejected = 0  # tentative tracks dropped by the SPRT
+        # Per sensor bit: the time and slots of the tracks that a partial scan hit, for the full
+        # scan of the same frame (a frame with and without range-rate is fused as two scans).
+        self._frame_hits: dict[int, tuple[float, IndexArray]] = {}
 
     # -- derived thresholds -----------------------------------------------------------------
     def fit_clutter_map(self, bit: int, model: MeasurementModel) -> None:
@@ -190,14 +193,21 @@ class TrackManager:
         tb = self.table
         firm = tb.status[active] != Status.TENTATIVE
         if full_scan:
+            # Tracks a partial scan of this frame hit were seen in it: no miss, and one detection.
+            earlier = self._frame_hits.pop(bit, (math.nan, active[:0]))
+            excused = np.isin(active, earlier[1]) if earlier[0] == t else np.zeros(active.size, dtype=bool)
             looked = self.looked_at(active, bit, model, seen)
             # A miss counts against the sensor's Pd once the track holds its target again (below):
             # until then it may be the miss of a target that is gone (landed, or hidden), and those
             # would drag the learnt Pd down and so keep every dead track longer.
-            self.stats.detected(bit, int(np.count_nonzero(looked & firm & updated)))
+            self.stats.detected(bit, int(np.count_nonzero(looked & firm & (updated | excused))))
+            looked &= ~excused  # their look was taken with their hit
             tb.unproven_misses[active[looked & firm & ~updated], bit] += 1
         else:
             looked = np.zeros(active.size, dtype=bool)
+            same = self._frame_hits.get(bit)
+            before = same[1] if same is not None and same[0] == t else active[:0]
+            self._frame_hits[bit] = (t, np.concatenate([before, active[updated]]))
         in_view = looked | updated
         viewed = active[in_view]
         tb.hits[viewed] = (
