@@ -82,7 +82,7 @@ class MqttSection(Section):
 
 class FusionSection(Section):
     confirm_m: int = Field(default=3, ge=1)
-    confirm_n: int = Field(default=6, ge=1)
+    confirm_n: int = Field(default=6, ge=1, le=32)  # the M-of-N window is a track's 32-bit word
     gate_probability: float = Field(default=0.999, gt=0.5, lt=1)
     coast_after_s: float = Field(default=0.6, gt=0)
     delete_after_s: float = Field(default=3.0, gt=0)
@@ -130,6 +130,12 @@ class FusionSection(Section):
     miss_probability: float = Field(
         default=0.05, gt=0, lt=0.5, description="SPRT β: chance a real target's hypothesis is rejected"
     )
+
+    @model_validator(mode="after")
+    def _window(self) -> FusionSection:
+        if self.confirm_m > self.confirm_n:
+            raise ValueError("confirm_m must not exceed confirm_n (hits in the last confirm_n looks)")
+        return self
 
 
 _PIN = r"^D([0-9]|1[0-9]|2[0-7])$"

@@ -115,6 +115,25 @@ def test_duplicate_sensor_ids_rejected() -> None:
         build_config(data, "test")
 
 
+@pytest.mark.parametrize(
+    ("fusion", "message"),
+    [
+        ({"confirm_m": 7, "confirm_n": 6}, "confirm_m must not exceed confirm_n"),
+        ({"confirm_n": 33}, "confirm_n"),
+    ],
+)
+def test_an_m_of_n_window_that_cannot_be_met_or_held_is_refused(fusion: dict[str, int], message: str) -> None:
+    """m of n with m > n never confirms a track, and the window is a track's 32-bit word: both
+    were accepted, and m > 32 crashed the first scan (`TrackManager.record`)."""
+    data = {
+        "node": {"id": "n"},
+        "fusion": fusion,
+        "sensors": [{"kind": "nmea", "id": "gps", "port": "/dev/a"}],
+    }
+    with pytest.raises(ConfigError, match=message):
+        build_config(data, "test")
+
+
 def test_config_path_resolution() -> None:
     assert resolve_config_path("a.toml", {}) == Path("a.toml")
     assert resolve_config_path(None, {"CUAS_CONFIG": "/x/c.toml"}) == Path("/x/c.toml")

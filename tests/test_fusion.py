@@ -303,3 +303,42 @@ def test_a_frame_with_and_without_range_rate_is_one_look_for_the_learnt_pd() -> 
     assert tracker.stats.pd(tracker.sensor_bits["radar"]) > 0.8
     live = [tr for tr in core.tracks_now() if tr.live]
     assert any(abs(np.linalg.norm(tr.enu_m) - 35.0) < 5.0 for tr in live)
+
+
+def test_a_target_without_range_rate_among_plots_with_it_is_tracked_at_a_high_learnt_pd() -> None:
+    """A radar learns Pd 0.99 from a target with range-rate; a second target whose plots lack it
+    appears among more plots that have it. Its track, born of the frame's smaller part, was
+    charged a miss by the larger part's look of the same frame: at that Pd one miss is the
+    SPRT's rejection, so it was rejected at birth every frame and never tracked."""
+    core = _core(reorder_window_s=0.0)
+    core.step(100.0, [GpsFix("gps", 100.0, 0.0, 52.0, 4.3, 10.0, 47.0, quality=1)])
+    rng = np.random.default_rng(1)
+    found = None
+    for k in range(100):
+        t = 100.1 + 0.1 * k
+        frame = [
+            RadarDetection("radar", t, 0.0, 20.0 + 0.05 * k, -0.3, 0.05, 0.5, 0.2, 0.02, 0.04, 0.1, 20.0)
+        ]
+        frame += [
+            RadarDetection("radar", t, 0.0, float(r), float(az), 0.0, float(v), 0.2, 0.02, 0.04, 0.1, 10.0)
+            for r, az, v in zip(
+                rng.uniform(5, 60, 2), rng.uniform(-1, -0.6, 2), rng.uniform(-5, 5, 2), strict=True
+            )
+        ]
+        if k >= 50:  # the second target, no range-rate
+            frame.append(
+                RadarDetection(
+                    "radar", t, 0.0, 35.0 + 0.05 * k, 0.4, 0.05, math.nan, 0.2, 0.02, 0.04, 0.1, 20.0
+                )
+            )
+        core.step(t, frame)
+        if k == 49:
+            assert core.engine.tracker.stats.pd(core.engine.tracker.sensor_bits["radar"]) > 0.95
+        live = [
+            tr
+            for tr in core.tracks_now()
+            if tr.live and abs(np.linalg.norm(tr.enu_m) - 35.0 - 0.05 * k) < 3.0
+        ]
+        if live and found is None:
+            found = k
+    assert found is not None and found <= 55

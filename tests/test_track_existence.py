@@ -107,6 +107,27 @@ def test_a_coasting_track_is_confirmed_again_by_two_hits_in_a_row_or_by_hits_tha
         assert tracker.table.status[slot][0] == Status.COASTING
 
 
+def test_one_frame_fused_as_two_scans_is_one_look() -> None:
+    """A frame with and without range-rate is fused as two scans at one instant (the smaller
+    first). A coasting track hit by a weak plot in each part had its M-of-N window shifted twice,
+    two hits in a row from one look, and was confirmed again by one frame."""
+    sensor = RadarSensor(
+        "surv",
+        Pose.from_angles(0.0, 0.0, 0.0, (0.0, 0.0, 0.0)),
+        2500.0,
+        range_rate=True,
+        range_rate_sigma_mps=0.5,
+        splits_objects=False,
+    )
+    tracker, _, slot = _one_track(Status.COASTING, absence=5 * -math.log(1.0 - PD))
+    for part, full in ((radar_model(sensor, range_rate=False), False), (radar_model(sensor), True)):
+        tracker.manager.record(
+            slot, np.array([True]), np.array([0.5]), np.array([False]), part, full, 0, 10.0
+        )
+    assert tracker.table.hits[slot][0] == 1
+    assert tracker.table.status[slot][0] == Status.COASTING
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(st.none(), st.floats(-30.0, 30.0)), min_size=1, max_size=30))
 def test_the_evidence_of_absence_never_falls_below_zero_and_grows_by_at_most_a_miss_a_scan(

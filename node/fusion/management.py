@@ -204,11 +204,11 @@ class TrackManager:
             looked &= ~excused  # their look was taken with their hit
             tb.unproven_misses[active[looked & firm & ~updated], bit] += 1
         else:
-            looked = np.zeros(active.size, dtype=bool)
-            same = self._frame_hits.get(bit)
-            before = same[1] if same is not None and same[0] == t else active[:0]
-            self._frame_hits[bit] = (t, np.concatenate([before, active[updated]]))
-        in_view = looked | updated
+            looked, excused = np.zeros(active.size, dtype=bool), np.zeros(active.size, dtype=bool)
+            self.seen_in_frame(bit, t, active[updated])
+        # A track hit by both parts of a frame had its look in the first: one frame, one shift of
+        # its M-of-N window (two would be two hits in a row).
+        in_view = (looked | updated) & ~(updated & excused)
         viewed = active[in_view]
         tb.hits[viewed] = (
             (tb.hits[viewed] << np.uint32(1)) | updated[in_view].astype(np.uint32)
@@ -264,6 +264,13 @@ class TrackManager:
             self.rejected += reject.size
             self.clutter.add(tb.x[reject[np.isfinite(tb.t_ranged[reject])], :3], t)
             tb.release(reject)
+
+    def seen_in_frame(self, bit: int, t: float, slots: IndexArray) -> None:
+        """Tracks a partial scan of a sensor's frame at `t` hit or started: its full scan (the
+        frame's other part, fused next at the same `t`) charges them no miss."""
+        same = self._frame_hits.get(bit)
+        before = same[1] if same is not None and same[0] == t else slots[:0]
+        self._frame_hits[bit] = (t, np.concatenate([before, slots]))
 
     # -- housekeeping -----------------------------------------------------------------------
     def maintain(self, active: IndexArray, t: float) -> tuple[IndexArray, IndexArray]:

@@ -268,6 +268,8 @@ class Tracker:
                 unclaimed &= np.asarray(scan.initiate, dtype=bool)
             used, started = self._initiate(scan, unclaimed, bit)
             slot_of[used] = started
+            if not scan.full_scan:  # born of the frame's first part: its full look is no miss
+                self.manager.seen_in_frame(bit, scan.t, started)
         return ScanResult(slot_of, started)
 
     def _claimed(self, g: Gating, rows: IndexArray, cols: IndexArray, scan: Scan) -> BoolArray:
