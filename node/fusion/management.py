@@ -121,8 +121,8 @@ class TrackManager:
         self.lag_s = np.zeros(stats.last_t.size)  # per sensor bit: how late its newest scan reached maintain
         self._lag_measured_for = stats.last_t.copy()
         self.rejected = 0  # tentative tracks dropped by the SPRT
-        # Per sensor bit: the time and slots of the tracks that a partial scan hit, for the full
-        # scan of the same frame (a frame with and without range-rate is fused as two scans).
+        # Per sensor bit: the time and slots of the tracks that a partial scan hit or started, for
+        # the full scan of the same frame (a frame with and without range-rate is two scans).
         self._frame_hits: dict[int, tuple[float, IndexArray]] = {}
 
     # -- derived thresholds -----------------------------------------------------------------
@@ -193,7 +193,8 @@ class TrackManager:
         tb = self.table
         firm = tb.status[active] != Status.TENTATIVE
         if full_scan:
-            # Tracks a partial scan of this frame hit were seen in it: no miss, and one detection.
+            # Tracks a partial scan of this frame hit (or started) were seen in it: no miss, and
+            # one detection.
             earlier = self._frame_hits.pop(bit, (math.nan, active[:0]))
             excused = np.isin(active, earlier[1]) if earlier[0] == t else np.zeros(active.size, dtype=bool)
             looked = self.looked_at(active, bit, model, seen)
