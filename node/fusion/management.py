@@ -192,11 +192,13 @@ class TrackManager:
         miss, the score and the evidence of absence do not. `seen`: see `looked_at`."""
         tb = self.table
         firm = tb.status[active] != Status.TENTATIVE
+        excused = np.zeros(active.size, dtype=bool)
         if full_scan:
             # Tracks a partial scan of this frame hit (or started) were seen in it: no miss, and
-            # one detection.
-            earlier = self._frame_hits.pop(bit, (math.nan, active[:0]))
-            excused = np.isin(active, earlier[1]) if earlier[0] == t else np.zeros(active.size, dtype=bool)
+            # one detection. (Most frames have one part: nothing to look up.)
+            t_part, part_slots = self._frame_hits.pop(bit, (math.nan, active[:0]))
+            if t_part == t and part_slots.size:
+                excused = np.isin(active, part_slots)
             looked = self.looked_at(active, bit, model, seen)
             # A miss counts against the sensor's Pd once the track holds its target again (below):
             # until then it may be the miss of a target that is gone (landed, or hidden), and those
@@ -205,7 +207,7 @@ class TrackManager:
             looked &= ~excused  # their look was taken with their hit
             tb.unproven_misses[active[looked & firm & ~updated], bit] += 1
         else:
-            looked, excused = np.zeros(active.size, dtype=bool), np.zeros(active.size, dtype=bool)
+            looked = np.zeros(active.size, dtype=bool)
             self.seen_in_frame(bit, t, active[updated])
         # A track hit by both parts of a frame had its look in the first: one frame, one shift of
         # its M-of-N window (two would be two hits in a row).
