@@ -66,6 +66,17 @@ def test_a_run_of_misses_deletes_after_the_misses_a_present_target_has_with_prob
     assert _misses_until_deleted(tracker, model, slot) == tracker.manager.thresholds.misses_to_delete(PD) == 8
 
 
+def test_a_learnt_pd_creeping_up_during_the_misses_does_not_put_deletion_off() -> None:
+    """While a dead track's misses wait unproven, the live tracks' hits raise the learnt Pd a
+    little every scan (0.9 -> 0.916 over the run here). The bar was whole misses at the newest Pd,
+    a fraction of a miss above what the earlier, lighter misses added: 9 misses, not 8."""
+    tracker, model, slot = _one_track(Status.CONFIRMED)
+    creeping = iter(0.9 + 0.002 * k for k in range(100))
+    tracker.manager.stats.pd = lambda bit: next(creeping)  # type: ignore[method-assign]
+    steady = tracker.manager.thresholds.misses_to_delete(0.916)
+    assert _misses_until_deleted(tracker, model, slot) == steady == 8
+
+
 def test_a_hit_takes_back_its_evidence_and_no_plot_counts_worse_than_a_miss() -> None:
     """After 4 of the 8 misses that delete: a good hit (6 nats, 2.3 a miss) buys a few misses
     but does not restart the count (a run of misses used to start again at any hit); a weak one

@@ -54,8 +54,13 @@ class Thresholds:
 
     def absence_to_delete(self, pd: float) -> float:
         """The evidence of absence (nats, `TrackTable.absence`) at which an established track is
-        deleted: that of `misses_to_delete` misses in a row at this Pd, each −ln(1 − Pd)."""
-        return self.misses_to_delete(pd) * -math.log(max(1.0 - pd, 1e-6)) * (1.0 - 1e-9)
+        deleted: −2 ln α, which `misses_to_delete` misses in a row reach at a steady Pd (each adds
+        −ln(1 − Pd)), and at least that of its 3 misses. Not that count times the miss's weight at
+        today's Pd: the learnt Pd creeps up while a dead track's misses wait unproven (the live
+        tracks' hits count at once), and a bar of whole misses at the newer Pd then stays a
+        fraction of a miss above what the earlier misses added: often one scan more."""
+        floor = 3.0 * -math.log(max(1.0 - pd, 1e-6))
+        return max(-2.0 * math.log(self.alpha), floor) * (1.0 - 1e-9)
 
 
 def hit_score(loglik: FloatArray, pd: float, clutter_density: float) -> FloatArray:

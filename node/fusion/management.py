@@ -8,8 +8,8 @@ existence, and housekeeping on the data's clock.
   a 1° radar's cross-range cell: it is.
 - Each such look shifts the M-of-N window and moves the track score (`initiation`); a tentative
   track whose score falls to the SPRT rejection threshold is dropped at once (and remembered by
-  the clutter map); an established track is gone once its evidence of absence reaches that of
-  `misses_to_delete(Pd)` misses in plain view in a row, Pd that sensor's observed detection
+  the clutter map); an established track is gone once its evidence of absence reaches −2 ln α,
+  that of `misses_to_delete(Pd)` misses in plain view in a row, Pd that sensor's observed detection
   probability. That evidence is a CUSUM of the score (Page's test: misses add −ln(1 − Pd), a hit
   takes back ln(1 − Pd + Pd·g/λ), never below 0), so a plot that a lost track's grown gate takes
   buys it less than a scan, not a fresh run of misses; and a coasting track is confirmed again
