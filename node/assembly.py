@@ -107,6 +107,7 @@ def radar_figures(sensor: GenericRadarSensor) -> dict[str, Any]:
         "scan_rate_hz": sensor.rate_hz,
         "false_alarms_per_scan": sensor.false_alarms_per_scan,
         "splits_objects": sensor.splits_objects,
+        "sweeps": sensor.sweeps,
     }
 
 

@@ -136,6 +136,13 @@ class GenericRadarSensor(_SensorBase):
             " false for a plot extractor, which reports each object it resolves once a scan"
         ),
     )
+    sweeps: bool = Field(
+        default=False,
+        description=(
+            "a scanning radar: its beam sweeps the azimuth sector once every 1/rate_hz s and each"
+            " plot is stamped when the beam passed it; false: a scan's plots share one t_capture"
+        ),
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> GenericRadarSensor:

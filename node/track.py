@@ -215,6 +215,27 @@ class ArrivalGrid:
 
 
 @dataclasses.dataclass
+class PlotTimes:
+    """One radar's plots: how many capture times they carried (a frame's plots share one), over
+    what span. A radar whose plots carry far more times a second than its configured scans is
+    misdescribed: each time is taken as a look at its whole coverage (`sweeps`, docs/config.md)."""
+
+    times: int = 0
+    first: float = math.nan
+    last: float = math.nan
+
+    def add(self, t: float) -> None:
+        if t != self.last:  # lines come in arrival order: a frame's plots are adjacent
+            self.times += 1
+            self.first = t if self.times == 1 else self.first
+            self.last = t
+
+    def per_second(self) -> float:
+        span = self.last - self.first
+        return (self.times - 1) / span if self.times > 1 and span > 0 else 0.0
+
+
+@dataclasses.dataclass
 class TrackStats:
     lines: int = 0
     measurements: int = 0
@@ -236,6 +257,10 @@ class TrackStats:
     """Measurements fusion could not use, by reason (health's `fusion.dropped`)."""
     outside_coverage: int = 0
     """Radar detections beyond their radar's configured coverage (fused; health's too)."""
+    plot_times: dict[str, PlotTimes] = dataclasses.field(default_factory=dict)
+    """Per radar sensor id, the capture times its plots carried."""
+    frame_rates_hz: dict[str, float] = dataclasses.field(default_factory=dict)
+    """The configured `rate_hz` of the radars whose scans share one time (not `sweeps`)."""
 
 
 class Tracking:
@@ -256,6 +281,11 @@ class Tracking:
         self.report = report
         self.grid = ArrivalGrid(idle=self.core.idle)
         self.stats = TrackStats()
+        self.stats.frame_rates_hz = {
+            s.sensor_id: s.scan_rate_hz
+            for s in setup.fusion.sensors
+            if isinstance(s, RadarSensor) and not s.sweeps
+        }
 
     def _step(self, cycles: Iterator[Cycle]) -> float | None:
         """Run the cycles; the time of the last one (None: there was none)."""
@@ -290,6 +320,8 @@ class Tracking:
                 continue
             stats.measurements += 1
             stats.empty_scans += isinstance(m, EmptyRadarScan)
+            if isinstance(m, RadarDetection):
+                stats.plot_times.setdefault(m.sensor_id, PlotTimes()).add(m.t_capture)
             self._step(grid.add(m))
         stats.lines = number
         end = self._step(grid.end())

@@ -72,6 +72,11 @@ def _counts(counter: Counter[str], limit: int = 8) -> str:
     return ", ".join(items)
 
 
+# A radar's plots carrying more capture times a second than this many times its configured scan
+# rate (over at least this many times) are not one time per scan (`PlotTimes`).
+_MISTIMED_RATIO, _MISTIMED_LEAST = 3.0, 20
+
+
 def summary(stats: TrackStats) -> list[str]:
     """The stderr summary, one line per subject."""
     rate = stats.measurements / stats.wall_s if stats.wall_s > 0 else 0.0
@@ -105,6 +110,15 @@ def summary(stats: TrackStats) -> list[str]:
             "more than 3 sigma (fused; check max_range_m, the fields of view, the mount and that angles "
             "are in radians)"
         )
+    for sensor_id, times in stats.plot_times.items():
+        rate_hz, seen = stats.frame_rates_hz.get(sensor_id), times.per_second()
+        if rate_hz and times.times >= _MISTIMED_LEAST and seen > _MISTIMED_RATIO * rate_hz:
+            lines.append(
+                f"radar {sensor_id!r}: its plots carried {times.times} capture times, {seen:.1f} a second "
+                f"for rate_hz = {rate_hz:g}; each time is taken as a look at its whole coverage, which "
+                "charges a miss to every track it does not hit. A scanning radar that stamps each plot "
+                "when its beam passed needs sweeps = true; else check rate_hz (docs/config.md)"
+            )
     if stats.wrong_role:
         lines.append(
             f"skipped {stats.wrong_role.total()} measurements of a kind their sensor does not produce "

@@ -39,9 +39,11 @@ from cuas_node.fusion.params import (
     RadarSensor,
     RemoteIdReceiver,
 )
+from cuas_node.fusion.radar_frames import outside_coverage, radar_arrays
 from cuas_node.fusion.remote_id_input import RemoteIdInput
 from cuas_node.fusion.reporting import track_reports
 from cuas_node.fusion.snapshots import Snapshots
+from cuas_node.fusion.sweep import SweepLooks
 from cuas_node.fusion.tracker import Scan, Tracker
 from cuas_node.fusion.tracks import Status
 from cuas_node.kernel.geo import LocalFrame
@@ -73,51 +75,6 @@ class FusionCounters:
     without_range_rate: int = 0  # radar detections fused by the 3-D model (no usable range-rate)
     captured_after_now: int = 0  # stamped after `now`, or held at a clock step (`NodeCore._captured_by`)
     by_kind: dict[str, int] = field(default_factory=dict)
-
-
-_RADAR_FIELDS = operator.attrgetter(
-    "range_m",
-    "az_rad",
-    "el_rad",
-    "radial_mps",
-    "sigma_range_m",
-    "sigma_az_rad",
-    "sigma_el_rad",
-    "sigma_radial_mps",
-    "extent_m",
-)
-
-
-def radar_arrays(
-    detections: Sequence[RadarDetection], range_bias_m: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Stack a frame's detections: z (M,4), sigmas (M,4) and extents (M,), NaN where range-rate
-    is absent, and two masks (M,): `valid` (finite range > 0, finite angles, finite positive sigmas:
-    anything else would put a NaN or an infinity into a track) and `rate` (a usable range-rate:
-    finite, with a finite positive sigma; None and NaN both count as absent). One pass over the
-    objects (None becomes NaN in a float array): a frame is a hundred of them."""
-    rows = np.array(list(map(_RADAR_FIELDS, detections)), dtype=np.float64).reshape(-1, 9)
-    z, sig = rows[:, :4], rows[:, 4:8]
-    z[:, 0] -= range_bias_m
-    with np.errstate(invalid="ignore"):
-        finite = np.isfinite(z) & np.isfinite(sig) & (sig > 0.0)
-        valid = finite[:, :3].all(axis=1) & (z[:, 0] > 0.0)
-    return z, sig, rows[:, 8], valid, valid & finite[:, 3]
-
-
-OUTSIDE_SIGMAS = 3.0
-
-
-def outside_coverage(coverage: Coverage, z: np.ndarray, sig: np.ndarray) -> np.ndarray:
-    """(M,) detections beyond the radar's configured coverage (range interval, azimuth and
-    elevation half-widths) by more than OUTSIDE_SIGMAS of their own σ in that coordinate. They are
-    fused (a radar may well see a little past its nominal field of view, and fusion loses
-    nothing), but counted (`fusion.outside_coverage` in health, `track`'s summary): many of them
-    mean a coverage or mount that does not describe the radar, angles in the wrong unit (degrees
-    for radians), or artefacts (range aliases, sidelobe ghosts), and where the configured coverage
-    does not reach, a missed scan is no evidence against a track."""
-    with np.errstate(invalid="ignore", divide="ignore"):  # invalid rows (NaN, σ ≤ 0) are masked by the caller
-        return np.asarray(coverage.sigmas_beyond(z[:, 0], z[:, 1], z[:, 2], sig[:, :3].T) > OUTSIDE_SIGMAS)
 
 
 _STAMP = operator.attrgetter("t_capture")
@@ -153,6 +110,8 @@ class FusionEngine:
             elif isinstance(s, PresenceSensor):
                 self.presence[s.sensor_id] = s
         self.tracker = Tracker(self.params, [s.sensor_id for s in setup.sensors])
+        radars = [s for s in setup.sensors if isinstance(s, RadarSensor)]
+        self.sweeps = SweepLooks({s.sensor_id: 1.0 / s.scan_rate_hz for s in radars if s.sweeps})
         for s in setup.sensors:
             if isinstance(s, RadarSensor) and s.sensor_id in self.tracker.sensor_bits:
                 bit = self.tracker.sensor_bits[s.sensor_id]
@@ -231,6 +190,7 @@ class FusionEngine:
                 if plotted is None:
                     plotted = {(m.sensor_id, m.t_capture) for m in ordered if isinstance(m, RadarDetection)}
                 framed = (first.sensor_id, first.t_capture) in plotted
+                framed |= first.sensor_id in self.sweeps.periods_s  # a scanning radar's looks: `sweep`
                 if not framed and self.tracker.last_scan_t(first.sensor_id) != t:  # one frame, one look
                     self._look(first.sensor_id, t)
             elif isinstance(first, AcousticBearing):
@@ -258,6 +218,9 @@ class FusionEngine:
         if not isinstance(model, RadarModel) or position_only is None:
             self.counters.unsupported += len(detections)
             return
+        if model.sweeps:  # the looks its sweeps completed before these plots
+            for t_look in self.sweeps.due(sensor_id, t):
+                self._look(sensor_id, t_look)
         z, sig, extent, valid, rate = radar_arrays(detections, self.range_bias.get(sensor_id, 0.0))
         if not model.range_rate:
             rate[:] = False  # the radar is declared without range-rate: its radial values are not trusted
@@ -278,7 +241,11 @@ class FusionEngine:
                 self.counters.without_range_rate += int(np.count_nonzero(rows))
             d = part_model.dim
             scan = Scan(
-                part_model, t, z[rows, :d], noise_from_sigmas(sig[rows, :d]), full_scan=i == len(parts) - 1
+                part_model,
+                t,
+                z[rows, :d],
+                noise_from_sigmas(sig[rows, :d]),
+                full_scan=i == len(parts) - 1 and not model.sweeps,
             )
             result = self.tracker.process(scan)
             self.counters.scans += 1
@@ -286,7 +253,7 @@ class FusionEngine:
             size = extent[rows][hit]
             size = np.where(np.isfinite(size), size, 0.0)  # no extent reported: none seen
             classify.radar_update(self.tracker.table, result.slot_of[hit], size, t, self.params.confirm_m)
-        if not parts:  # every detection dropped: the radar still looked (its misses count)
+        if not parts and not model.sweeps:  # every detection dropped: the radar still looked
             self._look(sensor_id, t)
 
     def _look(self, sensor_id: str, t: float) -> None:

@@ -98,6 +98,7 @@ class RadarModel:
     ranging: bool = True
     initial_speed_sigma_mps: float = 15.0
     splits_objects: bool = True  # `RadarSensor.splits_objects`
+    sweeps: bool = False  # `RadarSensor.sweeps`: its looks are the engine's, once a sweep
 
     def __post_init__(self) -> None:
         if self.dim not in (3, 4):
@@ -153,6 +154,7 @@ class BearingModel:
     angle_rows: tuple[int, ...] = (0,)
     ranging: bool = False
     splits_objects: bool = True  # a beam's sidelobe or a reflection may look like a second source
+    sweeps: bool = False  # its reports are partial scans, never looks (`RadarModel.sweeps`)
 
     def measurement_volume(self) -> float:
         return (2 * self.coverage.fov_az_rad) * (2 * self.coverage.fov_el_rad)
@@ -199,6 +201,7 @@ class PositionVelocityModel:
     angle_rows: tuple[int, ...] = ()
     ranging: bool = True
     splits_objects: bool = True  # `remote_id_input` binds reports to tracks by identity first
+    sweeps: bool = False  # its reports are partial scans, never looks (`RadarModel.sweeps`)
 
     @property
     def dim(self) -> int:
@@ -244,6 +247,7 @@ def radar_model(sensor: RadarSensor, *, range_rate: bool = True) -> RadarModel:
         coverage,
         dim=4 if range_rate else 3,
         splits_objects=sensor.splits_objects,
+        sweeps=sensor.sweeps,
     )
 
 

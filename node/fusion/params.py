@@ -64,6 +64,9 @@ class RadarSensor:
       a frame within each other's noise are then taken for one object. False for a plot extractor,
       which reports each object it resolves once a frame, so two plots are two objects however
       close;
+    - `sweeps`: a scanning radar whose plots carry the time its beam passed them (each plot its
+      own time, so no one of them is a look at the whole coverage): plots are fused as they come
+      and the coverage counts as looked at once a sweep, every `1 / scan_rate_hz` s (`engine`);
     - `range_bias_m`, `time_offset_s`: calibration, applied by fusion.
 
     The defaults are those of a TI IWR6843 running the shipped profile
@@ -90,6 +93,7 @@ class RadarSensor:
     scan_rate_hz: float = 20.0
     false_alarms_per_scan: float | None = None
     splits_objects: bool = True
+    sweeps: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 
 Per sensor (its bit in the tracks' sensor masks), learnt from its own scans:
 - `period_s`: the time between its scans (quick to fall, slow to rise: a quiet radar sends no frame
-  when it detects nothing, and such gaps are not its rate);
+  when it detects nothing, and such gaps are not its rate); of a scanning radar, between its
+  looks (`sweep`), not its plots;
 - `false_alarms`: detections per full scan that no established track gates (starts at the
   configured `clutter_per_scan`);
 - `doppler_span`: the spread of radial velocities in its scans (range-rate radars only), at least
@@ -44,6 +45,7 @@ def is_radar(model: MeasurementModel) -> bool:
 class SensorStats:
     def __init__(self, false_alarms: float, detection_probability: float) -> None:
         self.last_t = np.full(N_SENSORS, -np.inf)  # its newest scan's capture time
+        self.last_look_t = np.full(N_SENSORS, -np.inf)  # ... of its newest look at its whole coverage
         self.period_s = np.full(N_SENSORS, np.nan)
         self.false_alarms = np.full(N_SENSORS, max(false_alarms, _MIN_FALSE_ALARMS))
         self.doppler_span = np.full(N_SENSORS, np.nan)
@@ -66,17 +68,9 @@ class SensorStats:
     def scan(self, bit: int, model: MeasurementModel, t: float, z: FloatArray, r: FloatArray) -> None:
         """A scan arrived: its time, accuracy and (range-rate radars) Doppler spread."""
         self.models[bit] = model
-        last = self.last_t[bit]
-        if t > last and math.isfinite(last):
-            dt = t - last
-            p = self.period_s[bit]
-            if not math.isfinite(p):
-                self.period_s[bit] = dt
-            elif dt < p:
-                self.period_s[bit] = 0.5 * (p + dt)
-            else:
-                self.period_s[bit] = 0.95 * p + 0.05 * min(dt, 2.0 * p)
-        self.last_t[bit] = max(last, t)
+        if not (model.sweeps and z.shape[0]):  # a scanning radar's plots are no looks (`sweep`)
+            self._timed(bit, t)
+        self.last_t[bit] = max(self.last_t[bit], t)
         if not z.shape[0] or not is_radar(model):
             return
         # statistics.median on a list: a frame is tens of values, where np.median's own overhead
@@ -91,6 +85,20 @@ class SensorStats:
             self.doppler_span[bit] = (
                 span if not math.isfinite(old) else max(floor, _MEMORY * old + (1 - _MEMORY) * span)
             )
+
+    def _timed(self, bit: int, t: float) -> None:
+        """The period: from the times of the sensor's looks at its coverage."""
+        last = self.last_look_t[bit]
+        if t > last and math.isfinite(last):
+            dt = t - last
+            p = self.period_s[bit]
+            if not math.isfinite(p):
+                self.period_s[bit] = dt
+            elif dt < p:
+                self.period_s[bit] = 0.5 * (p + dt)
+            else:
+                self.period_s[bit] = 0.95 * p + 0.05 * min(dt, 2.0 * p)
+        self.last_look_t[bit] = max(last, t)
 
     def unexplained(self, bit: int, count: int) -> None:
         """Detections of a full scan that no established track gated: the false-alarm estimate."""

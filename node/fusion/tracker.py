@@ -102,6 +102,7 @@ class Tracker:
         self.manager = TrackManager(params, self.table, self.stats, self._underground)
         self.births = BirthCounters()
         self._gates: dict[int, float] = {}
+        self._unexplained_in_sweep: dict[int, int] = {}  # per scanning radar, since its last look
         self.ground: Ground | None = None  # set by the engine once the local frame is known
 
     @property
@@ -259,8 +260,11 @@ class Tracker:
             if self.ground is not None:
                 hold_above_ground(tb, active, self.ground)
             self.history.remember(tb, active[updated])
-        if scan.full_scan:
-            self.stats.unexplained(bit, int(np.count_nonzero(~near_firm)))
+        unexplained = int(np.count_nonzero(~near_firm))
+        if scan.full_scan:  # a scanning radar's look: the plots of its sweep
+            self.stats.unexplained(bit, unexplained + self._unexplained_in_sweep.pop(bit, 0))
+        elif scan.model.sweeps:
+            self._unexplained_in_sweep[bit] = self._unexplained_in_sweep.get(bit, 0) + unexplained
         started = np.zeros(0, dtype=np.intp)
         if scan.initiate is True or np.any(scan.initiate):
             unclaimed = (slot_of < 0) & ~near_track
@@ -269,7 +273,7 @@ class Tracker:
             used, started = self._initiate(scan, unclaimed, bit)
             slot_of[used] = started
             if not scan.full_scan:  # born of the frame's first part: its full look is no miss
-                self.manager.seen_in_frame(bit, scan.t, started)
+                self.manager.seen_in_frame(bit, scan.t, started, scan.model.sweeps)
         return ScanResult(slot_of, started)
 
     def _claimed(self, g: Gating, rows: IndexArray, cols: IndexArray, scan: Scan) -> BoolArray:

@@ -1,0 +1,59 @@
+"""A radar frame's detections as the arrays fusion takes, and what is checked of them first.
+
+Kept apart from the engine, which routes each frame (`FusionEngine._radar`): these are pure
+functions of a frame and its radar's coverage.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+
+import numpy as np
+
+from cuas_node.fusion.measurement_models import Coverage
+from cuas_node.kernel.measurement import RadarDetection
+
+_RADAR_FIELDS = operator.attrgetter(
+    "range_m",
+    "az_rad",
+    "el_rad",
+    "radial_mps",
+    "sigma_range_m",
+    "sigma_az_rad",
+    "sigma_el_rad",
+    "sigma_radial_mps",
+    "extent_m",
+)
+
+
+def radar_arrays(
+    detections: Sequence[RadarDetection], range_bias_m: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Stack a frame's detections: z (M,4), sigmas (M,4) and extents (M,), NaN where range-rate
+    is absent, and two masks (M,): `valid` (finite range > 0, finite angles, finite positive sigmas:
+    anything else would put a NaN or an infinity into a track) and `rate` (a usable range-rate:
+    finite, with a finite positive sigma; None and NaN both count as absent). One pass over the
+    objects (None becomes NaN in a float array): a frame is a hundred of them."""
+    rows = np.array(list(map(_RADAR_FIELDS, detections)), dtype=np.float64).reshape(-1, 9)
+    z, sig = rows[:, :4], rows[:, 4:8]
+    z[:, 0] -= range_bias_m
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(z) & np.isfinite(sig) & (sig > 0.0)
+        valid = finite[:, :3].all(axis=1) & (z[:, 0] > 0.0)
+    return z, sig, rows[:, 8], valid, valid & finite[:, 3]
+
+
+OUTSIDE_SIGMAS = 3.0
+
+
+def outside_coverage(coverage: Coverage, z: np.ndarray, sig: np.ndarray) -> np.ndarray:
+    """(M,) detections beyond the radar's configured coverage (range interval, azimuth and
+    elevation half-widths) by more than OUTSIDE_SIGMAS of their own σ in that coordinate. They are
+    fused (a radar may well see a little past its nominal field of view, and fusion loses
+    nothing), but counted (`fusion.outside_coverage` in health, `track`'s summary): many of them
+    mean a coverage or mount that does not describe the radar, angles in the wrong unit (degrees
+    for radians), or artefacts (range aliases, sidelobe ghosts), and where the configured coverage
+    does not reach, a missed scan is no evidence against a track."""
+    with np.errstate(invalid="ignore", divide="ignore"):  # invalid rows (NaN, σ ≤ 0) are masked by the caller
+        return np.asarray(coverage.sigmas_beyond(z[:, 0], z[:, 1], z[:, 2], sig[:, :3].T) > OUTSIDE_SIGMAS)
