@@ -221,18 +221,20 @@ class PlotTimes:
     misdescribed: each time is taken as a look at its whole coverage (`sweeps`, docs/config.md)."""
 
     times: int = 0
-    first: float = math.nan
+    steps: int = 0  # from one time to a later one (a clock stepped back starts afresh)
+    span_s: float = 0.0  # their sum
     last: float = math.nan
 
     def add(self, t: float) -> None:
         if t != self.last:  # lines come in arrival order: a frame's plots are adjacent
             self.times += 1
-            self.first = t if self.times == 1 else self.first
+            if t > self.last:
+                self.steps += 1
+                self.span_s += t - self.last
             self.last = t
 
     def per_second(self) -> float:
-        span = self.last - self.first
-        return (self.times - 1) / span if self.times > 1 and span > 0 else 0.0
+        return self.steps / self.span_s if self.span_s > 0 else 0.0
 
 
 @dataclasses.dataclass

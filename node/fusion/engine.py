@@ -43,7 +43,7 @@ from cuas_node.fusion.radar_frames import outside_coverage, radar_arrays
 from cuas_node.fusion.remote_id_input import RemoteIdInput
 from cuas_node.fusion.reporting import track_reports
 from cuas_node.fusion.snapshots import Snapshots
-from cuas_node.fusion.sweep import SweepLooks
+from cuas_node.fusion.sweep import SweepingRadars
 from cuas_node.fusion.tracker import Scan, Tracker
 from cuas_node.fusion.tracks import Status
 from cuas_node.kernel.geo import LocalFrame
@@ -110,8 +110,9 @@ class FusionEngine:
             elif isinstance(s, PresenceSensor):
                 self.presence[s.sensor_id] = s
         self.tracker = Tracker(self.params, [s.sensor_id for s in setup.sensors])
-        radars = [s for s in setup.sensors if isinstance(s, RadarSensor)]
-        self.sweeps = SweepLooks({s.sensor_id: 1.0 / s.scan_rate_hz for s in radars if s.sweeps})
+        self.sweeping = SweepingRadars(
+            {s.sensor_id for s in setup.sensors if isinstance(s, RadarSensor) and s.sweeps}
+        )
         for s in setup.sensors:
             if isinstance(s, RadarSensor) and s.sensor_id in self.tracker.sensor_bits:
                 bit = self.tracker.sensor_bits[s.sensor_id]
@@ -186,11 +187,13 @@ class FusionEngine:
             t = self.capture_time(first)
             if isinstance(first, RadarDetection):
                 self._radar(cast("list[RadarDetection]", items), t)  # one class per group
+            elif isinstance(first, EmptyRadarScan) and first.sensor_id in self.sweeping.sensor_ids:
+                self._sweep_arrived(first.sensor_id, t)  # a scanning radar's heartbeat
+                self._sweep_check(first.sensor_id, t)
             elif isinstance(first, EmptyRadarScan):
                 if plotted is None:
                     plotted = {(m.sensor_id, m.t_capture) for m in ordered if isinstance(m, RadarDetection)}
                 framed = (first.sensor_id, first.t_capture) in plotted
-                framed |= first.sensor_id in self.sweeps.periods_s  # a scanning radar's looks: `sweep`
                 if not framed and self.tracker.last_scan_t(first.sensor_id) != t:  # one frame, one look
                     self._look(first.sensor_id, t)
             elif isinstance(first, AcousticBearing):
@@ -218,9 +221,8 @@ class FusionEngine:
         if not isinstance(model, RadarModel) or position_only is None:
             self.counters.unsupported += len(detections)
             return
-        if model.sweeps:  # the looks its sweeps completed before these plots
-            for t_look in self.sweeps.due(sensor_id, t):
-                self._look(sensor_id, t_look)
+        if model.sweeps:
+            self._sweep_arrived(sensor_id, t)
         z, sig, extent, valid, rate = radar_arrays(detections, self.range_bias.get(sensor_id, 0.0))
         if not model.range_rate:
             rate[:] = False  # the radar is declared without range-rate: its radial values are not trusted
@@ -253,7 +255,26 @@ class FusionEngine:
             size = extent[rows][hit]
             size = np.where(np.isfinite(size), size, 0.0)  # no extent reported: none seen
             classify.radar_update(self.tracker.table, result.slot_of[hit], size, t, self.params.confirm_m)
-        if not parts and not model.sweeps:  # every detection dropped: the radar still looked
+        if model.sweeps:  # after its plots at `t`: one that takes a track is its look, no miss
+            self._sweep_check(sensor_id, t)
+        elif not parts:  # every detection dropped: the radar still looked (its misses count)
+            self._look(sensor_id, t)
+
+    def _sweep_arrived(self, sensor_id: str, t: float) -> None:
+        """A scanning radar reported at `t`: a silence before it too long for its false alarms
+        was the radar off, and charges no misses (fusion/sweep.py)."""
+        tracker = self.tracker
+        bit = tracker.sensor_bits.get(sensor_id, 63)
+        period, per_sweep = float(tracker.stats.period_s[bit]), float(tracker.stats.false_alarms[bit])
+        self.sweeping.arrived(
+            tracker.table, sensor_id, t, period, per_sweep, tracker.manager.thresholds.alpha
+        )
+
+    def _sweep_check(self, sensor_id: str, t: float) -> None:
+        """The tracks a scanning radar's beam has passed by `t` since their last look without a
+        plot taking them are charged a miss (fusion/sweep.py)."""
+        period = float(self.tracker.stats.period_s[self.tracker.sensor_bits.get(sensor_id, 63)])
+        if self.sweeping.due(self.tracker.table, t, period):
             self._look(sensor_id, t)
 
     def _look(self, sensor_id: str, t: float) -> None:

@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import log_ndtr
 
+from cuas_node.fusion import sweep
 from cuas_node.fusion.clutter import ClutterMap
 from cuas_node.fusion.initiation import Thresholds
 from cuas_node.fusion.measurement_models import MeasurementModel, PositionVelocityModel
@@ -195,12 +196,14 @@ class TrackManager:
         excused = np.zeros(active.size, dtype=bool)
         if full_scan:
             # Tracks a partial scan of this frame hit (or started) were seen in it: no miss, and
-            # one detection (a scanning radar's look: its sweep's plots). Most frames have one
-            # part: nothing to look up.
+            # one detection. (Most frames have one part: nothing to look up.)
             t_part, part_slots = self._frame_hits.pop(bit, (math.nan, active[:0]))
-            if (t_part == t or model.sweeps) and part_slots.size:
+            if t_part == t and part_slots.size:
                 excused = np.isin(active, part_slots)
             looked = self.looked_at(active, bit, model, seen)
+            if model.sweeps:  # a scanning radar's check: the beam passed only the overdue
+                period, pd, mask = float(self.stats.period_s[bit]), self.stats.pd(bit), self.window_mask
+                looked = sweep.check(tb, active, looked, t, period, pd, mask, bit)
             # A miss counts against the sensor's Pd once the track holds its target again (below):
             # until then it may be the miss of a target that is gone (landed, or hidden), and those
             # would drag the learnt Pd down and so keep every dead track longer.
@@ -209,7 +212,14 @@ class TrackManager:
             tb.unproven_misses[active[looked & firm & ~updated], bit] += 1
         else:
             looked = np.zeros(active.size, dtype=bool)
-            self.seen_in_frame(bit, t, active[updated], model.sweeps)
+            if model.sweeps:  # a plot of a scanning radar: a look, unless its sweep's look again
+                in_sight = self.looked_at(active, bit, model, seen)  # as its misses are judged
+                period, pd = float(self.stats.period_s[bit]), self.stats.pd(bit)
+                updated = sweep.counted_hits(
+                    tb, active, updated, in_sight, t, period, pd, self.window_mask, bit
+                )
+                self.stats.detected(bit, int(np.count_nonzero(firm & updated & in_sight)))
+            self.seen_in_frame(bit, t, active[updated])
         # A track hit by both parts of a frame had its look in the first: one frame, one shift of
         # its M-of-N window (two would be two hits in a row).
         in_view = (looked | updated) & ~(updated & excused)
@@ -269,12 +279,11 @@ class TrackManager:
             self.clutter.add(tb.x[reject[np.isfinite(tb.t_ranged[reject])], :3], t)
             tb.release(reject)
 
-    def seen_in_frame(self, bit: int, t: float, slots: IndexArray, sweeps: bool) -> None:
+    def seen_in_frame(self, bit: int, t: float, slots: IndexArray) -> None:
         """Tracks a partial scan of a sensor's frame at `t` hit or started: its full scan (the
-        frame's other part, fused next at the same `t`; a scanning radar's next look, whatever
-        its time) charges them no miss."""
+        frame's other part, fused next at the same `t`) charges them no miss."""
         same = self._frame_hits.get(bit)
-        before = same[1] if same is not None and (same[0] == t or sweeps) else slots[:0]
+        before = same[1] if same is not None and same[0] == t else slots[:0]
         self._frame_hits[bit] = (t, np.concatenate([before, slots]))
 
     # -- housekeeping -----------------------------------------------------------------------

@@ -54,6 +54,9 @@ class SensorStats:
         self.sigma_range = np.full(N_SENSORS, np.nan)
         self.sigma_angle = np.full(N_SENSORS, np.nan)
         self.models: dict[int, MeasurementModel] = {}
+        # Per scanning radar, its sweep so far: start, unexplained plots, radial min and max, and
+        # the floor of its Doppler span (`swept`).
+        self._sweeps: dict[int, list[float]] = {}
 
     def seed(self, bit: int, false_alarms_per_scan: float | None, scan_rate_hz: float | None) -> None:
         """Start a sensor from its own configured figures (a radar section's
@@ -66,9 +69,11 @@ class SensorStats:
 
     # -- learning ---------------------------------------------------------------------------
     def scan(self, bit: int, model: MeasurementModel, t: float, z: FloatArray, r: FloatArray) -> None:
-        """A scan arrived: its time, accuracy and (range-rate radars) Doppler spread."""
+        """A scan arrived: its time, accuracy and (range-rate radars) Doppler spread. A scanning
+        radar's period is its configured one (its plots and checks come at any time: `sweep`),
+        its Doppler spread that of a sweep's plots (`swept`)."""
         self.models[bit] = model
-        if not (model.sweeps and z.shape[0]):  # a scanning radar's plots are no looks (`sweep`)
+        if not model.sweeps:
             self._timed(bit, t)
         self.last_t[bit] = max(self.last_t[bit], t)
         if not z.shape[0] or not is_radar(model):
@@ -78,13 +83,32 @@ class SensorStats:
         sig = np.sqrt(np.diagonal(r, axis1=1, axis2=2))
         self.sigma_range[bit] = statistics.median(sig[:, 0].tolist())
         self.sigma_angle[bit] = statistics.median(np.maximum(sig[:, 1], sig[:, 2]).tolist())
-        if z.shape[1] >= 4:
+        if z.shape[1] >= 4 and not model.sweeps:
             floor = 6.0 * statistics.median(sig[:, 3].tolist())
-            span = max(float(z[:, 3].max() - z[:, 3].min()), floor)
-            old = self.doppler_span[bit]
-            self.doppler_span[bit] = (
-                span if not math.isfinite(old) else max(floor, _MEMORY * old + (1 - _MEMORY) * span)
-            )
+            self._doppler(bit, float(z[:, 3].max() - z[:, 3].min()), floor)
+
+    def _doppler(self, bit: int, spread: float, floor: float) -> None:
+        span = max(spread, floor)
+        old = self.doppler_span[bit]
+        self.doppler_span[bit] = (
+            span if not math.isfinite(old) else max(floor, _MEMORY * old + (1 - _MEMORY) * span)
+        )
+
+    def swept(self, bit: int, t: float, unexplained: int, z: FloatArray, r: FloatArray) -> None:
+        """A scanning radar's plots (partial scans at their own times): their unexplained count and
+        radial spread add up over one period, then count as one scan's (`unexplained`, the
+        Doppler span), at its next plot."""
+        tally = self._sweeps.get(bit)
+        if tally is None or t - tally[0] >= self.period_s[bit]:
+            if tally is not None:
+                self.unexplained(bit, int(tally[1]))
+                if math.isfinite(tally[2]):
+                    self._doppler(bit, tally[3] - tally[2], tally[4])
+            tally = self._sweeps[bit] = [t, 0.0, math.inf, -math.inf, 0.0]
+        tally[1] += unexplained
+        if z.shape[1] >= 4 and z.shape[0]:
+            tally[2], tally[3] = min(tally[2], float(z[:, 3].min())), max(tally[3], float(z[:, 3].max()))
+            tally[4] = max(tally[4], 6.0 * float(np.sqrt(np.median(r[:, 3, 3]))))
 
     def _timed(self, bit: int, t: float) -> None:
         """The period: from the times of the sensor's looks at its coverage."""

@@ -1,45 +1,145 @@
-"""When a scanning radar has looked at its whole coverage.
+"""When a scanning radar has looked at a track: each track's own sweep clock.
 
-A scanning radar's beam sweeps its azimuth sector once every period and it stamps each plot with
-the time the beam passed it, so no plot, and no instant, is a look at the whole coverage: fused
-as frames, every plot would charge a miss to every other track in view (a sweep of 30 plots was
-30 looks, and no track ever confirmed). Its plots are fused as partial scans at their own times,
-and the coverage counts as looked at once a period: every track it should have seen and that no
-plot of the last period hit is then charged one miss (`TrackManager.record` with the sweep's hits
-excused). Any window of one period sweeps every azimuth once, whatever its phase, so the looks
-need not know where the beam is: they are counted from the radar's first plot.
+A scanning radar's beam sweeps its azimuth sector once a period and it stamps each plot with the
+time the beam passed it, so no plot, and no instant, is a look at the whole coverage: fused as
+frames, every plot charged a miss to every other track in view (a sweep of 30 plots was 30
+looks, and no track ever confirmed). Its plots are fused as partial scans at their own times, and
+each track keeps the time of its last counted look by a sweep (`TrackTable.t_swept`):
+
+- a plot it takes a period or so after that (`SWEEP_GUARD`) is that sweep's look, a hit; one
+  sooner is the same look again (a target's plot split across two beam dwells, the second pass
+  of a sector scan that goes back and forth within its period): it updates the state, and is no
+  second hit, so one sweep never confirms a track alone;
+- once a period and the guard have gone by without such a plot, the beam has passed it: a
+  check (an empty full scan at the time of the radar's next plot, or of its `EmptyRadarScan`
+  line) charges it one miss if it was in plain view, and its clock moves on a period.
+
+Per track, not per sweep from a fixed start: the pass over a target comes when the beam reaches
+its azimuth, and a target near any fixed boundary (hovering there, a few milliseconds either
+side) would have two plots in one window and none in the next. The guard also absorbs a sweep
+rate a little off the configured `rate_hz` (a rotation at 57 rpm for 60). A track's clock is
+shared by the scanning radars that see it: with two, a hit of either is the other's look too.
 """
 
 from __future__ import annotations
 
 import math
 
-# A radar silent for longer than this many sweeps may have been off (unplugged, restarted): the
-# sweeps of the silence are not looks, and counting starts again at its next plot.
-_SILENT_SWEEPS = 2.0
+import numpy as np
+import numpy.typing as npt
+
+from cuas_node.fusion.tracks import Status, TrackTable
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+IndexArray = npt.NDArray[np.intp]
+
+# How early or late, as a fraction of the period, a sweep's pass over a target may come: its
+# azimuth moved, its plot's stamp is the beam's at a noisy azimuth, the rate is a little off.
+SWEEP_GUARD = 0.25
 
 
-class SweepLooks:
-    """Per scanning radar, the looks its sweeps completed (by capture time)."""
+def repeated(t: float, t_swept: FloatArray, period_s: float) -> BoolArray:
+    """Hits at `t` too soon after the track's last look to be the next sweep's: the same look."""
+    return np.asarray(t - t_swept < (1.0 - SWEEP_GUARD) * period_s)
 
-    def __init__(self, periods_s: dict[str, float]) -> None:
-        self.periods_s = periods_s  # sensor id -> sweep period, of the radars that sweep
-        self._next: dict[str, float] = {}
+
+def overdue(t: float, t_swept: FloatArray, period_s: float) -> BoolArray:
+    """Tracks the beam has passed since their last look without a plot taking them."""
+    return np.asarray(t - t_swept > (1.0 + SWEEP_GUARD) * period_s)
+
+
+def missed_sweeps(t: float, t_swept: FloatArray, period_s: float) -> FloatArray:
+    """How many passes of the beam over each track have gone by since its last look (whole
+    sweeps, each a period and the guard old by `t`)."""
+    return np.asarray(np.maximum(np.floor((t - t_swept) / period_s - SWEEP_GUARD), 0.0))
+
+
+def _charge(
+    table: TrackTable, slots: IndexArray, n: FloatArray, pd: float, mask: np.uint32, bit: int
+) -> None:
+    """`n` misses in plain view each, as `TrackManager.record` charges one: zeros into the M-of-N
+    window, ln(1 − Pd) off the score, −ln(1 − Pd) onto the evidence of absence, and the sensor's
+    misses waiting to be proven (established tracks)."""
+    n = np.minimum(n, 31.0)
+    table.hits[slots] = (table.hits[slots] << n.astype(np.uint32)) & mask
+    table.score[slots] += n * np.log1p(-pd)
+    table.absence[slots] -= n * np.log1p(-pd)
+    firm = table.status[slots] != Status.TENTATIVE
+    table.unproven_misses[slots[firm], bit] += n[firm].astype(np.int32)
+
+
+def check(
+    table: TrackTable,
+    active: IndexArray,
+    looked: BoolArray,
+    t: float,
+    period_s: float,
+    pd: float,
+    mask: np.uint32,
+    bit: int,
+) -> BoolArray:
+    """A check at `t`: the tracks the beam has passed since their last look. Their clocks move on
+    by the sweeps missed (on the grid of their passes, so the next pass is not taken for this
+    one's); those in plain view (`looked`) are charged all but the last of those misses here, and
+    the last by the caller (the scan's miss)."""
+    due = overdue(t, table.t_swept[active], period_s)
+    n = missed_sweeps(t, table.t_swept[active[due]], period_s)
+    table.t_swept[active[due]] += n * period_s
+    charged = looked[due] & (n > 1.0)
+    if charged.any():
+        _charge(table, active[due][charged], n[charged] - 1.0, pd, mask, bit)
+    return looked & due
+
+
+def counted_hits(
+    table: TrackTable,
+    active: IndexArray,
+    updated: BoolArray,
+    in_sight: BoolArray,
+    t: float,
+    period_s: float,
+    pd: float,
+    mask: np.uint32,
+    bit: int,
+) -> BoolArray:
+    """Of the tracks a plot at `t` updated, the ones it gives a look (not its sweep's look again:
+    `repeated`). One whose last look is two or more periods back missed the sweeps between, where
+    no check came to charge them (a quiet radar sends nothing between its plots, and its plots
+    come first at their time): those misses are charged now, before the hit, if it is in plain
+    view."""
+    counted = updated & ~repeated(t, table.t_swept[active], period_s)
+    owed = np.rint((t - table.t_swept[active]) / period_s) - 1.0
+    late = counted & in_sight & (owed >= 1.0)
+    if late.any():
+        _charge(table, active[late], owed[late], pd, mask, bit)
+    table.t_swept[active[counted]] = t
+    return counted
+
+
+class SweepingRadars:
+    """When the engine checks a scanning radar's tracks (`check`): at each of its plots and
+    `EmptyRadarScan` lines. A radar that reported nothing for longer than its learnt false alarms
+    make likely (probability α) was off, not sweeping an empty sky: its tracks' clocks skip the
+    silence's sweeps, so it charges no misses."""
+
+    def __init__(self, sensor_ids: set[str]) -> None:
+        self.sensor_ids = sensor_ids
         self._last: dict[str, float] = {}
 
-    def due(self, sensor_id: str, t: float) -> list[float]:
-        """The looks completed before a plot captured at `t`, in order (most often none, once a
-        period one): fuse each as an empty full scan before the plot."""
-        period = self.periods_s[sensor_id]
-        last = self._last.get(sensor_id, -math.inf)
+    def arrived(
+        self, table: TrackTable, sensor_id: str, t: float, period_s: float, per_sweep: float, alpha: float
+    ) -> None:
+        last = self._last.get(sensor_id, t)
         self._last[sensor_id] = max(last, t)
-        upcoming = self._next.get(sensor_id)
-        if upcoming is None or t - last > _SILENT_SWEEPS * period:
-            self._next[sensor_id] = t + period
-            return []
-        looks = []
-        while t >= upcoming:
-            looks.append(upcoming)
-            upcoming += period
-        self._next[sensor_id] = upcoming
-        return looks
+        silent_sweeps = (t - last) / period_s - 1.0
+        if silent_sweeps > 0.0 and math.exp(-per_sweep * silent_sweeps) < alpha:
+            # Each track's clock skips the sweeps of the silence on its own grid: its last look is
+            # taken as its last pass before `t`, so its next pass, within a period, is its look.
+            active = table.active()
+            skipped = np.maximum(np.floor((t - table.t_swept[active]) / period_s), 0.0)
+            table.t_swept[active] += skipped * period_s
+
+    def due(self, table: TrackTable, t: float, period_s: float) -> bool:
+        """Whether the beam has passed some track since its last look: a check is worth its scan."""
+        return bool(overdue(t, table.t_swept[table.active()], period_s).any())

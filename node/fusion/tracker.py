@@ -102,7 +102,6 @@ class Tracker:
         self.manager = TrackManager(params, self.table, self.stats, self._underground)
         self.births = BirthCounters()
         self._gates: dict[int, float] = {}
-        self._unexplained_in_sweep: dict[int, int] = {}  # per scanning radar, since its last look
         self.ground: Ground | None = None  # set by the engine once the local frame is known
 
     @property
@@ -260,11 +259,10 @@ class Tracker:
             if self.ground is not None:
                 hold_above_ground(tb, active, self.ground)
             self.history.remember(tb, active[updated])
-        unexplained = int(np.count_nonzero(~near_firm))
-        if scan.full_scan:  # a scanning radar's look: the plots of its sweep
-            self.stats.unexplained(bit, unexplained + self._unexplained_in_sweep.pop(bit, 0))
-        elif scan.model.sweeps:
-            self._unexplained_in_sweep[bit] = self._unexplained_in_sweep.get(bit, 0) + unexplained
+        if scan.model.sweeps and m:  # a scanning radar's false alarms are counted by the sweep
+            self.stats.swept(bit, scan.t, int(np.count_nonzero(~near_firm)), scan.z, scan.r)
+        elif scan.full_scan and not scan.model.sweeps:
+            self.stats.unexplained(bit, int(np.count_nonzero(~near_firm)))
         started = np.zeros(0, dtype=np.intp)
         if scan.initiate is True or np.any(scan.initiate):
             unclaimed = (slot_of < 0) & ~near_track
@@ -273,7 +271,7 @@ class Tracker:
             used, started = self._initiate(scan, unclaimed, bit)
             slot_of[used] = started
             if not scan.full_scan:  # born of the frame's first part: its full look is no miss
-                self.manager.seen_in_frame(bit, scan.t, started, scan.model.sweeps)
+                self.manager.seen_in_frame(bit, scan.t, started)
         return ScanResult(slot_of, started)
 
     def _claimed(self, g: Gating, rows: IndexArray, cols: IndexArray, scan: Scan) -> BoolArray:
