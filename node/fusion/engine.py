@@ -187,14 +187,15 @@ class FusionEngine:
             t = self.capture_time(first)
             if isinstance(first, RadarDetection):
                 self._radar(cast("list[RadarDetection]", items), t)  # one class per group
-            elif isinstance(first, EmptyRadarScan) and first.sensor_id in self.sweeping.sensor_ids:
-                self._sweep_arrived(first.sensor_id, t)  # a scanning radar's heartbeat
-                self._sweep_check(first.sensor_id, t)
             elif isinstance(first, EmptyRadarScan):
                 if plotted is None:
                     plotted = {(m.sensor_id, m.t_capture) for m in ordered if isinstance(m, RadarDetection)}
                 framed = (first.sensor_id, first.t_capture) in plotted
-                if not framed and self.tracker.last_scan_t(first.sensor_id) != t:  # one frame, one look
+                if first.sensor_id in self.sweeping.sensor_ids:  # a scanning radar's heartbeat
+                    if not framed:  # (with plots of its time, their check after them is its)
+                        self._sweep_arrived(first.sensor_id, t)
+                        self._sweep_check(first.sensor_id, t)
+                elif not framed and self.tracker.last_scan_t(first.sensor_id) != t:  # one frame, one look
                     self._look(first.sensor_id, t)
             elif isinstance(first, AcousticBearing):
                 self._acoustic([m for m in items if isinstance(m, AcousticBearing)], t)

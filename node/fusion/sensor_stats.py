@@ -46,6 +46,7 @@ class SensorStats:
     def __init__(self, false_alarms: float, detection_probability: float) -> None:
         self.last_t = np.full(N_SENSORS, -np.inf)  # its newest scan's capture time
         self.last_look_t = np.full(N_SENSORS, -np.inf)  # ... of its newest look at its whole coverage
+        self.report_gap_s = np.full(N_SENSORS, np.inf)  # a scanning radar's: since its report before
         self.period_s = np.full(N_SENSORS, np.nan)
         self.false_alarms = np.full(N_SENSORS, max(false_alarms, _MIN_FALSE_ALARMS))
         self.doppler_span = np.full(N_SENSORS, np.nan)
@@ -75,6 +76,8 @@ class SensorStats:
         self.models[bit] = model
         if not model.sweeps:
             self._timed(bit, t)
+        elif t > self.last_t[bit]:
+            self.report_gap_s[bit] = t - self.last_t[bit]
         self.last_t[bit] = max(self.last_t[bit], t)
         if not z.shape[0] or not is_radar(model):
             return

@@ -39,9 +39,11 @@ IndexArray = npt.NDArray[np.intp]
 SWEEP_GUARD = 0.25
 
 
-def repeated(t: float, t_swept: FloatArray, period_s: float) -> BoolArray:
-    """Hits at `t` too soon after the track's last look to be the next sweep's: the same look."""
-    return np.asarray(t - t_swept < (1.0 - SWEEP_GUARD) * period_s)
+def repeated(t: float, t_hit: FloatArray, period_s: float) -> BoolArray:
+    """Hits at `t` too soon after the track's last hit by a sweep to be the next sweep's: the same
+    look. (From the hit, not the last look: a clock moved on by misses may run a little ahead of
+    the track's real passes when the rate is a little off, and the pass it then meets is a hit.)"""
+    return np.asarray(t - t_hit < (1.0 - SWEEP_GUARD) * period_s)
 
 
 def overdue(t: float, t_swept: FloatArray, period_s: float) -> BoolArray:
@@ -69,26 +71,38 @@ def _charge(
     table.unproven_misses[slots[firm], bit] += n[firm].astype(np.int32)
 
 
+def passes_since_report(gap_s: float, period_s: float) -> float:
+    """The most passes of the beam over one track since the radar's report before this one: no
+    more misses than that are charged at once (a clock that fell far behind, of a track another
+    sensor kept, is moved on, not charged for sweeps this radar never reported)."""
+    return math.ceil(gap_s / period_s) if math.isfinite(gap_s) else math.inf
+
+
 def check(
     table: TrackTable,
     active: IndexArray,
     looked: BoolArray,
     t: float,
-    period_s: float,
+    sweep: tuple[float, float],
     pd: float,
     mask: np.uint32,
     bit: int,
 ) -> BoolArray:
     """A check at `t`: the tracks the beam has passed since their last look. Their clocks move on
     by the sweeps missed (on the grid of their passes, so the next pass is not taken for this
-    one's); those in plain view (`looked`) are charged all but the last of those misses here, and
-    the last by the caller (the scan's miss)."""
+    one's); those in plain view (`looked`) are charged those misses, no more than the passes
+    since the radar's last report (`sweep`: its period and that gap): all but one here, the last
+    by the caller (the scan's miss)."""
+    period_s, gap_s = sweep
     due = overdue(t, table.t_swept[active], period_s)
     n = missed_sweeps(t, table.t_swept[active[due]], period_s)
     table.t_swept[active[due]] += n * period_s
+    n = np.minimum(n, passes_since_report(gap_s, period_s))
     charged = looked[due] & (n > 1.0)
     if charged.any():
         _charge(table, active[due][charged], n[charged] - 1.0, pd, mask, bit)
+    looked = looked.copy()
+    looked[np.flatnonzero(due)[n < 1.0]] = False
     return looked & due
 
 
@@ -98,7 +112,7 @@ def counted_hits(
     updated: BoolArray,
     in_sight: BoolArray,
     t: float,
-    period_s: float,
+    sweep: tuple[float, float],
     pd: float,
     mask: np.uint32,
     bit: int,
@@ -107,21 +121,24 @@ def counted_hits(
     `repeated`). One whose last look is two or more periods back missed the sweeps between, where
     no check came to charge them (a quiet radar sends nothing between its plots, and its plots
     come first at their time): those misses are charged now, before the hit, if it is in plain
-    view."""
-    counted = updated & ~repeated(t, table.t_swept[active], period_s)
+    view (no more than the passes since the radar's last report, the hit's among them)."""
+    period_s, gap_s = sweep
+    counted = updated & ~repeated(t, table.t_sweep_hit[active], period_s)
     owed = np.rint((t - table.t_swept[active]) / period_s) - 1.0
+    owed = np.minimum(owed, passes_since_report(gap_s, period_s) - 1.0)
     late = counted & in_sight & (owed >= 1.0)
     if late.any():
         _charge(table, active[late], owed[late], pd, mask, bit)
     table.t_swept[active[counted]] = t
+    table.t_sweep_hit[active[counted]] = t
     return counted
 
 
 class SweepingRadars:
     """When the engine checks a scanning radar's tracks (`check`): at each of its plots and
     `EmptyRadarScan` lines. A radar that reported nothing for longer than its learnt false alarms
-    make likely (probability α) was off, not sweeping an empty sky: its tracks' clocks skip the
-    silence's sweeps, so it charges no misses."""
+    make likely (probability α) was off, not sweeping an empty sky, and before its first report
+    it was not there: its tracks' clocks skip the silence's sweeps, so it charges no misses."""
 
     def __init__(self, sensor_ids: set[str]) -> None:
         self.sensor_ids = sensor_ids
@@ -130,14 +147,15 @@ class SweepingRadars:
     def arrived(
         self, table: TrackTable, sensor_id: str, t: float, period_s: float, per_sweep: float, alpha: float
     ) -> None:
-        last = self._last.get(sensor_id, t)
+        last = self._last.get(sensor_id, -math.inf)
         self._last[sensor_id] = max(last, t)
         silent_sweeps = (t - last) / period_s - 1.0
         if silent_sweeps > 0.0 and math.exp(-per_sweep * silent_sweeps) < alpha:
-            # Each track's clock skips the sweeps of the silence on its own grid: its last look is
-            # taken as its last pass before `t`, so its next pass, within a period, is its look.
+            # Its first report, or it was off. Each track's clock skips the sweeps of the silence
+            # on its own grid, to a quarter period to a period and a quarter before `t`: its next
+            # pass, within a period, is then its next look (neither a repeat nor overdue first).
             active = table.active()
-            skipped = np.maximum(np.floor((t - table.t_swept[active]) / period_s), 0.0)
+            skipped = missed_sweeps(t, table.t_swept[active], period_s)
             table.t_swept[active] += skipped * period_s
 
     def due(self, table: TrackTable, t: float, period_s: float) -> bool:

@@ -62,6 +62,7 @@ class TrackTable:
         self.t_physical = np.full(capacity, -np.inf)  # last update by a non-cooperative sensor
         self.t_created = np.zeros(capacity)
         self.t_swept = np.zeros(capacity)  # its last look by a scanning radar's sweep (`sweep`)
+        self.t_sweep_hit = np.zeros(capacity)  # ... of those, its last hit
         self.hits = np.zeros(capacity, dtype=np.uint32)  # M-of-N history, newest in bit 0
         self.extra_hits = np.zeros(capacity, dtype=np.int8)  # more hits needed where clutter recurs
         self.score = np.zeros(capacity)  # track score: log-likelihood ratio target/false (initiation.py)
@@ -138,6 +139,7 @@ class TrackTable:
         self.t_physical[slots] = -np.inf
         self.t_created[slots] = t
         self.t_swept[slots] = t
+        self.t_sweep_hit[slots] = t
         self.hits[slots] = 1
         self.extra_hits[slots] = 0
         self.score[slots] = 0.0
