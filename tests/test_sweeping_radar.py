@@ -19,7 +19,7 @@ from cuas_node.cli import main
 from cuas_node.config import load_config
 from cuas_node.fusion import sweep
 from cuas_node.fusion.tracks import Status
-from cuas_node.kernel.measurement import RadarDetection
+from cuas_node.kernel.measurement import EmptyRadarScan, RadarDetection
 from cuas_node.publish import wire
 from cuas_node.track import Tracking
 
@@ -199,12 +199,23 @@ def test_a_target_hovering_where_a_sweep_would_begin_is_not_missed() -> None:
 def test_a_quiet_radars_missed_sweeps_are_charged_when_its_next_plot_comes() -> None:
     """A plot extractor with almost no false plots: after a target's missed sweeps the next plot
     is the target's own, which used to come before any check (misses never charged: learnt Pd
-    0.84 for a true 0.6). Now the sweeps between its looks are charged with the hit."""
-    rng = random.Random(1)
-    lines = [
-        _plot(_beam_time(n, 0.2), 2000.0 + rng.gauss(0, 5), 0.2) for n in range(400) if rng.random() < 0.6
-    ]
-    assert abs(_learnt_pd(_tracking(lines, false_alarms_per_scan="0.1")) - 0.6) < 0.08
+    0.84 for a true 0.6). Now the sweeps between its looks are charged with the hit. Also with an
+    `EmptyRadarScan` in the middle of each sweep without a plot, the target drifting towards the
+    sweep's start: a pass just before such a line is not yet overdue there, and was then never
+    charged (0.65 here, where 0.59 without those lines)."""
+    pds = []
+    for heartbeats in (False, True):
+        rng, lines = random.Random(1), []
+        for n in range(400):
+            az = 0.2 - 0.0015 * n  # its beam time moves 0.7 ms a sweep earlier
+            if rng.random() < 0.6:
+                lines.append(_plot(_beam_time(n, az), 2000.0 + rng.gauss(0, 5), az))
+            elif heartbeats:
+                m = EmptyRadarScan("surv", T0 + n + 0.5, n + 0.7)
+                lines.append(wire.dumps(wire.measurement_record(m)))
+        lines.sort(key=lambda line: json.loads(line)["t_receive"])
+        pds.append(_learnt_pd(_tracking(lines, false_alarms_per_scan="0.1")))
+    assert abs(pds[0] - 0.6) < 0.06 and pds[1] == pytest.approx(pds[0], abs=0.02)
 
 
 def test_a_range_rate_sweeps_doppler_span_is_that_of_the_whole_sweep() -> None:

@@ -202,8 +202,7 @@ class TrackManager:
                 excused = np.isin(active, part_slots)
             looked = self.looked_at(active, bit, model, seen)
             if model.sweeps:  # a scanning radar's check: the beam passed only the overdue
-                swept = float(self.stats.period_s[bit]), float(self.stats.report_gap_s[bit])
-                looked = sweep.check(tb, active, looked, t, swept, self.stats.pd(bit), self.window_mask, bit)
+                looked = sweep.check(tb, active, looked, t, self._sweep_scan(bit))
             # A miss counts against the sensor's Pd once the track holds its target again (below):
             # until then it may be the miss of a target that is gone (landed, or hidden), and those
             # would drag the learnt Pd down and so keep every dead track longer.
@@ -214,9 +213,7 @@ class TrackManager:
             looked = np.zeros(active.size, dtype=bool)
             if model.sweeps:  # a plot of a scanning radar: a look, unless its sweep's look again
                 in_sight = self.looked_at(active, bit, model, seen)  # as its misses are judged
-                swept = float(self.stats.period_s[bit]), float(self.stats.report_gap_s[bit])
-                pd, mask = self.stats.pd(bit), self.window_mask
-                updated = sweep.counted_hits(tb, active, updated, in_sight, t, swept, pd, mask, bit)
+                updated = sweep.counted_hits(tb, active, updated, in_sight, t, self._sweep_scan(bit))
                 self.stats.detected(bit, int(np.count_nonzero(firm & updated & in_sight)))
             self.seen_in_frame(bit, t, active[updated])
         # A track hit by both parts of a frame had its look in the first: one frame, one shift of
@@ -277,6 +274,11 @@ class TrackManager:
             self.rejected += reject.size
             self.clutter.add(tb.x[reject[np.isfinite(tb.t_ranged[reject])], :3], t)
             tb.release(reject)
+
+    def _sweep_scan(self, bit: int) -> sweep.SweepScan:
+        stats = self.stats
+        gap, pd = float(stats.report_gap_s[bit]), stats.pd(bit)
+        return sweep.SweepScan(float(stats.period_s[bit]), gap, pd, self.window_mask, bit)
 
     def seen_in_frame(self, bit: int, t: float, slots: IndexArray) -> None:
         """Tracks a partial scan of a sensor's frame at `t` hit or started: its full scan (the

@@ -24,6 +24,7 @@ shared by the scanning radars that see it: with two, a hit of either is the othe
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -59,78 +60,68 @@ def missed_sweeps(t: float, t_swept: FloatArray, period_s: float) -> FloatArray:
     return np.asarray(np.maximum(np.floor((t - t_swept) / period_s - SWEEP_GUARD), 0.0))
 
 
-def _charge(
-    table: TrackTable, slots: IndexArray, n: FloatArray, pd: float, mask: np.uint32, bit: int
-) -> None:
-    """`n` misses in plain view each, as `TrackManager.record` charges one: zeros into the M-of-N
-    window, ln(1 − Pd) off the score, −ln(1 − Pd) onto the evidence of absence, and the sensor's
-    misses waiting to be proven (established tracks)."""
-    n = np.minimum(n, 31.0)
-    table.hits[slots] = (table.hits[slots] << n.astype(np.uint32)) & mask
-    table.score[slots] += n * np.log1p(-pd)
-    table.absence[slots] -= n * np.log1p(-pd)
-    firm = table.status[slots] != Status.TENTATIVE
-    table.unproven_misses[slots[firm], bit] += n[firm].astype(np.int32)
-
-
 def passes_since_report(gap_s: float, period_s: float) -> float:
-    """The most passes of the beam over one track since the radar's report before this one: no
+    """The most passes of the beam over one track since the radar's report before this one (or
+    a guard's worth before it: a pass just before that report was not yet overdue there): no
     more misses than that are charged at once (a clock that fell far behind, of a track another
     sensor kept, is moved on, not charged for sweeps this radar never reported)."""
-    return math.ceil(gap_s / period_s) if math.isfinite(gap_s) else math.inf
+    return math.ceil(gap_s / period_s + SWEEP_GUARD) if math.isfinite(gap_s) else math.inf
 
 
-def check(
-    table: TrackTable,
-    active: IndexArray,
-    looked: BoolArray,
-    t: float,
-    sweep: tuple[float, float],
-    pd: float,
-    mask: np.uint32,
-    bit: int,
-) -> BoolArray:
+@dataclass(frozen=True, slots=True)
+class SweepScan:
+    """What a scanning radar's scan needs to charge misses: its period, the time since its report
+    before (`passes_since_report`), its learnt Pd, the tracks' M-of-N window mask and its bit."""
+
+    period_s: float
+    gap_s: float
+    pd: float
+    mask: np.uint32
+    bit: int
+
+    def charge(self, table: TrackTable, slots: IndexArray, n: FloatArray) -> None:
+        """`n` misses in plain view each, as `TrackManager.record` charges one: zeros into the M-of-N
+        window, ln(1 − Pd) off the score, −ln(1 − Pd) onto the evidence of absence, and the sensor's
+        misses waiting to be proven (established tracks)."""
+        n = np.minimum(n, 31.0)
+        table.hits[slots] = (table.hits[slots] << n.astype(np.uint32)) & self.mask
+        table.score[slots] += n * np.log1p(-self.pd)
+        table.absence[slots] -= n * np.log1p(-self.pd)
+        firm = table.status[slots] != Status.TENTATIVE
+        table.unproven_misses[slots[firm], self.bit] += n[firm].astype(np.int32)
+
+
+def check(table: TrackTable, active: IndexArray, looked: BoolArray, t: float, scan: SweepScan) -> BoolArray:
     """A check at `t`: the tracks the beam has passed since their last look. Their clocks move on
     by the sweeps missed (on the grid of their passes, so the next pass is not taken for this
     one's); those in plain view (`looked`) are charged those misses, no more than the passes
-    since the radar's last report (`sweep`: its period and that gap): all but one here, the last
-    by the caller (the scan's miss)."""
-    period_s, gap_s = sweep
-    due = overdue(t, table.t_swept[active], period_s)
-    n = missed_sweeps(t, table.t_swept[active[due]], period_s)
-    table.t_swept[active[due]] += n * period_s
-    n = np.minimum(n, passes_since_report(gap_s, period_s))
+    since the radar's last report: all but one here, the last by the caller (the scan's miss)."""
+    due = overdue(t, table.t_swept[active], scan.period_s)
+    n = missed_sweeps(t, table.t_swept[active[due]], scan.period_s)
+    table.t_swept[active[due]] += n * scan.period_s
+    n = np.minimum(n, passes_since_report(scan.gap_s, scan.period_s))
     charged = looked[due] & (n > 1.0)
     if charged.any():
-        _charge(table, active[due][charged], n[charged] - 1.0, pd, mask, bit)
+        scan.charge(table, active[due][charged], n[charged] - 1.0)
     looked = looked.copy()
     looked[np.flatnonzero(due)[n < 1.0]] = False
     return looked & due
 
 
 def counted_hits(
-    table: TrackTable,
-    active: IndexArray,
-    updated: BoolArray,
-    in_sight: BoolArray,
-    t: float,
-    sweep: tuple[float, float],
-    pd: float,
-    mask: np.uint32,
-    bit: int,
+    table: TrackTable, active: IndexArray, updated: BoolArray, in_sight: BoolArray, t: float, scan: SweepScan
 ) -> BoolArray:
     """Of the tracks a plot at `t` updated, the ones it gives a look (not its sweep's look again:
     `repeated`). One whose last look is two or more periods back missed the sweeps between, where
     no check came to charge them (a quiet radar sends nothing between its plots, and its plots
     come first at their time): those misses are charged now, before the hit, if it is in plain
     view (no more than the passes since the radar's last report, the hit's among them)."""
-    period_s, gap_s = sweep
-    counted = updated & ~repeated(t, table.t_sweep_hit[active], period_s)
-    owed = np.rint((t - table.t_swept[active]) / period_s) - 1.0
-    owed = np.minimum(owed, passes_since_report(gap_s, period_s) - 1.0)
+    counted = updated & ~repeated(t, table.t_sweep_hit[active], scan.period_s)
+    owed = np.rint((t - table.t_swept[active]) / scan.period_s) - 1.0
+    owed = np.minimum(owed, passes_since_report(scan.gap_s, scan.period_s) - 1.0)
     late = counted & in_sight & (owed >= 1.0)
     if late.any():
-        _charge(table, active[late], owed[late], pd, mask, bit)
+        scan.charge(table, active[late], owed[late])
     table.t_swept[active[counted]] = t
     table.t_sweep_hit[active[counted]] = t
     return counted
