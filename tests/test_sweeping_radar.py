@@ -286,3 +286,20 @@ def test_after_a_silence_a_targets_plot_stamped_a_little_late_is_still_its_look(
         table = _tracking(lines).core.engine.tracker.table
         scores.append(float(table.score[table.status == Status.CONFIRMED].max()))
     assert scores[1] == pytest.approx(scores[0], abs=1.0)
+
+
+def test_a_sweeps_closing_empty_scan_charges_its_misses_then() -> None:
+    """An `EmptyRadarScan` at each sweep's end; target X missed in sweep 10, target Z gone after
+    sweep 9, one false plot at 10.90. The check at that plot charged Z; with checks throttled to
+    8 a sweep the closing line at 10.99 was skipped, and X's miss waited for its next plot."""
+    at = [(n + 0.7, 2000.0, n != 10) for n in range(11)] + [(n + 0.6, 3000.0, n < 10) for n in range(11)]
+    lines = [(t, _plot(t, r, (t % 1.0) * 2 * HALF - HALF)) for t, r, seen in at if seen]
+    lines.append((10.90, _plot(10.90, 4500.0, 0.8 * HALF)))
+    for n in range(11):
+        m = EmptyRadarScan("surv", T0 + n + 0.99, n + 1.19)
+        lines.append((n + 0.99, wire.dumps(wire.measurement_record(m))))
+    table = _tracking(
+        [line for _, line in sorted(lines)], false_alarms_per_scan="0.1"
+    ).core.engine.tracker.table
+    (x,) = [s for s in table.active() if abs(math.hypot(*table.x[s, :2]) - 2000.0) < 100.0]
+    assert int(table.hits[x]) & 0b11 == 0b10  # hit in sweep 9, missed in sweep 10

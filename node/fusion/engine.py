@@ -275,7 +275,7 @@ class FusionEngine:
         """The tracks a scanning radar's beam has passed by `t` since their last look without a
         plot taking them are charged a miss (fusion/sweep.py)."""
         period = float(self.tracker.stats.period_s[self.tracker.sensor_bits.get(sensor_id, 63)])
-        if self.sweeping.due(self.tracker.table, sensor_id, t, period):
+        if self.sweeping.due(self.tracker.table, t, period):
             self._look(sensor_id, t)
 
     def _look(self, sensor_id: str, t: float) -> None:

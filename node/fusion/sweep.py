@@ -35,8 +35,6 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IndexArray = npt.NDArray[np.intp]
 
-_CHECKS_PER_SWEEP = 8  # the most checks of a scanning radar's tracks a period (`SweepingRadars.due`)
-
 # How early or late, as a fraction of the period, a sweep's pass over a target may come: its
 # azimuth moved, its plot's stamp is the beam's at a noisy azimuth, the rate is a little off.
 SWEEP_GUARD = 0.25
@@ -136,7 +134,6 @@ class SweepingRadars:
     def __init__(self, sensor_ids: set[str]) -> None:
         self.sensor_ids = sensor_ids
         self._last: dict[str, float] = {}
-        self._checked: dict[str, float] = {}
 
     def arrived(
         self, table: TrackTable, sensor_id: str, t: float, period_s: float, per_sweep: float, alpha: float
@@ -152,14 +149,8 @@ class SweepingRadars:
             skipped = missed_sweeps(t, table.t_swept[active], period_s)
             table.t_swept[active] += skipped * period_s
 
-    def due(self, table: TrackTable, sensor_id: str, t: float, period_s: float) -> bool:
+    def due(self, table: TrackTable, t: float, period_s: float) -> bool:
         """Whether the beam has passed some track since its last look: a check is worth its scan.
-        At most `_CHECKS_PER_SWEEP` a sweep (each track's overdue clock comes due at its own time:
-        checked at every plot, half of a busy radar's scans were checks); a miss is then charged
-        up to that fraction of a period late, which changes nothing it decides."""
-        if t - self._checked.get(sensor_id, -math.inf) < period_s / _CHECKS_PER_SWEEP:
-            return False
-        if not overdue(t, table.t_swept[table.active()], period_s).any():
-            return False
-        self._checked[sensor_id] = t
-        return True
+        (Not throttled: skipping a check, then clamping the misses to the passes since the last
+        scan, lost a miss, and a sweep's closing `EmptyRadarScan` must charge its misses then.)"""
+        return bool(overdue(t, table.t_swept[table.active()], period_s).any())
