@@ -6,13 +6,17 @@ frames, every plot charged a miss to every other track in view (a sweep of 30 pl
 looks, and no track ever confirmed). Its plots are fused as partial scans at their own times, and
 each track keeps the time of its last counted look by a sweep (`TrackTable.t_swept`):
 
-- a plot it takes a period or so after that (`SWEEP_GUARD`) is that sweep's look, a hit; one
-  sooner is the same look again (a target's plot split across two beam dwells, the second pass
-  of a sector scan that goes back and forth within its period): it updates the state, and is no
+- a plot it takes more than three quarters of a period (`SWEEP_GUARD`) after its last hit is
+  that sweep's look, a hit (charging first the sweeps missed since its last look); one sooner
+  is the same look again (a target's plot split across two beam dwells, the second pass of a
+  sector scan that goes back and forth within its period): it updates the state, and is no
   second hit, so one sweep never confirms a track alone;
 - once a period and the guard have gone by without such a plot, the beam has passed it: a
   check (an empty full scan at the time of the radar's next plot, or of its `EmptyRadarScan`
-  line) charges it one miss if it was in plain view, and its clock moves on a period.
+  line) charges it the sweeps it missed if it is in plain view, never more than the passes
+  since the radar's previous scan (`passes_since_report`), and its clock moves on by them;
+- the radar's first report, and a silence its false alarms make improbable (it was off), charge
+  nothing: the clocks skip those sweeps (`SweepingRadars`).
 
 Per track, not per sweep from a fixed start: the pass over a target comes when the beam reaches
 its azimuth, and a target near any fixed boundary (hovering there, a few milliseconds either
@@ -99,10 +103,8 @@ def check(table: TrackTable, active: IndexArray, looked: BoolArray, t: float, sc
     table.t_swept[active[due]] += n * scan.period_s
     n = np.minimum(n, passes_since_report(scan.gap_s, scan.period_s))
     charged = looked[due] & (n > 1.0)
-    if charged.any():
+    if charged.any():  # (an overdue track has missed a sweep, and the clamp is at least one)
         scan.charge(table, active[due][charged], n[charged] - 1.0)
-    looked = looked.copy()
-    looked[np.flatnonzero(due)[n < 1.0]] = False
     return looked & due
 
 
