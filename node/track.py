@@ -263,6 +263,9 @@ class TrackStats:
     """Per radar sensor id, the capture times its plots carried."""
     frame_rates_hz: dict[str, float] = dataclasses.field(default_factory=dict)
     """The configured `rate_hz` of the radars whose scans share one time (not `sweeps`)."""
+    learnt: dict[str, tuple[float, float, bool]] = dataclasses.field(default_factory=dict)
+    """Per radar that scanned: the detection probability and false alarms per scan fusion learnt
+    from its scans, and whether it sweeps."""
 
 
 class Tracking:
@@ -283,11 +286,8 @@ class Tracking:
         self.report = report
         self.grid = ArrivalGrid(idle=self.core.idle)
         self.stats = TrackStats()
-        self.stats.frame_rates_hz = {
-            s.sensor_id: s.scan_rate_hz
-            for s in setup.fusion.sensors
-            if isinstance(s, RadarSensor) and not s.sweeps
-        }
+        self.setup_radars = [s for s in setup.fusion.sensors if isinstance(s, RadarSensor)]
+        self.stats.frame_rates_hz = {s.sensor_id: s.scan_rate_hz for s in self.setup_radars if not s.sweeps}
 
     def _step(self, cycles: Iterator[Cycle]) -> float | None:
         """Run the cycles; the time of the last one (None: there was none)."""
@@ -335,5 +335,11 @@ class Tracking:
         stats.tracks_messages, stats.alerts = self.output.tracks_messages, self.output.alerts
         stats.dropped = self.core.engine.dropped()
         stats.outside_coverage = self.core.engine.counters.outside_coverage
+        tracker = self.core.engine.tracker
+        for s in self.setup_radars:
+            bit = tracker.sensor_bits.get(s.sensor_id)
+            if bit is not None and math.isfinite(tracker.stats.last_t[bit]):
+                learnt = (tracker.stats.pd(bit), float(tracker.stats.false_alarms[bit]), s.sweeps)
+                stats.learnt[s.sensor_id] = learnt
         stats.wall_s = time.perf_counter() - started
         return stats

@@ -119,6 +119,11 @@ def summary(stats: TrackStats) -> list[str]:
                 "charges a miss to every track it does not hit. A scanning radar that stamps each plot "
                 "when its beam passed needs sweeps = true; else check rate_hz (docs/config.md)"
             )
+    for sensor_id, (pd, false_alarms, sweeps) in stats.learnt.items():
+        lines.append(
+            f"radar {sensor_id!r}: learnt Pd {pd:.2f}, {false_alarms:.1f} false alarms a "
+            + ("sweep (a rate_hz twice the radar's sweep rate halves that Pd)" if sweeps else "scan")
+        )
     if stats.wrong_role:
         lines.append(
             f"skipped {stats.wrong_role.total()} measurements of a kind their sensor does not produce "

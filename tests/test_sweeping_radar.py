@@ -303,3 +303,25 @@ def test_a_sweeps_closing_empty_scan_charges_its_misses_then() -> None:
     ).core.engine.tracker.table
     (x,) = [s for s in table.active() if abs(math.hypot(*table.x[s, :2]) - 2000.0) < 100.0]
     assert int(table.hits[x]) & 0b11 == 0b10  # hit in sweep 9, missed in sweep 10
+
+
+def test_track_reports_each_radars_learnt_pd_and_a_wrong_sweep_rate_shows_in_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The summary gives what fusion learnt of each radar. A scanning radar described with twice
+    its sweep rate is charged a miss every other sweep: its learnt Pd reads about half (Pd 0.9)."""
+    lines, _ = _sweep_lines(vanish_at=60.0, seconds=60)
+    path = tmp_path / "plots.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    learnt = {}
+    for rate in ("1", "2"):
+        config = tmp_path / f"radar{rate}.toml"
+        config.write_text(SWEEP_TOML.replace("rate_hz = 1", f"rate_hz = {rate}"))
+        assert main(["track", "--config", str(config), str(path)]) == 0
+        found = re.search(
+            r"radar 'surv': learnt Pd ([0-9.]+), ([0-9.]+) false alarms a sweep", capsys.readouterr().err
+        )
+        assert found is not None
+        learnt[rate] = float(found[1]), float(found[2])
+    assert learnt["1"][0] > 0.85 and learnt["2"][0] < 0.6
+    assert learnt["1"][1] == pytest.approx(10.0, abs=2.0)

@@ -12,6 +12,7 @@ import io
 import json
 import math
 import random
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -151,9 +152,13 @@ def test_command_on_a_file_and_on_stdin(
     expected = _track(DEMO, demo_lines)
     assert out.splitlines() == expected
     summary = [line for line in err.splitlines() if line.startswith("cuas-node track: ")]
-    # Nothing skipped; fusion itself dropped the multipath images below the ground, and says so.
-    assert len(summary) == 2, err
+    # Nothing skipped; fusion itself dropped the multipath images below the ground, and says so;
+    # and what it learnt of the radar.
+    assert len(summary) == 3, err
     assert "fusion could not use 34 measurements (34 below ground;" in summary[1]
+    assert re.fullmatch(
+        r"cuas-node track: radar 'radar-1': learnt Pd 0\.9\d, \d\.\d false alarms a scan", summary[2]
+    )
     empty = sum('"kind":"EmptyRadarScan"' in line for line in demo_lines)
     assert empty > 0  # the demo radar's frames are not all busy
     assert (
