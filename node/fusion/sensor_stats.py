@@ -2,8 +2,8 @@
 
 Per sensor (its bit in the tracks' sensor masks), learnt from its own scans:
 - `period_s`: the time between its scans (quick to fall, slow to rise: a quiet radar sends no frame
-  when it detects nothing, and such gaps are not its rate); of a scanning radar, between its
-  looks (`sweep`), not its plots;
+  when it detects nothing, and such gaps are not its rate); a scanning radar's is its configured
+  one (its plots and checks come at any time: `sweep`);
 - `false_alarms`: detections per full scan that no established track gates (starts at the
   configured `clutter_per_scan`);
 - `doppler_span`: the spread of radial velocities in its scans (range-rate radars only), at least
