@@ -50,7 +50,7 @@ class Thresholds:
         track's target is taken as gone: the fewest k with (1 − Pd)^k ≤ α² (a present target is
         so unlucky with probability at most α², far below the false-track rate: deleting a real
         track costs an identity, and Pd is itself an estimate)."""
-        return max(3, math.ceil(2.0 * math.log(self.alpha) / math.log(max(1.0 - pd, 1e-6))))
+        return max(LEAST_MISSES_TO_DELETE, math.ceil(2.0 * math.log(self.alpha) / _log_miss(pd)))
 
     def absence_to_delete(self, pd: float) -> float:
         """The evidence of absence (nats, `TrackTable.absence`) at which an established track is
@@ -59,8 +59,16 @@ class Thresholds:
         today's Pd: the learnt Pd creeps up while a dead track's misses wait unproven (the live
         tracks' hits count at once), and a bar of whole misses at the newer Pd then stays a
         fraction of a miss above what the earlier misses added: often one scan more."""
-        floor = 3.0 * -math.log(max(1.0 - pd, 1e-6))
+        floor = LEAST_MISSES_TO_DELETE * -_log_miss(pd)
         return max(-2.0 * math.log(self.alpha), floor) * (1.0 - 1e-9)
+
+
+LEAST_MISSES_TO_DELETE = 3  # never fewer, however high the learnt Pd: it is itself an estimate
+
+
+def _log_miss(pd: float) -> float:
+    """ln(1 − Pd), what a miss adds to the track score (kept finite at Pd 1)."""
+    return math.log(max(1.0 - pd, 1e-6))
 
 
 def hit_score(loglik: FloatArray, pd: float, clutter_density: float) -> FloatArray:

@@ -45,7 +45,6 @@ def is_radar(model: MeasurementModel) -> bool:
 class SensorStats:
     def __init__(self, false_alarms: float, detection_probability: float) -> None:
         self.last_t = np.full(N_SENSORS, -np.inf)  # its newest scan's capture time
-        self.last_look_t = np.full(N_SENSORS, -np.inf)  # ... of its newest look at its whole coverage
         self.report_gap_s = np.full(N_SENSORS, np.inf)  # a scanning radar's: since its report before
         self.period_s = np.full(N_SENSORS, np.nan)
         self.false_alarms = np.full(N_SENSORS, max(false_alarms, _MIN_FALSE_ALARMS))
@@ -114,8 +113,9 @@ class SensorStats:
             tally[4] = max(tally[4], 6.0 * float(np.sqrt(np.median(r[:, 3, 3]))))
 
     def _timed(self, bit: int, t: float) -> None:
-        """The period: from the times of the sensor's looks at its coverage."""
-        last = self.last_look_t[bit]
+        """The period: from the times of its scans (each a look at its coverage: not a scanning
+        radar's, whose period is its configured one)."""
+        last = self.last_t[bit]
         if t > last and math.isfinite(last):
             dt = t - last
             p = self.period_s[bit]
@@ -125,7 +125,6 @@ class SensorStats:
                 self.period_s[bit] = 0.5 * (p + dt)
             else:
                 self.period_s[bit] = 0.95 * p + 0.05 * min(dt, 2.0 * p)
-        self.last_look_t[bit] = max(last, t)
 
     def unexplained(self, bit: int, count: int) -> None:
         """Detections of a full scan that no established track gated: the false-alarm estimate."""
