@@ -325,3 +325,72 @@ def test_track_reports_each_radars_learnt_pd_and_a_wrong_sweep_rate_shows_in_it(
         learnt[rate] = float(found[1]), float(found[2])
     assert learnt["1"][0] > 0.85 and learnt["2"][0] < 0.6
     assert learnt["1"][1] == pytest.approx(10.0, abs=2.0)
+
+
+def test_a_tentative_track_whose_owed_misses_reject_it_is_not_saved_by_the_plot_that_owed_them() -> None:
+    """A quiet radar (no `EmptyRadarScan`) of Pd 0.97: one plot, an empty sweep, then a plot at
+    the same place. The miss owed for the empty sweep is charged with the second plot; it takes
+    the young track's score below the SPRT's reject bar (ln 0.03 < ln 0.05), where a check in
+    time would have rejected it. The plot then gave it a hit and it lived on; now it is rejected
+    and the plot starts a track."""
+    lines = [_plot(_beam_time(n, 0.2), 2000.0, 0.2) for n in (5, 7)]
+    text = SWEEP_TOML.replace("[[sensors]]", "[fusion]\ndetection_probability = 0.97\n\n[[sensors]]")
+    tracking = _tracking(lines, text=text, false_alarms_per_scan="0.1")
+    tracker = tracking.core.engine.tracker
+    table = tracker.table
+    assert tracker.manager.rejected == 1
+    (young,) = table.active()
+    assert int(table.hits[young]) == 1 and float(table.score[young]) == 0.0
+
+
+def test_a_false_alarm_stamped_just_before_a_targets_plot_does_not_take_its_track() -> None:
+    """An outside user's rotating radar: a false alarm stamped 11 ms before a target's plot, in
+    its track's gate, took the track (plots were associated one capture time at a time); the
+    target's plot then came as a repeat of that look, and the track was dragged off and lost.
+    Plots within a radar's batch window (`sweep.batch_window_s`: 62.5 ms here) are associated
+    together, also when the live loop hands them over in two steps (without a reorder window, so
+    that each step fuses what it got)."""
+    t20 = _beam_time(20, 0.2)
+    false_alarm = RadarDetection("surv", T0 + t20 - 0.005, 0.0, 2015.0, 0.2, 0.05, None, *SIGMAS, None, 15.0)
+    target = RadarDetection("surv", T0 + t20, 0.0, 2000.0, 0.2, 0.05, None, *SIGMAS, None, 15.0)
+    text = SWEEP_TOML.replace("[[sensors]]", "[fusion]\nreorder_window_s = 0.0\n\n[[sensors]]")
+    for steps in ([[false_alarm, target]], [[false_alarm], [target]]):
+        tracking = _tracking([_plot(_beam_time(n, 0.2), 2000.0, 0.2) for n in range(20)], text=text)
+        for batch in steps:
+            tracking.core.step(batch[-1].t_capture, batch)
+        tracking.core.finish(T0 + t20 + 0.1)
+        table = tracking.core.engine.tracker.table
+        firm = table.active()[table.status[table.active()] != Status.TENTATIVE]
+        (track,) = firm
+        assert abs(np.linalg.norm(table.x[track, :3]) - 2000.0) < 1.0  # 5.5 m when the false alarm took it
+
+
+def test_a_target_split_across_two_dwells_of_one_batch_is_one_track() -> None:
+    """Every other sweep the target's return is split across two beam dwells 10 ms apart, in one
+    batch of plots. One at a time the second plot was its track's look again; in one batch it is
+    no plot its track took, and (a plot extractor's plots being two objects) it started a second
+    track that confirmed. In a batch, plots within each other's noise are one object."""
+    rng = random.Random(2)
+    lines = []
+    for n in range(30):
+        plots = [(_beam_time(n, 0.2), 2000.0 + rng.gauss(0, 5), 0.2 + rng.gauss(0, 0.004))]
+        if n % 2 == 0:
+            plots.append((_beam_time(n, 0.2) + 0.01, 2000.0 + rng.gauss(0, 5), 0.205 + rng.gauss(0, 0.004)))
+        plots += [
+            (_beam_time(n, az), rng.uniform(200, 5000), az)
+            for az in [rng.uniform(-HALF, HALF) for _ in range(3)]
+        ]
+        lines += [_plot(t, r, az) for t, r, az in sorted(plots)]
+    assert len(_ever_confirmed(_tracking(lines, false_alarms_per_scan="3"))) == 1
+
+
+def test_a_batch_of_plots_is_one_report_and_its_check_charges_every_sweep_missed() -> None:
+    """A quiet radar: target X hit in sweeps 0-9, then nothing but two plots of another object
+    10 ms apart (one batch) past X's azimuth in sweep 12. The batch's check charges X its missed
+    sweeps 10 and 11 (12's pass over it is not a quarter period old): the batch is one report, so
+    the clamp counts the passes since the radar's report before it, not since its first plot."""
+    lines = [_plot(_beam_time(n, 0.2), 2000.0, 0.2) for n in range(10)]
+    lines += [_plot(_beam_time(12, 0.5) + dt, 4000.0, 0.5) for dt in (0.0, 0.01)]
+    table = _tracking(lines, false_alarms_per_scan="0.1").core.engine.tracker.table
+    (x,) = [s for s in table.active() if abs(np.linalg.norm(table.x[s, :3]) - 2000.0) < 100.0]
+    assert int(table.hits[x]) & 0b111 == 0b100

@@ -142,6 +142,7 @@ class NodeCore:
             batch = [*self._clock_stepped_back(), *batch]
         self.reorder.push(self._captured_by(now, batch))
         self.engine.fuse(self.reorder.release(math.inf))
+        self.engine.settle()
         return self._cycle(now, started, final=True)
 
     def _clock_stepped_back(self) -> list[AnyMeasurement]:
@@ -248,10 +249,12 @@ class NodeCore:
     # -- what the runtime asks between steps --------------------------------------------------
     def idle(self) -> bool:
         """Whether a cycle without measurements would change nothing: no track of any status,
-        nothing held in the reorder window or waiting to be published, no active zone alert.
+        nothing held in the reorder window (or in a scanning radar's open batch of plots) or
+        waiting to be published, no active zone alert.
         (`track` jumps over a gap between its lines while the core is idle.)"""
         return not (
             len(self.reorder)
+            or self.engine.sweeping.open is not None
             or self._retired
             or self._pending_alerts
             or self.active_alerts()

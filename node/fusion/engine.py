@@ -19,7 +19,7 @@ from typing import cast
 import numpy as np
 
 from cuas_node.fusion import classify
-from cuas_node.fusion.ground import Ground, mirror_images, radar_height_sigma, radar_points_enu
+from cuas_node.fusion.ground import Ground
 from cuas_node.fusion.identity import IdentityBinder
 from cuas_node.fusion.measurement_models import (
     BearingModel,
@@ -39,11 +39,11 @@ from cuas_node.fusion.params import (
     RadarSensor,
     RemoteIdReceiver,
 )
-from cuas_node.fusion.radar_frames import outside_coverage, radar_arrays
+from cuas_node.fusion.radar_frames import below_ground, outside_coverage, radar_arrays
 from cuas_node.fusion.remote_id_input import RemoteIdInput
 from cuas_node.fusion.reporting import track_reports
 from cuas_node.fusion.snapshots import Snapshots
-from cuas_node.fusion.sweep import SweepingRadars
+from cuas_node.fusion.sweep import PlotBatch, SweepingRadars, batch_window_s
 from cuas_node.fusion.tracker import Scan, Tracker
 from cuas_node.fusion.tracks import Status
 from cuas_node.kernel.geo import LocalFrame
@@ -111,7 +111,13 @@ class FusionEngine:
                 self.presence[s.sensor_id] = s
         self.tracker = Tracker(self.params, [s.sensor_id for s in setup.sensors])
         self.sweeping = SweepingRadars(
-            {s.sensor_id for s in setup.sensors if isinstance(s, RadarSensor) and s.sweeps}
+            {
+                s.sensor_id: batch_window_s(
+                    s.range_sigma_m, 1.0 / s.scan_rate_hz, radar_model(s).initial_speed_sigma_mps
+                )
+                for s in setup.sensors
+                if isinstance(s, RadarSensor) and s.sweeps
+            }
         )
         for s in setup.sensors:
             if isinstance(s, RadarSensor) and s.sensor_id in self.tracker.sensor_bits:
@@ -147,6 +153,8 @@ class FusionEngine:
         frame and the node's GPS position, the track numbering (ids are never reused within a
         session) and the counters health reports since start."""
         new = FusionEngine(self.setup)
+        held = self.sweeping.close()  # a scanning radar's plots of the old clock, as the window's
+        self.counters.captured_after_now += 0 if held is None else len(held.plots)
         if self.frame is not None and new.frame is None:
             new._pin(self.frame)
         new._gps, new.gps_position, new.gps_accuracy_m = self._gps, self.gps_position, self.gps_accuracy_m
@@ -185,6 +193,11 @@ class FusionEngine:
                 self.counters.waiting_for_position += seen
                 continue
             t = self.capture_time(first)
+            if isinstance(first, RadarDetection) and first.sensor_id in self.sweeping.sensor_ids:
+                self._sweep_batch(self.sweeping.hold(first.sensor_id, t, list(items)))
+                self.last_t = max(self.last_t, t)
+                continue
+            self._sweep_batch(self.sweeping.close())  # (nothing is fused out of order)
             if isinstance(first, RadarDetection):
                 self._radar(cast("list[RadarDetection]", items), t)  # one class per group
             elif isinstance(first, EmptyRadarScan):
@@ -209,13 +222,21 @@ class FusionEngine:
         if remote_id and self.frame is not None:
             self._deleted.extend(self.remote_id.fuse(remote_id, self.frame, self.capture_time))
 
+    def _sweep_batch(self, batch: PlotBatch | None) -> None:
+        """A scanning radar's batch of plots: associated together as one partial scan at the
+        midpoint of their stamps (fusion/sweep.py: `batch_window_s`)."""
+        if batch is not None:
+            plots = cast("list[RadarDetection]", batch.plots)
+            self._radar(plots, batch.t_mid)
+
     def _radar(self, detections: list[RadarDetection], t: float) -> None:
-        """One radar frame. Detections with a usable range-rate are fused by the 4-D model, the
-        others (a 3-D radar, a plot extractor, NaN or None radial) by the 3-D one; a frame holding
-        both is fused as two scans at the same instant: the smaller first, counting only its hits,
-        then the larger as the full look at the coverage, whose misses count except for the tracks
-        the first one hit (`TrackManager.record`), so one frame is one look. Nothing non-finite
-        reaches the tracker: such detections are dropped."""
+        """One radar frame (or a scanning radar's batch of plots, one report at `t`). Detections
+        with a usable range-rate are fused by the 4-D model, the others (a 3-D radar, a plot
+        extractor, NaN or None radial) by the 3-D one; a frame holding both is fused as two scans
+        at the same instant: the smaller first, counting only its hits, then the larger as the
+        full look at the coverage, whose misses count except for the tracks the first one hit
+        (`TrackManager.record`), so one frame is one look. Nothing non-finite reaches the
+        tracker: such detections are dropped."""
         sensor_id = detections[0].sensor_id
         model = self.models.get(sensor_id)
         position_only = self.position_only.get(sensor_id)
@@ -232,7 +253,7 @@ class FusionEngine:
             np.count_nonzero(valid & outside_coverage(model.coverage, z, sig))
         )
         keep = valid
-        dropped = self._below_ground(z[valid], sig[valid], rate[valid], model.pose)
+        dropped = below_ground(self.tracker.ground, z[valid], sig[valid], rate[valid], model.pose)
         if dropped.any():
             self.counters.below_ground += int(np.count_nonzero(dropped))
             keep = valid.copy()
@@ -256,7 +277,7 @@ class FusionEngine:
             size = extent[rows][hit]
             size = np.where(np.isfinite(size), size, 0.0)  # no extent reported: none seen
             classify.radar_update(self.tracker.table, result.slot_of[hit], size, t, self.params.confirm_m)
-        if model.sweeps:  # after its plots at `t`: one that takes a track is its look, no miss
+        if model.sweeps:  # after its plots: one that takes a track is its look, no miss
             self._sweep_check(sensor_id, t)
         elif not parts:  # every detection dropped: the radar still looked (its misses count)
             self._look(sensor_id, t)
@@ -286,25 +307,6 @@ class FusionEngine:
             return  # not a radar fusion knows: nothing was measured, so nothing is counted as dropped
         self.tracker.process(Scan(model, t, np.zeros((0, model.dim)), np.zeros((0, model.dim, model.dim))))
         self.counters.scans += 1
-
-    def _below_ground(self, z: np.ndarray, sig: np.ndarray, rate: np.ndarray, pose: Pose) -> np.ndarray:
-        """Detections of one frame (valid ones, rows of `radar_arrays`) that are no target: below
-        the ground beyond their uncertainty, or the ground-bounce image (multipath) of another
-        (`ground.mirror_images`). Dropped before they can start a track or drag a real one down;
-        a frame with nothing below the ground (the usual one) asks no more than its heights."""
-        ground = self.tracker.ground
-        dropped = np.zeros(z.shape[0], dtype=bool)
-        if ground is None or not z.shape[0]:
-            return dropped
-        enu = radar_points_enu(z, pose)
-        if not (ground.height(enu) < 0.0).any():
-            return dropped
-        sigma_up = radar_height_sigma(z, sig, pose)
-        across = np.hypot(sig[:, 0], z[:, 0] * np.cos(z[:, 2]) * sig[:, 1])
-        radial = np.where(rate, z[:, 3], np.nan)
-        mast = float(ground.height(pose.offset_enu_m[None, :])[0])
-        images = mirror_images(ground, enu, sigma_up, across, radial, sig[:, 3], mast)
-        return np.asarray(ground.impossible(enu, sigma_up) | images)
 
     def _acoustic(self, bearings: list[AcousticBearing], t: float) -> None:
         model = self.models.get(bearings[0].sensor_id)
@@ -377,9 +379,16 @@ class FusionEngine:
 
     # -- housekeeping and output ------------------------------------------------------------
     def maintain(self, t: float) -> None:
-        """Housekeeping at time t: coast and delete tracks, forget Remote IDs fallen silent."""
+        """Housekeeping at time t, up to which everything has been fused (a scanning radar's
+        batch of plots whose window ends by then is complete): coast and delete tracks, forget
+        Remote IDs fallen silent."""
+        self._sweep_batch(self.sweeping.close(t))
         self._deleted.append(self.tracker.maintain(t))
         self.binder.forget_stale(t)
+
+    def settle(self) -> None:
+        """End of input: fuse the scanning radar's plots still held in an open batch."""
+        self._sweep_batch(self.sweeping.close())
 
     def has_changes(self) -> bool:
         table = self.tracker.table

@@ -184,9 +184,10 @@ class TrackManager:
         bit: int,
         t: float,
         seen: FloatArray | None = None,
-    ) -> None:
+    ) -> IndexArray:
         """What one scan says of each track: M-of-N window, score, evidence of absence; confirm;
-        reject.
+        reject. Returns the young tracks rejected with the plot they took (a scanning radar's, by
+        the misses it owed): that plot is free to start a track.
 
         `contested`: tracks that gated a detection another track took. That is no evidence of
         absence (the target may be unresolved from a neighbour's): the M-of-N window counts the
@@ -194,6 +195,7 @@ class TrackManager:
         tb = self.table
         firm = tb.status[active] != Status.TENTATIVE
         excused = np.zeros(active.size, dtype=bool)
+        doomed = np.zeros(active.size, dtype=bool)  # see the scanning radar's plot below
         if full_scan:
             # Tracks a partial scan of this frame hit (or started) were seen in it: no miss, and
             # one detection. (Most frames have one part: nothing to look up.)
@@ -214,6 +216,10 @@ class TrackManager:
             if model.sweeps:  # a plot of a scanning radar: a look, unless its sweep's look again
                 in_sight = self.looked_at(active, bit, model, seen)  # as its misses are judged
                 updated = sweep.counted_hits(tb, active, updated, in_sight, t, self._sweep_scan(bit))
+                # A young track the misses owed for its silent sweeps take to the reject bar was
+                # rejected by them, as a check in time would have: the plot is not its.
+                doomed = updated & ~firm & (tb.score[active] <= self.thresholds.reject)
+                updated &= ~doomed
                 self.stats.detected(bit, int(np.count_nonzero(firm & updated & in_sight)))
             self.seen_in_frame(bit, t, active[updated])
         # A track hit by both parts of a frame had its look in the first: one frame, one shift of
@@ -269,11 +275,12 @@ class TrackManager:
         ]
         confirm = confirm[~self.underground(confirm)]  # a ground-bounce image never confirms
         tb.status[confirm] = Status.CONFIRMED
-        reject = active[absent & ~firm & (tb.score[active] <= self.thresholds.reject)]
+        reject = active[(absent & ~firm & (tb.score[active] <= self.thresholds.reject)) | doomed]
         if reject.size:
             self.rejected += reject.size
             self.clutter.add(tb.x[reject[np.isfinite(tb.t_ranged[reject])], :3], t)
             tb.release(reject)
+        return active[doomed]
 
     def _sweep_scan(self, bit: int) -> sweep.SweepScan:
         stats = self.stats

@@ -272,3 +272,10 @@ def ekf_update(
     x = x + np.einsum("kij,kj->ki", gain, nu)
     p = p - gain @ pht.swapaxes(1, 2)  # K S Kᵀ, S symmetric
     return x, 0.5 * (p + p.swapaxes(1, 2)), nu, s, s_inv
+
+
+def splitting(model: MeasurementModel) -> bool:
+    """Whether two detections of one scan within each other's noise are one object: a split
+    cluster (`splits_objects`), or a scanning radar's target split across two beam dwells of one
+    batch of plots (`sweeps`; one at a time, the second was its track's look again)."""
+    return model.splits_objects or model.sweeps

@@ -1,7 +1,7 @@
 """A radar frame's detections as the arrays fusion takes, and what is checked of them first.
 
 Kept apart from the engine, which routes each frame (`FusionEngine._radar`): these are pure
-functions of a frame and its radar's coverage.
+functions of a frame, its radar's coverage and pose, and the ground.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cuas_node.fusion.ground import Ground, mirror_images, radar_height_sigma, radar_points_enu
 from cuas_node.fusion.measurement_models import Coverage
 from cuas_node.kernel.measurement import RadarDetection
+from cuas_node.kernel.pose import Pose
 
 _RADAR_FIELDS = operator.attrgetter(
     "range_m",
@@ -57,3 +59,24 @@ def outside_coverage(coverage: Coverage, z: np.ndarray, sig: np.ndarray) -> np.n
     does not reach, a missed scan is no evidence against a track."""
     with np.errstate(invalid="ignore", divide="ignore"):  # invalid rows (NaN, σ ≤ 0) are masked by the caller
         return np.asarray(coverage.sigmas_beyond(z[:, 0], z[:, 1], z[:, 2], sig[:, :3].T) > OUTSIDE_SIGMAS)
+
+
+def below_ground(
+    ground: Ground | None, z: np.ndarray, sig: np.ndarray, rate: np.ndarray, pose: Pose
+) -> np.ndarray:
+    """Detections of one frame (valid ones, rows of `radar_arrays`) that are no target: below
+    the ground beyond their uncertainty, or the ground-bounce image (multipath) of another
+    (`ground.mirror_images`). Dropped before they can start a track or drag a real one down;
+    a frame with nothing below the ground (the usual one) asks no more than its heights."""
+    dropped = np.zeros(z.shape[0], dtype=bool)
+    if ground is None or not z.shape[0]:
+        return dropped
+    enu = radar_points_enu(z, pose)
+    if not (ground.height(enu) < 0.0).any():
+        return dropped
+    sigma_up = radar_height_sigma(z, sig, pose)
+    across = np.hypot(sig[:, 0], z[:, 0] * np.cos(z[:, 2]) * sig[:, 1])
+    radial = np.where(rate, z[:, 3], np.nan)
+    mast = float(ground.height(pose.offset_enu_m[None, :])[0])
+    images = mirror_images(ground, enu, sigma_up, across, radial, sig[:, 3], mast)
+    return np.asarray(ground.impossible(enu, sigma_up) | images)

@@ -127,15 +127,66 @@ def counted_hits(
     return counted
 
 
-class SweepingRadars:
-    """When the engine checks a scanning radar's tracks (`check`): at each of its plots and
-    `EmptyRadarScan` lines. A radar that reported nothing for longer than its learnt false alarms
-    make likely (probability α) was off, not sweeping an empty sky, and before its first report
-    it was not there: its tracks' clocks skip the silence's sweeps, so it charges no misses."""
+def batch_window_s(range_sigma_m: float, period_s: float, speed_sigma_mps: float) -> float:
+    """How far apart a scanning radar's plots may be stamped and still be associated together,
+    as one partial scan at the midpoint of their stamps. One at a time, a false alarm stamped a
+    few milliseconds before a target's plot in its track's gate took the track (the target's
+    plot, a better fit, came too late to compete). The midpoint moves no plot's time by more
+    than half the window: at the fastest speed the velocity prior admits (3σ) that is half the
+    radar's range sigma, and at most an eighth of the sweep guard (the sweep clocks' slack)."""
+    return min(range_sigma_m / (3.0 * speed_sigma_mps), SWEEP_GUARD * period_s / 4.0)
 
-    def __init__(self, sensor_ids: set[str]) -> None:
-        self.sensor_ids = sensor_ids
+
+@dataclass(slots=True)
+class PlotBatch:
+    """Consecutive plots of one scanning radar stamped within its batch window of the first."""
+
+    sensor_id: str
+    t_first: float
+    t_last: float
+    plots: list[object]
+
+    @property
+    def t_mid(self) -> float:
+        return 0.5 * (self.t_first + self.t_last)
+
+
+class SweepingRadars:
+    """When the engine checks a scanning radar's tracks (`check`): at each batch of its plots
+    and `EmptyRadarScan` lines. A radar that reported nothing for longer than its learnt false
+    alarms make likely (probability α) was off, not sweeping an empty sky, and before its first
+    report it was not there: its tracks' clocks skip the silence's sweeps, so it charges no
+    misses.
+
+    It also gathers each radar's plots into batches (`batch_window_s`): the engine hands it each
+    capture time's plots in capture-time order (`hold`); a batch is closed by the first plot
+    beyond its window, by anything else the engine fuses (so nothing is fused out of order), or
+    by the time up to which everything has been fused passing its window (`close`)."""
+
+    def __init__(self, windows_s: dict[str, float]) -> None:
+        self.sensor_ids = set(windows_s)
+        self.windows_s = windows_s
+        self.open: PlotBatch | None = None
         self._last: dict[str, float] = {}
+
+    def hold(self, sensor_id: str, t: float, plots: list[object]) -> PlotBatch | None:
+        """Add a capture time's plots; returns the batch they closed, if any."""
+        batch = self.open
+        joins = batch is not None and batch.sensor_id == sensor_id and batch.t_last <= t
+        if batch is not None and joins and t - batch.t_first <= self.windows_s[sensor_id]:
+            batch.t_last = t
+            batch.plots += plots
+            return None
+        self.open = PlotBatch(sensor_id, t, t, list(plots))
+        return batch
+
+    def close(self, until: float = math.inf) -> PlotBatch | None:
+        """The open batch, if its window ends by `until` (everything stamped up to then fused)."""
+        batch = self.open
+        if batch is None or batch.t_first + self.windows_s[batch.sensor_id] > until:
+            return None
+        self.open = None
+        return batch
 
     def arrived(
         self, table: TrackTable, sensor_id: str, t: float, period_s: float, per_sweep: float, alpha: float

@@ -22,7 +22,7 @@ from cuas_node.fusion.clutter import ClutterMap
 from cuas_node.fusion.ground import Ground, hold_above_ground
 from cuas_node.fusion.initiation import BirthCounters, hit_score, make_room
 from cuas_node.fusion.management import TrackManager
-from cuas_node.fusion.measurement_models import MeasurementModel, noise_from_sigmas, radar_model
+from cuas_node.fusion.measurement_models import MeasurementModel, noise_from_sigmas, radar_model, splitting
 from cuas_node.fusion.models import mahalanobis_logdet
 from cuas_node.fusion.params import FusionParams, RadarSensor
 from cuas_node.fusion.sensor_stats import SensorStats
@@ -254,7 +254,10 @@ class Tracker:
                         scans_to_tell(self.stats.pd(bit), self.params.false_track_probability),
                         shared,
                     )
-            self._record_hits(active, updated, gain, contested, scan, bit, seen)
+            rejected = self._record_hits(active, updated, gain, contested, scan, bit, seen)
+            if rejected.size:  # their plots start tracks of their own (`TrackManager.record`)
+                slot_of[np.isin(slot_of, rejected)] = -1
+                updated &= ~np.isin(active, rejected)
             tb.absent[twins] = True  # gone at the next `maintain`, its deletion published
             if self.ground is not None:
                 hold_above_ground(tb, active, self.ground)
@@ -284,7 +287,7 @@ class Tracker:
         took = np.full(g.gated.shape[0], -1, dtype=np.intp)
         took[rows] = cols
         claimed = np.asarray(g.gated[took < 0].any(axis=0))
-        if not scan.model.splits_objects:  # two detections of one frame are two objects
+        if not splitting(scan.model):  # two detections of one frame are two objects
             return claimed
         owner = took[g.ki]
         other = (owner >= 0) & (g.mj != owner)
@@ -345,9 +348,9 @@ class Tracker:
         scan: Scan,
         bit: int,
         seen: FloatArray | None,
-    ) -> None:
+    ) -> IndexArray:
         """What the scan says of each track's existence (`management.TrackManager.record`); then
-        the update bookkeeping of the hit ones."""
+        the update bookkeeping of the hit ones. Returns the tracks rejected with their plot."""
         tb = self.table
         hit = active[updated]
         # A late measurement does not make a track's last update older than it was.
@@ -359,7 +362,9 @@ class Tracker:
         tb.updates[hit] += 1
         tb.sensor_mask[hit] |= np.uint64(1 << bit)
         tb.changed[hit] = True
-        self.manager.record(active, updated, gain, contested, scan.model, scan.full_scan, bit, scan.t, seen)
+        return self.manager.record(
+            active, updated, gain, contested, scan.model, scan.full_scan, bit, scan.t, seen
+        )
 
     def _initiate(self, scan: Scan, mask: BoolArray, bit: int) -> tuple[IndexArray, IndexArray]:
         """Start tentative tracks (score 0); returns the measurement indices used and their new
@@ -370,7 +375,7 @@ class Tracker:
         x, p = scan.model.initiate(scan.z[candidates], scan.r[candidates])
         keep = (
             distinct(x[:, :3], np.trace(p[:, :3, :3], axis1=1, axis2=2))
-            if scan.model.splits_objects
+            if splitting(scan.model)
             else np.ones(candidates.size, dtype=bool)
         )
         placed = make_room(
