@@ -246,6 +246,7 @@ class FusionEngine:
         if model.sweeps:
             self._sweep_arrived(sensor_id, t)
         z, sig, extent, valid, rate = radar_arrays(detections, self.range_bias.get(sensor_id, 0.0))
+        stamps = np.fromiter(map(_STAMP, detections), float, len(detections)) if model.sweeps else None
         if not model.range_rate:
             rate[:] = False  # the radar is declared without range-rate: its radial values are not trusted
         self.counters.invalid += int(np.count_nonzero(~valid))
@@ -270,6 +271,7 @@ class FusionEngine:
                 z[rows, :d],
                 noise_from_sigmas(sig[rows, :d]),
                 full_scan=i == len(parts) - 1 and not model.sweeps,
+                stamps=None if stamps is None else stamps[rows],
             )
             result = self.tracker.process(scan)
             self.counters.scans += 1
@@ -380,9 +382,12 @@ class FusionEngine:
     # -- housekeeping and output ------------------------------------------------------------
     def maintain(self, t: float) -> None:
         """Housekeeping at time t, up to which everything has been fused (a scanning radar's
-        batch of plots whose window ends by then is complete): coast and delete tracks, forget
-        Remote IDs fallen silent."""
+        batch of plots whose window ends by then is complete; one still open is not, and its first
+        plot's time is then the time judged): coast and delete tracks, forget Remote IDs fallen
+        silent."""
         self._sweep_batch(self.sweeping.close(t))
+        if self.sweeping.open is not None:  # its plots (not fused yet) may feed tracks unfed since
+            t = min(t, self.sweeping.open.t_first)
         self._deleted.append(self.tracker.maintain(t))
         self.binder.forget_stale(t)
 

@@ -27,8 +27,8 @@ from cuas_node.fusion.models import mahalanobis_logdet
 from cuas_node.fusion.params import FusionParams, RadarSensor
 from cuas_node.fusion.sensor_stats import SensorStats
 from cuas_node.fusion.snapshots import Snapshots, take_snapshots
-from cuas_node.fusion.tracks import Status, TrackTable, distinct
-from cuas_node.fusion.twins import scans_to_tell, track_twins
+from cuas_node.fusion.tracks import Status, TrackTable
+from cuas_node.fusion.twins import one_birth_per_object, same_return, scans_to_tell, split_plots, track_twins
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -56,6 +56,7 @@ class Scan:
     full_scan: bool = True  # a look at all of the coverage (radar frame), not one report
     initiate: bool | BoolArray = True  # per measurement when an array
     physical: bool = True  # a non-cooperative sensor: evidence the object is really there
+    stamps: FloatArray | None = None  # (M,) a scanning radar's batch of plots: their capture times
 
 
 @dataclass
@@ -209,6 +210,10 @@ class Tracker:
                 chosen = assign(g.ki, g.mj, g.cost, is_firm[g.ki])
                 taken: BoolArray = np.zeros(m, dtype=bool)
                 taken[g.mj[chosen]] = True
+                if scan.stamps is not None:  # a split return's other plot is no young track's
+                    taken |= split_plots(
+                        scan.model, scan.z, scan.r, scan.stamps, taken, self.gate(scan.z.shape[1])
+                    )
                 chosen = np.concatenate([chosen, assign(g.ki, g.mj, g.cost, ~is_firm[g.ki] & ~taken[g.mj])])
                 rows, cols = g.ki[chosen], g.mj[chosen]
                 if chosen.size:
@@ -293,11 +298,8 @@ class Tracker:
         other = (owner >= 0) & (g.mj != owner)
         ki, mj = g.ki[other], g.mj[other]
         if mj.size:
-            mine = took[ki]
-            nu = scan.model.innovation(scan.z[mj], scan.z[mine])
-            s = scan.r[mj] + scan.r[mine]
-            d2, _ = mahalanobis_logdet(nu, s)
-            claimed[mj[d2 < self.gate(scan.z.shape[1])]] = True
+            gamma = self.gate(scan.z.shape[1])
+            claimed[mj[same_return(scan.model, scan.z, scan.r, scan.stamps, gamma, mj, took[ki])]] = True
         return claimed
 
     def _late_update(self, slots: IndexArray, scan: Scan, cols: IndexArray) -> None:
@@ -373,11 +375,9 @@ class Tracker:
         if not candidates.size:
             return candidates, candidates
         x, p = scan.model.initiate(scan.z[candidates], scan.r[candidates])
-        keep = (
-            distinct(x[:, :3], np.trace(p[:, :3, :3], axis1=1, axis2=2))
-            if splitting(scan.model)
-            else np.ones(candidates.size, dtype=bool)
-        )
+        stamps = None if scan.stamps is None else scan.stamps[candidates]
+        z, r, gamma = scan.z[candidates], scan.r[candidates], self.gate(scan.z.shape[1])
+        keep = one_birth_per_object(scan.model, x, p, z, r, stamps, gamma)
         placed = make_room(
             self.table, int(keep.sum()), self.params.max_tentative, self.births, self.stats.false_alarms[bit]
         )

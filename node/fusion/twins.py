@@ -28,8 +28,9 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from cuas_node.fusion.measurement_models import MeasurementModel
 from cuas_node.fusion.models import mahalanobis_logdet
-from cuas_node.fusion.tracks import TrackTable
+from cuas_node.fusion.tracks import TrackTable, distinct
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -132,3 +133,63 @@ def track_twins(
         tb.twin_of[reset] = -1
     done = active[counted]
     return done[tb.twin_scans[done] >= needed]
+
+
+def same_return(
+    model: MeasurementModel,
+    z: FloatArray,
+    r: FloatArray,
+    stamps: FloatArray | None,
+    gamma: float,
+    a: IndexArray,
+    b: IndexArray,
+) -> BoolArray:
+    """Pairs of detections (`a[k]`, `b[k]`) of one scan that may be one object's: within each
+    other's noise (a clusterer's split cluster). Of a scanning radar's batch (`stamps`, each
+    plot's capture time), only plots stamped apart: its return split across two beam dwells, or
+    passed twice at a sector's turn; the plots of one dwell are objects its extractor resolved."""
+    d2, _ = mahalanobis_logdet(model.innovation(z[a], z[b]), r[a] + r[b])
+    same = d2 < gamma
+    return same if stamps is None else same & (stamps[a] != stamps[b])
+
+
+def split_plots(
+    model: MeasurementModel, z: FloatArray, r: FloatArray, stamps: FloatArray, taken: BoolArray, gamma: float
+) -> BoolArray:
+    """Plots of a scanning radar's batch of the same return as a plot an established track took
+    (`same_return`). One at a time the second plot was the track's look again; in a batch it
+    must not feed a young track next to it, which would take it sweep after sweep and confirm as
+    a twin (twins are found on full scans, which a scanning radar has none of)."""
+    free, owned = np.flatnonzero(~taken), np.flatnonzero(taken)
+    split = np.zeros(taken.size, dtype=bool)
+    if free.size and owned.size:
+        a, b = np.repeat(free, owned.size), np.tile(owned, free.size)
+        split[a[same_return(model, z, r, stamps, gamma, a, b)]] = True
+    return split
+
+
+def one_birth_per_object(
+    model: MeasurementModel,
+    x: FloatArray,
+    p: FloatArray,
+    z: FloatArray,
+    r: FloatArray,
+    stamps: FloatArray | None,
+    gamma: float,
+) -> BoolArray:
+    """Of a scan's unclaimed detections (`z`, `r`; their new states `x`, `p`), those that start a
+    track: one per object, so that no twin is born. A clusterer's split cluster: one per 3 sigma
+    of position (`tracks.distinct`); a scanning radar's split return: the first of its plots
+    (`same_return`, in measurement space: a plot clearly resolved in range from another is
+    another object, however poor the elevation); a plot extractor's frame: every plot."""
+    if model.splits_objects:
+        return distinct(x[:, :3], np.trace(p[:, :3, :3], axis1=1, axis2=2))
+    keep = np.ones(x.shape[0], dtype=bool)
+    if stamps is None:
+        return keep
+    a, b = np.triu_indices(z.shape[0], 1)
+    same = same_return(model, z, r, stamps, gamma, a, b)
+    for i, j in zip(a[same].tolist(), b[same].tolist(), strict=True):  # only split returns reach this
+        if keep[i]:
+            keep[j] = False
+    return keep
