@@ -476,3 +476,15 @@ def test_tracks_are_judged_only_up_to_a_batch_still_open() -> None:
     tracking.core.finish(last + 2.1)
     (track,) = table.active()[table.status[table.active()] == Status.CONFIRMED]
     assert int(table.hits[track]) & 0b11 == 0b01  # missed in sweep 10, hit in 11
+    assert tracking.core.status().held == 0
+
+
+def test_plots_in_an_open_batch_are_counted_as_held() -> None:
+    """Health's `fusion.held` counts what waits to be fused: a batch's plots too."""
+    text = SWEEP_TOML.replace("[[sensors]]", "[fusion]\nreorder_window_s = 0.0\n\n[[sensors]]")
+    tracking = _tracking([], text=text)
+    plots = [
+        RadarDetection("surv", T0 + dt, 0.0, 2000.0, 0.2, 0.05, None, *SIGMAS, None, 15.0) for dt in (0, 0.01)
+    ]
+    tracking.core.step(T0 + 0.01, plots)
+    assert tracking.core.status().held == 2

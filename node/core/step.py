@@ -308,7 +308,7 @@ class NodeCore:
             births_pruned=self.engine.tracker.births_pruned,
             cycle_ms=self.cycle_ms,
             late=self.reorder.late,
-            held=len(self.reorder),
+            held=len(self.reorder) + self.engine.sweeping.held(),
             remote_id=self.engine.remote_id.status(self.now)
             | {"alerts_suppressed": self.alerts.suppressed if self.alerts is not None else 0},
             dropped=self.engine.dropped(),

@@ -180,6 +180,10 @@ class SweepingRadars:
         self.open = PlotBatch(sensor_id, t, t, list(plots))
         return batch
 
+    def held(self) -> int:
+        """Plots in the open batch (not fused yet)."""
+        return 0 if self.open is None else len(self.open.plots)
+
     def close(self, until: float = math.inf) -> PlotBatch | None:
         """The open batch, if its window ends by `until` (everything stamped up to then fused)."""
         batch = self.open
