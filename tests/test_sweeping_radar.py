@@ -425,11 +425,14 @@ def test_two_plots_within_each_others_noise_are_two_objects_when_stamped_alike()
         assert _tracking(lines).core.engine.tracker.table.active().size == tracks
 
 
-def test_a_false_alarm_resolved_in_range_does_not_delay_a_new_targets_track() -> None:
+@pytest.mark.parametrize("splits", ["false", "true"])
+def test_a_false_alarm_resolved_in_range_does_not_delay_a_new_targets_track(splits: str) -> None:
     """A new target at 2 km; in its first three sweeps a false alarm 60 m further out (12 range
     sigmas) stamped 10 ms before its plot, in the same batch. Initiation kept one new track per
     3 sigma of position, whose worst axis (1 degree of elevation: 35 m) made that 96 m: the false
-    alarm's was kept and the target's plot dropped, a sweep or two lost before it confirmed."""
+    alarm's was kept and the target's plot dropped, a sweep or two lost before it confirmed (also
+    for a clusterer, `splits_objects = true`, whose clusters of one dwell may be one object)."""
+    text = SWEEP_TOML.replace("sweeps = true", f"sweeps = true\nsplits_objects = {splits}")
     firsts = []
     for with_false_alarm in (False, True):
         rng, lines = random.Random(1), []
@@ -444,7 +447,7 @@ def test_a_false_alarm_resolved_in_range_does_not_delay_a_new_targets_track() ->
             if with_false_alarm and n in (5, 6, 7):
                 plots.append((t - 0.01, 2060.0, 0.19))
             lines += [_plot(tt, r, az) for tt, r, az in sorted(plots)]
-        tracking = _tracking(lines, false_alarms_per_scan="3")
+        tracking = _tracking(lines, text=text, false_alarms_per_scan="3")
         assert isinstance(tracking.out, io.StringIO)
         docs = [json.loads(line) for line in tracking.out.getvalue().splitlines()]
         firsts.append(
@@ -488,3 +491,62 @@ def test_plots_in_an_open_batch_are_counted_as_held() -> None:
     ]
     tracking.core.step(T0 + 0.01, plots)
     assert tracking.core.status().held == 2
+
+
+def test_a_track_missed_once_does_not_coast_before_its_next_pass() -> None:
+    """A track missed in one sweep; the beam's next pass over it comes 0.1 s later in the sweep
+    than the one before (it moved). Timed out on whole periods, it coasted 2 s after its last
+    plot, just before that pass fed it, and was published coasting for a moment; the sweep clock
+    calls a pass overdue only a quarter period late, and so does the coasting rule now."""
+    lines = [_plot(_beam_time(n, 0.2), 2000.0, 0.2) for n in range(10)]
+    lines.append(_plot(_beam_time(11, 0.2) + 0.1, 2000.0, 0.2))
+    lines += [_plot(_beam_time(n, 0.2) + 0.1, 2000.0, 0.2) for n in range(12, 15)]
+    tracking = _tracking(lines, false_alarms_per_scan="1")
+    assert isinstance(tracking.out, io.StringIO)
+    docs = [json.loads(line) for line in tracking.out.getvalue().splitlines()]
+    statuses = [tr["status"] for doc in docs for tr in doc.get("tracks", [])]
+    assert "confirmed" in statuses and "coasting" not in statuses
+
+
+def test_a_scanning_clusterers_clusters_of_one_dwell_within_noise_are_one_object() -> None:
+    """A scanning radar whose plots are clusters of a point cloud (`splits_objects = true`):
+    every sweep the target's return comes as two clusters of one dwell (one stamp), 6 m apart.
+    Taking only plots stamped apart for one return made the second a twin that confirmed."""
+    rng = random.Random(7)
+    lines = []
+    for n in range(30):
+        t = _beam_time(n, 0.2)
+        plots = [(t, 2000.0 + rng.gauss(0, 3), 0.2 + rng.gauss(0, 0.004))]
+        if n >= 3:
+            plots.append((t, plots[0][1] + 6.0, plots[0][2] + 0.002))
+        plots += [
+            (_beam_time(n, az), rng.uniform(300, 4800), az)
+            for az in [rng.uniform(-HALF, HALF) for _ in range(2)]
+        ]
+        lines += [_plot(tt, r, az) for tt, r, az in sorted(plots)]
+    text = SWEEP_TOML.replace("sweeps = true", "sweeps = true\nsplits_objects = true")
+    assert len(_ever_confirmed(_tracking(lines, text=text, false_alarms_per_scan="2"))) == 1
+
+
+def test_a_young_track_is_rejected_at_a_plot_only_by_the_misses_it_owed() -> None:
+    """In dense clutter a young track's hits can score below zero and take it to the reject bar
+    with nothing owed (hit every sweep): it is not rejected on a hit (no sensor rejects a track on
+    a hit), as it was when every counted hit was tested."""
+    lines = [
+        _plot(_beam_time(n, 0.2), r, 0.2) for n, r in enumerate((2000.0, 2030.0, 2030.0, 2030.0, 2030.0))
+    ]
+    tracker = _tracking(lines, false_alarms_per_scan="100000").core.engine.tracker
+    assert tracker.manager.rejected == 0 and tracker.table.active().size == 1
+
+
+def test_the_plot_of_a_young_track_rejected_by_owed_misses_starts_a_track() -> None:
+    """Two young tracks (plots 2000 m and 2030 m stamped alike), an empty sweep, then one plot at
+    2000 m in both their gates. The first takes it and the miss it owes rejects it; the second
+    gated it and took nothing, so the plot counted as possibly the second's and started nothing,
+    and the check then rejected the second too: the plot was lost. It starts a track."""
+    t5, t7 = _beam_time(5, 0.2), _beam_time(7, 0.2)
+    lines = [_plot(t5, 2000.0, 0.2), _plot(t5, 2030.0, 0.2), _plot(t7, 2000.0, 0.2)]
+    text = SWEEP_TOML.replace("[[sensors]]", "[fusion]\ndetection_probability = 0.97\n\n[[sensors]]")
+    table = _tracking(lines, text=text, false_alarms_per_scan="0.1").core.engine.tracker.table
+    (young,) = table.active()
+    assert np.linalg.norm(table.x[young, :3]) == pytest.approx(2000.0, abs=1.0)

@@ -43,7 +43,7 @@ from cuas_node.fusion.radar_frames import below_ground, outside_coverage, radar_
 from cuas_node.fusion.remote_id_input import RemoteIdInput
 from cuas_node.fusion.reporting import track_reports
 from cuas_node.fusion.snapshots import Snapshots
-from cuas_node.fusion.sweep import PlotBatch, SweepingRadars, batch_window_s
+from cuas_node.fusion.sweep import SWEEP_GUARD, PlotBatch, SweepingRadars, batch_window_s
 from cuas_node.fusion.tracker import Scan, Tracker
 from cuas_node.fusion.tracks import Status
 from cuas_node.kernel.geo import LocalFrame
@@ -110,19 +110,18 @@ class FusionEngine:
             elif isinstance(s, PresenceSensor):
                 self.presence[s.sensor_id] = s
         self.tracker = Tracker(self.params, [s.sensor_id for s in setup.sensors])
-        self.sweeping = SweepingRadars(
-            {
-                s.sensor_id: batch_window_s(
-                    s.range_sigma_m, 1.0 / s.scan_rate_hz, radar_model(s).initial_speed_sigma_mps
-                )
-                for s in setup.sensors
-                if isinstance(s, RadarSensor) and s.sweeps
-            }
-        )
+        scanning = [s for s in setup.sensors if isinstance(s, RadarSensor) and s.sweeps]
+        speed_sigma = {s.sensor_id: radar_model(s).initial_speed_sigma_mps for s in scanning}
+        windows = {
+            s.sensor_id: batch_window_s(s.range_sigma_m, 1 / s.scan_rate_hz, speed_sigma[s.sensor_id])
+            for s in scanning
+        }
+        self.sweeping = SweepingRadars(windows)
         for s in setup.sensors:
             if isinstance(s, RadarSensor) and s.sensor_id in self.tracker.sensor_bits:
                 bit = self.tracker.sensor_bits[s.sensor_id]
-                self.tracker.stats.seed(bit, s.false_alarms_per_scan, s.scan_rate_hz)
+                slack = 1.0 + SWEEP_GUARD if s.sweeps else 1.0
+                self.tracker.stats.seed(bit, s.false_alarms_per_scan, s.scan_rate_hz, slack)
         self.frame: LocalFrame | None = None
         if setup.origin is not None:
             self._pin(LocalFrame(setup.origin.lat, setup.origin.lon, setup.origin.alt_m))
@@ -184,6 +183,9 @@ class FusionEngine:
             self.counters.measurements += seen
             kind = type(first).__name__
             self.counters.by_kind[kind] = self.counters.by_kind.get(kind, 0) + len(items)
+            swept = isinstance(first, RadarDetection) and first.sensor_id in self.sweeping.sensor_ids
+            if not swept:  # anything else closes a scanning radar's batch: nothing fused out of order
+                self._sweep_batch(self.sweeping.close())
             if isinstance(first, GpsFix):
                 for fix in items:
                     assert isinstance(fix, GpsFix)
@@ -193,11 +195,10 @@ class FusionEngine:
                 self.counters.waiting_for_position += seen
                 continue
             t = self.capture_time(first)
-            if isinstance(first, RadarDetection) and first.sensor_id in self.sweeping.sensor_ids:
+            if swept:
                 self._sweep_batch(self.sweeping.hold(first.sensor_id, t, list(items)))
                 self.last_t = max(self.last_t, t)
                 continue
-            self._sweep_batch(self.sweeping.close())  # (nothing is fused out of order)
             if isinstance(first, RadarDetection):
                 self._radar(cast("list[RadarDetection]", items), t)  # one class per group
             elif isinstance(first, EmptyRadarScan):

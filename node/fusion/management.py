@@ -215,10 +215,10 @@ class TrackManager:
             looked = np.zeros(active.size, dtype=bool)
             if model.sweeps:  # a plot of a scanning radar: a look, unless its sweep's look again
                 in_sight = self.looked_at(active, bit, model, seen)  # as its misses are judged
-                updated = sweep.counted_hits(tb, active, updated, in_sight, t, self._sweep_scan(bit))
+                updated, owed = sweep.counted_hits(tb, active, updated, in_sight, t, self._sweep_scan(bit))
                 # A young track the misses owed for its silent sweeps take to the reject bar was
                 # rejected by them, as a check in time would have: the plot is not its.
-                doomed = updated & ~firm & (tb.score[active] <= self.thresholds.reject)
+                doomed = owed & ~firm & (tb.score[active] <= self.thresholds.reject)
                 updated &= ~doomed
                 self.stats.detected(bit, int(np.count_nonzero(firm & updated & in_sight)))
             self.seen_in_frame(bit, t, active[updated])

@@ -110,12 +110,13 @@ def check(table: TrackTable, active: IndexArray, looked: BoolArray, t: float, sc
 
 def counted_hits(
     table: TrackTable, active: IndexArray, updated: BoolArray, in_sight: BoolArray, t: float, scan: SweepScan
-) -> BoolArray:
+) -> tuple[BoolArray, BoolArray]:
     """Of the tracks a plot at `t` updated, the ones it gives a look (not its sweep's look again:
     `repeated`). One whose last look is two or more periods back missed the sweeps between, where
     no check came to charge them (a quiet radar sends nothing between its plots, and its plots
     come first at their time): those misses are charged now, before the hit, if it is in plain
-    view (no more than the passes since the radar's last report, the hit's among them)."""
+    view (no more than the passes since the radar's last report, the hit's among them). Returns
+    the counted hits and the tracks so charged."""
     counted = updated & ~repeated(t, table.t_sweep_hit[active], scan.period_s)
     owed = np.rint((t - table.t_swept[active]) / scan.period_s) - 1.0
     owed = np.minimum(owed, passes_since_report(scan.gap_s, scan.period_s) - 1.0)
@@ -124,7 +125,7 @@ def counted_hits(
         scan.charge(table, active[late], owed[late])
     table.t_swept[active[counted]] = t
     table.t_sweep_hit[active[counted]] = t
-    return counted
+    return counted, late
 
 
 def batch_window_s(range_sigma_m: float, period_s: float, speed_sigma_mps: float) -> float:

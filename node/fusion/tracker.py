@@ -246,7 +246,7 @@ class Tracker:
                     self._late_update(active[rows[hard & ~in_time]], scan, cols[hard & ~in_time])
                     self._soft_update(active, soft, g, scan)
                     updated[soft] = shared[soft] = True
-                near_track = self._claimed(g, rows, cols, scan)
+                near_track = self._claimed(g, rows, cols, scan) | (taken & (slot_of < 0))  # (split returns)
                 if scan.full_scan and firm.size > 1:
                     twins = track_twins(
                         tb,
@@ -261,7 +261,8 @@ class Tracker:
                     )
             rejected = self._record_hits(active, updated, gain, contested, scan, bit, seen)
             if rejected.size:  # their plots start tracks of their own (`TrackManager.record`)
-                slot_of[np.isin(slot_of, rejected)] = -1
+                freed = np.isin(slot_of, rejected)
+                slot_of[freed], near_track[freed] = -1, False
                 updated &= ~np.isin(active, rejected)
             tb.absent[twins] = True  # gone at the next `maintain`, its deletion published
             if self.ground is not None:

@@ -145,12 +145,13 @@ def same_return(
     b: IndexArray,
 ) -> BoolArray:
     """Pairs of detections (`a[k]`, `b[k]`) of one scan that may be one object's: within each
-    other's noise (a clusterer's split cluster). Of a scanning radar's batch (`stamps`, each
-    plot's capture time), only plots stamped apart: its return split across two beam dwells, or
-    passed twice at a sector's turn; the plots of one dwell are objects its extractor resolved."""
+    other's noise (a clusterer's split cluster). Of a plot extractor's scanning radar's batch
+    (`stamps`, each plot's capture time), only plots stamped apart: its return split across two
+    beam dwells, or passed twice at a sector's turn; the plots of one dwell are objects it
+    resolved (a clusterer's, `splits_objects`, may be one object's in one dwell too)."""
     d2, _ = mahalanobis_logdet(model.innovation(z[a], z[b]), r[a] + r[b])
     same = d2 < gamma
-    return same if stamps is None else same & (stamps[a] != stamps[b])
+    return same if stamps is None or model.splits_objects else same & (stamps[a] != stamps[b])
 
 
 def split_plots(
@@ -178,15 +179,13 @@ def one_birth_per_object(
     gamma: float,
 ) -> BoolArray:
     """Of a scan's unclaimed detections (`z`, `r`; their new states `x`, `p`), those that start a
-    track: one per object, so that no twin is born. A clusterer's split cluster: one per 3 sigma
-    of position (`tracks.distinct`); a scanning radar's split return: the first of its plots
-    (`same_return`, in measurement space: a plot clearly resolved in range from another is
-    another object, however poor the elevation); a plot extractor's frame: every plot."""
-    if model.splits_objects:
-        return distinct(x[:, :3], np.trace(p[:, :3, :3], axis1=1, axis2=2))
+    track: one per object, so that no twin is born. A scanning radar's batch: the first of the
+    plots of one return (`same_return`, in measurement space: a plot clearly resolved in range
+    from another is another object, however poor the elevation); a clusterer's frame: one per
+    3 sigma of position (`tracks.distinct`); a plot extractor's frame: every plot."""
     keep = np.ones(x.shape[0], dtype=bool)
     if stamps is None:
-        return keep
+        return distinct(x[:, :3], np.trace(p[:, :3, :3], axis1=1, axis2=2)) if model.splits_objects else keep
     a, b = np.triu_indices(z.shape[0], 1)
     same = same_return(model, z, r, stamps, gamma, a, b)
     for i, j in zip(a[same].tolist(), b[same].tolist(), strict=True):  # only split returns reach this
