@@ -19,7 +19,7 @@ from cuas_node.cli import main
 from cuas_node.config import load_config
 from cuas_node.fusion import sweep
 from cuas_node.fusion.tracks import Status
-from cuas_node.kernel.measurement import EmptyRadarScan, RadarDetection
+from cuas_node.kernel.measurement import EmptyRadarScan, GpsFix, RadarDetection
 from cuas_node.publish import wire
 from cuas_node.track import Tracking
 
@@ -349,12 +349,15 @@ def test_a_false_alarm_stamped_just_before_a_targets_plot_does_not_take_its_trac
     target's plot then came as a repeat of that look, and the track was dragged off and lost.
     Plots within a radar's batch window (`sweep.batch_window_s`: 62.5 ms here) are associated
     together, also when the live loop hands them over in two steps (without a reorder window, so
-    that each step fuses what it got)."""
+    that each step fuses what it got), and when a GPS fix comes between them (it moves no track;
+    closing the batch on it gave the false alarm the track again)."""
     t20 = _beam_time(20, 0.2)
     false_alarm = RadarDetection("surv", T0 + t20 - 0.005, 0.0, 2015.0, 0.2, 0.05, None, *SIGMAS, None, 15.0)
+    fix = GpsFix("gps", T0 + t20 - 0.002, 0.0, 52.0, 4.0, 0.0, 0.0, quality=1)
     target = RadarDetection("surv", T0 + t20, 0.0, 2000.0, 0.2, 0.05, None, *SIGMAS, None, 15.0)
     text = SWEEP_TOML.replace("[[sensors]]", "[fusion]\nreorder_window_s = 0.0\n\n[[sensors]]")
-    for steps in ([[false_alarm, target]], [[false_alarm], [target]]):
+    text += '\n[[sensors]]\nkind = "nmea"\nid = "gps"\nport = "/dev/null"\n'
+    for steps in ([[false_alarm, target]], [[false_alarm], [target]], [[false_alarm, fix, target]]):
         tracking = _tracking([_plot(_beam_time(n, 0.2), 2000.0, 0.2) for n in range(20)], text=text)
         for batch in steps:
             tracking.core.step(batch[-1].t_capture, batch)
@@ -550,3 +553,66 @@ def test_the_plot_of_a_young_track_rejected_by_owed_misses_starts_a_track() -> N
     table = _tracking(lines, text=text, false_alarms_per_scan="0.1").core.engine.tracker.table
     (young,) = table.active()
     assert np.linalg.norm(table.x[young, :3]) == pytest.approx(2000.0, abs=1.0)
+
+
+def test_a_scanning_radars_young_track_times_out_a_guard_after_its_periods() -> None:
+    """A false plot's young track on a quiet radar is dropped unfed after 2.5 sweeps and the
+    sweep guard (its pass comes up to a quarter sweep late), not after 2.5 sweeps times 1.25:
+    that let it live past its third pass, where any plot in its gate could feed it."""
+    text = SWEEP_TOML.replace("[[sensors]]", "[fusion]\nreorder_window_s = 0.0\n\n[[sensors]]")
+    t5 = _beam_time(5, 0.2)
+    tracking = _tracking([_plot(t5, 2000.0, 0.2)], text=text, false_alarms_per_scan="0.1")
+    table = tracking.core.engine.tracker.table
+    tracking.core.step(T0 + t5 + 2.7)
+    assert table.active().size == 1
+    tracking.core.step(T0 + t5 + 2.8)
+    assert table.active().size == 0
+
+
+def test_a_track_that_left_a_fast_radars_view_is_timed_by_the_radar_that_sees_it() -> None:
+    """A 10 Hz frame radar (±5 degrees) and the 1 Hz scanning radar see a target; it flies out of
+    the frame radar's view at about 8.7 s and stays in the sweep's. Timed by the fastest radar
+    that ever fed it, the track coasted between every two sweeps (21 messages) and a missed
+    sweep deleted it; now by the radars whose coverage holds it."""
+    frame = SWEEP_TOML.split("[[sensors]]")[1].replace('id = "surv"', 'id = "frame"')
+    frame = frame.replace("fov_az_deg = 60", "fov_az_deg = 5").replace("rate_hz = 1", "rate_hz = 10")
+    frame = frame.replace("sweeps = true", "sweeps = false").replace(
+        "false_alarms_per_scan = 10", "false_alarms_per_scan = 0.1"
+    )
+    rng = random.Random(3)
+    measurements: list[RadarDetection | EmptyRadarScan] = []
+    for n in range(30):
+        t = _beam_time(n, 0.01 * (n + 0.5))
+        measurements.append(
+            RadarDetection(
+                "surv", T0 + t, t + 0.2, 2000 + rng.gauss(0, 5), 0.01 * t, 0.05, None, *SIGMAS, None, 15.0
+            )
+        )
+    for k in range(300):
+        t = k / 10
+        if abs(0.01 * t) < math.radians(5):
+            measurements.append(
+                RadarDetection(
+                    "frame",
+                    T0 + t,
+                    t + 0.05,
+                    2000 + rng.gauss(0, 5),
+                    0.01 * t,
+                    0.05,
+                    None,
+                    *SIGMAS,
+                    None,
+                    15.0,
+                )
+            )
+        else:
+            measurements.append(EmptyRadarScan("frame", T0 + t, t + 0.05))
+    measurements.sort(key=lambda m: m.t_capture)
+    tracking = _tracking(
+        [wire.dumps(wire.measurement_record(m)) for m in measurements],
+        text=SWEEP_TOML + "\n[[sensors]]" + frame,
+    )
+    assert isinstance(tracking.out, io.StringIO)
+    docs = [json.loads(line) for line in tracking.out.getvalue().splitlines()]
+    published = [(tr["id"], tr["status"]) for doc in docs for tr in doc.get("tracks", [])]
+    assert {i for i, s in published if s == "confirmed"} == {"0.1"} and ("0.1", "coasting") not in published

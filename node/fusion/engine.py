@@ -120,8 +120,8 @@ class FusionEngine:
         for s in setup.sensors:
             if isinstance(s, RadarSensor) and s.sensor_id in self.tracker.sensor_bits:
                 bit = self.tracker.sensor_bits[s.sensor_id]
-                slack = 1.0 + SWEEP_GUARD if s.sweeps else 1.0
-                self.tracker.stats.seed(bit, s.false_alarms_per_scan, s.scan_rate_hz, slack)
+                late = SWEEP_GUARD if s.sweeps else 0.0
+                self.tracker.stats.seed(bit, s.false_alarms_per_scan, s.scan_rate_hz, late)
         self.frame: LocalFrame | None = None
         if setup.origin is not None:
             self._pin(LocalFrame(setup.origin.lat, setup.origin.lon, setup.origin.alt_m))
@@ -184,8 +184,8 @@ class FusionEngine:
             kind = type(first).__name__
             self.counters.by_kind[kind] = self.counters.by_kind.get(kind, 0) + len(items)
             swept = isinstance(first, RadarDetection) and first.sensor_id in self.sweeping.sensor_ids
-            if not swept:  # anything else closes a scanning radar's batch: nothing fused out of order
-                self._sweep_batch(self.sweeping.close())
+            if not (swept or isinstance(first, GpsFix | RemoteIdReport)):  # (those move no track now)
+                self._sweep_batch(self.sweeping.close())  # nothing that does is fused out of order
             if isinstance(first, GpsFix):
                 for fix in items:
                     assert isinstance(fix, GpsFix)

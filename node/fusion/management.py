@@ -306,14 +306,16 @@ class TrackManager:
         limit = np.where(ranged, self.params.max_position_sigma_m, self.params.max_position_sigma_m * 2.0)
         underground = self.underground(active)
         unfed = self.unfed_s(active, t)
-        period = self.stats.fastest_period(tb.sensor_mask[active])
+        viewing = self.viewing(active, t)
+        period = self.stats.fastest_period(viewing)
+        late = self.stats.look_lateness_s(viewing)  # a scanning radar's guard
         p = self.params
         tentative = status == Status.TENTATIVE
         drop_tentative = tentative & (
-            (unfed > np.maximum(p.tentative_delete_after_s, _TENTATIVE_PERIODS * period)) | underground
+            (unfed > np.maximum(p.tentative_delete_after_s, _TENTATIVE_PERIODS * period + late)) | underground
         )
         firm = ~tentative
-        left = firm & ranged & (unfed > _LEFT_COVERAGE_PERIODS * period)
+        left = firm & ranged & (unfed > _LEFT_COVERAGE_PERIODS * period + late)
         if left.any():  # asked only of the few unfed for a while
             out = active[left]
             odds = self.inside_odds(out, self.predicted(out, t))
@@ -326,21 +328,21 @@ class TrackManager:
             gone = np.zeros(out.size, dtype=bool)
             gone[outside] = unfed[left][outside] > wait
             left[left] = gone
-        timed_out = firm & (unfed > np.maximum(p.delete_after_s, _DELETE_PERIODS * period))
+        timed_out = firm & (unfed > np.maximum(p.delete_after_s, _DELETE_PERIODS * period + late))
         if timed_out.any():  # asked only of the few unfed for that long
             # Never sooner than the misses-in-view rule could have judged it: a 1 Hz radar at Pd 0.6
             # misses a present target 3 scans running every few tens of seconds.
             # Radars only: the other sensors charge no misses, and their Pd is not learnt.
             out = active[timed_out]
             bar = np.full(out.size, self.thresholds.alpha**2)
-            patience = self.stats.unseen_for_s(tb.sensor_mask[out] & self.stats.radar_mask(), bar)
+            patience = self.stats.unseen_for_s(viewing[timed_out] & self.stats.radar_mask(), bar)
             timed_out[timed_out] = unfed[timed_out] > patience
         drop_firm = firm & (
             timed_out | ~position_sigma_within(tb, active, limit) | underground | tb.absent[active] | left
         )
         coast = (
             (status == Status.CONFIRMED)
-            & (unfed > np.maximum(p.coast_after_s, _COAST_PERIODS * period))
+            & (unfed > np.maximum(p.coast_after_s, _COAST_PERIODS * period + late))
             & ~drop_firm
         )
         tb.status[active[coast]] = Status.COASTING
@@ -348,6 +350,21 @@ class TrackManager:
         died = active[drop_tentative & ranged]
         self.clutter.add(tb.x[died, :3], t)  # never confirmed: most likely a false alarm there
         return active[drop_firm], active[drop_tentative]
+
+    def viewing(self, active: IndexArray, t: float) -> npt.NDArray[np.uint64]:
+        """Of the sensors that fed each track, those that can look at it now: a radar whose
+        coverage its predicted position has left is no longer one (its period would time the
+        track out: a track a 10 Hz radar fed once coasted between a 1 Hz radar's scans after it
+        left the fast one's view, and was deleted at a missed scan). All of them where none can
+        (a track gone from every view is timed by its feeders)."""
+        mask = self.table.sensor_mask[active].copy()
+        radars = [(bit, m) for bit, m in self.stats.models.items() if is_radar(m)]
+        if len(radars) < 2:  # one radar: its period either way
+            return mask
+        where = self.predicted(active, t)
+        for bit, model in radars:
+            mask[~model.coverage.contains(model.pose, where)] &= ~np.uint64(1 << bit)
+        return np.where(mask == 0, self.table.sensor_mask[active], mask)
 
     def predicted(self, active: IndexArray, t: float) -> FloatArray:
         """Positions at `t` on each track's constant-velocity line."""

@@ -47,7 +47,7 @@ class SensorStats:
         self.last_t = np.full(N_SENSORS, -np.inf)  # its newest scan's capture time
         self.report_gap_s = np.full(N_SENSORS, np.inf)  # a scanning radar's: since its report before
         self.period_s = np.full(N_SENSORS, np.nan)
-        self.look_slack = np.ones(N_SENSORS)  # a scanning radar's: its pass comes a guard late
+        self.look_late = np.zeros(N_SENSORS)  # a scanning radar's: its pass may come this late (periods)
         self.false_alarms = np.full(N_SENSORS, max(false_alarms, _MIN_FALSE_ALARMS))
         self.doppler_span = np.full(N_SENSORS, np.nan)
         self.pd_num = np.full(N_SENSORS, detection_probability * _PD_PRIOR_LOOKS)
@@ -64,13 +64,13 @@ class SensorStats:
         bit: int,
         false_alarms_per_scan: float | None,
         scan_rate_hz: float | None,
-        look_slack: float = 1.0,
+        look_late: float = 0.0,
     ) -> None:
         """Start a sensor from its own configured figures (a radar section's
         `false_alarms_per_scan`, `rate_hz`) rather than the fusion-wide defaults; learning then
-        takes over as its scans arrive. `look_slack`: how much later than a period its next look
-        at a target may come (a scanning radar's sweep guard, `fastest_period`)."""
-        self.look_slack[bit] = look_slack
+        takes over as its scans arrive. `look_late`: how much of a period later than due its
+        next look at a target may come (a scanning radar's sweep guard, `look_lateness_s`)."""
+        self.look_late[bit] = look_late
         if false_alarms_per_scan is not None:
             self.false_alarms[bit] = max(false_alarms_per_scan, _MIN_FALSE_ALARMS)
         if scan_rate_hz is not None and scan_rate_hz > 0:
@@ -182,12 +182,15 @@ class SensorStats:
         )
 
     def fastest_period(self, mask: npt.NDArray[np.uint64]) -> FloatArray:
-        """Per sensor mask: the shortest scan period among the sensors in it (0 when unknown).
-        A scanning radar's is its sweep and guard (`look_slack`): its pass over a target comes up
-        to a quarter period late (`sweep.SWEEP_GUARD`: its sweep clock calls a pass overdue only
-        then), and a track timed out on whole periods coasted after one missed sweep just before
-        the next pass fed it."""
-        return self._soonest(mask, (self.period_s * self.look_slack)[None, :])
+        """Per sensor mask: the shortest scan period among the sensors in it (0 when unknown)."""
+        return self._soonest(mask, self.period_s[None, :])
+
+    def look_lateness_s(self, mask: npt.NDArray[np.uint64]) -> FloatArray:
+        """Per sensor mask: how late the soonest sensor's next look may come. A scanning radar's
+        pass over a target comes up to its sweep guard late (`sweep.SWEEP_GUARD` of a period: its
+        sweep clock calls a pass overdue only then), and a track timed out on whole periods
+        coasted after one missed sweep just before the next pass fed it; 0 for a frame radar."""
+        return self._soonest(mask, (self.period_s * self.look_late)[None, :])
 
     def radar_mask(self) -> np.uint64:
         """The bits of the radars among the sensors seen: the ones whose scans look at a whole
