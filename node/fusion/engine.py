@@ -184,7 +184,7 @@ class FusionEngine:
             kind = type(first).__name__
             self.counters.by_kind[kind] = self.counters.by_kind.get(kind, 0) + len(items)
             swept = isinstance(first, RadarDetection) and first.sensor_id in self.sweeping.sensor_ids
-            if not (swept or isinstance(first, GpsFix | RemoteIdReport)):  # (those move no track now)
+            if not (swept or isinstance(first, GpsFix)):  # (a fix moves no track: the frame is pinned)
                 self._sweep_batch(self.sweeping.close())  # nothing that does is fused out of order
             if isinstance(first, GpsFix):
                 for fix in items:

@@ -15,11 +15,11 @@ existence, and housekeeping on the data's clock.
   buys it less than a scan, not a fresh run of misses; and a coasting track is confirmed again
   only by hits that outweigh its misses, or by as many hits in a row as a new track needs.
 - Housekeeping (`maintain`): coasting and deletion by time without an update, each timeout at
-  least a few scan periods of the fastest sensor that fed the track (learnt, not configured, so a
-  1 Hz radar's tracks do not coast between its frames), and deletion by time never before a radar
-  that fed it would have missed a present target that long with probability α² (the misses-in-view
-  rule's own bar: at 1 Hz and Pd 0.6 about 20 s, not the 3 s of `delete_after_s`); deletion by
-  covariance growth; and
+  least a few scan periods of the soonest sensor that fed the track and can see it now (learnt,
+  not configured, so a 1 Hz radar's tracks do not coast between its frames; `viewing`), and
+  deletion by time never before such a radar would have missed a present target that long
+  with probability α² (the misses-in-view rule's own bar: at 1 Hz and Pd 0.6 about 20 s, not
+  the 3 s of `delete_after_s`); deletion by covariance growth; and
   deletion of an established track whose predicted position has left the coverage of every
   sensor that could update it, once unseen for as long as a present target inside would be missed
   with probability α/odds at the learnt Pd, the odds that it is inside taken from how many σ of
@@ -307,15 +307,17 @@ class TrackManager:
         underground = self.underground(active)
         unfed = self.unfed_s(active, t)
         viewing = self.viewing(active, t)
-        period = self.stats.fastest_period(viewing)
-        late = self.stats.look_lateness_s(viewing)  # a scanning radar's guard
         p = self.params
         tentative = status == Status.TENTATIVE
         drop_tentative = tentative & (
-            (unfed > np.maximum(p.tentative_delete_after_s, _TENTATIVE_PERIODS * period + late)) | underground
+            (
+                unfed
+                > np.maximum(p.tentative_delete_after_s, self.stats.timeout_s(viewing, _TENTATIVE_PERIODS))
+            )
+            | underground
         )
         firm = ~tentative
-        left = firm & ranged & (unfed > _LEFT_COVERAGE_PERIODS * period + late)
+        left = firm & ranged & (unfed > self.stats.timeout_s(viewing, _LEFT_COVERAGE_PERIODS))
         if left.any():  # asked only of the few unfed for a while
             out = active[left]
             odds = self.inside_odds(out, self.predicted(out, t))
@@ -328,7 +330,9 @@ class TrackManager:
             gone = np.zeros(out.size, dtype=bool)
             gone[outside] = unfed[left][outside] > wait
             left[left] = gone
-        timed_out = firm & (unfed > np.maximum(p.delete_after_s, _DELETE_PERIODS * period + late))
+        timed_out = firm & (
+            unfed > np.maximum(p.delete_after_s, self.stats.timeout_s(viewing, _DELETE_PERIODS))
+        )
         if timed_out.any():  # asked only of the few unfed for that long
             # Never sooner than the misses-in-view rule could have judged it: a 1 Hz radar at Pd 0.6
             # misses a present target 3 scans running every few tens of seconds.
@@ -342,7 +346,7 @@ class TrackManager:
         )
         coast = (
             (status == Status.CONFIRMED)
-            & (unfed > np.maximum(p.coast_after_s, _COAST_PERIODS * period + late))
+            & (unfed > np.maximum(p.coast_after_s, self.stats.timeout_s(viewing, _COAST_PERIODS)))
             & ~drop_firm
         )
         tb.status[active[coast]] = Status.COASTING
@@ -355,16 +359,18 @@ class TrackManager:
         """Of the sensors that fed each track, those that can look at it now: a radar whose
         coverage its predicted position has left is no longer one (its period would time the
         track out: a track a 10 Hz radar fed once coasted between a 1 Hz radar's scans after it
-        left the fast one's view, and was deleted at a missed scan). All of them where none can
-        (a track gone from every view is timed by its feeders)."""
-        mask = self.table.sensor_mask[active].copy()
+        left the fast one's view, and was deleted at a missed scan); other sensors are kept.
+        All of them where no radar that fed it can (a track gone from every radar's view is
+        timed by its feeders, as before it left)."""
+        fed = self.table.sensor_mask[active]
         radars = [(bit, m) for bit, m in self.stats.models.items() if is_radar(m)]
         if len(radars) < 2:  # one radar: its period either way
-            return mask
-        where = self.predicted(active, t)
+            return fed
+        where, mask = self.predicted(active, t), fed.copy()
         for bit, model in radars:
             mask[~model.coverage.contains(model.pose, where)] &= ~np.uint64(1 << bit)
-        return np.where(mask == 0, self.table.sensor_mask[active], mask)
+        radar_bits = np.uint64(sum(1 << bit for bit, _ in radars))
+        return np.where(mask & radar_bits != 0, mask, fed)
 
     def predicted(self, active: IndexArray, t: float) -> FloatArray:
         """Positions at `t` on each track's constant-velocity line."""

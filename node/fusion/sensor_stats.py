@@ -69,7 +69,7 @@ class SensorStats:
         """Start a sensor from its own configured figures (a radar section's
         `false_alarms_per_scan`, `rate_hz`) rather than the fusion-wide defaults; learning then
         takes over as its scans arrive. `look_late`: how much of a period later than due its
-        next look at a target may come (a scanning radar's sweep guard, `look_lateness_s`)."""
+        next look at a target may come (a scanning radar's sweep guard, `timeout_s`)."""
         self.look_late[bit] = look_late
         if false_alarms_per_scan is not None:
             self.false_alarms[bit] = max(false_alarms_per_scan, _MIN_FALSE_ALARMS)
@@ -181,16 +181,13 @@ class SensorStats:
             np.maximum(self.sigma_range[bit], range_m * self.sigma_angle[bit]), dtype=np.float64
         )
 
-    def fastest_period(self, mask: npt.NDArray[np.uint64]) -> FloatArray:
-        """Per sensor mask: the shortest scan period among the sensors in it (0 when unknown)."""
-        return self._soonest(mask, self.period_s[None, :])
-
-    def look_lateness_s(self, mask: npt.NDArray[np.uint64]) -> FloatArray:
-        """Per sensor mask: how late the soonest sensor's next look may come. A scanning radar's
-        pass over a target comes up to its sweep guard late (`sweep.SWEEP_GUARD` of a period: its
-        sweep clock calls a pass overdue only then), and a track timed out on whole periods
-        coasted after one missed sweep just before the next pass fed it; 0 for a frame radar."""
-        return self._soonest(mask, (self.period_s * self.look_late)[None, :])
+    def timeout_s(self, mask: npt.NDArray[np.uint64], periods: float) -> FloatArray:
+        """Per sensor mask: `periods` scan periods of its soonest sensor (0 when unknown), each
+        sensor's with its own lateness: a scanning radar's pass over a target comes up to its
+        sweep guard late (`sweep.SWEEP_GUARD` of a period: its sweep clock calls a pass overdue
+        only then), and a track timed out on whole periods coasted after one missed sweep just
+        before the next pass fed it; a frame radar's scan is on time."""
+        return self._soonest(mask, ((periods + self.look_late) * self.period_s)[None, :])
 
     def radar_mask(self) -> np.uint64:
         """The bits of the radars among the sensors seen: the ones whose scans look at a whole
