@@ -352,14 +352,21 @@ def test_a_false_alarm_stamped_just_before_a_targets_plot_does_not_take_its_trac
     Plots within a radar's batch window (`sweep.batch_window_s`: 62.5 ms here) are associated
     together, also when the live loop hands them over in two steps (without a reorder window, so
     that each step fuses what it got), and when a GPS fix comes between them (it moves no track;
-    closing the batch on it gave the false alarm the track again)."""
+    closing the batch on it gave the false alarm the track again), or the radar's own empty line
+    of the false alarm's time (ignored, as one with the capture time of its plots is)."""
     t20 = _beam_time(20, 0.2)
     false_alarm = RadarDetection("surv", T0 + t20 - 0.005, 0.0, 2015.0, 0.2, 0.05, None, *SIGMAS, None, 15.0)
     fix = GpsFix("gps", T0 + t20 - 0.002, 0.0, 52.0, 4.0, 0.0, 0.0, quality=1)
     target = RadarDetection("surv", T0 + t20, 0.0, 2000.0, 0.2, 0.05, None, *SIGMAS, None, 15.0)
     text = SWEEP_TOML.replace("[[sensors]]", "[fusion]\nreorder_window_s = 0.0\n\n[[sensors]]")
     text += '\n[[sensors]]\nkind = "nmea"\nid = "gps"\nport = "/dev/null"\n'
-    for steps in ([[false_alarm, target]], [[false_alarm], [target]], [[false_alarm, fix, target]]):
+    empty = EmptyRadarScan("surv", false_alarm.t_capture, 0.0)  # the radar's line of the same time
+    for steps in (
+        [[false_alarm, target]],
+        [[false_alarm], [target]],
+        [[false_alarm, fix, target]],
+        [[false_alarm, empty, target]],
+    ):
         tracking = _tracking([_plot(_beam_time(n, 0.2), 2000.0, 0.2) for n in range(20)], text=text)
         for batch in steps:
             tracking.core.step(batch[-1].t_capture, batch)

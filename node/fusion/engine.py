@@ -111,12 +111,7 @@ class FusionEngine:
                 self.presence[s.sensor_id] = s
         self.tracker = Tracker(self.params, [s.sensor_id for s in setup.sensors])
         scanning = [s for s in setup.sensors if isinstance(s, RadarSensor) and s.sweeps]
-        speed_sigma = {s.sensor_id: radar_model(s).initial_speed_sigma_mps for s in scanning}
-        windows = {
-            s.sensor_id: batch_window_s(s.range_sigma_m, 1 / s.scan_rate_hz, speed_sigma[s.sensor_id])
-            for s in scanning
-        }
-        self.sweeping = SweepingRadars(windows)
+        self.sweeping = SweepingRadars({s.sensor_id: batch_window_s(s) for s in scanning})
         for s in setup.sensors:
             if isinstance(s, RadarSensor) and s.sensor_id in self.tracker.sensor_bits:
                 bit = self.tracker.sensor_bits[s.sensor_id]
@@ -183,8 +178,11 @@ class FusionEngine:
             self.counters.measurements += seen
             kind = type(first).__name__
             self.counters.by_kind[kind] = self.counters.by_kind.get(kind, 0) + len(items)
+            t = self.capture_time(first)
+            if isinstance(first, EmptyRadarScan) and self.sweeping.heartbeat(first.sensor_id, t):
+                continue  # a scanning radar's empty line within its open batch: the batch's check is its
             swept = isinstance(first, RadarDetection) and first.sensor_id in self.sweeping.sensor_ids
-            if not (swept or isinstance(first, GpsFix)):  # (a fix moves no track: the frame is pinned)
+            if not (swept or isinstance(first, GpsFix | RfPresence)):  # (those move no track)
                 self._sweep_batch(self.sweeping.close())  # nothing that does is fused out of order
             if isinstance(first, GpsFix):
                 for fix in items:
@@ -194,7 +192,6 @@ class FusionEngine:
             if self.frame is None:
                 self.counters.waiting_for_position += seen
                 continue
-            t = self.capture_time(first)
             if swept:
                 self._sweep_batch(self.sweeping.hold(first.sensor_id, t, list(items)))
                 self.last_t = max(self.last_t, t)

@@ -55,7 +55,7 @@ IndexArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 
 _KNOWN_RESOLUTIONS = 4.0  # a track is "known" within this many of the sensor's 1σ position accuracy
-_COAST_PERIODS = 2.0  # timeouts are at least this many scan periods of the fastest feeding sensor
+_COAST_PERIODS = 2.0  # timeouts are at least this many scan periods of the soonest feeder in view (`viewing`)
 _TENTATIVE_PERIODS = 2.5
 _DELETE_PERIODS = 3.0
 _LEFT_COVERAGE_PERIODS = 1.5  # outside every coverage is asked of tracks unfed at least this long

@@ -3,8 +3,9 @@
 A scanning radar's beam sweeps its azimuth sector once a period and it stamps each plot with the
 time the beam passed it, so no plot, and no instant, is a look at the whole coverage: fused as
 frames, every plot charged a miss to every other track in view (a sweep of 30 plots was 30
-looks, and no track ever confirmed). Its plots are fused as partial scans at their own times, and
-each track keeps the time of its last counted look by a sweep (`TrackTable.t_swept`):
+looks, and no track ever confirmed). Its plots are fused as partial scans at their own times
+(those stamped within a few milliseconds of each other as one, `batch_window_s`), and each
+track keeps the time of its last counted look by a sweep (`TrackTable.t_swept`):
 
 - a plot it takes more than three quarters of a period (`SWEEP_GUARD`) after its last hit is
   that sweep's look, a hit (charging first the sweeps missed since its last look); one sooner
@@ -33,6 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from cuas_node.fusion.measurement_models import radar_model
+from cuas_node.fusion.params import RadarSensor
 from cuas_node.fusion.tracks import Status, TrackTable
 
 FloatArray = npt.NDArray[np.float64]
@@ -128,14 +131,15 @@ def counted_hits(
     return counted, late
 
 
-def batch_window_s(range_sigma_m: float, period_s: float, speed_sigma_mps: float) -> float:
+def batch_window_s(sensor: RadarSensor) -> float:
     """How far apart a scanning radar's plots may be stamped and still be associated together,
     as one partial scan at the midpoint of their stamps. One at a time, a false alarm stamped a
     few milliseconds before a target's plot in its track's gate took the track (the target's
     plot, a better fit, came too late to compete). The midpoint moves no plot's time by more
     than half the window: at the fastest speed the velocity prior admits (3σ) that is half the
     radar's range sigma, and at most an eighth of the sweep guard (the sweep clocks' slack)."""
-    return min(range_sigma_m / (3.0 * speed_sigma_mps), SWEEP_GUARD * period_s / 4.0)
+    speed_sigma_mps = radar_model(sensor).initial_speed_sigma_mps
+    return min(sensor.range_sigma_m / (3.0 * speed_sigma_mps), SWEEP_GUARD / sensor.scan_rate_hz / 4.0)
 
 
 @dataclass(slots=True)
@@ -161,8 +165,9 @@ class SweepingRadars:
 
     It also gathers each radar's plots into batches (`batch_window_s`): the engine hands it each
     capture time's plots in capture-time order (`hold`); a batch is closed by the first plot
-    beyond its window, by anything else the engine fuses (so nothing is fused out of order), or
-    by the time up to which everything has been fused passing its window (`close`)."""
+    beyond its window, by anything else the engine fuses that moves tracks (so nothing is fused
+    out of order; a GPS fix does not), or by the time up to which everything has been fused
+    passing its window (`close`)."""
 
     def __init__(self, windows_s: dict[str, float]) -> None:
         self.sensor_ids = set(windows_s)
@@ -180,6 +185,12 @@ class SweepingRadars:
             return None
         self.open = PlotBatch(sensor_id, t, t, list(plots))
         return batch
+
+    def heartbeat(self, sensor_id: str, t: float) -> bool:
+        """Whether a radar's `EmptyRadarScan` at `t` falls within its open batch: that batch's check
+        is its own (ignored, as an empty line with the capture time of its plots is)."""
+        batch = self.open
+        return batch is not None and batch.sensor_id == sensor_id and batch.t_first <= t <= batch.t_last
 
     def held(self) -> int:
         """Plots in the open batch (not fused yet)."""
