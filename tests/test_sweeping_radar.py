@@ -15,10 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cuas_node.assembly import core_setup
 from cuas_node.cli import main
-from cuas_node.config import build_config, load_config
-from cuas_node.core.step import NodeCore
+from cuas_node.config import load_config
 from cuas_node.fusion import sweep
 from cuas_node.fusion.tracks import Status
 from cuas_node.kernel.measurement import EmptyRadarScan, GpsFix, RadarDetection
@@ -639,37 +637,3 @@ def test_a_track_that_left_a_fast_radars_view_is_timed_by_the_radar_that_sees_it
     docs = [json.loads(line) for line in tracking.out.getvalue().splitlines()]
     published = [(tr["id"], tr["status"]) for doc in docs for tr in doc.get("tracks", [])]
     assert {i for i, s in published if s == "confirmed"} == {"0.1"} and ("0.1", "coasting") not in published
-
-
-def test_the_sensors_timing_a_track_are_its_feeders_that_can_see_it() -> None:
-    """`TrackManager.viewing`: of a track's feeders, the radars whose coverage holds it (other
-    sensors kept); all of its feeders where no radar that fed it can. A Remote ID receiver that
-    fed the track once kept the fallback from applying, and the track, out of its one radar's
-    view at a soft beam edge, was timed by Remote ID's period with no radar's patience."""
-    radar = {"kind": "radar", "max_range_m": 5000, "min_range_m": 200, "fov_az_deg": 60, "fov_el_deg": 20}
-    radar |= {"range_sigma_m": 5, "az_sigma_deg": 0.5, "el_sigma_deg": 1.0, "rate_hz": 1, "range_rate": False}
-    sensors = [
-        radar | {"id": "long", "mount": {"yaw_deg": 0.0}},
-        radar
-        | {"id": "short", "rate_hz": 20, "max_range_m": 300, "min_range_m": 5, "mount": {"yaw_deg": 180.0}},
-        {"kind": "remoteid", "id": "rid", "port": "/dev/null"},
-    ]
-    data = {"node": {"id": "t", "position": {"lat": 52.0, "lon": 4.0, "alt_m": 0.0}}, "sensors": sensors}
-    data["fusion"] = {"reorder_window_s": 0.0}
-    core = NodeCore(core_setup(build_config(data, "test")))
-    core.step(T0, [EmptyRadarScan("long", T0, T0), EmptyRadarScan("short", T0, T0)])  # both radars known
-    tracker = core.engine.tracker
-    bits = tracker.sensor_bits
-    off_edge = math.radians(61.0)  # north is the long radar's boresight; its edge at 60 degrees
-    x = np.array(
-        [
-            [1000.0, 1000.0, 100.0, 0, 0, 0],
-            [2000 * math.sin(off_edge), 2000 * math.cos(off_edge), 100, 0, 0, 0],
-        ]
-    )
-    slots = tracker.table.allocate(x, np.tile(np.eye(6), (2, 1, 1)), T0, bits["long"], True)
-    fed = np.uint64((1 << bits["long"]) | (1 << bits["short"]) | (1 << bits["rid"]))
-    tracker.table.sensor_mask[slots] = fed
-    viewing = tracker.manager.viewing(slots, T0)
-    assert viewing[0] == np.uint64((1 << bits["long"]) | (1 << bits["rid"]))  # not the 20 Hz radar's
-    assert viewing[1] == fed  # out of every radar's view: all its feeders

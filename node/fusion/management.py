@@ -356,21 +356,23 @@ class TrackManager:
         return active[drop_firm], active[drop_tentative]
 
     def viewing(self, active: IndexArray, t: float) -> npt.NDArray[np.uint64]:
-        """Of the sensors that fed each track, those that can look at it now: a radar whose
-        coverage its predicted position has left is no longer one (its period would time the
-        track out: a track a 10 Hz radar fed once coasted between a 1 Hz radar's scans after it
-        left the fast one's view, and was deleted at a missed scan); other sensors are kept.
-        All of them where no radar that fed it can (a track gone from every radar's view is
-        timed by its feeders, as before it left)."""
+        """Of the sensors that fed each track, those whose looks bound how long it may go unfed:
+        the radars that fed it and whose coverage holds its predicted position. A radar whose
+        coverage it has left is no longer one (a track a 10 Hz radar fed once coasted between a
+        1 Hz radar's scans after it left the fast one's view, and was deleted at a missed scan);
+        a sensor that reports at will (Remote ID, a direction finder) keeps a track fed while it
+        reports, and times it only when no radar can see it (a 1 Hz radar's track coasted between
+        every two of its scans once the drone stopped broadcasting Remote ID at 5 Hz). All that
+        fed it where no radar that did can see it."""
         fed = self.table.sensor_mask[active]
         radars = [(bit, m) for bit, m in self.stats.models.items() if is_radar(m)]
-        if len(radars) < 2:  # one radar: its period either way
-            return fed
-        where, mask = self.predicted(active, t), fed.copy()
+        radar_bits = np.uint64(sum(1 << bit for bit, _ in radars))
+        if not radars or (len(radars) == 1 and not (fed & ~radar_bits).any()):
+            return fed  # one radar and nothing else: its period either way
+        where, mask = self.predicted(active, t), fed & radar_bits
         for bit, model in radars:
             mask[~model.coverage.contains(model.pose, where)] &= ~np.uint64(1 << bit)
-        radar_bits = np.uint64(sum(1 << bit for bit, _ in radars))
-        return np.where(mask & radar_bits != 0, mask, fed)
+        return np.where(mask != 0, mask, fed)
 
     def predicted(self, active: IndexArray, t: float) -> FloatArray:
         """Positions at `t` on each track's constant-velocity line."""
