@@ -14,17 +14,19 @@ from cuas_node.assembly import core_setup
 from cuas_node.config import build_config
 from cuas_node.core.step import NodeCore
 from cuas_node.fusion.tracks import Status
-from cuas_node.kernel.measurement import EmptyRadarScan, RadarDetection, RemoteIdReport
+from cuas_node.kernel.measurement import RadarDetection, RemoteIdReport
 
 T0 = 1_750_000_000.0
 SIGMAS = (5.0, math.radians(0.5), math.radians(1.0))
 
 
 def test_the_sensors_timing_a_track_are_its_feeders_that_can_see_it() -> None:
-    """`TrackManager.viewing`: of a track's feeders, the radars whose coverage holds it; all of
-    its feeders where no radar that fed it can. A Remote ID receiver that fed the track once kept
-    the fallback from applying, and the track, out of its one radar's view at a soft beam edge,
-    was timed by Remote ID's period with no radar's patience."""
+    """`TrackManager.viewing`: of a track's feeders, the radars that look at it; where none
+    does, the other sensors that fed it (a fast radar out of view timed a track Remote ID kept
+    at 1 Hz: coasting after every report); every feeder of a track radars alone fed. A Remote
+    ID receiver that fed the track once kept the fallback from applying, and the track, out of
+    its one radar's view at a soft beam edge, was timed by Remote ID's period with no radar's
+    patience."""
     radar = {"kind": "radar", "max_range_m": 5000, "min_range_m": 200, "fov_az_deg": 60, "fov_el_deg": 20}
     radar |= {"range_sigma_m": 5, "az_sigma_deg": 0.5, "el_sigma_deg": 1.0, "rate_hz": 1, "range_rate": False}
     sensors = [
@@ -36,22 +38,27 @@ def test_the_sensors_timing_a_track_are_its_feeders_that_can_see_it() -> None:
     data = {"node": {"id": "t", "position": {"lat": 52.0, "lon": 4.0, "alt_m": 0.0}}, "sensors": sensors}
     data["fusion"] = {"reorder_window_s": 0.0}
     core = NodeCore(core_setup(build_config(data, "test")))
-    core.step(T0, [EmptyRadarScan("long", T0, T0), EmptyRadarScan("short", T0, T0)])  # both radars known
+    plots = [
+        RadarDetection(sid, T0, T0, r, 0.0, 0.05, None, *SIGMAS, None, 15.0)
+        for sid, r in (("long", 3000.0), ("short", 100.0))
+    ]
+    core.step(T0, plots)  # both radars known, and their accuracies
     tracker = core.engine.tracker
     bits = tracker.sensor_bits
     off_edge = math.radians(61.0)  # north is the long radar's boresight; its edge at 60 degrees
-    x = np.array(
-        [
-            [1000.0, 1000.0, 100.0, 0, 0, 0],
-            [2000 * math.sin(off_edge), 2000 * math.cos(off_edge), 100, 0, 0, 0],
-        ]
-    )
-    slots = tracker.table.allocate(x, np.tile(np.eye(6), (2, 1, 1)), T0, bits["long"], True)
-    fed = np.uint64((1 << bits["long"]) | (1 << bits["short"]) | (1 << bits["rid"]))
-    tracker.table.sensor_mask[slots] = fed
-    viewing = tracker.manager.viewing(slots, T0)
+    outside = [2000 * math.sin(off_edge), 2000 * math.cos(off_edge), 100, 0, 0, 0]
+    x = np.array([[1000.0, 1000.0, 100.0, 0, 0, 0], outside, outside, [1000.0, 1000.0, 100.0, 0, 0, 0]])
+    p = np.tile(np.eye(6), (4, 1, 1))
+    p[3, :3, :3] *= 400.0**2  # inside the coverage, but too loosely known for a miss to count
+    slots = tracker.table.allocate(x, p, T0, bits["long"], True)
+    radars = np.uint64((1 << bits["long"]) | (1 << bits["short"]))
+    tracker.table.sensor_mask[slots] = radars | np.uint64(1 << bits["rid"])
+    tracker.table.sensor_mask[slots[2]] = radars
+    viewing = tracker.manager.viewing(slots)
     assert viewing[0] == np.uint64(1 << bits["long"])  # not the 20 Hz radar's, nor Remote ID's
-    assert viewing[1] == fed  # out of every radar's view: all its feeders
+    assert viewing[1] == np.uint64(1 << bits["rid"])  # out of every radar's view: Remote ID's
+    assert viewing[2] == radars  # fed by radars alone: theirs
+    assert viewing[3] == np.uint64(1 << bits["rid"])  # no radar looks at it
 
 
 def test_a_radar_track_is_timed_by_the_radar_once_remote_id_falls_silent() -> None:

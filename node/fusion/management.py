@@ -15,11 +15,11 @@ existence, and housekeeping on the data's clock.
   buys it less than a scan, not a fresh run of misses; and a coasting track is confirmed again
   only by hits that outweigh its misses, or by as many hits in a row as a new track needs.
 - Housekeeping (`maintain`): coasting and deletion by time without an update, each timeout at
-  least a few scan periods of the soonest sensor that fed the track and can see it now (learnt,
-  not configured, so a 1 Hz radar's tracks do not coast between its frames; `viewing`), and
-  deletion by time never before such a radar would have missed a present target that long
-  with probability α² (the misses-in-view rule's own bar: at 1 Hz and Pd 0.6 about 20 s, not
-  the 3 s of `delete_after_s`); deletion by covariance growth; and
+  least a few scan periods of the soonest sensor that times the track (`viewing`: the radars that
+  fed it and look at it, else its other feeders; learnt, not configured, so a 1 Hz radar's tracks
+  do not coast between its frames), and deletion by time never before such a radar would have
+  missed a present target that long with probability α² (the misses-in-view rule's own bar: at
+  1 Hz and Pd 0.6 about 20 s, not the 3 s of `delete_after_s`); deletion by covariance growth; and
   deletion of an established track whose predicted position has left the coverage of every
   sensor that could update it, once unseen for as long as a present target inside would be missed
   with probability α/odds at the learnt Pd, the odds that it is inside taken from how many σ of
@@ -55,7 +55,7 @@ IndexArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 
 _KNOWN_RESOLUTIONS = 4.0  # a track is "known" within this many of the sensor's 1σ position accuracy
-_COAST_PERIODS = 2.0  # timeouts are at least this many scan periods of the soonest feeder in view (`viewing`)
+_COAST_PERIODS = 2.0  # timeouts are at least this many periods of a sensor that times it (`viewing`)
 _TENTATIVE_PERIODS = 2.5
 _DELETE_PERIODS = 3.0
 _LEFT_COVERAGE_PERIODS = 1.5  # outside every coverage is asked of tracks unfed at least this long
@@ -306,7 +306,7 @@ class TrackManager:
         limit = np.where(ranged, self.params.max_position_sigma_m, self.params.max_position_sigma_m * 2.0)
         underground = self.underground(active)
         unfed = self.unfed_s(active, t)
-        viewing = self.viewing(active, t)
+        viewing = self.viewing(active)
         p = self.params
         tentative = status == Status.TENTATIVE
         drop_tentative = tentative & (
@@ -355,24 +355,25 @@ class TrackManager:
         self.clutter.add(tb.x[died, :3], t)  # never confirmed: most likely a false alarm there
         return active[drop_firm], active[drop_tentative]
 
-    def viewing(self, active: IndexArray, t: float) -> npt.NDArray[np.uint64]:
+    def viewing(self, active: IndexArray) -> npt.NDArray[np.uint64]:
         """Of the sensors that fed each track, those whose looks bound how long it may go unfed:
-        the radars that fed it and whose coverage holds its predicted position. A radar whose
-        coverage it has left is no longer one (a track a 10 Hz radar fed once coasted between a
-        1 Hz radar's scans after it left the fast one's view, and was deleted at a missed scan);
-        a sensor that reports at will (Remote ID, a direction finder) keeps a track fed while it
-        reports, and times it only when no radar can see it (a 1 Hz radar's track coasted between
-        every two of its scans once the drone stopped broadcasting Remote ID at 5 Hz). All that
-        fed it where no radar that did can see it."""
+        the radars that fed it and look at it (`looked_at`: inside their coverage, its position
+        known well enough that a miss there counts). A radar that cannot is none of them (a
+        track a 10 Hz radar fed once coasted between a 1 Hz radar's scans after it left the fast
+        one's view, and was deleted at a missed scan). A sensor that reports at will (Remote ID,
+        a direction finder) keeps a track fed while it reports, and times it only when no such
+        radar can (a 1 Hz radar's track coasted between every two of its scans once the drone
+        stopped broadcasting Remote ID at 5 Hz); every feeder when it was fed by radars alone."""
         fed = self.table.sensor_mask[active]
         radars = [(bit, m) for bit, m in self.stats.models.items() if is_radar(m)]
         radar_bits = np.uint64(sum(1 << bit for bit, _ in radars))
         if not radars or (len(radars) == 1 and not (fed & ~radar_bits).any()):
             return fed  # one radar and nothing else: its period either way
-        where, mask = self.predicted(active, t), fed & radar_bits
+        looking = np.zeros(active.size, dtype=np.uint64)
         for bit, model in radars:
-            mask[~model.coverage.contains(model.pose, where)] &= ~np.uint64(1 << bit)
-        return np.where(mask != 0, mask, fed)
+            looking[self.looked_at(active, bit, model, None)] |= np.uint64(1 << bit)
+        radars_on, others = fed & looking, fed & ~radar_bits
+        return np.where(radars_on != 0, radars_on, np.where(others != 0, others, fed))
 
     def predicted(self, active: IndexArray, t: float) -> FloatArray:
         """Positions at `t` on each track's constant-velocity line."""
