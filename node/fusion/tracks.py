@@ -208,7 +208,13 @@ def distinct(positions: FloatArray, variance_sum: FloatArray) -> npt.NDArray[np.
     if n < 2:
         return np.ones(n, dtype=bool)
     d2 = np.sum((positions[:, None, :] - positions[None, :, :]) ** 2, axis=2)
-    close = d2 < 9.0 * (variance_sum[:, None] + variance_sum[None, :]) / 3.0
+    return first_of_each(d2 < 9.0 * (variance_sum[:, None] + variance_sum[None, :]) / 3.0)
+
+
+def first_of_each(close: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """Of candidates in order, those no earlier kept one is `close` to (a symmetric (n, n) mask):
+    the first of each object's detections."""
+    n = close.shape[0]
     later, earlier = np.nonzero(close)
     earlier_close = np.zeros(n, dtype=bool)
     earlier_close[later[earlier < later]] = True

@@ -30,7 +30,7 @@ import numpy.typing as npt
 
 from cuas_node.fusion.measurement_models import MeasurementModel
 from cuas_node.fusion.models import mahalanobis_logdet
-from cuas_node.fusion.tracks import TrackTable, distinct
+from cuas_node.fusion.tracks import TrackTable, distinct, first_of_each
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -183,12 +183,11 @@ def one_birth_per_object(
     plots of one return (`same_return`, in measurement space: a plot clearly resolved in range
     from another is another object, however poor the elevation); a clusterer's frame: one per
     3 sigma of position (`tracks.distinct`); a plot extractor's frame: every plot."""
-    keep = np.ones(x.shape[0], dtype=bool)
     if stamps is None:
+        keep = np.ones(x.shape[0], dtype=bool)
         return distinct(x[:, :3], np.trace(p[:, :3, :3], axis1=1, axis2=2)) if model.splits_objects else keep
     a, b = np.triu_indices(z.shape[0], 1)
     same = same_return(model, z, r, stamps, gamma, a, b)
-    for i, j in zip(a[same].tolist(), b[same].tolist(), strict=True):  # only split returns reach this
-        if keep[i]:
-            keep[j] = False
-    return keep
+    close = np.zeros((z.shape[0], z.shape[0]), dtype=bool)
+    close[a[same], b[same]] = close[b[same], a[same]] = True
+    return first_of_each(close)
