@@ -54,7 +54,7 @@ def test_the_sensors_timing_a_track_are_its_feeders_that_can_see_it() -> None:
     radars = np.uint64((1 << bits["long"]) | (1 << bits["short"]))
     tracker.table.sensor_mask[slots] = radars | np.uint64(1 << bits["rid"])
     tracker.table.sensor_mask[slots[2]] = radars
-    viewing = tracker.manager.viewing(slots)
+    viewing = tracker.manager.viewing(slots, T0)
     assert viewing[0] == np.uint64(1 << bits["long"])  # not the 20 Hz radar's, nor Remote ID's
     assert viewing[1] == np.uint64(1 << bits["rid"])  # out of every radar's view: Remote ID's
     assert viewing[2] == radars  # fed by radars alone: theirs

@@ -28,6 +28,8 @@ existence, and housekeeping on the data's clock.
   flying along the edge of a field of view is detected there (a beam has no hard edge) while its
   estimate, a fraction of a σ away, sits just beyond it; one unlucky miss must not cost it its
   identity.
+- A track a cooperative sensor is claiming (`claimed`: Remote ID reported it lately) is charged no
+  radar's misses: a broadcast the radar does not see is published as such (docs/mqtt.md), not lost.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ _COAST_PERIODS = 2.0  # timeouts are at least this many periods of a sensor that
 _TENTATIVE_PERIODS = 2.5
 _DELETE_PERIODS = 3.0
 _LEFT_COVERAGE_PERIODS = 1.5  # outside every coverage is asked of tracks unfed at least this long
+_CLAIM_PERIOD_S = 1.0  # ASTM F3411: a Remote ID broadcaster sends its location at least once a second
 # The fewest hits that show motion: what the M-of-N guard asks of a track a plot extractor feeds
 # (`least_hits`).
 _PLOT_LEAST_HITS = 2
@@ -202,7 +205,7 @@ class TrackManager:
             t_part, part_slots = self._frame_hits.pop(bit, (math.nan, active[:0]))
             if t_part == t and part_slots.size:
                 excused = np.isin(active, part_slots)
-            looked = self.looked_at(active, bit, model, seen)
+            looked = self.looked_at(active, bit, model, seen) & ~self.claimed(active, t)
             if model.sweeps:  # a scanning radar's check: the beam passed only the overdue
                 looked = sweep.check(tb, active, looked, t, self._sweep_scan(bit))
             # A miss counts against the sensor's Pd once the track holds its target again (below):
@@ -214,7 +217,7 @@ class TrackManager:
         else:
             looked = np.zeros(active.size, dtype=bool)
             if model.sweeps:  # a plot of a scanning radar: a look, unless its sweep's look again
-                in_sight = self.looked_at(active, bit, model, seen)  # as its misses are judged
+                in_sight = self.looked_at(active, bit, model, seen) & ~self.claimed(active, t)
                 updated, owed = sweep.counted_hits(tb, active, updated, in_sight, t, self._sweep_scan(bit))
                 # A young track the misses owed for its silent sweeps take to the reject bar was
                 # rejected by them, as a check in time would have: the plot is not its.
@@ -306,7 +309,7 @@ class TrackManager:
         limit = np.where(ranged, self.params.max_position_sigma_m, self.params.max_position_sigma_m * 2.0)
         underground = self.underground(active)
         unfed = self.unfed_s(active, t)
-        viewing = self.viewing(active)
+        viewing = self.viewing(active, t)
         p = self.params
         tentative = status == Status.TENTATIVE
         drop_tentative = tentative & (
@@ -355,7 +358,17 @@ class TrackManager:
         self.clutter.add(tb.x[died, :3], t)  # never confirmed: most likely a false alarm there
         return active[drop_firm], active[drop_tentative]
 
-    def viewing(self, active: IndexArray) -> npt.NDArray[np.uint64]:
+    def claimed(self, active: IndexArray, t: float) -> BoolArray:
+        """Tracks a cooperative sensor claims now: updated by Remote ID within two of its periods
+        (at least of F3411's slowest broadcast). A radar that looks and sees nothing there is no
+        evidence that the broadcaster is not: drones too small or too low for it broadcast too,
+        and the identity says how far physical sensors support the claim (`unconfirmed`)."""
+        stats = self.stats
+        periods = [stats.period_s[b] for b, m in stats.models.items() if isinstance(m, PositionVelocityModel)]
+        window = _COAST_PERIODS * max([_CLAIM_PERIOD_S, *(p for p in periods if math.isfinite(p))])
+        return np.asarray(t - self.table.t_claimed[active] <= window)
+
+    def viewing(self, active: IndexArray, t: float) -> npt.NDArray[np.uint64]:
         """Of the sensors that fed each track, those whose looks bound how long it may go unfed:
         the radars that fed it and look at it (`looked_at`: inside their coverage, its position
         known well enough that a miss there counts). A radar that cannot is none of them (a
@@ -363,15 +376,18 @@ class TrackManager:
         one's view, and was deleted at a missed scan). A sensor that reports at will (Remote ID,
         a direction finder) keeps a track fed while it reports, and times it only when no such
         radar can (a 1 Hz radar's track coasted between every two of its scans once the drone
-        stopped broadcasting Remote ID at 5 Hz); every feeder when it was fed by radars alone."""
+        stopped broadcasting Remote ID at 5 Hz), or while its claim holds a track no radar has
+        updated since (`claimed`); every feeder when it was fed by radars alone."""
         fed = self.table.sensor_mask[active]
         radars = [(bit, m) for bit, m in self.stats.models.items() if is_radar(m)]
         radar_bits = np.uint64(sum(1 << bit for bit, _ in radars))
         if not radars or (len(radars) == 1 and not (fed & ~radar_bits).any()):
             return fed  # one radar and nothing else: its period either way
         looking = np.zeros(active.size, dtype=np.uint64)
+        tb = self.table
+        held = self.claimed(active, t) & (tb.t_physical[active] < tb.t_claimed[active])
         for bit, model in radars:
-            looking[self.looked_at(active, bit, model, None)] |= np.uint64(1 << bit)
+            looking[self.looked_at(active, bit, model, None) & ~held] |= np.uint64(1 << bit)
         radars_on, others = fed & looking, fed & ~radar_bits
         return np.where(radars_on != 0, radars_on, np.where(others != 0, others, fed))
 

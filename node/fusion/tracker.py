@@ -356,12 +356,7 @@ class Tracker:
         the update bookkeeping of the hit ones. Returns the tracks rejected with their plot."""
         tb = self.table
         hit = active[updated]
-        # A late measurement does not make a track's last update older than it was.
-        tb.t_update[hit] = np.maximum(tb.t_update[hit], scan.t)
-        if scan.model.ranging:
-            tb.t_ranged[hit] = np.maximum(tb.t_ranged[hit], scan.t)
-        if scan.physical:
-            tb.t_physical[hit] = np.maximum(tb.t_physical[hit], scan.t)
+        tb.fed(hit, scan.t, scan.model.ranging, scan.physical)
         tb.updates[hit] += 1
         tb.sensor_mask[hit] |= np.uint64(1 << bit)
         tb.changed[hit] = True
@@ -384,15 +379,13 @@ class Tracker:
         )
         self.history.grow(self.table.capacity)  # the table may have grown to make room
         keep[np.flatnonzero(keep)[placed:]] = False
-        slots = self.table.allocate(x[keep], p[keep], scan.t, bit, scan.model.ranging)
+        slots = self.table.allocate(x[keep], p[keep], scan.t, bit, scan.model.ranging, scan.physical)
         self.history.start(self.table, slots)
         if not scan.model.ranging:
             self.table.bearing_sigma_rad[slots] = np.sqrt(scan.r[candidates[keep][: slots.size], 0, 0])
         if scan.model.ranging:
             hot = self.manager.clutter.hot(self.table.x[slots, :3], scan.t)
             self.table.extra_hits[slots] = np.where(hot, 2, 0)
-        if scan.physical:
-            self.table.t_physical[slots] = scan.t
         return candidates[keep][: slots.size], slots
 
     # -- housekeeping -----------------------------------------------------------------------

@@ -60,6 +60,7 @@ class TrackTable:
         self.t_update = np.zeros(capacity)  # last measurement update of any kind
         self.t_ranged = np.full(capacity, -np.inf)  # last update by a ranging sensor (radar, Remote ID)
         self.t_physical = np.full(capacity, -np.inf)  # last update by a non-cooperative sensor
+        self.t_claimed = np.full(capacity, -np.inf)  # last Remote ID claim nothing contests (identity)
         self.t_created = np.zeros(capacity)
         self.t_swept = np.zeros(capacity)  # its last look by a scanning radar's sweep (`sweep`)
         self.t_sweep_hit = np.zeros(capacity)  # ... of those, its last hit
@@ -120,9 +121,16 @@ class TrackTable:
         return True
 
     def allocate(
-        self, x: npt.NDArray[np.float64], p: npt.NDArray[np.float64], t: float, sensor_bit: int, ranging: bool
+        self,
+        x: npt.NDArray[np.float64],
+        p: npt.NDArray[np.float64],
+        t: float,
+        sensor_bit: int,
+        ranging: bool,
+        physical: bool = True,
     ) -> npt.NDArray[np.intp]:
-        """Start tentative tracks in free slots; returns the slots used (may be fewer than asked)."""
+        """Start tentative tracks in free slots; returns the slots used (may be fewer than asked).
+        `ranging`, `physical`: what the starting sensor is (`fed`)."""
         slots = np.flatnonzero(self.status == Status.FREE)[: x.shape[0]]
         n = slots.shape[0]
         self.x[slots] = x[:n]
@@ -134,9 +142,8 @@ class TrackTable:
         self.number[slots] = np.arange(self._next_number, self._next_number + n)
         self._next_number += n
         self.t_state[slots] = t
-        self.t_update[slots] = t
-        self.t_ranged[slots] = t if ranging else -np.inf
-        self.t_physical[slots] = -np.inf
+        self.t_update[slots] = self.t_ranged[slots] = self.t_physical[slots] = self.t_claimed[slots] = -np.inf
+        self.fed(slots, t, ranging, physical)
         self.t_created[slots] = t
         self.t_swept[slots] = t
         self.t_sweep_hit[slots] = t
@@ -161,6 +168,15 @@ class TrackTable:
         self.t_accel[slots] = np.nan
         self.changed[slots] = True
         return slots
+
+    def fed(self, slots: npt.NDArray[np.intp], t: float, ranging: bool, physical: bool) -> None:
+        """A sensor's measurement at `t` updated these tracks: their last update of each kind (a
+        late measurement makes none older than it was). `physical`: a non-cooperative sensor,
+        evidence the object is there (Remote ID is a claim)."""
+        self.t_update[slots] = np.maximum(self.t_update[slots], t)
+        for column, kind in ((self.t_ranged, ranging), (self.t_physical, physical)):
+            if kind:
+                column[slots] = np.maximum(column[slots], t)
 
     def combine(
         self,
