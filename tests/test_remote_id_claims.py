@@ -1,12 +1,13 @@
-"""A Remote ID broadcast the radar does not see (`TrackManager.claimed`, `IdentityBinder.uncontested`).
+"""A Remote ID claim holds a track the radar has lost (`TrackManager.claimed`).
 
-A radar that looks where a drone says it is and sees nothing is no proof that the drone is not
-there: small or low drones broadcast too. Charged the radar's misses, a cooperative drone's track
-was deleted 0.4 s after the radar lost it, and each later report started a tentative track that
-the next radar frame rejected: the broadcaster was never published again, although docs/mqtt.md
-promises such a track, flagged `unconfirmed` with `in_coverage`. A claim that a physical track
-contests (a spoofer beside its own drone) is still charged the misses, so its phantom never
-confirms."""
+A radar that looks where a drone says it is and sees nothing is no proof that the drone is gone:
+a drone descends into the ground clutter, or turns its small side to the radar, and still says
+where it is. Charged the radar's misses, a cooperative drone's track was deleted 0.4 s after the
+radar lost it, and each later report started a tentative track that the next radar frame
+rejected: the broadcaster was never published again, although docs/mqtt.md promises such a
+track, flagged `unconfirmed` with `in_coverage`. A claim holds only a track a physical sensor saw
+while the reports landed on it: a broadcaster no sensor ever saw (a laptop, a spoofer 170 m from
+any drone) gets no track in a radar's coverage, as before."""
 
 from __future__ import annotations
 
@@ -49,10 +50,14 @@ def _fly(
     radar_sees: Callable[[float], bool],
     broadcasts: Callable[[float], bool],
     claimed_offset: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    late_s: float = 0.0,
+    others: int = 0,
 ) -> list[tuple[float, list[TrackReport]]]:
     """A drone at `_where`, detected at Pd 0.9 while `radar_sees(t)`, among half a false alarm a
     frame (a frame with no plot is an empty scan: the radar looked), broadcasting at 1 Hz while
-    `broadcasts(t)`; the published tracks after each 50 ms step."""
+    `broadcasts(t)`, its reports delivered `late_s` after capture; `others` more broadcasters
+    heard 8 km away (out of the radar's view), each at 1 Hz at its own phase. The published
+    tracks near the drone after each 50 ms step."""
     frame = core.engine.frame
     assert frame is not None
     rng = random.Random(7)
@@ -73,17 +78,19 @@ def _fly(
             RadarDetection("radar", T0 + t, T0 + t, r, az, el, None, *SIGMAS, None, 15.0)
             for r, az, el in plots
         ] or [EmptyRadarScan("radar", T0 + t, T0 + t)]
-    for k in range(int(seconds)):
-        t = k + 0.05
-        if not broadcasts(t):
-            continue
-        lat, lon, alt = frame.to_geodetic(_where(t) + np.array(claimed_offset))
+    reports = [(k + 0.05, "DRONE1", _where(k + 0.05) + np.array(claimed_offset)) for k in range(int(seconds))]
+    reports = [r for r in reports if broadcasts(r[0])]
+    for j in range(others):
+        far = np.array([-8000.0 - 100.0 * j, 0.0, 100.0])
+        reports += [(k + 0.05 + (j + 1) / (others + 1), f"OTHER{j}", far) for k in range(int(seconds))]
+    for t, uas_id, where in reports:
+        lat, lon, alt = frame.to_geodetic(where)
         measurements.append(
             RemoteIdReport(
                 "rid",
                 T0 + t,
-                T0 + t,
-                "DRONE1",
+                T0 + t + late_s,
+                uas_id,
                 lat=float(lat),
                 lon=float(lon),
                 alt_geo_m=float(alt),
@@ -93,51 +100,74 @@ def _fly(
                 speed_accuracy_mps=1.0,
             )
         )
-    measurements.sort(key=lambda m: m.t_capture)
+    measurements.sort(key=lambda m: m.t_receive)
     published = []
     i = 0
     for k in range(1, int(seconds / 0.05)):
         now = T0 + 0.05 * k
         batch = []
-        while i < len(measurements) and measurements[i].t_capture <= now:
+        while i < len(measurements) and measurements[i].t_receive <= now:
             batch.append(measurements[i])
             i += 1
         core.step(now, batch)
-        published.append((now - T0, [r for r in core.tracks_now() if r.status != "tentative"]))
+        near = [r for r in core.tracks_now() if r.status != "tentative" and r.enu_m[0] > -5000.0]
+        published.append((now - T0, near))
     return published
 
 
+def _held(
+    published: list[tuple[float, list[TrackReport]]], start: float, end: float, coasting: bool = False
+) -> bool:
+    """One confirmed track throughout [start, end), the same one (`coasting`: or coasting)."""
+    spans = [tracks for t, tracks in published if start <= t < end]
+    allowed = ("confirmed", "coasting") if coasting else ("confirmed",)
+    return all(len(tracks) == 1 and tracks[0].status in allowed for tracks in spans) and (
+        len({tracks[0].number for tracks in spans}) == 1
+    )
+
+
 def test_a_broadcasting_drone_the_radar_loses_keeps_its_one_track() -> None:
-    """Seen by the radar for 10 s, then not (empty frames: the radar looks and sees nothing),
-    while it broadcasts for 40 s: one track throughout, published `unconfirmed` and in coverage
-    once nothing physical supports it; when the broadcasts stop too, the radar's misses end it."""
-    published = _fly(_core(), 50.0, radar_sees=lambda t: t < 10.0, broadcasts=lambda t: t < 40.0)
-    numbers = {r.number for _, tracks in published for r in tracks}
-    assert len(numbers) == 1
-    held = [tracks for t, tracks in published if 1.0 <= t < 40.0]
-    assert all(len(tracks) == 1 and tracks[0].status == "confirmed" for tracks in held)
+    """Seen by the radar for 10 s, then not (the radar looks and sees nothing there), while it
+    broadcasts until 40 s, the reports of 20 and 21 s lost on the air: one track throughout,
+    confirmed but while it goes unfed two report intervals, published `unconfirmed` and in
+    coverage once nothing physical supports it; when the broadcasts stop, the claim lapses after
+    3 report intervals and its track goes."""
+    published = _fly(
+        _core(), 50.0, radar_sees=lambda t: t < 10.0, broadcasts=lambda t: t < 40.0 and not 20.0 < t < 21.5
+    )
+    assert _held(published, 1.0, 20.0) and _held(published, 22.1, 40.0)
+    assert _held(published, 1.0, 40.0, coasting=True)
     late = next(tracks[0] for t, tracks in published if t >= 30.0)
     assert late.remote_id is not None
     assert (late.remote_id.consistency, late.remote_id.in_coverage) == ("unconfirmed", True)
     assert np.linalg.norm(np.array(late.enu_m) - _where(30.0)) < 30.0
-    # Two broadcasts missed is the end of the claim; the radar's misses then delete it.
-    assert not any(tracks for t, tracks in published if t >= 43.0)
+    assert not any(tracks for t, tracks in published if t >= 44.0)
 
 
-def test_a_broadcaster_the_radar_never_sees_is_tracked_through_a_lost_report() -> None:
-    """Never detected by the radar that covers it, the broadcaster gets one confirmed track (each
-    report used to start a tentative one the next radar frame rejected), and one report lost on
-    the air changes nothing."""
-    published = _fly(_core(), 30.0, radar_sees=lambda t: False, broadcasts=lambda t: not 15.0 < t < 16.0)
-    numbers = {r.number for _, tracks in published for r in tracks}
-    assert len(numbers) == 1
-    assert all(len(tracks) == 1 for t, tracks in published if 3.0 <= t < 30.0)
+def test_a_claim_is_timed_by_its_own_broadcasts_however_many_are_heard() -> None:
+    """Three other drones heard far away: the receiver's reports come four times a second, but
+    each track's come once a second. Timed by the receiver's 0.25 s, the held track coasted
+    between its reports (confirmed and coasting in turn, 40 % of the time coasting); and reports
+    delivered 2.5 s after capture still hold it (the claim is judged on the receiver's clock)."""
+    for late_s in (0.0, 2.5):
+        published = _fly(
+            _core(), 30.0, radar_sees=lambda t: t < 8.0, broadcasts=lambda t: True, late_s=late_s, others=3
+        )
+        assert _held(published, 3.0, 30.0), late_s
+
+
+def test_a_claim_no_physical_sensor_ever_backed_gets_no_track_in_coverage() -> None:
+    """A broadcaster the radar never detects although it looks there (a laptop announcing a
+    drone, or a spoofer far from its own): claims are cheap, and the radar's looks say nothing is
+    there, so no track is published; the same claim out of every radar's view would be."""
+    published = _fly(_core(), 20.0, radar_sees=lambda t: False, broadcasts=lambda t: True)
+    assert not any(tracks for _, tracks in published)
 
 
 def test_a_spoofer_beside_its_own_drone_gets_no_phantom_track() -> None:
     """The broadcast claims a position 72 m from where the radar sees the drone fly, with its
-    velocity: that claim is contested from the first report, so the radar's misses reject its
-    phantom track before it confirms; the physical track ends up with the identity, flagged."""
+    velocity: its phantom track was never physically seen, so the radar's misses reject it
+    before it confirms; the physical track ends up with the identity, flagged."""
     published = _fly(
         _core(), 20.0, radar_sees=lambda t: True, broadcasts=lambda t: True, claimed_offset=(60.0, 40.0, 0.0)
     )

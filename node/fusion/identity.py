@@ -194,29 +194,6 @@ class IdentityBinder:
             record.loose_number = best
             record.candidate, record.candidate_count = None, 0
 
-    def uncontested(self, table: TrackTable, record: IdentityRecord, t: float) -> bool:
-        """No physical track that could be the broadcaster flies near the claimed position (within
-        `loose_gate_m`, its velocity within `speed_gate_mps` and 3 sigma of its own estimate),
-        other than the track the reports land on: the claim stands on its own, and a radar that
-        sees nothing there charges the claimed track no misses (`TrackManager.claimed`). A
-        spoofer beside its own drone is contested from its first report, before its verdict
-        (`inconsistent`) needs `confirm_reports` of them: its phantom is rejected by the radar's
-        misses and never confirmed."""
-        if record.loose_number is not None or record.candidate is not None:
-            return False
-        tb = table
-        own = self._slot_of(table, record.strict_number)
-        physical = (tb.status != Status.FREE) & (t - tb.t_physical < _SUPPORT_WINDOW_S)
-        if own is not None:
-            physical[own] = False
-        slots = np.flatnonzero(physical)
-        slots = slots[np.linalg.norm(tb.x[slots, :3] - record.reported_enu, axis=1) < self.loose_gate_m]
-        if slots.size and record.reported_vel is not None:
-            sigma = np.sqrt(np.diagonal(tb.p[slots, 3:, 3:], axis1=1, axis2=2).max(axis=1))
-            dv = np.linalg.norm(tb.x[slots, 3:] - record.reported_vel, axis=1)
-            slots = slots[dv < self.speed_gate_mps + 3.0 * sigma]
-        return slots.size == 0
-
     def forget_stale(self, t: float) -> None:
         for uas_id in [u for u, r in self.records.items() if t - r.last_seen > self.stale_s]:
             record = self.records.pop(uas_id)

@@ -28,8 +28,7 @@ existence, and housekeeping on the data's clock.
   flying along the edge of a field of view is detected there (a beam has no hard edge) while its
   estimate, a fraction of a σ away, sits just beyond it; one unlucky miss must not cost it its
   identity.
-- A track a cooperative sensor is claiming (`claimed`: Remote ID reported it lately) is charged no
-  radar's misses: a broadcast the radar does not see is published as such (docs/mqtt.md), not lost.
+- A track a Remote ID claim holds (`claims`) is charged no radar's misses.
 """
 
 from __future__ import annotations
@@ -42,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import log_ndtr
 
-from cuas_node.fusion import sweep
+from cuas_node.fusion import claims, sweep
 from cuas_node.fusion.clutter import ClutterMap
 from cuas_node.fusion.initiation import Thresholds
 from cuas_node.fusion.measurement_models import MeasurementModel, PositionVelocityModel
@@ -61,7 +60,6 @@ _COAST_PERIODS = 2.0  # timeouts are at least this many periods of a sensor that
 _TENTATIVE_PERIODS = 2.5
 _DELETE_PERIODS = 3.0
 _LEFT_COVERAGE_PERIODS = 1.5  # outside every coverage is asked of tracks unfed at least this long
-_CLAIM_PERIOD_S = 1.0  # ASTM F3411: a Remote ID broadcaster sends its location at least once a second
 # The fewest hits that show motion: what the M-of-N guard asks of a track a plot extractor feeds
 # (`least_hits`).
 _PLOT_LEAST_HITS = 2
@@ -359,14 +357,8 @@ class TrackManager:
         return active[drop_firm], active[drop_tentative]
 
     def claimed(self, active: IndexArray, t: float) -> BoolArray:
-        """Tracks a cooperative sensor claims now: updated by Remote ID within two of its periods
-        (at least of F3411's slowest broadcast). A radar that looks and sees nothing there is no
-        evidence that the broadcaster is not: drones too small or too low for it broadcast too,
-        and the identity says how far physical sensors support the claim (`unconfirmed`)."""
-        stats = self.stats
-        periods = [stats.period_s[b] for b, m in stats.models.items() if isinstance(m, PositionVelocityModel)]
-        window = _COAST_PERIODS * max([_CLAIM_PERIOD_S, *(p for p in periods if math.isfinite(p))])
-        return np.asarray(t - self.table.t_claimed[active] <= window)
+        """Tracks a Remote ID claim holds (`claims`)."""
+        return claims.claimed(self.table, self.stats, self.lag_s, active, t)
 
     def viewing(self, active: IndexArray, t: float) -> npt.NDArray[np.uint64]:
         """Of the sensors that fed each track, those whose looks bound how long it may go unfed:

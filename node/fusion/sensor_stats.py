@@ -3,7 +3,8 @@
 Per sensor (its bit in the tracks' sensor masks), learnt from its own scans:
 - `period_s`: the time between its scans (quick to fall, slow to rise: a quiet radar sends no frame
   when it detects nothing, and such gaps are not its rate); a scanning radar's is its configured
-  one (its plots and checks come at any time: `sweep`);
+  one (its plots and checks come at any time: `sweep`); a Remote ID receiver's at least
+  `REMOTE_ID_INTERVAL_S`;
 - `false_alarms`: detections per full scan that no established track gates (starts at the
   configured `clutter_per_scan`);
 - `doppler_span`: the spread of radial velocities in its scans (range-rate radars only), at least
@@ -35,6 +36,11 @@ _MEMORY = 0.9  # weight of the past in the per-scan averages (about ten scans)
 _PD_MEMORY = 0.98  # Pd is averaged over about fifty looks, with the configured value as ten
 _PD_PRIOR_LOOKS = 10.0
 _PD_FLOOR, _PD_CEILING = 0.3, 0.99  # learnt Pd bounds (`pds`)
+REMOTE_ID_INTERVAL_S = 1.0
+"""ASTM F3411: a broadcaster sends its location at least once a second. A Remote ID receiver's
+period is at least that: its reports come from every broadcaster in range, and each track is
+timed by its own broadcaster's interval (with four drones heard, a 0.25 s period coasted each
+one's track between its reports)."""
 
 
 def is_radar(model: MeasurementModel) -> bool:
@@ -86,6 +92,8 @@ class SensorStats:
             self._timed(bit, t)
         elif t > self.last_t[bit]:
             self.report_gap_s[bit] = t - self.last_t[bit]
+        if isinstance(model, PositionVelocityModel):  # (a receiver's scans interleave broadcasters)
+            self.period_s[bit] = np.fmax(self.period_s[bit], REMOTE_ID_INTERVAL_S)
         self.last_t[bit] = max(self.last_t[bit], t)
         if not z.shape[0] or not is_radar(model):
             return

@@ -60,7 +60,7 @@ class TrackTable:
         self.t_update = np.zeros(capacity)  # last measurement update of any kind
         self.t_ranged = np.full(capacity, -np.inf)  # last update by a ranging sensor (radar, Remote ID)
         self.t_physical = np.full(capacity, -np.inf)  # last update by a non-cooperative sensor
-        self.t_claimed = np.full(capacity, -np.inf)  # last Remote ID claim nothing contests (identity)
+        self.t_claimed = np.full(capacity, -np.inf)  # last Remote ID report holding it (`claimed`)
         self.t_created = np.zeros(capacity)
         self.t_swept = np.zeros(capacity)  # its last look by a scanning radar's sweep (`sweep`)
         self.t_sweep_hit = np.zeros(capacity)  # ... of those, its last hit
