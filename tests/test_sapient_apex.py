@@ -217,7 +217,9 @@ def test_a_peer_that_stopped_reading_cannot_hold_the_stop() -> None:
     w = worker(peer.port)
     w.start()
     try:
-        assert wait_until(lambda: w.state == "connected")
+        # Connected comes before the registration and the first status report are counted (a
+        # loaded machine read 0 here, then 2 after the stop); the next report is a second away.
+        assert wait_until(lambda: w.state == "connected" and w.health()["sent"] >= 2)
         sent = w.health()["sent"]
         w.stop(timeout_s=10.0)
         assert w.state == "stopped" and not w._thread.is_alive()
