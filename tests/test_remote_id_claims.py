@@ -52,12 +52,14 @@ def _fly(
     claimed_offset: tuple[float, float, float] = (0.0, 0.0, 0.0),
     late_s: float = 0.0,
     others: int = 0,
+    impostor_from: float = math.inf,
 ) -> list[tuple[float, list[TrackReport]]]:
     """A drone at `_where`, detected at Pd 0.9 while `radar_sees(t)`, among half a false alarm a
     frame (a frame with no plot is an empty scan: the radar looked), broadcasting at 1 Hz while
     `broadcasts(t)`, its reports delivered `late_s` after capture; `others` more broadcasters
-    heard 8 km away (out of the radar's view), each at 1 Hz at its own phase. The published
-    tracks near the drone after each 50 ms step."""
+    heard 8 km away (out of the radar's view), each at 1 Hz at its own phase; from
+    `impostor_from`, another broadcaster claims the drone's line. The published tracks near the
+    drone after each 50 ms step."""
     frame = core.engine.frame
     assert frame is not None
     rng = random.Random(7)
@@ -80,6 +82,9 @@ def _fly(
         ] or [EmptyRadarScan("radar", T0 + t, T0 + t)]
     reports = [(k + 0.05, "DRONE1", _where(k + 0.05) + np.array(claimed_offset)) for k in range(int(seconds))]
     reports = [r for r in reports if broadcasts(r[0])]
+    reports += [
+        (k + 0.55, "IMPOSTOR", _where(k + 0.55)) for k in range(int(seconds)) if k + 0.55 >= impostor_from
+    ]
     for j in range(others):
         far = np.array([-8000.0 - 100.0 * j, 0.0, 100.0])
         reports += [(k + 0.05 + (j + 1) / (others + 1), f"OTHER{j}", far) for k in range(int(seconds))]
@@ -175,3 +180,32 @@ def test_a_spoofer_beside_its_own_drone_gets_no_phantom_track() -> None:
     assert len(numbers) == 1
     last = published[-1][1][0]
     assert last.remote_id is not None and last.remote_id.consistency == "inconsistent"
+
+
+def test_a_claim_is_its_own_broadcasters_and_is_earned() -> None:
+    """Another broadcaster that takes up the held track's line once its own falls silent does
+    not keep it (it held for 50 s), and a broadcaster whose reports landed on a physically seen
+    track fewer than `confirm_reports` times holds nothing when the radar loses it (one report on
+    a bird's track let a spoofer steer it for a minute)."""
+    published = _fly(
+        _core(), 40.0, radar_sees=lambda t: t < 10.0, broadcasts=lambda t: t < 12.0, impostor_from=12.0
+    )
+    assert not any(tracks for t, tracks in published if t >= 17.0)
+    published = _fly(_core(), 30.0, radar_sees=lambda t: t < 10.0, broadcasts=lambda t: t > 8.5)
+    assert not any(tracks for t, tracks in published if t >= 12.0)
+
+
+def test_a_lone_plot_in_a_held_tracks_gate_is_no_physical_support() -> None:
+    """The radar lost the drone at 10 s; two single frames later put a plot on it. A held track
+    charged no misses took each as a target found again: its broadcaster was shown `consistent`
+    for 3 s, its alerts `physical`. A held track is found again only as any lost track is, by
+    hits that outweigh its misses or come in a row."""
+    published = _fly(
+        _core(),
+        30.0,
+        radar_sees=lambda t: t < 10.0 or 20.0 <= t < 20.05 or 25.0 <= t < 25.05,
+        broadcasts=lambda t: True,
+    )
+    assert _held(published, 1.0, 30.0)
+    shown = {r.remote_id.consistency for t, tracks in published if t >= 14.0 for r in tracks if r.remote_id}
+    assert shown == {"unconfirmed"}

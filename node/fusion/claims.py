@@ -1,12 +1,24 @@
-"""Which tracks a Remote ID claim holds against a radar that sees nothing there.
+"""Which tracks a Remote ID claim holds against a radar that no longer sees them.
 
-A radar that looks where a drone says it is and sees nothing is no evidence that the drone is
-gone, once a physical sensor saw it while its broadcaster's reports landed on it: a drone that
-descends into the ground clutter, lands, or turns its small side to the radar still says where
-it is. Such a track is charged no radar's misses and is timed by its reports
-(`TrackManager.record`, `viewing`) while they keep coming. A claim no physical sensor ever backed
-holds nothing: claims are cheap (a laptop can announce a thousand drones), and inside a radar's
-coverage the radar's looks reject its track before it confirms.
+A radar that looks where a drone says it is and sees nothing is no proof that the drone is gone,
+once a physical sensor saw it while its own broadcaster's reports landed on it: a drone that
+descends into the ground clutter, lands, or turns its small side to the radar still says where it
+is. The rule, in one place:
+- a claim is earned by `confirm_reports` reports in a row of the track's bound broadcaster landing
+  on it while it is physically supported (`identity`), and renewed by each later report of that
+  broadcaster landing on it while the claim holds (`renew`);
+- it holds for `CLAIM_PERIODS` of the receivers' report intervals (and their lateness) after its
+  last report, on their own clock (`claimed`): two lost broadcasts end nothing;
+- a held track is not deleted by the radar's misses, which it is still charged (its evidence of
+  absence keeps counting, so a lapsed claim ends it at the next miss), and the radar's Pd learns
+  nothing from it (`TrackManager.record`); a radar hit counts as physical support again only once
+  the track holds its target by the radar's own evidence (a clutter plot in its gate is not the
+  drone back); while no radar has updated it since the claim, its reports time it (`held`).
+A claim no physical sensor ever backed holds nothing: claims are cheap (a laptop can announce a
+thousand drones), and inside a radar's coverage the radar's looks reject its track before it
+confirms. What remains possible (docs/mqtt.md): a broadcaster whose reports landed on some
+physically seen track (a bird) for `confirm_reports` reports can keep that track after the radar
+loses it, and move it, at drone speeds, for as long as it broadcasts: shown `unconfirmed`.
 """
 
 from __future__ import annotations
@@ -22,20 +34,46 @@ FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 
-CLAIM_PERIODS = 3.0  # a claim holds this many report intervals: two lost broadcasts end nothing
+CLAIM_PERIODS = 3.0  # a claim holds this many report intervals (and their lateness): two lost end nothing
+
+
+def _window_s(
+    table: TrackTable, stats: SensorStats, lag_s: FloatArray | None, active: IndexArray
+) -> FloatArray:
+    """Per track, how long after its last report its claim holds: `CLAIM_PERIODS` of the report
+    interval of the receivers that fed it (at least F3411's 1 s, `REMOTE_ID_INTERVAL_S`) and how
+    late a report may come (`REMOTE_ID_LATE`), as long as their own timeouts keep it; plus,
+    judged on the data's clock (`lag_s`, per sensor: how late its newest scan arrived), how much
+    later than the promptest sensor they deliver. 0 for a track no receiver fed."""
+    bits = np.array(
+        [b for b, m in stats.models.items() if isinstance(m, PositionVelocityModel)], dtype=np.intp
+    )
+    if not bits.size:
+        return np.zeros(active.size)
+    window = (CLAIM_PERIODS + stats.look_late[bits]) * stats.period_s[bits]
+    if lag_s is not None:
+        window = window + lag_s[bits] - lag_s[np.isfinite(stats.last_t)].min()
+    fed_by = ((table.sensor_mask[active, None] >> bits.astype(np.uint64)[None, :]) & np.uint64(1)).astype(
+        bool
+    )
+    return np.asarray(np.max(np.where(fed_by, np.nan_to_num(window), 0.0), axis=1), dtype=np.float64)
 
 
 def claimed(
     table: TrackTable, stats: SensorStats, lag_s: FloatArray, active: IndexArray, t: float
 ) -> BoolArray:
-    """Tracks a claim holds (`table.t_claimed`, set by `remote_id_input` for a track physically
-    seen when the reports landed on it, and renewed by each report while it holds): reported
-    again within `CLAIM_PERIODS` of the receiver's report intervals (at least F3411's 1 s,
-    `sensor_stats.REMOTE_ID_INTERVAL_S`), on the receiver's own clock: `lag_s` (per sensor, how
-    late its newest scan arrived) says how much later than the promptest sensor it delivers."""
-    receivers = [b for b, m in stats.models.items() if isinstance(m, PositionVelocityModel)]
-    if not receivers:
-        return np.zeros(active.size, dtype=bool)
-    late = float(lag_s[receivers].max() - lag_s[np.isfinite(stats.last_t)].min())
-    window = CLAIM_PERIODS * float(np.nanmax(stats.period_s[receivers]))
-    return np.asarray(t - late - table.t_claimed[active] <= window)
+    """Tracks a claim holds at `t` (the data's clock)."""
+    return np.asarray(t - table.t_claimed[active] <= _window_s(table, stats, lag_s, active))
+
+
+def held(table: TrackTable, stats: SensorStats, lag_s: FloatArray, active: IndexArray, t: float) -> BoolArray:
+    """Claimed tracks no radar has updated since the claim: their reports time them."""
+    return claimed(table, stats, lag_s, active, t) & (table.t_physical[active] < table.t_claimed[active])
+
+
+def renew(table: TrackTable, stats: SensorStats, slot: int, t: float, earned: bool) -> None:
+    """A report of the track's own broadcaster at `t` (the receiver's clock) landed on `slot`:
+    it starts a claim when `earned`, and renews one that still holds."""
+    here = np.array([slot], dtype=np.intp)
+    if earned or t - table.t_claimed[slot] <= _window_s(table, stats, None, here)[0]:
+        table.t_claimed[slot] = max(table.t_claimed[slot], t)

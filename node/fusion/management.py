@@ -185,10 +185,12 @@ class TrackManager:
         bit: int,
         t: float,
         seen: FloatArray | None = None,
+        physical: bool = True,
     ) -> IndexArray:
         """What one scan says of each track: M-of-N window, score, evidence of absence; confirm;
-        reject. Returns the young tracks rejected with the plot they took (a scanning radar's, by
-        the misses it owed): that plot is free to start a track.
+        reject; physical support (`physical`: a non-cooperative sensor's scan). Returns the young
+        tracks rejected with the plot they took (a scanning radar's, by the misses it owed): that
+        plot is free to start a track. Tracks a Remote ID claim holds: see `claims`.
 
         `contested`: tracks that gated a detection another track took. That is no evidence of
         absence (the target may be unresolved from a neighbour's): the M-of-N window counts the
@@ -197,35 +199,39 @@ class TrackManager:
         firm = tb.status[active] != Status.TENTATIVE
         excused = np.zeros(active.size, dtype=bool)
         doomed = np.zeros(active.size, dtype=bool)  # see the scanning radar's plot below
+        claimed = self.claimed(active, t)
         if full_scan:
             # Tracks a partial scan of this frame hit (or started) were seen in it: no miss, and
             # one detection. (Most frames have one part: nothing to look up.)
             t_part, part_slots = self._frame_hits.pop(bit, (math.nan, active[:0]))
             if t_part == t and part_slots.size:
                 excused = np.isin(active, part_slots)
-            looked = self.looked_at(active, bit, model, seen) & ~self.claimed(active, t)
+            looked = self.looked_at(active, bit, model, seen)
             if model.sweeps:  # a scanning radar's check: the beam passed only the overdue
                 looked = sweep.check(tb, active, looked, t, self._sweep_scan(bit))
             # A miss counts against the sensor's Pd once the track holds its target again (below):
             # until then it may be the miss of a target that is gone (landed, or hidden), and those
             # would drag the learnt Pd down and so keep every dead track longer.
-            self.stats.detected(bit, int(np.count_nonzero(looked & firm & (updated | excused))))
+            learn = looked & firm & ~claimed  # (a held track may be a drone this radar cannot see)
+            self.stats.detected(bit, int(np.count_nonzero(learn & (updated | excused))))
             looked &= ~excused  # their look was taken with their hit
-            tb.unproven_misses[active[looked & firm & ~updated], bit] += 1
+            tb.unproven_misses[active[learn & ~excused & ~updated], bit] += 1
         else:
             looked = np.zeros(active.size, dtype=bool)
             if model.sweeps:  # a plot of a scanning radar: a look, unless its sweep's look again
-                in_sight = self.looked_at(active, bit, model, seen) & ~self.claimed(active, t)
+                in_sight = self.looked_at(active, bit, model, seen)  # as its misses are judged
                 updated, owed = sweep.counted_hits(tb, active, updated, in_sight, t, self._sweep_scan(bit))
                 # A young track the misses owed for its silent sweeps take to the reject bar was
                 # rejected by them, as a check in time would have: the plot is not its.
                 doomed = owed & ~firm & (tb.score[active] <= self.thresholds.reject)
                 updated &= ~doomed
-                self.stats.detected(bit, int(np.count_nonzero(firm & updated & in_sight)))
+                self.stats.detected(bit, int(np.count_nonzero(firm & updated & in_sight & ~claimed)))
             self.seen_in_frame(bit, t, active[updated])
         # A track hit by both parts of a frame had its look in the first: one frame, one shift of
         # its M-of-N window (two would be two hits in a row).
         in_view = (looked | updated) & ~(updated & excused)
+        if not physical:  # a claim's report is no look: the window holds what radars saw of it
+            in_view &= ~claimed
         viewed = active[in_view]
         tb.hits[viewed] = (
             (tb.hits[viewed] << np.uint32(1)) | updated[in_view].astype(np.uint32)
@@ -250,6 +256,11 @@ class TrackManager:
         least = self.least_hits(model)
         in_a_row = np.uint32((1 << least) - 1)
         back = (tb.absence[hit] == 0.0) | ((tb.hits[hit] & in_a_row) == in_a_row)
+        if physical:  # physical support: not a plot in the gate of a held track the radar lost
+            supported = hit[back | ~claimed[updated]]
+            tb.t_physical[supported] = np.maximum(tb.t_physical[supported], t)
+        else:  # a claim's own report holds it
+            back |= claimed[updated]
         # Only then were its misses a present target's (a false alarm taken by the track of a
         # target that is gone proves nothing).
         proven = hit[back]
@@ -258,7 +269,7 @@ class TrackManager:
             self.stats.missed_earlier(tb.unproven_misses[proven].sum(axis=0))
             tb.unproven_misses[proven] = 0
         tb.absent[active[updated]] = False
-        gone = absent & firm & (tb.absence[active] >= self.thresholds.absence_to_delete(pd))
+        gone = absent & firm & ~claimed & (tb.absence[active] >= self.thresholds.absence_to_delete(pd))
         tb.absent[active[gone]] = True
         status = tb.status[hit]
         # A clutter cell's extra hits never ask more than a real target gives in a typical window
@@ -377,7 +388,7 @@ class TrackManager:
             return fed  # one radar and nothing else: its period either way
         looking = np.zeros(active.size, dtype=np.uint64)
         tb = self.table
-        held = self.claimed(active, t) & (tb.t_physical[active] < tb.t_claimed[active])
+        held = claims.held(tb, self.stats, self.lag_s, active, t)
         for bit, model in radars:
             looking[self.looked_at(active, bit, model, None) & ~held] |= np.uint64(1 << bit)
         radars_on, others = fed & looking, fed & ~radar_bits

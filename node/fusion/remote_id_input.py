@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from cuas_node.fusion import classify
+from cuas_node.fusion import claims, classify
 from cuas_node.fusion.identity import IdentityBinder
 from cuas_node.fusion.measurement_models import PositionVelocityModel
 from cuas_node.fusion.params import FusionParams
@@ -147,10 +147,9 @@ class RemoteIdInput:
             for phantom in self.binder.on_report(table, report, z[i, :3], v, slot, t_scan):
                 deleted.append(self.tracker.drop(np.array([phantom], dtype=np.intp)))
             record = self.binder.records[report.uas_id]
-            if slot >= 0 and table.status[slot] != Status.FREE:  # its claim holds a track once seen
-                seen = record.supported and int(table.number[slot]) == record.strict_number
-                if seen or self.tracker.manager.claimed(np.array([slot]), t_scan)[0]:
-                    table.t_claimed[slot] = max(table.t_claimed[slot], t_scan)
+            if slot >= 0 and table.status[slot] != Status.FREE and table.number[slot] == record.strict_number:
+                earned = record.supported and record.support_count >= self.binder.confirm_reports
+                claims.renew(table, self.tracker.stats, slot, t_scan, earned)
             if record.loose_number is not None or record.strict_number is None or not record.supported:
                 continue  # a claim nothing physical supports, or one that disagrees, is no evidence
             slots = np.flatnonzero((table.number == record.strict_number) & (table.status != Status.FREE))

@@ -38,9 +38,12 @@ _PD_PRIOR_LOOKS = 10.0
 _PD_FLOOR, _PD_CEILING = 0.3, 0.99  # learnt Pd bounds (`pds`)
 REMOTE_ID_INTERVAL_S = 1.0
 """ASTM F3411: a broadcaster sends its location at least once a second. A Remote ID receiver's
-period is at least that: its reports come from every broadcaster in range, and each track is
-timed by its own broadcaster's interval (with four drones heard, a 0.25 s period coasted each
-one's track between its reports)."""
+period is at least that: its reports come from every broadcaster in range, so their intervals
+are not one broadcaster's (with four drones heard, a 0.25 s period coasted each one's track
+between its own reports)."""
+REMOTE_ID_LATE = 0.5
+"""How late, in intervals, a broadcaster's next report may come (`look_late`): broadcasts are
+not clocked, and a receiver hears them when its scan of the channels meets them."""
 
 
 def is_radar(model: MeasurementModel) -> bool:
@@ -53,7 +56,7 @@ class SensorStats:
         self.last_t = np.full(N_SENSORS, -np.inf)  # its newest scan's capture time
         self.report_gap_s = np.full(N_SENSORS, np.inf)  # a scanning radar's: since its report before
         self.period_s = np.full(N_SENSORS, np.nan)
-        self.look_late = np.zeros(N_SENSORS)  # a scanning radar's: its pass may come this late (periods)
+        self.look_late = np.zeros(N_SENSORS)  # a scanning radar's pass, a broadcast: this late (periods)
         self.false_alarms = np.full(N_SENSORS, max(false_alarms, _MIN_FALSE_ALARMS))
         self.doppler_span = np.full(N_SENSORS, np.nan)
         self.pd_num = np.full(N_SENSORS, detection_probability * _PD_PRIOR_LOOKS)
@@ -94,6 +97,7 @@ class SensorStats:
             self.report_gap_s[bit] = t - self.last_t[bit]
         if isinstance(model, PositionVelocityModel):  # (a receiver's scans interleave broadcasters)
             self.period_s[bit] = np.fmax(self.period_s[bit], REMOTE_ID_INTERVAL_S)
+            self.look_late[bit] = REMOTE_ID_LATE
         self.last_t[bit] = max(self.last_t[bit], t)
         if not z.shape[0] or not is_radar(model):
             return
@@ -194,7 +198,8 @@ class SensorStats:
         sensor's with its own lateness: a scanning radar's pass over a target comes up to its
         sweep guard late (`sweep.SWEEP_GUARD` of a period: its sweep clock calls a pass overdue
         only then), and a track timed out on whole periods coasted after one missed sweep just
-        before the next pass fed it; a frame radar's scan is on time."""
+        before the next pass fed it; a broadcast up to `REMOTE_ID_LATE`; a frame radar's scan is
+        on time."""
         return self._soonest(mask, ((periods + self.look_late) * self.period_s)[None, :])
 
     def radar_mask(self) -> np.uint64:

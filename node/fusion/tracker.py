@@ -356,12 +356,12 @@ class Tracker:
         the update bookkeeping of the hit ones. Returns the tracks rejected with their plot."""
         tb = self.table
         hit = active[updated]
-        tb.fed(hit, scan.t, scan.model.ranging, scan.physical)
+        tb.fed(hit, scan.t, scan.model.ranging)
         tb.updates[hit] += 1
         tb.sensor_mask[hit] |= np.uint64(1 << bit)
         tb.changed[hit] = True
         return self.manager.record(
-            active, updated, gain, contested, scan.model, scan.full_scan, bit, scan.t, seen
+            active, updated, gain, contested, scan.model, scan.full_scan, bit, scan.t, seen, scan.physical
         )
 
     def _initiate(self, scan: Scan, mask: BoolArray, bit: int) -> tuple[IndexArray, IndexArray]:

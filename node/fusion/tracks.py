@@ -130,7 +130,7 @@ class TrackTable:
         physical: bool = True,
     ) -> npt.NDArray[np.intp]:
         """Start tentative tracks in free slots; returns the slots used (may be fewer than asked).
-        `ranging`, `physical`: what the starting sensor is (`fed`)."""
+        `ranging`, `physical`: what the starting sensor is (`fed`, `t_physical`)."""
         slots = np.flatnonzero(self.status == Status.FREE)[: x.shape[0]]
         n = slots.shape[0]
         self.x[slots] = x[:n]
@@ -143,7 +143,9 @@ class TrackTable:
         self._next_number += n
         self.t_state[slots] = t
         self.t_update[slots] = self.t_ranged[slots] = self.t_physical[slots] = self.t_claimed[slots] = -np.inf
-        self.fed(slots, t, ranging, physical)
+        self.fed(slots, t, ranging)
+        if physical:
+            self.t_physical[slots] = t
         self.t_created[slots] = t
         self.t_swept[slots] = t
         self.t_sweep_hit[slots] = t
@@ -169,14 +171,13 @@ class TrackTable:
         self.changed[slots] = True
         return slots
 
-    def fed(self, slots: npt.NDArray[np.intp], t: float, ranging: bool, physical: bool) -> None:
-        """A sensor's measurement at `t` updated these tracks: their last update of each kind (a
-        late measurement makes none older than it was). `physical`: a non-cooperative sensor,
-        evidence the object is there (Remote ID is a claim)."""
+    def fed(self, slots: npt.NDArray[np.intp], t: float, ranging: bool) -> None:
+        """A sensor's measurement at `t` updated these tracks: their last update, and of a ranging
+        sensor (a late measurement makes none older than it was). Physical support is the
+        manager's to judge (`TrackManager.record`)."""
         self.t_update[slots] = np.maximum(self.t_update[slots], t)
-        for column, kind in ((self.t_ranged, ranging), (self.t_physical, physical)):
-            if kind:
-                column[slots] = np.maximum(column[slots], t)
+        if ranging:
+            self.t_ranged[slots] = np.maximum(self.t_ranged[slots], t)
 
     def combine(
         self,
