@@ -1,7 +1,13 @@
-"""Typed reports for tests of the outputs (what the core step hands to the publisher)."""
+"""Typed reports for tests of the outputs (what the core step hands to the publisher), and the
+Remote ID reports that fusion tests feed in."""
 
 from __future__ import annotations
 
+import numpy as np
+import numpy.typing as npt
+
+from cuas_node.kernel.geo import LocalFrame
+from cuas_node.kernel.measurement import RemoteIdReport
 from cuas_node.kernel.reports import AlertEvent, AlertKey, ClassSummary, RemoteIdBinding, TrackReport
 
 CLASS = ClassSummary(
@@ -61,4 +67,30 @@ def alert(state: str = "new", number: int = 1, serial: int = 1, with_track: bool
         1_700_000_000.5,
         "critical",
         track(number) if with_track else None,
+    )
+
+
+def remote_id_at(
+    frame: LocalFrame,
+    enu: npt.ArrayLike,
+    t: float,
+    uas_id: str = "DRONE1",
+    t_receive: float | None = None,
+    vel_enu_mps: tuple[float, float, float] = (5.0, 0.0, 0.0),
+) -> RemoteIdReport:
+    """A broadcaster's report from the receiver `rid` of where it is (ENU in `frame`) at `t`,
+    with the accuracies of a good GNSS fix."""
+    lat, lon, alt = frame.to_geodetic(np.asarray(enu, dtype=np.float64))
+    return RemoteIdReport(
+        "rid",
+        t,
+        t if t_receive is None else t_receive,
+        uas_id,
+        lat=float(lat),
+        lon=float(lon),
+        alt_geo_m=float(alt),
+        vel_enu_mps=vel_enu_mps,
+        h_accuracy_m=10.0,
+        v_accuracy_m=15.0,
+        speed_accuracy_mps=1.0,
     )

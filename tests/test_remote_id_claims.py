@@ -20,8 +20,9 @@ import numpy as np
 from cuas_node.assembly import core_setup
 from cuas_node.config import build_config
 from cuas_node.core.step import NodeCore
-from cuas_node.kernel.measurement import EmptyRadarScan, Measurement, RadarDetection, RemoteIdReport
+from cuas_node.kernel.measurement import EmptyRadarScan, Measurement, RadarDetection
 from cuas_node.kernel.reports import TrackReport
+from tests.reports import remote_id_at
 
 T0 = 1_750_000_000.0
 SIGMAS = (5.0, math.radians(0.5), math.radians(1.0))
@@ -88,23 +89,7 @@ def _fly(
     for j in range(others):
         far = np.array([-8000.0 - 100.0 * j, 0.0, 100.0])
         reports += [(k + 0.05 + (j + 1) / (others + 1), f"OTHER{j}", far) for k in range(int(seconds))]
-    for t, uas_id, where in reports:
-        lat, lon, alt = frame.to_geodetic(where)
-        measurements.append(
-            RemoteIdReport(
-                "rid",
-                T0 + t,
-                T0 + t + late_s,
-                uas_id,
-                lat=float(lat),
-                lon=float(lon),
-                alt_geo_m=float(alt),
-                vel_enu_mps=(5.0, 0.0, 0.0),
-                h_accuracy_m=10.0,
-                v_accuracy_m=15.0,
-                speed_accuracy_mps=1.0,
-            )
-        )
+    measurements += [remote_id_at(frame, at, T0 + t, uas_id, T0 + t + late_s) for t, uas_id, at in reports]
     measurements.sort(key=lambda m: m.t_receive)
     published = []
     i = 0

@@ -15,6 +15,7 @@ from cuas_node.config import build_config
 from cuas_node.core.step import NodeCore
 from cuas_node.fusion.tracks import Status
 from cuas_node.kernel.measurement import RadarDetection, RemoteIdReport
+from tests.reports import remote_id_at
 
 T0 = 1_750_000_000.0
 SIGMAS = (5.0, math.radians(0.5), math.radians(1.0))
@@ -88,22 +89,7 @@ def test_a_radar_track_is_timed_by_the_radar_once_remote_id_falls_silent() -> No
         )
     for k in range(50):
         t = 0.2 * k + 0.05
-        lat, lon, alt = frame.to_geodetic(np.array([300.0 + 5.0 * t, 2000.0, 100.0]))
-        measurements.append(
-            RemoteIdReport(
-                "rid",
-                T0 + t,
-                T0 + t,
-                "DRONE1",
-                lat=float(lat),
-                lon=float(lon),
-                alt_geo_m=float(alt),
-                vel_enu_mps=(5.0, 0.0, 0.0),
-                h_accuracy_m=10.0,
-                v_accuracy_m=15.0,
-                speed_accuracy_mps=1.0,
-            )
-        )
+        measurements.append(remote_id_at(frame, [300.0 + 5.0 * t, 2000.0, 100.0], T0 + t))
     measurements.sort(key=lambda m: m.t_capture)
     statuses = set()
     for k in range(1, 560):
