@@ -50,46 +50,54 @@ def _fly(
     seconds: float,
     radar_sees: Callable[[float], bool],
     broadcasts: Callable[[float], bool],
-    claimed_offset: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    claim: Callable[[float], np.ndarray] | None = None,
     late_s: float = 0.0,
     others: int = 0,
     impostor_from: float = math.inf,
+    path: Callable[[float], np.ndarray] = _where,
+    neighbour: np.ndarray | None = None,
 ) -> list[tuple[float, list[TrackReport]]]:
-    """A drone at `_where`, detected at Pd 0.9 while `radar_sees(t)`, among half a false alarm a
+    """A drone on `path`, detected at Pd 0.9 while `radar_sees(t)`, among half a false alarm a
     frame (a frame with no plot is an empty scan: the radar looked), broadcasting at 1 Hz while
-    `broadcasts(t)`, its reports delivered `late_s` after capture; `others` more broadcasters
-    heard 8 km away (out of the radar's view), each at 1 Hz at its own phase; from
-    `impostor_from`, another broadcaster claims the drone's line. The published tracks near the
-    drone after each 50 ms step."""
+    `broadcasts(t)` that it is at `claim(t)` (default: on `path`), with `path`'s velocity, its
+    reports delivered `late_s` after capture; `others` more broadcasters heard 8 km away (out of
+    the radar's view), each at 1 Hz at its own phase; from `impostor_from`, another broadcaster
+    claims the drone's line; a silent object hovering at `neighbour`, which the radar sees. The
+    published tracks near the drone after each 50 ms step."""
     frame = core.engine.frame
     assert frame is not None
     rng = random.Random(7)
     measurements: list[Measurement] = []
     for k in range(int(seconds * RADAR_HZ)):
         t = k / RADAR_HZ + 0.013
-        e, n, u = _where(t)
         plots = [  # (range, azimuth, elevation): the drone's and about one false alarm in two frames
             (rng.uniform(200.0, 5000.0), rng.uniform(-1.0, 1.0), rng.uniform(-0.3, 0.3))
             for _ in range(int(rng.random() < 0.5))
         ]
-        if radar_sees(t) and rng.random() < 0.9:
-            r = math.hypot(e, n, u)
-            az = math.atan2(e, n) + rng.gauss(0.0, SIGMAS[1])
-            el = math.asin(u / r) + rng.gauss(0.0, SIGMAS[2])
-            plots.append((r + rng.gauss(0, 5), az, el))
+        seen = ([path(t)] if radar_sees(t) else []) + ([neighbour] if neighbour is not None else [])
+        for e, n, u in seen:
+            if rng.random() < 0.9:
+                r = math.hypot(e, n, u)
+                az = math.atan2(e, n) + rng.gauss(0.0, SIGMAS[1])
+                el = math.asin(u / r) + rng.gauss(0.0, SIGMAS[2])
+                plots.append((r + rng.gauss(0, 5), az, el))
         measurements += [
             RadarDetection("radar", T0 + t, T0 + t, r, az, el, None, *SIGMAS, None, 15.0)
             for r, az, el in plots
         ] or [EmptyRadarScan("radar", T0 + t, T0 + t)]
-    reports = [(k + 0.05, "DRONE1", _where(k + 0.05) + np.array(claimed_offset)) for k in range(int(seconds))]
+    claim = claim or path
+    reports = [(k + 0.05, "DRONE1", claim(k + 0.05)) for k in range(int(seconds))]
     reports = [r for r in reports if broadcasts(r[0])]
     reports += [
-        (k + 0.55, "IMPOSTOR", _where(k + 0.55)) for k in range(int(seconds)) if k + 0.55 >= impostor_from
+        (k + 0.55, "IMPOSTOR", path(k + 0.55)) for k in range(int(seconds)) if k + 0.55 >= impostor_from
     ]
     for j in range(others):
         far = np.array([-8000.0 - 100.0 * j, 0.0, 100.0])
         reports += [(k + 0.05 + (j + 1) / (others + 1), f"OTHER{j}", far) for k in range(int(seconds))]
-    measurements += [remote_id_at(frame, at, T0 + t, uas_id, T0 + t + late_s) for t, uas_id, at in reports]
+    velocity = tuple((path(1.0) - path(0.0)).tolist())  # (straight lines only)
+    measurements += [
+        remote_id_at(frame, at, T0 + t, uas_id, T0 + t + late_s, velocity) for t, uas_id, at in reports
+    ]
     measurements.sort(key=lambda m: m.t_receive)
     published = []
     i = 0
@@ -159,7 +167,11 @@ def test_a_spoofer_beside_its_own_drone_gets_no_phantom_track() -> None:
     velocity: its phantom track was never physically seen, so the radar's misses reject it
     before it confirms; the physical track ends up with the identity, flagged."""
     published = _fly(
-        _core(), 20.0, radar_sees=lambda t: True, broadcasts=lambda t: True, claimed_offset=(60.0, 40.0, 0.0)
+        _core(),
+        20.0,
+        radar_sees=lambda t: True,
+        broadcasts=lambda t: True,
+        claim=lambda t: _where(t) + np.array([60.0, 40.0, 0.0]),
     )
     numbers = {r.number for _, tracks in published for r in tracks}
     assert len(numbers) == 1
@@ -194,3 +206,45 @@ def test_a_lone_plot_in_a_held_tracks_gate_is_no_physical_support() -> None:
     assert _held(published, 1.0, 30.0)
     shown = {r.remote_id.consistency for t, tracks in published if t >= 14.0 for r in tracks if r.remote_id}
     assert shown == {"unconfirmed"}
+
+
+def test_a_held_drone_keeps_its_identity_beside_a_hovering_one() -> None:
+    """A broadcasting drone hovers and the radar loses it; a silent drone hovers 80 m away, which
+    the radar sees. Identity's phantom rule (a physical track moving like the broadcaster within
+    150 m) took the held track for a phantom after 3 reports and gave the ID to the neighbour."""
+    here = np.array([350.0, 2000.0, 100.0])
+    published = _fly(
+        _core(),
+        40.0,
+        radar_sees=lambda t: t < 10.0,
+        broadcasts=lambda t: True,
+        path=lambda t: here,
+        neighbour=here + np.array([0.0, 80.0, 0.0]),
+    )
+    bound = [(t, r) for t, tracks in published if t >= 3.0 for r in tracks if r.remote_id]
+    assert bound and {r.remote_id.consistency for _, r in bound if _ >= 14.0} == {"unconfirmed"}
+    assert all(np.linalg.norm(np.array(r.enu_m) - here) < 30.0 for _, r in bound)
+    assert len({r.number for _, r in bound}) == 1
+
+
+def test_a_drone_the_radar_finds_again_outlives_its_claim() -> None:
+    """Lost by the radar for a minute while it broadcast, then found again just as its
+    broadcasts stopped: the misses counted while it was held were paid back a hit at a time,
+    and the lapsed claim let the next miss delete the track the radar was following again."""
+    published = _fly(_core(), 80.0, radar_sees=lambda t: t < 10.0 or t >= 70.0, broadcasts=lambda t: t < 69.5)
+    assert _held(published, 1.0, 80.0, coasting=True)
+
+
+def test_a_claim_is_earned_by_reports_that_landed_on_the_track() -> None:
+    """A spoofer's reports on a bird's track at 3 and 6 s, 600 m off between: three supported
+    reports were counted though two landed elsewhere, and the bird's track, held, outlived the
+    radar's loss of it at 6.5 s under the spoofer's claims."""
+    off = np.array([600.0, 0.0, 0.0])
+    published = _fly(
+        _core(),
+        20.0,
+        radar_sees=lambda t: t < 6.5,
+        broadcasts=lambda t: t >= 3.0,
+        claim=lambda t: _where(t) + (off if 4.0 < t < 6.0 else 0.0),
+    )
+    assert not any(tracks for t, tracks in published if t >= 9.0)

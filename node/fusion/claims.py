@@ -3,17 +3,19 @@
 A radar that looks where a drone says it is and sees nothing is no proof that the drone is gone,
 once a physical sensor saw it while its own broadcaster's reports landed on it: a drone that
 descends into the ground clutter, lands, or turns its small side to the radar still says where it
-is. The rule, in one place:
-- a claim is earned by `confirm_reports` reports in a row of the track's bound broadcaster landing
-  on it while it is physically supported (`identity`), and renewed by each later report of that
-  broadcaster landing on it while the claim holds (`renew`);
-- it holds for `CLAIM_PERIODS` of the receivers' report intervals (and their lateness) after its
-  last report, on their own clock (`claimed`): two lost broadcasts end nothing;
-- a held track is not deleted by the radar's misses, which it is still charged (its evidence of
-  absence keeps counting, so a lapsed claim ends it at the next miss), and the radar's Pd learns
-  nothing from it (`TrackManager.record`); a radar hit counts as physical support again only once
-  the track holds its target by the radar's own evidence (a clutter plot in its gate is not the
-  drone back); while no radar has updated it since the claim, its reports time it (`held`).
+is. The rule is here; where it acts:
+- earned (`earned`) by `confirm_reports` reports in a row of the track's bound broadcaster that
+  landed on it while a physical sensor supported it (counted by `identity`), renewed (`renew`,
+  from `remote_id_input`) by each later report of that broadcaster landing on it while it holds;
+- it holds (`claimed`) for `CLAIM_PERIODS` of the receivers' report intervals and their
+  lateness after its last report, on the data's clock: two lost broadcasts end nothing;
+- while it holds (`TrackManager.record`), the track is charged the radar's misses but deleted by
+  none (a lapsed claim ends it at its next miss), the radar learns no Pd from it, the claim's
+  reports shift no M-of-N window and hold the target, and a radar hit counts as physical support
+  only once the track holds its target by the radar's own evidence (then its misses are
+  forgiven): a clutter plot in its gate is not the drone back; while no radar has updated it
+  since the claim, its reports time it (`held`, `TrackManager.viewing`); and `identity` judges
+  its reports neither phantom nor a neighbour's.
 A claim no physical sensor ever backed holds nothing: claims are cheap (a laptop can announce a
 thousand drones), and inside a radar's coverage the radar's looks reject its track before it
 confirms. What remains possible (docs/mqtt.md): a broadcaster whose reports landed on some
@@ -69,6 +71,13 @@ def claimed(
 def held(table: TrackTable, stats: SensorStats, lag_s: FloatArray, active: IndexArray, t: float) -> BoolArray:
     """Claimed tracks no radar has updated since the claim: their reports time them."""
     return claimed(table, stats, lag_s, active, t) & (table.t_physical[active] < table.t_claimed[active])
+
+
+def earned(supported: bool, support_count: int, confirm_reports: int) -> bool:
+    """A report of the track's bound broadcaster earns its claim once `confirm_reports` of its
+    reports in a row landed on the track while a physical sensor supported it (`identity`:
+    `supported`, `support_count`)."""
+    return supported and support_count >= confirm_reports
 
 
 def renew(table: TrackTable, stats: SensorStats, slot: int, t: float, earned: bool) -> None:

@@ -103,15 +103,18 @@ class IdentityBinder:
         vel: FloatArray | None,
         slot: int,
         t: float,
+        held: Callable[[int], bool] | None = None,
     ) -> list[int]:
         """Record one report (and the slot the tracker fused it into, −1 if none); returns phantom
-        slots to withdraw."""
+        slots to withdraw. `held(slot)`: whether a claim holds that track (`claims`): the radar
+        lost it, and the broadcaster still says where it is, so its reports are judged neither
+        phantom nor a neighbour's (a drone landing 80 m from a hovering one took its ID)."""
         record = self.records.get(report.uas_id)
         if record is None:
             record = self.records[report.uas_id] = IdentityRecord(report, enu, vel, t)
             self.arrivals.append(t)
         before = (record.strict_number, record.loose_number)
-        phantoms = self._on_report(table, record, report, enu, vel, slot, t)
+        phantoms = self._on_report(table, record, report, enu, vel, slot, t, held)
         self._reindex(record, before)
         return phantoms
 
@@ -124,6 +127,7 @@ class IdentityBinder:
         vel: FloatArray | None,
         slot: int,
         t: float,
+        held: Callable[[int], bool] | None,
     ) -> list[int]:
         record.report, record.reported_enu, record.reported_vel, record.last_seen = report, enu, vel, t
         self._strict(table, record, slot)
@@ -135,13 +139,16 @@ class IdentityBinder:
         )
         record.supported = supported
         if supported:
-            record.support_count += 1
+            # In a row, and landed on it: what a claim is earned by (`claims.earned`).
+            record.support_count = record.support_count + 1 if slot == own else 0
             if record.loose_number is None or record.support_count >= self.confirm_reports:
                 # Consistent: the reports are on a physically seen track (for long enough to undo
                 # an earlier verdict of inconsistency).
                 record.loose_number, record.candidate, record.candidate_count = None, None, 0
             return []
         record.support_count = 0
+        if own is not None and held is not None and held(own):
+            return []
         self._loose_candidate(table, record, t)
         if record.loose_number is not None and own is not None:
             record.strict_number = None
@@ -157,14 +164,14 @@ class IdentityBinder:
             number = None
         bound = record.strict_number
         if bound is None or self._slot_of(table, bound) is None:
-            record.strict_number, record.misses = number, 0
+            record.strict_number, record.misses, record.support_count = number, 0, 0
             return
         if number == bound:
             record.misses = 0
             return
         record.misses += 1
         if record.misses >= self.confirm_reports:
-            record.strict_number, record.misses = number, 0
+            record.strict_number, record.misses, record.support_count = number, 0, 0
 
     def _loose_candidate(self, table: TrackTable, record: IdentityRecord, t: float) -> None:
         tb = table

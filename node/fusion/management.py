@@ -28,7 +28,7 @@ existence, and housekeeping on the data's clock.
   flying along the edge of a field of view is detected there (a beam has no hard edge) while its
   estimate, a fraction of a σ away, sits just beyond it; one unlucky miss must not cost it its
   identity.
-- A track a Remote ID claim holds (`claims`) is charged no radar's misses.
+- A track a Remote ID claim holds is not deleted by a radar's misses (`claims` has the rule).
 """
 
 from __future__ import annotations
@@ -259,6 +259,7 @@ class TrackManager:
         if physical:  # physical support: not a plot in the gate of a held track the radar lost
             supported = hit[back | ~claimed[updated]]
             tb.t_physical[supported] = np.maximum(tb.t_physical[supported], t)
+            tb.absence[hit[back & claimed[updated]]] = 0.0  # found again: its misses were a claim's
         else:  # a claim's own report holds it
             back |= claimed[updated]
         # Only then were its misses a present target's (a false alarm taken by the track of a

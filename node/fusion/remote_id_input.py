@@ -141,15 +141,19 @@ class RemoteIdInput:
         result = self.tracker.process(scan)
         deleted: list[Snapshots] = []
         table = self.tracker.table
+
+        def held(slot: int) -> bool:
+            return bool(self.tracker.manager.claimed(np.array([slot], dtype=np.intp), t_scan)[0])
+
         for i, report in enumerate(reports):
             v = z[i, 3:] if with_velocity else None
             slot = int(result.slot_of[i])
-            for phantom in self.binder.on_report(table, report, z[i, :3], v, slot, t_scan):
+            for phantom in self.binder.on_report(table, report, z[i, :3], v, slot, t_scan, held):
                 deleted.append(self.tracker.drop(np.array([phantom], dtype=np.intp)))
             record = self.binder.records[report.uas_id]
             if slot >= 0 and table.status[slot] != Status.FREE and table.number[slot] == record.strict_number:
-                earned = record.supported and record.support_count >= self.binder.confirm_reports
-                claims.renew(table, self.tracker.stats, slot, t_scan, earned)
+                earned = claims.earned(record.supported, record.support_count, self.binder.confirm_reports)
+                claims.renew(table, self.tracker.stats, slot, t_scan - ages[i], earned)
             if record.loose_number is not None or record.strict_number is None or not record.supported:
                 continue  # a claim nothing physical supports, or one that disagrees, is no evidence
             slots = np.flatnonzero((table.number == record.strict_number) & (table.status != Status.FREE))
