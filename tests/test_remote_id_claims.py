@@ -45,6 +45,11 @@ def _where(t: float) -> np.ndarray:
     return np.array([300.0 + 5.0 * t, 2000.0, 100.0])
 
 
+def _slow(t: float) -> np.ndarray:
+    """2 m/s: a minute after the radar lost it, still within `rid_loose_gate_m` (150 m)."""
+    return np.array([300.0 + 2.0 * t, 2000.0, 100.0])
+
+
 def _fly(
     core: NodeCore,
     seconds: float,
@@ -131,14 +136,18 @@ def test_a_broadcasting_drone_the_radar_loses_keeps_its_one_track() -> None:
     coverage once nothing physical supports it; when the broadcasts stop, the claim lapses after
     3 report intervals and its track goes."""
     published = _fly(
-        _core(), 50.0, radar_sees=lambda t: t < 10.0, broadcasts=lambda t: t < 40.0 and not 20.0 < t < 21.5
+        _core(),
+        50.0,
+        radar_sees=lambda t: t < 10.0,
+        broadcasts=lambda t: t < 40.0 and not 20.0 < t < 21.5,
+        path=_slow,
     )
     assert _held(published, 1.0, 20.0) and _held(published, 22.1, 40.0)
     assert _held(published, 1.0, 40.0, coasting=True)
     late = next(tracks[0] for t, tracks in published if t >= 30.0)
     assert late.remote_id is not None
     assert (late.remote_id.consistency, late.remote_id.in_coverage) == ("unconfirmed", True)
-    assert np.linalg.norm(np.array(late.enu_m) - _where(30.0)) < 30.0
+    assert np.linalg.norm(np.array(late.enu_m) - _slow(30.0)) < 30.0
     assert not any(tracks for t, tracks in published if t >= 44.0)
 
 
@@ -231,8 +240,20 @@ def test_a_drone_the_radar_finds_again_outlives_its_claim() -> None:
     """Lost by the radar for a minute while it broadcast, then found again just as its
     broadcasts stopped: the misses counted while it was held were paid back a hit at a time,
     and the lapsed claim let the next miss delete the track the radar was following again."""
-    published = _fly(_core(), 80.0, radar_sees=lambda t: t < 10.0 or t >= 70.0, broadcasts=lambda t: t < 69.5)
+    published = _fly(
+        _core(), 80.0, radar_sees=lambda t: t < 10.0 or t >= 70.0, broadcasts=lambda t: t < 69.5, path=_slow
+    )
     assert _held(published, 1.0, 80.0, coasting=True)
+
+
+def test_a_claim_holds_only_near_where_the_radar_lost_the_track() -> None:
+    """At 5 m/s the broadcaster's own reports carry its held track 150 m (`rid_loose_gate_m`)
+    from where the radar lost it 30 s later: there the radar, looking, should see it again, and
+    the claim no longer holds (a spoofer on a bird's track took it away and was never flagged
+    `inconsistent`): the radar's misses end the track although the broadcasts go on."""
+    published = _fly(_core(), 50.0, radar_sees=lambda t: t < 10.0, broadcasts=lambda t: True)
+    assert _held(published, 1.0, 38.0)
+    assert not any(tracks for t, tracks in published if t >= 42.0)
 
 
 def test_a_claim_is_earned_by_reports_that_landed_on_the_track() -> None:

@@ -8,7 +8,8 @@ is. The rule is here; where it acts:
   landed on it while a physical sensor supported it (counted by `identity`), renewed (`renew`,
   from `remote_id_input`) by each later report of that broadcaster landing on it while it holds;
 - it holds (`claimed`) for `CLAIM_PERIODS` of the receivers' report intervals and their
-  lateness after its last report, on the data's clock: two lost broadcasts end nothing;
+  lateness after its last report, on the data's clock (two lost broadcasts end nothing), and
+  while the track is within `rid_loose_gate_m` of where a physical sensor last saw it;
 - while it holds (`TrackManager.record`), the track is charged the radar's misses but deleted by
   none (a lapsed claim ends it at its next miss), the radar learns no Pd from it, the claim's
   reports shift no M-of-N window and hold the target, and a radar hit counts as physical support
@@ -20,7 +21,8 @@ A claim no physical sensor ever backed holds nothing: claims are cheap (a laptop
 thousand drones), and inside a radar's coverage the radar's looks reject its track before it
 confirms. What remains possible (docs/mqtt.md): a broadcaster whose reports landed on some
 physically seen track (a bird) for `confirm_reports` reports can keep that track after the radar
-loses it, and move it, at drone speeds, for as long as it broadcasts: shown `unconfirmed`.
+loses it, within `rid_loose_gate_m` of where it was lost, for as long as it broadcasts: shown
+`unconfirmed`, and judged neither phantom nor `inconsistent` meanwhile.
 """
 
 from __future__ import annotations
@@ -62,22 +64,31 @@ def _window_s(
 
 
 def claimed(
-    table: TrackTable, stats: SensorStats, lag_s: FloatArray, active: IndexArray, t: float
+    table: TrackTable, stats: SensorStats, lag_s: FloatArray, active: IndexArray, t: float, reach_m: float
 ) -> BoolArray:
-    """Tracks a claim holds at `t` (the data's clock)."""
-    return np.asarray(t - table.t_claimed[active] <= _window_s(table, stats, lag_s, active))
+    """Tracks a claim holds at `t` (the data's clock), within `reach_m` (`rid_loose_gate_m`) of
+    where a physical sensor last saw them: a drone that went down into clutter or landed is near
+    there, while a claim that carries its track further is one the radar, looking there, should
+    see again (and a spoofer must not take a bird's track out of sight and away with it)."""
+    moved = np.linalg.norm(table.x[active, :3] - table.x_physical[active], axis=1)
+    within = t - table.t_claimed[active] <= _window_s(table, stats, lag_s, active)
+    return np.asarray(within & (moved <= reach_m))
 
 
-def held(table: TrackTable, stats: SensorStats, lag_s: FloatArray, active: IndexArray, t: float) -> BoolArray:
+def held(
+    table: TrackTable, stats: SensorStats, lag_s: FloatArray, active: IndexArray, t: float, reach_m: float
+) -> BoolArray:
     """Claimed tracks no radar has updated since the claim: their reports time them."""
-    return claimed(table, stats, lag_s, active, t) & (table.t_physical[active] < table.t_claimed[active])
+    return claimed(table, stats, lag_s, active, t, reach_m) & (
+        table.t_physical[active] < table.t_claimed[active]
+    )
 
 
-def earned(supported: bool, support_count: int, confirm_reports: int) -> bool:
+def earned(supported: bool, landed_count: int, confirm_reports: int) -> bool:
     """A report of the track's bound broadcaster earns its claim once `confirm_reports` of its
     reports in a row landed on the track while a physical sensor supported it (`identity`:
-    `supported`, `support_count`)."""
-    return supported and support_count >= confirm_reports
+    `supported`, `landed_count`)."""
+    return supported and landed_count >= confirm_reports
 
 
 def renew(table: TrackTable, stats: SensorStats, slot: int, t: float, earned: bool) -> None:

@@ -40,6 +40,7 @@ class IdentityRecord:
     candidate_count: int = 0
     misses: int = 0  # reports in a row that did not land on the bound track
     support_count: int = 0  # reports in a row whose own track was physically supported
+    landed_count: int = 0  # ... of those, landed on it, since the binding was made (`claims.earned`)
     supported: bool = False  # the last report landed on a track a physical sensor sees
 
 
@@ -103,18 +104,18 @@ class IdentityBinder:
         vel: FloatArray | None,
         slot: int,
         t: float,
-        held: Callable[[int], bool] | None = None,
+        claimed: Callable[[int], bool] | None = None,
     ) -> list[int]:
         """Record one report (and the slot the tracker fused it into, −1 if none); returns phantom
-        slots to withdraw. `held(slot)`: whether a claim holds that track (`claims`): the radar
-        lost it, and the broadcaster still says where it is, so its reports are judged neither
+        slots to withdraw. `claimed(slot)`: whether a claim holds that track (`claims`): the
+        radar lost it near where the broadcaster says it is, so its reports are judged neither
         phantom nor a neighbour's (a drone landing 80 m from a hovering one took its ID)."""
         record = self.records.get(report.uas_id)
         if record is None:
             record = self.records[report.uas_id] = IdentityRecord(report, enu, vel, t)
             self.arrivals.append(t)
         before = (record.strict_number, record.loose_number)
-        phantoms = self._on_report(table, record, report, enu, vel, slot, t, held)
+        phantoms = self._on_report(table, record, report, enu, vel, slot, t, claimed)
         self._reindex(record, before)
         return phantoms
 
@@ -127,7 +128,7 @@ class IdentityBinder:
         vel: FloatArray | None,
         slot: int,
         t: float,
-        held: Callable[[int], bool] | None,
+        claimed: Callable[[int], bool] | None,
     ) -> list[int]:
         record.report, record.reported_enu, record.reported_vel, record.last_seen = report, enu, vel, t
         self._strict(table, record, slot)
@@ -139,15 +140,15 @@ class IdentityBinder:
         )
         record.supported = supported
         if supported:
-            # In a row, and landed on it: what a claim is earned by (`claims.earned`).
-            record.support_count = record.support_count + 1 if slot == own else 0
+            record.support_count += 1
+            record.landed_count = record.landed_count + 1 if slot == own else 0
             if record.loose_number is None or record.support_count >= self.confirm_reports:
                 # Consistent: the reports are on a physically seen track (for long enough to undo
                 # an earlier verdict of inconsistency).
                 record.loose_number, record.candidate, record.candidate_count = None, None, 0
             return []
-        record.support_count = 0
-        if own is not None and held is not None and held(own):
+        record.support_count = record.landed_count = 0
+        if own is not None and claimed is not None and claimed(own):
             return []
         self._loose_candidate(table, record, t)
         if record.loose_number is not None and own is not None:
@@ -164,14 +165,14 @@ class IdentityBinder:
             number = None
         bound = record.strict_number
         if bound is None or self._slot_of(table, bound) is None:
-            record.strict_number, record.misses, record.support_count = number, 0, 0
+            record.strict_number, record.misses, record.landed_count = number, 0, 0
             return
         if number == bound:
             record.misses = 0
             return
         record.misses += 1
         if record.misses >= self.confirm_reports:
-            record.strict_number, record.misses, record.support_count = number, 0, 0
+            record.strict_number, record.misses, record.landed_count = number, 0, 0
 
     def _loose_candidate(self, table: TrackTable, record: IdentityRecord, t: float) -> None:
         tb = table

@@ -259,6 +259,7 @@ class TrackManager:
         if physical:  # physical support: not a plot in the gate of a held track the radar lost
             supported = hit[back | ~claimed[updated]]
             tb.t_physical[supported] = np.maximum(tb.t_physical[supported], t)
+            tb.x_physical[supported] = tb.x[supported, :3]
             tb.absence[hit[back & claimed[updated]]] = 0.0  # found again: its misses were a claim's
         else:  # a claim's own report holds it
             back |= claimed[updated]
@@ -370,7 +371,7 @@ class TrackManager:
 
     def claimed(self, active: IndexArray, t: float) -> BoolArray:
         """Tracks a Remote ID claim holds (`claims`)."""
-        return claims.claimed(self.table, self.stats, self.lag_s, active, t)
+        return claims.claimed(self.table, self.stats, self.lag_s, active, t, self.params.rid_loose_gate_m)
 
     def viewing(self, active: IndexArray, t: float) -> npt.NDArray[np.uint64]:
         """Of the sensors that fed each track, those whose looks bound how long it may go unfed:
@@ -389,7 +390,7 @@ class TrackManager:
             return fed  # one radar and nothing else: its period either way
         looking = np.zeros(active.size, dtype=np.uint64)
         tb = self.table
-        held = claims.held(tb, self.stats, self.lag_s, active, t)
+        held = claims.held(tb, self.stats, self.lag_s, active, t, self.params.rid_loose_gate_m)
         for bit, model in radars:
             looking[self.looked_at(active, bit, model, None) & ~held] |= np.uint64(1 << bit)
         radars_on, others = fed & looking, fed & ~radar_bits

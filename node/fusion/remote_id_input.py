@@ -142,17 +142,17 @@ class RemoteIdInput:
         deleted: list[Snapshots] = []
         table = self.tracker.table
 
-        def held(slot: int) -> bool:
+        def claimed(slot: int) -> bool:
             return bool(self.tracker.manager.claimed(np.array([slot], dtype=np.intp), t_scan)[0])
 
         for i, report in enumerate(reports):
             v = z[i, 3:] if with_velocity else None
             slot = int(result.slot_of[i])
-            for phantom in self.binder.on_report(table, report, z[i, :3], v, slot, t_scan, held):
+            for phantom in self.binder.on_report(table, report, z[i, :3], v, slot, t_scan, claimed):
                 deleted.append(self.tracker.drop(np.array([phantom], dtype=np.intp)))
             record = self.binder.records[report.uas_id]
             if slot >= 0 and table.status[slot] != Status.FREE and table.number[slot] == record.strict_number:
-                earned = claims.earned(record.supported, record.support_count, self.binder.confirm_reports)
+                earned = claims.earned(record.supported, record.landed_count, self.binder.confirm_reports)
                 claims.renew(table, self.tracker.stats, slot, t_scan - ages[i], earned)
             if record.loose_number is not None or record.strict_number is None or not record.supported:
                 continue  # a claim nothing physical supports, or one that disagrees, is no evidence

@@ -60,6 +60,7 @@ class TrackTable:
         self.t_update = np.zeros(capacity)  # last measurement update of any kind
         self.t_ranged = np.full(capacity, -np.inf)  # last update by a ranging sensor (radar, Remote ID)
         self.t_physical = np.full(capacity, -np.inf)  # last update by a non-cooperative sensor
+        self.x_physical = np.zeros((capacity, 3))  # ... and where it was then (`claims`)
         self.t_claimed = np.full(capacity, -np.inf)  # last Remote ID report holding it (`claimed`)
         self.t_created = np.zeros(capacity)
         self.t_swept = np.zeros(capacity)  # its last look by a scanning radar's sweep (`sweep`)
@@ -145,7 +146,7 @@ class TrackTable:
         self.t_update[slots] = self.t_ranged[slots] = self.t_physical[slots] = self.t_claimed[slots] = -np.inf
         self.fed(slots, t, ranging)
         if physical:
-            self.t_physical[slots] = t
+            self.t_physical[slots], self.x_physical[slots] = t, x[:n, :3]
         self.t_created[slots] = t
         self.t_swept[slots] = t
         self.t_sweep_hit[slots] = t
