@@ -269,3 +269,18 @@ def test_a_claim_is_earned_by_reports_that_landed_on_the_track() -> None:
         claim=lambda t: _where(t) + (off if 4.0 < t < 6.0 else 0.0),
     )
     assert not any(tracks for t, tracks in published if t >= 9.0)
+
+
+def test_a_claim_holds_a_drone_coming_down_however_far() -> None:
+    """Lost by the radar at 180 m as it comes down at 6 m/s, and broadcasting on the way: a
+    claim reaches `rid_loose_gate_m` across and above where it was last seen, any height below.
+    Measured in 3-D, 150 m of descent ended the claim and the track, and the drone, still
+    broadcasting, could never be published again."""
+    published = _fly(
+        _core(),
+        38.0,
+        radar_sees=lambda t: t < 10.0,
+        broadcasts=lambda t: True,
+        path=lambda t: np.array([300.0, 2000.0, 240.0 - 6.0 * t]),
+    )
+    assert _held(published, 1.0, 38.0)

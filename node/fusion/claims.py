@@ -9,7 +9,8 @@ is. The rule is here; where it acts:
   from `remote_id_input`) by each later report of that broadcaster landing on it while it holds;
 - it holds (`claimed`) for `CLAIM_PERIODS` of the receivers' report intervals and their
   lateness after its last report, on the data's clock (two lost broadcasts end nothing), and
-  while the track is within `rid_loose_gate_m` of where a physical sensor last saw it;
+  while the track is within `rid_loose_gate_m` across and above where a physical sensor last
+  saw it (any height below: a landing);
 - while it holds (`TrackManager.record`), the track is charged the radar's misses but deleted by
   none (a lapsed claim ends it at its next miss), the radar learns no Pd from it, the claim's
   reports shift no M-of-N window and hold the target, and a radar hit counts as physical support
@@ -66,13 +67,15 @@ def _window_s(
 def claimed(
     table: TrackTable, stats: SensorStats, lag_s: FloatArray, active: IndexArray, t: float, reach_m: float
 ) -> BoolArray:
-    """Tracks a claim holds at `t` (the data's clock), within `reach_m` (`rid_loose_gate_m`) of
-    where a physical sensor last saw them: a drone that went down into clutter or landed is near
-    there, while a claim that carries its track further is one the radar, looking there, should
-    see again (and a spoofer must not take a bird's track out of sight and away with it)."""
-    moved = np.linalg.norm(table.x[active, :3] - table.x_physical[active], axis=1)
+    """Tracks a claim holds at `t` (the data's clock), within `reach_m` (`rid_loose_gate_m`)
+    across and above where a physical sensor last saw them, any height below: a drone that went
+    down into clutter or landed is near there (a landing from 200 m must not end its claim),
+    while a claim that carries its track further is one the radar, looking there, should see
+    again (and a spoofer must not take a bird's track out of sight and away with it)."""
+    moved = table.x[active, :3] - table.x_physical[active]
+    near = (np.hypot(moved[:, 0], moved[:, 1]) <= reach_m) & (moved[:, 2] <= reach_m)
     within = t - table.t_claimed[active] <= _window_s(table, stats, lag_s, active)
-    return np.asarray(within & (moved <= reach_m))
+    return np.asarray(within & near)
 
 
 def held(
