@@ -22,7 +22,7 @@ A claim no physical sensor ever backed holds nothing: claims are cheap (a laptop
 thousand drones), and inside a radar's coverage the radar's looks reject its track before it
 confirms. What remains possible (docs/mqtt.md): a broadcaster whose reports landed on some
 physically seen track (a bird) for `confirm_reports` reports can keep that track after the radar
-loses it, within `rid_loose_gate_m` of where it was lost, for as long as it broadcasts: shown
+loses it, within `rid_loose_gate_m` across and above where it was lost, while it broadcasts: shown
 `unconfirmed`, and judged neither phantom nor `inconsistent` meanwhile.
 """
 

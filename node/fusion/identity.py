@@ -40,7 +40,7 @@ class IdentityRecord:
     candidate_count: int = 0
     misses: int = 0  # reports in a row that did not land on the bound track
     support_count: int = 0  # reports in a row whose own track was physically supported
-    landed_count: int = 0  # ... of those, landed on it, since the binding was made (`claims.earned`)
+    landed_count: int = 0  # ... in a row that also landed on it, under this binding (`claims.earned`)
     supported: bool = False  # the last report landed on a track a physical sensor sees
 
 
