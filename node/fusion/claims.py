@@ -72,10 +72,11 @@ def claimed(
     down into clutter or landed is near there (a landing from 200 m must not end its claim),
     while a claim that carries its track further is one the radar, looking there, should see
     again (and a spoofer must not take a bird's track out of sight and away with it)."""
+    within = np.asarray(t - table.t_claimed[active] <= _window_s(table, stats, lag_s, active))
+    if not within.any():  # (every scan of a node without Remote ID, and most with it)
+        return within
     moved = table.x[active, :3] - table.x_physical[active]
-    near = (np.hypot(moved[:, 0], moved[:, 1]) <= reach_m) & (moved[:, 2] <= reach_m)
-    within = t - table.t_claimed[active] <= _window_s(table, stats, lag_s, active)
-    return np.asarray(within & near)
+    return within & (np.hypot(moved[:, 0], moved[:, 1]) <= reach_m) & (moved[:, 2] <= reach_m)
 
 
 def held(
