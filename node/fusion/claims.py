@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cuas_node.fusion.measurement_models import PositionVelocityModel
-from cuas_node.fusion.sensor_stats import SensorStats
+from cuas_node.fusion.sensor_stats import SensorStats, fed_by
 from cuas_node.fusion.tracks import TrackTable
 
 FloatArray = npt.NDArray[np.float64]
@@ -58,10 +58,8 @@ def _window_s(
     window = (CLAIM_PERIODS + stats.look_late[bits]) * stats.period_s[bits]
     if lag_s is not None:
         window = window + lag_s[bits] - lag_s[np.isfinite(stats.last_t)].min()
-    fed_by = ((table.sensor_mask[active, None] >> bits.astype(np.uint64)[None, :]) & np.uint64(1)).astype(
-        bool
-    )
-    return np.asarray(np.max(np.where(fed_by, np.nan_to_num(window), 0.0), axis=1), dtype=np.float64)
+    fed = fed_by(table.sensor_mask[active], bits)
+    return np.asarray(np.max(np.where(fed, np.nan_to_num(window), 0.0), axis=1), dtype=np.float64)
 
 
 def claimed(

@@ -47,7 +47,7 @@ from cuas_node.fusion.initiation import Thresholds
 from cuas_node.fusion.measurement_models import MeasurementModel, PositionVelocityModel
 from cuas_node.fusion.models import largest_eigenvalue
 from cuas_node.fusion.params import FusionParams
-from cuas_node.fusion.sensor_stats import SensorStats, is_radar
+from cuas_node.fusion.sensor_stats import SensorStats, fed_by, is_radar
 from cuas_node.fusion.tracks import Status, TrackTable
 from cuas_node.kernel.pose import cartesian_to_spherical
 
@@ -443,7 +443,6 @@ class TrackManager:
             return np.asarray(t - tb.t_update[active], dtype=np.float64)
         lag_s = self.lag_s[delivered]
         extra = lag_s - lag_s.min()
-        bits = delivered.astype(np.uint64)
-        fed_by = ((tb.sensor_mask[active, None] >> bits[None, :]) & np.uint64(1)).astype(bool)
-        lag = np.max(np.where(fed_by, extra[None, :], 0.0), axis=1, initial=0.0)
+        fed = fed_by(tb.sensor_mask[active], delivered)
+        lag = np.max(np.where(fed, extra[None, :], 0.0), axis=1, initial=0.0)
         return np.asarray(t - lag - tb.t_update[active], dtype=np.float64)

@@ -46,6 +46,13 @@ REMOTE_ID_LATE = 0.5
 not clocked, and a receiver hears them when its scan of the channels meets them."""
 
 
+def fed_by(masks: npt.NDArray[np.uint64], bits: npt.ArrayLike) -> BoolArray:
+    """(K, B): which of the sensor `bits` are set in each of the K sensor masks (a track's
+    `sensor_mask`: the sensors that fed it)."""
+    shifts = np.asarray(bits).astype(np.uint64)
+    return np.asarray(((masks[:, None] >> shifts[None, :]) & np.uint64(1)).astype(bool))
+
+
 def is_radar(model: MeasurementModel) -> bool:
     """A ranging sensor with a field of view measured in range and angles (any radar model)."""
     return model.ranging and not isinstance(model, PositionVelocityModel)
@@ -217,6 +224,5 @@ class SensorStats:
     def _soonest(self, mask: npt.NDArray[np.uint64], seconds: FloatArray) -> FloatArray:
         """Per mask, the least of `seconds` ((1 or masks) × sensors) over the sensors in it."""
         bits = np.flatnonzero(np.isfinite(self.period_s))  # the few that reported
-        fed_by = ((mask[:, None] >> bits.astype(np.uint64)[None, :]) & np.uint64(1)).astype(bool)
-        soonest = np.min(np.where(fed_by, seconds[:, bits], np.inf), axis=1, initial=np.inf)
+        soonest = np.min(np.where(fed_by(mask, bits), seconds[:, bits], np.inf), axis=1, initial=np.inf)
         return np.asarray(np.where(np.isfinite(soonest), soonest, 0.0), dtype=np.float64)
