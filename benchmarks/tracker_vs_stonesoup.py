@@ -133,7 +133,8 @@ def confirm_hits(spec: SetSpec) -> tuple[int, int]:
     this set's clutter density, at least `COMPARATOR_MIN_HITS`.
 
     Expected score per hit: ln Pd − ln λ + E[ln g(ν)], g the innovation density with S ≈ 2R plus
-    the spread of the 15 m/s velocity prior over one scan (a track one detection old)."""
+    the spread of the 15 m/s velocity prior over one scan (a track one detection old); the bar
+    ln((1 − β)/α) + ln(false alarms a scan), as ours."""
     from cuas_node.fusion.initiation import Thresholds
 
     fusion = node_config(spec).fusion
@@ -151,7 +152,8 @@ def confirm_hits(spec: SetSpec) -> tuple[int, int]:
     density = max(spec.clutter, 0.05) / radar.volume()
     gain = math.log(spec.pd) - math.log(density) + loglik
     least = max(fusion.confirm_m, COMPARATOR_MIN_HITS)
-    hits = least if gain <= 0 else max(least, math.ceil(th.confirm / gain))
+    bar = th.confirm + math.log(max(1.0, spec.clutter))  # α per scan (`TrackManager._hypotheses_bonus`)
+    hits = least if gain <= 0 else max(least, math.ceil(bar / gain))
     return min(hits, fusion.confirm_n), th.misses_to_delete(spec.pd)
 
 

@@ -1,8 +1,9 @@
-"""The tracker's clutter map (fusion/clutter.py): where deaths of unconfirmed tracks recur.
+"""The tracker's clutter maps (fusion/clutter.py): where deaths of unconfirmed tracks recur.
 
 Its counts decay with a half-life without the grid being touched every scan (a time scale is
 kept aside and folded in now and then): these tests pin that the lazy decay reads the same as an
-explicit one, across the fold."""
+explicit one, across the fold. A cell is hot only above its range ring's background, in each
+radar's own frame: dense uniform clutter heats nothing, a reflector in it still does."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ import math
 
 import numpy as np
 
-from cuas_node.fusion.clutter import ClutterMap
+from cuas_node.fusion.clutter import ClutterMap, SiteClutter
+from cuas_node.fusion.measurement_models import radar_model
+from cuas_node.fusion.params import RadarSensor
+from cuas_node.fusion.sensor_stats import SensorStats
+from cuas_node.kernel.pose import Pose
 
 POINT = np.array([[300.0, 400.0, 50.0]])  # 500 m out, north-east
 
@@ -55,3 +60,93 @@ def test_points_outside_the_map_are_never_hot() -> None:
     m.add(outside, 0.0)
     assert not m.hot(outside, 0.0)[0]
     assert m.count(outside, 0.0)[0] == 0.0
+
+
+def _site(offset_m: tuple[float, float, float] = (0.0, 0.0, 0.0), yaw_deg: float = 0.0) -> SiteClutter:
+    """A site with one TI-like radar (200 m, ±60°, 1° and 0.15 m) at bit 0."""
+    sensor = RadarSensor("radar", Pose.from_angles(yaw_deg, 0.0, 0.0, offset_m), 200.0, min_range_m=5.0)
+    stats = SensorStats(50.0, 0.9)
+    stats.sigma_angle[0], stats.sigma_range[0] = math.radians(1.0), 0.15
+    site = SiteClutter()
+    site.fit(0, radar_model(sensor), stats)
+    return site
+
+
+def _uniform(rng: np.random.Generator, n: int, centre_deg: float, r_min: float = 5.0) -> np.ndarray:
+    """n points uniform in range and azimuth over a 200 m, ±60° coverage facing `centre_deg`."""
+    r = rng.uniform(r_min, 200.0, n)
+    az = np.radians(centre_deg) + rng.uniform(-math.pi / 3, math.pi / 3, n)
+    return np.stack([r * np.sin(az), r * np.cos(az), np.full(n, 2.0)], axis=1)
+
+
+FED_BY_0 = np.uint64(1)
+
+
+def _away(births: np.ndarray, reflectors: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """The births no reflector shares a 3×3 neighbourhood with (two 3° cells apart, with margin)."""
+    r = np.hypot(*(births[:, :2] - origin[:2]).T)
+    d = np.linalg.norm(births[:, None, :2] - reflectors[None, :, :2], axis=2).min(axis=1)
+    out: np.ndarray = births[d > 3.0 * np.maximum(r * math.radians(3.0), 0.45)]
+    return out
+
+
+def _die(site: SiteClutter, enu: np.ndarray, t: float) -> None:
+    site.add(enu, np.full(enu.shape[0], FED_BY_0), t)
+
+
+def test_dense_uniform_clutter_heats_no_cell_while_a_reflector_in_it_still_does() -> None:
+    """50 false alarms a scan at 20 Hz over a 200 m, ±60° radar's coverage, every one a tentative
+    track that dies, for 10 s: counted alone, every cell turned hot within seconds and every
+    target born there waited two more hits (the tracker benchmark's `--churn` sets). The score
+    prices uniform clutter; a reflector dying there every scan on top of it stands out of its
+    range ring, and so does one a tenth as busy after a minute."""
+    site, rng = _site(), np.random.default_rng(1)
+    reflector = np.array([[40.0, 120.0, 2.0]])
+    slow = np.array([[-60.0, 60.0, 2.0]])  # 85 m out, 45° left: one death every 0.5 s
+    for k in range(1200):
+        t = 100.0 + 0.05 * k
+        _die(site, _uniform(rng, 50, 0.0), t)
+        _die(site, reflector, t)
+        if k % 10 == 0:
+            _die(site, slow, t)
+    births = _away(_uniform(rng, 500, 0.0, r_min=20.0), np.vstack([reflector, slow]), np.zeros(3))
+    own = site.maps[0].count(births, 160.0)
+    assert np.mean(own >= site.maps[0].hot_count) > 0.9  # a single cell: the old test said hot
+    assert site.hot(births, 160.0).mean() < 0.01
+    assert site.hot(reflector, 160.0)[0]
+    assert site.hot(slow, 160.0)[0]
+
+
+def test_a_few_reflectors_in_light_clutter_are_hot_and_the_rest_is_not() -> None:
+    """`birds-and-clutter`'s kind of site: 30 fixed reflectors over the coverage, each a death every
+    second or so, and 4 false alarms a scan at 10 Hz: every reflector is hot (the other
+    reflectors sharing its ring do not hide it), almost nothing else is."""
+    site, rng = _site(), np.random.default_rng(2)
+    reflectors = _uniform(rng, 30, 0.0, r_min=10.0)
+    for k in range(600):
+        t = 0.1 * k
+        _die(site, _uniform(rng, 4, 0.0), t)
+        if k % 10 == 0:
+            _die(site, reflectors + rng.normal(0.0, 0.3, reflectors.shape), t)
+    assert site.hot(reflectors, 60.0).all()
+    elsewhere = _away(_uniform(rng, 1000, 0.0, r_min=20.0), reflectors, np.zeros(3))
+    assert elsewhere.shape[0] > 200
+    assert site.hot(elsewhere, 60.0).mean() < 0.02
+
+
+def test_a_radar_mounted_away_from_the_node_judges_cells_on_its_own_rings() -> None:
+    """A radar 400 m east of the node facing east: its uniform clutter is uniform on its own range
+    rings, which the node's rings cut across; no cell is hot, a reflector is, and a death counts
+    only in the maps of the radars that fed the track."""
+    site, rng = _site(offset_m=(400.0, 0.0, 0.0), yaw_deg=90.0), np.random.default_rng(3)
+    here = np.array([400.0, 0.0, 0.0])
+    reflector = here + np.array([[120.0, 30.0, 2.0]])
+    for k in range(1200):
+        t = 0.05 * k
+        _die(site, here + _uniform(rng, 50, 90.0), t)
+        _die(site, reflector, t)
+    assert site.hot(_away(here + _uniform(rng, 500, 90.0, r_min=20.0), reflector, here), 60.0).mean() < 0.01
+    assert site.hot(reflector, 60.0)[0]
+    other = here + np.array([[-60.0, 80.0, 2.0]])
+    site.add(np.repeat(other, 20, axis=0), np.full(20, np.uint64(2)), 60.0)  # fed by another sensor only
+    assert not site.hot(other, 60.0)[0]

@@ -152,3 +152,28 @@ def test_the_evidence_of_absence_never_falls_below_zero_and_grows_by_at_most_a_m
         after = float(tracker.table.absence[slot][0])
         assert 0.0 <= after <= before + miss + 1e-9
         before = after
+
+
+def _hits_to_confirm(false_alarms_per_scan: float, gain: float) -> int:
+    tracker, model, slot = _one_track(Status.TENTATIVE)
+    tracker.manager.stats.specified_false_alarms[0] = false_alarms_per_scan
+    for k in range(1, 10):
+        _scan(tracker, model, slot, gain, 0.05 * k)
+        if tracker.table.status[slot][0] == Status.CONFIRMED:
+            return k
+    raise AssertionError("never confirmed")
+
+
+def test_a_radar_with_many_false_alarms_a_scan_asks_ln_of_their_number_more_of_each_track() -> None:
+    """α is per scan: a scan with 50 false alarms starts 50 false hypotheses, so each needs
+    ln 50 nats more than Wald's bar ln((1 − β)/α) (without it, 1000 false births a second
+    confirmed a false track every half minute or so). Two hits that pass the bar with ln 50 / 2
+    to spare confirm a track of a quiet radar's, not one of the busy radar's, which a third hit
+    confirms; one false alarm a scan or fewer asks nothing more. The radar's specified rate
+    (`false_alarms_per_scan`), not the learnt one, which counts targets being acquired."""
+    bar = FusionParams()
+    confirm = math.log((1.0 - bar.miss_probability) / bar.false_track_probability)
+    gain = (confirm + 0.5 * math.log(50.0)) / 2.0
+    assert _hits_to_confirm(1.0, gain) == 2
+    assert _hits_to_confirm(0.2, gain) == 2
+    assert _hits_to_confirm(50.0, gain) == 3

@@ -130,6 +130,7 @@ def run(
     turned to fly out of the field of view in azimuth. Before `appear_t` there is only clutter."""
     rng = np.random.default_rng(seed)
     tracker = Tracker(FusionParams(), ["radar"])
+    tracker.stats.seed(0, radar.clutter, radar.rate_hz)  # its section's figures, as the engine does
     model = radar_model(radar.sensor(), range_rate=radar.range_rate)
     pos, vel, omega = targets(radar, n, speed, rng)
     dt = 1.0 / radar.rate_hz

@@ -7,6 +7,10 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from cuas_node.fusion.measurement_models import MeasurementModel
+from cuas_node.fusion.sensor_stats import SensorStats, fed_by, is_radar
+from cuas_node.kernel.pose import cartesian_to_spherical
+
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
@@ -14,22 +18,31 @@ BoolArray = npt.NDArray[np.bool_]
 _RESCALE_AT = 30.0  # fold the time scale into the grid before exp() of it nears float range
 _NEIGHBOUR_DI = np.repeat(np.arange(-1, 2), 3)[None, :]
 _NEIGHBOUR_DJ = np.tile(np.arange(-1, 2), 3)[None, :]
+_MIN_RING_CELLS = 6  # fewer other cells in view at a range: no background to judge a cell against
+_EXCESS_SIGMAS = 3.0  # a cell is hot above its ring's background by this many Poisson sigmas
 
 
 class ClutterMap:
-    """Where false alarms recur: a decaying count of tentative tracks that died unconfirmed, on a
-    horizontal log-polar grid around the node. New tracks born in a hot cell need two more hits to
-    confirm, so a flickering reflector stops producing confirmed phantoms, while a real target
-    there, which keeps being detected, still confirms a few scans later.
+    """Where one radar's false alarms recur: a decaying count of tentative tracks that died
+    unconfirmed, on a horizontal log-polar grid around the radar. New tracks born in a hot cell
+    need two more hits to confirm, so a flickering reflector stops producing confirmed phantoms,
+    while a real target there, which keeps being detected, still confirms a few scans later.
 
-    Nothing in it is a constant of one sensor: it reaches `max_range_m` (the sensors' farthest
-    coverage) and its cells are `cell_rad` wide in azimuth and as deep, relative to their range
-    (range bins grow geometrically by 1 + `cell_rad` from `min_cell_m`), so a cell spans about
-    the same number of the sensor's own resolution cells at 5 m as at 10 km. A cell is hot when its
-    3×3 neighbourhood holds `hot_count` deaths (within the half-life). Dense uniform clutter heats
-    every cell it covers, which then asks two more hits of every birth there: the price of not
-    confirming phantoms where clutter is structured (a background-relative test let multipath
-    through in `birds-and-clutter`)."""
+    Nothing in it is a constant of one sensor: it reaches `max_range_m` (the radar's coverage)
+    and its cells are `cell_rad` wide in azimuth and as deep, relative to their range (range bins
+    grow geometrically by 1 + `cell_rad` from `min_cell_m`), so a cell spans about the same number
+    of the sensor's own resolution cells at 5 m as at 10 km.
+
+    A cell is hot when its 3×3 neighbourhood holds `hot_count` deaths (within the half-life) and
+    more than its range ring explains: the mean of the ring's other cells in the radar's view
+    (`covered`: each column's share in view), by three Poisson sigmas. False alarms spread evenly
+    over the coverage, which the track score already prices at the learnt clutter density, then
+    heat no cell however dense (counted alone, 50 a scan in a 200 m coverage heated every cell
+    within seconds and asked two more hits of every target born mid-run). A reflector, or a few,
+    still stands out of its ring. The background is the ring, not the neighbouring cells (a test
+    against those let multipath through in `birds-and-clutter`), and any profile in range is
+    background (clutter uniform in volume grows with range). Clutter that fills a whole ring of
+    the view (a fence line across it) is that ring's background and heats nothing there."""
 
     def __init__(
         self,
@@ -38,6 +51,8 @@ class ClutterMap:
         min_cell_m: float = 1.0,
         half_life_s: float = 120.0,
         hot_count: float = 3.0,
+        origin_en: tuple[float, float] = (0.0, 0.0),
+        covered: FloatArray | None = None,
     ) -> None:
         self.max_range_m = max_range_m
         self.cell_rad = cell_rad
@@ -50,20 +65,31 @@ class ClutterMap:
         self.n_az = max(math.ceil(2.0 * math.pi / cell_rad), 3)
         self.decay_rate = math.log(2.0) / half_life_s
         self.hot_count = hot_count
+        self.origin = np.array([origin_en[0], origin_en[1]], dtype=np.float64)
+        # The share of each column's width in the radar's view, so that the edge columns of a view
+        # that does not end on a column border weigh what they hold (an empty column counted whole
+        # lowers the ring's mean: 2 in 42 made 1 % of cells hot in uniform clutter).
+        self.covered = np.ones(self.n_az) if covered is None else np.asarray(covered, dtype=np.float64)
         self.grid = np.zeros((self.n_range, self.n_az))
+        self.ring = np.zeros(self.n_range)  # each row's sum over the columns in view
         self.t = -math.inf
         self.t_ref = -math.inf  # the time at which a stored count is its decayed value (`_weight`)
 
+    def column_azimuths(self) -> FloatArray:
+        """Each column's centre azimuth (rad from north, clockwise), for `covered`."""
+        return np.asarray(
+            (np.arange(self.n_az) + 0.5) / self.n_az * 2.0 * math.pi - math.pi, dtype=np.float64
+        )
+
     def _cells(self, enu: FloatArray) -> tuple[IndexArray, IndexArray, BoolArray]:
-        rho = np.hypot(enu[:, 0], enu[:, 1])
+        east, north = enu[:, 0] - self.origin[0], enu[:, 1] - self.origin[1]
+        rho = np.hypot(east, north)
         far = (
             np.floor(np.log(np.maximum(rho, self.r0) / self.r0) / self.log_step).astype(np.intp) + self.linear
         )
         near = np.floor(rho / self.min_cell_m).astype(np.intp)
         i = np.where(rho < self.r0, near, far)
-        j = np.floor((np.arctan2(enu[:, 0], enu[:, 1]) + math.pi) / (2.0 * math.pi) * self.n_az).astype(
-            np.intp
-        )
+        j = np.floor((np.arctan2(east, north) + math.pi) / (2.0 * math.pi) * self.n_az).astype(np.intp)
         j = j % self.n_az
         inside = (rho <= self.max_range_m) & (i < self.n_range)
         return np.minimum(i, self.n_range - 1), j, inside
@@ -78,6 +104,7 @@ class ClutterMap:
         exponent = self.decay_rate * (self.t - self.t_ref)
         if exponent > _RESCALE_AT:
             self.grid *= math.exp(-exponent)
+            self.ring *= math.exp(-exponent)
             self.t_ref, exponent = self.t, 0.0
         return math.exp(exponent)
 
@@ -86,7 +113,9 @@ class ClutterMap:
             return
         weight = self._weight(t)
         i, j, inside = self._cells(enu)
-        np.add.at(self.grid, (i[inside], j[inside]), weight)
+        i, j = i[inside], j[inside]
+        np.add.at(self.grid, (i, j), weight)
+        np.add.at(self.ring, i[self.covered[j] > 0.0], weight)
 
     def hot(self, enu: FloatArray, t: float) -> BoolArray:
         """Counted over the 3×3 cells around each point, so a reflector on a cell border is one place."""
@@ -96,12 +125,74 @@ class ClutterMap:
         i, j, inside = self._cells(enu)
         ii = np.minimum(np.maximum(i[:, None] + _NEIGHBOUR_DI, 0), self.n_range - 1)
         jj = (j[:, None] + _NEIGHBOUR_DJ) % self.n_az
-        total = self.grid[ii, jj].sum(axis=1)
-        out: BoolArray = inside & (total >= self.hot_count * weight)
+        own = self.grid[ii, jj]
+        total = own.sum(axis=1) / weight
+        background = self._ring_background(ii, jj, own) / weight
+        bar = np.maximum(self.hot_count, background + _EXCESS_SIGMAS * np.sqrt(background))
+        out: BoolArray = inside & (total >= bar)
         return out
+
+    def _ring_background(self, ii: IndexArray, jj: IndexArray, own: FloatArray) -> FloatArray:
+        """What each neighbourhood would hold if its rings were even: per row, the ring's other
+        cells' mean times the share of its own cells in view (none where too few are left)."""
+        k = ii.shape[0]
+        share = self.covered[jj].reshape(k, 3, 3)  # (point, row, column): _NEIGHBOUR_DI is row-major
+        n_own = share.sum(axis=2)
+        n_others = float(self.covered.sum()) - n_own
+        own_in_view = np.where(share > 0.0, own.reshape(k, 3, 3), 0.0).sum(axis=2)
+        others = self.ring[ii.reshape(k, 3, 3)[:, :, 0]] - own_in_view
+        usable = n_others >= _MIN_RING_CELLS
+        mean = np.where(usable, np.maximum(others, 0.0) / np.maximum(n_others, 1.0), 0.0)
+        return np.asarray((mean * n_own).sum(axis=1), dtype=np.float64)
 
     def count(self, enu: FloatArray, t: float) -> FloatArray:
         """The decayed count of deaths in each point's own cell at time t (for inspection and tests)."""
         weight = self._weight(t)
         i, j, inside = self._cells(enu)
         return np.where(inside, self.grid[i, j] / weight, 0.0)
+
+
+class SiteClutter:
+    """The clutter maps of a site, one per radar in its own frame: a radar's false alarms are
+    spread over its own range rings (what `ClutterMap` judges a cell against), which are not the
+    node's rings when it is mounted away from the node. A death counts in the map of every radar
+    that fed the track; a birth is hot where any radar's map is hot there (that radar's clutter
+    would feed it too)."""
+
+    def __init__(self) -> None:
+        self.maps: dict[int, ClutterMap] = {}
+
+    def fit(self, bit: int, model: MeasurementModel, stats: SensorStats) -> None:
+        """A radar's map, made when it first reports: reaching its coverage, cells 3 σ of its angle
+        and range accuracy (within 0.5°–6° and at least 0.3 m deep), its columns in view marked."""
+        if bit in self.maps or not is_radar(model) or not math.isfinite(stats.sigma_angle[bit]):
+            return
+        cell = float(np.clip(3.0 * stats.sigma_angle[bit], math.radians(0.5), math.radians(6.0)))
+        depth = max(3.0 * float(stats.sigma_range[bit]), 0.3)
+        pose, coverage = model.pose, model.coverage
+        m = ClutterMap(
+            max_range_m=coverage.max_range_m,
+            cell_rad=cell,
+            min_cell_m=depth,
+            origin_en=(float(pose.offset_enu_m[0]), float(pose.offset_enu_m[1])),
+        )
+        az = m.column_azimuths()
+        level = np.column_stack([np.sin(az), np.cos(az), np.zeros_like(az)])
+        off_boresight = np.abs(cartesian_to_spherical(level @ pose.rotation)[1])
+        share = np.clip((coverage.fov_az_rad - off_boresight) / cell + 0.5, 0.0, 1.0)
+        m.covered = np.where(share > 1e-9, share, 0.0)
+        self.maps[bit] = m
+
+    def add(self, enu: FloatArray, sensor_masks: npt.NDArray[np.uint64], t: float) -> None:
+        """Deaths at `enu` of tracks fed by the sensors in `sensor_masks`."""
+        if not enu.shape[0] or not self.maps:
+            return
+        fed = fed_by(sensor_masks, list(self.maps))
+        for k, m in enumerate(self.maps.values()):
+            m.add(enu[fed[:, k]], t)
+
+    def hot(self, enu: FloatArray, t: float) -> BoolArray:
+        out = np.zeros(enu.shape[0], dtype=bool)
+        for m in self.maps.values():
+            out |= m.hot(enu, t)
+        return out

@@ -7,9 +7,10 @@ alarms per scan over its measurement volume, `sensor_stats`), + ln(1 − Pd) per
 should have seen it (inside coverage, position known to within a few of the sensor's own
 resolution cells at its range) but did not. Wald's sequential test on L, with α the configured
 `false_track_probability` and β the `miss_probability`:
-- confirm when L ≥ ln((1 − β)/α) (and the M-of-N count is met: `confirm_m` of the last
-  `confirm_n` looks is the least evidence any track needs, a guard against clutter that is not
-  uniform);
+- confirm when L ≥ ln((1 − β)/α), plus ln of the false alarms a scan a radar is specified
+  to make (α per scan, not per hypothesis: `TrackManager._hypotheses_bonus`), and the M-of-N count is met
+  (`confirm_m` of the last `confirm_n` looks is the least evidence any track needs, a guard
+  against clutter that is not uniform);
 - a tentative track is rejected as soon as L ≤ ln(β/(1 − α)).
 Births are never refused for want of tentative room: when the tentative pool would exceed
 `max_tentative`, or twice the scan's births beyond the sensor's learnt false alarms (or the

@@ -42,7 +42,7 @@ import numpy.typing as npt
 from scipy.special import log_ndtr
 
 from cuas_node.fusion import claims, sweep
-from cuas_node.fusion.clutter import ClutterMap
+from cuas_node.fusion.clutter import SiteClutter
 from cuas_node.fusion.initiation import Thresholds
 from cuas_node.fusion.measurement_models import MeasurementModel, PositionVelocityModel
 from cuas_node.fusion.models import largest_eigenvalue
@@ -118,8 +118,7 @@ class TrackManager:
             params.false_track_probability, params.miss_probability
         )
         self.window_mask = np.uint32((1 << params.confirm_n) - 1)
-        self.clutter = ClutterMap()
-        self._clutter_extent = 0.0
+        self.clutter = SiteClutter()
         self.lag_s = np.zeros(stats.last_t.size)  # per sensor bit: how late its newest scan reached maintain
         self._lag_measured_for = stats.last_t.copy()
         self.rejected = 0  # tentative tracks dropped by the SPRT
@@ -128,18 +127,16 @@ class TrackManager:
         self._frame_hits: dict[int, tuple[float, IndexArray]] = {}
 
     # -- derived thresholds -----------------------------------------------------------------
-    def fit_clutter_map(self, bit: int, model: MeasurementModel) -> None:
-        """Size the clutter map to the farthest radar's coverage and its cells to a radar's
-        resolution (recreated, empty, only when a sensor reaching farther first reports)."""
-        if not is_radar(model) or not math.isfinite(self.stats.sigma_angle[bit]):
-            return
-        reach = model.coverage.max_range_m + float(np.linalg.norm(model.pose.offset_enu_m))
-        if reach <= self._clutter_extent:
-            return
-        cell = float(np.clip(3.0 * self.stats.sigma_angle[bit], math.radians(0.5), math.radians(6.0)))
-        depth = max(3.0 * float(self.stats.sigma_range[bit]), 0.3)
-        self.clutter = ClutterMap(max_range_m=reach, cell_rad=cell, min_cell_m=depth)
-        self._clutter_extent = reach
+    def _hypotheses_bonus(self, bit: int, model: MeasurementModel) -> float:
+        """What a radar's scan adds to the confirmation bar: ln of the false alarms a scan it is
+        specified to make (`false_alarms_per_scan`, else `fusion.clutter_per_scan`; at least 1).
+        Wald's α bounds each false hypothesis's chance of confirming, and a scan with 50 false
+        alarms starts 50 of them: α per scan asks ln 50 more nats of each (Bonferroni over the
+        scan's births), about one more good hit without range-rate (α per hypothesis let 1000
+        false births a second confirm a false track every half minute: benchmark, lr-20x50). Not
+        the learnt rate: it counts every plot no established track explains, so 20 targets
+        acquired at once read as 20 false alarms a scan and would each wait a hit more."""
+        return math.log(max(1.0, float(self.stats.specified_false_alarms[bit]))) if is_radar(model) else 0.0
 
     def looked_at(
         self, active: IndexArray, bit: int, model: MeasurementModel, seen: FloatArray | None
@@ -284,7 +281,7 @@ class TrackManager:
             | (
                 (status == Status.TENTATIVE)
                 & (np.bitwise_count(tb.hits[hit]) >= np.minimum(least + tb.extra_hits[hit], reachable))
-                & (tb.score[hit] >= self.thresholds.confirm)
+                & (tb.score[hit] >= self.thresholds.confirm + self._hypotheses_bonus(bit, model))
             )
         ]
         confirm = confirm[~self.underground(confirm)]  # a ground-bounce image never confirms
@@ -292,7 +289,8 @@ class TrackManager:
         reject = active[(absent & ~firm & (tb.score[active] <= self.thresholds.reject)) | doomed]
         if reject.size:
             self.rejected += reject.size
-            self.clutter.add(tb.x[reject[np.isfinite(tb.t_ranged[reject])], :3], t)
+            ranged = reject[np.isfinite(tb.t_ranged[reject])]
+            self.clutter.add(tb.x[ranged, :3], tb.sensor_mask[ranged], t)
             tb.release(reject)
         return active[doomed]
 
@@ -366,7 +364,9 @@ class TrackManager:
         tb.status[active[coast]] = Status.COASTING
         tb.changed[active[coast]] = True
         died = active[drop_tentative & ranged]
-        self.clutter.add(tb.x[died, :3], t)  # never confirmed: most likely a false alarm there
+        self.clutter.add(
+            tb.x[died, :3], tb.sensor_mask[died], t
+        )  # never confirmed: most likely a false alarm there
         return active[drop_firm], active[drop_tentative]
 
     def claimed(self, active: IndexArray, t: float) -> BoolArray:

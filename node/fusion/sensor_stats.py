@@ -65,6 +65,7 @@ class SensorStats:
         self.period_s = np.full(N_SENSORS, np.nan)
         self.look_late = np.zeros(N_SENSORS)  # a scanning radar's pass, a broadcast: this late (periods)
         self.false_alarms = np.full(N_SENSORS, max(false_alarms, _MIN_FALSE_ALARMS))
+        self.specified_false_alarms = self.false_alarms.copy()  # per scan, as configured (not learnt)
         self.doppler_span = np.full(N_SENSORS, np.nan)
         self.pd_num = np.full(N_SENSORS, detection_probability * _PD_PRIOR_LOOKS)
         self.pd_den = np.full(N_SENSORS, _PD_PRIOR_LOOKS)
@@ -89,6 +90,7 @@ class SensorStats:
         self.look_late[bit] = look_late
         if false_alarms_per_scan is not None:
             self.false_alarms[bit] = max(false_alarms_per_scan, _MIN_FALSE_ALARMS)
+            self.specified_false_alarms[bit] = self.false_alarms[bit]
         if scan_rate_hz is not None and scan_rate_hz > 0:
             self.period_s[bit] = 1.0 / scan_rate_hz
 

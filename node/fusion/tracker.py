@@ -18,7 +18,6 @@ from scipy.stats import chi2
 
 from cuas_node.fusion import imm, jpda, late
 from cuas_node.fusion.association import assign
-from cuas_node.fusion.clutter import ClutterMap
 from cuas_node.fusion.ground import Ground, hold_above_ground
 from cuas_node.fusion.initiation import BirthCounters, hit_score, make_room
 from cuas_node.fusion.management import TrackManager
@@ -184,7 +183,7 @@ class Tracker:
         tb = self.table
         bit = self.sensor_bits.get(scan.model.sensor_id, 63)
         self.stats.scan(bit, scan.model, scan.t, scan.z, scan.r)
-        self.manager.fit_clutter_map(bit, scan.model)
+        self.manager.clutter.fit(bit, scan.model, self.stats)
         clutter = self.stats.clutter_density(bit, scan.model, scan.z.shape[1], self.params.clutter_per_scan)
         active = tb.active()
         m = scan.z.shape[0]
@@ -404,10 +403,6 @@ class Tracker:
         deleted = self.snapshot(drop_firm, deleted=True)
         self.table.release(np.concatenate([drop_firm, drop_tentative]))
         return deleted
-
-    @property
-    def clutter(self) -> ClutterMap:
-        return self.manager.clutter
 
     def _underground(self, slots: IndexArray) -> BoolArray:
         """Tracks below the ground by more than their own vertical uncertainty (fusion/ground.py)."""
