@@ -137,7 +137,9 @@ def confirm_hits(spec: SetSpec) -> tuple[int, int]:
     ln((1 − β)/α) + ln(false alarms a scan), as ours."""
     from cuas_node.fusion.initiation import Thresholds
 
-    fusion = node_config(spec).fusion
+    config = node_config(spec)
+    fusion = config.fusion
+    specified = getattr(config.sensors[0], "false_alarms_per_scan", None)  # a TI board has none
     th = Thresholds.from_probabilities(fusion.false_track_probability, fusion.miss_probability)
     radar = spec.radar
     spread = SPEED_PRIOR_MPS / radar.rate_hz
@@ -152,7 +154,8 @@ def confirm_hits(spec: SetSpec) -> tuple[int, int]:
     density = max(spec.clutter, 0.05) / radar.volume()
     gain = math.log(spec.pd) - math.log(density) + loglik
     least = max(fusion.confirm_m, COMPARATOR_MIN_HITS)
-    bar = th.confirm + math.log(max(1.0, spec.clutter))  # α per scan (`TrackManager._hypotheses_bonus`)
+    clutter = fusion.clutter_per_scan if specified is None else specified
+    bar = th.confirm + math.log(max(1.0, clutter))  # α per scan (`TrackManager._hypotheses_bonus`)
     hits = least if gain <= 0 else max(least, math.ceil(bar / gain))
     return min(hits, fusion.confirm_n), th.misses_to_delete(spec.pd)
 

@@ -62,9 +62,15 @@ def test_points_outside_the_map_are_never_hot() -> None:
     assert m.count(outside, 0.0)[0] == 0.0
 
 
-def _site(offset_m: tuple[float, float, float] = (0.0, 0.0, 0.0), yaw_deg: float = 0.0) -> SiteClutter:
-    """A site with one TI-like radar (200 m, ±60°, 1° and 0.15 m) at bit 0."""
-    sensor = RadarSensor("radar", Pose.from_angles(yaw_deg, 0.0, 0.0, offset_m), 200.0, min_range_m=5.0)
+def _site(
+    offset_m: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    yaw_deg: float = 0.0,
+    pitch_deg: float = 0.0,
+    fov_az_deg: float = 60.0,
+) -> SiteClutter:
+    """A site with one TI-like radar (200 m, ±60° × ±30°, 1° and 0.15 m) at bit 0."""
+    pose = Pose.from_angles(yaw_deg, pitch_deg, 0.0, offset_m)
+    sensor = RadarSensor("radar", pose, 200.0, math.radians(fov_az_deg), math.radians(30.0), min_range_m=5.0)
     stats = SensorStats(50.0, 0.9)
     stats.sigma_angle[0], stats.sigma_range[0] = math.radians(1.0), 0.15
     site = SiteClutter()
@@ -150,3 +156,49 @@ def test_a_radar_mounted_away_from_the_node_judges_cells_on_its_own_rings() -> N
     other = here + np.array([[-60.0, 80.0, 2.0]])
     site.add(np.repeat(other, 20, axis=0), np.full(20, np.uint64(2)), 60.0)  # fed by another sensor only
     assert not site.hot(other, 60.0)[0]
+
+
+def _sensor_uniform(rng: np.random.Generator, n: int, site_pose: Pose, fov_az_deg: float) -> np.ndarray:
+    """n false alarms uniform in range, azimuth and elevation of the radar's own view, in ENU."""
+    r = rng.uniform(5.0, 200.0, n)
+    az = np.radians(rng.uniform(-fov_az_deg, fov_az_deg, n))
+    el = np.radians(rng.uniform(-30.0, 30.0, n))
+    xyz = np.stack([r * np.cos(el) * np.sin(az), r * np.cos(el) * np.cos(az), r * np.sin(el)], axis=1)
+    out: np.ndarray = site_pose.sensor_to_enu(xyz)
+    return out
+
+
+def test_a_pitched_radar_and_a_view_off_the_column_borders_heat_nothing_in_uniform_clutter() -> None:
+    """Uniform clutter over a radar's own view, pitched up 20° (its view's upper edge spreads
+    wider in ENU azimuth than its level one) or ±50° wide (edge columns partly in view): the
+    columns weigh what reaches them, so no cell stands out of its ring."""
+    for pitch, fov in ((20.0, 60.0), (0.0, 50.0)):
+        site, rng = _site(pitch_deg=pitch, fov_az_deg=fov), np.random.default_rng(7)
+        pose = Pose.from_angles(0.0, pitch, 0.0, (0.0, 0.0, 0.0))
+        for k in range(600):
+            _die(site, _sensor_uniform(rng, 50, pose, fov), 0.05 * k)
+        births = _sensor_uniform(rng, 1000, pose, fov)
+        births = births[np.hypot(births[:, 0], births[:, 1]) > 20.0]
+        assert site.hot(births, 30.0).mean() < 0.02, (pitch, fov)
+
+
+def test_a_reflector_stays_hot_across_the_grid_rescale() -> None:
+    """The ring's sums are rescaled with the grid when the lazy decay folds (every ~70 minutes at
+    the 120 s half-life): a reflector dying every second keeps standing out of its ring."""
+    site, rng = _site(), np.random.default_rng(8)
+    m = site.maps[0]
+    reflector = np.array([[40.0, 120.0, 2.0]])
+    for k in range(6000):
+        _die(site, np.vstack([_uniform(rng, 5, 0.0), reflector]), float(k))
+    assert m.t_ref > 0.0  # it did fold
+    assert site.hot(reflector, 6000.0)[0]
+    assert site.hot(_away(_uniform(rng, 500, 0.0, r_min=20.0), reflector, np.zeros(3)), 6000.0).mean() < 0.02
+
+
+def test_deaths_outside_a_radars_view_make_no_cell_hot_in_its_map() -> None:
+    """A track two radars fed may die in the other's view: it counts in both maps, but only the
+    map of the radar that sees the place may call it hot."""
+    site = _site()
+    behind = np.array([[0.0, -100.0, 2.0]])  # behind the radar facing north
+    _die(site, np.repeat(behind, 20, axis=0), 1.0)
+    assert not site.hot(behind, 1.0)[0]
