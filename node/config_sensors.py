@@ -127,7 +127,14 @@ class GenericRadarSensor(_SensorBase):
     )
     rate_hz: float = Field(gt=0, le=1000, description="scans (looks at the whole coverage) per second")
     false_alarms_per_scan: float = Field(
-        default=2.0, ge=0, description="expected clutter detections per scan (the tracker's clutter density)"
+        default=2.0,
+        ge=0,
+        le=1e5,
+        allow_inf_nan=False,
+        description=(
+            "expected clutter detections per scan (the tracker's starting clutter density and, as"
+            " configured, its confirmation bar)"
+        ),
     )
     splits_objects: bool = Field(
         default=False,

@@ -263,9 +263,9 @@ class TrackStats:
     """Per radar sensor id, the capture times its plots carried."""
     frame_rates_hz: dict[str, float] = dataclasses.field(default_factory=dict)
     """The configured `rate_hz` of the radars whose scans share one time (not `sweeps`)."""
-    learnt: dict[str, tuple[float, float, bool]] = dataclasses.field(default_factory=dict)
+    learnt: dict[str, tuple[float, float, bool, float]] = dataclasses.field(default_factory=dict)
     """Per radar that scanned: the detection probability and false alarms per scan fusion learnt
-    from its scans, and whether it sweeps."""
+    from its scans, whether it sweeps, and the false alarms per scan it was configured with."""
 
 
 class Tracking:
@@ -339,7 +339,8 @@ class Tracking:
         for s in self.setup_radars:
             bit = tracker.sensor_bits.get(s.sensor_id)
             if bit is not None and math.isfinite(tracker.stats.last_t[bit]):
-                learnt = (tracker.stats.pd(bit), float(tracker.stats.false_alarms[bit]), s.sweeps)
+                specified = float(tracker.stats.specified_false_alarms[bit])
+                learnt = (tracker.stats.pd(bit), float(tracker.stats.false_alarms[bit]), s.sweeps, specified)
                 stats.learnt[s.sensor_id] = learnt
         stats.wall_s = time.perf_counter() - started
         return stats

@@ -75,6 +75,7 @@ def _counts(counter: Counter[str], limit: int = 8) -> str:
 # A radar's plots carrying more capture times a second than this many times its configured scan
 # rate (over at least this many times) are not one time per scan (`PlotTimes`).
 _MISTIMED_RATIO, _MISTIMED_LEAST = 3.0, 20
+_UNDERSTATED_RATIO = 3.0  # learnt false alarms this many times the configured ones: say so
 
 
 def summary(stats: TrackStats) -> list[str]:
@@ -119,11 +120,18 @@ def summary(stats: TrackStats) -> list[str]:
                 "charges a miss to every track it does not hit. A scanning radar that stamps each plot "
                 "when its beam passed needs sweeps = true; else check rate_hz (docs/config.md)"
             )
-    for sensor_id, (pd, false_alarms, sweeps) in stats.learnt.items():
+    for sensor_id, (pd, false_alarms, sweeps, specified) in stats.learnt.items():
         lines.append(
             f"radar {sensor_id!r}: learnt Pd {pd:.2f}, {false_alarms:.1f} false alarms a "
             + ("sweep (a rate_hz twice the radar's sweep rate halves that Pd)" if sweeps else "scan")
         )
+        if false_alarms > _UNDERSTATED_RATIO * max(specified, 1.0):
+            lines.append(
+                f"radar {sensor_id!r}: it reported {false_alarms:.1f} false alarms a "
+                f"{'sweep' if sweeps else 'scan'} for false_alarms_per_scan = {specified:g}; the "
+                "confirmation bar counts the configured figure (false_track_probability, "
+                "docs/config.md), so with fewer configured than it makes false tracks confirm more often"
+            )
     if stats.wrong_role:
         lines.append(
             f"skipped {stats.wrong_role.total()} measurements of a kind their sensor does not produce "

@@ -521,3 +521,12 @@ def test_ti_figures_follow_a_configured_profile(tmp_path: Path) -> None:
     assert spec.min_range_m == pytest.approx(1.5)
     # An unreadable profile (config check reports it) leaves fusion the shipped profile's figures.
     assert _ti_spec(cfg_file=str(tmp_path / "missing.cfg")).scan_rate_hz == pytest.approx(20.0)
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", 1e300, -1.0])
+def test_a_radar_section_with_an_impossible_false_alarm_rate_is_refused_by_name(value: Any) -> None:
+    """`false_alarms_per_scan` sets the clutter density and the confirmation bar: infinite
+    crashed `track` (make_room's ceil of infinity) and 1e300 confirmed nothing, ever."""
+    sensor = {**SURVEILLANCE, "false_alarms_per_scan": float(value)}
+    with pytest.raises(ConfigError, match="false_alarms_per_scan"):
+        build_config({"node": {"id": "t"}, "sensors": [sensor]}, "t")

@@ -327,6 +327,26 @@ def test_track_reports_each_radars_learnt_pd_and_a_wrong_sweep_rate_shows_in_it(
     assert learnt["1"][1] == pytest.approx(10.0, abs=2.0)
 
 
+def test_track_says_when_a_radar_reports_far_more_false_alarms_than_configured(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The confirmation bar counts the configured `false_alarms_per_scan` (α per scan): a radar
+    that makes 10 a sweep described with 2 confirms false tracks more often, and `track` says so;
+    described with 10, nothing is said."""
+    lines, _ = _sweep_lines(vanish_at=60.0, seconds=60)
+    path = tmp_path / "plots.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    said = {}
+    for configured in ("10", "2"):
+        config = tmp_path / f"radar{configured}.toml"
+        config.write_text(
+            SWEEP_TOML.replace("false_alarms_per_scan = 10", f"false_alarms_per_scan = {configured}")
+        )
+        assert main(["track", "--config", str(config), str(path)]) == 0
+        said[configured] = f"for false_alarms_per_scan = {configured};" in capsys.readouterr().err
+    assert said == {"10": False, "2": True}
+
+
 def test_a_tentative_track_whose_owed_misses_reject_it_is_not_saved_by_the_plot_that_owed_them() -> None:
     """A quiet radar (no `EmptyRadarScan`) of Pd 0.97: one plot, an empty sweep, then a plot at
     the same place. The miss owed for the empty sweep is charged with the second plot; it takes
