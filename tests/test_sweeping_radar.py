@@ -305,22 +305,32 @@ def test_a_sweeps_closing_empty_scan_charges_its_misses_then() -> None:
     assert int(table.hits[x]) & 0b11 == 0b10  # hit in sweep 9, missed in sweep 10
 
 
+def _track_summaries(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: dict[str, str]
+) -> dict[str, str]:
+    """`track`'s summary (stderr) of one minute of a scanning radar's plots, per variant of its
+    config (`old` in SWEEP_TOML replaced by each of `new`)."""
+    lines, _ = _sweep_lines(vanish_at=60.0, seconds=60)
+    path = tmp_path / "plots.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    out = {}
+    for key, text in new.items():
+        config = tmp_path / f"radar-{key}.toml"
+        config.write_text(SWEEP_TOML.replace(old, text))
+        assert main(["track", "--config", str(config), str(path)]) == 0
+        out[key] = capsys.readouterr().err
+    return out
+
+
 def test_track_reports_each_radars_learnt_pd_and_a_wrong_sweep_rate_shows_in_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The summary gives what fusion learnt of each radar. A scanning radar described with twice
     its sweep rate is charged a miss every other sweep: its learnt Pd reads about half (Pd 0.9)."""
-    lines, _ = _sweep_lines(vanish_at=60.0, seconds=60)
-    path = tmp_path / "plots.jsonl"
-    path.write_text("\n".join(lines) + "\n")
+    said = _track_summaries(tmp_path, capsys, "rate_hz = 1", {r: f"rate_hz = {r}" for r in ("1", "2")})
     learnt = {}
-    for rate in ("1", "2"):
-        config = tmp_path / f"radar{rate}.toml"
-        config.write_text(SWEEP_TOML.replace("rate_hz = 1", f"rate_hz = {rate}"))
-        assert main(["track", "--config", str(config), str(path)]) == 0
-        found = re.search(
-            r"radar 'surv': learnt Pd ([0-9.]+), ([0-9.]+) false alarms a sweep", capsys.readouterr().err
-        )
+    for rate, err in said.items():
+        found = re.search(r"radar 'surv': learnt Pd ([0-9.]+), ([0-9.]+) false alarms a sweep", err)
         assert found is not None
         learnt[rate] = float(found[1]), float(found[2])
     assert learnt["1"][0] > 0.85 and learnt["2"][0] < 0.6
@@ -333,18 +343,12 @@ def test_track_says_when_a_radar_reports_far_more_false_alarms_than_configured(
     """The confirmation bar counts the configured `false_alarms_per_scan` (α per scan): a radar
     that makes 10 a sweep described with 2 confirms false tracks more often, and `track` says so;
     described with 10, nothing is said."""
-    lines, _ = _sweep_lines(vanish_at=60.0, seconds=60)
-    path = tmp_path / "plots.jsonl"
-    path.write_text("\n".join(lines) + "\n")
-    said = {}
-    for configured in ("10", "2"):
-        config = tmp_path / f"radar{configured}.toml"
-        config.write_text(
-            SWEEP_TOML.replace("false_alarms_per_scan = 10", f"false_alarms_per_scan = {configured}")
-        )
-        assert main(["track", "--config", str(config), str(path)]) == 0
-        said[configured] = f"for false_alarms_per_scan = {configured};" in capsys.readouterr().err
-    assert said == {"10": False, "2": True}
+    old = "false_alarms_per_scan = 10"
+    said = _track_summaries(tmp_path, capsys, old, {n: f"false_alarms_per_scan = {n}" for n in ("10", "2")})
+    assert {n: f"for false_alarms_per_scan = {n};" in err for n, err in said.items()} == {
+        "10": False,
+        "2": True,
+    }
 
 
 def test_a_tentative_track_whose_owed_misses_reject_it_is_not_saved_by_the_plot_that_owed_them() -> None:
