@@ -35,14 +35,16 @@ class ClutterMap:
 
     A cell is hot when its 3×3 neighbourhood holds `hot_count` deaths (within the half-life) and
     more than its range ring explains: the mean of the ring's other cells in the radar's view
-    (`covered`: each column's share in view), by three Poisson sigmas. False alarms spread evenly
-    over the coverage, which the track score already prices at the learnt clutter density, then
-    heat no cell however dense (counted alone, 50 a scan in a 200 m coverage heated every cell
-    within seconds and asked two more hits of every target born mid-run). A reflector, or a few,
-    still stands out of its ring. The background is the ring, not the neighbouring cells (a test
-    against those let multipath through in `birds-and-clutter`), and any profile in range is
-    background (clutter uniform in volume grows with range). Clutter that fills a whole ring of
-    the view (a fence line across it) is that ring's background and heats nothing there."""
+    (`covered`: each column's weight in it, `_view_columns`), by three Poisson sigmas. False
+    alarms spread evenly over the coverage, which the track score already prices at the learnt
+    clutter density, then heat no cell however dense (counted alone, 50 a scan in a 200 m
+    coverage heated every cell within seconds and asked two more hits of every target born
+    mid-run). A reflector, or a few, still stands out of its ring, if its tracks die unconfirmed
+    (one that confirms before any dies there is never counted). The background is the ring, not
+    the neighbouring cells (a test against those let multipath through in `birds-and-clutter`),
+    and any profile in range is background (clutter uniform in volume grows with range). Clutter
+    that fills a whole ring of the view (a fence line across it) is that ring's background and
+    heats nothing there."""
 
     def __init__(
         self,
@@ -66,20 +68,14 @@ class ClutterMap:
         self.decay_rate = math.log(2.0) / half_life_s
         self.hot_count = hot_count
         self.origin = np.array([origin_en[0], origin_en[1]], dtype=np.float64)
-        # The share of each column's width in the radar's view, so that the edge columns of a view
-        # that does not end on a column border weigh what they hold (an empty column counted whole
-        # lowers the ring's mean: 2 in 42 made 1 % of cells hot in uniform clutter).
+        # Each column's weight in the radar's view (`_view_columns`), so that the edge columns of a
+        # view that does not end on a column border weigh what they hold (an empty column counted
+        # whole lowers the ring's mean: 2 in 42 made 1 % of cells hot in uniform clutter).
         self.covered = np.ones(self.n_az) if covered is None else np.asarray(covered, dtype=np.float64)
         self.grid = np.zeros((self.n_range, self.n_az))
         self.ring = np.zeros(self.n_range)  # each row's sum over the columns in view
         self.t = -math.inf
         self.t_ref = -math.inf  # the time at which a stored count is its decayed value (`_weight`)
-
-    def column_azimuths(self) -> FloatArray:
-        """Each column's centre azimuth (rad from north, clockwise), for `covered`."""
-        return np.asarray(
-            (np.arange(self.n_az) + 0.5) / self.n_az * 2.0 * math.pi - math.pi, dtype=np.float64
-        )
 
     def _cells(self, enu: FloatArray) -> tuple[IndexArray, IndexArray, BoolArray]:
         east, north = enu[:, 0] - self.origin[0], enu[:, 1] - self.origin[1]
