@@ -54,7 +54,6 @@ class ClutterMap:
         half_life_s: float = 120.0,
         hot_count: float = 3.0,
         origin_en: tuple[float, float] = (0.0, 0.0),
-        covered: FloatArray | None = None,
     ) -> None:
         self.max_range_m = max_range_m
         self.cell_rad = cell_rad
@@ -71,7 +70,7 @@ class ClutterMap:
         # Each column's weight in the radar's view (`_view_columns`), so that the edge columns of a
         # view that does not end on a column border weigh what they hold (an empty column counted
         # whole lowers the ring's mean: 2 in 42 made 1 % of cells hot in uniform clutter).
-        self.covered = np.ones(self.n_az) if covered is None else np.asarray(covered, dtype=np.float64)
+        self.covered = np.ones(self.n_az)
         self.grid = np.zeros((self.n_range, self.n_az))
         self.ring = np.zeros(self.n_range)  # each row's sum over the columns in view
         self.t = -math.inf
@@ -85,10 +84,13 @@ class ClutterMap:
         )
         near = np.floor(rho / self.min_cell_m).astype(np.intp)
         i = np.where(rho < self.r0, near, far)
-        j = np.floor((np.arctan2(east, north) + math.pi) / (2.0 * math.pi) * self.n_az).astype(np.intp)
-        j = j % self.n_az
         inside = (rho <= self.max_range_m) & (i < self.n_range)
-        return np.minimum(i, self.n_range - 1), j, inside
+        return np.minimum(i, self.n_range - 1), self.columns(east, north), inside
+
+    def columns(self, east: FloatArray, north: FloatArray) -> IndexArray:
+        """The azimuth column of each horizontal direction (east, north) from the map's origin."""
+        j = np.floor((np.arctan2(east, north) + math.pi) / (2.0 * math.pi) * self.n_az).astype(np.intp)
+        return np.asarray(j % self.n_az, dtype=np.intp)
 
     def _weight(self, t: float) -> float:
         """Deaths are stored scaled by exp(rate · (t − t_ref)) and read back divided by it, so that
@@ -206,10 +208,7 @@ def _view_columns(m: ClutterMap, model: MeasurementModel) -> FloatArray:
     )
     sensor = spherical_to_cartesian(np.ones(az.size), az.ravel(), el.ravel())
     enu = sensor @ model.pose.rotation.T
-    j = (
-        np.floor((np.arctan2(enu[:, 0], enu[:, 1]) + math.pi) / (2.0 * math.pi) * m.n_az).astype(np.intp)
-        % m.n_az
-    )
+    j = m.columns(enu[:, 0], enu[:, 1])
     level = np.abs(enu[:, 2]) < 0.999  # straight up or down has no azimuth
     counts = np.bincount(j[level], minlength=m.n_az).astype(np.float64)
     weights = counts / counts.max() if counts.any() else counts
