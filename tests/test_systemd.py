@@ -134,6 +134,7 @@ def test_unit_limits_memory_tasks_and_log_rate() -> None:
     assert 100 <= int(s["LogRateLimitBurst"][0]) <= 10000
     for key in ("MemoryHigh", "MemoryMax", "TasksMax", "LogRateLimitIntervalSec", "LogRateLimitBurst"):
         assert len(s[key]) == 1, f"{key} set twice"
+    assert "OPENBLAS_NUM_THREADS=1" in s["Environment"]  # no BLAS pool spinning beside the node's threads
     text = UNIT.read_text()
     assert "cgroup_enable=memory" in text  # the Pi kernel's memory cgroup caveat stays next to them
 

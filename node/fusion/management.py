@@ -56,10 +56,11 @@ IndexArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 
 _KNOWN_RESOLUTIONS = 4.0  # a track is "known" within this many of the sensor's 1σ position accuracy
-_COAST_PERIODS = 2.0  # timeouts are at least this many periods of a sensor that times it (`viewing`)
-_TENTATIVE_PERIODS = 2.5
-_DELETE_PERIODS = 3.0
-_LEFT_COVERAGE_PERIODS = 1.5  # outside every coverage is asked of tracks unfed at least this long
+# Timeouts are at least this many periods of a sensor that times the track (`viewing`): to coast,
+# to drop a tentative track, to delete, and to ask whether it left every coverage (of tracks
+# unfed at least this long). Columns of `SensorStats.timeout_s`, indexed by the names below.
+_PERIODS = (2.0, 2.5, 3.0, 1.5)
+_COAST, _TENTATIVE, _DELETE, _LEFT_COVERAGE = range(4)
 # The fewest hits that show motion: what the M-of-N guard asks of a track a plot extractor feeds
 # (`least_hits`).
 _PLOT_LEAST_HITS = 2
@@ -320,16 +321,13 @@ class TrackManager:
         unfed = self.unfed_s(active, t)
         viewing = self.viewing(active, t)
         p = self.params
+        timeouts = self.stats.timeout_s(viewing, _PERIODS)
         tentative = status == Status.TENTATIVE
         drop_tentative = tentative & (
-            (
-                unfed
-                > np.maximum(p.tentative_delete_after_s, self.stats.timeout_s(viewing, _TENTATIVE_PERIODS))
-            )
-            | underground
+            (unfed > np.maximum(p.tentative_delete_after_s, timeouts[:, _TENTATIVE])) | underground
         )
         firm = ~tentative
-        left = firm & ranged & (unfed > self.stats.timeout_s(viewing, _LEFT_COVERAGE_PERIODS))
+        left = firm & ranged & (unfed > timeouts[:, _LEFT_COVERAGE])
         if left.any():  # asked only of the few unfed for a while
             out = active[left]
             odds = self.inside_odds(out, self.predicted(out, t))
@@ -342,9 +340,7 @@ class TrackManager:
             gone = np.zeros(out.size, dtype=bool)
             gone[outside] = unfed[left][outside] > wait
             left[left] = gone
-        timed_out = firm & (
-            unfed > np.maximum(p.delete_after_s, self.stats.timeout_s(viewing, _DELETE_PERIODS))
-        )
+        timed_out = firm & (unfed > np.maximum(p.delete_after_s, timeouts[:, _DELETE]))
         if timed_out.any():  # asked only of the few unfed for that long
             # Never sooner than the misses-in-view rule could have judged it: a 1 Hz radar at Pd 0.6
             # misses a present target 3 scans running every few tens of seconds.
@@ -358,7 +354,7 @@ class TrackManager:
         )
         coast = (
             (status == Status.CONFIRMED)
-            & (unfed > np.maximum(p.coast_after_s, self.stats.timeout_s(viewing, _COAST_PERIODS)))
+            & (unfed > np.maximum(p.coast_after_s, timeouts[:, _COAST]))
             & ~drop_firm
         )
         tb.status[active[coast]] = Status.COASTING

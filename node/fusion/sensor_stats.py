@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -202,14 +203,17 @@ class SensorStats:
             np.maximum(self.sigma_range[bit], range_m * self.sigma_angle[bit]), dtype=np.float64
         )
 
-    def timeout_s(self, mask: npt.NDArray[np.uint64], periods: float) -> FloatArray:
-        """Per sensor mask: `periods` scan periods of its soonest sensor (0 when unknown), each
+    def timeout_s(self, mask: npt.NDArray[np.uint64], periods: Sequence[float]) -> FloatArray:
+        """Per sensor mask (rows) and count of `periods` (columns, all in one pass over the
+        sensors: maintenance asks four every scan): that many scan periods of the mask's soonest
+        sensor (0 when unknown), each
         sensor's with its own lateness: a scanning radar's pass over a target comes up to its
         sweep guard late (`sweep.SWEEP_GUARD` of a period: its sweep clock calls a pass overdue
         only then), and a track timed out on whole periods coasted after one missed sweep just
         before the next pass fed it; a broadcast up to `REMOTE_ID_LATE`; a frame radar's scan is
         on time."""
-        return self._soonest(mask, ((periods + self.look_late) * self.period_s)[None, :])
+        counts = np.asarray(periods, dtype=np.float64)[:, None]
+        return self._soonest(mask, (counts + self.look_late) * self.period_s)
 
     def radar_mask(self) -> np.uint64:
         """The bits of the radars among the sensors seen: the ones whose scans look at a whole
@@ -221,10 +225,12 @@ class SensorStats:
         k scans in a row with probability at most `alpha` (per mask), (1 − Pd)^k ≤ α, at its
         learnt Pd and period (0 when unknown, or when α ≥ 1)."""
         scans = np.maximum(np.log(alpha)[:, None] / np.log1p(-self.pds())[None, :], 0.0)
-        return self._soonest(mask, self.period_s[None, :] * scans)
+        return self._soonest(mask, (self.period_s * scans)[:, None, :])[:, 0]
 
     def _soonest(self, mask: npt.NDArray[np.uint64], seconds: FloatArray) -> FloatArray:
-        """Per mask, the least of `seconds` ((1 or masks) × sensors) over the sensors in it."""
+        """Per mask, the least of `seconds` over the sensors in it: `seconds` is (columns ×
+        sensors), the same for every mask, or (masks × columns × sensors); (masks × columns)."""
         bits = np.flatnonzero(np.isfinite(self.period_s))  # the few that reported
-        soonest = np.min(np.where(fed_by(mask, bits), seconds[:, bits], np.inf), axis=1, initial=np.inf)
+        fed = fed_by(mask, bits)[:, None, :]
+        soonest = np.min(np.where(fed, seconds[..., bits], np.inf), axis=2, initial=np.inf)
         return np.asarray(np.where(np.isfinite(soonest), soonest, 0.0), dtype=np.float64)
