@@ -22,6 +22,7 @@ from cuas_node.fusion.ground import radar_height_sigma, radar_points_enu
 from cuas_node.fusion.measurement_models import RADIAL_SPAN_MPS, Coverage, RadarModel
 from cuas_node.fusion.models import CLIMB_PRIOR_SIGMA_MPS
 from cuas_node.fusion.params import RadarSensor
+from cuas_node.fusion.sensor_stats import SensorStats
 from cuas_node.kernel.clock import SystemClock
 from cuas_node.kernel.measurement import RadarDetection
 from cuas_node.kernel.pose import Pose, cartesian_to_spherical
@@ -153,6 +154,25 @@ def test_3d_model_clutter_volume_has_no_range_rate_axis() -> None:
     assert _model(4).measurement_volume() == pytest.approx(_model(3).measurement_volume() * RADIAL_SPAN_MPS)
     with pytest.raises(ValueError, match="3 or 4"):
         _model(2)
+
+
+def test_clutter_density_spreads_false_alarms_from_the_blind_zone_out() -> None:
+    """A radar blind to its first 300 m spreads its false alarms over 300-2500 m, not from 0: the
+    density a hit's score divides by is the configured false alarms over that volume."""
+    fov_az, fov_el = math.radians(60.0), math.radians(20.0)
+    model = RadarModel(
+        "surv",
+        Pose.from_angles(0.0, 0.0, 0.0, (0.0, 0.0, 0.0)),
+        Coverage(2500.0, fov_az, fov_el, 300.0),
+        dim=3,
+    )
+    stats = SensorStats(false_alarms=50.0, detection_probability=0.9)
+    volume = 2200.0 * (2 * fov_az) * (2 * fov_el)
+    assert model.measurement_volume() == pytest.approx(volume)
+    assert stats.clutter_density(0, model, 3, configured=2.0) == pytest.approx(50.0 / volume)
+    assert stats.clutter_density(0, model, 4, configured=2.0) == pytest.approx(
+        50.0 / volume / RADIAL_SPAN_MPS
+    )
 
 
 def test_ground_accepts_detections_without_range_rate() -> None:

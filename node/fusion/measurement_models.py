@@ -40,6 +40,12 @@ class Coverage:
     def contains(self, pose: Pose, enu: FloatArray) -> npt.NDArray[np.bool_]:
         return self.sees(*cartesian_to_spherical(pose.enu_to_sensor(enu)))
 
+    def volume(self) -> float:
+        """Its volume in (range, azimuth, elevation), m · rad²: what a radar's false alarms,
+        uniform in its measurements, spread over. From `min_range_m` (a long-range radar's blind
+        zone, 300 of 2500 m, is 12 % of its range)."""
+        return (self.max_range_m - self.min_range_m) * (2 * self.fov_az_rad) * (2 * self.fov_el_rad)
+
     def sees(self, rng: FloatArray, az: FloatArray, el: FloatArray) -> npt.NDArray[np.bool_]:
         """`contains` for points already in the sensor's spherical coordinates (a radar's
         predicted measurements: range, azimuth from the boresight, elevation)."""
@@ -114,12 +120,12 @@ class RadarModel:
             return z, h
         return z[:, :3].copy(), h[:, :3, :].copy()
 
-    def measurement_volume(self) -> float:
-        """Volume of measurement space (m · rad², · m/s with range-rate) over which clutter spreads
-        (from range 0: a blind zone is small beside the range covered)."""
-        c = self.coverage
-        volume = c.max_range_m * (2 * c.fov_az_rad) * (2 * c.fov_el_rad)
-        return volume * RADIAL_SPAN_MPS if self.dim == 4 else volume
+    def measurement_volume(self, radial_span_mps: float = RADIAL_SPAN_MPS) -> float:
+        """Volume of measurement space (m · rad², · m/s with range-rate) over which clutter
+        spreads: the coverage's, times the span of range-rates its false alarms take (the learnt
+        one, `SensorStats.doppler_span`, once known)."""
+        volume = self.coverage.volume()
+        return volume * radial_span_mps if self.dim == 4 else volume
 
     def innovation(self, z: FloatArray, z_pred: FloatArray) -> FloatArray:
         nu = z - z_pred

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from cuas_node.fusion.measurement_models import MeasurementModel, PositionVelocityModel
+from cuas_node.fusion.measurement_models import RADIAL_SPAN_MPS, MeasurementModel, PositionVelocityModel
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -190,11 +190,10 @@ class SensorStats:
         its coverage volume (range × azimuth × elevation, × the Doppler span with range rate)."""
         if not is_radar(model):
             return max(configured, _MIN_FALSE_ALARMS) / model.measurement_volume()
-        c = model.coverage
-        volume = c.max_range_m * (2.0 * c.fov_az_rad) * (2.0 * c.fov_el_rad)
+        volume = model.coverage.volume()
         if dim >= 4:
             span = self.doppler_span[bit]
-            volume *= span if math.isfinite(span) and span > 0 else 40.0
+            volume *= span if math.isfinite(span) and span > 0 else RADIAL_SPAN_MPS
         return float(self.false_alarms[bit] / volume)
 
     def resolution_m(self, bit: int, range_m: FloatArray) -> FloatArray:
