@@ -135,13 +135,17 @@ def confirm_hits(spec: SetSpec) -> tuple[int, int]:
 
     Expected score per hit: ln Pd − ln λ + E[ln g(ν)], g the innovation density with S ≈ 2R plus
     the spread of the 15 m/s velocity prior over one scan (a track one detection old); the bar
-    ln((1 − β)/α) + ln(false alarms a scan), as ours."""
+    our engine sets for this radar (`TrackManager.confirm_bar`, with its α per scan)."""
+    from cuas_node.assembly import core_setup
+    from cuas_node.core.step import NodeCore
     from cuas_node.fusion.initiation import Thresholds
 
     config = node_config(spec)
     fusion = config.fusion
-    specified = getattr(config.sensors[0], "false_alarms_per_scan", None)  # a TI board has none
     th = Thresholds.from_probabilities(fusion.false_track_probability, fusion.miss_probability)
+    engine = NodeCore(core_setup(config)).engine
+    sensor_id = config.sensors[0].id
+    bar = engine.tracker.manager.confirm_bar(engine.tracker.sensor_bits[sensor_id], engine.models[sensor_id])
     radar = spec.radar
     spread = SPEED_PRIOR_MPS / radar.rate_hz
     mid = 0.5 * (radar.min_range_m + radar.max_range_m)
@@ -155,8 +159,6 @@ def confirm_hits(spec: SetSpec) -> tuple[int, int]:
     density = max(spec.clutter, 0.05) / radar.volume()
     gain = math.log(spec.pd) - math.log(density) + loglik
     least = max(fusion.confirm_m, COMPARATOR_MIN_HITS)
-    clutter = fusion.clutter_per_scan if specified is None else specified
-    bar = th.confirm + math.log(max(1.0, clutter))  # α per scan (`TrackManager._hypotheses_bonus`)
     hits = least if gain <= 0 else max(least, math.ceil(bar / gain))
     return min(hits, fusion.confirm_n), th.misses_to_delete(spec.pd)
 

@@ -139,6 +139,11 @@ class TrackManager:
         acquired at once read as 20 false alarms a scan and would each wait a hit more."""
         return math.log(max(1.0, float(self.stats.specified_false_alarms[bit]))) if is_radar(model) else 0.0
 
+    def confirm_bar(self, bit: int, model: MeasurementModel) -> float:
+        """The score a tentative track needs to confirm on a scan of this sensor: Wald's
+        ln((1 − β)/α) and the scan's `_hypotheses_bonus`."""
+        return self.thresholds.confirm + self._hypotheses_bonus(bit, model)
+
     def looked_at(
         self, active: IndexArray, bit: int, model: MeasurementModel, seen: FloatArray | None
     ) -> BoolArray:
@@ -282,7 +287,7 @@ class TrackManager:
             | (
                 (status == Status.TENTATIVE)
                 & (np.bitwise_count(tb.hits[hit]) >= np.minimum(least + tb.extra_hits[hit], reachable))
-                & (tb.score[hit] >= self.thresholds.confirm + self._hypotheses_bonus(bit, model))
+                & (tb.score[hit] >= self.confirm_bar(bit, model))
             )
         ]
         confirm = confirm[~self.underground(confirm)]  # a ground-bounce image never confirms
