@@ -51,7 +51,9 @@ are against GNN; where GNN did not finish either, both sides are compared on the
 the floor's time.
 
 Run: `.venv/bin/python benchmarks/tracker_vs_stonesoup.py [--quick] [--seeds N] [--sets a,b]
-[--no-jpda]` (needs the `bench` extra). Prints a table and `figure: <name> = <value> <unit>` lines.
+[--no-jpda]` (needs the `bench` extra); other generators' motion, births and clutter with
+`--wander`, `--churn`, `--reflectors`, `--pd`, `--clutter`, `--rate`, `--duration` (docs/evaluation.md).
+Prints a table and `figure: <name> = <value> <unit>` lines.
 """
 
 from __future__ import annotations
@@ -487,6 +489,13 @@ def parse(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[S
         action="store_true",
         help="targets are born and die inside the coverage during the run (another generator)",
     )
+    parser.add_argument(
+        "--reflectors",
+        type=int,
+        metavar="N",
+        help="N fixed reflectors that flicker (plots in 5-50 %% of scans), not targets (another site)",
+    )
+    parser.add_argument("--duration", type=float, metavar="S", help="every set lasts S seconds (> 2)")
     args = parser.parse_args(argv)
     sets = QUICK_SETS if args.quick else FULL_SETS
     if args.sets:
@@ -520,6 +529,14 @@ def parse(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[S
         sets = [replace(s, name=f"{s.name}-w{args.wander:g}", wander_q=args.wander) for s in sets]
     if args.churn:
         sets = [replace(s, name=f"{s.name}-churn", churn=True) for s in sets]
+    if args.reflectors:
+        if args.reflectors < 0:
+            parser.error("--reflectors is >= 0")
+        sets = [replace(s, name=f"{s.name}-r{args.reflectors}", reflectors=args.reflectors) for s in sets]
+    if args.duration is not None:
+        if not 2.0 < args.duration < math.inf:
+            parser.error(f"--duration {args.duration:g}: a set lasts more than 2 s")
+        sets = [replace(s, name=f"{s.name}-{args.duration:g}s", duration_s=args.duration) for s in sets]
     if args.first_seed < 0 or (args.seeds is not None and args.seeds < 1):
         parser.error("--first-seed is >= 0 and --seeds >= 1")
     seeds = list(range(args.first_seed, args.first_seed + (args.seeds or (1 if args.quick else 5))))

@@ -15,7 +15,8 @@ Two radars:
 Both at 20 scans/s. Targets are drones: nearly straight flight; in a `stress` set half of them fly
 through one common point at mid-run (crossing: their paths, turns included, are shifted to meet
 it) and all turn at up to `STRESS_TURN_RAD_S`, changing turn rate every 2–4 s (manoeuvring).
-Under `churn` targets are born and die anywhere in the coverage during the run (`_lifetimes`).
+Under `churn` targets are born and die anywhere in the coverage during the run (`_lifetimes`);
+with `reflectors`, fixed points flicker in and out of the plots (`_Reflectors`).
 
 Everything is deterministic given (set, seed). Used by benchmarks/tracker_vs_stonesoup.py and
 tests/test_benchmark_sets.py.
@@ -136,6 +137,7 @@ class SetSpec:
     duration_s: float = 12.0
     wander_q: float = 0.0  # m²/s³: white random acceleration of the truth (0: the set's own motion)
     churn: bool = False  # targets are born and die inside the coverage during the run
+    reflectors: int = 0  # fixed clutter points that flicker (`_reflector_plots`): not targets
 
 
 @dataclass(frozen=True)
@@ -267,6 +269,39 @@ def _lifetimes(spec: SetSpec, seed: int) -> tuple[FloatArray, FloatArray]:
     return birth, rng.uniform(birth + 2.0, 1.6 * duration)
 
 
+REFLECTOR_PD = (0.05, 0.5)  # each reflector's chance of a plot in a scan: uniform in this range
+REFLECTOR_ALT_M = (0.0, 30.0)  # masts, roofs, trees: low, and inside the radar's elevation band
+
+
+class _Reflectors:
+    """Fixed points that the radar sees in some scans and not others (a mast, a roof edge, a tree
+    in the wind): each at a random place in the coverage, each with its own chance of a plot a
+    scan (`REFLECTOR_PD`), its plots measured with the radar's noise at range-rate 0. Not targets:
+    a track on one is a false track. Their own random stream, so that everything else about a
+    set is as without them."""
+
+    def __init__(self, spec: SetSpec, seed: int) -> None:
+        radar, n = spec.radar, spec.reflectors
+        self.rng = np.random.default_rng([seed, n, 0x5EF])
+        span = radar.max_range_m - radar.min_range_m
+        r = self.rng.uniform(radar.min_range_m + 0.05 * span, radar.max_range_m - 0.05 * span, n)
+        az = self.rng.uniform(-0.9, 0.9, n) * radar.fov_az_rad
+        top = np.minimum(REFLECTOR_ALT_M[1], 0.8 * r * math.tan(radar.fov_el_rad))
+        alt = self.rng.uniform(np.minimum(REFLECTOR_ALT_M[0], top), top)
+        ground = np.sqrt(np.maximum(r**2 - alt**2, 1.0))
+        self.pos = np.stack([ground * np.sin(az), ground * np.cos(az), alt], axis=1)
+        self.pd = self.rng.uniform(*REFLECTOR_PD, n)
+        self.radar = radar
+
+    def plots(self) -> FloatArray:
+        seen = self.rng.random(self.pd.size) < self.pd
+        pos = self.pos[seen]
+        z = measure_true(pos, np.zeros_like(pos), self.radar.dim)
+        return np.asarray(
+            z + self.rng.normal(0.0, 1.0, z.shape) * np.asarray(self.radar.sigma), dtype=np.float64
+        )
+
+
 def make_scans(spec: SetSpec, seed: int) -> list[Scan]:
     """Truth and detections of one (set, seed)."""
     key = [seed, spec.targets, int(spec.clutter * 10), int(spec.pd * 100), spec.stress]
@@ -277,6 +312,7 @@ def make_scans(spec: SetSpec, seed: int) -> list[Scan]:
     birth, death = _lifetimes(spec, seed)
     dt = 1.0 / radar.rate_hz
     sigma = np.asarray(radar.sigma)
+    reflectors = _Reflectors(spec, seed) if spec.reflectors else None
     scans: list[Scan] = []
     for k, (pos, vel) in enumerate(zip(path, path_vel, strict=True)):
         t = k * dt
@@ -302,6 +338,9 @@ def make_scans(spec: SetSpec, seed: int) -> list[Scan]:
             origin = np.concatenate([np.flatnonzero(detected), np.full(m, -1)])[order]
             z = z[(origin < 0) | alive[np.maximum(origin, 0)]]
             inside, n_true = inside & alive, int((detected & alive).sum())
+        if reflectors is not None:
+            z = np.concatenate([z, reflectors.plots()])
+            z = z[reflectors.rng.permutation(z.shape[0])]
         scans.append(Scan(t, z, pos.copy(), inside, n_true))
     return scans
 

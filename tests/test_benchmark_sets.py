@@ -178,3 +178,25 @@ def test_the_benchmark_reruns_its_sets_at_another_scan_rate() -> None:
     assert bench.set_warmup(sets[0], quick=False) == 4.0
     scans = tracking_sets.make_scans(sets[0], seed=1)
     assert np.allclose(np.diff([s.t for s in scans]), 1.0) and len(scans) >= 30
+
+
+def test_reflectors_add_their_plots_and_change_nothing_else() -> None:
+    """`--reflectors`: each fixed reflector's plots come at its own rate, near its place; the
+    targets, their detections and the clutter are drawn as without them."""
+    base = tracking_sets.SetSpec("t", tracking_sets.LONG_RANGE, 5, 4.0, pd=0.8, duration_s=5.0)
+    plain = tracking_sets.make_scans(base, seed=4)
+    flicker = tracking_sets.make_scans(replace(base, reflectors=10), seed=4)
+    reflectors = tracking_sets._Reflectors(replace(base, reflectors=10), 4)
+    extra = sum(b.z.shape[0] - a.z.shape[0] for a, b in zip(plain, flicker, strict=True))
+    mean = float(reflectors.pd.sum()) * len(plain)
+    assert abs(extra - mean) <= Z * math.sqrt(mean)
+    assert all(
+        np.array_equal(a.truth, b.truth) and a.n_true == b.n_true for a, b in zip(plain, flicker, strict=True)
+    )
+    for a, b in zip(plain, flicker, strict=True):  # the same rows, and the rest on a reflector
+        rows = {tuple(row) for row in a.z.tolist()}
+        rest = np.array([row for row in b.z.tolist() if tuple(row) not in rows]).reshape(-1, 3)
+        assert len(rows) + rest.shape[0] == b.z.shape[0]
+        at = tracking_sets.measure_true(reflectors.pos, np.zeros_like(reflectors.pos), 3)
+        off = np.abs(rest[:, None, :] - at[None]) / np.asarray(tracking_sets.LONG_RANGE.sigma)
+        assert np.all(off.max(axis=2).min(axis=1) < 6.0)
