@@ -534,8 +534,9 @@ def parse(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[S
             parser.error("--reflectors is >= 0")
         sets = [replace(s, name=f"{s.name}-r{args.reflectors}", reflectors=args.reflectors) for s in sets]
     if args.duration is not None:
-        if not 2.0 < args.duration < math.inf:
-            parser.error(f"--duration {args.duration:g}: a set lasts more than 2 s")
+        short = [s.name for s in sets if not 30.0 / s.radar.rate_hz <= args.duration < math.inf]
+        if short:
+            parser.error(f"--duration {args.duration:g}: {', '.join(short)} would have fewer than 30 scans")
         sets = [replace(s, name=f"{s.name}-{args.duration:g}s", duration_s=args.duration) for s in sets]
     if args.first_seed < 0 or (args.seeds is not None and args.seeds < 1):
         parser.error("--first-seed is >= 0 and --seeds >= 1")

@@ -215,7 +215,7 @@ class TrackManager:
             # A miss counts against the sensor's Pd once the track holds its target again (below):
             # until then it may be the miss of a target that is gone (landed, or hidden), and those
             # would drag the learnt Pd down and so keep every dead track longer.
-            learn = looked & firm & ~claimed & tb.moved[active]  # see `claims`, `motion`
+            learn = looked & firm & ~claimed  # (a held track may be a drone this radar cannot see)
             self.stats.detected(bit, int(np.count_nonzero(learn & (updated | excused))))
             looked &= ~excused  # their look was taken with their hit
             tb.unproven_misses[active[learn & ~excused & ~updated], bit] += 1
@@ -228,8 +228,7 @@ class TrackManager:
                 # rejected by them, as a check in time would have: the plot is not its.
                 doomed = owed & ~firm & (tb.score[active] <= self.thresholds.reject)
                 updated &= ~doomed
-                learn = firm & in_sight & ~claimed & tb.moved[active]
-                self.stats.detected(bit, int(np.count_nonzero(learn & updated)))
+                self.stats.detected(bit, int(np.count_nonzero(firm & updated & in_sight & ~claimed)))
             self.seen_in_frame(bit, t, active[updated])
         # A track hit by both parts of a frame had its look in the first: one frame, one shift of
         # its M-of-N window (two would be two hits in a row).
@@ -287,7 +286,6 @@ class TrackManager:
             ((status == Status.COASTING) & back)
             | (
                 (status == Status.TENTATIVE)
-                & (tb.moved[hit] | ~tb.near_still[hit])  # (`motion.StillSpots`)
                 & (np.bitwise_count(tb.hits[hit]) >= np.minimum(least + tb.extra_hits[hit], reachable))
                 & (tb.score[hit] >= self.confirm_bar(bit, model))
             )
@@ -366,8 +364,10 @@ class TrackManager:
         )
         tb.status[active[coast]] = Status.COASTING
         tb.changed[active[coast]] = True
-        died = active[drop_tentative & ranged]  # never confirmed: most likely a false alarm there
-        self.clutter.add(tb.x[died, :3], tb.sensor_mask[died], t)
+        died = active[drop_tentative & ranged]
+        self.clutter.add(
+            tb.x[died, :3], tb.sensor_mask[died], t
+        )  # never confirmed: most likely a false alarm there
         return active[drop_firm], active[drop_tentative]
 
     def claimed(self, active: IndexArray, t: float) -> BoolArray:

@@ -120,12 +120,12 @@ class RadarModel:
             return z, h
         return z[:, :3].copy(), h[:, :3, :].copy()
 
-    def measurement_volume(self, radial_span_mps: float = RADIAL_SPAN_MPS) -> float:
+    def measurement_volume(self) -> float:
         """Volume of measurement space (m · rad², · m/s with range-rate) over which clutter
-        spreads: the coverage's, times the span of range-rates its false alarms take (the learnt
-        one, `SensorStats.doppler_span`, once known)."""
+        spreads: the coverage's, times `RADIAL_SPAN_MPS` with range-rate (the track score uses
+        the span learnt from the radar's plots: `SensorStats.clutter_density`)."""
         volume = self.coverage.volume()
-        return volume * radial_span_mps if self.dim == 4 else volume
+        return volume * RADIAL_SPAN_MPS if self.dim == 4 else volume
 
     def innovation(self, z: FloatArray, z_pred: FloatArray) -> FloatArray:
         nu = z - z_pred

@@ -187,7 +187,7 @@ class SensorStats:
 
     def clutter_density(self, bit: int, model: MeasurementModel, dim: int, configured: float) -> float:
         """False alarms per unit of measurement space (λ): the sensor's false alarms per scan over
-        its coverage volume (range × azimuth × elevation, × the Doppler span with range rate)."""
+        its coverage volume (`Coverage.volume`, × the learnt Doppler span with range rate)."""
         if not is_radar(model):
             return max(configured, _MIN_FALSE_ALARMS) / model.measurement_volume()
         volume = model.coverage.volume()

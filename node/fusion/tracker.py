@@ -23,7 +23,6 @@ from cuas_node.fusion.initiation import BirthCounters, hit_score, make_room
 from cuas_node.fusion.management import TrackManager
 from cuas_node.fusion.measurement_models import MeasurementModel, noise_from_sigmas, radar_model, splitting
 from cuas_node.fusion.models import mahalanobis_logdet
-from cuas_node.fusion.motion import StillSpots, moved_bar, note_motion
 from cuas_node.fusion.params import FusionParams, RadarSensor
 from cuas_node.fusion.sensor_stats import SensorStats
 from cuas_node.fusion.snapshots import Snapshots, take_snapshots
@@ -103,8 +102,6 @@ class Tracker:
         self.manager = TrackManager(params, self.table, self.stats, self._underground)
         self.births = BirthCounters()
         self._gates: dict[int, float] = {}
-        self._moved_bar = moved_bar(params.false_track_probability)
-        self.still_spots = StillSpots(self.gate(3))
         self.ground: Ground | None = None  # set by the engine once the local frame is known
 
     @property
@@ -362,15 +359,9 @@ class Tracker:
         tb.updates[hit] += 1
         tb.sensor_mask[hit] |= np.uint64(1 << bit)
         tb.changed[hit] = True
-        # Whether a track moved is asked from its confirmation on (most tentative tracks are
-        # clutter: the work is spared), and before that where it needs it to confirm (`near_still`).
-        note_motion(tb, hit[tb.near_still[hit] & (tb.status[hit] == Status.TENTATIVE)], self._moved_bar)
-        rejected = self.manager.record(
+        return self.manager.record(
             active, updated, gain, contested, scan.model, scan.full_scan, bit, scan.t, seen, scan.physical
         )
-        firm = (tb.status[hit] == Status.CONFIRMED) | (tb.status[hit] == Status.COASTING)
-        note_motion(tb, hit[firm], self._moved_bar)
-        return rejected
 
     def _initiate(self, scan: Scan, mask: BoolArray, bit: int) -> tuple[IndexArray, IndexArray]:
         """Start tentative tracks (score 0); returns the measurement indices used and their new
@@ -392,9 +383,8 @@ class Tracker:
         if not scan.model.ranging:
             self.table.bearing_sigma_rad[slots] = np.sqrt(scan.r[candidates[keep][: slots.size], 0, 0])
         if scan.model.ranging:
-            tb = self.table
-            tb.extra_hits[slots] = np.where(self.manager.clutter.hot(tb.x[slots, :3], scan.t), 2, 0)
-            tb.near_still[slots] = self.still_spots.near(tb.x_born[slots], tb.p_born[slots], scan.t)
+            hot = self.manager.clutter.hot(self.table.x[slots, :3], scan.t)
+            self.table.extra_hits[slots] = np.where(hot, 2, 0)
         return candidates[keep][: slots.size], slots
 
     # -- housekeeping -----------------------------------------------------------------------
@@ -410,7 +400,6 @@ class Tracker:
             self.manager.maintain(active, t)
             return self.snapshot(active)
         drop_firm, drop_tentative = self.manager.maintain(active, t)
-        self.still_spots.add_ends(self.table, drop_firm, self.stats.radar_mask(), t)
         deleted = self.snapshot(drop_firm, deleted=True)
         self.table.release(np.concatenate([drop_firm, drop_tentative]))
         return deleted

@@ -84,10 +84,6 @@ class TrackTable:
         # kinematic part is recomputed from the state at output, not accumulated scan by scan.
         self.class_logp = np.zeros((capacity, len(CLASSES)))
         self.hover_s = np.zeros(capacity)  # time spent (nearly) still: birds cannot, multirotors do
-        self.moved = np.zeros(capacity, dtype=bool)  # its velocity was once known non-zero (`motion`)
-        self.x_born = np.zeros((capacity, 3))  # where it began, and how well that was known
-        self.p_born = np.zeros((capacity, 3, 3))
-        self.near_still = np.zeros(capacity, dtype=bool)  # born where a still track ended (`motion`)
         self.t_kinematics = np.zeros(capacity)
         self.extent_m = np.zeros(capacity)  # radar extent, smoothed over frames
         self.speed_mps = np.full(capacity, np.nan)  # last speed known well enough to classify by
@@ -167,9 +163,6 @@ class TrackTable:
         self.evidence_mask[slots] = 0
         self.class_logp[slots] = 0.0
         self.hover_s[slots] = 0.0
-        self.moved[slots] = False
-        self.x_born[slots], self.p_born[slots] = x[:n, :3], p[:n, :3, :3]
-        self.near_still[slots] = False
         self.bearing_sigma_rad[slots] = np.pi
         self.t_kinematics[slots] = t
         self.extent_m[slots] = 0.0
