@@ -199,8 +199,8 @@ class SequenceStore:
             self.persistent = False
             return
         if not self.persistent:
+            log.warning("%s can be written again", self.path)  # before another thread sees it back
             self.persistent = True
-            log.warning("%s can be written again", self.path)
 
     def _load(self) -> dict[str, Any] | None:
         """The saved state; {} when there is none, None when it is damaged or unreadable."""

@@ -72,13 +72,16 @@ class DiskFault:
 
     def succeeded(self, kind: str) -> None:
         """`kind` worked: when nothing else is failing, the card is fine again (logged once)."""
-        if self._failing.pop(kind, None) is None:
+        if kind not in self._failing:
             return
-        if self._failing:
+        if len(self._failing) > 1:
+            del self._failing[kind]
             self.error = next(iter(self._failing.values()))
             return
-        # Logged before health turns ok, so that whoever sees "ok" finds the line that says why.
+        # Logged before health turns ok (`_failing` emptied: another thread may ask at any time),
+        # so that whoever sees "ok" finds the line that says why.
         log.warning("spool: %s can be written again; new messages are crash-safe again", self.directory)
+        del self._failing[kind]
         self.error = ""
 
     def health(self) -> dict[str, str]:
