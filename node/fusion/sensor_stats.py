@@ -203,14 +203,13 @@ class SensorStats:
         )
 
     def timeout_s(self, mask: npt.NDArray[np.uint64], periods: Sequence[float]) -> FloatArray:
-        """Per sensor mask (rows) and count of `periods` (columns, all in one pass over the
-        sensors: maintenance asks four every scan): that many scan periods of the mask's soonest
-        sensor (0 when unknown), each
-        sensor's with its own lateness: a scanning radar's pass over a target comes up to its
-        sweep guard late (`sweep.SWEEP_GUARD` of a period: its sweep clock calls a pass overdue
-        only then), and a track timed out on whole periods coasted after one missed sweep just
-        before the next pass fed it; a broadcast up to `REMOTE_ID_LATE`; a frame radar's scan is
-        on time."""
+        """Per sensor mask (rows) and count of `periods` (columns: maintenance asks four every
+        scan, in one pass over the sensors): that many scan periods of the mask's soonest sensor
+        (0 when unknown), each sensor's with its own lateness: a scanning radar's pass over a
+        target comes up to its sweep guard late (`sweep.SWEEP_GUARD` of a period: its sweep clock
+        calls a pass overdue only then), and a track timed out on whole periods coasted after one
+        missed sweep just before the next pass fed it; a broadcast up to `REMOTE_ID_LATE`; a
+        frame radar's scan is on time."""
         counts = np.asarray(periods, dtype=np.float64)[:, None]
         return self._soonest(mask, (counts + self.look_late) * self.period_s)
 
