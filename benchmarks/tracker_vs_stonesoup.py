@@ -495,7 +495,9 @@ def parse(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[S
         metavar="N",
         help="N fixed reflectors that flicker (plots in 5-50 %% of scans), not targets (another site)",
     )
-    parser.add_argument("--duration", type=float, metavar="S", help="every set lasts S seconds (> 2)")
+    parser.add_argument(
+        "--duration", type=float, metavar="S", help="every set lasts S seconds (at least 30 scans)"
+    )
     args = parser.parse_args(argv)
     sets = QUICK_SETS if args.quick else FULL_SETS
     if args.sets:

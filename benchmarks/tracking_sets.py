@@ -137,7 +137,7 @@ class SetSpec:
     duration_s: float = 12.0
     wander_q: float = 0.0  # m²/s³: white random acceleration of the truth (0: the set's own motion)
     churn: bool = False  # targets are born and die inside the coverage during the run
-    reflectors: int = 0  # fixed clutter points that flicker (`_reflector_plots`): not targets
+    reflectors: int = 0  # fixed clutter points that flicker (`_Reflectors`): not targets
 
 
 @dataclass(frozen=True)
