@@ -52,16 +52,20 @@ the floor's time.
 
 Run: `.venv/bin/python benchmarks/tracker_vs_stonesoup.py [--quick] [--seeds N] [--sets a,b]
 [--no-jpda]` (needs the `bench` extra); other generators' motion, births and clutter with
-`--wander`, `--churn`, `--reflectors`, `--pd`, `--clutter`, `--rate`, `--duration` (docs/evaluation.md).
-Prints a table and `figure: <name> = <value> <unit>` lines.
+`--wander`, `--churn`, `--reflectors`, `--pd`, `--clutter`, `--rate`, `--duration` (docs/evaluation.md);
+`--survey S` gives ours the reflector map `calibrate radar-reflectors` learns from S s of the site
+with nothing flying (the comparators have no such input). Prints a table and
+`figure: <name> = <value> <unit>` lines.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import math
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -76,7 +80,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from numpy_gnn import GnnParams, NumpyGnn
 from stonesoup_adapters import Feed, score_deleter
-from tracking_sets import FULL_SETS, QUICK_SETS, Scan, SetSpec, make_scans
+from tracking_sets import FULL_SETS, QUICK_SETS, Scan, SetSpec, make_scans, site_survey
 
 from cuas_node.evaluation.metrics import gospa
 from cuas_node.fusion.models import CLIMB_PRIOR_SIGMA_MPS, velocity_prior
@@ -109,9 +113,12 @@ def match_m(spec: SetSpec) -> float:
     return min(GOSPA_C, 5.0 * spec.radar.cross_range_sigma_m())
 
 
-def node_config(spec: SetSpec) -> Any:
+def node_config(spec: SetSpec, reflectors_file: Path | None = None) -> Any:
     from cuas_node.config import build_config
 
+    sensor = spec.radar.config_sensor(spec.clutter)
+    if reflectors_file is not None:
+        sensor["reflectors_file"] = str(reflectors_file)
     data = {
         "node": {
             "id": "bench",
@@ -119,9 +126,28 @@ def node_config(spec: SetSpec) -> Any:
             "ground_alt_m": -500.0,
         },
         "fusion": {"reorder_window_s": 0.0},
-        "sensors": [spec.radar.config_sensor(spec.clutter)],
+        "sensors": [sensor],
     }
     return build_config(data, "benchmark")
+
+
+def site_reflectors(spec: SetSpec, seed: int) -> Path | None:
+    """With `--survey S`: the reflector map `calibrate radar-reflectors` would learn from S seconds
+    of the site with nothing flying (`site_survey`), written where the sensor's config points.
+    Ours only: the comparators have no such input (the figures without it are the fair ones)."""
+    if not spec.survey_s:
+        return None
+    from cuas_node.calibration.radar_reflectors import learn_from_scans
+    from cuas_node.fusion_setup import sensor_spec
+
+    sensor = sensor_spec(node_config(spec).sensors[0])
+    site = learn_from_scans(sensor, site_survey(spec, seed))  # type: ignore[arg-type]
+    path = Path(_SITE_DIR.name) / f"{spec.name}-{seed}.json"
+    path.write_text(json.dumps(site.to_dict()))
+    return path
+
+
+_SITE_DIR = tempfile.TemporaryDirectory(prefix="bench-site-")  # removed when the benchmark ends
 
 
 COMPARATOR_MIN_HITS = 4
@@ -166,11 +192,11 @@ def confirm_hits(spec: SetSpec) -> tuple[int, int]:
 
 
 class Ours:
-    def __init__(self, spec: SetSpec) -> None:
+    def __init__(self, spec: SetSpec, seed: int = 0) -> None:
         from cuas_node.assembly import core_setup
         from cuas_node.core.step import NodeCore
 
-        self.core = NodeCore(core_setup(node_config(spec)))
+        self.core = NodeCore(core_setup(node_config(spec, site_reflectors(spec, seed))))
         self.sigma = spec.radar.sigma
 
     def prepare(self, scan: Scan) -> Any:
@@ -426,7 +452,7 @@ def paired_cpu_ratio(spec: SetSpec, seeds: Sequence[int]) -> float:
     for n, seed in enumerate(seeds):
         scans = make_scans(spec, seed)
         for name in ("ours", "floor") if n % 2 else ("floor", "ours"):
-            tracker: Tracker = Ours(spec) if name == "ours" else Floor(spec)
+            tracker: Tracker = Ours(spec, seed) if name == "ours" else Floor(spec)
             prepared = [tracker.prepare(scan) for scan in scans]
             started, wall = time.process_time(), time.perf_counter()
             for scan, ready in zip(scans, prepared, strict=True):
@@ -498,6 +524,12 @@ def parse(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[S
     parser.add_argument(
         "--duration", type=float, metavar="S", help="every set lasts S seconds (at least 30 scans)"
     )
+    parser.add_argument(
+        "--survey",
+        type=float,
+        metavar="S",
+        help="ours first learns the site's reflectors from S s of it with nothing flying (calibration)",
+    )
     args = parser.parse_args(argv)
     sets = QUICK_SETS if args.quick else FULL_SETS
     if args.sets:
@@ -540,6 +572,10 @@ def parse(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[S
         if short:
             parser.error(f"--duration {args.duration:g}: {', '.join(short)} would have fewer than 30 scans")
         sets = [replace(s, name=f"{s.name}-{args.duration:g}s", duration_s=args.duration) for s in sets]
+    if args.survey is not None:
+        if not 0.0 < args.survey < math.inf:
+            parser.error(f"--survey {args.survey:g}: a survey lasts > 0 s")
+        sets = [replace(s, name=f"{s.name}-survey{args.survey:g}", survey_s=args.survey) for s in sets]
     if args.first_seed < 0 or (args.seeds is not None and args.seeds < 1):
         parser.error("--first-seed is >= 0 and --seeds >= 1")
     seeds = list(range(args.first_seed, args.first_seed + (args.seeds or (1 if args.quick else 5))))
@@ -579,7 +615,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 started = time.monotonic()
                 tracker: Tracker
                 if name == "ours":
-                    tracker = Ours(spec)
+                    tracker = Ours(spec, seed)
                 elif name == "floor":
                     tracker = Floor(spec)
                 else:

@@ -80,7 +80,7 @@ class Radar:
         """The node config's sensor section describing this radar (as a user would write it)."""
         if self.name == "ti":
             # A TI board: the tracker takes its accuracies and rate from the shipped IWR6843
-            # profile (`assembly.ti_radar_figures`); the config gives range and field of view.
+            # profile (`fusion_setup.ti_radar_figures`); the config gives range and field of view.
             return {
                 "kind": "ti-mmwave",
                 "id": "radar",
@@ -138,6 +138,7 @@ class SetSpec:
     wander_q: float = 0.0  # m²/s³: white random acceleration of the truth (0: the set's own motion)
     churn: bool = False  # targets are born and die inside the coverage during the run
     reflectors: int = 0  # fixed clutter points that flicker (`_Reflectors`): not targets
+    survey_s: float = 0.0  # ours learns the site's reflectors from this long a survey (`site_survey`)
 
 
 @dataclass(frozen=True)
@@ -300,6 +301,31 @@ class _Reflectors:
         return np.asarray(
             z + self.rng.normal(0.0, 1.0, z.shape) * np.asarray(self.radar.sigma), dtype=np.float64
         )
+
+
+def site_survey(spec: SetSpec, seed: int) -> list[FloatArray]:
+    """The site with nothing flying, `spec.survey_s` long, as a technician records it for
+    `cuas-node calibrate radar-reflectors`: each scan's plots (range, az, el[, range-rate]), the
+    set's false alarms and its reflectors (the same places as in `make_scans`, their own flicker
+    and noise draws, and a stream of their own for the false alarms)."""
+    radar = spec.radar
+    rng = np.random.default_rng([seed, spec.targets, 0x5A7E])
+    reflectors = _Reflectors(spec, seed) if spec.reflectors else None
+    if reflectors is not None:
+        reflectors.rng = np.random.default_rng([seed, spec.reflectors, 0x5A7E])
+    scans: list[FloatArray] = []
+    for _ in range(round(spec.survey_s * radar.rate_hz)):
+        m = int(rng.poisson(spec.clutter))
+        cols = [
+            rng.uniform(radar.min_range_m, radar.max_range_m, m),
+            rng.uniform(-radar.fov_az_rad, radar.fov_az_rad, m),
+            rng.uniform(-radar.fov_el_rad, radar.fov_el_rad, m),
+        ]
+        if radar.range_rate:
+            cols.append(rng.uniform(-CLUTTER_RADIAL_MPS, CLUTTER_RADIAL_MPS, m))
+        z = np.stack(cols, axis=1)
+        scans.append(z if reflectors is None else np.concatenate([z, reflectors.plots()]))
+    return scans
 
 
 def make_scans(spec: SetSpec, seed: int) -> list[Scan]:

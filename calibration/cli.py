@@ -1,17 +1,19 @@
 """`cuas-node calibrate ...`: the field calibration procedures (docs/calibration.md).
 
-Each procedure writes a calibration TOML (fitted values, residual statistics before and after,
-conditioning, date, inputs, and a `[config]` table with the exact keys to paste into the sensor's
-`[[sensors]]` entry) and a PNG of before/after beside it. Exit status: 0 accepted, 1 refused or a
-check that found a problem (the TOML is still written, with `accepted = false` and the reasons),
-2 usage error, 78 configuration error.
+The geometric procedures write a calibration TOML (fitted values, residual statistics before and
+after, conditioning, date, inputs, and a `[config]` table with the exact keys to paste into the
+sensor's `[[sensors]]` entry) and a PNG of before/after beside it; the two that learn the site
+(acoustic-background, radar-reflectors) write the file the config points at and print the line.
+Exit status: 0 accepted, 1 refused or a check that found a problem (a TOML is still written, with
+`accepted = false` and the reasons; a site file is not), 2 usage error, 78 configuration error.
 
 `node/cli.py` wires this in with `add_calibrate_parser(sub)` and dispatches `calibrate` to
 `run(args)`; `main(argv)` runs the same parser stand-alone (tests, `python -m cuas_node.calibration.cli`).
 This module only builds the parser and dispatches: the procedures live in
-`cuas_node.calibration.cli_capture_align` (capture, align) and `cuas_node.calibration.cli_sensor_checks`
-(acoustic-check, rf-pathloss, radar) and `cuas_node.calibration.cli_acoustic_background`, their
-shared plumbing in `cuas_node.calibration.cli_common`.
+`cuas_node.calibration.cli_capture_align` (capture, align), `cuas_node.calibration.cli_sensor_checks`
+(acoustic-check, rf-pathloss, radar), `cuas_node.calibration.cli_acoustic_background` and
+`cuas_node.calibration.cli_radar_reflectors`, their shared plumbing in
+`cuas_node.calibration.cli_common`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from cuas_node.calibration.cli_capture_align import (
     cmd_capture,
 )
 from cuas_node.calibration.cli_common import DEFAULT_DIR
+from cuas_node.calibration.cli_radar_reflectors import add_radar_reflectors_parser, cmd_radar_reflectors
 from cuas_node.calibration.cli_sensor_checks import (
     add_acoustic_check_parser,
     add_radar_parser,
@@ -54,12 +57,21 @@ __all__ = [
     "cmd_align",
     "cmd_capture",
     "cmd_radar",
+    "cmd_radar_reflectors",
     "cmd_rf_pathloss",
     "main",
     "run",
 ]
 
-PROCEDURES = ("capture", "align", "acoustic-check", "acoustic-background", "rf-pathloss", "radar")
+PROCEDURES = (
+    "capture",
+    "align",
+    "acoustic-check",
+    "acoustic-background",
+    "rf-pathloss",
+    "radar",
+    "radar-reflectors",
+)
 
 
 def add_calibrate_parser(sub: Any) -> argparse.ArgumentParser:
@@ -79,6 +91,7 @@ def _add_procedures(cal: argparse.ArgumentParser) -> None:
     add_acoustic_background_parser(csub)
     add_rf_pathloss_parser(csub)
     add_radar_parser(csub)
+    add_radar_reflectors_parser(csub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         "acoustic-background": cmd_acoustic_background,
         "rf-pathloss": cmd_rf_pathloss,
         "radar": cmd_radar,
+        "radar-reflectors": cmd_radar_reflectors,
     }
     try:
         return commands[args.calibrate_command](args)

@@ -76,6 +76,9 @@ class NmeaSensor(_SensorBase):
     baudrate: int = Field(default=9600, gt=0)
 
 
+REFLECTORS_FILE = "the site's fixed reflectors as this radar sees them (calibrate radar-reflectors)"
+
+
 class TiMmwaveSensor(_SensorBase):
     kind: Literal["ti-mmwave"]
     port: str = Field(description="data UART (921600 baud)")
@@ -101,6 +104,7 @@ class TiMmwaveSensor(_SensorBase):
     fov_el_deg: float = Field(
         default=45.0, gt=0, le=90, description="half-width of the elevation field of view"
     )
+    reflectors_file: Path | None = Field(default=None, description=REFLECTORS_FILE)
 
 
 class GenericRadarSensor(_SensorBase):
@@ -150,6 +154,8 @@ class GenericRadarSensor(_SensorBase):
             " plot is stamped when the beam passed it; false: a scan's plots share one t_capture"
         ),
     )
+
+    reflectors_file: Path | None = Field(default=None, description=REFLECTORS_FILE)
 
     @model_validator(mode="after")
     def _consistent(self) -> GenericRadarSensor:

@@ -38,7 +38,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cuas_node.config import Config, ConfigError, password_path, read_password
+from cuas_node.config import (
+    Config,
+    ConfigError,
+    GenericRadarSensor,
+    TiMmwaveSensor,
+    password_path,
+    read_password,
+)
 from cuas_node.publish.state_dir import directory_problem as state_directory_problem
 
 SERVICE_USER = "cuas"  # the unit's User= and Group= (systemd/cuas-node.service, install.sh)
@@ -285,6 +292,7 @@ def _check_sensors(config: Config, problems: list[str]) -> None:
     if not any(s.enabled for s in config.sensors):
         return
     from cuas_node.driver_factory import UnsupportedSensor, build_driver
+    from cuas_node.fusion_setup import read_reflectors
     from cuas_node.kernel.clock import SystemClock
 
     clock = SystemClock()
@@ -292,7 +300,11 @@ def _check_sensors(config: Config, problems: list[str]) -> None:
         if not sensor.enabled:
             continue
         try:
+            if isinstance(sensor, TiMmwaveSensor | GenericRadarSensor):
+                read_reflectors(sensor)
             build_driver(sensor, clock)
+        except ConfigError as exc:
+            problems += [f"sensors[{index}] (env CUAS_SENSORS): {p}" for p in exc.problems]
         except UnsupportedSensor as exc:
             problems.append(f"sensors[{index}] (env CUAS_SENSORS): {exc}")
         except (OSError, ValueError) as exc:

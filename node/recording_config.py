@@ -18,7 +18,7 @@ from cuas_node.drivers.record_pcapng import HEADER_PREFIX, Recording
 
 log = logging.getLogger(__name__)
 
-CALIBRATION_FIELDS = ("static_map_file", "cfg_file", "background_file")
+CALIBRATION_FIELDS = ("static_map_file", "cfg_file", "background_file", "reflectors_file")
 
 
 def recording_header(config: Config) -> dict[str, Any]:

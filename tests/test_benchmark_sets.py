@@ -200,3 +200,27 @@ def test_reflectors_add_their_plots_and_change_nothing_else() -> None:
         at = tracking_sets.measure_true(reflectors.pos, np.zeros_like(reflectors.pos), 3)
         off = np.abs(rest[:, None, :] - at[None]) / np.asarray(tracking_sets.LONG_RANGE.sigma)
         assert np.all(off.max(axis=2).min(axis=1) < 6.0)
+
+
+def test_the_site_survey_holds_the_sets_reflectors_and_clutter_and_no_target() -> None:
+    """`--survey S`: what ours learns its reflector map from (the site with nothing flying): the
+    set's false-alarm rate, its reflectors at the same places (their own draws), no target."""
+    spec = replace(
+        tracking_sets.SetSpec("t", tracking_sets.LONG_RANGE, 5, 4.0, pd=0.8, duration_s=5.0),
+        reflectors=10,
+        survey_s=20.0,
+    )
+    survey = tracking_sets.site_survey(spec, seed=4)
+    reflectors = tracking_sets._Reflectors(spec, 4)
+    assert len(survey) == round(20.0 * spec.radar.rate_hz)
+    plots = sum(z.shape[0] for z in survey)
+    mean = (spec.clutter + float(reflectors.pd.sum())) * len(survey)
+    assert abs(plots - mean) <= Z * math.sqrt(mean)
+    at = tracking_sets.measure_true(reflectors.pos, np.zeros_like(reflectors.pos), 3)
+    z = np.concatenate(survey)
+    near = (np.abs(z[:, None, :] - at[None]) / np.asarray(tracking_sets.LONG_RANGE.sigma)).max(axis=2) < 6.0
+    on_reflector = int(near.any(axis=1).sum())
+    expected = float(reflectors.pd.sum()) * len(survey)
+    assert abs(on_reflector - expected) <= Z * math.sqrt(expected) + 0.01 * len(z)  # + clutter nearby
+    first = tracking_sets.make_scans(spec, seed=4)[0].z
+    assert not any(np.array_equal(first, s) for s in survey[:1])  # its own draws, not the run's

@@ -150,9 +150,9 @@ def test_contested_measurements_get_a_soft_update_and_tracks_survive_a_close_pas
     soft_rows: list[int] = []
     original = tracker._soft_update
 
-    def spy(active, rows, g, scan):  # type: ignore[no-untyped-def]
+    def spy(active, rows, g, scan, clutter):  # type: ignore[no-untyped-def]
         soft_rows.append(int(rows.size))
-        original(active, rows, g, scan)
+        original(active, rows, g, scan, clutter)
 
     tracker._soft_update = spy  # type: ignore[method-assign]
     v = np.array([[3.0, 0.0, 0.0], [-3.0, 0.0, 0.0]])

@@ -91,6 +91,11 @@ CASES = {
         'config_port = "/dev/cuas-test-none-cli"\ncfg_file = "{tmp}/nocfg.cfg"\n',
         "sensors[0] (env CUAS_SENSORS): sensor 'radar':",
     ),
+    "missing reflector map": (
+        '[[sensors]]\nkind = "ti-mmwave"\nid = "radar"\nport = "/dev/cuas-test-none"\n'
+        'reflectors_file = "{tmp}/nomap.json"\n',
+        "sensors[0] (env CUAS_SENSORS): sensor 'radar': reflectors_file {tmp}/nomap.json: cannot read it",
+    ),
     "state dir under a file": (
         "",
         "node.state_dir (env CUAS_NODE__STATE_DIR): {tmp}/afile is not a directory",

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cuas_node.assembly import core_setup, sensor_spec
+from cuas_node.assembly import core_setup
 from cuas_node.config import ConfigError, GenericRadarSensor, TiMmwaveSensor, build_config
 from cuas_node.core.step import NodeCore
 from cuas_node.driver_factory import NoRadarInput, UnsupportedSensor, build_driver
@@ -23,6 +23,7 @@ from cuas_node.fusion.measurement_models import RADIAL_SPAN_MPS, Coverage, Radar
 from cuas_node.fusion.models import CLIMB_PRIOR_SIGMA_MPS
 from cuas_node.fusion.params import RadarSensor
 from cuas_node.fusion.sensor_stats import SensorStats
+from cuas_node.fusion_setup import sensor_spec
 from cuas_node.kernel.clock import SystemClock
 from cuas_node.kernel.measurement import RadarDetection
 from cuas_node.kernel.pose import Pose, cartesian_to_spherical

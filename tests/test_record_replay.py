@@ -164,6 +164,8 @@ def test_fpv_scanner_recorded_on_its_bus_replays_to_the_same_detections(tmp_path
 def test_replay_config_restores_calibration_files_and_drops_the_radar_cli(tmp_path: Path) -> None:
     static_map = tmp_path / "map.json"
     static_map.write_text('{"cells": []}')
+    reflectors = tmp_path / "reflectors.json"
+    reflectors.write_text('{"format": "cuas-node radar-reflectors 1", "dim": 4, "reflectors": []}')
     config = build_config(
         {
             "node": NODE,
@@ -174,6 +176,7 @@ def test_replay_config_restores_calibration_files_and_drops_the_radar_cli(tmp_pa
                     "port": "/dev/ttyACM1",
                     "config_port": "/dev/ttyACM0",
                     "static_map_file": str(static_map),
+                    "reflectors_file": str(reflectors),
                 }
             ],
             "record": {"enabled": True, "path": str(tmp_path / "x.pcapng")},
@@ -182,7 +185,8 @@ def test_replay_config_restores_calibration_files_and_drops_the_radar_cli(tmp_pa
     )
     rec = Recorder(tmp_path / "r.pcapng", SteppedClock(), recording_header(config))
     rec.close()
-    static_map.unlink()  # replay must not need the original file
+    static_map.unlink()  # replay must not need the original files
+    reflectors.unlink()
     work = tmp_path / "work"
     work.mkdir()
     again = replay_config(read_recording(tmp_path / "r.pcapng"), {"node": {"id": "other"}}, work, "test")
@@ -190,6 +194,7 @@ def test_replay_config_restores_calibration_files_and_drops_the_radar_cli(tmp_pa
     assert isinstance(sensor, TiMmwaveSensor)
     assert sensor.config_port is None
     assert sensor.static_map_file is not None and sensor.static_map_file.read_text() == '{"cells": []}'
+    assert sensor.reflectors_file is not None and '"reflectors": []' in sensor.reflectors_file.read_text()
     assert again.node.id == "other" and not again.record.enabled
 
 

@@ -72,9 +72,9 @@ def _log_miss(pd: float) -> float:
     return math.log(max(1.0 - pd, 1e-6))
 
 
-def hit_score(loglik: FloatArray, pd: float, clutter_density: float) -> FloatArray:
-    """The score a detection adds: ln(Pd · g(ν) / λ)."""
-    return np.asarray(loglik + math.log(pd) - math.log(max(clutter_density, 1e-300)), dtype=np.float64)
+def hit_score(loglik: FloatArray, pd: float, clutter_density: float | FloatArray) -> FloatArray:
+    """The score a detection adds: ln(Pd · g(ν) / λ), λ the density at each detection or one for all."""
+    return np.asarray(loglik + math.log(pd) - np.log(np.maximum(clutter_density, 1e-300)), dtype=np.float64)
 
 
 @dataclass

@@ -38,13 +38,14 @@ def soft_update(
     hph: FloatArray,
     r: FloatArray,
     p_d: float,
-    clutter: float,
+    clutter: float | FloatArray,
 ) -> None:
     """Cheap JPDA (Fitzgerald): β_ij = G_ij / (T_i + M_j − G_ij + B), with G the detection-
     weighted likelihoods, T_i and M_j their track and measurement sums and B the clutter
-    density (the sensor's, `sensor_stats`); then the PDA update with the spread-of-innovations
-    term. Vectorised over the contested tracks (`rows` of the gating's (K, M) arrays, `active`
-    their slots); their IMM models are collapsed to the result (cluster members only)."""
+    density (the sensor's, `sensor_stats`; per measurement where the site has reflectors); then
+    the PDA update with the spread-of-innovations term. Vectorised over the contested tracks
+    (`rows` of the gating's (K, M) arrays, `active` their slots); their IMM models are
+    collapsed to the result (cluster members only)."""
     like = np.where(gated, p_d * np.exp(loglik), 0.0)  # (K,M)
     t_sum = like.sum(axis=1, keepdims=True)
     m_sum = like.sum(axis=0, keepdims=True)

@@ -22,6 +22,7 @@ from cuas_node.fusion.models import (
     wrap_angle,
 )
 from cuas_node.fusion.params import BearingSensor, RadarSensor
+from cuas_node.fusion.reflectors import SiteReflectors
 from cuas_node.kernel.pose import Pose, cartesian_to_spherical
 
 FloatArray = npt.NDArray[np.float64]
@@ -105,10 +106,13 @@ class RadarModel:
     initial_speed_sigma_mps: float = 15.0
     splits_objects: bool = True  # `RadarSensor.splits_objects`
     sweeps: bool = False  # `RadarSensor.sweeps`: its looks are the engine's, once a sweep
+    reflectors: SiteReflectors | None = field(default=None, compare=False)  # `RadarSensor.reflectors`
 
     def __post_init__(self) -> None:
         if self.dim not in (3, 4):
             raise ValueError(f"a radar model has 3 or 4 rows, not {self.dim}")
+        if self.reflectors is not None and self.reflectors.dim < self.dim:  # densities per other units
+            raise ValueError("a reflector map learnt without range-rate cannot price 4-row detections")
 
     @property
     def range_rate(self) -> bool:
@@ -254,6 +258,7 @@ def radar_model(sensor: RadarSensor, *, range_rate: bool = True) -> RadarModel:
         dim=4 if range_rate else 3,
         splits_objects=sensor.splits_objects,
         sweeps=sensor.sweeps,
+        reflectors=sensor.reflectors,
     )
 
 

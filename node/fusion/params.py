@@ -1,6 +1,6 @@
 """What fusion is told: frozen parameters and sensor descriptions, built by the composition root.
 
-Fusion never reads the configuration file's models (pydantic sections): `cuas_node.assembly`
+Fusion never reads the configuration file's models (pydantic sections): `cuas_node.fusion_setup`
 turns a validated config into these plain values, so fusion can be driven from anywhere (the node,
 replay, evaluation, benchmarks, another generator's measurement sets) and depends only on the
 kernel.
@@ -9,8 +9,9 @@ kernel.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from cuas_node.fusion.reflectors import SiteReflectors
 from cuas_node.kernel.physics import SPEED_OF_SOUND_MPS
 from cuas_node.kernel.pose import Pose
 from cuas_node.kernel.reports import GeoPoint
@@ -67,7 +68,9 @@ class RadarSensor:
     - `sweeps`: a scanning radar whose plots carry the time its beam passed them (each plot its
       own time, so no one of them is a look at the whole coverage): plots are fused as they come
       and the coverage counts as looked at once a sweep, every `1 / scan_rate_hz` s (`engine`);
-    - `range_bias_m`, `time_offset_s`: calibration, applied by fusion.
+    - `range_bias_m`, `time_offset_s`: calibration, applied by fusion;
+    - `reflectors`: the site's fixed reflectors as this radar sees them (calibration:
+      `fusion.reflectors`), which the track score counts as clutter where they are.
 
     The defaults are those of a TI IWR6843 running the shipped profile
     (drivers/radar/ti_profiles/iwr6843_drone.cfg: 0.45 m range and 0.63 m/s velocity resolution,
@@ -94,6 +97,7 @@ class RadarSensor:
     false_alarms_per_scan: float | None = None
     splits_objects: bool = True
     sweeps: bool = False
+    reflectors: SiteReflectors | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

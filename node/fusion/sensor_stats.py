@@ -127,14 +127,14 @@ class SensorStats:
             span if not math.isfinite(old) else max(floor, _MEMORY * old + (1 - _MEMORY) * span)
         )
 
-    def swept(self, bit: int, t: float, unexplained: int, z: FloatArray, r: FloatArray) -> None:
+    def swept(self, bit: int, t: float, unexplained: float, z: FloatArray, r: FloatArray) -> None:
         """A scanning radar's plots (partial scans at their own times): their unexplained count and
         radial spread add up over one period, then count as one scan's (`unexplained`, the
         Doppler span), at its next plot."""
         tally = self._sweeps.get(bit)
         if tally is None or t - tally[0] >= self.period_s[bit]:
             if tally is not None:
-                self.unexplained(bit, int(tally[1]))
+                self.unexplained(bit, float(tally[1]))
                 if math.isfinite(tally[2]):
                     self._doppler(bit, tally[3] - tally[2], tally[4])
             tally = self._sweeps[bit] = [t, 0.0, math.inf, -math.inf, 0.0]
@@ -157,7 +157,7 @@ class SensorStats:
             else:
                 self.period_s[bit] = 0.95 * p + 0.05 * min(dt, 2.0 * p)
 
-    def unexplained(self, bit: int, count: int) -> None:
+    def unexplained(self, bit: int, count: float) -> None:
         """Detections of a full scan that no established track gated: the false-alarm estimate."""
         self.false_alarms[bit] = max(
             _MEMORY * self.false_alarms[bit] + (1 - _MEMORY) * count, _MIN_FALSE_ALARMS

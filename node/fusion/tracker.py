@@ -187,6 +187,8 @@ class Tracker:
         clutter = self.stats.clutter_density(bit, scan.model, scan.z.shape[1], self.params.clutter_per_scan)
         active = tb.active()
         m = scan.z.shape[0]
+        site = getattr(scan.model, "reflectors", None)  # the density at each plot, with reflectors
+        lam = clutter + site.density(scan.z) if site is not None and m else None
         slot_of = np.full(m, -1, dtype=np.intp)
         near_track: BoolArray = np.zeros(m, dtype=bool)
         near_firm: BoolArray = np.zeros(m, dtype=bool)
@@ -218,7 +220,9 @@ class Tracker:
                 if chosen.size:
                     slot_of[cols] = active[rows]
                     updated[rows] = True
-                    gain[rows] = hit_score(g.loglik[chosen], self.stats.pd(bit), clutter)
+                    gain[rows] = hit_score(
+                        g.loglik[chosen], self.stats.pd(bit), clutter if lam is None else lam[cols]
+                    )
                     if not scan.model.ranging:  # how well a bearing-only track knows its direction
                         tb.bearing_sigma_rad[active[rows]] = np.sqrt(scan.r[cols, 0, 0])
                     soft = (
@@ -243,7 +247,7 @@ class Tracker:
                         extra,
                     )
                     self._late_update(active[rows[hard & ~in_time]], scan, cols[hard & ~in_time])
-                    self._soft_update(active, soft, g, scan)
+                    self._soft_update(active, soft, g, scan, clutter if lam is None else lam)
                     updated[soft] = shared[soft] = True
                 near_track = self._claimed(g, rows, cols, scan) | (taken & (slot_of < 0))  # (split returns)
                 if scan.full_scan and firm.size > 1:
@@ -267,10 +271,14 @@ class Tracker:
             if self.ground is not None:
                 hold_above_ground(tb, active, self.ground)
             self.history.remember(tb, active[updated])
+        # The false alarms of the uniform density: a plot a known reflector explains is not one.
+        unexplained = (
+            float(np.count_nonzero(~near_firm)) if lam is None else float((clutter / lam)[~near_firm].sum())
+        )
         if scan.model.sweeps and m:  # a scanning radar's false alarms are counted by the sweep
-            self.stats.swept(bit, scan.t, int(np.count_nonzero(~near_firm)), scan.z, scan.r)
+            self.stats.swept(bit, scan.t, unexplained, scan.z, scan.r)
         elif scan.full_scan and not scan.model.sweeps:
-            self.stats.unexplained(bit, int(np.count_nonzero(~near_firm)))
+            self.stats.unexplained(bit, unexplained)
         started = np.zeros(0, dtype=np.intp)
         if scan.initiate is True or np.any(scan.initiate):
             unclaimed = (slot_of < 0) & ~near_track
@@ -318,12 +326,14 @@ class Tracker:
         )
         late.add_information(self.table, slots, info, vector)
 
-    def _soft_update(self, active: IndexArray, rows: IndexArray, g: Gating, scan: Scan) -> None:
-        """The JPDA-style update of the tracks in `rows` that compete for detections (`jpda`)."""
+    def _soft_update(
+        self, active: IndexArray, rows: IndexArray, g: Gating, scan: Scan, clutter: float | FloatArray
+    ) -> None:
+        """The JPDA-style update of the tracks in `rows` that compete for detections (`jpda`);
+        `clutter` the scan's density, one or per measurement."""
         if rows.size == 0:
             return
         bit = self.sensor_bits.get(scan.model.sensor_id, 63)
-        clutter = self.stats.clutter_density(bit, scan.model, scan.z.shape[1], self.params.clutter_per_scan)
         jpda.soft_update(
             self.table,
             active,
