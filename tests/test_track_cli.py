@@ -410,6 +410,41 @@ def test_a_slow_radar_keeps_its_track_through_a_run_of_misses(
     assert set(_last_seen(_track_lines(tmp_path, slow, lines, capsys))) == {"0.1"}
 
 
+def test_a_slow_radars_track_that_flew_out_of_its_coverage_ends_after_a_period_and_a_half(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A radar scanning every 4 s; its target flies straight out past the maximum range at 40 m/s
+    (160 m a scan). The track is asked whether it left the coverage once unfed for 1.5 periods
+    (`management._PERIODS`; `track` steps between the scans), so it ends 6 s after its last
+    plot, not 12 s or more later as a track timed out inside the coverage would (3 periods and
+    the misses-in-view patience)."""
+    t0, sig, period = 1_750_000_000.0, PLOT_SIGMAS, 4.0
+    lines, last_hit = [], 0.0
+    for k in range(16):
+        t, arrived = t0 + period * k, 12.0 + period * k
+        r = 1000.0 + 160.0 * k
+        if r <= 2500.0:
+            last_hit = t
+            m: RadarDetection | EmptyRadarScan = RadarDetection("surv", t, arrived, r, 0.2, 0.05, None, *sig)
+        else:
+            m = EmptyRadarScan("surv", t, arrived)
+        lines.append(wire.dumps(wire.measurement_record(m)))
+    slow = RADAR_TOML.replace("rate_hz = 10", "rate_hz = 0.25")
+    out = _track_lines(tmp_path, slow, lines, capsys)
+    ended = [
+        json.loads(line)["t"]
+        for line in out.splitlines()
+        if any(tr["status"] == "deleted" for tr in json.loads(line).get("tracks", []))
+    ]
+    confirmed = [
+        json.loads(line)["t"]
+        for line in out.splitlines()
+        if any(tr["status"] == "confirmed" for tr in json.loads(line).get("tracks", []))
+    ]
+    assert confirmed and min(confirmed) < last_hit  # it was a confirmed track
+    assert ended == [pytest.approx(last_hit + 1.5 * period, abs=0.5)]
+
+
 def test_clutter_in_a_lost_tracks_gate_neither_confirms_it_again_nor_keeps_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
