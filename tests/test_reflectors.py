@@ -177,6 +177,32 @@ def test_density_is_the_reflectors_and_nothing_a_few_sigmas_away() -> None:
     assert site.density(np.zeros((0, 3))).shape == (0,)
 
 
+@pytest.mark.parametrize("k", [1, 30, 400])
+def test_density_sums_every_reflector_near_enough_to_matter(k: int) -> None:
+    """Only the pairs close in range are evaluated (`_REACH_SIGMAS`): the sum is the full one,
+    for 4-row maps, their 3-row marginal, correlated scatter and plots all round the azimuth."""
+    rng = np.random.default_rng(k)
+    mean = np.column_stack(
+        [rng.uniform(300, 2500, k), rng.uniform(-3, 3, k), rng.uniform(-0.3, 0.3, k), rng.normal(0, 1, k)]
+    )
+    a = rng.normal(0.0, 1.0, (k, 4, 4)) * np.array([2.0, 0.01, 0.01, 0.3])
+    cov = a @ a.transpose(0, 2, 1) + np.diag([4.0, 3e-4, 3e-4, 0.1])
+    site = SiteReflectors(mean, cov, rng.uniform(0.05, 0.9, k))
+    z = np.column_stack(
+        [rng.uniform(300, 2500, 200), rng.uniform(-math.pi, math.pi, 200), rng.uniform(-0.3, 0.3, 200)]
+    )
+    z = np.column_stack([z, rng.normal(0, 1, 200)])
+    near = min(k, 50)  # plots on reflectors, where the density matters
+    z[:near] = mean[:near] + rng.normal(0, 1, (near, 4)) * np.sqrt(np.diagonal(cov[:near], axis1=1, axis2=2))
+    for d in (3, 4):
+        c = cov[:, :d, :d]
+        nu = z[:, None, :d] - mean[None, :, :d]
+        nu[..., 1] = (nu[..., 1] + math.pi) % (2.0 * math.pi) - math.pi
+        d2 = np.einsum("mki,kij,mkj->mk", nu, np.linalg.inv(c), nu)
+        full = (site.rate / np.sqrt(np.linalg.det(2.0 * math.pi * c)) * np.exp(-0.5 * d2)).sum(axis=1)
+        np.testing.assert_allclose(site.density(z[:, :d]), full, rtol=1e-9, atol=1e-12 * full.max())
+
+
 def test_map_file_round_trip_and_what_a_bad_one_says() -> None:
     site = _learn(_scans(30.0, seed=6))
     again = SiteReflectors.from_dict(json.loads(json.dumps(site.to_dict())))
