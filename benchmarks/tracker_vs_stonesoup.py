@@ -84,6 +84,7 @@ from tracking_sets import FULL_SETS, QUICK_SETS, Scan, SetSpec, make_scans, site
 
 from cuas_node.evaluation.metrics import gospa
 from cuas_node.fusion.models import CLIMB_PRIOR_SIGMA_MPS, velocity_prior
+from cuas_node.fusion.params import RadarSensor
 
 FloatArray = npt.NDArray[np.float64]
 GOSPA_C = 100.0
@@ -137,11 +138,12 @@ def site_reflectors(spec: SetSpec, seed: int) -> Path | None:
     Ours only: the comparators have no such input (the figures without it are the fair ones)."""
     if not spec.survey_s:
         return None
-    from cuas_node.calibration.radar_reflectors import learn_from_scans
+    from cuas_node.calibration.radar_reflectors import consecutive_scans, learn_from_scans
     from cuas_node.fusion_setup import sensor_spec
 
     sensor = sensor_spec(node_config(spec).sensors[0])
-    site = learn_from_scans(sensor, site_survey(spec, seed))  # type: ignore[arg-type]
+    assert isinstance(sensor, RadarSensor)
+    site = learn_from_scans(sensor, consecutive_scans(site_survey(spec, seed), sensor)).reflectors
     path = Path(_SITE_DIR.name) / f"{spec.name}-{seed}.json"
     path.write_text(json.dumps(site.to_dict()))
     return path

@@ -2,11 +2,12 @@
 radar's plots recur at the site with nothing flying (`calibration.radar_reflectors`).
 
 Reads the radar's detections as measurement JSON lines (what `replay` prints and `track` reads;
-`-` or no file: standard input), refuses a recording too short to tell a reflector from chance
-(exit 1, nothing written), leaves out the plots of whatever moved through the coverage (named on
-stderr), writes the reflector map OUT and prints, as one JSON line, what it learnt and the line to
-put in the radar's `[[sensors]]` section. Malformed lines are named with their line number and
-skipped, as `track` does.
+`-` or no file: standard input). Refuses (exit 1, nothing written) a recording too short to tell a
+reflector from chance, or one whose plots mostly lack the range-rate the radar is configured to
+measure; names on stderr the spots seen only for a moment (something passing through, left out);
+writes the reflector map OUT and prints, as one JSON line, what it learnt and the line to put in
+the radar's `[[sensors]]` section. Malformed lines are named with their line number and skipped,
+as `track` does.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,11 +26,11 @@ from cuas_node.calibration.radar_reflectors import (
     MIN_SCANS,
     group_scans,
     learn_from_scans,
-    moving_targets,
+    without_range_rate,
 )
 from cuas_node.config import GenericRadarSensor, TiMmwaveSensor
 from cuas_node.fusion.params import RadarSensor
-from cuas_node.fusion_setup import fusion_setup, sensor_spec
+from cuas_node.fusion_setup import sensor_spec
 from cuas_node.kernel.measurement import EmptyRadarScan, RadarDetection
 from cuas_node.measurement_lines import Rejected, parse_line
 
@@ -57,33 +59,44 @@ def cmd_radar_reflectors(args: argparse.Namespace) -> int:
     entry = find_sensor(config, args.sensor)
     if not isinstance(entry, TiMmwaveSensor | GenericRadarSensor):
         raise ValueError(f"sensor {args.sensor!r} is a {entry.kind}, not a radar (ti-mmwave or radar)")
-    entry = entry.model_copy(update={"reflectors_file": None})  # learnt afresh, the old map unused
-    sensor = sensor_spec(entry)
+    sensor = sensor_spec(entry.model_copy(update={"reflectors_file": None}))  # learnt afresh
     assert isinstance(sensor, RadarSensor)
-    measurements = list(_radar_measurements(args.lines, args.sensor))
-    recording = group_scans(measurements, sensor)
-    n_scans = max(len(recording.times), round(recording.duration_s * sensor.scan_rate_hz) + 1)
+    recording = group_scans(list(_radar_measurements(args.lines, args.sensor)), sensor)
     prog = "cuas-node calibrate radar-reflectors"
-    if not measurements or n_scans < MIN_SCANS:
+    if recording.n_scans < MIN_SCANS:
         seconds = MIN_SCANS / sensor.scan_rate_hz
         print(
-            f"{prog}: refused: {len(recording.times)} scans of {args.sensor!r} in the input; at least"
-            f" {MIN_SCANS} are needed ({seconds:.0f} s at {sensor.scan_rate_hz:g} Hz) to tell a"
+            f"{prog}: refused: {recording.n_scans} scans of {args.sensor!r} in the input"
+            + (f" ({recording.breaks} breaks left out)" if recording.breaks else "")
+            + f"; at least {MIN_SCANS} are needed ({seconds:.0f} s at {sensor.scan_rate_hz:g} Hz) to tell a"
             " reflector from chance: record the site for longer, with nothing flying",
             file=sys.stderr,
         )
         return 1
-    setup = fusion_setup(config.model_copy(update={"sensors": [entry]}))
-    moving = moving_targets(setup, recording, sensor)
-    for line in moving.described[:SHOWN_ERRORS]:
-        print(f"{prog}: {line}: its plots are left out of the map", file=sys.stderr)
-    plots = [p[~theirs] for p, theirs in zip(recording.plots, moving.theirs, strict=True)]
-    site = learn_from_scans(sensor, plots, n_scans)
+    plots = sum(p.shape[0] for p in recording.plots)
+    lacking = without_range_rate(sensor, recording)
+    if lacking * 2 > plots:
+        print(
+            f"{prog}: refused: {lacking} of {plots} plots of {args.sensor!r} carry no range-rate, and the"
+            " radar is configured to measure it: set range_rate = false if it does not (a map of the"
+            " few plots with one would leave the rest unpriced)",
+            file=sys.stderr,
+        )
+        return 1
+    survey = learn_from_scans(sensor, recording)
+    for centre in survey.passing[:SHOWN_ERRORS]:
+        print(
+            f"{prog}: left out a spot at {centre[0]:.0f} m, azimuth {math.degrees(centre[1]):.1f} deg,"
+            f" elevation {math.degrees(centre[2]):.1f} deg: its plots came in a moment of the recording,"
+            " something passing through (a car, a walker, a bird), not the site",
+            file=sys.stderr,
+        )
+    site = survey.reflectors
+    site.sensor_id = args.sensor
     document = site.to_dict() | {
-        "sensor_id": args.sensor,
         "learnt": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "scans": n_scans,
-        "seconds": round(recording.duration_s, 3),
+        "scans": recording.n_scans,
+        "seconds": round(recording.seconds, 3),
         "inputs": list(args.lines),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -91,12 +104,13 @@ def cmd_radar_reflectors(args: argparse.Namespace) -> int:
     summary = {
         "reflectors_file": str(args.out),
         "sensor": args.sensor,
-        "scans": n_scans,
-        "seconds": round(recording.duration_s, 1),
-        "plots": sum(p.shape[0] for p in recording.plots),
-        "moving_targets": len(moving.described),
-        "moving_target_plots": moving.plots,
+        "scans": recording.n_scans,
+        "seconds": round(recording.seconds, 1),
+        "breaks": recording.breaks,
+        "plots": plots,
+        "plots_without_range_rate": lacking,
         "reflectors": len(site),
+        "passing": len(survey.passing),
         "rates_per_scan": sorted((round(float(r), 3) for r in site.rate), reverse=True),
         "config": {"reflectors_file": str(args.out.resolve())},
     }

@@ -169,7 +169,11 @@ def read_reflectors(sensor: TiMmwaveSensor | GenericRadarSensor) -> SiteReflecto
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         problem = str(exc)
     else:
-        if site.dim >= 4 or not (isinstance(sensor, TiMmwaveSensor) or sensor.range_rate):
+        measures_rate = isinstance(sensor, TiMmwaveSensor) or sensor.range_rate
+        if site.sensor_id not in (None, sensor.id):
+            problem = f"learnt for sensor {site.sensor_id!r}: learn this radar's own"
+        elif site.dim < 4 and measures_rate:
+            problem = "learnt without range-rate, and this radar measures it: learn it again from its plots"
+        else:
             return site
-        problem = "learnt without range-rate, and this radar measures it: learn it again from its plots"
     raise ConfigError([f"sensor {sensor.id!r}: reflectors_file {path}: {problem}"], "sensors")

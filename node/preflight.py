@@ -299,12 +299,13 @@ def _check_sensors(config: Config, problems: list[str]) -> None:
     for index, sensor in enumerate(config.sensors):
         if not sensor.enabled:
             continue
-        try:
-            if isinstance(sensor, TiMmwaveSensor | GenericRadarSensor):
+        if isinstance(sensor, TiMmwaveSensor | GenericRadarSensor):
+            try:
                 read_reflectors(sensor)
+            except ConfigError as exc:
+                problems += [f"sensors[{index}] (env CUAS_SENSORS): {p}" for p in exc.problems]
+        try:
             build_driver(sensor, clock)
-        except ConfigError as exc:
-            problems += [f"sensors[{index}] (env CUAS_SENSORS): {p}" for p in exc.problems]
         except UnsupportedSensor as exc:
             problems.append(f"sensors[{index}] (env CUAS_SENSORS): {exc}")
         except (OSError, ValueError) as exc:

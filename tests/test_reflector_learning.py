@@ -1,0 +1,99 @@
+"""Learning a site's reflectors from a survey (calibration/reflector_learning.py): a spot where
+plots recur beyond the clutter at its ranges, persistent over the survey, priced at its mean rate
+or, if it shows in bursts, at its busiest. Clutter however it varies with range makes none;
+what passed through makes none; a tree line that gives plots all along is the site's."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cuas_node.calibration.reflector_learning import learn_reflectors
+from tests.reflector_site import RANGE_M, REFLECTORS, SIGMA, at, clutter, learn, site_scans
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_clutter_alone_makes_no_spot_however_it_varies_with_range(seed: int) -> None:
+    """Uniform false alarms, and the same with 60 % of them in the nearest fifth of the range
+    (8.5 times denser near than far, as ground clutter is): its rings' background, never a spot."""
+    for bias in (0.0, 0.6):
+        rng = np.random.default_rng([seed, int(bias * 10)])
+        survey = learn([clutter(rng, 30.0, bias) for _ in range(1200)])
+        assert len(survey.reflectors) == 0 and len(survey.passing) == 0, bias
+
+
+@pytest.mark.parametrize("half_width_deg", [2.0, 3.0])
+def test_a_narrow_view_judges_clutter_by_a_wider_band_of_ranges_not_the_whole_coverage(
+    half_width_deg: float,
+) -> None:
+    """A pencil-beam view (±2-3°, 2-3 cells a row): rows pooled until there are cells enough to
+    judge by, so clutter denser near the radar still makes no spot (the whole coverage's mean made
+    9-30)."""
+    half = math.radians(half_width_deg)
+    rng = np.random.default_rng(int(half_width_deg))
+    plots, scan_of = [], []
+    for k in range(1200):
+        m = int(rng.poisson(10.0))
+        near = rng.random(m) < 0.6
+        top = np.where(near, RANGE_M[0] + 0.2 * (RANGE_M[1] - RANGE_M[0]), RANGE_M[1])
+        plots.append(np.column_stack([rng.uniform(RANGE_M[0], top), *rng.uniform(-half, half, (2, m))]))
+        scan_of += [k] * m
+    view = (RANGE_M[1] - RANGE_M[0], half, half)
+    survey = learn_reflectors(np.concatenate(plots), np.array(scan_of), 1200, SIGMA, view)
+    assert len(survey.reflectors) == 0
+
+
+def test_every_reflector_is_found_where_it_is_at_its_own_rate() -> None:
+    survey = learn(site_scans(60.0, seed=4, false_alarms=20.0))
+    site = survey.reflectors
+    assert len(site) == len(REFLECTORS) and len(survey.passing) == 0
+    order = np.argsort(site.mean[:, 0])
+    assert np.all(np.abs(site.mean[order] - REFLECTORS[:, :3]) <= 0.3 * SIGMA), site.mean[order]
+    # A steady reflector's rate is its mean over the survey (600 scans: within 4 binomial sigmas).
+    p = REFLECTORS[:, 3]
+    assert np.all(np.abs(site.rate[order] - p) <= 4.0 * np.sqrt(p * (1 - p) / 600) + 0.01), site.rate[order]
+    # Its scatter is the radar's noise, not the counting cells'.
+    spread = np.sqrt(np.diagonal(site.cov, axis1=1, axis2=2))
+    np.testing.assert_allclose(spread[order[:2]], np.tile(SIGMA, (2, 1)), rtol=0.3)
+
+
+def test_a_reflector_in_bursts_is_priced_as_it_shows() -> None:
+    """A reflector that shows every scan for 3 s in every 30 s (a door, a flag in gusts): its
+    mean is 0.1 a scan, but while it shows it could confirm a track at 1 a scan."""
+    rng = np.random.default_rng(5)
+    scans = []
+    for k in range(1800):
+        z = clutter(rng, 10.0)
+        if k % 300 < 30:
+            z = np.concatenate([z, REFLECTORS[:1, :3] + rng.normal(0.0, 1.0, (1, 3)) * SIGMA])
+        scans.append(z)
+    site = learn(scans).reflectors
+    assert len(site) == 1 and site.rate[0] == pytest.approx(1.0)
+
+
+def test_a_tree_line_is_the_sites_and_a_car_that_passed_is_not() -> None:
+    """A hedge 40 m deep and 6° wide at 800 m giving 3 plots a scan all along (persistent: spots,
+    kept), and a car crossing at 15 m/s in the survey's second tenth (each place it passed shows
+    for a moment: left out as passing, none of it learnt)."""
+    rng = np.random.default_rng(6)
+    scans = []
+    for k in range(3000):
+        parts = [clutter(rng, 10.0)]
+        hedge = np.column_stack(
+            [rng.uniform(780.0, 820.0, 3), rng.uniform(0.2, 0.3, 3), rng.normal(0.004, SIGMA[2], 3)]
+        )
+        parts.append(hedge)
+        if 300 <= k < 600:
+            parts.append(
+                at((-1200.0 + 15.0 * (k - 300) / 10.0, 1500.0, 2.0)) + rng.normal(0, 1, (1, 3)) * SIGMA
+            )
+        scans.append(np.concatenate(parts))
+    survey = learn(scans)
+    site = survey.reflectors
+    in_hedge = (np.abs(site.mean[:, 0] - 800.0) < 30.0) & (np.abs(site.mean[:, 1] - 0.25) < 0.06)
+    assert in_hedge.sum() >= 2 and in_hedge.all()  # the hedge, and nothing of the car
+    assert len(survey.passing) >= 3
+    road = np.array([[r, az] for r, az, _ in survey.passing[:, :3].tolist()])
+    assert np.all(np.abs(road[:, 0] * np.cos(road[:, 1]) - 1500.0) < 60.0)  # all on the road
