@@ -17,13 +17,14 @@ import datetime as dt
 import json
 import math
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from cuas_node.calibration.cli_common import find_sensor, load_procedure_config
 from cuas_node.calibration.radar_reflectors import (
     MIN_SCANS,
+    SURVEY_S,
     group_scans,
     learn_from_scans,
     without_range_rate,
@@ -61,18 +62,27 @@ def cmd_radar_reflectors(args: argparse.Namespace) -> int:
         raise ValueError(f"sensor {args.sensor!r} is a {entry.kind}, not a radar (ti-mmwave or radar)")
     sensor = sensor_spec(entry.model_copy(update={"reflectors_file": None}))  # learnt afresh
     assert isinstance(sensor, RadarSensor)
-    recording = group_scans(list(_radar_measurements(args.lines, args.sensor)), sensor)
+    read = _Input(args.sensor)
+    recording = group_scans(read.measurements(args.lines), sensor)
     prog = "cuas-node calibrate radar-reflectors"
     if recording.n_scans < MIN_SCANS:
         seconds = MIN_SCANS / sensor.scan_rate_hz
+        others = f"; {read.other_sensors} lines of other sensors ({', '.join(sorted(read.ids))})"
         print(
             f"{prog}: refused: {recording.n_scans} scans of {args.sensor!r} in the input"
             + (f" ({recording.breaks} breaks left out)" if recording.breaks else "")
+            + (others if read.other_sensors and not recording.plots else "")
             + f"; at least {MIN_SCANS} are needed ({seconds:.0f} s at {sensor.scan_rate_hz:g} Hz) to tell a"
             " reflector from chance: record the site for longer, with nothing flying",
             file=sys.stderr,
         )
         return 1
+    if recording.seconds < SURVEY_S:
+        print(
+            f"{prog}: note: {recording.seconds:.0f} s of survey; under {SURVEY_S:.0f} s a reflector that"
+            " shows in a few bursts, or faintly, may not be learnt",
+            file=sys.stderr,
+        )
     plots = sum(p.shape[0] for p in recording.plots)
     lacking = without_range_rate(sensor, recording)
     if lacking * 2 > plots:
@@ -109,6 +119,7 @@ def cmd_radar_reflectors(args: argparse.Namespace) -> int:
         "breaks": recording.breaks,
         "plots": plots,
         "plots_without_range_rate": lacking,
+        "duplicates": read.duplicates,
         "reflectors": len(site),
         "passing": len(survey.passing),
         "rates_per_scan": sorted((round(float(r), 3) for r in site.rate), reverse=True),
@@ -118,22 +129,44 @@ def cmd_radar_reflectors(args: argparse.Namespace) -> int:
     return 0
 
 
-def _radar_measurements(paths: Sequence[str], sensor_id: str) -> Iterator[RadarDetection | EmptyRadarScan]:
-    """The radar's measurements in the input files; malformed lines named on stderr and skipped."""
-    shown = 0
-    for path in paths:
-        handle: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
-        try:
-            for number, line in enumerate(handle, 1):
-                result = parse_line(line)
-                if isinstance(result, Rejected):
-                    shown += 1
-                    if shown <= SHOWN_ERRORS:
-                        print(f"{path}: line {number}: {str(result)[:300]}", file=sys.stderr)
-                elif isinstance(result, RadarDetection | EmptyRadarScan) and result.sensor_id == sensor_id:
-                    yield result
-        finally:
-            if handle is not sys.stdin.buffer:
-                handle.close()
-    if shown > SHOWN_ERRORS:
-        print(f"... and {shown - SHOWN_ERRORS} more malformed lines", file=sys.stderr)
+class _Input:
+    """The radar's measurements in the input files, each once: malformed lines named on stderr
+    and skipped, the lines of other sensors and exact duplicates (a file given twice) counted."""
+
+    def __init__(self, sensor_id: str) -> None:
+        self.sensor_id = sensor_id
+        self.other_sensors = 0
+        self.ids: set[str] = set()
+        self.duplicates = 0
+
+    def measurements(self, paths: Sequence[str]) -> list[RadarDetection | EmptyRadarScan]:
+        shown = 0
+        seen: set[RadarDetection | EmptyRadarScan] = set()
+        out: list[RadarDetection | EmptyRadarScan] = []
+        for path in paths:
+            try:
+                handle: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+            except OSError as exc:
+                raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+            try:
+                for number, line in enumerate(handle, 1):
+                    result = parse_line(line)
+                    if isinstance(result, Rejected):
+                        shown += 1
+                        if shown <= SHOWN_ERRORS:
+                            print(f"{path}: line {number}: {str(result)[:300]}", file=sys.stderr)
+                    elif isinstance(result, RadarDetection | EmptyRadarScan):
+                        if result.sensor_id != self.sensor_id:
+                            self.other_sensors += 1
+                            self.ids.add(result.sensor_id)
+                        elif result in seen:
+                            self.duplicates += 1
+                        else:
+                            seen.add(result)
+                            out.append(result)
+            finally:
+                if handle is not sys.stdin.buffer:
+                    handle.close()
+        if shown > SHOWN_ERRORS:
+            print(f"... and {shown - SHOWN_ERRORS} more malformed lines", file=sys.stderr)
+        return out

@@ -32,6 +32,9 @@ FloatArray = npt.NDArray[np.float64]
 MIN_SCANS = 200
 """Fewer scans cannot price a flicker: a reflector seen in 5 % of them gives 10 plots."""
 
+SURVEY_S = 300.0
+"""A survey shorter than this may miss a reflector that shows in a few bursts, or faintly."""
+
 BREAK_S = 30.0
 BREAK_PERIODS = 30
 """A silence longer than both is a break in the recording, not empty scans."""
@@ -61,9 +64,10 @@ class SiteRecording:
 def group_scans(
     measurements: Sequence[RadarDetection | EmptyRadarScan], sensor: RadarSensor
 ) -> SiteRecording:
-    """A radar's detections grouped into scans by capture time (a frame's plots share it; an
-    empty scan counts too); a scanning radar stamps each plot on its own (`sweeps`), so its scans
-    are whole periods of 1/scan_rate_hz. Scans are numbered by time at the configured rate."""
+    """A radar's detections grouped into scans by capture time (a frame's plots share it, or come
+    within half a period of its first; an empty scan counts too); a scanning radar stamps each
+    plot on its own (`sweeps`), so its scans are whole periods of 1/scan_rate_hz. Scans are
+    numbered by time at the configured rate."""
     ordered = sorted(measurements, key=lambda m: m.t_capture)
     out = SiteRecording()
     if not ordered:
@@ -72,8 +76,12 @@ def group_scans(
     silence = max(BREAK_S, BREAK_PERIODS * period)
     t0 = ordered[0].t_capture
     batches: dict[float, list[RadarDetection]] = {}
+    key = -math.inf
     for m in ordered:
-        key = math.floor((m.t_capture - t0) / period) * period + t0 if sensor.sweeps else m.t_capture
+        if sensor.sweeps:
+            key = math.floor((m.t_capture - t0) / period) * period + t0
+        elif m.t_capture - key >= period / 2:  # a frame's plots stamped a little apart are one scan
+            key = m.t_capture
         batch = batches.setdefault(key, [])
         if isinstance(m, RadarDetection):
             batch.append(m)
@@ -106,8 +114,8 @@ def learn_from_scans(sensor: RadarSensor, recording: SiteRecording) -> Survey:
     if dim == 4:  # a detection without range-rate says nothing of the fourth row
         keep = np.isfinite(z[:, 3])
         z, scan_of = z[keep], scan_of[keep]
-    view = (sensor.max_range_m - sensor.min_range_m, sensor.fov_az_rad, sensor.fov_el_rad)
-    return learn_reflectors(z, scan_of, recording.n_scans, sigma, view)
+    coverage = (sensor.min_range_m, sensor.max_range_m, sensor.fov_az_rad, sensor.fov_el_rad)
+    return learn_reflectors(z, scan_of, recording.n_scans, sigma, coverage)
 
 
 def without_range_rate(sensor: RadarSensor, recording: SiteRecording) -> int:

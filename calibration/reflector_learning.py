@@ -34,6 +34,32 @@ PASSING_PARTS = 2  # a spot whose plots beyond its usual tenth's come within thi
 PASSING_SHARE = 0.8  # (this share of them), its usual tenth under BACKGROUND_SHARE of its busiest,
 BACKGROUND_SHARE = 0.2  # saw something pass through (a car, a walker), not the site
 MIN_BACKGROUND_CELLS = 54  # the least cells a spot's background is judged over (two neighbourhoods)
+MIN_BACKGROUND_PLOTS = 30  # and the least plots (a rate estimated to about 20 %)
+
+
+@dataclass(frozen=True)
+class View:
+    """A radar's coverage on the counting cells: its range rows (from `first_row`), azimuth
+    columns and elevation rows (`lifts`, from `first_lift`), cells `CELL_SIGMAS` sigmas wide."""
+
+    first_row: int
+    rows: int
+    columns: float
+    first_lift: int
+    lifts: int
+
+    @classmethod
+    def of(cls, cell: FloatArray, coverage: tuple[float, float, float, float]) -> View:
+        """From a radar's (min range m, max range m, azimuth and elevation half-widths rad)."""
+        near, far, fov_az, fov_el = coverage
+        first_row, last_row = math.floor(near / cell[0]), math.floor(far / cell[0])
+        first_lift, last_lift = math.floor(-fov_el / cell[2]), math.floor(fov_el / cell[2])
+        columns = max(2.0 * fov_az / cell[1], 1.0)
+        return cls(first_row, last_row - first_row + 1, columns, first_lift, last_lift - first_lift + 1)
+
+    @property
+    def cells(self) -> float:
+        return self.rows * self.columns * self.lifts
 
 
 @dataclass
@@ -46,15 +72,19 @@ class Survey:
 
 
 def learn_reflectors(
-    z: FloatArray, scan_of: IndexArray, n_scans: int, sigma: FloatArray, view: tuple[float, float, float]
+    z: FloatArray,
+    scan_of: IndexArray,
+    n_scans: int,
+    sigma: FloatArray,
+    coverage: tuple[float, float, float, float],
 ) -> Survey:
     """The spots where plots recur beyond the clutter around them, from every plot `z` (N, D) of
     `n_scans` scans of a site (`scan_of` (N,): the scan of each, 0..n_scans-1 in time order, gaps
-    of the recording left out). `sigma` (D,): the radar's specified accuracy per row; `view`:
-    its coverage (range span m, azimuth and elevation half-widths rad).
+    of the recording left out). `sigma` (D,): the radar's specified accuracy per row;
+    `coverage`: (min range m, max range m, azimuth and elevation half-widths rad).
 
     - A cell's 3×3×3 neighbourhood is a spot when it holds more plots than the cells around it
-      at the same ranges explain (`_backgrounds`), beyond chance `FAMILY_FALSE_SPOTS` over all
+      at the same ranges and elevations explain (`_backgrounds`), beyond chance `FAMILY_FALSE_SPOTS` over all
       the coverage's cells. Greedy, strongest first: each spot takes its plots (within
       `GATHER_SIGMAS`, re-centred), so one reflector is one spot however its plots fall.
     - A spot whose plots came in a moment of the survey saw something pass through the
@@ -72,15 +102,13 @@ def learn_reflectors(
     if z.ndim != 2 or z.shape[0] < MIN_PLOTS or n_scans <= 0:
         return empty
     cell = CELL_SIGMAS * sigma[:3]
-    span_m, fov_az, fov_el = view
-    ring_cells = max(2.0 * fov_az / cell[1], 1.0) * max(2.0 * fov_el / cell[2], 1.0)
-    n_cells = ring_cells * max(span_m / cell[0], 1.0)
+    view = View.of(cell, coverage)
     keys = np.floor(z[:, :3] / cell).astype(np.int64)
     cells, where, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
     where = where.ravel()
     around = _neighbourhood_counts(cells, counts)
-    expected = _backgrounds(keys[:, 0], cells[:, 0], around, ring_cells)
-    bar = np.maximum(poisson.isf(FAMILY_FALSE_SPOTS / n_cells, expected) + 1.0, MIN_PLOTS)
+    expected = _backgrounds(keys, cells, around, view)
+    bar = np.maximum(poisson.isf(FAMILY_FALSE_SPOTS / view.cells, expected) + 1.0, MIN_PLOTS)
     taken = np.zeros(z.shape[0], dtype=bool)
     kept: list[tuple[FloatArray, FloatArray, float]] = []
     passing: list[FloatArray] = []
@@ -98,7 +126,7 @@ def learn_reflectors(
         if near.sum() < bar[c]:
             continue
         taken |= near
-        if _passing(scan_of[near], n_scans):
+        if _passing(scan_of[near], n_scans, float(bar[c])):
             passing.append(centre)
             continue
         nu = _wrapped(z[near] - centre)
@@ -114,51 +142,82 @@ def learn_reflectors(
 
 
 def _backgrounds(
-    plot_rows: IndexArray, cell_rows: IndexArray, around: FloatArray, ring_cells: float
+    keys: npt.NDArray[np.int64], cells: npt.NDArray[np.int64], around: FloatArray, view: View
 ) -> FloatArray:
-    """What each cell's neighbourhood would hold if its clutter were spread evenly over the cells
-    at its ranges: the plots of the range rows within ±w of it, less its own neighbourhood's,
-    over the rest of their cells. w is 1 (its own three rows) where the view is wide; a narrow
-    view, with few cells a row, pools more rows until `MIN_BACKGROUND_CELLS` are left to judge by
-    (clutter that varies with range is then averaged over a wider band, never over the whole
-    coverage: 60 % of it in the nearest fifth of a ±3° view made 30 false spots that way)."""
+    """What each cell's neighbourhood would hold if the clutter at its range and elevation were
+    spread evenly over the azimuths in view: the plots of the band of range rows within ±w of it
+    and elevation rows within ±1, less its own neighbourhood's, over the band's other cells in
+    view. Clutter varies with range (denser near the radar) and with elevation (it hugs the
+    ground), and both are the site's background; a reflector stands out of the azimuths beside
+    it. The band of range rows is the narrowest (w = 1, 2, 4, ...) that holds
+    `MIN_BACKGROUND_CELLS` and `MIN_BACKGROUND_PLOTS` besides the cell's own neighbourhood (a
+    narrow view, sparse clutter far out), up to the whole range; never the whole coverage's mean
+    (60 % of the clutter in
+    the nearest fifth of a ±3° view made 30 false spots that way; clutter above the ground only,
+    judged against every elevation in view, made 751)."""
+    rows = keys[:, 0] - view.first_row
+    lifts = keys[:, 2] - view.first_lift
+    pad = view.rows + 1  # the widest band reaches the whole range from any row
+    grid = np.zeros((view.rows + 2 * pad, view.lifts + 4))
+    inside = (rows >= 0) & (rows < view.rows) & (lifts >= 0) & (lifts < view.lifts)
+    np.add.at(grid, (rows[inside] + pad, lifts[inside] + 2), 1.0)
+    summed = np.zeros((grid.shape[0] + 1, grid.shape[1] + 1))
+    summed[1:, 1:] = grid.cumsum(axis=0).cumsum(axis=1)
+    i = np.clip(cells[:, 0] - view.first_row, -1, view.rows) + pad
+    j = np.clip(cells[:, 2] - view.first_lift, -1, view.lifts) + 2
+    j0, j1 = j - 1, j + 2
+    in_lifts = np.maximum(np.minimum(j1, view.lifts + 2) - np.maximum(j0, 2), 0)
+    expected = np.full(cells.shape[0], np.nan)
     w = 1
-    while (2 * w + 1) * ring_cells - 27.0 < MIN_BACKGROUND_CELLS:
-        w += 1
-    lo = int(plot_rows.min()) - w
-    per_row = np.bincount(plot_rows - lo, minlength=int(plot_rows.max()) - lo + w + 1).astype(np.float64)
-    cumulative = np.concatenate([[0.0], np.cumsum(per_row)])
-    i = cell_rows - lo
-    band = cumulative[np.minimum(i + w + 1, per_row.size)] - cumulative[np.maximum(i - w, 0)]
-    return np.asarray(
-        27.0 * np.maximum(band - around, 0.0) / ((2 * w + 1) * ring_cells - 27.0), dtype=np.float64
-    )
+    while True:  # each cell takes the narrowest band of range rows that holds enough to judge by
+        i0, i1 = i - w, i + w + 1
+        band = summed[i1, j1] - summed[i0, j1] - summed[i1, j0] + summed[i0, j0] - around
+        in_rows = np.minimum(i1, view.rows + pad) - np.maximum(i0, pad)
+        others = in_rows * in_lifts * view.columns - 27.0
+        widest = w >= view.rows
+        enough = (others >= MIN_BACKGROUND_CELLS) & (band >= MIN_BACKGROUND_PLOTS) | widest
+        take = enough & np.isnan(expected)
+        expected[take] = 27.0 * np.maximum(band[take], 0.0) / np.maximum(others[take], 1.0)
+        if widest or not np.isnan(expected).any():
+            return expected
+        w = min(2 * w, view.rows)
 
 
-def _passing(scans: IndexArray, n_scans: int) -> bool:
-    """Whether a spot's plots came in a moment of the survey. Counted per tenth: its median tenth
-    is the clutter that falls in its box at any time, under `BACKGROUND_SHARE` of its busiest
-    tenth; and of the plots beyond that, `PASSING_SHARE` came within `PASSING_PARTS` tenths
-    running. A steady reflector's tenths are alike; a bursty one's excess is spread over its
-    bursts."""
+def _passing(scans: IndexArray, n_scans: int, bar: float) -> bool:
+    """Whether a spot's plots came in a moment of the survey, counted per tenth, by either test:
+    - its median tenth (the clutter that falls in its box at any time) is under
+      `BACKGROUND_SHARE` of its busiest, and of its plots beyond that, `PASSING_SHARE` came within
+      `PASSING_PARTS` tenths running;
+    - or its plots outside its busiest `PASSING_PARTS` tenths running would not make a spot (under
+      the spot's bar, scaled to the rest of the survey) and so many in those tenths are beyond
+      chance for plots spread evenly in time (`STEADY_CHANCE`): what is left of a car's trail
+      where its pieces hold few plots besides a clutter plot or two.
+    A steady reflector's tenths are alike; a bursty one's excess is spread over its bursts."""
     counts = np.bincount(scans * PARTS // max(n_scans, 1), minlength=PARTS).astype(np.float64)
     base = float(np.median(counts))
     excess = np.maximum(counts - base, 0.0)
     running = np.convolve(excess, np.ones(PASSING_PARTS), mode="valid").max()
-    return base <= BACKGROUND_SHARE * counts.max() and running >= PASSING_SHARE * excess.sum() > 0.0
+    if base <= BACKGROUND_SHARE * counts.max() and running >= PASSING_SHARE * excess.sum() > 0.0:
+        return True
+    window = np.convolve(counts, np.ones(PASSING_PARTS), mode="valid")
+    busiest, total = float(window.max()), float(counts.sum())
+    share = PASSING_PARTS / PARTS
+    windows = PARTS - PASSING_PARTS + 1
+    unlikely = float(binom.sf(busiest - 1.0, total, share)) * windows < STEADY_CHANCE
+    return total - busiest < bar * (1.0 - share) and unlikely
 
 
 def _rate(scans: IndexArray, n_scans: int) -> float:
     """The share of scans that show the spot (one plot or more: the others are clutter): its
     mean, or its busiest `BURST_SCANS` scans' where that run is beyond the mean's chance (a
-    binomial tail over the survey's runs, `STEADY_CHANCE`)."""
+    binomial tail, times the survey's sliding runs: `STEADY_CHANCE`)."""
     shown = np.minimum(np.bincount(scans, minlength=n_scans), 1).astype(np.float64)
     mean = float(shown.sum()) / max(n_scans, 1)
     if n_scans <= BURST_SCANS:
         return mean
     total = np.concatenate([[0.0], np.cumsum(shown)])
     busiest = float((total[BURST_SCANS:] - total[:-BURST_SCANS]).max())
-    chance = float(binom.sf(busiest - 1.0, BURST_SCANS, mean)) * n_scans / BURST_SCANS
+    chance = float(binom.sf(busiest - 1.0, BURST_SCANS, mean)) * (n_scans - BURST_SCANS + 1)
     return busiest / BURST_SCANS if chance < STEADY_CHANCE else mean
 
 

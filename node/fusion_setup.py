@@ -166,7 +166,9 @@ def read_reflectors(sensor: TiMmwaveSensor | GenericRadarSensor) -> SiteReflecto
         site = SiteReflectors.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
     except OSError as exc:
         problem = f"cannot read it: {exc.strerror or exc}"
-    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+    except json.JSONDecodeError as exc:
+        problem = f"not JSON ({exc})"
+    except (ValueError, UnicodeDecodeError) as exc:
         problem = str(exc)
     else:
         measures_rate = isinstance(sensor, TiMmwaveSensor) or sensor.range_rate

@@ -17,7 +17,7 @@ from cuas_node.publish import wire
 RATE_HZ = 10.0
 SIGMA = np.array([2.0, math.radians(1.0), math.radians(1.0)])
 RANGE_M, FOV_AZ, FOV_EL = (200.0, 2500.0), math.radians(60.0), math.radians(20.0)
-VIEW = (RANGE_M[1] - RANGE_M[0], FOV_AZ, FOV_EL)
+COVERAGE = (RANGE_M[0], RANGE_M[1], FOV_AZ, FOV_EL)
 # range m, azimuth, elevation (the radar looks north), plots per scan: a mast to a faint tree.
 REFLECTORS = np.array(
     [
@@ -121,4 +121,4 @@ def learn(survey: Sequence[np.ndarray]) -> Survey:
     """What a survey of these scans (one after another, none missing) learns."""
     z = np.concatenate(survey)
     scan_of = np.repeat(np.arange(len(survey)), [s.shape[0] for s in survey])
-    return learn_reflectors(z, scan_of, len(survey), SIGMA, VIEW)
+    return learn_reflectors(z, scan_of, len(survey), SIGMA, COVERAGE)

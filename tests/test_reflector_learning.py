@@ -40,8 +40,8 @@ def test_a_narrow_view_judges_clutter_by_a_wider_band_of_ranges_not_the_whole_co
         top = np.where(near, RANGE_M[0] + 0.2 * (RANGE_M[1] - RANGE_M[0]), RANGE_M[1])
         plots.append(np.column_stack([rng.uniform(RANGE_M[0], top), *rng.uniform(-half, half, (2, m))]))
         scan_of += [k] * m
-    view = (RANGE_M[1] - RANGE_M[0], half, half)
-    survey = learn_reflectors(np.concatenate(plots), np.array(scan_of), 1200, SIGMA, view)
+    coverage = (RANGE_M[0], RANGE_M[1], half, half)
+    survey = learn_reflectors(np.concatenate(plots), np.array(scan_of), 1200, SIGMA, coverage)
     assert len(survey.reflectors) == 0
 
 
@@ -97,3 +97,67 @@ def test_a_tree_line_is_the_sites_and_a_car_that_passed_is_not() -> None:
     assert len(survey.passing) >= 3
     road = np.array([[r, az] for r, az, _ in survey.passing[:, :3].tolist()])
     assert np.all(np.abs(road[:, 0] * np.cos(road[:, 1]) - 1500.0) < 60.0)  # all on the road
+
+
+def _car(k: int, rng: np.random.Generator) -> np.ndarray:
+    """A car crossing the coverage at 15 m/s in the survey's second tenth (300 s at 10 Hz)."""
+    if not 300 <= k < 600:
+        return np.zeros((0, 3))
+    return at((-1200.0 + 15.0 * (k - 300) / 10.0, 1500.0, 2.0)) + rng.normal(0, 1, (1, 3)) * SIGMA
+
+
+@pytest.mark.parametrize("seed", [1, 2, 17])
+def test_nothing_of_a_car_that_crossed_the_survey_once_is_learnt(seed: int) -> None:
+    """Not even the pieces of its trail that hold a clutter plot or two from other times (they
+    were learnt, bursty, at 0.35-0.75 a scan: a drone there later waited 7 s). Seed 17 has such
+    a piece (the second test of `_passing` takes it; of seeds 1-24, the only one here)."""
+    survey = learn(site_scans(300.0, seed=seed, drones=_car))
+    site = survey.reflectors
+    sigmas = np.abs(site.mean[:, None, :3] - REFLECTORS[None, :, :3]) / SIGMA
+    off = sigmas.max(axis=2).min(axis=1) > 3.0
+    assert not off.any(), site.mean[off]
+    assert len(site) == len(REFLECTORS) and len(survey.passing) >= 3
+
+
+def test_real_reflectors_are_not_taken_for_something_passing() -> None:
+    """Faint steady ones (3 % of 600 scans, in 20 false alarms a scan) and one that shows in three
+    bursts of 3 s over a 5-minute survey: each is the site's."""
+    rng = np.random.default_rng(7)
+    faint = REFLECTORS[:, :3] + np.array([0.0, 0.05, 0.0])  # beside the site's own
+    door = REFLECTORS[1, :3] + np.array([0.0, -0.2, 0.0])
+    scans = []
+    for k in range(3000):
+        shown = [faint[rng.random(4) < 0.03]] + ([door[None]] if k % 1000 < 30 else [])
+        fixed = np.concatenate(shown)
+        scans.append(np.concatenate([clutter(rng, 20.0), fixed + rng.normal(0, 1, fixed.shape) * SIGMA]))
+    survey = learn(scans)
+    assert len(survey.passing) == 0
+    assert len(survey.reflectors) == 5
+
+
+def test_clutter_that_hugs_the_ground_makes_no_spot() -> None:
+    """80 % of the false alarms within 2° of the horizon: each elevation's own background."""
+    rng = np.random.default_rng(8)
+    scans = []
+    for _ in range(1200):
+        z = clutter(rng, 20.0)
+        low = rng.random(z.shape[0]) < 0.8
+        z[low, 2] = rng.uniform(-math.radians(2.0), math.radians(2.0), int(low.sum()))
+        scans.append(z)
+    assert len(learn(scans).reflectors) == 0
+
+
+def test_a_swaying_reflectors_scatter_is_its_own() -> None:
+    """A tree whose plots wander three of the radar's sigmas across the beam: priced with the
+    scatter it shows, not the radar's noise alone."""
+    rng = np.random.default_rng(9)
+    tree = np.array([900.0, 0.1, 0.01])
+    sway = np.array([1.0, 3.0, 1.0]) * SIGMA
+    scans = [
+        np.concatenate([clutter(rng, 5.0), (tree + rng.normal(0, 1, 3) * np.hypot(sway, SIGMA))[None]])
+        for _ in range(1200)
+    ]
+    site = learn(scans).reflectors
+    assert len(site) >= 1
+    spread = np.sqrt(site.cov[0, 1, 1])
+    assert spread > 2.0 * SIGMA[1]

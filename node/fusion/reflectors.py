@@ -121,7 +121,15 @@ class SiteReflectors:
             rate = np.array([s["rate_per_scan"] for s in spots], dtype=np.float64)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"a reflector needs 'mean', 'cov' and 'rate_per_scan': {exc}") from None
-        dim = int(data.get("dim", 3))
+        dim = data.get("dim", mean.shape[1] if mean.ndim == 2 and spots else 3)
+        if (
+            not isinstance(dim, int)
+            or isinstance(dim, bool)
+            or (spots and (mean.ndim != 2 or mean.shape[1] != dim))
+        ):
+            raise ValueError(f"'dim' must be 3 or 4, the rows of every reflector's 'mean' (got {dim!r})")
+        if np.any(rate > 1.0):
+            raise ValueError("a reflector's 'rate_per_scan' is a share of scans: at most 1")
         sensor_id = data.get("sensor_id")
         if sensor_id is not None and not isinstance(sensor_id, str):
             raise ValueError("'sensor_id' must be a string")
