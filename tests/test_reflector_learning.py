@@ -161,3 +161,25 @@ def test_a_swaying_reflectors_scatter_is_its_own() -> None:
     assert len(site) >= 1
     spread = np.sqrt(site.cov[0, 1, 1])
     assert spread > 2.0 * SIGMA[1]
+
+
+def test_a_reflector_behind_an_all_round_radar_is_one_spot_where_it_is() -> None:
+    """A 360° radar and a reflector dead astern, its plots either side of ±180°: one spot, centred
+    on it (not two halves, nor one at 0°)."""
+    rng = np.random.default_rng(10)
+    astern = np.array([1500.0, math.pi, 0.01])
+    plots, scan_of = [], []
+    for k in range(1200):
+        z = clutter(rng, 5.0)
+        z[:, 1] = rng.uniform(-math.pi, math.pi, z.shape[0])
+        if rng.random() < 0.5:
+            seen = astern + rng.normal(0, 1, 3) * SIGMA
+            seen[1] = (seen[1] + math.pi) % (2 * math.pi) - math.pi
+            z = np.concatenate([z, seen[None]])
+        plots.append(z)
+        scan_of += [k] * z.shape[0]
+    coverage = (RANGE_M[0], RANGE_M[1], math.pi, math.radians(20.0))
+    site = learn_reflectors(np.concatenate(plots), np.array(scan_of), 1200, SIGMA, coverage).reflectors
+    assert len(site) == 1
+    assert abs((site.mean[0, 1] - math.pi + math.pi) % (2 * math.pi) - math.pi) < 0.2 * SIGMA[1]
+    assert site.rate[0] == pytest.approx(0.5, abs=0.06)
