@@ -56,6 +56,7 @@ class SiteRecording:
 
     plots: list[FloatArray] = field(default_factory=list)
     index: list[int] = field(default_factory=list)
+    phases: list[FloatArray] = field(default_factory=list)  # a scanning radar's: in periods
     n_scans: int = 0
     seconds: float = 0.0
     breaks: int = 0
@@ -99,6 +100,8 @@ def group_scans(
         z, _sig, _extent, valid, _rate = radar_arrays(batch, sensor.range_bias_m) if batch else _NONE
         out.plots.append(z[valid])
         out.index.append(number)
+        phase = (np.array([m.t_capture for m in batch]) - t) / period if batch else np.zeros(0)
+        out.phases.append(phase[valid])
     out.n_scans = number + 1
     out.seconds += period
     return out
@@ -111,11 +114,13 @@ def learn_from_scans(sensor: RadarSensor, recording: SiteRecording) -> Survey:
     dim = sigma.size
     z = np.concatenate([np.zeros((0, dim))] + [p[:, :dim] for p in recording.plots])
     scan_of = np.repeat(np.asarray(recording.index, dtype=np.intp), [p.shape[0] for p in recording.plots])
+    phase = np.concatenate([np.zeros(0), *recording.phases]) if sensor.sweeps else None
     if dim == 4:  # a detection without range-rate says nothing of the fourth row
         keep = np.isfinite(z[:, 3])
         z, scan_of = z[keep], scan_of[keep]
+        phase = None if phase is None else phase[keep]
     coverage = (sensor.min_range_m, sensor.max_range_m, sensor.fov_az_rad, sensor.fov_el_rad)
-    return learn_reflectors(z, scan_of, recording.n_scans, sigma, coverage)
+    return learn_reflectors(z, scan_of, recording.n_scans, sigma, coverage, phase)
 
 
 def without_range_rate(sensor: RadarSensor, recording: SiteRecording) -> int:
@@ -130,7 +135,9 @@ def consecutive_scans(plots: Sequence[FloatArray], sensor: RadarSensor) -> SiteR
     what the benchmark's generator gives)."""
     rows = [np.column_stack([p, np.full((p.shape[0], 4 - p.shape[1]), np.nan)]) for p in plots]
     n = len(rows)
-    return SiteRecording(rows, list(range(n)), n, n / sensor.scan_rate_hz)
+    return SiteRecording(
+        rows, list(range(n)), [np.zeros(p.shape[0]) for p in rows], n, n / sensor.scan_rate_hz
+    )
 
 
 _NONE = (np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=bool), np.zeros(0, dtype=bool))

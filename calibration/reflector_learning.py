@@ -77,11 +77,13 @@ def learn_reflectors(
     n_scans: int,
     sigma: FloatArray,
     coverage: tuple[float, float, float, float],
+    phase: FloatArray | None = None,
 ) -> Survey:
     """The spots where plots recur beyond the clutter around them, from every plot `z` (N, D) of
     `n_scans` scans of a site (`scan_of` (N,): the scan of each, 0..n_scans-1 in time order, gaps
     of the recording left out). `sigma` (D,): the radar's specified accuracy per row;
-    `coverage`: (min range m, max range m, azimuth and elevation half-widths rad).
+    `coverage`: (min range m, max range m, azimuth and elevation half-widths rad); `phase`
+    (N,), a scanning radar's: each plot's time within its scan, in periods (`_rate`).
 
     - A cell's 3×3×3 neighbourhood is a spot when it holds more plots than the cells around it
       at the same ranges and elevations explain (`_backgrounds`), beyond chance `FAMILY_FALSE_SPOTS` over all
@@ -132,7 +134,7 @@ def learn_reflectors(
         nu = _wrapped(z[near] - centre)
         n = int(near.sum())
         cov = nu.T @ nu / n + np.diag(RIDGE * sigma**2) if n > 3 * dim else np.diag(sigma**2)
-        kept.append((centre, cov, _rate(scan_of[near], n_scans)))
+        kept.append((centre, cov, _rate(scan_of[near], n_scans, None if phase is None else phase[near])))
     reflectors = empty.reflectors
     if kept:
         reflectors = SiteReflectors(
@@ -207,10 +209,17 @@ def _passing(scans: IndexArray, n_scans: int, bar: float) -> bool:
     return total - busiest < bar * (1.0 - share) and unlikely
 
 
-def _rate(scans: IndexArray, n_scans: int) -> float:
+def _rate(scans: IndexArray, n_scans: int, phase: FloatArray | None = None) -> float:
     """The share of scans that show the spot (one plot or more: the others are clutter): its
     mean, or its busiest `BURST_SCANS` scans' where that run is beyond the mean's chance (a
-    binomial tail, times the survey's sliding runs: `STEADY_CHANCE`)."""
+    binomial tail, times the survey's sliding runs: `STEADY_CHANCE`). `phase` (a scanning
+    radar's): each plot's time within its scan's period, in periods; its scans are periods from
+    its first plot, and a reflector whose pass falls on a period's edge, stamped with jitter,
+    lands now in one scan, now in the next (its share came out at 0.71 of 0.86): each plot is
+    numbered by its pass instead, the nearest to its time about the spot's own phase."""
+    if phase is not None and phase.size:  # number each plot by its pass, about the spot's phase
+        turn = np.angle(np.exp(2j * np.pi * phase).mean()) / (2.0 * np.pi)
+        scans = np.clip(np.round(scans + phase - turn), 0, n_scans - 1).astype(np.intp)
     shown = np.minimum(np.bincount(scans, minlength=n_scans), 1).astype(np.float64)
     mean = float(shown.sum()) / max(n_scans, 1)
     if n_scans <= BURST_SCANS:

@@ -183,3 +183,34 @@ def test_a_reflector_behind_an_all_round_radar_is_one_spot_where_it_is() -> None
     assert len(site) == 1
     assert abs((site.mean[0, 1] - math.pi + math.pi) % (2 * math.pi) - math.pi) < 0.2 * SIGMA[1]
     assert site.rate[0] == pytest.approx(0.5, abs=0.06)
+
+
+def test_a_scanning_radars_reflector_on_a_period_edge_keeps_its_rate() -> None:
+    """A scanning radar's scans are periods from its first plot; a reflector whose pass falls on a
+    period's edge, stamped with 10 ms of jitter, lands now in one scan, now in the next: its share
+    of scans is still its own (0.71 of 0.86 before)."""
+    from cuas_node.calibration.radar_reflectors import group_scans, learn_from_scans
+    from cuas_node.fusion.params import RadarSensor
+    from cuas_node.kernel.measurement import RadarDetection
+    from cuas_node.kernel.pose import Pose
+
+    sensor = RadarSensor(
+        "surv", Pose.from_angles(0, 0, 0, (0, 0, 0)), 2500.0, math.pi, math.radians(20.0),
+        min_range_m=200.0, range_sigma_m=2.0, az_sigma_rad=SIGMA[1], el_sigma_rad=SIGMA[2],
+        range_rate=False, range_rate_sigma_mps=None, scan_rate_hz=1.0, sweeps=True,
+    )  # fmt: skip
+    rng = np.random.default_rng(11)
+    t0, sig = 1_750_000_000.0, (2.0, SIGMA[1], SIGMA[2], None, 15.0)
+    plots = []
+    for k in range(600):
+        plots += [
+            RadarDetection("surv", t0 + k + rng.random(), 0.0, *z, None, *sig) for z in clutter(rng, 5.0)
+        ]
+        if k == 0 or rng.random() < 0.86:  # the mast, its first plot the recording's first
+            r, az, el = REFLECTORS[0, :3] + rng.normal(0, 1, 3) * SIGMA
+            t = t0 + k + (rng.normal(0.0, 0.01) if k else 0.0)
+            plots.append(RadarDetection("surv", t, 0.0, r, az, el, None, *sig))
+    plots.sort(key=lambda m: m.t_capture)
+    site = learn_from_scans(sensor, group_scans(plots, sensor)).reflectors
+    mast = int(np.argmin(np.abs(site.mean[:, 0] - REFLECTORS[0, 0])))
+    assert site.rate[mast] == pytest.approx(0.86, abs=0.05), site.rate
