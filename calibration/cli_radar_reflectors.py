@@ -77,6 +77,13 @@ def cmd_radar_reflectors(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    period = 1.0 / sensor.scan_rate_hz
+    if not sensor.sweeps and abs(recording.frame_gap_s - period) > 0.25 * period:
+        print(
+            f"{prog}: note: frames come every {recording.frame_gap_s:.3g} s, rate_hz says {period:.3g} s:"
+            " scans are counted at rate_hz, so the rates learnt are off by as much; set rate_hz right",
+            file=sys.stderr,
+        )
     if recording.seconds < SURVEY_S:
         print(
             f"{prog}: note: {recording.seconds:.0f} s of survey; under {SURVEY_S:.0f} s a reflector that"

@@ -32,6 +32,11 @@ FloatArray = npt.NDArray[np.float64]
 MIN_SCANS = 200
 """Fewer scans cannot price a flicker: a reflector seen in 5 % of them gives 10 plots."""
 
+FRAME_SPREAD_S = 0.01
+"""Plots stamped this close after a scan's first (or a quarter period, if less) are that scan's:
+a radar that stamps each plot of a frame a little apart (merging within half a period merged two
+real frames of a radar whose `rate_hz` was set too low)."""
+
 SURVEY_S = 300.0
 """A survey shorter than this may miss a reflector that shows in a few bursts, or faintly."""
 
@@ -60,13 +65,14 @@ class SiteRecording:
     n_scans: int = 0
     seconds: float = 0.0
     breaks: int = 0
+    frame_gap_s: float = 0.0  # the median time between scans seen (a check of `rate_hz`)
 
 
 def group_scans(
     measurements: Sequence[RadarDetection | EmptyRadarScan], sensor: RadarSensor
 ) -> SiteRecording:
     """A radar's detections grouped into scans by capture time (a frame's plots share it, or come
-    within half a period of its first; an empty scan counts too); a scanning radar stamps each
+    within `FRAME_SPREAD_S` of its first; an empty scan counts too); a scanning radar stamps each
     plot on its own (`sweeps`), so its scans are whole periods of 1/scan_rate_hz. Scans are
     numbered by time at the configured rate."""
     ordered = sorted(measurements, key=lambda m: m.t_capture)
@@ -81,7 +87,7 @@ def group_scans(
     for m in ordered:
         if sensor.sweeps:
             key = math.floor((m.t_capture - t0) / period) * period + t0
-        elif m.t_capture - key >= period / 2:  # a frame's plots stamped a little apart are one scan
+        elif m.t_capture - key > min(period / 4, FRAME_SPREAD_S):  # a frame's plots stamped apart
             key = m.t_capture
         batch = batches.setdefault(key, [])
         if isinstance(m, RadarDetection):
@@ -104,6 +110,9 @@ def group_scans(
         out.phases.append(phase[valid])
     out.n_scans = number + 1
     out.seconds += period
+    times = np.array(list(batches))
+    gaps = np.diff(times)
+    out.frame_gap_s = float(np.median(gaps[gaps <= silence])) if (gaps <= silence).any() else period
     return out
 
 

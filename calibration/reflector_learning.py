@@ -61,6 +61,16 @@ class View:
     def cells(self) -> float:
         return self.rows * self.columns * self.lifts
 
+    def holding(self, keys: npt.NDArray[np.int64]) -> View:
+        """This view widened to the rows and lifts of cells that plots fall in (a radar sees a
+        little past its nominal coverage: judged there against nothing, plots just short of
+        `min_range_m` made 150 false spots)."""
+        first_row = min(self.first_row, int(keys[:, 0].min()))
+        last_row = max(self.first_row + self.rows - 1, int(keys[:, 0].max()))
+        first_lift = min(self.first_lift, int(keys[:, 2].min()))
+        last_lift = max(self.first_lift + self.lifts - 1, int(keys[:, 2].max()))
+        return View(first_row, last_row - first_row + 1, self.columns, first_lift, last_lift - first_lift + 1)
+
 
 @dataclass
 class Survey:
@@ -109,7 +119,7 @@ def learn_reflectors(
     cells, where, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
     where = where.ravel()
     around = _neighbourhood_counts(cells, counts)
-    expected = _backgrounds(keys, cells, around, view)
+    expected = _backgrounds(keys, cells, around, view.holding(keys))
     bar = np.maximum(poisson.isf(FAMILY_FALSE_SPOTS / view.cells, expected) + 1.0, MIN_PLOTS)
     taken = np.zeros(z.shape[0], dtype=bool)
     kept: list[tuple[FloatArray, FloatArray, float]] = []

@@ -214,3 +214,19 @@ def test_a_scanning_radars_reflector_on_a_period_edge_keeps_its_rate() -> None:
     site = learn_from_scans(sensor, group_scans(plots, sensor)).reflectors
     mast = int(np.argmin(np.abs(site.mean[:, 0] - REFLECTORS[0, 0])))
     assert site.rate[mast] == pytest.approx(0.86, abs=0.05), site.rate
+
+
+def test_clutter_a_little_past_the_coverage_makes_no_spot() -> None:
+    """A radar sees a little past its nominal coverage: a tenth of the clutter between 150 m and
+    the 200 m `min_range_m`, and some below the lower elevation edge, judged against the plots
+    there (against nothing, they made 150 false spots)."""
+    rng = np.random.default_rng(12)
+    scans = []
+    for _ in range(3000):
+        z = clutter(rng, 20.0)
+        short = rng.random(z.shape[0]) < 0.1
+        z[short, 0] = rng.uniform(150.0, 200.0, int(short.sum()))
+        low = rng.random(z.shape[0]) < 0.05
+        z[low, 2] = rng.uniform(-math.radians(22.0), -math.radians(20.0), int(low.sum()))
+        scans.append(z)
+    assert len(learn(scans).reflectors) == 0

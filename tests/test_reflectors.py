@@ -298,6 +298,11 @@ def test_a_file_given_twice_and_plots_stamped_apart_within_a_frame_change_nothin
     apart = json.loads(out)
     assert apart["scans"] == once["scans"] == 600
     assert apart["rates_per_scan"] == pytest.approx(once["rates_per_scan"], abs=0.01)
+    assert "note: 60 s of survey; under 300 s a reflector" in err
+    # A radar configured at 4 Hz whose frames come at 10: its frames are not merged, and it is said.
+    rc, out, err = _calibrate(tmp_path, lines, capsys, TOML.replace(f"rate_hz = {RATE_HZ}", "rate_hz = 4.0"))
+    assert rc == 0 and json.loads(out)["scans"] == 600
+    assert "note: frames come every 0.1 s, rate_hz says 0.25 s" in err
 
 
 def test_what_passed_through_the_survey_is_left_out_and_named(
