@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import binom, poisson
 
+from cuas_node.fusion.models import radar_innovation
 from cuas_node.fusion.reflectors import SiteReflectors
 
 FloatArray = npt.NDArray[np.float64]
@@ -131,17 +132,17 @@ def learn_reflectors(
         centre = z[seed].mean(axis=0)
         near = seed
         for _ in range(3):
-            near = ~taken & np.all(np.abs(_wrapped(z - centre)) <= GATHER_SIGMAS * sigma, axis=1)
+            near = ~taken & np.all(np.abs(radar_innovation(z, centre)) <= GATHER_SIGMAS * sigma, axis=1)
             if not near.any():
                 break
-            centre = centre + _wrapped(z[near] - centre).mean(axis=0)
+            centre = centre + radar_innovation(z[near], centre).mean(axis=0)
         if near.sum() < bar[c]:
             continue
         taken |= near
         if _passing(scan_of[near], n_scans, float(bar[c])):
             passing.append(centre)
             continue
-        nu = _wrapped(z[near] - centre)
+        nu = radar_innovation(z[near], centre)
         n = int(near.sum())
         cov = nu.T @ nu / n + np.diag(RIDGE * sigma**2) if n > 3 * dim else np.diag(sigma**2)
         kept.append((centre, cov, _rate(scan_of[near], n_scans, None if phase is None else phase[near])))
@@ -238,13 +239,6 @@ def _rate(scans: IndexArray, n_scans: int, phase: FloatArray | None = None) -> f
     busiest = float((total[BURST_SCANS:] - total[:-BURST_SCANS]).max())
     chance = float(binom.sf(busiest - 1.0, BURST_SCANS, mean)) * (n_scans - BURST_SCANS + 1)
     return busiest / BURST_SCANS if chance < STEADY_CHANCE else mean
-
-
-def _wrapped(nu: FloatArray) -> FloatArray:
-    """Differences of measurements with the azimuth row wrapped into [-π, π)."""
-    out = np.array(nu, dtype=np.float64)
-    out[..., 1] = (out[..., 1] + math.pi) % (2.0 * math.pi) - math.pi
-    return out
 
 
 def _neighbourhood_counts(cells: npt.NDArray[np.int64], counts: npt.NDArray[np.intp]) -> FloatArray:

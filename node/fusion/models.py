@@ -200,7 +200,7 @@ def wrap_angle(a: FloatArray) -> FloatArray:
 
 
 def radar_innovation(z_meas: FloatArray, z_pred: FloatArray) -> FloatArray:
-    """z_meas (..., 4) − z_pred (..., 4) with the azimuth wrapped to (−π, π]."""
+    """z_meas (..., D) − z_pred (..., D) with the azimuth (row 1) wrapped to (−π, π]."""
     nu = z_meas - z_pred
     nu[..., 1] = wrap_angle(nu[..., 1])
     return nu

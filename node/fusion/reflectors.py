@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from cuas_node.fusion.models import radar_innovation
+
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
 
@@ -91,8 +93,7 @@ class SiteReflectors:
         k = self._order[np.arange(plot.size) + first]
         d = min(z.shape[1], self.dim)
         inv, log_scale = self._by_dim[d]
-        nu = z[plot, :d] - self.mean[k, :d]
-        nu[:, 1] = (nu[:, 1] + math.pi) % (2.0 * math.pi) - math.pi
+        nu = radar_innovation(z[plot, :d], self.mean[k, :d])
         d2 = np.einsum("pi,pij,pj->p", nu, inv[k], nu)
         return np.bincount(plot, weights=np.exp(log_scale[k] - 0.5 * d2), minlength=m).astype(np.float64)
 
