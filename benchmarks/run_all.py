@@ -6,8 +6,9 @@ quick ones are run `--repeat` times here; latency, resources and start-up run se
 internally and report their own medians), and writes the table with the machine and the date.
 Budget: about 11 minutes on a 2-core x86 machine (< 15 min required); see docs/performance.md.
 
-The tracker-vs-Stone-Soup comparison (benchmarks/tracker_vs_stonesoup.py) needs the `bench` extra
-and takes long: run it on its own.
+The tracker-vs-Stone-Soup comparison (benchmarks/tracker_vs_stonesoup.py) and the false tracks an
+hour in clutter alone (benchmarks/false_track_rate.py) need the `bench` extra and take long: run
+them on their own.
 
 A benchmark with a `section` (the standard outputs) gets a section of its own, with its own date
 and machine note, and can be rerun alone: `--only outputs.py` rewrites just that section of the
@@ -339,8 +340,9 @@ Notes:
   without fakes the real drone's track is confirmed (0: on time). See docs/mqtt.md, Remote ID
   claims.
 - The standard outputs' figures: their own section above.
-- The tracker comparison with Stone Soup (benchmarks/tracker_vs_stonesoup.py) is not part of this
-  run (it needs the `bench` extra and takes long); see its own output.
+- The tracker comparison with Stone Soup (benchmarks/tracker_vs_stonesoup.py) and the false
+  tracks an hour in clutter alone (benchmarks/false_track_rate.py) are not part of this run (they
+  need the `bench` extra and take long); see their own output and docs/evaluation.md.
 
 ## Running them on a Raspberry Pi 4 or 5
 

@@ -303,7 +303,7 @@ class _Reflectors:
         )
 
 
-def _false_alarms(radar: Radar, m: int, rng: np.random.Generator) -> FloatArray:
+def false_alarms(radar: Radar, m: int, rng: np.random.Generator) -> FloatArray:
     """`m` false alarms uniform over the radar's coverage (and ±`CLUTTER_RADIAL_MPS` range-rate)."""
     cols = [
         rng.uniform(radar.min_range_m, radar.max_range_m, m),
@@ -327,7 +327,7 @@ def site_survey(spec: SetSpec, seed: int) -> list[FloatArray]:
         reflectors.rng = np.random.default_rng([seed, spec.reflectors, 0x5A7E])
     scans: list[FloatArray] = []
     for _ in range(round(spec.survey_s * radar.rate_hz)):
-        z = _false_alarms(radar, int(rng.poisson(spec.clutter)), rng)
+        z = false_alarms(radar, int(rng.poisson(spec.clutter)), rng)
         scans.append(z if reflectors is None else np.concatenate([z, reflectors.plots()]))
     return scans
 
@@ -354,9 +354,9 @@ def make_scans(spec: SetSpec, seed: int) -> list[Scan]:
             + rng.normal(0.0, 1.0, (n_true, radar.dim)) * sigma
         )
         m = int(rng.poisson(spec.clutter))
-        false_alarms = _false_alarms(radar, m, rng)
+        clutter = false_alarms(radar, m, rng)
         order = rng.permutation(n_true + m)
-        z = np.concatenate([z_true, false_alarms])[order]
+        z = np.concatenate([z_true, clutter])[order]
         alive = (t >= birth) & (t < death)
         if not alive.all():  # the same draws as without churn, less the detections of the absent
             origin = np.concatenate([np.flatnonzero(detected), np.full(m, -1)])[order]

@@ -224,3 +224,26 @@ def test_the_site_survey_holds_the_sets_reflectors_and_clutter_and_no_target() -
     assert abs(on_reflector - expected) <= Z * math.sqrt(expected) + 0.01 * len(z)  # + clutter nearby
     first = tracking_sets.make_scans(spec, seed=4)[0].z
     assert not any(np.array_equal(first, s) for s in survey[:1])  # its own draws, not the run's
+
+
+def test_the_false_track_rate_runs_clutter_alone_and_counts_every_confirmed_track() -> None:
+    """benchmarks/false_track_rate.py: its scans hold the set's false alarms and nothing else, and
+    a track confirmed on a real target counts (each id once), so its 0 is a count, not a default."""
+    pytest.importorskip("stonesoup")
+    rate = pytest.importorskip("false_track_rate")
+    spec = {s.name: s for s in tracking_sets.FULL_SETS}["lr-20x50"]
+    scans = rate.clutter_scans(spec, seed=5, n=200)
+    assert all(s.truth.shape == (0, 3) and s.n_true == 0 for s in scans)
+    plots = sum(s.z.shape[0] for s in scans)
+    assert abs(plots - 200 * spec.clutter) <= Z * math.sqrt(200 * spec.clutter)
+    assert [s.t for s in scans[:3]] == [0.0, 0.05, 0.1]
+    lone = tracking_sets.SetSpec("lone", tracking_sets.LONG_RANGE, 3, 0.0, pd=1.0, duration_s=3.0)
+    for tracker in (rate.Ours(lone), rate.Floor(lone)):
+        confirmed, cpu = rate.confirmed_ever(tracker, tracking_sets.make_scans(lone, seed=1))
+        assert confirmed == 3 and cpu > 0.0
+    assert rate.alpha_per_hour(spec) == pytest.approx(1e-4 * 20.0 * 3600.0)
+    _, sets, seeds = rate.parse(["--sets", "lr-20x10", "--clutter", "80", "--seeds", "3"])
+    assert [s.name for s in sets] == ["lr-20x10-c80"] and sets[0].clutter == 80 and seeds == [1, 2, 3]
+    for bad in (["--sets", "nope"], ["--clutter", "0"], ["--minutes", "0"], ["--seeds", "0"]):
+        with pytest.raises(SystemExit):
+            rate.parse(bad)
