@@ -54,7 +54,9 @@ Run: `.venv/bin/python benchmarks/tracker_vs_stonesoup.py [--quick] [--seeds N] 
 [--no-jpda]` (needs the `bench` extra); other generators' motion, births and clutter with
 `--wander`, `--churn`, `--reflectors`, `--pd`, `--clutter`, `--rate`, `--duration` (docs/evaluation.md);
 `--survey S` gives ours the reflector map `calibrate radar-reflectors` learns from S s of the site
-with nothing flying (the comparators have no such input). Prints a table and
+with nothing flying, `--fixtures-after S` lets ours learn places plots recur at for S s while it
+runs (`fusion.learn_fixtures_after_s`; the node's default, 45 min, never acts on these sets) (the
+comparators have no such input). Prints a table and
 `figure: <name> = <value> <unit>` lines.
 """
 
@@ -126,7 +128,8 @@ def node_config(spec: SetSpec, reflectors_file: Path | None = None) -> Any:
             "position": {"lat": 52.0, "lon": 4.3, "alt_m": 5000.0},
             "ground_alt_m": -500.0,
         },
-        "fusion": {"reorder_window_s": 0.0},
+        "fusion": {"reorder_window_s": 0.0}
+        | ({} if spec.fixtures_after_s is None else {"learn_fixtures_after_s": spec.fixtures_after_s}),
         "sensors": [sensor],
     }
     return build_config(data, "benchmark")
@@ -532,6 +535,12 @@ def parse(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[S
         metavar="S",
         help="ours first learns the site's reflectors from S s of it with nothing flying (calibration)",
     )
+    parser.add_argument(
+        "--fixtures-after",
+        type=float,
+        metavar="S",
+        help="ours learns places plots recur at for S s as site (fusion.learn_fixtures_after_s; 0: off)",
+    )
     args = parser.parse_args(argv)
     sets = QUICK_SETS if args.quick else FULL_SETS
     if args.sets:
@@ -578,6 +587,13 @@ def parse(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[S
         if not 0.0 < args.survey < math.inf:
             parser.error(f"--survey {args.survey:g}: a survey lasts > 0 s")
         sets = [replace(s, name=f"{s.name}-survey{args.survey:g}", survey_s=args.survey) for s in sets]
+    if args.fixtures_after is not None:
+        if not 0.0 <= args.fixtures_after < math.inf:
+            parser.error(f"--fixtures-after {args.fixtures_after:g}: a span is >= 0 s")
+        sets = [
+            replace(s, name=f"{s.name}-fix{args.fixtures_after:g}", fixtures_after_s=args.fixtures_after)
+            for s in sets
+        ]
     if args.first_seed < 0 or (args.seeds is not None and args.seeds < 1):
         parser.error("--first-seed is >= 0 and --seeds >= 1")
     seeds = list(range(args.first_seed, args.first_seed + (args.seeds or (1 if args.quick else 5))))

@@ -139,6 +139,7 @@ class SetSpec:
     churn: bool = False  # targets are born and die inside the coverage during the run
     reflectors: int = 0  # fixed clutter points that flicker (`_Reflectors`): not targets
     survey_s: float = 0.0  # ours learns the site's reflectors from this long a survey (`site_survey`)
+    fixtures_after_s: float | None = None  # ours learns fixtures after this long (None: the node's default)
 
 
 @dataclass(frozen=True)

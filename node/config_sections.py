@@ -130,6 +130,11 @@ class FusionSection(Section):
     miss_probability: float = Field(
         default=0.05, gt=0, lt=0.5, description="SPRT β: chance a real target's hypothesis is rejected"
     )
+    learn_fixtures_after_s: float = Field(
+        default=2700.0,
+        ge=0,
+        description="a place a radar's plots came from in most minutes for this long is site clutter; 0: off",
+    )
 
     @model_validator(mode="after")
     def _window(self) -> FusionSection:

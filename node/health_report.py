@@ -104,4 +104,5 @@ def fusion_entry(status: FusionStatus, queue_depth: int) -> dict[str, Any]:
         "dropped": status.dropped,
         "without_range_rate": status.without_range_rate,
         "outside_coverage": status.outside_coverage,
+        "fixtures_learnt": status.fixtures_learnt,
     }

@@ -161,10 +161,15 @@ def test_the_benchmark_reruns_its_sets_at_another_pd_clutter_and_unseen_seeds() 
         ["--first-seed", "-1"],
         ["--seeds", "0"],
         ["--rate", "0"],
+        ["--fixtures-after", "-1"],
     ):
         with pytest.raises(SystemExit) as exited:
             bench.parse(bad)
         assert exited.value.code == 2
+    # `--fixtures-after S`: ours learns fixtures after S s (its config); unset, the node's default.
+    _, (fix,) = bench.parse(["--sets", "lr-5x10", "--fixtures-after", "300"])[:2]
+    assert fix.name == "lr-5x10-fix300" and bench.node_config(fix).fusion.learn_fixtures_after_s == 300.0
+    assert bench.node_config(sets[0]).fusion.learn_fixtures_after_s == 2700.0
 
 
 def test_the_benchmark_reruns_its_sets_at_another_scan_rate() -> None:

@@ -91,8 +91,9 @@ def moved_materially(new: NodePosition | None, old: NodePosition | None) -> bool
 @dataclass(frozen=True)
 class FusionStatus:
     """The fusion part of the `health` message: tracks by status, initiations refused for lack of
-    room, measurements that arrived after their turn (`late`) and held in the reorder window, and
-    those fusion could not use (`dropped`, by reason)."""
+    room, measurements that arrived after their turn (`late`) and held in the reorder window,
+    those fusion could not use (`dropped`, by reason), and the radar fixtures learnt as site
+    (`fixtures`)."""
 
     confirmed: int
     coasting: int
@@ -106,6 +107,7 @@ class FusionStatus:
     dropped: dict[str, int] = dataclasses.field(default_factory=dict)
     without_range_rate: int = 0
     outside_coverage: int = 0
+    fixtures_learnt: int = 0
 
 
 class NodeCore:
@@ -314,4 +316,5 @@ class NodeCore:
             dropped=self.engine.dropped(),
             without_range_rate=self.engine.counters.without_range_rate,
             outside_coverage=self.engine.counters.outside_coverage,
+            fixtures_learnt=self.engine.tracker.fixtures.learnt(),
         )

@@ -41,6 +41,7 @@ class FusionParams:
     clutter_per_scan: float = 2.0
     false_track_probability: float = 1e-4
     miss_probability: float = 0.05
+    learn_fixtures_after_s: float = 2700.0  # plots recurring at one place this long are site (`fixtures`)
 
 
 @dataclass(frozen=True, slots=True)

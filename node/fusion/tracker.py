@@ -18,6 +18,7 @@ from scipy.stats import chi2
 
 from cuas_node.fusion import imm, jpda, late
 from cuas_node.fusion.association import assign
+from cuas_node.fusion.fixtures import SiteFixtures
 from cuas_node.fusion.ground import Ground, hold_above_ground
 from cuas_node.fusion.initiation import BirthCounters, hit_score, make_room
 from cuas_node.fusion.management import TrackManager
@@ -100,6 +101,7 @@ class Tracker:
         self.sensor_bits = {sid: i for i, sid in enumerate(sensor_ids[:63])}
         self.stats = SensorStats(params.clutter_per_scan, params.detection_probability)
         self.manager = TrackManager(params, self.table, self.stats, self._underground)
+        self.fixtures = SiteFixtures(params.learn_fixtures_after_s)  # recurring plots: site (`fixtures`)
         self.births = BirthCounters()
         self._gates: dict[int, float] = {}
         self.ground: Ground | None = None  # set by the engine once the local frame is known
@@ -187,8 +189,7 @@ class Tracker:
         clutter = self.stats.clutter_density(bit, scan.model, scan.z.shape[1], self.params.clutter_per_scan)
         active = tb.active()
         m = scan.z.shape[0]
-        site = getattr(scan.model, "reflectors", None)  # the density at each plot, with reflectors
-        lam = clutter + site.density(scan.z) if site is not None and m else None
+        lam = self.fixtures.clutter_at(bit, scan.model, scan.t, scan.z, clutter, self.stats)  # (reflectors)
         slot_of = np.full(m, -1, dtype=np.intp)
         near_track: BoolArray = np.zeros(m, dtype=bool)
         near_firm: BoolArray = np.zeros(m, dtype=bool)

@@ -1,0 +1,269 @@
+"""Fixtures that come after the survey: places a radar's plots keep coming from, hour after hour.
+
+The survey map (`reflectors`, learnt at installation) holds what stood there then. A truck parked
+for the day, a new mast, a crane, a tree grown into the beam come later, and so does every site
+whose radar was never surveyed: each gives plots at one place in most minutes, and tracks confirm
+on it, die and confirm again (the tracker benchmark's 20 flickering reflectors without a map:
+27-35 false confirmed tracks in 30 s), for as long as it stands. A minute of plots cannot tell
+such a fixture from a drone hovering there, and nothing here tries to. Time can: a battery
+multirotor hovers for minutes, not for `fusion.learn_fixtures_after_s` (45 min by default); a
+place whose plots came in nearly every stretch of that long is part of the site.
+
+Each radar's measurement space (range, azimuth, elevation) is cut into cells `CELL_SIGMAS` of its
+sigmas a side, and time into `LEARN_EPOCHS` epochs per learning span. A cell is *busy* in an epoch
+when it holds more plots than uniform clutter at the radar's learnt false-alarm rate puts in one
+cell with chance `BUSY_CHANCE`: with 50 false alarms a scan over a 2 km coverage a lone plot
+never is, a reflector seen in 5 % of the scans always is. A cell busy in `PRESENT_SHARE` of the
+last `LEARN_EPOCHS` epochs, the oldest of them at least the span ago, is a fixture; the fixture
+cells that touch are one spot, a Gaussian of all their plots at their rate per scan, which the
+track score then counts as clutter as it counts the survey's (`SiteReflectors.density`). A cell
+that stops being busy that often is forgotten (the truck left: about a quarter of a span later),
+and only a busy cell is remembered at all, so memory stays with the few places plots recur.
+
+Every plot counts, those that established tracks took included: a flickering reflector is
+tracked most of the time (that is the false track), so leaving out tracked plots would leave
+it out. The price is the one any long stare pays: a drone hovering on one spot for the whole
+span (a tethered one), or a road where cars pass every minute, becomes site; a drone crossing a
+learnt spot is delayed as near a surveyed reflector (docs/calibration.md). `0` turns learning off.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+from scipy.special import ndtr
+from scipy.stats import poisson
+
+from cuas_node.fusion.measurement_models import MeasurementModel
+from cuas_node.fusion.reflectors import SiteReflectors
+from cuas_node.fusion.sensor_stats import SensorStats, is_radar
+
+FloatArray = npt.NDArray[np.float64]
+IndexArray = npt.NDArray[np.intp]
+
+CELL_SIGMAS = 3.0  # a cell is this many of the radar's sigmas wide in range and in each angle
+LEARN_EPOCHS = 30  # epochs in a learning span: an epoch is `learn_fixtures_after_s` / this
+PRESENT_SHARE = 0.8  # a fixture's cell is busy in at least this share of its recent epochs
+BUSY_CHANCE = 0.01  # busy: more plots in an epoch than uniform clutter gives a cell with this chance
+_MIN_SCANS = 3  # an epoch of fewer scans (the radar silent) says nothing of presence: skipped
+_BITS = 21  # per packed cell coordinate
+
+
+class FixtureLearner:
+    """One radar's fixture cells and the spots learnt from them (`spots`, None until one is)."""
+
+    def __init__(self, sigmas: tuple[float, float], dim: int, coverage_volume: float, span_s: float) -> None:
+        sigma_range, sigma_angle = sigmas
+        self.size = CELL_SIGMAS * np.array([sigma_range, sigma_angle, sigma_angle])
+        # The least scatter of a spot's plots: the radar's own noise (range-rate: its spread is measured
+        # whole, the cells do not cut it).
+        self.variance = np.array([sigma_range, sigma_angle, sigma_angle, 0.1])[:dim] ** 2
+        self.dim = dim
+        self.cells_in_view = max(coverage_volume / float(np.prod(self.size)), 1.0)
+        self.epoch_s = span_s / LEARN_EPOCHS
+        self.epoch_end = math.nan
+        self.epoch = 0
+        self.scans = 0.0  # scans over all epochs counted
+        self._pending: list[FloatArray] = []
+        self._epoch_scans = 0.0
+        self._last_t = -math.inf
+        self.keys = np.zeros(0, dtype=np.int64)  # sorted
+        self.busy = np.zeros(0, dtype=np.uint64)  # bit k: busy k epochs ago
+        self.first = np.zeros(0, dtype=np.int64)  # the epoch it was first busy
+        self.scans_before = np.zeros(0)  # `scans` when it was first busy
+        self.count = np.zeros(0)
+        self.sums = np.zeros((0, dim))
+        self.squares = np.zeros((0, dim))
+        self.counted = np.zeros((0, dim))  # plots with that row measured (range-rate may be missing)
+        self.spots: SiteReflectors | None = None
+
+    def observe(self, t: float, z: FloatArray, false_alarms_per_scan: float, period_s: float) -> None:
+        """A scan's plots at time t (a scanning radar's plot: a partial scan, counted by time)."""
+        if not math.isfinite(self.epoch_end):
+            self.epoch_end = t + self.epoch_s
+        if t >= self.epoch_end:  # (after a silence the next epoch starts now: silent ones count for nothing)
+            self._fold(false_alarms_per_scan)
+            behind = t >= self.epoch_end + self.epoch_s
+            self.epoch_end = t + self.epoch_s if behind else self.epoch_end + self.epoch_s
+        if t > self._last_t:
+            step = t - self._last_t if math.isfinite(self._last_t) else 0.0
+            swept = math.isfinite(period_s) and step < period_s
+            self._epoch_scans += step / period_s if swept and period_s > 0 else 1.0
+            self._last_t = t
+        if z.shape[0]:
+            rows = np.full((z.shape[0], self.dim), np.nan)
+            rows[:, : min(self.dim, z.shape[1])] = z[:, : self.dim]
+            self._pending.append(rows)
+
+    def _cells(self, z: FloatArray) -> npt.NDArray[np.int64]:
+        coords = np.floor((z[:, :3] + np.array([0.0, math.pi, math.pi / 2])) / self.size).astype(np.int64)
+        coords = np.clip(coords, 0, (1 << _BITS) - 1)
+        return np.asarray((coords[:, 0] << (2 * _BITS)) | (coords[:, 1] << _BITS) | coords[:, 2])
+
+    def _fold(self, false_alarms_per_scan: float) -> None:
+        """Close an epoch: count its plots into the cells, note which were busy, forget the cells
+        that stopped being, and relearn the spots if the fixture cells changed."""
+        pending, scans = self._pending, self._epoch_scans
+        self._pending, self._epoch_scans = [], 0.0
+        if scans < _MIN_SCANS:
+            return
+        self.epoch += 1
+        z = np.concatenate(pending) if pending else np.zeros((0, self.dim))
+        keys, inverse, counts = np.unique(self._cells(z), return_inverse=True, return_counts=True)
+        measured = ~np.isnan(z)
+        values = np.where(measured, z, 0.0)
+        sums, squares, counted = (np.zeros((keys.size, self.dim)) for _ in range(3))
+        np.add.at(sums, inverse, values)
+        np.add.at(squares, inverse, values**2)
+        np.add.at(counted, inverse, measured.astype(np.float64))
+        uniform = false_alarms_per_scan * scans / self.cells_in_view  # a cell's plots this epoch
+        busy = counts > poisson.isf(BUSY_CHANCE, uniform)
+        at = np.searchsorted(self.keys, keys)
+        known = at < self.keys.size
+        known[known] = self.keys[at[known]] == keys[known]
+        self.busy <<= np.uint64(1)
+        old = at[known]
+        self.busy[old] |= busy[known].astype(np.uint64)
+        self.count[old] += counts[known]
+        self.sums[old] += sums[known]
+        self.squares[old] += squares[known]
+        self.counted[old] += counted[known]
+        new = ~known & busy
+        self._insert(keys[new], counts[new], sums[new], squares[new], counted[new])
+        self.scans += scans
+        self._forget()
+        self.spots = self._learn()  # (a few cells: cheap, and their counts grew)
+
+    def _insert(self, keys: npt.NDArray[np.int64], *moments: FloatArray) -> None:
+        counts, sums, squares, n = moments
+        at = np.searchsorted(self.keys, keys)
+        self.keys = np.insert(self.keys, at, keys)
+        self.busy = np.insert(self.busy, at, np.uint64(1))
+        self.first = np.insert(self.first, at, self.epoch)
+        self.scans_before = np.insert(self.scans_before, at, self.scans)
+        self.count = np.insert(self.count, at, counts)
+        self.sums = np.insert(self.sums, at, sums, axis=0)
+        self.squares = np.insert(self.squares, at, squares, axis=0)
+        self.counted = np.insert(self.counted, at, n, axis=0)
+
+    def _recent_share(self) -> FloatArray:
+        """Each cell's busy epochs over its recent ones (the last `LEARN_EPOCHS`, or its age)."""
+        window = np.minimum(self.epoch - self.first + 1, LEARN_EPOCHS)
+        mask = (np.uint64(1) << window.astype(np.uint64)) - np.uint64(1)
+        return np.asarray(np.bitwise_count(self.busy & mask) / window, dtype=np.float64)
+
+    def _fixture(self) -> npt.NDArray[np.bool_]:
+        old = self.epoch - self.first + 1 >= LEARN_EPOCHS
+        return np.asarray(old & (self._recent_share() >= PRESENT_SHARE))
+
+    def _forget(self) -> None:
+        keep = self._recent_share() >= PRESENT_SHARE
+        if keep.all():
+            return
+        for name in ("keys", "busy", "first", "scans_before", "count", "sums", "squares", "counted"):
+            setattr(self, name, getattr(self, name)[keep])
+
+    def _learn(self) -> SiteReflectors | None:
+        """The fixture cells that touch (26-neighbourhood) as one spot each. Its plots in those
+        cells give its centre; its scatter is theirs but never under the radar's own (the cells
+        cut the tails off, and a fixed reflector scatters by the measurement noise, a swaying one
+        by more); its rate is their plots per scan over the share of that Gaussian the cells
+        hold (the tails fall in cells too quiet to be kept)."""
+        cells = np.flatnonzero(self._fixture())
+        if not cells.size:
+            return None
+        mask = (1 << _BITS) - 1
+        coords = np.stack([(self.keys[cells] >> s) & mask for s in (2 * _BITS, _BITS, 0)], axis=1)
+        spot_of = np.asarray(_touching(coords.tolist()), dtype=np.intp)
+        n_spots = int(spot_of.max()) + 1
+        totals = [np.zeros((n_spots, self.dim)) for _ in range(3)]
+        for total, part in zip(totals, (self.sums, self.squares, self.counted), strict=True):
+            np.add.at(total, spot_of, part[cells])
+        sums, squares, counted = totals
+        seen = counted > 0
+        mean = np.where(seen, sums / np.maximum(counted, 1.0), 0.0)  # range-rate never measured: 0
+        spread = np.where(seen, squares / np.maximum(counted, 1.0) - mean**2, 100.0 * self.variance)
+        spread = np.maximum(spread, self.variance)
+        # Each cell's share of its spot's Gaussian: the product of its three intervals' masses.
+        low = coords * self.size - np.array([0.0, math.pi, math.pi / 2])
+        sd = np.sqrt(spread[spot_of, :3])
+        share = np.prod(
+            ndtr((low + self.size - mean[spot_of, :3]) / sd) - ndtr((low - mean[spot_of, :3]) / sd), axis=1
+        )
+        held, plots = np.zeros(n_spots), np.zeros(n_spots)
+        np.add.at(held, spot_of, share)
+        np.add.at(plots, spot_of, self.count[cells] / np.maximum(self.scans - self.scans_before[cells], 1.0))
+        rate = np.minimum(plots / np.maximum(held, 0.05), 1.0)
+        cov = np.zeros((n_spots, self.dim, self.dim))
+        cov[:, np.arange(self.dim), np.arange(self.dim)] = spread
+        return SiteReflectors(mean, cov, rate)
+
+
+def _touching(coords: list[list[int]]) -> list[int]:
+    """Connected components of cells under the 26-neighbourhood: a component number per cell."""
+    index = {tuple(c): i for i, c in enumerate(coords)}
+    group = [-1] * len(coords)
+    n = 0
+    for start in range(len(coords)):
+        if group[start] >= 0:
+            continue
+        group[start], stack = n, [start]
+        while stack:
+            c = coords[stack.pop()]
+            for dr in (-1, 0, 1):
+                for da in (-1, 0, 1):
+                    for de in (-1, 0, 1):
+                        j = index.get((c[0] + dr, c[1] + da, c[2] + de), -1)
+                        if j >= 0 and group[j] < 0:
+                            group[j] = n
+                            stack.append(j)
+        n += 1
+    return group
+
+
+class SiteFixtures:
+    """The fixture learners of a site's radars (one each, made at its first scan with known
+    accuracy), and the clutter density their spots and the survey map add at each plot."""
+
+    def __init__(self, learn_after_s: float) -> None:
+        self.learn_after_s = learn_after_s
+        self.learners: dict[int, FixtureLearner] = {}
+
+    def clutter_at(
+        self, bit: int, model: MeasurementModel, t: float, z: FloatArray, clutter: float, stats: SensorStats
+    ) -> FloatArray | None:
+        """λ at each plot of a scan: the uniform `clutter`, plus the survey map's reflectors and
+        the fixtures learnt of this radar; None where there is neither (uniform alone). The scan
+        is learnt from, but for the plots the survey map already explains (more than the uniform
+        clutter does there): a surveyed reflector learnt again would count twice."""
+        density = np.full(z.shape[0], clutter)
+        survey = getattr(model, "reflectors", None)
+        if survey is not None and z.shape[0]:
+            density += survey.density(z)
+        learner = self._learner(bit, model, stats)
+        if learner is not None:
+            unexplained = z if survey is None else z[density < 2.0 * clutter]
+            learner.observe(t, unexplained, float(stats.false_alarms[bit]), float(stats.period_s[bit]))
+            if learner.spots is not None and z.shape[0]:
+                density += learner.spots.density(z)
+                return density
+        return density if survey is not None and z.shape[0] else None
+
+    def learnt(self) -> int:
+        """Fixture spots learnt so far, over all radars (`health.fusion.fixtures_learnt`)."""
+        return sum(0 if f.spots is None else len(f.spots) for f in self.learners.values())
+
+    def _learner(self, bit: int, model: MeasurementModel, stats: SensorStats) -> FixtureLearner | None:
+        learner = self.learners.get(bit)
+        if learner is not None or self.learn_after_s <= 0 or not is_radar(model):
+            return learner
+        sigma_range, sigma_angle = float(stats.sigma_range[bit]), float(stats.sigma_angle[bit])
+        if not (sigma_range > 0 and sigma_angle > 0):  # accuracy not known yet: its first plots
+            return None
+        dim = 4 if getattr(model, "range_rate", False) else 3
+        volume = model.coverage.volume()
+        learner = FixtureLearner((sigma_range, sigma_angle), dim, volume, self.learn_after_s)
+        self.learners[bit] = learner
+        return learner
