@@ -266,6 +266,9 @@ class TrackStats:
     learnt: dict[str, tuple[float, float, bool, float]] = dataclasses.field(default_factory=dict)
     """Per radar that scanned: the detection probability and false alarms per scan fusion learnt
     from its scans, whether it sweeps, and the false alarms per scan it was configured with."""
+    fixtures: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Per radar: the places its plots recurred at long enough to count as site clutter
+    (`fusion.learn_fixtures_after_s`; health's `fusion.fixtures_learnt`)."""
 
 
 class Tracking:
@@ -342,5 +345,6 @@ class Tracking:
                 specified = float(tracker.stats.specified_false_alarms[bit])
                 learnt = (tracker.stats.pd(bit), float(tracker.stats.false_alarms[bit]), s.sweeps, specified)
                 stats.learnt[s.sensor_id] = learnt
+                stats.fixtures[s.sensor_id] = tracker.fixtures.learnt(bit)
         stats.wall_s = time.perf_counter() - started
         return stats

@@ -132,6 +132,13 @@ def summary(stats: TrackStats) -> list[str]:
                 "confirmation bar counts the configured figure (false_track_probability, "
                 "docs/config.md), so with fewer configured than it makes false tracks confirm more often"
             )
+    for sensor_id, places in stats.fixtures.items():
+        if places:
+            lines.append(
+                f"radar {sensor_id!r}: {places} places where its plots recurred for "
+                "fusion.learn_fixtures_after_s now count as site clutter, as a surveyed reflector "
+                "(a drone hovering there all that time would too; docs/calibration.md)"
+            )
     if stats.wrong_role:
         lines.append(
             f"skipped {stats.wrong_role.total()} measurements of a kind their sensor does not produce "

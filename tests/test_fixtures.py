@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -158,7 +159,9 @@ def test_through_the_node_learnt_reflectors_stop_raising_tracks_and_a_drone_stil
     (tmp_path / "live.toml").write_text(toml)
     path = write(tmp_path / "live.jsonl", measurement_lines(scans))
     assert main(["track", "--config", str(tmp_path / "live.toml"), str(path)]) == 0
-    first = _first_confirmed(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    first = _first_confirmed(captured.out)
+    told = re.search(r"radar 'surv': (\d+) places where its plots recurred", captured.err)
     t0 = T0  # the first scan's time
     drone_enu = np.array([300.0, 1500.0, 40.0])
     drone_tracks = [t - t0 for t, p in first.values() if np.linalg.norm(p - drone_enu) < 100.0]
@@ -171,5 +174,6 @@ def test_through_the_node_learnt_reflectors_stop_raising_tracks_and_a_drone_stil
     print(f"learn={learn}: {len(early)} false tracks in the first span, {len(false_late)} after")
     if learn:
         assert false_late == []
+        assert told is not None and 3 <= int(told.group(1)) <= 8  # the summary says (reflectors split)
     else:
-        assert len(false_late) >= 2
+        assert len(false_late) >= 2 and told is None

@@ -251,9 +251,12 @@ class SiteFixtures:
                 return density
         return density if survey is not None and z.shape[0] else None
 
-    def learnt(self) -> int:
-        """Fixture spots learnt so far, over all radars (`health.fusion.fixtures_learnt`)."""
-        return sum(0 if f.spots is None else len(f.spots) for f in self.learners.values())
+    def learnt(self, bit: int | None = None) -> int:
+        """Fixture spots learnt so far: of one radar, or of all (`health.fusion.fixtures_learnt`)."""
+        chosen = (
+            self.learners.values() if bit is None else [self.learners[bit]] if bit in self.learners else []
+        )
+        return sum(0 if f.spots is None else len(f.spots) for f in chosen)
 
     def _learner(self, bit: int, model: MeasurementModel, stats: SensorStats) -> FixtureLearner | None:
         learner = self.learners.get(bit)
