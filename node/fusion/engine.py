@@ -145,8 +145,10 @@ class FusionEngine:
         (track states and histories, sensor statistics, the clutter map, Remote ID bindings) lies
         in the new clock's future, so none of it is kept. What is not time carries over: the local
         frame and the node's GPS position, the track numbering (ids are never reused within a
-        session) and the counters health reports since start."""
+        session), the counters health reports since start, and the fixtures learnt (places, not
+        times: their epochs restart on the new clock)."""
         new = FusionEngine(self.setup)
+        new.tracker.fixtures = self.tracker.fixtures.restarted()
         held = self.sweeping.close()  # a scanning radar's plots of the old clock, as the window's
         self.counters.captured_after_now += 0 if held is None else len(held.plots)
         if self.frame is not None and new.frame is None:

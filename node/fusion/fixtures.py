@@ -10,21 +10,30 @@ multirotor hovers for minutes, not for `fusion.learn_fixtures_after_s` (45 min b
 place whose plots came in nearly every stretch of that long is part of the site.
 
 Each radar's measurement space (range, azimuth, elevation) is cut into cells `CELL_SIGMAS` of its
-sigmas a side, and time into `LEARN_EPOCHS` epochs per learning span. A cell is *busy* in an epoch
-when it holds more plots than uniform clutter at the radar's learnt false-alarm rate puts in one
-cell with chance `BUSY_CHANCE`: with 50 false alarms a scan over a 2 km coverage a lone plot
-never is, a reflector seen in 5 % of the scans always is. A cell busy in `PRESENT_SHARE` of the
-last `LEARN_EPOCHS` epochs, the oldest of them at least the span ago, is a fixture; the fixture
-cells that touch are one spot, a Gaussian of all their plots at their rate per scan, which the
-track score then counts as clutter as it counts the survey's (`SiteReflectors.density`). A cell
-that stops being busy that often is forgotten (the truck left: about a quarter of a span later),
-and only a busy cell is remembered at all, so memory stays with the few places plots recur.
+sigmas a side, and time into `LEARN_EPOCHS` epochs per learning span (scans counted by time where
+the radar's period is known: a scanning radar's plots each carry their own time). A 2×2×2 block
+of cells is *busy* in an epoch when it holds more plots than uniform clutter at the radar's learnt
+false-alarm rate puts in a block with chance `BUSY_CHANCE` (a block, so that a reflector on the
+corner of eight cells counts whole), and so is each of its cells: with 50 false alarms a scan
+over a 2 km coverage a lone plot is not, a reflector seen in 5 % of the scans always is. A cell
+busy in all but `LEARN_MISSES` of the last `LEARN_EPOCHS` epochs, a whole span, becomes a fixture
+(a drone that hovered most of a span, left for a battery swap and came back missed too many),
+and stays one while busy in `KEEP_SHARE` of them (one bad stretch does not unlearn it; a truck
+that left is forgotten about a third of a span later). Fixture cells that touch are one spot, a
+Gaussian of all their plots at their rate per scan, which the track score then counts as clutter
+as it counts the survey's (`SiteReflectors.density`). A cell that is not a fixture is kept only
+while it can still become one, so memory stays with the few places plots recur (uniform clutter:
+a percent or two of the cells in view at most). What was learnt survives a clock step (the
+engine's successor) but not a restart.
 
 Every plot counts, those that established tracks took included: a flickering reflector is
 tracked most of the time (that is the false track), so leaving out tracked plots would leave
-it out. The price is the one any long stare pays: a drone hovering on one spot for the whole
-span (a tethered one), or a road where cars pass every minute, becomes site; a drone crossing a
-learnt spot is delayed as near a surveyed reflector (docs/calibration.md). `0` turns learning off.
+it out; the plots the survey map explains do not (counted twice, they would double its price).
+The price is the one any long stare pays: a drone hovering on one spot for the whole span (a
+tethered one), or a road where cars pass every minute, becomes site; a drone crossing a learnt
+spot is delayed as near a surveyed reflector (docs/calibration.md). `0` turns learning off. An
+epoch's plots are counted at its end, in one step (at 60 false alarms a scan and 20 Hz, about
+50 ms once every 90 s; at 500, a third of a second).
 """
 
 from __future__ import annotations
@@ -45,10 +54,13 @@ IndexArray = npt.NDArray[np.intp]
 
 CELL_SIGMAS = 3.0  # a cell is this many of the radar's sigmas wide in range and in each angle
 LEARN_EPOCHS = 30  # epochs in a learning span: an epoch is `learn_fixtures_after_s` / this
-PRESENT_SHARE = 0.8  # a fixture's cell is busy in at least this share of its recent epochs
-BUSY_CHANCE = 0.01  # busy: more plots in an epoch than uniform clutter gives a cell with this chance
+LEARN_MISSES = 1  # a cell becomes a fixture busy in all but this many of the last LEARN_EPOCHS
+KEEP_SHARE = 0.7  # and stays one while busy in at least this share of them
+BUSY_CHANCE = 0.01  # busy: more plots in an epoch than uniform clutter gives a block with this chance
 _MIN_SCANS = 3  # an epoch of fewer scans (the radar silent) says nothing of presence: skipped
+_SILENCE_PERIODS = 30.0  # a gap longer than this many scan periods is a silence, not empty scans
 _BITS = 21  # per packed cell coordinate
+_BLOCK = np.array([(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)], dtype=np.int64)
 
 
 class FixtureLearner:
@@ -71,6 +83,7 @@ class FixtureLearner:
         self._last_t = -math.inf
         self.keys = np.zeros(0, dtype=np.int64)  # sorted
         self.busy = np.zeros(0, dtype=np.uint64)  # bit k: busy k epochs ago
+        self.fixed = np.zeros(0, dtype=bool)  # a fixture (until it is busy in under KEEP_SHARE)
         self.first = np.zeros(0, dtype=np.int64)  # the epoch it was first busy
         self.scans_before = np.zeros(0)  # `scans` when it was first busy
         self.count = np.zeros(0)
@@ -87,20 +100,42 @@ class FixtureLearner:
             self._fold(false_alarms_per_scan)
             behind = t >= self.epoch_end + self.epoch_s
             self.epoch_end = t + self.epoch_s if behind else self.epoch_end + self.epoch_s
-        if t > self._last_t:
-            step = t - self._last_t if math.isfinite(self._last_t) else 0.0
-            swept = math.isfinite(period_s) and step < period_s
-            self._epoch_scans += step / period_s if swept and period_s > 0 else 1.0
+        if (
+            t > self._last_t
+        ):  # scans by time where the period is known (a sweep's plots, skipped empty frames)
+            step = t - self._last_t if math.isfinite(self._last_t) else math.inf
+            timed = period_s > 0 and step <= _SILENCE_PERIODS * period_s
+            self._epoch_scans += step / period_s if timed else 1.0
             self._last_t = t
         if z.shape[0]:
             rows = np.full((z.shape[0], self.dim), np.nan)
             rows[:, : min(self.dim, z.shape[1])] = z[:, : self.dim]
             self._pending.append(rows)
 
+    def restart(self) -> None:
+        """The clock stepped back: the open epoch's plots and times go, what was learnt stays."""
+        self.epoch_end, self._last_t = math.nan, -math.inf
+        self._pending, self._epoch_scans = [], 0.0
+
     def _cells(self, z: FloatArray) -> npt.NDArray[np.int64]:
         coords = np.floor((z[:, :3] + np.array([0.0, math.pi, math.pi / 2])) / self.size).astype(np.int64)
-        coords = np.clip(coords, 0, (1 << _BITS) - 1)
-        return np.asarray((coords[:, 0] << (2 * _BITS)) | (coords[:, 1] << _BITS) | coords[:, 2])
+        return _pack(np.clip(coords, 0, (1 << _BITS) - 3))
+
+    def _busy(self, keys: npt.NDArray[np.int64], counts: FloatArray, uniform: float) -> npt.NDArray[np.int64]:
+        """The cells busy this epoch: every cell of each 2×2×2 block of cells holding more plots
+        than uniform clutter puts in a block with chance `BUSY_CHANCE` (over a block, so that a
+        reflector on a corner of four or eight cells counts whole, not an eighth in each)."""
+        coords = _unpack(keys)
+        anchors = np.unique(_pack((coords[:, None, :] - _BLOCK[None]).reshape(-1, 3)))
+        corner = _unpack(anchors)
+        total = np.zeros(anchors.size)
+        for offset in _BLOCK:
+            at = np.searchsorted(keys, _pack(corner + offset))
+            found = at < keys.size
+            found[found] = keys[at[found]] == _pack(corner + offset)[found]
+            total[found] += counts[at[found]]
+        busy = corner[total > poisson.isf(BUSY_CHANCE / _BLOCK.shape[0], _BLOCK.shape[0] * uniform)]
+        return np.unique(_pack((busy[:, None, :] + _BLOCK[None]).reshape(-1, 3)))
 
     def _fold(self, false_alarms_per_scan: float) -> None:
         """Close an epoch: count its plots into the cells, note which were busy, forget the cells
@@ -111,7 +146,8 @@ class FixtureLearner:
             return
         self.epoch += 1
         z = np.concatenate(pending) if pending else np.zeros((0, self.dim))
-        keys, inverse, counts = np.unique(self._cells(z), return_inverse=True, return_counts=True)
+        keys, inverse, plots = np.unique(self._cells(z), return_inverse=True, return_counts=True)
+        counts = plots.astype(np.float64)
         measured = ~np.isnan(z)
         values = np.where(measured, z, 0.0)
         sums, squares, counted = (np.zeros((keys.size, self.dim)) for _ in range(3))
@@ -119,7 +155,16 @@ class FixtureLearner:
         np.add.at(squares, inverse, values**2)
         np.add.at(counted, inverse, measured.astype(np.float64))
         uniform = false_alarms_per_scan * scans / self.cells_in_view  # a cell's plots this epoch
-        busy = counts > poisson.isf(BUSY_CHANCE, uniform)
+        busy_keys = self._busy(keys, counts, uniform)
+        extra = np.setdiff1d(busy_keys, keys, assume_unique=True)  # busy cells without a plot of their own
+        if extra.size:
+            keys = np.concatenate([keys, extra])
+            order = np.argsort(keys, kind="stable")
+            keys = keys[order]
+            pad = np.zeros((extra.size, self.dim))
+            counts = np.concatenate([counts, np.zeros(extra.size)])[order]
+            sums, squares, counted = (np.concatenate([a, pad])[order] for a in (sums, squares, counted))
+        busy = np.isin(keys, busy_keys, assume_unique=True)
         at = np.searchsorted(self.keys, keys)
         known = at < self.keys.size
         known[known] = self.keys[at[known]] == keys[known]
@@ -141,6 +186,7 @@ class FixtureLearner:
         at = np.searchsorted(self.keys, keys)
         self.keys = np.insert(self.keys, at, keys)
         self.busy = np.insert(self.busy, at, np.uint64(1))
+        self.fixed = np.insert(self.fixed, at, False)
         self.first = np.insert(self.first, at, self.epoch)
         self.scans_before = np.insert(self.scans_before, at, self.scans)
         self.count = np.insert(self.count, at, counts)
@@ -148,21 +194,28 @@ class FixtureLearner:
         self.squares = np.insert(self.squares, at, squares, axis=0)
         self.counted = np.insert(self.counted, at, n, axis=0)
 
-    def _recent_share(self) -> FloatArray:
-        """Each cell's busy epochs over its recent ones (the last `LEARN_EPOCHS`, or its age)."""
+    def _window(self) -> tuple[IndexArray, IndexArray]:
+        """Each cell's recent epochs (the last `LEARN_EPOCHS`, or its age) and busy ones among them."""
         window = np.minimum(self.epoch - self.first + 1, LEARN_EPOCHS)
         mask = (np.uint64(1) << window.astype(np.uint64)) - np.uint64(1)
-        return np.asarray(np.bitwise_count(self.busy & mask) / window, dtype=np.float64)
+        return window, np.bitwise_count(self.busy & mask).astype(np.intp)
 
     def _fixture(self) -> npt.NDArray[np.bool_]:
-        old = self.epoch - self.first + 1 >= LEARN_EPOCHS
-        return np.asarray(old & (self._recent_share() >= PRESENT_SHARE))
+        return self.fixed
 
     def _forget(self) -> None:
-        keep = self._recent_share() >= PRESENT_SHARE
+        """Cells become fixtures busy in all but `LEARN_MISSES` of a whole span's epochs, and stay
+        ones down to `KEEP_SHARE` (a fixture that flickers through one bad stretch is not
+        relearnt from nothing); a drone that hovered 36 minutes, left for ten and came back has
+        missed too many. A cell that is not a fixture is kept only while it can still become one."""
+        window, busy = self._window()
+        misses = window - busy
+        self.fixed |= (window >= LEARN_EPOCHS) & (misses <= LEARN_MISSES)
+        keep = np.where(self.fixed, busy >= KEEP_SHARE * window, misses <= LEARN_MISSES)
+        self.fixed &= keep
         if keep.all():
             return
-        for name in ("keys", "busy", "first", "scans_before", "count", "sums", "squares", "counted"):
+        for name in ("keys", "busy", "fixed", "first", "scans_before", "count", "sums", "squares", "counted"):
             setattr(self, name, getattr(self, name)[keep])
 
     def _learn(self) -> SiteReflectors | None:
@@ -174,8 +227,7 @@ class FixtureLearner:
         cells = np.flatnonzero(self._fixture())
         if not cells.size:
             return None
-        mask = (1 << _BITS) - 1
-        coords = np.stack([(self.keys[cells] >> s) & mask for s in (2 * _BITS, _BITS, 0)], axis=1)
+        coords = _unpack(self.keys[cells])
         spot_of = np.asarray(_touching(coords.tolist()), dtype=np.intp)
         n_spots = int(spot_of.max()) + 1
         totals = [np.zeros((n_spots, self.dim)) for _ in range(3)]
@@ -199,6 +251,17 @@ class FixtureLearner:
         cov = np.zeros((n_spots, self.dim, self.dim))
         cov[:, np.arange(self.dim), np.arange(self.dim)] = spread
         return SiteReflectors(mean, cov, rate)
+
+
+def _pack(coords: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Cell coordinates (N, 3), each in [-1, 2^_BITS - 2], as one sortable int64 each."""
+    c = coords + 1
+    return np.asarray((c[:, 0] << (2 * _BITS)) | (c[:, 1] << _BITS) | c[:, 2], dtype=np.int64)
+
+
+def _unpack(keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    mask = (1 << _BITS) - 1
+    return np.stack([((keys >> s) & mask) - 1 for s in (2 * _BITS, _BITS, 0)], axis=1)
 
 
 def _touching(coords: list[list[int]]) -> list[int]:
@@ -250,6 +313,13 @@ class SiteFixtures:
                 density += learner.spots.density(z)
                 return density
         return density if survey is not None and z.shape[0] else None
+
+    def restarted(self) -> SiteFixtures:
+        """These learners on a clock that stepped back: what they learnt kept, their epochs
+        restarting at the next scan (the plots of the open epoch are dropped with its times)."""
+        for learner in self.learners.values():
+            learner.restart()
+        return self
 
     def learnt(self, bit: int | None = None) -> int:
         """Fixture spots learnt so far: of one radar, or of all (`health.fusion.fixtures_learnt`)."""
