@@ -588,8 +588,8 @@ def parse(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[S
             parser.error(f"--survey {args.survey:g}: a survey lasts > 0 s")
         sets = [replace(s, name=f"{s.name}-survey{args.survey:g}", survey_s=args.survey) for s in sets]
     if args.fixtures_after is not None:
-        if not 0.0 <= args.fixtures_after < math.inf:
-            parser.error(f"--fixtures-after {args.fixtures_after:g}: a span is >= 0 s")
+        if not (args.fixtures_after == 0.0 or 300.0 <= args.fixtures_after < math.inf):
+            parser.error(f"--fixtures-after {args.fixtures_after:g}: a span is 0 (off) or >= 300 s")
         sets = [
             replace(s, name=f"{s.name}-fix{args.fixtures_after:g}", fixtures_after_s=args.fixtures_after)
             for s in sets

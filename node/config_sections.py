@@ -80,6 +80,9 @@ class MqttSection(Section):
     commands: CommandsSection = CommandsSection()
 
 
+MIN_FIXTURE_SPAN_S = 300.0  # `learn_fixtures_after_s`: shorter learns drones' hovers (and 10 s epochs)
+
+
 class FusionSection(Section):
     confirm_m: int = Field(default=3, ge=1)
     confirm_n: int = Field(default=6, ge=1, le=32)  # the M-of-N window is a track's 32-bit word
@@ -133,13 +136,19 @@ class FusionSection(Section):
     learn_fixtures_after_s: float = Field(
         default=2700.0,
         ge=0,
-        description="a place a radar's plots came from in most minutes for this long is site clutter; 0: off",
+        description="a place a radar's plots came from all this long is site clutter; 0: off, else >= 300",
     )
 
     @model_validator(mode="after")
     def _window(self) -> FusionSection:
         if self.confirm_m > self.confirm_n:
             raise ValueError("confirm_m must not exceed confirm_n (hits in the last confirm_n looks)")
+        if 0 < self.learn_fixtures_after_s < MIN_FIXTURE_SPAN_S:
+            raise ValueError(
+                f"learn_fixtures_after_s must be 0 (off) or at least {MIN_FIXTURE_SPAN_S:g} s: a shorter "
+                "span learns drones hovering for a few minutes as site clutter, and its epochs hold too "
+                "few scans to tell a fixture from clutter (docs/config.md)"
+            )
         return self
 
 

@@ -34,7 +34,7 @@ from tests.reflector_site import (
 
 SPAN_S = 300.0  # a short span (10 s epochs, 100 scans each), so that a test runs minutes of scans
 EPOCH_S = SPAN_S / 30  # (the module's 30 epochs a span, written out: the tests hold the rule)
-NODE_SPAN_S = 150.0  # through the whole node: shorter still (5 s epochs learn the faint ones less well)
+NODE_SPAN_S = 300.0  # through the whole node (the shortest span the config takes)
 VOLUME = (COVERAGE[1] - COVERAGE[0]) * 4.0 * COVERAGE[2] * COVERAGE[3]
 
 
@@ -158,6 +158,23 @@ def test_a_fixture_that_leaves_is_forgotten_but_not_for_a_bad_stretch() -> None:
     assert learner.spots is None
 
 
+def test_a_drone_beside_a_learnt_spot_does_not_widen_it() -> None:
+    """Once learnt, a spot is what it was learnt from: a drone hovering a sigma beside it for a
+    third of a span (its plots in the spot's cells) neither moves it nor raises its rate, which
+    would price the drone's own plots higher and hide it longer."""
+    learner = _learner()
+    _feed(learner, site_scans(1.2 * SPAN_S, seed=13))
+    before = learner.spots
+    assert before is not None and len(before) == len(REFLECTORS)
+    beside = REFLECTORS[1, :3] + SIGMA * np.array([1.0, 1.0, 0.0])
+    drone = _hover(beside, lambda t: True, pd=0.8)
+    _feed(learner, site_scans(0.3 * SPAN_S, seed=14, drones=drone), t0=1.2 * SPAN_S)
+    after = learner.spots
+    assert after is not None and len(after) == len(before)
+    np.testing.assert_array_equal(after.mean, before.mean)
+    np.testing.assert_array_equal(after.rate, before.rate)
+
+
 def test_a_scanning_radars_sweeps_are_counted_by_time() -> None:
     """A radar sweeping once a second, each plot stamped when the beam passed it (so every plot
     has its own time, and a sweep may hold none): a reflector in half the sweeps is learnt at its
@@ -197,6 +214,21 @@ def test_a_radar_that_falls_silent_keeps_what_it_learnt_and_a_clock_step_too() -
     assert again.learnt(0) == len(REFLECTORS) and again.learnt() == len(REFLECTORS)
 
 
+@pytest.mark.parametrize("span", ["100", "true", "-5"])
+def test_a_span_too_short_to_tell_a_hover_from_a_fixture_is_refused(span: str) -> None:
+    """Under 300 s (or a bool, or negative) the config names the key: a 60 s span learnt hovering
+    drones and gave more false tracks than learning off (an outside test)."""
+    import tomllib
+
+    from cuas_node.config import ConfigError, build_config
+
+    with pytest.raises(ConfigError, match="learn_fixtures_after_s"):
+        build_config(tomllib.loads(TOML + f"\n[fusion]\nlearn_fixtures_after_s = {span}\n"), "test")
+    for ok in ("0", "300", "2700"):
+        config = build_config(tomllib.loads(TOML + f"\n[fusion]\nlearn_fixtures_after_s = {ok}\n"), "test")
+        assert config.fusion.learn_fixtures_after_s == float(ok)
+
+
 def test_the_engine_after_a_clock_step_keeps_the_fixtures() -> None:
     import tomllib
 
@@ -228,13 +260,13 @@ def test_through_the_node_learnt_reflectors_stop_raising_tracks_and_a_drone_stil
     they raise confirmed tracks; once learnt, none (without learning: still many). A drone that
     arrives after the span and hovers away from them confirms within a second either way."""
     hover = at((300.0, 1500.0, 40.0))[0]
-    arrive = round(1.5 * NODE_SPAN_S * RATE_HZ)
+    arrive = round(1.4 * NODE_SPAN_S * RATE_HZ)
 
     def drone(k: int, rng: np.random.Generator) -> np.ndarray:
         seen = k >= arrive and rng.random() < 0.8
         return (hover + rng.normal(0.0, 1.0, 3) * SIGMA)[None] if seen else np.zeros((0, 3))
 
-    scans = site_scans(2.5 * NODE_SPAN_S, seed=6, drones=drone)
+    scans = site_scans(2.0 * NODE_SPAN_S, seed=6, drones=drone)
     toml = TOML + f"\n[fusion]\nlearn_fixtures_after_s = {NODE_SPAN_S if learn else 0}\n"
     (tmp_path / "live.toml").write_text(toml)
     path = write(tmp_path / "live.jsonl", measurement_lines(scans))

@@ -20,11 +20,13 @@ busy in all but `LEARN_MISSES` of the last `LEARN_EPOCHS` epochs, a whole span, 
 (a drone that hovered most of a span, left for a battery swap and came back missed too many),
 and stays one while busy in `KEEP_SHARE` of them (one bad stretch does not unlearn it; a truck
 that left is forgotten about a third of a span later). Fixture cells that touch are one spot, a
-Gaussian of all their plots at their rate per scan, which the track score then counts as clutter
-as it counts the survey's (`SiteReflectors.density`). A cell that is not a fixture is kept only
-while it can still become one, so memory stays with the few places plots recur (uniform clutter:
-a percent or two of the cells in view at most). What was learnt survives a clock step (the
-engine's successor) but not a restart.
+Gaussian of the plots they held until learnt, at their rate per scan (frozen then: a drone that
+hovers beside it later must not widen it and so hide itself), which the track score counts as
+clutter as it counts the survey's (`SiteReflectors.density`). Azimuth cells do not wrap: a
+reflector astern of an all-round radar may be two spots, each at its share. A cell that is not
+a fixture is kept only while it can still become one, so memory stays with the few places plots
+recur (uniform clutter: a percent or two of the cells in view at most). What was learnt survives
+a clock step (the engine's successor) but not a restart.
 
 Every plot counts, those that established tracks took included: a flickering reflector is
 tracked most of the time (that is the false track), so leaving out tracked plots would leave
@@ -85,7 +87,7 @@ class FixtureLearner:
         self.busy = np.zeros(0, dtype=np.uint64)  # bit k: busy k epochs ago
         self.fixed = np.zeros(0, dtype=bool)  # a fixture (until it is busy in under KEEP_SHARE)
         self.first = np.zeros(0, dtype=np.int64)  # the epoch it was first busy
-        self.scans_before = np.zeros(0)  # `scans` when it was first busy
+        self.scans_seen = np.zeros(0)  # the scans its plots were counted over (till it was learnt)
         self.count = np.zeros(0)
         self.sums = np.zeros((0, dim))
         self.squares = np.zeros((0, dim))
@@ -171,24 +173,29 @@ class FixtureLearner:
         self.busy <<= np.uint64(1)
         old = at[known]
         self.busy[old] |= busy[known].astype(np.uint64)
-        self.count[old] += counts[known]
-        self.sums[old] += sums[known]
-        self.squares[old] += squares[known]
-        self.counted[old] += counted[known]
+        # A fixture's spot is what it was learnt from: a drone hovering beside it later must not
+        # widen it, nor raise its rate, and so hide itself.
+        grow = ~self.fixed[old]
+        cells, rows = old[grow], np.flatnonzero(known)[grow]
+        self.count[cells] += counts[rows]
+        self.sums[cells] += sums[rows]
+        self.squares[cells] += squares[rows]
+        self.counted[cells] += counted[rows]
+        self.scans_seen[~self.fixed] += scans
         new = ~known & busy
-        self._insert(keys[new], counts[new], sums[new], squares[new], counted[new])
+        self._insert(keys[new], counts[new], sums[new], squares[new], counted[new], np.full(new.sum(), scans))
         self.scans += scans
         self._forget()
         self.spots = self._learn()  # (a few cells: cheap, and their counts grew)
 
     def _insert(self, keys: npt.NDArray[np.int64], *moments: FloatArray) -> None:
-        counts, sums, squares, n = moments
+        counts, sums, squares, n, scans = moments
         at = np.searchsorted(self.keys, keys)
         self.keys = np.insert(self.keys, at, keys)
         self.busy = np.insert(self.busy, at, np.uint64(1))
         self.fixed = np.insert(self.fixed, at, False)
         self.first = np.insert(self.first, at, self.epoch)
-        self.scans_before = np.insert(self.scans_before, at, self.scans)
+        self.scans_seen = np.insert(self.scans_seen, at, scans)
         self.count = np.insert(self.count, at, counts)
         self.sums = np.insert(self.sums, at, sums, axis=0)
         self.squares = np.insert(self.squares, at, squares, axis=0)
@@ -215,7 +222,7 @@ class FixtureLearner:
         self.fixed &= keep
         if keep.all():
             return
-        for name in ("keys", "busy", "fixed", "first", "scans_before", "count", "sums", "squares", "counted"):
+        for name in ("keys", "busy", "fixed", "first", "scans_seen", "count", "sums", "squares", "counted"):
             setattr(self, name, getattr(self, name)[keep])
 
     def _learn(self) -> SiteReflectors | None:
@@ -246,7 +253,7 @@ class FixtureLearner:
         )
         held, plots = np.zeros(n_spots), np.zeros(n_spots)
         np.add.at(held, spot_of, share)
-        np.add.at(plots, spot_of, self.count[cells] / np.maximum(self.scans - self.scans_before[cells], 1.0))
+        np.add.at(plots, spot_of, self.count[cells] / np.maximum(self.scans_seen[cells], 1.0))
         rate = np.minimum(plots / np.maximum(held, 0.05), 1.0)
         cov = np.zeros((n_spots, self.dim, self.dim))
         cov[:, np.arange(self.dim), np.arange(self.dim)] = spread
