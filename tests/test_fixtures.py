@@ -141,6 +141,32 @@ def test_a_faint_reflector_on_a_cells_corner_is_learnt_whole() -> None:
     assert spots.rate[0] == pytest.approx(0.1, rel=0.3)
 
 
+def test_two_reflectors_a_few_cells_apart_are_two_spots() -> None:
+    """A busy block makes all eight of its cells busy, so the cells of two strong reflectors 12
+    sigmas apart in azimuth touch; each is still its own spot, where it is, at its rate (joined,
+    they were one spot 6 sigmas wide at rate 1, and both kept their false tracks)."""
+    learner = _learner()
+    a = np.array([2160.0, -0.47, 0.004])
+    b = a + np.array([0.0, 12 * SIGMA[1], 0.0])
+    both = (_hover(a, lambda t: True, pd=0.3), _hover(b, lambda t: True, pd=0.5))
+    _feed(
+        learner,
+        site_scans(
+            1.2 * SPAN_S,
+            seed=15,
+            reflectors=False,
+            drones=lambda k, rng: np.concatenate([f(k, rng) for f in both]),
+        ),
+    )
+    spots = learner.spots
+    assert spots is not None and len(spots) == 2
+    for where, rate in ((a, 0.3), (b, 0.5)):
+        k = int(np.abs((spots.mean - where) / SIGMA).max(axis=1).argmin())
+        assert np.all(np.abs(spots.mean[k] - where) / SIGMA < 0.3)
+        assert spots.rate[k] == pytest.approx(rate, rel=0.15)
+        assert np.all(np.sqrt(np.diagonal(spots.cov[k])) / SIGMA < 1.3)
+
+
 def test_a_fixture_that_leaves_is_forgotten_but_not_for_a_bad_stretch() -> None:
     """A truck parked for two spans: learnt. Gone for 8 epochs (a quarter span), it is still
     known (a fixture stays one while busy in 70 % of the span); gone for a half span, forgotten."""

@@ -226,16 +226,22 @@ class FixtureLearner:
             setattr(self, name, getattr(self, name)[keep])
 
     def _learn(self) -> SiteReflectors | None:
-        """The fixture cells that touch (26-neighbourhood) as one spot each. Its plots in those
-        cells give its centre; its scatter is theirs but never under the radar's own (the cells
-        cut the tails off, and a fixed reflector scatters by the measurement noise, a swaying one
-        by more); its rate is their plots per scan over the share of that Gaussian the cells
-        hold (the tails fall in cells too quiet to be kept)."""
+        """A spot per peak of the fixture cells' plots: the busiest cell and the fixture cells
+        around it (3×3×3), then the busiest cell left, and so on (a busy block makes all its
+        cells fixtures, so neighbouring reflectors' cells touch: joined, two reflectors 4 cells
+        apart were one spot 6 sigmas wide). Its plots in those cells give its centre; its
+        scatter is theirs but never under the radar's own (the cells cut the tails off, and a
+        fixed reflector scatters by the measurement noise, a swaying one by more); its rate is
+        their plots per scan over the share of that Gaussian the cells hold."""
         cells = np.flatnonzero(self._fixture())
         if not cells.size:
             return None
         coords = _unpack(self.keys[cells])
-        spot_of = np.asarray(_touching(coords.tolist()), dtype=np.intp)
+        peak = np.asarray(_around_peaks(coords.tolist(), self.count[cells].tolist()), dtype=np.intp)
+        cells, coords = cells[peak >= 0], coords[peak >= 0]
+        if not cells.size:
+            return None
+        spot_of = np.unique(peak[peak >= 0], return_inverse=True)[1]
         n_spots = int(spot_of.max()) + 1
         totals = [np.zeros((n_spots, self.dim)) for _ in range(3)]
         for total, part in zip(totals, (self.sums, self.squares, self.counted), strict=True):
@@ -271,26 +277,28 @@ def _unpack(keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     return np.stack([((keys >> s) & mask) - 1 for s in (2 * _BITS, _BITS, 0)], axis=1)
 
 
-def _touching(coords: list[list[int]]) -> list[int]:
-    """Connected components of cells under the 26-neighbourhood: a component number per cell."""
+def _around_peaks(coords: list[list[int]], counts: list[float]) -> list[int]:
+    """Each cell's peak: a cell with plots and none more among its neighbours (26-neighbourhood)
+    is a peak, and claims itself and its unclaimed neighbours, the busiest peak first; −1 for a
+    cell no peak reached (the fringe of a strong reflector is no reflector of its own)."""
     index = {tuple(c): i for i, c in enumerate(coords)}
-    group = [-1] * len(coords)
-    n = 0
-    for start in range(len(coords)):
-        if group[start] >= 0:
+    around = [
+        [
+            index.get((r + dr, a + da, e + de), -1)
+            for dr in (-1, 0, 1)
+            for da in (-1, 0, 1)
+            for de in (-1, 0, 1)
+        ]
+        for r, a, e in coords
+    ]
+    peak = [-1] * len(coords)
+    for i in sorted(range(len(coords)), key=lambda k: -counts[k]):
+        if peak[i] >= 0 or counts[i] <= 0 or any(counts[j] > counts[i] for j in around[i] if j >= 0):
             continue
-        group[start], stack = n, [start]
-        while stack:
-            c = coords[stack.pop()]
-            for dr in (-1, 0, 1):
-                for da in (-1, 0, 1):
-                    for de in (-1, 0, 1):
-                        j = index.get((c[0] + dr, c[1] + da, c[2] + de), -1)
-                        if j >= 0 and group[j] < 0:
-                            group[j] = n
-                            stack.append(j)
-        n += 1
-    return group
+        for j in around[i]:
+            if j >= 0 and peak[j] < 0:
+                peak[j] = i
+    return peak
 
 
 class SiteFixtures:
