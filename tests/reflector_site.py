@@ -4,6 +4,7 @@ gives (tests/test_reflectors.py, tests/test_reflector_learning.py)."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -122,3 +123,15 @@ def learn(survey: Sequence[np.ndarray]) -> Survey:
     z = np.concatenate(survey)
     scan_of = np.repeat(np.arange(len(survey)), [s.shape[0] for s in survey])
     return learn_reflectors(z, scan_of, len(survey), SIGMA, COVERAGE)
+
+
+def first_confirmed(out: str) -> dict[str, tuple[float, np.ndarray]]:
+    """Each confirmed track's time and ENU position when it first confirmed, from `track`'s
+    output lines."""
+    first: dict[str, tuple[float, np.ndarray]] = {}
+    for line in out.splitlines():
+        doc = json.loads(line)
+        for tr in doc.get("tracks", []) if doc["type"] == "tracks" else []:
+            if tr["status"] == "confirmed":
+                first.setdefault(tr["id"], (doc["t"], np.array(tr["enu_m"])))
+    return first

@@ -7,7 +7,6 @@ than the span are never learnt; a fixture that leaves is forgotten; and through 
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from tests.reflector_site import (
     TOML,
     Targets,
     at,
+    first_confirmed,
     measurement_lines,
     site_scans,
     write,
@@ -268,16 +268,6 @@ def test_the_engine_after_a_clock_step_keeps_the_fixtures() -> None:
 
 
 # -- through the node ------------------------------------------------------------------------
-def _first_confirmed(out: str) -> dict[str, tuple[float, np.ndarray]]:
-    first: dict[str, tuple[float, np.ndarray]] = {}
-    for line in out.splitlines():
-        doc = json.loads(line)
-        for tr in doc.get("tracks", []) if doc["type"] == "tracks" else []:
-            if tr["status"] == "confirmed":
-                first.setdefault(tr["id"], (doc["t"], np.array(tr["enu_m"])))
-    return first
-
-
 @pytest.mark.parametrize("learn", [True, False])
 def test_through_the_node_learnt_reflectors_stop_raising_tracks_and_a_drone_still_confirms(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], learn: bool
@@ -298,7 +288,7 @@ def test_through_the_node_learnt_reflectors_stop_raising_tracks_and_a_drone_stil
     path = write(tmp_path / "live.jsonl", measurement_lines(scans))
     assert main(["track", "--config", str(tmp_path / "live.toml"), str(path)]) == 0
     captured = capsys.readouterr()
-    first = _first_confirmed(captured.out)
+    first = first_confirmed(captured.out)
     told = re.search(r"radar 'surv': (\d+) places where its plots recurred", captured.err)
     t0 = T0  # the first scan's time
     drone_enu = np.array([300.0, 1500.0, 40.0])

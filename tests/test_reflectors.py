@@ -33,6 +33,7 @@ from tests.reflector_site import (
     TOML,
     at,
     enu,
+    first_confirmed,
     learn,
     measurement_lines,
     site_scans,
@@ -127,17 +128,6 @@ def _track(tmp_path: Path, lines: list[str], toml: str, capsys: pytest.CaptureFi
     return capsys.readouterr().out
 
 
-def _confirmed(out: str) -> dict[str, tuple[float, np.ndarray]]:
-    """Each confirmed track's time and ENU position when it first confirmed."""
-    first: dict[str, tuple[float, np.ndarray]] = {}
-    for line in out.splitlines():
-        doc = json.loads(line)
-        for tr in doc.get("tracks", []) if doc["type"] == "tracks" else []:
-            if tr["status"] == "confirmed":
-                first.setdefault(tr["id"], (doc["t"], np.array(tr["enu_m"])))
-    return first
-
-
 HOVER = (300.0, 1500.0, 40.0)  # a drone hovering from its first plot, far from every reflector
 CROSSING = (-900.0, 1000.0, 60.0)  # a drone flying east at 12 m/s across the site
 
@@ -167,7 +157,7 @@ def test_with_the_map_reflectors_start_no_track_and_drones_confirm_as_before(
     found = {}
     for with_map in (False, True):
         toml = TOML + (f'reflectors_file = "{tmp_path / "surv-reflectors.json"}"\n' if with_map else "")
-        confirmed = _confirmed(_track(tmp_path, live, toml, capsys))
+        confirmed = first_confirmed(_track(tmp_path, live, toml, capsys))
         near = [float(np.linalg.norm(reflector_enu - p, axis=1).min()) for _, p in confirmed.values()]
         hover = [t for t, p in confirmed.values() if np.linalg.norm(p - np.array(HOVER)) < 100.0]
         crossing = [t for t, p in confirmed.values() if abs(p[1] - CROSSING[1]) < 100.0 and p[2] > 30.0]
@@ -233,7 +223,7 @@ def test_a_drone_a_few_sigmas_from_a_reflector_confirms_as_far_from_any(
 
             live = measurement_lines(site_scans(12.0, seed=100 + seed, drones=drone))
             toml = TOML + f'reflectors_file = "{tmp_path / "surv-reflectors.json"}"\n'
-            confirmed = _confirmed(_track(tmp_path, live, toml, capsys))
+            confirmed = first_confirmed(_track(tmp_path, live, toml, capsys))
             hits = [t for t, p in confirmed.values() if np.linalg.norm(p - enu(target)[0]) < 60.0]
             waits.append(min(hits) - (T0 + 2.0) if hits else math.inf)
         times[name] = float(np.median(waits))
