@@ -1,9 +1,10 @@
 """Fixtures learnt while the node runs (node/fusion/fixtures.py): a place a radar's plots keep
-coming from in most epochs for `fusion.learn_fixtures_after_s` becomes site clutter, priced as the
-survey's reflectors are. What must hold: a reflector that stays is learnt after the span and not
-before, and a real one where it is; uniform clutter, moving targets and a drone hovering for less
-than the span are never learnt; a fixture that leaves is forgotten; and through the whole node
-(`track`) the reflectors stop raising false tracks once learnt while a drone still confirms."""
+coming from in all but one of the epochs of `fusion.learn_fixtures_after_s` becomes site clutter,
+priced as the survey's reflectors are. What must hold: a reflector that stays is learnt after the
+span and not before, where it is and at its rate; uniform clutter, moving targets, a drone
+hovering for less than the span or coming back to its spot are never learnt; a fixture that
+leaves is forgotten, one that dips is not; and through the whole node (`track`) the reflectors
+stop raising false tracks once learnt while a drone still confirms."""
 
 from __future__ import annotations
 

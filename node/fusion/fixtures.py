@@ -102,9 +102,8 @@ class FixtureLearner:
             self._fold(false_alarms_per_scan)
             behind = t >= self.epoch_end + self.epoch_s
             self.epoch_end = t + self.epoch_s if behind else self.epoch_end + self.epoch_s
-        if (
-            t > self._last_t
-        ):  # scans by time where the period is known (a sweep's plots, skipped empty frames)
+        if t > self._last_t:
+            # Scans by time where the period is known (a sweep's plots, empty frames not sent).
             step = t - self._last_t if math.isfinite(self._last_t) else math.inf
             timed = period_s > 0 and step <= _SILENCE_PERIODS * period_s
             self._epoch_scans += step / period_s if timed else 1.0
@@ -141,7 +140,7 @@ class FixtureLearner:
 
     def _fold(self, false_alarms_per_scan: float) -> None:
         """Close an epoch: count its plots into the cells, note which were busy, forget the cells
-        that stopped being, and relearn the spots if the fixture cells changed."""
+        that stopped being, and learn the spots again."""
         pending, scans = self._pending, self._epoch_scans
         self._pending, self._epoch_scans = [], 0.0
         if scans < _MIN_SCANS:
@@ -186,7 +185,7 @@ class FixtureLearner:
         self._insert(keys[new], counts[new], sums[new], squares[new], counted[new], np.full(new.sum(), scans))
         self.scans += scans
         self._forget()
-        self.spots = self._learn()  # (a few cells: cheap, and their counts grew)
+        self.spots = self._learn()  # (a few cells: cheap)
 
     def _insert(self, keys: npt.NDArray[np.int64], *moments: FloatArray) -> None:
         counts, sums, squares, n, scans = moments
@@ -206,9 +205,6 @@ class FixtureLearner:
         window = np.minimum(self.epoch - self.first + 1, LEARN_EPOCHS)
         mask = (np.uint64(1) << window.astype(np.uint64)) - np.uint64(1)
         return window, np.bitwise_count(self.busy & mask).astype(np.intp)
-
-    def _fixture(self) -> npt.NDArray[np.bool_]:
-        return self.fixed
 
     def _forget(self) -> None:
         """Cells become fixtures busy in all but `LEARN_MISSES` of a whole span's epochs, and stay
@@ -233,7 +229,7 @@ class FixtureLearner:
         scatter is theirs but never under the radar's own (the cells cut the tails off, and a
         fixed reflector scatters by the measurement noise, a swaying one by more); its rate is
         their plots per scan over the share of that Gaussian the cells hold."""
-        cells = np.flatnonzero(self._fixture())
+        cells = np.flatnonzero(self.fixed)
         if not cells.size:
             return None
         coords = _unpack(self.keys[cells])
