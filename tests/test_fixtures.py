@@ -168,6 +168,26 @@ def test_two_reflectors_a_few_cells_apart_are_two_spots() -> None:
         assert np.all(np.sqrt(np.diagonal(spots.cov[k])) / SIGMA < 1.3)
 
 
+def test_a_range_rate_radars_fixture_stands_still() -> None:
+    """A 4-row radar: clutter of every range-rate (±20 m/s) falls in a fixture's cells, which are
+    not binned in range-rate, so its plots there cannot give its spread; a fixture stands still,
+    so its spot is range-rate 0 within twice the radar's sigma (measured, it had spread 2-5 m/s
+    for a 0.1 m/s radar and its plots were priced 20-46 times too low: tracks on it lived on)."""
+    rng = np.random.default_rng(16)
+    learner = FixtureLearner((float(SIGMA[0]), float(SIGMA[1])), 4, VOLUME, SPAN_S)
+    where = np.array([1200.0, 0.3, 0.005, 0.0])
+    sigma = np.append(SIGMA, 0.1)
+    for k, z in enumerate(site_scans(1.2 * SPAN_S, seed=17, reflectors=False, false_alarms=50.0)):
+        plots = np.column_stack([z, rng.uniform(-20.0, 20.0, z.shape[0])])
+        if rng.random() < 0.4:
+            plots = np.vstack([plots, where + rng.normal(0.0, 1.0, 4) * sigma])
+        learner.observe(k / RATE_HZ, plots, 50.0, 1.0 / RATE_HZ, rate_sigma=0.1)
+    spots = learner.spots
+    assert spots is not None and len(spots) == 1
+    assert spots.mean[0, 3] == 0.0 and math.sqrt(spots.cov[0, 3, 3]) == pytest.approx(0.2)
+    assert spots.rate[0] == pytest.approx(0.4, rel=0.15)
+
+
 def test_a_fixture_that_leaves_is_forgotten_but_not_for_a_bad_stretch() -> None:
     """A truck parked for two spans: learnt. Gone for 8 epochs (a quarter span), it is still
     known (a fixture stays one while busy in 70 % of the span); gone for a half span, forgotten."""

@@ -92,10 +92,21 @@ class FixtureLearner:
         self.sums = np.zeros((0, dim))
         self.squares = np.zeros((0, dim))
         self.counted = np.zeros((0, dim))  # plots with that row measured (range-rate may be missing)
+        self.rate_sigma = 0.1  # m/s, the radar's range-rate sigma once a scan says
         self.spots: SiteReflectors | None = None
 
-    def observe(self, t: float, z: FloatArray, false_alarms_per_scan: float, period_s: float) -> None:
-        """A scan's plots at time t (a scanning radar's plot: a partial scan, counted by time)."""
+    def observe(
+        self,
+        t: float,
+        z: FloatArray,
+        false_alarms_per_scan: float,
+        period_s: float,
+        rate_sigma: float = math.nan,
+    ) -> None:
+        """A scan's plots at time t (a scanning radar's plot: a partial scan, counted by time);
+        `rate_sigma`: the range-rate sigma of its plots (a radar measuring it)."""
+        if rate_sigma > 0:
+            self.rate_sigma = rate_sigma
         if not math.isfinite(self.epoch_end):
             self.epoch_end = t + self.epoch_s
         if t >= self.epoch_end:  # (after a silence the next epoch starts now: silent ones count for nothing)
@@ -247,6 +258,10 @@ class FixtureLearner:
         mean = np.where(seen, sums / np.maximum(counted, 1.0), 0.0)  # range-rate never measured: 0
         spread = np.where(seen, squares / np.maximum(counted, 1.0) - mean**2, 100.0 * self.variance)
         spread = np.maximum(spread, self.variance)
+        if self.dim == 4:  # a fixture stands still: range-rate 0, within twice the radar's sigma (sway);
+            # its cells' plots cannot say (they are not binned in range-rate, and clutter of every
+            # range-rate falls in them: measured, they spread 2-5 m/s for a 0.1 m/s radar)
+            mean[:, 3], spread[:, 3] = 0.0, (2.0 * self.rate_sigma) ** 2
         # Each cell's share of its spot's Gaussian: the product of its three intervals' masses.
         low = coords * self.size - np.array([0.0, math.pi, math.pi / 2])
         sd = np.sqrt(spread[spot_of, :3])
@@ -306,12 +321,19 @@ class SiteFixtures:
         self.learners: dict[int, FixtureLearner] = {}
 
     def clutter_at(
-        self, bit: int, model: MeasurementModel, t: float, z: FloatArray, clutter: float, stats: SensorStats
+        self,
+        bit: int,
+        model: MeasurementModel,
+        scan: tuple[float, FloatArray, FloatArray],
+        clutter: float,
+        stats: SensorStats,
     ) -> FloatArray | None:
         """λ at each plot of a scan: the uniform `clutter`, plus the survey map's reflectors and
         the fixtures learnt of this radar; None where there is neither (uniform alone). The scan
         is learnt from, but for the plots the survey map already explains (more than the uniform
-        clutter does there): a surveyed reflector learnt again would count twice."""
+        clutter does there): a surveyed reflector learnt again would count twice. `scan`: its
+        time, plots and their covariances."""
+        t, z, r = scan
         density = np.full(z.shape[0], clutter)
         survey = getattr(model, "reflectors", None)
         if survey is not None and z.shape[0]:
@@ -319,7 +341,10 @@ class SiteFixtures:
         learner = self._learner(bit, model, stats)
         if learner is not None:
             unexplained = z if survey is None else z[density < 2.0 * clutter]
-            learner.observe(t, unexplained, float(stats.false_alarms[bit]), float(stats.period_s[bit]))
+            rate_sigma = float(np.sqrt(np.median(r[:, 3, 3]))) if z.shape[0] and z.shape[1] > 3 else math.nan
+            learner.observe(
+                t, unexplained, float(stats.false_alarms[bit]), float(stats.period_s[bit]), rate_sigma
+            )
             if learner.spots is not None and z.shape[0]:
                 density += learner.spots.density(z)
                 return density
