@@ -92,8 +92,8 @@ def moved_materially(new: NodePosition | None, old: NodePosition | None) -> bool
 class FusionStatus:
     """The fusion part of the `health` message: tracks by status, initiations refused for lack of
     room, measurements that arrived after their turn (`late`) and held in the reorder window,
-    those fusion could not use (`dropped`, by reason), and the radar fixtures learnt as site
-    (`fixtures`)."""
+    those fusion could not use (`dropped`, by reason), and the places learnt as radar fixtures
+    (`fixtures_learnt`)."""
 
     confirmed: int
     coasting: int
