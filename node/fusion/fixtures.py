@@ -71,15 +71,13 @@ class FixtureLearner:
     def __init__(self, sigmas: tuple[float, float], dim: int, coverage_volume: float, span_s: float) -> None:
         sigma_range, sigma_angle = sigmas
         self.size = CELL_SIGMAS * np.array([sigma_range, sigma_angle, sigma_angle])
-        # The least scatter of a spot's plots: the radar's own noise (range-rate: its spread is measured
-        # whole, the cells do not cut it).
-        self.variance = np.array([sigma_range, sigma_angle, sigma_angle, 0.1])[:dim] ** 2
-        self.dim = dim
+        # The least scatter of a spot's plots: the radar's own noise.
+        self.variance = np.array([sigma_range, sigma_angle, sigma_angle]) ** 2
+        self.dim = dim  # 4: the spot has a range-rate row too (0, `_learn`); only positions are counted
         self.cells_in_view = max(coverage_volume / float(np.prod(self.size)), 1.0)
         self.epoch_s = span_s / LEARN_EPOCHS
         self.epoch_end = math.nan
         self.epoch = 0
-        self.scans = 0.0  # scans over all epochs counted
         self._pending: list[FloatArray] = []
         self._epoch_scans = 0.0
         self._last_t = -math.inf
@@ -89,9 +87,8 @@ class FixtureLearner:
         self.first = np.zeros(0, dtype=np.int64)  # the epoch it was first busy
         self.scans_seen = np.zeros(0)  # the scans its plots were counted over (till it was learnt)
         self.count = np.zeros(0)
-        self.sums = np.zeros((0, dim))
-        self.squares = np.zeros((0, dim))
-        self.counted = np.zeros((0, dim))  # plots with that row measured (range-rate may be missing)
+        self.sums = np.zeros((0, 3))  # of the plots' positions (range, azimuth, elevation)
+        self.squares = np.zeros((0, 3))
         self.rate_sigma = 0.1  # m/s, the radar's range-rate sigma once a scan says
         self.spots: SiteReflectors | None = None
 
@@ -104,7 +101,7 @@ class FixtureLearner:
         rate_sigma: float = math.nan,
     ) -> None:
         """A scan's plots at time t (a scanning radar's plot: a partial scan, counted by time);
-        `rate_sigma`: the range-rate sigma of its plots (a radar measuring it)."""
+        `rate_sigma`: the radar's range-rate sigma (`SensorStats.sigma_rate`), if it measures it."""
         if rate_sigma > 0:
             self.rate_sigma = rate_sigma
         if not math.isfinite(self.epoch_end):
@@ -120,9 +117,7 @@ class FixtureLearner:
             self._epoch_scans += step / period_s if timed else 1.0
             self._last_t = t
         if z.shape[0]:
-            rows = np.full((z.shape[0], self.dim), np.nan)
-            rows[:, : min(self.dim, z.shape[1])] = z[:, : self.dim]
-            self._pending.append(rows)
+            self._pending.append(z[:, :3])
 
     def restart(self) -> None:
         """The clock stepped back: the open epoch's plots and times go, what was learnt stays."""
@@ -157,15 +152,12 @@ class FixtureLearner:
         if scans < _MIN_SCANS:
             return
         self.epoch += 1
-        z = np.concatenate(pending) if pending else np.zeros((0, self.dim))
+        z = np.concatenate(pending) if pending else np.zeros((0, 3))
         keys, inverse, plots = np.unique(self._cells(z), return_inverse=True, return_counts=True)
         counts = plots.astype(np.float64)
-        measured = ~np.isnan(z)
-        values = np.where(measured, z, 0.0)
-        sums, squares, counted = (np.zeros((keys.size, self.dim)) for _ in range(3))
-        np.add.at(sums, inverse, values)
-        np.add.at(squares, inverse, values**2)
-        np.add.at(counted, inverse, measured.astype(np.float64))
+        sums, squares = np.zeros((keys.size, 3)), np.zeros((keys.size, 3))
+        np.add.at(sums, inverse, z)
+        np.add.at(squares, inverse, z**2)
         uniform = false_alarms_per_scan * scans / self.cells_in_view  # a cell's plots this epoch
         busy_keys = self._busy(keys, counts, uniform)
         extra = np.setdiff1d(busy_keys, keys, assume_unique=True)  # busy cells without a plot of their own
@@ -173,9 +165,9 @@ class FixtureLearner:
             keys = np.concatenate([keys, extra])
             order = np.argsort(keys, kind="stable")
             keys = keys[order]
-            pad = np.zeros((extra.size, self.dim))
+            pad = np.zeros((extra.size, 3))
             counts = np.concatenate([counts, np.zeros(extra.size)])[order]
-            sums, squares, counted = (np.concatenate([a, pad])[order] for a in (sums, squares, counted))
+            sums, squares = (np.concatenate([a, pad])[order] for a in (sums, squares))
         busy = np.isin(keys, busy_keys, assume_unique=True)
         at = np.searchsorted(self.keys, keys)
         known = at < self.keys.size
@@ -190,16 +182,14 @@ class FixtureLearner:
         self.count[cells] += counts[rows]
         self.sums[cells] += sums[rows]
         self.squares[cells] += squares[rows]
-        self.counted[cells] += counted[rows]
         self.scans_seen[~self.fixed] += scans
         new = ~known & busy
-        self._insert(keys[new], counts[new], sums[new], squares[new], counted[new], np.full(new.sum(), scans))
-        self.scans += scans
+        self._insert(keys[new], counts[new], sums[new], squares[new], np.full(new.sum(), scans))
         self._forget()
         self.spots = self._learn()  # (a few cells: cheap)
 
     def _insert(self, keys: npt.NDArray[np.int64], *moments: FloatArray) -> None:
-        counts, sums, squares, n, scans = moments
+        counts, sums, squares, scans = moments
         at = np.searchsorted(self.keys, keys)
         self.keys = np.insert(self.keys, at, keys)
         self.busy = np.insert(self.busy, at, np.uint64(1))
@@ -209,7 +199,6 @@ class FixtureLearner:
         self.count = np.insert(self.count, at, counts)
         self.sums = np.insert(self.sums, at, sums, axis=0)
         self.squares = np.insert(self.squares, at, squares, axis=0)
-        self.counted = np.insert(self.counted, at, n, axis=0)
 
     def _window(self) -> tuple[IndexArray, IndexArray]:
         """Each cell's recent epochs (the last `LEARN_EPOCHS`, or its age) and busy ones among them."""
@@ -229,7 +218,7 @@ class FixtureLearner:
         self.fixed &= keep
         if keep.all():
             return
-        for name in ("keys", "busy", "fixed", "first", "scans_seen", "count", "sums", "squares", "counted"):
+        for name in ("keys", "busy", "fixed", "first", "scans_seen", "count", "sums", "squares"):
             setattr(self, name, getattr(self, name)[keep])
 
     def _learn(self) -> SiteReflectors | None:
@@ -250,28 +239,26 @@ class FixtureLearner:
             return None
         spot_of = np.unique(peak[peak >= 0], return_inverse=True)[1]
         n_spots = int(spot_of.max()) + 1
-        totals = [np.zeros((n_spots, self.dim)) for _ in range(3)]
-        for total, part in zip(totals, (self.sums, self.squares, self.counted), strict=True):
+        n, sums, squares = np.zeros(n_spots), np.zeros((n_spots, 3)), np.zeros((n_spots, 3))
+        for total, part in ((n, self.count), (sums, self.sums), (squares, self.squares)):
             np.add.at(total, spot_of, part[cells])
-        sums, squares, counted = totals
-        seen = counted > 0
-        mean = np.where(seen, sums / np.maximum(counted, 1.0), 0.0)  # range-rate never measured: 0
-        spread = np.where(seen, squares / np.maximum(counted, 1.0) - mean**2, 100.0 * self.variance)
-        spread = np.maximum(spread, self.variance)
-        if self.dim == 4:  # a fixture stands still: range-rate 0, within twice the radar's sigma (sway);
-            # its cells' plots cannot say (they are not binned in range-rate, and clutter of every
-            # range-rate falls in them: measured, they spread 2-5 m/s for a 0.1 m/s radar)
-            mean[:, 3], spread[:, 3] = 0.0, (2.0 * self.rate_sigma) ** 2
+        mean = sums / n[:, None]  # (a spot's peak holds plots)
+        spread = np.maximum(squares / n[:, None] - mean**2, self.variance)
         # Each cell's share of its spot's Gaussian: the product of its three intervals' masses.
         low = coords * self.size - np.array([0.0, math.pi, math.pi / 2])
-        sd = np.sqrt(spread[spot_of, :3])
+        sd = np.sqrt(spread[spot_of])
         share = np.prod(
-            ndtr((low + self.size - mean[spot_of, :3]) / sd) - ndtr((low - mean[spot_of, :3]) / sd), axis=1
+            ndtr((low + self.size - mean[spot_of]) / sd) - ndtr((low - mean[spot_of]) / sd), axis=1
         )
         held, plots = np.zeros(n_spots), np.zeros(n_spots)
         np.add.at(held, spot_of, share)
         np.add.at(plots, spot_of, self.count[cells] / np.maximum(self.scans_seen[cells], 1.0))
         rate = np.minimum(plots / np.maximum(held, 0.05), 1.0)
+        if self.dim == 4:  # a fixture stands still: range-rate 0, within twice the radar's sigma (sway);
+            # its cells' plots cannot say (they are not binned in range-rate, and clutter of every
+            # range-rate falls in them: measured, they spread 2-5 m/s for a 0.1 m/s radar)
+            mean = np.column_stack([mean, np.zeros(n_spots)])
+            spread = np.column_stack([spread, np.full(n_spots, (2.0 * self.rate_sigma) ** 2)])
         cov = np.zeros((n_spots, self.dim, self.dim))
         cov[:, np.arange(self.dim), np.arange(self.dim)] = spread
         return SiteReflectors(mean, cov, rate)
@@ -321,19 +308,12 @@ class SiteFixtures:
         self.learners: dict[int, FixtureLearner] = {}
 
     def clutter_at(
-        self,
-        bit: int,
-        model: MeasurementModel,
-        scan: tuple[float, FloatArray, FloatArray],
-        clutter: float,
-        stats: SensorStats,
+        self, bit: int, model: MeasurementModel, t: float, z: FloatArray, clutter: float, stats: SensorStats
     ) -> FloatArray | None:
         """λ at each plot of a scan: the uniform `clutter`, plus the survey map's reflectors and
         the fixtures learnt of this radar; None where there is neither (uniform alone). The scan
         is learnt from, but for the plots the survey map already explains (more than the uniform
-        clutter does there): a surveyed reflector learnt again would count twice. `scan`: its
-        time, plots and their covariances."""
-        t, z, r = scan
+        clutter does there): a surveyed reflector learnt again would count twice."""
         density = np.full(z.shape[0], clutter)
         survey = getattr(model, "reflectors", None)
         if survey is not None and z.shape[0]:
@@ -341,10 +321,8 @@ class SiteFixtures:
         learner = self._learner(bit, model, stats)
         if learner is not None:
             unexplained = z if survey is None else z[density < 2.0 * clutter]
-            rate_sigma = float(np.sqrt(np.median(r[:, 3, 3]))) if z.shape[0] and z.shape[1] > 3 else math.nan
-            learner.observe(
-                t, unexplained, float(stats.false_alarms[bit]), float(stats.period_s[bit]), rate_sigma
-            )
+            alarms, period = float(stats.false_alarms[bit]), float(stats.period_s[bit])
+            learner.observe(t, unexplained, alarms, period, float(stats.sigma_rate[bit]))
             if learner.spots is not None and z.shape[0]:
                 density += learner.spots.density(z)
                 return density
@@ -359,9 +337,7 @@ class SiteFixtures:
 
     def learnt(self, bit: int | None = None) -> int:
         """Fixture spots learnt so far: of one radar, or of all (`health.fusion.fixtures_learnt`)."""
-        chosen = (
-            self.learners.values() if bit is None else [self.learners[bit]] if bit in self.learners else []
-        )
+        chosen = [f for b, f in self.learners.items() if bit is None or b == bit]
         return sum(0 if f.spots is None else len(f.spots) for f in chosen)
 
     def _learner(self, bit: int, model: MeasurementModel, stats: SensorStats) -> FixtureLearner | None:

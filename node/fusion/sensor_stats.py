@@ -11,8 +11,9 @@ Per sensor (its bit in the tracks' sensor masks), learnt from its own scans:
   six of its own range-rate sigmas;
 - `pd`: the fraction of established tracks it should have seen that it did detect (starts at the
   configured `detection_probability`);
-- `sigma_range`, `sigma_angle`: its accuracy (medians of the scan's own measurement covariance),
-  hence its resolution at any range: max(σ_range, range·σ_angle).
+- `sigma_range`, `sigma_angle`, `sigma_rate`: its accuracy (medians of the scan's own measurement
+  covariance), hence its resolution at any range: max(σ_range, range·σ_angle); `sigma_rate` of a
+  radar measuring range-rate (what a fixture's range-rate is known to, `fixtures`).
 Everything is a fixed-size numpy array: a scan costs a few scalar updates.
 """
 
@@ -72,6 +73,7 @@ class SensorStats:
         self.pd_den = np.full(N_SENSORS, _PD_PRIOR_LOOKS)
         self.sigma_range = np.full(N_SENSORS, np.nan)
         self.sigma_angle = np.full(N_SENSORS, np.nan)
+        self.sigma_rate = np.full(N_SENSORS, np.nan)
         self.models: dict[int, MeasurementModel] = {}
         # Per scanning radar, its sweep so far: start, unexplained plots, radial min and max, and
         # the floor of its Doppler span (`swept`).
@@ -116,9 +118,10 @@ class SensorStats:
         sig = np.sqrt(np.diagonal(r, axis1=1, axis2=2))
         self.sigma_range[bit] = statistics.median(sig[:, 0].tolist())
         self.sigma_angle[bit] = statistics.median(np.maximum(sig[:, 1], sig[:, 2]).tolist())
-        if z.shape[1] >= 4 and not model.sweeps:
-            floor = 6.0 * statistics.median(sig[:, 3].tolist())
-            self._doppler(bit, float(z[:, 3].max() - z[:, 3].min()), floor)
+        if z.shape[1] >= 4:
+            self.sigma_rate[bit] = statistics.median(sig[:, 3].tolist())
+            if not model.sweeps:
+                self._doppler(bit, float(z[:, 3].max() - z[:, 3].min()), 6.0 * self.sigma_rate[bit])
 
     def _doppler(self, bit: int, spread: float, floor: float) -> None:
         span = max(spread, floor)

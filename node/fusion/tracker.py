@@ -189,7 +189,7 @@ class Tracker:
         clutter = self.stats.clutter_density(bit, scan.model, scan.z.shape[1], self.params.clutter_per_scan)
         active = tb.active()
         m = scan.z.shape[0]
-        lam = self.fixtures.clutter_at(bit, scan.model, (scan.t, scan.z, scan.r), clutter, self.stats)
+        lam = self.fixtures.clutter_at(bit, scan.model, scan.t, scan.z, clutter, self.stats)  # (reflectors)
         slot_of = np.full(m, -1, dtype=np.intp)
         near_track: BoolArray = np.zeros(m, dtype=bool)
         near_firm: BoolArray = np.zeros(m, dtype=bool)
