@@ -314,19 +314,17 @@ class SiteFixtures:
         the fixtures learnt of this radar; None where there is neither (uniform alone). The scan
         is learnt from, but for the plots the survey map already explains (more than the uniform
         clutter does there): a surveyed reflector learnt again would count twice."""
-        density = np.full(z.shape[0], clutter)
+        m = z.shape[0]
         survey = getattr(model, "reflectors", None)
-        if survey is not None and z.shape[0]:
-            density += survey.density(z)
+        density = clutter + survey.density(z) if survey is not None and m else None
         learner = self._learner(bit, model, stats)
         if learner is not None:
-            unexplained = z if survey is None else z[density < 2.0 * clutter]
+            unexplained = z if density is None else z[density < 2.0 * clutter]
             alarms, period = float(stats.false_alarms[bit]), float(stats.period_s[bit])
             learner.observe(t, unexplained, alarms, period, float(stats.sigma_rate[bit]))
-            if learner.spots is not None and z.shape[0]:
-                density += learner.spots.density(z)
-                return density
-        return density if survey is not None and z.shape[0] else None
+            if learner.spots is not None and m:
+                density = (np.full(m, clutter) if density is None else density) + learner.spots.density(z)
+        return density
 
     def restarted(self) -> SiteFixtures:
         """These learners on a clock that stepped back: what they learnt kept, their epochs
