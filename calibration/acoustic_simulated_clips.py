@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cuas_node.drivers.acoustic.features import extract
-from cuas_node.drivers.sim.acoustic import (
+from cuas_node.drivers.sim.voices import (
     AircraftVoice,
     BirdVoice,
     DroneVoice,

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cuas_node.calibration.acoustic_simulated_clips import outdoor_ambience, unit_rms, wind_noise
-from cuas_node.drivers.sim.acoustic import absorption_db_per_m
+from cuas_node.drivers.sim.voices import absorption_db_per_m
 
 FloatArray = npt.NDArray[np.float64]
 RATES = (16000, 22050, 44100, 48000)

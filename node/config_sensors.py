@@ -237,6 +237,12 @@ class AcousticArraySensor(_SensorBase):
     false_alarms_per_hour: float = Field(default=1.0, gt=0, description="target rate with a background_file")
     band_hz: tuple[float, float] = (100.0, 4000.0)
     max_sources: int = Field(default=3, ge=1, le=8)
+    sensitivity_tolerance_db: float = Field(
+        default=1.0,
+        ge=0,
+        le=6,
+        description="the microphones' sensitivity tolerance, ± dB (datasheet); bounds near-field evidence",
+    )
 
     @model_validator(mode="after")
     def _band(self) -> AcousticArraySensor:

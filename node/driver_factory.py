@@ -130,6 +130,7 @@ def build_driver(
             pose=sensor.mount.pose(),
             doa=DoaOptions(band_hz=sensor.band_hz, max_sources=sensor.max_sources),
             detector=detector,
+            sensitivity_tolerance_db=sensor.sensitivity_tolerance_db,
         )
     raise UnsupportedSensor(f"sensor {sensor.id!r}: kind {sensor.kind!r} has no driver in this version")
 

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from cuas_node.drivers.acoustic.coherence import COHERENT, coherence_logit, harmonic_coherence
+from cuas_node.drivers.acoustic.coherence import COHERENT, coherence_logit, frame_spectra, harmonic_coherence
 from cuas_node.drivers.acoustic.driver import AcousticPipeline
 from cuas_node.drivers.acoustic.geometry import preset
 from cuas_node.drivers.acoustic.protocol import PcmFrameParser
@@ -39,11 +39,15 @@ def test_a_drone_is_coherent_and_wind_is_not() -> None:
     for b in drone:
         (src,) = pipe.process(b)[:1]
         assert src.detection.f0_hz is not None
-        assert harmonic_coherence(b, FS, GEO.positions, src.peak.unit, src.detection.f0_hz) > 0.4
+        assert (
+            harmonic_coherence(frame_spectra(b, FS), GEO.positions, src.peak.unit, src.detection.f0_hz) > 0.4
+        )
         assert src.detection.detected
     for b in wind:
         for src in pipe.process(b):
-            gamma = harmonic_coherence(b, FS, GEO.positions, src.peak.unit, src.detection.f0_hz or 150.0)
+            gamma = harmonic_coherence(
+                frame_spectra(b, FS), GEO.positions, src.peak.unit, src.detection.f0_hz or 150.0
+            )
             assert gamma < COHERENT
             assert not src.detection.detected
 
@@ -72,7 +76,7 @@ def test_a_comb_on_each_channel_separately_is_not_one_source() -> None:
     assert mono.detected  # one microphone, or the channels summed, cannot tell
     for az in np.radians(np.arange(0, 360, 30)):
         unit = np.array([math.sin(az), math.cos(az), 0.0])
-        assert harmonic_coherence(block, FS, GEO.positions, unit, 180.0) < COHERENT
+        assert harmonic_coherence(frame_spectra(block, FS), GEO.positions, unit, 180.0) < COHERENT
     assert not any(src.detection.detected for src in pipe.process(block))
 
 

@@ -20,46 +20,91 @@ into a bounded logit adjustment (`driver.AcousticPipeline` applies it through
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+ComplexArray = npt.NDArray[np.complex128]
+IntArray = npt.NDArray[np.intp]
 COHERENT = 0.10
 MAX_PENALTY = 4.0
 MAX_BONUS = 1.0
 MAX_HZ = 4000.0
 
 
-def harmonic_coherence(
-    x: FloatArray, fs: int, positions: FloatArray, unit: FloatArray, f0_hz: float, c: float = 343.0
-) -> float:
-    """Mean steered PHAT coherence of all microphone pairs at the harmonics k·f0 (≤ 4 kHz) of an
-    (n, M) block, towards the direction `unit`: 1 for one source there, ≈ 0 for incoherent sound."""
-    n, m = x.shape
+@dataclass(frozen=True, slots=True, eq=False)
+class FrameSpectra:
+    """An (n, M) block's spectra in 64 ms frames side by side (frames not overlapped: half the
+    FFTs, and overlapping frames add little independent evidence to an average): computed once
+    a block and shared by the array's evidence (`harmonic_coherence`, `nearfield`)."""
+
+    full: ComplexArray  # (T, M, F)
+    f: FloatArray  # (F,) Hz
+    channel_power: FloatArray  # (M, F) mean over the frames
+
+    @property
+    def frames(self) -> int:
+        return int(self.full.shape[0])
+
+    @property
+    def power(self) -> FloatArray:
+        """(F,) mean over frames and channels."""
+        return np.asarray(self.channel_power.mean(axis=0), dtype=np.float64)
+
+
+def frame_spectra(x: FloatArray, fs: int) -> FrameSpectra | None:
+    """The block's `FrameSpectra`; None when it is shorter than a frame."""
     nfft = 1 << math.ceil(math.log2(0.064 * fs))
-    if m < 2 or n < nfft or not f0_hz > 0:
-        return 0.0
-    # Frames side by side, not overlapped: half the FFTs, and overlapping frames add little
-    # independent evidence to an average of phases.
+    if x.shape[0] < nfft:
+        return None
     frames = np.lib.stride_tricks.sliding_window_view(x, nfft, axis=0)[::nfft]  # (T, M, nfft)
-    f = np.fft.rfftfreq(nfft, 1.0 / fs)
-    harm = np.arange(1, int(min(MAX_HZ, 0.45 * fs) // f0_hz) + 1) * f0_hz
-    if harm.size == 0:
-        return 0.0
-    full = np.fft.rfft(frames * np.hanning(nfft), axis=-1)  # (T, M, F)
-    # Each harmonic at its actual peak within ±2 % (+1 bin) of k·f0: f0 is known to ~1 %, which
-    # at the 20th harmonic is more than a bin.
-    power = (np.abs(full) ** 2).mean(axis=(0, 1))
+    full = np.fft.rfft(frames * np.hanning(nfft), axis=-1)
+    power = (full.real**2 + full.imag**2).mean(axis=0)
+    return FrameSpectra(full, np.asarray(np.fft.rfftfreq(nfft, 1.0 / fs), dtype=np.float64), power)
+
+
+def harmonic_bins(spectra: FrameSpectra, f0_hz: float, max_hz: float = MAX_HZ) -> IntArray | None:
+    """The bins of the harmonics k·f0 ≤ max_hz (and ≤ 0.45 fs), each at its actual peak within ±2 %
+    (+1 bin) of k·f0 of the refined f0 (`_refined_f0`). None when no harmonic fits."""
+    f = spectra.f
+    top = min(max_hz, 0.9 * f[-1])
+    if not 0 < f0_hz <= top:
+        return None
+    power = spectra.power
+    f0_hz = _refined_f0(power, f[1], f0_hz, top)
     bins = []
-    for h in harm:
+    for h in np.arange(1, int(top // f0_hz) + 1) * f0_hz:
         lo = max(1, int(h * 0.98 / f[1]) - 1)
         hi = min(f.size - 1, math.ceil(h * 1.02 / f[1]) + 1)
         bins.append(lo + int(np.argmax(power[lo : hi + 1])))
-    bins_a = np.unique(np.asarray(bins, dtype=np.intp))
-    spec = full[:, :, bins_a]  # (T, M, K)
+    return np.unique(np.asarray(bins, dtype=np.intp)) if bins else None
+
+
+def _refined_f0(power: FloatArray, df: float, f0_hz: float, top_hz: float) -> float:
+    """The f0 within ±5 % of the detector's whose harmonics up to `top_hz` hold the most power:
+    the detector's f0 is its comb search's, a few % off at times, and the k-th harmonic of an f0
+    3 % off lies outside ±2 % of k·f0 from the second harmonic on."""
+    cand = f0_hz * np.linspace(0.95, 1.05, 41)
+    k = np.arange(1, int(top_hz // (0.95 * f0_hz)) + 1)
+    at = cand[:, None] * k[None, :]  # (C, K)
+    level = np.interp(at / df, np.arange(power.size), np.log(power + 1e-30))
+    return float(cand[int(np.argmax(np.where(at <= top_hz, level, 0.0).sum(axis=1)))])
+
+
+def harmonic_coherence(
+    spectra: FrameSpectra, positions: FloatArray, unit: FloatArray, f0_hz: float, c: float = 343.0
+) -> float:
+    """Mean steered PHAT coherence of all microphone pairs at the harmonics k·f0 (≤ 4 kHz) of a
+    block, towards the direction `unit`: 1 for one source there, ≈ 0 for incoherent sound."""
+    m = spectra.full.shape[1]
+    bins = harmonic_bins(spectra, f0_hz) if m >= 2 else None
+    if bins is None:
+        return 0.0
+    spec = spectra.full[:, :, bins]  # (T, M, K)
     tau = -(positions @ unit) / c  # arrival delay of each microphone
-    spec = spec * np.exp(2j * math.pi * f[bins_a][None, None, :] * tau[None, :, None])  # aligned
+    spec = spec * np.exp(2j * math.pi * spectra.f[bins][None, None, :] * tau[None, :, None])  # aligned
     spec = spec / (np.abs(spec) + 1e-30)
     i, j = np.triu_indices(m, 1)
     cross = spec[:, i, :] * np.conj(spec[:, j, :])  # (T, pairs, K)

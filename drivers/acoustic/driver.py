@@ -19,10 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from cuas_node.drivers.acoustic.coherence import coherence_logit, harmonic_coherence
+from cuas_node.drivers.acoustic.coherence import coherence_logit, frame_spectra, harmonic_coherence
 from cuas_node.drivers.acoustic.detector import Detection, DroneDetector
 from cuas_node.drivers.acoustic.doa import DoaOptions, DoaPeak, SrpPhat
 from cuas_node.drivers.acoustic.geometry import ArrayGeometry, resolve
+from cuas_node.drivers.acoustic.nearfield import (
+    CapsuleGains,
+    far_field_spread_db,
+    level_spread_db,
+    nearfield_logit,
+)
 from cuas_node.drivers.acoustic.protocol import PcmFrame, PcmFrameParser
 from cuas_node.drivers.driver import Driver, SensorHealth
 from cuas_node.drivers.transport import SerialTransport, Transport
@@ -53,12 +59,17 @@ class AcousticPipeline:
         doa: DoaOptions | None = None,
         pose: Pose | None = None,
         detector: DroneDetector | None = None,
+        sensitivity_tolerance_db: float = 1.0,
     ) -> None:
         self.geometry = geometry
         self.fs = sample_rate
         self.srp = SrpPhat(geometry, sample_rate, doa, pose)
         self.detector = detector or DroneDetector()
         self.c = self.srp.opt.speed_of_sound_mps
+        self.tolerance_db = sensitivity_tolerance_db
+        self.allowance_db = far_field_spread_db(geometry.positions, sensitivity_tolerance_db)
+        self.capsules = CapsuleGains(geometry.n_mics)
+        self.near_field = 0  # sources marked down as at the array itself (`nearfield`)
 
     def beamform(self, x: FloatArray, unit: FloatArray) -> FloatArray:
         """Delay-and-sum towards `unit`: advance each channel by its arrival delay, then average."""
@@ -71,16 +82,22 @@ class AcousticPipeline:
 
     def process(self, x: npt.ArrayLike) -> list[SourceEstimate]:
         """Sources in the block: direction, then the beam's detection, moved by the evidence of
-        the array (is the comb coherent from that one direction? `coherence.py`)."""
+        the array: is the comb coherent from that one direction (`coherence.py`), and is its
+        source far from the array, not at one of its capsules (`nearfield.py`)?"""
         block = np.asarray(x, dtype=np.float64)
+        spectra = frame_spectra(block, self.fs) if block.shape[1] > 1 else None
+        if spectra is not None:
+            self.capsules.update(spectra)
         out = []
+        positions = self.geometry.positions
         for peak in self.srp.localise(block):
             d = self.detector.detect(self.beamform(block, peak.unit), self.fs)
-            if d.f0_hz is not None and d.drone_likelihood > 0.0:
-                gamma = harmonic_coherence(
-                    block, self.fs, self.geometry.positions, peak.unit, d.f0_hz, self.c
-                )
-                d = self.detector.with_evidence(d, coherence_logit(gamma))
+            if spectra is not None and d.f0_hz is not None and d.drone_likelihood > 0.0:
+                gamma = harmonic_coherence(spectra, positions, peak.unit, d.f0_hz, self.c)
+                spread = level_spread_db(spectra, positions, d.f0_hz, self.c, self.capsules.relative_db)
+                near = nearfield_logit(spread, self.allowance_db)
+                self.near_field += near < 0.0
+                d = self.detector.with_evidence(d, coherence_logit(gamma) + near)
             out.append(SourceEstimate(peak, d))
         return out
 
@@ -99,6 +116,7 @@ class AcousticArrayDriver(Driver[PcmFrame]):
         doa: DoaOptions | None = None,
         threshold: float | None = None,
         detector: DroneDetector | None = None,
+        sensitivity_tolerance_db: float = 1.0,
         block_s: float = 0.5,
         window_s: float = 1.0,
         parser: PcmFrameParser | None = None,
@@ -110,6 +128,7 @@ class AcousticArrayDriver(Driver[PcmFrame]):
         # The decision (threshold, site background) is the detector's: one path for node and tools.
         self.detector = detector or DroneDetector(threshold=threshold)
         self.threshold = self.detector.threshold
+        self.sensitivity_tolerance_db = sensitivity_tolerance_db
         self.block_s = block_s
         self.window_s = max(window_s, block_s)
         self._pipeline: AcousticPipeline | None = None
@@ -135,6 +154,7 @@ class AcousticArrayDriver(Driver[PcmFrame]):
         doa: DoaOptions | None = None,
         threshold: float | None = None,
         detector: DroneDetector | None = None,
+        sensitivity_tolerance_db: float = 1.0,
     ) -> AcousticArrayDriver:
         transport = SerialTransport(port, baudrate)
         return cls(
@@ -146,15 +166,22 @@ class AcousticArrayDriver(Driver[PcmFrame]):
             doa=doa,
             threshold=threshold,
             detector=detector,
+            sensitivity_tolerance_db=sensitivity_tolerance_db,
         )
 
     @property
     def counters(self) -> dict[str, int]:
-        return {**self.parser.counters, **self._counts}
+        near = 0 if self._pipeline is None else self._pipeline.near_field
+        return {**self.parser.counters, **self._counts, "near_field": near}
 
     def health(self) -> SensorHealth:
+        """The driver's snapshot, with a word on any microphone whose learnt level says it is
+        blocked or damaged (`nearfield.CapsuleGains`)."""
         snap = super().health()
         snap.counters = self.counters
+        odd = "" if self._pipeline is None else self._pipeline.capsules.odd(self.sensitivity_tolerance_db)
+        if odd:
+            snap.detail = f"{snap.detail}; {odd}" if snap.detail else odd
         return snap
 
     def _reset(self) -> None:
@@ -170,7 +197,12 @@ class AcousticArrayDriver(Driver[PcmFrame]):
         if frame.sample_rate != self._rate or self._pipeline is None:
             self._rate = frame.sample_rate
             self._pipeline = AcousticPipeline(
-                self.geometry, self._rate, doa=self.doa, pose=self.pose, detector=self.detector
+                self.geometry,
+                self._rate,
+                doa=self.doa,
+                pose=self.pose,
+                detector=self.detector,
+                sensitivity_tolerance_db=self.sensitivity_tolerance_db,
             )
             self._reset()
         elif frame.gap or frame.restart:

@@ -1,0 +1,193 @@
+"""Multichannel evidence for the drone detector: is the comb's source at the array itself?
+
+An insect buzzing a few centimetres from a capsule makes a harmonic comb (its wingbeat, 100-700 Hz,
+and harmonics) much like a rotor's, coherent from one place; the mono detector and the array's
+coherence (`coherence.py`) both take it for a drone. What gives it away is distance. Sound falls as
+1/r, so a source r from the nearest capsule and r + d from another is 20·log10((r + d)/r) dB louder
+at the first, at every harmonic alike: 10 dB for an insect 3 cm from one capsule of a 8 cm array.
+A drone is metres away at least, where every capsule hears it within a fraction of a dB.
+
+What else makes capsules differ, and how each is kept out:
+* the capsules' own sensitivities: each capsule's level against the others' is learnt from the
+  sound of every block (`CapsuleGains`: far and diffuse sound reaches every capsule alike, so what
+  stays different over minutes is the capsule) and taken off, so a capsule blocked by water or
+  dirt does not make every drone look near; what learning leaves, up to twice the datasheet's
+  tolerance (config `sensitivity_tolerance_db`, ±1 dB for common MEMS capsules), is part of the
+  allowance (`far_field_spread_db`), as is the spread of a source 1 m away (`NEAREST_SOURCE_M`,
+  about the nearest a multirotor's rotors come to a mast's array);
+* reflections (ground, walls) and the array body's own scattering, which raise one capsule at one
+  harmonic and another at the next: only harmonics up to where the aperture spans half a
+  wavelength are used (`max_level_hz`), and the level difference of a pair must be consistent over
+  the harmonics: its median less `Z` standard errors of that median, the errors taken from how much
+  the harmonics disagree (noise and interference both show there) and never below what averaging
+  noise over the block's frames allows;
+* uneven noise (wind at one capsule): each channel's harmonic power is taken above that channel's
+  own floor around the harmonic, and only harmonics clearly above the floor are used.
+`nearfield_logit` turns the excess over the allowance into a logit adjustment applied through
+`DroneDetector.with_evidence`, like coherence: the same threshold, the same decision.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from cuas_node.drivers.acoustic.coherence import MAX_HZ, FrameSpectra, harmonic_bins
+
+FloatArray = npt.NDArray[np.float64]
+NEAREST_SOURCE_M = 1.0  # a drone nearer the array than this is not what the allowance is for
+MIN_HARMONICS = 3  # fewer cannot show a level difference consistent over harmonics
+USABLE_SNR = 4.0  # a harmonic is used when a channel hears it this far above its floor (6 dB)
+FLOOR_HALF_BINS = 8  # the floor: the median of ±8 bins (±125 Hz at 64 ms frames) around it
+Z = 3.0  # standard errors a pair's median difference must clear
+MAX_PENALTY = 10.0  # logit at a clear near-field source: nothing in the sky sounds like that
+RAMP_DB = 2.0  # excess over the allowance at which the whole penalty applies
+GAIN_BAND_HZ = (500.0, 4000.0)  # above most wind, where a site's sound is far and diffuse
+GAIN_BLOCKS = 600  # capsule levels: the median over the last 600 blocks (5 min of 0.5 s)
+GAIN_LEARNT_BLOCKS = 120  # until a minute has been heard, the datasheet's word (all alike) stands
+SILENT = 1e-20  # a block's band power below this (digital silence) teaches nothing
+LOWEST_F0_HZ = 60.0  # the detector's lowest f0: its f0 may be a multiple of the comb's own
+
+
+class CapsuleGains:
+    """Each capsule's level (dB) against the array's median capsule (so that one odd capsule
+    stands out alone), learnt from the median power of 500 Hz-4 kHz in each block (the median
+    over frequency: a comb's lines are a few of the band's bins), then the median over the last
+    `GAIN_BLOCKS` blocks (over time: an insect or a gust
+    at one capsule for less than half of five minutes moves it little). Zero (the capsules
+    alike, as their datasheet says) until `GAIN_LEARNT_BLOCKS` have been heard; a capsule
+    blocked or damaged is learnt then and reported (`odd`)."""
+
+    def __init__(self, n_mics: int) -> None:
+        self.relative_db = np.zeros(n_mics)
+        self._levels = np.zeros((GAIN_BLOCKS, n_mics))
+        self.blocks = 0  # blocks learnt from, all time
+
+    def update(self, spectra: FrameSpectra) -> None:
+        """Learn from a block's spectra."""
+        f = spectra.f
+        band = (f >= GAIN_BAND_HZ[0]) & (f <= min(GAIN_BAND_HZ[1], 0.9 * f[-1]))
+        if np.count_nonzero(band) < 8:
+            return
+        power = np.median(spectra.channel_power[:, band], axis=1)
+        if power.min() < SILENT:
+            return
+        level = 10.0 * np.log10(power)
+        self._levels[self.blocks % GAIN_BLOCKS] = level - np.median(level)
+        self.blocks += 1
+        if self.blocks >= GAIN_LEARNT_BLOCKS:
+            self.relative_db = np.median(self._levels[: min(self.blocks, GAIN_BLOCKS)], axis=0)
+
+    def odd(self, tolerance_db: float) -> str:
+        """A word for the health report on capsules further from the others than their tolerance
+        allows (by 1 dB more), or ""."""
+        far = np.flatnonzero(np.abs(self.relative_db) > tolerance_db + 1.0)
+        return "; ".join(
+            f"microphone {i} reads {self.relative_db[i]:+.1f} dB against the array (blocked or damaged?)"
+            for i in far
+        )
+
+
+def far_field_spread_db(positions: FloatArray, tolerance_db: float) -> float:
+    """The largest level difference between two capsules that a source at `NEAREST_SOURCE_M` or
+    beyond can give: twice the capsules' sensitivity tolerance, plus 1/r across the array for a
+    source at that distance on the line through its two farthest-apart capsules."""
+    centred = positions - positions.mean(axis=0)
+    a = min(float(np.sqrt((centred**2).sum(axis=1)).max()), 0.5 * NEAREST_SOURCE_M)
+    return 2.0 * tolerance_db + 20.0 * math.log10((NEAREST_SOURCE_M + a) / (NEAREST_SOURCE_M - a))
+
+
+def max_level_hz(positions: FloatArray, c: float = 343.0) -> float:
+    """Highest harmonic compared: the array's aperture is half a wavelength there. Above it a
+    reflection's phase, or the board's shadow, differs from capsule to capsule."""
+    d = positions[:, None, :] - positions[None, :, :]
+    aperture = float(np.sqrt((d**2).sum(axis=-1)).max())
+    return min(MAX_HZ, c / (2.0 * max(aperture, 1e-3)))
+
+
+def level_spread_db(
+    spectra: FrameSpectra,
+    positions: FloatArray,
+    f0_hz: float,
+    c: float = 343.0,
+    capsule_db: FloatArray | None = None,
+) -> float:
+    """A lower bound (dB) on the level difference that two capsules of a block hear consistently
+    at the comb's harmonics k·f0 ≤ `max_level_hz` (module docstring), each capsule's learnt level
+    (`CapsuleGains.relative_db`) taken off; 0 when the block cannot say (one channel, fewer than
+    `MIN_HARMONICS` harmonics clear of the floor) or its arrival times deny a near source."""
+    if spectra.full.shape[1] < 2:
+        return 0.0
+    # The detector's f0 may be the second or third harmonic of the source's comb (an insect's
+    # wingbeat at 130 Hz read as 390): its own fundamental's lines count too.
+    top = max_level_hz(positions, c)
+    return max(
+        _spread_on_comb(spectra, f0_hz / k, top, capsule_db)
+        for k in (1, 2, 3)
+        if f0_hz / k >= LOWEST_F0_HZ or k == 1
+    )
+
+
+def _spread_on_comb(
+    spectra: FrameSpectra, f0_hz: float, top_hz: float, capsule_db: FloatArray | None
+) -> float:
+    """`level_spread_db` on the harmonics of one f0."""
+    bins = harmonic_bins(spectra, f0_hz, top_hz)
+    if bins is None:
+        return 0.0
+    full, frames, power = spectra.full, spectra.frames, spectra.channel_power  # power (M, F)
+    width = 2 * FLOOR_HALF_BINS + 1
+    if power.shape[1] < width:
+        return 0.0
+    windows = np.lib.stride_tricks.sliding_window_view(power, width, axis=1)  # (M, F - 2h, width)
+    start = np.clip(bins - FLOOR_HALF_BINS, 0, windows.shape[1] - 1)
+    floor = np.maximum(np.median(windows[:, start], axis=-1), 1e-30)  # (M, K)
+    usable = (power[:, bins] >= USABLE_SNR * floor).any(axis=0)
+    if np.count_nonzero(usable) < MIN_HARMONICS:
+        return 0.0
+    # Above each channel's own floor; a channel that hears a harmonic no better than noise
+    # averaged over the frames allows is taken at that limit (its difference is then a bound).
+    noise = floor[:, usable]
+    limit = 2.0 * noise / math.sqrt(frames)
+    signal = np.maximum(power[:, bins[usable]] - noise, limit)
+    level = 10.0 * np.log10(signal)  # (M, K)
+    if capsule_db is not None:
+        level -= capsule_db[:, None]
+    # The standard error of each level: a line of power A² in noise N, averaged over the frames,
+    # is known to sqrt((2 A² N + N²)/frames) (A² taken at least N: a line under the floor is
+    # a bound, not a measurement to be sure of).
+    strong = np.maximum(signal, noise)
+    se = 10.0 / math.log(10.0) * np.sqrt((2.0 * strong * noise + noise**2) / frames) / strong
+    i, j = np.triu_indices(full.shape[1], 1)
+    diff = level[i] - level[j]  # (pairs, K)
+    k = diff.shape[1]
+    # The median's error from the harmonics' disagreement (noise, reflections, the board's
+    # shadow) or from the noise each level carries, whichever is larger.
+    var = np.maximum(diff.var(axis=1, ddof=1), (se[i] ** 2 + se[j] ** 2).mean(axis=1))
+    se_median = np.sqrt(math.pi / 2.0 * var / k)
+    median = np.median(diff, axis=1)
+    clear = np.abs(median) - Z * se_median  # > 0: the pair's levels differ beyond doubt
+    if not (clear > 0.0).any():
+        return 0.0
+    # A source near the array is nearer the capsule that hears it louder, so it reaches that
+    # capsule first; a difference of levels the arrival times contradict is interference (a
+    # wall's reflection in step with the comb), not distance.
+    cross = (full[:, i][:, :, bins[usable]] * np.conj(full[:, j][:, :, bins[usable]])).mean(axis=0)
+    f = spectra.f[bins[usable]][None, :]
+    weight = np.abs(cross)
+    later_j = (weight * f * np.angle(cross)).sum(axis=1) / (2.0 * math.pi * (weight * f * f).sum(axis=1))
+    louder_first = np.sign(median) == np.sign(later_j)
+    if not louder_first[clear > 0.0].all():
+        return 0.0
+    return float(clear.max())
+
+
+def nearfield_logit(spread_db: float, allowance_db: float) -> float:
+    """Logit adjustment: 0 within the far-field allowance, down to −`MAX_PENALTY` once the
+    consistent spread exceeds it by `RAMP_DB`."""
+    excess = spread_db - allowance_db
+    if excess <= 0.0:
+        return 0.0
+    return -MAX_PENALTY * min(1.0, excess / RAMP_DB)
