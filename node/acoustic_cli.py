@@ -4,7 +4,10 @@ One JSON line per file, `{"file", "drone_likelihood", "detected", "f0_hz"}`. `de
 decision the running node would take on that sound: the detector is built by the same function as
 the driver factory's (`detector.configured_detector`), from `--config`/`--sensor` (that sensor's
 `background_file`, `detection_threshold`, `false_alarms_per_hour`) or from the options here, and
-decides with the same `DroneDetector.detect`. `node/cli.py` only hooks this in.
+decides with the same `DroneDetector.detect`. A recording of a known array (`--geometry`, or the
+`--sensor`'s when the file carries its channels) goes through the array's pipeline as the
+driver's stream does (direction, beam, coherence and distance evidence); any other file is one
+beam of its channels put in step. `node/cli.py` only hooks this in.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,11 @@ def add_acoustic_parser(sub: Any) -> None:
     score.add_argument("--threshold", type=float, help="explicit threshold (overrides the background's)")
     score.add_argument("--config", help="config file: decide as its --sensor does")
     score.add_argument("--sensor", help="acoustic-array sensor id in --config")
+    score.add_argument(
+        "--geometry",
+        help="the recording's array: a preset (respeaker-4, respeaker-6, minidsp-uma8) or a JSON list "
+        "of microphone positions [[x, y, z], ...] in metres; scored through the array's pipeline",
+    )
 
 
 def _detector(args: argparse.Namespace) -> Any:
@@ -56,13 +65,41 @@ def _detector(args: argparse.Namespace) -> Any:
     return configured_detector(background, threshold, rate or DEFAULT_FALSE_ALARMS_PER_HOUR)
 
 
+def _array(args: argparse.Namespace, detector: Any) -> Callable[[int], Any] | None:
+    """A maker of the array's pipeline for a file's sample rate, when the recording's array is
+    known (`--geometry`, or the `--sensor`'s): the node's own path for its stream. None: one beam."""
+    from cuas_node.calibration.cli_common import find_sensor, optional_config
+    from cuas_node.drivers.acoustic.doa import DoaOptions
+    from cuas_node.drivers.acoustic.driver import AcousticPipeline
+    from cuas_node.drivers.acoustic.geometry import resolve
+
+    sensor = find_sensor(optional_config(args), args.sensor) if args.config and args.sensor else None
+    doa, pose, tolerance = DoaOptions(), None, 1.0
+    if sensor is not None:
+        geometry = resolve(sensor.geometry, sensor.channel_map)
+        doa = DoaOptions(band_hz=sensor.band_hz, max_sources=sensor.max_sources)
+        pose, tolerance = sensor.mount.pose(), sensor.sensitivity_tolerance_db
+    if args.geometry is not None:  # the recording's own array, whatever the config's
+        try:
+            spec = json.loads(args.geometry) if args.geometry.lstrip().startswith("[") else args.geometry
+            geometry = resolve(spec)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"--geometry: {exc}") from None
+    elif sensor is None:
+        return None
+    return lambda rate: AcousticPipeline(
+        geometry, rate, doa=doa, pose=pose, detector=detector, sensitivity_tolerance_db=tolerance
+    )
+
+
 def cmd_acoustic(args: argparse.Namespace) -> int:
     """Exit 0; 1 if a file could not be scored (the others still are); 2 on a bad option or
     background file."""
-    from cuas_node.drivers.acoustic.decode import read_wav, score_samples
+    from cuas_node.drivers.acoustic.decode import read_wav, score_array_samples, score_samples
 
     try:
         detector = _detector(args)
+        array = _array(args, detector)
     except ValueError as exc:  # BackgroundError included
         print(f"cuas-node acoustic score: {exc}", file=sys.stderr)
         return 2
@@ -71,7 +108,18 @@ def cmd_acoustic(args: argparse.Namespace) -> int:
         try:
             x, rate = read_wav(Path(path))
             _warn_if_narrowband(path, rate)
-            obj = score_samples(str(path), x, rate, detector)  # as `score_wav_files`, read once
+            pipeline = None if array is None else array(rate)
+            if pipeline is not None and x.shape[1] > max(pipeline.geometry.channel_map):
+                obj = score_array_samples(str(path), x, pipeline)  # the node's path for its stream
+            else:
+                if pipeline is not None:
+                    print(
+                        f"cuas-node acoustic score: {path}: {x.shape[1]} channel(s), not the "
+                        f"{pipeline.geometry.name} array's {max(pipeline.geometry.channel_map) + 1}: "
+                        "scored as one beam, without the array's evidence",
+                        file=sys.stderr,
+                    )
+                obj = score_samples(str(path), x, rate, detector)  # as `score_wav_files`, read once
             print(json.dumps(obj, separators=(",", ":")), flush=True)
         except (OSError, ValueError) as exc:
             # One unreadable file must not stop the batch: say which and why, carry on.

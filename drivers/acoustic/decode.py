@@ -5,7 +5,8 @@ decode: a capture of the serial stream → one JSON object per source found per 
 parser's counters. The array geometry is inferred from the channel count unless given.
 
 score: WAV files (mono or multichannel; without a geometry, the channels are put in step on their
-strongest common sound and averaged, `steering`) →
+strongest common sound and averaged, `steering`; with one, through the array's pipeline as the
+node's driver) →
 `{"file", "drone_likelihood", "detected", "f0_hz"}`. Files longer than the detector's 1.024 s
 window are scored window by window (half-overlapping), by their most drone-like ≈2 s stretch;
 `detected` is the detector's own decision, the node's.
@@ -26,8 +27,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.io import wavfile
 
-from cuas_node.drivers.acoustic.detector import DroneDetector
-from cuas_node.drivers.acoustic.driver import AcousticArrayDriver
+from cuas_node.drivers.acoustic.detector import Detection, DroneDetector
+from cuas_node.drivers.acoustic.driver import AcousticArrayDriver, AcousticPipeline
 from cuas_node.drivers.acoustic.geometry import ArrayGeometry, for_channels
 from cuas_node.drivers.acoustic.protocol import PcmFrameParser
 from cuas_node.drivers.acoustic.steering import steered_mono
@@ -181,7 +182,32 @@ def score_samples(name: str, x: FloatArray, rate: int, det: DroneDetector) -> di
     mono = steered_mono(x, rate)  # channels in step on their strongest sound, then averaged
     win = int(WINDOW_S * rate)
     starts = range(0, max(1, mono.size - win + 1), max(1, win // 2))
-    dets = [det.detect(mono[s : s + win], rate) for s in starts]
+    return _verdict(name, [det.detect(mono[s : s + win], rate) for s in starts], det)
+
+
+def score_array_samples(name: str, x: FloatArray, pipeline: AcousticPipeline) -> dict[str, Any]:
+    """`score_wav_files`' object for a recording of a known array (n, wire channels), scored as
+    the node's driver scores its stream: 1 s windows every 0.5 s through the array's pipeline
+    (direction finding, the beam, the array's evidence; its capsule levels learnt over the file),
+    each window's most drone-like source; then the file's verdict as for one beam."""
+    geo = pipeline.geometry
+    if x.shape[1] <= max(geo.channel_map):
+        raise ValueError(
+            f"{x.shape[1]} channels: the {geo.name} array's microphones are on wire channels "
+            f"{list(geo.channel_map)}"
+        )
+    mics = x[:, list(geo.channel_map)]
+    win, hop = int(1.0 * pipeline.fs), int(0.5 * pipeline.fs)
+    best = []
+    for s in range(0, max(1, mics.shape[0] - win + 1), hop):
+        found = [src.detection for src in pipeline.process(mics[s : s + win])]
+        best.append(max(found, key=lambda d: d.drone_likelihood, default=Detection(0.0, None, -120.0)))
+    return _verdict(name, best, pipeline.detector)
+
+
+def _verdict(name: str, dets: list[Detection], det: DroneDetector) -> dict[str, Any]:
+    """The file's object from its windows' detections: its most drone-like stretch of
+    `PERSIST_WINDOWS` (their mean likelihood), decided by the detector's threshold."""
     k = min(PERSIST_WINDOWS, len(dets))
     p = np.array([d.drone_likelihood for d in dets])
     stretch = np.convolve(p, np.ones(k) / k, mode="valid")
