@@ -87,10 +87,11 @@ def _refined_f0(power: FloatArray, df: float, f0_hz: float, top_hz: float) -> fl
     the detector's f0 is its comb search's, a few % off at times, and the k-th harmonic of an f0
     3 % off lies outside ±2 % of k·f0 from the second harmonic on."""
     cand = f0_hz * np.linspace(0.95, 1.05, 41)
-    k = np.arange(1, int(top_hz // (0.95 * f0_hz)) + 1)
-    at = cand[:, None] * k[None, :]  # (C, K)
-    level = np.interp(at / df, np.arange(power.size), np.log(power + 1e-30))
-    return float(cand[int(np.argmax(np.where(at <= top_hz, level, 0.0).sum(axis=1)))])
+    # The same harmonics for every candidate (all below `top_hz`): a sum over more harmonics for
+    # some candidates would favour them or not by the sound's level.
+    k = np.arange(1, max(1, int(top_hz // (1.05 * f0_hz))) + 1)
+    level = np.interp(cand[:, None] * k[None, :] / df, np.arange(power.size), np.log(power + 1e-30))
+    return float(cand[int(np.argmax(level.sum(axis=1)))])
 
 
 def harmonic_coherence(

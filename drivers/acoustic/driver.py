@@ -86,19 +86,23 @@ class AcousticPipeline:
         source far from the array, not at one of its capsules (`nearfield.py`)?"""
         block = np.asarray(x, dtype=np.float64)
         spectra = frame_spectra(block, self.fs) if block.shape[1] > 1 else None
-        if spectra is not None:
-            self.capsules.update(spectra)
         out = []
         positions = self.geometry.positions
+        drone_like = False  # a block with a drone-like comb teaches the capsule levels nothing
         for peak in self.srp.localise(block):
             d = self.detector.detect(self.beamform(block, peak.unit), self.fs)
+            drone_like |= d.detected
             if spectra is not None and d.f0_hz is not None and d.drone_likelihood > 0.0:
                 gamma = harmonic_coherence(spectra, positions, peak.unit, d.f0_hz, self.c)
-                spread = level_spread_db(spectra, positions, d.f0_hz, self.c, self.capsules.relative_db)
+                spread = level_spread_db(
+                    spectra, positions, d.f0_hz, self.c, self.capsules.relative_db, self.tolerance_db
+                )
                 near = nearfield_logit(spread, self.allowance_db)
                 self.near_field += near < 0.0
                 d = self.detector.with_evidence(d, coherence_logit(gamma) + near)
             out.append(SourceEstimate(peak, d))
+        if spectra is not None and not drone_like:
+            self.capsules.update(spectra)
         return out
 
 

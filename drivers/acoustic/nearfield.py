@@ -4,7 +4,8 @@ An insect buzzing a few centimetres from a capsule makes a harmonic comb (its wi
 and harmonics) much like a rotor's, coherent from one place; the mono detector and the array's
 coherence (`coherence.py`) both take it for a drone. What gives it away is distance. Sound falls as
 1/r, so a source r from the nearest capsule and r + d from another is 20·log10((r + d)/r) dB louder
-at the first, at every harmonic alike: 10 dB for an insect 3 cm from one capsule of a 8 cm array.
+at the first, at every harmonic alike: 8.5 dB for an insect 3 cm from one capsule and 8 cm from
+another.
 A drone is metres away at least, where every capsule hears it within a fraction of a dB.
 
 What else makes capsules differ, and how each is kept out:
@@ -18,9 +19,10 @@ What else makes capsules differ, and how each is kept out:
 * reflections (ground, walls) and the array body's own scattering, which raise one capsule at one
   harmonic and another at the next: only harmonics up to where the aperture spans half a
   wavelength are used (`max_level_hz`), and the level difference of a pair must be consistent over
-  the harmonics: its median less `Z` standard errors of that median, the errors taken from how much
-  the harmonics disagree (noise and interference both show there) and never below what averaging
-  noise over the block's frames allows;
+  the harmonics: its median less `Z` standard errors of that median (Student's t on few
+  harmonics), the errors taken from how much the harmonics disagree (noise and interference both
+  show there) and never below what averaging noise over the block's frames allows, and the
+  louder capsule must also be the one the sound reaches first;
 * uneven noise (wind at one capsule): each channel's harmonic power is taken above that channel's
   own floor around the harmonic, and only harmonics clearly above the floor are used.
 `nearfield_logit` turns the excess over the allowance into a logit adjustment applied through
@@ -29,10 +31,12 @@ What else makes capsules differ, and how each is kept out:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import numpy.typing as npt
+from scipy.stats import t as t_dist
 
 from cuas_node.drivers.acoustic.coherence import MAX_HZ, FrameSpectra, harmonic_bins
 
@@ -45,20 +49,24 @@ Z = 3.0  # standard errors a pair's median difference must clear
 MAX_PENALTY = 10.0  # logit at a clear near-field source: nothing in the sky sounds like that
 RAMP_DB = 2.0  # excess over the allowance at which the whole penalty applies
 GAIN_BAND_HZ = (500.0, 4000.0)  # above most wind, where a site's sound is far and diffuse
-GAIN_BLOCKS = 600  # capsule levels: the median over the last 600 blocks (5 min of 0.5 s)
-GAIN_LEARNT_BLOCKS = 120  # until a minute has been heard, the datasheet's word (all alike) stands
-SILENT = 1e-20  # a block's band power below this (digital silence) teaches nothing
+GAIN_QUANTILE = 0.25  # of the band's bins: below a comb's lines and an insect's buzz
+GAIN_BLOCKS = 600  # capsule levels: the median over the last 600 blocks learnt from (5 min of 0.5 s)
+GAIN_LEARNT_BLOCKS = 120  # until a minute has been learnt from, the datasheet's word (all alike) stands
+SILENT = 1e-20  # band power below this is a capsule that hears nothing
+DEAD_DB = -40.0  # a capsule this far below the others is dead, not quiet
 LOWEST_F0_HZ = 60.0  # the detector's lowest f0: its f0 may be a multiple of the comb's own
+_T_QUANTILE = 0.99865  # one-sided, as Z = 3 standard errors of a normal
 
 
 class CapsuleGains:
     """Each capsule's level (dB) against the array's median capsule (so that one odd capsule
-    stands out alone), learnt from the median power of 500 Hz-4 kHz in each block (the median
-    over frequency: a comb's lines are a few of the band's bins), then the median over the last
-    `GAIN_BLOCKS` blocks (over time: an insect or a gust
-    at one capsule for less than half of five minutes moves it little). Zero (the capsules
-    alike, as their datasheet says) until `GAIN_LEARNT_BLOCKS` have been heard; a capsule
-    blocked or damaged is learnt then and reported (`odd`)."""
+    stands out alone), learnt from the blocks with no drone-like comb in them (the site's far and
+    diffuse sound, which reaches every capsule alike): per block the lower quartile of each
+    channel's power over 500 Hz-4 kHz (below the lines of a comb the detector missed), then the
+    median over the last `GAIN_BLOCKS` blocks learnt from (a gust or an insect at one capsule
+    for less than half of them moves it little). Zero (the capsules alike, as their datasheet
+    says) until `GAIN_LEARNT_BLOCKS` have been learnt from; a capsule blocked, damaged or silent
+    is learnt then and reported (`odd`)."""
 
     def __init__(self, n_mics: int) -> None:
         self.relative_db = np.zeros(n_mics)
@@ -66,28 +74,42 @@ class CapsuleGains:
         self.blocks = 0  # blocks learnt from, all time
 
     def update(self, spectra: FrameSpectra) -> None:
-        """Learn from a block's spectra."""
+        """Learn from a block's spectra (the caller skips blocks that hold a drone-like comb)."""
         f = spectra.f
         band = (f >= GAIN_BAND_HZ[0]) & (f <= min(GAIN_BAND_HZ[1], 0.9 * f[-1]))
         if np.count_nonzero(band) < 8:
             return
-        power = np.median(spectra.channel_power[:, band], axis=1)
-        if power.min() < SILENT:
+        power = np.quantile(spectra.channel_power[:, band], GAIN_QUANTILE, axis=1)
+        if power.max() < SILENT:
             return
-        level = 10.0 * np.log10(power)
+        level = 10.0 * np.log10(np.maximum(power, SILENT))
         self._levels[self.blocks % GAIN_BLOCKS] = level - np.median(level)
         self.blocks += 1
         if self.blocks >= GAIN_LEARNT_BLOCKS:
             self.relative_db = np.median(self._levels[: min(self.blocks, GAIN_BLOCKS)], axis=0)
 
+    @property
+    def dead(self) -> npt.NDArray[np.bool_]:
+        return np.asarray(self.relative_db < DEAD_DB)
+
     def odd(self, tolerance_db: float) -> str:
         """A word for the health report on capsules further from the others than their tolerance
         allows (by 1 dB more), or ""."""
-        far = np.flatnonzero(np.abs(self.relative_db) > tolerance_db + 1.0)
-        return "; ".join(
-            f"microphone {i} reads {self.relative_db[i]:+.1f} dB against the array (blocked or damaged?)"
-            for i in far
-        )
+        if self.relative_db.size == 2:  # two capsules: which one is off cannot be told
+            gap = float(self.relative_db[0] - self.relative_db[1])
+            if abs(gap) <= 2.0 * tolerance_db + 1.0:
+                return ""
+            return f"microphones 0 and 1 differ by {gap:+.1f} dB (one blocked, damaged or silent?)"
+        words = []
+        for i in np.flatnonzero(np.abs(self.relative_db) > tolerance_db + 1.0):
+            if self.dead[i]:
+                words.append(f"microphone {i} is silent (dead or disconnected?)")
+            else:
+                words.append(
+                    f"microphone {i} reads {self.relative_db[i]:+.1f} dB against the array"
+                    " (blocked or damaged?)"
+                )
+        return "; ".join(words)
 
 
 def far_field_spread_db(positions: FloatArray, tolerance_db: float) -> float:
@@ -113,6 +135,7 @@ def level_spread_db(
     f0_hz: float,
     c: float = 343.0,
     capsule_db: FloatArray | None = None,
+    tolerance_db: float = 1.0,
 ) -> float:
     """A lower bound (dB) on the level difference that two capsules of a block hear consistently
     at the comb's harmonics k·f0 ≤ `max_level_hz` (module docstring), each capsule's learnt level
@@ -124,14 +147,14 @@ def level_spread_db(
     # wingbeat at 130 Hz read as 390): its own fundamental's lines count too.
     top = max_level_hz(positions, c)
     return max(
-        _spread_on_comb(spectra, f0_hz / k, top, capsule_db)
+        _spread_on_comb(spectra, f0_hz / k, top, capsule_db, tolerance_db)
         for k in (1, 2, 3)
         if f0_hz / k >= LOWEST_F0_HZ or k == 1
     )
 
 
 def _spread_on_comb(
-    spectra: FrameSpectra, f0_hz: float, top_hz: float, capsule_db: FloatArray | None
+    spectra: FrameSpectra, f0_hz: float, top_hz: float, capsule_db: FloatArray | None, tolerance_db: float
 ) -> float:
     """`level_spread_db` on the harmonics of one f0."""
     bins = harmonic_bins(spectra, f0_hz, top_hz)
@@ -143,9 +166,17 @@ def _spread_on_comb(
         return 0.0
     windows = np.lib.stride_tricks.sliding_window_view(power, width, axis=1)  # (M, F - 2h, width)
     start = np.clip(bins - FLOOR_HALF_BINS, 0, windows.shape[1] - 1)
-    floor = np.maximum(np.median(windows[:, start], axis=-1), 1e-30)  # (M, K)
-    usable = (power[:, bins] >= USABLE_SNR * floor).any(axis=0)
-    if np.count_nonzero(usable) < MIN_HARMONICS:
+    floor = np.median(windows[:, start], axis=-1)  # (M, K)
+    # A capsule that hears nothing here, or that the learner found dead, says nothing of distance.
+    alive: npt.NDArray[np.bool_] = np.asarray((floor > 1e-30).all(axis=1))
+    if capsule_db is not None:
+        alive &= capsule_db > DEAD_DB
+    if np.count_nonzero(alive) < 2:
+        return 0.0
+    floor = np.maximum(floor, 1e-30)
+    usable = (power[alive][:, bins] >= USABLE_SNR * floor[alive]).any(axis=0)
+    k = int(np.count_nonzero(usable))
+    if k < MIN_HARMONICS:
         return 0.0
     # Above each channel's own floor; a channel that hears a harmonic no better than noise
     # averaged over the frames allows is taken at that limit (its difference is then a bound).
@@ -160,28 +191,57 @@ def _spread_on_comb(
     # a bound, not a measurement to be sure of).
     strong = np.maximum(signal, noise)
     se = 10.0 / math.log(10.0) * np.sqrt((2.0 * strong * noise + noise**2) / frames) / strong
-    i, j = np.triu_indices(full.shape[1], 1)
-    diff = level[i] - level[j]  # (pairs, K)
-    k = diff.shape[1]
-    # The median's error from the harmonics' disagreement (noise, reflections, the board's
-    # shadow) or from the noise each level carries, whichever is larger.
-    var = np.maximum(diff.var(axis=1, ddof=1), (se[i] ** 2 + se[j] ** 2).mean(axis=1))
-    se_median = np.sqrt(math.pi / 2.0 * var / k)
-    median = np.median(diff, axis=1)
-    clear = np.abs(median) - Z * se_median  # > 0: the pair's levels differ beyond doubt
-    if not (clear > 0.0).any():
+    live = np.flatnonzero(alive)
+    # Which capsule stands out: each against the array's median capsule (with two, the other).
+    # 1/r raises the capsule nearest a source above the median further than it lowers the
+    # farthest below it, while a capsule that reads low (blocked, damaged) is below the median
+    # with every other capsule at it: so the spread, the loudest capsule over the others, counts
+    # only up to twice what the loudest stands above the median (once what its sensitivity
+    # tolerance could explain). An insect keeps its whole spread; a weak capsule gives none.
+    centre = np.median(level[live], axis=0) if live.size >= 3 else level[live].min(axis=0)
+    rise = level[live] - centre
+    above = _clear(rise, (se[live] ** 2).mean(axis=1), k)
+    best = int(np.argmax(np.median(rise, axis=1)))
+    if above[best] <= 0.0:
         return 0.0
-    # A source near the array is nearer the capsule that hears it louder, so it reaches that
-    # capsule first; a difference of levels the arrival times contradict is interference (a
-    # wall's reflection in step with the comb), not distance.
-    cross = (full[:, i][:, :, bins[usable]] * np.conj(full[:, j][:, :, bins[usable]])).mean(axis=0)
+    loud = int(live[best])
+    others = live[live != loud]
+    pairs = _clear(level[loud] - level[others], (se[loud] ** 2 + se[others] ** 2).mean(axis=1), k)
+    if not (pairs > 0.0).any():
+        return 0.0
+    spread = float(pairs.max())
+    if live.size >= 3:  # up to the loudest capsule's rise again, beyond what its tolerance explains
+        lift = float(np.median(rise[best]))
+        spread = min(spread, lift + max(lift - tolerance_db, 0.0))
+    # A source near the array is nearest the capsule that hears it loudest, so it reaches that
+    # capsule before every capsule that hears it clearly less; a level the arrival times
+    # contradict is interference (a wall's reflection in step with the comb), not distance.
+    lines = full[:, :, bins[usable]]  # (T, M, K)
+    cross = (lines[:, [loud]] * np.conj(lines[:, others])).mean(axis=0)  # (others, K)
     f = spectra.f[bins[usable]][None, :]
     weight = np.abs(cross)
-    later_j = (weight * f * np.angle(cross)).sum(axis=1) / (2.0 * math.pi * (weight * f * f).sum(axis=1))
-    louder_first = np.sign(median) == np.sign(later_j)
-    if not louder_first[clear > 0.0].all():
+    moment = (weight * f * f).sum(axis=1)
+    later = (weight * f * np.angle(cross)).sum(axis=1) / (2.0 * math.pi * np.maximum(moment, 1e-300))
+    if not (later[pairs > 0.0] > 0.0).all():
         return 0.0
-    return float(clear.max())
+    return spread
+
+
+def _clear(diff: FloatArray, model: FloatArray, k: int) -> FloatArray:
+    """Per row of level differences (rows, K harmonics): the median less its margin (> 0: the
+    row is louder beyond doubt). The median's error is taken from the
+    harmonics' disagreement (noise, reflections, the board's shadow) or from the noise each level
+    carries (`model`, per row), whichever is larger; a disagreement seen on few harmonics is
+    itself uncertain, so it is cleared by Student's t on K - 1 degrees of freedom, not by Z."""
+    disagreement = diff.var(axis=1, ddof=1)
+    multiplier = np.where(disagreement > model, _t_multiplier(k), Z)
+    margin = multiplier * np.sqrt(math.pi / 2.0 * np.maximum(disagreement, model) / k)
+    return np.asarray(np.median(diff, axis=1) - margin, dtype=np.float64)
+
+
+@functools.cache
+def _t_multiplier(k: int) -> float:
+    return float(t_dist.ppf(_T_QUANTILE, max(k - 1, 1)))
 
 
 def nearfield_logit(spread_db: float, allowance_db: float) -> float:
