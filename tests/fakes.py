@@ -41,6 +41,21 @@ class ChunkTransport:
         return self.opened
 
 
+class StillClock:
+    """A clock that never moves (drivers fed frames by hand): `now` and `monotonic` fixed."""
+
+    def __init__(self, now: float = 1000.0, monotonic: float = 5.0) -> None:
+        self._now, self._monotonic = now, monotonic
+
+    def now(self) -> float:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._monotonic
+
+    def sleep(self, seconds: float) -> None: ...
+
+
 def wait_until(predicate: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:
     """Wait on a condition, not a clock: the machines that run CI are shared and slow at times.
 

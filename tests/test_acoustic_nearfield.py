@@ -265,14 +265,14 @@ def test_the_driver_counts_and_reports_from_the_bytes() -> None:
     from cuas_node.driver_factory import build_driver
     from cuas_node.kernel.clock import SystemClock
     from cuas_node.kernel.measurement import AcousticBearing
-    from tests.fakes import ChunkTransport
+    from tests.fakes import ChunkTransport, StillClock
 
     sim = SimAcousticArray(GEO, POSE, seed=2, ambient_db_spl=35.0)
     spot = GEO.positions[0] + np.array([0.0, 0.0, 0.03])
     data = b"".join(sim.block(k / 10, ["i"], ["insect"], [spot], [np.zeros(3)]) for k in range(31))
     frames = PcmFrameParser().feed(data)
     driver = AcousticArrayDriver(
-        "mic", ChunkTransport.split(data, 4096), _Clock(), geometry=GEO, threshold=None
+        "mic", ChunkTransport.split(data, 4096), StillClock(), geometry=GEO, threshold=None
     )
     out = []
     for _ in range(len(data) // 4096 + 2):
@@ -283,7 +283,7 @@ def test_the_driver_counts_and_reports_from_the_bytes() -> None:
     quiet = PcmFrameParser().feed(
         b"".join(site.block(k / 2, [], [], [], []) for k in range(GAIN_LEARNT_BLOCKS + 4))
     )
-    driver = AcousticArrayDriver("mic", ChunkTransport.split(b"", 1), _Clock(), geometry=GEO)
+    driver = AcousticArrayDriver("mic", ChunkTransport.split(b"", 1), StillClock(), geometry=GEO)
     for f in quiet:
         x = f.samples.copy()
         x[:, 1] = (x[:, 1] * 10 ** (-8 / 20)).astype(x.dtype)
@@ -302,13 +302,3 @@ def test_the_driver_counts_and_reports_from_the_bytes() -> None:
     bad = {**sensor, "sensitivity_tolerance_db": -1}
     with pytest.raises(Exception, match="sensitivity_tolerance_db"):
         build_config({"node": {"id": "n"}, "sensors": [bad]}, "test")
-
-
-class _Clock:
-    def now(self) -> float:
-        return 0.0
-
-    def monotonic(self) -> float:
-        return 0.0
-
-    def sleep(self, seconds: float) -> None: ...

@@ -15,17 +15,7 @@ from cuas_node.drivers.acoustic.protocol import PcmFrameParser
 from cuas_node.drivers.sim.acoustic import SimAcousticArray
 from cuas_node.kernel.measurement import AcousticBearing
 from cuas_node.kernel.pose import Pose
-from tests.fakes import ChunkTransport
-
-
-class _Clock:
-    def now(self) -> float:
-        return 1000.0
-
-    def monotonic(self) -> float:
-        return 5.0
-
-    def sleep(self, seconds: float) -> None: ...
+from tests.fakes import ChunkTransport, StillClock
 
 
 def _run(
@@ -59,7 +49,7 @@ def test_end_to_end_bearing_from_simulated_array() -> None:
     enu = (r * math.cos(el) * math.sin(az), r * math.cos(el) * math.cos(az), r * math.sin(el))
     data = _run(sim, 2.6, enu)
     driver = AcousticArrayDriver(
-        "mic", ChunkTransport.split(data, 4096), _Clock(), geometry=geo, pose=pose, threshold=0.0
+        "mic", ChunkTransport.split(data, 4096), StillClock(), geometry=geo, pose=pose, threshold=0.0
     )
     out: list[AcousticBearing] = []
     for _ in range(len(data) // 4096 + 2):
@@ -80,7 +70,7 @@ def test_driver_survives_dropped_frames() -> None:
     data = _run(sim, 1.2, (20.0, 50.0, 10.0))
     cut = len(data) // 2
     driver = AcousticArrayDriver(
-        "mic", ChunkTransport.split(data[:cut] + data[cut + 3000 :], 4096), _Clock(), geometry=geo
+        "mic", ChunkTransport.split(data[:cut] + data[cut + 3000 :], 4096), StillClock(), geometry=geo
     )
     for _ in range(len(data) // 4096 + 2):
         driver.read()
@@ -92,7 +82,9 @@ def _bearing_lags(frames, arrival) -> list[tuple[float, float]]:
     """(arrival time on the node's clock, how far the bearing's capture lies behind it) per bearing,
     `arrival(k, device_end_s)` giving frame k's arrival."""
     geo = preset("respeaker-4")
-    driver = AcousticArrayDriver("mic", ChunkTransport.split(b"", 1), _Clock(), geometry=geo, threshold=0.0)
+    driver = AcousticArrayDriver(
+        "mic", ChunkTransport.split(b"", 1), StillClock(), geometry=geo, threshold=0.0
+    )
     out = []
     for k, f in enumerate(frames):
         t = arrival(k, f.timestamp_us * 1e-6 + f.n_samples / f.sample_rate)
