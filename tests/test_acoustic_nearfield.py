@@ -89,6 +89,8 @@ def test_a_far_drone_is_not_marked_down_with_an_odd_capsule(
     assert pipe.capsules.blocks >= GAIN_LEARNT_BLOCKS
     others = np.delete(pipe.capsules.relative_db, capsule)
     assert abs(pipe.capsules.relative_db[capsule] - np.median(others) - gain_db) < 1.0
+    word = pipe.capsules.odd(1.0)
+    assert f"microphone {capsule} reads" in word and ("blocked" in word) == (gain_db < 0), word
 
     blocks = _blocks(SimAcousticArray(GEO, POSE, seed=3), 4.0, "quadcopter", np.array([0.0, 100.0, 30.0]))
     allowance = far_field_spread_db(GEO.positions, 1.0)

@@ -102,12 +102,15 @@ class CapsuleGains:
             return f"microphones 0 and 1 differ by {gap:+.1f} dB (one blocked, damaged or silent?)"
         words = []
         for i in np.flatnonzero(np.abs(self.relative_db) > tolerance_db + 1.0):
+            level = self.relative_db[i]
             if self.dead[i]:
                 words.append(f"microphone {i} is silent (dead or disconnected?)")
-            else:
+            elif level < 0.0:
+                words.append(f"microphone {i} reads {level:+.1f} dB against the array (blocked or damaged?)")
+            else:  # louder: its own noise (wind at its port, a rattle) or another capsule's sensitivity
                 words.append(
-                    f"microphone {i} reads {self.relative_db[i]:+.1f} dB against the array"
-                    " (blocked or damaged?)"
+                    f"microphone {i} reads {level:+.1f} dB against the array (wind or noise at its port,"
+                    " or a capsule of another sensitivity?)"
                 )
         return "; ".join(words)
 
