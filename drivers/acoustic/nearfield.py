@@ -5,17 +5,18 @@ and harmonics) much like a rotor's, coherent from one place; the mono detector a
 coherence (`coherence.py`) both take it for a drone. What gives it away is distance. Sound falls as
 1/r, so a source r from the nearest capsule and r + d from another is 20·log10((r + d)/r) dB louder
 at the first, at every harmonic alike: 8.5 dB for an insect 3 cm from one capsule and 8 cm from
-another.
-A drone is metres away at least, where every capsule hears it within a fraction of a dB.
+another. A drone is metres away at least, where every capsule hears it within a fraction of a dB.
 
 What else makes capsules differ, and how each is kept out:
-* the capsules' own sensitivities: each capsule's level against the others' is learnt from the
-  sound of every block (`CapsuleGains`: far and diffuse sound reaches every capsule alike, so what
-  stays different over minutes is the capsule) and taken off, so a capsule blocked by water or
-  dirt does not make every drone look near; what learning leaves, up to twice the datasheet's
-  tolerance (config `sensitivity_tolerance_db`, ±1 dB for common MEMS capsules), is part of the
-  allowance (`far_field_spread_db`), as is the spread of a source 1 m away (`NEAREST_SOURCE_M`,
-  about the nearest a multirotor's rotors come to a mast's array);
+* the capsules' own sensitivities: a capsule that reads low (water or dirt in its port) is below
+  the array's median capsule with the others at it, while 1/r lifts the capsule nearest a source
+  above the median, so the spread counts only up to that lift (`_spread_on_comb`); a capsule
+  that reads high is learnt from the blocks without a drone-like comb (`CapsuleGains`: far and
+  diffuse sound reaches every capsule alike, so what stays different over minutes is the
+  capsule) and taken off; what is left, up to twice the datasheet's tolerance (config
+  `sensitivity_tolerance_db`, ±1 dB for common MEMS capsules), is part of the allowance
+  (`far_field_spread_db`), as is the spread of a source 1 m away (`NEAREST_SOURCE_M`, about the
+  nearest a multirotor's rotors come to a mast's array);
 * reflections (ground, walls) and the array body's own scattering, which raise one capsule at one
   harmonic and another at the next: only harmonics up to where the aperture spans half a
   wavelength are used (`max_level_hz`), and the level difference of a pair must be consistent over
