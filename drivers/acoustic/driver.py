@@ -179,8 +179,9 @@ class AcousticArrayDriver(Driver[PcmFrame]):
         return {**self.parser.counters, **self._counts, "near_field": near}
 
     def health(self) -> SensorHealth:
-        """The driver's snapshot, with a word on any microphone whose learnt level says it is
-        blocked or damaged (`nearfield.CapsuleGains`)."""
+        """The driver's snapshot, with a word on any microphone whose learnt level sets it apart:
+        low (blocked, damaged), high (wind at its port, another sensitivity) or silent
+        (`nearfield.CapsuleGains.odd`)."""
         snap = super().health()
         snap.counters = self.counters
         odd = "" if self._pipeline is None else self._pipeline.capsules.odd(self.sensitivity_tolerance_db)
