@@ -84,6 +84,7 @@ from numpy_gnn import GnnParams, NumpyGnn
 from stonesoup_adapters import Feed, score_deleter
 from tracking_sets import FULL_SETS, QUICK_SETS, Scan, SetSpec, make_scans, site_survey
 
+from cuas_node.config_sections import MIN_FIXTURE_SPAN_S
 from cuas_node.evaluation.metrics import gospa
 from cuas_node.fusion.models import CLIMB_PRIOR_SIGMA_MPS, velocity_prior
 from cuas_node.fusion.params import RadarSensor
@@ -588,8 +589,10 @@ def parse(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[S
             parser.error(f"--survey {args.survey:g}: a survey lasts > 0 s")
         sets = [replace(s, name=f"{s.name}-survey{args.survey:g}", survey_s=args.survey) for s in sets]
     if args.fixtures_after is not None:
-        if not (args.fixtures_after == 0.0 or 300.0 <= args.fixtures_after < math.inf):
-            parser.error(f"--fixtures-after {args.fixtures_after:g}: a span is 0 (off) or >= 300 s")
+        if not (args.fixtures_after == 0.0 or MIN_FIXTURE_SPAN_S <= args.fixtures_after < math.inf):
+            parser.error(
+                f"--fixtures-after {args.fixtures_after:g}: a span is 0 (off) or >= {MIN_FIXTURE_SPAN_S:g} s"
+            )
         sets = [
             replace(s, name=f"{s.name}-fix{args.fixtures_after:g}", fixtures_after_s=args.fixtures_after)
             for s in sets

@@ -19,10 +19,11 @@ over a 2 km coverage a lone plot is not, a reflector seen in 5 % of the scans al
 busy in all but `LEARN_MISSES` of the last `LEARN_EPOCHS` epochs, a whole span, becomes a fixture
 (a drone that hovered most of a span, left for a battery swap and came back missed too many),
 and stays one while busy in `KEEP_SHARE` of them (one bad stretch does not unlearn it; a truck
-that left is forgotten about a third of a span later). Fixture cells that touch are one spot, a
-Gaussian of the plots they held until learnt, at their rate per scan (frozen then: a drone that
-hovers beside it later must not widen it and so hide itself), which the track score counts as
-clutter as it counts the survey's (`SiteReflectors.density`). Azimuth cells do not wrap: a
+that left is forgotten about a third of a span later). Each peak of the fixture cells' plots, with
+the fixture cells around it, is one spot, a Gaussian of the plots they held until learnt, at their
+rate per scan (frozen then: a drone that hovers beside it later must not widen it and so hide
+itself), which the track score counts as clutter as it counts the survey's
+(`SiteReflectors.density`). Azimuth cells do not wrap: a
 reflector astern of an all-round radar may be two spots, each at its share. A cell that is not
 a fixture is kept only while it can still become one, so memory stays with the few places plots
 recur (uniform clutter: a percent or two of the cells in view at most). What was learnt survives
@@ -137,9 +138,10 @@ class FixtureLearner:
         corner = _unpack(anchors)
         total = np.zeros(anchors.size)
         for offset in _BLOCK:
-            at = np.searchsorted(keys, _pack(corner + offset))
+            wanted = _pack(corner + offset)
+            at = np.searchsorted(keys, wanted)
             found = at < keys.size
-            found[found] = keys[at[found]] == _pack(corner + offset)[found]
+            found[found] = keys[at[found]] == wanted[found]
             total[found] += counts[at[found]]
         busy = corner[total > poisson.isf(BUSY_CHANCE / _BLOCK.shape[0], _BLOCK.shape[0] * uniform)]
         return np.unique(_pack((busy[:, None, :] + _BLOCK[None]).reshape(-1, 3)))
