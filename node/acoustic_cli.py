@@ -69,27 +69,21 @@ def _array(args: argparse.Namespace, detector: Any) -> Callable[[int], Any] | No
     """A maker of the array's pipeline for a file's sample rate, when the recording's array is
     known (`--geometry`, or the `--sensor`'s): the node's own path for its stream. None: one beam."""
     from cuas_node.calibration.cli_common import find_sensor, optional_config
-    from cuas_node.drivers.acoustic.doa import DoaOptions
+    from cuas_node.driver_factory import array_options
     from cuas_node.drivers.acoustic.driver import AcousticPipeline
     from cuas_node.drivers.acoustic.geometry import resolve
 
     sensor = find_sensor(optional_config(args), args.sensor) if args.config and args.sensor else None
-    doa, pose, tolerance = DoaOptions(), None, 1.0
-    if sensor is not None:
-        geometry = resolve(sensor.geometry, sensor.channel_map)
-        doa = DoaOptions(band_hz=sensor.band_hz, max_sources=sensor.max_sources)
-        pose, tolerance = sensor.mount.pose(), sensor.sensitivity_tolerance_db
+    options: dict[str, Any] = {} if sensor is None else array_options(sensor)
     if args.geometry is not None:  # the recording's own array, whatever the config's
         try:
             spec = json.loads(args.geometry) if args.geometry.lstrip().startswith("[") else args.geometry
-            geometry = resolve(spec)
+            options["geometry"] = resolve(spec)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"--geometry: {exc}") from None
     elif sensor is None:
         return None
-    return lambda rate: AcousticPipeline(
-        geometry, rate, doa=doa, pose=pose, detector=detector, sensitivity_tolerance_db=tolerance
-    )
+    return lambda rate: AcousticPipeline(sample_rate=rate, detector=detector, **options)
 
 
 def cmd_acoustic(args: argparse.Namespace) -> int:
@@ -109,13 +103,13 @@ def cmd_acoustic(args: argparse.Namespace) -> int:
             x, rate = read_wav(Path(path))
             _warn_if_narrowband(path, rate)
             pipeline = None if array is None else array(rate)
-            if pipeline is not None and x.shape[1] > max(pipeline.geometry.channel_map):
+            if pipeline is not None and x.shape[1] >= pipeline.geometry.min_channels:
                 obj = score_array_samples(str(path), x, pipeline)  # the node's path for its stream
             else:
                 if pipeline is not None:
                     print(
                         f"cuas-node acoustic score: {path}: {x.shape[1]} channel(s), not the "
-                        f"{pipeline.geometry.name} array's {max(pipeline.geometry.channel_map) + 1}: "
+                        f"{pipeline.geometry.name} array's {pipeline.geometry.min_channels}: "
                         "scored as one beam, without the array's evidence",
                         file=sys.stderr,
                     )

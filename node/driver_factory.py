@@ -111,9 +111,7 @@ def build_driver(
         return _fpv_driver(sensor, clock)
     if isinstance(sensor, AcousticArraySensor):
         from cuas_node.drivers.acoustic.detector import configured_detector
-        from cuas_node.drivers.acoustic.doa import DoaOptions
         from cuas_node.drivers.acoustic.driver import AcousticArrayDriver
-        from cuas_node.drivers.acoustic.geometry import resolve
 
         try:
             detector = configured_detector(
@@ -126,13 +124,25 @@ def build_driver(
             sensor.port,
             clock,
             baudrate=sensor.baudrate,
-            geometry=resolve(sensor.geometry, sensor.channel_map),
-            pose=sensor.mount.pose(),
-            doa=DoaOptions(band_hz=sensor.band_hz, max_sources=sensor.max_sources),
             detector=detector,
-            sensitivity_tolerance_db=sensor.sensitivity_tolerance_db,
+            **array_options(sensor),
         )
     raise UnsupportedSensor(f"sensor {sensor.id!r}: kind {sensor.kind!r} has no driver in this version")
+
+
+def array_options(sensor: AcousticArraySensor) -> dict[str, Any]:
+    """An acoustic array's pipeline settings from its config section: geometry (with its
+    channel map), mount pose, direction finding, capsule tolerance. The driver's and `acoustic
+    score`'s, so that a recording of the array is scored as its stream is."""
+    from cuas_node.drivers.acoustic.doa import DoaOptions
+    from cuas_node.drivers.acoustic.geometry import resolve
+
+    return {
+        "geometry": resolve(sensor.geometry, sensor.channel_map),
+        "pose": sensor.mount.pose(),
+        "doa": DoaOptions(band_hz=sensor.band_hz, max_sources=sensor.max_sources),
+        "sensitivity_tolerance_db": sensor.sensitivity_tolerance_db,
+    }
 
 
 def fpv_receivers(sensor: FpvRx5808Sensor) -> list[Any]:

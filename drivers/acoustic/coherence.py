@@ -43,15 +43,11 @@ class FrameSpectra:
     full: ComplexArray  # (T, M, F)
     f: FloatArray  # (F,) Hz
     channel_power: FloatArray  # (M, F) mean over the frames
+    power: FloatArray  # (F,) mean over frames and channels (each comb's bins are picked on it)
 
     @property
     def frames(self) -> int:
         return int(self.full.shape[0])
-
-    @property
-    def power(self) -> FloatArray:
-        """(F,) mean over frames and channels."""
-        return np.asarray(self.channel_power.mean(axis=0), dtype=np.float64)
 
 
 def frame_spectra(x: FloatArray, fs: int) -> FrameSpectra | None:
@@ -62,7 +58,8 @@ def frame_spectra(x: FloatArray, fs: int) -> FrameSpectra | None:
     frames = np.lib.stride_tricks.sliding_window_view(x, nfft, axis=0)[::nfft]  # (T, M, nfft)
     full = np.fft.rfft(frames * np.hanning(nfft), axis=-1)
     power = (full.real**2 + full.imag**2).mean(axis=0)
-    return FrameSpectra(full, np.asarray(np.fft.rfftfreq(nfft, 1.0 / fs), dtype=np.float64), power)
+    f = np.asarray(np.fft.rfftfreq(nfft, 1.0 / fs), dtype=np.float64)
+    return FrameSpectra(full, f, power, np.asarray(power.mean(axis=0), dtype=np.float64))
 
 
 def harmonic_bins(spectra: FrameSpectra, f0_hz: float, max_hz: float = MAX_HZ) -> IntArray | None:

@@ -28,7 +28,8 @@ import numpy.typing as npt
 from scipy.io import wavfile
 
 from cuas_node.drivers.acoustic.detector import Detection, DroneDetector
-from cuas_node.drivers.acoustic.driver import AcousticArrayDriver, AcousticPipeline
+from cuas_node.drivers.acoustic.driver import BLOCK_S, AcousticArrayDriver, AcousticPipeline
+from cuas_node.drivers.acoustic.driver import WINDOW_S as STREAM_WINDOW_S
 from cuas_node.drivers.acoustic.geometry import ArrayGeometry, for_channels
 from cuas_node.drivers.acoustic.protocol import PcmFrameParser
 from cuas_node.drivers.acoustic.steering import steered_mono
@@ -191,13 +192,13 @@ def score_array_samples(name: str, x: FloatArray, pipeline: AcousticPipeline) ->
     (direction finding, the beam, the array's evidence; its capsule levels learnt over the file),
     each window's most drone-like source; then the file's verdict as for one beam."""
     geo = pipeline.geometry
-    if x.shape[1] <= max(geo.channel_map):
+    if x.shape[1] < geo.min_channels:
         raise ValueError(
             f"{x.shape[1]} channels: the {geo.name} array's microphones are on wire channels "
             f"{list(geo.channel_map)}"
         )
     mics = x[:, list(geo.channel_map)]
-    win, hop = int(1.0 * pipeline.fs), int(0.5 * pipeline.fs)
+    win, hop = int(STREAM_WINDOW_S * pipeline.fs), int(BLOCK_S * pipeline.fs)
     best = []
     for s in range(0, max(1, mics.shape[0] - win + 1), hop):
         found = [src.detection for src in pipeline.process(mics[s : s + win])]

@@ -38,6 +38,8 @@ from cuas_node.kernel.pose import Pose
 
 FloatArray = npt.NDArray[np.float64]
 DEFAULT_BAUDRATE = 2_000_000
+BLOCK_S = 0.5  # a block is processed every this long of audio
+WINDOW_S = 1.0  # over the last this long (the detector's window)
 _STEP_CONFIRM_S = 5.0  # seconds of frames whose offset stays level a clock step above the known one
 _STEP_LEVEL_S = 0.05  # how far the later half's least offset may lie below the earlier's, level
 
@@ -121,8 +123,8 @@ class AcousticArrayDriver(Driver[PcmFrame]):
         threshold: float | None = None,
         detector: DroneDetector | None = None,
         sensitivity_tolerance_db: float = 1.0,
-        block_s: float = 0.5,
-        window_s: float = 1.0,
+        block_s: float = BLOCK_S,
+        window_s: float = WINDOW_S,
         parser: PcmFrameParser | None = None,
     ) -> None:
         super().__init__(sensor_id, transport, parser or PcmFrameParser(), clock)
