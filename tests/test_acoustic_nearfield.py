@@ -30,12 +30,24 @@ GEO = preset("respeaker-4")
 POSE = Pose.from_angles(0, 0, 0, (0, 0, 0))
 
 
+def _samples(data: bytes) -> np.ndarray:
+    """The simulator's frames as (n, M) samples, ±1 full scale."""
+    return np.concatenate([f.samples for f in PcmFrameParser().feed(data)]).astype(np.float64) / 32768.0
+
+
 def _blocks(sim: SimAcousticArray, seconds: float, kind: str, enu: np.ndarray) -> list[np.ndarray]:
     data = b""
     for k in range(int(seconds * 10) + 1):
         data += sim.block(k / 10, ["t1"], [kind], [enu], [np.zeros(3)])
-    x = np.concatenate([f.samples for f in PcmFrameParser().feed(data)]).astype(np.float64) / 32768.0
+    x = _samples(data)
     return [x[s : s + FS] for s in range(FS // 2, x.shape[0] - FS, FS // 2)]
+
+
+def _learning_minute(site: SimAcousticArray) -> list[np.ndarray]:
+    """The site with nothing in it for as many of the driver's windows (1 s every 0.5 s) as the
+    capsule levels are learnt from, and a few more."""
+    x = _samples(b"".join(site.block(k / 2, [], [], [], []) for k in range(GAIN_LEARNT_BLOCKS + 4)))
+    return [x[s : s + FS] for s in range(0, x.shape[0] - FS, FS // 2)]
 
 
 def _beam_alone(pipe: AcousticPipeline, block: np.ndarray) -> bool:
@@ -81,11 +93,8 @@ def test_a_far_drone_is_not_marked_down_with_an_odd_capsule(
     gains[capsule] = 10 ** (gain_db / 20)
     gains[1] *= 10 ** (first_db / 20)
     pipe = AcousticPipeline(GEO, FS, pose=POSE)
-    site = SimAcousticArray(GEO, POSE, seed=4)
-    data = b"".join(site.block(k / 2, [], [], [], []) for k in range(GAIN_LEARNT_BLOCKS + 4))
-    x = np.concatenate([f.samples for f in PcmFrameParser().feed(data)]).astype(np.float64) / 32768.0
-    for s in range(0, x.shape[0] - FS, FS // 2):
-        pipe.process(x[s : s + FS] * gains)
+    for window in _learning_minute(SimAcousticArray(GEO, POSE, seed=4)):
+        pipe.process(window * gains)
     assert pipe.capsules.blocks >= GAIN_LEARNT_BLOCKS
     others = np.delete(pipe.capsules.relative_db, capsule)
     assert abs(pipe.capsules.relative_db[capsule] - np.median(others) - gain_db) < 1.0
@@ -203,11 +212,8 @@ def test_an_insect_from_boot_is_not_learnt_as_a_capsule() -> None:
     for b in insect:
         pipe.process(b)
     assert pipe.capsules.blocks < len(insect) // 4  # it learnt from few of them
-    site = SimAcousticArray(GEO, POSE, seed=7, ambient_db_spl=35.0)
-    data = b"".join(site.block(k / 2, [], [], [], []) for k in range(GAIN_LEARNT_BLOCKS + 4))
-    x = np.concatenate([f.samples for f in PcmFrameParser().feed(data)]).astype(np.float64) / 32768.0
-    for s in range(0, x.shape[0] - FS, FS // 2):
-        pipe.process(x[s : s + FS])
+    for window in _learning_minute(SimAcousticArray(GEO, POSE, seed=7, ambient_db_spl=35.0)):
+        pipe.process(window)
     assert pipe.capsules.blocks >= GAIN_LEARNT_BLOCKS
     assert np.abs(pipe.capsules.relative_db).max() < 1.0 and pipe.capsules.odd(1.0) == ""
     assert not any(src.detection.detected for b in insect[-4:] for src in pipe.process(b))
@@ -217,12 +223,9 @@ def test_a_silent_capsule_is_reported_and_left_out() -> None:
     """One capsule dead (all zeros): named in the health word, and the others still tell an insect
     at one of them."""
     gains = CapsuleGains(4)
-    site = SimAcousticArray(GEO, POSE, seed=8)
-    data = b"".join(site.block(k / 2, [], [], [], []) for k in range(GAIN_LEARNT_BLOCKS + 4))
-    x = np.concatenate([f.samples for f in PcmFrameParser().feed(data)]).astype(np.float64) / 32768.0
-    x[:, 2] = 0.0
-    for s in range(0, x.shape[0] - FS, FS // 2):
-        spectra = frame_spectra(x[s : s + FS], FS)
+    for window in _learning_minute(SimAcousticArray(GEO, POSE, seed=8)):
+        window[:, 2] = 0.0
+        spectra = frame_spectra(window, FS)
         assert spectra is not None
         gains.update(spectra)
     assert "microphone 2 is silent" in gains.odd(1.0) and "microphone 0" not in gains.odd(1.0)
