@@ -58,6 +58,7 @@ PROTOCOL_MODULES = (
             "background",
             "background_learn",
             "coherence",
+            "nearfield",
         )
     ),
     *(f"cuas_node.drivers.fpv.{m}" for m in ("rx5808", "rssi", "sweep")),
