@@ -37,7 +37,6 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import t as t_dist
 
 from cuas_node.drivers.acoustic.coherence import MAX_HZ, FrameSpectra, harmonic_bins
 
@@ -245,7 +244,9 @@ def _clear(diff: FloatArray, model: FloatArray, k: int) -> FloatArray:
 
 @functools.cache
 def _t_multiplier(k: int) -> float:
-    return float(t_dist.ppf(_T_QUANTILE, max(k - 1, 1)))
+    from scipy.special import stdtrit  # not at the top: see drivers/radar/cluster.py
+
+    return float(stdtrit(max(k - 1, 1), _T_QUANTILE))
 
 
 def nearfield_logit(spread_db: float, allowance_db: float) -> float:
