@@ -32,6 +32,7 @@ COHERENT = 0.10
 MAX_PENALTY = 4.0
 MAX_BONUS = 1.0
 MAX_HZ = 4000.0
+OTHER_COMB = 0.03  # how far (relative) another comb's harmonic spreads by its wander (`harmonic_bins`)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -62,9 +63,13 @@ def frame_spectra(x: FloatArray, fs: int) -> FrameSpectra | None:
     return FrameSpectra(full, f, power, np.asarray(power.mean(axis=0), dtype=np.float64))
 
 
-def harmonic_bins(spectra: FrameSpectra, f0_hz: float, max_hz: float = MAX_HZ) -> IntArray | None:
+def harmonic_bins(
+    spectra: FrameSpectra, f0_hz: float, max_hz: float = MAX_HZ, away_from_hz: float | None = None
+) -> IntArray | None:
     """The bins of the harmonics k·f0 ≤ max_hz (and ≤ 0.45 fs), each at its actual peak within ±2 %
-    (+1 bin) of k·f0 of the refined f0 (`_refined_f0`). None when no harmonic fits."""
+    (+1 bin) of k·f0 of the refined f0 (`_refined_f0`). None when no harmonic fits.
+    `away_from_hz`: another comb's f0, whose harmonics (±`OTHER_COMB` + 1 bin) are left out: what
+    lies there is that comb's, louder, not this one's (`driver.AcousticPipeline`)."""
     f = spectra.f
     top = min(max_hz, 0.9 * f[-1])
     if not 0 < f0_hz <= top:
@@ -76,7 +81,11 @@ def harmonic_bins(spectra: FrameSpectra, f0_hz: float, max_hz: float = MAX_HZ) -
         lo = max(1, int(h * 0.98 / f[1]) - 1)
         hi = min(f.size - 1, math.ceil(h * 1.02 / f[1]) + 1)
         bins.append(lo + int(np.argmax(power[lo : hi + 1])))
-    return np.unique(np.asarray(bins, dtype=np.intp)) if bins else None
+    found = np.unique(np.asarray(bins, dtype=np.intp))
+    if away_from_hz is not None and found.size:
+        at = f[found] / away_from_hz
+        found = found[np.abs(at - np.round(at)) * away_from_hz > OTHER_COMB * f[found] + f[1]]
+    return found if found.size else None
 
 
 def _refined_f0(power: FloatArray, df: float, f0_hz: float, top_hz: float) -> float:
@@ -92,12 +101,18 @@ def _refined_f0(power: FloatArray, df: float, f0_hz: float, top_hz: float) -> fl
 
 
 def harmonic_coherence(
-    spectra: FrameSpectra, positions: FloatArray, unit: FloatArray, f0_hz: float, c: float = 343.0
+    spectra: FrameSpectra,
+    positions: FloatArray,
+    unit: FloatArray,
+    f0_hz: float,
+    c: float = 343.0,
+    away_from_hz: float | None = None,
 ) -> float:
     """Mean steered PHAT coherence of all microphone pairs at the harmonics k·f0 (≤ 4 kHz) of a
-    block, towards the direction `unit`: 1 for one source there, ≈ 0 for incoherent sound."""
+    block, towards the direction `unit`: 1 for one source there, ≈ 0 for incoherent sound
+    (`away_from_hz`: see `harmonic_bins`)."""
     m = spectra.full.shape[1]
-    bins = harmonic_bins(spectra, f0_hz) if m >= 2 else None
+    bins = harmonic_bins(spectra, f0_hz, away_from_hz=away_from_hz) if m >= 2 else None
     if bins is None:
         return 0.0
     spec = spectra.full[:, :, bins]  # (T, M, K)

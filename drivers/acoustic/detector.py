@@ -191,8 +191,17 @@ class DroneDetector:
         """The decision: every path (node, decode, score) goes through here."""
         return likelihood >= self.threshold
 
-    def detect(self, x: npt.ArrayLike, sample_rate: int) -> Detection:
+    def detect(
+        self, x: npt.ArrayLike, sample_rate: int, also_suppress_db: FloatArray | None = None
+    ) -> Detection:
+        """`also_suppress_db`: lines to take off besides the site's (`features.comb_lines_db`: a
+        comb the array placed at one of its capsules, to hear what else the beam holds)."""
         suppress = None if self.background is None else self.background.suppress_db
+        if also_suppress_db is not None:
+            if suppress is not None and suppress.size == also_suppress_db.size:  # (else see `extract`)
+                suppress = suppress + also_suppress_db
+            else:
+                suppress = also_suppress_db
         feats = extract(x, sample_rate, suppress)
         if not math.isfinite(feats.level_dbfs) or feats.level_dbfs < SILENCE_DBFS:
             return Detection(0.0, None, feats.level_dbfs, False, feats.white_db)

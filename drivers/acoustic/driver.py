@@ -19,9 +19,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from cuas_node.drivers.acoustic.coherence import coherence_logit, frame_spectra, harmonic_coherence
+from cuas_node.drivers.acoustic.coherence import (
+    FrameSpectra,
+    coherence_logit,
+    frame_spectra,
+    harmonic_coherence,
+)
 from cuas_node.drivers.acoustic.detector import Detection, DroneDetector
 from cuas_node.drivers.acoustic.doa import DoaOptions, DoaPeak, SrpPhat
+from cuas_node.drivers.acoustic.features import comb_fundamental_hz, comb_lines_db
 from cuas_node.drivers.acoustic.geometry import ArrayGeometry, resolve
 from cuas_node.drivers.acoustic.nearfield import (
     CapsuleGains,
@@ -41,6 +47,7 @@ DEFAULT_BAUDRATE = 2_000_000
 BLOCK_S = 0.5  # a block is processed every this long of audio
 WINDOW_S = 1.0  # over the last this long (the detector's window)
 _STEP_CONFIRM_S = 5.0  # seconds of frames whose offset stays level a clock step above the known one
+_SAME_COMB = 0.08  # f0s this near a whole ratio: one source's comb (an insect's wingbeat wanders ±4 %)
 _STEP_LEVEL_S = 0.05  # how far the later half's least offset may lie below the earlier's, level
 
 
@@ -88,24 +95,98 @@ class AcousticPipeline:
         source far from the array, not at one of its capsules (`nearfield.py`)?"""
         block = np.asarray(x, dtype=np.float64)
         spectra = frame_spectra(block, self.fs) if block.shape[1] > 1 else None
-        out = []
-        positions = self.geometry.positions
+        out: list[SourceEstimate] = []
+        found_beside: dict[int, tuple[Detection, float]] = {}  # index: near detection, its fundamental
         drone_like = False  # a block with a drone-like comb teaches the capsule levels nothing
         for peak in self.srp.localise(block):
-            d = self.detector.detect(self.beamform(block, peak.unit), self.fs)
+            beam = self.beamform(block, peak.unit)
+            d = self.detector.detect(beam, self.fs)
             drone_like |= d.detected
             if spectra is not None and d.f0_hz is not None and d.drone_likelihood > 0.0:
-                gamma = harmonic_coherence(spectra, positions, peak.unit, d.f0_hz, self.c)
-                spread = level_spread_db(
-                    spectra, positions, d.f0_hz, self.c, self.capsules.relative_db, self.tolerance_db
-                )
-                near = nearfield_logit(spread, self.allowance_db)
-                self.near_field += near < 0.0
-                d = self.detector.with_evidence(d, coherence_logit(gamma) + near)
+                d, near = self._weigh(spectra, peak, d)
+                if near:  # marked down as at the array: what else does the beam hold?
+                    self.near_field += 1
+                    beside, base = self._beside_near_comb(spectra, peak, beam, d)
+                    if beside is not d:
+                        found_beside[len(out)], d = (d, base), beside
             out.append(SourceEstimate(peak, d))
         if spectra is not None and not drone_like:
             self.capsules.update(spectra)
+        if spectra is not None:
+            self._one_peak_per_comb(spectra, out, found_beside)
         return out
+
+    def _weigh(
+        self, spectra: FrameSpectra, peak: DoaPeak, d: Detection, away_from_hz: float | None = None
+    ) -> tuple[Detection, bool]:
+        """The detection moved by the array's evidence of its comb, and whether the comb was
+        placed at the array (near-field). `away_from_hz`: a louder comb's f0, whose harmonics
+        the evidence leaves out (`coherence.harmonic_bins`)."""
+        assert d.f0_hz is not None
+        positions = self.geometry.positions
+        gamma = harmonic_coherence(spectra, positions, peak.unit, d.f0_hz, self.c, away_from_hz)
+        spread = level_spread_db(
+            spectra,
+            positions,
+            d.f0_hz,
+            self.c,
+            self.capsules.relative_db,
+            self.tolerance_db,
+            away_from_hz,
+        )
+        near = nearfield_logit(spread, self.allowance_db)
+        return self.detector.with_evidence(d, coherence_logit(gamma) + near), near < 0.0
+
+    def _beside_near_comb(
+        self, spectra: FrameSpectra, peak: DoaPeak, beam: FloatArray, near: Detection
+    ) -> tuple[Detection, float]:
+        """A far drone and an insect at a capsule in one block: the drone's beam carries the
+        insect's comb too, louder, and the comb search finds that one, which the distance
+        evidence then marks down, and the drone with it. So the near comb's lines (of its
+        fundamental) are taken off the beam and the search runs again; a comb it then finds that
+        is no whole multiple or fraction of that fundamental is weighed by the same evidence on
+        its own harmonics (clear of the near comb's), and the likelier of the two is the source's
+        detection (returned with the near comb's fundamental; `near` itself when it stays). Only
+        blocks with a near comb pay for the second search."""
+        assert near.f0_hz is not None and near.white_db is not None
+        base = comb_fundamental_hz(near.white_db, near.f0_hz, self.fs)  # (its f0 may be a harmonic)
+        other = self.detector.detect(
+            beam, self.fs, also_suppress_db=comb_lines_db(near.white_db, base, self.fs)
+        )
+        if other.f0_hz is None or other.drone_likelihood <= 0.0:
+            return near, base
+        # What is left of the near comb (its weaker lines) may form a comb at a multiple of its
+        # fundamental, whichever of f0, f0/2, f0/3 that is (the test above misses a weak one).
+        if any(_one_source(other.f0_hz, f) for f in (base, near.f0_hz, near.f0_hz / 2, near.f0_hz / 3)):
+            return near, base
+        other, other_near = self._weigh(spectra, peak, other, base)
+        return (other if not other_near and other.drone_likelihood > near.drone_likelihood else near), base
+
+    def _one_peak_per_comb(
+        self,
+        spectra: FrameSpectra,
+        out: list[SourceEstimate],
+        found_beside: dict[int, tuple[Detection, float]],
+    ) -> None:
+        """A comb found beside a near one (`_beside_near_comb`) is heard in every beam of the
+        block: the insect's own beam holds the far drone's comb too, and the detector may like it
+        there as well. It is kept only at the peak from whose direction it is most coherent (the
+        drone's: steered elsewhere, its harmonics fall out of step across the array); elsewhere
+        the peak keeps its near (marked-down) detection."""
+        units = [s.peak.unit for s in out]
+        for i, (near, base) in found_beside.items():
+            f0 = out[i].detection.f0_hz
+            assert f0 is not None
+            gamma = [harmonic_coherence(spectra, self.geometry.positions, u, f0, self.c, base) for u in units]
+            if int(np.argmax(gamma)) != i:
+                out[i] = SourceEstimate(out[i].peak, near)
+
+
+def _one_source(f0_a: float, f0_b: float) -> bool:
+    """Two combs whose f0s stand in a whole ratio (within `_SAME_COMB`): one source's, one of
+    them found on a multiple of the other's fundamental."""
+    ratio = max(f0_a, f0_b) / min(f0_a, f0_b)
+    return abs(ratio - round(ratio)) < _SAME_COMB * ratio
 
 
 class AcousticArrayDriver(Driver[PcmFrame]):

@@ -344,6 +344,7 @@ class FeatureExtractor:
 
 
 _EXTRACTORS: dict[int, FeatureExtractor] = {}
+_LINE_DB = 3.0  # a bin this far above the whitened floor is part of a line (as `harmonic_fraction` counts)
 
 
 def to_analysis_rate(x: npt.ArrayLike, sample_rate: int) -> tuple[FloatArray, int]:
@@ -359,12 +360,72 @@ def to_analysis_rate(x: npt.ArrayLike, sample_rate: int) -> tuple[FloatArray, in
     return np.asarray(resample_poly(sig, ANALYSIS_RATE // g, sample_rate // g)), ANALYSIS_RATE
 
 
+def _extractor(analysis_rate: int) -> FeatureExtractor:
+    ext = _EXTRACTORS.get(analysis_rate)
+    if ext is None:
+        ext = _EXTRACTORS[analysis_rate] = FeatureExtractor(analysis_rate)
+    return ext
+
+
 def extract(x: npt.ArrayLike, sample_rate: int, suppress_db: FloatArray | None = None) -> Features:
     """Features of a mono signal scaled to ±1 full scale (cached extractor per analysis rate)."""
     x, sample_rate = to_analysis_rate(x, sample_rate)
-    ext = _EXTRACTORS.get(sample_rate)
-    if ext is None:
-        ext = _EXTRACTORS[sample_rate] = FeatureExtractor(sample_rate)
+    ext = _extractor(sample_rate)
     if suppress_db is not None and suppress_db.size != ext.n_bins:
         suppress_db = None  # a background learnt at another analysis rate (inputs below 16 kHz)
     return ext.extract(x, suppress_db)
+
+
+def comb_fundamental_hz(white_db: FloatArray, f0_hz: float, sample_rate: int) -> float:
+    """The fundamental of the comb the comb search found at `f0_hz`: f0/3 or f0/2 (not below
+    `F0_MIN_HZ`) where the harmonics that are not f0's also stand as lines (median `_LINE_DB`
+    above the floor up to 2 kHz: an insect's wingbeat at 130 Hz read as 390), else f0; refined
+    to the comb's own lines (`_refined_f0`)."""
+    ext = _extractor(min(sample_rate, ANALYSIS_RATE))
+    f0_hz = _refined_f0(ext, white_db, f0_hz)
+    for k in (3, 2):
+        base = f0_hz / k
+        j = np.arange(1, int(min(2000.0, float(ext.freqs[-1])) // base) + 1)
+        own = j[j % k != 0]
+        if (
+            base >= F0_MIN_HZ
+            and own.size
+            and np.median(np.interp(own * base, ext.freqs, white_db)) > _LINE_DB
+        ):
+            return _refined_f0(ext, white_db, base)
+    return f0_hz
+
+
+def _refined_f0(ext: FeatureExtractor, white_db: FloatArray, f0_hz: float) -> float:
+    """The comb search's f0 is on a 1 % grid and can sit a few % off the comb's (its best over ±3 %
+    of wander): its k-th harmonic then misses the line from k ≈ 3 on. The f0 within those ±3 %
+    whose harmonics stand highest, over the same harmonics for every candidate, is the comb's
+    (not wider: another comb's harmonic may lie a little further)."""
+    top = min(COMB_MAX_HZ, float(ext.freqs[-1]))
+    cand = f0_hz * np.linspace(0.97, 1.03, 25)
+    k = np.arange(1, max(1, int(top // (1.03 * f0_hz))) + 1)
+    level = np.interp(cand[:, None] * k[None, :], ext.freqs, white_db).sum(axis=1)
+    return float(cand[int(np.argmax(level))])
+
+
+def comb_lines_db(white_db: FloatArray, f0_hz: float, sample_rate: int) -> FloatArray:
+    """How far one comb's lines stand above the floor, per analysis bin of a signal at
+    `sample_rate` (`white_db` that signal's whitened spectrum, `Features.white_db`), 0 elsewhere:
+    each harmonic k·f0 as wide as it actually stands (the run of bins `_LINE_DB` above the floor
+    through its peak within ±1 % + 1.5 bins, at most ±3 %: the wander the comb search allows).
+    Subtracted as a `suppress_db`, it leaves the comb search the rest of the sound: a second comb
+    that the first, louder one hid, whose own harmonics between the first's lines are kept."""
+    ext = _extractor(min(sample_rate, ANALYSIS_RATE))
+    if white_db.size != ext.n_bins:
+        raise ValueError(
+            f"{white_db.size} bins, not the {ext.n_bins} of a {sample_rate} Hz signal's analysis"
+        )
+    top = min(COMB_MAX_HZ, float(ext.freqs[-1]))
+    harmonics = np.arange(f0_hz, top + f0_hz / 2, f0_hz)
+    off = np.abs(ext.freqs[:, None] - harmonics[None, :])
+    core = (off <= np.maximum(1.5 * ext.df, 0.01 * harmonics)[None, :]).any(axis=1)
+    reach = (off <= np.maximum(1.5 * ext.df, 0.03 * harmonics)[None, :]).any(axis=1)
+    above = white_db > _LINE_DB
+    run = np.cumsum(~above)  # bins of one run above the floor share a number
+    lines = above & reach & np.isin(run, run[above & core])
+    return np.asarray(np.where(lines, white_db, 0.0), dtype=np.float64)

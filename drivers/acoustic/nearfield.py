@@ -139,28 +139,35 @@ def level_spread_db(
     c: float = 343.0,
     capsule_db: FloatArray | None = None,
     tolerance_db: float = 1.0,
+    away_from_hz: float | None = None,
 ) -> float:
     """A lower bound (dB) on the level difference that two capsules of a block hear consistently
     at the comb's harmonics k·f0 ≤ `max_level_hz` (module docstring), each capsule's learnt level
     (`CapsuleGains.relative_db`) taken off; 0 when the block cannot say (one channel, fewer than
-    `MIN_HARMONICS` harmonics clear of the floor) or its arrival times deny a near source."""
+    `MIN_HARMONICS` harmonics clear of the floor) or its arrival times deny a near source.
+    `away_from_hz`: another comb's f0 whose harmonics are left out (`coherence.harmonic_bins`)."""
     if spectra.full.shape[1] < 2:
         return 0.0
     # The detector's f0 may be the second or third harmonic of the source's comb (an insect's
     # wingbeat at 130 Hz read as 390): its own fundamental's lines count too.
     top = max_level_hz(positions, c)
     return max(
-        _spread_on_comb(spectra, f0_hz / k, top, capsule_db, tolerance_db)
+        _spread_on_comb(spectra, f0_hz / k, top, capsule_db, tolerance_db, away_from_hz)
         for k in (1, 2, 3)
         if f0_hz / k >= LOWEST_F0_HZ or k == 1
     )
 
 
 def _spread_on_comb(
-    spectra: FrameSpectra, f0_hz: float, top_hz: float, capsule_db: FloatArray | None, tolerance_db: float
+    spectra: FrameSpectra,
+    f0_hz: float,
+    top_hz: float,
+    capsule_db: FloatArray | None,
+    tolerance_db: float,
+    away_from_hz: float | None,
 ) -> float:
     """`level_spread_db` on the harmonics of one f0."""
-    bins = harmonic_bins(spectra, f0_hz, top_hz)
+    bins = harmonic_bins(spectra, f0_hz, top_hz, away_from_hz)
     if bins is None:
         return 0.0
     full, frames, power = spectra.full, spectra.frames, spectra.channel_power  # power (M, F)
