@@ -75,7 +75,8 @@ def test_mahalanobis_and_log_determinant_match_the_inverse_even_when_not_positiv
 
 @pytest.mark.parametrize("dim", [1, 2, 3, 4])
 def test_whitening_is_the_inverse_cholesky_factor_of_every_matrix(dim: int) -> None:
-    """`whiten` is the inverse Cholesky factor: W b = L⁻¹ b and ln|S| for many right-hand sides at
+    """`whiten` is the inverse Cholesky factor: W b = L⁻¹ b and ln|S| row by row (2 ln L_ii, each
+    the log-determinant of the leading block over the one before) for many right-hand sides at
     once (the IMM update's H P and ν, by forward substitution), and NaN stays NaN without an error."""
     rng = np.random.default_rng(dim)
     a = rng.normal(size=(40, dim, dim + 2))
@@ -83,10 +84,11 @@ def test_whitening_is_the_inverse_cholesky_factor_of_every_matrix(dim: int) -> N
     b = rng.normal(size=(40, dim, 7))
     y, logdet = whiten(s, b)
     assert np.allclose(y, np.linalg.solve(np.linalg.cholesky(s), b), rtol=1e-10, atol=1e-12)
-    assert np.allclose(logdet, np.linalg.slogdet(s)[1])
+    leading = np.stack([np.linalg.slogdet(s[:, :i, :i])[1] for i in range(1, dim + 1)], axis=1)
+    assert np.allclose(logdet, np.diff(leading, prepend=0.0, axis=1))
     s[3] = np.nan
     y, logdet = whiten(s, b)
-    assert np.isnan(y[3]).all() and np.isnan(logdet[3])
+    assert np.isnan(y[3]).all() and np.isnan(logdet[3]).all()
     assert np.isfinite(np.delete(y, 3, axis=0)).all()
 
 
@@ -165,11 +167,16 @@ def test_a_turn_model_carries_a_state_along_its_circle() -> None:
         assert np.allclose(f[k, 1], cv_matrix(np.array([t]))[0])
 
 
+def _gaussian(nu: np.ndarray, s: np.ndarray) -> float:
+    return float(np.exp(-0.5 * nu @ np.linalg.inv(s) @ nu) / np.sqrt(np.linalg.det(2 * np.pi * s)))
+
+
 @pytest.mark.parametrize("dim", [3, 4])
 def test_imm_update_matches_the_model_by_model_kalman_update(dim: int) -> None:
     """`imm.update` against each model's Kalman update written out with an explicit inverse, the
     measurement linearised at the combined estimate (h(x_j) ≈ h(x) + H (x_j − x), as the tracker
-    does), and the mode probabilities re-weighed by each model's Gaussian likelihood."""
+    does), and the mode probabilities re-weighed by each model's Gaussian likelihood: of the
+    position rows, times that of the range-rate row given them raised to `RANGE_RATE_EVIDENCE`."""
     params = imm.ImmParams(
         accel_h_mps2=(0.7, 3.0, 3.0), accel_v_mps2=(0.3, 1.0, 1.0), initial_mode=(1 / 3, 1 / 3, 1 / 3)
     )
@@ -199,6 +206,8 @@ def test_imm_update_matches_the_model_by_model_kalman_update(dim: int) -> None:
             gain = pm[row, j] @ h[row].T @ np.linalg.inv(s)
             assert np.allclose(table.xm[slot, j], xm[row, j] + gain @ innovation)
             assert np.allclose(table.pm[slot, j], pm[row, j] - gain @ s @ gain.T)
-            d2 = innovation @ np.linalg.inv(s) @ innovation
-            like[j] = np.exp(-0.5 * d2) / np.sqrt(np.linalg.det(2 * np.pi * s))
+            like[j] = _gaussian(innovation, s)
+            if dim == 4:  # the range-rate row's evidence, given the position rows, counts a fraction
+                given = like[j] / _gaussian(innovation[:3], s[:3, :3])
+                like[j] = _gaussian(innovation[:3], s[:3, :3]) * given**imm.RANGE_RATE_EVIDENCE
         assert np.allclose(table.mu[slot], mu[row] * like / (mu[row] * like).sum())

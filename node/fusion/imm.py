@@ -36,6 +36,15 @@ from cuas_node.fusion.tracks import TrackTable, mixture_spread
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
 
+RANGE_RATE_EVIDENCE = 1.0 / 3.0
+"""How much a radar's range-rate row counts in the models' weights, against 1 for each position
+row. The models differ in how hard the target accelerates, in every direction alike; the
+range-rate sees the acceleration along the line of sight only, and measured to a tenth of a m/s
+the quiet model's tight prediction of it won about a nat a scan whenever the target did not
+accelerate *along* the beam. A target accelerating across it then stayed in the quiet model and
+lagged 8-10 m/s for seconds: with range-rate its positions were worse than without (an outside
+test, docs/evaluation.md). One of the three directions the models' noise spans: a third."""
+
 
 @dataclass(frozen=True)
 class ImmParams:
@@ -202,8 +211,10 @@ def update(
     is ν − H (x_j − x), the first-order expansion of h(x_j). The models' means lie within their
     spread of x, where the measurement function is as good as linear (a few metres against the
     hundreds of a radar's range), and gating's prediction serves every model instead of one
-    more evaluation of h per model. `rate_extra` (gating's, per track): the second-order part of
-    the range-rate's predicted variance, which the first-order update must count as noise."""
+    more evaluation of h per model. `rate_extra` (gating's, per track; given for a radar measuring
+    range-rate, row 3): the second-order part of the range-rate's predicted variance, which the
+    first-order update must count as noise. The models' weights count that row's evidence
+    `RANGE_RATE_EVIDENCE`."""
     a, n_models, d = slots.shape[0], params.n_models, nu.shape[1]
     if a == 0:
         return
@@ -226,8 +237,12 @@ def update(
     xm_new = xm + np.einsum("kdi,kd->ki", y_hp, y_nu).reshape(a, n_models, STATE_DIM)
     pm_new = pm - (y_hp.swapaxes(1, 2) @ y_hp).reshape(a, n_models, STATE_DIM, STATE_DIM)
     pm_new = 0.5 * (pm_new + pm_new.swapaxes(-1, -2))
-    d2 = np.einsum("kd,kd->k", y_nu, y_nu)
-    loglik = (-0.5 * (d2 + logdet + d * np.log(2.0 * np.pi))).reshape(a, n_models)
+    # Each row's evidence on the models (whitened in order, row i given the rows before it); a
+    # range-rate's counts RANGE_RATE_EVIDENCE of a position row's.
+    evidence = y_nu * y_nu + logdet + np.log(2.0 * np.pi)  # (A·R, D)
+    if rate_extra is not None:
+        evidence[:, 3] *= RANGE_RATE_EVIDENCE
+    loglik = (-0.5 * evidence.sum(axis=1)).reshape(a, n_models)
     logmu = np.log(np.maximum(table.mu[slots], 1e-12)) + loglik
     logmu -= logmu.max(axis=1, keepdims=True)
     mu = np.exp(logmu)

@@ -168,7 +168,9 @@ def range_rate_curvature(x: FloatArray, p: FloatArray, pose: Pose) -> FloatArray
 
 
 def whiten(s: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """W b (P,D,M) and ln|S| (P,) for covariances S (P,D,D) and right-hand sides b (P,D,M), where
+    """W b (P,D,M) and ln|S| row by row (P,D: 2 ln L_ii, summing to ln|S|; row i of W b and of it
+    are the evidence of measurement row i given the rows before it) for covariances S (P,D,D)
+    and right-hand sides b (P,D,M), where
     WᵀW = S⁻¹ (W = L⁻¹, L the Cholesky factor of S): what gating's Mahalanobis distances and
     the Kalman update ask of S, from one factorisation and a forward substitution over the D
     rows, without an inverse or a second factorisation for the determinant (for ν, |Wν|² = νᵀ
@@ -181,18 +183,18 @@ def whiten(s: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:
         lam, vec = np.linalg.eigh(s)
         lam = np.maximum(lam, 1e-12 * np.maximum(np.abs(lam).max(axis=1, keepdims=True), 1e-300))
         w = vec.swapaxes(1, 2) / np.sqrt(lam)[:, :, None]
-        return w @ b, np.log(lam).sum(axis=1)
+        return w @ b, np.log(lam)  # (by eigenvector, not by row: rounding's rare case)
     y = np.empty_like(b)
     y[:, 0] = b[:, 0] / lower[:, 0, 0, None]
     for i in range(1, b.shape[1]):
         y[:, i] = (b[:, i] - np.einsum("pj,pjm->pm", lower[:, i, :i], y[:, :i])) / lower[:, i, i, None]
-    return y, 2.0 * np.log(np.diagonal(lower, axis1=1, axis2=2)).sum(axis=1)
+    return y, 2.0 * np.log(np.diagonal(lower, axis1=1, axis2=2))
 
 
 def mahalanobis_logdet(nu: FloatArray, s: FloatArray) -> tuple[FloatArray, FloatArray]:
     """νᵀ S⁻¹ ν and ln|S| of innovations ν (P,D) with covariances S (P,D,D) (`whiten`)."""
     y, logdet = whiten(s, nu[:, :, None])
-    return np.einsum("pi,pi->p", y[:, :, 0], y[:, :, 0]), logdet
+    return np.einsum("pi,pi->p", y[:, :, 0], y[:, :, 0]), logdet.sum(axis=1)
 
 
 def wrap_angle(a: FloatArray) -> FloatArray:
