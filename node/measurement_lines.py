@@ -119,8 +119,14 @@ def _positive(check: Check) -> Check:
 
 
 def _nullable(check: Check) -> Check:
+    """null is None; so is a non-finite number where the field is a number: a value the sensor did
+    not measure (a radar's radial speed), which Python's json writes as NaN, and which fusion
+    takes as absent in-process too (docs/radar.md)."""
+
     def nullable(name: str, v: Any) -> Any:
-        return None if v is None else check(name, v)
+        if v is None or (check is _float and type(v) is float and not math.isfinite(v)):
+            return None
+        return check(name, v)
 
     return nullable
 

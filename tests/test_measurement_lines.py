@@ -162,6 +162,19 @@ def test_non_finite_numbers_are_refused(literal: str) -> None:
     assert isinstance(result, Rejected) and result.reason == NON_FINITE and "range_m" in result.detail
 
 
+@pytest.mark.parametrize("literal", ["NaN", "Infinity"])
+def test_a_non_finite_radial_speed_is_not_measured(literal: str) -> None:
+    """A radar without range-rate written by Python's json (`float("nan")` -> NaN): in a field
+    that may be null, the detection is kept without range-rate, as fusion takes a NaN radial from
+    a driver; a required field stays refused (above)."""
+    text = line(RADAR, radial_mps=float("nan"), sigma_radial_mps=float("nan")).replace("NaN", literal)
+    assert literal in text
+    result = parse_line(text)
+    assert isinstance(result, RadarDetection), result
+    assert result.radial_mps is None and result.sigma_radial_mps is None
+    assert result.range_m == RADAR.range_m
+
+
 # -- the schema ---------------------------------------------------------------------------------
 
 
