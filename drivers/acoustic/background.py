@@ -17,7 +17,12 @@ at 100 Hz and its harmonics, or in a gusty field. A few minutes of the site's ow
   one, make `learn` refuse, because a threshold set above a drone would blind the node to it.
 
 The file is small JSON; it names the detector weights it was made with (SHA-256), and a detector
-refuses a background made for other weights, whose logits mean something else.
+refuses a background made for other weights, whose logits mean something else. It also says which
+path scored its windows (`learnt_on`: "mono", one beam of the channels, or "array", through the
+pipeline of the array named by `array_geometry`): the threshold is a statement about those scores,
+and a node that scores otherwise (an array's sources with its evidence against a mono-learnt
+background, or another array) is told so (`mismatch`, in the driver's health). Files written before
+the field existed were all learnt on one beam and load as "mono".
 """
 
 from __future__ import annotations
@@ -62,6 +67,29 @@ class Background:
     seconds: float
     weights_sha256: str
     sources: tuple[str, ...] = ()
+    array: str | None = None  # the geometry whose pipeline scored the windows; None: one beam (mono)
+
+    @property
+    def learnt_on(self) -> str:
+        return "mono" if self.array is None else "array"
+
+    def mismatch(self, array: str | None) -> str:
+        """A warning when the node scores through `array`'s pipeline (None: one beam) but the
+        background was learnt on another path, else "": its threshold was then set on other scores
+        than those it is compared with (an insect at a capsule, which the array marks down, raised
+        a mono-learnt one; another array's evidence moves scores otherwise)."""
+        if array == self.array:
+            return ""
+        learnt = "on one beam (mono)" if self.array is None else f"through the {self.array} array"
+        scored = "as one beam" if array is None else f"through the {array} array"
+        fix = (
+            "score the array's recordings through it (--geometry)"
+            if array is None
+            else "learn it again through the array (calibrate acoustic-background --capture, or --geometry)"
+        )
+        return (
+            f"site background learnt {learnt} but scored {scored}: its threshold is for other scores; {fix}"
+        )
 
     def threshold(self, false_alarms_per_hour: float) -> float:
         """Drone likelihood above which this site's background alone raises `false_alarms_per_hour`
@@ -85,6 +113,8 @@ class Background:
             "logit_max": round(self.logit_max, 4),
             "threshold_at_1_per_hour": round(self.threshold(1.0), 4),
             "sources": list(self.sources),
+            "learnt_on": self.learnt_on,
+            "array_geometry": self.array,
             "suppress_db": np.round(self.suppress_db, 2).tolist(),
         }
 
@@ -117,6 +147,7 @@ class Background:
                 seconds=float(doc["seconds"]),
                 weights_sha256=str(doc["weights_sha256"]),
                 sources=tuple(str(s) for s in doc.get("sources", [])),
+                array=_learnt_on(doc),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BackgroundError(f"{path}: damaged background file ({exc!r})") from exc
@@ -125,17 +156,36 @@ class Background:
         return bg
 
 
+def _learnt_on(doc: dict[str, Any]) -> str | None:
+    """The array the file's windows were scored through, None for one beam; a file without the
+    field predates it and was learnt on one beam."""
+    path = doc.get("learnt_on", "mono")
+    if path == "mono":
+        return None
+    geometry = doc.get("array_geometry")
+    if path != "array" or not isinstance(geometry, str) or not geometry:
+        raise ValueError(f"learnt_on {path!r} with array_geometry {geometry!r}")
+    return geometry
+
+
 def line_profile(white_spectra: FloatArray) -> FloatArray:
     """Standing lines from the background windows' whitened spectra (windows, bins): the median
     over windows, minus LINE_MARGIN_DB, floored at 0 (a bin that is not a line subtracts nothing)."""
     return np.asarray(np.maximum(np.median(white_spectra, axis=0) - LINE_MARGIN_DB, 0.0), dtype=np.float64)
 
 
-def logit_stats(logits: FloatArray) -> tuple[float, float, float]:
+def logit_stats(logits: FloatArray, upper: bool = False) -> tuple[float, float, float]:
     """(centre, spread, max) of the background logits, robust to a few odd windows: median and
-    IQR/1.349, the spread at least 0.25 (a perfectly steady background must not give a razor edge)."""
+    IQR/1.349, the spread at least 0.25 (a perfectly steady background must not give a razor edge).
+
+    `upper`: the spread from the upper half alone, (q75 - median)/0.6745, for an array's scores:
+    its evidence marks sources down (an insect at a capsule by up to 10 in logit, a comb without
+    one direction by up to 4), so they have a low tail made by the evidence that says nothing of how
+    high the site's sound reaches (the false alarms), but would widen the IQR and raise the
+    threshold. One beam's scores have no such tail; their two-sided spread stays as measured."""
     q25, q50, q75 = np.percentile(logits, [25, 50, 75])
-    return float(q50), max(float(q75 - q25) / 1.349, 0.25), float(np.max(logits))
+    spread = (q75 - q50) / 0.6745 if upper else (q75 - q25) / 1.349
+    return float(q50), max(float(spread), 0.25), float(np.max(logits))
 
 
 def drone_like_run(called: npt.NDArray[np.bool_]) -> tuple[int, int]:
