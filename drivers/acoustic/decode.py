@@ -31,6 +31,7 @@ from cuas_node.drivers.acoustic.detector import Detection, DroneDetector
 from cuas_node.drivers.acoustic.driver import BLOCK_S, AcousticArrayDriver, AcousticPipeline
 from cuas_node.drivers.acoustic.driver import WINDOW_S as STREAM_WINDOW_S
 from cuas_node.drivers.acoustic.geometry import ArrayGeometry, for_channels
+from cuas_node.drivers.acoustic.nearfield import CapsuleGains
 from cuas_node.drivers.acoustic.protocol import PcmFrameParser
 from cuas_node.drivers.acoustic.steering import steered_mono
 from cuas_node.drivers.transport import Transport
@@ -188,9 +189,18 @@ def score_samples(name: str, x: FloatArray, rate: int, det: DroneDetector) -> di
 
 def score_array_samples(name: str, x: FloatArray, pipeline: AcousticPipeline) -> dict[str, Any]:
     """`score_wav_files`' object for a recording of a known array (n, wire channels), scored as
-    the node's driver scores its stream: 1 s windows every 0.5 s through the array's pipeline
-    (direction finding, the beam, the array's evidence; its capsule levels learnt over the file),
-    each window's most drone-like source; then the file's verdict as for one beam."""
+    the node's driver scores its stream (`array_window_detections`), then the file's verdict as
+    for one beam."""
+    return _verdict(name, array_window_detections(x, pipeline), pipeline.detector)
+
+
+def array_window_detections(x: FloatArray, pipeline: AcousticPipeline) -> list[Detection]:
+    """Per 1 s window every 0.5 s of a recording of the pipeline's array (n, wire channels), its
+    most drone-like source's detection, as the node's driver decides on its stream: direction
+    finding, the beam, the array's evidence, its capsule levels learnt over the recording. The node
+    raises a bearing for any source over the threshold, so the window's most drone-like source is
+    what a false alarm of that window is made of. Shared by `acoustic score` and the site background
+    learnt through the array (`ArrayScorer`): one scorer for both."""
     geo = pipeline.geometry
     if x.shape[1] < geo.min_channels:
         raise ValueError(
@@ -203,7 +213,46 @@ def score_array_samples(name: str, x: FloatArray, pipeline: AcousticPipeline) ->
     for s in range(0, max(1, mics.shape[0] - win + 1), hop):
         found = [src.detection for src in pipeline.process(mics[s : s + win])]
         best.append(max(found, key=lambda d: d.drone_likelihood, default=Detection(0.0, None, -120.0)))
-    return _verdict(name, best, pipeline.detector)
+    return best
+
+
+class ArrayScorer:
+    """The site background's windows scored through the array's pipeline (`background_learn`'s
+    `WindowScorer`): the scores the node compares the background's threshold with. `options` are
+    the pipeline's settings (`driver_factory.array_options`, or a recording's `--geometry`). The
+    capsule levels learnt on one recording carry over to the next and from the learner's first
+    pass to its second, as they carry over in the running node."""
+
+    window_s = STREAM_WINDOW_S
+    hop_s = BLOCK_S
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+        self.geometry: ArrayGeometry = options["geometry"]
+        self.array: str | None = self.geometry.name
+        self._capsules: CapsuleGains | None = None
+
+    def fits(self, x: FloatArray) -> bool:
+        """Whether samples (n, channels) carry this array's microphones."""
+        return x.ndim == 2 and x.shape[1] >= self.geometry.min_channels
+
+    def __call__(self, samples: FloatArray, sample_rate: int, detector: DroneDetector) -> list[Detection]:
+        pipeline = AcousticPipeline(sample_rate=sample_rate, detector=detector, **self.options)
+        if self._capsules is not None:
+            pipeline.capsules = self._capsules
+        out = array_window_detections(samples, pipeline)
+        self._capsules = pipeline.capsules
+        # Where the array finds no source the node takes no decision (likelihood 0 here, left out of
+        # the threshold's statistics), but the window is still heard: its level and spectrum are
+        # the microphones' plain sum's, the beam the array forms when no direction stands out, so
+        # that a quiet spell counts as the site and a line heard only now and then is not standing.
+        win, hop = int(self.window_s * sample_rate), int(self.hop_s * sample_rate)
+        mics = samples[:, list(self.geometry.channel_map)]
+        for i, d in enumerate(out):
+            if d.white_db is None:
+                plain = detector.detect(mics[i * hop : i * hop + win].mean(axis=1), sample_rate)
+                out[i] = Detection(0.0, None, plain.level_dbfs, False, plain.white_db)
+        return out
 
 
 def _verdict(name: str, dets: list[Detection], det: DroneDetector) -> dict[str, Any]:
