@@ -1,10 +1,18 @@
-"""`cuas-node calibrate acoustic-background OUT [--capture SECONDS] [WAV...]`: learn a site's sound.
+"""`cuas-node calibrate acoustic-background OUT [--capture SECONDS] [--geometry G] [WAV...]`: learn a
+site's sound.
 
-From WAV files of the site (channels averaged), or by listening to the configured array for
-SECONDS (`--config`, `--sensor`: its port and channel map; the frames are decoded as the driver
-decodes them and the microphones averaged). Writes the background file OUT
-(drivers/acoustic/background.py) and prints what it learnt and the line to put in the sensor's
-config; refuses (exit 1, nothing written) a background that holds a drone-like source.
+The background's threshold is compared, in the node, with the scores of the node's own path, so
+it is learnt on them (drivers/acoustic/background_learn.py). With the array known, by listening to
+the configured array for SECONDS (`--config`, `--sensor`: its port, geometry, channel map and
+pipeline settings; the frames are decoded as the driver decodes them) or from multichannel WAV
+files of it (`--geometry`, a preset or JSON positions, or `--config`/`--sensor`, as `acoustic
+score` takes them), every window is scored through the array's pipeline as the driver scores its
+stream (`decode.ArrayScorer`). Without one, or for a file with fewer channels than the array's (a
+note on stderr), the channels are put in step and averaged, one beam, as `acoustic score` does. A
+background is learnt on one path: the array's recordings and one-beam ones are not mixed. Writes
+the background file OUT (drivers/acoustic/background.py, which records the path it was learnt
+on) and prints what it learnt and the line to put in the sensor's config; refuses (exit 1, nothing
+written) a background that holds a drone-like source.
 """
 
 from __future__ import annotations
@@ -20,25 +28,42 @@ import numpy as np
 
 from cuas_node.calibration.cli_common import find_sensor, optional_config
 
+PROG = "cuas-node calibrate acoustic-background"
+
 
 def add_acoustic_background_parser(csub: Any) -> None:
     """`calibrate acoustic-background`: its arguments."""
     bg = csub.add_parser(
-        "acoustic-background", help="learn the site's ambient sound for the acoustic detector"
+        "acoustic-background",
+        help="learn the site's ambient sound for the acoustic detector",
+        description="Learn the site's sound, scored as the node scores it: through the array's "
+        "pipeline when the array is known (--capture, or --geometry or --config/--sensor with its "
+        "multichannel WAVs), else as one beam of the channels. The file records which (learnt_on). "
+        "Options go before OUT, e.g. `calibrate acoustic-background --geometry respeaker-4 "
+        "bg.json site.wav`.",
     )
     bg.add_argument("out", type=Path, help="background file to write (JSON)")
     bg.add_argument("wav", nargs="*", type=Path, help="WAV recordings of the site (no drone flying)")
-    bg.add_argument("--capture", type=float, metavar="SECONDS", help="listen to the configured array")
-    bg.add_argument("--config", help="config file (the array's port and channel map, with --capture)")
+    bg.add_argument(
+        "--capture", type=float, metavar="SECONDS", help="listen to the configured array (--config, --sensor)"
+    )
+    bg.add_argument("--config", help="config file: the acoustic-array --sensor's port and array")
     bg.add_argument("--sensor", help="acoustic-array sensor id in --config")
+    bg.add_argument(
+        "--geometry",
+        help="the WAVs' array: a preset (respeaker-4, respeaker-6, minidsp-uma8) or a JSON list of "
+        "microphone positions [[x, y, z], ...] in metres; their windows are scored through the "
+        "array's pipeline, as the node scores them (as `acoustic score --geometry`)",
+    )
     bg.add_argument(
         "--false-alarms-per-hour", type=float, default=1.0, help="target rate to report the threshold for"
     )
 
 
 def capture_array(sensor: Any, seconds: float) -> Any:
-    """`seconds` of the array's stream, microphones averaged → Recording. Frames after a gap or a
-    format change start a new stretch; the longest stretch is kept."""
+    """`seconds` of the array's stream → Recording of its wire channels (n, the array's
+    `min_channels`), as the driver reads them. Frames after a gap or a format change start a new
+    stretch; the longest stretch is kept."""
     from cuas_node.drivers.acoustic.background_learn import Recording
     from cuas_node.drivers.acoustic.geometry import resolve
     from cuas_node.drivers.acoustic.protocol import PcmFrameParser
@@ -59,42 +84,74 @@ def capture_array(sensor: Any, seconds: float) -> Any:
                 if frame.sample_rate != rate or frame.gap or frame.restart:
                     stretches.append([])
                     rate = frame.sample_rate
-                chunk = frame.samples[:, list(geometry.channel_map)].astype(np.float64) / 32768.0
-                stretches[-1].append((rate, chunk.mean(axis=1)))
+                chunk = frame.samples[:, : geometry.min_channels].astype(np.float64) / 32768.0
+                stretches[-1].append((rate, chunk))
     finally:
         transport.close()
-    best = max(stretches, key=lambda s: sum(c.size for _, c in s))
+    best = max(stretches, key=lambda s: sum(c.shape[0] for _, c in s))
     if not best:
         raise ValueError(f"no audio frames from {sensor.port} in {seconds:g} s (is the array streaming?)")
     return Recording(f"{sensor.port} (capture)", np.concatenate([c for _, c in best]), best[0][0])
 
 
-def cmd_acoustic_background(args: argparse.Namespace) -> int:
-    from cuas_node.drivers.acoustic.background import BackgroundError
-    from cuas_node.drivers.acoustic.background_learn import Recording, learn_background
-    from cuas_node.drivers.acoustic.decode import read_wav
-    from cuas_node.drivers.acoustic.detector import DroneDetector, shipped_threshold
+def _recordings(args: argparse.Namespace) -> tuple[list[Any], Any]:
+    """The recordings to learn from and the scorer of their windows: the array's pipeline when
+    the array is known and they carry its channels, else one beam (`MonoScorer`)."""
+    from cuas_node.acoustic_cli import recording_array_options
+    from cuas_node.drivers.acoustic.background_learn import MonoScorer, Recording
+    from cuas_node.drivers.acoustic.decode import ArrayScorer, read_wav
     from cuas_node.drivers.acoustic.steering import steered_mono
 
-    if not args.false_alarms_per_hour > 0:
-        raise ValueError("--false-alarms-per-hour must be > 0")
-    recordings = []
+    if bool(args.config) != bool(args.sensor):
+        raise ValueError("--config and --sensor go together")
+    sensor = find_sensor(optional_config(args), args.sensor)
+    if sensor is not None and getattr(sensor, "kind", None) != "acoustic-array":
+        raise ValueError(f"sensor {args.sensor!r} is not an acoustic-array")
+    options = recording_array_options(args.geometry, sensor)
+    array = None if options is None else ArrayScorer(options)
+    on_array, one_beam = [], []
     for path in args.wav:
         x, rate = read_wav(path)  # ValueError naming the file if it is not a WAV
-        recordings.append(Recording(str(path), steered_mono(x, rate), rate))  # as `acoustic score`
+        if array is not None and array.fits(x):
+            on_array.append(Recording(str(path), x, rate))
+            continue
+        if array is not None:
+            print(
+                f"{PROG}: {path}: {x.shape[1]} channel(s), not the {array.geometry.name} array's "
+                f"{array.geometry.min_channels}: scored as one beam, without the array's evidence",
+                file=sys.stderr,
+            )
+        one_beam.append(Recording(str(path), steered_mono(x, rate), rate))  # as `acoustic score`
     if args.capture is not None:
         if not args.capture > 0:
             raise ValueError("--capture SECONDS must be > 0")
-        sensor = find_sensor(optional_config(args), args.sensor)
-        if sensor is None or getattr(sensor, "kind", None) != "acoustic-array":
+        if sensor is None or array is None:
             raise ValueError("--capture needs --config and --sensor naming an acoustic-array")
-        recordings.append(capture_array(sensor, args.capture))
-    if not recordings:
+        on_array.append(capture_array(sensor, args.capture))
+    if on_array and one_beam and array is not None:
+        # One threshold for two kinds of score would fit neither.
+        raise ValueError(
+            f"{len(one_beam)} recording(s) scored as one beam ({', '.join(r.name for r in one_beam)}) "
+            f"and {len(on_array)} through the {array.geometry.name} array: learn the background from "
+            "the array's recordings only"
+        )
+    if not (on_array or one_beam):
         raise ValueError("give WAV files of the site, or --capture SECONDS with --config and --sensor")
+    return (on_array, array) if on_array else (one_beam, MonoScorer())
+
+
+def cmd_acoustic_background(args: argparse.Namespace) -> int:
+    from cuas_node.drivers.acoustic.background import BackgroundError
+    from cuas_node.drivers.acoustic.background_learn import learn_background
+    from cuas_node.drivers.acoustic.detector import DroneDetector, shipped_threshold
+
+    if not args.false_alarms_per_hour > 0:
+        raise ValueError("--false-alarms-per-hour must be > 0")
+    recordings, scorer = _recordings(args)
     try:
-        background = learn_background(recordings)
+        background = learn_background(recordings, scorer=scorer)
     except BackgroundError as exc:
-        print(f"cuas-node calibrate acoustic-background: refused: {exc}")
+        print(f"{PROG}: refused: {exc}")
         return 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
     background.save(args.out)
@@ -102,6 +159,8 @@ def cmd_acoustic_background(args: argparse.Namespace) -> int:
         "background_file": str(args.out),
         "seconds": round(background.seconds, 1),
         "windows": background.windows,
+        "learnt_on": background.learnt_on,
+        "array_geometry": background.array,
         "standing_line_bins": int(np.count_nonzero(background.suppress_db)),
         "false_alarms_per_hour": args.false_alarms_per_hour,
         "threshold": round(background.threshold(args.false_alarms_per_hour), 4),

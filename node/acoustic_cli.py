@@ -69,21 +69,35 @@ def _array(args: argparse.Namespace, detector: Any) -> Callable[[int], Any] | No
     """A maker of the array's pipeline for a file's sample rate, when the recording's array is
     known (`--geometry`, or the `--sensor`'s): the node's own path for its stream. None: one beam."""
     from cuas_node.calibration.cli_common import find_sensor, optional_config
-    from cuas_node.driver_factory import array_options
     from cuas_node.drivers.acoustic.driver import AcousticPipeline
-    from cuas_node.drivers.acoustic.geometry import resolve
 
     sensor = find_sensor(optional_config(args), args.sensor) if args.config and args.sensor else None
+    options = recording_array_options(args.geometry, sensor)
+    if options is None:
+        return None
+    return lambda rate: AcousticPipeline(sample_rate=rate, detector=detector, **options)
+
+
+def recording_array_options(geometry: str | None, sensor: Any) -> dict[str, Any] | None:
+    """The pipeline settings of the array a recording was made with (`AcousticPipeline`'s
+    keywords): the configured acoustic-array `sensor`'s (`driver_factory.array_options`), its
+    geometry replaced by `geometry` when given (a preset name or a JSON list of positions: the
+    recording's own array, whatever the config's). None when neither names an array: one beam.
+    Shared by `acoustic score` and `calibrate acoustic-background`, so both score a recording as
+    the node's driver scores the array's stream."""
+    from cuas_node.driver_factory import array_options
+    from cuas_node.drivers.acoustic.geometry import resolve
+
     options: dict[str, Any] = {} if sensor is None else array_options(sensor)
-    if args.geometry is not None:  # the recording's own array, whatever the config's
+    if geometry is not None:
         try:
-            spec = json.loads(args.geometry) if args.geometry.lstrip().startswith("[") else args.geometry
+            spec = json.loads(geometry) if geometry.lstrip().startswith("[") else geometry
             options["geometry"] = resolve(spec)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"--geometry: {exc}") from None
     elif sensor is None:
         return None
-    return lambda rate: AcousticPipeline(sample_rate=rate, detector=detector, **options)
+    return options
 
 
 def cmd_acoustic(args: argparse.Namespace) -> int:
@@ -98,12 +112,14 @@ def cmd_acoustic(args: argparse.Namespace) -> int:
         print(f"cuas-node acoustic score: {exc}", file=sys.stderr)
         return 2
     status = 0
+    warned: set[str] = set()
     for path in args.wav:
         try:
             x, rate = read_wav(Path(path))
             _warn_if_narrowband(path, rate)
             pipeline = None if array is None else array(rate)
             if pipeline is not None and x.shape[1] >= pipeline.geometry.min_channels:
+                _warn_if_learnt_otherwise(detector, pipeline.geometry.name, warned)
                 obj = score_array_samples(str(path), x, pipeline)  # the node's path for its stream
             else:
                 if pipeline is not None:
@@ -113,6 +129,7 @@ def cmd_acoustic(args: argparse.Namespace) -> int:
                         "scored as one beam, without the array's evidence",
                         file=sys.stderr,
                     )
+                _warn_if_learnt_otherwise(detector, None, warned)
                 obj = score_samples(str(path), x, rate, detector)  # as `score_wav_files`, read once
             print(json.dumps(obj, separators=(",", ":")), flush=True)
         except (OSError, ValueError) as exc:
@@ -122,6 +139,15 @@ def cmd_acoustic(args: argparse.Namespace) -> int:
             print(f"cuas-node acoustic score: {named}", file=sys.stderr)
             status = 1
     return status
+
+
+def _warn_if_learnt_otherwise(detector: Any, array: str | None, warned: set[str]) -> None:
+    """Once per kind of mismatch: the background's threshold was learnt on other scores than
+    these (`Background.mismatch`), so the decisions here are not the ones it was set for."""
+    word = "" if detector.background is None else detector.background.mismatch(array)
+    if word and word not in warned:
+        warned.add(word)
+        print(f"cuas-node acoustic score: note: {word}", file=sys.stderr)
 
 
 def _warn_if_narrowband(path: Path | str, rate: int) -> None:

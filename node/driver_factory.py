@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,8 @@ from cuas_node.config import (
 from cuas_node.drivers.driver import SensorDriver, SensorHealth
 from cuas_node.kernel.clock import Clock
 from cuas_node.kernel.measurement import AnyMeasurement, SensorState
+
+log = logging.getLogger(__name__)
 
 
 class UnsupportedSensor(Exception):
@@ -119,13 +122,15 @@ def build_driver(
             )
         except ValueError as exc:  # BackgroundError: unreadable, damaged, other weights
             raise UnsupportedSensor(f"sensor {sensor.id!r}: background_file: {exc}") from None
+        options = array_options(sensor)
+        if detector.background is not None:
+            # A threshold learnt on other scores than the driver's (a mono-learnt background, or
+            # another array's) still loads, as before the path was recorded; say so at start.
+            word = detector.background.mismatch(options["geometry"].name)
+            if word:
+                log.warning("sensor %r: background_file %s: %s", sensor.id, sensor.background_file, word)
         return AcousticArrayDriver.from_port(
-            sensor.id,
-            sensor.port,
-            clock,
-            baudrate=sensor.baudrate,
-            detector=detector,
-            **array_options(sensor),
+            sensor.id, sensor.port, clock, baudrate=sensor.baudrate, detector=detector, **options
         )
     raise UnsupportedSensor(f"sensor {sensor.id!r}: kind {sensor.kind!r} has no driver in this version")
 
