@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,8 +17,6 @@ from cuas_node.config import (
 from cuas_node.drivers.driver import SensorDriver, SensorHealth
 from cuas_node.kernel.clock import Clock
 from cuas_node.kernel.measurement import AnyMeasurement, SensorState
-
-log = logging.getLogger(__name__)
 
 
 class UnsupportedSensor(Exception):
@@ -122,17 +119,28 @@ def build_driver(
             )
         except ValueError as exc:  # BackgroundError: unreadable, damaged, other weights
             raise UnsupportedSensor(f"sensor {sensor.id!r}: background_file: {exc}") from None
-        options = array_options(sensor)
-        if detector.background is not None:
-            # A threshold learnt on other scores than the driver's (a mono-learnt background, or
-            # another array's) still loads, as before the path was recorded; say so at start.
-            word = detector.background.mismatch(options["geometry"].name)
-            if word:
-                log.warning("sensor %r: background_file %s: %s", sensor.id, sensor.background_file, word)
         return AcousticArrayDriver.from_port(
-            sensor.id, sensor.port, clock, baudrate=sensor.baudrate, detector=detector, **options
+            sensor.id,
+            sensor.port,
+            clock,
+            baudrate=sensor.baudrate,
+            detector=detector,
+            **array_options(sensor),
         )
     raise UnsupportedSensor(f"sensor {sensor.id!r}: kind {sensor.kind!r} has no driver in this version")
+
+
+def background_mismatch(driver: SensorDriver) -> str:
+    """A warning when an acoustic array's site background was learnt on another path than the
+    driver's pipeline (one beam, or another array: `Background.mismatch`), else "". Such a file
+    still loads, as files written before the path was recorded must; its threshold was set on
+    other scores than the driver compares it with, so the pre-flight (`run`, `config check`,
+    `doctor`) says so."""
+    from cuas_node.drivers.acoustic.driver import AcousticArrayDriver
+
+    if not isinstance(driver, AcousticArrayDriver) or driver.detector.background is None:
+        return ""
+    return driver.detector.background.mismatch(driver.geometry.name)
 
 
 def array_options(sensor: AcousticArraySensor) -> dict[str, Any]:

@@ -18,8 +18,10 @@ Each check uses the very function `run` uses, so the two cannot drift apart:
 
 What is not refused, only warned about (`run` logs each warning once; `doctor` turns them into
 WARN lines, and the plaintext password into a FAIL): a secret file that other users can read or
-that has an unexpected owner, a password sent without TLS to another machine, and keys that the
-node ignores (a password file without a user name, TLS files with TLS off).
+that has an unexpected owner, a password sent without TLS to another machine, keys that the
+node ignores (a password file without a user name, TLS files with TLS off), and an acoustic
+array's site background learnt on another path than the array's pipeline (its threshold was set
+on other scores: `driver_factory.background_mismatch`).
 
 One documented owner and mode for every secret file (docs/deployment.md, systemd/install.sh):
 `root:cuas 0640`. root owns it so the service cannot rewrite its own secrets; the service's group
@@ -100,7 +102,7 @@ def startup_problems(config: Config, env: Mapping[str, str] = os.environ) -> tup
     _check_password(config, env, problems, notes)
     _check_tls(config, problems, notes)
     _check_commands(config, problems)
-    _check_sensors(config, problems)
+    _check_sensors(config, problems, notes)
     _check_directories(config, problems)
     _check_web(config, problems, notes)
     _check_outputs(config, problems)
@@ -287,11 +289,12 @@ def _check_commands(config: Config, problems: list[str]) -> None:
         problems += [_with_path(p, exc.source) for p in exc.problems]
 
 
-def _check_sensors(config: Config, problems: list[str]) -> None:
-    """Build each enabled sensor's driver as `run` does (no port is opened) and drop it."""
+def _check_sensors(config: Config, problems: list[str], notes: list[str]) -> None:
+    """Build each enabled sensor's driver as `run` does (no port is opened) and drop it; a note
+    for an acoustic background learnt on another path than the array's (`background_mismatch`)."""
     if not any(s.enabled for s in config.sensors):
         return
-    from cuas_node.driver_factory import UnsupportedSensor, build_driver
+    from cuas_node.driver_factory import UnsupportedSensor, background_mismatch, build_driver
     from cuas_node.fusion_setup import read_reflectors
     from cuas_node.kernel.clock import SystemClock
 
@@ -305,11 +308,16 @@ def _check_sensors(config: Config, problems: list[str]) -> None:
             except ConfigError as exc:
                 problems += [f"sensors[{index}] (env CUAS_SENSORS): {p}" for p in exc.problems]
         try:
-            build_driver(sensor, clock)
+            driver = build_driver(sensor, clock)
         except UnsupportedSensor as exc:
             problems.append(f"sensors[{index}] (env CUAS_SENSORS): {exc}")
         except (OSError, ValueError) as exc:
             problems.append(f"sensors[{index}] (env CUAS_SENSORS): sensor {sensor.id!r}: {exc}")
+        else:
+            if word := background_mismatch(driver):
+                notes.append(
+                    f"sensors[{index}] (env CUAS_SENSORS): sensor {sensor.id!r}: background_file: {word}"
+                )
 
 
 def _check_directories(config: Config, problems: list[str]) -> None:
