@@ -1,4 +1,4 @@
-"""`cuas-node calibrate acoustic-background OUT [--capture SECONDS] [--geometry G] [WAV...]`: learn a
+"""`cuas-node calibrate acoustic-background [--capture SECONDS] [--geometry G] OUT [WAV...]`: learn a
 site's sound.
 
 The background's threshold is compared, in the node, with the scores of the node's own path, so
@@ -39,8 +39,8 @@ def add_acoustic_background_parser(csub: Any) -> None:
         description="Learn the site's sound, scored as the node scores it: through the array's "
         "pipeline when the array is known (--capture, or --geometry or --config/--sensor with its "
         "multichannel WAVs), else as one beam of the channels. The file records which (learnt_on). "
-        "Options go before OUT, e.g. `calibrate acoustic-background --geometry respeaker-4 "
-        "bg.json site.wav`.",
+        "Options go before OUT or after the WAVs, e.g. `calibrate acoustic-background --geometry "
+        "respeaker-4 bg.json site.wav`.",
     )
     bg.add_argument("out", type=Path, help="background file to write (JSON)")
     bg.add_argument("wav", nargs="*", type=Path, help="WAV recordings of the site (no drone flying)")
@@ -127,6 +127,10 @@ def _recordings(args: argparse.Namespace) -> tuple[list[Any], Any]:
             raise ValueError("--capture SECONDS must be > 0")
         if sensor is None or array is None:
             raise ValueError("--capture needs --config and --sensor naming an acoustic-array")
+        if args.geometry is not None:  # the stream is the sensor's array: another would mislabel it
+            raise ValueError(
+                "--capture listens to the --sensor's array: its geometry is the config's, not --geometry"
+            )
         on_array.append(capture_array(sensor, args.capture))
     if on_array and one_beam and array is not None:
         # One threshold for two kinds of score would fit neither.

@@ -320,3 +320,17 @@ def test_capture_from_the_configured_array_learns_through_it(
     assert (summary["learnt_on"], summary["array_geometry"]) == ("array", "respeaker-4")
     # One stretch of the 20 s longer than 12 s holds the insect's 8-10 s.
     assert summary["seconds"] > SITE_S - INSECT_AT_S
+    # The stream is the sensor's array: another geometry would mislabel the background.
+    sensor = ("--config", str(config), "--sensor", "mic")
+    rc, _, err = _main(
+        capsys,
+        "calibrate",
+        "acoustic-background",
+        "--geometry",
+        "respeaker-6",
+        str(out),
+        "--capture",
+        "1",
+        *sensor,
+    )
+    assert rc == 1 and "--capture listens to the --sensor's array" in err
