@@ -21,8 +21,9 @@ refuses a background made for other weights, whose logits mean something else. I
 path scored its windows (`learnt_on`: "mono", one beam of the channels, or "array", through the
 pipeline of the array named by `array_geometry`): the threshold is a statement about those scores,
 and a node that scores otherwise (an array's sources with its evidence against a mono-learnt
-background, or another array) is told so (`mismatch`, in the driver's health). Files written before
-the field existed were all learnt on one beam and load as "mono".
+background, or another array) is told so (`mismatch`: a pre-flight note of `run`, `config check`
+and `doctor`, and a note of `acoustic score`). Files written before the field existed were all
+learnt on one beam and load as "mono".
 """
 
 from __future__ import annotations
