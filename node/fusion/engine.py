@@ -39,7 +39,7 @@ from cuas_node.fusion.params import (
     RadarSensor,
     RemoteIdReceiver,
 )
-from cuas_node.fusion.radar_frames import below_ground, outside_coverage, radar_arrays
+from cuas_node.fusion.radar_frames import below_ground, outside_coverage, radar_arrays, repeated_rows
 from cuas_node.fusion.remote_id_input import RemoteIdInput
 from cuas_node.fusion.reporting import track_reports
 from cuas_node.fusion.snapshots import Snapshots
@@ -74,9 +74,13 @@ class FusionCounters:
     outside_coverage: int = 0  # radar detections beyond the configured coverage by > OUTSIDE_SIGMAS σ (fused)
     without_range_rate: int = 0  # radar detections fused by the 3-D model (no usable range-rate)
     captured_after_now: int = 0  # stamped after `now`, or held at a clock step (`NodeCore._captured_by`)
+    duplicate: int = 0  # radar detections repeating one of the same radar and capture time (`repeated_rows`)
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
+REPEAT_HORIZON_S = 5.0
+"""How long a radar's frames are remembered to recognise one delivered again (`repeated_rows`):
+longer than any delivery delay fusion still takes a measurement after (`late`)."""
 _STAMP = operator.attrgetter("t_capture")
 _SCAN_KEY = operator.attrgetter("sensor_id", "__class__", "t_capture")  # one scan: see `fuse`
 
@@ -127,6 +131,7 @@ class FusionEngine:
         receivers = {s.sensor_id for s in setup.sensors if isinstance(s, RemoteIdReceiver)}
         self.remote_id = RemoteIdInput(self.params, self.tracker, self.binder, receivers)
         self.counters = FusionCounters()
+        self._frames: dict[str, dict[float, np.ndarray]] = {}  # per radar, its recent frames' z by time
         self._deleted: list[Snapshots] = []
         self.last_t = 0.0
 
@@ -138,6 +143,7 @@ class FusionEngine:
             "unsupported": self.counters.unsupported + self.remote_id.counters.unsupported,
             "waiting_for_position": self.counters.waiting_for_position,
             "captured_after_now": self.counters.captured_after_now,
+            "duplicate": self.counters.duplicate,
         }
 
     def successor(self) -> FusionEngine:
@@ -243,9 +249,20 @@ class FusionEngine:
         if not isinstance(model, RadarModel) or position_only is None:
             self.counters.unsupported += len(detections)
             return
+        z, sig, extent, valid, rate = radar_arrays(detections, self.range_bias.get(sensor_id, 0.0))
+        frames = self._frames.setdefault(sensor_id, {})
+        before = frames.get(t)
+        repeated = repeated_rows(z, before)
+        frames[t] = z if before is None else np.vstack([before, z])
+        while next(iter(frames)) < t - REPEAT_HORIZON_S:  # (in arrival order: capture order, mostly)
+            del frames[next(iter(frames))]
+        if repeated.any():  # a frame (or plots) delivered twice: fused once, the look counted once
+            self.counters.duplicate += int(np.count_nonzero(repeated))
+            if repeated.all():
+                return
+            valid = valid & ~repeated
         if model.sweeps:
             self._sweep_arrived(sensor_id, t)
-        z, sig, extent, valid, rate = radar_arrays(detections, self.range_bias.get(sensor_id, 0.0))
         stamps = np.fromiter(map(_STAMP, detections), float, len(detections)) if model.sweeps else None
         if not model.range_rate:
             rate[:] = False  # the radar is declared without range-rate: its radial values are not trusted

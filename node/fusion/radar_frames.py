@@ -46,6 +46,21 @@ def radar_arrays(
     return z, sig, rows[:, 8], valid, valid & finite[:, 3]
 
 
+def repeated_rows(z: np.ndarray, before: np.ndarray | None = None) -> np.ndarray:
+    """(M,) the detections of a frame z (M,4) that repeat one before them in it, or a row of
+    `before` (the same radar's frame of the same capture time, already fused): a frame delivered
+    twice, or a line written twice. Two objects never give one radar bit-identical plots (noise),
+    while a repeated plot fused again is a second track on the same target. NaN (no range-rate)
+    equals NaN here. One sort of the rows, not a Python loop: every frame is asked."""
+    rows = z if before is None else np.vstack([before, z])
+    filled = np.where(np.isnan(rows), np.inf, rows)  # NaN == NaN for this test (inf is not a valid value)
+    order = np.lexsort(filled.T[::-1])
+    ordered = filled[order]
+    same = np.zeros(rows.shape[0], dtype=bool)
+    same[order[1:]] = (ordered[1:] == ordered[:-1]).all(axis=1)
+    return same[rows.shape[0] - z.shape[0] :]
+
+
 OUTSIDE_SIGMAS = 3.0
 
 
