@@ -80,6 +80,7 @@ def test_fusion_counts_tracks_by_status(tmp_path: Path, schemas: dict[str, Any])
         "unsupported": 0,
         "waiting_for_position": 0,
         "captured_after_now": 0,
+        "duplicate": 0,
     }
     assert fusion["without_range_rate"] == 0
 
@@ -101,6 +102,7 @@ def test_fusion_counts_what_it_could_not_use_by_reason(tmp_path: Path, schemas: 
         "unsupported": 1,
         "waiting_for_position": 0,
         "captured_after_now": 0,
+        "duplicate": 0,
     }
     assert fusion["without_range_rate"] == 1
     jsonschema.validate(

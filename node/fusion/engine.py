@@ -23,8 +23,8 @@ from cuas_node.fusion.ground import Ground
 from cuas_node.fusion.identity import IdentityBinder
 from cuas_node.fusion.measurement_models import (
     BearingModel,
-    Coverage,
     MeasurementModel,
+    PhysicalCoverage,
     PositionVelocityModel,
     RadarModel,
     bearing_model,
@@ -39,7 +39,7 @@ from cuas_node.fusion.params import (
     RadarSensor,
     RemoteIdReceiver,
 )
-from cuas_node.fusion.radar_frames import below_ground, outside_coverage, radar_arrays, repeated_rows
+from cuas_node.fusion.radar_frames import RecentFrames, below_ground, outside_coverage, radar_arrays
 from cuas_node.fusion.remote_id_input import RemoteIdInput
 from cuas_node.fusion.reporting import track_reports
 from cuas_node.fusion.snapshots import Snapshots
@@ -57,7 +57,6 @@ from cuas_node.kernel.measurement import (
     RfPresence,
     saw_something,
 )
-from cuas_node.kernel.pose import Pose
 from cuas_node.kernel.reports import GeoPoint, NodePosition, TrackReport
 
 _GPS_AVERAGE = 10  # fixes averaged for the node's position; a static node then keeps a stable origin
@@ -74,13 +73,10 @@ class FusionCounters:
     outside_coverage: int = 0  # radar detections beyond the configured coverage by > OUTSIDE_SIGMAS σ (fused)
     without_range_rate: int = 0  # radar detections fused by the 3-D model (no usable range-rate)
     captured_after_now: int = 0  # stamped after `now`, or held at a clock step (`NodeCore._captured_by`)
-    duplicate: int = 0  # radar detections repeating one of the same radar and capture time (`repeated_rows`)
+    duplicate: int = 0  # radar detections repeating one of the same radar and capture time (`RecentFrames`)
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
-REPEAT_HORIZON_S = 5.0
-"""How long a radar's frames are remembered to recognise one delivered again (`repeated_rows`):
-longer than any delivery delay fusion still takes a measurement after (`late`)."""
 _STAMP = operator.attrgetter("t_capture")
 _SCAN_KEY = operator.attrgetter("sensor_id", "__class__", "t_capture")  # one scan: see `fuse`
 
@@ -131,7 +127,7 @@ class FusionEngine:
         receivers = {s.sensor_id for s in setup.sensors if isinstance(s, RemoteIdReceiver)}
         self.remote_id = RemoteIdInput(self.params, self.tracker, self.binder, receivers)
         self.counters = FusionCounters()
-        self._frames: dict[str, dict[float, np.ndarray]] = {}  # per radar, its recent frames' z by time
+        self.recent_frames = RecentFrames()
         self._deleted: list[Snapshots] = []
         self.last_t = 0.0
 
@@ -250,17 +246,11 @@ class FusionEngine:
             self.counters.unsupported += len(detections)
             return
         z, sig, extent, valid, rate = radar_arrays(detections, self.range_bias.get(sensor_id, 0.0))
-        frames = self._frames.setdefault(sensor_id, {})
-        before = frames.get(t)
-        repeated = repeated_rows(z, before)
-        frames[t] = z if before is None else np.vstack([before, z])
-        while next(iter(frames)) < t - REPEAT_HORIZON_S:  # (in arrival order: capture order, mostly)
-            del frames[next(iter(frames))]
-        if repeated.any():  # a frame (or plots) delivered twice: fused once, the look counted once
-            self.counters.duplicate += int(np.count_nonzero(repeated))
-            if repeated.all():
-                return
-            valid = valid & ~repeated
+        repeated = self.recent_frames.repeated(sensor_id, t, z)  # a frame delivered twice: fused once
+        self.counters.duplicate += int(np.count_nonzero(repeated))
+        if repeated.all():
+            return  # fused already, and its look counted
+        valid &= ~repeated
         if model.sweeps:
             self._sweep_arrived(sensor_id, t)
         stamps = np.fromiter(map(_STAMP, detections), float, len(detections)) if model.sweeps else None
@@ -450,16 +440,5 @@ class FusionEngine:
             return []
         radars = [(m.pose, m.coverage) for m in self.models.values() if isinstance(m, RadarModel)]
         return track_reports(
-            snapshots, slots, self.frame, self.tracker.table, self.binder, _PhysicalCoverage(radars)
+            snapshots, slots, self.frame, self.tracker.table, self.binder, PhysicalCoverage(radars)
         )
-
-
-@dataclass(frozen=True)
-class _PhysicalCoverage:
-    """Whether a point is inside any radar's coverage (a Remote ID claim there should be seen)."""
-
-    radars: list[tuple[Pose, Coverage]]
-
-    def __call__(self, enu: np.ndarray) -> bool:
-        point = np.asarray(enu, dtype=np.float64).reshape(1, 3)
-        return any(bool(coverage.contains(pose, point)[0]) for pose, coverage in self.radars)

@@ -84,6 +84,17 @@ class Coverage:
         return np.asarray(np.maximum(metres.max(axis=0), 0.0), dtype=np.float64)
 
 
+@dataclass(frozen=True)
+class PhysicalCoverage:
+    """Whether a point is inside any radar's coverage (a Remote ID claim there should be seen)."""
+
+    radars: list[tuple[Pose, Coverage]]
+
+    def __call__(self, enu: np.ndarray) -> bool:
+        point = np.asarray(enu, dtype=np.float64).reshape(1, 3)
+        return any(bool(coverage.contains(pose, point)[0]) for pose, coverage in self.radars)
+
+
 RADIAL_SPAN_MPS = 40.0
 """The range-rate interval clutter spreads over in a radar's measurement volume (±20 m/s)."""
 

@@ -61,6 +61,28 @@ def repeated_rows(z: np.ndarray, before: np.ndarray | None = None) -> np.ndarray
     return same[rows.shape[0] - z.shape[0] :]
 
 
+REPEAT_HORIZON_S = 5.0
+"""How long a radar's frames are remembered to recognise one delivered again (`RecentFrames`):
+longer than any delivery delay fusion still takes a measurement after (`late`)."""
+
+
+class RecentFrames:
+    """Each radar's frames of the last `REPEAT_HORIZON_S`, by capture time."""
+
+    def __init__(self) -> None:
+        self._frames: dict[str, dict[float, np.ndarray]] = {}
+
+    def repeated(self, sensor_id: str, t: float, z: np.ndarray) -> np.ndarray:
+        """(M,) the detections of the radar's frame z at `t` already given (`repeated_rows`)."""
+        frames = self._frames.setdefault(sensor_id, {})
+        before = frames.get(t)
+        out = repeated_rows(z, before)
+        frames[t] = z if before is None else np.vstack([before, z])
+        while next(iter(frames)) < t - REPEAT_HORIZON_S:  # in arrival order: capture order, mostly
+            del frames[next(iter(frames))]
+        return out
+
+
 OUTSIDE_SIGMAS = 3.0
 
 
