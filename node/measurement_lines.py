@@ -119,16 +119,23 @@ def _positive(check: Check) -> Check:
 
 
 def _nullable(check: Check) -> Check:
-    """null is None; so is a non-finite number where the field is a number: a value the sensor did
-    not measure (a radar's radial speed), which Python's json writes as NaN, and which fusion
-    takes as absent in-process too (docs/radar.md)."""
-
     def nullable(name: str, v: Any) -> Any:
-        if v is None or (check is _float and type(v) is float and not math.isfinite(v)):
-            return None
-        return check(name, v)
+        return None if v is None else check(name, v)
 
     return nullable
+
+
+NOT_MEASURED_IF_NON_FINITE = frozenset({"radial_mps", "sigma_radial_mps"})
+"""Fields where a non-finite number reads as null: a radar's radial speed it did not measure, which
+Python's json writes as NaN and which fusion takes as absent in-process too (docs/radar.md).
+Elsewhere a non-finite number is refused (an infinite bearing sigma means something else)."""
+
+
+def _non_finite_is_null(check: Check) -> Check:
+    def lenient(name: str, v: Any) -> Any:
+        return None if type(v) is float and not math.isfinite(v) else check(name, v)
+
+    return lenient
 
 
 def _array(items: tuple[Check, ...] | Check) -> Check:
@@ -193,6 +200,8 @@ def _kind(cls: type) -> _Kind:
         check = _check_for(hint, f"{cls.__name__}.{f.name}")
         if f.name.startswith("sigma_"):
             check = _positive(check)
+        if f.name in NOT_MEASURED_IF_NON_FINITE:
+            check = _non_finite_is_null(check)
         absent: object = _REQUIRED
         if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
             absent = _DEFAULT

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cuas_node.fusion.radar_frames import repeated_rows
+from cuas_node.fusion.radar_frames import REPEAT_MAX_FRAMES, RecentFrames, repeated_rows
 from cuas_node.replay import GOLDEN_DIR, replay_to_string
 from cuas_node.track import Tracking
 from cuas_node.track_cli import track_config
@@ -51,7 +51,7 @@ def test_a_radar_recording_fed_twice_gives_the_same_tracks() -> None:
 
     twice, dropped = _run([text for text in lines for _ in range(2)])
     assert twice == once
-    assert dropped["duplicate"] == radar_lines
+    assert dropped["duplicate"] == radar_lines and dropped["invalid"] == 0  # counted once, as what they are
 
     frames: dict[float, list[str]] = {}
     for text in lines:
@@ -67,3 +67,16 @@ def test_a_radar_recording_fed_twice_gives_the_same_tracks() -> None:
     resent, dropped = _run(late)
     assert resent == once
     assert dropped["duplicate"] == len(frames[again_t])
+
+
+def test_the_memory_of_recent_frames_stays_bounded() -> None:
+    """Capture times that go back (a sensor clock reset the node's clock did not see) or a frame
+    sent over and over cannot make it grow: at most `REPEAT_MAX_FRAMES` frames, each row once."""
+    frames = RecentFrames()
+    z = np.random.default_rng(1).normal(size=(80, 4))
+    for k in range(12_000):
+        frames.repeated("radar", (k if k < 200 else k - 1_000_000) * 0.05, z + k)
+    assert len(frames._frames["radar"]) <= REPEAT_MAX_FRAMES
+    again = [frames.repeated("radar", 2.0, z).all() for _ in range(50)]
+    assert again == [False] + [True] * 49
+    assert frames._frames["radar"][2.0].shape == z.shape

@@ -167,6 +167,21 @@ def test_a_turn_model_carries_a_state_along_its_circle() -> None:
         assert np.allclose(f[k, 1], cv_matrix(np.array([t]))[0])
 
 
+def test_whitening_a_batch_with_one_matrix_rounding_left_indefinite_keeps_every_row() -> None:
+    """One covariance of a batch not positive definite (rounding): it is replaced by its nearest
+    positive definite matrix and factorised like the rest, so every matrix's rows stay its rows
+    (the IMM weighs a range-rate row apart) and the healthy ones' results do not move."""
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(6, 4, 6))
+    s = a @ a.transpose(0, 2, 1) + 1e-3 * np.eye(4)
+    b = rng.normal(size=(6, 4, 1))
+    healthy_y, healthy_logdet = whiten(s[:5], b[:5])
+    s[5] = np.diag([1.0, 2.0, 3.0, -1e-9])  # indefinite by a rounding error
+    y, logdet = whiten(s, b)
+    assert np.allclose(y[:5], healthy_y) and np.allclose(logdet[:5], healthy_logdet)
+    assert np.allclose(logdet[5, :3], np.log([1.0, 2.0, 3.0])) and np.isfinite(y[5]).all()
+
+
 def _gaussian(nu: np.ndarray, s: np.ndarray) -> float:
     return float(np.exp(-0.5 * nu @ np.linalg.inv(s) @ nu) / np.sqrt(np.linalg.det(2 * np.pi * s)))
 

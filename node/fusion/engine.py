@@ -250,13 +250,13 @@ class FusionEngine:
         self.counters.duplicate += int(np.count_nonzero(repeated))
         if repeated.all():
             return  # fused already, and its look counted
+        self.counters.invalid += int(np.count_nonzero(~valid & ~repeated))
         valid &= ~repeated
         if model.sweeps:
             self._sweep_arrived(sensor_id, t)
         stamps = np.fromiter(map(_STAMP, detections), float, len(detections)) if model.sweeps else None
         if not model.range_rate:
             rate[:] = False  # the radar is declared without range-rate: its radial values are not trusted
-        self.counters.invalid += int(np.count_nonzero(~valid))
         self.counters.outside_coverage += int(
             np.count_nonzero(valid & outside_coverage(model.coverage, z, sig))
         )

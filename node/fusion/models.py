@@ -175,15 +175,16 @@ def whiten(s: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:
     the Kalman update ask of S, from one factorisation and a forward substitution over the D
     rows, without an inverse or a second factorisation for the determinant (for ν, |Wν|² = νᵀ
     S⁻¹ ν; for H P, (W H P)ᵀ (W H P) = P Hᵀ S⁻¹ H P). A covariance that rounding has left not
-    positive definite is whitened by its eigenvectors instead, its eigenvalues raised to a small
-    positive floor (the nearest positive definite matrix, near enough)."""
+    positive definite is replaced by the nearest positive definite one (its eigenvalues raised to
+    a small positive floor) and factorised as the others."""
     try:
         lower = np.linalg.cholesky(s)
     except np.linalg.LinAlgError:
+        # The nearest positive definite matrices, factorised as the others: rows stay rows (the
+        # IMM weighs a radar's range-rate row apart, `imm.RANGE_RATE_EVIDENCE`).
         lam, vec = np.linalg.eigh(s)
-        lam = np.maximum(lam, 1e-12 * np.maximum(np.abs(lam).max(axis=1, keepdims=True), 1e-300))
-        w = vec.swapaxes(1, 2) / np.sqrt(lam)[:, :, None]
-        return w @ b, np.log(lam)  # (by eigenvector, not by row: rounding's rare case)
+        lam = np.maximum(lam, 1e-9 * np.maximum(np.abs(lam).max(axis=1, keepdims=True), 1e-300))
+        lower = np.linalg.cholesky((vec * lam[:, None, :]) @ vec.swapaxes(1, 2))
     y = np.empty_like(b)
     y[:, 0] = b[:, 0] / lower[:, 0, 0, None]
     for i in range(1, b.shape[1]):

@@ -64,22 +64,33 @@ def repeated_rows(z: np.ndarray, before: np.ndarray | None = None) -> np.ndarray
 REPEAT_HORIZON_S = 5.0
 """How long a radar's frames are remembered to recognise one delivered again (`RecentFrames`):
 longer than any delivery delay fusion still takes a measurement after (`late`)."""
+REPEAT_MAX_FRAMES = 500  # 5 s of a 100 Hz radar
 
 
 class RecentFrames:
-    """Each radar's frames of the last `REPEAT_HORIZON_S`, by capture time."""
+    """Each radar's frames of the last `REPEAT_HORIZON_S` before the newest, by capture time;
+    each row once, and never more than `REPEAT_MAX_FRAMES` frames (capture times that go back,
+    or a frame sent over and over, cannot make it grow)."""
 
     def __init__(self) -> None:
         self._frames: dict[str, dict[float, np.ndarray]] = {}
+        self._newest: dict[str, float] = {}
 
     def repeated(self, sensor_id: str, t: float, z: np.ndarray) -> np.ndarray:
         """(M,) the detections of the radar's frame z at `t` already given (`repeated_rows`)."""
         frames = self._frames.setdefault(sensor_id, {})
         before = frames.get(t)
         out = repeated_rows(z, before)
-        frames[t] = z if before is None else np.vstack([before, z])
-        while next(iter(frames)) < t - REPEAT_HORIZON_S:  # in arrival order: capture order, mostly
+        if not out.all():
+            frames[t] = z[~out] if before is None else np.vstack([before, z[~out]])
+        newest = self._newest[sensor_id] = max(t, self._newest.get(sensor_id, t))
+        while (
+            frames and next(iter(frames)) < newest - REPEAT_HORIZON_S
+        ):  # arrival order: capture order, mostly
             del frames[next(iter(frames))]
+        if len(frames) > REPEAT_MAX_FRAMES:  # out of order: old ones left behind newer ones
+            kept = [k for k in frames if k >= newest - REPEAT_HORIZON_S][-REPEAT_MAX_FRAMES:]
+            self._frames[sensor_id] = {k: frames[k] for k in kept}
         return out
 
 
