@@ -199,7 +199,8 @@ class DroneDetector:
         suppress = None if self.background is None else self.background.suppress_db
         if also_suppress_db is not None:
             if suppress is not None and suppress.size == also_suppress_db.size:  # (else see `extract`)
-                suppress = suppress + also_suppress_db
+                # Both measured from the same floor: a site line under the comb's is taken off once.
+                suppress = np.maximum(suppress, also_suppress_db)
             else:
                 suppress = also_suppress_db
         feats = extract(x, sample_rate, suppress)

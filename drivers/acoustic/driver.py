@@ -48,6 +48,7 @@ BLOCK_S = 0.5  # a block is processed every this long of audio
 WINDOW_S = 1.0  # over the last this long (the detector's window)
 _STEP_CONFIRM_S = 5.0  # seconds of frames whose offset stays level a clock step above the known one
 _SAME_COMB = 0.08  # f0s this near a whole ratio: one source's comb (an insect's wingbeat wanders ±4 %)
+_SAME_COMB_MAX = 0.25  # ... but never wider: at high ratios 8 % would take every f0 for a multiple
 _STEP_LEVEL_S = 0.05  # how far the later half's least offset may lie below the earlier's, level
 
 
@@ -155,9 +156,8 @@ class AcousticPipeline:
         )
         if other.f0_hz is None or other.drone_likelihood <= 0.0:
             return near, base
-        # What is left of the near comb (its weaker lines) may form a comb at a multiple of its
-        # fundamental, whichever of f0, f0/2, f0/3 that is (the test above misses a weak one).
-        if any(_one_source(other.f0_hz, f) for f in (base, near.f0_hz, near.f0_hz / 2, near.f0_hz / 3)):
+        # What is left of the near comb (its weaker lines) may form a comb at a multiple of it.
+        if _one_source(other.f0_hz, base) or _one_source(other.f0_hz, near.f0_hz):
             return near, base
         other, other_near = self._weigh(spectra, peak, other, base)
         return (other if not other_near and other.drone_likelihood > near.drone_likelihood else near), base
@@ -183,10 +183,10 @@ class AcousticPipeline:
 
 
 def _one_source(f0_a: float, f0_b: float) -> bool:
-    """Two combs whose f0s stand in a whole ratio (within `_SAME_COMB`): one source's, one of
-    them found on a multiple of the other's fundamental."""
+    """Two combs whose f0s stand in a whole ratio (within `_SAME_COMB` of it, at most
+    `_SAME_COMB_MAX`): one source's, one of them found on a multiple of the other's fundamental."""
     ratio = max(f0_a, f0_b) / min(f0_a, f0_b)
-    return abs(ratio - round(ratio)) < _SAME_COMB * ratio
+    return abs(ratio - round(ratio)) < min(_SAME_COMB * ratio, _SAME_COMB_MAX)
 
 
 class AcousticArrayDriver(Driver[PcmFrame]):

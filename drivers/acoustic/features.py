@@ -379,13 +379,14 @@ def extract(x: npt.ArrayLike, sample_rate: int, suppress_db: FloatArray | None =
 def comb_fundamental_hz(white_db: FloatArray, f0_hz: float, sample_rate: int) -> float:
     """The fundamental of the comb the comb search found at `f0_hz`: f0/3 or f0/2 (not below
     `F0_MIN_HZ`) where the harmonics that are not f0's also stand as lines (median `_LINE_DB`
-    above the floor up to 2 kHz: an insect's wingbeat at 130 Hz read as 390), else f0; refined
+    above the floor up to 1 kHz, where a comb's lines are strongest: an insect's wingbeat at
+    130 Hz read as 390), else f0; refined
     to the comb's own lines (`_refined_f0`)."""
     ext = _extractor(min(sample_rate, ANALYSIS_RATE))
     f0_hz = _refined_f0(ext, white_db, f0_hz)
     for k in (3, 2):
         base = f0_hz / k
-        j = np.arange(1, int(min(2000.0, float(ext.freqs[-1])) // base) + 1)
+        j = np.arange(1, int(min(1000.0, float(ext.freqs[-1])) // base) + 1)
         own = j[j % k != 0]
         if (
             base >= F0_MIN_HZ
