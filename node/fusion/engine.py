@@ -246,11 +246,12 @@ class FusionEngine:
             self.counters.unsupported += len(detections)
             return
         z, sig, extent, valid, rate = radar_arrays(detections, self.range_bias.get(sensor_id, 0.0))
-        repeated = self.recent_frames.repeated(sensor_id, t, z)  # a frame delivered twice: fused once
+        repeated = np.zeros(valid.size, dtype=bool)  # a frame delivered twice is fused once
+        repeated[valid] = self.recent_frames.repeated(sensor_id, t, np.hstack([z, sig])[valid])
         self.counters.duplicate += int(np.count_nonzero(repeated))
-        if repeated.all():
+        self.counters.invalid += int(np.count_nonzero(~valid))
+        if repeated.any() and not (valid & ~repeated).any():
             return  # fused already, and its look counted
-        self.counters.invalid += int(np.count_nonzero(~valid & ~repeated))
         valid &= ~repeated
         if model.sweeps:
             self._sweep_arrived(sensor_id, t)

@@ -47,11 +47,12 @@ def radar_arrays(
 
 
 def repeated_rows(z: np.ndarray, before: np.ndarray | None = None) -> np.ndarray:
-    """(M,) the detections of a frame z (M,4) that repeat one before them in it, or a row of
-    `before` (the same radar's frame of the same capture time, already fused): a frame delivered
-    twice, or a line written twice. Two objects never give one radar bit-identical plots (noise),
-    while a repeated plot fused again is a second track on the same target. NaN (no range-rate)
-    equals NaN here. One sort of the rows, not a Python loop: every frame is asked."""
+    """(M,) the detections of a frame z (M, D: values and sigmas) that repeat one before them in
+    it, or a row of `before` (the same radar's frame of the same capture time, already fused): a
+    frame delivered twice, or a line written twice. Two objects never give one radar
+    bit-identical plots (noise), while a repeated plot fused again is a second track on the same
+    target. NaN (no range-rate) equals NaN here. One sort of the rows, not a Python loop: every
+    frame is asked."""
     rows = z if before is None else np.vstack([before, z])
     filled = np.where(np.isnan(rows), np.inf, rows)  # NaN == NaN for this test (inf is not a valid value)
     order = np.lexsort(filled.T[::-1])
@@ -77,7 +78,9 @@ class RecentFrames:
         self._newest: dict[str, float] = {}
 
     def repeated(self, sensor_id: str, t: float, z: np.ndarray) -> np.ndarray:
-        """(M,) the detections of the radar's frame z at `t` already given (`repeated_rows`)."""
+        """(M,) the detections of the radar's frame z at `t` already given (`repeated_rows`; the
+        engine asks it of the valid detections, values and sigmas: a detection that differs only
+        in its sigma is not the same report)."""
         frames = self._frames.setdefault(sensor_id, {})
         before = frames.get(t)
         out = repeated_rows(z, before)
