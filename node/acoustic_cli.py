@@ -119,7 +119,7 @@ def cmd_acoustic(args: argparse.Namespace) -> int:
             _warn_if_narrowband(path, rate)
             pipeline = None if array is None else array(rate)
             if pipeline is not None and x.shape[1] >= pipeline.geometry.min_channels:
-                _warn_if_learnt_otherwise(detector, pipeline.geometry.name, warned)
+                _warn_if_learnt_otherwise(detector, pipeline.geometry.identity, warned)
                 obj = score_array_samples(str(path), x, pipeline)  # the node's path for its stream
             else:
                 if pipeline is not None:

@@ -140,7 +140,7 @@ def background_mismatch(driver: SensorDriver) -> str:
 
     if not isinstance(driver, AcousticArrayDriver) or driver.detector.background is None:
         return ""
-    return driver.detector.background.mismatch(driver.geometry.name)
+    return driver.detector.background.mismatch(driver.geometry.identity)
 
 
 def array_options(sensor: AcousticArraySensor) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from cuas_node.drivers.acoustic.background_learn import Recording, learn_backgro
 from cuas_node.drivers.acoustic.decode import ArrayScorer
 from cuas_node.drivers.acoustic.detector import DEFAULT_WEIGHTS_PATH, DroneDetector
 from cuas_node.drivers.acoustic.driver import AcousticPipeline
-from cuas_node.drivers.acoustic.geometry import preset
+from cuas_node.drivers.acoustic.geometry import explicit, preset
 from cuas_node.drivers.acoustic.protocol import PcmFrameParser, encode_frame
 from cuas_node.drivers.acoustic.steering import steered_mono
 from cuas_node.drivers.sim.acoustic import SimAcousticArray
@@ -334,3 +334,17 @@ def test_capture_from_the_configured_array_learns_through_it(
         *sensor,
     )
     assert rc == 1 and "--capture listens to the --sensor's array" in err
+
+
+def test_two_arrays_given_by_their_positions_are_told_apart() -> None:
+    """A background learnt through one array given by its positions is not taken as learnt through
+    another (an outside user's 5.7 cm and 20 cm arrays were both just "custom"); the same positions
+    give the same identity, and a preset is its name."""
+    small = explicit([[0.0, 0.0], [0.057, 0.0], [0.0, 0.057]])
+    large = explicit([[0.0, 0.0], [0.2, 0.0], [0.0, 0.2]])
+    assert small.identity.startswith("custom-") and small.identity != large.identity
+    assert explicit([[-0.0, 0.0, 0.0], [0.057, 0.0, 0.0], [0.0, 0.057, 0.0]]).identity == small.identity
+    assert GEO.identity == "respeaker-4"
+    bg = Background(np.zeros(8), 0.0, 1.0, 0.0, 40, 20.0, "digest", array=small.identity)
+    assert bg.mismatch(small.identity) == ""
+    assert large.identity in bg.mismatch(large.identity)

@@ -229,7 +229,7 @@ class ArrayScorer:
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options
         self.geometry: ArrayGeometry = options["geometry"]
-        self.array: str | None = self.geometry.name
+        self.array: str | None = self.geometry.identity
         self._capsules: CapsuleGains | None = None
 
     def fits(self, x: FloatArray) -> bool:

@@ -10,6 +10,7 @@ two of them playback loopback; the UMA-8 has 8 with 7 microphones).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,16 @@ class ArrayGeometry:
     positions: FloatArray  # (M, 3) metres in the sensor frame
     channel_map: tuple[int, ...]  # wire channel of each microphone
     min_channels: int  # a frame with fewer channels cannot carry this array
+
+    @property
+    def identity(self) -> str:
+        """What a site background records of the array it was learnt through (`Background.mismatch`):
+        a preset's name; for microphones given by their positions, "custom-" and a digest of them
+        to 0.1 mm, so that two different arrays given so are told apart."""
+        if self.name != "custom":
+            return self.name
+        mm = np.round(self.positions, 4) + 0.0  # (+ 0.0: -0.0 is 0.0)
+        return "custom-" + hashlib.sha256(mm.tobytes()).hexdigest()[:8]
 
     @property
     def n_mics(self) -> int:
