@@ -119,7 +119,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         return commands[args.calibrate_command](args)
     except (calio.CalibrationInputError, ValueError, OSError) as exc:
-        print(f"cuas-node calibrate {args.calibrate_command}: {exc}", file=sys.stderr)
+        # A file that cannot be read says which and why ("x.wav: No such file or directory"), as
+        # `acoustic score` does, not Python's "[Errno 2] ..." repr.
+        why = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.filename else exc
+        print(f"cuas-node calibrate {args.calibrate_command}: {why}", file=sys.stderr)
         return 1
 
 

@@ -274,3 +274,12 @@ def test_a_background_that_raises_the_threshold_says_what_it_costs(tmp_path: Pat
     assert threshold > shipped_threshold(DroneDetector().model)
     assert f"needs a drone likelihood of {threshold:.2f}" in done.stderr
     assert "missed more often" in done.stderr
+
+
+def test_a_recording_that_cannot_be_read_is_named_with_the_reason(tmp_path: Path) -> None:
+    """As `acoustic score` says it: the file and the reason, not Python's "[Errno 2] ..."."""
+    missing = tmp_path / "no-such-site.wav"
+    done = _cli("calibrate", "acoustic-background", str(tmp_path / "bg.json"), str(missing))
+    assert done.returncode == 1
+    assert f"{missing}: No such file or directory" in done.stderr and "Errno" not in done.stderr
+    assert not (tmp_path / "bg.json").exists()
