@@ -32,6 +32,7 @@ COHERENT = 0.10
 MAX_PENALTY = 4.0
 MAX_BONUS = 1.0
 MAX_HZ = 4000.0
+_F0_STEP = 0.0025  # `comb_f0_within`'s grid, relative
 OTHER_COMB = 0.03  # how far (relative) another comb's harmonic spreads by its wander (`harmonic_bins`)
 
 
@@ -67,7 +68,7 @@ def harmonic_bins(
     spectra: FrameSpectra, f0_hz: float, max_hz: float = MAX_HZ, away_from_hz: float | None = None
 ) -> IntArray | None:
     """The bins of the harmonics k·f0 ≤ max_hz (and ≤ 0.45 fs), each at its actual peak within ±2 %
-    (+1 bin) of k·f0 of the refined f0 (`_refined_f0`). None when no harmonic fits.
+    (+1 bin) of k·f0 of the refined f0 (`comb_f0_within`). None when no harmonic fits.
     `away_from_hz`: another comb's f0, whose harmonics (±`OTHER_COMB` + 1 bin) are left out: what
     lies there is that comb's, louder, not this one's (`driver.AcousticPipeline`)."""
     f = spectra.f
@@ -75,7 +76,7 @@ def harmonic_bins(
     if not 0 < f0_hz <= top:
         return None
     power = spectra.power
-    f0_hz = _refined_f0(power, f[1], f0_hz, top)
+    f0_hz = comb_f0_within(np.log(power + 1e-30), f[1], f0_hz, top, 0.05)  # (±2 % per harmonic)
     bins = []
     for h in np.arange(1, int(top // f0_hz) + 1) * f0_hz:
         lo = max(1, int(h * 0.98 / f[1]) - 1)
@@ -88,16 +89,16 @@ def harmonic_bins(
     return found if found.size else None
 
 
-def _refined_f0(power: FloatArray, df: float, f0_hz: float, top_hz: float) -> float:
-    """The f0 within ±5 % of the detector's whose harmonics up to `top_hz` hold the most power:
-    the detector's f0 is its comb search's, a few % off at times, and the k-th harmonic of an f0
-    3 % off lies outside ±2 % of k·f0 from the second harmonic on."""
-    cand = f0_hz * np.linspace(0.95, 1.05, 41)
-    # The same harmonics for every candidate (all below `top_hz`): a sum over more harmonics for
-    # some candidates would favour them or not by the sound's level.
-    k = np.arange(1, max(1, int(top_hz // (1.05 * f0_hz))) + 1)
-    level = np.interp(cand[:, None] * k[None, :] / df, np.arange(power.size), np.log(power + 1e-30))
-    return float(cand[int(np.argmax(level.sum(axis=1)))])
+def comb_f0_within(level: FloatArray, df: float, f0_hz: float, top_hz: float, span: float) -> float:
+    """The f0 within ±`span` of `f0_hz` (a 0.25 % grid) whose harmonics up to `top_hz` stand
+    highest in `level` (per bin `df` wide, any logarithmic scale): a comb search's f0 is a few %
+    off at times, and the k-th harmonic of an f0 3 % off misses its line from the second or
+    third harmonic on. The same harmonics for every candidate (all below `top_hz`): a sum over
+    more harmonics for some candidates would favour them or not by the sound's level."""
+    cand = f0_hz * np.linspace(1.0 - span, 1.0 + span, round(2.0 * span / _F0_STEP) + 1)
+    k = np.arange(1, max(1, int(top_hz // ((1.0 + span) * f0_hz))) + 1)
+    at = np.interp(cand[:, None] * k[None, :] / df, np.arange(level.size), level)
+    return float(cand[int(np.argmax(at.sum(axis=1)))])
 
 
 def harmonic_coherence(

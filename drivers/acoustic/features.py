@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from cuas_node.drivers.acoustic.coherence import comb_f0_within
 from cuas_node.drivers.acoustic.features_lines import (
     HELI_F0_HZ,
     bpf_modulation,
@@ -380,10 +381,12 @@ def comb_fundamental_hz(white_db: FloatArray, f0_hz: float, sample_rate: int) ->
     """The fundamental of the comb the comb search found at `f0_hz`: f0/3 or f0/2 (not below
     `F0_MIN_HZ`) where the harmonics that are not f0's also stand as lines (median `_LINE_DB`
     above the floor up to 1 kHz, where a comb's lines are strongest: an insect's wingbeat at
-    130 Hz read as 390), else f0; refined
-    to the comb's own lines (`_refined_f0`)."""
+    130 Hz read as 390), else f0; each refined to the comb's own lines within ±3 %, the wander
+    the comb search allows (`coherence.comb_f0_within`; not wider: another comb's harmonic may
+    lie a little further)."""
     ext = _extractor(min(sample_rate, ANALYSIS_RATE))
-    f0_hz = _refined_f0(ext, white_db, f0_hz)
+    top = min(COMB_MAX_HZ, float(ext.freqs[-1]))
+    f0_hz = comb_f0_within(white_db, ext.df, f0_hz, top, 0.03)
     for k in (3, 2):
         base = f0_hz / k
         j = np.arange(1, int(min(1000.0, float(ext.freqs[-1])) // base) + 1)
@@ -393,20 +396,8 @@ def comb_fundamental_hz(white_db: FloatArray, f0_hz: float, sample_rate: int) ->
             and own.size
             and np.median(np.interp(own * base, ext.freqs, white_db)) > _LINE_DB
         ):
-            return _refined_f0(ext, white_db, base)
+            return comb_f0_within(white_db, ext.df, base, top, 0.03)
     return f0_hz
-
-
-def _refined_f0(ext: FeatureExtractor, white_db: FloatArray, f0_hz: float) -> float:
-    """The comb search's f0 is on a 1 % grid and can sit a few % off the comb's (its best over ±3 %
-    of wander): its k-th harmonic then misses the line from k ≈ 3 on. The f0 within those ±3 %
-    whose harmonics stand highest, over the same harmonics for every candidate, is the comb's
-    (not wider: another comb's harmonic may lie a little further)."""
-    top = min(COMB_MAX_HZ, float(ext.freqs[-1]))
-    cand = f0_hz * np.linspace(0.97, 1.03, 25)
-    k = np.arange(1, max(1, int(top // (1.03 * f0_hz))) + 1)
-    level = np.interp(cand[:, None] * k[None, :], ext.freqs, white_db).sum(axis=1)
-    return float(cand[int(np.argmax(level))])
 
 
 def comb_lines_db(white_db: FloatArray, f0_hz: float, sample_rate: int) -> FloatArray:

@@ -87,9 +87,8 @@ class RecentFrames:
         if not out.all():
             frames[t] = z[~out] if before is None else np.vstack([before, z[~out]])
         newest = self._newest[sensor_id] = max(t, self._newest.get(sensor_id, t))
-        while (
-            frames and next(iter(frames)) < newest - REPEAT_HORIZON_S
-        ):  # arrival order: capture order, mostly
+        # Frames arrive in capture order, mostly: the oldest is first.
+        while frames and next(iter(frames)) < newest - REPEAT_HORIZON_S:
             del frames[next(iter(frames))]
         if len(frames) > REPEAT_MAX_FRAMES:  # out of order: old ones left behind newer ones
             kept = [k for k in frames if k >= newest - REPEAT_HORIZON_S][-REPEAT_MAX_FRAMES:]
