@@ -97,7 +97,7 @@ def capture_array(sensor: Any, seconds: float) -> Any:
 def _recordings(args: argparse.Namespace) -> tuple[list[Any], Any]:
     """The recordings to learn from and the scorer of their windows: the array's pipeline when
     the array is known and they carry its channels, else one beam (`MonoScorer`)."""
-    from cuas_node.acoustic_cli import recording_array_options
+    from cuas_node.acoustic_cli import note_one_beam, recording_array_options
     from cuas_node.drivers.acoustic.background_learn import MonoScorer, Recording
     from cuas_node.drivers.acoustic.decode import ArrayScorer, read_wav
     from cuas_node.drivers.acoustic.steering import steered_mono
@@ -116,11 +116,7 @@ def _recordings(args: argparse.Namespace) -> tuple[list[Any], Any]:
             on_array.append(Recording(str(path), x, rate))
             continue
         if array is not None:
-            print(
-                f"{PROG}: {path}: {x.shape[1]} channel(s), not the {array.geometry.name} array's "
-                f"{array.geometry.min_channels}: scored as one beam, without the array's evidence",
-                file=sys.stderr,
-            )
+            note_one_beam(PROG, path, x.shape[1], array.geometry)
         one_beam.append(Recording(str(path), steered_mono(x, rate), rate))  # as `acoustic score`
     if args.capture is not None:
         if not args.capture > 0:

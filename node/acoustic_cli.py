@@ -123,12 +123,7 @@ def cmd_acoustic(args: argparse.Namespace) -> int:
                 obj = score_array_samples(str(path), x, pipeline)  # the node's path for its stream
             else:
                 if pipeline is not None:
-                    print(
-                        f"cuas-node acoustic score: {path}: {x.shape[1]} channel(s), not the "
-                        f"{pipeline.geometry.name} array's {pipeline.geometry.min_channels}: "
-                        "scored as one beam, without the array's evidence",
-                        file=sys.stderr,
-                    )
+                    note_one_beam("cuas-node acoustic score", path, x.shape[1], pipeline.geometry)
                 _warn_if_learnt_otherwise(detector, None, warned)
                 obj = score_samples(str(path), x, rate, detector)  # as `score_wav_files`, read once
             print(json.dumps(obj, separators=(",", ":")), flush=True)
@@ -139,6 +134,16 @@ def cmd_acoustic(args: argparse.Namespace) -> int:
             print(f"cuas-node acoustic score: {named}", file=sys.stderr)
             status = 1
     return status
+
+
+def note_one_beam(prog: str, path: Path | str, channels: int, geometry: Any) -> None:
+    """The stderr note of a recording with fewer channels than the array's: scored as one beam
+    (`acoustic score` and `calibrate acoustic-background` alike)."""
+    print(
+        f"{prog}: {path}: {channels} channel(s), not the {geometry.name} array's "
+        f"{geometry.min_channels}: scored as one beam, without the array's evidence",
+        file=sys.stderr,
+    )
 
 
 def _warn_if_learnt_otherwise(detector: Any, array: str | None, warned: set[str]) -> None:
