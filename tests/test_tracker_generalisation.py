@@ -12,8 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from cuas_node.fusion.initiation import Thresholds
-from cuas_node.fusion.management import typical_hits
+from cuas_node.fusion.initiation import Thresholds, typical_hits
 from cuas_node.fusion.measurement_models import Coverage, radar_model
 from cuas_node.fusion.params import FusionParams, RadarSensor
 from cuas_node.fusion.tracker import Scan, Tracker
@@ -113,6 +112,7 @@ class Outcome:
     hypotheses: int  # clutter detections over the run: each a possible false hypothesis
     last_true_published: float  # the last time a published track that had followed a target was
     gone_t: float  # from when no target could be seen any more
+    astray: int = 0  # (scan, confirmed track) pairs with the track near no target
 
 
 def run(
@@ -138,7 +138,7 @@ def run(
     confirmed_numbers: set[int] = set()
     confirmed_at: dict[int, float] = {}
     last_true_published = -math.inf
-    hypotheses = 0
+    hypotheses = astray = 0
     all_out = math.inf
     for k in range(round(duration_s * radar.rate_hz)):
         t = k * dt
@@ -160,6 +160,7 @@ def run(
         firm = published[tb.status[published] == Status.CONFIRMED]
         d = np.linalg.norm(tb.x[firm, None, :3] - pos[None, :, :], axis=2)
         near = d < 5.0 * radar.resolution(np.linalg.norm(pos, axis=1))[None, :] + 2.0
+        astray += int(np.count_nonzero(~near.any(axis=1))) if t < gone_t else 0
         for row, s in enumerate(firm.tolist()):
             number = int(tb.number[s])
             confirmed_numbers.add(number)
@@ -171,7 +172,7 @@ def run(
             last_true_published = t
         pos, vel = step(pos, vel, omega, dt)
     false = len(confirmed_numbers - true_numbers)
-    return Outcome(tracker, confirmed_at, false, hypotheses, last_true_published, all_out)
+    return Outcome(tracker, confirmed_at, false, hypotheses, last_true_published, all_out, astray)
 
 
 LONG = Radar(300.0, 2500.0, (2.0, math.radians(1.0), math.radians(1.0), None), 20.0, 0.8, 50.0)

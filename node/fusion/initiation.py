@@ -21,6 +21,7 @@ holds an established track is a birth refused.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -116,3 +117,20 @@ def make_room(
     table.release(tentative[drop[drop < tentative.size]])
     counters.pruned += excess
     return births - int(np.count_nonzero(drop >= tentative.size))
+
+
+@functools.cache
+def _typical_hits(window: int, pd_percent: int) -> int:
+    pd = pd_percent / 100.0
+    at_least = 0.0
+    for m in range(window, -1, -1):
+        at_least += math.comb(window, m) * pd**m * (1.0 - pd) ** (window - m)
+        if at_least >= 0.5:
+            return m
+    return 0
+
+
+def typical_hits(window: int, pd: float) -> int:
+    """The most hits a target detected with probability `pd` reaches in half its windows of
+    `window` looks (the median of the binomial, rounded down)."""
+    return _typical_hits(window, round(min(max(pd, 0.0), 1.0) * 100))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from cuas_node.fusion.gating import Gating
 from cuas_node.fusion.tracks import TrackTable
 
 FloatArray = npt.NDArray[np.float64]
@@ -31,11 +32,7 @@ def soft_update(
     table: TrackTable,
     active: IndexArray,
     rows: IndexArray,
-    gated: BoolArray,
-    loglik: FloatArray,
-    nu: FloatArray,
-    h: FloatArray,
-    hph: FloatArray,
+    g: Gating,
     r: FloatArray,
     p_d: float,
     clutter: float | FloatArray,
@@ -45,8 +42,9 @@ def soft_update(
     density (the sensor's, `sensor_stats`; per measurement where the site has reflectors); then
     the PDA update with the spread-of-innovations term. Vectorised over the contested tracks
     (`rows` of the gating's (K, M) arrays, `active` their slots); their IMM models are
-    collapsed to the result (cluster members only)."""
-    like = np.where(gated, p_d * np.exp(loglik), 0.0)  # (K,M)
+    collapsed to the result (cluster members only). `g`: the scan's gating."""
+    gated, nu, h, hph = g.gated, g.dense(g.nu, 0.0), g.h, g.hph
+    like = np.where(gated, p_d * np.exp(g.dense(g.loglik, -np.inf)), 0.0)  # (K,M)
     t_sum = like.sum(axis=1, keepdims=True)
     m_sum = like.sum(axis=0, keepdims=True)
     beta = like / np.maximum(t_sum + m_sum - like + clutter, 1e-300)

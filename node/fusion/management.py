@@ -33,7 +33,6 @@ existence, and housekeeping on the data's clock.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 
@@ -43,7 +42,7 @@ from scipy.special import log_ndtr
 
 from cuas_node.fusion import claims, sweep
 from cuas_node.fusion.clutter import SiteClutter
-from cuas_node.fusion.initiation import Thresholds
+from cuas_node.fusion.initiation import Thresholds, typical_hits
 from cuas_node.fusion.measurement_models import MeasurementModel, PositionVelocityModel
 from cuas_node.fusion.models import largest_eigenvalue
 from cuas_node.fusion.params import FusionParams
@@ -61,34 +60,11 @@ _KNOWN_RESOLUTIONS = 4.0  # a track is "known" within this many of the sensor's 
 # unfed at least this long). Columns of `SensorStats.timeout_s`, indexed by the names below.
 _PERIODS = (2.0, 2.5, 3.0, 1.5)
 _COAST, _TENTATIVE, _DELETE, _LEFT_COVERAGE = range(4)
-# The fewest hits that show motion: what the M-of-N guard asks of a track a plot extractor feeds
-# (`least_hits`).
-_PLOT_LEAST_HITS = 2
-
-
-@functools.cache
-def _typical_hits(window: int, pd_percent: int) -> int:
-    pd = pd_percent / 100.0
-    at_least = 0.0
-    for m in range(window, -1, -1):
-        at_least += math.comb(window, m) * pd**m * (1.0 - pd) ** (window - m)
-        if at_least >= 0.5:
-            return m
-    return 0
-
-
-def typical_hits(window: int, pd: float) -> int:
-    """The most hits a target detected with probability `pd` reaches in half its windows of
-    `window` looks (the median of the binomial, rounded down)."""
-    return _typical_hits(window, round(min(max(pd, 0.0), 1.0) * 100))
-
-
-def position_sigma(table: TrackTable, slots: IndexArray) -> FloatArray:
-    return np.sqrt(np.maximum(largest_eigenvalue(table.p[slots, :3, :3]), 0.0))
+_PLOT_LEAST_HITS = 2  # the fewest hits that show motion: the M-of-N guard of a plot extractor's track
 
 
 def position_sigma_within(table: TrackTable, slots: IndexArray, limit: FloatArray) -> BoolArray:
-    """`position_sigma ≤ limit` (False where the limit is NaN), asked every scan of every track:
+    """The position's largest σ ≤ limit (False where the limit is NaN), asked every scan of every track:
     the trace bounds the largest eigenvalue, tr/3 ≤ λmax ≤ tr, so only the tracks those bounds
     leave undecided pay for the eigenvalue."""
     p = table.p[slots, :3, :3]
@@ -428,7 +404,8 @@ class TrackManager:
                 z = np.minimum(z, z_radar)
             else:
                 d = model.coverage.distance_outside(model.pose, where)
-                sigma = position_sigma(tb, active) if sigma is None else sigma
+                if sigma is None:
+                    sigma = np.sqrt(np.maximum(largest_eigenvalue(tb.p[active, :3, :3]), 0.0))
                 z = np.minimum(z, np.where(d > 0.0, d / np.maximum(sigma, 1e-9), -np.inf))
         with np.errstate(over="ignore"):
             odds = np.exp(log_ndtr(-z) - log_ndtr(z))

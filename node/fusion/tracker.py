@@ -19,6 +19,7 @@ from scipy.stats import chi2
 from cuas_node.fusion import imm, jpda, late
 from cuas_node.fusion.association import assign
 from cuas_node.fusion.fixtures import SiteFixtures
+from cuas_node.fusion.gating import Gating
 from cuas_node.fusion.ground import Ground, hold_above_ground
 from cuas_node.fusion.initiation import BirthCounters, hit_score, make_room
 from cuas_node.fusion.management import TrackManager
@@ -57,28 +58,6 @@ class Scan:
     initiate: bool | BoolArray = True  # per measurement when an array
     physical: bool = True  # a non-cooperative sensor: evidence the object is really there
     stamps: FloatArray | None = None  # (M,) a scanning radar's batch of plots: their capture times
-
-
-@dataclass
-class Gating:
-    """The gated (track row, measurement) pairs of a scan, as lists (P pairs), and the mask."""
-
-    gated: BoolArray  # (K,M)
-    ki: IndexArray  # (P,) track rows of the gated pairs
-    mj: IndexArray  # (P,) their measurements
-    cost: FloatArray  # (P,) −2 log-likelihood up to a constant
-    loglik: FloatArray  # (P,) log N(ν; 0, S)
-    nu: FloatArray  # (P,D) innovations
-    h: FloatArray  # (K,D,6) Jacobians at the predicted states
-    hph: FloatArray  # (K,D,D)
-    z_pred: FloatArray  # (K,D) predicted measurements
-    rate_extra: FloatArray | None  # (K,) second-order range-rate variance (`imm.gate_quantities`)
-
-    def dense(self, values: FloatArray, fill: float) -> FloatArray:
-        """Per-pair values (P, ...) spread over the (K, M, ...) grid, `fill` outside the gate."""
-        out = np.full((*self.gated.shape, *values.shape[1:]), fill)
-        out[self.ki, self.mj] = values
-        return out
 
 
 @dataclass
@@ -332,22 +311,9 @@ class Tracker:
     ) -> None:
         """The JPDA-style update of the tracks in `rows` that compete for detections (`jpda`);
         `clutter` the scan's density, one or per measurement."""
-        if rows.size == 0:
-            return
-        bit = self.sensor_bits.get(scan.model.sensor_id, 63)
-        jpda.soft_update(
-            self.table,
-            active,
-            rows,
-            g.gated,
-            g.dense(g.loglik, -np.inf),
-            g.dense(g.nu, 0.0),
-            g.h,
-            g.hph,
-            scan.r,
-            self.stats.pd(bit),
-            clutter,
-        )
+        if rows.size:
+            bit = self.sensor_bits.get(scan.model.sensor_id, 63)
+            jpda.soft_update(self.table, active, rows, g, scan.r, self.stats.pd(bit), clutter)
 
     def process_radar(self, scan: RadarScan, sensor: RadarSensor) -> ScanResult:
         return self.process(Scan(radar_model(sensor), scan.t, scan.z, noise_from_sigmas(scan.sigmas)))
