@@ -186,12 +186,15 @@ def _gaussian(nu: np.ndarray, s: np.ndarray) -> float:
     return float(np.exp(-0.5 * nu @ np.linalg.inv(s) @ nu) / np.sqrt(np.linalg.det(2 * np.pi * s)))
 
 
-@pytest.mark.parametrize("dim", [3, 4])
-def test_imm_update_matches_the_model_by_model_kalman_update(dim: int) -> None:
+@pytest.mark.parametrize(("dim", "clutter"), [(3, False), (4, False), (3, True), (4, True)])
+def test_imm_update_matches_the_model_by_model_kalman_update(dim: int, clutter: bool) -> None:
     """`imm.update` against each model's Kalman update written out with an explicit inverse, the
     measurement linearised at the combined estimate (h(x_j) ≈ h(x) + H (x_j − x), as the tracker
     does), and the mode probabilities re-weighed by each model's Gaussian likelihood: of the
-    position rows, times that of the range-rate row given them raised to `RANGE_RATE_EVIDENCE`."""
+    position rows, times that of the range-rate row given them raised to `RANGE_RATE_EVIDENCE`.
+    With a density of "missed, and a false alarm" (IMM-PDA, Bar-Shalom): each model takes the
+    plot with β_j = g_j / (g_j + m), its covariance P − β K S Kᵀ + β (1 − β) K ν νᵀ Kᵀ, and its
+    weight by g_j + m (m the density over Pd; g_j the likelihood as the weights count it)."""
     params = imm.ImmParams(
         accel_h_mps2=(0.7, 3.0, 3.0), accel_v_mps2=(0.3, 1.0, 1.0), initial_mode=(1 / 3, 1 / 3, 1 / 3)
     )
@@ -209,7 +212,10 @@ def test_imm_update_matches_the_model_by_model_kalman_update(dim: int) -> None:
     nu = rng.normal(size=(slots.size, dim))
     extra = rng.uniform(0.0, 1.0, slots.size) if dim == 4 else None
     x_comb = table.x[slots].copy()
-    imm.update(table, slots, nu, h, r, params, extra)
+    # Densities of the order of the models' likelihoods, so that β spans (0, 1); one track with none.
+    miss = rng.uniform(0.0, 0.05, slots.size) * np.r_[np.ones(slots.size - 1), 0.0] if clutter else None
+    imm.update(table, slots, nu, h, r, params, extra, miss)
+    betas = []
     for row, slot in enumerate(slots):
         r_row = r[row].copy()
         if extra is not None:
@@ -219,10 +225,58 @@ def test_imm_update_matches_the_model_by_model_kalman_update(dim: int) -> None:
             innovation = nu[row] - h[row] @ (xm[row, j] - x_comb[row])
             s = h[row] @ pm[row, j] @ h[row].T + r_row
             gain = pm[row, j] @ h[row].T @ np.linalg.inv(s)
-            assert np.allclose(table.xm[slot, j], xm[row, j] + gain @ innovation)
-            assert np.allclose(table.pm[slot, j], pm[row, j] - gain @ s @ gain.T)
             like[j] = _gaussian(innovation, s)
             if dim == 4:  # the range-rate row's evidence, given the position rows, counts a fraction
                 given = like[j] / _gaussian(innovation[:3], s[:3, :3])
                 like[j] = _gaussian(innovation[:3], s[:3, :3]) * given**imm.RANGE_RATE_EVIDENCE
+            beta = 1.0 if miss is None else like[j] / (like[j] + miss[row])
+            betas.append(beta)
+            step = gain @ innovation
+            assert np.allclose(table.xm[slot, j], xm[row, j] + beta * step)
+            spread = beta * (1.0 - beta) * np.outer(step, step)
+            assert np.allclose(table.pm[slot, j], pm[row, j] - beta * gain @ s @ gain.T + spread)
+            if miss is not None:
+                like[j] += miss[row]
         assert np.allclose(table.mu[slot], mu[row] * like / (mu[row] * like).sum())
+    if clutter:  # the cases asked for: models that take the plot in part, and one that takes it whole
+        assert min(betas) < 0.5 and max(betas) == 1.0
+
+
+def test_the_imm_likelihood_of_a_plot_is_its_models_mixture() -> None:
+    """`imm.mixture_cost` against Σ_j μ_j N(ν_j; 0, S_j) written out (ν_j = ν − H (x_j − x)), as
+    −2 ln of it less D ln 2π; and where one model holds all the weight, the matched Gaussian's
+    d² + ln|S|. A plot where the quiet model waits outranks one nearer the models' mean."""
+    rng = np.random.default_rng(9)
+    table = TrackTable(8, 3, (1 / 3, 1 / 3, 1 / 3))
+    slots = np.array([1, 4, 5])
+    table.mu[slots] = rng.dirichlet(np.ones(3), slots.size)
+    table.xm[slots] = rng.normal(0.0, 3.0, (slots.size, 3, 6))
+    a = rng.normal(size=(slots.size, 3, 6, 6))
+    table.pm[slots] = a @ a.transpose(0, 1, 3, 2) + np.eye(6)
+    table.combine(slots)
+    h = rng.normal(size=(slots.size, 3, 6))
+    r = np.stack([np.diag(rng.uniform(0.5, 2.0, 3)) for _ in slots])
+    nu = rng.normal(size=(slots.size, 3))
+    cost = imm.mixture_cost(table, slots, nu, h, r)
+    for row, slot in enumerate(slots):
+        total = 0.0
+        for j in range(3):
+            innovation = nu[row] - h[row] @ (table.xm[slot, j] - table.x[slot])
+            total += table.mu[slot, j] * _gaussian(innovation, h[row] @ table.pm[slot, j] @ h[row].T + r[row])
+        assert np.isclose(cost[row], -2.0 * np.log(total) - 3 * np.log(2 * np.pi))
+    # A quiet model at the origin (weight 0.3) and a lively one 3 m aside (0.7): the plot at the
+    # quiet model is the likelier, though the matched Gaussian's mean lies nearer the other plot.
+    table.mu[0] = (0.3, 0.7, 0.0)
+    table.xm[0] = 0.0
+    table.xm[0, 1, 0] = 3.0
+    table.pm[0] = np.eye(6)
+    table.pm[0, 0] *= 0.05
+    table.pm[0, 1] *= 2.0
+    table.combine(np.array([0]))
+    h0 = np.zeros((2, 3, 6))
+    h0[:, :, :3] = np.eye(3)
+    at_quiet, beside = np.array([0.0, 0.0, 0.0]), np.array([2.0, 0.0, 0.0])
+    nus = np.stack([at_quiet, beside]) - table.x[0, :3]
+    cost = imm.mixture_cost(table, np.array([0, 0]), nus, h0, np.stack([0.01 * np.eye(3)] * 2))
+    assert cost[0] < cost[1]
+    assert abs(nus[1, 0]) < abs(nus[0, 0])

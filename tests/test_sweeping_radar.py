@@ -579,12 +579,17 @@ def test_a_scanning_clusterers_clusters_of_one_dwell_within_noise_are_one_object
 def test_a_young_track_is_rejected_at_a_plot_only_by_the_misses_it_owed() -> None:
     """In dense clutter a young track's hits can score below zero and take it to the reject bar
     with nothing owed (hit every sweep): it is not rejected on a hit (no sensor rejects a track on
-    a hit), as it was when every counted hit was tested."""
+    a hit), as it was when every counted hit was tested. (The plot at 2030 m counted against the
+    track born at 2000 m, so it also started a track of its own, `Tracker.process`; that one took
+    the plots after it and the first, missing them, was rejected by the misses: one track stays,
+    at 2030 m, with the four plots there.)"""
     lines = [
         _plot(_beam_time(n, 0.2), r, 0.2) for n, r in enumerate((2000.0, 2030.0, 2030.0, 2030.0, 2030.0))
     ]
-    tracker = _tracking(lines, false_alarms_per_scan="100000").core.engine.tracker
-    assert tracker.manager.rejected == 0 and tracker.table.active().size == 1
+    table = _tracking(lines, false_alarms_per_scan="100000").core.engine.tracker.table
+    (young,) = table.active()
+    assert table.updates[young] == 4
+    assert np.linalg.norm(table.x[young, :3]) == pytest.approx(2030.0, abs=1.0)
 
 
 def test_the_plot_of_a_young_track_rejected_by_owed_misses_starts_a_track() -> None:

@@ -25,6 +25,7 @@ from cuas_node.fusion.models import (
     STATE_DIM,
     axis_noise,
     cv_predict,
+    mahalanobis_logdet,
     range_rate_curvature,
     turn_matrix,
     white_accel_pattern,
@@ -193,6 +194,51 @@ def gate_quantities(
     return z_pred, h, hph, rate_extra
 
 
+def mixture_cost(
+    table: TrackTable,
+    slots: IndexArray,
+    nu: FloatArray,
+    h: FloatArray,
+    r: FloatArray,
+    rate_extra: FloatArray | None = None,
+) -> FloatArray:
+    """−2 ln of the IMM's likelihood of each pair's measurement, Σ_j μ_j N(ν_j; 0, S_j), less
+    D ln 2π (the scale of d² + ln|S|): pairs aligned, `slots` (P,) the tracks at the measurement's
+    time, `nu` (P,D) the innovations at their combined estimates and `h` (P,D,6) the Jacobians
+    there (each model's innovation is ν − H (x_j − x), as `update` takes it), `r` (P,D,D).
+
+    The models' moment-matched Gaussian is wider than each model and centred between them: after
+    a false alarm pulled the lively models aside, a hovering drone's plot where the quiet model
+    still waits is likelier than the false alarm beside it, though the matched Gaussian prefers
+    the false alarm (an outside test at 1 Hz in clutter: tracks left their drones that way)."""
+    p, n_models, d = slots.shape[0], table.mu.shape[1], nu.shape[1]
+    if p == 0:
+        return np.zeros(0)
+    xm, pm = table.xm[slots], table.pm[slots]
+    ht = h.swapaxes(1, 2)
+    nu_m = nu[:, None, :] - (xm - table.x[slots][:, None, :]) @ ht  # (P,R,D)
+    s = h[:, None] @ pm @ ht[:, None] + r[:, None]  # (P,R,D,D)
+    if rate_extra is not None:
+        s[:, :, 3, 3] += rate_extra[:, None]
+    d2, logdet = mahalanobis_logdet(nu_m.reshape(p * n_models, d), s.reshape(p * n_models, d, d))
+    log_mu = np.log(np.maximum(table.mu[slots], 1e-300))
+    terms = log_mu - 0.5 * (d2 + logdet).reshape(p, n_models)
+    top = terms.max(axis=1)
+    return np.asarray(-2.0 * (top + np.log(np.exp(terms - top[:, None]).sum(axis=1))), dtype=np.float64)
+
+
+def miss_density(
+    holding: npt.NDArray[np.bool_], pd: float, gate_probability: float, clutter: float | FloatArray
+) -> FloatArray:
+    """`update`'s (1 − Pd·Pg)·λ / Pd for the plot of each track that holds its target (an
+    established track with no evidence of absence), 0 for the others'. A young track is itself the
+    hypothesis that its plots are a target's (its score tests it); a track already losing its
+    target takes a plot whole, so that it either finds the target again or is soon shown gone: a
+    lost track that took false alarms in part kept a wide gate, took one nearly every scan and
+    stayed published twice as long (docs/evaluation.md, "Radars at 1 Hz in clutter")."""
+    return np.where(holding, (1.0 - pd * gate_probability) / pd * np.asarray(clutter), 0.0)
+
+
 def update(
     table: TrackTable,
     slots: IndexArray,
@@ -201,10 +247,21 @@ def update(
     r: FloatArray,
     params: ImmParams,
     rate_extra: FloatArray | None = None,
+    miss_density: FloatArray | None = None,
 ) -> None:
     """Fuse one measurement taken at the tracks' current time into each given track (pairs
     aligned), model by model, then re-weigh the models by how well each predicted it. Older
     measurements go to `late`.
+
+    `miss_density` (A,): (1 − Pd·Pg)·λ / Pd, the density of "the target was missed and this
+    plot is a false alarm" at the plot, over Pd (None or 0: the plot is the target's;
+    `miss_density` below). Each model then weighs the plot against that alternative (IMM-PDA,
+    Bar-Shalom): a model that predicted it poorly takes it in part (β_j = Pd·g_j / (Pd·g_j +
+    (1 − Pd·Pg)·λ)) and its likelihood is that of either hypothesis. So in clutter a false alarm
+    beside a hovering drone the radar missed moves the quiet model little while the turning ones
+    take it; the drone's next plot finds the quiet model where it was, and the track comes back
+    instead of flying off with the false alarms (docs/evaluation.md, "Radars at 1 Hz in
+    clutter").
 
     The measurement is linearised once per track, at its combined estimate x, as gating did:
     `nu` (A,D) is the innovation there and `h` (A,D,6) the Jacobian, so each model's innovation
@@ -234,15 +291,28 @@ def update(
     rhs = np.concatenate([hp.transpose(0, 2, 1, 3), nu_m[..., None]], axis=3).reshape(a * n_models, d, -1)
     y, logdet = whiten(s.reshape(a * n_models, d, d), rhs)
     y_hp, y_nu = y[:, :, :STATE_DIM], y[:, :, STATE_DIM]
-    xm_new = xm + np.einsum("kdi,kd->ki", y_hp, y_nu).reshape(a, n_models, STATE_DIM)
-    pm_new = pm - (y_hp.swapaxes(1, 2) @ y_hp).reshape(a, n_models, STATE_DIM, STATE_DIM)
-    pm_new = 0.5 * (pm_new + pm_new.swapaxes(-1, -2))
+    dx = np.einsum("kdi,kd->ki", y_hp, y_nu).reshape(a, n_models, STATE_DIM)
+    taken = (y_hp.swapaxes(1, 2) @ y_hp).reshape(a, n_models, STATE_DIM, STATE_DIM)
     # Each row's evidence on the models (whitened in order, row i given the rows before it); a
     # range-rate's counts RANGE_RATE_EVIDENCE of a position row's.
     evidence = y_nu * y_nu + logdet + np.log(2.0 * np.pi)  # (A·R, D)
     if rate_extra is not None:
         evidence[:, 3] *= RANGE_RATE_EVIDENCE
     loglik = (-0.5 * evidence.sum(axis=1)).reshape(a, n_models)
+    if miss_density is not None and np.any(miss_density > 0.0):
+        # ln of the odds "missed, and a false alarm" against "this plot is the target's", the plot
+        # weighed as the models' weights weigh it (a range-rate row at RANGE_RATE_EVIDENCE: else a
+        # model that mispredicted the radial speed gained weight as "it was a false alarm").
+        with np.errstate(divide="ignore"):
+            odds = np.log(miss_density)[:, None] - loglik  # (A,R); −inf where no alternative
+        beta = 1.0 / (1.0 + np.exp(np.minimum(odds, 700.0)))
+        loglik = loglik + np.logaddexp(0.0, odds)
+        spread = (beta * (1.0 - beta))[..., None, None] * (dx[..., :, None] * dx[..., None, :])
+        dx = beta[..., None] * dx
+        taken = beta[..., None, None] * taken - spread
+    xm_new = xm + dx
+    pm_new = pm - taken
+    pm_new = 0.5 * (pm_new + pm_new.swapaxes(-1, -2))
     logmu = np.log(np.maximum(table.mu[slots], 1e-12)) + loglik
     logmu -= logmu.max(axis=1, keepdims=True)
     mu = np.exp(logmu)

@@ -26,7 +26,7 @@ from cuas_node.fusion.management import TrackManager
 from cuas_node.fusion.measurement_models import MeasurementModel, noise_from_sigmas, radar_model, splitting
 from cuas_node.fusion.models import mahalanobis_logdet
 from cuas_node.fusion.params import FusionParams, RadarSensor
-from cuas_node.fusion.sensor_stats import SensorStats
+from cuas_node.fusion.sensor_stats import SensorStats, is_radar
 from cuas_node.fusion.snapshots import Snapshots, take_snapshots
 from cuas_node.fusion.tracks import Status, TrackTable
 from cuas_node.fusion.twins import one_birth_per_object, same_return, scans_to_tell, split_plots, track_twins
@@ -138,6 +138,15 @@ class Tracker:
         inside = d2 < gamma
         ki, mj = ki[inside], mj[inside]
         cost = d2[inside] + logdet[inside]
+        now = dt[ki] == 0.0  # (a late measurement is judged by the estimate carried back)
+        cost[now] = imm.mixture_cost(
+            self.table,
+            active[ki[now]],
+            nu_p[inside][now],
+            h[ki[now]],
+            scan.r[mj[now]],
+            None if rate_extra is None else rate_extra[ki[now]],
+        )
         gated: BoolArray = np.zeros((active.size, scan.z.shape[0]), dtype=bool)
         gated[ki, mj] = True
         loglik = -0.5 * (cost + scan.z.shape[1] * math.log(2 * math.pi))
@@ -171,6 +180,7 @@ class Tracker:
         lam = self.fixtures.clutter_at(bit, scan.model, scan.t, scan.z, clutter, self.stats)  # (reflectors)
         slot_of = np.full(m, -1, dtype=np.intp)
         near_track: BoolArray = np.zeros(m, dtype=bool)
+        also_starts: BoolArray = np.zeros(m, dtype=bool)  # plots young tracks took (see below)
         near_firm: BoolArray = np.zeros(m, dtype=bool)
         updated: BoolArray = np.zeros(active.size, dtype=bool)
         gain = np.zeros(active.size)
@@ -203,6 +213,12 @@ class Tracker:
                     gain[rows] = hit_score(
                         g.loglik[chosen], self.stats.pd(bit), clutter if lam is None else lam[cols]
                     )
+                    # A track born last scan judged its second plot on its velocity prior alone (at
+                    # 1 Hz a gate as wide as the coverage). A plot that counted against it is as
+                    # likely another object's: it also starts a track (both hypotheses kept, the
+                    # scores choose), else a false alarm's track stops a drone's birth scan by scan.
+                    second = ~is_firm[rows] & (tb.updates[active[rows]] == 1)
+                    also_starts[cols[second & (gain[rows] < 0.0)]] = True
                     if not scan.model.ranging:  # how well a bearing-only track knows its direction
                         tb.bearing_sigma_rad[active[rows]] = np.sqrt(scan.r[cols, 0, 0])
                     soft = (
@@ -225,6 +241,12 @@ class Tracker:
                         scan.r[now_cols],
                         self.imm,
                         extra,
+                        imm.miss_density(
+                            is_firm[now_rows] & (tb.absence[active[now_rows]] == 0.0),
+                            self.stats.pd(bit),
+                            self.params.gate_probability,
+                            clutter if lam is None else lam[now_cols],
+                        ),
                     )
                     self._late_update(active[rows[hard & ~in_time]], scan, cols[hard & ~in_time])
                     self._soft_update(active, soft, g, scan, clutter if lam is None else lam)
@@ -261,7 +283,7 @@ class Tracker:
             self.stats.unexplained(bit, unexplained)
         started = np.zeros(0, dtype=np.intp)
         if scan.initiate is True or np.any(scan.initiate):
-            unclaimed = (slot_of < 0) & ~near_track
+            unclaimed = ((slot_of < 0) | also_starts) & ~near_track
             if scan.initiate is not True:  # per measurement
                 unclaimed &= np.asarray(scan.initiate, dtype=bool)
             used, started = self._initiate(scan, unclaimed, bit)
@@ -332,7 +354,13 @@ class Tracker:
         the update bookkeeping of the hit ones. Returns the tracks rejected with their plot."""
         tb = self.table
         hit = active[updated]
-        tb.fed(hit, scan.t, scan.model.ranging)
+        fed = hit
+        if is_radar(scan.model):
+            # An established track is fed by a plot that says the target is there: Λ = 1 − Pd +
+            # Pd·g/λ ≥ 1, g ≥ λ. A lost track whose gate holds more false alarms than one takes
+            # one most scans, each likelier clutter than its target; its timeouts then run.
+            fed = hit[(tb.status[hit] == Status.TENTATIVE) | (gain[updated] >= math.log(self.stats.pd(bit)))]
+        tb.fed(fed, scan.t, scan.model.ranging)
         tb.updates[hit] += 1
         tb.sensor_mask[hit] |= np.uint64(1 << bit)
         tb.changed[hit] = True
