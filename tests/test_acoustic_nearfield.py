@@ -12,6 +12,7 @@ import pytest
 
 from cuas_node.drivers.acoustic.coherence import frame_spectra, harmonic_bins
 from cuas_node.drivers.acoustic.driver import AcousticArrayDriver, AcousticPipeline
+from cuas_node.drivers.acoustic.features import extract, sub_combs
 from cuas_node.drivers.acoustic.geometry import preset
 from cuas_node.drivers.acoustic.nearfield import (
     GAIN_LEARNT_BLOCKS,
@@ -307,3 +308,39 @@ def test_the_driver_counts_and_reports_from_the_bytes() -> None:
     bad = {**sensor, "sensitivity_tolerance_db": -1}
     with pytest.raises(Exception, match="sensitivity_tolerance_db"):
         build_config({"node": {"id": "n"}, "sensors": [bad]}, "test")
+
+
+@pytest.mark.parametrize("seed", [131, 166])
+def test_an_insect_read_on_a_high_harmonic_is_still_placed_at_the_capsule(seed: int) -> None:
+    """Insects whose wingbeat is about 180 Hz (these seeds' voices), 2-3.5 cm from a capsule in a
+    48 dB site: the comb search reads the comb on a high harmonic (seed 131: its seventh, 1254 Hz),
+    whose own harmonics under the array's 2.1 kHz cap are too few to judge, and which f0/2 and
+    f0/3 do not reach back from (2 of 5 windows detected before). Each f0/k whose own lines
+    stand in the beam (`features.sub_combs`, down to the lowest drone f0) is judged too."""
+    rng = np.random.default_rng(seed)
+    mic = GEO.positions[seed % GEO.n_mics]
+    away = rng.normal(size=3)
+    away[2] = abs(away[2])
+    spot = mic + away / np.linalg.norm(away) * rng.uniform(0.02, 0.035)
+    blocks = _blocks(SimAcousticArray(GEO, POSE, seed=seed, ambient_db_spl=48.0), 4.0, "insect", spot)
+    pipe = AcousticPipeline(GEO, FS, pose=POSE)
+    assert sum(_beam_alone(pipe, b) for b in blocks) == len(blocks)  # the comb alone: a drone
+    assert not any(src.detection.detected for b in blocks for src in pipe.process(b))
+
+
+def test_a_drones_comb_has_no_sub_combs_an_insects_read_high_has_its_own() -> None:
+    """`features.sub_combs`: a comb at 500 Hz (a drone's, no lines between its own) gives no f0/k
+    to judge; a 180 Hz comb read as its fifth harmonic (900 Hz) gives 5 (its own lines stand),
+    and not 2, 3 or 4 (f0/k's own lines fall between the 180 Hz comb's)."""
+    rng = np.random.default_rng(2)
+    t = np.arange(FS) / FS
+
+    def comb(f0: float) -> np.ndarray:
+        k = np.arange(1, int(5000 // f0) + 1)
+        x = (np.sin(2 * math.pi * f0 * k[:, None] * t + rng.uniform(0, 6, (k.size, 1))) / k[:, None]).sum(0)
+        return np.asarray(0.01 * x + 1e-4 * rng.standard_normal(FS))
+
+    drone, insect = extract(comb(500.0), FS).white_db, extract(comb(180.0), FS).white_db
+    assert drone is not None and insect is not None
+    assert sub_combs(drone, 500.0, FS) == []
+    assert sub_combs(insect, 900.0, FS) == [5]

@@ -27,9 +27,10 @@ from cuas_node.drivers.acoustic.coherence import (
 )
 from cuas_node.drivers.acoustic.detector import Detection, DroneDetector
 from cuas_node.drivers.acoustic.doa import DoaOptions, DoaPeak, SrpPhat
-from cuas_node.drivers.acoustic.features import comb_fundamental_hz, comb_lines_db
+from cuas_node.drivers.acoustic.features import comb_fundamental_hz, comb_lines_db, sub_combs
 from cuas_node.drivers.acoustic.geometry import ArrayGeometry, resolve
 from cuas_node.drivers.acoustic.nearfield import (
+    LOWEST_F0_HZ,
     CapsuleGains,
     far_field_spread_db,
     level_spread_db,
@@ -118,14 +119,22 @@ class AcousticPipeline:
         return out
 
     def _weigh(
-        self, spectra: FrameSpectra, peak: DoaPeak, d: Detection, away_from_hz: float | None = None
+        self,
+        spectra: FrameSpectra,
+        peak: DoaPeak,
+        d: Detection,
+        away_from_hz: float | None = None,
+        white_db: FloatArray | None = None,
     ) -> tuple[Detection, bool]:
         """The detection moved by the array's evidence of its comb, and whether the comb was
-        placed at the array (near-field). `away_from_hz`: a louder comb's f0, whose harmonics
-        the evidence leaves out (`coherence.harmonic_bins`)."""
+        placed at the array (near-field), judged also on each f0/k whose own lines stand in the
+        beam's whitened spectrum (`white_db`, default the detection's: `features.sub_combs`).
+        `away_from_hz`: a louder comb's f0, whose harmonics the evidence leaves out
+        (`coherence.harmonic_bins`)."""
         assert d.f0_hz is not None
         positions = self.geometry.positions
         gamma = harmonic_coherence(spectra, positions, peak.unit, d.f0_hz, self.c, away_from_hz)
+        white = d.white_db if white_db is None else white_db
         spread = level_spread_db(
             spectra,
             positions,
@@ -134,6 +143,7 @@ class AcousticPipeline:
             self.capsules.relative_db,
             self.tolerance_db,
             away_from_hz,
+            () if white is None else sub_combs(white, d.f0_hz, self.fs, LOWEST_F0_HZ),
         )
         near = nearfield_logit(spread, self.allowance_db)
         return self.detector.with_evidence(d, coherence_logit(gamma) + near), near < 0.0
@@ -151,15 +161,14 @@ class AcousticPipeline:
         blocks with a near comb pay for the second search."""
         assert near.f0_hz is not None and near.white_db is not None
         base = comb_fundamental_hz(near.white_db, near.f0_hz, self.fs)  # (its f0 may be a harmonic)
-        other = self.detector.detect(
-            beam, self.fs, also_suppress_db=comb_lines_db(near.white_db, base, self.fs)
-        )
+        lines = comb_lines_db(near.white_db, base, self.fs)
+        other = self.detector.detect(beam, self.fs, also_suppress_db=lines)
         if other.f0_hz is None or other.drone_likelihood <= 0.0:
             return near, base
         # What is left of the near comb (its weaker lines) may form a comb at a multiple of it.
         if _one_source(other.f0_hz, base) or _one_source(other.f0_hz, near.f0_hz):
             return near, base
-        other, other_near = self._weigh(spectra, peak, other, base)
+        other, other_near = self._weigh(spectra, peak, other, base, near.white_db - lines)
         return (other if not other_near and other.drone_likelihood > near.drone_likelihood else near), base
 
     def _one_peak_per_comb(

@@ -346,6 +346,7 @@ class FeatureExtractor:
 
 _EXTRACTORS: dict[int, FeatureExtractor] = {}
 _LINE_DB = 3.0  # a bin this far above the whitened floor is part of a line (as `harmonic_fraction` counts)
+SUB_COMB_MAX = 25  # `sub_combs`: bounded by the lowest f0 alone (1500 Hz / 60 Hz)
 
 
 def to_analysis_rate(x: npt.ArrayLike, sample_rate: int) -> tuple[FloatArray, int]:
@@ -377,27 +378,37 @@ def extract(x: npt.ArrayLike, sample_rate: int, suppress_db: FloatArray | None =
     return ext.extract(x, suppress_db)
 
 
+def sub_combs(
+    white_db: FloatArray, f0_hz: float, sample_rate: int, lowest_hz: float = F0_MIN_HZ
+) -> list[int]:
+    """The k ≥ 2 for which the comb found at `f0_hz` is the k-th harmonic of a comb of its own,
+    largest first: f0/k not below `lowest_hz` (the lowest f0 a drone's comb has) nor k above
+    `SUB_COMB_MAX`, where the lines of f0/k that are not also f0's stand as lines (median
+    `_LINE_DB` above the floor of `white_db`, a whitened spectrum (`Features.white_db`), up to
+    1 kHz, where a comb's lines are strongest). The comb search may read an insect's 180 Hz
+    wingbeat as its fifth harmonic (900 Hz), whose own harmonics are then too few to judge; a
+    drone's comb has no lines between its own, so none of its f0/k is taken for it."""
+    ext = _extractor(min(sample_rate, ANALYSIS_RATE))
+    out = []
+    for k in range(min(SUB_COMB_MAX, int(f0_hz // lowest_hz)), 1, -1):
+        base = f0_hz / k
+        j = np.arange(1, int(min(1000.0, float(ext.freqs[-1])) // base) + 1)
+        own = j[j % k != 0]
+        if own.size and np.median(np.interp(own * base, ext.freqs, white_db)) > _LINE_DB:
+            out.append(k)
+    return out
+
+
 def comb_fundamental_hz(white_db: FloatArray, f0_hz: float, sample_rate: int) -> float:
-    """The fundamental of the comb the comb search found at `f0_hz`: f0/3 or f0/2 (not below
-    `F0_MIN_HZ`) where the harmonics that are not f0's also stand as lines (median `_LINE_DB`
-    above the floor up to 1 kHz, where a comb's lines are strongest: an insect's wingbeat at
-    130 Hz read as 390), else f0; each refined to the comb's own lines within ±3 %, the wander
+    """The fundamental of the comb the comb search found at `f0_hz`: the lowest f0/k whose own
+    lines stand (`sub_combs`), else f0; refined to the comb's own lines within ±3 %, the wander
     the comb search allows (`coherence.comb_f0_within`; not wider: another comb's harmonic may
     lie a little further)."""
     ext = _extractor(min(sample_rate, ANALYSIS_RATE))
     top = min(COMB_MAX_HZ, float(ext.freqs[-1]))
     f0_hz = comb_f0_within(white_db, ext.df, f0_hz, top, 0.03)
-    for k in (3, 2):
-        base = f0_hz / k
-        j = np.arange(1, int(min(1000.0, float(ext.freqs[-1])) // base) + 1)
-        own = j[j % k != 0]
-        if (
-            base >= F0_MIN_HZ
-            and own.size
-            and np.median(np.interp(own * base, ext.freqs, white_db)) > _LINE_DB
-        ):
-            return comb_f0_within(white_db, ext.df, base, top, 0.03)
-    return f0_hz
+    ks = sub_combs(white_db, f0_hz, sample_rate)
+    return comb_f0_within(white_db, ext.df, f0_hz / ks[0], top, 0.03) if ks else f0_hz
 
 
 def comb_lines_db(white_db: FloatArray, f0_hz: float, sample_rate: int) -> FloatArray:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -140,20 +141,24 @@ def level_spread_db(
     capsule_db: FloatArray | None = None,
     tolerance_db: float = 1.0,
     away_from_hz: float | None = None,
+    sub_combs: Sequence[int] = (),
 ) -> float:
     """A lower bound (dB) on the level difference that two capsules of a block hear consistently
     at the comb's harmonics k·f0 ≤ `max_level_hz` (module docstring), each capsule's learnt level
     (`CapsuleGains.relative_db`) taken off; 0 when the block cannot say (one channel, fewer than
     `MIN_HARMONICS` harmonics clear of the floor) or its arrival times deny a near source.
-    `away_from_hz`: another comb's f0 whose harmonics are left out (`coherence.harmonic_bins`)."""
+    `away_from_hz`: another comb's f0 whose harmonics are left out (`coherence.harmonic_bins`).
+    `sub_combs`: the k whose comb f0/k is judged too, the largest spread counting: the detector's
+    f0 may be a harmonic of the source's comb (an insect's wingbeat at 180 Hz read as 900, whose
+    own harmonics under the cap are too few), and the caller names the k where the comb's own
+    lines stand (`features.sub_combs`): on a drone's comb, with no lines between its own, an
+    f0/k would judge the same lines again, fewer of them and with noise bins among them."""
     if spectra.full.shape[1] < 2:
         return 0.0
-    # The detector's f0 may be the second or third harmonic of the source's comb (an insect's
-    # wingbeat at 130 Hz read as 390): its own fundamental's lines count too.
     top = max_level_hz(positions, c)
     return max(
         _spread_on_comb(spectra, f0_hz / k, top, capsule_db, tolerance_db, away_from_hz)
-        for k in (1, 2, 3)
+        for k in (1, *sub_combs)
         if f0_hz / k >= LOWEST_F0_HZ or k == 1
     )
 
