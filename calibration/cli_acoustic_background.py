@@ -162,6 +162,7 @@ def cmd_acoustic_background(args: argparse.Namespace) -> int:
         "learnt_on": background.learnt_on,
         "array_geometry": background.array,
         "standing_line_bins": int(np.count_nonzero(background.suppress_db)),
+        "near_windows_set_aside": background.near_set_aside,
         "false_alarms_per_hour": args.false_alarms_per_hour,
         "threshold": round(background.threshold(args.false_alarms_per_hour), 4),
         "config": {
@@ -170,6 +171,14 @@ def cmd_acoustic_background(args: argparse.Namespace) -> int:
         },
     }
     print(json.dumps(summary))
+    if background.near_set_aside:
+        print(
+            f"note: {background.near_set_aside} window(s) set aside: the {background.array} array "
+            "placed their source at one of its microphones (an insect or the like at the array, which "
+            "the node marks down); they are not the site's far sound and set neither the spread nor "
+            "the floor of the threshold",
+            file=sys.stderr,
+        )
     shipped = shipped_threshold(DroneDetector().model)
     if summary["threshold"] > shipped:
         # Quieter sites lower it, louder ones raise it: a big rise costs detections, say so.

@@ -69,6 +69,7 @@ class Background:
     weights_sha256: str
     sources: tuple[str, ...] = ()
     array: str | None = None  # the geometry whose pipeline scored the windows; None: one beam (mono)
+    near_set_aside: int = 0  # windows whose source the array placed at a capsule: not in the statistics
 
     @property
     def learnt_on(self) -> str:
@@ -116,6 +117,7 @@ class Background:
             "sources": list(self.sources),
             "learnt_on": self.learnt_on,
             "array_geometry": self.array,
+            "near_windows_set_aside": self.near_set_aside,
             "suppress_db": np.round(self.suppress_db, 2).tolist(),
         }
 
@@ -149,6 +151,7 @@ class Background:
                 weights_sha256=str(doc["weights_sha256"]),
                 sources=tuple(str(s) for s in doc.get("sources", [])),
                 array=_learnt_on(doc),
+                near_set_aside=int(doc.get("near_windows_set_aside", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BackgroundError(f"{path}: damaged background file ({exc!r})") from exc

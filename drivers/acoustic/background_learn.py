@@ -166,7 +166,18 @@ def learn_background(
             f"(at least {MIN_WINDOWS} are needed to set a threshold on its scores): record longer, "
             "at a time of the site's usual sound"
         )
-    logits = np.array([_logit(d.drone_likelihood) for d in decided])
+    # A window whose source the array placed at one of its capsules (an insect at the array; the
+    # distance evidence marked it down) is not the site's far sound: partly marked down, its score
+    # would set the loudest-window floor and widen the upper half, and deafen the node. Set aside.
+    far = [d for d in decided if not d.near]
+    if len(far) < MIN_WINDOWS:
+        raise BackgroundError(
+            f"the {scorer.array} array placed the source at one of its microphones (an insect or the "
+            f"like at the array) in {len(decided) - len(far)} of the {len(decided)} windows with a "
+            f"source, leaving {len(far)} (at least {MIN_WINDOWS} are needed to set a threshold on "
+            "the site's own sound): record again, longer, or when nothing sits at the array"
+        )
+    logits = np.array([_logit(d.drone_likelihood) for d in far])
     mean, std, peak = logit_stats(logits, upper=scorer.array is not None)
     seconds = sum(r.seconds for r in recordings)
     return Background(
@@ -179,4 +190,5 @@ def learn_background(
         digest,
         tuple(r.name for r in recordings),
         array=scorer.array,
+        near_set_aside=len(decided) - len(far),
     )

@@ -150,6 +150,9 @@ class Detection:
     level_dbfs: float
     detected: bool = False  # drone_likelihood ≥ the detector's threshold: the node's decision
     white_db: FloatArray | None = field(default=None, repr=False, compare=False)  # for backgrounds
+    # The array placed the comb at one of its capsules (`nearfield`, the distance evidence): an
+    # insect at the array, not the site's far sound (a site background sets such windows aside).
+    near: bool = field(default=False, compare=False)
 
 
 DEFAULT_THRESHOLD = 0.5  # when the weights file names none

@@ -14,7 +14,7 @@ only to pick the sky-side hemisphere for planar arrays.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -146,7 +146,8 @@ class AcousticPipeline:
             () if white is None else sub_combs(white, d.f0_hz, self.fs, LOWEST_F0_HZ),
         )
         near = nearfield_logit(spread, self.allowance_db)
-        return self.detector.with_evidence(d, coherence_logit(gamma) + near), near < 0.0
+        weighed = self.detector.with_evidence(d, coherence_logit(gamma) + near)
+        return (replace(weighed, near=True) if near < 0.0 else weighed), near < 0.0
 
     def _beside_near_comb(
         self, spectra: FrameSpectra, peak: DoaPeak, beam: FloatArray, near: Detection
