@@ -344,3 +344,52 @@ def test_a_drones_comb_has_no_sub_combs_an_insects_read_high_has_its_own() -> No
     assert drone is not None and insect is not None
     assert sub_combs(drone, 500.0, FS) == []
     assert sub_combs(insect, 900.0, FS) == [5]
+
+
+def _far_and_near(drone_f0: float | None, insect_f0: float, seed: int) -> np.ndarray:
+    """A ReSpeaker 4 block: unless None, a far drone's comb (`drone_f0`, a plane wave, alike at
+    every capsule, 14 dB under) and an insect's comb (`insect_f0`) 2 cm from capsule 0, as 1/r
+    and its delays give each capsule; each capsule's own noise."""
+    rng = np.random.default_rng(seed)
+    n, c = FS, 343.0
+    f = np.fft.rfftfreq(n, 1 / FS)
+    t = np.arange(n) / FS
+
+    def comb(f0: float) -> np.ndarray:
+        k = np.arange(1, int(4000 // f0) + 1)
+        x = (np.sin(2 * math.pi * f0 * k[:, None] * t + rng.uniform(0, 6, (k.size, 1))) / k[:, None]).sum(0)
+        return np.asarray(np.fft.rfft(0.01 * x))
+
+    u = np.array([0.6, 0.7, 0.39]) / np.linalg.norm([0.6, 0.7, 0.39])
+    spot = GEO.positions[0] + np.array([-0.02, 0.0, 0.0])
+    insect, drone = comb(insect_f0), 0.2 * comb(drone_f0) if drone_f0 is not None else 0.0
+    chans = []
+    for p in GEO.positions:
+        r = float(np.linalg.norm(p - spot))
+        spec = drone * np.exp(2j * math.pi * f * (p @ u) / c) + insect * 0.02 / r * np.exp(
+            -2j * math.pi * f * r / c
+        )
+        chans.append(np.fft.irfft(spec, n))
+    x = np.stack(chans, axis=1)
+    return np.asarray(x + 1e-4 * rng.standard_normal(x.shape))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_drones_comb_read_high_is_not_judged_on_an_insects_comb_beside_it(seed: int) -> None:
+    """A far drone at 245 Hz that the comb search reads on its third harmonic (735 Hz) beside an
+    insect at 143 Hz, 2 cm from a capsule: 735/5 = 147 Hz lies on the insect's comb (the spread
+    refines it to 143), whose own lines stand, so f0/5 is judged, and on the insect's lines it is
+    near (12 dB: the drone marked down). A sub-comb counts only as far as the detector's own
+    lines (735 and 1470 Hz, alike at every capsule) share its 1/r: not near. An insect read on
+    its fifth harmonic, alone or beside the drone (170 Hz read as 850), is still placed at its
+    capsule. (Where the drone's line and the insect's share a bin, 16 Hz at 64 ms frames, the
+    detector's lines cannot tell them apart: a 242 Hz drone's 726 Hz beside 715.)"""
+    allowance = far_field_spread_db(GEO.positions, 1.0)
+    drone = frame_spectra(_far_and_near(245.0, 143.0, seed), FS)
+    insect = frame_spectra(_far_and_near(245.0, 170.0, seed), FS)
+    alone = frame_spectra(_far_and_near(None, 143.0, seed), FS)
+    assert drone is not None and insect is not None and alone is not None
+    assert level_spread_db(drone, GEO.positions, 735.0 / 5) > allowance  # the insect's comb
+    assert level_spread_db(drone, GEO.positions, 735.0, sub_combs=(5,)) <= allowance
+    assert level_spread_db(insect, GEO.positions, 850.0, sub_combs=(5,)) > allowance
+    assert level_spread_db(alone, GEO.positions, 715.0, sub_combs=(5,)) > allowance

@@ -39,9 +39,10 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from cuas_node.drivers.acoustic.coherence import MAX_HZ, FrameSpectra, harmonic_bins
+from cuas_node.drivers.acoustic.coherence import MAX_HZ, OTHER_COMB, FrameSpectra, harmonic_bins
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
 NEAREST_SOURCE_M = 1.0  # a drone nearer the array than this is not what the allowance is for
 MIN_HARMONICS = 3  # fewer cannot show a level difference consistent over harmonics
 USABLE_SNR = 4.0  # a harmonic is used when a channel hears it this far above its floor (6 dB)
@@ -157,7 +158,9 @@ def level_spread_db(
         return 0.0
     top = max_level_hz(positions, c)
     return max(
-        _spread_on_comb(spectra, f0_hz / k, top, capsule_db, tolerance_db, away_from_hz)
+        _spread_on_comb(
+            spectra, f0_hz / k, top, capsule_db, tolerance_db, away_from_hz, f0_hz if k > 1 else None
+        )
         for k in (1, *sub_combs)
         if f0_hz / k >= LOWEST_F0_HZ or k == 1
     )
@@ -170,42 +173,22 @@ def _spread_on_comb(
     capsule_db: FloatArray | None,
     tolerance_db: float,
     away_from_hz: float | None,
+    lines_of_hz: float | None = None,
 ) -> float:
-    """`level_spread_db` on the harmonics of one f0."""
+    """`level_spread_db` on the harmonics of one f0. `lines_of_hz`: the detector's f0, of which
+    `f0_hz` is a fraction (a sub-comb): the spread counts only as far as that f0's own lines
+    show it too (`_own_lines_db`)."""
     bins = harmonic_bins(spectra, f0_hz, top_hz, away_from_hz)
     if bins is None:
         return 0.0
-    full, frames, power = spectra.full, spectra.frames, spectra.channel_power  # power (M, F)
-    width = 2 * FLOOR_HALF_BINS + 1
-    if power.shape[1] < width:
+    full = spectra.full
+    levels = _line_levels(spectra, bins, capsule_db)
+    if levels is None:
         return 0.0
-    windows = np.lib.stride_tricks.sliding_window_view(power, width, axis=1)  # (M, F - 2h, width)
-    start = np.clip(bins - FLOOR_HALF_BINS, 0, windows.shape[1] - 1)
-    floor = np.median(windows[:, start], axis=-1)  # (M, K)
-    # A capsule that hears nothing here, or that the learner found dead, says nothing of distance.
-    alive: npt.NDArray[np.bool_] = np.asarray((floor > 1e-30).all(axis=1))
-    if capsule_db is not None:
-        alive &= capsule_db > DEAD_DB
-    if np.count_nonzero(alive) < 2:
-        return 0.0
-    floor = np.maximum(floor, 1e-30)
-    usable = (power[alive][:, bins] >= USABLE_SNR * floor[alive]).any(axis=0)
+    alive, usable, level, se = levels
     k = int(np.count_nonzero(usable))
     if k < MIN_HARMONICS:
         return 0.0
-    # Above each channel's own floor; a channel that hears a harmonic no better than noise
-    # averaged over the frames allows is taken at that limit (its difference is then a bound).
-    noise = floor[:, usable]
-    limit = 2.0 * noise / math.sqrt(frames)
-    signal = np.maximum(power[:, bins[usable]] - noise, limit)
-    level = 10.0 * np.log10(signal)  # (M, K)
-    if capsule_db is not None:
-        level -= capsule_db[:, None]
-    # The standard error of each level: a line of power A² in noise N, averaged over the frames,
-    # is known to sqrt((2 A² N + N²)/frames) (A² taken at least N: a line under the floor is
-    # a bound, not a measurement to be sure of).
-    strong = np.maximum(signal, noise)
-    se = 10.0 / math.log(10.0) * np.sqrt((2.0 * strong * noise + noise**2) / frames) / strong
     live = np.flatnonzero(alive)
     # Which capsule stands out: each against the array's median capsule (with two, the other).
     # 1/r raises the capsule nearest a source above the median further than it lowers the
@@ -239,7 +222,82 @@ def _spread_on_comb(
     later = (weight * f * np.angle(cross)).sum(axis=1) / (2.0 * math.pi * np.maximum(moment, 1e-300))
     if not (later[pairs > 0.0] > 0.0).all():
         return 0.0
+    if lines_of_hz is not None:
+        own = _own_lines_db(spectra, lines_of_hz, top_hz, capsule_db, away_from_hz, loud, others)
+        return max(0.0, min(spread, own))
     return spread
+
+
+def _line_levels(
+    spectra: FrameSpectra, bins: IntArray, capsule_db: FloatArray | None
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_], FloatArray, FloatArray] | None:
+    """Each channel's level (dB) at the lines in `bins` above its own floor around each, and
+    that level's standard error, on the lines some live channel hears `USABLE_SNR` above its
+    floor: (live channels, usable lines, level (M, K usable), se (M, K)); None when fewer
+    than two channels are live."""
+    frames, power = spectra.frames, spectra.channel_power  # power (M, F)
+    width = 2 * FLOOR_HALF_BINS + 1
+    if power.shape[1] < width:
+        return None
+    windows = np.lib.stride_tricks.sliding_window_view(power, width, axis=1)  # (M, F - 2h, width)
+    start = np.clip(bins - FLOOR_HALF_BINS, 0, windows.shape[1] - 1)
+    floor = np.median(windows[:, start], axis=-1)  # (M, K)
+    # A capsule that hears nothing here, or that the learner found dead, says nothing of distance.
+    alive: npt.NDArray[np.bool_] = np.asarray((floor > 1e-30).all(axis=1))
+    if capsule_db is not None:
+        alive &= capsule_db > DEAD_DB
+    if np.count_nonzero(alive) < 2:
+        return None
+    floor = np.maximum(floor, 1e-30)
+    usable = np.asarray((power[alive][:, bins] >= USABLE_SNR * floor[alive]).any(axis=0))
+    # Above each channel's own floor; a channel that hears a harmonic no better than noise
+    # averaged over the frames allows is taken at that limit (its difference is then a bound).
+    noise = floor[:, usable]
+    limit = 2.0 * noise / math.sqrt(frames)
+    signal = np.maximum(power[:, bins[usable]] - noise, limit)
+    level = 10.0 * np.log10(signal)  # (M, K)
+    if capsule_db is not None:
+        level -= capsule_db[:, None]
+    # The standard error of each level: a line of power A² in noise N, averaged over the frames,
+    # is known to sqrt((2 A² N + N²)/frames) (A² taken at least N: a line under the floor is
+    # a bound, not a measurement to be sure of).
+    strong = np.maximum(signal, noise)
+    se = 10.0 / math.log(10.0) * np.sqrt((2.0 * strong * noise + noise**2) / frames) / strong
+    return alive, usable, level, se
+
+
+def _own_lines_db(
+    spectra: FrameSpectra,
+    f0_hz: float,
+    top_hz: float,
+    capsule_db: FloatArray | None,
+    away_from_hz: float | None,
+    loud: int,
+    others: IntArray,
+) -> float:
+    """How much louder (dB, a lower bound) capsule `loud` hears the detector's own lines, the
+    harmonics of `f0_hz` up to `top_hz` (each at its nearest bin: the comb search's f0 is that
+    precise, and a line of another comb one bin off is not this comb's), than the `others`: the
+    largest over them of the median over the lines less `Z` standard errors of the noise each
+    level carries. A sub-comb places the detection at the array only so far as the lines the
+    detector found share its 1/r: an insect's wingbeat read on its fifth harmonic is loudest at
+    the insect's capsule there too, while a far drone's comb whose f0/k lies on an insect's
+    comb (a 242 Hz drone read on its 731 Hz third harmonic beside a 143 Hz insect, whose 146 Hz
+    f0/5 is the insect's) is heard alike at every capsule."""
+    df = float(spectra.f[1])
+    top = min(top_hz, 0.9 * float(spectra.f[-1]))
+    bins = np.unique(np.rint(np.arange(1, int(top // f0_hz) + 1) * f0_hz / df).astype(np.intp))
+    if away_from_hz is not None and bins.size:
+        at = bins * df / away_from_hz
+        bins = bins[np.abs(at - np.round(at)) * away_from_hz > OTHER_COMB * bins * df + df]
+    levels = _line_levels(spectra, bins, capsule_db) if bins.size else None
+    if levels is None or not levels[1].any():
+        return 0.0
+    _, usable, level, se = levels
+    k = int(np.count_nonzero(usable))
+    diff = level[loud] - level[others]  # (others, K)
+    model = (se[loud] ** 2 + se[others] ** 2).mean(axis=1)
+    return float((np.median(diff, axis=1) - Z * np.sqrt(math.pi / 2.0 * model / k)).max())
 
 
 def _clear(diff: FloatArray, model: FloatArray, k: int) -> FloatArray:
