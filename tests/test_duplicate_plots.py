@@ -80,3 +80,28 @@ def test_the_memory_of_recent_frames_stays_bounded() -> None:
     again = [frames.repeated("radar", 2.0, z).all() for _ in range(50)]
     assert again == [False] + [True] * 49
     assert frames._frames["radar"][2.0].shape == z.shape
+
+
+def test_a_scanning_radars_plot_sent_again_in_a_later_batch_is_fused_once() -> None:
+    """A scanning radar's plots are fused in batches timed by their stamps' midpoint, so a plot
+    sent again (a link that retransmits) arrives in another batch at another batch time: it is
+    looked up by its own stamp. Two targets side by side seen every sweep for 8 s (one batch a
+    sweep), one plot of each sweep sent again alone two sweeps later: the same tracks as once,
+    and every repeat counted (before, each repeat was fused as a new plot)."""
+    from tests.test_sweeping_radar import _beam_time, _plot, _tracking
+
+    sweeps = [
+        [_plot(_beam_time(n, az), r + 5.0 * n, az) for az, r in ((0.2, 2000.0), (0.21, 2600.0))]
+        for n in range(8)
+    ]
+    once = [text for sweep in sweeps for text in sweep]
+    again = []
+    for n, sweep in enumerate(sweeps):
+        again += sweep
+        if n >= 2:
+            again.append(sweeps[n - 2][0])
+    single, double = _tracking(once), _tracking(again)
+    assert single.stats.dropped["duplicate"] == 0
+    assert double.stats.dropped["duplicate"] == len(sweeps) - 2
+    assert isinstance(single.out, io.StringIO) and isinstance(double.out, io.StringIO)
+    assert double.out.getvalue() == single.out.getvalue()

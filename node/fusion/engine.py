@@ -246,8 +246,12 @@ class FusionEngine:
             self.counters.unsupported += len(detections)
             return
         z, sig, extent, valid, rate = radar_arrays(detections, self.range_bias.get(sensor_id, 0.0))
-        repeated = np.zeros(valid.size, dtype=bool)  # a frame delivered twice is fused once
-        repeated[valid] = self.recent_frames.repeated(sensor_id, t, np.hstack([z, sig])[valid])
+        stamps = np.fromiter(map(_STAMP, detections), float, len(detections)) if model.sweeps else None
+        repeated = np.zeros(valid.size, dtype=bool)  # a frame (a plot) delivered twice is fused once
+        rows = np.hstack([z, sig])[valid]
+        repeated[valid] = self.recent_frames.repeated(
+            sensor_id, t, rows, None if stamps is None else stamps[valid]
+        )
         self.counters.duplicate += int(np.count_nonzero(repeated))
         self.counters.invalid += int(np.count_nonzero(~valid))
         if repeated.any() and not (valid & ~repeated).any():
@@ -255,7 +259,6 @@ class FusionEngine:
         valid &= ~repeated
         if model.sweeps:
             self._sweep_arrived(sensor_id, t)
-        stamps = np.fromiter(map(_STAMP, detections), float, len(detections)) if model.sweeps else None
         if not model.range_rate:
             rate[:] = False  # the radar is declared without range-rate: its radial values are not trusted
         self.counters.outside_coverage += int(

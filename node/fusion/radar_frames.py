@@ -77,10 +77,15 @@ class RecentFrames:
         self._frames: dict[str, dict[float, np.ndarray]] = {}
         self._newest: dict[str, float] = {}
 
-    def repeated(self, sensor_id: str, t: float, z: np.ndarray) -> np.ndarray:
+    def repeated(
+        self, sensor_id: str, t: float, z: np.ndarray, stamps: np.ndarray | None = None
+    ) -> np.ndarray:
         """(M,) the detections of the radar's frame z at `t` already given (`repeated_rows`; the
         engine asks it of the valid detections, values and sigmas: a detection that differs only
-        in its sigma is not the same report)."""
+        in its sigma is not the same report). `stamps`: a scanning radar's plots' own capture
+        times (`_repeated_plots`)."""
+        if stamps is not None:
+            return self._repeated_plots(sensor_id, stamps, z)
         frames = self._frames.setdefault(sensor_id, {})
         before = frames.get(t)
         out = repeated_rows(z, before)
@@ -93,6 +98,19 @@ class RecentFrames:
         if len(frames) > REPEAT_MAX_FRAMES:  # out of order: old ones left behind newer ones
             kept = [k for k in frames if k >= newest - REPEAT_HORIZON_S][-REPEAT_MAX_FRAMES:]
             self._frames[sensor_id] = {k: frames[k] for k in kept}
+        return out
+
+    def _repeated_plots(self, sensor_id: str, stamps: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """`repeated` for a scanning radar, whose batches hold plots of many capture times: a plot
+        sent again comes in another batch, at another batch time, so each is looked up by its own
+        stamp (among the rows of the same whole second of stamps, the stamp one of the values
+        compared)."""
+        rows = np.hstack([z, stamps[:, None]])
+        keys = np.floor(stamps)
+        out = np.zeros(rows.shape[0], dtype=bool)
+        for key in np.unique(keys):
+            at = keys == key
+            out[at] = self.repeated(sensor_id, float(key), rows[at])
         return out
 
 
