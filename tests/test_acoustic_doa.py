@@ -83,3 +83,16 @@ def test_geometry_presets_and_explicit() -> None:
     assert circular(8, 0.05).n_mics == 8
     with pytest.raises(ValueError):
         preset("no-such-array")
+
+
+def test_an_explicit_array_with_a_microphone_listed_twice_is_refused_by_name() -> None:
+    """A copied line in a config's positions (an outside user's JSON) was accepted: two
+    microphones in one place give the array's evidence a pair that says nothing. Refused, with
+    the microphones named; also non-finite positions and one wire channel for two microphones."""
+    with pytest.raises(ValueError, match="microphones 2 and 3 are at the same place"):
+        resolve([[0, 0, 0], [0.04, 0, 0], [0.04, 0, 0.0002], [0, 0.04, 0]])
+    with pytest.raises(ValueError, match="finite"):
+        resolve([[0, 0, 0], [float("nan"), 0, 0]])
+    with pytest.raises(ValueError, match="one wire channel to two microphones"):
+        resolve([[0, 0, 0], [0.04, 0, 0]], [1, 1])
+    assert resolve([[0, 0, 0], [0.002, 0, 0]]).n_mics == 2  # close, but two places

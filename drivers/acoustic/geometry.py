@@ -64,6 +64,11 @@ class ArrayGeometry:
         return i.astype(np.intp), j.astype(np.intp)
 
 
+MIN_SPACING_M = 0.001
+"""Microphones closer than this are taken for one listed twice (`explicit`): the smallest arrays
+on a Pi space them 2-5 cm apart, and 1 mm is a 3 µs delay, under a sample at 48 kHz."""
+
+
 def _ring(radius: float, n: int, first_deg: float = 0.0) -> list[tuple[float, float, float]]:
     angles = np.radians(first_deg + 360.0 * np.arange(n) / n)
     return [(float(radius * np.sin(a)), float(radius * np.cos(a)), 0.0) for a in angles]
@@ -122,9 +127,22 @@ def explicit(
     pos = np.array([(*p, 0.0)[:3] if len(p) == 2 else tuple(p) for p in positions], dtype=np.float64)
     if pos.ndim != 2 or pos.shape[1] != 3 or pos.shape[0] < 2:
         raise ValueError("an array needs at least two microphones with (x, y[, z]) coordinates")
+    if not np.isfinite(pos).all():
+        raise ValueError("microphone positions must be finite numbers (metres)")
+    # Two microphones in one place give no delay between them: every direction fits them alike,
+    # and the array's evidence would weigh a pair that says nothing (a copied line in the list).
+    d = np.sqrt(((pos[:, None, :] - pos[None, :, :]) ** 2).sum(-1)) + np.eye(pos.shape[0])
+    if (d < MIN_SPACING_M).any():
+        i, j = (int(k) for k in np.argwhere(d < MIN_SPACING_M)[0])
+        raise ValueError(
+            f"microphones {i + 1} and {j + 1} are at the same place ({d[i, j] * 1000:.1f} mm apart;"
+            f" at least {MIN_SPACING_M * 1000:g} mm): a copied position?"
+        )
     cmap = tuple(int(c) for c in channel_map) if channel_map is not None else tuple(range(pos.shape[0]))
     if len(cmap) != pos.shape[0] or min(cmap) < 0:
         raise ValueError("channel_map must give one non-negative wire channel per microphone")
+    if len(set(cmap)) != len(cmap):
+        raise ValueError("channel_map gives one wire channel to two microphones")
     return ArrayGeometry(name, pos, cmap, max(cmap) + 1)
 
 
