@@ -35,7 +35,7 @@ from cuas_node.calibration.cli_capture_align import (
     cmd_align,
     cmd_capture,
 )
-from cuas_node.calibration.cli_common import DEFAULT_DIR
+from cuas_node.calibration.cli_common import DEFAULT_DIR, UsageError
 from cuas_node.calibration.cli_radar_reflectors import add_radar_reflectors_parser, cmd_radar_reflectors
 from cuas_node.calibration.cli_sensor_checks import (
     add_acoustic_check_parser,
@@ -118,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
     }
     try:
         return commands[args.calibrate_command](args)
+    except UsageError as exc:
+        print(f"cuas-node calibrate {args.calibrate_command}: {exc}", file=sys.stderr)
+        return 2
     except (calio.CalibrationInputError, ValueError, OSError) as exc:
         # A file that cannot be read says which and why ("x.wav: No such file or directory"), as
         # `acoustic score` does, not Python's "[Errno 2] ..." repr.

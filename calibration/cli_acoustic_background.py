@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from cuas_node.calibration.cli_common import find_sensor, optional_config
+from cuas_node.calibration.cli_common import UsageError, find_sensor, optional_config
 
 PROG = "cuas-node calibrate acoustic-background"
 
@@ -103,11 +103,14 @@ def _recordings(args: argparse.Namespace) -> tuple[list[Any], Any]:
     from cuas_node.drivers.acoustic.steering import steered_mono
 
     if bool(args.config) != bool(args.sensor):
-        raise ValueError("--config and --sensor go together")
+        raise UsageError("--config and --sensor go together")
     sensor = find_sensor(optional_config(args), args.sensor)
     if sensor is not None and getattr(sensor, "kind", None) != "acoustic-array":
-        raise ValueError(f"sensor {args.sensor!r} is not an acoustic-array")
-    options = recording_array_options(args.geometry, sensor)
+        raise UsageError(f"sensor {args.sensor!r} is not an acoustic-array")
+    try:
+        options = recording_array_options(args.geometry, sensor)
+    except ValueError as exc:  # a --geometry that names no array
+        raise UsageError(str(exc)) from None
     array = None if options is None else ArrayScorer(options)
     on_array, one_beam = [], []
     for path in args.wav:
@@ -120,11 +123,11 @@ def _recordings(args: argparse.Namespace) -> tuple[list[Any], Any]:
         one_beam.append(Recording(str(path), steered_mono(x, rate), rate))  # as `acoustic score`
     if args.capture is not None:
         if not args.capture > 0:
-            raise ValueError("--capture SECONDS must be > 0")
+            raise UsageError("--capture SECONDS must be > 0")
         if sensor is None or array is None:
-            raise ValueError("--capture needs --config and --sensor naming an acoustic-array")
+            raise UsageError("--capture needs --config and --sensor naming an acoustic-array")
         if args.geometry is not None:  # the stream is the sensor's array: another would mislabel it
-            raise ValueError(
+            raise UsageError(
                 "--capture listens to the --sensor's array: its geometry is the config's, not --geometry"
             )
         on_array.append(capture_array(sensor, args.capture))
@@ -136,7 +139,7 @@ def _recordings(args: argparse.Namespace) -> tuple[list[Any], Any]:
             "the array's recordings only"
         )
     if not (on_array or one_beam):
-        raise ValueError("give WAV files of the site, or --capture SECONDS with --config and --sensor")
+        raise UsageError("give WAV files of the site, or --capture SECONDS with --config and --sensor")
     return (on_array, array) if on_array else (one_beam, MonoScorer())
 
 
@@ -146,7 +149,7 @@ def cmd_acoustic_background(args: argparse.Namespace) -> int:
     from cuas_node.drivers.acoustic.detector import DroneDetector, shipped_threshold
 
     if not args.false_alarms_per_hour > 0:
-        raise ValueError("--false-alarms-per-hour must be > 0")
+        raise UsageError("--false-alarms-per-hour must be > 0")
     recordings, scorer = _recordings(args)
     try:
         background = learn_background(recordings, scorer=scorer)

@@ -25,6 +25,11 @@ from cuas_node.kernel.measurement import AnyMeasurement, GpsFix
 DEFAULT_DIR = Path("/etc/cuas-node/calibration")
 
 
+class UsageError(ValueError):
+    """Options that do not go together or are missing: exit 2, as argparse's own usage errors
+    (`calibrate` exits 1 for a refused input or a failed check: docs/calibration.md)."""
+
+
 def add_common_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of every geometric procedure (align, rf-pathloss), worded identically."""
     p.add_argument("--config", help="config file (default: $CUAS_CONFIG or /etc/cuas-node/config.toml)")
@@ -66,7 +71,7 @@ def resolve_origin(
         try:
             lat, lon, alt = (float(v) for v in args.origin.split(","))
         except ValueError:
-            raise ValueError(
+            raise UsageError(
                 "--origin must be LAT,LON,ALT (degrees, degrees, metres above the ellipsoid)"
             ) from None
         return LocalFrame(lat, lon, alt)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from cuas_node.calibration.cli_common import find_sensor, load_procedure_config
+from cuas_node.calibration.cli_common import UsageError, find_sensor, load_procedure_config
 from cuas_node.calibration.radar_reflectors import (
     MIN_SCANS,
     SURVEY_S,
@@ -59,7 +59,7 @@ def cmd_radar_reflectors(args: argparse.Namespace) -> int:
     config = load_procedure_config(args)
     entry = find_sensor(config, args.sensor)
     if not isinstance(entry, TiMmwaveSensor | GenericRadarSensor):
-        raise ValueError(f"sensor {args.sensor!r} is a {entry.kind}, not a radar (ti-mmwave or radar)")
+        raise UsageError(f"sensor {args.sensor!r} is a {entry.kind}, not a radar (ti-mmwave or radar)")
     sensor = sensor_spec(entry.model_copy(update={"reflectors_file": None}))  # learnt afresh
     assert isinstance(sensor, RadarSensor)
     read = _Input(args.sensor)

@@ -19,6 +19,7 @@ import numpy as np
 
 from cuas_node.calibration import io as calio
 from cuas_node.calibration.cli_common import (
+    UsageError,
     add_common_arguments,
     find_sensor,
     optional_config,
@@ -94,11 +95,11 @@ def cmd_acoustic_check(args: argparse.Namespace) -> int:
         geometry = preset(args.geometry)
         mount = None
     else:
-        raise ValueError("give --config and --sensor, or --geometry")
+        raise UsageError("give --config and --sensor, or --geometry")
     az, el = args.bearing_deg, args.elevation_deg
     if not args.sensor_frame:
         if mount is None:
-            raise ValueError(
+            raise UsageError(
                 "a compass bearing needs the sensor's mount from --config; or use --sensor-frame"
             )
         pose = Pose.from_angles(mount.yaw_deg, mount.pitch_deg, mount.roll_deg, (0.0, 0.0, 0.0))
@@ -206,7 +207,7 @@ def cmd_radar(args: argparse.Namespace) -> int:
     from cuas_node.calibration.radar_cal import learn_clutter, range_bias, read_ti_capture
 
     if args.reflector_range_m is None and not args.clutter:
-        raise ValueError("give --reflector-range-m (range bias) and/or --clutter (static clutter map)")
+        raise UsageError("give --reflector-range-m (range bias) and/or --clutter (static clutter map)")
     frames = read_ti_capture(args.raw)
     out = output_path(args, args.sensor, "radar")
     header = report_header("radar", args.sensor, [str(args.raw)])

@@ -333,7 +333,7 @@ def test_capture_from_the_configured_array_learns_through_it(
         "1",
         *sensor,
     )
-    assert rc == 1 and "--capture listens to the --sensor's array" in err
+    assert rc == 2 and "--capture listens to the --sensor's array" in err  # a usage error
 
 
 def test_two_arrays_given_by_their_positions_are_told_apart() -> None:
@@ -381,3 +381,14 @@ def test_windows_placed_at_a_capsule_set_neither_the_spread_nor_the_floor(
     assert abs(shift) < error, (shift, error)
     assert 12 <= bg.near_set_aside <= 17  # the 13-15 windows the insect fills (of 39)
     assert bg.to_json()["near_windows_set_aside"] == bg.near_set_aside
+
+
+def test_calibrate_exits_2_on_options_that_do_not_go_together(tmp_path: Path) -> None:
+    """Usage errors exit 2, as `acoustic score` and argparse do (docs/calibration.md); a refused
+    input exits 1. An outside user found `--sensor` without `--config` gave 1 here and 2 there."""
+    from cuas_node.calibration.cli import main
+
+    out = str(tmp_path / "bg.json")
+    assert main(["acoustic-background", "--sensor", "mic", out, "x.wav"]) == 2
+    assert main(["acoustic-background", "--geometry", "[[0,0],[0,0]]", out, "x.wav"]) == 2
+    assert main(["acoustic-background", out, str(tmp_path / "missing.wav")]) == 1
