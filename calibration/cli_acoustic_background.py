@@ -131,6 +131,14 @@ def _recordings(args: argparse.Namespace) -> tuple[list[Any], Any]:
                 "--capture listens to the --sensor's array: its geometry is the config's, not --geometry"
             )
         on_array.append(capture_array(sensor, args.capture))
+    if array is not None and one_beam and not on_array:
+        # The array was named, so a background for it was asked: one learnt on one beam would be
+        # noted as a mismatch by every run of the node.
+        raise ValueError(
+            f"none of the {len(one_beam)} recording(s) carries the {array.geometry.name} array's "
+            f"{array.geometry.min_channels} channels: record through the array (or --capture), or "
+            "name no array (no --geometry, --config/--sensor) to learn a one-beam background"
+        )
     if on_array and one_beam and array is not None:
         # One threshold for two kinds of score would fit neither.
         raise ValueError(

@@ -222,7 +222,8 @@ def test_calibrate_with_the_array_geometry_end_to_end(
 ) -> None:
     """`calibrate acoustic-background --geometry respeaker-4` on the site's 4-channel WAV learns
     what the library learns through the array; `acoustic score` with it notes a one-beam scoring;
-    a mono WAV is learnt as one beam, with a note; the two kinds are not mixed."""
+    a mono WAV alone is refused when the array is named (it was learnt as one beam, exit 0, and
+    every run of the node then noted the mismatch: an outside user); the two kinds are not mixed."""
     wav = _wav(tmp_path / "site.wav", site)
     out = tmp_path / "bg.json"
     rc, stdout, err = _main(
@@ -251,8 +252,11 @@ def test_calibrate_with_the_array_geometry_end_to_end(
         str(tmp_path / "m.json"),
         str(mono),
     )
-    assert rc == 0 and json.loads(stdout)["learnt_on"] == "mono"
+    assert rc == 1 and "none of the 1 recording(s) carries the respeaker-4 array's 4 channels" in err
     assert f"{mono}: 1 channel(s), not the respeaker-4 array's 4: scored as one beam" in err
+    assert not (tmp_path / "m.json").exists()
+    rc, stdout, err = _main(capsys, "calibrate", "acoustic-background", str(tmp_path / "m.json"), str(mono))
+    assert rc == 0 and json.loads(stdout)["learnt_on"] == "mono"  # no array named: one beam
     rc, _, err = _main(
         capsys,
         "calibrate",
