@@ -229,6 +229,8 @@ def test_imm_update_matches_the_model_by_model_kalman_update(dim: int, clutter: 
             if dim == 4:  # the range-rate row's evidence, given the position rows, counts a fraction
                 given = like[j] / _gaussian(innovation[:3], s[:3, :3])
                 like[j] = _gaussian(innovation[:3], s[:3, :3]) * given**imm.RANGE_RATE_EVIDENCE
+            if dim == 4:  # the row's missing 1 − κ of a density: the radar's own there
+                like[j] *= (2 * np.pi * r_row[3, 3]) ** (-(1.0 - imm.RANGE_RATE_EVIDENCE) / 2.0)
             beta = 1.0 if miss is None else like[j] / (like[j] + miss[row])
             betas.append(beta)
             step = gain @ innovation
@@ -240,6 +242,35 @@ def test_imm_update_matches_the_model_by_model_kalman_update(dim: int, clutter: 
         assert np.allclose(table.mu[slot], mu[row] * like / (mu[row] * like).sum())
     if clutter:  # the cases asked for: models that take the plot in part, and one that takes it whole
         assert min(betas) < 0.5 and max(betas) == 1.0
+
+
+def test_the_imm_pda_update_does_not_depend_on_the_unit_of_speed() -> None:
+    """The same 4-D plots with the range-rate in m/s and in km/h (its row, Jacobian, noise and
+    second-order variance scaled, the false-alarm density per unit of speed divided): the same
+    states and model weights. (β had weighed a tempered density in (m/s)^-1/3 against λ per m/s.)"""
+    params = imm.ImmParams(
+        accel_h_mps2=(0.7, 3.0, 3.0), accel_v_mps2=(0.3, 1.0, 1.0), initial_mode=(1 / 3, 1 / 3, 1 / 3)
+    )
+    rng = np.random.default_rng(11)
+    slots = np.array([0, 1, 2, 3])
+    mu = rng.dirichlet(np.ones(3), slots.size)
+    xm = rng.normal(0.0, 5.0, (slots.size, 3, 6))
+    a = rng.normal(size=(slots.size, 3, 6, 6))
+    pm = a @ a.transpose(0, 1, 3, 2) + np.eye(6)
+    h = rng.normal(size=(slots.size, 4, 6))
+    r = np.stack([np.diag(rng.uniform(0.5, 2.0, 4)) for _ in slots])
+    nu = rng.normal(size=(slots.size, 4)) * 3.0
+    extra = rng.uniform(0.0, 1.0, slots.size)
+    miss = rng.uniform(0.0, 0.05, slots.size)
+    scale = np.diag([1.0, 1.0, 1.0, 3.6])
+    results = []
+    for k in (np.eye(4), scale):
+        table = TrackTable(8, 3, params.initial_mode)
+        table.mu[slots], table.xm[slots], table.pm[slots] = mu, xm, pm
+        table.combine(slots)
+        imm.update(table, slots, nu @ k, k @ h, k @ r @ k, params, extra * k[3, 3] ** 2, miss / k[3, 3])
+        results.append((table.xm[slots].copy(), table.mu[slots].copy()))
+    assert np.allclose(results[0][0], results[1][0]) and np.allclose(results[0][1], results[1][1])
 
 
 def test_the_imm_likelihood_of_a_plot_is_its_models_mixture() -> None:

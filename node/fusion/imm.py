@@ -247,15 +247,15 @@ def update(
     r: FloatArray,
     params: ImmParams,
     rate_extra: FloatArray | None = None,
-    miss_density: FloatArray | None = None,
+    miss: FloatArray | None = None,
 ) -> None:
     """Fuse one measurement taken at the tracks' current time into each given track (pairs
     aligned), model by model, then re-weigh the models by how well each predicted it. Older
     measurements go to `late`.
 
-    `miss_density` (A,): (1 − Pd·Pg)·λ / Pd, the density of "the target was missed and this
-    plot is a false alarm" at the plot, over Pd (None or 0: the plot is the target's;
-    `miss_density` below). Each model then weighs the plot against that alternative (IMM-PDA,
+    `miss` (A,): (1 − Pd·Pg)·λ / Pd, the density of "the target was missed and this plot is a
+    false alarm" at the plot, over Pd (None, 0 or not finite: the plot is the target's;
+    `miss_density`). Each model then weighs the plot against that alternative (IMM-PDA,
     Bar-Shalom): a model that predicted it poorly takes it in part (β_j = Pd·g_j / (Pd·g_j +
     (1 − Pd·Pg)·λ)) and its likelihood is that of either hypothesis. So in clutter a false alarm
     beside a hovering drone the radar missed moves the quiet model little while the turning ones
@@ -299,12 +299,17 @@ def update(
     if rate_extra is not None:
         evidence[:, 3] *= RANGE_RATE_EVIDENCE
     loglik = (-0.5 * evidence.sum(axis=1)).reshape(a, n_models)
-    if miss_density is not None and np.any(miss_density > 0.0):
+    if miss is not None and np.any(miss > 0.0):
         # ln of the odds "missed, and a false alarm" against "this plot is the target's", the plot
         # weighed as the models' weights weigh it (a range-rate row at RANGE_RATE_EVIDENCE: else a
-        # model that mispredicted the radial speed gained weight as "it was a false alarm").
+        # model that mispredicted the radial speed gained weight as "it was a false alarm"), its
+        # density kept in the units of λ: the tempered row's missing 1 − κ of a density is the
+        # radar's own noise density there (so the odds do not depend on the unit of speed).
+        density = loglik
+        if rate_extra is not None:
+            density = loglik - 0.5 * (1.0 - RANGE_RATE_EVIDENCE) * np.log(2.0 * np.pi * r[:, 3, 3])[:, None]
         with np.errstate(divide="ignore"):
-            odds = np.log(miss_density)[:, None] - loglik  # (A,R); −inf where no alternative
+            odds = np.log(np.where(np.isfinite(miss), miss, 0.0))[:, None] - density  # −inf: no alternative
         beta = 1.0 / (1.0 + np.exp(np.minimum(odds, 700.0)))
         loglik = loglik + np.logaddexp(0.0, odds)
         spread = (beta * (1.0 - beta))[..., None, None] * (dx[..., :, None] * dx[..., None, :])

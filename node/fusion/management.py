@@ -138,6 +138,19 @@ class TrackManager:
             known = position_sigma_within(self.table, active, _KNOWN_RESOLUTIONS * resolution)
         return np.asarray(model.coverage.sees(rng, az, el) & known)
 
+    def holding(
+        self, slots: IndexArray, firm: BoolArray, bit: int, model: MeasurementModel, seen: FloatArray
+    ) -> BoolArray:
+        """The tracks that hold their target for a radar scan's judgement of a plot
+        (`imm.miss_density`): established, no evidence of absence, and known to within a few of
+        the radar's own cells (`looked_at`): a bearing-only track's range is a guess, and a
+        radar's plot of its drone, far from that guess, is no false alarm to be taken in part.
+        `seen`: their predicted measurements, as gating computed them."""
+        holding = firm & (self.table.absence[slots] == 0.0)
+        if holding.any():
+            holding &= self.looked_at(slots, bit, model, seen)
+        return holding
+
     def least_hits(self, model: MeasurementModel) -> int:
         """The M of the M-of-N guard for a scan of this sensor. The track score is the test; the
         guard is for false detections it does not model, and those come with a sensor that splits
@@ -234,7 +247,9 @@ class TrackManager:
         # scan after scan; a false alarm in a lost track's gate seldom comes twice in a row.
         least = self.least_hits(model)
         in_a_row = np.uint32((1 << least) - 1)
-        back = (tb.absence[hit] == 0.0) | ((tb.hits[hit] & in_a_row) == in_a_row)
+        # (of a radar, the last of them a plot that says the target is there: only such feed it)
+        strong = gain[updated] >= math.log(pd) if is_radar(model) else True
+        back = (tb.absence[hit] == 0.0) | (((tb.hits[hit] & in_a_row) == in_a_row) & strong)
         if physical:  # physical support: not a plot in the gate of a held track the radar lost
             supported = hit[back | ~claimed[updated]]
             tb.t_physical[supported] = np.maximum(tb.t_physical[supported], t)
@@ -250,14 +265,7 @@ class TrackManager:
             self.stats.missed_earlier(tb.unproven_misses[proven].sum(axis=0))
             tb.unproven_misses[proven] = 0
         tb.absent[active[updated]] = False
-        # On a miss or a plot: a lost track in clutter takes a false alarm most scans, each adding
-        # to its evidence of absence, and was seldom "missed" (at 1 Hz in clutter: 40 s confirmed).
-        gone = (
-            (absent | updated)
-            & firm
-            & ~claimed
-            & (tb.absence[active] >= self.thresholds.absence_to_delete(pd))
-        )
+        gone = absent & firm & ~claimed & (tb.absence[active] >= self.thresholds.absence_to_delete(pd))
         tb.absent[active[gone]] = True
         status = tb.status[hit]
         # A clutter cell's extra hits never ask more than a real target gives in a typical window

@@ -242,7 +242,9 @@ class Tracker:
                         self.imm,
                         extra,
                         imm.miss_density(
-                            is_firm[now_rows] & (tb.absence[active[now_rows]] == 0.0),
+                            self.manager.holding(
+                                active[now_rows], is_firm[now_rows], bit, scan.model, g.z_pred[now_rows]
+                            ),
                             self.stats.pd(bit),
                             self.params.gate_probability,
                             clutter if lam is None else lam[now_cols],
@@ -287,7 +289,8 @@ class Tracker:
             if scan.initiate is not True:  # per measurement
                 unclaimed &= np.asarray(scan.initiate, dtype=bool)
             used, started = self._initiate(scan, unclaimed, bit)
-            slot_of[used] = started
+            free = slot_of[used] < 0  # a plot a young track took and that also started one stays its
+            slot_of[used[free]] = started[free]
             if not scan.full_scan:  # born of the frame's first part: its full look is no miss
                 self.manager.seen_in_frame(bit, scan.t, started)
         return ScanResult(slot_of, started)
@@ -360,7 +363,7 @@ class Tracker:
             # Pd·g/λ ≥ 1, g ≥ λ. A lost track whose gate holds more false alarms than one takes
             # one most scans, each likelier clutter than its target; its timeouts then run.
             fed = hit[(tb.status[hit] == Status.TENTATIVE) | (gain[updated] >= math.log(self.stats.pd(bit)))]
-        tb.fed(fed, scan.t, scan.model.ranging)
+        tb.fed(fed, scan.t, scan.model.ranging, hit)
         tb.updates[hit] += 1
         tb.sensor_mask[hit] |= np.uint64(1 << bit)
         tb.changed[hit] = True

@@ -172,13 +172,18 @@ class TrackTable:
         self.changed[slots] = True
         return slots
 
-    def fed(self, slots: npt.NDArray[np.intp], t: float, ranging: bool) -> None:
+    def fed(
+        self, slots: npt.NDArray[np.intp], t: float, ranging: bool, ranged: npt.NDArray[np.intp] | None = None
+    ) -> None:
         """A sensor's measurement at `t` updated these tracks: their last update, and of a ranging
-        sensor (a late measurement makes none older than it was). Physical support is the
-        manager's to judge (`TrackManager.record`)."""
+        sensor (a late measurement makes none older than it was). `ranged`: the tracks a ranging
+        sensor updated, when not all of them count as fed (`Tracker._record_hits`): any of its
+        plots gives a track a range. Physical support is the manager's to judge
+        (`TrackManager.record`)."""
         self.t_update[slots] = np.maximum(self.t_update[slots], t)
         if ranging:
-            self.t_ranged[slots] = np.maximum(self.t_ranged[slots], t)
+            ranged = slots if ranged is None else ranged
+            self.t_ranged[ranged] = np.maximum(self.t_ranged[ranged], t)
 
     def combine(
         self,
