@@ -393,3 +393,23 @@ def test_a_drones_comb_read_high_is_not_judged_on_an_insects_comb_beside_it(seed
     assert level_spread_db(drone, GEO.positions, 735.0, sub_combs=(5,)) <= allowance
     assert level_spread_db(insect, GEO.positions, 850.0, sub_combs=(5,)) > allowance
     assert level_spread_db(alone, GEO.positions, 715.0, sub_combs=(5,)) > allowance
+
+
+def test_a_sub_comb_is_not_capped_when_the_detector_has_no_line_under_the_level_cap() -> None:
+    """On an array wide enough that its level cap lies below the detector's f0 (here the top of
+    the lines judged is set below it), the detector's own lines cannot confirm or deny a
+    sub-comb's spread: it stands as measured, not zeroed (a review: an insect at 170 Hz read as
+    850 on a custom array 3x the ReSpeaker 4's aperture, 22 dB spread, was capped to 0)."""
+    import math
+
+    from cuas_node.drivers.acoustic import nearfield
+
+    f = np.arange(0.0, 24000.0, 16.0)
+
+    class Spectra:  # only what _own_lines_db reads before it finds no line under the cap
+        pass
+
+    spectra = Spectra()
+    spectra.f = f  # type: ignore[attr-defined]
+    own = nearfield._own_lines_db(spectra, 850.0, 700.0, None, None, 0, np.array([1, 2]))  # type: ignore[arg-type]
+    assert own == math.inf

@@ -290,7 +290,11 @@ def _own_lines_db(
     if away_from_hz is not None and bins.size:
         at = bins * df / away_from_hz
         bins = bins[np.abs(at - np.round(at)) * away_from_hz > OTHER_COMB * bins * df + df]
-    levels = _line_levels(spectra, bins, capsule_db) if bins.size else None
+    if not bins.size:
+        # No line of the detector's own under the cap to judge by (its f0 above the array's level
+        # cap, on a custom array wider than ~11 cm): the sub-comb's spread stands as measured.
+        return math.inf
+    levels = _line_levels(spectra, bins, capsule_db)
     if levels is None or not levels[1].any():
         return 0.0
     _, usable, level, se = levels
