@@ -16,7 +16,7 @@ import statistics
 import numpy as np
 
 from cuas_node.fusion.measurement_models import MeasurementModel, radar_model
-from cuas_node.fusion.params import FusionParams, RadarSensor
+from cuas_node.fusion.params import FusionParams
 from cuas_node.fusion.tracker import Scan, Tracker
 from cuas_node.fusion.tracks import Status
 from cuas_node.kernel.pose import Pose, cartesian_to_spherical
@@ -37,18 +37,9 @@ SHORT_1HZ = Radar(
 
 
 def _tracker() -> tuple[Tracker, MeasurementModel]:
-    sensor = RadarSensor(
-        "radar",
-        Pose.from_angles(0.0, 0.0, 0.0, (0.0, 0.0, 0.0)),
-        60.0,
-        math.radians(30.0),
-        math.radians(15.0),
-        min_range_m=2.0,
-        splits_objects=False,
-    )
     tracker = Tracker(FusionParams(), ["radar"])
     tracker.stats.seed(0, 10.0, 1.0)  # its section's false alarms a scan and rate
-    return tracker, radar_model(sensor, range_rate=False)
+    return tracker, radar_model(SHORT_1HZ.sensor(), range_rate=False)
 
 
 def _scan(model: MeasurementModel, t: float, *points: tuple[float, float, float]) -> Scan:
@@ -122,12 +113,8 @@ def test_a_bearing_only_track_takes_a_radars_plot_of_its_drone_whole_in_clutter(
     off). Seeds 1-10: every track within 3 m of its drone from the third radar scan on."""
     from cuas_node.fusion.measurement_models import BearingModel, Coverage
 
-    pose = Pose.from_angles(0.0, 0.0, 0.0, (0.0, 0.0, 0.0))
-    mic = BearingModel("mic", pose, Coverage(300.0))
-    sensor = RadarSensor(
-        "radar", pose, 60.0, math.radians(30.0), math.radians(15.0), min_range_m=2.0, splits_objects=False
-    )
-    radar = radar_model(sensor, range_rate=False)
+    mic = BearingModel("mic", Pose.from_angles(0.0, 0.0, 0.0, (0.0, 0.0, 0.0)), Coverage(300.0))
+    radar = radar_model(SHORT_1HZ.sensor(), range_rate=False)
     bearing_sigma = math.radians(2.0)
     for seed in range(1, 11):
         rng = np.random.default_rng(seed)
