@@ -253,9 +253,8 @@ class Tracker:
                     self._late_update(active[rows[hard & ~in_time]], scan, cols[hard & ~in_time])
                     self._soft_update(active, soft, g, scan, clutter if lam is None else lam)
                     updated[soft] = shared[soft] = True
-                near_track = self._claimed(g, active, rows, cols, scan) | (
-                    taken & (slot_of < 0)
-                )  # (split returns)
+                # plots tracks may own, and a split return's other plot
+                near_track = self._claimed(g, active, rows, cols, scan) | (taken & (slot_of < 0))
                 if scan.full_scan and firm.size > 1:
                     twins = track_twins(
                         tb,
