@@ -30,7 +30,6 @@ from cuas_node.drivers.acoustic.doa import DoaOptions, DoaPeak, SrpPhat
 from cuas_node.drivers.acoustic.features import comb_fundamental_hz, comb_lines_db, sub_combs
 from cuas_node.drivers.acoustic.geometry import ArrayGeometry, resolve
 from cuas_node.drivers.acoustic.nearfield import (
-    LOWEST_F0_HZ,
     CapsuleGains,
     far_field_spread_db,
     level_spread_db,
@@ -143,7 +142,7 @@ class AcousticPipeline:
             self.capsules.relative_db,
             self.tolerance_db,
             away_from_hz,
-            () if white is None else sub_combs(white, d.f0_hz, self.fs, LOWEST_F0_HZ),
+            () if white is None else sub_combs(white, d.f0_hz, self.fs),
         )
         near = nearfield_logit(spread, self.allowance_db)
         weighed = self.detector.with_evidence(d, coherence_logit(gamma) + near)

@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cuas_node.drivers.acoustic.coherence import MAX_HZ, OTHER_COMB, FrameSpectra, harmonic_bins
+from cuas_node.drivers.acoustic.features import F0_MIN_HZ
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -56,7 +57,6 @@ GAIN_BLOCKS = 600  # capsule levels: the median over the last 600 blocks learnt 
 GAIN_LEARNT_BLOCKS = 120  # until a minute has been learnt from, the datasheet's word (all alike) stands
 SILENT = 1e-20  # band power below this is a capsule that hears nothing
 DEAD_DB = -40.0  # a capsule this far below the others is dead, not quiet
-LOWEST_F0_HZ = 60.0  # the detector's lowest f0: its f0 may be a multiple of the comb's own
 _T_QUANTILE = 0.99865  # one-sided, as Z = 3 standard errors of a normal
 
 
@@ -162,7 +162,7 @@ def level_spread_db(
             spectra, f0_hz / k, top, capsule_db, tolerance_db, away_from_hz, f0_hz if k > 1 else None
         )
         for k in (1, *sub_combs)
-        if f0_hz / k >= LOWEST_F0_HZ or k == 1
+        if f0_hz / k >= F0_MIN_HZ or k == 1  # (the detector's lowest f0)
     )
 
 
