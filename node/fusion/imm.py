@@ -194,6 +194,34 @@ def gate_quantities(
     return z_pred, h, hph, rate_extra
 
 
+def _model_terms(
+    table: TrackTable,
+    slots: IndexArray,
+    nu: FloatArray,
+    h: FloatArray,
+    r: FloatArray,
+    rate_extra: FloatArray | None,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Each model's H P_j (A,D,R,6), innovation covariance S_j (A,R,D,D) and innovation
+    ν − H (x_j − x) (A,R,D) for measurements linearised at the tracks' combined estimates (pairs
+    aligned; `rate_extra` added to a range-rate's noise): what `update` and `mixture_cost` both
+    ask of the models."""
+    a, n_models, d = slots.shape[0], table.mu.shape[1], nu.shape[1]
+    if rate_extra is not None:
+        r = r.copy()
+        r[:, 3, 3] += rate_extra
+    pm = table.pm[slots]
+    # H P_j and H P_j Hᵀ with each track's models side by side: batched products over tracks (a
+    # broadcast one over (track, model) is slower).
+    hp = (h @ pm.transpose(0, 2, 1, 3).reshape(a, STATE_DIM, n_models * STATE_DIM)).reshape(
+        a, d, n_models, STATE_DIM
+    )
+    hph = (hp.reshape(a, d * n_models, STATE_DIM) @ h.swapaxes(1, 2)).reshape(a, d, n_models, d)
+    s = hph.transpose(0, 2, 1, 3) + r[:, None]  # (A,R,D,D)
+    nu_m = nu[:, None, :] - (table.xm[slots] - table.x[slots][:, None, :]) @ h.swapaxes(1, 2)
+    return hp, s, nu_m
+
+
 def mixture_cost(
     table: TrackTable,
     slots: IndexArray,
@@ -214,12 +242,7 @@ def mixture_cost(
     p, n_models, d = slots.shape[0], table.mu.shape[1], nu.shape[1]
     if p == 0:
         return np.zeros(0)
-    xm, pm = table.xm[slots], table.pm[slots]
-    ht = h.swapaxes(1, 2)
-    nu_m = nu[:, None, :] - (xm - table.x[slots][:, None, :]) @ ht  # (P,R,D)
-    s = h[:, None] @ pm @ ht[:, None] + r[:, None]  # (P,R,D,D)
-    if rate_extra is not None:
-        s[:, :, 3, 3] += rate_extra[:, None]
+    _, s, nu_m = _model_terms(table, slots, nu, h, r, rate_extra)
     d2, logdet = mahalanobis_logdet(nu_m.reshape(p * n_models, d), s.reshape(p * n_models, d, d))
     log_mu = np.log(np.maximum(table.mu[slots], 1e-300))
     terms = log_mu - 0.5 * (d2 + logdet).reshape(p, n_models)
@@ -275,18 +298,8 @@ def update(
     a, n_models, d = slots.shape[0], params.n_models, nu.shape[1]
     if a == 0:
         return
-    if rate_extra is not None:
-        r = r.copy()
-        r[:, 3, 3] += rate_extra
     xm, pm = table.xm[slots], table.pm[slots]  # (A,R,6), (A,R,6,6)
-    # H P_j and H P_j Hᵀ with each track's models side by side: batched products over tracks (a
-    # broadcast one over (track, model) is slower).
-    hp = (h @ pm.transpose(0, 2, 1, 3).reshape(a, STATE_DIM, n_models * STATE_DIM)).reshape(
-        a, d, n_models, STATE_DIM
-    )
-    hph = (hp.reshape(a, d * n_models, STATE_DIM) @ h.swapaxes(1, 2)).reshape(a, d, n_models, d)
-    s = hph.transpose(0, 2, 1, 3) + r[:, None]  # (A,R,D,D)
-    nu_m = nu[:, None, :] - (xm - table.x[slots][:, None, :]) @ h.swapaxes(1, 2)  # (A,R,D)
+    hp, s, nu_m = _model_terms(table, slots, nu, h, r, rate_extra)
     # Whitened by S_j (`whiten`): the gain applied is (W H P)ᵀ W ν, the covariance lost (W H P)ᵀ (W H P).
     rhs = np.concatenate([hp.transpose(0, 2, 1, 3), nu_m[..., None]], axis=3).reshape(a * n_models, d, -1)
     y, logdet = whiten(s.reshape(a * n_models, d, d), rhs)
@@ -307,7 +320,8 @@ def update(
         # radar's own noise density there (so the odds do not depend on the unit of speed).
         density = loglik
         if rate_extra is not None:
-            density = loglik - 0.5 * (1.0 - RANGE_RATE_EVIDENCE) * np.log(2.0 * np.pi * r[:, 3, 3])[:, None]
+            noise = r[:, 3, 3] + rate_extra  # the row's noise, as `_model_terms` counts it
+            density = loglik - 0.5 * (1.0 - RANGE_RATE_EVIDENCE) * np.log(2.0 * np.pi * noise)[:, None]
         with np.errstate(divide="ignore"):
             odds = np.log(np.where(np.isfinite(miss), miss, 0.0))[:, None] - density  # −inf: no alternative
         beta = 1.0 / (1.0 + np.exp(np.minimum(odds, 700.0)))
