@@ -63,6 +63,14 @@ _COAST, _TENTATIVE, _DELETE, _LEFT_COVERAGE = range(4)
 _PLOT_LEAST_HITS = 2  # the fewest hits that show motion: the M-of-N guard of a plot extractor's track
 
 
+def says_present(gain: FloatArray, pd: float, model: MeasurementModel) -> BoolArray:
+    """The hits (their score gains) whose plot says the target is there: the scan's likelihood
+    ratio 1 − Pd + Pd·g/λ ≥ 1, gain ≥ ln Pd. A lost track in a gate holding more false alarms
+    than one takes one most scans, each likelier clutter; only a radar's gain is weighed against
+    clutter it learns, so the other sensors' plots all count."""
+    return np.asarray(gain >= math.log(pd)) if is_radar(model) else np.ones(gain.shape, dtype=bool)
+
+
 def position_sigma_within(table: TrackTable, slots: IndexArray, limit: FloatArray) -> BoolArray:
     """The position's largest σ ≤ limit (False where the limit is NaN), asked every scan of every track:
     the trace bounds the largest eigenvalue, tr/3 ≤ λmax ≤ tr, so only the tracks those bounds
@@ -248,7 +256,7 @@ class TrackManager:
         least = self.least_hits(model)
         in_a_row = np.uint32((1 << least) - 1)
         # (of a radar, the last of them a plot that says the target is there: only such feed it)
-        strong = gain[updated] >= math.log(pd) if is_radar(model) else True
+        strong = says_present(gain[updated], pd, model)
         back = (tb.absence[hit] == 0.0) | (((tb.hits[hit] & in_a_row) == in_a_row) & strong)
         if physical:  # physical support: not a plot in the gate of a held track the radar lost
             supported = hit[back | ~claimed[updated]]

@@ -22,11 +22,11 @@ from cuas_node.fusion.fixtures import SiteFixtures
 from cuas_node.fusion.gating import Gating
 from cuas_node.fusion.ground import Ground, hold_above_ground
 from cuas_node.fusion.initiation import BirthCounters, hit_score, make_room
-from cuas_node.fusion.management import TrackManager
+from cuas_node.fusion.management import TrackManager, says_present
 from cuas_node.fusion.measurement_models import MeasurementModel, noise_from_sigmas, radar_model, splitting
 from cuas_node.fusion.models import mahalanobis_logdet
 from cuas_node.fusion.params import FusionParams, RadarSensor
-from cuas_node.fusion.sensor_stats import SensorStats, is_radar
+from cuas_node.fusion.sensor_stats import SensorStats
 from cuas_node.fusion.snapshots import Snapshots, take_snapshots
 from cuas_node.fusion.tracks import Status, TrackTable
 from cuas_node.fusion.twins import one_birth_per_object, same_return, scans_to_tell, split_plots, track_twins
@@ -362,13 +362,10 @@ class Tracker:
         the update bookkeeping of the hit ones. Returns the tracks rejected with their plot."""
         tb = self.table
         hit = active[updated]
-        fed = hit
-        if is_radar(scan.model):
-            # An established track is fed by a plot that says the target is there: Λ = 1 − Pd +
-            # Pd·g/λ ≥ 1, g ≥ λ. A lost track whose gate holds more false alarms than one takes
-            # one most scans, each likelier clutter than its target; its timeouts then run.
-            fed = hit[(tb.status[hit] == Status.TENTATIVE) | (gain[updated] >= math.log(self.stats.pd(bit)))]
-        tb.fed(fed, scan.t, scan.model.ranging, hit)
+        # An established track is fed (its timeouts start again) only by a plot that says its
+        # target is there; any radar plot gives it a range.
+        present = says_present(gain[updated], self.stats.pd(bit), scan.model)
+        tb.fed(hit[(tb.status[hit] == Status.TENTATIVE) | present], scan.t, scan.model.ranging, hit)
         tb.updates[hit] += 1
         tb.sensor_mask[hit] |= np.uint64(1 << bit)
         tb.changed[hit] = True
