@@ -23,11 +23,12 @@ from cuas_node.drivers.acoustic.decode import ArrayScorer
 from cuas_node.drivers.acoustic.detector import DEFAULT_WEIGHTS_PATH, DroneDetector
 from cuas_node.drivers.acoustic.driver import AcousticPipeline
 from cuas_node.drivers.acoustic.geometry import explicit, preset
-from cuas_node.drivers.acoustic.protocol import PcmFrameParser, encode_frame
+from cuas_node.drivers.acoustic.protocol import encode_frame
 from cuas_node.drivers.acoustic.steering import steered_mono
 from cuas_node.drivers.sim.acoustic import SimAcousticArray
 from cuas_node.drivers.sim.voices import colored_noise
 from cuas_node.kernel.pose import Pose
+from tests.acoustic_stream import sim_stream
 
 FS = 16000
 GEO = preset("respeaker-4")
@@ -36,18 +37,10 @@ SITE_S = 20.0
 INSECT_AT_S, INSECT_S = 8.0, 2.0  # an insect at a capsule for 2 s of the 20: 4-5 windows of 39
 
 
-def _sim(sim: SimAcousticArray, seconds: float, kinds: list[str], enu: list[np.ndarray]) -> np.ndarray:
-    """(n, 4) samples, ±1 full scale, of the simulator's stream."""
-    ids = [f"t{i}" for i in range(len(kinds))]
-    vel = [np.zeros(3)] * len(kinds)
-    data = b"".join(sim.block(k / 10, ids, kinds, enu, vel) for k in range(int(seconds * 10) + 1))
-    return np.concatenate([f.samples for f in PcmFrameParser().feed(data)]).astype(np.float64) / 32768.0
-
-
 def _alone(kind: str, enu: np.ndarray, seconds: float, seed: int) -> np.ndarray:
     """One source as the array hears it, without the site's noise (added to a site's recording)."""
     quiet = SimAcousticArray(GEO, POSE, seed=seed, ambient_db_spl=-math.inf, wind_db_spl=-math.inf)
-    return _sim(quiet, seconds, [kind], [enu])
+    return sim_stream(quiet, seconds, [kind], [enu])
 
 
 def _plane_wave(x: np.ndarray, unit: np.ndarray) -> np.ndarray:
@@ -69,7 +62,7 @@ def site() -> np.ndarray:
     transformer 100 Hz hum with broadband noise from one far direction (a site's steady coherent
     sound: the array finds a source in it, as it does at a real site)."""
     rng = np.random.default_rng(1)
-    x = _sim(SimAcousticArray(GEO, POSE, seed=1, ambient_db_spl=35.0), SITE_S, [], [])
+    x = sim_stream(SimAcousticArray(GEO, POSE, seed=1, ambient_db_spl=35.0), SITE_S, [], [])
     t = np.arange(x.shape[0]) / FS
     hum = sum(np.sin(2 * np.pi * 100 * k * t + rng.uniform(0, 6.3)) / k for k in range(1, 12))
     far = unit_rms(unit_rms(colored_noise(t.size, rng, 1.0, FS)) + 0.6 * unit_rms(hum))
@@ -156,7 +149,7 @@ def test_an_array_that_finds_no_source_cannot_set_a_threshold() -> None:
     """The simulator's ambience and wind alone, independent at each capsule: the array finds no
     direction in them, so the node takes no decision there; the windows are heard (not "silent")
     but give no scores to set a threshold on, and the learner says so."""
-    quiet = _sim(SimAcousticArray(GEO, POSE, seed=3, ambient_db_spl=35.0), 11.0, [], [])
+    quiet = sim_stream(SimAcousticArray(GEO, POSE, seed=3, ambient_db_spl=35.0), 11.0, [], [])
     with pytest.raises(BackgroundError, match=r"respeaker-4 array found a source in 0 of 20 windows only"):
         learn_background([Recording("quiet", quiet, FS)], scorer=ArrayScorer({"geometry": GEO}))
 

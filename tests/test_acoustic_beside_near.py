@@ -14,9 +14,9 @@ from cuas_node.drivers.acoustic.detector import DroneDetector
 from cuas_node.drivers.acoustic.driver import AcousticPipeline
 from cuas_node.drivers.acoustic.features import comb_fundamental_hz, comb_lines_db, extract
 from cuas_node.drivers.acoustic.geometry import preset
-from cuas_node.drivers.acoustic.protocol import PcmFrameParser
 from cuas_node.drivers.sim.acoustic import SimAcousticArray
 from cuas_node.kernel.pose import Pose
+from tests.acoustic_stream import driver_windows, sim_stream
 
 FS = 16000
 POSE = Pose.from_angles(0, 0, 0, (0, 0, 0))
@@ -68,11 +68,8 @@ def _scene(seed: int, insect_cm: float, drone_m: float) -> tuple[np.ndarray, lis
     az, el = rng.uniform(0, 2 * np.pi), np.radians(rng.uniform(5, 45))
     unit = np.array([np.sin(az) * np.cos(el), np.cos(az) * np.cos(el), np.sin(el)])
     sim = SimAcousticArray(geo, POSE, seed=seed, ambient_db_spl=float(rng.uniform(30, 50)))
-    ids, kinds, where = ["drone", "insect"], ["quadcopter", "insect"], [drone_m * unit, spot]
-    data = b"".join(sim.block(k / 10, ids, kinds, where, [np.zeros(3)] * 2) for k in range(41))
-    frames = PcmFrameParser().feed(data)
-    x = np.concatenate([f.samples for f in frames]).astype(np.float64) / 32768.0
-    return unit, [x[s : s + FS] for s in range(FS // 2, x.shape[0] - FS, FS // 2)]
+    kinds, where = ["quadcopter", "insect"], [drone_m * unit, spot]
+    return unit, driver_windows(sim_stream(sim, 4.0, kinds, where), FS)
 
 
 def test_a_far_drone_beside_an_insect_at_a_capsule_is_still_heard() -> None:

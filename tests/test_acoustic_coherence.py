@@ -10,9 +10,9 @@ import numpy as np
 from cuas_node.drivers.acoustic.coherence import COHERENT, coherence_logit, frame_spectra, harmonic_coherence
 from cuas_node.drivers.acoustic.driver import AcousticPipeline
 from cuas_node.drivers.acoustic.geometry import preset
-from cuas_node.drivers.acoustic.protocol import PcmFrameParser
 from cuas_node.drivers.sim.acoustic import SimAcousticArray
 from cuas_node.kernel.pose import Pose
+from tests.acoustic_stream import driver_windows, sim_stream
 
 FS = 16000
 GEO = preset("respeaker-4")
@@ -22,14 +22,8 @@ POSE = Pose.from_angles(0, 0, 0, (0, 0, 0))
 def _blocks(
     sim: SimAcousticArray, seconds: float, enu: tuple[float, float, float] | None
 ) -> list[np.ndarray]:
-    data = b""
-    for k in range(int(seconds * 10) + 1):
-        if enu is None:
-            data += sim.block(k / 10, [], [], [], [])
-        else:
-            data += sim.block(k / 10, ["d1"], ["quadcopter"], [np.array(enu)], [np.zeros(3)])
-    x = np.concatenate([f.samples for f in PcmFrameParser().feed(data)]).astype(np.float64) / 32768.0
-    return [x[s : s + FS] for s in range(FS // 2, x.shape[0] - FS, FS // 2)]
+    sources = ([], []) if enu is None else (["quadcopter"], [np.array(enu)])
+    return driver_windows(sim_stream(sim, seconds, *sources), FS)
 
 
 def test_a_drone_is_coherent_and_wind_is_not() -> None:

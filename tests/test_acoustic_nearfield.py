@@ -25,30 +25,22 @@ from cuas_node.drivers.acoustic.nearfield import (
 from cuas_node.drivers.acoustic.protocol import PcmFrameParser
 from cuas_node.drivers.sim.acoustic import SimAcousticArray
 from cuas_node.kernel.pose import Pose
+from tests.acoustic_stream import driver_windows, frame_samples, sim_stream
 
 FS = 16000
 GEO = preset("respeaker-4")
 POSE = Pose.from_angles(0, 0, 0, (0, 0, 0))
 
 
-def _samples(data: bytes) -> np.ndarray:
-    """The simulator's frames as (n, M) samples, ±1 full scale."""
-    return np.concatenate([f.samples for f in PcmFrameParser().feed(data)]).astype(np.float64) / 32768.0
-
-
 def _blocks(sim: SimAcousticArray, seconds: float, kind: str, enu: np.ndarray) -> list[np.ndarray]:
-    data = b""
-    for k in range(int(seconds * 10) + 1):
-        data += sim.block(k / 10, ["t1"], [kind], [enu], [np.zeros(3)])
-    x = _samples(data)
-    return [x[s : s + FS] for s in range(FS // 2, x.shape[0] - FS, FS // 2)]
+    return driver_windows(sim_stream(sim, seconds, [kind], [enu]), FS)
 
 
 def _learning_minute(site: SimAcousticArray) -> list[np.ndarray]:
     """The site with nothing in it for as many of the driver's windows (1 s every 0.5 s) as the
     capsule levels are learnt from, and a few more."""
-    x = _samples(b"".join(site.block(k / 2, [], [], [], []) for k in range(GAIN_LEARNT_BLOCKS + 4)))
-    return [x[s : s + FS] for s in range(0, x.shape[0] - FS, FS // 2)]
+    x = frame_samples(b"".join(site.block(k / 2, [], [], [], []) for k in range(GAIN_LEARNT_BLOCKS + 4)))
+    return driver_windows(x, FS, start=0)
 
 
 def _beam_alone(pipe: AcousticPipeline, block: np.ndarray) -> bool:
