@@ -19,7 +19,7 @@ import io
 import math
 import struct
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -194,13 +194,16 @@ def score_array_samples(name: str, x: FloatArray, pipeline: AcousticPipeline) ->
     return _verdict(name, array_window_detections(x, pipeline), pipeline.detector)
 
 
-def array_window_detections(x: FloatArray, pipeline: AcousticPipeline) -> list[Detection]:
+def array_window_detections(
+    x: FloatArray, pipeline: AcousticPipeline, unheard: Callable[[FloatArray], Detection] | None = None
+) -> list[Detection]:
     """Per 1 s window every 0.5 s of a recording of the pipeline's array (n, wire channels), its
     most drone-like source's detection, as the node's driver decides on its stream: direction
     finding, the beam, the array's evidence, its capsule levels learnt over the recording. The node
     raises a bearing for any source over the threshold, so the window's most drone-like source is
     what a false alarm of that window is made of. Shared by `acoustic score` and the site background
-    learnt through the array (`ArrayScorer`): one scorer for both."""
+    learnt through the array (`ArrayScorer`): one scorer for both. `unheard`: what a window whose
+    detection carries no spectrum (no source found) is taken as instead, given its microphones."""
     geo = pipeline.geometry
     if x.shape[1] < geo.min_channels:
         raise ValueError(
@@ -212,7 +215,8 @@ def array_window_detections(x: FloatArray, pipeline: AcousticPipeline) -> list[D
     best = []
     for s in range(0, max(1, mics.shape[0] - win + 1), hop):
         found = [src.detection for src in pipeline.process(mics[s : s + win])]
-        best.append(max(found, key=lambda d: d.drone_likelihood, default=Detection(0.0, None, -120.0)))
+        top = max(found, key=lambda d: d.drone_likelihood, default=Detection(0.0, None, -120.0))
+        best.append(top if unheard is None or top.white_db is not None else unheard(mics[s : s + win]))
     return best
 
 
@@ -240,18 +244,17 @@ class ArrayScorer:
         pipeline = AcousticPipeline(sample_rate=sample_rate, detector=detector, **self.options)
         if self._capsules is not None:
             pipeline.capsules = self._capsules
-        out = array_window_detections(samples, pipeline)
-        self._capsules = pipeline.capsules
+
         # Where the array finds no source the node takes no decision (likelihood 0 here, left out of
         # the threshold's statistics), but the window is still heard: its level and spectrum are
         # the microphones' plain sum's, the beam the array forms when no direction stands out, so
         # that a quiet spell counts as the site and a line heard only now and then is not standing.
-        win, hop = int(self.window_s * sample_rate), int(self.hop_s * sample_rate)
-        mics = samples[:, list(self.geometry.channel_map)]
-        for i, d in enumerate(out):
-            if d.white_db is None:
-                plain = detector.detect(mics[i * hop : i * hop + win].mean(axis=1), sample_rate)
-                out[i] = Detection(0.0, None, plain.level_dbfs, False, plain.white_db)
+        def plain_sum(mics: FloatArray) -> Detection:
+            plain = detector.detect(mics.mean(axis=1), sample_rate)
+            return Detection(0.0, None, plain.level_dbfs, False, plain.white_db)
+
+        out = array_window_detections(samples, pipeline, plain_sum)
+        self._capsules = pipeline.capsules
         return out
 
 
