@@ -82,11 +82,17 @@ def harmonic_bins(
         lo = max(1, int(h * 0.98 / f[1]) - 1)
         hi = min(f.size - 1, math.ceil(h * 1.02 / f[1]) + 1)
         bins.append(lo + int(np.argmax(power[lo : hi + 1])))
-    found = np.unique(np.asarray(bins, dtype=np.intp))
-    if away_from_hz is not None and found.size:
-        at = f[found] / away_from_hz
-        found = found[np.abs(at - np.round(at)) * away_from_hz > OTHER_COMB * f[found] + f[1]]
+    found = clear_of_comb(np.unique(np.asarray(bins, dtype=np.intp)), f[1], away_from_hz)
     return found if found.size else None
+
+
+def clear_of_comb(bins: IntArray, df: float, away_from_hz: float | None) -> IntArray:
+    """`bins` (of width `df`) but those on a harmonic of another comb's f0 `away_from_hz` (within
+    ±`OTHER_COMB` + 1 bin): what lies there is that comb's, louder (None: all of them)."""
+    if away_from_hz is None or not bins.size:
+        return bins
+    at = bins * df / away_from_hz
+    return bins[np.abs(at - np.round(at)) * away_from_hz > OTHER_COMB * bins * df + df]
 
 
 def comb_f0_within(level: FloatArray, df: float, f0_hz: float, top_hz: float, span: float) -> float:

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from cuas_node.drivers.acoustic.coherence import MAX_HZ, OTHER_COMB, FrameSpectra, harmonic_bins
+from cuas_node.drivers.acoustic.coherence import MAX_HZ, FrameSpectra, clear_of_comb, harmonic_bins
 from cuas_node.drivers.acoustic.features import F0_MIN_HZ
 
 FloatArray = npt.NDArray[np.float64]
@@ -287,9 +287,7 @@ def _own_lines_db(
     df = float(spectra.f[1])
     top = min(top_hz, 0.9 * float(spectra.f[-1]))
     bins = np.unique(np.rint(np.arange(1, int(top // f0_hz) + 1) * f0_hz / df).astype(np.intp))
-    if away_from_hz is not None and bins.size:
-        at = bins * df / away_from_hz
-        bins = bins[np.abs(at - np.round(at)) * away_from_hz > OTHER_COMB * bins * df + df]
+    bins = clear_of_comb(bins, df, away_from_hz)
     if not bins.size:
         # No line of the detector's own under the cap to judge by (its f0 above the array's level
         # cap, on a custom array wider than ~11 cm): the sub-comb's spread stands as measured.
