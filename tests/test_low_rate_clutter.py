@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import replace
 
 import numpy as np
 
@@ -22,7 +23,6 @@ from cuas_node.fusion.tracks import Status
 from cuas_node.kernel.pose import Pose, cartesian_to_spherical
 from tests.test_tracker_generalisation import Radar, run
 
-SIGMA = np.array([0.05, math.radians(1.0), math.radians(1.0)])  # a 3-D plot extractor
 SHORT_1HZ = Radar(
     2.0,
     60.0,
@@ -34,11 +34,12 @@ SHORT_1HZ = Radar(
     fov_el_rad=math.radians(15.0),
     splits_objects=False,
 )
+SIGMA = np.array(SHORT_1HZ.sigma[:3])  # a 3-D plot extractor
 
 
 def _tracker() -> tuple[Tracker, MeasurementModel]:
     tracker = Tracker(FusionParams(), ["radar"])
-    tracker.stats.seed(0, 10.0, 1.0)  # its section's false alarms a scan and rate
+    tracker.stats.seed(0, SHORT_1HZ.clutter, SHORT_1HZ.rate_hz)  # its section's figures
     return tracker, radar_model(SHORT_1HZ.sensor(), range_rate=False)
 
 
@@ -113,14 +114,16 @@ def test_a_bearing_only_track_takes_a_radars_plot_of_its_drone_whole_in_clutter(
     nothing, not even the track's range: 306 → 189 → 49 → 40 m, then a false alarm and 160 m
     off). Seeds 1-10: every track within 3 m of its drone from the third radar scan on."""
     from cuas_node.fusion.measurement_models import BearingModel, Coverage
+    from tests.test_tracker_generalisation import measure
 
     mic = BearingModel("mic", Pose.from_angles(0.0, 0.0, 0.0, (0.0, 0.0, 0.0)), Coverage(300.0))
     radar = radar_model(SHORT_1HZ.sensor(), range_rate=False)
+    always_seen = replace(SHORT_1HZ, pd=1.0)
     bearing_sigma = math.radians(2.0)
     for seed in range(1, 11):
         rng = np.random.default_rng(seed)
         tracker = Tracker(FusionParams(), ["mic", "radar"])
-        tracker.stats.seed(1, 10.0, 1.0)
+        tracker.stats.seed(1, SHORT_1HZ.clutter, SHORT_1HZ.rate_hz)
         drone = np.array([5.0, 40.0, 6.0]) * rng.uniform(0.7, 1.2)
         tb, number, errors = tracker.table, None, []
         for k in range(24 + 4 * 12):
@@ -130,19 +133,9 @@ def test_a_bearing_only_track_takes_a_radars_plot_of_its_drone_whole_in_clutter(
             r_mic = np.diag([bearing_sigma**2] * 2)[None]
             tracker.process(Scan(mic, t, z, r_mic, full_scan=False))
             radar_scan = t >= 6.0 and k % 4 == 0
-            if radar_scan:
-                rng_m, az, el = cartesian_to_spherical(drone[None])
-                z = np.column_stack([rng_m, az, el]) + rng.normal(size=(1, 3)) * SIGMA
-                n = rng.poisson(10.0)
-                clutter = np.column_stack(
-                    [
-                        rng.uniform(2.0, 60.0, n),
-                        rng.uniform(-math.radians(30.0), math.radians(30.0), n),
-                        rng.uniform(-math.radians(15.0), math.radians(15.0), n),
-                    ]
-                )
-                z = np.vstack([z, clutter])
-                tracker.process(Scan(radar, t, z, np.repeat(np.diag(SIGMA**2)[None], z.shape[0], axis=0)))
+            if radar_scan:  # the drone seen every scan, among the radar's false alarms
+                z, r_radar = measure(always_seen, drone[None], np.zeros((1, 3)), np.ones(1, dtype=bool), rng)
+                tracker.process(Scan(radar, t, z, r_radar))
             tracker.maintain(t)
             if k == 23:
                 (slot,) = [s for s in tb.active() if tb.status[s] != Status.TENTATIVE]
