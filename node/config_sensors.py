@@ -129,6 +129,14 @@ class GenericRadarSensor(_SensorBase):
     range_rate_sigma_mps: float | None = Field(
         default=None, gt=0, description="1-sigma range-rate error; required with range_rate"
     )
+    unambiguous_range_rate_mps: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "the radial speed beyond which its range-rate wraps (±, the Doppler span); absent: it"
+            " resolves the ambiguity, so a detection's range-rate is the target's"
+        ),
+    )
     rate_hz: float = Field(gt=0, le=1000, description="scans (looks at the whole coverage) per second")
     false_alarms_per_scan: float = Field(
         default=2.0,

@@ -97,6 +97,7 @@ def radar_figures(sensor: GenericRadarSensor) -> dict[str, Any]:
         "el_sigma_rad": math.radians(sensor.el_sigma_deg),
         "range_rate": sensor.range_rate,
         "range_rate_sigma_mps": sensor.range_rate_sigma_mps if sensor.range_rate else None,
+        "unambiguous_range_rate_mps": sensor.unambiguous_range_rate_mps if sensor.range_rate else None,
         "scan_rate_hz": sensor.rate_hz,
         "false_alarms_per_scan": sensor.false_alarms_per_scan,
         "splits_objects": sensor.splits_objects,
@@ -143,6 +144,7 @@ def ti_radar_figures(sensor: TiMmwaveSensor) -> dict[str, Any]:
             "el_sigma_rad": el_sigma,
             "range_rate": True,
             "range_rate_sigma_mps": max(velocity_res / root, res.doppler_floor_fraction * velocity_res),
+            "unambiguous_range_rate_mps": summary.max_velocity_mps,
             "scan_rate_hz": 1.0 / summary.frame_period_s if summary.frame_period_s > 0 else 20.0,
         }
     return {}

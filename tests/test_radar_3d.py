@@ -151,6 +151,42 @@ def test_3d_initiation_inverts_the_model_and_starts_at_rest_under_the_prior() ->
     assert np.all(np.linalg.eigvalsh(p) > 0)
 
 
+def test_a_trusted_range_rate_conditions_the_birth_velocity_on_the_line_of_sight() -> None:
+    """A radar that measures range-rate without ambiguity starts a track knowing its speed along
+    the line of sight to the plot's sigma (the prior updated by it); across the line of sight the
+    prior stands. A TI board's ±10 m/s span may alias a drone's radial speed: the prior stays."""
+    z = np.array([[40.0, 0.3, 0.4, -6.0], [25.0, -0.5, 0.0, 2.0]])
+    sigma_rr = 0.1
+    r = np.tile(np.diag(np.array([0.2, 0.02, 0.04, sigma_rr]) ** 2), (2, 1, 1))
+    trusted = RadarModel("r", _model(4).pose, Coverage(60.0), dim=4)
+    assert trusted.radial_trusted
+    x, p = trusted.initiate(z, r)
+    assert np.allclose(trusted.predict(x)[0], z, atol=1e-3)  # the radial speed is the plot's
+    h = trusted.predict(x)[1]
+    los = h[:, 3, 3:]  # d(range-rate)/d(velocity): the line of sight
+    along = np.einsum("ki,kij,kj->k", los, p[:, 3:, 3:], los)
+    assert np.allclose(along, sigma_rr**2, rtol=0.01)
+    # Across the line of sight the horizontal prior stands (level, perpendicular to it).
+    across = np.cross(los, [0.0, 0.0, 1.0])
+    across /= np.linalg.norm(across, axis=1)[:, None]
+    spread = np.einsum("ki,kij,kj->k", across, p[:, 3:, 3:], across)
+    assert np.allclose(spread, trusted.initial_speed_sigma_mps**2, rtol=1e-6)
+    assert np.all(np.linalg.eigvalsh(p) > 0)
+    # The elevated plot's radial speed is read as mostly level flight: the climb prior is narrow.
+    assert abs(x[0, 5]) < 0.2 * np.linalg.norm(x[0, 3:5])
+
+    wrapping = RadarModel("r", trusted.pose, Coverage(60.0), dim=4, unambiguous_range_rate_mps=10.1)
+    assert not wrapping.radial_trusted
+    x, p = wrapping.initiate(z, r)
+    assert np.allclose(wrapping.predict(x)[0], z, atol=1e-6)  # started at the reported speed ...
+    along = np.einsum("ki,kij,kj->k", los, p[:, 3:, 3:], los)
+    assert np.all(along > 9.0**2)  # ... which it does not trust (at least the climb prior)
+    assert RadarModel(
+        "r", trusted.pose, Coverage(60.0), dim=4, unambiguous_range_rate_mps=30.0
+    ).radial_trusted
+    assert not _model(3).radial_trusted
+
+
 def test_3d_model_clutter_volume_has_no_range_rate_axis() -> None:
     assert _model(4).measurement_volume() == pytest.approx(_model(3).measurement_volume() * RADIAL_SPAN_MPS)
     with pytest.raises(ValueError, match="3 or 4"):
@@ -442,6 +478,14 @@ def test_radar_section_gives_fusion_a_radar_sensor_with_its_figures() -> None:
     spec = sensor_spec(doppler.sensors[0])
     assert isinstance(spec, RadarSensor)
     assert spec.range_rate is True and spec.range_rate_sigma_mps == 0.4
+    assert spec.unambiguous_range_rate_mps is None  # not stated: it resolves the ambiguity
+    wraps = SURVEILLANCE | {
+        "range_rate": True,
+        "range_rate_sigma_mps": 0.4,
+        "unambiguous_range_rate_mps": 12.0,
+    }
+    spec = sensor_spec(build_config({"node": {"id": "t"}, "sensors": [wraps]}, "test").sensors[0])
+    assert isinstance(spec, RadarSensor) and spec.unambiguous_range_rate_mps == 12.0
 
 
 @pytest.mark.parametrize(
@@ -526,6 +570,10 @@ def test_ti_figures_come_from_the_shipped_profile() -> None:
         assert getattr(default, name) == pytest.approx(getattr(spec, name), rel=2e-3), name
     # An xWR1642 measures no elevation: its sigma is the broad beam's.
     assert _ti_spec(model="xwr1642").el_sigma_rad == pytest.approx(math.radians(15.0))
+    # Radial speeds wrap past the profile's maximum velocity, lambda / (4 T_loop).
+    assert spec.unambiguous_range_rate_mps == pytest.approx(10.11, abs=0.01)
+    assert default.unambiguous_range_rate_mps == pytest.approx(spec.unambiguous_range_rate_mps, rel=2e-3)
+    assert _ti_spec(model="xwr1642").unambiguous_range_rate_mps == pytest.approx(7.24, abs=0.01)
 
 
 def test_ti_figures_follow_a_configured_profile(tmp_path: Path) -> None:

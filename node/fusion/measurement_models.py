@@ -115,6 +115,7 @@ class RadarModel:
     angle_rows: tuple[int, ...] = (1,)
     ranging: bool = True
     initial_speed_sigma_mps: float = 15.0
+    unambiguous_range_rate_mps: float | None = None  # `RadarSensor.unambiguous_range_rate_mps`
     splits_objects: bool = True  # `RadarSensor.splits_objects`
     sweeps: bool = False  # `RadarSensor.sweeps`: its looks are the engine's, once a sweep
     reflectors: SiteReflectors | None = field(default=None, compare=False)  # `RadarSensor.reflectors`
@@ -147,12 +148,21 @@ class RadarModel:
         nu[..., 1] = wrap_angle(nu[..., 1])
         return nu
 
+    @property
+    def radial_trusted(self) -> bool:
+        """Whether a plot's range-rate is the target's: measured, and by a radar whose span of
+        unambiguous radial speeds leaves the aliases of a drone's (±2·span away) 3 sigmas or more
+        out in the velocity prior. A TI board's ±10 m/s wraps drones' speeds: its births keep
+        the prior along the line of sight."""
+        span = self.unambiguous_range_rate_mps
+        return self.dim == 4 and (span is None or 2.0 * span >= 3.0 * self.initial_speed_sigma_mps)
+
     def initiate(self, z: FloatArray, r: FloatArray) -> tuple[FloatArray, FloatArray]:
         sigmas = np.sqrt(np.diagonal(r, axis1=1, axis2=2))
         if self.dim == 3:  # no range-rate: start at rest (radial 0) under the velocity prior
             z = np.column_stack([z, np.zeros(z.shape[0])])
             sigmas = np.column_stack([sigmas, np.full(z.shape[0], self.initial_speed_sigma_mps)])
-        return radar_to_state(z, sigmas, self.pose, self.initial_speed_sigma_mps)
+        return radar_to_state(z, sigmas, self.pose, self.initial_speed_sigma_mps, self.radial_trusted)
 
 
 @dataclass(frozen=True)
@@ -267,6 +277,7 @@ def radar_model(sensor: RadarSensor, *, range_rate: bool = True) -> RadarModel:
         sensor.pose,
         coverage,
         dim=4 if range_rate else 3,
+        unambiguous_range_rate_mps=sensor.unambiguous_range_rate_mps,
         splits_objects=sensor.splits_objects,
         sweeps=sensor.sweeps,
         reflectors=sensor.reflectors,

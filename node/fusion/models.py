@@ -219,13 +219,18 @@ def diagonal_covariance(sigmas: FloatArray) -> FloatArray:
 
 
 def radar_to_state(
-    z: FloatArray, sigmas: FloatArray, pose: Pose, sigma_v: float
+    z: FloatArray, sigmas: FloatArray, pose: Pose, sigma_v: float, radial_known: bool = False
 ) -> tuple[FloatArray, FloatArray]:
     """Initial states (M,6) and covariances (M,6,6) from radar measurements.
 
     Position covariance is the measurement covariance mapped through the spherical→Cartesian
-    Jacobian; velocity starts along the line of sight at the measured radial speed with a broad
-    prior (`velocity_prior`), because a single detection says nothing about the tangential motion.
+    Jacobian. A single detection says nothing about the tangential motion, so velocity starts
+    under a broad prior (`velocity_prior`). With `radial_known` the measured radial speed
+    (z row 3, sigma row 3) conditions that prior (`radial_posterior`): the line of sight's speed is
+    then known to the radar's accuracy, and a hovering drone's next plot at 1 Hz is looked for a
+    few decimetres in range from the first, not tens of metres (docs/architecture.md, Birth
+    state). Else velocity starts along the line of sight at z row 3 (0: at rest) under the prior
+    alone: a radar whose radial speed wraps (a TI board past ±10 m/s) may report an alias.
     """
     r, az, el = z[:, 0], z[:, 1], z[:, 2]
     ce, se, ca, sa = np.cos(el), np.sin(el), np.cos(az), np.sin(az)
@@ -247,11 +252,27 @@ def radar_to_state(
     los = rj[:, :, 0]
     x = np.zeros((m, STATE_DIM))
     x[:, :3] = r[:, None] * los + pose.offset_enu_m
-    x[:, 3:] = los * z[:, 3:4]
     p = np.zeros((m, STATE_DIM, STATE_DIM))
     p[:, :3, :3] = (rj * sigmas[:, None, :3] ** 2) @ rj.transpose(0, 2, 1)
-    p[:, 3:, 3:] = velocity_prior(sigma_v)
+    if radial_known:
+        x[:, 3:], p[:, 3:, 3:] = radial_posterior(los, z[:, 3], sigmas[:, 3], velocity_prior(sigma_v))
+    else:
+        x[:, 3:] = los * z[:, 3:4]
+        p[:, 3:, 3:] = velocity_prior(sigma_v)
     return x, p
+
+
+def radial_posterior(
+    los: FloatArray, radial: FloatArray, sigma: FloatArray, prior: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Velocity means (M,3) and covariances (M,3,3): the zero-mean `prior` (3,3) updated by one
+    measurement of the speed along each unit line of sight `los` (M,3), `radial` (M,) with
+    1-sigma `sigma` (M,). With the vertical prior narrower than the horizontal, the radial speed
+    of an elevated plot is read as mostly level flight."""
+    pl = los @ prior  # (M,3): P l (P symmetric)
+    s = np.einsum("mi,mi->m", pl, los) + sigma * sigma
+    gain = pl / s[:, None]
+    return gain * radial[:, None], prior[None] - gain[:, :, None] * pl[:, None, :]
 
 
 def largest_eigenvalue(a: FloatArray) -> FloatArray:

@@ -56,7 +56,9 @@ class RadarSensor:
       (each detection also carries its own sigmas, which the filter uses; these describe the
       sensor as a whole, e.g. the worst case near its detection threshold);
     - `range_rate`: whether it measures range-rate (Doppler); `range_rate_sigma_mps` its 1-sigma
-      error, None when it does not;
+      error, None when it does not; `unambiguous_range_rate_mps` the radial speed beyond which
+      its range-rate wraps (±; a TI board's `max_velocity_mps`), None when it resolves the
+      ambiguity (a birth then trusts the plot's range-rate: `RadarModel.radial_trusted`);
     - `scan_rate_hz`: frames (looks at the whole coverage) per second;
     - `false_alarms_per_scan`: the clutter it is expected to report per frame, spread over its
       coverage (the starting clutter density of association, learnt from its scans afterwards);
@@ -94,6 +96,7 @@ class RadarSensor:
     el_sigma_rad: float = 0.0829  # 4.7°: the IWR6843's 30° elevation cell at 13 dB
     range_rate: bool = True
     range_rate_sigma_mps: float | None = 0.316
+    unambiguous_range_rate_mps: float | None = 10.1
     scan_rate_hz: float = 20.0
     false_alarms_per_scan: float | None = None
     splits_objects: bool = True
