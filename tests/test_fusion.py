@@ -171,6 +171,42 @@ def test_contested_measurements_get_a_soft_update_and_tracks_survive_a_close_pas
     assert all(len(ids) == 1 for ids in owner.values()), owner
 
 
+def test_the_soft_update_keeps_each_tracks_models_and_learns_their_weights() -> None:
+    """Two drones hovering 8 m apart at 60 m (3.5 sigmas of a TI board's azimuth), seen at 1 Hz:
+    their tracks contest both plots every scan.
+    The soft update is an IMM-PDA one: each model weighs the plots by its own prediction, the
+    models stay distinct and their weights learn that the drones hover (the quiet model). Collapsed
+    to one estimate with the weights left as they were, the weights drifted to uniform, the wide
+    turning models' gates took the other drone's plots, and one such track was led away for 35
+    scans (tests/test_tracker_generalisation.py's 1 Hz radar, seed 6)."""
+    tracker = Tracker(FusionParams(), ["radar"])
+    geometry = RadarSensor("radar", Pose.from_angles(0, 0, 0, (0, 0, 0)), 200.0)
+    rng = np.random.default_rng(5)
+    truth = np.array([[0.0, 60.0, 20.0], [8.0, 60.0, 20.0]])
+    soft: list[np.ndarray] = []
+    original = tracker._soft_update
+
+    def spy(active, rows, g, scan, clutter):  # type: ignore[no-untyped-def]
+        original(active, rows, g, scan, clutter)
+        soft.append(active[rows])
+
+    tracker._soft_update = spy  # type: ignore[method-assign]
+    for k in range(40):
+        tracker.process_radar(_scan(geometry.pose, truth, np.zeros((2, 3)), float(k), rng), geometry)
+        tracker.maintain(float(k))
+        if soft and k >= 20:  # right after a soft update: each model its own estimate
+            table = tracker.table
+            assert np.all(np.ptp(table.xm[soft[-1]], axis=1).max(axis=1) > 0.0)
+        soft_scans = len(soft)
+    assert soft_scans >= 10, "the pair was not contested"
+    table = tracker.table
+    firm = tracker.publishable(False)
+    assert firm.size == 2
+    assert np.all(table.mu[firm, 0] > 0.6), table.mu[firm]  # the quiet model: they hover
+    # (collapsed: weights uniform, and the tracks had wandered 3-5 m towards each other)
+    assert np.all(np.linalg.norm(truth[:, None] - table.x[None, firm, :3], axis=2).min(axis=1) < 3.0)
+
+
 def test_clutter_map_raises_the_bar_where_false_alarms_recur() -> None:
     """A reflector that flickers for a frame or two keeps spawning tentative tracks that die
     unconfirmed; once its cell is hot, a phantom there needs two more hits, so a 4-frame burst

@@ -262,6 +262,34 @@ def miss_density(
     return np.where(holding, (1.0 - pd * gate_probability) / pd * np.asarray(clutter), 0.0)
 
 
+def model_gains(
+    table: TrackTable,
+    slots: IndexArray,
+    nu: FloatArray,
+    h: FloatArray,
+    r: FloatArray,
+    rate_extra: FloatArray | None,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Each model's Kalman correction K_j ν_j (A,R,6), the covariance it takes, K_j S_j K_jᵀ
+    (A,R,6,6), and its log-likelihood of the measurement (A,R), the range-rate row counted at
+    `RANGE_RATE_EVIDENCE`, for pairs (track, measurement) as `update` takes them; what the
+    single update and the soft (JPDA) one both apply, each with its own association weights."""
+    a, n_models, d = slots.shape[0], table.mu.shape[1], nu.shape[1]
+    hp, s, nu_m = _model_terms(table, slots, nu, h, r, rate_extra)
+    # Whitened by S_j (`whiten`): the gain applied is (W H P)ᵀ W ν, the covariance lost (W H P)ᵀ (W H P).
+    rhs = np.concatenate([hp.transpose(0, 2, 1, 3), nu_m[..., None]], axis=3).reshape(a * n_models, d, -1)
+    y, logdet = whiten(s.reshape(a * n_models, d, d), rhs)
+    y_hp, y_nu = y[:, :, :STATE_DIM], y[:, :, STATE_DIM]
+    dx = np.einsum("kdi,kd->ki", y_hp, y_nu).reshape(a, n_models, STATE_DIM)
+    taken = (y_hp.swapaxes(1, 2) @ y_hp).reshape(a, n_models, STATE_DIM, STATE_DIM)
+    # Each row's evidence on the models (whitened in order, row i given the rows before it); a
+    # range-rate's counts RANGE_RATE_EVIDENCE of a position row's.
+    evidence = y_nu * y_nu + logdet + np.log(2.0 * np.pi)  # (A·R, D)
+    if rate_extra is not None:
+        evidence[:, 3] *= RANGE_RATE_EVIDENCE
+    return dx, taken, (-0.5 * evidence.sum(axis=1)).reshape(a, n_models)
+
+
 def update(
     table: TrackTable,
     slots: IndexArray,
@@ -295,23 +323,10 @@ def update(
     range-rate, row 3): the second-order part of the range-rate's predicted variance, which the
     first-order update must count as noise. The models' weights count that row's evidence
     `RANGE_RATE_EVIDENCE`."""
-    a, n_models, d = slots.shape[0], params.n_models, nu.shape[1]
-    if a == 0:
+    if slots.shape[0] == 0:
         return
     xm, pm = table.xm[slots], table.pm[slots]  # (A,R,6), (A,R,6,6)
-    hp, s, nu_m = _model_terms(table, slots, nu, h, r, rate_extra)
-    # Whitened by S_j (`whiten`): the gain applied is (W H P)ᵀ W ν, the covariance lost (W H P)ᵀ (W H P).
-    rhs = np.concatenate([hp.transpose(0, 2, 1, 3), nu_m[..., None]], axis=3).reshape(a * n_models, d, -1)
-    y, logdet = whiten(s.reshape(a * n_models, d, d), rhs)
-    y_hp, y_nu = y[:, :, :STATE_DIM], y[:, :, STATE_DIM]
-    dx = np.einsum("kdi,kd->ki", y_hp, y_nu).reshape(a, n_models, STATE_DIM)
-    taken = (y_hp.swapaxes(1, 2) @ y_hp).reshape(a, n_models, STATE_DIM, STATE_DIM)
-    # Each row's evidence on the models (whitened in order, row i given the rows before it); a
-    # range-rate's counts RANGE_RATE_EVIDENCE of a position row's.
-    evidence = y_nu * y_nu + logdet + np.log(2.0 * np.pi)  # (A·R, D)
-    if rate_extra is not None:
-        evidence[:, 3] *= RANGE_RATE_EVIDENCE
-    loglik = (-0.5 * evidence.sum(axis=1)).reshape(a, n_models)
+    dx, taken, loglik = model_gains(table, slots, nu, h, r, rate_extra)
     if miss is not None and np.any(miss > 0.0):
         # ln of the odds "missed, and a false alarm" against "this plot is the target's", the plot
         # weighed as the models' weights weigh it (a range-rate row at RANGE_RATE_EVIDENCE: else a
