@@ -151,40 +151,29 @@ def test_3d_initiation_inverts_the_model_and_starts_at_rest_under_the_prior() ->
     assert np.all(np.linalg.eigvalsh(p) > 0)
 
 
-def test_a_trusted_range_rate_conditions_the_birth_velocity_on_the_line_of_sight() -> None:
-    """A radar that measures range-rate without ambiguity starts a track knowing its speed along
-    the line of sight to the plot's sigma (the prior updated by it); across the line of sight the
-    prior stands. A TI board's ±10 m/s span may alias a drone's radial speed: the prior stays."""
+@pytest.mark.parametrize("span", [None, 10.1])
+def test_a_range_rate_conditions_the_birth_velocity_on_the_line_of_sight(span: float | None) -> None:
+    """A radar that measures range-rate starts a track knowing its speed along the line of sight to
+    the plot's sigma (the prior updated by it); across the line of sight the prior stands. A radar
+    whose range-rate wraps starts it at the reported alias too: the second plot tells which alias
+    it is (tests/test_range_rate_alias.py)."""
     z = np.array([[40.0, 0.3, 0.4, -6.0], [25.0, -0.5, 0.0, 2.0]])
     sigma_rr = 0.1
     r = np.tile(np.diag(np.array([0.2, 0.02, 0.04, sigma_rr]) ** 2), (2, 1, 1))
-    trusted = RadarModel("r", _model(4).pose, Coverage(60.0), dim=4)
-    assert trusted.radial_trusted
-    x, p = trusted.initiate(z, r)
-    assert np.allclose(trusted.predict(x)[0], z, atol=1e-3)  # the radial speed is the plot's
-    h = trusted.predict(x)[1]
-    los = h[:, 3, 3:]  # d(range-rate)/d(velocity): the line of sight
+    model = RadarModel("r", _model(4).pose, Coverage(60.0), dim=4, unambiguous_range_rate_mps=span)
+    x, p = model.initiate(z, r)
+    assert np.allclose(model.predict(x)[0], z, atol=1e-3)  # the radial speed is the plot's
+    los = model.predict(x)[1][:, 3, 3:]  # d(range-rate)/d(velocity): the line of sight
     along = np.einsum("ki,kij,kj->k", los, p[:, 3:, 3:], los)
     assert np.allclose(along, sigma_rr**2, rtol=0.01)
     # Across the line of sight the horizontal prior stands (level, perpendicular to it).
     across = np.cross(los, [0.0, 0.0, 1.0])
     across /= np.linalg.norm(across, axis=1)[:, None]
     spread = np.einsum("ki,kij,kj->k", across, p[:, 3:, 3:], across)
-    assert np.allclose(spread, trusted.initial_speed_sigma_mps**2, rtol=1e-6)
+    assert np.allclose(spread, model.initial_speed_sigma_mps**2, rtol=1e-6)
     assert np.all(np.linalg.eigvalsh(p) > 0)
     # The elevated plot's radial speed is read as mostly level flight: the climb prior is narrow.
     assert abs(x[0, 5]) < 0.2 * np.linalg.norm(x[0, 3:5])
-
-    wrapping = RadarModel("r", trusted.pose, Coverage(60.0), dim=4, unambiguous_range_rate_mps=10.1)
-    assert not wrapping.radial_trusted
-    x, p = wrapping.initiate(z, r)
-    assert np.allclose(wrapping.predict(x)[0], z, atol=1e-6)  # started at the reported speed ...
-    along = np.einsum("ki,kij,kj->k", los, p[:, 3:, 3:], los)
-    assert np.all(along > 9.0**2)  # ... which it does not trust (at least the climb prior)
-    assert RadarModel(
-        "r", trusted.pose, Coverage(60.0), dim=4, unambiguous_range_rate_mps=30.0
-    ).radial_trusted
-    assert not _model(3).radial_trusted
 
 
 def test_3d_model_clutter_volume_has_no_range_rate_axis() -> None:

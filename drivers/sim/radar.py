@@ -21,6 +21,7 @@ FloatArray = npt.NDArray[np.float64]
 _REFERENCE_RCS_M2 = 0.01
 _SNR_AT_REFERENCE_DB = 18.0
 _CPU_HZ = 200e6  # the xWR16xx DSP clock that `timeCpuCycles` counts
+_SHIPPED_MAX_VELOCITY_MPS = 10.114  # drivers/radar/ti_profiles/iwr6843_drone.cfg (`summarise_profile`)
 
 
 class SimRadar:
@@ -29,6 +30,9 @@ class SimRadar:
         self.pose = spec.mount.pose()
         self.rng = np.random.default_rng(seed)
         self.frame_number = 0
+        # Radial speeds wrap past the chirp profile's unambiguous span (the Doppler FFT's): until a
+        # board is configured (`restart`), the shipped IWR6843 profile's.
+        self.max_velocity_mps = _SHIPPED_MAX_VELOCITY_MPS
         self.reference_range = spec.max_range_m / 2.0
         fov_az, fov_el = math.radians(spec.fov_az_deg), math.radians(spec.fov_el_deg)
         # Static clutter (buildings, poles, trees) is fixed in the scene: zero Doppler, frame after frame.
@@ -116,11 +120,17 @@ class SimRadar:
             snrs.append(rng.uniform(8, 14, n_false))
         if not clouds:
             return np.zeros((0, 4)), np.zeros(0)
-        return np.vstack(clouds), np.concatenate(snrs)
+        cloud = np.vstack(clouds)
+        span = self.max_velocity_mps
+        cloud[:, 3] = (cloud[:, 3] + span) % (2.0 * span) - span  # what the Doppler FFT can tell
+        return cloud, np.concatenate(snrs)
 
-    def restart(self) -> None:
-        """Frame numbers start again, as on a board configured afresh (`SimTiBoard(on_start=...)`)."""
+    def restart(self, max_velocity_mps: float | None = None) -> None:
+        """Frame numbers start again, as on a board configured afresh (`SimTiBoard(on_start=...)`);
+        `max_velocity_mps`: the unambiguous radial speed of the profile it now runs (None: keep)."""
         self.frame_number = 0
+        if max_velocity_mps is not None:
+            self.max_velocity_mps = max_velocity_mps
 
     def frame(self, targets: TargetState) -> bytes:
         """The next TI UART frame, byte for byte what an xWR1642 running the OOB demo would send."""

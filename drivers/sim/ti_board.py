@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import select
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from cuas_node.drivers.radar.ti_cli import PROMPT
+from cuas_node.drivers.radar.ti_cli import PROMPT, parse_cfg, summarise_profile
 from cuas_node.drivers.sim.pty import PtyPort
 
 BANNER = "\r\n******************************************\r\nxWR16xx MMW Demo 03.04.00.03\r\n" + (
@@ -67,7 +67,9 @@ class SimTiBoard:
     `error_on` (command name → reply `Error -1`), `silent` (read commands, never answer),
     `garble_echo` (echo something else), and `reset()` (stop, forget the config, print the banner).
     `on_start` is called at each `sensorStart` that follows a reset or `flushCfg`, so that the frame
-    counter restarts as on a freshly configured board.
+    counter restarts as on a freshly configured board; `max_velocity_mps` is then the unambiguous
+    radial speed of the chirp profile it was sent (None if that profile cannot be summarised),
+    past which the simulated board's Doppler wraps as a real one's does.
     """
 
     def __init__(self, cli: PtyPort, *, on_start: Callable[[], None] | None = None) -> None:
@@ -76,6 +78,8 @@ class SimTiBoard:
         self.streaming = False
         self.configured: set[str] = set()
         self.commands: list[str] = []
+        self.profile: dict[str, str] = {}  # the chirp commands since the last flushCfg, by name
+        self.max_velocity_mps: float | None = None
         self.error_on: set[str] = set()
         self.silent = False
         self.garble_echo = False
@@ -137,12 +141,12 @@ class SimTiBoard:
             return out + f"'{name}' is not recognized as a CLI command\r\n{PROMPT}"
         if name in self.error_on or (expected is not None and len(args) != expected):
             return out + f"Error -1\r\n{PROMPT}"
-        extra = self._apply(name)
+        extra = self._apply(name, text)
         if extra.startswith("Error"):
             return out + f"{extra}\r\n{PROMPT}"
         return out + extra + f"Done\r\n\r\n{PROMPT}"
 
-    def _apply(self, name: str) -> str:
+    def _apply(self, name: str, text: str) -> str:
         """Change state for one accepted command; return info lines or an `Error` line."""
         if name == "sensorStop":
             if not self.streaming:
@@ -152,11 +156,13 @@ class SimTiBoard:
             if self.streaming:
                 return "Error -1 (flushCfg while the sensor runs)"
             self.configured.clear()
+            self.profile.clear()
             self._fresh = True
         elif name == "sensorStart":
             missing = [c for c in REQUIRED_FOR_START if c not in self.configured]
             if missing:
                 return f"Error -1 (missing {', '.join(missing)})"
+            self.max_velocity_mps = _max_velocity(self.profile.values())
             if self._fresh and self.on_start is not None:
                 self.on_start()
             self._fresh = False
@@ -164,4 +170,17 @@ class SimTiBoard:
             return "Debug: Init Calibration Status = 0x1ffe\r\n\r\n"
         else:
             self.configured.add(name)
+            if name in _CHIRP_COMMANDS:
+                self.profile[name] = text
         return ""
+
+
+_CHIRP_COMMANDS = ("channelCfg", "profileCfg", "frameCfg")  # what `summarise_profile` reads
+
+
+def _max_velocity(commands: Iterable[str]) -> float | None:
+    """The unambiguous radial speed of a profile's chirp commands (`ti_cli.summarise_profile`)."""
+    try:
+        return summarise_profile(parse_cfg("\n".join(commands))).max_velocity_mps
+    except (ValueError, IndexError, ZeroDivisionError):
+        return None

@@ -1,16 +1,44 @@
-"""What gating found in one scan: the (track, measurement) pairs inside each track's gate, with
-the quantities the assignment, the updates and the soft (JPDA) update share."""
+"""Gating (the first step of association): which (track, measurement) pairs of a scan are inside
+each track's gate, and what each gated pair costs, with the quantities the assignment, the
+updates and the soft (JPDA) update share.
+
+A box pre-gate first: the gate ellipsoid lies inside the box |ν_d| ≤ sqrt(γ S_dd), so testing
+each coordinate against it (no inversions) rejects most pairs exactly; the full Mahalanobis test
+and log-determinant are computed only for the pairs that pass.
+
+A radar whose range-rate wraps (`RadarModel.unambiguous_range_rate_mps`, a TI board's ±10 m/s)
+reports a drone's radial speed modulo twice its span, and the innovation is wrapped to that span
+(`RadarModel.innovation`). A new track starts at the reported alias (`models.radial_posterior`),
+which is the drone's speed along the line of sight only if that is within the span. Its second
+plot tells which alias it is: a speed off by 2k·span has put the predicted range off by 2k·span
+times the time between the plots (a metre a frame at 20 Hz for a TI board, twenty metres a scan
+at 1 Hz), so each of the speeds within the birth prior's 3 sigmas is tried, weighed by that prior,
+and the likeliest taken (`_alias_choice`; `Gating.alias` the speed change, which the tracker
+applies before the update). After that the track follows the drone's true speed and the wrapped
+innovation keeps it there; a drone that crosses the span's edge while tracked is no new alias.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from cuas_node.fusion import imm
+from cuas_node.fusion.measurement_models import MeasurementModel, RadarModel
+from cuas_node.fusion.models import mahalanobis_logdet
+from cuas_node.fusion.tracks import Status, TrackTable
+
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
+
+
+_SWITCH_ERROR = 0.01
+"""A young track past its second plot changes its alias only when the plot leaves the one it has
+less than this probability (`_alias_choice`)."""
 
 
 @dataclass
@@ -23,13 +51,165 @@ class Gating:
     cost: FloatArray  # (P,) −2 log-likelihood up to a constant
     loglik: FloatArray  # (P,) log N(ν; 0, S)
     nu: FloatArray  # (P,D) innovations
+    r: FloatArray  # (P,D,D) each pair's measurement noise
     h: FloatArray  # (K,D,6) Jacobians at the predicted states
     hph: FloatArray  # (K,D,D)
     z_pred: FloatArray  # (K,D) predicted measurements
     rate_extra: FloatArray | None  # (K,) second-order range-rate variance (`imm.gate_quantities`)
+    alias: FloatArray | None = (
+        None  # (P,) a young track's speed change along the line of sight (see the module)
+    )
 
     def dense(self, values: FloatArray, fill: float) -> FloatArray:
         """Per-pair values (P, ...) spread over the (K, M, ...) grid, `fill` outside the gate."""
         out = np.full((*self.gated.shape, *values.shape[1:]), fill)
         out[self.ki, self.mj] = values
         return out
+
+
+def gate_scan(
+    table: TrackTable,
+    active: IndexArray,
+    t: float,
+    dt: FloatArray,
+    model: MeasurementModel,
+    z: FloatArray,
+    r: FloatArray,
+    gamma: float,
+    params: imm.ImmParams,
+) -> Gating:
+    """Gate every (track, measurement) pair of a scan at `t` (`z` (M,D), noises `r` (M,D,D)) against
+    the tracks `active` (predicted to it; `dt` ≤ 0 where the measurement is older than a track)
+    and price the gated ones by −2 log-likelihood (the IMM mixture's, `imm.mixture_cost`, for
+    measurements at the tracks' time); `gamma` the gate's chi-square bound."""
+    z_pred, h, hph, rate_extra = imm.gate_quantities(table, active, dt, model, params)
+    var_t = np.diagonal(hph, axis1=1, axis2=2)
+    var_m = np.diagonal(r, axis1=1, axis2=2)
+    # First coordinate over all pairs (range for a radar), the rest only for its survivors.
+    d0 = z[None, :, 0] - z_pred[:, None, 0]
+    if 0 in model.angle_rows:
+        d0 = (d0 + np.pi) % (2.0 * np.pi) - np.pi
+    ki, mj = np.nonzero(d0 * d0 <= gamma * (var_t[:, None, 0] + var_m[None, :, 0]))
+    if model.ranging:
+        ki, mj = _along_bearing(table, active, ki, mj, model, z, r)
+    r_pair = r[mj]
+    nu_p = model.innovation(z[mj], z_pred[ki])
+    alias, alias_cost = _alias_choice(
+        table, active, t, dt, model, ki, nu_p, var_t[ki, 0] + r_pair[:, 0, 0], z_pred
+    )
+    box = np.all(nu_p * nu_p <= gamma * (var_t[ki] + np.diagonal(r_pair, axis1=1, axis2=2)), axis=1)
+    ki, mj, nu_p, r_pair = ki[box], mj[box], nu_p[box], r_pair[box]
+    d2, logdet = mahalanobis_logdet(nu_p, hph[ki] + r_pair)
+    inside = d2 < gamma
+    ki, mj, nu_p, r_pair = ki[inside], mj[inside], nu_p[inside], r_pair[inside]
+    cost = d2[inside] + logdet[inside]
+    now = dt[ki] == 0.0  # (a late measurement is judged by the estimate carried back)
+    cost[now] = imm.mixture_cost(
+        table,
+        active[ki[now]],
+        nu_p[now],
+        h[ki[now]],
+        r_pair[now],
+        None if rate_extra is None else rate_extra[ki[now]],
+    )
+    if alias is not None:
+        alias, alias_cost = alias[box][inside], alias_cost[box][inside]
+        cost += alias_cost
+    gated: BoolArray = np.zeros((active.size, z.shape[0]), dtype=bool)
+    gated[ki, mj] = True
+    loglik = -0.5 * (cost + z.shape[1] * math.log(2 * math.pi))
+    return Gating(gated, ki, mj, cost, loglik, nu_p, r_pair, h, hph, z_pred, rate_extra, alias)
+
+
+def _alias_choice(
+    table: TrackTable,
+    active: IndexArray,
+    t: float,
+    dt: FloatArray,
+    model: MeasurementModel,
+    ki: IndexArray,
+    nu: FloatArray,
+    range_var: FloatArray,
+    z_pred: FloatArray,
+) -> tuple[FloatArray | None, FloatArray]:
+    """For the pairs (track rows `ki`, innovations `nu`, changed in place; `range_var` their range
+    innovation variances) of tracks at their second plot from a radar whose range-rate wraps: the
+    change 2k·span of the track's speed along the line of sight that best explains the plot's
+    range, k over the aliases the birth prior allows (|speed| within 3 sigmas), each weighed by
+    it, and −2 ln of the chosen one's prior weight (the pairs' extra cost). None and zeros for a
+    radar that does not wrap (or a scan without a young track)."""
+    none = np.zeros(ki.size)
+    span = model.unambiguous_range_rate_mps if isinstance(model, RadarModel) and model.dim == 4 else None
+    if span is None:
+        return None, none
+    second = (table.status[active[ki]] == Status.TENTATIVE) & (dt[ki] == 0.0)
+    if not second.any():
+        return None, none
+    sigma = model.initial_speed_sigma_mps
+    speed = z_pred[ki[second], 3]  # the alias the track was born at
+    reach = math.ceil(3.0 * sigma / (2.0 * span))
+    k = np.arange(-reach, reach + 1)[None, :]
+    candidate = speed[:, None] + 2.0 * span * k  # (S,K)
+    allowed = np.abs(candidate) <= 3.0 * sigma
+    allowed[:, reach] = True  # the reported alias is always a candidate
+    log_prior = np.where(allowed, -0.5 * (candidate / sigma) ** 2, -np.inf)
+    log_prior -= np.logaddexp.reduce(log_prior, axis=1, keepdims=True)
+    since = (t - table.t_update[active[ki[second]]])[:, None]
+    residual = nu[second, 0][:, None] - 2.0 * span * k * since
+    log_post = log_prior - 0.5 * residual**2 / range_var[second][:, None]
+    log_post -= np.logaddexp.reduce(log_post, axis=1, keepdims=True)
+    best = np.argmax(log_post, axis=1)
+    rows = np.arange(best.size)
+    # At its second plot a track takes the likeliest alias; later, while young, it leaves the one
+    # it took only when the plot makes that one near impossible (a single plot at 20 Hz tells
+    # aliases a metre apart in range: taken on the likelier, one young track in twenty would
+    # change its speed by 20 m/s on noise).
+    settled = (table.updates[active[ki[second]]] > 1) & (log_post[:, reach] > math.log(_SWITCH_ERROR))
+    best[settled] = reach
+    alias = none.copy()
+    alias[second] = 2.0 * span * k[0, best]
+    nu[second, 0] = residual[rows, best]
+    # The prior is paid once, at the second plot; later ones only correct a choice gone wrong.
+    cost = none.copy()
+    cost[second] = np.where(table.updates[active[ki[second]]] == 1, -2.0 * log_prior[rows, best], 0.0)
+    return alias, cost
+
+
+def take_alias(
+    table: TrackTable, slots: IndexArray, alias: FloatArray, t: float, model: MeasurementModel
+) -> None:
+    """Give these young tracks (predicted to `t`) the speed along the line of sight that their
+    plot's alias says (`Gating.alias`, m/s): velocity and the position it has carried them to since
+    their last update, every model alike."""
+    move = alias != 0.0
+    if not move.any():
+        return
+    slots, alias = slots[move], alias[move]
+    d = table.x[slots, :3] - model.pose.offset_enu_m
+    los = d / np.maximum(np.linalg.norm(d, axis=1), 1e-9)[:, None]
+    dv = los * alias[:, None]
+    dx = np.concatenate([dv * (t - table.t_update[slots])[:, None], dv], axis=1)
+    table.x[slots] += dx
+    table.xm[slots] += dx[:, None, :]
+
+
+def _along_bearing(
+    table: TrackTable,
+    active: IndexArray,
+    ki: IndexArray,
+    mj: IndexArray,
+    model: MeasurementModel,
+    z: FloatArray,
+    r: FloatArray,
+) -> tuple[IndexArray, IndexArray]:
+    """Keep the pairs of a ranging sensor's scan that a bearing-only track could own: the
+    detection lies in the track's direction (from the node) within three of the standard
+    deviations of the bearings that built it. Its range is a guess, so the linearised gate
+    alone would take any detection on the near side of a long uncertainty."""
+    unranged = ~np.isfinite(table.t_ranged[active[ki]])
+    if not unranged.any():
+        return ki, mj
+    seen = model.initiate(z[mj[unranged]], r[mj[unranged]])[0][:, :3]
+    keep = np.ones(ki.size, dtype=bool)
+    keep[unranged] = table.along_bearing(active[ki[unranged]], seen)
+    return ki[keep], mj[keep]

@@ -35,7 +35,6 @@ def soft_update(
     active: IndexArray,
     rows: IndexArray,
     g: Gating,
-    r: FloatArray,
     p_d: float,
     clutter: float | FloatArray,
 ) -> None:
@@ -43,7 +42,7 @@ def soft_update(
     weighted likelihoods (the IMM mixture's, as gating priced them), T_i and M_j their track and
     measurement sums and B the clutter density (the sensor's, `sensor_stats`; per measurement
     where the site has reflectors); then an IMM-PDA update of each model of the contested tracks
-    (`rows` of the gating's (K, M) arrays, `active` their slots; `r` the scan's noises).
+    (`rows` of the gating's (K, M) arrays, `active` their slots).
 
     The models are kept, not collapsed to the result: each weighs the plots by how well it, not
     the mixture, predicted them, P(plot | model) = β_i · g_j(plot) / ḡ(plot) / c_j, with
@@ -65,7 +64,7 @@ def soft_update(
     track = position[ki]  # (P,) each pair's contested track, 0..A-1
     slots = active[ki]
     extra = None if g.rate_extra is None else g.rate_extra[ki]
-    dx, taken, loglik = imm.model_gains(table, slots, g.nu[pairs], g.h[ki], r[mj], extra)
+    dx, taken, loglik = imm.model_gains(table, slots, g.nu[pairs], g.h[ki], g.r[pairs], extra)
     # g_j / ḡ for each pair and model, then c_j and P(plot | model).
     log_mu = np.log(np.maximum(table.mu[slots], 1e-12))
     ratio = np.exp(loglik - np.logaddexp.reduce(log_mu + loglik, axis=1, keepdims=True))  # (P,R)

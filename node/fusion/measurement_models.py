@@ -115,7 +115,7 @@ class RadarModel:
     angle_rows: tuple[int, ...] = (1,)
     ranging: bool = True
     initial_speed_sigma_mps: float = 15.0
-    unambiguous_range_rate_mps: float | None = None  # `RadarSensor.unambiguous_range_rate_mps`
+    unambiguous_range_rate_mps: float | None = None  # `RadarSensor.unambiguous_range_rate_mps` (`gating`)
     splits_objects: bool = True  # `RadarSensor.splits_objects`
     sweeps: bool = False  # `RadarSensor.sweeps`: its looks are the engine's, once a sweep
     reflectors: SiteReflectors | None = field(default=None, compare=False)  # `RadarSensor.reflectors`
@@ -144,25 +144,22 @@ class RadarModel:
         return volume * RADIAL_SPAN_MPS if self.dim == 4 else volume
 
     def innovation(self, z: FloatArray, z_pred: FloatArray) -> FloatArray:
+        """z − z_pred with the azimuth wrapped to (−π, π] and, for a radar whose range-rate
+        wraps, the range-rate to (−span, span]: a plot's radial speed is the target's modulo
+        twice the span (`gating` has what a track that cannot yet tell the alias does)."""
         nu = z - z_pred
         nu[..., 1] = wrap_angle(nu[..., 1])
-        return nu
-
-    @property
-    def radial_trusted(self) -> bool:
-        """Whether a plot's range-rate is the target's: measured, and by a radar whose span of
-        unambiguous radial speeds leaves the aliases of a drone's (±2·span away) 3 sigmas or more
-        out in the velocity prior. A TI board's ±10 m/s wraps drones' speeds: its births keep
-        the prior along the line of sight."""
         span = self.unambiguous_range_rate_mps
-        return self.dim == 4 and (span is None or 2.0 * span >= 3.0 * self.initial_speed_sigma_mps)
+        if span is not None and self.dim == 4:
+            nu[..., 3] = (nu[..., 3] + span) % (2.0 * span) - span
+        return nu
 
     def initiate(self, z: FloatArray, r: FloatArray) -> tuple[FloatArray, FloatArray]:
         sigmas = np.sqrt(np.diagonal(r, axis1=1, axis2=2))
         if self.dim == 3:  # no range-rate: start at rest (radial 0) under the velocity prior
             z = np.column_stack([z, np.zeros(z.shape[0])])
             sigmas = np.column_stack([sigmas, np.full(z.shape[0], self.initial_speed_sigma_mps)])
-        return radar_to_state(z, sigmas, self.pose, self.initial_speed_sigma_mps, self.radial_trusted)
+        return radar_to_state(z, sigmas, self.pose, self.initial_speed_sigma_mps, self.dim == 4)
 
 
 @dataclass(frozen=True)

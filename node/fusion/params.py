@@ -58,7 +58,7 @@ class RadarSensor:
     - `range_rate`: whether it measures range-rate (Doppler); `range_rate_sigma_mps` its 1-sigma
       error, None when it does not; `unambiguous_range_rate_mps` the radial speed beyond which
       its range-rate wraps (±; a TI board's `max_velocity_mps`), None when it resolves the
-      ambiguity (a birth then trusts the plot's range-rate: `RadarModel.radial_trusted`);
+      ambiguity (`gating`: the innovation wraps, a young track's second plot tells the alias);
     - `scan_rate_hz`: frames (looks at the whole coverage) per second;
     - `false_alarms_per_scan`: the clutter it is expected to report per frame, spread over its
       coverage (the starting clutter density of association, learnt from its scans afterwards);

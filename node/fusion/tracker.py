@@ -8,7 +8,6 @@ initiator in `initiation`, the deleter in `management`, what each sensor is obse
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +18,11 @@ from scipy.stats import chi2
 from cuas_node.fusion import imm, jpda, late
 from cuas_node.fusion.association import assign
 from cuas_node.fusion.fixtures import SiteFixtures
-from cuas_node.fusion.gating import Gating
+from cuas_node.fusion.gating import Gating, gate_scan, take_alias
 from cuas_node.fusion.ground import Ground, hold_above_ground
 from cuas_node.fusion.initiation import BirthCounters, hit_score, make_room
 from cuas_node.fusion.management import TrackManager, says_present
 from cuas_node.fusion.measurement_models import MeasurementModel, noise_from_sigmas, radar_model, splitting
-from cuas_node.fusion.models import mahalanobis_logdet
 from cuas_node.fusion.params import FusionParams, RadarSensor
 from cuas_node.fusion.sensor_stats import SensorStats
 from cuas_node.fusion.snapshots import Snapshots, take_snapshots
@@ -111,63 +109,6 @@ class Tracker:
         tb.t_state[active[ahead]] = t
         return np.minimum(dt, 0.0)
 
-    def _costs(self, active: IndexArray, dt: FloatArray, scan: Scan) -> Gating:
-        """Gate every (track, measurement) pair and price the gated ones by −2 log-likelihood.
-
-        A box pre-gate first: the gate ellipsoid lies inside the box |ν_d| ≤ sqrt(γ S_dd), so
-        testing each coordinate against it (no inversions) rejects most pairs exactly; the full
-        Mahalanobis test and log-determinant are computed only for the pairs that pass.
-        """
-        model = scan.model
-        gamma = self.gate(scan.z.shape[1])
-        z_pred, h, hph, rate_extra = imm.gate_quantities(self.table, active, dt, model, self.imm)
-        var_t = np.diagonal(hph, axis1=1, axis2=2)
-        var_m = np.diagonal(scan.r, axis1=1, axis2=2)
-        # First coordinate over all pairs (range for a radar), the rest only for its survivors.
-        d0 = scan.z[None, :, 0] - z_pred[:, None, 0]
-        if 0 in model.angle_rows:
-            d0 = (d0 + np.pi) % (2.0 * np.pi) - np.pi
-        ki, mj = np.nonzero(d0 * d0 <= gamma * (var_t[:, None, 0] + var_m[None, :, 0]))
-        if model.ranging:
-            ki, mj = self._along_bearing(active, ki, mj, scan)
-        nu_p = model.innovation(scan.z[mj], z_pred[ki])
-        box = np.all(nu_p * nu_p <= gamma * (var_t[ki] + var_m[mj]), axis=1)
-        ki, mj, nu_p = ki[box], mj[box], nu_p[box]
-        s = hph[ki] + scan.r[mj]
-        d2, logdet = mahalanobis_logdet(nu_p, s)
-        inside = d2 < gamma
-        ki, mj = ki[inside], mj[inside]
-        cost = d2[inside] + logdet[inside]
-        now = dt[ki] == 0.0  # (a late measurement is judged by the estimate carried back)
-        cost[now] = imm.mixture_cost(
-            self.table,
-            active[ki[now]],
-            nu_p[inside][now],
-            h[ki[now]],
-            scan.r[mj[now]],
-            None if rate_extra is None else rate_extra[ki[now]],
-        )
-        gated: BoolArray = np.zeros((active.size, scan.z.shape[0]), dtype=bool)
-        gated[ki, mj] = True
-        loglik = -0.5 * (cost + scan.z.shape[1] * math.log(2 * math.pi))
-        return Gating(gated, ki, mj, cost, loglik, nu_p[inside], h, hph, z_pred, rate_extra)
-
-    def _along_bearing(
-        self, active: IndexArray, ki: IndexArray, mj: IndexArray, scan: Scan
-    ) -> tuple[IndexArray, IndexArray]:
-        """Keep the pairs of a ranging sensor's scan that a bearing-only track could own: the
-        detection lies in the track's direction (from the node) within three of the standard
-        deviations of the bearings that built it. Its range is a guess, so the linearised gate
-        alone would take any detection on the near side of a long uncertainty."""
-        tb = self.table
-        unranged = ~np.isfinite(tb.t_ranged[active[ki]])
-        if not unranged.any():
-            return ki, mj
-        seen = scan.model.initiate(scan.z[mj[unranged]], scan.r[mj[unranged]])[0][:, :3]
-        keep = np.ones(ki.size, dtype=bool)
-        keep[unranged] = tb.along_bearing(active[ki[unranged]], seen)
-        return ki[keep], mj[keep]
-
     # -- one scan of any sensor --------------------------------------------------------------
     def process(self, scan: Scan) -> ScanResult:
         tb = self.table
@@ -191,7 +132,8 @@ class Tracker:
         if active.size:
             dt = self._predict_to(active, scan.t)
             if m:
-                g = self._costs(active, dt, scan)
+                gamma = self.gate(scan.z.shape[1])
+                g = gate_scan(tb, active, scan.t, dt, scan.model, scan.z, scan.r, gamma, self.imm)
                 gated, seen = g.gated, g.z_pred
                 is_firm = tb.status[active] != Status.TENTATIVE
                 firm = np.flatnonzero(is_firm)
@@ -209,6 +151,8 @@ class Tracker:
                 rows, cols = g.ki[chosen], g.mj[chosen]
                 if chosen.size:
                     slot_of[cols] = active[rows]
+                    if g.alias is not None:  # a young track's second plot says its speed's alias
+                        take_alias(tb, active[rows], g.alias[chosen], scan.t, scan.model)
                     updated[rows] = True
                     gain[rows] = hit_score(
                         g.loglik[chosen], self.stats.pd(bit), clutter if lam is None else lam[cols]
@@ -238,7 +182,7 @@ class Tracker:
                         active[now_rows],
                         g.nu[now_pairs],
                         g.h[now_rows],
-                        scan.r[now_cols],
+                        g.r[now_pairs],
                         self.imm,
                         extra,
                         imm.miss_density(
@@ -343,7 +287,7 @@ class Tracker:
         `clutter` the scan's density, one or per measurement."""
         if rows.size:
             bit = self.sensor_bits.get(scan.model.sensor_id, 63)
-            jpda.soft_update(self.table, active, rows, g, scan.r, self.stats.pd(bit), clutter)
+            jpda.soft_update(self.table, active, rows, g, self.stats.pd(bit), clutter)
 
     def process_radar(self, scan: RadarScan, sensor: RadarSensor) -> ScanResult:
         return self.process(Scan(radar_model(sensor), scan.t, scan.z, noise_from_sigmas(scan.sigmas)))

@@ -1,0 +1,133 @@
+"""A radar whose range-rate wraps: a TI board reports a drone's radial speed modulo twice the
+profile's unambiguous speed (±10.1 m/s in the shipped IWR6843 profile). The simulated board wraps
+as the real one does, at the span of the profile it was sent, and the tracker follows a drone
+flying faster than that span along the beam (`gating`, `RadarModel.innovation`)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+from cuas_node.drivers.radar.ti_cli import load_profile, parse_cfg, summarise_profile
+from cuas_node.drivers.sim.pty import PtyPort
+from cuas_node.drivers.sim.radar import SimRadar
+from cuas_node.drivers.sim.scenario import SimRadarSpec
+from cuas_node.drivers.sim.ti_board import SimTiBoard
+from cuas_node.drivers.sim.world import TargetState
+from cuas_node.fusion.measurement_models import radar_model
+from cuas_node.fusion.params import FusionParams, RadarSensor
+from cuas_node.fusion.tracker import RadarScan, Tracker
+from cuas_node.fusion.tracks import Status
+from cuas_node.kernel.pose import Pose, cartesian_to_spherical
+
+SIGMAS = np.array([0.23, math.radians(2.3), math.radians(4.7), 0.32])  # the shipped profile's
+SPAN = 10.114
+
+
+def _wrap(v: np.ndarray, span: float) -> np.ndarray:
+    return (v + span) % (2.0 * span) - span
+
+
+def _follow(speed: float, span: float | None, seed: int) -> tuple[set[int], list[float]]:
+    """A drone flying straight at the radar at `speed` from 90 m, 20 Hz, Pd 0.9, one false alarm
+    a frame: the numbers of the confirmed tracks near it, and the radial speed of the track on
+    it in its last second."""
+    sensor = RadarSensor(
+        "radar", Pose.from_angles(0, 0, 0, (0, 0, 0)), 120.0, unambiguous_range_rate_mps=span
+    )
+    tracker = Tracker(FusionParams(), ["radar"])
+    rng = np.random.default_rng(seed)
+    direction = np.array([0.2, 1.0, 0.15]) / np.linalg.norm([0.2, 1.0, 0.15])
+    numbers: set[int] = set()
+    radial: list[float] = []
+    for k in range(80):  # 4 s: 90 m to 30 m at 15 m/s
+        t = 0.05 * k
+        truth = direction * (90.0 - speed * t)
+        z = np.empty((0, 4))
+        if rng.random() < 0.9:
+            r, az, el = cartesian_to_spherical(truth[None, :])
+            z = np.column_stack([r, az, el, [-speed]]) + rng.normal(size=(1, 4)) * SIGMAS
+        false = np.column_stack(
+            [
+                rng.uniform(5, 120, 1),
+                rng.uniform(-1, 1, 1),
+                rng.uniform(-0.6, 0.6, 1),
+                rng.uniform(-10, 10, 1),
+            ]
+        )
+        z = np.vstack([z, false])
+        if span is not None:
+            z[:, 3] = _wrap(z[:, 3], span)
+        tracker.process_radar(RadarScan("radar", t, z, np.tile(SIGMAS, (z.shape[0], 1))), sensor)
+        tracker.maintain(t)
+        tb = tracker.table
+        for s in tracker.publishable(False):
+            if tb.status[s] == Status.CONFIRMED and np.linalg.norm(tb.x[s, :3] - truth) < 5.0:
+                numbers.add(int(tb.number[s]))
+                if t >= 3.0:
+                    radial.append(float(tb.x[s, 3:] @ truth / np.linalg.norm(truth)))
+    return numbers, radial
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_drone_faster_than_the_span_is_followed_by_one_track_at_its_true_speed(seed: int) -> None:
+    """15 m/s towards the radar reads as +5.2 m/s: one track follows it, at -15 m/s. (Without the
+    wrapped innovation its plots' range-rate contradicted the range's progress; without the
+    second plot's choice of alias it kept +5.2 m/s and lost the drone within frames.)"""
+    numbers, radial = _follow(15.0, SPAN, seed)
+    assert len(numbers) == 1, numbers
+    assert radial and np.median(radial) == pytest.approx(-15.0, abs=1.0)
+
+
+def test_a_radar_that_resolves_its_ambiguity_follows_the_same_drone() -> None:
+    """The same drone, reported at its true radial speed by a radar that does not wrap."""
+    numbers, radial = _follow(15.0, None, 1)
+    assert len(numbers) == 1
+    assert np.median(radial) == pytest.approx(-15.0, abs=1.0)
+
+
+def test_the_model_wraps_the_range_rate_innovation_to_the_span() -> None:
+    pose = Pose.from_angles(0, 0, 0, (0, 0, 0))
+    wrapping = radar_model(RadarSensor("r", pose, 100.0, unambiguous_range_rate_mps=10.0))
+    nu = wrapping.innovation(np.array([[50.0, 0.1, 0.0, 5.0]]), np.array([[49.0, 0.0, 0.0, -15.0]]))
+    assert nu[0, 3] == pytest.approx(0.0, abs=1e-9)  # +5 is -15's alias
+    nu = wrapping.innovation(np.array([[50.0, 0.1, 0.0, 9.5]]), np.array([[49.0, 0.0, 0.0, -9.5]]))
+    assert nu[0, 3] == pytest.approx(-1.0)  # across the edge: 1 m/s, not 19
+    plain = radar_model(RadarSensor("r", pose, 100.0, unambiguous_range_rate_mps=None))
+    assert (
+        plain.innovation(np.array([[50.0, 0.1, 0.0, 5.0]]), np.array([[49.0, 0.0, 0.0, -15.0]]))[0, 3] == 20.0
+    )
+
+
+def test_the_simulated_board_wraps_radial_speeds_at_its_profiles_span() -> None:
+    """The board computes the span of the chirp profile it was sent; the point clouds wrap there."""
+    cli = PtyPort()
+    node_side = os.open(cli.path, os.O_RDWR | os.O_NOCTTY)  # where the node's driver writes
+    try:
+        board = SimTiBoard(cli)
+        text, _ = load_profile(None, "xwr1642")
+        for line in [c.text for c in parse_cfg(text) if c.name != "sensorStart"] + ["sensorStart"]:
+            os.write(node_side, (line + "\n").encode("ascii"))
+            board.poll()
+    finally:
+        os.close(node_side)
+        cli.close()
+    assert board.streaming
+    expected = summarise_profile(parse_cfg(text)).max_velocity_mps
+    assert board.max_velocity_mps == pytest.approx(expected)
+    radar = SimRadar(
+        SimRadarSpec(kind="ti-mmwave", id="r", rate_hz=20, false_alarms_per_frame=0, static_clutter_points=0),
+        3,
+    )
+    assert radar.max_velocity_mps == pytest.approx(SPAN, abs=1e-3)  # the shipped IWR6843 profile's
+    radar.restart(board.max_velocity_mps)
+    state = TargetState(
+        ["d"], ["quad"], np.array([0.1]), np.array([[0.0, 30.0, 3.0]]), np.array([[0.0, -12.0, 0.0]])
+    )
+    pts, _ = radar.points(state)
+    assert pts.shape[0] >= 1
+    assert np.all(np.abs(pts[:, 3]) <= expected)
+    assert np.median(pts[:, 3]) == pytest.approx(-12.0 + 2 * expected, abs=0.5)  # -12 read as +2.5
