@@ -75,6 +75,10 @@ def sensor_spec(sensor: SensorConfig) -> SensorSpec:
     raise TypeError(f"no fusion role for sensor kind {sensor.kind!r}")
 
 
+SHIPPED_IWR6843_MAX_VELOCITY_MPS = 10.114
+"""The unambiguous radial speed of drivers/radar/ti_profiles/iwr6843_drone.cfg
+(`ti_cli.summarise_profile`; a test checks it)."""
+
 _TI_CFAR_DB = 13.0
 """The range CFAR threshold assumed when a profile's `cfarCfg` gives none in dB (SDK 3.x, 9 args)."""
 
@@ -116,7 +120,7 @@ def ti_radar_figures(sensor: TiMmwaveSensor) -> dict[str, Any]:
     (resolution / sqrt(2·SNR), floored) at the range CFAR threshold (`cfarCfg`, 13 dB in the
     shipped profiles), where detections are worst; the scan rate is the `frameCfg` period's and
     the blind zone the range `cfarFovCfg` start. With neither profile readable the `RadarSensor`
-    defaults (those of the shipped IWR6843 profile) stay."""
+    defaults (those of the shipped IWR6843 profile) stay, and its Doppler span."""
     from cuas_node.drivers.radar.cluster import RadarResolution
     from cuas_node.drivers.radar.ti_cli import load_profile, parse_cfg, summarise_profile
 
@@ -147,7 +151,7 @@ def ti_radar_figures(sensor: TiMmwaveSensor) -> dict[str, Any]:
             "unambiguous_range_rate_mps": summary.max_velocity_mps,
             "scan_rate_hz": 1.0 / summary.frame_period_s if summary.frame_period_s > 0 else 20.0,
         }
-    return {}
+    return {"unambiguous_range_rate_mps": SHIPPED_IWR6843_MAX_VELOCITY_MPS}
 
 
 def fusion_setup(config: Config) -> FusionSetup:

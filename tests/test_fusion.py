@@ -191,20 +191,29 @@ def test_the_soft_update_keeps_each_tracks_models_and_learns_their_weights() -> 
         soft.append(active[rows])
 
     tracker._soft_update = spy  # type: ignore[method-assign]
+    errors: list[float] = []
     for k in range(40):
+        before = len(soft)
         tracker.process_radar(_scan(geometry.pose, truth, np.zeros((2, 3)), float(k), rng), geometry)
+        if len(soft) > before and k >= 20:  # right after this scan's soft update: each model its own
+            assert np.all(np.ptp(tracker.table.xm[soft[-1]], axis=1).max(axis=1) > 0.0)
         tracker.maintain(float(k))
-        if soft and k >= 20:  # right after a soft update: each model its own estimate
-            table = tracker.table
-            assert np.all(np.ptp(table.xm[soft[-1]], axis=1).max(axis=1) > 0.0)
-        soft_scans = len(soft)
-    assert soft_scans >= 10, "the pair was not contested"
+        firm = tracker.publishable(False)
+        if k >= 30:
+            errors.append(
+                float(
+                    np.linalg.norm(truth[:, None] - tracker.table.x[None, firm, :3], axis=2)
+                    .min(axis=1)
+                    .mean()
+                )
+            )
+    assert len(soft) >= 10, "the pair was not contested"
     table = tracker.table
     firm = tracker.publishable(False)
     assert firm.size == 2
-    assert np.all(table.mu[firm, 0] > 0.6), table.mu[firm]  # the quiet model: they hover
-    # (collapsed: weights uniform, and the tracks had wandered 3-5 m towards each other)
-    assert np.all(np.linalg.norm(truth[:, None] - table.x[None, firm, :3], axis=2).min(axis=1) < 3.0)
+    assert np.all(table.mu[firm, 0] > 0.6), table.mu[firm]  # the quiet model: they hover (collapsed: 0.33)
+    # Over the last 10 scans (seeds 1-10: 1.1-2.1 m; collapsed, the tracks wandered 3.6-5.5 m off).
+    assert np.mean(errors) < 2.5, errors
 
 
 def test_clutter_map_raises_the_bar_where_false_alarms_recur() -> None:

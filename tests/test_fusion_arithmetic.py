@@ -214,7 +214,7 @@ def test_imm_update_matches_the_model_by_model_kalman_update(dim: int, clutter: 
     x_comb = table.x[slots].copy()
     # Densities of the order of the models' likelihoods, so that β spans (0, 1); one track with none.
     miss = rng.uniform(0.0, 0.05, slots.size) * np.r_[np.ones(slots.size - 1), 0.0] if clutter else None
-    imm.update(table, slots, nu, h, r, params, extra, miss)
+    imm.update(table, slots, nu, h, r, extra, miss)
     betas = []
     for row, slot in enumerate(slots):
         r_row = r[row].copy()
@@ -268,7 +268,7 @@ def test_the_imm_pda_update_does_not_depend_on_the_unit_of_speed() -> None:
         table = TrackTable(8, 3, params.initial_mode)
         table.mu[slots], table.xm[slots], table.pm[slots] = mu, xm, pm
         table.combine(slots)
-        imm.update(table, slots, nu @ k, k @ h, k @ r @ k, params, extra * k[3, 3] ** 2, miss / k[3, 3])
+        imm.update(table, slots, nu @ k, k @ h, k @ r @ k, extra * k[3, 3] ** 2, miss / k[3, 3])
         results.append((table.xm[slots].copy(), table.mu[slots].copy()))
     assert np.allclose(results[0][0], results[1][0]) and np.allclose(results[0][1], results[1][1])
 

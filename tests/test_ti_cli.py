@@ -228,7 +228,7 @@ class Rig:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._emit, daemon=True)
 
-    def restart(self) -> None:
+    def restart(self, max_velocity_mps: float | None = None) -> None:
         self.number = 1
 
     def _emit(self) -> None:

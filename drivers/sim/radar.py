@@ -12,6 +12,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from cuas_node.drivers.radar.ti_cli import load_profile, parse_cfg, summarise_profile
 from cuas_node.drivers.radar.ti_encode import encode_frame
 from cuas_node.drivers.sim.scenario import SimRadarSpec
 from cuas_node.drivers.sim.world import TargetState
@@ -21,7 +22,6 @@ FloatArray = npt.NDArray[np.float64]
 _REFERENCE_RCS_M2 = 0.01
 _SNR_AT_REFERENCE_DB = 18.0
 _CPU_HZ = 200e6  # the xWR16xx DSP clock that `timeCpuCycles` counts
-_SHIPPED_MAX_VELOCITY_MPS = 10.114  # drivers/radar/ti_profiles/iwr6843_drone.cfg (`summarise_profile`)
 
 
 class SimRadar:
@@ -32,7 +32,9 @@ class SimRadar:
         self.frame_number = 0
         # Radial speeds wrap past the chirp profile's unambiguous span (the Doppler FFT's): until a
         # board is configured (`restart`), the shipped IWR6843 profile's.
-        self.max_velocity_mps = _SHIPPED_MAX_VELOCITY_MPS
+        self.max_velocity_mps = summarise_profile(
+            parse_cfg(load_profile(None, "iwr6843")[0])
+        ).max_velocity_mps
         self.reference_range = spec.max_range_m / 2.0
         fov_az, fov_el = math.radians(spec.fov_az_deg), math.radians(spec.fov_el_deg)
         # Static clutter (buildings, poles, trees) is fixed in the scene: zero Doppler, frame after frame.
@@ -127,7 +129,8 @@ class SimRadar:
 
     def restart(self, max_velocity_mps: float | None = None) -> None:
         """Frame numbers start again, as on a board configured afresh (`SimTiBoard(on_start=...)`);
-        `max_velocity_mps`: the unambiguous radial speed of the profile it now runs (None: keep)."""
+        `max_velocity_mps`: the unambiguous radial speed of the profile it now runs (None: the
+        board could not summarise it; the last one stays)."""
         self.frame_number = 0
         if max_velocity_mps is not None:
             self.max_velocity_mps = max_velocity_mps

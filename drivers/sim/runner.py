@@ -50,9 +50,9 @@ class Simulation:
             for index, spec in enumerate(scenario.sensors)
             if isinstance(spec, SimRadarSpec)
         }
-        self.boards = {sid: SimTiBoard(self.cli_ports[sid]) for sid in self.radars}
-        for sid, board in self.boards.items():  # a fresh start runs the profile the board was sent
-            board.on_start = lambda radar=self.radars[sid], board=board: radar.restart(board.max_velocity_mps)
+        self.boards = {
+            sid: SimTiBoard(self.cli_ports[sid], on_start=radar.restart) for sid, radar in self.radars.items()
+        }
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.finished = threading.Event()

@@ -66,13 +66,13 @@ class SimTiBoard:
     Use `poll()` from a test loop, or `start()`/`stop()` for a thread. Fault injection:
     `error_on` (command name → reply `Error -1`), `silent` (read commands, never answer),
     `garble_echo` (echo something else), and `reset()` (stop, forget the config, print the banner).
-    `on_start` is called at each `sensorStart` that follows a reset or `flushCfg`, so that the frame
-    counter restarts as on a freshly configured board; `max_velocity_mps` is then the unambiguous
-    radial speed of the chirp profile it was sent (None if that profile cannot be summarised),
-    past which the simulated board's Doppler wraps as a real one's does.
+    `on_start(max_velocity_mps)` is called at each `sensorStart` that follows a reset or
+    `flushCfg`, so that the frame counter restarts as on a freshly configured board, with the
+    unambiguous radial speed of the chirp profile it was sent (None if that profile cannot be
+    summarised), past which the simulated board's Doppler wraps as a real one's does.
     """
 
-    def __init__(self, cli: PtyPort, *, on_start: Callable[[], None] | None = None) -> None:
+    def __init__(self, cli: PtyPort, *, on_start: Callable[[float | None], None] | None = None) -> None:
         self.cli = cli
         self.on_start = on_start
         self.streaming = False
@@ -126,6 +126,7 @@ class SimTiBoard:
         with self._lock:
             self.streaming = False
             self.configured.clear()
+            self.profile.clear()
             self._fresh = True
             self.resets += 1
             self._buf = b""
@@ -164,7 +165,7 @@ class SimTiBoard:
                 return f"Error -1 (missing {', '.join(missing)})"
             self.max_velocity_mps = _max_velocity(self.profile.values())
             if self._fresh and self.on_start is not None:
-                self.on_start()
+                self.on_start(self.max_velocity_mps)
             self._fresh = False
             self.streaming = True
             return "Debug: Init Calibration Status = 0x1ffe\r\n\r\n"

@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from cuas_node.fusion import imm
 from cuas_node.fusion.measurement_models import MeasurementModel, RadarModel
-from cuas_node.fusion.models import mahalanobis_logdet
+from cuas_node.fusion.models import mahalanobis_logdet, velocity_prior
 from cuas_node.fusion.tracks import Status, TrackTable
 
 FloatArray = npt.NDArray[np.float64]
@@ -49,11 +49,10 @@ class Gating:
     ki: IndexArray  # (P,) track rows of the gated pairs
     mj: IndexArray  # (P,) their measurements
     cost: FloatArray  # (P,) −2 log-likelihood up to a constant
-    loglik: FloatArray  # (P,) log N(ν; 0, S)
+    loglik: FloatArray  # (P,) the pair's log-likelihood: −½ (cost + D ln 2π)
     nu: FloatArray  # (P,D) innovations
     r: FloatArray  # (P,D,D) each pair's measurement noise
     h: FloatArray  # (K,D,6) Jacobians at the predicted states
-    hph: FloatArray  # (K,D,D)
     z_pred: FloatArray  # (K,D) predicted measurements
     rate_extra: FloatArray | None  # (K,) second-order range-rate variance (`imm.gate_quantities`)
     alias: FloatArray | None = (
@@ -89,18 +88,33 @@ def gate_scan(
     d0 = z[None, :, 0] - z_pred[:, None, 0]
     if 0 in model.angle_rows:
         d0 = (d0 + np.pi) % (2.0 * np.pi) - np.pi
-    ki, mj = np.nonzero(d0 * d0 <= gamma * (var_t[:, None, 0] + var_m[None, :, 0]))
+    bound = gamma * (var_t[:, None, 0] + var_m[None, :, 0])
+    near = d0 * d0 <= bound
+    aliasing = _aliasing(table, active, t, dt, model, z_pred)
+    if aliasing is not None:  # a young track's plot may be an alias step or more off in range
+        # At its second plot its gate reaches out to an alias whose range lies beyond it (at 1 Hz
+        # every one; at 20 Hz those two steps away and more: one step, a metre, lies inside), the
+        # alias paying its prior odds against the one it has out of the gate. (Reaching out at
+        # every young plot, or for every alias, let false alarms make false tracks: ti-20x50,
+        # ti-stress and demo one each.)
+        young = aliasing.young & (table.updates[active] == 1)
+        off, var = d0[young], bound[young] / gamma
+        for j, k in enumerate(range(-aliasing.reach, aliasing.reach + 1)):
+            centre = k * aliasing.step[young, None]
+            room = gamma - aliasing.penalty[young, j, None]
+            near[young] |= (centre * centre > bound[young]) & ((off - centre) ** 2 <= var * room)
+    ki, mj = np.nonzero(near)
     if model.ranging:
         ki, mj = _along_bearing(table, active, ki, mj, model, z, r)
     r_pair = r[mj]
     nu_p = model.innovation(z[mj], z_pred[ki])
-    alias, alias_cost = _alias_choice(
-        table, active, t, dt, model, ki, nu_p, var_t[ki, 0] + r_pair[:, 0, 0], z_pred
+    alias, alias_cost, penalty = _alias_choice(
+        table, active, ki, nu_p, var_t[ki, 0] + r_pair[:, 0, 0], aliasing
     )
     box = np.all(nu_p * nu_p <= gamma * (var_t[ki] + np.diagonal(r_pair, axis1=1, axis2=2)), axis=1)
-    ki, mj, nu_p, r_pair = ki[box], mj[box], nu_p[box], r_pair[box]
+    ki, mj, nu_p, r_pair, penalty = ki[box], mj[box], nu_p[box], r_pair[box], penalty[box]
     d2, logdet = mahalanobis_logdet(nu_p, hph[ki] + r_pair)
-    inside = d2 < gamma
+    inside = d2 + penalty < gamma
     ki, mj, nu_p, r_pair = ki[inside], mj[inside], nu_p[inside], r_pair[inside]
     cost = d2[inside] + logdet[inside]
     now = dt[ki] == 0.0  # (a late measurement is judged by the estimate carried back)
@@ -118,44 +132,81 @@ def gate_scan(
     gated: BoolArray = np.zeros((active.size, z.shape[0]), dtype=bool)
     gated[ki, mj] = True
     loglik = -0.5 * (cost + z.shape[1] * math.log(2 * math.pi))
-    return Gating(gated, ki, mj, cost, loglik, nu_p, r_pair, h, hph, z_pred, rate_extra, alias)
+    return Gating(gated, ki, mj, cost, loglik, nu_p, r_pair, h, z_pred, rate_extra, alias)
 
 
-def _alias_choice(
+@dataclass(frozen=True)
+class _Aliasing:
+    """The tracks (rows of a scan's gating) that may still be at the wrong alias of a wrapping
+    radar's range-rate: `young` (tentative, at the scan's time), `step` the range a speed one
+    alias off (2·span) has moved each since its last update, `reach` the alias steps the birth
+    prior allows (its 3 sigmas), `span` the radar's, and each alias's prior weight: the birth
+    prior along the line of sight (narrower for an elevated one: the climb prior is) at the
+    track's speed there now plus 2k·span, normalised over those within its 3 sigmas."""
+
+    young: BoolArray  # (K,)
+    step: FloatArray  # (K,) m
+    reach: int
+    span: float
+    log_prior: FloatArray  # (K, 2·reach + 1) of each alias k = −reach..reach (−inf: beyond 3 σ)
+    penalty: FloatArray  # (K, 2·reach + 1) 2 ln of the odds of the alias it has against alias k, ≥ 0
+
+
+def _aliasing(
     table: TrackTable,
     active: IndexArray,
     t: float,
     dt: FloatArray,
     model: MeasurementModel,
+    z_pred: FloatArray,
+) -> _Aliasing | None:
+    """The young tracks of a scan of a radar whose range-rate wraps, None for any other scan;
+    `z_pred` the tracks' predicted measurements (range-rate in row 3)."""
+    if not isinstance(model, RadarModel) or model.dim != 4 or model.unambiguous_range_rate_mps is None:
+        return None
+    span = model.unambiguous_range_rate_mps
+    since = t - table.t_update[active]
+    young = (table.status[active] == Status.TENTATIVE) & (dt == 0.0) & (since > 0.0)
+    if not young.any():
+        return None
+    reach = math.ceil(3.0 * model.initial_speed_sigma_mps / (2.0 * span))
+    d = table.x[active, :3] - model.pose.offset_enu_m
+    los = d / np.maximum(np.linalg.norm(d, axis=1), 1e-9)[:, None]
+    prior = velocity_prior(model.initial_speed_sigma_mps)
+    sigma = np.sqrt(np.einsum("ki,ij,kj->k", los, prior, los))[:, None]
+    candidate = z_pred[:, 3:4] + 2.0 * span * np.arange(-reach, reach + 1)[None, :]  # (K, 2·reach + 1)
+    allowed = (np.abs(candidate) <= 3.0 * sigma) & young[:, None]
+    allowed[:, reach] = True  # the alias it has is always a candidate
+    log_prior = np.where(allowed, -0.5 * (candidate / sigma) ** 2, -np.inf)
+    log_prior -= np.logaddexp.reduce(log_prior, axis=1, keepdims=True)
+    penalty = np.maximum(2.0 * (log_prior[:, reach : reach + 1] - log_prior), 0.0)
+    step = np.where(young, 2.0 * span * since, 0.0)
+    return _Aliasing(young, step, reach, span, log_prior, penalty)
+
+
+def _alias_choice(
+    table: TrackTable,
+    active: IndexArray,
     ki: IndexArray,
     nu: FloatArray,
     range_var: FloatArray,
-    z_pred: FloatArray,
-) -> tuple[FloatArray | None, FloatArray]:
+    aliasing: _Aliasing | None,
+) -> tuple[FloatArray | None, FloatArray, FloatArray]:
     """For the pairs (track rows `ki`, innovations `nu`, changed in place; `range_var` their range
-    innovation variances) of tracks at their second plot from a radar whose range-rate wraps: the
+    innovation variances) of young tracks of a radar whose range-rate wraps (`aliasing`): the
     change 2k·span of the track's speed along the line of sight that best explains the plot's
-    range, k over the aliases the birth prior allows (|speed| within 3 sigmas), each weighed by
-    it, and −2 ln of the chosen one's prior weight (the pairs' extra cost). None and zeros for a
-    radar that does not wrap (or a scan without a young track)."""
+    range, each alias weighed by its prior; −2 ln of the chosen one's prior weight at the track's
+    second plot (the pairs' extra cost: the ambiguity the first plot left); and 2 ln of the odds
+    of the alias it had against the one chosen (≥ 0), which the pair must fit its gate with. None
+    and zeros without such pairs."""
     none = np.zeros(ki.size)
-    span = model.unambiguous_range_rate_mps if isinstance(model, RadarModel) and model.dim == 4 else None
-    if span is None:
-        return None, none
-    second = (table.status[active[ki]] == Status.TENTATIVE) & (dt[ki] == 0.0)
-    if not second.any():
-        return None, none
-    sigma = model.initial_speed_sigma_mps
-    speed = z_pred[ki[second], 3]  # the alias the track was born at
-    reach = math.ceil(3.0 * sigma / (2.0 * span))
+    if aliasing is None or not aliasing.young[ki].any():
+        return None, none, none
+    second = aliasing.young[ki]
+    slots, reach, span = active[ki[second]], aliasing.reach, aliasing.span
+    log_prior = aliasing.log_prior[ki[second]]
     k = np.arange(-reach, reach + 1)[None, :]
-    candidate = speed[:, None] + 2.0 * span * k  # (S,K)
-    allowed = np.abs(candidate) <= 3.0 * sigma
-    allowed[:, reach] = True  # the reported alias is always a candidate
-    log_prior = np.where(allowed, -0.5 * (candidate / sigma) ** 2, -np.inf)
-    log_prior -= np.logaddexp.reduce(log_prior, axis=1, keepdims=True)
-    since = (t - table.t_update[active[ki[second]]])[:, None]
-    residual = nu[second, 0][:, None] - 2.0 * span * k * since
+    residual = nu[second, 0][:, None] - aliasing.step[ki[second], None] * k
     log_post = log_prior - 0.5 * residual**2 / range_var[second][:, None]
     log_post -= np.logaddexp.reduce(log_post, axis=1, keepdims=True)
     best = np.argmax(log_post, axis=1)
@@ -164,15 +215,17 @@ def _alias_choice(
     # it took only when the plot makes that one near impossible (a single plot at 20 Hz tells
     # aliases a metre apart in range: taken on the likelier, one young track in twenty would
     # change its speed by 20 m/s on noise).
-    settled = (table.updates[active[ki[second]]] > 1) & (log_post[:, reach] > math.log(_SWITCH_ERROR))
+    settled = (table.updates[slots] > 1) & (log_post[:, reach] > math.log(_SWITCH_ERROR))
     best[settled] = reach
     alias = none.copy()
     alias[second] = 2.0 * span * k[0, best]
     nu[second, 0] = residual[rows, best]
     # The prior is paid once, at the second plot; later ones only correct a choice gone wrong.
     cost = none.copy()
-    cost[second] = np.where(table.updates[active[ki[second]]] == 1, -2.0 * log_prior[rows, best], 0.0)
-    return alias, cost
+    cost[second] = np.where(table.updates[slots] == 1, -2.0 * log_prior[rows, best], 0.0)
+    penalty = none.copy()
+    penalty[second] = aliasing.penalty[ki[second], best]
+    return alias, cost, penalty
 
 
 def take_alias(

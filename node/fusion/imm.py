@@ -296,7 +296,6 @@ def update(
     nu: FloatArray,
     h: FloatArray,
     r: FloatArray,
-    params: ImmParams,
     rate_extra: FloatArray | None = None,
     miss: FloatArray | None = None,
 ) -> None:

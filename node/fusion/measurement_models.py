@@ -144,8 +144,8 @@ class RadarModel:
         return volume * RADIAL_SPAN_MPS if self.dim == 4 else volume
 
     def innovation(self, z: FloatArray, z_pred: FloatArray) -> FloatArray:
-        """z − z_pred with the azimuth wrapped to (−π, π] and, for a radar whose range-rate
-        wraps, the range-rate to (−span, span]: a plot's radial speed is the target's modulo
+        """z − z_pred with the azimuth wrapped to [−π, π) and, for a radar whose range-rate
+        wraps, the range-rate to [−span, span): a plot's radial speed is the target's modulo
         twice the span (`gating` has what a track that cannot yet tell the alias does)."""
         nu = z - z_pred
         nu[..., 1] = wrap_angle(nu[..., 1])

@@ -57,8 +57,9 @@ class RadarSensor:
       sensor as a whole, e.g. the worst case near its detection threshold);
     - `range_rate`: whether it measures range-rate (Doppler); `range_rate_sigma_mps` its 1-sigma
       error, None when it does not; `unambiguous_range_rate_mps` the radial speed beyond which
-      its range-rate wraps (±; a TI board's `max_velocity_mps`), None when it resolves the
-      ambiguity (`gating`: the innovation wraps, a young track's second plot tells the alias);
+      its range-rate wraps (±; a TI board's `max_velocity_mps`; `gating` then wraps the
+      innovation and a young track's second plot tells the alias), None when it does not wrap
+      (it resolves the ambiguity, or the data are not a radar's own);
     - `scan_rate_hz`: frames (looks at the whole coverage) per second;
     - `false_alarms_per_scan`: the clutter it is expected to report per frame, spread over its
       coverage (the starting clutter density of association, learnt from its scans afterwards);
@@ -79,8 +80,9 @@ class RadarSensor:
     (drivers/radar/ti_profiles/iwr6843_drone.cfg: 0.45 m range and 0.63 m/s velocity resolution,
     20 frames/s, range CFAR from 0.25 m at 13 dB) through the node's clustering
     (drivers/radar/cluster.py: resolution / sqrt(2·SNR), floored at half a cell) at that 13 dB
-    threshold; `cuas_node.assembly` derives them from the configured profile for a `ti-mmwave`
-    sensor and takes them from the config for a `radar` one.
+    threshold (but for `unambiguous_range_rate_mps`: None, since measurements made up in code
+    do not wrap); `cuas_node.assembly` derives them from the configured profile for a
+    `ti-mmwave` sensor (the span too) and takes them from the config for a `radar` one.
     """
 
     sensor_id: str
@@ -96,7 +98,7 @@ class RadarSensor:
     el_sigma_rad: float = 0.0829  # 4.7°: the IWR6843's 30° elevation cell at 13 dB
     range_rate: bool = True
     range_rate_sigma_mps: float | None = 0.316
-    unambiguous_range_rate_mps: float | None = 10.1
+    unambiguous_range_rate_mps: float | None = None
     scan_rate_hz: float = 20.0
     false_alarms_per_scan: float | None = None
     splits_objects: bool = True

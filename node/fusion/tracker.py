@@ -183,7 +183,6 @@ class Tracker:
                         g.nu[now_pairs],
                         g.h[now_rows],
                         g.r[now_pairs],
-                        self.imm,
                         extra,
                         imm.miss_density(
                             self.manager.holding(
