@@ -184,3 +184,16 @@ def test_clusters_to_detections_matches_the_fast_path() -> None:
     fast = PointClusterer().detections(pts, snr, sensor_id="s", t_capture=1.0, t_receive=2.0, resolution=res)
     slow = clusters_to_detections(cluster_points(pts, snr), res, sensor_id="s", t_capture=1.0, t_receive=2.0)
     assert fast == slow and len(fast) == 2
+
+
+def test_one_target_at_the_edge_of_the_doppler_span_is_one_detection() -> None:
+    """A drone at +10 m/s on a ±10.1 m/s profile: some of its points' Doppler wraps to -10.0.
+    Told the span, the clusterer links them across the edge and averages them there (±10.05,
+    not 0); not told, it cuts the drone in two."""
+    pts = blob((0.0, 40.0, 2.0), 10.0, 8, 0.25, 3)
+    true = np.tile([9.9, 10.2], 4)  # half the points past the edge: read as -10.0
+    pts[:, 3] = (true + 10.1) % 20.2 - 10.1
+    (det,) = detect(pts, np.full(8, 20.0), doppler_span_mps=10.1)
+    assert det.n_points == 8
+    assert det.radial_mps is not None and abs(det.radial_mps) == pytest.approx(10.05, abs=0.06)
+    assert len(detect(pts, np.full(8, 20.0))) == 2

@@ -551,6 +551,10 @@ def test_from_port_uses_data_port_defaults_and_config_options() -> None:
     options = ClusterOptions(doppler_clutter_band_mps=0.7)
     driver = TiMmwaveDriver.from_port("r", "/dev/ttyACM1", FixedClock(), options=options)
     assert driver.clusterer.clutter_filter == DopplerBandFilter(0.7)
+    # Its Doppler wraps where the shipped IWR6843 profile's does (tests/test_radar_cluster.py).
+    assert driver.clusterer.doppler_span_mps == pytest.approx(10.114, abs=1e-3)
+    xwr = TiMmwaveDriver.from_port("r", "/dev/ttyACM1", FixedClock(), model="xwr1642")
+    assert xwr.clusterer.doppler_span_mps == pytest.approx(7.245, abs=1e-3)
     transport = driver.transport
     assert getattr(transport, "port", None) == "/dev/ttyACM1"
     assert getattr(transport, "baudrate", None) == 921600

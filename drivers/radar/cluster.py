@@ -123,6 +123,9 @@ class PointClusterer:
     Points further apart in Doppler than `doppler_gate_mps` are never linked: two objects crossing
     rarely share a velocity. Without SNR (no TLV 7) every point weighs the same and the SNR is
     taken as 0 dB, which gives the widest sigmas rather than invented confidence.
+    `doppler_span_mps`: the profile's unambiguous radial speed, past which Doppler wraps (None:
+    not known): a target at +10 m/s on a ±10.1 m/s profile has points at +10.0 and −10.1, one
+    object, linked and averaged across the edge.
     """
 
     eps_m: float = 1.0
@@ -130,9 +133,15 @@ class PointClusterer:
     doppler_gate_mps: float = 2.0
     min_points: int = 1
     clutter_filter: ClutterFilter = field(default_factory=DopplerBandFilter)
+    doppler_span_mps: float | None = None
 
     @classmethod
-    def from_options(cls, options: ClusterOptions, static_map: ClutterFilter | None = None) -> PointClusterer:
+    def from_options(
+        cls,
+        options: ClusterOptions,
+        static_map: ClutterFilter | None = None,
+        doppler_span_mps: float | None = None,
+    ) -> PointClusterer:
         """`static_map` (e.g. `static_map.StaticClutterMap`) filters after the Doppler band."""
         band = DopplerBandFilter(options.doppler_clutter_band_mps)
         return cls(
@@ -141,6 +150,7 @@ class PointClusterer:
             doppler_gate_mps=options.doppler_gate_mps,
             min_points=options.min_points,
             clutter_filter=band if static_map is None else AllClutterFilters((band, static_map)),
+            doppler_span_mps=doppler_span_mps,
         )
 
     def cluster(self, points: ArrayLike, snr_db: ArrayLike | None = None) -> list[Cluster]:
@@ -174,7 +184,7 @@ class PointClusterer:
         snr = np.zeros(pts.shape[0]) if snr is None else snr[keep]
         xyz = pts[:, :3].astype(np.float64)
         doppler = pts[:, 3].astype(np.float64)
-        table = _summarise(xyz, doppler, snr, self._labels(xyz, doppler))
+        table = _summarise(xyz, doppler, snr, self._labels(xyz, doppler), self.doppler_span_mps)
         return table.select(table.n_points >= self.min_points)
 
     def _labels(self, xyz: FloatArray, doppler: FloatArray) -> NDArray[np.intp]:
@@ -188,7 +198,10 @@ class PointClusterer:
             col = xyz[:, axis]
             d2 += (col[iu] - col[ju]) ** 2
         gate = self.eps_m + self.eps_per_range * np.minimum(rng[iu], rng[ju])
-        linked = (d2 <= gate * gate) & (np.abs(doppler[iu] - doppler[ju]) <= self.doppler_gate_mps)
+        apart = np.abs(doppler[iu] - doppler[ju])
+        if self.doppler_span_mps is not None:  # across the edge of the unambiguous span
+            apart = np.minimum(apart, 2.0 * self.doppler_span_mps - apart)
+        linked = (d2 <= gate * gate) & (apart <= self.doppler_gate_mps)
         # scipy is imported here, not at the top: importing scipy starts threading machinery, and a
         # protocol module must import without it (docs/architecture.md, sans-IO rule).
         from scipy.sparse import coo_matrix
@@ -245,9 +258,14 @@ class _ClusterTable:
 
 
 def _summarise(
-    xyz: FloatArray, doppler: FloatArray, snr: FloatArray, labels: NDArray[np.intp]
+    xyz: FloatArray,
+    doppler: FloatArray,
+    snr: FloatArray,
+    labels: NDArray[np.intp],
+    doppler_span: float | None = None,
 ) -> _ClusterTable:
-    """Per-cluster statistics with segment reductions instead of a Python loop over points."""
+    """Per-cluster statistics with segment reductions instead of a Python loop over points; the
+    Doppler mean taken around each cluster's first point, wrapped, where it wraps (`doppler_span`)."""
     if labels.shape[0] == 0:
         empty = np.zeros(0)
         return _ClusterTable(np.zeros((0, 3)), empty, empty, empty, np.zeros(0, dtype=np.intp), empty)
@@ -262,9 +280,15 @@ def _summarise(
     wsum = np.add.reduceat(weight, starts)
     centroid = np.add.reduceat(xyz_s * weight[:, None], starts, axis=0) / wsum[:, None]
     span = np.maximum.reduceat(xyz_s, starts, axis=0) - np.minimum.reduceat(xyz_s, starts, axis=0)
+    if doppler_span is None:
+        mean_doppler = np.add.reduceat(dop_s, starts) / counts
+    else:
+        v = doppler_span
+        offset = (dop_s - np.repeat(dop_s[starts], counts) + v) % (2.0 * v) - v
+        mean_doppler = (dop_s[starts] + np.add.reduceat(offset, starts) / counts + v) % (2.0 * v) - v
     return _ClusterTable(
         centroid=centroid,
-        doppler=np.add.reduceat(dop_s, starts) / counts,
+        doppler=mean_doppler,
         snr_max=snr_max,
         snr_mean=np.add.reduceat(snr_s, starts) / counts,
         n_points=counts.astype(np.intp),

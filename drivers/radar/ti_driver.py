@@ -56,6 +56,16 @@ def doppler_bin_mps(profile: str) -> float | None:
     return summary.velocity_resolution_mps * summary.loops / fft_size
 
 
+def _max_velocity(cfg_file: Path | None, model: str, sensor_id: str) -> float | None:
+    """The unambiguous radial speed of the profile the board runs (`cfg_file`, else the shipped
+    one for `model`), None if it cannot be read: then the clusterer links Doppler without wrap."""
+    try:
+        return summarise_profile(parse_cfg(load_profile(cfg_file, model)[0])).max_velocity_mps
+    except (OSError, ValueError, IndexError, ZeroDivisionError) as exc:
+        log.warning("radar %s: cannot read the profile's Doppler span: %s", sensor_id, exc)
+        return None
+
+
 def needs_profile_message(version: int) -> str:
     """What the driver says about SDK 2.x frames when it does not know the Doppler bin width."""
     return (
@@ -162,10 +172,12 @@ class TiMmwaveDriver(Driver[TiFrame]):
         `model`. Without a CLI port, `cfg_file` (the profile the board runs) is only read for the
         Doppler bin width that SDK 2.x frames need. `static_map` joins the Doppler band as a second
         clutter filter."""
-        if static_map is not None:
-            if clusterer is not None:
-                raise ValueError("give static_map with options, not with a ready clusterer")
-            clusterer = PointClusterer.from_options(options or ClusterOptions(), static_map)
+        if static_map is not None and clusterer is not None:
+            raise ValueError("give static_map with options, not with a ready clusterer")
+        if clusterer is None:  # its Doppler wraps where the profile the board runs says
+            clusterer = PointClusterer.from_options(
+                options or ClusterOptions(), static_map, _max_velocity(cfg_file, model, sensor_id)
+            )
             options = None
         cli = None
         parser = None
