@@ -132,6 +132,7 @@ class GenericRadarSensor(_SensorBase):
     unambiguous_range_rate_mps: float | None = Field(
         default=None,
         gt=0,
+        allow_inf_nan=False,
         description=(
             "the radial speed beyond which its range-rate wraps (±, the Doppler span); absent: it"
             " resolves the ambiguity, so a detection's range-rate is the target's"

@@ -489,6 +489,10 @@ def test_radar_section_gives_fusion_a_radar_sensor_with_its_figures() -> None:
         ({"az_sigma_deg": 0}, "sensors[0].az_sigma_deg (env CUAS_SENSORS): Input should be greater than 0"),
         ({"rate_hz": None}, "sensors[0].rate_hz (env CUAS_SENSORS): required key is missing"),
         ({"port": "/dev/ttyUSB0"}, "sensors[0].port (env CUAS_SENSORS): unknown key"),
+        (
+            {"range_rate": True, "range_rate_sigma_mps": 0.3, "unambiguous_range_rate_mps": math.inf},
+            "sensors[0].unambiguous_range_rate_mps (env CUAS_SENSORS): Input should be a finite number",
+        ),
     ],
 )
 def test_radar_section_problems_are_named(change: dict[str, Any], problem: str) -> None:

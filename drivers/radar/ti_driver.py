@@ -56,13 +56,13 @@ def doppler_bin_mps(profile: str) -> float | None:
     return summary.velocity_resolution_mps * summary.loops / fft_size
 
 
-def _max_velocity(cfg_file: Path | None, model: str, sensor_id: str) -> float | None:
+def _max_velocity(cfg_file: Path | None, model: str) -> float | None:
     """The unambiguous radial speed of the profile the board runs (`cfg_file`, else the shipped
-    one for `model`), None if it cannot be read: then the clusterer links Doppler without wrap."""
+    one for `model`), None if it cannot be read (then the clusterer links Doppler without wrap;
+    an unreadable `cfg_file` is reported where the board is configured, and by `config check`)."""
     try:
         return summarise_profile(parse_cfg(load_profile(cfg_file, model)[0])).max_velocity_mps
-    except (OSError, ValueError, IndexError, ZeroDivisionError) as exc:
-        log.warning("radar %s: cannot read the profile's Doppler span: %s", sensor_id, exc)
+    except (OSError, ValueError, IndexError, ZeroDivisionError):
         return None
 
 
@@ -176,7 +176,7 @@ class TiMmwaveDriver(Driver[TiFrame]):
             raise ValueError("give static_map with options, not with a ready clusterer")
         if clusterer is None:  # its Doppler wraps where the profile the board runs says
             clusterer = PointClusterer.from_options(
-                options or ClusterOptions(), static_map, _max_velocity(cfg_file, model, sensor_id)
+                options or ClusterOptions(), static_map, _max_velocity(cfg_file, model)
             )
             options = None
         cli = None

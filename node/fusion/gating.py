@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from cuas_node.fusion import imm
 from cuas_node.fusion.measurement_models import MeasurementModel, RadarModel
-from cuas_node.fusion.models import mahalanobis_logdet, velocity_prior
+from cuas_node.fusion.models import mahalanobis_logdet, radar_innovation, velocity_prior
 from cuas_node.fusion.tracks import Status, TrackTable
 
 FloatArray = npt.NDArray[np.float64]
@@ -99,18 +99,19 @@ def gate_scan(
         # ti-stress and demo one each.)
         young = aliasing.young & (table.updates[active] == 1)
         off, var = d0[young], bound[young] / gamma
-        for j, k in enumerate(range(-aliasing.reach, aliasing.reach + 1)):
-            centre = k * aliasing.step[young, None]
-            room = gamma - aliasing.penalty[young, j, None]
-            near[young] |= (centre * centre > bound[young]) & ((off - centre) ** 2 <= var * room)
+        for j in range(2 * aliasing.reach + 1):
+            centre = aliasing.shift[young, j, 0, None]
+            beyond = centre * centre > bound[young]
+            if beyond.any():
+                room = gamma - aliasing.penalty[young, j, None]
+                near[young] |= beyond & ((off - centre) ** 2 <= var * room)
     ki, mj = np.nonzero(near)
     if model.ranging:
         ki, mj = _along_bearing(table, active, ki, mj, model, z, r)
     r_pair = r[mj]
     nu_p = model.innovation(z[mj], z_pred[ki])
-    alias, alias_cost, penalty = _alias_choice(
-        table, active, ki, nu_p, var_t[ki, 0] + r_pair[:, 0, 0], aliasing
-    )
+    variance = var_t[ki, :3] + np.diagonal(r_pair, axis1=1, axis2=2)[:, :3]
+    alias, alias_cost, penalty = _alias_choice(table, active, ki, nu_p, variance, aliasing)
     box = np.all(nu_p * nu_p <= gamma * (var_t[ki] + np.diagonal(r_pair, axis1=1, axis2=2)), axis=1)
     ki, mj, nu_p, r_pair, penalty = ki[box], mj[box], nu_p[box], r_pair[box], penalty[box]
     d2, logdet = mahalanobis_logdet(nu_p, hph[ki] + r_pair)
@@ -138,14 +139,18 @@ def gate_scan(
 @dataclass(frozen=True)
 class _Aliasing:
     """The tracks (rows of a scan's gating) that may still be at the wrong alias of a wrapping
-    radar's range-rate: `young` (tentative, at the scan's time), `step` the range a speed one
-    alias off (2·span) has moved each since its last update, `reach` the alias steps the birth
+    radar's range-rate: `young` (tentative, at the scan's time), `shift` where a speed k aliases
+    up (2k·span more along the line of sight, spread over the axes as the birth prior spreads a
+    radial speed: `take_alias`) would have put its predicted plot since its last update (in
+    range about 2k·span times that time; in the angles too, as a level-flight reading of an
+    elevated line of sight moves it: predicted, not linearised, since at 1 Hz that is tens of
+    metres at a range of tens), `reach` the alias steps the birth
     prior allows (its 3 sigmas), `span` the radar's, and each alias's prior weight: the birth
     prior along the line of sight (narrower for an elevated one: the climb prior is) at the
     track's speed there now plus 2k·span, normalised over those within its 3 sigmas."""
 
     young: BoolArray  # (K,)
-    step: FloatArray  # (K,) m
+    shift: FloatArray  # (K, 2·reach + 1, 3) the change of predicted range, azimuth, elevation
     reach: int
     span: float
     log_prior: FloatArray  # (K, 2·reach + 1) of each alias k = −reach..reach (−inf: beyond 3 σ)
@@ -170,18 +175,32 @@ def _aliasing(
     if not young.any():
         return None
     reach = math.ceil(3.0 * model.initial_speed_sigma_mps / (2.0 * span))
-    d = table.x[active, :3] - model.pose.offset_enu_m
+    steps = np.arange(-reach, reach + 1)
+    rows = np.flatnonzero(young)
+    slots = active[rows]
+    d = table.x[slots, :3] - model.pose.offset_enu_m
     los = d / np.maximum(np.linalg.norm(d, axis=1), 1e-9)[:, None]
     prior = velocity_prior(model.initial_speed_sigma_mps)
     sigma = np.sqrt(np.einsum("ki,ij,kj->k", los, prior, los))[:, None]
-    candidate = z_pred[:, 3:4] + 2.0 * span * np.arange(-reach, reach + 1)[None, :]  # (K, 2·reach + 1)
-    allowed = (np.abs(candidate) <= 3.0 * sigma) & young[:, None]
+    candidate = z_pred[rows, 3:4] + 2.0 * span * steps[None, :]  # (Y, 2·reach + 1)
+    allowed = np.abs(candidate) <= 3.0 * sigma
     allowed[:, reach] = True  # the alias it has is always a candidate
-    log_prior = np.where(allowed, -0.5 * (candidate / sigma) ** 2, -np.inf)
-    log_prior -= np.logaddexp.reduce(log_prior, axis=1, keepdims=True)
+    log_prior = np.full((active.size, steps.size), -np.inf)
+    log_prior[:, reach] = 0.0
+    log_prior[rows] = np.where(allowed, -0.5 * (candidate / sigma) ** 2, -np.inf)
+    log_prior[rows] -= np.logaddexp.reduce(log_prior[rows], axis=1, keepdims=True)
     penalty = np.maximum(2.0 * (log_prior[:, reach : reach + 1] - log_prior), 0.0)
-    step = np.where(young, 2.0 * span * since, 0.0)
-    return _Aliasing(young, step, reach, span, log_prior, penalty)
+    # Where each other allowed alias would have put the track's plot (the one it has: nowhere else).
+    shift = np.zeros((active.size, steps.size, 3))
+    allowed[:, reach] = False
+    which, step = np.nonzero(allowed)
+    dv = alias_spread(los[which], prior) * (2.0 * span * steps[step])[:, None]
+    moved = table.x[slots[which]].copy()
+    moved[:, :3] += dv * since[rows[which], None]
+    moved[:, 3:] += dv
+    seen = model.predict(moved)[0][:, :3]
+    shift[rows[which], step] = radar_innovation(seen, z_pred[rows[which], :3])
+    return _Aliasing(young, shift, reach, span, log_prior, penalty)
 
 
 def _alias_choice(
@@ -189,16 +208,16 @@ def _alias_choice(
     active: IndexArray,
     ki: IndexArray,
     nu: FloatArray,
-    range_var: FloatArray,
+    variance: FloatArray,
     aliasing: _Aliasing | None,
 ) -> tuple[FloatArray | None, FloatArray, FloatArray]:
-    """For the pairs (track rows `ki`, innovations `nu`, changed in place; `range_var` their range
-    innovation variances) of young tracks of a radar whose range-rate wraps (`aliasing`): the
-    change 2k·span of the track's speed along the line of sight that best explains the plot's
-    range, each alias weighed by its prior; −2 ln of the chosen one's prior weight at the track's
-    second plot (the pairs' extra cost: the ambiguity the first plot left); and 2 ln of the odds
-    of the alias it had against the one chosen (≥ 0), which the pair must fit its gate with. None
-    and zeros without such pairs."""
+    """For the pairs (track rows `ki`, innovations `nu`, changed in place; `variance` (P,3) their
+    range and angle innovation variances) of young tracks of a radar whose range-rate wraps
+    (`aliasing`): the change 2k·span of the track's speed along the line of sight that best
+    explains the plot's position, each alias weighed by its prior; −2 ln of the chosen one's
+    prior weight at the track's second plot (the pairs' extra cost: the ambiguity the first plot
+    left); and 2 ln of the odds of the alias it had against the one chosen (≥ 0), which the pair
+    must fit its gate with. None and zeros without such pairs."""
     none = np.zeros(ki.size)
     if aliasing is None or not aliasing.young[ki].any():
         return None, none, none
@@ -206,8 +225,8 @@ def _alias_choice(
     slots, reach, span = active[ki[second]], aliasing.reach, aliasing.span
     log_prior = aliasing.log_prior[ki[second]]
     k = np.arange(-reach, reach + 1)[None, :]
-    residual = nu[second, 0][:, None] - aliasing.step[ki[second], None] * k
-    log_post = log_prior - 0.5 * residual**2 / range_var[second][:, None]
+    residual = nu[second, None, :3] - aliasing.shift[ki[second]]  # (S, 2·reach + 1, 3)
+    log_post = log_prior - 0.5 * np.sum(residual**2 / variance[second, None, :], axis=2)
     log_post -= np.logaddexp.reduce(log_post, axis=1, keepdims=True)
     best = np.argmax(log_post, axis=1)
     rows = np.arange(best.size)
@@ -219,7 +238,7 @@ def _alias_choice(
     best[settled] = reach
     alias = none.copy()
     alias[second] = 2.0 * span * k[0, best]
-    nu[second, 0] = residual[rows, best]
+    nu[second, :3] = residual[rows, best]
     # The prior is paid once, at the second plot; later ones only correct a choice gone wrong.
     cost = none.copy()
     cost[second] = np.where(table.updates[slots] == 1, -2.0 * log_prior[rows, best], 0.0)
@@ -228,19 +247,29 @@ def _alias_choice(
     return alias, cost, penalty
 
 
+def alias_spread(los: FloatArray, prior: FloatArray) -> FloatArray:
+    """(K,3) the velocity change per m/s more along each unit line of sight `los` (K,3), spread
+    over the axes as the velocity `prior` (3,3) spreads a radial speed (`models.radial_posterior`;
+    its radial part is 1)."""
+    spread = los @ prior  # P l (the prior is symmetric)
+    return np.asarray(spread / np.einsum("ki,ki->k", spread, los)[:, None], dtype=np.float64)
+
+
 def take_alias(
     table: TrackTable, slots: IndexArray, alias: FloatArray, t: float, model: MeasurementModel
 ) -> None:
     """Give these young tracks (predicted to `t`) the speed along the line of sight that their
     plot's alias says (`Gating.alias`, m/s): velocity and the position it has carried them to since
-    their last update, every model alike."""
+    their last update, every model alike. The change is spread over the axes as the birth prior
+    spreads a radial speed (`models.radial_posterior`: mostly level flight), so the track is the
+    one its first plot would have started had it reported that alias."""
     move = alias != 0.0
-    if not move.any():
+    if not move.any() or not isinstance(model, RadarModel):
         return
     slots, alias = slots[move], alias[move]
     d = table.x[slots, :3] - model.pose.offset_enu_m
     los = d / np.maximum(np.linalg.norm(d, axis=1), 1e-9)[:, None]
-    dv = los * alias[:, None]
+    dv = alias_spread(los, velocity_prior(model.initial_speed_sigma_mps)) * alias[:, None]
     dx = np.concatenate([dv * (t - table.t_update[slots])[:, None], dv], axis=1)
     table.x[slots] += dx
     table.xm[slots] += dx[:, None, :]
