@@ -10,12 +10,14 @@ A radar whose range-rate wraps (`RadarModel.unambiguous_range_rate_mps`, a TI bo
 reports a drone's radial speed modulo twice its span, and the innovation is wrapped to that span
 (`RadarModel.innovation`). A new track starts at the reported alias (`models.radial_posterior`),
 which is the drone's speed along the line of sight only if that is within the span. Its second
-plot tells which alias it is: a speed off by 2k·span has put the predicted range off by 2k·span
-times the time between the plots (a metre a frame at 20 Hz for a TI board, twenty metres a scan
-at 1 Hz), so each of the speeds within the birth prior's 3 sigmas is tried, weighed by that prior,
-and the likeliest taken (`_alias_choice`; `Gating.alias` the speed change, which the tracker
-applies before the update). After that the track follows the drone's true speed and the wrapped
-innovation keeps it there; a drone that crosses the span's edge while tracked is no new alias.
+plot tells which alias it is: a speed off by 2k·span has put the predicted plot off by about
+2k·span times the time between the plots in range (a metre a frame at 20 Hz for a TI board,
+twenty metres a scan at 1 Hz), and in the angles as the birth's level-flight reading of the speed
+moves it; so each speed within 3 sigmas of the birth prior along the line of sight is tried where
+the track would then be, weighed by that prior, and the likeliest taken (`_aliasing`,
+`_alias_choice`; `Gating.alias` the speed change, which the tracker applies before the update,
+`take_alias`). After that the track follows the drone's true speed and the wrapped innovation
+keeps it there; a drone that crosses the span's edge while tracked is no new alias.
 """
 
 from __future__ import annotations
