@@ -32,6 +32,7 @@ from cuas_node.fusion import imm
 from cuas_node.fusion.measurement_models import MeasurementModel, RadarModel
 from cuas_node.fusion.models import mahalanobis_logdet, radar_innovation, velocity_prior
 from cuas_node.fusion.tracks import Status, TrackTable
+from cuas_node.kernel.pose import cartesian_to_spherical
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -197,10 +198,8 @@ def _aliasing(
     allowed[:, reach] = False
     which, step = np.nonzero(allowed)
     dv = alias_spread(los[which], prior) * (2.0 * span * steps[step])[:, None]
-    moved = table.x[slots[which]].copy()
-    moved[:, :3] += dv * since[rows[which], None]
-    moved[:, 3:] += dv
-    seen = model.predict(moved)[0][:, :3]
+    moved = table.x[slots[which], :3] + dv * since[rows[which], None]  # (its velocity: no position row)
+    seen = np.column_stack(cartesian_to_spherical(model.pose.enu_to_sensor(moved)))
     shift[rows[which], step] = radar_innovation(seen, z_pred[rows[which], :3])
     return _Aliasing(young, shift, reach, span, log_prior, penalty)
 
