@@ -58,9 +58,7 @@ class Gating:
     h: FloatArray  # (K,D,6) Jacobians at the predicted states
     z_pred: FloatArray  # (K,D) predicted measurements
     rate_extra: FloatArray | None  # (K,) second-order range-rate variance (`imm.gate_quantities`)
-    alias: FloatArray | None = (
-        None  # (P,) a young track's speed change along the line of sight (see the module)
-    )
+    alias: FloatArray | None = None  # (P,3) a young track's velocity change for its alias (module)
 
     def dense(self, values: FloatArray, fill: float) -> FloatArray:
         """Per-pair values (P, ...) spread over the (K, M, ...) grid, `fill` outside the gate."""
@@ -153,6 +151,7 @@ class _Aliasing:
     track's speed there now plus 2k·span, normalised over those within its 3 sigmas."""
 
     young: BoolArray  # (K,)
+    spread: FloatArray  # (K,3) the velocity change per m/s more along its line of sight
     shift: FloatArray  # (K, 2·reach + 1, 3) the change of predicted range, azimuth, elevation
     reach: int
     span: float
@@ -185,6 +184,11 @@ def _aliasing(
     los = d / np.maximum(np.linalg.norm(d, axis=1), 1e-9)[:, None]
     prior = velocity_prior(model.initial_speed_sigma_mps)
     sigma = np.sqrt(np.einsum("ki,ij,kj->k", los, prior, los))[:, None]
+    # A speed change along the line of sight spread over the axes as the prior spreads a radial
+    # speed (`models.radial_posterior`: its radial part is 1; mostly level flight).
+    pl = los @ prior  # P l (the prior is symmetric)
+    spread = np.zeros((active.size, 3))
+    spread[rows] = pl / np.einsum("ki,ki->k", pl, los)[:, None]
     candidate = z_pred[rows, 3:4] + 2.0 * span * steps[None, :]  # (Y, 2·reach + 1)
     allowed = np.abs(candidate) <= 3.0 * sigma
     allowed[:, reach] = True  # the alias it has is always a candidate
@@ -197,11 +201,11 @@ def _aliasing(
     shift = np.zeros((active.size, steps.size, 3))
     allowed[:, reach] = False
     which, step = np.nonzero(allowed)
-    dv = alias_spread(los[which], prior) * (2.0 * span * steps[step])[:, None]
+    dv = spread[rows[which]] * (2.0 * span * steps[step])[:, None]
     moved = table.x[slots[which], :3] + dv * since[rows[which], None]  # (its velocity: no position row)
     seen = np.column_stack(cartesian_to_spherical(model.pose.enu_to_sensor(moved)))
     shift[rows[which], step] = radar_innovation(seen, z_pred[rows[which], :3])
-    return _Aliasing(young, shift, reach, span, log_prior, penalty)
+    return _Aliasing(young, spread, shift, reach, span, log_prior, penalty)
 
 
 def _alias_choice(
@@ -214,11 +218,12 @@ def _alias_choice(
 ) -> tuple[FloatArray | None, FloatArray, FloatArray]:
     """For the pairs (track rows `ki`, innovations `nu`, changed in place; `variance` (P,3) their
     range and angle innovation variances) of young tracks of a radar whose range-rate wraps
-    (`aliasing`): the change 2k·span of the track's speed along the line of sight that best
-    explains the plot's position, each alias weighed by its prior; −2 ln of the chosen one's
-    prior weight at the track's second plot (the pairs' extra cost: the ambiguity the first plot
-    left); and 2 ln of the odds of the alias it had against the one chosen (≥ 0), which the pair
-    must fit its gate with. None and zeros without such pairs."""
+    (`aliasing`): the velocity change (P,3) of the alias, 2k·span more along the line of sight
+    (`_Aliasing.spread`), that best explains the plot's position, each alias weighed by its
+    prior; −2 ln of the chosen one's prior weight at the track's second plot (the pairs' extra
+    cost: the ambiguity the first plot left); and 2 ln of the odds of the alias it had against
+    the one chosen (≥ 0), which the pair must fit its gate with. None and zeros without such
+    pairs."""
     none = np.zeros(ki.size)
     if aliasing is None or not aliasing.young[ki].any():
         return None, none, none
@@ -237,8 +242,8 @@ def _alias_choice(
     # change its speed by 20 m/s on noise).
     settled = (table.updates[slots] > 1) & (log_post[:, reach] > math.log(_SWITCH_ERROR))
     best[settled] = reach
-    alias = none.copy()
-    alias[second] = 2.0 * span * k[0, best]
+    alias = np.zeros((ki.size, 3))
+    alias[second] = aliasing.spread[ki[second]] * (2.0 * span * k[0, best])[:, None]
     nu[second, :3] = residual[rows, best]
     # The prior is paid once, at the second plot; later ones only correct a choice gone wrong.
     cost = none.copy()
@@ -248,29 +253,15 @@ def _alias_choice(
     return alias, cost, penalty
 
 
-def alias_spread(los: FloatArray, prior: FloatArray) -> FloatArray:
-    """(K,3) the velocity change per m/s more along each unit line of sight `los` (K,3), spread
-    over the axes as the velocity `prior` (3,3) spreads a radial speed (`models.radial_posterior`;
-    its radial part is 1)."""
-    spread = los @ prior  # P l (the prior is symmetric)
-    return np.asarray(spread / np.einsum("ki,ki->k", spread, los)[:, None], dtype=np.float64)
-
-
-def take_alias(
-    table: TrackTable, slots: IndexArray, alias: FloatArray, t: float, model: MeasurementModel
-) -> None:
-    """Give these young tracks (predicted to `t`) the speed along the line of sight that their
-    plot's alias says (`Gating.alias`, m/s): velocity and the position it has carried them to since
-    their last update, every model alike. The change is spread over the axes as the birth prior
-    spreads a radial speed (`models.radial_posterior`: mostly level flight), so the track is the
-    one its first plot would have started had it reported that alias."""
-    move = alias != 0.0
-    if not move.any() or not isinstance(model, RadarModel):
+def take_alias(table: TrackTable, slots: IndexArray, alias: FloatArray, t: float) -> None:
+    """Give these young tracks (predicted to `t`) the velocity change their plot's alias says
+    (`Gating.alias`, (A,3) m/s, spread over the axes as the birth prior spreads a radial speed, so
+    the track is the one its first plot would have started had it reported that alias), and the
+    position it has carried them to since their last update, every model alike."""
+    move = np.any(alias != 0.0, axis=1)
+    if not move.any():
         return
-    slots, alias = slots[move], alias[move]
-    d = table.x[slots, :3] - model.pose.offset_enu_m
-    los = d / np.maximum(np.linalg.norm(d, axis=1), 1e-9)[:, None]
-    dv = alias_spread(los, velocity_prior(model.initial_speed_sigma_mps)) * alias[:, None]
+    slots, dv = slots[move], alias[move]
     dx = np.concatenate([dv * (t - table.t_update[slots])[:, None], dv], axis=1)
     table.x[slots] += dx
     table.xm[slots] += dx[:, None, :]

@@ -152,7 +152,7 @@ class Tracker:
                 if chosen.size:
                     slot_of[cols] = active[rows]
                     if g.alias is not None:  # a young track's second plot says its speed's alias
-                        take_alias(tb, active[rows], g.alias[chosen], scan.t, scan.model)
+                        take_alias(tb, active[rows], g.alias[chosen], scan.t)
                     updated[rows] = True
                     gain[rows] = hit_score(
                         g.loglik[chosen], self.stats.pd(bit), clutter if lam is None else lam[cols]
