@@ -343,12 +343,8 @@ def update(
         spread = (beta * (1.0 - beta))[..., None, None] * (dx[..., :, None] * dx[..., None, :])
         dx = beta[..., None] * dx
         taken = beta[..., None, None] * taken - spread
-    xm_new = xm + dx
-    pm_new = pm - taken
-    pm_new = 0.5 * (pm_new + pm_new.swapaxes(-1, -2))
     logmu = np.log(np.maximum(table.mu[slots], 1e-12)) + loglik
     logmu -= logmu.max(axis=1, keepdims=True)
     mu = np.exp(logmu)
     mu /= mu.sum(axis=1, keepdims=True)
-    table.mu[slots], table.xm[slots], table.pm[slots] = mu, xm_new, pm_new
-    table.combine(slots, mu, xm_new, pm_new)
+    table.store_models(slots, mu, xm + dx, pm - taken)

@@ -80,10 +80,6 @@ def soft_update(
     np.add.at(lost, track, weight[..., None, None] * (taken - dx[..., :, None] * dx[..., None, :]))
     lost += moved[..., :, None] * moved[..., None, :]
     slots = active[rows]
-    xm = table.xm[slots] + moved
-    pm = table.pm[slots] - lost
-    pm = 0.5 * (pm + pm.swapaxes(-1, -2))
     mu = table.mu[slots] * evidence
     mu /= np.maximum(mu.sum(axis=1, keepdims=True), 1e-300)
-    table.mu[slots], table.xm[slots], table.pm[slots] = mu, xm, pm
-    table.combine(slots, mu, xm, pm)
+    table.store_models(slots, mu, table.xm[slots] + moved, table.pm[slots] - lost)

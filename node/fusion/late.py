@@ -146,5 +146,4 @@ def add_information(table: TrackTable, slots: IndexArray, info: FloatArray, vect
     prior_info = np.linalg.inv(pm)  # (A,R,6,6)
     post = _symmetric(np.asarray(np.linalg.inv(prior_info + info[:, None]), dtype=np.float64))
     xm = np.einsum("kmij,kmj->kmi", post, np.einsum("kmij,kmj->kmi", prior_info, xm) + vector[:, None])
-    table.xm[slots], table.pm[slots] = xm, post
-    table.combine(slots, table.mu[slots], xm.reshape(a, n, STATE_DIM), post)
+    table.store_models(slots, table.mu[slots], xm.reshape(a, n, STATE_DIM), post)

@@ -203,6 +203,15 @@ class TrackTable:
         p = (mu[:, None, :] @ pm.reshape(k, n, STATE_DIM * STATE_DIM)).reshape(k, STATE_DIM, STATE_DIM)
         self.p[slots] = p + mixture_spread(mu, xm, x)
 
+    def store_models(
+        self, slots: npt.NDArray[np.intp], mu: FloatArray, xm: FloatArray, pm: FloatArray
+    ) -> None:
+        """An update's result for these tracks: each model's weight, mean and covariance (made
+        exactly symmetric: the update's rounding is not), then their moment-matched `x`, `p`."""
+        pm = 0.5 * (pm + pm.swapaxes(-1, -2))
+        self.mu[slots], self.xm[slots], self.pm[slots] = mu, xm, pm
+        self.combine(slots, mu, xm, pm)
+
     def along_bearing(self, slots: npt.NDArray[np.intp], seen: FloatArray) -> npt.NDArray[np.bool_]:
         """Whether points (N,3 ENU) lie in the direction of the tracks in `slots` from the node,
         within three standard deviations of the bearings that updated each last."""
