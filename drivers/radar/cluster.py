@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from cuas_node.kernel.measurement import RadarDetection
+from cuas_node.kernel.pose import wrap
 
 FloatArray = NDArray[np.float64]
 
@@ -198,9 +199,10 @@ class PointClusterer:
             col = xyz[:, axis]
             d2 += (col[iu] - col[ju]) ** 2
         gate = self.eps_m + self.eps_per_range * np.minimum(rng[iu], rng[ju])
-        apart = np.abs(doppler[iu] - doppler[ju])
+        apart = doppler[iu] - doppler[ju]
         if self.doppler_span_mps is not None:  # across the edge of the unambiguous span
-            apart = np.minimum(apart, 2.0 * self.doppler_span_mps - apart)
+            apart = wrap(apart, self.doppler_span_mps)
+        apart = np.abs(apart)
         linked = (d2 <= gate * gate) & (apart <= self.doppler_gate_mps)
         # scipy is imported here, not at the top: importing scipy starts threading machinery, and a
         # protocol module must import without it (docs/architecture.md, sans-IO rule).
@@ -283,9 +285,8 @@ def _summarise(
     if doppler_span is None:
         mean_doppler = np.add.reduceat(dop_s, starts) / counts
     else:
-        v = doppler_span
-        offset = (dop_s - np.repeat(dop_s[starts], counts) + v) % (2.0 * v) - v
-        mean_doppler = (dop_s[starts] + np.add.reduceat(offset, starts) / counts + v) % (2.0 * v) - v
+        offset = wrap(dop_s - np.repeat(dop_s[starts], counts), doppler_span)
+        mean_doppler = wrap(dop_s[starts] + np.add.reduceat(offset, starts) / counts, doppler_span)
     return _ClusterTable(
         centroid=centroid,
         doppler=mean_doppler,

@@ -16,7 +16,7 @@ from cuas_node.drivers.radar.ti_cli import load_profile, parse_cfg, summarise_pr
 from cuas_node.drivers.radar.ti_encode import encode_frame
 from cuas_node.drivers.sim.scenario import SimRadarSpec
 from cuas_node.drivers.sim.world import TargetState
-from cuas_node.kernel.pose import cartesian_to_spherical, spherical_to_cartesian
+from cuas_node.kernel.pose import cartesian_to_spherical, spherical_to_cartesian, wrap
 
 FloatArray = npt.NDArray[np.float64]
 _REFERENCE_RCS_M2 = 0.01
@@ -123,8 +123,7 @@ class SimRadar:
         if not clouds:
             return np.zeros((0, 4)), np.zeros(0)
         cloud = np.vstack(clouds)
-        span = self.max_velocity_mps
-        cloud[:, 3] = (cloud[:, 3] + span) % (2.0 * span) - span  # what the Doppler FFT can tell
+        cloud[:, 3] = wrap(cloud[:, 3], self.max_velocity_mps)  # what the Doppler FFT can tell
         return cloud, np.concatenate(snrs)
 
     def restart(self, max_velocity_mps: float | None = None) -> None:

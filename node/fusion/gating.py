@@ -32,7 +32,7 @@ from cuas_node.fusion import imm
 from cuas_node.fusion.measurement_models import MeasurementModel, RadarModel
 from cuas_node.fusion.models import mahalanobis_logdet, radar_innovation, velocity_prior
 from cuas_node.fusion.tracks import Status, TrackTable
-from cuas_node.kernel.pose import cartesian_to_spherical
+from cuas_node.kernel.pose import cartesian_to_spherical, wrap
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -88,7 +88,7 @@ def gate_scan(
     # First coordinate over all pairs (range for a radar), the rest only for its survivors.
     d0 = z[None, :, 0] - z_pred[:, None, 0]
     if 0 in model.angle_rows:
-        d0 = (d0 + np.pi) % (2.0 * np.pi) - np.pi
+        d0 = wrap(d0)
     bound = gamma * (var_t[:, None, 0] + var_m[None, :, 0])
     near = d0 * d0 <= bound
     aliasing = _aliasing(table, active, t, dt, model, z_pred)

@@ -23,7 +23,7 @@ from cuas_node.fusion.models import (
 )
 from cuas_node.fusion.params import BearingSensor, RadarSensor
 from cuas_node.fusion.reflectors import SiteReflectors
-from cuas_node.kernel.pose import Pose, cartesian_to_spherical
+from cuas_node.kernel.pose import Pose, cartesian_to_spherical, wrap
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -151,7 +151,7 @@ class RadarModel:
         nu[..., 1] = wrap_angle(nu[..., 1])
         span = self.unambiguous_range_rate_mps
         if span is not None and self.dim == 4:
-            nu[..., 3] = (nu[..., 3] + span) % (2.0 * span) - span
+            nu[..., 3] = wrap(nu[..., 3], span)
         return nu
 
     def initiate(self, z: FloatArray, r: FloatArray) -> tuple[FloatArray, FloatArray]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from cuas_node.kernel.pose import Pose
+from cuas_node.kernel.pose import Pose, wrap
 
 FloatArray = npt.NDArray[np.float64]
 STATE_DIM = 6
@@ -199,7 +199,7 @@ def mahalanobis_logdet(nu: FloatArray, s: FloatArray) -> tuple[FloatArray, Float
 
 
 def wrap_angle(a: FloatArray) -> FloatArray:
-    return (a + np.pi) % (2.0 * np.pi) - np.pi
+    return wrap(a)
 
 
 def radar_innovation(z_meas: FloatArray, z_pred: FloatArray) -> FloatArray:

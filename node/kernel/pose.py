@@ -17,6 +17,12 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 
 
+def wrap(values: npt.ArrayLike, half_width: float = math.pi) -> FloatArray:
+    """`values` wrapped into [−half_width, half_width): an angle (the default), or a radar's
+    radial speed, which its Doppler reports modulo twice its unambiguous span."""
+    return np.asarray((np.asarray(values, dtype=np.float64) + half_width) % (2.0 * half_width) - half_width)
+
+
 def rotation_sensor_to_enu(yaw_deg: float, pitch_deg: float, roll_deg: float) -> FloatArray:
     """3×3 matrix whose columns are the sensor's x, y, z axes expressed in ENU."""
     yaw, pitch, roll = (math.radians(a) for a in (yaw_deg, pitch_deg, roll_deg))
