@@ -371,6 +371,15 @@ def summarise_profile(commands: Sequence[CfgLine]) -> ChirpSummary:
     )
 
 
+def summary_of(profile: str) -> ChirpSummary | None:
+    """`summarise_profile` of a profile's text, None when a chirp line is missing or malformed
+    (callers that only want a figure of it, e.g. its Doppler bin or span, then go without)."""
+    try:
+        return summarise_profile(parse_cfg(profile))
+    except (ValueError, IndexError, ZeroDivisionError):
+        return None
+
+
 def frame_period_s(commands: Sequence[CfgLine], default: float = 0.1) -> float:
     """The `frameCfg` period, or `default` for profiles without one (advanced frames)."""
     for c in commands:

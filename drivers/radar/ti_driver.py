@@ -31,7 +31,7 @@ from cuas_node.drivers.radar.ti_cli import (
     frame_period_s,
     load_profile,
     parse_cfg,
-    summarise_profile,
+    summary_of,
 )
 from cuas_node.drivers.radar.ti_frames import TiFrame, TiFrameParser
 from cuas_node.drivers.radar.ti_frames_sdk2 import unsupported_version_message, version_text
@@ -48,9 +48,8 @@ def doppler_bin_mps(profile: str) -> float | None:
 
     As TI's visualiser computes it: wavelength at the chirp's centre frequency / (2 x loop period x
     Doppler FFT size), the FFT size being the number of loops rounded up to a power of two."""
-    try:
-        summary = summarise_profile(parse_cfg(profile))
-    except (ValueError, IndexError, ZeroDivisionError):
+    summary = summary_of(profile)
+    if summary is None:
         return None
     fft_size = 1 << (summary.loops - 1).bit_length()
     return summary.velocity_resolution_mps * summary.loops / fft_size
@@ -61,9 +60,11 @@ def _max_velocity(cfg_file: Path | None, model: str) -> float | None:
     one for `model`), None if it cannot be read (then the clusterer links Doppler without wrap;
     an unreadable `cfg_file` is reported where the board is configured, and by `config check`)."""
     try:
-        return summarise_profile(parse_cfg(load_profile(cfg_file, model)[0])).max_velocity_mps
-    except (OSError, ValueError, IndexError, ZeroDivisionError):
+        profile = load_profile(cfg_file, model)[0]
+    except (OSError, ValueError):
         return None
+    summary = summary_of(profile)
+    return None if summary is None else summary.max_velocity_mps
 
 
 def needs_profile_message(version: int) -> str:

@@ -14,7 +14,7 @@ import select
 import threading
 from collections.abc import Callable, Iterable
 
-from cuas_node.drivers.radar.ti_cli import PROMPT, parse_cfg, summarise_profile
+from cuas_node.drivers.radar.ti_cli import PROMPT, summary_of
 from cuas_node.drivers.sim.pty import PtyPort
 
 BANNER = "\r\n******************************************\r\nxWR16xx MMW Demo 03.04.00.03\r\n" + (
@@ -181,7 +181,5 @@ _CHIRP_COMMANDS = ("channelCfg", "profileCfg", "frameCfg")  # what `summarise_pr
 
 def _max_velocity(commands: Iterable[str]) -> float | None:
     """The unambiguous radial speed of a profile's chirp commands (`ti_cli.summarise_profile`)."""
-    try:
-        return summarise_profile(parse_cfg("\n".join(commands))).max_velocity_mps
-    except (ValueError, IndexError, ZeroDivisionError):
-        return None
+    summary = summary_of("\n".join(commands))
+    return None if summary is None else summary.max_velocity_mps
