@@ -111,8 +111,7 @@ def gate_scan(
         ki, mj = _along_bearing(table, active, ki, mj, model, z, r)
     r_pair = r[mj]
     nu_p = model.innovation(z[mj], z_pred[ki])
-    variance = var_t[ki, :3] + np.diagonal(r_pair, axis1=1, axis2=2)[:, :3]
-    alias, alias_cost, penalty = _alias_choice(table, active, ki, nu_p, variance, aliasing)
+    alias, alias_cost, penalty = _alias_choice(table, active, ki, nu_p, var_t, r_pair, aliasing)
     box = np.all(nu_p * nu_p <= gamma * (var_t[ki] + np.diagonal(r_pair, axis1=1, axis2=2)), axis=1)
     ki, mj, nu_p, r_pair, penalty = ki[box], mj[box], nu_p[box], r_pair[box], penalty[box]
     d2, logdet = mahalanobis_logdet(nu_p, hph[ki] + r_pair)
@@ -213,17 +212,18 @@ def _alias_choice(
     active: IndexArray,
     ki: IndexArray,
     nu: FloatArray,
-    variance: FloatArray,
+    var_t: FloatArray,
+    r: FloatArray,
     aliasing: _Aliasing | None,
 ) -> tuple[FloatArray | None, FloatArray, FloatArray]:
-    """For the pairs (track rows `ki`, innovations `nu`, changed in place; `variance` (P,3) their
-    range and angle innovation variances) of young tracks of a radar whose range-rate wraps
-    (`aliasing`): the velocity change (P,3) of the alias, 2k·span more along the line of sight
-    (`_Aliasing.spread`), that best explains the plot's position, each alias weighed by its
-    prior; −2 ln of the chosen one's prior weight at the track's second plot (the pairs' extra
-    cost: the ambiguity the first plot left); and 2 ln of the odds of the alias it had against
-    the one chosen (≥ 0), which the pair must fit its gate with. None and zeros without such
-    pairs."""
+    """For the pairs (track rows `ki`, innovations `nu`, changed in place; their range and angle
+    innovation variances from the tracks' `var_t` (K,D) and the plots' `r` (P,D,D)) of young
+    tracks of a radar whose range-rate wraps (`aliasing`): the velocity change (P,3) of the
+    alias, 2k·span more along the line of sight (`_Aliasing.spread`), that best explains the
+    plot's position, each alias weighed by its prior; −2 ln of the chosen one's prior weight at
+    the track's second plot (the pairs' extra cost: the ambiguity the first plot left); and 2 ln
+    of the odds of the alias it had against the one chosen (≥ 0), which the pair must fit its
+    gate with. None and zeros without such pairs."""
     none = np.zeros(ki.size)
     if aliasing is None or not aliasing.young[ki].any():
         return None, none, none
@@ -232,7 +232,8 @@ def _alias_choice(
     log_prior = aliasing.log_prior[ki[second]]
     k = np.arange(-reach, reach + 1)[None, :]
     residual = nu[second, None, :3] - aliasing.shift[ki[second]]  # (S, 2·reach + 1, 3)
-    log_post = log_prior - 0.5 * np.sum(residual**2 / variance[second, None, :], axis=2)
+    variance = var_t[ki[second], :3] + np.diagonal(r[second], axis1=1, axis2=2)[:, :3]
+    log_post = log_prior - 0.5 * np.sum(residual**2 / variance[:, None, :], axis=2)
     log_post -= np.logaddexp.reduce(log_post, axis=1, keepdims=True)
     best = np.argmax(log_post, axis=1)
     rows = np.arange(best.size)
