@@ -63,6 +63,7 @@ BUSY_CHANCE = 0.01  # busy: more plots in an epoch than uniform clutter gives a 
 _MIN_SCANS = 3  # an epoch of fewer scans (the radar silent) says nothing of presence: skipped
 _SILENCE_PERIODS = 30.0  # a gap longer than this many scan periods is a silence, not empty scans
 _BITS = 21  # per packed cell coordinate
+MAX_CELL = (1 << _BITS) - 3  # the largest cell coordinate `pack_cells` takes
 _BLOCK = np.array([(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)], dtype=np.int64)
 
 
@@ -127,24 +128,24 @@ class FixtureLearner:
 
     def _cells(self, z: FloatArray) -> npt.NDArray[np.int64]:
         coords = np.floor((z[:, :3] + np.array([0.0, math.pi, math.pi / 2])) / self.size).astype(np.int64)
-        return _pack(np.clip(coords, 0, (1 << _BITS) - 3))
+        return pack_cells(np.clip(coords, 0, MAX_CELL))
 
     def _busy(self, keys: npt.NDArray[np.int64], counts: FloatArray, uniform: float) -> npt.NDArray[np.int64]:
         """The cells busy this epoch: every cell of each 2×2×2 block of cells holding more plots
         than uniform clutter puts in a block with chance `BUSY_CHANCE` (over a block, so that a
         reflector on a corner of four or eight cells counts whole, not an eighth in each)."""
-        coords = _unpack(keys)
-        anchors = np.unique(_pack((coords[:, None, :] - _BLOCK[None]).reshape(-1, 3)))
-        corner = _unpack(anchors)
+        coords = unpack_cells(keys)
+        anchors = np.unique(pack_cells((coords[:, None, :] - _BLOCK[None]).reshape(-1, 3)))
+        corner = unpack_cells(anchors)
         total = np.zeros(anchors.size)
         for offset in _BLOCK:
-            wanted = _pack(corner + offset)
+            wanted = pack_cells(corner + offset)
             at = np.searchsorted(keys, wanted)
             found = at < keys.size
             found[found] = keys[at[found]] == wanted[found]
             total[found] += counts[at[found]]
         busy = corner[total > poisson.isf(BUSY_CHANCE / _BLOCK.shape[0], _BLOCK.shape[0] * uniform)]
-        return np.unique(_pack((busy[:, None, :] + _BLOCK[None]).reshape(-1, 3)))
+        return np.unique(pack_cells((busy[:, None, :] + _BLOCK[None]).reshape(-1, 3)))
 
     def _fold(self, false_alarms_per_scan: float) -> None:
         """Close an epoch: count its plots into the cells, note which were busy, forget the cells
@@ -234,7 +235,7 @@ class FixtureLearner:
         cells = np.flatnonzero(self.fixed)
         if not cells.size:
             return None
-        coords = _unpack(self.keys[cells])
+        coords = unpack_cells(self.keys[cells])
         peak = np.asarray(_around_peaks(coords.tolist(), self.count[cells].tolist()), dtype=np.intp)
         cells, coords = cells[peak >= 0], coords[peak >= 0]
         if not cells.size:
@@ -266,13 +267,13 @@ class FixtureLearner:
         return SiteReflectors(mean, cov, rate)
 
 
-def _pack(coords: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+def pack_cells(coords: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Cell coordinates (N, 3), each in [-1, 2^_BITS - 2], as one sortable int64 each."""
     c = coords + 1
     return np.asarray((c[:, 0] << (2 * _BITS)) | (c[:, 1] << _BITS) | c[:, 2], dtype=np.int64)
 
 
-def _unpack(keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+def unpack_cells(keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     mask = (1 << _BITS) - 1
     return np.stack([((keys >> s) & mask) - 1 for s in (2 * _BITS, _BITS, 0)], axis=1)
 

@@ -21,6 +21,7 @@ from cuas_node.fusion.fixtures import SiteFixtures
 from cuas_node.fusion.gating import Gating, gate_scan, take_alias
 from cuas_node.fusion.ground import Ground, hold_above_ground
 from cuas_node.fusion.initiation import BirthCounters, hit_score, make_room
+from cuas_node.fusion.local_clutter import SiteLocalClutter
 from cuas_node.fusion.management import TrackManager, says_present
 from cuas_node.fusion.measurement_models import MeasurementModel, noise_from_sigmas, radar_model, splitting
 from cuas_node.fusion.params import FusionParams, RadarSensor
@@ -79,6 +80,7 @@ class Tracker:
         self.stats = SensorStats(params.clutter_per_scan, params.detection_probability)
         self.manager = TrackManager(params, self.table, self.stats, self._underground)
         self.fixtures = SiteFixtures(params.learn_fixtures_after_s)  # recurring plots: site (`fixtures`)
+        self.local_clutter = SiteLocalClutter()  # where plots come several at a time now
         self.births = BirthCounters()
         self._gates: dict[int, float] = {}
         self.ground: Ground | None = None  # set by the engine once the local frame is known
@@ -119,10 +121,14 @@ class Tracker:
         active = tb.active()
         m = scan.z.shape[0]
         lam = self.fixtures.clutter_at(bit, scan.model, scan.t, scan.z, clutter, self.stats)  # (reflectors)
+        local = self.local_clutter.density(bit, scan.model, scan.t, scan.z, clutter, self.stats)
+        if local is not None:
+            lam = (clutter if lam is None else lam) + local
         slot_of = np.full(m, -1, dtype=np.intp)
         near_track: BoolArray = np.zeros(m, dtype=bool)
         also_starts: BoolArray = np.zeros(m, dtype=bool)  # plots young tracks took (see below)
         near_firm: BoolArray = np.zeros(m, dtype=bool)
+        taken: BoolArray = np.zeros(m, dtype=bool)  # plots established tracks took (and their splits)
         updated: BoolArray = np.zeros(active.size, dtype=bool)
         gain = np.zeros(active.size)
         contested: BoolArray = np.zeros(active.size, dtype=bool)
@@ -141,7 +147,6 @@ class Tracker:
                 contested = np.asarray(gated.any(axis=1))
                 # Two passes: established tracks choose first, tentative ones share the rest.
                 chosen = assign(g.ki, g.mj, g.cost, is_firm[g.ki])
-                taken: BoolArray = np.zeros(m, dtype=bool)
                 taken[g.mj[chosen]] = True
                 if scan.stamps is not None:  # a split return's other plot is no young track's
                     taken |= split_plots(
@@ -223,6 +228,7 @@ class Tracker:
         unexplained = (
             float(np.count_nonzero(~near_firm)) if lam is None else float((clutter / lam)[~near_firm].sum())
         )
+        self.local_clutter.observe(bit, scan.model, scan.t, scan.z, ~taken, self.stats)
         if scan.model.sweeps and m:  # a scanning radar's false alarms are counted by the sweep
             self.stats.swept(bit, scan.t, unexplained, scan.z, scan.r)
         elif scan.full_scan and not scan.model.sweeps:
