@@ -105,4 +105,5 @@ def fusion_entry(status: FusionStatus, queue_depth: int) -> dict[str, Any]:
         "without_range_rate": status.without_range_rate,
         "outside_coverage": status.outside_coverage,
         "fixtures_learnt": status.fixtures_learnt,
+        "clutter_spots": status.clutter_spots,
     }

@@ -269,6 +269,9 @@ class TrackStats:
     fixtures: dict[str, int] = dataclasses.field(default_factory=dict)
     """Per radar: the places its plots recurred at long enough to count as site clutter
     (`fusion.learn_fixtures_after_s`; health's `fusion.fixtures_learnt`)."""
+    clutter_spots: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Per radar: the places that gave several plots a scan in the last minutes and are priced as
+    clutter at the end (`fusion.local_clutter`; health's `fusion.clutter_spots`)."""
 
 
 class Tracking:
@@ -346,5 +349,6 @@ class Tracking:
                 learnt = (tracker.stats.pd(bit), float(tracker.stats.false_alarms[bit]), s.sweeps, specified)
                 stats.learnt[s.sensor_id] = learnt
                 stats.fixtures[s.sensor_id] = tracker.fixtures.learnt(bit)
+                stats.clutter_spots[s.sensor_id] = tracker.local_clutter.spots(self.core.now, bit)
         stats.wall_s = time.perf_counter() - started
         return stats

@@ -139,6 +139,13 @@ def summary(stats: TrackStats) -> list[str]:
                 "fusion.learn_fixtures_after_s now count as site clutter, as a surveyed reflector "
                 "(a drone hovering there all that time would too; docs/calibration.md)"
             )
+    for sensor_id, places in stats.clutter_spots.items():
+        if places:
+            lines.append(
+                f"radar {sensor_id!r}: {places} places gave several plots a scan at the end (trees, rain, "
+                "a road's spray) and are priced as clutter there (a drone inside one confirms late; "
+                "docs/architecture.md)"
+            )
     if stats.wrong_role:
         lines.append(
             f"skipped {stats.wrong_role.total()} measurements of a kind their sensor does not produce "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,7 @@ def test_a_spot_of_several_plots_a_scan_is_priced_near_its_density_and_not_far_f
     assert got is not None
     assert 0.3 * true_peak < got[0] < 3.0 * true_peak, (got[0], true_peak)
     assert got[0] > 1000.0 * UNIFORM  # the spot is far denser than the radar's uniform clutter
+    assert local.spots(t) == 1  # one place, however many cells it spreads over (health)
     far = SPOT + np.array([0.0, 12.0 * SIGMA[1], 0.0])  # 12 beams aside
     aside = local.density(t, far[None], UNIFORM)
     assert aside is None or aside[0] < NEGLIGIBLE * UNIFORM
@@ -87,6 +89,7 @@ def test_uniform_clutter_however_dense_adds_nothing_worth_reading() -> None:
     query = scan()
     got = local.density(60.0, query, uniform)
     assert got is None or np.max(got) < 0.05 * uniform
+    assert local.spots(60.0) == 0
 
 
 @pytest.mark.parametrize("splits", [True, False])
@@ -139,7 +142,7 @@ HOVER = TREES[1] + np.array([0.0, 6.0 * SIGMA[1], 0.0])  # a drone 6 beams besid
 ARRIVE_S = 30.0
 
 
-def _tracked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[float, list[float]]:
+def _tracked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[float, list[float], str]:
     """The trees (and from `ARRIVE_S` the drone) through `track`, 60 s at 10 Hz: confirmed
     track-seconds on the trees after the first 10 s, and when tracks near the drone confirmed."""
 
@@ -153,7 +156,7 @@ def _tracked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[float,
     (tmp_path / "site.toml").write_text(TOML)
     path = write(tmp_path / "site.jsonl", measurement_lines(scans))
     assert main(["track", "--config", str(tmp_path / "site.toml"), str(path)]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     trees, drone = enu(np.array(TREES)), enu(HOVER[None])[0]
     on_trees, last_t = 0.0, math.nan
     for line in out.splitlines():
@@ -171,7 +174,7 @@ def _tracked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[float,
         on_trees += step * sum(near)
     first = first_confirmed(out)
     drone_tracks = [t - T0 for t, p in first.values() if np.linalg.norm(p - drone) < 60.0 and t - T0 > 29.0]
-    return on_trees, drone_tracks
+    return on_trees, drone_tracks, err
 
 
 def test_through_the_node_tree_spots_raise_fewer_tracks_and_a_drone_beside_one_confirms(
@@ -180,10 +183,12 @@ def test_through_the_node_tree_spots_raise_fewer_tracks_and_a_drone_beside_one_c
     """Three tree-like spots of 3-5 plots a scan over the site's uniform clutter: with the map,
     the confirmed track-seconds on them fall by at least 40 % against the same run without it
     (the control), and a drone that comes to hover six beams from a tree confirms within a second."""
-    mapped, drone_tracks = _tracked(tmp_path, capsys)
+    mapped, drone_tracks, told = _tracked(tmp_path, capsys)
     with monkeypatch.context() as patch:
         patch.setattr(SiteLocalClutter, "density", lambda *args, **kwargs: None)
-        control, _ = _tracked(tmp_path, capsys)
+        control, _, _ = _tracked(tmp_path, capsys)
     print(f"confirmed track-seconds on the trees after 10 s: {mapped:.0f} (without the map {control:.0f})")
     assert mapped <= 0.6 * control
     assert drone_tracks and min(drone_tracks) - ARRIVE_S < 1.0
+    spots = re.search(r"radar 'surv': (\d+) places gave several plots a scan", told)
+    assert spots is not None and 2 <= int(spots.group(1)) <= 6  # the summary says (of three trees)

@@ -92,8 +92,8 @@ def moved_materially(new: NodePosition | None, old: NodePosition | None) -> bool
 class FusionStatus:
     """The fusion part of the `health` message: tracks by status, initiations refused for lack of
     room, measurements that arrived after their turn (`late`) and held in the reorder window,
-    those fusion could not use (`dropped`, by reason), and the places learnt as radar fixtures
-    (`fixtures_learnt`)."""
+    those fusion could not use (`dropped`, by reason), the places learnt as radar fixtures
+    (`fixtures_learnt`) and those where a radar gives several plots a scan now (`clutter_spots`)."""
 
     confirmed: int
     coasting: int
@@ -108,6 +108,7 @@ class FusionStatus:
     without_range_rate: int = 0
     outside_coverage: int = 0
     fixtures_learnt: int = 0
+    clutter_spots: int = 0
 
 
 class NodeCore:
@@ -317,4 +318,5 @@ class NodeCore:
             without_range_rate=self.engine.counters.without_range_rate,
             outside_coverage=self.engine.counters.outside_coverage,
             fixtures_learnt=self.engine.tracker.fixtures.learnt(),
+            clutter_spots=self.engine.tracker.local_clutter.spots(self.now),
         )

@@ -49,6 +49,7 @@ CELL_SIGMAS = 3.0  # a cell is this many of the radar's sigmas a side (a neighbo
 HALF_LIFE_S = 60.0  # the memory of the map: a spot that stops giving plots fades within minutes
 PRIOR_SCANS = 20.0  # scans of no excess assumed before the first: young neighbours confirm first
 LOWER_QUANTILE = 1e-3  # a spot's rate is what its excess plots show at this Poisson quantile
+SPOT_RATE = 0.1  # a place counts as a clutter spot (health) at one excess plot in ten scans
 NEGLIGIBLE = 0.01  # a map that could add less than this share of the uniform λ anywhere is not read
 SPLIT_D2 = 18.0  # two plots of a clusterer's scan nearer than this (sum of squared sigmas) are one
 _SILENCE_PERIODS = 30.0  # a gap longer than this many scan periods counts as one scan, not many
@@ -183,6 +184,20 @@ class LocalClutter:
         out[some] = self._rate(n[some], scale) * mixture[some]
         return out
 
+    def spots(self, t: float) -> int:
+        """Places the map now prices as clutter: peak cells (none of their 26 neighbours holds
+        more) whose neighbourhood gives at least `SPOT_RATE` excess plots a scan, over the scans
+        seen and the prior's (a spot spread over several cells is one place)."""
+        if not self.keys.size:
+            return 0
+        scale = self._scale(t if math.isfinite(t) else self.last_t)
+        q, c = neighbour_pairs(self.coords, self.coords, self.keys)
+        around = np.bincount(q, weights=self.count[c], minlength=self.keys.size)
+        outdone = np.zeros(self.keys.size, dtype=bool)
+        outdone[q[self.count[c] > self.count[q]]] = True
+        busy = around / (self.scans + PRIOR_SCANS * scale) >= SPOT_RATE
+        return int(np.count_nonzero(busy & ~outdone))
+
     def _rate(self, count: FloatArray, scale: float) -> FloatArray:
         """Plots a scan from neighbourhoods holding `count` (scaled) excess plots: their excess
         per scan at the Poisson lower quantile, over the scans seen and the prior's."""
@@ -242,6 +257,11 @@ class SiteLocalClutter:
         local = self._map(bit, model, stats)
         if local is not None:
             local.observe(t, z, counted, float(stats.period_s[bit]))
+
+    def spots(self, t: float, bit: int | None = None) -> int:
+        """Places priced as clutter now (`LocalClutter.spots`): of one radar, or of all
+        (`health.fusion.clutter_spots`)."""
+        return sum(local.spots(t) for b, local in self.maps.items() if bit is None or b == bit)
 
     def _map(self, bit: int, model: MeasurementModel, stats: SensorStats) -> LocalClutter | None:
         local = self.maps.get(bit)
