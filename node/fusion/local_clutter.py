@@ -55,6 +55,8 @@ SPLIT_D2 = 18.0  # two plots of a clusterer's scan nearer than this (sum of squa
 _SILENCE_PERIODS = 30.0  # a gap longer than this many scan periods counts as one scan, not many
 _FOLD_AT = 30.0  # fold the time scale into the counts before exp() of it nears float range
 _KEEP = 1e-3  # cells whose decayed count falls under this are dropped when the scale is folded
+_FIRST = int(pack_cells(np.array([[0, -1, -1]]))[0])  # row 0's first key: range-major packing
+_ROW = int(pack_cells(np.array([[1, -1, -1]]))[0]) - _FIRST  # one range row further
 _OFFSET = np.array([0.0, math.pi, math.pi / 2])  # azimuth and elevation cells count from −π, −π/2
 
 
@@ -65,6 +67,10 @@ class LocalClutter:
         self.sigmas = sigmas  # (D,) range, angle, angle[, range-rate]: the floor of a spot's spread
         self.dim = sigmas.size
         self.size = CELL_SIGMAS * sigmas[:3]
+        # The density of a spot as narrow as the radar's noise at its centre, per plot a scan (3-D, 4-D)
+        self.peak = {
+            d: 1.0 / math.sqrt(float(np.prod(2.0 * math.pi * sigmas[:d] ** 2))) for d in (3, self.dim)
+        }
         self.splits_objects = splits_objects
         self.decay = math.log(2.0) / HALF_LIFE_S
         self.keys = np.zeros(0, dtype=np.int64)  # sorted
@@ -78,7 +84,8 @@ class LocalClutter:
 
     def _cells(self, z: FloatArray) -> npt.NDArray[np.int64]:
         coords = np.floor((z[:, :3] + _OFFSET) / self.size).astype(np.int64)
-        return np.asarray(np.clip(coords, 0, MAX_CELL - 2), dtype=np.int64)  # room for row + 2
+        # (np.minimum and np.maximum: np.clip costs several times more on arrays this small)
+        return np.minimum(np.maximum(coords, 0), MAX_CELL - 2)  # room for row + 2
 
     def _scale(self, t: float) -> float:
         """Counts are stored scaled by exp(decay · (t − t_ref)) and read back divided by it, so
@@ -111,9 +118,10 @@ class LocalClutter:
         if z.shape[0] < 2:
             return
         coords = self._cells(z)
-        order = np.argsort(pack_cells(coords), kind="stable")
+        keys = pack_cells(coords)
+        order = np.argsort(keys, kind="stable")
         z, coords = z[order], coords[order]
-        a, b = neighbour_pairs(coords, coords, pack_cells(coords))
+        a, b = neighbour_pairs(coords, coords, keys[order])
         a, b = a[a != b], b[a != b]
         if self.splits_objects and a.size:  # a clusterer's split return is one object
             close = np.zeros((z.shape[0], z.shape[0]), dtype=bool)
@@ -158,9 +166,10 @@ class LocalClutter:
         if not self.keys.size or not z.shape[0]:
             return None
         scale = self._scale(t)
+        # An upper bound of the rate (the count itself, and ρ ≤ E + √(2E)), in scalars: cheap.
         d = min(self.dim, z.shape[1])
-        peak = 1.0 / math.sqrt(float(np.prod(2.0 * math.pi * self.sigmas[:d] ** 2)))
-        if self._rate(np.array([self.count.sum()]), scale)[0] * peak < NEGLIGIBLE * clutter:
+        excess = float(self.count.sum()) / (self.scans + PRIOR_SCANS * scale)
+        if (excess + math.sqrt(2.0 * excess)) * self.peak[d] < NEGLIGIBLE * clutter:
             return None
         q, c = neighbour_pairs(self._cells(z), self.coords, self.keys)
         if not q.size:
@@ -222,14 +231,14 @@ def neighbour_pairs(
 ) -> tuple[IndexArray, IndexArray]:
     """Pairs (query i, cell j) with cell j in the 3×3×3 cells around query i's cell; `keys` the
     cells' `pack_cells`, sorted (range-major: the cells of three range rows are one run of it)."""
-    row, edge = query[:, 0], np.full(query.shape[0], -1, dtype=np.int64)
-    lo = np.searchsorted(keys, pack_cells(np.column_stack([row - 1, edge, edge])))
-    hi = np.searchsorted(keys, pack_cells(np.column_stack([row + 2, edge, edge])))
+    row = query[:, 0]
+    lo = np.searchsorted(keys, (row - 1) * _ROW + _FIRST)  # the first key of row − 1 …
+    hi = np.searchsorted(keys, (row + 2) * _ROW + _FIRST)  # … up to row + 2's
     counts = hi - lo
     i = np.repeat(np.arange(query.shape[0]), counts)
     j = np.arange(i.size) + np.repeat(lo - np.cumsum(counts) + counts, counts)
-    near = np.all(np.abs(coords[j, 1:] - query[i, 1:]) <= 1, axis=1)
-    return i[near].astype(np.intp), j[near].astype(np.intp)
+    near = (np.abs(coords[j, 1] - query[i, 1]) <= 1) & (np.abs(coords[j, 2] - query[i, 2]) <= 1)
+    return i[near], j[near]
 
 
 class SiteLocalClutter:
