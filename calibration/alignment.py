@@ -52,7 +52,6 @@ from cuas_node.calibration.alignment_matching import (
     coarse_search,
     collect_observations,
     residual_stats,
-    wrap_angle,
 )
 from cuas_node.calibration.alignment_options import (
     PARAMS,
@@ -66,7 +65,7 @@ from cuas_node.calibration.alignment_options import (
 from cuas_node.calibration.io import ReferenceTrack
 from cuas_node.kernel.geo import LocalFrame
 from cuas_node.kernel.measurement import AnyMeasurement
-from cuas_node.kernel.pose import rotation_sensor_to_enu, spherical_to_cartesian
+from cuas_node.kernel.pose import rotation_sensor_to_enu, spherical_to_cartesian, wrap
 
 __all__ = [
     "PARAMS",
@@ -215,8 +214,8 @@ def _plot_data(
     r_a, az_a, _, _ = model.predict(theta, used)
     plot = {
         "t": used.t - used.t[0],
-        "az_before_deg": np.degrees(wrap_angle(used.az - az_b)),
-        "az_after_deg": np.degrees(wrap_angle(used.az - az_a)),
+        "az_before_deg": np.degrees(wrap(used.az - az_b)),
+        "az_after_deg": np.degrees(wrap(used.az - az_a)),
         "ref_enu": model.ref.enu,
     }
     if used.has_range:

@@ -13,8 +13,9 @@ import math
 
 import numpy as np
 
-from cuas_node.calibration.alignment_matching import ObservationModel, Observations, wrap_angle
+from cuas_node.calibration.alignment_matching import ObservationModel, Observations
 from cuas_node.calibration.alignment_options import PARAMS, AlignmentOptions, FloatArray
+from cuas_node.kernel.pose import wrap
 
 _ADVICE = {
     "yaw_deg": "fly across the field of view at several ranges",
@@ -72,7 +73,7 @@ def azimuth_span_deg(model: ObservationModel, theta: FloatArray, used: Observati
     reference covered (a single line of sight cannot determine the rotation)."""
     _, az_used, _, _ = model.predict(theta, used)
     centre = float(np.angle(np.mean(np.exp(1j * az_used))))
-    rel = np.degrees(wrap_angle(az_used - centre))
+    rel = np.degrees(wrap(az_used - centre))
     return float(np.percentile(rel, 95) - np.percentile(rel, 5))
 
 

@@ -22,12 +22,7 @@ from cuas_node.calibration.alignment_options import AlignmentError, AlignmentOpt
 from cuas_node.calibration.io import ReferenceTrack
 from cuas_node.kernel.geo import LocalFrame
 from cuas_node.kernel.measurement import AcousticBearing, AnyMeasurement, RadarDetection, RfPresence
-from cuas_node.kernel.pose import cartesian_to_spherical, rotation_sensor_to_enu
-
-
-def wrap_angle(a: FloatArray) -> FloatArray:
-    """Angles into [-pi, pi): residuals across north must not look like a full turn."""
-    return np.asarray((a + math.pi) % (2 * math.pi) - math.pi, dtype=np.float64)
+from cuas_node.kernel.pose import cartesian_to_spherical, rotation_sensor_to_enu, wrap
 
 
 class ReferenceTrajectory:
@@ -180,7 +175,7 @@ class ObservationModel:
         r_pred, az, el, r = self.predict(theta, d)
         s_ref = self.ref.sigma_m
         horiz = np.maximum(r * np.cos(el), 1.0)
-        blocks = [wrap_angle(d.az - az) / np.hypot(d.s_az, s_ref / horiz)]
+        blocks = [wrap(d.az - az) / np.hypot(d.s_az, s_ref / horiz)]
         if d.has_el:
             blocks.append((d.el - el) / np.hypot(d.s_el, s_ref / np.maximum(r, 1.0)))
         if d.has_range:
@@ -213,17 +208,17 @@ def coarse_search(
         ok = valid
         if d.has_range:
             ok = ok & (np.abs(d.rng - r_pred) < opt.gate_range_m + 0.03 * r_pred)
-        a = wrap_angle(d.az - az)[ok]
+        a = wrap(d.az - az)[ok]
         if a.size == 0:
             continue
         # Count residuals within ±gate of each 1° bin (circular), pick the densest direction.
-        diff = wrap_angle(a[None, :] - bins[:, None])
+        diff = wrap(a[None, :] - bins[:, None])
         counts = (np.abs(diff) < gate).sum(axis=1)
         k = int(np.argmax(counts))
         key = (int(counts[k]), -abs(float(step)))
         if best is None or key > (best[0], best[1]):
-            near = a[np.abs(wrap_angle(a - bins[k])) < gate]
-            shift = float(bins[k] + np.median(wrap_angle(near - bins[k])))
+            near = a[np.abs(wrap(a - bins[k])) < gate]
+            shift = float(bins[k] + np.median(wrap(near - bins[k])))
             best = (key[0], key[1], float(step), shift)
     if best is None:
         raise AlignmentError(
@@ -235,7 +230,7 @@ def coarse_search(
     theta[3] += step
     theta[0] -= math.degrees(shift)  # a boresight turned right sees targets further left
     r_pred, az, _, _ = model.predict(theta, d)
-    mask = model.ref.valid(d.t + theta[3]) & (np.abs(wrap_angle(d.az - az)) < gate)
+    mask = model.ref.valid(d.t + theta[3]) & (np.abs(wrap(d.az - az)) < gate)
     if d.has_range:
         mask &= np.abs(d.rng - r_pred) < opt.gate_range_m + 0.03 * r_pred
     return step, float(theta[0]), mask
@@ -256,7 +251,7 @@ def best_per_scan(t: FloatArray, score: FloatArray, mask: BoolArray) -> BoolArra
 def residual_stats(model: ObservationModel, theta: FloatArray, d: Observations) -> dict[str, float]:
     """RMS, median and 95th percentile residuals for the report's before/after comparison."""
     r_pred, az, el, _ = model.predict(theta, d)
-    da = np.degrees(wrap_angle(d.az - az))
+    da = np.degrees(wrap(d.az - az))
     out = {
         "az_rms_deg": float(np.sqrt(np.mean(da**2))),
         "az_median_deg": float(np.median(da)),

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from cuas_node.kernel.pose import wrap
+
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -65,13 +67,8 @@ class AntennaPattern:
         az = np.asarray(az_rad, dtype=np.float64)
         if self.beamwidth_rad is None:
             return np.full(az.shape, self.gain_dbi)
-        off = _wrap(az - self.boresight_rad)
+        off = wrap(az - self.boresight_rad)
         return self.gain_dbi - np.minimum(12.0 * (off / self.beamwidth_rad) ** 2, self.front_back_db)
-
-
-def _wrap(angle: npt.ArrayLike) -> FloatArray:
-    """Angles into [-π, π)."""
-    return np.asarray((np.asarray(angle, dtype=np.float64) + math.pi) % (2 * math.pi) - math.pi)
 
 
 def rssi_ratio_bearing(
@@ -117,7 +114,7 @@ def rssi_ratio_bearing(
     if info < 1e-9:
         return None
     sigma = min(sigma_rssi_db / math.sqrt(info), math.pi)
-    return float(_wrap(best)), sigma
+    return float(wrap(best)), sigma
 
 
 @dataclass(frozen=True, slots=True)

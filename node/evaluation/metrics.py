@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
+from cuas_node.kernel.pose import wrap
 from cuas_node.kernel.reports import TrackReport
 
 FloatArray = npt.NDArray[np.float64]
@@ -327,7 +328,7 @@ def score_run(
 def _any_within_azimuth(a: FloatArray, b: FloatArray, gate_deg: float) -> bool:
     az_a = np.arctan2(a[:, 0], a[:, 1])
     az_b = np.arctan2(b[:, 0], b[:, 1])
-    diff = np.abs((az_a[:, None] - az_b[None, :] + math.pi) % (2 * math.pi) - math.pi)
+    diff = np.abs(wrap(az_a[:, None] - az_b[None, :]))
     return bool((diff <= math.radians(gate_deg)).any())
 
 
