@@ -75,7 +75,7 @@ def test_a_spot_of_several_plots_a_scan_is_priced_near_its_density_and_not_far_f
     assert aside is None or aside[0] < NEGLIGIBLE * UNIFORM
 
 
-def test_uniform_clutter_however_dense_adds_nothing_worth_reading() -> None:
+def test_uniform_clutter_however_dense_adds_nothing_worth_reading_and_its_map_stays_small() -> None:
     rng = np.random.default_rng(2)
     local = LocalClutter(SIGMA.copy(), splits_objects=False)
     lo, hi, az, el = COVERAGE
@@ -90,6 +90,11 @@ def test_uniform_clutter_however_dense_adds_nothing_worth_reading() -> None:
     got = local.density(60.0, query, uniform)
     assert got is None or np.max(got) < 0.05 * uniform
     assert local.spots(60.0) == 0
+    # Stray pairs' cells are dropped once they fade (3-4 minutes): the map levels off.
+    _run(local, [scan() for _ in range(round(240 * RATE_HZ))], t0=60.0)
+    held = local.keys.size
+    _run(local, [scan() for _ in range(round(300 * RATE_HZ))], t0=300.0)
+    assert local.keys.size < 1.3 * held
 
 
 @pytest.mark.parametrize("splits", [True, False])
