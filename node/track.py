@@ -349,6 +349,8 @@ class Tracking:
                 learnt = (tracker.stats.pd(bit), float(tracker.stats.false_alarms[bit]), s.sweeps, specified)
                 stats.learnt[s.sensor_id] = learnt
                 stats.fixtures[s.sensor_id] = tracker.fixtures.learnt(bit)
-                stats.clutter_spots[s.sensor_id] = tracker.local_clutter.spots(self.core.now, bit)
+                stats.clutter_spots[s.sensor_id] = tracker.local_clutter.spots(
+                    self.core.now, tracker.stats, bit
+                )
         stats.wall_s = time.perf_counter() - started
         return stats

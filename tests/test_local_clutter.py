@@ -10,16 +10,22 @@ from __future__ import annotations
 import json
 import math
 import re
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cuas_node.assembly import core_setup
 from cuas_node.cli import main
+from cuas_node.config import build_config
+from cuas_node.core.step import NodeCore
 from cuas_node.fusion.local_clutter import NEGLIGIBLE, LocalClutter, SiteLocalClutter, plots_per_scan
 from cuas_node.fusion.measurement_models import radar_model
 from cuas_node.fusion.params import RadarSensor
 from cuas_node.fusion.sensor_stats import SensorStats
+from cuas_node.fusion.tracks import Status
+from cuas_node.kernel.measurement import RadarDetection
 from cuas_node.kernel.pose import Pose
 from tests.reflector_site import (
     COVERAGE,
@@ -55,41 +61,46 @@ def test_the_rate_behind_an_excess_inverts_it() -> None:
     excess = rho - 1.0 + np.exp(-rho)
     assert np.allclose(plots_per_scan(excess), rho, rtol=1e-6)
     assert plots_per_scan(np.zeros(1))[0] == 0.0
+    tiny = plots_per_scan(np.array([1e-300, 1e-40, 1e-12]))  # (W's branch point rounds to NaN there)
+    assert np.all(np.isfinite(tiny)) and np.allclose(tiny, np.sqrt(2.0 * np.array([1e-300, 1e-40, 1e-12])))
 
 
 @pytest.mark.parametrize("rate", [1.0, 3.0])
 def test_a_spot_of_several_plots_a_scan_is_priced_near_its_density_and_not_far_from_it(rate: float) -> None:
     rng = np.random.default_rng(1)
-    local = LocalClutter(SIGMA.copy(), splits_objects=False)
+    local = LocalClutter(SIGMA.copy(), splits_objects=False, coverage_volume=VOLUME)
     _run(local, [_spot_plots(rng, rate) for _ in range(round(30 * RATE_HZ))])
     t = 30.0
     spread = np.hypot(SPREAD, SIGMA)
     true_peak = rate / math.sqrt(float(np.prod(2.0 * math.pi * spread**2)))
-    got = local.density(t, SPOT[None], UNIFORM)
+    got = local.density(t, SPOT[None], UNIFORM, 5.0)
     assert got is not None
     assert 0.3 * true_peak < got[0] < 3.0 * true_peak, (got[0], true_peak)
     assert got[0] > 1000.0 * UNIFORM  # the spot is far denser than the radar's uniform clutter
-    assert local.spots(t) == 1  # one place, however many cells it spreads over (health)
+    assert local.spots(t, 5.0) == 1  # one place, however many cells it spreads over (health)
     far = SPOT + np.array([0.0, 12.0 * SIGMA[1], 0.0])  # 12 beams aside
-    aside = local.density(t, far[None], UNIFORM)
+    aside = local.density(t, far[None], UNIFORM, 5.0)
     assert aside is None or aside[0] < NEGLIGIBLE * UNIFORM
 
 
-def test_uniform_clutter_however_dense_adds_nothing_worth_reading_and_its_map_stays_small() -> None:
+@pytest.mark.parametrize("per_scan", [50.0, 200.0])
+def test_uniform_clutter_prices_itself_once_and_its_map_stays_small(per_scan: float) -> None:
+    """Dense uniform clutter makes chance pairs in every neighbourhood; what they say is the
+    radar's own uniform rate, which λ already holds: the map adds next to nothing to it."""
     rng = np.random.default_rng(2)
-    local = LocalClutter(SIGMA.copy(), splits_objects=False)
+    local = LocalClutter(SIGMA.copy(), splits_objects=False, coverage_volume=VOLUME)
     lo, hi, az, el = COVERAGE
-    uniform = 50.0 / VOLUME
+    uniform = per_scan / VOLUME
 
     def scan() -> np.ndarray:
-        m = int(rng.poisson(50.0))
+        m = int(rng.poisson(per_scan))
         return np.column_stack([rng.uniform(lo, hi, m), rng.uniform(-az, az, m), rng.uniform(-el, el, m)])
 
     _run(local, [scan() for _ in range(round(60 * RATE_HZ))])
-    query = scan()
-    got = local.density(60.0, query, uniform)
-    assert got is None or np.max(got) < 0.05 * uniform
-    assert local.spots(60.0) == 0
+    query = np.concatenate([scan() for _ in range(20)])
+    got = local.density(60.0, query, uniform, per_scan)
+    assert got is None or np.max(got) < 0.1 * uniform
+    assert local.spots(60.0, per_scan) == 0
     # Stray pairs' cells are dropped once they fade (3-4 minutes): the map levels off.
     _run(local, [scan() for _ in range(round(240 * RATE_HZ))], t0=60.0)
     held = local.keys.size
@@ -102,12 +113,12 @@ def test_a_lone_drone_adds_nothing_and_a_split_return_only_where_a_radar_never_s
     """A drone's plot, one a scan, is no excess; a clusterer's two plots of one object within each
     other's noise are one (a plot extractor's two plots are two objects: excess)."""
     rng = np.random.default_rng(3)
-    lone = LocalClutter(SIGMA.copy(), splits_objects=splits)
+    lone = LocalClutter(SIGMA.copy(), splits_objects=splits, coverage_volume=VOLUME)
     _run(lone, [SPOT + rng.normal(0.0, 1.0, (1, 3)) * SIGMA for _ in range(200)])
     assert lone.keys.size == 0
-    split = LocalClutter(SIGMA.copy(), splits_objects=splits)
+    split = LocalClutter(SIGMA.copy(), splits_objects=splits, coverage_volume=VOLUME)
     _run(split, [SPOT + rng.normal(0.0, 1.0, (2, 3)) * SIGMA for _ in range(200)])
-    got = split.density(20.0, SPOT[None], UNIFORM)
+    got = split.density(20.0, SPOT[None], UNIFORM, 5.0)
     peak = 1.0 / math.sqrt(float(np.prod(2.0 * math.pi * SIGMA**2)))  # one plot a scan, at the noise
     if splits:  # (the few pairs split further apart than 3 sigma are counted: a trace)
         assert got is None or got[0] < 0.05 * peak
@@ -115,16 +126,82 @@ def test_a_lone_drone_adds_nothing_and_a_split_return_only_where_a_radar_never_s
         assert got is not None and got[0] > 0.1 * peak
 
 
-def test_only_plots_no_established_track_took_count() -> None:
+def _core() -> NodeCore:
+    return NodeCore(core_setup(build_config(tomllib.loads(TOML), "test")))
+
+
+def _detections(z: np.ndarray, t: float, radial: float | None = None) -> list[RadarDetection]:
+    s, rate_sigma = SIGMA, None if radial is None else 0.2
+    return [
+        RadarDetection("surv", t, t, r, a, e, radial, s[0], s[1], s[2], rate_sigma, 15.0)
+        for r, a, e in z.tolist()
+    ]
+
+
+def test_two_drones_side_by_side_followed_by_tracks_add_nothing_through_the_tracker() -> None:
+    """Two hovering drones two beams apart, no clutter: once their tracks are established, their
+    plots are theirs, and the map stays empty (it would fill if every plot counted)."""
     rng = np.random.default_rng(4)
-    local = LocalClutter(SIGMA.copy(), splits_objects=False)
-    for k in range(200):  # two drones side by side, both followed by established tracks
-        z = (
-            np.array([SPOT, SPOT + np.array([0.0, 2.0 * SIGMA[1], 0.0])])
-            + rng.normal(0.0, 1.0, (2, 3)) * SIGMA
-        )
-        local.observe(k / RATE_HZ, z, np.zeros(2, dtype=bool), 1.0 / RATE_HZ)
+    core = _core()
+    pair = np.array([SPOT, SPOT + np.array([0.0, 2.0 * SIGMA[1], 0.0])])
+    for k in range(round(60 * RATE_HZ)):
+        t = T0 + k / RATE_HZ
+        core.step(t, _detections(pair + rng.normal(0.0, 1.0, (2, 3)) * SIGMA, t))
+    tracker = core.engine.tracker
+    assert np.count_nonzero(tracker.table.status == Status.CONFIRMED) == 2
+    local = tracker.local_clutter.maps[(0, 3)]
+    assert local.count.sum() < 30.0  # the first scans, before the tracks were established: faded
+    assert tracker.local_clutter.spots(t, tracker.stats) == 0
+
+
+def test_a_spot_that_stops_fades_within_minutes() -> None:
+    rng = np.random.default_rng(5)
+    local = LocalClutter(SIGMA.copy(), splits_objects=False, coverage_volume=VOLUME)
+    _run(local, [_spot_plots(rng, 3.0) for _ in range(round(60 * RATE_HZ))])
+    assert local.spots(60.0, 5.0) == 1
+    _run(local, [np.zeros((0, 3)) for _ in range(round(600 * RATE_HZ))], t0=60.0)
+    assert local.spots(660.0, 5.0) == 0  # (three plots a scan for a minute: ten half-lives)
+    _run(local, [np.zeros((0, 3)) for _ in range(round(600 * RATE_HZ))], t0=660.0)
     assert local.keys.size == 0
+
+
+def test_two_young_drones_side_by_side_still_confirm_at_once() -> None:
+    """Two drones appearing together four beams apart: for their first scans they are two plots
+    in one neighbourhood, excess the map counts; both still confirm within a second (the map's
+    prior over its first scans and the low quantile of so little evidence)."""
+    pair = np.array([SPOT, SPOT + np.array([0.0, 4.0 * SIGMA[1], 0.0])])
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        core = _core()
+        confirmed_at: list[float] = []
+        for k in range(round(3 * RATE_HZ)):
+            t = T0 + k / RATE_HZ
+            seen = rng.random(2) < 0.9
+            core.step(t, _detections(pair[seen] + rng.normal(0.0, 1.0, (int(seen.sum()), 3)) * SIGMA, t))
+            if (
+                not confirmed_at
+                and np.count_nonzero(core.engine.tracker.table.status == Status.CONFIRMED) == 2
+            ):
+                confirmed_at.append(t - T0)
+        assert confirmed_at and confirmed_at[0] < 1.0, seed
+
+
+def test_a_range_rate_radars_frame_with_and_without_range_rate_keeps_two_maps() -> None:
+    """A 4-row frame, then one whose plots lack range-rate (fused by the 3-D model): two maps of
+    the one radar, no mix of their moments (that raised, shapes (2,4) and (2,3))."""
+    toml = TOML.replace(
+        "false_alarms_per_scan = 5",
+        "false_alarms_per_scan = 5\nrange_rate = true\nrange_rate_sigma_mps = 0.2",
+    )
+    core = NodeCore(core_setup(build_config(tomllib.loads(toml), "test")))
+    rng = np.random.default_rng(7)
+    for k in range(round(10 * RATE_HZ)):
+        t = T0 + k / RATE_HZ
+        tree = _spot_plots(rng, 4.0)
+        with_rate = _detections(tree[: len(tree) // 2], t, 0.0)
+        core.step(t, with_rate + _detections(tree[len(tree) // 2 :], t))
+    maps = core.engine.tracker.local_clutter.maps
+    assert set(maps) == {(0, 3), (0, 4)} and maps[(0, 4)].dim == 4 and maps[(0, 3)].dim == 3
 
 
 def test_a_map_is_made_per_radar_once_its_accuracy_is_known() -> None:
@@ -135,7 +212,7 @@ def test_a_map_is_made_per_radar_once_its_accuracy_is_known() -> None:
     assert site.density(0, model, 0.0, z, UNIFORM, stats) is None and not site.maps  # accuracy unknown
     stats.sigma_range[0], stats.sigma_angle[0] = SIGMA[0], SIGMA[1]
     site.observe(0, model, 0.0, z, np.ones(2, dtype=bool), stats)
-    assert list(site.maps) == [0] and site.maps[0].dim == 3
+    assert list(site.maps) == [(0, 3)] and site.maps[(0, 3)].dim == 3
 
 
 # -- through the node ------------------------------------------------------------------------

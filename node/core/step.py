@@ -318,5 +318,5 @@ class NodeCore:
             without_range_rate=self.engine.counters.without_range_rate,
             outside_coverage=self.engine.counters.outside_coverage,
             fixtures_learnt=self.engine.tracker.fixtures.learnt(),
-            clutter_spots=self.engine.tracker.local_clutter.spots(self.now),
+            clutter_spots=self.engine.tracker.local_clutter.spots(self.now, self.engine.tracker.stats),
         )

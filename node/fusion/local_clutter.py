@@ -6,26 +6,34 @@ hedge, rain over a field or the spray of a road give plots that fall, scan after
 small place and several at a time: priced at the uniform density, each scan's plots there look
 like a target's, and tracks confirm on them by the dozen a minute (an outside generator's tree
 spots of 1-5 plots a scan: 20-45 false confirmed tracks a minute). What tells such a place from
-a drone, within seconds, is the count: a point target gives a radar at most one plot a scan
-(a plot extractor resolves each object once; a clusterer's split return is one object, merged
-here as in `tracks.distinct`), so the plots of one scan in one neighbourhood beyond the first
+a drone is the count: a point target gives a radar at most one plot a scan (a plot extractor
+resolves each object once; a clusterer's split return is one object, merged here as
+`tracks.distinct` merges births), so the plots of one scan in one neighbourhood beyond the first
 are clutter there, whatever the rest are.
 
 Each radar's measurement space (range, azimuth, elevation) is cut into cells `CELL_SIGMAS` of its
-sigmas a side. Every scan, each plot that no established track took (those are targets already
-followed) and that shares its 3×3×3 neighbourhood with k − 1 others adds (k − 1)/k to its
-cell, with its position (and range-rate) moments: a cluster of k plots adds k − 1 in all, a lone
-plot nothing, so uniform clutter, however dense, adds next to nothing, and a young drone alone
-adds nothing at all. Counts and scans decay with a half-life of `HALF_LIFE_S`.
+sigmas a side (azimuth cells wrap round). Every scan, each plot that no established track took
+(those are targets already followed) and that shares its 3×3×3 neighbourhood with k − 1 others
+adds (k − 1)/k to its cell, with its moments: a cluster of k plots within each other's
+neighbourhoods adds k − 1 in all (one spread wider adds less), a lone plot nothing, so a young
+drone alone adds nothing at all. Counts and scans decay with a half-life of `HALF_LIFE_S`.
 
-At each plot the cells around it give a local density: a Gaussian of their plots' moments
-(never narrower than the radar's own noise) times their excess plots per scan, taken at a low
-quantile of its Poisson evidence (`LOWER_QUANTILE`) over the scans seen plus `PRIOR_SCANS`
-(a pair of young drones close together adds an excess plot a scan until their tracks confirm,
-a few scans: it must not price them as clutter; a tree does so for ever). That is added to λ,
-so a plot in such a place scores what it tells above the place's own plots. The price is that a
-drone inside a clutter spot is tracked as near a surveyed reflector (docs/architecture.md).
-Plots of a one-plot-at-a-time scanning radar never share a scan, so its map stays empty.
+At each plot the cells around it give a local density: the neighbourhood's excess plots a scan,
+at a low quantile of its Poisson evidence (`LOWER_QUANTILE`) over the scans seen plus
+`PRIOR_SCANS`, turned into the rate of plots behind it (`plots_per_scan`) less what the radar's
+uniform clutter puts in a neighbourhood (its own chance pairs: dense uniform clutter is priced
+once, not twice), spread as the mixture of the cells' Gaussians (3 sigmas wide, a cell's
+position moments are mostly the radar's noise at their centroid; its range-rate moments say
+whether the place stands still). The density is added to λ, so a plot in such a place scores
+what it tells above the place's own plots.
+
+The prices, measured (docs/architecture.md): a drone inside a clutter spot is tracked as near a
+surveyed reflector; young drones side by side are excess until their tracks confirm (the prior
+and the low quantile make so little evidence count for little, but at 3-4 beams apart the
+slower of a pair confirms later); and a track that confirmed on a spot before the map knew it
+lives on it while the spot lasts (its plots are an established track's, so they hide the
+spot's excess; counting them made a drone arriving beside a confirmed one confirm late or
+never). Plots of a one-plot-at-a-time scanning radar never share a scan: its map stays empty.
 """
 
 from __future__ import annotations
@@ -40,37 +48,42 @@ from cuas_node.fusion.fixtures import MAX_CELL, pack_cells
 from cuas_node.fusion.measurement_models import MeasurementModel
 from cuas_node.fusion.sensor_stats import SensorStats, is_radar
 from cuas_node.fusion.tracks import first_of_each
+from cuas_node.kernel.pose import wrap
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
+CellArray = npt.NDArray[np.int64]
 
 CELL_SIGMAS = 3.0  # a cell is this many of the radar's sigmas a side (a neighbourhood: three cells)
 HALF_LIFE_S = 60.0  # the memory of the map: a spot that stops giving plots fades within minutes
-PRIOR_SCANS = 20.0  # scans of no excess assumed before the first: young neighbours confirm first
+PRIOR_SCANS = 20.0  # scans of no excess assumed besides those seen: young neighbours confirm first
 LOWER_QUANTILE = 1e-3  # a spot's rate is what its excess plots show at this Poisson quantile
-SPOT_RATE = 0.1  # a place counts as a clutter spot (health) at one excess plot in ten scans
+SPOT_RATE = 0.1  # a place counts as a clutter spot (health) at one plot in ten scans above uniform
 NEGLIGIBLE = 0.01  # a map that could add less than this share of the uniform λ anywhere is not read
 SPLIT_D2 = 18.0  # two plots of a clusterer's scan nearer than this (sum of squared sigmas) are one
 _SILENCE_PERIODS = 30.0  # a gap longer than this many scan periods counts as one scan, not many
 _FOLD_AT = math.log(2.0)  # the time scale is folded into the counts once a half-life (cheap) …
 _KEEP = 0.05  # … and cells whose decayed count fell under this dropped: a stray pair's in 3-4 minutes
-_FIRST = int(pack_cells(np.array([[0, -1, -1]]))[0])  # row 0's first key: range-major packing
-_ROW = int(pack_cells(np.array([[1, -1, -1]]))[0]) - _FIRST  # one range row further
+_SERIES_BELOW = 1e-8  # `plots_per_scan` takes its series below this excess (the rest: Lambert W)
 _OFFSET = np.array([0.0, math.pi, math.pi / 2])  # azimuth and elevation cells count from −π, −π/2
+_AROUND = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)], dtype=np.int64)
 
 
 class LocalClutter:
-    """One radar's map of excess plots (`observe`) and the density it adds at plots (`density`)."""
+    """One radar's map of excess plots (`observe`) and the density it adds at plots (`density`),
+    for detections of D rows (a range-rate radar's detections that lack it have a map of their
+    own: their moments are of other rows)."""
 
-    def __init__(self, sigmas: FloatArray, splits_objects: bool) -> None:
+    def __init__(self, sigmas: FloatArray, splits_objects: bool, coverage_volume: float) -> None:
         self.sigmas = sigmas  # (D,) range, angle, angle[, range-rate]: the floor of a spot's spread
         self.dim = sigmas.size
         self.size = CELL_SIGMAS * sigmas[:3]
-        # The density of a spot as narrow as the radar's noise at its centre, per plot a scan (3-D, 4-D)
-        self.peak = {
-            d: 1.0 / math.sqrt(float(np.prod(2.0 * math.pi * sigmas[:d] ** 2))) for d in (3, self.dim)
-        }
+        self.n_az = max(math.ceil(2.0 * math.pi / self.size[1]), 3)
+        # The radar's uniform clutter in one neighbourhood, per false alarm a scan.
+        self.share = 27.0 * float(np.prod(self.size)) / coverage_volume
+        # The density of a spot as narrow as the radar's noise at its centre, per plot a scan.
+        self.peak = 1.0 / math.sqrt(float(np.prod(2.0 * math.pi * sigmas**2)))
         self.splits_objects = splits_objects
         self.decay = math.log(2.0) / HALF_LIFE_S
         self.keys = np.zeros(0, dtype=np.int64)  # sorted
@@ -79,13 +92,25 @@ class LocalClutter:
         self.sums = np.zeros((0, self.dim))  # their moments, weighted alike
         self.squares = np.zeros((0, self.dim))
         self.scans = 0.0  # scans seen (scaled)
+        self.period_s = math.nan
         self.t_ref = math.nan
         self.last_t = -math.inf
 
-    def _cells(self, z: FloatArray) -> npt.NDArray[np.int64]:
+    def _cells(self, z: FloatArray) -> CellArray:
         coords = np.floor((z[:, :3] + _OFFSET) / self.size).astype(np.int64)
+        coords[:, 1] %= self.n_az
         # (np.minimum and np.maximum: np.clip costs several times more on arrays this small)
-        return np.minimum(np.maximum(coords, 0), MAX_CELL - 2)  # room for row + 2
+        return np.minimum(np.maximum(coords, 0), MAX_CELL - 2)
+
+    def _around(self, coords: CellArray, keys: CellArray) -> tuple[IndexArray, IndexArray]:
+        """Pairs (i, j): cell j of the sorted `keys` is one of the 27 around `coords[i]`."""
+        around = coords[:, None, :] + _AROUND[None]
+        around[:, :, 1] %= self.n_az
+        wanted = pack_cells(around.reshape(-1, 3))
+        at = np.searchsorted(keys, wanted)
+        ok = at < keys.size
+        ok[ok] = keys[at[ok]] == wanted[ok]
+        return np.flatnonzero(ok) // 27, at[ok]
 
     def _scale(self, t: float) -> float:
         """Counts are stored scaled by exp(decay · (t − t_ref)) and read back divided by it, so
@@ -102,30 +127,42 @@ class LocalClutter:
             )
             self.scans *= factor
             keep = self.count >= _KEEP
-            self.keys, self.coords = self.keys[keep], self.coords[keep]
-            self.count, self.sums, self.squares = self.count[keep], self.sums[keep], self.squares[keep]
+            for name in ("keys", "coords", "count", "sums", "squares"):
+                setattr(self, name, getattr(self, name)[keep])
             self.t_ref, exponent = max(t, self.last_t), 0.0
         return math.exp(exponent)
 
     def observe(self, t: float, z: FloatArray, counted: BoolArray, period_s: float) -> None:
-        """A scan at time t: its plots `z` (M, D), of which `counted` are no established track's."""
+        """A scan at time t: its plots `z` (M, D), of which `counted` are no established track's.
+        A scan earlier than the last adds no time (its interval was counted)."""
         scale = self._scale(t)
         step = t - self.last_t
-        timed = period_s > 0 and 0.0 <= step <= _SILENCE_PERIODS * period_s
-        self.scans += (step / period_s if timed else 1.0) * scale
+        if period_s > 0:
+            self.period_s = period_s
+        timed = period_s > 0 and step <= _SILENCE_PERIODS * period_s
+        self.scans += (max(step, 0.0) / period_s if timed else 1.0) * scale
         self.last_t = max(self.last_t, t)
-        z = z[counted, : self.dim]
+        z = z[counted]
         if z.shape[0] < 2:
             return
         coords = self._cells(z)
-        keys = pack_cells(coords)
-        order = np.argsort(keys, kind="stable")
-        z, coords = z[order], coords[order]
-        a, b = neighbour_pairs(coords, coords, keys[order])
+        crowded = _in_rows_around(coords[:, 0], np.sort(coords[:, 0])) >= 2  # itself and another
+        if np.count_nonzero(crowded) < 2:  # (most scans of sparse clutter: no plot has a neighbour)
+            return
+        z, coords = z[crowded], coords[crowded]
+        cells, inverse, held = np.unique(pack_cells(coords), return_inverse=True, return_counts=True)
+        a, u = self._around(coords, cells)  # plot a, a cell of its neighbourhood holding plots
+        # Every plot b of cell u is a neighbour of a (b = a among them).
+        members = np.argsort(inverse, kind="stable")
+        first = np.cumsum(held) - held
+        a = np.repeat(a, held[u])
+        b = members[np.arange(a.size) + np.repeat(first[u] - np.cumsum(held[u]) + held[u], held[u])]
         a, b = a[a != b], b[a != b]
         if self.splits_objects and a.size:  # a clusterer's split return is one object
             close = np.zeros((z.shape[0], z.shape[0]), dtype=bool)
-            near = np.sum(((z[a, :3] - z[b, :3]) / self.sigmas[:3]) ** 2, axis=1) < SPLIT_D2
+            step_az = z[a, :3] - z[b, :3]
+            step_az[:, 1] = wrap(step_az[:, 1])
+            near = np.sum((step_az / self.sigmas[:3]) ** 2, axis=1) < SPLIT_D2
             close[a[near], b[near]] = True
             keep = first_of_each(close)
             both = keep[a] & keep[b]
@@ -133,11 +170,10 @@ class LocalClutter:
         if not a.size:
             return
         k = 1.0 + np.bincount(a, minlength=z.shape[0])
-        share = np.where(k > 1.0, (k - 1.0) / k, 0.0) * scale
-        some = share > 0.0
-        self._add(coords[some], share[some], z[some])
+        some = k > 1.0
+        self._add(coords[some], (k[some] - 1.0) / k[some] * scale, z[some])
 
-    def _add(self, coords: npt.NDArray[np.int64], weight: FloatArray, z: FloatArray) -> None:
+    def _add(self, coords: CellArray, weight: FloatArray, z: FloatArray) -> None:
         keys = pack_cells(coords)
         new, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         count = np.bincount(inverse, weights=weight)
@@ -158,101 +194,96 @@ class LocalClutter:
         self.sums = np.insert(self.sums, where, sums[miss], axis=0)
         self.squares = np.insert(self.squares, where, squares[miss], axis=0)
 
-    def density(self, t: float, z: FloatArray, clutter: float) -> FloatArray | None:
-        """The excess plots' density at each plot (per scan and unit of measurement space);
-        None where it could add under `NEGLIGIBLE` of the uniform `clutter` density anywhere
-        (all the map's excess in one neighbourhood, as narrow as the radar's noise): the map of
-        uniform clutter holds a few stray pairs, not worth a lookup every scan."""
+    def density(self, t: float, z: FloatArray, clutter: float, false_alarms: float) -> FloatArray | None:
+        """The excess plots' density at each plot (per scan and unit of measurement space), above
+        what `false_alarms` uniform ones a scan put there; None where it could add under
+        `NEGLIGIBLE` of the uniform density `clutter` anywhere (all the map's excess in one
+        neighbourhood, as narrow as the radar's noise: the map of uniform clutter holds a few
+        stray pairs, not worth a lookup every scan)."""
         if not self.keys.size or not z.shape[0]:
             return None
         scale = self._scale(t)
         # An upper bound of the rate (the count itself, and ρ ≤ E + √(2E)), in scalars: cheap.
-        d = min(self.dim, z.shape[1])
-        excess = float(self.count.sum()) / (self.scans + PRIOR_SCANS * scale)
-        if (excess + math.sqrt(2.0 * excess)) * self.peak[d] < NEGLIGIBLE * clutter:
+        excess = float(self.count.sum()) / max(self.scans, scale)
+        if (excess + math.sqrt(2.0 * excess)) * self.peak < NEGLIGIBLE * clutter:
             return None
-        q, c = neighbour_pairs(self._cells(z), self.coords, self.keys)
+        cells = self._cells(z)
+        near = np.flatnonzero(_in_rows_around(cells[:, 0], self.coords[:, 0]) > 0)  # (rows: sorted)
+        q, c = self._around(cells[near], self.keys)
         if not q.size:
             return None
+        q = near[q]
         m = z.shape[0]
         w = self.count[c]
         n = np.asarray(np.bincount(q, weights=w, minlength=m), dtype=np.float64)
-        if not n.any():
+        some = n > 0.0
+        rate = np.zeros(m)
+        evidence = gammaincinv(n[some] / scale, LOWER_QUANTILE) / (self.scans / scale + PRIOR_SCANS)
+        rate[some] = np.maximum(plots_per_scan(evidence) - false_alarms * self.share, 0.0)
+        if not rate.any():
             return None
         # Each cell its own Gaussian (its plots' moments, never narrower than the radar's noise),
-        # weighed by its share of the neighbourhood's excess: a cell spread over by one spot holds
-        # its part of it, and a drone beside the spot is priced at the spot's tail, not at a
-        # Gaussian pooled over both.
-        mean = self.sums[c, :d] / w[:, None]
-        var = np.maximum(self.squares[c, :d] / w[:, None] - mean**2, self.sigmas[:d] ** 2)
-        d2 = np.sum((z[q, :d] - mean) ** 2 / var, axis=1)
-        pdf = np.exp(-0.5 * d2) / np.sqrt(np.prod(2.0 * math.pi * var, axis=1))
+        # weighed by its share of the neighbourhood's excess: a drone beside a spot is priced at
+        # the spot's tail, not at a Gaussian pooled over both (more false tracks, and a drone
+        # never confirmed, when tried).
+        mean = self.sums[c] / w[:, None]
+        var = np.maximum(self.squares[c] / w[:, None] - mean**2, self.sigmas**2)
+        nu = z[q] - mean
+        nu[:, 1] = wrap(nu[:, 1])
+        pdf = np.exp(-0.5 * np.sum(nu**2 / var, axis=1)) / np.sqrt(np.prod(2.0 * math.pi * var, axis=1))
         mixture = np.bincount(q, weights=w * pdf, minlength=m) / np.maximum(n, 1e-300)
-        out = np.zeros(m)
-        some = n > 0.0
-        out[some] = self._rate(n[some], scale) * mixture[some]
-        return out
+        return np.asarray(rate * mixture, dtype=np.float64)
 
-    def spots(self, t: float) -> int:
-        """Places the map now prices as clutter: peak cells (none of their 26 neighbours holds
-        more) whose neighbourhood gives at least `SPOT_RATE` excess plots a scan, over the scans
-        seen and the prior's (a spot spread over several cells is one place)."""
+    def spots(self, t: float, false_alarms: float) -> int:
+        """Places the map now prices as clutter: grown peak cells (none of their 26 neighbours
+        holds more) whose neighbourhood's excess says `SPOT_RATE` plots a scan above uniform
+        clutter (a spot spread over several cells is one place)."""
         if not self.keys.size:
             return 0
         scale = self._scale(t if math.isfinite(t) else self.last_t)
-        q, c = neighbour_pairs(self.coords, self.coords, self.keys)
-        around = np.bincount(q, weights=self.count[c], minlength=self.keys.size)
+        q, c = self._around(self.coords, self.keys)
+        held = np.bincount(q, weights=self.count[c], minlength=self.keys.size)
+        around = held / (self.scans + PRIOR_SCANS * scale)
         outdone = np.zeros(self.keys.size, dtype=bool)
         outdone[q[self.count[c] > self.count[q]]] = True
-        busy = around / (self.scans + PRIOR_SCANS * scale) >= SPOT_RATE
-        return int(np.count_nonzero(busy & ~outdone))
+        above = plots_per_scan(around) - false_alarms * self.share >= SPOT_RATE
+        return int(np.count_nonzero(above & ~outdone))
 
-    def _rate(self, count: FloatArray, scale: float) -> FloatArray:
-        """Plots a scan from neighbourhoods holding `count` (scaled) excess plots: their excess
-        per scan at the Poisson lower quantile, over the scans seen and the prior's."""
-        excess = gammaincinv(count / scale, LOWER_QUANTILE) / (self.scans / scale + PRIOR_SCANS)
-        return plots_per_scan(excess)
+
+def _in_rows_around(rows: CellArray, sorted_rows: CellArray) -> IndexArray:
+    """How many of `sorted_rows` lie within one of each row: a cheap first cut before the 27-cell
+    lookup, which only the plots near occupied range rows need."""
+    hi = np.searchsorted(sorted_rows, rows + 1, side="right")
+    return np.asarray(hi - np.searchsorted(sorted_rows, rows - 1, side="left"), dtype=np.intp)
 
 
 def plots_per_scan(excess: FloatArray) -> FloatArray:
     """The Poisson rate ρ whose plots beyond the first a scan average `excess`: ρ − 1 + e^−ρ = E,
     so ρ = 1 + E + W₀(−e^(−1−E)) (Lambert W). A sparse spot's excess understates it (one plot a
-    scan in three: E = 0.05, ρ = 0.33); uniform clutter's E is so small that its lower quantile
-    is nothing, and stays so."""
-    rho = np.real(1.0 + excess + lambertw(-np.exp(-1.0 - excess)))
-    # At E → 0 the branch point's rounding: there ρ ≈ √(2E).
-    return np.asarray(
-        np.where(np.isfinite(rho), rho, np.sqrt(2.0 * np.maximum(excess, 0.0))), dtype=np.float64
-    )
-
-
-def neighbour_pairs(
-    query: npt.NDArray[np.int64], coords: npt.NDArray[np.int64], keys: npt.NDArray[np.int64]
-) -> tuple[IndexArray, IndexArray]:
-    """Pairs (query i, cell j) with cell j in the 3×3×3 cells around query i's cell; `keys` the
-    cells' `pack_cells`, sorted (range-major: the cells of three range rows are one run of it)."""
-    row = query[:, 0]
-    lo = np.searchsorted(keys, (row - 1) * _ROW + _FIRST)  # the first key of row − 1 …
-    hi = np.searchsorted(keys, (row + 2) * _ROW + _FIRST)  # … up to row + 2's
-    counts = hi - lo
-    i = np.repeat(np.arange(query.shape[0]), counts)
-    j = np.arange(i.size) + np.repeat(lo - np.cumsum(counts) + counts, counts)
-    near = (np.abs(coords[j, 1] - query[i, 1]) <= 1) & (np.abs(coords[j, 2] - query[i, 2]) <= 1)
-    return i[near], j[near]
+    scan in three: E = 0.05, ρ = 0.33); uniform clutter's ρ is what the radar's rate puts in a
+    neighbourhood, which `LocalClutter.density` takes off."""
+    # Near 0, W's argument rounds onto its branch point (NaN): there the series in s = √(2E),
+    # ρ = s + s²/6 + s³/36 + O(s⁴).
+    root = np.sqrt(2.0 * np.maximum(excess, 0.0))
+    rho = root + root**2 / 6.0 + root**3 / 36.0
+    some = excess > _SERIES_BELOW
+    rho[some] = np.real(1.0 + excess[some] + lambertw(-np.exp(-1.0 - excess[some])))
+    return np.maximum(rho, 0.0)
 
 
 class SiteLocalClutter:
-    """The local clutter maps of a site's radars, one each, made at the first scan whose accuracy
-    is known."""
+    """The local clutter maps of a site's radars, one per radar and detection rows (a range-rate
+    radar's detections that lack range-rate have their own), made at the first scan whose
+    accuracy is known."""
 
     def __init__(self) -> None:
-        self.maps: dict[int, LocalClutter] = {}
+        self.maps: dict[tuple[int, int], LocalClutter] = {}
 
     def density(
         self, bit: int, model: MeasurementModel, t: float, z: FloatArray, clutter: float, stats: SensorStats
     ) -> FloatArray | None:
-        local = self._map(bit, model, stats)
-        return None if local is None else local.density(t, z, clutter)
+        local = self._map(bit, model, z.shape[1], stats)
+        return None if local is None else local.density(t, z, clutter, _false_alarms(stats, bit))
 
     def observe(
         self,
@@ -263,26 +294,36 @@ class SiteLocalClutter:
         counted: BoolArray,
         stats: SensorStats,
     ) -> None:
-        local = self._map(bit, model, stats)
+        local = self._map(bit, model, z.shape[1], stats)
         if local is not None:
             local.observe(t, z, counted, float(stats.period_s[bit]))
 
-    def spots(self, t: float, bit: int | None = None) -> int:
+    def spots(self, t: float, stats: SensorStats, bit: int | None = None) -> int:
         """Places priced as clutter now (`LocalClutter.spots`): of one radar, or of all
         (`health.fusion.clutter_spots`)."""
-        return sum(local.spots(t) for b, local in self.maps.items() if bit is None or b == bit)
+        return sum(
+            local.spots(t, _false_alarms(stats, b))
+            for (b, _), local in self.maps.items()
+            if bit is None or b == bit
+        )
 
-    def _map(self, bit: int, model: MeasurementModel, stats: SensorStats) -> LocalClutter | None:
-        local = self.maps.get(bit)
+    def _map(self, bit: int, model: MeasurementModel, rows: int, stats: SensorStats) -> LocalClutter | None:
+        local = self.maps.get((bit, rows))
         if local is not None or not is_radar(model):
             return local
         sigma_range, sigma_angle = float(stats.sigma_range[bit]), float(stats.sigma_angle[bit])
         if not (sigma_range > 0 and sigma_angle > 0):  # accuracy not known yet: its first plots
             return None
         sigmas = [sigma_range, sigma_angle, sigma_angle]
-        if getattr(model, "range_rate", False):
+        if rows == 4:
             sigma_rate = float(stats.sigma_rate[bit])
             sigmas.append(sigma_rate if sigma_rate > 0 else 0.1)
-        local = LocalClutter(np.array(sigmas), model.splits_objects)
-        self.maps[bit] = local
+        local = LocalClutter(np.array(sigmas), model.splits_objects, model.coverage.volume())
+        self.maps[(bit, rows)] = local
         return local
+
+
+def _false_alarms(stats: SensorStats, bit: int) -> float:
+    """The radar's learnt false alarms a scan; 0 before it has learnt any (NaN would poison λ)."""
+    value = float(stats.false_alarms[bit])
+    return value if math.isfinite(value) else 0.0
