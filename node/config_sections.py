@@ -138,6 +138,10 @@ class FusionSection(Section):
         ge=0,
         description="a place a radar's plots came from all this long is site clutter; 0: off, else >= 300",
     )
+    local_clutter: bool = Field(
+        default=True,
+        description="price places where a radar gives several plots a scan as clutter (false: formations)",
+    )
 
     @model_validator(mode="after")
     def _window(self) -> FusionSection:

@@ -276,7 +276,8 @@ class SiteLocalClutter:
     radar's detections that lack range-rate have their own), made at the first scan whose
     accuracy is known."""
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled  # `fusion.local_clutter`
         self.maps: dict[tuple[int, int], LocalClutter] = {}
 
     def density(
@@ -309,7 +310,7 @@ class SiteLocalClutter:
 
     def _map(self, bit: int, model: MeasurementModel, rows: int, stats: SensorStats) -> LocalClutter | None:
         local = self.maps.get((bit, rows))
-        if local is not None or not is_radar(model):
+        if local is not None or not is_radar(model) or not self.enabled:
             return local
         sigma_range, sigma_angle = float(stats.sigma_range[bit]), float(stats.sigma_angle[bit])
         if not (sigma_range > 0 and sigma_angle > 0):  # accuracy not known yet: its first plots

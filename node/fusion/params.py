@@ -42,6 +42,7 @@ class FusionParams:
     false_track_probability: float = 1e-4
     miss_probability: float = 0.05
     learn_fixtures_after_s: float = 2700.0  # plots recurring at one place this long are site (`fixtures`)
+    local_clutter: bool = True  # places giving several plots a scan priced as clutter (`local_clutter`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,7 +80,7 @@ class Tracker:
         self.stats = SensorStats(params.clutter_per_scan, params.detection_probability)
         self.manager = TrackManager(params, self.table, self.stats, self._underground)
         self.fixtures = SiteFixtures(params.learn_fixtures_after_s)  # recurring plots: site (`fixtures`)
-        self.local_clutter = SiteLocalClutter()  # where plots come several at a time now
+        self.local_clutter = SiteLocalClutter(params.local_clutter)  # where plots come several at a time
         self.births = BirthCounters()
         self._gates: dict[int, float] = {}
         self.ground: Ground | None = None  # set by the engine once the local frame is known
