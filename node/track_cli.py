@@ -132,20 +132,23 @@ def summary(stats: TrackStats) -> list[str]:
                 "confirmation bar counts the configured figure (false_track_probability, "
                 "docs/config.md), so with fewer configured than it makes false tracks confirm more often"
             )
-    for sensor_id, places in stats.fixtures.items():
-        if places:
-            lines.append(
-                f"radar {sensor_id!r}: {places} places where its plots recurred for "
-                "fusion.learn_fixtures_after_s now count as site clutter, as a surveyed reflector "
-                "(a drone hovering there all that time would too; docs/calibration.md)"
-            )
-    for sensor_id, places in stats.clutter_spots.items():
-        if places:
-            lines.append(
-                f"radar {sensor_id!r}: {places} places gave several plots a scan at the end (trees, rain, "
-                "a road's spray) and are priced as clutter there (a drone inside one confirms late; "
-                "docs/architecture.md)"
-            )
+    places_told = (
+        (
+            stats.fixtures,
+            "places where its plots recurred for fusion.learn_fixtures_after_s now count as site "
+            "clutter, as a surveyed reflector (a drone hovering there all that time would too; "
+            "docs/calibration.md)",
+        ),
+        (
+            stats.clutter_spots,
+            "places gave several plots a scan at the end (trees, rain, a road's spray) and are priced "
+            "as clutter there (a drone inside one confirms late; docs/architecture.md)",
+        ),
+    )
+    for per_radar, told in places_told:
+        lines += [
+            f"radar {sensor_id!r}: {places} {told}" for sensor_id, places in per_radar.items() if places
+        ]
     if stats.wrong_role:
         lines.append(
             f"skipped {stats.wrong_role.total()} measurements of a kind their sensor does not produce "
