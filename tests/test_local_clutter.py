@@ -35,6 +35,7 @@ from tests.reflector_site import (
     TOML,
     enu,
     first_confirmed,
+    learn,
     measurement_lines,
     site_scans,
     write,
@@ -150,8 +151,61 @@ def test_two_drones_side_by_side_followed_by_tracks_add_nothing_through_the_trac
     tracker = core.engine.tracker
     assert np.count_nonzero(tracker.table.status == Status.CONFIRMED) == 2
     local = tracker.local_clutter.maps[(0, 3)]
-    assert local.count.sum() < 30.0  # the first scans, before the tracks were established: faded
+    assert local.count.sum() / local._scale(t) < 30.0  # the first scans, before the tracks were established
     assert tracker.local_clutter.spots(t, tracker.stats) == 0
+
+
+def test_a_spot_astern_of_an_all_round_radar_is_one_spot_priced_as_one_ahead() -> None:
+    """Azimuth cells tile the circle: a spot straddling ±π (at beam widths where 2π over the
+    cell width rounds just above a whole number, a sliver cell once split it) is priced as the
+    same spot straight ahead, and counted once."""
+    sigmas = np.array([2.0, math.radians(1.2), math.radians(1.2)])
+    got = []
+    for az in (0.0, math.pi):
+        rng = np.random.default_rng(8)
+        local = LocalClutter(sigmas, splits_objects=False, coverage_volume=VOLUME)
+        where = np.array([1200.0, az, 0.02])
+        scans = []
+        for _ in range(round(30 * RATE_HZ)):
+            z = where + rng.normal(0.0, 1.0, (int(rng.poisson(3.0)), 3)) * sigmas
+            z[:, 1] = (z[:, 1] + math.pi) % (2.0 * math.pi) - math.pi
+            scans.append(z)
+        _run(local, scans)
+        assert local.spots(30.0, 5.0) == 1
+        density = local.density(30.0, where[None], UNIFORM, 5.0)
+        assert density is not None
+        got.append(float(density[0]))
+    assert got[1] == pytest.approx(got[0], rel=0.25)
+
+
+def test_a_late_frame_adds_no_time() -> None:
+    local = LocalClutter(SIGMA.copy(), splits_objects=False, coverage_volume=VOLUME)
+    none = np.zeros((0, 3))
+    for t in (0.0, 0.1, 0.2):
+        local.observe(t, none, np.zeros(0, dtype=bool), 0.1)
+    before = local.scans / local._scale(0.2)
+    local.observe(0.15, none, np.zeros(0, dtype=bool), 0.1)
+    local.observe(0.15, none, np.zeros(0, dtype=bool), math.nan)  # (period unknown)
+    assert local.scans / local._scale(0.2) == pytest.approx(before)
+
+
+def test_a_surveyed_spot_is_priced_by_the_survey_not_twice(tmp_path: Path) -> None:
+    """A spot of three plots a scan that the installation survey learnt (`reflectors_file`): its
+    plots are the survey's, so the local map leaves them alone (counted, they were priced twice)."""
+    rng = np.random.default_rng(9)
+    survey_scans = [_spot_plots(rng, 3.0) for _ in range(round(60 * RATE_HZ))]
+    survey = learn(survey_scans).reflectors
+    survey.sensor_id = "surv"
+    (tmp_path / "map.json").write_text(json.dumps(survey.to_dict()))
+    toml = TOML + f'reflectors_file = "{tmp_path / "map.json"}"\n'
+    for surveyed in (True, False):
+        core = NodeCore(core_setup(build_config(tomllib.loads(toml if surveyed else TOML), "test")))
+        for k in range(round(30 * RATE_HZ)):
+            t = T0 + k / RATE_HZ
+            core.step(t, _detections(_spot_plots(rng, 3.0), t))
+        maps = core.engine.tracker.local_clutter.maps
+        held = sum(float(m.count.sum() / m._scale(t)) for m in maps.values())
+        assert (held < 10.0) == surveyed, held
 
 
 def test_a_spot_that_stops_fades_within_minutes() -> None:

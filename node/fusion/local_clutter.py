@@ -42,6 +42,8 @@ import math
 
 import numpy as np
 import numpy.typing as npt
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.special import gammaincinv, lambertw
 
 from cuas_node.fusion.fixtures import MAX_CELL, pack_cells
@@ -61,7 +63,7 @@ PRIOR_SCANS = 20.0  # scans of no excess assumed besides those seen: young neigh
 LOWER_QUANTILE = 1e-3  # a spot's rate is what its excess plots show at this Poisson quantile
 SPOT_RATE = 0.1  # a place counts as a clutter spot (health) at one plot in ten scans above uniform
 NEGLIGIBLE = 0.01  # a map that could add less than this share of the uniform λ anywhere is not read
-SPLIT_D2 = 18.0  # two plots of a clusterer's scan nearer than this (sum of squared sigmas) are one
+SPLIT_D2 = 18.0  # two plots of a clusterer's scan in neighbouring cells with Σ(Δ/σ)² under this are one
 _SILENCE_PERIODS = 30.0  # a gap longer than this many scan periods counts as one scan, not many
 _FOLD_AT = math.log(2.0)  # the time scale is folded into the counts once a half-life (cheap) …
 _KEEP = 0.05  # … and cells whose decayed count fell under this dropped: a stray pair's in 3-4 minutes
@@ -79,7 +81,9 @@ class LocalClutter:
         self.sigmas = sigmas  # (D,) range, angle, angle[, range-rate]: the floor of a spot's spread
         self.dim = sigmas.size
         self.size = CELL_SIGMAS * sigmas[:3]
-        self.n_az = max(math.ceil(2.0 * math.pi / self.size[1]), 3)
+        # Azimuth cells tile the circle exactly (a last cell narrower, or a sliver, split a spot astern).
+        self.n_az = max(math.floor(2.0 * math.pi / self.size[1] + 1e-9), 3)
+        self.size[1] = 2.0 * math.pi / self.n_az
         # The radar's uniform clutter in one neighbourhood, per false alarm a scan.
         self.share = 27.0 * float(np.prod(self.size)) / coverage_volume
         # The density of a spot as narrow as the radar's noise at its centre, per plot a scan.
@@ -92,7 +96,6 @@ class LocalClutter:
         self.sums = np.zeros((0, self.dim))  # their moments, weighted alike
         self.squares = np.zeros((0, self.dim))
         self.scans = 0.0  # scans seen (scaled)
-        self.period_s = math.nan
         self.t_ref = math.nan
         self.last_t = -math.inf
 
@@ -137,10 +140,8 @@ class LocalClutter:
         A scan earlier than the last adds no time (its interval was counted)."""
         scale = self._scale(t)
         step = t - self.last_t
-        if period_s > 0:
-            self.period_s = period_s
         timed = period_s > 0 and step <= _SILENCE_PERIODS * period_s
-        self.scans += (max(step, 0.0) / period_s if timed else 1.0) * scale
+        self.scans += (0.0 if step < 0 else step / period_s if timed else 1.0) * scale
         self.last_t = max(self.last_t, t)
         z = z[counted]
         if z.shape[0] < 2:
@@ -235,19 +236,21 @@ class LocalClutter:
         return np.asarray(rate * mixture, dtype=np.float64)
 
     def spots(self, t: float, false_alarms: float) -> int:
-        """Places the map now prices as clutter: grown peak cells (none of their 26 neighbours
-        holds more) whose neighbourhood's excess says `SPOT_RATE` plots a scan above uniform
-        clutter (a spot spread over several cells is one place)."""
+        """Places the map prices as clutter: groups of touching cells whose neighbourhoods' excess
+        (its point estimate) says `SPOT_RATE` plots a scan or more above uniform clutter (a spot
+        spread over several cells is one place)."""
         if not self.keys.size:
             return 0
         scale = self._scale(t if math.isfinite(t) else self.last_t)
         q, c = self._around(self.coords, self.keys)
         held = np.bincount(q, weights=self.count[c], minlength=self.keys.size)
         around = held / (self.scans + PRIOR_SCANS * scale)
-        outdone = np.zeros(self.keys.size, dtype=bool)
-        outdone[q[self.count[c] > self.count[q]]] = True
         above = plots_per_scan(around) - false_alarms * self.share >= SPOT_RATE
-        return int(np.count_nonzero(above & ~outdone))
+        both = above[q] & above[c]
+        n = self.keys.size
+        touching = coo_matrix((np.ones(np.count_nonzero(both)), (q[both], c[both])), shape=(n, n))
+        groups = connected_components(touching, directed=False)[1]
+        return int(np.unique(groups[above]).size)
 
 
 def _in_rows_around(rows: CellArray, sorted_rows: CellArray) -> IndexArray:
@@ -284,7 +287,7 @@ class SiteLocalClutter:
         self, bit: int, model: MeasurementModel, t: float, z: FloatArray, clutter: float, stats: SensorStats
     ) -> FloatArray | None:
         local = self._map(bit, model, z.shape[1], stats)
-        return None if local is None else local.density(t, z, clutter, _false_alarms(stats, bit))
+        return None if local is None else local.density(t, z, clutter, float(stats.false_alarms[bit]))
 
     def observe(
         self,
@@ -301,12 +304,13 @@ class SiteLocalClutter:
 
     def spots(self, t: float, stats: SensorStats, bit: int | None = None) -> int:
         """Places priced as clutter now (`LocalClutter.spots`): of one radar, or of all
-        (`health.fusion.clutter_spots`)."""
-        return sum(
-            local.spots(t, _false_alarms(stats, b))
-            for (b, _), local in self.maps.items()
-            if bit is None or b == bit
-        )
+        (`health.fusion.clutter_spots`); a range-rate radar's two maps (plots with and without
+        range-rate) see the same places: the larger count of the two."""
+        per_radar: dict[int, int] = {}
+        for (b, _), local in self.maps.items():
+            if bit is None or b == bit:
+                per_radar[b] = max(per_radar.get(b, 0), local.spots(t, float(stats.false_alarms[b])))
+        return sum(per_radar.values())
 
     def _map(self, bit: int, model: MeasurementModel, rows: int, stats: SensorStats) -> LocalClutter | None:
         local = self.maps.get((bit, rows))
@@ -318,13 +322,9 @@ class SiteLocalClutter:
         sigmas = [sigma_range, sigma_angle, sigma_angle]
         if rows == 4:
             sigma_rate = float(stats.sigma_rate[bit])
-            sigmas.append(sigma_rate if sigma_rate > 0 else 0.1)
+            if not sigma_rate > 0:  # (the scan that would make the map gives it first)
+                return None
+            sigmas.append(sigma_rate)
         local = LocalClutter(np.array(sigmas), model.splits_objects, model.coverage.volume())
         self.maps[(bit, rows)] = local
         return local
-
-
-def _false_alarms(stats: SensorStats, bit: int) -> float:
-    """The radar's learnt false alarms a scan; 0 before it has learnt any (NaN would poison λ)."""
-    value = float(stats.false_alarms[bit])
-    return value if math.isfinite(value) else 0.0

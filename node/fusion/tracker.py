@@ -121,6 +121,8 @@ class Tracker:
         active = tb.active()
         m = scan.z.shape[0]
         lam = self.fixtures.clutter_at(bit, scan.model, scan.t, scan.z, clutter, self.stats)  # (reflectors)
+        # The survey's and the fixtures' places are priced already: the local map counts the rest.
+        local_counts = np.ones(m, dtype=bool) if lam is None else lam < 2.0 * clutter
         local = self.local_clutter.density(bit, scan.model, scan.t, scan.z, clutter, self.stats)
         if local is not None:
             lam = (clutter if lam is None else lam) + local
@@ -228,7 +230,7 @@ class Tracker:
         unexplained = (
             float(np.count_nonzero(~near_firm)) if lam is None else float((clutter / lam)[~near_firm].sum())
         )
-        self.local_clutter.observe(bit, scan.model, scan.t, scan.z, ~taken, self.stats)
+        self.local_clutter.observe(bit, scan.model, scan.t, scan.z, ~taken & local_counts, self.stats)
         if scan.model.sweeps and m:  # a scanning radar's false alarms are counted by the sweep
             self.stats.swept(bit, scan.t, unexplained, scan.z, scan.r)
         elif scan.full_scan and not scan.model.sweeps:
