@@ -302,6 +302,13 @@ def _around_peaks(coords: list[list[int]], counts: list[float]) -> list[int]:
     return peak
 
 
+def unexplained_by_site(density: FloatArray | None, clutter: float, m: int) -> npt.NDArray[np.bool_]:
+    """The plots the site's known places (the survey map, learnt fixtures) do not explain: λ there
+    under twice the uniform `clutter` (None: nothing known, all). A plot on a known place is
+    priced by it; learnt or counted again there, it would be priced twice."""
+    return np.ones(m, dtype=bool) if density is None else np.asarray(density < 2.0 * clutter)
+
+
 class SiteFixtures:
     """The fixture learners of a site's radars (one each, made at its first scan with known
     accuracy), and the clutter density their spots and the survey map add at each plot."""
@@ -322,7 +329,7 @@ class SiteFixtures:
         density = clutter + survey.density(z) if survey is not None and m else None
         learner = self._learner(bit, model, stats)
         if learner is not None:
-            unexplained = z if density is None else z[density < 2.0 * clutter]
+            unexplained = z[unexplained_by_site(density, clutter, m)]
             alarms, period = float(stats.false_alarms[bit]), float(stats.period_s[bit])
             learner.observe(t, unexplained, alarms, period, float(stats.sigma_rate[bit]))
             if learner.spots is not None and m:

@@ -49,7 +49,7 @@ from scipy.special import gammaincinv, lambertw
 from cuas_node.fusion.fixtures import MAX_CELL, pack_cells
 from cuas_node.fusion.measurement_models import MeasurementModel
 from cuas_node.fusion.sensor_stats import SensorStats, is_radar
-from cuas_node.fusion.tracks import first_of_each
+from cuas_node.fusion.tracks import SAME_OBJECT_SIGMAS, first_of_each
 from cuas_node.kernel.pose import wrap
 
 FloatArray = npt.NDArray[np.float64]
@@ -63,7 +63,9 @@ PRIOR_SCANS = 20.0  # scans of no excess assumed besides those seen: young neigh
 LOWER_QUANTILE = 1e-3  # a spot's rate is what its excess plots show at this Poisson quantile
 SPOT_RATE = 0.1  # a place counts as a clutter spot (health) at one plot in ten scans above uniform
 NEGLIGIBLE = 0.01  # a map that could add less than this share of the uniform λ anywhere is not read
-SPLIT_D2 = 18.0  # two plots of a clusterer's scan in neighbouring cells with Σ(Δ/σ)² under this are one
+# Two plots of a clusterer's scan in neighbouring cells with Σ(Δ/σ)² under this are one object:
+# `tracks.distinct`'s rule with each axis in its sigmas (a trace of 3 a plot).
+SPLIT_D2 = 2.0 * SAME_OBJECT_SIGMAS**2
 _SILENCE_PERIODS = 30.0  # a gap longer than this many scan periods counts as one scan, not many
 _FOLD_AT = math.log(2.0)  # the time scale is folded into the counts once a half-life (cheap) …
 _KEEP = 0.05  # … and cells whose decayed count fell under this dropped: a stray pair's in 3-4 minutes

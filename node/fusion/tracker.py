@@ -17,7 +17,7 @@ from scipy.stats import chi2
 
 from cuas_node.fusion import imm, jpda, late
 from cuas_node.fusion.association import assign
-from cuas_node.fusion.fixtures import SiteFixtures
+from cuas_node.fusion.fixtures import SiteFixtures, unexplained_by_site
 from cuas_node.fusion.gating import Gating, gate_scan, take_alias
 from cuas_node.fusion.ground import Ground, hold_above_ground
 from cuas_node.fusion.initiation import BirthCounters, hit_score, make_room
@@ -121,8 +121,7 @@ class Tracker:
         active = tb.active()
         m = scan.z.shape[0]
         lam = self.fixtures.clutter_at(bit, scan.model, scan.t, scan.z, clutter, self.stats)  # (reflectors)
-        # The survey's and the fixtures' places are priced already: the local map counts the rest.
-        local_counts = np.ones(m, dtype=bool) if lam is None else lam < 2.0 * clutter
+        local_counts = unexplained_by_site(lam, clutter, m)  # the known places are priced already
         local = self.local_clutter.density(bit, scan.model, scan.t, scan.z, clutter, self.stats)
         if local is not None:
             lam = (clutter if lam is None else lam) + local

@@ -35,6 +35,7 @@ class Status:
 
 
 INITIAL_CAPACITY = 256
+SAME_OBJECT_SIGMAS = 3.0  # two detections of one scan this near (`distinct`) are one object split
 
 
 class TrackTable:
@@ -240,7 +241,8 @@ def distinct(positions: FloatArray, variance_sum: FloatArray) -> npt.NDArray[np.
     if n < 2:
         return np.ones(n, dtype=bool)
     d2 = np.sum((positions[:, None, :] - positions[None, :, :]) ** 2, axis=2)
-    return first_of_each(d2 < 9.0 * (variance_sum[:, None] + variance_sum[None, :]) / 3.0)
+    limit = SAME_OBJECT_SIGMAS**2 * (variance_sum[:, None] + variance_sum[None, :]) / 3.0
+    return first_of_each(d2 < limit)
 
 
 def first_of_each(close: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
