@@ -29,19 +29,21 @@ import numpy as np
 import numpy.typing as npt
 
 from cuas_node.fusion import imm
+from cuas_node.fusion.alias_evidence import (
+    SWITCH_ERROR,
+    alias_prior,
+    line_of_sight,
+    radial_spread,
+    wrapping_span,
+)
 from cuas_node.fusion.measurement_models import MeasurementModel, RadarModel
-from cuas_node.fusion.models import mahalanobis_logdet, radar_innovation, velocity_prior
+from cuas_node.fusion.models import mahalanobis_logdet, radar_innovation
 from cuas_node.fusion.tracks import Status, TrackTable
 from cuas_node.kernel.pose import cartesian_to_spherical, wrap
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
-
-
-_SWITCH_ERROR = 0.01
-"""A young track past its second plot changes its alias only when the plot leaves the one it has
-less than this probability (`_alias_choice`)."""
 
 
 @dataclass
@@ -168,36 +170,28 @@ def _aliasing(
 ) -> _Aliasing | None:
     """The young tracks of a scan of a radar whose range-rate wraps, None for any other scan;
     `z_pred` the tracks' predicted measurements (range-rate in row 3)."""
-    if not isinstance(model, RadarModel) or model.dim != 4 or model.unambiguous_range_rate_mps is None:
+    span = wrapping_span(model)
+    if span is None:
         return None
-    span = model.unambiguous_range_rate_mps
+    assert isinstance(model, RadarModel)
     since = t - table.t_update[active]
     young = (table.status[active] == Status.TENTATIVE) & (dt == 0.0) & (since > 0.0)
     if not young.any():
         return None
-    reach = math.ceil(3.0 * model.initial_speed_sigma_mps / (2.0 * span))
-    steps = np.arange(-reach, reach + 1)
     rows = np.flatnonzero(young)
     slots = active[rows]
-    d = table.x[slots, :3] - model.pose.offset_enu_m
-    los = d / np.maximum(np.linalg.norm(d, axis=1), 1e-9)[:, None]
-    prior = velocity_prior(model.initial_speed_sigma_mps)
-    sigma = np.sqrt(np.einsum("ki,ij,kj->k", los, prior, los))[:, None]
-    # A speed change along the line of sight spread over the axes as the prior spreads a radial
-    # speed (`models.radial_posterior`: its radial part is 1; mostly level flight).
-    pl = los @ prior  # P l (the prior is symmetric)
+    los = line_of_sight(model, table.x[slots, :3])
+    reach, young_prior = alias_prior(model, los, z_pred[rows, 3])
+    steps = np.arange(-reach, reach + 1)
     spread = np.zeros((active.size, 3))
-    spread[rows] = pl / np.einsum("ki,ki->k", pl, los)[:, None]
-    candidate = z_pred[rows, 3:4] + 2.0 * span * steps[None, :]  # (Y, 2·reach + 1)
-    allowed = np.abs(candidate) <= 3.0 * sigma
-    allowed[:, reach] = True  # the alias it has is always a candidate
+    spread[rows] = radial_spread(model, los)
     log_prior = np.full((active.size, steps.size), -np.inf)
     log_prior[:, reach] = 0.0
-    log_prior[rows] = np.where(allowed, -0.5 * (candidate / sigma) ** 2, -np.inf)
-    log_prior[rows] -= np.logaddexp.reduce(log_prior[rows], axis=1, keepdims=True)
+    log_prior[rows] = young_prior
     penalty = np.maximum(2.0 * (log_prior[:, reach : reach + 1] - log_prior), 0.0)
     # Where each other allowed alias would have put the track's plot (the one it has: nowhere else).
     shift = np.zeros((active.size, steps.size, 3))
+    allowed = np.isfinite(young_prior)
     allowed[:, reach] = False
     which, step = np.nonzero(allowed)
     dv = spread[rows[which]] * (2.0 * span * steps[step])[:, None]
@@ -241,7 +235,7 @@ def _alias_choice(
     # it took only when the plot makes that one near impossible (a single plot at 20 Hz tells
     # aliases a metre apart in range: taken on the likelier, one young track in twenty would
     # change its speed by 20 m/s on noise).
-    settled = (table.updates[slots] > 1) & (log_post[:, reach] > math.log(_SWITCH_ERROR))
+    settled = (table.updates[slots] > 1) & (log_post[:, reach] > math.log(SWITCH_ERROR))
     best[settled] = reach
     alias = np.zeros((ki.size, 3))
     alias[second] = aliasing.spread[ki[second]] * (2.0 * span * k[0, best])[:, None]

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import chi2
 
-from cuas_node.fusion import imm, jpda, late
+from cuas_node.fusion import alias_evidence, imm, jpda, late
 from cuas_node.fusion.association import assign
 from cuas_node.fusion.fixtures import SiteFixtures, unexplained_by_site
 from cuas_node.fusion.gating import Gating, gate_scan, take_alias
@@ -199,6 +199,9 @@ class Tracker:
                             clutter if lam is None else lam[now_cols],
                         ),
                     )
+                    alias_evidence.observe(
+                        tb, active[now_rows], scan.z[now_cols], scan.r[now_cols], scan.t, scan.model, bit
+                    )
                     self._late_update(active[rows[hard & ~in_time]], scan, cols[hard & ~in_time])
                     self._soft_update(active, soft, g, scan, clutter if lam is None else lam)
                     updated[soft] = shared[soft] = True
@@ -340,12 +343,14 @@ class Tracker:
         keep[np.flatnonzero(keep)[placed:]] = False
         slots = self.table.allocate(x[keep], p[keep], scan.t, bit, scan.model.ranging, scan.physical)
         self.history.start(self.table, slots)
+        used = candidates[keep][: slots.size]
+        alias_evidence.observe(self.table, slots, scan.z[used], scan.r[used], scan.t, scan.model, bit)
         if not scan.model.ranging:
-            self.table.bearing_sigma_rad[slots] = np.sqrt(scan.r[candidates[keep][: slots.size], 0, 0])
+            self.table.bearing_sigma_rad[slots] = np.sqrt(scan.r[used, 0, 0])
         if scan.model.ranging:
             hot = self.manager.clutter.hot(self.table.x[slots, :3], scan.t)
             self.table.extra_hits[slots] = np.where(hot, 2, 0)
-        return candidates[keep][: slots.size], slots
+        return used, slots
 
     # -- housekeeping -----------------------------------------------------------------------
     def maintain(self, t: float) -> Snapshots:

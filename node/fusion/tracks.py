@@ -94,6 +94,12 @@ class TrackTable:
         self.t_accel = np.full(capacity, np.nan)
         self.changed = np.zeros(capacity, dtype=bool)
         self.bearing_sigma_rad = np.full(capacity, np.pi)  # of the bearings that updated it last
+        # Its plots' evidence of a wrapping radar's range-rate alias (`alias_evidence`): the radar's
+        # bit (−1: none yet), its last plot's time and radial speed followed, and the sums of the fit.
+        self.alias_bit = np.full(capacity, -1, dtype=np.int16)
+        self.alias_t = np.zeros(capacity)
+        self.alias_u = np.zeros(capacity)
+        self.alias_sums = np.zeros((capacity, 7))
         self._next_number = 1
 
     def active(self) -> npt.NDArray[np.intp]:
@@ -171,6 +177,7 @@ class TrackTable:
         self.speed_mps[slots] = np.nan
         self.t_accel[slots] = np.nan
         self.changed[slots] = True
+        self.alias_bit[slots] = -1
         return slots
 
     def fed(

@@ -1,0 +1,195 @@
+"""Which alias of a wrapping radar's range-rate a track is at, told by all its plots together.
+
+A radar whose range-rate wraps (`RadarModel.unambiguous_range_rate_mps`) reports a drone's
+radial speed modulo twice its span. A track's second plot tells the alias where one plot can
+(`gating`): a speed off by 2k·span has put it 2k·span·Δt off in range. At 20 Hz that is 0.7 m
+for a ±7 m/s span, inside one plot's range noise for a radar of 1 m: tracks confirmed at the
+alias the birth prior liked and lost their drone within half a second, scan after scan (an
+outside test, 2026-12-06: 12–41 ID switches a minute). Together the plots tell it: a track's
+plot ranges less the integral of its radial speed (each plot's range-rate unwrapped at the
+track's alias, so a drone's own change of radial speed is followed) stay level at the right
+alias and climb at 2k·span at a wrong one. The weighted least-squares slope of that residual,
+with its variance from the plots' range noise, weighs each alias against the birth prior's
+odds of it (`alias_prior`, the one `gating` uses at the second plot); a track whose alias that
+leaves under `gating.SWITCH_ERROR` takes the likeliest: its velocity changed by 2k·span along
+the line of sight, spread over the axes as the birth prior spreads a radial speed, and its range
+moved to the plots' estimate at that alias. The sums live in the track table
+(`TrackTable.alias_sums`), recentred at every plot so that neither time nor range grows in them;
+one radar keeps them per track (the first wrapping one that saw it).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+from scipy.special import chdtri
+
+from cuas_node.fusion.measurement_models import MeasurementModel, RadarModel
+from cuas_node.fusion.models import velocity_prior
+from cuas_node.fusion.tracks import TrackTable
+from cuas_node.kernel.pose import wrap
+
+FloatArray = npt.NDArray[np.float64]
+IndexArray = npt.NDArray[np.intp]
+
+SWITCH_ERROR = 0.01
+"""A track past its second plot changes its alias only when its plots leave the one it has less
+than this probability (`gating._alias_choice` on one plot, `observe` on all of them)."""
+
+
+def wrapping_span(model: MeasurementModel) -> float | None:
+    """The span of a radar scan whose range-rate wraps, None for any other scan."""
+    if not isinstance(model, RadarModel) or model.dim != 4:
+        return None
+    return model.unambiguous_range_rate_mps
+
+
+def alias_prior(model: RadarModel, los: FloatArray, radial: FloatArray) -> tuple[int, FloatArray]:
+    """The alias steps the birth prior allows (`reach`: its 3 sigmas) and, for tracks whose line
+    of sight from the radar is `los` (N,3) and whose radial speed is `radial` (N,) now, the log
+    weight (N, 2·reach + 1) of each alias k = −reach..reach: the prior along the line of sight
+    (narrower for an elevated one: the climb prior is) at that speed plus 2k·span, normalised
+    over those within its 3 sigmas (−inf beyond; the alias a track has is always allowed)."""
+    span = model.unambiguous_range_rate_mps
+    assert span is not None
+    reach = math.ceil(3.0 * model.initial_speed_sigma_mps / (2.0 * span))
+    steps = np.arange(-reach, reach + 1)
+    prior = velocity_prior(model.initial_speed_sigma_mps)
+    sigma = np.sqrt(np.einsum("ki,ij,kj->k", los, prior, los))[:, None]
+    candidate = radial[:, None] + 2.0 * span * steps[None, :]
+    allowed = np.abs(candidate) <= 3.0 * sigma
+    allowed[:, reach] = True
+    log_prior = np.where(allowed, -0.5 * (candidate / sigma) ** 2, -np.inf)
+    return reach, log_prior - np.logaddexp.reduce(log_prior, axis=1, keepdims=True)
+
+
+def radial_spread(model: RadarModel, los: FloatArray) -> FloatArray:
+    """The velocity change (N,3) per m/s more along each line of sight `los` (N,3), spread over
+    the axes as the birth prior spreads a radial speed (`models.radial_posterior`: its radial
+    part is 1; mostly level flight). Not the track's own covariance: its radial speed is pinned
+    by the range-rate along lines of sight that have turned since, and the ratio blows up."""
+    pl = los @ velocity_prior(model.initial_speed_sigma_mps)  # P l (the prior is symmetric)
+    return np.asarray(pl / np.einsum("ki,ki->k", pl, los)[:, None])
+
+
+def line_of_sight(model: RadarModel, positions: FloatArray) -> FloatArray:
+    """Unit vectors (N,3 ENU) from the radar to these positions."""
+    d = positions - model.pose.offset_enu_m
+    return d / np.maximum(np.linalg.norm(d, axis=1), 1e-9)[:, None]
+
+
+def observe(
+    table: TrackTable,
+    slots: IndexArray,
+    z: FloatArray,
+    r: FloatArray,
+    t: float,
+    model: MeasurementModel,
+    bit: int,
+) -> IndexArray:
+    """These tracks (updated, or started, by the plots `z` (N,4) with noise `r` (N,4,4) of a
+    scan at `t` of the radar `bit`) add their plot to their alias evidence; those whose evidence
+    leaves the alias they have under `SWITCH_ERROR` take the likeliest. Returns the tracks that
+    changed alias (none for a scan whose range-rate does not wrap)."""
+    span = wrapping_span(model)
+    if span is None or not slots.size:
+        return slots[:0]
+    assert isinstance(model, RadarModel)
+    w = 1.0 / r[:, 0, 0]
+    fresh = table.alias_bit[slots] < 0
+    if fresh.any():
+        table.alias_bit[slots[fresh]] = bit
+        _restart(table, slots[fresh], t, z[fresh], w[fresh])
+    own = ~fresh & (table.alias_bit[slots] == bit) & (table.alias_t[slots] < t)
+    if not own.any():
+        return slots[:0]
+    slots, told, u = _add_plot(table, slots[own], t, z[own], w[own], span)
+    if not told.any():
+        return slots[:0]
+    return _decide(table, slots[told], u[told], model, span)
+
+
+def _restart(table: TrackTable, slots: IndexArray, t: float, z: FloatArray, w: FloatArray) -> None:
+    """The fit of these tracks holds this plot alone (its time 0, its range-rate the speed followed)."""
+    table.alias_t[slots], table.alias_u[slots] = t, z[:, 3]
+    sums = np.zeros((slots.size, 7))
+    sums[:, 0], sums[:, 3], sums[:, 5], sums[:, 6] = w, w * z[:, 0], w * z[:, 0] ** 2, 1.0
+    table.alias_sums[slots] = sums
+
+
+def _add_plot(
+    table: TrackTable, slots: IndexArray, t: float, z: FloatArray, w: FloatArray, span: float
+) -> tuple[IndexArray, npt.NDArray[np.bool_], FloatArray]:
+    """Add each track's plot to its fit (the sums Σw, Σwt, Σwt², Σwy, Σwyt, Σwy², n with time
+    and residual y centred on the last plot: recentred here on this one). Returns the slots, which
+    of them have a fit that tells (three plots or more on a line) and the speed followed now."""
+    sw, st, stt, sy, syt, syy, n = table.alias_sums[slots].T
+    dt = t - table.alias_t[slots]
+    last = table.alias_u[slots]
+    u = last + wrap(z[:, 3] - last, span)  # its radial speed followed from plot to plot
+    moved = 0.5 * (last + u) * dt  # the range that speed covered since the last plot
+    sy, syt, syy = sy + moved * sw, syt + moved * st, syy + 2.0 * moved * sy + moved * moved * sw
+    st, stt, syt = st - dt * sw, stt - 2.0 * dt * st + dt * dt * sw, syt - dt * sy
+    sw, sy, syy, n = sw + w, sy + w * z[:, 0], syy + w * z[:, 0] ** 2, n + 1.0
+    table.alias_sums[slots] = np.column_stack([sw, st, stt, sy, syt, syy, n])
+    table.alias_t[slots], table.alias_u[slots] = t, u
+    told = n > 2.0
+    if told.any():
+        # Plots a line does not explain (a false alarm taken, a speed followed wrongly from plot
+        # to plot at a low rate) are no evidence: the fit starts again at this plot.
+        spread = sw[told] * stt[told] - st[told] ** 2
+        fitted = stt[told] * sy[told] ** 2 - 2.0 * st[told] * sy[told] * syt[told] + sw[told] * syt[told] ** 2
+        broken = np.zeros(slots.size, dtype=bool)
+        broken[told] = syy[told] * spread - fitted > spread * chdtri(n[told] - 2.0, SWITCH_ERROR)
+        if broken.any():
+            _restart(table, slots[broken], t, z[broken], w[broken])
+            told &= ~broken
+    return slots, told, u
+
+
+def _decide(
+    table: TrackTable, slots: IndexArray, u: FloatArray, model: RadarModel, span: float
+) -> IndexArray:
+    """Weigh each alias of these tracks (their fit's slope is 2k·span where the drone's radial
+    speed is alias k of the one followed, `u`; the track's own speed is some alias of that one)
+    against the one each has; move those whose alias falls under `SWITCH_ERROR`."""
+    sw, st, stt, sy, syt = table.alias_sums[slots, :5].T
+    spread = sw * stt - st * st
+    d = table.x[slots, :3] - model.pose.offset_enu_m
+    distance = np.maximum(np.linalg.norm(d, axis=1), 1e-9)
+    los = d / distance[:, None]
+    radial = np.einsum("ki,ki->k", los, table.x[slots, 3:])
+    slope = (sw * syt - st * sy) / spread - (radial - u)  # against the track's alias
+    variance = sw / spread
+    # Most tracks' fits leave no doubt: a slope within the span favours the alias they have over
+    # every other by at least exp(2·span·(span − |slope|)/variance), and the prior's odds of all
+    # the others together are at most 2·reach·e^4.5 (each within its 3 sigmas; a track beyond
+    # them is left to its plots): weighed only where that could bring the alias they have under
+    # `SWITCH_ERROR`.
+    reach = math.ceil(3.0 * model.initial_speed_sigma_mps / (2.0 * span))
+    bound = 0.5 * 3.0**2 + math.log(2.0 * reach) - math.log(1.0 / SWITCH_ERROR - 1.0)
+    doubt = (np.abs(slope) >= span) | (2.0 * span * (span - np.abs(slope)) < bound * variance)
+    if not doubt.any():
+        return slots[:0]
+    slots, los, slope, variance = slots[doubt], los[doubt], slope[doubt], variance[doubt]
+    reach, log_prior = alias_prior(model, los, radial[doubt])
+    steps = np.arange(-reach, reach + 1)
+    log_post = log_prior - 0.5 * (slope[:, None] - 2.0 * span * steps[None, :]) ** 2 / variance[:, None]
+    log_post -= np.logaddexp.reduce(log_post, axis=1, keepdims=True)
+    switch = log_post[:, reach] < math.log(SWITCH_ERROR)
+    if not switch.any():
+        return slots[:0]
+    slots, los, slope = slots[switch], los[switch], slope[switch]
+    dv = 2.0 * span * steps[np.argmax(log_post[switch], axis=1)]
+    # The range the plots put the track at, at that alias (the intercept of a line of that
+    # slope through the residuals: now, at time 0 of the sums).
+    sw, st, stt, sy, syt = table.alias_sums[slots, :5].T
+    followed = (sw * syt - st * sy) / (sw * stt - st * st) - slope  # the fit's slope at the track's alias
+    at = (sy - (dv + followed) * st) / sw
+    dr = at - np.linalg.norm(table.x[slots, :3] - model.pose.offset_enu_m, axis=1)
+    dx = np.concatenate([los * dr[:, None], radial_spread(model, los) * dv[:, None]], axis=1)
+    table.x[slots] += dx
+    table.xm[slots] += dx[:, None, :]
+    return slots
