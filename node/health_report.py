@@ -106,4 +106,5 @@ def fusion_entry(status: FusionStatus, queue_depth: int) -> dict[str, Any]:
         "outside_coverage": status.outside_coverage,
         "fixtures_learnt": status.fixtures_learnt,
         "clutter_spots": status.clutter_spots,
+        "range_rate_contradicted": status.range_rate_contradicted,
     }

@@ -272,6 +272,10 @@ class TrackStats:
     clutter_spots: dict[str, int] = dataclasses.field(default_factory=dict)
     """Per radar: the places that gave several plots a scan in the last minutes and are priced as
     clutter at the end (`fusion.local_clutter`; health's `fusion.clutter_spots`)."""
+    range_rate_contradicted: dict[str, tuple[int, float]] = dataclasses.field(default_factory=dict)
+    """Per radar with range-rate and no `unambiguous_range_rate_mps`: the tracks whose range moved
+    at a speed its range-rate contradicted, and the smallest such disagreement (`alias_evidence`;
+    health's `fusion.range_rate_contradicted`)."""
 
 
 class Tracking:
@@ -352,5 +356,6 @@ class Tracking:
                 stats.clutter_spots[s.sensor_id] = tracker.local_clutter.spots(
                     self.core.now, tracker.stats, bit
                 )
+                stats.range_rate_contradicted[s.sensor_id] = tracker.alias.contradicted(bit)
         stats.wall_s = time.perf_counter() - started
         return stats

@@ -149,6 +149,15 @@ def summary(stats: TrackStats) -> list[str]:
         lines += [
             f"radar {sensor_id!r}: {places} {told}" for sensor_id, places in per_radar.items() if places
         ]
+    for sensor_id, (tracks, median) in stats.range_rate_contradicted.items():
+        if tracks:
+            lines.append(
+                f"radar {sensor_id!r}: on {tracks} tracks its range moved at a speed its range-rate "
+                f"contradicted (by {median:.1f} m/s, the median when each was told): a radar whose "
+                "range-rate wraps reads so, by about twice its span or a multiple (set "
+                "unambiguous_range_rate_mps), as does one whose range-rate has the other sign or "
+                "another unit (docs/config.md)"
+            )
     if stats.wrong_role:
         lines.append(
             f"skipped {stats.wrong_role.total()} measurements of a kind their sensor does not produce "

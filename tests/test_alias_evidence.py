@@ -7,15 +7,20 @@ position, at the radial speed of the alias it has; only `observe` changes that s
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cuas_node.cli import main
 from cuas_node.fusion import alias_evidence
 from cuas_node.fusion.measurement_models import radar_model
 from cuas_node.fusion.params import RadarSensor
 from cuas_node.fusion.tracks import TrackTable
+from cuas_node.kernel.measurement import RadarDetection
 from cuas_node.kernel.pose import Pose, cartesian_to_spherical, wrap
+from cuas_node.publish import wire
 
 SPAN = 7.0
 SIGMAS = np.array([1.0, math.radians(1.0), math.radians(2.0), 0.2])
@@ -38,6 +43,7 @@ def _speeds(true_radial: float, start_radial: float, seed: int, rate_hz: float, 
     model = radar_model(sensor)
     table = TrackTable(8, 1, [1.0])
     rng = np.random.default_rng(seed)
+    evidence = alias_evidence.AliasEvidence()
     r = np.diag(SIGMAS**2)[None]
     speeds = []
     radial = start_radial
@@ -53,7 +59,7 @@ def _speeds(true_radial: float, start_radial: float, seed: int, rate_hz: float, 
         else:
             table.x[slot], table.xm[slot] = x, x[:, None, :]
             table.updates[slot] += 1
-        alias_evidence.observe(table, slot, z, r, t, model, 0)
+        evidence.observe(table, slot, z, r, t, model, 0)
         radial = float(table.x[slot[0], 3:] @ DIRECTION)
         speeds.append(radial)
     return speeds
@@ -95,6 +101,7 @@ def test_the_evidence_follows_a_drone_whose_radial_speed_changes() -> None:
     model = radar_model(sensor)
     table = TrackTable(8, 1, [1.0])
     rng = np.random.default_rng(1)
+    evidence = alias_evidence.AliasEvidence()
     start, velocity = np.array([-300.0, 150.0, 20.0]), np.array([30.0, 0.0, 0.0])
     slot = None
     for k in range(400):
@@ -111,5 +118,65 @@ def test_the_evidence_follows_a_drone_whose_radial_speed_changes() -> None:
             table.x[slot], table.xm[slot] = x, x[:, None, :]
             table.updates[slot] += 1
         noise = np.diag(np.square([1.0, 0.04, 0.08, 0.2]))[None]
-        moved = alias_evidence.observe(table, slot, z, noise, t, model, 0)
+        moved = evidence.observe(table, slot, z, noise, t, model, 0)
         assert not moved.size, t
+
+
+# -- a radar whose range-rate wraps, configured without its span --------------------------------
+TOML = """
+[node]
+id = "bench"
+position = { lat = 52.0, lon = 4.0, alt_m = 0.0 }
+
+[[sensors]]
+kind = "radar"
+id = "surv"
+max_range_m = 500
+range_sigma_m = 1.0
+az_sigma_deg = 1.0
+el_sigma_deg = 2.0
+range_rate = true
+range_rate_sigma_mps = 0.2
+rate_hz = 20
+false_alarms_per_scan = 0.5
+"""
+
+
+def _told(tmp_path: Path, capsys: pytest.CaptureFixture[str], wraps: bool, key: bool) -> str:
+    """`track`'s summary for 10 s of two drones (25 m/s towards the radar, 12 m/s away: beyond a
+    ±7 m/s span), their plots' range-rate wrapped there or not, the key set or not."""
+    rng = np.random.default_rng(3)
+    lines = []
+    t0 = 1_750_000_000.0
+    for k in range(200):
+        t = k / 20.0
+        for start, radial, az in ((300.0, -25.0, 0.3), (150.0, 12.0, -0.4)):
+            if rng.random() > 0.9:
+                continue
+            reported = wrap(radial, SPAN) if wraps else radial
+            m = RadarDetection(
+                "surv", t0 + t, 12.0 + t, start + radial * t + rng.normal(), az + 0.017 * rng.normal(),
+                0.1 + 0.035 * rng.normal(), reported + 0.2 * rng.normal(), 1.0, 0.017, 0.035, 0.2, 15.0,
+            )  # fmt: skip
+            lines.append(wire.dumps(wire.measurement_record(m)))
+    config, path = tmp_path / "radar.toml", tmp_path / "plots.jsonl"
+    config.write_text(TOML + (f"unambiguous_range_rate_mps = {SPAN}\n" if key else ""))
+    path.write_text("\n".join(lines) + "\n")
+    assert main(["track", "--config", str(config), str(path)]) == 0
+    return capsys.readouterr().err
+
+
+def test_a_wrapping_radar_configured_without_its_span_is_told(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its drones beyond the span have tracks whose range moves against their range-rate by
+    2k·span: `track`'s summary names the radar and the key. Not with the key set, and not for the
+    same drones from a radar that does not wrap."""
+    told = _told(tmp_path, capsys, wraps=True, key=False)
+    found = re.search(r"radar 'surv': on (\d+) tracks its range moved at a speed its range-rate "
+                      r"contradicted \(by ([\d.]+) m/s", told)  # fmt: skip
+    assert found is not None, told
+    assert int(found.group(1)) >= 2 and 2.0 * SPAN - 6.0 <= float(found.group(2)) <= 4.0 * SPAN + 6.0
+    assert "unambiguous_range_rate_mps" in told
+    assert "contradicted" not in _told(tmp_path, capsys, wraps=True, key=True)
+    assert "contradicted" not in _told(tmp_path, capsys, wraps=False, key=False)

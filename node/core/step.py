@@ -93,7 +93,9 @@ class FusionStatus:
     """The fusion part of the `health` message: tracks by status, initiations refused for lack of
     room, measurements that arrived after their turn (`late`) and held in the reorder window,
     those fusion could not use (`dropped`, by reason), the places learnt as radar fixtures
-    (`fixtures_learnt`) and those where a radar gives several plots a scan now (`clutter_spots`)."""
+    (`fixtures_learnt`), those where a radar gives several plots a scan now (`clutter_spots`),
+    and the tracks whose range moved at a speed their radar's range-rate contradicted
+    (`range_rate_contradicted`: a wrapping radar configured without its span)."""
 
     confirmed: int
     coasting: int
@@ -109,6 +111,7 @@ class FusionStatus:
     outside_coverage: int = 0
     fixtures_learnt: int = 0
     clutter_spots: int = 0
+    range_rate_contradicted: int = 0
 
 
 class NodeCore:
@@ -319,4 +322,5 @@ class NodeCore:
             outside_coverage=self.engine.counters.outside_coverage,
             fixtures_learnt=self.engine.tracker.fixtures.learnt(),
             clutter_spots=self.engine.tracker.local_clutter.spots(self.now, self.engine.tracker.stats),
+            range_rate_contradicted=self.engine.tracker.alias.contradicted_total(),
         )

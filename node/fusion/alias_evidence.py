@@ -6,16 +6,23 @@ radial speed modulo twice its span. A track's second plot tells the alias where 
 for a ±7 m/s span, inside one plot's range noise for a radar of 1 m: tracks confirmed at the
 alias the birth prior liked and lost their drone within half a second, scan after scan (an
 outside test, 2026-12-06: 12–41 ID switches a minute). Together the plots tell it: a track's
-plot ranges less the integral of its radial speed (each plot's range-rate unwrapped at the
-track's alias, so a drone's own change of radial speed is followed) stay level at the right
-alias and climb at 2k·span at a wrong one. The weighted least-squares slope of that residual,
-with its variance from the plots' range noise, weighs each alias against the birth prior's
-odds of it (`alias_prior`, the one `gating` uses at the second plot); a track whose alias that
-leaves under `gating.SWITCH_ERROR` takes the likeliest: its velocity changed by 2k·span along
-the line of sight, spread over the axes as the birth prior spreads a radial speed, and its range
-moved to the plots' estimate at that alias. The sums live in the track table
-(`TrackTable.alias_sums`), recentred at every plot so that neither time nor range grows in them;
-one radar keeps them per track (the first wrapping one that saw it).
+plot ranges less the integral of its radial speed (each plot's range-rate unwrapped at the last
+plot's by the smallest wrapped change, so a drone's own change of radial speed is followed)
+stay level at the right alias and climb at 2k·span at a wrong one. The weighted least-squares
+slope of that residual, with its variance from the plots' range noise, weighs each alias
+against the birth prior's odds of it (`alias_prior`, the one `gating` uses at the second plot);
+a track whose alias that leaves under `SWITCH_ERROR` takes the likeliest: its velocity changed
+by 2k·span along the line of sight, spread over the axes as the birth prior spreads a radial
+speed, and its range moved to the plots' estimate at that alias. A fit no line explains (χ² at
+`SWITCH_ERROR`: a false alarm taken, a speed followed wrongly between plots at a low rate)
+starts again. The sums live in the track table (`TrackTable.alias_sums`), recentred at every
+plot so that neither time nor range grows in them; one radar keeps them per track (the first
+with range-rate that saw it).
+
+A radar with range-rate configured without a span gets the same fits, its range-rates followed
+as reported: where its range-rate wraps after all, its drones beyond the span move against it
+by 2k·span, and the tracks that show it are counted (`AliasEvidence.contradicted`: health's
+`fusion.range_rate_contradicted`, `track`'s summary), so that the missing key is named.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from scipy.special import chdtri
 
 from cuas_node.fusion.measurement_models import MeasurementModel, RadarModel
 from cuas_node.fusion.models import velocity_prior
-from cuas_node.fusion.tracks import TrackTable
+from cuas_node.fusion.tracks import Status, TrackTable
 from cuas_node.kernel.pose import wrap
 
 FloatArray = npt.NDArray[np.float64]
@@ -80,35 +87,89 @@ def line_of_sight(model: RadarModel, positions: FloatArray) -> FloatArray:
     return d / np.maximum(np.linalg.norm(d, axis=1), 1e-9)[:, None]
 
 
-def observe(
-    table: TrackTable,
-    slots: IndexArray,
-    z: FloatArray,
-    r: FloatArray,
-    t: float,
-    model: MeasurementModel,
-    bit: int,
-) -> IndexArray:
-    """These tracks (updated, or started, by the plots `z` (N,4) with noise `r` (N,4,4) of a
-    scan at `t` of the radar `bit`) add their plot to their alias evidence; those whose evidence
-    leaves the alias they have under `SWITCH_ERROR` take the likeliest. Returns the tracks that
-    changed alias (none for a scan whose range-rate does not wrap)."""
-    span = wrapping_span(model)
-    if span is None or not slots.size:
-        return slots[:0]
-    assert isinstance(model, RadarModel)
-    w = 1.0 / r[:, 0, 0]
-    fresh = table.alias_bit[slots] < 0
-    if fresh.any():
-        table.alias_bit[slots[fresh]] = bit
-        _restart(table, slots[fresh], t, z[fresh], w[fresh])
-    own = ~fresh & (table.alias_bit[slots] == bit) & (table.alias_t[slots] < t)
-    if not own.any():
-        return slots[:0]
-    slots, told, u = _add_plot(table, slots[own], t, z[own], w[own], span)
-    if not told.any():
-        return slots[:0]
-    return _decide(table, slots[told], u[told], model, span)
+class AliasEvidence:
+    """The fits of a scan's tracks, and what they told of each radar: for a radar configured
+    with a span, the aliases they moved to; for one configured without (`contradicted`), the
+    tracks whose plots' range moved at a speed its range-rate contradicted."""
+
+    KEPT = 256  # disagreements kept per radar (the latest), for their median
+
+    def __init__(self) -> None:
+        self._disagreements: dict[int, list[float]] = {}
+        self._contradicted: dict[int, int] = {}
+        self._fastest: dict[int, float] = {}  # the largest radial speed a span-less radar reported
+
+    def observe(
+        self,
+        table: TrackTable,
+        slots: IndexArray,
+        z: FloatArray,
+        r: FloatArray,
+        t: float,
+        model: MeasurementModel,
+        bit: int,
+    ) -> IndexArray:
+        """These tracks (updated, or started, by the plots `z` (N,4) with noise `r` (N,4,4) of a
+        scan at `t` of the radar `bit`) add their plot to their fit; of a wrapping radar, those
+        whose fit leaves the alias they have under `SWITCH_ERROR` take the likeliest (returned);
+        of a radar with range-rate configured without a span, a track whose fit contradicts the
+        range-rate is counted (`contradicted`)."""
+        if not isinstance(model, RadarModel) or model.dim != 4 or not slots.size:
+            return slots[:0]
+        span = model.unambiguous_range_rate_mps
+        w = 1.0 / r[:, 0, 0]
+        fresh = table.alias_bit[slots] < 0
+        if fresh.any():
+            table.alias_bit[slots[fresh]] = bit
+            _restart(table, slots[fresh], t, z[fresh], w[fresh])
+        own = ~fresh & (table.alias_bit[slots] == bit) & (table.alias_t[slots] < t)
+        if span is None:
+            own &= ~table.contradicted[slots]
+            self._fastest[bit] = max(self._fastest.get(bit, 0.0), float(np.abs(z[:, 3]).max()))
+        if not own.any():
+            return slots[:0]
+        slots, told, u = _add_plot(table, slots[own], t, z[own], w[own], span)
+        if not told.any():
+            return slots[:0]
+        if span is None:
+            self._contradict(table, slots[told], r[own][told, 3, 3], bit)
+            return slots[:0]
+        return _decide(table, slots[told], u[told], model, span)
+
+    def contradicted(self, bit: int) -> tuple[int, float]:
+        """The tracks of radar `bit` (configured without a span) whose plots' range moved at a
+        speed their range-rate contradicted, and the median disagreement of the latest `KEPT`
+        (m/s, when each was first told; 0 without): a wrapping radar's are 2k·span."""
+        kept = self._disagreements.get(bit)
+        return self._contradicted.get(bit, 0), float(np.median(kept)) if kept else 0.0
+
+    def contradicted_total(self) -> int:
+        """`contradicted`'s tracks over every radar (health's `fusion.range_rate_contradicted`)."""
+        return sum(self._contradicted.values())
+
+    def _contradict(self, table: TrackTable, slots: IndexArray, rate_variance: FloatArray, bit: int) -> None:
+        """Count the established tracks whose fit's slope (the speed of their range less their
+        range-rate's) is larger than any radial speed the radar reported (a wrapping radar's
+        fill its span, and its drones beyond it disagree by twice that or more) and than 3 of
+        one plot's range-rate sigmas, and lies outside its own interval at 1 % / n² after n
+        plots (tested at every plot, a track is so told falsely less than 0.4 % of the time over
+        its whole life: Σ 1 %/n² from n = 3). No noise of the radar makes that; a radar whose
+        range-rate wraps, configured without its span, does, as does one whose range-rate has
+        the other sign or another unit."""
+        sw, st, stt, sy, syt, _, n = table.alias_sums[slots].T
+        spread = sw * stt - st * st
+        slope = (sw * syt - st * sy) / spread
+        established = table.status[slots] != Status.TENTATIVE
+        significant = slope**2 * spread > sw * chdtri(1.0, SWITCH_ERROR / n**2)
+        floor = np.maximum(9.0 * rate_variance, self._fastest[bit] ** 2)
+        off = established & significant & (slope**2 > floor)
+        if not off.any():
+            return
+        table.contradicted[slots[off]] = True
+        self._contradicted[bit] = self._contradicted.get(bit, 0) + int(off.sum())
+        kept = self._disagreements.setdefault(bit, [])
+        kept.extend(np.abs(slope[off]).tolist())
+        del kept[: -self.KEPT]
 
 
 def _restart(table: TrackTable, slots: IndexArray, t: float, z: FloatArray, w: FloatArray) -> None:
@@ -120,7 +181,7 @@ def _restart(table: TrackTable, slots: IndexArray, t: float, z: FloatArray, w: F
 
 
 def _add_plot(
-    table: TrackTable, slots: IndexArray, t: float, z: FloatArray, w: FloatArray, span: float
+    table: TrackTable, slots: IndexArray, t: float, z: FloatArray, w: FloatArray, span: float | None
 ) -> tuple[IndexArray, npt.NDArray[np.bool_], FloatArray]:
     """Add each track's plot to its fit (the sums Σw, Σwt, Σwt², Σwy, Σwyt, Σwy², n with time
     and residual y centred on the last plot: recentred here on this one). Returns the slots, which
@@ -128,7 +189,8 @@ def _add_plot(
     sw, st, stt, sy, syt, syy, n = table.alias_sums[slots].T
     dt = t - table.alias_t[slots]
     last = table.alias_u[slots]
-    u = last + wrap(z[:, 3] - last, span)  # its radial speed followed from plot to plot
+    # Its radial speed followed from plot to plot (as reported, for a radar without a span).
+    u = z[:, 3].copy() if span is None else last + wrap(z[:, 3] - last, span)
     moved = 0.5 * (last + u) * dt  # the range that speed covered since the last plot
     sy, syt, syy = sy + moved * sw, syt + moved * st, syy + 2.0 * moved * sy + moved * moved * sw
     st, stt, syt = st - dt * sw, stt - 2.0 * dt * st + dt * dt * sw, syt - dt * sy

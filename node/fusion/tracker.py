@@ -15,7 +15,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import chi2
 
-from cuas_node.fusion import alias_evidence, imm, jpda, late
+from cuas_node.fusion import imm, jpda, late
+from cuas_node.fusion.alias_evidence import AliasEvidence
 from cuas_node.fusion.association import assign
 from cuas_node.fusion.fixtures import SiteFixtures, unexplained_by_site
 from cuas_node.fusion.gating import Gating, gate_scan, take_alias
@@ -81,6 +82,7 @@ class Tracker:
         self.manager = TrackManager(params, self.table, self.stats, self._underground)
         self.fixtures = SiteFixtures(params.learn_fixtures_after_s)  # recurring plots: site (`fixtures`)
         self.local_clutter = SiteLocalClutter(params.local_clutter)  # where plots come several at a time
+        self.alias = AliasEvidence()  # what all of a track's plots say of its range-rate (`alias_evidence`)
         self.births = BirthCounters()
         self._gates: dict[int, float] = {}
         self.ground: Ground | None = None  # set by the engine once the local frame is known
@@ -199,7 +201,7 @@ class Tracker:
                             clutter if lam is None else lam[now_cols],
                         ),
                     )
-                    alias_evidence.observe(
+                    self.alias.observe(
                         tb, active[now_rows], scan.z[now_cols], scan.r[now_cols], scan.t, scan.model, bit
                     )
                     self._late_update(active[rows[hard & ~in_time]], scan, cols[hard & ~in_time])
@@ -344,7 +346,7 @@ class Tracker:
         slots = self.table.allocate(x[keep], p[keep], scan.t, bit, scan.model.ranging, scan.physical)
         self.history.start(self.table, slots)
         used = candidates[keep][: slots.size]
-        alias_evidence.observe(self.table, slots, scan.z[used], scan.r[used], scan.t, scan.model, bit)
+        self.alias.observe(self.table, slots, scan.z[used], scan.r[used], scan.t, scan.model, bit)
         if not scan.model.ranging:
             self.table.bearing_sigma_rad[slots] = np.sqrt(scan.r[used, 0, 0])
         if scan.model.ranging:

@@ -100,6 +100,7 @@ class TrackTable:
         self.alias_t = np.zeros(capacity)
         self.alias_u = np.zeros(capacity)
         self.alias_sums = np.zeros((capacity, 7))
+        self.contradicted = np.zeros(capacity, dtype=bool)  # ... told a span-less radar's wrong
         self._next_number = 1
 
     def active(self) -> npt.NDArray[np.intp]:
@@ -178,6 +179,7 @@ class TrackTable:
         self.t_accel[slots] = np.nan
         self.changed[slots] = True
         self.alias_bit[slots] = -1
+        self.contradicted[slots] = False
         return slots
 
     def fed(
