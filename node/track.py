@@ -274,8 +274,8 @@ class TrackStats:
     clutter at the end (`fusion.local_clutter`; health's `fusion.clutter_spots`)."""
     range_rate_contradicted: dict[str, tuple[int, float]] = dataclasses.field(default_factory=dict)
     """Per radar with range-rate and no `unambiguous_range_rate_mps`: the tracks whose range moved
-    at a speed its range-rate contradicted, and the smallest such disagreement (`alias_evidence`;
-    health's `fusion.range_rate_contradicted`)."""
+    at a speed its range-rate contradicted, and the median disagreement when each was told
+    (`alias_evidence`; health's `fusion.range_rate_contradicted`)."""
 
 
 class Tracking:

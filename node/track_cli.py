@@ -155,8 +155,9 @@ def summary(stats: TrackStats) -> list[str]:
                 f"radar {sensor_id!r}: on {tracks} tracks its range moved at a speed its range-rate "
                 f"contradicted (by {median:.1f} m/s, the median when each was told): a radar whose "
                 "range-rate wraps reads so, by about twice its span or a multiple (set "
-                "unambiguous_range_rate_mps), as does one whose range-rate has the other sign or "
-                "another unit (docs/config.md)"
+                "unambiguous_range_rate_mps, docs/config.md), as does one whose range-rate has the "
+                "other sign (radial_mps is positive moving away) or another unit (convert it where "
+                "the lines are written, docs/track.md)"
             )
     if stats.wrong_role:
         lines.append(

@@ -91,11 +91,15 @@ def test_a_young_track_at_a_wrong_alias_takes_the_right_one_within_half_a_second
         assert set(np.round(speeds[~right])).issubset({3.0, -11.0}), seed
 
 
-def test_the_evidence_follows_a_drone_whose_radial_speed_changes() -> None:
+@pytest.mark.parametrize(("rate_hz", "closest_m"), [(20.0, 150.0), (2.0, 30.0), (1.0, 30.0)])
+def test_the_evidence_follows_a_drone_whose_radial_speed_changes(rate_hz: float, closest_m: float) -> None:
     """A drone flying straight past the radar at 30 m/s: its radial speed goes from -27 to +27 m/s
-    through 0, wrapping four times. The plots' range-rates are unwrapped from plot to plot
-    before they are integrated, so the fit stays level and the track (held at the drone's true
-    radial speed here) is never moved."""
+    through 0, wrapping four times; passing 30 m away at 1-2 Hz it changes by more than the span
+    between plots. The plots' range-rates are followed from plot to plot, the turn of the line
+    of sight taken into account, before they are integrated, so the fit stays level and a
+    confirmed track held at the drone's true velocity is never moved. (Followed by the smallest
+    wrapped change alone, such a track was moved in every run at 2 Hz, 30 m: the review of
+    114db05.)"""
     sensor = RadarSensor(
         "r",
         Pose.from_angles(0, 0, 0, (0, 0, 0)),
@@ -105,28 +109,68 @@ def test_the_evidence_follows_a_drone_whose_radial_speed_changes() -> None:
         unambiguous_range_rate_mps=SPAN,
     )
     model = radar_model(sensor)
-    table = TrackTable(8, 1, [1.0])
+    noise = np.diag(np.square([1.0, 0.04, 0.08, 0.2]))[None]
+    start, velocity = np.array([-300.0, closest_m, 20.0]), np.array([30.0, 0.0, 0.0])
+    for seed in range(1, 11):
+        table = TrackTable(8, 1, [1.0])
+        rng = np.random.default_rng(seed)
+        evidence = alias_evidence.AliasEvidence()
+        slot = None
+        for k in range(round(20.0 * rate_hz)):
+            t = k / rate_hz
+            truth = start + velocity * t
+            rng_, az, el = cartesian_to_spherical(truth[None, :])
+            radial = float(velocity @ truth / np.linalg.norm(truth))
+            z = np.column_stack([rng_, az, el, [wrap(radial, SPAN)]])
+            z += rng.normal(size=(1, 4)) * [1.0, 0.04, 0.08, 0.2]
+            x = np.concatenate([truth, velocity])[None, :]
+            if slot is None:
+                slot = table.allocate(x, np.eye(6)[None] * 100.0, t, 0, True)
+                table.status[slot] = Status.CONFIRMED
+            else:
+                table.x[slot], table.xm[slot] = x, x[:, None, :]
+            moved = evidence.observe(table, slot, z, noise, t, model, 0)
+            assert not moved.size, (seed, t)
+
+
+def test_an_established_track_at_a_speed_the_prior_finds_rare_is_moved_by_its_plots_alone() -> None:
+    """A confirmed track at a drone's true -48 m/s, beyond the birth prior's 3 sigmas: the prior
+    alone moved it to -20 or -6 m/s, for good (the review of 114db05: 23 runs of 60). An
+    established track is weighed on its plots alone; a young one may be taken to the alias the
+    prior prefers while its plots are few, and comes back on them within 10 plots."""
+    for seed in range(1, 11):
+        assert _speeds(-48.0, -48.0, seed, 20.0, 80, Status.CONFIRMED) == pytest.approx([-48.0] * 80)
+        young = np.array(_speeds(-48.0, -48.0, seed, 20.0, 80, Status.TENTATIVE))
+        assert np.all(np.abs(young[10:] + 48.0) < 1e-6), (seed, young[:12])
+
+
+def test_a_wrapping_radar_takes_over_a_fit_a_radar_without_a_span_began() -> None:
+    """A track a range-rate radar configured without a span saw first (its fit began there, at
+    the reported +3 m/s of a drone at -25 m/s): a wrapping radar's plots take the fit over and
+    tell the alias."""
+    pose = Pose.from_angles(0, 0, 0, (0, 0, 0))
+    common = {"range_sigma_m": 1.0, "range_rate_sigma_mps": 0.2}
+    plain = radar_model(RadarSensor("plain", pose, 500.0, **common))  # type: ignore[arg-type]
+    wrapping = radar_model(RadarSensor("wraps", pose, 500.0, unambiguous_range_rate_mps=SPAN, **common))  # type: ignore[arg-type]
+    table, evidence = TrackTable(8, 1, [1.0]), alias_evidence.AliasEvidence()
     rng = np.random.default_rng(1)
-    evidence = alias_evidence.AliasEvidence()
-    start, velocity = np.array([-300.0, 150.0, 20.0]), np.array([30.0, 0.0, 0.0])
-    slot = None
-    for k in range(400):
+    r = np.diag(np.square([1.0, 0.017, 0.035, 0.2]))[None]
+    slot, radial = None, 3.0
+    for k in range(60):
         t = k / 20.0
-        truth = start + velocity * t
+        truth = DIRECTION * (250.0 - 25.0 * t)
         rng_, az, el = cartesian_to_spherical(truth[None, :])
-        radial = float(velocity @ truth / np.linalg.norm(truth))
-        z = np.column_stack([rng_, az, el, [wrap(radial, SPAN)]])
-        z += rng.normal(size=(1, 4)) * [1.0, 0.04, 0.08, 0.2]
-        x = np.concatenate([truth, velocity])[None, :]
+        z = np.column_stack([rng_, az, el, [3.0]]) + rng.normal(size=(1, 4)) * [1.0, 0.017, 0.035, 0.2]
+        x = np.concatenate([truth, DIRECTION * radial])[None, :]
         if slot is None:
             slot = table.allocate(x, np.eye(6)[None] * 100.0, t, 0, True)
             table.status[slot] = Status.CONFIRMED
         else:
             table.x[slot], table.xm[slot] = x, x[:, None, :]
-            table.updates[slot] += 1
-        noise = np.diag(np.square([1.0, 0.04, 0.08, 0.2]))[None]
-        moved = evidence.observe(table, slot, z, noise, t, model, 0)
-        assert not moved.size, t
+        model, bit = (plain, 0) if k < 5 else (wrapping, 1)
+        evidence.observe(table, slot, z, r, t, model, bit)
+        radial = float(table.x[slot[0], 3:] @ DIRECTION)
+    assert radial == pytest.approx(-25.0, abs=1e-6)
 
 
 # -- a radar whose range-rate wraps, configured without its span --------------------------------

@@ -6,18 +6,21 @@ radial speed modulo twice its span. A track's second plot tells the alias where 
 for a ±7 m/s span, inside one plot's range noise for a radar of 1 m: tracks confirmed at the
 alias the birth prior liked and lost their drone within half a second, scan after scan (an
 outside test, 2026-12-06: 12–41 ID switches a minute). Together the plots tell it: a track's
-plot ranges less the integral of its radial speed (each plot's range-rate unwrapped at the last
-plot's by the smallest wrapped change, so a drone's own change of radial speed is followed)
-stay level at the right alias and climb at 2k·span at a wrong one. The weighted least-squares
-slope of that residual, with its variance from the plots' range noise, weighs each alias
-against the birth prior's odds of it (`alias_prior`, the one `gating` uses at the second plot);
-a track whose alias that leaves under `SWITCH_ERROR` takes the likeliest: its velocity changed
-by 2k·span along the line of sight, spread over the axes as the birth prior spreads a radial
-speed, and its range moved to the plots' estimate at that alias. A fit no line explains (χ² at
-`SWITCH_ERROR`/n² after n plots: a false alarm taken, a speed followed wrongly between plots at
-a low rate) starts again. The sums live in the track table (`TrackTable.alias_sums`), recentred at every
+plot ranges less the integral of its radial speed (each plot's range-rate taken at the alias
+nearest the last plot's plus what the turn of the line of sight makes of the track's velocity,
+so a drone's own change of radial speed is followed) stay level at the right alias and climb
+at 2k·span at a wrong one. The weighted least-squares slope of that residual, with its variance
+from the plots' range noise, weighs each alias: a young track's against the birth prior's odds
+of it (`alias_prior`, the one `gating` uses at the second plot), an established one's on its
+plots alone. A young track not at the likeliest alias, or an established one whose alias falls
+under `SWITCH_ERROR`, takes the likeliest: its velocity changed by 2k·span along the line of
+sight, spread over the axes as the birth prior spreads a radial speed, and its range moved to
+the plots' estimate at that alias. A fit no line explains (χ² at `SWITCH_ERROR`/n² after n
+plots: a false alarm taken), or whose speed moved half a span or more from one plot to the next
+beyond what the line of sight's turn explains (it may have been followed at the wrong alias),
+starts again. The sums live in the track table (`TrackTable.alias_sums`), recentred at every
 plot so that neither time nor range grows in them; one radar keeps them per track (the first
-with range-rate that saw it).
+with range-rate that saw it; a wrapping radar takes them over from one without a span).
 
 A radar with range-rate configured without a span gets the same fits, its range-rates followed
 as reported: where its range-rate wraps after all, its drones beyond the span move against it
@@ -53,12 +56,15 @@ def wrapping_span(model: MeasurementModel) -> float | None:
     return model.unambiguous_range_rate_mps
 
 
-def alias_prior(model: RadarModel, los: FloatArray, radial: FloatArray) -> tuple[int, FloatArray]:
+def alias_prior(
+    model: RadarModel, los: FloatArray, radial: FloatArray, cut: bool = True
+) -> tuple[int, FloatArray]:
     """The alias steps the birth prior allows (`reach`: its 3 sigmas) and, for tracks whose line
     of sight from the radar is `los` (N,3) and whose radial speed is `radial` (N,) now, the log
     weight (N, 2·reach + 1) of each alias k = −reach..reach: the prior along the line of sight
     (narrower for an elevated one: the climb prior is) at that speed plus 2k·span, normalised
-    over those within its 3 sigmas (−inf beyond; the alias a track has is always allowed)."""
+    over those within its 3 sigmas (`cut`: −inf beyond, the alias a track has always allowed;
+    else over them all, so that a track's plots can take it to a speed the prior finds rare)."""
     span = model.unambiguous_range_rate_mps
     assert span is not None
     reach = math.ceil(3.0 * model.initial_speed_sigma_mps / (2.0 * span))
@@ -66,7 +72,7 @@ def alias_prior(model: RadarModel, los: FloatArray, radial: FloatArray) -> tuple
     prior = velocity_prior(model.initial_speed_sigma_mps)
     sigma = np.sqrt(np.einsum("ki,ij,kj->k", los, prior, los))[:, None]
     candidate = radial[:, None] + 2.0 * span * steps[None, :]
-    allowed = np.abs(candidate) <= 3.0 * sigma
+    allowed = (np.abs(candidate) <= 3.0 * sigma) | (not cut)
     allowed[:, reach] = True
     log_prior = np.where(allowed, -0.5 * (candidate / sigma) ** 2, -np.inf)
     return reach, log_prior - np.logaddexp.reduce(log_prior, axis=1, keepdims=True)
@@ -97,7 +103,8 @@ class AliasEvidence:
     def __init__(self) -> None:
         self._disagreements: dict[int, list[float]] = {}
         self._contradicted: dict[int, int] = {}
-        self._fastest: dict[int, float] = {}  # the largest radial speed a span-less radar reported
+        self._fastest: dict[int, float] = {}  # the largest radial speed a span-less radar's tracks took
+        self._wraps: dict[int, bool] = {}  # each radar seen: whether it is configured with a span
 
     def observe(
         self,
@@ -117,18 +124,23 @@ class AliasEvidence:
         if not isinstance(model, RadarModel) or model.dim != 4 or not slots.size:
             return slots[:0]
         span = model.unambiguous_range_rate_mps
+        self._wraps[bit] = span is not None
         w = 1.0 / r[:, 0, 0]
+        los = line_of_sight(model, table.x[slots, :3])
         fresh = table.alias_bit[slots] < 0
+        if span is not None:  # a wrapping radar takes a fit over from one that does not wrap
+            plain = [b for b, wraps in self._wraps.items() if not wraps]
+            fresh |= np.isin(table.alias_bit[slots], plain)
         if fresh.any():
             table.alias_bit[slots[fresh]] = bit
-            _restart(table, slots[fresh], t, z[fresh], w[fresh])
+            _restart(table, slots[fresh], t, z[fresh], w[fresh], los[fresh])
         own = ~fresh & (table.alias_bit[slots] == bit) & (table.alias_t[slots] < t)
         if span is None:
             own &= ~table.contradicted[slots]
             self._fastest[bit] = max(self._fastest.get(bit, 0.0), float(np.abs(z[:, 3]).max()))
         if not own.any():
             return slots[:0]
-        slots, told, u = _add_plot(table, slots[own], t, z[own], w[own], span)
+        slots, told, u = _add_plot(table, slots[own], t, z[own], w[own], los[own], span)
         if not told.any():
             return slots[:0]
         if span is None:
@@ -149,11 +161,13 @@ class AliasEvidence:
 
     def _contradict(self, table: TrackTable, slots: IndexArray, rate_variance: FloatArray, bit: int) -> None:
         """Count the established tracks whose fit's slope (the speed of their range less their
-        range-rate's) is larger than any radial speed the radar reported (a wrapping radar's
-        fill its span, and its drones beyond it disagree by twice that or more) and than 3 of
-        one plot's range-rate sigmas, and lies outside its own interval at 1 % / n² after n
-        plots (tested at every plot, a track is so told falsely less than 0.4 % of the time over
-        its whole life: Σ 1 %/n² from n = 3). No noise of the radar makes that; a radar whose
+        range-rate's) is larger than any radial speed its tracks' plots carried (a wrapping
+        radar's fill its span, and its drones beyond it disagree by twice that or more) and than
+        3 of one plot's range-rate sigmas, and lies outside its own interval at 1 % / n² after n
+        plots (tested at every plot, a line is so told falsely less than 0.4 % of the time over
+        its life: Σ 1 %/n² from n = 3; a line started again counts anew, and the range-rate's
+        own noise integrated between plots is not in the interval). No noise of the radar makes
+        that; a radar whose
         range-rate wraps, configured without its span, does, as does one whose range-rate has
         the other sign or another unit."""
         sw, st, stt, sy, syt, _, n = table.alias_sums[slots].T
@@ -172,45 +186,62 @@ class AliasEvidence:
         del kept[: -self.KEPT]
 
 
-def _restart(table: TrackTable, slots: IndexArray, t: float, z: FloatArray, w: FloatArray) -> None:
-    """The fit of these tracks holds this plot alone (its time 0, its range-rate the speed followed)."""
-    table.alias_t[slots], table.alias_u[slots] = t, z[:, 3]
+def _restart(
+    table: TrackTable, slots: IndexArray, t: float, z: FloatArray, w: FloatArray, los: FloatArray
+) -> None:
+    """The fit of these tracks holds this plot alone (its time 0, its range-rate the speed followed,
+    `los` the line of sight to the track then)."""
+    table.alias_t[slots], table.alias_u[slots], table.alias_los[slots] = t, z[:, 3], los
     sums = np.zeros((slots.size, 7))
     sums[:, 0], sums[:, 3], sums[:, 5], sums[:, 6] = w, w * z[:, 0], w * z[:, 0] ** 2, 1.0
     table.alias_sums[slots] = sums
 
 
 def _add_plot(
-    table: TrackTable, slots: IndexArray, t: float, z: FloatArray, w: FloatArray, span: float | None
+    table: TrackTable,
+    slots: IndexArray,
+    t: float,
+    z: FloatArray,
+    w: FloatArray,
+    los: FloatArray,
+    span: float | None,
 ) -> tuple[IndexArray, npt.NDArray[np.bool_], FloatArray]:
     """Add each track's plot to its fit (the sums Σw, Σwt, Σwt², Σwy, Σwyt, Σwy², n with time
-    and residual y centred on the last plot: recentred here on this one). Returns the slots, which
-    of them have a fit that tells (three plots or more on a line) and the speed followed now."""
+    and residual y centred on the last plot: recentred here on this one; `los` the line of sight
+    to each track now). Returns the slots, which of them have a fit that tells (three plots or
+    more on a line) and the speed followed now."""
     sw, st, stt, sy, syt, syy, n = table.alias_sums[slots].T
     dt = t - table.alias_t[slots]
     last = table.alias_u[slots]
-    # Its radial speed followed from plot to plot (as reported, for a radar without a span).
-    u = z[:, 3].copy() if span is None else last + wrap(z[:, 3] - last, span)
+    # Its radial speed followed from plot to plot (as reported, for a radar without a span): the
+    # alias nearest the last one's plus what the turn of the line of sight since makes of the
+    # track's velocity (a drone passing near changes its radial speed by more than a span
+    # between plots at 1-2 Hz: the smallest wrapped change alone moved a true track there).
+    expected = last + np.einsum("ki,ki->k", los - table.alias_los[slots], table.x[slots, 3:])
+    step = np.zeros_like(expected) if span is None else wrap(z[:, 3] - expected, span)
+    u = z[:, 3].copy() if span is None else expected + step
     moved = 0.5 * (last + u) * dt  # the range that speed covered since the last plot
     sy, syt, syy = sy + moved * sw, syt + moved * st, syy + 2.0 * moved * sy + moved * moved * sw
     st, stt, syt = st - dt * sw, stt - 2.0 * dt * st + dt * dt * sw, syt - dt * sy
     sw, sy, syy, n = sw + w, sy + w * z[:, 0], syy + w * z[:, 0] ** 2, n + 1.0
     table.alias_sums[slots] = np.column_stack([sw, st, stt, sy, syt, syy, n])
-    table.alias_t[slots], table.alias_u[slots] = t, u
-    told = n > 2.0
+    table.alias_t[slots], table.alias_u[slots], table.alias_los[slots] = t, u, los
+    # A speed followed across half a span or more since the last plot may be followed at the
+    # wrong alias (a turning drone after a few missed scans, at a small span: it moved a true
+    # track by 2·span); nor do plots a line does not explain (a false alarm taken) tell
+    # anything. Either way the fit starts again at this plot. (The χ² test at 1 %/n² after n
+    # plots: at 1 % a plot, sound fits broke every hundred plots or so, and a young track, its
+    # evidence gone, went back to the alias the prior prefers.)
+    broken = np.abs(step) > 0.5 * span if span is not None else np.zeros(slots.size, dtype=bool)
+    told = (n > 2.0) & ~broken
     if told.any():
-        # Plots a line does not explain (a false alarm taken, a speed followed wrongly from plot
-        # to plot at a low rate) are no evidence: the fit starts again at this plot. (At 1 % a
-        # plot, sound fits broke every hundred plots or so, and a young track, its evidence
-        # gone, went back to the alias the prior prefers.)
         spread = sw[told] * stt[told] - st[told] ** 2
         fitted = stt[told] * sy[told] ** 2 - 2.0 * st[told] * sy[told] * syt[told] + sw[told] * syt[told] ** 2
-        broken = np.zeros(slots.size, dtype=bool)
         level = SWITCH_ERROR / n[told] ** 2  # tested at every plot: a sound fit broken < 0.4 % of tracks
         broken[told] = syy[told] * spread - fitted > spread * chdtri(n[told] - 2.0, level)
-        if broken.any():
-            _restart(table, slots[broken], t, z[broken], w[broken])
-            told &= ~broken
+    if broken.any():
+        _restart(table, slots[broken], t, z[broken], w[broken], los[broken])
+        told &= ~broken
     return slots, told, u
 
 
@@ -233,21 +264,27 @@ def _decide(
     slope = (sw * syt - st * sy) / spread - (radial - u)  # against the track's alias
     variance = sw / spread
     # Most tracks' fits leave no doubt: a slope within the span favours the alias they have over
-    # every other by at least exp(2·span·(span − |slope|)/variance), and the prior's odds of any
-    # other are at most e^4.5 (each within its 3 sigmas; a track beyond them is left to its
-    # plots), of all of them together 2·reach times that: weighed only where that could make
-    # another alias likelier or bring the alias they have under `SWITCH_ERROR`.
-    reach = math.ceil(3.0 * model.initial_speed_sigma_mps / (2.0 * span))
-    bound = 0.5 * 3.0**2 + max(0.0, math.log(2.0 * reach) - math.log(1.0 / SWITCH_ERROR - 1.0))
+    # every other by at least exp(2·span·(span − |slope|)/variance). An established track is
+    # weighed on its plots alone (its alias was chosen when it was young; a fit started again
+    # since, of a few plots, is no reason for the birth prior to move it), so only a slope
+    # beyond the span can move it; a young one against the birth prior too, whose odds of any
+    # other alias are at most exp(½ (radial / σ)²) (σ the prior's along the line of sight: no
+    # alias is likelier a priori than a speed of 0): weighed only where that could make another
+    # alias likelier.
+    young = table.status[slots] == Status.TENTATIVE
+    sigma2 = np.einsum("ki,ij,kj->k", los, velocity_prior(model.initial_speed_sigma_mps), los)
+    bound = np.where(young, 0.5 * radial**2 / sigma2, 0.0)
     doubt = (np.abs(slope) >= span) | (2.0 * span * (span - np.abs(slope)) < bound * variance)
     if not doubt.any():
         return slots[:0]
-    slots, los, slope, variance = slots[doubt], los[doubt], slope[doubt], variance[doubt]
-    reach, log_prior = alias_prior(model, los, radial[doubt])
+    slots, los, slope, variance, young = slots[doubt], los[doubt], slope[doubt], variance[doubt], young[doubt]
+    # Every alias the steps reach is weighed (no cut at the prior's 3 sigmas, as at the second
+    # plot): a track at a speed the prior finds rare keeps it, or comes back to it, on its plots.
+    reach, log_prior = alias_prior(model, los, radial[doubt], cut=False)
     steps = np.arange(-reach, reach + 1)
-    log_post = log_prior - 0.5 * (slope[:, None] - 2.0 * span * steps[None, :]) ** 2 / variance[:, None]
+    log_post = np.where(young[:, None], log_prior, 0.0)
+    log_post = log_post - 0.5 * (slope[:, None] - 2.0 * span * steps[None, :]) ** 2 / variance[:, None]
     log_post -= np.logaddexp.reduce(log_post, axis=1, keepdims=True)
-    young = table.status[slots] == Status.TENTATIVE
     switch = np.where(
         young, np.argmax(log_post, axis=1) != reach, log_post[:, reach] < math.log(SWITCH_ERROR)
     )
@@ -264,4 +301,5 @@ def _decide(
     dx = np.concatenate([los * dr[:, None], radial_spread(model, los) * dv[:, None]], axis=1)
     table.x[slots] += dx
     table.xm[slots] += dx[:, None, :]
+    table.v_accel[slots] += dx[:, 3:]  # a change of alias is no acceleration (`classify`)
     return slots
