@@ -17,8 +17,8 @@ under `SWITCH_ERROR`, takes the likeliest: its velocity changed by 2k·span alon
 sight, spread over the axes as the birth prior spreads a radial speed, and its range moved to
 the plots' estimate at that alias. A fit no line explains (χ² at `SWITCH_ERROR`/n² after n
 plots: a false alarm taken), or whose speed moved half a span or more from one plot to the next
-beyond what the line of sight's turn explains (it may have been followed at the wrong alias),
-starts again. The sums live in the track table (`TrackTable.alias_sums`), recentred at every
+beyond the change of the track's own radial speed (it may have been followed at the wrong
+alias), starts again. The sums live in the track table (`TrackTable.alias_sums`), recentred at every
 plot so that neither time nor range grows in them; one radar keeps them per track (the first
 with range-rate that saw it; a wrapping radar takes them over from one without a span).
 
@@ -192,6 +192,7 @@ def _restart(
     """The fit of these tracks holds this plot alone (its time 0, its range-rate the speed followed,
     `los` the line of sight to the track then)."""
     table.alias_t[slots], table.alias_u[slots], table.alias_los[slots] = t, z[:, 3], los
+    table.alias_v[slots] = table.x[slots, 3:]
     sums = np.zeros((slots.size, 7))
     sums[:, 0], sums[:, 3], sums[:, 5], sums[:, 6] = w, w * z[:, 0], w * z[:, 0] ** 2, 1.0
     table.alias_sums[slots] = sums
@@ -214,10 +215,12 @@ def _add_plot(
     dt = t - table.alias_t[slots]
     last = table.alias_u[slots]
     # Its radial speed followed from plot to plot (as reported, for a radar without a span): the
-    # alias nearest the last one's plus what the turn of the line of sight since makes of the
-    # track's velocity (a drone passing near changes its radial speed by more than a span
-    # between plots at 1-2 Hz: the smallest wrapped change alone moved a true track there).
-    expected = last + np.einsum("ki,ki->k", los - table.alias_los[slots], table.x[slots, 3:])
+    # alias nearest the last one's plus the change of the track's own radial speed since, its
+    # alias moves left out (`alias_v`): a drone passing near, or turning, changes its radial
+    # speed by more than a span between plots at 1-2 Hz; the smallest wrapped change alone
+    # moved a true track there, the line of sight's turn alone restarted turning drones' fits.
+    then = np.einsum("ki,ki->k", table.alias_los[slots], table.alias_v[slots])
+    expected = last + np.einsum("ki,ki->k", los, table.x[slots, 3:]) - then
     step = np.zeros_like(expected) if span is None else wrap(z[:, 3] - expected, span)
     u = z[:, 3].copy() if span is None else expected + step
     moved = 0.5 * (last + u) * dt  # the range that speed covered since the last plot
@@ -226,6 +229,7 @@ def _add_plot(
     sw, sy, syy, n = sw + w, sy + w * z[:, 0], syy + w * z[:, 0] ** 2, n + 1.0
     table.alias_sums[slots] = np.column_stack([sw, st, stt, sy, syt, syy, n])
     table.alias_t[slots], table.alias_u[slots], table.alias_los[slots] = t, u, los
+    table.alias_v[slots] = table.x[slots, 3:]
     # A speed followed across half a span or more since the last plot may be followed at the
     # wrong alias (a turning drone after a few missed scans, at a small span: it moved a true
     # track by 2·span); nor do plots a line does not explain (a false alarm taken) tell
@@ -285,9 +289,8 @@ def _decide(
     log_post = np.where(young[:, None], log_prior, 0.0)
     log_post = log_post - 0.5 * (slope[:, None] - 2.0 * span * steps[None, :]) ** 2 / variance[:, None]
     log_post -= np.logaddexp.reduce(log_post, axis=1, keepdims=True)
-    switch = np.where(
-        young, np.argmax(log_post, axis=1) != reach, log_post[:, reach] < math.log(SWITCH_ERROR)
-    )
+    likeliest = np.argmax(log_post, axis=1) != reach
+    switch = likeliest & (young | (log_post[:, reach] < math.log(SWITCH_ERROR)))
     if not switch.any():
         return slots[:0]
     slots, los, slope = slots[switch], los[switch], slope[switch]
@@ -302,4 +305,5 @@ def _decide(
     table.x[slots] += dx
     table.xm[slots] += dx[:, None, :]
     table.v_accel[slots] += dx[:, 3:]  # a change of alias is no acceleration (`classify`)
+    table.alias_v[slots] += dx[:, 3:]  # nor a change of radial speed to follow (`_add_plot`)
     return slots

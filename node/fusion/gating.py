@@ -260,6 +260,7 @@ def take_alias(table: TrackTable, slots: IndexArray, alias: FloatArray, t: float
     dx = np.concatenate([dv * (t - table.t_update[slots])[:, None], dv], axis=1)
     table.x[slots] += dx
     table.xm[slots] += dx[:, None, :]
+    table.alias_v[slots] += dv  # an alias taken is no change of radial speed (`alias_evidence`)
 
 
 def _along_bearing(
