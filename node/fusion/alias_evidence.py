@@ -118,9 +118,9 @@ class AliasEvidence:
     ) -> IndexArray:
         """These tracks (updated, or started, by the plots `z` (N,4) with noise `r` (N,4,4) of a
         scan at `t` of the radar `bit`) add their plot to their fit; of a wrapping radar, those
-        whose fit leaves the alias they have under `SWITCH_ERROR` take the likeliest (returned);
-        of a radar with range-rate configured without a span, a track whose fit contradicts the
-        range-rate is counted (`contradicted`)."""
+        whose fit says another alias (`_decide`) take the likeliest (returned); of a radar with
+        range-rate configured without a span, a track whose fit contradicts the range-rate is
+        counted (`contradicted`)."""
         if not isinstance(model, RadarModel) or model.dim != 4 or not slots.size:
             return slots[:0]
         span = model.unambiguous_range_rate_mps
@@ -167,9 +167,8 @@ class AliasEvidence:
         plots (tested at every plot, a line is so told falsely less than 0.4 % of the time over
         its life: Σ 1 %/n² from n = 3; a line started again counts anew, and the range-rate's
         own noise integrated between plots is not in the interval). No noise of the radar makes
-        that; a radar whose
-        range-rate wraps, configured without its span, does, as does one whose range-rate has
-        the other sign or another unit."""
+        that; a radar whose range-rate wraps, configured without its span, does, as does one
+        whose range-rate has the other sign or another unit."""
         sw, st, stt, sy, syt, _, n = table.alias_sums[slots].T
         spread = sw * stt - st * st
         slope = (sw * syt - st * sy) / spread
