@@ -45,8 +45,9 @@ FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
 
 SWITCH_ERROR = 0.01
-"""A track past its second plot changes its alias only when its plots leave the one it has less
-than this probability (`gating._alias_choice` on one plot, `observe` on all of them)."""
+"""An established track changes its alias only when its plots leave the one it has less than
+this probability (`_decide`), and a young one past its second plot when one plot does
+(`gating._alias_choice`; its fit, taking the likeliest, may move it sooner)."""
 
 
 def wrapping_span(model: MeasurementModel) -> float | None:
@@ -240,7 +241,7 @@ def _add_plot(
     if told.any():
         spread = sw[told] * stt[told] - st[told] ** 2
         fitted = stt[told] * sy[told] ** 2 - 2.0 * st[told] * sy[told] * syt[told] + sw[told] * syt[told] ** 2
-        level = SWITCH_ERROR / n[told] ** 2  # tested at every plot: a sound fit broken < 0.4 % of tracks
+        level = SWITCH_ERROR / n[told] ** 2  # tested at every plot: a sound line broken < 0.4 % of the time
         broken[told] = syy[told] * spread - fitted > spread * chdtri(n[told] - 2.0, level)
     if broken.any():
         _restart(table, slots[broken], t, z[broken], w[broken], los[broken])
