@@ -28,10 +28,18 @@ DIRECTION = np.array([0.3, 1.0, 0.1]) / np.linalg.norm([0.3, 1.0, 0.1])
 
 
 def _speeds(
-    true_radial: float, start_radial: float, seed: int, rate_hz: float, plots: int, status: int
+    true_radial: float,
+    start_radial: float,
+    seed: int,
+    rate_hz: float,
+    plots: int,
+    status: int,
+    accelerations: list[float] | None = None,
 ) -> list[float]:
     """The track's radial speed after each plot of a drone flying along the beam at `true_radial`
-    from 250 m, the track started at `start_radial` (an alias of it) and held at `status`."""
+    from 250 m, the track started at `start_radial` (an alias of it) and held at `status`; into
+    `accelerations`, how much `observe` changed what `classify` would read as the track's change
+    of speed (its velocity less `v_accel`, which its alias moves carry along)."""
     sensor = RadarSensor(
         "r",
         Pose.from_angles(0, 0, 0, (0, 0, 0)),
@@ -59,12 +67,17 @@ def _speeds(
         if slot is None:
             slot = table.allocate(x, np.eye(6)[None] * 100.0, t, 0, True)
             table.status[slot] = status
+            table.v_accel[slot], table.t_accel[slot] = x[:, 3:], t
         else:
             table.x[slot], table.xm[slot] = x, x[:, None, :]
             table.updates[slot] += 1
+        before = table.x[slot[0], 3:] - table.v_accel[slot[0]]
         evidence.observe(table, slot, z, r, t, model, 0)
         radial = float(table.x[slot[0], 3:] @ DIRECTION)
         speeds.append(radial)
+        if accelerations is not None:
+            change = table.x[slot[0], 3:] - table.v_accel[slot[0]] - before
+            accelerations.append(float(np.linalg.norm(change)))
     return speeds
 
 
@@ -84,7 +97,9 @@ def test_a_young_track_at_a_wrong_alias_takes_the_right_one_within_half_a_second
     -11 m/s, which the birth prior prefers while its plots are few, and once in ten back there
     for a plot), and from the 16th plot on it stays there."""
     for seed in range(1, 11):
-        speeds = np.array(_speeds(-25.0, 3.0, seed, 20.0, 160, Status.TENTATIVE))
+        changes: list[float] = []
+        speeds = np.array(_speeds(-25.0, 3.0, seed, 20.0, 160, Status.TENTATIVE, changes))
+        assert max(changes) < 1e-9, seed  # an alias move is no acceleration (`classify`)
         right = np.abs(speeds + 25.0) < 1e-6
         assert right[:10].any(), (seed, speeds[:12])
         assert right[15:].all(), (seed, speeds[:20])
