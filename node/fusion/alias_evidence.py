@@ -70,13 +70,17 @@ def alias_prior(
     assert span is not None
     reach = math.ceil(3.0 * model.initial_speed_sigma_mps / (2.0 * span))
     steps = np.arange(-reach, reach + 1)
-    prior = velocity_prior(model.initial_speed_sigma_mps)
-    sigma = np.sqrt(np.einsum("ki,ij,kj->k", los, prior, los))[:, None]
+    sigma = np.sqrt(prior_variance_along(model, los))[:, None]
     candidate = radial[:, None] + 2.0 * span * steps[None, :]
     allowed = (np.abs(candidate) <= 3.0 * sigma) | (not cut)
     allowed[:, reach] = True
     log_prior = np.where(allowed, -0.5 * (candidate / sigma) ** 2, -np.inf)
     return reach, log_prior - np.logaddexp.reduce(log_prior, axis=1, keepdims=True)
+
+
+def prior_variance_along(model: RadarModel, los: FloatArray) -> FloatArray:
+    """The birth prior's variance (N,) of the speed along each line of sight `los` (N,3)."""
+    return np.asarray(np.einsum("ki,ij,kj->k", los, velocity_prior(model.initial_speed_sigma_mps), los))
 
 
 def radial_spread(model: RadarModel, los: FloatArray) -> FloatArray:
@@ -147,7 +151,7 @@ class AliasEvidence:
         if span is None:
             self._contradict(table, slots[told], r[own][told, 3, 3], bit)
             return slots[:0]
-        return _decide(table, slots[told], u[told], model, span)
+        return _decide(table, slots[told], u[told], los[own][told], model, span)
 
     def contradicted(self, bit: int) -> tuple[int, float]:
         """The tracks of radar `bit` (configured without a span) whose plots' range moved at a
@@ -250,7 +254,7 @@ def _add_plot(
 
 
 def _decide(
-    table: TrackTable, slots: IndexArray, u: FloatArray, model: RadarModel, span: float
+    table: TrackTable, slots: IndexArray, u: FloatArray, los: FloatArray, model: RadarModel, span: float
 ) -> IndexArray:
     """Weigh each alias of these tracks (their fit's slope is 2k·span where the drone's radial
     speed is alias k of the one followed, `u`; the track's own speed is some alias of that one)
@@ -261,11 +265,9 @@ def _decide(
     of range noise its third plot left that alias at 2 % and the next fell outside its gate.)"""
     sw, st, stt, sy, syt = table.alias_sums[slots, :5].T
     spread = sw * stt - st * st
-    d = table.x[slots, :3] - model.pose.offset_enu_m
-    distance = np.maximum(np.linalg.norm(d, axis=1), 1e-9)
-    los = d / distance[:, None]
     radial = np.einsum("ki,ki->k", los, table.x[slots, 3:])
-    slope = (sw * syt - st * sy) / spread - (radial - u)  # against the track's alias
+    offset = radial - u  # the track's alias against the one followed: a multiple of 2·span
+    slope = (sw * syt - st * sy) / spread - offset  # against the track's alias
     variance = sw / spread
     # Most tracks' fits leave no doubt: a slope within the span favours the alias they have over
     # every other by at least exp(2·span·(span − |slope|)/variance). An established track is
@@ -276,12 +278,12 @@ def _decide(
     # alias is likelier a priori than a speed of 0): weighed only where that could make another
     # alias likelier.
     young = table.status[slots] == Status.TENTATIVE
-    sigma2 = np.einsum("ki,ij,kj->k", los, velocity_prior(model.initial_speed_sigma_mps), los)
-    bound = np.where(young, 0.5 * radial**2 / sigma2, 0.0)
+    bound = np.where(young, 0.5 * radial**2 / prior_variance_along(model, los), 0.0)
     doubt = (np.abs(slope) >= span) | (2.0 * span * (span - np.abs(slope)) < bound * variance)
     if not doubt.any():
         return slots[:0]
     slots, los, slope, variance, young = slots[doubt], los[doubt], slope[doubt], variance[doubt], young[doubt]
+    offset = offset[doubt]
     # Every alias the steps reach is weighed (no cut at the prior's 3 sigmas, as at the second
     # plot): a track at a speed the prior finds rare keeps it, or comes back to it, on its plots.
     reach, log_prior = alias_prior(model, los, radial[doubt], cut=False)
@@ -293,13 +295,12 @@ def _decide(
     switch = likeliest & (young | (log_post[:, reach] < math.log(SWITCH_ERROR)))
     if not switch.any():
         return slots[:0]
-    slots, los, slope = slots[switch], los[switch], slope[switch]
+    slots, los, offset = slots[switch], los[switch], offset[switch]
     dv = 2.0 * span * steps[np.argmax(log_post[switch], axis=1)]
     # The range the plots put the track at, at that alias (the intercept of a line of that
     # slope through the residuals: now, at time 0 of the sums).
-    sw, st, stt, sy, syt = table.alias_sums[slots, :5].T
-    followed = (sw * syt - st * sy) / (sw * stt - st * st) - slope  # the fit's slope at the track's alias
-    at = (sy - (dv + followed) * st) / sw
+    sw, st, sy = table.alias_sums[slots, 0], table.alias_sums[slots, 1], table.alias_sums[slots, 3]
+    at = (sy - (dv + offset) * st) / sw
     dr = at - np.linalg.norm(table.x[slots, :3] - model.pose.offset_enu_m, axis=1)
     dx = np.concatenate([los * dr[:, None], radial_spread(model, los) * dv[:, None]], axis=1)
     table.x[slots] += dx

@@ -102,7 +102,7 @@ class TrackTable:
         self.alias_los = np.zeros((capacity, 3))  # ... and its line of sight from that radar then
         self.alias_v = np.zeros((capacity, 3))  # ... and its velocity then (less its alias moves)
         self.alias_sums = np.zeros((capacity, 7))
-        self.contradicted = np.zeros(capacity, dtype=bool)  # ... told a span-less radar's wrong
+        self.contradicted = np.zeros(capacity, dtype=bool)  # its fit showed its range-rate contradicted
         self._next_number = 1
 
     def active(self) -> npt.NDArray[np.intp]:
