@@ -34,6 +34,7 @@ from cuas_node.fusion.params import (
     RadarSensor,
     RemoteIdReceiver,
 )
+from cuas_node.fusion.sweep import FRAME_STAMP_SPREAD
 from cuas_node.kernel.clock import STEP_S
 from cuas_node.kernel.measurement import (
     NODE_STAMPED,
@@ -216,22 +217,30 @@ class ArrivalGrid:
 
 @dataclasses.dataclass
 class PlotTimes:
-    """One radar's plots: how many capture times they carried (a frame's plots share one), over
-    what span. A radar whose plots carry far more times a second than its configured scans is
-    misdescribed: each time is taken as a look at its whole coverage (`sweeps`, docs/config.md)."""
+    """One radar's plots: how many frames they carried, over what span, a frame's plots sharing
+    one capture time or stamped within `window_s` of its first (`sweep.frame_window_s`: fusion
+    takes such a run of times as one frame, `stamped_apart` counts them). A radar whose plots
+    carry far more frames a second than its configured scans is misdescribed: each is taken as a
+    look at its whole coverage (`sweeps`, docs/config.md)."""
 
+    window_s: float = 0.0
     times: int = 0
-    steps: int = 0  # from one time to a later one (a clock stepped back starts afresh)
+    steps: int = 0  # from one frame to a later one (a clock stepped back starts afresh)
     span_s: float = 0.0  # their sum
-    last: float = math.nan
+    last: float = math.nan  # the frame's first time
+    latest: float = math.nan
+    stamped_apart: int = 0  # frames whose plots carried several times
 
     def add(self, t: float) -> None:
-        if t != self.last:  # lines come in arrival order: a frame's plots are adjacent
+        if self.last < t <= self.last + self.window_s:  # a plot of the frame, stamped apart
+            self.stamped_apart += t > self.latest and self.latest == self.last
+            self.latest = max(self.latest, t)
+        elif t != self.last:  # lines come in arrival order: a frame's plots are adjacent
             self.times += 1
             if t > self.last:
                 self.steps += 1
                 self.span_s += t - self.last
-            self.last = t
+            self.last = self.latest = t
 
     def per_second(self) -> float:
         return self.steps / self.span_s if self.span_s > 0 else 0.0
@@ -299,6 +308,10 @@ class Tracking:
         self.setup_radars = [s for s in setup.fusion.sensors if isinstance(s, RadarSensor)]
         self.stats.frame_rates_hz = {s.sensor_id: s.scan_rate_hz for s in self.setup_radars if not s.sweeps}
 
+    def _plot_times(self, sensor_id: str) -> PlotTimes:
+        rate_hz = self.stats.frame_rates_hz.get(sensor_id)
+        return PlotTimes(FRAME_STAMP_SPREAD / rate_hz if rate_hz else 0.0)
+
     def _step(self, cycles: Iterator[Cycle]) -> float | None:
         """Run the cycles; the time of the last one (None: there was none)."""
         t = None
@@ -333,7 +346,7 @@ class Tracking:
             stats.measurements += 1
             stats.empty_scans += isinstance(m, EmptyRadarScan)
             if isinstance(m, RadarDetection):
-                stats.plot_times.setdefault(m.sensor_id, PlotTimes()).add(m.t_capture)
+                stats.plot_times.setdefault(m.sensor_id, self._plot_times(m.sensor_id)).add(m.t_capture)
             self._step(grid.add(m))
         stats.lines = number
         end = self._step(grid.end())

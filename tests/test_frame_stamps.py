@@ -1,0 +1,142 @@
+"""A radar that looks at its whole coverage at once but stamps each plot as its extractor emits it
+(a frame's plots milliseconds apart). Fused a capture time at a time, each plot was a look that
+charged a miss to every other track, and no track confirmed (an outside test: 10 Hz, plots up
+to 3 ms apart, no `tracks` message at all). Runs of times within an eighth of the period are one
+frame (fusion/sweep.py, `frame_window_s`)."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import random
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from cuas_node.cli import main
+from cuas_node.config import load_config
+from cuas_node.fusion import sweep
+from cuas_node.kernel.measurement import RadarDetection
+from cuas_node.publish import wire
+from cuas_node.track import PlotTimes, Tracking
+
+FRAME_TOML = """
+[node]
+id = "frame-test"
+position = { lat = 52.0, lon = 4.0, alt_m = 0.0 }
+
+[[sensors]]
+kind = "radar"
+id = "plots"
+max_range_m = 1500
+min_range_m = 20
+fov_az_deg = 60
+fov_el_deg = 20
+range_sigma_m = 2
+az_sigma_deg = 1.0
+el_sigma_deg = 1.0
+rate_hz = 10
+false_alarms_per_scan = 5
+range_rate = false
+mount = { yaw_deg = 0.0, pitch_deg = 0.0, offset_m = [0.0, 0.0, 0.0] }
+"""
+
+T0 = 1_750_000_000.0
+SIGMAS = (2.0, math.radians(1.0), math.radians(1.0))
+TARGETS = ((400.0, -0.4, 10.0), (800.0, 0.0, -12.0), (1200.0, 0.4, 8.0))  # range, azimuth, speed across
+
+
+def _frames(seconds: float, spread_s: float, seed: int = 4) -> list[str]:
+    """Three targets crossing the field of view and 5 false alarms a frame, 10 frames a second
+    (Pd 0.9); each plot stamped `spread_s` × its place in the frame after the frame's instant
+    (the plots come out of the extractor in random order)."""
+    rng = random.Random(seed)
+    lines = []
+    for n in range(round(seconds * 10)):
+        t = n / 10.0
+        plots = [
+            (r + rng.gauss(0, SIGMAS[0]), az + v * t / r + rng.gauss(0, SIGMAS[1]))
+            for r, az, v in TARGETS
+            if rng.random() < 0.9
+        ]
+        plots += [(rng.uniform(20, 1500), rng.uniform(-1.0, 1.0)) for _ in range(5)]
+        rng.shuffle(plots)
+        for k, (r, az) in enumerate(plots):
+            stamp = T0 + t + spread_s * k / len(plots)
+            m = RadarDetection(
+                "plots", stamp, t + 0.05, r, az, 0.1 + rng.gauss(0, SIGMAS[2]), None, *SIGMAS, None, 12.0
+            )
+            lines.append(wire.dumps(wire.measurement_record(m)))
+    return lines
+
+
+def _tracking(lines: list[str]) -> Tracking:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "radar.toml"
+        path.write_text(FRAME_TOML)
+        tracking = Tracking(load_config(path), io.StringIO())
+    tracking.run(lines)
+    return tracking
+
+
+def _confirmed_tracks(tracking: Tracking) -> dict[str, list[tuple[float, list[float]]]]:
+    assert isinstance(tracking.out, io.StringIO)
+    seen: dict[str, list[tuple[float, list[float]]]] = {}
+    for line in tracking.out.getvalue().splitlines():
+        doc = json.loads(line)
+        for tr in doc.get("tracks", []):
+            if tr["status"] == "confirmed":
+                seen.setdefault(tr["id"], []).append((doc["t"] - T0, tr["enu_m"]))
+    return seen
+
+
+def test_plots_stamped_apart_within_a_frame_are_tracked_as_one_frame() -> None:
+    """Stamped up to 3 ms apart, the three targets get one confirmed track each, as soon and as
+    close as with one stamp a frame, and nothing else is confirmed."""
+    alike, apart = (_confirmed_tracks(_tracking(_frames(10.0, spread))) for spread in (0.0, 0.003))
+    assert len(alike) == len(apart) == len(TARGETS)
+    first = sorted(min(t for t, _ in rows) for rows in apart.values())
+    assert first == pytest.approx(sorted(min(t for t, _ in rows) for rows in alike.values()), abs=0.11)
+    for rows in apart.values():
+        t, enu = rows[-1]
+        r = math.hypot(enu[0], enu[1])
+        assert any(
+            abs(r - r0) < 15.0 and abs(math.atan2(enu[0], enu[1]) - az0 - v * t / r0) < 0.05
+            for r0, az0, v in TARGETS
+        )
+
+
+def test_the_plots_of_the_next_frame_are_not_held_in_one() -> None:
+    """The frame window learnt from two stamps an eighth of a period apart at most: frames a
+    period apart are never batched, and a frame's plots join only their own frame."""
+    radars = sweep.SweepingRadars({}, {"plots": 0.0125})
+    assert not radars.stamps_plots("plots", 10.0) and not radars.stamps_plots("plots", 10.1)
+    assert "plots" not in radars.stamped_apart
+    assert radars.stamps_plots("plots", 10.102) and radars.stamped_apart == {"plots"}
+    assert radars.hold("plots", 10.102, ["a"]) is None
+    assert radars.hold("plots", 10.110, ["b"]) is None
+    closed = radars.hold("plots", 10.2, ["c"])
+    assert closed is not None and closed.plots == ["a", "b"] and closed.t == 10.102 and closed.frame
+
+
+def test_plot_times_counts_frames_not_stamps() -> None:
+    times = PlotTimes(window_s=0.0125)
+    for n in range(20):
+        for k in range(4):
+            times.add(n / 10.0 + 0.001 * k)
+    assert times.times == 20 and times.stamped_apart == 20
+    assert times.per_second() == pytest.approx(10.0)
+
+
+def test_track_names_a_radar_that_stamps_each_plot_and_does_not_call_it_a_scanning_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, path = tmp_path / "radar.toml", tmp_path / "plots.jsonl"
+    config.write_text(FRAME_TOML)
+    path.write_text("\n".join(_frames(4.0, 0.003)) + "\n")
+    assert main(["track", "--config", str(config), str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "radar 'plots': 40 of its 40 scans carried their plots' capture times apart (within 12 ms" in err
+    assert "sweeps = true" not in err
