@@ -38,12 +38,12 @@ from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import log_ndtr
 
 from cuas_node.fusion import claims, sweep
 from cuas_node.fusion.clutter import SiteClutter
+from cuas_node.fusion.coverage_odds import inside_odds, predicted
 from cuas_node.fusion.initiation import Thresholds, typical_hits
-from cuas_node.fusion.measurement_models import MeasurementModel, PositionVelocityModel
+from cuas_node.fusion.measurement_models import MeasurementModel
 from cuas_node.fusion.models import largest_eigenvalue
 from cuas_node.fusion.params import FusionParams
 from cuas_node.fusion.sensor_stats import SensorStats, fed_by, is_radar
@@ -334,7 +334,7 @@ class TrackManager:
         left = firm & ranged & (unfed > timeouts[:, _LEFT_COVERAGE])
         if left.any():  # asked only of the few unfed for a while
             out = active[left]
-            odds = self.inside_odds(out, self.predicted(out, t))
+            odds = inside_odds(tb, self.stats.models, out, predicted(tb, out, t))
             outside = np.isfinite(odds)
             # Gone once a present target inside would have been missed this long with probability
             # α / odds: the further out, the sooner (at even odds, on the edge, α).
@@ -395,44 +395,6 @@ class TrackManager:
             looking[self.looked_at(active, bit, model, None) & ~held] |= np.uint64(1 << bit)
         radars_on, others = fed & looking, fed & ~radar_bits
         return np.where(radars_on != 0, radars_on, np.where(others != 0, others, fed))
-
-    def predicted(self, active: IndexArray, t: float) -> FloatArray:
-        """Positions at `t` on each track's constant-velocity line."""
-        tb = self.table
-        return np.asarray(tb.x[active, :3] + tb.x[active, 3:] * (t - tb.t_state[active])[:, None])
-
-    def inside_odds(self, active: IndexArray, where: FloatArray) -> FloatArray:
-        """Odds that each target is inside the coverage of some sensor that could update it: Φ(−z)
-        over Φ(z), z how far its predicted position is beyond the nearest coverage's violated
-        limit in σ of the track's own uncertainty along that limit (a radar's range or angle; the
-        largest position σ for other sensors). ∞ inside; a sensor that fed the track and has no
-        coverage (Remote ID) covers it."""
-        tb = self.table
-        z = np.full(active.size, np.inf)
-        sigma: FloatArray | None = None  # the largest position σ, for the sensors that need it
-        for bit, model in self.stats.models.items():
-            if isinstance(model, PositionVelocityModel):
-                z[(tb.sensor_mask[active] >> np.uint64(bit)) & np.uint64(1) == 1] = -np.inf
-            elif is_radar(model):
-                # Only the sign of z matters for a point inside (odds ∞): the σ along each limit
-                # (the measurement's Jacobian) are asked only of the points past some limit (a
-                # few, if any).
-                past = np.flatnonzero(~model.coverage.contains(model.pose, where))
-                z_radar = np.full(active.size, -np.inf)
-                if past.size:
-                    pred, h = model.predict(np.concatenate([where[past], tb.x[active[past], 3:]], axis=1))
-                    h = h[:, :3]
-                    sig = np.sqrt(np.maximum(np.einsum("kij,kjl,kil->ik", h, tb.p[active[past]], h), 1e-12))
-                    z_radar[past] = model.coverage.sigmas_beyond(pred[:, 0], pred[:, 1], pred[:, 2], sig)
-                z = np.minimum(z, z_radar)
-            else:
-                d = model.coverage.distance_outside(model.pose, where)
-                if sigma is None:
-                    sigma = np.sqrt(np.maximum(largest_eigenvalue(tb.p[active, :3, :3]), 0.0))
-                z = np.minimum(z, np.where(d > 0.0, d / np.maximum(sigma, 1e-9), -np.inf))
-        with np.errstate(over="ignore"):
-            odds = np.exp(log_ndtr(-z) - log_ndtr(z))
-        return np.asarray(np.where(z > 0.0, odds, np.inf), dtype=np.float64)
 
     def unfed_s(self, active: IndexArray, t: float) -> FloatArray:
         """Time without an update on the clock of the data that could have updated it: `t` less
