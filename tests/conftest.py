@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 
@@ -294,3 +295,16 @@ def fast_mqtt_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(mqtt_module, "RECONNECT_MIN_S", 0.1)
     monkeypatch.setattr(mqtt_module, "RECONNECT_MAX_S", 0.4)
+
+
+@pytest.fixture
+def pd_from_every_track(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every established track teaches its radar's Pd, moved or not. For tests that read a radar's
+    miss accounting off its learnt Pd with targets that stay put, which in the node teach it
+    nothing (`TrackManager._moved`: flickering reflectors tracked before the site is known would)."""
+    from cuas_node.fusion.management import TrackManager
+
+    def every(self: TrackManager, slots: Any, bit: int, model: Any, seen: Any) -> Any:
+        return np.ones(slots.size, dtype=bool)
+
+    monkeypatch.setattr(TrackManager, "_moved", every)

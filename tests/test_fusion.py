@@ -350,6 +350,7 @@ def test_a_frame_with_and_without_range_rate_is_one_look_for_the_learnt_pd() -> 
     assert any(abs(np.linalg.norm(tr.enu_m) - 35.0) < 5.0 for tr in live)
 
 
+@pytest.mark.usefixtures("pd_from_every_track")  # (its targets move less than 10 cells)
 def test_a_target_without_range_rate_among_plots_with_it_is_tracked_at_a_high_learnt_pd() -> None:
     """A radar learns Pd 0.99 from a target with range-rate; a second target whose plots lack it
     appears among more plots that have it. Its track, born of the frame's smaller part, was

@@ -183,6 +183,7 @@ def test_two_plots_of_one_object_in_one_sweep_are_one_look() -> None:
     assert _ever_confirmed(tracking) == set()
 
 
+@pytest.mark.usefixtures("pd_from_every_track")
 def test_a_target_hovering_where_a_sweep_would_begin_is_not_missed() -> None:
     """A hovering target whose plot comes first in the log, its stamps a few milliseconds either
     side of the same beam time each sweep (azimuth noise): windows counted from the first plot
@@ -234,6 +235,7 @@ def test_a_range_rate_sweeps_doppler_span_is_that_of_the_whole_sweep() -> None:
     assert tracker.stats.doppler_span[tracker.sensor_bits["surv"]] > 25.0
 
 
+@pytest.mark.usefixtures("pd_from_every_track")
 def test_a_radar_silent_longer_than_its_false_alarms_allow_was_off_and_charges_no_misses() -> None:
     """10 false plots a sweep, then nothing for 3 sweeps (unplugged), then the target again: the
     silence was no 3 empty sweeps (a chance of e^-30), so its track is charged nothing."""
@@ -250,6 +252,7 @@ def test_a_radar_silent_longer_than_its_false_alarms_allow_was_off_and_charges_n
     assert len(_ever_confirmed(tracking)) == 1 and _learnt_pd(tracking) > 0.95
 
 
+@pytest.mark.usefixtures("pd_from_every_track")
 def test_a_scanning_radars_first_report_charges_nothing_to_the_tracks_another_radar_kept() -> None:
     """A frame radar holds a target for 60 s; then the scanning radar reports for the first time.
     The track's sweep clock was its birth: 60 sweeps behind, it was charged 31 misses and deleted,

@@ -64,6 +64,8 @@ class TrackTable:
         self.x_physical = np.zeros((capacity, 3))  # ... and where it was then (`claims`)
         self.t_claimed = np.full(capacity, -np.inf)  # last Remote ID report holding it (`claimed`)
         self.t_created = np.zeros(capacity)
+        self.x_born = np.zeros((capacity, 3))  # where it started
+        self.moved = np.zeros(capacity, dtype=bool)  # since beyond a sensor's noise of there (`management`)
         self.t_swept = np.zeros(capacity)  # its last look by a scanning radar's sweep (`sweep`)
         self.t_sweep_hit = np.zeros(capacity)  # ... of those, its last hit
         self.hits = np.zeros(capacity, dtype=np.uint32)  # M-of-N history, newest in bit 0
@@ -158,6 +160,8 @@ class TrackTable:
         if physical:
             self.t_physical[slots], self.x_physical[slots] = t, x[:n, :3]
         self.t_created[slots] = t
+        self.x_born[slots] = x[:n, :3]
+        self.moved[slots] = False
         self.t_swept[slots] = t
         self.t_sweep_hit[slots] = t
         self.hits[slots] = 1
