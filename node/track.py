@@ -27,6 +27,7 @@ from typing import IO
 from cuas_node.assembly import core_setup
 from cuas_node.config import Config
 from cuas_node.core.step import NodeCore
+from cuas_node.fusion.frame_stamps import FRAME_STAMP_SPREAD, FrameRuns
 from cuas_node.fusion.params import (
     BearingSensor,
     PositionReceiver,
@@ -34,7 +35,6 @@ from cuas_node.fusion.params import (
     RadarSensor,
     RemoteIdReceiver,
 )
-from cuas_node.fusion.sweep import FRAME_STAMP_SPREAD
 from cuas_node.kernel.clock import STEP_S
 from cuas_node.kernel.measurement import (
     NODE_STAMPED,
@@ -217,30 +217,29 @@ class ArrivalGrid:
 
 @dataclasses.dataclass
 class PlotTimes:
-    """One radar's plots: how many frames they carried, over what span, a frame's plots sharing
-    one capture time or stamped within `window_s` of its first (`sweep.frame_window_s`: fusion
-    takes such a run of times as one frame, `stamped_apart` counts them). A radar whose plots
-    carry far more frames a second than its configured scans is misdescribed: each is taken as a
-    look at its whole coverage (`sweeps`, docs/config.md)."""
+    """One radar's plots: how many frames they carried, over what span: a frame's plots share one
+    capture time or, from an extractor that stamps each plot, come as a run of them (`runs`, as
+    the core step joins them: `frame_stamps.FrameRuns`). A radar whose plots carry far more frames
+    a second than its configured scans is misdescribed: each is taken as a look at its whole
+    coverage (`sweeps`, docs/config.md)."""
 
-    window_s: float = 0.0
-    times: int = 0
+    runs: FrameRuns
     steps: int = 0  # from one frame to a later one (a clock stepped back starts afresh)
     span_s: float = 0.0  # their sum
-    last: float = math.nan  # the frame's first time
-    latest: float = math.nan
-    stamped_apart: int = 0  # frames whose plots carried several times
+    last: float = math.nan  # the latest frame's first time
+
+    @property
+    def times(self) -> int:
+        return self.runs.frames
 
     def add(self, t: float) -> None:
-        if self.last < t <= self.last + self.window_s:  # a plot of the frame, stamped apart
-            self.stamped_apart += t > self.latest and self.latest == self.last
-            self.latest = max(self.latest, t)
-        elif t != self.last:  # lines come in arrival order: a frame's plots are adjacent
-            self.times += 1
+        frames = self.runs.frames
+        self.runs.add(t)
+        if self.runs.frames > frames:  # lines come in arrival order: a frame's plots are adjacent
             if t > self.last:
                 self.steps += 1
                 self.span_s += t - self.last
-            self.last = self.latest = t
+            self.last = t
 
     def per_second(self) -> float:
         return self.steps / self.span_s if self.span_s > 0 else 0.0
@@ -310,7 +309,7 @@ class Tracking:
 
     def _plot_times(self, sensor_id: str) -> PlotTimes:
         rate_hz = self.stats.frame_rates_hz.get(sensor_id)
-        return PlotTimes(FRAME_STAMP_SPREAD / rate_hz if rate_hz else 0.0)
+        return PlotTimes(FrameRuns(FRAME_STAMP_SPREAD / rate_hz if rate_hz else 0.0))
 
     def _step(self, cycles: Iterator[Cycle]) -> float | None:
         """Run the cycles; the time of the last one (None: there was none)."""

@@ -113,11 +113,11 @@ def summary(stats: TrackStats) -> list[str]:
         )
     for sensor_id, times in stats.plot_times.items():
         rate_hz, seen = stats.frame_rates_hz.get(sensor_id), times.per_second()
-        if rate_hz and times.stamped_apart:
+        if rate_hz and times.runs.runs:
             lines.append(
-                f"radar {sensor_id!r}: {times.stamped_apart} of its {times.times} scans carried their plots' "
-                f"capture times apart (within {1e3 * times.window_s:.0f} ms, an eighth of its period: as an "
-                "extractor stamps each plot); each such run of times was fused as one scan at its first"
+                f"radar {sensor_id!r}: {times.runs.runs} of its {times.times} scans carried their plots' "
+                f"capture times apart (within {1e3 * times.runs.window_s:.0f} ms, an eighth of its period, "
+                "as an extractor stamps each plot); each such run of times was fused as one scan at its first"
             )
         if rate_hz and times.times >= _MISTIMED_LEAST and seen > _MISTIMED_RATIO * rate_hz:
             lines.append(

@@ -2,7 +2,7 @@
 (a frame's plots milliseconds apart). Fused a capture time at a time, each plot was a look that
 charged a miss to every other track, and no track confirmed (an outside test: 10 Hz, plots up
 to 3 ms apart, no `tracks` message at all). Runs of times within an eighth of the period are one
-frame (fusion/sweep.py, `frame_window_s`)."""
+frame (fusion/frame_stamps.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 
 from cuas_node.cli import main
 from cuas_node.config import load_config
-from cuas_node.fusion import sweep
+from cuas_node.fusion.frame_stamps import FrameRuns
 from cuas_node.kernel.measurement import RadarDetection
 from cuas_node.publish import wire
 from cuas_node.track import PlotTimes, Tracking
@@ -48,7 +48,9 @@ SIGMAS = (2.0, math.radians(1.0), math.radians(1.0))
 TARGETS = ((400.0, -0.4, 10.0), (800.0, 0.0, -12.0), (1200.0, 0.4, 8.0))  # range, azimuth, speed across
 
 
-def _frames(seconds: float, spread_s: float, seed: int = 4) -> list[str]:
+def _frames(
+    seconds: float, spread_s: float, seed: int = 4, sensor: str = "plots", offset_s: float = 0.0
+) -> list[str]:
     """Three targets crossing the field of view and 5 false alarms a frame, 10 frames a second
     (Pd 0.9); each plot stamped `spread_s` × its place in the frame after the frame's instant
     (the plots come out of the extractor in random order)."""
@@ -64,18 +66,27 @@ def _frames(seconds: float, spread_s: float, seed: int = 4) -> list[str]:
         plots += [(rng.uniform(20, 1500), rng.uniform(-1.0, 1.0)) for _ in range(5)]
         rng.shuffle(plots)
         for k, (r, az) in enumerate(plots):
-            stamp = T0 + t + spread_s * k / len(plots)
+            stamp = T0 + t + offset_s + spread_s * k / len(plots)
             m = RadarDetection(
-                "plots", stamp, t + 0.05, r, az, 0.1 + rng.gauss(0, SIGMAS[2]), None, *SIGMAS, None, 12.0
+                sensor,
+                stamp,
+                stamp - T0 + 0.05,
+                r,
+                az,
+                0.1 + rng.gauss(0, SIGMAS[2]),
+                None,
+                *SIGMAS,
+                None,
+                12.0,
             )
             lines.append(wire.dumps(wire.measurement_record(m)))
     return lines
 
 
-def _tracking(lines: list[str]) -> Tracking:
+def _tracking(lines: list[str], text: str = FRAME_TOML) -> Tracking:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "radar.toml"
-        path.write_text(FRAME_TOML)
+        path.write_text(text)
         tracking = Tracking(load_config(path), io.StringIO())
     tracking.run(lines)
     return tracking
@@ -108,26 +119,48 @@ def test_plots_stamped_apart_within_a_frame_are_tracked_as_one_frame() -> None:
         )
 
 
-def test_the_plots_of_the_next_frame_are_not_held_in_one() -> None:
-    """The frame window learnt from two stamps an eighth of a period apart at most: frames a
-    period apart are never batched, and a frame's plots join only their own frame."""
-    radars = sweep.SweepingRadars({}, {"plots": 0.0125})
-    assert not radars.stamps_plots("plots", 10.0) and not radars.stamps_plots("plots", 10.1)
-    assert "plots" not in radars.stamped_apart
-    assert radars.stamps_plots("plots", 10.102) and radars.stamped_apart == {"plots"}
-    assert radars.hold("plots", 10.102, ["a"]) is None
-    assert radars.hold("plots", 10.110, ["b"]) is None
-    closed = radars.hold("plots", 10.2, ["c"])
-    assert closed is not None and closed.plots == ["a", "b"] and closed.t == 10.102 and closed.frame
+def test_runs_of_stamps_take_their_frames_first_stamp() -> None:
+    """A frame's later stamps join its first: within an eighth of the period, and a quarter of
+    the silence before it."""
+    runs = FrameRuns(0.0125)
+    stamps = [10.0 + n / 10.0 + 0.001 * k for n in range(4) for k in range(3)]
+    assert [runs.add(t) for t in stamps] == pytest.approx(
+        [10.0 + n / 10.0 for n in range(4) for _ in range(3)]
+    )
+    assert runs.frames == 4 and runs.runs == 4
+
+
+def test_evenly_spaced_frames_of_a_radar_set_too_slow_are_not_joined() -> None:
+    """A 10 Hz radar configured at 1 Hz: its frames 100 ms apart lie within an eighth of the
+    configured second, but come evenly, not as runs: each stays a frame (helper-85: joined in
+    pairs, 6 track ids for 3 targets)."""
+    runs = FrameRuns(0.125)
+    stamps = [10.0 + n / 10.0 for n in range(50)]
+    joined = [runs.add(t) for t in stamps]  # (its first two, before any silence was seen, are one)
+    assert joined == [10.0, *stamps[:1], *stamps[2:]] and runs.frames == 49 and runs.runs == 1
 
 
 def test_plot_times_counts_frames_not_stamps() -> None:
-    times = PlotTimes(window_s=0.0125)
+    times = PlotTimes(FrameRuns(0.0125))
     for n in range(20):
         for k in range(4):
             times.add(n / 10.0 + 0.001 * k)
-    assert times.times == 20 and times.stamped_apart == 20
+    assert times.times == 20 and times.runs.runs == 20
     assert times.per_second() == pytest.approx(10.0)
+
+
+def test_a_frame_stays_one_scan_when_another_radars_frame_falls_among_its_plots() -> None:
+    """Two radars stamping apart, the second's frames 1 ms after the first's: the plots of the two
+    interleave in time, and each frame is still one look (helper-85: split at every switch of
+    sensor, 1111 scans for 202, one target confirmed only after 4.5 s)."""
+    second = FRAME_TOML.split("[[sensors]]")[1].replace('id = "plots"', 'id = "other"')
+    text = FRAME_TOML + "\n[[sensors]]" + second
+    lines = _frames(10.0, 0.003) + _frames(10.0, 0.003, sensor="other", offset_s=0.001, seed=5)
+    lines.sort(key=lambda line: json.loads(line)["t_receive"])
+    tracking = _tracking(lines, text)
+    assert tracking.core.engine.counters.scans <= 2 * (100 + 8)  # a scan a frame (the first aside)
+    firsts = sorted(min(t for t, _ in rows) for rows in _confirmed_tracks(tracking).values())
+    assert len(firsts) == len(TARGETS) and firsts[-1] < 1.0  # both radars see the three
 
 
 def test_track_names_a_radar_that_stamps_each_plot_and_does_not_call_it_a_scanning_one(

@@ -24,6 +24,7 @@ import numpy as np
 from cuas_node.core.reorder import ReorderBuffer
 from cuas_node.core.zones import AlertMonitor, ZoneSpec, build_zones
 from cuas_node.fusion.engine import FusionCounters, FusionEngine
+from cuas_node.fusion.frame_stamps import FrameStamps
 from cuas_node.fusion.params import FusionSetup
 from cuas_node.fusion.tracks import Status
 from cuas_node.kernel.clock import STEP_S
@@ -119,6 +120,7 @@ class NodeCore:
         self.engine = FusionEngine(setup.fusion)
         self.params = setup.params
         self.reorder = ReorderBuffer(setup.params.reorder_window_s, self.engine.capture_time)
+        self.frame_stamps = FrameStamps(setup.fusion.sensors)  # one time a frame (`frame_stamps`)
         self._zones = tuple(setup.zones)
         self.alerts: AlertMonitor | None = None
         self._pending_alerts: list[AlertEvent] = []
@@ -137,7 +139,7 @@ class NodeCore:
         if now < self.now - STEP_S:
             batch = [*self._clock_stepped_back(), *batch]
         if batch:
-            self.engine.fuse(self.reorder.push(self._captured_by(now, batch)))
+            self.engine.fuse(self.reorder.push(self._captured_by(now, self.frame_stamps.restamp(batch))))
         return self._cycle(now, started, final=False)
 
     def finish(self, now: float, batch: Sequence[AnyMeasurement] = ()) -> StepResult:
@@ -146,7 +148,7 @@ class NodeCore:
         started = time.perf_counter()
         if now < self.now - STEP_S:
             batch = [*self._clock_stepped_back(), *batch]
-        self.reorder.push(self._captured_by(now, batch))
+        self.reorder.push(self._captured_by(now, self.frame_stamps.restamp(batch)))
         self.engine.fuse(self.reorder.release(math.inf))
         self.engine.settle()
         return self._cycle(now, started, final=True)

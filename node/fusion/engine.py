@@ -43,7 +43,7 @@ from cuas_node.fusion.radar_frames import RecentFrames, below_ground, outside_co
 from cuas_node.fusion.remote_id_input import RemoteIdInput
 from cuas_node.fusion.reporting import track_reports
 from cuas_node.fusion.snapshots import Snapshots
-from cuas_node.fusion.sweep import SWEEP_GUARD, PlotBatch, SweepingRadars
+from cuas_node.fusion.sweep import SWEEP_GUARD, PlotBatch, SweepingRadars, batch_window_s
 from cuas_node.fusion.tracker import Scan, Tracker
 from cuas_node.fusion.tracks import Status
 from cuas_node.kernel.geo import LocalFrame
@@ -110,7 +110,8 @@ class FusionEngine:
             elif isinstance(s, PresenceSensor):
                 self.presence[s.sensor_id] = s
         self.tracker = Tracker(self.params, [s.sensor_id for s in setup.sensors])
-        self.sweeping = SweepingRadars.of([s for s in setup.sensors if isinstance(s, RadarSensor)])
+        scanning = [s for s in setup.sensors if isinstance(s, RadarSensor) and s.sweeps]
+        self.sweeping = SweepingRadars({s.sensor_id: batch_window_s(s) for s in scanning})
         for s in setup.sensors:
             if isinstance(s, RadarSensor) and s.sensor_id in self.tracker.sensor_bits:
                 bit = self.tracker.sensor_bits[s.sensor_id]
@@ -184,7 +185,7 @@ class FusionEngine:
             t = self.capture_time(first)
             if isinstance(first, EmptyRadarScan) and self.sweeping.heartbeat(first.sensor_id, t):
                 continue  # a scanning radar's empty line within its open batch: the batch's check is its
-            swept = isinstance(first, RadarDetection) and self.sweeping.stamps_plots(first.sensor_id, t)
+            swept = isinstance(first, RadarDetection) and first.sensor_id in self.sweeping.sensor_ids
             if not (swept or isinstance(first, GpsFix | RfPresence)):  # (those move no track)
                 self._sweep_batch(self.sweeping.close())  # nothing that does is fused out of order
             if isinstance(first, GpsFix):
@@ -224,11 +225,11 @@ class FusionEngine:
             self._deleted.extend(self.remote_id.fuse(remote_id, self.frame, self.capture_time))
 
     def _sweep_batch(self, batch: PlotBatch | None) -> None:
-        """A batch of a radar's plots (fusion/sweep.py): a scanning radar's, one partial scan at the
-        midpoint of their stamps; a frame stamped plot by plot, one full look at its first stamp."""
+        """A scanning radar's batch of plots: associated together as one partial scan at the
+        midpoint of their stamps (fusion/sweep.py: `batch_window_s`)."""
         if batch is not None:
             plots = cast("list[RadarDetection]", batch.plots)
-            self._radar(plots, batch.t)
+            self._radar(plots, batch.t_mid)
 
     def _radar(self, detections: list[RadarDetection], t: float) -> None:
         """One radar frame (or a scanning radar's batch of plots, one report at `t`). Detections

@@ -131,19 +131,6 @@ def counted_hits(
     return counted, late
 
 
-FRAME_STAMP_SPREAD = 0.125
-"""How far apart, as a fraction of its configured period, the stamps of one frame of a radar that
-looks at its whole coverage at once (not `sweeps`) may be and still be one frame: an extractor that
-stamps each plot as it is extracted spreads a frame over milliseconds, while its next frame comes a
-period later (and `track` names a radar whose times come at over three times its `rate_hz`)."""
-
-
-def frame_window_s(sensor: RadarSensor) -> float:
-    """The stamps of one frame of a non-scanning radar lie within this of its first plot's
-    (`FRAME_STAMP_SPREAD` of its period)."""
-    return FRAME_STAMP_SPREAD / sensor.scan_rate_hz
-
-
 def batch_window_s(sensor: RadarSensor) -> float:
     """How far apart a scanning radar's plots may be stamped and still be associated together,
     as one partial scan at the midpoint of their stamps. One at a time, a false alarm stamped a
@@ -157,20 +144,16 @@ def batch_window_s(sensor: RadarSensor) -> float:
 
 @dataclass(slots=True)
 class PlotBatch:
-    """Consecutive plots of one radar stamped within its batch window of the first: a scanning
-    radar's partial scan, or one frame of a radar that stamps each plot (`frame`)."""
+    """Consecutive plots of one scanning radar stamped within its batch window of the first."""
 
     sensor_id: str
     t_first: float
     t_last: float
     plots: list[object]
-    frame: bool = False
 
     @property
-    def t(self) -> float:
-        """The batch's time: a scanning radar's plots at the midpoint of their stamps; a frame at
-        its first stamp (one instant measured every plot; the later stamps are the extraction's)."""
-        return self.t_first if self.frame else 0.5 * (self.t_first + self.t_last)
+    def t_mid(self) -> float:
+        return 0.5 * (self.t_first + self.t_last)
 
 
 class SweepingRadars:
@@ -184,42 +167,13 @@ class SweepingRadars:
     capture time's plots in capture-time order (`hold`); a batch is closed by the first plot
     beyond its window, by anything else the engine fuses that moves tracks (so nothing is fused
     out of order; a GPS fix does not), or by the time up to which everything has been fused
-    passing its window (`close`).
+    passing its window (`close`)."""
 
-    A radar that looks at its whole coverage at once is batched the same way, one frame a batch
-    (`frame_window_s`), once it is seen to stamp the plots of one frame apart (`stamps_plots`):
-    fused a capture time at a time, each plot was a look that charged a miss to every other track,
-    and no track confirmed."""
-
-    def __init__(self, windows_s: dict[str, float], frame_windows_s: dict[str, float] | None = None) -> None:
+    def __init__(self, windows_s: dict[str, float]) -> None:
         self.sensor_ids = set(windows_s)
-        self.windows_s = dict(windows_s)
-        self.frame_windows_s = frame_windows_s or {}
-        self.stamped_apart: set[str] = set()  # frame radars seen to stamp one frame's plots apart
+        self.windows_s = windows_s
         self.open: PlotBatch | None = None
         self._last: dict[str, float] = {}
-        self._last_frame: dict[str, float] = {}
-
-    @classmethod
-    def of(cls, radars: list[RadarSensor]) -> SweepingRadars:
-        return cls(
-            {s.sensor_id: batch_window_s(s) for s in radars if s.sweeps},
-            {s.sensor_id: frame_window_s(s) for s in radars if not s.sweeps},
-        )
-
-    def stamps_plots(self, sensor_id: str, t: float) -> bool:
-        """Whether a radar's plots at `t` are batched: a scanning radar's always; a frame radar's
-        once two of its capture times in a row have come within its frame window (the plots of
-        the frame before were fused alone: one look too many, once)."""
-        if sensor_id in self.sensor_ids or sensor_id in self.stamped_apart:
-            return True
-        window = self.frame_windows_s.get(sensor_id)
-        last, self._last_frame[sensor_id] = self._last_frame.get(sensor_id, -math.inf), t
-        if window is None or not 0.0 < t - last <= window:
-            return False
-        self.stamped_apart.add(sensor_id)
-        self.windows_s[sensor_id] = window
-        return True
 
     def hold(self, sensor_id: str, t: float, plots: list[object]) -> PlotBatch | None:
         """Add a capture time's plots; returns the batch they closed, if any."""
@@ -229,7 +183,7 @@ class SweepingRadars:
             batch.t_last = t
             batch.plots += plots
             return None
-        self.open = PlotBatch(sensor_id, t, t, list(plots), sensor_id not in self.sensor_ids)
+        self.open = PlotBatch(sensor_id, t, t, list(plots))
         return batch
 
     def heartbeat(self, sensor_id: str, t: float) -> bool:
