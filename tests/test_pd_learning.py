@@ -118,3 +118,78 @@ def test_stationary_tracks_leave_the_configured_pd_in_place() -> None:
     """Nothing moved: the radar's Pd is not learnt from tracks that stayed put (the configured
     0.9 default, not the third a reflector shows)."""
     assert abs(_learnt_pd(_tracking(_lines(15.0, 20, drones=()))) - 0.9) < 0.01
+
+
+def test_a_scanning_radar_learns_no_pd_from_reflectors_either() -> None:
+    """A scanning radar (`sweeps`) sees six reflectors, a plot in half of its sweeps each: the
+    misses owed for whole sweeps (`sweep.SweepScan.charge`) teach it nothing either (helper-85:
+    0.30)."""
+    from tests.test_sweeping_radar import HALF, SWEEP_TOML
+    from tests.test_sweeping_radar import SIGMAS as SWEEP_SIGMAS
+
+    rng = random.Random(1)
+    spots = [(rng.uniform(800, 4000), rng.uniform(-1.0, 1.0)) for _ in range(6)]
+    plots = [
+        (n + (az + HALF) / (2 * HALF), r + rng.gauss(0, SWEEP_SIGMAS[0]), az + rng.gauss(0, SWEEP_SIGMAS[1]))
+        for n in range(120)
+        for r, az in spots
+        if rng.random() < 0.5
+    ]
+    lines = []
+    for t_rel, r, az in sorted(plots):
+        t = T0 + round(t_rel, 3)
+        m = RadarDetection("surv", t, t + 0.2, r, az, 0.05, None, *SWEEP_SIGMAS, None, 15.0)
+        lines.append(wire.dumps(wire.measurement_record(m)))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "radar.toml"
+        path.write_text(SWEEP_TOML.replace("false_alarms_per_scan = 10", "false_alarms_per_scan = 0.5"))
+        tracking = Tracking(load_config(path), io.StringIO())
+    tracking.run(lines)
+    tracker = tracking.core.engine.tracker
+    assert tracker.stats.pd(tracker.sensor_bits["surv"]) == 0.9
+
+
+def test_reflectors_seen_by_a_coarse_and_a_fine_radar_have_not_moved() -> None:
+    """Fifteen reflectors seen by a coarse radar (15 m, 3°) and a fine one (0.5 m, 0.3°): the
+    coarse radar's first plot lies many of the fine radar's cells off, and the fine radar's first
+    update moved the track there; judged on the coarsest radar that fed it, no track moved
+    (helper-85: 7 of 15, and both radars learnt 0.32)."""
+    coarse = TOML.replace("range_sigma_m = 2", "range_sigma_m = 15").replace(
+        "az_sigma_deg = 1.0", "az_sigma_deg = 3.0"
+    )
+    fine = (
+        TOML.split("[[sensors]]")[1]
+        .replace('id = "plots"', 'id = "fine"')
+        .replace("range_sigma_m = 2", "range_sigma_m = 0.5")
+        .replace("az_sigma_deg = 1.0", "az_sigma_deg = 0.3")
+        .replace("el_sigma_deg = 1.0", "el_sigma_deg = 0.3")
+    )
+    sigmas = {"plots": (15.0, math.radians(3.0)), "fine": (0.5, math.radians(0.3))}
+    rng = random.Random(3)
+    spots = [(rng.uniform(200, 800), rng.uniform(-0.8, 0.8)) for _ in range(15)]
+    lines = []
+    for n in range(300):
+        for sensor, late in (("plots", 0.0), ("fine", 0.05)):
+            s_range, s_angle = sigmas[sensor]
+            for r, az in spots:
+                if rng.random() < 1.0 / 3.0:
+                    t = n / 10.0 + late
+                    noisy = (
+                        r + rng.gauss(0, s_range),
+                        az + rng.gauss(0, s_angle),
+                        0.05 + rng.gauss(0, s_angle),
+                    )
+                    m = RadarDetection(
+                        sensor, T0 + t, t + 0.02, *noisy, None, s_range, s_angle, s_angle, None, 12.0
+                    )
+                    lines.append(wire.dumps(wire.measurement_record(m)))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "radar.toml"
+        path.write_text(coarse + "\n[[sensors]]" + fine)
+        tracking = Tracking(load_config(path), io.StringIO())
+    tracking.run(lines)
+    tracker = tracking.core.engine.tracker
+    table = tracker.table
+    established = table.status[table.active()] >= 2
+    assert established.sum() >= 8 and not table.moved[table.active()][established].any()
+    assert all(tracker.stats.pd(tracker.sensor_bits[s]) == 0.9 for s in ("plots", "fine"))

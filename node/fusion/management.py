@@ -167,8 +167,15 @@ class TrackManager:
             else seen[:, 0]
         )
         far = np.linalg.norm(tb.x[slots, :3] - tb.x_born[slots], axis=1)
+        # The coarsest radar that fed it: its first plot may lie that far off, and a finer radar's
+        # first update moves the track there (helper-85: 7 of 15 reflectors "moved").
+        cell = self.stats.resolution_m(bit, rng)
+        for other, other_model in self.stats.models.items():
+            fed = ((tb.sensor_mask[slots] >> np.uint64(other)) & np.uint64(1)).astype(bool)
+            if other != bit and is_radar(other_model) and fed.any():
+                cell = np.where(fed, np.fmax(cell, self.stats.resolution_m(other, rng)), cell)
         with np.errstate(invalid="ignore"):  # (NaN resolution before its first detection: not moved)
-            moving |= far > _MOVED_RESOLUTIONS * self.stats.resolution_m(bit, rng)
+            moving |= far > _MOVED_RESOLUTIONS * cell
         tb.moved[slots] = moving
         return moving
 

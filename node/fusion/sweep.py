@@ -92,8 +92,9 @@ class SweepScan:
         table.hits[slots] = (table.hits[slots] << n.astype(np.uint32)) & self.mask
         table.score[slots] += n * np.log1p(-self.pd)
         table.absence[slots] -= n * np.log1p(-self.pd)
-        firm = table.status[slots] != Status.TENTATIVE
-        table.unproven_misses[slots[firm], self.bit] += n[firm].astype(np.int32)
+        # (Misses of a track that stayed put teach the radar no Pd, as its hits: `TrackManager._moved`.)
+        learn = (table.status[slots] != Status.TENTATIVE) & table.moved[slots]
+        table.unproven_misses[slots[learn], self.bit] += n[learn].astype(np.int32)
 
 
 def check(table: TrackTable, active: IndexArray, looked: BoolArray, t: float, scan: SweepScan) -> BoolArray:

@@ -64,7 +64,7 @@ class TrackTable:
         self.x_physical = np.zeros((capacity, 3))  # ... and where it was then (`claims`)
         self.t_claimed = np.full(capacity, -np.inf)  # last Remote ID report holding it (`claimed`)
         self.t_created = np.zeros(capacity)
-        self.x_born = np.zeros((capacity, 3))  # where it started
+        self.x_born = np.zeros((capacity, 3))  # where it started (first ranged: `fed`)
         self.moved = np.zeros(capacity, dtype=bool)  # since beyond a sensor's noise of there (`management`)
         self.t_swept = np.zeros(capacity)  # its last look by a scanning radar's sweep (`sweep`)
         self.t_sweep_hit = np.zeros(capacity)  # ... of those, its last hit
@@ -199,6 +199,8 @@ class TrackTable:
         self.t_update[slots] = np.maximum(self.t_update[slots], t)
         if ranging:
             ranged = slots if ranged is None else ranged
+            first = ranged[~np.isfinite(self.t_ranged[ranged])]  # a bearing-only start's range was a guess
+            self.x_born[first] = self.x[first, :3]
             self.t_ranged[ranged] = np.maximum(self.t_ranged[ranged], t)
 
     def combine(
