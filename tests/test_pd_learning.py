@@ -17,27 +17,10 @@ from cuas_node.config import load_config
 from cuas_node.kernel.measurement import RadarDetection
 from cuas_node.publish import wire
 from cuas_node.track import Tracking
+from tests.test_frame_stamps import FRAME_TOML
+from tests.test_frame_stamps import _tracking as frame_tracking
 
-TOML = """
-[node]
-id = "pd-test"
-position = { lat = 52.0, lon = 4.0, alt_m = 0.0 }
-
-[[sensors]]
-kind = "radar"
-id = "plots"
-max_range_m = 1500
-min_range_m = 20
-fov_az_deg = 60
-fov_el_deg = 20
-range_sigma_m = 2
-az_sigma_deg = 1.0
-el_sigma_deg = 1.0
-rate_hz = 10
-false_alarms_per_scan = 3
-range_rate = false
-mount = { yaw_deg = 0.0, pitch_deg = 0.0, offset_m = [0.0, 0.0, 0.0] }
-"""
+TOML = FRAME_TOML.replace("false_alarms_per_scan = 5", "false_alarms_per_scan = 3")
 
 T0 = 1_750_000_000.0
 SIGMAS = (2.0, math.radians(1.0), math.radians(1.0))
@@ -77,12 +60,7 @@ def _lines(
 
 
 def _tracking(lines: list[str]) -> Tracking:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "radar.toml"
-        path.write_text(TOML)
-        tracking = Tracking(load_config(path), io.StringIO())
-    tracking.run(lines)
-    return tracking
+    return frame_tracking(lines, TOML)
 
 
 def _learnt_pd(tracking: Tracking) -> float:
