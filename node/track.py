@@ -27,7 +27,7 @@ from typing import IO
 from cuas_node.assembly import core_setup
 from cuas_node.config import Config
 from cuas_node.core.step import NodeCore
-from cuas_node.fusion.frame_stamps import FRAME_STAMP_SPREAD, FrameRuns
+from cuas_node.fusion.frame_stamps import FrameRuns
 from cuas_node.fusion.params import (
     BearingSensor,
     PositionReceiver,
@@ -216,36 +216,6 @@ class ArrivalGrid:
 
 
 @dataclasses.dataclass
-class PlotTimes:
-    """One radar's plots: how many frames they carried, over what span: a frame's plots share one
-    capture time or, from an extractor that stamps each plot, come as a run of them (`runs`, as
-    the core step joins them: `frame_stamps.FrameRuns`). A radar whose plots carry far more frames
-    a second than its configured scans is misdescribed: each is taken as a look at its whole
-    coverage (`sweeps`, docs/config.md)."""
-
-    runs: FrameRuns
-    steps: int = 0  # from one frame to a later one (a clock stepped back starts afresh)
-    span_s: float = 0.0  # their sum
-    last: float = math.nan  # the latest frame's first time
-
-    @property
-    def times(self) -> int:
-        return self.runs.frames
-
-    def add(self, t: float) -> None:
-        frames = self.runs.frames
-        self.runs.add(t)
-        if self.runs.frames > frames:  # lines come in arrival order: a frame's plots are adjacent
-            if t > self.last:
-                self.steps += 1
-                self.span_s += t - self.last
-            self.last = t
-
-    def per_second(self) -> float:
-        return self.steps / self.span_s if self.span_s > 0 else 0.0
-
-
-@dataclasses.dataclass
 class TrackStats:
     lines: int = 0
     measurements: int = 0
@@ -267,13 +237,15 @@ class TrackStats:
     """Measurements fusion could not use, by reason (health's `fusion.dropped`)."""
     outside_coverage: int = 0
     """Radar detections beyond their radar's configured coverage (fused; health's too)."""
-    plot_times: dict[str, PlotTimes] = dataclasses.field(default_factory=dict)
-    """Per radar sensor id, the capture times its plots carried."""
+    plot_times: dict[str, FrameRuns] = dataclasses.field(default_factory=dict)
+    """Per radar that looks at its whole coverage at once, the frames its plots carried (a run of
+    stamps counts once: `frame_stamps`, as fusion took them)."""
     frame_rates_hz: dict[str, float] = dataclasses.field(default_factory=dict)
     """The configured `rate_hz` of the radars whose scans share one time (not `sweeps`)."""
     learnt: dict[str, tuple[float, float, bool, float]] = dataclasses.field(default_factory=dict)
     """Per radar that scanned: the detection probability and false alarms per scan fusion learnt
-    from its scans, whether it sweeps, and the false alarms per scan it was configured with."""
+    from its scans (Pd NaN when no track taught it: the configured one stands), whether it
+    sweeps, and the false alarms per scan it was configured with."""
     fixtures: dict[str, int] = dataclasses.field(default_factory=dict)
     """Per radar: the places its plots recurred at long enough to count as site clutter
     (`fusion.learn_fixtures_after_s`; health's `fusion.fixtures_learnt`)."""
@@ -306,10 +278,6 @@ class Tracking:
         self.stats = TrackStats()
         self.setup_radars = [s for s in setup.fusion.sensors if isinstance(s, RadarSensor)]
         self.stats.frame_rates_hz = {s.sensor_id: s.scan_rate_hz for s in self.setup_radars if not s.sweeps}
-
-    def _plot_times(self, sensor_id: str) -> PlotTimes:
-        rate_hz = self.stats.frame_rates_hz.get(sensor_id)
-        return PlotTimes(FrameRuns(FRAME_STAMP_SPREAD / rate_hz if rate_hz else 0.0))
 
     def _step(self, cycles: Iterator[Cycle]) -> float | None:
         """Run the cycles; the time of the last one (None: there was none)."""
@@ -344,8 +312,6 @@ class Tracking:
                 continue
             stats.measurements += 1
             stats.empty_scans += isinstance(m, EmptyRadarScan)
-            if isinstance(m, RadarDetection):
-                stats.plot_times.setdefault(m.sensor_id, self._plot_times(m.sensor_id)).add(m.t_capture)
             self._step(grid.add(m))
         stats.lines = number
         end = self._step(grid.end())
@@ -356,13 +322,15 @@ class Tracking:
             self.out.flush()
         stats.tracks_messages, stats.alerts = self.output.tracks_messages, self.output.alerts
         stats.dropped = self.core.engine.dropped()
+        stats.plot_times = {i: runs for i, runs in self.core.frame_stamps.radars.items() if runs.frames}
         stats.outside_coverage = self.core.engine.counters.outside_coverage
         tracker = self.core.engine.tracker
         for s in self.setup_radars:
             bit = tracker.sensor_bits.get(s.sensor_id)
             if bit is not None and math.isfinite(tracker.stats.last_t[bit]):
                 specified = float(tracker.stats.specified_false_alarms[bit])
-                learnt = (tracker.stats.pd(bit), float(tracker.stats.false_alarms[bit]), s.sweeps, specified)
+                pd = tracker.stats.pd(bit) if tracker.stats.pd_learnt(bit) else math.nan
+                learnt = (pd, float(tracker.stats.false_alarms[bit]), s.sweeps, specified)
                 stats.learnt[s.sensor_id] = learnt
                 stats.fixtures[s.sensor_id] = tracker.fixtures.learnt(bit)
                 stats.clutter_spots[s.sensor_id] = tracker.local_clutter.spots(

@@ -8,6 +8,7 @@ subcommand, so it imports the fusion (numpy, scipy) only when the command runs.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -72,9 +73,9 @@ def _counts(counter: Counter[str], limit: int = 8) -> str:
     return ", ".join(items)
 
 
-# A radar's plots carrying more capture times a second than this many times its configured scan
-# rate (over at least this many times) are not one time per scan (`PlotTimes`).
-_MISTIMED_RATIO, _MISTIMED_LEAST = 3.0, 20
+# A radar's plots carrying more frames a second than this many times its configured scan rate
+# (over at least this many frames) are not one frame per scan (`frame_stamps.FrameRuns`).
+_MISTIMED_RATIO, _MISTIMED_LEAST = 1.5, 20
 _UNDERSTATED_RATIO = 3.0  # learnt false alarms this many times the configured ones: say so
 
 
@@ -113,22 +114,28 @@ def summary(stats: TrackStats) -> list[str]:
         )
     for sensor_id, times in stats.plot_times.items():
         rate_hz, seen = stats.frame_rates_hz.get(sensor_id), times.per_second()
-        if rate_hz and times.runs.runs:
+        if rate_hz and times.runs:
             lines.append(
-                f"radar {sensor_id!r}: {times.runs.runs} of its {times.times} scans carried their plots' "
-                f"capture times apart (within {1e3 * times.runs.window_s:.0f} ms, an eighth of its period, "
+                f"radar {sensor_id!r}: {times.runs} of its {times.frames} scans carried their plots' "
+                f"capture times apart (within {1e3 * times.window_s:.0f} ms, an eighth of its period, "
                 "as an extractor stamps each plot); each such run of times was fused as one scan at its first"
             )
-        if rate_hz and times.times >= _MISTIMED_LEAST and seen > _MISTIMED_RATIO * rate_hz:
+        if rate_hz and times.frames >= _MISTIMED_LEAST and seen > _MISTIMED_RATIO * rate_hz:
             lines.append(
-                f"radar {sensor_id!r}: its plots carried {times.times} capture times, {seen:.1f} a second "
+                f"radar {sensor_id!r}: its plots carried {times.frames} capture times (a run of stamps "
+                f"counting once), {seen:.1f} a second "
                 f"for rate_hz = {rate_hz:g}; each time is taken as a look at its whole coverage, which "
                 "charges a miss to every track it does not hit. A scanning radar that stamps each plot "
                 "when its beam passed needs sweeps = true; else check rate_hz (docs/config.md)"
             )
     for sensor_id, (pd, false_alarms, sweeps, specified) in stats.learnt.items():
+        told = (
+            f"learnt Pd {pd:.2f}"
+            if math.isfinite(pd)
+            else "Pd not learnt (no track it saw moved 10 of its cells: fusion.detection_probability stands)"
+        )
         lines.append(
-            f"radar {sensor_id!r}: learnt Pd {pd:.2f}, {false_alarms:.1f} false alarms a "
+            f"radar {sensor_id!r}: {told}, {false_alarms:.1f} false alarms a "
             + ("sweep (a rate_hz twice the radar's sweep rate halves that Pd)" if sweeps else "scan")
         )
         if false_alarms > _UNDERSTATED_RATIO * max(specified, 1.0):

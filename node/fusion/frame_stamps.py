@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 from collections.abc import Iterable, Sequence
 
 from cuas_node.fusion.params import RadarSensor
-from cuas_node.kernel.measurement import AnyMeasurement, EmptyRadarScan, RadarDetection
+from cuas_node.kernel.measurement import AnyMeasurement
 
 FRAME_STAMP_SPREAD = 0.125
 """How far apart, as a fraction of its configured period, the stamps of one frame may be."""
+_STAMP = operator.attrgetter("t_capture")
 RUN_GAP_RATIO = 4.0
 """A run's stamps lie within this fraction of the silence before its first (see the module)."""
 
@@ -48,20 +50,33 @@ class FrameRuns:
     before_s: float = math.inf  # the silence before `first` (unknown before the first frame)
     frames: int = 0
     runs: int = 0  # frames that came as runs of several times
+    steps: int = 0  # from one frame to a later one (a clock stepped back starts afresh)
+    span_s: float = 0.0  # their sum
 
     def add(self, t: float) -> float:
         """The frame time of a plot stamped `t`: the first time of its frame."""
-        if t == self.last:
-            return self.first
+        if (
+            self.first - t <= self.window_s
+            and RUN_GAP_RATIO * (self.last - t) <= self.before_s
+            and t <= self.last
+        ):
+            return self.first  # a plot of the run delivered after a later one (even its first)
         spread = t - self.first
         if self.last < t and spread <= self.window_s and RUN_GAP_RATIO * spread <= self.before_s:
             self.runs += self.last == self.first  # the frame's second time: a run
             self.last = t
             return self.first
         self.before_s = t - self.last if t > self.last else math.inf
+        if math.isfinite(self.first) and t > self.first:
+            self.steps += 1
+            self.span_s += t - self.first
         self.first = self.last = t
         self.frames += 1
         return t
+
+    def per_second(self) -> float:
+        """Frames a second, over the steps from one to a later one."""
+        return self.steps / self.span_s if self.span_s > 0 else 0.0
 
 
 class FrameStamps:
@@ -75,13 +90,30 @@ class FrameStamps:
             if isinstance(s, RadarSensor) and not s.sweeps
         }
 
-    def restamp(self, batch: Sequence[AnyMeasurement]) -> list[AnyMeasurement]:
-        out: list[AnyMeasurement] = []
-        for m in batch:
-            runs = self.radars.get(m.sensor_id) if isinstance(m, RadarDetection | EmptyRadarScan) else None
-            t = m.t_capture if runs is None else runs.add(m.t_capture)
-            out.append(m if t == m.t_capture else dataclasses.replace(m, t_capture=t))
-        return out
+    def restamp(self, batch: Sequence[AnyMeasurement]) -> Sequence[AnyMeasurement]:
+        """`batch` with each frame radar's plots at their frame's time, in capture-time order
+        (the reorder window orders them so anyway): a frame's plots delivered together in any
+        order are one run (helper-86: shuffled, 406 scans for 150 frames). Asked of every plot of
+        every step: a sensor and stamp like the one before are not looked up again, and a batch
+        that nothing changed is returned as it is. (A frame radar's id is only ever its plots'
+        and empty scans'.)"""
+        if not self.radars:
+            return batch
+        ordered = sorted(batch, key=_STAMP)
+        out: list[AnyMeasurement] | None = None
+        sensor_id, stamp, frame_t = None, math.nan, math.nan
+        for i, m in enumerate(ordered):
+            if m.t_capture != stamp or m.sensor_id != sensor_id:
+                sensor_id, stamp = m.sensor_id, m.t_capture
+                runs = self.radars.get(sensor_id)
+                frame_t = stamp if runs is None else runs.add(stamp)
+            if frame_t != stamp:
+                if out is None:
+                    out = ordered[:i]
+                out.append(dataclasses.replace(m, t_capture=frame_t))
+            elif out is not None:
+                out.append(m)
+        return ordered if out is None else out
 
     def stamped_apart(self) -> dict[str, int]:
         """Per radar that stamped a frame's plots apart, the frames that came as runs."""

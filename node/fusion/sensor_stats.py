@@ -184,6 +184,10 @@ class SensorStats:
         few looks must neither declare a sensor blind nor make one miss final."""
         return np.asarray(np.clip(self.pd_num / self.pd_den, _PD_FLOOR, _PD_CEILING), dtype=np.float64)
 
+    def pd_learnt(self, bit: int) -> bool:
+        """Whether any look taught the sensor its Pd (else it is the configured one)."""
+        return bool(self.pd_den[bit] != _PD_PRIOR_LOOKS)
+
     def pd(self, bit: int) -> float:
         """One sensor's `pds` (scalar arithmetic: asked several times a scan)."""
         return min(max(float(self.pd_num[bit]) / float(self.pd_den[bit]), _PD_FLOOR), _PD_CEILING)
