@@ -6,15 +6,15 @@ miss to every track it does not hit. An extractor that stamps each plot as it em
 frame over milliseconds; fused a time at a time, each plot was a look of its own, and no track
 confirmed (an outside test: 10 Hz, plots up to 3 ms apart, not one `tracks` message).
 
-So, per radar, in arrival order: a stamp that follows the first of its frame by at most
-`FRAME_STAMP_SPREAD` of the configured period, and by at most a quarter of the silence before
-that first stamp, continues the frame (a *run*), and takes the frame's first stamp before anything
-else sees it (the core step, ahead of its reorder window: a frame is then one scan however other
-sensors' measurements fall between its plots, and a frame delivered twice is recognised). The
-quarter keeps a radar whose `rate_hz` is set far too low (frames every 100 ms read as 1 Hz) from
-having its evenly spaced frames joined in pairs: those are no runs (but for its first two
-frames, before any silence was seen). A radar whose frames share one stamp never makes a run,
-and nothing of it changes.
+So, per radar, delivery by delivery (each in capture-time order): a stamp that follows the
+first of its frame by at most `FRAME_STAMP_SPREAD` of the configured period, and by at most a
+quarter of the silence before that first stamp, continues the frame (a *run*), and takes the
+frame's first stamp before anything else sees it (the core step, ahead of its reorder window:
+a frame is then one scan however other sensors' measurements fall between its plots, and a
+frame delivered twice is recognised). The quarter keeps a radar whose `rate_hz` is set far too
+low (frames every 100 ms read as 1 Hz) from having its evenly spaced frames joined in pairs:
+those are no runs (but for its first two frames, before any silence was seen). A radar whose
+frames share one stamp never makes a run, and nothing of it changes.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ def frame_window_s(sensor: RadarSensor) -> float:
 
 @dataclasses.dataclass
 class FrameRuns:
-    """One radar's capture times, fed in arrival order (`add`): which begin a frame, which
-    continue it, and how many frames came as runs of several times."""
+    """One radar's capture times, fed as they are delivered (`add`): which begin a frame, which
+    continue it (also a plot of it delivered after a later one), and how many frames came as
+    runs of several times."""
 
     window_s: float
     first: float = -math.inf  # the current frame's first time
