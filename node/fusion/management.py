@@ -150,13 +150,14 @@ class TrackManager:
     def _moved(
         self, slots: IndexArray, bit: int, model: MeasurementModel, seen: FloatArray | None
     ) -> BoolArray:
-        """Of these established tracks, those that have moved `_MOVED_RESOLUTIONS` of a radar's
-        own accuracy at their range from where they started (`TrackTable.x_born`): only their looks
-        teach it its Pd. A flickering reflector, a tree or a roof edge, tracked before the site is
-        known, gives a plot in a third of the scans and stays put: counted, twenty of them taught
-        an outside test's radar a Pd of 0.40 (0.85 in truth), and every lost track then waited
-        36 misses in a row to be deleted. A hovering drone teaches nothing either (its Pd is that
-        of the moving ones, or the configured one)."""
+        """Of these established tracks, those that have moved `_MOVED_RESOLUTIONS` cells of the
+        coarsest radar that fed them (its accuracy at their range) from where they were first
+        ranged (`TrackTable.x_born`): only their looks teach a radar its Pd. A flickering
+        reflector, a tree or a roof edge, tracked before the site is known, gives a plot in a
+        third of the scans and stays put: counted, twenty of them taught an outside test's radar
+        a Pd of 0.40 (0.85 in truth), and every lost track then waited 36 misses in a row to be
+        deleted. A hovering drone teaches nothing either (its Pd is that of the moving ones, or
+        the configured one)."""
         tb = self.table
         moving = tb.moved[slots]
         if moving.all():
