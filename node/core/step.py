@@ -139,7 +139,7 @@ class NodeCore:
         if now < self.now - STEP_S:
             batch = [*self._clock_stepped_back(), *batch]
         if batch:
-            self.engine.fuse(self.reorder.push(self._captured_by(now, self.frame_stamps.restamp(batch))))
+            self.engine.fuse(self.reorder.push(self._captured_by(now, batch)))
         return self._cycle(now, started, final=False)
 
     def finish(self, now: float, batch: Sequence[AnyMeasurement] = ()) -> StepResult:
@@ -148,7 +148,7 @@ class NodeCore:
         started = time.perf_counter()
         if now < self.now - STEP_S:
             batch = [*self._clock_stepped_back(), *batch]
-        self.reorder.push(self._captured_by(now, self.frame_stamps.restamp(batch)))
+        self.reorder.push(self._captured_by(now, batch))
         self.engine.fuse(self.reorder.release(math.inf))
         self.engine.settle()
         return self._cycle(now, started, final=True)
@@ -188,7 +188,7 @@ class NodeCore:
         would hold the node's position back and make every radar plot late)."""
         kept: list[AnyMeasurement] = []
         dropped, capture_time = 0, self.engine.capture_time
-        for m in batch:
+        for m in self.frame_stamps.restamp(batch):  # first, each frame at one time (`frame_stamps`)
             ahead = min(m.t_capture, capture_time(m)) - now  # either: the stamp, or with its offset
             if ahead <= STEP_S:
                 kept.append(m)

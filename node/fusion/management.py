@@ -160,23 +160,25 @@ class TrackManager:
         the configured one)."""
         tb = self.table
         moving = tb.moved[slots]
-        if moving.all():
+        still = np.flatnonzero(~moving)  # (once moved, always: only these are asked)
+        if not still.size:
             return moving
+        asked = slots[still]
         rng = (
-            cartesian_to_spherical(model.pose.enu_to_sensor(tb.x[slots, :3]))[0]
+            cartesian_to_spherical(model.pose.enu_to_sensor(tb.x[asked, :3]))[0]
             if seen is None
-            else seen[:, 0]
+            else seen[still, 0]
         )
-        far = np.linalg.norm(tb.x[slots, :3] - tb.x_born[slots], axis=1)
+        far = np.linalg.norm(tb.x[asked, :3] - tb.x_born[asked], axis=1)
         # The coarsest radar that fed it: its first plot may lie that far off, and a finer radar's
         # first update moves the track there (helper-85: 7 of 15 reflectors "moved").
         cell = self.stats.resolution_m(bit, rng)
-        for other, other_model in self.stats.models.items():
-            fed = ((tb.sensor_mask[slots] >> np.uint64(other)) & np.uint64(1)).astype(bool)
-            if other != bit and is_radar(other_model) and fed.any():
+        others = [other for other, m in self.stats.models.items() if other != bit and is_radar(m)]
+        for other, fed in zip(others, fed_by(tb.sensor_mask[asked], others).T, strict=True):
+            if fed.any():
                 cell = np.where(fed, np.fmax(cell, self.stats.resolution_m(other, rng)), cell)
         with np.errstate(invalid="ignore"):  # (NaN resolution before its first detection: not moved)
-            moving |= far > _MOVED_RESOLUTIONS * cell
+            moving[still] = far > _MOVED_RESOLUTIONS * cell
         tb.moved[slots] = moving
         return moving
 
