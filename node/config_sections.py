@@ -142,6 +142,10 @@ class FusionSection(Section):
         default=True,
         description="price places where a radar gives several plots a scan as clutter (false: formations)",
     )
+    clutter_profile: bool = Field(
+        default=True,
+        description="price a radar's false alarms where they fall in range and elevation, standing or moving",
+    )
 
     @model_validator(mode="after")
     def _window(self) -> FusionSection:

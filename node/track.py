@@ -27,6 +27,7 @@ from typing import IO
 from cuas_node.assembly import core_setup
 from cuas_node.config import Config
 from cuas_node.core.step import NodeCore
+from cuas_node.fusion.clutter_profile import ProfileSummary
 from cuas_node.fusion.frame_stamps import FrameRuns
 from cuas_node.fusion.params import (
     BearingSensor,
@@ -252,6 +253,8 @@ class TrackStats:
     clutter_spots: dict[str, int] = dataclasses.field(default_factory=dict)
     """Per radar: the places that gave several plots a scan in the last minutes and are priced as
     clutter at the end (`fusion.local_clutter`; health's `fusion.clutter_spots`)."""
+    clutter_profiles: dict[str, ProfileSummary] = dataclasses.field(default_factory=dict)
+    """Per radar: where its false alarms fell in range and elevation (`fusion.clutter_profile`)."""
     range_rate_contradicted: dict[str, tuple[int, float]] = dataclasses.field(default_factory=dict)
     """Per radar with range-rate and no `unambiguous_range_rate_mps`: the tracks whose range moved
     at a speed its range-rate contradicted, and the median disagreement when each was told
@@ -336,6 +339,9 @@ class Tracking:
                 stats.clutter_spots[s.sensor_id] = tracker.local_clutter.spots(
                     self.core.now, tracker.stats, bit
                 )
+                profile = tracker.profile.summary(bit, self.core.now, learnt[1])
+                if profile is not None:
+                    stats.clutter_profiles[s.sensor_id] = profile
                 stats.range_rate_contradicted[s.sensor_id] = tracker.alias.contradicted(bit)
         stats.wall_s = time.perf_counter() - started
         return stats

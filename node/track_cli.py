@@ -77,6 +77,8 @@ def _counts(counter: Counter[str], limit: int = 8) -> str:
 # (over at least this many frames) are not one frame per scan (`frame_stamps.FrameRuns`).
 _MISTIMED_RATIO, _MISTIMED_LEAST = 1.5, 20
 _UNDERSTATED_RATIO = 3.0  # learnt false alarms this many times the configured ones: say so
+# False alarms a scan priced above the uniform density, at least this many and this share: say so.
+_CONCENTRATED_LEAST, _CONCENTRATED_SHARE = 1.0, 0.25
 
 
 def summary(stats: TrackStats) -> list[str]:
@@ -144,6 +146,16 @@ def summary(stats: TrackStats) -> list[str]:
                 f"{'sweep' if sweeps else 'scan'} for false_alarms_per_scan = {specified:g}; the "
                 "confirmation bar counts the configured figure (false_track_probability, "
                 "docs/config.md), so with fewer configured than it makes false tracks confirm more often"
+            )
+    for sensor_id, profile in stats.clutter_profiles.items():
+        if profile.concentrated >= max(_CONCENTRATED_LEAST, _CONCENTRATED_SHARE * profile.per_scan):
+            (near, far), (low, high) = profile.peak_range_m, profile.peak_elevation_deg
+            lines.append(
+                f"radar {sensor_id!r}: {profile.concentrated:.1f} of its {profile.per_scan:.1f} false "
+                "alarms a scan fell where they are denser than spread evenly, up to "
+                f"{profile.peak_ratio:.0f} times (at {near:.0f}-{far:.0f} m, {low:.0f}° to {high:.0f}° "
+                "elevation), and are priced as clutter there (ground clutter; a drone flying through it "
+                "confirms later: fusion.clutter_profile, docs/architecture.md)"
             )
     places_told = (
         (

@@ -43,6 +43,7 @@ class FusionParams:
     miss_probability: float = 0.05
     learn_fixtures_after_s: float = 2700.0  # plots recurring at one place this long are site (`fixtures`)
     local_clutter: bool = True  # places giving several plots a scan priced as clutter (`local_clutter`)
+    clutter_profile: bool = True  # false alarms priced where they fall (`clutter_profile`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from scipy.stats import chi2
 from cuas_node.fusion import imm, jpda, late
 from cuas_node.fusion.alias_evidence import AliasEvidence
 from cuas_node.fusion.association import assign
+from cuas_node.fusion.clutter_profile import SiteClutterProfile
 from cuas_node.fusion.fixtures import SiteFixtures, unexplained_by_site
 from cuas_node.fusion.gating import Gating, gate_scan, take_alias
 from cuas_node.fusion.ground import Ground, hold_above_ground
@@ -82,6 +83,7 @@ class Tracker:
         self.manager = TrackManager(params, self.table, self.stats, self._underground)
         self.fixtures = SiteFixtures(params.learn_fixtures_after_s)  # recurring plots: site (`fixtures`)
         self.local_clutter = SiteLocalClutter(params.local_clutter)  # where plots come several at a time
+        self.profile = SiteClutterProfile(params.clutter_profile)  # where false alarms fall in range
         self.alias = AliasEvidence()  # what all of a track's plots say of its range-rate (`alias_evidence`)
         self.births = BirthCounters()
         self._gates: dict[int, float] = {}
@@ -125,6 +127,9 @@ class Tracker:
         lam = self.fixtures.clutter_at(bit, scan.model, scan.t, scan.z, clutter, self.stats)  # (reflectors)
         local_counts = unexplained_by_site(lam, clutter, m)  # the known places are priced already
         local = self.local_clutter.density(bit, scan.model, scan.t, scan.z, clutter, self.stats)
+        profile = self.profile.density(bit, scan.model, scan.t, scan.z, self.stats)
+        if profile is not None and bool((profile > clutter).any()):  # where false alarms concentrate
+            lam = (clutter if lam is None else lam) + np.maximum(profile - clutter, 0.0)
         if local is not None:
             lam = (clutter if lam is None else lam) + local
         slot_of = np.full(m, -1, dtype=np.intp)
@@ -235,6 +240,7 @@ class Tracker:
             float(np.count_nonzero(~near_firm)) if lam is None else float((clutter / lam)[~near_firm].sum())
         )
         self.local_clutter.observe(bit, scan.model, scan.t, scan.z, ~taken & local_counts, self.stats)
+        self.profile.observe(bit, scan.model, scan.t, scan.z, ~near_firm & local_counts, self.stats)
         if scan.model.sweeps and m:  # a scanning radar's false alarms are counted by the sweep
             self.stats.swept(bit, scan.t, unexplained, scan.z, scan.r)
         elif scan.full_scan and not scan.model.sweeps:
