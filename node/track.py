@@ -245,8 +245,9 @@ class TrackStats:
     """The configured `rate_hz` of the radars whose scans share one time (not `sweeps`)."""
     learnt: dict[str, tuple[float, float, bool, float]] = dataclasses.field(default_factory=dict)
     """Per radar that scanned: the detection probability and false alarms per scan fusion learnt
-    from its scans (Pd NaN when no track taught it: the configured one stands), whether it
-    sweeps, and the false alarms per scan it was configured with."""
+    from its scans (all its detections no established track gated, wherever they fell; Pd NaN
+    when no track taught it: the configured one stands), whether it sweeps, and the false alarms
+    per scan it was configured with."""
     fixtures: dict[str, int] = dataclasses.field(default_factory=dict)
     """Per radar: the places its plots recurred at long enough to count as site clutter
     (`fusion.learn_fixtures_after_s`; health's `fusion.fixtures_learnt`)."""
@@ -333,13 +334,13 @@ class Tracking:
             if bit is not None and math.isfinite(tracker.stats.last_t[bit]):
                 specified = float(tracker.stats.specified_false_alarms[bit])
                 pd = tracker.stats.pd(bit) if tracker.stats.pd_learnt(bit) else math.nan
-                learnt = (pd, float(tracker.stats.false_alarms[bit]), s.sweeps, specified)
+                learnt = (pd, float(tracker.stats.all_false_alarms[bit]), s.sweeps, specified)
                 stats.learnt[s.sensor_id] = learnt
                 stats.fixtures[s.sensor_id] = tracker.fixtures.learnt(bit)
                 stats.clutter_spots[s.sensor_id] = tracker.local_clutter.spots(
                     self.core.now, tracker.stats, bit
                 )
-                profile = tracker.profile.summary(bit, self.core.now, learnt[1])
+                profile = tracker.profile.summary(bit)
                 if profile is not None:
                     stats.clutter_profiles[s.sensor_id] = profile
                 stats.range_rate_contradicted[s.sensor_id] = tracker.alias.contradicted(bit)

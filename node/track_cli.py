@@ -81,6 +81,17 @@ _UNDERSTATED_RATIO = 3.0  # learnt false alarms this many times the configured o
 _CONCENTRATED_LEAST, _CONCENTRATED_SHARE = 1.0, 0.25
 
 
+def _degrees(x: float) -> str:
+    """An elevation as the summary gives it: whole degrees, signed, and no "-0"."""
+    whole = round(x)
+    return f"{whole:+d}" if whole else "0"
+
+
+def _metres(x: float) -> str:
+    """A range as the summary gives it: whole metres, tenths below 20 m (a TI board's bins)."""
+    return f"{x:.0f}" if x >= 20.0 else f"{x:.1f}"
+
+
 def summary(stats: TrackStats) -> list[str]:
     """The stderr summary, one line per subject."""
     rate = stats.measurements / stats.wall_s if stats.wall_s > 0 else 0.0
@@ -111,8 +122,8 @@ def summary(stats: TrackStats) -> list[str]:
     if stats.outside_coverage:
         lines.append(
             f"{stats.outside_coverage} radar detections lay beyond their radar's configured coverage by "
-            "more than 3 sigma (fused; check max_range_m, the fields of view, the mount and that angles "
-            "are in radians)"
+            "more than 3 sigma (fused; check min_range_m, max_range_m, the fields of view, the mount "
+            "and that angles are in radians)"
         )
     for sensor_id, times in stats.plot_times.items():
         rate_hz, seen = stats.frame_rates_hz.get(sensor_id), times.per_second()
@@ -150,12 +161,14 @@ def summary(stats: TrackStats) -> list[str]:
     for sensor_id, profile in stats.clutter_profiles.items():
         if profile.concentrated >= max(_CONCENTRATED_LEAST, _CONCENTRATED_SHARE * profile.per_scan):
             (near, far), (low, high) = profile.peak_range_m, profile.peak_elevation_deg
+            look = "sweep" if stats.learnt.get(sensor_id, (0.0, 0.0, False))[2] else "scan"
             lines.append(
                 f"radar {sensor_id!r}: {profile.concentrated:.1f} of its {profile.per_scan:.1f} false "
-                "alarms a scan fell where they are denser than spread evenly, up to "
-                f"{profile.peak_ratio:.0f} times (at {near:.0f}-{far:.0f} m, {low:.0f}° to {high:.0f}° "
-                "elevation), and are priced as clutter there (ground clutter; a drone flying through it "
-                "confirms later: fusion.clutter_profile, docs/architecture.md)"
+                f"alarms a {look} fell where they are denser than all of them spread evenly, the densest "
+                f"{profile.peak_ratio:.0f} times (at {_metres(near)}-{_metres(far)} m, {_degrees(low)}° to "
+                f"{_degrees(high)}° elevation), and are priced as clutter where they fall (ground "
+                "clutter near the radar, a clutter ring, sea or rain; a drone among them confirms later: "
+                "fusion.clutter_profile, docs/architecture.md)"
             )
     places_told = (
         (

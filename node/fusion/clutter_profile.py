@@ -61,9 +61,9 @@ class ClutterProfile:
     over azimuth: `observe` a scan's unexplained plots, `density` at plots."""
 
     def __init__(self, sigmas: FloatArray, coverage: Coverage, splits_objects: bool = False) -> None:
-        self.dim = sigmas.size
+        self.dim = sigmas.size  # (D,): range, angle, angle[, range-rate] (`SensorStats.radar_sigmas`)
         self.coverage = coverage
-        self.sigmas = sigmas[:3] if sigmas.size >= 3 else np.array([sigmas[0], sigmas[1], sigmas[1]])
+        self.sigmas = sigmas[:3]  # range, angle, angle: a split return's noise
         self.splits_objects = splits_objects
         sigma_range, sigma_angle = float(sigmas[0]), float(sigmas[1])
         # Range bins: CELL_SIGMAS · σ_range deep up to the knee where r·σ_angle takes over, then
@@ -143,6 +143,9 @@ class ClutterProfile:
         self.scans += (0.0 if step < 0 else step / period_s if timed else 1.0) * scale
         self.last_t = max(self.last_t, t)
         z = z[counted]
+        # Only plots inside the coverage: beyond it a bin's volume is not known (an edge bin
+        # would take them into the sliver of it inside, and price its edge as clutter).
+        z = z[self.coverage.sees(z[:, 0], z[:, 1], z[:, 2])]
         if z.shape[0] > 1 and self.splits_objects:  # a clusterer's split return is one object
             apart: FloatArray = z[:, None, :3] - z[None, :, :3]
             apart[:, :, 1] = wrap(apart[:, :, 1])
@@ -165,36 +168,37 @@ class ClutterProfile:
             volume = volume * np.where(where & 1, moving, 2.0 * self.standing)
         return _lower(self.counts.reshape(-1)[where] / scale) / ((self.scans / scale + PRIOR_SCANS) * volume)
 
-    def summary(self, t: float, uniform_per_scan: float) -> ProfileSummary | None:
-        """Over range and elevation (standing and moving together), against `uniform_per_scan`
-        false alarms a scan spread evenly; None before a scan was counted."""
-        scale = self._scale(t)
+    def summary(self) -> ProfileSummary | None:
+        """As of its last scan, over range and elevation (standing and moving together), against
+        all the false alarms it counted spread evenly; None before a scan was counted."""
+        scale = self._scale(self.last_t)
         scans = self.scans / scale
         if not scans > 0:
             return None
         count = self.counts.sum(axis=2) / scale
         rate = count / scans
         ratio = _lower(count) / ((scans + PRIOR_SCANS) * self.volume)
-        ratio *= self.coverage.volume() / max(uniform_per_scan, 1e-9)
+        ratio *= self.coverage.volume() / max(float(rate.sum()), 1e-9)
         i, j = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
         near, far = np.clip(
             self._range_at(np.array([i, i + 1.0])), self.coverage.min_range_m, self.coverage.max_range_m
         )
         low = -self.coverage.fov_el_rad + j * self.el_size
+        high = min(low + self.el_size, self.coverage.fov_el_rad)
         return ProfileSummary(
             per_scan=float(rate.sum()),
             concentrated=float(rate[ratio > 1.0].sum()),
             peak_ratio=float(ratio[i, j]),
             peak_range_m=(float(near), float(far)),
-            peak_elevation_deg=(math.degrees(low), math.degrees(low + self.el_size)),
+            peak_elevation_deg=(math.degrees(low), math.degrees(high)),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class ProfileSummary:
     """What a radar's profile says at the end of `track` (its summary line): the false alarms a
-    scan it counted in all, those in bins it prices above the uniform λ, and the densest such
-    bin: its density over λ, its ranges (m) and elevations (°)."""
+    scan it counted in all, those in bins denser than all of them spread evenly would make, and
+    the densest bin: its density over that, its ranges (m) and elevations (°)."""
 
     per_scan: float
     concentrated: float
@@ -239,13 +243,13 @@ class SiteClutterProfile:
         if profile is not None:
             profile.observe(t, z, counted, float(stats.period_s[bit]))
 
-    def summary(self, bit: int, t: float, uniform_per_scan: float) -> ProfileSummary | None:
+    def summary(self, bit: int) -> ProfileSummary | None:
         """This radar's profile (`ClutterProfile.summary`): of its detections with range-rate
         where it has both kinds (they see the same places)."""
         for rows in (4, 3):
             profile = self.profiles.get((bit, rows))
             if profile is not None:
-                return profile.summary(t, uniform_per_scan)
+                return profile.summary()
         return None
 
     def _profile(
@@ -254,11 +258,9 @@ class SiteClutterProfile:
         profile = self.profiles.get((bit, rows))
         if profile is not None or not is_radar(model) or not self.enabled:
             return profile
-        sigmas = [float(stats.sigma_range[bit]), float(stats.sigma_angle[bit])]
-        if rows == 4:
-            sigmas += [sigmas[1], float(stats.sigma_rate[bit])]
-        if not all(s > 0 for s in sigmas):  # accuracy not known yet: its first plots
+        sigmas = stats.radar_sigmas(bit, rows)
+        if sigmas is None:  # accuracy not known yet: its first plots
             return None
-        profile = ClutterProfile(np.array(sigmas), model.coverage, model.splits_objects)
+        profile = ClutterProfile(sigmas, model.coverage, model.splits_objects)
         self.profiles[(bit, rows)] = profile
         return profile

@@ -300,7 +300,7 @@ class FusionEngine:
         was the radar off, and charges no misses (fusion/sweep.py)."""
         tracker = self.tracker
         bit = tracker.sensor_bits.get(sensor_id, 63)
-        period, per_sweep = float(tracker.stats.period_s[bit]), float(tracker.stats.false_alarms[bit])
+        period, per_sweep = float(tracker.stats.period_s[bit]), float(tracker.stats.all_false_alarms[bit])
         self.sweeping.arrived(
             tracker.table, sensor_id, t, period, per_sweep, tracker.manager.thresholds.alpha
         )

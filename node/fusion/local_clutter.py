@@ -318,15 +318,9 @@ class SiteLocalClutter:
         local = self.maps.get((bit, rows))
         if local is not None or not is_radar(model) or not self.enabled:
             return local
-        sigma_range, sigma_angle = float(stats.sigma_range[bit]), float(stats.sigma_angle[bit])
-        if not (sigma_range > 0 and sigma_angle > 0):  # accuracy not known yet: its first plots
+        sigmas = stats.radar_sigmas(bit, rows)
+        if sigmas is None:  # accuracy not known yet: its first plots
             return None
-        sigmas = [sigma_range, sigma_angle, sigma_angle]
-        if rows == 4:
-            sigma_rate = float(stats.sigma_rate[bit])
-            if not sigma_rate > 0:  # (the scan that would make the map gives it first)
-                return None
-            sigmas.append(sigma_rate)
-        local = LocalClutter(np.array(sigmas), model.splits_objects, model.coverage.volume())
+        local = LocalClutter(sigmas, model.splits_objects, model.coverage.volume())
         self.maps[(bit, rows)] = local
         return local

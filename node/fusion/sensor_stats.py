@@ -68,6 +68,11 @@ class SensorStats:
         self.look_late = np.zeros(N_SENSORS)  # a scanning radar's pass, a broadcast: this late (periods)
         self.false_alarms = np.full(N_SENSORS, max(false_alarms, _MIN_FALSE_ALARMS))
         self.specified_false_alarms = self.false_alarms.copy()  # per scan, as configured (not learnt)
+        # Per scan, all the detections no established track gated, wherever they fell: what the
+        # radar makes (`false_alarms` is the share λ spreads evenly, after the site's known places
+        # and the clutter profile took theirs). A silence, the pool of young tracks and the
+        # summary ask this one.
+        self.all_false_alarms = self.false_alarms.copy()
         self.doppler_span = np.full(N_SENSORS, np.nan)
         self.pd_num = np.full(N_SENSORS, detection_probability * _PD_PRIOR_LOOKS)
         self.pd_den = np.full(N_SENSORS, _PD_PRIOR_LOOKS)
@@ -94,6 +99,7 @@ class SensorStats:
         if false_alarms_per_scan is not None:
             self.false_alarms[bit] = max(false_alarms_per_scan, _MIN_FALSE_ALARMS)
             self.specified_false_alarms[bit] = self.false_alarms[bit]
+            self.all_false_alarms[bit] = self.false_alarms[bit]
         if scan_rate_hz is not None and scan_rate_hz > 0:
             self.period_s[bit] = 1.0 / scan_rate_hz
 
@@ -130,18 +136,21 @@ class SensorStats:
             span if not math.isfinite(old) else max(floor, _MEMORY * old + (1 - _MEMORY) * span)
         )
 
-    def swept(self, bit: int, t: float, unexplained: float, z: FloatArray, r: FloatArray) -> None:
-        """A scanning radar's plots (partial scans at their own times): their unexplained count and
-        radial spread add up over one period, then count as one scan's (`unexplained`, the
-        Doppler span), at its next plot."""
+    def swept(
+        self, bit: int, t: float, unexplained: float, ungated: float, z: FloatArray, r: FloatArray
+    ) -> None:
+        """A scanning radar's plots (partial scans at their own times): their unexplained and
+        ungated counts and radial spread add up over one period, then count as one scan's
+        (`unexplained`, the Doppler span), at its next plot."""
         tally = self._sweeps.get(bit)
         if tally is None or t - tally[0] >= self.period_s[bit]:
             if tally is not None:
-                self.unexplained(bit, float(tally[1]))
+                self.unexplained(bit, float(tally[1]), float(tally[5]))
                 if math.isfinite(tally[2]):
                     self._doppler(bit, tally[3] - tally[2], tally[4])
-            tally = self._sweeps[bit] = [t, 0.0, math.inf, -math.inf, 0.0]
+            tally = self._sweeps[bit] = [t, 0.0, math.inf, -math.inf, 0.0, 0.0]
         tally[1] += unexplained
+        tally[5] += ungated
         if z.shape[1] >= 4 and z.shape[0]:
             tally[2], tally[3] = min(tally[2], float(z[:, 3].min())), max(tally[3], float(z[:, 3].max()))
             tally[4] = max(tally[4], 6.0 * float(np.sqrt(np.median(r[:, 3, 3]))))
@@ -160,10 +169,14 @@ class SensorStats:
             else:
                 self.period_s[bit] = 0.95 * p + 0.05 * min(dt, 2.0 * p)
 
-    def unexplained(self, bit: int, count: float) -> None:
-        """Detections of a full scan that no established track gated: the false-alarm estimate."""
+    def unexplained(self, bit: int, count: float, ungated: float) -> None:
+        """Detections of a full scan that no established track gated: `ungated` all of them, and
+        `count` the share the uniform density explains (the false-alarm estimate of λ)."""
         self.false_alarms[bit] = max(
             _MEMORY * self.false_alarms[bit] + (1 - _MEMORY) * count, _MIN_FALSE_ALARMS
+        )
+        self.all_false_alarms[bit] = max(
+            _MEMORY * self.all_false_alarms[bit] + (1 - _MEMORY) * ungated, _MIN_FALSE_ALARMS
         )
 
     def detected(self, bit: int, count: int) -> None:
@@ -202,6 +215,14 @@ class SensorStats:
             span = self.doppler_span[bit]
             volume *= span if math.isfinite(span) and span > 0 else RADIAL_SPAN_MPS
         return float(self.false_alarms[bit] / volume)
+
+    def radar_sigmas(self, bit: int, rows: int) -> FloatArray | None:
+        """A radar's accuracy as its clutter maps are cut: range, angle, angle (and range-rate
+        for detections of 4 rows); None until its scans said (its first plots)."""
+        sigmas = [float(self.sigma_range[bit])] + [float(self.sigma_angle[bit])] * 2
+        if rows == 4:
+            sigmas.append(float(self.sigma_rate[bit]))
+        return np.array(sigmas) if all(s > 0 for s in sigmas) else None
 
     def resolution_m(self, bit: int, range_m: FloatArray) -> FloatArray:
         """The sensor's own position accuracy (1σ) at these ranges; NaN before its first detection."""

@@ -236,15 +236,14 @@ class Tracker:
                 hold_above_ground(tb, active, self.ground)
             self.history.remember(tb, active[updated])
         # The false alarms of the uniform density: a plot a known reflector explains is not one.
-        unexplained = (
-            float(np.count_nonzero(~near_firm)) if lam is None else float((clutter / lam)[~near_firm].sum())
-        )
+        ungated = float(np.count_nonzero(~near_firm))
+        unexplained = ungated if lam is None else float((clutter / lam)[~near_firm].sum())
         self.local_clutter.observe(bit, scan.model, scan.t, scan.z, ~taken & local_counts, self.stats)
         self.profile.observe(bit, scan.model, scan.t, scan.z, ~near_firm & local_counts, self.stats)
         if scan.model.sweeps and m:  # a scanning radar's false alarms are counted by the sweep
-            self.stats.swept(bit, scan.t, unexplained, scan.z, scan.r)
+            self.stats.swept(bit, scan.t, unexplained, ungated, scan.z, scan.r)
         elif scan.full_scan and not scan.model.sweeps:
-            self.stats.unexplained(bit, unexplained)
+            self.stats.unexplained(bit, unexplained, ungated)
         started = np.zeros(0, dtype=np.intp)
         if scan.initiate is True or np.any(scan.initiate):
             unclaimed = ((slot_of < 0) | also_starts) & ~near_track
@@ -345,7 +344,11 @@ class Tracker:
         z, r, gamma = scan.z[candidates], scan.r[candidates], self.gate(scan.z.shape[1])
         keep = one_birth_per_object(scan.model, x, p, z, r, stamps, gamma)
         placed = make_room(
-            self.table, int(keep.sum()), self.params.max_tentative, self.births, self.stats.false_alarms[bit]
+            self.table,
+            int(keep.sum()),
+            self.params.max_tentative,
+            self.births,
+            self.stats.all_false_alarms[bit],
         )
         self.history.grow(self.table.capacity)  # the table may have grown to make room
         keep[np.flatnonzero(keep)[placed:]] = False
