@@ -3,31 +3,35 @@ profile.
 
 The uniform density λ prices a radar's false alarms as spread evenly over its coverage. A real
 radar's are not: the ground near it returns far more than the sky at its maximum range, and
-ground clutter stands still. An outside generator's ground clutter (40 of 45 false alarms a
-scan below 3° elevation, density ~1/r² from 100 m, 1 Hz) is at 300 m a hundred times the
-uniform density there, and 26-34 tracks a run of four minutes confirmed on it. The local map
+ground clutter stands still. An outside generator's ground clutter (40 of 45 false alarms a scan
+below 3° elevation, density ~1/r² from 100 m, 1 Hz) is at 300 m a hundred times the uniform
+density there, and 26-34 tracks a run of four minutes confirmed on it. The local map
 (`local_clutter`) sees only places whose plots come several to a neighbourhood in one scan;
 ground clutter at a few hundred metres is sparse in any one neighbourhood yet dense along its
-whole ring. The profile pools every azimuth, so it learns a ring within scans: bins as deep in
-range as `CELL_SIGMAS` of the radar's resolution there (max(σ_range, r·σ_angle): the same number
-of resolution cells near and far) and `CELL_SIGMAS` of its angle sigma in elevation; a
-range-rate radar's plots are split into standing (within `CELL_SIGMAS` of its range-rate sigma
+whole ring. The profile pools every azimuth, so it learns a ring within tens of scans: bins as
+deep in range as `CELL_SIGMAS` of the radar's resolution there (max(σ_range, r·σ_angle): the
+same number of resolution cells near and far) and `CELL_SIGMAS` of its angle sigma in elevation;
+a range-rate radar's plots are split into standing (within `CELL_SIGMAS` of its range-rate sigma
 of 0: the ground, buildings, trees) and moving (the rest of its Doppler span: rain, birds,
-noise), so a drone flying through ground clutter is not priced at the ground's density.
+noise), so a drone moving radially through ground clutter is not priced at the ground's density
+(a hovering one is: the radar cannot tell it from the ground there).
 
 Every scan, each plot that no established track gated and that the site's known places do not
-price adds one to its bin (a clusterer's plots within each other's noise, `splits_objects`,
-once: one object's point cloud, before its track is established, is no clutter rate; counted
-whole, a TI board's recording confirmed a drone at 0.6 m a frame later). At a plot, the bin's
-count at its Poisson `LOWER_QUANTILE` (a young drone's few plots in a bin say nothing) over the
-scans seen plus `PRIOR_SCANS` (as the local map's: with one, a swarm's first plots read as a
-clutter rate in their bin, and `swarm-20` got an ID switch and 2 % more GOSPA), over the bin's
-volume inside the coverage, is the density of false alarms there; where it is above the
-uniform λ it replaces it. Counts decay with a half-life of `HALF_LIFE_S`, as the local map's
-do. Where the profile is flat (uniform clutter) its lower quantile stays below λ and nothing
-changes. The local map's price is added on top: its spots are the profile's too, but smeared
-over a whole ring, and subtracting that from a tree's excess (tried) priced trees lower and
-kept their tracks alive longer (an outside test's trees, GOSPA +30 % on one seed).
+price adds one to its bin if it lies inside the coverage (a clusterer's plots within each
+other's noise, `splits_objects`, once: one object's point cloud, as the local map counts it). A
+target's own plots before its track is established count too: a TI board's recording of a
+stationary object at 0.6 m confirms its track a frame later (leaving out the plots a track took
+as its third or later fixed that, and let 2-4 more false tracks a run through on ground
+clutter). At a plot, the bin's count at its Poisson `LOWER_QUANTILE` (a young drone's few plots
+in a bin say nothing) over the scans seen plus `PRIOR_SCANS` (as the local map's: with one, a
+swarm's first plots read as a clutter rate in their bin, and `swarm-20` got an ID switch and 2 %
+more GOSPA), over the bin's volume inside the coverage, is the density of false alarms there;
+where it is above the uniform λ it replaces it. Counts decay with a half-life of `HALF_LIFE_S`,
+as the local map's do. Where the profile is flat (uniform clutter) its lower quantile stays
+below λ, but where the learnt λ dips (coarse bins: a few % of plots priced above it, the mean
+price within 0.3 %). The local map's price is added on top: its spots are the profile's too, but
+smeared over a whole ring, and subtracting that from a tree's excess (tried) priced trees lower
+and kept their tracks alive longer (an outside test's trees, GOSPA +23 % on one seed).
 """
 
 from __future__ import annotations
@@ -86,8 +90,8 @@ class ClutterProfile:
         edges = np.clip(self._range_at(u), coverage.min_range_m, coverage.max_range_m)
         el = np.minimum(-coverage.fov_el_rad + self.el_size * np.arange(n_el + 1), coverage.fov_el_rad)
         # Each bin's measurement-space volume inside the coverage (range × azimuth × elevation);
-        # a bin wholly outside (below the minimum range) its full volume: a plot beyond the
-        # coverage is counted where it lay, not crammed into no volume.
+        # a bin wholly outside (below the minimum range) its full volume, so that none has none
+        # (plots beyond the coverage are not counted, `observe`: such a bin stays empty).
         full = (self._range_at(u[1:]) - self._range_at(u[:-1]))[:, None] * self.el_size
         inside = np.diff(edges)[:, None] * np.diff(el)[None, :]
         area = np.where(inside > 0, inside, full)
