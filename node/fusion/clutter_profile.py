@@ -43,9 +43,9 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import ndtri
 
-from cuas_node.fusion.local_clutter import HALF_LIFE_S, LOWER_QUANTILE, PRIOR_SCANS, SPLIT_D2
+from cuas_node.fusion.local_clutter import HALF_LIFE_S, LOWER_QUANTILE, PRIOR_SCANS, SPLIT_D2, PerRadar
 from cuas_node.fusion.measurement_models import RADIAL_SPAN_MPS, Coverage, MeasurementModel
-from cuas_node.fusion.sensor_stats import SensorStats, is_radar
+from cuas_node.fusion.sensor_stats import SensorStats
 from cuas_node.fusion.tracks import first_of_each
 from cuas_node.kernel.pose import wrap
 
@@ -219,19 +219,16 @@ def _lower(counts: FloatArray) -> FloatArray:
     return np.asarray(n * np.maximum(1.0 - 1.0 / (9.0 * n) - _Z / (3.0 * np.sqrt(n)), 0.0) ** 3)
 
 
-class SiteClutterProfile:
-    """The clutter profiles of a site's radars, one per radar and detection rows (a range-rate
-    radar's detections that lack range-rate have their own), made at the first scan whose
-    accuracy is known (`fusion.clutter_profile`)."""
+class SiteClutterProfile(PerRadar[ClutterProfile]):
+    """The clutter profiles of a site's radars (`PerRadar`; `fusion.clutter_profile`)."""
 
     def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled
-        self.profiles: dict[tuple[int, int], ClutterProfile] = {}
+        super().__init__(enabled, lambda sigmas, m: ClutterProfile(sigmas, m.coverage, m.splits_objects))
 
     def density(
         self, bit: int, model: MeasurementModel, t: float, z: FloatArray, stats: SensorStats
     ) -> FloatArray | None:
-        profile = self._profile(bit, model, z.shape[1], stats)
+        profile = self._map(bit, model, z.shape[1], stats)
         return None if profile is None else profile.density(t, z, float(stats.doppler_span[bit]))
 
     def observe(
@@ -243,7 +240,7 @@ class SiteClutterProfile:
         counted: BoolArray,
         stats: SensorStats,
     ) -> None:
-        profile = self._profile(bit, model, z.shape[1], stats)
+        profile = self._map(bit, model, z.shape[1], stats)
         if profile is not None:
             profile.observe(t, z, counted, float(stats.period_s[bit]))
 
@@ -251,20 +248,7 @@ class SiteClutterProfile:
         """This radar's profile (`ClutterProfile.summary`): of its detections with range-rate
         where it has both kinds (they see the same places)."""
         for rows in (4, 3):
-            profile = self.profiles.get((bit, rows))
+            profile = self.maps.get((bit, rows))
             if profile is not None:
                 return profile.summary()
         return None
-
-    def _profile(
-        self, bit: int, model: MeasurementModel, rows: int, stats: SensorStats
-    ) -> ClutterProfile | None:
-        profile = self.profiles.get((bit, rows))
-        if profile is not None or not is_radar(model) or not self.enabled:
-            return profile
-        sigmas = stats.radar_sigmas(bit, rows)
-        if sigmas is None:  # accuracy not known yet: its first plots
-            return None
-        profile = ClutterProfile(sigmas, model.coverage, model.splits_objects)
-        self.profiles[(bit, rows)] = profile
-        return profile

@@ -39,6 +39,8 @@ never). Plots of a one-plot-at-a-time scanning radar never share a scan: its map
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -57,6 +59,7 @@ IndexArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 CellArray = npt.NDArray[np.int64]
 
+Map = TypeVar("Map")
 CELL_SIGMAS = 3.0  # a cell is this many of the radar's sigmas a side (a neighbourhood: three cells)
 HALF_LIFE_S = 60.0  # the memory of the map: a spot that stops giving plots fades within minutes
 PRIOR_SCANS = 20.0  # scans of no excess assumed besides those seen: young neighbours confirm first
@@ -276,14 +279,34 @@ def plots_per_scan(excess: FloatArray) -> FloatArray:
     return np.maximum(rho, 0.0)
 
 
-class SiteLocalClutter:
-    """The local clutter maps of a site's radars, one per radar and detection rows (a range-rate
-    radar's detections that lack range-rate have their own), made at the first scan whose
-    accuracy is known."""
+class PerRadar(Generic[Map]):
+    """Maps of a site's radars, one per radar and detection rows (a range-rate radar's detections
+    that lack range-rate have their own), each made by `make` from the radar's sigmas
+    (`SensorStats.radar_sigmas`) and model at its first scan whose accuracy is known."""
 
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled  # `fusion.local_clutter`
-        self.maps: dict[tuple[int, int], LocalClutter] = {}
+    def __init__(self, enabled: bool, make: Callable[[FloatArray, MeasurementModel], Map]) -> None:
+        self.enabled = enabled
+        self.maps: dict[tuple[int, int], Map] = {}
+        self._make = make
+
+    def _map(self, bit: int, model: MeasurementModel, rows: int, stats: SensorStats) -> Map | None:
+        found = self.maps.get((bit, rows))
+        if found is not None or not is_radar(model) or not self.enabled:
+            return found
+        sigmas = stats.radar_sigmas(bit, rows)
+        if sigmas is None:  # accuracy not known yet: its first plots
+            return None
+        found = self.maps[(bit, rows)] = self._make(sigmas, model)
+        return found
+
+
+class SiteLocalClutter(PerRadar[LocalClutter]):
+    """The local clutter maps of a site's radars (`PerRadar`)."""
+
+    def __init__(self, enabled: bool = True) -> None:  # `fusion.local_clutter`
+        super().__init__(
+            enabled, lambda sigmas, m: LocalClutter(sigmas, m.splits_objects, m.coverage.volume())
+        )
 
     def density(
         self, bit: int, model: MeasurementModel, t: float, z: FloatArray, clutter: float, stats: SensorStats
@@ -313,14 +336,3 @@ class SiteLocalClutter:
             if bit is None or b == bit:
                 per_radar[b] = max(per_radar.get(b, 0), local.spots(t, float(stats.false_alarms[b])))
         return sum(per_radar.values())
-
-    def _map(self, bit: int, model: MeasurementModel, rows: int, stats: SensorStats) -> LocalClutter | None:
-        local = self.maps.get((bit, rows))
-        if local is not None or not is_radar(model) or not self.enabled:
-            return local
-        sigmas = stats.radar_sigmas(bit, rows)
-        if sigmas is None:  # accuracy not known yet: its first plots
-            return None
-        local = LocalClutter(sigmas, model.splits_objects, model.coverage.volume())
-        self.maps[(bit, rows)] = local
-        return local
