@@ -82,7 +82,7 @@ _CONCENTRATED_LEAST, _CONCENTRATED_SHARE = 1.0, 0.25
 
 
 def _degrees(x: float) -> str:
-    """An elevation as the summary gives it: whole degrees, signed, and no "-0"."""
+    """An angle as the summary gives it: whole degrees, signed, and no "-0"."""
     whole = round(x)
     return f"{whole:+d}" if whole else "0"
 
@@ -161,12 +161,16 @@ def summary(stats: TrackStats) -> list[str]:
     for sensor_id, profile in stats.clutter_profiles.items():
         if profile.concentrated >= max(_CONCENTRATED_LEAST, _CONCENTRATED_SHARE * profile.per_scan):
             (near, far), (low, high) = profile.peak_range_m, profile.peak_elevation_deg
+            azimuth = profile.peak_azimuth_deg
+            sector = (
+                "" if azimuth is None else f", {_degrees(azimuth[0])}° to {_degrees(azimuth[1])}° azimuth"
+            )
             look = "sweep" if stats.learnt.get(sensor_id, (0.0, 0.0, False))[2] else "scan"
             lines.append(
                 f"radar {sensor_id!r}: {profile.concentrated:.1f} of its {profile.per_scan:.1f} false "
                 f"alarms a {look} fell where they are denser than all of them spread evenly, the densest "
                 f"{profile.peak_ratio:.0f} times (at {_metres(near)}-{_metres(far)} m, {_degrees(low)}° to "
-                f"{_degrees(high)}° elevation), and are priced as clutter where they fall (ground "
+                f"{_degrees(high)}° elevation{sector}), and are priced as clutter where they fall (ground "
                 "clutter near the radar, a clutter ring, sea or rain; a drone among them confirms later: "
                 "fusion.clutter_profile, docs/architecture.md)"
             )

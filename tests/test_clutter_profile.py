@@ -1,6 +1,7 @@
 """Where a radar's false alarms fall (node/fusion/clutter_profile.py): the profile in range,
-elevation and range-rate, pooled over azimuth. What must hold: a ground band's density near the
-radar is learnt within scans and priced near its truth, the sky beyond it is left at the
+elevation and range-rate, pooled over azimuth and per azimuth sector. What must hold: a ground
+band's density near the radar is learnt within scans and priced near its truth, clutter on one
+side priced higher there and not on the other, the sky beyond it is left at the
 uniform λ; uniform clutter, however dense, leaves λ alone; standing clutter is priced at its
 range-rate and not at a moving drone's; and through the whole node (`track`) a 1 Hz radar's
 ground clutter stops raising confirmed tracks while a drone flying through it is still tracked
@@ -83,6 +84,8 @@ def test_a_ground_band_is_priced_near_its_density_within_scans_and_the_sky_stays
     sky = np.array([[2000.0, 0.1, math.radians(10.0)], [400.0, 0.1, math.radians(15.0)]])
     above = profile.density(t, sky, math.nan)
     assert above is None or np.all(above < uniform)  # the profile never raises λ there
+    told = profile.summary()
+    assert told is not None and told.peak_azimuth_deg is None  # all azimuths alike: none named
 
 
 @pytest.mark.parametrize("per_scan", [10.0, 50.0])
@@ -96,6 +99,46 @@ def test_uniform_clutter_never_raises_lambda(per_scan: float) -> None:
     assert got is not None
     print("largest learnt / uniform:", np.max(got) / (per_scan / VOLUME))
     assert np.max(got) < per_scan / VOLUME
+
+
+def test_clutter_over_part_of_the_azimuths_is_priced_there_and_not_beyond() -> None:
+    """Ground clutter on one side only (the sea west of a coastal mast, a town): pooled over the
+    whole ring it reads at half its density; the share of it in each azimuth sector prices it
+    near twice that there, and the clean side stays at the pooled figure."""
+    rng = np.random.default_rng(7)
+    profile = ClutterProfile(SIGMA.copy(), COVERAGE)
+
+    def one_side() -> np.ndarray:
+        z = _ground(rng, 40.0)
+        z[:, 1] = -np.abs(z[:, 1])  # the west half of the azimuths only
+        return np.concatenate([_uniform(rng, 3.0), z])
+
+    t = _run(profile, [one_side() for _ in range(600)], 10.0)
+    west = np.array([[400.0, -0.5, math.radians(0.5)], [800.0, -0.8, math.radians(0.5)]])
+    east = west * [1.0, -1.0, 1.0]
+    truth = np.array([2.0 * _ground_density(r, 40.0) for r in west[:, 0]])  # all of it on one side
+    got_west, got_east = profile.density(t, west, math.nan), profile.density(t, east, math.nan)
+    assert got_west is not None and got_east is not None
+    pooled = ClutterProfile(SIGMA.copy(), COVERAGE)
+    pooled.n_sectors = 1  # the same counts pooled over azimuth only
+    rng = np.random.default_rng(7)
+    t = _run(pooled, [one_side() for _ in range(600)], 10.0)
+    ring = pooled.density(t, west, math.nan)
+    assert ring is not None
+    print(
+        "west learnt / true:",
+        got_west / truth,
+        "pooled / true:",
+        ring / truth,
+        "east / pooled",
+        got_east / ring,
+    )
+    assert np.all(got_west < truth)  # (a low quantile: under the truth)
+    assert np.all(got_west > 1.4 * ring)  # towards the twice it should be
+    assert np.allclose(got_east, ring)
+    told = profile.summary()
+    assert told is not None and told.peak_azimuth_deg is not None  # (`track`'s summary line)
+    assert -60.0 <= told.peak_azimuth_deg[0] < told.peak_azimuth_deg[1] <= 0.0
 
 
 def test_standing_clutter_is_priced_at_its_range_rate_not_at_a_moving_drones() -> None:

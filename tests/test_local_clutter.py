@@ -109,6 +109,22 @@ def test_uniform_clutter_prices_itself_once_and_its_map_stays_small(per_scan: fl
     assert local.keys.size < 1.3 * held
 
 
+def test_chance_pairs_of_dense_uniform_clutter_at_one_scan_a_second_are_no_places() -> None:
+    """An outside user's plot extractor at 1 Hz (5 m, 1° × 1.5°, 50-4000 m, 43 uniform false
+    alarms a scan) for five minutes: its chance pairs once read as 9-10 places in health and the
+    `track` summary (it sent users looking for trees); places are counted at the low quantile
+    the map prices at, so none are."""
+    sigma = np.array([5.0, math.radians(1.0), math.radians(1.5)])
+    lo, hi, az, el = 50.0, 4000.0, math.radians(60.0), math.radians(20.0)
+    local = LocalClutter(sigma, splits_objects=False, coverage_volume=(hi - lo) * 4.0 * az * el)
+    rng = np.random.default_rng(1)
+    for k in range(300):
+        m = int(rng.poisson(43.0))
+        z = np.column_stack([rng.uniform(lo, hi, m), rng.uniform(-az, az, m), rng.uniform(-el, el, m)])
+        local.observe(float(k), z, np.ones(m, dtype=bool), 1.0)
+    assert local.spots(299.0, 43.0) == 0
+
+
 @pytest.mark.parametrize("splits", [True, False])
 def test_a_lone_drone_adds_nothing_and_a_split_return_only_where_a_radar_never_splits(splits: bool) -> None:
     """A drone's plot, one a scan, is no excess; a clusterer's two plots of one object within each

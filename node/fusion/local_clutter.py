@@ -241,15 +241,18 @@ class LocalClutter:
         return np.asarray(rate * mixture, dtype=np.float64)
 
     def spots(self, t: float, false_alarms: float) -> int:
-        """Places the map prices as clutter: groups of touching cells whose neighbourhoods' excess
-        (its point estimate) says `SPOT_RATE` plots a scan or more above uniform clutter (a spot
-        spread over several cells is one place)."""
+        """Places the map prices as clutter: groups of touching cells whose neighbourhoods' excess,
+        at the low quantile `density` prices at, says `SPOT_RATE` plots a scan or more above
+        uniform clutter (a spot spread over several cells is one place; the point estimate read
+        9-10 places in an outside user's 43 uniform false alarms a scan at 1 Hz: chance pairs)."""
         if not self.keys.size:
             return 0
         scale = self._scale(t if math.isfinite(t) else self.last_t)
         q, c = self._around(self.coords, self.keys)
         held = np.bincount(q, weights=self.count[c], minlength=self.keys.size)
-        around = held / (self.scans + PRIOR_SCANS * scale)
+        around = gammaincinv(np.maximum(held / scale, 1e-12), LOWER_QUANTILE) / (
+            self.scans / scale + PRIOR_SCANS
+        )
         above = plots_per_scan(around) - false_alarms * self.share >= SPOT_RATE
         both = above[q] & above[c]
         n = self.keys.size
