@@ -163,7 +163,9 @@ def summary(stats: TrackStats) -> list[str]:
             (near, far), (low, high) = profile.peak_range_m, profile.peak_elevation_deg
             azimuth = profile.peak_azimuth_deg
             sector = (
-                "" if azimuth is None else f", {_degrees(azimuth[0])}° to {_degrees(azimuth[1])}° azimuth"
+                ""
+                if azimuth is None
+                else f", {_degrees(azimuth[0])}° to {_degrees(azimuth[1])}° azimuth from boresight"
             )
             look = "sweep" if stats.learnt.get(sensor_id, (0.0, 0.0, False))[2] else "scan"
             lines.append(

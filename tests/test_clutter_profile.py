@@ -141,6 +141,26 @@ def test_clutter_over_part_of_the_azimuths_is_priced_there_and_not_beyond() -> N
     assert -60.0 <= told.peak_azimuth_deg[0] < told.peak_azimuth_deg[1] <= 0.0
 
 
+def test_clutter_in_one_sector_at_every_range_is_told_as_concentrated() -> None:
+    """Twenty false alarms a scan in one 15° sector, at every range and elevation, and five
+    spread evenly (helper-89): flat in the ring, so only the sector prices it, and the summary
+    must count and name it (it printed nothing when it counted the ring's bins alone)."""
+    rng = np.random.default_rng(9)
+    profile = ClutterProfile(SIGMA.copy(), COVERAGE)
+
+    def scan() -> np.ndarray:
+        band = _uniform(rng, 20.0)
+        band[:, 1] = rng.uniform(math.radians(15.0), math.radians(30.0), band.shape[0])
+        return np.concatenate([band, _uniform(rng, 5.0)])
+
+    _run(profile, [scan() for _ in range(600)], 5.0)
+    told = profile.summary()
+    assert told is not None and told.peak_azimuth_deg is not None
+    print("concentrated", told.concentrated, "of", told.per_scan, "at", told.peak_azimuth_deg)
+    assert told.concentrated > 0.5 * told.per_scan  # `track` prints the line from a quarter
+    assert told.peak_azimuth_deg == pytest.approx((15.0, 30.0))
+
+
 def test_standing_clutter_is_priced_at_its_range_rate_not_at_a_moving_drones() -> None:
     rate_sigma = 0.2
     profile = ClutterProfile(np.append(SIGMA, rate_sigma), COVERAGE)

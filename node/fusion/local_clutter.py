@@ -250,10 +250,13 @@ class LocalClutter:
         scale = self._scale(t if math.isfinite(t) else self.last_t)
         q, c = self._around(self.coords, self.keys)
         held = np.bincount(q, weights=self.count[c], minlength=self.keys.size)
-        around = gammaincinv(np.maximum(held / scale, 1e-12), LOWER_QUANTILE) / (
-            self.scans / scale + PRIOR_SCANS
+        # The low quantile is below the point estimate: only the cells that one passes are asked.
+        above = (
+            plots_per_scan(held / (self.scans + PRIOR_SCANS * scale)) - false_alarms * self.share >= SPOT_RATE
         )
-        above = plots_per_scan(around) - false_alarms * self.share >= SPOT_RATE
+        some = np.flatnonzero(above)
+        around = gammaincinv(held[some] / scale, LOWER_QUANTILE) / (self.scans / scale + PRIOR_SCANS)
+        above[some] = plots_per_scan(around) - false_alarms * self.share >= SPOT_RATE
         both = above[q] & above[c]
         n = self.keys.size
         touching = coo_matrix((np.ones(np.count_nonzero(both)), (q[both], c[both])), shape=(n, n))
