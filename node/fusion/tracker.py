@@ -239,7 +239,12 @@ class Tracker:
         ungated = float(np.count_nonzero(~near_firm))
         unexplained = ungated if lam is None else float((clutter / lam)[~near_firm].sum())
         self.local_clutter.observe(bit, scan.model, scan.t, scan.z, ~taken & local_counts, self.stats)
-        self.profile.observe(bit, scan.model, scan.t, scan.z, ~near_firm & local_counts, self.stats)
+        # A young track's third plot or later is no sector's clutter: a hovering drone's plots,
+        # one a scan in one place, priced its own sector before its track confirmed (the ring
+        # dilutes them over every azimuth).
+        held = slot_of >= 0
+        held[held] = tb.updates[slot_of[held]] >= 3
+        self.profile.observe(bit, scan.model, scan.t, scan.z, ~near_firm & local_counts, self.stats, ~held)
         if scan.model.sweeps and m:  # a scanning radar's false alarms are counted by the sweep
             self.stats.swept(bit, scan.t, unexplained, ungated, scan.z, scan.r)
         elif scan.full_scan and not scan.model.sweeps:
