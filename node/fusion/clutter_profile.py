@@ -108,6 +108,7 @@ class ClutterProfile:
         self.n_sectors = max(1, min(sectors, MAX_BINS // self.counts.size))
         self.sector_rad = az_span / self.n_sectors
         self.sector_counts = np.zeros((self.n_sectors, self.counts.size))
+        self._last: tuple[FloatArray, IndexArray, IndexArray, IndexArray] | None = None  # (`_cut`)
         u = np.arange(n_range + 1, dtype=np.float64)
         edges = np.clip(self._range_at(u), coverage.min_range_m, coverage.max_range_m)
         el = np.minimum(-coverage.fov_el_rad + self.el_size * np.arange(n_el + 1), coverage.fov_el_rad)
@@ -152,6 +153,14 @@ class ClutterProfile:
             return cell, cell
         return cell, 2 * cell + (np.abs(z[:, 3]) >= self.standing)
 
+    def _cut(self, z: FloatArray) -> tuple[IndexArray, IndexArray, IndexArray]:
+        """The plots' cells and bins (`_bins`) and sectors, once a scan: `density` and `observe`
+        are given the same scan's plots (the array itself, held here until the next scan's)."""
+        if self._last is None or self._last[0] is not z:
+            cell, where = self._bins(z)
+            self._last = (z, cell, where, self._sector(z))
+        return self._last[1], self._last[2], self._last[3]
+
     def _scale(self, t: float) -> float:
         """Counts are stored scaled by exp(decay · (t − t_ref)) and read back divided by it, so
         that time decays them without touching them every scan (as the local map's)."""
@@ -185,11 +194,12 @@ class ClutterProfile:
             apart[:, :, 1] = wrap(apart[:, :, 1])
             rows = rows[first_of_each(np.sum((apart / self.sigmas) ** 2, axis=2) < SPLIT_D2)]
         if rows.size:
-            where = self._bins(z[rows])[1]
+            _, where, sector = self._cut(z)
+            where, sector = where[rows], sector[rows]
             np.add.at(self.counts.reshape(-1), where, scale)  # (a view)
             if self.n_sectors > 1:
                 own = slice(None) if sectored is None else sectored[rows]
-                np.add.at(self.sector_counts, (self._sector(z[rows])[own], where[own]), scale)
+                np.add.at(self.sector_counts, (sector[own], where[own]), scale)
 
     def density(self, t: float, z: FloatArray, doppler_span: float) -> FloatArray | None:
         """At each plot, the false alarms' density in its bin per scan and unit of measurement
@@ -198,7 +208,7 @@ class ClutterProfile:
         if not (self.scans > 0 and z.shape[0]):
             return None
         scale = self._scale(t)
-        cell, where = self._bins(z)
+        cell, where, sectors = self._cut(z)
         volume = self.volume.reshape(-1)[cell]
         if self.counts.shape[2] == 2:
             span = doppler_span if math.isfinite(doppler_span) and doppler_span > 0 else RADIAL_SPAN_MPS
@@ -206,7 +216,7 @@ class ClutterProfile:
             volume = volume * np.where(where & 1, moving, 2.0 * self.standing)
         count = _lower(self.counts.reshape(-1)[where] / scale)
         if self.n_sectors > 1:  # where a sector's own evidence says denser than the ring's
-            sector = self.n_sectors * _lower(self.sector_counts[self._sector(z), where] / scale)
+            sector = self.n_sectors * _lower(self.sector_counts[sectors, where] / scale)
             count = np.maximum(count, sector)
         return count / ((self.scans / scale + PRIOR_SCANS) * volume)
 
