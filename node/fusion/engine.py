@@ -31,6 +31,7 @@ from cuas_node.fusion.measurement_models import (
     noise_from_sigmas,
     radar_model,
 )
+from cuas_node.fusion.node_gps import NodeGps
 from cuas_node.fusion.params import (
     BearingSensor,
     FusionSetup,
@@ -58,8 +59,6 @@ from cuas_node.kernel.measurement import (
     saw_something,
 )
 from cuas_node.kernel.reports import GeoPoint, NodePosition, TrackReport
-
-_GPS_AVERAGE = 10  # fixes averaged for the node's position; a static node then keeps a stable origin
 
 
 @dataclass
@@ -98,7 +97,6 @@ class FusionEngine:
         # measures none it is also its model in `models`.
         self.position_only: dict[str, RadarModel] = {}
         self.presence: dict[str, PresenceSensor] = {}
-        self.receivers = {s.sensor_id: s for s in setup.sensors if isinstance(s, PositionReceiver)}
         for s in setup.sensors:
             if isinstance(s, RadarSensor):
                 self.position_only[s.sensor_id] = radar_model(s, range_rate=False)
@@ -120,9 +118,7 @@ class FusionEngine:
         self.frame: LocalFrame | None = None
         if setup.origin is not None:
             self._pin(LocalFrame(setup.origin.lat, setup.origin.lon, setup.origin.alt_m))
-        self._gps: list[tuple[float, float, float]] = []
-        self.gps_position: tuple[float, float, float] | None = None
-        self.gps_accuracy_m: float | None = None
+        self.gps = NodeGps({s.sensor_id: s for s in setup.sensors if isinstance(s, PositionReceiver)})
         self.binder = IdentityBinder(loose_gate_m=self.params.rid_loose_gate_m)
         receivers = {s.sensor_id for s in setup.sensors if isinstance(s, RemoteIdReceiver)}
         self.remote_id = RemoteIdInput(self.params, self.tracker, self.binder, receivers)
@@ -155,7 +151,7 @@ class FusionEngine:
         self.counters.captured_after_now += 0 if held is None else len(held.plots)
         if self.frame is not None and new.frame is None:
             new._pin(self.frame)
-        new._gps, new.gps_position, new.gps_accuracy_m = self._gps, self.gps_position, self.gps_accuracy_m
+        new.gps = self.gps
         new.tracker.table.continue_numbering(self.tracker.table)
         new.counters, new.tracker.births, new.remote_id.counters = (
             self.counters,
@@ -351,25 +347,10 @@ class FusionEngine:
         table.changed[firm[near]] = True
 
     def _gps_fix(self, fix: GpsFix) -> None:
-        alt = fix.alt_hae_m
-        if fix.quality <= 0 or alt is None:
-            return
-        receiver = self.receivers.get(fix.sensor_id)
-        lat, lon = fix.lat, fix.lon
-        if receiver is not None and any(receiver.antenna_offset_m):
-            # The fix is the antenna's; the node's reference point is its mount offset away.
-            back = -np.asarray(receiver.antenna_offset_m, dtype=np.float64)
-            la, lo, al = LocalFrame(lat, lon, alt).to_geodetic(back)
-            lat, lon, alt = float(la), float(lo), float(al)
-        if fix.hdop is not None and receiver is not None:
-            self.gps_accuracy_m = fix.hdop * receiver.uere_m
-        if len(self._gps) < _GPS_AVERAGE:
-            self._gps.append((lat, lon, alt))
-            lat, lon, alt_m = (float(v) for v in np.mean(np.array(self._gps), axis=0))
-            self.gps_position = (lat, lon, alt_m)
-        if self.frame is None and self.gps_position is not None:
+        self.gps.add(fix)
+        if self.frame is None and self.gps.position is not None:
             # The origin is pinned once: moving it would shift every live track.
-            self._pin(LocalFrame(*self.gps_position))
+            self._pin(LocalFrame(*self.gps.position))
 
     def _pin(self, frame: LocalFrame) -> None:
         """Pin the local frame (once) and place the ground in it."""
@@ -379,8 +360,8 @@ class FusionEngine:
 
     def node_position(self) -> NodePosition | None:
         """The node's best position for `info`: GPS when it has a fix, else the configured one."""
-        if self.gps_position is not None:
-            return NodePosition(*self.gps_position, source="gps", accuracy_m=self.gps_accuracy_m)
+        if self.gps.position is not None:
+            return self.gps.reported()
         if self.frame is not None:
             return NodePosition(self.frame.lat, self.frame.lon, self.frame.alt_m, source="config")
         return None

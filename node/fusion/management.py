@@ -1,11 +1,8 @@
 """Track management (the deleter and the confirmation logic): what a scan says about each track's
 existence, and housekeeping on the data's clock.
 
-- A sensor *should have seen* a track when its full scan covers the track's predicted position and
-  the track is known to within `_KNOWN_RESOLUTIONS` of that sensor's own resolution at the track's
-  range (σ_range, range·σ_angle, from the scans' covariances: `sensor_stats`). A bearing-only
-  track's range is a guess, so it is not a place to look; nor is a track at 2.5 km whose spread is
-  a 1° radar's cross-range cell: it is.
+- A sensor *should have seen* a track when its scan looked at it (`looks.looked_at`: inside its
+  coverage, and known to within a few of the sensor's own resolution cells at its range).
 - Each such look shifts the M-of-N window and moves the track score (`initiation`); a tentative
   track whose score falls to the SPRT rejection threshold is dropped at once (and remembered by
   the clutter map); an established track is gone once its evidence of absence reaches −2 ln α,
@@ -39,53 +36,25 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from cuas_node.fusion import claims, sweep
+from cuas_node.fusion import claims, looks, sweep
 from cuas_node.fusion.clutter import SiteClutter
 from cuas_node.fusion.coverage_odds import inside_odds, predicted
 from cuas_node.fusion.initiation import Thresholds, typical_hits
 from cuas_node.fusion.measurement_models import MeasurementModel
-from cuas_node.fusion.models import largest_eigenvalue
 from cuas_node.fusion.params import FusionParams
 from cuas_node.fusion.sensor_stats import SensorStats, fed_by, is_radar
 from cuas_node.fusion.tracks import Status, TrackTable
-from cuas_node.kernel.pose import cartesian_to_spherical
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 
-_MOVED_RESOLUTIONS = 10.0  # from where it started, beyond the error of a first plot (`_moved`)
-_KNOWN_RESOLUTIONS = 4.0  # a track is "known" within this many of the sensor's 1σ position accuracy
 # Timeouts are at least this many periods of a sensor that times the track (`viewing`): to coast,
 # to drop a tentative track, to delete, and to ask whether it left every coverage (of tracks
 # unfed at least this long). Columns of `SensorStats.timeout_s`, indexed by the names below.
 _PERIODS = (2.0, 2.5, 3.0, 1.5)
 _COAST, _TENTATIVE, _DELETE, _LEFT_COVERAGE = range(4)
 _PLOT_LEAST_HITS = 2  # the fewest hits that show motion: the M-of-N guard of a plot extractor's track
-
-
-def says_present(gain: FloatArray, pd: float, model: MeasurementModel) -> BoolArray:
-    """The hits (their score gains) whose plot says the target is there: the scan's likelihood
-    ratio 1 − Pd + Pd·g/λ ≥ 1, gain ≥ ln Pd. A lost track in a gate holding more false alarms
-    than one takes one most scans, each likelier clutter; only a radar's gain is weighed against
-    clutter it learns, so the other sensors' plots all count."""
-    return np.asarray(gain >= math.log(pd)) if is_radar(model) else np.ones(gain.shape, dtype=bool)
-
-
-def position_sigma_within(table: TrackTable, slots: IndexArray, limit: FloatArray) -> BoolArray:
-    """The position's largest σ ≤ limit (False where the limit is NaN), asked every scan of every track:
-    the trace bounds the largest eigenvalue, tr/3 ≤ λmax ≤ tr, so only the tracks those bounds
-    leave undecided pay for the eigenvalue."""
-    p = table.p[slots, :3, :3]
-    trace = p[:, 0, 0] + p[:, 1, 1] + p[:, 2, 2]
-    squared = np.asarray(limit, dtype=np.float64) ** 2
-    if squared.shape != trace.shape:
-        squared = np.full(trace.shape, squared)
-    within: BoolArray = trace <= squared
-    unsure = ~within & (trace <= 3.0 * squared)
-    if unsure.any():
-        within[unsure] = largest_eigenvalue(p[unsure]) <= squared[unsure]
-    return within
 
 
 class TrackManager:
@@ -132,55 +101,8 @@ class TrackManager:
     def looked_at(
         self, active: IndexArray, bit: int, model: MeasurementModel, seen: FloatArray | None
     ) -> BoolArray:
-        """Tracks a radar's scan looked at: inside its coverage, and with the position known to
-        within a few of the sensor's resolution cells at their range, so that a miss there is
-        evidence. `seen`: the tracks' predicted (range, azimuth, elevation) in the radar's frame
-        when gating computed them (the same test, without computing them again)."""
-        if not is_radar(model):
-            return np.zeros(active.size, dtype=bool)
-        if seen is None:
-            rng, az, el = cartesian_to_spherical(model.pose.enu_to_sensor(self.table.x[active, :3]))
-        else:
-            rng, az, el = seen[:, 0], seen[:, 1], seen[:, 2]
-        resolution = self.stats.resolution_m(bit, rng)
-        with np.errstate(invalid="ignore"):
-            known = position_sigma_within(self.table, active, _KNOWN_RESOLUTIONS * resolution)
-        return np.asarray(model.coverage.sees(rng, az, el) & known)
-
-    def _moved(
-        self, slots: IndexArray, bit: int, model: MeasurementModel, seen: FloatArray | None
-    ) -> BoolArray:
-        """Of these established tracks, those that have moved `_MOVED_RESOLUTIONS` cells of the
-        coarsest radar that fed them (its accuracy at their range) from where they were first
-        ranged (`TrackTable.x_born`): only their looks teach a radar its Pd. A flickering
-        reflector, a tree or a roof edge, tracked before the site is known, gives a plot in a
-        third of the scans and stays put: counted, twenty of them taught an outside test's radar
-        a Pd of 0.40 (0.85 in truth), and every lost track then waited 36 misses in a row to be
-        deleted. A hovering drone teaches nothing either (its Pd is that of the moving ones, or
-        the configured one)."""
-        tb = self.table
-        moving = tb.moved[slots]
-        still = np.flatnonzero(~moving)  # (once moved, always: only these are asked)
-        if not still.size:
-            return moving
-        asked = slots[still]
-        rng = (
-            cartesian_to_spherical(model.pose.enu_to_sensor(tb.x[asked, :3]))[0]
-            if seen is None
-            else seen[still, 0]
-        )
-        far = np.linalg.norm(tb.x[asked, :3] - tb.x_born[asked], axis=1)
-        # The coarsest radar that fed it: its first plot may lie that far off, and a finer radar's
-        # first update moves the track there (helper-85: 7 of 15 reflectors "moved").
-        cell = self.stats.resolution_m(bit, rng)
-        others = [other for other, m in self.stats.models.items() if other != bit and is_radar(m)]
-        for other, fed in zip(others, fed_by(tb.sensor_mask[asked], others).T, strict=True):
-            if fed.any():
-                cell = np.where(fed, np.fmax(cell, self.stats.resolution_m(other, rng)), cell)
-        with np.errstate(invalid="ignore"):  # (NaN resolution before its first detection: not moved)
-            moving[still] = far > _MOVED_RESOLUTIONS * cell
-        tb.moved[slots] = moving
-        return moving
+        """See `looks.looked_at`."""
+        return looks.looked_at(self.table, self.stats, active, bit, model, seen)
 
     def holding(
         self, slots: IndexArray, firm: BoolArray, bit: int, model: MeasurementModel, seen: FloatArray
@@ -249,7 +171,9 @@ class TrackManager:
             # until then it may be the miss of a target that is gone (landed, or hidden), and those
             # would drag the learnt Pd down and so keep every dead track longer.
             learn = looked & firm & ~claimed  # (a held track may be a drone this radar cannot see)
-            learn[learn] = self._moved(active[learn], bit, model, None if seen is None else seen[learn])
+            learn[learn] = looks.moved(
+                tb, self.stats, active[learn], bit, model, None if seen is None else seen[learn]
+            )
             self.stats.detected(bit, int(np.count_nonzero(learn & (updated | excused))))
             looked &= ~excused  # their look was taken with their hit
             tb.unproven_misses[active[learn & ~excused & ~updated], bit] += 1
@@ -263,7 +187,9 @@ class TrackManager:
                 doomed = owed & ~firm & (tb.score[active] <= self.thresholds.reject)
                 updated &= ~doomed
                 learn = firm & updated & in_sight & ~claimed
-                learn[learn] = self._moved(active[learn], bit, model, None if seen is None else seen[learn])
+                learn[learn] = looks.moved(
+                    tb, self.stats, active[learn], bit, model, None if seen is None else seen[learn]
+                )
                 self.stats.detected(bit, int(np.count_nonzero(learn)))
             self.seen_in_frame(bit, t, active[updated])
         # A track hit by both parts of a frame had its look in the first: one frame, one shift of
@@ -295,7 +221,7 @@ class TrackManager:
         least = self.least_hits(model)
         in_a_row = np.uint32((1 << least) - 1)
         # (of a radar, the last of them a plot that says the target is there: only such feed it)
-        strong = says_present(gain[updated], pd, model)
+        strong = looks.says_present(gain[updated], pd, model)
         back = (tb.absence[hit] == 0.0) | (((tb.hits[hit] & in_a_row) == in_a_row) & strong)
         if physical:  # physical support: not a plot in the gate of a held track the radar lost
             supported = hit[back | ~claimed[updated]]
@@ -393,7 +319,11 @@ class TrackManager:
             patience = self.stats.unseen_for_s(viewing[timed_out] & self.stats.radar_mask(), bar)
             timed_out[timed_out] = unfed[timed_out] > patience
         drop_firm = firm & (
-            timed_out | ~position_sigma_within(tb, active, limit) | underground | tb.absent[active] | left
+            timed_out
+            | ~looks.position_sigma_within(tb, active, limit)
+            | underground
+            | tb.absent[active]
+            | left
         )
         coast = (
             (status == Status.CONFIRMED)

@@ -24,7 +24,8 @@ from cuas_node.fusion.gating import Gating, gate_scan, take_alias
 from cuas_node.fusion.ground import Ground, hold_above_ground
 from cuas_node.fusion.initiation import BirthCounters, hit_score, make_room
 from cuas_node.fusion.local_clutter import SiteLocalClutter
-from cuas_node.fusion.management import TrackManager, says_present
+from cuas_node.fusion.looks import says_present
+from cuas_node.fusion.management import TrackManager
 from cuas_node.fusion.measurement_models import MeasurementModel, noise_from_sigmas, radar_model, splitting
 from cuas_node.fusion.params import FusionParams, RadarSensor
 from cuas_node.fusion.sensor_stats import SensorStats
