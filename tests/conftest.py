@@ -301,10 +301,10 @@ def fast_mqtt_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 def pd_from_every_track(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every established track teaches its radar's Pd, moved or not. For tests that read a radar's
     miss accounting off its learnt Pd with targets that stay put, which in the node teach it
-    nothing (`TrackManager._moved`: flickering reflectors tracked before the site is known would)."""
-    from cuas_node.fusion.management import TrackManager
+    nothing (`looks.moved`: flickering reflectors tracked before the site is known would)."""
+    from cuas_node.fusion import looks
 
-    def every(self: TrackManager, slots: Any, bit: int, model: Any, seen: Any) -> Any:
+    def every(table: Any, stats: Any, slots: Any, bit: int, model: Any, seen: Any) -> Any:
         return np.ones(slots.size, dtype=bool)
 
-    monkeypatch.setattr(TrackManager, "_moved", every)
+    monkeypatch.setattr(looks, "moved", every)

@@ -337,7 +337,7 @@ def test_through_the_node_tree_spots_raise_fewer_tracks_and_a_drone_beside_one_c
     """Three tree-like spots of 3-5 plots a scan over the site's uniform clutter: with the map,
     the confirmed track-seconds on them fall by at least a third against the same run without it
     (the control, `fusion.local_clutter = false`: 312 against 516; 391 against 766 while the
-    tracks on the trees taught the radar its Pd, `TrackManager._moved`), and a drone that comes
+    tracks on the trees taught the radar its Pd, `looks.moved`), and a drone that comes
     to hover six beams from a tree confirms within a second. The control's summary names no spot."""
     mapped, drone_tracks, told = _tracked(tmp_path, capsys)
     control, _, untold = _tracked(tmp_path, capsys, mapped=False)

@@ -1,6 +1,6 @@
 """A radar's learnt detection probability is that of targets: tracks that stayed where they
 started (a flickering reflector, a tree, a roof edge tracked before the site is known) teach it
-nothing (`TrackManager._moved`). Counted, an outside test's twenty trees (a plot in a third of the
+nothing (`looks.moved`). Counted, an outside test's twenty trees (a plot in a third of the
 scans) taught its radar a Pd of 0.40 (0.85 in truth), and every lost track then waited 36 misses
 in a row to be deleted."""
 

@@ -92,7 +92,7 @@ class SweepScan:
         table.hits[slots] = (table.hits[slots] << n.astype(np.uint32)) & self.mask
         table.score[slots] += n * np.log1p(-self.pd)
         table.absence[slots] -= n * np.log1p(-self.pd)
-        # (Misses of a track that stayed put teach the radar no Pd, as its hits: `TrackManager._moved`.)
+        # (Misses of a track that stayed put teach the radar no Pd, as its hits: `looks.moved`.)
         learn = (table.status[slots] != Status.TENTATIVE) & table.moved[slots]
         table.unproven_misses[slots[learn], self.bit] += n[learn].astype(np.int32)
 
