@@ -3,6 +3,8 @@ shortcut for lone pairs changes nothing), gating's Mahalanobis terms, the IMM pr
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -106,6 +108,12 @@ def _reference_imm_prediction(
         f = turn_matrix(np.array([dt]), params.turns[j : j + 1])[0, 0]
         w = mu * pi[:, j] / c[j]
         x0 = sum(w[i] * xm[i] for i in range(n))
+        # Horizontal velocity mixed in speed and heading (`tracks.keep_speed`): the mean speed
+        # along the mean heading, unless the headings disagree (resultant under half the speed).
+        mean_speed = sum(w[i] * math.hypot(xm[i][3], xm[i][4]) for i in range(n))
+        resultant = math.hypot(x0[3], x0[4])
+        if resultant >= 0.5 * mean_speed and resultant > 0.0:
+            x0[3:5] *= mean_speed / resultant
         p0 = sum(w[i] * (pm[i] + np.outer(xm[i] - x0, xm[i] - x0)) for i in range(n))
         q = white_accel_pattern(np.array([dt]))[0] * axis_noise(
             params.accel_h_mps2[j], params.accel_v_mps2[j]

@@ -32,7 +32,7 @@ from cuas_node.fusion.models import (
     whiten,
 )
 from cuas_node.fusion.params import FusionParams
-from cuas_node.fusion.tracks import TrackTable, mixture_spread
+from cuas_node.fusion.tracks import TrackTable, keep_speed, mixture_spread
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -160,7 +160,7 @@ def mix_and_predict(table: TrackTable, slots: IndexArray, dt: FloatArray, params
     # spread of the means (`mixture_spread`) with each (track, j) a mixture of the same means.
     k, n = w.shape[0], w.shape[1]
     wt = w.transpose(0, 2, 1)  # (k, j, i)
-    x0 = wt @ xm
+    x0 = keep_speed(wt, xm[:, None], wt @ xm)
     p0 = (wt @ pm.reshape(k, n, STATE_DIM * STATE_DIM)).reshape(k, n, STATE_DIM, STATE_DIM)
     p0 += mixture_spread(wt, xm[:, None], x0)
     if common:

@@ -243,6 +243,28 @@ class TrackTable:
         self.changed[slots] = False
 
 
+def keep_speed(w: FloatArray, xm: FloatArray, x: FloatArray) -> FloatArray:
+    """The mixture `x` (…,6) of model means `xm` (…,R,6) under weights `w` (…,R) (leading axes
+    broadcast, as `mixture_spread`'s), with its horizontal speed the weighted mean of the models'
+    speeds, its heading theirs averaged: a mixture in speed and heading, not in east and north.
+    The turning models predict the same speed as the straight one, in other headings; averaged
+    as vectors, their velocities are shorter than any of them (by cos of the turn between two
+    scans: 2 % at 1 Hz and 11.5 °/s), and where plots update velocity little (1 Hz, a 1° radar
+    at 3 km) each scan's loss added up: an outside test's tracks read 10 % slow, 8 m behind.
+    Where the models' headings disagree by more than about 60° (a resultant under half their
+    mean speed: a new track, a reversal) the vector mean stands. Used by the IMM's interaction
+    step (`imm.mix_and_predict`), whose loss feeds back; the published mixture (`combine`) is
+    the plain one: in speed and heading there too, the noisier turning models' speeds (noise only
+    lengthens a vector) read fast (that test: +1.1 m/s of 15 with it, +0.1 without)."""
+    speeds = np.hypot(xm[..., 3], xm[..., 4])
+    mean_speed = np.sum(w * speeds, axis=-1)
+    resultant = np.hypot(x[..., 3], x[..., 4])
+    agree = resultant >= 0.5 * mean_speed
+    scale = np.where(agree, mean_speed / np.maximum(resultant, 1e-12), 1.0)
+    x[..., 3:5] *= scale[..., None]
+    return x
+
+
 def mixture_spread(w: FloatArray, xm: FloatArray, x: FloatArray) -> FloatArray:
     """Σ_i w_i (x_i − x)(x_i − x)ᵀ (…,6,6), the spread of the model means about their mixture x
     (weights w (…,R), means xm (…,R,6), mixture x (…,6); leading axes broadcast, so that IMM
