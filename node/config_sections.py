@@ -90,6 +90,12 @@ class FusionSection(Section):
     coast_after_s: float = Field(default=0.6, gt=0)
     delete_after_s: float = Field(default=3.0, gt=0)
     tentative_delete_after_s: float = Field(default=1.0, gt=0)
+    max_outlive_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=600,
+        description="the longest a track born among persistent clutter waits to confirm",
+    )
     max_position_sigma_m: float = Field(default=200.0, gt=0)
     process_accel_mps2: float = Field(default=3.0, gt=0)
     process_accel_vertical_mps2: float = Field(default=1.0, gt=0)

@@ -18,8 +18,12 @@ BoolArray = npt.NDArray[np.bool_]
 _RESCALE_AT = 30.0  # fold the time scale into the grid before exp() of it nears float range
 _NEIGHBOUR_DI = np.repeat(np.arange(-1, 2), 3)[None, :]
 _NEIGHBOUR_DJ = np.tile(np.arange(-1, 2), 3)[None, :]
+# Lives are fewer than deaths (only tracks that confirmed): judged over the 5×5 cells around a place.
+_WIDE_DI = np.repeat(np.arange(-2, 3), 5)[None, :]
+_WIDE_DJ = np.tile(np.arange(-2, 3), 5)[None, :]
 _MIN_RING_CELLS = 6  # fewer other cells in view at a range: no background to judge a cell against
 _EXCESS_SIGMAS = 3.0  # a cell is hot above its ring's background by this many Poisson sigmas
+_OUTLIVE = -math.log(0.1)  # lives spread as an exponential's: this many means outlive 90 % of them
 
 
 class ClutterMap:
@@ -72,6 +76,10 @@ class ClutterMap:
         # whole lowers the ring's mean: 2 in 42 made 1 % of cells hot in uniform clutter).
         self.covered = np.ones(self.n_az)
         self.grid = np.zeros((self.n_range, self.n_az))
+        # Established tracks lost where they were born (`add_lives`): their decaying count and the
+        # sum of their lives, per cell, on the same clock as `grid`.
+        self.lost = np.zeros((self.n_range, self.n_az))
+        self.lives_s = np.zeros((self.n_range, self.n_az))
         self.ring = np.zeros(self.n_range)  # each row's sum over the columns in view
         self.t = -math.inf
         self.t_ref = -math.inf  # the time at which a stored count is its decayed value (`_weight`)
@@ -101,8 +109,8 @@ class ClutterMap:
             self.t_ref = self.t
         exponent = self.decay_rate * (self.t - self.t_ref)
         if exponent > _RESCALE_AT:
-            self.grid *= math.exp(-exponent)
-            self.ring *= math.exp(-exponent)
+            for stored in (self.grid, self.ring, self.lost, self.lives_s):
+                stored *= math.exp(-exponent)
             self.t_ref, exponent = self.t, 0.0
         return math.exp(exponent)
 
@@ -114,6 +122,35 @@ class ClutterMap:
         i, j = i[inside], j[inside]
         np.add.at(self.grid, (i, j), weight)
         np.add.at(self.ring, i[self.covered[j] > 0.0], weight)
+
+    def add_lives(self, enu: FloatArray, lived_s: FloatArray, t: float) -> None:
+        """Established tracks lost where they were born, with how long each lived (`lived`)."""
+        if enu.shape[0] == 0:
+            return
+        weight = self._weight(t)
+        i, j, inside = self._cells(enu)
+        np.add.at(self.lost, (i[inside], j[inside]), weight)
+        np.add.at(self.lives_s, (i[inside], j[inside]), weight * lived_s[inside])
+
+    def outlive_s(self, enu: FloatArray, t: float) -> FloatArray:
+        """How long a track born at each point must have lived to confirm: where `hot_count`
+        established tracks were lost where they were born within the half-life (over the 5×5 cells
+        around it), longer than 90 % of such lives if they spread as an exponential's (`_OUTLIVE`
+        times their mean there); 0 elsewhere. The track score counts each scan's false alarms as
+        new, and a false object that lasts a second and drifts (a sea spike) scores as a target
+        would: only outliving it tells them apart. Per place and fading as the deaths do, so a
+        place is judged by its own false objects, lately."""
+        out = np.zeros(enu.shape[0])
+        if enu.shape[0] == 0 or not self.lost.any():
+            return out
+        weight = self._weight(t)
+        i, j, inside = self._cells(enu)
+        ii = np.minimum(np.maximum(i[:, None] + _WIDE_DI, 0), self.n_range - 1)
+        jj = (j[:, None] + _WIDE_DJ) % self.n_az
+        lost = self.lost[ii, jj].sum(axis=1)
+        known = inside & (lost >= self.hot_count * weight)
+        out[known] = _OUTLIVE * self.lives_s[ii[known], jj[known]].sum(axis=1) / lost[known]
+        return out
 
     def hot(self, enu: FloatArray, t: float) -> BoolArray:
         """Counted over the 3×3 cells around each point, so a reflector on a cell border is one place;
@@ -189,6 +226,27 @@ class SiteClutter:
         fed = fed_by(sensor_masks, list(self.maps))
         for k, m in enumerate(self.maps.values()):
             m.add(enu[fed[:, k]], t)
+
+    def lived(
+        self, enu: FloatArray, lived_s: FloatArray, sensor_masks: npt.NDArray[np.uint64], t: float
+    ) -> None:
+        """Established tracks lost in plain view where they were born (`TrackManager.maintain`:
+        a sea spike, a glint, anything that persists a second or two and moves a little, like a
+        target): where, how long they lived (first plot to last), in the maps of the radars that
+        fed them (`ClutterMap.add_lives`)."""
+        if not enu.shape[0] or not self.maps:
+            return
+        fed = fed_by(sensor_masks, list(self.maps))
+        for k, m in enumerate(self.maps.values()):
+            m.add_lives(enu[fed[:, k]], lived_s[fed[:, k]], t)
+
+    def outlive_s(self, enu: FloatArray, t: float) -> FloatArray:
+        """How long tracks born at these places must live to confirm: the longest any radar's map
+        asks there (`ClutterMap.outlive_s`)."""
+        out = np.zeros(enu.shape[0])
+        for m in self.maps.values():
+            out = np.maximum(out, m.outlive_s(enu, t))
+        return out
 
     def hot(self, enu: FloatArray, t: float) -> BoolArray:
         out = np.zeros(enu.shape[0], dtype=bool)

@@ -27,6 +27,7 @@ class FusionParams:
     coast_after_s: float = 0.6
     delete_after_s: float = 3.0
     tentative_delete_after_s: float = 1.0
+    max_outlive_s: float = 0.0  # the longest wait `ClutterMap.outlive_s` may ask (`fusion.max_outlive_s`)
     max_position_sigma_m: float = 200.0
     process_accel_mps2: float = 3.0
     process_accel_vertical_mps2: float = 1.0

@@ -365,8 +365,10 @@ class Tracker:
         if not scan.model.ranging:
             self.table.bearing_sigma_rad[slots] = np.sqrt(scan.r[used, 0, 0])
         if scan.model.ranging:
-            hot = self.manager.clutter.hot(self.table.x[slots, :3], scan.t)
-            self.table.extra_hits[slots] = np.where(hot, 2, 0)
+            born = self.table.x[slots, :3]
+            self.table.extra_hits[slots] = np.where(self.manager.clutter.hot(born, scan.t), 2, 0)
+            wait = self.manager.clutter.outlive_s(born, scan.t)
+            self.table.outlive_s[slots] = np.minimum(wait, self.params.max_outlive_s)
         return used, slots
 
     # -- housekeeping -----------------------------------------------------------------------

@@ -70,6 +70,7 @@ class TrackTable:
         self.t_sweep_hit = np.zeros(capacity)  # ... of those, its last hit
         self.hits = np.zeros(capacity, dtype=np.uint32)  # M-of-N history, newest in bit 0
         self.extra_hits = np.zeros(capacity, dtype=np.int8)  # more hits needed where clutter recurs
+        self.outlive_s = np.zeros(capacity)  # how long it must live to confirm (`ClutterMap.outlive_s`)
         self.score = np.zeros(capacity)  # track score: log-likelihood ratio target/false (initiation.py)
         # Evidence that its target is gone, in nats: misses in plain view less the hits since, never
         # below 0 (a CUSUM of the track score: `TrackManager.record`).
@@ -166,6 +167,7 @@ class TrackTable:
         self.t_sweep_hit[slots] = t
         self.hits[slots] = 1
         self.extra_hits[slots] = 0
+        self.outlive_s[slots] = 0.0
         self.score[slots] = 0.0
         self.absence[slots] = 0.0
         self.absent[slots] = False
