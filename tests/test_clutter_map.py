@@ -205,16 +205,16 @@ def test_deaths_outside_a_radars_view_make_no_cell_hot_in_its_map() -> None:
 
 
 def test_persistent_false_objects_ask_their_own_place_to_outlive_them_and_fade() -> None:
-    """Established tracks lost where they were born (`add_lives`): where `hot_count` of them were
+    """Established tracks lost where they were born (`add` with their lives): where `hot_count` of them were
     lost around a place, a track born there must live 2.3 times their mean life (outliving 90 %
     of lives spread as an exponential's); elsewhere, and once they have faded, nothing is asked.
     Lives at one place (drones that hovered and were lost) never set the wait at another."""
     m = ClutterMap(max_range_m=2000.0, half_life_s=10.0, hot_count=2.5)
     far = np.array([[-900.0, 1200.0, 30.0]])
-    m.add_lives(np.repeat(POINT, 2, axis=0), np.array([1.0, 2.0]), 100.0)
+    m.add(np.repeat(POINT, 2, axis=0), 100.0, np.array([1.0, 2.0]))
     assert m.outlive_s(POINT, 100.0)[0] == 0.0  # two lives: not known yet
-    m.add_lives(POINT, np.array([3.0]), 100.0)
+    m.add(POINT, 100.0, np.array([3.0]))
     assert math.isclose(m.outlive_s(POINT, 100.0)[0], -math.log(0.1) * 2.0)
-    m.add_lives(np.repeat(far, 3, axis=0), np.full(3, 90.0), 100.0)  # hovering drones lost elsewhere
+    m.add(np.repeat(far, 3, axis=0), 100.0, np.full(3, 90.0))  # hovering drones lost elsewhere
     assert math.isclose(m.outlive_s(POINT, 100.0)[0], -math.log(0.1) * 2.0)
     assert m.outlive_s(POINT, 110.0)[0] == 0.0  # a half-life later: 1.5 lives

@@ -76,7 +76,7 @@ class ClutterMap:
         # whole lowers the ring's mean: 2 in 42 made 1 % of cells hot in uniform clutter).
         self.covered = np.ones(self.n_az)
         self.grid = np.zeros((self.n_range, self.n_az))
-        # Established tracks lost where they were born (`add_lives`): their decaying count and the
+        # Established tracks lost where they were born (`add` with lives): their decaying count and the
         # sum of their lives, per cell, on the same clock as `grid`.
         self.lost = np.zeros((self.n_range, self.n_az))
         self.lives_s = np.zeros((self.n_range, self.n_az))
@@ -114,7 +114,9 @@ class ClutterMap:
             self.t_ref, exponent = self.t, 0.0
         return math.exp(exponent)
 
-    def add(self, enu: FloatArray, t: float) -> None:
+    def add(self, enu: FloatArray, t: float, lived_s: FloatArray | None = None) -> None:
+        """Deaths at `enu`; with `lived_s`, established tracks lost where they were born and how
+        long each lived (NaN: a tentative track's death, no life: `outlive_s`)."""
         if enu.shape[0] == 0:
             return
         weight = self._weight(t)
@@ -122,15 +124,11 @@ class ClutterMap:
         i, j = i[inside], j[inside]
         np.add.at(self.grid, (i, j), weight)
         np.add.at(self.ring, i[self.covered[j] > 0.0], weight)
-
-    def add_lives(self, enu: FloatArray, lived_s: FloatArray, t: float) -> None:
-        """Established tracks lost where they were born, with how long each lived (`lived`)."""
-        if enu.shape[0] == 0:
-            return
-        weight = self._weight(t)
-        i, j, inside = self._cells(enu)
-        np.add.at(self.lost, (i[inside], j[inside]), weight)
-        np.add.at(self.lives_s, (i[inside], j[inside]), weight * lived_s[inside])
+        if lived_s is not None:
+            lived = lived_s[inside]
+            known = np.isfinite(lived)
+            np.add.at(self.lost, (i[known], j[known]), weight)
+            np.add.at(self.lives_s, (i[known], j[known]), weight * lived[known])
 
     def outlive_s(self, enu: FloatArray, t: float) -> FloatArray:
         """How long a track born at each point must have lived to confirm: where `hot_count`
@@ -218,27 +216,23 @@ class SiteClutter:
         m.covered = _view_columns(m, model)
         self.maps[bit] = m
 
-    def add(self, enu: FloatArray, sensor_masks: npt.NDArray[np.uint64], t: float) -> None:
-        """Deaths at `enu` of tracks fed by the sensors in `sensor_masks` (a death outside a radar's
-        view counts in its map but makes no cell hot there: `ClutterMap.hot`)."""
-        if not enu.shape[0] or not self.maps:
-            return
-        fed = fed_by(sensor_masks, list(self.maps))
-        for k, m in enumerate(self.maps.values()):
-            m.add(enu[fed[:, k]], t)
-
-    def lived(
-        self, enu: FloatArray, lived_s: FloatArray, sensor_masks: npt.NDArray[np.uint64], t: float
+    def add(
+        self,
+        enu: FloatArray,
+        sensor_masks: npt.NDArray[np.uint64],
+        t: float,
+        lived_s: FloatArray | None = None,
     ) -> None:
-        """Established tracks lost in plain view where they were born (`TrackManager.maintain`:
-        a sea spike, a glint, anything that persists a second or two and moves a little, like a
-        target): where, how long they lived (first plot to last), in the maps of the radars that
-        fed them (`ClutterMap.add_lives`)."""
+        """Deaths at `enu` of tracks fed by the sensors in `sensor_masks` (a death outside a radar's
+        view counts in its map but makes no cell hot there: `ClutterMap.hot`); `lived_s`: how long
+        each lived, for the established tracks lost in plain view where they were born
+        (`TrackManager.maintain`: a sea spike, a glint, anything that persists a second or two and
+        moves a little, like a target), NaN for the others (`ClutterMap.add`)."""
         if not enu.shape[0] or not self.maps:
             return
         fed = fed_by(sensor_masks, list(self.maps))
         for k, m in enumerate(self.maps.values()):
-            m.add_lives(enu[fed[:, k]], lived_s[fed[:, k]], t)
+            m.add(enu[fed[:, k]], t, None if lived_s is None else lived_s[fed[:, k]])
 
     def outlive_s(self, enu: FloatArray, t: float) -> FloatArray:
         """How long tracks born at these places must live to confirm: the longest any radar's map

@@ -360,8 +360,9 @@ class FusionEngine:
 
     def node_position(self) -> NodePosition | None:
         """The node's best position for `info`: GPS when it has a fix, else the configured one."""
-        if self.gps.position is not None:
-            return self.gps.reported()
+        gps = self.gps.reported()
+        if gps is not None:
+            return gps
         if self.frame is not None:
             return NodePosition(self.frame.lat, self.frame.lon, self.frame.alt_m, source="config")
         return None

@@ -367,8 +367,9 @@ class Tracker:
         if scan.model.ranging:
             born = self.table.x[slots, :3]
             self.table.extra_hits[slots] = np.where(self.manager.clutter.hot(born, scan.t), 2, 0)
-            wait = self.manager.clutter.outlive_s(born, scan.t)
-            self.table.outlive_s[slots] = np.minimum(wait, self.params.max_outlive_s)
+            if self.params.max_outlive_s > 0.0:  # (opt-in; a birth's slot starts at 0)
+                wait = self.manager.clutter.outlive_s(born, scan.t)
+                self.table.outlive_s[slots] = np.minimum(wait, self.params.max_outlive_s)
         return used, slots
 
     # -- housekeeping -----------------------------------------------------------------------

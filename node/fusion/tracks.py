@@ -253,8 +253,8 @@ def keep_speed(w: FloatArray, xm: FloatArray, x: FloatArray) -> FloatArray:
     as vectors, their velocities are shorter than any of them (by cos of the turn between two
     scans: 2 % at 1 Hz and 11.5 °/s), and where plots update velocity little (1 Hz, a 1° radar
     at 3 km) each scan's loss added up: an outside test's tracks read 10 % slow, 8 m behind.
-    Where the models' headings disagree by more than about 60° (a resultant under half their
-    mean speed: a new track, a reversal) the vector mean stands. Used by the IMM's interaction
+    Where the models' headings disagree widely (a resultant under half their mean speed: two
+    equal models 120° apart; a new track, a reversal) the vector mean stands. Used by the IMM's interaction
     step (`imm.mix_and_predict`), whose loss feeds back; the published mixture (`combine`) is
     the plain one: in speed and heading there too, the noisier turning models' speeds (noise only
     lengthens a vector) read fast (that test: +1.1 m/s of 15 with it, +0.1 without)."""
