@@ -20,6 +20,7 @@ from cuas_node.drivers.sim.world import TargetState
 from cuas_node.fusion.measurement_models import radar_model
 from cuas_node.fusion.models import velocity_prior
 from cuas_node.fusion.params import FusionParams, RadarSensor
+from cuas_node.fusion.sensor_stats import SensorStats
 from cuas_node.fusion.tracker import RadarScan, Tracker
 from cuas_node.fusion.tracks import Status
 from cuas_node.fusion_setup import SHIPPED_IWR6843_MAX_VELOCITY_MPS
@@ -267,3 +268,31 @@ def test_the_alias_a_first_plot_leaves_open_costs_its_track_at_the_second() -> N
     speeds = 2.0 + 2.0 * SPAN * np.arange(-3, 4)
     weights = np.exp(-0.5 * speeds**2 / sigma2)[np.abs(speeds) <= 3.0 * np.sqrt(sigma2)]
     assert scores[0] - scores[1] == pytest.approx(-math.log(weights.max() / weights.sum()), abs=0.01)
+
+
+def test_a_wrapping_radars_false_alarms_spread_over_twice_its_span_at_most() -> None:
+    """Range-rates reported over ±20 m/s by a radar configured to wrap at ±10.1 m/s (a generator
+    that does not wrap its false alarms) fold into 20.2 m/s once the innovation is wrapped: the
+    clutter density a hit's score divides by is over that, not over the 40 m/s the plots seem to
+    spread (a benchmark's clutter alone confirmed 43 false tracks an hour, six times Wald's bound,
+    while the density was taken over the unfolded spread)."""
+    pose = Pose.from_angles(0, 0, 0, (0, 0, 0))
+    rng = np.random.default_rng(5)
+    for span in (SPAN, None):
+        model = radar_model(RadarSensor("r", pose, 200.0, unambiguous_range_rate_mps=span))
+        stats = SensorStats(false_alarms=50.0, detection_probability=0.9)
+        for _ in range(50):
+            z = np.column_stack(
+                [
+                    rng.uniform(1.0, 200.0, 50),
+                    rng.uniform(-1.0, 1.0, 50),
+                    rng.uniform(-0.7, 0.7, 50),
+                    rng.uniform(-20.0, 20.0, 50),
+                ]
+            )
+            stats.scan(0, model, 0.0, z, np.tile(np.diag(SIGMAS**2), (50, 1, 1)))
+        seen = float(stats.doppler_span[0])  # the plots' spread: near 40 m/s
+        assert seen > 35.0
+        spread = seen if span is None else 2.0 * SPAN
+        volume = model.coverage.volume() * spread
+        assert stats.clutter_density(0, model, 4, configured=2.0) == pytest.approx(50.0 / volume)

@@ -135,7 +135,8 @@ class AliasEvidence:
         fresh = table.alias_bit[slots] < 0
         if span is not None:  # a wrapping radar takes a fit over from one that does not wrap
             plain = [b for b, wraps in self._wraps.items() if not wraps]
-            fresh |= np.isin(table.alias_bit[slots], plain)
+            if plain:
+                fresh |= np.isin(table.alias_bit[slots], plain)
         if fresh.any():
             table.alias_bit[slots[fresh]] = bit
             _restart(table, slots[fresh], t, z[fresh], w[fresh], los[fresh])
@@ -245,12 +246,34 @@ def _add_plot(
     if told.any():
         spread = sw[told] * stt[told] - st[told] ** 2
         fitted = stt[told] * sy[told] ** 2 - 2.0 * st[told] * sy[told] * syt[told] + sw[told] * syt[told] ** 2
-        level = SWITCH_ERROR / n[told] ** 2  # tested at every plot: a sound line broken < 0.4 % of the time
-        broken[told] = syy[told] * spread - fitted > spread * chdtri(n[told] - 2.0, level)
+        broken[told] = syy[told] * spread - fitted > spread * _line_bar(n[told])
     if broken.any():
         _restart(table, slots[broken], t, z[broken], w[broken], los[broken])
         told &= ~broken
     return slots, told, u
+
+
+class _LineBars:
+    """χ² at `SWITCH_ERROR`/n² with n − 2 degrees of freedom, the bar of a fit of n plots
+    (`_add_plot`; tested at every plot: a sound line broken < 0.4 % of the time), by n: a table
+    grown as fits grow, since every scan asks it of every track and n is a whole count."""
+
+    KEPT = 4096  # plots; a fit longer than that (3.4 min at 20 Hz) is asked of scipy
+
+    def __init__(self) -> None:
+        self._bars = np.zeros(0)
+
+    def __call__(self, n: FloatArray) -> FloatArray:
+        top = int(n.max(initial=0.0))
+        if top >= self.KEPT:
+            return np.asarray(chdtri(n - 2.0, SWITCH_ERROR / n**2), dtype=np.float64)
+        if top >= self._bars.size:
+            counts = np.arange(3.0, min(2 * top + 3, self.KEPT))
+            self._bars = np.concatenate([np.full(3, np.nan), chdtri(counts - 2.0, SWITCH_ERROR / counts**2)])
+        return np.asarray(self._bars[n.astype(np.intp)], dtype=np.float64)
+
+
+_line_bar = _LineBars()
 
 
 def _decide(

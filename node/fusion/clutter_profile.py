@@ -297,7 +297,7 @@ class SiteClutterProfile(PerRadar[ClutterProfile]):
         self, bit: int, model: MeasurementModel, t: float, z: FloatArray, stats: SensorStats
     ) -> FloatArray | None:
         profile = self._map(bit, model, z.shape[1], stats)
-        return None if profile is None else profile.density(t, z, float(stats.doppler_span[bit]))
+        return None if profile is None else profile.density(t, z, stats.radial_span(bit, model))
 
     def observe(
         self,

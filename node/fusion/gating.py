@@ -61,6 +61,17 @@ class Gating:
     z_pred: FloatArray  # (K,D) predicted measurements
     rate_extra: FloatArray | None  # (K,) second-order range-rate variance (`imm.gate_quantities`)
     alias: FloatArray | None = None  # (P,3) a young track's velocity change for its alias (module)
+    terms: imm.ModelTerms | None = None  # of the pairs at their tracks' time (`imm.mixture_cost`)
+    term_of: IndexArray | None = None  # (P,) each pair's row of `terms`, −1 for a late measurement's
+
+    def terms_of(self, pairs: IndexArray) -> imm.ModelTerms | None:
+        """The `imm.ModelTerms` of these pairs, all at their tracks' time, for their update."""
+        if self.terms is None or self.term_of is None:
+            return None
+        rows = self.term_of[pairs]
+        if (rows < 0).any():
+            raise ValueError("a late measurement's pair has no model terms")
+        return self.terms.take(rows)
 
     def dense(self, values: FloatArray, fill: float) -> FloatArray:
         """Per-pair values (P, ...) spread over the (K, M, ...) grid, `fill` outside the gate."""
@@ -121,7 +132,7 @@ def gate_scan(
     ki, mj, nu_p, r_pair = ki[inside], mj[inside], nu_p[inside], r_pair[inside]
     cost = d2[inside] + logdet[inside]
     now = dt[ki] == 0.0  # (a late measurement is judged by the estimate carried back)
-    cost[now] = imm.mixture_cost(
+    cost[now], terms = imm.mixture_cost(
         table,
         active[ki[now]],
         nu_p[now],
@@ -129,13 +140,14 @@ def gate_scan(
         r_pair[now],
         None if rate_extra is None else rate_extra[ki[now]],
     )
+    term_of = np.where(now, np.cumsum(now) - 1, -1)
     if alias is not None:
         alias, alias_cost = alias[box][inside], alias_cost[box][inside]
         cost += alias_cost
     gated: BoolArray = np.zeros((active.size, z.shape[0]), dtype=bool)
     gated[ki, mj] = True
     loglik = -0.5 * (cost + z.shape[1] * math.log(2 * math.pi))
-    return Gating(gated, ki, mj, cost, loglik, nu_p, r_pair, h, z_pred, rate_extra, alias)
+    return Gating(gated, ki, mj, cost, loglik, nu_p, r_pair, h, z_pred, rate_extra, alias, terms, term_of)
 
 
 @dataclass(frozen=True)
@@ -226,6 +238,7 @@ def _alias_choice(
     log_prior = aliasing.log_prior[ki[second]]
     k = np.arange(-reach, reach + 1)[None, :]
     residual = nu[second, None, :3] - aliasing.shift[ki[second]]  # (S, 2·reach + 1, 3)
+    residual[..., 1] = wrap(residual[..., 1])  # an alias behind the radar shifts the azimuth by ±π
     variance = var_t[ki[second], :3] + np.diagonal(r[second], axis1=1, axis2=2)[:, :3]
     log_post = log_prior - 0.5 * np.sum(residual**2 / variance[:, None, :], axis=2)
     log_post -= np.logaddexp.reduce(log_post, axis=1, keepdims=True)

@@ -24,12 +24,12 @@ from cuas_node.fusion.measurement_models import MeasurementModel, RadarModel
 from cuas_node.fusion.models import (
     STATE_DIM,
     axis_noise,
+    cholesky_lower,
     cv_predict,
-    mahalanobis_logdet,
+    forward_substitute,
     range_rate_curvature,
     turn_matrix,
     white_accel_pattern,
-    whiten,
 )
 from cuas_node.fusion.params import FusionParams
 from cuas_node.fusion.tracks import TrackTable, keep_speed, mixture_spread
@@ -194,18 +194,32 @@ def gate_quantities(
     return z_pred, h, hph, rate_extra
 
 
-def _model_terms(
+@dataclass(frozen=True, slots=True)
+class ModelTerms:
+    """What `update` and `mixture_cost` both ask of the models for pairs (track, measurement):
+    each model's H P_j (A,D,R,6), the Cholesky factor L_j of its innovation covariance S_j
+    (A,R,D,D) and its innovation ν − H (x_j − x) whitened by it, L_j⁻¹ ν_j (A,R,D)
+    (`models.whiten`). Gating prices every pair at the tracks' time with them; the update of the
+    pairs chosen takes them again (`take`) rather than computing them twice."""
+
+    hp: FloatArray
+    lower: FloatArray
+    y_nu: FloatArray
+
+    def take(self, pairs: IndexArray) -> ModelTerms:
+        return ModelTerms(self.hp[pairs], self.lower[pairs], self.y_nu[pairs])
+
+
+def model_terms(
     table: TrackTable,
     slots: IndexArray,
     nu: FloatArray,
     h: FloatArray,
     r: FloatArray,
     rate_extra: FloatArray | None,
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Each model's H P_j (A,D,R,6), innovation covariance S_j (A,R,D,D) and innovation
-    ν − H (x_j − x) (A,R,D) for measurements linearised at the tracks' combined estimates (pairs
-    aligned; `rate_extra` added to a range-rate's noise): what `update` and `mixture_cost` both
-    ask of the models."""
+) -> ModelTerms:
+    """`ModelTerms` for measurements linearised at the tracks' combined estimates (pairs aligned;
+    `rate_extra` added to a range-rate's noise)."""
     a, n_models, d = slots.shape[0], table.mu.shape[1], nu.shape[1]
     if rate_extra is not None:
         r = r.copy()
@@ -219,7 +233,9 @@ def _model_terms(
     hph = (hp.reshape(a, d * n_models, STATE_DIM) @ h.swapaxes(1, 2)).reshape(a, d, n_models, d)
     s = hph.transpose(0, 2, 1, 3) + r[:, None]  # (A,R,D,D)
     nu_m = nu[:, None, :] - (table.xm[slots] - table.x[slots][:, None, :]) @ h.swapaxes(1, 2)
-    return hp, s, nu_m
+    lower = cholesky_lower(s.reshape(a * n_models, d, d))
+    y_nu = forward_substitute(lower, nu_m.reshape(a * n_models, d, 1))
+    return ModelTerms(hp, lower.reshape(a, n_models, d, d), y_nu.reshape(a, n_models, d))
 
 
 def mixture_cost(
@@ -229,25 +245,28 @@ def mixture_cost(
     h: FloatArray,
     r: FloatArray,
     rate_extra: FloatArray | None = None,
-) -> FloatArray:
+) -> tuple[FloatArray, ModelTerms]:
     """−2 ln of the IMM's likelihood of each pair's measurement, Σ_j μ_j N(ν_j; 0, S_j), less
     D ln 2π (the scale of d² + ln|S|): pairs aligned, `slots` (P,) the tracks at the measurement's
     time, `nu` (P,D) the innovations at their combined estimates and `h` (P,D,6) the Jacobians
-    there (each model's innovation is ν − H (x_j − x), as `update` takes it), `r` (P,D,D).
+    there (each model's innovation is ν − H (x_j − x), as `update` takes it), `r` (P,D,D); and
+    the pairs' `ModelTerms`, for the update of those chosen.
 
     The models' moment-matched Gaussian is wider than each model and centred between them: after
     a false alarm pulled the lively models aside, a hovering drone's plot where the quiet model
     still waits is likelier than the false alarm beside it, though the matched Gaussian prefers
     the false alarm (an outside test at 1 Hz in clutter: tracks left their drones that way)."""
-    p, n_models, d = slots.shape[0], table.mu.shape[1], nu.shape[1]
+    terms = model_terms(table, slots, nu, h, r, rate_extra)
+    p = slots.shape[0]
     if p == 0:
-        return np.zeros(0)
-    _, s, nu_m = _model_terms(table, slots, nu, h, r, rate_extra)
-    d2, logdet = mahalanobis_logdet(nu_m.reshape(p * n_models, d), s.reshape(p * n_models, d, d))
+        return np.zeros(0), terms
+    d2 = np.einsum("pmi,pmi->pm", terms.y_nu, terms.y_nu)
+    logdet = 2.0 * np.log(np.diagonal(terms.lower, axis1=2, axis2=3)).sum(axis=2)
     log_mu = np.log(np.maximum(table.mu[slots], 1e-300))
-    terms = log_mu - 0.5 * (d2 + logdet).reshape(p, n_models)
-    top = terms.max(axis=1)
-    return np.asarray(-2.0 * (top + np.log(np.exp(terms - top[:, None]).sum(axis=1))), dtype=np.float64)
+    weighted = log_mu - 0.5 * (d2 + logdet)
+    top = weighted.max(axis=1)
+    cost = -2.0 * (top + np.log(np.exp(weighted - top[:, None]).sum(axis=1)))
+    return np.asarray(cost, dtype=np.float64), terms
 
 
 def miss_density(
@@ -269,17 +288,22 @@ def model_gains(
     h: FloatArray,
     r: FloatArray,
     rate_extra: FloatArray | None,
+    terms: ModelTerms | None = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Each model's Kalman correction K_j ν_j (A,R,6), the covariance it takes, K_j S_j K_jᵀ
     (A,R,6,6), and its log-likelihood of the measurement (A,R), the range-rate row counted at
     `RANGE_RATE_EVIDENCE`, for pairs (track, measurement) as `update` takes them; what the
-    single update and the soft (JPDA) one both apply, each with its own association weights."""
+    single update and the soft (JPDA) one both apply, each with its own association weights;
+    `terms` the pairs' `ModelTerms` where gating computed them."""
     a, n_models, d = slots.shape[0], table.mu.shape[1], nu.shape[1]
-    hp, s, nu_m = _model_terms(table, slots, nu, h, r, rate_extra)
-    # Whitened by S_j (`whiten`): the gain applied is (W H P)ᵀ W ν, the covariance lost (W H P)ᵀ (W H P).
-    rhs = np.concatenate([hp.transpose(0, 2, 1, 3), nu_m[..., None]], axis=3).reshape(a * n_models, d, -1)
-    y, logdet = whiten(s.reshape(a * n_models, d, d), rhs)
-    y_hp, y_nu = y[:, :, :STATE_DIM], y[:, :, STATE_DIM]
+    if terms is None:
+        terms = model_terms(table, slots, nu, h, r, rate_extra)
+    # Whitened by S_j (`models.whiten`): the gain applied is (W H P)ᵀ W ν, the covariance lost
+    # (W H P)ᵀ (W H P).
+    lower = terms.lower.reshape(a * n_models, d, d)
+    y_hp = forward_substitute(lower, terms.hp.transpose(0, 2, 1, 3).reshape(a * n_models, d, STATE_DIM))
+    y_nu = terms.y_nu.reshape(a * n_models, d)
+    logdet = 2.0 * np.log(np.diagonal(lower, axis1=1, axis2=2))
     dx = np.einsum("kdi,kd->ki", y_hp, y_nu).reshape(a, n_models, STATE_DIM)
     taken = (y_hp.swapaxes(1, 2) @ y_hp).reshape(a, n_models, STATE_DIM, STATE_DIM)
     # Each row's evidence on the models (whitened in order, row i given the rows before it); a
@@ -298,6 +322,7 @@ def update(
     r: FloatArray,
     rate_extra: FloatArray | None = None,
     miss: FloatArray | None = None,
+    terms: ModelTerms | None = None,
 ) -> None:
     """Fuse one measurement taken at the tracks' current time into each given track (pairs
     aligned), model by model, then re-weigh the models by how well each predicted it. Older
@@ -321,11 +346,11 @@ def update(
     more evaluation of h per model. `rate_extra` (gating's, per track; given for a radar measuring
     range-rate, row 3): the second-order part of the range-rate's predicted variance, which the
     first-order update must count as noise. The models' weights count that row's evidence
-    `RANGE_RATE_EVIDENCE`."""
+    `RANGE_RATE_EVIDENCE`. `terms`: the pairs' `ModelTerms` where gating computed them."""
     if slots.shape[0] == 0:
         return
     xm, pm = table.xm[slots], table.pm[slots]  # (A,R,6), (A,R,6,6)
-    dx, taken, loglik = model_gains(table, slots, nu, h, r, rate_extra)
+    dx, taken, loglik = model_gains(table, slots, nu, h, r, rate_extra, terms)
     if miss is not None and np.any(miss > 0.0):
         # ln of the odds "missed, and a false alarm" against "this plot is the target's", the plot
         # weighed as the models' weights weigh it (a range-rate row at RANGE_RATE_EVIDENCE: else a
@@ -334,7 +359,7 @@ def update(
         # radar's own noise density there (so the odds do not depend on the unit of speed).
         density = loglik
         if rate_extra is not None:
-            noise = r[:, 3, 3] + rate_extra  # the row's noise, as `_model_terms` counts it
+            noise = r[:, 3, 3] + rate_extra  # the row's noise, as `model_terms` counts it
             density = loglik - 0.5 * (1.0 - RANGE_RATE_EVIDENCE) * np.log(2.0 * np.pi * noise)[:, None]
         with np.errstate(divide="ignore"):
             odds = np.log(np.where(np.isfinite(miss), miss, 0.0))[:, None] - density  # −inf: no alternative

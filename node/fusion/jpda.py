@@ -64,7 +64,9 @@ def soft_update(
     track = position[ki]  # (P,) each pair's contested track, 0..A-1
     slots = active[ki]
     extra = None if g.rate_extra is None else g.rate_extra[ki]
-    dx, taken, loglik = imm.model_gains(table, slots, g.nu[pairs], g.h[ki], g.r[pairs], extra)
+    dx, taken, loglik = imm.model_gains(
+        table, slots, g.nu[pairs], g.h[ki], g.r[pairs], extra, g.terms_of(pairs)
+    )
     # g_j / ḡ for each pair and model, then c_j and P(plot | model).
     log_mu = np.log(np.maximum(table.mu[slots], 1e-12))
     ratio = np.exp(loglik - np.logaddexp.reduce(log_mu + loglik, axis=1, keepdims=True))  # (P,R)

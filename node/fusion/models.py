@@ -177,19 +177,41 @@ def whiten(s: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:
     S⁻¹ ν; for H P, (W H P)ᵀ (W H P) = P Hᵀ S⁻¹ H P). A covariance that rounding has left not
     positive definite is replaced by the nearest positive definite one (its eigenvalues raised to
     a small positive floor) and factorised as the others."""
+    lower = cholesky_lower(s)
+    return forward_substitute(lower, b), 2.0 * np.log(np.diagonal(lower, axis1=1, axis2=2))
+
+
+def cholesky_lower(s: FloatArray) -> FloatArray:
+    """The Cholesky factors L (P,D,D) of covariances S (P,D,D) (`whiten`), a covariance rounding
+    has left not positive definite replaced by the nearest positive definite one."""
     try:
-        lower = np.linalg.cholesky(s)
+        return np.asarray(np.linalg.cholesky(s), dtype=np.float64)
     except np.linalg.LinAlgError:
-        # The nearest positive definite matrices, factorised as the others: rows stay rows (the
-        # IMM weighs a radar's range-rate row apart, `imm.RANGE_RATE_EVIDENCE`).
-        lam, vec = np.linalg.eigh(s)
-        lam = np.maximum(lam, 1e-9 * np.maximum(np.abs(lam).max(axis=1, keepdims=True), 1e-300))
-        lower = np.linalg.cholesky((vec * lam[:, None, :]) @ vec.swapaxes(1, 2))
+        pass
+    # The nearest positive definite matrices for those that are not (the others factorised as
+    # they are: a batch mixes pairs of every track), factorised as the others: rows stay rows
+    # (the IMM weighs a radar's range-rate row apart, `imm.RANGE_RATE_EVIDENCE`).
+    lam, vec = np.linalg.eigh(s)
+    floor = 1e-9 * np.maximum(np.abs(lam).max(axis=1, keepdims=True), 1e-300)
+    bad = lam[:, 0] <= 0.0  # (ascending): not positive definite
+    lower = np.zeros_like(s)
+    good = np.flatnonzero(~bad)
+    try:
+        lower[good] = np.linalg.cholesky(s[good])
+    except np.linalg.LinAlgError:  # positive eigenvalues, yet too ill-conditioned to factorise
+        bad[:], good = True, good[:0]
+    fixed = (vec[bad] * np.maximum(lam[bad], floor[bad])[:, None, :]) @ vec[bad].swapaxes(1, 2)
+    lower[bad] = np.linalg.cholesky(fixed)
+    return lower
+
+
+def forward_substitute(lower: FloatArray, b: FloatArray) -> FloatArray:
+    """L⁻¹ b (P,D,M) for lower triangular L (P,D,D), row by row over the D rows."""
     y = np.empty_like(b)
     y[:, 0] = b[:, 0] / lower[:, 0, 0, None]
     for i in range(1, b.shape[1]):
         y[:, i] = (b[:, i] - np.einsum("pj,pjm->pm", lower[:, i, :i], y[:, :i])) / lower[:, i, i, None]
-    return y, 2.0 * np.log(np.diagonal(lower, axis1=1, axis2=2))
+    return y
 
 
 def mahalanobis_logdet(nu: FloatArray, s: FloatArray) -> tuple[FloatArray, FloatArray]:

@@ -26,7 +26,12 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from cuas_node.fusion.measurement_models import RADIAL_SPAN_MPS, MeasurementModel, PositionVelocityModel
+from cuas_node.fusion.measurement_models import (
+    RADIAL_SPAN_MPS,
+    MeasurementModel,
+    PositionVelocityModel,
+    RadarModel,
+)
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -207,14 +212,24 @@ class SensorStats:
 
     def clutter_density(self, bit: int, model: MeasurementModel, dim: int, configured: float) -> float:
         """False alarms per unit of measurement space (λ): the sensor's false alarms per scan over
-        its coverage volume (`Coverage.volume`, × the learnt Doppler span with range rate)."""
+        its coverage volume (`Coverage.volume`, × `radial_span` with range rate)."""
         if not is_radar(model):
             return max(configured, _MIN_FALSE_ALARMS) / model.measurement_volume()
         volume = model.coverage.volume()
         if dim >= 4:
-            span = self.doppler_span[bit]
-            volume *= span if math.isfinite(span) and span > 0 else RADIAL_SPAN_MPS
+            volume *= self.radial_span(bit, model)
         return float(self.false_alarms[bit] / volume)
+
+    def radial_span(self, bit: int, model: MeasurementModel) -> float:
+        """The range-rates a radar's false alarms spread over (m/s): the learnt Doppler span
+        (`RADIAL_SPAN_MPS` before it is learnt), at most twice the span of a radar whose range-rate
+        wraps: its innovations are wrapped there (`RadarModel.innovation`) and every false alarm
+        folds into it, however widely their reported values seem to spread (a generator that does
+        not wrap its false alarms: docs/evaluation.md, "False tracks an hour")."""
+        span = float(self.doppler_span[bit])
+        span = span if math.isfinite(span) and span > 0 else RADIAL_SPAN_MPS
+        unambiguous = model.unambiguous_range_rate_mps if isinstance(model, RadarModel) else None
+        return span if unambiguous is None else min(span, 2.0 * unambiguous)
 
     def radar_sigmas(self, bit: int, rows: int) -> FloatArray | None:
         """A radar's accuracy as its clutter maps are cut: range, angle, angle (and range-rate

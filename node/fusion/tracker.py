@@ -206,6 +206,7 @@ class Tracker:
                             self.params.gate_probability,
                             clutter if lam is None else lam[now_cols],
                         ),
+                        g.terms_of(now_pairs),
                     )
                     self.alias.observe(
                         tb, active[now_rows], scan.z[now_cols], scan.r[now_cols], scan.t, scan.model, bit
