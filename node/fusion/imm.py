@@ -27,6 +27,7 @@ from cuas_node.fusion.models import (
     cholesky_lower,
     cv_predict,
     forward_substitute,
+    log_det_rows,
     range_rate_curvature,
     turn_matrix,
     white_accel_pattern,
@@ -261,7 +262,7 @@ def mixture_cost(
     if p == 0:
         return np.zeros(0), terms
     d2 = np.einsum("pmi,pmi->pm", terms.y_nu, terms.y_nu)
-    logdet = 2.0 * np.log(np.diagonal(terms.lower, axis1=2, axis2=3)).sum(axis=2)
+    logdet = log_det_rows(terms.lower).sum(axis=2)
     log_mu = np.log(np.maximum(table.mu[slots], 1e-300))
     weighted = log_mu - 0.5 * (d2 + logdet)
     top = weighted.max(axis=1)
@@ -303,7 +304,7 @@ def model_gains(
     lower = terms.lower.reshape(a * n_models, d, d)
     y_hp = forward_substitute(lower, terms.hp.transpose(0, 2, 1, 3).reshape(a * n_models, d, STATE_DIM))
     y_nu = terms.y_nu.reshape(a * n_models, d)
-    logdet = 2.0 * np.log(np.diagonal(lower, axis1=1, axis2=2))
+    logdet = log_det_rows(lower)
     dx = np.einsum("kdi,kd->ki", y_hp, y_nu).reshape(a, n_models, STATE_DIM)
     taken = (y_hp.swapaxes(1, 2) @ y_hp).reshape(a, n_models, STATE_DIM, STATE_DIM)
     # Each row's evidence on the models (whitened in order, row i given the rows before it); a

@@ -178,7 +178,12 @@ def whiten(s: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:
     positive definite is replaced by the nearest positive definite one (its eigenvalues raised to
     a small positive floor) and factorised as the others."""
     lower = cholesky_lower(s)
-    return forward_substitute(lower, b), 2.0 * np.log(np.diagonal(lower, axis1=1, axis2=2))
+    return forward_substitute(lower, b), log_det_rows(lower)
+
+
+def log_det_rows(lower: FloatArray) -> FloatArray:
+    """2 ln L_ii (…,D) of Cholesky factors L (…,D,D): row by row, ln|S| (`whiten`)."""
+    return np.asarray(2.0 * np.log(np.diagonal(lower, axis1=-2, axis2=-1)), dtype=np.float64)
 
 
 def cholesky_lower(s: FloatArray) -> FloatArray:
@@ -195,11 +200,10 @@ def cholesky_lower(s: FloatArray) -> FloatArray:
     floor = 1e-9 * np.maximum(np.abs(lam).max(axis=1, keepdims=True), 1e-300)
     bad = lam[:, 0] <= 0.0  # (ascending): not positive definite
     lower = np.zeros_like(s)
-    good = np.flatnonzero(~bad)
     try:
-        lower[good] = np.linalg.cholesky(s[good])
+        lower[~bad] = np.linalg.cholesky(s[~bad])
     except np.linalg.LinAlgError:  # positive eigenvalues, yet too ill-conditioned to factorise
-        bad[:], good = True, good[:0]
+        bad[:] = True
     fixed = (vec[bad] * np.maximum(lam[bad], floor[bad])[:, None, :]) @ vec[bad].swapaxes(1, 2)
     lower[bad] = np.linalg.cholesky(fixed)
     return lower
