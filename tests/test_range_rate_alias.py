@@ -17,12 +17,13 @@ from cuas_node.drivers.sim.radar import SimRadar
 from cuas_node.drivers.sim.scenario import SimRadarSpec
 from cuas_node.drivers.sim.ti_board import SimTiBoard
 from cuas_node.drivers.sim.world import TargetState
+from cuas_node.fusion import gating
 from cuas_node.fusion.measurement_models import radar_model
 from cuas_node.fusion.models import velocity_prior
 from cuas_node.fusion.params import FusionParams, RadarSensor
 from cuas_node.fusion.sensor_stats import SensorStats
 from cuas_node.fusion.tracker import RadarScan, Tracker
-from cuas_node.fusion.tracks import Status
+from cuas_node.fusion.tracks import Status, TrackTable
 from cuas_node.fusion_setup import SHIPPED_IWR6843_MAX_VELOCITY_MPS
 from cuas_node.kernel.pose import Pose, cartesian_to_spherical
 
@@ -296,3 +297,29 @@ def test_a_wrapping_radars_false_alarms_spread_over_twice_its_span_at_most() -> 
         spread = seen if span is None else 2.0 * SPAN
         volume = model.coverage.volume() * spread
         assert stats.clutter_density(0, model, 4, configured=2.0) == pytest.approx(50.0 / volume)
+
+
+def test_an_alias_whose_plot_lies_across_the_azimuths_seam_is_taken() -> None:
+    """The alias a young track's second plot fits is chosen on its residuals, the azimuth's
+    wrapped: an alias that would put the track behind the radar shifts its predicted azimuth by
+    about ±π (its sign a matter of rounding), and the plot across the seam from it is a few
+    milliradians off, not 2π (a review found another alias taken on that 2π error)."""
+    table = TrackTable(8, 3, np.full(3, 1.0 / 3.0))
+    table.updates[0] = 1  # its second plot
+    reach = 1
+    young = np.array([True])
+    spread = np.array([[0.0, 1.0, 0.0]])
+    shift = np.zeros((1, 2 * reach + 1, 3))
+    shift[0, 2] = [4.0, -math.pi + 0.01, 0.0]  # alias +1: 4 m further, across the seam
+    shift[0, 0] = [-4.0, 0.0, 0.0]
+    log_prior = np.log(np.array([[0.2, 0.6, 0.2]]))
+    penalty = np.maximum(2.0 * (log_prior[:, reach : reach + 1] - log_prior), 0.0)
+    aliasing = gating._Aliasing(young, spread, shift, reach, SPAN, log_prior, penalty)
+    nu = np.array([[4.0, math.pi - 0.01, 0.0, 0.0]])  # the plot: at alias +1's place
+    r = np.diag(SIGMAS**2)[None]
+    alias, _, _ = gating._alias_choice(
+        table, np.array([0]), np.array([0]), nu, np.diag(r[0])[None], r, aliasing
+    )
+    assert alias is not None
+    assert alias[0] @ spread[0] == pytest.approx(2.0 * SPAN)  # alias +1 taken
+    assert abs(nu[0, 1]) < 0.05  # its azimuth residual across the seam
