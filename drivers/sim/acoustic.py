@@ -39,6 +39,7 @@ from cuas_node.kernel.pose import Pose
 
 FloatArray = npt.NDArray[np.float64]
 NEAREST_M = 0.01  # spherical spreading is taken to stop at a microphone port's size
+DELAY_GRID = 16  # samples between solves of the propagation delay (`SimAcousticArray._received`)
 
 
 @dataclass
@@ -142,20 +143,28 @@ class SimAcousticArray:
             track.emission_t0 += drop / self.fs
 
     def _received(self, track: _Track, t_rx: FloatArray) -> FloatArray:
-        """(n, M) pressure at the microphones from one target: retarded time, 1/r, interpolation."""
-        out = np.zeros((t_rx.size, self.geometry.n_mics))
-        delay = np.zeros(t_rx.size)
-        for m in range(self.geometry.n_mics):
-            mic = self.mics_enu[m]
-            t_e = t_rx - np.linalg.norm(track.position(t_rx) - mic, axis=1) / SPEED_OF_SOUND_MPS
-            for _ in range(3):  # fixed point: converges like (v/c)^k
-                dist = np.linalg.norm(track.position(t_e) - mic, axis=1)
-                t_e = t_rx - dist / SPEED_OF_SOUND_MPS
-            delay = dist
-            pos = (t_e - track.emission_t0) * self.fs
-            # 1/r down to the scale of a capsule's port: an insect at a microphone is loud there.
-            out[:, m] = _cubic_interp(track.emission, pos) / np.maximum(delay, NEAREST_M)
-        out[delay > self.max_range_m] = 0.0
+        """(n, M) pressure at the microphones from one target: retarded time, 1/r, interpolation.
+        The path length is solved on a grid `DELAY_GRID` samples apart and interpolated between:
+        it changes by v/c of the grid step per step (0.2 ms at 14 m/s over 4 ms), and a straight
+        line between grid points errs by under a tenth of that where the trajectory bends (its
+        states are piecewise linear), so the tones keep their phase while the solve costs a
+        sixteenth of solving every sample (it was most of the demo's synthesis time)."""
+        grid = np.append(t_rx[::DELAY_GRID], t_rx[-1])  # (G,), both ends included
+        mics = self.mics_enu  # (M, 3)
+
+        def path(t_e: FloatArray) -> FloatArray:  # (G, M) emission times → path lengths
+            where = track.position(t_e.ravel()).reshape(*t_e.shape, 3)
+            return np.asarray(np.sqrt(((where - mics) ** 2).sum(axis=-1)), dtype=np.float64)
+
+        t_e = np.repeat(grid[:, None], mics.shape[0], axis=1)
+        dist = path(t_e)
+        for _ in range(3):  # fixed point: converges like (v/c)^k
+            dist = path(grid[:, None] - dist / SPEED_OF_SOUND_MPS)
+        dist_rx = np.column_stack([np.interp(t_rx, grid, d) for d in dist.T])  # (n, M)
+        pos = ((t_rx[:, None] - dist_rx / SPEED_OF_SOUND_MPS) - track.emission_t0) * self.fs
+        # 1/r down to the scale of a capsule's port: an insect at a microphone is loud there.
+        out = _cubic_interp(track.emission, pos.ravel()).reshape(pos.shape) / np.maximum(dist_rx, NEAREST_M)
+        out[dist_rx > self.max_range_m] = 0.0
         return out
 
     def block(

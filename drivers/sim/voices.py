@@ -81,6 +81,10 @@ class DroneVoice(Voice):
         self.wander_phase = rng.uniform(0, 2 * math.pi, self.rotors)
         self.broadband = 10 ** ((broadband_db if broadband_db is not None else rng.uniform(-20, 0)) / 20)
         self.bb_mod = rng.uniform(0.1, 0.6)
+        # The comb is one fixed waveform of each rotor's cycle count (only the rate at which the
+        # cycles pass wanders), so it is tabulated once, not summed harmonic by harmonic per sample.
+        self.table = _waveform_table(self.amp, self.phase, self.k)
+        self.cycles = np.zeros(self.rotors)
 
     def _render(self, n: int, speed_mps: float) -> FloatArray:
         t = self.t + np.arange(n) / self.fs
@@ -94,17 +98,41 @@ class DroneVoice(Voice):
                 * np.sin(2 * math.pi * self.wander_rate * t[None, :] + self.wander_phase[:, None])
             )
         )  # (R, n)
-        cyc = np.cumsum(inst, axis=1) / self.fs  # rotor cycles since block start
-        out = np.zeros(n)
-        for r in range(self.rotors):  # a loop over rotors only; harmonics are vectorised
-            ph = 2 * math.pi * self.k[:, None] * cyc[r][None, :] + self.phase[r][:, None]
-            out += (self.amp[r][:, None] * np.sin(ph)).sum(axis=0)
-        self.phase = (self.phase + 2 * math.pi * self.k[None, :] * cyc[:, -1:]) % (2 * math.pi)
+        cyc = self.cycles[:, None] + np.cumsum(inst, axis=1) / self.fs  # each rotor's cycles so far
+        self.cycles = cyc[:, -1] % 1.0
+        out = _read_table(self.table, cyc).sum(axis=0)
         tonal_rms = math.sqrt(float(np.mean(out**2))) + 1e-12
         noise = bandpass_noise(n, self.fs, 300.0, min(6000.0, 0.45 * self.fs), self.rng)
         mod = 1.0 + self.bb_mod * np.sin(2 * math.pi * cyc[0])
         out += self.broadband * tonal_rms * noise * mod
         return out / (math.sqrt(float(np.mean(out**2))) + 1e-12)
+
+
+TABLE_SIZE = 4096
+"""Points of one rotor cycle's waveform (`DroneVoice.table`): its highest harmonic (under 0.45 fs,
+f0 at least 80 Hz: at most 90 at 16 kHz) gets 45 points a period, where reading between points in a
+straight line errs by 0.06 % of that harmonic's amplitude, far below the blades' own 4 dB spread."""
+
+
+def _waveform_table(amp: FloatArray, phase: FloatArray, k: FloatArray) -> FloatArray:
+    """(R, TABLE_SIZE + 1) each rotor's comb over one cycle, Σ_k a_k sin(2πkθ + φ_k), closed by its
+    first point again so that reading never wraps."""
+    theta = np.arange(TABLE_SIZE + 1) / TABLE_SIZE
+    return np.stack(
+        [
+            (a[:, None] * np.sin(2 * math.pi * k[:, None] * theta + p[:, None])).sum(0)
+            for a, p in zip(amp, phase, strict=True)
+        ]
+    )
+
+
+def _read_table(table: FloatArray, cycles: FloatArray) -> FloatArray:
+    """(R, n) each rotor's waveform at its cycle counts (R, n), read linearly between points."""
+    where = (cycles % 1.0) * TABLE_SIZE
+    i = np.minimum(where.astype(np.intp), TABLE_SIZE - 1)
+    f = where - i
+    rows = np.arange(table.shape[0])[:, None]
+    return np.asarray(table[rows, i] * (1.0 - f) + table[rows, i + 1] * f, dtype=np.float64)
 
 
 class InsectVoice(Voice):
