@@ -7,6 +7,7 @@ simulator that made them do so would test the tracker against impossible physics
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy.typing as npt
 from cuas_node.drivers.sim.scenario import Scenario, TargetSpec
 
 FloatArray = npt.NDArray[np.float64]
+_RECENT_INSTANTS = 16  # instants whose state is kept (`World.state`)
 MAX_ACCEL_MPS2 = {"quadcopter": 4.0, "fixed-wing": 3.0, "bird": 6.0, "aircraft": 2.0}
 
 
@@ -69,8 +71,27 @@ class World:
     def __init__(self, scenario: Scenario) -> None:
         self.targets: list[TargetSpec] = list(scenario.targets)
         self._paths = [_Path(t) for t in self.targets]
+        # Each sensor's thread asks the state at the same instants (k / rate): the last few are
+        # kept, read-only, so that a scenario of hundreds of targets is evaluated once an instant.
+        self._recent: dict[float, TargetState] = {}
+        self._lock = threading.Lock()
 
     def state(self, t: float) -> TargetState:
+        """The targets present at scenario time t (shared: its arrays are read-only)."""
+        with self._lock:
+            known = self._recent.get(t)
+        if known is not None:
+            return known
+        state = self._evaluate(t)
+        for array in (state.rcs_m2, state.enu, state.vel):
+            array.flags.writeable = False
+        with self._lock:
+            self._recent[t] = state
+            while len(self._recent) > _RECENT_INSTANTS:
+                del self._recent[next(iter(self._recent))]  # the oldest asked
+        return state
+
+    def _evaluate(self, t: float) -> TargetState:
         ids: list[str] = []
         kinds: list[str] = []
         rcs: list[float] = []
