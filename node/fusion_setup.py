@@ -65,7 +65,10 @@ def sensor_spec(sensor: SensorConfig) -> SensorSpec:
             **figures,
         )
     if isinstance(sensor, AcousticArraySensor):
-        return BearingSensor(sensor.id, sensor.mount.pose(), time_offset_s=offset)
+        from cuas_node.drivers.acoustic.driver import WINDOW_S
+
+        # (a bearing is stamped at its window's centre and delivered after the block ending it)
+        return BearingSensor(sensor.id, sensor.mount.pose(), time_offset_s=offset, delivery_s=WINDOW_S)
     if isinstance(sensor, RemoteIdSensor):
         return RemoteIdReceiver(sensor.id, time_offset_s=offset)
     if isinstance(sensor, FpvRx5808Sensor):

@@ -81,6 +81,7 @@ def test_fusion_counts_tracks_by_status(tmp_path: Path, schemas: dict[str, Any])
         "waiting_for_position": 0,
         "captured_after_now": 0,
         "duplicate": 0,
+        "stale": 0,
     }
     assert fusion["without_range_rate"] == 0
 
@@ -103,6 +104,7 @@ def test_fusion_counts_what_it_could_not_use_by_reason(tmp_path: Path, schemas: 
         "waiting_for_position": 0,
         "captured_after_now": 0,
         "duplicate": 0,
+        "stale": 0,
     }
     assert fusion["without_range_rate"] == 1
     jsonschema.validate(

@@ -21,7 +21,7 @@ from cuas_node.fusion import late
 from cuas_node.fusion.measurement_models import Coverage, RadarModel
 from cuas_node.fusion.models import axis_noise, cv_matrix, white_accel_pattern
 from cuas_node.fusion.tracks import TrackTable
-from cuas_node.kernel.measurement import RadarDetection
+from cuas_node.kernel.measurement import AcousticBearing, RadarDetection
 from cuas_node.kernel.pose import Pose, cartesian_to_spherical
 
 Truth = Callable[[float], tuple[np.ndarray, np.ndarray]]
@@ -272,3 +272,51 @@ def test_a_measurement_from_before_the_track_began_is_weighed_against_its_first_
         assert bool(np.abs(info).max() > 1e-3) is informative
         if not informative:
             assert np.abs(vector).max() < 1e-4
+
+
+def _radar_and_array_core() -> NodeCore:
+    data: dict[str, Any] = {
+        "node": {"id": "t", "position": {"lat": 52.0, "lon": 4.3, "alt_m": 10.0}},
+        "fusion": {"reorder_window_s": 0.0},
+        "sensors": [
+            {"kind": "ti-mmwave", "id": "radar", "port": "/dev/null", "max_range_m": 300},
+            {"kind": "acoustic-array", "id": "mic", "port": "/dev/null"},
+        ],
+    }
+    return NodeCore(core_setup(build_config(data, "test")))
+
+
+def _bearing_at(t_capture: float, enu: np.ndarray) -> AcousticBearing:
+    _, az, el = cartesian_to_spherical(enu)
+    return AcousticBearing("mic", t_capture, 0.0, float(az), float(el), 0.05, 0.05, 0.99, -20.0)
+
+
+@pytest.mark.parametrize(("lateness_s", "stale"), [(1.0, False), (2.4, False), (2.6, True), (20.0, True)])
+def test_a_bearing_is_fused_within_the_history_and_its_delivery_delay_and_stale_beyond(
+    lateness_s: float, stale: bool
+) -> None:
+    """An array's bearing may come a second or two late (stamped at its 1 s window's centre); one
+    later than every track's history reaches (1.5 s) plus that second is a backed-up stream's: not
+    fused (a track carried back that far takes anything in its gate) and counted `stale`."""
+    rng = np.random.default_rng(7)
+    core = _radar_and_array_core()
+    for k in range(1, 41):  # 4 s of a radar track
+        core.step(k * 0.1, [_detection(rng, k * 0.1, *_cruise(k * 0.1))])
+    t = 4.0 - lateness_s
+    core.step(4.05, [_bearing_at(t, _cruise(t)[0])])
+    (report,) = [r for r in core.engine.current() if r.status != "tentative"]
+    assert core.engine.dropped()["stale"] == int(stale)
+    assert ("mic" in report.sensors) is not stale, report.sensors
+
+
+def test_a_radar_frame_later_than_the_history_reaches_is_stale_and_moves_no_track() -> None:
+    rng = np.random.default_rng(8)
+    core = _radar_and_array_core()
+    detections = [_detection(rng, k * 0.1, *_cruise(k * 0.1)) for k in range(1, 41)]
+    for d in detections[:-20]:
+        core.step(d.t_capture, [d])
+    core.step(4.0, [_bearing_at(4.0, _cruise(4.0)[0])])  # the array is on time; the radar 2 s late
+    before = core.engine.tracker.table.x.copy()
+    core.step(4.05, [detections[-20]])
+    assert core.engine.dropped()["stale"] == 1
+    assert np.array_equal(core.engine.tracker.table.x, before)

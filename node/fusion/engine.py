@@ -21,6 +21,7 @@ import numpy as np
 from cuas_node.fusion import classify
 from cuas_node.fusion.ground import Ground
 from cuas_node.fusion.identity import IdentityBinder
+from cuas_node.fusion.late import StaleScans
 from cuas_node.fusion.measurement_models import (
     BearingModel,
     MeasurementModel,
@@ -73,6 +74,7 @@ class FusionCounters:
     without_range_rate: int = 0  # radar detections fused by the 3-D model (no usable range-rate)
     captured_after_now: int = 0  # stamped after `now`, or held at a clock step (`NodeCore._captured_by`)
     duplicate: int = 0  # radar detections repeating one of the same radar and capture time (`RecentFrames`)
+    stale: int = 0  # radar and acoustic measurements older than every track's history (`late.StaleScans`)
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
@@ -108,6 +110,13 @@ class FusionEngine:
             elif isinstance(s, PresenceSensor):
                 self.presence[s.sensor_id] = s
         self.tracker = Tracker(self.params, [s.sensor_id for s in setup.sensors])
+        self.stale_scans = StaleScans(
+            {
+                s.sensor_id: s.delivery_s if isinstance(s, BearingSensor) else 1.0 / s.scan_rate_hz
+                for s in setup.sensors
+                if isinstance(s, RadarSensor | BearingSensor)
+            }
+        )
         scanning = [s for s in setup.sensors if isinstance(s, RadarSensor) and s.sweeps]
         self.sweeping = SweepingRadars({s.sensor_id: batch_window_s(s) for s in scanning})
         for s in setup.sensors:
@@ -136,6 +145,7 @@ class FusionEngine:
             "waiting_for_position": self.counters.waiting_for_position,
             "captured_after_now": self.counters.captured_after_now,
             "duplicate": self.counters.duplicate,
+            "stale": self.counters.stale,
         }
 
     def successor(self) -> FusionEngine:
@@ -179,6 +189,11 @@ class FusionEngine:
             kind = type(first).__name__
             self.counters.by_kind[kind] = self.counters.by_kind.get(kind, 0) + len(items)
             t = self.capture_time(first)
+            if isinstance(
+                first, RadarDetection | EmptyRadarScan | AcousticBearing
+            ) and self.stale_scans.stale(first.sensor_id, t):
+                self.counters.stale += seen
+                continue
             if isinstance(first, EmptyRadarScan) and self.sweeping.heartbeat(first.sensor_id, t):
                 continue  # a scanning radar's empty line within its open batch: the batch's check is its
             swept = isinstance(first, RadarDetection) and first.sensor_id in self.sweeping.sensor_ids

@@ -21,11 +21,16 @@ it is an approximation (their information is taken as one measurement of the sta
 can give z more weight than in-order filtering would where the motion model is lively: the
 prediction noise is the IMM's `carry_noise`. A track that began after κ uses its first estimate
 as the prior; a measurement older than a track's kept history is not fused into its state (it
-still counts as the track's hit). Mode probabilities are left as they are: an old measurement
-says little of how the target flies now.
+still counts as the track's hit). One older than every track's history by more than its sensor's
+delivery delay (a stream backed up by seconds) is not fused at all (`StaleScans`, counted in
+`health.fusion.dropped.stale`): carried back that far, a track's gate takes anything, and a
+bearing a bird's track took then would call it a drone. Mode probabilities are left as they are:
+an old measurement says little of how the target flies now.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +47,32 @@ HISTORY_LENGTH = 16
 acoustic array's delivery delay (about a second) on top of the reorder window."""
 HISTORY_SPACING_S = 0.1
 """A new estimate is kept once the newest kept one is this old (a 20 Hz radar's every other)."""
+HISTORY_REACH_S = (HISTORY_LENGTH - 1) * HISTORY_SPACING_S
+"""How far back every track's history reaches, however often it is updated. Beyond it, on top of
+the sensor's own delivery delay, a measurement is stale (`StaleScans`): not fused at all."""
+
+
+class StaleScans:
+    """Which radar and array scans are too old to fuse: captured before the newest such scan by
+    more than every track's history reaches (`HISTORY_REACH_S`) and its sensor normally delivers
+    late (`delivery_s`, per sensor: a radar's frame period, an array's analysis window). A stream
+    backed up by seconds (a host too busy to analyse audio as it comes) would otherwise be gated
+    against tracks carried back seconds, whose gates then take anything. Remote ID reports (drone
+    clocks) and GPS fixes are not asked: they neither judge nor are judged."""
+
+    def __init__(self, delivery_s: dict[str, float]) -> None:
+        self.limit_s = {sensor_id: HISTORY_REACH_S + delay for sensor_id, delay in delivery_s.items()}
+        self.newest_t = -math.inf
+
+    def stale(self, sensor_id: str, t: float) -> bool:
+        """Whether this sensor's scan at t is stale; if not, it may be the newest."""
+        limit = self.limit_s.get(sensor_id)
+        if limit is None:
+            return False
+        if t < self.newest_t - limit:
+            return True
+        self.newest_t = max(self.newest_t, t)
+        return False
 
 
 class History:

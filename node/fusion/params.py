@@ -112,13 +112,17 @@ class RadarSensor:
 @dataclass(frozen=True, slots=True)
 class BearingSensor:
     """A direction finder (the acoustic array): azimuth and elevation only. `propagation_mps` is
-    the speed of what it senses (sound arrives late by range / 343 m/s); None for light-speed."""
+    the speed of what it senses (sound arrives late by range / 343 m/s); None for light-speed.
+    `delivery_s`: how long after their capture time its measurements normally reach fusion (an
+    array's bearing is stamped at the centre of its analysis window and delivered once the block
+    that ends the window is analysed: half the 1 s window, and up to a block of 0.5 s more)."""
 
     sensor_id: str
     pose: Pose
     max_range_m: float = 600.0
     propagation_mps: float | None = SPEED_OF_SOUND_MPS
     time_offset_s: float = 0.0
+    delivery_s: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
