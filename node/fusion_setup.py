@@ -66,9 +66,13 @@ def sensor_spec(sensor: SensorConfig) -> SensorSpec:
         )
     if isinstance(sensor, AcousticArraySensor):
         from cuas_node.drivers.acoustic.driver import WINDOW_S
+        from cuas_node.kernel.clock import STEP_S
 
-        # (a bearing is stamped at its window's centre and delivered after the block ending it)
-        return BearingSensor(sensor.id, sensor.mount.pose(), time_offset_s=offset, delivery_s=WINDOW_S)
+        # A bearing is stamped at its window's centre and delivered after the block ending it; its
+        # stamp may lag by up to a clock step more while the driver's offset tracking waits to tell
+        # a clock step from a backlog (`AcousticArrayDriver._clock_offset`).
+        delivery = WINDOW_S + STEP_S
+        return BearingSensor(sensor.id, sensor.mount.pose(), time_offset_s=offset, delivery_s=delivery)
     if isinstance(sensor, RemoteIdSensor):
         return RemoteIdReceiver(sensor.id, time_offset_s=offset)
     if isinstance(sensor, FpvRx5808Sensor):

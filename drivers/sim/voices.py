@@ -109,9 +109,9 @@ class DroneVoice(Voice):
 
 
 TABLE_SIZE = 4096
-"""Points of one rotor cycle's waveform (`DroneVoice.table`): its highest harmonic (under 0.45 fs,
-f0 at least 80 Hz: at most 90 at 16 kHz) gets 45 points a period, where reading between points in a
-straight line errs by 0.06 % of that harmonic's amplitude, far below the blades' own 4 dB spread."""
+"""Points of one rotor cycle's waveform (`DroneVoice.table`): its highest harmonic (under 6 kHz,
+f0 at least 80 Hz: at most 75) gets 54 points a period, where reading between points in a straight
+line errs by at most 0.25 % of that harmonic's amplitude, far below the blades' own 4 dB spread."""
 
 
 def _waveform_table(amp: FloatArray, phase: FloatArray, k: FloatArray) -> FloatArray:

@@ -139,7 +139,7 @@ class NodeCore:
         if now < self.now - STEP_S:
             batch = [*self._clock_stepped_back(), *batch]
         if batch:
-            self.engine.fuse(self.reorder.push(self._captured_by(now, batch)))
+            self.engine.fuse(self.reorder.push(self._captured_by(now, batch)), now)
         return self._cycle(now, started, final=False)
 
     def finish(self, now: float, batch: Sequence[AnyMeasurement] = ()) -> StepResult:
@@ -149,7 +149,7 @@ class NodeCore:
         if now < self.now - STEP_S:
             batch = [*self._clock_stepped_back(), *batch]
         self.reorder.push(self._captured_by(now, batch))
-        self.engine.fuse(self.reorder.release(math.inf))
+        self.engine.fuse(self.reorder.release(math.inf), now)
         self.engine.settle()
         return self._cycle(now, started, final=True)
 
@@ -203,7 +203,7 @@ class NodeCore:
 
     def _cycle(self, now: float, started: float, final: bool) -> StepResult:
         self.now = now
-        self.engine.fuse(self.reorder.due(now))
+        self.engine.fuse(self.reorder.due(now), now)
         # Tracks are judged (coasting, deletion, leaving the coverage) at the time up to which
         # measurements have been fused, not at `now`: the reorder window holds the last
         # `reorder_window_s` back, and a track whose next detection sits in it is not unfed. At the

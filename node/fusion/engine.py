@@ -174,9 +174,10 @@ class FusionEngine:
     def _offset_capture_time(self, m: AnyMeasurement) -> float:
         return m.t_capture + self.time_offsets.get(m.sensor_id, 0.0)
 
-    def fuse(self, ordered: Sequence[AnyMeasurement]) -> None:
+    def fuse(self, ordered: Sequence[AnyMeasurement], now: float = math.inf) -> None:
         """Fuse measurements in capture-time order; those sharing a sensor, kind and instant form
-        one scan. Remote ID reports are fused together after the rest (`remote_id_input`)."""
+        one scan. Remote ID reports are fused together after the rest (`remote_id_input`). `now`:
+        the core step's clock, beyond which no scan sets the newest time stale ones are judged by."""
         remote_id: list[RemoteIdReport] = []
         plotted: set[tuple[str, float]] | None = None  # radar frames with plots, once an empty one is met
         # One scan: a sensor's measurements of one kind and capture instant (its time offset is
@@ -191,7 +192,7 @@ class FusionEngine:
             t = self.capture_time(first)
             if isinstance(
                 first, RadarDetection | EmptyRadarScan | AcousticBearing
-            ) and self.stale_scans.stale(first.sensor_id, t):
+            ) and self.stale_scans.stale(first.sensor_id, t, now):
                 self.counters.stale += seen
                 continue
             if isinstance(first, EmptyRadarScan) and self.sweeping.heartbeat(first.sensor_id, t):

@@ -64,14 +64,17 @@ class StaleScans:
         self.limit_s = {sensor_id: HISTORY_REACH_S + delay for sensor_id, delay in delivery_s.items()}
         self.newest_t = -math.inf
 
-    def stale(self, sensor_id: str, t: float) -> bool:
-        """Whether this sensor's scan at t is stale; if not, it may be the newest."""
+    def stale(self, sensor_id: str, t: float, now: float = math.inf) -> bool:
+        """Whether this sensor's scan at t is stale; if not, it may be the newest. The newest is
+        never taken beyond `now` (the core step's clock): a sensor stamping ahead of the node
+        (the core step admits a second, a wrong positive `time_offset_s` any amount) must not
+        make every other sensor's scans look late."""
         limit = self.limit_s.get(sensor_id)
         if limit is None:
             return False
         if t < self.newest_t - limit:
             return True
-        self.newest_t = max(self.newest_t, t)
+        self.newest_t = max(self.newest_t, min(t, now))
         return False
 
 

@@ -115,7 +115,8 @@ class BearingSensor:
     the speed of what it senses (sound arrives late by range / 343 m/s); None for light-speed.
     `delivery_s`: how long after their capture time its measurements normally reach fusion (an
     array's bearing is stamped at the centre of its analysis window and delivered once the block
-    that ends the window is analysed: half the 1 s window, and up to a block of 0.5 s more)."""
+    that ends the window is analysed: half the 1 s window, and up to a block of 0.5 s more; the
+    composition root adds the clock step its offset tracking tolerates, `fusion_setup`)."""
 
     sensor_id: str
     pose: Pose
