@@ -51,7 +51,11 @@ def sensor_spec(sensor: SensorConfig) -> SensorSpec:
     offset = sensor.time_offset_s
     if isinstance(sensor, TiMmwaveSensor | GenericRadarSensor):
         if isinstance(sensor, TiMmwaveSensor):  # its figures come from the chirp profile it runs
-            figures = {"range_bias_m": sensor.range_bias_m, **ti_radar_figures(sensor)}
+            figures = {
+                "range_bias_m": sensor.range_bias_m,
+                "blind_radial_mps": sensor.doppler_clutter_band_mps,
+                **ti_radar_figures(sensor),
+            }
         else:
             figures = radar_figures(sensor)
         return RadarSensor(

@@ -14,8 +14,9 @@ import math
 
 import numpy as np
 import numpy.typing as npt
+from scipy.special import ndtr
 
-from cuas_node.fusion.measurement_models import MeasurementModel
+from cuas_node.fusion.measurement_models import MeasurementModel, RadarModel
 from cuas_node.fusion.models import largest_eigenvalue
 from cuas_node.fusion.sensor_stats import SensorStats, fed_by, is_radar
 from cuas_node.fusion.tracks import TrackTable
@@ -75,6 +76,32 @@ def looked_at(
     with np.errstate(invalid="ignore"):
         known = position_sigma_within(table, active, _KNOWN_RESOLUTIONS * resolution)
     return np.asarray(model.coverage.sees(rng, az, el) & known)
+
+
+def doppler_visible(
+    table: TrackTable, stats: SensorStats, active: IndexArray, bit: int, model: MeasurementModel
+) -> FloatArray | None:
+    """The chance that each track's plot clears the radar's Doppler notch (`blind_radial_mps`: the
+    node's clustering drops points whose |range-rate| is under it, as static clutter), None for a
+    radar without one. A hovering drone, or one crossing square to the beam, has a range-rate near
+    zero and is seen only when its points' Doppler noise carries them out of the notch: its plots
+    come and go, and a miss there says less of whether it is still there. The range-rate is taken
+    as N(u·v, uᵀ P_vv u + σ²), u the line of sight and σ the radar's specified range-rate accuracy
+    (`range_rate_sigma_mps`, not the accuracy its plots report: the plots that clear the notch
+    pull a hovering track's range-rate just out of it, and only the wider spread of the
+    specification still sees that the target may be inside); the notch hides it with probability
+    Φ((b − ṙ)/s) − Φ((−b − ṙ)/s)."""
+    if not isinstance(model, RadarModel) or model.blind_radial_mps <= 0.0 or not model.range_rate:
+        return None
+    x, p = table.x[active], table.p[active]
+    rel = x[:, :3] - model.pose.offset_enu_m
+    u = rel / np.maximum(np.linalg.norm(rel, axis=1), 1e-6)[:, None]
+    rate = np.einsum("ki,ki->k", u, x[:, 3:6])
+    spread = np.sqrt(np.einsum("ki,kij,kj->k", u, p[:, 3:6, 3:6], u) + model.range_rate_sigma_mps**2)
+    spread = np.maximum(spread, 1e-9)  # (a certain range-rate: the notch hides it or it does not)
+    blind = model.blind_radial_mps
+    hidden = ndtr((blind - rate) / spread) - ndtr((-blind - rate) / spread)
+    return np.asarray(1.0 - hidden, dtype=np.float64)
 
 
 def moved(

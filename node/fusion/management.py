@@ -158,6 +158,7 @@ class TrackManager:
         excused = np.zeros(active.size, dtype=bool)
         doomed = np.zeros(active.size, dtype=bool)  # see the scanning radar's plot below
         claimed = self.claimed(active, t)
+        visible = None  # (established tracks: the chance the radar's Doppler notch let it see them)
         if full_scan:
             # Tracks a partial scan of this frame hit (or started) were seen in it: no miss, and
             # one detection. (Most frames have one part: nothing to look up.)
@@ -171,6 +172,9 @@ class TrackManager:
             # until then it may be the miss of a target that is gone (landed, or hidden), and those
             # would drag the learnt Pd down and so keep every dead track longer.
             learn = looked & firm & ~claimed  # (a held track may be a drone this radar cannot see)
+            visible = looks.doppler_visible(tb, self.stats, active, bit, model)
+            if visible is not None:  # a tentative track's misses all count: a slow tree is no drone
+                visible[~firm] = 1.0
             learn[learn] = looks.moved(
                 tb, self.stats, active[learn], bit, model, None if seen is None else seen[learn]
             )
@@ -204,16 +208,19 @@ class TrackManager:
         pd = self.stats.pd(bit)
         missed = in_view & ~updated
         absent = missed & ~contested
+        # What a miss adds to each track's score: ln(1 − Pd), Pd that of the radar where its Doppler
+        # notch may hide the track (`looks.doppler_visible`).
+        miss = np.full(active.size, math.log(1.0 - pd)) if visible is None else np.log1p(-pd * visible)
         tb.score[active[updated]] += gain[updated]
-        tb.score[active[absent]] += math.log(1.0 - pd)
+        tb.score[active[absent]] += miss[absent]
         # Evidence of absence: what the misses cost the score since it last grew, a hit taking back
         # only what the scan says for the target, ln(1 − Pd + Pd·g/λ) (the plot is the target's,
         # or a false alarm while the target was missed): a false alarm in a lost track's widened
         # gate (a gain near 0) buys it less than a scan, and no plot counts worse than a miss.
         hit = active[updated]
-        take_back = np.logaddexp(gain[updated], math.log(1.0 - pd))
+        take_back = np.logaddexp(gain[updated], miss[updated])
         tb.absence[hit] = np.maximum(tb.absence[hit] - take_back, 0.0)
-        tb.absence[active[absent]] -= math.log(1.0 - pd)
+        tb.absence[active[absent]] -= miss[absent]
         # A track holds its target again once its hits outweigh its misses, or once its last looks
         # were hits as many as a new track needs (`least_hits`): a target found again after a
         # long fade gives a few nats a hit, short of what five misses at Pd 0.97 cost, but hit

@@ -118,6 +118,8 @@ class RadarModel:
     unambiguous_range_rate_mps: float | None = None  # `RadarSensor.unambiguous_range_rate_mps` (`gating`)
     splits_objects: bool = True  # `RadarSensor.splits_objects`
     sweeps: bool = False  # `RadarSensor.sweeps`: its looks are the engine's, once a sweep
+    blind_radial_mps: float = 0.0  # `RadarSensor.blind_radial_mps`: its Doppler notch (`looks`)
+    range_rate_sigma_mps: float = 0.316  # `RadarSensor.range_rate_sigma_mps` (`looks.doppler_visible`)
     reflectors: SiteReflectors | None = field(default=None, compare=False)  # `RadarSensor.reflectors`
 
     def __post_init__(self) -> None:
@@ -277,6 +279,8 @@ def radar_model(sensor: RadarSensor, *, range_rate: bool = True) -> RadarModel:
         unambiguous_range_rate_mps=sensor.unambiguous_range_rate_mps,
         splits_objects=sensor.splits_objects,
         sweeps=sensor.sweeps,
+        blind_radial_mps=sensor.blind_radial_mps if range_rate else 0.0,
+        range_rate_sigma_mps=sensor.range_rate_sigma_mps or 0.0,
         reflectors=sensor.reflectors,
     )
 

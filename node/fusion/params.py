@@ -75,6 +75,10 @@ class RadarSensor:
     - `sweeps`: a scanning radar whose plots carry the time its beam passed them (each plot its
       own time, so no one of them is a look at the whole coverage): plots are fused as they come
       and the coverage counts as looked at once a sweep, every `1 / scan_rate_hz` s (`engine`);
+    - `blind_radial_mps`: the Doppler notch, |range-rate| under which no plot comes (the node's
+      clustering drops a TI board's points there as static clutter: `doppler_clutter_band_mps`);
+      an established track there is seen only as far as noise carries its plots out, and its
+      misses count for that much (`looks.doppler_visible`); 0 for none;
     - `range_bias_m`, `time_offset_s`: calibration, applied by fusion;
     - `reflectors`: the site's fixed reflectors as this radar sees them (calibration:
       `fusion.reflectors`), which the track score counts as clutter where they are.
@@ -106,6 +110,7 @@ class RadarSensor:
     false_alarms_per_scan: float | None = None
     splits_objects: bool = True
     sweeps: bool = False
+    blind_radial_mps: float = 0.0
     reflectors: SiteReflectors | None = field(default=None, compare=False)
 
 
