@@ -78,9 +78,7 @@ def looked_at(
     return np.asarray(model.coverage.sees(rng, az, el) & known)
 
 
-def doppler_visible(
-    table: TrackTable, stats: SensorStats, active: IndexArray, bit: int, model: MeasurementModel
-) -> FloatArray | None:
+def doppler_visible(table: TrackTable, active: IndexArray, model: MeasurementModel) -> FloatArray | None:
     """The chance that each track's plot clears the radar's Doppler notch (`blind_radial_mps`: the
     node's clustering drops points whose |range-rate| is under it, as static clutter), None for a
     radar without one. A hovering drone, or one crossing square to the beam, has a range-rate near

@@ -172,7 +172,7 @@ class TrackManager:
             # until then it may be the miss of a target that is gone (landed, or hidden), and those
             # would drag the learnt Pd down and so keep every dead track longer.
             learn = looked & firm & ~claimed  # (a held track may be a drone this radar cannot see)
-            visible = looks.doppler_visible(tb, self.stats, active, bit, model)
+            visible = looks.doppler_visible(tb, active, model)
             if visible is not None:  # a tentative track's misses all count: a slow tree is no drone
                 visible[~firm] = 1.0
             learn[learn] = looks.moved(
