@@ -95,11 +95,17 @@ def doppler_visible(table: TrackTable, active: IndexArray, model: MeasurementMod
     rel = x[:, :3] - model.pose.offset_enu_m
     u = rel / np.maximum(np.linalg.norm(rel, axis=1), 1e-6)[:, None]
     rate = np.einsum("ki,ki->k", u, x[:, 3:6])
-    spread = np.sqrt(np.einsum("ki,kij,kj->k", u, p[:, 3:6, 3:6], u) + model.range_rate_sigma_mps**2)
-    spread = np.maximum(spread, 1e-9)  # (a certain range-rate: the notch hides it or it does not)
+    span = model.unambiguous_range_rate_mps
+    if span:  # a radial speed near twice the wrap shows as one near zero, in the notch too
+        rate = (rate + span) % (2.0 * span) - span
+    variance = (
+        np.maximum(np.einsum("ki,kij,kj->k", u, p[:, 3:6, 3:6], u), 0.0) + model.range_rate_sigma_mps**2
+    )
+    spread = np.maximum(np.sqrt(variance), 1e-9)  # (a certain range-rate: the notch hides it or not)
     blind = model.blind_radial_mps
     hidden = ndtr((blind - rate) / spread) - ndtr((-blind - rate) / spread)
-    return np.asarray(1.0 - hidden, dtype=np.float64)
+    # (a covariance gone bad says nothing of the notch: such a track's misses count in full)
+    return np.asarray(np.clip(np.nan_to_num(1.0 - hidden, nan=1.0), 0.0, 1.0), dtype=np.float64)
 
 
 def moved(
