@@ -20,7 +20,7 @@ from cuas_node.fusion.measurement_models import MeasurementModel, RadarModel
 from cuas_node.fusion.models import largest_eigenvalue
 from cuas_node.fusion.sensor_stats import SensorStats, fed_by, is_radar
 from cuas_node.fusion.tracks import TrackTable
-from cuas_node.kernel.pose import cartesian_to_spherical
+from cuas_node.kernel.pose import cartesian_to_spherical, wrap
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -97,7 +97,7 @@ def doppler_visible(table: TrackTable, active: IndexArray, model: MeasurementMod
     rate = np.einsum("ki,ki->k", u, x[:, 3:6])
     span = model.unambiguous_range_rate_mps
     if span:  # a radial speed near twice the wrap shows as one near zero, in the notch too
-        rate = (rate + span) % (2.0 * span) - span
+        rate = wrap(rate, span)
     variance = (
         np.maximum(np.einsum("ki,kij,kj->k", u, p[:, 3:6, 3:6], u), 0.0) + model.range_rate_sigma_mps**2
     )
