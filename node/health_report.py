@@ -49,6 +49,31 @@ def sensor_age_s(health: SensorHealth, now: float) -> float | None:
     return health.age_s if health.age_s is not None else now - health.last_seen
 
 
+def sensor_state(
+    health: SensorHealth, now: float, stale_behind_s: float | None = None
+) -> tuple[SensorState, str]:
+    """The sensor's state and its reason as health and the status LED show it: the driver's,
+    unless the driver is content but the sensor has been silent, or fusion drops most of its
+    scans as stale (`late.StaleScans.mostly_stale`: `stale_behind_s`, how far behind the newest
+    scan they were captured). A sensor whose every scan is dropped must not read `ok`: it
+    delivers, and nothing of it is used."""
+    age = sensor_age_s(health, now)
+    if health.state != SensorState.OK:
+        return health.state, health.detail
+    if age is None or age > SILENT_AFTER_S:
+        return (
+            SensorState.DEGRADED,
+            "no data from the sensor yet" if age is None else f"no data for {age:.0f} s",
+        )
+    if stale_behind_s is not None:
+        return SensorState.DEGRADED, (
+            f"fusion drops most of its scans as stale: captured {stale_behind_s:.1f} s before the "
+            "newest radar or array scan (its clock behind the node's: calibrate its time_offset_s; "
+            "or a host or link too slow to deliver them in time)"
+        )
+    return health.state, health.detail
+
+
 def sensor_entry(
     health: SensorHealth,
     errors: dict[str, int],
@@ -56,13 +81,11 @@ def sensor_entry(
     rates: RateSampler,
     now: float,
     interval_s: float,
+    stale_behind_s: float | None = None,
 ) -> dict[str, Any]:
     """One element of the `health.sensors` array."""
-    state, detail = health.state, health.detail
+    state, detail = sensor_state(health, now, stale_behind_s)
     age = sensor_age_s(health, now)
-    if state == SensorState.OK and (age is None or age > SILENT_AFTER_S):
-        state = SensorState.DEGRADED
-        detail = "no data from the sensor yet" if age is None else f"no data for {age:.0f} s"
     counters = dict(health.counters)
     counters.update({f"{k}_errors": v for k, v in errors.items()})
     counters["queue_dropped"] = queue_dropped

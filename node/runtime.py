@@ -22,9 +22,9 @@ from cuas_node.core.step import NodeCore, StepResult
 from cuas_node.drivers.driver import SensorDriver
 from cuas_node.drivers.supervisor import DriverSupervisor, internal_error_total
 from cuas_node.gpio import GpioController, NodeStatus, status_for
-from cuas_node.health_report import RateSampler, fusion_entry, sensor_age_s, sensor_entry
+from cuas_node.health_report import RateSampler, fusion_entry, sensor_entry, sensor_state
 from cuas_node.kernel.clock import Clock
-from cuas_node.kernel.measurement import AnyMeasurement, GpsFix, SensorState
+from cuas_node.kernel.measurement import AnyMeasurement, GpsFix
 from cuas_node.kernel.reports import AlertAck, AlertEvent, GeoPoint, NodePosition, TrackReport
 from cuas_node.outputs.outputs import Outputs
 from cuas_node.publish import wire
@@ -282,12 +282,11 @@ class Runtime:
         return Result("error", f"command {command.name!r} is not handled by this node")
 
     def led_status(self, now: float) -> NodeStatus:
-        states = []
-        for loop in self.loops:
-            h = loop.driver.health()
-            age = sensor_age_s(h, now)
-            silent = age is None or age > 5.0
-            states.append("degraded" if h.state == SensorState.OK and silent else str(h.state))
+        stale = self.core.stale_sensors()
+        states = [
+            str(sensor_state(loop.driver.health(), now, stale.get(loop.driver.sensor_id))[0])
+            for loop in self.loops
+        ]
         return status_for(self.ready.is_set(), self.sink.connected, states)
 
     def _gps_health(self) -> dict[str, Any] | None:
@@ -307,8 +306,17 @@ class Runtime:
         return out
 
     def health(self, now: float, interval: float) -> dict[str, Any]:
+        fusion = self.core.status()
         sensors = [
-            sensor_entry(loop.driver.health(), loop.stats.errors, loop.stats.dropped, rates, now, interval)
+            sensor_entry(
+                loop.driver.health(),
+                loop.stats.errors,
+                loop.stats.dropped,
+                rates,
+                now,
+                interval,
+                fusion.stale_sensors.get(loop.driver.sensor_id),
+            )
             for loop, rates in zip(self.loops, self._rates, strict=True)
         ]
         payload: dict[str, Any] = {
@@ -316,7 +324,7 @@ class Runtime:
             "uptime_s": round(max(self.clock.monotonic() - self._started_mono, 0.0), 1),
             "broker": "connected" if self.sink.connected else "disconnected",
             "sensors": sensors,
-            "fusion": fusion_entry(self.core.status(), self.queue.qsize()),
+            "fusion": fusion_entry(fusion, self.queue.qsize()),
         }
         payload["errors"] = {"internal": internal_error_total(self.loops)}
         system = self.system.snapshot()

@@ -119,6 +119,12 @@ def summary(stats: TrackStats) -> list[str]:
             f"fusion could not use {sum(dropped.values())} measurements "
             f"({', '.join(f'{n} {reason}' for reason, n in dropped.items())}; docs/mqtt.md, health)"
         )
+    if stats.stale_scans:
+        lines.append(
+            f"stale scans by sensor: {_counts(Counter(stats.stale_scans))} (captured longer before "
+            "the newest radar or array scan than fusion reaches back: a sensor clock behind the "
+            "others, calibrate its time_offset_s; or a stream that fell behind)"
+        )
     if stats.outside_coverage:
         lines.append(
             f"{stats.outside_coverage} radar detections lay beyond their radar's configured coverage by "

@@ -113,6 +113,9 @@ class FusionStatus:
     fixtures_learnt: int = 0
     clutter_spots: int = 0
     range_rate_contradicted: int = 0
+    stale_sensors: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Sensors most of whose recent scans fusion dropped as stale, each with how far behind the
+    newest scan they were captured (s): health shows them `degraded` (`health_report.sensor_state`)."""
 
 
 class NodeCore:
@@ -325,4 +328,9 @@ class NodeCore:
             fixtures_learnt=self.engine.tracker.fixtures.learnt(),
             clutter_spots=self.engine.tracker.local_clutter.spots(self.now, self.engine.tracker.stats),
             range_rate_contradicted=self.engine.tracker.alias.contradicted_total(),
+            stale_sensors=self.stale_sensors(),
         )
+
+    def stale_sensors(self) -> dict[str, float]:
+        """`FusionStatus.stale_sensors`, alone: cheap enough for the status LED's every update."""
+        return self.engine.stale_scans.mostly_stale()

@@ -163,6 +163,7 @@ class FusionEngine:
             new._pin(self.frame)
         new.gps = self.gps
         new.tracker.table.continue_numbering(self.tracker.table)
+        new.stale_scans.dropped = self.stale_scans.dropped
         new.counters, new.tracker.births, new.remote_id.counters = (
             self.counters,
             self.tracker.births,

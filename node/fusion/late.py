@@ -31,6 +31,7 @@ an old measurement says little of how the target flies now.
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import numpy as np
 import numpy.typing as npt
@@ -52,17 +53,31 @@ HISTORY_REACH_S = (HISTORY_LENGTH - 1) * HISTORY_SPACING_S
 the sensor's own delivery delay, a measurement is stale (`StaleScans`): not fused at all."""
 
 
+STALE_WINDOW_S = 10.0
+"""How far back (behind the newest scan) `StaleScans.mostly_stale` looks at a sensor's scans."""
+STALE_MIN_SCANS = 5
+"""Scans of a sensor in that window before it can be called mostly stale (an array gives ~20)."""
+
+
 class StaleScans:
     """Which radar and array scans are too old to fuse: captured before the newest such scan by
     more than every track's history reaches (`HISTORY_REACH_S`) and its sensor normally delivers
     late (`delivery_s`, per sensor: a radar's frame period, an array's analysis window). A stream
     backed up by seconds (a host too busy to analyse audio as it comes) would otherwise be gated
     against tracks carried back seconds, whose gates then take anything. Remote ID reports (drone
-    clocks) and GPS fixes are not asked: they neither judge nor are judged."""
+    clocks) and GPS fixes are not asked: they neither judge nor are judged.
+
+    A sensor whose scans are stale most of the time is not backed up for a moment: its clock is
+    behind the node's (an uncalibrated `time_offset_s`) or its link is slower than any history
+    reaches. Dropping its scans is right, but silently it would look like a sensor that sees
+    nothing: `mostly_stale` names it, for health to say so."""
 
     def __init__(self, delivery_s: dict[str, float]) -> None:
         self.limit_s = {sensor_id: HISTORY_REACH_S + delay for sensor_id, delay in delivery_s.items()}
         self.newest_t = -math.inf
+        self.dropped: dict[str, int] = dict.fromkeys(delivery_s, 0)
+        # Per sensor, its recent scans: (the newest time when judged, how far behind it, stale?).
+        self._recent: dict[str, deque[tuple[float, float, bool]]] = {key: deque() for key in delivery_s}
 
     def stale(self, sensor_id: str, t: float, now: float = math.inf) -> bool:
         """Whether this sensor's scan at t is stale; if not, it may be the newest. The newest is
@@ -72,10 +87,32 @@ class StaleScans:
         limit = self.limit_s.get(sensor_id)
         if limit is None:
             return False
-        if t < self.newest_t - limit:
-            return True
-        self.newest_t = max(self.newest_t, min(t, now))
-        return False
+        behind = self.newest_t - t
+        stale = behind > limit
+        if stale:
+            self.dropped[sensor_id] += 1
+        else:
+            self.newest_t = max(self.newest_t, min(t, now))
+        recent = self._recent[sensor_id]
+        recent.append((self.newest_t, behind, stale))
+        self._forget(recent)
+        return stale
+
+    def _forget(self, recent: deque[tuple[float, float, bool]]) -> None:
+        while recent and recent[0][0] < self.newest_t - STALE_WINDOW_S:
+            recent.popleft()
+
+    def mostly_stale(self) -> dict[str, float]:
+        """Sensors more than half of whose scans judged in the last `STALE_WINDOW_S` (at least
+        `STALE_MIN_SCANS`; by the newest scan of any sensor, so a sensor that stopped ages out)
+        were stale, each with how far its stale ones lay behind the newest scan (the median, s)."""
+        out: dict[str, float] = {}
+        for sensor_id, recent in self._recent.items():
+            self._forget(recent)
+            late = [behind for _, behind, stale in recent if stale]
+            if len(recent) >= STALE_MIN_SCANS and 2 * len(late) > len(recent):
+                out[sensor_id] = float(np.median(late))
+        return out
 
 
 class History:

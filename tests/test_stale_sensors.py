@@ -1,0 +1,196 @@
+"""A sensor whose scans fusion drops as stale most of the time is named in health, not left `ok`.
+
+Fusion drops a radar's or array's scan captured longer before the newest such scan than every
+track's history reaches (`late.StaleScans`). A sensor whose clock runs seconds behind the node's
+(no `time_offset_s` calibrated) has every scan dropped: without a word it would read `ok` while
+nothing of it is used. These tests run the core step on such a sensor and read what health says.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+import pytest
+
+from cuas_node.assembly import core_setup
+from cuas_node.config import build_config
+from cuas_node.core.step import NodeCore
+from cuas_node.drivers.driver import SensorHealth
+from cuas_node.fusion.late import STALE_WINDOW_S, StaleScans
+from cuas_node.health_report import RateSampler, sensor_entry, sensor_state
+from cuas_node.kernel.measurement import AcousticBearing, RadarDetection, SensorState
+from cuas_node.kernel.pose import cartesian_to_spherical
+from cuas_node.track import TrackStats
+from cuas_node.track_cli import summary
+
+SIGMAS = (0.2, math.radians(1.0), math.radians(1.5), 0.1)
+
+
+def _config(mic_offset_s: float = 0.0) -> dict[str, Any]:
+    mic: dict[str, Any] = {"kind": "acoustic-array", "id": "mic", "port": "/dev/null"}
+    if mic_offset_s:
+        mic["time_offset_s"] = mic_offset_s
+    return {
+        "node": {"id": "t", "position": {"lat": 52.0, "lon": 4.3, "alt_m": 10.0}},
+        "fusion": {"reorder_window_s": 0.0},
+        "sensors": [{"kind": "ti-mmwave", "id": "radar", "port": "/dev/null", "max_range_m": 300}, mic],
+    }
+
+
+def _core(mic_offset_s: float = 0.0) -> NodeCore:
+    return NodeCore(core_setup(build_config(_config(mic_offset_s), "test")))
+
+
+def _where(t: float) -> np.ndarray:
+    return np.array([0.0, 80.0 + 6.0 * t, 20.0])
+
+
+def _detection(rng: np.random.Generator, t: float) -> RadarDetection:
+    r, az, el = cartesian_to_spherical(_where(t))
+    noisy = rng.normal([r, az, el, 6.0 * 0.97], SIGMAS)
+    return RadarDetection("radar", t, 0.0, *map(float, noisy), *SIGMAS, snr_db=20.0, n_points=3, extent_m=0.4)
+
+
+def _bearing(t_capture: float, t_true: float) -> AcousticBearing:
+    _, az, el = cartesian_to_spherical(_where(t_true))
+    return AcousticBearing("mic", t_capture, 0.0, float(az), float(el), 0.05, 0.05, 0.99, -20.0)
+
+
+def _fly(
+    core: NodeCore,
+    seconds: float,
+    mic_behind_s: float | None,
+    start: float = 0.0,
+    step: Callable[[float, list[Any]], object] | None = None,
+) -> None:
+    """A radar frame every 0.1 s on the node's clock; a bearing every 0.5 s from an array whose
+    clock reads `mic_behind_s` behind the node's (None: the array is silent). `step`: the core's
+    by default, or a runtime's cycle."""
+    step = step or core.step
+    rng = np.random.default_rng(3)
+    for k in range(1, round(seconds * 10) + 1):
+        t = start + k * 0.1
+        batch: list[Any] = [_detection(rng, t)]
+        if mic_behind_s is not None and k % 5 == 0:
+            batch.append(_bearing(t - 1.0 - mic_behind_s, t - 1.0))  # delivered a second after capture
+        step(t, batch)
+
+
+def test_an_array_whose_clock_runs_behind_is_named_with_how_far_and_reads_degraded() -> None:
+    core = _core()
+    _fly(core, 12.0, mic_behind_s=4.0)
+    stale = core.status().stale_sensors
+    assert set(stale) == {"mic"}
+    # its 4 s behind and the second it takes, less the frame period (judged before that step's frame)
+    assert stale["mic"] == pytest.approx(4.9, abs=0.05)
+    assert core.engine.stale_scans.dropped == {"radar": 0, "mic": 24}
+
+    health = SensorHealth("mic", "acoustic-array", SensorState.OK, 40, 12.0, age_s=0.2)
+    entry = sensor_entry(health, {}, 0, RateSampler(), 12.0, 5.0, stale["mic"])
+    assert entry["state"] == "degraded"
+    assert "stale" in entry["detail"] and "4.9 s" in entry["detail"] and "time_offset_s" in entry["detail"]
+
+
+def test_the_same_array_with_its_time_offset_calibrated_is_fused_and_not_named() -> None:
+    core = _core(mic_offset_s=4.0)
+    _fly(core, 12.0, mic_behind_s=4.0)
+    assert core.status().stale_sensors == {}
+    assert core.engine.dropped()["stale"] == 0
+    assert any("mic" in r.sensors for r in core.engine.current())
+
+
+def test_a_backlog_now_and_then_is_not_a_stale_sensor() -> None:
+    """One bearing in ten stale (a host busy for a moment) is what the counter is for, not a
+    sensor to flag: the array is on time the rest of the time."""
+    core = _core()
+    rng = np.random.default_rng(4)
+    for k in range(1, 121):
+        t = k * 0.1
+        batch: list[Any] = [_detection(rng, t)]
+        if k % 5 == 0:
+            behind = 4.0 if k % 50 == 0 else 0.0
+            batch.append(_bearing(t - 1.0 - behind, t - 1.0))
+        core.step(t, batch)
+    assert core.engine.stale_scans.dropped["mic"] == 2
+    assert core.status().stale_sensors == {}
+
+
+def test_a_stale_sensor_that_falls_silent_is_forgotten_after_the_window() -> None:
+    core = _core()
+    _fly(core, 12.0, mic_behind_s=4.0)
+    assert set(core.status().stale_sensors) == {"mic"}
+    _fly(core, STALE_WINDOW_S + 0.5, mic_behind_s=None, start=12.0)
+    assert core.status().stale_sensors == {}
+
+
+def test_a_few_scans_are_not_enough_to_name_a_sensor() -> None:
+    scans = StaleScans({"a": 0.05, "b": 0.05})
+    for k in range(20):
+        assert not scans.stale("a", 10.0 + 0.1 * k)
+    for k in range(4):
+        assert scans.stale("b", 5.0 + 0.1 * k)
+    assert scans.mostly_stale() == {}
+    assert scans.stale("b", 5.5)
+    assert set(scans.mostly_stale()) == {"b"}
+
+
+def test_the_drivers_own_trouble_and_silence_come_before_staleness() -> None:
+    down = SensorHealth("mic", "acoustic-array", SensorState.DOWN, 0, None, detail="port gone")
+    assert sensor_state(down, 100.0, 5.0) == (SensorState.DOWN, "port gone")
+    silent = SensorHealth("mic", "acoustic-array", SensorState.OK, 10, 90.0, age_s=10.0)
+    assert sensor_state(silent, 100.0, 5.0) == (SensorState.DEGRADED, "no data for 10 s")
+    fine = SensorHealth("mic", "acoustic-array", SensorState.OK, 10, 99.9, age_s=0.1)
+    assert sensor_state(fine, 100.0, None) == (SensorState.OK, "")
+
+
+def test_track_names_the_sensors_whose_scans_were_stale() -> None:
+    lines = summary(TrackStats(stale_scans={"mic": 24}, dropped={"stale": 24}))
+    (line,) = [x for x in lines if x.startswith("stale scans by sensor")]
+    assert "mic: 24" in line and "time_offset_s" in line
+
+
+class _LiveDriver:
+    """A driver that reports itself `ok` and just heard from (the runtime is fed by hand)."""
+
+    def __init__(self, sensor_id: str, kind: str) -> None:
+        self.sensor_id, self.kind = sensor_id, kind
+
+    def open(self) -> None: ...
+
+    def read(self) -> list[Any]:
+        return []
+
+    def close(self) -> None: ...
+
+    def health(self) -> SensorHealth:
+        return SensorHealth(self.sensor_id, self.kind, SensorState.OK, 10, 0.0, age_s=0.1)
+
+
+def test_the_runtime_health_message_and_the_led_show_the_stale_sensor(
+    tmp_path: Path, schemas: dict[str, Any]
+) -> None:
+    from cuas_node.gpio import NodeStatus
+    from cuas_node.kernel.clock import ManualClock
+    from cuas_node.runtime import Runtime
+    from tests.sinks import RecordingSink
+
+    data = _config()
+    data["node"]["state_dir"] = str(tmp_path)
+    config = build_config(data, "test")
+    drivers = [_LiveDriver("radar", "ti-mmwave"), _LiveDriver("mic", "acoustic-array")]
+    sink = RecordingSink("t")
+    runtime = Runtime(config, ManualClock(0.0), drivers, sink, session=1)  # type: ignore[arg-type]
+    _fly(runtime.core, 12.0, mic_behind_s=4.0, step=runtime.cycle)
+    runtime.ready.set()
+    health = runtime.health(12.0, 5.0)
+    by_id = {s["id"]: s for s in health["sensors"]}
+    assert by_id["radar"]["state"] == "ok" and by_id["radar"]["detail"] == ""
+    assert by_id["mic"]["state"] == "degraded" and "stale" in by_id["mic"]["detail"]
+    jsonschema.validate({"type": "health", "node_id": "t", "seq": 1, **health}, schemas["health"])
+    sink.connected = True
+    assert runtime.led_status(12.0) == NodeStatus.DEGRADED
