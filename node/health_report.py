@@ -68,8 +68,9 @@ def sensor_state(
     if stale_behind_s is not None:
         return SensorState.DEGRADED, (
             f"fusion drops most of its scans as stale: captured {stale_behind_s:.1f} s before the "
-            "newest radar or array scan (its clock behind the node's: calibrate its time_offset_s; "
-            "or a host or link too slow to deliver them in time)"
+            "newest radar or array scan, its normal delivery delay included (its clock behind the "
+            "node's: synchronise it or calibrate its time_offset_s; or a host or link too slow to "
+            "deliver them in time)"
         )
     return health.state, health.detail
 

@@ -236,8 +236,8 @@ class TrackStats:
     wall_s: float = 0.0
     dropped: dict[str, int] = dataclasses.field(default_factory=dict)
     """Measurements fusion could not use, by reason (health's `fusion.dropped`)."""
-    stale_scans: dict[str, int] = dataclasses.field(default_factory=dict)
-    """Per radar and array, the scans dropped as stale (`late.StaleScans`), where any were."""
+    stale: dict[str, int] = dataclasses.field(default_factory=dict)
+    """`dropped["stale"]` by sensor, where any were (`late.StaleScans`)."""
     outside_coverage: int = 0
     """Radar detections beyond their radar's configured coverage (fused; health's too)."""
     plot_times: dict[str, FrameRuns] = dataclasses.field(default_factory=dict)
@@ -328,7 +328,7 @@ class Tracking:
             self.out.flush()
         stats.tracks_messages, stats.alerts = self.output.tracks_messages, self.output.alerts
         stats.dropped = self.core.engine.dropped()
-        stats.stale_scans = {key: n for key, n in self.core.engine.stale_scans.dropped.items() if n}
+        stats.stale = {key: n for key, n in self.core.engine.counters.stale_by_sensor.items() if n}
         stats.plot_times = {i: runs for i, runs in self.core.frame_stamps.radars.items() if runs.frames}
         stats.outside_coverage = self.core.engine.counters.outside_coverage
         tracker = self.core.engine.tracker

@@ -119,11 +119,11 @@ def summary(stats: TrackStats) -> list[str]:
             f"fusion could not use {sum(dropped.values())} measurements "
             f"({', '.join(f'{n} {reason}' for reason, n in dropped.items())}; docs/mqtt.md, health)"
         )
-    if stats.stale_scans:
+    if stats.stale:
         lines.append(
-            f"stale scans by sensor: {_counts(Counter(stats.stale_scans))} (captured longer before "
-            "the newest radar or array scan than fusion reaches back: a sensor clock behind the "
-            "others, calibrate its time_offset_s; or a stream that fell behind)"
+            f"stale measurements by sensor: {_counts(Counter(stats.stale))} (captured longer before the "
+            "newest radar or array scan than fusion reaches back: a stream that fell behind; if most "
+            "of a sensor's, its clock runs behind the others': synchronise it or set its time_offset_s)"
         )
     if stats.outside_coverage:
         lines.append(

@@ -21,14 +21,33 @@ from cuas_node.assembly import core_setup
 from cuas_node.config import build_config
 from cuas_node.core.step import NodeCore
 from cuas_node.drivers.driver import SensorHealth
-from cuas_node.fusion.late import STALE_WINDOW_S, StaleScans
+from cuas_node.fusion.late import STALE_KEPT_SCANS, STALE_WINDOW_S, StaleScans
 from cuas_node.health_report import RateSampler, sensor_entry, sensor_state
 from cuas_node.kernel.measurement import AcousticBearing, RadarDetection, SensorState
 from cuas_node.kernel.pose import cartesian_to_spherical
-from cuas_node.track import TrackStats
-from cuas_node.track_cli import summary
 
 SIGMAS = (0.2, math.radians(1.0), math.radians(1.5), 0.1)
+
+
+TOML = """
+[node]
+id = "t"
+position = { lat = 52.0, lon = 4.3, alt_m = 10.0 }
+
+[fusion]
+reorder_window_s = 0.0
+
+[[sensors]]
+kind = "ti-mmwave"
+id = "radar"
+port = "/dev/null"
+max_range_m = 300
+
+[[sensors]]
+kind = "acoustic-array"
+id = "mic"
+port = "/dev/null"
+"""
 
 
 def _config(mic_offset_s: float = 0.0) -> dict[str, Any]:
@@ -50,15 +69,17 @@ def _where(t: float) -> np.ndarray:
     return np.array([0.0, 80.0 + 6.0 * t, 20.0])
 
 
-def _detection(rng: np.random.Generator, t: float) -> RadarDetection:
+def _detection(rng: np.random.Generator, t: float, stamp: float | None = None) -> RadarDetection:
+    """The radar's plot of the drone at t, stamped `stamp` (t by default)."""
     r, az, el = cartesian_to_spherical(_where(t))
     noisy = rng.normal([r, az, el, 6.0 * 0.97], SIGMAS)
-    return RadarDetection("radar", t, 0.0, *map(float, noisy), *SIGMAS, snr_db=20.0, n_points=3, extent_m=0.4)
+    at = t if stamp is None else stamp
+    return RadarDetection("radar", at, at, *map(float, noisy), *SIGMAS, snr_db=20.0, n_points=3, extent_m=0.4)
 
 
 def _bearing(t_capture: float, t_true: float) -> AcousticBearing:
     _, az, el = cartesian_to_spherical(_where(t_true))
-    return AcousticBearing("mic", t_capture, 0.0, float(az), float(el), 0.05, 0.05, 0.99, -20.0)
+    return AcousticBearing("mic", t_capture, t_capture, float(az), float(el), 0.05, 0.05, 0.99, -20.0)
 
 
 def _fly(
@@ -88,12 +109,25 @@ def test_an_array_whose_clock_runs_behind_is_named_with_how_far_and_reads_degrad
     assert set(stale) == {"mic"}
     # its 4 s behind and the second it takes, less the frame period (judged before that step's frame)
     assert stale["mic"] == pytest.approx(4.9, abs=0.05)
-    assert core.engine.stale_scans.dropped == {"radar": 0, "mic": 24}
+    assert core.engine.counters.stale_by_sensor == {"mic": 24}
 
     health = SensorHealth("mic", "acoustic-array", SensorState.OK, 40, 12.0, age_s=0.2)
     entry = sensor_entry(health, {}, 0, RateSampler(), 12.0, 5.0, stale["mic"])
     assert entry["state"] == "degraded"
     assert "stale" in entry["detail"] and "4.9 s" in entry["detail"] and "time_offset_s" in entry["detail"]
+
+
+def test_a_stale_sensor_stays_named_across_a_wall_clock_step_back() -> None:
+    """The engine after a clock step judges afresh; the health message sent at the step must
+    not call the sensor ok meanwhile (helper-97's review)."""
+    core = _core()
+    _fly(core, 12.0, mic_behind_s=4.0)
+    core.step(-3600.0, [])
+    assert core.clock_steps == 1
+    assert set(core.status().stale_sensors) == {"mic"}
+    _fly(core, 12.0, mic_behind_s=0.0, start=-3600.0)  # its clock mended meanwhile
+    assert core.status().stale_sensors == {}
+    assert core.engine.counters.stale_by_sensor == {"mic": 24}  # carried: counted since start
 
 
 def test_the_same_array_with_its_time_offset_calibrated_is_fused_and_not_named() -> None:
@@ -116,7 +150,7 @@ def test_a_backlog_now_and_then_is_not_a_stale_sensor() -> None:
             behind = 4.0 if k % 50 == 0 else 0.0
             batch.append(_bearing(t - 1.0 - behind, t - 1.0))
         core.step(t, batch)
-    assert core.engine.stale_scans.dropped["mic"] == 2
+    assert core.engine.counters.stale_by_sensor == {"mic": 2}
     assert core.status().stale_sensors == {}
 
 
@@ -128,7 +162,7 @@ def test_a_stale_sensor_that_falls_silent_is_forgotten_after_the_window() -> Non
     assert core.status().stale_sensors == {}
 
 
-def test_a_few_scans_are_not_enough_to_name_a_sensor() -> None:
+def test_a_few_scans_are_not_enough_and_half_is_not_most() -> None:
     scans = StaleScans({"a": 0.05, "b": 0.05})
     for k in range(20):
         assert not scans.stale("a", 10.0 + 0.1 * k)
@@ -137,6 +171,22 @@ def test_a_few_scans_are_not_enough_to_name_a_sensor() -> None:
     assert scans.mostly_stale() == {}
     assert scans.stale("b", 5.5)
     assert set(scans.mostly_stale()) == {"b"}
+    for k in range(5):  # five stale, five on time: half is not most
+        assert not scans.stale("b", 12.0 + 0.01 * k)
+    assert scans.mostly_stale() == {}
+    assert scans.stale("b", 5.6)
+    assert set(scans.mostly_stale()) == {"b"}
+
+
+def test_a_sensor_stale_while_no_other_delivers_keeps_a_bounded_record() -> None:
+    """Stale scans never advance the newest time the window ages by: with the radar unplugged
+    and the array a day behind, its record must still stay bounded (helper-97's review)."""
+    scans = StaleScans({"radar": 0.05, "mic": 2.0})
+    assert not scans.stale("radar", 100_000.0)
+    for k in range(3 * STALE_KEPT_SCANS):
+        assert scans.stale("mic", 13_600.0 + 0.5 * k)
+    assert len(scans._recent["mic"]) == STALE_KEPT_SCANS
+    assert set(scans.mostly_stale()) == {"mic"}
 
 
 def test_the_drivers_own_trouble_and_silence_come_before_staleness() -> None:
@@ -148,10 +198,26 @@ def test_the_drivers_own_trouble_and_silence_come_before_staleness() -> None:
     assert sensor_state(fine, 100.0, None) == (SensorState.OK, "")
 
 
-def test_track_names_the_sensors_whose_scans_were_stale() -> None:
-    lines = summary(TrackStats(stale_scans={"mic": 24}, dropped={"stale": 24}))
-    (line,) = [x for x in lines if x.startswith("stale scans by sensor")]
-    assert "mic: 24" in line and "time_offset_s" in line
+def test_track_counts_the_stale_measurements_by_sensor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cuas_node.cli import main
+    from cuas_node.publish import wire
+
+    rng = np.random.default_rng(5)
+    lines = []
+    for k in range(1, 121):
+        t = 1_750_000_000.0 + k * 0.1
+        lines.append(wire.dumps(wire.measurement_record(_detection(rng, k * 0.1, t))))
+        if k % 5 == 0:
+            lines.append(wire.dumps(wire.measurement_record(_bearing(t - 5.0, k * 0.1 - 1.0))))
+    (tmp_path / "lines.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "node.toml").write_text(TOML)
+    assert main(["track", "--config", str(tmp_path / "node.toml"), str(tmp_path / "lines.jsonl")]) == 0
+    err = capsys.readouterr().err
+    assert "(24 stale;" in err
+    (line,) = [x for x in err.splitlines() if "stale measurements by sensor" in x]
+    assert "mic: 24" in line and "radar" not in line.split("(")[0] and "time_offset_s" in line
 
 
 class _LiveDriver:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import operator
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
@@ -75,6 +76,7 @@ class FusionCounters:
     captured_after_now: int = 0  # stamped after `now`, or held at a clock step (`NodeCore._captured_by`)
     duplicate: int = 0  # radar detections repeating one of the same radar and capture time (`RecentFrames`)
     stale: int = 0  # radar and acoustic measurements older than every track's history (`late.StaleScans`)
+    stale_by_sensor: Counter[str] = field(default_factory=Counter)  # `stale`, by sensor
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
@@ -163,7 +165,7 @@ class FusionEngine:
             new._pin(self.frame)
         new.gps = self.gps
         new.tracker.table.continue_numbering(self.tracker.table)
-        new.stale_scans.dropped = self.stale_scans.dropped
+        new.stale_scans = self.stale_scans.restarted()
         new.counters, new.tracker.births, new.remote_id.counters = (
             self.counters,
             self.tracker.births,
@@ -195,6 +197,7 @@ class FusionEngine:
                 first, RadarDetection | EmptyRadarScan | AcousticBearing
             ) and self.stale_scans.stale(first.sensor_id, t, now):
                 self.counters.stale += seen
+                self.counters.stale_by_sensor[first.sensor_id] += seen
                 continue
             if isinstance(first, EmptyRadarScan) and self.sweeping.heartbeat(first.sensor_id, t):
                 continue  # a scanning radar's empty line within its open batch: the batch's check is its

@@ -57,6 +57,10 @@ STALE_WINDOW_S = 10.0
 """How far back (behind the newest scan) `StaleScans.mostly_stale` looks at a sensor's scans."""
 STALE_MIN_SCANS = 5
 """Scans of a sensor in that window before it can be called mostly stale (an array gives ~20)."""
+STALE_KEPT_SCANS = 1024
+"""At most this many verdicts kept per sensor: 10 s of a 100 Hz radar. The window ages by the
+newest scan, which stale scans never advance: with every other sensor silent, a sensor whose
+every scan is stale would otherwise grow its record for as long as that lasts."""
 
 
 class StaleScans:
@@ -72,12 +76,21 @@ class StaleScans:
     reaches. Dropping its scans is right, but silently it would look like a sensor that sees
     nothing: `mostly_stale` names it, for health to say so."""
 
-    def __init__(self, delivery_s: dict[str, float]) -> None:
+    def __init__(self, delivery_s: dict[str, float], carried: dict[str, float] | None = None) -> None:
+        self.delivery_s = delivery_s
         self.limit_s = {sensor_id: HISTORY_REACH_S + delay for sensor_id, delay in delivery_s.items()}
         self.newest_t = -math.inf
-        self.dropped: dict[str, int] = dict.fromkeys(delivery_s, 0)
         # Per sensor, its recent scans: (the newest time when judged, how far behind it, stale?).
-        self._recent: dict[str, deque[tuple[float, float, bool]]] = {key: deque() for key in delivery_s}
+        self._recent: dict[str, deque[tuple[float, float, bool]]] = {
+            key: deque(maxlen=STALE_KEPT_SCANS) for key in delivery_s
+        }
+        self._carried = carried or {}  # `restarted`: verdicts of the old clock, until new ones
+
+    def restarted(self) -> StaleScans:
+        """These rules on a wall clock that stepped back: the times are gone, but a sensor named
+        stale stays named until the new clock has judged enough of its scans, so that the health
+        message sent at the step does not call it ok."""
+        return StaleScans(self.delivery_s, self.mostly_stale())
 
     def stale(self, sensor_id: str, t: float, now: float = math.inf) -> bool:
         """Whether this sensor's scan at t is stale; if not, it may be the newest. The newest is
@@ -89,9 +102,7 @@ class StaleScans:
             return False
         behind = self.newest_t - t
         stale = behind > limit
-        if stale:
-            self.dropped[sensor_id] += 1
-        else:
+        if not stale:
             self.newest_t = max(self.newest_t, min(t, now))
         recent = self._recent[sensor_id]
         recent.append((self.newest_t, behind, stale))
@@ -110,7 +121,10 @@ class StaleScans:
         for sensor_id, recent in self._recent.items():
             self._forget(recent)
             late = [behind for _, behind, stale in recent if stale]
-            if len(recent) >= STALE_MIN_SCANS and 2 * len(late) > len(recent):
+            if len(recent) < STALE_MIN_SCANS:
+                if sensor_id in self._carried:
+                    out[sensor_id] = self._carried[sensor_id]
+            elif 2 * len(late) > len(recent):
                 out[sensor_id] = float(np.median(late))
         return out
 
