@@ -21,7 +21,7 @@ import pytest
 from cuas_node.cli import main
 from cuas_node.fusion.clutter_profile import ClutterProfile
 from cuas_node.fusion.local_clutter import HALF_LIFE_S
-from cuas_node.fusion.measurement_models import Coverage
+from cuas_node.fusion.measurement_models import RADIAL_SPAN_MPS, Coverage
 from cuas_node.kernel.measurement import RadarDetection
 from cuas_node.publish import wire
 from tests.reflector_site import T0, enu, first_confirmed, write
@@ -69,7 +69,7 @@ def test_a_ground_band_is_priced_near_its_density_within_scans_and_the_sky_stays
     uniform = 45.0 / VOLUME  # the radar's false alarms a scan, as if spread evenly
     t = _run(profile, [np.concatenate([_uniform(rng, 5.0), _ground(rng, 40.0)]) for _ in range(30)], 1.0)
     near = np.array([[300.0, 0.3, math.radians(0.5)], [600.0, -0.5, math.radians(0.5)]])
-    got = profile.density(t, near, math.nan)
+    got = profile.density(t, near, RADIAL_SPAN_MPS)
     assert got is not None
     truth = np.array([_ground_density(r, 40.0) for r in near[:, 0]])
     print("after 30 scans, learnt / true at 300, 600 m:", got / truth)
@@ -77,12 +77,12 @@ def test_a_ground_band_is_priced_near_its_density_within_scans_and_the_sky_stays
     t = _run(
         profile, [np.concatenate([_uniform(rng, 5.0), _ground(rng, 40.0)]) for _ in range(120)], 1.0, t + 1.0
     )
-    got = profile.density(t, near, math.nan)
+    got = profile.density(t, near, RADIAL_SPAN_MPS)
     assert got is not None
     print("after 150 scans:", got / truth)
     assert np.all((got > 0.25 * truth) & (got < 1.5 * truth))  # (a low quantile: under the truth)
     sky = np.array([[2000.0, 0.1, math.radians(10.0)], [400.0, 0.1, math.radians(15.0)]])
-    above = profile.density(t, sky, math.nan)
+    above = profile.density(t, sky, RADIAL_SPAN_MPS)
     assert above is None or np.all(above < uniform)  # the profile never raises λ there
     told = profile.summary()
     assert told is not None and told.peak_azimuth_deg is None  # all azimuths alike: none named
@@ -95,7 +95,7 @@ def test_uniform_clutter_never_raises_lambda(per_scan: float) -> None:
     profile = ClutterProfile(SIGMA.copy(), COVERAGE)
     t = _run(profile, [_uniform(rng, per_scan) for _ in range(1200)], 20.0)
     query = np.concatenate([_uniform(rng, per_scan) for _ in range(50)])
-    got = profile.density(t, query, math.nan)
+    got = profile.density(t, query, RADIAL_SPAN_MPS)
     assert got is not None
     print("largest learnt / uniform:", np.max(got) / (per_scan / VOLUME))
     assert np.max(got) < per_scan / VOLUME
@@ -117,13 +117,13 @@ def test_clutter_over_part_of_the_azimuths_is_priced_there_and_not_beyond() -> N
     west = np.array([[400.0, -0.5, math.radians(0.5)], [800.0, -0.8, math.radians(0.5)]])
     east = west * [1.0, -1.0, 1.0]
     truth = np.array([2.0 * _ground_density(r, 40.0) for r in west[:, 0]])  # all of it on one side
-    got_west, got_east = profile.density(t, west, math.nan), profile.density(t, east, math.nan)
+    got_west, got_east = profile.density(t, west, RADIAL_SPAN_MPS), profile.density(t, east, RADIAL_SPAN_MPS)
     assert got_west is not None and got_east is not None
     pooled = ClutterProfile(SIGMA.copy(), COVERAGE)
     pooled.n_sectors = 1  # the same counts pooled over azimuth only
     rng = np.random.default_rng(7)
     t = _run(pooled, [one_side() for _ in range(600)], 10.0)
-    ring = pooled.density(t, west, math.nan)
+    ring = pooled.density(t, west, RADIAL_SPAN_MPS)
     assert ring is not None
     print(
         "west learnt / true:",
@@ -339,7 +339,7 @@ def test_plots_beyond_the_coverage_are_not_crammed_into_its_edge() -> None:
     t = _run(profile, [wide() for _ in range(300)], 5.0)
     inside = 60.0 * (1931.9 - 235.7) / 2900.0 * 10.2 / 20.0  # the plots a scan inside it
     edges = np.array([[1931.0, 0.1, 0.0], [236.0, 0.1, 0.0], [1000.0, 0.1, math.radians(10.1)]])
-    got = profile.density(t, edges, math.nan)
+    got = profile.density(t, edges, RADIAL_SPAN_MPS)
     assert got is not None and np.all(got < inside / small.volume()), got * small.volume() / inside
     summary = profile.summary()
     assert summary is not None and summary.per_scan == pytest.approx(inside, rel=0.1)

@@ -55,7 +55,7 @@ import numpy.typing as npt
 from scipy.special import ndtri
 
 from cuas_node.fusion.local_clutter import HALF_LIFE_S, LOWER_QUANTILE, PRIOR_SCANS, SPLIT_D2, PerRadar
-from cuas_node.fusion.measurement_models import RADIAL_SPAN_MPS, Coverage, MeasurementModel
+from cuas_node.fusion.measurement_models import Coverage, MeasurementModel
 from cuas_node.fusion.sensor_stats import SensorStats
 from cuas_node.fusion.tracks import first_of_each
 from cuas_node.kernel.pose import wrap
@@ -203,16 +203,15 @@ class ClutterProfile:
 
     def density(self, t: float, z: FloatArray, doppler_span: float) -> FloatArray | None:
         """At each plot, the false alarms' density in its bin per scan and unit of measurement
-        space (range-rate too for D = 4, a moving bin spread over the rest of `doppler_span`);
-        None before a scan was seen."""
+        space (range-rate too for D = 4, a moving bin spread over the rest of `doppler_span`, the
+        radar's false alarms' span: `SensorStats.radial_span`); None before a scan was seen."""
         if not (self.scans > 0 and z.shape[0]):
             return None
         scale = self._scale(t)
         cell, where, sectors = self._cut(z)
         volume = self.volume.reshape(-1)[cell]
         if self.counts.shape[2] == 2:
-            span = doppler_span if math.isfinite(doppler_span) and doppler_span > 0 else RADIAL_SPAN_MPS
-            moving = max(span - 2.0 * self.standing, self.standing)
+            moving = max(doppler_span - 2.0 * self.standing, self.standing)
             volume = volume * np.where(where & 1, moving, 2.0 * self.standing)
         count = _lower(self.counts.reshape(-1)[where] / scale)
         if self.n_sectors > 1:  # where a sector's own evidence says denser than the ring's

@@ -60,14 +60,12 @@ class Gating:
     h: FloatArray  # (K,D,6) Jacobians at the predicted states
     z_pred: FloatArray  # (K,D) predicted measurements
     rate_extra: FloatArray | None  # (K,) second-order range-rate variance (`imm.gate_quantities`)
-    alias: FloatArray | None = None  # (P,3) a young track's velocity change for its alias (module)
-    terms: imm.ModelTerms | None = None  # of the pairs at their tracks' time (`imm.mixture_cost`)
-    term_of: IndexArray | None = None  # (P,) each pair's row of `terms`, −1 for a late measurement's
+    alias: FloatArray | None  # (P,3) a young track's velocity change for its alias (module)
+    terms: imm.ModelTerms  # of the pairs at their tracks' time (`imm.mixture_cost`)
+    term_of: IndexArray  # (P,) each pair's row of `terms`, −1 for a late measurement's
 
-    def terms_of(self, pairs: IndexArray) -> imm.ModelTerms | None:
+    def terms_of(self, pairs: IndexArray) -> imm.ModelTerms:
         """The `imm.ModelTerms` of these pairs, all at their tracks' time, for their update."""
-        if self.terms is None or self.term_of is None:
-            return None
         rows = self.term_of[pairs]
         if (rows < 0).any():
             raise ValueError("a late measurement's pair has no model terms")
