@@ -50,13 +50,14 @@ def sensor_age_s(health: SensorHealth, now: float) -> float | None:
 
 
 def sensor_state(
-    health: SensorHealth, now: float, stale_behind_s: float | None = None
+    health: SensorHealth, now: float, stale_behind_s: float | None = None, ahead_s: float | None = None
 ) -> tuple[SensorState, str]:
     """The sensor's state and its reason as health and the status LED show it: the driver's,
-    unless the driver is content but the sensor has been silent, or fusion drops most of its
-    scans as stale (`late.StaleScans.mostly_stale`: `stale_behind_s`, how far behind the newest
-    scan they were captured). A sensor whose every scan is dropped must not read `ok`: it
-    delivers, and nothing of it is used."""
+    unless the driver is content but the sensor has been silent, or the node drops most of what
+    it delivers for its stamps: scans captured too long before the newest (`stale_behind_s`,
+    how far behind: `late.StaleScans`) or stamped after the node's time (`ahead_s`, how far
+    ahead: `NodeCore._captured_by`). A sensor whose every measurement is dropped must not read
+    `ok`: it delivers, and nothing of it is used."""
     age = sensor_age_s(health, now)
     if health.state != SensorState.OK:
         return health.state, health.detail
@@ -64,6 +65,11 @@ def sensor_state(
         return (
             SensorState.DEGRADED,
             "no data from the sensor yet" if age is None else f"no data for {age:.0f} s",
+        )
+    if ahead_s is not None:
+        return SensorState.DEGRADED, (
+            f"the node drops most of its measurements as stamped {ahead_s:.1f} s after the node's "
+            "time (its clock ahead of the node's: synchronise it, or check its time_offset_s)"
         )
     if stale_behind_s is not None:
         return SensorState.DEGRADED, (
@@ -83,9 +89,10 @@ def sensor_entry(
     now: float,
     interval_s: float,
     stale_behind_s: float | None = None,
+    ahead_s: float | None = None,
 ) -> dict[str, Any]:
-    """One element of the `health.sensors` array."""
-    state, detail = sensor_state(health, now, stale_behind_s)
+    """One element of the `health.sensors` array (`sensor_state` for the last two)."""
+    state, detail = sensor_state(health, now, stale_behind_s, ahead_s)
     age = sensor_age_s(health, now)
     counters = dict(health.counters)
     counters.update({f"{k}_errors": v for k, v in errors.items()})

@@ -282,10 +282,11 @@ class Runtime:
         return Result("error", f"command {command.name!r} is not handled by this node")
 
     def led_status(self, now: float) -> NodeStatus:
-        stale = self.core.stale_sensors()
+        stale, ahead = self.core.stale_sensors(), self.core.ahead_sensors()
         states = [
-            str(sensor_state(loop.driver.health(), now, stale.get(loop.driver.sensor_id))[0])
+            str(sensor_state(loop.driver.health(), now, stale.get(key), ahead.get(key))[0])
             for loop in self.loops
+            for key in [loop.driver.sensor_id]
         ]
         return status_for(self.ready.is_set(), self.sink.connected, states)
 
@@ -316,6 +317,7 @@ class Runtime:
                 now,
                 interval,
                 fusion.stale_sensors.get(loop.driver.sensor_id),
+                fusion.ahead_sensors.get(loop.driver.sensor_id),
             )
             for loop, rates in zip(self.loops, self._rates, strict=True)
         ]

@@ -21,7 +21,8 @@ from cuas_node.assembly import core_setup
 from cuas_node.config import build_config
 from cuas_node.core.step import NodeCore
 from cuas_node.drivers.driver import SensorHealth
-from cuas_node.fusion.late import STALE_KEPT_SCANS, STALE_WINDOW_S, StaleScans
+from cuas_node.fusion.late import StaleScans
+from cuas_node.fusion.verdicts import KEPT_VERDICTS, WINDOW_S
 from cuas_node.health_report import RateSampler, sensor_entry, sensor_state
 from cuas_node.kernel.measurement import AcousticBearing, RadarDetection, SensorState
 from cuas_node.kernel.pose import cartesian_to_spherical
@@ -158,7 +159,7 @@ def test_a_stale_sensor_that_falls_silent_is_forgotten_after_the_window() -> Non
     core = _core()
     _fly(core, 12.0, mic_behind_s=4.0)
     assert set(core.status().stale_sensors) == {"mic"}
-    _fly(core, STALE_WINDOW_S + 0.5, mic_behind_s=None, start=12.0)
+    _fly(core, WINDOW_S + 0.5, mic_behind_s=None, start=12.0)
     assert core.status().stale_sensors == {}
 
 
@@ -183,10 +184,39 @@ def test_a_sensor_stale_while_no_other_delivers_keeps_a_bounded_record() -> None
     and the array a day behind, its record must still stay bounded (helper-97's review)."""
     scans = StaleScans({"radar": 0.05, "mic": 2.0})
     assert not scans.stale("radar", 100_000.0)
-    for k in range(3 * STALE_KEPT_SCANS):
+    for k in range(3 * KEPT_VERDICTS):
         assert scans.stale("mic", 13_600.0 + 0.5 * k)
-    assert len(scans._recent["mic"]) == STALE_KEPT_SCANS
+    assert len(scans.verdicts._recent["mic"]) == KEPT_VERDICTS
     assert set(scans.mostly_stale()) == {"mic"}
+
+
+def test_an_array_whose_clock_runs_ahead_is_named_with_how_far() -> None:
+    """The mirror image: stamps more than a second after the node's time are dropped as
+    `captured_after_now`; a sensor whose every measurement is so dropped reads degraded too."""
+    core = _core()
+    _fly(core, 12.0, mic_behind_s=-5.0)  # stamped 4 s ahead of the node (5 ahead, 1 s in delivery)
+    assert core.status().stale_sensors == {}
+    ahead = core.status().ahead_sensors
+    assert set(ahead) == {"mic"} and ahead["mic"] == pytest.approx(4.0, abs=1e-6)
+    assert core.engine.dropped()["captured_after_now"] == 24
+    health = SensorHealth("mic", "acoustic-array", SensorState.OK, 40, 12.0, age_s=0.2)
+    state, detail = sensor_state(health, 12.0, None, ahead["mic"])
+    assert state == SensorState.DEGRADED and "4.0 s after the node's time" in detail
+    core.step(-3600.0, [])  # a clock step: the name is kept until the new clock has judged
+    assert set(core.status().ahead_sensors) == {"mic"}
+    _fly(core, 12.0, mic_behind_s=0.0, start=-3600.0)
+    assert core.status().ahead_sensors == {}
+
+
+def test_now_and_then_a_frame_ahead_names_no_sensor() -> None:
+    core = _core()
+    rng = np.random.default_rng(6)
+    for k in range(1, 121):
+        t = k * 0.1
+        stamp = t + 3.0 if k % 10 == 0 else t
+        core.step(t, [_detection(rng, t, stamp)])
+    assert core.engine.dropped()["captured_after_now"] == 12
+    assert core.status().ahead_sensors == {}
 
 
 def test_the_drivers_own_trouble_and_silence_come_before_staleness() -> None:

@@ -27,6 +27,7 @@ from cuas_node.fusion.engine import FusionCounters, FusionEngine
 from cuas_node.fusion.frame_stamps import FrameStamps
 from cuas_node.fusion.params import FusionSetup
 from cuas_node.fusion.tracks import Status
+from cuas_node.fusion.verdicts import RecentVerdicts
 from cuas_node.kernel.clock import STEP_S
 from cuas_node.kernel.geo import LocalFrame
 from cuas_node.kernel.measurement import (
@@ -116,6 +117,9 @@ class FusionStatus:
     stale_sensors: dict[str, float] = dataclasses.field(default_factory=dict)
     """Sensors most of whose recent scans fusion dropped as stale, each with how far behind the
     newest scan they were captured (s): health shows them `degraded` (`health_report.sensor_state`)."""
+    ahead_sensors: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Sensors most of whose recent measurements were dropped as `captured_after_now`, each with
+    how far ahead of the node's clock they were stamped (s): `degraded` too."""
 
 
 class NodeCore:
@@ -134,6 +138,7 @@ class NodeCore:
         self.cycle_ms = 0.0
         self.clock_steps = 0
         self._retired: list[TrackReport] = []  # deletions to publish before the fresh engine's tracks
+        self._ahead = RecentVerdicts()  # each sensor's stamps against `now` (`_captured_by`)
 
     # -- the step ----------------------------------------------------------------------------
     def step(self, now: float, batch: Sequence[AnyMeasurement] = ()) -> StepResult:
@@ -167,6 +172,7 @@ class NodeCore:
         (`captured_after_now`), but for GPS fixes (returned, to be fused on the new clock: their
         time is the satellites', and fusion uses only their position)."""
         self.clock_steps += 1
+        self._ahead = self._ahead.restarted(self.now)
         self._retired += self.engine.retire_all()
         held = self.reorder.release(math.inf)
         self.engine = self.engine.successor()
@@ -193,14 +199,15 @@ class NodeCore:
         dropped, capture_time = 0, self.engine.capture_time
         for m in self.frame_stamps.restamp(batch):  # first, each frame at one time (`frame_stamps`)
             ahead = min(m.t_capture, capture_time(m)) - now  # either: the stamp, or with its offset
-            if ahead <= STEP_S:
+            if isinstance(m, GpsFix):  # (its time is the satellites': never judged)
+                kept.append(m if ahead <= STEP_S else dataclasses.replace(m, t_capture=now))
+                continue
+            if ahead <= STEP_S or (isinstance(m, RemoteIdReport) and ahead <= REMOTE_ID_SKEW_S + STEP_S):
                 kept.append(m)
-            elif isinstance(m, GpsFix):
-                kept.append(dataclasses.replace(m, t_capture=now))
-            elif isinstance(m, RemoteIdReport) and ahead <= REMOTE_ID_SKEW_S + STEP_S:
-                kept.append(m)
+                self._ahead.add(m.sensor_id, now, ahead, False)
             else:
                 dropped += saw_something(m)
+                self._ahead.add(m.sensor_id, now, ahead, True)
         self.engine.counters.captured_after_now += dropped
         return kept
 
@@ -329,8 +336,13 @@ class NodeCore:
             clutter_spots=self.engine.tracker.local_clutter.spots(self.now, self.engine.tracker.stats),
             range_rate_contradicted=self.engine.tracker.alias.contradicted_total(),
             stale_sensors=self.stale_sensors(),
+            ahead_sensors=self.ahead_sensors(),
         )
 
     def stale_sensors(self) -> dict[str, float]:
         """`FusionStatus.stale_sensors`, alone: cheap enough for the status LED's every update."""
         return self.engine.stale_scans.mostly_stale()
+
+    def ahead_sensors(self) -> dict[str, float]:
+        """`FusionStatus.ahead_sensors`, alone (as `stale_sensors`)."""
+        return self._ahead.mostly_dropped(self.now)

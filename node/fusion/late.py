@@ -31,7 +31,6 @@ an old measurement says little of how the target flies now.
 from __future__ import annotations
 
 import math
-from collections import deque
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +38,7 @@ import numpy.typing as npt
 from cuas_node.fusion.measurement_models import MeasurementModel, ekf_update
 from cuas_node.fusion.models import STATE_DIM, axis_noise, cv_predict
 from cuas_node.fusion.tracks import TrackTable
+from cuas_node.fusion.verdicts import RecentVerdicts
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -53,16 +53,6 @@ HISTORY_REACH_S = (HISTORY_LENGTH - 1) * HISTORY_SPACING_S
 the sensor's own delivery delay, a measurement is stale (`StaleScans`): not fused at all."""
 
 
-STALE_WINDOW_S = 10.0
-"""How far back (behind the newest scan) `StaleScans.mostly_stale` looks at a sensor's scans."""
-STALE_MIN_SCANS = 5
-"""Scans of a sensor in that window before it can be called mostly stale (an array gives ~20)."""
-STALE_KEPT_SCANS = 1024
-"""At most this many verdicts kept per sensor: 10 s of a 100 Hz radar. The window ages by the
-newest scan, which stale scans never advance: with every other sensor silent, a sensor whose
-every scan is stale would otherwise grow its record for as long as that lasts."""
-
-
 class StaleScans:
     """Which radar and array scans are too old to fuse: captured before the newest such scan by
     more than every track's history reaches (`HISTORY_REACH_S`) and its sensor normally delivers
@@ -74,23 +64,18 @@ class StaleScans:
     A sensor whose scans are stale most of the time is not backed up for a moment: its clock is
     behind the node's (an uncalibrated `time_offset_s`) or its link is slower than any history
     reaches. Dropping its scans is right, but silently it would look like a sensor that sees
-    nothing: `mostly_stale` names it, for health to say so."""
+    nothing: `verdicts` (aged by the newest scan) names it, for health to say so."""
 
-    def __init__(self, delivery_s: dict[str, float], carried: dict[str, float] | None = None) -> None:
+    def __init__(self, delivery_s: dict[str, float], verdicts: RecentVerdicts | None = None) -> None:
         self.delivery_s = delivery_s
         self.limit_s = {sensor_id: HISTORY_REACH_S + delay for sensor_id, delay in delivery_s.items()}
         self.newest_t = -math.inf
-        # Per sensor, its recent scans: (the newest time when judged, how far behind it, stale?).
-        self._recent: dict[str, deque[tuple[float, float, bool]]] = {
-            key: deque(maxlen=STALE_KEPT_SCANS) for key in delivery_s
-        }
-        self._carried = carried or {}  # `restarted`: verdicts of the old clock, until new ones
+        self.verdicts = verdicts or RecentVerdicts()
 
     def restarted(self) -> StaleScans:
-        """These rules on a wall clock that stepped back: the times are gone, but a sensor named
-        stale stays named until the new clock has judged enough of its scans, so that the health
-        message sent at the step does not call it ok."""
-        return StaleScans(self.delivery_s, self.mostly_stale())
+        """These rules on a wall clock that stepped back: the times are gone, the names kept
+        (`RecentVerdicts.restarted`)."""
+        return StaleScans(self.delivery_s, self.verdicts.restarted(self.newest_t))
 
     def stale(self, sensor_id: str, t: float, now: float = math.inf) -> bool:
         """Whether this sensor's scan at t is stale; if not, it may be the newest. The newest is
@@ -104,29 +89,13 @@ class StaleScans:
         stale = behind > limit
         if not stale:
             self.newest_t = max(self.newest_t, min(t, now))
-        recent = self._recent[sensor_id]
-        recent.append((self.newest_t, behind, stale))
-        self._forget(recent)
+        self.verdicts.add(sensor_id, self.newest_t, behind, stale)
         return stale
 
-    def _forget(self, recent: deque[tuple[float, float, bool]]) -> None:
-        while recent and recent[0][0] < self.newest_t - STALE_WINDOW_S:
-            recent.popleft()
-
     def mostly_stale(self) -> dict[str, float]:
-        """Sensors more than half of whose scans judged in the last `STALE_WINDOW_S` (at least
-        `STALE_MIN_SCANS`; by the newest scan of any sensor, so a sensor that stopped ages out)
-        were stale, each with how far its stale ones lay behind the newest scan (the median, s)."""
-        out: dict[str, float] = {}
-        for sensor_id, recent in self._recent.items():
-            self._forget(recent)
-            late = [behind for _, behind, stale in recent if stale]
-            if len(recent) < STALE_MIN_SCANS:
-                if sensor_id in self._carried:
-                    out[sensor_id] = self._carried[sensor_id]
-            elif 2 * len(late) > len(recent):
-                out[sensor_id] = float(np.median(late))
-        return out
+        """Sensors most of whose recent scans were stale, each with how far its stale ones lay
+        behind the newest scan (the median, s): `RecentVerdicts.mostly_dropped`."""
+        return self.verdicts.mostly_dropped(self.newest_t)
 
 
 class History:
