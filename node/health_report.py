@@ -69,7 +69,7 @@ def sensor_state(
     if ahead_s is not None:
         return SensorState.DEGRADED, (
             f"the node drops most of its measurements as stamped {ahead_s:.1f} s after the node's "
-            "time (its clock ahead of the node's: synchronise it, or check its time_offset_s)"
+            "time (its clock ahead of the node's, or the node's behind: synchronise both)"
         )
     if stale_behind_s is not None:
         return SensorState.DEGRADED, (

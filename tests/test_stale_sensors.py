@@ -22,7 +22,7 @@ from cuas_node.config import build_config
 from cuas_node.core.step import NodeCore
 from cuas_node.drivers.driver import SensorHealth
 from cuas_node.fusion.late import StaleScans
-from cuas_node.fusion.verdicts import KEPT_VERDICTS, WINDOW_S
+from cuas_node.fusion.verdicts import KEPT_VERDICTS, WINDOW_S, RecentVerdicts
 from cuas_node.health_report import RateSampler, sensor_entry, sensor_state
 from cuas_node.kernel.measurement import AcousticBearing, RadarDetection, SensorState
 from cuas_node.kernel.pose import cartesian_to_spherical
@@ -208,6 +208,51 @@ def test_an_array_whose_clock_runs_ahead_is_named_with_how_far() -> None:
     assert core.status().ahead_sensors == {}
 
 
+def test_frames_in_flight_at_a_clock_step_back_name_no_sensor() -> None:
+    """helper-98's find: the health message sent at a step back named a healthy radar 3600 s
+    ahead, for the frames stamped on the old clock that arrived with the step. They are dropped,
+    and they are no sign of a sensor clock ahead of the node's."""
+    core = _core()
+    _fly(core, 12.0, mic_behind_s=0.0)
+    rng = np.random.default_rng(7)
+    in_flight = [_detection(rng, 12.0 + 0.01 * k) for k in range(1, 9)]  # eight frames, old clock
+    core.step(-3600.0, in_flight)
+    assert core.clock_steps == 1 and core.engine.dropped()["captured_after_now"] == 8
+    assert core.status().ahead_sensors == {}
+
+
+def test_a_name_carried_over_a_step_expires_for_a_slow_sensor() -> None:
+    """A sensor named before a step and then delivering on time but slowly (fewer than 5 frames
+    in 10 s) is named no longer once 10 s of the new clock have passed (helper-98's find)."""
+    verdicts = RecentVerdicts().restarted(0.0)
+    assert verdicts.mostly_dropped(0.0) == {}
+    old = RecentVerdicts()
+    for k in range(10):
+        old.add("mic", 100.0 + k, 4.0, True)
+    fresh = old.restarted(109.0)
+    fresh.add("mic", 0.0, 0.0, False)
+    assert fresh.mostly_dropped(5.0) == {"mic": 4.0}
+    fresh.add("mic", 9.0, 0.0, False)
+    assert fresh.mostly_dropped(10.5) == {}
+
+
+def test_gps_fixes_ahead_are_never_judged_and_remote_id_within_its_skew_is_fine() -> None:
+    from cuas_node.kernel.measurement import GpsFix, RemoteIdReport
+
+    data = _config()
+    data["sensors"] += [
+        {"kind": "nmea", "id": "gps", "port": "/dev/null"},
+        {"kind": "remoteid", "id": "rid", "port": "/dev/null"},
+    ]
+    core = NodeCore(core_setup(build_config(data, "test")))
+    for k in range(1, 41):
+        t = k * 0.5
+        fix = GpsFix("gps", t + 20.0, t, 52.0, 4.3, 10.0, 47.0, 1, 9, 0.9)
+        rid = RemoteIdReport("rid", t + 20.0, t, f"uas-{k}", 52.001, 4.301, 60.0)
+        core.step(t, [fix, rid])
+    assert core.status().ahead_sensors == {}
+
+
 def test_now_and_then_a_frame_ahead_names_no_sensor() -> None:
     core = _core()
     rng = np.random.default_rng(6)
@@ -226,6 +271,8 @@ def test_the_drivers_own_trouble_and_silence_come_before_staleness() -> None:
     assert sensor_state(silent, 100.0, 5.0) == (SensorState.DEGRADED, "no data for 10 s")
     fine = SensorHealth("mic", "acoustic-array", SensorState.OK, 10, 99.9, age_s=0.1)
     assert sensor_state(fine, 100.0, None) == (SensorState.OK, "")
+    assert "after the node's time" in sensor_state(fine, 100.0, 5.0, 3.0)[1]  # ahead, then stale
+    assert sensor_state(silent, 100.0, None, 3.0) == (SensorState.DEGRADED, "no data for 10 s")
 
 
 def test_track_counts_the_stale_measurements_by_sensor(
@@ -290,3 +337,9 @@ def test_the_runtime_health_message_and_the_led_show_the_stale_sensor(
     jsonschema.validate({"type": "health", "node_id": "t", "seq": 1, **health}, schemas["health"])
     sink.connected = True
     assert runtime.led_status(12.0) == NodeStatus.DEGRADED
+    runtime.core.engine.stale_scans = StaleScans(runtime.core.engine.stale_scans.delivery_s)  # forgotten
+    assert runtime.led_status(12.0) == NodeStatus.RUNNING
+    _fly(runtime.core, 12.0, mic_behind_s=-5.0, start=12.0, step=runtime.cycle)  # now 4 s ahead
+    by_id = {s["id"]: s for s in runtime.health(24.0, 5.0)["sensors"]}
+    assert by_id["mic"]["state"] == "degraded" and "after the node's time" in by_id["mic"]["detail"]
+    assert runtime.led_status(24.0) == NodeStatus.DEGRADED

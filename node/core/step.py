@@ -27,7 +27,7 @@ from cuas_node.fusion.engine import FusionCounters, FusionEngine
 from cuas_node.fusion.frame_stamps import FrameStamps
 from cuas_node.fusion.params import FusionSetup
 from cuas_node.fusion.tracks import Status
-from cuas_node.fusion.verdicts import RecentVerdicts
+from cuas_node.fusion.verdicts import WINDOW_S, RecentVerdicts
 from cuas_node.kernel.clock import STEP_S
 from cuas_node.kernel.geo import LocalFrame
 from cuas_node.kernel.measurement import (
@@ -139,13 +139,15 @@ class NodeCore:
         self.clock_steps = 0
         self._retired: list[TrackReport] = []  # deletions to publish before the fresh engine's tracks
         self._ahead = RecentVerdicts()  # each sensor's stamps against `now` (`_captured_by`)
+        self._stepped_from = (-math.inf, -math.inf)  # (the old clock's time, the new's) at a step back
+        self._last_stamp: dict[str, float] = {}  # each sensor's last stamp judged: a frame counts once
 
     # -- the step ----------------------------------------------------------------------------
     def step(self, now: float, batch: Sequence[AnyMeasurement] = ()) -> StepResult:
         """One cycle at time `now` with the measurements that arrived since the last one."""
         started = time.perf_counter()
         if now < self.now - STEP_S:
-            batch = [*self._clock_stepped_back(), *batch]
+            batch = [*self._clock_stepped_back(now), *batch]
         if batch:
             self.engine.fuse(self.reorder.push(self._captured_by(now, batch)), now)
         return self._cycle(now, started, final=False)
@@ -155,13 +157,13 @@ class NodeCore:
         and report whatever changed, without waiting for the rate limit."""
         started = time.perf_counter()
         if now < self.now - STEP_S:
-            batch = [*self._clock_stepped_back(), *batch]
+            batch = [*self._clock_stepped_back(now), *batch]
         self.reorder.push(self._captured_by(now, batch))
         self.engine.fuse(self.reorder.release(math.inf), now)
         self.engine.settle()
         return self._cycle(now, started, final=True)
 
-    def _clock_stepped_back(self) -> list[AnyMeasurement]:
+    def _clock_stepped_back(self, now: float) -> list[AnyMeasurement]:
         """The wall clock went back (by more than `STEP_S`). Every track's state, the rate
         limit and the reorder window lie in the new clock's future: left as they are, each new
         measurement would be late by the step, no track updated or deleted, and no `tracks`
@@ -173,6 +175,7 @@ class NodeCore:
         time is the satellites', and fusion uses only their position)."""
         self.clock_steps += 1
         self._ahead = self._ahead.restarted(self.now)
+        self._stepped_from = (self.now, now)
         self._retired += self.engine.retire_all()
         held = self.reorder.release(math.inf)
         self.engine = self.engine.successor()
@@ -202,14 +205,24 @@ class NodeCore:
             if isinstance(m, GpsFix):  # (its time is the satellites': never judged)
                 kept.append(m if ahead <= STEP_S else dataclasses.replace(m, t_capture=now))
                 continue
-            if ahead <= STEP_S or (isinstance(m, RemoteIdReport) and ahead <= REMOTE_ID_SKEW_S + STEP_S):
+            fine = ahead <= STEP_S or (isinstance(m, RemoteIdReport) and ahead <= REMOTE_ID_SKEW_S + STEP_S)
+            if fine:
                 kept.append(m)
-                self._ahead.add(m.sensor_id, now, ahead, False)
             else:
                 dropped += saw_something(m)
-                self._ahead.add(m.sensor_id, now, ahead, True)
+            if self._last_stamp.get(m.sensor_id) != m.t_capture:
+                self._last_stamp[m.sensor_id] = m.t_capture
+                if fine or not self._from_before_the_step(m.t_capture, now):
+                    self._ahead.add(m.sensor_id, now, ahead, not fine)
         self.engine.counters.captured_after_now += dropped
         return kept
+
+    def _from_before_the_step(self, stamp: float, now: float) -> bool:
+        """Whether a stamp ahead of `now` is one of the old clock's, arriving within a window of
+        a step back: dropped as any other, but no sign of a sensor clock ahead of the node's
+        (else the health message sent at the step names every sensor with a frame in flight)."""
+        old, new = self._stepped_from
+        return now < new + WINDOW_S and stamp <= old + STEP_S
 
     def _cycle(self, now: float, started: float, final: bool) -> StepResult:
         self.now = now

@@ -11,6 +11,7 @@ verdicts of a short window so that health can name such a sensor (`health_report
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 import numpy as np
@@ -30,9 +31,13 @@ class RecentVerdicts:
 
     def __init__(self, carried: dict[str, float] | None = None) -> None:
         self._recent: dict[str, deque[tuple[float, float, bool]]] = {}
-        self._carried = dict(carried or {})  # `restarted`: a clock's names, until new verdicts
+        # `restarted`: the old clock's names, for the first `WINDOW_S` of the new one (from its
+        # first verdict) while a sensor has too few verdicts of its own.
+        self._carried = dict(carried or {})
+        self._carried_since = math.inf
 
     def add(self, sensor_id: str, when: float, off: float, dropped: bool) -> None:
+        self._carried_since = min(self._carried_since, when)
         recent = self._recent.get(sensor_id)
         if recent is None:
             recent = self._recent[sensor_id] = deque(maxlen=KEPT_VERDICTS)
@@ -49,7 +54,7 @@ class RecentVerdicts:
                 recent.popleft()
             off = [value for _, value, dropped in recent if dropped]
             if len(recent) < MIN_VERDICTS:
-                if sensor_id in self._carried:
+                if sensor_id in self._carried and not now >= self._carried_since + WINDOW_S:
                     out[sensor_id] = self._carried[sensor_id]
             elif 2 * len(off) > len(recent):
                 out[sensor_id] = float(np.median(off))
