@@ -238,6 +238,9 @@ class TrackStats:
     """Measurements fusion could not use, by reason (health's `fusion.dropped`)."""
     stale: dict[str, int] = dataclasses.field(default_factory=dict)
     """`dropped["stale"]` by sensor, where any were (`late.StaleScans`)."""
+    ahead: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Of `dropped["captured_after_now"]`, those stamped after the time, by sensor (not those a
+    clock step dropped from the reorder window)."""
     outside_coverage: int = 0
     """Radar detections beyond their radar's configured coverage (fused; health's too)."""
     plot_times: dict[str, FrameRuns] = dataclasses.field(default_factory=dict)
@@ -329,6 +332,7 @@ class Tracking:
         stats.tracks_messages, stats.alerts = self.output.tracks_messages, self.output.alerts
         stats.dropped = self.core.engine.dropped()
         stats.stale = {key: n for key, n in self.core.engine.counters.stale_by_sensor.items() if n}
+        stats.ahead = {key: n for key, n in self.core.engine.counters.ahead_by_sensor.items() if n}
         stats.plot_times = {i: runs for i, runs in self.core.frame_stamps.radars.items() if runs.frames}
         stats.outside_coverage = self.core.engine.counters.outside_coverage
         tracker = self.core.engine.tracker

@@ -297,6 +297,29 @@ def test_track_counts_the_stale_measurements_by_sensor(
     assert "mic: 24" in line and "radar" not in line.split("(")[0] and "time_offset_s" in line
 
 
+def test_track_names_a_sensor_whose_lines_are_stamped_after_their_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An array whose lines are stamped in another time base than the radar's (an hour ahead:
+    local time against UTC) loses every bearing as captured after now: the summary says whose."""
+    from cuas_node.cli import main
+    from cuas_node.publish import wire
+
+    rng = np.random.default_rng(8)
+    lines = []
+    for k in range(1, 121):
+        t = 1_750_000_000.0 + k * 0.1
+        lines.append(wire.dumps(wire.measurement_record(_detection(rng, k * 0.1, t))))
+        if k % 5 == 0 and k < 120:  # (a last line ahead would end the log after a gap: track.md)
+            lines.append(wire.dumps(wire.measurement_record(_bearing(t + 3600.0, k * 0.1 - 1.0))))
+    (tmp_path / "lines.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "node.toml").write_text(TOML)
+    assert main(["track", "--config", str(tmp_path / "node.toml"), str(tmp_path / "lines.jsonl")]) == 0
+    err = capsys.readouterr().err
+    (line,) = [x for x in err.splitlines() if "stamped after the time by sensor" in x]
+    assert "mic: 23 " in line and "radar" not in line and "local time against UTC" in line
+
+
 class _LiveDriver:
     """A driver that reports itself `ok` and just heard from (the runtime is fed by hand)."""
 

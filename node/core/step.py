@@ -210,6 +210,7 @@ class NodeCore:
                 kept.append(m)
             else:
                 dropped += saw_something(m)
+                self.engine.counters.ahead_by_sensor[m.sensor_id] += saw_something(m)
             if self._last_stamp.get(m.sensor_id) != m.t_capture:
                 self._last_stamp[m.sensor_id] = m.t_capture
                 if fine or not self._from_before_the_step(m.t_capture, now):

@@ -74,6 +74,7 @@ class FusionCounters:
     outside_coverage: int = 0  # radar detections beyond the configured coverage by > OUTSIDE_SIGMAS σ (fused)
     without_range_rate: int = 0  # radar detections fused by the 3-D model (no usable range-rate)
     captured_after_now: int = 0  # stamped after `now`, or held at a clock step (`NodeCore._captured_by`)
+    ahead_by_sensor: Counter[str] = field(default_factory=Counter)  # of those, stamped after `now`, by sensor
     duplicate: int = 0  # radar detections repeating one of the same radar and capture time (`RecentFrames`)
     stale: int = 0  # radar and acoustic measurements older than every track's history (`late.StaleScans`)
     stale_by_sensor: Counter[str] = field(default_factory=Counter)  # `stale`, by sensor
@@ -166,11 +167,8 @@ class FusionEngine:
         new.gps = self.gps
         new.tracker.table.continue_numbering(self.tracker.table)
         new.stale_scans = self.stale_scans.restarted()
-        new.counters, new.tracker.births, new.remote_id.counters = (
-            self.counters,
-            self.tracker.births,
-            self.remote_id.counters,
-        )
+        new.counters, new.remote_id.counters = self.counters, self.remote_id.counters
+        new.tracker.births = self.tracker.births
         return new
 
     # -- input ------------------------------------------------------------------------------
