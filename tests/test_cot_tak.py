@@ -136,40 +136,32 @@ def check_delivered(client: CotClient, truth: dict[str, np.ndarray]) -> None:
     assert {e.get("uid") for e in gone} == {e.get("uid") for e in live}
 
 
-def test_sim_demo_over_tcp_reaches_a_second_tak_client(taky: TakyServer, tmp_path: Path) -> None:
-    viewer = CotClient(taky)
-    try:
-        truth = tmp_path / "truth.jsonl"
-        run_sim(
-            tmp_path,
-            [{"name": "tak", "url": taky.url(), "track_rate_hz": 2}],
-            "--speed",
-            "2",
-            "--truth",
-            str(truth),
-        )
-        viewer.wait_for(UID, count=10)
-        check_delivered(viewer, truth_tracks(truth))
-    finally:
-        viewer.close()
-
-
-def test_sim_demo_over_mutual_tls(taky_tls: TakyServer, tmp_path: Path) -> None:
+def test_sim_demo_reaches_tak_clients_over_tcp_and_mutual_tls(
+    taky: TakyServer, taky_tls: TakyServer, tmp_path: Path
+) -> None:
+    """One demo run, two CoT outputs: plain TCP to one TAK server and mutual TLS to another, each
+    watched by a second TAK client (one run, not two: the demo is the suite's slowest part)."""
     cert, key, ca = taky_tls.client_files("sensor")
-    viewer = CotClient(taky_tls, "viewer")
+    viewers = {"tcp": CotClient(taky), "tls": CotClient(taky_tls, "viewer")}
     try:
         truth = tmp_path / "truth.jsonl"
-        output = {
-            "url": taky_tls.url(),
-            "tls_cert_file": str(cert),
-            "tls_key_file": str(key),
-            "tls_ca_file": str(ca),
-        }
-        run_sim(tmp_path, [output], "--speed", "2", "--truth", str(truth))
-        viewer.wait_for(UID, count=10)
-        check_delivered(viewer, truth_tracks(truth))
+        outputs: list[dict[str, object]] = [
+            {"name": "tak", "url": taky.url(), "track_rate_hz": 2},
+            {
+                "name": "tak-tls",
+                "url": taky_tls.url(),
+                "tls_cert_file": str(cert),
+                "tls_key_file": str(key),
+                "tls_ca_file": str(ca),
+            },
+        ]
+        run_sim(tmp_path, outputs, "--speed", "2", "--truth", str(truth))
+        for viewer in viewers.values():
+            viewer.wait_for(UID, count=10)
+            check_delivered(viewer, truth_tracks(truth))
     finally:
-        viewer.close()
+        for viewer in viewers.values():
+            viewer.close()
 
 
 def test_tls_checks_the_server_name_and_needs_a_client_certificate(taky_tls: TakyServer) -> None:
