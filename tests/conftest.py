@@ -54,9 +54,12 @@ REAL_TIME_MODULES = frozenset(
 )
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `slow` are opt-in (`pytest -m slow`): skipped, with the reason, unless the
-    marker expression names them. The real-time end-to-end modules form one xdist group."""
+    marker expression names them. The real-time end-to-end modules form one xdist group: marked
+    first (`tryfirst`), before pytest-xdist's own hook reads the groups on each worker (after it,
+    the marks came too late and the modules were spread over the workers, never grouped)."""
     for item in items:
         module = getattr(item, "module", None)
         if module is not None and module.__name__.rsplit(".", 1)[-1] in REAL_TIME_MODULES:
@@ -67,6 +70,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """`--dist loadgroup` keeps each xdist group on one worker by renaming grouped tests' ids
+    (`...@real-time`); pytest 9.2 no longer reads the field pytest-xdist 3.8 renames, and grouping
+    is then off without a word (pytest-dev/pytest-xdist#1386): refuse to run so."""
+    version = tuple(int(part) for part in pytest.__version__.split(".")[:2] if part.isdigit())
+    if getattr(config.option, "dist", "no") == "loadgroup" and version >= (9, 2):
+        raise pytest.UsageError(
+            f"pytest {pytest.__version__} and pytest-xdist do not group tests (--dist loadgroup): "
+            "the real-time modules would compete for the CPU. pyproject.toml pins pytest below 9.2: "
+            "pip install -e '.[test]'"
+        )
 
 
 MOSQUITTO = shutil.which("mosquitto") or next(

@@ -13,6 +13,10 @@ import pytest
 
 from cuas_node.evaluation.metrics import Step, TrackFrame, TruthFrame, associate, gospa, score_run
 
+# One xdist worker for the module: several tests read the same scenario's run from `_eval`'s
+# cache, which is per process (split over two workers the module took 170 s of CPU, in one 118 s).
+pytestmark = pytest.mark.xdist_group("evaluation")
+
 # -- GOSPA, hand-computed --------------------------------------------------------------------
 
 
