@@ -236,9 +236,9 @@ class TrackStats:
     wall_s: float = 0.0
     dropped: dict[str, int] = dataclasses.field(default_factory=dict)
     """Measurements fusion could not use, by reason (health's `fusion.dropped`)."""
-    stale: dict[str, int] = dataclasses.field(default_factory=dict)
+    stale: Counter[str] = dataclasses.field(default_factory=Counter)
     """`dropped["stale"]` by sensor, where any were (`late.StaleScans`)."""
-    ahead: dict[str, int] = dataclasses.field(default_factory=dict)
+    ahead: Counter[str] = dataclasses.field(default_factory=Counter)
     """Of `dropped["captured_after_now"]`, those stamped after the time, by sensor (not those a
     clock step dropped from the reorder window)."""
     outside_coverage: int = 0
@@ -331,8 +331,8 @@ class Tracking:
             self.out.flush()
         stats.tracks_messages, stats.alerts = self.output.tracks_messages, self.output.alerts
         stats.dropped = self.core.engine.dropped()
-        stats.stale = {key: n for key, n in self.core.engine.counters.stale_by_sensor.items() if n}
-        stats.ahead = {key: n for key, n in self.core.engine.counters.ahead_by_sensor.items() if n}
+        stats.stale = +self.core.engine.counters.stale_by_sensor  # (+: without the zero counts)
+        stats.ahead = +self.core.engine.counters.ahead_by_sensor
         stats.plot_times = {i: runs for i, runs in self.core.frame_stamps.radars.items() if runs.frames}
         stats.outside_coverage = self.core.engine.counters.outside_coverage
         tracker = self.core.engine.tracker

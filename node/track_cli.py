@@ -121,13 +121,13 @@ def summary(stats: TrackStats) -> list[str]:
         )
     if stats.stale:
         lines.append(
-            f"stale measurements by sensor: {_counts(Counter(stats.stale))} (captured longer before the "
+            f"stale measurements by sensor: {_counts(stats.stale)} (captured longer before the "
             "newest radar or array scan than fusion reaches back: a stream that fell behind; if most "
             "of a sensor's, its clock runs behind the others': synchronise it or set its time_offset_s)"
         )
     if stats.ahead:
         lines.append(
-            f"measurements stamped after the time by sensor: {_counts(Counter(stats.ahead))} "
+            f"measurements stamped after the time by sensor: {_counts(stats.ahead)} "
             "(t_capture more than a second after the time the other lines give: a sensor clock "
             "ahead of the others', or its stamps in another time base, e.g. local time against UTC)"
         )

@@ -209,8 +209,9 @@ class NodeCore:
             if fine:
                 kept.append(m)
             else:
-                dropped += saw_something(m)
-                self.engine.counters.ahead_by_sensor[m.sensor_id] += saw_something(m)
+                seen = saw_something(m)
+                dropped += seen
+                self.engine.counters.ahead_by_sensor[m.sensor_id] += seen
             if self._last_stamp.get(m.sensor_id) != m.t_capture:
                 self._last_stamp[m.sensor_id] = m.t_capture
                 if fine or not self._from_before_the_step(m.t_capture, now):
