@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import binom, poisson
+from scipy.special import bdtrc
 
 from cuas_node.fusion.models import radar_innovation
 from cuas_node.fusion.reflectors import SiteReflectors
+from cuas_node.fusion.tails import poisson_isf
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -121,7 +122,7 @@ def learn_reflectors(
     where = where.ravel()
     around = _neighbourhood_counts(cells, counts)
     expected = _backgrounds(keys, cells, around, view.holding(keys))
-    bar = np.maximum(poisson.isf(FAMILY_FALSE_SPOTS / view.cells, expected) + 1.0, MIN_PLOTS)
+    bar = np.maximum(poisson_isf(FAMILY_FALSE_SPOTS / view.cells, expected) + 1.0, MIN_PLOTS)
     taken = np.zeros(z.shape[0], dtype=bool)
     kept: list[tuple[FloatArray, FloatArray, float]] = []
     passing: list[FloatArray] = []
@@ -216,7 +217,7 @@ def _passing(scans: IndexArray, n_scans: int, bar: float) -> bool:
     busiest, total = float(window.max()), float(counts.sum())
     share = PASSING_PARTS / PARTS
     windows = PARTS - PASSING_PARTS + 1
-    unlikely = float(binom.sf(busiest - 1.0, total, share)) * windows < STEADY_CHANCE
+    unlikely = float(bdtrc(busiest - 1.0, round(total), share)) * windows < STEADY_CHANCE
     return total - busiest < bar * (1.0 - share) and unlikely
 
 
@@ -237,7 +238,7 @@ def _rate(scans: IndexArray, n_scans: int, phase: FloatArray | None = None) -> f
         return mean
     total = np.concatenate([[0.0], np.cumsum(shown)])
     busiest = float((total[BURST_SCANS:] - total[:-BURST_SCANS]).max())
-    chance = float(binom.sf(busiest - 1.0, BURST_SCANS, mean)) * (n_scans - BURST_SCANS + 1)
+    chance = float(bdtrc(busiest - 1.0, BURST_SCANS, mean)) * (n_scans - BURST_SCANS + 1)
     return busiest / BURST_SCANS if chance < STEADY_CHANCE else mean
 
 

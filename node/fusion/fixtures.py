@@ -46,11 +46,11 @@ import math
 import numpy as np
 import numpy.typing as npt
 from scipy.special import ndtr
-from scipy.stats import poisson
 
 from cuas_node.fusion.measurement_models import MeasurementModel
 from cuas_node.fusion.reflectors import SiteReflectors
 from cuas_node.fusion.sensor_stats import SensorStats, is_radar
+from cuas_node.fusion.tails import poisson_isf
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -144,7 +144,7 @@ class FixtureLearner:
             found = at < keys.size
             found[found] = keys[at[found]] == wanted[found]
             total[found] += counts[at[found]]
-        busy = corner[total > poisson.isf(BUSY_CHANCE / _BLOCK.shape[0], _BLOCK.shape[0] * uniform)]
+        busy = corner[total > poisson_isf(BUSY_CHANCE / _BLOCK.shape[0], _BLOCK.shape[0] * uniform)]
         return np.unique(pack_cells((busy[:, None, :] + _BLOCK[None]).reshape(-1, 3)))
 
     def _fold(self, false_alarms_per_scan: float) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import chi2
+from scipy.special import chdtri
 
 from cuas_node.fusion import imm, jpda, late
 from cuas_node.fusion.alias_evidence import AliasEvidence
@@ -102,7 +102,7 @@ class Tracker:
 
     def gate(self, dim: int) -> float:
         if dim not in self._gates:
-            self._gates[dim] = float(chi2.ppf(self.params.gate_probability, dim))
+            self._gates[dim] = float(chdtri(dim, 1.0 - self.params.gate_probability))
         return self._gates[dim]
 
     # -- components -------------------------------------------------------------------------
