@@ -233,11 +233,11 @@ def test_history_gives_the_newest_estimate_at_or_before_a_time_else_the_first(
 def test_history_keeps_the_last_entries_when_it_wraps_and_no_longer_reaches_back() -> None:
     x, p = _prior()
     table, history = _table(x, p, 0.0)
-    for k in range(1, 3 * late.HISTORY_LENGTH):
+    for k in range(1, 3 * history.length):
         table.t_state[0] = k * late.HISTORY_SPACING_S
         history.remember(table, np.array([0]))
-    newest = (3 * late.HISTORY_LENGTH - 1) * late.HISTORY_SPACING_S
-    oldest = newest - (late.HISTORY_LENGTH - 1) * late.HISTORY_SPACING_S
+    newest = (3 * history.length - 1) * late.HISTORY_SPACING_S
+    oldest = newest - (history.length - 1) * late.HISTORY_SPACING_S
     assert history.t[0].max() == pytest.approx(newest)
     _, _, kept, usable = history.before(np.array([0]), np.array([0.5]), table.t_created[:1])
     assert kept[0] == pytest.approx(oldest)
@@ -249,7 +249,7 @@ def test_a_measurement_older_than_the_kept_history_changes_nothing() -> None:
     carried back swung a hover's velocity by metres per second (review of this module)."""
     x, p = _prior()
     table, history = _table(x, p, 0.0)
-    for k in range(1, 3 * late.HISTORY_LENGTH):
+    for k in range(1, 3 * history.length):
         table.t_state[0] = k * late.HISTORY_SPACING_S
         history.remember(table, np.array([0]))
     info, vector = late.information_now(
@@ -297,18 +297,24 @@ def test_a_bearing_is_fused_within_the_history_and_its_delivery_delay_and_stale_
     lateness_s: float, stale: bool
 ) -> None:
     """An array's bearing may come a second or two late (stamped at its 1 s window's centre, its
-    offset tracking allowing a clock step of 1 s more); one later than every track's history
-    reaches (1.5 s) plus those 2 s is a backed-up stream's: not fused (a track carried back that
-    far takes anything in its gate) and counted `stale`."""
+    offset tracking allowing a clock step of 1 s more); one later than `LATE_REACH_S` (1.5 s)
+    plus those 2 s is a backed-up stream's: not fused (a track carried back that far takes
+    anything in its gate) and counted `stale`. One within that is fused into the track's state,
+    not only counted as its hit: the track's history reaches as far back (review 1b of stop 56: at
+    3.4 s late it reached 1.5 s and the bearing classified the track without moving it)."""
     rng = np.random.default_rng(7)
     core = _radar_and_array_core()
     for k in range(1, 41):  # 4 s of a radar track
         core.step(k * 0.1, [_detection(rng, k * 0.1, *_cruise(k * 0.1))])
     t = 4.0 - lateness_s
+    before = core.engine.tracker.table.x.copy()
     core.step(4.05, [_bearing_at(t, _cruise(t)[0])])
     (report,) = [r for r in core.engine.current() if r.status != "tentative"]
     assert core.engine.dropped()["stale"] == int(stale)
     assert ("mic" in report.sensors) is not stale, report.sensors
+    moved = float(np.abs(core.engine.tracker.table.x - before).max())  # (round-off: 1e-12)
+    assert (moved > 1e-9) is not stale, moved
+    assert core.engine.tracker.history.reach_s == pytest.approx(late.LATE_REACH_S + 2.0)
 
 
 def test_a_radar_frame_beyond_the_newest_scan_by_more_than_the_reach_is_stale_and_moves_no_track() -> None:

@@ -112,7 +112,6 @@ class FusionEngine:
                 self.models[s.sensor_id] = PositionVelocityModel(s.sensor_id)
             elif isinstance(s, PresenceSensor):
                 self.presence[s.sensor_id] = s
-        self.tracker = Tracker(self.params, [s.sensor_id for s in setup.sensors])
         self.stale_scans = StaleScans(
             {
                 s.sensor_id: s.delivery_s if isinstance(s, BearingSensor) else 1.0 / s.scan_rate_hz
@@ -120,6 +119,8 @@ class FusionEngine:
                 if isinstance(s, RadarSensor | BearingSensor)
             }
         )
+        sensor_ids = [s.sensor_id for s in setup.sensors]
+        self.tracker = Tracker(self.params, sensor_ids, history_reach_s=self.stale_scans.reach_s)
         scanning = [s for s in setup.sensors if isinstance(s, RadarSensor) and s.sweeps]
         self.sweeping = SweepingRadars({s.sensor_id: batch_window_s(s) for s in scanning})
         for s in setup.sensors:

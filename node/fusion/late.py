@@ -20,12 +20,14 @@ nothing; with no update since τ it is exactly filtering z in time order. With u
 it is an approximation (their information is taken as one measurement of the state now), which
 can give z more weight than in-order filtering would where the motion model is lively: the
 prediction noise is the IMM's `carry_noise`. A track that began after κ uses its first estimate
-as the prior; a measurement older than a track's kept history is not fused into its state (it
-still counts as the track's hit). One older than every track's history by more than its sensor's
-delivery delay (a stream backed up by seconds) is not fused at all (`StaleScans`, counted in
-`health.fusion.dropped.stale`): carried back that far, a track's gate takes anything, and a
-bearing a bird's track took then would call it a drone. Mode probabilities are left as they are:
-an old measurement says little of how the target flies now.
+as the prior. A scan captured before the newest scan by more than `LATE_REACH_S` plus its
+sensor's delivery delay (a stream backed up by seconds) is not fused at all (`StaleScans`, counted
+in `health.fusion.dropped.stale`): carried back that far, a track's gate takes anything, and a
+bearing a bird's track took then would call it a drone. Every track's history reaches back as far
+as the longest of those limits among the configured sensors, so that whatever is fused finds what
+its track knew then (a measurement older than the kept history would count as the track's hit and
+classify it while its state could not take it). Mode probabilities are left as they are: an old
+measurement says little of how the target flies now.
 """
 
 from __future__ import annotations
@@ -43,20 +45,24 @@ from cuas_node.fusion.verdicts import RecentVerdicts
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
 
-HISTORY_LENGTH = 16
-"""Past estimates kept per track; with `HISTORY_SPACING_S` they span at least 1.5 s, more than an
-acoustic array's delivery delay (about a second) on top of the reorder window."""
+LATE_REACH_S = 1.5
+"""How late, beyond its sensor's normal delivery delay, a scan may be captured before the newest
+scan and still be fused (`StaleScans`): a host busy for a second and a half."""
 HISTORY_SPACING_S = 0.1
 """A new estimate is kept once the newest kept one is this old (a 20 Hz radar's every other)."""
-HISTORY_REACH_S = (HISTORY_LENGTH - 1) * HISTORY_SPACING_S
-"""How far back every track's history reaches, however often it is updated. Beyond it, on top of
-the sensor's own delivery delay, a measurement is stale (`StaleScans`): not fused at all."""
+
+
+def history_length(reach_s: float) -> int:
+    """Estimates a track keeps for its history to reach `reach_s` back however often it is
+    updated: they are at least `HISTORY_SPACING_S` apart."""
+    return 1 + math.ceil(reach_s / HISTORY_SPACING_S - 1e-9)
 
 
 class StaleScans:
     """Which radar and array scans are too old to fuse: captured before the newest such scan by
-    more than every track's history reaches (`HISTORY_REACH_S`) and its sensor normally delivers
-    late (`delivery_s`, per sensor: a radar's frame period, an array's analysis window). A stream
+    more than `LATE_REACH_S` and its sensor normally delivers late (`delivery_s`, per sensor: a
+    radar's frame period, an array's analysis window; `reach_s`, the longest of those limits, is
+    how far back every track's history reaches). A stream
     backed up by seconds (a host too busy to analyse audio as it comes) would otherwise be gated
     against tracks carried back seconds, whose gates then take anything. Remote ID reports (drone
     clocks) and GPS fixes are not asked: they neither judge nor are judged.
@@ -68,9 +74,14 @@ class StaleScans:
 
     def __init__(self, delivery_s: dict[str, float], verdicts: RecentVerdicts | None = None) -> None:
         self.delivery_s = delivery_s
-        self.limit_s = {sensor_id: HISTORY_REACH_S + delay for sensor_id, delay in delivery_s.items()}
+        self.limit_s = {sensor_id: LATE_REACH_S + delay for sensor_id, delay in delivery_s.items()}
         self.newest_t = -math.inf
         self.verdicts = verdicts or RecentVerdicts()
+
+    @property
+    def reach_s(self) -> float:
+        """How far back every track's history must reach: the longest limit of any sensor."""
+        return max(self.limit_s.values(), default=LATE_REACH_S)
 
     def restarted(self) -> StaleScans:
         """These rules on a wall clock that stepped back: the times are gone, the names kept
@@ -99,12 +110,15 @@ class StaleScans:
 
 
 class History:
-    """Each track's last `HISTORY_LENGTH` estimates (time, state, covariance), a ring per slot."""
+    """Each track's last estimates (time, state, covariance), a ring per slot, enough of them to
+    reach `reach_s` back (`history_length`)."""
 
-    def __init__(self, capacity: int) -> None:
-        self.t = np.full((capacity, HISTORY_LENGTH), np.inf)
-        self.x = np.zeros((capacity, HISTORY_LENGTH, STATE_DIM))
-        self.p = np.zeros((capacity, HISTORY_LENGTH, STATE_DIM, STATE_DIM))
+    def __init__(self, capacity: int, reach_s: float = LATE_REACH_S) -> None:
+        self.reach_s = reach_s
+        self.length = history_length(reach_s)
+        self.t = np.full((capacity, self.length), np.inf)
+        self.x = np.zeros((capacity, self.length, STATE_DIM))
+        self.p = np.zeros((capacity, self.length, STATE_DIM, STATE_DIM))
         self.newest = np.zeros(capacity, dtype=np.intp)
 
     def grow(self, capacity: int) -> None:
@@ -112,7 +126,7 @@ class History:
         old = self.newest.size
         if capacity == old:
             return
-        fresh = History(capacity)
+        fresh = History(capacity, self.reach_s)
         fresh.t[:old], fresh.x[:old], fresh.p[:old], fresh.newest[:old] = self.t, self.x, self.p, self.newest
         self.t, self.x, self.p, self.newest = fresh.t, fresh.x, fresh.p, fresh.newest
 
@@ -131,7 +145,7 @@ class History:
         due = slots[t - self.t[slots, self.newest[slots]] >= HISTORY_SPACING_S - 1e-3]
         if not due.size:
             return
-        ring = (self.newest[due] + 1) % HISTORY_LENGTH
+        ring = (self.newest[due] + 1) % self.length
         self.newest[due] = ring
         self.t[due, ring] = table.t_state[due]
         self.x[due, ring] = table.x[due]

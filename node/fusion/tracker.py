@@ -73,12 +73,17 @@ class ScanResult:
 
 class Tracker:
     def __init__(
-        self, params: FusionParams, sensor_ids: list[str], imm_params: imm.ImmParams | None = None
+        self,
+        params: FusionParams,
+        sensor_ids: list[str],
+        imm_params: imm.ImmParams | None = None,
+        history_reach_s: float = late.LATE_REACH_S,
     ) -> None:
         self.params = params
         self.imm = imm_params or imm.default_params(params)
         self.table = TrackTable(params.max_tracks, self.imm.n_models, self.imm.initial_mode)
-        self.history = late.History(self.table.capacity)  # past estimates, for late measurements
+        # past estimates, for late measurements: as far back as a measurement may be and be fused
+        self.history = late.History(self.table.capacity, history_reach_s)
         self.sensor_bits = {sid: i for i, sid in enumerate(sensor_ids[:63])}
         self.stats = SensorStats(params.clutter_per_scan, params.detection_probability)
         self.manager = TrackManager(params, self.table, self.stats, self._underground)
