@@ -36,9 +36,11 @@ class _FoldersAreNotPackages(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, _FoldersAreNotPackages())
 
 
-# Modules whose tests run a node in real time against real peers and judge what it delivered:
-# under pytest-xdist (scripts/test.sh) they share one worker, so that two of them never compete
-# for the CPU with each other (a node starved of CPU is slower to track: that is not what they test).
+# Modules whose tests run a node in real time against real peers and judge what it delivered (or,
+# test_sdnotify, judge when the watchdog is pinged): marked `real_time`, which scripts/test.sh runs
+# in a pytest process of their own at normal priority beside the rest at a lower one, so that no
+# two of them and no CPU-bound test ever slows them (a node starved of CPU is slower to track: that
+# is not what they test). Under pytest-xdist alone they share one worker (xdist_group).
 REAL_TIME_MODULES = frozenset(
     {
         "test_e2e_sim",
@@ -50,6 +52,7 @@ REAL_TIME_MODULES = frozenset(
         "test_wal",
         "test_broker_faults",
         "test_remote_id_flood",
+        "test_sdnotify",
     }
 )
 
@@ -57,12 +60,14 @@ REAL_TIME_MODULES = frozenset(
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `slow` are opt-in (`pytest -m slow`): skipped, with the reason, unless the
-    marker expression names them. The real-time end-to-end modules form one xdist group: marked
-    first (`tryfirst`), before pytest-xdist's own hook reads the groups on each worker (after it,
-    the marks came too late and the modules were spread over the workers, never grouped)."""
+    marker expression names them. The real-time end-to-end modules are marked `real_time` and form
+    one xdist group: marked first (`tryfirst`), before `-m` selects and pytest-xdist's own hook
+    reads the groups on each worker (after it, the marks came too late and the modules were
+    spread over the workers, never grouped)."""
     for item in items:
         module = getattr(item, "module", None)
         if module is not None and module.__name__.rsplit(".", 1)[-1] in REAL_TIME_MODULES:
+            item.add_marker(pytest.mark.real_time)
             item.add_marker(pytest.mark.xdist_group("real-time"))
     if "slow" in (config.getoption("markexpr") or ""):
         return
