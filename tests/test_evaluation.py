@@ -258,9 +258,11 @@ def test_remote_id_binding_holds_from_message_to_message(name: str) -> None:
 
 
 def test_spoofed_remote_id_is_flagged_inconsistent() -> None:
+    """On each of three seeds: `last` is the last seed's verdict, the fractions all seeds'."""
     summary = _eval("remote-id-spoofed")
     consistency = summary["remote_id"]["consistency"]["1596F3508QL10000666"]
     assert consistency["last"] == "inconsistent"
+    assert consistency["fractions"].get("inconsistent", 0.0) >= 0.9, consistency
 
 
 def test_acoustic_only_drone_becomes_bearing_only_track() -> None:

@@ -22,6 +22,7 @@ from cuas_node.fusion import late
 from cuas_node.fusion.measurement_models import Coverage, RadarModel
 from cuas_node.fusion.models import axis_noise, cv_matrix, white_accel_pattern
 from cuas_node.fusion.tracks import TrackTable
+from cuas_node.kernel.clock import STEP_S
 from cuas_node.kernel.measurement import AcousticBearing, RadarDetection
 from cuas_node.kernel.pose import Pose, cartesian_to_spherical
 
@@ -233,11 +234,11 @@ def test_history_gives_the_newest_estimate_at_or_before_a_time_else_the_first(
 def test_history_keeps_the_last_entries_when_it_wraps_and_no_longer_reaches_back() -> None:
     x, p = _prior()
     table, history = _table(x, p, 0.0)
-    for k in range(1, 3 * history.length):
+    for k in range(1, 3 * late.HISTORY_LENGTH):
         table.t_state[0] = k * late.HISTORY_SPACING_S
         history.remember(table, np.array([0]))
-    newest = (3 * history.length - 1) * late.HISTORY_SPACING_S
-    oldest = newest - (history.length - 1) * late.HISTORY_SPACING_S
+    newest = (3 * late.HISTORY_LENGTH - 1) * late.HISTORY_SPACING_S
+    oldest = newest - (late.HISTORY_LENGTH - 1) * late.HISTORY_SPACING_S
     assert history.t[0].max() == pytest.approx(newest)
     _, _, kept, usable = history.before(np.array([0]), np.array([0.5]), table.t_created[:1])
     assert kept[0] == pytest.approx(oldest)
@@ -249,7 +250,7 @@ def test_a_measurement_older_than_the_kept_history_changes_nothing() -> None:
     carried back swung a hover's velocity by metres per second (review of this module)."""
     x, p = _prior()
     table, history = _table(x, p, 0.0)
-    for k in range(1, 3 * history.length):
+    for k in range(1, 3 * late.HISTORY_LENGTH):
         table.t_state[0] = k * late.HISTORY_SPACING_S
         history.remember(table, np.array([0]))
     info, vector = late.information_now(
@@ -314,7 +315,43 @@ def test_a_bearing_is_fused_within_the_history_and_its_delivery_delay_and_stale_
     assert ("mic" in report.sensors) is not stale, report.sensors
     moved = float(np.abs(core.engine.tracker.table.x - before).max())  # (round-off: 1e-12)
     assert (moved > 1e-9) is not stale, moved
-    assert core.engine.tracker.history.reach_s == pytest.approx(late.LATE_REACH_S + 2.0)
+    assert core.engine.tracker.history.reach_s == pytest.approx(late.LATE_REACH_S + 2.0 + STEP_S)
+
+
+@pytest.mark.parametrize("ahead_s", [0.0, 0.9])
+def test_a_bearing_not_stale_is_fused_into_a_track_of_a_radar_stamping_ahead(ahead_s: float) -> None:
+    """A radar stamping up to a second ahead of the node's clock (the core step admits it) puts
+    its tracks that far beyond the newest scan the stale rule judges by (never beyond `now`): the
+    history reaches that second more (helper-99's review: at 0.9 s ahead a bearing 3.4 s behind
+    the newest scan was counted as the track's hit but found no estimate that old)."""
+    rng = np.random.default_rng(7)
+    core = _radar_and_array_core()
+    for k in range(1, 61):  # 6 s of a radar track, stamped `ahead_s` after the node's clock
+        stamp = k * 0.1 + ahead_s
+        core.step(k * 0.1, [_detection(rng, stamp, *_cruise(stamp))])
+    t = 6.0 - 3.4  # within the array's limit (3.5 s) of the newest scan time, capped at now
+    before = core.engine.tracker.table.x.copy()
+    core.step(6.05, [_bearing_at(t, _cruise(t)[0])])
+    (report,) = [r for r in core.engine.current() if r.status != "tentative"]
+    assert core.engine.dropped()["stale"] == 0 and "mic" in report.sensors
+    assert float(np.abs(core.engine.tracker.table.x - before).max()) > 1e-9
+
+
+@pytest.mark.parametrize("reach_s", [1.5, 2.6, 4.5, 12.5])
+def test_the_kept_estimates_reach_back_however_often_the_track_is_updated(reach_s: float) -> None:
+    """Sixteen estimates, spaced to reach `reach_s` back whatever the update rate: jittered
+    10 Hz stamps (0.0995 s apart), 20 Hz, 3.7 Hz, or irregular."""
+    rng = np.random.default_rng(3)
+    x, p = _prior()
+    for steps in (np.full(400, 0.0995), np.full(400, 0.05), np.full(200, 0.27), rng.uniform(0.01, 0.6, 300)):
+        table, history = _table(x, p, 0.0)
+        history = late.History(4, reach_s)
+        history.start(table, np.array([0]))
+        for t in np.cumsum(steps):
+            table.t_state[0] = t
+            history.remember(table, np.array([0]))
+            kept = history.t[0][np.isfinite(history.t[0])]
+            assert kept.min() <= max(t - reach_s, 0.0) + 1e-6, (reach_s, t, kept)
 
 
 def test_a_radar_frame_beyond_the_newest_scan_by_more_than_the_reach_is_stale_and_moves_no_track() -> None:

@@ -33,9 +33,19 @@ def test_it_is_the_smallest_count_whose_tail_is_small_enough_even_far_out() -> N
 
 
 def test_bad_arguments_are_refused() -> None:
-    for q, mu in ((0.0, 1.0), (1.0, 1.0), (0.1, -1.0)):
+    for q, mu in (
+        (0.0, 1.0),
+        (1.0, 1.0),
+        (0.1, -1.0),
+        (np.nan, 1.0),
+        (0.1, np.nan),
+        (0.1, np.inf),
+        (0.1, 1e16),
+    ):
         with pytest.raises(ValueError, match="0 < q < 1"):
             poisson_isf(q, mu)
+    k = float(poisson_isf(1e-6, 1e12))  # the largest mean taken (scipy.stats: NaN)
+    assert pdtrc(k, 1e12) <= 1e-6 < pdtrc(k - 1.0, 1e12)
 
 
 def test_nothing_that_fuses_or_calibrates_imports_scipy_stats() -> None:

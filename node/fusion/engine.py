@@ -76,7 +76,7 @@ class FusionCounters:
     captured_after_now: int = 0  # stamped after `now`, or held at a clock step (`NodeCore._captured_by`)
     ahead_by_sensor: Counter[str] = field(default_factory=Counter)  # of those, stamped after `now`, by sensor
     duplicate: int = 0  # radar detections repeating one of the same radar and capture time (`RecentFrames`)
-    stale: int = 0  # radar and acoustic measurements older than every track's history (`late.StaleScans`)
+    stale: int = 0  # radar and acoustic scans too long before the newest to fuse (`late.StaleScans`)
     stale_by_sensor: Counter[str] = field(default_factory=Counter)  # `stale`, by sensor
     by_kind: dict[str, int] = field(default_factory=dict)
 

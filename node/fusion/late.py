@@ -24,10 +24,11 @@ as the prior. A scan captured before the newest scan by more than `LATE_REACH_S`
 sensor's delivery delay (a stream backed up by seconds) is not fused at all (`StaleScans`, counted
 in `health.fusion.dropped.stale`): carried back that far, a track's gate takes anything, and a
 bearing a bird's track took then would call it a drone. Every track's history reaches back as far
-as the longest of those limits among the configured sensors, so that whatever is fused finds what
-its track knew then (a measurement older than the kept history would count as the track's hit and
-classify it while its state could not take it). Mode probabilities are left as they are: an old
-measurement says little of how the target flies now.
+as the longest of those limits among the configured sensors, and the second a sensor may stamp
+ahead of the node's clock (whose tracks then stand that far beyond the newest scan), so that
+whatever is fused finds what its track knew then (a measurement older than the kept history would
+count as the track's hit and classify it while its state could not take it). Mode probabilities
+are left as they are: an old measurement says little of how the target flies now.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from cuas_node.fusion.measurement_models import MeasurementModel, ekf_update
 from cuas_node.fusion.models import STATE_DIM, axis_noise, cv_predict
 from cuas_node.fusion.tracks import TrackTable
 from cuas_node.fusion.verdicts import RecentVerdicts
+from cuas_node.kernel.clock import STEP_S
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -48,20 +50,24 @@ IndexArray = npt.NDArray[np.intp]
 LATE_REACH_S = 1.5
 """How late, beyond its sensor's normal delivery delay, a scan may be captured before the newest
 scan and still be fused (`StaleScans`): a host busy for a second and a half."""
+HISTORY_LENGTH = 16
+"""Past estimates kept per track (fixed memory: 16 × 43 floats a slot)."""
 HISTORY_SPACING_S = 0.1
-"""A new estimate is kept once the newest kept one is this old (a 20 Hz radar's every other)."""
+"""The closest two kept estimates may be (a 20 Hz radar's every other), less a millisecond (a
+10 Hz sensor's stamps 0.1 s apart must not round to 0.0999…), where `HISTORY_LENGTH` of them
+reach back far enough; further apart where they would not (`history_gap`)."""
 
 
-def history_length(reach_s: float) -> int:
-    """Estimates a track keeps for its history to reach `reach_s` back however often it is
-    updated: they are at least `HISTORY_SPACING_S` apart."""
-    return 1 + math.ceil(reach_s / HISTORY_SPACING_S - 1e-9)
+def history_gap(reach_s: float) -> float:
+    """How long after the newest kept estimate a track's estimate is kept, for `HISTORY_LENGTH`
+    of them to reach `reach_s` back however often it is updated (to a nanosecond's rounding)."""
+    return max(HISTORY_SPACING_S - 1e-3, reach_s / (HISTORY_LENGTH - 1) - 1e-9)
 
 
 class StaleScans:
     """Which radar and array scans are too old to fuse: captured before the newest such scan by
     more than `LATE_REACH_S` and its sensor normally delivers late (`delivery_s`, per sensor: a
-    radar's frame period, an array's analysis window; `reach_s`, the longest of those limits, is
+    radar's frame period, an array's analysis window; `reach_s`, from the longest of those limits,
     how far back every track's history reaches). A stream
     backed up by seconds (a host too busy to analyse audio as it comes) would otherwise be gated
     against tracks carried back seconds, whose gates then take anything. Remote ID reports (drone
@@ -80,8 +86,10 @@ class StaleScans:
 
     @property
     def reach_s(self) -> float:
-        """How far back every track's history must reach: the longest limit of any sensor."""
-        return max(self.limit_s.values(), default=LATE_REACH_S)
+        """How far back every track's history must reach: the longest limit of any sensor, plus
+        `STEP_S`, as far as the core step lets a sensor stamp ahead of the node's clock (its
+        tracks then stand that far beyond the newest scan, which is never taken beyond `now`)."""
+        return max(self.limit_s.values(), default=LATE_REACH_S) + STEP_S
 
     def restarted(self) -> StaleScans:
         """These rules on a wall clock that stepped back: the times are gone, the names kept
@@ -110,15 +118,15 @@ class StaleScans:
 
 
 class History:
-    """Each track's last estimates (time, state, covariance), a ring per slot, enough of them to
-    reach `reach_s` back (`history_length`)."""
+    """Each track's last `HISTORY_LENGTH` estimates (time, state, covariance), a ring per slot,
+    spaced to reach `reach_s` back (`history_gap`)."""
 
     def __init__(self, capacity: int, reach_s: float = LATE_REACH_S) -> None:
         self.reach_s = reach_s
-        self.length = history_length(reach_s)
-        self.t = np.full((capacity, self.length), np.inf)
-        self.x = np.zeros((capacity, self.length, STATE_DIM))
-        self.p = np.zeros((capacity, self.length, STATE_DIM, STATE_DIM))
+        self.gap_s = history_gap(reach_s)
+        self.t = np.full((capacity, HISTORY_LENGTH), np.inf)
+        self.x = np.zeros((capacity, HISTORY_LENGTH, STATE_DIM))
+        self.p = np.zeros((capacity, HISTORY_LENGTH, STATE_DIM, STATE_DIM))
         self.newest = np.zeros(capacity, dtype=np.intp)
 
     def grow(self, capacity: int) -> None:
@@ -141,11 +149,10 @@ class History:
     def remember(self, table: TrackTable, slots: IndexArray) -> None:
         """Keep the current estimate of these tracks where the newest kept is old enough."""
         t = table.t_state[slots]
-        # (less a millisecond: a 10 Hz sensor's stamps 0.1 s apart must not round to 0.0999…)
-        due = slots[t - self.t[slots, self.newest[slots]] >= HISTORY_SPACING_S - 1e-3]
+        due = slots[t - self.t[slots, self.newest[slots]] >= self.gap_s]
         if not due.size:
             return
-        ring = (self.newest[due] + 1) % self.length
+        ring = (self.newest[due] + 1) % HISTORY_LENGTH
         self.newest[due] = ring
         self.t[due, ring] = table.t_state[due]
         self.x[due, ring] = table.x[due]
