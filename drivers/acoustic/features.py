@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -112,16 +113,22 @@ class FeatureExtractor:
             raise ValueError(f"sample rate {sample_rate} Hz too low for the comb search")
         self.n_harm = self.n_harm.astype(np.float64)
 
-        def gather(bins: FloatArray) -> tuple[npt.NDArray[np.intp], FloatArray]:
-            lo = np.clip(np.floor(bins).astype(np.intp), 0, self.n_bins - 2)
-            return lo, np.asarray(bins - lo, dtype=np.float64)
+        # scipy is imported here, not at the top: see drivers/radar/cluster.py.
+        from scipy.sparse import csr_matrix
 
+        # One (4·pairs × bins) matrix reads a spectrum linearly at each pair's fractional bins half
+        # a bin below the harmonic, on it, half a bin above, and between harmonics (anti-comb).
         hb = self.harm_bins[rows, cols]
-        self._gather = (
-            gather(hb - 0.5),
-            gather(hb),
-            gather(hb + 0.5),
-            gather(self.anti_bins[rows, cols]),
+        bins = np.concatenate([hb - 0.5, hb, hb + 0.5, self.anti_bins[rows, cols]])
+        lo = np.clip(np.floor(bins).astype(np.intp), 0, self.n_bins - 2)
+        frac = bins - lo
+        self._pairs = hb.size
+        self._reader: Any = csr_matrix(
+            (
+                np.stack([1.0 - frac, frac], axis=1).ravel(),
+                (np.repeat(np.arange(bins.size), 2), np.stack([lo, lo + 1], axis=1).ravel()),
+            ),
+            (bins.size, self.n_bins),
         )
         self.band = (self.freqs >= 100.0) & (self.freqs <= 4000.0)
         # Third-octave-like bands 125 Hz..8 kHz (or Nyquist) for the spectral flux and stationarity.
@@ -161,22 +168,24 @@ class FeatureExtractor:
         return np.asarray(log_spec - median_filter(log_spec, size=size, mode="nearest"), dtype=np.float64)
 
     def _comb(self, white: FloatArray) -> FloatArray:
-        """Comb contrast (..., n_f0): mean whitened level on the harmonics minus between them.
+        """Comb contrast (n_f0,) of a spectrum, (T, n_f0) of T: mean whitened level on the
+        harmonics minus between them.
 
-        The interpolation indices of the valid (f0, harmonic) pairs are precomputed once
-        (`_gather`), so a call is a few gathers and one segmented sum: this is the detector's hot loop.
+        Reading the spectra at the valid (f0, harmonic) pairs' fractional bins is one sparse
+        matrix product, precomputed once (`_reader`), then one segmented sum: this is the
+        detector's hot loop (3-8 times faster than gathering columns of the spectra and mixing
+        them, which made a dozen temporaries the size of the product).
         """
-
-        def at(lo: npt.NDArray[np.intp], frac: FloatArray) -> FloatArray:
-            return np.asarray(white[..., lo] * (1.0 - frac) + white[..., lo + 1] * frac, dtype=np.float64)
-
+        read = self._reader @ np.ascontiguousarray(white.T)  # (4·pairs,) or (4·pairs, T)
+        below, on, above, anti = (read[k * self._pairs : (k + 1) * self._pairs] for k in range(4))
         # A harmonic may sit up to half a bin off the comb (bin quantisation, FM): take the best of
         # the bin and its neighbours, and likewise for the anti-comb so that the test stays fair.
-        (lo_m, fr_m), (lo_c, fr_c), (lo_p, fr_p), (lo_a, fr_a) = self._gather
-        on = np.maximum(np.maximum(at(lo_c, fr_c), at(lo_m, fr_m)), at(lo_p, fr_p))
-        diff = np.clip(on, -10.0, 25.0) - np.clip(at(lo_a, fr_a), -10.0, 25.0)
-        sums = np.add.reduceat(diff, self._row_starts, axis=-1)
-        return np.asarray(sums / self.n_harm, dtype=np.float64)
+        np.maximum(on, below, out=on)
+        np.maximum(on, above, out=on)
+        np.clip(on, -10.0, 25.0, out=on)
+        on -= np.clip(anti, -10.0, 25.0, out=anti)
+        sums = np.add.reduceat(on, self._row_starts, axis=0)
+        return np.asarray((sums.T if white.ndim == 2 else sums) / self.n_harm, dtype=np.float64)
 
     def _modulation(self, sig: FloatArray) -> tuple[float, float, float, float, float]:
         """Envelope modulation of three bands of rotor noise (400 Hz–6 kHz) on 8 ms steps:
