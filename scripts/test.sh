@@ -40,23 +40,27 @@ fi
 .venv/bin/ruff check
 .venv/bin/ruff format --check
 ./scripts/typecheck.sh
-# Two pytest runs at once. The modules that run a node in real time against brokers and peers
-# (marked real_time: tests/conftest.py, REAL_TIME_MODULES) run one after another in a process of
-# their own at normal priority: mostly waiting, they leave a core partly idle, and nothing may
-# slow them. The rest, CPU-bound, runs on every core (pytest-xdist) at a lower priority (nice 10):
-# it takes the CPU the real-time tests leave, never theirs. Arguments go to both runs; the
-# real-time run's report follows the other's.
+# With arguments (a file, -k, -m, ...): one pytest run on every core, as they ask.
+if [ "$#" -gt 0 ]; then
+  exec .venv/bin/python -m pytest -q -p no:cacheprovider -n auto --dist loadgroup "$@"
+fi
+# The whole suite: two pytest runs at once. The modules that run a node in real time against
+# brokers and peers (marked real_time: tests/conftest.py, REAL_TIME_MODULES) run one after another
+# in a process of their own at normal priority: mostly waiting, they leave a core partly idle. The
+# rest, CPU-bound, runs on every core (pytest-xdist) at a lower priority (nice 10): it takes the
+# CPU they leave and, when they want it, gets little of theirs. The real-time run's report
+# follows the other's.
 real_time_log=.venv/pytest-real-time.log
-.venv/bin/python -m pytest -q -p no:cacheprovider -m real_time "$@" > "$real_time_log" 2>&1 &
+.venv/bin/python -m pytest -q -p no:cacheprovider -m real_time > "$real_time_log" 2>&1 &
 real_time=$!
+# (a background job of a script ignores Ctrl-C: stop it with the script)
+trap 'kill "$real_time" 2>/dev/null || true' EXIT
+trap 'exit 130' INT TERM
 rest_status=0
-nice -n 10 .venv/bin/python -m pytest -q -p no:cacheprovider -n auto --dist loadgroup -m "not real_time" "$@" \
+nice -n 10 .venv/bin/python -m pytest -q -p no:cacheprovider -n auto --dist loadgroup -m "not real_time" \
   || rest_status=$?
 real_time_status=0
 wait "$real_time" || real_time_status=$?
 echo; echo "== the real-time modules (run alongside; log: $real_time_log) =="; cat "$real_time_log"
-# Exit 5 (no test selected) of one run is no failure when arguments chose tests of the other only.
-if [ "$rest_status" -eq 5 ] && [ "$real_time_status" -ne 5 ]; then rest_status=0; fi
-if [ "$real_time_status" -eq 5 ] && [ "$rest_status" -eq 0 ]; then real_time_status=0; fi
 if [ "$rest_status" -ne 0 ]; then exit "$rest_status"; fi
 exit "$real_time_status"
