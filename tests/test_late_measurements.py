@@ -23,7 +23,7 @@ from cuas_node.fusion.measurement_models import Coverage, RadarModel
 from cuas_node.fusion.models import axis_noise, cv_matrix, white_accel_pattern
 from cuas_node.fusion.tracks import TrackTable
 from cuas_node.kernel.clock import STEP_S
-from cuas_node.kernel.measurement import AcousticBearing, RadarDetection
+from cuas_node.kernel.measurement import AcousticBearing, RadarDetection, RemoteIdReport
 from cuas_node.kernel.pose import Pose, cartesian_to_spherical
 
 Truth = Callable[[float], tuple[np.ndarray, np.ndarray]]
@@ -385,3 +385,35 @@ def test_a_sensor_stamping_ahead_of_the_node_makes_no_other_sensor_stale(ahead_s
     t = 4.1 - 3.0  # an array's bearing near the latest it may come (3.5 s after the newest)
     core.step(4.15, [_bearing_at(t, _cruise(t)[0])])
     assert core.engine.dropped()["stale"] == 0
+
+
+@pytest.mark.parametrize("ahead_s", [3.0, 10.0, 30.0])
+def test_a_remote_id_report_stamped_ahead_carries_no_track_into_the_future(ahead_s: float) -> None:
+    """A broadcaster whose clock runs seconds ahead (admitted within its skew): its report is
+    fused as of now (the core step restamps it), so the radar's plots that follow are not all late
+    for tracks it carried into the future (helper-100's review: 10 s ahead left a radar track
+    8.3 m off six seconds later, its plots counted but not fused)."""
+    data: dict[str, Any] = {
+        "node": {"id": "t", "position": {"lat": 52.0, "lon": 4.3, "alt_m": 10.0}},
+        "fusion": {"reorder_window_s": 0.0},
+        "sensors": [
+            {"kind": "ti-mmwave", "id": "radar", "port": "/dev/null", "max_range_m": 300},
+            {"kind": "remoteid", "id": "rid", "port": "/dev/null"},
+        ],
+    }
+    core = NodeCore(core_setup(build_config(data, "test")))
+    rng = np.random.default_rng(7)
+    for k in range(1, 61):
+        core.step(k * 0.1, [_detection(rng, k * 0.1, *_cruise(k * 0.1))])
+    far = RemoteIdReport("rid", 6.05 + ahead_s, 0.0, "FAR1", 52.045, 4.3, 60.0)  # 5 km north
+    core.step(6.05, [far])
+    table = core.engine.tracker.table
+    assert table.t_state[table.active()].max() <= 6.05 + STEP_S
+    for k in range(61, 121):
+        core.step(k * 0.1, [_detection(rng, k * 0.1, *_cruise(k * 0.1))])
+    radar = [
+        s for s in table.active() if np.linalg.norm(table.x[s, :3] - _cruise(table.t_state[s])[0]) < 50.0
+    ]
+    (slot,) = radar
+    assert table.t_state[slot] == pytest.approx(12.0)
+    assert np.linalg.norm(table.x[slot, :3] - _cruise(12.0)[0]) < 4.0

@@ -197,7 +197,11 @@ class NodeCore:
         good one ahead (a positive offset): either way it is not from the future. A GPS fix that
         far ahead carries the true time of a node clock that is behind: it is kept, stamped `now`
         (fusion uses only its position; held in the reorder window until the clock caught up, it
-        would hold the node's position back and make every radar plot late)."""
+        would hold the node's position back and make every radar plot late). So is a Remote ID
+        report more than `STEP_S` but within its skew ahead: its drone's clock runs ahead, its
+        position is as of its arrival, and fused at its stamp it would carry every track seconds
+        into the future, where the radar's plots that follow find them all late (helper-100: a
+        broadcaster 10 s ahead, 5 km away, left a radar track 8.3 m off for 6 s instead of 2.2)."""
         kept: list[AnyMeasurement] = []
         dropped, capture_time = 0, self.engine.capture_time
         for m in self.frame_stamps.restamp(batch):  # first, each frame at one time (`frame_stamps`)
@@ -207,7 +211,7 @@ class NodeCore:
                 continue
             fine = ahead <= STEP_S or (isinstance(m, RemoteIdReport) and ahead <= REMOTE_ID_SKEW_S + STEP_S)
             if fine:
-                kept.append(m)
+                kept.append(m if ahead <= STEP_S else dataclasses.replace(m, t_capture=now))
             else:
                 seen = saw_something(m)
                 dropped += seen
