@@ -89,8 +89,8 @@ class StaleScans:
         """How far back every track's history must reach: the longest limit of any sensor, plus
         `STEP_S`, as far as the core step lets a radar or an array stamp ahead of the node's
         clock (its tracks then stand that far beyond the newest scan, which is never taken beyond
-        `now`). (A Remote ID report may come further ahead, within its drone's clock skew, and
-        carry tracks with it: not covered, see stop 58's notes.)"""
+        `now`). (A Remote ID report further ahead, within its drone's clock skew, is fused as of
+        `now`: `NodeCore._captured_by`.)"""
         return max(self.limit_s.values(), default=LATE_REACH_S) + STEP_S
 
     def restarted(self) -> StaleScans:
