@@ -206,17 +206,19 @@ class NodeCore:
         dropped, capture_time = 0, self.engine.capture_time
         for m in self.frame_stamps.restamp(batch):  # first, each frame at one time (`frame_stamps`)
             ahead = min(m.t_capture, capture_time(m)) - now  # either: the stamp, or with its offset
-            if isinstance(m, GpsFix):  # (its time is the satellites': never judged)
-                kept.append(m if ahead <= STEP_S else dataclasses.replace(m, t_capture=now))
-                continue
-            fine = ahead <= STEP_S or (isinstance(m, RemoteIdReport) and ahead <= REMOTE_ID_SKEW_S + STEP_S)
-            if fine:
+            judged = not isinstance(m, GpsFix)  # (a fix's time is the satellites': never judged)
+            fine = (
+                not judged
+                or ahead <= STEP_S
+                or (isinstance(m, RemoteIdReport) and ahead <= REMOTE_ID_SKEW_S + STEP_S)
+            )
+            if fine:  # beyond a step ahead (a fix, a report): as of its arrival
                 kept.append(m if ahead <= STEP_S else dataclasses.replace(m, t_capture=now))
             else:
                 seen = saw_something(m)
                 dropped += seen
                 self.engine.counters.ahead_by_sensor[m.sensor_id] += seen
-            if self._last_stamp.get(m.sensor_id) != m.t_capture:
+            if judged and self._last_stamp.get(m.sensor_id) != m.t_capture:
                 self._last_stamp[m.sensor_id] = m.t_capture
                 if fine or not self._from_before_the_step(m.t_capture, now):
                     self._ahead.add(m.sensor_id, now, ahead, not fine)
