@@ -31,13 +31,18 @@ START, SPEED = np.array([0.0, 80.0, 20.0]), 6.0
 SIGMAS = (0.2, math.radians(1.0), math.radians(1.5), 0.1)
 
 
-def _core() -> NodeCore:
+def _radar_core_with(*others: dict[str, Any]) -> NodeCore:
+    """A node with one radar (300 m) and the `others` sensors, fusing without a reorder window."""
     data: dict[str, Any] = {
         "node": {"id": "t", "position": {"lat": 52.0, "lon": 4.3, "alt_m": 10.0}},
         "fusion": {"reorder_window_s": 0.0},
-        "sensors": [{"kind": "ti-mmwave", "id": "radar", "port": "/dev/null", "max_range_m": 300}],
+        "sensors": [{"kind": "ti-mmwave", "id": "radar", "port": "/dev/null", "max_range_m": 300}, *others],
     }
     return NodeCore(core_setup(build_config(data, "test")))
+
+
+def _core() -> NodeCore:
+    return _radar_core_with()
 
 
 def _detection(rng: np.random.Generator, t: float, enu: np.ndarray, vel: np.ndarray) -> RadarDetection:
@@ -277,15 +282,7 @@ def test_a_measurement_from_before_the_track_began_is_weighed_against_its_first_
 
 
 def _radar_and_array_core() -> NodeCore:
-    data: dict[str, Any] = {
-        "node": {"id": "t", "position": {"lat": 52.0, "lon": 4.3, "alt_m": 10.0}},
-        "fusion": {"reorder_window_s": 0.0},
-        "sensors": [
-            {"kind": "ti-mmwave", "id": "radar", "port": "/dev/null", "max_range_m": 300},
-            {"kind": "acoustic-array", "id": "mic", "port": "/dev/null"},
-        ],
-    }
-    return NodeCore(core_setup(build_config(data, "test")))
+    return _radar_core_with({"kind": "acoustic-array", "id": "mic", "port": "/dev/null"})
 
 
 def _bearing_at(t_capture: float, enu: np.ndarray) -> AcousticBearing:
@@ -393,15 +390,7 @@ def test_a_remote_id_report_stamped_ahead_carries_no_track_into_the_future(ahead
     fused as of now (the core step restamps it), so the radar's plots that follow are not all late
     for tracks it carried into the future (helper-100's review: 10 s ahead left a radar track
     8.3 m off six seconds later, its plots counted but not fused)."""
-    data: dict[str, Any] = {
-        "node": {"id": "t", "position": {"lat": 52.0, "lon": 4.3, "alt_m": 10.0}},
-        "fusion": {"reorder_window_s": 0.0},
-        "sensors": [
-            {"kind": "ti-mmwave", "id": "radar", "port": "/dev/null", "max_range_m": 300},
-            {"kind": "remoteid", "id": "rid", "port": "/dev/null"},
-        ],
-    }
-    core = NodeCore(core_setup(build_config(data, "test")))
+    core = _radar_core_with({"kind": "remoteid", "id": "rid", "port": "/dev/null"})
     rng = np.random.default_rng(7)
     for k in range(1, 61):
         core.step(k * 0.1, [_detection(rng, k * 0.1, *_cruise(k * 0.1))])
