@@ -13,7 +13,7 @@ import itertools
 import math
 import operator
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -125,8 +125,7 @@ class FusionEngine:
         self.sweeping = SweepingRadars({s.sensor_id: batch_window_s(s) for s in scanning})
         for s in setup.sensors:
             if isinstance(s, RadarSensor) and s.sensor_id in self.tracker.sensor_bits:
-                bit = self.tracker.sensor_bits[s.sensor_id]
-                late = SWEEP_GUARD if s.sweeps else 0.0
+                bit, late = self.tracker.sensor_bits[s.sensor_id], SWEEP_GUARD if s.sweeps else 0.0
                 self.tracker.stats.seed(bit, s.false_alarms_per_scan, s.scan_rate_hz, late)
         self.frame: LocalFrame | None = None
         if setup.origin is not None:
@@ -237,7 +236,7 @@ class FusionEngine:
                     self._fpv(presence)
             self.last_t = max(self.last_t, t)
         if remote_id and self.frame is not None:
-            self._deleted.extend(self.remote_id.fuse(remote_id, self.frame, self.capture_time))
+            self._hold_deleted(self.remote_id.fuse(remote_id, self.frame, self.capture_time))
 
     def _sweep_batch(self, batch: PlotBatch | None) -> None:
         """A scanning radar's batch of plots: associated together as one partial scan at the
@@ -400,18 +399,20 @@ class FusionEngine:
         self._sweep_batch(self.sweeping.close(t))
         if self.sweeping.open is not None:  # its plots (not fused yet) may feed tracks unfed since
             t = min(t, self.sweeping.open.t_first)
-        self._deleted.append(self.tracker.maintain(t))
+        self._hold_deleted([self.tracker.maintain(t)])
         self.binder.forget_stale(t)
+
+    def _hold_deleted(self, parts: Iterable[Snapshots]) -> None:
+        """Deletions until the next `drain`; not empty ones, which a quiet node made every cycle."""
+        self._deleted += [part for part in parts if len(part)]
 
     def settle(self) -> None:
         """End of input: fuse the scanning radar's plots still held in an open batch."""
         self._sweep_batch(self.sweeping.close())
 
     def has_changes(self) -> bool:
-        table = self.tracker.table
-        return any(len(d) for d in self._deleted) or bool(
-            table.changed[self.tracker.publishable(self.params.publish_tentative)].any()
-        )
+        published = self.tracker.publishable(self.params.publish_tentative)
+        return bool(self._deleted) or bool(self.tracker.table.changed[published].any())
 
     def drain(self) -> list[TrackReport]:
         """Reports for one `tracks` message: every live published track plus the deletions since
