@@ -16,51 +16,60 @@ fi
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   echo "installing chromium and chromium-driver (apt)" >&2; apt_install chromium chromium-driver
 fi
-# taky (PyPI, MIT), a small TAK server, is the real peer of the Cursor-on-Target tests: it lives in
-# a venv of its own so that its pinned dependencies never meet the node's (../shared/peers/tak).
-if [ ! -x .venv-taky/bin/taky ]; then
-  echo "installing taky, the TAK server of the CoT tests (pip, .venv-taky)" >&2
-  python3 -m venv .venv-taky
-  if ! .venv-taky/bin/python -m pip install taky > .venv-taky/pip.log 2>&1; then
-    tail -n 40 .venv-taky/pip.log >&2; echo "pip install taky failed (.venv-taky/pip.log)" >&2; exit 1
-  fi
-fi
-# Apex (Dstl/Roke, Apache-2.0), the SAPIENT middleware, is the real peer of the SAPIENT tests: its
-# own setup.sh makes its venv with its pinned dependencies (protobuf 4.25, never the node's).
-if [ ! -x .venv-apex/bin/python ] && [ -f ../shared/peers/sapient-apex/setup.sh ]; then
-  echo "installing Apex, the SAPIENT middleware of the SAPIENT tests (pip, .venv-apex)" >&2
-  if ! bash ../shared/peers/sapient-apex/setup.sh .venv-apex > .venv-apex.log 2>&1; then
-    tail -n 40 .venv-apex.log >&2; echo "Apex setup failed (.venv-apex.log)" >&2; exit 1
-  fi
-fi
 # protoc compiles the official SAPIENT .proto files for tests/test_sapient_proto.py.
 if ! command -v protoc >/dev/null; then
   echo "installing protobuf-compiler (apt)" >&2; apt_install protobuf-compiler
 fi
-.venv/bin/ruff check
-.venv/bin/ruff format --check
-./scripts/typecheck.sh
-# With arguments (a file, -k, -m, ...): one pytest run on every core, as they ask.
+# The real peers of the real-time tests, each in a venv of its own so that its pinned
+# dependencies never meet the node's: taky (PyPI, MIT), a small TAK server, for the
+# Cursor-on-Target tests (../shared/peers/tak); Apex (Dstl/Roke, Apache-2.0), the SAPIENT
+# middleware, made by its own setup.sh (protobuf 4.25, never the node's).
+install_peers() {
+  if [ ! -x .venv-taky/bin/taky ]; then
+    echo "installing taky, the TAK server of the CoT tests (pip, .venv-taky)" >&2
+    if ! { python3 -m venv .venv-taky && .venv-taky/bin/python -m pip install taky; } > .venv-taky.log 2>&1; then
+      tail -n 40 .venv-taky.log >&2; echo "pip install taky failed (.venv-taky.log)" >&2; exit 1
+    fi
+  fi
+  if [ ! -x .venv-apex/bin/python ] && [ -f ../shared/peers/sapient-apex/setup.sh ]; then
+    echo "installing Apex, the SAPIENT middleware of the SAPIENT tests (pip, .venv-apex)" >&2
+    if ! bash ../shared/peers/sapient-apex/setup.sh .venv-apex > .venv-apex.log 2>&1; then
+      tail -n 40 .venv-apex.log >&2; echo "Apex setup failed (.venv-apex.log)" >&2; exit 1
+    fi
+  fi
+}
+static_checks() { .venv/bin/ruff check && .venv/bin/ruff format --check && ./scripts/typecheck.sh; }
+# With arguments (a file, -k, -m, ...): the checks, then one pytest run on every core, as they ask.
 if [ "$#" -gt 0 ]; then
+  install_peers
+  static_checks
   exec .venv/bin/python -m pytest -q -p no:cacheprovider -n auto --dist loadgroup "$@"
 fi
-# The whole suite: two pytest runs at once. The modules that run a node in real time against
-# brokers and peers (marked real_time: tests/conftest.py, REAL_TIME_MODULES) run one after another
-# in a process of their own at normal priority: mostly waiting, they leave a core partly idle. The
-# rest, CPU-bound, runs on every core (pytest-xdist) at a lower priority (nice 10): it takes the
-# CPU they leave and, when they want it, gets little of theirs. The real-time run's report
-# follows the other's.
+# The whole suite: three jobs at once. The rest of pytest, CPU-bound and the longest, runs on
+# every core (pytest-xdist) at a lower priority (nice 10), and so do ruff and mypy beside it. The
+# modules that run a node in real time against brokers and peers (marked real_time:
+# tests/conftest.py, REAL_TIME_MODULES) run one after another, once their peers are installed, in
+# a process of their own at normal priority: mostly waiting, they leave a core partly idle, which
+# the others take; when they want it, they get it. The reports of the checks and of the
+# real-time run follow the rest's; the script fails if any of the three failed.
+static_log=.venv/static-checks.log
 real_time_log=.venv/pytest-real-time.log
-.venv/bin/python -m pytest -q -p no:cacheprovider -m real_time > "$real_time_log" 2>&1 &
+(renice -n 10 -p "$BASHPID" >/dev/null; static_checks) > "$static_log" 2>&1 &
+static=$!
+(install_peers; exec .venv/bin/python -m pytest -q -p no:cacheprovider -m real_time) > "$real_time_log" 2>&1 &
 real_time=$!
-# (a background job of a script ignores Ctrl-C: stop it with the script)
-trap 'kill "$real_time" 2>/dev/null || true' EXIT
+# (a background job of a script ignores Ctrl-C: stop them with the script)
+trap 'kill "$static" "$real_time" 2>/dev/null || true' EXIT
 trap 'exit 130' INT TERM
 rest_status=0
 nice -n 10 .venv/bin/python -m pytest -q -p no:cacheprovider -n auto --dist loadgroup -m "not real_time" \
   || rest_status=$?
+static_status=0
+wait "$static" || static_status=$?
 real_time_status=0
 wait "$real_time" || real_time_status=$?
+echo; echo "== ruff and mypy (run alongside; log: $static_log) =="; cat "$static_log"
 echo; echo "== the real-time modules (run alongside; log: $real_time_log) =="; cat "$real_time_log"
-if [ "$rest_status" -ne 0 ]; then exit "$rest_status"; fi
-exit "$real_time_status"
+for status in "$static_status" "$rest_status" "$real_time_status"; do
+  if [ "$status" -ne 0 ]; then exit "$status"; fi
+done
