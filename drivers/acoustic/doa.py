@@ -139,9 +139,11 @@ class SrpPhat:
         """Band-limited, PHAT-weighted cross-correlations (P, n_lag), normalised so that a perfectly
         coherent pair peaks at 1; and the number of STFT frames they average."""
         spec = stft(x, self.nfft, self.hop)[:, :, self.band]  # (T, M, Fb)
-        cross = spec[:, self.pair_i, :] * np.conj(spec[:, self.pair_j, :])  # (T, P, Fb)
-        cross /= np.abs(cross) + _EPS
-        g = cross.mean(axis=0)
+        # PHAT: each pair's cross-spectrum over its magnitude, which is the product of the two
+        # channels' phases (normalised per channel: M of them, not M(M-1)/2 pairs).
+        phase = spec / (np.abs(spec) + _EPS)
+        g = np.einsum("tpf,tpf->pf", phase[:, self.pair_i, :], phase[:, self.pair_j, :].conj())
+        g /= spec.shape[0]
         full = np.zeros((g.shape[0], self.nfft // 2 + 1), dtype=np.complex128)
         full[:, self.band] = g
         cc = np.fft.irfft(full, n=self.n_lag, axis=-1) * (self.n_lag / (2.0 * max(1, self.band.size)))

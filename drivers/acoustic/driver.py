@@ -52,6 +52,18 @@ _SAME_COMB_MAX = 0.25  # ... but never wider: at high ratios 8 % would take ever
 _STEP_LEVEL_S = 0.05  # how far the later half's least offset may lie below the earlier's, level
 
 
+def phasors(bins: int, df_hz: float, tau_s: FloatArray) -> npt.NDArray[np.complex128]:
+    """exp(2πi·k·df·τ) for bins k < `bins` and each delay τ, (bins, M): the products of two tables
+    of about √bins rows (row k = 256·a + b is hi[a]·lo[b]), a tenth of the cost of a complex
+    exponential per bin and channel (the beamformer's largest cost at 48 kHz); within 1e-14 of it
+    (phases of tens of radians at 24 kHz carry that much rounding either way)."""
+    step = 256
+    turn = 2j * math.pi * df_hz * tau_s
+    lo = np.exp(np.arange(step)[:, None] * turn)
+    hi = np.exp(np.arange(-(-bins // step))[:, None] * (step * turn))
+    return (hi[:, None, :] * lo[None, :, :]).reshape(-1, tau_s.size)[:bins]
+
+
 @dataclass(frozen=True, slots=True)
 class SourceEstimate:
     peak: DoaPeak
@@ -83,12 +95,11 @@ class AcousticPipeline:
 
     def beamform(self, x: FloatArray, unit: FloatArray) -> FloatArray:
         """Delay-and-sum towards `unit`: advance each channel by its arrival delay, then average."""
-        n = x.shape[0]
+        n, m = x.shape
         spec = np.fft.rfft(x, axis=0)
-        f = np.fft.rfftfreq(n, 1.0 / self.fs)
         tau = -(self.geometry.positions @ unit) / self.c  # arrival delay of each mic
-        steer = np.exp(2j * math.pi * f[:, None] * tau[None, :])
-        return np.asarray(np.fft.irfft((spec * steer).mean(axis=1), n=n), dtype=np.float64)
+        steer = phasors(spec.shape[0], self.fs / n, tau)
+        return np.asarray(np.fft.irfft(np.einsum("fm,fm->f", spec, steer) / m, n=n), dtype=np.float64)
 
     def process(self, x: npt.ArrayLike) -> list[SourceEstimate]:
         """Sources in the block: direction, then the beam's detection, moved by the evidence of
