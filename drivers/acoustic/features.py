@@ -161,11 +161,15 @@ class FeatureExtractor:
         return np.asarray(np.abs(spec[:, : self.n_bins]) ** 2, dtype=np.float64)
 
     def _whiten(self, log_spec: FloatArray) -> FloatArray:
-        """Log spectrum minus its running median over ~250 Hz: peaks stand out, the envelope goes."""
-        size = (1,) * (log_spec.ndim - 1) + (self.envelope_bins,)
+        """Log spectrum minus its running median over ~250 Hz: peaks stand out, the envelope goes.
+        Every frame at once as one 1-D signal, each padded with its edges (the filter's "nearest"):
+        scipy's 1-D median filter is several times faster than its N-D one, and equal to it."""
         from scipy.ndimage import median_filter  # not at the top: see drivers/radar/cluster.py
 
-        return np.asarray(log_spec - median_filter(log_spec, size=size, mode="nearest"), dtype=np.float64)
+        half = self.envelope_bins // 2  # (odd, at least 3)
+        rows = np.pad(np.atleast_2d(log_spec), ((0, 0), (half, half)), mode="edge")
+        median = median_filter(rows.ravel(), size=self.envelope_bins, mode="nearest").reshape(rows.shape)
+        return np.asarray(log_spec - median[:, half:-half].reshape(log_spec.shape), dtype=np.float64)
 
     def _comb(self, white: FloatArray) -> FloatArray:
         """Comb contrast (n_f0,) of a spectrum, (T, n_f0) of T: mean whitened level on the
