@@ -290,6 +290,8 @@ class TrackManager:
         fresh = self.stats.last_t > self._lag_measured_for
         self.lag_s[fresh] = np.maximum(t - self.stats.last_t[fresh], 0.0)
         self._lag_measured_for = self.stats.last_t.copy()
+        if not active.size:  # a quiet node, every cycle
+            return active, active
         tb = self.table
         status = tb.status[active]
         ranged = np.isfinite(tb.t_ranged[active])
