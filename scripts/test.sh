@@ -38,7 +38,8 @@ install_peers() {
     fi
   fi
 }
-static_checks() { .venv/bin/ruff check && .venv/bin/ruff format --check && ./scripts/typecheck.sh; }
+# The checks, each command after the words given (`nice -n 10` beside the rest of pytest).
+static_checks() { "$@" .venv/bin/ruff check && "$@" .venv/bin/ruff format --check && "$@" ./scripts/typecheck.sh; }
 # With arguments (a file, -k, -m, ...): the checks, then one pytest run on every core, as they ask.
 if [ "$#" -gt 0 ]; then
   install_peers
@@ -54,11 +55,12 @@ fi
 # real-time run follow the rest's; the script fails if any of the three failed.
 static_log=.venv/static-checks.log
 real_time_log=.venv/pytest-real-time.log
-(renice -n 10 -p "$BASHPID" >/dev/null; static_checks) > "$static_log" 2>&1 &
+static_checks nice -n 10 > "$static_log" 2>&1 &
 static=$!
-(install_peers; exec .venv/bin/python -m pytest -q -p no:cacheprovider -m real_time) > "$real_time_log" 2>&1 &
+# (the peers' installs say so here, as they start; pytest's report goes to its log)
+(install_peers; exec .venv/bin/python -m pytest -q -p no:cacheprovider -m real_time > "$real_time_log" 2>&1) &
 real_time=$!
-# (a background job of a script ignores Ctrl-C: stop them with the script)
+# Ctrl-C reaches every job; when the script ends otherwise (an error), it stops them.
 trap 'kill "$static" "$real_time" 2>/dev/null || true' EXIT
 trap 'exit 130' INT TERM
 rest_status=0

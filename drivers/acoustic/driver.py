@@ -56,7 +56,8 @@ def phasors(bins: int, df_hz: float, tau_s: FloatArray) -> npt.NDArray[np.comple
     """exp(2πi·k·df·τ) for bins k < `bins` and each delay τ, (bins, M): the products of two tables
     of about √bins rows (row k = 256·a + b is hi[a]·lo[b]), a tenth of the cost of a complex
     exponential per bin and channel (the beamformer's largest cost at 48 kHz); within 1e-14 of it
-    (phases of tens of radians at 24 kHz carry that much rounding either way)."""
+    at a 10 cm array's delays, 3e-13 at 3 ms and 96 kHz (phases of hundreds of radians carry
+    that much rounding either way)."""
     step = 256
     turn = 2j * math.pi * df_hz * tau_s
     lo = np.exp(np.arange(step)[:, None] * turn)
