@@ -57,7 +57,9 @@ static_log=.venv/static-checks.log
 real_time_log=.venv/pytest-real-time.log
 static_checks nice -n 10 > "$static_log" 2>&1 &
 static=$!
-# (the peers' installs say so here, as they start; pytest's report goes to its log)
+# (the peers' installs say so here, as they start; pytest's report goes to its log, emptied first
+# so that a failed install never shows an earlier run's report)
+: > "$real_time_log"
 (install_peers; exec .venv/bin/python -m pytest -q -p no:cacheprovider -m real_time > "$real_time_log" 2>&1) &
 real_time=$!
 # Ctrl-C reaches every job; when the script ends otherwise (an error), it stops them.
