@@ -284,3 +284,14 @@ def test_a_claim_holds_a_drone_coming_down_however_far() -> None:
         path=lambda t: np.array([300.0, 2000.0, 240.0 - 6.0 * t]),
     )
     assert _held(published, 1.0, 38.0)
+
+
+def test_new_broadcasters_are_forgotten_every_cycle_not_only_when_health_asks() -> None:
+    """`track` and `replay` never ask for health: the first-heard times of broadcasters gone for
+    good were kept one per broadcaster (helper-101's soak: 1800 after 1.5 h of one-shot IDs)."""
+    from cuas_node.fusion.identity import NEW_WINDOW_S, IdentityBinder
+
+    binder = IdentityBinder(loose_gate_m=50.0)
+    binder.arrivals.extend([0.0] * 100 + [90.0])
+    binder.forget_stale(NEW_WINDOW_S + 50.0)
+    assert list(binder.arrivals) == [90.0]

@@ -28,6 +28,9 @@ FloatArray = npt.NDArray[np.float64]
 _SUPPORT_WINDOW_S = 3.0
 
 
+NEW_WINDOW_S = 60.0  # broadcasters first heard within this long count as new (spoofing)
+
+
 @dataclass
 class IdentityRecord:
     report: RemoteIdReport
@@ -90,9 +93,9 @@ class IdentityBinder:
             if number is not None:
                 self._owner[number] = uas_id
 
-    def new_broadcasters(self, t: float, window_s: float) -> int:
-        """How many broadcasters were first heard in the last `window_s` seconds."""
-        while self.arrivals and self.arrivals[0] < t - window_s:
+    def new_broadcasters(self, t: float) -> int:
+        """How many broadcasters were first heard in the last `NEW_WINDOW_S` seconds."""
+        while self.arrivals and self.arrivals[0] < t - NEW_WINDOW_S:
             self.arrivals.popleft()
         return len(self.arrivals)
 
@@ -203,6 +206,7 @@ class IdentityBinder:
             record.candidate, record.candidate_count = None, 0
 
     def forget_stale(self, t: float) -> None:
+        self.new_broadcasters(t)  # (else only health trims them: `track`, `replay` kept one each)
         for uas_id in [u for u, r in self.records.items() if t - r.last_seen > self.stale_s]:
             record = self.records.pop(uas_id)
             for number in (record.strict_number, record.loose_number):

@@ -164,7 +164,7 @@ class RemoteIdInput:
         """`health.fusion.remote_id`: broadcasters heard, how many no physical sensor supports,
         and whether so many appeared at once that spoofing is suspected."""
         records = self.binder.records.values()
-        new = self.binder.new_broadcasters(t, 60.0)
+        new = self.binder.new_broadcasters(t)
         return {
             "broadcasters": len(self.binder.records),
             "unsupported": sum(1 for r in records if not r.supported),
