@@ -88,6 +88,34 @@ def test_a_ground_band_is_priced_near_its_density_within_scans_and_the_sky_stays
     assert told is not None and told.peak_azimuth_deg is None  # all azimuths alike: none named
 
 
+def test_the_fixture_learners_reference_is_the_mean_rate_standing_and_moving_together() -> None:
+    """`spatial_density`, what the fixture learner weighs a place's plots against: a band's
+    plots per scan and m·rad², half of them standing and half moving, pooled over all azimuths
+    and read back at their mean (not `density`'s low quantile, which at a bin's few plots read a
+    band at a third of its rate and let every block of it look busy), near and far."""
+    rng = np.random.default_rng(11)
+    profile = ClutterProfile(np.append(SIGMA, 0.1), COVERAGE)
+    band = (math.radians(1.0), math.radians(4.0))  # one bin of elevation (3 sigmas from -20°)
+    truth = 20.0 / ((RANGE_M[1] - RANGE_M[0]) * 2.0 * FOV_AZ * (band[1] - band[0]))
+    scans = []
+    for _ in range(1200):
+        m = int(rng.poisson(20.0))
+        doppler = np.where(rng.random(m) < 0.5, 0.0, rng.uniform(3.0, 9.0, m))
+        scans.append(
+            np.column_stack(
+                [rng.uniform(*RANGE_M, m), rng.uniform(-FOV_AZ, FOV_AZ, m), rng.uniform(*band, m), doppler]
+            )
+        )
+    t = _run(profile, scans, 20.0)
+    near, far = [300.0, 0.2, math.radians(2.5)], [2400.0, -0.7, math.radians(2.5)]
+    got = profile.spatial_density(t, np.array([near, far]))
+    assert got is not None
+    print("spatial / true, at 300 m and 2400 m:", got / truth)
+    assert np.all((got > 0.8 * truth) & (got < 1.25 * truth))
+    above = profile.spatial_density(t, np.array([[1000.0, 0.0, math.radians(12.0)]]))
+    assert above is not None and above[0] == 0.0
+
+
 @pytest.mark.parametrize("per_scan", [10.0, 50.0])
 def test_uniform_clutter_never_raises_lambda(per_scan: float) -> None:
     """Uniform clutter's bins hold what λ holds; their low quantile stays below it everywhere."""

@@ -142,14 +142,18 @@ class ClutterProfile:
         k = ((wrap(z[:, 1]) + min(self.coverage.fov_az_rad, math.pi)) / self.sector_rad).astype(np.intp)
         return np.asarray(np.clip(k, 0, self.n_sectors - 1), dtype=np.intp)
 
-    def _bins(self, z: FloatArray) -> tuple[IndexArray, IndexArray]:
-        """Each plot's (range, elevation) cell as one index into `volume`, and its bin (that, and
-        standing or moving) as one index into `counts`."""
-        n_range, n_el, kinds = self.counts.shape
+    def _cell(self, z: FloatArray) -> IndexArray:
+        """Each plot's (range, elevation) cell as one index into `volume`."""
+        n_range, n_el, _ = self.counts.shape
         i = np.minimum(self._range_u(z[:, 0]).astype(np.intp), n_range - 1)
         j = ((z[:, 2] + self.coverage.fov_el_rad) / self.el_size).astype(np.intp)  # (towards 0: clipped)
-        cell = i * n_el + np.minimum(np.maximum(j, 0), n_el - 1)
-        if kinds == 1:
+        return np.asarray(i * n_el + np.minimum(np.maximum(j, 0), n_el - 1), dtype=np.intp)
+
+    def _bins(self, z: FloatArray) -> tuple[IndexArray, IndexArray]:
+        """Each plot's cell (`_cell`), and its bin (that, and standing or moving) as one index
+        into `counts`."""
+        cell = self._cell(z)
+        if self.counts.shape[2] == 1:
             return cell, cell
         return cell, 2 * cell + (np.abs(z[:, 3]) >= self.standing)
 
@@ -218,6 +222,24 @@ class ClutterProfile:
             sector = self.n_sectors * _lower(self.sector_counts[sectors, where] / scale)
             count = np.maximum(count, sector)
         return count / ((self.scans / scale + PRIOR_SCANS) * volume)
+
+    def spatial_density(self, t: float, at: FloatArray) -> FloatArray | None:
+        """At each place (N, 3: range, azimuth, elevation), its ring bin's false alarms per scan
+        and unit of range × azimuth × elevation, standing and moving together: what the fixture
+        learner weighs a place's plots against (it bins positions only); None before a scan.
+        The mean rate, not `density`'s low quantile, which guards a young drone's plots from
+        pricing themselves: at the few plots a bin near the radar holds, it read band clutter
+        there at a third of its rate, and every block there looked busy. The ring, not a sector:
+        a faint reflector's plots, which no track takes, were most of its sector's bin where
+        clutter is sparse (a tree in 10 % of the scans was learnt a span late), and a ring's bin,
+        all azimuths, is tens of the learner's blocks (clutter over part of the azimuths, which
+        the sectors price, is learnt as fixtures where it is dense)."""
+        if not (self.scans > 0 and at.shape[0]):
+            return None
+        scale = self._scale(t)
+        cell = self._cell(at)
+        count = self.counts.reshape(-1, self.counts.shape[2])[cell].sum(axis=1)
+        return np.asarray(count / ((self.scans + PRIOR_SCANS * scale) * self.volume.reshape(-1)[cell]))
 
     def summary(self) -> ProfileSummary | None:
         """As of its last scan, over range and elevation (standing and moving together) and, where
@@ -297,6 +319,12 @@ class SiteClutterProfile(PerRadar[ClutterProfile]):
     ) -> FloatArray | None:
         profile = self._map(bit, model, z.shape[1], stats)
         return None if profile is None else profile.density(t, z, stats.radial_span(bit, model))
+
+    def spatial_density(self, bit: int, rows: int, t: float, at: FloatArray) -> FloatArray | None:
+        """`ClutterProfile.spatial_density` of this radar's profile of `rows`-row detections, if
+        it has one yet."""
+        profile = self.maps.get((bit, rows))
+        return None if profile is None else profile.spatial_density(t, at)
 
     def observe(
         self,

@@ -12,9 +12,10 @@ place whose plots came in nearly every stretch of that long is part of the site.
 Each radar's measurement space (range, azimuth, elevation) is cut into cells `CELL_SIGMAS` of its
 sigmas a side, and time into `LEARN_EPOCHS` epochs per learning span (scans counted by time where
 the radar's period is known: a scanning radar's plots each carry their own time). A 2×2×2 block
-of cells is *busy* in an epoch when it holds more plots than uniform clutter at the radar's learnt
-false-alarm rate puts in a block with chance `BUSY_CHANCE` (a block, so that a reflector on the
-corner of eight cells counts whole), and so is each of its cells: with 50 false alarms a scan
+of cells is *busy* in an epoch when it holds more plots than the site's clutter there puts in a
+block with chance `BUSY_CHANCE` (a block, so that a reflector on the corner of eight cells counts
+whole), and so is each of its cells; the clutter there is the radar's learnt uniform share, or
+its clutter profile's density where denser (`SiteFixtures.clutter_at`): with 50 false alarms a scan
 over a 2 km coverage a lone plot is not, a reflector seen in 5 % of the scans always is. A cell
 busy in all but `LEARN_MISSES` of the last `LEARN_EPOCHS` epochs, a whole span, becomes a fixture
 (a drone that hovered most of a span, left for a battery swap and came back missed too many),
@@ -42,6 +43,8 @@ epoch's plots are counted at its end, in one step (at 60 false alarms a scan and
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -50,10 +53,17 @@ from scipy.special import ndtr
 from cuas_node.fusion.measurement_models import MeasurementModel
 from cuas_node.fusion.reflectors import SiteReflectors
 from cuas_node.fusion.sensor_stats import SensorStats, is_radar
-from cuas_node.fusion.tails import poisson_isf
+from cuas_node.fusion.tails import MAX_MEAN, poisson_isf
+
+if TYPE_CHECKING:  # (the profile's module builds on the local map's, which packs cells as here)
+    from cuas_node.fusion.clutter_profile import SiteClutterProfile
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
+# At each of some places (N, 3), the false alarms a scan per unit of range × azimuth × elevation
+# that a radar's clutter profile finds there; None before it has any
+# (`SiteFixtures.clutter_at`, `ClutterProfile.spatial_density`).
+ProfileAt = Callable[[FloatArray], FloatArray | None]
 
 CELL_SIGMAS = 3.0  # a cell is this many of the radar's sigmas wide in range and in each angle
 LEARN_EPOCHS = 30  # epochs in a learning span: an epoch is `learn_fixtures_after_s` / this
@@ -77,6 +87,7 @@ class FixtureLearner:
         self.variance = np.array([sigma_range, sigma_angle, sigma_angle]) ** 2
         self.dim = dim  # 4: the spot has a range-rate row too (0, `_learn`); only positions are counted
         self.cells_in_view = max(coverage_volume / float(np.prod(self.size)), 1.0)
+        self.block_volume = float(np.prod(self.size)) * _BLOCK.shape[0]
         self.epoch_s = span_s / LEARN_EPOCHS
         self.epoch_end = math.nan
         self.epoch = 0
@@ -98,18 +109,22 @@ class FixtureLearner:
         self,
         t: float,
         z: FloatArray,
-        false_alarms_per_scan: float,
+        uniform: float,
         period_s: float,
         rate_sigma: float = math.nan,
+        profile: ProfileAt | None = None,
     ) -> None:
         """A scan's plots at time t (a scanning radar's plot: a partial scan, counted by time);
-        `rate_sigma`: the radar's range-rate sigma (`SensorStats.sigma_rate`), if it measures it."""
+        `uniform`: the radar's uniform false alarms a scan per unit of range × azimuth ×
+        elevation, and `profile` its clutter profile's where that is denser (asked once an epoch):
+        what a place's plots are weighed against (`_busy`); `rate_sigma`: the radar's range-rate
+        sigma (`SensorStats.sigma_rate`), if it measures it."""
         if rate_sigma > 0:
             self.rate_sigma = rate_sigma
         if not math.isfinite(self.epoch_end):
             self.epoch_end = t + self.epoch_s
         if t >= self.epoch_end:  # (after a silence the next epoch starts now: silent ones count for nothing)
-            self._fold(false_alarms_per_scan)
+            self._fold(uniform, profile)
             behind = t >= self.epoch_end + self.epoch_s
             self.epoch_end = t + self.epoch_s if behind else self.epoch_end + self.epoch_s
         if t > self._last_t:
@@ -130,24 +145,31 @@ class FixtureLearner:
         coords = np.floor((z[:, :3] + np.array([0.0, math.pi, math.pi / 2])) / self.size).astype(np.int64)
         return pack_cells(np.clip(coords, 0, MAX_CELL))
 
-    def _busy(self, keys: npt.NDArray[np.int64], counts: FloatArray, uniform: float) -> npt.NDArray[np.int64]:
+    def _busy(
+        self, keys: npt.NDArray[np.int64], counts: FloatArray, site: FloatArray, uniform: float, scans: float
+    ) -> npt.NDArray[np.int64]:
         """The cells busy this epoch: every cell of each 2×2×2 block of cells holding more plots
-        than uniform clutter puts in a block with chance `BUSY_CHANCE` (over a block, so that a
-        reflector on a corner of four or eight cells counts whole, not an eighth in each)."""
+        than the site's clutter there puts in a block with chance `BUSY_CHANCE` (over a block, so
+        that a reflector on a corner of four or eight cells counts whole, not an eighth in each).
+        The site's clutter is the profile's density at its plots (`site`: per cell, summed over
+        its plots), or the `uniform` share where that is more."""
         coords = unpack_cells(keys)
         anchors = np.unique(pack_cells((coords[:, None, :] - _BLOCK[None]).reshape(-1, 3)))
         corner = unpack_cells(anchors)
-        total = np.zeros(anchors.size)
+        total, density = np.zeros(anchors.size), np.zeros(anchors.size)
         for offset in _BLOCK:
             wanted = pack_cells(corner + offset)
             at = np.searchsorted(keys, wanted)
             found = at < keys.size
             found[found] = keys[at[found]] == wanted[found]
             total[found] += counts[at[found]]
-        busy = corner[total > poisson_isf(BUSY_CHANCE / _BLOCK.shape[0], _BLOCK.shape[0] * uniform)]
+            density[found] += site[at[found]]
+        # (every block holds a plot: its anchors are the corners of cells that do)
+        expected = np.minimum(np.maximum(density / total, uniform) * self.block_volume * scans, MAX_MEAN)
+        busy = corner[total > poisson_isf(BUSY_CHANCE / _BLOCK.shape[0], expected)]
         return np.unique(pack_cells((busy[:, None, :] + _BLOCK[None]).reshape(-1, 3)))
 
-    def _fold(self, false_alarms_per_scan: float) -> None:
+    def _fold(self, uniform: float, profile: ProfileAt | None) -> None:
         """Close an epoch: count its plots into the cells, note which were busy, forget the cells
         that stopped being, and learn the spots again."""
         pending, scans = self._pending, self._epoch_scans
@@ -158,11 +180,13 @@ class FixtureLearner:
         z = np.concatenate(pending) if pending else np.zeros((0, 3))
         keys, inverse, plots = np.unique(self._cells(z), return_inverse=True, return_counts=True)
         counts = plots.astype(np.float64)
-        sums, squares = np.zeros((keys.size, 3)), np.zeros((keys.size, 3))
+        sums, squares, site = np.zeros((keys.size, 3)), np.zeros((keys.size, 3)), np.zeros(keys.size)
         np.add.at(sums, inverse, z)
         np.add.at(squares, inverse, z**2)
-        uniform = false_alarms_per_scan * scans / self.cells_in_view  # a cell's plots this epoch
-        busy_keys = self._busy(keys, counts, uniform)
+        profiled = None if profile is None or not z.shape[0] else profile(z)
+        if profiled is not None:
+            np.add.at(site, inverse, profiled)
+        busy_keys = self._busy(keys, counts, site, uniform, scans)
         extra = np.setdiff1d(busy_keys, keys, assume_unique=True)  # busy cells without a plot of their own
         if extra.size:
             keys = np.concatenate([keys, extra])
@@ -318,20 +342,41 @@ class SiteFixtures:
         self.learners: dict[int, FixtureLearner] = {}
 
     def clutter_at(
-        self, bit: int, model: MeasurementModel, t: float, z: FloatArray, clutter: float, stats: SensorStats
+        self,
+        bit: int,
+        model: MeasurementModel,
+        t: float,
+        z: FloatArray,
+        clutter: float,
+        stats: SensorStats,
+        profile: SiteClutterProfile,
     ) -> FloatArray | None:
         """λ at each plot of a scan: the uniform `clutter`, plus the survey map's reflectors and
         the fixtures learnt of this radar; None where there is neither (uniform alone). The scan
         is learnt from, but for the plots the survey map already explains (more than the uniform
-        clutter does there): a surveyed reflector learnt again would count twice."""
+        clutter does there): a surveyed reflector learnt again would count twice. A place is
+        weighed against the false alarms the site puts there: the radar's uniform share, or
+        where its clutter `profile` says denser (`ClutterProfile.spatial_density`), that. Against
+        the uniform share alone, clutter confined to a band of elevation (the profile prices it,
+        and the uniform share fell to 0.17 of 3 a scan) was busy everywhere in the band: a soak
+        learnt ~300 spots of random clutter in 45 minutes, each pricing its place at tens of
+        times the clutter there."""
         m = z.shape[0]
         survey = getattr(model, "reflectors", None)
         density = clutter + survey.density(z) if survey is not None and m else None
         learner = self._learner(bit, model, stats)
         if learner is not None:
             unexplained = z[unexplained_by_site(density, clutter, m)]
-            alarms, period = float(stats.false_alarms[bit]), float(stats.period_s[bit])
-            learner.observe(t, unexplained, alarms, period, float(stats.sigma_rate[bit]))
+            uniform = float(stats.false_alarms[bit]) / model.coverage.volume()  # (its share, as learnt)
+            rows = z.shape[1]
+            learner.observe(
+                t,
+                unexplained,
+                uniform,
+                float(stats.period_s[bit]),
+                float(stats.sigma_rate[bit]),
+                lambda at: profile.spatial_density(bit, rows, t, at),
+            )
             if learner.spots is not None and m:
                 density = (np.full(m, clutter) if density is None else density) + learner.spots.density(z)
         return density

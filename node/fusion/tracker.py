@@ -130,7 +130,7 @@ class Tracker:
         clutter = self.stats.clutter_density(bit, scan.model, scan.z.shape[1], self.params.clutter_per_scan)
         active = tb.active()
         m = scan.z.shape[0]
-        lam = self.fixtures.clutter_at(bit, scan.model, scan.t, scan.z, clutter, self.stats)  # (reflectors)
+        lam = self.fixtures.clutter_at(bit, scan.model, scan.t, scan.z, clutter, self.stats, self.profile)
         local_counts = unexplained_by_site(lam, clutter, m)  # the known places are priced already
         local = self.local_clutter.density(bit, scan.model, scan.t, scan.z, clutter, self.stats)
         profile = self.profile.density(bit, scan.model, scan.t, scan.z, self.stats)
