@@ -224,22 +224,27 @@ class ClutterProfile:
         return count / ((self.scans / scale + PRIOR_SCANS) * volume)
 
     def spatial_density(self, t: float, at: FloatArray) -> FloatArray | None:
-        """At each place (N, 3: range, azimuth, elevation), its ring bin's false alarms per scan
-        and unit of range × azimuth × elevation, standing and moving together: what the fixture
-        learner weighs a place's plots against (it bins positions only); None before a scan.
-        The mean rate, not `density`'s low quantile, which guards a young drone's plots from
-        pricing themselves: at the few plots a bin near the radar holds, it read band clutter
-        there at a third of its rate, and every block there looked busy. The ring, not a sector:
-        a faint reflector's plots, which no track takes, were most of its sector's bin where
-        clutter is sparse (a tree in 10 % of the scans was learnt a span late), and a ring's bin,
-        all azimuths, is tens of the learner's blocks (clutter over part of the azimuths, which
-        the sectors price, is learnt as fixtures where it is dense)."""
+        """At each place (N, 3: range, azimuth, elevation), the false alarms per scan and unit of
+        range × azimuth × elevation of its ring bin, standing and moving together: what the
+        fixture learner weighs a place's plots against (it bins positions only); None before a
+        scan. Not `density`'s price, for three reasons. The mean rate, not its low quantile,
+        which guards a young drone's plots from pricing themselves: at the few plots a bin near
+        the radar holds, it read band clutter there at a third of its rate, and every block
+        there looked busy (nor the prior scans: at 1 Hz they read it at 0.8). The ring, not a
+        sector: a faint reflector's plots, which no track takes, were most of its sector's bin
+        where clutter is sparse (a tree in 10 % of the scans was learnt a span late). And the
+        median of the bin and its neighbours in range: a reflector is in one, a band of
+        elevation or the ground's 1/r² in all three, and a radar a few degrees wide has ring
+        bins of a block or two (±5°: a 10 % reflector, most of its bin, went unlearnt).
+        Clutter dense over part of the azimuths (the sea on one side, which the sectors price)
+        or at one range only is learnt as fixtures where dense, as it was before."""
         if not (self.scans > 0 and at.shape[0]):
             return None
-        scale = self._scale(t)
-        cell = self._cell(at)
-        count = self.counts.reshape(-1, self.counts.shape[2])[cell].sum(axis=1)
-        return np.asarray(count / ((self.scans + PRIOR_SCANS * scale) * self.volume.reshape(-1)[cell]))
+        n_range, n_el, _ = self.counts.shape
+        ring = self.counts.sum(axis=2) / (self.scans * self.volume)  # (the time scale cancels)
+        i, j = np.divmod(self._cell(at), n_el)
+        around = np.stack([ring[np.clip(i + d, 0, n_range - 1), j] for d in (-1, 0, 1)])
+        return np.asarray(np.median(around, axis=0))
 
     def summary(self) -> ProfileSummary | None:
         """As of its last scan, over range and elevation (standing and moving together) and, where
@@ -320,11 +325,13 @@ class SiteClutterProfile(PerRadar[ClutterProfile]):
         profile = self._map(bit, model, z.shape[1], stats)
         return None if profile is None else profile.density(t, z, stats.radial_span(bit, model))
 
-    def spatial_density(self, bit: int, rows: int, t: float, at: FloatArray) -> FloatArray | None:
-        """`ClutterProfile.spatial_density` of this radar's profile of `rows`-row detections, if
-        it has one yet."""
-        profile = self.maps.get((bit, rows))
-        return None if profile is None else profile.spatial_density(t, at)
+    def spatial_density(self, bit: int, t: float, at: FloatArray) -> FloatArray | None:
+        """`ClutterProfile.spatial_density` of this radar, over all its profiles (a range-rate
+        radar's detections without range-rate have their own, `PerRadar`; the fixture learner
+        pools both kinds), None before it has one."""
+        found = [p.spatial_density(t, at) for (b, _), p in self.maps.items() if b == bit]
+        densities = [d for d in found if d is not None]
+        return np.asarray(np.sum(densities, axis=0)) if densities else None
 
     def observe(
         self,

@@ -15,7 +15,7 @@ the radar's period is known: a scanning radar's plots each carry their own time)
 of cells is *busy* in an epoch when it holds more plots than the site's clutter there puts in a
 block with chance `BUSY_CHANCE` (a block, so that a reflector on the corner of eight cells counts
 whole), and so is each of its cells; the clutter there is the radar's learnt uniform share, or
-its clutter profile's density where denser (`SiteFixtures.clutter_at`): with 50 false alarms a scan
+its clutter profile's ring mean where denser (`ClutterProfile.spatial_density`): with 50 false alarms a scan
 over a 2 km coverage a lone plot is not, a reflector seen in 5 % of the scans always is. A cell
 busy in all but `LEARN_MISSES` of the last `LEARN_EPOCHS` epochs, a whole span, becomes a fixture
 (a drone that hovered most of a span, left for a battery swap and came back missed too many),
@@ -69,7 +69,7 @@ CELL_SIGMAS = 3.0  # a cell is this many of the radar's sigmas wide in range and
 LEARN_EPOCHS = 30  # epochs in a learning span: an epoch is `learn_fixtures_after_s` / this
 LEARN_MISSES = 1  # a cell becomes a fixture busy in all but this many of the last LEARN_EPOCHS
 KEEP_SHARE = 0.7  # and stays one while busy in at least this share of them
-BUSY_CHANCE = 0.01  # busy: more plots in an epoch than uniform clutter gives a block with this chance
+BUSY_CHANCE = 0.01  # busy: more plots in an epoch than the site's clutter gives a block with this chance
 _MIN_SCANS = 3  # an epoch of fewer scans (the radar silent) says nothing of presence: skipped
 _SILENCE_PERIODS = 30.0  # a gap longer than this many scan periods is a silence, not empty scans
 _BITS = 21  # per packed cell coordinate
@@ -368,14 +368,13 @@ class SiteFixtures:
         if learner is not None:
             unexplained = z[unexplained_by_site(density, clutter, m)]
             uniform = float(stats.false_alarms[bit]) / model.coverage.volume()  # (its share, as learnt)
-            rows = z.shape[1]
             learner.observe(
                 t,
                 unexplained,
                 uniform,
                 float(stats.period_s[bit]),
                 float(stats.sigma_rate[bit]),
-                lambda at: profile.spatial_density(bit, rows, t, at),
+                lambda at: profile.spatial_density(bit, t, at),
             )
             if learner.spots is not None and m:
                 density = (np.full(m, clutter) if density is None else density) + learner.spots.density(z)
