@@ -116,6 +116,42 @@ def test_the_fixture_learners_reference_is_the_mean_rate_standing_and_moving_tog
     assert above is not None and above[0] == 0.0
 
 
+def test_a_reflector_in_a_narrow_radars_bin_is_not_its_own_reference() -> None:
+    """A radar ±5° wide: its ring bins are a block or two of the fixture learner's, so a faint
+    reflector's untracked plots (10 % of the scans) are most of its own bin. The reference is the
+    median of the bin and its range neighbours: the clutter around it, not the reflector."""
+    rng = np.random.default_rng(12)
+    narrow = Coverage(
+        max_range_m=RANGE_M[1], fov_az_rad=math.radians(5.0), fov_el_rad=FOV_EL, min_range_m=RANGE_M[0]
+    )
+    profile = ClutterProfile(SIGMA.copy(), narrow)
+    where = np.array([650.0, 0.0, 0.01])
+    scans = []
+    for _ in range(3000):
+        m = int(rng.poisson(5.0))
+        plots = np.column_stack(
+            [
+                rng.uniform(*RANGE_M, m),
+                rng.uniform(-narrow.fov_az_rad, narrow.fov_az_rad, m),
+                rng.uniform(-FOV_EL, FOV_EL, m),
+            ]
+        )
+        if rng.random() < 0.1:
+            plots = np.vstack([plots, where + rng.normal(0.0, 1.0, 3) * SIGMA])
+        scans.append(plots)
+    t = _run(profile, scans, 10.0)
+    got = profile.spatial_density(t, where[None])
+    assert got is not None
+    clutter = 5.0 / narrow.volume()
+    cell = profile._cell(where[None])  # its own bin alone: the reflector's plots and the clutter's
+    own_bin = profile.counts.sum(axis=2).reshape(-1)[cell] / (
+        profile.scans * profile.volume.reshape(-1)[cell]
+    )
+    print("reference / clutter:", got[0] / clutter, "its own bin / clutter:", own_bin[0] / clutter)
+    assert got[0] < 2.0 * clutter  # (a median of three bins of a few plots each: noisy)
+    assert own_bin[0] > 5.0 * got[0]
+
+
 @pytest.mark.parametrize("per_scan", [10.0, 50.0])
 def test_uniform_clutter_never_raises_lambda(per_scan: float) -> None:
     """Uniform clutter's bins hold what λ holds; their low quantile stays below it everywhere."""
