@@ -188,6 +188,35 @@ def test_a_range_rate_radars_fixture_stands_still() -> None:
     assert spots.rate[0] == pytest.approx(0.4, rel=0.15)
 
 
+def test_a_range_rate_radar_whose_first_plots_lack_it_learns_4d_spots() -> None:
+    """A frame's plots without range-rate are fused first (its smaller part, by the 3-D model), so
+    a range-rate radar's learner may be made from that part's model; once its plots with
+    range-rate come, its spots stand still in range-rate too (3-D spots in a 4-D λ priced a
+    drone moving across one as the fixture)."""
+    from cuas_node.fusion.measurement_models import radar_model
+    from cuas_node.fusion.params import RadarSensor
+    from cuas_node.fusion.sensor_stats import SensorStats
+    from cuas_node.kernel.pose import Pose
+
+    sensor = RadarSensor(
+        "surv",
+        Pose.from_angles(0, 0, 0, (0, 0, 0)),
+        2500.0,
+        range_sigma_m=float(SIGMA[0]),
+        az_sigma_rad=float(SIGMA[1]),
+        el_sigma_rad=float(SIGMA[2]),
+        range_rate_sigma_mps=0.1,
+    )
+    stats = SensorStats(5.0, 0.9)
+    stats.sigma_range[0], stats.sigma_angle[0] = SIGMA[0], SIGMA[1]
+    site = SiteFixtures(SPAN_S)
+    assert site._learner(0, radar_model(sensor, range_rate=False), stats) is not None
+    assert site.learners[0].dim == 3
+    learner = site._learner(0, radar_model(sensor), stats)
+    assert learner is site.learners[0] and learner.dim == 4
+    assert site._learner(0, radar_model(sensor, range_rate=False), stats) is learner and learner.dim == 4
+
+
 def test_a_fixture_that_leaves_is_forgotten_but_not_for_a_bad_stretch() -> None:
     """A truck parked for two spans: learnt. Gone for 8 epochs (a quarter span), it is still
     known (a fixture stays one while busy in 70 % of the span); gone for a half span, forgotten."""

@@ -394,8 +394,13 @@ class SiteFixtures:
 
     def _learner(self, bit: int, model: MeasurementModel, stats: SensorStats) -> FixtureLearner | None:
         learner = self.learners.get(bit)
-        if learner is not None or self.learn_after_s <= 0 or not is_radar(model):
+        if learner is not None:
+            # A range-rate radar whose first plots lacked it (a frame's parts, the smaller first):
+            # its spots stand still in range-rate too, or a moving drone on one is priced as it.
+            learner.dim = max(learner.dim, 4 if getattr(model, "range_rate", False) else 3)
             return learner
+        if self.learn_after_s <= 0 or not is_radar(model):
+            return None
         sigma_range, sigma_angle = float(stats.sigma_range[bit]), float(stats.sigma_angle[bit])
         if not (sigma_range > 0 and sigma_angle > 0):  # accuracy not known yet: its first plots
             return None
