@@ -117,12 +117,12 @@ def test_the_fixture_learners_reference_is_the_mean_rate_standing_and_moving_tog
 
 
 def test_a_reflector_in_a_narrow_radars_bin_is_not_its_own_reference() -> None:
-    """A radar ±5° wide: its ring bins are a block or two of the fixture learner's, so a faint
-    reflector's untracked plots (10 % of the scans) are most of its own bin. The reference is the
-    median of the bin and its range neighbours: the clutter around it, not the reflector."""
+    """A radar ±12° wide: its ring bins are four of the fixture learner's blocks across, so a
+    faint reflector's untracked plots (10 % of the scans) are much of its own bin. The reference
+    is the median of the bin and its range neighbours: the clutter around it, not the reflector."""
     rng = np.random.default_rng(12)
     narrow = Coverage(
-        max_range_m=RANGE_M[1], fov_az_rad=math.radians(5.0), fov_el_rad=FOV_EL, min_range_m=RANGE_M[0]
+        max_range_m=RANGE_M[1], fov_az_rad=math.radians(12.0), fov_el_rad=FOV_EL, min_range_m=RANGE_M[0]
     )
     profile = ClutterProfile(SIGMA.copy(), narrow)
     where = np.array([650.0, 0.0, 0.01])

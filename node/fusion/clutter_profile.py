@@ -234,8 +234,9 @@ class ClutterProfile:
         sector: a faint reflector's plots, which no track takes, were most of its sector's bin
         where clutter is sparse (a tree in 10 % of the scans was learnt a span late). And the
         median of the bin and its neighbours in range: a reflector is in one, a band of
-        elevation or the ground's 1/r² in all three, and a radar a few degrees wide has ring
-        bins of a block or two (±5°: a 10 % reflector, most of its bin, went unlearnt).
+        elevation or the ground's 1/r² in all three, and a ring of a few of the learner's blocks
+        holds a reflector at a good share of its rate (±10°: a 10 % reflector went unlearnt; a
+        ring of fewer than `fixtures.MIN_RING_BLOCKS` is no reference at all).
         Clutter dense over part of the azimuths (the sea on one side, which the sectors price)
         or at one range only is learnt as fixtures where dense, as it was before."""
         if not (self.scans > 0 and at.shape[0]):
