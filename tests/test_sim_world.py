@@ -15,7 +15,7 @@ def _targets(rng: np.random.Generator, n: int) -> list[TargetSpec]:
     out = []
     for k in range(n):
         count = int(rng.integers(2, 7))
-        legs = rng.uniform(10.0, 20.0, count)  # (long enough that no corner is cut short)
+        legs = rng.uniform(12.0, 20.0, count)  # (0.45 of 12 s: no corner of these speeds cut short)
         times = np.cumsum(legs) + rng.uniform(0.0, 20.0)
         velocities = rng.uniform(-1.0, 1.0, (count, 3)) * [15.0, 15.0, 3.0]  # a drone's speeds
         points = np.cumsum(velocities * legs[:, None], axis=0) + np.array([0.0, 0.0, 100.0])
@@ -36,7 +36,8 @@ def test_a_target_among_many_flies_as_it_flies_alone_and_within_its_acceleration
     together = World(_scenario(targets))
     alone = [World(_scenario([t])) for t in targets]
     dt = 1e-3
-    for t in np.arange(0.0, 140.0, 0.23).tolist():  # (off the waypoints' grid)
+    exact = [w.t for target in targets for w in target.waypoints]  # (at waypoints, first and last)
+    for t in [*np.arange(0.0, 140.0, 0.23).tolist(), *exact]:
         state = together.state(t)
         present = [t_.id for t_ in targets if t_.waypoints[0].t <= t <= t_.waypoints[-1].t]
         assert state.ids == present
@@ -52,3 +53,10 @@ def test_a_target_among_many_flies_as_it_flies_alone_and_within_its_acceleration
                 np.testing.assert_allclose(state.vel[row], slope, atol=5e-3)
                 accel = np.linalg.norm(later.vel[0] - earlier.vel[0]) / (2.0 * dt)
                 assert accel <= 4.0 + 1e-6  # (a quadcopter's: corners rounded, not turned)
+
+
+def test_a_scenario_without_targets_has_none_at_any_time() -> None:
+    world = World(_scenario([]))
+    for t in (0.0, 10.0, 1e9):
+        state = world.state(t)
+        assert state.ids == [] and state.enu.shape == (0, 3) and state.vel.shape == (0, 3)

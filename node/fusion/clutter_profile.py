@@ -223,7 +223,7 @@ class ClutterProfile:
             count = np.maximum(count, sector)
         return count / ((self.scans / scale + PRIOR_SCANS) * volume)
 
-    def spatial_density(self, t: float, at: FloatArray) -> FloatArray | None:
+    def spatial_density(self, t: float, at: FloatArray, smallest: float = 0.0) -> FloatArray | None:
         """At each place (N, 3: range, azimuth, elevation), the false alarms per scan and unit of
         range × azimuth × elevation of its ring bin, standing and moving together: what the
         fixture learner weighs a place's plots against (it bins positions only); None before a
@@ -235,8 +235,10 @@ class ClutterProfile:
         where clutter is sparse (a tree in 10 % of the scans was learnt a span late). And the
         median of the bin and its neighbours in range: a reflector is in one, a band of
         elevation or the ground's 1/r² in all three, and a ring of a few of the learner's blocks
-        holds a reflector at a good share of its rate (±10°: a 10 % reflector went unlearnt; a
-        ring of fewer than `fixtures.MIN_RING_BLOCKS` is no reference at all).
+        holds a reflector at a good share of its rate (on the profile alone, ±10°: a 10 %
+        reflector went unlearnt). And 0 where the place's bin is under `smallest` (m·rad²): a
+        bin of a few of the learner's blocks cannot tell a band from a reflector in it at all
+        (`fixtures.MIN_RING_BLOCKS`).
         Clutter dense over part of the azimuths (the sea on one side, which the sectors price)
         or at one range only is learnt as fixtures where dense, as it was before."""
         if not (self.scans > 0 and at.shape[0]):
@@ -245,7 +247,7 @@ class ClutterProfile:
         ring = self.counts.sum(axis=2) / (self.scans * self.volume)  # (the time scale cancels)
         i, j = np.divmod(self._cell(at), n_el)
         around = np.stack([ring[np.clip(i + d, 0, n_range - 1), j] for d in (-1, 0, 1)])
-        return np.asarray(np.median(around, axis=0))
+        return np.asarray(np.where(self.volume[i, j] >= smallest, np.median(around, axis=0), 0.0))
 
     def summary(self) -> ProfileSummary | None:
         """As of its last scan, over range and elevation (standing and moving together) and, where
@@ -326,11 +328,11 @@ class SiteClutterProfile(PerRadar[ClutterProfile]):
         profile = self._map(bit, model, z.shape[1], stats)
         return None if profile is None else profile.density(t, z, stats.radial_span(bit, model))
 
-    def spatial_density(self, bit: int, t: float, at: FloatArray) -> FloatArray | None:
+    def spatial_density(self, bit: int, t: float, at: FloatArray, smallest: float = 0.0) -> FloatArray | None:
         """`ClutterProfile.spatial_density` of this radar, over all its profiles (a range-rate
         radar's detections without range-rate have their own, `PerRadar`; the fixture learner
         pools both kinds), None before it has one."""
-        found = [p.spatial_density(t, at) for (b, _), p in self.maps.items() if b == bit]
+        found = [p.spatial_density(t, at, smallest) for (b, _), p in self.maps.items() if b == bit]
         densities = [d for d in found if d is not None]
         return np.asarray(np.sum(densities, axis=0)) if densities else None
 

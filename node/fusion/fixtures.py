@@ -15,7 +15,8 @@ the radar's period is known: a scanning radar's plots each carry their own time)
 of cells is *busy* in an epoch when it holds more plots than the site's clutter there puts in a
 block with chance `BUSY_CHANCE` (a block, so that a reflector on the corner of eight cells counts
 whole), and so is each of its cells; the clutter there is the radar's learnt uniform share, or
-its clutter profile's ring mean where denser (`ClutterProfile.spatial_density`): with 50 false alarms a scan
+where denser its clutter profile's (its ring bins' median over range, where a bin holds
+`MIN_RING_BLOCKS` blocks or more: `ClutterProfile.spatial_density`): with 50 false alarms a scan
 over a 2 km coverage a lone plot is not, a reflector seen in 5 % of the scans always is. A cell
 busy in all but `LEARN_MISSES` of the last `LEARN_EPOCHS` epochs, a whole span, becomes a fixture
 (a drone that hovered most of a span, left for a battery swap and came back missed too many),
@@ -70,7 +71,7 @@ LEARN_EPOCHS = 30  # epochs in a learning span: an epoch is `learn_fixtures_afte
 LEARN_MISSES = 1  # a cell becomes a fixture busy in all but this many of the last LEARN_EPOCHS
 KEEP_SHARE = 0.7  # and stays one while busy in at least this share of them
 BUSY_CHANCE = 0.01  # busy: more plots in an epoch than the site's clutter gives a block with this chance
-MIN_RING_BLOCKS = 4.0  # the clutter profile is a place's reference where its rings span this many blocks
+MIN_RING_BLOCKS = 4.0  # the profile is a place's reference where its ring bin holds this many blocks
 _MIN_SCANS = 3  # an epoch of fewer scans (the radar silent) says nothing of presence: skipped
 _SILENCE_PERIODS = 30.0  # a gap longer than this many scan periods is a silence, not empty scans
 _BITS = 21  # per packed cell coordinate
@@ -369,17 +370,18 @@ class SiteFixtures:
         if learner is not None:
             unexplained = z[unexplained_by_site(density, clutter, m)]
             uniform = float(stats.false_alarms[bit]) / model.coverage.volume()  # (its share, as learnt)
-            # A ring (all azimuths) of a few blocks cannot tell clutter along it from a reflector
-            # in it: on a radar ±5° wide, three reflectors in neighbouring range bins were each
-            # other's reference, and none was learnt (an outside test, helper-104).
-            ring = 2.0 * min(model.coverage.fov_az_rad, math.pi) / (2.0 * float(learner.size[1]))
+            # A ring bin (all azimuths) of a few blocks cannot tell clutter along it from a
+            # reflector in it: on a radar ±5° wide, three reflectors in neighbouring range bins at
+            # 300 m were each other's reference, and none was learnt (an outside test, helper-104;
+            # at ±12°, ring bins of 2.6 blocks there, the faintest): there the uniform share.
+            smallest = MIN_RING_BLOCKS * learner.block_volume
             learner.observe(
                 t,
                 unexplained,
                 uniform,
                 float(stats.period_s[bit]),
                 float(stats.sigma_rate[bit]),
-                (lambda at: profile.spatial_density(bit, t, at)) if ring >= MIN_RING_BLOCKS else None,
+                lambda at: profile.spatial_density(bit, t, at, smallest),
             )
             if learner.spots is not None and m:
                 density = (np.full(m, clutter) if density is None else density) + learner.spots.density(z)
@@ -402,7 +404,9 @@ class SiteFixtures:
         if learner is not None:
             # A range-rate radar whose first plots lacked it (a frame's parts, the smaller first):
             # its spots stand still in range-rate too, or a moving drone on one is priced as it.
-            learner.dim = max(learner.dim, 4 if getattr(model, "range_rate", False) else 3)
+            if getattr(model, "range_rate", False) and learner.dim < 4:
+                learner.dim = 4
+                learner.spots = learner._learn()  # (its spots, if any yet, 4-D now)
             return learner
         if self.learn_after_s <= 0 or not is_radar(model):
             return None
