@@ -106,13 +106,13 @@ def test_the_fixture_learners_reference_is_the_mean_rate_standing_and_moving_tog
                 [rng.uniform(*RANGE_M, m), rng.uniform(-FOV_AZ, FOV_AZ, m), rng.uniform(*band, m), doppler]
             )
         )
-    t = _run(profile, scans, 20.0)
+    _run(profile, scans, 20.0)
     near, far = [300.0, 0.2, math.radians(2.5)], [2400.0, -0.7, math.radians(2.5)]
-    got = profile.spatial_density(t, np.array([near, far]))
+    got = profile.spatial_density(np.array([near, far]))
     assert got is not None
     print("spatial / true, at 300 m and 2400 m:", got / truth)
     assert np.all((got > 0.8 * truth) & (got < 1.25 * truth))
-    above = profile.spatial_density(t, np.array([[1000.0, 0.0, math.radians(12.0)]]))
+    above = profile.spatial_density(np.array([[1000.0, 0.0, math.radians(12.0)]]))
     assert above is not None and above[0] == 0.0
 
 
@@ -139,8 +139,8 @@ def test_a_reflector_in_a_narrow_radars_bin_is_not_its_own_reference() -> None:
         if rng.random() < 0.1:
             plots = np.vstack([plots, where + rng.normal(0.0, 1.0, 3) * SIGMA])
         scans.append(plots)
-    t = _run(profile, scans, 10.0)
-    got = profile.spatial_density(t, where[None])
+    _run(profile, scans, 10.0)
+    got = profile.spatial_density(where[None])
     assert got is not None
     clutter = 5.0 / narrow.volume()
     cell = profile._cell(where[None])  # its own bin alone: the reflector's plots and the clutter's

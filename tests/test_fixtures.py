@@ -40,7 +40,7 @@ VOLUME = (COVERAGE[1] - COVERAGE[0]) * 4.0 * COVERAGE[2] * COVERAGE[3]
 
 
 def _learner() -> FixtureLearner:
-    return FixtureLearner((float(SIGMA[0]), float(SIGMA[1])), 3, VOLUME, SPAN_S)
+    return FixtureLearner((float(SIGMA[0]), float(SIGMA[1])), 3, SPAN_S)
 
 
 def _feed(learner: FixtureLearner, scans: list[np.ndarray], t0: float = 0.0, *, never: bool = False) -> None:
@@ -58,6 +58,11 @@ def _hover(where: np.ndarray, present: Callable[[float], bool], pd: float = 0.9)
         return (where + rng.normal(0.0, 1.0, 3) * SIGMA)[None] if seen else np.zeros((0, 3))
 
     return plots
+
+
+def _cells_in_view(learner: FixtureLearner) -> float:
+    """The learner's cells in the site's coverage (tests/reflector_site.py)."""
+    return VOLUME / float(np.prod(learner.size))
 
 
 def _uniform_lambda() -> float:
@@ -100,7 +105,7 @@ def test_uniform_clutter_and_moving_targets_are_never_learnt_and_little_is_kept(
         learner.observe(k / RATE_HZ, z, 60.0 / VOLUME, 1.0 / RATE_HZ)
         assert learner.spots is None
     assert learner.epoch >= 89
-    assert learner.keys.size < 2000 < 0.02 * learner.cells_in_view  # not the 100 000+ cells of the view
+    assert learner.keys.size < 2000 < 0.02 * _cells_in_view(learner)  # not the 100 000+ cells of the view
 
 
 def test_a_drone_hovering_shorter_than_the_span_is_never_learnt() -> None:
@@ -174,7 +179,7 @@ def test_a_range_rate_radars_fixture_stands_still() -> None:
     so its spot is range-rate 0 within twice the radar's sigma (measured, it had spread 2-5 m/s
     for a 0.1 m/s radar and its plots were priced 20-46 times too low: tracks on it lived on)."""
     rng = np.random.default_rng(16)
-    learner = FixtureLearner((float(SIGMA[0]), float(SIGMA[1])), 4, VOLUME, SPAN_S)
+    learner = FixtureLearner((float(SIGMA[0]), float(SIGMA[1])), 4, SPAN_S)
     where = np.array([1200.0, 0.3, 0.005, 0.0])
     sigma = np.append(SIGMA, 0.1)
     for k, z in enumerate(site_scans(1.2 * SPAN_S, seed=17, reflectors=False, false_alarms=50.0)):
@@ -256,7 +261,7 @@ def test_a_scanning_radars_sweeps_are_counted_by_time() -> None:
     has its own time, and a sweep may hold none): a reflector in half the sweeps is learnt at its
     rate per sweep, not per plot time."""
     rng = np.random.default_rng(12)
-    learner = FixtureLearner((float(SIGMA[0]), float(SIGMA[1])), 3, VOLUME, 30 * 60.0)  # 60 s epochs
+    learner = FixtureLearner((float(SIGMA[0]), float(SIGMA[1])), 3, 30 * 60.0)  # 60 s epochs
     where = np.array([1200.0, 0.3, 0.005])
     for sweep in range(int(1.5 * 30 * 60)):
         plots = [
@@ -356,7 +361,7 @@ def test_clutter_confined_in_elevation_is_the_profiles_to_price_not_fixtures() -
     assert learner.epoch >= 35  # more than a span: time enough to learn what recurs
     bit = tracker.sensor_bits["surv"]
     assert float(tracker.stats.false_alarms[bit]) < 1.0  # the profile took most of the false alarms
-    band_cells = learner.cells_in_view * 4.0 / 40.0
+    band_cells = _cells_in_view(learner) * 4.0 / 40.0
     spots = learner.spots
     assert spots is not None and len(spots) == 1
     assert np.all(np.abs(spots.mean[0] - mast) < 0.5 * SIGMA)

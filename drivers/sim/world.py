@@ -69,7 +69,7 @@ class _Paths:
             )
         self.count = np.array([len(p.times) for p in paths], dtype=np.intp)
         self.first = self.times[:, 0].copy()
-        self.last = np.array([p.times[-1] for p in paths], dtype=np.float64)
+        self.last = self.times[np.arange(n), self.count - 1]
 
     def at(self, t: float) -> tuple[npt.NDArray[np.intp], FloatArray, FloatArray]:
         """The targets present at t (indices), their positions and velocities: a straight leg's,

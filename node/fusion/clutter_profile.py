@@ -223,7 +223,7 @@ class ClutterProfile:
             count = np.maximum(count, sector)
         return count / ((self.scans / scale + PRIOR_SCANS) * volume)
 
-    def spatial_density(self, t: float, at: FloatArray, smallest: float = 0.0) -> FloatArray | None:
+    def spatial_density(self, at: FloatArray, smallest: float = 0.0) -> FloatArray | None:
         """At each place (N, 3: range, azimuth, elevation), the false alarms per scan and unit of
         range × azimuth × elevation of its ring bin, standing and moving together: what the
         fixture learner weighs a place's plots against (it bins positions only); None before a
@@ -244,7 +244,7 @@ class ClutterProfile:
         if not (self.scans > 0 and at.shape[0]):
             return None
         n_range, n_el, _ = self.counts.shape
-        ring = self.counts.sum(axis=2) / (self.scans * self.volume)  # (the time scale cancels)
+        ring = self.counts.sum(axis=2) / (self.scans * self.volume)  # (the time scale cancels: no t)
         i, j = np.divmod(self._cell(at), n_el)
         around = np.stack([ring[np.clip(i + d, 0, n_range - 1), j] for d in (-1, 0, 1)])
         return np.asarray(np.where(self.volume[i, j] >= smallest, np.median(around, axis=0), 0.0))
@@ -328,11 +328,11 @@ class SiteClutterProfile(PerRadar[ClutterProfile]):
         profile = self._map(bit, model, z.shape[1], stats)
         return None if profile is None else profile.density(t, z, stats.radial_span(bit, model))
 
-    def spatial_density(self, bit: int, t: float, at: FloatArray, smallest: float = 0.0) -> FloatArray | None:
+    def spatial_density(self, bit: int, at: FloatArray, smallest: float = 0.0) -> FloatArray | None:
         """`ClutterProfile.spatial_density` of this radar, over all its profiles (a range-rate
         radar's detections without range-rate have their own, `PerRadar`; the fixture learner
         pools both kinds), None before it has one."""
-        found = [p.spatial_density(t, at, smallest) for (b, _), p in self.maps.items() if b == bit]
+        found = [p.spatial_density(at, smallest) for (b, _), p in self.maps.items() if b == bit]
         densities = [d for d in found if d is not None]
         return np.asarray(np.sum(densities, axis=0)) if densities else None
 

@@ -82,13 +82,12 @@ _BLOCK = np.array([(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)], d
 class FixtureLearner:
     """One radar's fixture cells and the spots learnt from them (`spots`, None until one is)."""
 
-    def __init__(self, sigmas: tuple[float, float], dim: int, coverage_volume: float, span_s: float) -> None:
+    def __init__(self, sigmas: tuple[float, float], dim: int, span_s: float) -> None:
         sigma_range, sigma_angle = sigmas
         self.size = CELL_SIGMAS * np.array([sigma_range, sigma_angle, sigma_angle])
         # The least scatter of a spot's plots: the radar's own noise.
         self.variance = np.array([sigma_range, sigma_angle, sigma_angle]) ** 2
         self.dim = dim  # 4: the spot has a range-rate row too (0, `_learn`); only positions are counted
-        self.cells_in_view = max(coverage_volume / float(np.prod(self.size)), 1.0)
         self.block_volume = float(np.prod(self.size)) * _BLOCK.shape[0]
         self.epoch_s = span_s / LEARN_EPOCHS
         self.epoch_end = math.nan
@@ -381,7 +380,7 @@ class SiteFixtures:
                 uniform,
                 float(stats.period_s[bit]),
                 float(stats.sigma_rate[bit]),
-                lambda at: profile.spatial_density(bit, t, at, smallest),
+                lambda at: profile.spatial_density(bit, at, smallest),
             )
             if learner.spots is not None and m:
                 density = (np.full(m, clutter) if density is None else density) + learner.spots.density(z)
@@ -414,7 +413,6 @@ class SiteFixtures:
         if not (sigma_range > 0 and sigma_angle > 0):  # accuracy not known yet: its first plots
             return None
         dim = 4 if getattr(model, "range_rate", False) else 3
-        volume = model.coverage.volume()
-        learner = FixtureLearner((sigma_range, sigma_angle), dim, volume, self.learn_after_s)
+        learner = FixtureLearner((sigma_range, sigma_angle), dim, self.learn_after_s)
         self.learners[bit] = learner
         return learner
