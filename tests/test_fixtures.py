@@ -417,7 +417,9 @@ def test_on_a_narrow_radar_reflectors_in_a_row_are_learnt(fov_deg: int) -> None:
 
 
 # -- through the node ------------------------------------------------------------------------
-@pytest.mark.parametrize("learn", [True, False])
+# Without learning (the control: that nothing else the node learns, the local clutter map, the
+# profile, ends the reflectors' false tracks): 10 minutes of the site, 35 s; opt-in (`-m slow`).
+@pytest.mark.parametrize("learn", [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_through_the_node_learnt_reflectors_stop_raising_tracks_and_a_drone_still_confirms(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], learn: bool
 ) -> None:
