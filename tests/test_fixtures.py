@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from cuas_node.cli import main
-from cuas_node.fusion.fixtures import FixtureLearner, SiteFixtures
+from cuas_node.fusion.fixtures import FixtureLearner, SiteFixtures, pack_cells
 from tests.reflector_site import (
     COVERAGE,
     RATE_HZ,
@@ -171,6 +171,62 @@ def test_two_reflectors_a_few_cells_apart_are_two_spots() -> None:
         assert np.all(np.abs(spots.mean[k] - where) / SIGMA < 0.3)
         assert spots.rate[k] == pytest.approx(rate, rel=0.15)
         assert np.all(np.sqrt(np.diagonal(spots.cov[k])) / SIGMA < 1.3)
+
+
+@pytest.mark.parametrize(
+    ("inside", "apart", "dr"),
+    [(0.1, 5.3, 0.0), (0.5, 5.3, 5.0), (0.9, 5.3, -4.0), (0.5, 6.0, 0.0)],
+    ids=["low-wall", "centre", "high-wall", "tails-meet"],
+)
+def test_two_reflectors_five_sigmas_apart_are_two_spots(inside: float, apart: float, dr: float) -> None:
+    """Two masts `apart` sigmas apart in azimuth (`dr` metres in range), the first `inside` its
+    azimuth cell: the second's busiest cell lies beside the first's, or one cell away with both
+    tails in the cell between. Each is its own spot, where it is, at its rate (as one spot
+    between them, 2.3 sigmas wide, the other kept raising false tracks: an outside test's
+    pairs 5.3 deg apart); the cell between is no third spot."""
+    learner = _learner()
+    size = learner.size
+    az = (math.floor((0.2 + math.pi) / size[1]) + inside) * size[1] - math.pi
+    a = np.array([(math.floor(1300.0 / size[0]) + 0.5) * size[0], az, 0.035])
+    b = a + np.array([dr, apart * SIGMA[1], 0.003])
+    both = (_hover(a, lambda t: True, pd=0.35), _hover(b, lambda t: True, pd=0.35))
+    scans = site_scans(
+        1.1 * SPAN_S,
+        seed=16,
+        reflectors=False,
+        drones=lambda k, rng: np.concatenate([f(k, rng) for f in both]),
+    )
+    _feed(learner, scans)
+    spots = learner.spots
+    assert spots is not None and len(spots) == 2, None if spots is None else spots.mean / SIGMA
+    for where in (a, b):
+        k = int(np.abs((spots.mean - where) / SIGMA).max(axis=1).argmin())
+        assert np.all(np.abs(spots.mean[k] - where) / SIGMA < 0.5)
+        assert spots.rate[k] == pytest.approx(0.35, rel=0.2)
+        assert np.all(np.sqrt(np.diagonal(spots.cov[k])) / SIGMA < 1.3)
+
+
+def test_a_few_plots_in_a_cell_a_masts_block_made_a_fixture_are_no_spot_of_their_own() -> None:
+    """A busy block makes all eight of its cells fixtures: one beside a mast may hold a few
+    clutter plots, far from the mast's side, its tail not reaching them. Fewer plots than the
+    epochs a fixture is busy in cannot be one of its own (an outside test's ground band beside
+    a mast: a seventh spot, at 0.003 plots a scan, before this rule)."""
+    learner = _learner()
+    size, scans = learner.size, 3000.0
+    mast = np.array([[216, 61, 30], [216, 62, 30]])  # its plots on the wall between two cells
+    clutter = np.array([[216, 63, 30]])  # beside it, ten plots at its far side
+    coords = np.vstack([mast, clutter])
+    inside = np.array([[0.5, 0.9, 0.5], [0.5, 0.1, 0.5], [0.5, 0.85, 0.5]])
+    count = np.array([900.0, 900.0, 10.0])
+    learner.keys = pack_cells(coords)
+    learner.count, learner.scans_seen = count, np.full(3, scans)
+    positions = (coords + inside) * size - np.array([0.0, math.pi, math.pi / 2])
+    learner.sums = positions * count[:, None]
+    learner.squares = (positions**2 + learner.variance * 0.5) * count[:, None]
+    learner.fixed = np.ones(3, dtype=bool)
+    spots = learner._learn()
+    assert spots is not None and len(spots) == 1
+    assert spots.rate[0] == pytest.approx(1800.0 / scans / 0.866**2, rel=0.1)  # (its tails in range, el)
 
 
 def test_a_range_rate_radars_fixture_stands_still() -> None:

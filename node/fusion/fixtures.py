@@ -51,6 +51,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import ndtr
 
+from cuas_node.fusion.fixture_peaks import around_peaks
 from cuas_node.fusion.measurement_models import MeasurementModel
 from cuas_node.fusion.reflectors import SiteReflectors
 from cuas_node.fusion.sensor_stats import SensorStats, is_radar
@@ -251,18 +252,30 @@ class FixtureLearner:
 
     def _learn(self) -> SiteReflectors | None:
         """A spot per peak of the fixture cells' plots: the busiest cell and the fixture cells
-        around it (3×3×3), then the busiest cell left, and so on (a busy block makes all its
-        cells fixtures, so neighbouring reflectors' cells touch: joined, two reflectors 4 cells
-        apart were one spot 6 sigmas wide). Its plots in those cells give its centre; its
-        scatter is theirs but never under the radar's own (the cells cut the tails off, and a
-        fixed reflector scatters by the measurement noise, a swaying one by more); its rate is
-        their plots per scan over the share of that Gaussian the cells hold."""
+        around it (3×3×3) that hold its tails, then the busiest cell left, and so on
+        (`fixture_peaks`; a busy block makes all its cells fixtures, so neighbouring reflectors'
+        cells touch: joined, two reflectors 4 cells apart were one spot 6 sigmas wide). Its plots
+        in those cells give its centre; its scatter is theirs but never under the radar's own
+        (the cells cut the tails off, and a fixed reflector scatters by the measurement noise, a
+        swaying one by more); its rate is their plots per scan over the share of that Gaussian
+        the cells hold."""
         cells = np.flatnonzero(self.fixed)
         if not cells.size:
             return None
         coords = unpack_cells(self.keys[cells])
-        peak = np.asarray(_around_peaks(coords.tolist(), self.count[cells].tolist()), dtype=np.intp)
-        cells, coords = cells[peak >= 0], coords[peak >= 0]
+        low = coords * self.size - np.array([0.0, math.pi, math.pi / 2])
+        centroid = self.sums[cells] / np.maximum(self.count[cells], 1.0)[:, None]
+        inside = np.where(self.count[cells, None] > 0, (centroid - low) / self.size, 0.5)
+        peak = np.asarray(
+            around_peaks(coords.tolist(), self.count[cells].tolist(), inside.tolist(), 1.0 / CELL_SIGMAS),
+            dtype=np.intp,
+        )
+        # A fixture's plots come in every epoch it is busy: a peak holding fewer than that is
+        # clutter in a cell another's busy block made a fixture (a band's plots beside a mast).
+        held_plots = np.zeros(cells.size)
+        np.add.at(held_plots, peak[peak >= 0], self.count[cells[peak >= 0]])
+        peak[held_plots[np.maximum(peak, 0)] < LEARN_EPOCHS - LEARN_MISSES] = -1
+        cells, low = cells[peak >= 0], low[peak >= 0]
         if not cells.size:
             return None
         spot_of = np.unique(peak[peak >= 0], return_inverse=True)[1]
@@ -273,7 +286,6 @@ class FixtureLearner:
         mean = sums / n[:, None]  # (a spot's peak holds plots)
         spread = np.maximum(squares / n[:, None] - mean**2, self.variance)
         # Each cell's share of its spot's Gaussian: the product of its three intervals' masses.
-        low = coords * self.size - np.array([0.0, math.pi, math.pi / 2])
         sd = np.sqrt(spread[spot_of])
         share = np.prod(
             ndtr((low + self.size - mean[spot_of]) / sd) - ndtr((low - mean[spot_of]) / sd), axis=1
@@ -301,30 +313,6 @@ def pack_cells(coords: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
 def unpack_cells(keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     mask = (1 << _BITS) - 1
     return np.stack([((keys >> s) & mask) - 1 for s in (2 * _BITS, _BITS, 0)], axis=1)
-
-
-def _around_peaks(coords: list[list[int]], counts: list[float]) -> list[int]:
-    """Each cell's peak: a cell with plots and none more among its neighbours (26-neighbourhood)
-    is a peak, and claims itself and its unclaimed neighbours, the busiest peak first; −1 for a
-    cell no peak reached (the fringe of a strong reflector is no reflector of its own)."""
-    index = {tuple(c): i for i, c in enumerate(coords)}
-    around = [
-        [
-            index.get((r + dr, a + da, e + de), -1)
-            for dr in (-1, 0, 1)
-            for da in (-1, 0, 1)
-            for de in (-1, 0, 1)
-        ]
-        for r, a, e in coords
-    ]
-    peak = [-1] * len(coords)
-    for i in sorted(range(len(coords)), key=lambda k: -counts[k]):
-        if peak[i] >= 0 or counts[i] <= 0 or any(counts[j] > counts[i] for j in around[i] if j >= 0):
-            continue
-        for j in around[i]:
-            if j >= 0 and peak[j] < 0:
-                peak[j] = i
-    return peak
 
 
 def unexplained_by_site(density: FloatArray | None, clutter: float, m: int) -> npt.NDArray[np.bool_]:
