@@ -174,22 +174,32 @@ def test_two_reflectors_a_few_cells_apart_are_two_spots() -> None:
 
 
 @pytest.mark.parametrize(
-    ("inside", "apart", "dr"),
-    [(0.1, 5.3, 0.0), (0.5, 5.3, 5.0), (0.9, 5.3, -4.0), (0.5, 6.0, 0.0)],
-    ids=["low-wall", "centre", "high-wall", "tails-meet"],
+    ("inside", "apart", "dr", "rates"),
+    [
+        (0.1, 5.3, 0.0, (0.35, 0.35)),
+        (0.5, 5.3, 5.0, (0.35, 0.35)),
+        (0.9, 5.3, -4.0, (0.35, 0.35)),
+        (0.5, 6.0, 0.0, (0.35, 0.35)),
+        (0.5, 5.0, 0.0, (0.9, 0.15)),
+    ],
+    ids=["low-wall", "centre", "high-wall", "tails-meet", "faint-beside-bright"],
 )
-def test_two_reflectors_five_sigmas_apart_are_two_spots(inside: float, apart: float, dr: float) -> None:
+def test_two_reflectors_five_sigmas_apart_are_two_spots(
+    inside: float, apart: float, dr: float, rates: tuple[float, float]
+) -> None:
     """Two masts `apart` sigmas apart in azimuth (`dr` metres in range), the first `inside` its
     azimuth cell: the second's busiest cell lies beside the first's, or one cell away with both
     tails in the cell between. Each is its own spot, where it is, at its rate (as one spot
     between them, 2.3 sigmas wide, the other kept raising false tracks: an outside test's
-    pairs 5.3 deg apart); the cell between is no third spot."""
+    pairs 5.3 deg apart); the cell between is no third spot. A faint one beside a bright one
+    sits by the wall of the cell between, which the bright one's tail fills: its own plots,
+    far more than that tail puts there, make it a spot (a review's case)."""
     learner = _learner()
     size = learner.size
     az = (math.floor((0.2 + math.pi) / size[1]) + inside) * size[1] - math.pi
     a = np.array([(math.floor(1300.0 / size[0]) + 0.5) * size[0], az, 0.035])
     b = a + np.array([dr, apart * SIGMA[1], 0.003])
-    both = (_hover(a, lambda t: True, pd=0.35), _hover(b, lambda t: True, pd=0.35))
+    both = (_hover(a, lambda t: True, pd=rates[0]), _hover(b, lambda t: True, pd=rates[1]))
     scans = site_scans(
         1.1 * SPAN_S,
         seed=16,
@@ -199,10 +209,12 @@ def test_two_reflectors_five_sigmas_apart_are_two_spots(inside: float, apart: fl
     _feed(learner, scans)
     spots = learner.spots
     assert spots is not None and len(spots) == 2, None if spots is None else spots.mean / SIGMA
-    for where in (a, b):
+    for where, rate in zip((a, b), rates, strict=True):
         k = int(np.abs((spots.mean - where) / SIGMA).max(axis=1).argmin())
-        assert np.all(np.abs(spots.mean[k] - where) / SIGMA < 0.5)
-        assert spots.rate[k] == pytest.approx(0.35, rel=0.2)
+        # (the faint one's plots in the cell between are the bright one's spot's: it sits ~0.5
+        # sigma off, towards its own side)
+        assert np.all(np.abs(spots.mean[k] - where) / SIGMA < (0.5 if rates[0] == rates[1] else 0.75))
+        assert spots.rate[k] == pytest.approx(rate, rel=0.2)
         assert np.all(np.sqrt(np.diagonal(spots.cov[k])) / SIGMA < 1.3)
 
 

@@ -6,55 +6,116 @@ from __future__ import annotations
 import math
 
 FRINGE_REACH = 1.5  # sigmas: a cell whose plots sit this close to a busier neighbour's wall is its tail
+UNEXPLAINED = 4.0  # a tail holding this many times what its spot's Gaussian puts there, per axis (and
+UNEXPLAINED_PLOTS = 10.0  # this many plots more) is another reflector's cell
+
+Step = tuple[int, int, int]
 
 
 def around_peaks(
-    coords: list[list[int]], counts: list[float], inside: list[list[float]], sigma: float
+    coords: list[list[int]],
+    counts: list[float],
+    inside: list[list[float]],
+    spread: list[list[float]],
+    sigma: float,
 ) -> list[int]:
     """Each cell's peak, or −1 for a cell no peak claims. `inside`: where in the cell its plots'
-    centroid lies, per axis from 0 (its low wall) to 1; `sigma`: the radar's sigma in cells.
+    centroid lies, per axis from 0 (its low wall) to 1; `spread`: their variance about it, in
+    cells²; `sigma`: the radar's sigma in cells.
 
-    The busiest cell first, a cell is a peak unless it is the fringe of a busier neighbour (the
-    tail of that one's Gaussian: its centroid lies within `FRINGE_REACH` sigmas of the wall they
-    share, on every axis they differ on) or lies between two busier ones (on opposite sides on
-    one axis). A peak claims itself and its unclaimed neighbours that are its fringe, and not
-    also a fringe of a busier cell across from it (where two reflectors' tails meet, a cell is
-    neither's). The centroids are what tell two reflectors ~5 sigmas apart: the second's busiest
-    cell, beside the first's, has its centroid deep inside (measured: two masts 5.3 deg apart
-    on a 1 deg radar were one spot between them, 2.3 sigmas wide, while the other raised false
-    tracks, when a busier neighbour was all it took to be no peak)."""
+    The busiest cell first, a cell is a peak unless it lies between two busier ones (on
+    opposite sides on one axis) or is the fringe of a busier neighbour: its centroid lies within
+    `FRINGE_REACH` sigmas (and two standard errors of a centroid of its few plots) of the wall
+    they share, on every axis they differ on, as a tail of that one's Gaussian does, and it
+    holds no more than that neighbour's spot's Gaussian (its cells' plots' mean and scatter)
+    puts there, `UNEXPLAINED` times over on each axis it lies off the spot's peak. A peak claims
+    itself and its unclaimed neighbours that are its fringe, and not also a fringe of a busier
+    cell across from it (where two tails meet, a cell is neither's). The centroids are what
+    tell two reflectors ~5 sigmas apart: the second's busiest cell, beside the first's, has its
+    centroid deep inside (measured: two masts 5.3 deg apart on a 1 deg radar were one spot
+    between them, 2.3 sigmas wide, while the other raised false tracks, when a busier neighbour
+    was all it took to be no peak); the counts tell a faint one beside a bright one, whose cell
+    sits by the wall of the cell between them, which the bright one's tail and its own plots
+    fill (a review's 0.9 and 0.15 plots a scan, 5 sigmas apart: one spot, the faint
+    reflector's plots in none)."""
     index = {tuple(c): i for i, c in enumerate(coords)}
     steps = [(dr, da, de) for dr in (-1, 0, 1) for da in (-1, 0, 1) for de in (-1, 0, 1) if dr or da or de]
     around = [
         [(index.get((r + dr, a + da, e + de), -1), (dr, da, de)) for dr, da, de in steps]
         for r, a, e in coords
     ]
+    busier = [
+        [(j, step) for j, step in around[i] if j >= 0 and counts[j] > counts[i]] for i in range(len(coords))
+    ]
 
-    def fringe(i: int, step: tuple[int, int, int]) -> bool:
+    def fringe(i: int, step: Step) -> bool:
         """Whether cell i's plots sit by the wall towards its neighbour at `step` (on each axis it
         differs on), as a tail of that one's do; the centroid of a few plots is given room."""
         reach = (FRINGE_REACH + 2.0 / math.sqrt(max(counts[i], 1e-9))) * sigma
         return all(d == 0 or (1.0 - x if d > 0 else x) <= reach for d, x in zip(step, inside[i], strict=True))
 
-    def busier(i: int) -> list[tuple[int, int, int]]:
-        return [step for j, step in around[i] if j >= 0 and counts[j] > counts[i]]
-
-    def between(steps: list[tuple[int, int, int]]) -> bool:
-        return any({-1, 1} <= {step[axis] for step in steps} for axis in range(3))
-
-    def tail_of(j: int, toward: tuple[int, int, int]) -> bool:
+    def tail_of(j: int, toward: Step) -> bool:
         """Whether cell j is the fringe of its neighbour at `toward` and of no busier one across
         from it (where two tails meet, the cell is neither's)."""
-        across = [t for t in busier(j) if any(t[axis] == -toward[axis] != 0 for axis in range(3))]
+        across = [t for _, t in busier[j] if any(t[axis] == -toward[axis] != 0 for axis in range(3))]
         return fringe(j, toward) and not any(fringe(j, t) for t in across)
 
     peak = [-1] * len(coords)
+    gaussians: dict[int, tuple[list[float], list[float], float]] = {}  # each peak's spot
+
+    def explained(i: int, by: int) -> bool:
+        """Whether cell i holds no more than the spot of the peak that claimed cell `by` puts there."""
+        if peak[by] < 0:  # a busier cell no spot holds: i is its tail all the same
+            return True
+        mean, sd, total = gaussians[peak[by]]
+        mass = 1.0
+        for c, m, s in zip(coords[i], mean, sd, strict=True):
+            mass *= _normal_cdf((c + 1 - m) / s) - _normal_cdf((c - m) / s)
+        # per axis away from the peak's cell: the scatter of a swaying reflector, measured on
+        # its cells alone, is cut short, and its tail outruns the Gaussian on each axis
+        away = sum(a != b for a, b in zip(coords[i], coords[peak[by]], strict=True))
+        return counts[i] <= UNEXPLAINED ** max(away, 1) * total * mass + UNEXPLAINED_PLOTS
+
     for i in sorted(range(len(coords)), key=lambda k: -counts[k]):
-        steps = busier(i)
-        if peak[i] >= 0 or counts[i] <= 0 or between(steps) or any(fringe(i, step) for step in steps):
+        steps = [step for _, step in busier[i]]
+        if peak[i] >= 0 or counts[i] <= 0 or any({-1, 1} <= {s[axis] for s in steps} for axis in range(3)):
             continue
-        peak[i] = i
+        if any(fringe(i, step) and explained(i, j) for j, step in busier[i]):
+            continue
+        peak[i], members = i, [i]
         for j, step in around[i]:
             if j >= 0 and peak[j] < 0 and tail_of(j, (-step[0], -step[1], -step[2])):
                 peak[j] = i
+                members.append(j)
+        gaussians[i] = _gaussian(members, coords, counts, inside, spread, sigma)
     return peak
+
+
+def _gaussian(
+    cells: list[int],
+    coords: list[list[int]],
+    counts: list[float],
+    inside: list[list[float]],
+    spread: list[list[float]],
+    sigma: float,
+) -> tuple[list[float], list[float], float]:
+    """A spot's plots' mean and scatter (never under the radar's), in cells, and how many plots
+    it has in all: those its cells hold over the share of its Gaussian they cover."""
+    n = sum(counts[k] for k in cells)
+    mean = [sum(counts[k] * (coords[k][a] + inside[k][a]) for k in cells) / n for a in range(3)]
+    var = [
+        sum(counts[k] * (spread[k][a] + (coords[k][a] + inside[k][a] - mean[a]) ** 2) for k in cells) / n
+        for a in range(3)
+    ]
+    sd = [math.sqrt(max(v, sigma * sigma)) for v in var]
+    held = 0.0
+    for k in cells:
+        mass = 1.0
+        for c, m, s in zip(coords[k], mean, sd, strict=True):
+            mass *= _normal_cdf((c + 1 - m) / s) - _normal_cdf((c - m) / s)
+        held += mass
+    return mean, sd, n / max(held, 0.05)
+
+
+def _normal_cdf(x: float) -> float:
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))

@@ -23,10 +23,10 @@ busy in all but `LEARN_MISSES` of the last `LEARN_EPOCHS` epochs, a whole span, 
 (a drone that hovered most of a span, left for a battery swap and came back missed too many),
 and stays one while busy in `KEEP_SHARE` of them (one bad stretch does not unlearn it; a truck
 that left is forgotten about a third of a span later). Each peak of the fixture cells' plots, with
-the fixture cells around it, is one spot, a Gaussian of the plots they held until learnt, at their
-rate per scan (frozen then: a drone that hovers beside it later must not widen it and so hide
-itself), which the track score counts as clutter as it counts the survey's
-(`SiteReflectors.density`). Azimuth cells do not wrap: a
+the fixture cells around it that hold its tails (`fixture_peaks`), is one spot, a Gaussian of the
+plots they held until learnt, at their rate per scan (frozen then: a drone that hovers beside it
+later must not widen it and so hide itself), which the track score counts as clutter as it
+counts the survey's (`SiteReflectors.density`). Azimuth cells do not wrap: a
 reflector astern of an all-round radar may be two spots, each at its share. A cell that is not
 a fixture is kept only while it can still become one, so memory stays with the few places plots
 recur (uniform clutter: a percent or two of the cells in view at most). What was learnt survives
@@ -217,7 +217,7 @@ class FixtureLearner:
         new = ~known & busy
         self._insert(keys[new], counts[new], sums[new], squares[new], np.full(new.sum(), scans))
         self._forget()
-        self.spots = self._learn()  # (a few cells: cheap)
+        self.spots = self._learn()  # (once an epoch: ~0.1 s at 2000 fixture cells, in Python)
 
     def _insert(self, keys: npt.NDArray[np.int64], *moments: FloatArray) -> None:
         counts, sums, squares, scans = moments
@@ -266,10 +266,18 @@ class FixtureLearner:
             return None
         coords = unpack_cells(self.keys[cells])
         low = coords * self.size - np.array([0.0, math.pi, math.pi / 2])
-        centroid = self.sums[cells] / np.maximum(self.count[cells], 1.0)[:, None]
+        plots = np.maximum(self.count[cells], 1.0)[:, None]
+        centroid = self.sums[cells] / plots
         inside = np.where(self.count[cells, None] > 0, (centroid - low) / self.size, 0.5)
+        spread = np.maximum(self.squares[cells] / plots - centroid**2, 0.0) / self.size**2
         peak = np.asarray(
-            around_peaks(coords.tolist(), self.count[cells].tolist(), inside.tolist(), 1.0 / CELL_SIGMAS),
+            around_peaks(
+                coords.tolist(),
+                self.count[cells].tolist(),
+                inside.tolist(),
+                spread.tolist(),
+                1.0 / CELL_SIGMAS,
+            ),
             dtype=np.intp,
         )
         # A fixture's plots come in every epoch it is busy: a peak holding fewer than that is
