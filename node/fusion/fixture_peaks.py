@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 FRINGE_REACH = 1.5  # sigmas: a cell whose plots sit this close to a busier neighbour's wall is its tail
 UNEXPLAINED = 4.0  # a tail holding this many times what its spot's Gaussian puts there, per axis (and
 UNEXPLAINED_PLOTS = 10.0  # this many plots more) is another reflector's cell
@@ -38,15 +40,8 @@ def around_peaks(
     sits by the wall of the cell between them, which the bright one's tail and its own plots
     fill (a review's 0.9 and 0.15 plots a scan, 5 sigmas apart: one spot, the faint
     reflector's plots in none)."""
-    index = {tuple(c): i for i, c in enumerate(coords)}
-    steps = [(dr, da, de) for dr in (-1, 0, 1) for da in (-1, 0, 1) for de in (-1, 0, 1) if dr or da or de]
-    around = [
-        [(index.get((r + dr, a + da, e + de), -1), (dr, da, de)) for dr, da, de in steps]
-        for r, a, e in coords
-    ]
-    busier = [
-        [(j, step) for j, step in around[i] if j >= 0 and counts[j] > counts[i]] for i in range(len(coords))
-    ]
+    around = _neighbours(coords)
+    busier = [[(j, step) for j, step in around[i] if counts[j] > counts[i]] for i in range(len(coords))]
 
     def fringe(i: int, step: Step) -> bool:
         """Whether cell i's plots sit by the wall towards its neighbour at `step` (on each axis it
@@ -61,12 +56,15 @@ def around_peaks(
         return fringe(j, toward) and not any(fringe(j, t) for t in across)
 
     peak = [-1] * len(coords)
-    gaussians: dict[int, tuple[list[float], list[float], float]] = {}  # each peak's spot
+    members: dict[int, list[int]] = {}  # each peak's cells
+    gaussians: dict[int, tuple[list[float], list[float], float]] = {}  # its spot, once asked
 
     def explained(i: int, by: int) -> bool:
         """Whether cell i holds no more than the spot of the peak that claimed cell `by` puts there."""
         if peak[by] < 0:  # a busier cell no spot holds: i is its tail all the same
             return True
+        if peak[by] not in gaussians:
+            gaussians[peak[by]] = _gaussian(members[peak[by]], coords, counts, inside, spread, sigma)
         mean, sd, total = gaussians[peak[by]]
         mass = 1.0
         for c, m, s in zip(coords[i], mean, sd, strict=True):
@@ -82,12 +80,11 @@ def around_peaks(
             continue
         if any(fringe(i, step) and explained(i, j) for j, step in busier[i]):
             continue
-        peak[i], members = i, [i]
+        peak[i], members[i] = i, [i]
         for j, step in around[i]:
-            if j >= 0 and peak[j] < 0 and tail_of(j, (-step[0], -step[1], -step[2])):
+            if peak[j] < 0 and tail_of(j, (-step[0], -step[1], -step[2])):
                 peak[j] = i
-                members.append(j)
-        gaussians[i] = _gaussian(members, coords, counts, inside, spread, sigma)
+                members[i].append(j)
     return peak
 
 
@@ -119,3 +116,28 @@ def _gaussian(
 
 def _normal_cdf(x: float) -> float:
     return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+_STEPS = np.array(
+    [(dr, da, de) for dr in (-1, 0, 1) for da in (-1, 0, 1) for de in (-1, 0, 1) if dr or da or de]
+)
+
+
+def _neighbours(coords: list[list[int]]) -> list[list[tuple[int, Step]]]:
+    """Each cell's neighbours among the cells (26-neighbourhood), with the step to each."""
+    if not coords:
+        return []
+    c = np.asarray(coords, dtype=np.int64)
+    low, width = c.min(axis=0) - 1, c.max(axis=0) - c.min(axis=0) + 3
+    keys = (c - low) @ np.array([width[1] * width[2], width[2], 1])
+    order = np.argsort(keys)
+    wanted = (c[:, None, :] + _STEPS[None] - low) @ np.array([width[1] * width[2], width[2], 1])
+    at = np.minimum(np.searchsorted(keys[order], wanted), keys.size - 1)
+    found = keys[order][at] == wanted
+    rows, cols = np.nonzero(found)
+    j = order[at[rows, cols]]
+    out: list[list[tuple[int, Step]]] = [[] for _ in coords]
+    steps = [(int(a), int(b), int(d)) for a, b, d in _STEPS]
+    for i, k, n in zip(rows.tolist(), cols.tolist(), j.tolist(), strict=True):
+        out[i].append((n, steps[k]))
+    return out
