@@ -236,13 +236,14 @@ class ClutterProfile:
         median of the bin and its neighbours in range: a reflector is in one, a band of
         elevation or the ground's 1/r² in all three, and a ring of a few of the learner's blocks
         holds a reflector at a good share of its rate (on the profile alone, ±10°: a 10 %
-        reflector went unlearnt). And 0 where the place's bin is under `smallest` (m·rad²),
-        unless its plots are spread over its azimuth sectors (none holds half of them): a bin of
-        a few of the learner's blocks is most of a reflector in it, which it would hide (a row
-        of them on a radar ±5° wide was each other's reference, and none was learnt,
-        `fixtures.MIN_RING_BLOCKS`), but a reflector sits in one sector and a band is in all of
-        them (a TI board's bins within ~10 m are a block or two: band clutter there, weighed
-        against the uniform share, was learnt as 12 spots in a 50-minute soak).
+        reflector went unlearnt). Where the place's bin is under `smallest` (m·rad²), a bin of a
+        few of the learner's blocks is most of a reflector in it, which its rate would hide (a
+        row of them on a radar ±5° wide was each other's reference, and none was learnt,
+        `fixtures.MIN_RING_BLOCKS`): there the bin's median azimuth sector, times the sectors,
+        which a reflector in one or two of them does not raise and a band in all of them does
+        (a TI board's bins within ~10 m are a block or two: band clutter there, weighed against
+        the uniform share, was learnt as 12 spots in a 50-minute soak); 0 with under three
+        sectors, where a median is no such guard.
         Clutter dense over part of the azimuths (the sea on one side, which the sectors price)
         or at one range only is learnt as fixtures where dense, as it was before."""
         if not (self.scans > 0 and at.shape[0]):
@@ -251,10 +252,11 @@ class ClutterProfile:
         ring = self.counts.sum(axis=2) / (self.scans * self.volume)  # (the time scale cancels: no t)
         i, j = np.divmod(self._cell(at), n_el)
         around = np.stack([ring[np.clip(i + d, 0, n_range - 1), j] for d in (-1, 0, 1)])
-        by_sector = self.sector_counts.reshape(self.n_sectors, n_range, n_el, -1).sum(axis=3)[:, i, j]
-        spread = by_sector.max(axis=0) < 0.5 * by_sector.sum(axis=0)  # (one sector: never)
-        usable = (self.volume[i, j] >= smallest) | spread
-        return np.asarray(np.where(usable, np.median(around, axis=0), 0.0))
+        sectors = np.zeros(i.size)
+        if self.n_sectors >= 3:
+            by_sector = self.sector_counts.reshape(self.n_sectors, n_range, n_el, -1).sum(axis=3)[:, i, j]
+            sectors = self.n_sectors * np.median(by_sector, axis=0) / (self.scans * self.volume[i, j])
+        return np.asarray(np.where(self.volume[i, j] >= smallest, np.median(around, axis=0), sectors))
 
     def summary(self) -> ProfileSummary | None:
         """As of its last scan, over range and elevation (standing and moving together) and, where

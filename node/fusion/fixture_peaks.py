@@ -30,9 +30,11 @@ def around_peaks(
     `FRINGE_REACH` sigmas (and two standard errors of a centroid of its few plots) of the wall
     they share, on every axis they differ on, as a tail of that one's Gaussian does, and it
     holds no more than that neighbour's spot's Gaussian (its cells' plots' mean and scatter)
-    puts there, `UNEXPLAINED` times over on each axis it lies off the spot's peak. A peak claims
-    itself and its unclaimed neighbours that are its fringe, and not also a fringe of a busier
-    cell across from it (where two tails meet, a cell is neither's). The centroids are what
+    puts there, `UNEXPLAINED` times over on each axis it lies off the spot's peak, and
+    `UNEXPLAINED_PLOTS` more. A peak claims itself and its unclaimed neighbours that are its
+    fringe (by the centroid alone: the count test decides only whether a cell may be a peak),
+    and not also a fringe of a busier cell across from it (where two tails meet, a cell is
+    neither's). The centroids are what
     tell two reflectors ~5 sigmas apart: the second's busiest cell, beside the first's, has its
     centroid deep inside (measured: two masts 5.3 deg apart on a 1 deg radar were one spot
     between them, 2.3 sigmas wide, while the other raised false tracks, when a busier neighbour

@@ -16,7 +16,7 @@ of cells is *busy* in an epoch when it holds more plots than the site's clutter 
 block with chance `BUSY_CHANCE` (a block, so that a reflector on the corner of eight cells counts
 whole), and so is each of its cells; the clutter there is the radar's learnt uniform share, or
 where denser its clutter profile's (its ring bins' median over range, where a bin holds
-`MIN_RING_BLOCKS` blocks or more, or its plots spread over azimuth:
+`MIN_RING_BLOCKS` blocks or more, else its median azimuth sector:
 `ClutterProfile.spatial_density`): with 50 false alarms a scan over a 2 km coverage a lone
 plot is not, a reflector seen in 5 % of the scans always is. A cell
 busy in all but `LEARN_MISSES` of the last `LEARN_EPOCHS` epochs, a whole span, becomes a fixture
@@ -74,7 +74,7 @@ LEARN_MISSES = 1  # a cell becomes a fixture busy in all but this many of the la
 KEEP_SHARE = 0.7  # and stays one while busy in at least this share of them
 BUSY_CHANCE = 0.01  # busy: more plots in an epoch than the site's clutter gives a block with this chance
 MIN_RING_BLOCKS = 4.0  # the profile is a place's reference where its ring bin holds this many blocks
-# (or, smaller, where its plots are spread over the profile's azimuth sectors)
+# (a smaller one by its median azimuth sector, where it has three or more)
 _MIN_SCANS = 3  # an epoch of fewer scans (the radar silent) says nothing of presence: skipped
 _SILENCE_PERIODS = 30.0  # a gap longer than this many scan periods is a silence, not empty scans
 _BITS = 21  # per packed cell coordinate
