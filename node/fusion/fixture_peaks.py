@@ -34,14 +34,13 @@ def around_peaks(
     `UNEXPLAINED_PLOTS` more. A peak claims itself and its unclaimed neighbours that are its
     fringe (by the centroid alone: the count test decides only whether a cell may be a peak),
     and not also a fringe of a busier cell across from it (where two tails meet, a cell is
-    neither's). The centroids are what
-    tell two reflectors ~5 sigmas apart: the second's busiest cell, beside the first's, has its
-    centroid deep inside (measured: two masts 5.3 deg apart on a 1 deg radar were one spot
-    between them, 2.3 sigmas wide, while the other raised false tracks, when a busier neighbour
-    was all it took to be no peak); the counts tell a faint one beside a bright one, whose cell
-    sits by the wall of the cell between them, which the bright one's tail and its own plots
-    fill (a review's 0.9 and 0.15 plots a scan, 5 sigmas apart: one spot, the faint
-    reflector's plots in none)."""
+    neither's). The centroids are what tell two reflectors ~5 sigmas apart: the second's busiest
+    cell, beside the first's, has its centroid deep inside (measured: two masts 5.3 deg apart on a
+    1 deg radar were one spot between them, 2.3 sigmas wide, while the other raised false tracks,
+    when a busier neighbour was all it took to be no peak); the counts tell a faint one beside a
+    bright one, whose cell sits by the wall of the cell between them, which the bright one's tail
+    and its own plots fill (a review's 0.9 and 0.15 plots a scan, 5 sigmas apart: one spot, the
+    faint reflector's plots in none)."""
     around = _neighbours(coords)
     busier = [[(j, step) for j, step in around[i] if counts[j] > counts[i]] for i in range(len(coords))]
 
@@ -68,9 +67,7 @@ def around_peaks(
         if peak[by] not in gaussians:
             gaussians[peak[by]] = _gaussian(members[peak[by]], coords, counts, inside, spread, sigma)
         mean, sd, total = gaussians[peak[by]]
-        mass = 1.0
-        for c, m, s in zip(coords[i], mean, sd, strict=True):
-            mass *= _normal_cdf((c + 1 - m) / s) - _normal_cdf((c - m) / s)
+        mass = _cell_mass(coords[i], mean, sd)
         # per axis away from the peak's cell: the scatter of a swaying reflector, measured on
         # its cells alone, is cut short, and its tail outruns the Gaussian on each axis
         away = sum(a != b for a, b in zip(coords[i], coords[peak[by]], strict=True))
@@ -107,17 +104,18 @@ def _gaussian(
         for a in range(3)
     ]
     sd = [math.sqrt(max(v, sigma * sigma)) for v in var]
-    held = 0.0
-    for k in cells:
-        mass = 1.0
-        for c, m, s in zip(coords[k], mean, sd, strict=True):
-            mass *= _normal_cdf((c + 1 - m) / s) - _normal_cdf((c - m) / s)
-        held += mass
+    held = sum(_cell_mass(coords[k], mean, sd) for k in cells)
     return mean, sd, n / max(held, 0.05)
 
 
-def _normal_cdf(x: float) -> float:
-    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+def _cell_mass(cell: list[int], mean: list[float], sd: list[float]) -> float:
+    """The share of a Gaussian (per axis: mean, sd, in cells) that falls in a cell."""
+    mass = 1.0
+    for c, m, s in zip(cell, mean, sd, strict=True):
+        mass *= 0.5 * (
+            math.erfc((c - m) / (s * math.sqrt(2.0))) - math.erfc((c + 1 - m) / (s * math.sqrt(2.0)))
+        )
+    return mass
 
 
 _STEPS = np.array(

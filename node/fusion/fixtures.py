@@ -370,7 +370,8 @@ class SiteFixtures:
             # A ring bin (all azimuths) of a few blocks cannot tell clutter along it from a
             # reflector in it: on a radar ±5° wide, three reflectors in neighbouring range bins at
             # 300 m were each other's reference, and none was learnt (an outside test, helper-104;
-            # at ±12°, ring bins of 2.6 blocks there, the faintest): there the uniform share.
+            # at ±12°, ring bins of 2.6 blocks there, the faintest): there its median azimuth
+            # sector, or with under three sectors the uniform share (`spatial_density`).
             smallest = MIN_RING_BLOCKS * learner.block_volume
             learner.observe(
                 t,
