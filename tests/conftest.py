@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.abc
 import json
+import logging
 import shutil
 import socket
 import subprocess
@@ -88,6 +89,19 @@ def pytest_configure(config: pytest.Config) -> None:
             "the real-time modules would compete for the CPU. pyproject.toml pins pytest below 9.2: "
             "pip install -e '.[test]'"
         )
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A test that runs a command in-process (`cli.main(["run", ...])`) has `setup_logging` put a
+    handler on the stderr of that moment, pytest's capture of that test: later tests' records
+    (a web server thread's access log) then met a closed file ("--- Logging error ---" in CI's
+    output). The root logger's handlers and level are put back after each test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 MOSQUITTO = shutil.which("mosquitto") or next(
