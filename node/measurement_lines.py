@@ -230,6 +230,8 @@ def parse_line(line: str | bytes) -> ParsedLine:
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         if not line.strip():
             return None
+        if isinstance(exc, json.JSONDecodeError):  # its own "line 1 column 5" would read as the file's
+            return Rejected(NOT_JSON, f"{exc.msg} at character {exc.pos + 1}")
         return Rejected(NOT_JSON, str(exc) if isinstance(exc, ValueError) else "nested too deeply")
     if type(obj) is not dict:
         return Rejected(NOT_OBJECT, f"a JSON {_json_type(obj).split()[-1]}")
@@ -254,8 +256,10 @@ def parse_line(line: str | bytes) -> ParsedLine:
         for f in kind.fields:
             v = obj.get(f.name, _ABSENT)
             if v is _ABSENT:
-                if f.absent is _REQUIRED:
-                    return Rejected(MISSING, f.name)
+                if f.absent is _REQUIRED:  # (and a key it does not know: a misspelling of it?)
+                    extra = sorted(set(obj) - {"type", "kind"} - {g.name for g in kind.fields})
+                    unknown = f" ({UNKNOWN_FIELD}: {', '.join(extra)})"[:200] if extra else ""
+                    return Rejected(MISSING, f.name + unknown)
                 if f.absent is None:
                     values[f.name] = None
                 continue

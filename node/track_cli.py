@@ -76,6 +76,9 @@ def _counts(counter: Counter[str], limit: int = 8) -> str:
 # A radar's plots carrying more frames a second than this many times its configured scan rate
 # (over at least this many frames) are not one frame per scan (`frame_stamps.FrameRuns`).
 _MISTIMED_RATIO, _MISTIMED_LEAST = 1.5, 20
+# ... and fewer than one a second for this many of its scans (over as many frames): stamps in
+# another unit than seconds (milliseconds: a thousand), or a rate_hz far too high.
+_SPARSE_RATIO = 100.0
 _UNDERSTATED_RATIO = 3.0  # learnt false alarms this many times the configured ones: say so
 # False alarms a scan priced above the uniform density, at least this many and this share: say so.
 _CONCENTRATED_LEAST, _CONCENTRATED_SHARE = 1.0, 0.25
@@ -97,7 +100,7 @@ def summary(stats: TrackStats) -> list[str]:
     rate = stats.measurements / stats.wall_s if stats.wall_s > 0 else 0.0
     empty = f" ({stats.empty_scans} of them empty radar scans)" if stats.empty_scans else ""
     lines = [
-        f"{stats.lines} lines read, {stats.measurements} measurements fused{empty}, "
+        f"{stats.lines} lines read, {stats.measurements} measurements given to fusion{empty}, "
         f"{stats.tracks_messages} tracks messages, {stats.alerts} alerts "
         f"in {stats.wall_s:.2f} s ({rate:.0f} measurements/s)"
     ]
@@ -116,7 +119,7 @@ def summary(stats: TrackStats) -> list[str]:
     dropped = {reason.replace("_", " "): n for reason, n in stats.dropped.items() if n}
     if dropped:
         lines.append(
-            f"fusion could not use {sum(dropped.values())} measurements "
+            f"fusion could not use {sum(dropped.values())} of them "
             f"({', '.join(f'{n} {reason}' for reason, n in dropped.items())}; docs/mqtt.md, health)"
         )
     if stats.stale:
@@ -152,6 +155,13 @@ def summary(stats: TrackStats) -> list[str]:
                 f"for rate_hz = {rate_hz:g}; each time is taken as a look at its whole coverage, which "
                 "charges a miss to every track it does not hit. A scanning radar that stamps each plot "
                 "when its beam passed needs sweeps = true; else check rate_hz (docs/config.md)"
+            )
+        if rate_hz and times.frames >= _MISTIMED_LEAST and 0.0 < _SPARSE_RATIO * seen < rate_hz:
+            lines.append(
+                f"radar {sensor_id!r}: its plots carried {times.frames} capture times, one every "
+                f"{1.0 / seen:.3g} s for rate_hz = {rate_hz:g} (a scan in {rate_hz / seen:.0f} had "
+                "plots): capture times in milliseconds or another unit? t_capture is UTC seconds "
+                "(docs/track.md); else check rate_hz"
             )
     for sensor_id, (pd, false_alarms, sweeps, specified) in stats.learnt.items():
         told = (

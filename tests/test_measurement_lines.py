@@ -114,6 +114,7 @@ def test_numbers_are_converted_as_json_has_them() -> None:
     ("text", "reason", "detail"),
     [
         ("{", NOT_JSON, ""),
+        ('{"type":"measurement"\n"kind":1}', NOT_JSON, "delimiter at character 23"),  # not "line 2"
         ("not json at all", NOT_JSON, ""),
         ("\xff\xfe", NOT_JSON, ""),
         ("[" * 100_000, NOT_JSON, ""),
@@ -124,6 +125,7 @@ def test_numbers_are_converted_as_json_has_them() -> None:
         ('{"type":"measurement"}', MISSING, "kind"),
         ('{"type":"measurement","kind":null}', WRONG_TYPE, "kind"),
         (line(RADAR, range_m=dataclasses.MISSING), MISSING, "range_m"),
+        (line(RADAR, range_m=dataclasses.MISSING, rng=1.0), MISSING, "range_m (unknown field: rng)"),
         (line(RADAR, sensor_id=dataclasses.MISSING), MISSING, "sensor_id"),
         (line(RADAR, range_m="120"), WRONG_TYPE, "range_m"),
         (line(RADAR, range_m=True), WRONG_TYPE, "range_m"),

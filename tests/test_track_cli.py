@@ -155,7 +155,7 @@ def test_command_on_a_file_and_on_stdin(
     # Nothing skipped; fusion itself dropped the multipath images below the ground, and says so;
     # and what it learnt of the radar.
     assert len(summary) == 3, err
-    assert "fusion could not use 34 measurements (34 below ground;" in summary[1]
+    assert "fusion could not use 34 of them (34 below ground;" in summary[1]
     # (The demo's drones, 100 m out, never fly 10 of the board's cross-range cells from where
     # they started: its Pd is the configured one, and the summary says so.)
     assert re.fullmatch(
@@ -166,8 +166,8 @@ def test_command_on_a_file_and_on_stdin(
     empty = sum('"kind":"EmptyRadarScan"' in line for line in demo_lines)
     assert empty > 0  # the demo radar's frames are not all busy
     assert (
-        f"{len(demo_lines)} lines read, {len(demo_lines)} measurements fused ({empty} of them empty radar "
-        f"scans), {len(expected)} tracks messages" in summary[0]
+        f"{len(demo_lines)} lines read, {len(demo_lines)} measurements given to fusion ({empty} of them "
+        f"empty radar scans), {len(expected)} tracks messages" in summary[0]
     )
     assert "measurements/s" in summary[0] and " s (" in summary[0]
     for argv in (["track", "--config", str(DEMO), "-"], ["track", "--config", str(DEMO)]):
@@ -209,7 +209,8 @@ def test_malformed_lines_unknown_kinds_and_sensors_are_reported_and_skipped(
     total = len(bad)
     assert f"cuas-node track: ... and {total - SHOWN_ERRORS} more malformed lines" in err
     assert (
-        f"{len(bad) + len(extra) + len(demo_lines)} lines read, {len(demo_lines)} measurements fused" in err
+        f"{len(bad) + len(extra) + len(demo_lines)} lines read, {len(demo_lines)} measurements given to "
+        "fusion" in err
     )
     assert (
         f"skipped {total} malformed lines (missing field: {SHOWN_ERRORS + 1}, wrong type: 2, not JSON: 1, "
@@ -247,7 +248,7 @@ def test_exit_codes(
     monkeypatch.setenv("CUAS_CONFIG", str(DEMO))
     assert main(["track", str(lines)]) == 0  # $CUAS_CONFIG stands in for --config
     out, err = capsys.readouterr()
-    assert out == "" and "0 lines read, 0 measurements fused, 0 tracks messages" in err
+    assert out == "" and "0 lines read, 0 measurements given to fusion, 0 tracks messages" in err
 
 
 RADAR_TOML = """
@@ -294,7 +295,7 @@ def test_another_radars_plots_with_a_toml_config(tmp_path: Path, capsys: pytest.
     assert main(["track", "--config", str(config), str(path)]) == 0
     out, err = capsys.readouterr()
     docs = [json.loads(line) for line in out.splitlines()]
-    assert "100 measurements fused" in err
+    assert "100 measurements given to fusion" in err
     tracks = [d for d in docs if d["type"] == "tracks"]
     alerts = [d for d in docs if d["type"] == "alert"]
     final = tracks[-1]["tracks"]
@@ -305,6 +306,36 @@ def test_another_radars_plots_with_a_toml_config(tmp_path: Path, capsys: pytest.
     assert [d["seq"] for d in tracks] == list(range(1, len(tracks) + 1))
     # Steps at t0 - 12 s (the receive clock's zero) + k·50 ms; the last at the last plot's arrival.
     assert tracks[-1]["t"] == pytest.approx(t0 + 9.9, abs=1e-6)
+
+
+@pytest.mark.parametrize("unit", [1.0, 1000.0])
+def test_capture_times_in_milliseconds_are_named_as_the_likely_cause(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], unit: float
+) -> None:
+    """An outside user's likeliest stamp mistake: `t_capture` in milliseconds. Every scan is then
+    1000 of its periods from the next, nothing confirms, and the summary says what to check; in
+    seconds it says nothing of the kind."""
+    config = tmp_path / "radar.toml"
+    config.write_text(RADAR_TOML)
+    t0, plots = 1_750_000_000.0, []
+    for k in range(100):
+        east, north, up = 800.0, -50.0 + k, 100.0
+        rng = math.sqrt(east**2 + north**2 + up**2)
+        m = RadarDetection(
+            "surv", (t0 + k * 0.1) * unit, 12.0 + k * 0.1, rng, math.atan2(-north, east),
+            math.asin(up / rng), None, 2.0, 0.017, 0.017, None, 15.0,
+        )  # fmt: skip
+        plots.append(wire.dumps(wire.measurement_record(m)))
+    path = tmp_path / "plots.jsonl"
+    path.write_text("\n".join(plots) + "\n")
+    assert main(["track", "--config", str(config), str(path)]) == 0
+    out, err = capsys.readouterr()
+    confirmed = [tr for line in out.splitlines() for tr in json.loads(line).get("tracks", [])]
+    assert any(tr["status"] == "confirmed" for tr in confirmed) == (unit == 1.0)
+    said = "capture times in milliseconds or another unit?" in err
+    assert said == (unit == 1000.0), err
+    if said:
+        assert "radar 'surv': its plots carried 100 capture times, one every 100 s for rate_hz = 10" in err
 
 
 def test_plots_beyond_the_configured_coverage_are_counted_and_a_track_on_the_edge_is_kept(
