@@ -331,10 +331,11 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 def _cmd_watch(args: argparse.Namespace) -> int:
     from cuas_node.watch import watch
 
-    host, port, root = "localhost", 1883, "cuas/v1"
+    host, port, root, section = "localhost", 1883, "cuas/v1", None
     if args.config or os.environ.get("CUAS_CONFIG"):
         config = load_config(resolve_config_path(args.config))
         host, port, root = config.mqtt.host, config.mqtt.port, config.mqtt.topic_root
+        section = config.mqtt  # (its credentials and TLS)
     host = args.host or os.environ.get("CUAS_MQTT__HOST", host)
     try:
         port = args.port or int(os.environ.get("CUAS_MQTT__PORT", port))
@@ -349,6 +350,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
         duration=args.duration,
         plain=args.plain,
         until_offline=args.until_offline,
+        mqtt_section=section,
     )
 
 

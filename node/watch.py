@@ -5,8 +5,10 @@ It is a plain MQTT subscriber, so it shows exactly what a central server receive
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import sys
 import threading
 import time
@@ -15,6 +17,9 @@ from typing import Any, TextIO
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+
+from cuas_node.config import MqttSection, read_password
+from cuas_node.publish.client import tls_context
 
 _CLEAR = "\x1b[H\x1b[2J"
 
@@ -122,6 +127,13 @@ def _alert_line(alert: dict[str, Any]) -> str:
     )
 
 
+def _age(age_s: Any) -> str:
+    """A sensor's data age: '-' before its first data (health sends null, or NaN)."""
+    if not isinstance(age_s, int | float) or not math.isfinite(age_s):
+        return f"{'-':>7}"
+    return f"{age_s:>6.1f}s"
+
+
 def render(state: WatchState) -> str:
     lines: list[str] = []
     with state.lock:
@@ -142,7 +154,7 @@ def render(state: WatchState) -> str:
             for s in view.health.get("sensors", []):
                 lines.append(
                     f"  sensor {s['id']:<12} {s['kind']:<15} {s['state']:<9} {_rates(s):<34} "
-                    f"age {s.get('age_s', float('nan')):>6.1f}s  {s.get('detail', '')}"
+                    f"age {_age(s.get('age_s'))}  {s.get('detail', '')}"
                 )
             if broker:
                 fusion = view.health.get("fusion", {})
@@ -174,14 +186,31 @@ def watch(
     duration: float | None = None,
     plain: bool = False,
     until_offline: bool = False,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    mqtt_section: MqttSection | None = None,
 ) -> int:
+    """Subscribe and show until `duration` ends (or Ctrl-C, or the node goes offline with
+    `until_offline`). 0, or 1 when the broker was never reached (a port or host that takes no
+    connection, credentials it refused): what keeps it from connecting is said on `err` as it
+    happens (and on the screen), never a silent wait. `mqtt_section`: the config's broker
+    settings, for its credentials and TLS; `out` and `err` default to stdout and stderr."""
+    out, err = sys.stdout if out is None else out, sys.stderr if err is None else err
     state = WatchState()
     went_offline = threading.Event()
     seen_online: set[str] = set()
+    link = _Link(f"{host}:{port}", err)
 
     def on_connect(client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            link.trouble(f"the broker at {link.address} refused the connection: {reason}")
+            return
+        link.connected()
         client.subscribe(f"{root}/{node}/#", qos=1)
+
+    def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure and link.problem is None:  # (not the close of a refused connection)
+            link.trouble(f"lost the broker at {link.address}: {reason} (reconnecting)")
 
     def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         seen = state.handle(msg.topic, bytes(msg.payload))
@@ -189,8 +218,7 @@ def watch(
             return
         node_id, name = seen
         if plain:
-            out.write(f"{node_id} {name} {msg.payload.decode(errors='replace')}\n")
-            out.flush()
+            link.write(out, f"{node_id} {name} {msg.payload.decode(errors='replace')}\n")
         if until_offline and name == "status":
             # A retained "offline" from an earlier run is history: wait for this run to end.
             current = state.nodes[node_id].status.get("state")
@@ -200,24 +228,81 @@ def watch(
                 went_offline.set()
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    if mqtt_section is not None:
+        if mqtt_section.username is not None:
+            client.username_pw_set(mqtt_section.username, read_password(mqtt_section))
+        if mqtt_section.tls:
+            client.tls_set_context(tls_context(mqtt_section))
     client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
     client.on_message = on_message
-    client.connect_async(host, port, keepalive=30)
+    client.on_connect_fail = lambda _c, _u: link.unreachable()
+    try:  # once in the foreground, for the reason (refused, no such host); then paho's loop retries
+        client.connect(host, port, keepalive=30)
+    except (OSError, ValueError) as exc:
+        link.trouble(f"cannot connect to {link.address}: {getattr(exc, 'strerror', None) or exc} (retrying)")
+        client.connect_async(host, port, keepalive=30)
     client.loop_start()
     deadline = None if duration is None else time.monotonic() + duration
     try:
-        while deadline is None or time.monotonic() < deadline:
+        while (deadline is None or time.monotonic() < deadline) and not link.closed:
             if went_offline.is_set():
                 break
             state.changed.wait(0.5)
             state.changed.clear()
             if not plain:
-                out.write(_CLEAR + f"cuas-node watch  {host}:{port}  {root}/{node}\n\n" + render(state))
-                out.flush()
+                head = f"cuas-node watch  {host}:{port}  {root}/{node}\n\n"
+                body = render(state) if link.problem is None else link.problem + "\n"
+                link.write(out, _CLEAR + head + body)
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass
     finally:
         client.loop_stop()
         client.disconnect()
+    if not link.ever_connected:
+        print(f"cuas-node watch: never reached the broker at {link.address}", file=err)
+        return 1
     return 0
+
+
+class _Link:
+    """What `watch` tells of its broker connection (each new trouble once, on `err`), and its
+    output: a reader that went away (`watch | head`) ends the watch quietly."""
+
+    def __init__(self, address: str, err: TextIO) -> None:
+        self.address, self._err = address, err
+        self.problem: str | None = f"connecting to {address}..."
+        self.ever_connected = False
+        self.closed = False  # the output's reader is gone
+        self._lock = threading.Lock()
+
+    def trouble(self, problem: str) -> None:
+        with self._lock:
+            if problem == self.problem:
+                return
+            self.problem = problem
+        print(f"cuas-node watch: {problem}", file=self._err, flush=True)
+
+    def unreachable(self) -> None:
+        """paho's loop failed to connect again (it says no more): keep the reason already told."""
+        if not (self.problem or "").startswith(f"cannot connect to {self.address}"):
+            self.trouble(f"cannot connect to {self.address} (retrying)")
+
+    def connected(self) -> None:
+        with self._lock:
+            if self.problem is not None and self.ever_connected:
+                print(f"cuas-node watch: connected to {self.address} again", file=self._err, flush=True)
+            self.problem, self.ever_connected = None, True
+
+    def write(self, out: TextIO, text: str) -> None:
+        if self.closed:
+            return
+        try:
+            out.write(text)
+            out.flush()
+        except BrokenPipeError:
+            self.closed = True
+            # Python flushes stdout once more at exit: point it where that cannot fail.
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
