@@ -369,16 +369,23 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"cuas-node decode: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 1
-    out = sys.stdout
+    out, records = sys.stdout, 0
     try:
         for obj in decoder(data):
             out.write(json.dumps(obj, separators=(",", ":")) + "\n")
+            records += 1
     except BrokenPipeError:
         return 0
     except DECODE_FAILURES as exc:
         out.flush()
         print(f"cuas-node decode: {exc}", file=sys.stderr)
         return 1
+    if data and not records:  # (stdout stays the contract: nothing; say why on stderr)
+        print(
+            f"cuas-node decode: no {args.kind} records in {len(data)} bytes: another kind of sensor, "
+            f"another serial speed, or only damaged records (docs/decode-*.md)",
+            file=sys.stderr,
+        )
     return 0
 
 

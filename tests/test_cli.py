@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,20 @@ def test_decode_rejects_unknown_kind_and_missing_file(tmp_path: Path) -> None:
     assert _cli("decode", "lidar", str(tmp_path)).returncode == 2
     missing = _cli("decode", "nmea", str(tmp_path / "nope.log"))
     assert missing.returncode == 1 and b"cannot read" in missing.stderr
+
+
+@pytest.mark.parametrize("kind", ["nmea", "ti-mmwave"])
+def test_decode_of_bytes_holding_no_record_says_so_on_stderr(kind: str) -> None:
+    """A technician's first question of a port's dump: stdout stays the contract (nothing), and
+    stderr says why there may be nothing; where a record was decoded, stderr stays quiet."""
+    noise = bytes(random.Random(5).randrange(256) for _ in range(3000))
+    result = _cli("decode", kind, "-", stdin=noise)
+    assert result.returncode == 0 and result.stdout == b""
+    assert f"no {kind} records in 3000 bytes".encode() in result.stderr
+    one = _cli(
+        "decode", "nmea", "-", stdin=b"$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47\r\n"
+    )
+    assert one.returncode == 0 and one.stdout.count(b"\n") == 1 and one.stderr == b""
 
 
 def test_sim_unknown_scenario_is_a_config_error() -> None:
