@@ -69,9 +69,10 @@ class Doctor(SerialSensorChecks, PlatformChecks, BrokerChecks, OutputChecks):
                 "FAIL",
                 "config",
                 exc.render(),
-                f"edit {self.config_path} (every key: docs/config.md), then `cuas-node config check "
-                f"{self.config_path}`",
-            )
+                (f"edit {self.config_path}" if Path(self.config_path).exists() else
+                 f"create {self.config_path} (the README's minimal config is a start)")
+                + f" (every key: docs/config.md), then `cuas-node config check {self.config_path}`",
+            )  # fmt: skip
             return self.checks
         self.add(
             "PASS",

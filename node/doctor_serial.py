@@ -256,4 +256,5 @@ class SerialSensorChecks(Checklist):
                     "give the antenna open sky; a cold start can take 15 minutes",
                 )
             else:
-                self.add("FAIL", "GPS fix", f"{sensor.id}: no NMEA data (see the frames line above)")
+                line = f"{sensor.id} {'port' if read is None else 'frames'}"  # (no port: not read)
+                self.add("FAIL", "GPS fix", f"{sensor.id}: no NMEA data (see the {line} line above)")

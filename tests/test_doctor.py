@@ -140,6 +140,10 @@ def test_invalid_config_fails_with_exit_code(tmp_path: Path) -> None:
     text = out.getvalue()
     assert text.startswith("FAIL  config")
     assert "mqtt.port" in text and "fix: edit" in text
+    absent = tmp_path / "none.toml"  # a file to create, not to edit
+    out = io.StringIO()
+    assert run_doctor(absent, timeout_s=0.2, probe=probe(tmp_path), out=out) == 1
+    assert f"fix: create {absent} (the README's minimal config is a start)" in out.getvalue()
 
 
 def test_gps_on_a_working_port_passes_and_broker_down_fails(tmp_path: Path, gps_pty: PtyPort) -> None:
@@ -187,6 +191,7 @@ def test_missing_port_and_unreadable_port(tmp_path: Path) -> None:
     assert "not a member" in checks["gps port"].message
     assert "usermod -aG" in checks["gps port"].fix
     assert "radar frames" not in checks  # no frame check on a port that is not there
+    assert checks["GPS fix"].message == "gps: no NMEA data (see the gps port line above)"
 
 
 def test_serial_console_conflict_is_explained(tmp_path: Path, gps_pty: PtyPort) -> None:
