@@ -228,6 +228,8 @@ class TrackStats:
     unknown_kinds: Counter[str] = dataclasses.field(default_factory=Counter)
     unconfigured: Counter[str] = dataclasses.field(default_factory=Counter)
     """Measurements of sensors not in the config (or disabled), by sensor id."""
+    configured: list[str] = dataclasses.field(default_factory=list)
+    """The enabled sensors' ids, for the summary's line on `unconfigured` ones."""
     wrong_role: Counter[str] = dataclasses.field(default_factory=Counter)
     """Measurements whose kind is not that of their configured sensor, by `kind from id`."""
     tracks_messages: int = 0
@@ -286,6 +288,7 @@ class Tracking:
         self.grid = ArrivalGrid(idle=self.core.idle)
         self.stats = TrackStats()
         self.setup_radars = [s for s in setup.fusion.sensors if isinstance(s, RadarSensor)]
+        self.stats.configured = sorted(self.roles)
         self.stats.frame_rates_hz = {s.sensor_id: s.scan_rate_hz for s in self.setup_radars if not s.sweeps}
 
     def _step(self, cycles: Iterator[Cycle]) -> float | None:

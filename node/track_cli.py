@@ -114,7 +114,8 @@ def summary(stats: TrackStats) -> list[str]:
     if stats.unconfigured:
         lines.append(
             f"skipped {stats.unconfigured.total()} measurements of sensors not in the config "
-            f"or disabled ({_counts(stats.unconfigured)})"
+            f"or disabled ({_counts(stats.unconfigured)}; "
+            f"configured: {', '.join(stats.configured) or 'none'})"
         )
     dropped = {reason.replace("_", " "): n for reason, n in stats.dropped.items() if n}
     if dropped:

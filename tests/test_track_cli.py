@@ -217,7 +217,10 @@ def test_malformed_lines_unknown_kinds_and_sensors_are_reported_and_skipped(
         "not a JSON object: 1)" in err
     )
     assert "skipped 1 measurements of unknown kinds (LidarPoint: 1)" in err
-    assert "skipped 1 measurements of sensors not in the config or disabled (radar-9: 1)" in err
+    assert (
+        "skipped 1 measurements of sensors not in the config or disabled (radar-9: 1; configured: gps, "
+        "radar-1)" in err
+    )
     assert (
         "skipped 1 measurements of a kind their sensor does not produce (RadarDetection from gps: 1)" in err
     )
