@@ -244,14 +244,16 @@ def watch(
         client.connect_async(host, port, keepalive=30)
     client.loop_start()
     deadline = None if duration is None else time.monotonic() + duration
+    head = f"cuas-node watch  {host}:{port}  {root}/{node}\n\n"
     try:
         while (deadline is None or time.monotonic() < deadline) and not link.closed:
             if went_offline.is_set():
+                if not plain:  # the last screen shows it offline, and says the watch ends
+                    link.write(out, _CLEAR + head + render(state) + "the node went offline: end of watch\n")
                 break
             state.changed.wait(0.5)
             state.changed.clear()
             if not plain:
-                head = f"cuas-node watch  {host}:{port}  {root}/{node}\n\n"
                 body = render(state) if link.problem is None else link.problem + "\n"
                 link.write(out, _CLEAR + head + body)
             time.sleep(0.2)

@@ -22,3 +22,4 @@ CUAS_NODE__STATE_DIR="$WORK/state" CUAS_MQTT__HOST=127.0.0.1 CUAS_MQTT__PORT="$P
   .venv/bin/cuas-node sim demo --speed "${SPEED:-1}" --truth "$WORK/truth.jsonl" > "$WORK/node.log" 2>&1 &
 SIM=$!
 .venv/bin/cuas-node watch --host 127.0.0.1 --port "$PORT" --until-offline ${WATCH_ARGS:-}
+echo "the demo's minute is over; node log in $WORK/node.log, ground truth in $WORK/truth.jsonl"

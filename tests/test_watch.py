@@ -117,3 +117,26 @@ def test_a_reader_that_goes_away_ends_the_watch_quietly(mosquitto: MosquittoBrok
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_until_offline_ends_on_a_screen_that_shows_the_node_offline(mosquitto: MosquittoBroker) -> None:
+    """`--until-offline` (the demo's): the last screen is the node gone offline, not its last
+    online view, and says the watch ends there."""
+    _publish(mosquitto, [("cuas/v1/mast-1/status", STATUS)])
+    out = io.StringIO()
+    done: list[int] = []
+    viewer = threading.Thread(
+        target=lambda: done.append(
+            watch("127.0.0.1", mosquitto.port, "cuas/v1", duration=20.0, until_offline=True, out=out)
+        )
+    )
+    viewer.start()
+    for _ in range(100):
+        if "mast-1: online" in out.getvalue():
+            break
+        time.sleep(0.05)
+    _publish(mosquitto, [("cuas/v1/mast-1/status", STATUS.replace("online", "offline"))])
+    viewer.join(timeout=10)
+    assert done == [0]
+    last = out.getvalue().rsplit("\x1b[H\x1b[2J", 1)[-1]
+    assert "node mast-1: offline" in last and last.endswith("the node went offline: end of watch\n")
