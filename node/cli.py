@@ -342,6 +342,14 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError(["mqtt.port (env CUAS_MQTT__PORT): not a whole number"], "environment") from None
     root = args.topic_root or os.environ.get("CUAS_MQTT__TOPIC_ROOT", root)
+    if section is not None and (host, port) != (section.host, section.port):
+        # The config's credentials and TLS are for its broker: never sent to another one.
+        print(
+            f"cuas-node watch: {host}:{port} is not the config's broker ({section.host}:{section.port}): "
+            "its credentials and TLS are not used",
+            file=sys.stderr,
+        )
+        section = None
     return watch(
         host,
         port,
@@ -352,6 +360,14 @@ def _cmd_watch(args: argparse.Namespace) -> int:
         until_offline=args.until_offline,
         mqtt_section=section,
     )
+
+
+_NOTHING_DECODED = {  # why a kind's input may hold no record (`acoustic` always prints its summary)
+    "nmea": "another kind of sensor, another serial speed, or only damaged sentences (docs/decode-nmea.md)",
+    "ti-mmwave": "another kind of sensor, another serial speed, or only damaged frames "
+    "(docs/decode-ti-mmwave.md)",
+    "remoteid": "nothing broadcasting in a capture, or not a Remote ID receiver's output (docs/remoteid.md)",
+}
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
@@ -380,12 +396,9 @@ def _cmd_decode(args: argparse.Namespace) -> int:
         out.flush()
         print(f"cuas-node decode: {exc}", file=sys.stderr)
         return 1
-    if data and not records:  # (stdout stays the contract: nothing; say why on stderr)
-        print(
-            f"cuas-node decode: no {args.kind} records in {len(data)} bytes: another kind of sensor, "
-            f"another serial speed, or only damaged records (docs/decode-*.md)",
-            file=sys.stderr,
-        )
+    why = _NOTHING_DECODED.get(args.kind)
+    if data and not records and why:  # (stdout stays the contract: nothing; say why on stderr)
+        print(f"cuas-node decode: no {args.kind} records in {len(data)} bytes: {why}", file=sys.stderr)
     return 0
 
 

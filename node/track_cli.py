@@ -76,8 +76,10 @@ def _counts(counter: Counter[str], limit: int = 8) -> str:
 # A radar's plots carrying more frames a second than this many times its configured scan rate
 # (over at least this many frames) are not one frame per scan (`frame_stamps.FrameRuns`).
 _MISTIMED_RATIO, _MISTIMED_LEAST = 1.5, 20
-# ... and fewer than one a second for this many of its scans (over as many frames): stamps in
-# another unit than seconds (milliseconds: a thousand), or a rate_hz far too high.
+# ... and every one of those frames this many of its periods from the next (over as many frames):
+# stamps in another unit than seconds (milliseconds: a thousand), or a rate_hz far too high. (Not
+# the mean: a radar whose lines hold only its scans with plots spaces them so too, but its gaps
+# include short ones.)
 _SPARSE_RATIO = 100.0
 _UNDERSTATED_RATIO = 3.0  # learnt false alarms this many times the configured ones: say so
 # False alarms a scan priced above the uniform density, at least this many and this share: say so.
@@ -120,7 +122,7 @@ def summary(stats: TrackStats) -> list[str]:
     dropped = {reason.replace("_", " "): n for reason, n in stats.dropped.items() if n}
     if dropped:
         lines.append(
-            f"fusion could not use {sum(dropped.values())} of them "
+            f"fusion could not use {sum(dropped.values())} of the measurements given to it "
             f"({', '.join(f'{n} {reason}' for reason, n in dropped.items())}; docs/mqtt.md, health)"
         )
     if stats.stale:
@@ -157,12 +159,11 @@ def summary(stats: TrackStats) -> list[str]:
                 "charges a miss to every track it does not hit. A scanning radar that stamps each plot "
                 "when its beam passed needs sweeps = true; else check rate_hz (docs/config.md)"
             )
-        if rate_hz and times.frames >= _MISTIMED_LEAST and 0.0 < _SPARSE_RATIO * seen < rate_hz:
+        if rate_hz and times.frames >= _MISTIMED_LEAST and times.least_step_s * rate_hz >= _SPARSE_RATIO:
             lines.append(
-                f"radar {sensor_id!r}: its plots carried {times.frames} capture times, one every "
-                f"{1.0 / seen:.3g} s for rate_hz = {rate_hz:g} (a scan in {rate_hz / seen:.0f} had "
-                "plots): capture times in milliseconds or another unit? t_capture is UTC seconds "
-                "(docs/track.md); else check rate_hz"
+                f"radar {sensor_id!r}: its plots carried {times.frames} capture times, never two "
+                f"within {times.least_step_s:.3g} s, for rate_hz = {rate_hz:g}: capture times in "
+                "milliseconds or another unit? t_capture is UTC seconds (docs/track.md); else check rate_hz"
             )
     for sensor_id, (pd, false_alarms, sweeps, specified) in stats.learnt.items():
         told = (

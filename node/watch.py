@@ -177,6 +177,9 @@ def render(state: WatchState) -> str:
     return "\n".join(lines) + "\n"
 
 
+_NO_ANSWER_S = 5.0  # a broker silent this long after the connection opened is said to be
+
+
 def watch(
     host: str,
     port: int,
@@ -192,16 +195,20 @@ def watch(
 ) -> int:
     """Subscribe and show until `duration` ends (or Ctrl-C, or the node goes offline with
     `until_offline`). 0, or 1 when the broker was never reached (a port or host that takes no
-    connection, credentials it refused): what keeps it from connecting is said on `err` as it
-    happens (and on the screen), never a silent wait. `mqtt_section`: the config's broker
-    settings, for its credentials and TLS; `out` and `err` default to stdout and stderr."""
+    connection, one that closes it or never answers, credentials it refused): what keeps it from
+    connecting is said on `err` as it happens (and on the screen), never a silent wait.
+    `mqtt_section`: the config's broker settings, for its credentials and TLS (used only towards
+    that broker); `out` and `err` default to stdout and stderr."""
     out, err = sys.stdout if out is None else out, sys.stderr if err is None else err
+    started = time.monotonic()
+    deadline = None if duration is None else started + duration
     state = WatchState()
     went_offline = threading.Event()
     seen_online: set[str] = set()
     link = _Link(f"{host}:{port}", err)
 
     def on_connect(client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        link.answered = True
         if reason.is_failure:
             link.trouble(f"the broker at {link.address} refused the connection: {reason}")
             return
@@ -209,8 +216,15 @@ def watch(
         client.subscribe(f"{root}/{node}/#", qos=1)
 
     def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if reason.is_failure and link.problem is None:  # (not the close of a refused connection)
+        if not reason.is_failure:  # (our own disconnect at the end)
+            return
+        if link.problem is None:
             link.trouble(f"lost the broker at {link.address}: {reason} (reconnecting)")
+        elif not link.answered:  # closed before any CONNACK: not an MQTT listener as configured
+            link.trouble(
+                f"{link.address} closed the connection without an MQTT answer (a TLS port? the "
+                "config's TLS and credentials come with --config) (retrying)"
+            )
 
     def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         seen = state.handle(msg.topic, bytes(msg.payload))
@@ -228,6 +242,8 @@ def watch(
                 went_offline.set()
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    # paho's connect (and each retry) waits this long for the socket: within --duration
+    client.connect_timeout = min(_NO_ANSWER_S, max(duration or _NO_ANSWER_S, 0.1))
     if mqtt_section is not None:
         if mqtt_section.username is not None:
             client.username_pw_set(mqtt_section.username, read_password(mqtt_section))
@@ -237,20 +253,23 @@ def watch(
     client.on_disconnect = on_disconnect
     client.on_message = on_message
     client.on_connect_fail = lambda _c, _u: link.unreachable()
-    try:  # once in the foreground, for the reason (refused, no such host); then paho's loop retries
-        client.connect(host, port, keepalive=30)
-    except (OSError, ValueError) as exc:
-        link.trouble(f"cannot connect to {link.address}: {getattr(exc, 'strerror', None) or exc} (retrying)")
-        client.connect_async(host, port, keepalive=30)
-    client.loop_start()
-    deadline = None if duration is None else time.monotonic() + duration
     head = f"cuas-node watch  {host}:{port}  {root}/{node}\n\n"
     try:
+        try:  # once in the foreground, for the reason (refused, no such host); then paho's loop retries
+            client.connect(host, port, keepalive=30)
+        except (OSError, ValueError) as exc:
+            link.trouble(
+                f"cannot connect to {link.address}: {getattr(exc, 'strerror', None) or exc} (retrying)"
+            )
+            client.connect_async(host, port, keepalive=30)
+        client.loop_start()
         while (deadline is None or time.monotonic() < deadline) and not link.closed:
             if went_offline.is_set():
                 if not plain:  # the last screen shows it offline, and says the watch ends
                     link.write(out, _CLEAR + head + render(state) + "the node went offline: end of watch\n")
                 break
+            if not (link.answered or link.told) and time.monotonic() - started > _NO_ANSWER_S:
+                link.trouble(f"no MQTT answer from {link.address} in {_NO_ANSWER_S:g} s (still trying)")
             state.changed.wait(0.5)
             state.changed.clear()
             if not plain:
@@ -263,7 +282,7 @@ def watch(
         client.loop_stop()
         client.disconnect()
     if not link.ever_connected:
-        print(f"cuas-node watch: never reached the broker at {link.address}", file=err)
+        link.say(f"never reached the broker at {link.address}")
         return 1
     return 0
 
@@ -276,15 +295,22 @@ class _Link:
         self.address, self._err = address, err
         self.problem: str | None = f"connecting to {address}..."
         self.ever_connected = False
+        self.answered = False  # a CONNACK came, accepting or refusing
+        self.told = False  # a trouble was said
         self.closed = False  # the output's reader is gone
         self._lock = threading.Lock()
+
+    def say(self, text: str) -> None:
+        """A line on stderr; one whose reader is gone (`2>&1 | head`) is dropped."""
+        with contextlib.suppress(OSError, ValueError):
+            print(f"cuas-node watch: {text}", file=self._err, flush=True)
 
     def trouble(self, problem: str) -> None:
         with self._lock:
             if problem == self.problem:
                 return
-            self.problem = problem
-        print(f"cuas-node watch: {problem}", file=self._err, flush=True)
+            self.problem, self.told = problem, True
+        self.say(problem)
 
     def unreachable(self) -> None:
         """paho's loop failed to connect again (it says no more): keep the reason already told."""
@@ -293,9 +319,10 @@ class _Link:
 
     def connected(self) -> None:
         with self._lock:
-            if self.problem is not None and self.ever_connected:
-                print(f"cuas-node watch: connected to {self.address} again", file=self._err, flush=True)
-            self.problem, self.ever_connected = None, True
+            told, again = self.told and self.problem is not None, self.ever_connected
+            self.problem, self.ever_connected, self.answered = None, True, True
+        if told:  # after a trouble said, that it is over
+            self.say(f"connected to {self.address}" + (" again" if again else ""))
 
     def write(self, out: TextIO, text: str) -> None:
         if self.closed:
@@ -307,4 +334,7 @@ class _Link:
             self.closed = True
             # Python flushes stdout once more at exit: point it where that cannot fail.
             with contextlib.suppress(OSError, ValueError):
-                os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+                target = out.fileno()
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, target)
+                os.close(null)

@@ -155,7 +155,7 @@ def test_command_on_a_file_and_on_stdin(
     # Nothing skipped; fusion itself dropped the multipath images below the ground, and says so;
     # and what it learnt of the radar.
     assert len(summary) == 3, err
-    assert "fusion could not use 34 of them (34 below ground;" in summary[1]
+    assert "fusion could not use 34 of the measurements given to it (34 below ground;" in summary[1]
     # (The demo's drones, 100 m out, never fly 10 of the board's cross-range cells from where
     # they started: its Pd is the configured one, and the summary says so.)
     assert re.fullmatch(
@@ -311,21 +311,23 @@ def test_another_radars_plots_with_a_toml_config(tmp_path: Path, capsys: pytest.
     assert tracks[-1]["t"] == pytest.approx(t0 + 9.9, abs=1e-6)
 
 
-@pytest.mark.parametrize("unit", [1.0, 1000.0])
+@pytest.mark.parametrize("unit", [1.0, 1000.0, "passes"])
 def test_capture_times_in_milliseconds_are_named_as_the_likely_cause(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], unit: float
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], unit: float | str
 ) -> None:
     """An outside user's likeliest stamp mistake: `t_capture` in milliseconds. Every scan is then
     1000 of its periods from the next, nothing confirms, and the summary says what to check; in
-    seconds it says nothing of the kind."""
+    seconds it says nothing of the kind, nor for a log that holds only a radar's scans with plots
+    (here four passes of 25 scans, 20 minutes apart: sparse on average, not scan by scan)."""
     config = tmp_path / "radar.toml"
     config.write_text(RADAR_TOML)
     t0, plots = 1_750_000_000.0, []
     for k in range(100):
         east, north, up = 800.0, -50.0 + k, 100.0
         rng = math.sqrt(east**2 + north**2 + up**2)
+        t = t0 + k * 0.1 if unit != "passes" else t0 + (k // 25) * 1200.0 + (k % 25) * 0.1
         m = RadarDetection(
-            "surv", (t0 + k * 0.1) * unit, 12.0 + k * 0.1, rng, math.atan2(-north, east),
+            "surv", t * (unit if unit != "passes" else 1.0), t - t0 + 12.0, rng, math.atan2(-north, east),
             math.asin(up / rng), None, 2.0, 0.017, 0.017, None, 15.0,
         )  # fmt: skip
         plots.append(wire.dumps(wire.measurement_record(m)))
@@ -334,11 +336,14 @@ def test_capture_times_in_milliseconds_are_named_as_the_likely_cause(
     assert main(["track", "--config", str(config), str(path)]) == 0
     out, err = capsys.readouterr()
     confirmed = [tr for line in out.splitlines() for tr in json.loads(line).get("tracks", [])]
-    assert any(tr["status"] == "confirmed" for tr in confirmed) == (unit == 1.0)
+    assert any(tr["status"] == "confirmed" for tr in confirmed) == (unit != 1000.0)
     said = "capture times in milliseconds or another unit?" in err
     assert said == (unit == 1000.0), err
     if said:
-        assert "radar 'surv': its plots carried 100 capture times, one every 100 s for rate_hz = 10" in err
+        assert (
+            "radar 'surv': its plots carried 100 capture times, never two within 100 s, for rate_hz = 10"
+            in err
+        )
 
 
 def test_plots_beyond_the_configured_coverage_are_counted_and_a_track_on_the_edge_is_kept(

@@ -3,9 +3,11 @@ wait), uses the config's credentials, and ends quietly when its reader goes away
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -62,6 +64,31 @@ def test_a_port_nothing_listens_on_is_said_with_the_reason_and_exit_1() -> None:
     assert f"cannot connect to 127.0.0.1:{port}: Connection refused" in screen.getvalue()
 
 
+def test_a_port_that_closes_without_an_mqtt_answer_is_said(tmp_path: Path) -> None:
+    """What a TLS listener does with a plain client: accepts, then closes. Said as it happens."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def refuse() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                listener.accept()[0].close()
+
+    threading.Thread(target=refuse, daemon=True).start()
+    port = listener.getsockname()[1]
+    err = io.StringIO()
+    try:
+        assert watch("127.0.0.1", port, "cuas/v1", duration=2.0, plain=True, out=io.StringIO(), err=err) == 1
+    finally:
+        listener.close()
+    said = err.getvalue().splitlines()
+    assert said[0].startswith(
+        f"cuas-node watch: 127.0.0.1:{port} closed the connection without an MQTT answer"
+    )
+    assert said[-1] == f"cuas-node watch: never reached the broker at 127.0.0.1:{port}"
+
+
 def test_the_configs_credentials_reach_a_broker_that_asks_for_them(
     make_mosquitto: Callable[..., MosquittoBroker],
     broker_files: Path,
@@ -86,10 +113,14 @@ def test_the_configs_credentials_reach_a_broker_that_asks_for_them(
     )
     # Without them: the broker's refusal, by name.
     assert (
-        main(["watch", "--port", str(broker.port), "--host", "127.0.0.1", "--duration", "1", "--plain"]) == 1
+        main(["watch", "--port", str(broker.port), "--host", "127.0.0.1", "--duration", "2", "--plain"]) == 1
     )
     out, err = capsys.readouterr()
     assert out == "" and "refused the connection: Not authorized" in err
+    # Nor sent to another broker than the config's (here the same one by another name).
+    assert main(["watch", "--config", str(config), "--host", "localhost", "--duration", "2", "--plain"]) == 1
+    out, err = capsys.readouterr()
+    assert f"localhost:{broker.port} is not the config's broker" in err and "Not authorized" in err
     # With the config's: its node's retained status.
     assert main(["watch", "--config", str(config), "--duration", "3", "--plain"]) == 0
     out, err = capsys.readouterr()
@@ -131,10 +162,11 @@ def test_until_offline_ends_on_a_screen_that_shows_the_node_offline(mosquitto: M
         )
     )
     viewer.start()
-    for _ in range(100):
+    for _ in range(200):
         if "mast-1: online" in out.getvalue():
             break
         time.sleep(0.05)
+    assert "mast-1: online" in out.getvalue()  # (before it, "offline" would be history)
     _publish(mosquitto, [("cuas/v1/mast-1/status", STATUS.replace("online", "offline"))])
     viewer.join(timeout=10)
     assert done == [0]

@@ -53,6 +53,7 @@ class FrameRuns:
     runs: int = 0  # frames that came as runs of several times
     steps: int = 0  # from one frame to a later one (a clock stepped back starts afresh)
     span_s: float = 0.0  # their sum
+    least_step_s: float = math.inf  # the shortest of them
 
     def add(self, t: float) -> float:
         """The frame time of a plot stamped `t`: the first time of its frame."""
@@ -71,6 +72,7 @@ class FrameRuns:
         if math.isfinite(self.first) and t > self.first:
             self.steps += 1
             self.span_s += t - self.first
+            self.least_step_s = min(self.least_step_s, t - self.first)
         self.first = self.last = t
         self.frames += 1
         return t
