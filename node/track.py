@@ -269,27 +269,55 @@ class TrackStats:
     (`alias_evidence`; health's `fusion.range_rate_contradicted`)."""
 
 
+SPARSE_STAMPS = 100.0
+"""A radar whose capture times (`SPARSE_STAMPS_LEAST` of them at least) never come within this
+many of its periods of each other stamps in another unit than seconds (milliseconds: a thousand)
+or has a `rate_hz` far too high. (Not the mean gap: a log that holds only a radar's scans with
+plots spaces them so too, but its gaps include short ones.)"""
+SPARSE_STAMPS_LEAST = 20
+
+
+def sparse_stamps(times: FrameRuns, rate_hz: float) -> bool:
+    """Whether a radar's capture times so far are `SPARSE_STAMPS` periods apart, every one."""
+    return times.frames >= SPARSE_STAMPS_LEAST and times.least_step_s * rate_hz >= SPARSE_STAMPS
+
+
 class Tracking:
     """The command's loop without its I/O: lines in, JSON lines to `out`, malformed lines to
-    `report(number, rejected)`."""
+    `report(number, rejected)`, and `note(text)` as soon as the capture times of a radar look to be
+    in another unit than seconds (`sparse_stamps`: fusion of such a log can take long, and the
+    summary comes at its end)."""
 
     def __init__(
         self,
         config: Config,
         out: IO[str] | None,
         report: Callable[[int, Rejected], None] | None = None,
+        note: Callable[[str], None] | None = None,
     ) -> None:
         setup = core_setup(config)
         self.core = NodeCore(setup)
         self.roles = {s.sensor_id: type(s) for s in setup.fusion.sensors}
         self.output = StepLines(config.node.id, SESSION, out)
         self.out = out
-        self.report = report
+        self.report, self.note = report, note
+        self._noted: set[str] = set()
         self.grid = ArrivalGrid(idle=self.core.idle)
         self.stats = TrackStats()
         self.setup_radars = [s for s in setup.fusion.sensors if isinstance(s, RadarSensor)]
         self.stats.configured = sorted(self.roles)
         self.stats.frame_rates_hz = {s.sensor_id: s.scan_rate_hz for s in self.setup_radars if not s.sweeps}
+
+    def _note_units(self, sensor_id: str) -> None:
+        times = self.core.frame_stamps.radars.get(sensor_id)  # (`stats.plot_times` at the end)
+        rate_hz = self.stats.frame_rates_hz.get(sensor_id)
+        if times is not None and rate_hz and self.note is not None and sparse_stamps(times, rate_hz):
+            self._noted.add(sensor_id)
+            self.note(
+                f"radar {sensor_id!r}: {times.frames} capture times so far, never two within "
+                f"{times.least_step_s:.3g} s for rate_hz = {rate_hz:g}: in milliseconds? (the summary "
+                "says more)"
+            )
 
     def _step(self, cycles: Iterator[Cycle]) -> float | None:
         """Run the cycles; the time of the last one (None: there was none)."""
@@ -325,6 +353,8 @@ class Tracking:
             stats.measurements += 1
             stats.empty_scans += isinstance(m, EmptyRadarScan)
             self._step(grid.add(m))
+            if self.note is not None and m.sensor_id not in self._noted:
+                self._note_units(m.sensor_id)
         stats.lines = number
         end = self._step(grid.end())
         if end is not None:

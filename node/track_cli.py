@@ -76,11 +76,6 @@ def _counts(counter: Counter[str], limit: int = 8) -> str:
 # A radar's plots carrying more frames a second than this many times its configured scan rate
 # (over at least this many frames) are not one frame per scan (`frame_stamps.FrameRuns`).
 _MISTIMED_RATIO, _MISTIMED_LEAST = 1.5, 20
-# ... and every one of those frames this many of its periods from the next (over as many frames):
-# stamps in another unit than seconds (milliseconds: a thousand), or a rate_hz far too high. (Not
-# the mean: a radar whose lines hold only its scans with plots spaces them so too, but its gaps
-# include short ones.)
-_SPARSE_RATIO = 100.0
 _UNDERSTATED_RATIO = 3.0  # learnt false alarms this many times the configured ones: say so
 # False alarms a scan priced above the uniform density, at least this many and this share: say so.
 _CONCENTRATED_LEAST, _CONCENTRATED_SHARE = 1.0, 0.25
@@ -99,6 +94,8 @@ def _metres(x: float) -> str:
 
 def summary(stats: TrackStats) -> list[str]:
     """The stderr summary, one line per subject."""
+    from cuas_node.track import sparse_stamps
+
     rate = stats.measurements / stats.wall_s if stats.wall_s > 0 else 0.0
     empty = f" ({stats.empty_scans} of them empty radar scans)" if stats.empty_scans else ""
     lines = [
@@ -159,7 +156,7 @@ def summary(stats: TrackStats) -> list[str]:
                 "charges a miss to every track it does not hit. A scanning radar that stamps each plot "
                 "when its beam passed needs sweeps = true; else check rate_hz (docs/config.md)"
             )
-        if rate_hz and times.frames >= _MISTIMED_LEAST and times.least_step_s * rate_hz >= _SPARSE_RATIO:
+        if rate_hz and sparse_stamps(times, rate_hz):
             lines.append(
                 f"radar {sensor_id!r}: its plots carried {times.frames} capture times, never two "
                 f"within {times.least_step_s:.3g} s, for rate_hz = {rate_hz:g}: capture times in "
@@ -260,7 +257,9 @@ def run_track(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="cuas-track-") as tmp:
         config = track_config(Path(config_arg), Path(tmp))
-        tracking = Tracking(config, sys.stdout, report)
+        tracking = Tracking(
+            config, sys.stdout, report, lambda text: print(f"{prog}: {text}", file=sys.stderr)
+        )
         handle: IO[bytes] = sys.stdin.buffer
         if args.file != "-":
             try:

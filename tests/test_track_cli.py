@@ -339,6 +339,8 @@ def test_capture_times_in_milliseconds_are_named_as_the_likely_cause(
     assert any(tr["status"] == "confirmed" for tr in confirmed) == (unit != 1000.0)
     said = "capture times in milliseconds or another unit?" in err
     assert said == (unit == 1000.0), err
+    # (said at once too, as the 20th such time comes: such a log can take long to fuse)
+    assert err.count("20 capture times so far, never two within 100 s") == int(said)
     if said:
         assert (
             "radar 'surv': its plots carried 100 capture times, never two within 100 s, for rate_hz = 10"
