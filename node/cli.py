@@ -297,8 +297,9 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     clock = ScaledClock(start, args.speed)
     simulation = Simulation(scenario, clock, seed=args.seed)
     data: dict[str, Any] = simulation.node_config()
+    # (the spool follows the state directory, also one that CUAS_NODE__STATE_DIR gives: a fresh
+    # state directory is then a fresh spool too)
     data["node"]["state_dir"] = str(_sim_state_dir(scenario.node.id))
-    data["node"]["spool_dir"] = str(_sim_state_dir(scenario.node.id) / "spool")
     if args.config:
         overrides = read_toml(Path(args.config))
         overrides.pop("sensors", None)  # the scenario defines the sensors

@@ -66,6 +66,28 @@ def test_decode_of_bytes_holding_no_record_says_so_on_stderr(kind: str) -> None:
     assert one.returncode == 0 and one.stdout.count(b"\n") == 1 and one.stderr == b""
 
 
+def test_sim_keeps_its_spool_in_the_state_directory_it_is_given(tmp_path: Path) -> None:
+    """demo.sh gives each demo a fresh CUAS_NODE__STATE_DIR so that an earlier run's undelivered
+    messages are not replayed into it: the spool must move with it (it stayed under
+    $XDG_STATE_HOME, and seq and the backlog carried on)."""
+    env = {
+        **os.environ,
+        "CUAS_NODE__STATE_DIR": str(tmp_path / "state"),
+        "XDG_STATE_HOME": str(tmp_path / "xdg"),
+        "CUAS_MQTT__HOST": "127.0.0.1",
+        "CUAS_MQTT__PORT": "1",  # no broker: every message stays in the spool
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "cuas_node.cli", "sim", "demo", "--duration", "1", "--speed", "10"],
+        capture_output=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert any((tmp_path / "state" / "spool").glob("seg-*.log"))
+    assert not (tmp_path / "xdg").exists()
+
+
 def test_sim_unknown_scenario_is_a_config_error() -> None:
     result = _cli("sim", "no-such-scenario")
     assert result.returncode == 78

@@ -277,6 +277,21 @@ classes = ["multirotor", "fixed_wing", "unknown", "bird", "aircraft"]
 """
 
 
+def _northbound(times: list[tuple[float, float]]) -> str:
+    """The lines of a radar looking east (`RADAR_TOML`) at a target 800 m east and 100 m up flying
+    north, a metre between plots: one plot at each (t_capture, t_receive)."""
+    plots = []
+    for k, (t_capture, t_receive) in enumerate(times):
+        east, north, up = 800.0, -50.0 + k, 100.0
+        rng = math.sqrt(east**2 + north**2 + up**2)
+        m = RadarDetection(
+            "surv", t_capture, t_receive, rng, math.atan2(-north, east), math.asin(up / rng),
+            None, 2.0, 0.017, 0.017, None, 15.0,
+        )  # fmt: skip
+        plots.append(wire.dumps(wire.measurement_record(m)))
+    return "\n".join(plots) + "\n"
+
+
 def test_another_radars_plots_with_a_toml_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The use docs/track.md describes: plots of a radar the node has no driver for (here a target
     flying north at 10 m/s, 800 m east of a radar looking east, without range-rate), a config
@@ -284,17 +299,8 @@ def test_another_radars_plots_with_a_toml_config(tmp_path: Path, capsys: pytest.
     config = tmp_path / "radar.toml"
     config.write_text(RADAR_TOML)
     t0 = 1_750_000_000.0
-    plots = []
-    for k in range(100):
-        east, north, up = 800.0, -50.0 + k, 100.0  # 10 scans/s
-        rng = math.sqrt(east**2 + north**2 + up**2)
-        m = RadarDetection(
-            "surv", t0 + k * 0.1, 12.0 + k * 0.1, rng, math.atan2(-north, east), math.asin(up / rng),
-            None, 2.0, 0.017, 0.017, None, 15.0,
-        )  # fmt: skip
-        plots.append(wire.dumps(wire.measurement_record(m)))
     path = tmp_path / "plots.jsonl"
-    path.write_text("\n".join(plots) + "\n")
+    path.write_text(_northbound([(t0 + k * 0.1, 12.0 + k * 0.1) for k in range(100)]))
     assert main(["track", "--config", str(config), str(path)]) == 0
     out, err = capsys.readouterr()
     docs = [json.loads(line) for line in out.splitlines()]
@@ -321,18 +327,12 @@ def test_capture_times_in_milliseconds_are_named_as_the_likely_cause(
     (here four passes of 25 scans, 20 minutes apart: sparse on average, not scan by scan)."""
     config = tmp_path / "radar.toml"
     config.write_text(RADAR_TOML)
-    t0, plots = 1_750_000_000.0, []
+    t0, times = 1_750_000_000.0, []
     for k in range(100):
-        east, north, up = 800.0, -50.0 + k, 100.0
-        rng = math.sqrt(east**2 + north**2 + up**2)
         t = t0 + k * 0.1 if unit != "passes" else t0 + (k // 25) * 1200.0 + (k % 25) * 0.1
-        m = RadarDetection(
-            "surv", t * (unit if unit != "passes" else 1.0), t - t0 + 12.0, rng, math.atan2(-north, east),
-            math.asin(up / rng), None, 2.0, 0.017, 0.017, None, 15.0,
-        )  # fmt: skip
-        plots.append(wire.dumps(wire.measurement_record(m)))
+        times.append((t * (unit if unit != "passes" else 1.0), t - t0 + 12.0))
     path = tmp_path / "plots.jsonl"
-    path.write_text("\n".join(plots) + "\n")
+    path.write_text(_northbound(times))
     assert main(["track", "--config", str(config), str(path)]) == 0
     out, err = capsys.readouterr()
     confirmed = [tr for line in out.splitlines() for tr in json.loads(line).get("tracks", [])]
