@@ -7,7 +7,6 @@ Exit codes: 0 success, 1 runtime failure, 2 usage error (argparse), 78 configura
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -363,44 +362,10 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     )
 
 
-_NOTHING_DECODED = {  # why a kind's input may hold no record (`acoustic` always prints its summary)
-    "nmea": "another kind of sensor, another serial speed, or only damaged sentences (docs/decode-nmea.md)",
-    "ti-mmwave": "another kind of sensor, another serial speed, or only damaged frames "
-    "(docs/decode-ti-mmwave.md)",
-    "remoteid": "nothing broadcasting in a capture, or not a Remote ID receiver's output (docs/remoteid.md)",
-}
-
-
 def _cmd_decode(args: argparse.Namespace) -> int:
-    from cuas_node.decode import DECODE_FAILURES, DECODERS
+    from cuas_node.decode import run_decode
 
-    decoder = DECODERS.get(args.kind)
-    if decoder is None:
-        print(
-            f"cuas-node decode: unknown kind {args.kind!r} (known: {', '.join(sorted(DECODERS))})",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        data = sys.stdin.buffer.read() if str(args.file) == "-" else args.file.read_bytes()
-    except OSError as exc:
-        print(f"cuas-node decode: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-        return 1
-    out, records = sys.stdout, 0
-    try:
-        for obj in decoder(data):
-            out.write(json.dumps(obj, separators=(",", ":")) + "\n")
-            records += 1
-    except BrokenPipeError:
-        return 0
-    except DECODE_FAILURES as exc:
-        out.flush()
-        print(f"cuas-node decode: {exc}", file=sys.stderr)
-        return 1
-    why = _NOTHING_DECODED.get(args.kind)
-    if data and not records and why:  # (stdout stays the contract: nothing; say why on stderr)
-        print(f"cuas-node decode: no {args.kind} records in {len(data)} bytes: {why}", file=sys.stderr)
-    return 0
+    return run_decode(args)
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:

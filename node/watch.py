@@ -177,7 +177,7 @@ def render(state: WatchState) -> str:
     return "\n".join(lines) + "\n"
 
 
-_NO_ANSWER_S = 5.0  # a broker silent this long after the connection opened is said to be
+_NO_ANSWER_S = 5.0  # a broker that gives no MQTT answer this long is said to be silent
 
 
 def watch(
