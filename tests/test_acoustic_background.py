@@ -148,8 +148,19 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _in_process(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The command run by `cli.main` in this process (no start-up), as `_cli` reports it."""
+    from cuas_node.cli import main
+
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
+
+
 @needs_captures
-def test_calibrate_and_score_commands(tmp_path: Path) -> None:
+def test_calibrate_and_score_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The commands as a technician runs them: the first in a process of its own, the others
+    in-process (the same code, without a start-up each)."""
     site = write_wav(tmp_path / "site.wav", site_sound(30.0, 21))
     out = tmp_path / "bg" / "site.json"
     done = _cli("calibrate", "acoustic-background", str(out), str(site), "--false-alarms-per-hour", "2")
@@ -157,24 +168,24 @@ def test_calibrate_and_score_commands(tmp_path: Path) -> None:
     summary = json.loads(done.stdout)
     assert summary["config"]["background_file"] == str(out.resolve()) and out.is_file()
     drone_file = sorted((CAPTURES / "drone").glob("*.wav"))[0]
-    scored = _cli("acoustic", "score", "--background", str(out), str(drone_file), str(site))
+    scored = _in_process(capsys, "acoustic", "score", "--background", str(out), str(drone_file), str(site))
     assert scored.returncode == 0, scored.stderr
     rows = [json.loads(line) for line in scored.stdout.splitlines()]
     assert [set(r) for r in rows] == [{"file", "drone_likelihood", "detected", "f0_hz"}] * 2
     expected = list(score_wav_files([drone_file, site], configured_detector(out)))
     assert rows == expected  # the command is the library path, nothing else
-    bad = _cli("acoustic", "score", "--background", str(tmp_path / "none.json"), str(site))
+    bad = _in_process(capsys, "acoustic", "score", "--background", str(tmp_path / "none.json"), str(site))
     assert bad.returncode == 2 and "cannot read the background file" in bad.stderr
-    bad = _cli("acoustic", "score", "--false-alarms-per-hour", "2", str(site))
+    bad = _in_process(capsys, "acoustic", "score", "--false-alarms-per-hour", "2", str(site))
     assert bad.returncode == 2 and "give --background" in bad.stderr
     # an unreadable file is named with a reason, and the others are still scored
     (tmp_path / "text.wav").write_text("")  # empty: wave raises EOFError with no text
-    mixed = _cli("acoustic", "score", str(tmp_path / "text.wav"), str(drone_file))
+    mixed = _in_process(capsys, "acoustic", "score", str(tmp_path / "text.wav"), str(drone_file))
     assert mixed.returncode == 1 and len(mixed.stdout.splitlines()) == 1
     assert f"{tmp_path / 'text.wav'}: not a readable WAV file" in mixed.stderr
     # below the analysis rate: scored, with a warning
     narrow = write_wav(tmp_path / "narrow.wav", site_sound(3.0, 5)[::2], FS // 2)
-    scored = _cli("acoustic", "score", str(narrow))
+    scored = _in_process(capsys, "acoustic", "score", str(narrow))
     assert scored.returncode == 0 and len(scored.stdout.splitlines()) == 1
     assert f"{FS // 2} Hz is below the {FS} Hz the detector analyses" in scored.stderr
     # a drone in the recording: refused, nothing written
@@ -182,8 +193,12 @@ def test_calibrate_and_score_commands(tmp_path: Path) -> None:
     drone = real_drone(12)
     with_drone[3 * FS : 3 * FS + drone.size] += 0.05 * unit_rms(drone)
     refused_out = tmp_path / "refused.json"
-    refused = _cli(
-        "calibrate", "acoustic-background", str(refused_out), str(write_wav(tmp_path / "d.wav", with_drone))
+    refused = _in_process(
+        capsys,
+        "calibrate",
+        "acoustic-background",
+        str(refused_out),
+        str(write_wav(tmp_path / "d.wav", with_drone)),
     )
     assert refused.returncode == 1 and "drone-like source" in refused.stdout
     assert not refused_out.exists()
