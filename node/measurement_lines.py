@@ -257,9 +257,8 @@ def parse_line(line: str | bytes) -> ParsedLine:
             v = obj.get(f.name, _ABSENT)
             if v is _ABSENT:
                 if f.absent is _REQUIRED:  # (and a key it does not know: a misspelling of it?)
-                    extra = sorted(set(obj) - {"type", "kind"} - {g.name for g in kind.fields})
-                    unknown = f" ({UNKNOWN_FIELD}: {', '.join(extra)})"[:200] if extra else ""
-                    return Rejected(MISSING, f.name + unknown)
+                    extra = _unknown_keys(obj, kind)
+                    return Rejected(MISSING, f.name + (f" ({UNKNOWN_FIELD}: {extra})"[:200] if extra else ""))
                 if f.absent is None:
                     values[f.name] = None
                 continue
@@ -268,7 +267,11 @@ def parse_line(line: str | bytes) -> ParsedLine:
     except _Bad as bad:
         return bad.rejected
     if len(obj) != present:  # a key that is neither type, kind nor a field
-        extra = sorted(set(obj) - {"type", "kind"} - {f.name for f in kind.fields})
-        return Rejected(UNKNOWN_FIELD, ", ".join(extra)[:200])
+        return Rejected(UNKNOWN_FIELD, _unknown_keys(obj, kind)[:200])
     measurement: AnyMeasurement = kind.cls(**values)
     return measurement
+
+
+def _unknown_keys(obj: dict[str, Any], kind: _Kind) -> str:
+    """The keys of a line that are neither type, kind nor a field of its kind, sorted."""
+    return ", ".join(sorted(set(obj) - {"type", "kind"} - {f.name for f in kind.fields}))
